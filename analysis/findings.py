@@ -1,0 +1,126 @@
+"""The :class:`Finding`: one claim of a paper, checked on one trace.
+
+A finding carries the paper's statement, the numbers measured on this trace, a verdict and the
+ids of the figures that show it. It is a plain frozen record: the code that measures lives with
+the analyses (and in :mod:`servelab.reports.findings`), the code that renders lives in
+:mod:`servelab.reports`.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import polars as pl
+
+__all__ = ["Verdict", "Finding", "findings_table", "not_applicable"]
+
+
+class Verdict(str, enum.Enum):
+    """What the measured numbers say about a paper's claim on this trace."""
+
+    HOLDS = "holds"
+    DOES_NOT_HOLD = "does not hold"
+    INCONCLUSIVE = "inconclusive"
+    NOT_APPLICABLE = "not applicable"
+
+
+Measured = Mapping[str, float | int | str | bool | None]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One paper finding checked on one trace.
+
+    Parameters
+    ----------
+    id : str
+        Stable id, ``<paper>.<label>``, e.g. ``"servegen.F1"`` or ``"burstgpt.periodicity"``.
+    statement : str
+        The paper's claim, in one sentence.
+    source : str
+        Where the claim is made, e.g. ``"ServeGen (2025), Finding 1, Fig. 1"``.
+    verdict : Verdict
+        Holds, does not hold, inconclusive, or not applicable.
+    measured : Mapping
+        The numbers measured on this trace, by name (scalars only: no raw data).
+    reason : str
+        Why the verdict follows from the numbers (or why the finding does not apply).
+    figures : tuple of str
+        Figure ids (see :mod:`servelab.figures`) that show the evidence.
+    """
+
+    id: str
+    statement: str
+    source: str
+    verdict: Verdict
+    measured: Measured = field(default_factory=dict)
+    reason: str = ""
+    figures: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", Verdict(self.verdict))
+        object.__setattr__(self, "measured", MappingProxyType(dict(self.measured)))
+        object.__setattr__(self, "figures", tuple(self.figures))
+        bad = {k: type(v).__name__ for k, v in self.measured.items() if not isinstance(v, (int, float, str, bool, type(None)))}
+        if bad:
+            raise TypeError(f"Finding.measured holds scalars only; got non-scalar values for {bad}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (NaN and infinities become None)."""
+        return {
+            "id": self.id,
+            "statement": self.statement,
+            "source": self.source,
+            "verdict": self.verdict.value,
+            "measured": {k: _json_scalar(v) for k, v in self.measured.items()},
+            "reason": self.reason,
+            "figures": list(self.figures),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Finding":
+        return cls(
+            id=data["id"],
+            statement=data["statement"],
+            source=data["source"],
+            verdict=Verdict(data["verdict"]),
+            measured=data.get("measured", {}),
+            reason=data.get("reason", ""),
+            figures=tuple(data.get("figures", ())),
+        )
+
+
+def not_applicable(id: str, statement: str, source: str, reason: str, figures: Iterable[str] = ()) -> Finding:
+    """A finding that cannot be checked on this trace, with the reason."""
+    return Finding(id=id, statement=statement, source=source, verdict=Verdict.NOT_APPLICABLE,
+                   reason=reason, figures=tuple(figures))
+
+
+def findings_table(findings: Iterable[Finding]) -> pl.DataFrame:
+    """One row per finding: id, verdict, reason, and the measured numbers as ``k=v`` text."""
+    rows = [
+        {
+            "id": f.id,
+            "verdict": f.verdict.value,
+            "measured": ", ".join(f"{k}={_fmt(v)}" for k, v in f.measured.items()),
+            "reason": f.reason,
+        }
+        for f in findings
+    ]
+    return pl.DataFrame(rows, schema={"id": pl.String, "verdict": pl.String, "measured": pl.String, "reason": pl.String})
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

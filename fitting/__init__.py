@@ -1,0 +1,31 @@
+"""Distribution families, fits, goodness of fit, mixtures, client decomposition, pool fitting.
+
+Fitting may read :mod:`servelab.analysis` tables; it never imports figures or matplotlib.
+"""
+from servelab.fitting.exceptions import (
+    ConvergenceError,
+    ConvergenceWarning,
+    FitWarning,
+    InsufficientDataError,
+    UnknownFamilyError,
+)
+from servelab.fitting.families import ARRIVAL_FAMILIES, Family, family_names, get_family, register_family
+from servelab.fitting.fit import fit_family, ks_distance
+from servelab.fitting.result import FitResult, fits_table
+
+__all__ = [
+    "FitResult",
+    "fits_table",
+    "Family",
+    "ARRIVAL_FAMILIES",
+    "family_names",
+    "get_family",
+    "register_family",
+    "fit_family",
+    "ks_distance",
+    "FitWarning",
+    "ConvergenceWarning",
+    "ConvergenceError",
+    "InsufficientDataError",
+    "UnknownFamilyError",
+]
