@@ -1,0 +1,466 @@
+"""Build the characterization report: every section of every area, one HTML page plus report.json.
+
+:func:`build_report` opens a store (or ingests a raw trace into a temporary one), calls
+``build_section(store, quick=..., seed=...)`` of every section module that exists in
+:mod:`servelab.reports.sections` (:data:`SECTION_MODULES`), renders their figures, and writes one
+self-contained HTML file (see :mod:`servelab.reports.html`) and ``<output>.json`` holding the same
+findings. A section that raises does not sink the report: it is shown as failed, with its error,
+and a :class:`SectionFailedWarning` is issued.
+
+This module assembles; it measures nothing itself (the sections do) and never plots (the figure
+modules do). It is the only place that turns matplotlib Figures into bytes for the page.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import importlib
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from servelab import __version__
+from servelab.analysis.findings import Finding, Verdict
+from servelab.analysis.store import MANIFEST_NAME, TraceStore, open_store
+from servelab.reports.html import EmbeddedImage, render_html
+from servelab.reports.section import Section
+
+__all__ = [
+    "SECTION_MODULES",
+    "ReportResult",
+    "SectionOutcome",
+    "SectionFailedWarning",
+    "build_report",
+    "run_sections",
+    "open_or_ingest",
+    "encode_figure",
+    "report_document",
+]
+
+#: section modules in report order (``servelab.reports.sections.<name>``); missing ones are listed
+#: in the report's notes, not an error
+SECTION_MODULES = ("overview", "arrivals", "periodicity", "lengths", "clients", "conversations", "generation")
+
+#: figures are rendered at this many pixels per CSS pixel (sharp on high-density screens)
+_PIXEL_RATIO = 2
+_CSS_DPI = 96
+
+
+class SectionFailedWarning(RuntimeWarning):
+    """A report section raised; the report was still written, with the section marked failed."""
+
+
+@dataclass(frozen=True)
+class SectionOutcome:
+    """What one section module gave the report.
+
+    Parameters
+    ----------
+    id, title : str
+        The section's id and heading.
+    status : str
+        ``"ok"`` or ``"error"``.
+    section : Section or None
+        The built section (None when it failed).
+    error : str or None
+        ``"ExceptionType: message"`` plus the traceback's last frames, when it failed.
+    elapsed_s : float
+        Wall time of ``build_section``.
+    """
+
+    id: str
+    title: str
+    status: str
+    section: Section | None = field(default=None, repr=False)
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """The written report.
+
+    Parameters
+    ----------
+    html_path, json_path : Path
+        The two files written.
+    findings : tuple of Finding
+        Every finding of every section, in report order.
+    sections : tuple of (id, status) pairs
+        Each section and whether it was built (``"ok"``) or failed (``"error"``).
+    errors : Mapping[str, str]
+        Section id -> error text, for the failed sections.
+    notes : tuple of str
+        Report-level notes (missing section modules, quick mode, ingest).
+    elapsed_s : float
+        Wall time of the whole build.
+    """
+
+    html_path: Path
+    json_path: Path
+    findings: tuple[Finding, ...]
+    sections: tuple[tuple[str, str], ...]
+    errors: Mapping[str, str]
+    notes: tuple[str, ...]
+    elapsed_s: float
+
+    def verdict_counts(self) -> dict[str, int]:
+        """Number of findings per verdict (every verdict listed, zeros included)."""
+        counts = {v.value: 0 for v in Verdict}
+        for finding in self.findings:
+            counts[finding.verdict.value] += 1
+        return counts
+
+
+def build_report(
+    store_or_trace: TraceStore | str | os.PathLike | None = None,
+    *,
+    output: str | os.PathLike = "report.html",
+    quick: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    fmt: str = "auto",
+    sections: tuple[str, ...] = SECTION_MODULES,
+) -> ReportResult:
+    """Characterize a trace and write the report.
+
+    Parameters
+    ----------
+    store_or_trace : TraceStore, path or None
+        An opened store, a store folder, or a raw trace file (ingested into a temporary store
+        with ``fmt``). None: the shipped sample (:func:`servelab.samples.sample_path`).
+    output : path-like
+        The HTML file to write; the JSON goes beside it with the suffix ``.json``.
+    quick : bool
+        Ask sections to subsample their fits (for very large traces); each section says how.
+    seed : int
+        Seed handed to every section (the same seed gives the same report).
+    progress : bool
+        Show a progress bar over sections when standard error is a terminal.
+    fmt : str
+        Ingest format of a raw trace (``"auto"`` sniffs it).
+    sections : tuple of str
+        Section modules to run, in order (default: all of :data:`SECTION_MODULES`).
+
+    Returns
+    -------
+    ReportResult
+
+    Raises
+    ------
+    StoreNotFoundError, TraceFormatError, FileNotFoundError
+        When the trace cannot be opened or ingested (nothing is written then).
+    """
+    started = time.perf_counter()
+    output = Path(output)
+    json_path = output.with_suffix(".json")
+    notes: list[str] = []
+    with open_or_ingest(store_or_trace, fmt=fmt, notes=notes) as (store, source):
+        outcomes = run_sections(store, quick=quick, seed=seed, progress=progress, modules=sections, notes=notes)
+        images, figure_meta = _render_figures(outcomes, notes)
+        if quick:
+            notes.append("Quick mode: sections subsample the data they fit; each section's notes say how much.")
+        document = report_document(
+            store, source, outcomes, figure_meta, notes=notes, quick=quick, seed=seed,
+            elapsed_s=time.perf_counter() - started,
+        )
+    page = render_html(document, images)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(json_path, json.dumps(document, indent=2, default=_json_default, allow_nan=False) + "\n")
+    _write_atomic(output, page)
+    findings = tuple(f for o in outcomes if o.section is not None for f in o.section.findings)
+    return ReportResult(
+        html_path=output,
+        json_path=json_path,
+        findings=findings,
+        sections=tuple((o.id, o.status) for o in outcomes),
+        errors=MappingProxyType({o.id: o.error or "" for o in outcomes if o.status == "error"}),
+        notes=tuple(document["notes"]),
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+@contextlib.contextmanager
+def open_or_ingest(
+    store_or_trace: TraceStore | str | os.PathLike | None, *, fmt: str = "auto", notes: list[str] | None = None
+) -> Iterator[tuple[TraceStore, str]]:
+    """Yield ``(store, source description)``; a raw trace is ingested into a temporary store.
+
+    The temporary store is deleted when the block ends.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the path does not exist.
+    StoreNotFoundError
+        If ``fmt`` is ``"store"`` and the folder has no manifest.
+    """
+    notes = notes if notes is not None else []
+    if isinstance(store_or_trace, TraceStore):
+        yield store_or_trace, _describe_store(store_or_trace)
+        return
+    if store_or_trace is None:
+        from servelab.samples import sample_path
+
+        path = sample_path()
+    else:
+        path = Path(store_or_trace)
+    if path.is_dir() and (path / MANIFEST_NAME).is_file():
+        store = open_store(path)
+        yield store, str(path)
+        return
+    if not path.exists() and not any(ch in str(path) for ch in "*?["):
+        raise FileNotFoundError(f"store_or_trace: {str(path)!r} does not exist; give a trace store folder or a raw "
+                                "trace file (CSV, JSONL, Parquet)")
+    if path.is_dir():
+        # a folder without a manifest: let the ingest layer decide whether it can read it
+        pass
+    with tempfile.TemporaryDirectory(prefix="servelab-report-") as tmp:
+        store = _ingest(path, Path(tmp) / "store", fmt=fmt)
+        notes.append(f"Ingested {path.name} (format {store.manifest.get('format', fmt)!s}) into a temporary store; "
+                     f"run `servelab ingest` once to keep a store and report on it faster.")
+        yield store, str(path)
+
+
+def run_sections(
+    store: TraceStore,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    modules: tuple[str, ...] = SECTION_MODULES,
+    notes: list[str] | None = None,
+) -> list[SectionOutcome]:
+    """Build every available section; a failing one becomes a ``status="error"`` outcome.
+
+    Missing modules (areas not built yet) are skipped and named in ``notes``.
+    """
+    from tqdm.auto import tqdm
+
+    notes = notes if notes is not None else []
+    available, missing = [], []
+    for name in modules:
+        full = f"servelab.reports.sections.{name}"
+        (available if importlib.util.find_spec(full) is not None else missing).append(name)
+    if missing:
+        notes.append("Not part of this servelab build, so not in the report: "
+                     + ", ".join(f"{m} section" for m in missing) + ".")
+    outcomes: list[SectionOutcome] = []
+    show = progress and _is_terminal(sys.stderr)
+    bar = tqdm(available, desc="report", unit="section", disable=not show, leave=False, file=sys.stderr)
+    for name in bar:
+        bar.set_postfix_str(name)
+        outcomes.append(_run_one(name, store, quick=quick, seed=seed))
+    bar.close()
+    return outcomes
+
+
+def _run_one(name: str, store: TraceStore, *, quick: bool, seed: int) -> SectionOutcome:
+    started = time.perf_counter()
+    title = name.replace("_", " ").capitalize()
+    try:
+        module = importlib.import_module(f"servelab.reports.sections.{name}")
+        section = module.build_section(store, quick=quick, seed=seed)
+        if not isinstance(section, Section):
+            raise TypeError(f"{module.__name__}.build_section returned {type(section).__name__}, expected Section")
+    except Exception as err:  # noqa: BLE001 - a failing section must not sink the report
+        frames = traceback.format_exception(err)
+        text = f"{type(err).__name__}: {err}\n" + "".join(frames[-4:])
+        warnings.warn(f"report section {name!r} failed ({type(err).__name__}: {err}); the report marks it failed",
+                      SectionFailedWarning, stacklevel=3)
+        return SectionOutcome(id=name, title=title, status="error", error=text,
+                              elapsed_s=time.perf_counter() - started)
+    return SectionOutcome(id=section.id or name, title=section.title or title, status="ok", section=section,
+                          elapsed_s=time.perf_counter() - started)
+
+
+def encode_figure(fig: Any) -> EmbeddedImage:
+    """A matplotlib Figure as a base64 PNG for the page (rendered at 2x its CSS size).
+
+    Raises
+    ------
+    TypeError
+        If ``fig`` has no ``savefig`` (is not a matplotlib Figure).
+    """
+    if not hasattr(fig, "savefig"):
+        raise TypeError(f"figure must be a matplotlib Figure; got {type(fig).__name__}")
+    from servelab.figures.style import paper_style
+
+    buffer = io.BytesIO()
+    with paper_style():
+        fig.savefig(buffer, format="png", dpi=_CSS_DPI * _PIXEL_RATIO, bbox_inches="tight")
+    data = buffer.getvalue()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return EmbeddedImage(
+        mime="image/png",
+        base64=base64.b64encode(data).decode("ascii"),
+        width_px=max(1, round(width / _PIXEL_RATIO)),
+        height_px=max(1, round(height / _PIXEL_RATIO)),
+    )
+
+
+def _render_figures(outcomes: list[SectionOutcome], notes: list[str]) -> tuple[dict, dict]:
+    """Encode every section figure; a figure that fails to render is dropped with a note."""
+    from servelab.figures.registry import figure_specs
+
+    try:
+        specs = figure_specs()
+    except Exception as err:  # noqa: BLE001 - an area module that fails to import must not sink the report
+        notes.append(f"The figure registry could not load every figure module ({type(err).__name__}: {err}); "
+                     "captions may lack titles.")
+        from servelab.figures import registry
+
+        specs = dict(registry._FIGURES)
+    images: dict[str, EmbeddedImage] = {}
+    meta: dict[str, list[dict]] = {}
+    for outcome in outcomes:
+        if outcome.section is None:
+            continue
+        entries = []
+        for fig_id, fig in outcome.section.figures.items():
+            try:
+                images[fig_id] = encode_figure(fig)
+            except Exception as err:  # noqa: BLE001
+                notes.append(f"Figure {fig_id} of section {outcome.id} could not be rendered: "
+                             f"{type(err).__name__}: {err}")
+                continue
+            spec = specs.get(fig_id)
+            entries.append({
+                "id": fig_id,
+                "title": spec.title if spec else fig_id,
+                "paper_figure": spec.paper_figure if spec else "",
+            })
+        meta[outcome.id] = entries
+    return images, meta
+
+
+def report_document(
+    store: TraceStore,
+    source: str,
+    outcomes: list[SectionOutcome],
+    figure_meta: Mapping[str, list[dict]],
+    *,
+    notes: list[str],
+    quick: bool,
+    seed: int,
+    elapsed_s: float,
+) -> dict[str, Any]:
+    """The report as a JSON-ready dictionary (what ``report.json`` holds and the page shows)."""
+    findings: list[dict] = []
+    sections: list[dict] = []
+    headline: dict[str, dict] = {}
+    trace: dict[str, Any] = {}
+    for outcome in outcomes:
+        section = outcome.section
+        entry: dict[str, Any] = {
+            "id": outcome.id,
+            "title": outcome.title,
+            "status": outcome.status,
+            "error": outcome.error,
+            "elapsed_s": round(outcome.elapsed_s, 3),
+            "notes": list(section.notes) if section else [],
+            "headline": {k: _scalar(v) for k, v in section.headline.items()} if section else {},
+            "findings": [f.id for f in section.findings] if section else [],
+            "figures": list(figure_meta.get(outcome.id, [])),
+            "tables": {name: _table_dict(t) for name, t in section.tables.items()} if section else {},
+        }
+        sections.append(entry)
+        if section is None:
+            continue
+        for finding in section.findings:
+            record = finding.to_dict()
+            record["section"] = outcome.id
+            findings.append(record)
+            if finding.verdict is Verdict.NOT_APPLICABLE and not finding.reason.strip():
+                notes.append(f"Finding {finding.id} ({outcome.id}) is not applicable but its section gave no reason.")
+        if outcome.id == "overview":
+            trace = dict(entry["headline"])
+        elif entry["headline"]:
+            headline[outcome.id] = {"_title": outcome.title, **entry["headline"]}
+    if not trace:
+        trace = {"requests": store.n_requests}
+    counts = {v.value: 0 for v in Verdict}
+    for record in findings:
+        counts[record["verdict"]] += 1
+    return {
+        "servelab_version": __version__,
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "source_name": Path(source).name or source,
+        "store_format": store.manifest.get("format"),
+        "quick": bool(quick),
+        "seed": int(seed),
+        "elapsed_s": round(elapsed_s, 3),
+        "summary": {"trace": trace, "headline": headline, "verdicts": counts},
+        "sections": sections,
+        "findings": findings,
+        "notes": list(notes),
+    }
+
+
+def _table_dict(frame: Any) -> dict[str, Any]:
+    """A small polars table as ``{"columns": [...], "rows": [[...], ...]}`` with JSON scalars."""
+    columns = list(frame.columns)
+    rows = [[_scalar(v) for v in row] for row in frame.iter_rows()]
+    return {"columns": columns, "rows": rows}
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    try:  # numpy scalars
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return _scalar(value.item())
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    return _scalar(value)
+
+
+def _describe_store(store: TraceStore) -> str:
+    return str(store.path)
+
+
+def _ingest(path: Path, out: Path, *, fmt: str) -> TraceStore:
+    """Ingest ``path`` into a new store at ``out`` with :mod:`servelab.analysis.ingest`."""
+    try:
+        from servelab.analysis import ingest as ingest_module
+    except ImportError as err:  # pragma: no cover - only before the ingest layer exists
+        raise ImportError(
+            f"cannot ingest {str(path)!r}: servelab.analysis.ingest is not available ({err}); "
+            "give an existing trace store instead"
+        ) from err
+    result = ingest_module.ingest([str(path)], out, fmt=fmt, overwrite=True, progress=False)
+    return result if isinstance(result, TraceStore) else open_store(out)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

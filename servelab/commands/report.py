@@ -1,0 +1,48 @@
+"""``servelab report``: characterize a trace and write one self-contained HTML report plus JSON.
+
+A thin layer over :func:`servelab.reports.builder.build_report`; it parses options and prints
+where the report went and what it found. It computes nothing itself.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import click
+
+__all__ = ["report"]
+
+
+@click.command("report")
+@click.argument("store_or_trace", required=False, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
+              show_default=True, help="HTML file to write; the JSON of all findings goes beside it (.json).")
+@click.option("--quick", is_flag=True, help="Subsample fits (for very large traces); each section says how.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random draw of the sections.")
+@click.option("--format", "fmt", default="auto", show_default=True,
+              help="Format of a raw trace to ingest first (auto sniffs it; ignored for a store).")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bar over sections (shown only on a terminal).")
+def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fmt: str, progress: bool) -> None:
+    """Write the characterization report of STORE_OR_TRACE (default: the shipped Azure sample).
+
+    STORE_OR_TRACE is a trace store folder (from `servelab ingest`) or a raw trace file, which is
+    ingested into a temporary store first.
+    """
+    from servelab.analysis.exceptions import StoreNotFoundError, TraceFormatError
+    from servelab.reports.builder import SectionFailedWarning, build_report
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SectionFailedWarning)
+        try:
+            result = build_report(store_or_trace, output=output, quick=quick, seed=seed, progress=progress, fmt=fmt)
+        except (StoreNotFoundError, TraceFormatError, FileNotFoundError) as err:
+            raise click.ClickException(str(err)) from None
+    for warning in caught:
+        if not issubclass(warning.category, SectionFailedWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    counts = result.verdict_counts()
+    click.echo(f"wrote {result.html_path} and {result.json_path} in {result.elapsed_s:.1f} s")
+    click.echo("findings: " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()))
+    for section_id, error in result.errors.items():
+        click.echo(f"section {section_id} FAILED: {error.splitlines()[0]}", err=True)
