@@ -33,6 +33,7 @@ from typing import Any
 
 from servelab import __version__
 from servelab.analysis.findings import Finding, Verdict
+from servelab.analysis.exceptions import StoreNotFoundError
 from servelab.analysis.store import MANIFEST_NAME, TraceStore, open_store
 from servelab.reports.html import EmbeddedImage, render_html
 from servelab.reports.section import Section
@@ -225,8 +226,8 @@ def open_or_ingest(
         raise FileNotFoundError(f"store_or_trace: {str(path)!r} does not exist; give a trace store folder or a raw "
                                 "trace file (CSV, JSONL, Parquet)")
     if path.is_dir():
-        # a folder without a manifest: let the ingest layer decide whether it can read it
-        pass
+        raise StoreNotFoundError(f"store_or_trace: {str(path)!r} is a folder without {MANIFEST_NAME}, so not a trace "
+                                 "store; give a store made by `servelab ingest` or a raw trace file")
     with tempfile.TemporaryDirectory(prefix="servelab-report-") as tmp:
         store = _ingest(path, Path(tmp) / "store", fmt=fmt)
         notes.append(f"Ingested {path.name} (format {store.manifest.get('format', fmt)!s}) into a temporary store; "
