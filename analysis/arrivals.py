@@ -1,0 +1,327 @@
+"""Request arrivals as DuckDB SQL over the store: inter-arrival gaps and windowed rate / CV.
+
+Definitions used throughout (and by the tests' independent numpy reference):
+
+- A *gap* is the time from one request to the next request of the same group (the whole trace,
+  or one model / service / client), ordered by ``timestamp`` then ``request_id``.
+- Windows are ``[k W, (k + 1) W)`` on the trace's own clock (``timestamp`` seconds since the
+  origin), from the window holding the first request to the window holding the last; every group
+  gets every window, so idle windows appear with ``n_requests = 0``, ``rate_rps = 0`` and a null CV.
+- Within a window, a gap counts only when both requests lie in that window (a window with k
+  requests of a group has k - 1 gaps).
+- ``exposure_s`` is the part of the window inside the trace's span ``[first, last]`` (the first
+  and last windows are partial); ``rate_rps = n_requests / exposure_s`` (null when the exposure is
+  0, e.g. all timestamps identical or a window starting exactly at the last request).
+- ``cv`` = population standard deviation of the gaps / their mean (numpy's ``std`` with ddof 0),
+  defined only with at least 2 gaps (3 requests) and a positive mean gap; otherwise null, never 0.
+- ``mean_gap_s`` needs at least 1 gap (2 requests); otherwise null.
+
+Undefined values are nulls, never 0 and never an exception. This module computes tables only: it
+fits nothing (see :mod:`servelab.fitting`) and plots nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+
+import numpy as np
+import polars as pl
+
+from servelab.analysis.store import TraceStore, fetch_polars
+
+__all__ = [
+    "GROUPINGS",
+    "parse_window",
+    "resolve_group",
+    "inter_arrival_gaps",
+    "gap_array",
+    "gap_summary",
+    "window_stats",
+    "shift_summary",
+]
+
+#: accepted ``by`` values (``client`` is an alias of ``client_id``)
+GROUPINGS = ("model", "service", "client_id")
+
+_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_window(window: str | float | int) -> float:
+    """Window length in seconds from ``300``, ``"300s"``, ``"5m"``, ``"20min"``, ``"1h"`` or ``"1d"``.
+
+    Raises
+    ------
+    ValueError
+        If ``window`` is not a positive finite length in one of those forms.
+    """
+    if isinstance(window, (int, float, np.integer, np.floating)) and not isinstance(window, bool):
+        seconds = float(window)
+    elif isinstance(window, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", window.lower())
+        if not match or match.group(2) not in _UNITS:
+            raise ValueError(
+                f"window must be a length like 300, '300s', '5m', '20min', '1h' or '1d'; got {window!r}"
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"window must be a number of seconds or a string like '5m'; got {window!r}")
+    if not (np.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"window must be a positive length; got {window!r}")
+    return seconds
+
+
+def resolve_group(store: TraceStore, by: str | None, *, analysis: str) -> str | None:
+    """The canonical column for ``by`` (``client`` -> ``client_id``), checked against the store.
+
+    Raises
+    ------
+    ValueError
+        If ``by`` is not one of :data:`GROUPINGS` (or ``client``).
+    NotApplicableError
+        If the store lacks that column.
+    """
+    if by is None:
+        return None
+    column = "client_id" if by == "client" else by
+    if column not in GROUPINGS:
+        raise ValueError(f"by must be one of {list(GROUPINGS)} or 'client' (or None); got {by!r}")
+    store.require(column, analysis=analysis)
+    return column
+
+
+def _grp(column: str | None) -> tuple[str, str]:
+    """SQL expression of the group key and the partition clause."""
+    if column is None:
+        return "NULL::VARCHAR", ""
+    return f'"{column}"', f'PARTITION BY "{column}"'
+
+
+def inter_arrival_gaps(store: TraceStore, *, by: str | None = None) -> pl.DataFrame:
+    """Every gap of the trace (or within each group), in arrival order.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``[<by>,] timestamp, gap_s`` with one row per request that has a predecessor in its group
+        (``timestamp`` is the later request's).
+    """
+    column = resolve_group(store, by, analysis="inter-arrival gaps")
+    key, part = _grp(column)
+    select_key = f'grp_ AS "{column}", ' if column else ""
+    sql = f"""
+        SELECT {select_key}timestamp, gap_s FROM (
+            SELECT {key} AS grp_, request_id, timestamp,
+                   timestamp - lag(timestamp) OVER ({part} ORDER BY timestamp, request_id) AS gap_s
+            FROM requests
+        ) WHERE gap_s IS NOT NULL
+        ORDER BY {'grp_, ' if column else ''}timestamp, request_id
+    """
+    with contextlib.closing(store.connect()) as con:
+        return fetch_polars(con, sql)
+
+
+def gap_array(store: TraceStore) -> np.ndarray:
+    """The whole trace's gaps (seconds) as a numpy array in arrival order."""
+    sql = """
+        SELECT gap_s FROM (
+            SELECT request_id, timestamp - lag(timestamp) OVER (ORDER BY timestamp, request_id) AS gap_s FROM requests
+        ) WHERE gap_s IS NOT NULL ORDER BY request_id
+    """
+    with contextlib.closing(store.connect()) as con:
+        rows = con.sql(sql).fetchnumpy()
+    return np.asarray(rows["gap_s"], dtype=float)
+
+
+def gap_summary(store: TraceStore, *, by: str | None = None) -> pl.DataFrame:
+    """Per group (or for the whole trace): requests, span, rate, gap mean / std / CV, zero gaps.
+
+    ``rate_rps`` is the group's requests over the *whole trace's* span (so that group rates add up
+    to the trace's rate); null when that span is 0.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``[<by>,] n_requests, n_gaps, first_s, last_s, span_s, rate_rps, mean_gap_s, std_gap_s, cv,
+        n_zero_gaps, zero_gap_fraction``, largest groups first.
+    """
+    column = resolve_group(store, by, analysis="gap summary")
+    key, part = _grp(column)
+    select_key = f'grp_ AS "{column}", ' if column else ""
+    sql = f"""
+        WITH g AS (
+            SELECT {key} AS grp_, timestamp,
+                   timestamp - lag(timestamp) OVER ({part} ORDER BY timestamp, request_id) AS gap
+            FROM requests
+        ), span AS (SELECT max(timestamp) - min(timestamp) AS trace_span FROM requests)
+        SELECT {select_key}
+               count(*) AS n_requests,
+               count(gap) AS n_gaps,
+               min(timestamp) AS first_s,
+               max(timestamp) AS last_s,
+               max(timestamp) - min(timestamp) AS span_s,
+               CASE WHEN any_value(span.trace_span) > 0 THEN count(*) / any_value(span.trace_span) END AS rate_rps,
+               avg(gap) AS mean_gap_s,
+               CASE WHEN count(gap) >= 2 THEN stddev_pop(gap) END AS std_gap_s,
+               CASE WHEN count(gap) >= 2 AND avg(gap) > 0 THEN stddev_pop(gap) / avg(gap) END AS cv,
+               count(gap) FILTER (WHERE gap = 0) AS n_zero_gaps,
+               CASE WHEN count(gap) > 0 THEN (count(gap) FILTER (WHERE gap = 0)) / count(gap) END AS zero_gap_fraction
+        FROM g, span
+        GROUP BY grp_
+        ORDER BY n_requests DESC, grp_
+    """
+    with contextlib.closing(store.connect()) as con:
+        return fetch_polars(con, sql)
+
+
+def window_stats(
+    store: TraceStore,
+    *,
+    window: str | float = "5m",
+    by: str | None = None,
+    fill_idle: bool = True,
+    threads: int | None = None,
+) -> pl.DataFrame:
+    """Request rate and gap statistics per window (and per group).
+
+    Parameters
+    ----------
+    store : TraceStore
+    window : str or float
+        Window length (see :func:`parse_window`): ``"5m"`` as in ServeGen Fig. 2, ``"20m"`` as in
+        BurstGPT Fig. 6, or any other.
+    by : {None, "model", "service", "client", "client_id"}
+        Grouping; None for the whole trace.
+    fill_idle : bool
+        Emit every (group, window) pair of the trace's span, idle ones with ``n_requests = 0``,
+        ``rate_rps = 0`` and null gap statistics (default). False emits active windows only.
+    threads : int, optional
+        DuckDB threads (default: DuckDB's choice).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``[<by>,] window, window_start_s, exposure_s, n_requests, rate_rps, n_gaps, mean_gap_s,
+        std_gap_s, cv, n_zero_gaps, n_positive_gaps, mean_positive_gap_s, mean_log_positive_gap``
+        (the last three are the sufficient statistics of a Gamma MLE on the positive gaps, see
+        :mod:`servelab.fitting.windows`), ordered by group then window.
+    """
+    seconds = parse_window(window)
+    column = resolve_group(store, by, analysis="windowed arrival statistics")
+    key = f'"{column}"' if column else "NULL::VARCHAR"
+    w = f"CAST({seconds!r} AS DOUBLE)"
+    select_key = f'k.grp_ AS "{column}", ' if column else ""
+    join = "groups_ k CROSS JOIN grid_ g LEFT JOIN agg_ a ON a.grp_ IS NOT DISTINCT FROM k.grp_ AND a.w = g.w" if fill_idle \
+        else "agg_ a JOIN groups_ k ON a.grp_ IS NOT DISTINCT FROM k.grp_ JOIN grid_ g ON a.w = g.w"
+    sql = f"""
+        WITH span_ AS (SELECT min(timestamp) AS t0, max(timestamp) AS t1 FROM requests),
+        base_ AS (
+            SELECT {key} AS grp_, CAST(floor(timestamp / {w}) AS BIGINT) AS w, timestamp, request_id FROM requests
+        ),
+        gaps_ AS (
+            SELECT grp_, w, timestamp - lag(timestamp) OVER (PARTITION BY grp_, w ORDER BY timestamp, request_id) AS gap
+            FROM base_
+        ),
+        agg_ AS (
+            SELECT grp_, w,
+                   count(*) AS n_requests,
+                   count(gap) AS n_gaps,
+                   avg(gap) AS mean_gap,
+                   stddev_pop(gap) AS std_gap,
+                   count(gap) FILTER (WHERE gap = 0) AS n_zero,
+                   count(gap) FILTER (WHERE gap > 0) AS n_pos,
+                   avg(CASE WHEN gap > 0 THEN gap END) AS mean_pos,
+                   avg(ln(CASE WHEN gap > 0 THEN gap END)) AS mean_log_pos
+            FROM gaps_ GROUP BY grp_, w
+        ),
+        groups_ AS (SELECT DISTINCT grp_ FROM agg_),
+        grid_ AS (
+            SELECT range AS w FROM span_, range(CAST(floor(t0 / {w}) AS BIGINT), CAST(floor(t1 / {w}) AS BIGINT) + 1)
+        )
+        SELECT {select_key}
+               g.w AS window,
+               g.w * {w} AS window_start_s,
+               least((g.w + 1) * {w}, s.t1) - greatest(g.w * {w}, s.t0) AS exposure_s,
+               coalesce(a.n_requests, 0) AS n_requests,
+               CASE WHEN least((g.w + 1) * {w}, s.t1) - greatest(g.w * {w}, s.t0) > 0
+                    THEN coalesce(a.n_requests, 0) / (least((g.w + 1) * {w}, s.t1) - greatest(g.w * {w}, s.t0)) END
+                    AS rate_rps,
+               coalesce(a.n_gaps, 0) AS n_gaps,
+               CASE WHEN a.n_gaps >= 1 THEN a.mean_gap END AS mean_gap_s,
+               CASE WHEN a.n_gaps >= 2 THEN a.std_gap END AS std_gap_s,
+               CASE WHEN a.n_gaps >= 2 AND a.mean_gap > 0 THEN a.std_gap / a.mean_gap END AS cv,
+               coalesce(a.n_zero, 0) AS n_zero_gaps,
+               coalesce(a.n_pos, 0) AS n_positive_gaps,
+               a.mean_pos AS mean_positive_gap_s,
+               a.mean_log_pos AS mean_log_positive_gap
+        FROM {join}, span_ s
+        ORDER BY k.grp_, g.w
+    """
+    with contextlib.closing(store.connect(threads=threads)) as con:
+        out = fetch_polars(con, sql)
+    return out.with_columns(
+        pl.col("window").cast(pl.Int64),
+        pl.col("n_requests").cast(pl.Int64),
+        pl.col("n_gaps").cast(pl.Int64),
+        pl.col("n_zero_gaps").cast(pl.Int64),
+        pl.col("n_positive_gaps").cast(pl.Int64),
+    )
+
+
+def shift_summary(windows: pl.DataFrame, *, by: str | None = None, min_gaps: int = 20,
+                  min_exposure_fraction: float = 0.5) -> pl.DataFrame:
+    """How much rate and CV shift across windows (ServeGen Finding 2): max/min ratios.
+
+    Parameters
+    ----------
+    windows : polars.DataFrame
+        Output of :func:`window_stats`.
+    by : str, optional
+        The group column of ``windows`` (None for the whole trace).
+    min_gaps : int
+        A window's CV counts only with at least this many gaps (CVs of 2 gaps are noise).
+    min_exposure_fraction : float
+        A window's rate counts only when at least this fraction of it lies inside the trace
+        (the partial first / last windows otherwise distort the ratio).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``[<by>,] n_windows, n_idle, n_rate_windows, rate_min, rate_max, rate_max_over_min,
+        n_cv_windows, cv_min, cv_median, cv_max, cv_max_over_min, windows_cv_above_1``.
+        ``rate_min`` is over active windows (idle ones are counted in ``n_idle``); ratios are
+        null when fewer than 2 windows qualify.
+    """
+    column = "client_id" if by == "client" else by
+    if column is not None and column not in windows.columns:
+        raise ValueError(f"by={by!r} is not a column of windows; columns: {windows.columns}")
+    full = windows["exposure_s"].max() if windows.height else None
+    threshold = (full or 0.0) * min_exposure_fraction
+    rate_ok = (pl.col("exposure_s") >= threshold) & (pl.col("n_requests") > 0)
+    cv_ok = (pl.col("n_gaps") >= min_gaps) & pl.col("cv").is_not_null()
+    aggs = [
+        pl.len().alias("n_windows"),
+        (pl.col("n_requests") == 0).sum().alias("n_idle"),
+        rate_ok.sum().alias("n_rate_windows"),
+        pl.col("rate_rps").filter(rate_ok).min().alias("rate_min"),
+        pl.col("rate_rps").filter(rate_ok).max().alias("rate_max"),
+        cv_ok.sum().alias("n_cv_windows"),
+        pl.col("cv").filter(cv_ok).min().alias("cv_min"),
+        pl.col("cv").filter(cv_ok).median().alias("cv_median"),
+        pl.col("cv").filter(cv_ok).max().alias("cv_max"),
+        (pl.col("cv").filter(cv_ok) > 1).sum().alias("windows_cv_above_1"),
+    ]
+    if column is None:
+        out = windows.select(aggs)
+    else:
+        out = windows.group_by(column, maintain_order=True).agg(aggs)
+    counts = ["n_windows", "n_idle", "n_rate_windows", "n_cv_windows", "windows_cv_above_1"]
+    return out.with_columns([pl.col(c).cast(pl.Int64) for c in counts]).with_columns(
+        pl.when((pl.col("n_rate_windows") >= 2) & (pl.col("rate_min") > 0))
+        .then(pl.col("rate_max") / pl.col("rate_min")).alias("rate_max_over_min"),
+        pl.when((pl.col("n_cv_windows") >= 2) & (pl.col("cv_min") > 0))
+        .then(pl.col("cv_max") / pl.col("cv_min")).alias("cv_max_over_min"),
+    ).select(
+        ([column] if column else [])
+        + ["n_windows", "n_idle", "n_rate_windows", "rate_min", "rate_max", "rate_max_over_min",
+           "n_cv_windows", "cv_min", "cv_median", "cv_max", "cv_max_over_min", "windows_cv_above_1"]
+    )
