@@ -1,0 +1,633 @@
+r"""Client decomposition: who sends the traffic, how each client behaves per window, and how much
+of the aggregate's shifting is explained by the client mix (ServeGen Findings 5, 8, 11).
+
+Everything here is DuckDB SQL over the store (window functions and group-bys) plus small polars
+joins over the per-client-per-window table; there is no Python loop over clients or requests.
+
+What is computed
+----------------
+- :func:`client_ranking`: clients ranked by requests and by tokens, with cumulative shares;
+  :func:`top_clients_for_share` reads off how many top clients carry 50 % / 90 % of requests.
+- :func:`client_window_stats`: per client and window (default 600 s, ServeGen's pool grid): count,
+  rate, CV of inter-arrival gaps, mean / p50 / p95 input and output lengths, and the mean
+  per-request reasoning share (``reason_tokens / output_tokens``) and multimodal shares
+  (``image_tokens / input_tokens`` ...) where the trace has those columns.
+  :func:`aggregate_window_stats` is the same over all requests.
+- :func:`client_summary`: one row per client (share, overall rate, typical CV, mean lengths), the
+  table behind the CDFs of ServeGen Fig. 6 / 12 / 17.
+- :func:`client_stability`: per client and statistic, the spread of the statistic across windows
+  relative to the spread between clients (on a log scale, so it is unit-free):
+
+  .. math:: S_{c,s} = \frac{\operatorname{sd}_w \log x_{c,w,s}}{\operatorname{sd}_c \overline{\log x_{c,s}}}
+
+  :math:`S \ll 1` means the client is stable in statistic ``s`` compared with how different
+  clients are from each other.
+- :func:`mix_attribution`: the aggregate per window recomposed from per-client statistics with
+  (a) actual client rates but each client's behaviour frozen at its trace-wide value ("mix"),
+  (b) client shares frozen but actual per-window behaviour ("behaviour"), and (c) both actual
+  ("full"). The share of the aggregate's across-window variance (and of its window-to-window
+  changes) that each recomposition reproduces is Finding 5's number. Mean lengths recompose
+  exactly (a rate-weighted mean). The CV of a superposition does not; it is recomposed through
+  the index of dispersion of counts, which adds over independent clients
+  (:math:`\mathrm{IDC} = \sum_c \lambda_c \mathrm{CV}_c^2 / \sum_c \lambda_c`, the asymptotic
+  IDC of a renewal process being :math:`\mathrm{CV}^2`), and compared by squared correlation.
+  The aggregate rate is a sum, so its variance is split exactly into per-client covariance
+  shares, :math:`\operatorname{cov}(r_c, R) / \operatorname{var}(R)`.
+
+This module must not import fitting, generator, figures or matplotlib, and must not hold raw
+requests in its results.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from servelab.analysis.exceptions import NotApplicableError
+from servelab.analysis.store import TraceStore, fetch_polars
+
+__all__ = [
+    "DEFAULT_WINDOW_S",
+    "MODALITY_COLUMNS",
+    "client_ranking",
+    "top_clients_for_share",
+    "client_window_stats",
+    "aggregate_window_stats",
+    "window_gap_stats_sql",
+    "client_summary",
+    "client_stability",
+    "stability_overview",
+    "mix_attribution",
+    "rate_variance_shares",
+    "ClientDecomposition",
+    "decompose_clients",
+]
+
+#: ServeGen's client pools use 600 s arrival windows
+DEFAULT_WINDOW_S = 600.0
+
+#: input-modality token columns whose per-request share of the input is reported
+MODALITY_COLUMNS = ("text_tokens", "image_tokens", "audio_tokens", "video_tokens")
+
+_ANALYSIS = "client decomposition"
+
+
+# --------------------------------------------------------------------------------------------
+# SQL builders
+# --------------------------------------------------------------------------------------------
+def _check_window(window_s: float) -> float:
+    try:
+        value = float(window_s)
+    except (TypeError, ValueError):
+        raise ValueError(f"window_s must be a positive number of seconds; got {window_s!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"window_s must be a positive, finite number of seconds; got {window_s!r}")
+    return value
+
+
+def window_gap_stats_sql(relation: str, *, window_s: float, group_cols: tuple[str, ...] = (),
+                         extra_select: str = "", extra_cols: tuple[str, ...] = ()) -> str:
+    """SQL giving, per group and window, the request count and the CV of inter-arrival gaps.
+
+    Gaps are taken between consecutive requests of the same group **within the same window**
+    (a window's CV describes that window's arrivals only). A window with fewer than two gaps
+    has an undefined CV (NULL), never 0. A CV of exactly-zero mean gaps (all arrivals at one
+    instant) is NULL too.
+
+    Parameters
+    ----------
+    relation : str
+        A table, view or parenthesised sub-query with a ``timestamp`` column (and the group and
+        extra columns).
+    window_s : float
+        Window length in seconds; windows are anchored at ``timestamp = 0``.
+    group_cols : tuple of str
+        Grouping columns (e.g. ``("client_id",)``); empty for the aggregate.
+    extra_select : str
+        Further aggregate expressions (``", avg(x) AS mean_x"``) over the window's rows.
+    extra_cols : tuple of str
+        Columns the extra expressions read (carried through the window step).
+
+    Notes
+    -----
+    ``servelab.analysis.arrivals`` (arrival characterization) owns the general windowed
+    rate / CV statistics; this builder is kept to the shape needed here so that it can be
+    replaced by that module's query without changing results.
+    """
+    window_s = _check_window(window_s)
+    part = ", ".join([*(f'"{c}"' for c in group_cols), "w_"])
+    keep = "".join(f', "{c}"' for c in (*group_cols, *extra_cols) if c)
+    select = ", ".join([*(f'"{c}"' for c in group_cols), 'w_ AS "window"'])
+    return f"""
+WITH g_ AS (
+  SELECT floor(timestamp / {window_s!r})::BIGINT AS w_, timestamp{keep},
+         timestamp - lag(timestamp) OVER (PARTITION BY {part} ORDER BY timestamp) AS gap_
+  FROM {relation}
+)
+SELECT {select},
+       (w_ * {window_s!r})::DOUBLE AS window_start_s,
+       count(*) AS n,
+       count(gap_) AS n_gaps,
+       CASE WHEN count(gap_) >= 2 AND avg(gap_) > 0 THEN stddev_samp(gap_) / avg(gap_) END AS cv
+       {extra_select}
+FROM g_
+GROUP BY {part}
+"""
+
+
+def _length_selects(columns: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """Aggregate expressions for the length columns the store has."""
+    parts: list[str] = []
+    needed: list[str] = []
+    for col, short in (("input_tokens", "input"), ("output_tokens", "output")):
+        if col in columns:
+            needed.append(col)
+            parts.append(
+                f', sum("{col}")::DOUBLE AS sum_{short}, avg("{col}") AS mean_{short}, '
+                f'var_samp("{col}") AS var_{short}, '
+                f'quantile_cont("{col}", 0.5) AS p50_{short}, quantile_cont("{col}", 0.95) AS p95_{short}'
+            )
+    if "reason_tokens" in columns and "output_tokens" in columns:
+        needed.append("reason_tokens")
+        parts.append(', avg(CASE WHEN output_tokens > 0 THEN reason_tokens::DOUBLE / output_tokens END) AS mean_reason_ratio')
+    if "input_tokens" in columns:
+        present = [c for c in MODALITY_COLUMNS if c in columns and c != "text_tokens"]
+        for col in present:
+            needed.append(col)
+            short = col.removesuffix("_tokens")
+            parts.append(
+                f', avg(CASE WHEN input_tokens > 0 THEN "{col}"::DOUBLE / input_tokens END) AS mean_{short}_ratio'
+            )
+        if present:
+            total = " + ".join(f'coalesce("{c}", 0)' for c in present)
+            parts.append(f", avg(CASE WHEN input_tokens > 0 THEN ({total})::DOUBLE / input_tokens END) AS mean_mm_ratio")
+    return "".join(parts), tuple(dict.fromkeys(needed))
+
+
+def _span(con: duckdb.DuckDBPyConnection, where: str = "") -> tuple[float, float]:
+    first, last = con.sql(f"SELECT min(timestamp), max(timestamp) FROM requests {where}").fetchall()[0]
+    return float(first), float(last)
+
+
+def _with_exposure(frame: pl.DataFrame, *, window_s: float, first: float, last: float) -> pl.DataFrame:
+    """Add ``exposure_s`` (overlap of the window with the trace span) and ``rate``."""
+    start = pl.col("window_start_s")
+    exposure = (pl.min_horizontal(start + window_s, pl.lit(last)) - pl.max_horizontal(start, pl.lit(first)))
+    # a window holding only the last instant has zero overlap: give it the full length instead
+    exposure = pl.when(exposure > 0).then(exposure).otherwise(pl.lit(window_s))
+    return frame.with_columns(exposure_s=exposure).with_columns(rate=pl.col("n") / pl.col("exposure_s"))
+
+
+def _connect(store: TraceStore) -> contextlib.closing:
+    return contextlib.closing(store.connect())
+
+
+# --------------------------------------------------------------------------------------------
+# Ranking
+# --------------------------------------------------------------------------------------------
+def client_ranking(store: TraceStore) -> pl.DataFrame:
+    """Clients ranked by request count (and by tokens where lengths exist).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per client, sorted by requests (descending, ties by id): ``client_id``,
+        ``requests``, ``request_share``, ``cum_request_share``, ``rank_requests`` (1 = top), and
+        when the store has lengths ``tokens`` (input + output), ``token_share``,
+        ``rank_tokens``, ``cum_token_share`` (cumulative in token-rank order). Rows with no
+        ``client_id`` are left out (their number is the ``null_client_rows`` attribute of
+        :class:`ClientDecomposition`).
+
+    Raises
+    ------
+    NotApplicableError
+        If the store has no ``client_id`` column or no row with a client id.
+    """
+    store.require("client_id", analysis=_ANALYSIS)
+    token_terms = [f'coalesce("{c}", 0)' for c in ("input_tokens", "output_tokens") if c in store.columns]
+    tokens = f", sum({' + '.join(token_terms)})::DOUBLE AS tokens" if token_terms else ""
+    sql = f"""
+WITH c AS (
+  SELECT client_id, count(*) AS requests{tokens}
+  FROM requests WHERE client_id IS NOT NULL GROUP BY client_id
+)
+SELECT *,
+  requests / sum(requests) OVER () AS request_share,
+  row_number() OVER (ORDER BY requests DESC, client_id) AS rank_requests,
+  sum(requests) OVER (ORDER BY requests DESC, client_id ROWS UNBOUNDED PRECEDING)
+      / sum(requests) OVER () AS cum_request_share
+  {", tokens / nullif(sum(tokens) OVER (), 0) AS token_share,"
+   " row_number() OVER (ORDER BY tokens DESC, client_id) AS rank_tokens,"
+   " sum(tokens) OVER (ORDER BY tokens DESC, client_id ROWS UNBOUNDED PRECEDING)"
+   " / nullif(sum(tokens) OVER (), 0) AS cum_token_share" if tokens else ""}
+FROM c
+ORDER BY rank_requests
+"""
+    with _connect(store) as con:
+        frame = fetch_polars(con, sql)
+    if frame.height == 0:
+        raise NotApplicableError(_ANALYSIS, reason="every row's client_id is empty")
+    return frame
+
+
+def top_clients_for_share(ranking: pl.DataFrame, share: float, *, by: str = "requests") -> int:
+    """The smallest number of top clients whose combined share reaches ``share``.
+
+    Parameters
+    ----------
+    ranking : polars.DataFrame
+        From :func:`client_ranking`.
+    share : float
+        Target share in (0, 1], e.g. 0.5 or 0.9.
+    by : {"requests", "tokens"}
+        Rank by request count or by tokens.
+    """
+    if not (0 < share <= 1):
+        raise ValueError(f"share must be in (0, 1]; got {share!r}")
+    if by not in ("requests", "tokens"):
+        raise ValueError(f"by must be 'requests' or 'tokens'; got {by!r}")
+    cum = f"cum_{by[:-1]}_share"
+    if cum not in ranking.columns:
+        raise NotApplicableError(f"ranking by {by}", reason=f"the ranking has no {cum!r} column (no token counts)")
+    values = np.sort(ranking[cum].drop_nulls().to_numpy())
+    # tolerate the float round-off of a cumulative sum that should reach 1 exactly
+    return int(min(np.searchsorted(values, share - 1e-12, side="left") + 1, values.size))
+
+
+# --------------------------------------------------------------------------------------------
+# Per client, per window
+# --------------------------------------------------------------------------------------------
+def client_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S) -> pl.DataFrame:
+    """Per client and window: count, rate, CV of gaps, length statistics and shares.
+
+    Parameters
+    ----------
+    store : TraceStore
+        Needs ``client_id``; lengths and modality columns are used when present.
+    window_s : float
+        Window length in seconds (anchored at ``timestamp = 0``).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``client_id``, ``window``, ``window_start_s``, ``exposure_s`` (the window's overlap with
+        the trace span), ``n``, ``rate`` (n / exposure_s), ``n_gaps``, ``cv`` (NULL when fewer
+        than two gaps), and where available ``mean_/p50_/p95_/var_/sum_input``, the same for
+        ``output``, ``mean_reason_ratio``, ``mean_<modality>_ratio``, ``mean_mm_ratio``.
+        Windows in which a client sends nothing are absent (rate 0).
+    """
+    store.require("client_id", analysis=_ANALYSIS)
+    window_s = _check_window(window_s)
+    extra, needed = _length_selects(store.columns)
+    sql = window_gap_stats_sql("(SELECT * FROM requests WHERE client_id IS NOT NULL)", window_s=window_s,
+                               group_cols=("client_id",), extra_select=extra, extra_cols=needed)
+    with _connect(store) as con:
+        first, last = _span(con)
+        frame = fetch_polars(con, sql + " ORDER BY client_id, \"window\"")
+    if frame.height == 0:
+        raise NotApplicableError(_ANALYSIS, reason="every row's client_id is empty")
+    return _with_exposure(frame, window_s=window_s, first=first, last=last)
+
+
+def aggregate_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S) -> pl.DataFrame:
+    """The same statistics as :func:`client_window_stats` over all requests, one row per window.
+
+    Every window of the trace span is present (empty windows with ``n = 0`` and NULL
+    statistics), so that rate series have no holes.
+    """
+    window_s = _check_window(window_s)
+    extra, needed = _length_selects(store.columns)
+    sql = window_gap_stats_sql("requests", window_s=window_s, extra_select=extra, extra_cols=needed)
+    with _connect(store) as con:
+        first, last = _span(con)
+        frame = fetch_polars(con, sql + " ORDER BY \"window\"")
+    lo, hi = int(math.floor(first / window_s)), int(math.floor(last / window_s))
+    grid = pl.DataFrame({"window": np.arange(lo, hi + 1, dtype=np.int64)}).with_columns(
+        window_start_s=pl.col("window").cast(pl.Float64) * window_s)
+    frame = grid.join(frame.drop("window_start_s"), on="window", how="left").with_columns(
+        pl.col("n").fill_null(0), pl.col("n_gaps").fill_null(0))
+    return _with_exposure(frame, window_s=window_s, first=first, last=last)
+
+
+# --------------------------------------------------------------------------------------------
+# Per client summaries, stability
+# --------------------------------------------------------------------------------------------
+_STAT_COLUMNS = ("rate", "cv", "mean_input", "mean_output")
+
+
+def client_summary(window_stats: pl.DataFrame, *, span_s: float | None = None, min_requests: int = 10) -> pl.DataFrame:
+    """One row per client: the values whose distributions across clients ServeGen plots as CDFs.
+
+    Parameters
+    ----------
+    window_stats : polars.DataFrame
+        From :func:`client_window_stats`.
+    span_s : float, optional
+        Trace span used for the overall rate; default: the summed exposure of all windows.
+    min_requests : int
+        A window's CV counts towards the client's typical CV only if it holds at least this many
+        requests (few-request CVs are noise).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``client_id``, ``requests``, ``request_share``, ``rate`` (requests / span),
+        ``active_windows``, ``cv`` (median CV over windows with at least ``min_requests``;
+        NULL if none), ``cv_windows``, and request-weighted ``mean_input``, ``mean_output``,
+        ``mean_reason_ratio``, ``mean_<modality>_ratio`` where present. Sorted by requests.
+    """
+    if span_s is None:
+        span_s = float(window_stats.unique("window").select(pl.col("exposure_s").sum()).item())
+    weighted = [c for c in window_stats.columns if c.startswith("mean_")]
+    aggs = [
+        pl.col("n").sum().alias("requests"),
+        pl.len().alias("active_windows"),
+        pl.col("cv").filter((pl.col("n") >= min_requests) & pl.col("cv").is_not_null()).median().alias("cv"),
+        pl.col("cv").filter((pl.col("n") >= min_requests) & pl.col("cv").is_not_null()).len().alias("cv_windows"),
+    ]
+    for col in weighted:
+        ok = pl.col(col).is_not_null()
+        aggs.append(((pl.col(col) * pl.col("n")).filter(ok).sum() / pl.col("n").filter(ok).sum()).alias(col))
+    out = window_stats.group_by("client_id").agg(aggs)
+    total = out["requests"].sum()
+    return out.with_columns(
+        request_share=pl.col("requests") / total,
+        rate=pl.col("requests") / span_s,
+    ).sort(["requests", "client_id"], descending=[True, False])
+
+
+def client_stability(window_stats: pl.DataFrame, *, min_requests: int = 10,
+                     statistics: tuple[str, ...] | None = None) -> pl.DataFrame:
+    """Per client and statistic: spread across windows relative to the spread between clients.
+
+    Only windows with at least ``min_requests`` requests and a defined, positive value enter;
+    values are compared on a log scale (rates, CVs and lengths span decades).
+
+    Returns
+    -------
+    polars.DataFrame
+        Long format: ``client_id``, ``statistic``, ``n_windows``, ``within_sd`` (sd over windows
+        of log10 value), ``between_sd`` (sd across clients of their mean log10 value, same for
+        every client), ``stability_ratio`` = within / between (NULL with fewer than 2 windows).
+    """
+    if min_requests < 1:
+        raise ValueError(f"min_requests must be >= 1; got {min_requests!r}")
+    stats = statistics or tuple(c for c in (*_STAT_COLUMNS, "mean_reason_ratio", "mean_mm_ratio") if c in window_stats.columns)
+    missing = [s for s in stats if s not in window_stats.columns]
+    if missing:
+        raise ValueError(f"statistics {missing} are not columns of window_stats; available: {window_stats.columns}")
+    long = (
+        window_stats.filter(pl.col("n") >= min_requests)
+        .select("client_id", *stats)
+        .unpivot(index="client_id", on=list(stats), variable_name="statistic", value_name="value")
+        .filter(pl.col("value").is_not_null() & (pl.col("value") > 0))
+        .with_columns(logv=pl.col("value").log10())
+    )
+    per_client = long.group_by("client_id", "statistic").agg(
+        n_windows=pl.len(), within_sd=pl.col("logv").std(), mean_log=pl.col("logv").mean())
+    between = per_client.filter(pl.col("n_windows") >= 2).group_by("statistic").agg(between_sd=pl.col("mean_log").std())
+    return (
+        per_client.join(between, on="statistic", how="left")
+        .with_columns(stability_ratio=pl.when(pl.col("n_windows") >= 2).then(pl.col("within_sd") / pl.col("between_sd")))
+        .drop("mean_log")
+        .sort("client_id", "statistic")
+    )
+
+
+def stability_overview(stability: pl.DataFrame, ranking: pl.DataFrame, *, top: int) -> pl.DataFrame:
+    """Median stability ratio per statistic over the ``top`` clients (by requests) and over all."""
+    top_ids = ranking.filter(pl.col("rank_requests") <= top).select("client_id")
+    ok = stability.filter(pl.col("stability_ratio").is_not_null())
+    all_ = ok.group_by("statistic").agg(median_ratio_all=pl.col("stability_ratio").median(), clients_all=pl.len())
+    tops = ok.join(top_ids, on="client_id").group_by("statistic").agg(
+        median_ratio_top=pl.col("stability_ratio").median(), clients_top=pl.len())
+    return all_.join(tops, on="statistic", how="left").sort("statistic")
+
+
+# --------------------------------------------------------------------------------------------
+# Attribution of the aggregate's shifts to the client mix
+# --------------------------------------------------------------------------------------------
+def rate_variance_shares(window_stats: pl.DataFrame, aggregate: pl.DataFrame, *, min_exposure: float = 0.5) -> pl.DataFrame:
+    """Each client's exact share of the variance of the aggregate rate across windows.
+
+    .. math:: \\frac{\\operatorname{cov}_w(r_{c,w}, R_w)}{\\operatorname{var}_w(R_w)}, \\quad \\sum_c = 1
+
+    Windows covering less than ``min_exposure`` of their length are left out.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``client_id``, ``rate_variance_share`` (may be negative for a client moving against the
+        aggregate). Empty when the aggregate rate does not vary.
+    """
+    full = aggregate.select("window", "rate", "exposure_s")
+    wlen = float(full["exposure_s"].max())
+    full = full.filter(pl.col("exposure_s") >= min_exposure * wlen)
+    mean_r = full["rate"].mean()
+    ss = float(((full["rate"] - mean_r) ** 2).sum())
+    if not ss > 0:
+        return pl.DataFrame(schema={"client_id": pl.String, "rate_variance_share": pl.Float64})
+    dev = full.select("window", dev=pl.col("rate") - mean_r)
+    # cov(r_c, R) * W = sum_w r_cw (R_w - mean R): windows without the client contribute 0
+    return (
+        window_stats.select("client_id", "window", "rate").join(dev, on="window")
+        .group_by("client_id").agg(rate_variance_share=(pl.col("rate") * pl.col("dev")).sum() / ss)
+        .sort("rate_variance_share", descending=True)
+    )
+
+
+def _r2(actual: np.ndarray, model: np.ndarray) -> float:
+    ok = np.isfinite(actual) & np.isfinite(model)
+    a, m = actual[ok], model[ok]
+    if a.size < 3:
+        return float("nan")
+    sst = float(np.sum((a - a.mean()) ** 2))
+    return float("nan") if sst <= 0 else 1.0 - float(np.sum((a - m) ** 2)) / sst
+
+
+def _corr2(actual: np.ndarray, model: np.ndarray) -> float:
+    ok = np.isfinite(actual) & np.isfinite(model)
+    a, m = actual[ok], model[ok]
+    if a.size < 3 or np.std(a) == 0 or np.std(m) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, m)[0, 1] ** 2)
+
+
+def _diff(x: np.ndarray) -> np.ndarray:
+    return x[1:] - x[:-1]
+
+
+def mix_attribution(window_stats: pl.DataFrame, aggregate: pl.DataFrame, *, min_requests: int = 10,
+                    min_exposure: float = 0.5, top: int | None = None) -> pl.DataFrame:
+    """How much of the aggregate's across-window shifting the client mix explains.
+
+    For each statistic (``cv``, ``mean_input``, ``mean_output`` and the ratio columns present)
+    the aggregate per window is recomposed from per-client statistics three ways (see the module
+    docstring): ``mix`` (actual client rates, client behaviour frozen at its trace-wide value),
+    ``behaviour`` (client shares frozen, actual behaviour), ``full`` (both actual). For each,
+    the share of the aggregate's variance it reproduces, on levels and on window-to-window
+    changes. Mean statistics recompose exactly, so their score is :math:`R^2 = 1 - SSE/SST`;
+    the CV recomposes through the index of dispersion, so its score is the squared
+    correlation.
+
+    For ``rate``, the row gives the share of the aggregate rate's variance carried by the
+    ``top`` clients (exact covariance decomposition; ``top`` defaults to the clients carrying
+    90 % of requests), in ``r2_mix_levels``.
+
+    Parameters
+    ----------
+    window_stats, aggregate : polars.DataFrame
+        From :func:`client_window_stats` and :func:`aggregate_window_stats` (same window).
+    min_requests : int
+        Windows of the aggregate with fewer requests are left out; a client's CV counts only
+        from windows with at least this many requests (else the client is taken as Poisson,
+        CV 1, in the recomposition).
+    min_exposure : float
+        Windows covering less than this fraction of their length are left out.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per statistic: ``statistic``, ``windows``, ``score`` ("R2" or "corr2"),
+        ``r2_mix_levels``, ``r2_behaviour_levels``, ``r2_full_levels``, the same for
+        ``_changes``, ``noise_share`` (for means: expected sampling variance of the window
+        mean over the aggregate's variance; near 1 means there is no shift to explain).
+    """
+    wlen = float(aggregate["exposure_s"].max())
+    agg = aggregate.filter((pl.col("exposure_s") >= min_exposure * wlen) & (pl.col("n") >= min_requests)).sort("window")
+    ws = window_stats.join(agg.select("window"), on="window", how="semi")
+    share = ws.group_by("client_id").agg(total=pl.col("n").sum())
+    share = share.with_columns(pi=pl.col("total") / pl.col("total").sum())
+    rows = []
+
+    means = [c for c in ws.columns if c.startswith("mean_")]
+    for col in means:
+        if col not in agg.columns:
+            continue
+        ok = pl.col(col).is_not_null()
+        frozen = ws.filter(ok).group_by("client_id").agg(
+            frozen=(pl.col(col) * pl.col("n")).sum() / pl.col("n").sum())
+        t = ws.filter(ok).join(frozen, on="client_id").join(share.select("client_id", "pi"), on="client_id")
+        per_w = t.group_by("window").agg(
+            mix=(pl.col("n") * pl.col("frozen")).sum() / pl.col("n").sum(),
+            behaviour=(pl.col("pi") * pl.col(col)).sum() / pl.col("pi").sum(),
+            full=(pl.col("n") * pl.col(col)).sum() / pl.col("n").sum(),
+        )
+        j = agg.select("window", "n", pl.col(col).alias("actual"),
+                       *([pl.col(f"var_{col[5:]}").alias("var")] if f"var_{col[5:]}" in agg.columns else [])
+                       ).join(per_w, on="window", how="inner").sort("window").drop_nulls("actual")
+        rows.append(_scores(col, j, score="R2"))
+
+    if "cv" in ws.columns:
+        cv_ok = (pl.col("n") >= min_requests) & pl.col("cv").is_not_null()
+        frozen = ws.filter(cv_ok).group_by("client_id").agg(frozen=pl.col("cv").median())
+        t = ws.join(frozen, on="client_id", how="left").join(share.select("client_id", "pi"), on="client_id").with_columns(
+            frozen=pl.col("frozen").fill_null(1.0),
+            now=pl.when(cv_ok).then(pl.col("cv")).otherwise(pl.col("frozen")).fill_null(1.0),
+        )
+        per_w = t.group_by("window").agg(
+            mix=((pl.col("n") * pl.col("frozen") ** 2).sum() / pl.col("n").sum()).sqrt(),
+            behaviour=((pl.col("pi") * pl.col("now") ** 2).sum() / pl.col("pi").sum()).sqrt(),
+            full=((pl.col("n") * pl.col("now") ** 2).sum() / pl.col("n").sum()).sqrt(),
+        )
+        j = agg.select("window", "n", pl.col("cv").alias("actual")).join(per_w, on="window").sort("window").drop_nulls("actual")
+        rows.append(_scores("cv", j, score="corr2"))
+
+    shares = rate_variance_shares(window_stats, aggregate, min_exposure=min_exposure)
+    if top is None:
+        cum = share.sort("total", descending=True).with_columns(c=pl.col("pi").cum_sum())
+        top = int(min((cum["c"] < 0.9 - 1e-12).sum() + 1, cum.height))
+    top_ids = share.sort(["total", "client_id"], descending=[True, False]).head(top).select("client_id")
+    top_share = float(shares.join(top_ids, on="client_id")["rate_variance_share"].sum()) if shares.height else float("nan")
+    nan = float("nan")
+    rows.append({"statistic": "rate", "windows": agg.height, "score": f"variance share of top {top}",
+                 "r2_mix_levels": top_share, "r2_behaviour_levels": nan, "r2_full_levels": 1.0 if shares.height else nan,
+                 "r2_mix_changes": nan, "r2_behaviour_changes": nan, "r2_full_changes": nan, "noise_share": nan})
+    return pl.DataFrame(rows, schema={
+        "statistic": pl.String, "windows": pl.Int64, "score": pl.String,
+        "r2_mix_levels": pl.Float64, "r2_behaviour_levels": pl.Float64, "r2_full_levels": pl.Float64,
+        "r2_mix_changes": pl.Float64, "r2_behaviour_changes": pl.Float64, "r2_full_changes": pl.Float64,
+        "noise_share": pl.Float64,
+    })
+
+
+def _scores(statistic: str, j: pl.DataFrame, *, score: str) -> dict:
+    f = _r2 if score == "R2" else _corr2
+    a = j["actual"].to_numpy().astype(float)
+    out = {"statistic": statistic, "windows": j.height, "score": score}
+    for kind in ("mix", "behaviour", "full"):
+        m = j[kind].to_numpy().astype(float)
+        out[f"r2_{kind}_levels"] = f(a, m)
+        out[f"r2_{kind}_changes"] = f(_diff(a), _diff(m)) if a.size > 3 else float("nan")
+    noise = float("nan")
+    if "var" in j.columns and a.size >= 3:
+        var_a = float(np.var(a, ddof=1))
+        expected = float(np.nanmean(j["var"].to_numpy().astype(float) / j["n"].to_numpy().astype(float)))
+        noise = expected / var_a if var_a > 0 else float("inf")
+    out["noise_share"] = noise
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Everything at once
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClientDecomposition:
+    """The client decomposition of one trace: small tables only, no requests.
+
+    Attributes
+    ----------
+    window_s : float
+        Window length used.
+    n_clients, null_client_rows : int
+        Clients seen; rows without a client id (left out).
+    top50, top90 : int
+        Number of top clients (by requests) carrying 50 % and 90 % of requests.
+    ranking, window_stats, aggregate, summary, stability, attribution : polars.DataFrame
+        The tables of :func:`client_ranking`, :func:`client_window_stats`,
+        :func:`aggregate_window_stats`, :func:`client_summary`, :func:`client_stability`,
+        :func:`mix_attribution`.
+    """
+
+    window_s: float
+    n_clients: int
+    null_client_rows: int
+    top50: int
+    top90: int
+    ranking: pl.DataFrame
+    window_stats: pl.DataFrame
+    aggregate: pl.DataFrame
+    summary: pl.DataFrame
+    stability: pl.DataFrame
+    attribution: pl.DataFrame
+
+
+def decompose_clients(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S, min_requests: int = 10) -> ClientDecomposition:
+    """Run the whole client decomposition on ``store``.
+
+    Raises
+    ------
+    NotApplicableError
+        If the store has no ``client_id`` column or no row with a client id.
+    """
+    ranking = client_ranking(store)
+    with _connect(store) as con:
+        null_rows = int(con.sql("SELECT count(*) FROM requests WHERE client_id IS NULL").fetchall()[0][0])
+        first, last = _span(con)
+    window_stats = client_window_stats(store, window_s=window_s)
+    aggregate = aggregate_window_stats(store, window_s=window_s)
+    span = max(last - first, 0.0) or window_s
+    summary = client_summary(window_stats, span_s=span, min_requests=min_requests)
+    stability = client_stability(window_stats, min_requests=min_requests)
+    top90 = top_clients_for_share(ranking, 0.9)
+    attribution = mix_attribution(window_stats, aggregate, min_requests=min_requests, top=top90)
+    return ClientDecomposition(
+        window_s=float(window_s), n_clients=ranking.height, null_client_rows=null_rows,
+        top50=top_clients_for_share(ranking, 0.5), top90=top90, ranking=ranking,
+        window_stats=window_stats, aggregate=aggregate, summary=summary, stability=stability,
+        attribution=attribution,
+    )
