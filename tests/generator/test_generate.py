@@ -1,0 +1,249 @@
+"""Per-client generation: rate, shares, counts, CV, data dependence, conversations, errors.
+
+Reference values are closed forms (target x window, pool shares, the family's CV, the PMFs);
+tolerances are stated next to each check and shrink like 1/sqrt(n).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import special, stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _genpools import make_pool  # noqa: E402
+
+from servelab.generator.exceptions import GenerationError  # noqa: E402
+from servelab.generator.generate import (  # noqa: E402
+    GAMMA,
+    WEIBULL,
+    generate,
+    rate_table,
+    read_rate_file,
+    renewal_arrivals,
+)
+
+PMF_IN = ([10, 100, 1000, 5000], [0.1, 0.4, 0.3, 0.2])
+PMF_OUT = ([5, 50, 500], [0.3, 0.5, 0.2])
+
+
+def _pool(rates, **kw):
+    pmfs = {c: {"input_tokens": PMF_IN, "output_tokens": PMF_OUT} for c in rates}
+    return make_pool(rates, pmfs=pmfs, **kw)
+
+
+def test_count_per_window_matches_target_within_poisson_error():
+    # exponential clients: the superposition is Poisson, so a 600 s count has sd sqrt(rate * 600)
+    pool = _pool({"a": [1.0] * 6, "b": [3.0] * 6}, families={"a": "exponential", "b": "exponential"})
+    df = generate(pool, 5.0, 3600, seed=1)
+    counts = np.bincount((df["timestamp"].to_numpy() // 600).astype(int), minlength=6)
+    expected = 5.0 * 600
+    assert np.all(np.abs(counts - expected) < 4 * np.sqrt(expected)), counts
+    # over all six windows the total is within 4 sd of 18,000
+    assert abs(counts.sum() - 18000) < 4 * np.sqrt(18000)
+
+
+def test_no_request_lost_per_client_window():
+    # 7.5 expected requests per 600 s window for 2,016 windows (14 days): ServeGen's fixed
+    # int(rate * window) count gives 7 per window (1,008 requests short, 8 sd); a random count
+    # with exact mean keeps the total at 15,120 within Poisson error (sd 123)
+    rate = 7.5 / 600
+    pool = _pool({"a": [rate] * 2016}, families={"a": "exponential"})
+    df = generate(pool, "pool", 2016 * 600, seed=2)
+    assert abs(df.height - 15120) < 4 * np.sqrt(15120)
+
+
+def test_renewal_counts_have_exact_mean_for_bursty_and_regular_families(rng):
+    # stationary renewal: E[count in T] = rate * T for any family; check Gamma CV 3, Weibull c=0.6
+    # and a regular Gamma (CV 0.3) over 20,000 cells of 4 expected arrivals each
+    n = 20000
+    for code, shape, cv in ((GAMMA, 1 / 9, 3.0), (WEIBULL, 0.6, None), (GAMMA, 1 / 0.09, 0.3)):
+        if cv is None:
+            cv = np.sqrt(special.gamma(1 + 2 / shape) / special.gamma(1 + 1 / shape) ** 2 - 1)
+        cell, off = renewal_arrivals(np.full(n, 0.4), 10.0, code, shape, rng)
+        counts = np.bincount(cell, minlength=n)
+        # per-cell count variance is at most about cv^2 * mean + 1 for short windows
+        sd = np.sqrt((cv**2 * 4 + 1) / n)
+        assert abs(counts.mean() - 4.0) < 5 * sd, (code, shape, counts.mean())
+        assert np.all((off >= 0) & (off < 10.0))
+
+
+def test_client_shares_match_the_pool():
+    pool = _pool({"a": [1.0] * 4, "b": [2.0] * 4, "c": [3.0] * 4})
+    df = generate(pool, 12.0, 2400, seed=3)
+    n = df.height
+    share = df.group_by("client_id").len().sort("client_id")["len"].to_numpy() / n
+    expected = np.array([1, 2, 3]) / 6
+    # binomial sd sqrt(p(1-p)/n), inflated by the CV-1 renewal counts (variance ~ mean): 5 sd
+    assert np.all(np.abs(share - expected) < 5 * np.sqrt(expected * (1 - expected) / n * 2))
+
+
+def test_same_seed_same_bytes_and_other_seed_differs():
+    pool = _pool({"a": [1.0] * 3, "b": [0.5] * 3}, cvs={"a": 2.0})
+
+    def digest(seed):
+        buf = io.BytesIO()
+        generate(pool, 3.0, 1800, seed=seed).write_parquet(buf)
+        return hashlib.sha256(buf.getvalue()).hexdigest()
+
+    assert digest(7) == digest(7)
+    assert digest(7) != digest(8)
+
+
+@pytest.mark.parametrize("family, shape_or_cv", [("gamma", 2.0), ("gamma", 0.5), ("weibull", 0.7)])
+def test_gap_cv_per_client_matches_pool(family, shape_or_cv):
+    # one client, 1 req/s for 8 x 600 s: ~4,800 gaps. The sample CV's standard error is about
+    # CV * sqrt((kurtosis_excess + 2) / (4 n)); tolerance 5 standard errors.
+    pool = _pool({"a": [1.0] * 8}, cvs={"a": shape_or_cv}, families={"a": family})
+    cv_pool = pool.arrivals["cv"][0]
+    df = generate(pool, 1.0, 4800, seed=4)
+    gaps = np.diff(df["timestamp"].to_numpy())
+    cv = gaps.std() / gaps.mean()
+    if family == "gamma":
+        kurt = 6 * cv_pool**2
+    else:
+        kurt = float(stats.weibull_min(shape_or_cv).stats(moments="k"))
+    se = cv_pool * np.sqrt((kurt + 2) / (4 * gaps.size))
+    assert abs(cv - cv_pool) < 5 * se, (cv, cv_pool, se)
+
+
+def test_fields_are_independent_and_follow_their_pmfs():
+    pool = _pool({"a": [5.0] * 2})
+    df = generate(pool, 5.0, 1200, seed=5)
+    x, y = df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy()
+    n = x.size
+    # ServeGen's shared uniform makes Spearman rho = 1; independent draws give |rho| < 4/sqrt(n)
+    rho = stats.spearmanr(x, y).statistic
+    assert abs(rho) < 4 / np.sqrt(n), rho
+    for col, (values, probs) in (("input_tokens", PMF_IN), ("output_tokens", PMF_OUT)):
+        v = df[col].to_numpy()
+        freq = np.array([(v == value).mean() for value in values])
+        p = np.array(probs)
+        assert freq.sum() == pytest.approx(1.0)
+        assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / n))
+
+
+def test_clients_n_drives_many_clients_from_few():
+    pool = _pool({f"c{i}": [0.1 * (i + 1)] * 2 for i in range(10)})
+    df = generate(pool, 20.0, 1200, clients=1000, seed=6)
+    ids = df["client_id"].unique()
+    assert 950 <= ids.len() <= 1000  # a few tiny clients may draw no request in 20 min
+    base = ids.str.split("~").list.first()
+    per_pool = base.value_counts().sort("client_id")["count"].to_numpy()
+    assert np.all(per_pool >= 90) and np.all(per_pool <= 100)  # 100 copies each (some idle)
+    assert abs(df.height - 24000) < 5 * np.sqrt(24000 * 2)
+
+
+def test_clients_fewer_than_pool_are_distinct_and_span_the_ranking():
+    pool = _pool({f"c{i}": [0.1 * (i + 1)] * 2 for i in range(10)})
+    df = generate(pool, 2.0, 1200, clients=5, seed=6)
+    ids = sorted(df["client_id"].unique().to_list(), key=lambda c: int(c[1:]))
+    assert len(ids) == 5 and not any("~" in c for c in ids)
+    ranks = sorted(int(c[1:]) for c in ids)
+    # one per stratum of two ranks: {0,1}, {2,3}, ..., {8,9}
+    assert [r // 2 for r in ranks] == [0, 1, 2, 3, 4]
+
+
+def test_rate_table_is_followed():
+    pool = _pool({"a": [1.0] * 6, "b": [1.0] * 6}, families={"a": "exponential", "b": "exponential"})
+    sched = rate_table([0, 3600], [2.0, 12.0])
+    df = generate(pool, sched, 3600, seed=7)
+    counts = np.bincount((df["timestamp"].to_numpy() // 600).astype(int), minlength=6)
+    # integral of the ramp over each 600 s window: 600 * mean rate at the window's middle
+    expected = 600 * (2.0 + 10.0 * (np.arange(6) + 0.5) / 6)
+    assert np.all(np.abs(counts - expected) < 4 * np.sqrt(expected)), (counts, expected)
+
+
+def test_rate_file_and_pool_rate(tmp_path):
+    path = tmp_path / "rate.csv"
+    path.write_text("time_s,rate\n0,1\n600,3\n")
+    sched = read_rate_file(path)
+    assert sched.at([0, 300, 900]).tolist() == [1.0, 2.0, 3.0]
+    pool = _pool({"a": [1.0, 4.0], "b": [1.0, 0.0]}, families={"a": "exponential", "b": "exponential"})
+    df = generate(pool, "pool", 1200, seed=8)
+    counts = np.bincount((df["timestamp"].to_numpy() // 600).astype(int), minlength=2)
+    expected = np.array([2.0, 4.0]) * 600
+    assert np.all(np.abs(counts - expected) < 4 * np.sqrt(expected))
+
+
+def test_start_inside_span_and_missing_data_falls_back_to_aggregate():
+    rates = {"a": [1.0] * 6, "b": [1.0] * 6}
+    pool = make_pool(rates, pmfs={"a": {"input_tokens": ([7], [1.0]), "output_tokens": ([3], [1.0])}})
+    df = generate(pool, 2.0, 600, start=1800, seed=9)
+    assert df["timestamp"].min() >= 0 and df["timestamp"].max() < 600
+    # client b has no data of its own: it borrows the aggregate (here client a's PMF)
+    assert set(df.filter(pl.col("client_id") == "b")["input_tokens"].unique().to_list()) == {7}
+
+
+def test_conversations_turns_itt_and_context():
+    turns = ([1, 2, 3], [0.5, 0.3, 0.2])
+    itt = ([20.0, 60.0], [0.5, 0.5])
+    conv = pl.DataFrame({
+        "client_id": [None] * 5,
+        "field": ["turns"] * 3 + ["itt_s"] * 2,
+        "value": [*map(float, turns[0]), *itt[0]],
+        "probability": [*turns[1], *itt[1]],
+    }, schema_overrides={"client_id": pl.String})
+    pool = _pool({"a": [2.0] * 6}, families={"a": "exponential"}, conversations=conv)
+    df = generate(pool, 2.0, 3600, seed=10)
+    # the total rate is kept (starts at rate / E[turns], warm-up before the start)
+    assert abs(df.height - 7200) < 5 * np.sqrt(7200 * 2)
+    df = df.with_row_index("row")
+    # turns per conversation among conversations started well inside the window
+    firsts = df.filter((pl.col("turn") == 1) & (pl.col("timestamp") < 3600 - 130))
+    sizes = df.group_by("conversation_id").len()
+    k = firsts.join(sizes, on="conversation_id")["len"].to_numpy()
+    p = np.array(turns[1])
+    freq = np.array([(k == t).mean() for t in turns[0]])
+    assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / k.size)), freq
+    # every follow-up's parent is the previous turn, ITTs come from the PMF, context accumulates
+    kids = df.filter(pl.col("parent_id").is_not_null()).with_columns(pl.col("parent_id").cast(pl.UInt32))
+    pairs = kids.join(df, left_on="parent_id", right_on="row", suffix="_p")
+    assert pairs.height == kids.height > 0
+    assert (pairs["conversation_id"] == pairs["conversation_id_p"]).all()
+    assert (pairs["turn"] == pairs["turn_p"] + 1).all()
+    gaps = (pairs["timestamp"] - pairs["timestamp_p"]).to_numpy()
+    assert np.allclose(np.sort(np.unique(np.round(gaps, 6))), [20.0, 60.0])
+    new = (pairs["input_tokens"] - pairs["input_tokens_p"] - pairs["output_tokens_p"]).to_numpy()
+    assert set(np.unique(new).tolist()) <= set(PMF_IN[0])
+
+
+def test_generated_workload_is_a_store(tmp_path):
+    from servelab.analysis.store import write_store
+
+    pool = _pool({"a": [1.0] * 2})
+    df = generate(pool, 1.0, 600, seed=11)
+    store = write_store(df, tmp_path / "gen")
+    got = store.query("SELECT count(*) AS n, sum(input_tokens) AS s FROM requests")
+    assert got["n"][0] == df.height and got["s"][0] == df["input_tokens"].sum()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"rate": 1.0, "duration": 0}, "duration must be"),
+        ({"rate": 1.0, "duration": 600, "start": 1000}, "outside the pool's span"),
+        ({"rate": "fast", "duration": 60}, "rate as text must be 'pool'"),
+        ({"rate": -1.0, "duration": 60}, "finite number > 0"),
+        ({"rate": 1.0, "duration": 60, "clients": 0}, "clients must be a positive integer"),
+        ({"rate": ([0, 0], [1, 2]), "duration": 60}, "strictly increasing"),
+        ({"rate": 1.0, "duration": 60, "seed": "x"}, "seed must be an integer"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    pool = _pool({"a": [1.0] * 2})
+    kwargs = {"seed": 0, **kwargs}
+    with pytest.raises(GenerationError, match=match):
+        generate(pool, **kwargs)
+
+
+def test_bad_rate_file(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("when,how\n0,1\n")
+    with pytest.raises(GenerationError, match="needs a time column"):
+        read_rate_file(path)
