@@ -47,6 +47,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from servelab.analysis.arrivals import window_stats
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.store import TraceStore, fetch_polars
 
@@ -57,7 +58,6 @@ __all__ = [
     "top_clients_for_share",
     "client_window_stats",
     "aggregate_window_stats",
-    "window_gap_stats_sql",
     "client_summary",
     "client_stability",
     "stability_overview",
@@ -75,6 +75,9 @@ MODALITY_COLUMNS = ("text_tokens", "image_tokens", "audio_tokens", "video_tokens
 
 _ANALYSIS = "client decomposition"
 
+_ARRIVAL_COLUMNS = ("window", "window_start_s", "exposure_s", "n_requests", "rate_rps", "n_gaps", "mean_gap_s", "cv")
+_ARRIVAL_COLUMNS_CLIENT = ("client_id", *_ARRIVAL_COLUMNS)
+
 
 # --------------------------------------------------------------------------------------------
 # SQL builders
@@ -87,56 +90,6 @@ def _check_window(window_s: float) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"window_s must be a positive, finite number of seconds; got {window_s!r}")
     return value
-
-
-def window_gap_stats_sql(relation: str, *, window_s: float, group_cols: tuple[str, ...] = (),
-                         extra_select: str = "", extra_cols: tuple[str, ...] = ()) -> str:
-    """SQL giving, per group and window, the request count and the CV of inter-arrival gaps.
-
-    Gaps are taken between consecutive requests of the same group **within the same window**
-    (a window's CV describes that window's arrivals only). A window with fewer than two gaps
-    has an undefined CV (NULL), never 0. A CV of exactly-zero mean gaps (all arrivals at one
-    instant) is NULL too.
-
-    Parameters
-    ----------
-    relation : str
-        A table, view or parenthesised sub-query with a ``timestamp`` column (and the group and
-        extra columns).
-    window_s : float
-        Window length in seconds; windows are anchored at ``timestamp = 0``.
-    group_cols : tuple of str
-        Grouping columns (e.g. ``("client_id",)``); empty for the aggregate.
-    extra_select : str
-        Further aggregate expressions (``", avg(x) AS mean_x"``) over the window's rows.
-    extra_cols : tuple of str
-        Columns the extra expressions read (carried through the window step).
-
-    Notes
-    -----
-    ``servelab.analysis.arrivals`` (arrival characterization) owns the general windowed
-    rate / CV statistics; this builder is kept to the shape needed here so that it can be
-    replaced by that module's query without changing results.
-    """
-    window_s = _check_window(window_s)
-    part = ", ".join([*(f'"{c}"' for c in group_cols), "w_"])
-    keep = "".join(f', "{c}"' for c in (*group_cols, *extra_cols) if c)
-    select = ", ".join([*(f'"{c}"' for c in group_cols), 'w_ AS "window"'])
-    return f"""
-WITH g_ AS (
-  SELECT floor(timestamp / {window_s!r})::BIGINT AS w_, timestamp{keep},
-         timestamp - lag(timestamp) OVER (PARTITION BY {part} ORDER BY timestamp) AS gap_
-  FROM {relation}
-)
-SELECT {select},
-       (w_ * {window_s!r})::DOUBLE AS window_start_s,
-       count(*) AS n,
-       count(gap_) AS n_gaps,
-       CASE WHEN count(gap_) >= 2 AND avg(gap_) > 0 THEN stddev_samp(gap_) / avg(gap_) END AS cv
-       {extra_select}
-FROM g_
-GROUP BY {part}
-"""
 
 
 def _length_selects(columns: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
@@ -171,15 +124,6 @@ def _length_selects(columns: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
 def _span(con: duckdb.DuckDBPyConnection, where: str = "") -> tuple[float, float]:
     first, last = con.sql(f"SELECT min(timestamp), max(timestamp) FROM requests {where}").fetchall()[0]
     return float(first), float(last)
-
-
-def _with_exposure(frame: pl.DataFrame, *, window_s: float, first: float, last: float) -> pl.DataFrame:
-    """Add ``exposure_s`` (overlap of the window with the trace span) and ``rate``."""
-    start = pl.col("window_start_s")
-    exposure = (pl.min_horizontal(start + window_s, pl.lit(last)) - pl.max_horizontal(start, pl.lit(first)))
-    # a window holding only the last instant has zero overlap: give it the full length instead
-    exposure = pl.when(exposure > 0).then(exposure).otherwise(pl.lit(window_s))
-    return frame.with_columns(exposure_s=exposure).with_columns(rate=pl.col("n") / pl.col("exposure_s"))
 
 
 def _connect(store: TraceStore) -> contextlib.closing:
@@ -261,8 +205,25 @@ def top_clients_for_share(ranking: pl.DataFrame, share: float, *, by: str = "req
 # --------------------------------------------------------------------------------------------
 # Per client, per window
 # --------------------------------------------------------------------------------------------
+def _length_stats(store: TraceStore, *, window_s: float, by_client: bool) -> pl.DataFrame | None:
+    """Length statistics per (client,) window: one group-by pass, no window function."""
+    extra, _ = _length_selects(store.columns)
+    if not extra:
+        return None
+    key = "client_id, " if by_client else ""
+    where = "WHERE client_id IS NOT NULL" if by_client else ""
+    sql = (f'SELECT {key}CAST(floor(timestamp / CAST({window_s!r} AS DOUBLE)) AS BIGINT) AS "window"{extra} '
+           f'FROM requests {where} GROUP BY ALL')
+    with _connect(store) as con:
+        return fetch_polars(con, sql).with_columns(pl.col("window").cast(pl.Int64))
+
+
 def client_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S) -> pl.DataFrame:
     """Per client and window: count, rate, CV of gaps, length statistics and shares.
+
+    Rate and CV come from :func:`servelab.analysis.arrivals.window_stats` (one definition of
+    gaps, exposure and CV for the whole project: gaps within the window, population standard
+    deviation over the mean, NULL with fewer than two gaps); lengths from one group-by.
 
     Parameters
     ----------
@@ -274,49 +235,47 @@ def client_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S
     Returns
     -------
     polars.DataFrame
-        ``client_id``, ``window``, ``window_start_s``, ``exposure_s`` (the window's overlap with
-        the trace span), ``n``, ``rate`` (n / exposure_s), ``n_gaps``, ``cv`` (NULL when fewer
-        than two gaps), and where available ``mean_/p50_/p95_/var_/sum_input``, the same for
-        ``output``, ``mean_reason_ratio``, ``mean_<modality>_ratio``, ``mean_mm_ratio``.
-        Windows in which a client sends nothing are absent (rate 0).
+        ``client_id``, ``window``, ``window_start_s``, ``exposure_s``, ``n_requests``,
+        ``rate_rps``, ``n_gaps``, ``mean_gap_s``, ``cv``, and where available
+        ``mean_/p50_/p95_/var_/sum_input``, the same for ``output``, ``mean_reason_ratio``,
+        ``mean_<modality>_ratio``, ``mean_mm_ratio``. Windows in which a client sends nothing
+        are absent (rate 0).
     """
     store.require("client_id", analysis=_ANALYSIS)
     window_s = _check_window(window_s)
-    extra, needed = _length_selects(store.columns)
-    sql = window_gap_stats_sql("(SELECT * FROM requests WHERE client_id IS NOT NULL)", window_s=window_s,
-                               group_cols=("client_id",), extra_select=extra, extra_cols=needed)
-    with _connect(store) as con:
-        first, last = _span(con)
-        frame = fetch_polars(con, sql + " ORDER BY client_id, \"window\"")
-    if frame.height == 0:
+    arrivals = window_stats(store, window=window_s, by="client_id", fill_idle=False)
+    arrivals = arrivals.filter(pl.col("client_id").is_not_null()).select(_ARRIVAL_COLUMNS_CLIENT)
+    if arrivals.height == 0:
         raise NotApplicableError(_ANALYSIS, reason="every row's client_id is empty")
-    return _with_exposure(frame, window_s=window_s, first=first, last=last)
+    lengths = _length_stats(store, window_s=window_s, by_client=True)
+    if lengths is not None:
+        arrivals = arrivals.join(lengths, on=["client_id", "window"], how="left")
+    return arrivals.sort("client_id", "window")
 
 
 def aggregate_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S) -> pl.DataFrame:
     """The same statistics as :func:`client_window_stats` over all requests, one row per window.
 
-    Every window of the trace span is present (empty windows with ``n = 0`` and NULL
+    Every window of the trace span is present (idle windows with ``n_requests = 0`` and NULL
     statistics), so that rate series have no holes.
     """
     window_s = _check_window(window_s)
-    extra, needed = _length_selects(store.columns)
-    sql = window_gap_stats_sql("requests", window_s=window_s, extra_select=extra, extra_cols=needed)
-    with _connect(store) as con:
-        first, last = _span(con)
-        frame = fetch_polars(con, sql + " ORDER BY \"window\"")
-    lo, hi = int(math.floor(first / window_s)), int(math.floor(last / window_s))
-    grid = pl.DataFrame({"window": np.arange(lo, hi + 1, dtype=np.int64)}).with_columns(
-        window_start_s=pl.col("window").cast(pl.Float64) * window_s)
-    frame = grid.join(frame.drop("window_start_s"), on="window", how="left").with_columns(
-        pl.col("n").fill_null(0), pl.col("n_gaps").fill_null(0))
-    return _with_exposure(frame, window_s=window_s, first=first, last=last)
+    arrivals = window_stats(store, window=window_s, by=None, fill_idle=True).select(_ARRIVAL_COLUMNS)
+    lengths = _length_stats(store, window_s=window_s, by_client=False)
+    if lengths is not None:
+        arrivals = arrivals.join(lengths, on="window", how="left")
+    return arrivals.sort("window")
 
 
 # --------------------------------------------------------------------------------------------
 # Per client summaries, stability
 # --------------------------------------------------------------------------------------------
-_STAT_COLUMNS = ("rate", "cv", "mean_input", "mean_output")
+_STAT_COLUMNS = ("rate_rps", "cv", "mean_input", "mean_output")
+
+
+def _mean_columns(frame: pl.DataFrame) -> list[str]:
+    """Per-request means of lengths and shares (not the gap mean, which is an arrival statistic)."""
+    return [c for c in frame.columns if c.startswith("mean_") and c != "mean_gap_s"]
 
 
 def client_summary(window_stats: pl.DataFrame, *, span_s: float | None = None, min_requests: int = 10) -> pl.DataFrame:
@@ -342,16 +301,16 @@ def client_summary(window_stats: pl.DataFrame, *, span_s: float | None = None, m
     """
     if span_s is None:
         span_s = float(window_stats.unique("window").select(pl.col("exposure_s").sum()).item())
-    weighted = [c for c in window_stats.columns if c.startswith("mean_")]
+    weighted = _mean_columns(window_stats)
     aggs = [
-        pl.col("n").sum().alias("requests"),
+        pl.col("n_requests").sum().alias("requests"),
         pl.len().alias("active_windows"),
-        pl.col("cv").filter((pl.col("n") >= min_requests) & pl.col("cv").is_not_null()).median().alias("cv"),
-        pl.col("cv").filter((pl.col("n") >= min_requests) & pl.col("cv").is_not_null()).len().alias("cv_windows"),
+        pl.col("cv").filter((pl.col("n_requests") >= min_requests) & pl.col("cv").is_not_null()).median().alias("cv"),
+        pl.col("cv").filter((pl.col("n_requests") >= min_requests) & pl.col("cv").is_not_null()).len().alias("cv_windows"),
     ]
     for col in weighted:
         ok = pl.col(col).is_not_null()
-        aggs.append(((pl.col(col) * pl.col("n")).filter(ok).sum() / pl.col("n").filter(ok).sum()).alias(col))
+        aggs.append(((pl.col(col) * pl.col("n_requests")).filter(ok).sum() / pl.col("n_requests").filter(ok).sum()).alias(col))
     out = window_stats.group_by("client_id").agg(aggs)
     total = out["requests"].sum()
     return out.with_columns(
@@ -381,7 +340,7 @@ def client_stability(window_stats: pl.DataFrame, *, min_requests: int = 10,
     if missing:
         raise ValueError(f"statistics {missing} are not columns of window_stats; available: {window_stats.columns}")
     long = (
-        window_stats.filter(pl.col("n") >= min_requests)
+        window_stats.filter(pl.col("n_requests") >= min_requests)
         .select("client_id", *stats)
         .unpivot(index="client_id", on=list(stats), variable_name="statistic", value_name="value")
         .filter(pl.col("value").is_not_null() & (pl.col("value") > 0))
@@ -424,18 +383,18 @@ def rate_variance_shares(window_stats: pl.DataFrame, aggregate: pl.DataFrame, *,
         ``client_id``, ``rate_variance_share`` (may be negative for a client moving against the
         aggregate). Empty when the aggregate rate does not vary.
     """
-    full = aggregate.select("window", "rate", "exposure_s")
+    full = aggregate.select("window", "rate_rps", "exposure_s")
     wlen = float(full["exposure_s"].max())
     full = full.filter(pl.col("exposure_s") >= min_exposure * wlen)
-    mean_r = full["rate"].mean()
-    ss = float(((full["rate"] - mean_r) ** 2).sum())
+    mean_r = full["rate_rps"].mean()
+    ss = float(((full["rate_rps"] - mean_r) ** 2).sum())
     if not ss > 0:
         return pl.DataFrame(schema={"client_id": pl.String, "rate_variance_share": pl.Float64})
-    dev = full.select("window", dev=pl.col("rate") - mean_r)
+    dev = full.select("window", dev=pl.col("rate_rps") - mean_r)
     # cov(r_c, R) * W = sum_w r_cw (R_w - mean R): windows without the client contribute 0
     return (
-        window_stats.select("client_id", "window", "rate").join(dev, on="window")
-        .group_by("client_id").agg(rate_variance_share=(pl.col("rate") * pl.col("dev")).sum() / ss)
+        window_stats.select("client_id", "window", "rate_rps").join(dev, on="window")
+        .group_by("client_id").agg(rate_variance_share=(pl.col("rate_rps") * pl.col("dev")).sum() / ss)
         .sort("rate_variance_share", descending=True)
     )
 
@@ -498,43 +457,43 @@ def mix_attribution(window_stats: pl.DataFrame, aggregate: pl.DataFrame, *, min_
         mean over the aggregate's variance; near 1 means there is no shift to explain).
     """
     wlen = float(aggregate["exposure_s"].max())
-    agg = aggregate.filter((pl.col("exposure_s") >= min_exposure * wlen) & (pl.col("n") >= min_requests)).sort("window")
+    agg = aggregate.filter((pl.col("exposure_s") >= min_exposure * wlen) & (pl.col("n_requests") >= min_requests)).sort("window")
     ws = window_stats.join(agg.select("window"), on="window", how="semi")
-    share = ws.group_by("client_id").agg(total=pl.col("n").sum())
+    share = ws.group_by("client_id").agg(total=pl.col("n_requests").sum())
     share = share.with_columns(pi=pl.col("total") / pl.col("total").sum())
     rows = []
 
-    means = [c for c in ws.columns if c.startswith("mean_")]
+    means = _mean_columns(ws)
     for col in means:
         if col not in agg.columns:
             continue
         ok = pl.col(col).is_not_null()
         frozen = ws.filter(ok).group_by("client_id").agg(
-            frozen=(pl.col(col) * pl.col("n")).sum() / pl.col("n").sum())
+            frozen=(pl.col(col) * pl.col("n_requests")).sum() / pl.col("n_requests").sum())
         t = ws.filter(ok).join(frozen, on="client_id").join(share.select("client_id", "pi"), on="client_id")
         per_w = t.group_by("window").agg(
-            mix=(pl.col("n") * pl.col("frozen")).sum() / pl.col("n").sum(),
+            mix=(pl.col("n_requests") * pl.col("frozen")).sum() / pl.col("n_requests").sum(),
             behaviour=(pl.col("pi") * pl.col(col)).sum() / pl.col("pi").sum(),
-            full=(pl.col("n") * pl.col(col)).sum() / pl.col("n").sum(),
+            full=(pl.col("n_requests") * pl.col(col)).sum() / pl.col("n_requests").sum(),
         )
-        j = agg.select("window", "n", pl.col(col).alias("actual"),
+        j = agg.select("window", "n_requests", pl.col(col).alias("actual"),
                        *([pl.col(f"var_{col[5:]}").alias("var")] if f"var_{col[5:]}" in agg.columns else [])
                        ).join(per_w, on="window", how="inner").sort("window").drop_nulls("actual")
         rows.append(_scores(col, j, score="R2"))
 
     if "cv" in ws.columns:
-        cv_ok = (pl.col("n") >= min_requests) & pl.col("cv").is_not_null()
+        cv_ok = (pl.col("n_requests") >= min_requests) & pl.col("cv").is_not_null()
         frozen = ws.filter(cv_ok).group_by("client_id").agg(frozen=pl.col("cv").median())
         t = ws.join(frozen, on="client_id", how="left").join(share.select("client_id", "pi"), on="client_id").with_columns(
             frozen=pl.col("frozen").fill_null(1.0),
             now=pl.when(cv_ok).then(pl.col("cv")).otherwise(pl.col("frozen")).fill_null(1.0),
         )
         per_w = t.group_by("window").agg(
-            mix=((pl.col("n") * pl.col("frozen") ** 2).sum() / pl.col("n").sum()).sqrt(),
+            mix=((pl.col("n_requests") * pl.col("frozen") ** 2).sum() / pl.col("n_requests").sum()).sqrt(),
             behaviour=((pl.col("pi") * pl.col("now") ** 2).sum() / pl.col("pi").sum()).sqrt(),
-            full=((pl.col("n") * pl.col("now") ** 2).sum() / pl.col("n").sum()).sqrt(),
+            full=((pl.col("n_requests") * pl.col("now") ** 2).sum() / pl.col("n_requests").sum()).sqrt(),
         )
-        j = agg.select("window", "n", pl.col("cv").alias("actual")).join(per_w, on="window").sort("window").drop_nulls("actual")
+        j = agg.select("window", "n_requests", pl.col("cv").alias("actual")).join(per_w, on="window").sort("window").drop_nulls("actual")
         rows.append(_scores("cv", j, score="corr2"))
 
     shares = rate_variance_shares(window_stats, aggregate, min_exposure=min_exposure)
@@ -566,7 +525,7 @@ def _scores(statistic: str, j: pl.DataFrame, *, score: str) -> dict:
     noise = float("nan")
     if "var" in j.columns and a.size >= 3:
         var_a = float(np.var(a, ddof=1))
-        expected = float(np.nanmean(j["var"].to_numpy().astype(float) / j["n"].to_numpy().astype(float)))
+        expected = float(np.nanmean(j["var"].to_numpy().astype(float) / j["n_requests"].to_numpy().astype(float)))
         noise = expected / var_a if var_a > 0 else float("inf")
     out["noise_share"] = noise
     return out
