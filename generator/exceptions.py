@@ -1,0 +1,54 @@
+"""Errors and warnings raised by :mod:`servelab.generator`.
+
+Every class subclasses the built-in a caller would naturally catch; messages name the argument,
+what was allowed and what came in. Other generator modules add their classes here.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "PoolFormatError",
+    "PoolNotFoundError",
+    "PoolExistsError",
+    "PoolSpanError",
+    "MissingDatasetWarning",
+    "PoolWarning",
+    "GenerationError",
+    "GenerationWarning",
+    "ExportFormatError",
+]
+
+
+class PoolFormatError(ValueError):
+    """A pool folder (servelab's or ServeGen's) cannot be read as the format it claims to be."""
+
+
+class PoolNotFoundError(FileNotFoundError):
+    """A path does not hold a client pool."""
+
+
+class PoolExistsError(FileExistsError):
+    """The target of a pool write exists and ``overwrite`` was not given."""
+
+
+class PoolSpanError(ValueError):
+    """A requested time span lies outside the pool's span or is empty."""
+
+
+class PoolWarning(UserWarning):
+    """Something about a pool the caller should know (never printed; always this typed warning)."""
+
+
+class MissingDatasetWarning(PoolWarning):
+    """A ServeGen client has a trace file but no dataset file (kept arrival-only or dropped)."""
+
+
+class GenerationError(ValueError):
+    """Arguments of a workload generation (rate, duration, start, clients) are invalid."""
+
+
+class GenerationWarning(UserWarning):
+    """A generated workload departs from what was asked (e.g. no active client in a window)."""
+
+
+class ExportFormatError(ValueError):
+    """A workload cannot be exported in the requested format (unknown format, missing columns)."""

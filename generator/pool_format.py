@@ -1,0 +1,167 @@
+"""servelab's own on-disk client-pool format: a folder with a JSON manifest and Parquet tables.
+
+Layout (format version 1)::
+
+    POOL/
+      manifest.json            format, format_version, servelab_version, created_at, window_s,
+                               data_window_s, span_s, fields, n_clients, tables {name: file, rows},
+                               provenance (source and its sha256, settings, ServeGen details)
+      clients.parquet          the tables of :class:`~servelab.generator.pool.ClientPool`,
+      arrivals.parquet         same names and columns (zstd-compressed, sorted by client and
+      data.parquet             window so that they compress well and read fast)
+      data_fits.parquet
+      conversations.parquet
+      conversation_pmfs.parquet
+
+Reading is lazy (``polars.scan_parquet``): :func:`read_pool` opens the manifest only. Writing is
+atomic (a failed write leaves nothing behind). This module converts formats only.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from servelab import __version__
+from servelab.generator.exceptions import PoolExistsError, PoolFormatError, PoolNotFoundError
+from servelab.generator.pool import ClientPool
+
+__all__ = ["read_pool", "write_pool", "is_servelab_pool", "FORMAT_NAME", "FORMAT_VERSION", "TABLES"]
+
+FORMAT_NAME = "servelab-pool"
+#: bumped whenever a table gains a required column or a column changes meaning
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+#: table name -> sort order on disk
+TABLES = {
+    "clients": None,
+    "arrivals": ("client_id", "window_start"),
+    "data": ("client_id", "window_start", "field", "value"),
+    "data_fits": ("client_id", "window_start", "field"),
+    "conversations": ("client_id",),
+    "conversation_pmfs": ("client_id", "quantity", "value"),
+}
+
+
+def is_servelab_pool(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a ``manifest.json`` naming servelab's pool format."""
+    manifest = Path(path) / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("format") == FORMAT_NAME
+    except ValueError:
+        return False
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``pool`` to the folder ``path`` in servelab's format and return the path.
+
+    Raises
+    ------
+    PoolExistsError
+        If ``path`` exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise PoolExistsError(f"{str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tables = {}
+        for name, order in TABLES.items():
+            lf = pool.lazy(name)
+            if order:
+                lf = lf.sort(list(order), maintain_order=True)
+            file = f"{name}.parquet"
+            lf.sink_parquet(tmp / file, compression="zstd", compression_level=3, statistics=True)
+            rows = pl.scan_parquet(tmp / file).select(pl.len()).collect().item()
+            tables[name] = {"file": file, "rows": int(rows)}
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "servelab_version": __version__,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "window_s": pool.window_s,
+            "data_window_s": pool.data_window_s,
+            "span_s": list(pool.span),
+            "fields": list(pool.fields),
+            "n_clients": tables["clients"]["rows"],
+            "tables": tables,
+            "provenance": _plain(pool.provenance),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(path)
+    return path
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed manifest of the pool at ``path`` (checked for format and version)."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise PoolNotFoundError(f"{str(path)!r} is not a servelab pool (no {MANIFEST}); create one with "
+                                "`servelab fit-pool STORE -o POOL` or `servelab pool import-servegen`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as err:
+        raise PoolFormatError(f"{str(manifest_path)!r} is not valid JSON: {err}") from None
+    if manifest.get("format") != FORMAT_NAME:
+        raise PoolFormatError(f"{str(manifest_path)!r} has format {manifest.get('format')!r}; expected {FORMAT_NAME!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise PoolFormatError(f"pool {str(path)!r} has format_version {manifest.get('format_version')!r}; "
+                              f"this servelab reads format_version {FORMAT_VERSION}")
+    return manifest
+
+
+def read_pool(path: str | os.PathLike) -> ClientPool:
+    """Open the servelab pool at ``path`` lazily (tables are scanned, not read).
+
+    Raises
+    ------
+    PoolNotFoundError
+        If ``path`` has no ``manifest.json``.
+    PoolFormatError
+        If the manifest names another format or version, or a table file is missing.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    tables = {}
+    for name in TABLES:
+        entry = manifest["tables"].get(name)
+        if entry is None:
+            tables[name] = None
+            continue
+        file = path / entry["file"]
+        if not file.is_file():
+            raise PoolFormatError(f"pool {str(path)!r} lacks its table file {entry['file']!r}")
+        tables[name] = pl.scan_parquet(file)
+    provenance = dict(manifest.get("provenance") or {})
+    provenance.setdefault("pool_path", str(path))
+    return ClientPool(**tables, window_s=float(manifest["window_s"]), data_window_s=float(manifest["data_window_s"]),
+                      span=tuple(manifest["span_s"]), fields=manifest["fields"], provenance=provenance)
