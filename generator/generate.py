@@ -586,28 +586,80 @@ class _Conversations:
     max_turns: int
 
 
-def _conversation_model(pool, pool_ids: list[str]) -> _Conversations | None:
-    """Read ``pool.conversations``: long PMFs ``[client_id, field, value, probability]``.
+def _conversation_pmfs(pool) -> pl.DataFrame | None:
+    """``[client_id, quantity, value, probability]`` with ``quantity`` in (turns, itt_s), or None.
 
-    ``field`` is ``turns`` (turns per conversation, >= 1) or ``itt_s`` (seconds between turns).
-    A client without rows is single-turn; rows with a null ``client_id`` apply to every client
-    without rows of its own. Returns None when the pool models no conversations.
+    From ``pool.conversation_pmfs`` when present. A turns PMF without mass at 1 describes
+    multi-turn conversations only; with the client's ``multi_turn_share`` (share of requests in
+    conversations of >= 2 turns, from ``pool.conversations``) single-turn conversations are added
+    back: ``P(1) = (1 - s) / ((1 - s) + s / m)`` with ``m`` the multi-turn mean. Clients with a
+    summary row but no PMFs get geometric turns with the row's ``turns_mean`` and exponential ITTs
+    with its ``itt_mean_s``, binned at 1 s (a 99.9 % quantile cap).
     """
-    conv = _frame(getattr(pool, "conversations", None))
-    if conv is None or conv.height == 0 or "field" not in conv.columns:
+    pmfs = _frame(getattr(pool, "conversation_pmfs", None))
+    summary = _frame(getattr(pool, "conversations", None))
+    parts = []
+    if pmfs is not None and pmfs.height and "quantity" in pmfs.columns:
+        parts.append(pmfs.select("client_id", "quantity", pl.col("value").cast(pl.Float64),
+                                 pl.col("probability").cast(pl.Float64)))
+    if summary is not None and summary.height and {"turns_mean", "itt_mean_s"} <= set(summary.columns):
+        have = set(parts[0]["client_id"].unique().to_list()) if parts else set()
+        rows = summary.filter(~pl.col("client_id").is_in(list(have)) & (pl.col("turns_mean") > 1)
+                              & (pl.col("itt_mean_s") > 0))
+        for cid, tm, im in rows.select("client_id", "turns_mean", "itt_mean_s").iter_rows():  # per client
+            q = 1.0 / tm
+            k = np.arange(1, int(np.ceil(np.log(1e-3) / np.log1p(-q))) + 2 if q < 1 else 2)
+            pk = q * (1 - q) ** (k - 1)
+            x = np.arange(0.5, -np.log(1e-3) * im + 1.0)
+            px = np.exp(-(x - 0.5) / im) - np.exp(-(x + 0.5) / im)
+            parts.append(pl.DataFrame({
+                "client_id": [cid] * (k.size + x.size), "quantity": ["turns"] * k.size + ["itt_s"] * x.size,
+                "value": np.r_[k.astype(float), x], "probability": np.r_[pk, px]}))
+    if not parts:
+        return None
+    out = pl.concat(parts).filter(pl.col("probability") > 0)
+    if summary is not None and summary.height and "multi_turn_share" in summary.columns:
+        turns = out.filter(pl.col("quantity") == "turns")
+        multi_only = (turns.group_by("client_id").agg(pl.col("value").min().alias("vmin"),
+                                                     ((pl.col("value") * pl.col("probability")).sum()
+                                                      / pl.col("probability").sum()).alias("m"))
+                      .filter(pl.col("vmin") >= 2)
+                      .join(summary.select("client_id", "multi_turn_share"), on="client_id", how="inner")
+                      .filter(pl.col("multi_turn_share").is_between(0, 1, closed="left")))
+        if multi_only.height:
+            s_, m_ = pl.col("multi_turn_share"), pl.col("m")
+            single = multi_only.select(
+                "client_id", pl.lit("turns").alias("quantity"), pl.lit(1.0).alias("value"),
+                ((1 - s_) / ((1 - s_) + s_ / m_)).alias("p1"))
+            scaled = (turns.join(multi_only, on="client_id", how="inner")
+                      .with_columns((pl.col("probability") / pl.col("probability").sum().over("client_id")
+                                     * (s_ / m_) / ((1 - s_) + s_ / m_)).alias("probability"))
+                      .select("client_id", "quantity", "value", "probability"))
+            rest = out.filter(~((pl.col("quantity") == "turns") & pl.col("client_id").is_in(multi_only["client_id"].to_list())))
+            out = pl.concat([rest, scaled, single.rename({"p1": "probability"})])
+    return out
+
+
+def _conversation_model(pool, pool_ids: list[str]) -> _Conversations | None:
+    """Per pool client turns and ITT PMF tables (see :func:`_conversation_pmfs`), or None.
+
+    A client without conversation parameters is single-turn; rows with a null ``client_id``
+    apply to every client without rows of its own.
+    """
+    conv = _conversation_pmfs(pool)
+    if conv is None or conv.height == 0:
         return None
     P = len(pool_ids)
     index = pl.DataFrame({"client_id": pool_ids, "p": np.arange(P)})
     parts = {}
     for field in ("turns", "itt_s"):
-        rows = conv.filter((pl.col("field") == field) & (pl.col("probability") > 0))
+        rows = conv.filter((pl.col("quantity") == field) & (pl.col("probability") > 0))
         own = rows.filter(pl.col("client_id").is_not_null()).join(index, on="client_id", how="inner")
-        own = own.select("p", pl.col("value").cast(pl.Float64), pl.col("probability").cast(pl.Float64))
+        own = own.select("p", "value", "probability")
         shared = rows.filter(pl.col("client_id").is_null())
         if shared.height:
             missing = np.setdiff1d(np.arange(P), own["p"].unique().to_numpy())
-            fill = pl.DataFrame({"p": missing}).join(
-                shared.select(pl.col("value").cast(pl.Float64), pl.col("probability").cast(pl.Float64)), how="cross")
+            fill = pl.DataFrame({"p": missing}).join(shared.select("value", "probability"), how="cross")
             own = pl.concat([own, fill.select("p", "value", "probability")])
         if own.height == 0:
             return None

@@ -18,6 +18,7 @@ class FramePool:
     clients: pl.DataFrame
     arrivals: pl.DataFrame
     data: pl.DataFrame
+    conversation_pmfs: pl.DataFrame | None = None
     conversations: pl.DataFrame | None = None
     window_s: float = 600.0
     data_window_s: float = 21600.0
@@ -38,7 +39,7 @@ def make_pool(rates, *, cvs=None, families=None, window_s=600.0, data_window_s=2
     families : dict client_id -> "gamma" | "weibull" | "exponential" (shape from the CV for gamma;
         for weibull a shape must be given via cvs as ("weibull", c))
     pmfs : dict client_id -> {field: (values, probs)}, same in every data window
-    conversations : a long frame [client_id, field, value, probability] or None
+    conversations : a long frame [client_id, quantity, value, probability] or None
     """
     cvs = cvs or {}
     families = families or {}
@@ -75,4 +76,4 @@ def make_pool(rates, *, cvs=None, families=None, window_s=600.0, data_window_s=2
                                        "field": pl.String, "value": pl.Float64, "probability": pl.Float64}, orient="row")
     clients = pl.DataFrame({"client_id": list(rates), "has_arrivals": [True] * len(rates),
                             "has_data": [cid in (pmfs or {}) for cid in rates], "note": [""] * len(rates)})
-    return FramePool(clients, arrivals, data, conversations, window_s, data_window_s)
+    return FramePool(clients, arrivals, data, conversations, None, window_s, data_window_s)

@@ -185,7 +185,7 @@ def test_conversations_turns_itt_and_context():
     itt = ([20.0, 60.0], [0.5, 0.5])
     conv = pl.DataFrame({
         "client_id": [None] * 5,
-        "field": ["turns"] * 3 + ["itt_s"] * 2,
+        "quantity": ["turns"] * 3 + ["itt_s"] * 2,
         "value": [*map(float, turns[0]), *itt[0]],
         "probability": [*turns[1], *itt[1]],
     }, schema_overrides={"client_id": pl.String})

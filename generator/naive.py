@@ -1,0 +1,184 @@
+"""The naive baseline the papers compare against: one Gamma process, aggregate request data.
+
+:func:`naive_generate` resamples a workload *as a whole* (ServeGen section 6.2, "Naive"): a
+single Gamma renewal process whose rate follows the same target as :func:`~servelab.generator.
+generate.generate` (constant, a table, or the pool's total scaled, so variable periods are
+compared fairly) and whose CV is the aggregate CV; every request's data is drawn from the
+aggregate distribution of the period (all clients mixed by their expected requests, all data
+windows pooled). No clients, no conversations, no shift of data with time or rate.
+
+It is built on the per-client machinery: an aggregate pool of one client (the pool's total rate
+per window, Gamma with shape ``1 / CV^2``, the aggregate PMFs in one data window) is handed to
+:func:`~servelab.generator.generate.generate`, so both generators share one sampler. This
+module does not write files.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from servelab.generator.exceptions import GenerationError
+from servelab.generator.generate import (
+    RateSchedule,
+    _frame,
+    _grid,
+    aggregate_pmfs,
+    generate,
+    pool_span,
+    resolve_rate,
+)
+
+__all__ = ["naive_generate", "aggregate_cv", "NAIVE_CLIENT"]
+
+#: client_id of every request of a naive workload
+NAIVE_CLIENT = "naive"
+_PILOT_REQUESTS = 200_000
+
+
+@dataclass(frozen=True)
+class _AggregatePool:
+    """A one-client pool in the ClientPool layout (frames only)."""
+
+    clients: pl.DataFrame
+    arrivals: pl.DataFrame
+    data: pl.DataFrame
+    data_window_s: float
+    window_s: float
+    provenance: dict = field(default_factory=dict)
+
+
+def aggregate_cv(pool, rate, duration: float, *, start: float | None = None, seed: int) -> float:
+    """The gap CV of the per-client workload over the period, measured on a pilot draw.
+
+    Gaps are multiplied by the target rate at their start (time rescaled to unit rate), so a
+    rate that changes between windows does not count as burstiness: this is the CV a single
+    Gamma process following the same target needs.
+
+    The pilot runs :func:`~servelab.generator.generate.generate` over the same period with the
+    target scaled down so that about 200,000 requests are drawn (scaling every client by one
+    factor rescales time within a window and leaves the gap CV unchanged).
+    """
+    schedule = resolve_rate(rate)
+    lo, hi = _period(pool, start, duration)
+    expected = _expected_requests(pool, schedule, lo, hi)
+    factor = min(1.0, _PILOT_REQUESTS / max(expected, 1.0))
+    pilot = generate(pool, _scaled(schedule, factor), duration, start=lo, seed=seed, conversations=False)
+    t = pilot["timestamp"].to_numpy()
+    # time-rescale by the target rate so that a varying rate does not pass for burstiness
+    gaps = np.diff(t) * _target_at(pool, schedule, lo, hi, t[:-1])
+    if gaps.size < 2 or gaps.mean() <= 0:
+        raise GenerationError("the pilot workload has fewer than 3 requests: cannot estimate the aggregate CV")
+    return float(gaps.std() / gaps.mean())
+
+
+def naive_generate(pool, rate, duration: float, *, start: float | None = None, cv: float | None = None,
+                   seed: int) -> pl.DataFrame:
+    """Generate the naive baseline workload.
+
+    Parameters
+    ----------
+    pool : ClientPool
+        The pool whose aggregate behaviour is resampled.
+    rate, duration, start
+        As in :func:`~servelab.generator.generate.generate`.
+    cv : float, optional
+        Gap CV of the single Gamma process; default :func:`aggregate_cv` of the pool over the
+        period (a reference trace's own CV can be given instead).
+    seed : int
+        Seed of every draw.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``timestamp`` (seconds since ``start``), ``client_id`` (``"naive"``) and the data columns.
+    """
+    if cv is None:
+        cv = aggregate_cv(pool, rate, duration, start=start, seed=seed)
+    if not (isinstance(cv, (int, float)) and math.isfinite(cv) and cv > 0):
+        raise GenerationError(f"cv must be a finite number > 0; got {cv!r}")
+    lo, hi = _period(pool, start, duration)
+    agg = _aggregate_pool(pool, lo, hi, float(cv))
+    return generate(agg, rate, duration, start=lo, seed=seed, conversations=False)
+
+
+def _period(pool, start, duration) -> tuple[float, float]:
+    span_lo, _ = pool_span(pool)
+    lo = span_lo if start is None else float(start)
+    if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
+        raise GenerationError(f"duration must be a finite number of seconds > 0; got {duration!r}")
+    return lo, lo + float(duration)
+
+
+def _scaled(schedule: RateSchedule, factor: float) -> RateSchedule:
+    if schedule.kind == "table":
+        return RateSchedule("table", times=schedule.times, rates=tuple(r * factor for r in schedule.rates))
+    return RateSchedule(schedule.kind, value=schedule.value * factor)
+
+
+def _target_at(pool, schedule: RateSchedule, lo: float, hi: float, t: np.ndarray) -> np.ndarray:
+    """Target total rate at times ``t`` (seconds since ``lo``)."""
+    if schedule.kind != "pool":
+        return schedule.at(t)
+    grid = _grid(pool, lo, hi)
+    w = np.clip(np.searchsorted(grid.window_start, lo + t, side="right") - 1, 0, grid.window_start.size - 1)
+    return schedule.value * grid.rate.sum(axis=0)[w]
+
+
+def _expected_requests(pool, schedule: RateSchedule, lo: float, hi: float) -> float:
+    if schedule.kind == "constant":
+        return schedule.value * (hi - lo)
+    if schedule.kind == "table":
+        t = np.linspace(0, hi - lo, 1001)
+        return float(np.trapezoid(schedule.at(t), t))
+    grid = _grid(pool, lo, hi)
+    a = np.maximum(grid.window_start, lo)
+    b = np.minimum(grid.window_start + grid.window_len, hi)
+    return float(schedule.value * (grid.rate.sum(axis=0) * np.clip(b - a, 0, None)).sum())
+
+
+def _aggregate_pool(pool, lo: float, hi: float, cv: float) -> _AggregatePool:
+    grid = _grid(pool, lo, hi)
+    total = grid.rate.sum(axis=0)
+    shape = 1.0 / cv**2
+    active = total > 0
+    arrivals = pl.DataFrame({
+        "client_id": [NAIVE_CLIENT] * grid.window_start.size,
+        "window_start": grid.window_start,
+        "window_s": grid.window_len,
+        "rate": total,
+        "cv": np.where(active, cv, 0.0),
+        "family": pl.Series([("gamma" if a else None) for a in active], dtype=pl.String),
+        "shape": np.where(active, shape, np.nan),
+        "scale": np.where(active, 1.0 / np.where(active, total, 1.0) / shape, np.nan),
+    })
+    data = _frame(pool.data)
+    if data is not None and data.height:
+        data = data.filter((pl.col("window_start") < hi) & ((pl.col("window_start") + pl.col("window_s")) > lo))
+        # expected requests per (client, data window) over the period weight the mixture
+        dw = float(getattr(pool, "data_window_s", None) or data["window_s"].max())
+        a = np.maximum(grid.window_start, lo)
+        b = np.minimum(grid.window_start + grid.window_len, hi)
+        req = grid.rate * np.clip(b - a, 0, None)[None, :]
+        dstarts = np.unique(data["window_start"].to_numpy())
+        d_of_w = np.clip(np.searchsorted(dstarts, grid.window_start, side="right") - 1, 0, max(dstarts.size - 1, 0))
+        rows = []
+        for d in range(dstarts.size):  # a handful of data windows
+            w = req[:, d_of_w == d].sum(axis=1)
+            for p in np.flatnonzero(w > 0):
+                rows.append((grid.pool_ids[p], float(dstarts[d]), float(w[p])))
+        weights = pl.DataFrame(rows, schema={"client_id": pl.String, "window_start": pl.Float64,
+                                             "weight": pl.Float64}, orient="row")
+        mixed = aggregate_pmfs(data.with_columns(pl.col("window_start").cast(pl.Float64)), weights, by_window=False)
+        data = mixed.select(
+            pl.lit(NAIVE_CLIENT).alias("client_id"), pl.lit(float(grid.window_start[0])).alias("window_start"),
+            pl.lit(float(hi - grid.window_start[0]) + dw).alias("window_s"), "field", "value", "probability")
+    else:
+        data = pl.DataFrame(schema={"client_id": pl.String, "window_start": pl.Float64, "window_s": pl.Float64,
+                                    "field": pl.String, "value": pl.Float64, "probability": pl.Float64})
+    clients = pl.DataFrame({"client_id": [NAIVE_CLIENT], "has_arrivals": [True], "has_data": [data.height > 0],
+                            "note": ["naive aggregate of the pool"]})
+    return _AggregatePool(clients, arrivals, data, data_window_s=float(hi - grid.window_start[0]) + 1.0,
+                          window_s=float(grid.window_len.max()))
