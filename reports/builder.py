@@ -133,6 +133,7 @@ def build_report(
     seed: int = 0,
     progress: bool = True,
     fmt: str = "auto",
+    column_map: Any = None,
     sections: tuple[str, ...] = SECTION_MODULES,
 ) -> ReportResult:
     """Characterize a trace and write the report.
@@ -152,6 +153,8 @@ def build_report(
         Show a progress bar over sections when standard error is a terminal.
     fmt : str
         Ingest format of a raw trace (``"auto"`` sniffs it).
+    column_map : path-like or Mapping, optional
+        Column map of a raw trace in the ``generic`` format (see :mod:`servelab.analysis.ingest`).
     sections : tuple of str
         Section modules to run, in order (default: all of :data:`SECTION_MODULES`).
 
@@ -168,7 +171,8 @@ def build_report(
     output = Path(output)
     json_path = output.with_suffix(".json")
     notes: list[str] = []
-    with open_or_ingest(store_or_trace, fmt=fmt, notes=notes) as (store, source):
+    show = progress and _is_terminal(sys.stderr)
+    with open_or_ingest(store_or_trace, fmt=fmt, column_map=column_map, notes=notes, progress=show) as (store, source):
         outcomes = run_sections(store, quick=quick, seed=seed, progress=progress, modules=sections, notes=notes)
         images, figure_meta = _render_figures(outcomes, notes)
         if quick:
@@ -195,7 +199,12 @@ def build_report(
 
 @contextlib.contextmanager
 def open_or_ingest(
-    store_or_trace: TraceStore | str | os.PathLike | None, *, fmt: str = "auto", notes: list[str] | None = None
+    store_or_trace: TraceStore | str | os.PathLike | None,
+    *,
+    fmt: str = "auto",
+    column_map: Any = None,
+    notes: list[str] | None = None,
+    progress: bool | None = None,
 ) -> Iterator[tuple[TraceStore, str]]:
     """Yield ``(store, source description)``; a raw trace is ingested into a temporary store.
 
@@ -229,7 +238,7 @@ def open_or_ingest(
         raise StoreNotFoundError(f"store_or_trace: {str(path)!r} is a folder without {MANIFEST_NAME}, so not a trace "
                                  "store; give a store made by `servelab ingest` or a raw trace file")
     with tempfile.TemporaryDirectory(prefix="servelab-report-") as tmp:
-        store = _ingest(path, Path(tmp) / "store", fmt=fmt)
+        store = _ingest(path, Path(tmp) / "store", fmt=fmt, column_map=column_map, progress=progress)
         notes.append(f"Ingested {path.name} (format {store.manifest.get('format', fmt)!s}) into a temporary store; "
                      f"run `servelab ingest` once to keep a store and report on it faster.")
         yield store, str(path)
@@ -441,7 +450,7 @@ def _describe_store(store: TraceStore) -> str:
     return str(store.path)
 
 
-def _ingest(path: Path, out: Path, *, fmt: str) -> TraceStore:
+def _ingest(path: Path, out: Path, *, fmt: str, column_map: Any = None, progress: bool | None = None) -> TraceStore:
     """Ingest ``path`` into a new store at ``out`` with :mod:`servelab.analysis.ingest`."""
     try:
         from servelab.analysis import ingest as ingest_module
@@ -450,8 +459,7 @@ def _ingest(path: Path, out: Path, *, fmt: str) -> TraceStore:
             f"cannot ingest {str(path)!r}: servelab.analysis.ingest is not available ({err}); "
             "give an existing trace store instead"
         ) from err
-    result = ingest_module.ingest([str(path)], out, fmt=fmt, overwrite=True, progress=False)
-    return result if isinstance(result, TraceStore) else open_store(out)
+    return ingest_module.ingest([str(path)], fmt=fmt, output=out, column_map=column_map, progress=progress)
 
 
 def _is_terminal(stream: Any) -> bool:

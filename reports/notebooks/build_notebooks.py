@@ -49,7 +49,7 @@ from pathlib import Path
 from servelab.analysis.ingest import ingest
 
 workdir = Path(tempfile.mkdtemp(prefix="servelab-notebook-"))
-store = ingest([str(TRACE)], workdir / "store", fmt=FORMAT, progress=False)
+store = ingest([str(TRACE)], fmt=FORMAT, output=workdir / "store", progress=False)
 print(store.path, store.n_requests, "requests; columns:", ", ".join(store.columns))
 '''
 
@@ -198,7 +198,7 @@ ov.tables["analyses"]"""),
 ## Periodicity (Fig. 2-5)
 
 Request rates by hour of day and day of week, conversation vs API service. The 54-row sample
-spans seconds, so no period can be seen; the full trace shows the daily and weekly cycles."""),
+spans under an hour, so no daily or weekly period can be seen; the full trace shows both cycles."""),
     ("code", """\
 from servelab.reports.sections import periodicity
 

@@ -21,22 +21,26 @@ __all__ = ["report"]
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random draw of the sections.")
 @click.option("--format", "fmt", default="auto", show_default=True,
               help="Format of a raw trace to ingest first (auto sniffs it; ignored for a store).")
+@click.option("--column-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="TOML column map of a raw trace in the generic format (see `servelab ingest --help`).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar over sections (shown only on a terminal).")
-def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fmt: str, progress: bool) -> None:
+def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fmt: str, column_map: Path | None,
+           progress: bool) -> None:
     """Write the characterization report of STORE_OR_TRACE (default: the shipped Azure sample).
 
     STORE_OR_TRACE is a trace store folder (from `servelab ingest`) or a raw trace file, which is
     ingested into a temporary store first.
     """
-    from servelab.analysis.exceptions import StoreNotFoundError, TraceFormatError
+    from servelab.analysis.exceptions import ColumnMapError, StoreNotFoundError, TraceFormatError
     from servelab.reports.builder import SectionFailedWarning, build_report
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SectionFailedWarning)
         try:
-            result = build_report(store_or_trace, output=output, quick=quick, seed=seed, progress=progress, fmt=fmt)
-        except (StoreNotFoundError, TraceFormatError, FileNotFoundError) as err:
+            result = build_report(store_or_trace, output=output, quick=quick, seed=seed, progress=progress, fmt=fmt,
+                                  column_map=column_map)
+        except (StoreNotFoundError, TraceFormatError, ColumnMapError, FileNotFoundError) as err:
             raise click.ClickException(str(err)) from None
     for warning in caught:
         if not issubclass(warning.category, SectionFailedWarning):
