@@ -1,0 +1,119 @@
+"""``servelab pool``: inspect a client pool and convert between servelab's and ServeGen's formats.
+
+A thin layer over :mod:`servelab.generator`; nothing here computes what a notebook could not.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+
+import click
+import polars as pl
+
+__all__ = ["pool"]
+
+
+def _load(path: str):
+    from servelab.generator import ClientPool, PoolFormatError, PoolNotFoundError
+
+    try:
+        return ClientPool.load(path)
+    except (PoolFormatError, PoolNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _save(action, output: str) -> None:
+    from servelab.generator import PoolExistsError, PoolFormatError
+
+    try:
+        action()
+    except (PoolExistsError, PoolFormatError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+@click.group("pool")
+def pool() -> None:
+    """Inspect client pools; import and export ServeGen's format."""
+
+
+@pool.command("info")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--top", default=5, show_default=True, help="Rate share of the top N clients.")
+@click.option("--clients", "show_clients", is_flag=True, help="Also print one row per client.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
+    """Summarise the pool at PATH (servelab's format, or a ServeGen folder).
+
+    Clients, span, rate share of the top clients, CV and length ranges, and missing parts.
+    """
+    from servelab.generator import PoolWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PoolWarning)
+        p = _load(path)
+    summary = p.info(top=top)
+    summary["warnings"] = [str(w.message) for w in caught if issubclass(w.category, PoolWarning)]
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    lo, hi = summary["span_s"]
+    click.echo(f"pool            {path}")
+    click.echo(f"clients         {summary['clients']}")
+    click.echo(f"span            {lo:g} s .. {hi:g} s ({(hi - lo) / 86400:.2f} days)")
+    click.echo(f"windows         arrivals {summary['window_s']:g} s, data {summary['data_window_s']:g} s")
+    click.echo(f"fields          {', '.join(summary['fields']) or 'none'}")
+    click.echo(f"mean total rate {summary['mean_total_rate']:.4g} req/s")
+    click.echo(f"top {top} share     {summary[f'top{top}_rate_share']:.1%} of the rate")
+    fams = ", ".join(f"{k} {v}" for k, v in summary["families"].items())
+    click.echo(f"active windows  {summary['active_windows']} ({fams})")
+    cv = summary["cv_range"]
+    if cv[0] is not None:
+        click.echo(f"CV range        {cv[0]:.3g} .. {cv[1]:.3g}")
+    for field, (a, b) in summary["mean_field_range"].items():
+        if a is not None:
+            click.echo(f"mean {field:<15} {a:.4g} .. {b:.4g} across clients and data windows")
+    missing = summary["clients_without_data"]
+    click.echo(f"without data    {len(missing)} client(s){': ' + ', '.join(missing[:20]) if missing else ''}")
+    no_arr = summary["clients_without_arrivals"]
+    if no_arr:
+        click.echo(f"without arrivals {len(no_arr)} client(s): {', '.join(no_arr[:20])}")
+    click.echo(f"conversations   {summary['conversation_clients']} client(s) with conversation parameters")
+    for message in summary["warnings"]:
+        click.echo(f"warning         {message}")
+    if show_clients:
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160):
+            click.echo(p.summary())
+
+
+@pool.command("import-servegen")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(), help="servelab pool folder to write.")
+@click.option("--missing-data", type=click.Choice(["keep", "drop", "error"]), default="keep", show_default=True,
+              help="Clients whose dataset file is missing: keep arrival-only, drop, or fail.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def import_servegen(source: str, output: str, missing_data: str, overwrite: bool) -> None:
+    """Convert the ServeGen pool folder SOURCE into a servelab pool."""
+    from servelab.generator import MissingDatasetWarning, PoolFormatError, PoolNotFoundError, read_servegen
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingDatasetWarning)
+        try:
+            p = read_servegen(source, missing_data=missing_data)
+        except (PoolFormatError, PoolNotFoundError) as err:
+            raise click.ClickException(str(err)) from None
+    for w in caught:
+        if issubclass(w.category, MissingDatasetWarning):
+            click.echo(f"warning: {w.message}", err=True)
+    _save(lambda: p.save(output, overwrite=overwrite), output)
+    click.echo(f"wrote {output}: {p.n_clients} clients, span {p.span[0]:g}..{p.span[1]:g} s")
+
+
+@pool.command("export-servegen")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(), help="ServeGen pool folder to write.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def export_servegen(path: str, output: str, overwrite: bool) -> None:
+    """Write the pool at PATH in ServeGen's format (chunk-<id>-trace.csv / -dataset.json)."""
+    p = _load(path)
+    _save(lambda: p.to_servegen(output, overwrite=overwrite), output)
+    click.echo(f"wrote {output}: {p.n_clients} clients")
