@@ -20,9 +20,11 @@ Link rules, in the order ``rule="auto"`` tries them (the first whose column hold
     prompt carries the earlier turn's prompt and answer, so its blocks extend the earlier
     request's blocks, except that the earlier request's last block may have been partial and
     then differs. Request *j* continues an earlier request *i* when
-    ``blocks_j[:L_i - 1] == blocks_i[:L_i - 1]`` and ``L_j >= L_i`` and *j* is not an
-    identical copy of *i*; among all candidates the one sharing the longest prefix wins, then
-    the latest. Every prefix ``blocks[:k]`` is hashed once (a polynomial hash mod 2^64 over
+    ``blocks_j[:L_i - 1] == blocks_i[:L_i - 1]`` and ``L_j >= L_i``, *j* is not an identical
+    copy of *i*, and (when the trace has token counts) ``input_j >= input_i + output_i``. For
+    each shared-prefix length k, longest first, the candidate is the latest earlier request
+    whose first ``L_i - 1 = k`` blocks are ``blocks_j[:k]``; the first candidate that passes the
+    checks is the parent. Every prefix ``blocks[:k]`` is hashed once (a polynomial hash mod 2^64 over
     mixed block ids, computed for all requests at once with cumulative sums), parent keys are
     sorted, and every request's prefixes are looked up by binary search: O(B log n) for B blocks
     in all, never pairwise. Equal hashes of equal length are taken as equal prefixes (a false
@@ -648,7 +650,8 @@ def interval_stats_by_turns(links: pl.DataFrame, conversations: pl.DataFrame, *,
     itt = links.filter(pl.col("itt_s").is_not_null()).select("conversation", "itt_s")
     if itt.height == 0:
         return pl.DataFrame(schema={"turns": pl.Int64, "conversations": pl.UInt32})
-    q1, q3 = itt["itt_s"].quantile(0.25), itt["itt_s"].quantile(0.75)
+    q1 = itt["itt_s"].quantile(0.25, interpolation="linear")
+    q3 = itt["itt_s"].quantile(0.75, interpolation="linear")
     upper = float(q3 + 1.5 * (q3 - q1))
     turns = conversations.select("conversation", "turns").filter(pl.col("turns") >= 2)
     if max_turns is not None:
