@@ -1,0 +1,266 @@
+r"""Fidelity: how close a candidate workload is to a reference one (ServeGen section 6.2, in numbers).
+
+ServeGen's Fig. 19 shows, in short windows (3 s), the window request rate against the window's
+mean input (or output) length, for the real workload, ServeGen's and the naive one. This module
+turns that picture into distances:
+
+- ``joint_input_energy`` / ``joint_output_energy``: the energy distance between the 2-D
+  distributions of (window rate, window mean length), both coordinates divided by the
+  reference's standard deviation; with :math:`X, X'` from the reference and :math:`Y, Y'` from
+  the candidate, :math:`D = \sqrt{2E\|X-Y\| - E\|X-X'\| - E\|Y-Y'\|}` (0 iff equal);
+- ``rate_input_corr`` / ``rate_output_corr``: Spearman correlation of window rate and window mean
+  length (the real workload's rate-length coupling that per-client composition reproduces);
+- ``window_rate_ks``: KS distance between the distributions of window rates (empty windows
+  count, rate 0); ``window_rate_cv``: CV of window rates (variability);
+- ``gap_cv``: CV of inter-arrival gaps of the whole trace;
+- ``input_ks`` / ``output_ks``: KS distance between per-request length distributions.
+
+Works on any traces (two real days, real vs generated): a :class:`~servelab.analysis.store.TraceStore`,
+a store folder, a canonical Parquet file or a polars DataFrame. It lives in ``analysis`` because
+it needs only the store and numpy/scipy, so the generator, the reports and the CLI can all use it;
+it does not generate workloads and does not plot.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import duckdb
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from servelab.analysis.exceptions import EmptyTraceError, TraceFormatError
+from servelab.analysis.store import TraceStore, open_store
+
+__all__ = [
+    "FidelityResult",
+    "window_stats",
+    "energy_distance",
+    "fidelity",
+    "compare",
+    "METRICS",
+    "load_trace",
+]
+
+#: metric -> (kind, description); kind "value" has a reference value, "distance" is 0 at identity
+METRICS = MappingProxyType({
+    "n_requests": ("value", "requests in the compared span"),
+    "mean_rate": ("value", "requests per second"),
+    "gap_cv": ("value", "CV of inter-arrival gaps"),
+    "window_rate_cv": ("value", "CV of window rates"),
+    "rate_input_corr": ("value", "Spearman rho of window rate and window mean input"),
+    "rate_output_corr": ("value", "Spearman rho of window rate and window mean output"),
+    "window_rate_ks": ("distance", "KS D of window rates"),
+    "joint_input_energy": ("distance", "energy distance of (window rate, mean input), reference-standardised"),
+    "joint_output_energy": ("distance", "energy distance of (window rate, mean output), reference-standardised"),
+    "input_ks": ("distance", "KS D of per-request input tokens"),
+    "output_ks": ("distance", "KS D of per-request output tokens"),
+})
+
+
+@dataclass(frozen=True)
+class FidelityResult:
+    """The metrics of one candidate against one reference (see :data:`METRICS`)."""
+
+    name: str
+    window_s: float
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", MappingProxyType({k: float(v) for k, v in self.metrics.items()}))
+
+
+def load_trace(trace) -> pl.DataFrame:
+    """The columns fidelity needs (timestamp, input/output tokens when present) as a frame."""
+    if isinstance(trace, pl.DataFrame):
+        frame = trace
+    elif isinstance(trace, TraceStore):
+        frame = trace.to_polars([c for c in ("timestamp", "input_tokens", "output_tokens") if c in trace.columns])
+    elif isinstance(trace, (str, os.PathLike)):
+        path = Path(trace)
+        if path.is_dir():
+            return load_trace(open_store(path))
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        elif path.suffix == ".csv":
+            frame = pl.read_csv(path)
+        else:
+            raise TraceFormatError(
+                f"{str(path)!r} is neither a trace store folder nor a canonical .parquet / .csv file; "
+                "ingest it first with `servelab ingest`"
+            )
+    else:
+        raise TypeError(f"trace must be a TraceStore, a path or a polars DataFrame; got {type(trace).__name__}")
+    if "timestamp" not in frame.columns:
+        raise TraceFormatError(f"a trace needs a 'timestamp' column; columns found: {frame.columns}")
+    keep = [c for c in ("timestamp", "input_tokens", "output_tokens") if c in frame.columns]
+    frame = frame.select(keep)
+    if frame.height < 2:
+        raise EmptyTraceError(f"fidelity needs at least 2 requests; got {frame.height}")
+    return frame
+
+
+def window_stats(trace, *, window_s: float = 3.0) -> pl.DataFrame:
+    """Per window of ``window_s`` seconds from the trace's first request: rate and mean lengths.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``window`` (index), ``n``, ``rate`` (req/s), ``mean_input_tokens``,
+        ``mean_output_tokens`` (null in empty windows or when the trace lacks the column). Only
+        complete windows are kept.
+    """
+    if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"window_s must be a positive number of seconds; got {window_s!r}")
+    frame = load_trace(trace)
+    cols = {c: (f"avg({c})" if c in frame.columns else "CAST(NULL AS DOUBLE)")
+            for c in ("input_tokens", "output_tokens")}
+    con = duckdb.connect()
+    try:
+        con.register("trace", frame.to_arrow())
+        sql = f"""
+        WITH b AS (SELECT min(timestamp) AS t0, max(timestamp) AS t1 FROM trace),
+        w AS (
+            SELECT CAST(floor((timestamp - t0) / {float(window_s)!r}) AS BIGINT) AS w_idx, count(*) AS n,
+                   {cols['input_tokens']} AS mean_input_tokens, {cols['output_tokens']} AS mean_output_tokens
+            FROM trace, b GROUP BY ALL)
+        SELECT g.w_idx AS "window", coalesce(w.n, 0) AS n, coalesce(w.n, 0) / {float(window_s)!r} AS rate,
+               w.mean_input_tokens, w.mean_output_tokens
+        FROM b, range(0, CAST(floor((b.t1 - b.t0) / {float(window_s)!r}) AS BIGINT)) g(w_idx)
+        LEFT JOIN w ON w.w_idx = g.w_idx
+        ORDER BY g.w_idx
+        """
+        return con.sql(sql).pl()
+    finally:
+        con.close()
+
+
+def energy_distance(x: np.ndarray, y: np.ndarray, *, max_n: int = 3000, seed: int = 0) -> float:
+    r"""Energy distance between two samples of points (rows; 1-D arrays are points on a line).
+
+    :math:`\sqrt{2E|X-Y| - E|X-X'| - E|Y-Y'|}` (scipy's ``energy_distance`` in one dimension).
+
+    Samples larger than ``max_n`` are subsampled (seeded) so the cost stays
+    :math:`O(\text{max\_n}^2)`.
+    """
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    x = x[:, None] if x.ndim == 1 else x
+    y = y[:, None] if y.ndim == 1 else y
+    if x.shape[0] < 2 or y.shape[0] < 2:
+        return float("nan")
+    if x.shape[0] > max_n:
+        x = x[rng.choice(x.shape[0], max_n, replace=False)]
+    if y.shape[0] > max_n:
+        y = y[rng.choice(y.shape[0], max_n, replace=False)]
+
+    def mean_dist(a, b):
+        total = 0.0
+        for i in range(0, a.shape[0], 500):  # blocks of rows bound the memory
+            d = np.sqrt(((a[i:i + 500, None, :] - b[None, :, :]) ** 2).sum(axis=2))
+            total += d.sum()
+        return total / (a.shape[0] * b.shape[0])
+
+    e = 2 * mean_dist(x, y) - mean_dist(x, x) - mean_dist(y, y)
+    return float(math.sqrt(max(e, 0.0)))
+
+
+def _gap_cv(t: np.ndarray) -> float:
+    g = np.diff(np.sort(t))
+    return float(g.std() / g.mean()) if g.size > 1 and g.mean() > 0 else float("nan")
+
+
+def _spearman(a, b) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or np.all(a[ok] == a[ok][0]) or np.all(b[ok] == b[ok][0]):
+        return float("nan")
+    return float(stats.spearmanr(a[ok], b[ok]).statistic)
+
+
+def _ks(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    return float(stats.ks_2samp(a, b).statistic)
+
+
+def _describe(frame: pl.DataFrame, win: pl.DataFrame) -> dict[str, float]:
+    t = frame["timestamp"].to_numpy()
+    rate = win["rate"].to_numpy()
+    out = {
+        "n_requests": float(frame.height),
+        "mean_rate": float(frame.height / max(t.max() - t.min(), 1e-300)),
+        "gap_cv": _gap_cv(t),
+        "window_rate_cv": float(rate.std() / rate.mean()) if rate.size and rate.mean() > 0 else float("nan"),
+    }
+    for col, key in (("mean_input_tokens", "rate_input_corr"), ("mean_output_tokens", "rate_output_corr")):
+        out[key] = _spearman(rate, win[col].cast(pl.Float64).fill_null(np.nan).to_numpy())
+    return out
+
+
+def fidelity(reference, candidate, *, window_s: float = 3.0, name: str = "candidate", seed: int = 0,
+             max_points: int = 3000) -> FidelityResult:
+    """All :data:`METRICS` of ``candidate`` against ``reference``."""
+    ref, cand = load_trace(reference), load_trace(candidate)
+    wr, wc = window_stats(ref, window_s=window_s), window_stats(cand, window_s=window_s)
+    metrics = _describe(cand, wc)
+    metrics["window_rate_ks"] = _ks(wr["rate"].to_numpy(), wc["rate"].to_numpy())
+    rate_sd = float(wr["rate"].std() or 1.0) or 1.0
+    for col, key in (("mean_input_tokens", "joint_input_energy"), ("mean_output_tokens", "joint_output_energy")):
+        a = wr.filter(pl.col("n") > 0).select("rate", col).drop_nulls()
+        b = wc.filter(pl.col("n") > 0).select("rate", col).drop_nulls()
+        if a.height < 2 or b.height < 2:
+            metrics[key] = float("nan")
+            continue
+        scale = np.array([rate_sd, float(a[col].std() or 1.0) or 1.0])
+        metrics[key] = energy_distance(a.to_numpy() / scale, b.to_numpy() / scale, max_n=max_points, seed=seed)
+    for col, key in (("input_tokens", "input_ks"), ("output_tokens", "output_ks")):
+        metrics[key] = (_ks(ref[col].to_numpy(), cand[col].to_numpy())
+                        if col in ref.columns and col in cand.columns else float("nan"))
+    return FidelityResult(name=name, window_s=float(window_s), metrics={k: metrics[k] for k in METRICS})
+
+
+def compare(reference, candidates: Sequence, *, names: Sequence[str] | None = None, window_s: float = 3.0,
+            seed: int = 0) -> pl.DataFrame:
+    """A table with one row per metric and one column per candidate (plus the reference's values).
+
+    Parameters
+    ----------
+    reference
+        The real (or target) workload: store, store folder, Parquet file or DataFrame.
+    candidates : sequence
+        Workloads to score against it.
+    names : sequence of str, optional
+        Column names of the candidates (default ``candidate_1``, ...).
+    window_s : float
+        Window length of the window statistics (ServeGen: 3 s).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``metric``, ``kind`` ("value": compare with the reference column; "distance": 0 is
+        identical, lower is closer), ``reference``, then one column per candidate.
+    """
+    if len(candidates) == 0:
+        raise ValueError("compare needs at least one candidate; got none")
+    names = list(names) if names is not None else [f"candidate_{i + 1}" for i in range(len(candidates))]
+    if len(names) != len(candidates) or len(set(names)) != len(names) or "reference" in names:
+        raise ValueError(f"names must be {len(candidates)} distinct names other than 'reference'; got {names}")
+    ref = load_trace(reference)
+    ref_desc = _describe(ref, window_stats(ref, window_s=window_s))
+    table = {
+        "metric": list(METRICS),
+        "kind": [METRICS[m][0] for m in METRICS],
+        "reference": [ref_desc.get(m, 0.0 if METRICS[m][0] == "distance" else float("nan")) for m in METRICS],
+    }
+    for nm, cand in zip(names, candidates):
+        res = fidelity(ref, cand, window_s=window_s, name=nm, seed=seed)
+        table[nm] = [res.metrics[m] for m in METRICS]
+    return pl.DataFrame(table)
