@@ -17,6 +17,7 @@ per group. Nothing here reads a store or plots.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -219,8 +220,10 @@ def compare_families(
     max_n : int or None
         Fit on a seeded random subsample of this many values when the sample is larger (stated in
         the notes); None fits everything.
-    gof : {None, "bootstrap", "subsample"}
-        Attach an honest p-value to each fit (:func:`servelab.fitting.gof.goodness_of_fit`).
+    gof : {None, "auto", "bootstrap", "subsample"}
+        Attach an honest p-value to each fit (:func:`servelab.fitting.gof.goodness_of_fit`);
+        ``"auto"`` bootstraps up to ``10 * gof_max_n`` values and uses the subsample test above.
+        A family whose p-value cannot be computed keeps its fit, with a note.
     n_boot, gof_max_n : int
         Bootstrap replicates and largest sample the p-value is computed on.
     seed : int
@@ -236,8 +239,8 @@ def compare_families(
     if not families:
         raise ValueError("families must name at least one registered family; got an empty sequence")
     fams = [get_family(f) for f in families]
-    if gof not in (None, "bootstrap", "subsample"):
-        raise ValueError(f"gof must be None, 'bootstrap' or 'subsample'; got {gof!r}")
+    if gof not in (None, "auto", "bootstrap", "subsample"):
+        raise ValueError(f"gof must be None, 'auto', 'bootstrap' or 'subsample'; got {gof!r}")
     if max_n is not None and (not isinstance(max_n, (int, np.integer)) or max_n < 2):
         raise ValueError(f"max_n must be None or an integer >= 2; got {max_n!r}")
     raw = np.asarray(x, dtype=float).ravel()
@@ -256,14 +259,20 @@ def compare_families(
     values = np.sort(values)  # once here, so that each family's KS distance sorts a sorted array
     results: list[FitResult] = []
     failed: dict[str, str] = {}
+    method = gof
+    if gof == "auto":
+        method = "bootstrap" if values.size <= 10 * gof_max_n else "subsample"
     for fam in fams:
         try:
             r = fit_family(values, fam, notes=tuple(notes))
-            if gof is not None:
-                r = goodness_of_fit(values, fam, method=gof, n_boot=n_boot, max_n=gof_max_n, seed=seed, fit=r)
         except (InsufficientDataError, ValueError) as err:
             failed[fam.name] = str(err)
             continue
+        if method is not None:
+            try:
+                r = goodness_of_fit(values, fam, method=method, n_boot=n_boot, max_n=gof_max_n, seed=seed, fit=r)
+            except (InsufficientDataError, ValueError) as err:
+                r = dataclasses.replace(r, notes=(*r.notes, f"no p-value: {err}"))
         results.append(r)
     results.sort(key=lambda r: (not math.isfinite(r.aic), r.aic))
     best, clearly, verdict = _verdict(results, values.size)
