@@ -63,6 +63,7 @@ __all__ = [
     "pool_span",
     "select_clients",
     "renewal_arrivals",
+    "poisson_arrivals",
     "family_codes",
     "sample_pmf",
     "aggregate_pmfs",
@@ -450,6 +451,36 @@ def renewal_arrivals(rate, length, family, shape, rng: np.random.Generator,
     return cell, off
 
 
+def poisson_arrivals(rate, length, family, shape, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Arrivals with a Poisson count per cell, placed by the family's normalised gaps.
+
+    Cell ``i`` gets ``N ~ Poisson(rate[i] * length[i])`` arrivals at the first ``N`` partial sums
+    of ``N + 1`` gaps from the family (shape ``shape[i]``), scaled so the ``N + 1`` gaps fill the
+    cell. The count is exactly Poisson (the contract of
+    :func:`~servelab.generator.sampling.sample_requests`, which round-trip fits rely on) and the
+    within-cell gaps keep the family's shape; across cells the count does not carry the family's
+    burstiness (use :func:`renewal_arrivals` for that). Same return as :func:`renewal_arrivals`.
+    """
+    rate = np.asarray(rate, dtype=float)
+    length = np.broadcast_to(np.asarray(length, dtype=float), rate.shape)
+    code = np.broadcast_to(np.asarray(family, dtype=np.int8), rate.shape)
+    shape = np.broadcast_to(np.asarray(shape, dtype=float), rate.shape)
+    counts = rng.poisson(rate * length)
+    n_gaps = counts + 1
+    cell_g = np.repeat(np.arange(rate.size), n_gaps)
+    gaps = _draw(code[cell_g], shape[cell_g], rng, length_biased=False)
+    cum = np.cumsum(gaps)
+    ends = np.cumsum(n_gaps) - 1
+    base = np.r_[0.0, cum[ends[:-1]]] if rate.size else np.zeros(0)
+    local = cum - np.repeat(base, n_gaps)
+    keep = np.ones(cum.size, bool)
+    keep[ends] = False
+    cell = cell_g[keep]
+    frac = local[keep] / np.repeat(local[ends], counts)
+    off = np.minimum(frac * length[cell], np.nextafter(length[cell], -np.inf))
+    return cell.astype(np.int64), off
+
+
 # --------------------------------------------------------------------------------------------
 # request data: PMF sampling, vectorised over groups
 # --------------------------------------------------------------------------------------------
@@ -476,10 +507,6 @@ def sample_pmf(table: _PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray
     """Inverse-CDF draw of one value per request from its group's PMF (``u`` uniform [0, 1))."""
     idx = np.searchsorted(table.cum, group.astype(float) + u, side="right")
     return table.values[np.minimum(idx, table.values.size - 1)]
-
-
-def _data_windows(data: pl.DataFrame) -> np.ndarray:
-    return np.unique(data["window_start"].to_numpy().astype(float))
 
 
 def aggregate_pmfs(data: pl.DataFrame, weights: pl.DataFrame, *, by_window: bool) -> pl.DataFrame:
@@ -518,12 +545,12 @@ def aggregate_pmfs(data: pl.DataFrame, weights: pl.DataFrame, *, by_window: bool
 
 
 def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts: np.ndarray,
-                   weights: pl.DataFrame, wmatrix: np.ndarray) -> tuple[_PmfTable, np.ndarray, int]:
+                   weights: pl.DataFrame, wmatrix: np.ndarray, *, borrow: bool = True) -> tuple[_PmfTable, np.ndarray]:
     """Table and key -> group map (``key = p * D + d``) for one field, with fallbacks.
 
     A (client, data window) without its own PMF borrows the client's nearest data window, else
     the rate-weighted aggregate of that window, else the aggregate of the whole period.
-    Returns the table, the map, and how many keys with traffic needed a fallback.
+    Without ``borrow`` only the client's own windows are used (-1 in the map: no data).
     """
     P, D = len(pool_ids), dstarts.size
     index = pl.DataFrame({"client_id": pool_ids, "p": np.arange(P)})
@@ -556,17 +583,19 @@ def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts:
     # fallbacks for keys with traffic and no PMF of their own
     need = np.flatnonzero((group_of_key < 0) & (wmatrix.reshape(-1) > 0))
     has_own = (group_of_key >= 0).reshape(P, D)
+    agg_set = set(agg_ds.tolist())
     for key in need:  # loop over (client, data window) keys, never requests
         p, d = divmod(int(key), D)
         own = np.flatnonzero(has_own[p])
         if own.size:
             group_of_key[key] = group_of_key[p * D + own[np.argmin(np.abs(own - d))]]
-        elif d in set(agg_ds.tolist()):
+        elif not borrow:
+            continue
+        elif d in agg_set:
             group_of_key[key] = own_keys.size + int(np.searchsorted(agg_ds, d))
-        else:
-            group_of_key[key] = g_all if overall.height else -1
-    group_of_key[group_of_key < 0] = g_all
-    return table, group_of_key, int(need.size)
+        elif overall.height:
+            group_of_key[key] = g_all
+    return table, group_of_key
 
 
 # --------------------------------------------------------------------------------------------
@@ -708,7 +737,8 @@ def _segments(lo: float, hi: float, grid: _Grid, schedule: RateSchedule, max_seg
 
 
 def generate(pool, rate, duration: float, *, start: float | None = None, clients: int | None = None,
-             seed: int, conversations: bool = True, max_segment_s: float = 60.0) -> pl.DataFrame:
+             seed: int, conversations: bool = True, max_segment_s: float = 60.0, counts: str = "renewal",
+             missing_data: str = "borrow") -> pl.DataFrame:
     """Generate a workload from ``pool`` by per-client composition.
 
     Parameters
@@ -733,6 +763,13 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
         Model multi-turn conversations when the pool has conversation parameters.
     max_segment_s : float
         With a rate table, the longest stretch over which the target is held constant.
+    counts : {"renewal", "poisson"}
+        ``renewal`` (default): stationary renewal processes, whose counts carry the family's
+        burstiness (:func:`renewal_arrivals`); ``poisson``: Poisson counts per client-segment with
+        gaps normalised inside it (:func:`poisson_arrivals`; the reference sampler's contract).
+    missing_data : {"borrow", "null"}
+        A (client, data window) without a PMF borrows the client's nearest data window, else the
+        rate-weighted aggregate (``borrow``), or, with ``null``, its nearest window else nulls.
 
     Returns
     -------
@@ -749,6 +786,10 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise GenerationError(f"seed must be an integer; got {seed!r}")
+    if counts not in ("renewal", "poisson"):
+        raise GenerationError(f"counts must be 'renewal' or 'poisson'; got {counts!r}")
+    if missing_data not in ("borrow", "null"):
+        raise GenerationError(f"missing_data must be 'borrow' or 'null'; got {missing_data!r}")
     if not (isinstance(duration, (int, float, np.integer, np.floating)) and math.isfinite(duration) and duration > 0):
         raise GenerationError(f"duration must be a finite number of seconds > 0; got {duration!r}")
     schedule = resolve_rate(rate)
@@ -814,7 +855,8 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
             cn = np.r_[cn, cn[wm]]
             c_code = np.r_[c_code, c_code[wm]]
             c_shape = np.r_[c_shape, c_shape[wm]]
-    cell, off = renewal_arrivals(c_rate, c_len, c_code, c_shape, rng)
+    sampler = renewal_arrivals if counts == "renewal" else poisson_arrivals
+    cell, off = sampler(c_rate, c_len, c_code, c_shape, rng)
     t = c_a[cell] + off
     client = cn[cell]
 
@@ -823,7 +865,8 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
         t, client, conv_id, turn = _expand_conversations(t, client, sel, conv, rng)
     inside = (t >= lo) & (t < hi)
 
-    frame = _request_data(pool, grid, sel, client, t, seg_a, seg_b, seg_w, rate_ps, lo, hi, rng)
+    frame = _request_data(pool, grid, sel, client, t, seg_a, seg_b, rate_ps, lo, hi, rng,
+                          borrow=missing_data == "borrow")
     if use_conv:
         frame = _accumulate_context(frame, conv_id, turn)
     # crop, sort, label
@@ -865,8 +908,9 @@ def _accumulate_context(frame: pl.DataFrame, conv_id: np.ndarray, turn: np.ndarr
     """A follow-up's input = earlier turns' inputs and outputs + its own new tokens."""
     if "input_tokens" not in frame.columns:
         return frame
-    new = frame["input_tokens"].to_numpy().astype(np.int64)
-    out = frame["output_tokens"].to_numpy().astype(np.int64) if "output_tokens" in frame.columns else np.zeros_like(new)
+    new = frame["input_tokens"].fill_null(0).to_numpy().astype(np.int64)
+    out = (frame["output_tokens"].fill_null(0).to_numpy().astype(np.int64) if "output_tokens" in frame.columns
+           else np.zeros_like(new))
     # rows are grouped by conversation in turn order (see _expand_conversations)
     step = new + np.r_[0, out[:-1]] * (turn > 1)
     c = np.cumsum(step)
@@ -897,65 +941,117 @@ def _link_columns(conv_id: np.ndarray, turn: np.ndarray, order: np.ndarray) -> l
     ]
 
 
-def _request_data(pool, grid: _Grid, sel, client, t, seg_a, seg_b, seg_w, rate_ps, lo, hi, rng) -> pl.DataFrame:
-    """Draw every data field of the pool for every request (one uniform per field and request)."""
-    data = _frame(pool.data)
-    if data is None or data.height == 0:
+def _nearest_borrow(pool, data: pl.DataFrame, need: pl.DataFrame) -> pl.DataFrame:
+    """Rows of each needing client's nearest non-empty data window (whole pool), relabelled.
+
+    ``need`` is ``[client_id, window_start]``; the result has the PMF rows of the nearest window
+    of that client with ``window_start`` set to the needed one.
+    """
+    lazy = pool.lazy("data") if hasattr(pool, "lazy") else _frame(pool.data).lazy()
+    ids = need["client_id"].unique().to_list()
+    have = lazy.filter(pl.col("client_id").is_in(ids)).select("client_id", "window_start").unique().collect()
+    if have.height == 0:
+        return data.clear()
+    pick = (need.join(have.rename({"window_start": "src"}), on="client_id", how="inner")
+            .with_columns((pl.col("src") - pl.col("window_start")).abs().alias("dist"))
+            .sort("client_id", "window_start", "dist", "src")
+            .group_by("client_id", "window_start", maintain_order=True).first()
+            .select("client_id", "window_start", "src"))
+    rows = (lazy.filter(pl.col("client_id").is_in(pick["client_id"].unique().to_list())).collect()
+            .with_columns(pl.col("window_start").cast(pl.Float64))
+            .join(pick.rename({"window_start": "target"}), left_on=["client_id", "window_start"],
+                  right_on=["client_id", "src"], how="inner"))
+    return rows.with_columns(pl.col("target").alias("window_start")).select(data.columns)
+
+
+def _request_data(pool, grid: _Grid, sel, client, t, seg_a, seg_b, rate_ps, lo, hi, rng, *,
+                  borrow: bool) -> pl.DataFrame:
+    """Draw every data field of the pool for every request (one uniform per field and request).
+
+    Data windows form a regular grid of ``pool.data_window_s`` anchored at the pool's first data
+    window. A client with traffic but no PMF in a data window borrows its nearest non-empty
+    window (anywhere in the pool); with ``borrow``, a client with no data at all gets the
+    rate-weighted aggregate of the window, otherwise nulls.
+    """
+    lazy = pool.lazy("data") if hasattr(pool, "lazy") else (_frame(pool.data).lazy() if pool.data is not None else None)
+    if lazy is None:
         return pl.DataFrame()
-    dlen = float(getattr(pool, "data_window_s", None) or data["window_s"].max())
-    data = data.filter((pl.col("window_start") < hi) & ((pl.col("window_start") + pl.col("window_s")) > lo))
-    if data.height == 0:
+    bounds = lazy.select(pl.col("window_start").min().alias("a"), pl.col("window_s").max().alias("w")).collect()
+    anchor = bounds["a"][0]
+    if anchor is None:
         return pl.DataFrame()
-    dstarts = _data_windows(data)
+    dw = float(getattr(pool, "data_window_s", None) or bounds["w"][0])
+    k0 = math.floor((lo - anchor) / dw)
+    k1 = math.floor((np.nextafter(hi, -np.inf) - anchor) / dw)
+    dstarts = anchor + np.arange(k0, k1 + 1) * dw
+    data = (lazy.filter((pl.col("window_start") >= dstarts[0] - 1e-6) & (pl.col("window_start") <= dstarts[-1] + 1e-6)
+                        & (pl.col("probability") > 0))
+            .with_columns(pl.col("window_start").cast(pl.Float64)).collect())
     P, D = len(grid.pool_ids), dstarts.size
     # expected requests of each pool client in each data window over the period (aggregate weights)
-    seg_d = np.clip(np.searchsorted(dstarts, seg_a, side="right") - 1, 0, D - 1)
+    seg_d = np.clip(np.floor((seg_a - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
     wmatrix = np.zeros((P, D))
     for d in range(D):  # loop over data windows (a handful), not requests
         wmatrix[:, d] = (rate_ps[:, seg_d == d] * (seg_b - seg_a)[seg_d == d]).sum(axis=1)
+    # snap window starts to the grid, then borrow the nearest window for empty (client, window)s
+    data = data.with_columns(pl.Series("window_start", dstarts[np.clip(np.rint(
+        (data["window_start"].to_numpy() - anchor) / dw).astype(np.int64) - k0, 0, D - 1)]))
+    present = data.select("client_id", "window_start").unique()
     pi, di = np.nonzero(wmatrix > 0)
-    weights = pl.DataFrame({
-        "client_id": pl.Series([grid.pool_ids[i] for i in pi], dtype=pl.String),
-        "window_start": dstarts[di],
-        "weight": wmatrix[pi, di],
-    })
-    data = data.with_columns(pl.col("window_start").cast(pl.Float64))
+    active = pl.DataFrame({"client_id": pl.Series([grid.pool_ids[i] for i in pi], dtype=pl.String),
+                           "window_start": dstarts[di], "weight": wmatrix[pi, di]})
+    need = active.join(present, on=["client_id", "window_start"], how="anti").select("client_id", "window_start")
+    if need.height:
+        data = pl.concat([data, _nearest_borrow(pool, data, need)])
+    if data.height == 0:
+        return pl.DataFrame()
     p_req = sel[client]
-    d_req = np.clip(np.searchsorted(dstarts, t, side="right") - 1, 0, D - 1)
+    d_req = np.clip(np.floor((t - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
     key = p_req * D + d_req
     fields = [f for f in DATA_FIELDS if f in set(data["field"].unique().to_list())]
     cols: dict[str, np.ndarray] = {}
-    fallback = 0
     for field in fields:
-        table, group_of_key, n_fb = _field_sampler(data, field, grid.pool_ids, dstarts, weights, wmatrix)
-        fallback = max(fallback, n_fb)
-        cols[field] = sample_pmf(table, group_of_key[key], rng.random(t.size))
+        table, group_of_key = _field_sampler(data, field, grid.pool_ids, dstarts, active, wmatrix, borrow=borrow)
+        g = group_of_key[key]
+        draw = np.full(t.size, np.nan)
+        ok = g >= 0
+        u = rng.random(t.size)
+        draw[ok] = sample_pmf(table, g[ok], u[ok])
+        cols[field] = draw
     return _canonical_fields(cols)
 
 
 def _canonical_fields(cols: dict[str, np.ndarray]) -> pl.DataFrame:
-    """Sampled fields -> canonical integer columns (reason ratio -> reason tokens; per-item -> per-request)."""
+    """Sampled fields -> canonical integer columns (null where a draw is NaN: no data).
+
+    ``reason_tokens = round(reason_ratio * output_tokens)``; ServeGen's multimodal ``<m>_tokens``
+    are tokens per item, so a request's ``<m>_tokens = round(per-item) * <m>_count``; without an
+    ``input_tokens`` field, ``input_tokens = text_tokens + sum of modality tokens``.
+    """
     out: dict[str, np.ndarray] = {}
     n = next(iter(cols.values())).size
     for m in _MODALITIES:
         tok, cnt = cols.get(f"{m}_tokens"), cols.get(f"{m}_count")
         if cnt is not None:
-            out[f"{m}_count"] = np.rint(cnt).astype(np.int64)
+            out[f"{m}_count"] = np.rint(cnt)
         if tok is not None:
-            # ServeGen's pools give tokens per item; with a count the request total is per-item x count
-            out[f"{m}_tokens"] = np.rint(tok * (cnt if cnt is not None else 1.0)).astype(np.int64)
-    if "text_tokens" in cols:
-        out["text_tokens"] = np.rint(cols["text_tokens"]).astype(np.int64)
-    if "input_tokens" in cols:
-        out["input_tokens"] = np.rint(cols["input_tokens"]).astype(np.int64)
-    elif "text_tokens" in out:
-        out["input_tokens"] = out["text_tokens"] + sum(out.get(f"{m}_tokens", np.zeros(n, np.int64)) for m in _MODALITIES)
-    if "output_tokens" in cols:
-        out["output_tokens"] = np.rint(cols["output_tokens"]).astype(np.int64)
-    if "reason_tokens" in cols:
-        out["reason_tokens"] = np.rint(cols["reason_tokens"]).astype(np.int64)
-    elif "reason_ratio" in cols and "output_tokens" in out:
-        out["reason_tokens"] = np.rint(np.clip(cols["reason_ratio"], 0, 1) * out["output_tokens"]).astype(np.int64)
+            out[f"{m}_tokens"] = np.rint(tok) * (out[f"{m}_count"] if cnt is not None else 1.0)
+    for f in ("text_tokens", "input_tokens", "output_tokens", "reason_tokens"):
+        if f in cols:
+            out[f] = np.rint(cols[f])
+    if "input_tokens" not in out and "text_tokens" in out:
+        out["input_tokens"] = out["text_tokens"] + sum(
+            np.nan_to_num(out[f"{m}_tokens"]) for m in _MODALITIES if f"{m}_tokens" in out)
+    if "reason_tokens" not in out and "reason_ratio" in cols and "output_tokens" in out:
+        out["reason_tokens"] = np.rint(np.clip(cols["reason_ratio"], 0, 1) * out["output_tokens"])
     order = [c for c in ("input_tokens", "output_tokens", "reason_tokens", "text_tokens", "image_tokens",
                          "audio_tokens", "video_tokens", "image_count", "audio_count", "video_count") if c in out]
-    return pl.DataFrame({c: out[c] for c in order})
+    series = []
+    for c in order:
+        v = out[c]
+        if np.isnan(v).any():
+            series.append(pl.Series(c, v).fill_nan(None).cast(pl.Int64))
+        else:
+            series.append(pl.Series(c, v.astype(np.int64)))
+    del n
+    return pl.DataFrame(series)
