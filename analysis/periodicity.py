@@ -53,6 +53,7 @@ __all__ = [
     "periodicity",
     "PeriodicityResult",
     "seasonal_strength",
+    "human_duration",
     "null_strength",
     "DAY_S",
     "WEEK_S",
@@ -567,10 +568,12 @@ def periodicity(
     if counts is None:
         counts = binned_load(store, bin_s=bin_s, by=by)
     clock = counts["clock"][0] if counts.height else trace_clock(store).basis
+    span = store.manifest.get("span_s") or {}
+    span_s = (float(span["last"]) - float(span["first"])) if span.get("first") is not None and span.get("last") is not None else None
     rows = []
     for (group,), part in counts.partition_by("group", as_dict=True, maintain_order=True).items():
         x = part.sort("bin")["count"].to_numpy().astype(float)
-        rows.extend(_periodicity_rows(group, x, bin_s, periods, lags))
+        rows.extend(_periodicity_rows(group, x, bin_s, periods, lags, span_s))
     table = pl.DataFrame(rows, schema={
         "group": pl.String, "period": pl.String, "period_s": pl.Float64, "lag": pl.Int64, "n_bins": pl.Int64,
         "span_h": pl.Float64, "mean_count": pl.Float64, "acf": pl.Float64, "acf_threshold": pl.Float64,
@@ -617,7 +620,7 @@ def null_strength(n: int, lags: tuple[int, ...]) -> tuple[float, ...]:
 
 
 def _periodicity_rows(group: str, x: np.ndarray, bin_s: float, periods: tuple[float, ...],
-                      lags: list[int]) -> list[dict]:
+                      lags: list[int], span_s: float | None = None) -> list[dict]:
     from statsmodels.tsa.stattools import acf
 
     n = x.size
@@ -639,7 +642,8 @@ def _periodicity_rows(group: str, x: np.ndarray, bin_s: float, periods: tuple[fl
                "strength": None, "strength_null": None, "strength_excess": None, "periodic": None,
                "applicable": False, "reason": ""}
         if lag not in ok:
-            row["reason"] = (f"the trace spans {_human(n * bin_s)}; a {_period_name(p)} period needs at least "
+            spans = _human(span_s) if span_s is not None else f"{n} bins of {bin_s:g} s"
+            row["reason"] = (f"the trace spans {spans}; a {_period_name(p)} period needs at least "
                              f"{MIN_CYCLES} cycles ({_human(MIN_CYCLES * p)})")
         elif constant:
             row["reason"] = "the counts are constant (no variation to decompose)"
@@ -651,6 +655,11 @@ def _periodicity_rows(group: str, x: np.ndarray, bin_s: float, periods: tuple[fl
                        periodic=bool(excess >= PERIODIC_STRENGTH and a >= threshold))
         rows.append(row)
     return rows
+
+
+def human_duration(seconds: float) -> str:
+    """``seconds`` as a short text: minutes, hours, or days (2 days and more)."""
+    return _human(seconds)
 
 
 def _human(seconds: float) -> str:
