@@ -48,6 +48,7 @@ __all__ = [
     "length_sample",
     "io_bins",
     "io_correlation",
+    "pair_correlation",
     "hourly_lengths",
     "LengthShift",
     "length_shifts",
@@ -454,11 +455,21 @@ def io_correlation(store: TraceStore, *, by: str | None = None, periods: Sequenc
     _require_lengths(store, (x, y), f"correlation of {x} and {y}")
     key = group_expression(store, by, periods=periods)
     where = f'{valid_length_filter(store, x)} AND "{y}" IS NOT NULL'
+    return pair_correlation(store, f'"{x}"', f'"{y}"', where=where, key=key, spearman_max_n=spearman_max_n, seed=seed)
+
+
+def pair_correlation(store: TraceStore, x_sql: str, y_sql: str, *, where: str = "true", key: str = "'all'",
+                     spearman_max_n: int | None = 2_000_000, seed: int = 0) -> pl.DataFrame:
+    """Pearson, Spearman and the least-squares line of two SQL expressions, per group key.
+
+    The engine of :func:`io_correlation` (see there), for any pair of per-request expressions,
+    e.g. reason and answer tokens. ``where`` and ``key`` are SQL over the ``requests`` view.
+    """
     with contextlib.closing(store.connect()) as con:
         exact = con.sql(
-            f'SELECT {key} AS "group", count(*) AS n, corr("{y}", "{x}") AS pearson, regr_slope("{y}", "{x}") AS slope, '
-            f'regr_intercept("{y}", "{x}") AS intercept, regr_r2("{y}", "{x}") AS r2, avg("{x}") AS mean_x, '
-            f'avg("{y}") AS mean_y FROM requests WHERE {where} GROUP BY 1').pl()
+            f'SELECT {key} AS "group", count(*) AS n, corr({y_sql}, {x_sql}) AS pearson, regr_slope({y_sql}, {x_sql}) AS slope, '
+            f'regr_intercept({y_sql}, {x_sql}) AS intercept, regr_r2({y_sql}, {x_sql}) AS r2, avg({x_sql}) AS mean_x, '
+            f'avg({y_sql}) AS mean_y FROM requests WHERE {where} GROUP BY 1').pl()
         exact = exact.filter(pl.col("group").is_not_null())
         largest = int(exact["n"].max()) if exact.height else 0
         pick = ""
@@ -466,7 +477,7 @@ def io_correlation(store: TraceStore, *, by: str | None = None, periods: Sequenc
             cut = int(spearman_max_n / largest * 1000000007)
             pick = f" AND (hash(request_id, {int(seed)}) % 1000000007) < {cut}"
         ranks = con.sql(f"""
-        WITH p AS (SELECT {key} AS g, "{x}"::DOUBLE AS x, "{y}"::DOUBLE AS y, count(*) AS c
+        WITH p AS (SELECT {key} AS g, ({x_sql})::DOUBLE AS x, ({y_sql})::DOUBLE AS y, count(*) AS c
                    FROM requests WHERE {where}{pick} GROUP BY ALL),
         rx AS (SELECT g, x, coalesce(sum(c) OVER (PARTITION BY g ORDER BY x ROWS BETWEEN UNBOUNDED PRECEDING
                       AND 1 PRECEDING), 0) + (c + 1) / 2.0 AS r FROM (SELECT g, x, sum(c) AS c FROM p GROUP BY g, x)),

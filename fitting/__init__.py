@@ -13,6 +13,10 @@ from servelab.fitting.families import ARRIVAL_FAMILIES, Family, family_names, ge
 from servelab.fitting.fit import fit_family, ks_distance
 from servelab.fitting.result import FitResult, fits_table
 
+# length families register themselves in the one registry on import (pareto, zipf, lognormal_pareto,
+# lognormal_mixture, normal_mixture, normal), so that get_family finds them wherever a FitResult is read
+from servelab.fitting import heavy_tail, mixtures  # noqa: E402,F401
+
 __all__ = [
     "FitResult",
     "fits_table",

@@ -505,7 +505,7 @@ class Bimodality:
                 "notes": list(self.notes)}
 
 
-def bimodality(x, *, max_n: int = 100_000, alpha: float = 0.05, seed: int = 0, jitter_ties: bool = True) -> Bimodality:
+def bimodality(x, *, max_n: int = 50_000, alpha: float = 0.05, seed: int = 0, jitter_ties: bool = True) -> Bimodality:
     """Test a sample for two modes: two-Gaussian mixture vs one Gaussian by BIC, plus the dip test.
 
     Parameters
