@@ -15,7 +15,7 @@ from servelab.analysis.store import TraceStore
 from servelab.reports.findings.periodicity import measure_periodicity, periodicity_findings
 from servelab.reports.section import Section
 
-__all__ = ["build_section", "evidence_tables"]
+__all__ = ["build_section", "evidence_tables", "periodicity_step"]
 
 
 def evidence_tables(ev) -> dict[str, pl.DataFrame]:
@@ -102,3 +102,14 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
         headline=headline,
         notes=tuple(notes),
     )
+
+
+def periodicity_step(store: TraceStore, options) -> object:
+    """A ``servelab arrivals`` step (see :mod:`servelab.commands.arrivals`): the tables and findings
+    of this section, without figures. Groups are always the whole trace, each service and each
+    model (``options.by`` is not used: per-client periodicity is not a BurstGPT analysis)."""
+    from servelab.commands.arrivals import StepResult
+
+    ev = measure_periodicity(store, quick=options.quick, seed=options.seed)
+    return StepResult(tables=evidence_tables(ev), findings=tuple(periodicity_findings(ev)),
+                      notes=ev.notes + tuple(f"{k}: {v}" for k, v in ev.reasons.items()))

@@ -84,6 +84,7 @@ def arrival_step(store, options: ArrivalOptions) -> StepResult:
 #: Other areas add their steps here (periodicity, calendar profiles, bursts, failures, forecasts).
 STEPS: list[tuple[str, str]] = [
     ("arrivals", "servelab.commands.arrivals:arrival_step"),
+    ("periodicity", "servelab.reports.sections.periodicity:periodicity_step"),
 ]
 
 
