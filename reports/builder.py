@@ -453,7 +453,7 @@ def _describe_store(store: TraceStore) -> str:
 def _ingest(path: Path, out: Path, *, fmt: str, column_map: Any = None, progress: bool | None = None) -> TraceStore:
     """Ingest ``path`` into a new store at ``out`` with :mod:`servelab.analysis.ingest`."""
     try:
-        from servelab.analysis import ingest as ingest_module
+        ingest_module = importlib.import_module("servelab.analysis.ingest")
     except ImportError as err:  # pragma: no cover - only before the ingest layer exists
         raise ImportError(
             f"cannot ingest {str(path)!r}: servelab.analysis.ingest is not available ({err}); "

@@ -41,6 +41,7 @@ nav.toc ol { margin: 4px 0; padding-left: 20px; columns: 2; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0 12px; }
 th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; }
+td.long { min-width: 22em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.summary td:first-child { color: var(--muted); }
 .table-wrap { overflow-x: auto; max-width: 100%; }
@@ -124,7 +125,11 @@ def _e(value: Any) -> str:
 
 def _cell(value: Any) -> str:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return f'<td class="num">{_e(format_value(value))}</td>' if numeric else f"<td>{_e(format_value(value))}</td>"
+    if numeric:
+        return f'<td class="num">{_e(format_value(value))}</td>'
+    text = format_value(value)
+    css = ' class="long"' if len(text) > 48 else ""
+    return f"<td{css}>{_e(text)}</td>"
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, css: str = "", caption: str = "") -> str:
@@ -154,10 +159,12 @@ def _summary(document: Mapping[str, Any]) -> str:
     head_rows = []
     for section_id, numbers in summary.get("headline", {}).items():
         title = numbers.get("_title", section_id) if isinstance(numbers, Mapping) else section_id
+        first = True
         for key, value in numbers.items():
             if key.startswith("_"):
                 continue
-            head_rows.append((title, _label(key), value))
+            head_rows.append((title if first else "", _label(key), value))
+            first = False
     if head_rows:
         out.append("<h3>Headline numbers</h3>")
         out.append(_table(["section", "number", "value"], head_rows, css="summary"))
