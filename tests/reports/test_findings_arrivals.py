@@ -1,0 +1,130 @@
+"""Arrival findings on the shipped Azure code trace and on synthetic traces with known answers,
+the arrivals report section, and the ``servelab arrivals`` command."""
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from servelab.analysis import Verdict, write_store
+from servelab.analysis.ingest import ingest
+from servelab.cli import main
+from servelab.reports.findings.arrivals import (
+    arrival_findings,
+    burstgpt_gamma_shift,
+    collect_arrival_evidence,
+    servegen_f1,
+    servegen_f2,
+)
+
+
+@pytest.fixture(scope="module")
+def azure_store(tmp_path_factory, raw_traces):
+    path = raw_traces / "azure_2023" / "AzureLLMInferenceTrace_code.csv"
+    return ingest([path], fmt="azure", output=tmp_path_factory.mktemp("azure") / "store")
+
+
+@pytest.fixture(scope="module")
+def azure_evidence(azure_store):
+    return collect_arrival_evidence(azure_store, seed=0, quick=True)
+
+
+def test_azure_code_trace_is_bursty(azure_store, azure_evidence):
+    t = np.sort(azure_store.to_polars(["timestamp"])["timestamp"].to_numpy())
+    gaps = np.diff(t)
+    cv = gaps.std() / gaps.mean()  # independent of the code under test
+    assert cv > 5  # "far above 1"
+    f1 = servegen_f1(azure_evidence)
+    assert f1.measured["cv"] == pytest.approx(cv, rel=1e-9)
+    assert f1.measured["bursty"] is True
+    assert f1.measured["n_gaps"] == 8818
+    assert "bursty" in f1.reason and "not bursty" not in f1.reason
+    assert f1.verdict in (Verdict.HOLDS, Verdict.INCONCLUSIVE)
+    assert f1.measured["best_family"] != "exponential"  # Poisson is the worst fit of a bursty trace
+    table = azure_evidence.tables["family_comparison"]
+    assert table["family"][-1] == "exponential"
+
+
+def test_azure_rate_and_cv_shift(azure_evidence):
+    f2 = servegen_f2(azure_evidence)
+    w = azure_evidence.tables["windows"]
+    assert f2.measured["n_windows"] == w.height == 12  # 57 minutes in 5-minute windows
+    assert f2.measured["rate_max_over_min"] > 2
+    assert f2.verdict is Verdict.HOLDS
+
+
+def _poisson_store(tmp_path, rng, n=6000, span=3 * 3600.0):
+    t = np.sort(rng.uniform(0, span, n))
+    return write_store(pl.DataFrame({"timestamp": t}), tmp_path / "poisson")
+
+
+def test_poisson_trace_is_not_called_bursty_or_shifting(tmp_path, rng):
+    ev = collect_arrival_evidence(_poisson_store(tmp_path, rng), seed=0, quick=True)
+    f1, f2, g = arrival_findings(ev)
+    assert f1.measured["bursty"] is False
+    assert f1.verdict in (Verdict.DOES_NOT_HOLD, Verdict.INCONCLUSIVE)
+    assert f2.measured["rate_shifts"] is False and f2.measured["cv_shifts"] is False
+    assert f2.verdict is Verdict.DOES_NOT_HOLD
+    assert g.verdict is Verdict.DOES_NOT_HOLD  # a stationary Poisson process has alpha ~ 1 everywhere
+    assert g.measured["trace.alpha_max_over_min"] < 2
+
+
+def test_gamma_shift_holds_when_burstiness_changes(tmp_path, rng):
+    # 20-minute windows alternating between smooth (alpha 4) and bursty (alpha 0.2) Gamma gaps
+    times = []
+    for k in range(6):
+        a = 4.0 if k % 2 == 0 else 0.2
+        gaps = rng.gamma(a, 1.0 / a, 4000)
+        t = k * 1200.0 + np.cumsum(gaps) * (1190.0 / gaps.sum())
+        times.append(t)
+    store = write_store(pl.DataFrame({"timestamp": np.concatenate(times)}), tmp_path / "g")
+    g = burstgpt_gamma_shift(collect_arrival_evidence(store, quick=True))
+    assert g.verdict is Verdict.HOLDS
+    assert g.measured["trace.alpha_max_over_min"] > 5
+
+
+def test_findings_not_applicable_on_a_tiny_trace(tmp_path):
+    store = write_store(pl.DataFrame({"timestamp": [0.0, 1.0]}), tmp_path / "tiny")
+    ev = collect_arrival_evidence(store, by="client")
+    assert "per-client tables skipped: the trace has no 'client_id' column" in ev.notes
+    f1, f2, g = arrival_findings(ev)
+    assert [f.verdict for f in (f1, f2, g)] == [Verdict.NOT_APPLICABLE] * 3
+    assert "CV is undefined" in f1.reason
+    assert "needs at least 3 active 5-minute windows" in f2.reason
+
+
+def test_section_builds_with_figures(azure_store):
+    from servelab.reports.sections.arrivals import build_section
+
+    section = build_section(azure_store, quick=True, seed=0)
+    assert [f.id for f in section.findings] == ["servegen.F1", "servegen.F2", "burstgpt.gamma_shift"]
+    assert set(section.figures) == {"servegen.fig1", "servegen.fig2", "burstgpt.fig6"}
+    assert section.headline["gap CV"] > 5
+    assert "family_comparison" in section.tables
+
+
+def test_cli_prints_and_writes_tables(tmp_path, rng):
+    n = 3000
+    frame = pl.DataFrame({"timestamp": np.sort(rng.uniform(0, 7200, n)),
+                          "service": rng.choice(["api", "conversation"], n)})
+    write_store(frame, tmp_path / "s")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["arrivals", str(tmp_path / "s"), "--by", "service", "--window", "10m",
+                                       "-o", str(out), "--gof", "none"])
+    assert result.exit_code == 0, result.output
+    assert "### step arrivals: ok" in result.output
+    assert "servegen.F1 [" in result.output
+    for name in ["gap_summary", "windows", "group_windows", "family_comparison", "gamma_windows", "findings"]:
+        assert (out / f"{name}.parquet").is_file() and (out / f"{name}.csv").is_file()
+    windows = pl.read_parquet(out / "group_windows.parquet")
+    assert windows.height == 2 * 12 and set(windows["service"]) == {"api", "conversation"}
+    assert pl.read_csv(out / "windows.csv").height == 12
+    assert {f["id"] for f in json.loads((out / "findings.json").read_text())} >= {"servegen.F1", "servegen.F2"}
+
+
+def test_cli_rejects_a_bad_window(tmp_path):
+    write_store(pl.DataFrame({"timestamp": [0.0, 1.0, 2.0]}), tmp_path / "s")
+    result = CliRunner().invoke(main, ["arrivals", str(tmp_path / "s"), "--window", "5 fortnights"])
+    assert result.exit_code == 2
+    assert "window must be a length like" in result.output
