@@ -85,10 +85,11 @@ def load_trace(trace) -> pl.DataFrame:
         path = Path(trace)
         if path.is_dir():
             return load_trace(open_store(path))
-        if path.suffix == ".parquet":
-            frame = pl.read_parquet(path)
-        elif path.suffix == ".csv":
-            frame = pl.read_csv(path)
+        if path.suffix in (".parquet", ".csv"):
+            try:
+                frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+            except (OSError, pl.exceptions.PolarsError) as err:
+                raise TraceFormatError(f"cannot read {str(path)!r} as a canonical {path.suffix[1:]} file: {err}") from None
         else:
             raise TraceFormatError(
                 f"{str(path)!r} is neither a trace store folder nor a canonical .parquet / .csv file; "

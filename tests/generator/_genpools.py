@@ -77,3 +77,12 @@ def make_pool(rates, *, cvs=None, families=None, window_s=600.0, data_window_s=2
     clients = pl.DataFrame({"client_id": list(rates), "has_arrivals": [True] * len(rates),
                             "has_data": [cid in (pmfs or {}) for cid in rates], "note": [""] * len(rates)})
     return FramePool(clients, arrivals, data, conversations, None, window_s, data_window_s)
+
+
+def to_client_pool(pool: FramePool):
+    """The same pool as a real :class:`~servelab.generator.pool.ClientPool` (e.g. to save it)."""
+    from servelab.generator.pool import ClientPool
+
+    return ClientPool(clients=pool.clients, arrivals=pool.arrivals, data=pool.data,
+                      conversation_pmfs=pool.conversation_pmfs, window_s=pool.window_s,
+                      data_window_s=pool.data_window_s)
