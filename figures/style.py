@@ -33,6 +33,8 @@ _RC = {
     "legend.title_fontsize": 7,
     "lines.linewidth": 1.2,
     "svg.fonttype": "none",
+    # log axes: plain numbers from 0.001 to 999 (a narrow log range reads 0.24, not 2.4x10^-1)
+    "axes.formatter.min_exponent": 3,
 }
 
 
