@@ -18,7 +18,7 @@ Definitions used throughout (and by the tests' independent numpy reference):
 
 The aggregates, the window grid and the idle-window fill are DuckDB SQL; the one order-dependent
 step (each request's lag within its group) is a vectorised polars ``shift().over()`` because
-DuckDB's window operator was several times slower at 10 M rows (see :func:`_gap_frame`).
+DuckDB's window operator was several times slower at 10 M rows (see :func:`arrival_frame`).
 
 Undefined values are nulls, never 0 and never an exception. This module computes tables only: it
 fits nothing (see :mod:`servelab.fitting`) and plots nothing.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -34,6 +35,9 @@ import polars as pl
 from servelab.analysis.store import TraceStore, fetch_polars
 
 __all__ = [
+    "ArrivalFrame",
+    "arrival_frame",
+    "frame_gaps",
     "GROUPINGS",
     "parse_window",
     "resolve_group",
@@ -93,40 +97,82 @@ def resolve_group(store: TraceStore, by: str | None, *, analysis: str) -> str | 
     return column
 
 
-def _gap_frame(store: TraceStore, column: str | None, *, window_s: float | None = None,
-               groups=None) -> pl.DataFrame:
-    """Requests in arrival order with the gap to the previous request of the same group (and window).
+@dataclass(frozen=True)
+class ArrivalFrame:
+    """A store's requests in arrival order, each with its predecessor in its group.
 
-    Columns: ``grp_`` (null when ungrouped), ``timestamp``, ``w`` (window index, when
-    ``window_s`` is given), ``gap`` (null for a group's / window's first request).
+    Working data (not a result): build it once with :func:`arrival_frame` and pass it as
+    ``frame=`` to :func:`gap_summary`, :func:`window_stats`, :func:`inter_arrival_gaps` and
+    :func:`gap_array` to avoid re-reading the store for every table of the same grouping.
 
-    The order-dependent step (the lag within each group) is a vectorised polars ``shift().over()``
-    on the store's rows, which ingest keeps sorted by ``(timestamp, request_id)``: at 10 M rows and
-    2,000 groups DuckDB's window operator was 4-6x slower than this on the 2-core machine
-    (``lag() OVER (PARTITION BY client_id ORDER BY request_id)``: 12.7 s vs 2.6 s, measured
-    2026-11-23). Everything else (filters, aggregates, the window grid) is DuckDB SQL.
+    Parameters
+    ----------
+    column : str or None
+        The grouping column (None: whole trace).
+    data : polars.DataFrame
+        ``grp_, timestamp, prev_`` (``prev_`` null for a group's first request).
+    t0, t1 : float
+        First and last timestamp of the whole store.
     """
+
+    column: str | None
+    data: pl.DataFrame = field(repr=False)
+    t0: float = 0.0
+    t1: float = 0.0
+
+
+def arrival_frame(store: TraceStore, *, by: str | None = None) -> ArrivalFrame:
+    """Read ``store`` once for the arrival tables of one grouping (see :class:`ArrivalFrame`).
+
+    The order-dependent step (each request's predecessor within its group) is a vectorised polars
+    ``shift().over()`` on the store's rows, which ingest keeps sorted by ``(timestamp,
+    request_id)``: at 10 M rows and 2,000 groups DuckDB's window operator was 4-6x slower than this
+    on the 2-core machine (``lag() OVER (PARTITION BY client_id ORDER BY request_id)``: 12.7 s vs
+    2.6 s, measured 2026-11-23). The aggregates and the window grid are DuckDB SQL.
+    """
+    column = resolve_group(store, by, analysis="arrival gaps")
     cols = ["request_id", "timestamp"] + ([column] if column else [])
-    lazy = pl.scan_parquet(store.requests_path).select(cols)
-    if groups is not None:
-        lazy = lazy.filter(pl.col(column).cast(pl.String).is_in([str(g) for g in groups]))
-    frame = lazy.collect()
+    frame = pl.scan_parquet(store.requests_path).select(cols).collect()
     if not frame["request_id"].is_sorted():  # ingest sorts; a store written by hand might not be
         frame = frame.sort("request_id")
-    frame = frame.rename({column: "grp_"}) if column else frame.with_columns(pl.lit(None, pl.String).alias("grp_"))
+    if column:
+        frame = frame.rename({column: "grp_"}).with_columns(pl.col("grp_").cast(pl.String))
+    else:
+        frame = frame.with_columns(pl.lit(None, pl.String).alias("grp_"))
     prev = pl.col("timestamp").shift(1)
-    frame = frame.with_columns((prev.over("grp_") if column else prev).alias("prev_"))
+    frame = frame.select("grp_", "timestamp", (prev.over("grp_") if column else prev).alias("prev_"))
+    t0, t1 = _span(store)
+    return ArrivalFrame(column=column, data=frame, t0=t0, t1=t1)
+
+
+def _frame_for(store: TraceStore, column: str | None, frame: ArrivalFrame | None) -> ArrivalFrame:
+    if frame is None:
+        return arrival_frame(store, by=column)
+    if frame.column != column:
+        raise ValueError(f"frame is grouped by {frame.column!r}; this call needs by={column!r}")
+    return frame
+
+
+def frame_gaps(base: ArrivalFrame, *, window_s: float | None = None, groups=None) -> pl.DataFrame:
+    """``grp_, timestamp, [w,] gap``: each request's gap to the previous request of its group.
+
+    With ``window_s``, ``w`` is the window index and the gap is kept only when both requests lie in
+    the same window (null otherwise); ``groups`` keeps only those groups.
+    """
+    data = base.data
+    if groups is not None:
+        data = data.filter(pl.col("grp_").is_in([str(g) for g in groups]))
     gap = pl.col("timestamp") - pl.col("prev_")
     if window_s is not None:
         def window_of(col: str) -> pl.Expr:
             return (pl.col(col) / window_s).floor().cast(pl.Int64)
 
         # a gap belongs to a window only when both of its requests lie in it
-        frame = frame.with_columns(window_of("timestamp").alias("w")).with_columns(
+        data = data.with_columns(window_of("timestamp").alias("w")).with_columns(
             pl.when(window_of("prev_") == pl.col("w")).then(gap).alias("gap"))
     else:
-        frame = frame.with_columns(gap.alias("gap"))
-    return frame.drop("request_id", "prev_")
+        data = data.with_columns(gap.alias("gap"))
+    return data.drop("prev_")
 
 
 def _span(store: TraceStore) -> tuple[float, float]:
@@ -135,7 +181,8 @@ def _span(store: TraceStore) -> tuple[float, float]:
     return float(t0), float(t1)
 
 
-def inter_arrival_gaps(store: TraceStore, *, by: str | None = None, groups=None) -> pl.DataFrame:
+def inter_arrival_gaps(store: TraceStore, *, by: str | None = None, groups=None,
+                       frame: ArrivalFrame | None = None) -> pl.DataFrame:
     """Every gap of the trace (or within each group), in arrival order.
 
     Parameters
@@ -144,7 +191,9 @@ def inter_arrival_gaps(store: TraceStore, *, by: str | None = None, groups=None)
     by : {None, "model", "service", "client", "client_id"}
         Grouping; None for the whole trace.
     groups : sequence of str, optional
-        Only these groups (filtered before the gaps are taken).
+        Only these groups.
+    frame : ArrivalFrame, optional
+        A frame of the same grouping from :func:`arrival_frame` (read once, reused).
 
     Returns
     -------
@@ -156,20 +205,23 @@ def inter_arrival_gaps(store: TraceStore, *, by: str | None = None, groups=None)
     column = resolve_group(store, by, analysis="inter-arrival gaps")
     if groups is not None and column is None:
         raise ValueError("groups needs by=<column>; got by=None")
-    frame = _gap_frame(store, column, groups=groups).filter(pl.col("gap").is_not_null())
-    out = frame.select(([pl.col("grp_").alias(column)] if column else []) + ["timestamp", pl.col("gap").alias("gap_s")])
+    gaps = frame_gaps(_frame_for(store, column, frame), groups=groups).filter(pl.col("gap").is_not_null())
+    out = gaps.select(([pl.col("grp_").alias(column)] if column else []) + ["timestamp", pl.col("gap").alias("gap_s")])
     return out
 
 
-def gap_array(store: TraceStore) -> np.ndarray:
+def gap_array(store: TraceStore, *, frame: ArrivalFrame | None = None) -> np.ndarray:
     """The whole trace's gaps (seconds) as a numpy array in arrival order."""
-    frame = pl.scan_parquet(store.requests_path).select("request_id", "timestamp").collect()
-    if not frame["request_id"].is_sorted():
-        frame = frame.sort("request_id")
-    return np.diff(frame["timestamp"].to_numpy())
+    if frame is not None:
+        _frame_for(store, None, frame)
+        return np.diff(frame.data["timestamp"].to_numpy())
+    data = pl.scan_parquet(store.requests_path).select("request_id", "timestamp").collect()
+    if not data["request_id"].is_sorted():
+        data = data.sort("request_id")
+    return np.diff(data["timestamp"].to_numpy())
 
 
-def gap_summary(store: TraceStore, *, by: str | None = None) -> pl.DataFrame:
+def gap_summary(store: TraceStore, *, by: str | None = None, frame: ArrivalFrame | None = None) -> pl.DataFrame:
     """Per group (or for the whole trace): requests, span, rate, gap mean / std / CV, zero gaps.
 
     ``rate_rps`` is the group's requests over the *whole trace's* span (so that group rates add up
@@ -182,8 +234,9 @@ def gap_summary(store: TraceStore, *, by: str | None = None) -> pl.DataFrame:
         n_zero_gaps, zero_gap_fraction``, largest groups first.
     """
     column = resolve_group(store, by, analysis="gap summary")
-    gaps = _gap_frame(store, column)
-    t0, t1 = _span(store)
+    base = _frame_for(store, column, frame)
+    gaps = frame_gaps(base)
+    t0, t1 = base.t0, base.t1
     select_key = f'grp_ AS "{column}", ' if column else ""
     sql = f"""
         SELECT {select_key}
@@ -216,6 +269,7 @@ def window_stats(
     by: str | None = None,
     fill_idle: bool = True,
     threads: int | None = None,
+    frame: ArrivalFrame | None = None,
 ) -> pl.DataFrame:
     """Request rate and gap statistics per window (and per group).
 
@@ -232,6 +286,8 @@ def window_stats(
         ``rate_rps = 0`` and null gap statistics (default). False emits active windows only.
     threads : int, optional
         DuckDB threads (default: DuckDB's choice).
+    frame : ArrivalFrame, optional
+        A frame of the same grouping from :func:`arrival_frame` (read once, reused).
 
     Returns
     -------
@@ -243,8 +299,9 @@ def window_stats(
     """
     seconds = parse_window(window)
     column = resolve_group(store, by, analysis="windowed arrival statistics")
-    gaps = _gap_frame(store, column, window_s=seconds)
-    t0, t1 = _span(store)
+    base = _frame_for(store, column, frame)
+    gaps = frame_gaps(base, window_s=seconds)
+    t0, t1 = base.t0, base.t1
     w = f"CAST({seconds!r} AS DOUBLE)"
     select_key = f'k.grp_ AS "{column}", ' if column else ""
     join = "groups_ k CROSS JOIN grid_ g LEFT JOIN agg_ a ON a.grp_ IS NOT DISTINCT FROM k.grp_ AND a.w = g.w" if fill_idle \

@@ -19,6 +19,8 @@ import numpy as np
 import polars as pl
 
 from servelab.analysis.arrivals import (
+    arrival_frame,
+    frame_gaps,
     gap_array,
     gap_summary,
     inter_arrival_gaps,
@@ -140,7 +142,7 @@ def collect_arrival_evidence(
     seed : int
         Seed of every subsample, jitter and bootstrap.
     quick : bool
-        Fit on at most 10^5 gaps (10^6 otherwise) and 5,000 per window / group.
+        Fit on at most 10^5 gaps (10^6 otherwise) and 2,000 (5,000) per window / group.
     max_fit_n : int, optional
         Override the whole-trace fit's subsample size.
     gof : {None, "auto", "bootstrap", "subsample"}
@@ -163,18 +165,23 @@ def collect_arrival_evidence(
                 raise
             notes.append(f"per-{by} tables skipped: {err.reason}")
     fit_n = max_fit_n if max_fit_n is not None else (100_000 if quick else 1_000_000)
-    per_n = 5_000 if quick else 20_000
+    per_n = 2_000 if quick else 5_000
 
-    tables["gap_summary"] = gap_summary(store)
-    windows = window_stats(store, window=window_s)
+    whole = arrival_frame(store)  # the store is read once per grouping
+    tables["gap_summary"] = gap_summary(store, frame=whole)
+    windows = window_stats(store, window=window_s, frame=whole)
     tables["windows"] = windows
     tables["shifts"] = shift_summary(windows, min_gaps=MIN_WINDOW_GAPS)
 
+    grouped = arrival_frame(store, by=column) if column is not None else None
     gamma_by = "service" if store.has("service") else None
-    tables["gamma_windows"] = gamma_per_window(window_stats(store, window=gamma_window_s, by=gamma_by), method="mle")
+    gamma_frame = grouped if gamma_by == column else (arrival_frame(store, by=gamma_by) if gamma_by else whole)
+    tables["gamma_windows"] = gamma_per_window(
+        window_stats(store, window=gamma_window_s, by=gamma_by, frame=gamma_frame), method="mle")
+    del gamma_frame
 
     comparison = None
-    gaps = gap_array(store)
+    gaps = gap_array(store, frame=whole)
     try:
         comparison = compare_families(gaps, max_n=fit_n, seed=seed, gof=gof, n_boot=n_boot)
     except (InsufficientDataError, ValueError) as err:
@@ -189,25 +196,24 @@ def collect_arrival_evidence(
         notes.extend(comparison.notes)
 
     # families per window of the trace (ServeGen Fig. 1 compares IATs within 20-minute windows)
-    t = np.cumsum(np.concatenate([[0.0], gaps]))  # relative times; the window index uses absolute ones
-    first = float(tables["gap_summary"]["first_s"][0]) if tables["gap_summary"].height else 0.0
-    win_frame = pl.DataFrame({"window": np.floor((first + t[1:]) / gamma_window_s).astype(np.int64), "gap": gaps})
+    win_frame = frame_gaps(whole, window_s=gamma_window_s).select(pl.col("w").alias("window"), "gap")
     tables["window_families"] = compare_by_group(win_frame, "window", min_n=50, max_groups=max_groups,
                                                  max_n=per_n, seed=seed).sort("window")
+    notes.append(f"families per {gamma_window_s / 60:g}-minute window and per group: the {max_groups} largest, "
+                 f"each on a random subsample of at most {per_n} gaps (seed {seed})")
+    del whole, win_frame
 
     if column is not None:
-        group_summary = gap_summary(store, by=column)
+        group_summary = gap_summary(store, by=column, frame=grouped)
         tables["group_summary"] = group_summary
-        group_windows = window_stats(store, window=window_s, by=column)
+        group_windows = window_stats(store, window=window_s, by=column, frame=grouped)
         tables["group_windows"] = group_windows
         tables["group_shifts"] = shift_summary(group_windows, by=column, min_gaps=MIN_WINDOW_GAPS)
         top = group_summary.filter(pl.col("n_gaps") >= 50).head(max_groups)[column].to_list()
         if top:
-            group_gaps = inter_arrival_gaps(store, by=column, groups=[g for g in top if g is not None])
+            group_gaps = inter_arrival_gaps(store, by=column, groups=[g for g in top if g is not None], frame=grouped)
             tables["group_families"] = compare_by_group(group_gaps, column, value="gap_s", min_n=50,
                                                         max_groups=max_groups, max_n=per_n, seed=seed)
-            if len(group_summary) > max_groups:
-                notes.append(f"families compared for the {max_groups} largest of {len(group_summary)} {column} groups")
     return ArrivalEvidence(by=column, window_s=window_s, gamma_window_s=gamma_window_s, tables=tables,
                            comparison=comparison, gamma_by=gamma_by, notes=tuple(notes))
 
