@@ -51,7 +51,7 @@ def plot_fidelity_scatter(windows: pl.DataFrame, *, y: str = "mean_input_tokens"
                  paper_figure="ServeGen Fig. 19", needs=("client_id", "input_tokens"))
 def fig19_fidelity(panels: Mapping[str, Mapping[str, pl.DataFrame]], *, y: str = "mean_input_tokens",
                    distances: Mapping[str, Mapping[str, float]] | None = None):
-    """One panel per period (e.g. ``stable``, ``variable``), one colour per workload.
+    """One row per period (e.g. ``stable``, ``variable``), one column per workload, shared axes.
 
     Parameters
     ----------
@@ -59,20 +59,28 @@ def fig19_fidelity(panels: Mapping[str, Mapping[str, pl.DataFrame]], *, y: str =
         period -> {workload name -> window table}; names ``reference``, ``servelab``, ``naive``
         get the paper's colours.
     y : str
-        The length on the y axis.
+        The length on the y axis (log scale).
     distances : Mapping, optional
-        period -> {workload -> joint energy distance to the reference}, shown in the legend.
+        period -> {workload -> joint energy distance to the reference}, shown in the titles.
     """
-    n = max(len(panels), 1)
-    fig, axes = figure(ncols=n, width=FULL_WIDTH_IN if n > 1 else 3.4, height=2.6, squeeze=False)
-    for ax, (period, workloads) in zip(axes[0], panels.items()):
-        for name, table in workloads.items():
-            label = name
-            if distances and period in distances and name in distances[period]:
-                label = f"{name} (D={distances[period][name]:.3f})"
-            plot_fidelity_scatter(table, y=y, color=WORKLOAD_COLORS.get(name), label=label, ax=ax)
-        with paper_style():
-            ax.set_title(f"{period} period")
-            ax.set_yscale("log")
-            ax.legend(markerscale=3, loc="best")
+    periods = list(panels)
+    names = list(dict.fromkeys(n for p in periods for n in panels[p]))
+    fig, axes = figure(nrows=max(len(periods), 1), ncols=max(len(names), 1), width=FULL_WIDTH_IN,
+                       height=2.1 * max(len(periods), 1), squeeze=False, sharey="row", sharex="row")
+    for i, period in enumerate(periods):
+        for j, name in enumerate(names):
+            ax = axes[i][j]
+            table = panels[period].get(name)
+            if table is not None:
+                plot_fidelity_scatter(table, y=y, color=WORKLOAD_COLORS.get(name), ax=ax)
+            title = f"{period}: {name}"
+            if distances and name in distances.get(period, {}):
+                title += f" (D={distances[period][name]:.3f})"
+            with paper_style():
+                ax.set_title(title)
+                ax.set_yscale("log")
+                if j:
+                    ax.set_ylabel("")
+                if i < len(periods) - 1:
+                    ax.set_xlabel("")
     return fig

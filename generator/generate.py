@@ -504,9 +504,30 @@ def _pmf_table(group: np.ndarray, value: np.ndarray, prob: np.ndarray) -> _PmfTa
 
 
 def sample_pmf(table: _PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draw of one value per request from its group's PMF (``u`` uniform [0, 1))."""
-    idx = np.searchsorted(table.cum, group.astype(float) + u, side="right")
-    return table.values[np.minimum(idx, table.values.size - 1)]
+    """Inverse-CDF draw of one value per request from its group's PMF (``u`` uniform [0, 1)).
+
+    When requests come in long runs of the same group (as they do in cell order: one client, one
+    data window), each run is searched in its own group's short CDF, which stays in cache; the
+    loop runs over runs, never requests. Otherwise one search over the whole table.
+    """
+    group = np.asarray(group)
+    n = group.size
+    if n == 0:
+        return np.zeros(0)
+    cuts = np.flatnonzero(group[1:] != group[:-1]) + 1
+    if cuts.size + 1 > max(64, n // 256):
+        idx = np.searchsorted(table.cum, group.astype(float) + u, side="right")
+        return table.values[np.minimum(idx, table.values.size - 1)]
+    starts = np.r_[0, cuts]
+    ends = np.r_[cuts, n]
+    g_run = group[starts]
+    lo = np.searchsorted(table.cum, g_run.astype(float), side="right")
+    hi = np.searchsorted(table.cum, g_run.astype(float) + 1.0, side="right")
+    out = np.empty(n)
+    for s, e, g, a, b in zip(starts.tolist(), ends.tolist(), g_run.tolist(), lo.tolist(), hi.tolist()):
+        local = np.searchsorted(table.cum[a:b], g + u[s:e], side="right")
+        out[s:e] = table.values[a:b][np.minimum(local, b - a - 1)]
+    return out
 
 
 def aggregate_pmfs(data: pl.DataFrame, weights: pl.DataFrame, *, by_window: bool) -> pl.DataFrame:

@@ -1,0 +1,65 @@
+"""Fig. 19 (registered, one panel per period and workload) and the report's generation section."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _genpools import make_pool  # noqa: E402
+
+from servelab.analysis.fidelity import window_stats  # noqa: E402
+from servelab.analysis.findings import Verdict  # noqa: E402
+from servelab.analysis.store import write_store  # noqa: E402
+from servelab.generator.generate import generate  # noqa: E402
+
+
+def test_fig19_is_registered_and_draws_every_panel(rng):
+    from servelab.figures.registry import get_figure
+
+    spec = get_figure("servegen.fig19")
+    assert spec.paper_figure == "ServeGen Fig. 19"
+    t = np.cumsum(rng.exponential(0.1, 3000))
+    w = window_stats(pl.DataFrame({"timestamp": t, "input_tokens": rng.integers(1, 99, t.size),
+                                   "output_tokens": rng.integers(1, 9, t.size)}))
+    fig = spec.function({"stable": {"reference": w, "servelab": w, "naive": w}, "variable": {"reference": w}},
+                        distances={"stable": {"servelab": 0.01, "naive": 0.2}})
+    axes = fig.get_axes()
+    assert len(axes) == 6
+    assert axes[1].get_title() == "stable: servelab (D=0.010)"
+    assert axes[0].get_xlabel() == "" and axes[3].get_xlabel() == "window rate (req/s)"
+    assert len(axes[0].collections[0].get_offsets()) == w.filter(pl.col("mean_input_tokens").is_not_null()).height
+
+
+def test_generation_section_not_applicable_without_clients(tmp_path):
+    from servelab.reports.sections.generation import build_section
+
+    store = write_store(pl.DataFrame({"timestamp": [0.0, 1.0, 2.0], "input_tokens": [1, 2, 3],
+                                      "output_tokens": [1, 1, 1]}), tmp_path / "s")
+    section = build_section(store, quick=True)
+    (finding,) = section.findings
+    assert finding.verdict == Verdict.NOT_APPLICABLE and "client_id" in finding.reason
+
+
+@pytest.mark.skipif(importlib.util.find_spec("servelab.fitting.pool_fit") is None, reason="fit-pool not available")
+def test_generation_section_on_a_client_tagged_trace(tmp_path):
+    from servelab.reports.sections.generation import build_section, choose_periods
+
+    # a bursty client with long inputs over a steady one with short inputs: rate-length coupling
+    pool = make_pool({"big": [6.0] * 6, "burst": [2.0, 0.5, 2.0, 0.5, 2.0, 0.5]},
+                     cvs={"big": 1.0, "burst": 4.0},
+                     pmfs={"big": {"input_tokens": ([50, 80], [0.5, 0.5]), "output_tokens": ([10], [1.0])},
+                           "burst": {"input_tokens": ([3000, 4000], [0.5, 0.5]), "output_tokens": ([90], [1.0])}})
+    ref = generate(pool, "pool", 3600, seed=3, conversations=False, counts="poisson")
+    store = write_store(ref, tmp_path / "ref")
+    periods = choose_periods(store, period_s=1800)
+    assert set(periods) == {"stable", "variable"} and all(b - a == 1800 for a, b in periods.values())
+    section = build_section(store, quick=True, seed=1)
+    (finding,) = section.findings
+    assert finding.verdict == Verdict.HOLDS, finding.reason
+    assert "servegen.fig19" in section.figures
+    assert finding.measured["stable_joint_input_energy_servelab"] < finding.measured["stable_joint_input_energy_naive"]
