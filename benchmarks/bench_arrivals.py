@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         for extra in ([], ["--by", "client"]):
             cmd = [exe, "arrivals", str(path), "-o", out, *extra]
             label = "3. " + " ".join(["servelab arrivals STORE -o OUT", *extra])
-            proc, _ = _timed(label, 30.0, lambda: subprocess.run(cmd, capture_output=True, text=True))
+            proc, _ = _timed(label, 30.0, lambda cmd=cmd: subprocess.run(cmd, capture_output=True, text=True))
             if proc.returncode != 0:
                 print(proc.stderr[-2000:])
                 return 1

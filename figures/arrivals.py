@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from servelab.figures.registry import register_figure
-from servelab.figures.style import COLUMN_WIDTH_IN, FULL_WIDTH_IN, figure, paper_style
+from servelab.figures.style import FULL_WIDTH_IN, figure, paper_style
 
 __all__ = [
     "plot_gap_histogram",
@@ -73,7 +73,7 @@ def plot_family_comparison(table: pl.DataFrame, *, ax: Axes | None = None) -> Ax
             d = table["ks_distance"].to_numpy()
             bars = ax.bar(np.arange(len(families)), d, color=["C2" if c else "C0" for c in table["clearly_best"]])
             ax.set_xticks(np.arange(len(families)), families)
-            for bar, delta in zip(bars, table["delta_aic_per_1000"].to_list()):
+            for bar, delta in zip(bars, table["delta_aic_per_1000"].to_list(), strict=True):
                 ax.annotate(f"dAIC/1k={delta:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                             ha="center", va="bottom", fontsize=6)
         ax.set_ylabel("KS distance D (-)")

@@ -12,12 +12,23 @@ from servelab.fitting.exceptions import (
 from servelab.fitting.families import ARRIVAL_FAMILIES, Family, family_names, get_family, register_family
 from servelab.fitting.fit import fit_family, ks_distance
 from servelab.fitting.result import FitResult, fits_table
+from servelab.fitting.compare import FamilyComparison, compare_by_group, compare_families
+from servelab.fitting.gof import goodness_of_fit
+from servelab.fitting.ties import detect_resolution, prepare_sample
+from servelab.fitting.windows import gamma_per_window
 
 # length families register themselves in the one registry on import (pareto, zipf, lognormal_pareto,
 # lognormal_mixture, normal_mixture, normal), so that get_family finds them wherever a FitResult is read
 from servelab.fitting import heavy_tail, mixtures  # noqa: E402,F401
 
 __all__ = [
+    "FamilyComparison",
+    "compare_families",
+    "compare_by_group",
+    "goodness_of_fit",
+    "detect_resolution",
+    "prepare_sample",
+    "gamma_per_window",
     "FitResult",
     "fits_table",
     "Family",

@@ -147,7 +147,7 @@ class ScipyFamily(Family):
             warnings.simplefilter("always")
             estimates = self.dist.fit(x, floc=0)
         shapes, scale = estimates[:-2], estimates[-1]
-        params = dict(zip(self.param_names, [*shapes, scale]))
+        params = dict(zip(self.param_names, [*shapes, scale], strict=True))
         converged = all(np.isfinite(v) and v > 0 for v in params.values()) and not any(
             issubclass(w.category, RuntimeWarning) for w in caught
         )

@@ -43,7 +43,7 @@ def test_mle_matches_scipy_generic_fit_and_loglik(family, dist, rng):
     result = fit_family(x, family)
     ref = dist.fit(x, floc=0)  # scipy's own optimiser, an independent reference
     ref_params = [*ref[:-2], ref[-1]]
-    for name, value in zip(get_family(family).param_names, ref_params):
+    for name, value in zip(get_family(family).param_names, ref_params, strict=True):
         assert result.params[name] == pytest.approx(value, rel=1e-3)
     ref_loglik = np.sum(dist.logpdf(x, *ref))
     assert result.log_likelihood >= ref_loglik - 1e-6  # never worse than scipy's optimum
