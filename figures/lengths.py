@@ -1,0 +1,326 @@
+"""Figures of request data: length distributions and fits, the input/output relation, shifts over
+the day, reasoning ratios and multimodal inputs.
+
+Reproduces ServeGen Fig. 3-4, 7, 9 and 13 and BurstGPT Fig. 7-8 from the small tables of
+:mod:`servelab.analysis.lengths`, :mod:`servelab.analysis.reasoning`,
+:mod:`servelab.analysis.multimodal` and the fitted density curves of
+:func:`servelab.fitting.compare.density_curves`. Axes-level ``plot_*`` functions draw on one
+axes; the registered figure-level functions return a new Figure. Nothing here computes a
+statistic or reads a store; never ``plt.show()`` or pyplot state.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from servelab.figures.registry import register_figure
+from servelab.figures.style import COLUMN_WIDTH_IN, FULL_WIDTH_IN, figure, paper_style
+
+__all__ = [
+    "plot_length_density",
+    "plot_io_bins",
+    "plot_linear_fit",
+    "plot_hourly_means",
+    "plot_ratio_pmf",
+    "plot_reason_answer",
+    "plot_modality_load",
+    "plot_items_per_request",
+    "plot_share_histogram",
+    "length_distributions",
+    "length_shift",
+    "io_relation",
+    "burstgpt_histograms",
+    "linear_relation",
+    "reasoning_lengths",
+    "multimodal_load",
+    "multimodal_share",
+]
+
+_FIT_STYLE = {
+    "lognormal_pareto": {"color": "C3", "ls": "-", "label": "LogNormal+Pareto"},
+    "lognormal": {"color": "C1", "ls": "--", "label": "LogNormal"},
+    "pareto": {"color": "C4", "ls": ":", "label": "Pareto"},
+    "exponential": {"color": "C2", "ls": "-.", "label": "Exponential"},
+    "zipf": {"color": "C5", "ls": (0, (3, 1, 1, 1)), "label": "Zipf"},
+    "lognormal_mixture": {"color": "C6", "ls": "-", "label": "2 LogNormals"},
+}
+
+
+def _axes(ax: Axes | None) -> Axes:
+    if ax is not None:
+        return ax
+    _, ax = figure()
+    return ax
+
+
+def plot_length_density(pmf: pl.DataFrame, *, ax: Axes | None = None, curves: pl.DataFrame | None = None,
+                        families: Sequence[str] | None = None, label: str = "tokens", group: str | None = None) -> Axes:
+    """Empirical density of a length on log-spaced bins (:func:`~servelab.analysis.lengths.length_pmf`
+    with ``log_bins``) with fitted density curves on top (``family, x, pdf``)."""
+    ax = _axes(ax)
+    with paper_style():
+        data = pmf if group is None else pmf.filter(pl.col("group") == group)
+        for g, part in data.group_by("group", maintain_order=True):
+            mid = np.sqrt(np.maximum(part["bin_lo"].to_numpy(), 0.5) * part["bin_hi"].to_numpy())
+            ax.step(mid, part["density"].to_numpy(), where="mid", color="0.3" if data["group"].n_unique() == 1 else None,
+                    lw=1.0, label=f"data ({g[0]})" if data["group"].n_unique() > 1 else "data")
+        if curves is not None and curves.height:
+            for fam, part in curves.group_by("family", maintain_order=True):
+                if families is not None and fam[0] not in families:
+                    continue
+                style = _FIT_STYLE.get(fam[0], {"label": fam[0]})
+                pdf = part["pdf"].to_numpy()
+                keep = pdf > 0
+                ax.plot(part["x"].to_numpy()[keep], pdf[keep], **style)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{label} (tokens)")
+        ax.set_ylabel("density (1/token)")
+        ax.legend(frameon=False)
+    return ax
+
+
+def plot_io_bins(bins: pl.DataFrame, *, ax: Axes | None = None, group: str | None = None) -> Axes:
+    """Output median and 5-95 % range per input-length bin (ServeGen Fig. 4)."""
+    ax = _axes(ax)
+    with paper_style():
+        data = bins if group is None else bins.filter(pl.col("group") == group)
+        for i, (g, part) in enumerate(data.group_by("group", maintain_order=True)):
+            x = np.sqrt(np.maximum(part["input_lo"].to_numpy(), 0.5) * part["input_hi"].to_numpy())
+            color = f"C{i}"
+            ax.fill_between(x, part["output_p5"].to_numpy(), part["output_p95"].to_numpy(), color=color, alpha=0.2, lw=0)
+            ax.plot(x, part["output_median"].to_numpy(), color=color, marker="o", ms=2,
+                    label=f"median ({g[0]})" if data["group"].n_unique() > 1 else "median, 5-95 %")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("input length (tokens)")
+        ax.set_ylabel("output length (tokens)")
+        ax.legend(frameon=False)
+    return ax
+
+
+def plot_linear_fit(bins: pl.DataFrame, correlation: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Mean response per request-length bin with BurstGPT's least-squares line (Fig. 8)."""
+    ax = _axes(ax)
+    with paper_style():
+        part = bins.filter(pl.col("group") == bins["group"][0]) if bins.height else bins
+        x = part["input_median"].to_numpy()
+        ax.plot(x, part["output_mean"].to_numpy(), "o", ms=3, color="C0", label="mean response per bin")
+        if correlation.height:
+            row = correlation.row(0, named=True)
+            if row["slope"] is not None:
+                grid = np.linspace(0, float(np.max(x)) if x.size else 1.0, 100)
+                ax.plot(grid, row["intercept"] + row["slope"] * grid, color="C3",
+                        label=f"OLS: {row['slope']:.3g}x + {row['intercept']:.3g} (R²={row['r2']:.2g})")
+        ax.set_xlabel("request tokens")
+        ax.set_ylabel("response tokens")
+        ax.legend(frameon=False)
+    return ax
+
+
+def plot_hourly_means(hourly: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Mean input and output length per hour of day, relative to their all-day means (Fig. 3c-d)."""
+    ax = _axes(ax)
+    with paper_style():
+        w = hourly["n"].to_numpy().astype(float)
+        for col, color, label in (("mean_input_tokens", "C0", "input"), ("mean_output_tokens", "C1", "output")):
+            if col not in hourly.columns:
+                continue
+            v = hourly[col].to_numpy()
+            ax.plot(hourly["hour"].to_numpy(), v / (np.sum(v * w) / np.sum(w)), marker="o", ms=2, color=color, label=label)
+        ax.axhline(1.0, color="0.6", lw=0.8)
+        ax.set_xlabel("hour of day (trace's clock)")
+        ax.set_ylabel("mean length / all-day mean")
+        ax.set_xlim(0, 23)
+        ax.legend(frameon=False)
+    return ax
+
+
+def plot_ratio_pmf(pmf: pl.DataFrame, *, ax: Axes | None = None, smooth: int = 5) -> Axes:
+    """PMF of the reason ratio on [0, 1] (ServeGen Fig. 13c), moving-average smoothed over ``smooth`` points."""
+    ax = _axes(ax)
+    with paper_style():
+        for g, part in pmf.group_by("group", maintain_order=True):
+            grid = np.round(np.linspace(0, 1, 501), 6)
+            full = pl.DataFrame({"ratio": grid}).join(part.with_columns(pl.col("ratio").round(6)), on="ratio", how="left")
+            p = full["probability"].fill_null(0).to_numpy()
+            if smooth > 1:
+                p = np.convolve(p, np.ones(smooth) / smooth, mode="same")
+            ax.plot(grid, p * 500, lw=1.0, label=str(g[0]))
+        ax.set_xlabel("reason ratio (reason / output tokens)")
+        ax.set_ylabel("density")
+        ax.set_xlim(0, 1)
+        if pmf["group"].n_unique() > 1:
+            ax.legend(frameon=False, title="client")
+    return ax
+
+
+def plot_reason_answer(summary: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Mean (bar) and 5-95 % range of reason, answer and output tokens (ServeGen Fig. 13a)."""
+    ax = _axes(ax)
+    with paper_style():
+        part = summary.filter(pl.col("column").is_in(["reason_tokens", "answer_tokens", "output_tokens"]))
+        names = [c.removesuffix("_tokens") for c in part["column"].to_list()]
+        mean = part["mean"].to_numpy()
+        lo, hi = part["p5"].to_numpy(), part["p95"].to_numpy()
+        ax.bar(names, mean, color=["C3", "C0", "C7"][: len(names)])
+        ax.errorbar(names, mean, yerr=[np.maximum(mean - lo, 0), np.maximum(hi - mean, 0)], fmt="none", color="k", lw=0.8)
+        ax.set_ylabel("tokens (mean, 5-95 %)")
+    return ax
+
+
+def plot_modality_load(load: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Tokens per second of each modality over time (ServeGen Fig. 7d)."""
+    ax = _axes(ax)
+    with paper_style():
+        t = load["start_s"].to_numpy() / 3600.0
+        for col in load.columns:
+            if col.endswith("_tps") and float(load[col].sum()) > 0:
+                ax.plot(t, load[col].to_numpy(), lw=1.0, label=col.removesuffix("_tps"))
+        ax.set_xlabel("time (hours from trace start)")
+        ax.set_ylabel("load (tokens/s)")
+        ax.legend(frameon=False)
+    return ax
+
+
+def plot_items_per_request(items: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """PMF of items per request per modality (ServeGen Fig. 7a)."""
+    ax = _axes(ax)
+    with paper_style():
+        for m, part in items.group_by("modality", maintain_order=True):
+            if part.filter(pl.col("items") > 0).height == 0:
+                continue
+            ax.plot(part["items"].to_numpy(), part["probability"].to_numpy(), marker="o", ms=2, label=m[0])
+        ax.set_yscale("log")
+        ax.set_xlabel("items per request")
+        ax.set_ylabel("share of requests")
+        ax.legend(frameon=False)
+    return ax
+
+
+def plot_share_histogram(hist: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Per-request multimodal share of input tokens (ServeGen Fig. 9)."""
+    ax = _axes(ax)
+    with paper_style():
+        lo = hist["share_lo"].to_numpy()
+        width = hist["share_hi"].to_numpy() - lo
+        ax.bar(lo, hist["probability"].to_numpy(), width=width, align="edge", color="C0", edgecolor="white", lw=0.3)
+        ax.axhline(1.0 / max(hist.height, 1), color="C3", ls="--", lw=0.8, label="perfectly flat")
+        ax.set_xlabel("multimodal share of input tokens")
+        ax.set_ylabel("share of requests")
+        ax.set_xlim(0, 1)
+        ax.legend(frameon=False)
+    return ax
+
+
+# ----------------------------------------------------------------------------------------------
+# figure level
+
+
+@register_figure("servegen.fig3", title="Input and output length distributions with fits",
+                 paper_figure="ServeGen Fig. 3(a)-(b)", needs=("input_tokens", "output_tokens"))
+def length_distributions(input_pmf: pl.DataFrame | None, output_pmf: pl.DataFrame | None, *,
+                         input_curves: pl.DataFrame | None = None, output_curves: pl.DataFrame | None = None) -> Figure:
+    """Input (LogNormal+Pareto, LogNormal, Pareto fits) and output (Exponential fit) densities."""
+    fig, axes = figure(ncols=2, width=FULL_WIDTH_IN, height=2.6)
+    if input_pmf is not None:
+        plot_length_density(input_pmf, ax=axes[0], curves=input_curves, label="input",
+                            families=("lognormal_pareto", "lognormal", "pareto"))
+    axes[0].set_title("input")
+    if output_pmf is not None:
+        plot_length_density(output_pmf, ax=axes[1], curves=output_curves, label="output",
+                            families=("exponential", "lognormal_mixture"))
+    axes[1].set_title("output")
+    return fig
+
+
+@register_figure("servegen.fig3cd", title="Mean input and output length over the day",
+                 paper_figure="ServeGen Fig. 3(c)-(d)", needs=("input_tokens", "output_tokens"))
+def length_shift(hourly: pl.DataFrame) -> Figure:
+    """Hourly mean lengths relative to the all-day mean."""
+    fig, ax = figure(width=COLUMN_WIDTH_IN)
+    plot_hourly_means(hourly, ax=ax)
+    return fig
+
+
+@register_figure("servegen.fig4", title="Output length per input-length bin, per period",
+                 paper_figure="ServeGen Fig. 4", needs=("input_tokens", "output_tokens"))
+def io_relation(bins: pl.DataFrame, *, by_period: pl.DataFrame | None = None) -> Figure:
+    """Median and 5-95 % of outputs per input bin, whole trace and (if given) per period."""
+    groups = [] if by_period is None or by_period.height == 0 else list(dict.fromkeys(by_period["group"].to_list()))
+    fig, axes = figure(ncols=1 + len(groups), width=min(FULL_WIDTH_IN, COLUMN_WIDTH_IN * (1 + len(groups)) * 0.7),
+                       height=2.4, sharey=True)
+    axes = np.atleast_1d(axes)
+    plot_io_bins(bins, ax=axes[0])
+    axes[0].set_title("all")
+    for ax, g in zip(axes[1:], groups):
+        plot_io_bins(by_period, ax=ax, group=g)
+        ax.set_title(g)
+    return fig
+
+
+@register_figure("burstgpt.fig7", title="Request and response token distributions",
+                 paper_figure="BurstGPT Fig. 7", needs=("input_tokens", "output_tokens"))
+def burstgpt_histograms(input_pmf: pl.DataFrame | None, output_pmf: pl.DataFrame | None, *,
+                        input_curves: pl.DataFrame | None = None, output_curves: pl.DataFrame | None = None) -> Figure:
+    """Request tokens with the Zipf fit, response tokens with the two-LogNormal fit."""
+    fig, axes = figure(ncols=2, width=FULL_WIDTH_IN, height=2.6)
+    if input_pmf is not None:
+        plot_length_density(input_pmf, ax=axes[0], curves=input_curves, label="request", families=("zipf",))
+    axes[0].set_title("request tokens")
+    if output_pmf is not None:
+        plot_length_density(output_pmf, ax=axes[1], curves=output_curves, label="response",
+                            families=("lognormal_mixture",))
+    axes[1].set_title("response tokens")
+    return fig
+
+
+@register_figure("burstgpt.fig8", title="Response vs request tokens with the linear fit",
+                 paper_figure="BurstGPT Fig. 8", needs=("input_tokens", "output_tokens"))
+def linear_relation(bins: pl.DataFrame, correlation: pl.DataFrame) -> Figure:
+    """Mean response per request bin and the OLS line."""
+    fig, ax = figure(width=COLUMN_WIDTH_IN)
+    plot_linear_fit(bins, correlation, ax=ax)
+    return fig
+
+
+@register_figure("servegen.fig13", title="Reason and answer lengths; reason-ratio distribution",
+                 paper_figure="ServeGen Fig. 13", needs=("output_tokens", "reason_tokens"))
+def reasoning_lengths(summary: pl.DataFrame, ratio_pmf: pl.DataFrame, *,
+                      ratio_pmf_by_client: pl.DataFrame | None = None) -> Figure:
+    """Mean reason / answer / output tokens, the reason-ratio PMF, and (if given) per top client."""
+    n = 3 if ratio_pmf_by_client is not None and ratio_pmf_by_client.height else 2
+    fig, axes = figure(ncols=n, width=FULL_WIDTH_IN, height=2.4)
+    plot_reason_answer(summary, ax=axes[0])
+    plot_ratio_pmf(ratio_pmf, ax=axes[1])
+    axes[1].set_title("all requests")
+    if n == 3:
+        plot_ratio_pmf(ratio_pmf_by_client, ax=axes[2])
+        axes[2].set_title("top clients")
+    return fig
+
+
+@register_figure("servegen.fig7", title="Multimodal load over time and items per request",
+                 paper_figure="ServeGen Fig. 7(a), (d)", needs=("image_tokens",))
+def multimodal_load(load: pl.DataFrame, items: pl.DataFrame | None = None) -> Figure:
+    """Per-modality token load over time and the items-per-request PMF."""
+    n = 2 if items is not None and items.height else 1
+    fig, axes = figure(ncols=n, width=FULL_WIDTH_IN if n == 2 else COLUMN_WIDTH_IN, height=2.4)
+    axes = np.atleast_1d(axes)
+    plot_modality_load(load, ax=axes[0])
+    if n == 2:
+        plot_items_per_request(items, ax=axes[1])
+    return fig
+
+
+@register_figure("servegen.fig9", title="Multimodal share of each request's input",
+                 paper_figure="ServeGen Fig. 9", needs=("text_tokens", "image_tokens"))
+def multimodal_share(hist: pl.DataFrame) -> Figure:
+    """Histogram of the per-request multimodal share of input tokens."""
+    fig, ax = figure(width=COLUMN_WIDTH_IN)
+    plot_share_histogram(hist, ax=ax)
+    return fig
