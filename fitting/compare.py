@@ -114,8 +114,10 @@ class FamilyComparison:
         raise KeyError(f"family {family!r} was not fitted; fitted: {[r.family for r in self.results]}")
 
     def table(self) -> pl.DataFrame:
-        """One row per family, ranked by AIC: params, log-likelihood, AIC, BIC, delta-AIC, D, p."""
+        """One row per family, ranked by AIC: params, log-likelihood, AIC, BIC, delta-AIC (also per
+        1000 observations), delta-BIC (to the lowest BIC), KS D, p-value and its method."""
         best_aic = self.results[0].aic if self.results else float("nan")
+        best_bic = min((r.bic for r in self.results), default=float("nan"))
         rows = [
             {
                 "rank": i + 1,
@@ -127,6 +129,7 @@ class FamilyComparison:
                 "bic": r.bic,
                 "delta_aic": r.aic - best_aic,
                 "delta_aic_per_1000": (r.aic - best_aic) * 1000.0 / r.n,
+                "delta_bic": r.bic - best_bic,
                 "ks_distance": r.ks_distance,
                 "p_value": r.p_value,
                 "p_value_method": r.p_value_method,
@@ -138,7 +141,7 @@ class FamilyComparison:
         return pl.DataFrame(rows, schema={
             "rank": pl.Int64, "family": pl.String, "params": pl.String, "n": pl.Int64,
             "log_likelihood": pl.Float64, "aic": pl.Float64, "bic": pl.Float64, "delta_aic": pl.Float64,
-            "delta_aic_per_1000": pl.Float64, "ks_distance": pl.Float64, "p_value": pl.Float64,
+            "delta_aic_per_1000": pl.Float64, "delta_bic": pl.Float64, "ks_distance": pl.Float64, "p_value": pl.Float64,
             "p_value_method": pl.String, "converged": pl.Boolean, "clearly_best": pl.Boolean,
         })
 

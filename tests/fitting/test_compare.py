@@ -18,6 +18,8 @@ def test_clear_winner_on_a_large_gamma_sample(rng):
     assert table["delta_aic"][0] == 0.0
     assert table["delta_aic"][1] >= max(10.0, 2.0 * 50_000 / 1000)
     assert table["clearly_best"].to_list() == [True, False, False, False]
+    bic = np.array([r.bic for r in comp.results])
+    np.testing.assert_allclose(table["delta_bic"].to_numpy(), bic - bic.min())
     assert comp.verdict.startswith("gamma is clearly best")
 
 
