@@ -76,6 +76,11 @@ def plot_length_density(pmf: pl.DataFrame, *, ax: Axes | None = None, curves: pl
                 pdf = part["pdf"].to_numpy()
                 keep = pdf > 0
                 ax.plot(part["x"].to_numpy()[keep], pdf[keep], **style)
+        dens = data["density"].to_numpy()
+        dens = dens[dens > 0]
+        if dens.size:  # fitted curves must not stretch the axis decades beyond the data
+            ax.set_ylim(dens.min() / 30, dens.max() * 5)
+            ax.set_xlim(max(0.8, float(data["bin_lo"].min()) * 0.8), float(data["bin_hi"].max()) * 1.5)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"{label} (tokens)")
