@@ -1034,9 +1034,12 @@ def _request_data(pool, grid: _Grid, sel, client, t, seg_a, seg_b, rate_ps, lo, 
     for field in fields:
         table, group_of_key = _field_sampler(data, field, grid.pool_ids, dstarts, active, wmatrix, borrow=borrow)
         g = group_of_key[key]
+        u = rng.random(t.size)
+        if g.min(initial=0) >= 0:  # every request has data: no masking pass
+            cols[field] = sample_pmf(table, g, u)
+            continue
         draw = np.full(t.size, np.nan)
         ok = g >= 0
-        u = rng.random(t.size)
         draw[ok] = sample_pmf(table, g[ok], u[ok])
         cols[field] = draw
     return _canonical_fields(cols)
