@@ -4,6 +4,9 @@ The generator reads pools and writes workloads as polars DataFrames in the canon
 never imports figures or matplotlib.
 """
 from servelab.generator.exceptions import (
+    ExportFormatError,
+    GenerationError,
+    GenerationWarning,
     MissingDatasetWarning,
     PoolExistsError,
     PoolFormatError,
@@ -11,6 +14,9 @@ from servelab.generator.exceptions import (
     PoolSpanError,
     PoolWarning,
 )
+from servelab.generator.exports import EXPORT_FORMATS, export_workload, mooncake_hash_ids
+from servelab.generator.generate import RateSchedule, constant_rate, generate, pool_rate, rate_table, read_rate_file
+from servelab.generator.naive import aggregate_cv, naive_generate
 from servelab.generator.pool import ClientPool
 from servelab.generator.sampling import sample_requests
 from servelab.generator.servegen_format import read_servegen, write_servegen
@@ -26,4 +32,18 @@ __all__: list[str] = [
     "PoolSpanError",
     "PoolWarning",
     "MissingDatasetWarning",
+    "generate",
+    "naive_generate",
+    "aggregate_cv",
+    "RateSchedule",
+    "constant_rate",
+    "rate_table",
+    "pool_rate",
+    "read_rate_file",
+    "export_workload",
+    "mooncake_hash_ids",
+    "EXPORT_FORMATS",
+    "GenerationError",
+    "GenerationWarning",
+    "ExportFormatError",
 ]
