@@ -92,7 +92,8 @@ class LinkSummary:
     n_with_parent : int
         Requests linked to an earlier turn (every linked request but each conversation's first).
     n_conversations, n_multi_turn : int
-        Conversations (single requests included) and those with two or more turns.
+        Conversations (one-turn ones included; requests without link information, e.g. without
+        a conversation id, are not counted) and those with two or more turns.
     n_branching : int
         Requests with two or more follow-ups.
     n_dangling : int
@@ -148,7 +149,8 @@ class Conversations:
     links : polars.DataFrame
         One row per request: ``request_id``, ``timestamp``, ``conversation`` (request_id of its
         first turn), ``parent`` (request_id or NULL), ``turn`` (1 = first), ``itt_s`` (NULL for
-        first turns and out-of-order links), ``dangling``, ``cycle``, ``out_of_order``.
+        first turns and out-of-order links), ``dangling``, ``cycle``, ``out_of_order``,
+        ``identified`` (the request carries link information).
     conversations : polars.DataFrame
         From :func:`conversation_table`.
     """
@@ -307,7 +309,8 @@ def prefix_hashes(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         csum = np.cumsum(term, dtype=np.uint64)
         base = np.where(starts > 0, csum[np.maximum(starts - 1, 0)], np.uint64(0))
         h = (csum - np.repeat(base, lengths)) * pw[pos]
-        return _mix64(h ^ (pos.astype(np.uint64) + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93))
+        h ^= (pos.astype(np.uint64) + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93)
+        return h
 
 
 def infer_parents_from_blocks(values: np.ndarray, lengths: np.ndarray, *, min_shared_blocks: int = 1,
@@ -374,11 +377,13 @@ def infer_parents_from_blocks(values: np.ndarray, lengths: np.ndarray, *, min_sh
     q_flat = np.flatnonzero(qmask)
     del qmask
     q_key = keys[q_flat]
+    # a hash-set membership test first (polars, linear): a binary search of every one of the B
+    # prefixes into the parent keys is cache-bound and ~20x slower at 3e7 prefixes
+    hit = pl.Series(q_key, dtype=pl.UInt64).is_in(pl.Series(p_key, dtype=pl.UInt64).implode()).to_numpy()
+    q_flat, q_key = q_flat[hit], q_key[hit]
+    del hit
     hit_pos = np.searchsorted(p_key, q_key)
-    hit_pos[hit_pos >= p_key.size] = p_key.size - 1
-    hit = p_key[hit_pos] == q_key
-    q_flat, hit_pos = q_flat[hit], hit_pos[hit]
-    del q_key, hit
+    del q_key
     q_req = req[q_flat]
     q_k = pos[q_flat] + 1
     del req, pos
@@ -464,7 +469,7 @@ def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_bloc
         n_requests=links.height,
         n_linked=int(multi["turns"].sum() or 0),
         n_with_parent=int(links["parent"].is_not_null().sum()),
-        n_conversations=convs.height,
+        n_conversations=int(convs["identified"].sum()),
         n_multi_turn=multi.height,
         n_branching=int((n_children["len"] >= 2).sum()) if n_children.height else 0,
         n_dangling=int(extra.get("n_dangling", 0)),
@@ -481,6 +486,7 @@ def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_bloc
 _LINK_SCHEMA = {
     "request_id": pl.Int64, "timestamp": pl.Float64, "conversation": pl.Int64, "parent": pl.Int64,
     "turn": pl.Int64, "itt_s": pl.Float64, "dangling": pl.Boolean, "cycle": pl.Boolean, "out_of_order": pl.Boolean,
+    "identified": pl.Boolean,
 }
 
 
@@ -494,7 +500,7 @@ SELECT request_id, timestamp,
   CASE WHEN conversation_id IS NULL THEN NULL ELSE lag(request_id) {win} END AS parent,
   CASE WHEN conversation_id IS NULL THEN 1 ELSE row_number() {win} END AS turn,
   CASE WHEN conversation_id IS NULL THEN NULL ELSE timestamp - lag(timestamp) {win} END AS itt_s,
-  false AS dangling, false AS cycle,
+  false AS dangling, false AS cycle, conversation_id IS NOT NULL AS identified,
   {f"coalesce(conversation_id IS NOT NULL AND requests.turn < lag(requests.turn) {win}, false)" if has_turn else "false"} AS out_of_order
 FROM requests
 ORDER BY request_id
@@ -568,6 +574,7 @@ def _tree_links(rid: np.ndarray, ts: np.ndarray, parent: np.ndarray, *, dangling
         "dangling": dangling,
         "cycle": cycle,
         "out_of_order": out_of_order,
+        "identified": np.ones(rid.size, dtype=bool),
     }).cast(_LINK_SCHEMA)
 
 
@@ -583,7 +590,9 @@ def conversation_table(links: pl.DataFrame, *, trace_start: float | None = None,
     polars.DataFrame
         ``conversation``, ``turns``, ``depth`` (longest chain of turns), ``first_s``, ``last_s``,
         ``duration_s`` (last minus first arrival), ``itt_count``, ``mean_itt_s``,
-        ``median_itt_s``, ``max_itt_s``, ``left_censored``, ``right_censored``.
+        ``median_itt_s``, ``max_itt_s``, ``left_censored``, ``right_censored``, ``identified``
+        (False for a request without link information, e.g. an API request without a
+        conversation id: a single request, but not a one-turn conversation).
     """
     start = float(links["timestamp"].min()) if trace_start is None else trace_start
     end = float(links["timestamp"].max()) if trace_end is None else trace_end
@@ -599,6 +608,7 @@ def conversation_table(links: pl.DataFrame, *, trace_start: float | None = None,
             median_itt_s=pl.col("itt_s").median(),
             max_itt_s=pl.col("itt_s").max(),
             dangling=pl.col("dangling").any(),
+            identified=pl.col("identified").any() if "identified" in links.columns else pl.lit(True),
         )
         .with_columns(
             duration_s=pl.col("last_s") - pl.col("first_s"),
@@ -611,7 +621,12 @@ def conversation_table(links: pl.DataFrame, *, trace_start: float | None = None,
 
 
 def turn_distribution(conversations: pl.DataFrame) -> pl.DataFrame:
-    """Conversations per number of turns: ``turns``, ``conversations``, ``share``, ``cum_share``."""
+    """Conversations per number of turns: ``turns``, ``conversations``, ``share``, ``cum_share``.
+
+    Requests without link information (``identified`` False) are not conversations and are left out.
+    """
+    if "identified" in conversations.columns:
+        conversations = conversations.filter(pl.col("identified"))
     counts = conversations.group_by("turns").agg(conversations=pl.len()).sort("turns")
     total = counts["conversations"].sum()
     return counts.with_columns(share=pl.col("conversations") / total).with_columns(cum_share=pl.col("share").cum_sum())

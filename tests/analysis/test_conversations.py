@@ -243,7 +243,9 @@ def test_conversation_id_rule_with_out_of_order_turns(tmp_path):
     result = link_conversations(store)
     s = result.summary
     assert s.rule == "conversation_id" and s.n_out_of_order == 1
-    assert s.n_multi_turn == 2 and s.n_linked == 5 and s.n_conversations == 3
+    # the request without an id is not a one-turn conversation
+    assert s.n_multi_turn == 2 and s.n_linked == 5 and s.n_conversations == 2
+    assert turn_distribution(result.conversations)["conversations"].sum() == 2
     itts = sorted(itt_values(result.links).tolist())
     assert itts == [10.0, 30.0, 35.0]
     conv = result.conversations.sort("conversation")

@@ -1,0 +1,237 @@
+"""Conversation findings: ServeGen Finding 10 (multi-turn conversations make arrivals less bursty;
+§5.2, Fig. 14-16) and BurstGPT's conversation patterns (KDD'25 §3.2, Fig. 9).
+
+:func:`collect_conversation_evidence` links the trace's requests once
+(:func:`servelab.analysis.conversations.link_conversations`), computes the per-conversation
+tables, fits the inter-turn times with the family registry
+(:func:`servelab.fitting.compare.compare_families`), runs the upsampling experiment
+(:func:`servelab.analysis.upsampling.upsampling_burstiness`) and keeps small tables only. The
+builders turn that into :class:`Finding` records; a trace without link information gets
+not-applicable findings that say why. This module never imports matplotlib.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from servelab.analysis.conversations import (
+    DEFAULT_LONG_DELTAS_S,
+    LinkSummary,
+    interval_stats_by_turns,
+    itt_values,
+    link_conversations,
+    turn_distribution,
+)
+from servelab.analysis.exceptions import NotApplicableError
+from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.store import TraceStore
+from servelab.analysis.upsampling import UpsamplingResult, upsampling_burstiness
+from servelab.fitting.compare import FamilyComparison, compare_families
+
+__all__ = [
+    "ConversationEvidence",
+    "collect_conversation_evidence",
+    "servegen_f10",
+    "burstgpt_conversations",
+    "conversation_findings",
+    "CALM_CV",
+    "UPSAMPLING_MARGIN",
+]
+
+#: "close to or even less than 1": a median window CV at or below this is not bursty
+CALM_CV = 1.2
+#: the ITT-upsampled workload must be this much (relative) less bursty than the naive one
+UPSAMPLING_MARGIN = 0.05
+#: BurstGPT Fig. 9 rows need at least this many conversations to enter the trend correlations
+MIN_CONVERSATIONS_PER_ROW = 5
+
+_F10 = ("servegen.F10", "Request arrival in reasoning workloads is impacted by the reoccurring pattern of multi-turn "
+        "conversations and appears less bursty.", "ServeGen (2025), Finding 10, §5.2, Fig. 14-16")
+_B = ("burstgpt.conversations", "Over 35% of conversations end with one request and their count declines "
+      "exponentially with the number of requests (median 2, 75% with four or fewer); the number of long intervals "
+      "grows with the number of requests.", "BurstGPT (KDD'25), §3.2, Fig. 9")
+
+
+@dataclass(frozen=True)
+class ConversationEvidence:
+    """Conversation tables of one trace (small summaries only).
+
+    Attributes
+    ----------
+    summary : LinkSummary or None
+        None when no link information exists (``reason`` says why).
+    turns : polars.DataFrame or None
+        :func:`~servelab.analysis.conversations.turn_distribution`.
+    intervals : polars.DataFrame or None
+        :func:`~servelab.analysis.conversations.interval_stats_by_turns` (BurstGPT Fig. 9).
+    itt_quantiles : polars.DataFrame or None
+        ``q``, ``itt_s`` at a grid of quantiles (for plotting the ITT distribution).
+    itt_histogram : polars.DataFrame or None
+        ``bin_lo``, ``bin_hi``, ``density`` of ITTs up to their 95th percentile (Fig. 15b).
+    itt_fit : FamilyComparison or None
+        The ITT family comparison.
+    upsampling : UpsamplingResult or None
+        Fig. 16.
+    reason : str
+    notes : tuple of str
+    """
+
+    summary: LinkSummary | None
+    turns: pl.DataFrame | None = None
+    intervals: pl.DataFrame | None = None
+    itt_quantiles: pl.DataFrame | None = None
+    itt_histogram: pl.DataFrame | None = None
+    itt_fit: FamilyComparison | None = None
+    upsampling: UpsamplingResult | None = None
+    reason: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+
+def collect_conversation_evidence(store: TraceStore, *, rule: str = "auto", window_s: float = 600.0,
+                                  deltas_s: tuple[float, ...] = DEFAULT_LONG_DELTAS_S, seed: int = 0,
+                                  max_fit_n: int = 200_000) -> ConversationEvidence:
+    """Link, describe, fit and upsample once. Never raises for a trace without links."""
+    try:
+        conv = link_conversations(store, rule=rule)
+    except NotApplicableError as err:
+        return ConversationEvidence(summary=None, reason=err.reason)
+    notes: list[str] = list(conv.summary.notes)
+    itt = itt_values(conv.links)
+    turns = turn_distribution(conv.conversations)
+    intervals = interval_stats_by_turns(conv.links, conv.conversations, deltas_s=deltas_s)
+    qs = hist = fit = up = None
+    if itt.size:
+        grid = np.linspace(0, 1, 101)
+        qs = pl.DataFrame({"q": grid, "itt_s": np.quantile(itt, grid)})
+        top = np.quantile(itt, 0.95)
+        edges = np.linspace(0.0, max(top, 1e-9), 51)
+        dens, _ = np.histogram(itt[itt <= top], bins=edges, density=True)
+        hist = pl.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "density": dens})
+        positive = itt[itt > 0]
+        if positive.size >= 20:
+            fit = compare_families(positive, max_n=max_fit_n, seed=seed)
+            notes.append(f"ITT fits on {positive.size} positive ITTs ({itt.size - positive.size} zero ITTs left out)")
+    if conv.summary.n_multi_turn:
+        try:
+            up = upsampling_burstiness(conv.links, window_s=window_s)
+        except (NotApplicableError, ValueError) as err:
+            notes.append(f"upsampling not run: {err}")
+    return ConversationEvidence(summary=conv.summary, turns=turns, intervals=intervals, itt_quantiles=qs,
+                                itt_histogram=hist, itt_fit=fit, upsampling=up, notes=tuple(notes))
+
+
+def _fin(x) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+def servegen_f10(ev: ConversationEvidence) -> Finding:
+    """ServeGen Finding 10.
+
+    Rule: applies when the trace has multi-turn conversations. *Conversations matter* when the
+    ITT-upsampled workload's median window CV is at least :data:`UPSAMPLING_MARGIN` (relative)
+    below the naive one's (keeping inter-turn times calms arrivals; compressing them makes
+    bursts); *less bursty* when the original trace's median window CV is at most
+    :data:`CALM_CV`. Holds when both, does not hold when neither, inconclusive otherwise. The
+    paper's claim is about reasoning workloads; it is checked on any trace with conversations.
+    """
+    figs = ("servegen.fig14", "servegen.fig15", "servegen.fig16")
+    if ev.summary is None:
+        return not_applicable(*_F10, reason=f"conversations cannot be formed: {ev.reason}", figures=figs)
+    s = ev.summary
+    if s.n_multi_turn == 0 or ev.upsampling is None:
+        return not_applicable(*_F10, reason=f"no multi-turn conversation found by rule {s.rule!r}", figures=figs)
+    u = ev.upsampling
+    measured = {
+        "rule": s.rule, "requests": s.n_requests, "multi_turn_requests": s.n_linked,
+        "multi_turn_share": s.linked_share, "conversations": s.n_multi_turn,
+        "mean_turns": s.n_linked / s.n_multi_turn,
+        "median_itt_s": _fin(float(ev.itt_quantiles.filter(pl.col("q") == 0.5)["itt_s"][0])) if ev.itt_quantiles is not None else None,
+        "itt_best_family": ev.itt_fit.best if ev.itt_fit else None,
+        "itt_clearly_best": (ev.itt_fit.clearly_best or "none") if ev.itt_fit else None,
+        "upsampling_factor": u.factor, "window_s": u.window_s,
+        "median_cv_original": _fin(u.median_cv_original), "median_cv_naive": _fin(u.median_cv_naive),
+        "median_cv_itt": _fin(u.median_cv_itt),
+        "dangling": s.n_dangling, "cycles": s.n_cycle, "out_of_order": s.n_out_of_order,
+    }
+    cv_o, cv_n, cv_i = u.median_cv_original, u.median_cv_naive, u.median_cv_itt
+    if not all(math.isfinite(x) for x in (cv_o, cv_n, cv_i)):
+        return Finding(id=_F10[0], statement=_F10[1], source=_F10[2], verdict=Verdict.INCONCLUSIVE, measured=measured,
+                       reason=f"too few requests per {u.window_s:g}-s window for a CV in one of the workloads", figures=figs)
+    matters = cv_i <= cv_n * (1 - UPSAMPLING_MARGIN)
+    calm = cv_o <= CALM_CV
+    reason = (f"{s.n_linked} of {s.n_requests} requests ({s.linked_share:.1%}) are in {s.n_multi_turn} multi-turn "
+              f"conversations (rule {s.rule}); median window CV: original {cv_o:.2f}, naive upsampling {cv_n:.2f}, "
+              f"ITT upsampling {cv_i:.2f}")
+    verdict = Verdict.HOLDS if matters and calm else Verdict.DOES_NOT_HOLD if not matters and not calm \
+        else Verdict.INCONCLUSIVE
+    if verdict is Verdict.INCONCLUSIVE:
+        reason += f"; only one part holds (ITT calmer than naive: {matters}; original CV <= {CALM_CV}: {calm})"
+    return Finding(id=_F10[0], statement=_F10[1], source=_F10[2], verdict=verdict, measured=measured, reason=reason,
+                   figures=figs)
+
+
+def burstgpt_conversations(ev: ConversationEvidence) -> Finding:
+    """BurstGPT KDD'25 §3.2.
+
+    Rule: *declining* when the number of conversations falls with the number of requests
+    (Spearman rho <= -0.5 over the rows of the turn distribution); *long intervals grow* when the
+    mean number of intervals above the IQR upper bound per conversation rises with the number of
+    requests (Spearman rho >= 0.5 over rows with at least
+    :data:`MIN_CONVERSATIONS_PER_ROW` conversations). Holds when both, does not hold when
+    neither, inconclusive otherwise. The share of one-request conversations, the median and the
+    75th percentile of requests per conversation are reported against the paper's 35 %, 2 and 4.
+    """
+    if ev.summary is None:
+        return not_applicable(*_B, reason=f"conversations cannot be formed: {ev.reason}", figures=("burstgpt.fig9",))
+    s = ev.summary
+    if s.n_multi_turn == 0:
+        return not_applicable(*_B, reason=f"no multi-turn conversation found by rule {s.rule!r}", figures=("burstgpt.fig9",))
+    t = ev.turns
+    counts = np.repeat(t["turns"].to_numpy(), t["conversations"].to_numpy())
+    rows = ev.intervals.filter(pl.col("conversations") >= MIN_CONVERSATIONS_PER_ROW)
+    rho_count = _spearman(t["turns"].to_numpy(), t["conversations"].to_numpy())
+    rho_long = _spearman(rows["turns"].to_numpy(), rows["long_gt_iqr"].to_numpy()) if rows.height >= 3 else None
+    rho_mean = _spearman(rows["turns"].to_numpy(), rows["mean_itt_s"].to_numpy()) if rows.height >= 3 else None
+    measured = {
+        "rule": s.rule, "conversations": s.n_conversations, "single_request_share": float(np.mean(counts == 1)),
+        "median_requests": float(np.median(counts)), "p75_requests": float(np.quantile(counts, 0.75)),
+        "spearman_count_vs_requests": rho_count, "spearman_long_iqr_vs_requests": rho_long,
+        "spearman_mean_itt_vs_requests": rho_mean, "rows_used": rows.height,
+        "iqr_upper_s": float(ev.intervals["iqr_upper_s"][0]) if ev.intervals.height else None,
+    }
+    declining = rho_count is not None and rho_count <= -0.5
+    growing = rho_long is not None and rho_long >= 0.5
+    reason = (f"{measured['single_request_share']:.0%} of conversations have one request (paper: over 35%); median "
+              f"{measured['median_requests']:g}, 75th percentile {measured['p75_requests']:g} requests (paper: 2 and 4); "
+              f"Spearman rho of conversations vs requests {_txt(rho_count)}, of long intervals (> IQR bound) vs "
+              f"requests {_txt(rho_long)}, of mean interval vs requests {_txt(rho_mean)}")
+    if rho_long is None:
+        verdict = Verdict.INCONCLUSIVE
+        reason += f"; fewer than 3 request counts with {MIN_CONVERSATIONS_PER_ROW}+ conversations"
+    else:
+        verdict = Verdict.HOLDS if declining and growing else Verdict.DOES_NOT_HOLD if not declining and not growing \
+            else Verdict.INCONCLUSIVE
+    return Finding(id=_B[0], statement=_B[1], source=_B[2], verdict=verdict, measured=measured, reason=reason,
+                   figures=("burstgpt.fig9",))
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.all(y[ok] == y[ok][0]) or np.all(x[ok] == x[ok][0]):
+        return None
+    return float(stats.spearmanr(x[ok], y[ok]).statistic)
+
+
+def _txt(x: float | None) -> str:
+    return "undefined" if x is None else f"{x:.2f}"
+
+
+def conversation_findings(store: TraceStore, *, window_s: float = 600.0, seed: int = 0,
+                          evidence: ConversationEvidence | None = None) -> list[Finding]:
+    """ServeGen Finding 10 and BurstGPT §3.2 on ``store`` (not applicable, with reasons, where they do not apply)."""
+    ev = evidence if evidence is not None else collect_conversation_evidence(store, window_s=window_s, seed=seed)
+    return [servegen_f10(ev), burstgpt_conversations(ev)]
