@@ -169,13 +169,14 @@ def available_link_rules(store: TraceStore) -> tuple[str, ...]:
     if not present:
         return ()
     checks = {
-        "conversation_id": "count(conversation_id)",
-        "parent_id": "count(CASE WHEN parent_id IS NOT NULL AND parent_id NOT IN ('', '-1') THEN 1 END)",
-        "prefix_blocks": "count(CASE WHEN len(prefix_blocks) >= 2 THEN 1 END)",
+        "conversation_id": "conversation_id IS NOT NULL",
+        "parent_id": "parent_id IS NOT NULL AND parent_id NOT IN ('', '-1')",
+        "prefix_blocks": "len(prefix_blocks) >= 2",
     }
-    sql = "SELECT " + ", ".join(f"{checks[r]} AS {r}" for r in present) + " FROM requests"
-    counts = store.query(sql).row(0, named=True)
-    return tuple(r for r in present if counts[r] > 0)
+    # EXISTS-style probes: stop at the first row carrying a value
+    sql = " UNION ALL ".join(f"(SELECT '{r}' AS rule FROM requests WHERE {checks[r]} LIMIT 1)" for r in present)
+    found = set(store.query(sql)["rule"].to_list())
+    return tuple(r for r in present if r in found)
 
 
 def _choose_rule(store: TraceStore, rule: str) -> str:
@@ -339,8 +340,9 @@ def infer_parents_from_blocks(values: np.ndarray, lengths: np.ndarray, *, min_sh
 
     Notes
     -----
-    See the module docstring for the rule. Sorting the parent keys costs O(n log n); each of the
-    B prefixes is looked up by binary search, O(B log n); memory is a few arrays of B words.
+    See the module docstring for the rule. Hash-set membership of the B prefixes and a
+    hash-grouped as-of join of the hits (polars): O(B) expected; memory is a few arrays of B
+    words.
     """
     if min_shared_blocks < 1:
         raise ValueError(f"min_shared_blocks must be >= 1; got {min_shared_blocks!r}")
@@ -358,40 +360,35 @@ def infer_parents_from_blocks(values: np.ndarray, lengths: np.ndarray, *, min_sh
     p_idx = np.flatnonzero(can_parent)
     p_key = keys[ends[p_idx] - 2]
     p_last = values[ends[p_idx] - 1]
-    order = np.argsort(p_key, kind="stable")  # stable: equal keys stay in arrival order
-    p_key, p_idx, p_last = p_key[order], p_idx[order], p_last[order]
     if p_key.size == 0:
         return parent
-    # first position of each distinct key, to build (key group, index) composite sort keys
-    new_group = np.empty(p_key.size, dtype=bool)
-    new_group[0] = True
-    new_group[1:] = p_key[1:] != p_key[:-1]
-    group_start = np.maximum.accumulate(np.where(new_group, np.arange(p_key.size), 0))
-    stride = np.int64(n + 1)
-    p_comp = group_start.astype(np.int64) * stride + p_idx
 
     # queries: every prefix of length k in [min_shared, L - 1] of every request
     pos = np.arange(keys.size, dtype=np.int64) - np.repeat(starts, lengths)
-    req = np.repeat(np.arange(n, dtype=np.int64), lengths)
     qmask = (pos + 1 >= min_shared_blocks) & (pos + 1 <= np.repeat(lengths, lengths) - 1)
     q_flat = np.flatnonzero(qmask)
     del qmask
     q_key = keys[q_flat]
-    # a hash-set membership test first (polars, linear): a binary search of every one of the B
-    # prefixes into the parent keys is cache-bound and ~20x slower at 3e7 prefixes
+    # a hash-set membership test first (polars, linear): most prefixes are no parent's key
     hit = pl.Series(q_key, dtype=pl.UInt64).is_in(pl.Series(p_key, dtype=pl.UInt64).implode()).to_numpy()
-    q_flat, q_key = q_flat[hit], q_key[hit]
-    del hit
-    hit_pos = np.searchsorted(p_key, q_key)
-    del q_key
-    q_req = req[q_flat]
+    q_flat = q_flat[hit]
+    del hit, q_key
+    q_req = np.repeat(np.arange(n, dtype=np.int64), lengths)[q_flat]
     q_k = pos[q_flat] + 1
-    del req, pos
-    # latest parent with the same key and index < child: one more binary search on composites
-    grp = group_start[hit_pos].astype(np.int64)
-    cand = np.searchsorted(p_comp, grp * stride + q_req, side="left") - 1
-    ok = cand >= grp  # still inside the key's group, hence index < child
-    q_flat, q_req, q_k, cand = q_flat[ok], q_req[ok], q_k[ok], cand[ok]
+    del pos
+    # latest parent with the same key and index < child: an as-of join by key (hash grouped);
+    # queries are in (request, k) order and parents in index order, as the join needs
+    queries = pl.DataFrame({"key": pl.Series(keys[q_flat], dtype=pl.UInt64), "j": q_req,
+                            "row": np.arange(q_req.size, dtype=np.int64)})
+    parents = pl.DataFrame({"key": pl.Series(p_key, dtype=pl.UInt64), "i": p_idx,
+                            "cand": np.arange(p_idx.size, dtype=np.int64)})
+    matched = queries.join_asof(parents, left_on="j", right_on="i", by="key", strategy="backward",
+                                allow_exact_matches=False, check_sortedness=False).drop_nulls("i")
+    del queries, parents
+    rows = matched["row"].to_numpy()
+    q_req, q_k = q_req[rows], q_k[rows]
+    cand = matched["cand"].to_numpy()
+    del matched, rows
     par = p_idx[cand]
     # an identical copy (same length, same last block) is not a follow-up
     same_len = q_k == lengths[q_req] - 1
@@ -540,8 +537,10 @@ ORDER BY r.request_id
 def _links_by_prefix_blocks(store: TraceStore, *, min_shared_blocks: int) -> tuple[pl.DataFrame, dict]:
     length_cols = [c for c in ("input_tokens", "output_tokens") if c in store.columns]
     table = pq.read_table(store.requests_path, columns=["request_id", "timestamp", "prefix_blocks", *length_cols])
-    table = table.sort_by([("request_id", "ascending")])
     rid = table["request_id"].to_numpy().astype(np.int64)
+    if rid.size > 1 and not bool(np.all(rid[1:] > rid[:-1])):  # stores are written in request order
+        table = table.sort_by([("request_id", "ascending")])
+        rid = table["request_id"].to_numpy().astype(np.int64)
     ts = table["timestamp"].to_numpy().astype(float)
     tokens = {}
     if len(length_cols) == 2:
