@@ -224,14 +224,18 @@ class LogNormalParetoMixture(Family):
                 f"{self.name}: no candidate x_min leaves at least {self.min_tail} observations in the tail "
                 f"(n={x.size}, {values.size} distinct values)")
         results = run(cands)
-        best = max(range(len(results)), key=lambda i: results[i][1])
-        # refine between the neighbouring grid quantiles
-        qs = np.asarray(self.quantiles)
-        lo = qs[max(0, min(best, qs.size - 1) - 1)]
-        hi = qs[min(qs.size - 1, min(best, qs.size - 1) + 1)]
-        fine = self._candidates(values, weights, integer, np.linspace(lo, hi, 9))
-        fine = fine[~np.isin(fine, cands)]
-        results += run(fine)
+        # refine twice: 9 candidates between the neighbours of the best x_min so far
+        tried = set(cands.tolist())
+        for _ in range(2):
+            grid = np.array(sorted(tried))
+            best_t = max(results, key=lambda r: r[1])[0]["x_min"]
+            i = int(np.searchsorted(grid, best_t))
+            lo, hi = grid[max(0, i - 1)], grid[min(grid.size - 1, i + 1)]
+            q_lo, q_hi = (float(np.sum(weights[values < v]) / weights.sum()) for v in (lo, hi))
+            fine = self._candidates(values, weights, integer, np.linspace(q_lo, q_hi, 9))
+            fine = np.array([t for t in fine if t not in tried])
+            tried.update(fine.tolist())
+            results += run(fine)
         params, loglik, converged = max(results, key=lambda r: r[1])
         if thinned:
             values, weights, _ = _compress(x, np.inf)
@@ -347,7 +351,7 @@ class _Gauss2Base(Family):
     param_names = ("weight", "mu1", "sigma1", "mu2", "sigma2")
     min_n = 10
 
-    def __init__(self, *, max_iter: int = 2000, tol: float = 1e-10, max_distinct: int = 200_000):
+    def __init__(self, *, max_iter: int = 1000, tol: float = 1e-9, max_distinct: int = 200_000):
         self.max_iter = max_iter
         self.tol = tol
         self.max_distinct = max_distinct
@@ -370,7 +374,7 @@ class _Gauss2Base(Family):
 
 
 class NormalMixture(_Gauss2Base):
-    """Two Gaussians on the real line (per-request ratios); ``mu1 <= mu2``.
+    r"""Two Gaussians on the real line (per-request ratios); ``mu1 <= mu2``.
 
     .. math:: f(y) = w\,\phi(y; \mu_1, \sigma_1) + (1 - w)\,\phi(y; \mu_2, \sigma_2)
     """
@@ -459,7 +463,7 @@ for _family in (LogNormalParetoMixture(), LogNormalMixture(), NormalMixture(), N
 
 @dataclass(frozen=True)
 class Bimodality:
-    """Is a sample bimodal? Two Gaussian components vs one by BIC, and Hartigan's dip test.
+    r"""Is a sample bimodal? Two Gaussian components vs one by BIC, and Hartigan's dip test.
 
     Parameters
     ----------
