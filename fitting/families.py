@@ -257,9 +257,15 @@ def gamma_mle_from_stats(
     a = (3.0 - s_ok + np.sqrt((s_ok - 3.0) ** 2 + 24.0 * s_ok)) / (12.0 * s_ok)
     done = ~ok
     for _ in range(max_iter):
-        # Newton on u = ln a: f(u) = u - psi(e^u) - s,  f'(u) = 1 - a psi'(a)
-        f = np.log(a) - special.digamma(a) - s_ok
-        fprime = 1.0 - a * special.polygamma(1, a)
+        # Newton on u = ln a: f(u) = u - psi(e^u) - s,  f'(u) = 1 - a psi'(a); for large a both
+        # cancel catastrophically, so the asymptotic series is used there (error < 1e-18 at a > 1e3)
+        big = a > 1e3
+        a_small = np.where(big, 1.0, a)
+        inv = 1.0 / a
+        f = np.where(big, inv / 2 + inv**2 / 12 - inv**4 / 120,
+                     np.log(a_small) - special.digamma(a_small)) - s_ok
+        fprime = np.where(big, -inv / 2 - inv**2 / 6 + inv**4 / 30,
+                          1.0 - a_small * special.polygamma(1, a_small))
         step = f / fprime
         step = np.clip(step, -2.0, 2.0)
         a_new = a * np.exp(-step)
