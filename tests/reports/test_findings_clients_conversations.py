@@ -1,0 +1,142 @@
+"""Client and conversation findings: verdicts on designed traces, numbers equal to the analyses,
+not-applicable reasons on traces without client ids or links."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from servelab.analysis.findings import Verdict
+from servelab.analysis.store import write_store
+from servelab.reports.findings.clients import collect_client_evidence, servegen_f5, servegen_f8, servegen_f11
+from servelab.reports.findings.conversations import (
+    burstgpt_conversations,
+    collect_conversation_evidence,
+    servegen_f10,
+)
+
+W = 600.0
+
+
+def _poisson(rng, rate, start, end):
+    n = rng.poisson(rate * (end - start))
+    return np.sort(rng.uniform(start, end, n))
+
+
+def _clients_trace(rng, *, skewed: bool, mix_driven: bool, extra=None):
+    """12 clients over 12 windows. skewed: client 0 sends 90 %; mix_driven: client 0 (short
+    inputs) fades while client 1 (long inputs) grows, behaviour constant; otherwise rates are
+    constant and client 0's input length grows fivefold halfway."""
+    parts = []
+    for c in range(12):
+        base = 5.0 if (skewed and c == 0) else (0.6 if skewed and c == 1 else 0.05 if skewed else 0.5)
+        for half in (0, 1):
+            rate = base
+            if mix_driven and c == 0:
+                rate = base * (1.5, 0.5)[half]
+            if mix_driven and c == 1:
+                rate = base * (0.2, 5.0)[half]
+            mean_len = 100 * (c + 1)
+            if not mix_driven and c == 0 and half == 1:
+                mean_len *= 5
+            t = _poisson(rng, rate, half * 6 * W, (half + 1) * 6 * W)
+            frame = {"timestamp": t, "client_id": [f"c{c}"] * t.size,
+                     "input_tokens": rng.poisson(mean_len, t.size), "output_tokens": rng.poisson(200, t.size)}
+            if extra:
+                frame.update(extra(rng, c, t.size, frame))
+            parts.append(pl.DataFrame(frame))
+    return pl.concat(parts)
+
+
+def test_f5_holds_when_a_skewed_mix_drives_the_shift(rng, tmp_path):
+    store = write_store(_clients_trace(rng, skewed=True, mix_driven=True), tmp_path / "s")
+    ev = collect_client_evidence(store, window_s=W)
+    f = servegen_f5(ev)
+    d = ev.decomposition
+    assert f.verdict is Verdict.HOLDS, f.reason
+    assert f.measured["top_clients_90pct"] == d.top90 and f.measured["clients"] == 12
+    att = d.attribution.filter(pl.col("statistic") == "mean_input")
+    assert f.measured["mean_input_mix_r2"] == pytest.approx(att["r2_mix_levels"][0])
+    assert f.measured["mean_input_mix_r2"] > 0.5
+
+
+def test_f5_does_not_hold_for_even_clients_with_shifting_behaviour(rng, tmp_path):
+    store = write_store(_clients_trace(rng, skewed=False, mix_driven=False), tmp_path / "e")
+    f = servegen_f5(collect_client_evidence(store, window_s=W))
+    assert f.verdict is Verdict.DOES_NOT_HOLD, f.reason
+    assert f.measured["top90_client_share"] > 0.2 and f.measured["mean_input_mix_r2"] < 0.5
+
+
+def test_f8_and_f11_on_multimodal_and_reasoning_traces(rng, tmp_path):
+    def mm(rng, c, n, frame):  # clients 0-5 text-heavy, 6-11 image-heavy
+        share = 0.05 if c < 6 else 0.8
+        return {"image_tokens": np.round(frame["input_tokens"] * share).astype(np.int64)}
+
+    store = write_store(_clients_trace(rng, skewed=True, mix_driven=True, extra=mm), tmp_path / "mm")
+    ev = collect_client_evidence(store, window_s=W)
+    f8 = servegen_f8(ev)
+    assert f8.measured["top_mm_share_range"] == pytest.approx(0.75, abs=0.02)
+    assert servegen_f11(ev).verdict is Verdict.NOT_APPLICABLE
+
+    def reason(rng, c, n, frame):  # bimodal share of output spent reasoning: 0.2 or 0.85
+        ratio = np.where(rng.random(n) < 0.5, rng.normal(0.2, 0.04, n), rng.normal(0.85, 0.04, n)).clip(0, 1)
+        return {"reason_tokens": np.round(ratio * frame["output_tokens"]).astype(np.int64)}
+
+    store = write_store(_clients_trace(rng, skewed=True, mix_driven=True, extra=reason), tmp_path / "r")
+    ev = collect_client_evidence(store, window_s=W, max_reason_n=3000)
+    f11 = servegen_f11(ev)
+    # Poisson clients (CV ~ 1 measured on finite windows: about half at or below 1) and
+    # bimodal ratios in every top client
+    assert f11.measured["top_clients_bimodal"] == f11.measured["top_clients_tested"] == 5
+    assert f11.verdict in (Verdict.HOLDS, Verdict.INCONCLUSIVE)
+    assert servegen_f8(ev).verdict is Verdict.NOT_APPLICABLE
+
+
+def test_client_findings_not_applicable_without_client_ids(tmp_path):
+    store = write_store(pl.DataFrame({"timestamp": [0.0, 1.0, 5.0]}), tmp_path / "anon")
+    ev = collect_client_evidence(store)
+    for f in (servegen_f5(ev), servegen_f8(ev), servegen_f11(ev)):
+        assert f.verdict is Verdict.NOT_APPLICABLE and "client_id" in f.reason
+
+
+def _conversational(rng, *, n_conv=2000, span=24 * 3600.0, singles=20_000, itt=120.0):
+    rows_t, rows_c = [], []
+    starts = rng.uniform(0, span * 0.95, n_conv)
+    turns = rng.geometric(1 / 3.5, n_conv)
+    conv = np.repeat(np.arange(n_conv), turns)
+    first = np.cumsum(turns) - turns
+    gaps = rng.exponential(itt, conv.size)
+    gaps[first] = 0
+    csum = np.cumsum(gaps)
+    t = starts[conv] + csum - np.repeat(csum[first], turns)
+    rows_t = np.concatenate([t, rng.uniform(0, span, singles)])
+    rows_c = [f"c{c}" for c in conv] + [None] * singles
+    return pl.DataFrame({"timestamp": rows_t, "conversation_id": rows_c}), turns
+
+
+def test_f10_and_burstgpt_on_a_conversational_trace(rng, tmp_path):
+    frame, turns = _conversational(rng)
+    store = write_store(frame, tmp_path / "c")
+    ev = collect_conversation_evidence(store, window_s=1800.0)
+    f10 = servegen_f10(ev)
+    assert f10.measured["multi_turn_requests"] == int(turns[turns >= 2].sum())
+    assert f10.measured["conversations"] == int((turns >= 2).sum())
+    # Poisson singles dominate: the original is calm; compressing conversations is burstier
+    assert f10.measured["median_cv_naive"] > f10.measured["median_cv_itt"]
+    assert f10.verdict is Verdict.HOLDS, f10.reason
+    b = burstgpt_conversations(ev)
+    assert b.measured["single_request_share"] == pytest.approx(float(np.mean(turns == 1)))
+    assert b.measured["median_requests"] == float(np.median(turns))
+    assert b.verdict is Verdict.HOLDS, b.reason
+
+
+def test_conversation_findings_not_applicable_without_links(tmp_path):
+    store = write_store(pl.DataFrame({"timestamp": [0.0, 1.0, 5.0]}), tmp_path / "bare")
+    ev = collect_conversation_evidence(store)
+    for f in (servegen_f10(ev), burstgpt_conversations(ev)):
+        assert f.verdict is Verdict.NOT_APPLICABLE and "no link information" in f.reason
+    single = write_store(pl.DataFrame({"timestamp": [0.0, 1.0, 5.0], "conversation_id": ["a", "b", "c"]}),
+                         tmp_path / "single")
+    ev = collect_conversation_evidence(single)
+    assert servegen_f10(ev).verdict is Verdict.NOT_APPLICABLE
+    assert "no multi-turn conversation" in burstgpt_conversations(ev).reason
