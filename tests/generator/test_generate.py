@@ -269,3 +269,31 @@ def test_sample_runs_long_and_short_runs_follow_the_pmf(rng):
     alt = np.tile([0, 1], 20000)
     y = sample_runs(table, alt, rng)[alt == 0]
     assert abs((y == 5.0).mean() - 0.5) < 5 * np.sqrt(0.25 / y.size)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("servelab.fitting.pool_fit") is None,
+                    reason="fit-pool not available")
+def test_conversations_survive_fit_pool_and_regeneration(tmp_path):
+    """Workload -> store -> fit-pool -> workload: the turns distribution comes back."""
+    from servelab.analysis.store import write_store
+    from servelab.fitting.pool_fit import fit_pool
+
+    conv = pl.DataFrame({"client_id": [None] * 5, "quantity": ["turns"] * 3 + ["itt_s"] * 2,
+                         "value": [1.0, 2.0, 3.0, 20.0, 60.0], "probability": [0.5, 0.3, 0.2, 0.5, 0.5]},
+                        schema_overrides={"client_id": pl.String})
+    pool = _pool({"a": [2.0] * 3, "b": [1.0] * 3}, conversations=conv)
+    ref = generate(pool, "pool", 1800, seed=12)
+    fitted = fit_pool(write_store(ref, tmp_path / "ref"))
+    again = generate(fitted, "pool", 1800, seed=13)
+    assert {"conversation_id", "parent_id", "turn"} <= set(again.columns)
+    # share of requests per turn number: P(T >= k) / E[T] = (1, 0.5, 0.2) / 1.7; conversations cut
+    # at the ends shift a little mass, so 0.03 absolute (about 4 sd at ~5,000 requests)
+    expected = np.array([1.0, 0.5, 0.2]) / 1.7
+    got = again["turn"].value_counts().sort("turn")["count"].to_numpy() / again.height
+    assert np.allclose(got[:3], expected, atol=0.03), got
+    # mean inter-turn time 40 s (ITTs 20 / 60 s); the fitted PMF bins it, so 10 %
+    rows = again.with_row_index("row")
+    kids = rows.filter(pl.col("parent_id").is_not_null()).with_columns(pl.col("parent_id").cast(pl.UInt32))
+    pairs = kids.join(rows, left_on="parent_id", right_on="row", suffix="_p")
+    itt = (pairs["timestamp"] - pairs["timestamp_p"]).to_numpy()
+    assert itt.size > 500 and abs(itt.mean() - 40.0) < 4.0
