@@ -862,7 +862,6 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     grid = _grid(pool, lo, hi)
     seg_a, seg_b, seg_w = _segments(lo, hi, grid, schedule, max_segment_s)
     seg_len = seg_b - seg_a
-    P = len(grid.pool_ids)
     # pool rate per (pool client, segment); zero where no window covers the segment
     rate_ps = np.where(seg_w[None, :] >= 0, grid.rate[:, np.maximum(seg_w, 0)], 0.0)
     mean_rate = (rate_ps * seg_len).sum(axis=1) / seg_len.sum()
@@ -916,7 +915,7 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     t = c_a[cell] + off
     client = cn[cell]
 
-    turn = parent = conv_id = None
+    turn = conv_id = None
     if use_conv:
         t, client, conv_id, turn = _expand_conversations(t, client, sel, conv, rng)
     inside = (t >= lo) & (t < hi)

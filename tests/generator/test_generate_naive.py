@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
