@@ -8,8 +8,12 @@ Link rules, in the order ``rule="auto"`` tries them (the first whose column hold
     order; each turn's parent is the previous one. When the store also has ``turn``, a
     conversation whose given turn numbers disagree with arrival order is counted as out of order.
 ``parent_id``
-    Parent links (Bailian ``parent_chat_id``): ``parent_id`` holds the parent's ``request_id``
-    as text; NULL, ``""`` and ``"-1"`` mark a first turn. A parent that is not in the trace is
+    Parent links: ``parent_id`` holds the parent's ``request_id`` as text (as the generator and
+    :func:`~servelab.analysis.store.write_store` frames write it); NULL, ``""`` and ``"-1"`` mark
+    a first turn. Bailian stores are different: ingest keeps ``parent_chat_id`` as
+    ``parent_id`` but not the rows' own chat ids, and derives ``conversation_id`` (the first
+    turn's chat id) from the links, so they are linked by ``conversation_id``; there a first
+    turn that names a parent is counted as dangling. A parent that is not in the trace is
     *dangling* (the conversation was cut by the trace's start, or the log lost it): the request
     starts a conversation and is counted. Links that form a cycle are found (pointer jumping
     with a depth bound, never an unbounded walk), counted, and their requests left unlinked.
@@ -166,6 +170,8 @@ class Conversations:
 def available_link_rules(store: TraceStore) -> tuple[str, ...]:
     """Link rules whose column the store has and in which at least one request carries a value."""
     present = [r for r in LINK_RULES if r in store.columns]
+    if _parents_are_source_ids(store):
+        present = [r for r in present if r != "parent_id"]
     if not present:
         return ()
     checks = {
@@ -177,6 +183,11 @@ def available_link_rules(store: TraceStore) -> tuple[str, ...]:
     sql = " UNION ALL ".join(f"(SELECT '{r}' AS rule FROM requests WHERE {checks[r]} LIMIT 1)" for r in present)
     found = set(store.query(sql)["rule"].to_list())
     return tuple(r for r in present if r in found)
+
+
+def _parents_are_source_ids(store: TraceStore) -> bool:
+    """Bailian stores keep ``parent_chat_id`` as ``parent_id`` but not the rows' own chat ids."""
+    return str(store.manifest.get("format", "")).lower() == "bailian"
 
 
 def _choose_rule(store: TraceStore, rule: str) -> str:
@@ -195,6 +206,11 @@ def _choose_rule(store: TraceStore, rule: str) -> str:
         return available[0]
     if rule not in store.columns:
         raise NotApplicableError(_ANALYSIS, missing=(rule,))
+    if rule == "parent_id" and _parents_are_source_ids(store):
+        raise NotApplicableError(_ANALYSIS, reason=(
+            "in a Bailian store parent_id holds the source's parent_chat_id, and the rows' own chat ids are not "
+            "kept, so parent links cannot be resolved to requests; use rule 'conversation_id' (ingest derived it "
+            "from those links)"))
     if rule not in available:
         raise NotApplicableError(_ANALYSIS, reason=f"no request carries a value in {rule!r}")
     return rule
@@ -491,13 +507,17 @@ def _links_by_conversation_id(store: TraceStore) -> tuple[pl.DataFrame, dict]:
     has_turn = "turn" in store.columns
     order = "ORDER BY timestamp, request_id"
     win = f"OVER (PARTITION BY conversation_id {order})"
+    # with parent links beside the ids (Bailian), a first turn that names a parent lost its
+    # parent to the trace's start (or the log): dangling
+    dangling = (f"coalesce(conversation_id IS NOT NULL AND row_number() {win} = 1 AND requests.parent_id IS NOT NULL "
+                "AND requests.parent_id NOT IN ('', '-1'), false)") if "parent_id" in store.columns else "false"
     sql = f"""
 SELECT request_id, timestamp,
   CASE WHEN conversation_id IS NULL THEN request_id ELSE first_value(request_id) {win} END AS conversation,
   CASE WHEN conversation_id IS NULL THEN NULL ELSE lag(request_id) {win} END AS parent,
   CASE WHEN conversation_id IS NULL THEN 1 ELSE row_number() {win} END AS turn,
   CASE WHEN conversation_id IS NULL THEN NULL ELSE timestamp - lag(timestamp) {win} END AS itt_s,
-  false AS dangling, false AS cycle, conversation_id IS NOT NULL AS identified,
+  {dangling} AS dangling, false AS cycle, conversation_id IS NOT NULL AS identified,
   {f"coalesce(conversation_id IS NOT NULL AND requests.turn < lag(requests.turn) {win}, false)" if has_turn else "false"} AS out_of_order
 FROM requests
 ORDER BY request_id
@@ -507,7 +527,7 @@ ORDER BY request_id
     n_ooo = links.filter(pl.col("out_of_order"))["conversation"].n_unique()
     ooo_convs = links.filter(pl.col("out_of_order")).select("conversation").unique()
     links = links.with_columns(out_of_order=pl.col("conversation").is_in(ooo_convs["conversation"].implode()))
-    return links, {"n_out_of_order": n_ooo}
+    return links, {"n_out_of_order": n_ooo, "n_dangling": int(links["dangling"].sum())}
 
 
 def _links_by_parent_id(store: TraceStore) -> tuple[pl.DataFrame, dict]:

@@ -367,3 +367,40 @@ def test_upsampling_without_multi_turn_is_not_applicable(tmp_path):
         upsample_multiturn(links, method="itt")
     with pytest.raises(ValueError, match="timestamps is empty"):
         window_cv(np.array([]), window_s=60.0)
+
+
+# ------------------------------------------------------------------------ ingested formats
+def test_bailian_store_links_by_derived_conversation_ids(tmp_path):
+    """Bailian ingest keeps parent_chat_id as parent_id (not the rows' own chat ids) and derives
+    conversation_id; conversations come from the ids, cut conversations count as dangling, and
+    the parent rule refuses to guess."""
+    from servelab.analysis.ingest import ingest
+
+    recs = [  # conversation 100 -> 101 -> 102 and a branch 100 -> 103; 205's parent 204 is not in the trace
+        {"chat_id": 100, "parent_chat_id": -1, "timestamp": 0.0, "turn": 1},
+        {"chat_id": 101, "parent_chat_id": 100, "timestamp": 30.0, "turn": 2},
+        {"chat_id": 205, "parent_chat_id": 204, "timestamp": 35.0, "turn": 3},
+        {"chat_id": 103, "parent_chat_id": 100, "timestamp": 50.0, "turn": 2},
+        {"chat_id": 102, "parent_chat_id": 101, "timestamp": 90.0, "turn": 3},
+        {"chat_id": 300, "parent_chat_id": -1, "timestamp": 95.0, "turn": 1},
+    ]
+    src = tmp_path / "bailian.jsonl"
+    src.write_text("\n".join(json.dumps({**r, "input_length": 10, "output_length": 5, "type": "text"})
+                              for r in recs) + "\n")
+    store = ingest(src, fmt="bailian", output=tmp_path / "store", progress=False)
+    result = link_conversations(store)
+    s = result.summary
+    assert s.rule == "conversation_id"
+    assert s.n_multi_turn == 1 and s.n_linked == 4 and s.n_conversations == 3
+    assert s.n_dangling == 1
+    assert "parent_id" not in available_link_rules(store)
+    with pytest.raises(NotApplicableError, match="Bailian store"):
+        link_conversations(store, rule="parent_id")
+
+
+def test_generated_parent_ids_are_request_ids(tmp_path):
+    """The generator (and write_store frames) write parent_id as the parent's request_id."""
+    frame = pl.DataFrame({"timestamp": [0.0, 5.0, 7.0, 20.0], "parent_id": [None, "0", None, "1"]})
+    result = link_conversations(write_store(frame, tmp_path / "g"))
+    assert result.links.sort("request_id")["conversation"].to_list() == [0, 0, 2, 0]
+    assert sorted(itt_values(result.links).tolist()) == [5.0, 15.0]
