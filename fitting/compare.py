@@ -1,7 +1,7 @@
 """Rank distribution families on one sample (ServeGen Fig. 1d), and say when none is clearly best.
 
-:func:`compare_families` handles ties (:mod:`servelab.fitting.ties`), subsamples very large
-samples (seeded, stated in the notes), fits every family by maximum likelihood, optionally attaches
+:func:`compare_families` subsamples very large samples (seeded, kept in arrival order, stated in
+the notes), handles ties (:mod:`servelab.fitting.ties`), fits every family by maximum likelihood, optionally attaches
 honest p-values (:mod:`servelab.fitting.gof`), and returns a frozen :class:`FamilyComparison`
 whose :meth:`~FamilyComparison.table` ranks the families by AIC.
 
@@ -248,13 +248,15 @@ def compare_families(
         raise ValueError(f"max_n must be None or an integer >= 2; got {max_n!r}")
     raw = np.asarray(x, dtype=float).ravel()
     n_input = raw.size
+    notes: list[str] = []
+    rng = np.random.default_rng(seed)
+    if max_n is not None and raw.size > max_n:
+        # subsample first (kept in arrival order), then handle ties: gaps stay on the timestamp grid
+        raw = raw[np.sort(rng.choice(raw.size, size=max_n, replace=False))]
+        notes.append(f"fitted on a random subsample of {max_n} of {n_input} values (seed {seed})")
     prepared = prepare_sample(raw, method=ties, seed=seed, resolution=resolution)
     values = prepared.values
-    notes = list(prepared.notes)
-    rng = np.random.default_rng(seed)
-    if max_n is not None and values.size > max_n:
-        values = values[np.sort(rng.choice(values.size, size=max_n, replace=False))]
-        notes.append(f"fitted on a random subsample of {max_n} of {prepared.values.size} values (seed {seed})")
+    notes = [*prepared.notes, *notes]
     if values.size < 2:
         raise InsufficientDataError(
             f"compare_families needs at least 2 values after tie handling ({prepared.method}); got {values.size}"

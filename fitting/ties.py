@@ -124,7 +124,9 @@ def detect_resolution(gaps) -> Resolution:
     median = float(np.median(positive))
     smallest = float(positive.min())
     tol = 1e-6 * smallest + 1e-12
-    distinct = np.unique(positive)[:_GCD_VALUES]
+    # candidates from the smallest distinct values of (at most) the first 10^5 positive gaps; the
+    # step is then verified on every gap
+    distinct = np.unique(positive[:100_000])[:_GCD_VALUES]
     step = float(distinct[0])
     for value in distinct[1:]:
         step = _float_gcd(float(value), step, tol)
