@@ -72,16 +72,16 @@ import numpy as np, polars as pl
 from servelab.analysis.store import open_store
 from servelab.analysis.conversations import link_conversations
 store = open_store(sys.argv[1])
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 res = link_conversations(store)
-elapsed = time.perf_counter() - t
+elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
 truth = np.load(sys.argv[2])
 got = res.links.sort("request_id")["conversation"].to_numpy()
 pairs = pl.DataFrame({"got": got, "true": truth}).unique()
 one_got = pairs.group_by("true").len().filter(pl.col("len") == 1).select("true")
 one_true = pairs.group_by("got").len().filter(pl.col("len") == 1).select("got")
 exact = pairs.join(one_got, on="true").join(one_true, on="got").height
-print(json.dumps({"elapsed_s": elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"elapsed_s": elapsed, "cpu_s": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "summary": res.summary.to_dict(), "true_conversations": int(np.unique(truth).size),
                   "recovered_exactly": exact}))
 """
@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return done.returncode
     out = json.loads(done.stdout.strip().splitlines()[-1])
     s = out["summary"]
-    print(f"link_conversations (prefix_blocks): {out['elapsed_s']:.2f} s, peak RSS {out['peak_rss_mb']:.0f} MB "
-          f"(child process, includes imports)")
+    print(f"link_conversations (prefix_blocks): {out['elapsed_s']:.2f} s wall, {out['cpu_s']:.2f} s CPU (all threads), "
+          f"peak RSS {out['peak_rss_mb']:.0f} MB (child process, includes imports)")
     print(f"linked {s['n_linked']:,} of {s['n_requests']:,} requests into {s['n_multi_turn']:,} multi-turn "
           f"conversations; {out['recovered_exactly']:,} of {out['true_conversations']:,} built conversations recovered exactly")
     print(f"load average after: {os.getloadavg()}")
