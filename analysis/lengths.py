@@ -383,10 +383,11 @@ def length_sample(store: TraceStore, column: str, *, max_n: int | None = 1_000_0
 
 
 def io_bins(store: TraceStore, *, n_bins: int = 20, by: str | None = None, min_count: int = 1,
-            periods: Sequence[Period] = DEFAULT_PERIODS) -> pl.DataFrame:
+            periods: Sequence[Period] = DEFAULT_PERIODS, include_all: bool = False) -> pl.DataFrame:
     """Outputs binned by input length (ServeGen Fig. 4): median and 5-95 % range per bin.
 
-    Bins are log-spaced on ``ln(input + 1)`` between 0 and the largest input.
+    Bins are log-spaced on ``ln(input + 1)`` between 0 and the largest input. With ``by`` and
+    ``include_all``, the whole trace comes too (group ``"all"``) from the same single scan.
 
     Returns
     -------
@@ -409,12 +410,16 @@ def io_bins(store: TraceStore, *, n_bins: int = 20, by: str | None = None, min_c
         raise NotApplicableError("input/output relation", reason="no non-failed request has both lengths")
     width = max(math.log(float(top) + 1.0), 1e-9) / n_bins
     kexpr = f"least({n_bins - 1}, floor(ln(greatest(input_tokens, 0) + 1) / {width!r}))::BIGINT"
-    inputs = store.query(
-        f"SELECT {key} AS g, {kexpr} AS k, input_tokens::DOUBLE AS v, count(*) AS c FROM requests "
-        f"WHERE {where} GROUP BY ALL")
-    outputs = store.query(
-        f"SELECT {key} AS g, {kexpr} AS k, output_tokens::DOUBLE AS v, count(*) AS c FROM requests "
-        f"WHERE {where} GROUP BY ALL")
+    # one scan: counts of (group, bin, input) and (group, bin, output), and the same without the
+    # group when the whole trace is wanted too (GROUPING SETS)
+    sets = ["(g, k, i)", "(g, k, o)"] + (["(k, i)", "(k, o)"] if include_all and by is not None else [])
+    both = store.query(
+        f"SELECT g, k, i, o, count(*) AS c, GROUPING(g) AS no_g, GROUPING(i) AS no_i FROM "
+        f"(SELECT {key} AS g, {kexpr} AS k, input_tokens::DOUBLE AS i, output_tokens::DOUBLE AS o FROM requests "
+        f"WHERE {where}) GROUP BY GROUPING SETS ({', '.join(sets)})")
+    both = both.with_columns(pl.when(pl.col("no_g") == 1).then(pl.lit("all")).otherwise(pl.col("g")).alias("g"))
+    inputs = both.filter(pl.col("no_i") == 0).select("g", "k", pl.col("i").alias("v"), "c")
+    outputs = both.filter(pl.col("no_i") == 1).select("g", "k", pl.col("o").alias("v"), "c")
     inputs = inputs.filter(pl.col("g").is_not_null())
     outputs = outputs.filter(pl.col("g").is_not_null())
     ins = grouped_count_stats(inputs, ["g", "k"], (0.5,)).select("g", "k", pl.col("p50").alias("input_median"))
@@ -542,6 +547,8 @@ class LengthShift:
         move apart in at least one, None with fewer than two periods.
     clock : str
         Which clock the periods were read on.
+    hourly : polars.DataFrame
+        ``hour, n, mean_input_tokens, mean_output_tokens`` (as :func:`hourly_lengths`).
     """
 
     table: pl.DataFrame = field(repr=False)
@@ -553,6 +560,7 @@ class LengthShift:
     hourly_correlation: float
     together: bool | None
     clock: str
+    hourly: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
 
 
 def length_shifts(store: TraceStore, *, periods: Sequence[Period] = DEFAULT_PERIODS) -> LengthShift:
@@ -565,15 +573,33 @@ def length_shifts(store: TraceStore, *, periods: Sequence[Period] = DEFAULT_PERI
     """
     _require_lengths(store, LENGTH_COLUMNS, "length shifts over the day")
     periods = _check_periods(periods)
-    key = period_expression(store, periods)
-    _, clock = hour_of_day_expression(store)
+    hour, clock = hour_of_day_expression(store)
     where = valid_length_filter(store, "input_tokens") + " AND output_tokens IS NOT NULL"
-    sql = (
-        f"SELECT {key} AS period, count(*) AS n, avg(input_tokens) AS mean_input, avg(output_tokens) AS mean_output, "
-        f"stddev_pop(input_tokens) AS std_input, stddev_pop(output_tokens) AS std_output "
-        f"FROM requests WHERE {where} GROUP BY 1"
-    )
-    raw = store.query(sql).filter(pl.col("period").is_not_null())
+    # one scan per hour of day; periods on whole hours are sums of hours, others get their own scan
+    sums = store.query(
+        f"SELECT floor({hour})::BIGINT AS hour, count(*) AS n, sum(input_tokens)::DOUBLE AS si, "
+        f"sum(input_tokens::DOUBLE * input_tokens) AS ssi, sum(output_tokens)::DOUBLE AS so, "
+        f"sum(output_tokens::DOUBLE * output_tokens) AS sso FROM requests WHERE {where} GROUP BY 1 ORDER BY 1")
+    hourly = sums.select("hour", "n", (pl.col("si") / pl.col("n")).alias("mean_input_tokens"),
+                         (pl.col("so") / pl.col("n")).alias("mean_output_tokens"))
+    if all(float(p.start_hour).is_integer() and float(p.end_hour).is_integer() for p in periods):
+        parts = []
+        for p in periods:
+            inside = (pl.col("hour") >= p.start_hour) & (pl.col("hour") < p.end_hour) if p.start_hour < p.end_hour \
+                else (pl.col("hour") >= p.start_hour) | (pl.col("hour") < p.end_hour)
+            parts.append(sums.filter(inside).select(pl.lit(p.name).alias("period"), pl.col("n").sum(), pl.col("si").sum(),
+                                                    pl.col("ssi").sum(), pl.col("so").sum(), pl.col("sso").sum()))
+        agg = pl.concat(parts).filter(pl.col("n") > 0)
+        raw = agg.select(
+            "period", "n", (pl.col("si") / pl.col("n")).alias("mean_input"), (pl.col("so") / pl.col("n")).alias("mean_output"),
+            (pl.col("ssi") / pl.col("n") - (pl.col("si") / pl.col("n")) ** 2).clip(0).sqrt().alias("std_input"),
+            (pl.col("sso") / pl.col("n") - (pl.col("so") / pl.col("n")) ** 2).clip(0).sqrt().alias("std_output"))
+    else:
+        key = period_expression(store, periods)
+        raw = store.query(
+            f"SELECT {key} AS period, count(*) AS n, avg(input_tokens) AS mean_input, avg(output_tokens) AS mean_output, "
+            f"stddev_pop(input_tokens) AS std_input, stddev_pop(output_tokens) AS std_output "
+            f"FROM requests WHERE {where} GROUP BY 1").filter(pl.col("period").is_not_null())
     order = pl.DataFrame({"period": [p.name for p in periods], "start_hour": [float(p.start_hour) for p in periods],
                           "end_hour": [float(p.end_hour) for p in periods]})
     table = order.join(raw, on="period", how="inner", maintain_order="left")
@@ -591,14 +617,13 @@ def length_shifts(store: TraceStore, *, periods: Sequence[Period] = DEFAULT_PERI
     else:
         input_ratio = output_ratio = share = input_change = output_change = nan
         together = None
-    hourly = hourly_lengths(store)
     if hourly.height >= 3:
         hourly_corr = float(np.corrcoef(hourly["mean_input_tokens"].to_numpy(), hourly["mean_output_tokens"].to_numpy())[0, 1])
     else:
         hourly_corr = nan
     return LengthShift(table=table, input_ratio=input_ratio, output_ratio=output_ratio, same_direction_share=share,
                        input_change=input_change, output_change=output_change, hourly_correlation=hourly_corr,
-                       together=together, clock=clock)
+                       together=together, clock=clock, hourly=hourly)
 
 
 # ----------------------------------------------------------------------------------------------

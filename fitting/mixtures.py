@@ -236,7 +236,10 @@ class LogNormalParetoMixture(Family):
             fine = np.array([t for t in fine if t not in tried])
             tried.update(fine.tolist())
             results += run(fine)
-        params, loglik, converged = max(results, key=lambda r: r[1])
+        # a tail collapsing onto one heavily tied value (e.g. lengths clipped at a context limit)
+        # drives alpha to its cap with an ever-growing likelihood: such candidates lose to any other
+        proper = [r for r in results if r[0]["alpha"] < self.alpha_max * (1 - 1e-9)]
+        params, loglik, converged = max(proper or results, key=lambda r: r[1])
         if thinned:
             values, weights, _ = _compress(x, np.inf)
             # polish on every distinct value: to convergence when they are few (integer lengths),

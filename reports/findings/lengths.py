@@ -190,27 +190,25 @@ def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, 
             if x.size >= 10:
                 bim = attempt("output bimodality", lambda: bimodality(np.log(x), seed=seed))
     if store.has("input_tokens", "output_tokens"):
-        for name, fn in (("io_bins", lambda: L.io_bins(store)),
-                         ("io_correlation", lambda: L.io_correlation(store, seed=seed))):
-            t = attempt(name, fn)
-            if t is not None:
-                tables[name] = t
+        t = attempt("io_bins", lambda: L.io_bins(store, by="period", periods=periods, include_all=True))
+        if t is not None:
+            tables["io_bins"] = t.filter(pl.col("group") == "all")
+            tables["io_bins_by_period"] = t.filter(pl.col("group") != "all")
+        t = attempt("io_correlation", lambda: L.io_correlation(store, seed=seed))
+        if t is not None:
+            tables["io_correlation"] = t
         if by is not None:
             t = attempt(f"io_correlation by {by}", lambda: L.io_correlation(store, by=by, periods=periods, seed=seed))
             if t is not None:
                 tables[f"io_correlation_by_{by}"] = t
-        t = attempt("io_bins by period", lambda: L.io_bins(store, by="period", periods=periods))
-        if t is not None:
-            tables["io_bins_by_period"] = t
+
     else:
         skipped["input/output relation"] = "the trace lacks input_tokens or output_tokens"
     shift = attempt("length shifts", lambda: L.length_shifts(store, periods=periods))
     if shift is not None:
         tables["period_means"] = shift.table
         notes.append(f"periods read on {shift.clock}")
-        hourly = attempt("hourly lengths", lambda: L.hourly_lengths(store))
-        if hourly is not None:
-            tables["hourly"] = hourly
+        tables["hourly"] = shift.hourly
     return LengthEvidence(tables=tables, input_fits=input_fits, output_fits=output_fits, shift=shift,
                           output_bimodality=bim, skipped=skipped, notes=tuple(notes))
 

@@ -184,3 +184,14 @@ def test_length_sample_is_deterministic(store):
     assert 1_500 < a.size < 2_500
     full = L.length_sample(store, "input_tokens", max_n=None)
     assert full.size == _valid(store).height
+
+
+def test_io_bins_by_period_with_the_whole_trace_in_one_scan(store):
+    both = L.io_bins(store, n_bins=10, by="period", include_all=True)
+    alone = L.io_bins(store, n_bins=10)
+    assert both.filter(pl.col("group") == "all").drop("group").equals(alone.drop("group"))
+    v = _valid(store)
+    hour = (v["timestamp"].to_numpy() / 3600.0) % 24
+    morning = both.filter(pl.col("group") == "Morning")
+    assert morning["n"].sum() == int(np.sum((hour >= 6) & (hour < 12)))
+    assert set(both["group"]) == {"all", "Midnight", "Morning", "Afternoon"}
