@@ -72,6 +72,8 @@ class ConversationEvidence:
         ``q``, ``itt_s`` at a grid of quantiles (for plotting the ITT distribution).
     itt_histogram : polars.DataFrame or None
         ``bin_lo``, ``bin_hi``, ``density`` of ITTs up to their 95th percentile (Fig. 15b).
+    durations : polars.DataFrame or None
+        ``q``, ``duration_s``, ``turns`` at a grid of quantiles over multi-turn conversations.
     itt_fit : FamilyComparison or None
         The ITT family comparison.
     upsampling : UpsamplingResult or None
@@ -85,6 +87,7 @@ class ConversationEvidence:
     intervals: pl.DataFrame | None = None
     itt_quantiles: pl.DataFrame | None = None
     itt_histogram: pl.DataFrame | None = None
+    durations: pl.DataFrame | None = None
     itt_fit: FamilyComparison | None = None
     upsampling: UpsamplingResult | None = None
     reason: str = ""
@@ -103,7 +106,12 @@ def collect_conversation_evidence(store: TraceStore, *, rule: str = "auto", wind
     itt = itt_values(conv.links)
     turns = turn_distribution(conv.conversations)
     intervals = interval_stats_by_turns(conv.links, conv.conversations, deltas_s=deltas_s)
-    qs = hist = fit = up = None
+    qs = hist = fit = up = durations = None
+    multi = conv.conversations.filter(pl.col("turns") >= 2)
+    if multi.height:
+        grid = np.linspace(0, 1, 21)
+        durations = pl.DataFrame({"q": grid, "duration_s": np.quantile(multi["duration_s"].to_numpy(), grid),
+                                  "turns": np.quantile(multi["turns"].to_numpy().astype(float), grid)})
     if itt.size:
         grid = np.linspace(0, 1, 101)
         qs = pl.DataFrame({"q": grid, "itt_s": np.quantile(itt, grid)})
@@ -121,7 +129,7 @@ def collect_conversation_evidence(store: TraceStore, *, rule: str = "auto", wind
         except (NotApplicableError, ValueError) as err:
             notes.append(f"upsampling not run: {err}")
     return ConversationEvidence(summary=conv.summary, turns=turns, intervals=intervals, itt_quantiles=qs,
-                                itt_histogram=hist, itt_fit=fit, upsampling=up, notes=tuple(notes))
+                                itt_histogram=hist, durations=durations, itt_fit=fit, upsampling=up, notes=tuple(notes))
 
 
 def _fin(x) -> float | None:

@@ -65,6 +65,8 @@ def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, 
                   "turns": ev.turns, "intervals_by_requests": ev.intervals}
         if ev.itt_quantiles is not None:
             tables["itt_quantiles"] = ev.itt_quantiles
+        if ev.durations is not None:
+            tables["duration_quantiles"] = ev.durations
         if ev.itt_fit is not None:
             tables["itt_fits"] = ev.itt_fit.table()
         if ev.upsampling is not None:
