@@ -46,7 +46,6 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import polars as pl
-
 from servelab.analysis.arrivals import window_stats
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.store import TraceStore, fetch_polars
@@ -54,17 +53,17 @@ from servelab.analysis.store import TraceStore, fetch_polars
 __all__ = [
     "DEFAULT_WINDOW_S",
     "MODALITY_COLUMNS",
-    "client_ranking",
-    "top_clients_for_share",
-    "client_window_stats",
+    "ClientDecomposition",
     "aggregate_window_stats",
-    "client_summary",
+    "client_ranking",
     "client_stability",
-    "stability_overview",
+    "client_summary",
+    "client_window_stats",
+    "decompose_clients",
     "mix_attribution",
     "rate_variance_shares",
-    "ClientDecomposition",
-    "decompose_clients",
+    "stability_overview",
+    "top_clients_for_share",
 ]
 
 #: ServeGen's client pools use 600 s arrival windows

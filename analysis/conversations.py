@@ -50,24 +50,23 @@ import numpy as np
 import polars as pl
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.store import TraceStore
 
 __all__ = [
-    "LINK_RULES",
     "DEFAULT_LONG_DELTAS_S",
-    "LinkSummary",
+    "LINK_RULES",
     "Conversations",
+    "LinkSummary",
     "available_link_rules",
+    "conversation_table",
+    "infer_parents_from_blocks",
+    "interval_stats_by_turns",
+    "itt_values",
     "link_conversations",
     "links_from_parents",
-    "infer_parents_from_blocks",
     "prefix_hashes",
-    "conversation_table",
     "turn_distribution",
-    "itt_values",
-    "interval_stats_by_turns",
 ]
 
 #: link rules, in the order ``rule="auto"`` tries them
@@ -251,7 +250,7 @@ def links_from_parents(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     is_root = parent < 0
     anc = np.where(is_root, idx, parent)
     dist = (~is_root).astype(np.int64)
-    for _ in range(int(math.ceil(math.log2(max(n, 2)))) + 1):
+    for _ in range(math.ceil(math.log2(max(n, 2))) + 1):
         nxt = anc[anc]
         if np.array_equal(nxt, anc):
             break

@@ -32,12 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
 from servelab.analysis.arrivals import window_stats
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.store import write_store
 
-__all__ = ["UPSAMPLING_METHODS", "upsample_multiturn", "window_cv", "UpsamplingResult", "upsampling_burstiness"]
+__all__ = ["UPSAMPLING_METHODS", "UpsamplingResult", "upsample_multiturn", "upsampling_burstiness", "window_cv"]
 
 UPSAMPLING_METHODS = ("naive", "itt")
 
@@ -83,7 +82,7 @@ def upsample_multiturn(links: pl.DataFrame, *, method: str, target_n: int | None
     if target < multi.height:
         raise ValueError(f"target_n must be at least the number of multi-turn requests ({multi.height}); got {target}")
     k = target / multi.height
-    copies = int(math.ceil(k))
+    copies = math.ceil(k)
     length = (t1 - t0) / k  # span covered by one compressed copy
     shifts = t0 + np.arange(copies, dtype=float) * length
     t = multi["timestamp"].to_numpy().astype(float)

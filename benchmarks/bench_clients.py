@@ -21,15 +21,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from synthetic_trace import make_synthetic_store  # noqa: E402
-
-from servelab.analysis.clients import (  # noqa: E402
+from servelab.analysis.clients import (
     aggregate_window_stats,
     client_ranking,
     client_window_stats,
     decompose_clients,
 )
-from servelab.analysis.store import open_store  # noqa: E402
+from servelab.analysis.store import open_store
+from synthetic_trace import make_synthetic_store
 
 __all__ = ["main"]
 

@@ -20,16 +20,15 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-
 from servelab.figures.registry import register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, paper_style
 
 __all__ = [
-    "plot_share_curve",
     "plot_client_cdf",
-    "plot_top_client_series",
-    "plot_top_client_ranges",
     "plot_reason_ratio_histograms",
+    "plot_share_curve",
+    "plot_top_client_ranges",
+    "plot_top_client_series",
     "servegen_fig6",
     "servegen_fig12",
     "servegen_fig17",

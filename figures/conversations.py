@@ -19,21 +19,20 @@ from __future__ import annotations
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-
 from servelab.figures.arrivals import plot_gap_histogram
 from servelab.figures.registry import register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, paper_style
 
 __all__ = [
-    "plot_turn_distribution",
-    "plot_itt_histogram",
-    "plot_upsampling_cv",
+    "burstgpt_fig9",
     "plot_intervals_by_turns",
+    "plot_itt_histogram",
     "plot_long_intervals",
+    "plot_turn_distribution",
+    "plot_upsampling_cv",
     "servegen_fig14",
     "servegen_fig15",
     "servegen_fig16",
-    "burstgpt_fig9",
 ]
 
 

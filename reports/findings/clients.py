@@ -17,24 +17,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-
-from servelab.analysis.clients import ClientDecomposition, decompose_clients, stability_overview
+from servelab.analysis.clients import (
+    ClientDecomposition,
+    decompose_clients,
+    stability_overview,
+)
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import InsufficientDataError
 
 __all__ = [
+    "EXPLAINED_R2",
+    "HETEROGENEITY_SD",
+    "NOISE_LIMIT",
+    "SKEW_CLIENT_SHARE",
     "ClientEvidence",
+    "client_findings",
     "collect_client_evidence",
     "servegen_f5",
     "servegen_f8",
     "servegen_f11",
-    "client_findings",
-    "SKEW_CLIENT_SHARE",
-    "EXPLAINED_R2",
-    "HETEROGENEITY_SD",
-    "NOISE_LIMIT",
 ]
 
 #: skewed: the top clients carrying 90 % of requests are at most this share of all clients
@@ -48,13 +51,13 @@ NOISE_LIMIT = 0.5
 #: top clients examined one by one (figures, bimodality)
 TOP_CLIENTS = 5
 
-_F5 = ("servegen.F5", "Real-world workloads consist of heterogeneous clients with skewed arrival rates. The top clients "
-       "and their rate fluctuations largely explain the shifting workload patterns.",
+_F5 = ("servegen.F5", ("Real-world workloads consist of heterogeneous clients with skewed arrival rates. The top "
+                      "clients and their rate fluctuations largely explain the shifting workload patterns."),
        "ServeGen (2025), Finding 5, §3.3, Fig. 6")
-_F8 = ("servegen.F8", "Top clients in multimodal workloads exhibit diverse behaviors, and characterizing them helps "
-       "explain the overall workload patterns.", "ServeGen (2025), Finding 8, §4.3, Fig. 12")
-_F11 = ("servegen.F11", "Clients in reasoning workloads exhibit less skewed rates and less bursty arrivals, while also "
-        "showing the bimodal pattern in terms of data distributions.", "ServeGen (2025), Finding 11, §5.3, Fig. 17")
+_F8 = ("servegen.F8", ("Top clients in multimodal workloads exhibit diverse behaviors, and characterizing them "
+                      "helps explain the overall workload patterns."), "ServeGen (2025), Finding 8, §4.3, Fig. 12")
+_F11 = ("servegen.F11", ("Clients in reasoning workloads exhibit less skewed rates and less bursty arrivals, while "
+                        "also showing the bimodal pattern in terms of data distributions."), "ServeGen (2025), Finding 11, §5.3, Fig. 17")
 
 
 @dataclass(frozen=True)

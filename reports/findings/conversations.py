@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 from scipy import stats
-
 from servelab.analysis.conversations import (
     DEFAULT_LONG_DELTAS_S,
     LinkSummary,
@@ -33,13 +32,13 @@ from servelab.analysis.upsampling import UpsamplingResult, upsampling_burstiness
 from servelab.fitting.compare import FamilyComparison, compare_families
 
 __all__ = [
-    "ConversationEvidence",
-    "collect_conversation_evidence",
-    "servegen_f10",
-    "burstgpt_conversations",
-    "conversation_findings",
     "CALM_CV",
     "UPSAMPLING_MARGIN",
+    "ConversationEvidence",
+    "burstgpt_conversations",
+    "collect_conversation_evidence",
+    "conversation_findings",
+    "servegen_f10",
 ]
 
 #: "close to or even less than 1": a median window CV at or below this is not bursty
@@ -49,11 +48,12 @@ UPSAMPLING_MARGIN = 0.05
 #: BurstGPT Fig. 9 rows need at least this many conversations to enter the trend correlations
 MIN_CONVERSATIONS_PER_ROW = 5
 
-_F10 = ("servegen.F10", "Request arrival in reasoning workloads is impacted by the reoccurring pattern of multi-turn "
-        "conversations and appears less bursty.", "ServeGen (2025), Finding 10, §5.2, Fig. 14-16")
-_B = ("burstgpt.conversations", "Over 35% of conversations end with one request and their count declines "
-      "exponentially with the number of requests (median 2, 75% with four or fewer); the number of long intervals "
-      "grows with the number of requests.", "BurstGPT (KDD'25), §3.2, Fig. 9")
+_F10 = ("servegen.F10", ("Request arrival in reasoning workloads is impacted by the reoccurring pattern of "
+                        "multi-turn conversations and appears less bursty."), "ServeGen (2025), Finding 10, §5.2, Fig. 14-16")
+_B = ("burstgpt.conversations", ("Over 35% of conversations end with one request and their count declines "
+                                 "exponentially with the number of requests (median 2, 75% with four or fewer); the "
+                                 "number of long intervals grows with the number of requests."),
+      "BurstGPT (KDD'25), §3.2, Fig. 9")
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,13 @@ not-applicable findings that say why; it never raises for missing columns.
 from __future__ import annotations
 
 import polars as pl
-
 from servelab.analysis.store import TraceStore
 from servelab.figures.clients import servegen_fig6, servegen_fig12, servegen_fig17
-from servelab.reports.findings.clients import ClientEvidence, client_findings, collect_client_evidence
+from servelab.reports.findings.clients import (
+    ClientEvidence,
+    client_findings,
+    collect_client_evidence,
+)
 from servelab.reports.section import Section
 
 __all__ = ["build_section", "client_tables"]

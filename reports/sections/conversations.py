@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-
 from servelab.analysis.arrivals import gap_array, window_stats
 from servelab.analysis.store import TraceStore
-from servelab.figures.conversations import burstgpt_fig9, servegen_fig14, servegen_fig15, servegen_fig16
+from servelab.figures.conversations import (
+    burstgpt_fig9,
+    servegen_fig14,
+    servegen_fig15,
+    servegen_fig16,
+)
 from servelab.fitting.compare import compare_families, density_curves
 from servelab.fitting.exceptions import InsufficientDataError
-from servelab.reports.findings.conversations import collect_conversation_evidence, conversation_findings
+from servelab.reports.findings.conversations import (
+    collect_conversation_evidence,
+    conversation_findings,
+)
 from servelab.reports.section import Section
 
 __all__ = ["build_section", "log_histogram"]

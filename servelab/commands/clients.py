@@ -71,7 +71,10 @@ def clients(store_path: str, window: str, min_requests: int, outdir: str | None,
     from servelab.analysis.arrivals import parse_window
     from servelab.analysis.clients import top_clients_for_share
     from servelab.analysis.store import open_store
-    from servelab.reports.findings.clients import client_findings, collect_client_evidence
+    from servelab.reports.findings.clients import (
+        client_findings,
+        collect_client_evidence,
+    )
 
     try:
         window_s = parse_window(window)
@@ -98,7 +101,11 @@ def clients(store_path: str, window: str, min_requests: int, outdir: str | None,
         if ev.reason_bimodality is not None:
             tables["reason_bimodality"] = ev.reason_bimodality
         if with_figures and outdir:
-            from servelab.figures.clients import servegen_fig6, servegen_fig12, servegen_fig17
+            from servelab.figures.clients import (
+                servegen_fig6,
+                servegen_fig12,
+                servegen_fig17,
+            )
 
             figures["servegen.fig6"] = servegen_fig6(d.summary, d.window_stats, clients=ev.top_ids)
             if "mean_mm_ratio" in d.summary.columns:

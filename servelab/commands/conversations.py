@@ -36,10 +36,16 @@ def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, 
                   with_links: bool, with_figures: bool, seed: int, rows: int) -> None:
     """Multi-turn conversations of STORE: links, turns, inter-turn times, upsampling, findings."""
     from servelab.analysis.arrivals import parse_window
-    from servelab.analysis.conversations import DEFAULT_LONG_DELTAS_S, link_conversations
+    from servelab.analysis.conversations import (
+        DEFAULT_LONG_DELTAS_S,
+        link_conversations,
+    )
     from servelab.analysis.exceptions import NotApplicableError
     from servelab.analysis.store import open_store
-    from servelab.reports.findings.conversations import collect_conversation_evidence, conversation_findings
+    from servelab.reports.findings.conversations import (
+        collect_conversation_evidence,
+        conversation_findings,
+    )
 
     try:
         window_s = parse_window(window)
@@ -81,7 +87,11 @@ def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, 
                 tables["conversations"] = conv.conversations
     figures = {}
     if with_figures and outdir and ev.summary is not None and ev.summary.n_multi_turn:
-        from servelab.figures.conversations import burstgpt_fig9, servegen_fig15, servegen_fig16
+        from servelab.figures.conversations import (
+            burstgpt_fig9,
+            servegen_fig15,
+            servegen_fig16,
+        )
 
         figures["servegen.fig15"] = servegen_fig15(ev.turns, ev.itt_histogram)
         figures["burstgpt.fig9"] = burstgpt_fig9(ev.intervals)

@@ -10,7 +10,6 @@ import math
 import numpy as np
 import polars as pl
 import pytest
-
 from servelab.analysis.clients import (
     aggregate_window_stats,
     client_ranking,

@@ -10,7 +10,6 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from servelab.analysis.conversations import (
     available_link_rules,
     conversation_table,
@@ -24,7 +23,11 @@ from servelab.analysis.conversations import (
 )
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.store import write_store
-from servelab.analysis.upsampling import upsample_multiturn, upsampling_burstiness, window_cv
+from servelab.analysis.upsampling import (
+    upsample_multiturn,
+    upsampling_burstiness,
+    window_cv,
+)
 
 BLOCK = 512
 
@@ -158,7 +161,7 @@ def test_mooncake_sample_matches_reference(raw_traces, tmp_path):
 def test_branching_two_follow_ups_of_one_request(rng, tmp_path):
     ids = _Blocks()
     first = _conversation(ids, rng, turns=1, t0=0.0, itt=10.0)[0]
-    t, blocks, tin, tout = first
+    _, blocks, tin, tout = first
     # both follow-ups carry the first prompt + answer, then different new messages
     ctx = tin + tout
     n_full = ctx // BLOCK

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-
 from servelab.analysis.findings import Verdict
 from servelab.analysis.store import write_store
-from servelab.reports.findings.clients import collect_client_evidence, servegen_f5, servegen_f8, servegen_f11
+from servelab.reports.findings.clients import (
+    collect_client_evidence,
+    servegen_f5,
+    servegen_f8,
+    servegen_f11,
+)
 from servelab.reports.findings.conversations import (
     burstgpt_conversations,
     collect_conversation_evidence,

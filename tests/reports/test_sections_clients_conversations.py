@@ -8,14 +8,14 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from matplotlib.figure import Figure
-
 from servelab.analysis.findings import Verdict
 from servelab.analysis.store import write_store
-from servelab.cli import main
 from servelab.figures.registry import figure_specs
 from servelab.reports.section import Section
 from servelab.reports.sections import clients as clients_section
 from servelab.reports.sections import conversations as conversations_section
+
+from servelab.cli import main
 
 
 @pytest.fixture
