@@ -435,7 +435,7 @@ def io_bins(store: TraceStore, *, n_bins: int = 20, by: str | None = None, min_c
 
 
 def io_correlation(store: TraceStore, *, by: str | None = None, periods: Sequence[Period] = DEFAULT_PERIODS,
-                   x: str = "input_tokens", y: str = "output_tokens", spearman_max_n: int | None = 2_000_000,
+                   x: str = "input_tokens", y: str = "output_tokens", spearman_max_n: int | None = 1_000_000,
                    seed: int = 0) -> pl.DataFrame:
     """Pearson and Spearman correlation of two length columns and the least-squares line of y on x.
 
@@ -444,7 +444,7 @@ def io_correlation(store: TraceStore, *, by: str | None = None, periods: Sequenc
     non-failed request. Spearman's rho is Pearson's r of average ranks (ties share the mean of
     their ranks), computed from the table of distinct ``(x, y)`` pairs with counts; above
     ``spearman_max_n`` requests in a group it uses a deterministic hash subsample of about that
-    many (``spearman_n`` says how many; the standard error at 10^6 is about 0.001).
+    many (``spearman_n`` says how many; its standard error at 10^6 is about 0.001).
 
     Returns
     -------
@@ -464,7 +464,7 @@ def io_correlation(store: TraceStore, *, by: str | None = None, periods: Sequenc
 
 
 def pair_correlation(store: TraceStore, x_sql: str, y_sql: str, *, where: str = "true", key: str = "'all'",
-                     spearman_max_n: int | None = 2_000_000, seed: int = 0) -> pl.DataFrame:
+                     spearman_max_n: int | None = 1_000_000, seed: int = 0) -> pl.DataFrame:
     """Pearson, Spearman and the least-squares line of two SQL expressions, per group key.
 
     The engine of :func:`io_correlation` (see there), for any pair of per-request expressions,
