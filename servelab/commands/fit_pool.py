@@ -1,0 +1,50 @@
+"""``servelab fit-pool STORE -o POOL``: fit a client pool from a trace store.
+
+A thin layer over :func:`servelab.fitting.pool_fit.fit_pool` and the pool writer.
+"""
+from __future__ import annotations
+
+import time
+
+import click
+
+__all__ = ["fit_pool"]
+
+
+@click.command("fit-pool")
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(), help="Pool folder to write.")
+@click.option("--window", default="10m", show_default=True, help="Arrival window (rate, CV, family).")
+@click.option("--data-window", default="6h", show_default=True, help="Request-data window (PMFs).")
+@click.option("--min-requests", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Clients with fewer requests are merged into one residual client.")
+@click.option("--families", default="gamma,weibull,exponential", show_default=True,
+              help="Arrival families compared per window (lowest AIC wins).")
+@click.option("--max-fit-gaps", default=5000, show_default=True, type=click.IntRange(min=2),
+              help="Gaps fitted per window at most (a systematic subsample above).")
+@click.option("--servegen", "servegen_out", type=click.Path(), default=None,
+              help="Also write the pool in ServeGen's format to this folder.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def fit_pool(store: str, output: str, window: str, data_window: str, min_requests: int, families: str,
+             max_fit_gaps: int, servegen_out: str | None, overwrite: bool) -> None:
+    """Fit a client pool from the trace store STORE and write it to OUTPUT."""
+    from servelab.analysis.exceptions import EmptyTraceError, StoreNotFoundError, TraceFormatError
+    from servelab.analysis.store import open_store
+    from servelab.fitting.pool_fit import fit_pool as fit
+    from servelab.generator import PoolExistsError
+
+    t0 = time.perf_counter()
+    try:
+        st = open_store(store)
+        pool = fit(st, window=window, data_window=data_window, min_requests=min_requests,
+                   families=tuple(f.strip() for f in families.split(",") if f.strip()),
+                   max_fit_gaps=max(max_fit_gaps, 10))
+        pool.save(output, overwrite=overwrite)
+        if servegen_out:
+            pool.to_servegen(servegen_out, overwrite=overwrite)
+    except (StoreNotFoundError, TraceFormatError, EmptyTraceError, PoolExistsError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    info = pool.info()
+    click.echo(f"wrote {output}: {info['clients']} clients, {info['active_windows']} active windows "
+               f"({', '.join(f'{k} {v}' for k, v in info['families'].items())}), fields {', '.join(info['fields']) or 'none'}, "
+               f"{pool.conversations.height} client(s) with conversations, in {time.perf_counter() - t0:.1f} s")
