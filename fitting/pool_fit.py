@@ -293,7 +293,8 @@ def _data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *,
     name_of = pl.DataFrame({"c": np.arange(len(names), dtype=np.int64), "client_id": names},
                            schema={"c": pl.Int64, "client_id": pl.String})
     pmfs = (pl.concat(pmf_parts)
-            .with_columns((pl.col("n") / pl.col("n").sum().over("c", "d", "field")).alias("probability"))
+            .with_columns((pl.col("n") / pl.col("n").sum().over("c", "d", "field")).cast(pl.Float32).cast(pl.Float64)
+                          .alias("probability"))
             .join(name_of, on="c")
             .select("client_id", (pl.col("d").cast(pl.Float64) * data_window_s).alias("window_start"),
                     pl.lit(data_window_s).alias("window_s"), "field", pl.col("v").alias("value"), "probability")
@@ -484,6 +485,9 @@ def fit_pool(
     shape[seg_key] = fam["shape"]
     scale[seg_key] = fam["scale"]
     family[seg_key] = fam["family"]
+    # estimates are stored at float32 precision (relative 6e-8, far below their sampling error) so
+    # that the pool compresses well; rates (count / window) stay exact
+    cvs, shape, scale = (x.astype(np.float32).astype(np.float64) for x in (cvs, shape, scale))
     arrivals = pl.DataFrame({
         "client_id": np.repeat(np.asarray(client_names, dtype=object), n_w).tolist() if client_names else [],
         "window_start": np.tile((np.arange(w0, w1 + 1, dtype=np.float64)) * window_s, len(client_names)),
@@ -525,6 +529,7 @@ def fit_pool(
                      "families": list(families), "family_selection": "lowest AIC", "min_fit_gaps": min_fit_gaps, "spike_share": spike_share,
                      "max_fit_gaps": max_fit_gaps, "exact_below": exact_below, "bin_ratio": bin_ratio,
                      "min_fit_requests": min_fit_requests, "residual_id": residual_id,
+                     "stored_precision": "estimates and probabilities rounded to float32 precision; rates exact",
                      "reason_ratio_grid": "lower edges k/501, k = 0..500 (ServeGen's)", "modality_tokens": "per item (tokens / count)"},
         "residual": {"clients_merged": n_small, "requests_without_client": n_null},
         "zero_gaps_left_out_of_family_fits": n_zero_gaps,
@@ -597,10 +602,12 @@ def _conversations(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, names
     itt = (links.filter(pl.col("itt_s").is_not_null() & (pl.col("itt_s") >= 0))
            .with_columns(pl.when(pl.col("itt_s") < 1).then((pl.col("itt_s") * 10).floor() + 1e6)
                          .otherwise(bin_values(pl.col("itt_s"), exact_below=1, bin_ratio=bin_ratio)).alias("bin"))
-           .group_by("cidx", "bin").agg(pl.col("itt_s").mean().alias("value"), pl.len().cast(pl.Int64).alias("n"))
+           .group_by("cidx", "bin").agg(pl.col("itt_s").mean().cast(pl.Float32).cast(pl.Float64).alias("value"),
+                                        pl.len().cast(pl.Int64).alias("n"))
            .select("cidx", pl.lit("itt_s").alias("quantity"), "value", "n"))
     pmfs = (pl.concat([turns, itt])
-            .with_columns((pl.col("n") / pl.col("n").sum().over("cidx", "quantity")).alias("probability"))
+            .with_columns((pl.col("n") / pl.col("n").sum().over("cidx", "quantity")).cast(pl.Float32).cast(pl.Float64)
+                          .alias("probability"))
             .join(name_of, on="cidx")
             .select("client_id", "quantity", "value", "probability").sort("client_id", "quantity", "value"))
     note = f"linked by {rule}: {n_conv} conversations, {n_multi} multi-turn"

@@ -89,7 +89,7 @@ def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = F
             if order:
                 lf = lf.sort(list(order), maintain_order=True)
             file = f"{name}.parquet"
-            lf.sink_parquet(tmp / file, compression="zstd", compression_level=3, statistics=True)
+            lf.sink_parquet(tmp / file, compression="zstd", compression_level=9, statistics=True)
             rows = pl.scan_parquet(tmp / file).select(pl.len()).collect().item()
             tables[name] = {"file": file, "rows": int(rows)}
         manifest = {

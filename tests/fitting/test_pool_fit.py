@@ -66,7 +66,7 @@ def test_rates_cvs_and_residual_match_numpy(mixed_store):
     inw = ta[(ta >= 600) & (ta < 1200)]
     g = np.diff(inw)
     row = pool.arrivals.filter((pl.col("client_id") == "A") & (pl.col("window_start") == 600.0))
-    assert row["cv"][0] == pytest.approx(g.std() / g.mean(), rel=1e-9)
+    assert row["cv"][0] == pytest.approx(g.std() / g.mean(), rel=1e-7)  # stored at float32 precision
     assert row["rate"][0] == pytest.approx(inw.size / 600)
 
 
@@ -121,7 +121,7 @@ def test_pmfs_exact_below_cutoff_and_binned_above(mixed_store):
     small = v < 128
     uniq, cnt = np.unique(x[x < 128], return_counts=True)
     np.testing.assert_array_equal(v[small], uniq)
-    np.testing.assert_allclose(p[small], cnt / x.size, rtol=1e-12)
+    np.testing.assert_allclose(p[small], cnt / x.size, rtol=1e-7)  # float32 precision
     assert p.sum() == pytest.approx(1.0)
     # log bins above: far fewer rows than distinct values, CDF within one bin's mass of the raw one
     assert (~small).sum() < np.unique(x[x >= 128]).size / 3
