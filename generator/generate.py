@@ -29,9 +29,10 @@ How a workload is drawn
    else the rate-weighted aggregate of the clients that have data in that window.
 6. **Conversations** (when the pool has conversation parameters): the renewal process gives
    conversation starts at ``rate / E[turns]``; each conversation gets a sampled number of turns
-   and follow-ups after sampled inter-turn times (ITT); a follow-up's input is the earlier turn's
-   input and output plus its own new tokens. Conversations are started during a warm-up before
-   ``start`` so the rate is stationary from the first second.
+   and follow-ups after sampled inter-turn times (ITT); a follow-up's input holds the earlier
+   turn's input and output (by default a conversation's input draws go to its turns in ascending
+   order, each at least its history, which keeps the pool's input marginal). Conversations are
+   started during a warm-up before ``start`` so the rate is stationary from the first second.
 
 Everything is vectorised over requests (numpy / polars); Python loops run over rounds of
 draws, fields, families or clients only. The same seed gives the same bytes.
@@ -794,7 +795,7 @@ def _segments(lo: float, hi: float, grid: _Grid, schedule: RateSchedule, max_seg
 
 def generate(pool, rate, duration: float, *, start: float | None = None, clients: int | None = None,
              seed: int, conversations: bool = True, max_segment_s: float = 60.0, counts: str = "renewal",
-             missing_data: str = "borrow") -> pl.DataFrame:
+             missing_data: str = "borrow", context: str = "sorted") -> pl.DataFrame:
     """Generate a workload from ``pool`` by per-client composition.
 
     Parameters
@@ -826,6 +827,12 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     missing_data : {"borrow", "null"}
         A (client, data window) without a PMF borrows the client's nearest data window, else the
         rate-weighted aggregate (``borrow``), or, with ``null``, its nearest window else nulls.
+    context : {"sorted", "additive"}
+        How a follow-up's input holds its history ``h`` (previous turn's input + output).
+        ``sorted`` (default; keeps the pool's input marginal, right for pools fitted from real
+        traces whose input PMFs include histories): a conversation's draws go to its turns in
+        ascending order, follow-up input ``max(draw, h)``. ``additive`` (PMFs of fresh
+        prompts): ``h`` + the draw.
 
     Returns
     -------
@@ -846,6 +853,8 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
         raise GenerationError(f"counts must be 'renewal' or 'poisson'; got {counts!r}")
     if missing_data not in ("borrow", "null"):
         raise GenerationError(f"missing_data must be 'borrow' or 'null'; got {missing_data!r}")
+    if context not in ("sorted", "additive"):
+        raise GenerationError(f"context must be 'sorted' or 'additive'; got {context!r}")
     if not (isinstance(duration, (int, float, np.integer, np.floating)) and math.isfinite(duration) and duration > 0):
         raise GenerationError(f"duration must be a finite number of seconds > 0; got {duration!r}")
     schedule = resolve_rate(rate)
@@ -923,7 +932,7 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     frame = _request_data(pool, grid, sel, client, t, seg_a, seg_b, rate_ps, lo, hi, rng,
                           borrow=missing_data == "borrow")
     if use_conv:
-        frame = _accumulate_context(frame, conv_id, turn)
+        frame = _accumulate_context(frame, turn, context=context)
     # crop, sort, label
     order = np.flatnonzero(inside)
     order = order[np.argsort(t[order], kind="stable")]
@@ -959,21 +968,37 @@ def _expand_conversations(t, client, sel, conv: _Conversations, rng):
     return times, cl, conv_id, turn
 
 
-def _accumulate_context(frame: pl.DataFrame, conv_id: np.ndarray, turn: np.ndarray) -> pl.DataFrame:
-    """A follow-up's input = earlier turns' inputs and outputs + its own new tokens."""
+def _accumulate_context(frame: pl.DataFrame, turn: np.ndarray, *, context: str) -> pl.DataFrame:
+    """A follow-up's input holds its history ``h`` (the previous turn's input + output).
+
+    Rows are grouped by conversation in turn order (see :func:`_expand_conversations`), so a
+    follow-up's parent is the row before it; turns are processed level by level (a loop over turn
+    numbers, never requests).
+
+    ``sorted``: the conversation's independent draws are assigned to its turns in ascending order
+    and each follow-up's input is ``max(draw, h)``: the multiset of inputs, hence the marginal the
+    pool records (which, fitted from a real trace, already includes histories), is kept except
+    where a draw falls below its history. ``additive``: input = ``h`` + the row's own draw (for
+    PMFs of fresh prompts).
+    """
     if "input_tokens" not in frame.columns:
         return frame
-    new = frame["input_tokens"].fill_null(0).to_numpy().astype(np.int64)
+    inp = frame["input_tokens"].fill_null(0).to_numpy().astype(np.int64)
     out = (frame["output_tokens"].fill_null(0).to_numpy().astype(np.int64) if "output_tokens" in frame.columns
-           else np.zeros_like(new))
-    # rows are grouped by conversation in turn order (see _expand_conversations)
-    step = new + np.r_[0, out[:-1]] * (turn > 1)
-    c = np.cumsum(step)
-    heads = np.flatnonzero(turn == 1)
-    k = np.diff(np.r_[heads, turn.size])
-    base = np.r_[0, c[heads[1:] - 1]]
-    total = c - np.repeat(base, k)
-    return frame.with_columns(pl.Series("input_tokens", total, dtype=pl.Int64))
+           else np.zeros_like(inp))
+    follow = np.flatnonzero(turn > 1)
+    if follow.size == 0:
+        return frame
+    if context == "sorted":
+        conv = np.cumsum(turn == 1)  # conversation blocks are contiguous, turn 1 first
+        inp = inp[np.lexsort((inp, conv))]
+    follow = follow[np.argsort(turn[follow], kind="stable")]
+    levels = np.r_[0, np.flatnonzero(np.diff(turn[follow])) + 1, follow.size]
+    for a, b in zip(levels[:-1], levels[1:]):  # one pass per turn number
+        rows = follow[a:b]
+        h = inp[rows - 1] + out[rows - 1]
+        inp[rows] = np.maximum(inp[rows], h) if context == "sorted" else h + inp[rows]
+    return frame.with_columns(pl.Series("input_tokens", inp, dtype=pl.Int64))
 
 
 def _link_columns(conv_id: np.ndarray, turn: np.ndarray, order: np.ndarray) -> list[pl.Series]:

@@ -209,6 +209,18 @@ def test_conversations_turns_itt_and_context():
     assert (pairs["turn"] == pairs["turn_p"] + 1).all()
     gaps = (pairs["timestamp"] - pairs["timestamp_p"]).to_numpy()
     assert np.allclose(np.sort(np.unique(np.round(gaps, 6))), [20.0, 60.0])
+    # sorted context (default): the input holds the parent's input + output; it is the
+    # conversation's next-larger PMF draw, or the history itself where the draw fell below it
+    h = (pairs["input_tokens_p"] + pairs["output_tokens_p"]).to_numpy()
+    x = pairs["input_tokens"].to_numpy()
+    assert np.all(x >= h)
+    assert np.all(np.isin(x, PMF_IN[0]) | (x == h))
+    # the input marginal of the workload stays the PMF's where no history forced a raise
+    assert (np.isin(df["input_tokens"].to_numpy(), PMF_IN[0])).mean() > 0.7
+    # additive context: the new part is a fresh draw from the input PMF
+    add = generate(pool, 2.0, 1800, seed=10, context="additive").with_row_index("row")
+    kids = add.filter(pl.col("parent_id").is_not_null()).with_columns(pl.col("parent_id").cast(pl.UInt32))
+    pairs = kids.join(add, left_on="parent_id", right_on="row", suffix="_p")
     new = (pairs["input_tokens"] - pairs["input_tokens_p"] - pairs["output_tokens_p"]).to_numpy()
     assert set(np.unique(new).tolist()) <= set(PMF_IN[0])
 
@@ -233,6 +245,8 @@ def test_generated_workload_is_a_store(tmp_path):
         ({"rate": 1.0, "duration": 60, "clients": 0}, "clients must be a positive integer"),
         ({"rate": ([0, 0], [1, 2]), "duration": 60}, "strictly increasing"),
         ({"rate": 1.0, "duration": 60, "seed": "x"}, "seed must be an integer"),
+        ({"rate": 1.0, "duration": 60, "context": "x"}, "context must be 'sorted' or 'additive'"),
+        ({"rate": 1.0, "duration": 60, "counts": "x"}, "counts must be 'renewal' or 'poisson'"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -297,3 +311,25 @@ def test_conversations_survive_fit_pool_and_regeneration(tmp_path):
     pairs = kids.join(rows, left_on="parent_id", right_on="row", suffix="_p")
     itt = (pairs["timestamp"] - pairs["timestamp_p"]).to_numpy()
     assert itt.size > 500 and abs(itt.mean() - 40.0) < 4.0
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("servelab.fitting.pool_fit") is None,
+                    reason="fit-pool not available")
+def test_sorted_context_keeps_the_input_marginal_of_a_fitted_pool(tmp_path):
+    """A real-like trace (follow-up input = history + fresh prompt) is fitted and regenerated: the
+    sorted context keeps its input distribution, adding histories again would inflate it."""
+    from servelab.analysis.store import write_store
+    from servelab.fitting.pool_fit import fit_pool
+
+    conv = pl.DataFrame({"client_id": [None] * 5, "quantity": ["turns"] * 3 + ["itt_s"] * 2,
+                         "value": [1.0, 2.0, 3.0, 20.0, 60.0], "probability": [0.5, 0.3, 0.2, 0.5, 0.5]},
+                        schema_overrides={"client_id": pl.String})
+    values = np.unique(np.rint(np.random.default_rng(0).lognormal(5, 1.2, 400)))
+    pmf = {"input_tokens": (values, np.full(values.size, 1 / values.size)), "output_tokens": PMF_OUT}
+    pool = make_pool({"a": [2.0] * 3}, pmfs={"a": pmf}, conversations=conv)
+    ref = generate(pool, "pool", 1800, seed=1, context="additive")
+    fitted = fit_pool(write_store(ref, tmp_path / "ref"))
+    ks = {ctx: stats.ks_2samp(ref["input_tokens"], generate(fitted, "pool", 1800, seed=2, context=ctx)
+                              ["input_tokens"]).statistic for ctx in ("sorted", "additive")}
+    # two samples of ~3,600: the 1 % KS critical value is about 1.63 * sqrt(2 / 3600) = 0.038
+    assert ks["sorted"] < 0.08 < ks["additive"], ks
