@@ -15,6 +15,7 @@ from servelab.analysis.exceptions import (
 from servelab.analysis.findings import Finding, Verdict, findings_table, not_applicable
 from servelab.analysis.schema import CANONICAL_COLUMNS, SCHEMA_VERSION
 from servelab.analysis.store import TraceStore, open_store, write_store
+from servelab.analysis.ingest import ingest
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -22,6 +23,7 @@ __all__ = [
     "TraceStore",
     "open_store",
     "write_store",
+    "ingest",
     "Finding",
     "Verdict",
     "findings_table",

@@ -1,0 +1,103 @@
+"""Ingest speed and memory: servelab's ingest vs plain DuckDB CSV -> Parquet on the same file.
+
+Writes a BurstGPT-schema CSV with :mod:`synthetic_trace` (default 10 M rows), then times, each in
+its own child process (so that peak RSS is that run's alone):
+
+- ``duckdb``: ``COPY (SELECT * FROM read_csv(...)) TO 'x.parquet'`` (the baseline);
+- ``servelab``: ``servelab.analysis.ingest(csv, fmt="burstgpt", output=store)``.
+
+Runs alternate (baseline, servelab, baseline, servelab, ...) so that load changes on the shared
+machine hit both; the ratio of medians is the number to read (issue 2 target: <= 1.5x), and the
+peak RSS of the servelab run (target: < 2 GB). Prints the load average next to the numbers.
+
+Usage::
+
+    python benchmarks/bench_ingest.py [--rows 10000000] [--repeat 2] [--csv PATH] [--keep]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from synthetic_trace import write_burstgpt_csv  # noqa: E402
+
+_CHILD = r"""
+import json, resource, sys, time
+kind, csv, out = sys.argv[1], sys.argv[2], sys.argv[3]
+t0 = time.perf_counter()
+if kind == "duckdb":
+    import duckdb
+    con = duckdb.connect()
+    con.execute("COPY (SELECT * FROM read_csv('" + csv.replace("'", "''") + "')) TO '"
+                + out.replace("'", "''") + "' (FORMAT parquet)")
+    con.close()
+    extra = {}
+else:
+    from servelab.analysis import ingest
+    store = ingest(csv, fmt="burstgpt", output=out, overwrite=True)
+    extra = {"rows": dict(store.manifest["rows"])}
+seconds = time.perf_counter() - t0
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_rss_mb": rss_mb, **extra}))
+"""
+
+
+def _run(kind: str, csv: Path, out: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _CHILD, kind, str(csv), str(out)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each (alternating); default 2")
+    parser.add_argument("--csv", type=Path, help="reuse / write the CSV here (default: a temp dir)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
+    csv = args.csv or work / f"burstgpt_{args.rows}.csv"
+    if not csv.exists():
+        t0 = time.perf_counter()
+        write_burstgpt_csv(csv, n_rows=args.rows, n_clients=2000, days=7.0, seed=args.seed)
+        print(f"wrote {csv} ({csv.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows) in {time.perf_counter() - t0:.1f} s")
+    results: dict[str, list[dict]] = {"duckdb": [], "servelab": []}
+    for r in range(args.repeat):
+        for kind in ("duckdb", "servelab"):
+            out = work / (f"x_{r}.parquet" if kind == "duckdb" else f"store_{r}")
+            res = _run(kind, csv, out)
+            results[kind].append(res)
+            print(f"run {r + 1} {kind:9s} {res['seconds']:7.2f} s  peak RSS {res['peak_rss_mb']:7.0f} MB"
+                  f"  load {os.getloadavg()[0]:.2f}", flush=True)
+            if kind == "duckdb":
+                out.unlink(missing_ok=True)
+    base = statistics.median(r["seconds"] for r in results["duckdb"])
+    ours = statistics.median(r["seconds"] for r in results["servelab"])
+    rss = max(r["peak_rss_mb"] for r in results["servelab"])
+    print(f"rows: {results['servelab'][-1]['rows']}")
+    print(f"median duckdb COPY {base:.2f} s | servelab ingest {ours:.2f} s | ratio {ours / base:.2f}x "
+          f"(target <= 1.5x) | servelab peak RSS {rss:.0f} MB (target < 2048 MB)")
+    print(f"uptime load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}, cores {os.cpu_count()}")
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
