@@ -110,7 +110,7 @@ def plot_top_client_series(window_stats: pl.DataFrame, column: str, *, clients, 
             ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.8)
         ax.set_xlabel("time since trace start (h)")
         ax.set_ylabel(_LABELS.get(column, column))
-        if clients:
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", frameon=False)
     return ax
 
@@ -122,8 +122,10 @@ def plot_top_client_ranges(window_stats: pl.DataFrame, column: str, *, clients, 
     with paper_style():
         labels = []
         for i, cid in enumerate(clients):
-            v = window_stats.filter((pl.col("client_id") == cid) & (pl.col("n_requests") >= min_requests))[column]
-            v = v.drop_nulls().to_numpy().astype(float) if column in window_stats.columns else np.array([])
+            v = np.array([])
+            if column in window_stats.columns:
+                v = window_stats.filter((pl.col("client_id") == cid) & (pl.col("n_requests") >= min_requests))[column]
+                v = v.drop_nulls().to_numpy().astype(float)
             labels.append(chr(65 + i))
             if v.size:
                 med = float(np.median(v))

@@ -69,7 +69,8 @@ def plot_itt_histogram(histogram: pl.DataFrame | None, densities: pl.DataFrame |
                 ax.plot(part["x"].to_numpy(), part["pdf"].to_numpy(), label=str(family[0]))
         ax.set_xlabel("inter-turn time (s), up to the 95th percentile")
         ax.set_ylabel("density (1/s)")
-        ax.legend(loc="best", frameon=False)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", frameon=False)
     return ax
 
 
@@ -84,7 +85,8 @@ def plot_upsampling_cv(windows: pl.DataFrame, *, ax: Axes | None = None) -> Axes
         ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.8)
         ax.set_xlabel("time since trace start (h)")
         ax.set_ylabel("CV of gaps per window (-)")
-        ax.legend(loc="best", frameon=False)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", frameon=False)
     return ax
 
 
@@ -136,8 +138,13 @@ def servegen_fig14(windows: pl.DataFrame, gap_histogram: pl.DataFrame | None = N
         twin = left.twinx()
         twin.plot(t, windows["rate_rps"].to_numpy().astype(float), color="C1", linewidth=0.9, label="rate")
         twin.set_ylabel("rate (requests/s)")
-    if gap_histogram is not None:
+    if gap_histogram is not None and gap_histogram.height:
         plot_gap_histogram(gap_histogram, gap_densities, ax=right)
+    else:
+        with paper_style():
+            right.set_xlabel("inter-arrival gap (s)")
+            right.set_ylabel("density (1/s)")
+            right.text(0.5, 0.5, "no positive gaps", ha="center", va="center", transform=right.transAxes)
     return fig
 
 

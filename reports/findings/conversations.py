@@ -150,8 +150,11 @@ def servegen_f10(ev: ConversationEvidence) -> Finding:
     if ev.summary is None:
         return not_applicable(*_F10, reason=f"conversations cannot be formed: {ev.reason}", figures=figs)
     s = ev.summary
-    if s.n_multi_turn == 0 or ev.upsampling is None:
+    if s.n_multi_turn == 0:
         return not_applicable(*_F10, reason=f"no multi-turn conversation found by rule {s.rule!r}", figures=figs)
+    if ev.upsampling is None:
+        why = "; ".join(n for n in ev.notes if n.startswith("upsampling")) or "upsampling could not run"
+        return not_applicable(*_F10, reason=f"{s.n_multi_turn} multi-turn conversation(s), but {why}", figures=figs)
     u = ev.upsampling
     measured = {
         "rule": s.rule, "requests": s.n_requests, "multi_turn_requests": s.n_linked,

@@ -68,6 +68,23 @@ def test_sections_never_raise_on_a_bare_trace(tmp_path):
         assert sec.notes and "skipped" in sec.notes[-1]
 
 
+def test_sections_on_degenerate_traces(tmp_path):
+    """One request; identical timestamps: findings say why, nothing raises, no empty legends."""
+    import warnings
+
+    one = write_store(pl.DataFrame({"timestamp": [5.0], "client_id": ["a"]}), tmp_path / "one")
+    same = write_store(pl.DataFrame({"timestamp": [5.0, 5.0, 5.0], "client_id": ["a", "a", "b"],
+                                     "conversation_id": ["x", "x", None]}), tmp_path / "same")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for store in (one, same):
+            for module in (clients_section, conversations_section):
+                sec = module.build_section(store)
+                assert all(f.reason for f in sec.findings)
+    f10 = conversations_section.build_section(same).findings[0]
+    assert f10.verdict is Verdict.NOT_APPLICABLE and "span must have positive length" in f10.reason
+
+
 def test_cli_clients_and_conversations_write_tables(tagged_store, tmp_path):
     runner = CliRunner()
     out = tmp_path / "c"
