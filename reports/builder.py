@@ -107,6 +107,11 @@ class ReportResult:
         Report-level notes (missing section modules, quick mode, ingest).
     elapsed_s : float
         Wall time of the whole build.
+    built : Mapping[str, Section]
+        The sections that were built, by id (their findings, small tables, figures, headline), for
+        a notebook to walk through without building them again.
+    images : Mapping[str, EmbeddedImage]
+        Figure id -> the PNG embedded in the page.
     """
 
     html_path: Path
@@ -116,6 +121,22 @@ class ReportResult:
     errors: Mapping[str, str]
     notes: tuple[str, ...]
     elapsed_s: float
+    built: Mapping[str, Section] = field(default_factory=dict, repr=False)
+    images: Mapping[str, EmbeddedImage] = field(default_factory=dict, repr=False)
+
+    def section(self, id: str) -> Section:
+        """The built section ``id`` (e.g. ``"arrivals"``).
+
+        Raises
+        ------
+        KeyError
+            If no section of that id was built (missing module, or it failed: see :attr:`errors`).
+        """
+        try:
+            return self.built[id]
+        except KeyError:
+            why = f" (it failed: {self.errors[id].splitlines()[0]})" if id in self.errors else ""
+            raise KeyError(f"section {id!r} was not built{why}; built: {sorted(self.built)}") from None
 
     def verdict_counts(self) -> dict[str, int]:
         """Number of findings per verdict (every verdict listed, zeros included)."""
@@ -194,6 +215,8 @@ def build_report(
         errors=MappingProxyType({o.id: o.error or "" for o in outcomes if o.status == "error"}),
         notes=tuple(document["notes"]),
         elapsed_s=time.perf_counter() - started,
+        built=MappingProxyType({o.id: o.section for o in outcomes if o.section is not None}),
+        images=MappingProxyType(images),
     )
 
 

@@ -23,26 +23,26 @@ __all__ = ["NOTEBOOKS", "build", "write_all"]
 
 HERE = Path(__file__).resolve().parent
 
-_SHOW = '''\
+_SHOW = """\
 from IPython.display import Markdown, display
 
 from servelab.analysis import findings_table
-from servelab.reports.builder import encode_figure
 
 
-def show(section):
-    """A section's findings (verdict, numbers, reason), its notes, and its figures."""
+def show(section_id):
+    \"\"\"One section of the report: its findings (verdict, numbers, reason), notes, and figures.\"\"\"
+    section = report.section(section_id)
     display(Markdown(f"### {section.title}"))
     for note in section.notes:
         display(Markdown(f"*Note:* {note}"))
     if section.findings:
         display(findings_table(section.findings))
-    for fig_id, fig in section.figures.items():
-        image = encode_figure(fig)  # the same PNG the HTML report embeds
+    for fig_id in section.figures:
+        image = report.images[fig_id]  # the PNG the HTML report embeds
         display(Markdown(f"**{fig_id}**\\n\\n![{fig_id}](data:{image.mime};base64,{image.base64})"))
-'''
+"""
 
-_INGEST = '''\
+_INGEST = """\
 import tempfile
 from pathlib import Path
 
@@ -51,7 +51,23 @@ from servelab.analysis.ingest import ingest
 workdir = Path(tempfile.mkdtemp(prefix="servelab-notebook-"))
 store = ingest([str(TRACE)], fmt=FORMAT, output=workdir / "store", progress=False)
 print(store.path, store.n_requests, "requests; columns:", ", ".join(store.columns))
-'''
+"""
+
+_REPORT = """\
+from servelab.reports import build_report
+
+report = build_report(store, output=workdir / "report.html", quick=QUICK, seed=SEED, progress=False)
+print(report.html_path, report.json_path, f"{report.elapsed_s:.1f} s")
+report.verdict_counts()
+"""
+
+_REPORT_MD = """\
+## The report, once
+
+`build_report` runs every section of `servelab.reports.sections` on the store (each is
+`build_section(store, quick=..., seed=...)`, callable on its own too) and writes one self-contained
+HTML page plus a JSON of all findings; `servelab report TRACE` is the same call from the shell.
+The cells below walk through its sections."""
 
 SERVEGEN = [
     ("md", """\
@@ -59,8 +75,8 @@ SERVEGEN = [
 
 ServeGen (Xiang et al., *ServeGen: Workload Characterization and Generation of Large Language Model
 Serving in Production*, 2025) characterizes Alibaba Bailian's LLM traffic and states eleven findings.
-This notebook checks them on a trace with servelab, section by section, exactly as `servelab report`
-does, and ends with the whole report.
+This notebook checks them on a trace with servelab, section by section of the report that
+`servelab report` writes.
 
 It runs on the trace shipped with servelab: the **Azure LLM inference trace 2023, code service**
 (one hour, 8,819 requests; CC-BY-4.0, github.com/Azure/AzurePublicDataset). That trace has
@@ -77,6 +93,7 @@ multimodal columns**, so:
 | F6, F7 multimodal (Fig. 7-9) | per-modality tokens | not applicable |
 | F9 reasoning lengths (Fig. 13) | `reason_tokens` | not applicable |
 | F10 conversations (Fig. 14-15) | conversation links | not applicable |
+| generation fidelity (Fig. 19) | a client pool fitted from `client_id` | not applicable |
 
 To run it on your own logs, set `TRACE` and `FORMAT` below (`servelab ingest --help` lists the
 formats; `generic` takes a column map)."""),
@@ -85,20 +102,21 @@ from servelab.samples import sample_path
 
 TRACE = sample_path("azure_2023/AzureLLMInferenceTrace_code.csv")
 FORMAT = "azure"
-SEED = 0"""),
+SEED = 0
+QUICK = False"""),
     ("code", _INGEST),
+    ("md", _REPORT_MD),
+    ("code", _REPORT),
     ("code", _SHOW),
     ("md", """\
 ## The trace
 
 Span, rows read / stored / rejected (by reason), and which analyses its columns allow."""),
     ("code", """\
-from servelab.reports.sections import overview
-
-ov = overview.build_section(store)
-display(ov.headline)
-display(ov.tables["rows"])
-ov.tables["analyses"]"""),
+show("overview")
+overview = report.section("overview")
+display(overview.headline)
+overview.tables["analyses"]"""),
     ("md", """\
 ## Findings 1 and 2: bursty arrivals and shifting rate and burstiness
 
@@ -106,48 +124,27 @@ ServeGen fits Exponential, Gamma and Weibull to the inter-arrival gaps (Fig. 1),
 distance, and tracks the rate and the CV of the gaps in 5-minute windows (Fig. 2). servelab reports
 the KS distance D as the effect size: at thousands of gaps every naive KS p-value is tiny."""),
     ("code", """\
-from servelab.reports.sections import arrivals
-
-arr = arrivals.build_section(store, seed=SEED)
-show(arr)
-arr.headline"""),
+show("arrivals")
+report.section("arrivals").headline"""),
     ("md", """\
 ## Findings 3 and 4: request lengths
 
 Input lengths against a Pareto + log-normal mixture, output lengths against an exponential, the
 input-output correlation (Fig. 3), and how the distributions move between periods (Fig. 4)."""),
     ("code", """\
-from servelab.reports.sections import lengths
-
-lens = lengths.build_section(store, seed=SEED)
-show(lens)
-lens.headline"""),
+show("lengths")
+report.section("lengths").headline"""),
     ("md", """\
-## Findings 5, 8, 11: clients; Finding 10: conversations
+## Findings 5, 8, 11: clients; Finding 10: conversations; generation fidelity
 
 These need client ids and conversation links. On the Azure sample servelab says so instead of
 guessing: each finding is *not applicable* with its reason."""),
     ("code", """\
-from servelab.reports.sections import clients, conversations
-
-for module in (clients, conversations):
-    show(module.build_section(store, seed=SEED))"""),
-    ("md", """\
-## The whole report
-
-`build_report` runs every section (including daily/weekly periodicity and generation fidelity)
-and writes one self-contained HTML page plus a JSON of all findings; `servelab report TRACE` is
-the same call from the shell."""),
+for section_id in ("clients", "conversations", "generation"):
+    show(section_id)"""),
+    ("md", "## Every finding of the report, in one table"),
     ("code", """\
-from servelab.reports.builder import build_report
-
-result = build_report(store, output=workdir / "report.html", seed=SEED, progress=False)
-print(result.html_path, result.json_path)
-result.verdict_counts()"""),
-    ("code", """\
-import polars as pl
-
-pl.DataFrame([{"id": f.id, "verdict": f.verdict.value, "reason": f.reason} for f in result.findings])"""),
+findings_table(report.findings)"""),
 ]
 
 BURSTGPT = [
@@ -158,7 +155,7 @@ BurstGPT (Wang et al., *BurstGPT: A Real-world Workload Dataset to Optimize LLM 
 KDD'25) releases 10.31 M requests to Azure OpenAI GPT (ChatGPT and GPT-4, conversation and API
 services) over 121 + 110 days and studies their periodicity (Fig. 2-5), the burstiness of
 arrivals as Gamma parameters per window (Fig. 6), request and response lengths (Fig. 7-8, 10),
-conversations (Fig. 9) and failures (Fig. 11).
+conversations (Fig. 9), failures (Fig. 11) and load forecasts (Fig. 17-18).
 
 **On the shipped sample.** servelab ships only the first 54 rows of `BurstGPT_1.csv`
 (CC-BY-4.0): enough to walk through every step, far too little for the paper's statistics, so
@@ -186,51 +183,39 @@ FORMAT = "burstgpt"
 SEED = 0
 QUICK = TRACE.stat().st_size > 50e6  # subsample the fits on the full files"""),
     ("code", _INGEST),
+    ("md", _REPORT_MD),
+    ("code", _REPORT),
     ("code", _SHOW),
     ("md", "## The trace: span, rows, rejected rows, and the analyses its columns allow"),
     ("code", """\
-from servelab.reports.sections import overview
-
-ov = overview.build_section(store)
-display(ov.headline)
-ov.tables["analyses"]"""),
+show("overview")
+report.section("overview").tables["analyses"]"""),
     ("md", """\
-## Periodicity (Fig. 2-5)
+## Periodicity (Fig. 2-5), bursts, failures (Fig. 11) and load forecasts (Fig. 17-18)
 
 Request rates by hour of day and day of week, conversation vs API service. The 54-row sample
-spans under an hour, so no daily or weekly period can be seen; the full trace shows both cycles."""),
+spans under an hour, so no daily or weekly period can be seen; the full trace shows both cycles.
+A request failed when its response has 0 tokens."""),
     ("code", """\
-from servelab.reports.sections import periodicity
-
-show(periodicity.build_section(store, quick=QUICK, seed=SEED))"""),
+show("periodicity")"""),
     ("md", """\
 ## Burstiness (Fig. 6): Gamma fits of the arrivals, window by window"""),
     ("code", """\
-from servelab.reports.sections import arrivals
-
-show(arrivals.build_section(store, quick=QUICK, seed=SEED))"""),
+show("arrivals")"""),
     ("md", """\
-## Request and response lengths (Fig. 7-8, 10) and failures (Fig. 11)
+## Request and response lengths (Fig. 7-8, 10)
 
-BurstGPT finds request lengths Zipf-like and responses bimodal (ChatGPT), and marks a request
-failed when its response has 0 tokens."""),
+BurstGPT finds request lengths Zipf-like and responses bimodal (ChatGPT), with a weak linear
+relation of response on request."""),
     ("code", """\
-from servelab.reports.sections import lengths
-
-show(lengths.build_section(store, quick=QUICK, seed=SEED))"""),
+show("lengths")"""),
     ("md", "## Conversations (Fig. 9) and clients"),
     ("code", """\
-from servelab.reports.sections import clients, conversations
-
-for module in (conversations, clients):
-    show(module.build_section(store, quick=QUICK, seed=SEED))"""),
-    ("md", "## The whole report, as `servelab report` writes it"),
+for section_id in ("conversations", "clients"):
+    show(section_id)"""),
+    ("md", "## Every finding of the report, in one table"),
     ("code", """\
-from servelab.reports.builder import build_report
-
-result = build_report(store, output=workdir / "report.html", quick=QUICK, seed=SEED, progress=False)
-print(result.html_path)
-result.verdict_counts()"""),
+findings_table(report.findings)"""),
 ]
 
 #: notebook file name -> cells

@@ -23,23 +23,32 @@ __all__ = ["report"]
               help="Format of a raw trace to ingest first (auto sniffs it; ignored for a store).")
 @click.option("--column-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="TOML column map of a raw trace in the generic format (see `servelab ingest --help`).")
+@click.option("--section", "only", multiple=True, metavar="ID",
+              help="Only this section (repeatable): overview, arrivals, periodicity, lengths, clients, "
+                   "conversations, generation. Default: all.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar over sections (shown only on a terminal).")
 def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fmt: str, column_map: Path | None,
-           progress: bool) -> None:
+           only: tuple[str, ...], progress: bool) -> None:
     """Write the characterization report of STORE_OR_TRACE (default: the shipped Azure sample).
 
     STORE_OR_TRACE is a trace store folder (from `servelab ingest`) or a raw trace file, which is
     ingested into a temporary store first.
     """
     from servelab.analysis.exceptions import ColumnMapError, StoreNotFoundError, TraceFormatError
-    from servelab.reports.builder import SectionFailedWarning, build_report
+    from servelab.reports.builder import SECTION_MODULES, SectionFailedWarning, build_report
+
+    unknown = [name for name in only if name not in SECTION_MODULES]
+    if unknown:
+        raise click.BadParameter(f"unknown section(s) {unknown}; allowed: {list(SECTION_MODULES)}",
+                                 param_hint="--section")
+    sections = tuple(name for name in SECTION_MODULES if name in only) if only else SECTION_MODULES
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SectionFailedWarning)
         try:
             result = build_report(store_or_trace, output=output, quick=quick, seed=seed, progress=progress, fmt=fmt,
-                                  column_map=column_map)
+                                  column_map=column_map, sections=sections)
         except (StoreNotFoundError, TraceFormatError, ColumnMapError, FileNotFoundError) as err:
             raise click.ClickException(str(err)) from None
     for warning in caught:

@@ -36,6 +36,7 @@ def _outputs_text(nb) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow  # a kernel, ingest and one whole report per notebook: ~20-40 s each on a shared machine
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

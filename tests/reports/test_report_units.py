@@ -113,6 +113,8 @@ def test_failing_section_is_reported_not_fatal(tiny_store, tmp_path, monkeypatch
                               progress=False)
     assert result.sections == (("overview", "ok"), ("boom", "error"))
     assert result.errors["boom"].startswith("ZeroDivisionError: synthetic failure in a section")
+    with pytest.raises(KeyError, match="section 'boom' was not built .it failed: ZeroDivisionError"):
+        result.section("boom")
     document = json.loads(result.json_path.read_text())
     assert [(s["id"], s["status"]) for s in document["sections"]] == [("overview", "ok"), ("boom", "error")]
     statuses = {a["data-section-id"]: a["data-status"] for tag, a in _parse(result.html_path) if "data-section-id" in a}
@@ -166,6 +168,10 @@ def test_quick_and_seed_reach_sections_and_findings_round_trip(tiny_store, tmp_p
     links = [a["href"] for t, a in tags if t == "a"]
     assert "#fig-fake-fig" in links and "#fig-fake-undrawn" not in links
     assert [a["data-figure-id"] for _, a in tags if "data-figure-id" in a] == ["fake.fig"]
+    assert result.section("fake").headline["gap_cv"] == 2.5
+    assert set(result.images) == {"fake.fig"} and result.images["fake.fig"].mime == "image/png"
+    with pytest.raises(KeyError, match=r"section 'arrivals' was not built; built: \['fake'\]"):
+        result.section("arrivals")
 
 
 def test_missing_section_modules_are_named_in_the_notes(tiny_store, tmp_path):
@@ -184,10 +190,15 @@ def test_cli_report_on_a_store_and_on_a_missing_path(tiny_store, tmp_path):
     store, _ = tiny_store
     runner = CliRunner()
     out = tmp_path / "cli" / "report.html"
-    result = runner.invoke(main, ["report", str(store.path), "-o", str(out), "--seed", "3"])
+    result = runner.invoke(main, ["report", str(store.path), "-o", str(out), "--seed", "3", "--section", "overview"])
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.output
-    assert json.loads(out.with_suffix(".json").read_text())["seed"] == 3
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert document["seed"] == 3
+    assert [s["id"] for s in document["sections"]] == ["overview"]
+    result = runner.invoke(main, ["report", str(store.path), "-o", str(out), "--section", "arrivls"])
+    assert result.exit_code == 2
+    assert "unknown section(s) ['arrivls']; allowed: ['overview', 'arrivals'" in result.output
     result = runner.invoke(main, ["report", str(tmp_path / "nope.csv"), "-o", str(out)])
     assert result.exit_code == 1
     assert "does not exist; give a trace store folder or a raw trace file" in result.output
