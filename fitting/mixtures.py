@@ -606,7 +606,7 @@ def compare_length_fits(x, *, families: Sequence[str] = INPUT_LENGTH_FAMILIES, m
 
 
 def explore_scipy_families(x, *, distributions: Sequence[str] | None = None, max_n: int = 20_000,
-                           seed: int = 0, timeout: float = 30.0) -> pl.DataFrame:
+                           seed: int = 0, timeout: float = 30.0, n_jobs: int = 1) -> pl.DataFrame:
     """Scan many scipy families with ``fitter`` (exploration only; never a default path).
 
     ``fitter`` fits with a free ``loc`` and reports sum of squared errors against a histogram;
@@ -622,11 +622,14 @@ def explore_scipy_families(x, *, distributions: Sequence[str] | None = None, max
         Subsample size and its seed.
     timeout : float
         Seconds per family before fitter gives up on it.
+    n_jobs : int
+        Threads fitter may use.
 
     Returns
     -------
     polars.DataFrame
-        fitter's summary (distribution, sumsquare_error, aic, bic, ks_statistic), best first.
+        fitter's summary (distribution, sumsquare_error, aic, bic, kl_div, ks_statistic), best
+        first; fitter's naive KS p-value is dropped (see STYLE.md, honest goodness of fit).
     """
     from fitter import Fitter, get_common_distributions
 
@@ -634,9 +637,12 @@ def explore_scipy_families(x, *, distributions: Sequence[str] | None = None, max
     if x.size > max_n:
         x = np.random.default_rng(seed).choice(x, size=max_n, replace=False)
     f = Fitter(x, distributions=list(distributions) if distributions else get_common_distributions(),
-               timeout=timeout)
+               timeout=timeout, verbose=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        f.fit(progress=False)
+        # threads, not fitter's default process pool: no child start-up, nothing left running
+        f.fit(progress=False, n_jobs=n_jobs, max_workers=n_jobs, prefer="threads")
     summary = f.summary(Nbest=len(f.fitted_param), plot=False)
-    return pl.from_pandas(summary.reset_index().rename(columns={"index": "distribution"}))
+    table = pl.from_pandas(summary.reset_index().rename(columns={"index": "distribution"}))
+    # fitter's KS p-value tests parameters fitted on the same data (biased): keep D, drop p
+    return table.drop([c for c in ("ks_pvalue",) if c in table.columns])

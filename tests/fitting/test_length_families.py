@@ -223,3 +223,12 @@ def test_bimodality_bad_input():
         bimodality([0.1, 0.2, np.nan])
     with pytest.raises(InsufficientDataError, match="3 distinct"):
         bimodality([0.1, 0.9] * 20)
+
+
+def test_fitter_exploration_is_opt_in_and_ranks_the_true_family_first(rng):
+    from servelab.fitting.mixtures import explore_scipy_families
+
+    x = np.exp(5 + rng.standard_normal(3000))
+    table = explore_scipy_families(x, distributions=["expon", "lognorm"], max_n=1000, timeout=20)
+    assert table["distribution"].to_list()[0] == "lognorm"
+    assert "ks_pvalue" not in table.columns and "ks_statistic" in table.columns
