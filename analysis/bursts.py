@@ -28,11 +28,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
-
 from servelab.analysis.periodicity import DAY_S, TraceClock, binned_load, normalize_by
 from servelab.analysis.store import TraceStore
 
-__all__ = ["doubling_mask", "burst_counts", "poisson_burst_share", "burst_ratio_histogram", "BURST_HORIZONS_S", "RATIO_EDGES"]
+__all__ = ["BURST_HORIZONS_S", "RATIO_EDGES", "burst_counts", "burst_ratio_histogram", "doubling_mask", "poisson_burst_share"]
 
 #: BurstGPT's two horizons: 5 and 10 minutes
 BURST_HORIZONS_S = (300.0, 600.0)

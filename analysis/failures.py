@@ -21,11 +21,10 @@ import math
 from collections.abc import Sequence
 
 import polars as pl
-
 from servelab.analysis.periodicity import TraceClock, normalize_by, trace_clock
 from servelab.analysis.store import TraceStore, fetch_polars
 
-__all__ = ["failure_rates", "failure_rate_over_time", "failure_rate_spread", "wilson_interval", "Z_95"]
+__all__ = ["Z_95", "failure_rate_over_time", "failure_rate_spread", "failure_rates", "wilson_interval"]
 
 #: standard normal quantile of a two-sided 95% interval
 Z_95 = 1.959963984540054

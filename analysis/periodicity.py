@@ -36,30 +36,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-
-from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.store import TraceStore, fetch_polars
 
 __all__ = [
-    "TraceClock",
-    "trace_clock",
-    "normalize_by",
-    "binned_load",
-    "hourly_counts",
-    "daily_counts",
-    "hour_of_day_profile",
-    "day_of_week_profile",
-    "weekday_weekend",
-    "periodicity",
-    "PeriodicityResult",
-    "seasonal_strength",
-    "human_duration",
-    "null_strength",
     "DAY_S",
-    "WEEK_S",
-    "PERIODIC_STRENGTH",
-    "PERIODIC_ACF",
     "MIN_CYCLES",
+    "PERIODIC_ACF",
+    "PERIODIC_STRENGTH",
+    "WEEK_S",
+    "PeriodicityResult",
+    "TraceClock",
+    "binned_load",
+    "daily_counts",
+    "day_of_week_profile",
+    "hour_of_day_profile",
+    "hourly_counts",
+    "human_duration",
+    "normalize_by",
+    "null_strength",
+    "periodicity",
+    "seasonal_strength",
+    "trace_clock",
+    "weekday_weekend",
 ]
 
 DAY_S = 86_400
@@ -187,7 +185,7 @@ def trace_clock(store: TraceStore) -> TraceClock:
     if not zone:
         # aware origin with a fixed offset but no IANA name: read the clock in that offset
         zone = _offset_zone(origin)
-    utc = origin.astimezone(dt.timezone.utc)
+    utc = origin.astimezone(dt.UTC)
     return TraceClock(utc, None, zone, _CLOCK_LOCAL)
 
 
@@ -581,9 +579,9 @@ def periodicity(
     })
     notes = (
         f"requests counted per {bin_s:g} s bin on the {clock} clock, idle bins as zeros",
-        "ACF: statsmodels.tsa.stattools.acf; strength: MSTL (statsmodels) with all applicable periods "
-        "decomposed together, F = max(0, 1 - Var(R)/Var(S+R)); excess over the strength of seeded white noise "
-        f"of the same length (max of {NULL_REPLICATES} replicates)",
+        ("ACF: statsmodels.tsa.stattools.acf; strength: MSTL (statsmodels) with all applicable periods "
+         "decomposed together, F = max(0, 1 - Var(R)/Var(S+R)); excess over the strength of seeded white noise "
+         f"of the same length (max of {NULL_REPLICATES} replicates)"),
     )
     return PeriodicityResult(bin_s=float(bin_s), periods_s=periods, clock=clock, by=by, table=table, notes=notes)
 

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 sys.path.insert(0, str(HERE))
 
-from synthetic_trace import make_synthetic_store  # noqa: E402
+from synthetic_trace import make_synthetic_store
 
 __all__ = ["main"]
 
@@ -55,9 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from servelab.analysis.bursts import burst_counts
-    from servelab.analysis.failures import failure_rate_over_time, failure_rate_spread, failure_rates
+    from servelab.analysis.failures import (
+        failure_rate_over_time,
+        failure_rate_spread,
+        failure_rates,
+    )
     from servelab.analysis.periodicity import (
-        daily_counts, day_of_week_profile, hour_of_day_profile, hourly_counts, periodicity, weekday_weekend,
+        daily_counts,
+        day_of_week_profile,
+        hour_of_day_profile,
+        hourly_counts,
+        periodicity,
+        weekday_weekend,
     )
     from servelab.analysis.store import open_store
     from servelab.fitting.forecasting import forecast_load
@@ -90,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for bin_s in (60.0, 600.0):
         for target in ("requests", "mean_tokens"):
             _, t = _timed(f"forecast {target} at {bin_s:g} s bins (SQL + HGB)",
-                          lambda: forecast_load(store, bin_s=bin_s, target=target))
+                          lambda bin_s=bin_s, target=target: forecast_load(store, bin_s=bin_s, target=target))
             total += t
     print(f"{'sum of the parts above':<58s} {total:8.2f} s")
     _timed("measure_periodicity (the arrivals step, all of the above)", lambda: measure_periodicity(store))

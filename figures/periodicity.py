@@ -23,25 +23,24 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-
 from servelab.figures.registry import register_figure
 from servelab.figures.style import COLUMN_WIDTH_IN, FULL_WIDTH_IN, figure, paper_style
 
 __all__ = [
-    "select_groups",
-    "plot_daily_volume",
-    "plot_hour_of_day",
+    "burst_frequency",
+    "daily_api",
+    "daily_conversation",
+    "failure_rates_figure",
+    "forecast_bins_figure",
+    "forecast_figure",
     "plot_burst_frequency",
+    "plot_daily_volume",
     "plot_failure_rates",
     "plot_forecast",
-    "weekly_conversation",
+    "plot_hour_of_day",
+    "select_groups",
     "weekly_api",
-    "daily_conversation",
-    "daily_api",
-    "burst_frequency",
-    "failure_rates_figure",
-    "forecast_figure",
-    "forecast_bins_figure",
+    "weekly_conversation",
 ]
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -36,21 +36,20 @@ from types import MappingProxyType
 
 import numpy as np
 import polars as pl
-
 from servelab.analysis.periodicity import DAY_S, binned_load
 from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import InsufficientDataError
 
 __all__ = [
+    "FORECAST_TARGETS",
+    "MIN_TEST_BINS",
+    "MIN_TRAIN_BINS",
     "ForecastResult",
     "LoadForecaster",
     "forecast_load",
     "load_series",
     "nmae",
     "nmse",
-    "FORECAST_TARGETS",
-    "MIN_TRAIN_BINS",
-    "MIN_TEST_BINS",
 ]
 
 #: what can be forecast: requests per bin, mean tokens per request in the bin
@@ -271,9 +270,9 @@ class LoadForecaster:
         series = series.sort("start_s")
         n_bins = series.height
         y = series[self.target].cast(pl.Float64).to_numpy()  # NaN where the target is undefined
-        window = max(2, int(round(self.rolling_s / self.bin_s)))
+        window = max(2, round(self.rolling_s / self.bin_s))
         X, names = self._features(series, y, window)
-        n_test_bins = int(math.ceil(self.test_fraction * n_bins))
+        n_test_bins = math.ceil(self.test_fraction * n_bins)
         split = n_bins - n_test_bins
         defined = np.isfinite(y)
         train = defined.copy()
@@ -303,8 +302,8 @@ class LoadForecaster:
             f"chronological split: last {n_test_bins} of {n_bins} bins held out ({self.test_fraction:.0%})",
             f"features: {self.lags} lags, rolling mean/std/min/max over the previous {window} bins"
             + (", hour of day and day of week" if self.calendar and "hour" in names else ""),
-            f"HistGradientBoostingRegressor(max_iter={self.max_iter}, learning_rate={self.learning_rate}, "
-            f"random_state={self.seed})",
+            (f"HistGradientBoostingRegressor(max_iter={self.max_iter}, learning_rate={self.learning_rate}, "
+             f"random_state={self.seed})"),
         ]
         baselines, columns = self._baselines(y, test, split, train, notes)
         clock = series["clock"][0] if "clock" in series.columns and n_bins else "relative to trace start"

@@ -28,10 +28,13 @@ from types import MappingProxyType
 from typing import Any
 
 import polars as pl
-
 from servelab.analysis.bursts import burst_counts
 from servelab.analysis.exceptions import NotApplicableError
-from servelab.analysis.failures import failure_rate_over_time, failure_rate_spread, failure_rates
+from servelab.analysis.failures import (
+    failure_rate_over_time,
+    failure_rate_spread,
+    failure_rates,
+)
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.periodicity import (
     binned_load,
@@ -48,14 +51,14 @@ from servelab.fitting.exceptions import InsufficientDataError
 from servelab.fitting.forecasting import ForecastResult, LoadForecaster
 
 __all__ = [
+    "FAILURE_RATE_HOLDS",
+    "PAPER_BURSTS_PER_WORKDAY",
+    "PAPER_FORECAST_1MIN",
+    "WEEKDAY_RATIO_HOLDS",
     "PeriodicityEvidence",
     "measure_periodicity",
     "periodicity_findings",
     "regroup",
-    "PAPER_BURSTS_PER_WORKDAY",
-    "PAPER_FORECAST_1MIN",
-    "WEEKDAY_RATIO_HOLDS",
-    "FAILURE_RATE_HOLDS",
 ]
 
 #: BurstGPT preprint §III-B-2: doublings per workday within 5 and 10 minutes (ChatGPT)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 
 import polars as pl
-
 from servelab.analysis.store import TraceStore
-from servelab.reports.findings.periodicity import measure_periodicity, periodicity_findings
+from servelab.reports.findings.periodicity import (
+    measure_periodicity,
+    periodicity_findings,
+)
 from servelab.reports.section import Section
 
 __all__ = ["build_section", "evidence_tables", "periodicity_step"]

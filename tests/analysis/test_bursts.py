@@ -5,10 +5,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 import pytest
-from scipy import stats
-
-from servelab.analysis import write_store
 from servelab.analysis import bursts as B
+from servelab.analysis import write_store
 
 
 def _reference(counts, ratio=2.0, min_prev=1):

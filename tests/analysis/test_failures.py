@@ -2,10 +2,9 @@
 import numpy as np
 import polars as pl
 import pytest
-from statsmodels.stats.proportion import proportion_confint
-
 from servelab.analysis import NotApplicableError, write_store
 from servelab.analysis import failures as F
+from statsmodels.stats.proportion import proportion_confint
 
 
 @pytest.fixture

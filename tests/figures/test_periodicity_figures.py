@@ -1,7 +1,6 @@
 """The periodicity figures are registered and draw what they are given."""
 import numpy as np
 import polars as pl
-
 from servelab.figures import figure_specs
 from servelab.figures import periodicity as figs
 

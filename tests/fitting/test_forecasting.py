@@ -2,7 +2,6 @@
 import numpy as np
 import polars as pl
 import pytest
-
 from servelab.analysis import NotApplicableError, write_store
 from servelab.fitting.exceptions import InsufficientDataError
 from servelab.fitting.forecasting import LoadForecaster, forecast_load, nmae, nmse

@@ -5,9 +5,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 import pytest
-
 from servelab.analysis import Verdict, write_store
-from servelab.reports.findings.periodicity import measure_periodicity, periodicity_findings, regroup
+from servelab.reports.findings.periodicity import (
+    measure_periodicity,
+    periodicity_findings,
+    regroup,
+)
 from servelab.reports.sections.periodicity import build_section
 
 ORIGIN = dt.datetime(2023, 11, 6, 0, 0, tzinfo=ZoneInfo("Asia/Hong_Kong"))  # a Monday
@@ -73,7 +76,7 @@ def test_bursts_at_low_counts_are_compared_with_chance(section):
 
 
 def test_failures_against_direct_rates(section):
-    store, sec = section
+    store, _ = section
     f = _finding(section, "burstgpt.failures")
     frame = store.to_polars(["service", "failed"])
     conv = frame.filter(pl.col("service") == "conversation")["failed"].mean()
