@@ -1,4 +1,6 @@
-"""Benchmark: load a client pool the size of ServeGen's m-large (162 clients, 14 days, ~112 MB).
+"""Benchmarks of the client pool (issue 6): load, fit-pool, fitted-pool size, round trip.
+
+``--what load`` (default): load a pool the size of ServeGen's m-large (162 clients, 14 days, ~112 MB).
 
 Builds the pool by tiling ServeGen's m-small (the full pool from ../shared when present, else the
 slice in raw_traces/servegen/m-small): clients are copied under new ids ``<id>-t<k>`` until there
@@ -11,7 +13,17 @@ there), then loaded in a fresh process, timing
 with the fresh process's peak RSS. Targets (issue 6): under 2 s and under 1 GB. ServeGen's own
 loader takes about 36 s for m-large on this machine (issue 7).
 
-Usage: ``/work/venv/bin/python benchmarks/bench_pool.py [--clients 162] [--keep DIR]``
+``--what fit``: ``fit_pool`` on a 10 M-row, 2,000-client, 1-day synthetic store
+(benchmarks/synthetic_trace.py; built once into ``--store``), target under 60 s; then
+``--what size``: that fitted day tiled to 14 days (every window shifted by whole days), written
+in servelab's format, target under 100 MB.
+
+``--what roundtrip``: one day (seeded) sampled from the m-small, deepseek-r1 and mm-image pools
+(../shared when present, else the slices in raw_traces/servegen), a pool fitted from it, and the
+comparison client by client (:func:`servelab.fitting.pool_fit.compare_pools`).
+
+Usage: ``/work/venv/bin/python benchmarks/bench_pool.py [--what load|fit|size|roundtrip|all]
+[--clients 162] [--rows 10000000] [--store DIR] [--keep DIR]``
 """
 from __future__ import annotations
 
@@ -82,11 +94,142 @@ def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
+def bench_fit(rows: int, store_dir: Path, keep: Path | None) -> None:
+    """fit_pool on the synthetic store (built if absent), then the 14-day tiled pool's size."""
+    import numpy as np
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from synthetic_trace import make_synthetic_store
+
+    from servelab.analysis.store import open_store
+    from servelab.fitting.pool_fit import fit_pool
+    from servelab.generator import ClientPool
+
+    if not (store_dir / "manifest.json").is_file():
+        t0 = time.perf_counter()
+        make_synthetic_store(store_dir, n_rows=rows, n_clients=2000, days=1.0, seed=0, overwrite=True)
+        print(f"built store         {store_dir} ({rows:,} rows) in {time.perf_counter() - t0:.1f} s")
+    import resource
+
+    store = open_store(store_dir)
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    pool = fit_pool(store)
+    t_fit = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    work = keep or Path(tempfile.mkdtemp(prefix="bench_fit_"))
+    try:
+        pool.save(work / "day", overwrite=True)
+        print(f"fit-pool            {store.n_requests:,} rows, {pool.n_clients} clients: {t_fit:.1f} s wall, "
+              f"{cpu:.1f} s CPU (all threads)   target < 60 s   (load average {os.getloadavg()[0]:.1f})")
+        print(f"1-day pool          {folder_mb(work / 'day'):.1f} MB; arrivals {pool.arrivals.height:,} rows, "
+              f"data {pool.data.height:,} rows, data_fits {pool.data_fits.height:,}, "
+              f"conversation_pmfs {pool.conversation_pmfs.height:,}")
+        day = pool.clip(0.0, 86400.0)
+        rng = np.random.default_rng(0)
+
+        def tiled(frame):
+            # 14 copies shifted by whole days; each copy's estimates get an independent 1 % jitter
+            # (float32 precision) so that Parquet cannot compress the copies against each other
+            # (real days differ; exact copies would compress to almost nothing and flatter the size)
+            out = []
+            floats = [c for c in ("rate", "cv", "shape", "scale", "probability") if c in frame.columns]
+            for k in range(14):
+                jit = {c: (frame[c] * np.exp(0.01 * rng.standard_normal(frame.height))).cast(pl.Float32).cast(pl.Float64)
+                       for c in floats} if k else {}
+                out.append(frame.with_columns((pl.col("window_start") + 86400.0 * k).alias("window_start"),
+                                              **jit))
+            return pl.concat(out)
+
+        big = ClientPool(clients=day.clients, arrivals=tiled(day.arrivals), data=tiled(day.data),
+                         data_fits=tiled(day.data_fits), conversations=day.conversations,
+                         conversation_pmfs=day.conversation_pmfs, window_s=day.window_s,
+                         data_window_s=day.data_window_s, span=(0.0, 14 * 86400.0), fields=day.fields,
+                         provenance={**day.provenance, "tiled_days": 14})
+        big.save(work / "14d", overwrite=True)
+        sizes = {f.name: f.stat().st_size / 2**20 for f in (work / "14d").iterdir()}
+        print(f"14-day pool         {folder_mb(work / '14d'):.1f} MB   target < 100 MB   "
+              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:4]))
+        t0 = time.perf_counter()
+        loaded = ClientPool.load(work / "14d")
+        n = loaded.arrivals.height + loaded.data.height
+        print(f"14-day pool load    {time.perf_counter() - t0:.2f} s ({n:,} rows)")
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_roundtrip() -> None:
+    """Sample one day from each published pool, fit a pool, compare client by client."""
+    import numpy as np
+
+    from servelab.analysis.store import write_store
+    from servelab.fitting.pool_fit import compare_pools, fit_pool
+    from servelab.generator import MissingDatasetWarning, read_servegen, sample_requests
+
+    shared = REPO.parent / "shared" / "data" / "servegen"
+    pools = {"m-small": ("language/m-small", "m-small"), "deepseek-r1": ("reason/deepseek-r1", "deepseek-r1"),
+             "mm-image": ("multimodal/mm-image", "mm-image")}
+    for name, (sub, local) in pools.items():
+        src = shared / sub if (shared / sub).is_dir() else REPO / "raw_traces" / "servegen" / local
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MissingDatasetWarning)
+            ref = read_servegen(src)
+        if name == "m-small":
+            # one day of every client would be ~90 M requests: keep clients below 30 req/s on average
+            stats = ref.clip(0, 86400).client_stats()
+            ref = ref.select(stats.filter(pl.col("mean_rate") < 30)["client_id"].to_list())
+        ref = ref.clip(0.0, 86400.0)
+        t0 = time.perf_counter()
+        trace = sample_requests(ref, start=0.0, duration=86400.0, seed=20251123)
+        t_s = time.perf_counter() - t0
+        work = Path(tempfile.mkdtemp(prefix="bench_rt_"))
+        try:
+            store = write_store(trace.drop("request_id"), work / "store")
+            t0 = time.perf_counter()
+            fitted = fit_pool(store, span=(0.0, 86400.0))
+            t_f = time.perf_counter() - t0
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        cmp = compare_pools(ref, fitted, min_count_cv=1000, min_count_family=2000, min_requests_ks=500)
+        z = cmp["rate"]["z"].to_numpy()
+        cv = cmp["cv"]
+        fam = cmp["family"].filter((pl.col("cv_family_ref") - 1).abs() > 0.3)
+        same = fam.filter(pl.col("family_ref") == pl.col("family_fit"))
+        shape_rel = ((same["shape_fit"] - same["shape_ref"]) / same["shape_ref"]).abs()
+        ks = cmp["data"]
+        bound = 1.63 / np.sqrt(ks["n_requests"].to_numpy()) + 0.03 if ks.height else np.array([])
+        print(f"--- {name}: {ref.n_clients} clients from {src}; {trace.height:,} requests sampled in {t_s:.1f} s, "
+              f"fitted in {t_f:.1f} s")
+        print(f"rate   {z.size} client-windows: mean z {z.mean():+.3f}, var z {z.var():.3f} (Poisson: 0, 1); "
+              f"|z| < 3 in {np.mean(np.abs(z) < 3):.4f}, max |z| {np.abs(z).max():.2f}")
+        if cv.height:
+            r1 = cv["rel_diff_family"].abs()
+            r0 = cv["rel_diff"].abs()
+            print(f"cv     {cv.height} windows with >= 1000 requests: |fit/family CV - 1| median {r1.median():.3f}, "
+                  f"within 20 % {np.mean(r1.to_numpy() < 0.2):.3f}; vs ServeGen's recorded CV median {r0.median():.3f}")
+        if fam.height:
+            print(f"family {fam.height} windows with >= 2000 requests and family CV away from 1: same family "
+                  f"{same.height / fam.height:.3f}; shape |rel diff| median {shape_rel.median():.3f}")
+        if ks.height:
+            print(f"data   {ks.height} client x 6 h x field PMFs with >= 500 requests: KS median {ks['ks'].median():.4f}, "
+                  f"max {ks['ks'].max():.4f}; below 1.63/sqrt(n) + 0.03 in {np.mean(ks['ks'].to_numpy() < bound):.3f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--what", choices=["load", "fit", "size", "roundtrip", "all"], default="load")
     parser.add_argument("--clients", type=int, default=162)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--store", type=Path, default=Path(tempfile.gettempdir()) / "bench_pool_store")
     parser.add_argument("--keep", type=Path, default=None, help="Keep the built pools in this folder.")
     args = parser.parse_args(argv)
+    if args.what in ("fit", "size", "all"):
+        bench_fit(args.rows, args.store, args.keep)
+    if args.what in ("roundtrip", "all"):
+        bench_roundtrip()
+    if args.what not in ("load", "all"):
+        return 0
     from servelab.generator import MissingDatasetWarning, read_servegen
 
     source = SHARED_MSMALL if SHARED_MSMALL.is_dir() else SLICE_MSMALL
