@@ -31,6 +31,10 @@ _RC = {
     "ytick.labelsize": 7,
     "legend.fontsize": 7,
     "legend.title_fontsize": 7,
+    # a legend drawn over data stays readable
+    "legend.frameon": True,
+    "legend.framealpha": 0.85,
+    "legend.edgecolor": "0.85",
     "lines.linewidth": 1.2,
     "svg.fonttype": "none",
     # log axes: plain numbers from 0.001 to 999 (a narrow log range reads 0.24, not 2.4x10^-1)
