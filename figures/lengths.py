@@ -265,6 +265,8 @@ def io_relation(bins: pl.DataFrame, *, by_period: pl.DataFrame | None = None) ->
     for ax, g in zip(axes[1:], groups):
         plot_io_bins(by_period, ax=ax, group=g)
         ax.set_title(g)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
     return fig
 
 

@@ -195,7 +195,9 @@ def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, 
         t = attempt("io_bins", lambda: L.io_bins(store, by="period", periods=periods, include_all=True))
         if t is not None:
             tables["io_bins"] = t.filter(pl.col("group") == "all")
-            tables["io_bins_by_period"] = t.filter(pl.col("group") != "all")
+            order = {p.name: i for i, p in enumerate(periods)}
+            tables["io_bins_by_period"] = (t.filter(pl.col("group") != "all")
+                                           .sort(pl.col("group").replace_strict(order, default=len(order)), "bin"))
         t = attempt("io_correlation", lambda: L.io_correlation(store, seed=seed))
         if t is not None:
             tables["io_correlation"] = t
