@@ -24,7 +24,8 @@ import polars as pl
 from servelab.analysis.periodicity import TraceClock, normalize_by, trace_clock
 from servelab.analysis.store import TraceStore, fetch_polars
 
-__all__ = ["Z_95", "failure_rate_over_time", "failure_rate_spread", "failure_rates", "wilson_interval"]
+__all__ = ["Z_95", "failure_rate_over_time", "failure_rate_spread", "failure_rates", "over_time_from_bins",
+           "rates_from_bins", "wilson_interval"]
 
 #: standard normal quantile of a two-sided 95% interval
 Z_95 = 1.959963984540054
@@ -160,3 +161,27 @@ def failure_rate_spread(over_time: pl.DataFrame, *, min_requests: int = 10) -> p
     return groups.join(stats, on="group", how="left").with_columns(
         pl.col("n_windows").fill_null(0).cast(pl.Int64)
     ).sort("group")
+
+
+def rates_from_bins(frame: pl.DataFrame) -> pl.DataFrame:
+    """:func:`failure_rates` from a ``binned_load(..., failed=True)`` table (per ``group``).
+
+    Sums ``failed_known`` and ``n_failed`` over the bins of each group: the same numbers as
+    :func:`failure_rates` without another scan of the store.
+    """
+    out = frame.group_by("group", maintain_order=True).agg(
+        n=pl.col("failed_known").sum().cast(pl.Int64), n_failed=pl.col("n_failed").sum().cast(pl.Int64))
+    low, high = wilson_interval(pl.col("n_failed"), pl.col("n"))
+    return out.with_columns(
+        rate=pl.when(pl.col("n") > 0).then(pl.col("n_failed") / pl.col("n")),
+        ci_low=pl.when(pl.col("n") > 0).then(low),
+        ci_high=pl.when(pl.col("n") > 0).then(high),
+    ).sort("group")
+
+
+def over_time_from_bins(frame: pl.DataFrame) -> pl.DataFrame:
+    """:func:`failure_rate_over_time` from a ``binned_load(..., failed=True)`` table: bins without
+    requests (with a known ``failed``) are dropped, their rate being undefined."""
+    return frame.filter(pl.col("failed_known") > 0).select(
+        "group", "bin", "start_s", n=pl.col("failed_known").cast(pl.Int64), n_failed=pl.col("n_failed").cast(pl.Int64),
+    ).with_columns(rate=pl.col("n_failed") / pl.col("n"))

@@ -43,6 +43,7 @@ __all__ = [
     "MIN_CYCLES",
     "PERIODIC_ACF",
     "PERIODIC_STRENGTH",
+    "SUM_COLUMNS",
     "WEEK_S",
     "PeriodicityResult",
     "TraceClock",
@@ -55,6 +56,7 @@ __all__ = [
     "normalize_by",
     "null_strength",
     "periodicity",
+    "rebin",
     "seasonal_strength",
     "trace_clock",
     "weekday_weekend",
@@ -239,6 +241,7 @@ def binned_load(
     bin_s: float,
     by: str | Sequence[str] | None = None,
     tokens: str | None = None,
+    failed: bool = False,
     where: str | None = None,
     clock: TraceClock | None = None,
 ) -> pl.DataFrame:
@@ -257,6 +260,8 @@ def binned_load(
         Columns to group by (e.g. ``"service"``, ``("service", "model")``).
     tokens : str, optional
         A token column (e.g. ``"input_tokens"``) to sum per bin as ``tokens`` (nulls ignored).
+    failed : bool
+        Also count ``failed_known`` (requests with a non-null ``failed``) and ``n_failed``.
     where : str, optional
         A SQL filter on ``requests`` (e.g. ``"service = 'conversation'"``); trusted input.
     clock : TraceClock, optional
@@ -267,7 +272,7 @@ def binned_load(
     polars.DataFrame
         ``by`` columns, ``group`` (label), ``bin`` (index), ``start_s`` (bin start, trace
         seconds), ``count``, optionally ``tokens`` and ``token_requests`` (requests with a
-        non-null token value), then the calendar columns of :meth:`TraceClock.label`.
+        non-null token value), ``failed_known`` and ``n_failed``, then the calendar columns of :meth:`TraceClock.label`.
 
     Raises
     ------
@@ -279,7 +284,7 @@ def binned_load(
     if not (isinstance(bin_s, (int, float)) and math.isfinite(bin_s) and bin_s > 0):
         raise ValueError(f"bin_s must be a positive number of seconds; got {bin_s!r}")
     by = normalize_by(by)
-    need = [*by, *([tokens] if tokens else [])]
+    need = [*by, *([tokens] if tokens else []), *(["failed"] if failed else [])]
     store.require(*need, analysis=f"binned load by {list(by) or 'trace'}")
     clock = clock or trace_clock(store)
     phase = clock.phase_s(bin_s)
@@ -291,6 +296,8 @@ def binned_load(
         key_sel = f"{keys}, " if by else ""
         tok_sel = (f", sum({_quote(tokens)})::DOUBLE AS tokens, count({_quote(tokens)}) AS token_requests"
                    if tokens else "")
+        if failed:
+            tok_sel += ", count(failed) AS failed_known, count(*) FILTER (WHERE failed) AS n_failed"
         filt = f"WHERE {where}" if where else ""
         counted = (
             f"SELECT {key_sel}CAST(floor((timestamp + {phase!r}) / {float(bin_s)!r}) AS BIGINT) AS bin, "
@@ -299,6 +306,8 @@ def binned_load(
         groups = f"(SELECT DISTINCT {keys} FROM requests {filt})" if by else "(SELECT 1 AS one_)"
         join_on = " AND ".join([f"g.{_quote(c)} IS NOT DISTINCT FROM c.{_quote(c)}" for c in by] + ["r.bin = c.bin"])
         tok_out = ", coalesce(c.tokens, 0.0) AS tokens, coalesce(c.token_requests, 0) AS token_requests" if tokens else ""
+        if failed:
+            tok_out += ", coalesce(c.failed_known, 0) AS failed_known, coalesce(c.n_failed, 0) AS n_failed"
         gcols = ", ".join(f"g.{_quote(c)}" for c in by)
         sql = (
             f"WITH c AS ({counted}), g AS {groups}, r AS (SELECT range AS bin FROM range({b0}, {b1 + 1})) "
@@ -309,6 +318,43 @@ def binned_load(
         frame = fetch_polars(con, sql)
     frame = frame.with_columns(_group_label(by)).select([*by, "group", *[c for c in frame.columns if c not in by]])
     return clock.label(frame)
+
+
+#: per-bin columns that add up when bins or groups are merged
+SUM_COLUMNS = ("count", "tokens", "token_requests", "failed_known", "n_failed")
+
+
+def rebin(frame: pl.DataFrame, *, from_s: float, to_s: float, by: str | Sequence[str] | None = None,
+          clock: TraceClock) -> pl.DataFrame:
+    """Merge a :func:`binned_load` table of ``from_s`` bins into ``to_s`` bins and ``by`` groups.
+
+    Counts add up, so one SQL scan at a fine bin (e.g. one minute, by service and model) serves
+    every coarser bin and grouping. ``to_s`` must be a whole multiple of ``from_s``; both grids
+    are aligned on the same clock (multiples of the bin after local midnight), so a fine bin lies
+    in exactly one coarse bin. Coarse bins at the ends of the trace may be partly covered.
+
+    Raises
+    ------
+    ValueError
+        If ``to_s`` is not a whole multiple of ``from_s``.
+    """
+    factor = to_s / from_s
+    if not float(factor).is_integer() or factor < 1:
+        raise ValueError(f"to_s must be a whole multiple of from_s={from_s:g}; got to_s={to_s:g}")
+    factor = int(factor)
+    by = normalize_by(by)
+    # fine bin b covers [b*from_s - p_f, ...); coarse bin B = floor((b*from_s - p_f + p_c) / to_s)
+    shift = round((clock.phase_s(to_s) - clock.phase_s(from_s)) / from_s)
+    sums = [c for c in SUM_COLUMNS if c in frame.columns]
+    out = (
+        frame.with_columns(bin=(pl.col("bin") + shift).floordiv(factor))
+        .group_by([*by, "bin"], maintain_order=True)
+        .agg(*[pl.col(c).sum() for c in sums])
+        .with_columns(start_s=pl.col("bin").cast(pl.Float64) * float(to_s) - clock.phase_s(to_s))
+        .with_columns(_group_label(by))
+        .sort(["group", "bin"])
+    )
+    return clock.label(out.select([*by, "group", "bin", "start_s", *sums]))
 
 
 def hourly_counts(store: TraceStore, *, by: str | Sequence[str] | None = None,

@@ -50,6 +50,7 @@ __all__ = [
     "load_series",
     "nmae",
     "nmse",
+    "series_from_bins",
 ]
 
 #: what can be forecast: requests per bin, mean tokens per request in the bin
@@ -163,9 +164,14 @@ def load_series(
     idle bins); it is absent when ``token_column`` is None or the store lacks it.
     """
     tokens = token_column if token_column and store.has(token_column) else None
-    frame = binned_load(store, bin_s=bin_s, tokens=tokens, where=where)
+    return series_from_bins(binned_load(store, bin_s=bin_s, tokens=tokens, where=where))
+
+
+def series_from_bins(frame: pl.DataFrame) -> pl.DataFrame:
+    """A forecastable series from a one-group :func:`binned_load` (or ``rebin``) table:
+    ``count`` becomes ``requests``; ``mean_tokens`` = ``tokens / token_requests`` when present."""
     frame = frame.rename({"count": "requests"})
-    if tokens:
+    if "tokens" in frame.columns:
         frame = frame.with_columns(
             mean_tokens=pl.when(pl.col("token_requests") > 0).then(pl.col("tokens") / pl.col("token_requests"))
         )

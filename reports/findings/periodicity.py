@@ -29,26 +29,31 @@ from typing import Any
 
 import polars as pl
 from servelab.analysis.bursts import burst_counts
-from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.failures import (
-    failure_rate_over_time,
     failure_rate_spread,
-    failure_rates,
+    over_time_from_bins,
+    rates_from_bins,
 )
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.periodicity import (
+    SUM_COLUMNS,
     binned_load,
     daily_counts,
     day_of_week_profile,
     hour_of_day_profile,
     human_duration,
     periodicity,
+    rebin,
     trace_clock,
     weekday_weekend,
 )
 from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import InsufficientDataError
-from servelab.fitting.forecasting import ForecastResult, LoadForecaster
+from servelab.fitting.forecasting import (
+    ForecastResult,
+    LoadForecaster,
+    series_from_bins,
+)
 
 __all__ = [
     "FAILURE_RATE_HOLDS",
@@ -123,7 +128,7 @@ def regroup(frame: pl.DataFrame, by: tuple[str, ...]) -> pl.DataFrame:
     """
     calendar = [c for c in ("start_s", "local_time", "date", "hour", "weekday", "day_index", "is_weekend", "clock")
                 if c in frame.columns]
-    sums = [c for c in ("count", "tokens", "token_requests") if c in frame.columns]
+    sums = [c for c in SUM_COLUMNS if c in frame.columns]
     out = frame.group_by([*by, "bin"], maintain_order=True).agg(
         *[pl.col(c).sum() for c in sums], *[pl.col(c).first() for c in calendar])
     label = (pl.concat_str([pl.col(c).cast(pl.String).fill_null("(none)") for c in by], separator=" / ")
@@ -153,7 +158,12 @@ def measure_periodicity(store: TraceStore, *, quick: bool = False, seed: int = 0
     if not clock.knows_weekdays:
         notes.append("the trace's origin (wall-clock start) is unknown: profiles are relative to the trace start")
 
-    hourly_fine = binned_load(store, bin_s=3600, by=cols, clock=clock)
+    # one scan of the store: requests (and tokens, failures) per minute by service and model;
+    # every table below is a sum over these bins (see `rebin` and `regroup`)
+    tokens = "input_tokens" if store.has("input_tokens") else None
+    has_failed = store.has("failed")
+    cube = binned_load(store, bin_s=60.0, by=cols, tokens=tokens, failed=has_failed, clock=clock)
+    hourly_fine = rebin(cube, from_s=60.0, to_s=3600.0, by=cols, clock=clock)
     tables = [regroup(hourly_fine, ())]
     for c in cols:
         tables.append(regroup(hourly_fine, (c,)))
@@ -168,36 +178,35 @@ def measure_periodicity(store: TraceStore, *, quick: bool = False, seed: int = 0
         per.append(res.table.with_columns(by=pl.lit(label)))
     periodic = pl.concat(per).select("by", *[c for c in per[0].columns if c != "by"])
 
-    # bursts, per service (when there is one) and for the whole trace, from one scan per horizon
-    windows_fine = {h: binned_load(store, bin_s=h, by=cols[:1], clock=clock) for h in (300.0, 600.0)}
+    # bursts, for the whole trace and per service (when there is one)
+    windows_fine = {h: rebin(cube, from_s=60.0, to_s=h, by=cols[:1], clock=clock) for h in (300.0, 600.0)}
     bursts = pl.concat([
         burst_counts(store, horizons_s=(h,), windows={h: regroup(w, ())}) for h, w in windows_fine.items()
     ] + ([burst_counts(store, horizons_s=(h,), windows={h: regroup(w, cols[:1])}) for h, w in windows_fine.items()]
          if cols[:1] else []))
 
     fr = fot = spread = None
-    if store.has("failed"):
-        fr = pl.concat([failure_rates(store).with_columns(by=pl.lit("trace"))]
-                       + [failure_rates(store, by=(c,)).select("group", "n", "n_failed", "rate", "ci_low", "ci_high")
-                          .with_columns(by=pl.lit(c)) for c in cols]
-                       + ([failure_rates(store, by=cols).select("group", "n", "n_failed", "rate", "ci_low", "ci_high")
-                           .with_columns(by=pl.lit(" / ".join(cols)))] if len(cols) > 1 else []),
-                       how="diagonal_relaxed").select("by", "group", "n", "n_failed", "rate", "ci_low", "ci_high")
-        fot = failure_rate_over_time(store, window_s=3600, by=cols, clock=clock)
+    if has_failed:
+        levels = [((), "trace"), *[((c,), c) for c in cols]] + ([(cols, " / ".join(cols))] if len(cols) > 1 else [])
+        fr = pl.concat([rates_from_bins(regroup(hourly_fine, g)).with_columns(by=pl.lit(label)) for g, label in levels]
+                       ).select("by", "group", "n", "n_failed", "rate", "ci_low", "ci_high")
+        fot = over_time_from_bins(regroup(hourly_fine, cols))
         spread = failure_rate_spread(fot, min_requests=FAILURE_MIN_REQUESTS)
     else:
         reasons["failures"] = "the trace has no 'failed' column"
 
     forecasts: dict[tuple[str, float], ForecastResult] = {}
-    targets = ["requests"] + (["mean_tokens"] if store.has("input_tokens") else [])
-    if "mean_tokens" not in targets:
+    targets = ["requests"] + (["mean_tokens"] if tokens else [])
+    if not tokens:
         reasons["forecast mean_tokens"] = "the trace has no 'input_tokens' column"
+    series = {60.0: series_from_bins(regroup(cube, ())),
+              600.0: series_from_bins(rebin(cube, from_s=60.0, to_s=600.0, clock=clock))}
     for bin_s in (60.0, 600.0):
         for target in targets:
             try:
                 forecasts[(target, bin_s)] = LoadForecaster(
-                    bin_s=bin_s, target=target, seed=seed, max_iter=50 if quick else 100).fit(store)
-            except (InsufficientDataError, NotApplicableError) as err:
+                    bin_s=bin_s, target=target, seed=seed, max_iter=50 if quick else 100).fit_series(series[bin_s])
+            except InsufficientDataError as err:
                 reasons[f"forecast {target} {bin_s:g}s"] = str(err)
     return PeriodicityEvidence(
         clock=clock.basis, span_s=span_s, group_cols=cols, hourly=hourly, daily=daily,

@@ -76,3 +76,17 @@ def test_bad_arguments(tmp_path, trace):
         F.failure_rate_over_time(store, window_s=-1)
     with pytest.raises(ValueError, match="min_requests must be an integer >= 1"):
         F.failure_rate_spread(F.failure_rate_over_time(store), min_requests=0)
+
+
+def test_rates_from_minute_bins_equal_direct_queries(tmp_path, trace):
+    from servelab.analysis.periodicity import binned_load, rebin, trace_clock
+
+    store = write_store(trace, tmp_path / "s")
+    clock = trace_clock(store)
+    bins = binned_load(store, bin_s=60, by="model", failed=True, clock=clock)
+    cols = ["group", "n", "n_failed", "rate", "ci_low", "ci_high"]
+    assert F.rates_from_bins(bins).select(cols).equals(F.failure_rates(store, by="model").select(cols).sort("group"))
+    hourly = rebin(bins, from_s=60, to_s=3600, by="model", clock=clock)
+    cols = ["group", "bin", "start_s", "n", "n_failed", "rate"]
+    assert F.over_time_from_bins(hourly).select(cols).equals(
+        F.failure_rate_over_time(store, by="model").select(cols))

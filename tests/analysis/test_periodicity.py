@@ -171,3 +171,21 @@ def test_bad_arguments(tmp_path, rng):
         P.periodicity(store, by="service")
     with pytest.raises(TypeError, match="by must be a column name"):
         P.normalize_by([1, 2])
+
+
+def test_rebin_equals_a_direct_scan_at_the_coarse_bin(tmp_path, rng):
+    # origin at 00:30 local: the minute grid and the 5-min / hourly grids all start on local clock
+    # edges, and summing minutes must give exactly what a direct scan at the coarse bin gives
+    frame = _diurnal_and_poisson(rng, 2)
+    store = write_store(frame, tmp_path / "s", origin=dt.datetime(2023, 11, 6, 0, 30, tzinfo=HK),
+                        timezone="Asia/Hong_Kong")
+    clock = P.trace_clock(store)
+    fine = P.binned_load(store, bin_s=60, by="service", clock=clock)
+    cols = ["group", "bin", "start_s", "count", "hour", "weekday"]
+    for to in (300, 600, 3600):
+        coarse = P.rebin(fine, from_s=60, to_s=to, by="service", clock=clock)
+        assert coarse.select(cols).equals(P.binned_load(store, bin_s=to, by="service").select(cols))
+    whole = P.rebin(fine, from_s=60, to_s=3600, clock=clock)
+    assert whole.select("bin", "count").equals(P.binned_load(store, bin_s=3600).select("bin", "count"))
+    with pytest.raises(ValueError, match="whole multiple of from_s=60"):
+        P.rebin(fine, from_s=60, to_s=90, clock=clock)
