@@ -16,8 +16,10 @@ prepares a sample for fitting by one of:
     jitter when there are zero gaps (or the step is at least 1 % of the median gap) and a step
     was found, drop the zeros when no step was found, keep otherwise.
 
-What was done is returned as notes, which the fits carry into ``FitResult.notes``. This module
-does not fit anything.
+What was done is returned as notes, which the fits carry into ``FitResult.notes``. Jitter cannot
+recover structure finer than the resolution: gaps much shorter than the step (bursts within one
+bucket) come back as uniform spacings, so a fit after jittering under-states burstiness at that
+scale. This module does not fit anything.
 """
 from __future__ import annotations
 
