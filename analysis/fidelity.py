@@ -33,18 +33,17 @@ import duckdb
 import numpy as np
 import polars as pl
 from scipy import stats
-
 from servelab.analysis.exceptions import EmptyTraceError, TraceFormatError
 from servelab.analysis.store import TraceStore, open_store
 
 __all__ = [
+    "METRICS",
     "FidelityResult",
-    "window_stats",
+    "compare",
     "energy_distance",
     "fidelity",
-    "compare",
-    "METRICS",
     "load_trace",
+    "window_stats",
 ]
 
 #: metric -> (kind, description); kind "value" has a reference value, "distance" is 0 at identity

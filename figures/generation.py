@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import polars as pl
-
 from servelab.figures.registry import register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, paper_style
 
-__all__ = ["plot_fidelity_scatter", "fig19_fidelity", "WORKLOAD_COLORS"]
+__all__ = ["WORKLOAD_COLORS", "fig19_fidelity", "plot_fidelity_scatter"]
 
 #: colours by workload name (the paper: actual blue, ServeGen green, naive red)
 WORKLOAD_COLORS = {"reference": "#1f77b4", "servelab": "#2ca02c", "naive": "#d62728"}

@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-
 from servelab.generator.exceptions import ExportFormatError
 
-__all__ = ["EXPORT_FORMATS", "export_workload", "mooncake_hash_ids", "MOONCAKE_BLOCK_TOKENS"]
+__all__ = ["EXPORT_FORMATS", "MOONCAKE_BLOCK_TOKENS", "export_workload", "mooncake_hash_ids"]
 
 EXPORT_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl")
 #: tokens per prompt block in Mooncake's hash_ids

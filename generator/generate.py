@@ -42,6 +42,7 @@ build the naive baseline (see :mod:`servelab.generator.naive`).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import warnings
@@ -51,28 +52,27 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 from scipy import special
-
 from servelab.generator.exceptions import GenerationError, GenerationWarning
 
 __all__ = [
-    "RateSchedule",
-    "constant_rate",
-    "rate_table",
-    "pool_rate",
-    "read_rate_file",
-    "resolve_rate",
-    "pool_span",
-    "select_clients",
-    "renewal_arrivals",
-    "poisson_arrivals",
-    "family_codes",
-    "sample_pmf",
-    "sample_runs",
-    "aggregate_pmfs",
-    "generate",
     "DATA_FIELDS",
     "GAMMA",
     "WEIBULL",
+    "RateSchedule",
+    "aggregate_pmfs",
+    "constant_rate",
+    "family_codes",
+    "generate",
+    "poisson_arrivals",
+    "pool_rate",
+    "pool_span",
+    "rate_table",
+    "read_rate_file",
+    "renewal_arrivals",
+    "resolve_rate",
+    "sample_pmf",
+    "sample_runs",
+    "select_clients",
 ]
 
 #: request-data fields a pool may hold (long PMFs in ``pool.data``)
@@ -783,7 +783,7 @@ def _segments(lo: float, hi: float, grid: _Grid, schedule: RateSchedule, max_seg
     cuts = [np.array([lo, hi]), grid.window_start, grid.window_start + grid.window_len]
     if schedule.kind == "table":
         cuts.append(lo + np.asarray(schedule.times))
-        n = int(math.ceil((hi - lo) / max_segment_s))
+        n = math.ceil((hi - lo) / max_segment_s)
         cuts.append(lo + np.arange(n + 1) * max_segment_s)
     b = np.unique(np.concatenate(cuts))
     b = b[(b >= lo) & (b <= hi)]
@@ -994,7 +994,7 @@ def _accumulate_context(frame: pl.DataFrame, turn: np.ndarray, *, context: str) 
         inp = inp[np.lexsort((inp, conv))]
     follow = follow[np.argsort(turn[follow], kind="stable")]
     levels = np.r_[0, np.flatnonzero(np.diff(turn[follow])) + 1, follow.size]
-    for a, b in zip(levels[:-1], levels[1:]):  # one pass per turn number
+    for a, b in itertools.pairwise(levels):  # one pass per turn number
         rows = follow[a:b]
         h = inp[rows - 1] + out[rows - 1]
         inp[rows] = np.maximum(inp[rows], h) if context == "sorted" else h + inp[rows]

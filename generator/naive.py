@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.generate import (
     RateSchedule,
@@ -31,7 +30,7 @@ from servelab.generator.generate import (
     resolve_rate,
 )
 
-__all__ = ["naive_generate", "aggregate_cv", "NAIVE_CLIENT"]
+__all__ = ["NAIVE_CLIENT", "aggregate_cv", "naive_generate"]
 
 #: client_id of every request of a naive workload
 NAIVE_CLIENT = "naive"

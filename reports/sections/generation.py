@@ -19,13 +19,12 @@ from collections.abc import Mapping
 
 import numpy as np
 import polars as pl
-
 from servelab.analysis.fidelity import compare, window_stats
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.reports.section import Section
 
-__all__ = ["build_section", "choose_periods", "fidelity_experiment", "msmall_demo", "FINDING_ID"]
+__all__ = ["FINDING_ID", "build_section", "choose_periods", "fidelity_experiment", "msmall_demo"]
 
 FINDING_ID = "servegen.F12"
 _STATEMENT = ("Per-client generation (ServeGen) reproduces the real workload's joint distribution of short-window "
@@ -46,7 +45,7 @@ def choose_periods(store: TraceStore, *, period_s: float = 3 * 3600.0, window_s:
     w0, w1 = int(counts["w"].min()), int(counts["w"].max())
     n = np.zeros(w1 - w0 + 1)
     n[counts["w"].to_numpy() - w0] = counts["n"].to_numpy()
-    k = max(1, int(round(period_s / window_s)))
+    k = max(1, round(period_s / window_s))
     if n.size <= k:
         span = (w0 * window_s, (w1 + 1) * window_s)
         return {"stable": span, "variable": span}
@@ -57,7 +56,7 @@ def choose_periods(store: TraceStore, *, period_s: float = 3 * 3600.0, window_s:
     slope = (view * x).sum(axis=1) / (x**2).sum()
     trend = np.where(mean > 0, np.abs(slope) * k / np.where(mean > 0, mean, 1), 0)
     s, v = int(np.argmin(cv)), int(np.argmax(trend))
-    as_span = lambda i: ((w0 + i) * window_s, (w0 + i + k) * window_s)  # noqa: E731
+    as_span = lambda i: ((w0 + i) * window_s, (w0 + i + k) * window_s)
     return {"stable": as_span(s), "variable": as_span(v)}
 
 

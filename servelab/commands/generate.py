@@ -59,7 +59,11 @@ def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, 
     """Generate a workload from the client pool at POOL and write it to OUTPUT."""
     from pathlib import Path
 
-    from servelab.generator.exceptions import ExportFormatError, GenerationError, GenerationWarning
+    from servelab.generator.exceptions import (
+        ExportFormatError,
+        GenerationError,
+        GenerationWarning,
+    )
     from servelab.generator.pool import ClientPool
 
     schedule = _rate_option(rate, rate_file)

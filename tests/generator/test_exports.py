@@ -11,11 +11,14 @@ import polars as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _genpools import make_pool  # noqa: E402
-
-from servelab.generator.exceptions import ExportFormatError  # noqa: E402
-from servelab.generator.exports import EXPORT_FORMATS, export_workload, mooncake_hash_ids  # noqa: E402
-from servelab.generator.generate import generate  # noqa: E402
+from _genpools import make_pool
+from servelab.generator.exceptions import ExportFormatError
+from servelab.generator.exports import (
+    EXPORT_FORMATS,
+    export_workload,
+    mooncake_hash_ids,
+)
+from servelab.generator.generate import generate
 
 ingest_mod = pytest.importorskip("servelab.analysis.ingest")
 

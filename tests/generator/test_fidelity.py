@@ -6,9 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 from scipy import stats
-
 from servelab.analysis.exceptions import EmptyTraceError, TraceFormatError
-from servelab.analysis.fidelity import METRICS, compare, energy_distance, fidelity, window_stats
+from servelab.analysis.fidelity import (
+    METRICS,
+    compare,
+    energy_distance,
+    fidelity,
+    window_stats,
+)
 
 
 def _trace(rng, n=6000, rate=5.0, coupled=True):

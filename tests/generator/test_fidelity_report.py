@@ -10,12 +10,11 @@ import polars as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _genpools import make_pool  # noqa: E402
-
-from servelab.analysis.fidelity import window_stats  # noqa: E402
-from servelab.analysis.findings import Verdict  # noqa: E402
-from servelab.analysis.store import write_store  # noqa: E402
-from servelab.generator.generate import generate  # noqa: E402
+from _genpools import make_pool
+from servelab.analysis.fidelity import window_stats
+from servelab.analysis.findings import Verdict
+from servelab.analysis.store import write_store
+from servelab.generator.generate import generate
 
 
 def test_fig19_is_registered_and_draws_every_panel(rng):

@@ -16,10 +16,9 @@ import pytest
 from scipy import special, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _genpools import make_pool  # noqa: E402
-
-from servelab.generator.exceptions import GenerationError  # noqa: E402
-from servelab.generator.generate import (  # noqa: E402
+from _genpools import make_pool
+from servelab.generator.exceptions import GenerationError
+from servelab.generator.generate import (
     GAMMA,
     WEIBULL,
     generate,

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _genpools import make_pool, to_client_pool  # noqa: E402
+from _genpools import make_pool, to_client_pool
 
-from servelab.cli import main  # noqa: E402
+from servelab.cli import main
 
 
 @pytest.fixture(scope="module")

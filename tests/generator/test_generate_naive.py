@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _genpools import make_pool  # noqa: E402
-
-from servelab.generator.exceptions import GenerationError  # noqa: E402
-from servelab.generator.naive import NAIVE_CLIENT, aggregate_cv, naive_generate  # noqa: E402
+from _genpools import make_pool
+from servelab.generator.exceptions import GenerationError
+from servelab.generator.naive import NAIVE_CLIENT, aggregate_cv, naive_generate
 
 
 def _pool():
