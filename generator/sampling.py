@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-
 from servelab.generator.exceptions import GenerationError, PoolSpanError
 from servelab.generator.generate import _pmf_table, generate, sample_pmf
 from servelab.generator.pool import ClientPool
 
-__all__ = ["sample_requests", "draw_from_pmfs", "MODALITIES"]
+__all__ = ["MODALITIES", "draw_from_pmfs", "sample_requests"]
 
 MODALITIES = ("image", "audio", "video")
 
