@@ -20,7 +20,8 @@ __all__ = ["report"]
 @click.option("--quick", is_flag=True, help="Subsample fits (for very large traces); each section says how.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random draw of the sections.")
 @click.option("--format", "fmt", default="auto", show_default=True,
-              help="Format of a raw trace to ingest first (auto sniffs it; ignored for a store).")
+              help="Format of a raw trace to ingest first: auto (sniffs it), burstgpt, azure, mooncake, bailian, "
+                   "generic (with --column-map); ignored for a store.")
 @click.option("--column-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="TOML column map of a raw trace in the generic format (see `servelab ingest --help`).")
 @click.option("--section", "only", multiple=True, metavar="ID",
