@@ -30,7 +30,9 @@ import concurrent.futures
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
+import time
 import shutil
 import sys
 import warnings
@@ -40,6 +42,7 @@ from types import ModuleType
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from servelab.analysis.exceptions import (
     EmptyTraceError,
@@ -47,7 +50,7 @@ from servelab.analysis.exceptions import (
     TraceFormatError,
 )
 from servelab.analysis.ingest import azure, bailian, burstgpt, generic, mooncake
-from servelab.analysis.ingest.plan import Field, IngestPlan, ident, sql_str
+from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
 from servelab.analysis.ingest.sources import Source, describe_source, resolve_sources
 from servelab.analysis.schema import CANONICAL_COLUMNS, canonical_order
 from servelab.analysis.store import (
@@ -85,6 +88,20 @@ FORMATS = ("auto", *ADAPTERS)
 DEFAULT_MEMORY_LIMIT = "1GB"
 
 _MAX_LINE = 64 * 1024 * 1024  # JSONL lines with long hash_ids lists
+
+_log = logging.getLogger(__name__)
+
+
+class _Timer:
+    """Logs (at DEBUG) how long each ingest phase took."""
+
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        _log.debug("ingest phase %-22s %7.2f s", phase, now - self.t)
+        self.t = now
 
 
 class EmptySourceWarning(UserWarning):
@@ -270,7 +287,7 @@ def _pass1_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native: Ma
     out = []
     for i, f in enumerate(plan.fields):
         r, v, c = f"_r{i}", f"_v{i}", f.canonical
-        if f.column is not None and native.get(f.column) == _NATIVE.get(f.kind):
+        if f.column is not None and f.kind in _NATIVE and native.get(f.column) == _NATIVE[f.kind]:
             # parsed by the CSV reader: unparseable values are already in its reject table
             parse.append(f"{ident(f.column)} AS {v}")
             if f.required:
@@ -300,7 +317,7 @@ def _pass1_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native: Ma
         elif f.kind == "list":
             parse.append(f"TRY_CAST({r} AS BIGINT[]) AS {v}")
             checks.append(
-                f"WHEN NOT {_empty(r)} AND ({v} IS NULL OR len(list_filter({v}, x -> x IS NULL)) > 0) "
+                f"WHEN NOT {_empty(r)} AND ({v} IS NULL OR len(list_filter({v}, lambda x: x IS NULL)) > 0) "
                 f"THEN 'malformed_{c}'"
             )
             out.append(f"{v} AS {ident(c)}")
@@ -326,7 +343,7 @@ def _reader_reason_sql(plan: IngestPlan, native: Mapping[str, str]) -> str:
         whens.append(f"WHEN error_type = 'CAST' AND column_name = {sql_str(plan.time.column)} "
                      "THEN 'unparseable_timestamp'")
     for f in plan.fields:
-        if f.column is not None and native.get(f.column) == _NATIVE.get(f.kind):
+        if f.column is not None and f.kind in _NATIVE and native.get(f.column) == _NATIVE[f.kind]:
             whens.append(f"WHEN error_type = 'CAST' AND column_name = {sql_str(f.column)} "
                          f"THEN 'non_numeric_{f.canonical}'")
     return f"CASE {' '.join(whens)} ELSE 'malformed_line' END"
@@ -335,12 +352,17 @@ def _reader_reason_sql(plan: IngestPlan, native: Mapping[str, str]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
+def _digest(path: Path) -> tuple[str, int]:
+    """sha256 of the file and its number of lines (a last line without newline counts)."""
     digest = hashlib.sha256()
+    lines = 0
+    last = b"\n"
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(4 * 1024 * 1024), b""):
             digest.update(block)
-    return digest.hexdigest()
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return digest.hexdigest(), lines + (last != b"\n")
 
 
 def _progress_wanted(progress: bool | None) -> bool:
@@ -439,7 +461,7 @@ def ingest(
     show_progress = _progress_wanted(progress)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        digests = {i: pool.submit(_sha256, s.path) for i, s in enumerate(described)}
+        digests = {i: pool.submit(_digest, s.path) for i, s in enumerate(described)}
         with atomic_store_dir(output, overwrite=overwrite) as tmp:
             work = tmp / "_work"
             (work / "spill").mkdir(parents=True)
@@ -447,19 +469,26 @@ def ingest(
             try:
                 if first_plan.time.kind == "datetime":
                     con.execute(f"SET TimeZone = {sql_str(first_plan.time.timezone or 'UTC')}")
-                manifest = _run(con, described, plans, first_plan, fmt, sniffed, tmp, work, show_progress)
+                manifest = _run(con, described, plans, first_plan, fmt, sniffed, tmp, work, show_progress, digests)
             except duckdb.Error as err:
                 raise TraceFormatError(f"reading the {fmt} sources failed: {err}") from None
             finally:
                 con.close()
             for i, s in enumerate(described):
-                manifest["sources"][i]["sha256"] = digests[i].result()
+                manifest["sources"][i]["sha256"] = digests[i].result()[0]
             shutil.rmtree(work, ignore_errors=True)
             (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
     return open_store(output)
 
 
-def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> dict:
+def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool,
+         digests) -> dict:
+    tick = _Timer()
+    if _fast_path_applies(described, plans, first_plan):
+        manifest = _run_fast(con, described, plans, first_plan, fmt, sniffed, tmp, digests)
+        if manifest is not None:
+            return manifest
+        tick("fast path declined")
     parts: dict[int, Path] = {}
     natives: dict[int, Mapping[str, str]] = {}
     iterator = list(plans.items())
@@ -478,27 +507,12 @@ def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path,
         except duckdb.Error as err:
             raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): {err}") from None
         parts[i] = part
+    tick("read sources")
 
     part_list = "[" + ", ".join(sql_str(p) for p in parts.values()) + "]"
     scan = f"read_parquet({part_list}, union_by_name = true, file_row_number = true)"
 
-    # lines the CSV reader rejected (malformed, or a typed value that does not parse), from
-    # DuckDB's reject tables: (src, line, reason, raw json); one row per line
-    malformed_sql = []
-    for i in parts:
-        if described[i].kind == "csv":
-            reason = _reader_reason_sql(plans[i], natives[i])
-            malformed_sql.append(
-                f"SELECT CAST({i} AS INTEGER) AS src, CAST(line AS BIGINT) AS line, "
-                f"arg_min({reason}, (error_type = 'CAST')::INTEGER * 1000000 + COALESCE(column_idx, 0)) AS reason, "
-                f"json_object('line', trim(first(csv_line), chr(10) || chr(13)), "
-                f"'error', string_agg(error_message, '; ')) AS raw "
-                f"FROM rejects_{i} GROUP BY line"
-            )
-    if malformed_sql:
-        con.execute("CREATE TEMP TABLE malformed AS " + " UNION ALL ".join(malformed_sql))
-    else:
-        con.execute("CREATE TEMP TABLE malformed (src INTEGER, line BIGINT, reason VARCHAR, raw VARCHAR)")
+    _malformed_table(con, list(parts), described, plans, natives)
 
     # counts per source and reason; span per source
     counts = con.sql(
@@ -528,11 +542,21 @@ def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path,
             "nothing to store. Check the format and the column map"
         )
 
+    tick("counts")
     # unsorted rows per source (vectorised over the stored timestamps, in source order)
+    stamps = []
     for i, part in parts.items():
-        ts = con.sql(f"SELECT _ts FROM read_parquet({sql_str(part)}) WHERE _reason IS NULL").fetchnumpy()["_ts"]
-        per_source[i]["unsorted"] = int(np.count_nonzero(np.diff(np.asarray(ts)) < 0))
-    duplicates = _count_duplicates(con, scan, plans)
+        ts = np.asarray(con.sql(f"SELECT _ts FROM read_parquet({sql_str(part)}) WHERE _reason IS NULL").fetchnumpy()["_ts"])
+        per_source[i]["unsorted"] = int(np.count_nonzero(np.diff(ts) < 0))
+        stamps.append(ts)
+    tick("unsorted")
+    present_cols: list[str] = []
+    for plan in plans.values():
+        present_cols.extend(c for c in plan.columns if c not in present_cols)
+    duplicates = _count_duplicates(con, f"(SELECT * FROM {scan} WHERE _reason IS NULL)", "_ts",
+                                   present_cols, np.concatenate(stamps))
+    del stamps
+    tick("duplicates")
     unsorted_total = sum(e["unsorted"] for e in per_source.values())
     ordered_sources = [per_source[i] for i in parts if per_source[i]["stored"]]
     across = any(b["lo"] < a["hi"] for a, b in zip(ordered_sources, ordered_sources[1:]))
@@ -584,6 +608,7 @@ def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path,
         f"TO {sql_str(tmp / REQUESTS_NAME)} (FORMAT parquet)"
     )
 
+    tick("write requests")
     # rejected rows: typed-check rejects (row number computed for CSV) + malformed lines
     con.execute(
         "CREATE TEMP TABLE malformed_q AS SELECT src, line - row_number() OVER (PARTITION BY src ORDER BY line) - 1 AS q "
@@ -601,29 +626,37 @@ def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path,
         f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"
     )
 
+    tick("write rejected")
+    return _manifest(described, per_source, first_plan, fmt, sniffed, columns, duplicates, span,
+                     origin=origin, zone=zone, across=across)
+
+
+def _manifest(described, per_source, plan: IngestPlan, fmt, sniffed, columns, duplicates, span, *,
+              origin, zone, across: bool) -> dict:
+    """The manifest: per-source and total rows read / stored / rejected by reason."""
     sources_meta = []
+    rejected_total: dict[str, int] = {}
     for i, s in enumerate(described):
-        if i in per_source:
-            e = per_source[i]
-            rejected = dict(sorted(e["rejected"].items()))
-            sources_meta.append({
-                "path": str(s.path), "sha256": None, "format": fmt, "kind": s.kind, "sniffed": sniffed,
-                "columns": list(s.columns), "rows_read": e["stored"] + sum(rejected.values()),
-                "rows_stored": e["stored"], "rows_rejected": rejected, "unsorted": e["unsorted"],
-            })
-        else:
-            sources_meta.append({
-                "path": str(s.path), "sha256": None, "format": fmt, "kind": s.kind, "sniffed": sniffed,
-                "columns": list(s.columns), "rows_read": 0, "rows_stored": 0, "rows_rejected": {},
-                "unsorted": 0, "empty": True,
-            })
+        e = per_source.get(i, {"stored": 0, "rejected": {}, "unsorted": 0})
+        rejected = dict(sorted(e["rejected"].items()))
+        for reason, n in rejected.items():
+            rejected_total[reason] = rejected_total.get(reason, 0) + n
+        meta = {
+            "path": str(s.path), "sha256": None, "format": fmt, "kind": s.kind, "sniffed": sniffed,
+            "columns": list(s.columns), "rows_read": e["stored"] + sum(rejected.values()),
+            "rows_stored": e["stored"], "rows_rejected": rejected, "unsorted": e["unsorted"],
+        }
+        if s.empty:
+            meta["empty"] = True
+        sources_meta.append(meta)
+    total_stored = sum(e["stored"] for e in per_source.values())
     rejected_total = dict(sorted(rejected_total.items()))
     rows = {
         "read": total_stored + sum(rejected_total.values()),
         "stored": total_stored,
         "rejected": rejected_total,
         "duplicates": duplicates,
-        "unsorted": unsorted_total,
+        "unsorted": sum(e["unsorted"] for e in per_source.values()),
     }
     return build_manifest(
         fmt=fmt,
@@ -635,8 +668,8 @@ def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path,
         timezone=zone,
         extra={"ingest": {
             "sniffed": sniffed,
-            "origin_note": t.origin_note,
-            "notes": list(first_plan.notes),
+            "origin_note": plan.time.origin_note,
+            "notes": list(plan.notes),
             "duplicates": "rows equal in every stored column to another row (by 64-bit hash), kept",
             "unsorted": "rows earlier than the previous row of their source; the store is sorted"
                         + (" (sources also overlap in time)" if across else ""),
@@ -646,21 +679,128 @@ def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path,
     )
 
 
-def _count_duplicates(con: duckdb.DuckDBPyConnection, scan: str, plans: Mapping[int, IngestPlan]) -> int:
-    """Stored rows equal in every stored column to an earlier stored row (kept in the store).
+def _count_duplicates(con: duckdb.DuckDBPyConnection, rel: str, ts_col: str, columns: list[str],
+                      stamps: np.ndarray) -> int:
+    """Stored rows equal in every stored column to another stored row (they are kept).
 
-    Equal rows share their timestamp, so only rows whose timestamp occurs more than once are
-    hashed (64-bit hash of all stored columns).
+    Equal rows share their timestamp, so only rows whose timestamp occurs more than once
+    (found with numpy on the timestamps) are hashed (64-bit hash of all stored columns) in DuckDB.
     """
-    present: list[str] = []
-    for plan in plans.values():
-        present.extend(c for c in plan.columns if c not in present)
-    cols = ", ".join(["_ts", *(ident(c) for c in present)])
-    return int(con.execute(
-        f"WITH s AS (SELECT * FROM {scan} WHERE _reason IS NULL), "
-        f"tied AS (SELECT _ts FROM s GROUP BY _ts HAVING count(*) > 1) "
-        f"SELECT count(*) - count(DISTINCT hash({cols})) FROM s SEMI JOIN tied USING (_ts)"
-    ).fetchone()[0])
+    if stamps.size < 2:
+        return 0
+    ordered = stamps if np.all(stamps[1:] >= stamps[:-1]) else np.sort(stamps)
+    equal = ordered[1:] == ordered[:-1]
+    if not equal.any():
+        return 0
+    tied = np.unique(ordered[1:][equal])
+    con.register("_tied_stamps", pa.table({"t": tied}))
+    try:
+        cols = ", ".join([ident(ts_col), *(ident(c) for c in columns)])
+        return int(con.execute(
+            f"SELECT count(*) - count(DISTINCT hash({cols})) FROM {rel} r "
+            f"SEMI JOIN _tied_stamps ON r.{ident(ts_col)} = _tied_stamps.t"
+        ).fetchall()[0][0])
+    finally:
+        con.unregister("_tied_stamps")
+
+
+def _malformed_table(con, indices, described, plans, natives) -> None:
+    """Temp table ``malformed(src, line, reason, raw)``: lines the CSV reader rejected.
+
+    One row per line (a malformed line, or a typed value that does not parse), from DuckDB's
+    reject tables ``rejects_<i>``.
+    """
+    malformed_sql = []
+    for i in indices:
+        if described[i].kind == "csv":
+            reason = _reader_reason_sql(plans[i], natives[i])
+            malformed_sql.append(
+                f"SELECT CAST({i} AS INTEGER) AS src, CAST(line AS BIGINT) AS line, "
+                f"arg_min({reason}, (error_type = 'CAST')::INTEGER * 1000000 + COALESCE(column_idx, 0)) AS reason, "
+                f"json_object('line', trim(first(csv_line), chr(10) || chr(13)), "
+                f"'error', string_agg(error_message, '; ')) AS raw "
+                f"FROM rejects_{i} GROUP BY line"
+            )
+    con.execute("DROP TABLE IF EXISTS malformed")
+    if malformed_sql:
+        con.execute("CREATE TEMP TABLE malformed AS " + " UNION ALL ".join(malformed_sql))
+    else:
+        con.execute("CREATE TEMP TABLE malformed (src INTEGER, line BIGINT, reason VARCHAR, raw VARCHAR)")
+
+
+def _fast_path_applies(described, plans, first_plan: IngestPlan) -> bool:
+    """One CSV source with times relative to the trace start: read once, straight to the store."""
+    return (
+        len(plans) == 1
+        and described[next(iter(plans))].kind == "csv"
+        and first_plan.time.kind == "number"
+        and not first_plan.time.epoch
+        and not first_plan.link_conversations
+    )
+
+
+def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path, digests) -> dict | None:
+    """Single-pass ingest of one CSV: stored rows go straight to ``requests.parquet``.
+
+    Rows rejected by the CSV reader are in its reject table. Rows that a SQL check would
+    reject are not written, and are not seen either; they are proven absent by counting: the
+    file's lines minus the header minus the reader's rejected lines must equal the rows written.
+    If they differ (SQL-rejected rows, blank lines, multi-line records) the caller falls back to
+    the general two-pass path. An unsorted file is re-sorted in a second pass over the Parquet.
+    Returns the manifest, or None to fall back.
+    """
+    tick = _Timer()
+    i = next(iter(plans))
+    source = described[i]
+    native = _native_types(plan, source)
+    rel, raw_json = _raw_relation(source, i, native)
+    columns = canonical_order(list(plan.columns))
+    select = ", ".join(f"CAST({ident(c)} AS {CANONICAL_COLUMNS[c]}) AS {ident(c)}" for c in columns)
+    requests = tmp / REQUESTS_NAME
+    try:
+        stored = con.execute(
+            f"COPY (SELECT CAST(row_number() OVER () - 1 AS BIGINT) AS request_id, CAST(_ts AS DOUBLE) AS timestamp"
+            f"{', ' + select if select else ''} FROM ({_pass1_sql(plan, rel, raw_json, i, native)}) "
+            f"WHERE _reason IS NULL) TO {sql_str(requests)} (FORMAT parquet)"
+        ).fetchall()[0][0]
+    except duckdb.Error as err:
+        raise TraceFormatError(f"cannot read {source.path} as {source.kind} ({fmt}): {err}") from None
+    tick("fast: read + write")
+    _malformed_table(con, [i], described, plans, {i: native})
+    reader_rejects = dict(con.execute("SELECT reason, count(*) FROM malformed GROUP BY ALL").fetchall())
+    n_lines = digests[i].result()[1]
+    if n_lines - 1 - sum(reader_rejects.values()) != stored:
+        requests.unlink(missing_ok=True)
+        for table in (f"rejects_{i}", f"rejects_scan_{i}", "malformed"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        return None
+    if stored == 0:
+        raise EmptyTraceError(
+            f"every row was rejected ({', '.join(f'{k}: {v}' for k, v in sorted(reader_rejects.items()))}); "
+            "nothing to store. Check the format and the column map"
+        )
+    ts = np.asarray(con.sql(f"SELECT timestamp FROM read_parquet({sql_str(requests)})").fetchnumpy()["timestamp"])
+    unsorted = int(np.count_nonzero(np.diff(ts) < 0))
+    duplicates = _count_duplicates(con, f"read_parquet({sql_str(requests)})", "timestamp", columns, ts)
+    span = (float(ts.min()), float(ts.max()))
+    del ts
+    tick("fast: stats")
+    if unsorted:
+        resorted = tmp / "_work" / "sorted.parquet"
+        con.execute(
+            f"COPY (SELECT CAST(row_number() OVER () - 1 AS BIGINT) AS request_id, * EXCLUDE (request_id) FROM "
+            f"(SELECT * FROM read_parquet({sql_str(requests)}) ORDER BY timestamp, request_id)) "
+            f"TO {sql_str(resorted)} (FORMAT parquet)"
+        )
+        os.replace(resorted, requests)
+        tick("fast: sort")
+    con.execute(
+        f"COPY (SELECT {sql_str(source.path)} AS source, line AS row, reason, raw FROM malformed ORDER BY line) "
+        f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"
+    )
+    per_source = {i: {"stored": int(stored), "rejected": reader_rejects, "unsorted": unsorted}}
+    return _manifest(described, per_source, plan, fmt, sniffed, columns, duplicates, span,
+                     origin=None, zone=None, across=False)
 
 
 def _wall_clock(epoch_s: float, zone: str) -> dt.datetime:
