@@ -6,7 +6,9 @@ Layout (format version 1)::
       manifest.json            format, format_version, servelab_version, created_at, window_s,
                                data_window_s, span_s, fields, n_clients, tables {name: file, rows},
                                provenance (source and its sha256, settings, ServeGen details)
-      clients.parquet          the tables of :class:`~servelab.generator.pool.ClientPool`,
+      clients.parquet          the tables of :class:`~servelab.generator.pool.ClientPool`
+                               (a Float64 column whose values are all float32-exact is stored as
+                               Float32, losslessly; readers get Float64 back),
       arrivals.parquet         same names and columns (zstd-compressed, sorted by client and
       data.parquet             window so that they compress well and read fast)
       data_fits.parquet
@@ -69,6 +71,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _narrow_floats(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Store a Float64 column as Float32 when every value is exactly a float32 (lossless).
+
+    Fitted pools keep their estimates at float32 precision, so this halves their size on disk;
+    imported ServeGen numbers are not float32-exact and stay Float64 (readers cast back to Float64).
+    """
+    floats = [c for c, t in lf.collect_schema().items() if t == pl.Float64]
+    if not floats:
+        return lf
+    exact = lf.select([
+        ((pl.col(c).cast(pl.Float32).cast(pl.Float64) == pl.col(c)) | pl.col(c).is_null()).all().alias(c)
+        for c in floats
+    ]).collect().row(0, named=True)
+    narrow = [c for c, ok in exact.items() if ok]
+    return lf.with_columns([pl.col(c).cast(pl.Float32) for c in narrow]) if narrow else lf
+
+
 def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``pool`` to the folder ``path`` in servelab's format and return the path.
 
@@ -88,6 +107,7 @@ def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = F
             lf = pool.lazy(name)
             if order:
                 lf = lf.sort(list(order), maintain_order=True)
+            lf = _narrow_floats(lf)
             file = f"{name}.parquet"
             lf.sink_parquet(tmp / file, compression="zstd", compression_level=9, statistics=True)
             rows = pl.scan_parquet(tmp / file).select(pl.len()).collect().item()
