@@ -1,0 +1,43 @@
+"""``servelab ingest SOURCE... --format FMT -o STORE``: raw trace files -> a trace store.
+
+A thin layer over :func:`servelab.analysis.ingest`: parses options, says which format was
+chosen (and that it was sniffed), and prints the row counts. It computes nothing itself.
+"""
+from __future__ import annotations
+
+import click
+
+__all__ = ["ingest"]
+
+_FORMATS = ("auto", "burstgpt", "azure", "mooncake", "bailian", "generic")
+
+
+@click.command("ingest")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--format", "-f", "fmt", type=click.Choice(_FORMATS), default="auto", show_default=True,
+              help="Source format; 'auto' sniffs it from the header / first record.")
+@click.option("--output", "-o", required=True, type=click.Path(), help="Store folder to create.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+@click.option("--column-map", type=click.Path(exists=True, dir_okay=False),
+              help="TOML column map (format 'generic'; see README).")
+def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, column_map: str | None) -> None:
+    """Ingest raw trace files SOURCE... (paths or globs, one format) into a trace store."""
+    from servelab.analysis import ingest as run_ingest
+    from servelab.analysis.exceptions import ColumnMapError, StoreExistsError, TraceFormatError
+
+    try:
+        store = run_ingest(list(sources), fmt=fmt, output=output, overwrite=overwrite, column_map=column_map)
+    except (TraceFormatError, ColumnMapError, StoreExistsError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    m = store.manifest
+    chosen = m["format"]
+    how = "sniffed from the header, --format auto" if m.get("extra", {}).get("ingest", {}).get("sniffed") else "as given"
+    click.echo(f"format: {chosen} ({how})", err=True)
+    rows = m["rows"]
+    rejected = rows["rejected"]
+    rej_text = ", ".join(f"{k} {v:,}" for k, v in rejected.items()) if rejected else "none"
+    click.echo(
+        f"{store.path}: read {rows['read']:,} rows, stored {rows['stored']:,}, rejected "
+        f"{sum(rejected.values()):,} ({rej_text}); duplicates {rows['duplicates']:,} (kept), "
+        f"unsorted {rows['unsorted']:,} (sorted)"
+    )
