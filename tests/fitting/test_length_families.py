@@ -134,7 +134,7 @@ def test_mixture_beats_single_families_on_mixture_data(rng):
 
 @pytest.mark.parametrize("truth", ["lognormal", "exponential", "pareto"])
 def test_mixture_does_not_win_on_single_family_data(rng, truth):
-    n = 50_000
+    n = 20_000
     x = {"lognormal": lambda: np.maximum(np.round(np.exp(5 + rng.standard_normal(n))), 1),  # token counts
          "exponential": lambda: rng.exponential(300.0, n),
          "pareto": lambda: 10 * (1 - rng.random(n)) ** (-1 / 1.3)}[truth]()
@@ -203,10 +203,10 @@ def test_bimodality_detected_on_two_modes_not_on_one(rng):
     two = np.concatenate([rng.normal(0.35, 0.1, 5000), rng.normal(0.85, 0.06, 5000)])
     b = bimodality(two, seed=1)
     assert b.bimodal and b.dip_p_value < 0.01 and b.delta_bic > 10 and b.ashman_d > 2
-    one = rng.normal(0.5, 0.1, 10_000)
+    one = rng.normal(0.5, 0.1, 5_000)
     b1 = bimodality(one, seed=1)
     assert not b1.bimodal and b1.dip_p_value > 0.05
-    skewed = rng.beta(2, 5, 10_000)  # one mode, skewed: two Gaussians may win on BIC, the dip test must not
+    skewed = rng.beta(2, 5, 5_000)  # one mode, skewed: two Gaussians may win on BIC, the dip test must not
     assert not bimodality(skewed, seed=1).bimodal
 
 
