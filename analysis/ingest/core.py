@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from servelab.analysis.exceptions import (
+    ColumnMapError,
     EmptyTraceError,
     MissingColumnError,
     TraceFormatError,
@@ -165,6 +166,8 @@ def _choose_format(fmt: str, sources: list[Source], cmap) -> tuple[str, bool]:
                 f"sources are of different formats ({chosen}); ingest one format per store"
             )
         return names[0], True
+    if fmt == generic.NAME and cmap is None:
+        raise ColumnMapError("format 'generic' needs a column map (column_map=... / --column-map FILE.toml)")
     for s in present:
         if fmt == generic.NAME:
             generic.check_columns(cmap, s.columns, source=str(s.path))
@@ -193,7 +196,8 @@ def _choose_format(fmt: str, sources: list[Source], cmap) -> tuple[str, bool]:
 # pass 1: one source -> typed Parquet part with a reject reason per row
 
 
-_NATIVE = {"count": "BIGINT", "seconds": "DOUBLE"}
+# counts are parsed as DOUBLE so that 20.5 is rejected as non-integer (DuckDB would round it)
+_NATIVE = {"count": "DOUBLE", "seconds": "DOUBLE"}
 
 
 def _native_types(plan: IngestPlan, source: Source) -> dict[str, str]:
@@ -261,12 +265,22 @@ def _empty(expr: str) -> str:
     return f"({expr} IS NULL OR trim({expr}) = '')"
 
 
+def _scale_sql(scale: float) -> str:
+    """SQL suffix turning units into seconds; divides by 1000 (not * 0.001) so ms are exact."""
+    if scale == 1.0:
+        return ""
+    inverse = 1.0 / scale
+    if abs(inverse - round(inverse)) < 1e-9:
+        return f" / {float(round(inverse))!r}"
+    return f" * {scale!r}"
+
+
 def _pass1_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native: Mapping[str, str]) -> str:
     """SQL turning the raw relation into typed canonical columns + _ts, _reason, _line, _src, _raw."""
     t = plan.time
     t_native = t.column is not None and t.column in native
     if t.kind == "number":
-        scale = "" if t.scale == 1.0 else f" * {t.scale!r}"
+        scale = _scale_sql(t.scale)
         t_parse = f"{ident(t.column)}{scale}" if t_native else f"TRY_CAST({t.raw} AS DOUBLE){scale}"
     elif t_native:
         t_parse = f"epoch_us({ident(t.column)})"
@@ -292,10 +306,13 @@ def _pass1_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native: Ma
             parse.append(f"{ident(f.column)} AS {v}")
             if f.required:
                 checks.append(f"WHEN {v} IS NULL THEN 'missing_{c}'")
-            if f.kind == "seconds":
-                checks.append(f"WHEN isnan({v}) OR isinf({v}) THEN 'non_numeric_{c}'")
+            checks.append(f"WHEN isnan({v}) OR isinf({v}) THEN 'non_numeric_{c}'")
             checks.append(f"WHEN {v} < 0 THEN 'negative_{c}'")
-            out.append(f"{v} AS {ident(c)}")
+            if f.kind == "count":
+                checks.append(f"WHEN {v} <> floor({v}) OR {v} >= 9.2e18 THEN 'non_integer_{c}'")
+                out.append(f"TRY_CAST({v} AS BIGINT) AS {ident(c)}")
+            else:
+                out.append(f"{v} AS {ident(c)}")
             continue
         parse.append(f"{f.raw} AS {r}")
         if f.required:
