@@ -388,8 +388,8 @@ def test_bailian_store_links_by_derived_conversation_ids(tmp_path):
         {"chat_id": 300, "parent_chat_id": -1, "timestamp": 95.0, "turn": 1},
     ]
     src = tmp_path / "bailian.jsonl"
-    src.write_text("\n".join(json.dumps({**r, "input_length": 10, "output_length": 5, "type": "text"})
-                              for r in recs) + "\n")
+    src.write_text("\n".join(json.dumps({**r, "input_length": 10, "output_length": 5, "type": "text",
+                                         "hash_ids": [1, r["chat_id"]]}) for r in recs) + "\n")
     store = ingest(src, fmt="bailian", output=tmp_path / "store", progress=False)
     result = link_conversations(store)
     s = result.summary
@@ -407,3 +407,19 @@ def test_generated_parent_ids_are_request_ids(tmp_path):
     result = link_conversations(write_store(frame, tmp_path / "g"))
     assert result.links.sort("request_id")["conversation"].to_list() == [0, 0, 2, 0]
     assert sorted(itt_values(result.links).tolist()) == [5.0, 15.0]
+
+
+def test_ingested_mooncake_sample_links_like_the_reference(raw_traces, tmp_path):
+    """Through the real ingest (hash_ids -> prefix_blocks, ms -> s), the shipped sample links
+    exactly as the pure-Python reference says."""
+    from servelab.analysis.ingest import ingest
+
+    path = raw_traces / "mooncake" / "synthetic_trace.jsonl"
+    store = ingest(path, fmt="mooncake", output=tmp_path / "moon", progress=False)
+    recs = sorted((json.loads(x) for x in path.read_text().splitlines()), key=lambda r: r["timestamp"])
+    ref = _reference_parents([r["hash_ids"] for r in recs], [r["input_length"] for r in recs],
+                             [r["output_length"] for r in recs])
+    result = link_conversations(store)
+    got = result.links.sort("request_id")["parent"].fill_null(-1).to_numpy()
+    np.testing.assert_array_equal(got, ref)
+    assert result.summary.rule == "prefix_blocks" and result.summary.n_with_parent == int((ref >= 0).sum())
