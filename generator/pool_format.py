@@ -7,8 +7,9 @@ Layout (format version 1)::
                                data_window_s, span_s, fields, n_clients, tables {name: file, rows},
                                provenance (source and its sha256, settings, ServeGen details)
       clients.parquet          the tables of :class:`~servelab.generator.pool.ClientPool`
-                               (a Float64 column whose values are all float32-exact is stored as
-                               Float32, losslessly; readers get Float64 back),
+                               (a Float64 column whose values are all integers is stored as Int64,
+                               one whose values are all float32-exact as Float32, losslessly;
+                               readers get Float64 back),
       arrivals.parquet         same names and columns (zstd-compressed, sorted by client and
       data.parquet             window so that they compress well and read fast)
       data_fits.parquet
@@ -72,20 +73,28 @@ def _plain(value: Any) -> Any:
 
 
 def _narrow_floats(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """Store a Float64 column as Float32 when every value is exactly a float32 (lossless).
+    """Store a Float64 column in a narrower exact type when every value allows it (lossless).
 
-    Fitted pools keep their estimates at float32 precision, so this halves their size on disk;
-    imported ServeGen numbers are not float32-exact and stay Float64 (readers cast back to Float64).
+    All values integers (token counts): Int64 (compresses far better than doubles). All values
+    float32-exact (fitted pools keep their estimates at float32 precision): Float32. Imported
+    ServeGen numbers are neither and stay Float64. Readers cast back to Float64.
     """
     floats = [c for c, t in lf.collect_schema().items() if t == pl.Float64]
     if not floats:
         return lf
-    exact = lf.select([
-        ((pl.col(c).cast(pl.Float32).cast(pl.Float64) == pl.col(c)) | pl.col(c).is_null()).all().alias(c)
-        for c in floats
-    ]).collect().row(0, named=True)
-    narrow = [c for c, ok in exact.items() if ok]
-    return lf.with_columns([pl.col(c).cast(pl.Float32) for c in narrow]) if narrow else lf
+    checks = []
+    for c in floats:
+        x = pl.col(c)
+        checks.append(((x.round() == x) & (x.abs() < 2.0**53) | x.is_null()).all().alias(f"int_{c}"))
+        checks.append(((x.cast(pl.Float32).cast(pl.Float64) == x) | x.is_null()).all().alias(f"f32_{c}"))
+    ok = lf.select(checks).collect().row(0, named=True)
+    casts = []
+    for c in floats:
+        if ok[f"int_{c}"]:
+            casts.append(pl.col(c).cast(pl.Int64))
+        elif ok[f"f32_{c}"]:
+            casts.append(pl.col(c).cast(pl.Float32))
+    return lf.with_columns(casts) if casts else lf
 
 
 def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

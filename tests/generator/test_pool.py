@@ -141,13 +141,20 @@ def test_constructor_validation():
     assert empty.n_clients == 0 and empty.span == (0.0, 0.0) and empty.fields == ()
 
 
+def back_equal(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    keys = ["client_id", "window_start", "field", "value"]
+    return a.schema == b.schema and a.sort(keys).equals(b.sort(keys))
+
+
 def test_float32_exact_columns_are_narrowed_on_disk_losslessly(msmall, tmp_path):
     arr = msmall.arrivals.with_columns(pl.col("cv").cast(pl.Float32).cast(pl.Float64))
     pool = msmall.replace(arrivals=arr)
     write_pool(pool, tmp_path / "p")
     disk = pl.read_parquet_schema(tmp_path / "p" / "arrivals.parquet")
     assert disk["cv"] == pl.Float32 and disk["rate"] == pl.Float64  # ServeGen's rates are not float32-exact
-    assert pl.read_parquet_schema(tmp_path / "p" / "data.parquet")["probability"] == pl.Float64
+    data_disk = pl.read_parquet_schema(tmp_path / "p" / "data.parquet")
+    assert data_disk["probability"] == pl.Float64 and data_disk["value"] == pl.Int64  # token counts
+    assert back_equal(read_pool(tmp_path / "p").data, msmall.data)
     back = read_pool(tmp_path / "p")
     assert back.arrivals.schema["cv"] == pl.Float64
     assert back.arrivals.sort("client_id", "window_start").equals(arr.sort("client_id", "window_start"))
