@@ -31,7 +31,12 @@ def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, col
         raise click.ClickException(str(err)) from None
     m = store.manifest
     chosen = m["format"]
-    how = "sniffed from the header, --format auto" if m.get("extra", {}).get("ingest", {}).get("sniffed") else "as given"
+    if m.get("extra", {}).get("ingest", {}).get("sniffed"):
+        how = "sniffed from the header, --format auto"
+    elif fmt == "auto" and column_map:
+        how = "--column-map given"
+    else:
+        how = "as given"
     click.echo(f"format: {chosen} ({how})", err=True)
     rows = m["rows"]
     rejected = rows["rejected"]
