@@ -12,7 +12,7 @@ peak RSS of the servelab run (target: < 2 GB). Prints the load average next to t
 
 Usage::
 
-    python benchmarks/bench_ingest.py [--rows 10000000] [--repeat 2] [--csv PATH] [--keep]
+    python benchmarks/bench_ingest.py [--rows 10000000] [--repeat 2] [--csv PATH] [--keep] [--path general]
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from synthetic_trace import write_burstgpt_csv  # noqa: E402
 
 _CHILD = r"""
 import json, resource, sys, time
-kind, csv, out = sys.argv[1], sys.argv[2], sys.argv[3]
+kind, csv, out, path = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 t0 = time.perf_counter()
 if kind == "duckdb":
     import duckdb
@@ -44,6 +44,9 @@ if kind == "duckdb":
     extra = {}
 else:
     from servelab.analysis import ingest
+    if path == "general":
+        from servelab.analysis.ingest import core
+        core._fast_path_applies = lambda *args: False
     store = ingest(csv, fmt="burstgpt", output=out, overwrite=True)
     extra = {"rows": dict(store.manifest["rows"])}
 seconds = time.perf_counter() - t0
@@ -52,8 +55,8 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": rss_mb, **extra}))
 """
 
 
-def _run(kind: str, csv: Path, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, kind, str(csv), str(out)],
+def _run(kind: str, csv: Path, out: Path, path: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _CHILD, kind, str(csv), str(out), path],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} run failed:\n{proc.stderr[-3000:]}")
@@ -67,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, help="reuse / write the CSV here (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--path", choices=("auto", "general"), default="auto",
+                        help="'general': force the two-pass path (what files with SQL-rejected rows, "
+                             "several files or wall-clock times take) instead of the single-CSV fast path")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.repeat):
         for kind in ("duckdb", "servelab"):
             out = work / (f"x_{r}.parquet" if kind == "duckdb" else f"store_{r}")
-            res = _run(kind, csv, out)
+            res = _run(kind, csv, out, args.path)
             results[kind].append(res)
             print(f"run {r + 1} {kind:9s} {res['seconds']:7.2f} s  peak RSS {res['peak_rss_mb']:7.0f} MB"
                   f"  load {os.getloadavg()[0]:.2f}", flush=True)
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = statistics.median(r["seconds"] for r in results["servelab"])
     rss = max(r["peak_rss_mb"] for r in results["servelab"])
     print(f"rows: {results['servelab'][-1]['rows']}")
+    print(f"ingest path: {args.path}")
     print(f"median duckdb COPY {base:.2f} s | servelab ingest {ours:.2f} s | ratio {ours / base:.2f}x "
           f"(target <= 1.5x) | servelab peak RSS {rss:.0f} MB (target < 2048 MB)")
     print(f"uptime load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}, cores {os.cpu_count()}")

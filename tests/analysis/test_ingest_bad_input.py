@@ -1,7 +1,6 @@
 """Every bad-input case of issue 2: each row is stored or rejected with a reason, errors name
 what is wrong, and a failed ingest leaves nothing behind."""
 import json
-import warnings
 
 import pytest
 
