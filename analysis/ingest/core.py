@@ -690,8 +690,10 @@ def _manifest(described, per_source, plan: IngestPlan, fmt, sniffed, columns, du
             "duplicates": "rows equal in every stored column to another row (by 64-bit hash), kept",
             "unsorted": "rows earlier than the previous row of their source; the store is sorted"
                         + (" (sources also overlap in time)" if across else ""),
-            "rejected_rows": "rejected.parquet: source, row (1-based line of the file; Parquet: row), "
-                             "reason, raw values as JSON",
+            "rejected_rows": "rejected.parquet: source, row (1-based line of the file, header = line 1; "
+                             "Parquet: 1-based row; for CSV rows rejected by a value check the line is "
+                             "counted from data rows, so it is off after blank lines or multi-line "
+                             "records), reason, raw values as JSON",
         }},
     )
 
