@@ -395,7 +395,11 @@ def _connect(spill: Path, *, memory_limit: str | None, threads: int | None, prog
     if threads:
         config["threads"] = threads
     con = duckdb.connect(config=config)
-    con.execute(f"SET enable_progress_bar = {'true' if progress else 'false'}")
+    try:
+        con.execute(f"SET enable_progress_bar = {'true' if progress else 'false'}")
+    except duckdb.Error:
+        # inside a Jupyter kernel without ipywidgets DuckDB refuses the setting: ingest anyway
+        pass
     return con
 
 
