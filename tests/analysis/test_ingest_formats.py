@@ -190,3 +190,14 @@ def test_generic_epoch_numbers_and_parquet(tmp_path):
 def test_store_reopens(tmp_path, raw_traces):
     ingest(raw_traces / BURST, output=tmp_path / "s")
     assert open_store(tmp_path / "s").n_requests == 54
+
+
+def test_gzipped_csv(tmp_path, raw_traces):
+    import gzip
+
+    src = raw_traces / BURST
+    gz = tmp_path / "head.csv.gz"
+    gz.write_bytes(gzip.compress(src.read_bytes()))
+    store = ingest(gz, output=tmp_path / "s")
+    _rows_add_up(store)
+    assert store.manifest["format"] == "burstgpt" and store.n_requests == 54
