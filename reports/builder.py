@@ -57,6 +57,8 @@ SECTION_MODULES = ("overview", "arrivals", "periodicity", "lengths", "clients", 
 #: figures are rendered at this many pixels per CSS pixel (sharp on high-density screens)
 _PIXEL_RATIO = 2
 _CSS_DPI = 96
+#: figures are sized for paper (7-8 pt text); on screen they are shown this much larger
+DISPLAY_SCALE = 1.25
 
 
 class SectionFailedWarning(RuntimeWarning):
@@ -320,7 +322,7 @@ def _run_one(name: str, store: TraceStore, *, quick: bool, seed: int) -> Section
 
 
 def encode_figure(fig: Any) -> EmbeddedImage:
-    """A matplotlib Figure as a base64 PNG for the page (rendered at 2x its CSS size).
+    """A matplotlib Figure as a base64 PNG for the page (rendered at 96 x 2 dpi, shown 1.25x larger).
 
     Raises
     ------
@@ -339,8 +341,8 @@ def encode_figure(fig: Any) -> EmbeddedImage:
     return EmbeddedImage(
         mime="image/png",
         base64=base64.b64encode(data).decode("ascii"),
-        width_px=max(1, round(width / _PIXEL_RATIO)),
-        height_px=max(1, round(height / _PIXEL_RATIO)),
+        width_px=max(1, round(width * DISPLAY_SCALE / _PIXEL_RATIO)),
+        height_px=max(1, round(height * DISPLAY_SCALE / _PIXEL_RATIO)),
     )
 
 
@@ -412,7 +414,10 @@ def report_document(
         sections.append(entry)
         if section is None:
             continue
-        for finding in section.findings:
+        # checked findings first, then the not-applicable ones (the order the page shows them in)
+        ordered = sorted(section.findings, key=lambda f: f.verdict is Verdict.NOT_APPLICABLE)
+        entry["findings"] = [f.id for f in ordered]
+        for finding in ordered:
             record = finding.to_dict()
             record["section"] = outcome.id
             findings.append(record)

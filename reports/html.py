@@ -44,6 +44,8 @@ th { background: var(--soft); font-weight: 600; }
 td.long { min-width: 22em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.summary td:first-child { color: var(--muted); }
+table.na td { font-size: 13px; }
+table.na td:first-child { white-space: nowrap; }
 .table-wrap { overflow-x: auto; max-width: 100%; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
          white-space: nowrap; }
@@ -209,6 +211,21 @@ def _finding(finding: Mapping[str, Any], figure_ids: set[str]) -> str:
     return "".join(out)
 
 
+def _not_applicable(findings: Sequence[Mapping[str, Any]]) -> str:
+    """The findings this trace cannot check, one compact row each, with the reason."""
+    out = [f'<h3>Not applicable on this trace ({len(findings)})</h3><div class="table-wrap"><table class="na">',
+           "<thead><tr><th>finding</th><th>the paper's statement</th><th>why it does not apply</th></tr></thead><tbody>"]
+    for f in findings:
+        out.append(
+            f'<tr class="finding-na" id="{_e(anchor("finding", f["section"] + "-" + f["id"]))}" '
+            f'data-finding-id="{_e(f["id"])}" data-verdict="{_e(f["verdict"])}">'
+            f'<td><code>{_e(f["id"])}</code><br><span class="muted">{_e(f["source"])}</span></td>'
+            f'<td>{_e(f["statement"])}</td><td class="long">{_e(f["reason"] or "(no reason given)")}</td></tr>'
+        )
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
 def _section(section: Mapping[str, Any], findings: Sequence[Mapping[str, Any]],
              images: Mapping[str, EmbeddedImage], figure_ids: set[str]) -> str:
     out = [f'<section id="{_e(anchor("section", section["id"]))}" data-section-id="{_e(section["id"])}" '
@@ -223,8 +240,12 @@ def _section(section: Mapping[str, Any], findings: Sequence[Mapping[str, Any]],
                    f'<pre>{_e(section.get("error") or "")}</pre></div>')
     if section.get("notes"):
         out.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in section["notes"]) + "</ul>")
-    for finding in findings:
+    checked = [f for f in findings if f["verdict"] != "not applicable"]
+    skipped = [f for f in findings if f["verdict"] == "not applicable"]
+    for finding in checked:
         out.append(_finding(finding, figure_ids))
+    if skipped:
+        out.append(_not_applicable(skipped))
     for name, table in (section.get("tables") or {}).items():
         out.append(f"<h3>{_e(_label(name))}</h3>")
         out.append(_table(table["columns"], table["rows"]))
