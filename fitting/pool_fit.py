@@ -341,7 +341,7 @@ def fit_pool(
     families=POOL_FIT_FAMILIES,
     min_fit_gaps: int = 10,
     max_fit_gaps: int = 5000,
-    exact_below: int = 128,
+    exact_below: int = 64,
     bin_ratio: float = 1.05,
     spike_share: float = 0.005,
     min_fit_requests: int = 30,

@@ -7,9 +7,9 @@ Layout (format version 1)::
                                data_window_s, span_s, fields, n_clients, tables {name: file, rows},
                                provenance (source and its sha256, settings, ServeGen details)
       clients.parquet          the tables of :class:`~servelab.generator.pool.ClientPool`
-                               (a Float64 column whose values are all integers is stored as Int64,
-                               one whose values are all float32-exact as Float32, losslessly;
-                               readers get Float64 back),
+                               (a Float64 column whose values are all float32-exact is stored as
+                               Float32, else one of integers as Int64, losslessly; readers get
+                               Float64 back),
       arrivals.parquet         same names and columns (zstd-compressed, sorted by client and
       data.parquet             window so that they compress well and read fast)
       data_fits.parquet
@@ -75,9 +75,9 @@ def _plain(value: Any) -> Any:
 def _narrow_floats(lf: pl.LazyFrame) -> pl.LazyFrame:
     """Store a Float64 column in a narrower exact type when every value allows it (lossless).
 
-    All values integers (token counts): Int64 (compresses far better than doubles). All values
-    float32-exact (fitted pools keep their estimates at float32 precision): Float32. Imported
-    ServeGen numbers are neither and stay Float64. Readers cast back to Float64.
+    All values float32-exact (fitted pools keep their estimates at float32 precision; token counts
+    below 2**24): Float32. Otherwise all values integers: Int64. Imported ServeGen probabilities
+    and parameters are neither and stay Float64. Readers cast back to Float64.
     """
     floats = [c for c, t in lf.collect_schema().items() if t == pl.Float64]
     if not floats:
@@ -90,10 +90,10 @@ def _narrow_floats(lf: pl.LazyFrame) -> pl.LazyFrame:
     ok = lf.select(checks).collect().row(0, named=True)
     casts = []
     for c in floats:
-        if ok[f"int_{c}"]:
-            casts.append(pl.col(c).cast(pl.Int64))
-        elif ok[f"f32_{c}"]:
+        if ok[f"f32_{c}"]:
             casts.append(pl.col(c).cast(pl.Float32))
+        elif ok[f"int_{c}"]:
+            casts.append(pl.col(c).cast(pl.Int64))
     return lf.with_columns(casts) if casts else lf
 
 

@@ -153,8 +153,20 @@ def test_float32_exact_columns_are_narrowed_on_disk_losslessly(msmall, tmp_path)
     disk = pl.read_parquet_schema(tmp_path / "p" / "arrivals.parquet")
     assert disk["cv"] == pl.Float32 and disk["rate"] == pl.Float64  # ServeGen's rates are not float32-exact
     data_disk = pl.read_parquet_schema(tmp_path / "p" / "data.parquet")
-    assert data_disk["probability"] == pl.Float64 and data_disk["value"] == pl.Int64  # token counts
+    assert data_disk["probability"] == pl.Float64 and data_disk["value"] == pl.Float32  # token counts < 2**24
     assert back_equal(read_pool(tmp_path / "p").data, msmall.data)
     back = read_pool(tmp_path / "p")
     assert back.arrivals.schema["cv"] == pl.Float64
     assert back.arrivals.sort("client_id", "window_start").equals(arr.sort("client_id", "window_start"))
+
+
+def test_integral_columns_beyond_float32_are_stored_as_int64(tmp_path):
+    big = 2.0**30 + 1  # integral but not float32-exact
+    data = pl.DataFrame({"client_id": ["a", "a"], "window_start": [0.0, 0.0], "window_s": [21600.0] * 2,
+                         "field": ["input_tokens"] * 2, "value": [3.0, big], "probability": [0.1, 0.9]})
+    pool = ClientPool(clients=pl.DataFrame({"client_id": ["a"], "has_arrivals": [False], "has_data": [True], "note": [""]}),
+                      data=data, window_s=600, data_window_s=21600, span=(0.0, 21600.0))
+    write_pool(pool, tmp_path / "p")
+    disk = pl.read_parquet_schema(tmp_path / "p" / "data.parquet")
+    assert disk["value"] == pl.Int64 and disk["probability"] == pl.Float64
+    assert read_pool(tmp_path / "p").data["value"].to_list() == [3.0, big]
