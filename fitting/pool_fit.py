@@ -15,8 +15,8 @@ Per client and arrival window (default 600 s, on the grid ``k * window_s``):
   Python loop runs over windows or gaps.
 
 Per client and data window (default 6 h) the empirical PMF of every request-data field the store
-has: ``input_tokens``, ``output_tokens``, ``reason_ratio`` (= reason / output tokens on ServeGen's
-grid of lower bin edges k / 501), ``text_tokens``, per-item ``image/audio/video_tokens`` (tokens / count, as ServeGen
+has: ``input_tokens``, ``output_tokens``, ``reason_ratio`` (= reason / output tokens, to the nearest
+value of ServeGen's grid k / 501), ``text_tokens``, per-item ``image/audio/video_tokens`` (tokens / count, as ServeGen
 stores them) and the item counts. Token values up to ``exact_below`` are kept exactly; larger
 ones go into log-spaced bins of ratio ``bin_ratio`` represented by their count-weighted mean
 (values holding at least ``spike_share`` of the window keep their own row), so a PMF has at most
@@ -225,16 +225,19 @@ def _request_fields(columns: tuple[str, ...]) -> list[tuple[str, pl.Expr, str]]:
     if "reason_tokens" in columns and "output_tokens" in columns:
         ratio = pl.when(pl.col("output_tokens") > 0).then(
             (pl.col("reason_tokens") / pl.col("output_tokens")).clip(0.0, 1.0))
-        # ServeGen's grid: 501 bins on [0, 1], each represented by its lower edge k / 501
-        out.append(("reason_ratio", (ratio * 501).floor().clip(0, 500) / 501, "grid"))
+        # ServeGen's grid of values k / 501 (k = 0..500); each ratio goes to the nearest grid value,
+        # which also inverts a sampler's round(k / 501 * output) without a one-bin shift
+        out.append(("reason_ratio", (ratio * 501).round().clip(0, 500) / 501, "grid"))
     if "text_tokens" in columns:
         out.append(("text_tokens", pl.col("text_tokens").cast(pl.Float64), "tokens"))
     for m in _MODALITIES:
         tok, cnt = f"{m}_tokens", f"{m}_count"
         if tok in columns:
             if cnt in columns:
+                # per item over requests that carry the modality; a (client, data window) none of whose
+                # requests carries it gets {0: 1.0}, as ServeGen writes it
                 per_item = pl.when(pl.col(cnt) > 0).then((pl.col(tok) / pl.col(cnt)).round()).when(
-                    pl.col(cnt) == 0).then(0.0)
+                    pl.col(cnt).max().over("_group") == 0).then(0.0)
             else:
                 per_item = pl.col(tok).cast(pl.Float64)
             out.append((tok, per_item, "tokens"))
@@ -255,7 +258,7 @@ def _data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *,
     d0 = int(dwin.min())
     n_d = int(dwin.max()) - d0 + 1
     group = ci.astype(np.int64) * n_d + (dwin - d0)  # one integer per (client, data window)
-    values = frame.select(*[expr.alias(name) for name, expr, _ in fields])
+    values = frame.with_columns(pl.Series("_group", group)).select(*[expr.alias(name) for name, expr, _ in fields])
     pmf_parts, stat_parts = [], []
     for name, _, kind in fields:
         v = values[name].cast(pl.Float64).fill_nan(None).to_numpy()
@@ -530,7 +533,7 @@ def fit_pool(
                      "max_fit_gaps": max_fit_gaps, "exact_below": exact_below, "bin_ratio": bin_ratio,
                      "min_fit_requests": min_fit_requests, "residual_id": residual_id,
                      "stored_precision": "estimates and probabilities rounded to float32 precision; rates exact",
-                     "reason_ratio_grid": "lower edges k/501, k = 0..500 (ServeGen's)", "modality_tokens": "per item (tokens / count)"},
+                     "reason_ratio_grid": "nearest of k/501, k = 0..500 (ServeGen's grid values)", "modality_tokens": "per item (tokens / count)"},
         "residual": {"clients_merged": n_small, "requests_without_client": n_null},
         "zero_gaps_left_out_of_family_fits": n_zero_gaps,
         "conversations": conv_note,
@@ -632,7 +635,7 @@ def family_cv(family: np.ndarray, shape: np.ndarray) -> np.ndarray:
 
 
 def compare_pools(reference, fitted, *, min_count_cv: int = 1000, min_count_family: int = 1000,
-                  min_requests_ks: int = 200) -> dict[str, pl.DataFrame]:
+                  min_requests_ks: int = 200, ratio_resolution: float = 0.01) -> dict[str, pl.DataFrame]:
     """Compare a fitted pool with the pool its trace was sampled from, client by client.
 
     Returns
@@ -645,7 +648,8 @@ def compare_pools(reference, fitted, *, min_count_cv: int = 1000, min_count_fami
         relative differences ``rel_diff`` (to the recorded) and ``rel_diff_family``;
         ``family``: windows with at least ``min_count_family`` requests, both families and shapes;
         ``data``: per client, data window and field with at least ``min_requests_ks`` fitted
-        requests, the KS distance between the two PMFs (CDFs compared on the union of values).
+        requests, the KS distance between the two PMFs (CDFs compared on the union of values;
+        ``reason_ratio`` values first rounded to ``ratio_resolution``).
     """
     ref = reference.arrivals.select("client_id", "window_start", pl.col("rate").alias("rate_ref"),
                                     pl.col("cv").alias("cv_ref"), pl.col("family").alias("family_ref"),
@@ -672,9 +676,18 @@ def compare_pools(reference, fitted, *, min_count_cv: int = 1000, min_count_fami
     counts = (fitted.arrivals.with_columns(((pl.col("window_start") / dw).floor() * dw).alias("dws"))
               .group_by("client_id", "dws").agg((pl.col("rate") * pl.col("window_s")).sum().round().alias("n_requests"))
               .rename({"dws": "window_start"}))
-    a = reference.data.select("client_id", "window_start", "field", "value", pl.col("probability").alias("p_ref"))
-    b = fitted.data.select("client_id", "window_start", "field", "value", pl.col("probability").alias("p_fit"))
     keys = ["client_id", "window_start", "field"]
+    # ratios are compared at ratio_resolution: a trace stores reason tokens as integers, so a ratio
+    # is only known to 1/output_tokens, coarser than ServeGen's 1/501 grid for short outputs
+    coarse = pl.when(pl.col("field") == "reason_ratio").then(
+        (pl.col("value") / ratio_resolution).round() * ratio_resolution).otherwise(pl.col("value"))
+
+    def table(pool, name):
+        return (pool.data.with_columns(coarse.alias("value")).group_by(keys + ["value"])
+                .agg(pl.col("probability").sum().alias(name)))
+
+    a = table(reference, "p_ref")
+    b = table(fitted, "p_fit")
     common = a.select(keys).unique().join(b.select(keys).unique(), on=keys)
     u = (pl.concat([a.join(common, on=keys).select(*keys, "value"), b.join(common, on=keys).select(*keys, "value")])
          .unique().join(a, on=keys + ["value"], how="left").join(b, on=keys + ["value"], how="left")
