@@ -211,7 +211,7 @@ def _finding(finding: Mapping[str, Any], figure_ids: set[str]) -> str:
     return "".join(out)
 
 
-def _not_applicable(findings: Sequence[Mapping[str, Any]]) -> str:
+def _not_applicable(findings: Sequence[Mapping[str, Any]], figure_ids: set[str]) -> str:
     """The findings this trace cannot check, one compact row each, with the reason."""
     out = [f'<h3>Not applicable on this trace ({len(findings)})</h3><div class="table-wrap"><table class="na">',
            "<thead><tr><th>finding</th><th>the paper's statement</th><th>why it does not apply</th></tr></thead><tbody>"]
@@ -220,7 +220,10 @@ def _not_applicable(findings: Sequence[Mapping[str, Any]]) -> str:
             f'<tr class="finding-na" id="{_e(anchor("finding", f["section"] + "-" + f["id"]))}" '
             f'data-finding-id="{_e(f["id"])}" data-verdict="{_e(f["verdict"])}">'
             f'<td><code>{_e(f["id"])}</code><br><span class="muted">{_e(f["source"])}</span></td>'
-            f'<td>{_e(f["statement"])}</td><td class="long">{_e(f["reason"] or "(no reason given)")}</td></tr>'
+            f'<td>{_e(f["statement"])}</td><td class="long">{_e(f["reason"] or "(no reason given)")}'
+            + "".join(f' <a href="#{_e(anchor("fig", fig))}"><code>{_e(fig)}</code></a>'
+                      for fig in f.get("figures", ()) if fig in figure_ids)
+            + "</td></tr>"
         )
     out.append("</tbody></table></div>")
     return "".join(out)
@@ -245,7 +248,7 @@ def _section(section: Mapping[str, Any], findings: Sequence[Mapping[str, Any]],
     for finding in checked:
         out.append(_finding(finding, figure_ids))
     if skipped:
-        out.append(_not_applicable(skipped))
+        out.append(_not_applicable(skipped, figure_ids))
     for name, table in (section.get("tables") or {}).items():
         out.append(f"<h3>{_e(_label(name))}</h3>")
         out.append(_table(table["columns"], table["rows"]))
