@@ -198,7 +198,7 @@ def bench_roundtrip() -> None:
         same = fam.filter(pl.col("family_ref") == pl.col("family_fit"))
         shape_rel = ((same["shape_fit"] - same["shape_ref"]) / same["shape_ref"]).abs()
         ks = cmp["data"]
-        bound = 1.63 / np.sqrt(ks["n_requests"].to_numpy()) + 0.03 if ks.height else np.array([])
+        bound = 1.63 / np.sqrt(ks["n_requests"].to_numpy()) + 0.02 if ks.height else np.array([])
         print(f"--- {name}: {ref.n_clients} clients from {src}; {trace.height:,} requests sampled in {t_s:.1f} s, "
               f"fitted in {t_f:.1f} s")
         print(f"rate   {z.size} client-windows: mean z {z.mean():+.3f}, var z {z.var():.3f} (Poisson: 0, 1); "
@@ -213,7 +213,7 @@ def bench_roundtrip() -> None:
                   f"{same.height / fam.height:.3f}; shape |rel diff| median {shape_rel.median():.3f}")
         if ks.height:
             print(f"data   {ks.height} client x 6 h x field PMFs with >= 500 requests: KS median {ks['ks'].median():.4f}, "
-                  f"max {ks['ks'].max():.4f}; below 1.63/sqrt(n) + 0.03 in {np.mean(ks['ks'].to_numpy() < bound):.3f}")
+                  f"max {ks['ks'].max():.4f}; below 1.63/sqrt(n) + 0.02 in {np.mean(ks['ks'].to_numpy() < bound):.3f}")
 
 
 def main(argv=None) -> int:

@@ -19,8 +19,10 @@ has: ``input_tokens``, ``output_tokens``, ``reason_ratio`` (= reason / output to
 value of ServeGen's grid k / 501), ``text_tokens``, per-item ``image/audio/video_tokens`` (tokens / count, as ServeGen
 stores them) and the item counts. Token values up to ``exact_below`` are kept exactly; larger
 ones go into log-spaced bins of ratio ``bin_ratio`` represented by their count-weighted mean
-(values holding at least ``spike_share`` of the window keep their own row), so a PMF has at most
-about ``exact_below + log(max / exact_below) / log(bin_ratio) + 1 / spike_share`` rows. Where a
+(values holding at least ``spike_share`` of the window keep their own row; a bin holding more than
+``max_bin_mass`` is cut at multiples of ``max_bin_mass`` of the CDF, so binning moves the CDF by
+about ``max_bin_mass`` at most), so a PMF has at most about
+``exact_below + log(max / exact_below) / log(bin_ratio) + 1 / spike_share + 1 / max_bin_mass`` rows. Where a
 window has at least ``min_fit_requests`` requests a log-normal fit of each token field is stored
 as FitResult JSON in ``data_fits`` (closed form from the sufficient statistics; no KS distance,
 since the data are not kept).
@@ -250,7 +252,8 @@ def _request_fields(columns: tuple[str, ...]) -> list[tuple[str, pl.Expr, str]]:
 
 
 def _data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *, data_window_s: float,
-               exact_below: int, bin_ratio: float, spike_share: float, min_fit_requests: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+               exact_below: int, bin_ratio: float, spike_share: float, max_bin_mass: float,
+               min_fit_requests: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Long PMFs and log-normal fits per (client, data window, field), grouped on integer keys."""
     if not fields:
         return pl.DataFrame(), pl.DataFrame()
@@ -274,9 +277,20 @@ def _data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *,
         if kind == "grid":
             binned = counts
         else:
-            share = pl.col("n") / pl.col("n").sum().over("c", "d")
-            binned = (counts.with_columns(pl.when(share >= spike_share).then(pl.col("v")).otherwise(
-                          bin_values(pl.col("v"), exact_below=exact_below, bin_ratio=bin_ratio)).alias("bin"))
+            total = pl.col("n").sum().over("c", "d")
+            share = pl.col("n") / total
+            cum_before = (pl.col("n").cum_sum().over("c", "d") - pl.col("n")) / total
+            lb = bin_values(pl.col("v"), exact_below=exact_below, bin_ratio=bin_ratio)
+            # a log bin holding more than max_bin_mass is cut at multiples of max_bin_mass of the
+            # window's CDF, so that binning moves the CDF by at most about max_bin_mass
+            split = pl.when(pl.col("lbmass") > max_bin_mass).then(
+                pl.col("lb") * 1000 - (pl.col("cum_before") / max_bin_mass).floor()).otherwise(pl.col("lb") * 1000)
+            binned = (counts.sort("c", "d", "v")
+                      .with_columns(lb.alias("lb"), share.alias("share"), cum_before.alias("cum_before"))
+                      .with_columns(pl.col("share").sum().over("c", "d", "lb").alias("lbmass"))
+                      .with_columns(pl.when(pl.col("share") >= spike_share).then(pl.col("v"))
+                                    .when(pl.col("v") < exact_below).then(pl.col("v"))
+                                    .otherwise(split).alias("bin"))
                       .group_by("c", "d", "bin")
                       .agg(((pl.col("v") * pl.col("n")).sum() / pl.col("n").sum()).round().alias("v"), pl.col("n").sum())
                       .group_by("c", "d", "v").agg(pl.col("n").sum()))
@@ -347,6 +361,7 @@ def fit_pool(
     exact_below: int = 64,
     bin_ratio: float = 1.05,
     spike_share: float = 0.005,
+    max_bin_mass: float = 0.02,
     min_fit_requests: int = 30,
     conversations: bool = True,
     residual_id: str = RESIDUAL_ID,
@@ -368,7 +383,8 @@ def fit_pool(
     exact_below, bin_ratio, spike_share : int, float, float
         PMF binning: exact values below ``exact_below``, log bins of ratio ``bin_ratio`` above,
         except that a value holding at least ``spike_share`` of its window's requests keeps its
-        own row (a spike is never smeared over a bin).
+        own row (a spike is never smeared over a bin), and a log bin holding more than
+        ``max_bin_mass`` of the window is cut at multiples of ``max_bin_mass`` of its CDF.
     min_fit_requests : int
         Fewest requests in a data window for a log-normal fit in ``data_fits``.
     conversations : bool
@@ -506,6 +522,7 @@ def fit_pool(
     # --- request data ---------------------------------------------------------------------------
     data, data_fits = _data_pmfs(frame, ci, client_names, fields, data_window_s=data_window_s,
                                  exact_below=exact_below, bin_ratio=bin_ratio, spike_share=spike_share,
+                                 max_bin_mass=max_bin_mass,
                                  min_fit_requests=min_fit_requests)
     with_data = set(data["client_id"].unique().to_list()) if data.height else set()
 
@@ -530,6 +547,7 @@ def fit_pool(
         "fitted_by": "servelab.fitting.pool_fit.fit_pool",
         "settings": {"window_s": window_s, "data_window_s": data_window_s, "min_requests": min_requests,
                      "families": list(families), "family_selection": "lowest AIC", "min_fit_gaps": min_fit_gaps, "spike_share": spike_share,
+                     "max_bin_mass": max_bin_mass,
                      "max_fit_gaps": max_fit_gaps, "exact_below": exact_below, "bin_ratio": bin_ratio,
                      "min_fit_requests": min_fit_requests, "residual_id": residual_id,
                      "stored_precision": "estimates and probabilities rounded to float32 precision; rates exact",
