@@ -66,9 +66,9 @@ table.na td:first-child { white-space: nowrap; }
 .finding .reason { margin: 4px 0; }
 .finding table { margin: 4px 0; }
 .figures { display: flex; flex-wrap: wrap; gap: 18px; margin-top: 8px; }
-figure { margin: 0; max-width: 100%; }
+figure { margin: 0; max-width: 100%; display: table; }
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--soft); }
-figcaption { font-size: 13px; color: var(--muted); max-width: 560px; margin-top: 2px; }
+figcaption { font-size: 13px; color: var(--muted); display: table-caption; caption-side: bottom; margin-top: 2px; }
 .notes { background: var(--soft); border-radius: 6px; padding: 6px 14px 6px 30px; font-size: 13px; }
 .error { border: 1px solid #cf222e; background: #ffebe9; border-radius: 6px; padding: 8px 14px; }
 .error pre { white-space: pre-wrap; font-size: 12px; margin: 4px 0 0; }
