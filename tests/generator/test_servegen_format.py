@@ -157,3 +157,17 @@ def test_exponential_and_unfitted_windows_export_as_equivalent_gamma(tmp_path):
     assert lines[2] == "1200,0,0,,0,0"
     back = _read(tmp_path / "x")
     assert back.arrivals["rate"].to_list() == [2.0, 0.5, 0.0]
+
+
+def test_dict_strings_parse_like_literal_eval_and_reject_others(tmp_path):
+    from servelab.generator.servegen_format import _parse_pmf
+
+    for text in ("{1: 0.25, 20: 0.75}", "{1:0.25,20:0.75}", "{0.0: 0.0, 0.001996007984031936: 1.0}",
+                 "{3: 1e-05, 4: 0.99999}", "{}"):
+        keys, probs = _parse_pmf(text, tmp_path, "0", "f")
+        ref = ast.literal_eval(text)
+        assert keys == list(ref) and probs == list(ref.values())
+        assert [type(k) for k in keys] == [type(k) for k in ref]
+    for bad in ("{1, 2}", "{'a': 1}", "[1, 2]", "{1: 0.5, 2}"):
+        with pytest.raises(PoolFormatError, match="window 0 field 'f'"):
+            _parse_pmf(bad, tmp_path, "0", "f")
