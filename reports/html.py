@@ -136,6 +136,8 @@ def _cell(value: Any) -> str:
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, css: str = "", caption: str = "") -> str:
     shown = rows[:MAX_TABLE_ROWS]
+    if not rows:
+        return f'<p class="muted">No rows on this trace (columns: {_e(", ".join(columns))}).</p>'
     out = [f'<div class="table-wrap"><table class="{_e(css)}">']
     if caption:
         out.append(f"<caption class=\"muted\" style=\"caption-side:top;text-align:left\">{_e(caption)}</caption>")
