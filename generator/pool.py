@@ -495,7 +495,8 @@ class ClientPool:
         fam = {}
         if arr.height:
             for row in arr["families"].to_list():
-                fam[str(row["family"])] = int(row["count"])
+                # active windows without a family: too few gaps to fit one
+                fam[row["family"] if row["family"] is not None else "no family"] = int(row["count"])
         return {
             "clients": self.n_clients,
             "span_s": tuple(self._span),
