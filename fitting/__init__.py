@@ -20,8 +20,18 @@ from servelab.fitting.windows import gamma_per_window
 # length families register themselves in the one registry on import (pareto, zipf, lognormal_pareto,
 # lognormal_mixture, normal_mixture, normal), so that get_family finds them wherever a FitResult is read
 from servelab.fitting import heavy_tail, mixtures  # noqa: E402,F401
+from servelab.fitting.forecasting import ForecastResult, forecast_load  # noqa: E402
+from servelab.fitting.mixtures import Bimodality, bimodality, compare_length_fits  # noqa: E402
+from servelab.fitting.pool_fit import compare_pools, fit_pool  # noqa: E402
 
 __all__ = [
+    "fit_pool",
+    "compare_pools",
+    "forecast_load",
+    "ForecastResult",
+    "Bimodality",
+    "bimodality",
+    "compare_length_fits",
     "FamilyComparison",
     "compare_families",
     "compare_by_group",
