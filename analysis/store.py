@@ -164,17 +164,28 @@ def open_store(path: str | os.PathLike) -> TraceStore:
 
 
 @contextlib.contextmanager
-def atomic_store_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_store_dir(path: str | os.PathLike, *, overwrite: bool = False,
+                     exists_error: type[Exception] = StoreExistsError) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``path`` only if the block succeeds.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder to create or replace.
+    overwrite : bool
+        Replace an existing ``path``; otherwise an existing one is an error.
+    exists_error : type of Exception
+        The error raised for an existing ``path`` (stores raise :class:`StoreExistsError`, pools
+        their own ``PoolExistsError``).
 
     Raises
     ------
     StoreExistsError
-        If ``path`` exists and ``overwrite`` is false.
+        (or ``exists_error``) if ``path`` exists and ``overwrite`` is false.
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise StoreExistsError(f"{str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise exists_error(f"{str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

@@ -24,8 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from typing import Any
 import polars as pl
 
 from servelab import __version__
+from servelab.analysis.store import atomic_store_dir
 from servelab.generator.exceptions import PoolExistsError, PoolFormatError, PoolNotFoundError
 from servelab.generator.pool import ClientPool
 
@@ -106,11 +105,7 @@ def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = F
         If ``path`` exists and ``overwrite`` is false.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise PoolExistsError(f"{str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_store_dir(path, overwrite=overwrite, exists_error=PoolExistsError) as tmp:
         tables = {}
         for name, order in TABLES.items():
             lf = pool.lazy(name)
@@ -135,17 +130,6 @@ def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = F
             "provenance": _plain(pool.provenance),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(path)
     return path
 
 
