@@ -10,6 +10,7 @@ What this module measures (ServeGen 2025 sec. 3.2, Findings 3-4; BurstGPT KDD'25
 - the input/output relation: outputs binned by input length with median and 5-95 % range per bin
   (ServeGen Fig. 4, :func:`io_bins`), Pearson and Spearman correlation and BurstGPT's least-squares
   line of response on request tokens with slope and R^2 (:func:`io_correlation`);
+- response-length histograms per request-length bin (BurstGPT Fig. 10, :func:`response_histograms`);
 - shifts over the day: the same numbers per period in the trace's own zone, the max/min ratio of
   the mean input and output across periods and whether the two move together
   (:func:`length_shifts`, :func:`hourly_lengths`).
@@ -47,6 +48,7 @@ __all__ = [
     "length_pmf",
     "length_sample",
     "io_bins",
+    "response_histograms",
     "io_correlation",
     "pair_correlation",
     "hourly_lengths",
@@ -432,6 +434,94 @@ def io_bins(store: TraceStore, *, n_bins: int = 20, by: str | None = None, min_c
     return table.rename({"g": "group", "k": "bin"}).select(
         "group", "bin", "input_lo", "input_hi", "n", "input_median", "output_p5", "output_median", "output_p95",
         "output_mean").sort(["group", "bin"])
+
+
+def response_histograms(store: TraceStore, *, request_bins: int = 4, request_edges: Sequence[float] | None = None,
+                        response_bins: int = 30, by: str | None = None,
+                        periods: Sequence[Period] = DEFAULT_PERIODS) -> pl.DataFrame:
+    """Histograms of the response length per request-length bin (BurstGPT Fig. 10).
+
+    Requests (failures excluded) fall into request bins right-closed at the edges: bin ``k`` holds
+    ``edge[k-1] < input_tokens <= edge[k]`` (bin 0 everything up to the first edge, the last bin
+    everything above the last edge). By default the edges are the ``1/request_bins ... (request_bins-1)
+    /request_bins`` quantiles of ``input_tokens`` over the whole trace (DuckDB ``quantile_disc``,
+    repeated edges merged), so that the bins hold about equal numbers of requests; the same edges
+    serve every group. Responses fall into ``response_bins`` log-spaced bins on
+    ``ln(output_tokens + 1)`` between the smallest and the largest response, shared by every request
+    bin and group. One SQL aggregate; empty response bins are rows with count 0.
+
+    Parameters
+    ----------
+    store : TraceStore
+    request_bins : int
+        Number of equal-count request bins (ignored with ``request_edges``).
+    request_edges : sequence of float, optional
+        Explicit increasing inner edges (request tokens), e.g. ``(512, 1024, 2048)``.
+    response_bins : int
+        Number of log-spaced response-length bins.
+    by : {None, "model", "service", "client", "period"}
+        Grouping (BurstGPT draws one panel per model).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``group, request_bin, request_lo, request_hi, request_n, bin, response_lo, response_hi,
+        count, probability, density``: ``request_lo``/``request_hi`` are the smallest and largest
+        request length in the request bin (within the group), ``request_n`` its requests,
+        ``probability`` the share of the request bin's responses in the response bin and
+        ``density`` that share per response token. Request bins without requests are left out.
+
+    Raises
+    ------
+    NotApplicableError
+        If the trace lacks either length column or has no non-failed request with both.
+    ValueError
+        If ``request_bins`` or ``response_bins`` is not a positive int, or ``request_edges`` is not
+        strictly increasing.
+    """
+    _require_lengths(store, LENGTH_COLUMNS, "response lengths per request bin")
+    for name, value in (("request_bins", request_bins), ("response_bins", response_bins)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int; got {value!r}")
+    key = group_expression(store, by, periods=periods)
+    where = valid_length_filter(store, "input_tokens") + " AND output_tokens IS NOT NULL"
+    if request_edges is not None:
+        edges = np.asarray(request_edges, dtype=float)
+        if edges.ndim != 1 or not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0):
+            raise ValueError(f"request_edges must be finite and strictly increasing; got {list(request_edges)!r}")
+    with contextlib.closing(store.connect()) as con:
+        qs = [k / request_bins for k in range(1, request_bins)]
+        quant = f", quantile_disc(input_tokens, {qs!r}) AS q" if request_edges is None and qs else ""
+        row = con.sql(f"SELECT max(output_tokens) AS top, count(*) AS n, min(output_tokens) AS low{quant} "
+                      f"FROM requests WHERE {where}").fetchall()[0]
+        if not row[1]:
+            raise NotApplicableError("response lengths per request bin",
+                                     reason="no non-failed request has both input and output tokens")
+        if request_edges is None:
+            edges = np.unique(np.asarray(row[3] if qs else [], dtype=float))
+        kexpr = " + ".join(f"(input_tokens > {float(e)!r})::BIGINT" for e in edges) or "0"
+        base = math.log(max(float(row[2]), 0.0) + 1.0)
+        width = max(math.log(max(float(row[0]), 0.0) + 1.0) - base, 1e-9) / response_bins
+        bexpr = (f"least({response_bins - 1}, greatest(0, floor((ln(greatest(output_tokens, 0) + 1) - {base!r}) "
+                 f"/ {width!r})))::BIGINT")
+        counts = con.sql(
+            f"SELECT g, r, b, count(*) AS c, min(i) AS lo, max(i) AS hi FROM "
+            f"(SELECT {key} AS g, ({kexpr})::BIGINT AS r, {bexpr} AS b, input_tokens AS i FROM requests WHERE {where}) "
+            f"WHERE g IS NOT NULL GROUP BY g, r, b").pl()
+    per_bin = counts.group_by("g", "r").agg(pl.col("c").sum().alias("request_n"), pl.col("lo").min().alias("request_lo"),
+                                            pl.col("hi").max().alias("request_hi"))
+    grid = per_bin.join(pl.DataFrame({"b": np.arange(response_bins, dtype=np.int64)}), how="cross")
+    table = grid.join(counts.select("g", "r", "b", "c"), on=["g", "r", "b"], how="left").with_columns(
+        pl.col("c").fill_null(0).cast(pl.Int64).alias("count"),
+        (np.exp(pl.col("b") * width + base) - 1).alias("response_lo"),
+        (np.exp((pl.col("b") + 1) * width + base) - 1).alias("response_hi"),
+    ).with_columns((pl.col("count") / pl.col("request_n")).alias("probability")).with_columns(
+        (pl.col("probability") / (pl.col("response_hi") - pl.col("response_lo"))).alias("density"))
+    return table.select(
+        pl.col("g").alias("group"), pl.col("r").cast(pl.Int64).alias("request_bin"),
+        pl.col("request_lo").cast(pl.Float64), pl.col("request_hi").cast(pl.Float64),
+        pl.col("request_n").cast(pl.Int64), pl.col("b").cast(pl.Int64).alias("bin"), "response_lo", "response_hi",
+        "count", "probability", "density").sort(["group", "request_bin", "bin"])
 
 
 def io_correlation(store: TraceStore, *, by: str | None = None, periods: Sequence[Period] = DEFAULT_PERIODS,

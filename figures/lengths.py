@@ -1,7 +1,7 @@
 """Figures of request data: length distributions and fits, the input/output relation, shifts over
 the day, reasoning ratios and multimodal inputs.
 
-Reproduces ServeGen Fig. 3-4, 7, 9 and 13 and BurstGPT Fig. 7-8 from the small tables of
+Reproduces ServeGen Fig. 3-4, 7-9 and 13 and BurstGPT Fig. 7-8 and 10 from the small tables of
 :mod:`servelab.analysis.lengths`, :mod:`servelab.analysis.reasoning`,
 :mod:`servelab.analysis.multimodal` and the fitted density curves of
 :func:`servelab.fitting.compare.density_curves`. Axes-level ``plot_*`` functions draw on one
@@ -30,6 +30,9 @@ __all__ = [
     "plot_modality_load",
     "plot_items_per_request",
     "plot_share_histogram",
+    "plot_response_histograms",
+    "plot_modality_mix",
+    "modality_columns",
     "length_distributions",
     "length_shift",
     "io_relation",
@@ -38,6 +41,8 @@ __all__ = [
     "reasoning_lengths",
     "multimodal_load",
     "multimodal_share",
+    "response_per_request_bin",
+    "omni_load",
 ]
 
 _FIT_STYLE = {
@@ -108,22 +113,44 @@ def plot_io_bins(bins: pl.DataFrame, *, ax: Axes | None = None, group: str | Non
     return ax
 
 
+def _spans_decades(values: np.ndarray, ratio: float = 30.0) -> bool:
+    """True when the positive ``values`` span more than ``ratio`` (max/min): draw them on a log axis."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return bool(v.size >= 2 and v.max() / v.min() > ratio)
+
+
 def plot_linear_fit(bins: pl.DataFrame, correlation: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Mean response per request-length bin with BurstGPT's least-squares line (Fig. 8)."""
+    """Mean response per request-length bin with BurstGPT's least-squares line (Fig. 8).
+
+    The request bins are log-spaced, so their medians span decades: the request axis is
+    logarithmic when they span more than 30x (the straight OLS line then shows as a curve), with
+    the 5-95 % range of the responses per bin as a band behind the means.
+    """
     ax = _axes(ax)
     with paper_style():
         part = bins.filter(pl.col("group") == bins["group"][0]) if bins.height else bins
-        x = part["input_median"].to_numpy()
+        x = part["input_median"].to_numpy().astype(float)
+        log_x = _spans_decades(x)
+        if {"output_p5", "output_p95"} <= set(part.columns) and part.height:
+            ax.fill_between(x, part["output_p5"].to_numpy(), part["output_p95"].to_numpy(), color="C0", alpha=0.15,
+                            lw=0, label="5-95 % of responses")
         ax.plot(x, part["output_mean"].to_numpy(), "o", ms=3, color="C0", label="mean response per bin")
-        if correlation.height:
+        if correlation.height and x.size:
             row = correlation.row(0, named=True)
             if row["slope"] is not None:
-                grid = np.linspace(0, float(np.max(x)) if x.size else 1.0, 100)
+                lo = float(np.min(x[x > 0])) if log_x else 0.0
+                grid = np.geomspace(lo, float(np.max(x)), 200) if log_x else np.linspace(0, float(np.max(x)), 100)
                 ax.plot(grid, row["intercept"] + row["slope"] * grid, color="C3",
                         label=f"OLS: {row['slope']:.3g}x + {row['intercept']:.3g} (R²={row['r2']:.2g})")
-        ax.set_xlabel("request tokens")
-        ax.set_ylabel("response tokens")
-        ax.legend(frameon=False)
+        if log_x:
+            ax.set_xscale("log")
+        if {"output_p5", "output_p95"} <= set(part.columns) and _spans_decades(
+                np.concatenate([part["output_p5"].to_numpy(), part["output_p95"].to_numpy()]).astype(float)):
+            ax.set_yscale("log")
+        ax.set_xlabel("request length, bin median (tokens)")
+        ax.set_ylabel("response length (tokens)")
+        ax.legend(frameon=True, loc="upper left")
     return ax
 
 

@@ -29,11 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from servelab.analysis.store import atomic_store_dir
+from servelab.generator.exceptions import (
+    PoolExistsError,
+    PoolFormatError,
+    PoolNotFoundError,
+)
+from servelab.generator.pool import ClientPool
 
 from servelab import __version__
-from servelab.analysis.store import atomic_store_dir
-from servelab.generator.exceptions import PoolExistsError, PoolFormatError, PoolNotFoundError
-from servelab.generator.pool import ClientPool
 
 __all__ = ["read_pool", "write_pool", "is_servelab_pool", "FORMAT_NAME", "FORMAT_VERSION", "TABLES"]
 
