@@ -27,6 +27,7 @@ __all__ = [
     "plot_family_comparison",
     "plot_window_series",
     "plot_gamma_windows",
+    "gamma_plot_frame",
     "servegen_fig1",
     "servegen_fig2",
     "burstgpt_fig6",
@@ -60,7 +61,7 @@ def plot_gap_histogram(histogram: pl.DataFrame, densities: pl.DataFrame | None =
             ax.set_ylim(float(positive.min()) / 10, float(positive.max()) * 10)  # fitted tails would span 10^200
         ax.set_xlabel("inter-arrival time (s)")
         ax.set_ylabel("density (1/s)")
-        ax.legend(frameon=False)
+        ax.legend()
     return ax
 
 
@@ -76,8 +77,12 @@ def plot_family_comparison(table: pl.DataFrame, *, ax: Axes | None = None) -> Ax
             for bar, delta in zip(bars, table["delta_aic_per_1000"].to_list(), strict=True):
                 ax.annotate(f"dAIC/1k={delta:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                             ha="center", va="bottom", fontsize=6)
+            top = float(np.nanmax(d)) if d.size and np.isfinite(d).any() else 0.0
+            if top > 0:
+                ax.set_ylim(0, top * 1.15)  # room for the labels above the bars
         ax.set_ylabel("KS distance D (-)")
-        ax.set_xlabel("family (ranked by AIC)")
+        clearly = table.height and "clearly_best" in table.columns and bool(table["clearly_best"].any())
+        ax.set_xlabel("family (ranked by AIC" + ("; green: clearly best)" if clearly else ")"))
     return ax
 
 
@@ -95,7 +100,7 @@ def plot_window_series(windows: pl.DataFrame, column: str, *, group: str | None 
             for key in sizes[group].head(max_groups).to_list():
                 part = windows.filter(pl.col(group) == key) if key is not None else windows.filter(pl.col(group).is_null())
                 ax.plot(_time_axis(part), part[column].to_numpy(), label=str(key), drawstyle="steps-post")
-            ax.legend(frameon=False, title=group)
+            ax.legend(title=group)
         else:
             ax.plot(_time_axis(windows), windows[column].to_numpy(), drawstyle="steps-post")
         ax.set_xlabel("time since trace origin (h)")
@@ -103,21 +108,68 @@ def plot_window_series(windows: pl.DataFrame, column: str, *, group: str | None 
     return ax
 
 
+def _window_length(table: pl.DataFrame) -> float | None:
+    """Window length (s) of a window-statistics table: ``window_start_s / window`` (exact by
+    construction), else the longest exposure."""
+    nz = table.filter(pl.col("window") != 0) if "window" in table.columns else table.clear()
+    if nz.height:
+        return float(nz["window_start_s"][0] / nz["window"][0])
+    return float(table["exposure_s"].max()) if "exposure_s" in table.columns and table.height else None
+
+
+def gamma_plot_frame(gamma: pl.DataFrame, parameter: str, *, window_s: float | None = None,
+                     min_gaps: int = 20) -> pl.DataFrame:
+    """The windows :func:`plot_gamma_windows` draws: ``parameter`` null where the window holds
+    fewer than ``min_gaps`` gaps or its fit did not converge (a line break, not a point), and
+    ``partial`` true where the window lies only partly inside the trace (exposure below
+    ``window_s``; inferred from the table when None)."""
+    window_s = window_s if window_s is not None else _window_length(gamma)
+    ok = pl.col(parameter).is_not_null()
+    if "gamma_n" in gamma.columns:
+        ok = ok & (pl.col("gamma_n") >= int(min_gaps))
+    if "gamma_converged" in gamma.columns:
+        ok = ok & pl.col("gamma_converged")
+    partial = (pl.col("exposure_s") < float(window_s) * (1 - 1e-9)) if (window_s and "exposure_s" in gamma.columns) \
+        else pl.lit(False)
+    return gamma.with_columns(pl.when(ok).then(pl.col(parameter)).otherwise(None).alias(parameter),
+                              partial.alias("partial"))
+
+
 def plot_gamma_windows(gamma: pl.DataFrame, parameter: str, *, group: str | None = None,
-                       ax: Axes | None = None) -> Axes:
-    """Gamma ``alpha`` or ``beta`` per window (BurstGPT Fig. 6), one line per group, log scale."""
+                       ax: Axes | None = None, window_s: float | None = None, min_gaps: int = 20) -> Axes:
+    """Gamma ``alpha`` or ``beta`` per window (BurstGPT Fig. 6), one line per group, log scale.
+
+    Only windows with at least ``min_gaps`` gaps and a converged fit are drawn (the arrival
+    finding counts the same windows; a Gamma fitted to a handful of gaps, e.g. in a short last
+    window, gives alpha in the hundreds); windows only partly inside the trace are drawn with
+    open markers (see :func:`gamma_plot_frame`).
+    """
     ax = _axes(ax)
-    ok = gamma.filter(pl.col(parameter).is_not_null())
+    frame = gamma_plot_frame(gamma, parameter, window_s=window_s, min_gaps=min_gaps)
+    ok = frame.filter(pl.col(parameter).is_not_null())
     with paper_style():
-        groups = ok[group].unique(maintain_order=True).to_list() if group and group in ok.columns else [None]
-        for key in groups:
-            part = ok if key is None else ok.filter(pl.col(group) == key)
-            ax.plot(_time_axis(part), part[parameter].to_numpy(), marker="o", markersize=2,
+        grouped = bool(group and group in frame.columns)
+        groups = frame[group].unique(maintain_order=True).to_list() if grouped else [None]
+        marked = False
+        for i, key in enumerate(groups):
+            part = frame if key is None else frame.filter(pl.col(group) == key)
+            color = f"C{i % 10}"
+            y = part[parameter].to_numpy().astype(float)
+            ax.plot(_time_axis(part), y, marker="o", markersize=2, color=color,
                     label=None if key is None else str(key))
-        if group and group in ok.columns:
-            ax.legend(frameon=False, title=group)
+            partial = part.filter(pl.col("partial") & pl.col(parameter).is_not_null())
+            if partial.height:
+                ax.plot(_time_axis(partial), partial[parameter].to_numpy(), "o", markersize=4, markerfacecolor="white",
+                        markeredgecolor=color, label=None if marked else "partial window")
+                marked = True
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(title=group if grouped else None)
         if ok.height and float(ok[parameter].min()) > 0:
             ax.set_yscale("log")
+        left_out = frame.height - ok.height
+        if left_out:
+            ax.text(0.99, 0.01, f"{left_out} window(s) with < {min_gaps} gaps left out", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=6, color="0.35")
         ax.set_xlabel("time since trace origin (h)")
         ax.set_ylabel("shape alpha (-)" if parameter == "alpha" else "rate beta (1/s)")
     return ax
@@ -131,7 +183,7 @@ def servegen_fig1(histogram: pl.DataFrame, densities: pl.DataFrame | None, compa
     plot_gap_histogram(histogram, densities, ax=left)
     left.set_title("(a) gaps and fitted densities")
     plot_family_comparison(comparison, ax=right)
-    right.set_title("(b) KS D per family (green: clearly best)")
+    right.set_title("(b) KS distance D per family")
     return fig
 
 
@@ -149,9 +201,11 @@ def servegen_fig2(windows: pl.DataFrame, *, group: str | None = None, max_groups
 
 @register_figure("burstgpt.fig6", title="Gamma shape and rate of the inter-arrival times per window",
                  paper_figure="BurstGPT (KDD'25) Fig. 6")
-def burstgpt_fig6(gamma: pl.DataFrame, *, group: str | None = None) -> Figure:
-    """Gamma alpha (left) and beta (right) per window."""
+def burstgpt_fig6(gamma: pl.DataFrame, *, group: str | None = None, window_s: float | None = None,
+                  min_gaps: int = 20) -> Figure:
+    """Gamma alpha (left) and beta (right) per window, windows with at least ``min_gaps`` gaps;
+    partial windows marked (see :func:`plot_gamma_windows`)."""
     fig, (left, right) = figure(ncols=2, width=FULL_WIDTH_IN, height=2.4)
-    plot_gamma_windows(gamma, "alpha", group=group, ax=left)
-    plot_gamma_windows(gamma, "beta", group=group, ax=right)
+    plot_gamma_windows(gamma, "alpha", group=group, ax=left, window_s=window_s, min_gaps=min_gaps)
+    plot_gamma_windows(gamma, "beta", group=group, ax=right, window_s=window_s, min_gaps=min_gaps)
     return fig

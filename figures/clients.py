@@ -111,7 +111,7 @@ def plot_top_client_series(window_stats: pl.DataFrame, column: str, *, clients, 
         ax.set_xlabel("time since trace start (h)")
         ax.set_ylabel(_LABELS.get(column, column))
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best", frameon=False)
+            ax.legend(loc="best")
     return ax
 
 
@@ -144,7 +144,7 @@ def plot_reason_ratio_histograms(histograms: pl.DataFrame | None, *, ax: Axes | 
             for i, (cid, part) in enumerate(histograms.group_by("client_id", maintain_order=True)):
                 mid = (part["bin_lo"].to_numpy() + part["bin_hi"].to_numpy()) / 2
                 ax.plot(mid, part["density"].to_numpy(), label=f"client {chr(65 + i)} ({cid[0]})")
-            ax.legend(loc="best", frameon=False)
+            ax.legend(loc="best")
         ax.set_xlabel("reason tokens / output tokens (-)")
         ax.set_ylabel("density (-)")
     return ax

@@ -70,7 +70,7 @@ def plot_itt_histogram(histogram: pl.DataFrame | None, densities: pl.DataFrame |
         ax.set_xlabel("inter-turn time (s), up to the 95th percentile")
         ax.set_ylabel("density (1/s)")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best", frameon=False)
+            ax.legend(loc="best")
     return ax
 
 
@@ -86,7 +86,7 @@ def plot_upsampling_cv(windows: pl.DataFrame, *, ax: Axes | None = None) -> Axes
         ax.set_xlabel("time since trace start (h)")
         ax.set_ylabel("CV of gaps per window (-)")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best", frameon=False)
+            ax.legend(loc="best")
     return ax
 
 
@@ -102,7 +102,7 @@ def plot_intervals_by_turns(intervals: pl.DataFrame, *, ax: Axes | None = None) 
             twin.plot(x, intervals["mean_itt_s"].to_numpy(), marker="o", markersize=2, label="mean interval")
             twin.plot(x, intervals["p90_itt_s"].to_numpy(), marker="s", markersize=2, label="P90 interval")
             twin.set_ylabel("interval (s)")
-            twin.legend(loc="upper right", frameon=False)
+            twin.legend(loc="upper right")
         ax.set_xlabel("requests per conversation (count)")
         ax.set_ylabel("conversations (count)")
     return ax
@@ -117,7 +117,7 @@ def plot_long_intervals(intervals: pl.DataFrame, *, ax: Axes | None = None) -> A
             for col in [c for c in intervals.columns if c.startswith("long_gt_")]:
                 label = "> IQR upper bound" if col == "long_gt_iqr" else "> " + col.removeprefix("long_gt_")
                 ax.plot(x, intervals[col].to_numpy(), marker="o", markersize=2, label=label)
-            ax.legend(loc="best", frameon=False)
+            ax.legend(loc="best")
         ax.set_xlabel("requests per conversation (count)")
         ax.set_ylabel("long intervals per conversation (count)")
     return ax

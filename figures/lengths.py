@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import matplotlib
 import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from servelab.figures.registry import register_figure
-from servelab.figures.style import COLUMN_WIDTH_IN, FULL_WIDTH_IN, figure, paper_style
+from servelab.figures.style import COLUMN_WIDTH_IN, FULL_WIDTH_IN, figure, legend_outside, paper_style
 
 __all__ = [
     "plot_length_density",
@@ -53,6 +54,10 @@ _FIT_STYLE = {
     "zipf": {"color": "C5", "ls": (0, (3, 1, 1, 1)), "label": "Zipf"},
     "lognormal_mixture": {"color": "C6", "ls": "-", "label": "2 LogNormals"},
 }
+
+
+#: one colour per input modality in every multimodal panel
+_MODALITY_COLORS = {"text": "C0", "image": "C1", "audio": "C2", "video": "C4"}
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -90,7 +95,7 @@ def plot_length_density(pmf: pl.DataFrame, *, ax: Axes | None = None, curves: pl
         ax.set_yscale("log")
         ax.set_xlabel(f"{label} (tokens)")
         ax.set_ylabel("density (1/token)")
-        ax.legend(frameon=False)
+        ax.legend()
     return ax
 
 
@@ -109,7 +114,7 @@ def plot_io_bins(bins: pl.DataFrame, *, ax: Axes | None = None, group: str | Non
         ax.set_yscale("log")
         ax.set_xlabel("input length (tokens)")
         ax.set_ylabel("output length (tokens)")
-        ax.legend(frameon=False)
+        ax.legend()
     return ax
 
 
@@ -134,7 +139,7 @@ def plot_linear_fit(bins: pl.DataFrame, correlation: pl.DataFrame, *, ax: Axes |
         log_x = _spans_decades(x)
         if {"output_p5", "output_p95"} <= set(part.columns) and part.height:
             ax.fill_between(x, part["output_p5"].to_numpy(), part["output_p95"].to_numpy(), color="C0", alpha=0.15,
-                            lw=0, label="5-95 % of responses")
+                            lw=0, label="5-95 % of responses per bin")
         ax.plot(x, part["output_mean"].to_numpy(), "o", ms=3, color="C0", label="mean response per bin")
         if correlation.height and x.size:
             row = correlation.row(0, named=True)
@@ -150,7 +155,7 @@ def plot_linear_fit(bins: pl.DataFrame, correlation: pl.DataFrame, *, ax: Axes |
             ax.set_yscale("log")
         ax.set_xlabel("request length, bin median (tokens)")
         ax.set_ylabel("response length (tokens)")
-        ax.legend(frameon=True, loc="upper left")
+        legend_outside(ax, where="below", ncols=1)
     return ax
 
 
@@ -168,7 +173,7 @@ def plot_hourly_means(hourly: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
         ax.set_xlabel("hour of day (trace's clock)")
         ax.set_ylabel("mean length / all-day mean")
         ax.set_xlim(0, 23)
-        ax.legend(frameon=False)
+        ax.legend()
     return ax
 
 
@@ -187,7 +192,7 @@ def plot_ratio_pmf(pmf: pl.DataFrame, *, ax: Axes | None = None, smooth: int = 5
         ax.set_ylabel("density")
         ax.set_xlim(0, 1)
         if pmf["group"].n_unique() > 1:
-            ax.legend(frameon=False, title="client")
+            ax.legend(title="client")
     return ax
 
 
@@ -212,10 +217,11 @@ def plot_modality_load(load: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
         t = load["start_s"].to_numpy() / 3600.0
         for col in load.columns:
             if col.endswith("_tps") and float(load[col].sum()) > 0:
-                ax.plot(t, load[col].to_numpy(), lw=1.0, label=col.removesuffix("_tps"))
+                name = col.removesuffix("_tps")
+                ax.plot(t, load[col].to_numpy(), lw=1.0, label=name, color=_MODALITY_COLORS.get(name))
         ax.set_xlabel("time (hours from trace start)")
         ax.set_ylabel("load (tokens/s)")
-        ax.legend(frameon=False)
+        ax.legend()
     return ax
 
 
@@ -226,11 +232,12 @@ def plot_items_per_request(items: pl.DataFrame, *, ax: Axes | None = None) -> Ax
         for m, part in items.group_by("modality", maintain_order=True):
             if part.filter(pl.col("items") > 0).height == 0:
                 continue
-            ax.plot(part["items"].to_numpy(), part["probability"].to_numpy(), marker="o", ms=2, label=m[0])
+            ax.plot(part["items"].to_numpy(), part["probability"].to_numpy(), marker="o", ms=2, label=m[0],
+                    color=_MODALITY_COLORS.get(m[0]))
         ax.set_yscale("log")
-        ax.set_xlabel("items per request")
+        ax.set_xlabel("items per request (count)")
         ax.set_ylabel("share of requests")
-        ax.legend(frameon=False)
+        ax.legend()
     return ax
 
 
@@ -245,7 +252,69 @@ def plot_share_histogram(hist: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
         ax.set_xlabel("multimodal share of input tokens")
         ax.set_ylabel("share of requests")
         ax.set_xlim(0, 1)
-        ax.legend(frameon=False)
+        ax.legend()
+    return ax
+
+
+def plot_response_histograms(table: pl.DataFrame, *, group: str | None = None, ax: Axes | None = None,
+                             legend: bool = True) -> Axes:
+    """Response-length distribution of each request-length bin (BurstGPT Fig. 10), one step line per
+    request bin (light to dark: short to long requests) from
+    :func:`~servelab.analysis.lengths.response_histograms`.
+
+    The response axis is logarithmic (the bins are log-spaced); the y axis is the share of the
+    request bin's responses falling in each response bin, so the lines compare in shape whatever
+    the bins' sizes. ``group`` selects one group (default: the first).
+    """
+    ax = _axes(ax)
+    with paper_style():
+        if table.height:
+            g = group if group is not None else table["group"][0]
+            data = table.filter(pl.col("group") == g).sort(["request_bin", "bin"])
+            keys = data["request_bin"].unique().sort().to_list()
+            colors = matplotlib.colormaps["viridis_r"](np.linspace(0.15, 0.95, max(len(keys), 1)))
+            shown = data.filter(pl.col("count") > 0)
+            for color, k in zip(colors, keys, strict=False):
+                part = data.filter(pl.col("request_bin") == k)
+                lo, hi = part["request_lo"][0], part["request_hi"][0]
+                edges = np.append(part["response_lo"].to_numpy(), part["response_hi"].to_numpy()[-1])
+                ax.stairs(part["probability"].to_numpy(), np.maximum(edges, 0.5), color=color, lw=1.1,
+                          label=f"{lo:,.0f}-{hi:,.0f} (n={part['request_n'][0]:,})")
+            if shown.height:
+                ax.set_xlim(max(0.8, float(shown["response_lo"].min()) * 0.9), float(shown["response_hi"].max()) * 1.1)
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("response length (tokens)")
+        ax.set_ylabel("share of the bin's responses (-)")
+        if legend and ax.get_legend_handles_labels()[0]:
+            ax.legend(title="request tokens", loc="upper right")
+    return ax
+
+
+def modality_columns(load: pl.DataFrame) -> list[str]:
+    """The modalities (``<m>_tps`` columns of a :func:`~servelab.analysis.multimodal.modality_load`
+    table, text excluded) that carry any tokens; ServeGen Fig. 8 needs two or more."""
+    return [c.removesuffix("_tps") for c in load.columns
+            if c.endswith("_tps") and c != "text_tps" and float(load[c].fill_null(0).sum()) > 0]
+
+
+def plot_modality_mix(load: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Each modality's share of the multimodal token load per window, stacked (ServeGen Fig. 8:
+    which modality dominates when)."""
+    ax = _axes(ax)
+    with paper_style():
+        mods = modality_columns(load)
+        t = load["start_s"].to_numpy() / 3600.0
+        if mods:
+            values = np.vstack([load[f"{m}_tps"].fill_null(0).to_numpy().astype(float) for m in mods])
+            total = values.sum(axis=0)
+            share = np.divide(values, total, out=np.full_like(values, np.nan), where=total > 0)
+            ax.stackplot(t, share, labels=mods, colors=[_MODALITY_COLORS.get(m, f"C{5 + i}") for i, m in enumerate(mods)],
+                         alpha=0.85, step="post", lw=0)
+            ax.legend(loc="upper right")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("time (hours from trace start)")
+        ax.set_ylabel("share of multimodal tokens (-)")
     return ax
 
 
@@ -317,7 +386,7 @@ def burstgpt_histograms(input_pmf: pl.DataFrame | None, output_pmf: pl.DataFrame
                  paper_figure="BurstGPT Fig. 8", needs=("input_tokens", "output_tokens"))
 def linear_relation(bins: pl.DataFrame, correlation: pl.DataFrame) -> Figure:
     """Mean response per request bin and the OLS line."""
-    fig, ax = figure(width=COLUMN_WIDTH_IN)
+    fig, ax = figure(width=COLUMN_WIDTH_IN, height=3.2)
     plot_linear_fit(bins, correlation, ax=ax)
     return fig
 
@@ -357,4 +426,52 @@ def multimodal_share(hist: pl.DataFrame) -> Figure:
     """Histogram of the per-request multimodal share of input tokens."""
     fig, ax = figure(width=COLUMN_WIDTH_IN)
     plot_share_histogram(hist, ax=ax)
+    return fig
+
+
+@register_figure("burstgpt.fig10", title="Response lengths per request-length bin",
+                 paper_figure="BurstGPT Fig. 10", needs=("input_tokens", "output_tokens"))
+def response_per_request_bin(table: pl.DataFrame, *, max_groups: int = 4) -> Figure:
+    """Response-length distributions per request bin, one panel per group (model), largest first.
+
+    ``table`` is :func:`~servelab.analysis.lengths.response_histograms` (``by="model"`` for
+    BurstGPT's per-model panels); at most ``max_groups`` panels.
+    """
+    sizes = (table.group_by("group").agg(pl.col("count").sum().alias("n")).sort(["n", "group"], descending=[True, False])
+             if table.height else pl.DataFrame({"group": []}))
+    groups = sizes["group"].head(max_groups).to_list() or [None]
+    n = len(groups)
+    fig, axes = figure(ncols=n, width=COLUMN_WIDTH_IN if n == 1 else FULL_WIDTH_IN, height=2.5, sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, g in zip(axes, groups, strict=True):
+        plot_response_histograms(table, group=g, ax=ax)
+        if n > 1:
+            ax.set_title(str(g))
+    return fig
+
+
+@register_figure("servegen.fig8", title="Omni-modal load: items per request, load and modality mix over time",
+                 paper_figure="ServeGen Fig. 8", needs=("image_tokens", "audio_tokens"))
+def omni_load(load: pl.DataFrame, items: pl.DataFrame | None = None) -> Figure:
+    """ServeGen Fig. 7's analysis on an omni-modal trace: items per request per modality, the token
+    load of every modality over time and each modality's share of the multimodal load.
+
+    Drawn only for a trace carrying tokens of two or more modalities (:func:`modality_columns`);
+    the report says why otherwise.
+
+    Raises
+    ------
+    ValueError
+        If ``load`` carries tokens of fewer than two modalities.
+    """
+    mods = modality_columns(load)
+    if len(mods) < 2:
+        raise ValueError(f"servegen.fig8 needs tokens of at least two modalities; got {mods or 'none'}")
+    n = 3 if items is not None and items.height else 2
+    fig, axes = figure(ncols=n, width=FULL_WIDTH_IN, height=2.4)
+    axes = list(np.atleast_1d(axes))
+    if n == 3:
+        plot_items_per_request(items, ax=axes.pop(0))
+    plot_modality_load(load, ax=axes[0])
+    plot_modality_mix(load, ax=axes[1])
     return fig

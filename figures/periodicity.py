@@ -85,7 +85,7 @@ def plot_daily_volume(daily: pl.DataFrame, *, ax: Axes | None = None, groups: Se
         ax.set_xlabel("day since trace start (origin unknown)")
     ax.set_ylabel("requests per day")
     if groups:
-        ax.legend(frameon=False)
+        ax.legend()
     return ax
 
 
@@ -107,7 +107,7 @@ def plot_hour_of_day(profile: pl.DataFrame, *, ax: Axes | None = None, groups: S
     ax.set_xlim(-0.5, 23.5)
     ax.set_xticks(range(0, 24, 3))
     if groups:
-        ax.legend(frameon=False)
+        ax.legend()
     return ax
 
 
@@ -131,7 +131,7 @@ def plot_burst_frequency(bursts: pl.DataFrame, *, ax: Axes | None = None) -> Axe
     ax.set_xticks(np.arange(len(groups)), groups)
     ax.set_ylabel("volume doublings per day")
     ax.set_xlabel("group (black ticks: expected of Poisson windows)")
-    ax.legend(frameon=False)
+    ax.legend()
     return ax
 
 
@@ -163,7 +163,7 @@ def plot_forecast(result, *, ax: Axes | None = None, max_bins: int | None = None
     unit = "requests per bin" if result.target == "requests" else "mean request tokens per request"
     ax.set_ylabel(f"{unit} ({result.bin_s / 60:g}-min bins)")
     ax.set_xlabel("hours into the held-out tail")
-    ax.legend(frameon=False, loc="upper left")
+    ax.legend(loc="upper left")
     return ax
 
 

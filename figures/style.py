@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["COLUMN_WIDTH_IN", "FULL_WIDTH_IN", "paper_style", "figure", "save_figure"]
+__all__ = ["COLUMN_WIDTH_IN", "FULL_WIDTH_IN", "SAVE_FORMATS", "paper_style", "figure", "save_figure", "legend_outside"]
 
 #: a single paper column (ACM / IEEE two-column layouts) and a full text width, in inches
 COLUMN_WIDTH_IN = 3.4
@@ -59,15 +59,86 @@ def figure(*, ncols: int = 1, nrows: int = 1, width: float = COLUMN_WIDTH_IN, he
     return fig, axes
 
 
-def save_figure(fig: Figure, path, *, formats: tuple[str, ...] = ("png",)) -> list:
-    """Save ``fig`` as each of ``formats`` (png, svg, pdf) beside ``path`` (suffix replaced)."""
+#: the file formats :func:`save_figure` writes
+SAVE_FORMATS = ("png", "svg", "pdf")
+
+
+def save_figure(fig: Figure, path, *, formats: tuple[str, ...] | None = None) -> list:
+    """Save ``fig`` as each of ``formats`` beside ``path`` (its suffix replaced), in servelab's style.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : str or path-like
+        Target file; its suffix is replaced by each format's.
+    formats : tuple of {"png", "svg", "pdf"}, optional
+        Formats to write. Default: the suffix of ``path`` when it is one of :data:`SAVE_FORMATS`,
+        else ``("png",)``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in the order of ``formats``.
+
+    Raises
+    ------
+    ValueError
+        If a format is not one of :data:`SAVE_FORMATS`.
+    """
     from pathlib import Path
 
     path = Path(path)
+    if formats is None:
+        suffix = path.suffix.lower().lstrip(".")
+        formats = (suffix,) if suffix in SAVE_FORMATS else ("png",)
+    if isinstance(formats, str):
+        formats = (formats,)
+    bad = [f for f in formats if str(f).lower().lstrip(".") not in SAVE_FORMATS]
+    if bad or not formats:
+        raise ValueError(f"formats must be a non-empty selection of {SAVE_FORMATS}; got {tuple(formats)!r}")
     written = []
     for fmt in formats:
+        fmt = str(fmt).lower().lstrip(".")
         target = path.with_suffix(f".{fmt}")
         with paper_style():
             fig.savefig(target, format=fmt)
         written.append(target)
     return written
+
+
+def legend_outside(ax_or_fig, *, where: str = "below", ncols: int | None = None, title: str | None = None,
+                   handles=None, labels=None):
+    """A legend outside the data area, so that it never covers curves.
+
+    On an Axes, ``where="below"`` puts it under the axes (under the x label), ``"right"`` beside
+    it; on a Figure (constrained layout) it goes in the figure margin (``"outside lower center"``
+    / ``"outside right center"``) and gathers the handles of every axes (duplicates once).
+    Returns the Legend, or None when there is nothing to label.
+
+    Raises
+    ------
+    ValueError
+        If ``where`` is not ``"below"`` or ``"right"``.
+    """
+    if where not in ("below", "right"):
+        raise ValueError(f"where must be 'below' or 'right'; got {where!r}")
+    if handles is None:
+        axes = ax_or_fig.axes if isinstance(ax_or_fig, Figure) else [ax_or_fig]
+        seen: dict[str, object] = {}
+        for ax in axes:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                if not lab.startswith("_") and lab not in seen:
+                    seen[lab] = h
+        handles, labels = list(seen.values()), list(seen)
+    if not handles:
+        return None
+    with paper_style():
+        if isinstance(ax_or_fig, Figure):
+            loc = "outside lower center" if where == "below" else "outside right center"
+            return ax_or_fig.legend(handles, labels, loc=loc, ncols=ncols or (min(len(handles), 4) if where == "below" else 1),
+                                    title=title)
+        if where == "below":
+            return ax_or_fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                                    ncols=ncols or min(len(handles), 2), title=title)
+        return ax_or_fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), ncols=ncols or 1,
+                                title=title)

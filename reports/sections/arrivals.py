@@ -12,7 +12,7 @@ import polars as pl
 
 from servelab.analysis.store import TraceStore
 from servelab.figures.arrivals import burstgpt_fig6, servegen_fig1, servegen_fig2
-from servelab.reports.findings.arrivals import arrival_findings, collect_arrival_evidence
+from servelab.reports.findings.arrivals import MIN_WINDOW_GAPS, arrival_findings, collect_arrival_evidence
 from servelab.reports.section import Section
 
 __all__ = ["build_section"]
@@ -46,8 +46,12 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
     else:
         figures["servegen.fig2"] = servegen_fig2(ev.tables["windows"])
     gamma = ev.tables.get("gamma_windows")
-    if gamma is not None and gamma.filter(pl.col("alpha").is_not_null()).height:
-        figures["burstgpt.fig6"] = burstgpt_fig6(gamma, group=ev.gamma_by)
+    if gamma is not None and gamma.filter(pl.col("alpha").is_not_null() & (pl.col("gamma_n") >= MIN_WINDOW_GAPS)).height:
+        figures["burstgpt.fig6"] = burstgpt_fig6(gamma, group=ev.gamma_by, window_s=ev.gamma_window_s,
+                                                 min_gaps=MIN_WINDOW_GAPS)
+    elif gamma is not None:
+        notes.append(f"burstgpt.fig6 not drawn: no {ev.gamma_window_s / 60:g}-minute window holds {MIN_WINDOW_GAPS} "
+                     "gaps with a converged Gamma fit")
     tables = {name: ev.tables[name] for name in _SMALL_TABLES if name in ev.tables}
     summary = ev.tables["gap_summary"]
     headline = {

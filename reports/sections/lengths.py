@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from servelab.analysis.exceptions import NotApplicableError
+from servelab.analysis.lengths import response_histograms
 from servelab.analysis.store import TraceStore
 from servelab.figures import lengths as F
 from servelab.reports.findings.lengths import length_findings, measure_lengths
@@ -52,11 +54,24 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
         figures["servegen.fig4"] = F.io_relation(t["io_bins"], by_period=t.get("io_bins_by_period"))
         if "io_correlation" in t:
             figures["burstgpt.fig8"] = F.linear_relation(t["io_bins"], t["io_correlation"])
+    fig_notes = []
+    try:  # BurstGPT Fig. 10: per model when the trace has several
+        figures["burstgpt.fig10"] = F.response_per_request_bin(
+            response_histograms(store, by="model" if store.has("model") else None))
+    except NotApplicableError as err:
+        fig_notes.append(f"burstgpt.fig10 not drawn: {err.reason}")
     if "summary" in rev.tables and "ratio_pmf" in rev.tables:
         figures["servegen.fig13"] = F.reasoning_lengths(rev.tables["summary"], rev.tables["ratio_pmf"],
                                                         ratio_pmf_by_client=rev.tables.get("ratio_pmf_by_client"))
     if "load" in mev.tables:
         figures["servegen.fig7"] = F.multimodal_load(mev.tables["load"], mev.tables.get("items_per_request"))
+    mods = F.modality_columns(mev.tables["load"]) if "load" in mev.tables else []
+    if len(mods) >= 2:  # ServeGen Fig. 8: Fig. 7's analysis on an omni-modal trace
+        figures["servegen.fig8"] = F.omni_load(mev.tables["load"], mev.tables.get("items_per_request"))
+    else:
+        fig_notes.append("servegen.fig8 (omni-modal load) not drawn: it needs tokens of two or more modalities "
+                         "(image, audio, video); " + (f"this trace carries only {mods[0]} tokens" if mods else
+                                                      "this trace has no modality tokens"))
     if "share_histogram" in mev.tables:
         figures["servegen.fig9"] = F.multimodal_share(mev.tables["share_histogram"])
     tables: dict[str, pl.DataFrame] = {name: t[name] for name in ("counts", "quantiles", "input_fits", "output_fits",
@@ -80,7 +95,7 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
         headline["output mean max/min across periods"] = ev.shift.output_ratio
     if rev.ratio_bimodality is not None:
         headline["reason ratio bimodal"] = rev.ratio_bimodality.bimodal
-    notes = list(ev.notes)
+    notes = list(ev.notes) + fig_notes
     notes += [f"not applicable: {k}: {v}" for k, v in {**ev.skipped, **rev.skipped, **mev.skipped}.items()]
     if quick:
         notes.append("quick mode: length fits on at most 10^5 values, bimodality on 2*10^4")

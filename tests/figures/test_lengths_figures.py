@@ -36,7 +36,7 @@ def test_relation_shift_reasoning_and_multimodal_figures():
     corr = pl.DataFrame({"group": ["all"], "n": [15], "pearson": [0.3], "spearman": [0.2], "spearman_n": [15],
                          "slope": [0.05], "intercept": [20.0], "r2": [0.09], "mean_x": [100.0], "mean_y": [30.0]})
     assert "output length (tokens)" in F.io_relation(bins, by_period=bins).axes[0].get_ylabel()
-    assert "response tokens" in F.linear_relation(bins, corr).axes[0].get_ylabel()
+    assert "response length (tokens)" in F.linear_relation(bins, corr).axes[0].get_ylabel()
     hourly = pl.DataFrame({"hour": [0, 1, 2], "n": [3, 3, 3], "mean_input_tokens": [1.0, 2.0, 3.0],
                            "mean_output_tokens": [3.0, 2.0, 1.0]})
     assert "hour" in F.length_shift(hourly).axes[0].get_xlabel()
