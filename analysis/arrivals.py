@@ -16,9 +16,12 @@ Definitions used throughout (and by the tests' independent numpy reference):
   defined only with at least 2 gaps (3 requests) and a positive mean gap; otherwise null, never 0.
 - ``mean_gap_s`` needs at least 1 gap (2 requests); otherwise null.
 
-The aggregates, the window grid and the idle-window fill are DuckDB SQL; the one order-dependent
-step (each request's lag within its group) is a vectorised polars ``shift().over()`` because
-DuckDB's window operator was several times slower at 10 M rows (see :func:`arrival_frame`).
+Whole-group aggregates are DuckDB SQL; the one order-dependent step (each request's lag within its
+group) is a vectorised polars ``shift().over()`` because DuckDB's window operator was several times
+slower at 10 M rows (see :func:`arrival_frame`). Per-window aggregates are a polars ``group_by``
+and the idle-window fill a numpy scatter into the dense (group, window) grid: at 10 M rows, 2,000
+clients and 5-minute windows (4 M output rows) the DuckDB cross join + left join + sort took
+~3 s of the ~4.5 s.
 
 Undefined values are nulls, never 0 and never an exception. This module computes tables only: it
 fits nothing (see :mod:`servelab.fitting`) and plots nothing.
@@ -26,6 +29,7 @@ fits nothing (see :mod:`servelab.fitting`) and plots nothing.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -268,7 +272,6 @@ def window_stats(
     window: str | float = "5m",
     by: str | None = None,
     fill_idle: bool = True,
-    threads: int | None = None,
     frame: ArrivalFrame | None = None,
 ) -> pl.DataFrame:
     """Request rate and gap statistics per window (and per group).
@@ -284,8 +287,6 @@ def window_stats(
     fill_idle : bool
         Emit every (group, window) pair of the trace's span, idle ones with ``n_requests = 0``,
         ``rate_rps = 0`` and null gap statistics (default). False emits active windows only.
-    threads : int, optional
-        DuckDB threads (default: DuckDB's choice).
     frame : ArrivalFrame, optional
         A frame of the same grouping from :func:`arrival_frame` (read once, reused).
 
@@ -302,56 +303,72 @@ def window_stats(
     base = _frame_for(store, column, frame)
     gaps = frame_gaps(base, window_s=seconds)
     t0, t1 = base.t0, base.t1
-    w = f"CAST({seconds!r} AS DOUBLE)"
-    select_key = f'k.grp_ AS "{column}", ' if column else ""
-    join = "groups_ k CROSS JOIN grid_ g LEFT JOIN agg_ a ON a.grp_ IS NOT DISTINCT FROM k.grp_ AND a.w = g.w" if fill_idle \
-        else "agg_ a JOIN groups_ k ON a.grp_ IS NOT DISTINCT FROM k.grp_ JOIN grid_ g ON a.w = g.w"
-    expo = f"(least((g.w + 1) * {w}, s.t1) - greatest(g.w * {w}, s.t0))"
-    sql = f"""
-        WITH span_ AS (SELECT CAST($t0 AS DOUBLE) AS t0, CAST($t1 AS DOUBLE) AS t1),
-        agg_ AS (
-            SELECT grp_, w,
-                   count(*) AS n_requests,
-                   count(gap) AS n_gaps,
-                   avg(gap) AS mean_gap,
-                   stddev_pop(gap) AS std_gap,
-                   count(gap) FILTER (WHERE gap = 0) AS n_zero,
-                   count(gap) FILTER (WHERE gap > 0) AS n_pos,
-                   avg(CASE WHEN gap > 0 THEN gap END) AS mean_pos,
-                   avg(ln(CASE WHEN gap > 0 THEN gap END)) AS mean_log_pos
-            FROM gaps_ GROUP BY grp_, w
-        ),
-        groups_ AS (SELECT DISTINCT grp_ FROM agg_),
-        grid_ AS (
-            SELECT range AS w FROM span_, range(CAST(floor(t0 / {w}) AS BIGINT), CAST(floor(t1 / {w}) AS BIGINT) + 1)
-        )
-        SELECT {select_key}
-               g.w AS window,
-               g.w * {w} AS window_start_s,
-               {expo} AS exposure_s,
-               coalesce(a.n_requests, 0) AS n_requests,
-               CASE WHEN {expo} > 0 THEN coalesce(a.n_requests, 0) / {expo} END AS rate_rps,
-               coalesce(a.n_gaps, 0) AS n_gaps,
-               CASE WHEN a.n_gaps >= 1 THEN a.mean_gap END AS mean_gap_s,
-               CASE WHEN a.n_gaps >= 2 THEN a.std_gap END AS std_gap_s,
-               CASE WHEN a.n_gaps >= 2 AND a.mean_gap > 0 THEN a.std_gap / a.mean_gap END AS cv,
-               coalesce(a.n_zero, 0) AS n_zero_gaps,
-               coalesce(a.n_pos, 0) AS n_positive_gaps,
-               a.mean_pos AS mean_positive_gap_s,
-               a.mean_log_pos AS mean_log_positive_gap
-        FROM {join}, span_ s
-        ORDER BY k.grp_, g.w
-    """
-    with contextlib.closing(store.connect(threads=threads)) as con:
-        con.register("gaps_", gaps.to_arrow())
-        out = fetch_polars(con, sql, {"t0": t0, "t1": t1})
-    return out.with_columns(
-        pl.col("window").cast(pl.Int64),
-        pl.col("n_requests").cast(pl.Int64),
-        pl.col("n_gaps").cast(pl.Int64),
-        pl.col("n_zero_gaps").cast(pl.Int64),
-        pl.col("n_positive_gaps").cast(pl.Int64),
+    w0, w1 = math.floor(t0 / seconds), math.floor(t1 / seconds)
+    n_win = w1 - w0 + 1
+    gap = pl.col("gap")
+    positive = gap.filter(gap > 0)
+    agg = gaps.group_by("grp_", "w").agg(
+        pl.len().alias("n_requests"),
+        gap.count().alias("n_gaps"),
+        gap.mean().alias("mean_gap"),
+        gap.std(ddof=0).alias("std_gap"),
+        (gap == 0).sum().alias("n_zero"),
+        (gap > 0).sum().alias("n_pos"),
+        positive.mean().alias("mean_pos"),
+        positive.log().mean().alias("mean_log_pos"),
     )
+    # groups in output order (nulls last, as DuckDB orders them); each (group, window) gets the
+    # dense index code * n_win + (w - w0), so the idle fill is a numpy scatter, not a join
+    groups = agg.get_column("grp_").unique().sort(nulls_last=True)
+    codes = pl.DataFrame({"grp_": groups, "code_": np.arange(groups.len(), dtype=np.int64)})
+    agg = agg.join(codes, on="grp_", how="left", nulls_equal=True)
+    dense = (agg["code_"].to_numpy() * n_win + (agg["w"].to_numpy() - w0)).astype(np.int64)
+    if fill_idle:
+        size = groups.len() * n_win
+        index = dense
+        group_idx = np.repeat(np.arange(groups.len(), dtype=np.int64), n_win)
+        win = np.tile(np.arange(w0, w1 + 1, dtype=np.int64), groups.len())
+    else:
+        order = np.argsort(dense, kind="stable")
+        size = order.size
+        index = np.empty(size, dtype=np.int64)
+        index[order] = np.arange(size, dtype=np.int64)
+        group_idx = dense[order] // n_win
+        win = dense[order] % n_win + w0
+
+    def scatter(name: str, fill: float, dtype=np.float64) -> np.ndarray:
+        out = np.full(size, fill, dtype=dtype)
+        values = agg[name].to_numpy()
+        out[index] = values
+        return out
+
+    n_requests = scatter("n_requests", 0, np.int64)
+    n_gaps = scatter("n_gaps", 0, np.int64)
+    mean_gap = scatter("mean_gap", np.nan)
+    std_gap = scatter("std_gap", np.nan)
+    start_s = win * seconds
+    exposure = np.minimum((win + 1) * seconds, t1) - np.maximum(start_s, t0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(exposure > 0, n_requests / exposure, np.nan)
+        cv = np.where((n_gaps >= 2) & (mean_gap > 0), std_gap / mean_gap, np.nan)
+    out = pl.DataFrame({
+        **({column: groups.gather(group_idx)} if column else {}),
+        "window": win,
+        "window_start_s": start_s.astype(np.float64),
+        "exposure_s": exposure.astype(np.float64),
+        "n_requests": n_requests,
+        "rate_rps": rate,
+        "n_gaps": n_gaps,
+        "mean_gap_s": np.where(n_gaps >= 1, mean_gap, np.nan),
+        "std_gap_s": np.where(n_gaps >= 2, std_gap, np.nan),
+        "cv": cv,
+        "n_zero_gaps": scatter("n_zero", 0, np.int64),
+        "n_positive_gaps": scatter("n_pos", 0, np.int64),
+        "mean_positive_gap_s": scatter("mean_pos", np.nan),
+        "mean_log_positive_gap": scatter("mean_log_pos", np.nan),
+    })
+    # undefined statistics are nulls, never NaN (no statistic here is NaN when defined)
+    return out.with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
 def shift_summary(windows: pl.DataFrame, *, by: str | None = None, min_gaps: int = 20,

@@ -152,3 +152,26 @@ def test_bad_arguments(clients, tmp_path):
         window_stats(store, by="service")
     with pytest.raises(ValueError, match="groups needs by"):
         inter_arrival_gaps(store, groups=["a"])
+
+
+def test_window_stats_active_only_order_nulls_and_gamma_statistics(tmp_path, rng):
+    """fill_idle=False keeps (group, window) order; a null client is its own group, last; the Gamma
+    sufficient statistics of the positive gaps match numpy (ties give zero gaps, excluded)."""
+    n = 2000
+    t = np.round(rng.uniform(0, 1800, n), 1)  # 0.1 s resolution: some zero gaps
+    c = rng.choice(["b", "a", None], n, p=[0.5, 0.3, 0.2])
+    frame = pl.DataFrame({"timestamp": t, "client_id": c})
+    store = write_store(frame, tmp_path / "s")
+    full = window_stats(store, window="5m", by="client")
+    active = window_stats(store, window="5m", by="client", fill_idle=False)
+    assert full["client_id"].unique(maintain_order=True).to_list() == ["a", "b", None]
+    assert active.equals(full.filter(pl.col("n_requests") > 0))
+    for row in active.iter_rows(named=True):
+        in_group = (c == row["client_id"]) if row["client_id"] is not None else np.array([x is None for x in c])
+        inside = np.sort(t[in_group & (np.floor(t / 300.0) == row["window"])])
+        gaps = np.diff(inside)
+        pos = gaps[gaps > 0]
+        assert row["n_zero_gaps"] == int((gaps == 0).sum())
+        assert row["n_positive_gaps"] == pos.size
+        assert row["mean_log_positive_gap"] == pytest.approx(np.log(pos).mean(), rel=1e-9)
+        assert row["mean_positive_gap_s"] == pytest.approx(pos.mean(), rel=1e-9)
