@@ -18,6 +18,10 @@ loader takes about 36 s for m-large on this machine (issue 7).
 ``--what size``: that fitted day tiled to 14 days (every window shifted by whole days), written
 in servelab's format, target under 100 MB.
 
+``--what size-real``: 14 days (``--days``), each fitted from its own synthetic 10 M-row day
+(``--rows-per-day``, seeds differ), shifted and joined into one pool: the real size of a fitted
+14-day 2,000-client pool, target under 100 MB.
+
 ``--what roundtrip``: one day (seeded) sampled from the m-small, deepseek-r1 and mm-image pools
 (../shared when present, else the slices in raw_traces/servegen), a pool fitted from it, and the
 comparison client by client (:func:`servelab.fitting.pool_fit.compare_pools`).
@@ -159,6 +163,64 @@ def bench_fit(rows: int, store_dir: Path, keep: Path | None) -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_size_real(days: int, rows_per_day: int, keep: Path | None) -> None:
+    """A pool of 2,000 clients over ``days`` days, every day fitted from its own trace.
+
+    Each day is its own synthetic 1-day store (``rows_per_day`` rows, 2,000 clients, seed 100 + k,
+    so days differ as real days do), fitted with :func:`fit_pool`'s defaults and shifted by k days;
+    the clients and conversation tables are the union over days. Unlike ``--what size`` (one
+    fitted day tiled with jitter), nothing is copied, so Parquet cannot compress one day against
+    another's copy. One store at a time is on disk.
+    """
+    import resource
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from synthetic_trace import make_synthetic_store
+
+    from servelab.fitting.pool_fit import fit_pool
+    from servelab.generator import ClientPool
+
+    work = keep or Path(tempfile.mkdtemp(prefix="bench_size_real_"))
+    work.mkdir(parents=True, exist_ok=True)
+    parts: dict[str, list[pl.DataFrame]] = {n: [] for n in ("clients", "arrivals", "data", "data_fits",
+                                                            "conversations", "conversation_pmfs")}
+    t_all = time.perf_counter()
+    t_fit = 0.0
+    day = None
+    try:
+        for k in range(days):
+            store = make_synthetic_store(work / "store", n_rows=rows_per_day, n_clients=2000, days=1.0,
+                                         seed=100 + k, overwrite=True)
+            t0 = time.perf_counter()
+            day = fit_pool(store).clip(0.0, 86400.0)
+            t_fit += time.perf_counter() - t0
+            for name in parts:
+                frame = getattr(day, name)
+                if "window_start" in frame.columns and name in ("arrivals", "data", "data_fits"):
+                    frame = frame.with_columns((pl.col("window_start") + 86400.0 * k).alias("window_start"))
+                parts[name].append(frame)
+            print(f"  day {k + 1:2d}/{days}: {store.n_requests:,} rows, {day.n_clients} clients, "
+                  f"fit {time.perf_counter() - t0:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+        shutil.rmtree(work / "store", ignore_errors=True)
+        tables = {name: pl.concat(frames, how="vertical_relaxed") for name, frames in parts.items()}
+        for name in ("clients", "conversations"):
+            tables[name] = tables[name].unique(subset=["client_id"], keep="first", maintain_order=True)
+        big = ClientPool(**tables, window_s=day.window_s, data_window_s=day.data_window_s,
+                         span=(0.0, days * 86400.0), fields=day.fields,
+                         provenance={"benchmark": f"{days} days, each fitted from its own synthetic day"})
+        big.save(work / "pool", overwrite=True)
+        sizes = {f.name: f.stat().st_size / 2**20 for f in (work / "pool").iterdir()}
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{days}-day fitted pool  {folder_mb(work / 'pool'):.1f} MB   target < 100 MB   "
+              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:4]))
+        print(f"                    {big.n_clients} clients; arrivals {big.arrivals.height:,} rows, data "
+              f"{big.data.height:,} rows; {days} x {rows_per_day:,} requests fitted in {t_fit:.0f} s, "
+              f"{time.perf_counter() - t_all:.0f} s in all; peak RSS {rss:.0f} MB")
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_roundtrip() -> None:
     """Sample one day from each published pool, fit a pool, compare client by client."""
     import numpy as np
@@ -218,7 +280,9 @@ def bench_roundtrip() -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--what", choices=["load", "fit", "size", "roundtrip", "all"], default="load")
+    parser.add_argument("--what", choices=["load", "fit", "size", "size-real", "roundtrip", "all"], default="load")
+    parser.add_argument("--days", type=int, default=14, help="Days of --what size-real.")
+    parser.add_argument("--rows-per-day", type=int, default=10_000_000, help="Requests per day of --what size-real.")
     parser.add_argument("--clients", type=int, default=162)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--store", type=Path, default=Path(tempfile.gettempdir()) / "bench_pool_store")
@@ -226,6 +290,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.what in ("fit", "size", "all"):
         bench_fit(args.rows, args.store, args.keep)
+    if args.what == "size-real":
+        bench_size_real(args.days, args.rows_per_day, args.keep)
     if args.what in ("roundtrip", "all"):
         bench_roundtrip()
     if args.what not in ("load", "all"):
