@@ -181,9 +181,9 @@ def servegen_fig1(histogram: pl.DataFrame, densities: pl.DataFrame | None, compa
     """Gap histogram with fitted densities (left) and the family comparison (right)."""
     fig, (left, right) = figure(ncols=2, width=FULL_WIDTH_IN, height=2.6)
     plot_gap_histogram(histogram, densities, ax=left)
-    left.set_title("(a) gaps and fitted densities")
+    left.set_title("(a) gaps and fitted densities", fontsize=9)
     plot_family_comparison(comparison, ax=right)
-    right.set_title("(b) KS distance D per family")
+    right.set_title("(b) KS distance D per family", fontsize=9)
     return fig
 
 

@@ -21,7 +21,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from servelab.figures.registry import register_figure
-from servelab.figures.style import FULL_WIDTH_IN, figure, paper_style
+from servelab.figures.style import FULL_WIDTH_IN, figure, legend_outside, paper_style
 
 __all__ = [
     "plot_client_cdf",
@@ -92,9 +92,10 @@ def plot_client_cdf(summary: pl.DataFrame, column: str, *, ax: Axes | None = Non
 
 
 def plot_top_client_series(window_stats: pl.DataFrame, column: str, *, clients, ax: Axes | None = None,
-                           min_requests: int = 10) -> Axes:
+                           min_requests: int = 10, legend: bool = True) -> Axes:
     """One line per top client: ``column`` per window over time (hours); CV only where a window
-    holds at least ``min_requests`` requests."""
+    holds at least ``min_requests`` requests. The client legend goes under the axes (never over
+    the curves); ``legend=False`` leaves it to the caller (one legend for a row of panels)."""
     ax = _axes(ax)
     with paper_style():
         for i, cid in enumerate(clients):
@@ -108,19 +109,22 @@ def plot_top_client_series(window_stats: pl.DataFrame, column: str, *, clients, 
             ax.set_yscale("log")
         if column == "cv":
             ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.8)
-        ax.set_xlabel("time since trace start (h)")
+        ax.set_xlabel("time since start (h)")
         ax.set_ylabel(_LABELS.get(column, column))
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best")
+        if legend and ax.get_legend_handles_labels()[0]:
+            legend_outside(ax, where="below")
     return ax
 
 
 def plot_top_client_ranges(window_stats: pl.DataFrame, column: str, *, clients, ax: Axes | None = None,
                            min_requests: int = 10) -> Axes:
-    """Per top client: median of ``column`` over windows with the min-max range as an error bar."""
+    """Per top client: median of ``column`` over windows with the min-max range as an error bar
+    (log y when the values span more than 30x), in the clients' colours of
+    :func:`plot_top_client_series`."""
     ax = _axes(ax)
     with paper_style():
         labels = []
+        drawn = []
         for i, cid in enumerate(clients):
             v = np.array([])
             if column in window_stats.columns:
@@ -129,35 +133,48 @@ def plot_top_client_ranges(window_stats: pl.DataFrame, column: str, *, clients, 
             labels.append(chr(65 + i))
             if v.size:
                 med = float(np.median(v))
-                ax.errorbar([i], [med], yerr=[[med - v.min()], [v.max() - med]], fmt="o", capsize=3, markersize=3)
+                ax.errorbar([i], [med], yerr=[[med - v.min()], [v.max() - med]], fmt="o", capsize=3, markersize=3,
+                            color=f"C{i % 10}")
+                drawn.append(v)
+        if drawn and column in _LOG:
+            values = np.concatenate(drawn)
+            values = values[values > 0]
+            if values.size >= 2 and values.max() / values.min() > 30:
+                ax.set_yscale("log")
         ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlim(-0.5, max(len(labels), 1) - 0.5)
         ax.set_xlabel("top client")
-        ax.set_ylabel(_LABELS.get(column, column) + ", range over windows")
+        ax.set_title("median, min-max over windows", fontsize=7)
+        ax.set_ylabel(_LABELS.get(column, column))
     return ax
 
 
-def plot_reason_ratio_histograms(histograms: pl.DataFrame | None, *, ax: Axes | None = None) -> Axes:
-    """Per top client, the density of the per-request reason share of the output."""
+def plot_reason_ratio_histograms(histograms: pl.DataFrame | None, *, ax: Axes | None = None,
+                                 legend: bool = True) -> Axes:
+    """Per top client, the density of the per-request reason share of the output (client legend
+    under the axes; ``legend=False`` leaves it to the caller)."""
     ax = _axes(ax)
     with paper_style():
         if histograms is not None and histograms.height:
             for i, (cid, part) in enumerate(histograms.group_by("client_id", maintain_order=True)):
                 mid = (part["bin_lo"].to_numpy() + part["bin_hi"].to_numpy()) / 2
                 ax.plot(mid, part["density"].to_numpy(), label=f"client {chr(65 + i)} ({cid[0]})")
-            ax.legend(loc="best")
+            if legend:
+                legend_outside(ax, where="below", ncols=2)  # the densities fill the panel: never over them
         ax.set_xlabel("reason tokens / output tokens (-)")
         ax.set_ylabel("density (-)")
     return ax
 
 
 def _fig_two_rows(summary, window_stats, clients, cdf_columns, series_columns, range_columns) -> Figure:
-    fig, axes = figure(nrows=2, ncols=4, width=FULL_WIDTH_IN, height=4.2)
+    fig, axes = figure(nrows=2, ncols=4, width=FULL_WIDTH_IN, height=4.6)
     for ax, col in zip(axes[0], cdf_columns):
         plot_client_cdf(summary, col, ax=ax)
     for ax, col in zip(axes[1][:2], series_columns):
-        plot_top_client_series(window_stats, col, clients=clients, ax=ax)
+        plot_top_client_series(window_stats, col, clients=clients, ax=ax, legend=False)
     for ax, col in zip(axes[1][2:], range_columns):
         plot_top_client_ranges(window_stats, col, clients=clients, ax=ax)
+    legend_outside(fig, where="below")  # one legend for the clients, under the panels
     return fig
 
 
@@ -185,8 +202,9 @@ def servegen_fig17(summary: pl.DataFrame, ranking: pl.DataFrame, *, reason_histo
                    **_) -> Figure:
     """(a) cumulative request share of the top clients, (b) CDF of client CVs, (c) reason ratio
     densities of the top clients."""
-    fig, (a, b, c) = figure(ncols=3, width=FULL_WIDTH_IN, height=2.3)
+    fig, (a, b, c) = figure(ncols=3, width=FULL_WIDTH_IN, height=2.8)
     plot_share_curve(ranking, ax=a)
     plot_client_cdf(summary, "cv", ax=b)
-    plot_reason_ratio_histograms(reason_histograms, ax=c)
+    plot_reason_ratio_histograms(reason_histograms, ax=c, legend=False)
+    legend_outside(fig, where="below", ncols=5)
     return fig

@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from servelab.figures.arrivals import plot_gap_histogram
 from servelab.figures.registry import register_figure
-from servelab.figures.style import FULL_WIDTH_IN, figure, paper_style
+from servelab.figures.style import FULL_WIDTH_IN, figure, legend_outside, paper_style
 
 __all__ = [
     "burstgpt_fig9",
@@ -86,7 +86,7 @@ def plot_upsampling_cv(windows: pl.DataFrame, *, ax: Axes | None = None) -> Axes
         ax.set_xlabel("time since trace start (h)")
         ax.set_ylabel("CV of gaps per window (-)")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best")
+            legend_outside(ax, where="below", ncols=3)  # the three curves overlap: never cover them
     return ax
 
 
@@ -102,6 +102,7 @@ def plot_intervals_by_turns(intervals: pl.DataFrame, *, ax: Axes | None = None) 
             twin.plot(x, intervals["mean_itt_s"].to_numpy(), marker="o", markersize=2, label="mean interval")
             twin.plot(x, intervals["p90_itt_s"].to_numpy(), marker="s", markersize=2, label="P90 interval")
             twin.set_ylabel("interval (s)")
+            twin.grid(False)  # the bars' grid only
             twin.legend(loc="upper right")
         ax.set_xlabel("requests per conversation (count)")
         ax.set_ylabel("conversations (count)")
@@ -128,16 +129,21 @@ def plot_long_intervals(intervals: pl.DataFrame, *, ax: Axes | None = None) -> A
 def servegen_fig14(windows: pl.DataFrame, gap_histogram: pl.DataFrame | None = None,
                    gap_densities: pl.DataFrame | None = None, **_) -> Figure:
     """Left: rate and CV per window; right: gap histogram with fitted densities."""
-    fig, (left, right) = figure(ncols=2, width=FULL_WIDTH_IN, height=2.4)
+    fig, (left, right) = figure(ncols=2, width=FULL_WIDTH_IN, height=2.7)
     with paper_style():
         t = windows["window_start_s"].to_numpy() / 3600.0
         left.plot(t, windows["cv"].to_numpy().astype(float), color="C0", linewidth=0.9, label="CV")
         left.axhline(1.0, color="0.5", linestyle="--", linewidth=0.8)
         left.set_xlabel("time since trace start (h)")
-        left.set_ylabel("CV of gaps (-)")
+        left.set_ylabel("CV of gaps (-)", color="C0")
+        left.tick_params(axis="y", colors="C0")
         twin = left.twinx()
         twin.plot(t, windows["rate_rps"].to_numpy().astype(float), color="C1", linewidth=0.9, label="rate")
-        twin.set_ylabel("rate (requests/s)")
+        twin.set_ylabel("rate (requests/s)", color="C1")
+        twin.tick_params(axis="y", colors="C1")
+        twin.grid(False)  # one grid (the CV axis'): two misaligned grids read as noise
+        legend_outside(left, where="below", ncols=2, handles=left.get_lines()[:1] + twin.get_lines()[:1],
+                       labels=["CV of gaps (left axis)", "rate (right axis)"])
     if gap_histogram is not None and gap_histogram.height:
         plot_gap_histogram(gap_histogram, gap_densities, ax=right)
     else:
@@ -162,7 +168,7 @@ def servegen_fig15(turns: pl.DataFrame, itt_histogram: pl.DataFrame | None = Non
                  paper_figure="ServeGen Fig. 16")
 def servegen_fig16(windows: pl.DataFrame, **_) -> Figure:
     """CV per window: original, naive upsampling, ITT upsampling."""
-    fig, ax = figure(width=FULL_WIDTH_IN * 0.6, height=2.4)
+    fig, ax = figure(width=FULL_WIDTH_IN * 0.6, height=2.7)
     plot_upsampling_cv(windows, ax=ax)
     return fig
 

@@ -76,7 +76,7 @@ def fig19_fidelity(panels: Mapping[str, Mapping[str, pl.DataFrame]], *, y: str =
             if distances and name in distances.get(period, {}):
                 title += f" (D={distances[period][name]:.3f})"
             with paper_style():
-                ax.set_title(title)
+                ax.set_title(title, fontsize=9)
                 ax.set_yscale("log")
                 if j:
                     ax.set_ylabel("")

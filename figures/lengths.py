@@ -189,10 +189,10 @@ def plot_ratio_pmf(pmf: pl.DataFrame, *, ax: Axes | None = None, smooth: int = 5
                 p = np.convolve(p, np.ones(smooth) / smooth, mode="same")
             ax.plot(grid, p * 500, lw=1.0, label=str(g[0]))
         ax.set_xlabel("reason ratio (reason / output tokens)")
-        ax.set_ylabel("density")
+        ax.set_ylabel("density (-)")
         ax.set_xlim(0, 1)
-        if pmf["group"].n_unique() > 1:
-            ax.legend(title="client")
+        if pmf["group"].n_unique() > 1:  # spikes reach the top corners: legend beside the panel
+            legend_outside(ax, where="right", title="client")
     return ax
 
 
@@ -286,8 +286,8 @@ def plot_response_histograms(table: pl.DataFrame, *, group: str | None = None, a
         ax.set_ylim(bottom=0)
         ax.set_xlabel("response length (tokens)")
         ax.set_ylabel("share of the bin's responses (-)")
-        if legend and ax.get_legend_handles_labels()[0]:
-            ax.legend(title="request tokens", loc="upper right")
+        if legend and ax.get_legend_handles_labels()[0]:  # under the axes: the modes may sit anywhere
+            legend_outside(ax, where="below", ncols=2, title="request length (tokens)")
     return ax
 
 
@@ -331,11 +331,11 @@ def length_distributions(input_pmf: pl.DataFrame | None, output_pmf: pl.DataFram
     if input_pmf is not None:
         plot_length_density(input_pmf, ax=axes[0], curves=input_curves, label="input",
                             families=("lognormal_pareto", "lognormal", "pareto"))
-    axes[0].set_title("input")
+    axes[0].set_title("input", fontsize=9)
     if output_pmf is not None:
         plot_length_density(output_pmf, ax=axes[1], curves=output_curves, label="output",
                             families=("exponential", "lognormal_mixture"))
-    axes[1].set_title("output")
+    axes[1].set_title("output", fontsize=9)
     return fig
 
 
@@ -357,10 +357,10 @@ def io_relation(bins: pl.DataFrame, *, by_period: pl.DataFrame | None = None) ->
                        height=2.4, sharey=True)
     axes = np.atleast_1d(axes)
     plot_io_bins(bins, ax=axes[0])
-    axes[0].set_title("all")
+    axes[0].set_title("all", fontsize=9)
     for ax, g in zip(axes[1:], groups):
         plot_io_bins(by_period, ax=ax, group=g)
-        ax.set_title(g)
+        ax.set_title(g, fontsize=9)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
     return fig
@@ -374,11 +374,11 @@ def burstgpt_histograms(input_pmf: pl.DataFrame | None, output_pmf: pl.DataFrame
     fig, axes = figure(ncols=2, width=FULL_WIDTH_IN, height=2.6)
     if input_pmf is not None:
         plot_length_density(input_pmf, ax=axes[0], curves=input_curves, label="request", families=("zipf",))
-    axes[0].set_title("request tokens")
+    axes[0].set_title("request tokens", fontsize=9)
     if output_pmf is not None:
         plot_length_density(output_pmf, ax=axes[1], curves=output_curves, label="response",
                             families=("lognormal_mixture",))
-    axes[1].set_title("response tokens")
+    axes[1].set_title("response tokens", fontsize=9)
     return fig
 
 
@@ -400,10 +400,10 @@ def reasoning_lengths(summary: pl.DataFrame, ratio_pmf: pl.DataFrame, *,
     fig, axes = figure(ncols=n, width=FULL_WIDTH_IN, height=2.4)
     plot_reason_answer(summary, ax=axes[0])
     plot_ratio_pmf(ratio_pmf, ax=axes[1])
-    axes[1].set_title("all requests")
+    axes[1].set_title("all requests", fontsize=9)
     if n == 3:
         plot_ratio_pmf(ratio_pmf_by_client, ax=axes[2])
-        axes[2].set_title("top clients")
+        axes[2].set_title("top clients", fontsize=9)
     return fig
 
 
@@ -441,12 +441,12 @@ def response_per_request_bin(table: pl.DataFrame, *, max_groups: int = 4) -> Fig
              if table.height else pl.DataFrame({"group": []}))
     groups = sizes["group"].head(max_groups).to_list() or [None]
     n = len(groups)
-    fig, axes = figure(ncols=n, width=COLUMN_WIDTH_IN if n == 1 else FULL_WIDTH_IN, height=2.5, sharey=True)
+    fig, axes = figure(ncols=n, width=COLUMN_WIDTH_IN if n == 1 else FULL_WIDTH_IN, height=3.1, sharey=True)
     axes = np.atleast_1d(axes)
     for ax, g in zip(axes, groups, strict=True):
         plot_response_histograms(table, group=g, ax=ax)
         if n > 1:
-            ax.set_title(str(g))
+            ax.set_title(str(g), fontsize=9)
     return fig
 
 

@@ -24,7 +24,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from servelab.figures.registry import register_figure
-from servelab.figures.style import COLUMN_WIDTH_IN, FULL_WIDTH_IN, figure, paper_style
+from servelab.figures.style import COLUMN_WIDTH_IN, FULL_WIDTH_IN, figure, legend_outside, paper_style
 
 __all__ = [
     "burst_frequency",
@@ -129,7 +129,8 @@ def plot_burst_frequency(bursts: pl.DataFrame, *, ax: Axes | None = None) -> Axe
         with np.errstate(divide="ignore", invalid="ignore"):
             ax.plot(x, np.where(days > 0, expected / days, np.nan), ls="none", marker="_", ms=12, color="k")
     ax.set_xticks(np.arange(len(groups)), groups)
-    ax.set_ylabel("volume doublings per day")
+    ax.set_xlim(-0.5 - 0.4 * (len(groups) < 3), len(groups) - 0.5 + 0.4 * (len(groups) < 3))  # few groups: no slabs
+    ax.set_ylabel("volume doublings per day (count/day)")
     ax.set_xlabel("group (black ticks: expected of Poisson windows)")
     ax.legend()
     return ax
@@ -160,10 +161,11 @@ def plot_forecast(result, *, ax: Axes | None = None, max_bins: int | None = None
     t = (pred["start_s"].to_numpy() - pred["start_s"][0]) / 3600 if pred.height else np.array([])
     ax.plot(t, pred["actual"].to_numpy(), label="actual", lw=1)
     ax.plot(t, pred["predicted"].to_numpy(), label=f"forecast (NMAE {result.nmae:.2f}, NMSE {result.nmse:.2f})", lw=1)
-    unit = "requests per bin" if result.target == "requests" else "mean request tokens per request"
-    ax.set_ylabel(f"{unit} ({result.bin_s / 60:g}-min bins)")
-    ax.set_xlabel("hours into the held-out tail")
-    ax.legend(loc="upper left")
+    unit = "requests per bin (count)" if result.target == "requests" else "mean request length (tokens)"
+    ax.set_ylabel(unit)
+    ax.set_title(f"{result.bin_s / 60:g}-minute bins", fontsize=8)
+    ax.set_xlabel("time into the held-out tail (h)")
+    legend_outside(ax, where="below", ncols=1)  # spikes reach every corner: keep the legend off the curves
     return ax
 
 
@@ -238,7 +240,7 @@ def failure_rates_figure(over_time: pl.DataFrame, *, min_requests: int = 10) -> 
 def forecast_figure(requests_result, tokens_result=None) -> Figure:
     """Request-count forecast and, when given, mean-tokens forecast on the held-out tail."""
     results = [r for r in (requests_result, tokens_result) if r is not None]
-    fig, axes = figure(ncols=len(results), width=FULL_WIDTH_IN, height=2.6)
+    fig, axes = figure(ncols=len(results), width=FULL_WIDTH_IN, height=3.0)
     axes = np.atleast_1d(axes)
     with paper_style():
         for ax, r in zip(axes, results):
