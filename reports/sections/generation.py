@@ -64,6 +64,8 @@ def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=No
                         seed: int = 0) -> dict:
     """Fit (unless ``pool`` is given), generate servelab and naive workloads of ``span``, compare.
 
+    The pool is fitted from the requests inside ``span`` only.
+
     Returns
     -------
     dict
@@ -77,8 +79,13 @@ def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=No
     fitted = pool is None
     if fitted:
         from servelab.fitting.pool_fit import fit_pool
+        from servelab.reports.sampling import temporary_subset
 
-        pool = fit_pool(store, span=(a, b))
+        # the pool is fitted from the period's own requests (fit_pool's ``span`` only sets the
+        # windows it covers; it does not filter), so nothing outside the period leaks into it
+        with temporary_subset(store, "timestamp >= $a AND timestamp < $b", parameters={"a": a, "b": b},
+                              description=f"period {a:.0f}-{b:.0f} s") as period:
+            pool = fit_pool(period, span=(a, b))
     ref = store.query(
         "SELECT timestamp - $a AS timestamp, input_tokens, output_tokens FROM requests "
         "WHERE timestamp >= $a AND timestamp < $b ORDER BY timestamp", {"a": a, "b": b})
@@ -108,7 +115,11 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
     period_s = 1800.0 if quick else 3 * 3600.0
     periods = choose_periods(store, period_s=period_s)
     tables, panels, dist, measured = {}, {}, {}, {}
-    notes = [f"periods of {period_s / 3600:g} h: " + ", ".join(f"{k} {a:.0f}-{b:.0f} s" for k, (a, b) in periods.items())]
+    notes = [f"periods of {period_s / 3600:g} h: " + ", ".join(f"{k} {a:.0f}-{b:.0f} s" for k, (a, b) in periods.items())
+             + "; each period's client pool is fitted from that period's requests only"]
+    if quick:
+        notes.append("quick mode: 30-minute stable and variable periods instead of 3 h (the pool fits, the "
+                     "generated workloads and the 3 s window comparison cover 1/6 of the full mode's span)")
     for name, span in periods.items():
         try:
             res = fidelity_experiment(store, span, seed=seed)

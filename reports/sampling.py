@@ -1,0 +1,124 @@
+"""Deterministic subsets of a trace store for the report: a time span, or a hashed sample of keys.
+
+The report's sections use these to keep big traces fast without changing what they measure:
+
+- :func:`subset_store` copies the rows of a store that satisfy a SQL condition (for example one
+  3-hour period) into a new store, with the original ``request_id`` values, so that parent links
+  and request ids keep their meaning;
+- :func:`hash_sample_condition` is such a condition for ``--quick`` mode: it keeps a fraction of
+  the *keys* (e.g. whole conversations, by ``conversation_id``) chosen by a seeded hash, so the
+  same seed always keeps the same rows, and a kept conversation is kept with all its turns.
+
+Everything runs in DuckDB (one scan, one Parquet write); nothing is read into Python. This module
+computes no statistic and draws nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from servelab.analysis.store import MANIFEST_NAME, REQUESTS_NAME, TraceStore, open_store
+
+__all__ = ["HASH_BUCKETS", "hash_sample_condition", "subset_store", "temporary_subset"]
+
+#: resolution of hashed sampling: a fraction is rounded to a multiple of 1 / HASH_BUCKETS
+HASH_BUCKETS = 1_000_000
+
+
+def hash_sample_condition(key_sql: str, fraction: float, seed: int) -> str:
+    """A SQL condition that keeps about ``fraction`` of the distinct values of ``key_sql``.
+
+    A value is kept when ``hash(value, seed) % HASH_BUCKETS < fraction * HASH_BUCKETS`` (DuckDB's
+    ``hash``: the same value and seed are always kept or always dropped, whatever the row order
+    or the number of threads). Every row of a kept key is kept.
+
+    Parameters
+    ----------
+    key_sql : str
+        A SQL expression over the ``requests`` columns (e.g.
+        ``"coalesce(conversation_id, CAST(request_id AS VARCHAR))"``).
+    fraction : float
+        Share of keys kept, in (0, 1].
+    seed : int
+        Changes which keys are kept.
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is not in (0, 1] or ``seed`` is not an integer.
+    """
+    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+        raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer; got {seed!r}")
+    cut = max(1, round(fraction * HASH_BUCKETS))
+    return f"(hash({key_sql}, CAST({seed} AS BIGINT)) % {HASH_BUCKETS}) < {cut}"
+
+
+def subset_store(store: TraceStore, condition: str, path: str | Path, *,
+                 parameters: Mapping[str, Any] | None = None, description: str = "subset") -> TraceStore:
+    """Copy the rows of ``store`` satisfying ``condition`` into a new store at ``path``.
+
+    Parameters
+    ----------
+    store : TraceStore
+    condition : str
+        A SQL boolean expression over the ``requests`` columns; ``$name`` placeholders are bound
+        from ``parameters``.
+    path : path-like
+        A folder that must not exist yet.
+    parameters : Mapping, optional
+        Values of the placeholders.
+    description : str
+        Recorded in the new manifest (``extra.subset``), e.g. ``"period 3600-14400 s"``.
+
+    Returns
+    -------
+    TraceStore
+        The same columns, origin and time zone; the original ``request_id`` values, in order.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists.
+    """
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"path: {str(path)!r} already exists; subset_store writes a new folder")
+    path.mkdir(parents=True)
+    try:
+        with contextlib.closing(store.connect()) as con:
+            target = str(path / REQUESTS_NAME).replace("'", "''")
+            con.execute(f"COPY (SELECT * FROM requests WHERE {condition} ORDER BY request_id) TO '{target}' "
+                        "(FORMAT parquet)", dict(parameters or {}))
+            n, first, last = con.execute(f"SELECT count(*), min(timestamp), max(timestamp) "
+                                         f"FROM read_parquet('{target}')").fetchone()
+        manifest = json.loads(json.dumps(dict(store.manifest), default=_plain))
+        manifest["rows"] = {**dict(manifest.get("rows") or {}), "stored": int(n)}
+        manifest["span_s"] = {"first": first, "last": last}
+        manifest["extra"] = {**dict(manifest.get("extra") or {}), "subset": description,
+                             "subset_of": str(store.path)}
+        (path / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return open_store(path)
+
+
+@contextlib.contextmanager
+def temporary_subset(store: TraceStore, condition: str, *, parameters: Mapping[str, Any] | None = None,
+                     description: str = "subset") -> Iterator[TraceStore]:
+    """:func:`subset_store` into a temporary folder that is deleted when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="servelab-subset-") as tmp:
+        yield subset_store(store, condition, Path(tmp) / "store", parameters=parameters, description=description)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    return str(value)
