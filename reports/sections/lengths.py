@@ -20,7 +20,10 @@ from servelab.reports.findings.multimodal import measure_multimodal, multimodal_
 from servelab.reports.findings.reasoning import measure_reasoning, reasoning_findings
 from servelab.reports.section import Section
 
-__all__ = ["build_section"]
+__all__ = ["QUICK_MAX_REQUESTS", "build_section"]
+
+#: in quick mode a trace with more requests is measured on a seeded hash sample of about this many
+QUICK_MAX_REQUESTS = 1_000_000
 
 
 
@@ -34,7 +37,29 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
         Fit lengths on at most 10^5 values (instead of 10^6) and test bimodality on 2*10^4.
     seed : int
         Seed of every subsample.
+
+    Notes
+    -----
+    In quick mode a trace of more than :data:`QUICK_MAX_REQUESTS` requests is measured on a
+    sample of about that many requests, each kept by a seeded hash of its ``request_id``
+    (:func:`servelab.reports.sampling.hash_sample_condition`): the statistics of this section are
+    per-request distributions, means, correlations and fits, which such a sample estimates
+    without bias; counts are then the sample's. The section's notes say so.
     """
+    if quick and store.n_requests > QUICK_MAX_REQUESTS:
+        from servelab.reports.sampling import hash_sample_condition, temporary_subset
+
+        fraction = QUICK_MAX_REQUESTS / store.n_requests
+        with temporary_subset(store, hash_sample_condition("request_id", fraction, seed),
+                              description=f"quick lengths sample, {fraction:.2%} of requests, seed {seed}") as sub:
+            note = (f"quick mode: measured on {sub.n_requests:,} of {store.n_requests:,} requests, each kept with "
+                    f"probability {fraction:.2%} by a seeded hash of its request id (seed {seed}); distributions, "
+                    "means, correlations and fits are estimated from that sample, counts are the sample's")
+            return _build(sub, quick=True, seed=seed, first_note=note)
+    return _build(store, quick=quick, seed=seed, first_note=None)
+
+
+def _build(store: TraceStore, *, quick: bool, seed: int, first_note: str | None) -> Section:
     ev = measure_lengths(store, seed=seed, quick=quick)
     rev = measure_reasoning(store, seed=seed, quick=quick)
     mev = measure_multimodal(store, seed=seed)
@@ -95,7 +120,7 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
         headline["output mean max/min across periods"] = ev.shift.output_ratio
     if rev.ratio_bimodality is not None:
         headline["reason ratio bimodal"] = rev.ratio_bimodality.bimodal
-    notes = list(ev.notes) + fig_notes
+    notes = ([first_note] if first_note else []) + list(ev.notes) + fig_notes
     notes += [f"not applicable: {k}: {v}" for k, v in {**ev.skipped, **rev.skipped, **mev.skipped}.items()]
     if quick:
         notes.append("quick mode: length fits on at most 10^5 values, bimodality on 2*10^4")
