@@ -143,7 +143,7 @@ def plot_top_client_ranges(window_stats: pl.DataFrame, column: str, *, clients, 
                 ax.set_yscale("log")
         ax.set_xticks(range(len(labels)), labels)
         ax.set_xlim(-0.5, max(len(labels), 1) - 0.5)
-        ax.set_xlabel("top client")
+        ax.set_xlabel("top client (rank)")
         ax.set_title("median, min-max over windows", fontsize=7)
         ax.set_ylabel(_LABELS.get(column, column))
     return ax

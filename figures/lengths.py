@@ -171,7 +171,7 @@ def plot_hourly_means(hourly: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
             ax.plot(hourly["hour"].to_numpy(), v / (np.sum(v * w) / np.sum(w)), marker="o", ms=2, color=color, label=label)
         ax.axhline(1.0, color="0.6", lw=0.8)
         ax.set_xlabel("hour of day (trace's clock)")
-        ax.set_ylabel("mean length / all-day mean")
+        ax.set_ylabel("mean length / all-day mean (-)")
         ax.set_xlim(0, 23)
         ax.legend()
     return ax
@@ -219,7 +219,7 @@ def plot_modality_load(load: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
             if col.endswith("_tps") and float(load[col].sum()) > 0:
                 name = col.removesuffix("_tps")
                 ax.plot(t, load[col].to_numpy(), lw=1.0, label=name, color=_MODALITY_COLORS.get(name))
-        ax.set_xlabel("time (hours from trace start)")
+        ax.set_xlabel("time since trace start (h)")
         ax.set_ylabel("load (tokens/s)")
         ax.legend()
     return ax
@@ -236,7 +236,7 @@ def plot_items_per_request(items: pl.DataFrame, *, ax: Axes | None = None) -> Ax
                     color=_MODALITY_COLORS.get(m[0]))
         ax.set_yscale("log")
         ax.set_xlabel("items per request (count)")
-        ax.set_ylabel("share of requests")
+        ax.set_ylabel("share of requests (-)")
         ax.legend()
     return ax
 
@@ -249,8 +249,8 @@ def plot_share_histogram(hist: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
         width = hist["share_hi"].to_numpy() - lo
         ax.bar(lo, hist["probability"].to_numpy(), width=width, align="edge", color="C0", edgecolor="white", lw=0.3)
         ax.axhline(1.0 / max(hist.height, 1), color="C3", ls="--", lw=0.8, label="perfectly flat")
-        ax.set_xlabel("multimodal share of input tokens")
-        ax.set_ylabel("share of requests")
+        ax.set_xlabel("multimodal share of input tokens (-)")
+        ax.set_ylabel("share of requests (-)")
         ax.set_xlim(0, 1)
         ax.legend()
     return ax
@@ -313,7 +313,7 @@ def plot_modality_mix(load: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
                          alpha=0.85, step="post", lw=0)
             ax.legend(loc="upper right")
         ax.set_ylim(0, 1)
-        ax.set_xlabel("time (hours from trace start)")
+        ax.set_xlabel("time since trace start (h)")
         ax.set_ylabel("share of multimodal tokens (-)")
     return ax
 

@@ -83,7 +83,7 @@ def plot_daily_volume(daily: pl.DataFrame, *, ax: Axes | None = None, groups: Se
         ax.set_xlabel("day of trace (local time; weekends shaded)")
     else:
         ax.set_xlabel("day since trace start (origin unknown)")
-    ax.set_ylabel("requests per day")
+    ax.set_ylabel("requests per day (count)")
     if groups:
         ax.legend()
     return ax
@@ -103,7 +103,7 @@ def plot_hour_of_day(profile: pl.DataFrame, *, ax: Axes | None = None, groups: S
         ax.fill_between(h, part["p25"].to_numpy(), part["p75"].to_numpy(), color=line.get_color(), alpha=0.2, lw=0)
     relative = prof.height and prof["clock"][0] == "relative to trace start"
     ax.set_xlabel("hours since trace start, mod 24 (origin unknown)" if relative else "hour of day (local time)")
-    ax.set_ylabel("requests per hour")
+    ax.set_ylabel("requests per hour (count)")
     ax.set_xlim(-0.5, 23.5)
     ax.set_xticks(range(0, 24, 3))
     if groups:
