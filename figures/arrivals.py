@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from servelab.figures.registry import register_figure
-from servelab.figures.style import FULL_WIDTH_IN, figure, paper_style
+from servelab.figures.style import FULL_WIDTH_IN, figure, legend_outside, paper_style
 
 __all__ = [
     "plot_gap_histogram",
@@ -91,18 +91,31 @@ def _time_axis(frame: pl.DataFrame) -> np.ndarray:
 
 
 def plot_window_series(windows: pl.DataFrame, column: str, *, group: str | None = None,
-                       max_groups: int = 5, ax: Axes | None = None, label: str | None = None) -> Axes:
-    """One window statistic (``rate_rps`` or ``cv``) over time, one line per group (largest first)."""
+                       max_groups: int = 5, ax: Axes | None = None, label: str | None = None,
+                       legend: bool = True) -> Axes:
+    """One window statistic (``rate_rps`` or ``cv``) over time, one line per group (largest first).
+
+    The y axis is logarithmic when the positive values drawn span more than 30x (groups of very
+    different rates); the group legend goes beside the axes (``legend=False``: the caller's).
+    """
     ax = _axes(ax)
+    drawn = []
     with paper_style():
         if group is not None and group in windows.columns:
             sizes = windows.group_by(group).agg(pl.col("n_requests").sum()).sort("n_requests", descending=True)
             for key in sizes[group].head(max_groups).to_list():
                 part = windows.filter(pl.col(group) == key) if key is not None else windows.filter(pl.col(group).is_null())
                 ax.plot(_time_axis(part), part[column].to_numpy(), label=str(key), drawstyle="steps-post")
-            ax.legend(title=group)
+                drawn.append(part[column].to_numpy().astype(float))
+            if legend:
+                legend_outside(ax, where="right", title=group)
         else:
             ax.plot(_time_axis(windows), windows[column].to_numpy(), drawstyle="steps-post")
+            drawn.append(windows[column].to_numpy().astype(float))
+        values = np.concatenate(drawn) if drawn else np.array([])
+        values = values[np.isfinite(values) & (values > 0)]
+        if values.size >= 2 and values.max() / values.min() > 30:
+            ax.set_yscale("log")
         ax.set_xlabel("time since trace origin (h)")
         ax.set_ylabel(label or column)
     return ax
@@ -136,8 +149,10 @@ def gamma_plot_frame(gamma: pl.DataFrame, parameter: str, *, window_s: float | N
 
 
 def plot_gamma_windows(gamma: pl.DataFrame, parameter: str, *, group: str | None = None,
-                       ax: Axes | None = None, window_s: float | None = None, min_gaps: int = 20) -> Axes:
-    """Gamma ``alpha`` or ``beta`` per window (BurstGPT Fig. 6), one line per group, log scale.
+                       ax: Axes | None = None, window_s: float | None = None, min_gaps: int = 20,
+                       legend: bool = True) -> Axes:
+    """Gamma ``alpha`` or ``beta`` per window (BurstGPT Fig. 6), one line per group, log scale when
+    the values span more than a decade.
 
     Only windows with at least ``min_gaps`` gaps and a converged fit are drawn (the arrival
     finding counts the same windows; a Gamma fitted to a handful of gaps, e.g. in a short last
@@ -162,10 +177,10 @@ def plot_gamma_windows(gamma: pl.DataFrame, parameter: str, *, group: str | None
                 ax.plot(_time_axis(partial), partial[parameter].to_numpy(), "o", markersize=4, markerfacecolor="white",
                         markeredgecolor=color, label=None if marked else "partial window")
                 marked = True
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(title=group if grouped else None)
-        if ok.height and float(ok[parameter].min()) > 0:
-            ax.set_yscale("log")
+        if legend and ax.get_legend_handles_labels()[0]:
+            legend_outside(ax, where="below", title=group if grouped else None)
+        if ok.height and float(ok[parameter].min()) > 0 and float(ok[parameter].max()) / float(ok[parameter].min()) > 10:
+            ax.set_yscale("log")  # within a decade a log axis shows no labelled tick
         left_out = frame.height - ok.height
         if left_out:
             ax.text(0.99, 0.01, f"{left_out} window(s) with < {min_gaps} gaps left out", transform=ax.transAxes,
@@ -192,10 +207,14 @@ def servegen_fig1(histogram: pl.DataFrame, densities: pl.DataFrame | None, compa
 def servegen_fig2(windows: pl.DataFrame, *, group: str | None = None, max_groups: int = 5) -> Figure:
     """Rate (top) and CV of gaps (bottom) per window over time."""
     fig, (top, bottom) = figure(nrows=2, width=FULL_WIDTH_IN, height=3.6, sharex=True)
-    plot_window_series(windows, "rate_rps", group=group, max_groups=max_groups, ax=top, label="rate (requests/s)")
-    plot_window_series(windows, "cv", group=group, max_groups=max_groups, ax=bottom, label="CV of gaps (-)")
+    plot_window_series(windows, "rate_rps", group=group, max_groups=max_groups, ax=top, label="rate (requests/s)",
+                       legend=False)
+    plot_window_series(windows, "cv", group=group, max_groups=max_groups, ax=bottom, label="CV of gaps (-)",
+                       legend=False)
     with paper_style():
         bottom.axhline(1.0, color="0.4", linestyle="--", linewidth=0.8)
+        top.set_xlabel("")  # shared time axis: labelled once, under the bottom panel
+    legend_outside(fig, where="right", title=group if group is not None and group in windows.columns else None)
     return fig
 
 
@@ -205,7 +224,8 @@ def burstgpt_fig6(gamma: pl.DataFrame, *, group: str | None = None, window_s: fl
                   min_gaps: int = 20) -> Figure:
     """Gamma alpha (left) and beta (right) per window, windows with at least ``min_gaps`` gaps;
     partial windows marked (see :func:`plot_gamma_windows`)."""
-    fig, (left, right) = figure(ncols=2, width=FULL_WIDTH_IN, height=2.4)
-    plot_gamma_windows(gamma, "alpha", group=group, ax=left, window_s=window_s, min_gaps=min_gaps)
-    plot_gamma_windows(gamma, "beta", group=group, ax=right, window_s=window_s, min_gaps=min_gaps)
+    fig, (left, right) = figure(ncols=2, width=FULL_WIDTH_IN, height=2.7)
+    plot_gamma_windows(gamma, "alpha", group=group, ax=left, window_s=window_s, min_gaps=min_gaps, legend=False)
+    plot_gamma_windows(gamma, "beta", group=group, ax=right, window_s=window_s, min_gaps=min_gaps, legend=False)
+    legend_outside(fig, where="below", title=group if group and group in gamma.columns else None)
     return fig

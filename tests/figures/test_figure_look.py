@@ -153,7 +153,11 @@ def test_gamma_windows_partial_marked_and_sparse_left_out(rng, tmp_path):
     ax = fig.axes[0]
     open_marks = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white"]
     assert len(open_marks) == 1 and open_marks[0].get_xdata()[0] == pytest.approx(3 * 1200 / 3600)
-    assert ax.get_yscale() == "log"
+    alpha = gamma.filter(pl.col("gamma_n") >= 20)["alpha"]
+    assert ax.get_yscale() == ("log" if alpha.max() / alpha.min() > 10 else "linear")
+    spread = gamma.with_columns(pl.Series("alpha", [0.05, 0.5, 5.0, 50.0]))  # four decades: log
+    assert A.burstgpt_fig6(spread).axes[0].get_yscale() == "log"
+    assert len(fig.legends) == 1 and all(a.get_legend() is None for a in fig.axes)  # one legend for both panels
     _units(fig)
 
 
