@@ -468,10 +468,14 @@ def omni_load(load: pl.DataFrame, items: pl.DataFrame | None = None) -> Figure:
     if len(mods) < 2:
         raise ValueError(f"servegen.fig8 needs tokens of at least two modalities; got {mods or 'none'}")
     n = 3 if items is not None and items.height else 2
-    fig, axes = figure(ncols=n, width=FULL_WIDTH_IN, height=2.4)
+    fig, axes = figure(ncols=n, width=FULL_WIDTH_IN, height=2.8)
     axes = list(np.atleast_1d(axes))
     if n == 3:
         plot_items_per_request(items, ax=axes.pop(0))
     plot_modality_load(load, ax=axes[0])
     plot_modality_mix(load, ax=axes[1])
+    for ax in fig.axes:  # one colour per modality in every panel: one legend, under them
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    legend_outside(fig, where="below")
     return fig
