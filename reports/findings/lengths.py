@@ -183,7 +183,8 @@ def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, 
             continue
         tables[f"{key}_fits"] = comp.table()
         top = float(np.max(x)) if x.size else 1.0
-        grid = np.unique(np.geomspace(1.0, max(top, 2.0), 200))
+        # integer lengths: the discrete Zipf has mass only there (a non-integer grid drew no Zipf curve)
+        grid = np.unique(np.round(np.geomspace(1.0, max(top, 2.0), 200)))
         tables[f"{key}_curves"] = density_curves(comp, grid)
         if key == "input":
             input_fits = comp

@@ -43,6 +43,16 @@ def test_omni_trace_draws_fig8_and_fig10(sections):
     assert len([p for p in fig10.axes[0].patches if isinstance(p, StepPatch)]) == 4  # quartiles of input length
 
 
+def test_fig7_draws_the_discrete_zipf_fit(sections):
+    """The fitted curves are evaluated on integer lengths: the Zipf PMF is a line, not 1-2 points."""
+    omni, _ = sections
+    ax = omni.figures["burstgpt.fig7"].axes[0]
+    zipf = [line for line in ax.get_lines() if line.get_label() == "Zipf"]
+    assert len(zipf) == 1
+    x, y = (np.asarray(v, dtype=float) for v in zipf[0].get_data())
+    assert x.size >= 50 and np.all(x == np.round(x)) and np.all(y > 0)
+
+
 def test_single_modality_trace_says_why_fig8_is_missing(sections):
     _, image = sections
     assert "servegen.fig8" not in image.figures and "servegen.fig7" in image.figures
