@@ -91,8 +91,8 @@ def _check_window(window_s: float) -> float:
     return value
 
 
-def _length_selects(columns: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """Aggregate expressions for the length columns the store has."""
+def _length_selects(columns: tuple[str, ...], *, quantiles: bool = True) -> tuple[str, tuple[str, ...]]:
+    """Aggregate expressions for the length columns the store has (``quantiles``: p50 and p95 too)."""
     parts: list[str] = []
     needed: list[str] = []
     for col, short in (("input_tokens", "input"), ("output_tokens", "output")):
@@ -100,8 +100,9 @@ def _length_selects(columns: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
             needed.append(col)
             parts.append(
                 f', sum("{col}")::DOUBLE AS sum_{short}, avg("{col}") AS mean_{short}, '
-                f'var_samp("{col}") AS var_{short}, '
-                f'quantile_cont("{col}", 0.5) AS p50_{short}, quantile_cont("{col}", 0.95) AS p95_{short}'
+                f'var_samp("{col}") AS var_{short}'
+                + (f', quantile_cont("{col}", 0.5) AS p50_{short}, quantile_cont("{col}", 0.95) AS p95_{short}'
+                   if quantiles else '')
             )
     if "reason_tokens" in columns and "output_tokens" in columns:
         needed.append("reason_tokens")
@@ -204,9 +205,9 @@ def top_clients_for_share(ranking: pl.DataFrame, share: float, *, by: str = "req
 # --------------------------------------------------------------------------------------------
 # Per client, per window
 # --------------------------------------------------------------------------------------------
-def _length_stats(store: TraceStore, *, window_s: float, by_client: bool) -> pl.DataFrame | None:
+def _length_stats(store: TraceStore, *, window_s: float, by_client: bool, quantiles: bool = True) -> pl.DataFrame | None:
     """Length statistics per (client,) window: one group-by pass, no window function."""
-    extra, _ = _length_selects(store.columns)
+    extra, _ = _length_selects(store.columns, quantiles=quantiles)
     if not extra:
         return None
     key = "client_id, " if by_client else ""
@@ -217,7 +218,8 @@ def _length_stats(store: TraceStore, *, window_s: float, by_client: bool) -> pl.
         return fetch_polars(con, sql).with_columns(pl.col("window").cast(pl.Int64))
 
 
-def client_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S) -> pl.DataFrame:
+def client_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S,
+                        length_quantiles: bool = True) -> pl.DataFrame:
     """Per client and window: count, rate, CV of gaps, length statistics and shares.
 
     Rate and CV come from :func:`servelab.analysis.arrivals.window_stats` (one definition of
@@ -230,6 +232,9 @@ def client_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S
         Needs ``client_id``; lengths and modality columns are used when present.
     window_s : float
         Window length in seconds (anchored at ``timestamp = 0``).
+    length_quantiles : bool
+        Include the exact per-window ``p50_`` and ``p95_`` lengths (False leaves them out: on a
+        10 M-row trace they cost most of the length group-by, and no summary uses them).
 
     Returns
     -------
@@ -246,21 +251,23 @@ def client_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S
     arrivals = arrivals.filter(pl.col("client_id").is_not_null()).select(_ARRIVAL_COLUMNS_CLIENT)
     if arrivals.height == 0:
         raise NotApplicableError(_ANALYSIS, reason="every row's client_id is empty")
-    lengths = _length_stats(store, window_s=window_s, by_client=True)
+    lengths = _length_stats(store, window_s=window_s, by_client=True, quantiles=length_quantiles)
     if lengths is not None:
         arrivals = arrivals.join(lengths, on=["client_id", "window"], how="left")
     return arrivals.sort("client_id", "window")
 
 
-def aggregate_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S) -> pl.DataFrame:
+def aggregate_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S,
+                           length_quantiles: bool = True) -> pl.DataFrame:
     """The same statistics as :func:`client_window_stats` over all requests, one row per window.
 
     Every window of the trace span is present (idle windows with ``n_requests = 0`` and NULL
-    statistics), so that rate series have no holes.
+    statistics), so that rate series have no holes. ``length_quantiles`` as in
+    :func:`client_window_stats`.
     """
     window_s = _check_window(window_s)
     arrivals = window_stats(store, window=window_s, by=None, fill_idle=True).select(_ARRIVAL_COLUMNS)
-    lengths = _length_stats(store, window_s=window_s, by_client=False)
+    lengths = _length_stats(store, window_s=window_s, by_client=False, quantiles=length_quantiles)
     if lengths is not None:
         arrivals = arrivals.join(lengths, on="window", how="left")
     return arrivals.sort("window")
@@ -564,8 +571,12 @@ class ClientDecomposition:
     attribution: pl.DataFrame
 
 
-def decompose_clients(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S, min_requests: int = 10) -> ClientDecomposition:
+def decompose_clients(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S, min_requests: int = 10,
+                      length_quantiles: bool = True) -> ClientDecomposition:
     """Run the whole client decomposition on ``store``.
+
+    ``length_quantiles=False`` leaves the per-window ``p50_`` / ``p95_`` length columns out of
+    ``window_stats`` and ``aggregate`` (no other table uses them; see :func:`client_window_stats`).
 
     Raises
     ------
@@ -576,8 +587,8 @@ def decompose_clients(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S, 
     with _connect(store) as con:
         null_rows = int(con.sql("SELECT count(*) FROM requests WHERE client_id IS NULL").fetchall()[0][0])
         first, last = _span(con)
-    window_stats = client_window_stats(store, window_s=window_s)
-    aggregate = aggregate_window_stats(store, window_s=window_s)
+    window_stats = client_window_stats(store, window_s=window_s, length_quantiles=length_quantiles)
+    aggregate = aggregate_window_stats(store, window_s=window_s, length_quantiles=length_quantiles)
     span = max(last - first, 0.0) or window_s
     summary = client_summary(window_stats, span_s=span, min_requests=min_requests)
     stability = client_stability(window_stats, min_requests=min_requests)

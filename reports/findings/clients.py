@@ -93,13 +93,16 @@ class ClientEvidence:
 
 
 def collect_client_evidence(store: TraceStore, *, window_s: float = 600.0, min_requests: int = 10,
-                            seed: int = 0, max_reason_n: int = 20_000) -> ClientEvidence:
+                            seed: int = 0, max_reason_n: int = 20_000,
+                            length_quantiles: bool = True) -> ClientEvidence:
     """Run the client decomposition (and the reasoning bimodality tests) once.
 
     Never raises for a trace without client ids: the evidence then carries the reason.
+    ``length_quantiles`` is passed to :func:`~servelab.analysis.clients.decompose_clients`.
     """
     try:
-        dec = decompose_clients(store, window_s=window_s, min_requests=min_requests)
+        dec = decompose_clients(store, window_s=window_s, min_requests=min_requests,
+                                length_quantiles=length_quantiles)
     except NotApplicableError as err:
         return ClientEvidence(decomposition=None, reason=err.reason)
     top = tuple(dec.ranking.head(TOP_CLIENTS)["client_id"].to_list())
