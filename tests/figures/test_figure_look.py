@@ -243,3 +243,20 @@ def test_registry_has_the_new_paper_figures():
     assert {"burstgpt.fig10", "servegen.fig8"} <= set(specs)
     assert all(spec.paper_figure for spec in specs.values())
     assert isinstance(Line2D, type)
+
+
+def test_fig2_log_rate_when_groups_span_decades_and_one_legend():
+    rows = []
+    for c, rate in (("big", 10.0), ("small", 0.02)):
+        for w in range(5):
+            rows.append({"client_id": c, "window_start_s": w * 300.0, "n_requests": int(rate * 300) + 1,
+                         "rate_rps": rate * (1 + 0.1 * w), "cv": 1.0 + 0.1 * w})
+    windows = pl.DataFrame(rows)
+    fig = A.servegen_fig2(windows, group="client_id")
+    top, bottom = fig.axes
+    assert top.get_yscale() == "log" and bottom.get_yscale() == "linear"  # rates x500 apart, CVs 1-1.4
+    assert top.get_xlabel() == "" and "(h)" in bottom.get_xlabel()
+    assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == ["big", "small"]
+    renderer = _draw(fig)
+    assert fig.legends[0].get_window_extent(renderer).x0 >= top.get_window_extent(renderer).x1  # beside
+    _units(fig)
