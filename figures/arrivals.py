@@ -18,19 +18,18 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-
 from servelab.figures.registry import register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, legend_outside, paper_style
 
 __all__ = [
-    "plot_gap_histogram",
-    "plot_family_comparison",
-    "plot_window_series",
-    "plot_gamma_windows",
+    "burstgpt_fig6",
     "gamma_plot_frame",
+    "plot_family_comparison",
+    "plot_gamma_windows",
+    "plot_gap_histogram",
+    "plot_window_series",
     "servegen_fig1",
     "servegen_fig2",
-    "burstgpt_fig6",
 ]
 
 

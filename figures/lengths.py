@@ -17,33 +17,38 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-
 from servelab.figures.registry import register_figure
-from servelab.figures.style import COLUMN_WIDTH_IN, FULL_WIDTH_IN, figure, legend_outside, paper_style
+from servelab.figures.style import (
+    COLUMN_WIDTH_IN,
+    FULL_WIDTH_IN,
+    figure,
+    legend_outside,
+    paper_style,
+)
 
 __all__ = [
-    "plot_length_density",
-    "plot_io_bins",
-    "plot_linear_fit",
-    "plot_hourly_means",
-    "plot_ratio_pmf",
-    "plot_reason_answer",
-    "plot_modality_load",
-    "plot_items_per_request",
-    "plot_share_histogram",
-    "plot_response_histograms",
-    "plot_modality_mix",
-    "modality_columns",
+    "burstgpt_histograms",
+    "io_relation",
     "length_distributions",
     "length_shift",
-    "io_relation",
-    "burstgpt_histograms",
     "linear_relation",
-    "reasoning_lengths",
+    "modality_columns",
     "multimodal_load",
     "multimodal_share",
-    "response_per_request_bin",
     "omni_load",
+    "plot_hourly_means",
+    "plot_io_bins",
+    "plot_items_per_request",
+    "plot_length_density",
+    "plot_linear_fit",
+    "plot_modality_load",
+    "plot_modality_mix",
+    "plot_ratio_pmf",
+    "plot_reason_answer",
+    "plot_response_histograms",
+    "plot_share_histogram",
+    "reasoning_lengths",
+    "response_per_request_bin",
 ]
 
 _FIT_STYLE = {

@@ -24,7 +24,13 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from servelab.figures.registry import register_figure
-from servelab.figures.style import COLUMN_WIDTH_IN, FULL_WIDTH_IN, figure, legend_outside, paper_style
+from servelab.figures.style import (
+    COLUMN_WIDTH_IN,
+    FULL_WIDTH_IN,
+    figure,
+    legend_outside,
+    paper_style,
+)
 
 __all__ = [
     "burst_frequency",

@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["FigureSpec", "register_figure", "get_figure", "figure_specs", "AREA_MODULES"]
+__all__ = ["AREA_MODULES", "FigureSpec", "figure_specs", "get_figure", "register_figure"]
 
 #: modules that register figures when imported
 AREA_MODULES = (

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import matplotlib
 
 matplotlib.use("Agg", force=False)  # no screen: library code never opens windows
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import seaborn as sns
+from matplotlib.figure import Figure
 
-__all__ = ["COLUMN_WIDTH_IN", "FULL_WIDTH_IN", "SAVE_FORMATS", "paper_style", "figure", "save_figure", "legend_outside"]
+__all__ = ["COLUMN_WIDTH_IN", "FULL_WIDTH_IN", "SAVE_FORMATS", "figure", "legend_outside", "paper_style", "save_figure"]
 
 #: a single paper column (ACM / IEEE two-column layouts) and a full text width, in inches
 COLUMN_WIDTH_IN = 3.4

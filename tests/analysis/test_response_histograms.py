@@ -2,7 +2,6 @@
 import numpy as np
 import polars as pl
 import pytest
-
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.lengths import response_histograms
 from servelab.analysis.store import write_store

@@ -2,7 +2,6 @@
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
-
 from servelab.figures.arrivals import burstgpt_fig6, servegen_fig1, servegen_fig2
 from servelab.figures.registry import figure_specs
 from servelab.fitting.compare import compare_families, density_curves

@@ -1,5 +1,6 @@
 """The look of the figures: log axes where data span decades, y limits from the data, legends off
 the curves, titles inside the canvas, partial windows marked, and PNG / SVG / PDF output."""
+import itertools
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -8,7 +9,6 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.lines import Line2D
 from matplotlib.patches import StepPatch
-
 from servelab.analysis.arrivals import window_stats
 from servelab.analysis.store import write_store
 from servelab.figures import arrivals as A
@@ -101,7 +101,7 @@ def test_linear_fit_uses_log_x_when_bins_span_decades():
     fig = L.linear_relation(wide, corr)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"  # 5-120 tokens: < 30x
-    ols = [line for line in ax.get_lines() if line.get_label().startswith("OLS")][0]
+    ols = next(line for line in ax.get_lines() if line.get_label().startswith("OLS"))
     x, y = ols.get_data()
     np.testing.assert_allclose(y, 20.0 + 0.01 * x)
     assert x.min() == pytest.approx(3.0) and x.max() == pytest.approx(3000.0)
@@ -200,7 +200,7 @@ def test_fig6_one_client_legend_below_and_labels_clear(rng):
     legend = fig.legends[0].get_window_extent(renderer)
     assert all(legend.y1 <= ax.get_window_extent(renderer).y0 + 1 for ax in fig.axes)  # below every panel
     bottom = fig.axes[4:]
-    for left, right in zip(bottom[:-1], bottom[1:]):  # a y label never reaches into the panel on its left
+    for left, right in itertools.pairwise(bottom):  # a y label never reaches into the panel on its left
         assert right.yaxis.label.get_window_extent(renderer).x0 >= left.get_window_extent(renderer).x1
     mean_input_range = fig.axes[6]
     assert mean_input_range.get_yscale() == "log"  # 20 to 2,000 tokens
@@ -234,7 +234,7 @@ def test_legend_outside_rejects_unknown_place():
     legend = legend_outside(ax, where="right")
     renderer = _draw(fig)
     assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
-    empty_fig, empty_ax = figure()
+    _, empty_ax = figure()
     assert legend_outside(empty_ax) is None
 
 

@@ -2,7 +2,6 @@
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
-
 from servelab.figures import lengths as F
 from servelab.figures.registry import get_figure
 

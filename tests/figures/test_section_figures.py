@@ -4,7 +4,6 @@ import numpy as np
 import polars as pl
 import pytest
 from matplotlib.patches import StepPatch
-
 from servelab.analysis.store import write_store
 from servelab.reports.sections import lengths as lengths_section
 
