@@ -14,6 +14,7 @@ does not parse raw formats (that is :mod:`servelab.analysis.ingest`) and compute
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import os
@@ -45,6 +46,7 @@ __all__ = [
     "atomic_store_dir",
     "build_manifest",
     "fetch_polars",
+    "duckdb_settings",
     "MANIFEST_NAME",
     "REQUESTS_NAME",
     "REJECTED_NAME",
@@ -313,8 +315,37 @@ def fetch_polars(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | di
     return con.sql(sql, params=parameters).pl()
 
 
+#: connection defaults set by :func:`duckdb_settings` for the current context
+_SETTINGS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("servelab_duckdb_settings", default={})
+
+
+@contextlib.contextmanager
+def duckdb_settings(*, threads: int | None = None, memory_limit: str | None = None) -> Iterator[None]:
+    """Defaults for every DuckDB connection servelab opens inside the block.
+
+    :meth:`TraceStore.connect` (hence :meth:`TraceStore.query` and every analysis that reads a
+    store) and :func:`write_store` use them unless given their own. ``memory_limit`` caps
+    DuckDB's own buffers (e.g. ``"2GB"``; DuckDB's default is 80 % of RAM), not polars or numpy
+    memory. The block's settings apply to this thread and context only.
+
+    Raises
+    ------
+    ValueError
+        If ``threads`` is not a positive integer or ``memory_limit`` is an empty string.
+    """
+    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+        raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
+    if memory_limit is not None and not (isinstance(memory_limit, str) and memory_limit.strip()):
+        raise ValueError(f"memory_limit must be a size such as '2GB' or None; got {memory_limit!r}")
+    token = _SETTINGS.set({k: v for k, v in (("threads", threads), ("memory_limit", memory_limit)) if v is not None})
+    try:
+        yield
+    finally:
+        _SETTINGS.reset(token)
+
+
 def _duckdb_config(*, threads: int | None = None, memory_limit: str | None = None) -> dict[str, Any]:
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = dict(_SETTINGS.get())
     if threads:
         config["threads"] = threads
     if memory_limit:

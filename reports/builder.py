@@ -25,7 +25,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -34,12 +34,13 @@ from typing import Any
 from servelab import __version__
 from servelab.analysis.findings import Finding, Verdict
 from servelab.analysis.exceptions import StoreNotFoundError
-from servelab.analysis.store import MANIFEST_NAME, TraceStore, open_store
+from servelab.analysis.store import MANIFEST_NAME, TraceStore, duckdb_settings, open_store
 from servelab.reports.html import EmbeddedImage, render_html
 from servelab.reports.section import Section
 
 __all__ = [
     "SECTION_MODULES",
+    "DUCKDB_MEMORY_LIMIT",
     "ReportResult",
     "SectionOutcome",
     "SectionFailedWarning",
@@ -59,6 +60,9 @@ _PIXEL_RATIO = 2
 _CSS_DPI = 96
 #: figures are sized for paper (7-8 pt text); on screen they are shown this much larger
 DISPLAY_SCALE = 1.25
+#: DuckDB buffer cap for every connection the sections open (DuckDB's default is 80 % of RAM);
+#: with polars and numpy frames beside it the report of a 10 M-row store stays well under 4 GB
+DUCKDB_MEMORY_LIMIT = "2GB"
 
 
 class SectionFailedWarning(RuntimeWarning):
@@ -158,6 +162,7 @@ def build_report(
     fmt: str = "auto",
     column_map: Any = None,
     sections: tuple[str, ...] = SECTION_MODULES,
+    figure_worker: bool = True,
 ) -> ReportResult:
     """Characterize a trace and write the report.
 
@@ -180,6 +185,10 @@ def build_report(
         Column map of a raw trace in the ``generic`` format (see :mod:`servelab.analysis.ingest`).
     sections : tuple of str
         Section modules to run, in order (default: all of :data:`SECTION_MODULES`).
+    figure_worker : bool
+        Encode each section's figures in one forked worker process while the next section is
+        built (the PNG bytes are the same as encoding them here; where ``fork`` is not available,
+        or with False, they are encoded in this process after the sections).
 
     Returns
     -------
@@ -195,9 +204,11 @@ def build_report(
     json_path = output.with_suffix(".json")
     notes: list[str] = []
     show = progress and _is_terminal(sys.stderr)
-    with open_or_ingest(store_or_trace, fmt=fmt, column_map=column_map, notes=notes, progress=show) as (store, source):
-        outcomes = run_sections(store, quick=quick, seed=seed, progress=progress, modules=sections, notes=notes)
-        images, figure_meta = _render_figures(outcomes, notes)
+    with _FigureEncoder(worker=figure_worker) as encoder, duckdb_settings(memory_limit=DUCKDB_MEMORY_LIMIT), \
+            open_or_ingest(store_or_trace, fmt=fmt, column_map=column_map, notes=notes, progress=show) as (store, source):
+        outcomes = run_sections(store, quick=quick, seed=seed, progress=progress, modules=sections, notes=notes,
+                                on_done=encoder.submit)
+        images, figure_meta = _render_figures(outcomes, notes, encoder=encoder)
         if quick:
             notes.append("Quick mode: sections subsample the data they fit; each section's notes say how much.")
         document = report_document(
@@ -277,10 +288,13 @@ def run_sections(
     progress: bool = True,
     modules: tuple[str, ...] = SECTION_MODULES,
     notes: list[str] | None = None,
+    on_done: Callable[[SectionOutcome], None] | None = None,
 ) -> list[SectionOutcome]:
     """Build every available section; a failing one becomes a ``status="error"`` outcome.
 
-    Missing modules (areas not built yet) are skipped and named in ``notes``.
+    Missing modules (areas not built yet) are skipped and named in ``notes``. ``on_done`` is
+    called with each outcome as soon as its section is built (the report uses it to start
+    encoding that section's figures).
     """
     from tqdm.auto import tqdm
 
@@ -298,6 +312,8 @@ def run_sections(
     for name in bar:
         bar.set_postfix_str(name)
         outcomes.append(_run_one(name, store, quick=quick, seed=seed))
+        if on_done is not None:
+            on_done(outcomes[-1])
     bar.close()
     return outcomes
 
@@ -346,8 +362,77 @@ def encode_figure(fig: Any) -> EmbeddedImage:
     )
 
 
-def _render_figures(outcomes: list[SectionOutcome], notes: list[str]) -> tuple[dict, dict]:
-    """Encode every section figure; a figure that fails to render is dropped with a note."""
+def _encode_pickled(blob: bytes) -> EmbeddedImage:
+    """Worker side of :class:`_FigureEncoder`: unpickle a Figure and encode it."""
+    import pickle
+
+    return encode_figure(pickle.loads(blob))
+
+
+class _FigureEncoder:
+    """Encodes figures in one forked worker process, overlapping the next section's work.
+
+    Figures are pickled here and encoded there by :func:`encode_figure`, so the bytes are the
+    same as in-process encoding. The worker is forked when the encoder is made (before any
+    section has started DuckDB or polars threads). Anything that cannot go through the worker
+    (no ``fork``, a figure that does not pickle, a broken worker) is encoded in this process.
+    """
+
+    def __init__(self, *, worker: bool = True) -> None:
+        import multiprocessing
+
+        self._futures: dict[tuple[str, str], Any] = {}
+        self._pool = None
+        if worker and "fork" in multiprocessing.get_all_start_methods():
+            from concurrent.futures import ProcessPoolExecutor
+
+            import servelab.figures.style  # noqa: F401 - matplotlib and seaborn loaded once, before the fork
+
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+            self._pool.submit(int).result()  # fork the worker now, while this process runs no other threads
+
+    def __enter__(self) -> _FigureEncoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def submit(self, outcome: SectionOutcome) -> None:
+        """Start encoding the figures of a built section (no-op without a worker)."""
+        if self._pool is None or outcome.section is None:
+            return
+        import pickle
+
+        for fig_id, fig in outcome.section.figures.items():
+            try:
+                blob = pickle.dumps(fig)
+            except Exception:  # noqa: BLE001 - such a figure is encoded in this process
+                continue
+            try:
+                self._futures[(outcome.id, fig_id)] = self._pool.submit(_encode_pickled, blob)
+            except RuntimeError:  # the pool broke or shut down: encode the rest here
+                self._pool = None
+                return
+
+    def result(self, section_id: str, fig_id: str, fig: Any) -> EmbeddedImage:
+        """The encoded figure: from the worker when it was sent there, else encoded here."""
+        future = self._futures.pop((section_id, fig_id), None)
+        if future is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                pass
+        return encode_figure(fig)
+
+
+def _render_figures(outcomes: list[SectionOutcome], notes: list[str],
+                    encoder: _FigureEncoder | None = None) -> tuple[dict, dict]:
+    """Encode every section figure (or collect what ``encoder`` encoded); a figure that fails to
+    render is dropped with a note."""
     from servelab.figures.registry import figure_specs
 
     try:
@@ -366,7 +451,7 @@ def _render_figures(outcomes: list[SectionOutcome], notes: list[str]) -> tuple[d
         entries = []
         for fig_id, fig in outcome.section.figures.items():
             try:
-                images[fig_id] = encode_figure(fig)
+                images[fig_id] = encoder.result(outcome.id, fig_id, fig) if encoder is not None else encode_figure(fig)
             except Exception as err:  # noqa: BLE001
                 notes.append(f"Figure {fig_id} of section {outcome.id} could not be rendered: "
                              f"{type(err).__name__}: {err}")

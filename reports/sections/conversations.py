@@ -46,14 +46,16 @@ def log_histogram(x: np.ndarray, *, bins: int = 60) -> pl.DataFrame:
     return pl.DataFrame({"left_s": edges[:-1], "right_s": edges[1:], "density": counts / (x.size * np.diff(edges))})
 
 
-def quick_span(store: TraceStore, *, max_requests: int = QUICK_MAX_REQUESTS) -> tuple[float, float] | None:
+def quick_span(store: TraceStore, *, max_requests: int | None = None) -> tuple[float, float] | None:
     """A contiguous span of about ``max_requests`` requests (None: the whole trace is that small).
 
     The trace's first ``span * max_requests / n`` seconds, widened to one whole day when the
     trace covers at least two days (one full daily cycle) and cut to whole days above that. Quick
     mode uses it for traces linked by ``parent_id`` or ``prefix_blocks``, whose conversations are
     only known after linking every request (so they cannot be sampled by key first).
+    ``max_requests`` defaults to :data:`QUICK_MAX_REQUESTS`.
     """
+    max_requests = QUICK_MAX_REQUESTS if max_requests is None else max_requests
     n = store.n_requests
     if n <= max_requests:
         return None
@@ -68,7 +70,7 @@ def quick_span(store: TraceStore, *, max_requests: int = QUICK_MAX_REQUESTS) -> 
 
 
 def quick_subset(store: TraceStore, *, seed: int = 0,
-                 max_requests: int = QUICK_MAX_REQUESTS) -> tuple[str, dict, str] | None:
+                 max_requests: int | None = None) -> tuple[str, dict, str] | None:
     """What quick mode keeps of a big trace: ``(SQL condition, parameters, description)`` or None.
 
     None when the trace has at most ``max_requests`` requests or no link information. With
@@ -76,11 +78,12 @@ def quick_subset(store: TraceStore, *, seed: int = 0,
     a seeded hash of their key, a share ``max_requests / n`` of them
     (:func:`servelab.reports.sampling.hash_sample_condition`), so every kept conversation keeps
     all its turns and turn counts, ITTs and the multi-turn share are unbiased. Otherwise the
-    contiguous span of :func:`quick_span`.
+    contiguous span of :func:`quick_span`. ``max_requests`` defaults to :data:`QUICK_MAX_REQUESTS`.
     """
     from servelab.analysis.conversations import available_link_rules
     from servelab.reports.sampling import hash_sample_condition
 
+    max_requests = QUICK_MAX_REQUESTS if max_requests is None else max_requests
     n = store.n_requests
     if n <= max_requests:
         return None

@@ -1,0 +1,222 @@
+"""Quick mode of the report (issue #8, speed): deterministic subsets that the sections state, and
+quick numbers that agree with full ones within their sampling error; the figure worker and the
+DuckDB settings of the report."""
+from __future__ import annotations
+
+import contextlib
+import json
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from servelab.analysis.store import duckdb_settings, open_store, write_store
+from servelab.reports.sampling import HASH_BUCKETS, hash_sample_condition, subset_store, temporary_subset
+
+
+def _store(tmp_path, rng, n=40_000, *, name="s", conversations=True):
+    """A client-tagged trace over 6 h: conversations of 1-6 turns among single API requests."""
+    t = np.sort(rng.uniform(0, 6 * 3600, n))
+    frame = {
+        "timestamp": t,
+        "client_id": rng.choice([f"c{i}" for i in range(20)], n),
+        "input_tokens": np.maximum(1, rng.lognormal(6, 1, n)).astype(np.int64),
+        "output_tokens": np.maximum(1, rng.lognormal(5, 0.7, n)).astype(np.int64),
+    }
+    if conversations:
+        # 40 % of requests belong to conversations: ids drawn so that turn counts vary from 1 to 6
+        in_conv = rng.random(n) < 0.4
+        conv = rng.integers(0, int(in_conv.sum() / 2.5), n)
+        frame["conversation_id"] = pl.Series([f"conv{c}" if k else None for c, k in zip(conv, in_conv)],
+                                             dtype=pl.String)
+    return write_store(pl.DataFrame(frame), tmp_path / name)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+def test_hash_sample_condition_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]; got 0"):
+        hash_sample_condition("request_id", 0, 1)
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]; got 1.5"):
+        hash_sample_condition("request_id", 1.5, 1)
+    with pytest.raises(ValueError, match="seed must be an integer; got 1.0"):
+        hash_sample_condition("request_id", 0.5, 1.0)
+
+
+def test_hash_sample_is_seeded_and_keeps_the_asked_share(tmp_path, rng):
+    store = _store(tmp_path, rng, n=20_000, conversations=False)
+    q = "SELECT request_id FROM requests WHERE {} ORDER BY request_id"
+    a = store.query(q.format(hash_sample_condition("request_id", 0.1, 7)))["request_id"].to_numpy()
+    b = store.query(q.format(hash_sample_condition("request_id", 0.1, 7)))["request_id"].to_numpy()
+    c = store.query(q.format(hash_sample_condition("request_id", 0.1, 8)))["request_id"].to_numpy()
+    np.testing.assert_array_equal(a, b)  # same seed, same rows
+    assert not np.array_equal(a, c)  # another seed, other rows
+    # a binomial count: 20,000 x 0.1 = 2,000 kept, sd sqrt(20,000 x 0.1 x 0.9) = 42; allow 5 sd
+    assert abs(a.size - 2_000) < 5 * 42.5
+    # the condition is exactly "hash(key, seed) mod buckets < share x buckets"
+    con = duckdb.connect()
+    ids = np.arange(20_000)
+    h = con.sql("SELECT hash(i, CAST(7 AS BIGINT)) % 1000000 AS h FROM range(20000) t(i) ORDER BY i").fetchnumpy()["h"]
+    np.testing.assert_array_equal(a, ids[h < 0.1 * HASH_BUCKETS])
+
+
+def test_subset_store_keeps_request_ids_columns_and_origin(tmp_path, rng):
+    store = _store(tmp_path, rng, n=5_000)
+    sub = subset_store(store, "timestamp >= $a AND timestamp < $b", tmp_path / "sub", parameters={"a": 3600.0, "b": 7200.0},
+                       description="hour 2")
+    full = store.to_polars()
+    want = full.filter((pl.col("timestamp") >= 3600) & (pl.col("timestamp") < 7200))
+    got = sub.to_polars()
+    assert got.columns == full.columns and sub.columns == store.columns
+    assert got.equals(want)  # same rows, same request ids, same order
+    assert sub.n_requests == want.height and sub.manifest["extra"]["subset"] == "hour 2"
+    assert sub.origin == store.origin
+    with pytest.raises(FileExistsError, match="already exists"):
+        subset_store(store, "true", tmp_path / "sub")
+
+
+def test_temporary_subset_is_removed_afterwards(tmp_path, rng):
+    store = _store(tmp_path, rng, n=2_000)
+    with temporary_subset(store, "timestamp < 3600") as sub:
+        path = sub.path
+        assert sub.n_requests == int((store.to_polars()["timestamp"] < 3600).sum())
+    assert not path.exists()
+
+
+# ------------------------------------------------------------------------------------- quick notes
+def test_quick_lengths_states_its_sample_and_agrees_with_full(tmp_path, rng, monkeypatch):
+    from servelab.reports.sections import lengths
+
+    store = _store(tmp_path, rng, n=60_000, conversations=False)
+    monkeypatch.setattr(lengths, "QUICK_MAX_REQUESTS", 15_000)
+    full = lengths.build_section(store, quick=False, seed=3)
+    quick = lengths.build_section(store, quick=True, seed=3)
+    note = quick.notes[0]
+    assert note.startswith("quick mode: measured on ") and "of 60,000 requests" in note and "seeded hash" in note
+    n_sub = int(note.split("measured on ")[1].split(" of ")[0].replace(",", ""))
+    assert abs(n_sub - 15_000) < 5 * np.sqrt(60_000 * 0.25 * 0.75)  # binomial count
+    assert not any(n.startswith("quick mode: measured on") for n in full.notes)
+    # Spearman rho of input vs output: its standard error is about 1/sqrt(n) (independent lengths
+    # here, rho ~ 0); quick (n_sub) and full (60,000) agree within 4 / sqrt(n_sub)
+    rq, rf = quick.headline["input/output Spearman"], full.headline["input/output Spearman"]
+    assert abs(rq - rf) < 4 / np.sqrt(n_sub)
+    # and the reference value from numpy/scipy on the whole trace
+    from scipy import stats
+
+    frame = store.to_polars()
+    assert rf == pytest.approx(stats.spearmanr(frame["input_tokens"], frame["output_tokens"]).statistic, abs=0.02)
+
+
+def test_quick_conversations_samples_whole_conversations_and_agrees_with_full(tmp_path, rng, monkeypatch):
+    from servelab.reports.sections import conversations
+
+    store = _store(tmp_path, rng, n=40_000)
+    monkeypatch.setattr(conversations, "QUICK_MAX_REQUESTS", 10_000)
+    quick = conversations.build_section(store, quick=True, seed=1)
+    assert quick.notes[0].startswith("quick mode: conversations are linked and described on ")
+    assert "of 40,000 requests" in quick.notes[0] and "seeded hash sample (seed 1)" in quick.notes[0]
+    assert any("at most 20,000 values" in n for n in quick.notes)
+    key = "share of requests in multi-turn conversations (quick-mode sample)"
+    share_q = quick.headline[key]
+
+    # reference: the share over the whole trace, and the standard error of a ratio estimate from
+    # a sample of whole conversations (clusters) kept with probability f, computed with numpy
+    frame = store.to_polars()
+    sizes = np.concatenate([frame["conversation_id"].drop_nulls().value_counts()["count"].to_numpy(),
+                            np.ones(int(frame["conversation_id"].is_null().sum()))])
+    y = np.where(sizes >= 2, sizes, 0)
+    share = y.sum() / sizes.sum()
+    f = 10_000 / 40_000
+    se = np.sqrt((1 - f) / (f * sizes.size) * np.var(y - share * sizes)) / sizes.mean()
+    assert abs(share_q - share) < 4 * se
+    full = conversations.build_section(store, quick=False, seed=1)
+    assert full.headline["share of requests in multi-turn conversations"] == pytest.approx(share, rel=1e-12)
+    assert not any(n.startswith("quick mode") for n in full.notes)
+
+
+def test_quick_conversations_on_a_small_trace_uses_everything(tmp_path, rng):
+    from servelab.reports.sections import conversations
+
+    store = _store(tmp_path, rng, n=3_000)
+    section = conversations.build_section(store, quick=True, seed=0)
+    assert not any(n.startswith("quick mode: conversations are linked") for n in section.notes)
+    assert "requests in multi-turn conversations" in section.headline
+
+
+def test_quick_span_is_a_whole_day_on_a_multi_day_trace(tmp_path, rng, monkeypatch):
+    from servelab.reports.sections import conversations
+
+    t = np.sort(rng.uniform(0, 5 * 86400, 10_000))
+    store = write_store(pl.DataFrame({"timestamp": t}), tmp_path / "days")
+    assert conversations.quick_span(store, max_requests=20_000) is None
+    a, b = conversations.quick_span(store, max_requests=1_000)  # 0.5 day of requests -> one whole day
+    assert a == pytest.approx(t[0]) and b - a == 86400.0
+
+
+# ----------------------------------------------------------------------------------- report parts
+def test_generation_quick_note_says_what_is_shorter(tmp_path):
+    from servelab.reports.sections.generation import build_section
+
+    rng = np.random.default_rng(5)
+    n = 6_000
+    frame = pl.DataFrame({"timestamp": np.sort(rng.uniform(0, 3 * 3600, n)),
+                          "client_id": rng.choice(["a", "b", "c"], n),
+                          "input_tokens": rng.integers(10, 500, n), "output_tokens": rng.integers(5, 50, n)})
+    store = write_store(frame, tmp_path / "g")
+    section = build_section(store, quick=True, seed=0)
+    assert any(n.startswith("quick mode: 30-minute stable and variable periods") for n in section.notes)
+    assert "fitted from that period's requests only" in section.notes[0]
+
+
+def test_duckdb_settings_reach_store_connections(tmp_path, rng):
+    store = _store(tmp_path, rng, n=100, conversations=False)
+    with duckdb_settings(memory_limit="300MB", threads=1), contextlib.closing(store.connect()) as con:
+        limit, threads = con.sql("SELECT current_setting('memory_limit'), current_setting('threads')").fetchall()[0]
+    assert threads == 1 and limit.replace(" ", "").upper().startswith(("286", "300"))  # 300 MB, DuckDB prints MiB
+    with contextlib.closing(store.connect()) as con:  # outside the block: DuckDB's defaults again
+        assert con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] != limit
+    with pytest.raises(ValueError, match="threads must be a positive integer or None; got 0"):
+        with duckdb_settings(threads=0):
+            pass
+    with pytest.raises(ValueError, match="memory_limit must be a size such as '2GB' or None; got ''"):
+        with duckdb_settings(memory_limit=""):
+            pass
+
+
+def test_clients_window_stats_without_quantiles_equal_the_rest(tmp_path, rng):
+    from servelab.analysis.clients import client_window_stats
+
+    store = _store(tmp_path, rng, n=5_000, conversations=False)
+    with_q = client_window_stats(store)
+    without = client_window_stats(store, length_quantiles=False)
+    dropped = {"p50_input", "p95_input", "p50_output", "p95_output"}
+    assert set(with_q.columns) - set(without.columns) == dropped
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(with_q.drop(sorted(dropped)), without, rel_tol=1e-9)
+
+
+def test_figure_worker_gives_the_same_page_as_in_process(tmp_path, rng):
+    """The report built with the forked figure worker embeds byte-identical images."""
+    from servelab.reports.builder import build_report
+
+    store = _store(tmp_path, rng, n=4_000, conversations=False)
+    a = build_report(store, output=tmp_path / "a.html", sections=("overview", "lengths"), progress=False,
+                     figure_worker=True)
+    b = build_report(store, output=tmp_path / "b.html", sections=("overview", "lengths"), progress=False,
+                     figure_worker=False)
+    assert a.images and set(a.images) == set(b.images)
+    assert all(a.images[k] == b.images[k] for k in a.images)
+    doc = json.loads(a.json_path.read_text())
+    assert [s["status"] for s in doc["sections"]] == ["ok", "ok"]
+
+
+def test_quick_report_notes_quick_mode(tmp_path, rng):
+    from servelab.reports.builder import build_report
+
+    store = _store(tmp_path, rng, n=3_000, conversations=False)
+    result = build_report(store, output=tmp_path / "r.html", quick=True, sections=("overview", "lengths"),
+                          progress=False)
+    assert any(n.startswith("Quick mode:") for n in result.notes)
+    assert any(n.startswith("quick mode: length fits on at most 10^5 values") for n in result.section("lengths").notes)
+    assert open_store(store.path).n_requests == 3_000
