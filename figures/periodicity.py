@@ -133,11 +133,12 @@ def plot_burst_frequency(bursts: pl.DataFrame, *, ax: Axes | None = None) -> Axe
         days = (part["n_eligible"] * h / 86400).to_numpy()[order]
         expected = part["poisson_burst_share"].fill_null(0.0).to_numpy()[order] * part["n_eligible"].to_numpy()[order]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ax.plot(x, np.where(days > 0, expected / days, np.nan), ls="none", marker="_", ms=12, color="k")
+            ax.plot(x, np.where(days > 0, expected / days, np.nan), ls="none", marker="_", ms=14, mew=2, color="k",
+                    label="expected of Poisson windows" if i == 0 else None)
     ax.set_xticks(np.arange(len(groups)), groups)
     ax.set_xlim(-0.5 - 0.4 * (len(groups) < 3), len(groups) - 0.5 + 0.4 * (len(groups) < 3))  # few groups: no slabs
     ax.set_ylabel("volume doublings per day (count/day)")
-    ax.set_xlabel("group (black ticks: expected of Poisson windows)")
+    ax.set_xlabel("group")
     ax.legend()
     return ax
 
