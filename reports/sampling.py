@@ -24,10 +24,36 @@ from typing import Any
 
 from servelab.analysis.store import MANIFEST_NAME, REQUESTS_NAME, TraceStore, open_store
 
-__all__ = ["HASH_BUCKETS", "hash_sample_condition", "subset_store", "temporary_subset"]
+__all__ = ["HASH_BUCKETS", "hash_bucket_sql", "hash_cut", "hash_sample_condition", "subset_store", "temporary_subset"]
 
 #: resolution of hashed sampling: a fraction is rounded to a multiple of 1 / HASH_BUCKETS
 HASH_BUCKETS = 1_000_000
+
+
+def hash_bucket_sql(key_sql: str, seed: int) -> str:
+    """SQL for the bucket (0 .. HASH_BUCKETS - 1) of ``key_sql`` under ``seed``: ``hash(key, seed) % HASH_BUCKETS``.
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is not an integer.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer; got {seed!r}")
+    return f"(hash({key_sql}, CAST({seed} AS BIGINT)) % {HASH_BUCKETS})"
+
+
+def hash_cut(fraction: float) -> int:
+    """Buckets below this number are kept for a sample of ``fraction`` (at least one bucket).
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is not in (0, 1].
+    """
+    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+        raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}")
+    return max(1, round(fraction * HASH_BUCKETS))
 
 
 def hash_sample_condition(key_sql: str, fraction: float, seed: int) -> str:
@@ -52,12 +78,8 @@ def hash_sample_condition(key_sql: str, fraction: float, seed: int) -> str:
     ValueError
         If ``fraction`` is not in (0, 1] or ``seed`` is not an integer.
     """
-    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
-        raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer; got {seed!r}")
-    cut = max(1, round(fraction * HASH_BUCKETS))
-    return f"(hash({key_sql}, CAST({seed} AS BIGINT)) % {HASH_BUCKETS}) < {cut}"
+    cut = hash_cut(fraction)
+    return f"{hash_bucket_sql(key_sql, seed)} < {cut}"
 
 
 def subset_store(store: TraceStore, condition: str, path: str | Path, *,

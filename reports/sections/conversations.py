@@ -81,7 +81,7 @@ def quick_subset(store: TraceStore, *, seed: int = 0,
     contiguous span of :func:`quick_span`. ``max_requests`` defaults to :data:`QUICK_MAX_REQUESTS`.
     """
     from servelab.analysis.conversations import available_link_rules
-    from servelab.reports.sampling import hash_sample_condition
+    from servelab.reports.sampling import hash_bucket_sql, hash_cut
 
     max_requests = QUICK_MAX_REQUESTS if max_requests is None else max_requests
     n = store.n_requests
@@ -92,8 +92,10 @@ def quick_subset(store: TraceStore, *, seed: int = 0,
         return None
     if rules[0] == "conversation_id":
         fraction = max_requests / n
-        key = "coalesce(CAST(conversation_id AS VARCHAR), 'request ' || CAST(request_id AS VARCHAR))"
-        return (hash_sample_condition(key, fraction, seed), {},
+        # a conversation by its id, a request without one by its request id (no string building)
+        bucket = (f"CASE WHEN conversation_id IS NULL THEN {hash_bucket_sql('request_id', seed)} "
+                  f"ELSE {hash_bucket_sql('conversation_id', seed)} END")
+        return (f"({bucket}) < {hash_cut(fraction)}", {},
                 f"a seeded hash sample (seed {seed}) of {fraction:.1%} of the conversations, each with all its turns, "
                 "and of the requests without a conversation id")
     span = quick_span(store, max_requests=max_requests)
