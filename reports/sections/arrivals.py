@@ -27,7 +27,7 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
     ----------
     store : TraceStore
     quick : bool
-        Fit on at most 10^5 gaps (and 5,000 per window / group) instead of 10^6.
+        Fit on at most 10^5 gaps (and 2,000 per window / group) instead of 10^6 (and 5,000).
     seed : int
         Seed of subsamples, tie jitter and bootstrap.
     """
@@ -64,6 +64,8 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
         headline["rate max/min (5-min windows)"] = shifts["rate_max_over_min"][0]
         headline["CV max/min (5-min windows)"] = shifts["cv_max_over_min"][0]
     if quick:
-        notes.append("quick mode: families fitted on at most 10^5 gaps overall and 5,000 per window or group")
+        notes.append("quick mode: arrival families fitted on a seeded subsample of at most 10^5 gaps of the whole trace "
+                     "(full: 10^6) and 2,000 per window or group (full: 5,000), bootstrap p-values from 99 replicates "
+                     "(full: 200); rates, CVs and window statistics use every request")
     return Section(id="arrivals", title="Arrivals: burstiness, families and shifting rate", findings=findings,
                    tables=tables, figures=figures, headline=headline, notes=notes)

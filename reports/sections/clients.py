@@ -46,6 +46,9 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
     ev = collect_client_evidence(store, seed=seed, max_reason_n=5_000 if quick else 20_000, length_quantiles=False)
     findings = client_findings(store, evidence=ev)
     notes = list(ev.notes)
+    if quick and store.has("client_id", "reason_tokens", "output_tokens"):
+        notes.append("quick mode: reasoning-ratio bimodality per top client tested on a seeded sample of at most 5,000 "
+                     "ratios each (full: 20,000); the client decomposition itself uses every request")
     if ev.decomposition is None:
         notes.append(f"client decomposition skipped: {ev.reason}")
         return Section(id="clients", title=TITLE, findings=findings, notes=tuple(notes))
