@@ -316,7 +316,8 @@ def fetch_polars(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | di
 
 
 #: connection defaults set by :func:`duckdb_settings` for the current context
-_SETTINGS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("servelab_duckdb_settings", default={})
+_SETTINGS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "servelab_duckdb_settings", default=MappingProxyType({}))
 
 
 @contextlib.contextmanager
@@ -337,7 +338,8 @@ def duckdb_settings(*, threads: int | None = None, memory_limit: str | None = No
         raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
     if memory_limit is not None and not (isinstance(memory_limit, str) and memory_limit.strip()):
         raise ValueError(f"memory_limit must be a size such as '2GB' or None; got {memory_limit!r}")
-    token = _SETTINGS.set({k: v for k, v in (("threads", threads), ("memory_limit", memory_limit)) if v is not None})
+    token = _SETTINGS.set(MappingProxyType(
+        {k: v for k, v in (("threads", threads), ("memory_limit", memory_limit)) if v is not None}))
     try:
         yield
     finally:

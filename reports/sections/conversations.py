@@ -95,16 +95,16 @@ def quick_subset(store: TraceStore, *, seed: int = 0,
         # a conversation by its id, a request without one by its request id (no string building)
         bucket = (f"CASE WHEN conversation_id IS NULL THEN {hash_bucket_sql('request_id', seed)} "
                   f"ELSE {hash_bucket_sql('conversation_id', seed)} END")
-        return (f"({bucket}) < {hash_cut(fraction)}", {},
-                f"a seeded hash sample (seed {seed}) of {fraction:.1%} of the conversations, each with all its turns, "
+        what = (f"a seeded hash sample (seed {seed}) of {fraction:.1%} of the conversations, each with all its turns, "
                 "and of the requests without a conversation id")
+        return f"({bucket}) < {hash_cut(fraction)}", {}, what
     span = quick_span(store, max_requests=max_requests)
     if span is None:
         return None
     a, b = span
-    return ("timestamp >= $a AND timestamp < $b", {"a": a, "b": b},
-            f"the trace's first {_duration(b - a)} ({a:.0f}-{b:.0f} s), a contiguous span (conversations linked by "
+    what = (f"the trace's first {_duration(b - a)} ({a:.0f}-{b:.0f} s), a contiguous span (conversations linked by "
             f"{rules[0]} cannot be sampled before linking); conversations cut at its edges count as censored")
+    return "timestamp >= $a AND timestamp < $b", {"a": a, "b": b}, what
 
 
 def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> Section:

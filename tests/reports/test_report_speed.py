@@ -10,9 +10,14 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-
+from matplotlib.artist import Artist
 from servelab.analysis.store import duckdb_settings, open_store, write_store
-from servelab.reports.sampling import HASH_BUCKETS, hash_sample_condition, subset_store, temporary_subset
+from servelab.reports.sampling import (
+    HASH_BUCKETS,
+    hash_sample_condition,
+    subset_store,
+    temporary_subset,
+)
 
 
 def _store(tmp_path, rng, n=40_000, *, name="s", conversations=True):
@@ -175,12 +180,11 @@ def test_duckdb_settings_reach_store_connections(tmp_path, rng):
     assert threads == 1 and limit.replace(" ", "").upper().startswith(("286", "300"))  # 300 MB, DuckDB prints MiB
     with contextlib.closing(store.connect()) as con:  # outside the block: DuckDB's defaults again
         assert con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] != limit
-    with pytest.raises(ValueError, match="threads must be a positive integer or None; got 0"):
-        with duckdb_settings(threads=0):
-            pass
-    with pytest.raises(ValueError, match="memory_limit must be a size such as '2GB' or None; got ''"):
-        with duckdb_settings(memory_limit=""):
-            pass
+    with pytest.raises(ValueError, match="threads must be a positive integer or None; got 0"), duckdb_settings(threads=0):
+        pass
+    with pytest.raises(ValueError, match="memory_limit must be a size such as '2GB' or None; got ''"), \
+            duckdb_settings(memory_limit=""):
+        pass
 
 
 def test_clients_window_stats_without_quantiles_equal_the_rest(tmp_path, rng):
@@ -220,3 +224,46 @@ def test_quick_report_notes_quick_mode(tmp_path, rng):
     assert any(n.startswith("Quick mode:") for n in result.notes)
     assert any(n.startswith("quick mode: length fits on at most 10^5 values") for n in result.section("lengths").notes)
     assert open_store(store.path).n_requests == 3_000
+
+
+class _Boom(Artist):
+    """An artist whose drawing raises (module level, so its figure pickles and reaches the worker)."""
+
+    def draw(self, renderer):
+        raise RuntimeError("cannot draw this artist")
+
+
+def _failing_figure():
+    from servelab.figures.style import figure
+
+    fig, ax = figure()
+    ax.plot([1, 2], [1, 2])
+    fig.add_artist(_Boom())
+    return fig
+
+
+def test_a_figure_that_fails_in_the_worker_becomes_a_note(tmp_path, rng, monkeypatch):
+    import importlib.machinery
+    import sys
+    import types
+
+    from servelab.figures.style import figure
+    from servelab.reports.builder import build_report
+    from servelab.reports.section import Section
+
+    good, ax = figure()
+    ax.plot([1, 2, 3], [3, 1, 2])
+    full = "servelab.reports.sections.figs_test"
+    module = types.ModuleType(full)
+    module.__spec__ = importlib.machinery.ModuleSpec(full, loader=None)
+    module.build_section = lambda store, *, quick=False, seed=0: Section(
+        id="figs_test", title="figures", figures={"test.good": good, "test.bad": _failing_figure()})
+    monkeypatch.setitem(sys.modules, full, module)
+    store = _store(tmp_path, rng, n=500, conversations=False)
+    import pickle
+
+    pickle.dumps(_failing_figure())  # it does pickle: the failure happens in the worker
+    result = build_report(store, output=tmp_path / "f.html", sections=("figs_test",), progress=False)
+    assert set(result.images) == {"test.good"}
+    assert any(n.startswith("Figure test.bad of section figs_test could not be rendered") and "cannot draw" in n
+               for n in result.notes)
