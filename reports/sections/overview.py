@@ -114,6 +114,8 @@ def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> S
         notes.append(f"{rows['duplicates']:,} exact duplicate rows were kept at ingest.")
     if rows.get("unsorted"):
         notes.append(f"{rows['unsorted']:,} rows arrived out of timestamp order and were sorted at ingest.")
+    if quick:
+        notes.append("quick mode: not subsampled (SQL aggregates over every request)")
 
     return Section(
         id="overview",
