@@ -780,11 +780,16 @@ def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path, 
     columns = canonical_order(list(plan.columns))
     select = ", ".join(f"CAST({ident(c)} AS {CANONICAL_COLUMNS[c]}) AS {ident(c)}" for c in columns)
     requests = tmp / REQUESTS_NAME
+    # rows first, in file order (preserve_insertion_order), without request_id: a row_number()
+    # window over this nested query doubled the pass (24 s vs 11 s at 10 M rows, measured
+    # 2026-11-23); the id is added from the Parquet row number in the cheap second pass below
+    unnumbered = tmp / "_work" / "unnumbered.parquet"
+    unnumbered.parent.mkdir(parents=True, exist_ok=True)
     try:
         stored = con.execute(
-            f"COPY (SELECT CAST(row_number() OVER () - 1 AS BIGINT) AS request_id, CAST(_ts AS DOUBLE) AS timestamp"
+            f"COPY (SELECT CAST(_ts AS DOUBLE) AS timestamp"
             f"{', ' + select if select else ''} FROM ({_pass1_sql(plan, rel, raw_json, i, native)}) "
-            f"WHERE _reason IS NULL) TO {sql_str(requests)} (FORMAT parquet)"
+            f"WHERE _reason IS NULL) TO {sql_str(unnumbered)} (FORMAT parquet)"
         ).fetchall()[0][0]
     except duckdb.Error as err:
         raise TraceFormatError(f"cannot read {source.path} as {source.kind} ({fmt}): {err}") from None
@@ -793,7 +798,7 @@ def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path, 
     reader_rejects = dict(con.execute("SELECT reason, count(*) FROM malformed GROUP BY ALL").fetchall())
     n_lines = digests[i].result()[1]
     if n_lines - 1 - sum(reader_rejects.values()) != stored:
-        requests.unlink(missing_ok=True)
+        unnumbered.unlink(missing_ok=True)
         for table in (f"rejects_{i}", f"rejects_scan_{i}", "malformed"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         return None
@@ -802,21 +807,28 @@ def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path, 
             f"every row was rejected ({', '.join(f'{k}: {v}' for k, v in sorted(reader_rejects.items()))}); "
             "nothing to store. Check the format and the column map"
         )
-    ts = np.asarray(con.sql(f"SELECT timestamp FROM read_parquet({sql_str(requests)})").fetchnumpy()["timestamp"])
+    ts = np.asarray(con.sql(f"SELECT timestamp FROM read_parquet({sql_str(unnumbered)})").fetchnumpy()["timestamp"])
     unsorted = int(np.count_nonzero(np.diff(ts) < 0))
-    duplicates = _count_duplicates(con, f"read_parquet({sql_str(requests)})", "timestamp", columns, ts)
+    duplicates = _count_duplicates(con, f"read_parquet({sql_str(unnumbered)})", "timestamp", columns, ts)
     span = (float(ts.min()), float(ts.max()))
     del ts
     tick("fast: stats")
+    scan = f"read_parquet({sql_str(unnumbered)}, file_row_number = true)"
     if unsorted:
-        resorted = tmp / "_work" / "sorted.parquet"
+        # stable sort: ties keep their file order
         con.execute(
-            f"COPY (SELECT CAST(row_number() OVER () - 1 AS BIGINT) AS request_id, * EXCLUDE (request_id) FROM "
-            f"(SELECT * FROM read_parquet({sql_str(requests)}) ORDER BY timestamp, request_id)) "
-            f"TO {sql_str(resorted)} (FORMAT parquet)"
+            f"COPY (SELECT CAST(row_number() OVER () - 1 AS BIGINT) AS request_id, * EXCLUDE (file_row_number) FROM "
+            f"(SELECT * FROM {scan} ORDER BY timestamp, file_row_number)) "
+            f"TO {sql_str(requests)} (FORMAT parquet)"
         )
-        os.replace(resorted, requests)
         tick("fast: sort")
+    else:
+        con.execute(
+            f"COPY (SELECT CAST(file_row_number AS BIGINT) AS request_id, * EXCLUDE (file_row_number) FROM {scan}) "
+            f"TO {sql_str(requests)} (FORMAT parquet)"
+        )
+        tick("fast: number")
+    unnumbered.unlink()
     con.execute(
         f"COPY (SELECT {sql_str(source.path)} AS source, line AS row, reason, raw FROM malformed ORDER BY line) "
         f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"

@@ -94,3 +94,20 @@ def test_make_synthetic_store(tmp_path):
     assert got["client_id"].n_unique() <= 50
     assert (got["failed"] == (got["output_tokens"] == 0)).all()
     assert store.origin is not None and store.timezone == "UTC"
+
+
+def test_unsorted_with_ties_fast_path_equals_general_path(tmp_path, monkeypatch, rng):
+    """Sorting keeps tied timestamps in file order on both paths, and request_id is 0..n-1."""
+    n = 500
+    t = rng.integers(0, 50, n)  # many ties, unsorted
+    rows = [f"{t[k]},ChatGPT,{k + 1},1,{k + 2},API log" for k in range(n)]
+    path = tmp_path / "u.csv"
+    path.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n" + "\n".join(rows) + "\n")
+    fast = ingest(path, output=tmp_path / "fast")
+    monkeypatch.setattr(core, "_fast_path_applies", lambda *a: False)
+    slow = ingest(path, output=tmp_path / "slow")
+    got = fast.to_polars()
+    assert got.equals(slow.to_polars())
+    assert got["request_id"].to_list() == list(range(n))
+    order = np.lexsort((np.arange(n), t))  # by time, ties in file order
+    assert got["input_tokens"].to_list() == (order + 1).tolist()
