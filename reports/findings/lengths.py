@@ -384,7 +384,7 @@ def _bimodal(ev: LengthEvidence) -> Finding:
 
 def _linear(ev: LengthEvidence) -> Finding:
     fid, stmt = "burstgpt.linear_relation", "Response length grows linearly with request length (ChatGPT)."
-    figs = ("burstgpt.fig8",)
+    figs = ("burstgpt.fig8", "burstgpt.fig10")
     row = _corr_row(ev)
     if row is None:
         return not_applicable(fid, stmt, _SRC_BG, _why(ev, "io_correlation", "input/output relation", "counts"), figs)

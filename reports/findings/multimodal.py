@@ -101,7 +101,7 @@ def multimodal_findings(ev: MultimodalEvidence) -> list[Finding]:
 def _f6(ev: MultimodalEvidence) -> Finding:
     fid = "servegen.F6"
     stmt = "Multimodal data distributions shift irregularly and independently, so load varies across modalities."
-    figs = ("servegen.fig7",)
+    figs = ("servegen.fig7", "servegen.fig8")
     shift = ev.tables.get("per_item_shift")
     if shift is None and "load" not in ev.tables:
         return not_applicable(fid, stmt, _SRC6, ev.skipped.get("per_item_shift") or ev.skipped.get("load")
