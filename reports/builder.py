@@ -163,6 +163,8 @@ def build_report(
     column_map: Any = None,
     sections: tuple[str, ...] = SECTION_MODULES,
     figure_worker: bool = True,
+    figures_dir: str | os.PathLike | None = None,
+    figure_formats: tuple[str, ...] = ("svg",),
 ) -> ReportResult:
     """Characterize a trace and write the report.
 
@@ -189,6 +191,11 @@ def build_report(
         Encode each section's figures in one forked worker process while the next section is
         built (the PNG bytes are the same as encoding them here; where ``fork`` is not available,
         or with False, they are encoded in this process after the sections).
+    figures_dir : path-like, optional
+        Also save every drawn figure here as ``<figure id>.<format>`` (e.g.
+        ``servegen.fig1.svg``), for papers and slides; the page itself always embeds PNGs.
+    figure_formats : tuple of {"png", "svg", "pdf"}
+        Formats written to ``figures_dir`` (default SVG).
 
     Returns
     -------
@@ -198,7 +205,15 @@ def build_report(
     ------
     StoreNotFoundError, TraceFormatError, FileNotFoundError
         When the trace cannot be opened or ingested (nothing is written then).
+    ValueError
+        If a figure format is not one of png, svg, pdf.
     """
+    from servelab.figures.style import SAVE_FORMATS
+
+    figure_formats = (figure_formats,) if isinstance(figure_formats, str) else tuple(figure_formats)
+    bad = [f for f in figure_formats if f not in SAVE_FORMATS]
+    if bad or not figure_formats:
+        raise ValueError(f"figure_formats must be a non-empty subset of {SAVE_FORMATS}; got {figure_formats!r}")
     started = time.perf_counter()
     output = Path(output)
     json_path = output.with_suffix(".json")
@@ -215,6 +230,8 @@ def build_report(
             store, source, outcomes, figure_meta, notes=notes, quick=quick, seed=seed,
             elapsed_s=time.perf_counter() - started,
         )
+    if figures_dir is not None:
+        _save_figures(outcomes, Path(figures_dir), figure_formats, document["notes"])
     page = render_html(document, images)
     output.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(json_path, json.dumps(document, indent=2, default=_json_default, allow_nan=False) + "\n")
@@ -464,6 +481,21 @@ def _render_figures(outcomes: list[SectionOutcome], notes: list[str],
             })
         meta[outcome.id] = entries
     return images, meta
+
+
+def _save_figures(outcomes: list[SectionOutcome], folder: Path, formats: tuple[str, ...], notes: list[str]) -> None:
+    """Save every drawn figure as ``folder/<figure id>.<format>``; a figure that fails is a note."""
+    from servelab.figures.style import save_figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for outcome in outcomes:
+        if outcome.section is None:
+            continue
+        for fig_id, fig in outcome.section.figures.items():
+            try:
+                save_figure(fig, folder / f"{fig_id}.{formats[0]}", formats=formats)
+            except Exception as err:  # noqa: BLE001 - one figure must not sink the report
+                notes.append(f"Figure {fig_id} could not be saved to {folder}: {type(err).__name__}: {err}")
 
 
 def report_document(

@@ -29,8 +29,12 @@ __all__ = ["report"]
                    "conversations, generation. Default: all.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar over sections (shown only on a terminal).")
+@click.option("--figures-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also save every figure here as <figure id>.<format> (the page embeds PNGs).")
+@click.option("--figure-format", "figure_formats", multiple=True, type=click.Choice(["svg", "pdf", "png"]),
+              help="Format(s) for --figures-dir (repeatable).  [default: svg]")
 def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fmt: str, column_map: Path | None,
-           only: tuple[str, ...], progress: bool) -> None:
+           only: tuple[str, ...], progress: bool, figures_dir: Path | None, figure_formats: tuple[str, ...]) -> None:
     """Write the characterization report of STORE_OR_TRACE (default: the shipped Azure sample).
 
     STORE_OR_TRACE is a trace store folder (from `servelab ingest`) or a raw trace file, which is
@@ -49,7 +53,8 @@ def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fm
         warnings.simplefilter("always", SectionFailedWarning)
         try:
             result = build_report(store_or_trace, output=output, quick=quick, seed=seed, progress=progress, fmt=fmt,
-                                  column_map=column_map, sections=sections)
+                                  column_map=column_map, sections=sections, figures_dir=figures_dir,
+                                  figure_formats=figure_formats or ("svg",))
         except (StoreNotFoundError, TraceFormatError, ColumnMapError, FileNotFoundError) as err:
             raise click.ClickException(str(err)) from None
     for warning in caught:
@@ -57,6 +62,8 @@ def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fm
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     counts = result.verdict_counts()
     click.echo(f"wrote {result.html_path} and {result.json_path} in {result.elapsed_s:.1f} s")
+    if figures_dir is not None:
+        click.echo(f"figures: {figures_dir}/<figure id>.{{{','.join(figure_formats or ('svg',))}}}")
     click.echo("findings: " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()))
     for section_id, error in result.errors.items():
         click.echo(f"section {section_id} FAILED: {error.splitlines()[0]}", err=True)

@@ -209,3 +209,32 @@ def test_build_report_on_a_folder_without_manifest_says_it_is_not_a_store(tmp_pa
     with pytest.raises(StoreNotFoundError, match="is a folder without manifest.json, so not a trace store"):
         build_report(tmp_path / "empty", output=tmp_path / "r.html", progress=False)
     assert not (tmp_path / "r.html").exists()
+
+
+def test_figures_dir_saves_every_drawn_figure_in_each_format(tiny_store, tmp_path, monkeypatch):
+    import xml.etree.ElementTree as ET
+
+    store, _ = tiny_store
+    from servelab.figures.style import figure
+
+    def fake(store, *, quick=False, seed=0):
+        figs = {}
+        for name in ("fake.one", "fake.two"):
+            fig, ax = figure()
+            ax.plot([1, 2, 3], [1, 4, 9])
+            ax.set_xlabel("x (s)")
+            figs[name] = fig
+        return Section(id="fake", title="Fake area", figures=figs)
+
+    _fake_section_module(monkeypatch, "fake", fake)
+    out = tmp_path / "figs"
+    build_report(store, output=tmp_path / "r.html", sections=("fake",), progress=False, figures_dir=out,
+                 figure_formats=("svg", "pdf"))
+    assert sorted(p.name for p in out.iterdir()) == ["fake.one.pdf", "fake.one.svg", "fake.two.pdf", "fake.two.svg"]
+    assert ET.parse(out / "fake.one.svg").getroot().tag.endswith("svg")
+    pdf = (out / "fake.two.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and b"%%EOF" in pdf[-64:]
+    with pytest.raises(ValueError, match=r"figure_formats must be a non-empty subset of \('png', 'svg', 'pdf'\); got \('jpg',\)"):
+        build_report(store, output=tmp_path / "r2.html", sections=("fake",), progress=False, figures_dir=out,
+                     figure_formats=("jpg",))
+    assert not (tmp_path / "r2.html").exists()
