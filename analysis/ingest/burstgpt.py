@@ -32,15 +32,10 @@ def matches(kind: str, columns: tuple[str, ...]) -> bool:
 
 def plan(columns: tuple[str, ...], column_map=None) -> IngestPlan:
     """The ingest plan for a BurstGPT CSV with header ``columns``."""
-    log_type = f"lower(trim({ident('Log Type')}))"
     fields = [
         Field("model", f"trim({ident('Model')})", "string"),
-        Field(
-            "service",
-            f"CASE {log_type} WHEN 'conversation log' THEN 'conversation' WHEN 'api log' THEN 'api' "
-            f"ELSE {log_type} END",
-            "string",
-        ),
+        Field("service", f"lower(trim({ident('Log Type')}))", "string",
+              values=(("conversation log", "conversation"), ("api log", "api"))),
         Field.of("input_tokens", "Request tokens", "count"),
         Field.of("output_tokens", "Response tokens", "count"),
     ]

@@ -185,3 +185,23 @@ def test_missing_source_file(tmp_path):
         ingest(tmp_path / "nope.csv", output=tmp_path / "s")
     with pytest.raises(FileNotFoundError, match="matches no file"):
         ingest(str(tmp_path / "nope_*.csv"), output=tmp_path / "s")
+
+
+def test_burstgpt_log_type_mapping_and_blank_log_type(tmp_path):
+    """Known log types map, others are lower-cased and kept, a blank one rejects the row."""
+    from servelab.analysis import ingest
+
+    path = tmp_path / "b.csv"
+    path.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                    "1,ChatGPT,5,1,6, Conversation log \n2,ChatGPT,5,1,6,API log\n"
+                    "3,ChatGPT,5,1,6,Batch Log\n4,ChatGPT,5,1,6,   \n")
+    store = ingest(path, fmt="burstgpt", output=tmp_path / "s")
+    assert store.to_polars()["service"].to_list() == ["conversation", "api", "batch log"]
+    assert store.manifest["rows"]["rejected"] == {"missing_service": 1}
+
+
+def test_field_values_only_map_strings():
+    from servelab.analysis.ingest.plan import Field
+
+    with pytest.raises(ValueError, match="Field.values maps strings only; got kind 'count' for 'input_tokens'"):
+        Field("input_tokens", '"x"', "count", values=(("1", "2"),))
