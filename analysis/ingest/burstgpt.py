@@ -33,14 +33,16 @@ def matches(kind: str, columns: tuple[str, ...]) -> bool:
 def plan(columns: tuple[str, ...], column_map=None) -> IngestPlan:
     """The ingest plan for a BurstGPT CSV with header ``columns``."""
     fields = [
-        Field("model", f"trim({ident('Model')})", "string"),
-        Field("service", f"lower(trim({ident('Log Type')}))", "string",
+        # raw columns as they are: the core trims once in the emptiness check and once when writing
+        # (a trim() inside raw was re-evaluated by every check and by the output projection)
+        Field.of("model", "Model", "string"),
+        Field("service", f"lower({ident('Log Type')})", "string",
               values=(("conversation log", "conversation"), ("api log", "api"))),
         Field.of("input_tokens", "Request tokens", "count"),
         Field.of("output_tokens", "Response tokens", "count"),
     ]
     if "Session ID" in columns:
-        fields.append(Field("conversation_id", f"trim({ident('Session ID')})", "string", required=False))
+        fields.append(Field.of("conversation_id", "Session ID", "string", required=False))
     if "Elapsed time" in columns:
         fields.append(Field.of("latency_s", "Elapsed time", "seconds", required=False))
     return IngestPlan(
