@@ -11,7 +11,6 @@ others still run. This module only parses options, calls the library and prints.
 from __future__ import annotations
 
 import importlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import polars as pl
 
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding
+from servelab.commands.output import print_findings, print_table, write_findings, write_table
 
 __all__ = ["arrivals", "ArrivalOptions", "StepResult", "STEPS", "run_steps", "arrival_step"]
 
@@ -108,12 +108,6 @@ def run_steps(store, options: ArrivalOptions, *, steps: list[tuple[str, str]] | 
     return out
 
 
-def _print_table(name: str, table: pl.DataFrame, rows: int) -> None:
-    click.echo(f"\n== {name} ({table.height} rows x {table.width} columns)")
-    with pl.Config(tbl_rows=rows, tbl_cols=14, fmt_str_lengths=60, tbl_width_chars=160):
-        click.echo(str(table.head(rows)))
-
-
 @click.command("arrivals")
 @click.argument("store_path", metavar="STORE", type=click.Path(exists=True, file_okay=False))
 @click.option("--by", type=click.Choice(["model", "service", "client"]), default=None,
@@ -131,7 +125,6 @@ def arrivals(store_path: str, by: str | None, window: str, outdir: str | None, s
              gof: str, rows: int) -> None:
     """Arrival characterization of STORE: gaps, windowed rate and CV, family fits, findings."""
     from servelab.analysis.arrivals import parse_window
-    from servelab.analysis.findings import findings_table
     from servelab.analysis.store import open_store
 
     try:
@@ -152,23 +145,15 @@ def arrivals(store_path: str, by: str | None, window: str, outdir: str | None, s
         if result is None:
             continue
         for table_name, table in result.tables.items():
-            _print_table(table_name, table, rows)
+            print_table(table_name, table, rows)
             if target:
-                table.write_parquet(target / f"{table_name}.parquet")
-                table.write_csv(target / f"{table_name}.csv")
-                written += [target / f"{table_name}.parquet", target / f"{table_name}.csv"]
+                written += write_table(target, table_name, table)
         for note in result.notes:
             click.echo(f"note: {note}")
         findings.extend(result.findings)
     if findings:
-        click.echo("\n### findings")
-        for f in findings:
-            click.echo(f"- {f.id} [{f.verdict.value}] {f.reason}")
+        print_findings(findings)
         if target:
-            table = findings_table(findings)
-            table.write_parquet(target / "findings.parquet")
-            table.write_csv(target / "findings.csv")
-            (target / "findings.json").write_text(json.dumps([f.to_dict() for f in findings], indent=2))
-            written += [target / "findings.parquet", target / "findings.csv", target / "findings.json"]
+            written += write_findings(target, findings)
     if target:
         click.echo(f"\nwrote {len(written)} files to {target}")

@@ -9,14 +9,14 @@ library and prints.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import click
 import polars as pl
 
-from servelab.analysis.findings import Finding, findings_table
+from servelab.analysis.findings import Finding
+from servelab.commands.output import print_findings, print_table, write_findings, write_table
 
 __all__ = ["clients", "emit"]
 
@@ -29,24 +29,15 @@ def emit(tables: Mapping[str, pl.DataFrame], findings: Iterable[Finding], notes:
     if target:
         target.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
-        click.echo(f"\n== {name} ({table.height} rows x {table.width} columns)")
-        with pl.Config(tbl_rows=rows, tbl_cols=14, fmt_str_lengths=60, tbl_width_chars=160):
-            click.echo(str(table.head(rows)))
+        print_table(name, table, rows)
         if target:
-            table.write_parquet(target / f"{name}.parquet")
-            table.write_csv(target / f"{name}.csv")
-            written += [target / f"{name}.parquet", target / f"{name}.csv"]
+            written += write_table(target, name, table)
     for note in notes:
         click.echo(f"note: {note}")
     findings = list(findings)
-    click.echo("\n### findings")
-    for f in findings:
-        click.echo(f"- {f.id} [{f.verdict.value}] {f.reason}")
+    print_findings(findings)
     if target:
-        table = findings_table(findings)
-        table.write_csv(target / "findings.csv")
-        (target / "findings.json").write_text(json.dumps([f.to_dict() for f in findings], indent=2))
-        written += [target / "findings.csv", target / "findings.json"]
+        written += write_findings(target, findings)
         if figures:
             from servelab.figures.style import save_figure
 

@@ -8,20 +8,14 @@ findings as JSON into OUTDIR. ``--explore`` additionally scans many scipy famili
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import click
-import polars as pl
+
+from servelab.commands.output import print_findings, print_table, write_findings, write_table
 
 __all__ = ["lengths"]
-
-
-def _print_table(name: str, table: pl.DataFrame, rows: int) -> None:
-    click.echo(f"\n== {name} ({table.height} rows x {table.width} columns)")
-    with pl.Config(tbl_rows=rows, tbl_cols=14, fmt_str_lengths=60, tbl_width_chars=160):
-        click.echo(str(table.head(rows)))
 
 
 @click.command("lengths")
@@ -36,7 +30,6 @@ def _print_table(name: str, table: pl.DataFrame, rows: int) -> None:
 @click.option("--rows", type=int, default=8, show_default=True, help="Rows printed per table.")
 def lengths(store_path: str, by: str | None, outdir: str | None, seed: int, quick: bool, explore: bool, rows: int) -> None:
     """Request-data characterization of STORE: lengths, fits, shifts, reasoning, multimodal, findings."""
-    from servelab.analysis.findings import findings_table
     from servelab.analysis.lengths import length_sample
     from servelab.analysis.store import open_store
     from servelab.reports.findings.lengths import length_findings, measure_lengths
@@ -62,23 +55,15 @@ def lengths(store_path: str, by: str | None, outdir: str | None, seed: int, quic
         target.mkdir(parents=True, exist_ok=True)
     written = []
     for name, table in tables.items():
-        _print_table(name, table, rows)
+        print_table(name, table, rows)
         if target:
-            table.write_parquet(target / f"{name}.parquet")
-            table.write_csv(target / f"{name}.csv")
-            written += [target / f"{name}.parquet", target / f"{name}.csv"]
+            written += write_table(target, name, table)
     for note in (*ev.notes, *rev.notes):
         click.echo(f"note: {note}")
     for what, why in {**ev.skipped, **rev.skipped, **mev.skipped}.items():
         click.echo(f"skipped: {what}: {why}")
-    click.echo("\n### findings")
-    for f in findings:
-        click.echo(f"- {f.id} [{f.verdict.value}] {f.reason}")
+    print_findings(findings)
     if target:
-        table = findings_table(findings)
-        table.write_parquet(target / "findings.parquet")
-        table.write_csv(target / "findings.csv")
-        (target / "findings.json").write_text(json.dumps([f.to_dict() for f in findings], indent=2))
-        written += [target / "findings.parquet", target / "findings.csv", target / "findings.json"]
+        written += write_findings(target, findings)
         click.echo(f"\nwrote {len(written)} files to {target}")
     click.echo(f"analyses took {seconds:.1f} s")
