@@ -53,6 +53,7 @@ import numpy as np
 import polars as pl
 from scipy import special
 from servelab.generator.exceptions import GenerationError, GenerationWarning
+from servelab.generator.pool import DATA_FIELDS  # re-exported: fields a pool may hold
 
 __all__ = [
     "DATA_FIELDS",
@@ -75,20 +76,6 @@ __all__ = [
     "select_clients",
 ]
 
-#: request-data fields a pool may hold (long PMFs in ``pool.data``)
-DATA_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "reason_ratio",
-    "reason_tokens",
-    "text_tokens",
-    "image_tokens",
-    "audio_tokens",
-    "video_tokens",
-    "image_count",
-    "audio_count",
-    "video_count",
-)
 _MODALITIES = ("image", "audio", "video")
 
 #: family codes of :func:`renewal_arrivals` (exponential is Gamma with shape 1)
@@ -494,6 +481,20 @@ class _PmfTable:
     cum: np.ndarray
 
 
+def _group_runs(table: _PmfTable, group: np.ndarray):
+    """``(start, end, group, lo, hi)`` per run of equal ``group`` values, where ``table.cum[lo:hi]``
+    is that group's CDF; None when the runs are too many and short to be worth a loop over runs."""
+    n = group.size
+    cuts = np.flatnonzero(group[1:] != group[:-1]) + 1
+    if cuts.size + 1 > max(64, n // 256):
+        return None
+    starts = np.r_[0, cuts]
+    g_run = group[starts]
+    lo = np.searchsorted(table.cum, g_run.astype(float), side="right")
+    hi = np.searchsorted(table.cum, g_run.astype(float) + 1.0, side="right")
+    return zip(starts.tolist(), np.r_[cuts, n].tolist(), g_run.tolist(), lo.tolist(), hi.tolist())
+
+
 def sample_runs(table: _PmfTable, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Independent draws from each request's group PMF, fast when groups come in long runs.
 
@@ -506,16 +507,11 @@ def sample_runs(table: _PmfTable, group: np.ndarray, rng: np.random.Generator) -
     n = group.size
     if n == 0:
         return np.zeros(0)
-    cuts = np.flatnonzero(group[1:] != group[:-1]) + 1
-    if cuts.size + 1 > max(64, n // 256):
+    runs = _group_runs(table, group)
+    if runs is None:
         return sample_pmf(table, group, rng.random(n))
-    starts = np.r_[0, cuts]
-    ends = np.r_[cuts, n]
-    g_run = group[starts]
-    lo = np.searchsorted(table.cum, g_run.astype(float), side="right")
-    hi = np.searchsorted(table.cum, g_run.astype(float) + 1.0, side="right")
     out = np.empty(n)
-    for s, e, g, a, b in zip(starts.tolist(), ends.tolist(), g_run.tolist(), lo.tolist(), hi.tolist()):
+    for s, e, g, a, b in runs:
         m, k = e - s, b - a
         if 4 * m >= k:
             within = table.cum[a:b] - g
@@ -550,17 +546,12 @@ def sample_pmf(table: _PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray
     n = group.size
     if n == 0:
         return np.zeros(0)
-    cuts = np.flatnonzero(group[1:] != group[:-1]) + 1
-    if cuts.size + 1 > max(64, n // 256):
+    runs = _group_runs(table, group)
+    if runs is None:
         idx = np.searchsorted(table.cum, group.astype(float) + u, side="right")
         return table.values[np.minimum(idx, table.values.size - 1)]
-    starts = np.r_[0, cuts]
-    ends = np.r_[cuts, n]
-    g_run = group[starts]
-    lo = np.searchsorted(table.cum, g_run.astype(float), side="right")
-    hi = np.searchsorted(table.cum, g_run.astype(float) + 1.0, side="right")
     out = np.empty(n)
-    for s, e, g, a, b in zip(starts.tolist(), ends.tolist(), g_run.tolist(), lo.tolist(), hi.tolist()):
+    for s, e, g, a, b in runs:
         local = np.searchsorted(table.cum[a:b], g + u[s:e], side="right")
         out[s:e] = table.values[a:b][np.minimum(local, b - a - 1)]
     return out
