@@ -40,12 +40,12 @@ def plan(columns: tuple[str, ...], column_map=None) -> IngestPlan:
         Field.of("input_tokens", "input_length", "count"),
         Field.of("output_tokens", "output_length", "count"),
         # the chat id rides along in conversation_id; the core replaces it by the root's id
-        Field("conversation_id", f"trim({ident('chat_id')})", "string"),
+        Field.of("conversation_id", "chat_id", "string"),
         Field("parent_id", f"CASE WHEN {parent} IN ('-1', '') THEN NULL ELSE {parent} END", "string",
               required=False),
     ]
     if "type" in columns:
-        fields.append(Field("service", f"lower(trim({ident('type')}))", "string", required=False))
+        fields.append(Field("service", f"lower({ident('type')})", "string", required=False))
     if "turn" in columns:
         fields.append(Field.of("turn", "turn", "count", required=False))
     if "hash_ids" in columns:

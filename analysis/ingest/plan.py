@@ -43,9 +43,10 @@ class Field:
     canonical : str
         Canonical column name (see :mod:`servelab.analysis.schema`).
     raw : str
-        SQL expression over the raw VARCHAR columns giving this column's text; for
-        ``kind="string"`` it may already map values (e.g. ``'Conversation log'`` ->
-        ``'conversation'``).
+        SQL expression over the raw VARCHAR columns giving this column's text. String values are
+        trimmed by the core (once in the emptiness check, once when written), so ``raw`` need not
+        trim; value mappings go in ``values``, not in ``raw`` (every check that reads the field
+        evaluates ``raw`` again).
     kind : str
         One of :data:`FIELD_KINDS`.
     required : bool
