@@ -2,22 +2,14 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import polars as pl
 import pytest
 
-from servelab.generator import ClientPool, MissingDatasetWarning, PoolSpanError, read_servegen
+from servelab.generator import ClientPool, PoolSpanError, read_servegen
 from servelab.generator.exceptions import PoolFormatError, PoolNotFoundError
 from servelab.generator.pool_format import FORMAT_VERSION, read_pool, write_pool
-
-
-@pytest.fixture(scope="module")
-def msmall(raw_traces):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MissingDatasetWarning)
-        return read_servegen(raw_traces / "servegen" / "m-small")
 
 
 @pytest.fixture(scope="module")

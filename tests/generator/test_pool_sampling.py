@@ -1,22 +1,14 @@
 """sample_requests: Poisson counts at the pool's rates, in-window gap shape, PMF draws, determinism."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import polars as pl
 import pytest
 from scipy import stats
 
-from servelab.generator import MissingDatasetWarning, PoolSpanError, read_servegen, sample_requests
+from servelab.generator import PoolSpanError, read_servegen, sample_requests
 from servelab.generator.sampling import draw_from_pmfs
-
-
-@pytest.fixture(scope="module")
-def msmall(raw_traces):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MissingDatasetWarning)
-        return read_servegen(raw_traces / "servegen" / "m-small")
 
 
 @pytest.fixture(scope="module")
