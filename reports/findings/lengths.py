@@ -279,21 +279,34 @@ def _f3_input(ev: LengthEvidence) -> Finding:
     return Finding(fid, stmt, _SRC_F3, v, m, comp.verdict, figs)
 
 
+def _one_family(fid: str, stmt: str, src: str, figs: tuple[str, ...], ev: LengthEvidence, comp,
+                sources: tuple[str, ...], family: str, label: str, params: dict[str, str], *,
+                failed: str | None = None) -> Finding:
+    """A finding that one family describes a sample: its KS distance against the noise threshold.
+
+    ``label`` names the family in the reason, ``params`` maps measured names to the family's
+    parameter names; not applicable (with the reason, ``failed`` when the fit left none) when the
+    sample was not fitted or the family failed.
+    """
+    if comp is None or not comp.results:
+        return not_applicable(fid, stmt, src, _why(ev, *sources, "counts"), figs)
+    try:
+        r = comp.result(family)
+    except KeyError:
+        return not_applicable(fid, stmt, src, comp.failed.get(family, failed or f"{label} could not be fitted"), figs)
+    d = float(r.ks_distance)
+    m = {"n": comp.n, **{name: r.params[p] for name, p in params.items()}, f"{family}_ks_d": d,
+         f"{family}_delta_aic": r.aic - comp.results[0].aic, "best_family": comp.best}
+    v, why = _d_verdict(d, comp.n, label)
+    return Finding(fid, stmt, src, v, m, f"{why}; best by AIC: {comp.best}", figs)
+
+
 def _f3_output(ev: LengthEvidence) -> Finding:
     fid, stmt = "servegen.F3.output", "Output lengths follow an Exponential distribution (memoryless)."
     figs = ("servegen.fig3",)
-    comp = ev.output_fits
-    if comp is None or not comp.results:
-        return not_applicable(fid, stmt, _SRC_F3, _why(ev, "output fits", "output sample", "output distribution", "counts"), figs)
-    try:
-        r = comp.result("exponential")
-    except KeyError:
-        return not_applicable(fid, stmt, _SRC_F3, comp.failed.get("exponential", "the Exponential could not be fitted"), figs)
-    d = float(r.ks_distance)
-    m = {"n": comp.n, "exponential_mean": r.params["scale"], "exponential_ks_d": d, "best_family": comp.best,
-         "exponential_delta_aic": r.aic - comp.results[0].aic}
-    v, why = _d_verdict(d, comp.n, "Exponential")
-    return Finding(fid, stmt, _SRC_F3, v, m, f"{why}; best by AIC: {comp.best}", figs)
+    return _one_family(fid, stmt, _SRC_F3, figs, ev, ev.output_fits, ("output fits", "output sample", "output distribution"),
+                       "exponential", "Exponential", {"exponential_mean": "scale"},
+                       failed="the Exponential could not be fitted")
 
 
 def _corr_row(ev: LengthEvidence) -> dict[str, Any] | None:
@@ -352,18 +365,8 @@ def _f4(ev: LengthEvidence) -> Finding:
 def _zipf(ev: LengthEvidence) -> Finding:
     fid, stmt = "burstgpt.zipf_requests", "Request lengths follow a Zipf distribution."
     figs = ("burstgpt.fig7",)
-    comp = ev.input_fits
-    if comp is None or not comp.results:
-        return not_applicable(fid, stmt, _SRC_BG, _why(ev, "input fits", "input sample", "input distribution", "counts"), figs)
-    try:
-        r = comp.result("zipf")
-    except KeyError:
-        return not_applicable(fid, stmt, _SRC_BG, comp.failed.get("zipf", "Zipf could not be fitted"), figs)
-    d = float(r.ks_distance)
-    m = {"n": comp.n, "zipf_s": r.params["s"], "zipf_x_min": r.params["x_min"], "zipf_ks_d": d,
-         "zipf_delta_aic": r.aic - comp.results[0].aic, "best_family": comp.best}
-    v, why = _d_verdict(d, comp.n, "Zipf")
-    return Finding(fid, stmt, _SRC_BG, v, m, f"{why}; best by AIC: {comp.best}", figs)
+    return _one_family(fid, stmt, _SRC_BG, figs, ev, ev.input_fits, ("input fits", "input sample", "input distribution"),
+                       "zipf", "Zipf", {"zipf_s": "s", "zipf_x_min": "x_min"})
 
 
 def _bimodal(ev: LengthEvidence) -> Finding:
