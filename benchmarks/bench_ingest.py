@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, help="reuse / write the CSV here (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--whole-seconds", action="store_true",
+                        help="timestamps as whole seconds, like BurstGPT's release: nearly every row ties "
+                             "with another (the fast path hashes every tied row to count duplicates)")
     parser.add_argument("--path", choices=("auto", "general"), default="auto",
                         help="'general': force the two-pass path (what files with SQL-rejected rows, "
                              "several files or wall-clock times take) instead of the single-CSV fast path")
@@ -90,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     if not csv.exists():
         t0 = time.perf_counter()
         write_burstgpt_csv(csv, n_rows=args.rows, n_clients=2000, days=7.0, seed=args.seed)
+        if args.whole_seconds:
+            import duckdb
+
+            fine = csv.with_name(csv.stem + "_fine.csv")
+            csv.rename(fine)
+            duckdb.connect().execute(
+                f"COPY (SELECT * REPLACE (CAST(floor(Timestamp) AS BIGINT) AS Timestamp) FROM read_csv('{fine}')) "
+                f"TO '{csv}' (HEADER, DELIMITER ',')")
+            fine.unlink()
         print(f"wrote {csv} ({csv.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows) in {time.perf_counter() - t0:.1f} s")
     results: dict[str, list[dict]] = {"duckdb": [], "servelab": []}
     for r in range(args.repeat):

@@ -22,6 +22,12 @@ raw values as JSON, and the manifest. All of it happens inside
 :func:`~servelab.analysis.store.atomic_store_dir`, so a failed ingest leaves nothing behind.
 ``read = stored + sum(rejected)`` holds per source and in total.
 
+The fast path (one CSV with times relative to the trace start, the common case of a large
+BurstGPT file) reads the file once: DuckDB's typed, checked rows stream in file order into a
+polars Parquet sink that adds ``request_id`` and counts unsorted rows and duplicates on the way
+(:mod:`.numbering`). The first row a SQL check rejects stops it, and the general path above runs
+instead; the two give the same store (tested).
+
 This module never loops over requests in Python and never materialises a source in Python.
 """
 from __future__ import annotations
@@ -32,9 +38,9 @@ import hashlib
 import json
 import logging
 import os
-import time
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,7 +48,6 @@ from types import ModuleType
 
 import duckdb
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from servelab.analysis.exceptions import (
@@ -52,6 +57,7 @@ from servelab.analysis.exceptions import (
     TraceFormatError,
 )
 from servelab.analysis.ingest import azure, bailian, burstgpt, generic, mooncake
+from servelab.analysis.ingest.numbering import StreamQueryError, write_numbered
 from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
 from servelab.analysis.ingest.sources import Source, describe_source, resolve_sources
 from servelab.analysis.schema import CANONICAL_COLUMNS, canonical_order
@@ -374,17 +380,13 @@ def _reader_reason_sql(plan: IngestPlan, native: Mapping[str, str]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _digest(path: Path) -> tuple[str, int]:
-    """sha256 of the file and its number of lines (a last line without newline counts)."""
+def _sha256(path: Path) -> str:
+    """sha256 of the file (read in 4 MiB blocks, in a thread beside DuckDB)."""
     digest = hashlib.sha256()
-    lines = 0
-    last = b"\n"
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(4 * 1024 * 1024), b""):
             digest.update(block)
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return digest.hexdigest(), lines + (last != b"\n")
+    return digest.hexdigest()
 
 
 def _progress_wanted(progress: bool | None) -> bool:
@@ -487,7 +489,7 @@ def ingest(
     show_progress = _progress_wanted(progress)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        digests = {i: pool.submit(_digest, s.path) for i, s in enumerate(described)}
+        digests = {i: pool.submit(_sha256, s.path) for i, s in enumerate(described)}
         with atomic_store_dir(output, overwrite=overwrite) as tmp:
             work = tmp / "_work"
             (work / "spill").mkdir(parents=True)
@@ -495,23 +497,22 @@ def ingest(
             try:
                 if first_plan.time.kind == "datetime":
                     con.execute(f"SET TimeZone = {sql_str(first_plan.time.timezone or 'UTC')}")
-                manifest = _run(con, described, plans, first_plan, fmt, sniffed, tmp, work, show_progress, digests)
+                manifest = _run(con, described, plans, first_plan, fmt, sniffed, tmp, work, show_progress)
             except duckdb.Error as err:
                 raise TraceFormatError(f"reading the {fmt} sources failed: {err}") from None
             finally:
                 con.close()
             for i, s in enumerate(described):
-                manifest["sources"][i]["sha256"] = digests[i].result()[0]
+                manifest["sources"][i]["sha256"] = digests[i].result()
             shutil.rmtree(work, ignore_errors=True)
             (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
     return open_store(output)
 
 
-def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool,
-         digests) -> dict:
+def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> dict:
     tick = _Timer()
     if _fast_path_applies(described, plans, first_plan):
-        manifest = _run_fast(con, described, plans, first_plan, fmt, sniffed, tmp, digests)
+        manifest = _run_fast(con, described, plans, first_plan, fmt, sniffed, tmp)
         if manifest is not None:
             return manifest
         tick("fast path declined")
@@ -767,15 +768,19 @@ def _fast_path_applies(described, plans, first_plan: IngestPlan) -> bool:
     )
 
 
-def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path, digests) -> dict | None:
-    """Single-pass ingest of one CSV: stored rows go straight to ``requests.parquet``.
+#: message of the DuckDB error() that stops the fast path at the first row a SQL check rejects
+_SQL_REJECT = "servelab-fast-path: a row fails a value check"
 
-    Rows rejected by the CSV reader are in its reject table. Rows that a SQL check would
-    reject are not written, and are not seen either; they are proven absent by counting: the
-    file's lines minus the header minus the reader's rejected lines must equal the rows written.
-    If they differ (SQL-rejected rows, blank lines, multi-line records) the caller falls back to
-    the general two-pass path. An unsorted file is re-sorted in a second pass over the Parquet.
-    Returns the manifest, or None to fall back.
+
+def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dict | None:
+    """Single-pass ingest of one CSV: stored rows stream straight into ``requests.parquet``.
+
+    DuckDB parses and checks the rows on all threads; :func:`.numbering.write_numbered` adds
+    ``request_id`` and writes the Parquet, and counts unsorted rows and exact duplicates on the
+    way. Rows the CSV reader rejects are in its reject table. The first row that a SQL value
+    check would reject stops the stream (DuckDB ``error()``), and the caller falls back to the
+    general two-pass path, which records such rows with their reasons. An unsorted file is
+    re-sorted in a second pass over the Parquet. Returns the manifest, or None to fall back.
     """
     tick = _Timer()
     i = next(iter(plans))
@@ -785,60 +790,52 @@ def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path, 
     columns = canonical_order(list(plan.columns))
     select = ", ".join(f"CAST({ident(c)} AS {CANONICAL_COLUMNS[c]}) AS {ident(c)}" for c in columns)
     requests = tmp / REQUESTS_NAME
-    # rows first, in file order (preserve_insertion_order), without request_id: a row_number()
-    # window over this nested query doubled the pass (24 s vs 11 s at 10 M rows, measured
-    # 2026-11-23); the id is added from the Parquet row number in the cheap second pass below
-    unnumbered = tmp / "_work" / "unnumbered.parquet"
-    unnumbered.parent.mkdir(parents=True, exist_ok=True)
+    query = (
+        f"SELECT CAST(_ts AS DOUBLE) AS timestamp{', ' + select if select else ''} "
+        f"FROM ({_pass1_sql(plan, rel, raw_json, i, native)}) "
+        f"WHERE CASE WHEN _reason IS NULL THEN true ELSE error({sql_str(_SQL_REJECT)}) END"
+    )
     try:
-        stored = con.execute(
-            f"COPY (SELECT CAST(_ts AS DOUBLE) AS timestamp"
-            f"{', ' + select if select else ''} FROM ({_pass1_sql(plan, rel, raw_json, i, native)}) "
-            f"WHERE _reason IS NULL) TO {sql_str(unnumbered)} (FORMAT parquet)"
-        ).fetchall()[0][0]
-    except duckdb.Error as err:
+        summary = write_numbered(con, query, requests)
+    except (duckdb.Error, StreamQueryError) as err:
+        requests.unlink(missing_ok=True)
+        if _SQL_REJECT in str(err):
+            for table in (f"rejects_{i}", f"rejects_scan_{i}"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            return None
         raise TraceFormatError(f"cannot read {source.path} as {source.kind} ({fmt}): {err}") from None
     tick("fast: read + write")
     _malformed_table(con, [i], described, plans, {i: native})
     reader_rejects = dict(con.execute("SELECT reason, count(*) FROM malformed GROUP BY ALL").fetchall())
-    n_lines = digests[i].result()[1]
-    if n_lines - 1 - sum(reader_rejects.values()) != stored:
-        unnumbered.unlink(missing_ok=True)
-        for table in (f"rejects_{i}", f"rejects_scan_{i}", "malformed"):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
-        return None
-    if stored == 0:
+    if summary.rows == 0:
+        requests.unlink(missing_ok=True)
         raise EmptyTraceError(
             f"every row was rejected ({', '.join(f'{k}: {v}' for k, v in sorted(reader_rejects.items()))}); "
             "nothing to store. Check the format and the column map"
         )
-    ts = np.asarray(con.sql(f"SELECT timestamp FROM read_parquet({sql_str(unnumbered)})").fetchnumpy()["timestamp"])
-    unsorted = int(np.count_nonzero(np.diff(ts) < 0))
-    duplicates = _count_duplicates(con, f"read_parquet({sql_str(unnumbered)})", "timestamp", columns, ts)
-    span = (float(ts.min()), float(ts.max()))
-    del ts
-    tick("fast: stats")
-    scan = f"read_parquet({sql_str(unnumbered)}, file_row_number = true)"
-    if unsorted:
-        # stable sort: ties keep their file order
+    duplicates = summary.duplicates
+    if summary.unsorted:
+        # stable sort: ties keep their file order (the streamed request_id); then count the
+        # duplicates on the sorted rows, where the stream's adjacent-tie count does not hold
+        streamed = tmp / "_work" / "streamed.parquet"
+        requests.rename(streamed)
         con.execute(
-            f"COPY (SELECT CAST(row_number() OVER () - 1 AS BIGINT) AS request_id, * EXCLUDE (file_row_number) FROM "
-            f"(SELECT * FROM {scan} ORDER BY timestamp, file_row_number)) "
+            f"COPY (SELECT CAST(row_number() OVER () - 1 AS BIGINT) AS request_id, * EXCLUDE (request_id) FROM "
+            f"(SELECT * FROM read_parquet({sql_str(streamed)}) ORDER BY timestamp, request_id)) "
             f"TO {sql_str(requests)} (FORMAT parquet)"
         )
+        stamps = np.asarray(con.sql(f"SELECT timestamp FROM read_parquet({sql_str(requests)})")
+                            .fetchnumpy()["timestamp"])
+        duplicates = _count_duplicates(con, f"read_parquet({sql_str(requests)})", "timestamp", columns, stamps)
+        del stamps
+        streamed.unlink()
         tick("fast: sort")
-    else:
-        # streaming polars copy with a row index: 2.0 s vs DuckDB's 3.1 s at 10 M rows (2026-11-23)
-        (pl.scan_parquet(unnumbered).with_row_index("request_id")
-         .with_columns(pl.col("request_id").cast(pl.Int64)).sink_parquet(requests, compression="snappy"))
-        tick("fast: number")
-    unnumbered.unlink()
     con.execute(
         f"COPY (SELECT {sql_str(source.path)} AS source, line AS row, reason, raw FROM malformed ORDER BY line) "
         f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"
     )
-    per_source = {i: {"stored": int(stored), "rejected": reader_rejects, "unsorted": unsorted}}
-    return _manifest(described, per_source, plan, fmt, sniffed, columns, duplicates, span,
+    per_source = {i: {"stored": summary.rows, "rejected": reader_rejects, "unsorted": summary.unsorted}}
+    return _manifest(described, per_source, plan, fmt, sniffed, columns, duplicates, (summary.lo, summary.hi),
                      origin=None, zone=None, across=False)
 
 
