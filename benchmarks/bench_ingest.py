@@ -4,7 +4,11 @@ Writes a BurstGPT-schema CSV with :mod:`synthetic_trace` (default 10 M rows), th
 its own child process (so that peak RSS is that run's alone):
 
 - ``duckdb``: ``COPY (SELECT * FROM read_csv(...)) TO 'x.parquet'`` (the baseline);
-- ``servelab``: ``servelab.analysis.ingest(csv, fmt="burstgpt", output=store)``.
+- ``servelab``: ``servelab.analysis.ingest(csv, fmt=..., output=store)``.
+
+``--schema azure`` rewrites the same requests as an Azure LLM inference trace (``TIMESTAMP`` as
+wall-clock text with 7 fractional digits, ``ContextTokens``, ``GeneratedTokens``), whose times
+servelab parses as datetimes and stores relative to the earliest.
 
 Runs alternate (baseline, servelab, baseline, servelab, ...) so that load changes on the shared
 machine hit both; the ratio of medians is the number to read (issue 2 target: <= 1.5x), and the
@@ -33,7 +37,7 @@ from synthetic_trace import write_burstgpt_csv  # noqa: E402
 
 _CHILD = r"""
 import json, sys, time
-kind, csv, out, path = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+kind, csv, out, path, fmt = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 
 
 def hwm_mb():  # this process's peak RSS since exec (ru_maxrss would include the parent's at fork)
@@ -58,15 +62,15 @@ else:
         from servelab.analysis.ingest import core
         core._fast_path_applies = lambda *args: False
     t0 = time.perf_counter()
-    store = ingest(csv, fmt="burstgpt", output=out, overwrite=True)
+    store = ingest(csv, fmt=fmt, output=out, overwrite=True)
     extra = {"rows": dict(store.manifest["rows"])}
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "peak_rss_mb": hwm_mb(), **extra}))
 """
 
 
-def _run(kind: str, csv: Path, out: Path, path: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, kind, str(csv), str(out), path],
+def _run(kind: str, csv: Path, out: Path, path: str, fmt: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _CHILD, kind, str(csv), str(out), path, fmt],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} run failed:\n{proc.stderr[-3000:]}")
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, help="reuse / write the CSV here (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--schema", choices=("burstgpt", "azure"), default="burstgpt",
+                        help="the CSV's format (azure: wall-clock TIMESTAMP text, parsed as datetimes)")
     parser.add_argument("--whole-seconds", action="store_true",
                         help="timestamps as whole seconds, like BurstGPT's release: nearly every row ties "
                              "with another (the fast path hashes every tied row to count duplicates)")
@@ -102,12 +108,23 @@ def main(argv: list[str] | None = None) -> int:
                 f"COPY (SELECT * REPLACE (CAST(floor(Timestamp) AS BIGINT) AS Timestamp) FROM read_csv('{fine}')) "
                 f"TO '{csv}' (HEADER, DELIMITER ',')")
             fine.unlink()
+        if args.schema == "azure":
+            import duckdb
+
+            burst = csv.with_name(csv.stem + "_burstgpt.csv")
+            csv.rename(burst)
+            duckdb.connect().execute(
+                "COPY (SELECT strftime(TIMESTAMP '2023-11-16 18:17:03.979960' + to_microseconds("
+                "CAST(round(Timestamp * 1e6) AS BIGINT)), '%Y-%m-%d %H:%M:%S.%f') || '0' AS TIMESTAMP, "
+                "\"Request tokens\" AS ContextTokens, \"Response tokens\" AS GeneratedTokens "
+                f"FROM read_csv('{burst}')) TO '{csv}' (HEADER, DELIMITER ',')")
+            burst.unlink()
         print(f"wrote {csv} ({csv.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows) in {time.perf_counter() - t0:.1f} s")
     results: dict[str, list[dict]] = {"duckdb": [], "servelab": []}
     for r in range(args.repeat):
         for kind in ("duckdb", "servelab"):
             out = work / (f"x_{r}.parquet" if kind == "duckdb" else f"store_{r}")
-            res = _run(kind, csv, out, args.path)
+            res = _run(kind, csv, out, args.path, args.schema)
             results[kind].append(res)
             print(f"run {r + 1} {kind:9s} {res['seconds']:7.2f} s  peak RSS {res['peak_rss_mb']:7.0f} MB"
                   f"  load {os.getloadavg()[0]:.2f}", flush=True)

@@ -22,8 +22,8 @@ raw values as JSON, and the manifest. All of it happens inside
 :func:`~servelab.analysis.store.atomic_store_dir`, so a failed ingest leaves nothing behind.
 ``read = stored + sum(rejected)`` holds per source and in total.
 
-The fast path (one CSV with times relative to the trace start, the common case of a large
-BurstGPT file) reads the file once: DuckDB's typed, checked rows stream in file order into a
+The fast path (one CSV without conversation links, the common case of a large BurstGPT or
+Azure file) reads the file once: DuckDB's typed, checked rows stream in file order into a
 polars Parquet sink that adds ``request_id`` and counts unsorted rows and duplicates on the way
 (:mod:`.numbering`). The first row a SQL check rejects stops it, and the general path above runs
 instead; the two give the same store (tested).
@@ -723,12 +723,10 @@ def _malformed_table(con, indices, described, plans, natives) -> None:
 
 
 def _fast_path_applies(described, plans, first_plan: IngestPlan) -> bool:
-    """One CSV source with times relative to the trace start: read once, straight to the store."""
+    """One CSV source without conversation links: read once, straight to the store."""
     return (
         len(plans) == 1
         and described[next(iter(plans))].kind == "csv"
-        and first_plan.time.kind == "number"
-        and not first_plan.time.epoch
         and not first_plan.link_conversations
     )
 
@@ -744,8 +742,10 @@ def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) 
     ``request_id`` and writes the Parquet, and counts unsorted rows and exact duplicates on the
     way. Rows the CSV reader rejects are in its reject table. The first row that a SQL value
     check would reject stops the stream (DuckDB ``error()``), and the caller falls back to the
-    general two-pass path, which records such rows with their reasons. An unsorted file is
-    re-sorted in a second pass over the Parquet. Returns the manifest, or None to fall back.
+    general two-pass path, which records such rows with their reasons. An unsorted file with
+    times relative to the trace start is re-sorted in a second pass over the Parquet; one with
+    wall-clock times (whose origin, the earliest row, was taken to be the first) falls back.
+    Returns the manifest, or None to fall back.
     """
     tick = _Timer()
     i = next(iter(plans))
@@ -755,9 +755,30 @@ def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) 
     columns = canonical_order(list(plan.columns))
     select = ", ".join(f"CAST({ident(c)} AS {CANONICAL_COLUMNS[c]}) AS {ident(c)}" for c in columns)
     requests = tmp / REQUESTS_NAME
+    pass1 = _pass1_sql(plan, rel, raw_json, i, native)
+    t = plan.time
+    origin_ts = None
+    if t.kind == "datetime" or t.epoch:
+        # wall-clock times are stored relative to the earliest row; in a sorted file that is the
+        # first stored row (DuckDB keeps file order under LIMIT). The stream checks the order: an
+        # unsorted file falls back to the general path, which takes the minimum.
+        try:
+            first = con.execute(f"SELECT _ts FROM ({pass1}) WHERE _reason IS NULL LIMIT 1").fetchall()
+        except duckdb.Error as err:
+            raise TraceFormatError(f"cannot read {source.path} as {source.kind} ({fmt}): {err}") from None
+        finally:
+            for table in (f"rejects_{i}", f"rejects_scan_{i}"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+        if not first:
+            return None  # nothing stored: the general path says why
+        origin_ts = first[0][0]
+        ts_expr = (f"CAST(_ts - {int(origin_ts)} AS DOUBLE) / 1e6" if t.kind == "datetime"
+                   else f"_ts - {float(origin_ts)!r}")
+    else:
+        ts_expr = "_ts"
     query = (
-        f"SELECT CAST(_ts AS DOUBLE) AS timestamp{', ' + select if select else ''} "
-        f"FROM ({_pass1_sql(plan, rel, raw_json, i, native)}) "
+        f"SELECT CAST({ts_expr} AS DOUBLE) AS timestamp{', ' + select if select else ''} "
+        f"FROM ({pass1}) "
         f"WHERE CASE WHEN _reason IS NULL THEN true ELSE error({sql_str(_SQL_REJECT)}) END"
     )
     try:
@@ -778,6 +799,11 @@ def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) 
             f"every row was rejected ({', '.join(f'{k}: {v}' for k, v in sorted(reader_rejects.items()))}); "
             "nothing to store. Check the format and the column map"
         )
+    if summary.unsorted and origin_ts is not None:
+        requests.unlink()
+        for table in (f"rejects_{i}", f"rejects_scan_{i}", "malformed"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        return None
     duplicates = summary.duplicates
     if summary.unsorted:
         # stable sort (ties keep their file order: the streamed request_id), numbered again; the
@@ -795,8 +821,12 @@ def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) 
         f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"
     )
     per_source = {i: {"stored": summary.rows, "rejected": reader_rejects, "unsorted": summary.unsorted}}
+    origin = zone = None
+    if origin_ts is not None:
+        zone = t.timezone or "UTC"
+        origin = _wall_clock(int(origin_ts) / 1e6 if t.kind == "datetime" else float(origin_ts), zone)
     return _manifest(described, per_source, plan, fmt, sniffed, columns, duplicates, (summary.lo, summary.hi),
-                     origin=None, zone=None, across=False)
+                     origin=origin, zone=zone, across=False)
 
 
 def _wall_clock(epoch_s: float, zone: str) -> dt.datetime:

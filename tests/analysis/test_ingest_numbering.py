@@ -133,3 +133,66 @@ def test_late_sql_reject_falls_back_and_leaves_no_partial_file(tmp_path, rng, mo
     assert store.n_requests == 2_999
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["manifest.json", "rejected.parquet",
                                                                 "requests.parquet"]
+
+
+# --- wall-clock times: the origin is the first row of a sorted file --------------------------
+
+def _both_paths(path, tmp_path, monkeypatch, **kwargs):
+    used = _spy_fast_path(monkeypatch)
+    fast = ingest(path, output=tmp_path / "fast", **kwargs)
+    monkeypatch.setattr(core, "_fast_path_applies", lambda *a: False)
+    slow = ingest(path, output=tmp_path / "slow", **kwargs)
+    return used, fast, slow
+
+
+def _same_store(fast, slow):
+    assert fast.to_polars().equals(slow.to_polars())
+    for key in ("rows", "span_s", "origin", "columns", "sources", "format"):
+        assert fast.manifest[key] == slow.manifest[key], key
+
+
+def test_azure_datetimes_take_the_fast_path(tmp_path, monkeypatch, raw_traces):
+    used, fast, slow = _both_paths(raw_traces / "azure_2023" / "AzureLLMInferenceTrace_code.csv",
+                                   tmp_path, monkeypatch)
+    assert used == [True]
+    _same_store(fast, slow)
+    assert fast.n_requests == 8_819 and fast.to_polars()["timestamp"][0] == 0.0
+
+
+def test_datetime_with_zone_and_format_takes_the_fast_path(tmp_path, monkeypatch):
+    from tests.analysis.test_ingest_formats import DATA
+
+    used, fast, slow = _both_paths(DATA / "generic.csv", tmp_path, monkeypatch, column_map=DATA / "generic.toml")
+    assert used == [True]
+    _same_store(fast, slow)
+    assert fast.timezone == "Asia/Shanghai"
+
+
+def test_epoch_csv_takes_the_fast_path(tmp_path, monkeypatch):
+    path = tmp_path / "epoch.csv"
+    path.write_text("t_ms,user,inp,out\n1700000000000,u1,10,1\n1700000000500,u2,20,2\n"
+                    "1700000000500,u2,20,2\n1700000002000,u1,30,3\n")
+    cmap = {"time": {"column": "t_ms", "unit": "ms", "epoch": True},
+            "columns": {"client_id": "user", "input_tokens": "inp", "output_tokens": "out"}}
+    used, fast, slow = _both_paths(path, tmp_path, monkeypatch, column_map=cmap)
+    assert used == [True]
+    _same_store(fast, slow)
+    assert fast.to_polars()["timestamp"].to_list() == [0.0, 0.5, 0.5, 2.0]
+    assert fast.manifest["rows"]["duplicates"] == 1
+
+
+def test_unsorted_datetimes_fall_back_and_take_the_earliest_origin(tmp_path, monkeypatch):
+    path = tmp_path / "az.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                    "2023-11-16 18:17:05.0000000,10,1\n"
+                    "2023-11-16 18:17:03.5000000,20,2\n"  # earlier than the first row
+                    "2023-11-16 18:17:07.0000000,30,3\n")
+    used, fast, slow = _both_paths(path, tmp_path, monkeypatch)
+    assert used == [False]
+    _same_store(fast, slow)
+    got = fast.to_polars()
+    assert got["timestamp"].to_list() == [0.0, 1.5, 3.5] and got["input_tokens"].to_list() == [20, 10, 30]
+    assert fast.origin.isoformat() == "2023-11-16T18:17:03.500000+00:00"
+    assert fast.manifest["rows"]["unsorted"] == 1
+    assert sorted(p.name for p in (tmp_path / "fast").iterdir()) == ["manifest.json", "rejected.parquet",
+                                                                   "requests.parquet"]
