@@ -17,6 +17,7 @@ peak RSS of the servelab run (target: < 2 GB). Prints the load average next to t
 Usage::
 
     python benchmarks/bench_ingest.py [--rows 10000000] [--repeat 2] [--csv PATH] [--keep] [--path general]
+        [--schema burstgpt|azure] [--files N] [--whole-seconds]
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from synthetic_trace import write_burstgpt_csv  # noqa: E402
 
 _CHILD = r"""
 import json, sys, time
-kind, csv, out, path, fmt = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+kind, csvs, out, path, fmt = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 
 
 def hwm_mb():  # this process's peak RSS since exec (ru_maxrss would include the parent's at fork)
@@ -52,7 +53,8 @@ if kind == "duckdb":
     import duckdb
     t0 = time.perf_counter()
     con = duckdb.connect()
-    con.execute("COPY (SELECT * FROM read_csv('" + csv.replace("'", "''") + "')) TO '"
+    files = "[" + ", ".join("'" + c.replace("'", "''") + "'" for c in csvs) + "]"
+    con.execute("COPY (SELECT * FROM read_csv(" + files + ")) TO '"
                 + out.replace("'", "''") + "' (FORMAT parquet)")
     con.close()
     extra = {}
@@ -62,15 +64,15 @@ else:
         from servelab.analysis.ingest import core
         core._fast_path_applies = lambda *args: False
     t0 = time.perf_counter()
-    store = ingest(csv, fmt=fmt, output=out, overwrite=True)
+    store = ingest(csvs, fmt=fmt, output=out, overwrite=True)
     extra = {"rows": dict(store.manifest["rows"])}
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "peak_rss_mb": hwm_mb(), **extra}))
 """
 
 
-def _run(kind: str, csv: Path, out: Path, path: str, fmt: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, kind, str(csv), str(out), path, fmt],
+def _run(kind: str, csvs: list[Path], out: Path, path: str, fmt: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _CHILD, kind, json.dumps([str(c) for c in csvs]), str(out), path, fmt],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} run failed:\n{proc.stderr[-3000:]}")
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     parser.add_argument("--schema", choices=("burstgpt", "azure"), default="burstgpt",
                         help="the CSV's format (azure: wall-clock TIMESTAMP text, parsed as datetimes)")
+    parser.add_argument("--files", type=int, default=1,
+                        help="split the rows into this many consecutive files, ingested into one store "
+                             "(the baseline reads the same list)")
     parser.add_argument("--whole-seconds", action="store_true",
                         help="timestamps as whole seconds, like BurstGPT's release: nearly every row ties "
                              "with another (the fast path hashes every tied row to count duplicates)")
@@ -120,11 +125,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"FROM read_csv('{burst}')) TO '{csv}' (HEADER, DELIMITER ',')")
             burst.unlink()
         print(f"wrote {csv} ({csv.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows) in {time.perf_counter() - t0:.1f} s")
+    csvs = [csv]
+    if args.files > 1:  # the same rows in consecutive files, like BurstGPT_1..3
+        import duckdb
+
+        csvs = [csv.with_name(f"{csv.stem}_part{k + 1}of{args.files}.csv") for k in range(args.files)]
+        if not all(c.exists() for c in csvs):
+            con = duckdb.connect(config={"preserve_insertion_order": True})
+            con.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{csv}')")
+            n = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
+            for k, part in enumerate(csvs):
+                lo, hi = n * k // args.files, n * (k + 1) // args.files
+                con.execute(f"COPY (SELECT * FROM t WHERE rowid >= {lo} AND rowid < {hi}) "
+                            f"TO '{part}' (HEADER, DELIMITER ',')")
+            con.close()
+        print(f"split into {args.files} files: {', '.join(c.name for c in csvs)}")
     results: dict[str, list[dict]] = {"duckdb": [], "servelab": []}
     for r in range(args.repeat):
         for kind in ("duckdb", "servelab"):
             out = work / (f"x_{r}.parquet" if kind == "duckdb" else f"store_{r}")
-            res = _run(kind, csv, out, args.path, args.schema)
+            res = _run(kind, csvs, out, args.path, args.schema)
             results[kind].append(res)
             print(f"run {r + 1} {kind:9s} {res['seconds']:7.2f} s  peak RSS {res['peak_rss_mb']:7.0f} MB"
                   f"  load {os.getloadavg()[0]:.2f}", flush=True)

@@ -22,8 +22,8 @@ raw values as JSON, and the manifest. All of it happens inside
 :func:`~servelab.analysis.store.atomic_store_dir`, so a failed ingest leaves nothing behind.
 ``read = stored + sum(rejected)`` holds per source and in total.
 
-The fast path (one CSV without conversation links, the common case of a large BurstGPT or
-Azure file) reads the file once: DuckDB's typed, checked rows stream in file order into a
+The fast path (CSV sources without conversation links: large BurstGPT or Azure files) reads
+each file once: DuckDB's typed, checked rows stream in file order into a
 polars Parquet sink that adds ``request_id`` and counts unsorted rows and duplicates on the way
 (:mod:`.numbering`). The first row a SQL check rejects stops it, and the general path above runs
 instead; the two give the same store (tested).
@@ -723,12 +723,8 @@ def _malformed_table(con, indices, described, plans, natives) -> None:
 
 
 def _fast_path_applies(described, plans, first_plan: IngestPlan) -> bool:
-    """One CSV source without conversation links: read once, straight to the store."""
-    return (
-        len(plans) == 1
-        and described[next(iter(plans))].kind == "csv"
-        and not first_plan.link_conversations
-    )
+    """CSV sources without conversation links: read once, straight to the store."""
+    return all(described[i].kind == "csv" for i in plans) and not first_plan.link_conversations
 
 
 #: message of the DuckDB error() that stops the fast path at the first row a SQL check rejects
@@ -736,77 +732,99 @@ _SQL_REJECT = "servelab-fast-path: a row fails a value check"
 
 
 def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dict | None:
-    """Single-pass ingest of one CSV: stored rows stream straight into ``requests.parquet``.
+    """Single-pass ingest of CSV sources: stored rows stream straight into ``requests.parquet``.
 
     DuckDB parses and checks the rows on all threads; :func:`.numbering.write_numbered` adds
-    ``request_id`` and writes the Parquet, and counts unsorted rows and exact duplicates on the
-    way. Rows the CSV reader rejects are in its reject table. The first row that a SQL value
-    check would reject stops the stream (DuckDB ``error()``), and the caller falls back to the
-    general two-pass path, which records such rows with their reasons. An unsorted file with
-    times relative to the trace start is re-sorted in a second pass over the Parquet; one with
-    wall-clock times (whose origin, the earliest row, was taken to be the first) falls back.
-    Returns the manifest, or None to fall back.
+    ``request_id`` and writes the Parquet (the sources one after the other, each in file order),
+    and counts unsorted rows and exact duplicates on the way. Rows the CSV reader rejects are in
+    its reject tables. The first row that a SQL value check would reject stops the stream
+    (DuckDB ``error()``), and the caller falls back to the general two-pass path, which records
+    such rows with their reasons. Unsorted rows (in a file, or a file starting before the
+    previous one ends) with times relative to the trace start are sorted in a second pass over
+    the Parquet; with wall-clock times (whose origin, the earliest row, was taken to be the
+    first) they fall back. Returns the manifest, or None to fall back.
     """
     tick = _Timer()
-    i = next(iter(plans))
-    source = described[i]
-    native = _native_types(plan, source)
-    rel, raw_json = _raw_relation(source, i, native)
-    columns = canonical_order(list(plan.columns))
-    select = ", ".join(f"CAST({ident(c)} AS {CANONICAL_COLUMNS[c]}) AS {ident(c)}" for c in columns)
+    indices = list(plans)
+    names = "CASE src " + " ".join(f"WHEN {i} THEN {sql_str(described[i].path)}" for i in indices) + " END"
+    present: set[str] = set()
+    for p in plans.values():
+        present.update(p.columns)
+    columns = canonical_order(sorted(present))
+    natives = {i: _native_types(plans[i], described[i]) for i in indices}
+    pass1 = {i: _pass1_sql(plans[i], *_raw_relation(described[i], i, natives[i]), i, natives[i]) for i in indices}
     requests = tmp / REQUESTS_NAME
-    pass1 = _pass1_sql(plan, rel, raw_json, i, native)
+
+    def drop_reader_tables(*extra: str) -> None:
+        for i in indices:
+            for table in (f"rejects_{i}", f"rejects_scan_{i}"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+        for table in extra:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def cannot_read(err) -> TraceFormatError:
+        paths = ", ".join(str(described[i].path) for i in indices)
+        return TraceFormatError(f"cannot read {paths} as csv ({fmt}): {err}")
+
     t = plan.time
     origin_ts = None
     if t.kind == "datetime" or t.epoch:
-        # wall-clock times are stored relative to the earliest row; in a sorted file that is the
-        # first stored row (DuckDB keeps file order under LIMIT). The stream checks the order: an
-        # unsorted file falls back to the general path, which takes the minimum.
+        # wall-clock times are stored relative to the earliest row; when the rows are in order
+        # that is the first stored row (DuckDB keeps file order under LIMIT). The stream checks
+        # the order: unsorted rows fall back to the general path, which takes the minimum.
         try:
-            first = con.execute(f"SELECT _ts FROM ({pass1}) WHERE _reason IS NULL LIMIT 1").fetchall()
+            first = con.execute(f"SELECT _ts FROM ({pass1[indices[0]]}) WHERE _reason IS NULL LIMIT 1").fetchall()
         except duckdb.Error as err:
-            raise TraceFormatError(f"cannot read {source.path} as {source.kind} ({fmt}): {err}") from None
+            raise cannot_read(err) from None
         finally:
-            for table in (f"rejects_{i}", f"rejects_scan_{i}"):
-                con.execute(f"DROP TABLE IF EXISTS {table}")
+            drop_reader_tables()
         if not first:
-            return None  # nothing stored: the general path says why
+            return None  # the first file stores nothing: the general path says why
         origin_ts = first[0][0]
         ts_expr = (f"CAST(_ts - {int(origin_ts)} AS DOUBLE) / 1e6" if t.kind == "datetime"
                    else f"_ts - {float(origin_ts)!r}")
     else:
         ts_expr = "_ts"
-    query = (
-        f"SELECT CAST({ts_expr} AS DOUBLE) AS timestamp{', ' + select if select else ''} "
-        f"FROM ({pass1}) "
-        f"WHERE CASE WHEN _reason IS NULL THEN true ELSE error({sql_str(_SQL_REJECT)}) END"
-    )
+    queries = []
+    for i in indices:
+        own = set(plans[i].columns)
+        select = "".join(
+            f", CAST({ident(c) if c in own else 'NULL'} AS {CANONICAL_COLUMNS[c]}) AS {ident(c)}" for c in columns
+        )
+        queries.append(
+            f"SELECT CAST({ts_expr} AS DOUBLE) AS timestamp{select} FROM ({pass1[i]}) "
+            f"WHERE CASE WHEN _reason IS NULL THEN true ELSE error({sql_str(_SQL_REJECT)}) END"
+        )
     try:
-        summary = write_numbered(con, query, requests)
+        summary = write_numbered(con, queries, requests)
     except (duckdb.Error, StreamQueryError) as err:
         requests.unlink(missing_ok=True)
         if _SQL_REJECT in str(err):
-            for table in (f"rejects_{i}", f"rejects_scan_{i}"):
-                con.execute(f"DROP TABLE IF EXISTS {table}")
+            drop_reader_tables()
             return None
-        raise TraceFormatError(f"cannot read {source.path} as {source.kind} ({fmt}): {err}") from None
+        raise cannot_read(err) from None
     tick("fast: read + write")
-    _malformed_table(con, [i], described, plans, {i: native})
-    reader_rejects = dict(con.execute("SELECT reason, count(*) FROM malformed GROUP BY ALL").fetchall())
+    _malformed_table(con, indices, described, plans, natives)
+    reader_rejects: dict[int, dict[str, int]] = {i: {} for i in indices}
+    for src, reason, n in con.execute("SELECT src, reason, count(*) FROM malformed GROUP BY ALL").fetchall():
+        reader_rejects[src][reason] = int(n)
     if summary.rows == 0:
         requests.unlink(missing_ok=True)
+        total: dict[str, int] = {}
+        for rejected in reader_rejects.values():
+            for reason, n in rejected.items():
+                total[reason] = total.get(reason, 0) + n
         raise EmptyTraceError(
-            f"every row was rejected ({', '.join(f'{k}: {v}' for k, v in sorted(reader_rejects.items()))}); "
+            f"every row was rejected ({', '.join(f'{k}: {v}' for k, v in sorted(total.items()))}); "
             "nothing to store. Check the format and the column map"
         )
     if summary.unsorted and origin_ts is not None:
         requests.unlink()
-        for table in (f"rejects_{i}", f"rejects_scan_{i}", "malformed"):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+        drop_reader_tables("malformed")
         return None
     duplicates = summary.duplicates
     if summary.unsorted:
-        # stable sort (ties keep their file order: the streamed request_id), numbered again; the
+        # stable sort (ties keep their stream order: the streamed request_id), numbered again; the
         # duplicates are counted on the sorted stream, where tied rows are adjacent
         streamed = tmp / "_work" / "streamed.parquet"
         requests.rename(streamed)
@@ -817,16 +835,20 @@ def _run_fast(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) 
         streamed.unlink()
         tick("fast: sort")
     con.execute(
-        f"COPY (SELECT {sql_str(source.path)} AS source, line AS row, reason, raw FROM malformed ORDER BY line) "
+        f"COPY (SELECT {names} AS source, line AS row, reason, raw FROM malformed ORDER BY src, line) "
         f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"
     )
-    per_source = {i: {"stored": summary.rows, "rejected": reader_rejects, "unsorted": summary.unsorted}}
+    parts = dict(zip(indices, summary.parts, strict=True))
+    per_source = {i: {"stored": parts[i].rows, "rejected": reader_rejects[i], "unsorted": parts[i].unsorted}
+                  for i in indices}
+    full = [parts[i] for i in indices if parts[i].rows]
+    across = any(b.lo < a.hi for a, b in zip(full, full[1:]))
     origin = zone = None
     if origin_ts is not None:
         zone = t.timezone or "UTC"
         origin = _wall_clock(int(origin_ts) / 1e6 if t.kind == "datetime" else float(origin_ts), zone)
     return _manifest(described, per_source, plan, fmt, sniffed, columns, duplicates, (summary.lo, summary.hi),
-                     origin=origin, zone=zone, across=False)
+                     origin=origin, zone=zone, across=across)
 
 
 def _wall_clock(epoch_s: float, zone: str) -> dt.datetime:

@@ -1,4 +1,4 @@
-"""Stream a DuckDB query into a Parquet file with a ``request_id`` row number, in one pass.
+"""Stream DuckDB queries into one Parquet file with a ``request_id`` row number, in one pass.
 
 DuckDB numbers rows only with a window (``row_number() OVER ()``), which makes the whole
 CSV-parsing pipeline single-threaded, and its CSV reader has no ``file_row_number``. So the
@@ -12,9 +12,13 @@ and the row hashes of rows whose timestamp equals a neighbour's, from which the 
 are counted (equal rows share their timestamp, and in a sorted stream rows with the same
 timestamp are adjacent). The duplicate count is only valid for a sorted stream;
 :attr:`StreamSummary.unsorted` says whether it is.
+
+Several queries (one per source file) stream one after the other into the same file, numbered
+on; :attr:`StreamSummary.parts` has each one's rows, span and unsorted rows.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +26,33 @@ import duckdb
 import numpy as np
 import polars as pl
 
-__all__ = ["StreamSummary", "StreamQueryError", "write_numbered", "DEFAULT_BATCH_ROWS"]
+__all__ = ["PartSummary", "StreamSummary", "StreamQueryError", "write_numbered", "DEFAULT_BATCH_ROWS"]
 
 #: rows per Arrow batch handed from DuckDB to polars (500 k: the fastest of 0.5 / 1 / 2 M at
 #: 10 M rows, 2026-11-23; memory grows with it)
 DEFAULT_BATCH_ROWS = 500_000
 
 _HASH_SEED = 0x5E4E1AB
+
+
+@dataclass(frozen=True)
+class PartSummary:
+    """What the stream saw of one of its queries.
+
+    Attributes
+    ----------
+    rows : int
+        Rows of this query.
+    lo, hi : float or None
+        Its smallest and largest timestamp (None without rows).
+    unsorted : int
+        Its rows whose timestamp is smaller than the previous row's of the same query.
+    """
+
+    rows: int
+    lo: float | None
+    hi: float | None
+    unsorted: int
 
 
 @dataclass(frozen=True)
@@ -42,10 +66,13 @@ class StreamSummary:
     lo, hi : float or None
         Smallest and largest timestamp (None when no row was written).
     unsorted : int
-        Rows whose timestamp is smaller than the previous row's.
+        Rows whose timestamp is smaller than the previous row's in the whole stream (also
+        across the boundary between two queries).
     duplicates : int
         Rows equal in every column to an earlier row, counted among rows with a tied
         timestamp by 64-bit row hash. Only meaningful when ``unsorted == 0``.
+    parts : tuple of PartSummary
+        One per query, in stream order.
     """
 
     rows: int
@@ -53,6 +80,11 @@ class StreamSummary:
     hi: float | None
     unsorted: int
     duplicates: int
+    parts: tuple[PartSummary, ...] = ()
+
+
+def _part(rows: int, lo: float, hi: float, unsorted: int) -> PartSummary:
+    return PartSummary(rows=rows, lo=lo if rows else None, hi=hi if rows else None, unsorted=unsorted)
 
 
 class _Tally:
@@ -60,12 +92,16 @@ class _Tally:
 
     def __init__(self, ts_col: str) -> None:
         self.ts_col = ts_col
-        self.rows = 0
-        self.lo = np.inf
-        self.hi = -np.inf
-        self.unsorted = 0
         self.last: float | None = None
         self.hashes: list[np.ndarray] = []
+        self.unsorted_across = 0
+        self.parts: list[PartSummary] = []
+        self._new_part = True
+
+    def start_part(self) -> None:
+        """The next batches belong to the next query."""
+        self.parts.append(_part(0, np.inf, -np.inf, 0))
+        self._new_part = True
 
     def update(self, batch: pl.DataFrame) -> None:
         n = batch.height
@@ -78,26 +114,37 @@ class _Tally:
         following = np.empty(n)
         following[:-1] = ts[1:]
         following[-1] = np.nan
-        self.unsorted += int(np.count_nonzero(ts < previous))
+        earlier = ts < previous
+        boundary = self._new_part and bool(earlier[0])  # earlier than the previous query's last row
+        self.unsorted_across += boundary
         # rows tied with a neighbour, and always the batch's last row (it may tie with the next
         # batch's first); a row is taken at most once, so a row never counts against itself
         candidates = (ts == previous) | (ts == following)
         candidates[-1] = True
         if candidates.any():
             self.hashes.append(batch.filter(pl.Series(candidates)).hash_rows(seed=_HASH_SEED).to_numpy())
-        self.rows += n
-        self.lo = min(self.lo, float(np.min(ts)))
-        self.hi = max(self.hi, float(np.max(ts)))
+        part = self.parts[-1]
+        self.parts[-1] = PartSummary(
+            rows=part.rows + n,
+            lo=min(part.lo if part.rows else np.inf, float(np.min(ts))),
+            hi=max(part.hi if part.rows else -np.inf, float(np.max(ts))),
+            unsorted=part.unsorted + int(np.count_nonzero(earlier)) - boundary,
+        )
         self.last = float(ts[-1])
+        self._new_part = False
 
     def summary(self) -> StreamSummary:
         hashes = np.sort(np.concatenate(self.hashes)) if self.hashes else np.empty(0, dtype=np.uint64)
         # sorted, a repeated hash follows its equal (np.unique took 1.6 s for 1.5 M hashes)
         duplicates = int(np.count_nonzero(hashes[1:] == hashes[:-1]))
-        if self.rows == 0:
-            return StreamSummary(rows=0, lo=None, hi=None, unsorted=0, duplicates=0)
-        return StreamSummary(rows=self.rows, lo=self.lo, hi=self.hi, unsorted=self.unsorted,
-                             duplicates=duplicates)
+        parts = tuple(_part(p.rows, p.lo, p.hi, p.unsorted) for p in self.parts)
+        full = [p for p in parts if p.rows]
+        if not full:
+            return StreamSummary(rows=0, lo=None, hi=None, unsorted=0, duplicates=0, parts=parts)
+        return StreamSummary(
+            rows=sum(p.rows for p in full), lo=min(p.lo for p in full), hi=max(p.hi for p in full),
+            unsorted=sum(p.unsorted for p in full) + self.unsorted_across, duplicates=duplicates, parts=parts,
+        )
 
 
 class StreamQueryError(RuntimeError):
@@ -122,18 +169,21 @@ def _batches(relation, batch_rows: int, state: dict):
         raise
 
 
-def write_numbered(con: duckdb.DuckDBPyConnection, sql: str, path: str | Path, *,
+def write_numbered(con: duckdb.DuckDBPyConnection, sql: str | Sequence[str], path: str | Path, *,
                    index_name: str = "request_id", ts_col: str = "timestamp",
                    batch_rows: int | None = None, compression: str = "snappy") -> StreamSummary:
     """Run ``sql`` and write its rows, numbered from 0 in result order, to one Parquet file.
+
+    Several queries stream one after the other (each query's rows in its result order) and are
+    numbered on.
 
     Parameters
     ----------
     con : duckdb.DuckDBPyConnection
         Connection to run the query on (``preserve_insertion_order`` keeps the result in the
         order of its source).
-    sql : str
-        The query; it must have a ``ts_col`` column of a numeric type.
+    sql : str or sequence of str
+        The query, or queries with the same columns; each must have a numeric ``ts_col``.
     path : str or Path
         The Parquet file to write.
     index_name : str
@@ -160,20 +210,29 @@ def write_numbered(con: duckdb.DuckDBPyConnection, sql: str, path: str | Path, *
     # function alive, and a DuckDB object still referenced at interpreter exit makes nanobind
     # print leak warnings
     batch_rows = int(batch_rows or DEFAULT_BATCH_ROWS)
-    state: dict = {"relation": con.sql(sql), "calls": 0, "error": None}
-    schema = state["relation"].limit(0).pl().schema
+    queries = [sql] if isinstance(sql, str) else list(sql)
+    if not queries:
+        raise ValueError("write_numbered needs at least one query")
+    state: dict = {"relations": [con.sql(q) for q in queries], "calls": 0, "error": None}
+    schema = state["relations"][0].limit(0).pl().schema
+    for k, relation in enumerate(state["relations"][1:], start=1):
+        other = relation.limit(0).pl().schema
+        if other != schema:
+            raise ValueError(f"query {k} has columns {dict(other)}; query 0 has {dict(schema)}")
     tally = _Tally(ts_col)
 
     def source(with_columns, predicate, n_rows, batch_size):
         state["calls"] += 1
-        for record_batch in _batches(state["relation"], batch_rows, state):
-            batch = pl.from_arrow(record_batch)
-            tally.update(batch)
-            if predicate is not None:
-                batch = batch.filter(predicate)
-            if with_columns is not None:
-                batch = batch.select(with_columns)
-            yield batch
+        for relation in state["relations"]:
+            tally.start_part()
+            for record_batch in _batches(relation, batch_rows, state):
+                batch = pl.from_arrow(record_batch)
+                tally.update(batch)
+                if predicate is not None:
+                    batch = batch.filter(predicate)
+                if with_columns is not None:
+                    batch = batch.select(with_columns)
+                yield batch
 
     from polars.io.plugins import register_io_source
 

@@ -62,6 +62,24 @@ def test_unsorted_rows_are_counted(tmp_path, rng):
     assert pl.read_parquet(tmp_path / "n.parquet").drop("request_id").equals(frame)  # file order kept
 
 
+def test_several_queries_are_numbered_on(tmp_path, rng):
+    a, b = _table(rng, 1_000, sort=True), _table(rng, 700, sort=True)
+    b = b.with_columns(pl.col("timestamp") + 50.0)  # starts before a ends: one boundary row is unsorted
+    con = duckdb.connect(config={"preserve_insertion_order": True})
+    con.register("a", a.to_arrow())
+    con.register("b", b.to_arrow())
+    got = write_numbered(con, ["SELECT * FROM a", "SELECT * FROM b"], tmp_path / "n.parquet", batch_rows=33)
+    both = pl.concat([a, b])
+    assert pl.read_parquet(tmp_path / "n.parquet").drop("request_id").equals(both)
+    assert [(p.rows, p.lo, p.hi, p.unsorted) for p in got.parts] == [
+        (f.height, f["timestamp"].min(), f["timestamp"].max(), 0) for f in (a, b)]
+    t = both["timestamp"].to_numpy()
+    assert got.unsorted == int(np.sum(t[1:] < t[:-1])) == 1
+    assert (got.rows, got.lo, got.hi) == (1_700, both["timestamp"].min(), both["timestamp"].max())
+    with pytest.raises(ValueError, match="query 1 has columns"):
+        write_numbered(con, ["SELECT * FROM a", "SELECT timestamp FROM b"], tmp_path / "x.parquet")
+
+
 def test_empty_result(tmp_path):
     con = duckdb.connect()
     got = write_numbered(con, "SELECT 1.0 AS timestamp WHERE false", tmp_path / "n.parquet")
@@ -147,8 +165,9 @@ def _both_paths(path, tmp_path, monkeypatch, **kwargs):
 
 def _same_store(fast, slow):
     assert fast.to_polars().equals(slow.to_polars())
-    for key in ("rows", "span_s", "origin", "columns", "sources", "format"):
+    for key in ("rows", "span_s", "origin", "columns", "sources", "format", "extra"):
         assert fast.manifest[key] == slow.manifest[key], key
+    assert fast.query("SELECT * FROM rejected").equals(slow.query("SELECT * FROM rejected"))
 
 
 def test_azure_datetimes_take_the_fast_path(tmp_path, monkeypatch, raw_traces):
@@ -196,3 +215,54 @@ def test_unsorted_datetimes_fall_back_and_take_the_earliest_origin(tmp_path, mon
     assert fast.manifest["rows"]["unsorted"] == 1
     assert sorted(p.name for p in (tmp_path / "fast").iterdir()) == ["manifest.json", "rejected.parquet",
                                                                    "requests.parquet"]
+
+
+# --- several CSV files: streamed one after the other -------------------------------------------
+
+V1 = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+V2 = "Timestamp,Session ID,Elapsed time,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+
+
+def _burst_files(tmp_path, second_start: int):
+    one = tmp_path / "BurstGPT_1.csv"  # the 6-column v1 schema
+    one.write_text(V1 + "".join(f"{t},ChatGPT,{t + 1},2,{t + 3},API log\n" for t in range(0, 40, 2))
+                   + "broken,line\n")
+    two = tmp_path / "BurstGPT_2.csv"  # the 8-column schema, a malformed line too
+    two.write_text(V2 + "".join(f"{t},s{t % 3},1.5,GPT-4,{t},0,{t},Conversation log\n"
+                                for t in range(second_start, second_start + 30))
+                   + f"{second_start + 30},s1,1.5,GPT-4,5,1,6,Conversation log\n" * 2
+                   + "1,2,3\n")
+    return [one, two]
+
+
+@pytest.mark.parametrize("second_start", [100, 20], ids=["in-order", "overlapping"])
+def test_several_burstgpt_files_take_the_fast_path(tmp_path, monkeypatch, second_start):
+    files = _burst_files(tmp_path, second_start)
+    used, fast, slow = _both_paths(files, tmp_path, monkeypatch)
+    assert used == [True]
+    _same_store(fast, slow)
+    got = fast.to_polars()
+    assert fast.n_requests == 20 + 32 and got["request_id"].to_list() == list(range(52))
+    assert np.all(np.diff(got["timestamp"].to_numpy()) >= 0)
+    assert got.filter(pl.col("model") == "ChatGPT")["conversation_id"].null_count() == 20  # v1 has no sessions
+    m = fast.manifest
+    assert m["rows"]["duplicates"] == 1 and m["rows"]["rejected"] == {"malformed_line": 2}
+    assert [s["rows_read"] for s in m["sources"]] == [21, 33]
+    assert ("overlap" in m["extra"]["ingest"]["unsorted"]) == (second_start == 20)
+
+
+def _azure(path, stamps):
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                    + "".join(f"2023-11-16 18:{m:02d}:00.0000000,{m},1\n" for m in stamps))
+    return path
+
+
+@pytest.mark.parametrize("order", ["in-order", "reversed"])
+def test_several_wall_clock_files(tmp_path, monkeypatch, order):
+    early, late = _azure(tmp_path / "a.csv", [0, 1, 2]), _azure(tmp_path / "b.csv", [10, 11])
+    files = [early, late] if order == "in-order" else [late, early]
+    used, fast, slow = _both_paths(files, tmp_path, monkeypatch)
+    assert used == [order == "in-order"]  # reversed: the first row is not the origin; the general path runs
+    _same_store(fast, slow)
+    assert fast.origin.isoformat() == "2023-11-16T18:00:00+00:00"
+    assert fast.to_polars()["timestamp"].to_list() == [0.0, 60.0, 120.0, 600.0, 660.0]
