@@ -61,8 +61,8 @@ if kind == "duckdb":
 else:
     from servelab.analysis import ingest
     if path == "general":
-        from servelab.analysis.ingest import core
-        core._fast_path_applies = lambda *args: False
+        from servelab.analysis.ingest import fast_path
+        fast_path.applies = lambda *args: False
     t0 = time.perf_counter()
     store = ingest(csvs, fmt=fmt, output=out, overwrite=True)
     extra = {"rows": dict(store.manifest["rows"])}

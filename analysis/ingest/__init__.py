@@ -1,8 +1,17 @@
 """Ingest raw request logs (BurstGPT, Azure, Mooncake, Bailian, or any log plus a column map) into a trace store.
 
-One module per source format builds a declarative plan (:mod:`.plan`) from the source's column
-names; :mod:`.core` runs every plan the same way in DuckDB (read as VARCHAR, TRY_CAST, a reject
-reason per row, canonical Parquet sorted by timestamp, ``rejected.parquet``, ``manifest.json``).
+Where things are:
+
+- one module per source format (:mod:`.burstgpt`, :mod:`.azure`, :mod:`.mooncake`,
+  :mod:`.bailian`, :mod:`.generic`) builds a declarative plan (:mod:`.plan`) from the source's
+  column names; :mod:`.sources` resolves paths and reads headers;
+- :mod:`.reading` turns a plan into the DuckDB SQL that types each row and gives it a reject
+  reason;
+- :mod:`.core` (:func:`ingest`) chooses the format and runs :mod:`.fast_path` (CSV read once,
+  streamed into the store) or :mod:`.general_path` (two passes, any source);
+- :mod:`.numbering` streams the stored rows into ``requests.parquet`` with ``request_id`` and
+  counts unsorted rows and duplicates; :mod:`.manifest` assembles ``manifest.json``.
+
 Nothing here computes statistics of the trace; that is the rest of :mod:`servelab.analysis`.
 """
 from servelab.analysis.ingest.core import (

@@ -3,7 +3,7 @@
 An adapter (one module per source format) looks at a source's raw column names and returns an
 :class:`IngestPlan`: how to read the time, which SQL expression over the raw (VARCHAR) columns
 gives each canonical column and how that value is checked, and which canonical columns are
-derived from others. The shared core (:mod:`servelab.analysis.ingest.core`) turns the plan into
+derived from others. :mod:`servelab.analysis.ingest.reading` turns the plan into
 DuckDB SQL. This module holds records and small SQL helpers only; it reads no data.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from servelab.analysis import ingest
-from servelab.analysis.ingest import core, numbering
+from servelab.analysis.ingest import fast_path, numbering
 from servelab.analysis.ingest.numbering import StreamQueryError, write_numbered
 
 
@@ -110,14 +110,14 @@ def _csv(path, rng, n):
 
 def _spy_fast_path(monkeypatch):
     used = []
-    real = core._run_fast
+    real = fast_path.run
 
     def spy(*args, **kwargs):
         result = real(*args, **kwargs)
         used.append(result is not None)
         return result
 
-    monkeypatch.setattr(core, "_run_fast", spy)
+    monkeypatch.setattr(fast_path, "run", spy)
     return used
 
 
@@ -127,7 +127,7 @@ def test_fast_path_duplicates_across_batches_equal_general_path(tmp_path, rng, m
     used = _spy_fast_path(monkeypatch)
     fast = ingest(path, output=tmp_path / "fast")
     assert used == [True]
-    monkeypatch.setattr(core, "_fast_path_applies", lambda *a: False)
+    monkeypatch.setattr(fast_path, "applies", lambda *a: False)
     slow = ingest(path, output=tmp_path / "slow")
     assert fast.to_polars().equals(slow.to_polars())
     assert fast.manifest["rows"] == slow.manifest["rows"]
@@ -158,7 +158,7 @@ def test_late_sql_reject_falls_back_and_leaves_no_partial_file(tmp_path, rng, mo
 def _both_paths(path, tmp_path, monkeypatch, **kwargs):
     used = _spy_fast_path(monkeypatch)
     fast = ingest(path, output=tmp_path / "fast", **kwargs)
-    monkeypatch.setattr(core, "_fast_path_applies", lambda *a: False)
+    monkeypatch.setattr(fast_path, "applies", lambda *a: False)
     slow = ingest(path, output=tmp_path / "slow", **kwargs)
     return used, fast, slow
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from servelab.analysis import ingest
-from servelab.analysis.ingest import core
+from servelab.analysis.ingest import fast_path
 
 from tests.conftest import REPO
 
@@ -54,7 +54,7 @@ def test_csv_shape(synthetic_csv, tmp_path):
 
 def test_fast_path_equals_general_path(synthetic_csv, tmp_path, monkeypatch):
     fast = ingest(synthetic_csv, output=tmp_path / "fast")
-    monkeypatch.setattr(core, "_fast_path_applies", lambda *a: False)
+    monkeypatch.setattr(fast_path, "applies", lambda *a: False)
     slow = ingest(synthetic_csv, output=tmp_path / "slow")
     assert fast.to_polars().equals(slow.to_polars())
     assert fast.manifest["rows"] == slow.manifest["rows"]
@@ -104,7 +104,7 @@ def test_unsorted_with_ties_fast_path_equals_general_path(tmp_path, monkeypatch,
     path = tmp_path / "u.csv"
     path.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n" + "\n".join(rows) + "\n")
     fast = ingest(path, output=tmp_path / "fast")
-    monkeypatch.setattr(core, "_fast_path_applies", lambda *a: False)
+    monkeypatch.setattr(fast_path, "applies", lambda *a: False)
     slow = ingest(path, output=tmp_path / "slow")
     got = fast.to_polars()
     assert got.equals(slow.to_polars())

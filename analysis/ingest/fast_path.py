@@ -1,0 +1,155 @@
+"""The single-pass ingest of CSV sources: DuckDB's typed, checked rows stream in file order into a
+polars Parquet sink that adds ``request_id`` and counts unsorted rows and duplicates on the way
+(:mod:`.numbering`). The first row a SQL check rejects stops it, and the caller runs
+:mod:`.general_path` instead; the two give the same store (tested).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from servelab.analysis.exceptions import EmptyTraceError, TraceFormatError
+from servelab.analysis.ingest.manifest import ingest_manifest, wall_clock
+from servelab.analysis.ingest.numbering import StreamQueryError, write_numbered
+from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
+from servelab.analysis.ingest.reading import (
+    PhaseTimer,
+    malformed_table,
+    native_types,
+    raw_relation,
+    typed_rows_sql,
+)
+from servelab.analysis.schema import CANONICAL_COLUMNS, canonical_order
+from servelab.analysis.store import REJECTED_NAME, REQUESTS_NAME
+
+__all__ = ["applies", "run"]
+
+
+def applies(described, plans, first_plan: IngestPlan) -> bool:
+    """CSV sources without conversation links: read once, straight to the store."""
+    return all(described[i].kind == "csv" for i in plans) and not first_plan.link_conversations
+
+
+#: message of the DuckDB error() that stops the fast path at the first row a SQL check rejects
+_SQL_REJECT = "servelab-fast-path: a row fails a value check"
+
+
+def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dict | None:
+    """Single-pass ingest of CSV sources: stored rows stream straight into ``requests.parquet``.
+
+    DuckDB parses and checks the rows on all threads; :func:`.numbering.write_numbered` adds
+    ``request_id`` and writes the Parquet (the sources one after the other, each in file order),
+    and counts unsorted rows and exact duplicates on the way. Rows the CSV reader rejects are in
+    its reject tables. The first row that a SQL value check would reject stops the stream
+    (DuckDB ``error()``), and the caller falls back to the general two-pass path, which records
+    such rows with their reasons. Unsorted rows (in a file, or a file starting before the
+    previous one ends) with times relative to the trace start are sorted in a second pass over
+    the Parquet; with wall-clock times (whose origin, the earliest row, was taken to be the
+    first) they fall back. Returns the manifest, or None to fall back.
+    """
+    tick = PhaseTimer()
+    indices = list(plans)
+    names = "CASE src " + " ".join(f"WHEN {i} THEN {sql_str(described[i].path)}" for i in indices) + " END"
+    present: set[str] = set()
+    for p in plans.values():
+        present.update(p.columns)
+    columns = canonical_order(sorted(present))
+    natives = {i: native_types(plans[i], described[i]) for i in indices}
+    pass1 = {i: typed_rows_sql(plans[i], *raw_relation(described[i], i, natives[i]), i, natives[i]) for i in indices}
+    requests = tmp / REQUESTS_NAME
+
+    def drop_reader_tables(*extra: str) -> None:
+        for i in indices:
+            for table in (f"rejects_{i}", f"rejects_scan_{i}"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+        for table in extra:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def cannot_read(err) -> TraceFormatError:
+        paths = ", ".join(str(described[i].path) for i in indices)
+        return TraceFormatError(f"cannot read {paths} as csv ({fmt}): {err}")
+
+    t = plan.time
+    origin_ts = None
+    if t.kind == "datetime" or t.epoch:
+        # wall-clock times are stored relative to the earliest row; when the rows are in order
+        # that is the first stored row (DuckDB keeps file order under LIMIT). The stream checks
+        # the order: unsorted rows fall back to the general path, which takes the minimum.
+        try:
+            first = con.execute(f"SELECT _ts FROM ({pass1[indices[0]]}) WHERE _reason IS NULL LIMIT 1").fetchall()
+        except duckdb.Error as err:
+            raise cannot_read(err) from None
+        finally:
+            drop_reader_tables()
+        if not first:
+            return None  # the first file stores nothing: the general path says why
+        origin_ts = first[0][0]
+        ts_expr = (f"CAST(_ts - {int(origin_ts)} AS DOUBLE) / 1e6" if t.kind == "datetime"
+                   else f"_ts - {float(origin_ts)!r}")
+    else:
+        ts_expr = "_ts"
+    queries = []
+    for i in indices:
+        own = set(plans[i].columns)
+        select = "".join(
+            f", CAST({ident(c) if c in own else 'NULL'} AS {CANONICAL_COLUMNS[c]}) AS {ident(c)}" for c in columns
+        )
+        queries.append(
+            f"SELECT CAST({ts_expr} AS DOUBLE) AS timestamp{select} FROM ({pass1[i]}) "
+            f"WHERE CASE WHEN _reason IS NULL THEN true ELSE error({sql_str(_SQL_REJECT)}) END"
+        )
+    try:
+        summary = write_numbered(con, queries, requests)
+    except (duckdb.Error, StreamQueryError) as err:
+        requests.unlink(missing_ok=True)
+        if _SQL_REJECT in str(err):
+            drop_reader_tables()
+            return None
+        raise cannot_read(err) from None
+    tick("fast: read + write")
+    malformed_table(con, indices, described, plans, natives)
+    reader_rejects: dict[int, dict[str, int]] = {i: {} for i in indices}
+    for src, reason, n in con.execute("SELECT src, reason, count(*) FROM malformed GROUP BY ALL").fetchall():
+        reader_rejects[src][reason] = int(n)
+    if summary.rows == 0:
+        requests.unlink(missing_ok=True)
+        total: dict[str, int] = {}
+        for rejected in reader_rejects.values():
+            for reason, n in rejected.items():
+                total[reason] = total.get(reason, 0) + n
+        raise EmptyTraceError(
+            f"every row was rejected ({', '.join(f'{k}: {v}' for k, v in sorted(total.items()))}); "
+            "nothing to store. Check the format and the column map"
+        )
+    if summary.unsorted and origin_ts is not None:
+        requests.unlink()
+        drop_reader_tables("malformed")
+        return None
+    duplicates = summary.duplicates
+    if summary.unsorted:
+        # stable sort (ties keep their stream order: the streamed request_id), numbered again; the
+        # duplicates are counted on the sorted stream, where tied rows are adjacent
+        streamed = tmp / "_work" / "streamed.parquet"
+        requests.rename(streamed)
+        duplicates = write_numbered(
+            con, f"SELECT * EXCLUDE (request_id) FROM read_parquet({sql_str(streamed)}) ORDER BY timestamp, request_id",
+            requests,
+        ).duplicates
+        streamed.unlink()
+        tick("fast: sort")
+    con.execute(
+        f"COPY (SELECT {names} AS source, line AS row, reason, raw FROM malformed ORDER BY src, line) "
+        f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"
+    )
+    parts = dict(zip(indices, summary.parts, strict=True))
+    per_source = {i: {"stored": parts[i].rows, "rejected": reader_rejects[i], "unsorted": parts[i].unsorted}
+                  for i in indices}
+    full = [parts[i] for i in indices if parts[i].rows]
+    across = any(b.lo < a.hi for a, b in zip(full, full[1:]))
+    origin = zone = None
+    if origin_ts is not None:
+        zone = t.timezone or "UTC"
+        origin = wall_clock(int(origin_ts) / 1e6 if t.kind == "datetime" else float(origin_ts), zone)
+    return ingest_manifest(described, per_source, plan, fmt, sniffed, columns, duplicates, (summary.lo, summary.hi),
+                     origin=origin, zone=zone, across=across)

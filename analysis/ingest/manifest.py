@@ -1,0 +1,68 @@
+"""The manifest of a new store: rows read / stored / rejected per source and reason, duplicates,
+unsorted rows, span and wall-clock origin, in the shape :func:`~servelab.analysis.store.build_manifest`
+writes. Only assembles numbers the ingest paths counted; reads nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from servelab.analysis.ingest.plan import IngestPlan
+from servelab.analysis.store import build_manifest
+
+__all__ = ["ingest_manifest", "wall_clock"]
+
+
+def ingest_manifest(described, per_source, plan: IngestPlan, fmt, sniffed, columns, duplicates, span, *,
+              origin, zone, across: bool) -> dict:
+    """The manifest: per-source and total rows read / stored / rejected by reason."""
+    sources_meta = []
+    rejected_total: dict[str, int] = {}
+    for i, s in enumerate(described):
+        e = per_source.get(i, {"stored": 0, "rejected": {}, "unsorted": 0})
+        rejected = dict(sorted(e["rejected"].items()))
+        for reason, n in rejected.items():
+            rejected_total[reason] = rejected_total.get(reason, 0) + n
+        meta = {
+            "path": str(s.path), "sha256": None, "format": fmt, "kind": s.kind, "sniffed": sniffed,
+            "columns": list(s.columns), "rows_read": e["stored"] + sum(rejected.values()),
+            "rows_stored": e["stored"], "rows_rejected": rejected, "unsorted": e["unsorted"],
+        }
+        if s.empty:
+            meta["empty"] = True
+        sources_meta.append(meta)
+    total_stored = sum(e["stored"] for e in per_source.values())
+    rejected_total = dict(sorted(rejected_total.items()))
+    rows = {
+        "read": total_stored + sum(rejected_total.values()),
+        "stored": total_stored,
+        "rejected": rejected_total,
+        "duplicates": duplicates,
+        "unsorted": sum(e["unsorted"] for e in per_source.values()),
+    }
+    return build_manifest(
+        fmt=fmt,
+        sources=sources_meta,
+        columns=["request_id", "timestamp", *columns],
+        rows=rows,
+        span=span,
+        origin=origin,
+        timezone=zone,
+        extra={"ingest": {
+            "sniffed": sniffed,
+            "origin_note": plan.time.origin_note,
+            "notes": list(plan.notes),
+            "duplicates": "rows equal in every stored column to another row (by 64-bit hash), kept",
+            "unsorted": "rows earlier than the previous row of their source; the store is sorted"
+                        + (" (sources also overlap in time)" if across else ""),
+            "rejected_rows": "rejected.parquet: source, row (1-based line of the file, header = line 1; "
+                             "Parquet: 1-based row; for CSV rows rejected by a value check the line is "
+                             "counted from data rows, so it is off after blank lines or multi-line "
+                             "records), reason, raw values as JSON",
+        }},
+    )
+
+
+def wall_clock(epoch_s: float, zone: str) -> dt.datetime:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.fromtimestamp(epoch_s, tz=dt.timezone.utc).astimezone(ZoneInfo(zone))

@@ -1,0 +1,245 @@
+"""How one source is read: the SQL that turns its raw rows into typed canonical columns with a
+reject reason per row, and the CSV reader's own rejects.
+
+1. Everything is read as VARCHAR (CSV through ``read_csv(..., store_rejects=true)``, so
+   malformed lines are kept in DuckDB's reject tables and counted, not lost; JSONL as one text
+   value per line, parsed with DuckDB's JSON functions, so an invalid line is a row too;
+   Parquet columns cast to VARCHAR).
+2. The adapter's plan (:class:`~servelab.analysis.ingest.plan.IngestPlan`) becomes ``TRY_CAST``
+   expressions and one ``CASE`` that gives each row its reject reason (``malformed_line``,
+   ``missing_timestamp``, ``unparseable_timestamp``, ``nan_timestamp``, ``missing_<col>``,
+   ``non_numeric_<col>``, ``negative_<col>``, ``non_integer_<col>``, ``invalid_<col>``,
+   ``malformed_<col>``). CSV columns that the format types (times, token counts) are parsed by
+   the CSV reader itself, whose reject table keeps the lines that do not parse
+   (:func:`malformed_table` gives them their reasons).
+
+This module builds SQL text and temp tables; it writes no files and decides nothing about the
+store (that is :mod:`.fast_path` and :mod:`.general_path`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
+from servelab.analysis.ingest.sources import Source
+
+__all__ = ["PhaseTimer", "native_types", "raw_relation", "typed_rows_sql", "malformed_table"]
+
+_MAX_LINE = 64 * 1024 * 1024  # JSONL lines with long hash_ids lists
+
+_log = logging.getLogger("servelab.analysis.ingest")
+
+
+class PhaseTimer:
+    """Logs (at DEBUG) how long each ingest phase took."""
+
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        _log.debug("ingest phase %-22s %7.2f s", phase, now - self.t)
+        self.t = now
+
+
+# counts are parsed as DOUBLE so that 20.5 is rejected as non-integer (DuckDB would round it)
+_NATIVE = {"count": "DOUBLE", "seconds": "DOUBLE"}
+
+
+def native_types(plan: IngestPlan, source: Source) -> dict[str, str]:
+    """CSV columns the reader parses natively (typed): column -> DuckDB type.
+
+    Values that do not parse land in DuckDB's reject table with their line (reason
+    ``unparseable_timestamp`` / ``non_numeric_<col>``); the rest of the checks run in SQL.
+    A column wanted with two different types stays VARCHAR (checked in SQL).
+    """
+    if source.kind != "csv":
+        return {}
+    wanted: dict[str, set[str]] = {}
+    t = plan.time
+    if t.column is not None:
+        if t.kind == "number":
+            wanted.setdefault(t.column, set()).add("DOUBLE")
+        elif t.datetime_format is None:
+            wanted.setdefault(t.column, set()).add("TIMESTAMPTZ")
+    for f in plan.fields:
+        if f.column is not None and f.kind in _NATIVE:
+            wanted.setdefault(f.column, set()).add(_NATIVE[f.kind])
+    return {c: next(iter(types)) for c, types in wanted.items() if len(types) == 1 and c in source.columns}
+
+
+def raw_relation(source: Source, index: int, native: Mapping[str, str]) -> tuple[str, str]:
+    """SQL of the raw relation and of the raw-values JSON expression.
+
+    The relation has the source's columns (VARCHAR, or natively typed for CSV columns in
+    ``native``) plus ``_line`` (1-based line, NULL for CSV where it is computed later) and
+    ``_bad`` (the line is not a well-formed record).
+    """
+    path = sql_str(source.path)
+    cols = source.columns
+    raw_json = "json_object(" + ", ".join(f"{sql_str(c)}, {ident(c)}" for c in cols) + ")"
+    if source.kind == "csv":
+        types = "{" + ", ".join(f"{sql_str(c)}: {sql_str(native.get(c, 'VARCHAR'))}" for c in cols) + "}"
+        rel = (
+            f"SELECT *, CAST(NULL AS BIGINT) AS _line, false AS _bad FROM read_csv({path}, header = true, "
+            f"delim = {sql_str(source.delimiter)}, types = {types}, store_rejects = true, "
+            f"rejects_table = 'rejects_{index}', rejects_scan = 'rejects_scan_{index}')"
+        )
+        return rel, raw_json
+    if source.kind == "jsonl":
+        paths = "[" + ", ".join(sql_str('$."' + c.replace('"', '\\"') + '"') for c in cols) + "]"
+        extract = ", ".join(f"_vals[{i + 1}] AS {ident(c)}" for i, c in enumerate(cols))
+        rel = (
+            f"SELECT {extract}, _line, NOT _ok AS _bad, line FROM ("
+            f"SELECT *, CASE WHEN _ok THEN json_extract_string(line, {paths}) END AS _vals FROM ("
+            f"SELECT _line, line, json_valid(line) AND starts_with(ltrim(line), '{{') AS _ok FROM ("
+            f"SELECT row_number() OVER () AS _line, line FROM read_csv({path}, columns = {{'line': 'VARCHAR'}}, "
+            f"header = false, delim = '\x01', quote = '', escape = '', auto_detect = false, "
+            f"max_line_size = {_MAX_LINE})) WHERE line IS NOT NULL AND trim(line) <> ''))"
+        )
+        return rel, "CASE WHEN _bad THEN json_object('line', line) ELSE line END"
+    # parquet
+    casts = ", ".join(f"CAST({ident(c)} AS VARCHAR) AS {ident(c)}" for c in cols)
+    rel = (
+        f"SELECT {casts}, file_row_number + 1 AS _line, false AS _bad "
+        f"FROM read_parquet({path}, file_row_number = true)"
+    )
+    return rel, raw_json
+
+
+def _empty(expr: str) -> str:
+    return f"({expr} IS NULL OR trim({expr}) = '')"
+
+
+def _scale_sql(scale: float) -> str:
+    """SQL suffix turning units into seconds; divides by 1000 (not * 0.001) so ms are exact."""
+    if scale == 1.0:
+        return ""
+    inverse = 1.0 / scale
+    if abs(inverse - round(inverse)) < 1e-9:
+        return f" / {float(round(inverse))!r}"
+    return f" * {scale!r}"
+
+
+def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native: Mapping[str, str]) -> str:
+    """SQL turning the raw relation into typed canonical columns + _ts, _reason, _line, _src, _raw."""
+    t = plan.time
+    t_native = t.column is not None and t.column in native
+    if t.kind == "number":
+        scale = _scale_sql(t.scale)
+        t_parse = f"{ident(t.column)}{scale}" if t_native else f"TRY_CAST({t.raw} AS DOUBLE){scale}"
+    elif t_native:
+        t_parse = f"epoch_us({ident(t.column)})"
+    elif t.datetime_format is None:
+        t_parse = f"epoch_us(TRY_CAST({t.raw} AS TIMESTAMPTZ))"
+    else:
+        t_parse = f"epoch_us(CAST(TRY_STRPTIME({t.raw}, {sql_str(t.datetime_format)}) AS TIMESTAMPTZ))"
+    parse = [f"{t_parse} AS _t"]
+    checks = ["WHEN _bad THEN 'malformed_line'"]
+    if t_native:
+        checks.append(f"WHEN {ident(t.column)} IS NULL THEN 'missing_timestamp'")
+    else:
+        parse.append(f"{t.raw} AS _traw")
+        checks.append(f"WHEN {_empty('_traw')} THEN 'missing_timestamp'")
+        checks.append("WHEN _t IS NULL THEN 'unparseable_timestamp'")
+    if t.kind == "number":
+        checks.append("WHEN isnan(_t) OR isinf(_t) THEN 'nan_timestamp'")
+    out = []
+    for i, f in enumerate(plan.fields):
+        r, v, c = f"_r{i}", f"_v{i}", f.canonical
+        if f.column is not None and f.kind in _NATIVE and native.get(f.column) == _NATIVE[f.kind]:
+            # parsed by the CSV reader: unparseable values are already in its reject table
+            parse.append(f"{ident(f.column)} AS {v}")
+            if f.required:
+                checks.append(f"WHEN {v} IS NULL THEN 'missing_{c}'")
+            checks.append(f"WHEN isnan({v}) OR isinf({v}) THEN 'non_numeric_{c}'")
+            checks.append(f"WHEN {v} < 0 THEN 'negative_{c}'")
+            if f.kind == "count":
+                checks.append(f"WHEN {v} <> floor({v}) OR {v} >= 9.2e18 THEN 'non_integer_{c}'")
+                out.append(f"TRY_CAST({v} AS BIGINT) AS {ident(c)}")
+            else:
+                out.append(f"{v} AS {ident(c)}")
+            continue
+        parse.append(f"{f.raw} AS {r}")
+        if f.required:
+            checks.append(f"WHEN {_empty(r)} THEN 'missing_{c}'")
+        if f.kind in ("count", "seconds"):
+            parse.append(f"TRY_CAST({r} AS DOUBLE) AS {v}")
+            checks.append(f"WHEN NOT {_empty(r)} AND ({v} IS NULL OR isnan({v}) OR isinf({v})) THEN 'non_numeric_{c}'")
+            checks.append(f"WHEN {v} < 0 THEN 'negative_{c}'")
+            if f.kind == "count":
+                checks.append(f"WHEN {v} <> floor({v}) OR (TRY_CAST({v} AS BIGINT) IS NULL AND {v} IS NOT NULL) "
+                              f"THEN 'non_integer_{c}'")
+                out.append(f"TRY_CAST({v} AS BIGINT) AS {ident(c)}")
+            else:
+                out.append(f"{v} AS {ident(c)}")
+        elif f.kind == "bool":
+            parse.append(f"TRY_CAST(lower(trim({r})) AS BOOLEAN) AS {v}")
+            checks.append(f"WHEN NOT {_empty(r)} AND {v} IS NULL THEN 'invalid_{c}'")
+            out.append(f"{v} AS {ident(c)}")
+        elif f.kind == "list":
+            parse.append(f"TRY_CAST({r} AS BIGINT[]) AS {v}")
+            checks.append(
+                f"WHEN NOT {_empty(r)} AND ({v} IS NULL OR len(list_filter({v}, lambda x: x IS NULL)) > 0) "
+                f"THEN 'malformed_{c}'"
+            )
+            out.append(f"{v} AS {ident(c)}")
+        else:  # string
+            text = f"NULLIF(trim({r}), '')"
+            if f.values:
+                text = (f"CASE {text} " + " ".join(f"WHEN {sql_str(a)} THEN {sql_str(b)}" for a, b in f.values)
+                        + f" ELSE {text} END")
+            out.append(f"{text} AS {ident(c)}")
+    level_a = f"SELECT *, {', '.join(parse)} FROM ({rel})"
+    level_b = f"SELECT *, CASE {' '.join(checks)} END AS _reason FROM ({level_a})"
+    level_c = (
+        f"SELECT _t AS _ts, {', '.join(out) + ', ' if out else ''}_reason, _line, "
+        f"CAST({index} AS INTEGER) AS _src, CASE WHEN _reason IS NOT NULL THEN {raw_json} END AS _raw "
+        f"FROM ({level_b})"
+    )
+    if plan.derived:
+        derived = ", ".join(f"{expr} AS {ident(name)}" for name, expr in plan.derived.items())
+        return f"SELECT *, {derived} FROM ({level_c})"
+    return level_c
+
+
+def _reader_reason_sql(plan: IngestPlan, native: Mapping[str, str]) -> str:
+    """CASE mapping a CSV reader reject (error_type, column_name) to a reject reason."""
+    whens = []
+    if plan.time.column is not None and plan.time.column in native:
+        whens.append(f"WHEN error_type = 'CAST' AND column_name = {sql_str(plan.time.column)} "
+                     "THEN 'unparseable_timestamp'")
+    for f in plan.fields:
+        if f.column is not None and f.kind in _NATIVE and native.get(f.column) == _NATIVE[f.kind]:
+            whens.append(f"WHEN error_type = 'CAST' AND column_name = {sql_str(f.column)} "
+                         f"THEN 'non_numeric_{f.canonical}'")
+    return f"CASE {' '.join(whens)} ELSE 'malformed_line' END"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def malformed_table(con, indices, described, plans, natives) -> None:
+    """Temp table ``malformed(src, line, reason, raw)``: lines the CSV reader rejected.
+
+    One row per line (a malformed line, or a typed value that does not parse), from DuckDB's
+    reject tables ``rejects_<i>``.
+    """
+    malformed_sql = []
+    for i in indices:
+        if described[i].kind == "csv":
+            reason = _reader_reason_sql(plans[i], natives[i])
+            malformed_sql.append(
+                f"SELECT CAST({i} AS INTEGER) AS src, CAST(line AS BIGINT) AS line, "
+                f"arg_min({reason}, (error_type = 'CAST')::INTEGER * 1000000 + COALESCE(column_idx, 0)) AS reason, "
+                f"json_object('line', trim(first(csv_line), chr(10) || chr(13)), "
+                f"'error', string_agg(error_message, '; ')) AS raw "
+                f"FROM rejects_{i} GROUP BY line"
+            )
+    con.execute("DROP TABLE IF EXISTS malformed")
+    if malformed_sql:
+        con.execute("CREATE TEMP TABLE malformed AS " + " UNION ALL ".join(malformed_sql))
+    else:
+        con.execute("CREATE TEMP TABLE malformed (src INTEGER, line BIGINT, reason VARCHAR, raw VARCHAR)")
