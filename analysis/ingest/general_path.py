@@ -27,6 +27,7 @@ from servelab.analysis.ingest.reading import (
     malformed_table,
     native_types,
     raw_relation,
+    stage_lines,
     typed_rows_sql,
 )
 from servelab.analysis.schema import CANONICAL_COLUMNS, canonical_order
@@ -55,9 +56,12 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
         rel, raw_json = raw_relation(s, i, native)
         part = work / f"part_{i:05d}.parquet"
         try:
+            staged = stage_lines(con, s, i)
             con.execute(f"COPY ({typed_rows_sql(plan, rel, raw_json, i, native)}) TO {sql_str(part)} (FORMAT parquet)")
         except duckdb.Error as err:
             raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): {err}") from None
+        if staged:
+            con.execute(f"DROP TABLE {staged}")
         parts[i] = part
     tick("read sources")
 

@@ -22,10 +22,12 @@ import logging
 import time
 from collections.abc import Mapping
 
+import duckdb
+
 from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
 from servelab.analysis.ingest.sources import Source
 
-__all__ = ["PhaseTimer", "native_types", "raw_relation", "typed_rows_sql", "malformed_table"]
+__all__ = ["PhaseTimer", "native_types", "raw_relation", "stage_lines", "typed_rows_sql", "malformed_table"]
 
 _MAX_LINE = 64 * 1024 * 1024  # JSONL lines with long hash_ids lists
 
@@ -75,7 +77,8 @@ def raw_relation(source: Source, index: int, native: Mapping[str, str]) -> tuple
 
     The relation has the source's columns (VARCHAR, or natively typed for CSV columns in
     ``native``) plus ``_line`` (1-based line, NULL for CSV where it is computed later) and
-    ``_bad`` (the line is not a well-formed record).
+    ``_bad`` (the line is not a well-formed record). A JSONL relation reads the table that
+    :func:`stage_lines` makes: run that first.
     """
     path = sql_str(source.path)
     cols = source.columns
@@ -94,10 +97,8 @@ def raw_relation(source: Source, index: int, native: Mapping[str, str]) -> tuple
         rel = (
             f"SELECT {extract}, _line, NOT _ok AS _bad, line FROM ("
             f"SELECT *, CASE WHEN _ok THEN json_extract_string(line, {paths}) END AS _vals FROM ("
-            f"SELECT _line, line, json_valid(line) AND starts_with(ltrim(line), '{{') AS _ok FROM ("
-            f"SELECT row_number() OVER () AS _line, line FROM read_csv({path}, columns = {{'line': 'VARCHAR'}}, "
-            f"header = false, delim = '\x01', quote = '', escape = '', auto_detect = false, "
-            f"max_line_size = {_MAX_LINE})) WHERE line IS NOT NULL AND trim(line) <> ''))"
+            f"SELECT _line, line, json_valid(line) AND starts_with(ltrim(line), '{{') AS _ok FROM "
+            f"{_lines_table(index)} WHERE line IS NOT NULL AND trim(line) <> ''))"
         )
         return rel, "CASE WHEN _bad THEN json_object('line', line) ELSE line END"
     # parquet
@@ -107,6 +108,31 @@ def raw_relation(source: Source, index: int, native: Mapping[str, str]) -> tuple
         f"FROM read_parquet({path}, file_row_number = true)"
     )
     return rel, raw_json
+
+
+def _lines_table(index: int) -> str:
+    return f"jsonl_lines_{index}"
+
+
+def stage_lines(con: duckdb.DuckDBPyConnection, source: Source, index: int) -> str | None:
+    """For a JSONL source: a temp table of its lines with their 1-based line numbers.
+
+    Numbering lines takes a ``row_number()`` window, and everything DuckDB computes above a
+    window runs on one thread; so the lines are numbered once into a table (0.6 s for 2 M lines
+    of 230 MB), whose scan the JSON parsing then runs on all threads (8.9 s -> 4.9 s for the
+    typed rows of those lines, 2026-11-23). The table spills to the ingest's temp folder beyond
+    the memory limit. Returns the table name (drop it when done), or None for other kinds.
+    """
+    if source.kind != "jsonl":
+        return None
+    table = _lines_table(index)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS "
+        f"SELECT row_number() OVER () AS _line, line FROM read_csv({sql_str(source.path)}, "
+        f"columns = {{'line': 'VARCHAR'}}, header = false, delim = '\x01', quote = '', escape = '', "
+        f"auto_detect = false, max_line_size = {_MAX_LINE})"
+    )
+    return table
 
 
 def _empty(expr: str) -> str:
