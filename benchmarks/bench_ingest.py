@@ -6,7 +6,8 @@ its own child process (so that peak RSS is that run's alone):
 - ``duckdb``: ``COPY (SELECT * FROM read_csv(...)) TO 'x.parquet'`` (the baseline);
 - ``servelab``: ``servelab.analysis.ingest(csv, fmt=..., output=store)``.
 
-``--schema azure`` rewrites the same requests as an Azure LLM inference trace (``TIMESTAMP`` as
+``--schema mooncake`` writes the same requests as Mooncake JSONL (ms timestamps, a ``hash_ids``
+list per request) and times DuckDB's ``read_json`` as the baseline. ``--schema azure`` rewrites the same requests as an Azure LLM inference trace (``TIMESTAMP`` as
 wall-clock text with 7 fractional digits, ``ContextTokens``, ``GeneratedTokens``), whose times
 servelab parses as datetimes and stores relative to the earliest.
 
@@ -54,7 +55,8 @@ if kind == "duckdb":
     t0 = time.perf_counter()
     con = duckdb.connect()
     files = "[" + ", ".join("'" + c.replace("'", "''") + "'" for c in csvs) + "]"
-    con.execute("COPY (SELECT * FROM read_csv(" + files + ")) TO '"
+    reader = "read_json" if fmt == "mooncake" else "read_csv"
+    con.execute("COPY (SELECT * FROM " + reader + "(" + files + ")) TO '"
                 + out.replace("'", "''") + "' (FORMAT parquet)")
     con.close()
     extra = {}
@@ -86,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, help="reuse / write the CSV here (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
-    parser.add_argument("--schema", choices=("burstgpt", "azure"), default="burstgpt",
-                        help="the CSV's format (azure: wall-clock TIMESTAMP text, parsed as datetimes)")
+    parser.add_argument("--schema", choices=("burstgpt", "azure", "mooncake"), default="burstgpt",
+                        help="the file's format (azure: wall-clock TIMESTAMP text, parsed as datetimes; "
+                             "mooncake: JSONL with hash_ids lists, against DuckDB read_json)")
     parser.add_argument("--files", type=int, default=1,
                         help="split the rows into this many consecutive files, ingested into one store "
                              "(the baseline reads the same list)")
@@ -113,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"COPY (SELECT * REPLACE (CAST(floor(Timestamp) AS BIGINT) AS Timestamp) FROM read_csv('{fine}')) "
                 f"TO '{csv}' (HEADER, DELIMITER ',')")
             fine.unlink()
+        if args.schema == "mooncake":
+            import duckdb
+
+            burst = csv.with_name(csv.stem + "_burstgpt.csv")
+            csv.rename(burst)
+            duckdb.connect().execute(
+                "COPY (SELECT CAST(round(Timestamp * 1000) AS BIGINT) AS timestamp, "
+                "\"Request tokens\" AS input_length, \"Response tokens\" AS output_length, "
+                "range(CAST(\"Request tokens\" // 512 AS BIGINT) + 1) AS hash_ids "
+                f"FROM read_csv('{burst}')) TO '{csv}' (FORMAT json)")
+            burst.unlink()
         if args.schema == "azure":
             import duckdb
 
