@@ -1,4 +1,4 @@
-"""The single-pass ingest of CSV sources: DuckDB's typed, checked rows stream in file order into a
+"""The single-pass ingest of CSV and JSONL sources: DuckDB's typed, checked rows stream in file order into a
 polars Parquet sink that adds ``request_id`` and counts unsorted rows and duplicates on the way
 (:mod:`.numbering`). The first row a SQL check rejects stops it, and the caller runs
 :mod:`.general_path` instead; the two give the same store (tested).
@@ -18,6 +18,7 @@ from servelab.analysis.ingest.reading import (
     malformed_table,
     native_types,
     raw_relation,
+    streamed_jsonl_relation,
     typed_rows_sql,
 )
 from servelab.analysis.schema import CANONICAL_COLUMNS, canonical_order
@@ -27,8 +28,11 @@ __all__ = ["applies", "run"]
 
 
 def applies(described, plans, first_plan: IngestPlan) -> bool:
-    """CSV sources without conversation links: read once, straight to the store."""
-    return all(described[i].kind == "csv" for i in plans) and not first_plan.link_conversations
+    """CSV or JSONL sources without conversation links: read once, straight to the store."""
+    return all(described[i].kind in _KINDS for i in plans) and not first_plan.link_conversations
+
+
+_KINDS = ("csv", "jsonl")
 
 
 #: message of the DuckDB error() that stops the fast path at the first row a SQL check rejects
@@ -56,7 +60,12 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         present.update(p.columns)
     columns = canonical_order(sorted(present))
     natives = {i: native_types(plans[i], described[i]) for i in indices}
-    pass1 = {i: typed_rows_sql(plans[i], *raw_relation(described[i], i, natives[i]), i, natives[i]) for i in indices}
+    relations = {i: (raw_relation(described[i], i, natives[i]) if described[i].kind == "csv"
+                     else streamed_jsonl_relation(described[i])) for i in indices}
+    pass1 = {i: typed_rows_sql(plans[i], *relations[i], i, natives[i]) for i in indices}
+    # read_json has no reject table: a bad JSONL line fails the query, and the general path
+    # (which rejects such lines with their numbers) takes the file; a CSV failure is an error
+    jsonl = any(described[i].kind == "jsonl" for i in indices)
     requests = tmp / REQUESTS_NAME
 
     def drop_reader_tables(*extra: str) -> None:
@@ -68,7 +77,7 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
 
     def cannot_read(err) -> TraceFormatError:
         paths = ", ".join(str(described[i].path) for i in indices)
-        return TraceFormatError(f"cannot read {paths} as csv ({fmt}): {err}")
+        return TraceFormatError(f"cannot read {paths} as {described[indices[0]].kind} ({fmt}): {err}")
 
     t = plan.time
     origin_ts = None
@@ -79,6 +88,8 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         try:
             first = con.execute(f"SELECT _ts FROM ({pass1[indices[0]]}) WHERE _reason IS NULL LIMIT 1").fetchall()
         except duckdb.Error as err:
+            if jsonl:
+                return None
             raise cannot_read(err) from None
         finally:
             drop_reader_tables()
@@ -103,7 +114,7 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         summary = write_numbered(con, queries, requests)
     except (duckdb.Error, StreamQueryError) as err:
         requests.unlink(missing_ok=True)
-        if _SQL_REJECT in str(err):
+        if _SQL_REJECT in str(err) or jsonl:
             drop_reader_tables()
             return None
         raise cannot_read(err) from None

@@ -266,3 +266,53 @@ def test_several_wall_clock_files(tmp_path, monkeypatch, order):
     _same_store(fast, slow)
     assert fast.origin.isoformat() == "2023-11-16T18:00:00+00:00"
     assert fast.to_polars()["timestamp"].to_list() == [0.0, 60.0, 120.0, 600.0, 660.0]
+
+
+# --- JSONL: DuckDB's read_json, streamed; a bad line hands the file to the general path ------
+
+def test_mooncake_jsonl_takes_the_fast_path(tmp_path, monkeypatch, raw_traces):
+    used, fast, slow = _both_paths(raw_traces / "mooncake" / "synthetic_trace.jsonl", tmp_path, monkeypatch)
+    assert used == [True]
+    _same_store(fast, slow)
+    assert fast.n_requests == 3_993 and fast.to_polars()["prefix_blocks"].list.len().min() > 0
+
+
+JSONL_MAP = {"time": {"column": "t", "unit": "s"},
+             "columns": {"client_id": "who", "input_tokens": "in", "output_tokens": "out",
+                         "prefix_blocks": "blocks"}}
+
+
+def test_jsonl_value_kinds_equal_the_general_path(tmp_path, monkeypatch):
+    """Numbers as text, floats with zero fraction, padded strings, nested extras, blank lines and
+    a duplicate: read_json's VARCHAR text must check and store exactly like json_extract_string."""
+    path = tmp_path / "log.jsonl"
+    path.write_text(
+        '{"t": 0, "who": "a", "in": 12, "out": 3, "blocks": [1, 2]}\n'
+        '{"t": "1.5", "who": " b ", "in": "7", "out": 2.0, "extra": {"x": [1]}}\n'
+        "\n"
+        '{"t": 2, "who": "a", "in": 1e3, "out": 0, "blocks": []}\n'
+        '{"t": 2, "who": "a", "in": 1e3, "out": 0, "blocks": []}\n'
+        '{"t": 3, "in": 5, "out": 1, "blocks": null}\n'
+    )
+    used, fast, slow = _both_paths(path, tmp_path, monkeypatch, column_map=JSONL_MAP)
+    assert used == [True]
+    _same_store(fast, slow)
+    got = fast.to_polars()
+    assert got["input_tokens"].to_list() == [12, 7, 1000, 1000, 5]
+    assert got["client_id"].to_list() == ["a", "b", "a", "a", None]
+    assert fast.manifest["rows"]["duplicates"] == 1
+
+
+@pytest.mark.parametrize("bad", ['{"t": 1, "in": true, "out": 1}',  # a boolean token count
+                                 '{"t": 1, "in": 4, "out": 1',      # not JSON
+                                 '[1, 4, 1]'],                      # not an object
+                         ids=["bool-count", "broken-json", "array"])
+def test_bad_jsonl_lines_fall_back_and_are_rejected(tmp_path, monkeypatch, bad):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"t": 0, "in": 3, "out": 1}\n' + bad + '\n{"t": 2, "in": 5, "out": 1}\n')
+    cmap = {"time": {"column": "t", "unit": "s"}, "columns": {"input_tokens": "in", "output_tokens": "out"}}
+    used, fast, slow = _both_paths(path, tmp_path, monkeypatch, column_map=cmap)
+    assert used == [False]
+    _same_store(fast, slow)
+    assert fast.n_requests == 2
+    assert fast.query("SELECT row FROM rejected")["row"].to_list() == [2]
