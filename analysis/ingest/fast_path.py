@@ -1,6 +1,6 @@
-"""The single-pass ingest of CSV and JSONL sources: DuckDB's typed, checked rows stream in file order into a
-polars Parquet sink that adds ``request_id`` and counts unsorted rows and duplicates on the way
-(:mod:`.numbering`). The first row a SQL check rejects stops it, and the caller runs
+"""The single-pass ingest of CSV, JSONL and Parquet sources: DuckDB's typed, checked rows stream
+in file order into a polars Parquet sink that adds ``request_id`` and counts unsorted rows and
+duplicates on the way (:mod:`.numbering`). The first row a SQL check rejects stops it, and the caller runs
 :mod:`.general_path` instead; the two give the same store (tested).
 """
 from __future__ import annotations
@@ -28,11 +28,11 @@ __all__ = ["applies", "run"]
 
 
 def applies(described, plans, first_plan: IngestPlan) -> bool:
-    """CSV or JSONL sources without conversation links: read once, straight to the store."""
+    """CSV, JSONL or Parquet sources without conversation links: read once, straight to the store."""
     return all(described[i].kind in _KINDS for i in plans) and not first_plan.link_conversations
 
 
-_KINDS = ("csv", "jsonl")
+_KINDS = ("csv", "jsonl", "parquet")
 
 
 #: message of the DuckDB error() that stops the fast path at the first row a SQL check rejects
@@ -60,11 +60,12 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         present.update(p.columns)
     columns = canonical_order(sorted(present))
     natives = {i: native_types(plans[i], described[i]) for i in indices}
-    relations = {i: (raw_relation(described[i], i, natives[i]) if described[i].kind == "csv"
-                     else streamed_jsonl_relation(described[i])) for i in indices}
+    relations = {i: (streamed_jsonl_relation(described[i]) if described[i].kind == "jsonl"
+                     else raw_relation(described[i], i, natives[i])) for i in indices}
     pass1 = {i: typed_rows_sql(plans[i], *relations[i], i, natives[i]) for i in indices}
     # read_json has no reject table: a bad JSONL line fails the query, and the general path
-    # (which rejects such lines with their numbers) takes the file; a CSV failure is an error
+    # (which rejects such lines with their numbers) takes the file; a CSV or Parquet failure is
+    # an error
     jsonl = any(described[i].kind == "jsonl" for i in indices)
     requests = tmp / REQUESTS_NAME
 

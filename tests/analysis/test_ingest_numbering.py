@@ -316,3 +316,29 @@ def test_bad_jsonl_lines_fall_back_and_are_rejected(tmp_path, monkeypatch, bad):
     _same_store(fast, slow)
     assert fast.n_requests == 2
     assert fast.query("SELECT row FROM rejected")["row"].to_list() == [2]
+
+
+# --- Parquet logs ----------------------------------------------------------------------------
+
+PARQUET_MAP = {"time": {"column": "t_ms", "unit": "ms", "epoch": True},
+               "columns": {"client_id": "user", "input_tokens": "inp", "output_tokens": "out"}}
+
+
+@pytest.mark.parametrize("case", ["sorted", "unsorted", "negative-count"])
+def test_parquet_logs(tmp_path, monkeypatch, case):
+    t = [1_700_000_000_000, 1_700_000_000_500, 1_700_000_000_500, 1_700_000_002_000]
+    inp = [10, 20, 20, 30]
+    if case == "unsorted":
+        t = [t[1], t[0], t[2], t[3]]
+    if case == "negative-count":
+        inp[3] = -1
+    pl.DataFrame({"t_ms": t, "user": ["u1", "u2", "u2", "u1"], "inp": inp, "out": [1, 2, 2, 3]}).write_parquet(
+        tmp_path / "log.parquet")
+    used, fast, slow = _both_paths(tmp_path / "log.parquet", tmp_path, monkeypatch, column_map=PARQUET_MAP)
+    assert used == [case == "sorted"]  # unsorted wall-clock rows and SQL rejects fall back
+    _same_store(fast, slow)
+    if case == "sorted":
+        assert fast.to_polars()["timestamp"].to_list() == [0.0, 0.5, 0.5, 2.0]
+        assert fast.manifest["rows"]["duplicates"] == 1
+    if case == "negative-count":
+        assert fast.manifest["rows"]["rejected"] == {"negative_input_tokens": 1}
