@@ -7,7 +7,8 @@ its own child process (so that peak RSS is that run's alone):
 - ``servelab``: ``servelab.analysis.ingest(csv, fmt=..., output=store)``.
 
 ``--schema mooncake`` writes the same requests as Mooncake JSONL (ms timestamps, a ``hash_ids``
-list per request) and times DuckDB's ``read_json`` as the baseline. ``--schema azure`` rewrites the same requests as an Azure LLM inference trace (``TIMESTAMP`` as
+list per request) and times DuckDB's ``read_json`` as the baseline; ``--schema parquet`` writes
+them as Parquet, ingested through a generic column map, against ``read_parquet``. ``--schema azure`` rewrites the same requests as an Azure LLM inference trace (``TIMESTAMP`` as
 wall-clock text with 7 fractional digits, ``ContextTokens``, ``GeneratedTokens``), whose times
 servelab parses as datetimes and stores relative to the earliest.
 
@@ -55,7 +56,7 @@ if kind == "duckdb":
     t0 = time.perf_counter()
     con = duckdb.connect()
     files = "[" + ", ".join("'" + c.replace("'", "''") + "'" for c in csvs) + "]"
-    reader = "read_json" if fmt == "mooncake" else "read_csv"
+    reader = {"mooncake": "read_json", "parquet": "read_parquet"}.get(fmt, "read_csv")
     con.execute("COPY (SELECT * FROM " + reader + "(" + files + ")) TO '"
                 + out.replace("'", "''") + "' (FORMAT parquet)")
     con.close()
@@ -66,7 +67,13 @@ else:
         from servelab.analysis.ingest import fast_path
         fast_path.applies = lambda *args: False
     t0 = time.perf_counter()
-    store = ingest(csvs, fmt=fmt, output=out, overwrite=True)
+    if fmt == "parquet":  # a platform's Parquet log, read through a generic column map
+        cmap = {"time": {"column": "Timestamp", "unit": "s"},
+                "columns": {"model": "Model", "input_tokens": "Request tokens", "output_tokens": "Response tokens",
+                            "conversation_id": "Session ID", "latency_s": "Elapsed time"}}
+        store = ingest(csvs, fmt="generic", column_map=cmap, output=out, overwrite=True)
+    else:
+        store = ingest(csvs, fmt=fmt, output=out, overwrite=True)
     extra = {"rows": dict(store.manifest["rows"])}
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "peak_rss_mb": hwm_mb(), **extra}))
@@ -88,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, help="reuse / write the CSV here (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
-    parser.add_argument("--schema", choices=("burstgpt", "azure", "mooncake"), default="burstgpt",
+    parser.add_argument("--schema", choices=("burstgpt", "azure", "mooncake", "parquet"), default="burstgpt",
                         help="the file's format (azure: wall-clock TIMESTAMP text, parsed as datetimes; "
-                             "mooncake: JSONL with hash_ids lists, against DuckDB read_json)")
+                             "mooncake: JSONL with hash_ids lists, against DuckDB read_json; parquet: the "
+                             "BurstGPT rows as Parquet, ingested with a generic column map, against read_parquet)")
     parser.add_argument("--files", type=int, default=1,
                         help="split the rows into this many consecutive files, ingested into one store "
                              "(the baseline reads the same list)")
@@ -116,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"COPY (SELECT * REPLACE (CAST(floor(Timestamp) AS BIGINT) AS Timestamp) FROM read_csv('{fine}')) "
                 f"TO '{csv}' (HEADER, DELIMITER ',')")
             fine.unlink()
+        if args.schema == "parquet":
+            import duckdb
+
+            burst = csv.with_name(csv.stem + "_burstgpt.csv")
+            csv.rename(burst)
+            duckdb.connect().execute(f"COPY (SELECT * FROM read_csv('{burst}')) TO '{csv}' (FORMAT parquet)")
+            burst.unlink()
         if args.schema == "mooncake":
             import duckdb
 
