@@ -59,12 +59,20 @@ _NATIVE = {"count": "DOUBLE", "seconds": "DOUBLE"}
 
 
 def native_types(plan: IngestPlan, source: Source) -> dict[str, str]:
-    """CSV columns the reader parses natively (typed): column -> DuckDB type.
+    """Columns read typed instead of as text: column -> DuckDB type.
 
-    Values that do not parse land in DuckDB's reject table with their line (reason
-    ``unparseable_timestamp`` / ``non_numeric_<col>``); the rest of the checks run in SQL.
-    A column wanted with two different types stays VARCHAR (checked in SQL).
+    CSV: the reader parses them; values that do not parse land in DuckDB's reject table with
+    their line (reason ``unparseable_timestamp`` / ``non_numeric_<col>``); the rest of the
+    checks run in SQL. A column wanted with two different types stays VARCHAR (checked in SQL).
+    Parquet: numeric columns wanted as numbers are cast to DOUBLE, which is what their text
+    would have been parsed to (3.0 s of 9.4 s at 10 M rows went to the round trip through text).
     """
+    if source.kind == "parquet":
+        typed = dict(zip(source.columns, source.types, strict=False))
+        wanted_numbers = {plan.time.column} if plan.time.kind == "number" else set()
+        wanted_numbers |= {f.column for f in plan.fields if f.kind in _NATIVE}
+        return {c: "DOUBLE" for c in wanted_numbers
+                if c is not None and _is_number(typed.get(c, ""))}
     if source.kind != "csv":
         return {}
     wanted: dict[str, set[str]] = {}
@@ -78,6 +86,14 @@ def native_types(plan: IngestPlan, source: Source) -> dict[str, str]:
         if f.column is not None and f.kind in _NATIVE:
             wanted.setdefault(f.column, set()).add(_NATIVE[f.kind])
     return {c: next(iter(types)) for c, types in wanted.items() if len(types) == 1 and c in source.columns}
+
+
+_NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "FLOAT", "DOUBLE")
+
+
+def _is_number(duckdb_type: str) -> bool:
+    return duckdb_type in _NUMBER_TYPES or duckdb_type.startswith("DECIMAL")
 
 
 def raw_relation(source: Source, index: int, native: Mapping[str, str]) -> tuple[str, str]:
@@ -110,7 +126,7 @@ def raw_relation(source: Source, index: int, native: Mapping[str, str]) -> tuple
         )
         return rel, "CASE WHEN _bad THEN json_object('line', line) ELSE line END"
     # parquet
-    casts = ", ".join(f"CAST({ident(c)} AS VARCHAR) AS {ident(c)}" for c in cols)
+    casts = ", ".join(f"CAST({ident(c)} AS {native.get(c, 'VARCHAR')}) AS {ident(c)}" for c in cols)
     rel = (
         f"SELECT {casts}, file_row_number + 1 AS _line, false AS _bad "
         f"FROM read_parquet({path}, file_row_number = true)"

@@ -50,6 +50,9 @@ class Source:
         CSV delimiter (``,`` unless sniffed otherwise).
     empty : bool
         The file holds no data row (zero bytes, a header only, or blank lines only).
+    types : tuple of str
+        Parquet: the DuckDB type of each column (``BIGINT``, ``DOUBLE``, ``VARCHAR``, ...);
+        empty for text files, whose values are text.
     """
 
     path: Path
@@ -57,6 +60,7 @@ class Source:
     columns: tuple[str, ...]
     delimiter: str = ","
     empty: bool = False
+    types: tuple[str, ...] = ()
 
 
 def resolve_sources(sources) -> list[Path]:
@@ -126,6 +130,7 @@ def describe_source(path: Path, *, kind: str | None = None, delimiter: str | Non
             try:
                 rel = con.sql(f"SELECT * FROM read_parquet('{str(path).replace(chr(39), chr(39) * 2)}')")
                 columns = tuple(rel.columns)
+                types = tuple(str(t) for t in rel.types)
                 n = con.execute(
                     f"SELECT count(*) FROM read_parquet('{str(path).replace(chr(39), chr(39) * 2)}')"
                 ).fetchone()[0]
@@ -133,7 +138,7 @@ def describe_source(path: Path, *, kind: str | None = None, delimiter: str | Non
                 con.close()
         except duckdb.Error as err:
             raise TraceFormatError(f"{path} is not a readable Parquet file: {err}") from None
-        return Source(path=path, kind=kind, columns=columns, empty=n == 0)
+        return Source(path=path, kind=kind, columns=columns, empty=n == 0, types=types)
     with _open_text(path) as fh:
         if kind == "jsonl":
             for line in fh:

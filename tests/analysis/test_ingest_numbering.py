@@ -342,3 +342,24 @@ def test_parquet_logs(tmp_path, monkeypatch, case):
         assert fast.manifest["rows"]["duplicates"] == 1
     if case == "negative-count":
         assert fast.manifest["rows"]["rejected"] == {"negative_input_tokens": 1}
+
+
+def test_parquet_numbers_are_checked_like_text(tmp_path, monkeypatch):
+    """Numeric Parquet columns are read as DOUBLE (not through text); the checks give the reasons
+    that the text of those values gets in a CSV."""
+    frame = pl.DataFrame({"t": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+                          "inp": [3.0, 2.5, float("nan"), -1.0, None, 7.0],
+                          "out": pl.Series([1, 1, 1, 1, 1, 2], dtype=pl.Int32)})
+    frame.write_parquet(tmp_path / "log.parquet")
+    csv_path = tmp_path / "log.csv"
+    csv_path.write_text("t,inp,out\n0,3,1\n1,2.5,1\n2,nan,1\n3,-1,1\n4,,1\n5,7,2\n")
+    cmap = {"time": {"column": "t", "unit": "s"}, "columns": {"input_tokens": "inp", "output_tokens": "out"}}
+    used, fast, slow = _both_paths(tmp_path / "log.parquet", tmp_path, monkeypatch, column_map=cmap)
+    assert used == [False]
+    _same_store(fast, slow)
+    monkeypatch.undo()
+    as_text = ingest(csv_path, output=tmp_path / "csv", column_map=cmap)
+    assert fast.manifest["rows"]["rejected"] == as_text.manifest["rows"]["rejected"] == {
+        "missing_input_tokens": 1, "negative_input_tokens": 1, "non_integer_input_tokens": 1,
+        "non_numeric_input_tokens": 1}
+    assert fast.to_polars().drop("request_id").equals(as_text.to_polars().drop("request_id"))
