@@ -40,12 +40,13 @@ _SQL_REJECT = "servelab-fast-path: a row fails a value check"
 
 
 def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dict | None:
-    """Single-pass ingest of CSV sources: stored rows stream straight into ``requests.parquet``.
+    """Single-pass ingest: stored rows stream straight into ``requests.parquet``.
 
     DuckDB parses and checks the rows on all threads; :func:`.numbering.write_numbered` adds
     ``request_id`` and writes the Parquet (the sources one after the other, each in file order),
     and counts unsorted rows and exact duplicates on the way. Rows the CSV reader rejects are in
-    its reject tables. The first row that a SQL value check would reject stops the stream
+    its reject tables; a JSONL line that is not a JSON object fails ``read_json``, and the
+    caller falls back. The first row that a SQL value check would reject stops the stream
     (DuckDB ``error()``), and the caller falls back to the general two-pass path, which records
     such rows with their reasons. Unsorted rows (in a file, or a file starting before the
     previous one ends) with times relative to the trace start are sorted in a second pass over
