@@ -88,6 +88,33 @@ def _run(kind: str, csvs: list[Path], out: Path, path: str, fmt: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+#: --schema -> (SELECT over the BurstGPT CSV's rows, COPY options) writing that schema's file
+_REWRITES = {
+    "parquet": ("SELECT *", "FORMAT parquet"),
+    "mooncake": (
+        "SELECT CAST(round(Timestamp * 1000) AS BIGINT) AS timestamp, \"Request tokens\" AS input_length, "
+        "\"Response tokens\" AS output_length, range(CAST(\"Request tokens\" // 512 AS BIGINT) + 1) AS hash_ids",
+        "FORMAT json",
+    ),
+    "azure": (
+        "SELECT strftime(TIMESTAMP '2023-11-16 18:17:03.979960' + to_microseconds("
+        "CAST(round(Timestamp * 1e6) AS BIGINT)), '%Y-%m-%d %H:%M:%S.%f') || '0' AS TIMESTAMP, "
+        "\"Request tokens\" AS ContextTokens, \"Response tokens\" AS GeneratedTokens",
+        "HEADER, DELIMITER ','",
+    ),
+}
+
+
+def _rewrite(path: Path, select: str, options: str) -> None:
+    """Replace the BurstGPT CSV at ``path`` by ``select`` over its rows, written with ``options``."""
+    import duckdb
+
+    source = path.with_name(path.stem + "_source.csv")
+    path.rename(source)
+    duckdb.connect().execute(f"COPY ({select} FROM read_csv('{source}')) TO '{path}' ({options})")
+    source.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -111,48 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
-    csv = args.csv or work / f"burstgpt_{args.rows}.csv"
+    suffix = {"mooncake": ".jsonl", "parquet": ".parquet"}.get(args.schema, ".csv")
+    csv = args.csv or work / f"{args.schema}_{args.rows}{suffix}"
     if not csv.exists():
         t0 = time.perf_counter()
         write_burstgpt_csv(csv, n_rows=args.rows, n_clients=2000, days=7.0, seed=args.seed)
         if args.whole_seconds:
-            import duckdb
-
-            fine = csv.with_name(csv.stem + "_fine.csv")
-            csv.rename(fine)
-            duckdb.connect().execute(
-                f"COPY (SELECT * REPLACE (CAST(floor(Timestamp) AS BIGINT) AS Timestamp) FROM read_csv('{fine}')) "
-                f"TO '{csv}' (HEADER, DELIMITER ',')")
-            fine.unlink()
-        if args.schema == "parquet":
-            import duckdb
-
-            burst = csv.with_name(csv.stem + "_burstgpt.csv")
-            csv.rename(burst)
-            duckdb.connect().execute(f"COPY (SELECT * FROM read_csv('{burst}')) TO '{csv}' (FORMAT parquet)")
-            burst.unlink()
-        if args.schema == "mooncake":
-            import duckdb
-
-            burst = csv.with_name(csv.stem + "_burstgpt.csv")
-            csv.rename(burst)
-            duckdb.connect().execute(
-                "COPY (SELECT CAST(round(Timestamp * 1000) AS BIGINT) AS timestamp, "
-                "\"Request tokens\" AS input_length, \"Response tokens\" AS output_length, "
-                "range(CAST(\"Request tokens\" // 512 AS BIGINT) + 1) AS hash_ids "
-                f"FROM read_csv('{burst}')) TO '{csv}' (FORMAT json)")
-            burst.unlink()
-        if args.schema == "azure":
-            import duckdb
-
-            burst = csv.with_name(csv.stem + "_burstgpt.csv")
-            csv.rename(burst)
-            duckdb.connect().execute(
-                "COPY (SELECT strftime(TIMESTAMP '2023-11-16 18:17:03.979960' + to_microseconds("
-                "CAST(round(Timestamp * 1e6) AS BIGINT)), '%Y-%m-%d %H:%M:%S.%f') || '0' AS TIMESTAMP, "
-                "\"Request tokens\" AS ContextTokens, \"Response tokens\" AS GeneratedTokens "
-                f"FROM read_csv('{burst}')) TO '{csv}' (HEADER, DELIMITER ',')")
-            burst.unlink()
+            _rewrite(csv, "SELECT * REPLACE (CAST(floor(Timestamp) AS BIGINT) AS Timestamp)", "HEADER, DELIMITER ','")
+        if args.schema in _REWRITES:
+            _rewrite(csv, *_REWRITES[args.schema])
         print(f"wrote {csv} ({csv.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows) in {time.perf_counter() - t0:.1f} s")
     csvs = [csv]
     if args.files > 1:  # the same rows in consecutive files, like BurstGPT_1..3

@@ -114,7 +114,11 @@ def draw_requests(n_rows: int, *, n_clients: int = 2000, days: float = 1.0, seed
     cid = np.repeat(np.arange(n_clients), counts)
     # counts + 1 gaps per client: positions are cumulative gaps over the client's total
     gid = np.repeat(np.arange(n_clients), counts + 1)
-    gaps = rng.gamma(shape[gid], 1.0)
+    # each client's gaps are scaled to sum to 1 before the running sum over all clients: a client
+    # with a tiny Gamma shape (CV up to 8) can draw gaps far below the running sum's precision,
+    # which gave 0/0 positions (NaN times); draws that underflow to 0 are lifted to the smallest float
+    gaps = np.maximum(rng.gamma(shape[gid], 1.0), np.finfo(float).tiny)
+    gaps /= np.add.reduceat(gaps, np.concatenate(([0], np.cumsum(counts + 1)[:-1])))[gid]
     csum = np.cumsum(gaps)
     seg_end = np.cumsum(counts + 1) - 1
     seg_total = csum[seg_end] - np.concatenate(([0.0], csum[seg_end[:-1]]))

@@ -111,3 +111,13 @@ def test_unsorted_with_ties_fast_path_equals_general_path(tmp_path, monkeypatch,
     assert got["request_id"].to_list() == list(range(n))
     order = np.lexsort((np.arange(n), t))  # by time, ties in file order
     assert got["input_tokens"].to_list() == (order + 1).tolist()
+
+
+def test_bursty_small_clients_get_finite_times(tmp_path):
+    """2,000 clients over 20,000 rows: some have one request and a Gamma shape of 1/64, whose
+    draws underflow to 0; their times must still be finite (they were NaN)."""
+    path = write_burstgpt_csv(tmp_path / "small.csv", n_rows=20_000, n_clients=2000, days=7.0, seed=0)
+    with open(path, newline="") as fh:
+        ts = np.array([float(r["Timestamp"]) for r in csv.DictReader(fh)])
+    assert ts.size == 20_000 and np.isfinite(ts).all()
+    assert ingest(path, output=tmp_path / "s").n_requests == 20_000
