@@ -87,6 +87,18 @@ def _part(rows: int, lo: float, hi: float, unsorted: int) -> PartSummary:
     return PartSummary(rows=rows, lo=lo if rows else None, hi=hi if rows else None, unsorted=unsorted)
 
 
+def _row_hashes(rows: pl.DataFrame) -> np.ndarray:
+    """64-bit hash of each row; list columns (``prefix_blocks``) are hashed as their joined text.
+
+    polars before 2.x cannot hash list columns inside ``hash_rows`` (1.31: "vec_hash_combine
+    operation not supported for dtype list[i64]"). A null list stays null, an empty list is "".
+    """
+    lists = [name for name, dtype in rows.schema.items() if isinstance(dtype, pl.List)]
+    if lists:
+        rows = rows.with_columns(pl.col(c).cast(pl.List(pl.String)).list.join(",") for c in lists)
+    return rows.hash_rows(seed=_HASH_SEED).to_numpy()
+
+
 class _Tally:
     """Per-batch, vectorised accumulation of the stream's timestamp statistics."""
 
@@ -122,7 +134,7 @@ class _Tally:
         candidates = (ts == previous) | (ts == following)
         candidates[-1] = True
         if candidates.any():
-            self.hashes.append(batch.filter(pl.Series(candidates)).hash_rows(seed=_HASH_SEED).to_numpy())
+            self.hashes.append(_row_hashes(batch.filter(pl.Series(candidates))))
         part = self.parts[-1]
         self.parts[-1] = PartSummary(
             rows=part.rows + n,

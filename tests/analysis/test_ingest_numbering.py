@@ -80,6 +80,17 @@ def test_several_queries_are_numbered_on(tmp_path, rng):
         write_numbered(con, ["SELECT * FROM a", "SELECT timestamp FROM b"], tmp_path / "x.parquet")
 
 
+def test_list_columns_count_in_duplicates(tmp_path):
+    """prefix_blocks lists take part in row equality: equal lists are duplicates, [] is not null."""
+    frame = pl.DataFrame({"timestamp": [1.0] * 6,
+                          "blocks": [[1, 2], [1, 2], [12], [], None, None]},
+                         schema={"timestamp": pl.Float64, "blocks": pl.List(pl.Int64)})
+    con = duckdb.connect(config={"preserve_insertion_order": True})
+    con.register("src", frame.to_arrow())
+    got = write_numbered(con, "SELECT * FROM src", tmp_path / "n.parquet", batch_rows=4)
+    assert got.duplicates == 2  # the second [1, 2] and the second null
+
+
 def test_empty_result(tmp_path):
     con = duckdb.connect()
     got = write_numbered(con, "SELECT 1.0 AS timestamp WHERE false", tmp_path / "n.parquet")
