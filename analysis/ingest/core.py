@@ -32,15 +32,10 @@ from types import ModuleType
 
 import duckdb
 
-from servelab.analysis.exceptions import (
-    ColumnMapError,
-    EmptyTraceError,
-    MissingColumnError,
-    TraceFormatError,
-)
+from servelab.analysis.exceptions import ColumnMapError, MissingColumnError, TraceFormatError
 from servelab.analysis.ingest import azure, bailian, burstgpt, fast_path, general_path, generic, mooncake
 from servelab.analysis.ingest.plan import sql_str
-from servelab.analysis.ingest.sources import Source, describe_source, resolve_sources
+from servelab.analysis.ingest.sources import Source, describe_source, require_nonempty, resolve_sources
 from servelab.analysis.store import (
     MANIFEST_NAME,
     TraceStore,
@@ -254,9 +249,7 @@ def ingest(
         describe_source(p, kind=cmap.kind if cmap else None, delimiter=cmap.delimiter if cmap else None)
         for p in paths
     ]
-    if all(s.empty for s in described):
-        names = ", ".join(str(s.path) for s in described)
-        raise EmptyTraceError(f"no data rows in {names}: the file is empty or holds a header only")
+    require_nonempty(described)
     fmt, sniffed = _choose_format(fmt, described, cmap)
     for s in described:
         if s.empty:

@@ -1,7 +1,7 @@
 """The single-pass ingest of CSV, JSONL and Parquet sources: DuckDB's typed, checked rows stream
 in file order into a polars Parquet sink that adds ``request_id`` and counts unsorted rows and
-duplicates on the way (:mod:`.numbering`). The first row a SQL check rejects stops it, and the caller runs
-:mod:`.general_path` instead; the two give the same store (tested).
+duplicates on the way (:mod:`.numbering`). The first row a SQL check rejects stops it, and the
+caller runs :mod:`.general_path` instead; the two give the same store (tested).
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import duckdb
 
-from servelab.analysis.exceptions import EmptyTraceError, TraceFormatError
-from servelab.analysis.ingest.manifest import ingest_manifest, wall_clock
+from servelab.analysis.exceptions import TraceFormatError
+from servelab.analysis.ingest.manifest import ingest_manifest, nothing_stored
 from servelab.analysis.ingest.numbering import StreamQueryError, write_numbered
 from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
 from servelab.analysis.ingest.reading import (
@@ -18,10 +18,13 @@ from servelab.analysis.ingest.reading import (
     malformed_table,
     native_types,
     raw_relation,
+    relative_time_sql,
+    source_names_sql,
+    stored_columns,
     streamed_jsonl_relation,
     typed_rows_sql,
 )
-from servelab.analysis.schema import CANONICAL_COLUMNS, canonical_order
+from servelab.analysis.schema import CANONICAL_COLUMNS
 from servelab.analysis.store import REJECTED_NAME, REQUESTS_NAME
 
 __all__ = ["applies", "run"]
@@ -55,11 +58,7 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
     """
     tick = PhaseTimer()
     indices = list(plans)
-    names = "CASE src " + " ".join(f"WHEN {i} THEN {sql_str(described[i].path)}" for i in indices) + " END"
-    present: set[str] = set()
-    for p in plans.values():
-        present.update(p.columns)
-    columns = canonical_order(sorted(present))
+    columns = stored_columns(plans)
     natives = {i: native_types(plans[i], described[i]) for i in indices}
     relations = {i: (streamed_jsonl_relation(described[i]) if described[i].kind == "jsonl"
                      else raw_relation(described[i], i, natives[i])) for i in indices}
@@ -98,10 +97,7 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         if not first:
             return None  # the first file stores nothing: the general path says why
         origin_ts = first[0][0]
-        ts_expr = (f"CAST(_ts - {int(origin_ts)} AS DOUBLE) / 1e6" if t.kind == "datetime"
-                   else f"_ts - {float(origin_ts)!r}")
-    else:
-        ts_expr = "_ts"
+    ts_expr, origin, zone = relative_time_sql(t, origin_ts)
     queries = []
     for i in indices:
         own = set(plans[i].columns)
@@ -127,14 +123,7 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         reader_rejects[src][reason] = int(n)
     if summary.rows == 0:
         requests.unlink(missing_ok=True)
-        total: dict[str, int] = {}
-        for rejected in reader_rejects.values():
-            for reason, n in rejected.items():
-                total[reason] = total.get(reason, 0) + n
-        raise EmptyTraceError(
-            f"every row was rejected ({', '.join(f'{k}: {v}' for k, v in sorted(total.items()))}); "
-            "nothing to store. Check the format and the column map"
-        )
+        raise nothing_stored(reader_rejects.values())
     if summary.unsorted and origin_ts is not None:
         requests.unlink()
         drop_reader_tables("malformed")
@@ -152,7 +141,8 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         streamed.unlink()
         tick("fast: sort")
     con.execute(
-        f"COPY (SELECT {names} AS source, line AS row, reason, raw FROM malformed ORDER BY src, line) "
+        f"COPY (SELECT {source_names_sql('src', described, indices)} AS source, line AS row, reason, raw "
+        f"FROM malformed ORDER BY src, line) "
         f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"
     )
     parts = dict(zip(indices, summary.parts, strict=True))
@@ -160,9 +150,5 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
                   for i in indices}
     full = [parts[i] for i in indices if parts[i].rows]
     across = any(b.lo < a.hi for a, b in zip(full, full[1:]))
-    origin = zone = None
-    if origin_ts is not None:
-        zone = t.timezone or "UTC"
-        origin = wall_clock(int(origin_ts) / 1e6 if t.kind == "datetime" else float(origin_ts), zone)
     return ingest_manifest(described, per_source, plan, fmt, sniffed, columns, duplicates, (summary.lo, summary.hi),
-                     origin=origin, zone=zone, across=across)
+                           origin=origin, zone=zone, across=across)

@@ -18,8 +18,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from servelab.analysis.exceptions import EmptyTraceError, TraceFormatError
-from servelab.analysis.ingest.manifest import ingest_manifest, wall_clock
+from servelab.analysis.exceptions import TraceFormatError
+from servelab.analysis.ingest.manifest import ingest_manifest, nothing_stored
 from servelab.analysis.ingest.numbering import write_numbered
 from servelab.analysis.ingest.plan import ident, sql_str
 from servelab.analysis.ingest.reading import (
@@ -27,10 +27,13 @@ from servelab.analysis.ingest.reading import (
     malformed_table,
     native_types,
     raw_relation,
+    relative_time_sql,
+    source_names_sql,
     stage_lines,
+    stored_columns,
     typed_rows_sql,
 )
-from servelab.analysis.schema import CANONICAL_COLUMNS, canonical_order
+from servelab.analysis.schema import CANONICAL_COLUMNS
 from servelab.analysis.store import REJECTED_NAME, REQUESTS_NAME
 
 __all__ = ["run"]
@@ -87,16 +90,8 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
         rej = per_source[src]["rejected"]
         rej[reason] = rej.get(reason, 0) + int(n)
 
-    total_stored = sum(e["stored"] for e in per_source.values())
-    rejected_total: dict[str, int] = {}
-    for e in per_source.values():
-        for reason, n in e["rejected"].items():
-            rejected_total[reason] = rejected_total.get(reason, 0) + n
-    if total_stored == 0:
-        raise EmptyTraceError(
-            f"every row was rejected ({', '.join(f'{k}: {v}' for k, v in sorted(rejected_total.items()))}); "
-            "nothing to store. Check the format and the column map"
-        )
+    if sum(e["stored"] for e in per_source.values()) == 0:
+        raise nothing_stored(e["rejected"] for e in per_source.values())
 
     tick("counts")
     # unsorted rows per source (vectorised over the stored timestamps, in source order)
@@ -113,28 +108,16 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
     t = first_plan.time
     lo = min(e["lo"] for e in per_source.values() if e["lo"] is not None)
     hi = max(e["hi"] for e in per_source.values() if e["hi"] is not None)
-    origin = None
-    zone = None
+    ts_expr, origin, zone = relative_time_sql(t, lo)
     if t.kind == "datetime":
-        origin_us = int(lo)
-        ts_expr = f"CAST(_ts - {origin_us} AS DOUBLE) / 1e6"
-        zone = t.timezone or "UTC"
-        origin = wall_clock(origin_us / 1e6, zone)
-        span = (0.0, (int(hi) - origin_us) / 1e6)
+        span = (0.0, (int(hi) - int(lo)) / 1e6)
     elif t.epoch:
-        ts_expr = f"_ts - {float(lo)!r}"
-        zone = t.timezone or "UTC"
-        origin = wall_clock(float(lo), zone)
         span = (0.0, float(hi) - float(lo))
     else:
-        ts_expr = "_ts"
         span = (float(lo), float(hi))
 
-    # canonical columns: union over the sources' plans
-    present = set()
-    for plan in plans.values():
-        present.update(plan.columns)
-    columns = canonical_order(sorted(present))
+    columns = stored_columns(plans)
+    present = set(columns)
     select = ", ".join(f"CAST({ident(c)} AS {CANONICAL_COLUMNS[c]}) AS {ident(c)}" for c in columns)
     select = f"CAST({ts_expr} AS DOUBLE) AS timestamp" + (f", {select}" if select else "")
     source_rel = f"(SELECT * FROM {scan} WHERE _reason IS NULL)"
@@ -161,21 +144,20 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
         "CREATE TEMP TABLE malformed_q AS SELECT src, line - row_number() OVER (PARTITION BY src ORDER BY line) - 1 AS q "
         "FROM malformed"
     )
-    names = "CASE _src " + " ".join(f"WHEN {i} THEN {sql_str(described[i].path)}" for i in parts) + " END"
-    mal_names = "CASE src " + " ".join(f"WHEN {i} THEN {sql_str(described[i].path)}" for i in parts) + " END"
     con.execute(
         f"COPY (SELECT source, row, reason, raw FROM ("
-        f"SELECT _src AS src_i, {names} AS source, "
+        f"SELECT _src AS src_i, {source_names_sql('_src', described, parts)} AS source, "
         f"CAST(COALESCE(_line, file_row_number + 2 + (SELECT count(*) FROM malformed_q m WHERE m.src = r._src "
         f"AND m.q <= r.file_row_number)) AS BIGINT) AS row, _reason AS reason, _raw AS raw "
         f"FROM {scan} r WHERE _reason IS NOT NULL "
-        f"UNION ALL SELECT src, {mal_names}, line, reason, raw FROM malformed) ORDER BY src_i, row) "
+        f"UNION ALL SELECT src, {source_names_sql('src', described, parts)}, line, reason, raw FROM malformed) "
+        f"ORDER BY src_i, row) "
         f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"
     )
 
     tick("write rejected")
     return ingest_manifest(described, per_source, first_plan, fmt, sniffed, columns, duplicates, span,
-                     origin=origin, zone=zone, across=across)
+                           origin=origin, zone=zone, across=across)
 
 
 def _conversation_roots(con: duckdb.DuckDBPyConnection, scan: str) -> None:

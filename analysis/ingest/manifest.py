@@ -6,22 +6,40 @@ from __future__ import annotations
 
 import datetime as dt
 
+from collections.abc import Iterable, Mapping
+
+from servelab.analysis.exceptions import EmptyTraceError
 from servelab.analysis.ingest.plan import IngestPlan
 from servelab.analysis.store import build_manifest
 
-__all__ = ["ingest_manifest", "wall_clock"]
+__all__ = ["ingest_manifest", "nothing_stored", "total_rejected", "wall_clock"]
+
+
+def total_rejected(per_source_rejected: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Rejected rows per reason, summed over sources, sorted by reason."""
+    total: dict[str, int] = {}
+    for rejected in per_source_rejected:
+        for reason, n in rejected.items():
+            total[reason] = total.get(reason, 0) + n
+    return dict(sorted(total.items()))
+
+
+def nothing_stored(per_source_rejected: Iterable[Mapping[str, int]]) -> EmptyTraceError:
+    """The error for an ingest whose every row was rejected, with the reasons."""
+    total = total_rejected(per_source_rejected)
+    return EmptyTraceError(
+        f"every row was rejected ({', '.join(f'{k}: {v}' for k, v in total.items())}); "
+        "nothing to store. Check the format and the column map"
+    )
 
 
 def ingest_manifest(described, per_source, plan: IngestPlan, fmt, sniffed, columns, duplicates, span, *,
-              origin, zone, across: bool) -> dict:
+                    origin, zone, across: bool) -> dict:
     """The manifest: per-source and total rows read / stored / rejected by reason."""
     sources_meta = []
-    rejected_total: dict[str, int] = {}
     for i, s in enumerate(described):
         e = per_source.get(i, {"stored": 0, "rejected": {}, "unsorted": 0})
         rejected = dict(sorted(e["rejected"].items()))
-        for reason, n in rejected.items():
-            rejected_total[reason] = rejected_total.get(reason, 0) + n
         meta = {
             "path": str(s.path), "sha256": None, "format": fmt, "kind": s.kind, "sniffed": sniffed,
             "columns": list(s.columns), "rows_read": e["stored"] + sum(rejected.values()),
@@ -31,7 +49,7 @@ def ingest_manifest(described, per_source, plan: IngestPlan, fmt, sniffed, colum
             meta["empty"] = True
         sources_meta.append(meta)
     total_stored = sum(e["stored"] for e in per_source.values())
-    rejected_total = dict(sorted(rejected_total.items()))
+    rejected_total = total_rejected(e["rejected"] for e in per_source.values())
     rows = {
         "read": total_stored + sum(rejected_total.values()),
         "stored": total_stored,
@@ -63,6 +81,7 @@ def ingest_manifest(described, per_source, plan: IngestPlan, fmt, sniffed, colum
 
 
 def wall_clock(epoch_s: float, zone: str) -> dt.datetime:
+    """The instant ``epoch_s`` (seconds since 1970 UTC) as a datetime in ``zone``."""
     from zoneinfo import ZoneInfo
 
     return dt.datetime.fromtimestamp(epoch_s, tz=dt.timezone.utc).astimezone(ZoneInfo(zone))

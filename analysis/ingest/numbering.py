@@ -112,7 +112,7 @@ class _Tally:
 
     def start_part(self) -> None:
         """The next batches belong to the next query."""
-        self.parts.append(_part(0, np.inf, -np.inf, 0))
+        self.parts.append(PartSummary(rows=0, lo=np.inf, hi=-np.inf, unsorted=0))  # summary() gives None
         self._new_part = True
 
     def update(self, batch: pl.DataFrame) -> None:
@@ -138,8 +138,8 @@ class _Tally:
         part = self.parts[-1]
         self.parts[-1] = PartSummary(
             rows=part.rows + n,
-            lo=min(part.lo if part.rows else np.inf, float(np.min(ts))),
-            hi=max(part.hi if part.rows else -np.inf, float(np.max(ts))),
+            lo=min(part.lo, float(np.min(ts))),  # a new part starts at (inf, -inf)
+            hi=max(part.hi, float(np.max(ts))),
             unsorted=part.unsorted + int(np.count_nonzero(earlier)) - boundary,
         )
         self.last = float(ts[-1])
@@ -215,8 +215,8 @@ def write_numbered(con: duckdb.DuckDBPyConnection, sql: str | Sequence[str], pat
     Raises
     ------
     StreamQueryError
-        With the message of what the query raises, also in the middle of the stream (the file is then incomplete:
-        the caller removes it).
+        With the message of what the query raises, also in the middle of the stream (the file
+        is then incomplete: the caller removes it).
     """
     # the relation is reached through ``state`` and dropped at the end: polars keeps the source
     # function alive, and a DuckDB object still referenced at interpreter exit makes nanobind

@@ -4,7 +4,7 @@ reject reason per row, and the CSV reader's own rejects.
 1. Everything is read as VARCHAR (CSV through ``read_csv(..., store_rejects=true)``, so
    malformed lines are kept in DuckDB's reject tables and counted, not lost; JSONL as one text
    value per line, parsed with DuckDB's JSON functions, so an invalid line is a row too;
-   Parquet columns cast to VARCHAR).
+   Parquet columns cast to VARCHAR), except the columns :func:`native_types` reads typed.
 2. The adapter's plan (:class:`~servelab.analysis.ingest.plan.IngestPlan`) becomes ``TRY_CAST``
    expressions and one ``CASE`` that gives each row its reject reason (``malformed_line``,
    ``missing_timestamp``, ``unparseable_timestamp``, ``nan_timestamp``, ``missing_<col>``,
@@ -18,14 +18,17 @@ store (that is :mod:`.fast_path` and :mod:`.general_path`).
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
 
 import duckdb
 
-from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
+from servelab.analysis.ingest.manifest import wall_clock
+from servelab.analysis.ingest.plan import IngestPlan, TimeSpec, ident, sql_str
 from servelab.analysis.ingest.sources import Source
+from servelab.analysis.schema import canonical_order
 
 __all__ = [
     "PhaseTimer",
@@ -35,6 +38,9 @@ __all__ = [
     "streamed_jsonl_relation",
     "typed_rows_sql",
     "malformed_table",
+    "stored_columns",
+    "source_names_sql",
+    "relative_time_sql",
 ]
 
 _MAX_LINE = 64 * 1024 * 1024  # JSONL lines with long hash_ids lists
@@ -99,14 +105,14 @@ def _is_number(duckdb_type: str) -> bool:
 def raw_relation(source: Source, index: int, native: Mapping[str, str]) -> tuple[str, str]:
     """SQL of the raw relation and of the raw-values JSON expression.
 
-    The relation has the source's columns (VARCHAR, or natively typed for CSV columns in
+    The relation has the source's columns (VARCHAR, or typed for the CSV and Parquet columns in
     ``native``) plus ``_line`` (1-based line, NULL for CSV where it is computed later) and
     ``_bad`` (the line is not a well-formed record). A JSONL relation reads the table that
     :func:`stage_lines` makes: run that first.
     """
     path = sql_str(source.path)
     cols = source.columns
-    raw_json = "json_object(" + ", ".join(f"{sql_str(c)}, {ident(c)}" for c in cols) + ")"
+    raw_json = _raw_values_json(cols)
     if source.kind == "csv":
         types = "{" + ", ".join(f"{sql_str(c)}: {sql_str(native.get(c, 'VARCHAR'))}" for c in cols) + "}"
         rel = (
@@ -150,7 +156,12 @@ def streamed_jsonl_relation(source: Source) -> tuple[str, str]:
         f"format = 'newline_delimited', records = true, columns = {columns}, "
         f"maximum_object_size = {_MAX_LINE})"
     )
-    return rel, "json_object(" + ", ".join(f"{sql_str(c)}, {ident(c)}" for c in cols) + ")"
+    return rel, _raw_values_json(cols)
+
+
+def _raw_values_json(cols) -> str:
+    """SQL of a row's raw values as a JSON object (kept with each rejected row)."""
+    return "json_object(" + ", ".join(f"{sql_str(c)}, {ident(c)}" for c in cols) + ")"
 
 
 def _lines_table(index: int) -> str:
@@ -176,6 +187,34 @@ def stage_lines(con: duckdb.DuckDBPyConnection, source: Source, index: int) -> s
         f"auto_detect = false, max_line_size = {_MAX_LINE})"
     )
     return table
+
+
+def stored_columns(plans: Mapping[int, IngestPlan]) -> list[str]:
+    """The canonical columns of the store: the union over the sources' plans, in schema order."""
+    present: set[str] = set()
+    for plan in plans.values():
+        present.update(plan.columns)
+    return canonical_order(sorted(present))
+
+
+def source_names_sql(column: str, described, indices) -> str:
+    """SQL mapping a source index in ``column`` to the source's path (for ``rejected.parquet``)."""
+    return f"CASE {column} " + " ".join(f"WHEN {i} THEN {sql_str(described[i].path)}" for i in indices) + " END"
+
+
+def relative_time_sql(time: TimeSpec, origin_ts) -> tuple[str, dt.datetime | None, str | None]:
+    """SQL of the stored ``timestamp`` from ``_ts``, with the wall-clock origin and its zone.
+
+    Wall-clock times (datetimes, in microseconds, or epoch numbers) are stored as seconds after
+    ``origin_ts``, the earliest row's ``_ts``; other times are kept as given (origin None).
+    """
+    if time.kind == "datetime":
+        zone = time.timezone or "UTC"
+        return (f"CAST(_ts - {int(origin_ts)} AS DOUBLE) / 1e6", wall_clock(int(origin_ts) / 1e6, zone), zone)
+    if time.epoch:
+        zone = time.timezone or "UTC"
+        return f"_ts - {float(origin_ts)!r}", wall_clock(float(origin_ts), zone), zone
+    return "_ts", None, None
 
 
 def _empty(expr: str) -> str:

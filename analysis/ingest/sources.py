@@ -183,4 +183,4 @@ def require_nonempty(sources: list[Source]) -> None:
     """Raise :class:`EmptyTraceError` when every source is empty."""
     if all(s.empty for s in sources):
         names = ", ".join(str(s.path) for s in sources)
-        raise EmptyTraceError(f"no data rows in {names}: the source is empty (or holds a header only)")
+        raise EmptyTraceError(f"no data rows in {names}: the file is empty or holds a header only")
