@@ -8,7 +8,8 @@ its own child process (so that peak RSS is that run's alone):
 
 ``--schema mooncake`` writes the same requests as Mooncake JSONL (ms timestamps, a ``hash_ids``
 list per request) and times DuckDB's ``read_json`` as the baseline; ``--schema parquet`` writes
-them as Parquet, ingested through a generic column map, against ``read_parquet``. ``--schema azure`` rewrites the same requests as an Azure LLM inference trace (``TIMESTAMP`` as
+them as Parquet, ingested through a generic column map, against ``read_parquet``.
+``--schema azure`` rewrites the same requests as an Azure LLM inference trace (``TIMESTAMP`` as
 wall-clock text with 7 fractional digits, ``ContextTokens``, ``GeneratedTokens``), whose times
 servelab parses as datetimes and stores relative to the earliest.
 
@@ -19,7 +20,7 @@ peak RSS of the servelab run (target: < 2 GB). Prints the load average next to t
 Usage::
 
     python benchmarks/bench_ingest.py [--rows 10000000] [--repeat 2] [--csv PATH] [--keep] [--path general]
-        [--schema burstgpt|azure] [--files N] [--whole-seconds]
+        [--schema burstgpt|azure|mooncake|parquet] [--files N] [--whole-seconds]
 """
 from __future__ import annotations
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                              "with another (the fast path hashes every tied row to count duplicates)")
     parser.add_argument("--path", choices=("auto", "general"), default="auto",
                         help="'general': force the two-pass path (what files with SQL-rejected rows, "
-                             "several files or wall-clock times take) instead of the single-CSV fast path")
+                             "conversation links or unsorted wall-clock times take) instead of the fast path")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
@@ -149,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             _rewrite(csv, *_REWRITES[args.schema])
         print(f"wrote {csv} ({csv.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows) in {time.perf_counter() - t0:.1f} s")
     csvs = [csv]
+    if args.files > 1 and args.schema not in ("burstgpt", "azure"):
+        parser.error("--files splits CSV files: use it with --schema burstgpt or azure")
     if args.files > 1:  # the same rows in consecutive files, like BurstGPT_1..3
         import duckdb
 
