@@ -47,6 +47,7 @@ __all__ = [
     "build_manifest",
     "fetch_polars",
     "duckdb_settings",
+    "duckdb_config",
     "MANIFEST_NAME",
     "REQUESTS_NAME",
     "REJECTED_NAME",
@@ -125,7 +126,7 @@ class TraceStore:
 
     def connect(self, *, threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
         """A new in-memory DuckDB connection with ``requests`` and ``rejected`` views."""
-        con = duckdb.connect(config=_duckdb_config(threads=threads, memory_limit=memory_limit))
+        con = duckdb.connect(config=duckdb_config(threads=threads, memory_limit=memory_limit))
         con.execute(f"CREATE VIEW requests AS SELECT * FROM read_parquet({_sql_str(self.requests_path)})")
         if self.rejected_path.exists():
             con.execute(f"CREATE VIEW rejected AS SELECT * FROM read_parquet({_sql_str(self.rejected_path)})")
@@ -253,7 +254,7 @@ def write_store(
         raise TraceFormatError(str(err)) from None
     select = ", ".join(f'CAST("{c}" AS {CANONICAL_COLUMNS[c]}) AS "{c}"' for c in columns)
     with atomic_store_dir(path, overwrite=overwrite) as tmp:
-        con = duckdb.connect(config=_duckdb_config())
+        con = duckdb.connect(config=duckdb_config())
         try:
             con.register("frame_in", frame.select(columns).to_arrow())
             con.execute(
@@ -325,7 +326,7 @@ def duckdb_settings(*, threads: int | None = None, memory_limit: str | None = No
     """Defaults for every DuckDB connection servelab opens inside the block.
 
     :meth:`TraceStore.connect` (hence :meth:`TraceStore.query` and every analysis that reads a
-    store) and :func:`write_store` use them unless given their own. ``memory_limit`` caps
+    store), :func:`write_store` and ingest use them unless given their own. ``memory_limit`` caps
     DuckDB's own buffers (e.g. ``"2GB"``; DuckDB's default is 80 % of RAM), not polars or numpy
     memory. The block's settings apply to this thread and context only.
 
@@ -346,7 +347,8 @@ def duckdb_settings(*, threads: int | None = None, memory_limit: str | None = No
         _SETTINGS.reset(token)
 
 
-def _duckdb_config(*, threads: int | None = None, memory_limit: str | None = None) -> dict[str, Any]:
+def duckdb_config(*, threads: int | None = None, memory_limit: str | None = None) -> dict[str, Any]:
+    """DuckDB connection config: the :func:`duckdb_settings` in force, then the given values."""
     config: dict[str, Any] = dict(_SETTINGS.get())
     if threads:
         config["threads"] = threads

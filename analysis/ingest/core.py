@@ -40,6 +40,7 @@ from servelab.analysis.store import (
     MANIFEST_NAME,
     TraceStore,
     atomic_store_dir,
+    duckdb_config,
     open_store,
 )
 
@@ -173,11 +174,8 @@ def _progress_wanted(progress: bool | None) -> bool:
 
 
 def _connect(spill: Path, *, memory_limit: str | None, threads: int | None, progress: bool) -> duckdb.DuckDBPyConnection:
-    config = {"temp_directory": str(spill), "preserve_insertion_order": True}
-    if memory_limit:
-        config["memory_limit"] = memory_limit
-    if threads:
-        config["threads"] = threads
+    config = {**duckdb_config(threads=threads, memory_limit=memory_limit),
+              "temp_directory": str(spill), "preserve_insertion_order": True}
     con = duckdb.connect(config=config)
     try:
         con.execute(f"SET enable_progress_bar = {'true' if progress else 'false'}")

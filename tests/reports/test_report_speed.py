@@ -187,6 +187,21 @@ def test_duckdb_settings_reach_store_connections(tmp_path, rng):
         pass
 
 
+def test_duckdb_settings_reach_ingest_connections(tmp_path, monkeypatch, raw_traces):
+    """Ingest opens its own connection (spill folder, file order); the block's threads apply to it,
+    and its own memory limit (given) wins over the block's."""
+    from servelab.analysis import ingest
+    from servelab.analysis.ingest import core
+
+    seen = []
+    real = core.duckdb.connect
+    monkeypatch.setattr(core.duckdb, "connect", lambda *a, config=None, **k: seen.append(config) or real(*a, config=config, **k))
+    with duckdb_settings(threads=1, memory_limit="300MB"):
+        ingest(raw_traces / "azure_2023" / "AzureLLMInferenceTrace_code.csv", output=tmp_path / "s")
+    assert seen and seen[0]["threads"] == 1 and seen[0]["memory_limit"] == "1GB"
+    assert seen[0]["preserve_insertion_order"] is True
+
+
 def test_clients_window_stats_without_quantiles_equal_the_rest(tmp_path, rng):
     from servelab.analysis.clients import client_window_stats
 
