@@ -53,9 +53,7 @@ from servelab import __version__
 from servelab.analysis.arrivals import parse_window
 from servelab.analysis.exceptions import EmptyTraceError
 from servelab.analysis.store import TraceStore
-from servelab.fitting.exceptions import FitWarning
 from servelab.fitting.families import gamma_mle_from_stats
-from servelab.fitting.result import FitResult
 
 __all__ = ["fit_pool", "compare_pools", "family_cv", "fit_arrival_windows", "weibull_mle_segments", "bin_values", "POOL_FIT_FAMILIES",
            "RESIDUAL_ID"]

@@ -2,7 +2,6 @@
 through ServeGen's published pools (sample -> fit -> compare client by client)."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import polars as pl

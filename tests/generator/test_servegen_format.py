@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import ast
-import filecmp
 import json
-import shutil
 import warnings
 
 import numpy as np
