@@ -1,6 +1,29 @@
-"""Distribution families, fits, goodness of fit, mixtures, client decomposition, pool fitting.
+"""Distribution families, fits, goodness of fit, family comparison, length mixtures, load
+forecasting and pool fitting.
 
-Fitting may read :mod:`servelab.analysis` tables; it never imports figures or matplotlib.
+Exported here, by group (``__all__`` lists them in this order):
+
+- results and families: :class:`FitResult`, :func:`fits_table`, :class:`Family`, the family
+  registry (:func:`get_family`, :func:`register_family`, :func:`family_names`) and
+  :data:`ARRIVAL_FAMILIES`;
+- one sample: :func:`prepare_sample` / :func:`detect_resolution` (ties and timestamp resolution),
+  :func:`fit_family`, :func:`ks_distance`;
+- goodness of fit: :func:`goodness_of_fit` (an honest p-value on a :class:`FitResult`),
+  :func:`bootstrap_ks`;
+- comparing families: :func:`compare_families`, :func:`compare_by_group`, :func:`density_curves`;
+- lengths: :func:`compare_length_fits`, :func:`bimodality`, :func:`explore_scipy_families`
+  (needs the optional extra ``servelab[explore]``);
+- arrivals per window: :func:`gamma_per_window`;
+- load forecasting: :func:`forecast_load`, :class:`LoadForecaster`;
+- pool fitting: :func:`fit_pool`, :func:`compare_pools`;
+- warnings and errors.
+
+Client decomposition and conversations are characterization, not fitting: they live in
+:mod:`servelab.analysis` (``decompose_clients``, ``link_conversations``).
+
+Fitting reads :mod:`servelab.analysis` tables; it never imports the generator (one allowlisted
+exception: ``fit_pool`` builds a ``ClientPool``), figures, reports, the CLI or matplotlib
+(tests/test_layers.py).
 """
 # length families register themselves in the one registry on import (pareto, zipf, lognormal_pareto,
 # lognormal_mixture, normal_mixture, normal), so that get_family finds them wherever a FitResult is read
@@ -9,6 +32,7 @@ from servelab.fitting.compare import (
     FamilyComparison,
     compare_by_group,
     compare_families,
+    density_curves,
 )
 from servelab.fitting.exceptions import (
     ConvergenceError,
@@ -25,29 +49,16 @@ from servelab.fitting.families import (
     register_family,
 )
 from servelab.fitting.fit import fit_family, ks_distance
-from servelab.fitting.forecasting import ForecastResult, forecast_load
-from servelab.fitting.gof import goodness_of_fit
-from servelab.fitting.mixtures import Bimodality, bimodality, compare_length_fits
+from servelab.fitting.forecasting import ForecastResult, LoadForecaster, forecast_load
+from servelab.fitting.gof import BootstrapKS, bootstrap_ks, goodness_of_fit
+from servelab.fitting.mixtures import Bimodality, bimodality, compare_length_fits, explore_scipy_families
 from servelab.fitting.pool_fit import compare_pools, fit_pool
 from servelab.fitting.result import FitResult, fits_table
-from servelab.fitting.ties import detect_resolution, prepare_sample
+from servelab.fitting.ties import PreparedSample, Resolution, detect_resolution, prepare_sample
 from servelab.fitting.windows import gamma_per_window
 
 __all__ = [
-    "fit_pool",
-    "compare_pools",
-    "forecast_load",
-    "ForecastResult",
-    "Bimodality",
-    "bimodality",
-    "compare_length_fits",
-    "FamilyComparison",
-    "compare_families",
-    "compare_by_group",
-    "goodness_of_fit",
-    "detect_resolution",
-    "prepare_sample",
-    "gamma_per_window",
+    # results and families
     "FitResult",
     "fits_table",
     "Family",
@@ -55,8 +66,37 @@ __all__ = [
     "family_names",
     "get_family",
     "register_family",
+    # one sample: ties, fit, distance
+    "Resolution",
+    "PreparedSample",
+    "detect_resolution",
+    "prepare_sample",
     "fit_family",
     "ks_distance",
+    # goodness of fit
+    "goodness_of_fit",
+    "bootstrap_ks",
+    "BootstrapKS",
+    # comparing families
+    "FamilyComparison",
+    "compare_families",
+    "compare_by_group",
+    "density_curves",
+    # lengths
+    "compare_length_fits",
+    "Bimodality",
+    "bimodality",
+    "explore_scipy_families",
+    # arrivals per window
+    "gamma_per_window",
+    # load forecasting
+    "ForecastResult",
+    "LoadForecaster",
+    "forecast_load",
+    # pool fitting
+    "fit_pool",
+    "compare_pools",
+    # warnings and errors
     "FitWarning",
     "ConvergenceWarning",
     "ConvergenceError",

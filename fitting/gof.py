@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -29,23 +30,53 @@ from servelab.fitting.families import Family, get_family
 from servelab.fitting.fit import fit_family, ks_distance
 from servelab.fitting.result import FitResult
 
-__all__ = ["goodness_of_fit", "bootstrap_ks", "GOF_METHODS"]
+__all__ = ["goodness_of_fit", "bootstrap_ks", "BootstrapKS", "GOF_METHODS"]
 
 #: accepted values of ``method`` in :func:`goodness_of_fit`
 GOF_METHODS = ("bootstrap", "subsample")
 
 
-def bootstrap_ks(x, family: str | Family, *, n_boot: int = 200, seed: int = 0) -> tuple[float, float, int]:
+class BootstrapKS(NamedTuple):
+    """Result of :func:`bootstrap_ks` (immutable; unpacks as ``p, d, failed`` like the tuple it replaced).
+
+    Parameters
+    ----------
+    p_value : float
+        ``(1 + #{D_b >= D_obs}) / (n_valid + 1)`` over the replicates whose refit succeeded.
+    ks_distance : float
+        KS distance D_obs of the sample to its own fit.
+    n_failed : int
+        Replicates whose refit raised or did not converge (left out of the count).
+    """
+
+    p_value: float
+    ks_distance: float
+    n_failed: int
+
+
+def bootstrap_ks(x, family: str | Family, *, n_boot: int = 200, seed: int = 0) -> BootstrapKS:
     """Parametric-bootstrap p-value of the KS distance with refitting, on all of ``x``.
+
+    Parameters
+    ----------
+    x : array-like
+        The sample (already tie-handled).
+    family : str or Family
+        A registered family.
+    n_boot : int
+        Bootstrap replicates B.
+    seed : int
+        Seed of the bootstrap draws.
 
     Returns
     -------
-    p_value : float
-        ``(1 + #{D_b >= D_obs}) / (n_valid + 1)`` over the replicates whose refit succeeded.
-    d_obs : float
-        KS distance of ``x`` to its own fit.
-    n_failed : int
-        Replicates whose refit raised or did not converge (left out of the count).
+    BootstrapKS
+        ``p_value``, ``ks_distance`` (D_obs) and ``n_failed`` replicates, by name.
+
+    Raises
+    ------
+    ValueError
+        If ``n_boot`` is not a positive integer.
     """
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}")
@@ -71,7 +102,7 @@ def bootstrap_ks(x, family: str | Family, *, n_boot: int = 200, seed: int = 0) -
                 continue
             exceed += ks_distance(y, fam, params_b) >= d_obs
     valid = n_boot - failed
-    return (1.0 + exceed) / (valid + 1.0), float(d_obs), failed
+    return BootstrapKS(p_value=(1.0 + exceed) / (valid + 1.0), ks_distance=float(d_obs), n_failed=failed)
 
 
 def goodness_of_fit(
@@ -136,7 +167,8 @@ def goodness_of_fit(
         else:
             sample = x
             where = f"all {n} values"
-        p, _, failed = bootstrap_ks(sample, fam, n_boot=n_boot, seed=int(rng.integers(2**32)))
+        boot = bootstrap_ks(sample, fam, n_boot=n_boot, seed=int(rng.integers(2**32)))
+        p, failed = boot.p_value, boot.n_failed
         how = f"parametric bootstrap of KS D with refitting (B={n_boot}, seed={seed}) on {where}"
         if failed:
             notes.append(f"gof: {failed} of {n_boot} bootstrap refits failed and were left out")

@@ -33,7 +33,8 @@ Also here: :func:`bimodality` (two components vs one by BIC plus Hartigan's dip 
 ``diptest`` package) and :func:`compare_length_fits` (the mixture against single LogNormal,
 Pareto, Exponential and Zipf by AIC and KS distance, through the project's one comparison,
 :func:`servelab.fitting.compare.compare_families`). :func:`explore_scipy_families` scans many
-scipy families with ``fitter``; it is exploration only and never on a default path.
+scipy families with ``fitter`` (the optional extra ``servelab[explore]``, imported only when
+called); it is exploration only and never on a default path.
 
 This module fits arrays; it reads no store (the caller excludes failed requests first) and
 never imports matplotlib.
@@ -630,8 +631,19 @@ def explore_scipy_families(x, *, distributions: Sequence[str] | None = None, max
     polars.DataFrame
         fitter's summary (distribution, sumsquare_error, aic, bic, kl_div, ks_statistic), best
         first; fitter's naive KS p-value is dropped (see STYLE.md, honest goodness of fit).
+
+    Raises
+    ------
+    ImportError
+        If ``fitter`` is not installed (it is the optional extra ``servelab[explore]``).
     """
-    from fitter import Fitter, get_common_distributions
+    try:
+        from fitter import Fitter, get_common_distributions
+    except ImportError as exc:
+        raise ImportError(
+            "explore_scipy_families (servelab lengths --explore) needs the optional package 'fitter'; "
+            f"install it with: pip install 'servelab[explore]'; got {exc!r}"
+        ) from exc
 
     x = np.asarray(x, dtype=float)
     if x.size > max_n:

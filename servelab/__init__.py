@@ -3,7 +3,8 @@
 The library lives in the sub-packages (one direction of imports, top to bottom):
 
 - :mod:`servelab.analysis`  ingest raw logs into a trace store; SQL characterization queries
-- :mod:`servelab.fitting`   distribution families, fits, goodness of fit, client decomposition
+                            (arrivals, lengths, clients, conversations, periodicity, ...)
+- :mod:`servelab.fitting`   distribution families, fits, goodness of fit, mixtures, pool fitting
 - :mod:`servelab.generator` the client pool and workload generation
 - :mod:`servelab.figures`   one plotting function per figure
 - :mod:`servelab.reports`   findings and the characterization report

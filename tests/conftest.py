@@ -1,4 +1,10 @@
-"""Shared fixtures: a seeded ``rng``, the shipped samples, and ``../shared`` when present."""
+"""Shared fixtures: a seeded ``rng``, the shipped samples, and ``../shared`` when present.
+
+Test modules never import from this file (``from tests.conftest import ...``) or from each other:
+``tests`` is not a package, so such imports only work from the repository root. A test module
+that needs a path computes it from its own ``__file__`` (e.g. ``Path(__file__).resolve().parents[1]
+/ "data"``) and the suite collects from any directory; tests/test_layers.py checks this.
+"""
 from __future__ import annotations
 
 from pathlib import Path

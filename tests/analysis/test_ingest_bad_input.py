@@ -1,6 +1,7 @@
 """Every bad-input case of issue 2: each row is stored or rejected with a reason, errors name
 what is wrong, and a failed ingest leaves nothing behind."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from servelab.analysis import (
 )
 from servelab.analysis.ingest import EmptySourceWarning
 
-from tests.conftest import TEST_DATA
+TEST_DATA = Path(__file__).resolve().parents[1] / "data"  # found from this file, so that the suite collects from any directory
 
 DATA = TEST_DATA / "ingest"
 

@@ -6,13 +6,14 @@ the code under test.
 import csv
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
 from servelab.analysis import ingest, open_store
 from servelab.analysis.ingest import sniff_format
 
-from tests.conftest import TEST_DATA
+TEST_DATA = Path(__file__).resolve().parents[1] / "data"  # found from this file, so that the suite collects from any directory
 
 DATA = TEST_DATA / "ingest"
 AZURE = "azure_2023/AzureLLMInferenceTrace_code.csv"

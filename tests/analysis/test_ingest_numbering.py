@@ -5,6 +5,8 @@ computations (Python sets and numpy on the same values), with small Arrow batche
 timestamps and duplicate rows straddle batch boundaries; the fast path that uses it must give the
 general path's store and manifest.
 """
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import polars as pl
@@ -190,7 +192,7 @@ def test_azure_datetimes_take_the_fast_path(tmp_path, monkeypatch, raw_traces):
 
 
 def test_datetime_with_zone_and_format_takes_the_fast_path(tmp_path, monkeypatch):
-    from tests.analysis.test_ingest_formats import DATA
+    DATA = Path(__file__).resolve().parents[1] / "data" / "ingest"  # found from this file, so that the suite collects from any directory
 
     used, fast, slow = _both_paths(DATA / "generic.csv", tmp_path, monkeypatch, column_map=DATA / "generic.toml")
     assert used == [True]

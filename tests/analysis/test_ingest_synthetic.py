@@ -6,6 +6,7 @@ general two-pass path; the synthetic writer must be seeded and have the advertis
 import csv
 import hashlib
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from servelab.analysis import ingest
 from servelab.analysis.ingest import fast_path
 
-from tests.conftest import REPO
+REPO = Path(__file__).resolve().parents[2]  # found from this file, so that the suite collects from any directory
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from synthetic_trace import make_synthetic_store, write_burstgpt_csv  # noqa: E402

@@ -1,11 +1,12 @@
 """``servelab ingest`` and ``servelab info`` from the command line (click's runner)."""
 import re
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from servelab.cli import main
 
-from tests.conftest import TEST_DATA
+TEST_DATA = Path(__file__).resolve().parents[1] / "data"  # found from this file, so that the suite collects from any directory
 
 
 def test_ingest_and_info_on_azure_sample(tmp_path, raw_traces):
