@@ -16,9 +16,7 @@ bias; counts are then the sample's, and the notes say so.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import polars as pl

@@ -112,3 +112,35 @@ def test_cli_bad_options_and_not_applicable(tmp_path):
     assert res.exit_code == 2 and "window" in res.output
     res = runner.invoke(main, ["conversations", str(store.path), "--delta", "-5"])
     assert res.exit_code == 2 and "positive" in res.output
+
+
+def test_cli_conversation_figures_are_the_areas_with_fitted_itt_curves(tagged_store, tmp_path, monkeypatch):
+    """`servelab conversations --figures` draws the report's figures: Fig. 15 carries the fitted
+    ITT densities (it once drew the bare histogram), checked against an exponential fitted here."""
+    from servelab.commands import output
+
+    drawn = {}
+    real = output.write_figures
+    monkeypatch.setattr(output, "write_figures", lambda target, figures: drawn.update(figures) or real(target, figures))
+    out = tmp_path / "figs"
+    res = CliRunner().invoke(main, ["conversations", str(tagged_store.path), "-o", str(out), "--figures"])
+    assert res.exit_code == 0, res.output
+    report = build_section(CONVERSATIONS, tagged_store)
+    assert set(drawn) == set(report.figures) == {"servegen.fig14", "servegen.fig15", "servegen.fig16",
+                                                  "burstgpt.fig9"}
+    assert (out / "servegen_fig15.png").is_file()
+    itt_axes = drawn["servegen.fig15"].axes[1]
+    curves = {line.get_label(): line for line in itt_axes.get_lines()}
+    fitted = set(pl.read_parquet(out / "itt_fits.parquet")["family"])
+    assert fitted and fitted <= set(curves)
+    # independent reference: the exponential MLE is the mean positive inter-turn time, computed here
+    # from the stored timestamps per conversation
+    itt = (tagged_store.to_polars().filter(pl.col("conversation_id").is_not_null())
+           .sort("timestamp").group_by("conversation_id", maintain_order=True)
+           .agg(pl.col("timestamp").diff().drop_nulls().alias("itt")).explode("itt")["itt"].drop_nulls().to_numpy())
+    scale = itt[itt > 0].mean()
+    x, y = curves["exponential"].get_data()
+    np.testing.assert_allclose(y, np.exp(-x / scale) / scale, rtol=1e-9)
+    # the report's Fig. 15 draws the same curves
+    report_lines = {line.get_label() for line in report.figures["servegen.fig15"].axes[1].get_lines()}
+    assert report_lines == set(curves)
