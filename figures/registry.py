@@ -2,25 +2,15 @@
 canonical columns it needs.
 
 Area modules (``figures/arrivals.py``, ``figures/lengths.py``, ...) register their figures at import
-with :func:`register_figure`; :func:`figure_specs` imports them all.
+with :func:`register_figure`; :func:`figure_specs` imports them all (plain imports, so a renamed
+module is an ImportError, never a silently missing figure).
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["AREA_MODULES", "FigureSpec", "figure_specs", "get_figure", "register_figure"]
-
-#: modules that register figures when imported
-AREA_MODULES = (
-    "servelab.figures.arrivals",
-    "servelab.figures.periodicity",
-    "servelab.figures.lengths",
-    "servelab.figures.clients",
-    "servelab.figures.conversations",
-    "servelab.figures.generation",
-)
+__all__ = ["FigureSpec", "figure_specs", "get_figure", "register_figure"]
 
 
 @dataclass(frozen=True)
@@ -64,9 +54,15 @@ def register_figure(id: str, *, title: str, paper_figure: str = "", needs: tuple
 
 
 def _load_areas() -> None:
-    for module in AREA_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
+    """Import every module that registers figures (each registers at import, once)."""
+    from servelab.figures import (  # noqa: F401 - imported for their registrations
+        arrivals,
+        clients,
+        conversations,
+        generation,
+        lengths,
+        periodicity,
+    )
 
 
 def figure_specs() -> dict[str, FigureSpec]:

@@ -1,5 +1,5 @@
-"""Findings, the characterization report, and the notebooks that reproduce the papers."""
+"""Findings, the paper areas, the characterization report, and the notebooks that reproduce the papers."""
+from servelab.reports.areas import AREAS, Area, Section, build_section, get_area
 from servelab.reports.builder import ReportResult, build_report
-from servelab.reports.section import Section
 
-__all__ = ["build_report", "ReportResult", "Section"]
+__all__ = ["AREAS", "Area", "ReportResult", "Section", "build_report", "build_section", "get_area"]

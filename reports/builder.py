@@ -1,19 +1,21 @@
-"""Build the characterization report: every section of every area, one HTML page plus report.json.
+"""Build the characterization report: one section per area, one HTML page plus report.json.
 
-:func:`build_report` opens a store (or ingests a raw trace into a temporary one), calls
-``build_section(store, quick=..., seed=...)`` of every section module that exists in
-:mod:`servelab.reports.sections` (:data:`SECTION_MODULES`), renders their figures, and writes one
+:func:`build_report` opens a store (or ingests a raw trace into a temporary one), builds the
+:class:`~servelab.reports.areas.Section` of every area of :data:`servelab.reports.areas.AREAS`
+(measure once, then findings, tables, figures, headline, notes; see
+:func:`servelab.reports.areas.build_section`), renders their figures, and writes one
 self-contained HTML file (see :mod:`servelab.reports.html`) and ``<output>.json`` holding the same
 findings. A section that raises does not sink the report: it is shown as failed, with its error,
 and a :class:`SectionFailedWarning` is issued.
 
-This module assembles; it measures nothing itself (the sections do) and never plots (the figure
+This module assembles; it measures nothing itself (the areas do) and never plots (the figure
 modules do). It is the only place that turns matplotlib Figures into bytes for the page.
 """
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib
 import io
@@ -32,14 +34,15 @@ from types import MappingProxyType
 from typing import Any
 
 from servelab import __version__
-from servelab.analysis.findings import Finding, Verdict
+from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import StoreNotFoundError
+from servelab.analysis.findings import Finding, Verdict
 from servelab.analysis.store import MANIFEST_NAME, TraceStore, duckdb_settings, open_store
+from servelab.reports.areas import AREAS, Area, get_area
+from servelab.reports.areas.base import Section, section_from_evidence
 from servelab.reports.html import EmbeddedImage, render_html
-from servelab.reports.section import Section
 
 __all__ = [
-    "SECTION_MODULES",
     "DUCKDB_MEMORY_LIMIT",
     "ReportResult",
     "SectionOutcome",
@@ -50,10 +53,6 @@ __all__ = [
     "encode_figure",
     "report_document",
 ]
-
-#: section modules in report order (``servelab.reports.sections.<name>``); missing ones are listed
-#: in the report's notes, not an error
-SECTION_MODULES = ("overview", "arrivals", "periodicity", "lengths", "clients", "conversations", "generation")
 
 #: figures are rendered at this many pixels per CSS pixel (sharp on high-density screens)
 _PIXEL_RATIO = 2
@@ -71,7 +70,7 @@ class SectionFailedWarning(RuntimeWarning):
 
 @dataclass(frozen=True)
 class SectionOutcome:
-    """What one section module gave the report.
+    """What one area gave the report.
 
     Parameters
     ----------
@@ -84,7 +83,7 @@ class SectionOutcome:
     error : str or None
         ``"ExceptionType: message"`` plus the traceback's last frames, when it failed.
     elapsed_s : float
-        Wall time of ``build_section``.
+        Wall time of measuring and arranging the area.
     """
 
     id: str
@@ -110,7 +109,7 @@ class ReportResult:
     errors : Mapping[str, str]
         Section id -> error text, for the failed sections.
     notes : tuple of str
-        Report-level notes (missing section modules, quick mode, ingest).
+        Report-level notes (quick mode, ingest, figures that could not be rendered).
     elapsed_s : float
         Wall time of the whole build.
     built : Mapping[str, Section]
@@ -136,7 +135,7 @@ class ReportResult:
         Raises
         ------
         KeyError
-            If no section of that id was built (missing module, or it failed: see :attr:`errors`).
+            If no section of that id was built (not asked for, or it failed: see :attr:`errors`).
         """
         try:
             return self.built[id]
@@ -161,7 +160,8 @@ def build_report(
     progress: bool = True,
     fmt: str = "auto",
     column_map: Any = None,
-    sections: tuple[str, ...] = SECTION_MODULES,
+    sections: tuple[str | Area, ...] | None = None,
+    budget: Budget | None = None,
     figure_worker: bool = True,
     figures_dir: str | os.PathLike | None = None,
     figure_formats: tuple[str, ...] = ("svg",),
@@ -176,7 +176,8 @@ def build_report(
     output : path-like
         The HTML file to write; the JSON goes beside it with the suffix ``.json``.
     quick : bool
-        Ask sections to subsample their fits (for very large traces); each section says how.
+        Shorthand for ``budget=Budget.quick()``: the areas subsample their fits (for very large
+        traces); each section says how.
     seed : int
         Seed handed to every section (the same seed gives the same report).
     progress : bool
@@ -185,8 +186,12 @@ def build_report(
         Ingest format of a raw trace (``"auto"`` sniffs it).
     column_map : path-like or Mapping, optional
         Column map of a raw trace in the ``generic`` format (see :mod:`servelab.analysis.ingest`).
-    sections : tuple of str
-        Section modules to run, in order (default: all of :data:`SECTION_MODULES`).
+    sections : tuple of (str or Area), optional
+        Areas to run, in order, by id or as objects (default: all of
+        :data:`servelab.reports.areas.AREAS`).
+    budget : Budget, optional
+        Sample sizes of every area (default :meth:`Budget.full`, or :meth:`Budget.quick` with
+        ``quick``).
     figure_worker : bool
         Encode each section's figures in one forked worker process while the next section is
         built (the PNG bytes are the same as encoding them here; where ``fork`` is not available,
@@ -206,7 +211,9 @@ def build_report(
     StoreNotFoundError, TraceFormatError, FileNotFoundError
         When the trace cannot be opened or ingested (nothing is written then).
     ValueError
-        If a figure format is not one of png, svg, pdf.
+        If a figure format is not one of png, svg, pdf, or both ``quick`` and ``budget`` are given.
+    KeyError
+        If a section id names no area (the message lists the known ones).
     """
     from servelab.figures.style import SAVE_FORMATS
 
@@ -214,6 +221,10 @@ def build_report(
     bad = [f for f in figure_formats if f not in SAVE_FORMATS]
     if bad or not figure_formats:
         raise ValueError(f"figure_formats must be a non-empty subset of {SAVE_FORMATS}; got {figure_formats!r}")
+    if budget is not None and quick:
+        raise ValueError(f"give quick=True or a budget, not both; got quick=True and budget={budget!r}")
+    budget = budget if budget is not None else (Budget.quick() if quick else Budget.full())
+    areas = _resolve_areas(sections)
     started = time.perf_counter()
     output = Path(output)
     json_path = output.with_suffix(".json")
@@ -221,13 +232,14 @@ def build_report(
     show = progress and _is_terminal(sys.stderr)
     with _FigureEncoder(worker=figure_worker) as encoder, duckdb_settings(memory_limit=DUCKDB_MEMORY_LIMIT), \
             open_or_ingest(store_or_trace, fmt=fmt, column_map=column_map, notes=notes, progress=show) as (store, source):
-        outcomes = run_sections(store, quick=quick, seed=seed, progress=progress, modules=sections, notes=notes,
+        outcomes = run_sections(store, budget=budget, seed=seed, progress=progress, areas=areas, notes=notes,
                                 on_done=encoder.submit)
         images, figure_meta = _render_figures(outcomes, notes, encoder=encoder)
-        if quick:
-            notes.append("Quick mode: sections subsample the data they fit; each section's notes say how much.")
+        if not budget.is_full:
+            notes.append(f"{budget.label.capitalize()} mode: sections subsample the data they fit; each section's "
+                         "notes say how much.")
         document = report_document(
-            store, source, outcomes, figure_meta, notes=notes, quick=quick, seed=seed,
+            store, source, outcomes, figure_meta, notes=notes, budget=budget, seed=seed,
             elapsed_s=time.perf_counter() - started,
         )
     if figures_dir is not None:
@@ -297,60 +309,64 @@ def open_or_ingest(
         yield store, str(path)
 
 
+def _resolve_areas(sections: tuple[str | Area, ...] | None) -> tuple[Area, ...]:
+    if sections is None:
+        return AREAS
+    if isinstance(sections, (str, Area)):
+        sections = (sections,)
+    return tuple(get_area(s) if isinstance(s, str) else s for s in sections)
+
+
 def run_sections(
     store: TraceStore,
     *,
-    quick: bool = False,
+    budget: Budget | None = None,
     seed: int = 0,
     progress: bool = True,
-    modules: tuple[str, ...] = SECTION_MODULES,
+    areas: tuple[str | Area, ...] | None = None,
     notes: list[str] | None = None,
     on_done: Callable[[SectionOutcome], None] | None = None,
 ) -> list[SectionOutcome]:
-    """Build every available section; a failing one becomes a ``status="error"`` outcome.
+    """Build the section of every area (default :data:`~servelab.reports.areas.AREAS`); a failing
+    one becomes a ``status="error"`` outcome.
 
-    Missing modules (areas not built yet) are skipped and named in ``notes``. ``on_done`` is
-    called with each outcome as soon as its section is built (the report uses it to start
-    encoding that section's figures).
+    ``on_done`` is called with each outcome as soon as its section is built (the report uses it
+    to start encoding that section's figures). ``notes`` is accepted for the report's notes list
+    (areas add nothing to it today).
+
+    Raises
+    ------
+    KeyError
+        If an id in ``areas`` names no area.
     """
     from tqdm.auto import tqdm
 
-    notes = notes if notes is not None else []
-    available, missing = [], []
-    for name in modules:
-        full = f"servelab.reports.sections.{name}"
-        (available if importlib.util.find_spec(full) is not None else missing).append(name)
-    if missing:
-        notes.append("Not part of this servelab build, so not in the report: "
-                     + ", ".join(f"{m} section" for m in missing) + ".")
+    budget = Budget.full() if budget is None else budget
+    chosen = _resolve_areas(areas)
     outcomes: list[SectionOutcome] = []
     show = progress and _is_terminal(sys.stderr)
-    bar = tqdm(available, desc="report", unit="section", disable=not show, leave=False, file=sys.stderr)
-    for name in bar:
-        bar.set_postfix_str(name)
-        outcomes.append(_run_one(name, store, quick=quick, seed=seed))
+    bar = tqdm(chosen, desc="report", unit="section", disable=not show, leave=False, file=sys.stderr)
+    for area in bar:
+        bar.set_postfix_str(area.id)
+        outcomes.append(_run_one(area, store, budget=budget, seed=seed))
         if on_done is not None:
             on_done(outcomes[-1])
     bar.close()
     return outcomes
 
 
-def _run_one(name: str, store: TraceStore, *, quick: bool, seed: int) -> SectionOutcome:
+def _run_one(area: Area, store: TraceStore, *, budget: Budget, seed: int) -> SectionOutcome:
     started = time.perf_counter()
-    title = name.replace("_", " ").capitalize()
     try:
-        module = importlib.import_module(f"servelab.reports.sections.{name}")
-        section = module.build_section(store, quick=quick, seed=seed)
-        if not isinstance(section, Section):
-            raise TypeError(f"{module.__name__}.build_section returned {type(section).__name__}, expected Section")
+        section = section_from_evidence(area, area.measure(store, budget=budget, seed=seed))
     except Exception as err:  # noqa: BLE001 - a failing section must not sink the report
         frames = traceback.format_exception(err)
         text = f"{type(err).__name__}: {err}\n" + "".join(frames[-4:])
-        warnings.warn(f"report section {name!r} failed ({type(err).__name__}: {err}); the report marks it failed",
+        warnings.warn(f"report section {area.id!r} failed ({type(err).__name__}: {err}); the report marks it failed",
                       SectionFailedWarning, stacklevel=3)
-        return SectionOutcome(id=name, title=title, status="error", error=text,
+        return SectionOutcome(id=area.id, title=area.title, status="error", error=text,
                               elapsed_s=time.perf_counter() - started)
-    return SectionOutcome(id=section.id or name, title=section.title or title, status="ok", section=section,
+    return SectionOutcome(id=area.id, title=area.title, status="ok", section=section,
                           elapsed_s=time.perf_counter() - started)
 
 
@@ -505,7 +521,7 @@ def report_document(
     figure_meta: Mapping[str, list[dict]],
     *,
     notes: list[str],
-    quick: bool,
+    budget: Budget,
     seed: int,
     elapsed_s: float,
 ) -> dict[str, Any]:
@@ -555,7 +571,8 @@ def report_document(
         "source": source,
         "source_name": Path(source).name or source,
         "store_format": store.manifest.get("format"),
-        "quick": bool(quick),
+        "quick": not budget.is_full,
+        "budget": dataclasses.asdict(budget),
         "seed": int(seed),
         "elapsed_s": round(elapsed_s, 3),
         "summary": {"trace": trace, "headline": headline, "verdicts": counts},

@@ -1,7 +1,7 @@
 """Arrival findings: ServeGen Finding 1 (bursty, no single best process), Finding 2 (rate and CV
 shift across windows) and BurstGPT's Gamma-per-window shift (KDD'25 Fig. 6).
 
-:func:`collect_arrival_evidence` runs the analyses and fits once (gap summary, windowed rate and
+:func:`measure_arrivals` runs the analyses and fits once (gap summary, windowed rate and
 CV, the family comparison overall, per 20-minute window and per group, Gamma per window) and keeps
 the small tables in a frozen :class:`ArrivalEvidence`; the finding builders turn that into
 :class:`~servelab.analysis.findings.Finding` records with the measured numbers and the rule that
@@ -29,6 +29,7 @@ from servelab.analysis.arrivals import (
     shift_summary,
     window_stats,
 )
+from servelab.analysis.budget import Budget
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.fitting.compare import FamilyComparison, compare_by_group, compare_families, density_curves
@@ -37,7 +38,7 @@ from servelab.fitting.windows import gamma_per_window
 
 __all__ = [
     "ArrivalEvidence",
-    "collect_arrival_evidence",
+    "measure_arrivals",
     "servegen_f1",
     "servegen_f2",
     "burstgpt_gamma_shift",
@@ -88,6 +89,8 @@ class ArrivalEvidence:
         Grouping of ``gamma_windows`` (``service`` when the trace has it, as in BurstGPT).
     notes : tuple of str
         What was subsampled, skipped or could not be computed, and why.
+    budget : Budget
+        The budget it was measured under.
     """
 
     by: str | None
@@ -97,6 +100,7 @@ class ArrivalEvidence:
     comparison: FamilyComparison | None = None
     gamma_by: str | None = None
     notes: tuple[str, ...] = ()
+    budget: Budget = Budget.full()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
@@ -117,17 +121,16 @@ def _histogram(x: np.ndarray, bins: int = 60) -> pl.DataFrame:
     return pl.DataFrame({"left_s": edges[:-1], "right_s": edges[1:], "density": density})
 
 
-def collect_arrival_evidence(
+def measure_arrivals(
     store: TraceStore,
     *,
     by: str | None = None,
     window: str | float = "5m",
     gamma_window: str | float = "20m",
     seed: int = 0,
-    quick: bool = False,
+    budget: Budget = Budget.full(),
     max_fit_n: int | None = None,
     gof: str | None = None,
-    n_boot: int = 200,
     max_groups: int = 24,
 ) -> ArrivalEvidence:
     """Run the arrival analyses and fits on ``store`` once.
@@ -141,14 +144,13 @@ def collect_arrival_evidence(
         Window lengths (see :func:`servelab.analysis.arrivals.parse_window`).
     seed : int
         Seed of every subsample, jitter and bootstrap.
-    quick : bool
-        Fit on at most 10^5 gaps (10^6 otherwise) and 2,000 (5,000) per window / group.
+    budget : Budget
+        ``max_fit_n`` gaps for the whole-trace fit (full 10^6, quick 10^5), ``max_group_fit_n`` per
+        window / group (5,000; 2,000) and ``n_boot`` bootstrap replicates (200; 99).
     max_fit_n : int, optional
-        Override the whole-trace fit's subsample size.
+        Override the budget's whole-trace fit subsample size.
     gof : {None, "auto", "bootstrap", "subsample"}
         Attach honest p-values to the whole-trace fits (see :mod:`servelab.fitting.gof`).
-    n_boot : int
-        Bootstrap replicates when ``gof="bootstrap"``.
     max_groups : int
         Largest number of windows and of groups whose families are compared one by one.
     """
@@ -164,8 +166,8 @@ def collect_arrival_evidence(
             if not hasattr(err, "reason"):
                 raise
             notes.append(f"per-{by} tables skipped: {err.reason}")
-    fit_n = max_fit_n if max_fit_n is not None else (100_000 if quick else 1_000_000)
-    per_n = 2_000 if quick else 5_000
+    fit_n = max_fit_n if max_fit_n is not None else budget.max_fit_n
+    per_n = budget.max_group_fit_n
 
     whole = arrival_frame(store)  # the store is read once per grouping
     tables["gap_summary"] = gap_summary(store, frame=whole)
@@ -183,7 +185,7 @@ def collect_arrival_evidence(
     comparison = None
     gaps = gap_array(store, frame=whole)
     try:
-        comparison = compare_families(gaps, max_n=fit_n, seed=seed, gof=gof, n_boot=n_boot)
+        comparison = compare_families(gaps, max_n=fit_n, seed=seed, gof=gof, n_boot=budget.n_boot)
     except (InsufficientDataError, ValueError) as err:
         notes.append(f"no family comparison for the whole trace: {err}")
     if comparison is not None:
@@ -215,7 +217,7 @@ def collect_arrival_evidence(
             tables["group_families"] = compare_by_group(group_gaps, column, value="gap_s", min_n=50,
                                                         max_groups=max_groups, max_n=per_n, seed=seed)
     return ArrivalEvidence(by=column, window_s=window_s, gamma_window_s=gamma_window_s, tables=tables,
-                           comparison=comparison, gamma_by=gamma_by, notes=tuple(notes))
+                           comparison=comparison, gamma_by=gamma_by, notes=tuple(notes), budget=budget)
 
 
 def _winner_counts(frame: pl.DataFrame | None) -> tuple[int, int, str]:

@@ -3,7 +3,7 @@ explain the workload's shifts), Finding 8 (multimodal top clients are diverse an
 multimodal load) and Finding 11 (reasoning clients: less skewed, less bursty, bimodal reason
 ratio).
 
-:func:`collect_client_evidence` runs the decomposition once
+:func:`measure_clients` runs the decomposition once
 (:func:`servelab.analysis.clients.decompose_clients`) and, for reasoning traces, the bimodality
 test of the top clients' per-request reason ratios (:func:`servelab.fitting.mixtures.bimodality`),
 and keeps small tables only. The builders turn that into :class:`Finding` records with the
@@ -22,6 +22,7 @@ from servelab.analysis.clients import (
     decompose_clients,
     stability_overview,
 )
+from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
@@ -34,7 +35,7 @@ __all__ = [
     "SKEW_CLIENT_SHARE",
     "ClientEvidence",
     "client_findings",
-    "collect_client_evidence",
+    "measure_clients",
     "servegen_f5",
     "servegen_f8",
     "servegen_f11",
@@ -81,6 +82,12 @@ class ClientEvidence:
     reason : str
         Why the decomposition does not apply (empty when it does).
     notes : tuple of str
+    reasoning_tested : bool
+        True when the trace has the client, reason and output columns the bimodality test reads.
+    budget : Budget
+        The budget it was measured under.
+    min_requests : int
+        Fewest requests of a window whose CV and lengths count for stability.
     """
 
     decomposition: ClientDecomposition | None
@@ -90,30 +97,39 @@ class ClientEvidence:
     reason_histograms: pl.DataFrame | None = None
     reason: str = ""
     notes: tuple[str, ...] = field(default=())
+    reasoning_tested: bool = False
+    budget: Budget = Budget.full()
+    min_requests: int = 10
 
 
-def collect_client_evidence(store: TraceStore, *, window_s: float = 600.0, min_requests: int = 10,
-                            seed: int = 0, max_reason_n: int = 20_000,
-                            length_quantiles: bool = True) -> ClientEvidence:
+def measure_clients(store: TraceStore, *, window_s: float = 600.0, min_requests: int = 10,
+                    seed: int = 0, budget: Budget = Budget.full(), max_reason_n: int | None = None,
+                    length_quantiles: bool = True) -> ClientEvidence:
     """Run the client decomposition (and the reasoning bimodality tests) once.
 
     Never raises for a trace without client ids: the evidence then carries the reason.
     ``length_quantiles`` is passed to :func:`~servelab.analysis.clients.decompose_clients`.
+    The bimodality test of each top client reads at most ``max_reason_n`` ratios (default: the
+    budget's ``max_reason_n``: 20,000 full, 5,000 quick).
     """
+    max_reason_n = budget.max_reason_n if max_reason_n is None else max_reason_n
+    tested = store.has("client_id", "reason_tokens", "output_tokens")
     try:
         dec = decompose_clients(store, window_s=window_s, min_requests=min_requests,
                                 length_quantiles=length_quantiles)
     except NotApplicableError as err:
-        return ClientEvidence(decomposition=None, reason=err.reason)
+        return ClientEvidence(decomposition=None, reason=err.reason, reasoning_tested=tested, budget=budget,
+                              min_requests=min_requests)
     top = tuple(dec.ranking.head(TOP_CLIENTS)["client_id"].to_list())
     stab = stability_overview(dec.stability, dec.ranking, top=min(dec.top90, 10))
     bimod = hist = None
     notes: list[str] = []
-    if store.has("client_id", "reason_tokens", "output_tokens"):
+    if tested:
         bimod, hist, more = _reason_per_top_client(store, top, seed=seed, max_n=max_reason_n)
         notes += more
     return ClientEvidence(decomposition=dec, stability=stab, top_ids=top, reason_bimodality=bimod,
-                          reason_histograms=hist, notes=tuple(notes))
+                          reason_histograms=hist, notes=tuple(notes), reasoning_tested=tested,
+                          budget=budget, min_requests=min_requests)
 
 
 def _reason_per_top_client(store: TraceStore, top: tuple[str, ...], *, seed: int, max_n: int):
@@ -307,8 +323,6 @@ def servegen_f11(ev: ClientEvidence) -> Finding:
                    figures=("servegen.fig17",))
 
 
-def client_findings(store: TraceStore, *, window_s: float = 600.0, seed: int = 0,
-                    evidence: ClientEvidence | None = None) -> list[Finding]:
-    """Findings 5, 8 and 11 on ``store`` (not applicable, with reasons, where they do not apply)."""
-    ev = evidence if evidence is not None else collect_client_evidence(store, window_s=window_s, seed=seed)
-    return [servegen_f5(ev), servegen_f8(ev), servegen_f11(ev)]
+def client_findings(evidence: ClientEvidence) -> list[Finding]:
+    """Findings 5, 8 and 11 (not applicable, with reasons, where they do not apply)."""
+    return [servegen_f5(evidence), servegen_f8(evidence), servegen_f11(evidence)]

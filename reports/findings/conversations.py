@@ -1,7 +1,7 @@
 """Conversation findings: ServeGen Finding 10 (multi-turn conversations make arrivals less bursty;
 §5.2, Fig. 14-16) and BurstGPT's conversation patterns (KDD'25 §3.2, Fig. 9).
 
-:func:`collect_conversation_evidence` links the trace's requests once
+:func:`measure_conversations` links the trace's requests once
 (:func:`servelab.analysis.conversations.link_conversations`), computes the per-conversation
 tables, fits the inter-turn times with the family registry
 (:func:`servelab.fitting.compare.compare_families`), runs the upsampling experiment
@@ -25,6 +25,7 @@ from servelab.analysis.conversations import (
     link_conversations,
     turn_distribution,
 )
+from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
@@ -36,7 +37,7 @@ __all__ = [
     "UPSAMPLING_MARGIN",
     "ConversationEvidence",
     "burstgpt_conversations",
-    "collect_conversation_evidence",
+    "measure_conversations",
     "conversation_findings",
     "servegen_f10",
 ]
@@ -80,6 +81,16 @@ class ConversationEvidence:
         Fig. 16.
     reason : str
     notes : tuple of str
+    budget : Budget
+        The budget it was measured under.
+    aggregate_windows, gap_histogram, gap_fits, gap_densities : polars.DataFrame or None
+        ServeGen Fig. 14 on the whole trace (10-minute window rate and CV, log-binned gap
+        histogram, the gap family comparison table and its fitted densities); filled by the
+        conversations area (:mod:`servelab.reports.areas.conversations`), None otherwise.
+    sample_note : str or None
+        How the conversations area subsampled the trace under its budget (None: every request).
+    aggregate_note : str or None
+        Why the Fig. 14 gap fit failed, when it did.
     """
 
     summary: LinkSummary | None
@@ -92,16 +103,28 @@ class ConversationEvidence:
     upsampling: UpsamplingResult | None = None
     reason: str = ""
     notes: tuple[str, ...] = field(default=())
+    budget: Budget = Budget.full()
+    aggregate_windows: pl.DataFrame | None = None
+    gap_histogram: pl.DataFrame | None = None
+    gap_fits: pl.DataFrame | None = None
+    gap_densities: pl.DataFrame | None = None
+    sample_note: str | None = None
+    aggregate_note: str | None = None
 
 
-def collect_conversation_evidence(store: TraceStore, *, rule: str = "auto", window_s: float = 600.0,
-                                  deltas_s: tuple[float, ...] = DEFAULT_LONG_DELTAS_S, seed: int = 0,
-                                  max_fit_n: int = 200_000) -> ConversationEvidence:
-    """Link, describe, fit and upsample once. Never raises for a trace without links."""
+def measure_conversations(store: TraceStore, *, rule: str = "auto", window_s: float = 600.0,
+                          deltas_s: tuple[float, ...] = DEFAULT_LONG_DELTAS_S, seed: int = 0,
+                          budget: Budget = Budget.full(), max_fit_n: int | None = None) -> ConversationEvidence:
+    """Link, describe, fit and upsample once. Never raises for a trace without links.
+
+    The inter-turn times are fitted on at most ``max_fit_n`` values (default: the budget's
+    ``max_itt_fit_n``, 200,000 full, 20,000 quick).
+    """
+    max_fit_n = budget.max_itt_fit_n if max_fit_n is None else max_fit_n
     try:
         conv = link_conversations(store, rule=rule)
     except NotApplicableError as err:
-        return ConversationEvidence(summary=None, reason=err.reason)
+        return ConversationEvidence(summary=None, reason=err.reason, budget=budget)
     notes: list[str] = list(conv.summary.notes)
     itt = itt_values(conv.links)
     turns = turn_distribution(conv.conversations)
@@ -129,7 +152,8 @@ def collect_conversation_evidence(store: TraceStore, *, rule: str = "auto", wind
         except (NotApplicableError, ValueError) as err:
             notes.append(f"upsampling not run: {err}")
     return ConversationEvidence(summary=conv.summary, turns=turns, intervals=intervals, itt_quantiles=qs,
-                                itt_histogram=hist, durations=durations, itt_fit=fit, upsampling=up, notes=tuple(notes))
+                                itt_histogram=hist, durations=durations, itt_fit=fit, upsampling=up, notes=tuple(notes),
+                                budget=budget)
 
 
 def _fin(x) -> float | None:
@@ -241,8 +265,6 @@ def _txt(x: float | None) -> str:
     return "undefined" if x is None else f"{x:.2f}"
 
 
-def conversation_findings(store: TraceStore, *, window_s: float = 600.0, seed: int = 0,
-                          evidence: ConversationEvidence | None = None) -> list[Finding]:
-    """ServeGen Finding 10 and BurstGPT §3.2 on ``store`` (not applicable, with reasons, where they do not apply)."""
-    ev = evidence if evidence is not None else collect_conversation_evidence(store, window_s=window_s, seed=seed)
-    return [servegen_f10(ev), burstgpt_conversations(ev)]
+def conversation_findings(evidence: ConversationEvidence) -> list[Finding]:
+    """ServeGen Finding 10 and BurstGPT §3.2 (not applicable, with reasons, where they do not apply)."""
+    return [servegen_f10(evidence), burstgpt_conversations(evidence)]

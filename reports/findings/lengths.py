@@ -44,6 +44,7 @@ import numpy as np
 import polars as pl
 
 from servelab.analysis import lengths as L
+from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
@@ -119,7 +120,7 @@ class LengthEvidence:
         object.__setattr__(self, "notes", tuple(self.notes))
 
 
-def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, quick: bool = False,
+def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, budget: Budget = Budget.full(),
                     max_fit_n: int | None = None, periods=L.DEFAULT_PERIODS) -> LengthEvidence:
     """Run the length analyses and fits on ``store`` once.
 
@@ -129,15 +130,15 @@ def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, 
         Extra grouping for the quantile and correlation tables.
     seed : int
         Seed of the fit subsample and the bimodality subsample.
-    quick : bool
-        Fit on at most 100,000 lengths instead of 1,000,000.
+    budget : Budget
+        Fit on at most ``budget.max_fit_n`` lengths (full 1,000,000, quick 100,000).
     max_fit_n : int, optional
-        Overrides the fit sample size.
+        Overrides the budget's fit sample size.
     """
     tables: dict[str, pl.DataFrame] = {}
     skipped: dict[str, str] = {}
     notes: list[str] = []
-    fit_n = max_fit_n if max_fit_n is not None else (100_000 if quick else 1_000_000)
+    fit_n = max_fit_n if max_fit_n is not None else budget.max_fit_n
 
     def attempt(name, fn):
         try:

@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 import polars as pl
+from servelab.analysis.budget import Budget
 from servelab.analysis.bursts import burst_counts
 from servelab.analysis.failures import (
     failure_rate_spread,
@@ -106,6 +107,7 @@ class PeriodicityEvidence:
     forecasts: Mapping[tuple[str, float], ForecastResult] = field(default_factory=dict)
     reasons: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    budget: Budget = Budget.full()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "forecasts", MappingProxyType(dict(self.forecasts)))
@@ -137,14 +139,15 @@ def regroup(frame: pl.DataFrame, by: tuple[str, ...]) -> pl.DataFrame:
         [*by, "group", "bin", *[c for c in out.columns if c not in (*by, "bin", "group")]])
 
 
-def measure_periodicity(store: TraceStore, *, quick: bool = False, seed: int = 0) -> PeriodicityEvidence:
+def measure_periodicity(store: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0) -> PeriodicityEvidence:
     """Run every analysis of this area on ``store`` (each skipped, with its reason, if it cannot).
 
     Parameters
     ----------
     store : TraceStore
-    quick : bool
-        Fewer boosting iterations (50 instead of 100) in the forecasts.
+    budget : Budget
+        ``budget.forecast_max_iter`` boosting iterations in the forecasts (100 in full and quick
+        mode; nothing else here is sampled: the analyses read per-bin counts).
     seed : int
         Seed of the forecasting regressor.
     """
@@ -205,7 +208,7 @@ def measure_periodicity(store: TraceStore, *, quick: bool = False, seed: int = 0
         for target in targets:
             try:
                 forecasts[(target, bin_s)] = LoadForecaster(
-                    bin_s=bin_s, target=target, seed=seed, max_iter=50 if quick else 100).fit_series(series[bin_s])
+                    bin_s=bin_s, target=target, seed=seed, max_iter=budget.forecast_max_iter).fit_series(series[bin_s])
             except InsufficientDataError as err:
                 reasons[f"forecast {target} {bin_s:g}s"] = str(err)
     return PeriodicityEvidence(
@@ -213,7 +216,7 @@ def measure_periodicity(store: TraceStore, *, quick: bool = False, seed: int = 0
         hour_profile=hour_of_day_profile(hourly), week_profile=day_of_week_profile(daily),
         weekday_weekend=weekday_weekend(daily), periodicity=periodic, bursts=bursts,
         failure_rates=fr, failure_over_time=fot, failure_spread=spread, forecasts=forecasts,
-        reasons=reasons, notes=tuple(notes),
+        reasons=reasons, notes=tuple(notes), budget=budget,
     )
 
 
@@ -407,9 +410,8 @@ def _forecast_finding(ev: PeriodicityEvidence) -> Finding:
     return Finding(fid, statement, src, verdict, measured, reason, figs)
 
 
-def periodicity_findings(evidence: PeriodicityEvidence | TraceStore, *, quick: bool = False,
-                         seed: int = 0) -> list[Finding]:
-    """The BurstGPT findings of this area (from evidence, or measured on a store first)."""
-    ev = evidence if isinstance(evidence, PeriodicityEvidence) else measure_periodicity(evidence, quick=quick, seed=seed)
+def periodicity_findings(evidence: PeriodicityEvidence) -> list[Finding]:
+    """The BurstGPT findings of this area, from :func:`measure_periodicity`'s evidence."""
+    ev = evidence
     return [_periodicity_finding(ev), _weekday_finding(ev), _burst_finding(ev), _failure_finding(ev),
             _forecast_finding(ev)]

@@ -28,6 +28,7 @@ from typing import Any
 import polars as pl
 
 from servelab.analysis import reasoning as R
+from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.lengths import io_correlation
@@ -65,8 +66,11 @@ class ReasoningEvidence:
         object.__setattr__(self, "notes", tuple(self.notes))
 
 
-def measure_reasoning(store: TraceStore, *, seed: int = 0, quick: bool = False) -> ReasoningEvidence:
-    """Run the reasoning analyses once; never raises for a trace without ``reason_tokens``."""
+def measure_reasoning(store: TraceStore, *, seed: int = 0, budget: Budget = Budget.full()) -> ReasoningEvidence:
+    """Run the reasoning analyses once; never raises for a trace without ``reason_tokens``.
+
+    The bimodality tests read at most ``budget.max_bimodality_n`` ratios (full 50,000, quick 20,000).
+    """
     try:
         counts = R.reasoning_counts(store)
     except NotApplicableError as err:
@@ -80,7 +84,7 @@ def measure_reasoning(store: TraceStore, *, seed: int = 0, quick: bool = False) 
     if store.has("input_tokens"):
         tables["io_correlation"] = io_correlation(store, seed=seed)
     tables["ratio_pmf"] = R.reason_ratio_pmf(store)
-    max_n = 20_000 if quick else 50_000
+    max_n = budget.max_bimodality_n
     bim = None
     try:
         bim = bimodality(R.reason_ratios(store, max_n=max_n, seed=seed), max_n=max_n, seed=seed)

@@ -64,9 +64,11 @@ report.verdict_counts()
 _REPORT_MD = """\
 ## The report, once
 
-`build_report` runs every section of `servelab.reports.sections` on the store (each is
-`build_section(store, quick=..., seed=...)`, callable on its own too) and writes one self-contained
-HTML page plus a JSON of all findings; `servelab report TRACE` is the same call from the shell.
+`build_report` runs every area of `servelab.reports.areas.AREAS` on the store (each area measures
+once, `area.measure(store, budget=..., seed=...)`, then gives its findings, tables and figures of
+that evidence; `build_section(area, store)` does all of it for one area) and writes one
+self-contained HTML page plus a JSON of all findings; `servelab report TRACE` is the same call from
+the shell.
 The cells below walk through its sections."""
 
 SERVEGEN = [

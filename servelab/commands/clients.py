@@ -1,49 +1,20 @@
 """``servelab clients STORE [--window 10m] [--min-requests N] [-o OUTDIR] [--figures]``.
 
-Client decomposition of a store: ranking and share curve, per-client-per-window statistics,
-per-client summary, stability and mix attribution, and ServeGen Findings 5, 8 and 11. Prints the
-tables (first rows) and findings; with ``-o`` writes every table as Parquet and CSV plus
-``findings.json`` (and, with ``--figures``, the figures as PNG). A trace without client ids
-prints not-applicable findings with the reason. This module only parses options, calls the
-library and prints.
+Client decomposition of a store (the clients area, :data:`servelab.reports.areas.CLIENTS`):
+ranking and share curve, per-client-per-window statistics, per-client summary, stability and mix
+attribution, and ServeGen Findings 5, 8 and 11. Prints the tables (first rows) and findings; with
+``-o`` writes every table as Parquet and CSV plus ``findings.json`` (and, with ``--figures``, the
+area's figures as PNG: the same figures the report draws). A trace without client ids prints
+not-applicable findings with the reason. This module only parses options, calls the library and
+prints.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-
 import click
-import polars as pl
 
-from servelab.analysis.findings import Finding
-from servelab.commands.output import print_findings, print_table, write_findings, write_table
+from servelab.commands.output import emit
 
-__all__ = ["clients", "emit"]
-
-
-def emit(tables: Mapping[str, pl.DataFrame], findings: Iterable[Finding], notes: Iterable[str], *,
-         outdir: str | None, rows: int, figures: Mapping | None = None) -> None:
-    """Print tables, notes and findings; write them (and figures) into ``outdir`` when given."""
-    target = Path(outdir) if outdir else None
-    written: list[Path] = []
-    if target:
-        target.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        print_table(name, table, rows)
-        if target:
-            written += write_table(target, name, table)
-    for note in notes:
-        click.echo(f"note: {note}")
-    findings = list(findings)
-    print_findings(findings)
-    if target:
-        written += write_findings(target, findings)
-        if figures:
-            from servelab.figures.style import save_figure
-
-            for fig_id, fig in figures.items():
-                written += save_figure(fig, target / fig_id.replace(".", "_"))
-        click.echo(f"\nwrote {len(written)} files to {target}")
+__all__ = ["clients"]
 
 
 @click.command("clients")
@@ -62,10 +33,7 @@ def clients(store_path: str, window: str, min_requests: int, outdir: str | None,
     from servelab.analysis.arrivals import parse_window
     from servelab.analysis.clients import top_clients_for_share
     from servelab.analysis.store import open_store
-    from servelab.reports.findings.clients import (
-        client_findings,
-        collect_client_evidence,
-    )
+    from servelab.reports.areas import CLIENTS
 
     try:
         window_s = parse_window(window)
@@ -74,33 +42,14 @@ def clients(store_path: str, window: str, min_requests: int, outdir: str | None,
     if min_requests < 1:
         raise click.BadParameter(f"must be >= 1; got {min_requests}", param_hint="--min-requests")
     store = open_store(store_path)
-    ev = collect_client_evidence(store, window_s=window_s, min_requests=min_requests, seed=seed)
-    findings = client_findings(store, evidence=ev)
-    tables: dict[str, pl.DataFrame] = {}
-    notes = list(ev.notes)
-    figures = {}
+    ev = CLIENTS.measure(store, seed=seed, window_s=window_s, min_requests=min_requests, length_quantiles=True)
     d = ev.decomposition
     if d is None:
-        notes.append(f"client decomposition not applicable: {ev.reason}")
+        notes = [*ev.notes, f"client decomposition not applicable: {ev.reason}"]
     else:
+        notes = list(CLIENTS.notes(ev))
         click.echo(f"{d.n_clients} clients; {d.top50} carry 50% and {d.top90} carry 90% of requests"
                    + (f"; {top_clients_for_share(d.ranking, 0.9, by='tokens')} carry 90% of tokens"
                       if "cum_token_share" in d.ranking.columns else ""))
-        tables = {"ranking": d.ranking, "client_summary": d.summary, "client_windows": d.window_stats,
-                  "aggregate_windows": d.aggregate, "stability": d.stability, "stability_overview": ev.stability,
-                  "attribution": d.attribution}
-        if ev.reason_bimodality is not None:
-            tables["reason_bimodality"] = ev.reason_bimodality
-        if with_figures and outdir:
-            from servelab.figures.clients import (
-                servegen_fig6,
-                servegen_fig12,
-                servegen_fig17,
-            )
-
-            figures["servegen.fig6"] = servegen_fig6(d.summary, d.window_stats, clients=ev.top_ids)
-            if "mean_mm_ratio" in d.summary.columns:
-                figures["servegen.fig12"] = servegen_fig12(d.summary, d.window_stats, clients=ev.top_ids)
-            if ev.reason_bimodality is not None:
-                figures["servegen.fig17"] = servegen_fig17(d.summary, d.ranking, reason_histograms=ev.reason_histograms)
-    emit(tables, findings, notes, outdir=outdir, rows=rows, figures=figures)
+    figures = CLIENTS.figures(ev) if with_figures and outdir else {}
+    emit(CLIENTS.detail_tables(ev), CLIENTS.findings(ev), notes, outdir=outdir, rows=rows, figures=figures)

@@ -1,19 +1,19 @@
 """``servelab conversations STORE [--rule auto|conversation_id|parent_id|prefix_blocks] [-o OUTDIR]``.
 
 Links the store's requests into conversations (explicit ids, parent links, or inferred from
-prompt block hashes), says how many were linked and by which rule, and prints the turn
-distribution, BurstGPT's interval statistics per number of requests, the ITT family comparison,
-the upsampling experiment (ServeGen Fig. 16) and the findings (ServeGen F10, BurstGPT §3.2).
-With ``-o`` every table is written as Parquet and CSV plus ``findings.json`` (the per-request
-links and per-conversation tables too, with ``--links``). This module only parses options, calls
-the library and prints.
+prompt block hashes) with the conversations area (:data:`servelab.reports.areas.CONVERSATIONS`),
+says how many were linked and by which rule, and prints the turn distribution, BurstGPT's interval
+statistics per number of requests, the ITT family comparison, the upsampling experiment (ServeGen
+Fig. 16) and the findings (ServeGen F10, BurstGPT §3.2). With ``-o`` every table is written as
+Parquet and CSV plus ``findings.json`` (the per-request links and per-conversation tables too,
+with ``--links``; the area's figures as PNG with ``--figures``: the same figures the report
+draws). This module only parses options, calls the library and prints.
 """
 from __future__ import annotations
 
 import click
-import polars as pl
 
-from servelab.commands.clients import emit
+from servelab.commands.output import emit
 
 __all__ = ["conversations"]
 
@@ -36,16 +36,10 @@ def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, 
                   with_links: bool, with_figures: bool, seed: int, rows: int) -> None:
     """Multi-turn conversations of STORE: links, turns, inter-turn times, upsampling, findings."""
     from servelab.analysis.arrivals import parse_window
-    from servelab.analysis.conversations import (
-        DEFAULT_LONG_DELTAS_S,
-        link_conversations,
-    )
+    from servelab.analysis.conversations import DEFAULT_LONG_DELTAS_S, link_conversations
     from servelab.analysis.exceptions import NotApplicableError
     from servelab.analysis.store import open_store
-    from servelab.reports.findings.conversations import (
-        collect_conversation_evidence,
-        conversation_findings,
-    )
+    from servelab.reports.areas import CONVERSATIONS
 
     try:
         window_s = parse_window(window)
@@ -54,47 +48,27 @@ def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, 
     if any(not d > 0 for d in deltas):
         raise click.BadParameter(f"thresholds must be positive seconds; got {deltas}", param_hint="--delta")
     store = open_store(store_path)
-    ev = collect_conversation_evidence(store, rule=rule, window_s=window_s, seed=seed,
-                                       deltas_s=tuple(deltas) or DEFAULT_LONG_DELTAS_S)
-    findings = conversation_findings(store, evidence=ev)
-    tables: dict[str, pl.DataFrame] = {}
-    notes = list(ev.notes)
-    if ev.summary is None:
-        notes.append(f"conversation analysis not applicable: {ev.reason}")
+    draw = bool(with_figures and outdir)
+    # Fig. 14 reads the whole trace's arrivals once more: measured only when it will be drawn
+    ev = CONVERSATIONS.measure(store, seed=seed, rule=rule, window_s=window_s,
+                               deltas_s=tuple(deltas) or DEFAULT_LONG_DELTAS_S, aggregate=draw)
+    tables = dict(CONVERSATIONS.detail_tables(ev))
+    s = ev.summary
+    if s is None:
+        notes = [*ev.notes, f"conversation analysis not applicable: {ev.reason}"]
     else:
-        s = ev.summary
+        notes = list(CONVERSATIONS.notes(ev))
         click.echo(f"rule {s.rule}: {s.n_linked:,} of {s.n_requests:,} requests ({s.linked_share:.1%}) in "
                    f"{s.n_multi_turn:,} multi-turn conversations; {s.n_with_parent:,} linked to an earlier turn; "
                    f"dangling {s.n_dangling}, on cycles {s.n_cycle}, out of order {s.n_out_of_order}, "
                    f"branching {s.n_branching}")
-        tables = {"link_summary": pl.DataFrame([{k: v for k, v in s.to_dict().items() if k != "notes"}]),
-                  "turns": ev.turns, "intervals_by_requests": ev.intervals}
-        if ev.itt_quantiles is not None:
-            tables["itt_quantiles"] = ev.itt_quantiles
-        if ev.durations is not None:
-            tables["duration_quantiles"] = ev.durations
-        if ev.itt_fit is not None:
-            tables["itt_fits"] = ev.itt_fit.table()
-        if ev.upsampling is not None:
-            tables["upsampling_windows"] = ev.upsampling.windows
         if with_links and outdir:
-            try:
+            try:  # per-request tables: written, never kept in the evidence
                 conv = link_conversations(store, rule=rule)
             except NotApplicableError:  # pragma: no cover - the evidence above already linked
                 conv = None
             if conv is not None:
                 tables["links"] = conv.links
                 tables["conversations"] = conv.conversations
-    figures = {}
-    if with_figures and outdir and ev.summary is not None and ev.summary.n_multi_turn:
-        from servelab.figures.conversations import (
-            burstgpt_fig9,
-            servegen_fig15,
-            servegen_fig16,
-        )
-
-        figures["servegen.fig15"] = servegen_fig15(ev.turns, ev.itt_histogram)
-        figures["burstgpt.fig9"] = burstgpt_fig9(ev.intervals)
-        if ev.upsampling is not None:
-            figures["servegen.fig16"] = servegen_fig16(ev.upsampling.windows)
-    emit(tables, findings, notes, outdir=outdir, rows=rows, figures=figures)
+    figures = CONVERSATIONS.figures(ev) if draw else {}
+    emit(tables, CONVERSATIONS.findings(ev), notes, outdir=outdir, rows=rows, figures=figures)

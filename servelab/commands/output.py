@@ -1,21 +1,23 @@
-"""Printing and writing the tables and findings of the per-area commands.
+"""Printing and writing the tables, findings and figures of the per-area commands.
 
 ``servelab arrivals``, ``lengths``, ``clients`` and ``conversations`` print the first rows of each
-table and every finding, and with ``-o DIR`` write each table as Parquet and CSV and the findings
-as ``findings.{parquet,csv,json}``. This module only formats and writes; it computes nothing.
+table and every finding, and with ``-o DIR`` write each table as Parquet and CSV, the findings
+as ``findings.{parquet,csv,json}`` and (``--figures``) the figures as PNG. This module only
+formats and writes; it computes nothing.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 import polars as pl
 
 from servelab.analysis.findings import Finding, findings_table
 
-__all__ = ["print_findings", "print_table", "write_findings", "write_table"]
+__all__ = ["emit", "print_findings", "print_table", "write_figures", "write_findings", "write_table"]
 
 
 def print_table(name: str, table: pl.DataFrame, rows: int) -> None:
@@ -49,3 +51,35 @@ def write_findings(target: Path, findings: Iterable[Finding]) -> list[Path]:
     table.write_csv(paths[1])
     paths[2].write_text(json.dumps([f.to_dict() for f in findings], indent=2))
     return paths
+
+
+def write_figures(target: Path, figures: Mapping[str, Any]) -> list[Path]:
+    """Save each figure as ``target/<figure id with "." -> "_">.png``; return the paths."""
+    from servelab.figures.style import save_figure
+
+    written: list[Path] = []
+    for fig_id, fig in figures.items():
+        written += save_figure(fig, target / fig_id.replace(".", "_"))
+    return written
+
+
+def emit(tables: Mapping[str, pl.DataFrame], findings: Iterable[Finding], notes: Iterable[str], *,
+         outdir: str | None, rows: int, figures: Mapping[str, Any] | None = None) -> None:
+    """Print tables, notes and findings; write them (and figures) into ``outdir`` when given."""
+    target = Path(outdir) if outdir else None
+    written: list[Path] = []
+    if target:
+        target.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        print_table(name, table, rows)
+        if target:
+            written += write_table(target, name, table)
+    for note in notes:
+        click.echo(f"note: {note}")
+    findings = list(findings)
+    print_findings(findings)
+    if target:
+        written += write_findings(target, findings)
+        if figures:
+            written += write_figures(target, figures)
+        click.echo(f"\nwrote {len(written)} files to {target}")

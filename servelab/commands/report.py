@@ -17,7 +17,8 @@ __all__ = ["report"]
 @click.argument("store_or_trace", required=False, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
               show_default=True, help="HTML file to write; the JSON of all findings goes beside it (.json).")
-@click.option("--quick", is_flag=True, help="Subsample fits (for very large traces); each section says how.")
+@click.option("--quick", is_flag=True, help="Quick budget: subsample fits (for very large traces); each section says "
+              "how.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random draw of the sections.")
 @click.option("--format", "fmt", default="auto", show_default=True,
               help="Format of a raw trace to ingest first: auto (sniffs it), burstgpt, azure, mooncake, bailian, "
@@ -40,19 +41,22 @@ def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fm
     STORE_OR_TRACE is a trace store folder (from `servelab ingest`) or a raw trace file, which is
     ingested into a temporary store first.
     """
+    from servelab.analysis.budget import Budget
     from servelab.analysis.exceptions import ColumnMapError, StoreNotFoundError, TraceFormatError
-    from servelab.reports.builder import SECTION_MODULES, SectionFailedWarning, build_report
+    from servelab.reports.areas import area_ids
+    from servelab.reports.builder import SectionFailedWarning, build_report
 
-    unknown = [name for name in only if name not in SECTION_MODULES]
+    ids = area_ids()
+    unknown = [name for name in only if name not in ids]
     if unknown:
-        raise click.BadParameter(f"unknown section(s) {unknown}; allowed: {list(SECTION_MODULES)}",
-                                 param_hint="--section")
-    sections = tuple(name for name in SECTION_MODULES if name in only) if only else SECTION_MODULES
+        raise click.BadParameter(f"unknown section(s) {unknown}; allowed: {list(ids)}", param_hint="--section")
+    sections = tuple(name for name in ids if name in only) if only else ids
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SectionFailedWarning)
         try:
-            result = build_report(store_or_trace, output=output, quick=quick, seed=seed, progress=progress, fmt=fmt,
+            result = build_report(store_or_trace, output=output, budget=Budget.quick() if quick else Budget.full(),
+                                  seed=seed, progress=progress, fmt=fmt,
                                   column_map=column_map, sections=sections, figures_dir=figures_dir,
                                   figure_formats=figure_formats or ("svg",))
         except (StoreNotFoundError, TraceFormatError, ColumnMapError, FileNotFoundError) as err:

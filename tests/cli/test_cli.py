@@ -12,3 +12,33 @@ def test_version_and_help():
     result = runner.invoke(main, ["--help"])
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+def test_every_registered_command_resolves_to_a_click_command():
+    import click
+
+    from servelab.cli import COMMANDS, load_command
+
+    for name in COMMANDS:
+        command = load_command(name)
+        assert isinstance(command, click.Command) and command.name == name, name
+    listed = CliRunner().invoke(main, ["--help"]).output
+    assert all(f"\n  {name} " in listed for name in COMMANDS), listed
+
+
+def test_a_renamed_command_module_is_an_error_not_a_missing_command(monkeypatch):
+    import pytest
+
+    from servelab import cli
+
+    monkeypatch.setitem(cli.COMMANDS, "arrivals", "servelab.commands.arrivalz:arrivals")
+    with pytest.raises(cli.CommandNotFoundError, match="command 'arrivals': module 'servelab.commands.arrivalz' "
+                                                       "does not exist"):
+        cli.load_command("arrivals")
+    monkeypatch.setitem(cli.COMMANDS, "arrivals", "servelab.commands.arrivals:arrivalz")
+    with pytest.raises(cli.CommandNotFoundError, match="has no click command 'arrivalz'; got NoneType"):
+        cli.load_command("arrivals")
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code != 0 and isinstance(result.exception, cli.CommandNotFoundError)
+    with pytest.raises(KeyError, match="unknown command 'nope'"):
+        cli.load_command("nope")

@@ -5,7 +5,8 @@ import polars as pl
 import pytest
 from matplotlib.patches import StepPatch
 from servelab.analysis.store import write_store
-from servelab.reports.sections import lengths as lengths_section
+from servelab.analysis.budget import Budget
+from servelab.reports.areas import LENGTHS, build_section
 
 
 def _frame(rng, n=3000, *, audio=True):
@@ -26,8 +27,9 @@ def _frame(rng, n=3000, *, audio=True):
 def sections(tmp_path_factory):
     rng = np.random.default_rng(20251123)
     root = tmp_path_factory.mktemp("omni")
-    omni = lengths_section.build_section(write_store(_frame(rng), root / "omni"), quick=True)
-    image = lengths_section.build_section(write_store(_frame(rng, audio=False), root / "image"), quick=True)
+    omni = build_section(LENGTHS, write_store(_frame(rng), root / "omni"), budget=Budget.quick())
+    image = build_section(LENGTHS, write_store(_frame(rng, audio=False), root / "image"),
+                          budget=Budget.quick())
     return omni, image
 
 
@@ -61,7 +63,7 @@ def test_single_modality_trace_says_why_fig8_is_missing(sections):
 
 def test_trace_without_lengths_says_why_fig10_is_missing(tmp_path):
     store = write_store(pl.DataFrame({"timestamp": np.arange(50.0)}), tmp_path / "bare")
-    section = lengths_section.build_section(store, quick=True)
+    section = build_section(LENGTHS, store, budget=Budget.quick())
     assert "burstgpt.fig10" not in section.figures
     assert any(n.startswith("burstgpt.fig10 not drawn:") and "input_tokens" in n for n in section.notes)
     assert any("no modality tokens" in n for n in section.notes)

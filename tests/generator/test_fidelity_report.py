@@ -35,18 +35,21 @@ def test_fig19_is_registered_and_draws_every_panel(rng):
 
 
 def test_generation_section_not_applicable_without_clients(tmp_path):
-    from servelab.reports.sections.generation import build_section
+    from servelab.analysis.budget import Budget
+    from servelab.reports.areas import GENERATION, build_section
 
     store = write_store(pl.DataFrame({"timestamp": [0.0, 1.0, 2.0], "input_tokens": [1, 2, 3],
                                       "output_tokens": [1, 1, 1]}), tmp_path / "s")
-    section = build_section(store, quick=True)
+    section = build_section(GENERATION, store, budget=Budget.quick())
     (finding,) = section.findings
     assert finding.verdict == Verdict.NOT_APPLICABLE and "client_id" in finding.reason
 
 
 @pytest.mark.skipif(importlib.util.find_spec("servelab.fitting.pool_fit") is None, reason="fit-pool not available")
 def test_generation_section_on_a_client_tagged_trace(tmp_path):
-    from servelab.reports.sections.generation import build_section, choose_periods
+    from servelab.analysis.budget import Budget
+    from servelab.reports.areas import GENERATION, build_section
+    from servelab.reports.areas.generation import choose_periods
 
     # a bursty client with long inputs over a steady one with short inputs: rate-length coupling
     pool = make_pool({"big": [6.0] * 6, "burst": [2.0, 0.5, 2.0, 0.5, 2.0, 0.5]},
@@ -57,7 +60,7 @@ def test_generation_section_on_a_client_tagged_trace(tmp_path):
     store = write_store(ref, tmp_path / "ref")
     periods = choose_periods(store, period_s=1800)
     assert set(periods) == {"stable", "variable"} and all(b - a == 1800 for a, b in periods.values())
-    section = build_section(store, quick=True, seed=1)
+    section = build_section(GENERATION, store, budget=Budget.quick(), seed=1)
     (finding,) = section.findings
     assert finding.verdict == Verdict.HOLDS, finding.reason
     assert "servegen.fig19" in section.figures

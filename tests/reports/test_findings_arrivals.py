@@ -8,12 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 from servelab.analysis import Verdict, write_store
+from servelab.analysis.budget import Budget
 from servelab.analysis.ingest import ingest
 from servelab.cli import main
 from servelab.reports.findings.arrivals import (
     arrival_findings,
     burstgpt_gamma_shift,
-    collect_arrival_evidence,
+    measure_arrivals,
     servegen_f1,
     servegen_f2,
 )
@@ -27,7 +28,7 @@ def azure_store(tmp_path_factory, raw_traces):
 
 @pytest.fixture(scope="module")
 def azure_evidence(azure_store):
-    return collect_arrival_evidence(azure_store, seed=0, quick=True)
+    return measure_arrivals(azure_store, seed=0, budget=Budget.quick())
 
 
 def test_azure_code_trace_is_bursty(azure_store, azure_evidence):
@@ -60,7 +61,7 @@ def _poisson_store(tmp_path, rng, n=6000, span=3 * 3600.0):
 
 
 def test_poisson_trace_is_not_called_bursty_or_shifting(tmp_path, rng):
-    ev = collect_arrival_evidence(_poisson_store(tmp_path, rng), seed=0, quick=True)
+    ev = measure_arrivals(_poisson_store(tmp_path, rng), seed=0, budget=Budget.quick())
     f1, f2, g = arrival_findings(ev)
     assert f1.measured["bursty"] is False
     assert f1.verdict in (Verdict.DOES_NOT_HOLD, Verdict.INCONCLUSIVE)
@@ -79,14 +80,14 @@ def test_gamma_shift_holds_when_burstiness_changes(tmp_path, rng):
         t = k * 1200.0 + np.cumsum(gaps) * (1190.0 / gaps.sum())
         times.append(t)
     store = write_store(pl.DataFrame({"timestamp": np.concatenate(times)}), tmp_path / "g")
-    g = burstgpt_gamma_shift(collect_arrival_evidence(store, quick=True))
+    g = burstgpt_gamma_shift(measure_arrivals(store, budget=Budget.quick()))
     assert g.verdict is Verdict.HOLDS
     assert g.measured["trace.alpha_max_over_min"] > 5
 
 
 def test_findings_not_applicable_on_a_tiny_trace(tmp_path):
     store = write_store(pl.DataFrame({"timestamp": [0.0, 1.0]}), tmp_path / "tiny")
-    ev = collect_arrival_evidence(store, by="client")
+    ev = measure_arrivals(store, by="client")
     assert "per-client tables skipped: the trace has no 'client_id' column" in ev.notes
     f1, f2, g = arrival_findings(ev)
     assert [f.verdict for f in (f1, f2, g)] == [Verdict.NOT_APPLICABLE] * 3
@@ -95,9 +96,9 @@ def test_findings_not_applicable_on_a_tiny_trace(tmp_path):
 
 
 def test_section_builds_with_figures(azure_store):
-    from servelab.reports.sections.arrivals import build_section
+    from servelab.reports.areas import ARRIVALS, build_section
 
-    section = build_section(azure_store, quick=True, seed=0)
+    section = build_section(ARRIVALS, azure_store, budget=Budget.quick(), seed=0)
     assert [f.id for f in section.findings] == ["servegen.F1", "servegen.F2", "burstgpt.gamma_shift"]
     assert set(section.figures) == {"servegen.fig1", "servegen.fig2", "burstgpt.fig6"}
     assert section.headline["gap CV"] > 5
@@ -134,7 +135,7 @@ def test_quantised_trace_is_jittered_and_said_so(tmp_path, rng):
     # Mooncake-like: Gamma arrivals (CV 2) with timestamps floored to 3 s, so ~half the gaps are 0
     t = np.floor(np.cumsum(rng.gamma(0.25, 8.0, 4000)) / 3.0) * 3.0
     store = write_store(pl.DataFrame({"timestamp": t}), tmp_path / "q")
-    ev = collect_arrival_evidence(store, quick=True)
+    ev = measure_arrivals(store, budget=Budget.quick())
     assert any("quantised to 3 s" in note and "jittered" in note for note in ev.notes)
     f1 = servegen_f1(ev)
     assert f1.measured["zero_gap_fraction"] > 0.3

@@ -8,14 +8,14 @@ import pytest
 from servelab.analysis.findings import Verdict
 from servelab.analysis.store import write_store
 from servelab.reports.findings.clients import (
-    collect_client_evidence,
+    measure_clients,
     servegen_f5,
     servegen_f8,
     servegen_f11,
 )
 from servelab.reports.findings.conversations import (
     burstgpt_conversations,
-    collect_conversation_evidence,
+    measure_conversations,
     servegen_f10,
 )
 
@@ -54,7 +54,7 @@ def _clients_trace(rng, *, skewed: bool, mix_driven: bool, extra=None):
 
 def test_f5_holds_when_a_skewed_mix_drives_the_shift(rng, tmp_path):
     store = write_store(_clients_trace(rng, skewed=True, mix_driven=True), tmp_path / "s")
-    ev = collect_client_evidence(store, window_s=W)
+    ev = measure_clients(store, window_s=W)
     f = servegen_f5(ev)
     d = ev.decomposition
     assert f.verdict is Verdict.HOLDS, f.reason
@@ -66,7 +66,7 @@ def test_f5_holds_when_a_skewed_mix_drives_the_shift(rng, tmp_path):
 
 def test_f5_does_not_hold_for_even_clients_with_shifting_behaviour(rng, tmp_path):
     store = write_store(_clients_trace(rng, skewed=False, mix_driven=False), tmp_path / "e")
-    f = servegen_f5(collect_client_evidence(store, window_s=W))
+    f = servegen_f5(measure_clients(store, window_s=W))
     assert f.verdict is Verdict.DOES_NOT_HOLD, f.reason
     assert f.measured["top90_client_share"] > 0.2 and f.measured["mean_input_mix_r2"] < 0.5
 
@@ -77,7 +77,7 @@ def test_f8_and_f11_on_multimodal_and_reasoning_traces(rng, tmp_path):
         return {"image_tokens": np.round(frame["input_tokens"] * share).astype(np.int64)}
 
     store = write_store(_clients_trace(rng, skewed=True, mix_driven=True, extra=mm), tmp_path / "mm")
-    ev = collect_client_evidence(store, window_s=W)
+    ev = measure_clients(store, window_s=W)
     f8 = servegen_f8(ev)
     assert f8.measured["top_mm_share_range"] == pytest.approx(0.75, abs=0.02)
     assert servegen_f11(ev).verdict is Verdict.NOT_APPLICABLE
@@ -87,7 +87,7 @@ def test_f8_and_f11_on_multimodal_and_reasoning_traces(rng, tmp_path):
         return {"reason_tokens": np.round(ratio * frame["output_tokens"]).astype(np.int64)}
 
     store = write_store(_clients_trace(rng, skewed=True, mix_driven=True, extra=reason), tmp_path / "r")
-    ev = collect_client_evidence(store, window_s=W, max_reason_n=3000)
+    ev = measure_clients(store, window_s=W, max_reason_n=3000)
     f11 = servegen_f11(ev)
     # Poisson clients (CV ~ 1 measured on finite windows: about half at or below 1) and
     # bimodal ratios in every top client
@@ -98,7 +98,7 @@ def test_f8_and_f11_on_multimodal_and_reasoning_traces(rng, tmp_path):
 
 def test_client_findings_not_applicable_without_client_ids(tmp_path):
     store = write_store(pl.DataFrame({"timestamp": [0.0, 1.0, 5.0]}), tmp_path / "anon")
-    ev = collect_client_evidence(store)
+    ev = measure_clients(store)
     for f in (servegen_f5(ev), servegen_f8(ev), servegen_f11(ev)):
         assert f.verdict is Verdict.NOT_APPLICABLE and "client_id" in f.reason
 
@@ -121,7 +121,7 @@ def _conversational(rng, *, n_conv=2000, span=24 * 3600.0, singles=20_000, itt=1
 def test_f10_and_burstgpt_on_a_conversational_trace(rng, tmp_path):
     frame, turns = _conversational(rng)
     store = write_store(frame, tmp_path / "c")
-    ev = collect_conversation_evidence(store, window_s=1800.0)
+    ev = measure_conversations(store, window_s=1800.0)
     f10 = servegen_f10(ev)
     assert f10.measured["multi_turn_requests"] == int(turns[turns >= 2].sum())
     assert f10.measured["conversations"] == int((turns >= 2).sum())
@@ -136,11 +136,11 @@ def test_f10_and_burstgpt_on_a_conversational_trace(rng, tmp_path):
 
 def test_conversation_findings_not_applicable_without_links(tmp_path):
     store = write_store(pl.DataFrame({"timestamp": [0.0, 1.0, 5.0]}), tmp_path / "bare")
-    ev = collect_conversation_evidence(store)
+    ev = measure_conversations(store)
     for f in (servegen_f10(ev), burstgpt_conversations(ev)):
         assert f.verdict is Verdict.NOT_APPLICABLE and "no link information" in f.reason
     single = write_store(pl.DataFrame({"timestamp": [0.0, 1.0, 5.0], "conversation_id": ["a", "b", "c"]}),
                          tmp_path / "single")
-    ev = collect_conversation_evidence(single)
+    ev = measure_conversations(single)
     assert servegen_f10(ev).verdict is Verdict.NOT_APPLICABLE
     assert "no multi-turn conversation" in burstgpt_conversations(ev).reason

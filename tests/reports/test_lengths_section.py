@@ -9,10 +9,11 @@ from click.testing import CliRunner
 from matplotlib.figure import Figure
 
 from servelab.analysis import Verdict, write_store
+from servelab.analysis.budget import Budget
 from servelab.cli import main
 from servelab.figures.registry import figure_specs
+from servelab.reports.areas import LENGTHS, build_section
 from servelab.reports.findings.lengths import length_findings, measure_lengths
-from servelab.reports.sections.lengths import build_section
 
 ORIGIN = dt.datetime(2025, 3, 3, tzinfo=dt.timezone.utc)
 
@@ -49,7 +50,7 @@ def _by_id(findings):
 
 
 def test_section_verdicts_on_servegen_shaped_trace(store):
-    sec = build_section(store, quick=True, seed=0)
+    sec = build_section(LENGTHS, store, budget=Budget.quick(), seed=0)
     f = _by_id(sec.findings)
     assert f["servegen.F3.input"].verdict == Verdict.HOLDS
     assert f["servegen.F3.output"].verdict == Verdict.HOLDS
@@ -75,11 +76,11 @@ def test_section_verdicts_on_servegen_shaped_trace(store):
 
 def test_bimodal_and_linear_outputs(tmp_path):
     bi = write_store(_trace(seed=4, bimodal=True), tmp_path / "bi", origin=ORIGIN, timezone="UTC")
-    f = _by_id(length_findings(measure_lengths(bi, quick=True)))
+    f = _by_id(length_findings(measure_lengths(bi, budget=Budget.quick())))
     assert f["burstgpt.bimodal_responses"].verdict == Verdict.HOLDS
     assert f["burstgpt.bimodal_responses"].measured["mode1_tokens"] == pytest.approx(np.exp(3), rel=0.1)
     lin = write_store(_trace(seed=5, linear=True), tmp_path / "lin", origin=ORIGIN, timezone="UTC")
-    f = _by_id(length_findings(measure_lengths(lin, quick=True)))
+    f = _by_id(length_findings(measure_lengths(lin, budget=Budget.quick())))
     assert f["burstgpt.linear_relation"].verdict == Verdict.HOLDS
     assert f["burstgpt.linear_relation"].measured["slope"] == pytest.approx(0.5, rel=0.1)
     assert f["servegen.F3.correlation"].verdict == Verdict.DOES_NOT_HOLD
@@ -87,7 +88,7 @@ def test_bimodal_and_linear_outputs(tmp_path):
 
 def test_section_on_a_trace_without_lengths(tmp_path):
     bare = write_store(pl.DataFrame({"timestamp": np.arange(100.0)}), tmp_path / "bare")
-    sec = build_section(bare, quick=True)
+    sec = build_section(LENGTHS, bare, budget=Budget.quick())
     assert len(sec.findings) == 13
     assert all(f.verdict == Verdict.NOT_APPLICABLE and f.reason for f in sec.findings)
     assert sec.figures == {}

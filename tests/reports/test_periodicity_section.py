@@ -6,12 +6,13 @@ import numpy as np
 import polars as pl
 import pytest
 from servelab.analysis import Verdict, write_store
+from servelab.analysis.budget import Budget
+from servelab.reports.areas import PERIODICITY, build_section
 from servelab.reports.findings.periodicity import (
     measure_periodicity,
     periodicity_findings,
     regroup,
 )
-from servelab.reports.sections.periodicity import build_section
 
 ORIGIN = dt.datetime(2023, 11, 6, 0, 0, tzinfo=ZoneInfo("Asia/Hong_Kong"))  # a Monday
 
@@ -40,7 +41,7 @@ def _burstgpt_like(seed: int = 11, days: int = 8) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def section(tmp_path_factory):
     store = write_store(_burstgpt_like(), tmp_path_factory.mktemp("p") / "s", origin=ORIGIN, timezone="Asia/Hong_Kong")
-    return store, build_section(store, quick=True, seed=0)
+    return store, build_section(PERIODICITY, store, budget=Budget.quick(), seed=0)
 
 
 def _finding(section, fid):
@@ -121,7 +122,7 @@ def test_regroup_sums_finer_groups(section):
 def test_one_hour_trace_without_failed_or_origin(tmp_path, rng):
     ts = np.sort(rng.uniform(0, 3600, 3000))
     store = write_store(pl.DataFrame({"timestamp": ts}), tmp_path / "s")
-    findings = {f.id: f for f in periodicity_findings(measure_periodicity(store, quick=True))}
+    findings = {f.id: f for f in periodicity_findings(measure_periodicity(store, budget=Budget.quick()))}
     assert findings["burstgpt.periodicity"].verdict is Verdict.NOT_APPLICABLE
     assert "a daily period needs at least 3 cycles" in findings["burstgpt.periodicity"].reason
     assert findings["burstgpt.weekday_weekend"].verdict is Verdict.NOT_APPLICABLE
@@ -137,7 +138,7 @@ def test_shipped_azure_sample(tmp_path, raw_traces):
     from servelab.analysis.ingest import ingest
 
     store = ingest(raw_traces / "azure_2023" / "AzureLLMInferenceTrace_code.csv", output=tmp_path / "az")
-    sec = build_section(store, quick=True)
+    sec = build_section(PERIODICITY, store, budget=Budget.quick())
     f = {x.id: x for x in sec.findings}
     # one hour on 2023-11-16: no daily period can be measured, and the section says so
     assert f["burstgpt.periodicity"].verdict is Verdict.NOT_APPLICABLE

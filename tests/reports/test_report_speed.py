@@ -11,7 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 from matplotlib.artist import Artist
+from servelab.analysis.budget import Budget
 from servelab.analysis.store import duckdb_settings, open_store, write_store
+from servelab.reports.areas import CONVERSATIONS, LENGTHS, build_section
 from servelab.reports.sampling import (
     HASH_BUCKETS,
     hash_sample_condition,
@@ -89,13 +91,10 @@ def test_temporary_subset_is_removed_afterwards(tmp_path, rng):
 
 
 # ------------------------------------------------------------------------------------- quick notes
-def test_quick_lengths_states_its_sample_and_agrees_with_full(tmp_path, rng, monkeypatch):
-    from servelab.reports.sections import lengths
-
+def test_quick_lengths_states_its_sample_and_agrees_with_full(tmp_path, rng):
     store = _store(tmp_path, rng, n=60_000, conversations=False)
-    monkeypatch.setattr(lengths, "QUICK_MAX_REQUESTS", 15_000)
-    full = lengths.build_section(store, quick=False, seed=3)
-    quick = lengths.build_section(store, quick=True, seed=3)
+    full = build_section(LENGTHS, store, budget=Budget.full(), seed=3)
+    quick = build_section(LENGTHS, store, budget=Budget.quick().replace(max_requests=15_000), seed=3)
     note = quick.notes[0]
     assert note.startswith("quick mode: measured on ") and "of 60,000 requests" in note and "seeded hash" in note
     n_sub = int(note.split("measured on ")[1].split(" of ")[0].replace(",", ""))
@@ -112,12 +111,9 @@ def test_quick_lengths_states_its_sample_and_agrees_with_full(tmp_path, rng, mon
     assert rf == pytest.approx(stats.spearmanr(frame["input_tokens"], frame["output_tokens"]).statistic, abs=0.02)
 
 
-def test_quick_conversations_samples_whole_conversations_and_agrees_with_full(tmp_path, rng, monkeypatch):
-    from servelab.reports.sections import conversations
-
+def test_quick_conversations_samples_whole_conversations_and_agrees_with_full(tmp_path, rng):
     store = _store(tmp_path, rng, n=40_000)
-    monkeypatch.setattr(conversations, "QUICK_MAX_REQUESTS", 10_000)
-    quick = conversations.build_section(store, quick=True, seed=1)
+    quick = build_section(CONVERSATIONS, store, budget=Budget.quick().replace(max_requests=10_000), seed=1)
     assert quick.notes[0].startswith("quick mode: conversations are linked and described on ")
     assert "of 40,000 requests" in quick.notes[0] and "seeded hash sample (seed 1)" in quick.notes[0]
     assert any("at most 20,000 values" in n for n in quick.notes)
@@ -134,22 +130,20 @@ def test_quick_conversations_samples_whole_conversations_and_agrees_with_full(tm
     f = 10_000 / 40_000
     se = np.sqrt((1 - f) / (f * sizes.size) * np.var(y - share * sizes)) / sizes.mean()
     assert abs(share_q - share) < 4 * se
-    full = conversations.build_section(store, quick=False, seed=1)
+    full = build_section(CONVERSATIONS, store, budget=Budget.full(), seed=1)
     assert full.headline["share of requests in multi-turn conversations"] == pytest.approx(share, rel=1e-12)
     assert not any(n.startswith("quick mode") for n in full.notes)
 
 
 def test_quick_conversations_on_a_small_trace_uses_everything(tmp_path, rng):
-    from servelab.reports.sections import conversations
-
     store = _store(tmp_path, rng, n=3_000)
-    section = conversations.build_section(store, quick=True, seed=0)
+    section = build_section(CONVERSATIONS, store, budget=Budget.quick(), seed=0)
     assert not any(n.startswith("quick mode: conversations are linked") for n in section.notes)
     assert "requests in multi-turn conversations" in section.headline
 
 
-def test_quick_span_is_a_whole_day_on_a_multi_day_trace(tmp_path, rng, monkeypatch):
-    from servelab.reports.sections import conversations
+def test_quick_span_is_a_whole_day_on_a_multi_day_trace(tmp_path, rng):
+    from servelab.reports.areas import conversations
 
     t = np.sort(rng.uniform(0, 5 * 86400, 10_000))
     store = write_store(pl.DataFrame({"timestamp": t}), tmp_path / "days")
@@ -160,7 +154,7 @@ def test_quick_span_is_a_whole_day_on_a_multi_day_trace(tmp_path, rng, monkeypat
 
 # ----------------------------------------------------------------------------------- report parts
 def test_generation_quick_note_says_what_is_shorter(tmp_path):
-    from servelab.reports.sections.generation import build_section
+    from servelab.reports.areas import GENERATION
 
     rng = np.random.default_rng(5)
     n = 6_000
@@ -168,7 +162,7 @@ def test_generation_quick_note_says_what_is_shorter(tmp_path):
                           "client_id": rng.choice(["a", "b", "c"], n),
                           "input_tokens": rng.integers(10, 500, n), "output_tokens": rng.integers(5, 50, n)})
     store = write_store(frame, tmp_path / "g")
-    section = build_section(store, quick=True, seed=0)
+    section = build_section(GENERATION, store, budget=Budget.quick(), seed=0)
     assert any(n.startswith("quick mode: 30-minute stable and variable periods") for n in section.notes)
     assert "fitted from that period's requests only" in section.notes[0]
 
@@ -229,7 +223,7 @@ def test_figure_worker_gives_the_same_page_as_in_process(tmp_path, rng):
     from servelab.reports.builder import _FigureEncoder, _run_one, build_report, encode_figure
 
     store = _store(tmp_path, rng, n=4_000, conversations=False)
-    outcome = _run_one("lengths", store, quick=False, seed=0)
+    outcome = _run_one(LENGTHS, store, budget=Budget.full(), seed=0)
     assert outcome.status == "ok" and outcome.section.figures
     with _FigureEncoder(worker=True) as encoder:
         assert encoder._pool is not None  # the worker really runs (fork is available on Linux)
@@ -273,28 +267,35 @@ def _failing_figure():
     return fig
 
 
-def test_a_figure_that_fails_in_the_worker_becomes_a_note(tmp_path, rng, monkeypatch):
-    import importlib.machinery
-    import sys
-    import types
-
+def test_a_figure_that_fails_in_the_worker_becomes_a_note(tmp_path, rng):
     from servelab.figures.style import figure
     from servelab.reports.builder import build_report
-    from servelab.reports.section import Section
 
     good, ax = figure()
     ax.plot([1, 2, 3], [3, 1, 2])
-    full = "servelab.reports.sections.figs_test"
-    module = types.ModuleType(full)
-    module.__spec__ = importlib.machinery.ModuleSpec(full, loader=None)
-    module.build_section = lambda store, *, quick=False, seed=0: Section(
-        id="figs_test", title="figures", figures={"test.good": good, "test.bad": _failing_figure()})
-    monkeypatch.setitem(sys.modules, full, module)
+
+    class FigsArea:  # an area whose evidence is its two figures
+        id, title = "figs_test", "figures"
+
+        def measure(self, source, *, budget, seed=0):
+            return {"test.good": good, "test.bad": _failing_figure()}
+
+        def figures(self, ev):
+            return ev
+
+        def findings(self, ev):
+            return ()
+
+        tables = detail_tables = headline = lambda self, ev: {}
+
+        def notes(self, ev):
+            return ()
+
     store = _store(tmp_path, rng, n=500, conversations=False)
     import pickle
 
     pickle.dumps(_failing_figure())  # it does pickle: the failure happens in the worker
-    result = build_report(store, output=tmp_path / "f.html", sections=("figs_test",), progress=False)
+    result = build_report(store, output=tmp_path / "f.html", sections=(FigsArea(),), progress=False)
     assert set(result.images) == {"test.good"}
     assert any(n.startswith("Figure test.bad of section figs_test could not be rendered") and "cannot draw" in n
                for n in result.notes)

@@ -1,10 +1,7 @@
 """The report builder's mechanics on tiny stores and fake sections (fast; no real analyses)."""
 from __future__ import annotations
 
-import importlib.machinery
 import json
-import sys
-import types
 from html.parser import HTMLParser
 
 import numpy as np
@@ -13,12 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from servelab.analysis import Finding, Verdict, not_applicable, write_store
+from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import StoreNotFoundError
 from servelab.cli import main
+from servelab.reports.areas import OVERVIEW, Section, build_section
+from servelab.reports.areas import overview
 from servelab.reports.builder import SectionFailedWarning, build_report, encode_figure
 from servelab.reports.html import format_value
-from servelab.reports.section import Section
-from servelab.reports.sections import overview
 
 
 @pytest.fixture
@@ -33,12 +31,32 @@ def tiny_store(tmp_path, rng):
     return write_store(frame, tmp_path / "store", fmt="test"), frame
 
 
-def _fake_section_module(monkeypatch, name, build):
-    full = f"servelab.reports.sections.{name}"
-    module = types.ModuleType(full)
-    module.__spec__ = importlib.machinery.ModuleSpec(full, loader=None)
-    module.build_section = build
-    monkeypatch.setitem(sys.modules, full, module)
+class FakeArea:
+    """An area whose evidence is a ready Section (or whatever ``build`` returns)."""
+
+    def __init__(self, id, build, title="Fake area"):
+        self.id, self.title, self._build = id, title, build
+
+    def measure(self, source, *, budget, seed=0):
+        return self._build(source, budget=budget, seed=seed)
+
+    def findings(self, ev):
+        return ev.findings if isinstance(ev, Section) else ev
+
+    def tables(self, ev):
+        return ev.tables
+
+    def detail_tables(self, ev):
+        return ev.tables
+
+    def figures(self, ev):
+        return ev.figures
+
+    def headline(self, ev):
+        return ev.headline
+
+    def notes(self, ev):
+        return ev.notes
 
 
 class _Attrs(HTMLParser):
@@ -67,7 +85,7 @@ def test_format_value(value, text):
 
 def test_overview_numbers_match_an_independent_count(tiny_store):
     store, frame = tiny_store
-    section = overview.build_section(store)
+    section = build_section(OVERVIEW, store)
     head = section.headline
     assert head["requests"] == frame.height
     assert head["clients"] == len(set(frame["client_id"].to_list()))
@@ -101,15 +119,14 @@ def test_format_duration(seconds, text):
     assert overview.format_duration(seconds) == text
 
 
-def test_failing_section_is_reported_not_fatal(tiny_store, tmp_path, monkeypatch):
+def test_failing_section_is_reported_not_fatal(tiny_store, tmp_path):
     store, _ = tiny_store
 
-    def boom(store, *, quick=False, seed=0):
+    def boom(store, *, budget, seed=0):
         raise ZeroDivisionError("synthetic failure in a section")
 
-    _fake_section_module(monkeypatch, "boom", boom)
     with pytest.warns(SectionFailedWarning, match="report section 'boom' failed .*synthetic failure"):
-        result = build_report(store, output=tmp_path / "out" / "r.html", sections=("overview", "boom"),
+        result = build_report(store, output=tmp_path / "out" / "r.html", sections=("overview", FakeArea("boom", boom)),
                               progress=False)
     assert result.sections == (("overview", "ok"), ("boom", "error"))
     assert result.errors["boom"].startswith("ZeroDivisionError: synthetic failure in a section")
@@ -122,19 +139,20 @@ def test_failing_section_is_reported_not_fatal(tiny_store, tmp_path, monkeypatch
     assert "synthetic failure in a section" in result.html_path.read_text()
 
 
-def test_section_returning_the_wrong_type_is_an_error(tiny_store, tmp_path, monkeypatch):
+def test_section_returning_the_wrong_type_is_an_error(tiny_store, tmp_path):
     store, _ = tiny_store
-    _fake_section_module(monkeypatch, "wrongtype", lambda store, *, quick=False, seed=0: {"not": "a Section"})
-    with pytest.warns(SectionFailedWarning, match="returned dict, expected Section"):
-        result = build_report(store, output=tmp_path / "r.html", sections=("wrongtype",), progress=False)
+    wrong = FakeArea("wrongtype", lambda store, *, budget, seed=0: {"not": "a Section"})
+    with pytest.warns(SectionFailedWarning, match="findings.. returned dict, expected a tuple of Finding"):
+        result = build_report(store, output=tmp_path / "r.html", sections=(wrong,), progress=False)
     assert result.errors["wrongtype"].startswith("TypeError")
 
 
-def test_quick_and_seed_reach_sections_and_findings_round_trip(tiny_store, tmp_path, monkeypatch):
+def test_quick_and_seed_reach_sections_and_findings_round_trip(tiny_store, tmp_path):
     store, _ = tiny_store
     from servelab.figures.style import figure
 
-    def fake(store, *, quick=False, seed=0):
+    def fake(store, *, budget, seed=0):
+        quick = budget == Budget.quick()
         fig, ax = figure()
         ax.plot([1, 2, 3], [1, 4, 9])
         ax.set_xlabel("x (s)")
@@ -151,8 +169,8 @@ def test_quick_and_seed_reach_sections_and_findings_round_trip(tiny_store, tmp_p
             tables={"fits": pl.DataFrame({"family": ["gamma"], "ks_d": [0.01]})},
         )
 
-    _fake_section_module(monkeypatch, "fake", fake)
-    result = build_report(store, output=tmp_path / "r.html", sections=("fake",), quick=True, seed=7, progress=False)
+    result = build_report(store, output=tmp_path / "r.html", sections=(FakeArea("fake", fake),), quick=True, seed=7,
+                          progress=False)
     document = json.loads(result.json_path.read_text())
     assert document["summary"]["headline"]["fake"] == {"_title": "Fake area", "quick": True, "seed": 7, "gap_cv": 2.5}
     assert document["quick"] is True and document["seed"] == 7
@@ -174,11 +192,19 @@ def test_quick_and_seed_reach_sections_and_findings_round_trip(tiny_store, tmp_p
         result.section("arrivals")
 
 
-def test_missing_section_modules_are_named_in_the_notes(tiny_store, tmp_path):
+def test_an_unknown_section_id_is_an_error_naming_the_known_areas(tiny_store, tmp_path):
     store, _ = tiny_store
-    result = build_report(store, output=tmp_path / "r.html", sections=("overview", "no_such_area"), progress=False)
+    with pytest.raises(KeyError, match=r"unknown area 'no_such_area'; known areas: \['overview', 'arrivals'"):
+        build_report(store, output=tmp_path / "r.html", sections=("overview", "no_such_area"), progress=False)
+    assert not (tmp_path / "r.html").exists()
+    result = build_report(store, output=tmp_path / "r.html", sections=("overview",), progress=False)
     assert result.sections == (("overview", "ok"),)
-    assert any("no_such_area section" in n for n in result.notes)
+
+
+def test_quick_and_a_budget_together_are_refused(tiny_store, tmp_path):
+    store, _ = tiny_store
+    with pytest.raises(ValueError, match="give quick=True or a budget, not both"):
+        build_report(store, output=tmp_path / "r.html", quick=True, budget=Budget.quick(), progress=False)
 
 
 def test_encode_figure_rejects_non_figures():
@@ -211,13 +237,13 @@ def test_build_report_on_a_folder_without_manifest_says_it_is_not_a_store(tmp_pa
     assert not (tmp_path / "r.html").exists()
 
 
-def test_figures_dir_saves_every_drawn_figure_in_each_format(tiny_store, tmp_path, monkeypatch):
+def test_figures_dir_saves_every_drawn_figure_in_each_format(tiny_store, tmp_path):
     import xml.etree.ElementTree as ET
 
     store, _ = tiny_store
     from servelab.figures.style import figure
 
-    def fake(store, *, quick=False, seed=0):
+    def fake(store, *, budget, seed=0):
         figs = {}
         for name in ("fake.one", "fake.two"):
             fig, ax = figure()
@@ -226,15 +252,14 @@ def test_figures_dir_saves_every_drawn_figure_in_each_format(tiny_store, tmp_pat
             figs[name] = fig
         return Section(id="fake", title="Fake area", figures=figs)
 
-    _fake_section_module(monkeypatch, "fake", fake)
     out = tmp_path / "figs"
-    build_report(store, output=tmp_path / "r.html", sections=("fake",), progress=False, figures_dir=out,
-                 figure_formats=("svg", "pdf"))
+    build_report(store, output=tmp_path / "r.html", sections=(FakeArea("fake", fake),), progress=False,
+                 figures_dir=out, figure_formats=("svg", "pdf"))
     assert sorted(p.name for p in out.iterdir()) == ["fake.one.pdf", "fake.one.svg", "fake.two.pdf", "fake.two.svg"]
     assert ET.parse(out / "fake.one.svg").getroot().tag.endswith("svg")
     pdf = (out / "fake.two.pdf").read_bytes()
     assert pdf.startswith(b"%PDF-") and b"%%EOF" in pdf[-64:]
     with pytest.raises(ValueError, match=r"figure_formats must be a non-empty subset of \('png', 'svg', 'pdf'\); got \('jpg',\)"):
-        build_report(store, output=tmp_path / "r2.html", sections=("fake",), progress=False, figures_dir=out,
-                     figure_formats=("jpg",))
+        build_report(store, output=tmp_path / "r2.html", sections=(FakeArea("fake", fake),), progress=False,
+                     figures_dir=out, figure_formats=("jpg",))
     assert not (tmp_path / "r2.html").exists()

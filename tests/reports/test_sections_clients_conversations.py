@@ -11,9 +11,8 @@ from matplotlib.figure import Figure
 from servelab.analysis.findings import Verdict
 from servelab.analysis.store import write_store
 from servelab.figures.registry import figure_specs
-from servelab.reports.section import Section
-from servelab.reports.sections import clients as clients_section
-from servelab.reports.sections import conversations as conversations_section
+from servelab.analysis.budget import Budget
+from servelab.reports.areas import CLIENTS, CONVERSATIONS, Section, build_section
 
 from servelab.cli import main
 
@@ -38,13 +37,13 @@ def tagged_store(rng, tmp_path):
 
 
 def test_sections_on_a_tagged_trace(tagged_store):
-    sec = clients_section.build_section(tagged_store, quick=True)
+    sec = build_section(CLIENTS, tagged_store, budget=Budget.quick())
     assert isinstance(sec, Section) and sec.id == "clients"
     assert {f.id for f in sec.findings} == {"servegen.F5", "servegen.F8", "servegen.F11"}
     assert isinstance(sec.figures["servegen.fig6"], Figure)
     assert sec.headline["clients"] == 6
     assert sec.tables["top_clients"]["client_id"][0] == "k0"
-    conv = conversations_section.build_section(tagged_store, quick=True)
+    conv = build_section(CONVERSATIONS, tagged_store, budget=Budget.quick())
     assert {f.id for f in conv.findings} == {"servegen.F10", "burstgpt.conversations"}
     assert set(conv.figures) == {"servegen.fig14", "servegen.fig15", "servegen.fig16", "burstgpt.fig9"}
     assert conv.tables["links"]["rule"][0] == "conversation_id"
@@ -62,8 +61,8 @@ def test_sections_on_a_tagged_trace(tagged_store):
 
 def test_sections_never_raise_on_a_bare_trace(tmp_path):
     store = write_store(pl.DataFrame({"timestamp": [0.0, 1.0, 3.0]}), tmp_path / "bare")
-    for module in (clients_section, conversations_section):
-        sec = module.build_section(store)
+    for area in (CLIENTS, CONVERSATIONS):
+        sec = build_section(area, store)
         assert sec.figures == {} and all(f.verdict is Verdict.NOT_APPLICABLE for f in sec.findings)
         assert sec.notes and "skipped" in sec.notes[-1]
 
@@ -78,10 +77,10 @@ def test_sections_on_degenerate_traces(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         for store in (one, same):
-            for module in (clients_section, conversations_section):
-                sec = module.build_section(store)
+            for area in (CLIENTS, CONVERSATIONS):
+                sec = build_section(area, store)
                 assert all(f.reason for f in sec.findings)
-    f10 = conversations_section.build_section(same).findings[0]
+    f10 = build_section(CONVERSATIONS, same).findings[0]
     assert f10.verdict is Verdict.NOT_APPLICABLE and "span must have positive length" in f10.reason
 
 
@@ -113,3 +112,35 @@ def test_cli_bad_options_and_not_applicable(tmp_path):
     assert res.exit_code == 2 and "window" in res.output
     res = runner.invoke(main, ["conversations", str(store.path), "--delta", "-5"])
     assert res.exit_code == 2 and "positive" in res.output
+
+
+def test_cli_conversation_figures_are_the_areas_with_fitted_itt_curves(tagged_store, tmp_path, monkeypatch):
+    """`servelab conversations --figures` draws the report's figures: Fig. 15 carries the fitted
+    ITT densities (it once drew the bare histogram), checked against an exponential fitted here."""
+    from servelab.commands import output
+
+    drawn = {}
+    real = output.write_figures
+    monkeypatch.setattr(output, "write_figures", lambda target, figures: drawn.update(figures) or real(target, figures))
+    out = tmp_path / "figs"
+    res = CliRunner().invoke(main, ["conversations", str(tagged_store.path), "-o", str(out), "--figures"])
+    assert res.exit_code == 0, res.output
+    report = build_section(CONVERSATIONS, tagged_store)
+    assert set(drawn) == set(report.figures) == {"servegen.fig14", "servegen.fig15", "servegen.fig16",
+                                                  "burstgpt.fig9"}
+    assert (out / "servegen_fig15.png").is_file()
+    itt_axes = drawn["servegen.fig15"].axes[1]
+    curves = {line.get_label(): line for line in itt_axes.get_lines()}
+    fitted = set(pl.read_parquet(out / "itt_fits.parquet")["family"])
+    assert fitted and fitted <= set(curves)
+    # independent reference: the exponential MLE is the mean positive inter-turn time, computed here
+    # from the stored timestamps per conversation
+    itt = (tagged_store.to_polars().filter(pl.col("conversation_id").is_not_null())
+           .sort("timestamp").group_by("conversation_id", maintain_order=True)
+           .agg(pl.col("timestamp").diff().drop_nulls().alias("itt")).explode("itt")["itt"].drop_nulls().to_numpy())
+    scale = itt[itt > 0].mean()
+    x, y = curves["exponential"].get_data()
+    np.testing.assert_allclose(y, np.exp(-x / scale) / scale, rtol=1e-9)
+    # the report's Fig. 15 draws the same curves
+    report_lines = {line.get_label() for line in report.figures["servegen.fig15"].axes[1].get_lines()}
+    assert report_lines == set(curves)

@@ -1,4 +1,4 @@
-"""The report's trace-overview section: what the trace is and which analyses its columns allow.
+"""The trace-overview area: what the trace is and which analyses its columns allow.
 
 It reads the store's manifest (source, origin, rows read / stored / rejected by reason) and runs
 two small SQL aggregates (span, distinct clients, failure rate). It checks no paper finding and
@@ -11,13 +11,17 @@ import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 import polars as pl
 
+from servelab.analysis.budget import Budget
+from servelab.analysis.findings import Finding
 from servelab.analysis.store import TraceStore, fetch_polars
-from servelab.reports.section import Section
 
-__all__ = ["ANALYSES", "AnalysisNeed", "build_section", "format_duration", "analyses_table", "rejected_table"]
+__all__ = ["ANALYSES", "OVERVIEW", "AnalysisNeed", "OverviewArea", "OverviewEvidence", "analyses_table",
+           "format_duration", "rejected_table"]
 
 
 @dataclass(frozen=True)
@@ -65,69 +69,109 @@ ANALYSES: tuple[AnalysisNeed, ...] = (
 )
 
 
-def build_section(store: TraceStore, *, quick: bool = False, seed: int = 0) -> Section:
-    """The overview section of ``store``.
+@dataclass(frozen=True)
+class OverviewEvidence:
+    """What the overview read: manifest facts and SQL aggregates (no request rows).
 
     Parameters
     ----------
-    store : TraceStore
-        The trace.
-    quick, seed
-        Accepted for the common section signature; the overview reads aggregates only, so it
-        neither subsamples nor draws.
-
-    Returns
-    -------
-    Section
-        ``headline`` holds ``requests``, ``span_s``, ``span``, ``clients``, ``start`` (wall clock),
-        ``source``, ``format``, ``rejected_rows`` and, when the trace has ``failed``,
-        ``failure_rate``. Tables: ``rows`` (read / stored / rejected by reason), ``columns``
-        (canonical columns present) and ``analyses`` (which analyses the columns enable, and why
-        not).
+    headline : Mapping[str, scalar]
+        ``requests``, ``span_s``, ``span``, ``clients``, ``start`` (wall clock), ``source``,
+        ``format``, ``rejected_rows`` and, when the trace has ``failed``, ``failure_rate``.
+    rows, columns, analyses : polars.DataFrame
+        Rows read / stored / rejected by reason; canonical columns present and absent; which
+        analyses the columns enable, and why not.
+    notes : tuple of str
+    budget : Budget
     """
-    manifest = store.manifest
-    stats = _aggregates(store)
-    rows = manifest.get("rows") or {}
-    rejected = dict(rows.get("rejected") or {})
-    n_rejected = int(sum(int(v) for v in rejected.values()))
-    origin = store.origin
-    span_s = stats["span_s"]
-    sources = [s.get("path", "?") for s in manifest.get("sources", [])]
 
-    headline: dict[str, object] = {
-        "requests": int(stats["requests"]),
-        "span_s": span_s,
-        "span": format_duration(span_s),
-        "clients": stats["clients"] if store.has("client_id") else "n/a (no client_id column)",
-        "start": _format_wall_clock(origin, stats["first"]) if origin is not None else "unknown (no wall-clock origin)",
-        "source": ", ".join(_short_path(p) for p in sources) or "?",
-        "format": str(manifest.get("format", "?")),
-        "rejected_rows": n_rejected,
-    }
-    if "failure_rate" in stats:
-        headline["failure_rate"] = stats["failure_rate"]
+    headline: Mapping[str, Any]
+    rows: pl.DataFrame
+    columns: pl.DataFrame
+    analyses: pl.DataFrame
+    notes: tuple[str, ...] = ()
+    budget: Budget = Budget.full()
 
-    notes = []
-    if origin is None:
-        notes.append("The trace has no wall-clock origin: hour-of-day and day-of-week analyses are not applicable.")
-    if rows.get("duplicates"):
-        notes.append(f"{rows['duplicates']:,} exact duplicate rows were kept at ingest.")
-    if rows.get("unsorted"):
-        notes.append(f"{rows['unsorted']:,} rows arrived out of timestamp order and were sorted at ingest.")
-    if quick:
-        notes.append("quick mode: not subsampled (SQL aggregates over every request)")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headline", MappingProxyType(dict(self.headline)))
+        object.__setattr__(self, "notes", tuple(self.notes))
 
-    return Section(
-        id="overview",
-        title="Trace overview",
-        tables={
-            "rows": rejected_table(manifest),
-            "columns": _columns_table(store),
-            "analyses": analyses_table(store),
-        },
-        headline=headline,
-        notes=tuple(notes),
-    )
+
+class OverviewArea:
+    """The trace overview: what the trace is and which analyses its columns allow. No findings,
+    no figures."""
+
+    id = "overview"
+    title = "Trace overview"
+
+    def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0) -> OverviewEvidence:
+        """Manifest facts and two SQL aggregates of ``source``.
+
+        ``budget`` and ``seed`` are accepted for the common signature; the overview reads
+        aggregates only, so it neither subsamples nor draws.
+        """
+        store = source
+        manifest = store.manifest
+        stats = _aggregates(store)
+        rows = manifest.get("rows") or {}
+        rejected = dict(rows.get("rejected") or {})
+        n_rejected = int(sum(int(v) for v in rejected.values()))
+        origin = store.origin
+        span_s = stats["span_s"]
+        sources = [s.get("path", "?") for s in manifest.get("sources", [])]
+
+        headline: dict[str, object] = {
+            "requests": int(stats["requests"]),
+            "span_s": span_s,
+            "span": format_duration(span_s),
+            "clients": stats["clients"] if store.has("client_id") else "n/a (no client_id column)",
+            "start": (_format_wall_clock(origin, stats["first"]) if origin is not None
+                      else "unknown (no wall-clock origin)"),
+            "source": ", ".join(_short_path(p) for p in sources) or "?",
+            "format": str(manifest.get("format", "?")),
+            "rejected_rows": n_rejected,
+        }
+        if "failure_rate" in stats:
+            headline["failure_rate"] = stats["failure_rate"]
+
+        notes = []
+        if origin is None:
+            notes.append("The trace has no wall-clock origin: hour-of-day and day-of-week analyses are not applicable.")
+        if rows.get("duplicates"):
+            notes.append(f"{rows['duplicates']:,} exact duplicate rows were kept at ingest.")
+        if rows.get("unsorted"):
+            notes.append(f"{rows['unsorted']:,} rows arrived out of timestamp order and were sorted at ingest.")
+        if not budget.is_full:
+            notes.append(f"{budget.label} mode: not subsampled (SQL aggregates over every request)")
+        return OverviewEvidence(headline=headline, rows=rejected_table(manifest), columns=_columns_table(store),
+                                analyses=analyses_table(store), notes=tuple(notes), budget=budget)
+
+    def findings(self, evidence: OverviewEvidence) -> tuple[Finding, ...]:
+        """None: the overview checks no paper finding."""
+        return ()
+
+    def tables(self, evidence: OverviewEvidence) -> dict[str, pl.DataFrame]:
+        """``rows``, ``columns`` and ``analyses``."""
+        return {"rows": evidence.rows, "columns": evidence.columns, "analyses": evidence.analyses}
+
+    def detail_tables(self, evidence: OverviewEvidence) -> dict[str, pl.DataFrame]:
+        """The same three tables."""
+        return self.tables(evidence)
+
+    def figures(self, evidence: OverviewEvidence) -> dict[str, Any]:
+        """None: the overview draws no figure."""
+        return {}
+
+    def headline(self, evidence: OverviewEvidence) -> Mapping[str, Any]:
+        """The trace's size, span, clients, start, source, format, rejected rows, failure rate."""
+        return evidence.headline
+
+    def notes(self, evidence: OverviewEvidence) -> tuple[str, ...]:
+        return evidence.notes
+
+
+#: the overview area
+OVERVIEW = OverviewArea()
 
 
 def format_duration(seconds: float | None) -> str:

@@ -1,0 +1,135 @@
+"""The arrivals area: burstiness, family fits and shifting rate / CV (ServeGen F1, F2, Fig. 1-2;
+BurstGPT's Gamma shift, Fig. 6).
+
+:meth:`ArrivalsArea.measure` runs :func:`servelab.reports.findings.arrivals.measure_arrivals`
+once (grouped by client when the trace has clients, else by service when it has services, unless
+``by`` says otherwise); the other methods arrange that evidence. The report shows only small
+tables (no per-window-per-client table); ``servelab arrivals`` prints and writes them all. It never
+raises for a trace that lacks columns: the findings say what does not apply.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from servelab.analysis.budget import Budget
+from servelab.analysis.findings import Finding
+from servelab.analysis.store import TraceStore
+from servelab.reports.areas.base import count_text
+from servelab.reports.findings.arrivals import (
+    MIN_WINDOW_GAPS,
+    ArrivalEvidence,
+    arrival_findings,
+    measure_arrivals,
+)
+
+__all__ = ["ARRIVALS", "ArrivalsArea"]
+
+_SMALL_TABLES = ("gap_summary", "family_comparison", "window_families", "shifts", "group_families")
+
+
+class ArrivalsArea:
+    """Arrival burstiness, families and shifting rate (see the module docstring)."""
+
+    id = "arrivals"
+    title = "Arrivals: burstiness, families and shifting rate"
+
+    def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, by: str | None = "auto",
+                window: str | float = "5m", gamma_window: str | float = "20m",
+                gof: str | None = "auto") -> ArrivalEvidence:
+        """Gap summary, windowed rate / CV, family comparisons, Gamma per window.
+
+        Parameters
+        ----------
+        source : TraceStore
+        budget : Budget
+            Whole-trace fits on at most ``max_fit_n`` gaps, ``max_group_fit_n`` per window or
+            group, ``n_boot`` bootstrap replicates.
+        seed : int
+            Seed of subsamples, tie jitter and bootstrap.
+        by : {"auto", None, "model", "service", "client", "client_id"}
+            Grouping of the per-group tables; ``"auto"``: ``client_id`` when the trace has it,
+            else ``service`` when it has it, else none.
+        window, gamma_window : str or float
+            Window of the rate / CV table (5 min) and of the Gamma and per-window family tables
+            (20 min).
+        gof : {None, "auto", "bootstrap", "subsample"}
+            Honest p-values for the whole-trace fits.
+        """
+        if by == "auto":
+            by = "client_id" if source.has("client_id") else ("service" if source.has("service") else None)
+        return measure_arrivals(source, by=by, window=window, gamma_window=gamma_window, seed=seed, budget=budget,
+                                gof=gof)
+
+    def findings(self, evidence: ArrivalEvidence) -> tuple[Finding, ...]:
+        """ServeGen F1, F2 and BurstGPT's Gamma shift."""
+        return tuple(arrival_findings(evidence))
+
+    def tables(self, evidence: ArrivalEvidence) -> dict[str, pl.DataFrame]:
+        """Gap summary, family comparisons (whole trace, per window, per group) and shifts."""
+        return {name: evidence.tables[name] for name in _SMALL_TABLES if name in evidence.tables}
+
+    def detail_tables(self, evidence: ArrivalEvidence) -> dict[str, pl.DataFrame]:
+        """Every table of the evidence (per-window and per-group ones included)."""
+        return dict(evidence.tables)
+
+    def figures(self, evidence: ArrivalEvidence) -> dict[str, Any]:
+        """ServeGen Fig. 1 (when families were fitted), Fig. 2, BurstGPT Fig. 6 (when a window
+        holds enough gaps with a converged Gamma fit)."""
+        from servelab.figures.arrivals import burstgpt_fig6, servegen_fig1, servegen_fig2
+
+        t = evidence.tables
+        figures = {}
+        if "family_comparison" in t and "gap_histogram" in t:
+            figures["servegen.fig1"] = servegen_fig1(t["gap_histogram"], t.get("family_densities"),
+                                                     t["family_comparison"])
+        group_windows = t.get("group_windows")
+        if group_windows is not None and group_windows.height:
+            figures["servegen.fig2"] = servegen_fig2(group_windows, group=evidence.by)
+        else:
+            figures["servegen.fig2"] = servegen_fig2(t["windows"])
+        if _gamma_drawable(evidence):
+            figures["burstgpt.fig6"] = burstgpt_fig6(t["gamma_windows"], group=evidence.gamma_by,
+                                                     window_s=evidence.gamma_window_s, min_gaps=MIN_WINDOW_GAPS)
+        return figures
+
+    def headline(self, evidence: ArrivalEvidence) -> dict[str, Any]:
+        """Gap CV, best family, whether it is clearly best, rate and CV max/min over windows."""
+        summary = evidence.tables["gap_summary"]
+        comparison = evidence.comparison
+        headline = {
+            "gap CV": summary["cv"][0] if summary.height else None,
+            "best arrival family": comparison.best if comparison else None,
+            "arrival family clearly best": (comparison.clearly_best or "none") if comparison else None,
+        }
+        shifts = evidence.tables.get("shifts")
+        if shifts is not None and shifts.height:
+            headline["rate max/min (5-min windows)"] = shifts["rate_max_over_min"][0]
+            headline["CV max/min (5-min windows)"] = shifts["cv_max_over_min"][0]
+        return headline
+
+    def notes(self, evidence: ArrivalEvidence) -> tuple[str, ...]:
+        """The measurement's notes, why Fig. 6 was not drawn, and the budget when not full."""
+        notes = list(evidence.notes)
+        if evidence.tables.get("gamma_windows") is not None and not _gamma_drawable(evidence):
+            notes.append(f"burstgpt.fig6 not drawn: no {evidence.gamma_window_s / 60:g}-minute window holds "
+                         f"{MIN_WINDOW_GAPS} gaps with a converged Gamma fit")
+        b, full = evidence.budget, Budget.full()
+        if not b.is_full:
+            notes.append(f"{b.label} mode: arrival families fitted on a seeded subsample of at most "
+                         f"{count_text(b.max_fit_n)} gaps of the whole trace (full: {count_text(full.max_fit_n)}) and "
+                         f"{count_text(b.max_group_fit_n)} per window or group (full: {count_text(full.max_group_fit_n)}), "
+                         f"bootstrap p-values from {b.n_boot} replicates (full: {full.n_boot}); rates, CVs and window "
+                         "statistics use every request")
+        return tuple(notes)
+
+
+def _gamma_drawable(evidence: ArrivalEvidence) -> bool:
+    gamma = evidence.tables.get("gamma_windows")
+    return gamma is not None and gamma.filter(
+        pl.col("alpha").is_not_null() & (pl.col("gamma_n") >= MIN_WINDOW_GAPS)).height > 0
+
+
+#: the arrivals area
+ARRIVALS = ArrivalsArea()

@@ -1,0 +1,282 @@
+"""The conversations area: ServeGen Finding 10 (Fig. 14-16) and BurstGPT's conversation patterns
+(KDD'25 §3.2, Fig. 9).
+
+:meth:`ConversationsArea.measure` runs
+:func:`servelab.reports.findings.conversations.measure_conversations` once, plus (``aggregate=True``)
+the whole trace's window statistics and inter-arrival fit of ServeGen Fig. 14, and keeps them in the
+:class:`~servelab.reports.findings.conversations.ConversationEvidence`; the other methods arrange
+its small tables, findings and figures. A trace without link information gives not-applicable
+findings that say why; nothing here raises for missing columns.
+
+When a budget caps ``max_requests`` (quick mode: 10^6) and the trace has more requests, the
+conversations are linked, described, fitted and upsampled on the subset of :func:`quick_subset`
+(Fig. 14's aggregate windows and gaps stay on the whole trace), as the notes say.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from servelab.analysis.arrivals import arrival_frame, gap_array, window_stats
+from servelab.analysis.budget import Budget
+from servelab.analysis.conversations import DEFAULT_LONG_DELTAS_S
+from servelab.analysis.findings import Finding
+from servelab.analysis.store import TraceStore
+from servelab.fitting.compare import compare_families, density_curves
+from servelab.fitting.exceptions import InsufficientDataError
+from servelab.reports.findings.conversations import (
+    ConversationEvidence,
+    conversation_findings,
+    measure_conversations,
+)
+
+__all__ = ["CONVERSATIONS", "ConversationsArea", "log_histogram", "quick_span", "quick_subset"]
+
+_DAY_S = 86_400.0
+#: window of Fig. 14's aggregate rate and CV
+_AGGREGATE_WINDOW_S = 600.0
+
+
+def log_histogram(x: np.ndarray, *, bins: int = 60) -> pl.DataFrame:
+    """Log-spaced density histogram (``left_s, right_s, density``) of the positive values of ``x``."""
+    x = np.asarray(x, dtype=float)
+    x = x[x > 0]
+    if x.size < 2 or x.min() == x.max():
+        return pl.DataFrame(schema={"left_s": pl.Float64, "right_s": pl.Float64, "density": pl.Float64})
+    edges = np.geomspace(x.min(), x.max(), bins + 1)
+    counts, _ = np.histogram(x, bins=edges)
+    return pl.DataFrame({"left_s": edges[:-1], "right_s": edges[1:], "density": counts / (x.size * np.diff(edges))})
+
+
+def quick_span(store: TraceStore, *, max_requests: int | None = None) -> tuple[float, float] | None:
+    """A contiguous span of about ``max_requests`` requests (None: the whole trace is that small).
+
+    The trace's first ``span * max_requests / n`` seconds, widened to one whole day when the
+    trace covers at least two days (one full daily cycle) and cut to whole days above that. Quick
+    mode uses it for traces linked by ``parent_id`` or ``prefix_blocks``, whose conversations are
+    only known after linking every request (so they cannot be sampled by key first).
+    ``max_requests`` defaults to :meth:`Budget.quick`'s.
+    """
+    max_requests = Budget.quick().max_requests if max_requests is None else max_requests
+    n = store.n_requests
+    if n <= max_requests:
+        return None
+    t0, t1 = store.query("SELECT min(timestamp) AS t0, max(timestamp) AS t1 FROM requests").row(0)
+    total = float(t1 - t0)
+    length = total * max_requests / n
+    if total >= 2 * _DAY_S:
+        length = max(_DAY_S, np.floor(length / _DAY_S) * _DAY_S)
+    if not (0 < length < total):
+        return None
+    return float(t0), float(t0) + float(length)
+
+
+def quick_subset(store: TraceStore, *, seed: int = 0,
+                 max_requests: int | None = None) -> tuple[str, dict, str] | None:
+    """What quick mode keeps of a big trace: ``(SQL condition, parameters, description)`` or None.
+
+    None when the trace has at most ``max_requests`` requests or no link information. With
+    ``conversation_id`` links: whole conversations (and single requests without an id) kept by
+    a seeded hash of their key, a share ``max_requests / n`` of them
+    (:func:`servelab.reports.sampling.hash_sample_condition`), so every kept conversation keeps
+    all its turns and turn counts, ITTs and the multi-turn share are unbiased. Otherwise the
+    contiguous span of :func:`quick_span`. ``max_requests`` defaults to :meth:`Budget.quick`'s.
+    """
+    from servelab.analysis.conversations import available_link_rules
+    from servelab.reports.sampling import hash_bucket_sql, hash_cut
+
+    max_requests = Budget.quick().max_requests if max_requests is None else max_requests
+    n = store.n_requests
+    if n <= max_requests:
+        return None
+    rules = available_link_rules(store)
+    if not rules:
+        return None
+    if rules[0] == "conversation_id":
+        fraction = max_requests / n
+        # a conversation by its id, a request without one by its request id (no string building)
+        bucket = (f"CASE WHEN conversation_id IS NULL THEN {hash_bucket_sql('request_id', seed)} "
+                  f"ELSE {hash_bucket_sql('conversation_id', seed)} END")
+        what = (f"a seeded hash sample (seed {seed}) of {fraction:.1%} of the conversations, each with all its turns, "
+                "and of the requests without a conversation id")
+        return f"({bucket}) < {hash_cut(fraction)}", {}, what
+    span = quick_span(store, max_requests=max_requests)
+    if span is None:
+        return None
+    a, b = span
+    what = (f"the trace's first {_duration(b - a)} ({a:.0f}-{b:.0f} s), a contiguous span (conversations linked by "
+            f"{rules[0]} cannot be sampled before linking); conversations cut at its edges count as censored")
+    return "timestamp >= $a AND timestamp < $b", {"a": a, "b": b}, what
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= _DAY_S and seconds % _DAY_S == 0:
+        days = int(seconds // _DAY_S)
+        return f"{days} day" + ("s" if days > 1 else "")
+    return f"{seconds / 3600:.1f} h"
+
+
+class ConversationsArea:
+    """Multi-turn conversations: links, turns, inter-turn times, upsampling (see the module docstring)."""
+
+    id = "conversations"
+    title = "Conversations: turns, inter-turn times, and what they do to burstiness"
+
+    def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, rule: str = "auto",
+                window_s: float = 600.0, deltas_s: tuple[float, ...] = DEFAULT_LONG_DELTAS_S,
+                aggregate: bool = True) -> ConversationEvidence:
+        """Link, describe, fit and upsample the conversations of ``source`` once.
+
+        Parameters
+        ----------
+        source : TraceStore
+        budget : Budget
+            Inter-turn times and Fig. 14's gaps fitted on at most ``max_itt_fit_n`` values; above
+            ``max_requests`` requests the subset of :func:`quick_subset`.
+        seed : int
+            Seed of the fit subsamples and of the subset.
+        rule : {"auto", "conversation_id", "parent_id", "prefix_blocks"}
+            Link information to use (auto: the first the trace carries).
+        window_s : float
+            Window of the upsampling CV comparison.
+        deltas_s : tuple of float
+            Long-interval thresholds of BurstGPT Fig. 9's table.
+        aggregate : bool
+            Also measure ServeGen Fig. 14 on the whole trace (10-minute rate and CV, gaps and
+            their family fits); only with multi-turn conversations.
+        """
+        options = {"rule": rule, "window_s": window_s, "deltas_s": tuple(deltas_s), "aggregate": aggregate}
+        chosen = (quick_subset(source, seed=seed, max_requests=budget.max_requests)
+                  if budget.max_requests is not None else None)
+        if chosen is None:
+            return _measure(source, source, budget=budget, seed=seed, sample_note=None, **options)
+        from servelab.reports.sampling import temporary_subset
+
+        condition, params, what = chosen
+        with temporary_subset(source, condition, parameters=params,
+                              description=f"{budget.label} conversations: " + what) as sub:
+            note = (f"{budget.label} mode: conversations are linked and described on {sub.n_requests:,} of "
+                    f"{source.n_requests:,} requests: {what}. Counts below are the sample's. The Fig. 16 upsampling "
+                    "experiment runs on the sample too: fewer arrivals per window pull its window CVs (original, "
+                    "naive, ITT) towards 1 compared with the full trace. Fig. 14 (aggregate rate, CV and gaps) uses "
+                    "the whole trace.")
+            return _measure(sub, source, budget=budget, seed=seed, sample_note=note, **options)
+
+    def findings(self, evidence: ConversationEvidence) -> tuple[Finding, ...]:
+        """ServeGen F10 and BurstGPT §3.2."""
+        return tuple(conversation_findings(evidence))
+
+    def tables(self, evidence: ConversationEvidence) -> dict[str, pl.DataFrame]:
+        """Link summary, turns, intervals per number of requests, ITT and gap fits, upsampling."""
+        ev = evidence
+        if ev.summary is None:
+            return {}
+        tables = {"links": _link_table(ev), "turns": ev.turns, "intervals_by_requests": ev.intervals}
+        if ev.itt_fit is not None:
+            tables["itt_fits"] = ev.itt_fit.table()
+        if ev.gap_fits is not None:
+            tables["gap_fits"] = ev.gap_fits
+        if ev.upsampling is not None:
+            u = ev.upsampling
+            tables["upsampling"] = pl.DataFrame({
+                "workload": ["original", "naive upsampling", "ITT upsampling"],
+                "requests": [u.n_original, u.n_naive, u.n_itt],
+                "median_cv": [u.median_cv_original, u.median_cv_naive, u.median_cv_itt]})
+        return tables
+
+    def detail_tables(self, evidence: ConversationEvidence) -> dict[str, pl.DataFrame]:
+        """Link summary, turns, intervals per number of requests, ITT and duration quantiles, ITT
+        fits, upsampling windows."""
+        ev = evidence
+        if ev.summary is None:
+            return {}
+        tables = {"link_summary": _link_table(ev), "turns": ev.turns, "intervals_by_requests": ev.intervals}
+        if ev.itt_quantiles is not None:
+            tables["itt_quantiles"] = ev.itt_quantiles
+        if ev.durations is not None:
+            tables["duration_quantiles"] = ev.durations
+        if ev.itt_fit is not None:
+            tables["itt_fits"] = ev.itt_fit.table()
+        if ev.upsampling is not None:
+            tables["upsampling_windows"] = ev.upsampling.windows
+        return tables
+
+    def figures(self, evidence: ConversationEvidence) -> dict[str, Any]:
+        """ServeGen Fig. 15 (turns and ITTs with the fitted ITT densities), BurstGPT Fig. 9, ServeGen
+        Fig. 14 (when measured with ``aggregate``) and Fig. 16, on traces with multi-turn conversations."""
+        from servelab.figures.conversations import burstgpt_fig9, servegen_fig14, servegen_fig15, servegen_fig16
+
+        ev = evidence
+        figures = {}
+        if ev.summary is None:
+            return figures
+        if ev.summary.n_multi_turn:
+            itt_dens = None
+            if ev.itt_fit is not None and ev.itt_histogram is not None and ev.itt_histogram.height:
+                hi = float(ev.itt_histogram["bin_hi"].max())
+                itt_dens = density_curves(ev.itt_fit, np.linspace(hi / 400, hi, 200))
+            figures["servegen.fig15"] = servegen_fig15(ev.turns, ev.itt_histogram, itt_dens)
+            figures["burstgpt.fig9"] = burstgpt_fig9(ev.intervals)
+            if ev.aggregate_windows is not None:
+                figures["servegen.fig14"] = servegen_fig14(ev.aggregate_windows, ev.gap_histogram, ev.gap_densities)
+        if ev.upsampling is not None:
+            figures["servegen.fig16"] = servegen_fig16(ev.upsampling.windows)
+        return figures
+
+    def headline(self, evidence: ConversationEvidence) -> dict[str, Any]:
+        """Link rule, requests in and number of multi-turn conversations, their share of requests."""
+        s = evidence.summary
+        if s is None:
+            return {}
+        suffix = " (quick-mode sample)" if evidence.sample_note else ""
+        return {"link rule": s.rule, "requests in multi-turn conversations" + suffix: s.n_linked,
+                "multi-turn conversations" + suffix: s.n_multi_turn,
+                "share of requests in multi-turn conversations" + suffix: s.linked_share}
+
+    def notes(self, evidence: ConversationEvidence) -> tuple[str, ...]:
+        """The subset, the measurement's notes, the budget, why the analysis was skipped, Fig. 14's fit."""
+        ev = evidence
+        notes = ([ev.sample_note] if ev.sample_note else []) + list(ev.notes)
+        b, full = ev.budget, Budget.full()
+        if not b.is_full:
+            notes.append(f"{b.label} mode: inter-turn-time and Fig. 14 gap families fitted on a seeded subsample of "
+                         f"at most {b.max_itt_fit_n:,} values (full mode: {full.max_itt_fit_n:,})")
+        if ev.summary is None:
+            notes.append(f"conversation analysis skipped: {ev.reason}")
+        if ev.aggregate_note:
+            notes.append(ev.aggregate_note)
+        return tuple(notes)
+
+
+def _link_table(ev: ConversationEvidence) -> pl.DataFrame:
+    return pl.DataFrame([{k: v for k, v in ev.summary.to_dict().items() if k != "notes"}])
+
+
+def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int, sample_note: str | None, rule: str,
+             window_s: float, deltas_s: tuple[float, ...], aggregate: bool) -> ConversationEvidence:
+    """The evidence from the conversations of ``store`` and the aggregate arrivals of ``whole``."""
+    ev = measure_conversations(store, rule=rule, window_s=window_s, deltas_s=deltas_s, seed=seed, budget=budget)
+    extra: dict[str, Any] = {"sample_note": sample_note}
+    if aggregate and ev.summary is not None and ev.summary.n_multi_turn:
+        frame = arrival_frame(whole)  # read once for both the windows and the gaps
+        extra["aggregate_windows"] = window_stats(whole, window=_AGGREGATE_WINDOW_S, frame=frame)
+        gaps = gap_array(whole, frame=frame)
+        del frame
+        hist = log_histogram(gaps)
+        extra["gap_histogram"] = hist
+        try:
+            comp = compare_families(gaps[gaps > 0], max_n=budget.max_itt_fit_n, seed=seed)
+            extra["gap_fits"] = comp.table()
+            if hist.height:
+                extra["gap_densities"] = density_curves(
+                    comp, np.geomspace(hist["left_s"].min(), hist["right_s"].max(), 200))
+        except (InsufficientDataError, ValueError) as err:
+            extra["aggregate_note"] = f"no inter-arrival fit for Fig. 14: {err}"
+    return dataclasses.replace(ev, **extra)
+
+
+#: the conversations area
+CONVERSATIONS = ConversationsArea()

@@ -1,0 +1,247 @@
+"""The generation area: is per-client composition more faithful than the naive method?
+
+ServeGen section 6.2 on this trace: in a *stable* and a *variable* period (the trace's own 3 h
+stretches with the flattest and the most trending request rate), fit a client pool from the
+period, generate the period again with servelab (per-client composition at the pool's own total
+rate) and with the naive baseline (one Gamma process at the same rate with the aggregate CV,
+aggregate request data), and compare both with the real period in 3 s windows
+(:func:`servelab.analysis.fidelity.compare`). Finding ``servegen.F12`` ("generation accuracy")
+holds when servelab is closer on the joint (window rate, window mean input) distance in every
+period. Fig. 19 shows the windows.
+
+Needs ``client_id`` and ``input_tokens``; without them the finding is not applicable. This module
+orchestrates library calls; it computes no statistic of its own and plots nothing itself.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from servelab.analysis.budget import Budget
+from servelab.analysis.fidelity import compare, window_stats
+from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.store import TraceStore
+
+__all__ = ["FINDING_ID", "GENERATION", "GenerationArea", "GenerationEvidence", "choose_periods",
+           "fidelity_experiment"]
+
+FINDING_ID = "servegen.F12"
+_STATEMENT = ("Per-client generation (ServeGen) reproduces the real workload's joint distribution of short-window "
+              "rate and request length better than naive whole-workload resampling, in stable and variable periods.")
+_SOURCE = "ServeGen (2025), section 6.2, Fig. 19"
+
+
+def choose_periods(store: TraceStore, *, period_s: float = 3 * 3600.0, window_s: float = 600.0) -> dict:
+    """The stable and the variable period of the trace: ``{"stable": (a, b), "variable": (a, b)}``.
+
+    Candidate periods start on a ``window_s`` grid. *Stable*: the lowest CV of the per-window
+    request counts; *variable*: the largest rise or fall, |least-squares slope| x period / mean.
+    A trace shorter than one period gives one period, the whole trace, as both.
+    """
+    counts = store.query(
+        f"SELECT CAST(floor(timestamp / {float(window_s)!r}) AS BIGINT) AS w, count(*) AS n FROM requests GROUP BY w ORDER BY w"
+    )
+    w0, w1 = int(counts["w"].min()), int(counts["w"].max())
+    n = np.zeros(w1 - w0 + 1)
+    n[counts["w"].to_numpy() - w0] = counts["n"].to_numpy()
+    k = max(1, round(period_s / window_s))
+    if n.size <= k:
+        span = (w0 * window_s, (w1 + 1) * window_s)
+        return {"stable": span, "variable": span}
+    view = np.lib.stride_tricks.sliding_window_view(n, k)
+    mean = view.mean(axis=1)
+    cv = np.where(mean > 0, view.std(axis=1) / np.where(mean > 0, mean, 1), np.inf)
+    x = np.arange(k) - (k - 1) / 2
+    slope = (view * x).sum(axis=1) / (x**2).sum()
+    trend = np.where(mean > 0, np.abs(slope) * k / np.where(mean > 0, mean, 1), 0)
+    s, v = int(np.argmin(cv)), int(np.argmax(trend))
+    as_span = lambda i: ((w0 + i) * window_s, (w0 + i + k) * window_s)
+    return {"stable": as_span(s), "variable": as_span(v)}
+
+
+def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=None, window_s: float = 3.0,
+                        seed: int = 0) -> dict:
+    """Fit (unless ``pool`` is given), generate servelab and naive workloads of ``span``, compare.
+
+    The pool is fitted from the requests inside ``span`` only.
+
+    Returns
+    -------
+    dict
+        ``table`` (the compare table: reference, servelab, naive), ``windows`` (name -> window
+        table), ``pool_fitted`` (bool).
+    """
+    from servelab.generator.generate import generate
+    from servelab.generator.naive import naive_generate
+
+    a, b = span
+    fitted = pool is None
+    if fitted:
+        from servelab.fitting.pool_fit import fit_pool
+        from servelab.reports.sampling import temporary_subset
+
+        # the pool is fitted from the period's own requests (fit_pool's ``span`` only sets the
+        # windows it covers; it does not filter), so nothing outside the period leaks into it
+        with temporary_subset(store, "timestamp >= $a AND timestamp < $b", parameters={"a": a, "b": b},
+                              description=f"period {a:.0f}-{b:.0f} s") as period:
+            pool = fit_pool(period, span=(a, b))
+    ref = store.query(
+        "SELECT timestamp - $a AS timestamp, input_tokens, output_tokens FROM requests "
+        "WHERE timestamp >= $a AND timestamp < $b ORDER BY timestamp", {"a": a, "b": b})
+    lo, hi = pool.span
+    a2, b2 = max(a, lo), min(b, hi)
+    ours = generate(pool, "pool", b2 - a2, start=a2, seed=seed, conversations=True)
+    naive = naive_generate(pool, "pool", b2 - a2, start=a2, seed=seed + 1)
+    workloads = {"reference": ref, "servelab": ours, "naive": naive}
+    table = compare(ref, [ours, naive], names=["servelab", "naive"], window_s=window_s, seed=seed)
+    windows = {name: window_stats(w, window_s=window_s) for name, w in workloads.items()}
+    return {"table": table, "windows": windows, "pool_fitted": fitted}
+
+
+def _metric(table: pl.DataFrame, metric: str, column: str) -> float:
+    return float(table.filter(pl.col("metric") == metric)[column][0])
+
+
+@dataclass(frozen=True)
+class GenerationEvidence:
+    """The fidelity experiment's results (compare tables and 3 s window tables, no request rows).
+
+    Parameters
+    ----------
+    periods : Mapping[str, tuple of float]
+        ``stable`` and ``variable`` -> (start, end) in seconds (empty when not applicable).
+    tables : Mapping[str, polars.DataFrame]
+        ``fidelity_<period>``: the compare table of each period.
+    windows : Mapping[str, Mapping[str, polars.DataFrame]]
+        Period -> workload (reference, servelab, naive) -> its 3 s window table (Fig. 19).
+    distances : Mapping[str, Mapping[str, float]]
+        Period -> {"servelab": D, "naive": D}: joint (window rate, mean input) energy distances.
+    measured : Mapping[str, float]
+        Every compared number, by ``<period>_<metric>_<workload>``.
+    not_applicable : str
+        Why the experiment does not apply to the trace (empty when it ran).
+    failed : str
+        Why a period could not be fitted and regenerated (empty when both were).
+    notes : tuple of str
+    budget : Budget
+    """
+
+    periods: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    tables: Mapping[str, pl.DataFrame] = field(default_factory=dict)
+    windows: Mapping[str, Mapping[str, pl.DataFrame]] = field(default_factory=dict)
+    distances: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    measured: Mapping[str, float] = field(default_factory=dict)
+    not_applicable: str = ""
+    failed: str = ""
+    notes: tuple[str, ...] = ()
+    budget: Budget = field(default_factory=Budget.full)
+
+    def __post_init__(self) -> None:
+        for name in ("periods", "tables", "windows", "distances", "measured"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+        object.__setattr__(self, "notes", tuple(self.notes))
+
+
+class GenerationArea:
+    """Workload generation fidelity, ServeGen §6.2 (see the module docstring)."""
+
+    id = "generation"
+    title = "Workload generation fidelity"
+
+    def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0) -> GenerationEvidence:
+        """Choose the stable and variable periods (``budget.generation_period_s`` long: 3 h full,
+        30 min quick), fit a pool from each, generate it again both ways and compare."""
+        store = source
+        missing = [c for c in ("client_id", "input_tokens", "output_tokens") if c not in store.columns]
+        if missing:
+            reason = f"the trace has no {', '.join(missing)} column(s): no client pool can be fitted from it"
+            return GenerationEvidence(not_applicable=reason, notes=(reason,), budget=budget)
+        period_s = float(budget.generation_period_s)
+        periods = choose_periods(store, period_s=period_s)
+        tables, panels, dist, measured = {}, {}, {}, {}
+        notes = [f"periods of {period_s / 3600:g} h: "
+                 + ", ".join(f"{k} {a:.0f}-{b:.0f} s" for k, (a, b) in periods.items())
+                 + "; each period's client pool is fitted from that period's requests only"]
+        full_s = Budget.full().generation_period_s
+        if period_s != full_s:
+            notes.append(f"{budget.label} mode: {period_s / 60:g}-minute stable and variable periods instead of "
+                         f"{full_s / 3600:g} h (the pool fits, the generated workloads and the 3 s window comparison "
+                         f"cover {_fraction(period_s / full_s)} of the full mode's span)")
+        for name, span in periods.items():
+            try:
+                res = fidelity_experiment(store, span, seed=seed)
+            except (ImportError, ValueError) as err:  # fit-pool missing or the period too thin to fit
+                reason = f"the {name} period could not be fitted and regenerated: {err}"
+                return GenerationEvidence(periods=periods, failed=reason, notes=(*notes, reason), budget=budget)
+            t = res["table"]
+            tables[f"fidelity_{name}"] = t
+            panels[name] = dict(res["windows"])
+            dist[name] = {"servelab": _metric(t, "joint_input_energy", "servelab"),
+                          "naive": _metric(t, "joint_input_energy", "naive")}
+            for m in ("joint_input_energy", "joint_output_energy", "window_rate_ks"):
+                for who in ("servelab", "naive"):
+                    measured[f"{name}_{m}_{who}"] = _metric(t, m, who)
+            for who in ("reference", "servelab", "naive"):
+                measured[f"{name}_rate_input_corr_{who}"] = _metric(t, "rate_input_corr", who)
+        return GenerationEvidence(periods=periods, tables=tables, windows=panels, distances=dist, measured=measured,
+                                  notes=tuple(notes), budget=budget)
+
+    def findings(self, evidence: GenerationEvidence) -> tuple[Finding, ...]:
+        """ServeGen F12 (generation accuracy): holds when servelab is closer than the naive
+        baseline on the joint (window rate, window mean input) distance in every period."""
+        ev = evidence
+        if ev.not_applicable:
+            return (not_applicable(FINDING_ID, _STATEMENT, _SOURCE, ev.not_applicable, ("servegen.fig19",)),)
+        if ev.failed:
+            return (Finding(FINDING_ID, _STATEMENT, _SOURCE, Verdict.INCONCLUSIVE, reason=ev.failed,
+                            figures=("servegen.fig19",)),)
+        better = all(d["servelab"] < d["naive"] for d in ev.distances.values())
+        verdict = Verdict.HOLDS if better else Verdict.DOES_NOT_HOLD
+        reason = ("servelab's joint (3 s rate, mean input) energy distance to the real workload is lower than the "
+                  "naive baseline's in " + ("every period" if better else "not every period") + ": " +
+                  "; ".join(f"{p} {d['servelab']:.3f} vs {d['naive']:.3f}" for p, d in ev.distances.items()))
+        return (Finding(FINDING_ID, _STATEMENT, _SOURCE, verdict,
+                        measured={k: (v if math.isfinite(v) else None) for k, v in ev.measured.items()},
+                        reason=reason, figures=("servegen.fig19",)),)
+
+    def tables(self, evidence: GenerationEvidence) -> dict[str, pl.DataFrame]:
+        """The compare table of each period (``fidelity_stable``, ``fidelity_variable``)."""
+        return dict(evidence.tables)
+
+    def detail_tables(self, evidence: GenerationEvidence) -> dict[str, pl.DataFrame]:
+        """The same tables."""
+        return self.tables(evidence)
+
+    def figures(self, evidence: GenerationEvidence) -> dict[str, Any]:
+        """ServeGen Fig. 19 when both periods ran."""
+        if evidence.not_applicable or evidence.failed or not evidence.windows:
+            return {}
+        from servelab.figures.generation import fig19_fidelity
+
+        return {"servegen.fig19": fig19_fidelity({k: dict(v) for k, v in evidence.windows.items()},
+                                                 distances={k: dict(v) for k, v in evidence.distances.items()})}
+
+    def headline(self, evidence: GenerationEvidence) -> dict[str, Any]:
+        """servelab's and the naive baseline's distance per period."""
+        if evidence.not_applicable or evidence.failed:
+            return {}
+        return {f"fidelity D servelab/naive ({p})": f"{d['servelab']:.3f} / {d['naive']:.3f}"
+                for p, d in evidence.distances.items()}
+
+    def notes(self, evidence: GenerationEvidence) -> tuple[str, ...]:
+        return evidence.notes
+
+
+def _fraction(x: float) -> str:
+    inverse = 1 / x
+    return f"1/{inverse:g}" if abs(inverse - round(inverse)) < 1e-9 else f"{x:.2g}"
+
+
+#: the generation-fidelity area
+GENERATION = GenerationArea()

@@ -1,0 +1,218 @@
+"""The request-data area: lengths, their fits and shifts, reasoning and multimodal inputs
+(ServeGen F3, F4, F6, F7, F9, F11; BurstGPT §3.3).
+
+:meth:`LengthsArea.measure` runs :func:`~servelab.reports.findings.lengths.measure_lengths`,
+:func:`~servelab.reports.findings.reasoning.measure_reasoning` and
+:func:`~servelab.reports.findings.multimodal.measure_multimodal` once each (plus the response
+histograms of BurstGPT Fig. 10) and keeps them in one :class:`RequestDataEvidence`; the other
+methods arrange it. A trace without lengths, reasoning or modality columns gets not-applicable
+findings with the reason; nothing here raises for that.
+
+When a budget caps ``max_requests`` (quick mode: 10^6) and the trace has more requests, the area
+is measured on a sample of about that many requests, each kept by a seeded hash of its
+``request_id`` (:func:`servelab.reports.sampling.hash_sample_condition`): its statistics are
+per-request distributions, means, correlations and fits, which such a sample estimates without
+bias; counts are then the sample's, and the notes say so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from servelab.analysis.budget import Budget
+from servelab.analysis.exceptions import NotApplicableError
+from servelab.analysis.findings import Finding
+from servelab.analysis.lengths import response_histograms
+from servelab.analysis.store import TraceStore
+from servelab.reports.areas.base import count_text
+from servelab.reports.findings.lengths import LengthEvidence, length_findings, measure_lengths
+from servelab.reports.findings.multimodal import MultimodalEvidence, measure_multimodal, multimodal_findings
+from servelab.reports.findings.reasoning import ReasoningEvidence, measure_reasoning, reasoning_findings
+
+__all__ = ["LENGTHS", "LengthsArea", "RequestDataEvidence"]
+
+_REPORT_LENGTH_TABLES = ("counts", "quantiles", "input_fits", "output_fits", "io_correlation", "period_means")
+
+
+@dataclass(frozen=True)
+class RequestDataEvidence:
+    """The request-data evidence of one trace (small tables and results, no request rows).
+
+    Parameters
+    ----------
+    lengths : LengthEvidence
+    reasoning : ReasoningEvidence
+    multimodal : MultimodalEvidence
+    response_histograms : polars.DataFrame or None
+        BurstGPT Fig. 10's histograms (per model when the trace has several); None with
+        ``response_histograms_reason`` saying why.
+    response_histograms_reason : str
+    sample_note : str or None
+        How the trace was subsampled under the budget (None: every request).
+    budget : Budget
+    """
+
+    lengths: LengthEvidence
+    reasoning: ReasoningEvidence
+    multimodal: MultimodalEvidence
+    response_histograms: pl.DataFrame | None = None
+    response_histograms_reason: str = ""
+    sample_note: str | None = None
+    budget: Budget = field(default_factory=Budget.full)
+
+
+class LengthsArea:
+    """Request data: lengths, reasoning and multimodal inputs (see the module docstring)."""
+
+    id = "lengths"
+    title = "Request data: lengths, reasoning and multimodal inputs"
+
+    def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0,
+                by: str | None = None) -> RequestDataEvidence:
+        """Lengths, fits, shifts, reasoning and multimodal analyses of ``source``.
+
+        Parameters
+        ----------
+        source : TraceStore
+        budget : Budget
+            Length fits on at most ``max_fit_n`` values, bimodality on ``max_bimodality_n``; above
+            ``max_requests`` requests a seeded hash sample (see the module docstring).
+        seed : int
+            Seed of every subsample.
+        by : {None, "model", "service", "client", "period"}
+            Extra grouping of the quantile and correlation tables (``servelab lengths --by``).
+        """
+        store = source
+        if budget.max_requests is not None and store.n_requests > budget.max_requests:
+            from servelab.reports.sampling import hash_sample_condition, temporary_subset
+
+            fraction = budget.max_requests / store.n_requests
+            with temporary_subset(store, hash_sample_condition("request_id", fraction, seed),
+                                  description=f"{budget.label} lengths sample, {fraction:.2%} of requests, "
+                                              f"seed {seed}") as sub:
+                note = (f"{budget.label} mode: measured on {sub.n_requests:,} of {store.n_requests:,} requests, each "
+                        f"kept with probability {fraction:.2%} by a seeded hash of its request id (seed {seed}); "
+                        "distributions, means, correlations and fits are estimated from that sample, counts are "
+                        "the sample's")
+                return _measure(sub, budget=budget, seed=seed, by=by, sample_note=note)
+        return _measure(store, budget=budget, seed=seed, by=by, sample_note=None)
+
+    def findings(self, evidence: RequestDataEvidence) -> tuple[Finding, ...]:
+        """Length (ServeGen F3, F4; BurstGPT), reasoning (F9, F11) and multimodal (F6, F7) findings."""
+        return (*length_findings(evidence.lengths), *reasoning_findings(evidence.reasoning),
+                *multimodal_findings(evidence.multimodal))
+
+    def tables(self, evidence: RequestDataEvidence) -> dict[str, pl.DataFrame]:
+        """Counts, quantiles, fits, correlation, period means; reasoning and multimodal summaries."""
+        t, r, m = evidence.lengths.tables, evidence.reasoning.tables, evidence.multimodal.tables
+        tables = {name: t[name] for name in _REPORT_LENGTH_TABLES if name in t}
+        for src, dst in (("summary", "reasoning_summary"), ("reason_answer_correlation", "reason_answer_correlation"),
+                         ("clients", "reasoning_clients")):
+            if src in r:
+                tables[dst] = r[src]
+        for name in ("tokens_per_item", "text_mm_correlation", "per_item_shift"):
+            if name in m:
+                tables[name] = m[name]
+        return tables
+
+    def detail_tables(self, evidence: RequestDataEvidence) -> dict[str, pl.DataFrame]:
+        """Every length table, and the reasoning and multimodal ones prefixed ``reasoning_`` /
+        ``multimodal_``."""
+        return {**evidence.lengths.tables,
+                **{f"reasoning_{k}": v for k, v in evidence.reasoning.tables.items()},
+                **{f"multimodal_{k}": v for k, v in evidence.multimodal.tables.items()}}
+
+    def figures(self, evidence: RequestDataEvidence) -> dict[str, Any]:
+        """ServeGen Fig. 3, 3(c)-(d), 4, 7, 8, 9, 13 and BurstGPT Fig. 7, 8, 10 where their tables exist."""
+        from servelab.figures import lengths as F
+
+        t, r, m = evidence.lengths.tables, evidence.reasoning.tables, evidence.multimodal.tables
+        figures = {}
+        if "input_pmf" in t or "output_pmf" in t:
+            figures["servegen.fig3"] = F.length_distributions(t.get("input_pmf"), t.get("output_pmf"),
+                                                              input_curves=t.get("input_curves"),
+                                                              output_curves=t.get("output_curves"))
+            figures["burstgpt.fig7"] = F.burstgpt_histograms(t.get("input_pmf"), t.get("output_pmf"),
+                                                             input_curves=t.get("input_curves"),
+                                                             output_curves=t.get("output_curves"))
+        if "hourly" in t and t["hourly"].height >= 2:
+            figures["servegen.fig3cd"] = F.length_shift(t["hourly"])
+        if "io_bins" in t and t["io_bins"].height:
+            figures["servegen.fig4"] = F.io_relation(t["io_bins"], by_period=t.get("io_bins_by_period"))
+            if "io_correlation" in t:
+                figures["burstgpt.fig8"] = F.linear_relation(t["io_bins"], t["io_correlation"])
+        if evidence.response_histograms is not None:
+            figures["burstgpt.fig10"] = F.response_per_request_bin(evidence.response_histograms)
+        if "summary" in r and "ratio_pmf" in r:
+            figures["servegen.fig13"] = F.reasoning_lengths(r["summary"], r["ratio_pmf"],
+                                                            ratio_pmf_by_client=r.get("ratio_pmf_by_client"))
+        if "load" in m:
+            figures["servegen.fig7"] = F.multimodal_load(m["load"], m.get("items_per_request"))
+        if len(_modalities(evidence)) >= 2:  # ServeGen Fig. 8: Fig. 7's analysis on an omni-modal trace
+            figures["servegen.fig8"] = F.omni_load(m["load"], m.get("items_per_request"))
+        if "share_histogram" in m:
+            figures["servegen.fig9"] = F.multimodal_share(m["share_histogram"])
+        return figures
+
+    def headline(self, evidence: RequestDataEvidence) -> dict[str, Any]:
+        """Best length families, input/output Spearman, shifts across periods, bimodal reason ratio."""
+        ev, t = evidence.lengths, evidence.lengths.tables
+        headline = {}
+        if ev.input_fits is not None:
+            headline["best input-length family"] = ev.input_fits.best
+        if ev.output_fits is not None:
+            headline["best output-length family"] = ev.output_fits.best
+        if "io_correlation" in t and t["io_correlation"].height:
+            headline["input/output Spearman"] = t["io_correlation"]["spearman"][0]
+        if ev.shift is not None and ev.shift.table.height >= 2:
+            headline["input mean max/min across periods"] = ev.shift.input_ratio
+            headline["output mean max/min across periods"] = ev.shift.output_ratio
+        if evidence.reasoning.ratio_bimodality is not None:
+            headline["reason ratio bimodal"] = evidence.reasoning.ratio_bimodality.bimodal
+        return headline
+
+    def notes(self, evidence: RequestDataEvidence) -> tuple[str, ...]:
+        """The sample, the measurement's notes, figures not drawn and why, analyses not
+        applicable and why, the budget."""
+        ev, rev, mev = evidence.lengths, evidence.reasoning, evidence.multimodal
+        notes = ([evidence.sample_note] if evidence.sample_note else []) + list(ev.notes) + list(rev.notes)
+        if evidence.response_histograms is None:
+            notes.append(f"burstgpt.fig10 not drawn: {evidence.response_histograms_reason}")
+        mods = _modalities(evidence)
+        if len(mods) < 2:
+            notes.append("servegen.fig8 (omni-modal load) not drawn: it needs tokens of two or more modalities "
+                         "(image, audio, video); " + (f"this trace carries only {mods[0]} tokens" if mods else
+                                                      "this trace has no modality tokens"))
+        notes += [f"not applicable: {k}: {v}" for k, v in {**ev.skipped, **rev.skipped, **mev.skipped}.items()]
+        b = evidence.budget
+        if not b.is_full:
+            notes.append(f"{b.label} mode: length fits on at most {count_text(b.max_fit_n)} values, bimodality on "
+                         f"{count_text(b.max_bimodality_n)}")
+        return tuple(notes)
+
+
+def _measure(store: TraceStore, *, budget: Budget, seed: int, by: str | None,
+             sample_note: str | None) -> RequestDataEvidence:
+    hist, why = None, ""
+    try:  # BurstGPT Fig. 10: per model when the trace has several
+        hist = response_histograms(store, by="model" if store.has("model") else None)
+    except NotApplicableError as err:
+        why = err.reason
+    return RequestDataEvidence(
+        lengths=measure_lengths(store, by=by, seed=seed, budget=budget),
+        reasoning=measure_reasoning(store, seed=seed, budget=budget),
+        multimodal=measure_multimodal(store, seed=seed),
+        response_histograms=hist, response_histograms_reason=why, sample_note=sample_note, budget=budget)
+
+
+def _modalities(evidence: RequestDataEvidence) -> list[str]:
+    from servelab.figures.lengths import modality_columns
+
+    load = evidence.multimodal.tables.get("load")
+    return modality_columns(load) if load is not None else []
+
+
+#: the request-data area (``servelab lengths``)
+LENGTHS = LengthsArea()
