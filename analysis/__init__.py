@@ -40,6 +40,7 @@ from servelab.analysis.exceptions import (
     StoreNotFoundError,
     TraceFormatError,
 )
+from servelab.analysis.budget import Budget
 from servelab.analysis.findings import Finding, Verdict, findings_table, not_applicable
 from servelab.analysis.schema import CANONICAL_COLUMNS, SCHEMA_VERSION
 from servelab.analysis.store import TraceStore, open_store, write_store
@@ -52,6 +53,7 @@ _INFRASTRUCTURE = [
     "open_store",
     "write_store",
     "ingest",
+    "Budget",
     "Finding",
     "Verdict",
     "findings_table",

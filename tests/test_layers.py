@@ -81,10 +81,6 @@ PLOTTING_LAYERS = frozenset({"figures", "reports"})
 #: (importing module, imported module) -> why it is tolerated today. Delete an entry when its
 #: violation is gone (test_allowlist_has_no_stale_entries says when).
 ALLOWED: dict[tuple[str, str], str] = {
-    # rule 6: the report's periodicity section takes StepResult from the arrivals command; issue 19
-    # moves the step types next to the areas (reports/areas/) on another branch. Delete after merging it.
-    ("servelab.reports.sections.periodicity", "servelab.commands.arrivals"):
-        "StepResult lives in the CLI; moves to reports/areas/ (issue 19, areas branch)",
     # rule 2: fit_pool returns a ClientPool, whose class lives in generator/pool.py (lazy import in
     # fit_pool). Fixing it needs a decision (the pool's data model below fitting, or the assembly of
     # the pool above it), not only a merge.
