@@ -271,15 +271,27 @@ def inter_arrival_gaps(store: TraceStore, *, by: str | None = None, groups=None,
     return out
 
 
-def gap_array(store: TraceStore, *, frame: ArrivalFrame | None = None, clock="auto", seed: int = 0) -> np.ndarray:
+def gap_array(store: TraceStore, *, frame: ArrivalFrame | None = None, censored: bool = False, clock="auto",
+              seed: int = 0) -> np.ndarray:
     """The whole trace's gaps (seconds) as a numpy array in arrival order.
 
-    With a censoring clock these are the jittered gaps (module docstring); ``clock`` and ``seed``
-    are those of :func:`arrival_frame` when no ``frame`` is given.
+    By default the logged gaps (ties included): a fit censors them itself with
+    :func:`servelab.fitting.ties.prepare_sample`, which finds the same clock and says so in its
+    notes. ``censored=True`` gives the jittered gaps that :func:`gap_summary` and
+    :func:`window_stats` use (module docstring; ``clock``, ``seed`` as in :func:`arrival_frame`
+    when no ``frame`` is given).
     """
+    if frame is None and not censored:
+        data = pl.scan_parquet(store.requests_path).select("request_id", "timestamp").collect()
+        if not data["request_id"].is_sorted():
+            data = data.sort("request_id")
+        return np.diff(data["timestamp"].to_numpy())
     base = _frame_for(store, None, frame, clock, seed)
-    column = "tj_" if base.jitter_step_s is not None else "timestamp"
-    return np.diff(base.data[column].to_numpy())
+    if censored and base.jitter_step_s is not None:
+        return np.diff(base.data["tj_"].to_numpy())
+    if base.jitter_step_s is not None:  # rows are in jittered order: the logged times sorted again
+        return np.diff(np.sort(base.data["timestamp"].to_numpy()))
+    return np.diff(base.data["timestamp"].to_numpy())
 
 
 def gap_summary(store: TraceStore, *, by: str | None = None, frame: ArrivalFrame | None = None,
