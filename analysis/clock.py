@@ -161,7 +161,8 @@ class Clock:
         if self.lattice_share is not None:
             shares.append(f"{100 * self.lattice_share:.1f}% of the others on the lattice")
         tail = f"; {', '.join(shares)}" if shares else ""
-        return f"step {self.step_s:.6g} s ({kind}){tail}; {self.n} gaps"
+        count = f"; {self.n} gaps" if self.n else ""
+        return f"step {self.step_s:.6g} s ({kind}){tail}{count}"
 
     def to_json(self) -> dict[str, Any]:
         """Strict-JSON dictionary (no NaN or infinity; undefined values are null)."""
@@ -227,8 +228,14 @@ def precision_step(positive: np.ndarray, *, scale: float = 0.0) -> float | None:
             return None
     if step < 1e-6 * median:
         return None
+    # refine by least squares, small multiples first (the GCD of a few values is off by float
+    # error, which whole multiples of 10^6 steps would turn into a wrong multiple)
+    for limit in (1e3, 1e6, np.inf):
+        k = np.round(positive / step)
+        use = (k >= 1) & (k <= limit)
+        if use.any():
+            step = float(np.dot(positive[use], k[use]) / np.dot(k[use], k[use]))
     k = np.round(positive / step)
-    step = float(np.dot(positive, k) / np.dot(k, k))
     if float(np.abs(positive - k * step).max()) > max(1e-4 * step, float_err):
         return None
     return step
@@ -415,20 +422,26 @@ def detect_clock(timestamps) -> Clock:
 class GapSample:
     """Accumulates, batch by batch, what :func:`clock_from_gaps` needs of a long timestamp stream.
 
-    Working state (not a result): the number of gaps, the exact zeros, and an evenly spaced
-    sample of at most ``per_batch`` positive gaps of each batch. Gaps are taken in stream order;
-    an unsorted stream contributes the absolute differences (still on a clock's lattice), and
+    Working state (not a result): the number of gaps, the exact zeros, and a systematic sample
+    of the gaps: gap ``i`` (its index in the whole stream) is kept when ``i`` is a multiple of a
+    stride that doubles whenever more than ``capacity`` gaps are kept. The sample depends on the
+    gap indices only, never on how the stream was cut into batches, so a stream read in batches
+    and the same timestamps added at once give the same clock. Gaps are taken in stream order; an
+    unsorted stream contributes the absolute differences (still on a clock's lattice), and
     :attr:`unsorted` counts the decreasing steps.
     """
 
-    def __init__(self, *, per_batch: int = SAMPLE_GAPS) -> None:
-        self.per_batch = int(per_batch)
+    def __init__(self, *, capacity: int = 4 * SAMPLE_GAPS) -> None:
+        self.capacity = int(capacity)
         self.n = 0
         self.n_zero = 0
         self.unsorted = 0
         self.scale = 0.0
+        self.stride = 1
         self._last: float | None = None
-        self._parts: list[np.ndarray] = []
+        self._kept: list[np.ndarray] = []
+        self._kept_index: list[np.ndarray] = []
+        self._n_kept = 0
 
     def add(self, ts: np.ndarray) -> None:
         """Add the next batch of timestamps (seconds)."""
@@ -438,18 +451,29 @@ class GapSample:
         d = np.diff(ts) if self._last is None else np.diff(ts, prepend=self._last)
         self._last = float(ts[-1])
         self.scale = max(self.scale, float(np.max(np.abs(ts))))
+        first = self.n
         self.n += d.size
         self.unsorted += int(np.count_nonzero(d < 0))
         d = np.abs(d)
         self.n_zero += int(np.count_nonzero(d == 0))
-        pos = d[d > 0]
-        if pos.size:
-            self._parts.append(_evenly(pos, self.per_batch).copy())
+        # gap indices first .. first + d.size - 1 that are multiples of the stride
+        offset = (-first) % self.stride
+        take = np.arange(offset, d.size, self.stride)
+        self._kept.append(d[take])
+        self._kept_index.append(take + first)
+        self._n_kept += take.size
+        while self._n_kept > self.capacity:
+            self.stride *= 2
+            values = np.concatenate(self._kept)
+            index = np.concatenate(self._kept_index)
+            keep = index % self.stride == 0
+            self._kept, self._kept_index = [values[keep]], [index[keep]]
+            self._n_kept = int(keep.sum())
 
     def clock(self) -> Clock:
         """The clock of the stream so far."""
-        sample = np.concatenate(self._parts) if self._parts else np.empty(0)
-        return clock_from_gaps(sample, n_gaps=self.n, n_zero=self.n_zero, scale=self.scale)
+        sample = np.concatenate(self._kept) if self._kept else np.empty(0)
+        return clock_from_gaps(sample[sample > 0], n_gaps=self.n, n_zero=self.n_zero, scale=self.scale)
 
 
 def store_clock(store, *, timestamps=None) -> Clock:

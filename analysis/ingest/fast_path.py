@@ -129,15 +129,17 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         drop_reader_tables("malformed")
         return None
     duplicates = summary.duplicates
+    store_clock = summary.clock
     if summary.unsorted:
         # stable sort (ties keep their stream order: the streamed request_id), numbered again; the
         # duplicates are counted on the sorted stream, where tied rows are adjacent
         streamed = tmp / "_work" / "streamed.parquet"
         requests.rename(streamed)
-        duplicates = write_numbered(
+        resorted = write_numbered(
             con, f"SELECT * EXCLUDE (request_id) FROM read_parquet({sql_str(streamed)}) ORDER BY timestamp, request_id",
             requests,
-        ).duplicates
+        )
+        duplicates, store_clock = resorted.duplicates, resorted.clock
         streamed.unlink()
         tick("fast: sort")
     con.execute(
@@ -146,9 +148,9 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"
     )
     parts = dict(zip(indices, summary.parts, strict=True))
-    per_source = {i: {"stored": parts[i].rows, "rejected": reader_rejects[i], "unsorted": parts[i].unsorted}
-                  for i in indices}
+    per_source = {i: {"stored": parts[i].rows, "rejected": reader_rejects[i], "unsorted": parts[i].unsorted,
+                      "clock": parts[i].clock} for i in indices}
     full = [parts[i] for i in indices if parts[i].rows]
     across = any(b.lo < a.hi for a, b in zip(full, full[1:]))
     return ingest_manifest(described, per_source, plan, fmt, sniffed, columns, duplicates, (summary.lo, summary.hi),
-                           origin=origin, zone=zone, across=across)
+                           origin=origin, zone=zone, across=across, clock=store_clock)
