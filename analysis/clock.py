@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy.special import bdtrc
 
 __all__ = [
     "Clock",
@@ -133,6 +133,11 @@ class Clock:
     def __post_init__(self) -> None:
         if self.given not in _GIVEN:
             raise ValueError(f"given must be one of {_GIVEN}; got {self.given!r}")
+        for name in ("step_s", "precision_s", "lattice_share", "zero_share", "median_positive_s", "tolerance_s"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
+        object.__setattr__(self, "n", int(self.n))
 
     @property
     def censors(self) -> bool:
@@ -279,7 +284,7 @@ def _accepted(g: np.ndarray, cand: np.ndarray, *, chance: bool):
     ok = (longer >= MIN_ON_LATTICE) & (on >= MIN_ON_LATTICE) & (on >= MIN_LATTICE_SHARE * longer)
     if chance:
         p0 = np.minimum(1.0, 2 * tols / steps)
-        ok &= stats.binom.sf(on - 1, np.maximum(longer, 1), p0) <= CHANCE_LEVEL
+        ok &= bdtrc(on - 1, np.maximum(longer, 1), p0) <= CHANCE_LEVEL  # P(X >= on)
     return steps, tols, on / np.maximum(longer, 1), ok
 
 
