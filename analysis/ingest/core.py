@@ -36,6 +36,8 @@ import duckdb
 from servelab.analysis.clock import Clock, resolve_clock
 from servelab.analysis.exceptions import ColumnMapError, MissingColumnError, TraceFormatError
 from servelab.analysis.ingest import azure, bailian, burstgpt, fast_path, general_path, generic, mooncake
+from servelab.analysis.ingest.manifest import ingest_manifest
+from servelab.analysis.ingest.outcome import PathOutcome
 from servelab.analysis.ingest.plan import sql_str
 from servelab.analysis.ingest.sources import Source, describe_source, require_nonempty, resolve_sources
 from servelab.analysis.store import (
@@ -283,11 +285,12 @@ def ingest(
             try:
                 if first_plan.time.kind == "datetime":
                     con.execute(f"SET TimeZone = {sql_str(first_plan.time.timezone or 'UTC')}")
-                manifest = _run(con, described, plans, first_plan, fmt, sniffed, tmp, work, show_progress)
+                outcome = _run(con, described, plans, first_plan, fmt, sniffed, tmp, work, show_progress)
             except duckdb.Error as err:
                 raise TraceFormatError(f"reading the {fmt} sources failed: {err}") from None
             finally:
                 con.close()
+            manifest = ingest_manifest(described, outcome, first_plan, fmt, sniffed)
             for i, s in enumerate(described):
                 manifest["sources"][i]["sha256"] = digests[i].result()
             if user_clock is not None:
@@ -305,11 +308,11 @@ def _record_user_clock(manifest: dict, user: Clock) -> None:
         entry["clock"] = {**user.to_json(), "detected": detected}
 
 
-def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> dict:
+def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> PathOutcome:
     """The fast path when it applies and accepts the sources, else the general path."""
     if fast_path.applies(described, plans, first_plan):
-        manifest = fast_path.run(con, described, plans, first_plan, fmt, sniffed, tmp)
-        if manifest is not None:
-            return manifest
+        outcome = fast_path.run(con, described, plans, first_plan, fmt, sniffed, tmp)
+        if outcome is not None:
+            return outcome
         _log.debug("ingest: fast path declined; general path")
     return general_path.run(con, described, plans, first_plan, fmt, sniffed, tmp, work, show_progress)

@@ -20,7 +20,8 @@ import numpy as np
 
 from servelab.analysis.clock import GapSample
 from servelab.analysis.exceptions import TraceFormatError
-from servelab.analysis.ingest.manifest import ingest_manifest, nothing_stored
+from servelab.analysis.ingest.manifest import nothing_stored
+from servelab.analysis.ingest.outcome import PathOutcome, SourceOutcome
 from servelab.analysis.ingest.numbering import write_numbered
 from servelab.analysis.ingest.plan import ident, sql_str
 from servelab.analysis.ingest.reading import (
@@ -40,10 +41,10 @@ from servelab.analysis.store import REJECTED_NAME, REQUESTS_NAME
 __all__ = ["run"]
 
 
-def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> dict:
+def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> PathOutcome:
     """Ingest any sources: each into a typed Parquet part with a reject reason per row, then
     small passes over the parts, then the stored rows streamed (sorted, numbered) into the store.
-    Returns the manifest.
+    Returns what was written and counted.
     """
     tick = PhaseTimer()
     parts: dict[int, Path] = {}
@@ -161,8 +162,10 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
     )
 
     tick("write rejected")
-    return ingest_manifest(described, per_source, first_plan, fmt, sniffed, columns, duplicates, span,
-                           origin=origin, zone=zone, across=across, clock=written.clock)
+    sources = {i: SourceOutcome(stored=e["stored"], rejected=e["rejected"], unsorted=e["unsorted"],
+                                clock=e["clock"]) for i, e in per_source.items()}
+    return PathOutcome(path="general", sources=sources, columns=tuple(columns), duplicates=duplicates, span=span,
+                       origin=origin, zone=zone, across=across, clock=written.clock)
 
 
 def _source_clock(ts: np.ndarray, unsorted: int, time, lo):

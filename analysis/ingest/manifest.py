@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from servelab.analysis.clock import Clock
 from servelab.analysis.exceptions import EmptyTraceError
+from servelab.analysis.ingest.outcome import PathOutcome, SourceOutcome
 from servelab.analysis.ingest.plan import IngestPlan
 from servelab.analysis.store import build_manifest
 
@@ -42,31 +43,31 @@ def clock_entry(clock: Clock | None) -> dict:
     return {"clock_s": clock.step_s, "clock": clock.to_json()}
 
 
-def ingest_manifest(described, per_source, plan: IngestPlan, fmt, sniffed, columns, duplicates, span, *,
-                    origin, zone, across: bool, clock: Clock | None = None) -> dict:
+def ingest_manifest(described, outcome: PathOutcome, plan: IngestPlan, fmt, sniffed) -> dict:
     """The manifest: per-source and total rows read / stored / rejected by reason, and the clocks."""
     sources_meta = []
     for i, s in enumerate(described):
-        e = per_source.get(i, {"stored": 0, "rejected": {}, "unsorted": 0})
-        rejected = dict(sorted(e["rejected"].items()))
+        e = outcome.sources.get(i, SourceOutcome(stored=0))
+        rejected = dict(e.rejected)
         meta = {
             "path": str(s.path), "sha256": None, "format": fmt, "kind": s.kind, "sniffed": sniffed,
-            "columns": list(s.columns), "rows_read": e["stored"] + sum(rejected.values()),
-            "rows_stored": e["stored"], "rows_rejected": rejected, "unsorted": e["unsorted"],
-            **clock_entry(e.get("clock")),
+            "columns": list(s.columns), "rows_read": e.stored + sum(rejected.values()),
+            "rows_stored": e.stored, "rows_rejected": rejected, "unsorted": e.unsorted,
+            **clock_entry(e.clock),
         }
         if s.empty:
             meta["empty"] = True
         sources_meta.append(meta)
-    total_stored = sum(e["stored"] for e in per_source.values())
-    rejected_total = total_rejected(e["rejected"] for e in per_source.values())
+    total_stored = outcome.stored
+    rejected_total = total_rejected(e.rejected for e in outcome.sources.values())
     rows = {
         "read": total_stored + sum(rejected_total.values()),
         "stored": total_stored,
         "rejected": rejected_total,
-        "duplicates": duplicates,
-        "unsorted": sum(e["unsorted"] for e in per_source.values()),
+        "duplicates": outcome.duplicates,
+        "unsorted": outcome.unsorted,
     }
+    columns, span, origin, zone, across = outcome.columns, outcome.span, outcome.origin, outcome.zone, outcome.across
     manifest = build_manifest(
         fmt=fmt,
         sources=sources_meta,
@@ -93,7 +94,7 @@ def ingest_manifest(described, per_source, plan: IngestPlan, fmt, sniffed, colum
                      "from the sorted store",
         }},
     )
-    manifest.update(clock_entry(clock))
+    manifest.update(clock_entry(outcome.clock))
     return manifest
 
 

@@ -125,3 +125,32 @@ def test_cli_ingest_clock_and_info(tmp_path, clocked_jsonl):
 def test_shipped_samples(tmp_path, source, coarse, censors):
     store = ingest(RAW / source, output=tmp_path / "s")
     assert store.clock.coarse is coarse and store.clock.censors is censors
+
+
+def test_ingest_paths_return_frozen_named_outcomes(tmp_path, clocked_jsonl, monkeypatch):
+    import dataclasses
+
+    from servelab.analysis.ingest import general_path
+    from servelab.analysis.ingest.outcome import PathOutcome, SourceOutcome
+
+    seen = []
+    for module in (fast_path, general_path):
+        real = module.run
+
+        def spy(*args, _real=real, **kwargs):
+            seen.append(_real(*args, **kwargs))
+            return seen[-1]
+
+        monkeypatch.setattr(module, "run", spy)
+    store = ingest(clocked_jsonl, output=tmp_path / "s")
+    outcome = seen[-1]
+    assert isinstance(outcome, PathOutcome) and outcome.path == "fast"
+    assert outcome.stored == store.n_requests == 6000 and outcome.unsorted == 0
+    assert outcome.clock.step_s == store.manifest["clock_s"]
+    assert isinstance(outcome.sources[0], SourceOutcome) and outcome.sources[0].stored == 6000
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.duplicates = 1
+    with pytest.raises(TypeError):
+        outcome.sources[0].rejected["x"] = 1  # read-only mapping
+    with pytest.raises(ValueError, match="path must be one of"):
+        PathOutcome(path="slow", sources={}, columns=(), duplicates=0, span=(None, None))
