@@ -16,7 +16,7 @@ Definitions used throughout (and by the tests' independent numpy reference):
   defined only with at least 2 gaps (3 requests) and a positive mean gap; otherwise null, never 0.
 - ``mean_gap_s`` needs at least 1 gap (2 requests); otherwise null.
 - **Logging clock.** When the timestamps were logged on a clock that censors gaps (see
-  :mod:`servelab.analysis.clock`: ties, or a step of at least 1 % of the median gap), gaps below
+  :mod:`servelab.analysis.clock`: ties, or a step of at least 10 % of the median gap), gaps below
   the step are censored, never exact and never dropped: every request's time is moved uniformly
   within its tick, ``t + U(0, step)`` (seeded, one draw per request in ``request_id`` order, so
   every grouping sees the same times), the requests are put in that order, and the gap
