@@ -114,14 +114,15 @@ def _row_hashes(rows: pl.DataFrame) -> np.ndarray:
 class _Tally:
     """Per-batch, vectorised accumulation of the stream's timestamp statistics."""
 
-    def __init__(self, ts_col: str) -> None:
+    def __init__(self, ts_col: str, *, whole_stream_clock: bool = True) -> None:
         self.ts_col = ts_col
         self.last: float | None = None
         self.hashes: list[np.ndarray] = []
         self.unsorted_across = 0
         self.parts: list[PartSummary] = []
         self.part_gaps: list[GapSample] = []
-        self.gaps = GapSample()
+        # one query: its part's clock is the stream's, not sampled twice
+        self.gaps = GapSample() if whole_stream_clock else None
         self._new_part = True
 
     def start_part(self) -> None:
@@ -160,7 +161,8 @@ class _Tally:
         self.last = float(ts[-1])
         self._new_part = False
         self.part_gaps[-1].add(ts)
-        self.gaps.add(ts)
+        if self.gaps is not None:
+            self.gaps.add(ts)
 
     def summary(self) -> StreamSummary:
         hashes = np.sort(np.concatenate(self.hashes)) if self.hashes else np.empty(0, dtype=np.uint64)
@@ -171,7 +173,7 @@ class _Tally:
         full = [p for p in parts if p.rows]
         if not full:
             return StreamSummary(rows=0, lo=None, hi=None, unsorted=0, duplicates=0, parts=parts)
-        whole = full[0].clock if len(self.parts) == 1 else self.gaps.clock()
+        whole = self.gaps.clock() if self.gaps is not None else full[0].clock
         return StreamSummary(
             rows=sum(p.rows for p in full), lo=min(p.lo for p in full), hi=max(p.hi for p in full),
             unsorted=sum(p.unsorted for p in full) + self.unsorted_across, duplicates=duplicates, parts=parts,
@@ -251,7 +253,7 @@ def write_numbered(con: duckdb.DuckDBPyConnection, sql: str | Sequence[str], pat
         other = relation.limit(0).pl().schema
         if other != schema:
             raise ValueError(f"query {k} has columns {dict(other)}; query 0 has {dict(schema)}")
-    tally = _Tally(ts_col)
+    tally = _Tally(ts_col, whole_stream_clock=len(queries) > 1)
 
     def source(with_columns, predicate, n_rows, batch_size):
         state["calls"] += 1
