@@ -212,7 +212,7 @@ def _float_gcd(a: float, b: float, tol: float) -> float:
     return a
 
 
-def precision_step(positive: np.ndarray, *, scale: float = 0.0) -> float | None:
+def _precision_step(positive: np.ndarray, *, scale: float = 0.0) -> float | None:
     """Exact grid of positive gaps (approximate float GCD), or None for continuous values.
 
     Accepted only if every gap lies within ``max(1e-4 step, float error)`` of a whole multiple
@@ -361,7 +361,7 @@ def clock_from_gaps(gaps, *, n_gaps: int | None = None, n_zero: int | None = Non
         return Clock(step_s=None, coarse=False, precision_s=None, lattice_share=None, zero_share=None, n=0)
     sample = np.sort(_evenly(positive, SAMPLE_GAPS))  # evenly spaced in stream order, then sorted
     n_pos_total = n - zeros
-    precision = precision_step(sample, scale=scale)
+    precision = _precision_step(sample, scale=scale)
     found = _search(sample, scale=scale)
     if found is not None and (precision is None or found[0] > 1.5 * precision):
         step, tol, share = found
@@ -506,10 +506,11 @@ def resolve_clock(clock, store=None, *, timestamps=None) -> Clock | None:
 
     Parameters
     ----------
-    clock : "auto", None, "none" or float
+    clock : "auto", None, "none", float or Clock
         ``"auto"``: the store's (:func:`store_clock`; ``timestamps`` spare a store without a
         recorded clock a second read), or without a store detected from ``timestamps``;
-        None or ``"none"``: no clock (gaps exact); a number: a step in seconds given by the user.
+        None or ``"none"``: no clock (gaps exact); a number: a step in seconds given by the user;
+        a :class:`Clock` is used as it is.
     store : TraceStore, optional
     timestamps : array-like, optional
         Used for ``"auto"`` instead of the store's manifest.
