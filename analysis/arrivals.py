@@ -15,6 +15,18 @@ Definitions used throughout (and by the tests' independent numpy reference):
 - ``cv`` = population standard deviation of the gaps / their mean (numpy's ``std`` with ddof 0),
   defined only with at least 2 gaps (3 requests) and a positive mean gap; otherwise null, never 0.
 - ``mean_gap_s`` needs at least 1 gap (2 requests); otherwise null.
+- **Logging clock.** When the timestamps were logged on a clock that censors gaps (see
+  :mod:`servelab.analysis.clock`: ties, or a step of at least 10 % of the median gap), gaps below
+  the step are censored, never exact and never dropped: every request's time is moved uniformly
+  within its tick, ``t + U(0, step)`` (seeded, one draw per request in ``request_id`` order, so
+  every grouping sees the same times), the requests are put in that order, and the gap
+  statistics (mean, std, CV, the Gamma sufficient statistics) are those of the jittered gaps.
+  A Poisson process floored to a clock is, jittered so, a Poisson process again. Windows, rates,
+  spans and ``n_zero_gaps`` (ties at the clock) stay on the logged timestamps. ``clock="auto"``
+  (default) takes the store's clock, ``None`` treats the timestamps as exact, a number is a step
+  in seconds given by the user. When most gaps are ties (:data:`TIED_MAJORITY`), burstiness below
+  the step cannot be measured: :func:`gap_summary` says so in ``short_scale_inconclusive`` and
+  ``clock_note``.
 
 Whole-group aggregates are DuckDB SQL; the one order-dependent step (each request's lag within its
 group) is a vectorised polars ``shift().over()`` because DuckDB's window operator was several times
@@ -36,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from servelab.analysis.clock import Clock, resolve_clock
 from servelab.analysis.store import TraceStore, fetch_polars
 
 __all__ = [
@@ -50,7 +63,12 @@ __all__ = [
     "gap_summary",
     "window_stats",
     "shift_summary",
+    "clock_note",
+    "TIED_MAJORITY",
 ]
+
+#: share of tied gaps (same tick) at or above which burstiness below the clock step is unanswerable
+TIED_MAJORITY = 0.5
 
 #: accepted ``by`` values (``client`` is an alias of ``client_id``)
 GROUPINGS = ("model", "service", "client_id")
@@ -114,19 +132,34 @@ class ArrivalFrame:
     column : str or None
         The grouping column (None: whole trace).
     data : polars.DataFrame
-        ``grp_, timestamp, prev_`` (``prev_`` null for a group's first request).
+        ``grp_, timestamp, prev_`` (``prev_`` null for a group's first request) and, when the
+        clock censors gaps, ``tj_, prevj_``: the jittered times, rows in their order.
     t0, t1 : float
         First and last timestamp of the whole store.
+    clock : Clock or None
+        The store's clock (None: timestamps taken as exact).
+    seed : int
+        Seed of the jitter within the clock step.
     """
 
     column: str | None
     data: pl.DataFrame = field(repr=False)
     t0: float = 0.0
     t1: float = 0.0
+    clock: Clock | None = None
+    seed: int = 0
+
+    @property
+    def jitter_step_s(self) -> float | None:
+        """The step the times were jittered within (None: gaps are the logged ones)."""
+        return self.clock.censor_step_s if self.clock is not None else None
 
 
-def arrival_frame(store: TraceStore, *, by: str | None = None) -> ArrivalFrame:
+def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", seed: int = 0) -> ArrivalFrame:
     """Read ``store`` once for the arrival tables of one grouping (see :class:`ArrivalFrame`).
+
+    ``clock`` (``"auto"``: the store's; None: exact; or a step in seconds) and ``seed`` set the
+    censoring of gaps below the clock step (module docstring).
 
     The order-dependent step (each request's predecessor within its group) is a vectorised polars
     ``shift().over()`` on the store's rows, which ingest keeps sorted by ``(timestamp,
@@ -143,30 +176,51 @@ def arrival_frame(store: TraceStore, *, by: str | None = None) -> ArrivalFrame:
         frame = frame.rename({column: "grp_"}).with_columns(pl.col("grp_").cast(pl.String))
     else:
         frame = frame.with_columns(pl.lit(None, pl.String).alias("grp_"))
-    prev = pl.col("timestamp").shift(1)
-    frame = frame.select("grp_", "timestamp", (prev.over("grp_") if column else prev).alias("prev_"))
+    found = resolve_clock(clock, store, timestamps=frame["timestamp"].to_numpy())
+    step = found.censor_step_s if found is not None else None
+
+    def lag(col: str) -> pl.Expr:
+        prev = pl.col(col).shift(1)
+        return prev.over("grp_") if column else prev
+
+    if step is None:
+        frame = frame.select("grp_", "timestamp", lag("timestamp").alias("prev_"))
+    else:
+        rng = np.random.default_rng(seed)
+        frame = (frame.with_columns((pl.col("timestamp") + pl.Series(rng.uniform(0.0, step, frame.height)))
+                                    .alias("tj_"))
+                 .sort("tj_", maintain_order=True)
+                 .select("grp_", "timestamp", lag("timestamp").alias("prev_"), "tj_", lag("tj_").alias("prevj_")))
     t0, t1 = _span(store)
-    return ArrivalFrame(column=column, data=frame, t0=t0, t1=t1)
+    return ArrivalFrame(column=column, data=frame, t0=t0, t1=t1, clock=found, seed=seed)
 
 
-def _frame_for(store: TraceStore, column: str | None, frame: ArrivalFrame | None) -> ArrivalFrame:
+def _frame_for(store: TraceStore, column: str | None, frame: ArrivalFrame | None, clock="auto",
+               seed: int = 0) -> ArrivalFrame:
     if frame is None:
-        return arrival_frame(store, by=column)
+        return arrival_frame(store, by=column, clock=clock, seed=seed)
     if frame.column != column:
         raise ValueError(f"frame is grouped by {frame.column!r}; this call needs by={column!r}")
     return frame
 
 
 def frame_gaps(base: ArrivalFrame, *, window_s: float | None = None, groups=None) -> pl.DataFrame:
-    """``grp_, timestamp, [w,] gap``: each request's gap to the previous request of its group.
+    """``grp_, timestamp, [w,] gap, tied``: each request's gap to the previous request of its group.
 
-    With ``window_s``, ``w`` is the window index and the gap is kept only when both requests lie in
-    the same window (null otherwise); ``groups`` keeps only those groups.
+    ``gap`` is the jittered gap when the frame's clock censors gaps (module docstring), else the
+    logged one; ``tied`` says that the logged gap is a tie at the clock (exactly 0, or within the
+    clock's tolerance when it censors). With ``window_s``, ``w`` is the window index (of the
+    logged time) and the gap is kept only when both requests lie in the same window (null
+    otherwise); ``groups`` keeps only those groups.
     """
     data = base.data
     if groups is not None:
         data = data.filter(pl.col("grp_").is_in([str(g) for g in groups]))
-    gap = pl.col("timestamp") - pl.col("prev_")
+    logged = pl.col("timestamp") - pl.col("prev_")
+    step = base.jitter_step_s
+    tol = (base.clock.tolerance_s or 0.0) if step is not None else 0.0
+    gap = (pl.col("tj_") - pl.col("prevj_")) if step is not None else logged
+    data = data.with_columns((logged <= tol).alias("tied"))
     if window_s is not None:
         def window_of(col: str) -> pl.Expr:
             return (pl.col(col) / window_s).floor().cast(pl.Int64)
@@ -176,7 +230,7 @@ def frame_gaps(base: ArrivalFrame, *, window_s: float | None = None, groups=None
             pl.when(window_of("prev_") == pl.col("w")).then(gap).alias("gap"))
     else:
         data = data.with_columns(gap.alias("gap"))
-    return data.drop("prev_")
+    return data.drop("prev_", "tj_", "prevj_", strict=False)
 
 
 def _span(store: TraceStore) -> tuple[float, float]:
@@ -186,7 +240,7 @@ def _span(store: TraceStore) -> tuple[float, float]:
 
 
 def inter_arrival_gaps(store: TraceStore, *, by: str | None = None, groups=None,
-                       frame: ArrivalFrame | None = None) -> pl.DataFrame:
+                       frame: ArrivalFrame | None = None, clock="auto", seed: int = 0) -> pl.DataFrame:
     """Every gap of the trace (or within each group), in arrival order.
 
     Parameters
@@ -198,47 +252,69 @@ def inter_arrival_gaps(store: TraceStore, *, by: str | None = None, groups=None,
         Only these groups.
     frame : ArrivalFrame, optional
         A frame of the same grouping from :func:`arrival_frame` (read once, reused).
+    clock, seed
+        Without ``frame``: the clock and jitter seed of :func:`arrival_frame`.
 
     Returns
     -------
     polars.DataFrame
         ``[<by>,] timestamp, gap_s`` with one row per request that has a predecessor in its group
-        (``timestamp`` is the later request's), in arrival order (so in time order within each
-        group).
+        (``timestamp`` is the later request's logged time), in arrival order (so in time order
+        within each group); with a censoring clock the gaps are the jittered ones (module
+        docstring).
     """
     column = resolve_group(store, by, analysis="inter-arrival gaps")
     if groups is not None and column is None:
         raise ValueError("groups needs by=<column>; got by=None")
-    gaps = frame_gaps(_frame_for(store, column, frame), groups=groups).filter(pl.col("gap").is_not_null())
+    gaps = frame_gaps(_frame_for(store, column, frame, clock, seed), groups=groups).filter(pl.col("gap").is_not_null())
     out = gaps.select(([pl.col("grp_").alias(column)] if column else []) + ["timestamp", pl.col("gap").alias("gap_s")])
     return out
 
 
-def gap_array(store: TraceStore, *, frame: ArrivalFrame | None = None) -> np.ndarray:
-    """The whole trace's gaps (seconds) as a numpy array in arrival order."""
-    if frame is not None:
-        _frame_for(store, None, frame)
-        return np.diff(frame.data["timestamp"].to_numpy())
-    data = pl.scan_parquet(store.requests_path).select("request_id", "timestamp").collect()
-    if not data["request_id"].is_sorted():
-        data = data.sort("request_id")
-    return np.diff(data["timestamp"].to_numpy())
+def gap_array(store: TraceStore, *, frame: ArrivalFrame | None = None, censored: bool = False, clock="auto",
+              seed: int = 0) -> np.ndarray:
+    """The whole trace's gaps (seconds) as a numpy array in arrival order.
+
+    By default the logged gaps (ties included): a fit censors them itself with
+    :func:`servelab.fitting.ties.prepare_sample`, which finds the same clock and says so in its
+    notes. ``censored=True`` gives the jittered gaps that :func:`gap_summary` and
+    :func:`window_stats` use (module docstring; ``clock``, ``seed`` as in :func:`arrival_frame`
+    when no ``frame`` is given).
+    """
+    if frame is None and not censored:
+        data = pl.scan_parquet(store.requests_path).select("request_id", "timestamp").collect()
+        if not data["request_id"].is_sorted():
+            data = data.sort("request_id")
+        return np.diff(data["timestamp"].to_numpy())
+    base = _frame_for(store, None, frame, clock, seed)
+    if censored and base.jitter_step_s is not None:
+        return np.diff(base.data["tj_"].to_numpy())
+    if base.jitter_step_s is not None:  # rows are in jittered order: the logged times sorted again
+        return np.diff(np.sort(base.data["timestamp"].to_numpy()))
+    return np.diff(base.data["timestamp"].to_numpy())
 
 
-def gap_summary(store: TraceStore, *, by: str | None = None, frame: ArrivalFrame | None = None) -> pl.DataFrame:
+def gap_summary(store: TraceStore, *, by: str | None = None, frame: ArrivalFrame | None = None,
+                clock="auto", seed: int = 0) -> pl.DataFrame:
     """Per group (or for the whole trace): requests, span, rate, gap mean / std / CV, zero gaps.
 
     ``rate_rps`` is the group's requests over the *whole trace's* span (so that group rates add up
-    to the trace's rate); null when that span is 0.
+    to the trace's rate); null when that span is 0. With a censoring clock the gap statistics are
+    those of the jittered gaps and ``n_zero_gaps`` counts the logged ties at the clock (module
+    docstring); ``clock``, ``seed`` are those of :func:`arrival_frame` when no ``frame`` is given.
 
     Returns
     -------
     polars.DataFrame
         ``[<by>,] n_requests, n_gaps, first_s, last_s, span_s, rate_rps, mean_gap_s, std_gap_s, cv,
-        n_zero_gaps, zero_gap_fraction``, largest groups first.
+        n_zero_gaps, zero_gap_fraction, clock_s, short_scale_inconclusive, clock_note``, largest
+        groups first. ``clock_s`` is the step the gaps were censored at (null: exact gaps);
+        ``short_scale_inconclusive`` is true when at least :data:`TIED_MAJORITY` of the gaps are
+        ties at that clock, so burstiness below the step cannot be measured, and
+        ``clock_note`` says so in words (null otherwise).
     """
     column = resolve_group(store, by, analysis="gap summary")
-    base = _frame_for(store, column, frame)
+    base = _frame_for(store, column, frame, clock, seed)
     gaps = frame_gaps(base)
     t0, t1 = base.t0, base.t1
     select_key = f'grp_ AS "{column}", ' if column else ""
@@ -253,8 +329,8 @@ def gap_summary(store: TraceStore, *, by: str | None = None, frame: ArrivalFrame
                avg(gap) AS mean_gap_s,
                CASE WHEN count(gap) >= 2 THEN stddev_pop(gap) END AS std_gap_s,
                CASE WHEN count(gap) >= 2 AND avg(gap) > 0 THEN stddev_pop(gap) / avg(gap) END AS cv,
-               count(gap) FILTER (WHERE gap = 0) AS n_zero_gaps,
-               CASE WHEN count(gap) > 0 THEN (count(gap) FILTER (WHERE gap = 0)) / count(gap) END AS zero_gap_fraction
+               count(gap) FILTER (WHERE tied) AS n_zero_gaps,
+               CASE WHEN count(gap) > 0 THEN (count(gap) FILTER (WHERE tied)) / count(gap) END AS zero_gap_fraction
         FROM gaps_
         GROUP BY grp_
         ORDER BY n_requests DESC, grp_
@@ -262,8 +338,34 @@ def gap_summary(store: TraceStore, *, by: str | None = None, frame: ArrivalFrame
     with contextlib.closing(store.connect()) as con:
         con.register("gaps_", gaps.to_arrow())
         out = fetch_polars(con, sql, {"span": t1 - t0})
-    return out.with_columns(pl.col("n_requests").cast(pl.Int64), pl.col("n_gaps").cast(pl.Int64),
-                            pl.col("n_zero_gaps").cast(pl.Int64))
+    step = base.jitter_step_s
+    inconclusive = (pl.lit(step is not None) & (pl.col("zero_gap_fraction") >= TIED_MAJORITY)).fill_null(False)
+    out = out.with_columns(pl.col("n_requests").cast(pl.Int64), pl.col("n_gaps").cast(pl.Int64),
+                           pl.col("n_zero_gaps").cast(pl.Int64), pl.lit(step, pl.Float64).alias("clock_s"),
+                           inconclusive.alias("short_scale_inconclusive"))
+    notes = [clock_note(step, f, seed=base.seed) if flag else None
+             for f, flag in zip(out["zero_gap_fraction"], out["short_scale_inconclusive"], strict=True)]
+    return out.with_columns(pl.Series("clock_note", notes, dtype=pl.String))
+
+
+def clock_note(step_s: float | None, tied_fraction: float | None, *, seed: int = 0) -> str | None:
+    """Why burstiness below the clock step is unanswerable (None when it is answerable).
+
+    Parameters
+    ----------
+    step_s : float or None
+        The step the gaps were censored at (None: exact gaps, nothing to say).
+    tied_fraction : float or None
+        Share of gaps that are ties at the clock.
+    seed : int
+        Seed of the jitter, named in the note.
+    """
+    if step_s is None or tied_fraction is None or tied_fraction < TIED_MAJORITY:
+        return None
+    return (f"timestamps are logged on a {step_s:.4g} s clock and {100 * tied_fraction:.0f}% of gaps are ties "
+            f"within one tick: burstiness below {step_s:.4g} s cannot be measured (inconclusive). Gaps were "
+            f"censored by jittering each request uniformly within its tick (seed {seed}); the CV speaks of "
+            f"scales of a tick and longer only")
 
 
 def window_stats(
@@ -273,6 +375,8 @@ def window_stats(
     by: str | None = None,
     fill_idle: bool = True,
     frame: ArrivalFrame | None = None,
+    clock="auto",
+    seed: int = 0,
 ) -> pl.DataFrame:
     """Request rate and gap statistics per window (and per group).
 
@@ -289,6 +393,8 @@ def window_stats(
         ``rate_rps = 0`` and null gap statistics (default). False emits active windows only.
     frame : ArrivalFrame, optional
         A frame of the same grouping from :func:`arrival_frame` (read once, reused).
+    clock, seed
+        Without ``frame``: the clock and jitter seed of :func:`arrival_frame`.
 
     Returns
     -------
@@ -296,11 +402,13 @@ def window_stats(
         ``[<by>,] window, window_start_s, exposure_s, n_requests, rate_rps, n_gaps, mean_gap_s,
         std_gap_s, cv, n_zero_gaps, n_positive_gaps, mean_positive_gap_s, mean_log_positive_gap``
         (the last three are the sufficient statistics of a Gamma MLE on the positive gaps, see
-        :mod:`servelab.fitting.windows`), ordered by group then window.
+        :mod:`servelab.fitting.windows`), ordered by group then window. With a censoring clock
+        the gap statistics are those of the jittered gaps (all positive) and ``n_zero_gaps``
+        counts the logged ties at the clock (module docstring).
     """
     seconds = parse_window(window)
     column = resolve_group(store, by, analysis="windowed arrival statistics")
-    base = _frame_for(store, column, frame)
+    base = _frame_for(store, column, frame, clock, seed)
     gaps = frame_gaps(base, window_s=seconds)
     t0, t1 = base.t0, base.t1
     w0, w1 = math.floor(t0 / seconds), math.floor(t1 / seconds)
@@ -312,7 +420,7 @@ def window_stats(
         gap.count().alias("n_gaps"),
         gap.mean().alias("mean_gap"),
         gap.std(ddof=0).alias("std_gap"),
-        (gap == 0).sum().alias("n_zero"),
+        (gap.is_not_null() & pl.col("tied")).sum().alias("n_zero"),
         (gap > 0).sum().alias("n_pos"),
         positive.mean().alias("mean_pos"),
         positive.log().mean().alias("mean_log_pos"),

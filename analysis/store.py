@@ -114,6 +114,19 @@ class TraceStore:
     def timezone(self) -> str | None:
         return (self.manifest.get("origin") or {}).get("timezone")
 
+    @property
+    def clock(self):
+        """The timestamps' logging clock (:class:`servelab.analysis.clock.Clock`): the manifest's,
+        or detected from the timestamps for a store whose manifest has none."""
+        from servelab.analysis.clock import store_clock
+
+        return store_clock(self)
+
+    @property
+    def clock_s(self) -> float | None:
+        """The logging step in seconds (None: continuous timestamps); see :attr:`clock`."""
+        return self.clock.step_s
+
     def has(self, *columns: str) -> bool:
         """True when every one of ``columns`` is present."""
         return all(c in self.columns for c in columns)

@@ -16,6 +16,11 @@ prepares a sample for fitting by one of:
     jitter when there are zero gaps (or the step is at least 1 % of the median gap) and a step
     was found, drop the zeros when no step was found, keep otherwise.
 
+The step is the trace's logging clock when one is found (:func:`servelab.analysis.clock.clock_from_gaps`:
+a lattice of the gaps robust to a few ms of jitter, e.g. 3 s on millisecond integers), never the
+representation precision when a coarser clock exists; otherwise the exact grid of the values
+(an approximate floating-point GCD: 0.001 s for millisecond integers), or none.
+
 What was done is returned as notes, which the fits carry into ``FitResult.notes``. Jitter cannot
 recover structure finer than the resolution: gaps much shorter than the step (bursts within one
 bucket) come back as uniform spacings, so a fit after jittering under-states burstiness at that
@@ -27,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from servelab.analysis.clock import clock_from_gaps
+
 __all__ = ["Resolution", "PreparedSample", "detect_resolution", "prepare_sample", "TIE_METHODS"]
 
 #: accepted values of ``method`` in :func:`prepare_sample`
@@ -34,8 +41,6 @@ TIE_METHODS = ("auto", "jitter", "drop", "keep")
 
 #: a step at least this fraction of the median positive gap distorts the fit even without zeros
 _MATTERS_FRACTION = 0.01
-#: number of smallest distinct gaps the GCD is run over (then verified on all gaps)
-_GCD_VALUES = 40
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,16 @@ class Resolution:
         Gaps exactly equal to 0 (ties).
     median_positive : float or None
         Median of the positive gaps.
+    clock : bool
+        The step is a logging clock coarser than the values' precision (gaps within its
+        tolerance of 0 are ties, even when not exactly 0).
     """
 
     step: float | None
     n: int
     n_zero: int
     median_positive: float | None
+    clock: bool = False
 
     @property
     def zero_fraction(self) -> float:
@@ -74,10 +83,10 @@ class Resolution:
     def matters(self) -> bool:
         """True when ties or the grid step would distort a continuous fit."""
         ratio = self.step_over_median
-        return self.n_zero > 0 or (ratio is not None and ratio >= _MATTERS_FRACTION)
+        return self.clock or self.n_zero > 0 or (ratio is not None and ratio >= _MATTERS_FRACTION)
 
     def describe(self) -> str:
-        step = "no grid" if self.step is None else f"step {self.step:.6g}"
+        step = "no grid" if self.step is None else f"{'clock' if self.clock else 'step'} {self.step:.6g}"
         return f"{step}; {self.n_zero} of {self.n} gaps are 0 ({100 * self.zero_fraction:.1f}%)"
 
 
@@ -94,19 +103,13 @@ class PreparedSample:
     notes: tuple[str, ...] = ()
 
 
-def _float_gcd(a: float, b: float, tol: float) -> float:
-    while b > tol:
-        a, b = b, np.fmod(a, b)
-    return a
-
-
 def detect_resolution(gaps) -> Resolution:
-    """Find the grid step of ``gaps`` (non-negative) and count the zero gaps.
+    """Find the step of ``gaps`` (non-negative, in arrival order) and count the zero gaps.
 
-    The step is the approximate GCD of the smallest distinct positive gaps (tolerance a millionth
-    of the smallest gap), refined by least squares over all gaps, and accepted only if every
-    positive gap lies within 10^-4 steps of a whole multiple of it and it is at least 10^-6 of the
-    median gap (finer grids are treated as continuous).
+    The step is the logging clock of :func:`servelab.analysis.clock.clock_from_gaps` when it
+    finds one coarser than the values' precision (tolerant to a few ms of jitter); otherwise the
+    exact grid of the gaps (approximate GCD, every positive gap within 10^-4 steps of a whole
+    multiple, at least 10^-6 of the median gap; finer grids are treated as continuous), or None.
 
     Raises
     ------
@@ -120,30 +123,9 @@ def detect_resolution(gaps) -> Resolution:
         raise ValueError(f"gaps must be >= 0 (timestamps sorted); got {int(np.sum(x < 0))} negative gaps")
     positive = x[x > 0]
     n_zero = int(x.size - positive.size)
-    if positive.size < 2:
-        median = float(np.median(positive)) if positive.size else None
-        return Resolution(step=None, n=int(x.size), n_zero=n_zero, median_positive=median)
-    median = float(np.median(positive))
-    smallest = float(positive.min())
-    tol = 1e-6 * smallest + 1e-12
-    # candidates from the smallest distinct values of (at most) the first 10^5 positive gaps; the
-    # step is then verified on every gap
-    distinct = np.unique(positive[:100_000])[:_GCD_VALUES]
-    step = float(distinct[0])
-    for value in distinct[1:]:
-        step = _float_gcd(float(value), step, tol)
-        if step < 1e-6 * median:
-            break
-    if step < 1e-6 * median:
-        return Resolution(step=None, n=int(x.size), n_zero=n_zero, median_positive=median)
-    # refine the step by least squares over all gaps (float error of large timestamps makes the
-    # GCD of a few values slightly off), then require every gap within 1e-4 steps of the grid
-    k = np.round(positive / step)
-    step = float(np.dot(positive, k) / np.dot(k, k))
-    off = np.abs(positive - k * step)
-    if float(off.max()) > 1e-4 * step:
-        return Resolution(step=None, n=int(x.size), n_zero=n_zero, median_positive=median)
-    return Resolution(step=step, n=int(x.size), n_zero=n_zero, median_positive=median)
+    median = float(np.median(positive)) if positive.size else None
+    found = clock_from_gaps(x)
+    return Resolution(step=found.step_s, n=int(x.size), n_zero=n_zero, median_positive=median, clock=found.coarse)
 
 
 def prepare_sample(gaps, *, method: str = "auto", seed: int = 0, resolution: float | None = None) -> PreparedSample:
@@ -158,7 +140,8 @@ def prepare_sample(gaps, *, method: str = "auto", seed: int = 0, resolution: flo
     seed : int
         Seed of the jitter (the same seed gives the same sample).
     resolution : float, optional
-        The timestamp resolution if known (e.g. 3.0 for Mooncake); detected when omitted.
+        The timestamp resolution or logging clock if known (e.g. 3.0 for Mooncake, or a store's
+        :func:`~servelab.analysis.clock.store_clock`); detected when omitted.
 
     Raises
     ------
@@ -174,7 +157,7 @@ def prepare_sample(gaps, *, method: str = "auto", seed: int = 0, resolution: flo
     found = detect_resolution(x)
     if resolution is not None:
         found = Resolution(step=float(resolution), n=found.n, n_zero=found.n_zero,
-                           median_positive=found.median_positive)
+                           median_positive=found.median_positive, clock=True)
     chosen = method
     if method == "auto":
         if not found.matters:
@@ -201,8 +184,9 @@ def prepare_sample(gaps, *, method: str = "auto", seed: int = 0, resolution: flo
     times = np.concatenate([[0.0], np.cumsum(x)])
     jittered = np.sort(times + rng.uniform(0.0, found.step, size=times.size))
     values = np.diff(jittered)
+    what = f"logged on a {found.step:.6g} s clock" if found.clock else f"quantised to {found.step:.6g} s"
     note = (
-        f"ties: timestamps quantised to {found.step:.6g} s ({found.n_zero} of {found.n} gaps were 0, "
+        f"ties: timestamps {what} ({found.n_zero} of {found.n} gaps were 0, "
         f"{100 * found.zero_fraction:.1f}%); each arrival time was jittered uniformly within its "
         f"{found.step:.6g} s bucket (seed {seed}) and the gaps recomputed"
     )

@@ -6,10 +6,14 @@ module fits all windows at once, vectorised, from the per-window statistics that
 :func:`servelab.analysis.arrivals.window_stats` computes in SQL:
 
 ``method="mle"`` (default)
-    the maximum-likelihood Gamma of each window's *positive* gaps, from their sufficient statistics
-    (mean and mean log) with the vectorised Newton solver
-    :func:`servelab.fitting.families.gamma_mle_from_stats`; zero gaps (ties) are left out and
-    counted in ``n_zero_gaps``;
+    the maximum-likelihood Gamma of each window's gaps, from their sufficient statistics (mean and
+    mean log) with the vectorised Newton solver :func:`servelab.fitting.families.gamma_mle_from_stats`.
+    Gaps below the trace's logging clock are censored upstream: ``window_stats`` (with its default
+    ``clock="auto"``) jitters every request uniformly within its tick, so every gap is positive and
+    the fit uses them all (a Poisson process on a 3-s clock gives alpha near 1). Exact zeros reach
+    the fit only without a censoring clock (float ties of a continuous trace, or ``clock=None``):
+    they are left out and counted in ``n_zero_gaps``, which biases alpha upwards (on a 3-s clock
+    read as exact, alpha 1e7);
 ``method="moments"``
     the method of moments on all gaps: :math:`\\alpha = \\bar{x}^2 / s^2`, :math:`\\beta = \\bar{x} / s^2`
     (population variance), so that ``cv_gamma`` equals the window's empirical CV.
@@ -93,12 +97,14 @@ def gamma_per_window(windows: pl.DataFrame, *, method: str = "mle") -> pl.DataFr
 
 
 def gamma_windows(store, *, window: str | float = "20m", by: str | None = None, method: str = "mle",
-                  fill_idle: bool = True) -> pl.DataFrame:
+                  fill_idle: bool = True, clock="auto", seed: int = 0) -> pl.DataFrame:
     """Gamma per window straight from a store (BurstGPT Fig. 6: ``window="20m"``, ``by="service"``).
 
-    See :func:`servelab.analysis.arrivals.window_stats` for the windows and
+    See :func:`servelab.analysis.arrivals.window_stats` for the windows, the logging clock
+    (``clock``: ``"auto"``, None or a step in seconds) and the jitter ``seed``, and
     :func:`gamma_per_window` for the fit.
     """
     from servelab.analysis.arrivals import window_stats
 
-    return gamma_per_window(window_stats(store, window=window, by=by, fill_idle=fill_idle), method=method)
+    return gamma_per_window(window_stats(store, window=window, by=by, fill_idle=fill_idle, clock=clock, seed=seed),
+                            method=method)

@@ -22,6 +22,7 @@ import concurrent.futures
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -32,8 +33,11 @@ from types import ModuleType
 
 import duckdb
 
+from servelab.analysis.clock import Clock, resolve_clock
 from servelab.analysis.exceptions import ColumnMapError, MissingColumnError, TraceFormatError
 from servelab.analysis.ingest import azure, bailian, burstgpt, fast_path, general_path, generic, mooncake
+from servelab.analysis.ingest.manifest import ingest_manifest
+from servelab.analysis.ingest.outcome import PathOutcome
 from servelab.analysis.ingest.plan import sql_str
 from servelab.analysis.ingest.sources import Source, describe_source, require_nonempty, resolve_sources
 from servelab.analysis.store import (
@@ -195,6 +199,7 @@ def ingest(
     progress: bool | None = None,
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     threads: int | None = None,
+    clock: float | None = None,
 ) -> TraceStore:
     """Ingest raw trace files into a trace store.
 
@@ -219,6 +224,10 @@ def ingest(
         DuckDB memory limit (default :data:`DEFAULT_MEMORY_LIMIT`); DuckDB spills beyond it.
     threads : int, optional
         DuckDB threads (default: all cores).
+    clock : float, optional
+        The timestamps' logging step in seconds when the user knows it (recorded as
+        ``given: "user"``, the detected clock kept beside it); detected from the gaps when
+        omitted (:mod:`servelab.analysis.clock`). Gap analyses censor gaps below it.
 
     Returns
     -------
@@ -236,11 +245,17 @@ def ingest(
         A source lacks a column its format requires (names it and the columns found).
     ColumnMapError
         The column map is invalid or names a column a source lacks.
+    ValueError
+        ``clock`` is not a positive number of seconds.
     EmptyTraceError
         No source holds a data row, or every row was rejected.
     StoreExistsError
         ``output`` exists and ``overwrite`` is false.
     """
+    if clock is not None and (isinstance(clock, bool) or not isinstance(clock, (int, float))
+                              or not (math.isfinite(clock) and clock > 0)):
+        raise ValueError(f"clock must be a positive number of seconds (the timestamps' logging step); got {clock!r}")
+    user_clock = resolve_clock(float(clock)) if clock is not None else None
     paths = resolve_sources(sources)
     cmap = generic.load_column_map(column_map) if column_map is not None else None
     described = [
@@ -270,23 +285,34 @@ def ingest(
             try:
                 if first_plan.time.kind == "datetime":
                     con.execute(f"SET TimeZone = {sql_str(first_plan.time.timezone or 'UTC')}")
-                manifest = _run(con, described, plans, first_plan, fmt, sniffed, tmp, work, show_progress)
+                outcome = _run(con, described, plans, first_plan, fmt, sniffed, tmp, work, show_progress)
             except duckdb.Error as err:
                 raise TraceFormatError(f"reading the {fmt} sources failed: {err}") from None
             finally:
                 con.close()
+            manifest = ingest_manifest(described, outcome, first_plan, fmt, sniffed)
             for i, s in enumerate(described):
                 manifest["sources"][i]["sha256"] = digests[i].result()
+            if user_clock is not None:
+                _record_user_clock(manifest, user_clock)
             shutil.rmtree(work, ignore_errors=True)
             (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
     return open_store(output)
 
 
-def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> dict:
+def _record_user_clock(manifest: dict, user: Clock) -> None:
+    """The user's clock replaces the detected one (kept under ``detected``), store and sources."""
+    for entry in [manifest, *(m for m in manifest["sources"] if m.get("clock") is not None)]:
+        detected = entry.get("clock")
+        entry["clock_s"] = user.step_s
+        entry["clock"] = {**user.to_json(), "detected": detected}
+
+
+def _run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> PathOutcome:
     """The fast path when it applies and accepts the sources, else the general path."""
     if fast_path.applies(described, plans, first_plan):
-        manifest = fast_path.run(con, described, plans, first_plan, fmt, sniffed, tmp)
-        if manifest is not None:
-            return manifest
+        outcome = fast_path.run(con, described, plans, first_plan, fmt, sniffed, tmp)
+        if outcome is not None:
+            return outcome
         _log.debug("ingest: fast path declined; general path")
     return general_path.run(con, described, plans, first_plan, fmt, sniffed, tmp, work, show_progress)

@@ -10,7 +10,8 @@ from pathlib import Path
 import duckdb
 
 from servelab.analysis.exceptions import TraceFormatError
-from servelab.analysis.ingest.manifest import ingest_manifest, nothing_stored
+from servelab.analysis.ingest.manifest import nothing_stored
+from servelab.analysis.ingest.outcome import PathOutcome, SourceOutcome
 from servelab.analysis.ingest.numbering import StreamQueryError, write_numbered
 from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
 from servelab.analysis.ingest.reading import (
@@ -42,7 +43,7 @@ _KINDS = ("csv", "jsonl", "parquet")
 _SQL_REJECT = "servelab-fast-path: a row fails a value check"
 
 
-def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dict | None:
+def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> PathOutcome | None:
     """Single-pass ingest: stored rows stream straight into ``requests.parquet``.
 
     DuckDB parses and checks the rows on all threads; :func:`.numbering.write_numbered` adds
@@ -54,7 +55,7 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
     such rows with their reasons. Unsorted rows (in a file, or a file starting before the
     previous one ends) with times relative to the trace start are sorted in a second pass over
     the Parquet; with wall-clock times (whose origin, the earliest row, was taken to be the
-    first) they fall back. Returns the manifest, or None to fall back.
+    first) they fall back. Returns what was written and counted, or None to fall back.
     """
     tick = PhaseTimer()
     indices = list(plans)
@@ -129,15 +130,17 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         drop_reader_tables("malformed")
         return None
     duplicates = summary.duplicates
+    store_clock = summary.clock
     if summary.unsorted:
         # stable sort (ties keep their stream order: the streamed request_id), numbered again; the
         # duplicates are counted on the sorted stream, where tied rows are adjacent
         streamed = tmp / "_work" / "streamed.parquet"
         requests.rename(streamed)
-        duplicates = write_numbered(
+        resorted = write_numbered(
             con, f"SELECT * EXCLUDE (request_id) FROM read_parquet({sql_str(streamed)}) ORDER BY timestamp, request_id",
             requests,
-        ).duplicates
+        )
+        duplicates, store_clock = resorted.duplicates, resorted.clock
         streamed.unlink()
         tick("fast: sort")
     con.execute(
@@ -146,9 +149,9 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> dic
         f"TO {sql_str(tmp / REJECTED_NAME)} (FORMAT parquet)"
     )
     parts = dict(zip(indices, summary.parts, strict=True))
-    per_source = {i: {"stored": parts[i].rows, "rejected": reader_rejects[i], "unsorted": parts[i].unsorted}
-                  for i in indices}
+    sources = {i: SourceOutcome(stored=parts[i].rows, rejected=reader_rejects[i], unsorted=parts[i].unsorted,
+                                clock=parts[i].clock) for i in indices}
     full = [parts[i] for i in indices if parts[i].rows]
     across = any(b.lo < a.hi for a, b in zip(full, full[1:]))
-    return ingest_manifest(described, per_source, plan, fmt, sniffed, columns, duplicates, (summary.lo, summary.hi),
-                           origin=origin, zone=zone, across=across)
+    return PathOutcome(path="fast", sources=sources, columns=tuple(columns), duplicates=duplicates,
+                       span=(summary.lo, summary.hi), origin=origin, zone=zone, across=across, clock=store_clock)

@@ -18,8 +18,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from servelab.analysis.clock import GapSample
 from servelab.analysis.exceptions import TraceFormatError
-from servelab.analysis.ingest.manifest import ingest_manifest, nothing_stored
+from servelab.analysis.ingest.manifest import nothing_stored
+from servelab.analysis.ingest.outcome import PathOutcome, SourceOutcome
 from servelab.analysis.ingest.numbering import write_numbered
 from servelab.analysis.ingest.plan import ident, sql_str
 from servelab.analysis.ingest.reading import (
@@ -39,10 +41,10 @@ from servelab.analysis.store import REJECTED_NAME, REQUESTS_NAME
 __all__ = ["run"]
 
 
-def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> dict:
+def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> PathOutcome:
     """Ingest any sources: each into a typed Parquet part with a reject reason per row, then
     small passes over the parts, then the stored rows streamed (sorted, numbered) into the store.
-    Returns the manifest.
+    Returns what was written and counted.
     """
     tick = PhaseTimer()
     parts: dict[int, Path] = {}
@@ -94,19 +96,22 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
         raise nothing_stored(e["rejected"] for e in per_source.values())
 
     tick("counts")
-    # unsorted rows per source (vectorised over the stored timestamps, in source order)
+    # unsorted rows and the logging clock per source (vectorised over the stored timestamps, in
+    # source order; sorted for the clock when unsorted); datetimes are in microseconds
+    lo = min(e["lo"] for e in per_source.values() if e["lo"] is not None)
     for i, part in parts.items():
         ts = np.asarray(con.sql(f"SELECT _ts FROM read_parquet({sql_str(part)}) WHERE _reason IS NULL").fetchnumpy()["_ts"])
-        per_source[i]["unsorted"] = int(np.count_nonzero(np.diff(ts) < 0))
+        unsorted = int(np.count_nonzero(np.diff(ts) < 0))
+        per_source[i]["unsorted"] = unsorted
+        per_source[i]["clock"] = _source_clock(ts, unsorted, first_plan.time, lo) if ts.size else None
         del ts
-    tick("unsorted")
+    tick("unsorted, clock")
     unsorted_total = sum(e["unsorted"] for e in per_source.values())
     ordered_sources = [per_source[i] for i in parts if per_source[i]["stored"]]
     across = any(b["lo"] < a["hi"] for a, b in zip(ordered_sources, ordered_sources[1:]))
 
     # origin and timestamp expression
     t = first_plan.time
-    lo = min(e["lo"] for e in per_source.values() if e["lo"] is not None)
     hi = max(e["hi"] for e in per_source.values() if e["hi"] is not None)
     ts_expr, origin, zone = relative_time_sql(t, lo)
     if t.kind == "datetime":
@@ -136,7 +141,8 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
         body = f"SELECT {select} FROM {source_rel}"
     # numbered as it streams (a row_number() window here ran single-threaded: 7.3 s of 19.7 s at
     # 10 M rows); the stream is sorted, so its tied rows are adjacent and it counts the duplicates
-    duplicates = write_numbered(con, body, tmp / REQUESTS_NAME).duplicates
+    written = write_numbered(con, body, tmp / REQUESTS_NAME)
+    duplicates = written.duplicates
 
     tick("write requests")
     # rejected rows: typed-check rejects (row number computed for CSV) + malformed lines
@@ -156,8 +162,26 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
     )
 
     tick("write rejected")
-    return ingest_manifest(described, per_source, first_plan, fmt, sniffed, columns, duplicates, span,
-                           origin=origin, zone=zone, across=across)
+    sources = {i: SourceOutcome(stored=e["stored"], rejected=e["rejected"], unsorted=e["unsorted"],
+                                clock=e["clock"]) for i, e in per_source.items()}
+    return PathOutcome(path="general", sources=sources, columns=tuple(columns), duplicates=duplicates, span=span,
+                       origin=origin, zone=zone, across=across, clock=written.clock)
+
+
+def _source_clock(ts: np.ndarray, unsorted: int, time, lo):
+    """The logging clock of one source's raw ``_ts``, as the stored timestamps (bit for bit the
+    values of :func:`.reading.relative_time_sql`, so the fast path, which sees the stored
+    values, finds the same clock)."""
+    ts = np.sort(ts) if unsorted else ts
+    if time.kind == "datetime":
+        seconds = (ts - int(lo)).astype(np.float64) / 1e6
+    elif time.epoch:
+        seconds = ts - float(lo)
+    else:
+        seconds = ts.astype(np.float64)
+    sample = GapSample()
+    sample.add(seconds)
+    return sample.clock()
 
 
 def _conversation_roots(con: duckdb.DuckDBPyConnection, scan: str) -> None:

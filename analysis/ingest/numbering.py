@@ -8,6 +8,8 @@ adds the row index and encodes the Parquet. The file is written once; nothing is
 
 On the way each batch (not each request) updates what the manifest needs about the timestamps,
 vectorised: the number of rows, the span, the number of rows earlier than the row before them,
+a sample of the gaps for the logging clock (:class:`servelab.analysis.clock.GapSample`, per query
+and for the whole stream),
 and the row hashes of rows whose timestamp equals a neighbour's, from which the exact duplicates
 are counted (equal rows share their timestamp, and in a sorted stream rows with the same
 timestamp are adjacent). The duplicate count is only valid for a sorted stream;
@@ -25,6 +27,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
+
+from servelab.analysis.clock import Clock, GapSample
 
 __all__ = ["PartSummary", "StreamSummary", "StreamQueryError", "write_numbered", "DEFAULT_BATCH_ROWS"]
 
@@ -47,12 +51,16 @@ class PartSummary:
         Its smallest and largest timestamp (None without rows).
     unsorted : int
         Its rows whose timestamp is smaller than the previous row's of the same query.
+    clock : Clock or None
+        The logging clock of its timestamps (gaps in stream order; absolute differences when
+        unsorted, so the lattice holds but ``zero_share`` is of the file order).
     """
 
     rows: int
     lo: float | None
     hi: float | None
     unsorted: int
+    clock: Clock | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,8 @@ class StreamSummary:
         timestamp by 64-bit row hash. Only meaningful when ``unsorted == 0``.
     parts : tuple of PartSummary
         One per query, in stream order.
+    clock : Clock or None
+        The logging clock of the whole stream (meaningful when ``unsorted == 0``).
     """
 
     rows: int
@@ -81,10 +91,12 @@ class StreamSummary:
     unsorted: int
     duplicates: int
     parts: tuple[PartSummary, ...] = ()
+    clock: Clock | None = None
 
 
-def _part(rows: int, lo: float, hi: float, unsorted: int) -> PartSummary:
-    return PartSummary(rows=rows, lo=lo if rows else None, hi=hi if rows else None, unsorted=unsorted)
+def _part(rows: int, lo: float, hi: float, unsorted: int, clock: Clock | None = None) -> PartSummary:
+    return PartSummary(rows=rows, lo=lo if rows else None, hi=hi if rows else None, unsorted=unsorted,
+                       clock=clock if rows else None)
 
 
 def _row_hashes(rows: pl.DataFrame) -> np.ndarray:
@@ -102,17 +114,21 @@ def _row_hashes(rows: pl.DataFrame) -> np.ndarray:
 class _Tally:
     """Per-batch, vectorised accumulation of the stream's timestamp statistics."""
 
-    def __init__(self, ts_col: str) -> None:
+    def __init__(self, ts_col: str, *, whole_stream_clock: bool = True) -> None:
         self.ts_col = ts_col
         self.last: float | None = None
         self.hashes: list[np.ndarray] = []
         self.unsorted_across = 0
         self.parts: list[PartSummary] = []
+        self.part_gaps: list[GapSample] = []
+        # one query: its part's clock is the stream's, not sampled twice
+        self.gaps = GapSample() if whole_stream_clock else None
         self._new_part = True
 
     def start_part(self) -> None:
         """The next batches belong to the next query."""
         self.parts.append(PartSummary(rows=0, lo=np.inf, hi=-np.inf, unsorted=0))  # summary() gives None
+        self.part_gaps.append(GapSample())
         self._new_part = True
 
     def update(self, batch: pl.DataFrame) -> None:
@@ -144,18 +160,24 @@ class _Tally:
         )
         self.last = float(ts[-1])
         self._new_part = False
+        self.part_gaps[-1].add(ts)
+        if self.gaps is not None:
+            self.gaps.add(ts)
 
     def summary(self) -> StreamSummary:
         hashes = np.sort(np.concatenate(self.hashes)) if self.hashes else np.empty(0, dtype=np.uint64)
         # sorted, a repeated hash follows its equal (np.unique took 1.6 s for 1.5 M hashes)
         duplicates = int(np.count_nonzero(hashes[1:] == hashes[:-1]))
-        parts = tuple(_part(p.rows, p.lo, p.hi, p.unsorted) for p in self.parts)
+        parts = tuple(_part(p.rows, p.lo, p.hi, p.unsorted, g.clock() if p.rows else None)
+                      for p, g in zip(self.parts, self.part_gaps, strict=True))
         full = [p for p in parts if p.rows]
         if not full:
             return StreamSummary(rows=0, lo=None, hi=None, unsorted=0, duplicates=0, parts=parts)
+        whole = self.gaps.clock() if self.gaps is not None else full[0].clock
         return StreamSummary(
             rows=sum(p.rows for p in full), lo=min(p.lo for p in full), hi=max(p.hi for p in full),
             unsorted=sum(p.unsorted for p in full) + self.unsorted_across, duplicates=duplicates, parts=parts,
+            clock=whole,
         )
 
 
@@ -231,7 +253,7 @@ def write_numbered(con: duckdb.DuckDBPyConnection, sql: str | Sequence[str], pat
         other = relation.limit(0).pl().schema
         if other != schema:
             raise ValueError(f"query {k} has columns {dict(other)}; query 0 has {dict(schema)}")
-    tally = _Tally(ts_col)
+    tally = _Tally(ts_col, whole_stream_clock=len(queries) > 1)
 
     def source(with_columns, predicate, n_rows, batch_size):
         state["calls"] += 1

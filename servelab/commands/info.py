@@ -1,5 +1,5 @@
-"""``servelab info STORE``: a summary of a trace store (rows, span, models, services, clients,
-canonical columns present, rejected rows by reason).
+"""``servelab info STORE``: a summary of a trace store (rows, span, logging clock, models,
+services, clients, canonical columns present, rejected rows by reason).
 
 A thin layer over :func:`servelab.analysis.store.open_store` and one SQL query; it prints and
 computes nothing a notebook could not.
@@ -14,6 +14,7 @@ __all__ = ["ingest_summary", "info"]
 def ingest_summary(store) -> dict:
     """The numbers ``servelab info`` prints, as a dict (for tests and notebooks)."""
     from servelab.analysis.schema import CANONICAL_COLUMNS
+    from servelab.commands.ingest import clock_text
 
     cols = store.columns
     parts = ["count(*) AS n", "min(timestamp) AS t0", "max(timestamp) AS t1"]
@@ -34,6 +35,9 @@ def ingest_summary(store) -> dict:
         "origin": store.origin.isoformat() if store.origin is not None else None,
         "timezone": store.timezone,
         "format": store.manifest.get("format"),
+        "clock_s": store.manifest.get("clock_s"),
+        "clock": clock_text(store.manifest) if store.manifest.get("clock") else store.clock.describe(),
+        "source_clocks_s": [m.get("clock_s") for m in store.manifest.get("sources", ()) if "clock_s" in m],
     }
     for c in ("client_id", "model", "service", "conversation_id"):
         if c in cols:
@@ -75,7 +79,11 @@ def info(store_path: str) -> None:
         f"requests:  {s['requests']:,}",
         f"span:      {_duration(s['span_s'])} ({s['span_s']:,.1f} s, timestamps {s['first_s']:,.3f} .. {s['last_s']:,.3f} s)",
         f"origin:    {origin}",
+        f"clock:     {s['clock']}" + ("" if store.manifest.get("clock") else " (detected now: not in the manifest)"),
     ]
+    distinct = sorted({c for c in s["source_clocks_s"] if c is not None})
+    if len(s["source_clocks_s"]) > 1 and len(distinct) > 1:
+        lines.append("           per source: " + ", ".join(f"{c:.6g} s" for c in s["source_clocks_s"] if c is not None))
     for c, label in (("model", "models"), ("service", "services")):
         if f"{c}s" in s:
             shown = ", ".join(f"{k} {v:,}" for k, v in s[f"{c}s"].items())

@@ -1,13 +1,13 @@
 """``servelab ingest SOURCE... --format FMT -o STORE``: raw trace files -> a trace store.
 
 A thin layer over :func:`servelab.analysis.ingest`: parses options, says which format was
-chosen (and that it was sniffed), and prints the row counts. It computes nothing itself.
+chosen (and that it was sniffed), and prints the row counts and the logging clock. It computes nothing itself.
 """
 from __future__ import annotations
 
 import click
 
-__all__ = ["ingest"]
+__all__ = ["ingest", "clock_text"]
 
 _FORMATS = ("auto", "burstgpt", "azure", "mooncake", "bailian", "generic")
 
@@ -20,15 +20,22 @@ _FORMATS = ("auto", "burstgpt", "azure", "mooncake", "bailian", "generic")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 @click.option("--column-map", type=click.Path(exists=True, dir_okay=False),
               help="TOML column map (format 'generic'; see README).")
-def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, column_map: str | None) -> None:
+@click.option("--clock", "clock", type=float, default=None, metavar="SECONDS",
+              help="The timestamps' logging step, when known (e.g. 3 for Mooncake); detected when omitted. "
+                   "Gap analyses censor gaps below it.")
+def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, column_map: str | None,
+           clock: float | None) -> None:
     """Ingest raw trace files SOURCE... (paths or globs, one format) into a trace store."""
     from servelab.analysis import ingest as run_ingest
     from servelab.analysis.exceptions import ColumnMapError, StoreExistsError, TraceFormatError
 
     try:
-        store = run_ingest(list(sources), fmt=fmt, output=output, overwrite=overwrite, column_map=column_map)
+        store = run_ingest(list(sources), fmt=fmt, output=output, overwrite=overwrite, column_map=column_map,
+                           clock=clock)
     except (TraceFormatError, ColumnMapError, StoreExistsError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
+    except ValueError as err:  # a bad --clock
+        raise click.BadParameter(str(err), param_hint="--clock") from None
     m = store.manifest
     chosen = m["format"]
     if m.get("extra", {}).get("ingest", {}).get("sniffed"):
@@ -46,3 +53,17 @@ def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, col
         f"{sum(rejected.values()):,} ({rej_text}); duplicates {rows['duplicates']:,} (kept), "
         f"unsorted {rows['unsorted']:,} (sorted)"
     )
+    click.echo(f"clock: {clock_text(m)}", err=True)
+
+
+def clock_text(manifest) -> str:
+    """The store's logging clock in words, from its manifest (``unknown`` for older stores)."""
+    from servelab.analysis.clock import Clock
+
+    entry = manifest.get("clock")
+    if not entry:
+        return "unknown (store written before clock detection, or without timestamps)"
+    text = Clock.from_json(entry).describe()
+    if entry.get("detected"):
+        text += f" [detected: {Clock.from_json(entry['detected']).describe()}]"
+    return text
