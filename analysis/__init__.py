@@ -91,6 +91,7 @@ _ANALYSES: dict[str, tuple[str, ...]] = {
                       "turn_distribution", "itt_values", "interval_stats_by_turns"),
     "upsampling": ("UpsamplingResult", "upsample_multiturn", "upsampling_burstiness", "window_cv"),
     "fidelity": ("FidelityResult", "compare", "energy_distance", "load_trace"),
+    "clock": ("Clock", "detect_clock", "store_clock"),
 }
 
 _LAZY = {name: module for module, names in _ANALYSES.items() for name in names}
