@@ -30,8 +30,8 @@ __all__ = ["conversations"]
 @click.option("--links", "with_links", is_flag=True, help="With -o, also write the per-request links and "
               "per-conversation tables.")
 @click.option("--figures", "with_figures", is_flag=True, help="With -o, also write the figures as PNG.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fit subsamples.")
-@click.option("--rows", type=int, default=10, show_default=True, help="Rows printed per table.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the fit subsamples.")
+@click.option("--rows", type=click.IntRange(min=1), default=10, show_default=True, help="Rows printed per table.")
 def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, ...], outdir: str | None,
                   with_links: bool, with_figures: bool, seed: int, rows: int) -> None:
     """Multi-turn conversations of STORE: links, turns, inter-turn times, upsampling, findings."""
