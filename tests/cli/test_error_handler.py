@@ -203,3 +203,14 @@ def test_a_missing_dataset_warning_reaches_the_user_of_generate(tmp_path):
     assert "servelab generate: warning: ServeGen pool" in result.stderr
     assert "1 client(s) have no dataset file" in result.stderr
     assert Path(tmp_path / "w.parquet").is_file()
+
+
+def test_an_empty_source_warning_of_ingest_is_one_line(tmp_path):
+    azure = RAW_TRACES / "azure_2023/AzureLLMInferenceTrace_code.csv"
+    header_only = tmp_path / "header_only.csv"
+    header_only.write_text(azure.read_text().splitlines()[0] + "\n")
+    result = _invoke(["ingest", str(azure), str(header_only), "-o", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    assert f"servelab ingest: warning: source {header_only} holds no data rows; it is recorded in the manifest " \
+           "and skipped\n" in result.stderr
+    assert "EmptySourceWarning" not in result.output  # not Python's own "file:line: Category: message" format
