@@ -14,8 +14,9 @@ Errors and warnings (one policy for every command, applied by :class:`_LazyGroup
 - servelab's typed errors (every class of ``servelab.{analysis,fitting,generator}.exceptions``)
   and the built-ins raised for bad input (``ValueError``, ``OSError`` and its ``FileNotFoundError``
   / ``PermissionError``), plus any ``click.ClickException`` a command raises, print ONE line
-  ``servelab <command>: error: <message>`` on stderr and exit **1**: the command ran and refused
-  its input (or could not read or write a file).
+  ``servelab <command>: error: <message>`` on stderr and exit **1** (a ``ClickException``: its
+  own exit code, 1 unless it says otherwise): the command ran and refused its input (or could not
+  read or write a file).
 - Anything else prints ``servelab <command>: unexpected error: <type>: <message>; run with
   --debug for the traceback`` and exits **1**.
 - ``--debug`` (``servelab --debug <command> ...``, or ``SERVELAB_DEBUG=1``) re-raises every
@@ -25,6 +26,10 @@ Errors and warnings (one policy for every command, applied by :class:`_LazyGroup
 - Every warning issued while a command runs (servelab's typed warnings, and any other
   ``UserWarning`` / ``RuntimeWarning``) is printed once, as ``servelab <command>: warning:
   <message>`` on stderr, as it happens; a warning the library catches itself never gets here.
+
+Commands that generate workloads refuse one estimated (:func:`expected_requests`, the integral of
+the target rate over the duration) above ``--max-requests`` (:func:`max_requests_option`,
+:func:`check_request_budget`) before anything is allocated.
 """
 from __future__ import annotations
 

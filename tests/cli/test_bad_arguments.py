@@ -271,6 +271,7 @@ CASES: list[Case] = [
     _c("clients-min-requests-zero", "clients|{store}|--min-requests|0", r"--min-requests.*got 0"),
     _c("conversations-delta-negative", "conversations|{store}|--delta|-5", r"--delta.*-5"),
     _c("conversations-delta-nan", "conversations|{store}|--delta|nan", r"--delta.*nan"),
+    _c("conversations-delta-inf", "conversations|{store}|--delta|inf", r"--delta.*finite.*inf"),
     _c("conversations-unknown-rule", "conversations|{store}|--rule|telepathy", r"--rule.*'telepathy' is not one of"),
     # fit-pool, compare, pool: options and outputs
     _c("fit-pool-unknown-family", "fit-pool|{store}|-o|{out}/ff|--families|bogus", r"families.*'bogus'"),
