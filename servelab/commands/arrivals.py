@@ -28,11 +28,11 @@ __all__ = ["arrivals"]
               help="Window of the rate / CV table: seconds or 30s, 5m, 20min, 1h, 1d.")
 @click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), default=None,
               help="Write every table as Parquet and CSV (and findings.json) into this folder.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of subsamples, jitter and bootstrap.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of subsamples, jitter and bootstrap.")
 @click.option("--quick", is_flag=True, help="Quick budget: fit smaller subsamples (10^5 gaps instead of 10^6).")
 @click.option("--gof", type=click.Choice(["auto", "subsample", "bootstrap", "none"]), default="auto", show_default=True,
               help="Honest p-values for the whole-trace fits (auto: bootstrap on small samples, subsample KS on big).")
-@click.option("--rows", type=int, default=8, show_default=True, help="Rows printed per table.")
+@click.option("--rows", type=click.IntRange(min=1), default=8, show_default=True, help="Rows printed per table.")
 def arrivals(store_path: str, by: str | None, window: str, outdir: str | None, seed: int, quick: bool,
              gof: str, rows: int) -> None:
     """Arrival characterization of STORE: gaps, windowed rate and CV, family fits, findings."""

@@ -25,8 +25,8 @@ __all__ = ["clients"]
 @click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), default=None,
               help="Write every table as Parquet and CSV, and findings.json, into this folder.")
 @click.option("--figures", "with_figures", is_flag=True, help="With -o, also write ServeGen Fig. 6 / 12 / 17 as PNG.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the reason-ratio subsamples.")
-@click.option("--rows", type=int, default=10, show_default=True, help="Rows printed per table.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the reason-ratio subsamples.")
+@click.option("--rows", type=click.IntRange(min=1), default=10, show_default=True, help="Rows printed per table.")
 def clients(store_path: str, window: str, min_requests: int, outdir: str | None, with_figures: bool, seed: int,
             rows: int) -> None:
     """Client decomposition of STORE: shares, per-client windows, stability, attribution, findings."""

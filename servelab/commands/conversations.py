@@ -11,6 +11,8 @@ draws). This module only parses options, calls the library and prints.
 """
 from __future__ import annotations
 
+import math
+
 import click
 
 from servelab.commands.output import emit
@@ -30,8 +32,8 @@ __all__ = ["conversations"]
 @click.option("--links", "with_links", is_flag=True, help="With -o, also write the per-request links and "
               "per-conversation tables.")
 @click.option("--figures", "with_figures", is_flag=True, help="With -o, also write the figures as PNG.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fit subsamples.")
-@click.option("--rows", type=int, default=10, show_default=True, help="Rows printed per table.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the fit subsamples.")
+@click.option("--rows", type=click.IntRange(min=1), default=10, show_default=True, help="Rows printed per table.")
 def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, ...], outdir: str | None,
                   with_links: bool, with_figures: bool, seed: int, rows: int) -> None:
     """Multi-turn conversations of STORE: links, turns, inter-turn times, upsampling, findings."""
@@ -45,8 +47,8 @@ def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, 
         window_s = parse_window(window)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--window") from None
-    if any(not d > 0 for d in deltas):
-        raise click.BadParameter(f"thresholds must be positive seconds; got {deltas}", param_hint="--delta")
+    if any(not (math.isfinite(d) and d > 0) for d in deltas):
+        raise click.BadParameter(f"thresholds must be finite positive seconds; got {deltas}", param_hint="--delta")
     store = open_store(store_path)
     draw = bool(with_figures and outdir)
     # Fig. 14 reads the whole trace's arrivals once more: measured only when it will be drawn

@@ -24,11 +24,11 @@ __all__ = ["lengths"]
               help="Also compute quantiles and correlations per group (period: ServeGen's Midnight/Morning/Afternoon).")
 @click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), default=None,
               help="Write every table as Parquet and CSV (and findings.json) into this folder.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every subsample.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every subsample.")
 @click.option("--quick", is_flag=True, help="Quick budget: fit lengths on 10^5 values instead of 10^6 (and measure a "
               "trace of more than 10^6 requests on a seeded sample of about 10^6).")
 @click.option("--explore", is_flag=True, help="Also scan scipy's common families with fitter (slow, exploration only).")
-@click.option("--rows", type=int, default=8, show_default=True, help="Rows printed per table.")
+@click.option("--rows", type=click.IntRange(min=1), default=8, show_default=True, help="Rows printed per table.")
 def lengths(store_path: str, by: str | None, outdir: str | None, seed: int, quick: bool, explore: bool, rows: int) -> None:
     """Request-data characterization of STORE: lengths, fits, shifts, reasoning, multimodal, findings."""
     from servelab.analysis.budget import Budget

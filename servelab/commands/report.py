@@ -10,7 +10,10 @@ from pathlib import Path
 
 import click
 
-__all__ = ["report"]
+__all__ = ["report", "TRACE_FORMATS"]
+
+#: ``--format`` choices: the same as ``servelab ingest --format`` (a test checks that they agree)
+TRACE_FORMATS = ("auto", "burstgpt", "azure", "mooncake", "bailian", "generic")
 
 
 @click.command("report")
@@ -19,8 +22,8 @@ __all__ = ["report"]
               show_default=True, help="HTML file to write; the JSON of all findings goes beside it (.json).")
 @click.option("--quick", is_flag=True, help="Quick budget: subsample fits (for very large traces); each section says "
               "how.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random draw of the sections.")
-@click.option("--format", "fmt", default="auto", show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for every random draw of the sections.")
+@click.option("--format", "fmt", type=click.Choice(TRACE_FORMATS), default="auto", show_default=True,
               help="Format of a raw trace to ingest first: auto (sniffs it), burstgpt, azure, mooncake, bailian, "
                    "generic (with --column-map); ignored for a store.")
 @click.option("--column-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
