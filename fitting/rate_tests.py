@@ -10,8 +10,8 @@ window counts,
 .. math:: X^2 = \sum_i (c_i - \hat\lambda e_i)^2 / (\hat\lambda e_i), \qquad
           \hat\lambda = \sum c_i / \sum e_i,
 
-chi-square with :math:`k - 1` degrees of freedom under the null (asymptotic; a Monte Carlo test
-conditional on the total count when windows hold fewer than one request on average). With
+chi-square with :math:`k - 1` degrees of freedom under the null (asymptotic; a parametric
+bootstrap of the Poisson null when windows hold fewer than one request on average). With
 ``dispersion`` :math:`\phi` (e.g. the pooled within-window gap CV squared) the null becomes a
 stationary renewal process, whose counts have variance :math:`\phi` times the Poisson one, and
 :math:`X^2/\phi` is tested. The effect is the CV of the window rates beyond the counting noise,
@@ -197,7 +197,7 @@ def rate_shift_test(counts, exposures, *, dispersion: float = 1.0, level: float 
     min_exposure_fraction : float
         Windows covering less than this share of the longest window are left out (edges).
     seed : int
-        Seed of the Monte Carlo null (used only when windows average under one request).
+        Seed of the bootstrap null (used only when windows average under one request).
 
     Returns
     -------
@@ -231,14 +231,14 @@ def rate_shift_test(counts, exposures, *, dispersion: float = 1.0, level: float 
     p_value = float(p[0])
     method = f"asymptotic chi-square, {int(k[0]) - 1} df"
     if total[0] / k[0] < 1.0:
-        # sparse windows: Monte Carlo conditional on the total (multinomial over exposures)
+        # sparse windows: parametric bootstrap of the Poisson null (rate re-estimated in each replicate)
         rng = np.random.default_rng(seed)
-        probs = e / e.sum()
-        sims = rng.multinomial(int(total[0]), probs, size=_MC_REPLICATES)
-        exp_ = total[0] * probs
-        x2_sim = np.sum((sims - exp_) ** 2 / exp_, axis=1)
-        p_value = float((1 + np.sum(x2_sim >= x2[0])) / (_MC_REPLICATES + 1))
-        method = f"Monte Carlo conditional on the total (B={_MC_REPLICATES}, seed={seed})"
+        sims = rng.poisson(total[0] / e.sum() * e, size=(_MC_REPLICATES, e.size)).astype(float)
+        lam = sims.sum(axis=1, keepdims=True) / e.sum()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x2_sim = np.where(lam[:, 0] > 0, np.sum((sims - lam * e) ** 2 / (lam * e), axis=1), 0.0)
+        p_value = float((1 + np.sum(x2_sim / dispersion >= x2[0] / dispersion)) / (_MC_REPLICATES + 1))
+        method = f"parametric bootstrap of the Poisson null (B={_MC_REPLICATES}, seed={seed})"
     verdict, why = decide(p_value=p_value, level=level, effect_value=float(effect[0]), practical_threshold=thr,
                           power=float(power[0]), mde=float(mde[0]), paper_effect=paper)
     return NullTest(null=null, statistic="Pearson chi-square of window counts" + (

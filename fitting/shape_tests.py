@@ -41,6 +41,7 @@ __all__ = [
     "PAPER_SHAPE_RATIO",
     "EXACT_CAP",
     "MIN_WINDOW_GAPS",
+    "MAX_ZERO_SHARE",
 ]
 
 #: max/min of the Gamma shape over a daily cycle from which the shape "shifts" (practical threshold)
@@ -51,6 +52,8 @@ PAPER_SHAPE_RATIO = 3.0
 EXACT_CAP = 2000
 #: windows with fewer positive gaps are left out
 MIN_WINDOW_GAPS = 10
+#: share of zero gaps (ties on the clock) above which gap shapes are not judged
+MAX_ZERO_SHARE = 0.05
 
 _NULL = ("a stationary renewal process with Gamma gaps of one shape (the pooled MLE) and a free scale per "
          "window, with the trace's own gap counts per window")
@@ -119,8 +122,8 @@ def _null_replicates(n_key: tuple[int, ...], shape: float, replicates: int, seed
 def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEFAULT_LEVEL,
                            min_gaps: int = MIN_WINDOW_GAPS, threshold_ratio: float = SHAPE_SHIFT_RATIO,
                            paper_ratio: float = PAPER_SHAPE_RATIO, replicates: int = 199, seed: int = 0,
-                           resolution_s: float = 0.0, mde_multiples: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0),
-                           ) -> NullTest:
+                           resolution_s: float = 0.0, n_zero_gaps=None,
+                           mde_multiples: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0)) -> NullTest:
     """Does the Gamma shape (burstiness, CV = 1/sqrt(alpha)) of the gaps shift across windows?
 
     Parameters
@@ -143,6 +146,10 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
     resolution_s : float
         The trace's clock resolution: a pooled mean gap under 10 x this gives "inconclusive" (a
         coarse clock, not the process, shapes the gaps).
+    n_zero_gaps : array-like, optional
+        Per window, the zero gaps (ties; ``n_zero_gaps`` of ``window_stats``). When more than
+        :data:`MAX_ZERO_SHARE` of all gaps are ties the clock has cut off the short gaps that
+        make a window bursty, so the test says "inconclusive" rather than "does not hold".
     mde_multiples : tuple of float
         Multiples of the threshold at which power is simulated for the minimum detectable effect.
 
@@ -165,6 +172,13 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
         raise ValueError(f"replicates must be an integer >= 19; got {replicates!r}")
     if not isinstance(min_gaps, (int, np.integer)) or min_gaps < 2:
         raise ValueError(f"min_gaps must be an integer >= 2; got {min_gaps!r}")
+    zero_share = 0.0
+    if n_zero_gaps is not None:
+        zeros = np.asarray(n_zero_gaps, dtype=float)
+        if zeros.shape != n.shape:
+            raise ValueError(f"n_zero_gaps must match n_gaps' shape {n.shape}; got {zeros.shape}")
+        total = float(np.nansum(zeros) + np.nansum(n))
+        zero_share = float(np.nansum(zeros)) / total if total > 0 else 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
         s = np.log(mean) - mlog
     ok = np.isfinite(s) & (s > 0) & np.isfinite(n) & (n >= min_gaps)
@@ -175,9 +189,12 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
                   paper_effect=paper, alternative=f"shapes alternating with max/min {paper_ratio:g} (SD of ln alpha "
                   f"{paper:.3g})")
     pooled_mean = float(np.sum(n * mean) / n.sum()) if n.size else float("nan")
-    if n.size < 3 or (resolution_s > 0 and pooled_mean < 10 * resolution_s):
+    coarse = resolution_s > 0 and pooled_mean < 10 * resolution_s
+    if n.size < 3 or coarse or zero_share > MAX_ZERO_SHARE:
         why = (f"needs 3 windows with >= {min_gaps} positive gaps; got {n.size}" if n.size < 3 else
-               f"mean gap {pooled_mean:.3g} s is under 10 x the clock resolution {resolution_s:g} s")
+               f"mean gap {pooled_mean:.3g} s is under 10 x the clock resolution {resolution_s:g} s" if coarse else
+               f"{zero_share:.0%} of gaps are ties on the clock (> {MAX_ZERO_SHARE:.0%}): the clock, not the process, "
+               "shapes the short gaps")
         return NullTest(value=float("nan"), p_value=None, effect_value=float("nan"), power=None,
                         minimum_detectable_effect=None, method="none", n=int(n.size), decision="inconclusive",
                         reason=why, **common)
@@ -192,8 +209,10 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
     z = np.where(np.arange(n.size) % 2 == 0, 1.0, -1.0)
     rng = np.random.default_rng([int(seed), 1])
 
+    power_replicates = int(min(replicates, 99))
+
     def power_at(d: float) -> float:
-        s_alt = _draw_s(n, a0 * np.exp(d * z), int(replicates), rng)
+        s_alt = _draw_s(n, a0 * np.exp(d * z), power_replicates, rng)
         lrt_alt, var_alt = _lrt(n, s_alt)
         eff_alt = np.sqrt(np.maximum(var_alt - noise, 0.0))
         return float(np.mean((lrt_alt > crit) & (eff_alt > thr)))
@@ -208,7 +227,7 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
     verdict, why = decide(p_value=p, level=level, effect_value=effect, practical_threshold=thr, power=power,
                           mde=mde, paper_effect=paper)
     return NullTest(value=float(lrt), p_value=p, effect_value=effect, power=power, minimum_detectable_effect=mde,
-                    method=f"parametric bootstrap (B={replicates}, seed={seed}; windows above {EXACT_CAP} gaps through "
-                           "the normal limit)", n=int(n.size), decision=verdict,
+                    method=f"parametric bootstrap (B={replicates}, seed={seed}; power from {power_replicates} replicates "
+                           f"per effect; windows above {EXACT_CAP} gaps through the normal limit)", n=int(n.size), decision=verdict,
                     reason=f"{n.size} windows with >= {min_gaps} positive gaps, pooled shape {a0:.3g}; {why}",
                     **common)
