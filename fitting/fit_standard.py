@@ -139,8 +139,8 @@ def infinite_mean(fit: FitResult, *, z: float = 2.0) -> bool:
     The tail exponent's ``z``-standard-error interval reaches the boundary: Pareto (and the
     Pareto tail of ``lognormal_pareto``, on its ``n (1 - weight)`` tail values)
     :math:`\hat\alpha - z\,\hat\alpha/\sqrt{n} \le 1`; Zipf :math:`\hat s - z(\hat s - 1)/\sqrt n \le 2`
-    (the standard errors of the power-law MLEs). Pareto alpha = 1.004 is flagged at any n: its
-    mean, 251 x_min, is set by a handful of the largest values.
+    (the standard errors of the power-law MLEs). Pareto alpha = 1.004 is flagged up to
+    n = 252,000 tail values; its mean, 251 x_min, is set by a handful of the largest values.
     """
     p = fit.params
     if fit.family in ("pareto", "lognormal_pareto"):
