@@ -12,12 +12,13 @@ Null: *a unimodal law on the data's own lattice*. Two conditions make a sample "
 2. The modes are separated: Ashman's :math:`D = \sqrt2\,|\mu_1 - \mu_2| / \sqrt{\sigma_1^2 +
    \sigma_2^2} >` :data:`ASHMAN_D` (2: a clean split) from the maximum-likelihood two-Gaussian
    mixture on the analysis scale (EM on a 1,000-bin histogram: as exact as the data need, and
-   fast at n = 50,000), each component weighing at least :data:`MIN_WEIGHT`. A delta-BIC alone is not used: at n = 50,000 it favours two
-   components for any non-Gaussian shape.
+   fast at n = 50,000), each component weighing at least :data:`MIN_WEIGHT`. A delta-BIC
+   alone is not used: at n = 50,000 it favours two components for any non-Gaussian shape.
 
 Power is that of the whole rule against an equal mixture of two Gaussians with Ashman's
-:math:`D` = :data:`PAPER_ASHMAN_D` at this sample size, simulated (the dip test is location- and
-scale-free, so the simulation depends on n only) and cached by n. Nothing here reads a store or
+:math:`D` = :data:`PAPER_ASHMAN_D` at min(n, 2,000) values (a lower bound above that), simulated
+with a fixed seed (the rule is location- and scale-free, so the simulation depends on n only)
+and cached by n. Nothing here reads a store or
 plots.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ import math
 import numpy as np
 
 from servelab.fitting.exceptions import InsufficientDataError
-from servelab.fitting.verdicts import DEFAULT_LEVEL, POWER_TARGET, NullTest, decide
+from servelab.fitting.verdicts import DEFAULT_LEVEL, NullTest, decide
 
 __all__ = [
     "lattice_bimodality",

@@ -14,7 +14,13 @@ import math
 
 import numpy as np
 
-from servelab.fitting.rate_tests import block_counts, burstiness_test, rate_shift_test, window_counts
+from servelab.fitting.rate_tests import (
+    block_counts,
+    burstiness_test,
+    pooled_gap_dispersion,
+    rate_shift_test,
+    window_counts,
+)
 from servelab.fitting.shape_tests import gamma_shape_shift_test
 from servelab.fitting.verdicts import NullTest
 
@@ -25,6 +31,7 @@ __all__ = [
     "switching_arrivals",
     "on_clock",
     "window_gap_stats",
+    "window_gap_cv",
     "arrival_tests",
     "BURST_SCALES",
 ]
@@ -101,16 +108,32 @@ def window_gap_stats(t: np.ndarray, *, window_s: float, t0: float = 0.0
     return n, mean, mlog, zeros
 
 
+def window_gap_cv(t: np.ndarray, *, window_s: float, t0: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per window (of the later arrival): gaps and their CV (population std / mean; NaN under 2 gaps)."""
+    t = np.sort(np.asarray(t, dtype=float))
+    g = np.diff(t)
+    w = ((t[1:] - t0) // window_s).astype(np.int64)
+    k = int(w.max()) + 1 if w.size else 0
+    n = np.bincount(w, minlength=k).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(w, weights=g, minlength=k) / n
+        var = np.bincount(w, weights=g * g, minlength=k) / n - mean**2
+        cv = np.where((n >= 2) & (mean > 0), np.sqrt(np.maximum(var, 0.0)) / mean, np.nan)
+    return n, cv
+
+
 def arrival_tests(t: np.ndarray, span_s: float, *, resolution_s: float = 0.0, seed: int = 0,
                   replicates: int = 199) -> dict[str, NullTest]:
     """The three arrival tests on one simulated trace, as the report would run them.
 
-    ``rate``: :func:`rate_shift_test` on 5-minute windows; ``shape``:
+    ``rate``: :func:`rate_shift_test` on 5-minute windows, against a stationary renewal null
+    whose dispersion is the pooled within-window gap CV squared; ``shape``:
     :func:`gamma_shape_shift_test` on 20-minute windows; ``burst``: :func:`burstiness_test` at
     :data:`BURST_SCALES` inside 20-minute blocks.
     """
     counts, exposure = window_counts(t, window_s=300.0, t0=0.0, t1=span_s)
-    rate = rate_shift_test(counts, exposure, seed=seed)
+    rate = rate_shift_test(counts, exposure, seed=seed,
+                           dispersion=pooled_gap_dispersion(*window_gap_cv(t, window_s=300.0)))
     n, mean, mlog, zeros = window_gap_stats(t, window_s=1200.0)
     shape = gamma_shape_shift_test(n, mean, mlog, n_zero_gaps=zeros, seed=seed, replicates=replicates,
                                    resolution_s=resolution_s)

@@ -222,7 +222,8 @@ def describes(fit: FitResult, *, tolerance: float = KS_TOLERANCE, level: float =
         why = f"KS D {d:.3g} <= max(tolerance {tolerance:g}, critical value {crit:.3g}); power {power:.0%}"
     if note:
         why += f"; {note}"
-    return NullTest(null=f"the data are a sample of the fitted {fit.family} ({', '.join(f'{k}={v:.4g}' for k, v in fit.params.items())})",
+    params = ", ".join(f"{k}={v:.4g}" for k, v in fit.params.items())
+    return NullTest(null=f"the data are a sample of the fitted {fit.family} ({params})",
                     statistic="KS distance D", value=d, p_value=p, level=level, effect="KS distance D (misfit)",
                     effect_value=d, practical_threshold=tolerance, paper_effect=2.0 * tolerance, power=power,
                     minimum_detectable_effect=mde, alternative=f"a true misfit of KS distance {2 * tolerance:g}",

@@ -45,7 +45,8 @@ def proportion_test(k: int, n: int, *, threshold: float, paper_share: float, lev
     if not (isinstance(n, int) and n >= 1 and isinstance(k, int) and 0 <= k <= n):
         raise ValueError(f"need integers 0 <= k <= n with n >= 1; got k={k!r}, n={n!r}")
     if not (0 < threshold < paper_share < 1):
-        raise ValueError(f"need 0 < threshold < paper_share < 1; got threshold={threshold!r}, paper_share={paper_share!r}")
+        raise ValueError(f"need 0 < threshold < paper_share < 1; got threshold={threshold!r}, "
+                         f"paper_share={paper_share!r}")
     p = float(stats.binom.sf(k - 1, n, threshold))
     k_star = int(stats.binom.isf(level, n, threshold)) + 1  # smallest k with P(K >= k) <= level
     while k_star > 0 and stats.binom.sf(k_star - 2, n, threshold) <= level:

@@ -49,6 +49,8 @@ __all__ = [
     "rate_shift_tests",
     "burstiness_test",
     "block_counts",
+    "blocks_from_windows",
+    "pooled_gap_dispersion",
     "window_counts",
     "sine_cv",
     "RATE_SHIFT_RATIO",
@@ -125,6 +127,54 @@ def block_counts(timestamps, *, sub_s: float, block_s: float, t0: float | None =
     idx = ((t - t0) // sub_s).astype(np.int64)
     idx = idx[(idx >= 0) & (idx < n_blocks * m)]
     return np.bincount(idx, minlength=n_blocks * m).reshape(n_blocks, m)
+
+
+def blocks_from_windows(window, counts, exposures, *, sub_s: float, block_s: float) -> np.ndarray:
+    """Reshape a window table at scale ``sub_s`` into full blocks of ``block_s``: shape (blocks, m).
+
+    ``window`` is the window index ``floor(t / sub_s)`` (the ``window`` column of
+    :func:`servelab.analysis.arrivals.window_stats` with ``window=sub_s`` and idle windows
+    filled); a block is kept only when all of its ``m = block_s / sub_s`` sub-windows are present
+    and fully covered (``exposures == sub_s``), so the trace's partial first and last blocks drop.
+    """
+    w = np.asarray(window, dtype=np.int64)
+    c = np.asarray(counts)
+    e = np.asarray(exposures, dtype=float)
+    if not (w.shape == c.shape == e.shape) or w.ndim != 1:
+        raise ValueError(f"window, counts, exposures must be 1-D of one length; got {w.shape}, {c.shape}, {e.shape}")
+    m = block_s / sub_s
+    if not (sub_s > 0 and m >= 2 and abs(m - round(m)) < 1e-9):
+        raise ValueError(f"block_s must be a whole multiple (>= 2) of sub_s; got {block_s!r} / {sub_s!r}")
+    m = int(round(m))
+    if w.size == 0:
+        return np.zeros((0, m), dtype=np.int64)
+    full = e >= sub_s * (1 - 1e-9)
+    block = w // m
+    b0 = int(block.min())
+    nb = int(block.max()) - b0 + 1
+    grid = np.zeros(nb * m, dtype=np.int64)
+    seen = np.zeros(nb * m, dtype=bool)
+    idx = (block - b0) * m + (w - block * m)
+    grid[idx[full]] = c[full]
+    seen[idx[full]] = True
+    keep = seen.reshape(nb, m).all(axis=1)
+    return grid.reshape(nb, m)[keep]
+
+
+def pooled_gap_dispersion(n_gaps, cv) -> float:
+    """Pooled within-window squared gap CV (the count dispersion of a stationary renewal process).
+
+    Weighted by gaps over windows with at least 2 gaps; each window's CV (population form, as in
+    :func:`servelab.analysis.arrivals.window_stats`) is corrected by ``n / (n - 1)``. Rate shifts
+    between windows do not enter it, so it is the null's dispersion for :func:`rate_shift_test`.
+    Returns 1.0 (Poisson) when no window has 2 gaps.
+    """
+    n = np.asarray(n_gaps, dtype=float)
+    v = np.asarray(cv, dtype=float)
+    ok = (n >= 2) & np.isfinite(v)
+    if not np.any(ok):
+        return 1.0
+    return float(np.sum(n[ok] * v[ok] ** 2 * n[ok] / (n[ok] - 1)) / np.sum(n[ok]))
 
 
 # ----------------------------------------------------------------------------------------------
