@@ -14,10 +14,13 @@ from servelab.fitting.calibration import (
     on_clock,
     poisson_arrivals,
     switching_arrivals,
+    window_gap_cv,
 )
 from servelab.fitting.rate_tests import (
     block_counts,
+    blocks_from_windows,
     burstiness_test,
+    pooled_gap_dispersion,
     rate_shift_test,
     rate_shift_tests,
     sine_cv,
@@ -142,3 +145,40 @@ def test_burstiness_guards_the_clock_and_shapes():
         burstiness_test({30.0: np.arange(5)})
     with pytest.raises(ValueError, match="whole multiple"):
         block_counts(t, sub_s=70.0, block_s=1200.0)
+
+
+def test_blocks_from_a_window_table_match_blocks_from_timestamps():
+    t = poisson_arrivals(0.05, DAY, seed=2) + 37.0
+    counts, exposure = window_counts(t, window_s=30.0, t0=0.0, t1=float(t.max()))
+    window = np.arange(counts.size)
+    got = blocks_from_windows(window, counts, exposure, sub_s=30.0, block_s=1200.0)
+    assert np.array_equal(got, block_counts(t, sub_s=30.0, block_s=1200.0, t0=0.0, t1=float(t.max())))
+    # a missing or partial sub-window drops its block
+    keep = window != 45
+    assert blocks_from_windows(window[keep], counts[keep], exposure[keep], sub_s=30.0, block_s=1200.0).shape[0] == \
+        got.shape[0] - 1
+    with pytest.raises(ValueError, match="whole multiple"):
+        blocks_from_windows(window, counts, exposure, sub_s=30.0, block_s=1000.0)
+
+
+def test_pooled_dispersion_is_the_gap_cv_squared_and_protects_stationary_bursty_traces():
+    t = gamma_renewal_arrivals(0.05, 0.25, 3 * DAY, seed=6)  # CV 2: count dispersion -> 4 at long scales
+    n, cv = window_gap_cv(t, window_s=300.0)
+    phi = pooled_gap_dispersion(n, cv)
+    # ~15 gaps per window: the within-window CV^2 sits below the true 4 (short windows cut long gaps)
+    assert 2.5 < phi < 4.5
+    assert pooled_gap_dispersion([1, 0], [np.nan, np.nan]) == 1.0
+    counts, exposure = window_counts(t, window_s=300.0, t0=0.0, t1=3 * DAY)
+    assert rate_shift_test(counts, exposure).decision is Verdict.HOLDS  # the Poisson null is wrong here
+    assert rate_shift_test(counts, exposure, dispersion=phi).decision is not Verdict.HOLDS
+
+
+def test_simulators_have_the_rate_and_cv_they_promise():
+    t = gamma_renewal_arrivals(1.0, 0.25, 200_000.0, seed=1)
+    g = np.diff(t)
+    # 2e5 gaps: rate within 3 sd (CV 2 / sqrt(n) = 0.45 %), CV within ~5 %
+    assert t.size / 200_000.0 == pytest.approx(1.0, rel=0.03)
+    assert g.std() / g.mean() == pytest.approx(2.0, rel=0.05)
+    t = switching_arrivals(((0.05, 1.0), (0.15, 1.0)), 2 * DAY, seed=0)
+    c = block_counts(t, sub_s=1200.0 / 2, block_s=1200.0, t0=0.0, t1=2 * DAY).sum(axis=1)
+    assert c[1::2].mean() / c[0::2].mean() == pytest.approx(3.0, rel=0.1)
