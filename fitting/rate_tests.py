@@ -192,6 +192,7 @@ def _rate_arrays(counts, exposures, codes, n_groups, *, dispersion, level, thres
         x2 = np.bincount(codes, weights=np.where(expected > 0, (counts - expected) ** 2 / expected, 0.0),
                          minlength=n_groups)
         df = k - 1.0
+        dispersion = np.broadcast_to(np.asarray(dispersion, dtype=float), (n_groups,))
         scaled = x2 / dispersion
         p = np.where((df >= 1) & (total > 0), stats.chi2.sf(scaled, np.maximum(df, 1)), np.nan)
         effect = np.sqrt(np.maximum(x2 - dispersion * df, 0.0) / total)
@@ -303,7 +304,7 @@ def rate_shift_test(counts, exposures, *, dispersion: float = 1.0, level: float 
 
 
 def rate_shift_tests(windows: pl.DataFrame, by: str, *, count: str = "n_requests", exposure: str = "exposure_s",
-                     dispersion: float = 1.0, level: float = DEFAULT_LEVEL, threshold_ratio: float = RATE_SHIFT_RATIO,
+                     dispersion: float | str = 1.0, level: float = DEFAULT_LEVEL, threshold_ratio: float = RATE_SHIFT_RATIO,
                      paper_ratio: float = PAPER_RATE_RATIO, min_exposure_fraction: float = 0.5) -> pl.DataFrame:
     """:func:`rate_shift_test` per group, vectorised (asymptotic p-values only).
 
@@ -314,15 +315,24 @@ def rate_shift_tests(windows: pl.DataFrame, by: str, *, count: str = "n_requests
         arrival evidence).
     by : str
         Group column.
+    dispersion : float or "pooled"
+        One dispersion for every group, or ``"pooled"``: each group's
+        :func:`pooled_gap_dispersion` from its ``n_gaps`` and ``cv`` columns (a stationary
+        renewal null per group).
 
     Returns
     -------
     polars.DataFrame
-        ``<by>, windows, requests, chi2, p_value, effect, power, mde, decision``; ``decision`` is
+        ``<by>, windows, requests, dispersion, chi2, p_value, effect, power, mde, decision``; ``decision`` is
         "inconclusive" for groups too small to show a shift (1-request clients, ...), so that a
         count of "holds" counts only groups that show it.
     """
-    for col in (by, count, exposure):
+    pooled = isinstance(dispersion, str)
+    if pooled and dispersion != "pooled":
+        raise ValueError(f"dispersion must be a positive number or 'pooled'; got {dispersion!r}")
+    if not pooled and not dispersion > 0:
+        raise ValueError(f"dispersion must be positive; got {dispersion!r}")
+    for col in (by, count, exposure) + (("n_gaps", "cv") if pooled else ()):
         if col not in windows.columns:
             raise ValueError(f"windows lacks column {col!r}; columns: {windows.columns}")
     full = windows.group_by(by).agg(pl.col(exposure).max().alias("full_"))
@@ -332,12 +342,24 @@ def rate_shift_tests(windows: pl.DataFrame, by: str, *, count: str = "n_requests
     codes = w[by].replace_strict(groups, pl.Series(np.arange(groups.len())), default=None).to_numpy().astype(np.int64)
     c, e = _check_counts(w[count].to_numpy(), w[exposure].to_numpy())
     thr, paper = sine_cv(threshold_ratio), sine_cv(paper_ratio)
-    k, total, x2, p, effect, power, mde = _rate_arrays(c, e, codes, groups.len(), dispersion=dispersion,
+    if pooled:  # per group: sum(n cv^2 n/(n-1)) / sum(n) over windows with >= 2 gaps, 1 without any
+        n_g = w["n_gaps"].to_numpy().astype(float)
+        cv = w["cv"].fill_null(np.nan).to_numpy().astype(float)
+        ok = (n_g >= 2) & np.isfinite(cv)
+        num = np.bincount(codes, weights=np.where(ok, n_g * np.where(ok, cv, 0.0) ** 2 * n_g / np.maximum(n_g - 1, 1),
+                                                  0.0), minlength=groups.len())
+        den = np.bincount(codes, weights=np.where(ok, n_g, 0.0), minlength=groups.len())
+        disp = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+        disp = np.where(disp > 0, disp, 1.0)
+    else:
+        disp = np.full(groups.len(), float(dispersion))
+    k, total, x2, p, effect, power, mde = _rate_arrays(c, e, codes, groups.len(), dispersion=disp,
                                                        level=level, threshold=thr, paper=paper)
     sig = np.nan_to_num(p, nan=1.0) < level
     holds = sig & (effect > thr)
     decision = np.where(holds, "holds", np.where((power >= POWER_TARGET) & (k >= 3), "does not hold", "inconclusive"))
-    return pl.DataFrame({by: groups, "windows": k.astype(np.int64), "requests": total.astype(np.int64), "chi2": x2,
+    return pl.DataFrame({by: groups, "windows": k.astype(np.int64), "requests": total.astype(np.int64),
+                         "dispersion": disp, "chi2": x2,
                          "p_value": p, "effect": effect, "power": power, "mde": mde, "decision": decision})
 
 

@@ -173,8 +173,8 @@ def decide(*, p_value: float | None, level: float, effect_value: float, practica
     significant = p_value < level
     beyond = effect_value > practical_threshold if larger_is_effect else effect_value < practical_threshold
     sig_txt = f"p = {p_value:.3g} {'<' if significant else '>='} {level:g}"
-    eff_txt = (f"effect {effect_value:.3g} {'beyond' if beyond else 'within'} the practical threshold "
-               f"{practical_threshold:.3g}")
+    side = ("beyond" if beyond else "within") if larger_is_effect else ("below" if beyond else "not below")
+    eff_txt = f"effect {effect_value:.3g} {side} the practical threshold {practical_threshold:.3g}"
     if significant and beyond:
         return Verdict.HOLDS, f"{sig_txt} and {eff_txt}"
     pw_txt = "power unknown" if power is None else f"power {power:.0%} at the paper's effect {paper_effect:.3g}"

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from servelab.analysis.findings import Verdict
-from servelab.fitting.correlation_tests import correlation_difference_test
+from servelab.fitting.correlation_tests import correlation_bound_test, correlation_difference_test
 
 
 def test_z_and_p_by_hand():
@@ -46,3 +46,24 @@ def test_small_samples_are_inconclusive_and_errors():
         correlation_difference_test(0.2, 100, 0.1, 3)
     with pytest.raises(ValueError, match="kind must be one of"):
         correlation_difference_test(0.2, 100, 0.1, 100, kind="kendall")
+
+
+def test_weak_correlation_is_two_one_sided_tests():
+    r = correlation_bound_test(0.05, 10_000, bound=0.3, claim="weak", paper_value=0.1)
+    se = 1 / math.sqrt(9997)
+    p_ref = max(stats.norm.sf((math.atanh(0.05) + math.atanh(0.3)) / se),
+                stats.norm.cdf((math.atanh(0.05) - math.atanh(0.3)) / se))
+    assert r.p_value == pytest.approx(p_ref) and r.decision is Verdict.HOLDS and "below the practical" in r.reason
+    assert correlation_bound_test(0.45, 10_000, bound=0.3, claim="weak", paper_value=0.1).decision is \
+        Verdict.DOES_NOT_HOLD
+    assert correlation_bound_test(0.25, 100, bound=0.3, claim="weak", paper_value=0.1).decision is Verdict.INCONCLUSIVE
+
+
+def test_correlation_above_a_bound():
+    assert correlation_bound_test(0.7, 1000, bound=0.5, claim="above", paper_value=0.7).decision is Verdict.HOLDS
+    assert correlation_bound_test(0.45, 10_000, bound=0.5, claim="above", paper_value=0.7).decision is \
+        Verdict.DOES_NOT_HOLD
+    with pytest.raises(ValueError, match="claim must be 'weak' or 'above'"):
+        correlation_bound_test(0.5, 100, bound=0.5, claim="strong", paper_value=0.7)
+    with pytest.raises(ValueError, match="paper_value must lie on the claim's side"):
+        correlation_bound_test(0.5, 100, bound=0.3, claim="weak", paper_value=0.4)

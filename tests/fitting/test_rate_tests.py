@@ -182,3 +182,26 @@ def test_simulators_have_the_rate_and_cv_they_promise():
     t = switching_arrivals(((0.05, 1.0), (0.15, 1.0)), 2 * DAY, seed=0)
     c = block_counts(t, sub_s=1200.0 / 2, block_s=1200.0, t0=0.0, t1=2 * DAY).sum(axis=1)
     assert c[1::2].mean() / c[0::2].mean() == pytest.approx(3.0, rel=0.1)
+
+
+def test_per_group_pooled_dispersion_spares_stationary_bursty_clients():
+    frames = []
+    for name, t in (("bursty", gamma_renewal_arrivals(0.05, 0.25, 3 * DAY, seed=8)),
+                    ("shifting", modulated_poisson_arrivals(0.05, 3 * DAY, ratio=3.0, period_s=DAY, seed=8))):
+        counts, exposure = window_counts(t, window_s=300.0, t0=0.0, t1=3 * DAY)
+        n, cv = window_gap_cv(t, window_s=300.0)
+        n_full, cv_full = np.zeros(counts.size), np.full(counts.size, np.nan)
+        n_full[: n.size], cv_full[: cv.size] = n, cv
+        frames.append(pl.DataFrame({"client_id": name, "n_requests": counts, "exposure_s": exposure,
+                                    "n_gaps": n_full, "cv": cv_full}))
+    windows = pl.concat(frames)
+    poisson = {r["client_id"]: r["decision"] for r in rate_shift_tests(windows, "client_id").iter_rows(named=True)}
+    pooled = rate_shift_tests(windows, "client_id", dispersion="pooled")
+    decided = {r["client_id"]: r["decision"] for r in pooled.iter_rows(named=True)}
+    assert poisson == {"bursty": "holds", "shifting": "holds"}
+    assert decided["bursty"] != "holds" and decided["shifting"] == "holds"
+    bursty = windows.filter(pl.col("client_id") == "bursty")
+    phi = pooled_gap_dispersion(bursty["n_gaps"].to_numpy(), bursty["cv"].to_numpy())
+    assert pooled.filter(pl.col("client_id") == "bursty")["dispersion"][0] == pytest.approx(phi)
+    with pytest.raises(ValueError, match="'pooled'"):
+        rate_shift_tests(windows, "client_id", dispersion="mean")
