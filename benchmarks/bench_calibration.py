@@ -2,7 +2,8 @@
 
 For each test and scenario of known truth (:mod:`servelab.fitting.calibration`) the test runs on
 ``--seeds`` independent simulated traces; the table gives the share of "holds", "does not hold"
-and "inconclusive", and the mean power the test claimed. ``case`` is the truth for that test:
+and "inconclusive", the share with p below the level (``p<lvl``: the test's size under a null,
+before the practical threshold) and the mean power the test claimed. ``case`` is the truth for that test:
 "null" (the claim is false: "holds" is a false holds, target <= 5 %) or "positive" (the claim is
 true at the papers' effect size: "holds" is the power, target >= 80 %). For the goodness-of-fit
 standard the claim is "the family describes the data", so misfitting data are its null.
@@ -156,13 +157,15 @@ def main() -> None:
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be positive; got {args.seeds}")
     only = set(filter(None, args.only.split(",")))
-    print(f"{'test':<12} {'case':<9} {'holds':>6} {'not':>6} {'inconc':>6} {'power':>6} {'sec':>6}  scenario")
+    print(f"{'test':<12} {'case':<9} {'holds':>6} {'not':>6} {'inconc':>6} {'p<lvl':>6} {'power':>6} {'sec':>6}  "
+          "scenario")
     for kinds, cases, name, run in _scenarios():
         if only and not only.intersection(kinds):
             continue
         t0 = time.perf_counter()
         counts = {k: {"holds": 0, "does not hold": 0, "inconclusive": 0} for k in kinds}
         powers: dict[str, list[float]] = {k: [] for k in kinds}
+        significant = {k: 0 for k in kinds}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for seed in range(args.seeds):  # independent traces, one per seed
@@ -170,6 +173,7 @@ def main() -> None:
                 out = out if isinstance(out, dict) else {kinds[0]: out}
                 for k, r in out.items():
                     counts[k][r.decision.value] += 1
+                    significant[k] += r.p_value is not None and r.p_value < r.level
                     if r.power is not None:
                         powers[k].append(r.power)
         sec = time.perf_counter() - t0
@@ -178,7 +182,7 @@ def main() -> None:
             c = counts[k]
             pw = np.mean(powers[k]) if powers[k] else float("nan")
             print(f"{k:<12} {case:<9} {c['holds'] / n:>6.0%} {c['does not hold'] / n:>6.0%} "
-                  f"{c['inconclusive'] / n:>6.0%} {pw:>6.0%} {sec:>6.1f}  {name}", flush=True)
+                  f"{c['inconclusive'] / n:>6.0%} {significant[k] / n:>6.0%} {pw:>6.0%} {sec:>6.1f}  {name}", flush=True)
 
 
 if __name__ == "__main__":

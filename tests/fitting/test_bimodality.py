@@ -51,7 +51,7 @@ def test_mixture_em_matches_sklearn():
     from sklearn.mixture import GaussianMixture
 
     rng = np.random.default_rng(10)
-    y = np.where(rng.random(10_000) < 0.3, rng.normal(0.0, 1.0, 10_000), rng.normal(4.0, 0.7, 10_000))
+    y = np.where(rng.random(5_000) < 0.3, rng.normal(0.0, 1.0, 5_000), rng.normal(4.0, 0.7, 5_000))
     d, p = _mixture(y, 0)
     gm = GaussianMixture(2, random_state=0).fit(y.reshape(-1, 1))
     order = np.argsort(gm.means_.ravel())
