@@ -17,9 +17,9 @@ import numpy as np
 from servelab.fitting.rate_tests import (
     block_counts,
     burstiness_test,
-    pooled_gap_dispersion,
     rate_shift_test,
     window_counts,
+    within_block_dispersion,
 )
 from servelab.fitting.shape_tests import gamma_shape_shift_test
 from servelab.fitting.verdicts import NullTest
@@ -127,16 +127,16 @@ def arrival_tests(t: np.ndarray, span_s: float, *, resolution_s: float = 0.0, se
     """The three arrival tests on one simulated trace, as the report would run them.
 
     ``rate``: :func:`rate_shift_test` on 5-minute windows, against a stationary renewal null
-    whose dispersion is the pooled within-window gap CV squared; ``shape``:
+    whose dispersion is that of 5-minute counts within 20-minute blocks (F test); ``shape``:
     :func:`gamma_shape_shift_test` on 20-minute windows; ``burst``: :func:`burstiness_test` at
     :data:`BURST_SCALES` inside 20-minute blocks.
     """
     counts, exposure = window_counts(t, window_s=300.0, t0=0.0, t1=span_s)
-    rate = rate_shift_test(counts, exposure, seed=seed,
-                           dispersion=pooled_gap_dispersion(*window_gap_cv(t, window_s=300.0)))
+    scales = {s: block_counts(t, sub_s=s, block_s=1200.0, t0=0.0, t1=span_s) for s in BURST_SCALES}
+    phi, phi_df = within_block_dispersion(scales[300.0])
+    rate = rate_shift_test(counts, exposure, seed=seed, dispersion=phi, dispersion_df=phi_df)
     n, mean, mlog, zeros = window_gap_stats(t, window_s=1200.0)
     shape = gamma_shape_shift_test(n, mean, mlog, n_zero_gaps=zeros, seed=seed, replicates=replicates,
                                    resolution_s=resolution_s)
-    scales = {s: block_counts(t, sub_s=s, block_s=1200.0, t0=0.0, t1=span_s) for s in BURST_SCALES}
     burst = burstiness_test(scales, resolution_s=resolution_s)
     return {"rate": rate, "shape": shape, "burst": burst}

@@ -29,7 +29,15 @@ conditional mean :math:`m - 1` and variance :math:`2(m-1)(1 - 1/T_b)`; their sum
 referred to a scaled chi-square with those moments (Satterthwaite), which stays calibrated on
 sparse traces. The effect is the index of dispersion :math:`X^2 / \mathrm{df}` (variance of the
 sub-window counts over the Poisson variance); several sub-window lengths are tested at once
-(Bonferroni). Rate shifts between blocks do not count as bursts.
+(Bonferroni), each only with at least :data:`MIN_SCALE_DF` degrees of freedom (fewer blocks
+leave the index too noisy to compare with a practical threshold). Rate shifts between blocks do
+not count as bursts.
+
+:func:`within_block_dispersion` gives the same index for the rate test's own windows (5-minute
+counts in 20-minute blocks): the count dispersion of a stationary renewal process at that
+scale, free of rate shifts between blocks. :func:`rate_shift_test` with that estimate (and its
+degrees of freedom) refers :math:`X^2 / ((k-1) \hat\phi)` to an F distribution; the numerator
+also holds the within-block variation, so the test is slightly conservative.
 
 Nothing here reads a store or plots.
 """
@@ -57,6 +65,8 @@ __all__ = [
     "PAPER_RATE_RATIO",
     "BURST_DISPERSION",
     "PAPER_BURST_DISPERSION",
+    "MIN_SCALE_DF",
+    "within_block_dispersion",
 ]
 
 #: max/min of a daily rate cycle from which the rate "shifts" (the practical threshold)
@@ -67,6 +77,8 @@ PAPER_RATE_RATIO = 3.0
 BURST_DISPERSION = 1.5
 #: index of dispersion at the paper's burstiness (ServeGen Fig. 1: gap CVs of 1.5-3)
 PAPER_BURST_DISPERSION = 2.0
+#: a scale enters the burstiness test only with this many degrees of freedom (index known to +-0.14)
+MIN_SCALE_DF = 100
 
 _RATE_NULL = "stationary Poisson arrivals at the trace's mean rate, given each window's covered time"
 _MC_REPLICATES = 999
@@ -225,10 +237,11 @@ def _check_counts(counts, exposures):
     return c, e
 
 
-def rate_shift_test(counts, exposures, *, dispersion: float = 1.0, level: float = DEFAULT_LEVEL,
+def rate_shift_test(counts, exposures, *, dispersion: float = 1.0, dispersion_df: float | None = None,
+                    level: float = DEFAULT_LEVEL,
                     threshold_ratio: float = RATE_SHIFT_RATIO, paper_ratio: float = PAPER_RATE_RATIO,
                     min_exposure_fraction: float = 0.5, seed: int = 0) -> NullTest:
-    """Does the arrival rate shift across windows beyond a stationary process?
+    r"""Does the arrival rate shift across windows beyond a stationary process?
 
     Parameters
     ----------
@@ -238,8 +251,14 @@ def rate_shift_test(counts, exposures, *, dispersion: float = 1.0, level: float 
     exposures : array-like of float
         Seconds each window covers (``exposure_s``).
     dispersion : float
-        Variance of counts over the Poisson variance under the null: 1 for Poisson; the pooled
-        within-window gap CV squared for a stationary renewal null.
+        Variance of counts over the Poisson variance under the null: 1 for Poisson; for a
+        stationary renewal null, the within-block dispersion of the same window counts
+        (:func:`within_block_dispersion`, recommended) or the pooled gap CV squared
+        (:func:`pooled_gap_dispersion`, which underestimates it in short windows).
+    dispersion_df : float, optional
+        Degrees of freedom of an estimated ``dispersion``: the p-value then comes from
+        :math:`F = (X^2 / (k-1)) / \hat\phi` against :math:`F(k-1, \mathrm{df})`, and the
+        power from the noncentral F.
     level : float
         Significance level.
     threshold_ratio, paper_ratio : float
@@ -281,7 +300,29 @@ def rate_shift_test(counts, exposures, *, dispersion: float = 1.0, level: float 
                                                        threshold=thr, paper=paper)
     p_value = float(p[0])
     method = f"asymptotic chi-square, {int(k[0]) - 1} df"
-    if total[0] / k[0] < 1.0:
+    pw, md = float(power[0]), float(mde[0])
+    if dispersion_df is not None:
+        if not dispersion_df > 0:
+            raise ValueError(f"dispersion_df must be positive; got {dispersion_df!r}")
+        df1 = k[0] - 1
+        f_stat = x2[0] / dispersion / df1
+        p_value = float(stats.f.sf(f_stat, df1, dispersion_df))
+        cutoff = max(float(stats.f.isf(level, df1, dispersion_df)), (df1 + total[0] * thr**2 / dispersion) / df1)
+
+        def f_power(c: float) -> float:
+            return float(stats.ncf.sf(cutoff, df1, dispersion_df, total[0] * c**2 / dispersion))
+
+        pw = f_power(paper)
+        lo, hi = 0.0, 10.0
+        if f_power(hi) < POWER_TARGET:
+            md = math.inf
+        else:
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                lo, hi = (lo, mid) if f_power(mid) >= POWER_TARGET else (mid, hi)
+            md = hi
+        method = f"asymptotic F ({int(df1)} and {dispersion_df:.4g} df: dispersion estimated)"
+    elif total[0] / k[0] < 1.0:
         # sparse windows: parametric bootstrap of the Poisson null (rate re-estimated in each replicate)
         rng = np.random.default_rng(seed)
         sims = rng.poisson(total[0] / e.sum() * e, size=(_MC_REPLICATES, e.size)).astype(float)
@@ -291,13 +332,12 @@ def rate_shift_test(counts, exposures, *, dispersion: float = 1.0, level: float 
         p_value = float((1 + np.sum(x2_sim / dispersion >= x2[0] / dispersion)) / (_MC_REPLICATES + 1))
         method = f"parametric bootstrap of the Poisson null (B={_MC_REPLICATES}, seed={seed})"
     verdict, why = decide(p_value=p_value, level=level, effect_value=float(effect[0]), practical_threshold=thr,
-                          power=float(power[0]), mde=float(mde[0]), paper_effect=paper)
+                          power=pw, mde=md, paper_effect=paper)
     return NullTest(null=null, statistic="Pearson chi-square of window counts" + (
                         f" / {dispersion:.3g}" if dispersion != 1.0 else ""),
                     value=float(x2[0] / dispersion), p_value=p_value, level=level,
                     effect="CV of window rates beyond counting noise", effect_value=float(effect[0]),
-                    practical_threshold=thr, paper_effect=paper, power=float(power[0]),
-                    minimum_detectable_effect=float(mde[0]),
+                    practical_threshold=thr, paper_effect=paper, power=pw, minimum_detectable_effect=md,
                     alternative=f"a daily rate sine with max/min {paper_ratio:g} (rate CV {paper:.3g})",
                     method=method, n=int(k[0]), decision=verdict,
                     reason=f"{int(k[0])} windows, {int(total[0])} requests; {why}")
@@ -367,6 +407,43 @@ def rate_shift_tests(windows: pl.DataFrame, by: str, *, count: str = "n_requests
 # burstiness
 
 
+def _within_block(cts: np.ndarray) -> tuple[float, float, float]:
+    """Within-block chi-square, its df and its exact conditional variance under the multinomial null."""
+    cts = np.asarray(cts, dtype=float)
+    m = cts.shape[1]
+    tot = cts.sum(axis=1)
+    live = tot > 0
+    mean = tot[live] / m
+    x2 = float(np.sum((cts[live] - mean[:, None]) ** 2 / mean[:, None]))
+    df = float(live.sum() * (m - 1))
+    var = float(np.sum(2.0 * (m - 1) * (1.0 - 1.0 / tot[live])))
+    return x2, df, var
+
+
+def within_block_dispersion(blocks) -> tuple[float, float]:
+    """Index of dispersion of sub-window counts within blocks, and its degrees of freedom.
+
+    ``blocks`` has shape (blocks, sub-windows), e.g. 5-minute counts in 20-minute blocks
+    (:func:`blocks_from_windows`). Under Poisson arrivals whose rate is constant within each
+    block the index is 1 on average (exactly, conditionally on the block totals); for a
+    stationary renewal process it estimates the count dispersion at the sub-window scale, without
+    the rate shifts between blocks. Pass both to :func:`rate_shift_test` (``dispersion``,
+    ``dispersion_df``).
+
+    Raises
+    ------
+    ValueError
+        If ``blocks`` is not 2-D with >= 2 columns of non-negative integers, or no block has a request.
+    """
+    cts = np.asarray(blocks)
+    if cts.ndim != 2 or cts.shape[1] < 2 or np.any(cts < 0) or np.any(cts != np.round(cts)):
+        raise ValueError(f"blocks must be 2-D (blocks, >= 2 sub-windows) non-negative integers; got shape {cts.shape}")
+    x2, df, _ = _within_block(cts)
+    if df == 0:
+        raise ValueError("no block holds a request: the within-block dispersion is undefined")
+    return x2 / df, df
+
+
 def burstiness_test(counts_by_scale: Mapping[float, np.ndarray], *, level: float = DEFAULT_LEVEL,
                     threshold: float = BURST_DISPERSION, paper_effect: float = PAPER_BURST_DISPERSION,
                     resolution_s: float = 0.0) -> NullTest:
@@ -405,15 +482,8 @@ def burstiness_test(counts_by_scale: Mapping[float, np.ndarray], *, level: float
         if cts.ndim != 2 or cts.shape[1] < 2 or np.any(cts < 0) or np.any(cts != np.round(cts)):
             raise ValueError(f"counts at scale {scale:g} s must be 2-D (blocks, >= 2 sub-windows) non-negative "
                              f"integers; got shape {cts.shape}")
-        cts = cts.astype(float)
-        m = cts.shape[1]
-        tot = cts.sum(axis=1)
-        live = tot > 0
-        mean = tot[live] / m
-        x2 = float(np.sum((cts[live] - mean[:, None]) ** 2 / mean[:, None]))
-        df = float(live.sum() * (m - 1))
-        var = float(np.sum(2.0 * (m - 1) * (1.0 - 1.0 / tot[live])))
-        if df == 0 or var <= 0:
+        x2, df, var = _within_block(cts)
+        if df < MIN_SCALE_DF or var <= 0:
             rows.append((scale, x2, df, float("nan"), float("nan"), 0.0, float("inf")))
             continue
         g = var / (2.0 * df)
@@ -431,7 +501,8 @@ def burstiness_test(counts_by_scale: Mapping[float, np.ndarray], *, level: float
                         value=float("nan"), p_value=None, level=level, effect="index of dispersion of counts",
                         effect_value=float("nan"), practical_threshold=threshold, paper_effect=paper_effect,
                         power=None, minimum_detectable_effect=None, alternative="", method="none", n=0,
-                        decision="inconclusive", reason="every block holds at most one request")
+                        decision="inconclusive",
+                        reason=f"no scale has {MIN_SCALE_DF} degrees of freedom (too few blocks with requests)")
     power = max(r[5] for r in valid)
     mde = min(r[6] for r in valid)
     # "holds" needs one scale both significant (Bonferroni) and dispersed beyond the threshold; otherwise
@@ -441,7 +512,8 @@ def burstiness_test(counts_by_scale: Mapping[float, np.ndarray], *, level: float
     p_rep = min(1.0, n_scales * best[3])
     verdict, why = decide(p_value=p_rep, level=level, effect_value=best[4], practical_threshold=threshold,
                           power=power, mde=mde, paper_effect=paper_effect)
-    scales = ", ".join(f"{r[0]:g} s: {r[4]:.3g}" for r in rows)
+    scales = ", ".join(f"{r[0]:g} s: {r[4]:.3g}" if math.isfinite(r[3]) else f"{r[0]:g} s: too few blocks"
+                       for r in rows)
     return NullTest(null="Poisson arrivals, rate constant within each block (rates may differ between blocks)",
                     statistic=f"within-block chi-square of {best[0]:g}-s counts", value=best[1], p_value=p_rep,
                     level=level, effect="index of dispersion of counts (variance / Poisson variance)",

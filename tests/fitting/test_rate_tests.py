@@ -25,6 +25,7 @@ from servelab.fitting.rate_tests import (
     rate_shift_tests,
     sine_cv,
     window_counts,
+    within_block_dispersion,
 )
 
 DAY = 86400.0
@@ -205,3 +206,32 @@ def test_per_group_pooled_dispersion_spares_stationary_bursty_clients():
     assert pooled.filter(pl.col("client_id") == "bursty")["dispersion"][0] == pytest.approx(phi)
     with pytest.raises(ValueError, match="'pooled'"):
         rate_shift_tests(windows, "client_id", dispersion="mean")
+
+
+@pytest.mark.parametrize("make, holds", [
+    (lambda s: poisson_arrivals(0.05, 3 * DAY, seed=s), False),
+    (lambda s: gamma_renewal_arrivals(0.05, 0.25, 3 * DAY, seed=s), False),  # bursty but stationary
+    (lambda s: switching_arrivals(((0.05, 1.0), (0.15, 0.25)), 3 * DAY, seed=s), True),
+])
+def test_within_block_dispersion_gives_a_calibrated_stationary_renewal_null(make, holds):
+    t = make(21)
+    blocks = block_counts(t, sub_s=300.0, block_s=1200.0, t0=0.0, t1=3 * DAY)
+    phi, df = within_block_dispersion(blocks)
+    assert df == 3 * np.count_nonzero(blocks.sum(axis=1))
+    r = rate_shift_test(*window_counts(t, window_s=300.0, t0=0.0, t1=3 * DAY), dispersion=phi, dispersion_df=df)
+    assert "asymptotic F" in r.method
+    assert (r.decision is Verdict.HOLDS) is holds, r.reason
+    if not holds:
+        assert r.decision is Verdict.DOES_NOT_HOLD and r.p_value > 0.05
+
+
+def test_within_block_dispersion_of_poisson_is_one_and_errors():
+    t = poisson_arrivals(1.0, 3 * DAY, seed=3)
+    phi, df = within_block_dispersion(block_counts(t, sub_s=300.0, block_s=1200.0, t0=0.0, t1=3 * DAY))
+    assert phi == pytest.approx(1.0, abs=3 * np.sqrt(2 / df))
+    with pytest.raises(ValueError, match="no block holds a request"):
+        within_block_dispersion(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="must be 2-D"):
+        within_block_dispersion(np.ones(4))
+    with pytest.raises(ValueError, match="dispersion_df must be positive"):
+        rate_shift_test([1, 2, 3], [1.0, 1.0, 1.0], dispersion=1.0, dispersion_df=0.0)
