@@ -19,9 +19,9 @@ the normal limit of :math:`s_i`, mean :math:`\ln a - \psi(a) - 1/(2na)`, varianc
 The effect is the spread of the window shapes beyond their estimation noise: the standard
 deviation of :math:`\ln \hat a_i` with the null replicates' mean variance taken out. Its
 practical threshold is the spread of a daily sine in :math:`\ln \alpha` whose max/min is 2 (the
-project's old ratio rule); power is simulated at a max/min of 3 (BurstGPT Fig. 6), with shapes
-alternating between windows, and the minimum detectable effect on a grid of multiples of the
-threshold. This module reads no store and plots nothing.
+project's old ratio rule); power is simulated at the spread of a max/min of 3 (BurstGPT Fig. 6),
+with shapes alternating between windows (:math:`\ln\alpha = \ln\hat a \pm` that SD), and the
+minimum detectable effect on a grid of multiples of the threshold. This module reads no store and plots nothing.
 """
 from __future__ import annotations
 
@@ -186,8 +186,8 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
     thr, paper = log_sine_sd(threshold_ratio), log_sine_sd(paper_ratio)
     common = dict(null=_NULL, statistic="likelihood ratio, one shape vs one per window", level=level,
                   effect="SD of ln(alpha) across windows beyond estimation noise", practical_threshold=thr,
-                  paper_effect=paper, alternative=f"shapes alternating with max/min {paper_ratio:g} (SD of ln alpha "
-                  f"{paper:.3g})")
+                  paper_effect=paper, alternative=f"shapes alternating between windows with the spread of a daily sine of "
+                  f"max/min {paper_ratio:g} (SD of ln alpha {paper:.3g})")
     pooled_mean = float(np.sum(n * mean) / n.sum()) if n.size else float("nan")
     coarse = resolution_s > 0 and pooled_mean < 10 * resolution_s
     if n.size < 3 or coarse or zero_share > MAX_ZERO_SHARE:
@@ -228,6 +228,7 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
                           mde=mde, paper_effect=paper)
     return NullTest(value=float(lrt), p_value=p, effect_value=effect, power=power, minimum_detectable_effect=mde,
                     method=f"parametric bootstrap (B={replicates}, seed={seed}; power from {power_replicates} replicates "
-                           f"per effect; windows above {EXACT_CAP} gaps through the normal limit)", n=int(n.size), decision=verdict,
+                           f"per effect; windows above {EXACT_CAP} gaps through the normal limit)",
+                    n=int(n.size), decision=verdict,
                     reason=f"{n.size} windows with >= {min_gaps} positive gaps, pooled shape {a0:.3g}; {why}",
                     **common)
