@@ -39,6 +39,7 @@ DEFAULT_LEVEL = 0.05
 #: power at the paper's effect size a test needs before it may say "does not hold"
 POWER_TARGET = 0.8
 
+#: the decision rule in words (for reports and docstrings)
 DECISION_RULE = (
     "holds: the effect is beyond the null at the level and beyond the paper's practical threshold; "
     f"does not hold: otherwise, by a test with power >= {POWER_TARGET:.0%} at the paper's effect size; "
