@@ -74,9 +74,10 @@ def _scenarios():
          lambda s: gamma_renewal_arrivals(2.0, 0.25, 6 * 3600, seed=s), 6 * 3600, 0.0),
         ((P, N, N), "Poisson, daily rate sine max/min 3 (paper), 0.05/s, 3 days",
          lambda s: modulated_poisson_arrivals(0.05, 3 * DAY, ratio=3, period_s=DAY, seed=s), 3 * DAY, 0.0),
-        ((P, P, N), "Poisson with a rate that switches x3 every 20 min (not bursty within blocks), 3 days",
+        ((P, N, N), "Poisson with a rate that switches x3 every 20 min (one shape; not bursty within blocks), 3 days",
          lambda s: switching_arrivals(((0.05, 1.0), (0.15, 1.0)), 3 * DAY, seed=s), 3 * DAY, 0.0),
-        ((N, P, P), "Gamma shape alternating x3 (paper) every 20 min at one rate, 0.05/s, 3 days",
+        ((N, P, N), "Gamma shape alternating x3 (paper) every 20 min at one rate (CV 1.32 <-> 0.76: bursty on "
+                    "average? no), 0.05/s, 3 days",
          lambda s: switching_arrivals(((0.05, 1.0 / 3 ** 0.5), (0.05, 3 ** 0.5)), 3 * DAY, seed=s), 3 * DAY, 0.0),
     ]
     for truth, name, make, span, res in arrival_cases:
