@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from servelab.fitting import fit_family
-from servelab.fitting.bimodality import lattice_bimodality
+from servelab.fitting.modality import lattice_bimodality
 from servelab.fitting.calibration import (
     arrival_tests,
     gamma_renewal_arrivals,

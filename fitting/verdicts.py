@@ -2,7 +2,7 @@
 
 :class:`NullTest` is the frozen result every calibrated test in :mod:`servelab.fitting` returns
 (:mod:`~servelab.fitting.rate_tests`, :mod:`~servelab.fitting.shape_tests`,
-:mod:`~servelab.fitting.fit_standard`, :mod:`~servelab.fitting.bimodality`,
+:mod:`~servelab.fitting.fit_standard`, :mod:`~servelab.fitting.modality`,
 :mod:`~servelab.fitting.correlation_tests`). :func:`decide` is the one rule that turns a test into
 a verdict (:data:`DECISION_RULE`):
 

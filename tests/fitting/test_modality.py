@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from servelab.analysis.findings import Verdict
-from servelab.fitting.bimodality import _mixture, ashman_d, lattice_bimodality, spread_over_cells
+from servelab.fitting.modality import _mixture, ashman_d, lattice_bimodality, spread_over_cells
 from servelab.fitting.exceptions import InsufficientDataError
 
 

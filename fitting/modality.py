@@ -19,7 +19,8 @@ Power is that of the whole rule against an equal mixture of two Gaussians with A
 :math:`D` = :data:`PAPER_ASHMAN_D` at min(n, 2,000) values (a lower bound above that), simulated
 with a fixed seed (the rule is location- and scale-free, so the simulation depends on n only)
 and cached by n. Nothing here reads a store or
-plots.
+plots. (Named ``modality`` so that importing it never shadows
+:func:`servelab.fitting.mixtures.bimodality`, which ``servelab.fitting`` exports as ``bimodality``.)
 """
 from __future__ import annotations
 
