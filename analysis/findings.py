@@ -51,6 +51,12 @@ class Finding:
         Why the verdict follows from the numbers (or why the finding does not apply).
     figures : tuple of str
         Figure ids (see :mod:`servelab.figures`) that show the evidence.
+    tests : tuple of Mapping, optional
+        The calibrated tests behind the verdict (a
+        :class:`servelab.fitting.verdicts.NullTest` or anything with a ``to_dict()`` returning
+        scalars, or such a mapping): null, statistic, p-value, level, practical threshold, power
+        or minimum detectable effect, method and decision. Stored as read-only mappings of
+        scalars; written to JSON under ``"tests"`` when present. Default: none.
     """
 
     id: str
@@ -60,9 +66,11 @@ class Finding:
     measured: Measured = field(default_factory=dict)
     reason: str = ""
     figures: tuple[str, ...] = ()
+    tests: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))
+        object.__setattr__(self, "tests", tuple(_test_mapping(t) for t in self.tests))
         object.__setattr__(self, "measured", MappingProxyType(dict(self.measured)))
         object.__setattr__(self, "figures", tuple(self.figures))
         bad = {k: type(v).__name__ for k, v in self.measured.items() if not isinstance(v, (int, float, str, bool, type(None)))}
@@ -79,6 +87,7 @@ class Finding:
             "measured": {k: _json_scalar(v) for k, v in self.measured.items()},
             "reason": self.reason,
             "figures": list(self.figures),
+            **({"tests": [{k: _json_scalar(v) for k, v in t.items()} for t in self.tests]} if self.tests else {}),
         }
 
     @classmethod
@@ -91,6 +100,7 @@ class Finding:
             measured=data.get("measured", {}),
             reason=data.get("reason", ""),
             figures=tuple(data.get("figures", ())),
+            tests=tuple(data.get("tests", ())),
         )
 
 
@@ -112,6 +122,19 @@ def findings_table(findings: Iterable[Finding]) -> pl.DataFrame:
         for f in findings
     ]
     return pl.DataFrame(rows, schema={"id": pl.String, "verdict": pl.String, "measured": pl.String, "reason": pl.String})
+
+
+def _test_mapping(test: Any) -> Mapping[str, Any]:
+    """A test record as a read-only mapping of scalars (from a mapping or an object's ``to_dict()``)."""
+    if not isinstance(test, Mapping):
+        to_dict = getattr(test, "to_dict", None)
+        if to_dict is None:
+            raise TypeError(f"Finding.tests holds mappings or objects with to_dict(); got {type(test).__name__}")
+        test = to_dict()
+    bad = {k: type(v).__name__ for k, v in test.items() if not isinstance(v, (int, float, str, bool, type(None)))}
+    if bad:
+        raise TypeError(f"Finding.tests holds scalars only; got non-scalar values for {bad}")
+    return MappingProxyType(dict(test))
 
 
 def _json_scalar(value: Any) -> Any:

@@ -1,0 +1,190 @@
+"""Calibration of every null test: false "holds" under its null, power on positive controls.
+
+For each test and scenario of known truth (:mod:`servelab.fitting.calibration`) the test runs on
+``--seeds`` independent simulated traces; the table gives the share of "holds", "does not hold"
+and "inconclusive", the share with p below the level (``p<lvl``: the test's size under a null,
+before the practical threshold) and the mean power the test claimed. ``case`` is the truth for that test:
+"null" (the claim is false: "holds" is a false holds, target <= 5 %) or "positive" (the claim is
+true at the papers' effect size: "holds" is the power, target >= 80 %). For the goodness-of-fit
+standard the claim is "the family describes the data", so misfitting data are its null.
+
+Usage::
+
+    python benchmarks/bench_calibration.py --seeds 40
+    python benchmarks/bench_calibration.py --seeds 40 --only rate,burst
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+from scipy import stats
+
+from servelab.fitting import fit_family
+from servelab.fitting.modality import lattice_bimodality
+from servelab.fitting.calibration import (
+    arrival_tests,
+    gamma_renewal_arrivals,
+    modulated_poisson_arrivals,
+    on_clock,
+    poisson_arrivals,
+    switching_arrivals,
+)
+from servelab.fitting.correlation_tests import correlation_difference_test
+from servelab.fitting.fit_standard import describes
+from servelab.fitting.mean_shift_tests import mean_shift_test
+from servelab.fitting.proportion_tests import proportion_test
+
+DAY = 86400.0
+
+
+def _arrivals(kinds: tuple[str, ...], make, span: float, resolution: float = 0.0):
+    """The tests ``kinds`` of :func:`arrival_tests` on one simulated trace per seed (run once for all)."""
+    def run(seed: int):
+        t = make(seed)
+        if resolution:
+            t = on_clock(t, resolution)
+        tests = arrival_tests(t, span, resolution_s=resolution, seed=seed)
+        return {k: tests[k] for k in kinds}
+    return run
+
+
+def _scenarios():
+    sc = []
+    # (truth per test, name, simulator, span, clock): one trace per seed feeds all three arrival tests
+    N, P = "null", "positive"
+    arrival_cases = [
+        ((N, N, N), "Poisson 0.05/s, 3 days (sparse)", lambda s: poisson_arrivals(0.05, 3 * DAY, seed=s), 3 * DAY, 0.0),
+        ((N, N, N), "Poisson 0.05/s, 3 days, 1-s clock", lambda s: poisson_arrivals(0.05, 3 * DAY, seed=s), 3 * DAY,
+         1.0),
+        ((N, N, N), "Poisson 2/s, 6 hours (dense)", lambda s: poisson_arrivals(2.0, 6 * 3600, seed=s), 6 * 3600, 0.0),
+        ((N, N, N), "Poisson 2/s, 6 hours, 1-s clock", lambda s: poisson_arrivals(2.0, 6 * 3600, seed=s), 6 * 3600,
+         1.0),
+        ((N, N, N), "Poisson 0.01/s, 14 days (weeks)", lambda s: poisson_arrivals(0.01, 14 * DAY, seed=s), 14 * DAY,
+         0.0),
+        ((P, P, P), "rate and CV switch every 20 min: (0.05/s, CV 1) <-> (0.15/s, CV 2), 3 days",
+         lambda s: switching_arrivals(((0.05, 1.0), (0.15, 0.25)), 3 * DAY, seed=s), 3 * DAY, 0.0),
+        ((P, P, P), "same switching trace, 1-s clock",
+         lambda s: switching_arrivals(((0.05, 1.0), (0.15, 0.25)), 3 * DAY, seed=s), 3 * DAY, 1.0),
+        ((N, N, P), "stationary Gamma renewal CV 2 (one rate, one shape), 0.05/s, 3 days",
+         lambda s: gamma_renewal_arrivals(0.05, 0.25, 3 * DAY, seed=s), 3 * DAY, 0.0),
+        ((N, N, P), "stationary Gamma renewal CV 2, 2/s, 6 hours",
+         lambda s: gamma_renewal_arrivals(2.0, 0.25, 6 * 3600, seed=s), 6 * 3600, 0.0),
+        ((P, N, N), "Poisson, daily rate sine max/min 3 (paper), 0.05/s, 3 days",
+         lambda s: modulated_poisson_arrivals(0.05, 3 * DAY, ratio=3, period_s=DAY, seed=s), 3 * DAY, 0.0),
+        ((P, N, N), "Poisson with a rate that switches x3 every 20 min (one shape; not bursty within blocks), 3 days",
+         lambda s: switching_arrivals(((0.05, 1.0), (0.15, 1.0)), 3 * DAY, seed=s), 3 * DAY, 0.0),
+        ((N, P, N), "Gamma shape alternating x3 (paper) every 20 min at one rate (CV 1.32 <-> 0.76: bursty on "
+                    "average? no), 0.05/s, 3 days",
+         lambda s: switching_arrivals(((0.05, 1.0 / 3 ** 0.5), (0.05, 3 ** 0.5)), 3 * DAY, seed=s), 3 * DAY, 0.0),
+    ]
+    for truth, name, make, span, res in arrival_cases:
+        sc.append((("rate", "shape", "burst"), truth, name, _arrivals(("rate", "shape", "burst"), make, span, res)))
+
+    def gof(family_true, n, family_fit):
+        def run(seed):
+            rng = np.random.default_rng(seed)
+            x = {"exponential": lambda: rng.exponential(3.0, n), "weibull0.75": lambda: 3.0 * rng.weibull(0.75, n),
+                 "gamma1.1": lambda: rng.gamma(1.1, 1.0, n), "gamma2": lambda: rng.gamma(2.0, 1.0, n)}[family_true]()
+            return describes(fit_family(x, family_fit), seed=0)
+        return run
+    for n in (400, 5000, 100_000):
+        sc.append((("gof",), ("positive",), f"Exponential data, Exponential fit, n={n} (the family describes them)",
+                   gof("exponential", n, "exponential")))
+        sc.append((("gof",), ("null",), f"Weibull(0.75) data, Exponential fit (misfit D = 0.11 > 2 x tolerance), n={n}",
+                   gof("weibull0.75", n, "exponential")))
+    sc.append((("gof",), ("positive",), "Gamma(2) data, Gamma fit, n=5000", gof("gamma2", 5000, "gamma")))
+    sc.append((("gof",), ("positive",), "Gamma(1.1) data, Exponential fit (misfit D = 0.022, within tolerance), "
+               "n=100000", gof("gamma1.1", 100_000, "exponential")))
+
+    def bim(make, **kw):
+        def run(seed):
+            return lattice_bimodality(make(np.random.default_rng(seed)), seed=seed, **kw)
+        return run
+    sc.append((("bimodal",), ("null",), "round(LogNormal(3.4, 0.3)), n=50,000",
+               bim(lambda r: np.round(r.lognormal(3.4, 0.3, 50_000)))))
+    sc.append((("bimodal",), ("null",), "round(LogNormal(0.7, 0.6)) >= 1 (small counts), n=20,000",
+               bim(lambda r: np.maximum(np.round(r.lognormal(0.7, 0.6, 20_000)), 1))))
+    sc.append((("bimodal",), ("null",), "round(LogNormal(5, 1)), n=2,000", bim(lambda r: np.round(r.lognormal(5, 1, 2000)))))
+    sc.append((("bimodal",), ("positive",), "round of 50/50 LogNormal(3, 0.4) + LogNormal(4.2, 0.4) (D = 3), n=5,000",
+               bim(lambda r: np.round(np.exp(np.where(r.random(5000) < 0.5, r.normal(3, 0.4, 5000),
+                                                      r.normal(4.2, 0.4, 5000)))))))
+
+    def corr(rho1, rho2, n):
+        def run(seed):
+            rng = np.random.default_rng(seed)
+            out = []
+            for rho in (rho1, rho2):
+                z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=n)
+                out.append(float(stats.spearmanr(z[:, 0], z[:, 1]).statistic))
+            return correlation_difference_test(out[0], n, out[1], n)
+        return run
+    sc.append((("correlation",), ("null",), "equal correlations 0.3, n=2,000", corr(0.3, 0.3, 2000)))
+    sc.append((("correlation",), ("null",), "0.35 vs 0.3 (below the 0.1 margin), n=100,000", corr(0.35, 0.3, 100_000)))
+    sc.append((("correlation",), ("positive",), "0.5 vs 0.2 (paper's 0.3 difference), n=500", corr(0.5, 0.2, 500)))
+
+    def means(ratio, n):
+        def run(seed):
+            rng = np.random.default_rng(seed)
+            mu = 800.0 * np.where(np.arange(4) % 2 == 0, 1.0, ratio)
+            x = [rng.lognormal(np.log(m) - 0.5, 1.0, n) for m in mu]
+            return mean_shift_test([n] * 4, [v.mean() for v in x], [v.std(ddof=1) for v in x])
+        return run
+    sc.append((("mean_shift",), ("null",), "4 periods, equal mean lengths (LogNormal sigma 1), 20,000 each",
+               means(1.0, 20_000)))
+    sc.append((("mean_shift",), ("null",), "4 periods, means differ by 3% (below the 5% threshold), 200,000 each",
+               means(1.03, 200_000)))
+    sc.append((("mean_shift",), ("positive",), "4 periods, means alternate x1.15 (paper), 20,000 each",
+               means(1.15, 20_000)))
+
+    def share(p, n):
+        def run(seed):
+            k = int(np.random.default_rng(seed).binomial(n, p))
+            return proportion_test(k, n, threshold=0.35, paper_share=0.45, what="single-request conversations")
+        return run
+    sc.append((("share",), ("null",), "share 0.35 (at the threshold), n=1,000", share(0.35, 1000)))
+    sc.append((("share",), ("positive",), "share 0.45 (paper), n=1,000", share(0.45, 1000)))
+    return sc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=40, help="simulated traces per scenario (default 40)")
+    ap.add_argument("--only", default="", help="comma-separated tests: rate, shape, burst, gof, bimodal, correlation, "
+                    "mean_shift, share")
+    args = ap.parse_args()
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be positive; got {args.seeds}")
+    only = set(filter(None, args.only.split(",")))
+    print(f"{'test':<12} {'case':<9} {'holds':>6} {'not':>6} {'inconc':>6} {'p<lvl':>6} {'power':>6} {'sec':>6}  "
+          "scenario")
+    for kinds, cases, name, run in _scenarios():
+        if only and not only.intersection(kinds):
+            continue
+        t0 = time.perf_counter()
+        counts = {k: {"holds": 0, "does not hold": 0, "inconclusive": 0} for k in kinds}
+        powers: dict[str, list[float]] = {k: [] for k in kinds}
+        significant = {k: 0 for k in kinds}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for seed in range(args.seeds):  # independent traces, one per seed
+                out = run(seed)
+                out = out if isinstance(out, dict) else {kinds[0]: out}
+                for k, r in out.items():
+                    counts[k][r.decision.value] += 1
+                    significant[k] += r.p_value is not None and r.p_value < r.level
+                    if r.power is not None:
+                        powers[k].append(r.power)
+        sec = time.perf_counter() - t0
+        n = args.seeds
+        for k, case in zip(kinds, cases):
+            c = counts[k]
+            pw = np.mean(powers[k]) if powers[k] else float("nan")
+            print(f"{k:<12} {case:<9} {c['holds'] / n:>6.0%} {c['does not hold'] / n:>6.0%} "
+                  f"{c['inconclusive'] / n:>6.0%} {significant[k] / n:>6.0%} {pw:>6.0%} {sec:>6.1f}  {name}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
