@@ -16,6 +16,10 @@ Exported here, by group (``__all__`` lists them in this order):
 - arrivals per window: :func:`gamma_per_window`;
 - load forecasting: :func:`forecast_load`, :class:`LoadForecaster`;
 - pool fitting: :func:`fit_pool`, :func:`compare_pools`;
+- verdicts: :class:`NullTest` and :func:`decide` / :func:`combine` (a decision against a named null
+  at a stated level, with its power), the tests that feed them (:func:`rate_shift_test`,
+  :func:`burstiness_test`, :func:`gamma_shape_shift_test`, :func:`describes`,
+  :func:`lattice_bimodality`, :func:`correlation_difference_test`, ...);
 - warnings and errors.
 
 Client decomposition and conversations are characterization, not fitting: they live in
@@ -56,6 +60,23 @@ from servelab.fitting.pool_fit import compare_pools, fit_pool
 from servelab.fitting.result import FitResult, fits_table
 from servelab.fitting.ties import PreparedSample, Resolution, detect_resolution, prepare_sample
 from servelab.fitting.windows import gamma_per_window
+from servelab.fitting.correlation_tests import correlation_bound_test, correlation_difference_test
+from servelab.fitting.fit_standard import KS_TOLERANCE, describes, infinite_mean, ks_critical_value, mean_note
+from servelab.fitting.mean_shift_tests import mean_shift_test
+from servelab.fitting.modality import lattice_bimodality
+from servelab.fitting.proportion_tests import proportion_test
+from servelab.fitting.rate_tests import (
+    block_counts,
+    blocks_from_windows,
+    burstiness_test,
+    pooled_gap_dispersion,
+    rate_shift_test,
+    rate_shift_tests,
+    window_counts,
+    within_block_dispersion,
+)
+from servelab.fitting.shape_tests import gamma_shape_shift_test
+from servelab.fitting.verdicts import DECISION_RULE, NullTest, combine, decide
 
 __all__ = [
     # results and families
@@ -96,6 +117,30 @@ __all__ = [
     # pool fitting
     "fit_pool",
     "compare_pools",
+    # verdicts: a decision against a named null at a stated level, with its power (issue 13)
+    "NullTest",
+    "decide",
+    "combine",
+    "DECISION_RULE",
+    "rate_shift_test",
+    "rate_shift_tests",
+    "burstiness_test",
+    "within_block_dispersion",
+    "blocks_from_windows",
+    "pooled_gap_dispersion",
+    "window_counts",
+    "block_counts",
+    "gamma_shape_shift_test",
+    "describes",
+    "ks_critical_value",
+    "infinite_mean",
+    "mean_note",
+    "KS_TOLERANCE",
+    "lattice_bimodality",
+    "correlation_difference_test",
+    "correlation_bound_test",
+    "mean_shift_test",
+    "proportion_test",
     # warnings and errors
     "FitWarning",
     "ConvergenceWarning",
