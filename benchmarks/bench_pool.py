@@ -254,12 +254,12 @@ def bench_roundtrip() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         cmp = compare_pools(ref, fitted, min_count_cv=1000, min_count_family=2000, min_requests_ks=500)
-        z = cmp["rate"]["z"].to_numpy()
-        cv = cmp["cv"]
-        fam = cmp["family"].filter((pl.col("cv_family_ref") - 1).abs() > 0.3)
+        z = cmp.rate["z"].to_numpy()
+        cv = cmp.cv
+        fam = cmp.family.filter((pl.col("cv_family_ref") - 1).abs() > 0.3)
         same = fam.filter(pl.col("family_ref") == pl.col("family_fit"))
         shape_rel = ((same["shape_fit"] - same["shape_ref"]) / same["shape_ref"]).abs()
-        ks = cmp["data"]
+        ks = cmp.data
         bound = 1.63 / np.sqrt(ks["n_requests"].to_numpy()) + 0.02 if ks.height else np.array([])
         print(f"--- {name}: {ref.n_clients} clients from {src}; {trace.height:,} requests sampled in {t_s:.1f} s, "
               f"fitted in {t_f:.1f} s")
