@@ -525,7 +525,8 @@ class GammaFamily(ArrivalFamily):
 
 def _weibull_cv(c: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return np.sqrt(np.expm1(special.gammaln(1 + 2 / c) - 2 * special.gammaln(1 + 1 / c)))
+        # for very large c the difference rounds to a tiny negative number: the CV is 0 there
+        return np.sqrt(np.maximum(np.expm1(special.gammaln(1 + 2 / c) - 2 * special.gammaln(1 + 1 / c)), 0.0))
 
 
 class WeibullFamily(ArrivalFamily):

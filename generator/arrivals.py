@@ -199,7 +199,7 @@ def renewal_arrivals(rate, length, family, shapes=None, rng: np.random.Generator
     if np.any(~np.isfinite(rate)) or np.any(rate <= 0) or np.any(length < 0):
         raise GenerationError("renewal_arrivals needs rates > 0 and lengths >= 0")
     law = _as_law(family, shapes, rate.size)
-    cv = np.clip(law.cv, 0.0, 1e3)
+    cv = np.clip(np.nan_to_num(law.cv, nan=1.0), 0.0, 1e3)  # sizes the draws only
     cells_out, offs_out = [], []
     todo = np.flatnonzero(length > 0)
     elapsed = np.zeros(rate.size)
