@@ -137,7 +137,7 @@ def bench_fit(rows: int, store_dir: Path, keep: Path | None) -> None:
             # (float32 precision) so that Parquet cannot compress the copies against each other
             # (real days differ; exact copies would compress to almost nothing and flatter the size)
             out = []
-            floats = [c for c in ("rate", "cv", "shape", "scale", "probability") if c in frame.columns]
+            floats = [c for c in ("rate", "cv", "shape", "a", "c", "s", "scale", "probability") if c in frame.columns]
             for k in range(14):
                 jit = {c: (frame[c] * np.exp(0.01 * rng.standard_normal(frame.height))).cast(pl.Float32).cast(pl.Float64)
                        for c in floats} if k else {}

@@ -288,8 +288,9 @@ def write_servegen(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool
     """Export ``pool`` in ServeGen's format (one ``chunk-<id>`` pair per client).
 
     Every arrival window of the pool's grid over its span is written (missing ones as idle rows),
-    and every data window of the data grid (empty ones as ``"{}"``). Exponential windows are
-    written as the equivalent ``Gamma`` with ``a = 1``. A client without data gets no dataset
+    and every data window of the data grid (empty ones as ``"{}"``). A family without a ServeGen
+    name is written as the ``Gamma`` with its mean and CV (exponential: exactly ``Gamma`` with
+    ``a = 1``). A client without data gets no dataset
     file, as in ServeGen's own pools. Client ids must be usable in file names.
 
     Raises

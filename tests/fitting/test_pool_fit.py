@@ -191,6 +191,32 @@ def test_settings_are_checked(mixed_store):
         fit_pool(store, bin_ratio=1.0)
 
 
+def test_settings_object_is_frozen_checked_and_recorded(mixed_store):
+    import dataclasses
+
+    from servelab.fitting.pool_fit import PoolFitSettings
+
+    store, _ = mixed_store
+    settings = PoolFitSettings(window="5m", min_requests=10, families=("gamma",), clock="none")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.window = "1m"
+    pool = fit_pool(store, settings=settings, conversations=False)
+    recorded = pool.provenance["settings"]
+    assert recorded["window_s"] == 300.0 and recorded["min_requests"] == 10 and recorded["families"] == ["gamma"]
+    assert recorded["clock"] == "none" and pool.window_s == 300.0
+    assert set(pool.arrivals["family"].drop_nulls().unique()) == {"gamma"}
+    # keywords override the object's fields
+    assert fit_pool(store, settings=settings, window="10m", conversations=False).window_s == 600.0
+    with pytest.raises(TypeError, match=r"unknown settings \['windw'\]"):
+        fit_pool(store, windw="5m")
+    with pytest.raises(ValueError, match="families must be a non-empty subset of the arrival families"):
+        PoolFitSettings(families=("pareto",))
+    with pytest.raises(ValueError, match="clock must be 'auto', 'none' or a step in seconds > 0; got -3"):
+        PoolFitSettings(clock=-3)
+    with pytest.raises(ValueError, match=r"need integers 2 <= min_fit_gaps <= max_fit_gaps; got 1, 5000"):
+        PoolFitSettings(min_fit_gaps=1)
+
+
 def test_fit_pool_command(mixed_store, tmp_path):
     store, _ = mixed_store
     res = CliRunner().invoke(main, ["fit-pool", str(store.path), "-o", str(tmp_path / "pool"), "--min-requests", "10",
