@@ -348,10 +348,14 @@ class ArrivalFamily(ScipyFamily):
             ok &= np.isfinite(v) & (v > 0)
         params = {k: np.where(ok, v, np.nan) for k, v in params.items()}
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            per_value = self._logpdf(x, {k: v[seg] for k, v in params.items()}) if x.size else np.zeros(0)
+            per_value = self._logpdf_segments(x, seg, params) if x.size else np.zeros(0)
         loglik = np.where(ok, np.bincount(seg, weights=np.where(ok[seg], per_value, 0.0), minlength=n_seg), np.nan)
         return SegmentFits(family=self.name, params=params, n=n.astype(np.int64), log_likelihood=loglik,
                            converged=ok & converged, n_params=len(self.param_names))
+
+    def _logpdf_segments(self, x: np.ndarray, seg: np.ndarray, params: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Log density of each value under its segment's parameters (:meth:`_logpdf`, gathered)."""
+        return self._logpdf(x, {k: v[seg] for k, v in params.items()})
 
     def logpdf(self, x, params):
         x = np.asarray(x, dtype=float)
@@ -499,9 +503,18 @@ class GammaFamily(ArrivalFamily):
                                                    max_iter=self.max_iter)
         return {"a": a, "scale": scale}, converged
 
+    @staticmethod
+    def _norm(a, s):
+        return -special.gammaln(a) - a * np.log(s)
+
     def _logpdf(self, x, p):
         a, s = p["a"], p["scale"]
-        return special.xlogy(a - 1.0, x) - x / s - special.gammaln(a) - a * np.log(s)
+        return special.xlogy(a - 1.0, x) - x / s + self._norm(a, s)
+
+    def _logpdf_segments(self, x, seg, params):
+        # the same density, its normalising constant computed once per segment
+        a, s = params["a"], params["scale"]
+        return (a - 1.0)[seg] * np.log(x) - x / s[seg] + self._norm(a, s)[seg]
 
     def _cdf(self, x, p):
         return special.gammainc(p["a"], x / p["scale"])
@@ -547,7 +560,7 @@ class WeibullFamily(ArrivalFamily):
     servegen_name = "Weibull"
     draw_bounds = MappingProxyType({"c": (0.1, np.inf)})  # CV <= ~430
 
-    def __init__(self, *, max_iter: int = 100, tol: float = 1e-10) -> None:
+    def __init__(self, *, max_iter: int = 60, tol: float = 1e-9) -> None:
         super().__init__("weibull", stats.weibull_min, ("c", "scale"))
         self.max_iter = max_iter
         self.tol = tol
@@ -560,6 +573,14 @@ class WeibullFamily(ArrivalFamily):
         c, s = p["c"], p["scale"]
         y = x / s
         return np.log(c / s) + special.xlogy(c - 1.0, y) - y**c
+
+    def _logpdf_segments(self, x, seg, params):
+        # the same density with ln y = ln x - ln s: y^c = exp(c ln y) (one log and one exp per value)
+        c, s = params["c"], params["scale"]
+        log_s = np.log(s)
+        cs = c[seg]
+        ly = np.log(x) - log_s[seg]
+        return (np.log(c) - log_s)[seg] + (cs - 1.0) * ly - np.exp(cs * ly)
 
     def _cdf(self, x, p):
         return -np.expm1(-((x / p["scale"]) ** p["c"]))

@@ -78,6 +78,8 @@ class WindowFamilies:
 def _systematic_keep(seg: np.ndarray, n_seg: int, cap: int) -> np.ndarray:
     """Mask keeping at most ``cap`` elements per segment, spread evenly (every k-th)."""
     counts = np.bincount(seg, minlength=n_seg)
+    if counts.size == 0 or counts.max() <= cap:
+        return np.ones(seg.size, bool)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     pos = np.arange(seg.size) - starts[seg]
     n = counts[seg]
@@ -198,11 +200,13 @@ def _jitter(t: np.ndarray, client: np.ndarray, step: float, seed: int) -> np.nda
     """
     rng = np.random.default_rng(seed)
     u = rng.random(t.size)
-    new_run = np.ones(t.size, bool)
-    new_run[1:] = (client[1:] != client[:-1]) | (t[1:] != t[:-1])
-    run = np.cumsum(new_run).astype(float)
-    u = np.sort(run + u) - run
-    out = t + np.clip(u, 0.0, np.nextafter(1.0, 0.0)) * step
+    tie = np.zeros(t.size, bool)  # same client and tick as the request before
+    tie[1:] = (client[1:] == client[:-1]) & (t[1:] == t[:-1])
+    tied = np.flatnonzero(tie | np.r_[tie[1:], False])  # requests in runs of 2 or more
+    if tied.size:
+        run = np.cumsum(~tie)[tied].astype(float)
+        u[tied] = np.clip(np.sort(run + u[tied]) - run, 0.0, np.nextafter(1.0, 0.0))
+    out = t + u * step
     same = client[1:] == client[:-1]
     if np.any(np.diff(out)[same] < 0):  # timestamps only approximately on the grid: sort properly
         out = out[np.lexsort((out, client))]
