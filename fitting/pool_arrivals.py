@@ -120,6 +120,9 @@ def fit_arrival_windows(gaps: np.ndarray, seg: np.ndarray, n_seg: int, *,
     keep = _systematic_keep(seg, n_seg, max_fit_gaps)
     x, s = gaps[keep], seg[keep]
     n_fit = np.bincount(s, minlength=n_seg).astype(np.int64)
+    enough = n_fit >= max(min_fit_gaps, 2)
+    if not enough.all():  # segments too small for a fit are not fitted at all
+        x, s = x[enough[s]], s[enough[s]]
     names = tuple(dict.fromkeys(p for f in families for p in get_arrival_family(f).param_names))
     best_aic = np.full(n_seg, np.inf)
     family = np.full(n_seg, None, dtype=object)
