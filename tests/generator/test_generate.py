@@ -332,3 +332,26 @@ def test_sorted_context_keeps_the_input_marginal_of_a_fitted_pool(tmp_path):
                               ["input_tokens"]).statistic for ctx in ("sorted", "additive")}
     # two samples of ~3,600: the 1 % KS critical value is about 1.63 * sqrt(2 / 3600) = 0.038
     assert ks["sorted"] < 0.08 < ks["additive"], ks
+
+
+def test_arrival_law_resolves_families_shapes_and_fallbacks():
+    from servelab.generator.arrivals import arrival_law
+
+    law = arrival_law(["gamma", "weibull", None, "weibull", "exponential", None],
+                      {"a": [0.25, np.nan, np.nan, np.nan, np.nan, np.nan],
+                       "c": [np.nan, 0.6, np.nan, np.nan, np.nan, np.nan]},
+                      [2.0, 0.0, 3.0, 0.5, 0.0, 0.0])
+    names = [law.families[i] for i in law.index]
+    # a family without its shape, or no family, is the Gamma with the window's CV; no CV: exponential
+    assert names == ["gamma", "weibull", "gamma", "gamma", "exponential", "exponential"]
+    c = 0.6
+    cv_weibull = np.sqrt(special.gamma(1 + 2 / c) / special.gamma(1 + 1 / c) ** 2 - 1)
+    np.testing.assert_allclose(law.cv, [2.0, cv_weibull, 3.0, 0.5, 1.0, 1.0], rtol=1e-9)
+    np.testing.assert_allclose(law.shapes["a"][[0, 2, 3]], [0.25, 1 / 9, 4.0])
+    # unit-mean scales: the scipy mean at that scale is 1
+    assert stats.gamma(0.25, scale=law.unit_scale[0]).mean() == pytest.approx(1.0)
+    assert stats.weibull_min(c, scale=law.unit_scale[1]).mean() == pytest.approx(1.0)
+    with pytest.raises(GenerationError, match=r"arrival family must be one of .*; got \['pareto'\]"):
+        arrival_law(["pareto"], {}, [1.0])
+    with pytest.raises(GenerationError, match="shapes must be a mapping of parameter names"):
+        renewal_arrivals([1.0], 1.0, "gamma", 0.5, np.random.default_rng(0))
