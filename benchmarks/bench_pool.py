@@ -258,7 +258,10 @@ def bench_roundtrip() -> None:
         cv = cmp.cv
         fam = cmp.family.filter((pl.col("cv_family_ref") - 1).abs() > 0.3)
         same = fam.filter(pl.col("family_ref") == pl.col("family_fit"))
-        shape_rel = ((same["shape_fit"] - same["shape_ref"]) / same["shape_ref"]).abs()
+        # the family's one shape by its name (Gamma a, Weibull c)
+        shape_ref = np.where(same["family_ref"] == "weibull", same["c_ref"], same["a_ref"])
+        shape_fit = np.where(same["family_ref"] == "weibull", same["c_fit"], same["a_fit"])
+        shape_rel = pl.Series(np.abs((shape_fit - shape_ref) / shape_ref))
         ks = cmp.data
         bound = 1.63 / np.sqrt(ks["n_requests"].to_numpy()) + 0.02 if ks.height else np.array([])
         print(f"--- {name}: {ref.n_clients} clients from {src}; {trace.height:,} requests sampled in {t_s:.1f} s, "
