@@ -504,17 +504,18 @@ class GammaFamily(ArrivalFamily):
         return {"a": a, "scale": scale}, converged
 
     @staticmethod
-    def _norm(a, s):
-        return -special.gammaln(a) - a * np.log(s)
+    def _density(x, a, s, log_norm):
+        """The log density, with :math:`-\\ln\\Gamma(a) - a \\ln s` given (per value or per segment)."""
+        return special.xlogy(a - 1.0, x) - x / s + log_norm
 
     def _logpdf(self, x, p):
         a, s = p["a"], p["scale"]
-        return special.xlogy(a - 1.0, x) - x / s + self._norm(a, s)
+        return self._density(x, a, s, -special.gammaln(a) - a * np.log(s))
 
     def _logpdf_segments(self, x, seg, params):
         # the same density, its normalising constant computed once per segment
         a, s = params["a"], params["scale"]
-        return (a - 1.0)[seg] * np.log(x) - x / s[seg] + self._norm(a, s)[seg]
+        return self._density(x, a[seg], s[seg], (-special.gammaln(a) - a * np.log(s))[seg])
 
     def _cdf(self, x, p):
         return special.gammainc(p["a"], x / p["scale"])
@@ -569,18 +570,19 @@ class WeibullFamily(ArrivalFamily):
         c, scale, converged = weibull_mle_segments(x, seg, n_seg, max_iter=self.max_iter, tol=self.tol)
         return {"c": c, "scale": scale}, converged
 
+    @staticmethod
+    def _density(x, c, s, log_norm):
+        """The log density, with :math:`\\ln(c / s)` given (per value or per segment)."""
+        y = x / s
+        return log_norm + special.xlogy(c - 1.0, y) - y**c
+
     def _logpdf(self, x, p):
         c, s = p["c"], p["scale"]
-        y = x / s
-        return np.log(c / s) + special.xlogy(c - 1.0, y) - y**c
+        return self._density(x, c, s, np.log(c / s))
 
     def _logpdf_segments(self, x, seg, params):
-        # the same density with ln y = ln x - ln s: y^c = exp(c ln y) (one log and one exp per value)
         c, s = params["c"], params["scale"]
-        log_s = np.log(s)
-        cs = c[seg]
-        ly = np.log(x) - log_s[seg]
-        return (np.log(c) - log_s)[seg] + (cs - 1.0) * ly - np.exp(cs * ly)
+        return self._density(x, c[seg], s[seg], np.log(c / s)[seg])
 
     def _cdf(self, x, p):
         return -np.expm1(-((x / p["scale"]) ** p["c"]))
