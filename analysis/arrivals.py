@@ -50,6 +50,8 @@ import polars as pl
 
 from servelab.analysis.clock import Clock, resolve_clock
 from servelab.analysis.store import TraceStore, fetch_polars
+from servelab.analysis.window_rates import exposure as window_exposure
+from servelab.analysis.window_rates import window_rate
 
 __all__ = [
     "ArrivalFrame",
@@ -455,9 +457,9 @@ def window_stats(
     mean_gap = scatter("mean_gap", np.nan)
     std_gap = scatter("std_gap", np.nan)
     start_s = win * seconds
-    exposure = np.minimum((win + 1) * seconds, t1) - np.maximum(start_s, t0)
+    exposure = window_exposure(start_s, seconds, (t0, t1))  # servelab.analysis.window_rates
     with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(exposure > 0, n_requests / exposure, np.nan)
+        rate = window_rate(n_requests, exposure)
         cv = np.where((n_gaps >= 2) & (mean_gap > 0), std_gap / mean_gap, np.nan)
     out = pl.DataFrame({
         **({column: groups.gather(group_idx)} if column else {}),

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-import duckdb
 import numpy as np
 import polars as pl
 from scipy import stats
 from servelab.analysis.exceptions import EmptyTraceError, TraceFormatError
 from servelab.analysis.store import TraceStore, open_store
+from servelab.analysis.window_rates import covered_span, exposure, full_enough, window_index, window_rate
 
 __all__ = [
     "METRICS",
@@ -105,39 +105,47 @@ def load_trace(trace) -> pl.DataFrame:
     return frame
 
 
-def window_stats(trace, *, window_s: float = 3.0) -> pl.DataFrame:
-    """Per window of ``window_s`` seconds from the trace's first request: rate and mean lengths.
+def window_stats(trace, *, window_s: float = 3.0, min_exposure_fraction: float = 0.5) -> pl.DataFrame:
+    """Per window of ``window_s`` seconds: rate and mean lengths, by the project's one definition.
+
+    Windows are ``[k W, (k + 1) W)`` on the trace's clock and a window's rate is its requests over
+    its exposure (the part inside the trace's span ``[first, last]``; see
+    :mod:`servelab.analysis.window_rates`). Windows covered for less than
+    ``min_exposure_fraction`` of ``window_s`` (the trace's ragged ends) are left out.
 
     Returns
     -------
     polars.DataFrame
-        ``window`` (index), ``n``, ``rate`` (req/s), ``mean_input_tokens``,
-        ``mean_output_tokens`` (null in empty windows or when the trace lacks the column). Only
-        complete windows are kept.
+        ``window`` (index ``k``), ``window_start_s``, ``exposure_s``, ``n``, ``rate`` (req/s),
+        ``mean_input_tokens``, ``mean_output_tokens`` (null in empty windows or when the trace
+        lacks the column), in window order; empty windows have ``n = 0`` and ``rate = 0``.
     """
     if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
         raise ValueError(f"window_s must be a positive number of seconds; got {window_s!r}")
     frame = load_trace(trace)
-    cols = {c: (f"avg({c})" if c in frame.columns else "CAST(NULL AS DOUBLE)")
-            for c in ("input_tokens", "output_tokens")}
-    con = duckdb.connect()
-    try:
-        con.register("trace", frame.to_arrow())
-        sql = f"""
-        WITH b AS (SELECT min(timestamp) AS t0, max(timestamp) AS t1 FROM trace),
-        w AS (
-            SELECT CAST(floor((timestamp - t0) / {float(window_s)!r}) AS BIGINT) AS w_idx, count(*) AS n,
-                   {cols['input_tokens']} AS mean_input_tokens, {cols['output_tokens']} AS mean_output_tokens
-            FROM trace, b GROUP BY ALL)
-        SELECT g.w_idx AS "window", coalesce(w.n, 0) AS n, coalesce(w.n, 0) / {float(window_s)!r} AS rate,
-               w.mean_input_tokens, w.mean_output_tokens
-        FROM b, range(0, CAST(floor((b.t1 - b.t0) / {float(window_s)!r}) AS BIGINT)) g(w_idx)
-        LEFT JOIN w ON w.w_idx = g.w_idx
-        ORDER BY g.w_idx
-        """
-        return con.sql(sql).pl()
-    finally:
-        con.close()
+    t = frame["timestamp"].cast(pl.Float64).to_numpy()
+    span = covered_span(float(t.min()), float(t.max()))
+    k = window_index(t, window_s)
+    k0 = int(k.min())
+    local = k - k0
+    n_win = int(local.max()) + 1
+    n = np.bincount(local, minlength=n_win)
+    starts = (k0 + np.arange(n_win)) * float(window_s)
+    exp_s = exposure(starts, window_s, span)
+    columns = {"window": k0 + np.arange(n_win, dtype=np.int64), "window_start_s": starts, "exposure_s": exp_s,
+               "n": n.astype(np.int64), "rate": window_rate(n, exp_s)}
+    for c in ("input_tokens", "output_tokens"):
+        mean = np.full(n_win, np.nan)
+        if c in frame.columns:
+            v = frame[c].cast(pl.Float64).to_numpy()
+            ok = np.isfinite(v)
+            cnt = np.bincount(local[ok], minlength=n_win)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.bincount(local[ok], weights=v[ok], minlength=n_win) / cnt
+        columns[f"mean_{c}"] = mean
+    keep = full_enough(exp_s, window_s, min_exposure_fraction)
+    out = pl.DataFrame(columns).filter(pl.Series(keep))
+    return out.with_columns(pl.col("mean_input_tokens", "mean_output_tokens").fill_nan(None))
 
 
 def energy_distance(x: np.ndarray, y: np.ndarray, *, max_n: int = 3000, seed: int = 0) -> float:

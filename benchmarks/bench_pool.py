@@ -137,7 +137,7 @@ def bench_fit(rows: int, store_dir: Path, keep: Path | None) -> None:
             # (float32 precision) so that Parquet cannot compress the copies against each other
             # (real days differ; exact copies would compress to almost nothing and flatter the size)
             out = []
-            floats = [c for c in ("rate", "cv", "shape", "scale", "probability") if c in frame.columns]
+            floats = [c for c in ("rate", "cv", "shape", "a", "c", "s", "scale", "probability") if c in frame.columns]
             for k in range(14):
                 jit = {c: (frame[c] * np.exp(0.01 * rng.standard_normal(frame.height))).cast(pl.Float32).cast(pl.Float64)
                        for c in floats} if k else {}
@@ -254,12 +254,15 @@ def bench_roundtrip() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         cmp = compare_pools(ref, fitted, min_count_cv=1000, min_count_family=2000, min_requests_ks=500)
-        z = cmp["rate"]["z"].to_numpy()
-        cv = cmp["cv"]
-        fam = cmp["family"].filter((pl.col("cv_family_ref") - 1).abs() > 0.3)
+        z = cmp.rate["z"].to_numpy()
+        cv = cmp.cv
+        fam = cmp.family.filter((pl.col("cv_family_ref") - 1).abs() > 0.3)
         same = fam.filter(pl.col("family_ref") == pl.col("family_fit"))
-        shape_rel = ((same["shape_fit"] - same["shape_ref"]) / same["shape_ref"]).abs()
-        ks = cmp["data"]
+        # the family's one shape by its name (Gamma a, Weibull c)
+        shape_ref = np.where(same["family_ref"] == "weibull", same["c_ref"], same["a_ref"])
+        shape_fit = np.where(same["family_ref"] == "weibull", same["c_fit"], same["a_fit"])
+        shape_rel = pl.Series(np.abs((shape_fit - shape_ref) / shape_ref))
+        ks = cmp.data
         bound = 1.63 / np.sqrt(ks["n_requests"].to_numpy()) + 0.02 if ks.height else np.array([])
         print(f"--- {name}: {ref.n_clients} clients from {src}; {trace.height:,} requests sampled in {t_s:.1f} s, "
               f"fitted in {t_f:.1f} s")

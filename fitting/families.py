@@ -30,7 +30,20 @@ Estimators of the four arrival families (all maximum likelihood with ``loc = 0``
   :math:`c`, started from the moment estimate of :math:`\ln x`.
 
 Each reports ``converged=False`` with a :class:`~servelab.fitting.exceptions.ConvergenceWarning`
-when its iteration limit is reached. This module does not score fits (see
+when its iteration limit is reached.
+
+The arrival protocol
+--------------------
+The four are :class:`ArrivalFamily` objects, the one protocol that fitting, pool fitting
+(:mod:`servelab.fitting.pool_fit`), workload generation (:mod:`servelab.generator.arrivals`) and
+the ServeGen conversion use: a vectorised per-segment fit (:meth:`ArrivalFamily.fit_segments`:
+one call for every client-window, segment-id arrays), the mean and CV from the parameters and the
+shapes from a CV, unit-mean parameters, and draws (plain and length-biased, one per element of
+parameter arrays). Parameters always go by scipy's names (``a`` for Gamma, ``c`` for Weibull,
+``s`` for the log-normal, and ``scale``); a client pool stores each under its name. A new arrival
+family is one :class:`ArrivalFamily` subclass registered here; nothing else names families.
+
+This module does not score fits (see
 :mod:`servelab.fitting.fit`) or test them (see :mod:`servelab.fitting.gof`).
 """
 from __future__ import annotations
@@ -38,15 +51,23 @@ from __future__ import annotations
 import abc
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from scipy import special, stats
 
 from servelab.fitting.exceptions import ConvergenceWarning, InsufficientDataError, UnknownFamilyError
+from servelab.fitting.segments import check_segments, gamma_mle_from_stats, segment_mean, weibull_mle_segments
 
 __all__ = [
     "Family",
     "ScipyFamily",
+    "ArrivalFamily",
+    "SegmentFits",
+    "get_arrival_family",
+    "arrival_family_names",
+    "arrival_param_names",
     "ExponentialFamily",
     "GammaFamily",
     "WeibullFamily",
@@ -174,116 +195,294 @@ def _warn_unconverged(name: str, params: Mapping[str, float], detail: str) -> No
     )
 
 
-class ExponentialFamily(ScipyFamily):
-    r"""Exponential with ``loc = 0``: :math:`f(x) = e^{-x/s}/s`; the MLE is ``scale = mean(x)``."""
+# ------------------------------------------------------------------------------ the arrival protocol
+@dataclass(frozen=True)
+class SegmentFits:
+    """Maximum-likelihood fits of one family to many samples at once (one row per segment).
+
+    Holds per-segment estimates and counts only, never the values fitted.
+
+    Parameters
+    ----------
+    family : str
+        Registry name.
+    params : Mapping[str, numpy.ndarray]
+        Named parameters (scipy's names), one value per segment; NaN where no fit was made.
+    n : numpy.ndarray of int64
+        Values per segment.
+    log_likelihood : numpy.ndarray
+        Maximised log-likelihood per segment (NaN where no fit).
+    converged : numpy.ndarray of bool
+    n_params : int
+        Free parameters (for AIC / BIC).
+    """
+
+    family: str
+    params: Mapping[str, np.ndarray]
+    n: np.ndarray
+    log_likelihood: np.ndarray
+    converged: np.ndarray
+    n_params: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+    @property
+    def aic(self) -> np.ndarray:
+        """``2 k - 2 log L`` per segment."""
+        return 2.0 * self.n_params - 2.0 * self.log_likelihood
+
+
+class ArrivalFamily(ScipyFamily):
+    r"""A positive continuous family usable for inter-arrival gaps: the one protocol of fitting,
+    pool fitting, workload generation and the ServeGen conversion.
+
+    Every method is vectorised: ``params`` map scipy's names to floats or arrays that broadcast
+    together (one element per client-window, say). A subclass implements the estimator
+    :meth:`_fit_segments`, the density :meth:`_logpdf` / :meth:`_cdf`, the moments :meth:`mean` and
+    :meth:`cv`, their inverse :meth:`shapes_from_cv` and the unit-scale draws :meth:`_draw`;
+    everything else (single-sample fits, per-segment log-likelihoods, unit-mean and length-biased
+    draws, shape floors) follows here, so adding an arrival family means writing one class and
+    registering it.
+
+    Attributes
+    ----------
+    shape_names : tuple of str
+        The parameters other than ``scale`` (scipy's shape names; the pool stores each under its
+        name).
+    servegen_name : str or None
+        The family's name in ServeGen's pool format (``"Gamma"``), or None when ServeGen cannot
+        name it (the converter then writes the Gamma with the same mean and CV).
+    draw_bounds : Mapping[str, (float, float)]
+        Shapes are clipped into these ranges before drawing, so draws stay finite.
+    """
+
+    servegen_name: str | None = None
+    #: the density is defined at x > 0 only (log-normal); others also at 0
+    _open_at_zero: bool = False
+    draw_bounds: Mapping[str, tuple[float, float]] = MappingProxyType({})
+
+    @property
+    def shape_names(self) -> tuple[str, ...]:
+        return tuple(p for p in self.param_names if p != "scale")
+
+    # --- what a family implements -----------------------------------------------------------
+    @abc.abstractmethod
+    def _fit_segments(self, x: np.ndarray, seg: np.ndarray, n_seg: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """MLE per segment of positive ``x``: named parameter arrays and a converged mask."""
+
+    @abc.abstractmethod
+    def _logpdf(self, x: np.ndarray, p: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Log density with broadcasting parameter arrays."""
+
+    @abc.abstractmethod
+    def _cdf(self, x: np.ndarray, p: Mapping[str, np.ndarray]) -> np.ndarray:
+        """CDF with broadcasting parameter arrays."""
+
+    @abc.abstractmethod
+    def mean(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Mean of the distribution."""
+
+    @abc.abstractmethod
+    def cv(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Coefficient of variation (std / mean); depends on the shapes only."""
+
+    @abc.abstractmethod
+    def shapes_from_cv(self, cv) -> dict[str, np.ndarray]:
+        """The shapes whose CV is ``cv`` (NaN where the family cannot have that CV)."""
+
+    @abc.abstractmethod
+    def _draw(self, p: Mapping[str, np.ndarray], n: int, rng: np.random.Generator, *,
+              length_biased: bool) -> np.ndarray:
+        """``n`` draws at ``scale = 1``, one per element of the shape arrays ``p`` (length ``n``);
+        ``length_biased`` draws from :math:`x f(x) / E[X]` instead of :math:`f`."""
+
+    # --- what follows from it --------------------------------------------------------------
+    def _arrays(self, params: Mapping[str, object], names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        names = self.param_names if names is None else names
+        missing = [p for p in names if p not in params]
+        if missing:
+            raise ValueError(f"{self.name}: params lack {missing}; expected {list(names)}")
+        return {p: np.asarray(params[p], dtype=float) for p in names}
+
+    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
+        params, converged = self._fit_segments(x, np.zeros(x.size, dtype=np.int64), 1)
+        out = {k: float(v[0]) for k, v in params.items()}
+        ok = bool(converged[0]) and all(np.isfinite(v) and v > 0 for v in out.values())
+        if not ok:
+            _warn_unconverged(self.name, out, "iteration limit reached or estimate not finite")
+        return out, ok
+
+    def fit_segments(self, x, seg, n_seg: int, *, min_n: int | None = None) -> SegmentFits:
+        """Maximum-likelihood fit of every segment of a segmented sample, all at once.
+
+        Parameters
+        ----------
+        x : array-like
+            Positive values, the samples back to back.
+        seg : array-like of int
+            Segment of each value, non-decreasing, in ``0 .. n_seg - 1``.
+        n_seg : int
+            Number of segments (segments without values get NaN).
+        min_n : int, optional
+            Fewest values for a fit (default and floor: :attr:`min_n`).
+
+        Raises
+        ------
+        ValueError
+            If ``x`` holds values <= 0 or non-finite values, or ``seg`` is not a segmentation.
+        """
+        x, seg = check_segments(x, seg, n_seg)
+        if x.size and not (np.all(np.isfinite(x)) and x.min() > 0):
+            raise ValueError(f"{self.name}: fit_segments needs finite values > 0; got {int(np.sum(~(x > 0)))} "
+                             "values <= 0 or NaN (zero gaps from a logging clock: see servelab.fitting.ties)")
+        floor = max(self.min_n, int(min_n or 0))
+        n = np.bincount(seg, minlength=n_seg)
+        if x.size:
+            params, converged = self._fit_segments(x, seg, n_seg)
+        else:
+            params = {p: np.full(n_seg, np.nan) for p in self.param_names}
+            converged = np.zeros(n_seg, bool)
+        ok = n >= floor
+        for v in params.values():
+            ok &= np.isfinite(v) & (v > 0)
+        params = {k: np.where(ok, v, np.nan) for k, v in params.items()}
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            per_value = self._logpdf_segments(x, seg, params) if x.size else np.zeros(0)
+        loglik = np.where(ok, np.bincount(seg, weights=np.where(ok[seg], per_value, 0.0), minlength=n_seg), np.nan)
+        return SegmentFits(family=self.name, params=params, n=n.astype(np.int64), log_likelihood=loglik,
+                           converged=ok & converged, n_params=len(self.param_names))
+
+    def _logpdf_segments(self, x: np.ndarray, seg: np.ndarray, params: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Log density of each value under its segment's parameters (:meth:`_logpdf`, gathered)."""
+        return self._logpdf(x, {k: v[seg] for k, v in params.items()})
+
+    def logpdf(self, x, params):
+        x = np.asarray(x, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = self._logpdf(x, self._arrays(params))
+        return np.where(x > 0 if self._open_at_zero else x >= 0, out, -np.inf)
+
+    def cdf(self, x, params):
+        return self._cdf(np.maximum(np.asarray(x, dtype=float), 0.0), self._arrays(params))
+
+    def clip_shapes(self, shapes: Mapping[str, object]) -> dict[str, np.ndarray]:
+        """Shapes clipped into :attr:`draw_bounds` (where draws stay finite)."""
+        out = self._arrays(shapes, self.shape_names)
+        for name, (lo, hi) in self.draw_bounds.items():
+            out[name] = np.clip(out[name], lo, hi)
+        return out
+
+    def unit_mean(self, shapes: Mapping[str, object]) -> dict[str, np.ndarray]:
+        """Full parameters with the given shapes and the scale that makes the mean 1."""
+        p = self._arrays(shapes, self.shape_names)
+        size = np.broadcast(*p.values()).shape if p else ()
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            scale1 = self.mean({**p, "scale": np.ones(size)})
+        return {**p, "scale": 1.0 / scale1}
+
+    def draw(self, params: Mapping[str, object], rng: np.random.Generator, *, length_biased: bool = False,
+             size: int | None = None) -> np.ndarray:
+        """One draw per element of the broadcast ``params`` (or ``size`` draws of scalar params).
+
+        With ``length_biased`` the draws come from the length-biased density
+        :math:`x f(x) / E[X]`: the gap that covers a random instant of a stationary renewal process
+        (its first arrival comes ``U`` times such a gap after the instant, ``U`` uniform).
+        """
+        p = self._arrays(params)
+        shape = (int(size),) if size is not None else np.broadcast(*p.values()).shape
+        flat = {k: np.broadcast_to(v, shape).reshape(-1) for k, v in p.items()}
+        n = int(np.prod(shape, dtype=np.int64))
+        unit = self._draw({k: flat[k] for k in self.shape_names}, n, rng, length_biased=length_biased)
+        return (unit * flat["scale"]).reshape(shape)
+
+
+class ExponentialFamily(ArrivalFamily):
+    r"""Exponential with ``loc = 0``: :math:`f(x) = e^{-x/s}/s`; the MLE is ``scale = mean(x)``.
+
+    CV 1 (:meth:`shapes_from_cv` has no shape to set); ServeGen writes it as ``Gamma`` with a = 1.
+    """
 
     def __init__(self) -> None:
         super().__init__("exponential", stats.expon, ("scale",))
 
-    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
-        return {"scale": float(np.mean(x))}, True
+    def _fit_segments(self, x, seg, n_seg):
+        n = np.bincount(seg, minlength=n_seg)
+        return {"scale": segment_mean(x, seg, n)}, n > 0
 
-    def logpdf(self, x, params):
-        s = self._args(params)["scale"]
-        return -np.log(s) - np.asarray(x, dtype=float) / s
+    def _logpdf(self, x, p):
+        return -np.log(p["scale"]) - x / p["scale"]
 
-    def cdf(self, x, params):
-        s = self._args(params)["scale"]
-        return -np.expm1(-np.maximum(np.asarray(x, dtype=float), 0.0) / s)
+    def _cdf(self, x, p):
+        return -np.expm1(-x / p["scale"])
+
+    def mean(self, params):
+        return self._arrays(params)["scale"]
+
+    def cv(self, params):
+        return np.asarray(1.0)
+
+    def shapes_from_cv(self, cv):
+        return {}
+
+    def _draw(self, p, n, rng, *, length_biased):
+        return rng.standard_gamma(2.0, n) if length_biased else rng.standard_exponential(n)
 
 
-class LognormalFamily(ScipyFamily):
+class LognormalFamily(ArrivalFamily):
     r"""Log-normal with ``loc = 0``; closed-form MLE ``s = std(ln x)``, ``scale = exp(mean(ln x))``.
 
-    .. math:: f(x) = \frac{1}{x s \sqrt{2\pi}} \exp\left(-\frac{(\ln x - \ln \mathrm{scale})^2}{2 s^2}\right)
+    .. math:: f(x) = \frac{1}{x s \sqrt{2\pi}} \exp\left(-\frac{(\ln x - \ln \mathrm{scale})^2}{2 s^2}\right),
+       \quad \mathrm{CV} = \sqrt{e^{s^2} - 1}
     """
+
+    draw_bounds = MappingProxyType({"s": (1e-6, 3.0)})  # CV <= 90
+    _open_at_zero = True
 
     def __init__(self) -> None:
         super().__init__("lognormal", stats.lognorm, ("s", "scale"))
 
-    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
+    def _fit_segments(self, x, seg, n_seg):
+        n = np.bincount(seg, minlength=n_seg)
         logx = np.log(x)
-        mu = float(np.mean(logx))
-        sigma = float(np.sqrt(np.mean((logx - mu) ** 2)))
-        return {"s": sigma, "scale": float(np.exp(mu))}, bool(sigma > 0)
+        mu = segment_mean(logx, seg, n)
+        sigma = np.sqrt(segment_mean((logx - mu[seg]) ** 2, seg, n))
+        return {"s": sigma, "scale": np.exp(mu)}, sigma > 0
 
-    def logpdf(self, x, params):
-        p = self._args(params)
-        x = np.asarray(x, dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logx = np.log(x)
-            z = (logx - np.log(p["scale"])) / p["s"]
-            out = -logx - np.log(p["s"]) - 0.5 * np.log(2 * np.pi) - 0.5 * z * z
-        return np.where(x > 0, out, -np.inf)
+    def _logpdf(self, x, p):
+        logx = np.log(x)
+        z = (logx - np.log(p["scale"])) / p["s"]
+        return -logx - np.log(p["s"]) - 0.5 * np.log(2 * np.pi) - 0.5 * z * z
 
-    def cdf(self, x, params):
-        p = self._args(params)
-        x = np.asarray(x, dtype=float)
+    def _cdf(self, x, p):
         with np.errstate(divide="ignore"):
-            return special.ndtr((np.log(np.maximum(x, 0.0)) - np.log(p["scale"])) / p["s"])
+            return special.ndtr((np.log(x) - np.log(p["scale"])) / p["s"])
+
+    def mean(self, params):
+        p = self._arrays(params)
+        return p["scale"] * np.exp(0.5 * p["s"] ** 2)
+
+    def cv(self, params):
+        s = self._arrays(params, ("s",))["s"]
+        return np.sqrt(np.expm1(s * s))
+
+    def shapes_from_cv(self, cv):
+        cv = np.asarray(cv, dtype=float)
+        with np.errstate(invalid="ignore"):
+            return {"s": np.where(cv > 0, np.sqrt(np.log1p(cv * cv)), np.nan)}
+
+    def _draw(self, p, n, rng, *, length_biased):
+        s = p["s"]
+        z = rng.standard_normal(n)
+        # x f(x) of a log-normal is the log-normal with ln-mean shifted by s^2
+        return np.exp(s * z + (s * s if length_biased else 0.0))
 
 
-def gamma_mle_from_stats(
-    mean: np.ndarray, mean_log: np.ndarray, *, max_iter: int = 50, tol: float = 1e-10
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""Gamma MLE (``loc = 0``) from sufficient statistics, vectorised over many samples.
-
-    Solves :math:`\ln a - \psi(a) = s` with :math:`s = \ln \bar{x} - \overline{\ln x}` by Newton's
-    method on :math:`\ln a`, starting from Minka's approximation
-    :math:`a_0 = (3 - s + \sqrt{(s - 3)^2 + 24 s}) / (12 s)`; then ``scale = mean / a``.
-
-    Parameters
-    ----------
-    mean, mean_log : array-like
-        Per-sample mean of ``x`` and mean of ``ln x`` (same shape).
-    max_iter : int
-        Newton iteration limit.
-    tol : float
-        Convergence tolerance on the relative change of ``a``.
-
-    Returns
-    -------
-    a, scale : numpy.ndarray
-        Shape and scale; NaN where the MLE is undefined (``s <= 0``: all values equal, or NaN input).
-    converged : numpy.ndarray of bool
-        False where the iteration limit was reached or the MLE is undefined.
-    """
-    mean = np.asarray(mean, dtype=float)
-    mean_log = np.asarray(mean_log, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = np.log(mean) - mean_log
-    ok = np.isfinite(s) & (s > 0)
-    s_ok = np.where(ok, s, 1.0)
-    a = (3.0 - s_ok + np.sqrt((s_ok - 3.0) ** 2 + 24.0 * s_ok)) / (12.0 * s_ok)
-    done = ~ok
-    for _ in range(max_iter):
-        # Newton on u = ln a: f(u) = u - psi(e^u) - s,  f'(u) = 1 - a psi'(a); for large a both
-        # cancel catastrophically, so the asymptotic series is used there (error < 1e-18 at a > 1e3)
-        big = a > 1e3
-        a_small = np.where(big, 1.0, a)
-        inv = 1.0 / a
-        f = np.where(big, inv / 2 + inv**2 / 12 - inv**4 / 120,
-                     np.log(a_small) - special.digamma(a_small)) - s_ok
-        fprime = np.where(big, -inv / 2 - inv**2 / 6 + inv**4 / 30,
-                          1.0 - a_small * special.polygamma(1, a_small))
-        step = f / fprime
-        step = np.clip(step, -2.0, 2.0)
-        a_new = a * np.exp(-step)
-        a = np.where(done, a, a_new)
-        done = done | (np.abs(step) < tol)
-        if done.all():
-            break
-    converged = ok & done
-    a = np.where(ok, a, np.nan)
-    scale = np.where(ok, mean / a, np.nan)
-    return a, scale, converged
-
-
-class GammaFamily(ScipyFamily):
+class GammaFamily(ArrivalFamily):
     r"""Gamma with ``loc = 0``: :math:`f(x) = x^{a-1} e^{-x/\mathrm{scale}} / (\Gamma(a)\, \mathrm{scale}^a)`.
 
     CV = :math:`1/\sqrt{a}`; BurstGPT's rate :math:`\beta` = 1 / scale. Fitted by Newton's method
-    (:func:`gamma_mle_from_stats`).
+    (:func:`~servelab.fitting.segments.gamma_mle_from_stats`, many samples at once).
 
     Parameters
     ----------
@@ -291,38 +490,65 @@ class GammaFamily(ScipyFamily):
         Newton iteration limit (a result that hits it says ``converged=False``).
     """
 
+    servegen_name = "Gamma"
+    draw_bounds = MappingProxyType({"a": (1e-4, np.inf)})  # CV <= 100
+
     def __init__(self, *, max_iter: int = 50) -> None:
         super().__init__("gamma", stats.gamma, ("a", "scale"))
         self.max_iter = max_iter
 
-    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
-        a, scale, converged = gamma_mle_from_stats(np.mean(x), np.mean(np.log(x)), max_iter=self.max_iter)
-        params = {"a": float(a), "scale": float(scale)}
-        if not bool(converged):
-            _warn_unconverged(self.name, params, f"Newton reached max_iter={self.max_iter}")
-        return params, bool(converged)
+    def _fit_segments(self, x, seg, n_seg):
+        n = np.bincount(seg, minlength=n_seg)
+        a, scale, converged = gamma_mle_from_stats(segment_mean(x, seg, n), segment_mean(np.log(x), seg, n),
+                                                   max_iter=self.max_iter)
+        return {"a": a, "scale": scale}, converged
 
-    def logpdf(self, x, params):
-        p = self._args(params)
+    @staticmethod
+    def _density(x, a, s, log_norm):
+        """The log density, with :math:`-\\ln\\Gamma(a) - a \\ln s` given (per value or per segment)."""
+        return special.xlogy(a - 1.0, x) - x / s + log_norm
+
+    def _logpdf(self, x, p):
         a, s = p["a"], p["scale"]
-        x = np.asarray(x, dtype=float)
+        return self._density(x, a, s, -special.gammaln(a) - a * np.log(s))
+
+    def _logpdf_segments(self, x, seg, params):
+        # the same density, its normalising constant computed once per segment
+        a, s = params["a"], params["scale"]
+        return self._density(x, a[seg], s[seg], (-special.gammaln(a) - a * np.log(s))[seg])
+
+    def _cdf(self, x, p):
+        return special.gammainc(p["a"], x / p["scale"])
+
+    def mean(self, params):
+        p = self._arrays(params)
+        return p["a"] * p["scale"]
+
+    def cv(self, params):
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = special.xlogy(a - 1.0, x) - x / s - special.gammaln(a) - a * np.log(s)
-        return np.where(x >= 0, out, -np.inf)
+            return 1.0 / np.sqrt(self._arrays(params, ("a",))["a"])
 
-    def cdf(self, x, params):
-        p = self._args(params)
-        return special.gammainc(p["a"], np.maximum(np.asarray(x, dtype=float), 0.0) / p["scale"])
+    def shapes_from_cv(self, cv):
+        cv = np.asarray(cv, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return {"a": np.where(cv > 0, 1.0 / (cv * cv), np.nan)}
+
+    def _draw(self, p, n, rng, *, length_biased):
+        return rng.standard_gamma(p["a"] + (1.0 if length_biased else 0.0))
 
 
-class WeibullFamily(ScipyFamily):
+def _weibull_cv(c: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # for very large c the difference rounds to a tiny negative number: the CV is 0 there
+        return np.sqrt(np.maximum(np.expm1(special.gammaln(1 + 2 / c) - 2 * special.gammaln(1 + 1 / c)), 0.0))
+
+
+class WeibullFamily(ArrivalFamily):
     r"""Weibull with ``loc = 0``: :math:`f(x) = \frac{c}{\lambda} (x/\lambda)^{c-1} e^{-(x/\lambda)^c}`.
 
-    The shape ``c`` solves the profile score
-    :math:`g(c) = \sum y^c \ln y / \sum y^c - 1/c - \overline{\ln y} = 0` (``y`` = x over its geometric
-    mean, for numerical range), which increases in ``c``; a Newton step is taken when it stays
-    inside the current bracket, otherwise the bracket is bisected. Then
-    :math:`\lambda = (\overline{x^c})^{1/c}`.
+    Fitted by :func:`~servelab.fitting.segments.weibull_mle_segments` (a safeguarded Newton /
+    bisection solve of the profile score in ``c``, many samples at once).
+    :math:`\mathrm{CV} = \sqrt{\Gamma(1 + 2/c) / \Gamma(1 + 1/c)^2 - 1}`.
 
     Parameters
     ----------
@@ -332,62 +558,60 @@ class WeibullFamily(ScipyFamily):
         Relative tolerance on ``c``.
     """
 
-    def __init__(self, *, max_iter: int = 100, tol: float = 1e-10) -> None:
+    servegen_name = "Weibull"
+    draw_bounds = MappingProxyType({"c": (0.1, np.inf)})  # CV <= ~430
+
+    def __init__(self, *, max_iter: int = 60, tol: float = 1e-9) -> None:
         super().__init__("weibull", stats.weibull_min, ("c", "scale"))
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
-        logx = np.log(x)
-        mlog = float(np.mean(logx))
-        z = logx - mlog  # ln y, mean 0
-        sd = float(np.sqrt(np.mean(z * z)))
-        c = np.pi / (np.sqrt(6.0) * sd)  # moment estimate: Var(ln X) = pi^2 / (6 c^2)
-        lo, hi = 0.0, np.inf
-        converged = False
-        for _ in range(self.max_iter):
-            cz = c * z
-            w = np.exp(cz - cz.max())
-            sw = w.sum()
-            m1 = float(np.dot(w, z) / sw)
-            m2 = float(np.dot(w, z * z) / sw)
-            g = m1 - 1.0 / c
-            if g > 0:
-                hi = min(hi, c)
-            else:
-                lo = max(lo, c)
-            gprime = (m2 - m1 * m1) + 1.0 / (c * c)
-            c_new = c - g / gprime if gprime > 0 else np.nan
-            if not (np.isfinite(c_new) and lo < c_new < hi):
-                c_new = 0.5 * (lo + hi) if np.isfinite(hi) else 2.0 * c
-            if abs(c_new - c) <= self.tol * c:
-                c = c_new
-                converged = True
-                break
-            c = c_new
-        cz = c * z
-        top = cz.max()
-        log_mean_yc = top + np.log(np.mean(np.exp(cz - top)))
-        scale = float(np.exp(mlog + log_mean_yc / c))
-        params = {"c": float(c), "scale": scale}
-        converged = converged and np.isfinite(c) and c > 0 and np.isfinite(scale)
-        if not converged:
-            _warn_unconverged(self.name, params, f"root solve reached max_iter={self.max_iter}")
-        return params, bool(converged)
+    def _fit_segments(self, x, seg, n_seg):
+        c, scale, converged = weibull_mle_segments(x, seg, n_seg, max_iter=self.max_iter, tol=self.tol)
+        return {"c": c, "scale": scale}, converged
 
-    def logpdf(self, x, params):
-        p = self._args(params)
+    @staticmethod
+    def _density(x, c, s, log_norm):
+        """The log density, with :math:`\\ln(c / s)` given (per value or per segment)."""
+        y = x / s
+        return log_norm + special.xlogy(c - 1.0, y) - y**c
+
+    def _logpdf(self, x, p):
         c, s = p["c"], p["scale"]
-        x = np.asarray(x, dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            y = x / s
-            out = np.log(c / s) + special.xlogy(c - 1.0, y) - y**c
-        return np.where(x >= 0, out, -np.inf)
+        return self._density(x, c, s, np.log(c / s))
 
-    def cdf(self, x, params):
-        p = self._args(params)
-        y = np.maximum(np.asarray(x, dtype=float), 0.0) / p["scale"]
-        return -np.expm1(-(y ** p["c"]))
+    def _logpdf_segments(self, x, seg, params):
+        c, s = params["c"], params["scale"]
+        return self._density(x, c[seg], s[seg], np.log(c / s)[seg])
+
+    def _cdf(self, x, p):
+        return -np.expm1(-((x / p["scale"]) ** p["c"]))
+
+    def mean(self, params):
+        p = self._arrays(params)
+        return p["scale"] * special.gamma(1.0 + 1.0 / p["c"])
+
+    def cv(self, params):
+        return _weibull_cv(self._arrays(params, ("c",))["c"])
+
+    def shapes_from_cv(self, cv):
+        # CV decreases in c: bisection on ln c over [ln 0.05, ln 1e4], vectorised
+        cv = np.asarray(cv, dtype=float)
+        lo = np.full(cv.shape, np.log(0.05))
+        hi = np.full(cv.shape, np.log(1e4))
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            above = _weibull_cv(np.exp(mid)) > cv
+            lo = np.where(above, mid, lo)
+            hi = np.where(above, hi, mid)
+        ok = np.isfinite(cv) & (cv > 0) & (cv < _weibull_cv(np.asarray(0.05)))
+        return {"c": np.where(ok, np.exp(0.5 * (lo + hi)), np.nan)}
+
+    def _draw(self, p, n, rng, *, length_biased):
+        c = p["c"]
+        if length_biased:  # x f(x) for Weibull: (x/s)^c ~ Gamma(1 + 1/c)
+            return rng.standard_gamma(1.0 + 1.0 / c) ** (1.0 / c)
+        return rng.weibull(c)
 
 
 _REGISTRY: dict[str, Family] = {}
@@ -411,9 +635,41 @@ def get_family(name: str | Family) -> Family:
         raise UnknownFamilyError(f"unknown family {name!r}; registered families: {sorted(_REGISTRY)}") from None
 
 
+def get_arrival_family(name: str | Family) -> ArrivalFamily:
+    """Look up a family that implements the arrival protocol (:class:`ArrivalFamily`).
+
+    Raises
+    ------
+    UnknownFamilyError
+        If ``name`` is not registered or is not an arrival family.
+    """
+    family = get_family(name)
+    if not isinstance(family, ArrivalFamily):
+        raise UnknownFamilyError(f"family {family.name!r} is not an arrival family; arrival families: "
+                                 f"{list(arrival_family_names())}")
+    return family
+
+
 def family_names() -> tuple[str, ...]:
     """Names of all registered families."""
     return tuple(sorted(_REGISTRY))
+
+
+def arrival_family_names() -> tuple[str, ...]:
+    """Names of the registered families that implement :class:`ArrivalFamily`, in registration order."""
+    return tuple(name for name, fam in _REGISTRY.items() if isinstance(fam, ArrivalFamily))
+
+
+def arrival_param_names() -> tuple[str, ...]:
+    """Every parameter name of every arrival family (``a``, ``c``, ``s``, ``scale``, ...), once each.
+
+    These are the per-window parameter columns of a client pool's ``arrivals`` table.
+    """
+    names: list[str] = []
+    for fam in _REGISTRY.values():
+        if isinstance(fam, ArrivalFamily):
+            names += [p for p in fam.param_names if p not in names]
+    return tuple(names)
 
 
 register_family(ExponentialFamily())

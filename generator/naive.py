@@ -150,7 +150,7 @@ def _aggregate_pool(pool, lo: float, hi: float, cv: float) -> _AggregatePool:
         "rate": total,
         "cv": np.where(active, cv, 0.0),
         "family": pl.Series([("gamma" if a else None) for a in active], dtype=pl.String),
-        "shape": np.where(active, shape, np.nan),
+        "a": np.where(active, shape, np.nan),
         "scale": np.where(active, 1.0 / np.where(active, total, 1.0) / shape, np.nan),
     })
     data = _frame(pool.data)

@@ -11,9 +11,14 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
     ``client_id: str, has_arrivals: bool, has_data: bool, note: str``
 ``arrivals``
     ``client_id, window_start: f64 s, window_s: f64, rate: f64 req/s, cv: f64,
-    family: str | null, shape: f64 | null, scale: f64 | null``; ``family`` is a registry name
-    (``gamma``: shape = a, ``weibull``: shape = c, ``exponential``: shape null); idle windows have
-    ``rate = 0`` and a null family.
+    family: str | null``, then one ``f64 | null`` column per parameter name of the arrival
+    families (:func:`~servelab.fitting.families.arrival_param_names`: ``a`` of ``gamma``, ``c`` of
+    ``weibull``, ``s`` of ``lognormal``, then ``scale``), each window filling its family's
+    parameters under their names; ``family`` is a registry name of an
+    :class:`~servelab.fitting.families.ArrivalFamily`. ``rate`` is requests per covered second
+    (:mod:`servelab.analysis.window_rates`). Idle windows have ``rate = 0`` and a null family.
+    A table with the single ``shape`` column of format version 1 (Gamma ``a`` or Weibull ``c``,
+    by family) is converted on construction.
 ``data``
     long-format empirical PMFs ``client_id, window_start, window_s, field, value, probability``;
     an idle data window has no rows.
@@ -43,6 +48,8 @@ from typing import Any
 
 import polars as pl
 
+from servelab.fitting.families import arrival_family_names, get_arrival_family
+from servelab.fitting.pool_arrivals import param_columns
 from servelab.generator.exceptions import PoolFormatError, PoolSpanError
 
 __all__ = [
@@ -50,6 +57,8 @@ __all__ = [
     "Span",
     "CLIENTS_SCHEMA",
     "ARRIVALS_SCHEMA",
+    "arrivals_schema",
+    "named_arrival_params",
     "DATA_SCHEMA",
     "DATA_FITS_SCHEMA",
     "CONVERSATIONS_SCHEMA",
@@ -59,10 +68,20 @@ __all__ = [
 ]
 
 CLIENTS_SCHEMA = {"client_id": pl.String, "has_arrivals": pl.Boolean, "has_data": pl.Boolean, "note": pl.String}
-ARRIVALS_SCHEMA = {
+#: the arrivals columns before the parameter columns
+_ARRIVALS_BASE = {
     "client_id": pl.String, "window_start": pl.Float64, "window_s": pl.Float64, "rate": pl.Float64,
-    "cv": pl.Float64, "family": pl.String, "shape": pl.Float64, "scale": pl.Float64,
+    "cv": pl.Float64, "family": pl.String,
 }
+
+
+def arrivals_schema() -> dict[str, pl.DataType]:
+    """The arrivals table's columns: the base columns, every arrival family's shapes, ``scale``."""
+    return {**_ARRIVALS_BASE, **{p: pl.Float64 for p in param_columns()}}
+
+
+#: the arrivals schema of the families registered when this module was imported
+ARRIVALS_SCHEMA = arrivals_schema()
 DATA_SCHEMA = {
     "client_id": pl.String, "window_start": pl.Float64, "window_s": pl.Float64, "field": pl.String,
     "value": pl.Float64, "probability": pl.Float64,
@@ -88,8 +107,9 @@ DATA_FIELDS = (
     "input_tokens", "output_tokens", "reason_ratio", "reason_tokens", "text_tokens", "image_tokens",
     "audio_tokens", "video_tokens", "image_count", "audio_count", "video_count",
 )
-#: arrival families a pool window may name (registry names of :mod:`servelab.fitting.families`)
-POOL_FAMILIES = ("gamma", "weibull", "exponential")
+#: arrival families a pool window may name (registered when this module was imported; see
+#: :func:`servelab.fitting.families.arrival_family_names` for the current list)
+POOL_FAMILIES = arrival_family_names()
 
 
 class Span(tuple):
@@ -125,14 +145,39 @@ class Span(tuple):
         return (Span, (self[0], self[1]))
 
 
+def named_arrival_params(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Arrivals with a version-1 ``shape`` column turned into named parameter columns.
+
+    ``shape`` held the single shape parameter of the window's family (Gamma ``a``, Weibull
+    ``c``); it goes to the column of that family's shape name. Missing parameter columns are
+    added as nulls. A table without ``shape`` only gets the missing columns.
+    """
+    names = lf.collect_schema().names()
+    exprs = []
+    if "shape" in names:
+        for column in param_columns():
+            if column == "scale":
+                continue
+            owners = [f for f in arrival_family_names() if get_arrival_family(f).shape_names == (column,)]
+            legacy = pl.when(pl.col("family").is_in(owners)).then(pl.col("shape").cast(pl.Float64))
+            exprs.append((pl.coalesce(pl.col(column).cast(pl.Float64), legacy) if column in names else legacy)
+                         .alias(column))
+        lf = lf.with_columns(exprs).drop("shape")
+    names = lf.collect_schema().names()
+    missing = [pl.lit(None, pl.Float64).alias(c) for c in param_columns() if c not in names]
+    return lf.with_columns(missing) if missing else lf
+
+
 def _as_lazy(table, name: str) -> pl.LazyFrame:
-    schema = _SCHEMAS[name]
+    schema = arrivals_schema() if name == "arrivals" else _SCHEMAS[name]
     if table is None:
         return pl.LazyFrame(schema=schema)
     if isinstance(table, pl.DataFrame):
         table = table.lazy()
     if not isinstance(table, pl.LazyFrame):
         raise TypeError(f"pool table {name!r} must be a polars DataFrame or LazyFrame; got {type(table).__name__}")
+    if name == "arrivals":
+        table = named_arrival_params(table)
     names = table.collect_schema().names()
     missing = [c for c in schema if c not in names]
     if missing:

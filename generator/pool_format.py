@@ -1,6 +1,7 @@
 """servelab's own on-disk client-pool format: a folder with a JSON manifest and Parquet tables.
 
-Layout (format version 1)::
+Layout (format version 2; version 1, whose ``arrivals`` held one ``shape`` column meaning Gamma
+``a`` or Weibull ``c`` by family, is still read and converted to named parameter columns)::
 
     POOL/
       manifest.json            format, format_version, servelab_version, created_at, window_s,
@@ -39,11 +40,13 @@ from servelab.generator.pool import ClientPool
 
 from servelab import __version__
 
-__all__ = ["read_pool", "write_pool", "is_servelab_pool", "FORMAT_NAME", "FORMAT_VERSION", "TABLES"]
+__all__ = ["read_pool", "write_pool", "is_servelab_pool", "FORMAT_NAME", "FORMAT_VERSION", "READ_VERSIONS", "TABLES"]
 
 FORMAT_NAME = "servelab-pool"
 #: bumped whenever a table gains a required column or a column changes meaning
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions this servelab reads (1: arrivals ``shape``, converted on reading)
+READ_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 #: table name -> sort order on disk
 TABLES = {
@@ -150,9 +153,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         raise PoolFormatError(f"{str(manifest_path)!r} is not valid JSON: {err}") from None
     if manifest.get("format") != FORMAT_NAME:
         raise PoolFormatError(f"{str(manifest_path)!r} has format {manifest.get('format')!r}; expected {FORMAT_NAME!r}")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READ_VERSIONS:
         raise PoolFormatError(f"pool {str(path)!r} has format_version {manifest.get('format_version')!r}; "
-                              f"this servelab reads format_version {FORMAT_VERSION}")
+                              f"this servelab reads format_version {' or '.join(map(str, READ_VERSIONS))}")
     return manifest
 
 

@@ -9,7 +9,7 @@ Per client and arrival window (clipped to the requested interval of length ``L``
 
 - the request count is Poisson with mean exactly ``rate * L``;
 - the ``N`` arrival times are the first ``N`` partial sums of ``N + 1`` gaps drawn from the
-  window's family (``gamma`` shape ``a``, ``weibull`` shape ``c``, ``exponential``; a window
+  window's arrival family with its named shapes (``gamma`` ``a``, ``weibull`` ``c``, ...; a window
   with requests but no family is Gamma with the window's CV), scaled so the ``N + 1`` gaps fill
   the window;
 - every request-data field is drawn independently (its own uniforms) from the client's PMF of the

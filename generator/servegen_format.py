@@ -5,7 +5,8 @@ A ServeGen pool is a folder with one ``chunk-<id>`` pair per client (see
 
 - ``chunk-<id>-trace.csv``: no header, one row per 600 s window,
   ``window_start_s, rate_rps, cv, family, shape, scale`` with ``family`` ``Gamma`` or
-  ``Weibull`` (scipy ``gamma(a=shape, scale=scale)``, ``weibull_min(c=shape, scale=scale)``);
+  ``Weibull`` (scipy ``gamma(a=shape, scale=scale)``, ``weibull_min(c=shape, scale=scale)``: the
+  ``servegen_name`` of the arrival families, whose one shape parameter ``shape`` is);
   an idle window is written ``t,0,0,,0,0``.
 - ``chunk-<id>-dataset.json``: ``{window_start_s: {field: "<python dict literal {value: p}>"}}``
   on a 6 h grid; ``"{}"`` marks an idle window. Dict strings are parsed with
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import re
 import shutil
@@ -34,13 +36,25 @@ import numpy as np
 import polars as pl
 
 from servelab.generator.exceptions import MissingDatasetWarning, PoolExistsError, PoolFormatError, PoolNotFoundError
-from servelab.generator.pool import ARRIVALS_SCHEMA, DATA_SCHEMA, ClientPool
+from servelab.fitting.families import arrival_family_names, get_arrival_family
+from servelab.generator.pool import DATA_SCHEMA, ClientPool
 
-__all__ = ["read_servegen", "write_servegen", "is_servegen_pool", "SERVEGEN_FAMILIES"]
+__all__ = ["read_servegen", "write_servegen", "is_servegen_pool", "SERVEGEN_FAMILIES", "servegen_families"]
 
-#: ServeGen family name -> registry name
-SERVEGEN_FAMILIES = {"Gamma": "gamma", "Weibull": "weibull"}
-_TO_SERVEGEN = {"gamma": "Gamma", "weibull": "Weibull"}
+
+
+def servegen_families() -> dict[str, str]:
+    """ServeGen family name -> registry name, from the arrival families' ``servegen_name``."""
+    out = {}
+    for name in arrival_family_names():
+        sg = get_arrival_family(name).servegen_name
+        if sg is not None:
+            out[sg] = name
+    return out
+
+
+#: ServeGen family name -> registry name (the families registered at import)
+SERVEGEN_FAMILIES = servegen_families()
 _CHUNK = re.compile(r"^chunk-(?P<id>.+)-(?P<kind>trace\.csv|dataset\.json)$")
 _MISSING_CHOICES = ("keep", "drop", "error")
 
@@ -119,7 +133,10 @@ def read_servegen(path: str | os.PathLike, *, missing_data: str = "keep") -> Cli
 
     window_s = _grid_step(arrivals["window_start"].to_numpy(), 600.0, "trace", path)
     data_window_s = _grid_step(data["window_start"].unique().to_numpy(), 21600.0, "dataset", path) if data.height else 21600.0
-    arrivals = arrivals.with_columns(pl.lit(window_s).alias("window_s")).select(list(ARRIVALS_SCHEMA))
+    # ServeGen's single shape column is the family's one shape parameter (Gamma a, Weibull c): the
+    # pool turns it into the column of that name (servelab.generator.pool.named_arrival_params)
+    arrivals = arrivals.with_columns(pl.lit(window_s).alias("window_s")).select(
+        "client_id", "window_start", "window_s", "rate", "cv", "family", "shape", "scale")
     data = data.with_columns(pl.lit(data_window_s).alias("window_s")).select(list(DATA_SCHEMA))
 
     notes = []
@@ -166,7 +183,8 @@ def _line_terminator(chunks, ids) -> str:
 
 def _read_traces(files: list[tuple[str, Path]]) -> pl.DataFrame:
     if not files:
-        return pl.DataFrame(schema={k: v for k, v in ARRIVALS_SCHEMA.items() if k != "window_s"})
+        return pl.DataFrame(schema={"client_id": pl.String, "window_start": pl.Float64, "rate": pl.Float64,
+                                    "cv": pl.Float64, "family": pl.String, "shape": pl.Float64, "scale": pl.Float64})
     schema = {"window_start": pl.Float64, "rate": pl.Float64, "cv": pl.Float64, "family": pl.String,
               "shape": pl.Float64, "scale": pl.Float64}
     frames = []
@@ -178,14 +196,15 @@ def _read_traces(files: list[tuple[str, Path]]) -> pl.DataFrame:
                                   f"window_start_s,rate_rps,cv,family,shape,scale: {err}") from None
         frames.append(t.with_columns(pl.lit(cid).alias("client_id")))
     t = pl.concat(frames)
-    bad = t.filter(pl.col("family").is_not_null() & ~pl.col("family").is_in(list(SERVEGEN_FAMILIES)))
+    names = servegen_families()
+    bad = t.filter(pl.col("family").is_not_null() & ~pl.col("family").is_in(list(names)))
     if bad.height:
-        raise PoolFormatError(f"ServeGen trace family must be one of {list(SERVEGEN_FAMILIES)} or empty; "
+        raise PoolFormatError(f"ServeGen trace family must be one of {list(names)} or empty; "
                               f"got {bad['family'].unique().to_list()[:5]} (client {bad['client_id'][0]!r})")
     idle = pl.col("family").is_null()
     return t.select(
         "client_id", "window_start", "rate", "cv",
-        pl.col("family").replace_strict(SERVEGEN_FAMILIES, default=None).alias("family"),
+        pl.col("family").replace_strict(names, default=None).alias("family"),
         pl.when(idle).then(None).otherwise(pl.col("shape")).alias("shape"),
         pl.when(idle).then(None).otherwise(pl.col("scale")).alias("scale"),
     )
@@ -269,8 +288,9 @@ def write_servegen(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool
     """Export ``pool`` in ServeGen's format (one ``chunk-<id>`` pair per client).
 
     Every arrival window of the pool's grid over its span is written (missing ones as idle rows),
-    and every data window of the data grid (empty ones as ``"{}"``). Exponential windows are
-    written as the equivalent ``Gamma`` with ``a = 1``. A client without data gets no dataset
+    and every data window of the data grid (empty ones as ``"{}"``). A family without a ServeGen
+    name is written as the ``Gamma`` with its mean and CV (exponential: exactly ``Gamma`` with
+    ``a = 1``). A client without data gets no dataset
     file, as in ServeGen's own pools. Client ids must be usable in file names.
 
     Raises
@@ -304,35 +324,70 @@ def _grid(start: float, end: float, step: float) -> np.ndarray:
     return start + step * np.arange(max(n, 0), dtype=np.float64)
 
 
+def _servegen_arrivals(arr: pl.DataFrame) -> pl.DataFrame:
+    """Arrivals as ServeGen states them: ``sg_family``, ``sg_shape``, ``sg_scale`` per row.
+
+    A family with a ServeGen name keeps its one shape and its scale; any other (exponential, ...)
+    becomes the Gamma with the same mean and CV (exponential: exactly Gamma with a = 1). A window
+    with requests but no family gets the Gamma with its CV and rate. Idle windows get nulls.
+    """
+    n = arr.height
+    fam = arr["family"].to_numpy()
+    sg_family = np.full(n, None, dtype=object)
+    sg_shape = np.full(n, np.nan)
+    sg_scale = np.full(n, np.nan)
+    gamma = get_arrival_family(servegen_families()["Gamma"])
+    for name in sorted(set(fam[fam != None].tolist())):  # noqa: E711 - loop over families, not rows
+        family = get_arrival_family(name)
+        rows = fam == name
+        params = {p: arr[p].cast(pl.Float64).fill_null(np.nan).to_numpy()[rows] for p in family.param_names}
+        if family.servegen_name is not None:
+            sg_family[rows] = family.servegen_name
+            sg_shape[rows] = params[family.shape_names[0]]
+            sg_scale[rows] = params["scale"]
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = gamma.shapes_from_cv(np.broadcast_to(family.cv(params), int(rows.sum())))["a"]
+            sg_family[rows] = gamma.servegen_name
+            sg_shape[rows] = a
+            sg_scale[rows] = family.mean(params) / a
+    # requests but no fitted family (few gaps): the Gamma with the stated CV and rate
+    rate = arr["rate"].fill_null(0.0).to_numpy()
+    cv = arr["cv"].fill_null(0.0).to_numpy()
+    none = (fam == None) & (rate != 0)  # noqa: E711
+    a = np.where(cv != 0, 1.0 / np.where(cv != 0, cv * cv, 1.0), 1.0)
+    sg_family[none] = gamma.servegen_name
+    sg_shape[none] = a[none]
+    sg_scale[none] = 1.0 / (rate[none] * a[none])
+    return arr.with_columns(pl.Series("sg_family", sg_family.tolist(), dtype=pl.String),
+                            pl.Series("sg_shape", sg_shape), pl.Series("sg_scale", sg_scale))
+
+
 def _write_traces(pool: ClientPool, folder: Path) -> None:
     lo, hi = pool.span
     grid = pl.DataFrame({"window_start": _grid(lo, hi, pool.window_s)})
-    arr = pool.arrivals
+    arr = _servegen_arrivals(pool.arrivals).select("client_id", "window_start", "rate", "cv", "sg_family",
+                                                    "sg_shape", "sg_scale")
     # ServeGen wrote its CSVs with Python's csv module: "\r\n" line ends
     eol = (pool.provenance.get("servegen", {}) or {}).get("line_terminator", "\r\n")
     with_arrivals = pool.clients.filter(pl.col("has_arrivals"))["client_id"].to_list()
     parts = arr.partition_by("client_id", as_dict=True)
+    empty = arr.clear().drop("client_id")
     for cid in with_arrivals:
         t = parts.get((cid,))
-        t = grid.join(t.drop("client_id") if t is not None else pl.DataFrame(schema={k: v for k, v in ARRIVALS_SCHEMA.items() if k != "client_id"}),
-                      on="window_start", how="left", maintain_order="left")
+        t = grid.join(t.drop("client_id") if t is not None else empty, on="window_start", how="left",
+                      maintain_order="left")
         lines = []
-        for ws, rate, cv, fam, shape, scale in zip(*(t[c].to_list() for c in ("window_start", "rate", "cv", "family", "shape", "scale"))):
+        for ws, rate, cv, fam, shape, scale in zip(*(t[c].to_list() for c in (
+                "window_start", "rate", "cv", "sg_family", "sg_shape", "sg_scale"))):
             w = _num(ws)
             if fam is None:
-                if rate:
-                    # requests but no fitted family (few gaps): the Gamma with the stated CV
-                    a = 1.0 / (cv * cv) if cv else 1.0
-                    fam, shape, scale = "gamma", a, 1.0 / (rate * a)
-                else:
-                    lines.append(f"{w},0,0,,0,0")
-                    continue
-            if fam == "exponential":
-                fam, shape = "gamma", 1.0
-            if fam not in _TO_SERVEGEN:
-                raise PoolFormatError(f"client {cid!r} window {w}: family {fam!r} has no ServeGen name; "
-                                      f"allowed: {sorted(_TO_SERVEGEN)} and 'exponential'")
-            lines.append(f"{w},{float(rate)!r},{float(cv)!r},{_TO_SERVEGEN[fam]},{float(shape)!r},{float(scale)!r}")
+                lines.append(f"{w},0,0,,0,0")
+                continue
+            if not (shape is not None and math.isfinite(shape) and scale is not None and math.isfinite(scale)):
+                raise PoolFormatError(f"client {cid!r} window {w}: family {fam!r} has no usable parameters "
+                                      f"(shape {shape!r}, scale {scale!r})")
+            lines.append(f"{w},{float(rate)!r},{float(cv)!r},{fam},{float(shape)!r},{float(scale)!r}")
         with open(folder / f"chunk-{cid}-trace.csv", "w", newline="") as fh:
             fh.write(eol.join(lines) + eol)
 

@@ -22,11 +22,15 @@ __all__ = ["fit_pool"]
               help="Arrival families compared per window (lowest AIC wins).")
 @click.option("--max-fit-gaps", default=5000, show_default=True, type=click.IntRange(min=2),
               help="Gaps fitted per window at most (a systematic subsample above).")
+@click.option("--clock", default="auto", show_default=True,
+              help="Timestamp clock step in seconds, 'auto' (the store's recorded clock_s, else detected) or "
+                   "'none'; arrival times are jittered within it (seeded) before gaps, CVs and fits.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the clock jitter.")
 @click.option("--servegen", "servegen_out", type=click.Path(), default=None,
               help="Also write the pool in ServeGen's format to this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def fit_pool(store: str, output: str, window: str, data_window: str, min_requests: int, families: str,
-             max_fit_gaps: int, servegen_out: str | None, overwrite: bool) -> None:
+             max_fit_gaps: int, clock: str, seed: int, servegen_out: str | None, overwrite: bool) -> None:
     """Fit a client pool from the trace store STORE and write it to OUTPUT."""
     from servelab.analysis.exceptions import EmptyTraceError, StoreNotFoundError, TraceFormatError
     from servelab.analysis.store import open_store
@@ -35,10 +39,15 @@ def fit_pool(store: str, output: str, window: str, data_window: str, min_request
 
     t0 = time.perf_counter()
     try:
+        step = clock if clock in ("auto", "none") else float(clock)
+    except ValueError:
+        raise click.BadParameter(f"must be a number of seconds, 'auto' or 'none'; got {clock!r}",
+                                 param_hint="--clock") from None
+    try:
         st = open_store(store)
         pool = fit(st, window=window, data_window=data_window, min_requests=min_requests,
                    families=tuple(f.strip() for f in families.split(",") if f.strip()),
-                   max_fit_gaps=max(max_fit_gaps, 10))
+                   max_fit_gaps=max(max_fit_gaps, 10), clock=step, seed=seed)
         pool.save(output, overwrite=overwrite)
         if servegen_out:
             pool.to_servegen(servegen_out, overwrite=overwrite)

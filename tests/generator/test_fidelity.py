@@ -37,17 +37,23 @@ def test_energy_distance_matches_scipy_in_one_dimension(rng):
 
 
 def test_window_stats_against_numpy(rng):
+    # windows [3k, 3k + 3) on the trace's clock; rate = count / the window's part inside
+    # [first, last]; windows covered for less than half their length are left out
     df = _trace(rng, n=2000)
     w = window_stats(df, window_s=3.0)
     t = df["timestamp"].to_numpy()
-    idx = np.floor((t - t.min()) / 3.0).astype(int)
-    n_full = int(np.floor((t.max() - t.min()) / 3.0))
-    counts = np.bincount(idx, minlength=n_full + 1)[:n_full]
-    assert w.height == n_full
-    assert np.array_equal(w["n"].to_numpy(), counts)
-    np.testing.assert_allclose(w["rate"].to_numpy(), counts / 3.0)
-    k = int(np.flatnonzero(counts)[0])
-    assert w["mean_input_tokens"][k] == pytest.approx(df["input_tokens"].to_numpy()[idx == k].mean())
+    k = np.floor(t / 3.0).astype(int)
+    counts = np.bincount(k - k.min())
+    start = (k.min() + np.arange(counts.size)) * 3.0
+    covered = np.minimum(start + 3.0, t.max()) - np.maximum(start, t.min())
+    keep = covered >= 1.5
+    assert w.height == int(keep.sum())
+    assert np.array_equal(w["n"].to_numpy(), counts[keep])
+    np.testing.assert_allclose(w["rate"].to_numpy(), counts[keep] / covered[keep])
+    np.testing.assert_allclose(w["window_start_s"].to_numpy(), start[keep])
+    i = int(np.flatnonzero(counts[keep])[0])
+    kk = k.min() + np.flatnonzero(keep)[i]
+    assert w["mean_input_tokens"][i] == pytest.approx(df["input_tokens"].to_numpy()[k == kk].mean())
 
 
 def test_self_is_closer_than_a_decoupled_copy(rng):

@@ -19,8 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _genpools import make_pool
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.generate import (
-    GAMMA,
-    WEIBULL,
     generate,
     rate_table,
     read_rate_file,
@@ -61,9 +59,11 @@ def test_renewal_counts_have_exact_mean_for_bursty_and_regular_families(rng):
     # stationary renewal: E[count in T] = rate * T for any family; check Gamma CV 3, Weibull c=0.6
     # and a regular Gamma (CV 0.3) over 20,000 cells of 4 expected arrivals each
     n = 20000
-    for code, shape, cv in ((GAMMA, 1 / 9, 3.0), (WEIBULL, 0.6, None), (GAMMA, 1 / 0.09, 0.3)):
+    for code, shape, cv in (("gamma", {"a": 1 / 9}, 3.0), ("weibull", {"c": 0.6}, None),
+                            ("gamma", {"a": 1 / 0.09}, 0.3)):
         if cv is None:
-            cv = np.sqrt(special.gamma(1 + 2 / shape) / special.gamma(1 + 1 / shape) ** 2 - 1)
+            c = shape["c"]
+            cv = np.sqrt(special.gamma(1 + 2 / c) / special.gamma(1 + 1 / c) ** 2 - 1)
         cell, off = renewal_arrivals(np.full(n, 0.4), 10.0, code, shape, rng)
         counts = np.bincount(cell, minlength=n)
         # per-cell count variance is at most about cv^2 * mean + 1 for short windows
@@ -332,3 +332,26 @@ def test_sorted_context_keeps_the_input_marginal_of_a_fitted_pool(tmp_path):
                               ["input_tokens"]).statistic for ctx in ("sorted", "additive")}
     # two samples of ~3,600: the 1 % KS critical value is about 1.63 * sqrt(2 / 3600) = 0.038
     assert ks["sorted"] < 0.08 < ks["additive"], ks
+
+
+def test_arrival_law_resolves_families_shapes_and_fallbacks():
+    from servelab.generator.arrivals import arrival_law
+
+    law = arrival_law(["gamma", "weibull", None, "weibull", "exponential", None],
+                      {"a": [0.25, np.nan, np.nan, np.nan, np.nan, np.nan],
+                       "c": [np.nan, 0.6, np.nan, np.nan, np.nan, np.nan]},
+                      [2.0, 0.0, 3.0, 0.5, 0.0, 0.0])
+    names = [law.families[i] for i in law.index]
+    # a family without its shape, or no family, is the Gamma with the window's CV; no CV: exponential
+    assert names == ["gamma", "weibull", "gamma", "gamma", "exponential", "exponential"]
+    c = 0.6
+    cv_weibull = np.sqrt(special.gamma(1 + 2 / c) / special.gamma(1 + 1 / c) ** 2 - 1)
+    np.testing.assert_allclose(law.cv, [2.0, cv_weibull, 3.0, 0.5, 1.0, 1.0], rtol=1e-9)
+    np.testing.assert_allclose(law.shapes["a"][[0, 2, 3]], [0.25, 1 / 9, 4.0])
+    # unit-mean scales: the scipy mean at that scale is 1
+    assert stats.gamma(0.25, scale=law.unit_scale[0]).mean() == pytest.approx(1.0)
+    assert stats.weibull_min(c, scale=law.unit_scale[1]).mean() == pytest.approx(1.0)
+    with pytest.raises(GenerationError, match=r"arrival family must be one of .*; got \['pareto'\]"):
+        arrival_law(["pareto"], {}, [1.0])
+    with pytest.raises(GenerationError, match="shapes must be a mapping of parameter names"):
+        renewal_arrivals([1.0], 1.0, "gamma", 0.5, np.random.default_rng(0))

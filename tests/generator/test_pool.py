@@ -124,6 +124,28 @@ def test_servelab_format_round_trip_is_lazy_and_exact(msmall, tmp_path):
         read_pool(tmp_path / "p")
 
 
+def test_version_1_pools_are_read_with_named_parameters(msmall, tmp_path):
+    # format version 1 stored one ``shape`` column (Gamma a or Weibull c, by family); a v1 pool is
+    # read into the named columns, numbers unchanged, and written back as version 2
+    write_pool(msmall, tmp_path / "p")
+    arr = pl.read_parquet(tmp_path / "p" / "arrivals.parquet")
+    legacy = arr.with_columns(pl.coalesce("a", "c").alias("shape")).drop("a", "c", "s")
+    legacy.write_parquet(tmp_path / "p" / "arrivals.parquet")
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    (tmp_path / "p" / "manifest.json").write_text(json.dumps(manifest))
+    old = read_pool(tmp_path / "p").arrivals.sort("client_id", "window_start")
+    ref = msmall.arrivals.sort("client_id", "window_start")
+    assert "shape" not in old.columns and {"a", "c", "s", "scale"} <= set(old.columns)
+    for col in ("family", "a", "c", "scale"):
+        assert old[col].equals(ref[col]), col
+    gamma = old.filter(pl.col("family") == "gamma")
+    assert gamma.height > 0 and gamma["c"].null_count() == gamma.height and gamma["a"].null_count() == 0
+    write_pool(read_pool(tmp_path / "p"), tmp_path / "q")
+    assert json.loads((tmp_path / "q" / "manifest.json").read_text())["format_version"] == 2
+    assert "shape" not in pl.read_parquet(tmp_path / "q" / "arrivals.parquet").columns
+
+
 def test_constructor_validation():
     with pytest.raises(ValueError, match="window_s must be a positive"):
         ClientPool(window_s=0, data_window_s=1)

@@ -1,0 +1,92 @@
+"""The conversation part of pool fitting: per client, conversation counts, turns and inter-turn times.
+
+Where the store carries links (``conversation_id``, ``parent_id`` or ``prefix_blocks``, linked by
+:func:`servelab.analysis.conversations.link_conversations`): per client ``n_conversations``,
+``multi_turn_share``, ``turns_mean``, ``itt_mean_s`` and PMFs of turns (exact) and ITT (0.1-s bins
+below 1 s, log bins above) in ``conversation_pmfs``. This module writes nothing.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import polars as pl
+
+from servelab.analysis.store import TraceStore
+from servelab.fitting.pool_data import bin_values
+
+__all__ = ["conversation_tables"]
+
+
+def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, names: list[str], *, bin_ratio: float):
+    """Per-client conversation parameters and PMFs (turns exact, ITT log-binned)."""
+    from servelab.analysis.conversations import available_link_rules, link_conversations
+    from servelab.analysis.exceptions import NotApplicableError
+
+    rules = available_link_rules(store)
+    if not rules:
+        return None, None, "no link information in the store"
+    if rules[0] == "conversation_id":
+        # explicit ids: the turns of a conversation are its requests in arrival order (the rule of
+        # analysis.conversations), done here as polars group-bys: linking every request of a 10 M-row
+        # store through link_conversations takes minutes. Requests without an id are single-turn.
+        rows = frame.select("conversation_id", "timestamp", pl.Series("cidx", ci))
+        linked = rows.filter(pl.col("conversation_id").is_not_null())
+        single = rows.filter(pl.col("conversation_id").is_null()).select("cidx", pl.lit(1, pl.Int64).alias("turns"))
+        per_conv = pl.concat([
+            linked.group_by("conversation_id").agg(pl.col("cidx").first(), pl.len().cast(pl.Int64).alias("turns"))
+            .select("cidx", "turns"),
+            single,
+        ])
+        links = linked.select("cidx", pl.col("timestamp").diff().over("conversation_id").alias("itt_s"))
+        rule, n_conv = "conversation_id", per_conv.height
+        n_multi = int((per_conv["turns"] >= 2).sum())
+    else:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                conv = link_conversations(store, rule=rules[0])
+        except NotApplicableError as err:
+            return None, None, err.reason
+        rid = frame.select("request_id", pl.Series("cidx", ci))
+        links = conv.links.join(rid, on="request_id", how="inner")
+        owner = links.filter(pl.col("request_id") == pl.col("conversation")).select("conversation", "cidx")
+        per_conv = (links.group_by("conversation").agg(pl.len().alias("turns"))
+                    .join(owner, on="conversation", how="inner").select("cidx", "turns"))
+        links = links.select("cidx", "itt_s")
+        rule, n_conv, n_multi = rules[0], conv.summary.n_conversations, conv.summary.n_multi_turn
+    name_of = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "client_id": names})
+    per_conv = per_conv.with_columns(pl.col("cidx").cast(pl.Int64), pl.col("turns").cast(pl.Int64))
+    links = links.with_columns(pl.col("cidx").cast(pl.Int64))
+    req_per_client = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64),
+                                   "len": np.bincount(ci, minlength=len(names))})
+    table = (per_conv.group_by("cidx").agg(
+        pl.len().alias("n_conversations"),
+        pl.col("turns").mean().alias("turns_mean"),
+        pl.col("turns").filter(pl.col("turns") >= 2).sum().alias("multi_req"))
+        .join(req_per_client, on="cidx", how="left")
+        .join(links.group_by("cidx").agg(pl.col("itt_s").mean().alias("itt_mean_s")), on="cidx", how="left")
+        .join(name_of, on="cidx")
+        .select("client_id", pl.col("n_conversations").cast(pl.Int64),
+                (pl.col("multi_req").fill_null(0) / pl.col("len")).alias("multi_turn_share"),
+                pl.col("turns_mean").cast(pl.Float64), pl.col("itt_mean_s").cast(pl.Float64),
+                pl.lit(None, pl.String).alias("turns_fit"), pl.lit(None, pl.String).alias("itt_fit"))
+        .sort("client_id"))
+    turns = (per_conv.group_by("cidx", "turns").len()
+             .select("cidx", pl.lit("turns").alias("quantity"), pl.col("turns").cast(pl.Float64).alias("value"),
+                     pl.col("len").cast(pl.Int64).alias("n")))
+    # ITT: 0.1 s bins below 1 s, log bins of ratio bin_ratio above (value = bin mean)
+    itt = (links.filter(pl.col("itt_s").is_not_null() & (pl.col("itt_s") >= 0))
+           .with_columns(pl.when(pl.col("itt_s") < 1).then((pl.col("itt_s") * 10).floor() + 1e6)
+                         .otherwise(bin_values(pl.col("itt_s"), exact_below=1, bin_ratio=bin_ratio)).alias("bin"))
+           .group_by("cidx", "bin").agg(pl.col("itt_s").mean().cast(pl.Float32).cast(pl.Float64).alias("value"),
+                                        pl.len().cast(pl.Int64).alias("n"))
+           .select("cidx", pl.lit("itt_s").alias("quantity"), "value", "n"))
+    pmfs = (pl.concat([turns, itt])
+            .with_columns((pl.col("n") / pl.col("n").sum().over("cidx", "quantity")).cast(pl.Float32).cast(pl.Float64)
+                          .alias("probability"))
+            .join(name_of, on="cidx")
+            .select("client_id", "quantity", "value", "probability").sort("client_id", "quantity", "value"))
+    note = f"linked by {rule}: {n_conv} conversations, {n_multi} multi-turn"
+    return table, pmfs, note
+

@@ -1,0 +1,158 @@
+r"""The request-data half of pool fitting: per client and data window, an empirical PMF of every field.
+
+Fields: ``input_tokens``, ``output_tokens``, ``reason_ratio`` (= reason / output tokens, to the
+nearest value of ServeGen's grid k / 501), ``text_tokens``, per-item ``image/audio/video_tokens``
+(tokens / count, as ServeGen stores them) and the item counts, whichever the store has. Token values
+up to ``exact_below`` are kept exactly; larger ones go into log-spaced bins of ratio ``bin_ratio``
+represented by their count-weighted mean (values holding at least ``spike_share`` of the window keep
+their own row; a bin holding more than ``max_bin_mass`` is cut at multiples of ``max_bin_mass`` of
+the CDF, so binning moves the CDF by about ``max_bin_mass`` at most), so a PMF has at most about
+``exact_below + log(max / exact_below) / log(bin_ratio) + 1 / spike_share + 1 / max_bin_mass`` rows.
+Where a window has at least ``min_fit_requests`` requests a log-normal fit of each token field is
+stored as FitResult JSON in ``data_fits`` (closed form from the sufficient statistics; no KS
+distance, since the data are not kept).
+
+Grouping runs on integer keys (numpy / polars), never a Python loop over requests. This module
+reads the frame it is given; it reads no store and writes nothing.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import polars as pl
+
+__all__ = ["bin_values", "request_fields", "data_pmfs"]
+
+_MODALITIES = ("image", "audio", "video")
+
+
+def bin_values(values: pl.Expr, *, exact_below: int, bin_ratio: float) -> pl.Expr:
+    """Bin key of non-negative values: the value itself below ``exact_below``, else a log bin index.
+
+    Keys above the cutoff are negative (``-1 - floor(log(v / exact_below) / log(bin_ratio))``) so
+    they never collide with exact values.
+    """
+    logbin = (-1 - ((values / exact_below).log() / math.log(bin_ratio)).floor()).cast(pl.Float64)
+    return pl.when(values < exact_below).then(values.cast(pl.Float64)).otherwise(logbin)
+
+
+def request_fields(columns: tuple[str, ...]) -> list[tuple[str, pl.Expr, str]]:
+    """(pool field, expression over the store's columns, kind) for every field the store supports."""
+    out: list[tuple[str, pl.Expr, str]] = []
+    for f in ("input_tokens", "output_tokens"):
+        if f in columns:
+            out.append((f, pl.col(f).cast(pl.Float64), "tokens"))
+    if "reason_tokens" in columns and "output_tokens" in columns:
+        ratio = pl.when(pl.col("output_tokens") > 0).then(
+            (pl.col("reason_tokens") / pl.col("output_tokens")).clip(0.0, 1.0))
+        # ServeGen's grid of values k / 501 (k = 0..500); each ratio goes to the nearest grid value,
+        # which also inverts a sampler's round(k / 501 * output) without a one-bin shift
+        out.append(("reason_ratio", (ratio * 501).round().clip(0, 500) / 501, "grid"))
+    if "text_tokens" in columns:
+        out.append(("text_tokens", pl.col("text_tokens").cast(pl.Float64), "tokens"))
+    for m in _MODALITIES:
+        tok, cnt = f"{m}_tokens", f"{m}_count"
+        if tok in columns:
+            if cnt in columns:
+                # per item over requests that carry the modality; a (client, data window) none of whose
+                # requests carries it gets {0: 1.0}, as ServeGen writes it
+                per_item = pl.when(pl.col(cnt) > 0).then((pl.col(tok) / pl.col(cnt)).round()).when(
+                    pl.col(cnt).max().over("_group") == 0).then(0.0)
+            else:
+                per_item = pl.col(tok).cast(pl.Float64)
+            out.append((tok, per_item, "tokens"))
+    for m in _MODALITIES:
+        if f"{m}_count" in columns:
+            out.append((f"{m}_count", pl.col(f"{m}_count").cast(pl.Float64), "tokens"))
+    order = ["input_tokens", "output_tokens", "reason_ratio", "text_tokens", "image_tokens", "audio_tokens",
+             "video_tokens", "image_count", "audio_count", "video_count"]
+    return sorted(out, key=lambda t: order.index(t[0]))
+
+
+def data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *, data_window_s: float,
+               exact_below: int, bin_ratio: float, spike_share: float, max_bin_mass: float,
+               min_fit_requests: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Long PMFs and log-normal fits per (client, data window, field), grouped on integer keys."""
+    if not fields:
+        return pl.DataFrame(), pl.DataFrame()
+    dwin = np.floor(frame["timestamp"].to_numpy() / data_window_s).astype(np.int64)
+    d0 = int(dwin.min())
+    n_d = int(dwin.max()) - d0 + 1
+    group = ci.astype(np.int64) * n_d + (dwin - d0)  # one integer per (client, data window)
+    values = frame.with_columns(pl.Series("_group", group)).select(*[expr.alias(name) for name, expr, _ in fields])
+    pmf_parts, stat_parts = [], []
+    for name, _, kind in fields:
+        v = values[name].cast(pl.Float64).fill_nan(None).to_numpy()
+        ok = np.isfinite(v) & (v >= 0)
+        scale = 501.0 if kind == "grid" else 1.0
+        vi = np.minimum(np.round(v[ok] * scale), 2**32 - 1).astype(np.int64)
+        gk = group[ok]
+        # (group, value) packed into one int64: a single-column hash group-by
+        vc = pl.Series("k", (gk << 32) | vi).value_counts(name="n")
+        k = vc["k"].to_numpy()
+        counts = pl.DataFrame({"c": (k >> 32) // n_d, "d": (k >> 32) % n_d + d0,
+                               "v": (k & (2**32 - 1)).astype(np.float64) / scale, "n": vc["n"].cast(pl.Int64)})
+        if kind == "grid":
+            binned = counts
+        else:
+            total = pl.col("n").sum().over("c", "d")
+            share = pl.col("n") / total
+            cum_before = (pl.col("n").cum_sum().over("c", "d") - pl.col("n")) / total
+            lb = bin_values(pl.col("v"), exact_below=exact_below, bin_ratio=bin_ratio)
+            # a log bin holding more than max_bin_mass is cut at multiples of max_bin_mass of the
+            # window's CDF, so that binning moves the CDF by at most about max_bin_mass
+            split = pl.when(pl.col("lbmass") > max_bin_mass).then(
+                pl.col("lb") * 1000 - (pl.col("cum_before") / max_bin_mass).floor()).otherwise(pl.col("lb") * 1000)
+            binned = (counts.sort("c", "d", "v")
+                      .with_columns(lb.alias("lb"), share.alias("share"), cum_before.alias("cum_before"))
+                      .with_columns(pl.col("share").sum().over("c", "d", "lb").alias("lbmass"))
+                      .with_columns(pl.when(pl.col("share") >= spike_share).then(pl.col("v"))
+                                    .when(pl.col("v") < exact_below).then(pl.col("v"))
+                                    .otherwise(split).alias("bin"))
+                      .group_by("c", "d", "bin")
+                      .agg(((pl.col("v") * pl.col("n")).sum() / pl.col("n").sum()).round().alias("v"), pl.col("n").sum())
+                      .group_by("c", "d", "v").agg(pl.col("n").sum()))
+        pmf_parts.append(binned.select("c", "d", pl.lit(name).alias("field"), "v", pl.col("n").cast(pl.Int64)))
+        if kind == "tokens" and not name.endswith("_count"):
+            pos = v[ok] > 0
+            lv = np.log(v[ok][pos])
+            gp = gk[pos]
+            n_g = group.max() + 1
+            cnt = np.bincount(gp, minlength=n_g)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mu = np.bincount(gp, weights=lv, minlength=n_g) / cnt
+                var = np.bincount(gp, weights=(lv - mu[gp]) ** 2, minlength=n_g) / cnt
+            sel = np.flatnonzero((cnt >= min_fit_requests) & (var > 0))
+            stat_parts.append(pl.DataFrame({"c": sel // n_d, "d": sel % n_d + d0, "field": name,
+                                            "n": cnt[sel].astype(np.int64), "mu": mu[sel], "sigma": np.sqrt(var[sel])}))
+    name_of = pl.DataFrame({"c": np.arange(len(names), dtype=np.int64), "client_id": names},
+                           schema={"c": pl.Int64, "client_id": pl.String})
+    pmfs = (pl.concat(pmf_parts)
+            .with_columns((pl.col("n") / pl.col("n").sum().over("c", "d", "field")).cast(pl.Float32).cast(pl.Float64)
+                          .alias("probability"))
+            .join(name_of, on="c")
+            .select("client_id", (pl.col("d").cast(pl.Float64) * data_window_s).alias("window_start"),
+                    pl.lit(data_window_s).alias("window_s"), "field", pl.col("v").alias("value"), "probability")
+            .sort("client_id", "window_start", "field", "value"))
+    if not stat_parts:
+        return pmfs, pl.DataFrame()
+    stats = (pl.concat(stat_parts).join(name_of, on="c")
+             .with_columns((pl.col("d").cast(pl.Float64) * data_window_s).alias("window_start"))
+             .sort("client_id", "window_start", "field"))
+    n = stats["n"].to_numpy().astype(float)
+    mu = stats["mu"].to_numpy()
+    sig = stats["sigma"].to_numpy()
+    ll = -n * mu - n * np.log(sig) - 0.5 * n * np.log(2 * np.pi) - 0.5 * n
+    fits = [
+        json.dumps({"family": "lognormal", "params": {"s": float(s_), "scale": float(math.exp(m_))}, "n": int(k),
+                    "n_params": 2, "log_likelihood": float(l_), "aic": float(4 - 2 * l_),
+                    "bic": float(2 * math.log(k) - 2 * l_), "ks_distance": None, "p_value": None,
+                    "p_value_method": None, "converged": True,
+                    "notes": ["closed-form MLE from sufficient statistics; zero values left out"]}, sort_keys=True)
+        for k, m_, s_, l_ in zip(n.tolist(), mu.tolist(), sig.tolist(), ll.tolist())
+    ]
+    data_fits = stats.select("client_id", "window_start", "field").with_columns(pl.Series("fit", fits, dtype=pl.String))
+    return pmfs, data_fits
+

@@ -1,0 +1,143 @@
+"""The settings of pool fitting, in one frozen object (:class:`PoolFitSettings`).
+
+:func:`~servelab.fitting.pool_fit.fit_pool` takes one of these (or its fields as keywords); the
+pool's provenance records :meth:`PoolFitSettings.to_dict`. This module validates settings only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from servelab.analysis.arrivals import parse_window
+from servelab.fitting.families import arrival_family_names, get_arrival_family
+
+__all__ = ["PoolFitSettings", "POOL_FIT_FAMILIES", "RESIDUAL_ID"]
+
+#: the arrival families compared per window by default (registry names)
+POOL_FIT_FAMILIES = ("gamma", "weibull", "exponential")
+RESIDUAL_ID = "__residual__"
+
+
+@dataclass(frozen=True)
+class PoolFitSettings:
+    """How :func:`~servelab.fitting.pool_fit.fit_pool` fits a client pool.
+
+    Parameters
+    ----------
+    window, data_window : str or float
+        Arrival and request-data window lengths (``"10m"``, ``"6h"``, seconds).
+    min_requests : int
+        Clients with fewer requests are merged into the residual client ``residual_id``.
+    families : tuple of str
+        Arrival families compared per window (registered :class:`~servelab.fitting.families.ArrivalFamily`
+        names); the lowest AIC wins, ties going to the earlier name.
+    min_fit_gaps, max_fit_gaps : int
+        Fewest gaps for a family fit; most gaps fitted (a systematic subsample above).
+    clock : "auto", "none" or float
+        The trace's logging clock (timestamp step, seconds). ``"auto"``: the store manifest's
+        ``clock_s`` when recorded, else :func:`~servelab.fitting.ties.detect_resolution` on the
+        trace's gaps. Arrival times are jittered uniformly within their clock step (seeded) before
+        gaps, CVs and family fits, so that zero gaps from the clock are neither fitted as exact nor
+        dropped. ``"none"`` uses the timestamps as they are.
+    seed : int
+        Seed of that jitter (same seed, same pool).
+    exact_below, bin_ratio, spike_share, max_bin_mass : int, float, float, float
+        PMF binning: exact values below ``exact_below``, log bins of ratio ``bin_ratio`` above,
+        except that a value holding at least ``spike_share`` of its window's requests keeps its
+        own row, and a log bin holding more than ``max_bin_mass`` of the window is cut at
+        multiples of ``max_bin_mass`` of its CDF.
+    min_fit_requests : int
+        Fewest requests in a data window for a log-normal fit in ``data_fits``.
+    conversations : bool
+        Fit conversation parameters when the store carries links.
+    residual_id : str
+        Id of the residual client.
+    span : (float, float), optional
+        The time span the trace was recorded over; windows without requests inside it are idle and
+        window rates are over the part of each window inside it (see
+        :mod:`servelab.analysis.window_rates`). Default: ``[first, last]`` request.
+
+    Raises
+    ------
+    ValueError
+        If a setting is out of range (the message names it and the value given).
+    """
+
+    window: str | float = "10m"
+    data_window: str | float = "6h"
+    min_requests: int = 1
+    families: tuple[str, ...] = POOL_FIT_FAMILIES
+    min_fit_gaps: int = 10
+    max_fit_gaps: int = 5000
+    clock: str | float = "auto"
+    seed: int = 0
+    exact_below: int = 64
+    bin_ratio: float = 1.05
+    spike_share: float = 0.005
+    max_bin_mass: float = 0.02
+    min_fit_requests: int = 30
+    conversations: bool = True
+    residual_id: str = RESIDUAL_ID
+    span: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        parse_window(self.window)
+        parse_window(self.data_window)
+        families = (self.families,) if isinstance(self.families, str) else tuple(self.families)
+        known = arrival_family_names()
+        if not families or any(f not in known for f in families):
+            raise ValueError(f"families must be a non-empty subset of the arrival families {known}; got {families!r}")
+        for f in families:
+            get_arrival_family(f)
+        object.__setattr__(self, "families", families)
+        if not (isinstance(self.min_requests, int) and self.min_requests >= 1):
+            raise ValueError(f"min_requests must be an integer >= 1; got {self.min_requests!r}")
+        if not (isinstance(self.exact_below, int) and self.exact_below >= 1):
+            raise ValueError(f"exact_below must be an integer >= 1; got {self.exact_below!r}")
+        if not (self.bin_ratio > 1):
+            raise ValueError(f"bin_ratio must be > 1; got {self.bin_ratio!r}")
+        if not (isinstance(self.min_fit_gaps, int) and self.min_fit_gaps >= 2 and isinstance(self.max_fit_gaps, int)
+                and self.max_fit_gaps >= self.min_fit_gaps):
+            raise ValueError(f"need integers 2 <= min_fit_gaps <= max_fit_gaps; got {self.min_fit_gaps!r}, "
+                             f"{self.max_fit_gaps!r}")
+        if not (0 < self.spike_share <= 1 and 0 < self.max_bin_mass <= 1):
+            raise ValueError(f"spike_share and max_bin_mass must be in (0, 1]; got {self.spike_share!r}, "
+                             f"{self.max_bin_mass!r}")
+        if not (isinstance(self.min_fit_requests, int) and self.min_fit_requests >= 2):
+            raise ValueError(f"min_fit_requests must be an integer >= 2; got {self.min_fit_requests!r}")
+        if isinstance(self.clock, str):
+            if self.clock not in ("auto", "none"):
+                raise ValueError(f"clock must be 'auto', 'none' or a step in seconds > 0; got {self.clock!r}")
+        elif not (isinstance(self.clock, (int, float)) and math.isfinite(self.clock) and self.clock > 0):
+            raise ValueError(f"clock must be 'auto', 'none' or a step in seconds > 0; got {self.clock!r}")
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool)):
+            raise ValueError(f"seed must be an integer; got {self.seed!r}")
+        if not (isinstance(self.residual_id, str) and self.residual_id):
+            raise ValueError(f"residual_id must be a non-empty string; got {self.residual_id!r}")
+        if self.span is not None:
+            a, b = self.span
+            if not (math.isfinite(a) and math.isfinite(b) and b >= a):
+                raise ValueError(f"span must be (start, end) with start <= end; got {self.span!r}")
+            object.__setattr__(self, "span", (float(a), float(b)))
+
+    @property
+    def window_s(self) -> float:
+        return parse_window(self.window)
+
+    @property
+    def data_window_s(self) -> float:
+        return parse_window(self.data_window)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The setting names (the keywords :func:`~servelab.fitting.pool_fit.fit_pool` accepts)."""
+        return tuple(f.name for f in fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (window lengths in seconds), as recorded in a pool's provenance."""
+        out = asdict(self)
+        out.update(window_s=self.window_s, data_window_s=self.data_window_s, families=list(self.families),
+                   span=list(self.span) if self.span is not None else None)
+        del out["window"], out["data_window"]
+        return out

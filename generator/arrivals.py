@@ -1,0 +1,272 @@
+r"""Arrival sampling: renewal processes of the pool's arrival families, all client-segments at once.
+
+Each *cell* (a synthetic client in a segment of time) has a rate, a length and an arrival law: a
+registered :class:`~servelab.fitting.families.ArrivalFamily` with its shapes (:class:`ArrivalLaw`).
+Gaps are the family's unit-mean draws divided by the rate, so the mean gap is exactly
+``1 / rate`` whatever the family; :func:`renewal_arrivals` starts each cell in equilibrium (the
+first arrival after ``U`` times a length-biased gap), :func:`poisson_arrivals` fixes a Poisson
+count and spreads the family's normalised gaps over the cell. Nothing here names a family: the
+families' own draws, means and CVs do the work, so a newly registered arrival family is sampled
+without a change here.
+
+Loops run over rounds of draws and over families, never requests or cells.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+import polars as pl
+
+from servelab.fitting.exceptions import UnknownFamilyError
+from servelab.fitting.families import arrival_family_names, get_arrival_family
+from servelab.generator.exceptions import GenerationError
+
+__all__ = ["ArrivalLaw", "arrival_law", "renewal_arrivals", "poisson_arrivals"]
+
+_MAX_ROUNDS = 1000
+#: a window without a (usable) family is the Gamma with its CV; without a CV, exponential
+_FROM_CV = "gamma"
+_DEFAULT = "exponential"
+
+
+@dataclass(frozen=True)
+class ArrivalLaw:
+    """The arrival family and shapes of each cell, ready to draw from.
+
+    Parameters
+    ----------
+    families : tuple of str
+        The registry names in use.
+    index : numpy.ndarray of int16
+        Per cell, its family's position in ``families``.
+    shapes : Mapping[str, numpy.ndarray]
+        Per cell, every shape parameter of the families in use (NaN where not its family's),
+        clipped into the family's ``draw_bounds``.
+    unit_scale : numpy.ndarray
+        Per cell, the scale that makes the family's mean 1.
+    cv : numpy.ndarray
+        Per cell, the CV its family and shapes imply.
+    """
+
+    families: tuple[str, ...]
+    index: np.ndarray
+    shapes: Mapping[str, np.ndarray]
+    unit_scale: np.ndarray
+    cv: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shapes", MappingProxyType(dict(self.shapes)))
+
+    @property
+    def size(self) -> int:
+        return int(self.index.size)
+
+    def take(self, cells: np.ndarray) -> "ArrivalLaw":
+        """The law of the given cells (an index array), in that order."""
+        return ArrivalLaw(self.families, self.index[cells], {k: v[cells] for k, v in self.shapes.items()},
+                          self.unit_scale[cells], self.cv[cells])
+
+    def draw(self, cells: np.ndarray, rng: np.random.Generator, *, length_biased: bool = False) -> np.ndarray:
+        """One unit-mean draw per element of ``cells`` (length-biased: from :math:`x f(x)`)."""
+        out = np.empty(cells.size)
+        fam_of = self.index[cells]
+        for i, name in enumerate(self.families):  # a loop over families, never draws
+            rows = slice(None) if len(self.families) == 1 else np.flatnonzero(fam_of == i)
+            c = cells[rows]
+            if c.size == 0:
+                continue
+            family = get_arrival_family(name)
+            params = {k: self.shapes[k][c] for k in family.shape_names}
+            params["scale"] = self.unit_scale[c]
+            out[rows] = family.draw(params, rng, length_biased=length_biased)
+        return out
+
+
+def arrival_law(family, shapes: Mapping[str, object] | None = None, cv=None, *, size: int | None = None) -> ArrivalLaw:
+    """Build the :class:`ArrivalLaw` of cells from family names, shapes and CVs.
+
+    Parameters
+    ----------
+    family : str or array-like of (str or None)
+        Registry name per cell (one name for all cells).
+    shapes : Mapping[str, array-like], optional
+        Shape parameters by name (``{"a": ...}`` for Gamma, ``{"c": ...}`` for Weibull), per cell
+        or scalar.
+    cv : array-like, optional
+        Per cell CV: a cell without a family, or whose family's shapes are missing, gets the
+        Gamma with that CV, or the exponential without one.
+    size : int, optional
+        Number of cells when every argument is scalar.
+
+    Raises
+    ------
+    GenerationError
+        If a name is not a registered arrival family.
+    """
+    shapes = dict(shapes or {})
+    if isinstance(family, str) or family is None:
+        n = size if size is not None else max([np.size(v) for v in shapes.values()] + [np.size(cv) if cv is not None else 1])
+        names = np.full(n, family or "", dtype=object)
+    else:
+        names = pl.Series(np.asarray(family, dtype=object).tolist(), dtype=pl.String).str.to_lowercase().fill_null("")
+        names = np.asarray(names.to_numpy(), dtype=object)
+        n = names.size
+    cvs = np.broadcast_to(np.asarray(np.nan if cv is None else cv, dtype=float), (n,))
+    shape_arrays = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in shapes.items()}
+    known = set(arrival_family_names())
+    used = sorted(set(names.tolist()) - {""})
+    unknown = [f for f in used if f not in known]
+    if unknown:
+        raise GenerationError(f"arrival family must be one of {sorted(known)}; got {unknown}")
+    # a family whose shapes are missing or unusable falls back to the Gamma with the cell's CV
+    resolved = names.copy()
+    for name in used:
+        fam = get_arrival_family(name)
+        rows = names == name
+        ok = np.ones(n, bool)
+        for p in fam.shape_names:
+            v = shape_arrays.get(p)
+            if v is None:
+                ok[:] = False
+            else:
+                ok &= np.isfinite(v) & (v > 0)
+        resolved[rows & ~ok] = ""
+    blank = resolved == ""
+    with_cv = blank & np.isfinite(cvs) & (cvs > 0)
+    resolved[with_cv] = _FROM_CV
+    resolved[blank & ~with_cv] = _DEFAULT
+    if np.any(with_cv):
+        from_cv = get_arrival_family(_FROM_CV).shapes_from_cv(cvs)
+        for k, v in from_cv.items():
+            base = shape_arrays.get(k, np.full(n, np.nan))
+            shape_arrays[k] = np.where(with_cv, v, base)
+    families = tuple(sorted(set(resolved.tolist())))
+    index = np.searchsorted(np.asarray(families, dtype=object), resolved).astype(np.int16)
+    names_needed = sorted({p for f in families for p in get_arrival_family(f).shape_names})
+    out_shapes = {p: np.full(n, np.nan) for p in names_needed}
+    unit_scale = np.ones(n)
+    cv_out = np.ones(n)
+    for i, name in enumerate(families):  # a loop over families
+        fam = get_arrival_family(name)
+        rows = index == i
+        clipped = fam.clip_shapes({p: shape_arrays[p][rows] for p in fam.shape_names})
+        for p, v in clipped.items():
+            out_shapes[p][rows] = v
+        unit_scale[rows] = fam.unit_mean(clipped)["scale"]
+        cv_out[rows] = np.broadcast_to(fam.cv(clipped), int(rows.sum()))
+    return ArrivalLaw(families, index, out_shapes, unit_scale, cv_out)
+
+
+def _as_law(family, shape, n: int) -> ArrivalLaw:
+    if isinstance(family, ArrivalLaw):
+        if family.size != n:
+            raise GenerationError(f"the arrival law has {family.size} cells; rates give {n}")
+        return family
+    if shape is None or isinstance(shape, Mapping):
+        try:
+            return arrival_law(family, shape, size=n)
+        except UnknownFamilyError as err:
+            raise GenerationError(str(err)) from None
+    raise GenerationError(f"shapes must be a mapping of parameter names to values (e.g. {{'a': 0.5}}); "
+                          f"got {type(shape).__name__}")
+
+
+def renewal_arrivals(rate, length, family, shapes=None, rng: np.random.Generator | None = None,
+                     *, stationary: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Arrival times of independent renewal processes, one per cell, all drawn at once.
+
+    Cell ``i`` runs for ``length[i]`` seconds with gaps from its family (``family``: an
+    :class:`ArrivalLaw`, or registry names with ``shapes`` by parameter name, see
+    :func:`arrival_law`) and mean ``1 / rate[i]``. With ``stationary`` the first arrival comes
+    after a forward-recurrence time (``U`` times a length-biased gap), so the process is in
+    equilibrium from time 0 and the expected count is exactly ``rate[i] * length[i]``; the count
+    itself is random.
+
+    Returns
+    -------
+    cell : int64 array
+        The cell of each arrival, non-decreasing.
+    offset : float64 array
+        Time of each arrival since its cell's start, increasing within a cell.
+    """
+    if rng is None:
+        raise GenerationError("renewal_arrivals needs rng (a seeded numpy Generator)")
+    rate = np.atleast_1d(np.asarray(rate, dtype=float))
+    length = np.broadcast_to(np.asarray(length, dtype=float), rate.shape)
+    if np.any(~np.isfinite(rate)) or np.any(rate <= 0) or np.any(length < 0):
+        raise GenerationError("renewal_arrivals needs rates > 0 and lengths >= 0")
+    law = _as_law(family, shapes, rate.size)
+    cv = np.clip(np.nan_to_num(law.cv, nan=1.0), 0.0, 1e3)  # sizes the draws only
+    cells_out, offs_out = [], []
+    todo = np.flatnonzero(length > 0)
+    elapsed = np.zeros(rate.size)
+    first_round = True
+    for _ in range(_MAX_ROUNDS):
+        if todo.size == 0:
+            break
+        m = rate[todo] * (length[todo] - elapsed[todo])
+        k = np.ceil(m + 4.0 * np.sqrt(m) * np.maximum(cv[todo], 1.0) + 4.0).astype(np.int64)
+        rep = np.repeat(todo, k)
+        gaps = law.draw(rep, rng)
+        if first_round and stationary:
+            heads = np.r_[0, np.cumsum(k)[:-1]]
+            lb = law.draw(todo, rng, length_biased=True)
+            gaps[heads] = rng.random(todo.size) * lb
+        gaps /= rate[rep]
+        t = np.cumsum(gaps)
+        ends = np.cumsum(k) - 1
+        base = np.r_[0.0, t[ends[:-1]]]
+        t -= np.repeat(base, k)
+        t += np.repeat(elapsed[todo], k)
+        keep = t < length[rep]
+        cells_out.append(rep[keep])
+        offs_out.append(t[keep])
+        last = t[ends]
+        elapsed[todo] = last
+        todo = todo[last < length[todo]]
+        first_round = False
+    else:  # pragma: no cover - needs absurd parameters
+        raise GenerationError(f"renewal_arrivals did not cover {todo.size} cells in {_MAX_ROUNDS} rounds")
+    if not cells_out:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    cell = np.concatenate(cells_out).astype(np.int64, copy=False)
+    off = np.concatenate(offs_out)
+    if len(cells_out) > 1:  # later rounds continue their cells: a stable sort on the cell suffices
+        order = np.argsort(cell, kind="stable")
+        cell, off = cell[order], off[order]
+    return cell, off
+
+
+def poisson_arrivals(rate, length, family, shapes=None,
+                     rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Arrivals with a Poisson count per cell, placed by the family's normalised gaps.
+
+    Cell ``i`` gets ``N ~ Poisson(rate[i] * length[i])`` arrivals at the first ``N`` partial sums
+    of ``N + 1`` gaps from its family, scaled so the ``N + 1`` gaps fill the cell. The count is
+    exactly Poisson (the contract of :func:`~servelab.generator.sampling.sample_requests`, which
+    round-trip fits rely on) and the within-cell gaps keep the family's shape; across cells the
+    count does not carry the family's burstiness (use :func:`renewal_arrivals` for that). Same
+    arguments and return as :func:`renewal_arrivals`.
+    """
+    if rng is None:
+        raise GenerationError("poisson_arrivals needs rng (a seeded numpy Generator)")
+    rate = np.atleast_1d(np.asarray(rate, dtype=float))
+    length = np.broadcast_to(np.asarray(length, dtype=float), rate.shape)
+    law = _as_law(family, shapes, rate.size)
+    counts = rng.poisson(rate * length)
+    n_gaps = counts + 1
+    cell_g = np.repeat(np.arange(rate.size), n_gaps)
+    gaps = law.draw(cell_g, rng)
+    cum = np.cumsum(gaps)
+    ends = np.cumsum(n_gaps) - 1
+    base = np.r_[0.0, cum[ends[:-1]]] if rate.size else np.zeros(0)
+    local = cum - np.repeat(base, n_gaps)
+    keep = np.ones(cum.size, bool)
+    keep[ends] = False
+    cell = cell_g[keep]
+    frac = local[keep] / np.repeat(local[ends], counts)
+    off = np.minimum(frac * length[cell], np.nextafter(length[cell], -np.inf))
+    return cell.astype(np.int64), off

@@ -1,0 +1,216 @@
+"""Multi-turn conversations in a generated workload: per-client turns and inter-turn-time models.
+
+From a pool's conversation PMFs (or its summary row: geometric turns, exponential ITTs), each
+conversation start becomes a conversation of sampled turns at sampled inter-turn times
+(:func:`expand_conversations`); a follow-up's input holds its history
+(:func:`accumulate_context`); links are written as canonical columns (:func:`link_columns`). Loops
+run over clients and turn numbers, never requests.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from servelab.generator.grid import frame_of
+from servelab.generator.pmf import PmfTable, pmf_table, sample_pmf
+
+__all__ = ["ConversationModel", "conversation_model", "expand_conversations", "accumulate_context",
+           "link_columns"]
+
+
+@dataclass(frozen=True)
+class ConversationModel:
+    """Per pool client: does it converse, its mean turns, and its turns / ITT PMFs."""
+
+    has: np.ndarray  # (P,) bool
+    mean_turns: np.ndarray  # (P,)
+    turns: PmfTable  # groups = t_map[p]
+    itt: PmfTable  # groups = i_map[p]
+    t_map: np.ndarray  # pool index -> turns group (-1: none)
+    i_map: np.ndarray  # pool index -> ITT group (-1: none)
+    max_itt: float
+    max_turns: int
+
+
+def _conversation_pmfs(pool) -> pl.DataFrame | None:
+    """``[client_id, quantity, value, probability]`` with ``quantity`` in (turns, itt_s), or None.
+
+    From ``pool.conversation_pmfs`` when present. A turns PMF without mass at 1 describes
+    multi-turn conversations only; with the client's ``multi_turn_share`` (share of requests in
+    conversations of >= 2 turns, from ``pool.conversations``) single-turn conversations are added
+    back: ``P(1) = (1 - s) / ((1 - s) + s / m)`` with ``m`` the multi-turn mean. Clients with a
+    summary row but no PMFs get geometric turns with the row's ``turns_mean`` and exponential ITTs
+    with its ``itt_mean_s``, binned at 1 s (a 99.9 % quantile cap).
+    """
+    pmfs = frame_of(getattr(pool, "conversation_pmfs", None))
+    summary = frame_of(getattr(pool, "conversations", None))
+    parts = []
+    if pmfs is not None and pmfs.height and "quantity" in pmfs.columns:
+        parts.append(pmfs.select("client_id", "quantity", pl.col("value").cast(pl.Float64),
+                                 pl.col("probability").cast(pl.Float64)))
+    if summary is not None and summary.height and {"turns_mean", "itt_mean_s"} <= set(summary.columns):
+        have = set(parts[0]["client_id"].unique().to_list()) if parts else set()
+        rows = summary.filter(~pl.col("client_id").is_in(list(have)) & (pl.col("turns_mean") > 1)
+                              & (pl.col("itt_mean_s") > 0))
+        for cid, tm, im in rows.select("client_id", "turns_mean", "itt_mean_s").iter_rows():  # per client
+            q = 1.0 / tm
+            k = np.arange(1, int(np.ceil(np.log(1e-3) / np.log1p(-q))) + 2 if q < 1 else 2)
+            pk = q * (1 - q) ** (k - 1)
+            x = np.arange(0.5, -np.log(1e-3) * im + 1.0)
+            px = np.exp(-(x - 0.5) / im) - np.exp(-(x + 0.5) / im)
+            parts.append(pl.DataFrame({
+                "client_id": [cid] * (k.size + x.size), "quantity": ["turns"] * k.size + ["itt_s"] * x.size,
+                "value": np.r_[k.astype(float), x], "probability": np.r_[pk, px]}))
+    if not parts:
+        return None
+    out = pl.concat(parts).filter(pl.col("probability") > 0)
+    if summary is not None and summary.height and "multi_turn_share" in summary.columns:
+        turns = out.filter(pl.col("quantity") == "turns")
+        multi_only = (turns.group_by("client_id").agg(pl.col("value").min().alias("vmin"),
+                                                     ((pl.col("value") * pl.col("probability")).sum()
+                                                      / pl.col("probability").sum()).alias("m"))
+                      .filter(pl.col("vmin") >= 2)
+                      .join(summary.select("client_id", "multi_turn_share"), on="client_id", how="inner")
+                      .filter(pl.col("multi_turn_share").is_between(0, 1, closed="left")))
+        if multi_only.height:
+            s_, m_ = pl.col("multi_turn_share"), pl.col("m")
+            single = multi_only.select(
+                "client_id", pl.lit("turns").alias("quantity"), pl.lit(1.0).alias("value"),
+                ((1 - s_) / ((1 - s_) + s_ / m_)).alias("p1"))
+            scaled = (turns.join(multi_only, on="client_id", how="inner")
+                      .with_columns((pl.col("probability") / pl.col("probability").sum().over("client_id")
+                                     * (s_ / m_) / ((1 - s_) + s_ / m_)).alias("probability"))
+                      .select("client_id", "quantity", "value", "probability"))
+            rest = out.filter(~((pl.col("quantity") == "turns") & pl.col("client_id").is_in(multi_only["client_id"].to_list())))
+            out = pl.concat([rest, scaled, single.rename({"p1": "probability"})])
+    return out
+
+
+def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
+    """Per pool client turns and ITT PMF tables (see :func:`_conversation_pmfs`), or None.
+
+    A client without conversation parameters is single-turn; rows with a null ``client_id``
+    apply to every client without rows of its own.
+    """
+    conv = _conversation_pmfs(pool)
+    if conv is None or conv.height == 0:
+        return None
+    P = len(pool_ids)
+    index = pl.DataFrame({"client_id": pool_ids, "p": np.arange(P)})
+    parts = {}
+    for field in ("turns", "itt_s"):
+        rows = conv.filter((pl.col("quantity") == field) & (pl.col("probability") > 0))
+        own = rows.filter(pl.col("client_id").is_not_null()).join(index, on="client_id", how="inner")
+        own = own.select("p", "value", "probability")
+        shared = rows.filter(pl.col("client_id").is_null())
+        if shared.height:
+            missing = np.setdiff1d(np.arange(P), own["p"].unique().to_numpy())
+            fill = pl.DataFrame({"p": missing}).join(shared.select("value", "probability"), how="cross")
+            own = pl.concat([own, fill.select("p", "value", "probability")])
+        if own.height == 0:
+            return None
+        parts[field] = own.sort(["p", "value"])
+    turns, itt = parts["turns"], parts["itt_s"]
+    tp, ip = turns["p"].to_numpy(), itt["p"].to_numpy()
+    t_present, i_present = np.unique(tp), np.unique(ip)
+    has = np.zeros(P, bool)
+    has[np.intersect1d(t_present, i_present)] = True
+    tv, tw = turns["value"].to_numpy(), turns["probability"].to_numpy()
+    mean_turns = np.ones(P)
+    mean_turns[t_present] = (np.bincount(tp, weights=tv * tw, minlength=P)[t_present]
+                             / np.bincount(tp, weights=tw, minlength=P)[t_present])
+    t_map = np.full(P, -1)
+    t_map[t_present] = np.arange(t_present.size)
+    i_map = np.full(P, -1)
+    i_map[i_present] = np.arange(i_present.size)
+    return ConversationModel(
+        has=has,
+        mean_turns=np.where(has, np.maximum(mean_turns, 1.0), 1.0),
+        turns=pmf_table(t_map[tp], tv, tw),
+        itt=pmf_table(i_map[ip], itt["value"].to_numpy(), itt["probability"].to_numpy()),
+        t_map=t_map,
+        i_map=i_map,
+        max_itt=float(itt["value"].max()),
+        max_turns=int(turns["value"].max()),
+    )
+
+
+
+def expand_conversations(t, client, sel, conv: ConversationModel, rng):
+    """Turn conversation starts into requests: turns and ITTs drawn per conversation."""
+    n = t.size
+    has = conv.has[sel[client]]
+    k = np.ones(n, dtype=np.int64)
+    hs = np.flatnonzero(has)
+    if hs.size:
+        g = conv.t_map[sel[client[hs]]]
+        k[hs] = np.maximum(np.rint(sample_pmf(conv.turns, g, rng.random(hs.size))), 1).astype(np.int64)
+    conv_id = np.repeat(np.arange(n, dtype=np.int64), k)
+    first = np.r_[0, np.cumsum(k)[:-1]]
+    turn = np.arange(conv_id.size) - np.repeat(first, k) + 1
+    follow = turn > 1
+    cl = np.repeat(client, k)
+    gaps = np.zeros(conv_id.size)
+    if np.any(follow):
+        gi = conv.i_map[sel[cl[follow]]]
+        gaps[follow] = sample_pmf(conv.itt, gi, rng.random(int(follow.sum())))
+    c = np.cumsum(gaps)
+    c -= np.repeat(c[first], k)
+    times = np.repeat(t, k) + c
+    return times, cl, conv_id, turn
+
+
+def accumulate_context(frame: pl.DataFrame, turn: np.ndarray, *, context: str) -> pl.DataFrame:
+    """A follow-up's input holds its history ``h`` (the previous turn's input + output).
+
+    Rows are grouped by conversation in turn order (see :func:`expand_conversations`), so a
+    follow-up's parent is the row before it; turns are processed level by level (a loop over turn
+    numbers, never requests).
+
+    ``sorted``: the conversation's independent draws are assigned to its turns in ascending order
+    and each follow-up's input is ``max(draw, h)``: the multiset of inputs, hence the marginal the
+    pool records (which, fitted from a real trace, already includes histories), is kept except
+    where a draw falls below its history. ``additive``: input = ``h`` + the row's own draw (for
+    PMFs of fresh prompts).
+    """
+    if "input_tokens" not in frame.columns:
+        return frame
+    inp = frame["input_tokens"].fill_null(0).to_numpy().astype(np.int64)
+    out = (frame["output_tokens"].fill_null(0).to_numpy().astype(np.int64) if "output_tokens" in frame.columns
+           else np.zeros_like(inp))
+    follow = np.flatnonzero(turn > 1)
+    if follow.size == 0:
+        return frame
+    if context == "sorted":
+        conv = np.cumsum(turn == 1)  # conversation blocks are contiguous, turn 1 first
+        inp = inp[np.lexsort((inp, conv))]
+    follow = follow[np.argsort(turn[follow], kind="stable")]
+    levels = np.r_[0, np.flatnonzero(np.diff(turn[follow])) + 1, follow.size]
+    for a, b in itertools.pairwise(levels):  # one pass per turn number
+        rows = follow[a:b]
+        h = inp[rows - 1] + out[rows - 1]
+        inp[rows] = np.maximum(inp[rows], h) if context == "sorted" else h + inp[rows]
+    return frame.with_columns(pl.Series("input_tokens", inp, dtype=pl.Int64))
+
+
+def link_columns(conv_id: np.ndarray, turn: np.ndarray, order: np.ndarray) -> list[pl.Series]:
+    """``conversation_id``, ``parent_id`` (the parent's row in the output, null if cropped), ``turn``.
+
+    Before cropping, rows are grouped by conversation in turn order, so a follow-up's parent is
+    the row just before it; ``order`` lists the kept rows in output order.
+    """
+    m = conv_id.size
+    pos = np.full(m, -1, dtype=np.int64)
+    pos[order] = np.arange(order.size)
+    prev = np.r_[-1, pos[:-1]]
+    parent = np.where(turn > 1, prev, -1)[order]
+    parent_s = pl.Series("parent_id", parent, dtype=pl.Int64)
+    parent_s = pl.select(pl.when(parent_s >= 0).then(parent_s).otherwise(None).cast(pl.String)).to_series()
+    return [
+        pl.Series("conversation_id", conv_id[order], dtype=pl.Int64).cast(pl.String),
+        parent_s.alias("parent_id"),
+        pl.Series("turn", turn[order], dtype=pl.Int64),
+    ]

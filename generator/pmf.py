@@ -1,0 +1,140 @@
+"""Request-data PMF sampling, vectorised over groups: many empirical PMFs in one table.
+
+A :class:`PmfTable` concatenates PMFs (group ``g`` occupies CDF values in ``(g, g + 1]``), so one
+``searchsorted`` draws from every request's own PMF; :func:`sample_runs` uses multinomial counts
+for long runs of one group. :func:`aggregate_pmfs` mixes client PMFs weighted by expected
+requests. Loops run over runs of groups, never over requests. This module knows nothing of pools.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+__all__ = ["PmfTable", "pmf_table", "sample_pmf", "sample_runs", "aggregate_pmfs"]
+
+
+@dataclass(frozen=True)
+class PmfTable:
+    """Concatenated PMFs; group ``g`` occupies ``cum`` values in ``(g, g + 1]``."""
+
+    values: np.ndarray
+    cum: np.ndarray
+
+
+def _group_runs(table: PmfTable, group: np.ndarray):
+    """``(start, end, group, lo, hi)`` per run of equal ``group`` values, where ``table.cum[lo:hi]``
+    is that group's CDF; None when the runs are too many and short to be worth a loop over runs."""
+    n = group.size
+    cuts = np.flatnonzero(group[1:] != group[:-1]) + 1
+    if cuts.size + 1 > max(64, n // 256):
+        return None
+    starts = np.r_[0, cuts]
+    g_run = group[starts]
+    lo = np.searchsorted(table.cum, g_run.astype(float), side="right")
+    hi = np.searchsorted(table.cum, g_run.astype(float) + 1.0, side="right")
+    return zip(starts.tolist(), np.r_[cuts, n].tolist(), g_run.tolist(), lo.tolist(), hi.tolist())
+
+
+def sample_runs(table: PmfTable, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Independent draws from each request's group PMF, fast when groups come in long runs.
+
+    A run of ``m`` requests of one group with ``k`` values and ``m >= k / 4`` gets multinomial
+    counts ``(m; p)`` over the values, repeated and randomly permuted: exactly ``m`` independent
+    draws from the PMF, in ``O(k + m)`` instead of ``O(m log k)``. Shorter runs, and requests that
+    do not come in runs, use inverse-CDF search (:func:`sample_pmf`).
+    """
+    group = np.asarray(group)
+    n = group.size
+    if n == 0:
+        return np.zeros(0)
+    runs = _group_runs(table, group)
+    if runs is None:
+        return sample_pmf(table, group, rng.random(n))
+    out = np.empty(n)
+    for s, e, g, a, b in runs:
+        m, k = e - s, b - a
+        if 4 * m >= k:
+            within = table.cum[a:b] - g
+            p = np.clip(np.diff(np.r_[0.0, within]), 0.0, None)
+            counts = rng.multinomial(m, p / p.sum())
+            out[s:e] = rng.permutation(np.repeat(table.values[a:b], counts))
+        else:
+            local = np.searchsorted(table.cum[a:b], g + rng.random(m), side="right")
+            out[s:e] = table.values[a:b][np.minimum(local, k - 1)]
+    return out
+
+
+def pmf_table(group: np.ndarray, value: np.ndarray, prob: np.ndarray) -> PmfTable:
+    """Build a table from rows sorted by (group, value); groups are 0..G-1, each non-empty."""
+    total = np.bincount(group, weights=prob)
+    c = np.cumsum(prob)
+    starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
+    before = np.r_[0.0, c[starts[1:] - 1]]
+    within = (c - np.repeat(before, np.diff(np.r_[starts, group.size]))) / total[group]
+    within[np.r_[starts[1:] - 1, group.size - 1]] = 1.0
+    return PmfTable(values=value.astype(float), cum=group.astype(float) + within)
+
+
+def sample_pmf(table: PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draw of one value per request from its group's PMF (``u`` uniform [0, 1)).
+
+    When requests come in long runs of the same group (as they do in cell order: one client, one
+    data window), each run is searched in its own group's short CDF, which stays in cache; the
+    loop runs over runs, never requests. Otherwise one search over the whole table.
+    """
+    group = np.asarray(group)
+    n = group.size
+    if n == 0:
+        return np.zeros(0)
+    runs = _group_runs(table, group)
+    if runs is None:
+        idx = np.searchsorted(table.cum, group.astype(float) + u, side="right")
+        return table.values[np.minimum(idx, table.values.size - 1)]
+    out = np.empty(n)
+    for s, e, g, a, b in runs:
+        local = np.searchsorted(table.cum[a:b], g + u[s:e], side="right")
+        out[s:e] = table.values[a:b][np.minimum(local, b - a - 1)]
+    return out
+
+
+def aggregate_pmfs(data: pl.DataFrame, weights: pl.DataFrame, *, by_window: bool) -> pl.DataFrame:
+    """Mixture of client PMFs weighted by expected requests.
+
+    Parameters
+    ----------
+    data : polars.DataFrame
+        Long PMFs ``[client_id, window_start, field, value, probability]``.
+    weights : polars.DataFrame
+        ``[client_id, window_start, weight]``: expected requests of the client in that data window.
+    by_window : bool
+        One mixture per data window (``window_start`` kept) or one for the whole period.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``[window_start?, field, value, probability]`` with probabilities summing to 1 per group.
+    """
+    keys = ["window_start", "field"] if by_window else ["field"]
+    mixed = (
+        data.join(weights, on=["client_id", "window_start"], how="inner")
+        .filter(pl.col("weight") > 0)
+        .with_columns(
+            (pl.col("probability") / pl.col("probability").sum().over(["client_id", "window_start", "field"])
+             * pl.col("weight")).alias("mass")
+        )
+        .group_by([*keys, "value"])
+        .agg(pl.col("mass").sum())
+    )
+    return (
+        mixed.with_columns((pl.col("mass") / pl.col("mass").sum().over(keys)).alias("probability"))
+        .drop("mass")
+        .sort([*keys, "value"])
+    )
+
+
+
+
+_PmfTable = PmfTable  # the name before the split of generate.py
+_pmf_table = pmf_table

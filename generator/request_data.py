@@ -1,0 +1,196 @@
+"""Draw every request-data field of a pool for every generated request.
+
+Each field is drawn from the client's PMF for the data window, each with its own uniforms
+(independent fields, as the pool records marginals only). A (client, data window) without a PMF
+borrows the client's nearest data window, else the rate-weighted aggregate of the window (or, with
+``borrow=False``, nulls). Fields become canonical integer columns (:func:`canonical_fields`).
+Loops run over fields and (client, data window) keys, never requests.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from servelab.generator.exceptions import GenerationError
+from servelab.generator.grid import WindowGrid, frame_of
+from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_runs
+from servelab.generator.pool import DATA_FIELDS
+
+__all__ = ["request_data", "canonical_fields"]
+
+_MODALITIES = ("image", "audio", "video")
+
+
+def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts: np.ndarray,
+                   weights: pl.DataFrame, wmatrix: np.ndarray, *, borrow: bool = True) -> tuple[PmfTable, np.ndarray]:
+    """Table and key -> group map (``key = p * D + d``) for one field, with fallbacks.
+
+    A (client, data window) without its own PMF borrows the client's nearest data window, else
+    the rate-weighted aggregate of that window, else the aggregate of the whole period.
+    Without ``borrow`` only the client's own windows are used (-1 in the map: no data).
+    """
+    P, D = len(pool_ids), dstarts.size
+    index = pl.DataFrame({"client_id": pool_ids, "p": np.arange(P)})
+    sub = (
+        data.filter((pl.col("field") == field) & (pl.col("probability") > 0))
+        .join(index, on="client_id", how="inner")
+    )
+    d_idx = np.searchsorted(dstarts, sub["window_start"].to_numpy().astype(float))
+    own_key = sub["p"].to_numpy() * D + d_idx
+    by_window = aggregate_pmfs(data.filter(pl.col("field") == field), weights, by_window=True)
+    overall = aggregate_pmfs(data.filter(pl.col("field") == field), weights, by_window=False)
+    # groups: own keys first, then one per aggregated window, then the overall aggregate
+    own_keys = np.unique(own_key)
+    agg_d = np.searchsorted(dstarts, by_window["window_start"].to_numpy().astype(float))
+    agg_ds = np.unique(agg_d)
+    group_of_key = np.full(P * D, -1, dtype=np.int64)
+    group_of_key[own_keys] = np.arange(own_keys.size)
+    g_own = np.searchsorted(own_keys, own_key)
+    g_agg = own_keys.size + np.searchsorted(agg_ds, agg_d)
+    g_all = own_keys.size + agg_ds.size
+    group = np.concatenate([g_own, g_agg, np.full(overall.height, g_all)])
+    value = np.concatenate([sub["value"].to_numpy(), by_window["value"].to_numpy(), overall["value"].to_numpy()])
+    prob = np.concatenate(
+        [sub["probability"].to_numpy(), by_window["probability"].to_numpy(), overall["probability"].to_numpy()]
+    )
+    if value.size == 0:
+        raise GenerationError(f"the pool has no data for field {field!r}")
+    order = np.lexsort((value, group))
+    table = pmf_table(group[order], value[order], prob[order])
+    # fallbacks for keys with traffic and no PMF of their own
+    need = np.flatnonzero((group_of_key < 0) & (wmatrix.reshape(-1) > 0))
+    has_own = (group_of_key >= 0).reshape(P, D)
+    agg_set = set(agg_ds.tolist())
+    for key in need:  # loop over (client, data window) keys, never requests
+        p, d = divmod(int(key), D)
+        own = np.flatnonzero(has_own[p])
+        if own.size:
+            group_of_key[key] = group_of_key[p * D + own[np.argmin(np.abs(own - d))]]
+        elif not borrow:
+            continue
+        elif d in agg_set:
+            group_of_key[key] = own_keys.size + int(np.searchsorted(agg_ds, d))
+        elif overall.height:
+            group_of_key[key] = g_all
+    return table, group_of_key
+
+
+
+def _nearest_borrow(pool, data: pl.DataFrame, need: pl.DataFrame) -> pl.DataFrame:
+    """Rows of each needing client's nearest non-empty data window (whole pool), relabelled.
+
+    ``need`` is ``[client_id, window_start]``; the result has the PMF rows of the nearest window
+    of that client with ``window_start`` set to the needed one.
+    """
+    lazy = pool.lazy("data") if hasattr(pool, "lazy") else frame_of(pool.data).lazy()
+    ids = need["client_id"].unique().to_list()
+    have = lazy.filter(pl.col("client_id").is_in(ids)).select("client_id", "window_start").unique().collect()
+    if have.height == 0:
+        return data.clear()
+    pick = (need.join(have.rename({"window_start": "src"}), on="client_id", how="inner")
+            .with_columns((pl.col("src") - pl.col("window_start")).abs().alias("dist"))
+            .sort("client_id", "window_start", "dist", "src")
+            .group_by("client_id", "window_start", maintain_order=True).first()
+            .select("client_id", "window_start", "src"))
+    rows = (lazy.filter(pl.col("client_id").is_in(pick["client_id"].unique().to_list())).collect()
+            .with_columns(pl.col("window_start").cast(pl.Float64))
+            .join(pick.rename({"window_start": "target"}), left_on=["client_id", "window_start"],
+                  right_on=["client_id", "src"], how="inner"))
+    return rows.with_columns(pl.col("target").alias("window_start")).select(data.columns)
+
+
+def request_data(pool, grid: WindowGrid, sel, client, t, seg_a, seg_b, rate_ps, lo, hi, rng, *,
+                  borrow: bool) -> pl.DataFrame:
+    """Draw every data field of the pool for every request (one uniform per field and request).
+
+    Data windows form a regular grid of ``pool.data_window_s`` anchored at the pool's first data
+    window. A client with traffic but no PMF in a data window borrows its nearest non-empty
+    window (anywhere in the pool); with ``borrow``, a client with no data at all gets the
+    rate-weighted aggregate of the window, otherwise nulls.
+    """
+    lazy = pool.lazy("data") if hasattr(pool, "lazy") else (frame_of(pool.data).lazy() if pool.data is not None else None)
+    if lazy is None:
+        return pl.DataFrame()
+    bounds = lazy.select(pl.col("window_start").min().alias("a"), pl.col("window_s").max().alias("w")).collect()
+    anchor = bounds["a"][0]
+    if anchor is None:
+        return pl.DataFrame()
+    dw = float(getattr(pool, "data_window_s", None) or bounds["w"][0])
+    k0 = math.floor((lo - anchor) / dw)
+    k1 = math.floor((np.nextafter(hi, -np.inf) - anchor) / dw)
+    dstarts = anchor + np.arange(k0, k1 + 1) * dw
+    data = (lazy.filter((pl.col("window_start") >= dstarts[0] - 1e-6) & (pl.col("window_start") <= dstarts[-1] + 1e-6)
+                        & (pl.col("probability") > 0))
+            .with_columns(pl.col("window_start").cast(pl.Float64)).collect())
+    P, D = len(grid.pool_ids), dstarts.size
+    # expected requests of each pool client in each data window over the period (aggregate weights)
+    seg_d = np.clip(np.floor((seg_a - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
+    wmatrix = np.zeros((P, D))
+    for d in range(D):  # loop over data windows (a handful), not requests
+        wmatrix[:, d] = (rate_ps[:, seg_d == d] * (seg_b - seg_a)[seg_d == d]).sum(axis=1)
+    # snap window starts to the grid, then borrow the nearest window for empty (client, window)s
+    data = data.with_columns(pl.Series("window_start", dstarts[np.clip(np.rint(
+        (data["window_start"].to_numpy() - anchor) / dw).astype(np.int64) - k0, 0, D - 1)]))
+    present = data.select("client_id", "window_start").unique()
+    pi, di = np.nonzero(wmatrix > 0)
+    active = pl.DataFrame({"client_id": pl.Series([grid.pool_ids[i] for i in pi], dtype=pl.String),
+                           "window_start": dstarts[di], "weight": wmatrix[pi, di]})
+    need = active.join(present, on=["client_id", "window_start"], how="anti").select("client_id", "window_start")
+    if need.height:
+        data = pl.concat([data, _nearest_borrow(pool, data, need)])
+    if data.height == 0:
+        return pl.DataFrame()
+    p_req = sel[client]
+    d_req = np.clip(np.floor((t - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
+    key = p_req * D + d_req
+    fields = [f for f in DATA_FIELDS if f in set(data["field"].unique().to_list())]
+    cols: dict[str, np.ndarray] = {}
+    for field in fields:
+        table, group_of_key = _field_sampler(data, field, grid.pool_ids, dstarts, active, wmatrix, borrow=borrow)
+        g = group_of_key[key]
+        if g.min(initial=0) >= 0:  # every request has data: no masking pass
+            cols[field] = sample_runs(table, g, rng)
+            continue
+        draw = np.full(t.size, np.nan)
+        ok = g >= 0
+        draw[ok] = sample_runs(table, g[ok], rng)
+        cols[field] = draw
+    return canonical_fields(cols)
+
+
+def canonical_fields(cols: dict[str, np.ndarray]) -> pl.DataFrame:
+    """Sampled fields -> canonical integer columns (null where a draw is NaN: no data).
+
+    ``reason_tokens = round(reason_ratio * output_tokens)``; ServeGen's multimodal ``<m>_tokens``
+    are tokens per item, so a request's ``<m>_tokens = round(per-item) * <m>_count``; without an
+    ``input_tokens`` field, ``input_tokens = text_tokens + sum of modality tokens``.
+    """
+    out: dict[str, np.ndarray] = {}
+    n = next(iter(cols.values())).size
+    for m in _MODALITIES:
+        tok, cnt = cols.get(f"{m}_tokens"), cols.get(f"{m}_count")
+        if cnt is not None:
+            out[f"{m}_count"] = np.rint(cnt)
+        if tok is not None:
+            out[f"{m}_tokens"] = np.rint(tok) * (out[f"{m}_count"] if cnt is not None else 1.0)
+    for f in ("text_tokens", "input_tokens", "output_tokens", "reason_tokens"):
+        if f in cols:
+            out[f] = np.rint(cols[f])
+    if "input_tokens" not in out and "text_tokens" in out:
+        out["input_tokens"] = out["text_tokens"] + sum(
+            np.nan_to_num(out[f"{m}_tokens"]) for m in _MODALITIES if f"{m}_tokens" in out)
+    if "reason_tokens" not in out and "reason_ratio" in cols and "output_tokens" in out:
+        out["reason_tokens"] = np.rint(np.clip(cols["reason_ratio"], 0, 1) * out["output_tokens"])
+    order = [c for c in ("input_tokens", "output_tokens", "reason_tokens", "text_tokens", "image_tokens",
+                         "audio_tokens", "video_tokens", "image_count", "audio_count", "video_count") if c in out]
+    series = []
+    for c in order:
+        v = out[c]
+        if np.isnan(v).any():
+            series.append(pl.Series(c, v).fill_nan(None).cast(pl.Int64))
+        else:
+            series.append(pl.Series(c, v.astype(np.int64)))
+    del n
+    return pl.DataFrame(series)
