@@ -92,6 +92,7 @@ _ANALYSES: dict[str, tuple[str, ...]] = {
     "upsampling": ("UpsamplingResult", "upsample_multiturn", "upsampling_burstiness", "window_cv"),
     "fidelity": ("FidelityResult", "compare", "energy_distance", "load_trace"),
     "clock": ("Clock", "detect_clock", "store_clock"),
+    "window_rates": ("covered_span", "exposure", "window_rate", "window_cv", "window_index", "full_enough"),
 }
 
 _LAZY = {name: module for module, names in _ANALYSES.items() for name in names}

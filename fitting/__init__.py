@@ -46,6 +46,11 @@ from servelab.fitting.exceptions import (
     UnknownFamilyError,
 )
 from servelab.fitting.families import (
+    ArrivalFamily,
+    SegmentFits,
+    arrival_family_names,
+    arrival_param_names,
+    get_arrival_family,
     ARRIVAL_FAMILIES,
     Family,
     family_names,
@@ -57,6 +62,8 @@ from servelab.fitting.forecasting import ForecastResult, LoadForecaster, forecas
 from servelab.fitting.gof import BootstrapKS, bootstrap_ks, goodness_of_fit
 from servelab.fitting.mixtures import Bimodality, bimodality, compare_length_fits, explore_scipy_families
 from servelab.fitting.pool_fit import compare_pools, fit_pool
+from servelab.fitting.pool_compare import PoolComparison
+from servelab.fitting.pool_settings import PoolFitSettings
 from servelab.fitting.result import FitResult, fits_table
 from servelab.fitting.ties import PreparedSample, Resolution, detect_resolution, prepare_sample
 from servelab.fitting.windows import gamma_per_window
@@ -85,6 +92,11 @@ __all__ = [
     "Family",
     "ARRIVAL_FAMILIES",
     "family_names",
+    "ArrivalFamily",
+    "SegmentFits",
+    "get_arrival_family",
+    "arrival_family_names",
+    "arrival_param_names",
     "get_family",
     "register_family",
     # one sample: ties, fit, distance
@@ -115,6 +127,8 @@ __all__ = [
     "LoadForecaster",
     "forecast_load",
     # pool fitting
+    "PoolFitSettings",
+    "PoolComparison",
     "fit_pool",
     "compare_pools",
     # verdicts: a decision against a named null at a stated level, with its power (issue 13)
