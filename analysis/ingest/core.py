@@ -33,7 +33,7 @@ from types import ModuleType
 import duckdb
 
 from servelab.analysis.exceptions import ColumnMapError, MissingColumnError, TraceFormatError
-from servelab.analysis.ingest import azure, bailian, burstgpt, fast_path, general_path, generic, mooncake
+from servelab.analysis.ingest import aiperf, azure, bailian, burstgpt, fast_path, general_path, generic, mooncake
 from servelab.analysis.ingest.plan import sql_str
 from servelab.analysis.ingest.sources import Source, describe_source, require_nonempty, resolve_sources
 from servelab.analysis.store import (
@@ -57,6 +57,7 @@ __all__ = [
 ADAPTERS: Mapping[str, ModuleType] = {
     burstgpt.NAME: burstgpt,
     azure.NAME: azure,
+    aiperf.NAME: aiperf,  # before mooncake: an AIPerf multi-turn file also has Mooncake's columns
     mooncake.NAME: mooncake,
     bailian.NAME: bailian,
     generic.NAME: generic,
