@@ -15,8 +15,10 @@ follow the tools' own loaders (checked by ``benchmarks/interop.py`` and ``tests/
     ``prompt`` (text, see :func:`synthetic_prompts`) and ``output_tokens``. vLLM shuffles the
     file and sends at ``--request-rate``: it replays lengths, not times.
 ``guidellm`` (a JSONL data file)
-    ``prompt``, ``prompt_tokens_count``, ``output_tokens_count`` (the column names guidellm maps
-    to its prompt and token-count fields).
+    ``prompt``, ``prompt_tokens_count``, ``output_tokens_count``, ``relative_timestamp`` (seconds
+    after the first request): the column names guidellm's column mapper takes by default for its
+    prompt, token counts and the replay profile's schedule. (guidellm's own ``mooncake`` trace
+    reader keeps Mooncake's milliseconds as its seconds: give it ``time_scale`` 0.001.)
 
 SGLang's ``bench_serving --dataset-name mooncake`` reads the ``mooncake`` export as it is.
 Everything is vectorised; this module writes no file.
@@ -119,7 +121,9 @@ def vllm_frame(frame: pl.DataFrame, hash_ids: pl.Series, *, block_tokens: int) -
 
 
 def guidellm_frame(frame: pl.DataFrame, hash_ids: pl.Series, *, block_tokens: int) -> pl.DataFrame:
-    """guidellm rows: ``prompt``, ``prompt_tokens_count``, ``output_tokens_count``."""
+    """guidellm rows: ``prompt``, ``prompt_tokens_count``, ``output_tokens_count``, ``relative_timestamp``."""
+    t = frame["timestamp"]
     return pl.DataFrame([synthetic_prompts(frame["input_tokens"], hash_ids, block_tokens=block_tokens),
                          frame["input_tokens"].alias("prompt_tokens_count"),
-                         frame["output_tokens"].alias("output_tokens_count")])
+                         frame["output_tokens"].alias("output_tokens_count"),
+                         (t - (t.min() if t.len() else 0.0)).alias("relative_timestamp")])

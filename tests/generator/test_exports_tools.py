@@ -109,7 +109,10 @@ def test_vllm_and_guidellm_prompts_carry_lengths_and_shared_prefixes(workload, t
     vllm = _rows(export_workload(workload, tmp_path / "v.jsonl", fmt="vllm"))
     guide = _rows(export_workload(workload, tmp_path / "g.jsonl", fmt="guidellm"))
     assert {tuple(sorted(r)) for r in vllm} == {("output_tokens", "prompt")}
-    assert {tuple(sorted(r)) for r in guide} == {("output_tokens_count", "prompt", "prompt_tokens_count")}
+    assert {tuple(sorted(r)) for r in guide} == {
+        ("output_tokens_count", "prompt", "prompt_tokens_count", "relative_timestamp")}
+    t = workload["timestamp"].to_numpy()
+    np.testing.assert_allclose([r["relative_timestamp"] for r in guide], t - t[0], rtol=0, atol=1e-12)
     words = [len(r["prompt"].split()) for r in vllm]
     assert words == workload["input_tokens"].to_list()
     assert [r["output_tokens"] for r in vllm] == workload["output_tokens"].to_list()
