@@ -20,7 +20,15 @@ follow the tools' own loaders (checked by ``benchmarks/interop.py`` and ``tests/
     prompt, token counts and the replay profile's schedule. (guidellm's own ``mooncake`` trace
     reader keeps Mooncake's milliseconds as its seconds: give it ``time_scale`` 0.001.)
 
-SGLang's ``bench_serving --dataset-name mooncake`` reads the ``mooncake`` export as it is.
+``sglang`` (``python -m sglang.bench_serving --dataset-name custom``)
+    ``conversations``: ``[{"role": "user", "content": prompt}, {"role": "assistant", "content":
+    completion}]``, where SGLang counts the output length as the completion's tokens, so the
+    completion is ``output_tokens`` filler words. SGLang shuffles the file and drops requests
+    with fewer than 2 prompt or output tokens.
+
+SGLang's ``--dataset-name mooncake`` reads the ``mooncake`` export and replays its timestamps,
+but builds each prompt from 128 words per hash id: it keeps the arrival times and the prefix
+structure, not the input lengths.
 Everything is vectorised; this module writes no file.
 """
 from __future__ import annotations
@@ -29,7 +37,7 @@ import numpy as np
 import polars as pl
 from servelab.generator.exceptions import ExportFormatError
 
-__all__ = ["aiperf_frame", "vllm_frame", "guidellm_frame", "synthetic_prompts", "session_columns"]
+__all__ = ["aiperf_frame", "vllm_frame", "guidellm_frame", "sglang_frame", "synthetic_prompts", "session_columns"]
 
 #: filler word of a synthetic prompt (one token in common BPE vocabularies)
 _FILLER = " a"
@@ -127,3 +135,15 @@ def guidellm_frame(frame: pl.DataFrame, hash_ids: pl.Series, *, block_tokens: in
                          frame["input_tokens"].alias("prompt_tokens_count"),
                          frame["output_tokens"].alias("output_tokens_count"),
                          (t - (t.min() if t.len() else 0.0)).alias("relative_timestamp")])
+
+
+def sglang_frame(frame: pl.DataFrame, hash_ids: pl.Series, *, block_tokens: int) -> pl.DataFrame:
+    """SGLang custom-dataset rows: ``conversations`` (a user prompt and a filler completion)."""
+    out = np.maximum(frame["output_tokens"].fill_null(0).to_numpy().astype(np.int64), 0)
+    completion = pl.Series("completion", np.char.lstrip(np.char.multiply(_FILLER, out)))
+    prompts = synthetic_prompts(frame["input_tokens"], hash_ids, block_tokens=block_tokens)
+    return pl.DataFrame([prompts, completion]).select(
+        pl.concat_list(
+            pl.struct(pl.lit("user").alias("role"), pl.col("prompt").alias("content")),
+            pl.struct(pl.lit("assistant").alias("role"), pl.col("completion").alias("content")),
+        ).alias("conversations"))

@@ -17,9 +17,10 @@ Formats (:data:`EXPORT_FORMATS`):
     One object per request for custom benchmark clients: ``timestamp`` (s), ``input_tokens``,
     ``output_tokens``, plus ``client_id``, ``conversation_id``, ``parent_id``, ``turn`` when the
     workload has them, then ``failed`` and the multimodal counts and tokens when it has them.
-``aiperf``, ``vllm``, ``guidellm``
+``aiperf``, ``vllm``, ``sglang``, ``guidellm``
     AIPerf multi-turn JSONL (``session_id``, ``timestamp`` / ``delay`` in ms), vLLM bench custom
-    JSONL and guidellm JSONL: see :mod:`servelab.generator.export_tools`.
+    JSONL, SGLang bench_serving custom JSONL and guidellm JSONL: see
+    :mod:`servelab.generator.export_tools`.
 
 Everything is vectorised (polars writers, numpy for block ids). This module does not generate
 workloads and does not read any format back (``servelab ingest`` does).
@@ -33,11 +34,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 from servelab.generator.exceptions import ExportFormatError
-from servelab.generator.export_tools import aiperf_frame, guidellm_frame, vllm_frame
+from servelab.generator.export_tools import aiperf_frame, guidellm_frame, sglang_frame, vllm_frame
 
 __all__ = ["EXPORT_FORMATS", "MOONCAKE_BLOCK_TOKENS", "export_workload", "mooncake_hash_ids", "workload_hash_ids"]
 
-EXPORT_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl", "aiperf", "vllm", "guidellm")
+EXPORT_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl", "aiperf", "vllm", "sglang", "guidellm")
 #: optional columns the ``jsonl`` export carries after the conversation links, when present
 _JSONL_EXTRA = ("failed", "reason_tokens", "text_tokens", "image_tokens", "audio_tokens", "video_tokens",
                 "image_count", "audio_count", "video_count")
@@ -150,6 +151,8 @@ def export_workload(frame: pl.DataFrame, path: str | os.PathLike, *, fmt: str = 
             out = aiperf_frame(ordered, ids)
         elif fmt == "vllm":
             out = vllm_frame(ordered, ids, block_tokens=block_tokens)
+        elif fmt == "sglang":
+            out = sglang_frame(ordered, ids, block_tokens=block_tokens)
         else:
             out = guidellm_frame(ordered, ids, block_tokens=block_tokens)
         out.write_ndjson(path)

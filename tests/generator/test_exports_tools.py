@@ -135,6 +135,15 @@ def test_vllm_and_guidellm_prompts_carry_lengths_and_shared_prefixes(workload, t
     assert checked > 20
 
 
+def test_sglang_conversations_carry_prompt_and_output_lengths(workload, tmp_path):
+    rows = _rows(export_workload(workload, tmp_path / "s.jsonl", fmt="sglang"))
+    vllm = _rows(export_workload(workload, tmp_path / "v.jsonl", fmt="vllm"))
+    assert {tuple(r) for r in rows} == {("conversations",)}
+    assert [[m["role"] for m in r["conversations"]] for r in rows] == [["user", "assistant"]] * len(rows)
+    assert [r["conversations"][0]["content"] for r in rows] == [r["prompt"] for r in vllm]
+    assert [len(r["conversations"][1]["content"].split()) for r in rows] == workload["output_tokens"].to_list()
+
+
 def test_synthetic_prompts_share_text_exactly_along_block_ids():
     prompts = synthetic_prompts(pl.Series([5, 7, 3, 0]), pl.Series([[1, 2], [1, 2, 9], [3], []]), block_tokens=3)
     assert prompts.to_list() == ["<1> a a <2> a", "<1> a a <2> a a <9>", "<3> a a", ""]
