@@ -11,6 +11,9 @@ follow the tools' own loaders (checked by ``benchmarks/interop.py`` and ``tests/
     A session's rows are in turn order. ``delay`` is the arrival gap to the previous turn of the
     session; AIPerf waits it after the previous turn's response, so a replay spaces turns by
     the gap plus the response time (no latency is subtracted: generated workloads have none).
+    AIPerf needs ``output_length >= 1``: a failed request (``failed``, or 0 output tokens) is
+    written with ``output_length`` 1 (it keeps its arrival and prompt) and ``"failed": true``, a
+    key AIPerf ignores and servelab's ``aiperf`` ingest reads back (0 output tokens, failed).
 ``vllm`` (``vllm bench serve --dataset-name custom``)
     ``prompt`` (text, see :func:`synthetic_prompts`) and ``output_tokens``. vLLM shuffles the
     file and sends at ``--request-rate``: it replays lengths, not times.
@@ -37,7 +40,7 @@ import numpy as np
 import polars as pl
 from servelab.generator.exceptions import ExportFormatError
 
-__all__ = ["aiperf_frame", "vllm_frame", "guidellm_frame", "sglang_frame", "synthetic_prompts", "session_columns"]
+__all__ = ["failed_mask", "aiperf_frame", "vllm_frame", "guidellm_frame", "sglang_frame", "synthetic_prompts", "session_columns"]
 
 #: filler word of a synthetic prompt (one token in common BPE vocabularies)
 _FILLER = " a"
@@ -69,6 +72,14 @@ def session_columns(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
     return out["timestamp"], out["delay"]
 
 
+def failed_mask(frame: pl.DataFrame) -> pl.Series:
+    """True for a failed request: ``failed`` set, or 0 output tokens (BurstGPT's convention)."""
+    zero = frame["output_tokens"].fill_null(1) == 0
+    if "failed" in frame.columns:
+        zero = zero | frame["failed"].fill_null(False)
+    return zero.alias("failed")
+
+
 def aiperf_frame(frame: pl.DataFrame, hash_ids: pl.Series) -> pl.DataFrame:
     """AIPerf multi-turn rows (see the module docstring), rows grouped by session in turn order.
 
@@ -82,16 +93,21 @@ def aiperf_frame(frame: pl.DataFrame, hash_ids: pl.Series) -> pl.DataFrame:
     timestamp, delay = session_columns(frame)
     session = (frame["conversation_id"].cast(pl.String) if "conversation_id" in frame.columns
                else pl.Series("session_id", [None] * frame.height, dtype=pl.String))
+    failed = failed_mask(frame)
     out = pl.DataFrame([
         session.alias("session_id"), timestamp, delay,
-        frame["input_tokens"].alias("input_length"), frame["output_tokens"].alias("output_length"),
+        frame["input_tokens"].alias("input_length"),
+        pl.select(pl.when(failed).then(1).otherwise(frame["output_tokens"])).to_series().alias("output_length"),
         hash_ids.alias("hash_ids"),
     ])
-    # a session's rows stay in turn order; sessions ordered by their first request
+    if failed.any():
+        out = out.with_columns(failed.alias("failed"))
+    # a session's rows stay together in turn order; sessions ordered by their first request
+    # (then by id, so sessions starting in the same microsecond do not interleave)
     key = pl.coalesce(pl.col("session_id"), pl.lit("\x00") + pl.int_range(pl.len()).cast(pl.String))
     return (out.with_columns(pl.col("timestamp").fill_null(strategy="forward").over(key).alias("_start"),
-                             pl.int_range(pl.len()).alias("_row"))
-            .sort("_start", "_row").drop("_start", "_row"))
+                             key.alias("_key"), pl.int_range(pl.len()).alias("_row"))
+            .sort("_start", "_key", "_row").drop("_start", "_key", "_row"))
 
 
 def synthetic_prompts(input_tokens: pl.Series, hash_ids: pl.Series, *, block_tokens: int) -> pl.Series:

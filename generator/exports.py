@@ -12,7 +12,9 @@ Formats (:data:`EXPORT_FORMATS`):
     ``ChatGPT``.
 ``mooncake``
     Mooncake JSONL (SGLang, AIPerf and Dynamo replay it): ``timestamp`` (integer ms),
-    ``input_length``, ``output_length``, ``hash_ids`` (:func:`workload_hash_ids`).
+    ``input_length``, ``output_length``, ``hash_ids`` (:func:`workload_hash_ids`). The format
+    has no failures and AIPerf refuses ``output_length`` 0: a failed request (``failed`` or 0
+    output tokens) is written with ``output_length`` 1.
 ``jsonl``
     One object per request for custom benchmark clients: ``timestamp`` (s), ``input_tokens``,
     ``output_tokens``, plus ``client_id``, ``conversation_id``, ``parent_id``, ``turn`` when the
@@ -34,7 +36,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 from servelab.generator.exceptions import ExportFormatError
-from servelab.generator.export_tools import aiperf_frame, guidellm_frame, sglang_frame, vllm_frame
+from servelab.generator.export_tools import aiperf_frame, failed_mask, guidellm_frame, sglang_frame, vllm_frame
 
 __all__ = ["EXPORT_FORMATS", "MOONCAKE_BLOCK_TOKENS", "export_workload", "mooncake_hash_ids", "workload_hash_ids"]
 
@@ -136,7 +138,7 @@ def export_workload(frame: pl.DataFrame, path: str | os.PathLike, *, fmt: str = 
         frame.select(
             (pl.col("timestamp") * 1000).round().cast(pl.Int64).alias("timestamp"),
             pl.col("input_tokens").alias("input_length"),
-            pl.col("output_tokens").alias("output_length"),
+            pl.when(failed_mask(frame)).then(1).otherwise(pl.col("output_tokens")).alias("output_length"),
         ).with_columns(workload_hash_ids(frame, block_tokens=block_tokens)).write_ndjson(path)
     elif fmt == "jsonl":
         _need(frame, ("input_tokens", "output_tokens"), fmt)

@@ -11,7 +11,9 @@ A session's first row carries ``timestamp`` (ms from the trace start), its later
   the response times.
 - ``session_id`` -> ``conversation_id`` (null: a request of its own); ``turn`` = the row's rank in
   its session, in file order (null outside a session);
-- ``hash_ids`` -> ``prefix_blocks``.
+- ``hash_ids`` -> ``prefix_blocks``;
+- ``failed`` (a key AIPerf ignores; servelab's export writes it because AIPerf needs
+  ``output_length >= 1``) -> ``failed``, and a failed request's ``output_tokens`` is 0.
 
 Rows are ordered within a session by their line in the file, which the two-pass reader numbers:
 the plan asks for it (``link_conversations``; there is no ``parent_id``, so no link is
@@ -26,7 +28,7 @@ __all__ = ["NAME", "KIND", "REQUIRED", "OPTIONAL", "matches", "plan"]
 NAME = "aiperf"
 KIND = "jsonl"
 REQUIRED = ("session_id", "timestamp", "delay", "input_length", "output_length")
-OPTIONAL = ("hash_ids",)
+OPTIONAL = ("hash_ids", "failed")
 
 
 def matches(kind: str, columns: tuple[str, ...]) -> bool:
@@ -45,15 +47,20 @@ def plan(columns: tuple[str, ...], column_map=None) -> IngestPlan:
     first = _window(f"first_value({own})", cumulative=True)
     delays = _window(f"sum(COALESCE(TRY_CAST({ident('delay')} AS DOUBLE), 0))", cumulative=True)
     rank = _window("row_number()", cumulative=True)
+    failed = f"lower(trim({ident('failed')})) IN ('true', '1')" if "failed" in columns else None
+    output = (Field("output_tokens", f"CASE WHEN {failed} THEN '0' ELSE {ident('output_length')} END", "count")
+              if failed else Field.of("output_tokens", "output_length", "count"))
     fields = [
         Field.of("input_tokens", "input_length", "count"),
-        Field.of("output_tokens", "output_length", "count"),
+        output,
         Field.of("conversation_id", "session_id", "string", required=False),
         Field("turn", f"CASE WHEN {ident('session_id')} IS NULL THEN NULL ELSE CAST({rank} AS VARCHAR) END",
               "count", required=False),
     ]
     if "hash_ids" in columns:
         fields.append(Field.of("prefix_blocks", "hash_ids", "list", required=False))
+    if failed:
+        fields.append(Field.of("failed", "failed", "bool", required=False))
     return IngestPlan(
         fmt=NAME,
         time=TimeSpec(
@@ -68,6 +75,7 @@ def plan(columns: tuple[str, ...], column_map=None) -> IngestPlan:
             "timestamp (first turn) + cumulative delay -> timestamp, ms -> s",
             "session_id -> conversation_id; turn = rank in the session in file order",
             "hash_ids -> prefix_blocks",
+            *(("failed -> failed; a failed request's output_tokens = 0",) if failed else ()),
         ),
         link_conversations=True,
     )

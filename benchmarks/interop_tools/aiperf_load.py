@@ -33,8 +33,14 @@ def main(argv):
         t = time.perf_counter()
         pg = PromptGenerator(prompts=None, prefix_prompts=None, tokenizer=tok)
         loader = loaders[fmt](filename=path, prompt_generator=pg)
-        data = loader.load_dataset()
-        convs = loader.convert_to_conversations(data)
+        try:
+            data = loader.load_dataset()
+            convs = loader.convert_to_conversations(data)
+        except Exception as err:  # reported, not raised: the caller tabulates it
+            msg = " ".join(str(err).split())
+            out["files"][job] = {"loader": type(loader).__name__, "error": f"{type(err).__name__}: {msg[:300]}",
+                                 "seconds": time.perf_counter() - t}
+            continue
         sessions = []
         for conv, (sid, traces) in zip(convs, data.items()):
             turns = []

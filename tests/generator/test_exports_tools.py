@@ -40,14 +40,17 @@ def test_aiperf_rows_follow_the_multi_turn_schema(workload, tmp_path):
     rows = _rows(export_workload(workload, tmp_path / "w.jsonl", fmt="aiperf"))
     assert len(rows) == workload.height
     assert {tuple(sorted(r)) for r in rows} == {
-        ("delay", "hash_ids", "input_length", "output_length", "session_id", "timestamp")}
+        ("delay", "failed", "hash_ids", "input_length", "output_length", "session_id", "timestamp")}
     # independent reference: walk each session in file order
     by_id = {cid: grp.sort("timestamp") for (cid,), grp in workload.group_by("conversation_id")}
     seen: dict[str, int] = {}
     for r in rows:
         k = seen.get(r["session_id"], 0)
         expect = by_id[r["session_id"]].row(k, named=True)
-        assert r["input_length"] == expect["input_tokens"] and r["output_length"] == expect["output_tokens"]
+        assert r["input_length"] == expect["input_tokens"]
+        # AIPerf needs output_length >= 1: a failure is a 1-token request marked failed
+        assert r["failed"] == (expect["output_tokens"] == 0)
+        assert r["output_length"] == (1 if r["failed"] else expect["output_tokens"])
         if k == 0:
             assert r["delay"] is None and r["timestamp"] == pytest.approx(expect["timestamp"] * 1e3, abs=6e-4)
         else:
@@ -55,9 +58,11 @@ def test_aiperf_rows_follow_the_multi_turn_schema(workload, tmp_path):
             assert r["timestamp"] is None and r["delay"] == pytest.approx(gap, abs=6e-4)
         assert len(r["hash_ids"]) == -(-expect["input_tokens"] // 512)
         seen[r["session_id"]] = k + 1
-    # sessions come in the order of their first request
+    # sessions come in the order of their first request, each session's rows together
     starts = [r["timestamp"] for r in rows if r["timestamp"] is not None]
     assert starts == sorted(starts)
+    blocks = [k for i, k in enumerate(r["session_id"] for r in rows) if i == 0 or rows[i - 1]["session_id"] != k]
+    assert len(blocks) == len(set(blocks)) == workload["conversation_id"].n_unique()
 
 
 def test_aiperf_export_ingests_back_to_the_same_requests(workload, tmp_path):
@@ -71,6 +76,8 @@ def test_aiperf_export_ingests_back_to_the_same_requests(workload, tmp_path):
     np.testing.assert_allclose(got["timestamp"].to_numpy(), workload["timestamp"].to_numpy(), rtol=0, atol=5e-6)
     for c in ("input_tokens", "output_tokens", "conversation_id"):
         assert got[c].to_list() == workload[c].to_list(), c
+    assert got["failed"].to_list() == (workload["output_tokens"] == 0).to_list()
+    assert got["failed"].sum() > 10
     # turn = rank in the session; the generator's turn numbers may start above 1 (cropped)
     rank = workload.select(pl.int_range(1, pl.len() + 1).over("conversation_id"))["literal"]
     assert got["turn"].to_list() == rank.to_list()
@@ -162,6 +169,15 @@ def test_workload_prefix_blocks_are_kept_and_derived_ids_do_not_collide(workload
     for i, given in enumerate(w["prefix_blocks"].to_list()):
         assert got[i] == (given if given is not None else [x + 101 for x in derived[i]])
     assert workload_hash_ids(workload).to_list() == mooncake_hash_ids(workload).to_list()
+
+
+def test_mooncake_export_writes_failures_as_one_token_requests(workload, tmp_path):
+    w = workload.head(200).with_columns(pl.Series("failed", [i % 7 == 3 for i in range(200)]))
+    rows = _rows(export_workload(w, tmp_path / "m.jsonl", fmt="mooncake"))
+    fail = (w["failed"] | (w["output_tokens"] == 0)).to_list()
+    # both kinds of failure are present: the flag, and 0 output tokens without it
+    assert w["failed"].any() and ((w["output_tokens"] == 0) & ~w["failed"]).any()
+    assert [r["output_length"] for r in rows] == [1 if f else o for f, o in zip(fail, w["output_tokens"])]
 
 
 def test_mooncake_export_writes_given_prefix_blocks(workload, tmp_path):
