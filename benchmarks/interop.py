@@ -44,7 +44,7 @@ HELPERS = Path(__file__).resolve().parent / "interop_tools"
 
 __all__ = ["ToolEnv", "Check", "TOOLS", "NOT_INSTALLED", "SCHEMAS", "build_workload", "export_all",
            "tool_env", "offline_env", "schema_checks", "aiperf_checks", "guidellm_checks", "lengths_crosscheck",
-           "main"]
+           "replay_workload", "replay_dry_run", "main"]
 
 
 @dataclass(frozen=True)
@@ -527,6 +527,64 @@ def lengths_crosscheck(env: ToolEnv, frame: pl.DataFrame, folder: Path, home: Pa
 
 
 # ---------------------------------------------------------------------------------------------
+# replay dry run: AIPerf fixed schedule against a stub server on 127.0.0.1
+# ---------------------------------------------------------------------------------------------
+
+def replay_workload(*, rate: float = 50.0, n: int = 500, seed: int = 7) -> pl.DataFrame:
+    """A Poisson schedule of ``n`` requests at ``rate`` req/s with small prompts and outputs."""
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame({"timestamp": np.cumsum(rng.exponential(1.0 / rate, n)),
+                         "input_tokens": rng.integers(16, 256, n), "output_tokens": rng.integers(1, 16, n)})
+
+
+def replay_dry_run(env: ToolEnv, folder: Path, home: Path, *, rate: float = 50.0, n: int = 500,
+                   timeout_s: float = 300.0) -> dict:
+    """Replay a Mooncake export with ``aiperf profile --fixed-schedule`` against the stub server.
+
+    The stub (``interop_tools/stub_server.py``, 127.0.0.1 only, stops after ``n`` requests or
+    ``timeout_s``) logs each arrival. Arrivals and scheduled times are matched in sorted order;
+    the error of request ``i`` is its arrival offset minus its scheduled offset, less the median
+    error (the constant start-up lag). Returns counts, error percentiles (ms) and AIPerf's seconds.
+    """
+    from servelab.generator.exports import export_workload
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _tokenizer(env, home)
+    trace = export_workload(replay_workload(rate=rate, n=n), folder / "replay_mooncake.jsonl", fmt="mooncake")
+    port_file, log = folder / "stub.port", folder / "stub_arrivals.jsonl"
+    for f in (port_file, log):
+        f.unlink(missing_ok=True)
+    stub = subprocess.Popen([sys.executable, str(HELPERS / "stub_server.py"), str(port_file), str(log), str(n),
+                             str(timeout_s)])
+    try:
+        for _ in range(200):
+            if port_file.exists() and port_file.read_text():
+                break
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{int(port_file.read_text())}"
+        t0 = time.perf_counter()
+        run = subprocess.run([str(Path(env.python).parent / "aiperf"), "profile", "--model", "stub", "--url", url,
+                              "--endpoint-type", "chat", "--input-file", str(trace), "--custom-dataset-type",
+                              "mooncake_trace", "--fixed-schedule", "--tokenizer", "servelab/bytes",
+                              "--artifact-dir", str(folder / "aiperf_artifacts"), "--ui-type", "none"],
+                             capture_output=True, text=True, env=offline_env(home), timeout=timeout_s)
+        seconds = time.perf_counter() - t0
+    finally:
+        stub.wait(timeout=timeout_s + 10)
+    if run.returncode != 0:
+        raise RuntimeError(f"aiperf profile failed: {run.stdout[-800:]} {run.stderr[-800:]}")
+    arrivals = np.sort([json.loads(x)["t"] for x in log.read_text().splitlines()])
+    sched = np.sort([json.loads(x)["timestamp"] for x in trace.read_text().splitlines()]) / 1000.0
+    out = {"scheduled": int(sched.size), "arrived": int(arrivals.size), "rate": rate, "aiperf_seconds": seconds}
+    if arrivals.size == sched.size:
+        err = (arrivals - arrivals[0]) - (sched - sched[0])
+        lag = float(np.median(err))
+        out.update(start_lag_ms=lag * 1e3, **{f"abs_error_p{q}_ms": float(np.percentile(np.abs(err - lag), q)) * 1e3
+                                            for q in (50, 90, 99, 100)})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 
 def _table(checks: list[Check]) -> str:
     head = f"{'tool':<9} {'format':<26} {'loaded':<7} {'requests':>8}  {'result':<8} compared"
@@ -545,6 +603,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tools", default=",".join(TOOLS), help="tools to load with (default: all installable)")
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--out", type=Path, default=OUT / "interop")
+    ap.add_argument("--replay", type=int, default=500, metavar="N",
+                    help="requests of the AIPerf fixed-schedule dry run at 50 req/s (0: skip)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     frame = build_workload(seed=args.seed)
@@ -567,6 +627,8 @@ def main(argv=None) -> int:
         print(f"{tool}: loaders ran in {time.perf_counter() - t:.1f} s")
         if tool == "aiperf":
             extra["lengths_vs_analyze_trace"] = lengths_crosscheck(env, frame, args.out, home)
+            if args.replay:
+                extra["replay"] = replay_dry_run(env, args.out / "replay", home, n=args.replay)
     for tool, why in NOT_INSTALLED.items():
         print(f"{tool}: not installed here: {why}")
     print()
@@ -577,6 +639,12 @@ def main(argv=None) -> int:
         for s in x["stats"]:
             same = "same" if abs(s["servelab"] - s["aiperf"]) <= 1e-9 * max(1.0, abs(s["aiperf"])) else "DIFFERS"
             print(f"  {s['column']:<14} {s['stat']:<5} servelab {s['servelab']:>12.4f}  aiperf {s['aiperf']:>12.4f}  {same}")
+    if "replay" in extra:
+        r = extra["replay"]
+        print(f"\nAIPerf fixed-schedule replay at {r['rate']:g} req/s against the stub on 127.0.0.1: "
+              f"{r['arrived']} of {r['scheduled']} requests arrived; start lag {r.get('start_lag_ms', float('nan')):.1f} ms, "
+              f"|error| p50 {r.get('abs_error_p50_ms', float('nan')):.1f} ms, p99 {r.get('abs_error_p99_ms', float('nan')):.1f} ms, "
+              f"max {r.get('abs_error_p100_ms', float('nan')):.1f} ms (target p99 <= 50 ms); aiperf ran {r['aiperf_seconds']:.1f} s")
     failed = [c for c in checks if not c.ok and not c.expected_failure]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps({

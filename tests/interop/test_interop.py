@@ -121,3 +121,23 @@ def test_servelab_lengths_equal_aiperf_analyze_trace(workload, tmp_path):
 def test_tool_env_reports_an_absent_venv(tmp_path):
     env = interop.tool_env("aiperf", install=False, root=tmp_path)
     assert env.python is None and env.how == "absent" and str(tmp_path / "interop-venv") in env.note
+
+
+def test_aiperf_fixed_schedule_replay_hits_the_schedule(tmp_path):
+    """500 requests at 50 req/s through AIPerf to a stub on 127.0.0.1: all arrive, on time.
+
+    Target (issue 20): p99 absolute error <= 50 ms after the constant start-up lag. On a shared
+    2-core machine a stall elsewhere delays a few requests; when the load average exceeds the
+    cores the timing is not measurable and the test says so instead of failing.
+    """
+    import os
+
+    env = _env("aiperf")
+    got = interop.replay_dry_run(env, tmp_path / "replay", tmp_path / "hf", n=500)
+    assert got["arrived"] == got["scheduled"] == 500
+    assert got["abs_error_p50_ms"] <= 5.0, got
+    if got["abs_error_p99_ms"] > 50.0:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if load > cores:
+            pytest.skip(f"p99 error {got['abs_error_p99_ms']:.1f} ms with load average {load:.1f} on {cores} cores")
+    assert got["abs_error_p99_ms"] <= 50.0, got
