@@ -62,10 +62,13 @@ TOOLS = {
 
 #: tools not installed here, and why (measured on this 2-core CPU machine, see the report)
 NOT_INSTALLED = {
-    "vllm": "GPU build: pulls CUDA torch; vllm bench needs the vllm package itself (checked against "
-            "its documented custom / burstgpt schema)",
-    "sglang": "GPU build (sgl-kernel, CUDA torch); bench_serving lives in the sglang package (checked "
-              "against its documented custom / mooncake schema)",
+    "vllm": "not installable here in 10 min: `pip install vllm` was still installing CUDA torch at 624 s "
+            "(5.7 GB); vllm bench serve needs the vllm package itself. Checked against its documented "
+            "custom / burstgpt loaders",
+    "sglang": "not installable here in 10 min: `pip install sglang` timed out at 613 s (6.0 GB: CUDA torch, "
+              "sgl-kernel); bench_serving lives in the sglang package. Checked against its documented "
+              "custom / mooncake loaders",
+    "inference-perf": "`pip install inference-perf`: no matching distribution on the package registry here",
 }
 
 #: files per format (JSONL formats end in .jsonl: guidellm and vLLM read only that suffix)
