@@ -122,8 +122,9 @@ def synthetic_prompts(input_tokens: pl.Series, hash_ids: pl.Series, *, block_tok
     n = np.maximum(input_tokens.fill_null(0).to_numpy().astype(np.int64), 0)
     nb = hash_ids.list.len().fill_null(0).to_numpy().astype(np.int64)
     if np.any(nb != -(-n // block_tokens)):
-        raise ExportFormatError("hash_ids must hold ceil(input_tokens / block_tokens) ids per request; "
-                                f"got {int(np.sum(nb != -(-n // block_tokens)))} requests that do not")
+        raise ExportFormatError(f"hash_ids must hold ceil(input_tokens / block_tokens) ids per request "
+                                f"(block_tokens={block_tokens}); got {int(np.sum(nb != -(-n // block_tokens)))} "
+                                "requests that do not (prefix_blocks of another block size?)")
     row = np.repeat(np.arange(n.size), nb)
     offsets = np.r_[0, np.cumsum(nb)]
     b = np.arange(offsets[-1]) - offsets[:-1][row]

@@ -15,7 +15,10 @@ A session's first row carries ``timestamp`` (ms from the trace start), its later
 - ``failed`` (a key AIPerf ignores; servelab's export writes it because AIPerf needs
   ``output_length >= 1``) -> ``failed``, and a failed request's ``output_tokens`` is 0.
 
-Rows are ordered within a session by their line in the file, which the two-pass reader numbers:
+The reader takes a JSONL file's keys from its first line, so that line must carry
+``session_id``, ``timestamp``, ``delay``, ``input_length`` and ``output_length`` (null where unset,
+as servelab's ``aiperf`` export writes them); a file whose first line lacks ``delay`` is refused
+naming the missing key. Rows are ordered within a session by their line in the file, which the two-pass reader numbers:
 the plan asks for it (``link_conversations``; there is no ``parent_id``, so no link is
 followed). Origin wall clock unknown (None). This module only builds a plan.
 """

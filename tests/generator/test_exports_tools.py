@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _genpools import make_pool
+from servelab.analysis.exceptions import TraceFormatError
 from servelab.generator.exceptions import ExportFormatError
 from servelab.generator.export_tools import synthetic_prompts
 from servelab.generator.exports import export_workload, mooncake_hash_ids, workload_hash_ids
@@ -112,6 +113,16 @@ def test_aiperf_session_without_a_first_timestamp_is_rejected(tmp_path):
     assert store.manifest["rows"]["rejected"] == {"missing_timestamp": 1}
 
 
+def test_aiperf_ingest_names_a_key_missing_from_the_first_line(tmp_path):
+    path = tmp_path / "t.jsonl"
+    rows = [{"session_id": "a", "timestamp": 5, "input_length": 1, "output_length": 1},
+            {"session_id": "a", "delay": 10, "input_length": 1, "output_length": 1}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    # the core suggests another format when one matches (here mooncake, which ignores sessions)
+    with pytest.raises(TraceFormatError, match="required column 'delay' is missing"):
+        ingest_mod.ingest(path, fmt="aiperf", output=tmp_path / "s")
+
+
 def test_vllm_and_guidellm_prompts_carry_lengths_and_shared_prefixes(workload, tmp_path):
     vllm = _rows(export_workload(workload, tmp_path / "v.jsonl", fmt="vllm"))
     guide = _rows(export_workload(workload, tmp_path / "g.jsonl", fmt="guidellm"))
@@ -157,7 +168,7 @@ def test_synthetic_prompts_share_text_exactly_along_block_ids():
 
 
 def test_synthetic_prompts_need_one_id_per_block():
-    with pytest.raises(ExportFormatError, match=r"ceil\(input_tokens / block_tokens\).*got 1 requests"):
+    with pytest.raises(ExportFormatError, match=r"ceil\(input_tokens / block_tokens\).*block_tokens=3\); got 1 requests"):
         synthetic_prompts(pl.Series([5, 7]), pl.Series([[1, 2], [1]]), block_tokens=3)
 
 
