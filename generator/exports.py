@@ -12,11 +12,17 @@ Formats (:data:`EXPORT_FORMATS`):
     ``ChatGPT``.
 ``mooncake``
     Mooncake JSONL (SGLang, AIPerf and Dynamo replay it): ``timestamp`` (integer ms),
-    ``input_length``, ``output_length``, ``hash_ids`` (see :func:`mooncake_hash_ids`).
+    ``input_length``, ``output_length``, ``hash_ids`` (:func:`workload_hash_ids`). The format
+    has no failures and AIPerf refuses ``output_length`` 0: a failed request (``failed`` or 0
+    output tokens) is written with ``output_length`` 1.
 ``jsonl``
     One object per request for custom benchmark clients: ``timestamp`` (s), ``input_tokens``,
     ``output_tokens``, plus ``client_id``, ``conversation_id``, ``parent_id``, ``turn`` when the
-    workload has them.
+    workload has them, then ``failed`` and the multimodal counts and tokens when it has them.
+``aiperf``, ``vllm``, ``sglang``, ``guidellm``
+    AIPerf multi-turn JSONL (``session_id``, ``timestamp`` / ``delay`` in ms), vLLM bench custom
+    JSONL, SGLang bench_serving custom JSONL and guidellm JSONL: see
+    :mod:`servelab.generator.export_tools`.
 
 Everything is vectorised (polars writers, numpy for block ids). This module does not generate
 workloads and does not read any format back (``servelab ingest`` does).
@@ -30,10 +36,14 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 from servelab.generator.exceptions import ExportFormatError
+from servelab.generator.export_tools import aiperf_frame, failed_mask, guidellm_frame, sglang_frame, vllm_frame
 
-__all__ = ["EXPORT_FORMATS", "MOONCAKE_BLOCK_TOKENS", "export_workload", "mooncake_hash_ids"]
+__all__ = ["EXPORT_FORMATS", "MOONCAKE_BLOCK_TOKENS", "export_workload", "mooncake_hash_ids", "workload_hash_ids"]
 
-EXPORT_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl")
+EXPORT_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl", "aiperf", "vllm", "sglang", "guidellm")
+#: optional columns the ``jsonl`` export carries after the conversation links, when present
+_JSONL_EXTRA = ("failed", "reason_tokens", "text_tokens", "image_tokens", "audio_tokens", "video_tokens",
+                "image_count", "audio_count", "video_count")
 #: tokens per prompt block in Mooncake's hash_ids
 MOONCAKE_BLOCK_TOKENS = 512
 
@@ -83,6 +93,24 @@ def mooncake_hash_ids(frame: pl.DataFrame, *, block_tokens: int = MOONCAKE_BLOCK
     return pl.Series("hash_ids", pl.from_arrow(arr)).cast(pl.List(pl.Int64))
 
 
+def workload_hash_ids(frame: pl.DataFrame, *, block_tokens: int = MOONCAKE_BLOCK_TOKENS) -> pl.Series:
+    """The workload's own ``prefix_blocks`` as ``hash_ids`` where set, else :func:`mooncake_hash_ids`.
+
+    A row whose ``prefix_blocks`` is null (or a frame without the column) gets the
+    conversation-derived ids; ids of the two kinds never collide (derived ids are shifted past
+    the largest given id).
+    """
+    derived = mooncake_hash_ids(frame, block_tokens=block_tokens)
+    if "prefix_blocks" not in frame.columns or frame["prefix_blocks"].null_count() == frame.height:
+        return derived
+    given = frame["prefix_blocks"].cast(pl.List(pl.Int64))
+    shift = int(given.explode().max() or 0) + 1
+    return (pl.DataFrame([given.alias("g"), derived.alias("d")])
+            .select(pl.when(pl.col("g").is_not_null()).then(pl.col("g"))
+                    .otherwise(pl.col("d").list.eval(pl.element() + shift)).alias("hash_ids"))
+            .to_series())
+
+
 def export_workload(frame: pl.DataFrame, path: str | os.PathLike, *, fmt: str = "parquet",
                     block_tokens: int = MOONCAKE_BLOCK_TOKENS, model: str = "ChatGPT") -> Path:
     """Write ``frame`` to ``path`` in format ``fmt`` and return the path.
@@ -110,12 +138,26 @@ def export_workload(frame: pl.DataFrame, path: str | os.PathLike, *, fmt: str = 
         frame.select(
             (pl.col("timestamp") * 1000).round().cast(pl.Int64).alias("timestamp"),
             pl.col("input_tokens").alias("input_length"),
-            pl.col("output_tokens").alias("output_length"),
-        ).with_columns(mooncake_hash_ids(frame, block_tokens=block_tokens)).write_ndjson(path)
+            pl.when(failed_mask(frame)).then(1).otherwise(pl.col("output_tokens")).alias("output_length"),
+        ).with_columns(workload_hash_ids(frame, block_tokens=block_tokens)).write_ndjson(path)
+    elif fmt == "jsonl":
+        _need(frame, ("input_tokens", "output_tokens"), fmt)
+        extra = [c for c in ("client_id", "conversation_id", "parent_id", "turn", *_JSONL_EXTRA)
+                 if c in frame.columns]
+        frame.select("timestamp", "input_tokens", "output_tokens", *extra).write_ndjson(path)
     else:
         _need(frame, ("input_tokens", "output_tokens"), fmt)
-        extra = [c for c in ("client_id", "conversation_id", "parent_id", "turn") if c in frame.columns]
-        frame.select("timestamp", "input_tokens", "output_tokens", *extra).write_ndjson(path)
+        ordered = frame.sort("timestamp", maintain_order=True)
+        ids = workload_hash_ids(ordered, block_tokens=block_tokens)
+        if fmt == "aiperf":
+            out = aiperf_frame(ordered, ids)
+        elif fmt == "vllm":
+            out = vllm_frame(ordered, ids, block_tokens=block_tokens)
+        elif fmt == "sglang":
+            out = sglang_frame(ordered, ids, block_tokens=block_tokens)
+        else:
+            out = guidellm_frame(ordered, ids, block_tokens=block_tokens)
+        out.write_ndjson(path)
     return path
 
 

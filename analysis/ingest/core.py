@@ -35,7 +35,7 @@ import duckdb
 
 from servelab.analysis.clock import Clock, resolve_clock
 from servelab.analysis.exceptions import ColumnMapError, MissingColumnError, TraceFormatError
-from servelab.analysis.ingest import azure, bailian, burstgpt, fast_path, general_path, generic, mooncake
+from servelab.analysis.ingest import aiperf, azure, bailian, burstgpt, fast_path, general_path, generic, mooncake
 from servelab.analysis.ingest.manifest import ingest_manifest
 from servelab.analysis.ingest.outcome import PathOutcome
 from servelab.analysis.ingest.plan import sql_str
@@ -61,6 +61,7 @@ __all__ = [
 ADAPTERS: Mapping[str, ModuleType] = {
     burstgpt.NAME: burstgpt,
     azure.NAME: azure,
+    aiperf.NAME: aiperf,  # before mooncake: an AIPerf multi-turn file also has Mooncake's columns
     mooncake.NAME: mooncake,
     bailian.NAME: bailian,
     generic.NAME: generic,
