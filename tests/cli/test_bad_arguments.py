@@ -165,8 +165,6 @@ def _path_cases() -> list[Case]:
 XF_RATE = "generate.py's _rate_option: resolve_rate(float(text)) raises for a number <= 0 or not finite and the " \
           "CLI says \"--rate must be a number of req/s or 'pool' / 'pool*K'; got {!r}\""
 XF_RATE_FILE = "generator.generate.read_rate_file / rate_table: the message does not name the file: {!r}"
-XF_POOL = ("ServeGen pools are not validated on import (issue 18 item 4, generator/servegen_format.py): "
-           "`pool import-servegen` accepted it and wrote the pool (exit 0)")
 
 CASES: list[Case] = [
     *_path_cases(),
@@ -294,19 +292,16 @@ CASES: list[Case] = [
     _c("generate-unreadable-trace", "generate|{sg_unreadable_trace}|--rate|1|--duration|60|--seed|1|-o|{out}/u.parquet",
        r"{sg_unreadable_trace}/chunk-0-trace.csv"),
     *[_c(f"pool-import-servegen-{name}", f"pool|import-servegen|{{sg_{name}}}|-o|{{out}}/sg_{name}",
-         rf"client '?0'?.*{field}|{field}.*client '?0'?", xfail=XF_POOL)
+         rf"client '?0'?.*{field}|{field}.*client '?0'?")
       for name, field in (("negative_rate", "rate"), ("nan_rate", "rate"), ("infinite_rate", "rate"),
                           ("negative_cv", "cv"), ("negative_shape", "shape"),
                           ("negative_probability", "input_tokens"), ("probabilities_sum_to_0_4", "input_tokens"))],
     _c("pool-import-servegen-non_string_pmf", "pool|import-servegen|{sg_non_string_pmf}|-o|{out}/sgn",
-       r"input_tokens", xfail="generator/servegen_format.py calls .strip() on the PMF: \"unexpected error: "
-                              "AttributeError: 'int' object has no attribute 'strip'\""),
+       r"input_tokens"),
     _c("generate-non_string_pmf", "generate|{sg_non_string_pmf}|--rate|1|--duration|60|--seed|1|-o|{out}/n.parquet",
-       r"input_tokens", xfail="generator/servegen_format.py calls .strip() on the PMF: \"unexpected error: "
-                              "AttributeError: 'int' object has no attribute 'strip'\""),
+       r"input_tokens"),
     _c("generate-negative_rate", "generate|{sg_negative_rate}|--rate|1|--duration|1500|--seed|1|-o|{out}/nr.parquet",
-       r"rate.*-1|client '?0'?", xfail="generate accepts a pool rate of -1 (exit 0): the client is treated as "
-                                       "inactive in that window; it warns that segments have no active client"),
+       r"rate.*-1|client '?0'?"),
     # the command line itself
     _c("unknown-command", "frobnicate", r"No such command 'frobnicate'"),
     _c("unknown-option", "info|{store}|--bogus", r"No such option.*--bogus"),
