@@ -65,7 +65,7 @@ class RateSchedule:
             bad = np.flatnonzero(np.diff(t) <= 0)
             if bad.size:
                 raise GenerationError(f"rate table times must be strictly increasing; point {bad[0] + 1} "
-                                      f"(time {t[bad[0] + 1]!r}) follows time {t[bad[0]]!r}")
+                                      f"(time {float(t[bad[0] + 1])!r}) follows time {float(t[bad[0]])!r}")
             if not np.any(r > 0):
                 raise GenerationError("rate table rates are all 0: nothing to generate")
 
