@@ -13,11 +13,23 @@ from servelab.generator.exceptions import (
     PoolNotFoundError,
     PoolSpanError,
     PoolWarning,
+    RequestBudgetError,
 )
 from servelab.generator.exports import EXPORT_FORMATS, export_workload, mooncake_hash_ids
-from servelab.generator.generate import RateSchedule, constant_rate, generate, pool_rate, rate_table, read_rate_file
+from servelab.generator.generate import (
+    DEFAULT_MAX_REQUESTS,
+    RateSchedule,
+    check_request_budget,
+    clock_times,
+    constant_rate,
+    generate,
+    pool_rate,
+    rate_table,
+    read_rate_file,
+)
 from servelab.generator.naive import aggregate_cv, naive_generate
 from servelab.generator.pool import ClientPool
+from servelab.generator.pool_checks import POOL_BOUNDS, check_pool_tables
 from servelab.generator.sampling import sample_requests
 from servelab.generator.servegen_format import read_servegen, write_servegen
 
@@ -40,6 +52,12 @@ __all__: list[str] = [
     "rate_table",
     "pool_rate",
     "read_rate_file",
+    "clock_times",
+    "check_request_budget",
+    "DEFAULT_MAX_REQUESTS",
+    "RequestBudgetError",
+    "POOL_BOUNDS",
+    "check_pool_tables",
     "export_workload",
     "mooncake_hash_ids",
     "EXPORT_FORMATS",

@@ -14,6 +14,7 @@ __all__ = [
     "PoolWarning",
     "GenerationError",
     "GenerationWarning",
+    "RequestBudgetError",
     "ExportFormatError",
 ]
 
@@ -44,6 +45,23 @@ class MissingDatasetWarning(PoolWarning):
 
 class GenerationError(ValueError):
     """Arguments of a workload generation (rate, duration, start, clients) are invalid."""
+
+
+class RequestBudgetError(GenerationError):
+    """A workload is estimated above ``max_requests`` (refused before anything is allocated).
+
+    Attributes
+    ----------
+    expected : float
+        The estimated number of requests (the target rate integrated over the duration).
+    max_requests : int
+        The limit it exceeds.
+    """
+
+    def __init__(self, message: str, *, expected: float, max_requests: int):
+        super().__init__(message)
+        self.expected = expected
+        self.max_requests = max_requests
 
 
 class GenerationWarning(UserWarning):

@@ -67,7 +67,9 @@ from servelab.generator.grid import WindowGrid, frame_of, pool_span, segments, w
 from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_pmf, sample_runs
 from servelab.generator.pool import DATA_FIELDS  # re-exported: fields a pool may hold
 from servelab.generator.rates import (
+    DEFAULT_MAX_REQUESTS,
     RateSchedule,
+    check_request_budget,
     constant_rate,
     pool_rate,
     rate_table,
@@ -78,12 +80,15 @@ from servelab.generator.request_data import request_data
 
 __all__ = [
     "DATA_FIELDS",
+    "DEFAULT_MAX_REQUESTS",
     "ArrivalLaw",
     "PmfTable",
     "RateSchedule",
     "WindowGrid",
     "aggregate_pmfs",
     "arrival_law",
+    "check_request_budget",
+    "clock_times",
     "constant_rate",
     "generate",
     "poisson_arrivals",
@@ -142,10 +147,28 @@ def select_clients(pool_ids: Sequence[str], mean_rate: np.ndarray, mean_cv: np.n
     return pick, ids
 
 
+def clock_times(times: np.ndarray, step: float) -> np.ndarray:
+    """Times (seconds since the workload's start) floored to multiples of a logging clock ``step``.
+
+    A trace logged on a clock of ``step`` seconds records each request at the last tick before
+    it: ``floor(t / step) * step``. Flooring is monotone, so sorted times stay sorted, and every
+    time stays in its bucket ``[k step, (k + 1) step)``, so the count per bucket is unchanged.
+
+    Raises
+    ------
+    GenerationError
+        If ``step`` is not a finite number > 0.
+    """
+    if not (isinstance(step, (int, float, np.integer, np.floating)) and not isinstance(step, bool)
+            and math.isfinite(step) and step > 0):
+        raise GenerationError(f"clock must be a finite number of seconds > 0; got {step!r}")
+    return np.floor(np.asarray(times, dtype=np.float64) / step) * step
+
 
 def generate(pool, rate, duration: float, *, start: float | None = None, clients: int | None = None,
              seed: int, conversations: bool = True, max_segment_s: float = 60.0, counts: str = "renewal",
-             missing_data: str = "borrow", context: str = "sorted") -> pl.DataFrame:
+             missing_data: str = "borrow", context: str = "sorted", clock: float | None = None,
+             max_requests: int | None = DEFAULT_MAX_REQUESTS) -> pl.DataFrame:
     """Generate a workload from ``pool`` by per-client composition.
 
     Parameters
@@ -184,6 +207,15 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
         traces whose input PMFs include histories): a conversation's draws go to its turns in
         ascending order, follow-up input ``max(draw, h)``. ``additive`` (PMFs of fresh
         prompts): ``h`` + the draw.
+    clock : float, optional
+        A logging clock step in seconds: every timestamp is floored to a multiple of ``clock``
+        from the workload's start (:func:`clock_times`), as a trace logged on that clock would
+        be, so the workload compares like for like with a clocked trace. The count per clock
+        bucket is unchanged. None (default) keeps the exact times.
+    max_requests : int or None
+        Refuse a workload whose expected size (:meth:`RateSchedule.expected_requests`) exceeds
+        this, before anything is allocated (default :data:`DEFAULT_MAX_REQUESTS`, about 7.5 GB
+        while generating); None sets no limit.
 
     Returns
     -------
@@ -196,7 +228,9 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     Raises
     ------
     GenerationError
-        For a bad rate, duration, start, clients or seed.
+        For a bad rate, duration, start, clients, seed or clock.
+    RequestBudgetError
+        If the workload is estimated above ``max_requests`` (a :class:`GenerationError`).
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise GenerationError(f"seed must be an integer; got {seed!r}")
@@ -208,9 +242,14 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
         raise GenerationError(f"context must be 'sorted' or 'additive'; got {context!r}")
     if not (isinstance(duration, (int, float, np.integer, np.floating)) and math.isfinite(duration) and duration > 0):
         raise GenerationError(f"duration must be a finite number of seconds > 0; got {duration!r}")
+    if clock is not None and not (isinstance(clock, (int, float, np.integer, np.floating))
+                                  and not isinstance(clock, bool) and math.isfinite(clock) and clock > 0):
+        raise GenerationError(f"clock must be a finite number of seconds > 0 or None; got {clock!r}")
     schedule = resolve_rate(rate)
     span_lo, span_hi = pool_span(pool)
     lo = span_lo if start is None else float(start)
+    if math.isnan(lo):
+        raise GenerationError(f"start must be a number of seconds in the pool's span; got {start!r}")
     hi = lo + float(duration)
     eps = 1e-6 * max(1.0, abs(span_hi))
     if lo < span_lo - eps or hi > span_hi + eps:
@@ -218,6 +257,7 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
             f"start={lo:g} s and duration={float(duration):g} s give [{lo:g}, {hi:g}] s, outside the pool's span "
             f"[{span_lo:g}, {span_hi:g}] s"
         )
+    check_request_budget(schedule, duration, pool, start=lo, max_requests=max_requests)
     rng = np.random.default_rng(int(seed))
     grid = window_grid(pool, lo, hi)
     seg_a, seg_b, seg_w = segments(lo, hi, grid, schedule, max_segment_s)
@@ -286,7 +326,9 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     order = np.flatnonzero(inside)
     order = order[np.argsort(t[order], kind="stable")]
     ids = pl.Series("client_id", syn_ids, dtype=pl.String)
-    columns = [pl.Series("timestamp", t[order] - lo), ids.gather(client[order])]
+    times = t[order] - lo
+    columns = [pl.Series("timestamp", times if clock is None else clock_times(times, clock)),
+               ids.gather(client[order])]
     columns += [frame[c].gather(order) for c in frame.columns]
     if use_conv:
         columns += link_columns(conv_id, turn, order)

@@ -21,7 +21,9 @@ import numpy as np
 import polars as pl
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.generate import (
+    DEFAULT_MAX_REQUESTS,
     RateSchedule,
+    check_request_budget,
     _frame,
     _grid,
     aggregate_pmfs,
@@ -62,7 +64,7 @@ def aggregate_cv(pool, rate, duration: float, *, start: float | None = None, see
     """
     schedule = resolve_rate(rate)
     lo, hi = _period(pool, start, duration)
-    expected = _expected_requests(pool, schedule, lo, hi)
+    expected = schedule.expected_requests(hi - lo, pool, start=lo)
     factor = min(1.0, _PILOT_REQUESTS / max(expected, 1.0))
     pilot = generate(pool, _scaled(schedule, factor), duration, start=lo, seed=seed, conversations=False)
     t = pilot["timestamp"].to_numpy()
@@ -74,7 +76,8 @@ def aggregate_cv(pool, rate, duration: float, *, start: float | None = None, see
 
 
 def naive_generate(pool, rate, duration: float, *, start: float | None = None, cv: float | None = None,
-                   seed: int) -> pl.DataFrame:
+                   seed: int, clock: float | None = None,
+                   max_requests: int | None = DEFAULT_MAX_REQUESTS) -> pl.DataFrame:
     """Generate the naive baseline workload.
 
     Parameters
@@ -88,24 +91,32 @@ def naive_generate(pool, rate, duration: float, *, start: float | None = None, c
         period (a reference trace's own CV can be given instead).
     seed : int
         Seed of every draw.
+    clock, max_requests
+        As in :func:`~servelab.generator.generate.generate` (the budget is checked before the
+        pilot draw of :func:`aggregate_cv`).
 
     Returns
     -------
     polars.DataFrame
         ``timestamp`` (seconds since ``start``), ``client_id`` (``"naive"``) and the data columns.
     """
+    lo, _ = _period(pool, start, duration)
+    check_request_budget(resolve_rate(rate), duration, pool, start=lo, max_requests=max_requests)
     if cv is None:
         cv = aggregate_cv(pool, rate, duration, start=start, seed=seed)
     if not (isinstance(cv, (int, float)) and math.isfinite(cv) and cv > 0):
         raise GenerationError(f"cv must be a finite number > 0; got {cv!r}")
     lo, hi = _period(pool, start, duration)
     agg = _aggregate_pool(pool, lo, hi, float(cv))
-    return generate(agg, rate, duration, start=lo, seed=seed, conversations=False)
+    return generate(agg, rate, duration, start=lo, seed=seed, conversations=False, clock=clock,
+                    max_requests=max_requests)
 
 
 def _period(pool, start, duration) -> tuple[float, float]:
     span_lo, _ = pool_span(pool)
     lo = span_lo if start is None else float(start)
+    if math.isnan(lo):
+        raise GenerationError(f"start must be a number of seconds in the pool's span; got {start!r}")
     if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
         raise GenerationError(f"duration must be a finite number of seconds > 0; got {duration!r}")
     return lo, lo + float(duration)
@@ -124,18 +135,6 @@ def _target_at(pool, schedule: RateSchedule, lo: float, hi: float, t: np.ndarray
     grid = _grid(pool, lo, hi)
     w = np.clip(np.searchsorted(grid.window_start, lo + t, side="right") - 1, 0, grid.window_start.size - 1)
     return schedule.value * grid.rate.sum(axis=0)[w]
-
-
-def _expected_requests(pool, schedule: RateSchedule, lo: float, hi: float) -> float:
-    if schedule.kind == "constant":
-        return schedule.value * (hi - lo)
-    if schedule.kind == "table":
-        t = np.linspace(0, hi - lo, 1001)
-        return float(np.trapezoid(schedule.at(t), t))
-    grid = _grid(pool, lo, hi)
-    a = np.maximum(grid.window_start, lo)
-    b = np.minimum(grid.window_start + grid.window_len, hi)
-    return float(schedule.value * (grid.rate.sum(axis=0) * np.clip(b - a, 0, None)).sum())
 
 
 def _aggregate_pool(pool, lo: float, hi: float, cv: float) -> _AggregatePool:

@@ -37,6 +37,7 @@ from servelab.generator.exceptions import (
     PoolNotFoundError,
 )
 from servelab.generator.pool import ClientPool
+from servelab.generator.pool_checks import check_pool_tables
 
 from servelab import __version__
 
@@ -167,7 +168,9 @@ def read_pool(path: str | os.PathLike) -> ClientPool:
     PoolNotFoundError
         If ``path`` has no ``manifest.json``.
     PoolFormatError
-        If the manifest names another format or version, or a table file is missing.
+        If the manifest names another format or version, a table file is missing, or a value
+        is out of range (:func:`~servelab.generator.pool_checks.check_pool_tables`; the checks
+        are aggregate queries, the tables stay lazy).
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -183,5 +186,7 @@ def read_pool(path: str | os.PathLike) -> ClientPool:
         tables[name] = pl.scan_parquet(file)
     provenance = dict(manifest.get("provenance") or {})
     provenance.setdefault("pool_path", str(path))
-    return ClientPool(**tables, window_s=float(manifest["window_s"]), data_window_s=float(manifest["data_window_s"]),
+    pool = ClientPool(**tables, window_s=float(manifest["window_s"]), data_window_s=float(manifest["data_window_s"]),
                       span=tuple(manifest["span_s"]), fields=manifest["fields"], provenance=provenance)
+    check_pool_tables(pool, source=repr(str(path)))
+    return pool

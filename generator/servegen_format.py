@@ -38,6 +38,7 @@ import polars as pl
 from servelab.generator.exceptions import MissingDatasetWarning, PoolExistsError, PoolFormatError, PoolNotFoundError
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 from servelab.generator.pool import DATA_SCHEMA, ClientPool
+from servelab.generator.pool_checks import check_pool_tables
 
 __all__ = ["read_servegen", "write_servegen", "is_servegen_pool", "SERVEGEN_FAMILIES", "servegen_families"]
 
@@ -105,7 +106,10 @@ def read_servegen(path: str | os.PathLike, *, missing_data: str = "keep") -> Cli
     PoolNotFoundError
         If ``path`` has no ``chunk-<id>-trace.csv`` file.
     PoolFormatError
-        If a file is malformed, or ``missing_data="error"`` and a dataset file is missing.
+        If a file is malformed, a value is out of range (negative, non-finite or absurd rates,
+        CVs or family parameters; probabilities outside [0, 1] or not summing to 1; see
+        :mod:`~servelab.generator.pool_checks`), or ``missing_data="error"`` and a dataset file
+        is missing.
     """
     if missing_data not in _MISSING_CHOICES:
         raise ValueError(f"missing_data must be one of {_MISSING_CHOICES}; got {missing_data!r}")
@@ -168,8 +172,10 @@ def read_servegen(path: str | os.PathLike, *, missing_data: str = "keep") -> Cli
             "dropped_clients": no_data if missing_data == "drop" else [],
         },
     }
-    return ClientPool(clients=clients, arrivals=arrivals, data=data, window_s=window_s,
+    pool = ClientPool(clients=clients, arrivals=arrivals, data=data, window_s=window_s,
                       data_window_s=data_window_s, span=span, fields=field_order, provenance=provenance)
+    check_pool_tables(pool, source=repr(str(path)))
+    return pool
 
 
 def _line_terminator(chunks, ids) -> str:
@@ -222,6 +228,9 @@ def _read_datasets(files: list[tuple[str, Path]]):
         if not isinstance(doc, dict):
             raise PoolFormatError(f"ServeGen dataset {str(f)!r} must be a JSON object of windows; got {type(doc).__name__}")
         for wkey, entry in doc.items():
+            if not isinstance(entry, dict):
+                raise PoolFormatError(f"ServeGen dataset {str(f)!r} window {wkey}: expected an object of fields; "
+                                      f"got {type(entry).__name__}")
             try:
                 ws = float(wkey)
             except ValueError:
@@ -259,6 +268,10 @@ def _parse_pmf(text: str, f: Path, wkey: str, field: str) -> tuple[list, list]:
     which yields the identical ints and correctly rounded floats; anything else is parsed with
     :func:`ast.literal_eval` (never ``eval``) and must be a dict of numbers.
     """
+    if not isinstance(text, str):
+        raise PoolFormatError(f"ServeGen dataset {str(f)!r} window {wkey} field {field!r}: expected a string "
+                              f"holding a python dict literal {{value: probability}}; got {type(text).__name__} "
+                              f"{text!r:.60}")
     text = text.strip()
     if text.startswith("{") and text.endswith("}") and "'" not in text and '"' not in text:
         try:

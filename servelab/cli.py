@@ -204,9 +204,8 @@ def _run_guarded(ctx: click.Context, call: Callable[[], Any]) -> Any:
                          "run with --debug for the traceback", EXIT_ERROR)
 
 
-#: requests a generated workload may hold unless ``--max-requests`` says more: generation peaks at
-#: about 150 bytes per request (measured: 3.6 M requests from m-small at 1000 req/s for 1 h peaked at
-#: 0.68 GB RSS, 0.36 M at 0.21 GB), so 5e7 requests need about 7.5 GB
+#: requests a generated workload may hold unless ``--max-requests`` says more (about 7.5 GB while
+#: generating; :data:`servelab.generator.rates.DEFAULT_MAX_REQUESTS`, the library's default too)
 DEFAULT_MAX_REQUESTS = 50_000_000
 
 
@@ -216,6 +215,9 @@ class WorkloadTooLargeError(click.ClickException):
 
 def expected_requests(schedule: Any, duration_s: float, *, pool_total_rate: float | None = None) -> float:
     """Expected number of requests of ``schedule`` over ``[0, duration_s]``: the integral of its rate.
+
+    A thin wrapper of :meth:`servelab.generator.rates.RateSchedule.expected_requests` (which
+    ``generate`` checks itself, given the pool) for a ``pool`` schedule known by its mean total rate.
 
     Parameters
     ----------
@@ -234,21 +236,15 @@ def expected_requests(schedule: Any, duration_s: float, *, pool_total_rate: floa
     """
     import math
 
-    import numpy as np
-
     duration_s = float(duration_s)
     if not (math.isfinite(duration_s) and duration_s > 0):
         raise ValueError(f"duration_s must be a finite number of seconds > 0; got {duration_s!r}")
-    if schedule.kind == "constant":
-        return float(schedule.value) * duration_s
     if schedule.kind == "pool":
         if pool_total_rate is None:
             raise ValueError("a 'pool' rate schedule needs pool_total_rate (the pool's mean total req/s)")
         return float(schedule.value) * float(pool_total_rate) * duration_s
-    times = np.asarray(schedule.times, dtype=float)
-    knots = np.unique(np.concatenate([[0.0, duration_s], times[(times > 0) & (times < duration_s)]]))
-    rates = np.interp(knots, times, np.asarray(schedule.rates, dtype=float))
-    return float(np.sum((rates[1:] + rates[:-1]) / 2 * np.diff(knots)))  # exact: the rate is linear between knots
+    # constant and table: the generator's own estimate (RateSchedule.expected_requests)
+    return schedule.expected_requests(duration_s)
 
 
 def check_request_budget(expected: float, *, max_requests: int) -> None:

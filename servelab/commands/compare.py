@@ -14,7 +14,7 @@ __all__ = ["compare"]
 @click.argument("candidates", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--window", "window_s", type=float, default=3.0, show_default=True, help="Window length, seconds.")
 @click.option("--names", default=None, help="Comma-separated names of the candidates (default: file names).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the energy-distance subsample.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the energy-distance subsample.")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), default=None, help="Also write the table as CSV.")
 def compare(reference, candidates, window_s, names, seed, csv_out) -> None:
     """Compare CANDIDATE workloads with REFERENCE: a table with one column per candidate.

@@ -37,7 +37,14 @@ def fit_pool(store: str, output: str, window: str, data_window: str, min_request
     from servelab.fitting.pool_fit import fit_pool as fit
     from servelab.generator import PoolExistsError
 
+    from servelab.analysis.arrivals import parse_window
+
     t0 = time.perf_counter()
+    for hint, text in (("--window", window), ("--data-window", data_window)):
+        try:
+            parse_window(text)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint=hint) from None
     try:
         step = clock if clock in ("auto", "none") else float(clock)
     except ValueError:

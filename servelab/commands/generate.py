@@ -7,17 +7,29 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 
 import click
+
+from servelab.cli import check_request_budget, max_requests_option
 
 __all__ = ["generate"]
 
 _FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl", "store")
 
 
+def _positive_number(text: str) -> float | None:
+    """``text`` as a finite number > 0, else None."""
+    import math
+
+    try:
+        x = float(text)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) and x > 0 else None
+
+
 def _rate_option(rate: str | None, rate_file: str | None):
-    from servelab.generator.generate import read_rate_file, resolve_rate
+    from servelab.generator.generate import constant_rate, pool_rate, read_rate_file
 
     if (rate is None) == (rate_file is None):
         raise click.UsageError("give exactly one of --rate R (req/s, or 'pool' / 'pool*K') and --rate-file F")
@@ -25,17 +37,31 @@ def _rate_option(rate: str | None, rate_file: str | None):
         return read_rate_file(rate_file)
     text = rate.strip().lower()
     if text.startswith("pool"):
-        from servelab.generator.generate import pool_rate
+        scale = _positive_number(text[4:].lstrip("*x ") or "1")
+        if scale is None:
+            raise click.BadParameter(f"--rate pool*K needs a finite number K > 0; got {rate!r}")
+        return pool_rate(scale)
+    value = _positive_number(text)
+    if value is None:
+        raise click.BadParameter(f"--rate must be a number of req/s, finite and > 0, or 'pool' / 'pool*K' with K "
+                                 f"a finite number > 0; got {rate!r}")
+    return constant_rate(value)
 
-        scale = text[4:].lstrip("*x ") or "1"
-        try:
-            return pool_rate(float(scale))
-        except ValueError:
-            raise click.BadParameter(f"--rate pool*K needs a number K; got {rate!r}") from None
-    try:
-        return resolve_rate(float(text))
-    except ValueError:
-        raise click.BadParameter(f"--rate must be a number of req/s or 'pool' / 'pool*K'; got {rate!r}") from None
+
+def _positive_seconds(ctx, param, value):  # noqa: ARG001 - click's callback signature
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a finite number of seconds > 0; got {value!r}")
+    return value
+
+
+def _finite_or_none(ctx, param, value):  # noqa: ARG001 - click's callback signature
+    import math
+
+    if value is not None and math.isnan(value):
+        raise click.BadParameter(f"must be a number of seconds in the pool's span; got {value!r}")
+    return value
 
 
 @click.command("generate")
@@ -43,27 +69,27 @@ def _rate_option(rate: str | None, rate_file: str | None):
 @click.option("--rate", help="Total rate: req/s, or 'pool' (the pool's own total) / 'pool*K' (scaled by K).")
 @click.option("--rate-file", type=click.Path(exists=True, dir_okay=False),
               help="CSV with time_s,rate points (seconds since start, req/s), interpolated linearly.")
-@click.option("--duration", required=True, type=float, help="Seconds to generate.")
-@click.option("--start", type=float, default=None, help="Start in the pool's time line (s); default its start.")
+@click.option("--duration", required=True, type=float, callback=_positive_seconds, help="Seconds to generate.")
+@click.option("--start", type=float, default=None, callback=_finite_or_none,
+              help="Start in the pool's time line (s); default its start.")
 @click.option("--clients", type=int, default=None, help="Draw N synthetic clients by rate ranking (default all).")
-@click.option("--seed", required=True, type=int, help="Seed of every random draw.")
+@click.option("--seed", required=True, type=click.IntRange(min=0), help="Seed of every random draw.")
 @click.option("--naive", is_flag=True, help="The naive baseline: one Gamma process, aggregate data.")
 @click.option("--cv", type=float, default=None, help="With --naive: the Gamma CV (default: the pool's aggregate CV).")
 @click.option("--no-conversations", is_flag=True, help="Ignore the pool's conversation parameters.")
+@click.option("--clock", type=float, default=None, callback=_positive_seconds,
+              help="Floor every timestamp to this logging clock step (s) from the start, like a clocked trace.")
+@max_requests_option
 @click.option("-o", "--output", required=True, type=click.Path(), help="Output file (or store folder).")
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="parquet", show_default=True,
               help="Canonical parquet/csv, BurstGPT CSV, Mooncake JSONL, per-request JSONL, or a trace store.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, cv, no_conversations, output, fmt,
-             overwrite) -> None:
+def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, cv, no_conversations, clock,
+             max_requests, output, fmt, overwrite) -> None:
     """Generate a workload from the client pool at POOL and write it to OUTPUT."""
     from pathlib import Path
 
-    from servelab.generator.exceptions import (
-        ExportFormatError,
-        GenerationError,
-        GenerationWarning,
-    )
+    from servelab.generator.exceptions import ExportFormatError, GenerationError, RequestBudgetError
     from servelab.generator.pool import ClientPool
 
     schedule = _rate_option(rate, rate_file)
@@ -75,21 +101,25 @@ def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, 
     if cv is not None and not naive:
         raise click.UsageError("--cv only applies to --naive")
     t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", GenerationWarning)
-        try:
-            pool = ClientPool.load(pool_path)
-            if naive:
-                from servelab.generator.naive import naive_generate
+    # every warning (GenerationWarning, a ServeGen pool's MissingDatasetWarning, ...) reaches the
+    # user through the CLI-wide handler (servelab.cli)
+    try:
+        pool = ClientPool.load(pool_path)
+        if naive:
+            from servelab.generator.naive import naive_generate
 
-                frame = naive_generate(pool, schedule, duration, start=start, cv=cv, seed=seed)
-            else:
-                from servelab.generator.generate import generate as gen
+            frame = naive_generate(pool, schedule, duration, start=start, cv=cv, seed=seed, clock=clock,
+                                   max_requests=max_requests)
+        else:
+            from servelab.generator.generate import generate as gen
 
-                frame = gen(pool, schedule, duration, start=start, clients=clients, seed=seed,
-                            conversations=not no_conversations)
-        except (GenerationError, ValueError) as err:
-            raise click.ClickException(str(err)) from None
+            frame = gen(pool, schedule, duration, start=start, clients=clients, seed=seed,
+                        conversations=not no_conversations, clock=clock, max_requests=max_requests)
+    except RequestBudgetError as err:
+        check_request_budget(err.expected, max_requests=max_requests)  # the CLI's message (--max-requests)
+        raise
+    except (GenerationError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
     t1 = time.perf_counter()
     try:
         if fmt == "store":
@@ -98,16 +128,13 @@ def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, 
             write_store(frame, out, source=str(pool_path), fmt="generated", overwrite=overwrite,
                         extra={"generator": {"pool": str(pool_path), "rate": schedule.describe(),
                                              "duration_s": duration, "start": start, "clients": clients,
-                                             "seed": seed, "naive": naive}})
+                                             "seed": seed, "naive": naive, "clock_s": clock}})
         else:
             from servelab.generator.exports import export_workload
 
             export_workload(frame, out, fmt=fmt)
     except ExportFormatError as err:
         raise click.ClickException(str(err)) from None
-    for w in caught:
-        if issubclass(w.category, GenerationWarning):
-            click.echo(f"warning: {w.message}", err=True)
     rate_achieved = frame.height / duration
     click.echo(json.dumps({
         "output": str(out), "format": fmt, "requests": frame.height,

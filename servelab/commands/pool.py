@@ -38,7 +38,8 @@ def pool() -> None:
 
 @pool.command("info")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--top", default=5, show_default=True, help="Rate share of the top N clients.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Rate share of the top N clients.")
 @click.option("--clients", "show_clients", is_flag=True, help="Also print one row per client.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
@@ -46,13 +47,18 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
 
     Clients, span, rate share of the top clients, CV and length ranges, and missing parts.
     """
-    from servelab.generator import PoolWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PoolWarning)
-        p = _load(path)
+    if as_json:
+        # the JSON document carries the pool's warnings under "warnings" (nothing else is printed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)  # servelab's warnings, as the CLI handler shows them
+            warnings.simplefilter("always", RuntimeWarning)
+            p = _load(path)
+        messages = [str(w.message) for w in caught]
+    else:
+        p = _load(path)  # every warning reaches the user through the CLI-wide handler (servelab.cli)
+        messages = []
     summary = p.info(top=top)
-    summary["warnings"] = [str(w.message) for w in caught if issubclass(w.category, PoolWarning)]
+    summary["warnings"] = messages
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -78,8 +84,6 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
     if no_arr:
         click.echo(f"without arrivals {len(no_arr)} client(s): {', '.join(no_arr[:20])}")
     click.echo(f"conversations   {summary['conversation_clients']} client(s) with conversation parameters")
-    for message in summary["warnings"]:
-        click.echo(f"warning         {message}")
     if show_clients:
         with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160):
             click.echo(p.summary())
@@ -93,17 +97,12 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def import_servegen(source: str, output: str, missing_data: str, overwrite: bool) -> None:
     """Convert the ServeGen pool folder SOURCE into a servelab pool."""
-    from servelab.generator import MissingDatasetWarning, PoolFormatError, PoolNotFoundError, read_servegen
+    from servelab.generator import PoolFormatError, PoolNotFoundError, read_servegen
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MissingDatasetWarning)
-        try:
-            p = read_servegen(source, missing_data=missing_data)
-        except (PoolFormatError, PoolNotFoundError) as err:
-            raise click.ClickException(str(err)) from None
-    for w in caught:
-        if issubclass(w.category, MissingDatasetWarning):
-            click.echo(f"warning: {w.message}", err=True)
+    try:  # a MissingDatasetWarning reaches the user through the CLI-wide handler (servelab.cli)
+        p = read_servegen(source, missing_data=missing_data)
+    except (PoolFormatError, PoolNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
     _save(lambda: p.save(output, overwrite=overwrite), output)
     click.echo(f"wrote {output}: {p.n_clients} clients, span {p.span[0]:g}..{p.span[1]:g} s")
 

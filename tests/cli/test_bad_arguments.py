@@ -162,11 +162,6 @@ def _path_cases() -> list[Case]:
     return cases
 
 
-XF_RATE = "generate.py's _rate_option: resolve_rate(float(text)) raises for a number <= 0 or not finite and the " \
-          "CLI says \"--rate must be a number of req/s or 'pool' / 'pool*K'; got {!r}\""
-XF_RATE_FILE = "generator.generate.read_rate_file / rate_table: the message does not name the file: {!r}"
-XF_POOL = ("ServeGen pools are not validated on import (issue 18 item 4, generator/servegen_format.py): "
-           "`pool import-servegen` accepted it and wrote the pool (exit 0)")
 
 CASES: list[Case] = [
     *_path_cases(),
@@ -189,36 +184,26 @@ CASES: list[Case] = [
       for label, value in (("words", "5 fortnights"), ("negative", "-5m"), ("zero", "0"), ("nan", "nan"))],
     _c("fit-pool-window-words", "fit-pool|{store}|-o|{out}/fw|--window|5 fortnights", r"window.*'5 fortnights'"),
     _c("fit-pool-data-window-words", "fit-pool|{store}|-o|{out}/fdw|--data-window|5 fortnights",
-       r"data.window.*'5 fortnights'",
-       xfail="fit_pool.py passes the text to the library, whose message does not say which window option: "
-             "\"window must be a length like 300, '300s', '5m', '20min', '1h' or '1d'; got '5 fortnights'\""),
-    _c("fit-pool-data-window-zero", "fit-pool|{store}|-o|{out}/fdz|--data-window|0", r"data.window.*'0'",
-       xfail="fit_pool.py: the message does not name --data-window: \"window must be a positive length; got '0'\""),
+       r"data.window.*'5 fortnights'"),
+    _c("fit-pool-data-window-zero", "fit-pool|{store}|-o|{out}/fdz|--data-window|0", r"data.window.*'0'"),
     *[_c(f"compare-window-{label}", f"compare|{{store}}|{{store}}|--window|{value}", rf"window.*{value}")
       for label, value in (("zero", "0"), ("negative", "-1"), ("nan", "nan"))],
     # generate: numbers
-    _c("generate-rate-zero", GEN + "|--rate|0", r"--rate.*(> ?0|positive)", xfail=XF_RATE.format("0")),
-    _c("generate-rate-negative", GEN + "|--rate|-1", r"--rate.*(> ?0|positive)", xfail=XF_RATE.format("-1")),
-    _c("generate-rate-nan", GEN + "|--rate|nan", r"--rate.*(finite|> ?0|positive)", xfail=XF_RATE.format("nan")),
-    _c("generate-rate-inf", GEN + "|--rate|inf", r"--rate.*(finite|> ?0|positive)", xfail=XF_RATE.format("inf")),
-    _c("generate-rate-1e12", GEN + "|--rate|1e12", r"--max-requests",
-       xfail="generate.py does not estimate the workload before allocating (servelab.commands.output."
-             "check_request_budget is not wired in yet): \"unexpected error: MemoryError: Unable to allocate "
-             "437. TiB for an array with shape (60000095273325,) and data type int64\""),
+    _c("generate-rate-zero", GEN + "|--rate|0", r"--rate.*(> ?0|positive)"),
+    _c("generate-rate-negative", GEN + "|--rate|-1", r"--rate.*(> ?0|positive)"),
+    _c("generate-rate-nan", GEN + "|--rate|nan", r"--rate.*(finite|> ?0|positive)"),
+    _c("generate-rate-inf", GEN + "|--rate|inf", r"--rate.*(finite|> ?0|positive)"),
+    _c("generate-rate-1e12", GEN + "|--rate|1e12", r"--max-requests"),
     _c("generate-rate-text", GEN + "|--rate|fast", r"--rate.*'fast'"),
-    _c("generate-rate-pool-negative-scale", GEN + "|--rate|pool*-1", r"--rate.*(> ?0|positive)",
-       xfail="generate.py: \"--rate pool*K needs a number K; got 'pool*-1'\" (-1 is a number; K must be > 0)"),
+    _c("generate-rate-pool-negative-scale", GEN + "|--rate|pool*-1", r"--rate.*(> ?0|positive)"),
     _c("generate-rate-and-rate-file", GEN_RATE1 + "|--rate-file|{rate_all_zero}", r"exactly one of --rate"),
     *[_c(f"generate-duration-{label}", GEN_RATE1.replace("--duration|60", f"--duration|{value}"),
          rf"duration.*{value}") for label, value in (("negative", "-5"), ("zero", "0"), ("nan", "nan"), ("inf", "inf"))],
     _c("generate-duration-text", GEN_RATE1.replace("--duration|60", "--duration|abc"), r"--duration.*'abc'"),
-    _c("generate-start-nan", GEN_RATE1 + "|--start|nan", r"start.*nan",
-       xfail="generator.generate: --start nan is not checked: \"no pool client has a rate > 0 in the requested "
-             "period\""),
+    _c("generate-start-nan", GEN_RATE1 + "|--start|nan", r"start.*nan"),
     _c("generate-start-inf", GEN_RATE1 + "|--start|inf", r"start=inf"),
     _c("generate-start-before-pool", GEN_RATE1 + "|--start|-1e9", r"start=-1e\+09.*outside the pool's span"),
-    _c("generate-seed-negative", GEN_RATE1.replace("--seed|1", "--seed|-1"), r"seed.*-1",
-       xfail="generate.py takes --seed as any int; numpy then says \"expected non-negative integer\""),
+    _c("generate-seed-negative", GEN_RATE1.replace("--seed|1", "--seed|-1"), r"seed.*-1"),
     _c("generate-clients-zero", GEN_RATE1 + "|--clients|0", r"clients.*got 0"),
     _c("generate-clients-negative", GEN_RATE1 + "|--clients|-3", r"clients.*got -3"),
     _c("generate-naive-cv-negative", GEN_RATE1 + "|--naive|--cv|-1", r"cv.*-1"),
@@ -226,22 +211,13 @@ CASES: list[Case] = [
     _c("generate-unknown-format", GEN_RATE1 + "|--format|xml", r"--format.*'xml' is not one of"),
     _c("generate-output-under-a-file", GEN_RATE1.replace("{out}/w.parquet", "{file}/w.parquet"), r"{file}"),
     # generate: rate files
-    _c("generate-rate-file-negative", GEN + "|--rate-file|{rate_negative}", r"{rate_negative}|--rate-file",
-       xfail=XF_RATE_FILE.format("rate table times and rates must be finite and rates >= 0")),
-    _c("generate-rate-file-nan", GEN + "|--rate-file|{rate_nan}", r"{rate_nan}|--rate-file",
-       xfail=XF_RATE_FILE.format("rate table times and rates must be finite and rates >= 0")),
-    _c("generate-rate-file-header-only", GEN + "|--rate-file|{rate_header_only}", r"{rate_header_only}|--rate-file",
-       xfail=XF_RATE_FILE.format("a rate table needs as many times as rates and at least one point; "
-                                 "got 0 times, 0 rates")),
-    _c("generate-rate-file-text", GEN + "|--rate-file|{rate_text}", r"{rate_text}|--rate-file",
-       xfail="read_rate_file casts with polars and lets InvalidOperationError through: \"unexpected error: "
-             "InvalidOperationError: conversion from `str` to `f64` failed in column 'rate' for 2 out of 2 "
-             "values: [\"fast\", \"slow\"]\""),
+    _c("generate-rate-file-negative", GEN + "|--rate-file|{rate_negative}", r"{rate_negative}|--rate-file"),
+    _c("generate-rate-file-nan", GEN + "|--rate-file|{rate_nan}", r"{rate_nan}|--rate-file"),
+    _c("generate-rate-file-header-only", GEN + "|--rate-file|{rate_header_only}", r"{rate_header_only}|--rate-file"),
+    _c("generate-rate-file-text", GEN + "|--rate-file|{rate_text}", r"{rate_text}|--rate-file"),
     _c("generate-rate-file-duplicate-times", GEN + "|--rate-file|{rate_duplicate_times}",
-       r"{rate_duplicate_times}|--rate-file",
-       xfail=XF_RATE_FILE.format("rate table times must be strictly increasing")),
-    _c("generate-rate-file-all-zero", GEN + "|--rate-file|{rate_all_zero}", r"{rate_all_zero}|--rate-file",
-       xfail=XF_RATE_FILE.format("rate table rates are all 0: nothing to generate")),
+       r"{rate_duplicate_times}|--rate-file"),
+    _c("generate-rate-file-all-zero", GEN + "|--rate-file|{rate_all_zero}", r"{rate_all_zero}|--rate-file"),
     _c("generate-rate-file-no-rate-column", GEN + "|--rate-file|{rate_no_rate_column}",
        r"{rate_no_rate_column}.*needs a time column"),
     _c("generate-rate-file-empty", GEN + "|--rate-file|{rate_empty}", r"cannot read rate file '{rate_empty}'"),
@@ -278,10 +254,8 @@ CASES: list[Case] = [
     _c("fit-pool-min-requests-zero", "fit-pool|{store}|-o|{out}/fm|--min-requests|0", r"--min-requests.*0"),
     _c("fit-pool-output-is-a-file", "fit-pool|{store}|-o|{file}", r"{file}.*already exists"),
     _c("compare-too-many-names", "compare|{store}|{store}|--names|a,b,c", r"names.*\['a', 'b', 'c'\]"),
-    _c("compare-seed-negative", "compare|{store}|{store}|--seed|-1", r"seed.*-1",
-       xfail="compare.py takes --seed as any int; numpy then says \"expected non-negative integer\""),
-    _c("pool-info-top-negative", "pool|info|{pool}|--top|-1", r"--top.*-1",
-       xfail="pool.py takes --top as any int: `pool info --top -1` succeeds and prints 'top -1 share'"),
+    _c("compare-seed-negative", "compare|{store}|{store}|--seed|-1", r"seed.*-1"),
+    _c("pool-info-top-negative", "pool|info|{pool}|--top|-1", r"--top.*-1"),
     _c("pool-import-servegen-output-is-a-file", "pool|import-servegen|{pool}|-o|{file}", r"{file}.*already exists"),
     _c("pool-export-servegen-output-is-a-file", "pool|export-servegen|{pool}|-o|{file}", r"{file}.*already exists"),
     _c("pool-import-servegen-unknown-missing-data", "pool|import-servegen|{pool}|-o|{out}/pm|--missing-data|guess",
@@ -294,19 +268,16 @@ CASES: list[Case] = [
     _c("generate-unreadable-trace", "generate|{sg_unreadable_trace}|--rate|1|--duration|60|--seed|1|-o|{out}/u.parquet",
        r"{sg_unreadable_trace}/chunk-0-trace.csv"),
     *[_c(f"pool-import-servegen-{name}", f"pool|import-servegen|{{sg_{name}}}|-o|{{out}}/sg_{name}",
-         rf"client '?0'?.*{field}|{field}.*client '?0'?", xfail=XF_POOL)
+         rf"client '?0'?.*{field}|{field}.*client '?0'?")
       for name, field in (("negative_rate", "rate"), ("nan_rate", "rate"), ("infinite_rate", "rate"),
                           ("negative_cv", "cv"), ("negative_shape", "shape"),
                           ("negative_probability", "input_tokens"), ("probabilities_sum_to_0_4", "input_tokens"))],
     _c("pool-import-servegen-non_string_pmf", "pool|import-servegen|{sg_non_string_pmf}|-o|{out}/sgn",
-       r"input_tokens", xfail="generator/servegen_format.py calls .strip() on the PMF: \"unexpected error: "
-                              "AttributeError: 'int' object has no attribute 'strip'\""),
+       r"input_tokens"),
     _c("generate-non_string_pmf", "generate|{sg_non_string_pmf}|--rate|1|--duration|60|--seed|1|-o|{out}/n.parquet",
-       r"input_tokens", xfail="generator/servegen_format.py calls .strip() on the PMF: \"unexpected error: "
-                              "AttributeError: 'int' object has no attribute 'strip'\""),
+       r"input_tokens"),
     _c("generate-negative_rate", "generate|{sg_negative_rate}|--rate|1|--duration|1500|--seed|1|-o|{out}/nr.parquet",
-       r"rate.*-1|client '?0'?", xfail="generate accepts a pool rate of -1 (exit 0): the client is treated as "
-                                       "inactive in that window; it warns that segments have no active client"),
+       r"rate.*-1|client '?0'?"),
     # the command line itself
     _c("unknown-command", "frobnicate", r"No such command 'frobnicate'"),
     _c("unknown-option", "info|{store}|--bogus", r"No such option.*--bogus"),

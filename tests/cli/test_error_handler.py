@@ -192,10 +192,6 @@ def test_a_missing_dataset_warning_reaches_the_user_of_pool_export(tmp_path):
     assert len(warned) == 1 and "1 client(s) have no dataset file" in warned[0] and "ids ['1']" in warned[0]
 
 
-@pytest.mark.xfail(strict=True, reason="servelab/commands/generate.py wraps the pool load and the generation in "
-                   "warnings.catch_warnings(record=True) and prints only GenerationWarning: the "
-                   "MissingDatasetWarning of a ServeGen pool is swallowed (remove that block; the CLI prints "
-                   "every warning)")
 def test_a_missing_dataset_warning_reaches_the_user_of_generate(tmp_path):
     result = _invoke(["generate", str(M_SMALL), "--rate", "1", "--duration", "600", "--seed", "1",
                       "-o", str(tmp_path / "w.parquet")])
