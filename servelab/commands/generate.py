@@ -14,7 +14,9 @@ from servelab.cli import check_request_budget, max_requests_option
 
 __all__ = ["generate"]
 
-_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl", "store")
+#: every export format of :data:`servelab.generator.exports.EXPORT_FORMATS` plus ``store`` (a test
+#: keeps the two in step; spelled out here so that ``--help`` does not import the generator)
+_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl", "aiperf", "vllm", "sglang", "guidellm", "store")
 
 
 def _positive_number(text: str) -> float | None:
@@ -82,7 +84,7 @@ def _finite_or_none(ctx, param, value):  # noqa: ARG001 - click's callback signa
 @max_requests_option
 @click.option("-o", "--output", required=True, type=click.Path(), help="Output file (or store folder).")
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="parquet", show_default=True,
-              help="Canonical parquet/csv, BurstGPT CSV, Mooncake JSONL, per-request JSONL, or a trace store.")
+              help="Canonical parquet/csv, BurstGPT CSV, Mooncake JSONL, per-request JSONL, the inputs of AIPerf (multi-turn), vLLM bench, SGLang bench_serving or guidellm, or a trace store.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, cv, no_conversations, clock,
              max_requests, output, fmt, overwrite) -> None:
