@@ -692,25 +692,28 @@ def _estimate_clock(ts: np.ndarray, *, jitter_s: float = _CLOCK_JITTER_S, min_ga
                     min_share: float = 0.9) -> float:
     """Step of a logging clock from the lattice of positive gaps; 0.0 when there is none.
 
-    Positive gaps longer than ``jitter_s`` are the candidates; the step is the median of those
-    within 1.5 times their 1st percentile, refined as the median of gap / ticks. It is accepted
-    when at least ``min_share`` of the gaps lie within ``max(jitter_s, 2 % of the step)`` of a
-    whole number of steps and the step is at least 20 times ``jitter_s`` (a finer lattice cannot
-    be told from jitter); otherwise the clock is fine (0.0).
+    Positive gaps longer than ``jitter_s`` are the candidates. A first guess is the median of the
+    gaps within 1.5 times their 1st percentile (in a sparse trace that may be a few ticks, so its
+    fractions 1/2 ... 1/6 are tried too, largest first); a guess is refined as the median of
+    gap / ticks and accepted when at least ``min_share`` of the gaps lie within
+    ``max(jitter_s, 2 % of the step)`` of a whole number of steps. A step under 20 times
+    ``jitter_s`` cannot be told from jitter: the clock is then taken as fine (0.0).
     """
     gaps = np.diff(np.sort(np.asarray(ts, dtype=float)))
     gaps = gaps[gaps > jitter_s]
     if gaps.size < min_gaps:
         return 0.0
     low = float(np.quantile(gaps, 0.01))
-    step = float(np.median(gaps[gaps <= 1.5 * low]))
-    if not (step >= 20 * jitter_s):
-        return 0.0
-    ticks = np.maximum(np.round(gaps / step), 1.0)
-    step = float(np.median(gaps / ticks))
-    tol = max(jitter_s, 0.02 * step)
-    on_lattice = np.abs(gaps - np.round(gaps / step) * step) <= tol
-    return step if float(on_lattice.mean()) >= min_share else 0.0
+    guess = float(np.median(gaps[gaps <= 1.5 * low]))
+    for divisor in range(1, 7):
+        step = guess / divisor
+        if not (step >= 20 * jitter_s):
+            break
+        step = float(np.median(gaps / np.maximum(np.round(gaps / step), 1.0)))
+        tol = max(jitter_s, 0.02 * step)
+        if float((np.abs(gaps - np.round(gaps / step) * step) <= tol).mean()) >= min_share:
+            return step
+    return 0.0
 
 
 def _tree_links(rid: np.ndarray, ts: np.ndarray, parent: np.ndarray, *, dangling: np.ndarray) -> pl.DataFrame:
