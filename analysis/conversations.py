@@ -28,11 +28,28 @@ Link rules, in the order ``rule="auto"`` tries them (the first whose column hold
     copy of *i*, and (when the trace has token counts) ``input_j >= input_i + output_i``. For
     each shared-prefix length k, longest first, the candidate is the latest earlier request
     whose first ``L_i - 1 = k`` blocks are ``blocks_j[:k]``; the first candidate that passes the
-    checks is the parent. Every prefix ``blocks[:k]`` is hashed once (a polynomial hash mod 2^64 over
-    mixed block ids, computed for all requests at once with cumulative sums), parent keys are
-    sorted, and every request's prefixes are looked up by binary search: O(B log n) for B blocks
-    in all, never pairwise. Equal hashes of equal length are taken as equal prefixes (a false
-    match has probability about 2^-64 per lookup).
+    checks is the parent. Three more checks (each can be switched off; the link summary counts
+    the candidates each one rejected) keep trace artifacts out of the links:
+
+    - *shared prompt prefixes*: a candidate whose shared prefix ``blocks_j[:k]`` is common (a
+      system prompt or template that many requests continue in many ways, or several clients
+      continue: :class:`~servelab.analysis.shared_prefixes.CommonPrefixRule`) is rejected, so a
+      link shares more than the longest common prefix both requests start with. Without it,
+      every short request whose only full block is a shared system prompt becomes the parent
+      of every later request;
+    - *clock*: the ITT is at least one step of the trace's logging clock (two requests logged
+      in one tick are not a reply to each other); the step is the caller's, the manifest's
+      ``clock_s``, or estimated from the lattice of positive gaps;
+    - *latency*: where ``latency_s`` is known, the follow-up arrives after its parent finished
+      (within one clock step).
+
+    Every prefix ``blocks[:k]`` is hashed once (a polynomial hash mod 2^64 over mixed block ids,
+    computed for all requests at once with cumulative sums:
+    :func:`~servelab.analysis.block_hashes.prefix_hashes`); a hash-set test keeps the prefixes
+    that are some request's parent key, whose continuations and clients give the common
+    prefixes, and a hash-grouped as-of join finds each candidate: O(B) expected for B blocks in
+    all, never pairwise. Equal hashes of equal length are taken as equal prefixes (a false match
+    has probability about 2^-64 per lookup).
 
 In every rule a conversation is a tree (a request may have several follow-ups: branching), its
 id is the ``request_id`` of its first request, ``turn`` is the depth in the tree plus one and the
@@ -510,7 +527,8 @@ def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_bloc
     """
     chosen = _choose_rule(store, rule)
     prefix_rule = CommonPrefixRule(min_continuations=common_min_continuations, min_clients=common_min_clients)
-    if clock_s is not None and not (isinstance(clock_s, (int, float, np.floating)) and 0 <= clock_s < math.inf):
+    if clock_s is not None and (isinstance(clock_s, bool) or not isinstance(clock_s, (int, float, np.integer, np.floating))
+                                or not 0 <= clock_s < math.inf):
         raise ValueError(f"clock_s must be a finite number of seconds >= 0; got {clock_s!r}")
     notes: list[str] = []
     if chosen == "conversation_id":
