@@ -74,7 +74,6 @@ from servelab.analysis.shared_prefixes import (
     DEFAULT_MIN_CONTINUATIONS,
     CommonPrefixRule,
     client_codes,
-    prefix_statistics,
 )
 from servelab.analysis.store import TraceStore
 
@@ -407,24 +406,38 @@ def _infer_parents(values: np.ndarray, lengths: np.ndarray, *, min_shared_blocks
     q_req = np.repeat(np.arange(n, dtype=np.int64), lengths)[q_flat]
     q_k = pos[q_flat] + 1
     del pos
-    common_keys = None
-    if rule.active:
-        # every request that continues a parent key is a hit, so the hits give each parent
-        # key's continuations and clients exactly (the block after the prefix is q_flat + 1)
-        stats = prefix_statistics(keys[q_flat], values[q_flat + 1],
-                                  clients=None if clients is None else np.asarray(clients)[q_req])
-        common_keys = stats.filter(rule.common(stats))["key"]
-        counts["n_common_prefixes"] = int(common_keys.len())
-        del stats
     # latest parent with the same key and index < child: an as-of join by key (hash grouped);
     # queries are in (request, k) order and parents in index order, as the join needs
     queries = pl.DataFrame({"key": pl.Series(keys[q_flat], dtype=pl.UInt64), "j": q_req,
                             "row": np.arange(q_req.size, dtype=np.int64)})
     parents = pl.DataFrame({"key": pl.Series(p_key, dtype=pl.UInt64), "i": p_idx,
                             "cand": np.arange(p_idx.size, dtype=np.int64)})
-    matched = queries.join_asof(parents, left_on="j", right_on="i", by="key", strategy="backward",
-                                allow_exact_matches=False, check_sortedness=False).drop_nulls("i")
+    joined = queries.join_asof(parents, left_on="j", right_on="i", by="key", strategy="backward",
+                               allow_exact_matches=False, check_sortedness=False)
     del queries, parents
+    common_cand = None
+    if rule.active:
+        # every request that continues a parent key is a hit, so the hits give each parent
+        # key's continuations and clients exactly (the block after the prefix is q_flat + 1).
+        # Dense key ids: each parent's from a hash map of the distinct parent keys, each hit's
+        # from its matched parent, or (hits before any parent with their key) from the map
+        uniq = pl.Series(p_key, dtype=pl.UInt64).unique()
+        ids = pl.int_range(0, uniq.len(), eager=True, dtype=pl.Int64)
+        p_gid = pl.Series(p_key, dtype=pl.UInt64).replace_strict(uniq, ids, return_dtype=pl.Int64).to_numpy()
+        j_cand = joined["cand"].to_numpy()
+        unmatched = joined["i"].is_null().to_numpy()
+        gid = np.empty(q_flat.size, dtype=np.int64)
+        gid[~unmatched] = p_gid[j_cand[~unmatched].astype(np.int64)]
+        gid[unmatched] = pl.Series(keys[q_flat[unmatched]], dtype=pl.UInt64).replace_strict(
+            uniq, ids, return_dtype=pl.Int64).to_numpy()
+        del j_cand, unmatched
+        common_g = rule.common_groups(gid, int(uniq.len()), continuation_keys=keys[q_flat + 1],
+                                      clients=None if clients is None else np.asarray(clients)[q_req])
+        counts["n_common_prefixes"] = int(common_g.sum())
+        common_cand = common_g[p_gid]
+        del gid, p_gid, uniq, ids
+    matched = joined.drop_nulls("i")
+    del joined
     rows = matched["row"].to_numpy()
     q_req, q_k = q_req[rows], q_k[rows]
     cand = matched["cand"].to_numpy()
@@ -440,9 +453,7 @@ def _infer_parents(values: np.ndarray, lengths: np.ndarray, *, min_shared_blocks
         drop |= known & (tin[q_req] < tin[par] + tout[par])
     # the new checks: a shared prefix that is common, a follow-up too soon on the clock, a
     # follow-up before its parent finished
-    fail_common = np.zeros(q_req.size, dtype=bool)
-    if common_keys is not None and common_keys.len():
-        fail_common = pl.Series(p_key[cand], dtype=pl.UInt64).is_in(common_keys.implode()).to_numpy()
+    fail_common = np.zeros(q_req.size, dtype=bool) if common_cand is None else common_cand[cand]
     fail_itt = np.zeros(q_req.size, dtype=bool)
     fail_latency = np.zeros(q_req.size, dtype=bool)
     if timestamps is not None:

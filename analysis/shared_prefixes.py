@@ -101,6 +101,57 @@ class CommonPrefixRule:
             expr = expr | (pl.col("n_clients").fill_null(0) >= self.min_clients)
         return stats.select(common=expr)["common"]
 
+    def common_groups(self, group: np.ndarray, n_groups: int, *, continuation_keys: np.ndarray,
+                      clients: np.ndarray | None = None) -> np.ndarray:
+        """Which prefixes are common, from one row per (continuing request, prefix) pair.
+
+        The array version of :meth:`common` for callers that already hold dense prefix ids
+        (conversation linking): bincounts and ``ufunc.at`` reductions, plus one hash pass over
+        the rows of prefixes continued at least ``min_continuations`` times.
+
+        Parameters
+        ----------
+        group : numpy.ndarray of int
+            Dense id of the prefix of each row, in ``[0, n_groups)``.
+        n_groups : int
+        continuation_keys : numpy.ndarray of uint64
+            An id of the (prefix, next block) pair of each row, distinct across prefixes (e.g.
+            the hash of the prefix one block longer).
+        clients : numpy.ndarray of int, optional
+            Client code of each row (-1 for unknown).
+
+        Returns
+        -------
+        numpy.ndarray of bool
+            One flag per prefix id.
+        """
+        group = np.asarray(group, dtype=np.int64)
+        common = np.zeros(n_groups, dtype=bool)
+        rows = np.bincount(group, minlength=n_groups)
+        if self.min_continuations is not None:
+            # only a prefix continued at least M times can have M distinct continuations
+            sub = np.flatnonzero(rows[group] >= self.min_continuations)
+            if sub.size:
+                first = pl.Series(np.asarray(continuation_keys)[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
+                common |= np.bincount(group[sub][first], minlength=n_groups) >= self.min_continuations
+        if self.min_clients is not None and clients is not None:
+            c = np.asarray(clients, dtype=np.int64)
+            known = c >= 0
+            g, cc = group[known], c[known]
+            lo = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)
+            hi = np.full(n_groups, -1, dtype=np.int64)
+            np.minimum.at(lo, g, cc)
+            np.maximum.at(hi, g, cc)
+            several = hi > lo  # two or more distinct clients
+            if self.min_clients == 2:
+                common |= several
+            elif g.size:
+                sub = several[g]
+                pair = g[sub] * (int(cc.max()) + 1) + cc[sub]
+                first = pl.Series(pair).is_first_distinct().to_numpy()
+                common |= np.bincount(g[sub][first], minlength=n_groups) >= self.min_clients
+        return common
+
     def describe(self) -> str:
         """The rule in words, for notes and reports."""
         parts = []
