@@ -126,3 +126,26 @@ def test_errors_and_helpers(tmp_path):
     import pyarrow as pa
     codes = client_codes(pa.chunked_array([["a", None], ["b", "a"]]))
     assert codes.tolist() == [0, -1, 1, 0]
+
+
+@pytest.mark.parametrize("min_clients", [2, 3, None])
+def test_common_groups_agrees_with_the_table_rule(rng, min_clients):
+    """The array version used by linking flags the same prefixes as the DataFrame version."""
+    from servelab.analysis.shared_prefixes import prefix_statistics
+
+    n_groups, n = 400, 3000
+    group = rng.integers(0, n_groups, n) ** 2 // n_groups  # skewed: a few prefixes get many rows
+    nxt = rng.integers(0, 12, n)
+    clients = np.where(rng.random(n) < 0.1, -1, rng.integers(1, 4, n) * (rng.random(n) < 0.15))
+    rule = CommonPrefixRule(min_continuations=6, min_clients=min_clients)
+    keys = group.astype(np.uint64)
+    stats = prefix_statistics(keys, nxt, clients=clients).sort("key")
+    expected = np.zeros(n_groups, dtype=bool)
+    expected[stats["key"].to_numpy().astype(np.int64)] = rule.common(stats).to_numpy()
+    ext = (group * 1000 + nxt).astype(np.uint64)  # distinct per (prefix, next block)
+    got = rule.common_groups(group, n_groups, continuation_keys=ext, clients=clients)
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < got.sum() < np.unique(group).size  # some prefixes common, not all
+    if min_clients is not None:  # the client criterion adds prefixes beyond the continuation one
+        assert got.sum() > CommonPrefixRule(min_continuations=6, min_clients=None).common_groups(
+            group, n_groups, continuation_keys=ext).sum()
