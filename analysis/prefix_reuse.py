@@ -22,7 +22,8 @@ LRU cache of C blocks, all capacities in one pass
     Stack distances are computed without a loop over accesses: with ``prev(i)`` the previous
     access of access *i*'s block, the distinct blocks accessed in between are
     ``#{q < i : prev(q) < prev(i)} - prev(i) - 1``, a dominance count answered by a merge-sort
-    tree level by level (sorts and binary searches, O(N log^2 N) for N accesses).
+    tree built level by level (merges of sorted runs and binary searches, O(N log^2 N) for N
+    accesses at worst).
 
 This module must not import fitting, generator, figures or matplotlib, and it is not wired into
 reports or the CLI. Results are tables of rates and counts, never the blocks themselves.
@@ -155,12 +156,16 @@ def _count_before_below(x: np.ndarray, qi: np.ndarray, qv: np.ndarray) -> np.nda
     if n == 0 or qi.size == 0:
         return out
     width = int(max(int(x.max()), int(qv.max()))) + 2
-    idx = np.arange(n, dtype=np.int64)
+    # level l holds (position >> l) * width + x sorted: the elements of each aligned block of
+    # 2^l positions in order of x. Level 0 is sorted by construction; each next level re-keys
+    # and merges pairs of sorted runs (a stable sort finds and merges the runs)
+    comp = np.arange(n, dtype=np.int64) * width + x
     for level in range(max(1, math.ceil(math.log2(n)) + 1)):
+        if level:
+            comp = np.sort(((comp // width) >> 1) * width + comp % width, kind="stable")
         has = ((qi >> level) & 1).astype(bool)
         if not has.any():
             continue
-        comp = np.sort((idx >> level) * width + x)
         blk = (qi[has] >> level) - 1
         lo = np.searchsorted(comp, blk * width, side="left")
         hi = np.searchsorted(comp, blk * width + qv[has], side="left")
@@ -278,8 +283,8 @@ def reuse_from_blocks(values: np.ndarray, lengths: np.ndarray, *, input_tokens: 
         Prompt lengths (the last block's tokens); negative for unknown.
     timestamps : numpy.ndarray, optional
         Arrival times (s) for the per-window table (default: one window).
-    clients : numpy.ndarray, optional
-        Client labels (any type polars can group; NULL/None allowed) for the per-client table.
+    clients : polars.Series or numpy.ndarray, optional
+        Client label of each request (None for unknown) for the per-client table.
     block_size : int
     window_s : float
         Window length of the per-window table.
@@ -314,8 +319,8 @@ def reuse_from_blocks(values: np.ndarray, lengths: np.ndarray, *, input_tokens: 
     by_window = _rates(windows, "window_start_s")
     by_client = None
     if clients is not None:
-        by_client = _rates(per_req.with_columns(client_id=pl.Series(np.asarray(clients, dtype=object)[reqs])),
-                           "client_id")
+        labels = clients if isinstance(clients, pl.Series) else pl.Series(np.asarray(clients, dtype=object).tolist())
+        by_client = _rates(per_req.with_columns(client_id=labels.gather(reqs)), "client_id")
     return PrefixReuse(
         block_size=int(block_size), n_requests=int(keep.sum()), n_blocks=int(lengths.sum()),
         n_tokens=int(tokens.sum()), hit_blocks=int(hits.sum()), hit_tokens=int(tokens[hits].sum()),
@@ -344,7 +349,7 @@ def prefix_reuse(store: TraceStore, *, block_size: int = DEFAULT_BLOCK_SIZE, win
         table = table.sort_by([("request_id", "ascending")])
     ts = table["timestamp"].to_numpy().astype(float)
     tin = pc.fill_null(table["input_tokens"], -1).to_numpy().astype(np.int64) if "input_tokens" in cols else None
-    clients = table["client_id"].to_numpy(zero_copy_only=False) if "client_id" in cols else None
+    clients = pl.from_arrow(table["client_id"]) if "client_id" in cols else None
     blocks = table["prefix_blocks"].combine_chunks()
     del table
     lengths = pc.fill_null(pc.list_value_length(blocks), 0).to_numpy().astype(np.int64)
