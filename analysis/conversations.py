@@ -659,7 +659,8 @@ def _links_by_prefix_blocks(store: TraceStore, *, min_shared_blocks: int, rule: 
     use_latency = check_latency and "latency_s" in store.columns
     extra_cols = [*(["client_id"] if use_clients else []), *(["latency_s"] if use_latency else [])]
     table = pq.read_table(store.requests_path,
-                          columns=["request_id", "timestamp", "prefix_blocks", *length_cols, *extra_cols])
+                          columns=["request_id", "timestamp", "prefix_blocks", *length_cols, *extra_cols],
+                          read_dictionary=["client_id"] if use_clients else None)
     rid = table["request_id"].to_numpy().astype(np.int64)
     if rid.size > 1 and not bool(np.all(rid[1:] > rid[:-1])):  # stores are written in request order
         table = table.sort_by([("request_id", "ascending")])
@@ -728,7 +729,10 @@ def _estimate_clock(ts: np.ndarray, *, jitter_s: float = _CLOCK_JITTER_S, min_ga
     ``max(jitter_s, 2 % of the step)`` of a whole number of steps. A step under 20 times
     ``jitter_s`` cannot be told from jitter: the clock is then taken as fine (0.0).
     """
-    gaps = np.diff(np.sort(np.asarray(ts, dtype=float)))
+    ts = np.asarray(ts, dtype=float)
+    gaps = np.diff(ts)
+    if (gaps < 0).any():
+        gaps = np.diff(np.sort(ts))
     gaps = gaps[gaps > jitter_s]
     if gaps.size < min_gaps:
         return 0.0

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -106,8 +107,9 @@ class CommonPrefixRule:
         """Which prefixes are common, from one row per (continuing request, prefix) pair.
 
         The array version of :meth:`common` for callers that already hold dense prefix ids
-        (conversation linking): bincounts and ``ufunc.at`` reductions, plus one hash pass over
-        the rows of prefixes continued at least ``min_continuations`` times.
+        (conversation linking): bincounts and gathers, plus hash passes over the rows of
+        prefixes continued at least ``min_continuations`` times (a subsample of the rows of
+        very common ones first).
 
         Parameters
         ----------
@@ -129,20 +131,30 @@ class CommonPrefixRule:
         common = np.zeros(n_groups, dtype=bool)
         rows = np.bincount(group, minlength=n_groups)
         if self.min_continuations is not None:
-            # only a prefix continued at least M times can have M distinct continuations
-            sub = np.flatnonzero(rows[group] >= self.min_continuations)
+            m = self.min_continuations
+            cont = np.asarray(continuation_keys)
+            # only a prefix continued at least M times can have M distinct continuations. A
+            # prefix continued very often (a system prompt: every request) is first tried on
+            # every 16th of its rows: M distinct there are M distinct in all; the rest of the
+            # candidates are counted on all their rows, so the result is exact
+            big = rows >= 64 * m
+            if big.any():
+                sub = np.flatnonzero(big[group])[::16]
+                first = pl.Series(cont[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
+                common |= np.bincount(group[sub][first], minlength=n_groups) >= m
+            sub = np.flatnonzero((rows[group] >= m) & ~common[group])
             if sub.size:
-                first = pl.Series(np.asarray(continuation_keys)[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
-                common |= np.bincount(group[sub][first], minlength=n_groups) >= self.min_continuations
+                first = pl.Series(cont[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
+                common |= np.bincount(group[sub][first], minlength=n_groups) >= m
         if self.min_clients is not None and clients is not None:
             c = np.asarray(clients, dtype=np.int64)
-            known = c >= 0
+            known = np.flatnonzero(c >= 0)
             g, cc = group[known], c[known]
-            lo = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)
-            hi = np.full(n_groups, -1, dtype=np.int64)
-            np.minimum.at(lo, g, cc)
-            np.maximum.at(hi, g, cc)
-            several = hi > lo  # two or more distinct clients
+            # one known client of each prefix (whichever write lands), then: a row with another
+            # client means two or more distinct clients
+            ref = np.full(n_groups, -1, dtype=np.int64)
+            ref[g] = cc
+            several = np.bincount(g[cc != ref[g]], minlength=n_groups) > 0
             if self.min_clients == 2:
                 common |= several
             elif g.size:
@@ -205,7 +217,14 @@ class SharedPrefixes:
 
 
 def client_codes(column) -> np.ndarray:
-    """Integer codes of a client id column (pyarrow array or chunked array); -1 for NULL."""
+    """Integer codes of a client id column (pyarrow array or chunked array, plain or
+    dictionary-encoded as ``read_dictionary`` reads it); -1 for NULL."""
+    if isinstance(column, pa.ChunkedArray) and pa.types.is_dictionary(column.type):
+        column = column.unify_dictionaries()
+        indices = [chunk.indices for chunk in column.chunks]
+        if not indices:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([pc.fill_null(i, -1).to_numpy(zero_copy_only=False).astype(np.int64) for i in indices])
     codes = pc.dictionary_encode(column)
     if hasattr(codes, "combine_chunks"):
         codes = codes.combine_chunks()

@@ -126,6 +126,11 @@ def test_errors_and_helpers(tmp_path):
     import pyarrow as pa
     codes = client_codes(pa.chunked_array([["a", None], ["b", "a"]]))
     assert codes.tolist() == [0, -1, 1, 0]
+    # dictionary-encoded chunks (as read_dictionary reads them) with different dictionaries
+    chunks = [pa.array(["a", None, "b"]).dictionary_encode(), pa.array(["b", "c", "a"]).dictionary_encode()]
+    codes = client_codes(pa.chunked_array(chunks))
+    labels = ["a", None, "b", "b", "c", "a"]
+    assert codes[1] == -1 and len({(lab, int(c)) for lab, c in zip(labels, codes)}) == len(set(labels))
 
 
 @pytest.mark.parametrize("min_clients", [2, 3, None])
@@ -136,7 +141,14 @@ def test_common_groups_agrees_with_the_table_rule(rng, min_clients):
     n_groups, n = 400, 3000
     group = rng.integers(0, n_groups, n) ** 2 // n_groups  # skewed: a few prefixes get many rows
     nxt = rng.integers(0, 12, n)
+    # two very common prefixes (>= 64 M rows: first tried on a subsample): 400 has only three
+    # distinct continuations and one client (not common), 401 has hundreds of continuations
+    big = 400 + rng.permutation(np.r_[np.zeros(2000, dtype=np.int64), np.ones(2000, dtype=np.int64)])
+    group = np.r_[group, big]
+    nxt = np.r_[nxt, np.where(big == 400, rng.integers(0, 3, big.size), rng.integers(0, 500, big.size))]
+    n_groups, n = 402, group.size
     clients = np.where(rng.random(n) < 0.1, -1, rng.integers(1, 4, n) * (rng.random(n) < 0.15))
+    clients[group == 400] = 7
     rule = CommonPrefixRule(min_continuations=6, min_clients=min_clients)
     keys = group.astype(np.uint64)
     stats = prefix_statistics(keys, nxt, clients=clients).sort("key")
@@ -145,6 +157,7 @@ def test_common_groups_agrees_with_the_table_rule(rng, min_clients):
     ext = (group * 1000 + nxt).astype(np.uint64)  # distinct per (prefix, next block)
     got = rule.common_groups(group, n_groups, continuation_keys=ext, clients=clients)
     np.testing.assert_array_equal(got, expected)
+    assert not got[400] and got[401]
     assert 0 < got.sum() < np.unique(group).size  # some prefixes common, not all
     if min_clients is not None:  # the client criterion adds prefixes beyond the continuation one
         assert got.sum() > CommonPrefixRule(min_continuations=6, min_clients=None).common_groups(
