@@ -424,10 +424,9 @@ def _infer_parents(values: np.ndarray, lengths: np.ndarray, *, min_shared_blocks
         uniq = pl.Series(p_key, dtype=pl.UInt64).unique()
         ids = pl.int_range(0, uniq.len(), eager=True, dtype=pl.Int64)
         p_gid = pl.Series(p_key, dtype=pl.UInt64).replace_strict(uniq, ids, return_dtype=pl.Int64).to_numpy()
-        j_cand = joined["cand"].to_numpy()
-        unmatched = joined["i"].is_null().to_numpy()
-        gid = np.empty(q_flat.size, dtype=np.int64)
-        gid[~unmatched] = p_gid[j_cand[~unmatched].astype(np.int64)]
+        j_cand = joined["cand"].fill_null(-1).to_numpy()
+        unmatched = np.flatnonzero(j_cand < 0)
+        gid = p_gid[j_cand]  # the unmatched rows are overwritten next
         gid[unmatched] = pl.Series(keys[q_flat[unmatched]], dtype=pl.UInt64).replace_strict(
             uniq, ids, return_dtype=pl.Int64).to_numpy()
         del j_cand, unmatched

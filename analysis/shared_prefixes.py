@@ -137,12 +137,14 @@ class CommonPrefixRule:
             # prefix continued very often (a system prompt: every request) is first tried on
             # every 16th of its rows: M distinct there are M distinct in all; the rest of the
             # candidates are counted on all their rows, so the result is exact
-            big = rows >= 64 * m
-            if big.any():
-                sub = np.flatnonzero(big[group])[::16]
+            per_row = rows[group]
+            if (per_row >= 64 * m).any():
+                sub = np.flatnonzero(per_row >= 64 * m)[::16]
                 first = pl.Series(cont[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
                 common |= np.bincount(group[sub][first], minlength=n_groups) >= m
-            sub = np.flatnonzero((rows[group] >= m) & ~common[group])
+            hot = np.flatnonzero(per_row >= m)
+            del per_row
+            sub = hot[~common[group[hot]]]
             if sub.size:
                 first = pl.Series(cont[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
                 common |= np.bincount(group[sub][first], minlength=n_groups) >= m
