@@ -61,6 +61,7 @@ links and conversations, not the requests' contents.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -514,8 +515,8 @@ def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_bloc
         link must share more than it. None switches a criterion off.
     clock_s : float, optional
         For ``prefix_blocks``: the step of the trace's timestamps (s; 0 for a fine clock).
-        Default: the manifest's ``clock_s`` when ingest recorded one, else estimated from the
-        lattice of positive gaps.
+        Default: the step ingest recorded in the manifest (``clock.step_s``, or ``clock_s``),
+        else estimated from the lattice of positive gaps.
     check_itt : bool
         For ``prefix_blocks``: a follow-up must arrive at least one clock step after its parent
         (ITT above half the step, so that jitter of a few ms does not matter; above 0 on a fine
@@ -711,6 +712,15 @@ def _trace_clock(store: TraceStore, ts: np.ndarray, clock_s: float | None) -> tu
     """The clock step to check ITTs against and where it came from."""
     if clock_s is not None:
         return float(clock_s), "given"
+    # ingest records the clock as {"clock": {"step_s": ...}} (analysis.clock.Clock.to_json;
+    # step_s None: continuous times) or as a bare "clock_s"
+    recorded = store.manifest.get("clock")
+    if isinstance(recorded, Mapping) and "step_s" in recorded:
+        step = recorded["step_s"]
+        if step is None:
+            return 0.0, "recorded at ingest: continuous times"
+        if isinstance(step, (int, float)) and not isinstance(step, bool) and 0 <= step < math.inf:
+            return float(step), "recorded at ingest"
     recorded = store.manifest.get("clock_s")
     if isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and 0 <= recorded < math.inf:
         return float(recorded), "recorded at ingest"

@@ -200,6 +200,13 @@ def test_clock_recorded_at_ingest_is_used(tmp_path):
     assert result.summary.clock_s == 10.0 and result.summary.n_with_parent == 0
     assert any("recorded at ingest" in n for n in result.summary.notes)
     assert link_conversations(open_store(path), clock_s=1.0).summary.n_with_parent == 1  # the argument wins
+    # the form analysis.clock writes: {"clock": {"step_s": ...}} (None: continuous times)
+    del manifest["clock_s"]
+    for step, links in ((10.0, 0), (None, 1)):
+        manifest["clock"] = {"step_s": step, "coarse": step is not None, "given": "detected"}
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        result = link_conversations(open_store(path))
+        assert result.summary.n_with_parent == links and result.summary.clock_s == (step or 0.0)
 
 
 def test_summary_dict_carries_the_check_counts(tmp_path):
