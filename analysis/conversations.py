@@ -420,22 +420,36 @@ def _infer_parents(values: np.ndarray, lengths: np.ndarray, *, min_shared_blocks
     if rule.active:
         # every request that continues a parent key is a hit, so the hits give each parent
         # key's continuations and clients exactly (the block after the prefix is q_flat + 1).
-        # Dense key ids: each parent's from a hash map of the distinct parent keys, each hit's
-        # from its matched parent, or (hits before any parent with their key) from the map
-        uniq = pl.Series(p_key, dtype=pl.UInt64).unique()
-        ids = pl.int_range(0, uniq.len(), eager=True, dtype=pl.Int64)
-        p_gid = pl.Series(p_key, dtype=pl.UInt64).replace_strict(uniq, ids, return_dtype=pl.Int64).to_numpy()
+        # One id per key without hashing: parents with one key form one chain in the join (each
+        # parent's own key, its last hit, matched the previous parent with that key), whose
+        # first parent (found by pointer jumping) names the key; a hit takes its matched
+        # parent's, a first parent its own, the few other hits (before any parent with their
+        # key) get theirs from a hash join
         j_cand = joined["cand"].fill_null(-1).to_numpy()
-        unmatched = np.flatnonzero(j_cand < 0)
-        gid = p_gid[j_cand]  # the unmatched rows are overwritten next
-        gid[unmatched] = pl.Series(keys[q_flat[unmatched]], dtype=pl.UInt64).replace_strict(
-            uniq, ids, return_dtype=pl.Int64).to_numpy()
-        del j_cand, unmatched
-        common_g = rule.common_groups(gid, int(uniq.len()), continuation_keys=keys[q_flat + 1],
+        n_par = p_idx.size
+        own = np.searchsorted(q_req, p_idx, side="right") - 1  # each parent's own-key hit
+        first_of_key = j_cand[own] < 0
+        root = np.where(first_of_key, np.arange(n_par, dtype=np.int64), j_cand[own])
+        for _ in range(math.ceil(math.log2(max(n_par, 2))) + 1):
+            nxt = root[root]
+            if np.array_equal(nxt, root):
+                break
+            root = nxt
+        gid = np.where(j_cand >= 0, root[np.maximum(j_cand, 0)], -1)
+        gid[own[first_of_key]] = np.flatnonzero(first_of_key)
+        rest = np.flatnonzero(gid < 0)
+        if rest.size:
+            firsts = np.flatnonzero(first_of_key)
+            found = pl.DataFrame({"key": pl.Series(keys[q_flat[rest]], dtype=pl.UInt64)}).join(
+                pl.DataFrame({"key": pl.Series(p_key[firsts], dtype=pl.UInt64), "g": firsts}),
+                on="key", how="left", maintain_order="left")
+            gid[rest] = found["g"].to_numpy()
+        del j_cand, own, first_of_key
+        common_g = rule.common_groups(gid, n_par, continuation_keys=keys[q_flat + 1],
                                       clients=None if clients is None else np.asarray(clients)[q_req])
         counts["n_common_prefixes"] = int(common_g.sum())
-        common_cand = common_g[p_gid]
-        del gid, p_gid, uniq, ids
+        common_cand = common_g[root]
+        del gid, root
     matched = joined.drop_nulls("i")
     del joined
     rows = matched["row"].to_numpy()

@@ -135,11 +135,11 @@ class CommonPrefixRule:
             cont = np.asarray(continuation_keys)
             # only a prefix continued at least M times can have M distinct continuations. A
             # prefix continued very often (a system prompt: every request) is first tried on
-            # every 16th of its rows: M distinct there are M distinct in all; the rest of the
+            # every 64th of its rows: M distinct there are M distinct in all; the rest of the
             # candidates are counted on all their rows, so the result is exact
             per_row = rows[group]
-            if (per_row >= 64 * m).any():
-                sub = np.flatnonzero(per_row >= 64 * m)[::16]
+            if (per_row >= 4096).any():
+                sub = np.flatnonzero(per_row >= 4096)[::64]
                 first = pl.Series(cont[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
                 common |= np.bincount(group[sub][first], minlength=n_groups) >= m
             hot = np.flatnonzero(per_row >= m)

@@ -141,9 +141,9 @@ def test_common_groups_agrees_with_the_table_rule(rng, min_clients):
     n_groups, n = 400, 3000
     group = rng.integers(0, n_groups, n) ** 2 // n_groups  # skewed: a few prefixes get many rows
     nxt = rng.integers(0, 12, n)
-    # two very common prefixes (>= 64 M rows: first tried on a subsample): 400 has only three
+    # two very common prefixes (>= 4096 rows: first tried on a subsample): 400 has only three
     # distinct continuations and one client (not common), 401 has hundreds of continuations
-    big = 400 + rng.permutation(np.r_[np.zeros(2000, dtype=np.int64), np.ones(2000, dtype=np.int64)])
+    big = 400 + rng.permutation(np.r_[np.zeros(5000, dtype=np.int64), np.ones(5000, dtype=np.int64)])
     group = np.r_[group, big]
     nxt = np.r_[nxt, np.where(big == 400, rng.integers(0, 3, big.size), rng.integers(0, 500, big.size))]
     n_groups, n = 402, group.size
