@@ -28,11 +28,28 @@ Link rules, in the order ``rule="auto"`` tries them (the first whose column hold
     copy of *i*, and (when the trace has token counts) ``input_j >= input_i + output_i``. For
     each shared-prefix length k, longest first, the candidate is the latest earlier request
     whose first ``L_i - 1 = k`` blocks are ``blocks_j[:k]``; the first candidate that passes the
-    checks is the parent. Every prefix ``blocks[:k]`` is hashed once (a polynomial hash mod 2^64 over
-    mixed block ids, computed for all requests at once with cumulative sums), parent keys are
-    sorted, and every request's prefixes are looked up by binary search: O(B log n) for B blocks
-    in all, never pairwise. Equal hashes of equal length are taken as equal prefixes (a false
-    match has probability about 2^-64 per lookup).
+    checks is the parent. Three more checks (each can be switched off; the link summary counts
+    the candidates each one rejected) keep trace artifacts out of the links:
+
+    - *shared prompt prefixes*: a candidate whose shared prefix ``blocks_j[:k]`` is common (a
+      system prompt or template that many requests continue in many ways, or several clients
+      continue: :class:`~servelab.analysis.shared_prefixes.CommonPrefixRule`) is rejected, so a
+      link shares more than the longest common prefix both requests start with. Without it,
+      every short request whose only full block is a shared system prompt becomes the parent
+      of every later request;
+    - *clock*: the ITT is at least one step of the trace's logging clock (two requests logged
+      in one tick are not a reply to each other); the step is the caller's, the manifest's
+      ``clock_s``, or estimated from the lattice of positive gaps;
+    - *latency*: where ``latency_s`` is known, the follow-up arrives after its parent finished
+      (within one clock step).
+
+    Every prefix ``blocks[:k]`` is hashed once (a polynomial hash mod 2^64 over mixed block ids,
+    computed for all requests at once with cumulative sums:
+    :func:`~servelab.analysis.block_hashes.prefix_hashes`); a hash-set test keeps the prefixes
+    that are some request's parent key, whose continuations and clients give the common
+    prefixes, and a hash-grouped as-of join finds each candidate: O(B) expected for B blocks in
+    all, never pairwise. Equal hashes of equal length are taken as equal prefixes (a false match
+    has probability about 2^-64 per lookup).
 
 In every rule a conversation is a tree (a request may have several follow-ups: branching), its
 id is the ``request_id`` of its first request, ``turn`` is the depth in the tree plus one and the
@@ -44,13 +61,21 @@ links and conversations, not the requests' contents.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from servelab.analysis.block_hashes import prefix_hashes
 from servelab.analysis.exceptions import NotApplicableError
+from servelab.analysis.shared_prefixes import (
+    DEFAULT_MIN_CLIENTS,
+    DEFAULT_MIN_CONTINUATIONS,
+    CommonPrefixRule,
+    client_codes,
+)
 from servelab.analysis.store import TraceStore
 
 __all__ = [
@@ -111,6 +136,17 @@ class LinkSummary:
         or a first turn within ``edge_s`` of the start) or end (last turn within ``edge_s``).
     edge_s : float
         Edge used for censoring (default: the 90th percentile of ITTs).
+    clock_s : float
+        ``prefix_blocks``: the timestamps' clock step the links were checked against (0: a fine
+        clock; NaN: not checked or another rule).
+    n_common_prefixes : int
+        ``prefix_blocks``: common prefixes (system prompts, templates) among the parents' shared
+        prefixes.
+    n_rejected_common, n_rejected_itt, n_rejected_latency : int
+        ``prefix_blocks``: candidate links (child, latest earlier request with a shared prefix)
+        tried before the accepted one, or all when none was accepted, that were rejected, each
+        counted under the first check it failed in this order: the shared prefix is common; the
+        ITT is under one clock step; the child arrived before the parent finished.
     notes : tuple of str
         What was done (e.g. identical prompts not linked, cycles dropped).
     """
@@ -128,6 +164,11 @@ class LinkSummary:
     n_left_censored: int = 0
     n_right_censored: int = 0
     edge_s: float = float("nan")
+    clock_s: float = float("nan")
+    n_common_prefixes: int = 0
+    n_rejected_common: int = 0
+    n_rejected_itt: int = 0
+    n_rejected_latency: int = 0
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -263,75 +304,18 @@ def links_from_parents(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 # --------------------------------------------------------------------------------------------
-# Prefix hashing
+# Prefix hashing: see servelab.analysis.block_hashes (re-exported here)
 # --------------------------------------------------------------------------------------------
-_P = np.uint64(0x9E3779B97F4A7C15)  # odd, hence invertible mod 2^64
-_P_INV = np.uint64(pow(int(_P), -1, 2**64))
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: spreads small consecutive block ids over 64 bits."""
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-def _powers(base: np.uint64, n: int) -> np.ndarray:
-    out = np.empty(max(n, 1), dtype=np.uint64)
-    out[0] = 1
-    if n > 1:
-        with np.errstate(over="ignore"):
-            out[1:] = base
-            out = np.cumprod(out, dtype=np.uint64)
-    return out
-
-
-def prefix_hashes(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Hash of every prefix of every block list, all at once.
-
-    Parameters
-    ----------
-    values : numpy.ndarray of int64
-        All block ids, list after list (an Arrow list column's flattened values).
-    lengths : numpy.ndarray of int
-        Length of each list.
-
-    Returns
-    -------
-    numpy.ndarray of uint64
-        ``out[offset_r + k - 1]`` is the hash of the first ``k`` blocks of list ``r`` (mixed
-        with ``k``, so prefixes of different lengths never share a key by construction):
-
-        .. math:: h_k = \\sum_{t<k} m(b_t) P^{k-1-t} \\bmod 2^{64}
-                   = P^{k-1} \\sum_{t<k} m(b_t) P^{-t}
-
-        computed with one cumulative sum over all lists (unsigned arithmetic wraps mod 2^64).
-    """
-    values = np.asarray(values)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    if values.size != total:
-        raise ValueError(f"values holds {values.size} blocks but lengths add up to {total}")
-    if total == 0:
-        return np.zeros(0, dtype=np.uint64)
-    starts = np.cumsum(lengths) - lengths
-    pos = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
-    max_len = int(lengths.max())
-    pw, pinv = _powers(_P, max_len), _powers(_P_INV, max_len)
-    with np.errstate(over="ignore"):
-        term = _mix64(values.astype(np.int64).view(np.uint64)) * pinv[pos]
-        csum = np.cumsum(term, dtype=np.uint64)
-        base = np.where(starts > 0, csum[np.maximum(starts - 1, 0)], np.uint64(0))
-        h = (csum - np.repeat(base, lengths)) * pw[pos]
-        h ^= (pos.astype(np.uint64) + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93)
-        return h
-
-
 def infer_parents_from_blocks(values: np.ndarray, lengths: np.ndarray, *, min_shared_blocks: int = 1,
                               input_tokens: np.ndarray | None = None,
-                              output_tokens: np.ndarray | None = None) -> np.ndarray:
+                              output_tokens: np.ndarray | None = None,
+                              timestamps: np.ndarray | None = None,
+                              latency_s: np.ndarray | None = None,
+                              clients: np.ndarray | None = None,
+                              min_itt_s: float = 0.0,
+                              latency_slack_s: float = 0.0,
+                              common_min_continuations: int | None = DEFAULT_MIN_CONTINUATIONS,
+                              common_min_clients: int | None = DEFAULT_MIN_CLIENTS) -> np.ndarray:
     """Parent of each request (index, or -1) inferred from block-hash lists in arrival order.
 
     Parameters
@@ -346,6 +330,20 @@ def infer_parents_from_blocks(values: np.ndarray, lengths: np.ndarray, *, min_sh
         also satisfy ``input_j >= input_i + output_i`` (a follow-up's prompt holds the earlier
         prompt and answer); this separates two follow-ups of one request (branching) from a
         chain. Missing lengths (negative values) skip the check for that pair.
+    timestamps : numpy.ndarray, optional
+        Arrival times (s, non-decreasing). When given, a link needs ``t_j - t_i > min_itt_s``.
+    latency_s : numpy.ndarray, optional
+        Submission to last token (s; NaN where unknown). With ``timestamps``, a link needs the
+        follow-up to arrive after the parent finished: ``t_j - t_i >= latency_i - latency_slack_s``.
+    clients : numpy.ndarray of int, optional
+        Client codes (-1 for unknown), for the common-prefix rule's client criterion.
+    min_itt_s : float
+        See ``timestamps`` (0: the follow-up must come strictly later).
+    latency_slack_s : float
+        Allowed for timestamps logged on a coarse clock (one clock step).
+    common_min_continuations, common_min_clients : int or None
+        The :class:`~servelab.analysis.shared_prefixes.CommonPrefixRule`: a link whose shared
+        prefix is common (a system prompt or template) is rejected. None and None: no check.
 
     Returns
     -------
@@ -357,15 +355,33 @@ def infer_parents_from_blocks(values: np.ndarray, lengths: np.ndarray, *, min_sh
     -----
     See the module docstring for the rule. Hash-set membership of the B prefixes and a
     hash-grouped as-of join of the hits (polars): O(B) expected; memory is a few arrays of B
-    words.
+    words. :func:`link_conversations` also reports how many candidate links each check rejected.
     """
-    if min_shared_blocks < 1:
+    parent, _ = _infer_parents(values, lengths, min_shared_blocks=min_shared_blocks, input_tokens=input_tokens,
+                               output_tokens=output_tokens, timestamps=timestamps, latency_s=latency_s,
+                               clients=clients, min_itt_s=min_itt_s, latency_slack_s=latency_slack_s,
+                               rule=CommonPrefixRule(min_continuations=common_min_continuations,
+                                                     min_clients=common_min_clients))
+    return parent
+
+
+def _infer_parents(values: np.ndarray, lengths: np.ndarray, *, min_shared_blocks: int,
+                   input_tokens: np.ndarray | None = None, output_tokens: np.ndarray | None = None,
+                   timestamps: np.ndarray | None, latency_s: np.ndarray | None, clients: np.ndarray | None,
+                   min_itt_s: float | None, latency_slack_s: float, rule: CommonPrefixRule) -> tuple[np.ndarray, dict]:
+    """:func:`infer_parents_from_blocks` plus counts of the candidate links each check rejected."""
+    if isinstance(min_shared_blocks, bool) or not isinstance(min_shared_blocks, (int, np.integer)) or min_shared_blocks < 1:
         raise ValueError(f"min_shared_blocks must be >= 1; got {min_shared_blocks!r}")
+    if min_itt_s is not None and not (min_itt_s >= 0):
+        raise ValueError(f"min_itt_s must be >= 0 seconds; got {min_itt_s!r}")
+    if not (latency_slack_s >= 0):
+        raise ValueError(f"latency_slack_s must be >= 0 seconds; got {latency_slack_s!r}")
     lengths = np.asarray(lengths, dtype=np.int64)
     n = lengths.size
     parent = np.full(n, -1, dtype=np.int64)
+    counts = {"n_rejected_common": 0, "n_rejected_itt": 0, "n_rejected_latency": 0, "n_common_prefixes": 0}
     if n == 0:
-        return parent
+        return parent, counts
     values = np.asarray(values)
     keys = prefix_hashes(values, lengths)
     ends = np.cumsum(lengths)
@@ -376,7 +392,7 @@ def infer_parents_from_blocks(values: np.ndarray, lengths: np.ndarray, *, min_sh
     p_key = keys[ends[p_idx] - 2]
     p_last = values[ends[p_idx] - 1]
     if p_key.size == 0:
-        return parent
+        return parent, counts
 
     # queries: every prefix of length k in [min_shared, L - 1] of every request
     pos = np.arange(keys.size, dtype=np.int64) - np.repeat(starts, lengths)
@@ -397,9 +413,45 @@ def infer_parents_from_blocks(values: np.ndarray, lengths: np.ndarray, *, min_sh
                             "row": np.arange(q_req.size, dtype=np.int64)})
     parents = pl.DataFrame({"key": pl.Series(p_key, dtype=pl.UInt64), "i": p_idx,
                             "cand": np.arange(p_idx.size, dtype=np.int64)})
-    matched = queries.join_asof(parents, left_on="j", right_on="i", by="key", strategy="backward",
-                                allow_exact_matches=False, check_sortedness=False).drop_nulls("i")
+    joined = queries.join_asof(parents, left_on="j", right_on="i", by="key", strategy="backward",
+                               allow_exact_matches=False, check_sortedness=False)
     del queries, parents
+    common_cand = None
+    if rule.active:
+        # every request that continues a parent key is a hit, so the hits give each parent
+        # key's continuations and clients exactly (the block after the prefix is q_flat + 1).
+        # One id per key without hashing: parents with one key form one chain in the join (each
+        # parent's own key, its last hit, matched the previous parent with that key), whose
+        # first parent (found by pointer jumping) names the key; a hit takes its matched
+        # parent's, a first parent its own, the few other hits (before any parent with their
+        # key) get theirs from a hash join
+        j_cand = joined["cand"].fill_null(-1).to_numpy()
+        n_par = p_idx.size
+        own = np.searchsorted(q_req, p_idx, side="right") - 1  # each parent's own-key hit
+        first_of_key = j_cand[own] < 0
+        root = np.where(first_of_key, np.arange(n_par, dtype=np.int64), j_cand[own])
+        for _ in range(math.ceil(math.log2(max(n_par, 2))) + 1):
+            nxt = root[root]
+            if np.array_equal(nxt, root):
+                break
+            root = nxt
+        gid = np.where(j_cand >= 0, root[np.maximum(j_cand, 0)], -1)
+        gid[own[first_of_key]] = np.flatnonzero(first_of_key)
+        rest = np.flatnonzero(gid < 0)
+        if rest.size:
+            firsts = np.flatnonzero(first_of_key)
+            found = pl.DataFrame({"key": pl.Series(keys[q_flat[rest]], dtype=pl.UInt64)}).join(
+                pl.DataFrame({"key": pl.Series(p_key[firsts], dtype=pl.UInt64), "g": firsts}),
+                on="key", how="left", maintain_order="left")
+            gid[rest] = found["g"].to_numpy()
+        del j_cand, own, first_of_key
+        common_g = rule.common_groups(gid, n_par, continuation_keys=keys[q_flat + 1],
+                                      clients=None if clients is None else np.asarray(clients)[q_req])
+        counts["n_common_prefixes"] = int(common_g.sum())
+        common_cand = common_g[root]
+        del gid, root
+    matched = joined.drop_nulls("i")
+    del joined
     rows = matched["row"].to_numpy()
     q_req, q_k = q_req[rows], q_k[rows]
     cand = matched["cand"].to_numpy()
@@ -413,22 +465,49 @@ def infer_parents_from_blocks(values: np.ndarray, lengths: np.ndarray, *, min_sh
         tout = np.asarray(output_tokens, dtype=np.int64)
         known = (tin[q_req] >= 0) & (tin[par] >= 0) & (tout[par] >= 0)
         drop |= known & (tin[q_req] < tin[par] + tout[par])
-    q_req, q_k, par = q_req[~drop], q_k[~drop], par[~drop]
-    if q_req.size == 0:
-        return parent
-    # per child keep the longest shared prefix (queries are in (request, k) order already)
-    last_of_req = np.empty(q_req.size, dtype=bool)
-    last_of_req[-1] = True
-    last_of_req[:-1] = q_req[1:] != q_req[:-1]
-    parent[q_req[last_of_req]] = par[last_of_req]
-    return parent
+    # the new checks: a shared prefix that is common, a follow-up too soon on the clock, a
+    # follow-up before its parent finished
+    fail_common = np.zeros(q_req.size, dtype=bool) if common_cand is None else common_cand[cand]
+    fail_itt = np.zeros(q_req.size, dtype=bool)
+    fail_latency = np.zeros(q_req.size, dtype=bool)
+    if timestamps is not None:
+        ts = np.asarray(timestamps, dtype=float)
+        itt = ts[q_req] - ts[par]
+        if min_itt_s is not None:
+            fail_itt = ~(itt > min_itt_s)
+        if latency_s is not None:
+            lat = np.asarray(latency_s, dtype=float)[par]
+            fail_latency = itt < lat - latency_slack_s  # NaN latency compares False: no check
+    ok = ~(drop | fail_common | fail_itt | fail_latency)
+    if not ok.any():
+        accepted_k = np.zeros(n, dtype=np.int64)
+    else:
+        # per child keep the longest shared prefix that passes (queries are in (request, k) order)
+        o_req, o_k, o_par = q_req[ok], q_k[ok], par[ok]
+        last_of_req = np.empty(o_req.size, dtype=bool)
+        last_of_req[-1] = True
+        last_of_req[:-1] = o_req[1:] != o_req[:-1]
+        parent[o_req[last_of_req]] = o_par[last_of_req]
+        accepted_k = np.zeros(n, dtype=np.int64)
+        accepted_k[o_req[last_of_req]] = o_k[last_of_req]
+    # candidates tried before the accepted one (longer shared prefixes), each counted under
+    # the first new check it failed, in the order common prefix, clock, latency
+    tried = (q_k > accepted_k[q_req]) & ~drop
+    counts["n_rejected_common"] = int((tried & fail_common).sum())
+    counts["n_rejected_itt"] = int((tried & ~fail_common & fail_itt).sum())
+    counts["n_rejected_latency"] = int((tried & ~fail_common & ~fail_itt & fail_latency).sum())
+    return parent, counts
 
 
 # --------------------------------------------------------------------------------------------
 # Linking
 # --------------------------------------------------------------------------------------------
 def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_blocks: int = 1,
-                       edge_s: float | None = None) -> Conversations:
+                       edge_s: float | None = None,
+                       common_min_continuations: int | None = DEFAULT_MIN_CONTINUATIONS,
+                       common_min_clients: int | None = DEFAULT_MIN_CLIENTS,
+                       clock_s: float | None = None, check_itt: bool = True,
+                       check_latency: bool = True) -> Conversations:
     """Link the store's requests into conversations.
 
     Parameters
@@ -442,20 +521,48 @@ def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_bloc
     edge_s : float, optional
         A multi-turn conversation whose first (last) turn lies within ``edge_s`` of the trace's
         start (end) is counted as possibly cut. Default: the 90th percentile of ITTs.
+    common_min_continuations, common_min_clients : int or None
+        For ``prefix_blocks``: the :class:`~servelab.analysis.shared_prefixes.CommonPrefixRule`.
+        A shared prefix whose continuing requests take at least ``common_min_continuations``
+        distinct next blocks, or come from at least ``common_min_clients`` clients (when the
+        trace has ``client_id``), is a system prompt or template, not conversation history: a
+        link must share more than it. None switches a criterion off.
+    clock_s : float, optional
+        For ``prefix_blocks``: the step of the trace's timestamps (s; 0 for a fine clock).
+        Default: the step ingest recorded in the manifest (``clock.step_s``, or ``clock_s``),
+        else estimated from the lattice of positive gaps.
+    check_itt : bool
+        For ``prefix_blocks``: a follow-up must arrive at least one clock step after its parent
+        (ITT above half the step, so that jitter of a few ms does not matter; above 0 on a fine
+        clock). A zero-tick ITT is two requests in one tick, not a user's reply.
+    check_latency : bool
+        For ``prefix_blocks`` with ``latency_s``: a follow-up must arrive after its parent
+        finished (``ITT >= latency - clock_s - 1 ms``; unknown latencies are not checked).
 
     Raises
     ------
     NotApplicableError
         If the trace has no link information (no column, or no value in it).
+
+    Notes
+    -----
+    ``common_min_continuations=None, common_min_clients=None, check_itt=False,
+    check_latency=False`` is servelab's earlier rule. The summary counts the candidate links each
+    check rejected (``n_rejected_common``, ``n_rejected_itt``, ``n_rejected_latency``).
     """
     chosen = _choose_rule(store, rule)
+    prefix_rule = CommonPrefixRule(min_continuations=common_min_continuations, min_clients=common_min_clients)
+    if clock_s is not None and (isinstance(clock_s, bool) or not isinstance(clock_s, (int, float, np.integer, np.floating))
+                                or not 0 <= clock_s < math.inf):
+        raise ValueError(f"clock_s must be a finite number of seconds >= 0; got {clock_s!r}")
     notes: list[str] = []
     if chosen == "conversation_id":
         links, extra = _links_by_conversation_id(store)
     elif chosen == "parent_id":
         links, extra = _links_by_parent_id(store)
     else:
-        links, extra = _links_by_prefix_blocks(store, min_shared_blocks=min_shared_blocks)
+        links, extra = _links_by_prefix_blocks(store, min_shared_blocks=min_shared_blocks, rule=prefix_rule,
+                                               clock_s=clock_s, check_itt=check_itt, check_latency=check_latency)
         notes.append(
             f"links inferred from prompt block hashes: a request continues the earlier request whose first "
             f"L-1 blocks it repeats (longest such prefix, then latest; at least {min_shared_blocks} block(s)); "
@@ -463,6 +570,7 @@ def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_bloc
             + ("; a follow-up's input must hold the earlier input and output tokens"
                if store.has("input_tokens", "output_tokens") else "")
         )
+        notes.extend(extra.pop("notes"))
     if extra.get("n_cycle"):
         notes.append(f"{extra['n_cycle']} request(s) on or above a cycle of parent links were left unlinked")
     if extra.get("n_dangling"):
@@ -490,6 +598,11 @@ def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_bloc
         n_left_censored=int(multi["left_censored"].sum()),
         n_right_censored=int(multi["right_censored"].sum()),
         edge_s=float(edge_s),
+        clock_s=float(extra.get("clock_s", float("nan"))),
+        n_common_prefixes=int(extra.get("n_common_prefixes", 0)),
+        n_rejected_common=int(extra.get("n_rejected_common", 0)),
+        n_rejected_itt=int(extra.get("n_rejected_itt", 0)),
+        n_rejected_latency=int(extra.get("n_rejected_latency", 0)),
         notes=tuple(notes),
     )
     return Conversations(summary=summary, links=links, conversations=convs)
@@ -553,9 +666,15 @@ ORDER BY r.request_id
     return links, {"n_dangling": int(dangling.sum()), "n_cycle": int(links["cycle"].sum()), "n_out_of_order": n_ooo}
 
 
-def _links_by_prefix_blocks(store: TraceStore, *, min_shared_blocks: int) -> tuple[pl.DataFrame, dict]:
+def _links_by_prefix_blocks(store: TraceStore, *, min_shared_blocks: int, rule: CommonPrefixRule,
+                            clock_s: float | None, check_itt: bool, check_latency: bool) -> tuple[pl.DataFrame, dict]:
     length_cols = [c for c in ("input_tokens", "output_tokens") if c in store.columns]
-    table = pq.read_table(store.requests_path, columns=["request_id", "timestamp", "prefix_blocks", *length_cols])
+    use_clients = rule.min_clients is not None and "client_id" in store.columns
+    use_latency = check_latency and "latency_s" in store.columns
+    extra_cols = [*(["client_id"] if use_clients else []), *(["latency_s"] if use_latency else [])]
+    table = pq.read_table(store.requests_path,
+                          columns=["request_id", "timestamp", "prefix_blocks", *length_cols, *extra_cols],
+                          read_dictionary=["client_id"] if use_clients else None)
     rid = table["request_id"].to_numpy().astype(np.int64)
     if rid.size > 1 and not bool(np.all(rid[1:] > rid[:-1])):  # stores are written in request order
         table = table.sort_by([("request_id", "ascending")])
@@ -564,15 +683,93 @@ def _links_by_prefix_blocks(store: TraceStore, *, min_shared_blocks: int) -> tup
     tokens = {}
     if len(length_cols) == 2:
         tokens = {c: pc.fill_null(table[c], -1).to_numpy().astype(np.int64) for c in length_cols}
+    clients = client_codes(table["client_id"]) if use_clients else None
+    latency = pc.fill_null(table["latency_s"], float("nan")).to_numpy().astype(float) if use_latency else None
     blocks = table["prefix_blocks"].combine_chunks()
     del table
     lengths = pc.fill_null(pc.list_value_length(blocks), 0).to_numpy().astype(np.int64)
     values = pc.list_flatten(blocks).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     del blocks
-    parent = infer_parents_from_blocks(values, lengths, min_shared_blocks=min_shared_blocks, **tokens)
+    notes: list[str] = []
+    step, source = float("nan"), ""
+    if check_itt or use_latency:
+        step, source = _trace_clock(store, ts, clock_s)
+    parent, counts = _infer_parents(
+        values, lengths, min_shared_blocks=min_shared_blocks, **tokens,
+        timestamps=ts if (check_itt or use_latency) else None, latency_s=latency, clients=clients,
+        min_itt_s=step / 2 if check_itt else None,
+        latency_slack_s=(step if step >= 0 else 0.0) + _LATENCY_SLACK_S, rule=rule)
     del values
+    if rule.active:
+        notes.append(f"shared prompt prefixes: {rule.describe()}"
+                     + (" (the trace has no client ids)" if rule.min_clients is not None and not use_clients else "")
+                     + f"; a link must share more than a common prefix: {counts['n_common_prefixes']} common "
+                     f"prefix(es) among parents' prefixes rejected {counts['n_rejected_common']} candidate link(s)")
+    if check_itt:
+        notes.append(f"clock step {step:g} s ({source}); a follow-up must arrive at least one step after its parent: "
+                     f"{counts['n_rejected_itt']} candidate link(s) rejected")
+    if check_latency:
+        notes.append(f"a follow-up must arrive after its parent finished (latency_s): {counts['n_rejected_latency']} "
+                     "candidate link(s) rejected" if use_latency else
+                     "latency check skipped: the trace has no latency_s column")
     links = _tree_links(rid, ts, parent, dangling=np.zeros(rid.size, dtype=bool))
-    return links, {"n_out_of_order": int(links["out_of_order"].sum())}
+    return links, {"n_out_of_order": int(links["out_of_order"].sum()), "clock_s": step, "notes": notes, **counts}
+
+
+#: slack of the latency check beyond one clock step: timestamps and latencies logged in ms
+_LATENCY_SLACK_S = 1e-3
+#: positive gaps at most this long are taken as jitter within one clock tick
+_CLOCK_JITTER_S = 0.01
+
+
+def _trace_clock(store: TraceStore, ts: np.ndarray, clock_s: float | None) -> tuple[float, str]:
+    """The clock step to check ITTs against and where it came from."""
+    if clock_s is not None:
+        return float(clock_s), "given"
+    # ingest records the clock as {"clock": {"step_s": ...}} (analysis.clock.Clock.to_json;
+    # step_s None: continuous times) or as a bare "clock_s"
+    recorded = store.manifest.get("clock")
+    if isinstance(recorded, Mapping) and "step_s" in recorded:
+        step = recorded["step_s"]
+        if step is None:
+            return 0.0, "recorded at ingest: continuous times"
+        if isinstance(step, (int, float)) and not isinstance(step, bool) and 0 <= step < math.inf:
+            return float(step), "recorded at ingest"
+    recorded = store.manifest.get("clock_s")
+    if isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and 0 <= recorded < math.inf:
+        return float(recorded), "recorded at ingest"
+    return _estimate_clock(ts), "estimated from the gaps"
+
+
+def _estimate_clock(ts: np.ndarray, *, jitter_s: float = _CLOCK_JITTER_S, min_gaps: int = 20,
+                    min_share: float = 0.9) -> float:
+    """Step of a logging clock from the lattice of positive gaps; 0.0 when there is none.
+
+    Positive gaps longer than ``jitter_s`` are the candidates. A first guess is the median of the
+    gaps within 1.5 times their 1st percentile (in a sparse trace that may be a few ticks, so its
+    fractions 1/2 ... 1/6 are tried too, largest first); a guess is refined as the median of
+    gap / ticks and accepted when at least ``min_share`` of the gaps lie within
+    ``max(jitter_s, 2 % of the step)`` of a whole number of steps. A step under 20 times
+    ``jitter_s`` cannot be told from jitter: the clock is then taken as fine (0.0).
+    """
+    ts = np.asarray(ts, dtype=float)
+    gaps = np.diff(ts)
+    if (gaps < 0).any():
+        gaps = np.diff(np.sort(ts))
+    gaps = gaps[gaps > jitter_s]
+    if gaps.size < min_gaps:
+        return 0.0
+    low = float(np.quantile(gaps, 0.01))
+    guess = float(np.median(gaps[gaps <= 1.5 * low]))
+    for divisor in range(1, 7):
+        step = guess / divisor
+        if not (step >= 20 * jitter_s):
+            break
+        step = float(np.median(gaps / np.maximum(np.round(gaps / step), 1.0)))
+        tol = max(jitter_s, 0.02 * step)
+        if float((np.abs(gaps - np.round(gaps / step) * step) <= tol).mean()) >= min_share:
+            return step
+    return 0.0
 
 
 def _tree_links(rid: np.ndarray, ts: np.ndarray, parent: np.ndarray, *, dangling: np.ndarray) -> pl.DataFrame:

@@ -81,8 +81,17 @@ def _store_from_rows(rows, path, **extra_cols):
     return write_store(frame, path), rows
 
 
-def _reference_parents(blocks, inputs=None, outputs=None):
-    """Pure-Python reference of the documented rule (tuple keys, no hashing)."""
+def _reference_parents(blocks, inputs=None, outputs=None, *, min_continuations=None, timestamps=None, min_itt=0.0):
+    """Pure-Python reference of the documented rule (tuple keys, no hashing).
+
+    ``min_continuations``: a shared prefix that later requests continue with at least this many
+    distinct next blocks is common and makes no link (None: servelab's earlier rule, no check).
+    ``timestamps``: a link needs ``t_j - t_i > min_itt``.
+    """
+    nexts: dict[tuple, set] = {}
+    for b in blocks:
+        for k in range(1, len(b)):
+            nexts.setdefault(tuple(b[:k]), set()).add(b[k])
     by_key: dict[tuple, list[int]] = {}
     parent = []
     for j, b in enumerate(blocks):
@@ -96,12 +105,19 @@ def _reference_parents(blocks, inputs=None, outputs=None):
                 continue
             if inputs is not None and inputs[j] < inputs[i] + outputs[i]:
                 continue
+            if min_continuations is not None and len(nexts[tuple(b[:k])]) >= min_continuations:
+                continue
+            if timestamps is not None and not timestamps[j] - timestamps[i] > min_itt:
+                continue
             found = i
             break
         parent.append(found)
         if len(b) >= 2:
             by_key.setdefault(tuple(b[:-1]), []).append(j)
     return np.array(parent)
+
+
+_OLD_RULE = {"common_min_continuations": None, "common_min_clients": None, "check_itt": False, "check_latency": False}
 
 
 # ---------------------------------------------------------------------------------- hashing
@@ -150,12 +166,22 @@ def test_mooncake_sample_matches_reference(raw_traces, tmp_path):
     recs = [json.loads(x) for x in lines]
     rows = [(r["timestamp"] / 1000, r["hash_ids"], r["input_length"], r["output_length"]) for r in recs]
     store, rows = _store_from_rows(rows, tmp_path / "moon")
+    blocks, tin, tout, ts = [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[0] for r in rows]
+    # servelab's earlier rule (all new checks off) against the earlier reference
+    old = link_conversations(store, **_OLD_RULE)
+    ref_old = _reference_parents(blocks, tin, tout)
+    np.testing.assert_array_equal(old.links.sort("request_id")["parent"].fill_null(-1).to_numpy(), ref_old)
+    # the default rule: this sample's arrivals are Poisson in ms (no clock: ITT > 0) and it has
+    # prefixes that many requests continue in many ways (shared documents), which make no link
     result = link_conversations(store)
-    ref = _reference_parents([r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+    assert result.summary.clock_s == 0.0
+    ref = _reference_parents(blocks, tin, tout, min_continuations=8, timestamps=ts)
     got = result.links.sort("request_id")["parent"].fill_null(-1).to_numpy()
     np.testing.assert_array_equal(got, ref)
     assert result.summary.n_with_parent == int((ref >= 0).sum()) > 100
-    assert (result.links["itt_s"].drop_nulls() >= 0).all()
+    assert int((ref_old >= 0).sum()) > int((ref >= 0).sum())
+    assert result.summary.n_rejected_common > 0 and result.summary.n_common_prefixes > 0
+    assert (result.links["itt_s"].drop_nulls() > 0).all()
 
 
 def test_branching_two_follow_ups_of_one_request(rng, tmp_path):
@@ -418,7 +444,8 @@ def test_ingested_mooncake_sample_links_like_the_reference(raw_traces, tmp_path)
     store = ingest(path, fmt="mooncake", output=tmp_path / "moon", progress=False)
     recs = sorted((json.loads(x) for x in path.read_text().splitlines()), key=lambda r: r["timestamp"])
     ref = _reference_parents([r["hash_ids"] for r in recs], [r["input_length"] for r in recs],
-                             [r["output_length"] for r in recs])
+                             [r["output_length"] for r in recs], min_continuations=8,
+                             timestamps=[r["timestamp"] / 1000 for r in recs])
     result = link_conversations(store)
     got = result.links.sort("request_id")["parent"].fill_null(-1).to_numpy()
     np.testing.assert_array_equal(got, ref)
