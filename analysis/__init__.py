@@ -86,12 +86,14 @@ _ANALYSES: dict[str, tuple[str, ...]] = {
     "clients": ("ClientDecomposition", "decompose_clients", "client_ranking", "client_summary",
                 "client_window_stats", "aggregate_window_stats", "client_stability", "stability_overview",
                 "mix_attribution", "rate_variance_shares", "top_clients_for_share"),
-    "conversations": ("Conversations", "LinkSummary", "link_conversations", "available_link_rules",
+    "conversations": ("Conversations", "LinkSummary", "LinkOptions", "link_conversations", "available_link_rules",
                       "links_from_parents", "infer_parents_from_blocks", "conversation_table",
                       "turn_distribution", "itt_values", "interval_stats_by_turns"),
     "upsampling": ("UpsamplingResult", "upsample_multiturn", "upsampling_burstiness", "window_cv"),
     "fidelity": ("FidelityResult", "compare", "energy_distance", "load_trace"),
     "clock": ("Clock", "detect_clock", "store_clock"),
+    "shared_prefixes": ("CommonPrefixRule", "SharedPrefixes", "find_shared_prefixes"),
+    "prefix_reuse": ("PrefixReuse", "reuse_from_blocks", "lru_hit_curve", "stack_distances"),
     "window_rates": ("covered_span", "exposure", "window_rate", "window_cv", "window_index", "full_enough"),
 }
 

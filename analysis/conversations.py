@@ -81,6 +81,7 @@ from servelab.analysis.store import TraceStore
 __all__ = [
     "DEFAULT_LONG_DELTAS_S",
     "LINK_RULES",
+    "LinkOptions",
     "Conversations",
     "LinkSummary",
     "available_link_rules",
@@ -502,6 +503,52 @@ def _infer_parents(values: np.ndarray, lengths: np.ndarray, *, min_shared_blocks
 # --------------------------------------------------------------------------------------------
 # Linking
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LinkOptions:
+    """How links are inferred from prompt block hashes: the keyword parameters of
+    :func:`link_conversations`, as one object that the CLI, the report and pool fitting pass on.
+
+    Parameters
+    ----------
+    min_shared_blocks : int
+        Shortest shared full-block prefix that makes a link (>= 1).
+    common_min_continuations, common_min_clients : int or None
+        The :class:`~servelab.analysis.shared_prefixes.CommonPrefixRule`: a prefix continued in at
+        least this many distinct ways, or by at least this many clients, is a system prompt or
+        template, and a link must share more than it (>= 2; None switches the criterion off).
+    clock_s : float or None
+        The trace's timestamp step (s); None reads it from the manifest or estimates it.
+    check_itt, check_latency : bool
+        Reject links whose follow-up arrives within one clock tick of its parent, or before the
+        parent finished (where ``latency_s`` is known).
+    """
+
+    min_shared_blocks: int = 1
+    common_min_continuations: int | None = DEFAULT_MIN_CONTINUATIONS
+    common_min_clients: int | None = DEFAULT_MIN_CLIENTS
+    clock_s: float | None = None
+    check_itt: bool = True
+    check_latency: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_shared_blocks, bool) or not isinstance(self.min_shared_blocks, int) \
+                or self.min_shared_blocks < 1:
+            raise ValueError(f"min_shared_blocks must be an integer >= 1; got {self.min_shared_blocks!r}")
+        for name in ("common_min_continuations", "common_min_clients"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
+                raise ValueError(f"{name} must be an integer >= 2 or None; got {value!r}")
+        if self.clock_s is not None and (isinstance(self.clock_s, bool) or not math.isfinite(float(self.clock_s))
+                                         or self.clock_s < 0):
+            raise ValueError(f"clock_s must be a finite number of seconds >= 0 or None; got {self.clock_s!r}")
+
+    def as_kwargs(self) -> dict:
+        """The keyword arguments of :func:`link_conversations`."""
+        return {name: getattr(self, name) for name in ("min_shared_blocks", "common_min_continuations",
+                                                         "common_min_clients", "clock_s", "check_itt",
+                                                         "check_latency")}
+
+
 def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_blocks: int = 1,
                        edge_s: float | None = None,
                        common_min_continuations: int | None = DEFAULT_MIN_CONTINUATIONS,

@@ -16,9 +16,11 @@ from servelab.fitting.pool_data import bin_values
 __all__ = ["conversation_tables"]
 
 
-def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, names: list[str], *, bin_ratio: float):
-    """Per-client conversation parameters and PMFs (turns exact, ITT log-binned)."""
-    from servelab.analysis.conversations import available_link_rules, link_conversations
+def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, names: list[str], *, bin_ratio: float,
+                        linking=None):
+    """Per-client conversation parameters and PMFs (turns exact, ITT log-binned); ``linking`` (a
+    :class:`~servelab.analysis.conversations.LinkOptions`) sets how prefix-block links are inferred."""
+    from servelab.analysis.conversations import LinkOptions, available_link_rules, link_conversations
     from servelab.analysis.exceptions import NotApplicableError
 
     rules = available_link_rules(store)
@@ -43,7 +45,7 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
         try:
             # no warning filter: link_conversations issues no warning of its own on the shipped traces
             # (measured on the Mooncake sample through fit_pool), so any warning is news for the user
-            conv = link_conversations(store, rule=rules[0])
+            conv = link_conversations(store, rule=rules[0], **(linking or LinkOptions()).as_kwargs())
         except NotApplicableError as err:
             return None, None, err.reason
         rid = frame.select("request_id", pl.Series("cidx", ci))

@@ -181,7 +181,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, **ov
 
     conv, conv_pmfs, conv_note = None, None, "not fitted (conversations=False)"
     if s.conversations:
-        conv, conv_pmfs, conv_note = conversation_tables(store, frame, clients.index, names, bin_ratio=s.bin_ratio)
+        conv, conv_pmfs, conv_note = conversation_tables(store, frame, clients.index, names, bin_ratio=s.bin_ratio,
+                                                         linking=s.linking)
 
     residual_note = (f"residual: {clients.n_small} client(s) below min_requests={s.min_requests}"
                      + (f" and {clients.n_null} request(s) without client id" if clients.n_null else "") + " merged")

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from servelab.analysis.arrivals import parse_window
+from servelab.analysis.conversations import LinkOptions
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 
 __all__ = ["PoolFitSettings", "POOL_FIT_FAMILIES", "RESIDUAL_ID"]
@@ -51,6 +52,8 @@ class PoolFitSettings:
         Fewest requests in a data window for a log-normal fit in ``data_fits``.
     conversations : bool
         Fit conversation parameters when the store carries links.
+    linking : LinkOptions
+        How links are inferred from prompt block hashes (shared-prefix, clock and latency checks).
     residual_id : str
         Id of the residual client.
     span : (float, float), optional
@@ -78,11 +81,14 @@ class PoolFitSettings:
     max_bin_mass: float = 0.02
     min_fit_requests: int = 30
     conversations: bool = True
+    linking: LinkOptions = LinkOptions()
     residual_id: str = RESIDUAL_ID
     span: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         parse_window(self.window)
+        if not isinstance(self.linking, LinkOptions):
+            raise TypeError(f"linking must be a LinkOptions; got {self.linking!r}")
         parse_window(self.data_window)
         families = (self.families,) if isinstance(self.families, str) else tuple(self.families)
         known = arrival_family_names()

@@ -165,6 +165,7 @@ def build_report(
     figure_worker: bool = True,
     figures_dir: str | os.PathLike | None = None,
     figure_formats: tuple[str, ...] = ("svg",),
+    area_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ReportResult:
     """Characterize a trace and write the report.
 
@@ -201,6 +202,9 @@ def build_report(
         ``servegen.fig1.svg``), for papers and slides; the page itself always embeds PNGs.
     figure_formats : tuple of {"png", "svg", "pdf"}
         Formats written to ``figures_dir`` (default SVG).
+    area_options : Mapping, optional
+        Area id -> keyword options of that area's ``measure`` (e.g.
+        ``{"conversations": {"linking": LinkOptions(min_shared_blocks=2)}}``).
 
     Returns
     -------
@@ -233,6 +237,7 @@ def build_report(
     with _FigureEncoder(worker=figure_worker) as encoder, duckdb_settings(memory_limit=DUCKDB_MEMORY_LIMIT), \
             open_or_ingest(store_or_trace, fmt=fmt, column_map=column_map, notes=notes, progress=show) as (store, source):
         outcomes = run_sections(store, budget=budget, seed=seed, progress=progress, areas=areas, notes=notes,
+                                area_options=area_options,
                                 on_done=encoder.submit)
         images, figure_meta = _render_figures(outcomes, notes, encoder=encoder)
         if not budget.is_full:
@@ -326,6 +331,7 @@ def run_sections(
     areas: tuple[str | Area, ...] | None = None,
     notes: list[str] | None = None,
     on_done: Callable[[SectionOutcome], None] | None = None,
+    area_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[SectionOutcome]:
     """Build the section of every area (default :data:`~servelab.reports.areas.AREAS`); a failing
     one becomes a ``status="error"`` outcome.
@@ -348,17 +354,18 @@ def run_sections(
     bar = tqdm(chosen, desc="report", unit="section", disable=not show, leave=False, file=sys.stderr)
     for area in bar:
         bar.set_postfix_str(area.id)
-        outcomes.append(_run_one(area, store, budget=budget, seed=seed))
+        outcomes.append(_run_one(area, store, budget=budget, seed=seed, options=(area_options or {}).get(area.id, {})))
         if on_done is not None:
             on_done(outcomes[-1])
     bar.close()
     return outcomes
 
 
-def _run_one(area: Area, store: TraceStore, *, budget: Budget, seed: int) -> SectionOutcome:
+def _run_one(area: Area, store: TraceStore, *, budget: Budget, seed: int,
+             options: Mapping[str, Any] | None = None) -> SectionOutcome:
     started = time.perf_counter()
     try:
-        section = section_from_evidence(area, area.measure(store, budget=budget, seed=seed))
+        section = section_from_evidence(area, area.measure(store, budget=budget, seed=seed, **(options or {})))
     except Exception as err:  # noqa: BLE001 - a failing section must not sink the report
         frames = traceback.format_exception(err)
         text = f"{type(err).__name__}: {err}\n" + "".join(frames[-4:])

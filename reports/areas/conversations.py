@@ -22,7 +22,7 @@ import polars as pl
 
 from servelab.analysis.arrivals import arrival_frame, gap_array, window_stats
 from servelab.analysis.budget import Budget
-from servelab.analysis.conversations import DEFAULT_LONG_DELTAS_S
+from servelab.analysis.conversations import DEFAULT_LONG_DELTAS_S, LinkOptions
 from servelab.analysis.findings import Finding
 from servelab.analysis.store import TraceStore
 from servelab.fitting.compare import compare_families, density_curves
@@ -127,7 +127,7 @@ class ConversationsArea:
 
     def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, rule: str = "auto",
                 window_s: float = 600.0, deltas_s: tuple[float, ...] = DEFAULT_LONG_DELTAS_S,
-                aggregate: bool = True) -> ConversationEvidence:
+                aggregate: bool = True, linking: LinkOptions | None = None) -> ConversationEvidence:
         """Link, describe, fit and upsample the conversations of ``source`` once.
 
         Parameters
@@ -147,8 +147,12 @@ class ConversationsArea:
         aggregate : bool
             Also measure ServeGen Fig. 14 on the whole trace (10-minute rate and CV, gaps and
             their family fits); only with multi-turn conversations.
+        linking : LinkOptions, optional
+            How links are inferred from prompt block hashes (shared-prefix, clock and latency
+            checks); default :class:`~servelab.analysis.conversations.LinkOptions()`.
         """
-        options = {"rule": rule, "window_s": window_s, "deltas_s": tuple(deltas_s), "aggregate": aggregate}
+        options = {"rule": rule, "window_s": window_s, "deltas_s": tuple(deltas_s), "aggregate": aggregate,
+                   "linking": linking}
         chosen = (quick_subset(source, seed=seed, max_requests=budget.max_requests)
                   if budget.max_requests is not None else None)
         if chosen is None:
@@ -256,9 +260,11 @@ def _link_table(ev: ConversationEvidence) -> pl.DataFrame:
 
 
 def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int, sample_note: str | None, rule: str,
-             window_s: float, deltas_s: tuple[float, ...], aggregate: bool) -> ConversationEvidence:
+             window_s: float, deltas_s: tuple[float, ...], aggregate: bool,
+             linking: LinkOptions | None) -> ConversationEvidence:
     """The evidence from the conversations of ``store`` and the aggregate arrivals of ``whole``."""
-    ev = measure_conversations(store, rule=rule, window_s=window_s, deltas_s=deltas_s, seed=seed, budget=budget)
+    ev = measure_conversations(store, rule=rule, window_s=window_s, deltas_s=deltas_s, seed=seed, budget=budget,
+                               linking=linking)
     extra: dict[str, Any] = {"sample_note": sample_note}
     if aggregate and ev.summary is not None and ev.summary.n_multi_turn:
         frame = arrival_frame(whole)  # read once for both the windows and the gaps

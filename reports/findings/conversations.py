@@ -22,6 +22,7 @@ from servelab.analysis.conversations import (
     LinkSummary,
     interval_stats_by_turns,
     itt_values,
+    LinkOptions,
     link_conversations,
     turn_distribution,
 )
@@ -114,15 +115,17 @@ class ConversationEvidence:
 
 def measure_conversations(store: TraceStore, *, rule: str = "auto", window_s: float = 600.0,
                           deltas_s: tuple[float, ...] = DEFAULT_LONG_DELTAS_S, seed: int = 0,
-                          budget: Budget = Budget.full(), max_fit_n: int | None = None) -> ConversationEvidence:
+                          budget: Budget = Budget.full(), max_fit_n: int | None = None,
+                          linking: LinkOptions | None = None) -> ConversationEvidence:
     """Link, describe, fit and upsample once. Never raises for a trace without links.
 
     The inter-turn times are fitted on at most ``max_fit_n`` values (default: the budget's
-    ``max_itt_fit_n``, 200,000 full, 20,000 quick).
+    ``max_itt_fit_n``, 200,000 full, 20,000 quick). ``linking`` sets how links are inferred from
+    prompt block hashes (default :class:`~servelab.analysis.conversations.LinkOptions()`).
     """
     max_fit_n = budget.max_itt_fit_n if max_fit_n is None else max_fit_n
     try:
-        conv = link_conversations(store, rule=rule)
+        conv = link_conversations(store, rule=rule, **(linking or LinkOptions()).as_kwargs())
     except NotApplicableError as err:
         return ConversationEvidence(summary=None, reason=err.reason, budget=budget)
     notes: list[str] = list(conv.summary.notes)

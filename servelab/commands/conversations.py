@@ -15,6 +15,7 @@ import math
 
 import click
 
+from servelab.commands.linking import link_options
 from servelab.commands.output import emit
 
 __all__ = ["conversations"]
@@ -34,8 +35,9 @@ __all__ = ["conversations"]
 @click.option("--figures", "with_figures", is_flag=True, help="With -o, also write the figures as PNG.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the fit subsamples.")
 @click.option("--rows", type=click.IntRange(min=1), default=10, show_default=True, help="Rows printed per table.")
+@link_options
 def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, ...], outdir: str | None,
-                  with_links: bool, with_figures: bool, seed: int, rows: int) -> None:
+                  with_links: bool, with_figures: bool, seed: int, rows: int, linking) -> None:
     """Multi-turn conversations of STORE: links, turns, inter-turn times, upsampling, findings."""
     from servelab.analysis.arrivals import parse_window
     from servelab.analysis.conversations import DEFAULT_LONG_DELTAS_S, link_conversations
@@ -53,7 +55,8 @@ def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, 
     draw = bool(with_figures and outdir)
     # Fig. 14 reads the whole trace's arrivals once more: measured only when it will be drawn
     ev = CONVERSATIONS.measure(store, seed=seed, rule=rule, window_s=window_s,
-                               deltas_s=tuple(deltas) or DEFAULT_LONG_DELTAS_S, aggregate=draw)
+                               deltas_s=tuple(deltas) or DEFAULT_LONG_DELTAS_S, aggregate=draw,
+                               linking=linking)
     tables = dict(CONVERSATIONS.detail_tables(ev))
     s = ev.summary
     if s is None:
@@ -66,7 +69,7 @@ def conversations(store_path: str, rule: str, window: str, deltas: tuple[float, 
                    f"branching {s.n_branching}")
         if with_links and outdir:
             try:  # per-request tables: written, never kept in the evidence
-                conv = link_conversations(store, rule=rule)
+                conv = link_conversations(store, rule=rule, **linking.as_kwargs())
             except NotApplicableError:  # pragma: no cover - the evidence above already linked
                 conv = None
             if conv is not None:

@@ -8,6 +8,8 @@ import time
 
 import click
 
+from servelab.commands.linking import link_options
+
 __all__ = ["fit_pool"]
 
 
@@ -29,8 +31,9 @@ __all__ = ["fit_pool"]
 @click.option("--servegen", "servegen_out", type=click.Path(), default=None,
               help="Also write the pool in ServeGen's format to this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@link_options
 def fit_pool(store: str, output: str, window: str, data_window: str, min_requests: int, families: str,
-             max_fit_gaps: int, clock: str, seed: int, servegen_out: str | None, overwrite: bool) -> None:
+             max_fit_gaps: int, clock: str, seed: int, servegen_out: str | None, overwrite: bool, linking) -> None:
     """Fit a client pool from the trace store STORE and write it to OUTPUT."""
     from servelab.analysis.exceptions import EmptyTraceError, StoreNotFoundError, TraceFormatError
     from servelab.analysis.store import open_store
@@ -54,7 +57,7 @@ def fit_pool(store: str, output: str, window: str, data_window: str, min_request
         st = open_store(store)
         pool = fit(st, window=window, data_window=data_window, min_requests=min_requests,
                    families=tuple(f.strip() for f in families.split(",") if f.strip()),
-                   max_fit_gaps=max(max_fit_gaps, 10), clock=step, seed=seed)
+                   max_fit_gaps=max(max_fit_gaps, 10), clock=step, seed=seed, linking=linking)
         pool.save(output, overwrite=overwrite)
         if servegen_out:
             pool.to_servegen(servegen_out, overwrite=overwrite)
