@@ -1,0 +1,60 @@
+"""Calibrated verdicts through the areas, on tiny synthetic stores of known truth (issue 13).
+
+Each trace is simulated by :mod:`servelab.fitting.calibration` with a fixed seed, written as a
+store and measured by the arrivals (and lengths) area exactly as the report does. The truth is
+known: a stationary Poisson trace (dense, sparse over days, or logged on a 3-s clock) shows no
+burstiness and no shift, so F1, F2 and BurstGPT's gamma_shift must never "hold"; a trace whose
+rate and CV switch every 20 minutes shows all three, so they must "hold".
+"""
+import numpy as np
+import polars as pl
+import pytest
+
+from servelab.analysis import Verdict, write_store
+from servelab.analysis.budget import Budget
+from servelab.fitting.calibration import on_clock, poisson_arrivals, switching_arrivals
+from servelab.reports.areas import get_area
+
+DAY = 86400.0
+ARRIVAL_IDS = ("servegen.F1", "servegen.F2", "burstgpt.gamma_shift")
+
+
+def _arrival_findings(tmp_path, t, name):
+    store = write_store(pl.DataFrame({"timestamp": np.asarray(t, dtype=float)}), tmp_path / name)
+    area = get_area("arrivals")
+    ev = area.measure(store, budget=Budget.quick(), seed=0)
+    return {f.id: f for f in area.findings(ev)}
+
+
+@pytest.mark.parametrize("name, make", [
+    ("dense", lambda: poisson_arrivals(2.0, 3 * 3600.0, seed=11)),
+    ("sparse_days", lambda: poisson_arrivals(0.05, 3 * DAY, seed=12)),
+    ("clock_3s", lambda: on_clock(poisson_arrivals(0.05, 2 * DAY, seed=13), 3.0)),
+])
+def test_stationary_poisson_never_holds(tmp_path, name, make):
+    found = _arrival_findings(tmp_path, make(), name)
+    for fid in ARRIVAL_IDS:
+        f = found[fid]
+        assert f.verdict is not Verdict.HOLDS, (fid, f.reason)
+        assert f.tests, fid  # every verdict carries its tests
+        for t in f.tests:
+            assert {"null", "statistic", "p_value", "level", "power", "practical_threshold", "decision"} <= set(t)
+    if name == "dense":
+        # about 21,600 arrivals in 9 full 20-minute blocks: the burstiness test has the power to say
+        # that a Poisson trace is not bursty, so F1 does not hold
+        f1 = found["servegen.F1"]
+        assert f1.verdict is Verdict.DOES_NOT_HOLD, f1.reason
+        burst = f1.tests[0]
+        assert burst["power"] >= 0.8 and burst["decision"] == "does not hold"
+        assert "null = Poisson arrivals" in f1.reason and "p = " in f1.reason and "power" in f1.reason
+
+
+def test_rate_and_cv_switching_every_20_minutes_holds(tmp_path):
+    # (0.05/s, Poisson) <-> (0.15/s, Gamma shape 0.25, CV 2) every 20 minutes for 3 days: the
+    # positive control of bench_calibration.py at the papers' effect sizes
+    t = switching_arrivals(((0.05, 1.0), (0.15, 0.25)), 3 * DAY, seed=21)
+    found = _arrival_findings(tmp_path, t, "switching")
+    for fid in ARRIVAL_IDS:
+        assert found[fid].verdict is Verdict.HOLDS, (fid, found[fid].reason)
+    assert found["servegen.F2"].measured["rate_shifts"] is True
+    assert found["servegen.F2"].measured["cv_shifts"] is True
