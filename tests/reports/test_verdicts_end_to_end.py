@@ -58,3 +58,44 @@ def test_rate_and_cv_switching_every_20_minutes_holds(tmp_path):
         assert found[fid].verdict is Verdict.HOLDS, (fid, found[fid].reason)
     assert found["servegen.F2"].measured["rate_shifts"] is True
     assert found["servegen.F2"].measured["cv_shifts"] is True
+
+
+def test_unimodal_small_integer_lengths_are_not_bimodal(tmp_path):
+    # round(LogNormal(3.4, 0.3)): one mode near 30 tokens on a coarse integer lattice; the old test
+    # on ln(integer) with tiny jitter rejected unimodality here (dip p = 0)
+    rng = np.random.default_rng(31)
+    n = 20_000
+    out = np.maximum(np.round(np.exp(rng.normal(3.4, 0.3, n))), 1).astype(np.int64)
+    frame = pl.DataFrame({"timestamp": np.sort(rng.uniform(0, 7200, n)),
+                          "input_tokens": rng.integers(10, 2000, n), "output_tokens": out})
+    store = write_store(frame, tmp_path / "uni")
+    area = get_area("lengths")
+    f = {x.id: x for x in area.findings(area.measure(store, budget=Budget.quick(), seed=0))}["burstgpt.bimodal_responses"]
+    assert f.verdict is not Verdict.HOLDS, f.reason
+    (test,) = f.tests
+    assert test["null"].startswith("a unimodal law on the data's lattice")
+    assert test["decision"] != "holds"
+
+
+def test_f4_periods_come_from_the_hours_the_trace_covers(tmp_path):
+    import datetime as dt
+
+    from servelab.analysis.lengths import trace_periods
+
+    # recorded 18:15-19:14 UTC: the fixed 0-6, 6-12, 12-18 h periods would hold no request
+    rng = np.random.default_rng(41)
+    n = 3000
+    frame = pl.DataFrame({"timestamp": np.sort(rng.uniform(0, 3540, n)), "input_tokens": rng.integers(10, 500, n),
+                          "output_tokens": rng.integers(1, 300, n)})
+    store = write_store(frame, tmp_path / "hour", origin=dt.datetime(2025, 3, 3, 18, 15, tzinfo=dt.timezone.utc),
+                        timezone="UTC")
+    periods = trace_periods(store)
+    assert len(periods) == 3
+    assert periods[0].start_hour == pytest.approx(18.25, abs=1 / 60)
+    assert periods[-1].end_hour == pytest.approx(18.25 + frame["timestamp"].max() / 3600, abs=1e-3)
+    area = get_area("lengths")
+    f4 = {x.id: x for x in area.findings(area.measure(store, budget=Budget.quick(), seed=0))}["servegen.F4"]
+    assert f4.verdict is not Verdict.NOT_APPLICABLE, f4.reason
+    assert f4.measured["periods"] == 3 and f4.measured["period_names"].startswith("18:15-")
+    # the means are the same in every period (no shift in truth): never "holds"
+    assert f4.verdict is not Verdict.HOLDS and len(f4.tests) == 2
