@@ -170,7 +170,7 @@ class LengthsArea:
             headline["input mean max/min across periods"] = ev.shift.input_ratio
             headline["output mean max/min across periods"] = ev.shift.output_ratio
         if evidence.reasoning.ratio_bimodality is not None:
-            headline["reason ratio bimodal"] = evidence.reasoning.ratio_bimodality.bimodal
+            headline["reason ratio bimodal"] = evidence.reasoning.ratio_bimodality.decision.value
         return headline
 
     def notes(self, evidence: RequestDataEvidence) -> tuple[str, ...]:
