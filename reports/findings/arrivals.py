@@ -54,6 +54,7 @@ __all__ = [
     "servegen_f2",
     "burstgpt_gamma_shift",
     "arrival_findings",
+    "best_family_headline",
     "RATE_SHIFT_RATIO",
     "CV_SHIFT_RATIO",
     "GAMMA_SHIFT_RATIO",
@@ -114,7 +115,8 @@ class ArrivalEvidence:
         The calibrated tests behind the verdicts: ``burst`` (F1 bursty), ``shape`` (F1, Gamma
         shape shift across 20-minute windows of the whole trace), ``rate`` and ``cv`` (F2, 5-minute
         windows), ``gamma_shape.<series>`` and ``gamma_rate.<series>`` (BurstGPT Fig. 6, per
-        series at the level divided by the number of series). Absent tests could not run (see
+        series at the level divided by the number of series), ``best_family_fit`` (the fit standard,
+        :func:`~servelab.fitting.fit_standard.describes`, of the best family by AIC). Absent tests could not run (see
         ``notes``).
     clock_s : float or None
         The logging clock step the gaps were censored at (None: exact timestamps).
@@ -249,6 +251,10 @@ def measure_arrivals(
         notes.append(f"no family comparison for the whole trace: {err}")
     if comparison is not None:
         tables["family_comparison"] = comparison.table()
+        try:  # the project's one goodness-of-fit standard for the family AIC picked (F1, headline)
+            tests["best_family_fit"] = describes(comparison.results[0], seed=seed)
+        except ValueError as err:
+            notes.append(f"fit standard not applied to the best arrival family: {err}")
         hist = _histogram(gaps)
         tables["gap_histogram"] = hist
         if hist.height:
@@ -352,6 +358,23 @@ def _series_tests(store, frame, gamma_windows, gamma_by, resolution, seed) -> di
     return out
 
 
+def best_family_headline(ev: ArrivalEvidence) -> str | None:
+    """The best arrival family by AIC for a headline, never bare: whether it passes the fit standard,
+    and an infinite mean when it has one."""
+    comp = ev.comparison
+    if comp is None or not comp.results:
+        return None
+    text = comp.best
+    test = ev.test("best_family_fit")
+    if test is not None:
+        text += (" (passes the fit standard" if test.decision is Verdict.HOLDS else
+                 " (fails the fit standard" if test.decision is Verdict.DOES_NOT_HOLD else
+                 " (fit standard inconclusive") + f", KS D {test.value:.3g})"
+    if mean_note(comp.results[0]):
+        text += "; infinite mean"
+    return text
+
+
 def _winner_counts(frame: pl.DataFrame | None) -> tuple[int, int, str]:
     """(groups ranked, distinct best families, "family:count, ..." text)."""
     if frame is None or frame.height == 0:
@@ -409,7 +432,7 @@ def servegen_f1(ev: ArrivalEvidence) -> Finding:
                                                    "the shape-shift test could not run")
     verdict, combined = combine([burst, shape], parts=["bursty", "beyond a single process"])
     best = comp.results[0]
-    fit_test = describes(best)
+    fit_test = ev.test("best_family_fit") or describes(best)
     note = mean_note(best)
     measured = {
         "n_gaps": n_gaps,
