@@ -99,3 +99,43 @@ def test_f4_periods_come_from_the_hours_the_trace_covers(tmp_path):
     assert f4.measured["periods"] == 3 and f4.measured["period_names"].startswith("18:15-")
     # the means are the same in every period (no shift in truth): never "holds"
     assert f4.verdict is not Verdict.HOLDS and len(f4.tests) == 2
+
+
+def test_rate_variance_share_of_the_top_clients_never_exceeds_one(tmp_path):
+    from servelab.analysis.clients import aggregate_window_stats, client_window_stats, mix_attribution
+
+    # 60-s windows, 8 of them: client A 100 / 0 requests alternating, B 40 always, C 0 / 10 in
+    # anti-phase with A. A and B carry 95 % of requests (the "top 90 %"); C co-varies negatively with
+    # the total, so the exact covariance shares of A and B add up to 1 + 225/2025 = 1.11 > 1
+    rows_t, rows_c = [], []
+    for w in range(8):
+        for cid, n in (("A", 100 if w % 2 == 0 else 0), ("B", 40), ("C", 0 if w % 2 == 0 else 10)):
+            rows_t.extend(w * 60.0 + (np.arange(n) + 0.5) * 60.0 / max(n, 1))
+            rows_c.extend([cid] * n)
+    order = np.argsort(rows_t, kind="stable")
+    frame = pl.DataFrame({"timestamp": np.asarray(rows_t)[order], "client_id": np.asarray(rows_c)[order]})
+    store = write_store(frame, tmp_path / "cov")
+    ws = client_window_stats(store, window_s=60.0)
+    agg = aggregate_window_stats(store, window_s=60.0)
+    rate = mix_attribution(ws, agg, min_requests=1).filter(pl.col("statistic") == "rate")
+    assert rate["r2_mix_levels"][0] == 1.0  # clipped: a share of the variance, printed as at most 100 %
+
+
+def test_one_request_clients_are_not_counted_as_showing_a_rate_shift(tmp_path):
+    # 40 steady Poisson clients over 2 hours and 300 clients with one request each: the one-request
+    # clients cannot show a shift, so they are left out of "holds in X of Y groups that could show one"
+    rng = np.random.default_rng(51)
+    t = [poisson_arrivals(0.05, 7200.0, seed=100 + k) for k in range(40)]
+    cids = [np.full(x.size, f"steady{k}") for k, x in enumerate(t)]
+    t.append(rng.uniform(0, 7200.0, 300))
+    cids.append(np.array([f"once{k}" for k in range(300)]))
+    ts, cs = np.concatenate(t), np.concatenate(cids)
+    order = np.argsort(ts)
+    store = write_store(pl.DataFrame({"timestamp": ts[order], "client_id": cs[order]}), tmp_path / "clients")
+    area = get_area("arrivals")
+    f2 = {f.id: f for f in area.findings(area.measure(store, budget=Budget.quick(), seed=0, by="client"))}["servegen.F2"]
+    assert f2.measured["groups"] == 340
+    assert f2.measured["groups_could_show_shift"] <= 40
+    # steady Poisson clients: at level 5 %, about 2 of 40 by chance; never most of them
+    assert f2.measured["groups_rate_shift"] <= 6
+    assert "groups that could show a shift" in f2.reason
