@@ -2,10 +2,12 @@
 shift across windows) and BurstGPT's Gamma-per-window shift (KDD'25 Fig. 6).
 
 :func:`measure_arrivals` runs the analyses and fits once (gap summary, windowed rate and
-CV, the family comparison overall, per 20-minute window and per group, Gamma per window) and keeps
-the small tables in a frozen :class:`ArrivalEvidence`; the finding builders turn that into
-:class:`~servelab.analysis.findings.Finding` records with the measured numbers and the rule that
-gives the verdict. Builders never raise for a trace that lacks what they need: they return a
+CV, the family comparison overall, per 20-minute window and per group, Gamma per window) and the
+calibrated tests (:mod:`servelab.fitting.rate_tests`, :mod:`servelab.fitting.shape_tests`, the fit
+standard), and keeps the small tables and the tests in a frozen :class:`ArrivalEvidence`; the
+finding builders turn that into :class:`~servelab.analysis.findings.Finding` records with the
+measured numbers, the tests (``Finding.tests``) and the verdict they decide
+(:data:`servelab.fitting.verdicts.DECISION_RULE`; max/min ratios are reported, never decide). Builders never raise for a trace that lacks what they need: they return a
 not-applicable finding with the reason. This module never imports matplotlib.
 """
 from __future__ import annotations
@@ -55,20 +57,11 @@ __all__ = [
     "burstgpt_gamma_shift",
     "arrival_findings",
     "best_family_headline",
-    "RATE_SHIFT_RATIO",
-    "CV_SHIFT_RATIO",
-    "GAMMA_SHIFT_RATIO",
     "MIN_WINDOW_GAPS",
     "BURST_SCALES_S",
     "BLOCK_S",
 ]
 
-#: max/min rate across windows at or above which the rate "shifts" (ServeGen F2)
-RATE_SHIFT_RATIO = 2.0
-#: max/min CV across windows at or above which burstiness "shifts" (ServeGen F2)
-CV_SHIFT_RATIO = 1.5
-#: max/min of the Gamma alpha or beta across windows at or above which they "shift" (BurstGPT Fig. 6)
-GAMMA_SHIFT_RATIO = 2.0
 #: a window's CV or Gamma fit counts only with at least this many gaps
 MIN_WINDOW_GAPS = 20
 #: sub-window lengths (s) of the burstiness test inside 20-minute blocks (ServeGen F1; as in
