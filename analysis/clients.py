@@ -507,7 +507,10 @@ def mix_attribution(window_stats: pl.DataFrame, aggregate: pl.DataFrame, *, min_
         cum = share.sort("total", descending=True).with_columns(c=pl.col("pi").cum_sum())
         top = int(min((cum["c"] < 0.9 - 1e-12).sum() + 1, cum.height))
     top_ids = share.sort(["total", "client_id"], descending=[True, False]).head(top).select("client_id")
-    top_share = float(shares.join(top_ids, on="client_id")["rate_variance_share"].sum()) if shares.height else float("nan")
+    # a sum of covariance shares can pass 1 when the other clients co-vary negatively with the top
+    # ones; it is reported as a share of the variance, so it is clipped to [0, 1]
+    top_share = float(np.clip(shares.join(top_ids, on="client_id")["rate_variance_share"].sum(), 0.0, 1.0)) \
+        if shares.height else float("nan")
     nan = float("nan")
     rows.append({"statistic": "rate", "windows": agg.height, "score": f"variance share of top {top}",
                  "r2_mix_levels": top_share, "r2_behaviour_levels": nan, "r2_full_levels": 1.0 if shares.height else nan,

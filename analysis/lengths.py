@@ -35,6 +35,7 @@ from servelab.analysis.store import TraceStore
 __all__ = [
     "Period",
     "DEFAULT_PERIODS",
+    "trace_periods",
     "GROUPINGS",
     "DEFAULT_QUANTILES",
     "valid_length_filter",
@@ -84,6 +85,46 @@ class Period:
 #: ServeGen's three periods of Fig. 3-4 (Midnight, Morning, Afternoon). The paper does not give
 #: their hours; these are six-hour blocks of the trace's local day.
 DEFAULT_PERIODS = (Period("Midnight", 0, 6), Period("Morning", 6, 12), Period("Afternoon", 12, 18))
+
+
+def trace_periods(store: TraceStore, *, n: int = 3) -> tuple[Period, ...]:
+    """The periods of the day a trace actually covers (ServeGen Finding 4).
+
+    A trace that covers at least 90 % of each of :data:`DEFAULT_PERIODS` (e.g. a whole day) gets
+    them. Any other gets its own span of hours (on the clock of :func:`hour_of_day_expression`) cut into ``n`` equal periods
+    named by their hours, e.g. ``18:15-18:35``, so that a trace recorded 18:15-19:14 is not
+    compared over the fixed 0-6, 6-12, 12-18 h periods it misses.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a positive integer.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer; got {n!r}")
+    row = store.query("SELECT min(timestamp) AS t0, max(timestamp) AS t1 FROM requests").row(0, named=True)
+    if row["t0"] is None:
+        return DEFAULT_PERIODS
+    span_h = (float(row["t1"]) - float(row["t0"])) / 3600.0
+    if span_h >= 24.0 or span_h <= 0.0:
+        return DEFAULT_PERIODS
+    hour, _ = hour_of_day_expression(store)
+    h0 = float(store.query(f"SELECT {hour.replace('timestamp', repr(float(row['t0'])))} AS h").item())
+    grid = (np.arange(24 * 60) + 0.5) / 60.0  # minutes of the day
+    covered = ((grid - h0) % 24.0) < span_h
+    shares = [covered[((grid >= p.start_hour) & (grid < p.end_hour)) if p.start_hour < p.end_hour else
+                      ((grid >= p.start_hour) | (grid < p.end_hour))].mean() for p in DEFAULT_PERIODS]
+    if min(shares) >= 0.9:
+        return DEFAULT_PERIODS
+    edges = h0 + np.linspace(0.0, span_h, n + 1)
+    edges[-1] += 1e-6  # the last request falls inside the last period
+    periods = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        start, end = float(a % 24.0), float(b % 24.0)
+        end = 24.0 if end == 0.0 else end
+        name = f"{int(start):02d}:{int(round(start % 1 * 60)) % 60:02d}-{int(end) % 24:02d}:{int(round(end % 1 * 60)) % 60:02d}"
+        periods.append(Period(name, start, end))
+    return tuple(periods)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -250,12 +250,15 @@ def compare_families(
     n_input = raw.size
     notes: list[str] = []
     rng = np.random.default_rng(seed)
-    if max_n is not None and raw.size > max_n:
-        # subsample first (kept in arrival order), then handle ties: gaps stay on the timestamp grid
-        raw = raw[np.sort(rng.choice(raw.size, size=max_n, replace=False))]
-        notes.append(f"fitted on a random subsample of {max_n} of {n_input} values (seed {seed})")
+    # handle ties on the whole sample first, then subsample the prepared values: the jitter rebuilds
+    # arrival times from consecutive gaps, so a subsample taken before it would break the tick
+    # structure (a 3-s clocked Poisson trace, 5,000 of 20,000 gaps: Gamma a = 0.71 instead of 1)
     prepared = prepare_sample(raw, method=ties, seed=seed, resolution=resolution)
     values = prepared.values
+    if max_n is not None and values.size > max_n:
+        values = values[np.sort(rng.choice(values.size, size=max_n, replace=False))]
+        notes.append(f"fitted on a random subsample of {max_n} of {prepared.values.size} values after tie handling "
+                     f"({n_input} input values; seed {seed})")
     notes = [*prepared.notes, *notes]
     if values.size < 2:
         raise InsufficientDataError(

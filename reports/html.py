@@ -201,6 +201,8 @@ def _finding(finding: Mapping[str, Any], figure_ids: set[str]) -> str:
     if finding.get("reason"):
         label = "Why it does not apply" if verdict == "not applicable" else "Why"
         out.append(f'<p class="reason"><strong>{label}:</strong> {_e(finding["reason"])}</p>')
+    if finding.get("tests"):
+        out.append(_tests_table(finding["tests"]))
     if finding.get("figures"):
         links = []
         for fig in finding["figures"]:
@@ -211,6 +213,29 @@ def _finding(finding: Mapping[str, Any], figure_ids: set[str]) -> str:
         out.append(f'<p class="muted">Figures: {", ".join(links)}</p>')
     out.append("</div>")
     return "".join(out)
+
+
+#: columns of a finding's tests table: (header, how a test record gives the cell)
+_TEST_COLUMNS = (
+    ("null hypothesis", lambda t: t.get("null")),
+    ("statistic", lambda t: f"{t.get('statistic')} = {format_value(t.get('value'))}"),
+    ("p", lambda t: t.get("p_value")),
+    ("level", lambda t: t.get("level")),
+    ("effect vs threshold", lambda t: f"{t.get('effect')}: {format_value(t.get('effect_value'))} vs "
+                                      f"{format_value(t.get('practical_threshold'))}"),
+    ("power", lambda t: "n/a" if t.get("power") is None else f"{t['power']:.0%}"),
+    ("min. detectable effect", lambda t: t.get("minimum_detectable_effect")),
+    ("method", lambda t: t.get("method")),
+    ("decision", lambda t: t.get("decision")),
+)
+
+
+def _tests_table(tests: Sequence[Mapping[str, Any]]) -> str:
+    """The calibrated tests behind a verdict: null, statistic, p, level, effect against the
+    practical threshold, power, minimum detectable effect, method and decision, one row each."""
+    rows = [[fn(t) for _, fn in _TEST_COLUMNS] for t in tests]
+    return _table([h for h, _ in _TEST_COLUMNS], rows, css="tests",
+                  caption="Tests behind the verdict (power: probability of 'holds' at the paper's effect)")
 
 
 def _not_applicable(findings: Sequence[Mapping[str, Any]], figure_ids: set[str]) -> str:

@@ -21,6 +21,7 @@ from servelab.reports.findings.arrivals import (
     MIN_WINDOW_GAPS,
     ArrivalEvidence,
     arrival_findings,
+    best_family_headline,
     measure_arrivals,
 )
 
@@ -100,7 +101,7 @@ class ArrivalsArea:
         comparison = evidence.comparison
         headline = {
             "gap CV": summary["cv"][0] if summary.height else None,
-            "best arrival family": comparison.best if comparison else None,
+            "best arrival family": best_family_headline(evidence),
             "arrival family clearly best": (comparison.clearly_best or "none") if comparison else None,
         }
         shifts = evidence.tables.get("shifts")

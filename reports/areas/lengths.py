@@ -27,7 +27,7 @@ from servelab.analysis.findings import Finding
 from servelab.analysis.lengths import response_histograms
 from servelab.analysis.store import TraceStore
 from servelab.reports.areas.base import count_text
-from servelab.reports.findings.lengths import LengthEvidence, length_findings, measure_lengths
+from servelab.reports.findings.lengths import LengthEvidence, family_headline, length_findings, measure_lengths
 from servelab.reports.findings.multimodal import MultimodalEvidence, measure_multimodal, multimodal_findings
 from servelab.reports.findings.reasoning import ReasoningEvidence, measure_reasoning, reasoning_findings
 
@@ -160,17 +160,17 @@ class LengthsArea:
         """Best length families, input/output Spearman, shifts across periods, bimodal reason ratio."""
         ev, t = evidence.lengths, evidence.lengths.tables
         headline = {}
-        if ev.input_fits is not None:
-            headline["best input-length family"] = ev.input_fits.best
-        if ev.output_fits is not None:
-            headline["best output-length family"] = ev.output_fits.best
+        for key in ("input", "output"):
+            text = family_headline(ev, key)
+            if text is not None:
+                headline[f"best {key}-length family"] = text
         if "io_correlation" in t and t["io_correlation"].height:
             headline["input/output Spearman"] = t["io_correlation"]["spearman"][0]
         if ev.shift is not None and ev.shift.table.height >= 2:
             headline["input mean max/min across periods"] = ev.shift.input_ratio
             headline["output mean max/min across periods"] = ev.shift.output_ratio
         if evidence.reasoning.ratio_bimodality is not None:
-            headline["reason ratio bimodal"] = evidence.reasoning.ratio_bimodality.bimodal
+            headline["reason ratio bimodal"] = evidence.reasoning.ratio_bimodality.decision.value
         return headline
 
     def notes(self, evidence: RequestDataEvidence) -> tuple[str, ...]:

@@ -113,6 +113,11 @@ class PeriodicityArea:
         one = ev.forecasts.get(("requests", 60.0))
         if one is not None and math.isfinite(one.nmse):
             headline["1-min request forecast NMSE"] = round(one.nmse, 3)
+            last = one.baselines.get("last value", {}).get("nmse")
+            if last is not None and math.isfinite(last):
+                beats = one.nmse < last
+                headline["1-min forecast vs last-value baseline"] = (
+                    f"{'beats' if beats else 'does not beat'} it (NMSE {one.nmse:.3g} vs {last:.3g})")
         return headline
 
     def notes(self, evidence: PeriodicityEvidence) -> tuple[str, ...]:

@@ -2,10 +2,12 @@
 shift across windows) and BurstGPT's Gamma-per-window shift (KDD'25 Fig. 6).
 
 :func:`measure_arrivals` runs the analyses and fits once (gap summary, windowed rate and
-CV, the family comparison overall, per 20-minute window and per group, Gamma per window) and keeps
-the small tables in a frozen :class:`ArrivalEvidence`; the finding builders turn that into
-:class:`~servelab.analysis.findings.Finding` records with the measured numbers and the rule that
-gives the verdict. Builders never raise for a trace that lacks what they need: they return a
+CV, the family comparison overall, per 20-minute window and per group, Gamma per window) and the
+calibrated tests (:mod:`servelab.fitting.rate_tests`, :mod:`servelab.fitting.shape_tests`, the fit
+standard), and keeps the small tables and the tests in a frozen :class:`ArrivalEvidence`; the
+finding builders turn that into :class:`~servelab.analysis.findings.Finding` records with the
+measured numbers, the tests (``Finding.tests``) and the verdict they decide
+(:data:`servelab.fitting.verdicts.DECISION_RULE`; max/min ratios are reported, never decide). Builders never raise for a trace that lacks what they need: they return a
 not-applicable finding with the reason. This module never imports matplotlib.
 """
 from __future__ import annotations
@@ -34,6 +36,17 @@ from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.fitting.compare import FamilyComparison, compare_by_group, compare_families, density_curves
 from servelab.fitting.exceptions import InsufficientDataError
+from servelab.fitting.fit_standard import describes, mean_note
+from servelab.fitting.rate_tests import (
+    blocks_from_windows,
+    burstiness_test,
+    pooled_gap_dispersion,
+    rate_shift_test,
+    rate_shift_tests,
+    within_block_dispersion,
+)
+from servelab.fitting.shape_tests import gamma_shape_shift_test
+from servelab.fitting.verdicts import DEFAULT_LEVEL, NullTest, combine
 from servelab.fitting.windows import gamma_per_window
 
 __all__ = [
@@ -43,20 +56,20 @@ __all__ = [
     "servegen_f2",
     "burstgpt_gamma_shift",
     "arrival_findings",
-    "RATE_SHIFT_RATIO",
-    "CV_SHIFT_RATIO",
-    "GAMMA_SHIFT_RATIO",
+    "best_family_headline",
     "MIN_WINDOW_GAPS",
+    "BURST_SCALES_S",
+    "BLOCK_S",
 ]
 
-#: max/min rate across windows at or above which the rate "shifts" (ServeGen F2)
-RATE_SHIFT_RATIO = 2.0
-#: max/min CV across windows at or above which burstiness "shifts" (ServeGen F2)
-CV_SHIFT_RATIO = 1.5
-#: max/min of the Gamma alpha or beta across windows at or above which they "shift" (BurstGPT Fig. 6)
-GAMMA_SHIFT_RATIO = 2.0
 #: a window's CV or Gamma fit counts only with at least this many gaps
 MIN_WINDOW_GAPS = 20
+#: sub-window lengths (s) of the burstiness test inside 20-minute blocks (ServeGen F1; as in
+#: :data:`servelab.fitting.calibration.BURST_SCALES`, where the test is calibrated)
+BURST_SCALES_S = (30.0, 120.0, 300.0)
+#: block length (s) inside which the arrival rate is taken as constant by the burstiness test and
+#: by the within-block dispersion of the rate-shift null
+BLOCK_S = 1200.0
 
 _F1 = ("servegen.F1", "The short-term arrival of LLM requests is often bursty (CV > 1), exhibiting complex patterns "
        "beyond any single stochastic process.", "ServeGen (2025), Finding 1, Fig. 1")
@@ -91,6 +104,17 @@ class ArrivalEvidence:
         What was subsampled, skipped or could not be computed, and why.
     budget : Budget
         The budget it was measured under.
+    tests : Mapping[str, NullTest]
+        The calibrated tests behind the verdicts: ``burst`` (F1 bursty), ``shape`` (F1, Gamma
+        shape shift across 20-minute windows of the whole trace), ``rate`` and ``cv`` (F2, 5-minute
+        windows), ``gamma_shape.<series>`` and ``gamma_rate.<series>`` (BurstGPT Fig. 6, per
+        series at the level divided by the number of series), ``best_family_fit`` (the fit standard,
+        :func:`~servelab.fitting.fit_standard.describes`, of the best family by AIC). Absent tests could not run (see
+        ``notes``).
+    clock_s : float or None
+        The logging clock step the gaps were censored at (None: exact timestamps).
+    group_rate_tests : polars.DataFrame or None
+        :func:`~servelab.fitting.rate_tests.rate_shift_tests` per group of ``by`` (one row per group).
     """
 
     by: str | None
@@ -101,10 +125,17 @@ class ArrivalEvidence:
     gamma_by: str | None = None
     notes: tuple[str, ...] = ()
     budget: Budget = Budget.full()
+    tests: Mapping[str, NullTest] = field(default_factory=dict)
+    clock_s: float | None = None
+    group_rate_tests: pl.DataFrame | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
         object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "tests", MappingProxyType(dict(self.tests)))
+
+    def test(self, name: str) -> NullTest | None:
+        return self.tests.get(name)
 
     def table(self, name: str) -> pl.DataFrame | None:
         return self.tables.get(name)
@@ -169,19 +200,42 @@ def measure_arrivals(
     fit_n = max_fit_n if max_fit_n is not None else budget.max_fit_n
     per_n = budget.max_group_fit_n
 
-    whole = arrival_frame(store)  # the store is read once per grouping
-    tables["gap_summary"] = gap_summary(store, frame=whole)
+    whole = arrival_frame(store, seed=seed)  # the store is read once per grouping
+    tables["gap_summary"] = summary = gap_summary(store, frame=whole)
+    clock_s = None
+    if summary.height:
+        srow = summary.row(0, named=True)
+        clock_s = srow.get("clock_s")
+        if srow.get("clock_note"):
+            notes.append(srow["clock_note"])
+    resolution = float(clock_s or 0.0)
     windows = window_stats(store, window=window_s, frame=whole)
     tables["windows"] = windows
     tables["shifts"] = shift_summary(windows, min_gaps=MIN_WINDOW_GAPS)
+    tests: dict[str, NullTest] = {}
+    by_scale = {s: (windows if s == window_s else window_stats(store, window=s, frame=whole)) for s in BURST_SCALES_S}
+    blocks = {s: blocks_from_windows(w["window"], w["n_requests"], w["exposure_s"], sub_s=s, block_s=BLOCK_S)
+              for s, w in by_scale.items()}
+    try:
+        tests["burst"] = burstiness_test(blocks, resolution_s=resolution)
+    except ValueError as err:
+        notes.append(f"no burstiness test: {err}")
+    tests.update(_shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resolution, seed, notes))
 
-    grouped = arrival_frame(store, by=column) if column is not None else None
+    grouped = arrival_frame(store, by=column, seed=seed) if column is not None else None
     gamma_by = "service" if store.has("service") else None
-    gamma_frame = grouped if gamma_by == column else (arrival_frame(store, by=gamma_by) if gamma_by else whole)
-    tables["gamma_windows"] = gamma_per_window(
-        window_stats(store, window=gamma_window_s, by=gamma_by, frame=gamma_frame), method="mle")
+    gamma_frame = grouped if gamma_by == column else (arrival_frame(store, by=gamma_by, seed=seed) if gamma_by else whole)
+    gamma_windows = window_stats(store, window=gamma_window_s, by=gamma_by, frame=gamma_frame)
+    tables["gamma_windows"] = gamma_per_window(gamma_windows, method="mle")
+    if gamma_by is None:
+        tests["gamma_shape.trace"], tests["gamma_rate.trace"] = tests.get("shape"), tests.get("rate_20m")
+    else:
+        tests.update(_series_tests(store, gamma_frame, gamma_windows, gamma_by, resolution, seed))
+    tests.pop("rate_20m", None)
+    tests = {k: v for k, v in tests.items() if v is not None}
     del gamma_frame
 
+    group_rate_tests = None
     comparison = None
     gaps = gap_array(store, frame=whole)
     try:
@@ -190,6 +244,10 @@ def measure_arrivals(
         notes.append(f"no family comparison for the whole trace: {err}")
     if comparison is not None:
         tables["family_comparison"] = comparison.table()
+        try:  # the project's one goodness-of-fit standard for the family AIC picked (F1, headline)
+            tests["best_family_fit"] = describes(comparison.results[0], seed=seed)
+        except ValueError as err:
+            notes.append(f"fit standard not applied to the best arrival family: {err}")
         hist = _histogram(gaps)
         tables["gap_histogram"] = hist
         if hist.height:
@@ -211,13 +269,103 @@ def measure_arrivals(
         group_windows = window_stats(store, window=window_s, by=column, frame=grouped)
         tables["group_windows"] = group_windows
         tables["group_shifts"] = shift_summary(group_windows, by=column, min_gaps=MIN_WINDOW_GAPS)
+        group_rate_tests = rate_shift_tests(group_windows, by=column, dispersion="pooled")
         top = group_summary.filter(pl.col("n_gaps") >= 50).head(max_groups)[column].to_list()
         if top:
             group_gaps = inter_arrival_gaps(store, by=column, groups=[g for g in top if g is not None], frame=grouped)
             tables["group_families"] = compare_by_group(group_gaps, column, value="gap_s", min_n=50,
                                                         max_groups=max_groups, max_n=per_n, seed=seed)
     return ArrivalEvidence(by=column, window_s=window_s, gamma_window_s=gamma_window_s, tables=tables,
-                           comparison=comparison, gamma_by=gamma_by, notes=tuple(notes), budget=budget)
+                           comparison=comparison, gamma_by=gamma_by, notes=tuple(notes), budget=budget,
+                           tests=tests, clock_s=clock_s, group_rate_tests=group_rate_tests)
+
+
+def _dispersion(windows: pl.DataFrame, window_s: float, summary: pl.DataFrame, notes: list[str] | None
+                ) -> tuple[float, float | None]:
+    """The count dispersion of a stationary renewal null: that of ``window_s`` counts within 20-minute
+    blocks (with its degrees of freedom), or the pooled gap CV squared when no full block exists."""
+    if BLOCK_S / window_s >= 2 and abs(BLOCK_S / window_s - round(BLOCK_S / window_s)) < 1e-9:
+        blocks = blocks_from_windows(windows["window"], windows["n_requests"], windows["exposure_s"],
+                                     sub_s=window_s, block_s=BLOCK_S)
+        try:
+            return within_block_dispersion(blocks)
+        except ValueError:
+            pass
+    phi = pooled_gap_dispersion(summary["n_gaps"], summary["cv"].fill_null(1.0)) if summary.height else 1.0
+    if notes is not None:
+        notes.append(f"rate-shift null: no full {BLOCK_S / 60:g}-minute block of {window_s:g}-s windows, so the count "
+                     f"dispersion is the pooled gap CV squared ({phi:.3g}), which underestimates it in short windows")
+    return float(phi), None
+
+
+def _shape_test(w: pl.DataFrame, *, resolution: float, seed: int, level: float = DEFAULT_LEVEL) -> NullTest:
+    return gamma_shape_shift_test(w["n_positive_gaps"].fill_null(0), w["mean_positive_gap_s"].fill_null(np.nan),
+                                  w["mean_log_positive_gap"].fill_null(np.nan), n_zero_gaps=w["n_zero_gaps"].fill_null(0),
+                                  resolution_s=resolution, seed=seed, level=level, min_gaps=MIN_WINDOW_GAPS)
+
+
+def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resolution, seed, notes
+                 ) -> dict[str, NullTest]:
+    """F2's rate and CV tests on ``window_s`` windows, and the shape and rate tests on the whole trace's
+    ``gamma_window_s`` windows (F1's "beyond a single process", BurstGPT Fig. 6 without services)."""
+    out: dict[str, NullTest] = {}
+    if windows.height == 0:
+        return out
+    phi, df = _dispersion(windows, window_s, summary, notes)
+    try:
+        out["rate"] = rate_shift_test(windows["n_requests"], windows["exposure_s"], dispersion=phi, dispersion_df=df,
+                                      seed=seed)
+    except ValueError as err:
+        notes.append(f"no rate-shift test: {err}")
+    out["cv"] = _shape_test(windows, resolution=resolution, seed=seed)
+    gw = window_stats(store, window=gamma_window_s, frame=whole)
+    out["shape"] = _shape_test(gw, resolution=resolution, seed=seed)
+    try:
+        out["rate_20m"] = rate_shift_test(gw["n_requests"], gw["exposure_s"], dispersion=phi, dispersion_df=df,
+                                          seed=seed)
+    except ValueError as err:
+        notes.append(f"no {gamma_window_s / 60:g}-minute rate-shift test: {err}")
+    return out
+
+
+def _series_tests(store, frame, gamma_windows, gamma_by, resolution, seed) -> dict[str, NullTest]:
+    """BurstGPT Fig. 6 per series of ``gamma_by``: shape and rate shift at the level / number of series."""
+    fine = window_stats(store, window=300.0, by=gamma_by, frame=frame)
+    series = [k for k in gamma_windows[gamma_by].unique(maintain_order=True).to_list()]
+    level = DEFAULT_LEVEL / max(len(series), 1)
+    out: dict[str, NullTest] = {}
+    for key in series:  # a handful of services, each vectorised over its windows
+        gw = gamma_windows.filter(pl.col(gamma_by).eq_missing(key))
+        fw = fine.filter(pl.col(gamma_by).eq_missing(key))
+        n_gaps = fw["n_gaps"].sum()
+        cv = gw.select(((pl.col("cv") ** 2 * pl.col("n_gaps")).sum() / pl.col("n_gaps").sum()).sqrt()).item()
+        one = pl.DataFrame({"n_gaps": [n_gaps], "cv": [cv if cv is not None else 1.0]})
+        phi, df = _dispersion(fw, 300.0, one, None)
+        name = str(key)
+        out[f"gamma_shape.{name}"] = _shape_test(gw, resolution=resolution, seed=seed, level=level)
+        try:
+            out[f"gamma_rate.{name}"] = rate_shift_test(gw["n_requests"], gw["exposure_s"], dispersion=phi,
+                                                        dispersion_df=df, level=level, seed=seed)
+        except ValueError:
+            pass
+    return out
+
+
+def best_family_headline(ev: ArrivalEvidence) -> str | None:
+    """The best arrival family by AIC for a headline, never bare: whether it passes the fit standard,
+    and an infinite mean when it has one."""
+    comp = ev.comparison
+    if comp is None or not comp.results:
+        return None
+    text = comp.best
+    test = ev.test("best_family_fit")
+    if test is not None:
+        text += (" (passes the fit standard" if test.decision is Verdict.HOLDS else
+                 " (fails the fit standard" if test.decision is Verdict.DOES_NOT_HOLD else
+                 " (fit standard inconclusive") + f", KS D {test.value:.3g})"
+    if mean_note(comp.results[0]):
+        text += "; infinite mean"
+    return text
 
 
 def _winner_counts(frame: pl.DataFrame | None) -> tuple[int, int, str]:
@@ -230,14 +378,32 @@ def _winner_counts(frame: pl.DataFrame | None) -> tuple[int, int, str]:
     return ranked.height, counts.height, text
 
 
+def _tests_text(tests: list[NullTest], parts: list[str]) -> str:
+    """Each part's test in words: its decision and the reason (null, statistic, p, level, power, threshold)."""
+    return "; ".join(f"{name} [{t.decision.value}]: null = {t.null}; {t.statistic} = {_fmt(t.value)}, {t.reason}"
+                     for name, t in zip(parts, tests))
+
+
+def _inconclusive_test(null: str, why: str) -> NullTest:
+    return NullTest(null=null, statistic="none", value=float("nan"), p_value=None, level=DEFAULT_LEVEL, effect="",
+                    effect_value=float("nan"), practical_threshold=float("nan"), paper_effect=float("nan"),
+                    power=None, minimum_detectable_effect=None, alternative="", method="none", n=0,
+                    decision=Verdict.INCONCLUSIVE, reason=why)
+
+
 def servegen_f1(ev: ArrivalEvidence) -> Finding:
     """ServeGen Finding 1: bursty (CV > 1) and no single process best everywhere.
 
-    Rule: *bursty* when the whole trace's gap CV exceeds 1 by more than twice its sampling error
-    under Poisson arrivals (CV > 1 + 2/sqrt(n_gaps)); *beyond a single process* when no
-    family is clearly best on the whole trace (:data:`servelab.fitting.compare.CLEARLY_BEST_RULE`)
-    or different families win in different 20-minute windows or groups. Holds when both parts
-    hold, does not hold when neither does, inconclusive otherwise.
+    Rule (calibrated, :mod:`servelab.fitting.verdicts`): *bursty* is
+    :func:`~servelab.fitting.rate_tests.burstiness_test` (counts at 30, 120 and 300 s within
+    20-minute blocks against Poisson with a rate constant within each block); *beyond a single
+    process* is :func:`~servelab.fitting.shape_tests.gamma_shape_shift_test` across the whole
+    trace's 20-minute windows (one Gamma renewal process, one shape, everywhere). Holds when both
+    parts hold, does not hold when one does not hold (by a test with power), inconclusive
+    otherwise; a "does not hold" that rests on short gaps the logging clock cannot resolve becomes
+    inconclusive. AIC winners never decide: the family comparison is reported beside the verdict,
+    with whether the best family passes the fit standard
+    (:func:`~servelab.fitting.fit_standard.describes`).
     """
     summary = ev.table("gap_summary")
     cv = summary["cv"][0] if summary is not None and summary.height else None
@@ -246,26 +412,37 @@ def servegen_f1(ev: ArrivalEvidence) -> Finding:
             "no arrival family could be fitted (" + "; ".join(ev.notes) + ")"
         return not_applicable(*_F1, reason=why, figures=("servegen.fig1",))
     comp = ev.comparison
-    n_gaps = int(summary["n_gaps"][0])
-    cv_threshold = 1.0 + 2.0 / math.sqrt(n_gaps)
-    bursty = bool(cv > cv_threshold)
+    row = summary.row(0, named=True)
+    n_gaps = int(row["n_gaps"])
     n_win, n_win_best, win_text = _winner_counts(ev.table("window_families"))
     n_grp, n_grp_best, grp_text = _winner_counts(ev.table("group_families"))
     windows = ev.table("windows")
     ok = windows.filter((pl.col("n_gaps") >= MIN_WINDOW_GAPS) & pl.col("cv").is_not_null())
     share = float((ok["cv"] > 1).mean()) if ok.height else None
-    beyond = comp.clearly_best is None or n_win_best > 1 or n_grp_best > 1
+    burst = ev.test("burst") or _inconclusive_test("Poisson arrivals, rate constant within each block",
+                                                   "the burstiness test could not run (no full 20-minute block)")
+    shape = ev.test("shape") or _inconclusive_test("one Gamma renewal process (one shape) in every window",
+                                                   "the shape-shift test could not run")
+    verdict, combined = combine([burst, shape], parts=["bursty", "beyond a single process"])
+    best = comp.results[0]
+    fit_test = ev.test("best_family_fit") or describes(best)
+    note = mean_note(best)
     measured = {
-        "n_gaps": int(summary["n_gaps"][0]),
+        "n_gaps": n_gaps,
         "cv": float(cv),
-        "bursty": bursty,
-        "bursty_cv_threshold": cv_threshold,
-        "zero_gap_fraction": summary["zero_gap_fraction"][0],
+        "bursty": burst.decision is Verdict.HOLDS,
+        "burst_dispersion": burst.effect_value,
+        "burst_p_value": burst.p_value,
+        "shape_shift_p_value": shape.p_value,
+        "shape_shift_effect": shape.effect_value,
+        "zero_gap_fraction": row["zero_gap_fraction"],
+        "clock_s": row.get("clock_s"),
         "best_family": comp.best,
+        "best_family_describes": fit_test.decision.value,
+        "best_ks_distance": best.ks_distance,
         "clearly_best": comp.clearly_best or "none",
         "delta_aic_runner_up": (comp.results[1].aic - comp.results[0].aic) if len(comp.results) > 1 else None,
         "clear_threshold": comp.threshold,
-        "best_ks_distance": comp.results[0].ks_distance,
         "window_s": ev.window_s,
         "windows_with_cv": ok.height,
         "share_windows_cv_above_1": share,
@@ -276,34 +453,35 @@ def servegen_f1(ev: ArrivalEvidence) -> Finding:
         "groups_ranked": n_grp,
         "group_winners": grp_text,
     }
-    parts = [
-        f"gap CV {cv:.3g} {'>' if bursty else '<='} {cv_threshold:.3g} = 1 + 2/sqrt(n) (1 plus twice the CV's "
-        f"sampling error under Poisson arrivals: {'bursty' if bursty else 'not bursty'})",
-        comp.verdict,
-    ]
+    parts = [f"{combined} (holds when both parts hold)",
+             _tests_text([burst, shape], ["bursty", "beyond a single process"]),
+             f"gap CV {cv:.3g} over {n_gaps} gaps",
+             f"family comparison (AIC picks the family, it does not decide the verdict): {comp.verdict}; best "
+             f"family {comp.best} {'passes' if fit_test.decision is Verdict.HOLDS else 'does not pass'} the fit "
+             f"standard ({fit_test.reason})"]
+    if note and note not in fit_test.reason:
+        parts.append(note)
     if n_win:
         parts.append(f"best family per {ev.gamma_window_s / 60:g}-min window: {win_text}")
     if n_grp:
         parts.append(f"best family per {ev.by}: {grp_text}")
-    if bursty and beyond:
-        verdict = Verdict.HOLDS
-    elif not bursty and not beyond:
-        verdict = Verdict.DOES_NOT_HOLD
-    else:
+    if verdict is Verdict.DOES_NOT_HOLD and row.get("short_scale_inconclusive"):
         verdict = Verdict.INCONCLUSIVE
-        parts.append("only one of the two parts holds (bursty; beyond a single process)")
+        parts.append(str(row.get("clock_note") or "the logging clock hides the short gaps"))
     return Finding(id=_F1[0], statement=_F1[1], source=_F1[2], verdict=verdict, measured=measured,
-                   reason="; ".join(parts), figures=("servegen.fig1",))
+                   reason="; ".join(parts), figures=("servegen.fig1",), tests=(burst, shape))
 
 
 def servegen_f2(ev: ArrivalEvidence) -> Finding:
     """ServeGen Finding 2: rate and CV shift across windows.
 
-    Rule: the rate shifts when max/min over active windows (at least half inside the trace) is
-    >= :data:`RATE_SHIFT_RATIO` or idle windows occur; the CV shifts when max/min over windows
-    with >= :data:`MIN_WINDOW_GAPS` gaps is >= :data:`CV_SHIFT_RATIO`. Holds when both shift,
-    inconclusive when one does, does not hold when neither does; not applicable with fewer than 3
-    qualifying windows.
+    Rule (calibrated): the rate shifts by :func:`~servelab.fitting.rate_tests.rate_shift_test`
+    on the 5-minute window counts against a stationary renewal null (count dispersion measured
+    within 20-minute blocks, F test); the CV shifts by
+    :func:`~servelab.fitting.shape_tests.gamma_shape_shift_test` on the same windows. Holds when
+    both hold, does not hold when one does not hold with power, inconclusive otherwise; not
+    applicable with fewer than 3 active windows. Per group (``by``): the rate test per group,
+    counted only over groups that could show a shift.
     """
     shifts = ev.table("shifts")
     row = shifts.row(0, named=True) if shifts is not None and shifts.height else None
@@ -312,58 +490,55 @@ def servegen_f2(ev: ArrivalEvidence) -> Finding:
         return not_applicable(*_F2, reason=(
             f"needs at least 3 active {ev.window_s / 60:g}-minute windows to compare; the trace has {got} "
             "(shorter than the windows, or too few requests)"), figures=("servegen.fig2",))
-    rate_ratio = row["rate_max_over_min"]
-    cv_ratio = row["cv_max_over_min"]
-    rate_shift = bool(row["n_idle"] > 0 or (rate_ratio is not None and rate_ratio >= RATE_SHIFT_RATIO))
-    cv_shift = bool(cv_ratio is not None and cv_ratio >= CV_SHIFT_RATIO)
+    rate = ev.test("rate") or _inconclusive_test("stationary arrivals", "the rate-shift test could not run")
+    cv = ev.test("cv") or _inconclusive_test("one Gamma shape in every window", "the CV-shift test could not run")
+    verdict, combined = combine([rate, cv], parts=["rate", "CV"])
     measured = {
         "window_s": ev.window_s,
         "n_windows": row["n_windows"],
         "n_idle_windows": row["n_idle"],
         "rate_min_rps": row["rate_min"],
         "rate_max_rps": row["rate_max"],
-        "rate_max_over_min": rate_ratio,
-        "rate_shifts": rate_shift,
+        "rate_max_over_min": row["rate_max_over_min"],
+        "rate_shifts": rate.decision is Verdict.HOLDS,
+        "rate_p_value": rate.p_value,
         "cv_windows": row["n_cv_windows"],
         "cv_min": row["cv_min"],
         "cv_max": row["cv_max"],
-        "cv_max_over_min": cv_ratio,
-        "cv_shifts": cv_shift,
+        "cv_max_over_min": row["cv_max_over_min"],
+        "cv_shifts": cv.decision is Verdict.HOLDS,
+        "cv_p_value": cv.p_value,
         "windows_cv_above_1": row["windows_cv_above_1"],
     }
-    group_shifts = ev.table("group_shifts")
-    reason = [
-        f"rate max/min {_fmt(rate_ratio)} over {row['n_rate_windows']} windows ({row['n_idle']} idle; shift if >= "
-        f"{RATE_SHIFT_RATIO:g} or any idle)",
-        f"CV max/min {_fmt(cv_ratio)} over {row['n_cv_windows']} windows with >= {MIN_WINDOW_GAPS} gaps (shift if >= "
-        f"{CV_SHIFT_RATIO:g})",
-    ]
-    if group_shifts is not None and group_shifts.height:
-        ok = group_shifts.filter(pl.col("rate_max_over_min").is_not_null() | (pl.col("n_idle") > 0))
-        n_rate = ok.filter((pl.col("rate_max_over_min") >= RATE_SHIFT_RATIO) | (pl.col("n_idle") > 0)).height
-        ok_cv = group_shifts.filter(pl.col("cv_max_over_min").is_not_null())
-        n_cv = ok_cv.filter(pl.col("cv_max_over_min") >= CV_SHIFT_RATIO).height
-        measured.update({"groups": group_shifts.height, "groups_rate_shift": n_rate, "groups_cv_shift": n_cv,
-                         "groups_cv_assessable": ok_cv.height})
-        reason.append(f"per {ev.by}: rate shifts in {n_rate} of {group_shifts.height}, CV in {n_cv} of {ok_cv.height}")
-    if rate_shift and cv_shift:
-        verdict = Verdict.HOLDS
-    elif rate_shift or cv_shift:
-        verdict = Verdict.INCONCLUSIVE
-        reason.append(f"only the {'rate' if rate_shift else 'CV'} shifts")
-    else:
-        verdict = Verdict.DOES_NOT_HOLD
+    reason = [f"{combined} (holds when both hold)", _tests_text([rate, cv], ["rate", "CV"]),
+              f"rate max/min {_fmt(row['rate_max_over_min'])} over {row['n_rate_windows']} windows "
+              f"({row['n_idle']} idle), CV max/min {_fmt(row['cv_max_over_min'])} over {row['n_cv_windows']} windows "
+              f"with >= {MIN_WINDOW_GAPS} gaps (descriptive; the tests decide)"]
+    groups = ev.group_rate_tests
+    if groups is not None and groups.height:
+        able = groups.filter(pl.col("decision") != "inconclusive")
+        n_hold = able.filter(pl.col("decision") == "holds").height
+        measured.update({"groups": groups.height, "groups_could_show_shift": able.height,
+                         "groups_rate_shift": n_hold})
+        reason.append(f"per {ev.by}: the rate shifts (same test per group, stationary renewal null with the group's "
+                      f"own gap CV) in {n_hold} of {able.height} groups that could show a shift "
+                      f"({groups.height - able.height} of {groups.height} too small to tell)")
     return Finding(id=_F2[0], statement=_F2[1], source=_F2[2], verdict=verdict, measured=measured,
-                   reason="; ".join(reason), figures=("servegen.fig2",))
+                   reason="; ".join(reason), figures=("servegen.fig2",), tests=(rate, cv))
 
 
 def burstgpt_gamma_shift(ev: ArrivalEvidence) -> Finding:
     """BurstGPT Fig. 6: Gamma alpha and beta per 20-minute window shift sharply.
 
-    Rule: per series (each service when the trace has them, else the whole trace), over windows
-    with >= :data:`MIN_WINDOW_GAPS` gaps and a converged fit, alpha or beta max/min >=
-    :data:`GAMMA_SHIFT_RATIO` in some series -> holds; below in every series -> does not hold; not
-    applicable with fewer than 3 such windows in every series.
+    Rule (calibrated): per series (each service when the trace has them, else the whole trace),
+    the shape (alpha) shifts by :func:`~servelab.fitting.shape_tests.gamma_shape_shift_test` on the
+    20-minute windows, at the level divided by the number of series. The series' verdict is the
+    shape test's: the Gamma rate is beta = alpha x (arrival rate), so when alpha shifts beta shifts
+    with it, whatever the arrival rate does; the arrival-rate test
+    (:func:`~servelab.fitting.rate_tests.rate_shift_test`, same level) is reported beside it, as
+    the other source of beta's movement, and does not decide. The finding holds when some series
+    holds, does not hold when every series does not hold, and is inconclusive otherwise. Not applicable with fewer than 3 windows with
+    >= :data:`MIN_WINDOW_GAPS` gaps in every series.
     """
     gamma = ev.table("gamma_windows")
     if gamma is None:
@@ -380,20 +555,39 @@ def burstgpt_gamma_shift(ev: ArrivalEvidence) -> Finding:
             "series; the trace has fewer (too short or too sparse)"), figures=("burstgpt.fig6",))
     per = per.with_columns((pl.col("a_max") / pl.col("a_min")).alias("a_ratio"),
                            (pl.col("b_max") / pl.col("b_min")).alias("b_ratio"))
-    measured: dict[str, float | int | str | bool | None] = {"window_s": ev.gamma_window_s, "method": "mle (positive gaps)"}
+    method = "mle (gaps censored at the clock)" if ev.clock_s else "mle (positive gaps)"
+    measured: dict[str, float | int | str | bool | None] = {"window_s": ev.gamma_window_s, "method": method}
     reason = []
-    shifted = False
+    tests: list[NullTest] = []
+    decisions: list[Verdict] = []
     for r in per.iter_rows(named=True):
         name = str(r[ev.gamma_by]) if ev.gamma_by else "trace"
+        shape = ev.test(f"gamma_shape.{name}") or _inconclusive_test("one Gamma shape in every window",
+                                                                     "the shape-shift test could not run")
+        rate = ev.test(f"gamma_rate.{name}") or _inconclusive_test("stationary arrivals",
+                                                                   "the rate-shift test could not run")
+        d = shape.decision
+        text = f"alpha: {shape.decision.value}; arrival rate (moves beta too): {rate.decision.value}"
+        decisions.append(d)
+        tests.extend([shape, rate])
         measured.update({f"{name}.windows": r["n"], f"{name}.alpha_min": r["a_min"], f"{name}.alpha_max": r["a_max"],
                          f"{name}.alpha_max_over_min": r["a_ratio"], f"{name}.beta_max_over_min": r["b_ratio"],
-                         f"{name}.median_cv_gamma": r["cv_med"]})
-        shifted = shifted or r["a_ratio"] >= GAMMA_SHIFT_RATIO or r["b_ratio"] >= GAMMA_SHIFT_RATIO
-        reason.append(f"{name}: alpha {r['a_min']:.3g}-{r['a_max']:.3g} (x{r['a_ratio']:.3g}), beta max/min "
-                      f"x{r['b_ratio']:.3g} over {r['n']} windows")
-    reason.append(f"shift if alpha or beta max/min >= {GAMMA_SHIFT_RATIO:g} in some series")
-    return Finding(id=_G[0], statement=_G[1], source=_G[2], verdict=Verdict.HOLDS if shifted else Verdict.DOES_NOT_HOLD,
-                   measured=measured, reason="; ".join(reason), figures=("burstgpt.fig6",))
+                         f"{name}.median_cv_gamma": r["cv_med"], f"{name}.alpha_p_value": shape.p_value,
+                         f"{name}.beta_p_value": rate.p_value, f"{name}.decision": d.value})
+        reason.append(f"{name}: {d.value} ({text}); alpha {r['a_min']:.3g}-{r['a_max']:.3g} (x{r['a_ratio']:.3g}), "
+                      f"beta max/min x{r['b_ratio']:.3g} over {r['n']} windows; "
+                      + _tests_text([shape, rate], ["alpha", "arrival rate"]))
+    if any(d is Verdict.HOLDS for d in decisions):
+        verdict = Verdict.HOLDS
+    elif all(d is Verdict.DOES_NOT_HOLD for d in decisions):
+        verdict = Verdict.DOES_NOT_HOLD
+    else:
+        verdict = Verdict.INCONCLUSIVE
+    reason.append(f"holds when alpha shifts in some series (beta = alpha x arrival rate shifts with it; each test "
+                  f"at level {DEFAULT_LEVEL:g} / {len(decisions)} series), does not hold when no series' alpha "
+                  "shifts, by a test with power")
+    return Finding(id=_G[0], statement=_G[1], source=_G[2], verdict=verdict, measured=measured,
+                   reason="; ".join(reason), figures=("burstgpt.fig6",), tests=tuple(tests))
 
 
 def arrival_findings(evidence: ArrivalEvidence) -> list[Finding]:

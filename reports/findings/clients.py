@@ -27,11 +27,13 @@ from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import InsufficientDataError
+from servelab.fitting.proportion_tests import proportion_test
 
 __all__ = [
     "EXPLAINED_R2",
     "HETEROGENEITY_SD",
     "NOISE_LIMIT",
+    "PAPER_CALM_SHARE",
     "SKEW_CLIENT_SHARE",
     "ClientEvidence",
     "client_findings",
@@ -49,6 +51,9 @@ EXPLAINED_R2 = 0.5
 HETEROGENEITY_SD = 0.1
 #: a statistic "shifts" only if the window means' sampling noise is below this share of their variance
 NOISE_LIMIT = 0.5
+#: share of clients with a typical CV <= 1 at which F11's "not bursty" test has its power (ServeGen
+#: Fig. 17: most reasoning clients have CV below 1; the paper gives no number, 0.7 is "clearly most")
+PAPER_CALM_SHARE = 0.7
 #: top clients examined one by one (figures, bimodality)
 TOP_CLIENTS = 5
 
@@ -288,11 +293,13 @@ def _gini(counts: np.ndarray) -> float:
 def servegen_f11(ev: ClientEvidence) -> Finding:
     """ServeGen Finding 11.
 
-    Rule: applies when the trace has reasoning tokens. *Less bursty* when at least half of the
+    Rule: applies when the trace has reasoning tokens. *Less bursty*: an exact binomial test
+    (:func:`~servelab.fitting.proportion_tests.proportion_test`) that more than half of the
     clients with a measurable CV (a window with at least ``min_requests`` requests) have a
-    typical CV <= 1; *bimodal* when most tested top clients' per-request reason ratios are
-    bimodal (dip test and two-Gaussian BIC, :func:`servelab.fitting.mixtures.bimodality`). Holds
-    when both, does not hold when neither, inconclusive otherwise. "Less skewed" needs a
+    typical CV <= 1 (power at :data:`PAPER_CALM_SHARE`); *bimodal* when most tested top clients'
+    per-request reason ratios are bimodal (dip test and two-Gaussian BIC,
+    :func:`servelab.fitting.mixtures.bimodality`; not yet calibrated). Holds when both, does not
+    hold when neither, inconclusive otherwise. "Less skewed" needs a
     comparison between workloads: the share of top clients and the Gini coefficient of request
     counts are reported for that (ServeGen: 10 of 25,913 clients carry half of deepseek-r1).
     """
@@ -304,6 +311,8 @@ def servegen_f11(ev: ClientEvidence) -> Finding:
                               figures=("servegen.fig17",))
     cvs = d.summary["cv"].drop_nulls()
     share_calm = float((cvs <= 1).mean()) if cvs.len() else None
+    calm_test = proportion_test(int((cvs <= 1).sum()), int(cvs.len()), threshold=0.5, paper_share=PAPER_CALM_SHARE,
+                                what="clients with a typical CV <= 1") if cvs.len() else None
     b = ev.reason_bimodality
     n_bimodal = int(b["bimodal"].sum()) if b.height else 0
     measured = {
@@ -312,15 +321,22 @@ def servegen_f11(ev: ClientEvidence) -> Finding:
         "clients_with_cv": cvs.len(), "share_clients_cv_le_1": share_calm,
         "top_clients_tested": b.height, "top_clients_bimodal": n_bimodal,
     }
-    calm = share_calm is not None and share_calm >= 0.5
+    calm = calm_test.decision if calm_test is not None else Verdict.INCONCLUSIVE
     bimodal = b.height > 0 and n_bimodal * 2 > b.height
+    measured["calm_p_value"] = calm_test.p_value if calm_test is not None else None
+    calm_text = (f"not bursty [{calm.value}]: null = {calm_test.null}; {calm_test.statistic} = {calm_test.value:.4g}, "
+                 f"{calm_test.reason}") if calm_test is not None else "not bursty: no client has a measurable CV"
     reason = (f"{share_calm if share_calm is not None else float('nan'):.0%} of {cvs.len()} clients have a typical CV <= 1; "
-              f"{n_bimodal} of {b.height} top clients have a bimodal reason ratio; "
+              f"{calm_text}; {n_bimodal} of {b.height} top clients have a bimodal reason ratio; "
               f"{d.top50} of {d.n_clients} clients carry half of the requests")
-    verdict = Verdict.HOLDS if calm and bimodal else Verdict.DOES_NOT_HOLD if not calm and not bimodal \
-        else Verdict.INCONCLUSIVE
+    if calm is Verdict.HOLDS and bimodal:
+        verdict = Verdict.HOLDS
+    elif calm is Verdict.DOES_NOT_HOLD and not bimodal:
+        verdict = Verdict.DOES_NOT_HOLD
+    else:
+        verdict = Verdict.INCONCLUSIVE
     return Finding(id=_F11[0], statement=_F11[1], source=_F11[2], verdict=verdict, measured=measured, reason=reason,
-                   figures=("servegen.fig17",))
+                   figures=("servegen.fig17",), tests=(calm_test,) if calm_test is not None else ())
 
 
 def client_findings(evidence: ClientEvidence) -> list[Finding]:

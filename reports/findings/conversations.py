@@ -32,6 +32,8 @@ from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.analysis.upsampling import UpsamplingResult, upsampling_burstiness
 from servelab.fitting.compare import FamilyComparison, compare_families
+from servelab.fitting.proportion_tests import proportion_test
+from servelab.fitting.verdicts import combine
 
 __all__ = [
     "CALM_CV",
@@ -215,13 +217,13 @@ def servegen_f10(ev: ConversationEvidence) -> Finding:
 def burstgpt_conversations(ev: ConversationEvidence) -> Finding:
     """BurstGPT KDD'25 §3.2.
 
-    Rule: *declining* when the number of conversations falls with the number of requests
-    (Spearman rho <= -0.5 over the rows of the turn distribution); *long intervals grow* when the
-    mean number of intervals above the IQR upper bound per conversation rises with the number of
-    requests (Spearman rho >= 0.5 over rows with at least
-    :data:`MIN_CONVERSATIONS_PER_ROW` conversations). Holds when both, does not hold when
-    neither, inconclusive otherwise. The share of one-request conversations, the median and the
-    75th percentile of requests per conversation are reported against the paper's 35 %, 2 and 4.
+    Rule (calibrated, :func:`~servelab.fitting.proportion_tests.proportion_test`, exact binomial):
+    the paper's numbers decide: more than 35 % of conversations have one request, more than half
+    have at most 2 (median <= 2) and more than 75 % at most 4 (75th percentile <= 4). Holds when
+    all three hold, does not hold when one does not hold with power, inconclusive otherwise. The
+    Spearman rho of the turn distribution and of the long intervals per conversation are reported
+    beside the verdict and do not decide: the expected long intervals per conversation grow as
+    (n - 1) p whatever the inter-request law, so that part is near-tautological and is not tested.
     """
     if ev.summary is None:
         return not_applicable(*_B, reason=f"conversations cannot be formed: {ev.reason}", figures=("burstgpt.fig9",))
@@ -241,20 +243,32 @@ def burstgpt_conversations(ev: ConversationEvidence) -> Finding:
         "spearman_mean_itt_vs_requests": rho_mean, "rows_used": rows.height,
         "iqr_upper_s": float(ev.intervals["iqr_upper_s"][0]) if ev.intervals.height else None,
     }
-    declining = rho_count is not None and rho_count <= -0.5
-    growing = rho_long is not None and rho_long >= 0.5
-    reason = (f"{measured['single_request_share']:.0%} of conversations have one request (paper: over 35%); median "
+    n = int(counts.size)
+    tests = tuple(proportion_test(int(np.sum(counts <= k)), n, threshold=thr, paper_share=paper, what=what)
+                  for k, thr, paper, what, _ in _SHARE_CLAIMS)
+    verdict, combined = combine(tests, parts=[c[4] for c in _SHARE_CLAIMS])
+    measured["share_le_2_requests"] = float(np.mean(counts <= 2))
+    measured["share_le_4_requests"] = float(np.mean(counts <= 4))
+    reason = (f"{combined} (holds when all three hold); "
+              + "; ".join(f"{c[4]} [{t.decision.value}]: null = {t.null}; {t.statistic} = {t.value:.4g}, {t.reason}"
+                          for c, t in zip(_SHARE_CLAIMS, tests))
+              + f"; {measured['single_request_share']:.0%} of conversations have one request; median "
               f"{measured['median_requests']:g}, 75th percentile {measured['p75_requests']:g} requests (paper: 2 and 4); "
-              f"Spearman rho of conversations vs requests {_txt(rho_count)}, of long intervals (> IQR bound) vs "
-              f"requests {_txt(rho_long)}, of mean interval vs requests {_txt(rho_mean)}")
-    if rho_long is None:
-        verdict = Verdict.INCONCLUSIVE
-        reason += f"; fewer than 3 request counts with {MIN_CONVERSATIONS_PER_ROW}+ conversations"
-    else:
-        verdict = Verdict.HOLDS if declining and growing else Verdict.DOES_NOT_HOLD if not declining and not growing \
-            else Verdict.INCONCLUSIVE
+              f"not tested (reported only): Spearman rho of conversations vs requests {_txt(rho_count)}, of long "
+              f"intervals (> IQR bound) vs requests {_txt(rho_long)} (near-tautological: expected long intervals grow "
+              f"as (n - 1) p whatever the interval law), of mean interval vs requests {_txt(rho_mean)}")
     return Finding(id=_B[0], statement=_B[1], source=_B[2], verdict=verdict, measured=measured, reason=reason,
-                   figures=("burstgpt.fig9",))
+                   figures=("burstgpt.fig9",), tests=tests)
+
+
+#: BurstGPT §3.2's counting claims: (at most k requests, threshold share, share at which power is
+#: computed, units, part name). The paper says "over 35 %" single-request conversations, median 2
+#: and 75 % with four or fewer; the power shares are 10 points beyond each threshold.
+_SHARE_CLAIMS = (
+    (1, 0.35, 0.45, "conversations with one request", "over 35% single-request"),
+    (2, 0.5, 0.6, "conversations with at most 2 requests", "median <= 2"),
+    (4, 0.75, 0.85, "conversations with at most 4 requests", "75th percentile <= 4"),
+)
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:

@@ -6,28 +6,27 @@ and fit results in a :class:`LengthEvidence`; :func:`length_findings` turns the 
 :class:`~servelab.analysis.findings.Finding` records with measured numbers and a verdict, or
 "not applicable" with the reason. Neither raises for a trace lacking columns.
 
-Findings (ids) and the rule behind each verdict:
+Findings (ids) and the test behind each verdict (:mod:`servelab.fitting.verdicts`; every
+finding carries its :class:`~servelab.fitting.verdicts.NullTest` records in ``tests``):
 
-* ``servegen.F3.input`` -- input lengths follow a LogNormal body + Pareto tail mixture: holds
-  when ``lognormal_pareto`` has the lowest AIC among LogNormal, Pareto, Exponential, Zipf and the
-  mixture and its KS D is within ``1/sqrt(n)`` of the smallest D (the project's one
-  "clearly best" rule, :mod:`servelab.fitting.compare`); does not hold when another family is
-  clearly best; inconclusive when no family is.
-* ``servegen.F3.output`` -- output lengths are Exponential: holds when the Exponential fit's KS D
-  is at most :data:`EXPONENTIAL_D_HOLDS` + 1/sqrt(n), does not hold above
-  :data:`EXPONENTIAL_D_FAILS` + 1/sqrt(n) (the sampling noise of D keeps small traces honest).
-* ``servegen.F3.correlation`` -- weak input/output correlation: holds when both |Pearson| and
-  |Spearman| are below :data:`WEAK_CORRELATION`.
-* ``servegen.F4`` -- lengths shift over the day, input and output independently: holds when the
-  max/min ratio of the period means exceeds :data:`SHIFT_RATIO_HOLDS` for input or output and the
-  two do not move in the same direction in every pair of periods.
-* ``burstgpt.zipf_requests`` -- request lengths follow a Zipf law: the same KS-distance rule as
-  the Exponential output.
-* ``burstgpt.bimodal_responses`` -- response lengths are bimodal: two Gaussians on ln(output)
-  beat one by BIC (> 10) and the dip test rejects unimodality (p < 0.05).
-* ``burstgpt.linear_relation`` -- response length grows linearly with request length: holds when
-  Pearson r >= :data:`LINEAR_R_HOLDS` with a positive slope, does not hold below
-  :data:`WEAK_CORRELATION`.
+* ``servegen.F3.input`` -- input lengths follow a LogNormal body + Pareto tail mixture: the
+  mixture's fit passes the project's one goodness-of-fit standard
+  (:func:`~servelab.fitting.fit_standard.describes`, integer lengths). AIC only ranks families.
+* ``servegen.F3.output`` -- output lengths are Exponential: the same standard on the Exponential.
+* ``servegen.F3.correlation`` -- weak input/output correlation: both Pearson and Spearman are
+  below 0.3 in absolute value by two one-sided Fisher-z tests
+  (:func:`~servelab.fitting.correlation_tests.correlation_bound_test`).
+* ``servegen.F4`` -- lengths shift over the day, input and output independently: a Welch F test
+  of the period means (:func:`~servelab.fitting.mean_shift_tests.mean_shift_test`) for input and
+  for output, each at level 0.025, over the periods the trace covers
+  (:func:`servelab.analysis.lengths.trace_periods`); when the lengths shift but input and output
+  move in the same direction in every pair of periods, inconclusive (no test of independence).
+* ``burstgpt.zipf_requests`` -- request lengths follow a Zipf law: the goodness-of-fit standard.
+* ``burstgpt.bimodal_responses`` -- response lengths are bimodal:
+  :func:`~servelab.fitting.modality.lattice_bimodality` (dip test on the integer lattice and
+  separated modes, Ashman's D > 2).
+* ``burstgpt.linear_relation`` -- response length grows linearly with request length: Pearson r
+  above 0.5 by a one-sided Fisher-z test.
 
 This module never imports matplotlib.
 """
@@ -49,36 +48,37 @@ from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.fitting.compare import FamilyComparison, density_curves
+from servelab.fitting.correlation_tests import correlation_bound_test
 from servelab.fitting.exceptions import FitWarning, InsufficientDataError
+from servelab.fitting.fit_standard import describes, mean_note
+from servelab.fitting.mean_shift_tests import mean_shift_test
 from servelab.fitting.mixtures import (
     INPUT_LENGTH_FAMILIES,
     OUTPUT_LENGTH_FAMILIES,
-    Bimodality,
-    bimodality,
     compare_length_fits,
 )
+from servelab.fitting.modality import lattice_bimodality
+from servelab.fitting.verdicts import DEFAULT_LEVEL, NullTest, combine
 
 __all__ = [
     "LengthEvidence",
     "measure_lengths",
+    "family_headline",
     "length_findings",
-    "EXPONENTIAL_D_HOLDS",
-    "EXPONENTIAL_D_FAILS",
     "WEAK_CORRELATION",
+    "PAPER_WEAK_CORRELATION",
     "LINEAR_R_HOLDS",
-    "SHIFT_RATIO_HOLDS",
+    "PAPER_LINEAR_R",
 ]
 
-#: KS distance at or below which a single family "fits well"
-EXPONENTIAL_D_HOLDS = 0.05
-#: KS distance above which it clearly does not
-EXPONENTIAL_D_FAILS = 0.10
-#: |correlation| below which input/output correlation is "weak"
+#: |correlation| below which input/output correlation is "weak" (ServeGen F3)
 WEAK_CORRELATION = 0.3
-#: Pearson r from which BurstGPT's linear relation holds
+#: the weak correlation the power of F3.correlation is computed at
+PAPER_WEAK_CORRELATION = 0.1
+#: Pearson r above which BurstGPT's linear relation holds
 LINEAR_R_HOLDS = 0.5
-#: max/min ratio of period means above which lengths "shift"
-SHIFT_RATIO_HOLDS = 1.05
+#: the Pearson r the power of burstgpt.linear_relation is computed at
+PAPER_LINEAR_R = 0.7
 
 _SRC_F3 = "ServeGen (2025) §3.2, Finding 3, Fig. 3-4"
 _SRC_F4 = "ServeGen (2025) §3.2, Finding 4, Fig. 3(c)-(d), 4"
@@ -99,8 +99,13 @@ class LengthEvidence:
     input_fits, output_fits : FamilyComparison or None
         Family comparisons of non-failed input and output lengths.
     shift : LengthShift or None
-    output_bimodality : Bimodality or None
-        Bimodality of ln(output tokens).
+        Mean lengths over the periods of the day the trace covers.
+    output_bimodality : NullTest or None
+        :func:`~servelab.fitting.modality.lattice_bimodality` of the output lengths (zeros dropped).
+    fit_tests : Mapping[str, NullTest]
+        The goodness-of-fit standard (:func:`~servelab.fitting.fit_standard.describes`) of
+        ``input.<family>`` and ``output.<family>`` for the best family by AIC and the families
+        the findings name (``lognormal_pareto``, ``zipf``; ``exponential``).
     skipped : Mapping[str, str]
         Analysis -> why it did not apply.
     notes : tuple of str
@@ -110,18 +115,20 @@ class LengthEvidence:
     input_fits: FamilyComparison | None = None
     output_fits: FamilyComparison | None = None
     shift: L.LengthShift | None = None
-    output_bimodality: Bimodality | None = None
+    output_bimodality: NullTest | None = None
     skipped: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    fit_tests: Mapping[str, NullTest] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
+        object.__setattr__(self, "fit_tests", MappingProxyType(dict(self.fit_tests)))
         object.__setattr__(self, "skipped", MappingProxyType(dict(self.skipped)))
         object.__setattr__(self, "notes", tuple(self.notes))
 
 
 def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, budget: Budget = Budget.full(),
-                    max_fit_n: int | None = None, periods=L.DEFAULT_PERIODS) -> LengthEvidence:
+                    max_fit_n: int | None = None, periods=None) -> LengthEvidence:
     """Run the length analyses and fits on ``store`` once.
 
     Parameters
@@ -134,6 +141,9 @@ def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, 
         Fit on at most ``budget.max_fit_n`` lengths (full 1,000,000, quick 100,000).
     max_fit_n : int, optional
         Overrides the budget's fit sample size.
+    periods : sequence of Period, optional
+        Periods of the day for the shift, quantile and input/output tables; default: the
+        periods the trace covers (:func:`servelab.analysis.lengths.trace_periods`).
     """
     tables: dict[str, pl.DataFrame] = {}
     skipped: dict[str, str] = {}
@@ -152,6 +162,9 @@ def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, 
     counts = attempt("counts", lambda: L.length_counts(store))
     if counts is None:
         return LengthEvidence(skipped=skipped)
+    if periods is None:
+        periods = L.trace_periods(store)
+    fit_tests: dict[str, NullTest] = {}
     tables["counts"] = counts
     if int(counts["n_failed"][0]):
         notes.append(f"{int(counts['n_failed'][0])} failed requests (output 0 or failed flag) excluded from length "
@@ -187,12 +200,18 @@ def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, 
         # integer lengths: the discrete Zipf has mass only there (a non-integer grid drew no Zipf curve)
         grid = np.unique(np.round(np.geomspace(1.0, max(top, 2.0), 200)))
         tables[f"{key}_curves"] = density_curves(comp, grid)
+        named = ("lognormal_pareto", "zipf") if key == "input" else ("exponential",)
+        for fam in dict.fromkeys((comp.best, *named)):
+            try:
+                fit_tests[f"{key}.{fam}"] = describes(comp.result(fam), integer=fam != "zipf", seed=seed)
+            except (KeyError, ValueError):
+                pass
         if key == "input":
             input_fits = comp
         else:
             output_fits = comp
-            if x.size >= 10:
-                bim = attempt("output bimodality", lambda: bimodality(np.log(x), seed=seed))
+            bim = attempt("output bimodality", lambda: lattice_bimodality(
+                x, max_n=budget.max_bimodality_n, seed=seed))
     if store.has("input_tokens", "output_tokens"):
         t = attempt("io_bins", lambda: L.io_bins(store, by="period", periods=periods, include_all=True))
         if t is not None:
@@ -216,7 +235,26 @@ def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, 
         notes.append(f"periods read on {shift.clock}")
         tables["hourly"] = shift.hourly
     return LengthEvidence(tables=tables, input_fits=input_fits, output_fits=output_fits, shift=shift,
-                          output_bimodality=bim, skipped=skipped, notes=tuple(notes))
+                          output_bimodality=bim, skipped=skipped, notes=tuple(notes), fit_tests=fit_tests)
+
+
+def family_headline(ev: LengthEvidence, key: str) -> str | None:
+    """The best family by AIC of ``key`` ("input" or "output") for a headline, never bare: with its
+    main parameter, whether it passes the fit standard, and an infinite mean when it has one."""
+    comp = ev.input_fits if key == "input" else ev.output_fits
+    if comp is None or not comp.results:
+        return None
+    best = comp.results[0]
+    text = best.family
+    test = ev.fit_tests.get(f"{key}.{best.family}")
+    if test is not None:
+        text += (" (passes the fit standard" if test.decision is Verdict.HOLDS else
+                 " (fails the fit standard" if test.decision is Verdict.DOES_NOT_HOLD else
+                 " (fit standard inconclusive") + f", KS D {test.value:.3g})"
+    if mean_note(best):
+        name, val = ("s", best.params.get("s")) if best.family == "zipf" else ("alpha", best.params.get("alpha"))
+        text += f"; {name} = {val:.4g}: infinite mean"
+    return text
 
 
 def length_findings(ev: LengthEvidence) -> list[Finding]:
@@ -232,17 +270,6 @@ def _why(ev: LengthEvidence, *names: str) -> str:
         if n in ev.skipped:
             return ev.skipped[n]
     return "the trace lacks the columns this finding needs"
-
-
-def _d_verdict(d: float, n: int, name: str) -> tuple[Verdict, str]:
-    """"Fits well" by KS distance, with the sampling noise 1/sqrt(n) added to both thresholds."""
-    noise = 1.0 / math.sqrt(max(n, 1))
-    hold, fail = EXPONENTIAL_D_HOLDS + noise, EXPONENTIAL_D_FAILS + noise
-    if d <= hold:
-        return Verdict.HOLDS, f"{name} KS D {d:.3g} <= {hold:.3g} ({EXPONENTIAL_D_HOLDS} + noise 1/sqrt(n))"
-    if d > fail:
-        return Verdict.DOES_NOT_HOLD, f"{name} KS D {d:.3g} > {fail:.3g} ({EXPONENTIAL_D_FAILS} + noise 1/sqrt(n))"
-    return Verdict.INCONCLUSIVE, f"{name} KS D {d:.3g} between {hold:.3g} and {fail:.3g}"
 
 
 def _fit_numbers(comp: FamilyComparison, family: str, prefix: str) -> dict[str, Any]:
@@ -271,19 +298,21 @@ def _f3_input(ev: LengthEvidence) -> Finding:
             m[f"{fam}_ks_d"] = r.ks_distance
         except KeyError:
             pass
-    if comp.clearly_best == "lognormal_pareto":
-        v = Verdict.HOLDS
-    elif comp.clearly_best is not None:
-        v = Verdict.DOES_NOT_HOLD  # another family is clearly better
-    else:
-        v = Verdict.INCONCLUSIVE  # no family is clearly best (small samples, close fits)
-    return Finding(fid, stmt, _SRC_F3, v, m, comp.verdict, figs)
+    test = ev.fit_tests.get("input.lognormal_pareto")
+    if test is None:
+        return Finding(fid, stmt, _SRC_F3, Verdict.INCONCLUSIVE, m,
+                       "the LogNormal + Pareto mixture could not be fitted; " + comp.verdict, figs)
+    m["mixture_describes"] = test.decision.value
+    why = (f"{test.decision.value}: the mixture {'passes' if test.decision is Verdict.HOLDS else 'does not pass'} the "
+           f"fit standard (null = {test.null}; {test.reason}; KS tolerance {test.practical_threshold:g}, level "
+           f"{test.level:g}, {test.method}); AIC ranks the families but does not decide: {comp.verdict}")
+    return Finding(fid, stmt, _SRC_F3, test.decision, m, why, figs, tests=(test,))
 
 
 def _one_family(fid: str, stmt: str, src: str, figs: tuple[str, ...], ev: LengthEvidence, comp,
                 sources: tuple[str, ...], family: str, label: str, params: dict[str, str], *,
-                failed: str | None = None) -> Finding:
-    """A finding that one family describes a sample: its KS distance against the noise threshold.
+                key: str, failed: str | None = None) -> Finding:
+    """A finding that one family describes a sample: the goodness-of-fit standard decides.
 
     ``label`` names the family in the reason, ``params`` maps measured names to the family's
     parameter names; not applicable (with the reason, ``failed`` when the fit left none) when the
@@ -298,15 +327,22 @@ def _one_family(fid: str, stmt: str, src: str, figs: tuple[str, ...], ev: Length
     d = float(r.ks_distance)
     m = {"n": comp.n, **{name: r.params[p] for name, p in params.items()}, f"{family}_ks_d": d,
          f"{family}_delta_aic": r.aic - comp.results[0].aic, "best_family": comp.best}
-    v, why = _d_verdict(d, comp.n, label)
-    return Finding(fid, stmt, src, v, m, f"{why}; best by AIC: {comp.best}", figs)
+    test = ev.fit_tests.get(f"{key}.{family}")
+    if test is None:
+        return Finding(fid, stmt, src, Verdict.INCONCLUSIVE, m, f"the fit standard could not be applied to the "
+                       f"{label} fit; best by AIC: {comp.best}", figs)
+    m[f"{family}_describes"] = test.decision.value
+    why = (f"{test.decision.value}: the {label} fit {'passes' if test.decision is Verdict.HOLDS else 'does not pass'} "
+           f"the fit standard (null = {test.null}; {test.reason}; KS tolerance {test.practical_threshold:g}, level "
+           f"{test.level:g}, {test.method}); best by AIC: {comp.best}")
+    return Finding(fid, stmt, src, test.decision, m, why, figs, tests=(test,))
 
 
 def _f3_output(ev: LengthEvidence) -> Finding:
     fid, stmt = "servegen.F3.output", "Output lengths follow an Exponential distribution (memoryless)."
     figs = ("servegen.fig3",)
     return _one_family(fid, stmt, _SRC_F3, figs, ev, ev.output_fits, ("output fits", "output sample", "output distribution"),
-                       "exponential", "Exponential", {"exponential_mean": "scale"},
+                       "exponential", "Exponential", {"exponential_mean": "scale"}, key="output",
                        failed="the Exponential could not be fitted")
 
 
@@ -327,11 +363,16 @@ def _f3_correlation(ev: LengthEvidence) -> Finding:
     m = {"n": row["n"], "pearson": p, "spearman": s, "spearman_n": row["spearman_n"]}
     if p is None or s is None or not (math.isfinite(p) and math.isfinite(s)):
         return Finding(fid, stmt, _SRC_F3, Verdict.INCONCLUSIVE, m, "a length column is constant: correlation undefined", figs)
-    weak = abs(p) < WEAK_CORRELATION and abs(s) < WEAK_CORRELATION
-    v = Verdict.HOLDS if weak else Verdict.DOES_NOT_HOLD
-    return Finding(fid, stmt, _SRC_F3, v, m,
-                   f"|Pearson| = {abs(p):.3g}, |Spearman| = {abs(s):.3g} ({'both' if weak else 'not both'} < {WEAK_CORRELATION})",
-                   figs)
+    try:
+        tests = (correlation_bound_test(p, int(row["n"]), bound=WEAK_CORRELATION, claim="weak",
+                                        paper_value=PAPER_WEAK_CORRELATION, kind="pearson", label="Pearson r"),
+                 correlation_bound_test(s, int(row["spearman_n"]), bound=WEAK_CORRELATION, claim="weak",
+                                        paper_value=PAPER_WEAK_CORRELATION, kind="spearman", label="Spearman rho"))
+    except ValueError as err:
+        return Finding(fid, stmt, _SRC_F3, Verdict.INCONCLUSIVE, m, f"the correlation tests could not run: {err}", figs)
+    v, text = combine(tests, parts=["Pearson", "Spearman"])
+    why = f"{text} (holds when both are weak); " + _tests_text(tests, ["Pearson", "Spearman"])
+    return Finding(fid, stmt, _SRC_F3, v, m, why, figs, tests=tests)
 
 
 def _f4(ev: LengthEvidence) -> Finding:
@@ -344,30 +385,38 @@ def _f4(ev: LengthEvidence) -> Finding:
     if sh.table.height < 2:
         return not_applicable(fid, stmt, _SRC_F4,
                               f"only {sh.table.height} of the periods holds requests ({sh.clock}); a shift needs two", figs)
-    m = {"periods": sh.table.height, "input_max_min_ratio": sh.input_ratio, "output_max_min_ratio": sh.output_ratio,
+    m = {"periods": sh.table.height, "period_names": ", ".join(sh.table["period"].to_list()),
+         "input_max_min_ratio": sh.input_ratio, "output_max_min_ratio": sh.output_ratio,
          "input_change_first_to_last": sh.input_change, "output_change_first_to_last": sh.output_change,
          "same_direction_share": sh.same_direction_share, "hourly_mean_correlation": sh.hourly_correlation}
-    shifts = max(sh.input_ratio, sh.output_ratio) > SHIFT_RATIO_HOLDS
-    independent = not sh.together
-    if shifts and independent:
-        v = Verdict.HOLDS
-    elif not shifts:
-        v = Verdict.DOES_NOT_HOLD
+    t = sh.table.filter((pl.col("n") >= 2) & (pl.col("std_input") > 0) & (pl.col("std_output") > 0)
+                        & (pl.col("mean_input") > 0) & (pl.col("mean_output") > 0))
+    level = DEFAULT_LEVEL / 2
+    tests = (mean_shift_test(t["n"], t["mean_input"], t["std_input"], label="input length", level=level),
+             mean_shift_test(t["n"], t["mean_output"], t["std_output"], label="output length", level=level))
+    decisions = [x.decision for x in tests]
+    if Verdict.HOLDS in decisions:
+        shift = Verdict.HOLDS
+    elif all(d is Verdict.DOES_NOT_HOLD for d in decisions):
+        shift = Verdict.DOES_NOT_HOLD
     else:
-        v = Verdict.INCONCLUSIVE
-    why = (f"max/min of period means: input {sh.input_ratio:.3g}, output {sh.output_ratio:.3g} "
-           f"({'>' if shifts else '<='} {SHIFT_RATIO_HOLDS}); input and output move in the same direction in "
+        shift = Verdict.INCONCLUSIVE
+    v = shift
+    why = (f"lengths shift: {shift.value} (input: {decisions[0].value}, output: {decisions[1].value}; each at level "
+           f"{level:g}); " + _tests_text(tests, ["input", "output"])
+           + f"; periods {m['period_names']} ({sh.clock}); input and output means move in the same direction in "
            f"{sh.same_direction_share:.0%} of period pairs")
-    if shifts and not independent:
-        why += " (they move together, not independently)"
-    return Finding(fid, stmt, _SRC_F4, v, m, why, figs)
+    if shift is Verdict.HOLDS and sh.together:
+        v = Verdict.INCONCLUSIVE
+        why += " (they move together, and independence is not tested: inconclusive)"
+    return Finding(fid, stmt, _SRC_F4, v, m, why, figs, tests=tests)
 
 
 def _zipf(ev: LengthEvidence) -> Finding:
     fid, stmt = "burstgpt.zipf_requests", "Request lengths follow a Zipf distribution."
     figs = ("burstgpt.fig7",)
     return _one_family(fid, stmt, _SRC_BG, figs, ev, ev.input_fits, ("input fits", "input sample", "input distribution"),
-                       "zipf", "Zipf", {"zipf_s": "s", "zipf_x_min": "x_min"})
+                       "zipf", "Zipf", {"zipf_s": "s", "zipf_x_min": "x_min"}, key="input")
 
 
 def _bimodal(ev: LengthEvidence) -> Finding:
@@ -377,13 +426,9 @@ def _bimodal(ev: LengthEvidence) -> Finding:
     if b is None:
         return not_applicable(fid, stmt, _SRC_BG, _why(ev, "output bimodality", "output fits", "output sample",
                                                         "output distribution", "counts"), figs)
-    m = {"n": b.n, "delta_bic_two_vs_one": b.delta_bic, "dip": b.dip, "dip_p_value": b.dip_p_value,
-         "ashman_d": b.ashman_d, "mode1_tokens": math.exp(b.mixture["mu1"]), "mode2_tokens": math.exp(b.mixture["mu2"]),
-         "mode1_weight": b.mixture["weight"]}
-    v = Verdict.HOLDS if b.bimodal else Verdict.DOES_NOT_HOLD
-    return Finding(fid, stmt, _SRC_BG, v, m,
-                   f"on ln(output): two components vs one delta-BIC {b.delta_bic:.3g}, dip test p = {b.dip_p_value:.3g}"
-                   + ("; ".join([""] + list(b.notes)) if b.notes else ""), figs)
+    m = {"n": b.n, "dip": b.value, "dip_p_value": b.p_value, "ashman_d": b.effect_value}
+    why = f"{b.decision.value}: " + _tests_text([b], ["bimodality of output lengths"])
+    return Finding(fid, stmt, _SRC_BG, b.decision, m, why, figs, tests=(b,))
 
 
 def _linear(ev: LengthEvidence) -> Finding:
@@ -396,11 +441,17 @@ def _linear(ev: LengthEvidence) -> Finding:
     m = {"n": row["n"], "slope": slope, "intercept": row["intercept"], "r2": r2, "pearson": p}
     if p is None or slope is None or not math.isfinite(p):
         return Finding(fid, stmt, _SRC_BG, Verdict.INCONCLUSIVE, m, "a length column is constant: the line is undefined", figs)
-    if p >= LINEAR_R_HOLDS and slope > 0:
-        v = Verdict.HOLDS
-    elif abs(p) < WEAK_CORRELATION:
-        v = Verdict.DOES_NOT_HOLD
-    else:
-        v = Verdict.INCONCLUSIVE
-    return Finding(fid, stmt, _SRC_BG, v, m, f"OLS slope {slope:.3g} tokens/token, R^2 {r2:.3g}, Pearson {p:.3g} "
-                   f"(holds from {LINEAR_R_HOLDS})", figs)
+    try:
+        test = correlation_bound_test(p, int(row["n"]), bound=LINEAR_R_HOLDS, claim="above", paper_value=PAPER_LINEAR_R,
+                                      kind="pearson", label="Pearson r")
+    except ValueError as err:
+        return Finding(fid, stmt, _SRC_BG, Verdict.INCONCLUSIVE, m, f"the correlation test could not run: {err}", figs)
+    why = (f"{test.decision.value}: OLS slope {slope:.3g} tokens/token, R^2 {r2:.3g}; "
+           + _tests_text([test], ["linear relation"]))
+    return Finding(fid, stmt, _SRC_BG, test.decision, m, why, figs, tests=(test,))
+
+
+def _tests_text(tests, parts) -> str:
+    """Each part's test in words: decision, null, statistic and the reason (p, level, power, threshold)."""
+    return "; ".join(f"{name} [{t.decision.value}]: null = {t.null}; {t.statistic} = {t.value:.4g}, {t.reason}"
+                     for name, t in zip(parts, tests))

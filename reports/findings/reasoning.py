@@ -1,19 +1,22 @@
 """Reasoning findings: ServeGen Finding 9 (§5.1, Fig. 13) and the data half of Finding 11 (§5.3,
 Fig. 17c).
 
-:func:`measure_reasoning` runs :mod:`servelab.analysis.reasoning` once (plus the bimodality test
-of :mod:`servelab.fitting.mixtures` on the whole trace and on the top clients) and keeps a
-:class:`ReasoningEvidence`; :func:`reasoning_findings` returns:
+:func:`measure_reasoning` runs :mod:`servelab.analysis.reasoning` once (plus the calibrated
+bimodality test :func:`~servelab.fitting.modality.lattice_bimodality` on the whole trace's and the
+top clients' reason ratios) and keeps a :class:`ReasoningEvidence`; :func:`reasoning_findings`
+returns:
 
 * ``servegen.F9.longer`` -- reasoning makes outputs longer and more variable: holds when mean
-  reason tokens exceed mean answer tokens and the output CV exceeds the answer CV;
+  reason tokens exceed mean answer tokens and the output CV exceeds the answer CV (not yet a
+  calibrated test);
 * ``servegen.F9.correlation`` -- reason and answer lengths correlate more strongly than input and
-  output: holds when Spearman(reason, answer) > Spearman(input, output) and is positive;
-* ``servegen.F9.bimodal`` -- the per-request reason ratio is bimodal
-  (:func:`~servelab.fitting.mixtures.bimodality`: two components beat one by BIC and the dip
-  test rejects unimodality);
+  output: :func:`~servelab.fitting.correlation_tests.correlation_difference_test` on the two
+  Spearman correlations (Fisher z, a practical margin);
+* ``servegen.F9.bimodal`` -- the per-request reason ratio is bimodal (dip test on the original
+  scale and separated modes, Ashman's D > 2);
 * ``servegen.F11.bimodal_clients`` -- top clients show the bimodal ratio too: holds when at least
-  half of the tested top clients (>= :data:`MIN_CLIENT_N` requests) are bimodal.
+  half of the top clients (>= :data:`MIN_CLIENT_N` requests) whose test could tell are bimodal
+  (clients whose test is inconclusive are not counted).
 
 Not applicable, with the reason, on traces without ``reason_tokens``. Never imports matplotlib.
 """
@@ -34,7 +37,9 @@ from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.lengths import io_correlation
 from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import InsufficientDataError
-from servelab.fitting.mixtures import Bimodality, bimodality
+from servelab.fitting.correlation_tests import correlation_difference_test
+from servelab.fitting.modality import lattice_bimodality
+from servelab.fitting.verdicts import NullTest
 
 __all__ = ["ReasoningEvidence", "measure_reasoning", "reasoning_findings", "MIN_CLIENT_N", "TOP_CLIENTS"]
 
@@ -56,7 +61,7 @@ class ReasoningEvidence:
     """
 
     tables: Mapping[str, pl.DataFrame] = field(default_factory=dict)
-    ratio_bimodality: Bimodality | None = None
+    ratio_bimodality: NullTest | None = None
     skipped: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
@@ -87,7 +92,8 @@ def measure_reasoning(store: TraceStore, *, seed: int = 0, budget: Budget = Budg
     max_n = budget.max_bimodality_n
     bim = None
     try:
-        bim = bimodality(R.reason_ratios(store, max_n=max_n, seed=seed), max_n=max_n, seed=seed)
+        bim = lattice_bimodality(R.reason_ratios(store, max_n=max_n, seed=seed), lattice=None, log=False,
+                                 max_n=max_n, seed=seed)
     except (InsufficientDataError, NotApplicableError) as err:
         skipped["ratio bimodality"] = str(getattr(err, "reason", err))
     if store.has("client_id"):
@@ -95,14 +101,15 @@ def measure_reasoning(store: TraceStore, *, seed: int = 0, budget: Budget = Budg
         rows = []
         for cid in clients["client_id"].to_list():
             try:
-                b = bimodality(R.reason_ratios(store, max_n=max_n, seed=seed, client=cid), max_n=max_n, seed=seed)
-                rows.append({"client_id": cid, "bimodal": b.bimodal, "delta_bic": b.delta_bic, "dip_p_value": b.dip_p_value,
-                             "mode1": b.mixture["mu1"], "mode2": b.mixture["mu2"], "mode1_weight": b.mixture["weight"]})
+                b = lattice_bimodality(R.reason_ratios(store, max_n=max_n, seed=seed, client=cid), lattice=None,
+                                       log=False, max_n=max_n, seed=seed)
+                rows.append({"client_id": cid, "bimodal": b.decision.value == "holds", "decision": b.decision.value,
+                             "dip": b.value, "dip_p_value": b.p_value, "ashman_d": b.effect_value, "power": b.power})
             except (InsufficientDataError, NotApplicableError):
-                rows.append({"client_id": cid, "bimodal": None, "delta_bic": None, "dip_p_value": None,
-                             "mode1": None, "mode2": None, "mode1_weight": None})
-        schema = {"client_id": pl.String, "bimodal": pl.Boolean, "delta_bic": pl.Float64, "dip_p_value": pl.Float64,
-                  "mode1": pl.Float64, "mode2": pl.Float64, "mode1_weight": pl.Float64}
+                rows.append({"client_id": cid, "bimodal": None, "decision": "inconclusive", "dip": None,
+                             "dip_p_value": None, "ashman_d": None, "power": None})
+        schema = {"client_id": pl.String, "bimodal": pl.Boolean, "decision": pl.String, "dip": pl.Float64,
+                  "dip_p_value": pl.Float64, "ashman_d": pl.Float64, "power": pl.Float64}
         tables["clients"] = clients.join(pl.DataFrame(rows, schema=schema), on="client_id", how="left") if rows else clients
         tables["ratio_pmf_by_client"] = R.reason_ratio_pmf(store, by="client", top=TOP_CLIENTS)
     else:
@@ -159,8 +166,15 @@ def _correlation(ev: ReasoningEvidence) -> Finding:
     s_ra, s_io = m["spearman_reason_answer"], m["spearman_input_output"]
     if s_ra is None or s_io is None or not (math.isfinite(s_ra) and math.isfinite(s_io)):
         return Finding(fid, stmt, _SRC9, Verdict.INCONCLUSIVE, m, "a correlation is undefined (constant column)", figs)
-    v = Verdict.HOLDS if (s_ra > s_io and s_ra > 0) else Verdict.DOES_NOT_HOLD
-    return Finding(fid, stmt, _SRC9, v, m, f"Spearman reason/answer {s_ra:.3g} vs input/output {s_io:.3g}", figs)
+    try:
+        test = correlation_difference_test(s_ra, int(ra["spearman_n"]), s_io, int(io["spearman_n"][0]),
+                                           labels=("reason/answer", "input/output"))
+    except ValueError as err:
+        return Finding(fid, stmt, _SRC9, Verdict.INCONCLUSIVE, m, f"the correlation test could not run: {err}", figs)
+    m["difference_p_value"] = test.p_value
+    return Finding(fid, stmt, _SRC9, test.decision, m,
+                   f"{test.decision.value}: Spearman reason/answer {s_ra:.3g} vs input/output {s_io:.3g}; null = "
+                   f"{test.null}; {test.statistic} = {test.value:.4g}, {test.reason}", figs, tests=(test,))
 
 
 def _bimodal(ev: ReasoningEvidence) -> Finding:
@@ -170,11 +184,9 @@ def _bimodal(ev: ReasoningEvidence) -> Finding:
     b = ev.ratio_bimodality
     if b is None:
         return not_applicable(fid, stmt, _SRC9, _why(ev, "ratio bimodality"), figs)
-    m = {"n": b.n, "delta_bic_two_vs_one": b.delta_bic, "dip": b.dip, "dip_p_value": b.dip_p_value,
-         "ashman_d": b.ashman_d, "mode1": b.mixture["mu1"], "mode2": b.mixture["mu2"], "mode1_weight": b.mixture["weight"]}
-    v = Verdict.HOLDS if b.bimodal else Verdict.DOES_NOT_HOLD
-    return Finding(fid, stmt, _SRC9, v, m, f"two components vs one: delta-BIC {b.delta_bic:.3g}; dip test p = "
-                   f"{b.dip_p_value:.3g}; modes at {b.mixture['mu1']:.3g} and {b.mixture['mu2']:.3g}", figs)
+    m = {"n": b.n, "dip": b.value, "dip_p_value": b.p_value, "ashman_d": b.effect_value}
+    return Finding(fid, stmt, _SRC9, b.decision, m, f"{b.decision.value}: null = {b.null}; {b.statistic} = "
+                   f"{b.value:.4g}, {b.reason}", figs, tests=(b,))
 
 
 def _clients(ev: ReasoningEvidence) -> Finding:
@@ -187,8 +199,14 @@ def _clients(ev: ReasoningEvidence) -> Finding:
     tested = t.filter(pl.col("bimodal").is_not_null()) if "bimodal" in t.columns else t.clear()
     if tested.height == 0:
         return not_applicable(fid, stmt, _SRC11, f"no client has {MIN_CLIENT_N} or more reasoning requests", figs)
-    k = int(tested["bimodal"].sum())
-    m = {"clients_tested": tested.height, "clients_bimodal": k, "share_bimodal": k / tested.height}
-    v = Verdict.HOLDS if k * 2 >= tested.height else Verdict.DOES_NOT_HOLD
-    return Finding(fid, stmt, _SRC11, v, m, f"{k} of the top {tested.height} clients (>= {MIN_CLIENT_N} requests) "
-                   "have a bimodal reason ratio", figs)
+    decidable = tested.filter(pl.col("decision") != "inconclusive")
+    k = int(decidable["bimodal"].sum())
+    m = {"clients_tested": tested.height, "clients_decidable": decidable.height, "clients_bimodal": k,
+         "share_bimodal": k / decidable.height if decidable.height else None}
+    why = (f"{k} of the {decidable.height} top clients (>= {MIN_CLIENT_N} requests) whose test could tell have a "
+           f"bimodal reason ratio (lattice_bimodality per client: dip test at level 0.05 and Ashman's D > 2; "
+           f"{tested.height - decidable.height} of {tested.height} inconclusive, not counted); holds when at least half do")
+    if decidable.height == 0:
+        return Finding(fid, stmt, _SRC11, Verdict.INCONCLUSIVE, m, why, figs)
+    v = Verdict.HOLDS if k * 2 >= decidable.height else Verdict.DOES_NOT_HOLD
+    return Finding(fid, stmt, _SRC11, v, m, why, figs)

@@ -103,10 +103,10 @@ def test_client_findings_not_applicable_without_client_ids(tmp_path):
         assert f.verdict is Verdict.NOT_APPLICABLE and "client_id" in f.reason
 
 
-def _conversational(rng, *, n_conv=2000, span=24 * 3600.0, singles=20_000, itt=120.0):
+def _conversational(rng, *, n_conv=2000, span=24 * 3600.0, singles=20_000, itt=120.0, p_end=1 / 3.5):
     rows_t, rows_c = [], []
     starts = rng.uniform(0, span * 0.95, n_conv)
-    turns = rng.geometric(1 / 3.5, n_conv)
+    turns = rng.geometric(p_end, n_conv)
     conv = np.repeat(np.arange(n_conv), turns)
     first = np.cumsum(turns) - turns
     gaps = rng.exponential(itt, conv.size)
@@ -131,7 +131,23 @@ def test_f10_and_burstgpt_on_a_conversational_trace(rng, tmp_path):
     b = burstgpt_conversations(ev)
     assert b.measured["single_request_share"] == pytest.approx(float(np.mean(turns == 1)))
     assert b.measured["median_requests"] == float(np.median(turns))
+    # Geometric(1/3.5) turns: P(1 request) = 0.286 < 35 %, median 3 > 2. The paper's numbers now
+    # decide (exact binomial tests, n = 2000, power 100 %), so BurstGPT's claim does not hold here
+    # (it used to "hold" on the near-tautological growth of long intervals with the turn count)
+    assert b.verdict is Verdict.DOES_NOT_HOLD, b.reason
+    assert [t["decision"] for t in b.tests] == ["does not hold"] * 3
+    assert b.tests[0]["effect_value"] == pytest.approx(float(np.mean(turns == 1)))
+
+
+def test_burstgpt_conversations_holds_at_the_papers_shares(rng, tmp_path):
+    # Geometric(0.5) turns: P(1) = 0.5 > 0.35, P(<= 2) = 0.75 > 0.5, P(<= 4) = 0.94 > 0.75
+    frame, turns = _conversational(rng, p_end=0.5)
+    ev = measure_conversations(write_store(frame, tmp_path / "c"), window_s=1800.0)
+    b = burstgpt_conversations(ev)
     assert b.verdict is Verdict.HOLDS, b.reason
+    assert b.measured["share_le_2_requests"] == pytest.approx(float(np.mean(turns <= 2)))
+    for t in b.tests:
+        assert t["p_value"] < t["level"] and t["power"] >= 0.8
 
 
 def test_conversation_findings_not_applicable_without_links(tmp_path):

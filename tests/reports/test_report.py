@@ -107,6 +107,34 @@ def test_json_findings_match_the_html(sample_report):
                 assert any(link.startswith("#fig-") and fig.replace(".", "-") in link for link in links), fig
 
 
+# findings decided by a calibrated test on the shipped sample (issue 13): their tests are in
+# report.json and in a table under the finding on the page
+TESTED_ON_AZURE = ("servegen.F1", "servegen.F2", "burstgpt.gamma_shift", "servegen.F3.input", "servegen.F3.output",
+                   "servegen.F3.correlation", "servegen.F4", "burstgpt.zipf_requests", "burstgpt.bimodal_responses",
+                   "burstgpt.linear_relation")
+
+
+def test_verdicts_carry_their_tests_in_json_and_on_the_page(sample_report):
+    _, tags, document = sample_report
+    found = {f["id"]: f for f in document["findings"]}
+    n_tables = sum(1 for t, a in tags if t == "table" and a.get("class") == "tests")
+    with_tests = [f for f in document["findings"] if f.get("tests")]
+    assert n_tables == len(with_tests) > 0
+    for fid in TESTED_ON_AZURE:
+        tests = found[fid].get("tests")
+        assert tests, f"{fid} has a verdict but no test in report.json"
+        for t in tests:
+            for key in ("null", "statistic", "p_value", "level", "practical_threshold", "power",
+                        "minimum_detectable_effect", "decision"):
+                assert key in t, (fid, key)
+            assert t["decision"] in ("holds", "does not hold", "inconclusive")
+        # the reason says the decision in words: the null and the p-value or why the test could not run
+        assert "null = " in found[fid]["reason"] or "fit standard" in found[fid]["reason"], fid
+    # a single-test finding's verdict is its test's decision
+    for fid in ("servegen.F3.input", "servegen.F3.output", "burstgpt.linear_relation"):
+        assert found[fid]["verdict"] == found[fid]["tests"][0]["decision"]
+
+
 def test_every_embedded_image_decodes_at_its_stated_size(sample_report):
     from PIL import Image
 
