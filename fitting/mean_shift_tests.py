@@ -25,7 +25,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from servelab.fitting.verdicts import DEFAULT_LEVEL, POWER_TARGET, NullTest, decide
+from servelab.fitting.verdicts import DEFAULT_LEVEL, NullTest, decide, minimum_detectable_effect
 
 __all__ = ["mean_shift_test", "MEAN_SHIFT_RATIO", "PAPER_MEAN_SHIFT_RATIO"]
 
@@ -105,14 +105,7 @@ def mean_shift_test(n, mean, std, *, level: float = DEFAULT_LEVEL, threshold_rat
         return r > threshold_ratio
 
     power = power_at(paper_ratio)
-    lo, hi = threshold_ratio, 10.0
-    if power_at(hi) < POWER_TARGET:
-        mde = math.inf
-    else:
-        for _ in range(50):
-            mid = (lo + hi) / 2
-            lo, hi = (lo, mid) if power_at(mid) >= POWER_TARGET else (mid, hi)
-        mde = hi
+    mde = minimum_detectable_effect(power_at, lower=threshold_ratio, upper=10.0)
     verdict, why = decide(p_value=p, level=level, effect_value=ratio, practical_threshold=threshold_ratio,
                           power=power, mde=mde, paper_effect=paper_ratio)
     return NullTest(value=f_stat, p_value=p, effect_value=ratio, power=power, minimum_detectable_effect=mde,

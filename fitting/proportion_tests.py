@@ -11,11 +11,10 @@ Nothing here reads a store or plots.
 """
 from __future__ import annotations
 
-import math
 
 from scipy import stats
 
-from servelab.fitting.verdicts import DEFAULT_LEVEL, POWER_TARGET, NullTest, decide
+from servelab.fitting.verdicts import DEFAULT_LEVEL, NullTest, decide, minimum_detectable_effect
 
 __all__ = ["proportion_test"]
 
@@ -56,14 +55,7 @@ def proportion_test(k: int, n: int, *, threshold: float, paper_share: float, lev
         return float(stats.binom.sf(k_star - 1, n, q)) if k_star <= n else 0.0
 
     power = power_at(paper_share)
-    lo, hi = threshold, 1.0
-    if power_at(1.0 - 1e-12) < POWER_TARGET:
-        mde = math.inf
-    else:
-        for _ in range(50):
-            mid = (lo + hi) / 2
-            lo, hi = (lo, mid) if power_at(mid) >= POWER_TARGET else (mid, hi)
-        mde = hi
+    mde = minimum_detectable_effect(power_at, lower=threshold, upper=1.0, check_at=1.0 - 1e-12)
     share = k / n
     verdict, why = decide(p_value=p, level=level, effect_value=share, practical_threshold=threshold, power=power,
                           mde=mde, paper_effect=paper_share)

@@ -50,7 +50,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from servelab.fitting.verdicts import DEFAULT_LEVEL, POWER_TARGET, NullTest, decide
+from servelab.fitting.verdicts import DEFAULT_LEVEL, POWER_TARGET, NullTest, decide, minimum_detectable_effect
 
 __all__ = [
     "rate_shift_test",
@@ -313,14 +313,7 @@ def rate_shift_test(counts, exposures, *, dispersion: float = 1.0, dispersion_df
             return float(stats.ncf.sf(cutoff, df1, dispersion_df, total[0] * c**2 / dispersion))
 
         pw = f_power(paper)
-        lo, hi = 0.0, 10.0
-        if f_power(hi) < POWER_TARGET:
-            md = math.inf
-        else:
-            for _ in range(40):
-                mid = (lo + hi) / 2
-                lo, hi = (lo, mid) if f_power(mid) >= POWER_TARGET else (mid, hi)
-            md = hi
+        md = minimum_detectable_effect(f_power, lower=0.0, upper=10.0, iterations=40)
         method = f"asymptotic F ({int(df1)} and {dispersion_df:.4g} df: dispersion estimated)"
     elif total[0] / k[0] < 1.0:
         # sparse windows: parametric bootstrap of the Poisson null (rate re-estimated in each replicate)

@@ -19,7 +19,7 @@ statistics of its own, never reads data, and never imports matplotlib.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "NullTest",
     "decide",
     "combine",
+    "minimum_detectable_effect",
     "DEFAULT_LEVEL",
     "POWER_TARGET",
     "DECISION_RULE",
@@ -140,6 +141,33 @@ class NullTest:
         return (f"{self.decision.value}: null = {self.null}; {self.statistic} = {self.value:.4g} (p = {p}, "
                 f"level {self.level:g}, {self.method}); {self.effect} = {self.effect_value:.3g} vs practical "
                 f"threshold {self.practical_threshold:.3g}; power {pw} at {self.alternative}")
+
+
+def minimum_detectable_effect(power_at: Callable[[float], float], *, lower: float, upper: float,
+                              check_at: float | None = None, iterations: int = 50) -> float:
+    """The smallest effect in ``[lower, upper]`` detected with power :data:`POWER_TARGET`.
+
+    Bisection on a power curve that grows with the effect; ``math.inf`` when even ``check_at``
+    (default ``upper``) is detected with less power.
+
+    Parameters
+    ----------
+    power_at : callable
+        Effect -> power of the test at that effect (non-decreasing).
+    lower, upper : float
+        The bracket searched.
+    check_at : float, optional
+        Where to check that the target is reachable at all (default ``upper``).
+    iterations : int
+        Bisection steps: the bracket shrinks by 2**iterations.
+    """
+    if power_at(upper if check_at is None else check_at) < POWER_TARGET:
+        return math.inf
+    lo, hi = lower, upper
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if power_at(mid) >= POWER_TARGET else (mid, hi)
+    return hi
 
 
 def decide(*, p_value: float | None, level: float, effect_value: float, practical_threshold: float,

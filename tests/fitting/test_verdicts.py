@@ -72,3 +72,15 @@ def test_finding_carries_tests_to_json_and_back():
         Finding("a.b", "s", "src", "holds", tests=(3,))
     with pytest.raises(TypeError, match="scalars only"):
         Finding("a.b", "s", "src", "holds", tests=({"x": [1, 2]},))
+
+
+def test_minimum_detectable_effect_inverts_a_known_power_curve():
+    """Against a closed form: power(c) = c on [0, 1] reaches 0.8 at c = 0.8; a curve that never
+    reaches the target gives an infinite MDE."""
+    import math
+
+    from servelab.fitting.verdicts import POWER_TARGET, minimum_detectable_effect
+
+    assert minimum_detectable_effect(lambda c: c, lower=0.0, upper=1.0) == pytest.approx(POWER_TARGET, abs=1e-12)
+    assert minimum_detectable_effect(lambda c: 0.5 * c, lower=0.0, upper=1.0) == math.inf
+    assert minimum_detectable_effect(lambda c: c, lower=0.0, upper=2.0, check_at=0.5) == math.inf
