@@ -38,7 +38,7 @@ class ArrivalsArea:
 
     def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, by: str | None = "auto",
                 window: str | float = "5m", gamma_window: str | float = "20m",
-                gof: str | None = "auto") -> ArrivalEvidence:
+                gof: str | None = "auto", clock="auto") -> ArrivalEvidence:
         """Gap summary, windowed rate / CV, family comparisons, Gamma per window.
 
         Parameters
@@ -57,11 +57,14 @@ class ArrivalsArea:
             (20 min).
         gof : {None, "auto", "bootstrap", "subsample"}
             Honest p-values for the whole-trace fits.
+        clock : {"auto", None, "none"} or float
+            Logging clock the gap analyses censor gaps at: ``"auto"`` the store's recorded clock,
+            None or ``"none"`` exact timestamps, a number a step in seconds (overrides the store's).
         """
         if by == "auto":
             by = "client_id" if source.has("client_id") else ("service" if source.has("service") else None)
         return measure_arrivals(source, by=by, window=window, gamma_window=gamma_window, seed=seed, budget=budget,
-                                gof=gof)
+                                gof=gof, clock=clock)
 
     def findings(self, evidence: ArrivalEvidence) -> tuple[Finding, ...]:
         """ServeGen F1, F2 and BurstGPT's Gamma shift."""

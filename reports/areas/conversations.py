@@ -23,7 +23,9 @@ import polars as pl
 from servelab.analysis.arrivals import arrival_frame, gap_array, window_stats
 from servelab.analysis.budget import Budget
 from servelab.analysis.conversations import DEFAULT_LONG_DELTAS_S, LinkOptions
+from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding
+from servelab.analysis.shared_prefixes import SharedPrefixes, find_shared_prefixes
 from servelab.analysis.store import TraceStore
 from servelab.fitting.compare import compare_families, density_curves
 from servelab.fitting.exceptions import InsufficientDataError
@@ -33,11 +35,23 @@ from servelab.reports.findings.conversations import (
     measure_conversations,
 )
 
-__all__ = ["CONVERSATIONS", "ConversationsArea", "log_histogram", "quick_span", "quick_subset"]
+__all__ = ["CONVERSATIONS", "REPORT_PREFIX_ROWS", "ConversationsArea", "log_histogram", "quick_span", "quick_subset",
+           "top_shared_prefixes"]
 
 _DAY_S = 86_400.0
 #: window of Fig. 14's aggregate rate and CV
 _AGGREGATE_WINDOW_S = 600.0
+#: rows of the common-prefix table the report shows (``servelab conversations -o`` writes it whole)
+REPORT_PREFIX_ROWS = 10
+
+
+def top_shared_prefixes(table: pl.DataFrame, *, rows: int = REPORT_PREFIX_ROWS) -> pl.DataFrame:
+    """The ``rows`` common prefixes most requests start with (ties: shorter first, then earlier).
+
+    ``table`` is :attr:`servelab.analysis.shared_prefixes.SharedPrefixes.table`.
+    """
+    return table.sort(["n_requests", "length_blocks", "first_request_id"],
+                      descending=[True, False, False]).head(rows)
 
 
 def log_histogram(x: np.ndarray, *, bins: int = 60) -> pl.DataFrame:
@@ -174,11 +188,15 @@ class ConversationsArea:
         return tuple(conversation_findings(evidence))
 
     def tables(self, evidence: ConversationEvidence) -> dict[str, pl.DataFrame]:
-        """Link summary, turns, intervals per number of requests, ITT and gap fits, upsampling."""
+        """Link summary (with the links each check rejected), turns, intervals per number of
+        requests, the common prefixes most requests start with (top :data:`REPORT_PREFIX_ROWS`),
+        ITT and gap fits, upsampling."""
         ev = evidence
         if ev.summary is None:
             return {}
         tables = {"links": _link_table(ev), "turns": ev.turns, "intervals_by_requests": ev.intervals}
+        if ev.shared_prefixes is not None:
+            tables["shared_prefixes"] = top_shared_prefixes(ev.shared_prefixes.table)
         if ev.itt_fit is not None:
             tables["itt_fits"] = ev.itt_fit.table()
         if ev.gap_fits is not None:
@@ -192,12 +210,14 @@ class ConversationsArea:
         return tables
 
     def detail_tables(self, evidence: ConversationEvidence) -> dict[str, pl.DataFrame]:
-        """Link summary, turns, intervals per number of requests, ITT and duration quantiles, ITT
-        fits, upsampling windows."""
+        """Link summary, turns, intervals per number of requests, every common prefix, ITT and
+        duration quantiles, ITT fits, upsampling windows."""
         ev = evidence
         if ev.summary is None:
             return {}
         tables = {"link_summary": _link_table(ev), "turns": ev.turns, "intervals_by_requests": ev.intervals}
+        if ev.shared_prefixes is not None:
+            tables["shared_prefixes"] = ev.shared_prefixes.table
         if ev.itt_quantiles is not None:
             tables["itt_quantiles"] = ev.itt_quantiles
         if ev.durations is not None:
@@ -252,6 +272,13 @@ class ConversationsArea:
             notes.append(f"conversation analysis skipped: {ev.reason}")
         if ev.aggregate_note:
             notes.append(ev.aggregate_note)
+        if ev.shared_prefixes is not None:
+            sp = ev.shared_prefixes
+            notes.append(f"common block prefixes (system prompts, templates; {sp.rule.describe()}): "
+                         f"{sp.table.height:,}, and {sp.n_starting_common:,} of {sp.n_requests:,} requests "
+                         f"({sp.starting_common_share:.1%}) start with one"
+                         + ("; a prefix-block link must share more than them"
+                            if ev.summary is not None and ev.summary.rule == "prefix_blocks" else ""))
         return tuple(notes)
 
 
@@ -265,7 +292,7 @@ def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int,
     """The evidence from the conversations of ``store`` and the aggregate arrivals of ``whole``."""
     ev = measure_conversations(store, rule=rule, window_s=window_s, deltas_s=deltas_s, seed=seed, budget=budget,
                                linking=linking)
-    extra: dict[str, Any] = {"sample_note": sample_note}
+    extra: dict[str, Any] = {"sample_note": sample_note, "shared_prefixes": _shared_prefixes(store, linking)}
     if aggregate and ev.summary is not None and ev.summary.n_multi_turn:
         frame = arrival_frame(whole)  # read once for both the windows and the gaps
         extra["aggregate_windows"] = window_stats(whole, window=_AGGREGATE_WINDOW_S, frame=frame)
@@ -282,6 +309,18 @@ def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int,
         except (InsufficientDataError, ValueError) as err:
             extra["aggregate_note"] = f"no inter-arrival fit for Fig. 14: {err}"
     return dataclasses.replace(ev, **extra)
+
+
+def _shared_prefixes(store: TraceStore, linking: LinkOptions | None) -> SharedPrefixes | None:
+    """The common prefixes by the linking's rule (None: no prefix blocks, or the rule is off)."""
+    opts = linking or LinkOptions()
+    if not store.has("prefix_blocks") or (opts.common_min_continuations is None and opts.common_min_clients is None):
+        return None
+    try:
+        return find_shared_prefixes(store, min_continuations=opts.common_min_continuations,
+                                    min_clients=opts.common_min_clients)
+    except NotApplicableError:  # every prefix_blocks list empty
+        return None
 
 
 #: the conversations area

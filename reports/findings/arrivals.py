@@ -163,6 +163,7 @@ def measure_arrivals(
     max_fit_n: int | None = None,
     gof: str | None = None,
     max_groups: int = 24,
+    clock="auto",
 ) -> ArrivalEvidence:
     """Run the arrival analyses and fits on ``store`` once.
 
@@ -184,6 +185,10 @@ def measure_arrivals(
         Attach honest p-values to the whole-trace fits (see :mod:`servelab.fitting.gof`).
     max_groups : int
         Largest number of windows and of groups whose families are compared one by one.
+    clock : {"auto", None, "none"} or float
+        Logging clock every gap analysis censors gaps at (:func:`servelab.analysis.arrivals.arrival_frame`):
+        ``"auto"`` the store's recorded clock, None or ``"none"`` exact timestamps, a number a step
+        in seconds.
     """
     window_s = parse_window(window)
     gamma_window_s = parse_window(gamma_window)
@@ -200,7 +205,7 @@ def measure_arrivals(
     fit_n = max_fit_n if max_fit_n is not None else budget.max_fit_n
     per_n = budget.max_group_fit_n
 
-    whole = arrival_frame(store, seed=seed)  # the store is read once per grouping
+    whole = arrival_frame(store, clock=clock, seed=seed)  # the store is read once per grouping
     tables["gap_summary"] = summary = gap_summary(store, frame=whole)
     clock_s = None
     if summary.height:
@@ -222,9 +227,9 @@ def measure_arrivals(
         notes.append(f"no burstiness test: {err}")
     tests.update(_shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resolution, seed, notes))
 
-    grouped = arrival_frame(store, by=column, seed=seed) if column is not None else None
+    grouped = arrival_frame(store, by=column, clock=clock, seed=seed) if column is not None else None
     gamma_by = "service" if store.has("service") else None
-    gamma_frame = grouped if gamma_by == column else (arrival_frame(store, by=gamma_by, seed=seed) if gamma_by else whole)
+    gamma_frame = grouped if gamma_by == column else (arrival_frame(store, by=gamma_by, clock=clock, seed=seed) if gamma_by else whole)
     gamma_windows = window_stats(store, window=gamma_window_s, by=gamma_by, frame=gamma_frame)
     tables["gamma_windows"] = gamma_per_window(gamma_windows, method="mle")
     if gamma_by is None:

@@ -29,6 +29,7 @@ from servelab.analysis.conversations import (
 from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.shared_prefixes import SharedPrefixes
 from servelab.analysis.store import TraceStore
 from servelab.analysis.upsampling import UpsamplingResult, upsampling_burstiness
 from servelab.fitting.compare import FamilyComparison, compare_families
@@ -94,6 +95,10 @@ class ConversationEvidence:
         How the conversations area subsampled the trace under its budget (None: every request).
     aggregate_note : str or None
         Why the Fig. 14 gap fit failed, when it did.
+    shared_prefixes : SharedPrefixes or None
+        The common block prefixes (system prompts, templates) of the linked requests, by the
+        linking's :class:`~servelab.analysis.shared_prefixes.CommonPrefixRule`; filled by the
+        conversations area when the trace has ``prefix_blocks`` and the rule is on, None otherwise.
     """
 
     summary: LinkSummary | None
@@ -113,6 +118,7 @@ class ConversationEvidence:
     gap_densities: pl.DataFrame | None = None
     sample_note: str | None = None
     aggregate_note: str | None = None
+    shared_prefixes: SharedPrefixes | None = None
 
 
 def measure_conversations(store: TraceStore, *, rule: str = "auto", window_s: float = 600.0,

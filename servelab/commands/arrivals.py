@@ -1,4 +1,4 @@
-"""``servelab arrivals STORE [--by model|service|client] [--window 5m] [-o OUTDIR]``.
+"""``servelab arrivals STORE [--by model|service|client] [--window 5m] [--clock auto|none|SECONDS] [-o OUTDIR]``.
 
 Runs the arrivals and periodicity areas (:data:`servelab.reports.areas.ARRIVALS` and
 :data:`~servelab.reports.areas.PERIODICITY`) on one store, prints each table (its first rows),
@@ -10,6 +10,7 @@ still run. This module only parses options, calls the library and prints.
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -17,7 +18,29 @@ import click
 
 from servelab.commands.output import print_findings, print_table, write_findings, write_table
 
-__all__ = ["arrivals"]
+__all__ = ["arrivals", "clock_option", "clock_value"]
+
+
+def clock_value(ctx, param, value: str):
+    """``--clock`` callback: ``"auto"`` (the store's recorded clock), None for ``none`` (exact
+    timestamps), or a positive number of seconds."""
+    text = str(value).strip().lower()
+    if text in ("auto", "none"):
+        return "auto" if text == "auto" else None
+    try:
+        step = float(text)
+    except ValueError:
+        step = float("nan")
+    if not (math.isfinite(step) and step > 0):
+        raise click.BadParameter(f"must be 'auto', 'none' or a positive number of seconds; got {value!r}")
+    return step
+
+
+#: the ``--clock`` option of the analysis commands (``arrivals``, ``report``)
+clock_option = click.option(
+    "--clock", default="auto", show_default=True, callback=clock_value,
+    help="Logging clock step of the timestamps for the gap analyses: 'auto' (the store's recorded clock), "
+         "'none' (timestamps exact) or seconds (overrides the store's).")
 
 
 @click.command("arrivals")
@@ -33,8 +56,9 @@ __all__ = ["arrivals"]
 @click.option("--gof", type=click.Choice(["auto", "subsample", "bootstrap", "none"]), default="auto", show_default=True,
               help="Honest p-values for the whole-trace fits (auto: bootstrap on small samples, subsample KS on big).")
 @click.option("--rows", type=click.IntRange(min=1), default=8, show_default=True, help="Rows printed per table.")
+@clock_option
 def arrivals(store_path: str, by: str | None, window: str, outdir: str | None, seed: int, quick: bool,
-             gof: str, rows: int) -> None:
+             gof: str, rows: int, clock) -> None:
     """Arrival characterization of STORE: gaps, windowed rate and CV, family fits, findings."""
     from servelab.analysis.arrivals import parse_window
     from servelab.analysis.budget import Budget
@@ -49,7 +73,7 @@ def arrivals(store_path: str, by: str | None, window: str, outdir: str | None, s
     store = open_store(store_path)
     budget = Budget.quick() if quick else Budget.full()
     options = {ARRIVALS.id: {"by": "client_id" if by == "client" else by, "window": window,
-                             "gof": None if gof == "none" else gof}}
+                             "gof": None if gof == "none" else gof, "clock": clock}}
     findings = []
     written: list[Path] = []
     target = Path(outdir) if outdir else None

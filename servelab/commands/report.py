@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from servelab.commands.arrivals import clock_option
 from servelab.commands.linking import link_options
 
 __all__ = ["report", "TRACE_FORMATS"]
@@ -39,10 +40,11 @@ TRACE_FORMATS = ("auto", "burstgpt", "azure", "mooncake", "bailian", "generic")
               help="Also save every figure here as <figure id>.<format> (the page embeds PNGs).")
 @click.option("--figure-format", "figure_formats", multiple=True, type=click.Choice(["svg", "pdf", "png"]),
               help="Format(s) for --figures-dir (repeatable).  [default: svg]")
+@clock_option
 @link_options
 def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fmt: str, column_map: Path | None,
            only: tuple[str, ...], progress: bool, figures_dir: Path | None, figure_formats: tuple[str, ...],
-           linking) -> None:
+           linking, clock) -> None:
     """Write the characterization report of STORE_OR_TRACE (default: the shipped Azure sample).
 
     STORE_OR_TRACE is a trace store folder (from `servelab ingest`) or a raw trace file, which is
@@ -66,7 +68,8 @@ def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fm
                                   seed=seed, progress=progress, fmt=fmt,
                                   column_map=column_map, sections=sections, figures_dir=figures_dir,
                                   figure_formats=figure_formats or ("svg",),
-                                  area_options={"conversations": {"linking": linking}})
+                                  area_options={"conversations": {"linking": linking},
+                                                "arrivals": {"clock": clock}})
         except (StoreNotFoundError, TraceFormatError, ColumnMapError, FileNotFoundError) as err:
             raise click.ClickException(str(err)) from None
     for warning in caught:
