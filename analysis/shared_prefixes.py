@@ -342,7 +342,7 @@ def shared_prefix_table(values: np.ndarray, lengths: np.ndarray, *, timestamps: 
         first_request_id=pl.Series(rid[first]),
         first_seen_s=pl.Series(ts[first]),
         last_seen_s=pl.Series(ts[table["last_req"].to_numpy()]),
-    ).sort(["length_blocks", "n_requests"], descending=[False, True])
+    ).sort(["length_blocks", "n_requests", "first_request_id"], descending=[False, True, False])
     return table.select(empty.columns).cast(empty.schema), n_starting_common
 
 
