@@ -297,8 +297,18 @@ def ingest(
             if user_clock is not None:
                 _record_user_clock(manifest, user_clock)
             shutil.rmtree(work, ignore_errors=True)
-            (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
+            (tmp / MANIFEST_NAME).write_text(_manifest_json(manifest))
     return open_store(output)
+
+
+def _manifest_json(manifest: dict) -> str:
+    """The manifest as strict JSON; a NaN or infinity in it is a bug, raised, never written."""
+    try:
+        return json.dumps(manifest, indent=2, allow_nan=False)
+    except ValueError as err:
+        raise RuntimeError(
+            f"servelab bug: the ingest manifest holds a non-finite number ({err}); no store was written"
+        ) from None
 
 
 def _record_user_clock(manifest: dict, user: Clock) -> None:

@@ -7,7 +7,8 @@ reject reason per row, and the CSV reader's own rejects.
    Parquet columns cast to VARCHAR), except the columns :func:`native_types` reads typed.
 2. The adapter's plan (:class:`~servelab.analysis.ingest.plan.IngestPlan`) becomes ``TRY_CAST``
    expressions and one ``CASE`` that gives each row its reject reason (``malformed_line``,
-   ``missing_timestamp``, ``unparseable_timestamp``, ``nan_timestamp``, ``missing_<col>``,
+   ``missing_timestamp``, ``unparseable_timestamp``, ``nan_timestamp`` (a NaN or infinite
+   number), ``nonfinite_timestamp`` (a date-time ``infinity`` / ``-infinity``), ``missing_<col>``,
    ``non_numeric_<col>``, ``negative_<col>``, ``non_integer_<col>``, ``invalid_<col>``,
    ``malformed_<col>``). CSV columns that the format types (times, token counts) are parsed by
    the CSV reader itself, whose reject table keeps the lines that do not parse
@@ -248,9 +249,16 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
     checks = ["WHEN _bad THEN 'malformed_line'"]
     if t_native:
         checks.append(f"WHEN {ident(t.column)} IS NULL THEN 'missing_timestamp'")
+        if t.kind == "datetime":
+            # the reader parsed it, yet it has no epoch: DuckDB's 'infinity' / '-infinity'
+            checks.append("WHEN _t IS NULL THEN 'nonfinite_timestamp'")
     else:
         parse.append(f"{t.raw} AS _traw")
         checks.append(f"WHEN {_empty('_traw')} THEN 'missing_timestamp'")
+        if t.kind == "datetime" and t.datetime_format is None:
+            # evaluated only for rows without an epoch: no cost on good rows
+            checks.append("WHEN _t IS NULL AND NOT isfinite(TRY_CAST(_traw AS TIMESTAMPTZ)) "
+                          "THEN 'nonfinite_timestamp'")
         checks.append("WHEN _t IS NULL THEN 'unparseable_timestamp'")
     if t.kind == "number":
         checks.append("WHEN isnan(_t) OR isinf(_t) THEN 'nan_timestamp'")
