@@ -301,6 +301,13 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
                 f"WHEN NOT {_empty(r)} AND ({v} IS NULL OR len(list_filter({v}, lambda x: x IS NULL)) > 0) "
                 f"THEN 'malformed_{c}'"
             )
+            # the BIGINT[] cast rounds 1.5 to 2: a list whose text has a fraction or an exponent
+            # (rare; the text test is cheap) is parsed again as DOUBLE[] to find non-integers
+            checks.append(
+                f"WHEN (contains({r}, '.') OR contains({r}, 'e') OR contains({r}, 'E')) AND "
+                f"len(list_filter(TRY_CAST({r} AS DOUBLE[]), lambda x: x <> floor(x))) > 0 "
+                f"THEN 'non_integer_{c}'"
+            )
             out.append(f"{v} AS {ident(c)}")
         else:  # string
             text = f"NULLIF(trim({r}), '')"

@@ -84,3 +84,27 @@ def test_manifest_writer_refuses_non_finite_numbers(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="non-finite number"):
         ingest(src, output=tmp_path / "s")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["azure.csv"]
+
+
+# --- 2. non-integer block ids ----------------------------------------------------------------
+
+
+def test_mooncake_non_integer_hash_ids_rejected_not_rounded(tmp_path):
+    src = tmp_path / "mooncake.jsonl"
+    lines = [
+        '{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1, 2]}',
+        '{"timestamp": 1000, "input_length": 10, "output_length": 1, "hash_ids": [1.5, 2]}',
+        '{"timestamp": 2000, "input_length": 10, "output_length": 1, "hash_ids": [3, 2.25e0]}',
+        '{"timestamp": 3000, "input_length": 10, "output_length": 1, "hash_ids": [4.0, 5e0, 6]}',
+        '{"timestamp": 4000, "input_length": 10, "output_length": 1, "hash_ids": ["x"]}',
+    ]
+    src.write_text("\n".join(lines) + "\n")
+    store = ingest(src, output=tmp_path / "s", fmt="mooncake")
+    rej = _check(store, read=5, stored=2,
+                 rejected={"non_integer_prefix_blocks": 2, "malformed_prefix_blocks": 1})
+    assert [(r["row"], r["reason"]) for r in rej] == [
+        (2, "non_integer_prefix_blocks"), (3, "non_integer_prefix_blocks"), (5, "malformed_prefix_blocks")]
+    assert json.loads(rej[0]["raw"])["hash_ids"] == [1.5, 2]
+    kept = store.query("SELECT timestamp, prefix_blocks FROM requests ORDER BY request_id").to_dicts()
+    # integral values written as 4.0 / 5e0 are the integers 4 and 5
+    assert kept == [{"timestamp": 0.0, "prefix_blocks": [1, 2]}, {"timestamp": 3.0, "prefix_blocks": [4, 5, 6]}]
