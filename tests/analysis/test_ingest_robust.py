@@ -108,3 +108,156 @@ def test_mooncake_non_integer_hash_ids_rejected_not_rounded(tmp_path):
     kept = store.query("SELECT timestamp, prefix_blocks FROM requests ORDER BY request_id").to_dicts()
     # integral values written as 4.0 / 5e0 are the integers 4 and 5
     assert kept == [{"timestamp": 0.0, "prefix_blocks": [1, 2]}, {"timestamp": 3.0, "prefix_blocks": [4, 5, 6]}]
+
+
+# --- 3. what --overwrite may replace; odd targets; stale temp folders; permissions ----------
+
+_AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,10,5\n2023-11-16 18:15:47.6805900,20,6\n"
+
+
+@pytest.fixture
+def azure_src(tmp_path):
+    src = tmp_path / "in" / "azure.csv"
+    src.parent.mkdir()
+    src.write_text(_AZURE)
+    return src
+
+
+def _names(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_store(tmp_path, azure_src):
+    from servelab.analysis.ingest import StoreTargetError
+
+    precious = tmp_path / "results"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    (precious / "manifest.json").write_text('{"name": "not a store"}')  # a manifest without the marker
+    with pytest.raises(StoreTargetError, match=r"results'? is a folder but not a servelab store"):
+        ingest(azure_src, output=precious, overwrite=True)
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    assert _names(tmp_path) == ["in", "results"]
+
+
+def test_overwrite_replaces_a_store_and_an_empty_folder(tmp_path, azure_src):
+    first = ingest(azure_src, output=tmp_path / "s")
+    assert first.manifest["rows"]["stored"] == 2
+    azure_src.write_text(_AZURE + "2023-11-16 18:15:48.6805900,30,7\n")
+    again = ingest(azure_src, output=tmp_path / "s", overwrite=True)
+    assert again.manifest["rows"]["stored"] == 3
+    (tmp_path / "empty").mkdir()
+    assert ingest(azure_src, output=tmp_path / "empty", overwrite=True).manifest["rows"]["stored"] == 3
+    assert _names(tmp_path) == ["empty", "in", "s"]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_output_that_is_an_existing_file_is_refused(tmp_path, azure_src, overwrite):
+    from servelab.analysis.ingest import StoreTargetError
+
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    with pytest.raises(StoreTargetError, match=r"notes.txt'? is an existing file, not a store folder"):
+        ingest(azure_src, output=target, overwrite=overwrite)
+    assert target.read_text() == "keep me"
+    assert _names(tmp_path) == ["in", "notes.txt"]
+
+
+@pytest.mark.parametrize("output", [".", "..", "{cwd}"])
+def test_current_directory_or_its_parent_is_refused(tmp_path, azure_src, monkeypatch, output):
+    from servelab.analysis.ingest import StoreTargetError
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("x")
+    monkeypatch.chdir(work)
+    with pytest.raises(StoreTargetError, match="is the current directory or holds it"):
+        ingest(azure_src, output=output.format(cwd=work), overwrite=True)
+    assert _names(work) == ["keep.txt"]
+    assert _names(tmp_path) == ["in", "work"]
+
+
+def test_folder_holding_a_source_is_refused(tmp_path, azure_src):
+    from servelab.analysis.ingest import StoreTargetError
+
+    ingest(azure_src, output=tmp_path / "in" / "s")  # the source folder itself becomes the target below
+    with pytest.raises(StoreTargetError, match="holds the source"):
+        ingest(azure_src, output=azure_src.parent, overwrite=True)
+    assert azure_src.read_text() == _AZURE
+
+
+def test_temp_folders_of_killed_runs_are_cleaned_by_the_next_run(tmp_path, azure_src):
+    ingest(azure_src, output=tmp_path / "s")
+    stale = [tmp_path / ".s.k1ll3d_a.tmp", tmp_path / ".s.0123abcd.tmp"]
+    for d in stale:
+        (d / "_work").mkdir(parents=True)
+        (d / "requests.parquet").write_bytes(b"half written")
+    (tmp_path / ".s.old").mkdir()  # killed after the old store was moved aside, the new one in place
+    other = tmp_path / ".other.0123abcd.tmp"  # another target's temp folder: not ours to remove
+    other.mkdir()
+    ingest(azure_src, output=tmp_path / "s", overwrite=True)
+    assert _names(tmp_path) == [".other.0123abcd.tmp", "in", "s"]
+
+
+def test_killed_between_renames_the_previous_store_is_restored(tmp_path, azure_src):
+    ingest(azure_src, output=tmp_path / "s")
+    (tmp_path / "s").rename(tmp_path / ".s.old")  # the kill came after the first rename
+    from servelab.analysis import StoreExistsError
+
+    with pytest.raises(StoreExistsError, match="already exists"):  # restored, so not replaced silently
+        ingest(azure_src, output=tmp_path / "s")
+    assert _names(tmp_path) == ["in", "s"]
+    from servelab.analysis import open_store
+
+    assert open_store(tmp_path / "s").n_requests == 2
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_store_gets_ordinary_permissions(tmp_path, azure_src, umask):
+    import os
+
+    old = os.umask(umask)
+    try:
+        store = ingest(azure_src, output=tmp_path / "s")
+    finally:
+        os.umask(old)
+    assert store.path.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+# --- 4. one ingest per output store at a time --------------------------------------------
+
+
+def test_second_ingest_into_a_locked_store_fails_fast(tmp_path, azure_src):
+    from servelab.analysis.ingest import StoreLockedError
+    from servelab.analysis.ingest.target import target_lock
+
+    ingest(azure_src, output=tmp_path / "s")
+    with target_lock(tmp_path / "s"):
+        with pytest.raises(StoreLockedError, match=r"another ingest is writing .*s'? \(lock .*\.s\.lock"):
+            ingest(azure_src, output=tmp_path / "s", overwrite=True)
+    assert _names(tmp_path) == ["in", "s"]  # the lock file is gone, the store kept
+    assert ingest(azure_src, output=tmp_path / "s", overwrite=True).n_requests == 2  # free again
+
+
+def test_lock_held_by_another_process(tmp_path, azure_src):
+    import subprocess
+    import sys
+
+    from servelab.analysis.ingest import StoreLockedError
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from pathlib import Path; from servelab.analysis.ingest.target import target_lock\n"
+         "with target_lock(Path(sys.argv[1])):\n    print('locked', flush=True); sys.stdin.readline()",
+         str(tmp_path / "s")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreLockedError, match="another ingest is writing"):
+            ingest(azure_src, output=tmp_path / "s")
+        assert not (tmp_path / "s").exists()
+    finally:
+        holder.communicate("go\n", timeout=30)
+    assert holder.returncode == 0
+    assert ingest(azure_src, output=tmp_path / "s").n_requests == 2
+    assert _names(tmp_path) == ["in", "s"]
