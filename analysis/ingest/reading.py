@@ -181,13 +181,20 @@ def stage_lines(con: duckdb.DuckDBPyConnection, source: Source, index: int) -> s
     if source.kind != "jsonl":
         return None
     table = _lines_table(index)
+    # DuckDB's default buffer for a compressed file is 16 x max_line_size (1 GiB here), more than
+    # the default memory limit: gzipped JSONL failed with "Out of Memory". Plain files keep the default.
+    buffer = f", buffer_size = {2 * _MAX_LINE}" if _compressed(source) else ""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {table} AS "
         f"SELECT row_number() OVER () AS _line, line FROM read_csv({sql_str(source.path)}, "
         f"columns = {{'line': 'VARCHAR'}}, header = false, delim = '\x01', quote = '', escape = '', "
-        f"auto_detect = false, max_line_size = {_MAX_LINE})"
+        f"auto_detect = false, max_line_size = {_MAX_LINE}{buffer})"
     )
     return table
+
+
+def _compressed(source: Source) -> bool:
+    return source.path.suffix.lower() in (".gz", ".gzip", ".zst")
 
 
 def stored_columns(plans: Mapping[int, IngestPlan]) -> list[str]:

@@ -261,3 +261,61 @@ def test_lock_held_by_another_process(tmp_path, azure_src):
     assert holder.returncode == 0
     assert ingest(azure_src, output=tmp_path / "s").n_requests == 2
     assert _names(tmp_path) == ["in", "s"]
+
+
+# --- 5. a UTF-8 byte-order mark is stripped by every text adapter ----------------------------
+
+_BOM = b"\xef\xbb\xbf"
+
+_TEXT_SOURCES = {
+    "burstgpt": ("b.csv", None,
+                 "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                 "1,ChatGPT,10,5,15,API log\n2,GPT-4,20,6,26,Conversation log\nx,GPT-4,1,1,2,API log\n"),
+    "azure": ("a.csv", None, _AZURE + "soon,1,1\n"),
+    "mooncake": ("m.jsonl", None,
+                 '{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1, 2]}\n'
+                 '{"timestamp": 500, "input_length": 20, "output_length": 2, "hash_ids": [1]}\n'
+                 '{"timestamp": -1, "input_length": 20, "output_length": 2, "hash_ids": [1]}\n'),
+    "bailian": ("l.jsonl", None,
+                '{"chat_id": 1, "parent_chat_id": -1, "timestamp": 0.5, "input_length": 200, "output_length": 50, '
+                '"type": "text", "turn": 1, "hash_ids": [1, 2]}\n'
+                '{"chat_id": 2, "parent_chat_id": 1, "timestamp": 4.0, "input_length": 300, "output_length": 60, '
+                '"type": "text", "turn": 2, "hash_ids": [1, 2, 3]}\n'),
+    "aiperf": ("p.jsonl", None,
+               '{"session_id": "s1", "timestamp": 0, "delay": null, "input_length": 10, "output_length": 2}\n'
+               '{"session_id": "s1", "timestamp": null, "delay": 1500, "input_length": 12, "output_length": 3}\n'),
+    "generic-csv": ("g.csv", {"time": {"column": "t", "unit": "s"},
+                              "columns": {"input_tokens": "i", "output_tokens": "o", "model": "m"}},
+                    "t;i;o;m\n0.5;3;4;x\n1.5;5;6;y\n2.5;-1;6;y\n"),
+    "generic-jsonl": ("g.jsonl", {"time": {"column": "t", "unit": "ms"},
+                                  "columns": {"input_tokens": "i", "output_tokens": "o"}},
+                      '{"t": 10, "i": 3, "o": 4}\n{"t": 20, "i": 5, "o": 6}\n'),
+}
+
+
+def _snapshot(store):
+    m = store.manifest
+    rows = store.query("SELECT * EXCLUDE (request_id) FROM requests ORDER BY request_id").to_dicts()
+    rejected = store.query("SELECT row, reason FROM rejected ORDER BY row").to_dicts()
+    return m["format"], [s["columns"] for s in m["sources"]], m["rows"], rows, rejected
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("case", sorted(_TEXT_SOURCES))
+def test_utf8_bom_is_stripped_by_every_text_adapter(tmp_path, case, compress):
+    import gzip
+
+    name, cmap, text = _TEXT_SOURCES[case]
+    got = {}
+    for label, head in (("plain", b""), ("bom", _BOM)):
+        data = head + text.encode()
+        src = tmp_path / label / (name + (".gz" if compress else ""))
+        src.parent.mkdir()
+        src.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+        store = ingest(src, output=tmp_path / f"s_{label}", column_map=cmap)
+        got[label] = _snapshot(store)
+    assert got["bom"] == got["plain"]
+    fmt, columns, rows, _, _ = got["bom"]
+    assert fmt == case.split("-")[0]
+    assert not any(c.startswith("\ufeff") for c in columns[0])
+    assert rows["stored"] >= 2 and rows["read"] == rows["stored"] + sum(rows["rejected"].values())
