@@ -81,7 +81,7 @@ def check_target(output: Path, sources: Iterable[Path], *, overwrite: bool) -> N
     """
     where = Path(output).resolve()
     if where.exists() and not where.is_dir():
-        raise StoreTargetError(f"output {str(output)!r} is an existing file, not a store folder; choose another -o")
+        raise StoreTargetError(f"output {str(output)!r} already exists and is a file, not a store folder; choose another -o")
     cwd = Path.cwd().resolve()
     if _contains(where, cwd):
         raise StoreTargetError(

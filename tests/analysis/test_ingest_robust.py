@@ -157,7 +157,7 @@ def test_output_that_is_an_existing_file_is_refused(tmp_path, azure_src, overwri
 
     target = tmp_path / "notes.txt"
     target.write_text("keep me")
-    with pytest.raises(StoreTargetError, match=r"notes.txt'? is an existing file, not a store folder"):
+    with pytest.raises(StoreTargetError, match=r"notes.txt'? already exists and is a file, not a store folder"):
         ingest(azure_src, output=target, overwrite=overwrite)
     assert target.read_text() == "keep me"
     assert _names(tmp_path) == ["in", "notes.txt"]

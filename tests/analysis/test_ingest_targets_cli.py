@@ -10,7 +10,7 @@ _AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,1
 
 @pytest.mark.parametrize(("target", "message"), [
     (".", "is the current directory or holds it"),
-    ("notes.txt", "is an existing file, not a store folder"),
+    ("notes.txt", "already exists and is a file, not a store folder"),
     ("folder", "is a folder but not a servelab store"),
     ("locked", "another ingest is writing"),
 ])
