@@ -279,14 +279,17 @@ def ingest(
     target = Path(os.path.abspath(output))
     with target_lock(target):
         clean_stale(target)
-        _ingest_locked(paths, fmt=fmt, target=target, overwrite=overwrite, column_map=column_map,
+        _ingest_locked(paths, fmt=fmt, target=Path(output), overwrite=overwrite, column_map=column_map,
                        progress=progress, memory_limit=memory_limit, threads=threads, user_clock=user_clock)
     return open_store(output)
 
 
 def _ingest_locked(paths, *, fmt, target: Path, overwrite, column_map, progress, memory_limit, threads,
                    user_clock) -> None:
-    """The ingest proper, under the target's lock: describe, choose the format, plan, run, write."""
+    """The ingest proper, under the target's lock: describe, choose the format, plan, run, write.
+
+    ``target`` is the output as given (errors name it so); :func:`check_target` refused ``.``.
+    """
     cmap = generic.load_column_map(column_map) if column_map is not None else None
     described = [
         describe_source(p, kind=cmap.kind if cmap else None, delimiter=cmap.delimiter if cmap else None)
