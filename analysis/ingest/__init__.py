@@ -19,6 +19,8 @@ from servelab.analysis.ingest.core import (
     DEFAULT_MEMORY_LIMIT,
     FORMATS,
     EmptySourceWarning,
+    StoreLockedError,
+    StoreTargetError,
     ingest,
     sniff_format,
 )
@@ -31,6 +33,8 @@ __all__ = [
     "ADAPTERS",
     "DEFAULT_MEMORY_LIMIT",
     "EmptySourceWarning",
+    "StoreTargetError",
+    "StoreLockedError",
     "ColumnMap",
     "load_column_map",
 ]

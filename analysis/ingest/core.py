@@ -40,6 +40,14 @@ from servelab.analysis.ingest.manifest import ingest_manifest
 from servelab.analysis.ingest.outcome import PathOutcome
 from servelab.analysis.ingest.plan import sql_str
 from servelab.analysis.ingest.sources import Source, describe_source, require_nonempty, resolve_sources
+from servelab.analysis.ingest.target import (
+    StoreLockedError,
+    StoreTargetError,
+    check_target,
+    clean_stale,
+    ordinary_permissions,
+    target_lock,
+)
 from servelab.analysis.store import (
     MANIFEST_NAME,
     TraceStore,
@@ -55,6 +63,8 @@ __all__ = [
     "FORMATS",
     "EmptySourceWarning",
     "DEFAULT_MEMORY_LIMIT",
+    "StoreTargetError",
+    "StoreLockedError",
 ]
 
 #: format name -> adapter module (each has NAME, REQUIRED, matches(kind, columns), plan(columns, map))
@@ -216,7 +226,8 @@ def ingest(
     output : path-like
         The store folder to create.
     overwrite : bool
-        Replace an existing store (otherwise :class:`StoreExistsError`).
+        Replace an existing store (otherwise :class:`StoreExistsError`); only a servelab store
+        (or an empty folder) is replaced, anything else refused (:class:`StoreTargetError`).
     column_map : path-like, Mapping or ColumnMap, optional
         For ``generic``: which source column is what (see :mod:`servelab.analysis.ingest.generic`).
     progress : bool, optional
@@ -252,12 +263,33 @@ def ingest(
         No source holds a data row, or every row was rejected.
     StoreExistsError
         ``output`` exists and ``overwrite`` is false.
+    StoreTargetError
+        ``output`` is an existing file, the current directory (or holds it), holds a source, or
+        (with ``overwrite``) a non-empty folder that is not a servelab store.
+    StoreLockedError
+        Another ingest into ``output`` is running (an exclusive lock on ``.<name>.lock`` beside
+        it); temporary folders of killed ingests into ``output`` are removed by the next one.
     """
     if clock is not None and (isinstance(clock, bool) or not isinstance(clock, (int, float))
                               or not (math.isfinite(clock) and clock > 0)):
         raise ValueError(f"clock must be a positive number of seconds (the timestamps' logging step); got {clock!r}")
     user_clock = resolve_clock(float(clock)) if clock is not None else None
     paths = resolve_sources(sources)
+    check_target(Path(output), paths, overwrite=overwrite)
+    target = Path(os.path.abspath(output))
+    with target_lock(target):
+        clean_stale(target)
+        _ingest_locked(paths, fmt=fmt, target=Path(output), overwrite=overwrite, column_map=column_map,
+                       progress=progress, memory_limit=memory_limit, threads=threads, user_clock=user_clock)
+    return open_store(output)
+
+
+def _ingest_locked(paths, *, fmt, target: Path, overwrite, column_map, progress, memory_limit, threads,
+                   user_clock) -> None:
+    """The ingest proper, under the target's lock: describe, choose the format, plan, run, write.
+
+    ``target`` is the output as given (errors name it so); :func:`check_target` refused ``.``.
+    """
     cmap = generic.load_column_map(column_map) if column_map is not None else None
     described = [
         describe_source(p, kind=cmap.kind if cmap else None, delimiter=cmap.delimiter if cmap else None)
@@ -270,7 +302,7 @@ def ingest(
             warnings.warn(
                 f"source {s.path} holds no data rows; it is recorded in the manifest and skipped",
                 EmptySourceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
     adapter = ADAPTERS[fmt]
     plans = {i: adapter.plan(s.columns, cmap) for i, s in enumerate(described) if not s.empty}
@@ -279,7 +311,8 @@ def ingest(
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         digests = {i: pool.submit(_sha256, s.path) for i, s in enumerate(described)}
-        with atomic_store_dir(output, overwrite=overwrite) as tmp:
+        with atomic_store_dir(target, overwrite=overwrite) as tmp:
+            ordinary_permissions(tmp)
             work = tmp / "_work"
             (work / "spill").mkdir(parents=True)
             con = _connect(work / "spill", memory_limit=memory_limit, threads=threads, progress=show_progress)
@@ -297,8 +330,17 @@ def ingest(
             if user_clock is not None:
                 _record_user_clock(manifest, user_clock)
             shutil.rmtree(work, ignore_errors=True)
-            (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
-    return open_store(output)
+            (tmp / MANIFEST_NAME).write_text(_manifest_json(manifest))
+
+
+def _manifest_json(manifest: dict) -> str:
+    """The manifest as strict JSON; a NaN or infinity in it is a bug, raised, never written."""
+    try:
+        return json.dumps(manifest, indent=2, allow_nan=False)
+    except ValueError as err:
+        raise RuntimeError(
+            f"servelab bug: the ingest manifest holds a non-finite number ({err}); no store was written"
+        ) from None
 
 
 def _record_user_clock(manifest: dict, user: Clock) -> None:

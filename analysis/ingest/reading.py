@@ -7,7 +7,8 @@ reject reason per row, and the CSV reader's own rejects.
    Parquet columns cast to VARCHAR), except the columns :func:`native_types` reads typed.
 2. The adapter's plan (:class:`~servelab.analysis.ingest.plan.IngestPlan`) becomes ``TRY_CAST``
    expressions and one ``CASE`` that gives each row its reject reason (``malformed_line``,
-   ``missing_timestamp``, ``unparseable_timestamp``, ``nan_timestamp``, ``missing_<col>``,
+   ``missing_timestamp``, ``unparseable_timestamp``, ``nan_timestamp`` (a NaN or infinite
+   number), ``nonfinite_timestamp`` (a date-time ``infinity`` / ``-infinity``), ``missing_<col>``,
    ``non_numeric_<col>``, ``negative_<col>``, ``non_integer_<col>``, ``invalid_<col>``,
    ``malformed_<col>``). CSV columns that the format types (times, token counts) are parsed by
    the CSV reader itself, whose reject table keeps the lines that do not parse
@@ -180,13 +181,20 @@ def stage_lines(con: duckdb.DuckDBPyConnection, source: Source, index: int) -> s
     if source.kind != "jsonl":
         return None
     table = _lines_table(index)
+    # DuckDB's default buffer for a compressed file is 16 x max_line_size (1 GiB here), more than
+    # the default memory limit: gzipped JSONL failed with "Out of Memory". Plain files keep the default.
+    buffer = f", buffer_size = {2 * _MAX_LINE}" if _compressed(source) else ""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {table} AS "
         f"SELECT row_number() OVER () AS _line, line FROM read_csv({sql_str(source.path)}, "
         f"columns = {{'line': 'VARCHAR'}}, header = false, delim = '\x01', quote = '', escape = '', "
-        f"auto_detect = false, max_line_size = {_MAX_LINE})"
+        f"auto_detect = false, max_line_size = {_MAX_LINE}{buffer})"
     )
     return table
+
+
+def _compressed(source: Source) -> bool:
+    return source.path.suffix.lower() in (".gz", ".gzip", ".zst")
 
 
 def stored_columns(plans: Mapping[int, IngestPlan]) -> list[str]:
@@ -248,9 +256,16 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
     checks = ["WHEN _bad THEN 'malformed_line'"]
     if t_native:
         checks.append(f"WHEN {ident(t.column)} IS NULL THEN 'missing_timestamp'")
+        if t.kind == "datetime":
+            # the reader parsed it, yet it has no epoch: DuckDB's 'infinity' / '-infinity'
+            checks.append("WHEN _t IS NULL THEN 'nonfinite_timestamp'")
     else:
         parse.append(f"{t.raw} AS _traw")
         checks.append(f"WHEN {_empty('_traw')} THEN 'missing_timestamp'")
+        if t.kind == "datetime" and t.datetime_format is None:
+            # evaluated only for rows without an epoch: no cost on good rows
+            checks.append("WHEN _t IS NULL AND NOT isfinite(TRY_CAST(_traw AS TIMESTAMPTZ)) "
+                          "THEN 'nonfinite_timestamp'")
         checks.append("WHEN _t IS NULL THEN 'unparseable_timestamp'")
     if t.kind == "number":
         checks.append("WHEN isnan(_t) OR isinf(_t) THEN 'nan_timestamp'")
@@ -292,6 +307,13 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
             checks.append(
                 f"WHEN NOT {_empty(r)} AND ({v} IS NULL OR len(list_filter({v}, lambda x: x IS NULL)) > 0) "
                 f"THEN 'malformed_{c}'"
+            )
+            # the BIGINT[] cast rounds 1.5 to 2: a list whose text has a fraction or an exponent
+            # (rare; the text test is cheap) is parsed again as DOUBLE[] to find non-integers
+            checks.append(
+                f"WHEN (contains({r}, '.') OR contains({r}, 'e') OR contains({r}, 'E')) AND "
+                f"len(list_filter(TRY_CAST({r} AS DOUBLE[]), lambda x: x <> floor(x))) > 0 "
+                f"THEN 'non_integer_{c}'"
             )
             out.append(f"{v} AS {ident(c)}")
         else:  # string

@@ -17,7 +17,8 @@ _FORMATS = ("auto", "burstgpt", "azure", "mooncake", "bailian", "generic")
 @click.option("--format", "-f", "fmt", type=click.Choice(_FORMATS), default="auto", show_default=True,
               help="Source format; 'auto' sniffs it from the header / first record.")
 @click.option("--output", "-o", required=True, type=click.Path(), help="Store folder to create.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing servelab store (any other folder or file is refused).")
 @click.option("--column-map", type=click.Path(exists=True, dir_okay=False),
               help="TOML column map (format 'generic'; see README).")
 @click.option("--clock", "clock", type=float, default=None, metavar="SECONDS",
@@ -28,11 +29,12 @@ def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, col
     """Ingest raw trace files SOURCE... (paths or globs, one format) into a trace store."""
     from servelab.analysis import ingest as run_ingest
     from servelab.analysis.exceptions import ColumnMapError, StoreExistsError, TraceFormatError
+    from servelab.analysis.ingest import StoreLockedError
 
     try:
         store = run_ingest(list(sources), fmt=fmt, output=output, overwrite=overwrite, column_map=column_map,
                            clock=clock)
-    except (TraceFormatError, ColumnMapError, StoreExistsError, FileNotFoundError) as err:
+    except (TraceFormatError, ColumnMapError, StoreExistsError, StoreLockedError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     except ValueError as err:  # a bad --clock
         raise click.BadParameter(str(err), param_hint="--clock") from None
