@@ -44,7 +44,7 @@ from servelab.analysis.budget import Budget
 from servelab.analysis.findings import Finding, Verdict, findings_table, not_applicable
 from servelab.analysis.schema import CANONICAL_COLUMNS, SCHEMA_VERSION
 from servelab.analysis.store import TraceStore, open_store, write_store
-from servelab.analysis.ingest import ingest
+from servelab.analysis.ingest import StoreLockedError, StoreTargetError, ingest
 
 _INFRASTRUCTURE = [
     "CANONICAL_COLUMNS",
@@ -63,6 +63,8 @@ _INFRASTRUCTURE = [
     "EmptyTraceError",
     "ColumnMapError",
     "StoreExistsError",
+    "StoreTargetError",
+    "StoreLockedError",
     "StoreNotFoundError",
     "NotApplicableError",
 ]
