@@ -1,0 +1,52 @@
+"""Issue 18, ingest side: one bad line is one rejected row with its reason, never a failed file.
+Each case is built in tmp_path from a shipped sample."""
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from servelab.analysis import ingest
+
+RAW = Path(__file__).resolve().parents[2] / "raw_traces"
+MOONCAKE = RAW / "mooncake" / "synthetic_trace.jsonl"
+
+
+def _mooncake_lines(n):
+    return MOONCAKE.read_bytes().split(b"\n")[:n]
+
+
+@pytest.mark.parametrize("bad_at", [10, 49])  # middle and last line
+def test_latin1_byte_in_a_jsonl_line_rejects_that_line_only(tmp_path, bad_at):
+    lines = _mooncake_lines(50)
+    lines[bad_at] = lines[bad_at].replace(b'"input_length"', b'"input_l\xe9ngth"')  # Latin-1 e-acute
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    store = ingest(path, output=tmp_path / "s", fmt="mooncake")
+    rows = store.manifest["rows"]
+    assert rows["read"] == 50 == rows["stored"] + 1
+    assert rows["rejected"] == {"invalid_utf8": 1}
+    rej = store.query("SELECT row, reason, raw FROM rejected").to_dicts()
+    assert [(r["row"], r["reason"]) for r in rej] == [(bad_at + 1, "invalid_utf8")]
+    assert "output_length" in json.loads(rej[0]["raw"])["line"]
+    # the stored rows are exactly the other lines, in order, with their own values
+    good = [json.loads(line) for k, line in enumerate(lines) if k != bad_at]
+    got = store.to_polars()
+    assert got["input_tokens"].to_list() == [g["input_length"] for g in good]
+    assert got["output_tokens"].to_list() == [g["output_length"] for g in good]
+
+
+def test_latin1_line_and_broken_json_line_keep_their_line_numbers(tmp_path):
+    lines = _mooncake_lines(40)
+    lines[5] = lines[5] + b"\xff"          # invalid UTF-8
+    lines[20] = b'{"timestamp": 1, "input'  # not JSON
+    lines[30] = b"\xe9\xe9"                # invalid UTF-8 again
+    path = tmp_path / "mixed_faults.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    store = ingest(path, output=tmp_path / "s", fmt="mooncake")
+    assert store.manifest["rows"]["read"] == 40
+    assert store.manifest["rows"]["stored"] == 37
+    rej = store.query("SELECT row, reason FROM rejected ORDER BY row").to_dicts()
+    assert [(r["row"], r["reason"]) for r in rej] == [
+        (6, "invalid_utf8"), (21, "malformed_line"), (31, "invalid_utf8")]
+    assert isinstance(store.to_polars(), pl.DataFrame)
