@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from servelab.analysis import ingest
+from servelab.analysis import TraceFormatError, ingest
 
 RAW = Path(__file__).resolve().parents[2] / "raw_traces"
 MOONCAKE = RAW / "mooncake" / "synthetic_trace.jsonl"
@@ -50,3 +50,30 @@ def test_latin1_line_and_broken_json_line_keep_their_line_numbers(tmp_path):
     assert [(r["row"], r["reason"]) for r in rej] == [
         (6, "invalid_utf8"), (21, "malformed_line"), (31, "invalid_utf8")]
     assert isinstance(store.to_polars(), pl.DataFrame)
+
+
+@pytest.mark.parametrize("first", [b'{"timestamp": 0, "input_len', b"[1, 2, 3]",
+                                   b'{"timestamp": 0, "input_l\xe9ngth": 5, "output_length": 1, "hash_ids": []}'],
+                         ids=["broken-json", "array", "latin1"])
+def test_a_bad_first_jsonl_line_is_one_rejected_row(tmp_path, first):
+    lines = _mooncake_lines(30)
+    lines[0] = first
+    path = tmp_path / "bad_first.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    store = ingest(path, output=tmp_path / "s")  # format sniffed from the first parseable line
+    assert store.manifest["format"] == "mooncake"
+    rows = store.manifest["rows"]
+    assert rows["read"] == 30 and rows["stored"] == 29
+    reason = "invalid_utf8" if b"\xe9" in first else "malformed_line"
+    assert rows["rejected"] == {reason: 1}
+    assert store.query("SELECT row FROM rejected")["row"].to_list() == [1]
+    assert store.to_polars()["input_tokens"].to_list() == [json.loads(x)["input_length"] for x in lines[1:]]
+
+
+def test_a_jsonl_file_of_no_json_object_is_refused_by_name(tmp_path):
+    path = tmp_path / "arrays.jsonl"
+    path.write_text("[1, 2]\n[3, 4]\n")
+    with pytest.raises(TraceFormatError, match=r"arrays\.jsonl: none of the first 2 non-blank lines is a JSON "
+                                               r"object \(the first: it is a JSON list, not an object\)"):
+        ingest(path, output=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
