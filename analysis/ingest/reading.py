@@ -19,10 +19,13 @@ store (that is :mod:`.fast_path` and :mod:`.general_path`).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import gzip
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import duckdb
 
@@ -39,6 +42,8 @@ __all__ = [
     "streamed_jsonl_relation",
     "typed_rows_sql",
     "malformed_table",
+    "is_line_ending_error",
+    "lf_copy",
     "stored_columns",
     "source_names_sql",
     "relative_time_sql",
@@ -224,6 +229,49 @@ def _renumber_around_rejects(con: duckdb.DuckDBPyConnection, table: str, rejects
         f"FROM {table} UNION ALL SELECT l, raw, why FROM _rej_lines ORDER BY _line"
     )
     con.execute("DROP TABLE _rej_lines")
+
+
+#: DuckDB's CSV reader fails a whole file on one line whose ending differs from the others
+#: (LF in a CRLF file or the reverse): the sniffer cannot pick a dialect, or the parser stops
+_LINE_ENDING_ERRORS = ("Error when sniffing file", "state machine reached an invalid state")
+
+_CHUNK = 16 * 1024 * 1024
+
+
+def is_line_ending_error(err: BaseException) -> bool:
+    """Whether a DuckDB read error is one that :func:`lf_copy` may cure (mixed line endings)."""
+    return any(m in str(err) for m in _LINE_ENDING_ERRORS)
+
+
+def lf_copy(source: Source, folder: Path, index: int) -> Source | None:
+    """A copy of ``source`` with every CRLF turned into LF, in ``folder``; None if it has no CRLF.
+
+    Used only after a read failed (:func:`is_line_ending_error`), so clean files never pay for
+    it. Line numbers are kept (a CRLF becomes one LF) and the copy is uncompressed. The copy is
+    read in place of the file; rejected rows still name the original path (the caller's
+    ``described``), which this does not change.
+    """
+    if source.kind not in ("csv", "jsonl"):
+        return None
+    opener = gzip.open if source.path.suffix.lower() in (".gz", ".gzip") else open
+    out = folder / f"lf_{index:05d}.{source.kind}"
+    changed = False
+    with opener(source.path, "rb") as src, open(out, "wb") as dst:
+        carry = b""
+        while chunk := src.read(_CHUNK):
+            chunk = carry + chunk
+            # a CR at the chunk's end may start a CRLF split across chunks
+            carry = b"\r" if chunk.endswith(b"\r") else b""
+            if carry:
+                chunk = chunk[:-1]
+            fixed = chunk.replace(b"\r\n", b"\n")
+            changed = changed or len(fixed) != len(chunk)
+            dst.write(fixed)
+        dst.write(carry)
+    if not changed:
+        out.unlink()
+        return None
+    return dataclasses.replace(source, path=out)
 
 
 def _compressed(source: Source) -> bool:

@@ -77,3 +77,41 @@ def test_a_jsonl_file_of_no_json_object_is_refused_by_name(tmp_path):
                                                r"object \(the first: it is a JSON list, not an object\)"):
         ingest(path, output=tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+AZURE = RAW / "azure_2023" / "AzureLLMInferenceTrace_code.csv"
+
+
+def _azure_lines(n):
+    return [x for x in AZURE.read_bytes().replace(b"\r\n", b"\n").split(b"\n") if x][:n]
+
+
+@pytest.mark.parametrize(("body", "odd"), [(b"\r\n", b"\n"), (b"\n", b"\r\n")], ids=["lf-in-crlf", "crlf-in-lf"])
+def test_one_odd_line_ending_in_a_csv_reads_the_file(tmp_path, body, odd):
+    lines = _azure_lines(201)  # header + 200 rows
+    lines[150] = b"2023-11-16 18:20:00,12"  # a malformed row (one column short), after the odd ending
+    data = body.join(lines[:100]) + body + lines[100] + odd + body.join(lines[101:]) + body
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(data)
+    store = ingest(path, output=tmp_path / "s")
+    rows = store.manifest["rows"]
+    assert rows["read"] == 200 and rows["stored"] == 199 and rows["rejected"] == {"malformed_line": 1}
+    rej = store.query("SELECT source, row FROM rejected").to_dicts()
+    assert rej == [{"source": str(path), "row": 151}]  # the file's own line number and path
+    want = [int(x.split(b",")[2]) for k, x in enumerate(lines[1:], start=1) if k != 150]
+    assert store.to_polars().sort("request_id")["output_tokens"].to_list() == want
+    assert not any(p.name.startswith("lf_") for p in (tmp_path / "s").rglob("*"))
+
+
+@pytest.mark.parametrize(("body", "odd"), [(b"\r\n", b"\n"), (b"\n", b"\r\n")], ids=["lf-in-crlf", "crlf-in-lf"])
+def test_one_odd_line_ending_in_a_jsonl_on_the_two_pass_path(tmp_path, body, odd):
+    lines = _mooncake_lines(30)
+    lines[20] = b'{"timestamp": 1, "input'  # forces the two-pass path; rejected with its line number
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(body.join(lines[:10]) + body + lines[10] + odd + body.join(lines[11:]) + body)
+    store = ingest(path, output=tmp_path / "s")
+    rows = store.manifest["rows"]
+    assert rows["read"] == 30 and rows["stored"] == 29 and rows["rejected"] == {"malformed_line": 1}
+    assert store.query("SELECT row FROM rejected")["row"].to_list() == [21]
+    want = [json.loads(x)["input_length"] for k, x in enumerate(lines) if k != 20]
+    assert store.to_polars()["input_tokens"].to_list() == want
