@@ -8,7 +8,7 @@ reject reason per row, and the CSV reader's own rejects.
 2. The adapter's plan (:class:`~servelab.analysis.ingest.plan.IngestPlan`) becomes ``TRY_CAST``
    expressions and one ``CASE`` that gives each row its reject reason (``malformed_line``,
    ``missing_timestamp``, ``unparseable_timestamp``, ``nan_timestamp`` (a NaN or infinite
-   number), ``invalid_utf8`` (a JSONL line that is not UTF-8), ``nonfinite_timestamp`` (a date-time ``infinity`` / ``-infinity``), ``missing_<col>``,
+   number), ``invalid_utf8`` (a line that is not UTF-8), ``nonfinite_timestamp`` (a date-time ``infinity`` / ``-infinity``), ``missing_<col>``,
    ``non_numeric_<col>``, ``negative_<col>``, ``non_integer_<col>``, ``invalid_<col>``,
    ``malformed_<col>``). CSV columns that the format types (times, token counts) are parsed by
    the CSV reader itself, whose reject table keeps the lines that do not parse
@@ -418,7 +418,7 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
 
 def _reader_reason_sql(plan: IngestPlan, native: Mapping[str, str]) -> str:
     """CASE mapping a CSV reader reject (error_type, column_name) to a reject reason."""
-    whens = []
+    whens = ["WHEN error_type = 'INVALID ENCODING' THEN 'invalid_utf8'"]
     if plan.time.column is not None and plan.time.column in native:
         whens.append(f"WHEN error_type = 'CAST' AND column_name = {sql_str(plan.time.column)} "
                      "THEN 'unparseable_timestamp'")

@@ -115,3 +115,15 @@ def test_one_odd_line_ending_in_a_jsonl_on_the_two_pass_path(tmp_path, body, odd
     assert store.query("SELECT row FROM rejected")["row"].to_list() == [21]
     want = [json.loads(x)["input_length"] for k, x in enumerate(lines) if k != 20]
     assert store.to_polars()["input_tokens"].to_list() == want
+
+
+def test_latin1_byte_in_a_csv_text_field_is_rejected_as_invalid_utf8(tmp_path):
+    lines = (RAW / "burstgpt" / "BurstGPT_1_head54.csv").read_bytes().split(b"\n")
+    assert b",ChatGPT," in lines[5]
+    lines[5] = lines[5].replace(b",ChatGPT,", b",Chat\xe9GPT,")  # the model name, a text column
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"\n".join(lines))
+    store = ingest(path, output=tmp_path / "s", fmt="burstgpt")
+    rows = store.manifest["rows"]
+    assert rows["read"] == rows["stored"] + 1 and rows["rejected"] == {"invalid_utf8": 1}
+    assert store.query("SELECT row FROM rejected")["row"].to_list() == [6]  # file line (header is 1)
