@@ -16,6 +16,7 @@ from servelab.analysis.ingest.numbering import StreamQueryError, write_numbered
 from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
 from servelab.analysis.ingest.reading import (
     PhaseTimer,
+    is_line_ending_error,
     malformed_table,
     native_types,
     raw_relation,
@@ -90,8 +91,8 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> Pat
         try:
             first = con.execute(f"SELECT _ts FROM ({pass1[indices[0]]}) WHERE _reason IS NULL LIMIT 1").fetchall()
         except duckdb.Error as err:
-            if jsonl:
-                return None
+            if jsonl or is_line_ending_error(err):
+                return None  # the general path reads a copy with LF line endings
             raise cannot_read(err) from None
         finally:
             drop_reader_tables()
@@ -113,7 +114,7 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> Pat
         summary = write_numbered(con, queries, requests)
     except (duckdb.Error, StreamQueryError) as err:
         requests.unlink(missing_ok=True)
-        if _SQL_REJECT in str(err) or jsonl:
+        if _SQL_REJECT in str(err) or jsonl or is_line_ending_error(err):
             drop_reader_tables()
             return None
         raise cannot_read(err) from None

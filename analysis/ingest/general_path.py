@@ -27,6 +27,8 @@ from servelab.analysis.ingest.plan import ident, sql_str
 from servelab.analysis.ingest.reading import (
     PhaseTimer,
     malformed_table,
+    is_line_ending_error,
+    lf_copy,
     native_types,
     raw_relation,
     relative_time_sql,
@@ -39,6 +41,14 @@ from servelab.analysis.schema import CANONICAL_COLUMNS
 from servelab.analysis.store import REJECTED_NAME, REQUESTS_NAME
 
 __all__ = ["run"]
+
+
+def _read_part(con, s, i, plan, native, part: Path) -> str | None:
+    """Source ``s`` into the typed Parquet ``part``; returns the staged lines table (or None)."""
+    rel, raw_json = raw_relation(s, i, native)
+    staged = stage_lines(con, s, i)
+    con.execute(f"COPY ({typed_rows_sql(plan, rel, raw_json, i, native)}) TO {sql_str(part)} (FORMAT parquet)")
+    return staged
 
 
 def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> PathOutcome:
@@ -58,13 +68,22 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
         s = described[i]
         native = native_types(plan, s)
         natives[i] = native
-        rel, raw_json = raw_relation(s, i, native)
         part = work / f"part_{i:05d}.parquet"
         try:
-            staged = stage_lines(con, s, i)
-            con.execute(f"COPY ({typed_rows_sql(plan, rel, raw_json, i, native)}) TO {sql_str(part)} (FORMAT parquet)")
+            staged = _read_part(con, s, i, plan, native, part)
         except duckdb.Error as err:
-            raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): {err}") from None
+            # one line ending unlike the others fails DuckDB's reader: read a copy with LF endings
+            copy = lf_copy(s, work, i) if is_line_ending_error(err) else None
+            if copy is None:
+                raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): {err}") from None
+            for table in (f"rejects_{i}", f"rejects_scan_{i}"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            try:
+                staged = _read_part(con, copy, i, plan, native, part)
+            except duckdb.Error as err2:
+                raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): {err2}") from None
+            finally:
+                copy.path.unlink(missing_ok=True)
         if staged:
             con.execute(f"DROP TABLE {staged}")
         parts[i] = part

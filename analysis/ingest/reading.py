@@ -8,7 +8,7 @@ reject reason per row, and the CSV reader's own rejects.
 2. The adapter's plan (:class:`~servelab.analysis.ingest.plan.IngestPlan`) becomes ``TRY_CAST``
    expressions and one ``CASE`` that gives each row its reject reason (``malformed_line``,
    ``missing_timestamp``, ``unparseable_timestamp``, ``nan_timestamp`` (a NaN or infinite
-   number), ``nonfinite_timestamp`` (a date-time ``infinity`` / ``-infinity``), ``missing_<col>``,
+   number), ``invalid_utf8`` (a line that is not UTF-8), ``nonfinite_timestamp`` (a date-time ``infinity`` / ``-infinity``), ``missing_<col>``,
    ``non_numeric_<col>``, ``negative_<col>``, ``non_integer_<col>``, ``invalid_<col>``,
    ``malformed_<col>``). CSV columns that the format types (times, token counts) are parsed by
    the CSV reader itself, whose reject table keeps the lines that do not parse
@@ -19,10 +19,13 @@ store (that is :mod:`.fast_path` and :mod:`.general_path`).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import gzip
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import duckdb
 
@@ -39,6 +42,8 @@ __all__ = [
     "streamed_jsonl_relation",
     "typed_rows_sql",
     "malformed_table",
+    "is_line_ending_error",
+    "lf_copy",
     "stored_columns",
     "source_names_sql",
     "relative_time_sql",
@@ -117,7 +122,7 @@ def raw_relation(source: Source, index: int, native: Mapping[str, str]) -> tuple
     if source.kind == "csv":
         types = "{" + ", ".join(f"{sql_str(c)}: {sql_str(native.get(c, 'VARCHAR'))}" for c in cols) + "}"
         rel = (
-            f"SELECT *, CAST(NULL AS BIGINT) AS _line, false AS _bad FROM read_csv({path}, header = true, "
+            f"SELECT *, CAST(NULL AS BIGINT) AS _line, CAST(NULL AS VARCHAR) AS _bad FROM read_csv({path}, header = true, "
             f"delim = {sql_str(source.delimiter)}, types = {types}, store_rejects = true, "
             f"rejects_table = 'rejects_{index}', rejects_scan = 'rejects_scan_{index}')"
         )
@@ -126,16 +131,17 @@ def raw_relation(source: Source, index: int, native: Mapping[str, str]) -> tuple
         paths = "[" + ", ".join(sql_str('$."' + c.replace('"', '\\"') + '"') for c in cols) + "]"
         extract = ", ".join(f"_vals[{i + 1}] AS {ident(c)}" for i, c in enumerate(cols))
         rel = (
-            f"SELECT {extract}, _line, NOT _ok AS _bad, line FROM ("
+            f"SELECT {extract}, _line, CASE WHEN _read_bad IS NOT NULL THEN _read_bad "
+            f"WHEN NOT _ok THEN 'malformed_line' END AS _bad, line FROM ("
             f"SELECT *, CASE WHEN _ok THEN json_extract_string(line, {paths}) END AS _vals FROM ("
-            f"SELECT _line, line, json_valid(line) AND starts_with(ltrim(line), '{{') AS _ok FROM "
-            f"{_lines_table(index)} WHERE line IS NOT NULL AND trim(line) <> ''))"
+            f"SELECT _line, line, _read_bad, _read_bad IS NULL AND json_valid(line) AND starts_with(ltrim(line), '{{') AS _ok "
+            f"FROM {_lines_table(index)} WHERE line IS NOT NULL AND trim(line) <> ''))"
         )
-        return rel, "CASE WHEN _bad THEN json_object('line', line) ELSE line END"
+        return rel, "CASE WHEN _bad IS NOT NULL THEN json_object('line', line) ELSE line END"
     # parquet
     casts = ", ".join(f"CAST({ident(c)} AS {native.get(c, 'VARCHAR')}) AS {ident(c)}" for c in cols)
     rel = (
-        f"SELECT {casts}, file_row_number + 1 AS _line, false AS _bad "
+        f"SELECT {casts}, file_row_number + 1 AS _line, CAST(NULL AS VARCHAR) AS _bad "
         f"FROM read_parquet({path}, file_row_number = true)"
     )
     return rel, raw_json
@@ -153,7 +159,7 @@ def streamed_jsonl_relation(source: Source) -> tuple[str, str]:
     cols = source.columns
     columns = "{" + ", ".join(f"{sql_str(c)}: 'VARCHAR'" for c in cols) + "}"
     rel = (
-        f"SELECT *, CAST(NULL AS BIGINT) AS _line, false AS _bad FROM read_json({sql_str(source.path)}, "
+        f"SELECT *, CAST(NULL AS BIGINT) AS _line, CAST(NULL AS VARCHAR) AS _bad FROM read_json({sql_str(source.path)}, "
         f"format = 'newline_delimited', records = true, columns = {columns}, "
         f"maximum_object_size = {_MAX_LINE})"
     )
@@ -184,13 +190,88 @@ def stage_lines(con: duckdb.DuckDBPyConnection, source: Source, index: int) -> s
     # DuckDB's default buffer for a compressed file is 16 x max_line_size (1 GiB here), more than
     # the default memory limit: gzipped JSONL failed with "Out of Memory". Plain files keep the default.
     buffer = f", buffer_size = {2 * _MAX_LINE}" if _compressed(source) else ""
+    # a line that is not valid UTF-8 (reason invalid_utf8) or otherwise unreadable (malformed_line)
+    # lands in the reader's reject table (with its 1-based line) instead of failing the file; the surviving lines are renumbered around it below
+    rejects = f"jsonl_encoding_{index}"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {table} AS "
-        f"SELECT row_number() OVER () AS _line, line FROM read_csv({sql_str(source.path)}, "
+        f"SELECT row_number() OVER () AS _line, line, CAST(NULL AS VARCHAR) AS _read_bad FROM read_csv({sql_str(source.path)}, "
         f"columns = {{'line': 'VARCHAR'}}, header = false, delim = '\x01', quote = '', escape = '', "
-        f"auto_detect = false, max_line_size = {_MAX_LINE}{buffer})"
+        f"auto_detect = false, max_line_size = {_MAX_LINE}{buffer}, store_rejects = true, "
+        f"rejects_table = '{rejects}', rejects_scan = '{rejects}_scan')"
     )
+    try:
+        if con.execute(f"SELECT count(*) FROM {rejects}").fetchone()[0]:
+            _renumber_around_rejects(con, table, rejects)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {rejects}")
+        con.execute(f"DROP TABLE IF EXISTS {rejects}_scan")
     return table
+
+
+def _renumber_around_rejects(con: duckdb.DuckDBPyConnection, table: str, rejects: str) -> None:
+    """Give the staged lines their file line numbers again and add the rejected lines as rows.
+
+    With the rejected file lines L1 < L2 < ... (the k-th one has Lk - k kept lines before it),
+    the kept line numbered r is file line r + #{k : Lk - k < r}. Runs only when a line was
+    rejected, so a clean file pays one count of an empty table.
+    """
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _rej_lines AS SELECT line AS l, "
+        f"CAST(line - row_number() OVER (ORDER BY line) AS BIGINT) AS before, "
+        f"trim(first(csv_line), chr(10) || chr(13)) AS raw, "
+        f"CASE WHEN bool_or(error_type = 'INVALID ENCODING') THEN 'invalid_utf8' ELSE 'malformed_line' END AS why "
+        f"FROM {rejects} GROUP BY line"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS "
+        f"SELECT _line + (SELECT count(*) FROM _rej_lines WHERE before < _line) AS _line, line, _read_bad "
+        f"FROM {table} UNION ALL SELECT l, raw, why FROM _rej_lines ORDER BY _line"
+    )
+    con.execute("DROP TABLE _rej_lines")
+
+
+#: DuckDB's CSV reader fails a whole file on one line whose ending differs from the others
+#: (LF in a CRLF file or the reverse): the sniffer cannot pick a dialect, or the parser stops
+_LINE_ENDING_ERRORS = ("Error when sniffing file", "state machine reached an invalid state")
+
+_CHUNK = 16 * 1024 * 1024
+
+
+def is_line_ending_error(err: BaseException) -> bool:
+    """Whether a DuckDB read error is one that :func:`lf_copy` may cure (mixed line endings)."""
+    return any(m in str(err) for m in _LINE_ENDING_ERRORS)
+
+
+def lf_copy(source: Source, folder: Path, index: int) -> Source | None:
+    """A copy of ``source`` with every CRLF turned into LF, in ``folder``; None if it has no CRLF.
+
+    Used only after a read failed (:func:`is_line_ending_error`), so clean files never pay for
+    it. Line numbers are kept (a CRLF becomes one LF) and the copy is uncompressed. The copy is
+    read in place of the file; rejected rows still name the original path (the caller's
+    ``described``), which this does not change.
+    """
+    if source.kind not in ("csv", "jsonl"):
+        return None
+    opener = gzip.open if source.path.suffix.lower() in (".gz", ".gzip") else open
+    out = folder / f"lf_{index:05d}.{source.kind}"
+    changed = False
+    with opener(source.path, "rb") as src, open(out, "wb") as dst:
+        carry = b""
+        while chunk := src.read(_CHUNK):
+            chunk = carry + chunk
+            # a CR at the chunk's end may start a CRLF split across chunks
+            carry = b"\r" if chunk.endswith(b"\r") else b""
+            if carry:
+                chunk = chunk[:-1]
+            fixed = chunk.replace(b"\r\n", b"\n")
+            changed = changed or len(fixed) != len(chunk)
+            dst.write(fixed)
+        dst.write(carry)
+    if not changed:
+        out.unlink()
+        return None
+    return dataclasses.replace(source, path=out)
 
 
 def _compressed(source: Source) -> bool:
@@ -253,7 +334,7 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
     else:
         t_parse = f"epoch_us(CAST(TRY_STRPTIME({t.raw}, {sql_str(t.datetime_format)}) AS TIMESTAMPTZ))"
     parse = [f"{t_parse} AS _t"]
-    checks = ["WHEN _bad THEN 'malformed_line'"]
+    checks = ["WHEN _bad IS NOT NULL THEN _bad"]
     if t_native:
         checks.append(f"WHEN {ident(t.column)} IS NULL THEN 'missing_timestamp'")
         if t.kind == "datetime":
@@ -337,7 +418,7 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
 
 def _reader_reason_sql(plan: IngestPlan, native: Mapping[str, str]) -> str:
     """CASE mapping a CSV reader reject (error_type, column_name) to a reject reason."""
-    whens = []
+    whens = ["WHEN error_type = 'INVALID ENCODING' THEN 'invalid_utf8'"]
     if plan.time.column is not None and plan.time.column in native:
         whens.append(f"WHEN error_type = 'CAST' AND column_name = {sql_str(plan.time.column)} "
                      "THEN 'unparseable_timestamp'")

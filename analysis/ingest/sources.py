@@ -141,22 +141,7 @@ def describe_source(path: Path, *, kind: str | None = None, delimiter: str | Non
         return Source(path=path, kind=kind, columns=columns, empty=n == 0, types=types)
     with _open_text(path) as fh:
         if kind == "jsonl":
-            for line in fh:
-                if line.strip():
-                    try:
-                        first = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise TraceFormatError(
-                            f"{path}: the first line is not a JSON object ({err.msg}); a JSONL trace has one "
-                            "JSON object per line"
-                        ) from None
-                    if not isinstance(first, dict):
-                        raise TraceFormatError(
-                            f"{path}: the first line is a JSON {type(first).__name__}, not an object; a JSONL "
-                            "trace has one JSON object per line"
-                        )
-                    return Source(path=path, kind=kind, columns=tuple(first))
-            return Source(path=path, kind=kind, columns=(), empty=True)
+            return _describe_jsonl(path, fh)
         header = fh.readline()
         while header and not header.strip():
             header = fh.readline()
@@ -170,6 +155,47 @@ def describe_source(path: Path, *, kind: str | None = None, delimiter: str | Non
         columns = tuple(next(csv.reader([header.rstrip("\r\n")], delimiter=delimiter)))
         has_row = any(line.strip() for line in _take(fh, 1000))
         return Source(path=path, kind=kind, columns=columns, delimiter=delimiter, empty=not has_row)
+
+
+#: how many non-blank JSONL lines are looked at for one that is a JSON object (its keys name the columns)
+_SNIFF_LINES = 1000
+
+
+def _describe_jsonl(path: Path, fh) -> Source:
+    """The columns of a JSONL file: the keys of its first line that is a JSON object.
+
+    Lines before it that are not JSON objects (broken JSON, an array, bytes that are not
+    UTF-8, decoded here as U+FFFD) do not decide the columns; the readers reject them as rows
+    like any other bad line. Raises when none of the first ``_SNIFF_LINES`` non-blank lines is
+    a JSON object, naming the first line's problem.
+    """
+    first_problem = None
+    seen = 0
+    for line in fh:
+        if not line.strip():
+            continue
+        seen += 1
+        if seen > _SNIFF_LINES:
+            break
+        if "\ufffd" in line:
+            problem = "it is not UTF-8"
+        else:
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                problem = f"it is not a JSON object ({err.msg})"
+            else:
+                if isinstance(value, dict):
+                    return Source(path=path, kind="jsonl", columns=tuple(value))
+                problem = f"it is a JSON {type(value).__name__}, not an object"
+        if first_problem is None:
+            first_problem = problem
+    if first_problem is None:
+        return Source(path=path, kind="jsonl", columns=(), empty=True)
+    raise TraceFormatError(
+        f"{path}: none of the first {min(seen, _SNIFF_LINES)} non-blank lines is a JSON object (the first: "
+        f"{first_problem}); a JSONL trace has one JSON object per line"
+    )
 
 
 def _take(fh, n: int):
