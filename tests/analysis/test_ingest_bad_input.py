@@ -20,58 +20,48 @@ TEST_DATA = Path(__file__).resolve().parents[1] / "data"  # found from this file
 DATA = TEST_DATA / "ingest"
 
 
-def _check(store, *, read, stored, rejected):
-    rows = store.manifest["rows"]
-    assert rows["read"] == read == stored + sum(rejected.values())
-    assert rows["stored"] == stored
-    assert rows["rejected"] == rejected
-    got = store.query("SELECT reason, count(*) AS n FROM rejected GROUP BY 1").to_dicts()
-    assert {r["reason"]: r["n"] for r in got} == rejected
-    return store.query("SELECT * FROM rejected ORDER BY row").to_dicts()
-
-
-def test_malformed_lines_are_counted_not_lost(tmp_path):
+def test_malformed_lines_are_counted_not_lost(tmp_path, check_counts):
     store = ingest(DATA / "bad_malformed_lines.csv", output=tmp_path / "s")
-    rej = _check(store, read=5, stored=3, rejected={"malformed_line": 2})
+    rej = check_counts(store, read=5, stored=3, rejected={"malformed_line": 2})
     assert [r["row"] for r in rej] == [3, 5]  # 1-based file lines (header is line 1)
     assert json.loads(rej[0]["raw"])["line"] == "2,ChatGPT,10,5"
     assert rej[0]["source"].endswith("bad_malformed_lines.csv")
 
 
-def test_non_numeric_and_non_integer_tokens(tmp_path):
+def test_non_numeric_and_non_integer_tokens(tmp_path, check_counts):
     store = ingest(DATA / "bad_non_numeric_tokens.csv", output=tmp_path / "s")
-    rej = _check(store, read=5, stored=2, rejected={
+    rej = check_counts(store, read=5, stored=2, rejected={
         "non_numeric_input_tokens": 1, "non_numeric_output_tokens": 1, "non_integer_input_tokens": 1})
     assert [(r["row"], r["reason"]) for r in rej] == [
         (3, "non_numeric_input_tokens"), (4, "non_numeric_output_tokens"), (5, "non_integer_input_tokens")]
     assert "ten" in rej[0]["raw"]
 
 
-def test_negative_tokens(tmp_path):
+def test_negative_tokens(tmp_path, check_counts):
     store = ingest(DATA / "bad_negative_tokens.csv", output=tmp_path / "s")
-    rej = _check(store, read=4, stored=2, rejected={"negative_input_tokens": 1, "negative_output_tokens": 1})
+    rej = check_counts(store, read=4, stored=2, rejected={"negative_input_tokens": 1, "negative_output_tokens": 1})
     assert [r["row"] for r in rej] == [3, 4]
     assert json.loads(rej[0]["raw"])["Request tokens"] == -10
 
 
-def test_nan_missing_and_unparseable_timestamps(tmp_path):
+def test_nan_missing_and_unparseable_timestamps(tmp_path, check_counts):
     store = ingest(DATA / "bad_timestamps.csv", output=tmp_path / "s")
-    rej = _check(store, read=6, stored=2, rejected={
+    rej = check_counts(store, read=6, stored=2, rejected={
         "nan_timestamp": 2, "unparseable_timestamp": 1, "missing_timestamp": 1})
     assert [(r["row"], r["reason"]) for r in rej] == [
         (3, "nan_timestamp"), (4, "unparseable_timestamp"), (5, "missing_timestamp"), (6, "nan_timestamp")]
 
 
-def test_unparseable_datetime_azure(tmp_path):
+def test_unparseable_datetime_azure(tmp_path, check_counts):
     store = ingest(DATA / "bad_azure_timestamp.csv", output=tmp_path / "s")
-    rej = _check(store, read=3, stored=2, rejected={"unparseable_timestamp": 1})
+    rej = check_counts(store, read=3, stored=2, rejected={"unparseable_timestamp": 1})
     assert rej[0]["row"] == 3 and "not a time" in rej[0]["raw"]
     assert store.to_polars()["timestamp"].to_list() == pytest.approx([0.0, 5.0 - 3.97996], abs=1e-6)
 
 
-def test_unsorted_input_is_sorted_and_counted(tmp_path):
+def test_unsorted_input_is_sorted_and_counted(tmp_path, check_counts):
     store = ingest(DATA / "bad_unsorted.csv", output=tmp_path / "s")
-    _check(store, read=5, stored=5, rejected={})
+    check_counts(store, read=5, stored=5, rejected={})
     assert store.manifest["rows"]["unsorted"] == 2  # 3 after 5, 1 after 4
     got = store.to_polars()
     assert got["timestamp"].to_list() == [1.0, 3.0, 4.0, 5.0, 9.0]
@@ -79,15 +69,15 @@ def test_unsorted_input_is_sorted_and_counted(tmp_path):
     assert got["request_id"].to_list() == [0, 1, 2, 3, 4]
 
 
-def test_exact_duplicates_are_kept_and_counted(tmp_path):
+def test_exact_duplicates_are_kept_and_counted(tmp_path, check_counts):
     store = ingest(DATA / "bad_duplicates.csv", output=tmp_path / "s")
-    _check(store, read=6, stored=6, rejected={})
+    check_counts(store, read=6, stored=6, rejected={})
     assert store.manifest["rows"]["duplicates"] == 3  # 3 equal rows (2 extra) + 2 equal rows (1 extra)
 
 
-def test_jsonl_bad_lines(tmp_path):
+def test_jsonl_bad_lines(tmp_path, check_counts):
     store = ingest(DATA / "bad_mooncake.jsonl", output=tmp_path / "s")
-    rej = _check(store, read=8, stored=2, rejected={
+    rej = check_counts(store, read=8, stored=2, rejected={
         "malformed_line": 2, "negative_input_tokens": 1, "unparseable_timestamp": 1,
         "malformed_prefix_blocks": 1, "non_integer_input_tokens": 1})
     assert [r["row"] for r in rej] == [2, 3, 5, 6, 7, 8]  # line 4 is blank: skipped, not a row

@@ -9,16 +9,6 @@ import pytest
 from servelab.analysis import ingest
 
 
-def _check(store, *, read, stored, rejected):
-    rows = store.manifest["rows"]
-    assert rows["read"] == read == stored + sum(rejected.values())
-    assert rows["stored"] == stored
-    assert rows["rejected"] == rejected
-    got = store.query("SELECT reason, count(*) AS n FROM rejected GROUP BY 1").to_dicts()
-    assert {r["reason"]: r["n"] for r in got} == rejected
-    return store.query("SELECT * FROM rejected ORDER BY row").to_dicts()
-
-
 def _strict_manifest(store):
     """The manifest file parses as strict JSON (no NaN / Infinity tokens)."""
     def refuse(token):
@@ -29,7 +19,7 @@ def _strict_manifest(store):
 # --- 1. non-finite timestamps --------------------------------------------------------------
 
 
-def test_azure_infinite_timestamps_rejected_and_manifest_strict(tmp_path):
+def test_azure_infinite_timestamps_rejected_and_manifest_strict(tmp_path, check_counts):
     src = tmp_path / "azure.csv"
     src.write_text(
         "TIMESTAMP,ContextTokens,GeneratedTokens\n"
@@ -40,7 +30,7 @@ def test_azure_infinite_timestamps_rejected_and_manifest_strict(tmp_path):
         "2023-11-16 18:16:46.6805900,20,6\n"
     )
     store = ingest(src, output=tmp_path / "s")
-    rej = _check(store, read=5, stored=2, rejected={"nonfinite_timestamp": 3})
+    rej = check_counts(store, read=5, stored=2, rejected={"nonfinite_timestamp": 3})
     assert [r["row"] for r in rej] == [3, 4, 5]
     m = _strict_manifest(store)
     assert m["span_s"] == {"first": 0.0, "last": 60.0}
@@ -48,7 +38,7 @@ def test_azure_infinite_timestamps_rejected_and_manifest_strict(tmp_path):
     assert ts == [{"timestamp": 0.0, "input_tokens": 10}, {"timestamp": 60.0, "input_tokens": 20}]
 
 
-def test_generic_jsonl_infinite_datetime_rejected_unparseable_kept_apart(tmp_path):
+def test_generic_jsonl_infinite_datetime_rejected_unparseable_kept_apart(tmp_path, check_counts):
     src = tmp_path / "log.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in [
         {"ts": "2024-01-01 00:00:00", "inp": 1, "out": 2},
@@ -60,7 +50,7 @@ def test_generic_jsonl_infinite_datetime_rejected_unparseable_kept_apart(tmp_pat
     cmap = {"time": {"column": "ts", "format": "auto"},
             "columns": {"input_tokens": "inp", "output_tokens": "out"}}
     store = ingest(src, output=tmp_path / "s", column_map=cmap)
-    rej = _check(store, read=5, stored=2,
+    rej = check_counts(store, read=5, stored=2,
                  rejected={"nonfinite_timestamp": 2, "unparseable_timestamp": 1})
     assert [(r["row"], r["reason"]) for r in rej] == [
         (2, "nonfinite_timestamp"), (3, "nonfinite_timestamp"), (4, "unparseable_timestamp")]
@@ -89,7 +79,7 @@ def test_manifest_writer_refuses_non_finite_numbers(tmp_path, monkeypatch):
 # --- 2. non-integer block ids ----------------------------------------------------------------
 
 
-def test_mooncake_non_integer_hash_ids_rejected_not_rounded(tmp_path):
+def test_mooncake_non_integer_hash_ids_rejected_not_rounded(tmp_path, check_counts):
     src = tmp_path / "mooncake.jsonl"
     lines = [
         '{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1, 2]}',
@@ -100,7 +90,7 @@ def test_mooncake_non_integer_hash_ids_rejected_not_rounded(tmp_path):
     ]
     src.write_text("\n".join(lines) + "\n")
     store = ingest(src, output=tmp_path / "s", fmt="mooncake")
-    rej = _check(store, read=5, stored=2,
+    rej = check_counts(store, read=5, stored=2,
                  rejected={"non_integer_prefix_blocks": 2, "malformed_prefix_blocks": 1})
     assert [(r["row"], r["reason"]) for r in rej] == [
         (2, "non_integer_prefix_blocks"), (3, "non_integer_prefix_blocks"), (5, "malformed_prefix_blocks")]
