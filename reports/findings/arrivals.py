@@ -229,7 +229,9 @@ def measure_arrivals(
 
     grouped = arrival_frame(store, by=column, clock=clock, seed=seed) if column is not None else None
     gamma_by = "service" if store.has("service") else None
-    gamma_frame = grouped if gamma_by == column else (arrival_frame(store, by=gamma_by, clock=clock, seed=seed) if gamma_by else whole)
+    # (gamma_by None with no grouping: the whole-trace frame, which carries the caller's clock)
+    gamma_frame = grouped if (gamma_by is not None and gamma_by == column) else (
+        arrival_frame(store, by=gamma_by, clock=clock, seed=seed) if gamma_by else whole)
     gamma_windows = window_stats(store, window=gamma_window_s, by=gamma_by, frame=gamma_frame)
     tables["gamma_windows"] = gamma_per_window(gamma_windows, method="mle")
     if gamma_by is None:
@@ -244,9 +246,14 @@ def measure_arrivals(
     comparison = None
     gaps = gap_array(store, frame=whole)
     try:
-        comparison = compare_families(gaps, max_n=fit_n, seed=seed, gof=gof, n_boot=budget.n_boot)
+        comparison = compare_families(gaps, max_n=fit_n, seed=seed, gof=gof, n_boot=budget.n_boot,
+                                      **_tie_rule(whole))
     except (InsufficientDataError, ValueError) as err:
         notes.append(f"no family comparison for the whole trace: {err}")
+    if comparison is not None and not comparison.results:  # e.g. exact timestamps whose positive gaps are one tick
+        failed = "; ".join(f"{name}: {why}" for name, why in comparison.failed.items())
+        notes.append(f"no family comparison for the whole trace: no family could be fitted ({failed})")
+        comparison = None
     if comparison is not None:
         tables["family_comparison"] = comparison.table()
         try:  # the project's one goodness-of-fit standard for the family AIC picked (F1, headline)
@@ -263,7 +270,8 @@ def measure_arrivals(
     # families per window of the trace (ServeGen Fig. 1 compares IATs within 20-minute windows)
     win_frame = frame_gaps(whole, window_s=gamma_window_s).select(pl.col("w").alias("window"), "gap")
     tables["window_families"] = compare_by_group(win_frame, "window", min_n=50, max_groups=max_groups,
-                                                 max_n=per_n, seed=seed).sort("window")
+                                                 max_n=per_n, seed=seed,
+                                                 ties="drop" if whole.clock is None else "auto").sort("window")
     notes.append(f"families per {gamma_window_s / 60:g}-minute window and per group: the {max_groups} largest, "
                  f"each on a random subsample of at most {per_n} gaps (seed {seed})")
     del whole, win_frame
@@ -279,10 +287,26 @@ def measure_arrivals(
         if top:
             group_gaps = inter_arrival_gaps(store, by=column, groups=[g for g in top if g is not None], frame=grouped)
             tables["group_families"] = compare_by_group(group_gaps, column, value="gap_s", min_n=50,
-                                                        max_groups=max_groups, max_n=per_n, seed=seed)
+                                                        max_groups=max_groups, max_n=per_n, seed=seed,
+                                                        ties="drop" if grouped.clock is None else "auto")
     return ArrivalEvidence(by=column, window_s=window_s, gamma_window_s=gamma_window_s, tables=tables,
                            comparison=comparison, gamma_by=gamma_by, notes=tuple(notes), budget=budget,
                            tests=tests, clock_s=clock_s, group_rate_tests=group_rate_tests)
+
+
+def _tie_rule(frame) -> dict[str, object]:
+    """How the family fits treat tied gaps, as the clock of ``frame`` (the caller's ``clock``) says.
+
+    ``clock`` None / ``"none"`` (timestamps exact): ties are not censoring, so the fits take the
+    positive gaps (``ties="drop"``, stated in their notes), as the per-window Gamma MLE does on
+    exact gaps; a step the user gave: jitter within that step; the store's own clock (``"auto"``):
+    the fits' tie handling finds it from the gaps (unchanged).
+    """
+    if frame.clock is None:
+        return {"ties": "drop"}
+    if frame.clock.given == "user" and frame.jitter_step_s is not None:
+        return {"ties": "jitter", "resolution": float(frame.jitter_step_s)}
+    return {}
 
 
 def _dispersion(windows: pl.DataFrame, window_s: float, summary: pl.DataFrame, notes: list[str] | None
