@@ -171,7 +171,7 @@ def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", see
     """
     column = resolve_group(store, by, analysis="arrival gaps")
     cols = ["request_id", "timestamp"] + ([column] if column else [])
-    frame = pl.scan_parquet(store.requests_path).select(cols).collect()
+    frame = store.to_polars(cols)
     if not frame["request_id"].is_sorted():  # ingest sorts; a store written by hand might not be
         frame = frame.sort("request_id")
     if column:
@@ -284,7 +284,7 @@ def gap_array(store: TraceStore, *, frame: ArrivalFrame | None = None, censored:
     when no ``frame`` is given).
     """
     if frame is None and not censored:
-        data = pl.scan_parquet(store.requests_path).select("request_id", "timestamp").collect()
+        data = store.to_polars(["request_id", "timestamp"])
         if not data["request_id"].is_sorted():
             data = data.sort("request_id")
         return np.diff(data["timestamp"].to_numpy())
