@@ -124,7 +124,8 @@ class ArrivalsArea:
             notes.append(f"{b.label} mode: arrival families fitted on a seeded subsample of at most "
                          f"{count_text(b.max_fit_n)} gaps of the whole trace (full: {count_text(full.max_fit_n)}) and "
                          f"{count_text(b.max_group_fit_n)} per window or group (full: {count_text(full.max_group_fit_n)}), "
-                         f"bootstrap p-values from {b.n_boot} replicates (full: {full.n_boot}); rates, CVs and window "
+                         f"bootstrap p-values from {b.n_boot} replicates (full: {full.n_boot}), shape-shift null distributions "
+                         f"from {b.n_sim} (full: {full.n_sim}); rates, CVs and window "
                          "statistics use every request")
         return tuple(notes)
 
