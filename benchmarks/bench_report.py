@@ -160,7 +160,7 @@ def _export_ref(ref: str) -> Path:
     shutil.rmtree(root, ignore_errors=True)
     src = root / "src"
     src.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref], cwd=HERE, capture_output=True, check=True).stdout
+    archive = subprocess.run(["git", "archive", ref], cwd=HERE.parent, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(src, filter="data")
     shutil.copytree(src / "servelab", pkg / "servelab")
