@@ -228,3 +228,15 @@ def test_request_id_of_the_frame_is_replaced():
     """As in write_store: request_id is the position in (timestamp, input row) order."""
     source = frame_source(pa.table({"request_id": [7, 8, 9], "timestamp": [5.0, 1.0, 5.0], "input_tokens": [1, 2, 3]}))
     assert source.to_polars().rows() == [(0, 1.0, 2), (1, 5.0, 1), (2, 5.0, 3)]
+
+
+def test_subset_of_a_frame_source(sources, tmp_path):
+    """The report's deterministic subsets (quick mode) read a frame source like a store."""
+    from servelab.reports.sampling import subset_store
+
+    store, source, _ = sources
+    cond = "timestamp < 86400"
+    a = subset_store(source, cond, tmp_path / "a", description="first day")
+    b = subset_store(store, cond, tmp_path / "b", description="first day")
+    assert a.to_polars().equals(b.to_polars()) and 0 < a.n_requests < N
+    assert a.manifest["extra"]["subset_of"] == "in-memory frame"
