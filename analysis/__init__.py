@@ -4,6 +4,8 @@ Everything a notebook needs is importable from here, e.g.
 ``from servelab.analysis import open_store, window_stats, decompose_clients``:
 
 - infrastructure: :func:`ingest`, :class:`TraceStore` / :func:`open_store` / :func:`write_store`,
+  in-memory traces (:func:`as_source` / :func:`frame_source`: a polars or Arrow frame every
+  analysis reads like a store),
   the canonical schema (:data:`CANONICAL_COLUMNS`, :data:`SCHEMA_VERSION`), :class:`Finding`, and
   the typed errors;
 - arrivals (:mod:`~servelab.analysis.arrivals`): gaps, rate and CV per window, shifts;
@@ -43,13 +45,16 @@ from servelab.analysis.exceptions import (
 from servelab.analysis.budget import Budget
 from servelab.analysis.findings import Finding, Verdict, findings_table, not_applicable
 from servelab.analysis.schema import CANONICAL_COLUMNS, SCHEMA_VERSION
-from servelab.analysis.store import TraceStore, open_store, write_store
+from servelab.analysis.store import FrameSource, TraceStore, as_source, frame_source, open_store, write_store
 from servelab.analysis.ingest import StoreLockedError, StoreTargetError, ingest
 
 _INFRASTRUCTURE = [
     "CANONICAL_COLUMNS",
     "SCHEMA_VERSION",
     "TraceStore",
+    "FrameSource",
+    "as_source",
+    "frame_source",
     "open_store",
     "write_store",
     "ingest",

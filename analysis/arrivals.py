@@ -171,7 +171,7 @@ def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", see
     """
     column = resolve_group(store, by, analysis="arrival gaps")
     cols = ["request_id", "timestamp"] + ([column] if column else [])
-    frame = pl.scan_parquet(store.requests_path).select(cols).collect()
+    frame = store.to_polars(cols)
     if not frame["request_id"].is_sorted():  # ingest sorts; a store written by hand might not be
         frame = frame.sort("request_id")
     if column:
@@ -284,7 +284,7 @@ def gap_array(store: TraceStore, *, frame: ArrivalFrame | None = None, censored:
     when no ``frame`` is given).
     """
     if frame is None and not censored:
-        data = pl.scan_parquet(store.requests_path).select("request_id", "timestamp").collect()
+        data = store.to_polars(["request_id", "timestamp"])
         if not data["request_id"].is_sorted():
             data = data.sort("request_id")
         return np.diff(data["timestamp"].to_numpy())
@@ -482,7 +482,7 @@ def window_stats(
 
 
 def shift_summary(windows: pl.DataFrame, *, by: str | None = None, min_gaps: int = 20,
-                  min_exposure_fraction: float = 0.5) -> pl.DataFrame:
+                  min_exposure_fraction: float = 0.5, span_windows: int | None = None) -> pl.DataFrame:
     """How much rate and CV shift across windows (ServeGen Finding 2): max/min ratios.
 
     Parameters
@@ -496,6 +496,10 @@ def shift_summary(windows: pl.DataFrame, *, by: str | None = None, min_gaps: int
     min_exposure_fraction : float
         A window's rate counts only when at least this fraction of it lies inside the trace
         (the partial first / last windows otherwise distort the ratio).
+    span_windows : int, optional
+        For a sparse table (``window_stats(..., fill_idle=False)``: active windows only, idle ones
+        implicit): the number of windows the trace spans, so that ``n_windows`` and ``n_idle``
+        are those of the filled table. Every other column needs no idle row.
 
     Returns
     -------
@@ -528,6 +532,13 @@ def shift_summary(windows: pl.DataFrame, *, by: str | None = None, min_gaps: int
         out = windows.select(aggs)
     else:
         out = windows.group_by(column, maintain_order=True).agg(aggs)
+    if span_windows is not None:
+        if isinstance(span_windows, bool) or not isinstance(span_windows, (int, np.integer)) or span_windows < 1:
+            raise ValueError(f"span_windows must be a positive integer or None; got {span_windows!r}")
+        active = pl.col("n_windows") - pl.col("n_idle")
+        if out.select((active > span_windows).any()).item():
+            raise ValueError(f"span_windows={span_windows!r} is fewer than a group's active windows")
+        out = out.with_columns(pl.lit(int(span_windows)).alias("n_windows"), (span_windows - active).alias("n_idle"))
     counts = ["n_windows", "n_idle", "n_rate_windows", "n_cv_windows", "windows_cv_above_1"]
     return out.with_columns([pl.col(c).cast(pl.Int64) for c in counts]).with_columns(
         pl.when((pl.col("n_rate_windows") >= 2) & (pl.col("rate_min") > 0))

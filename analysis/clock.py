@@ -495,9 +495,7 @@ def store_clock(store, *, timestamps=None) -> Clock:
     if isinstance(recorded, Mapping) and "step_s" in recorded:
         return Clock.from_json(recorded)
     if timestamps is None:
-        import polars as pl
-
-        timestamps = pl.scan_parquet(store.requests_path).select("timestamp").collect()["timestamp"].to_numpy()
+        timestamps = store.to_polars(["timestamp"])["timestamp"].to_numpy()
     return detect_clock(timestamps)
 
 

@@ -67,7 +67,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from servelab.analysis.block_hashes import prefix_hashes
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.shared_prefixes import (
@@ -719,9 +718,8 @@ def _links_by_prefix_blocks(store: TraceStore, *, min_shared_blocks: int, rule: 
     use_clients = rule.min_clients is not None and "client_id" in store.columns
     use_latency = check_latency and "latency_s" in store.columns
     extra_cols = [*(["client_id"] if use_clients else []), *(["latency_s"] if use_latency else [])]
-    table = pq.read_table(store.requests_path,
-                          columns=["request_id", "timestamp", "prefix_blocks", *length_cols, *extra_cols],
-                          read_dictionary=["client_id"] if use_clients else None)
+    table = store.read_arrow(["request_id", "timestamp", "prefix_blocks", *length_cols, *extra_cols],
+                             dictionary=("client_id",) if use_clients else ())
     rid = table["request_id"].to_numpy().astype(np.int64)
     if rid.size > 1 and not bool(np.all(rid[1:] > rid[:-1])):  # stores are written in request order
         table = table.sort_by([("request_id", "ascending")])

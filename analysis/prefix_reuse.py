@@ -36,7 +36,6 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from servelab.analysis.block_hashes import prefix_hashes
 from servelab.analysis.exceptions import NotApplicableError
@@ -343,7 +342,7 @@ def prefix_reuse(store: TraceStore, *, block_size: int = DEFAULT_BLOCK_SIZE, win
     store.require("prefix_blocks", analysis=_ANALYSIS)
     cols = ["request_id", "timestamp", "prefix_blocks",
             *[c for c in ("input_tokens", "client_id") if c in store.columns]]
-    table = pq.read_table(store.requests_path, columns=cols)
+    table = store.read_arrow(cols)
     rid = table["request_id"].to_numpy()
     if rid.size > 1 and not bool(np.all(rid[1:] > rid[:-1])):
         table = table.sort_by([("request_id", "ascending")])

@@ -36,7 +36,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.store import TraceStore
@@ -370,7 +369,7 @@ def find_shared_prefixes(store: TraceStore, *, min_continuations: int | None = D
     store.require("prefix_blocks", analysis=_ANALYSIS)
     has_clients = "client_id" in store.columns
     cols = ["request_id", "timestamp", "prefix_blocks", *(["client_id"] if has_clients else [])]
-    table = pq.read_table(store.requests_path, columns=cols)
+    table = store.read_arrow(cols)
     rid = table["request_id"].to_numpy().astype(np.int64)
     if rid.size > 1 and not bool(np.all(rid[1:] > rid[:-1])):
         table = table.sort_by([("request_id", "ascending")])

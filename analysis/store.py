@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
@@ -37,10 +37,16 @@ from servelab.analysis.exceptions import (
     StoreNotFoundError,
     TraceFormatError,
 )
-from servelab.analysis.schema import CANONICAL_COLUMNS, SCHEMA_VERSION, canonical_order
+from servelab.analysis.schema import CANONICAL_COLUMNS, SCHEMA_VERSION, TOKEN_COLUMNS, canonical_order
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "TraceStore",
+    "FrameSource",
+    "as_source",
+    "frame_source",
     "open_store",
     "write_store",
     "atomic_store_dir",
@@ -58,37 +64,19 @@ REQUESTS_NAME = "requests.parquet"
 REJECTED_NAME = "rejected.parquet"
 
 
-@dataclass(frozen=True)
-class TraceStore:
-    """An opened trace store.
+class _SourceInfo:
+    """What a trace source says about itself from its manifest (shared by stores and frames).
 
-    Parameters
-    ----------
-    path : Path
-        The store folder.
-    manifest : Mapping
-        The parsed ``manifest.json``.
-
-    Notes
-    -----
-    Use :meth:`connect` for SQL: it returns a DuckDB connection with a ``requests`` view over the
-    canonical Parquet (and a ``rejected`` view). Results of analyses are polars DataFrames.
+    A source also has ``connect()`` (a DuckDB connection with a ``requests`` view) and
+    ``read_arrow(columns, dictionary=())`` (the requests as an Arrow table in ``request_id``
+    order): :class:`TraceStore` reads them from Parquet, :class:`FrameSource` from memory.
     """
 
-    path: Path
-    manifest: Mapping[str, Any] = field(repr=False)
-
-    @property
-    def requests_path(self) -> Path:
-        return self.path / REQUESTS_NAME
-
-    @property
-    def rejected_path(self) -> Path:
-        return self.path / REJECTED_NAME
+    manifest: Mapping[str, Any]
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """Canonical columns present in this store, in canonical order."""
+        """Canonical columns present in this source, in canonical order."""
         return tuple(self.manifest["columns"])
 
     @property
@@ -137,6 +125,44 @@ class TraceStore:
         if missing:
             raise NotApplicableError(analysis, missing=missing)
 
+    def query(self, sql: str, parameters: list | dict | None = None) -> pl.DataFrame:
+        """Run ``sql`` (which may use the ``requests`` view) and return a polars DataFrame."""
+        with contextlib.closing(self.connect()) as con:
+            return fetch_polars(con, sql, parameters)
+
+    def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """Read the requests (optionally only ``columns``) into memory, in ``request_id`` order."""
+        return pl.from_arrow(self.read_arrow(columns))
+
+
+@dataclass(frozen=True)
+class TraceStore(_SourceInfo):
+    """An opened trace store.
+
+    Parameters
+    ----------
+    path : Path
+        The store folder.
+    manifest : Mapping
+        The parsed ``manifest.json``.
+
+    Notes
+    -----
+    Use :meth:`connect` for SQL: it returns a DuckDB connection with a ``requests`` view over the
+    canonical Parquet (and a ``rejected`` view). Results of analyses are polars DataFrames.
+    """
+
+    path: Path
+    manifest: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def requests_path(self) -> Path:
+        return self.path / REQUESTS_NAME
+
+    @property
+    def rejected_path(self) -> Path:
+        return self.path / REJECTED_NAME
+
     def connect(self, *, threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
         """A new in-memory DuckDB connection with ``requests`` and ``rejected`` views."""
         con = duckdb.connect(config=duckdb_config(threads=threads, memory_limit=memory_limit))
@@ -145,14 +171,228 @@ class TraceStore:
             con.execute(f"CREATE VIEW rejected AS SELECT * FROM read_parquet({_sql_str(self.rejected_path)})")
         return con
 
-    def query(self, sql: str, parameters: list | dict | None = None) -> pl.DataFrame:
-        """Run ``sql`` (which may use the ``requests`` view) and return a polars DataFrame."""
-        with contextlib.closing(self.connect()) as con:
-            return fetch_polars(con, sql, parameters)
+    def read_arrow(self, columns: list[str] | None = None, *, dictionary: tuple[str, ...] = ()) -> pa.Table:
+        """The requests' ``columns`` (all by default) as an Arrow table, in stored order;
+        ``dictionary`` columns come dictionary-encoded."""
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.requests_path, columns=columns, read_dictionary=list(dictionary) or None)
 
     def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
-        """Read the requests (optionally only ``columns``) into memory. Small stores only."""
+        """Read the requests (optionally only ``columns``) into memory."""
         return pl.read_parquet(self.requests_path, columns=columns)
+
+
+@dataclass(frozen=True)
+class FrameSource(_SourceInfo):
+    """An in-memory trace: a canonical Arrow table with the manifest a store of it would have.
+
+    Build it with :func:`frame_source` (or :func:`as_source`) from a polars DataFrame or an
+    Arrow table; every analysis and area that takes a :class:`TraceStore` takes it unchanged,
+    with the same results as on the store :func:`write_store` writes from the same frame.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Canonical columns, canonical types, ``request_id`` 0..n-1 in ``(timestamp, row)`` order.
+    manifest : Mapping
+        ``columns``, ``rows``, ``span_s``, ``origin`` as :func:`build_manifest` lays them out, and
+        ``detected_clock`` (the clock detected from the timestamps, JSON).
+    detected_clock : Clock
+        That clock (:attr:`clock`); analyses detect the same one from the timestamps, as they do
+        for a store written by :func:`write_store`.
+
+    Notes
+    -----
+    :meth:`connect` registers the table as the ``requests`` view of a new DuckDB connection (no
+    copy, no file); there is no ``rejected`` view. ``path`` is None.
+    """
+
+    table: pa.Table = field(repr=False)
+    manifest: Mapping[str, Any] = field(repr=False)
+    detected_clock: Any = field(default=None, repr=False)
+    path: None = None
+
+    @property
+    def clock(self):
+        """The clock detected from the timestamps when the source was made
+        (:func:`servelab.analysis.clock.detect_clock`, as for a store whose manifest records none)."""
+        if self.detected_clock is not None:
+            return self.detected_clock
+        return super().clock
+
+    def connect(self, *, threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB connection whose ``requests`` view is the frame."""
+        con = duckdb.connect(config=duckdb_config(threads=threads, memory_limit=memory_limit))
+        con.register("requests", self.table)
+        return con
+
+    def read_arrow(self, columns: list[str] | None = None, *, dictionary: tuple[str, ...] = ()) -> pa.Table:
+        """The frame's ``columns`` (all by default), in ``request_id`` order; ``dictionary``
+        columns come dictionary-encoded (as :meth:`TraceStore.read_arrow` gives them)."""
+        import pyarrow.compute as pc
+
+        table = self.table if columns is None else self.table.select(list(columns))
+        for name in dictionary:
+            if name in table.column_names:
+                i = table.column_names.index(name)
+                table = table.set_column(i, name, pc.dictionary_encode(table[name]))
+        return table
+
+    def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """The frame's ``columns`` (all by default) as a polars DataFrame (zero-copy)."""
+        return pl.from_arrow(self.read_arrow(columns))
+
+
+def _frame_table(frame: Any) -> pa.Table:
+    """An Arrow table from a polars DataFrame / LazyFrame or an Arrow table / record batch."""
+    import pyarrow as pa
+
+    if isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
+    if isinstance(frame, pl.DataFrame):
+        return frame.to_arrow()
+    if isinstance(frame, pa.RecordBatch):
+        return pa.Table.from_batches([frame])
+    if isinstance(frame, pa.Table):
+        return frame
+    raise TypeError(f"frame must be a polars DataFrame or LazyFrame or a pyarrow Table or RecordBatch; "
+                    f"got {type(frame).__name__}")
+
+
+def _check_frame(con: duckdb.DuckDBPyConnection, columns: list[str], names: list[str], types: list[str],
+                 source: str) -> None:
+    """Validate the registered ``frame_in`` against the canonical schema (clear, typed errors)."""
+    for name, kind in zip(names, types):
+        if name not in columns:
+            continue
+        want = CANONICAL_COLUMNS[name]
+        try:
+            bad = con.execute(f'SELECT count(*), any_value(CAST("{name}" AS VARCHAR)) FILTER (WHERE TRY_CAST("{name}" '
+                              f'AS {want}) IS NULL) FROM frame_in WHERE "{name}" IS NOT NULL '
+                              f'AND TRY_CAST("{name}" AS {want}) IS NULL').fetchall()[0]
+        except duckdb.Error:
+            raise TraceFormatError(f"column {name!r} of {source!r} has type {kind}, which does not convert to the "
+                                   f"canonical {want}") from None
+        if bad[0]:
+            raise TraceFormatError(f"column {name!r} of {source!r}: {bad[0]} values do not convert to the canonical "
+                                   f"{want}; e.g. {bad[1]!r}")
+    n_null, n_bad = con.execute("SELECT count(*) FILTER (WHERE timestamp IS NULL), count(*) FILTER (WHERE NOT "
+                                "isfinite(CAST(timestamp AS DOUBLE))) FROM frame_in").fetchall()[0]
+    if n_null or n_bad:
+        raise TraceFormatError(f"column 'timestamp' of {source!r} must be finite seconds in every row; got {n_null} "
+                               f"null and {n_bad} non-finite values")
+    for name in (c for c in TOKEN_COLUMNS if c in columns):
+        n_neg, example = con.execute(f'SELECT count(*), min(CAST("{name}" AS BIGINT)) FROM frame_in '
+                                     f'WHERE CAST("{name}" AS BIGINT) < 0').fetchall()[0]
+        if n_neg:
+            raise TraceFormatError(f"column {name!r} of {source!r} counts tokens or items and must be >= 0; got "
+                                   f"{n_neg} negative values (smallest {example!r})")
+
+
+def _canonical_sql(columns: list[str]) -> str:
+    """SQL over ``frame_in``: canonical types, rows sorted by ``(timestamp, input row)``,
+    ``request_id`` reassigned 0..n-1 in that order (the one rule of :func:`write_store` and
+    :func:`frame_source`)."""
+    select = ", ".join(f'CAST("{c}" AS {CANONICAL_COLUMNS[c]}) AS "{c}"' for c in columns)
+    return (f"SELECT row_number() OVER (ORDER BY timestamp, rowid_) - 1 AS request_id, * EXCLUDE (rowid_) "
+            f"FROM (SELECT {select}, row_number() OVER () AS rowid_ FROM frame_in) ORDER BY request_id")
+
+
+def _frame_columns(names: list[str], source: str) -> list[str]:
+    if "timestamp" not in names:
+        raise TraceFormatError(f"frame {source!r} lacks the required 'timestamp' column; columns found: {names}")
+    try:
+        return canonical_order([c for c in names if c != "request_id"])
+    except ValueError as err:
+        raise TraceFormatError(f"frame {source!r}: {err}") from None
+
+
+def frame_source(frame: Any, *, source: str = "in-memory frame", origin: dt.datetime | None = None,
+                 timezone: str | None = None) -> FrameSource:
+    """An in-memory trace source from a frame in the canonical schema (no file written).
+
+    The frame is validated against :data:`~servelab.analysis.schema.CANONICAL_COLUMNS`, cast to
+    the canonical types, sorted by ``timestamp`` (stable) and given ``request_id`` 0..n-1 in that
+    order, exactly as :func:`write_store` stores it; its manifest records the columns, row
+    count, span and the logging clock detected from the timestamps (``detected_clock``).
+
+    Parameters
+    ----------
+    frame : polars.DataFrame, polars.LazyFrame, pyarrow.Table or pyarrow.RecordBatch
+        Canonical columns only; ``timestamp`` (seconds) required; a ``request_id`` column is
+        replaced.
+    source : str
+        Named in errors and in the manifest.
+    origin, timezone
+        Wall-clock time of ``timestamp = 0`` and its IANA zone, when known.
+
+    Raises
+    ------
+    TypeError
+        If ``frame`` is not one of those types.
+    TraceFormatError
+        If ``timestamp`` is missing, null or not finite, a column is not canonical or does not
+        convert to its canonical type, or a token / item count is negative.
+    EmptyTraceError
+        If ``frame`` has no rows.
+    """
+    from servelab.analysis.clock import detect_clock
+
+    table = _frame_table(frame)
+    columns = _frame_columns(table.column_names, source)
+    if table.num_rows == 0:
+        raise EmptyTraceError(f"frame {source!r} has no rows; a trace needs at least one request")
+    con = duckdb.connect(config=duckdb_config())
+    try:
+        con.register("frame_in", table)
+        _check_frame(con, columns, table.column_names, [str(t) for t in table.schema.types], source)
+        canonical = con.sql(_canonical_sql(columns)).to_arrow_table()
+    finally:
+        con.close()
+    canonical = canonical.combine_chunks()
+    timestamps = canonical["timestamp"].to_numpy()
+    manifest = build_manifest(
+        fmt="frame",
+        sources=[{"path": source, "sha256": None, "format": "frame", "rows_read": canonical.num_rows,
+                  "rows_stored": canonical.num_rows, "rows_rejected": {}}],
+        columns=["request_id", *columns],
+        rows={"read": canonical.num_rows, "stored": canonical.num_rows, "rejected": {}, "duplicates": None,
+              "unsorted": None},
+        span=(float(timestamps[0]), float(timestamps[-1])),
+        origin=origin,
+        timezone=timezone,
+    )
+    # the detected clock is kept beside the manifest, not in its "clock" entry: that entry means
+    # "recorded at ingest", and analyses read a store without one (write_store's) by detecting it
+    # from the timestamps, so a frame and the store written from it give the same results
+    clock = detect_clock(timestamps)
+    manifest["detected_clock"] = clock.to_json()
+    return FrameSource(table=canonical, manifest=MappingProxyType(manifest), detected_clock=clock)
+
+
+def as_source(obj: Any) -> TraceStore | FrameSource:
+    """Whatever an analysis may read, as a trace source.
+
+    Parameters
+    ----------
+    obj : TraceStore, FrameSource, str, os.PathLike, polars.DataFrame / LazyFrame or pyarrow.Table
+        A source is returned as it is, a path is opened as a store (:func:`open_store`), a frame
+        becomes a :class:`FrameSource` (:func:`frame_source`, validated against the canonical
+        schema).
+
+    Raises
+    ------
+    StoreNotFoundError
+        If a path is not a store.
+    TypeError, TraceFormatError, EmptyTraceError
+        For a frame :func:`frame_source` refuses.
+    """
+    if isinstance(obj, (TraceStore, FrameSource)):
+        return obj
+    if isinstance(obj, (str, os.PathLike)):
+        return open_store(obj)
+    return frame_source(obj)
 
 
 def open_store(path: str | os.PathLike) -> TraceStore:
@@ -265,16 +505,11 @@ def write_store(
         columns = canonical_order([c for c in frame.columns if c != "request_id"])
     except ValueError as err:
         raise TraceFormatError(str(err)) from None
-    select = ", ".join(f'CAST("{c}" AS {CANONICAL_COLUMNS[c]}) AS "{c}"' for c in columns)
     with atomic_store_dir(path, overwrite=overwrite) as tmp:
         con = duckdb.connect(config=duckdb_config())
         try:
             con.register("frame_in", frame.select(columns).to_arrow())
-            con.execute(
-                f"COPY (SELECT row_number() OVER (ORDER BY timestamp, rowid_) - 1 AS request_id, * EXCLUDE (rowid_) "
-                f"FROM (SELECT {select}, row_number() OVER () AS rowid_ FROM frame_in) ORDER BY request_id) "
-                f"TO {_sql_str(tmp / REQUESTS_NAME)} (FORMAT parquet)"
-            )
+            con.execute(f"COPY ({_canonical_sql(columns)}) TO {_sql_str(tmp / REQUESTS_NAME)} (FORMAT parquet)")
             span = con.execute("SELECT min(timestamp), max(timestamp) FROM frame_in").fetchone()
         finally:
             con.close()

@@ -20,21 +20,19 @@ output is a characterization (CV per window), so it is an analysis. The generato
 model, which samples ITTs from fits, is a different thing.
 
 The CV per window comes from :func:`servelab.analysis.arrivals.window_stats` (the project's one
-definition), run on a temporary store of the re-timed arrivals. This module must not import
+definition), run on an in-memory source of the re-timed arrivals (:func:`~servelab.analysis.store.frame_source`). This module must not import
 fitting, generator, figures or matplotlib.
 """
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 from servelab.analysis.arrivals import window_stats
 from servelab.analysis.exceptions import NotApplicableError
-from servelab.analysis.store import write_store
+from servelab.analysis.store import frame_source
 
 __all__ = ["UPSAMPLING_METHODS", "UpsamplingResult", "upsample_multiturn", "upsampling_burstiness", "window_cv"]
 
@@ -107,10 +105,9 @@ def window_cv(timestamps: np.ndarray, *, window_s: float) -> pl.DataFrame:
     timestamps = np.asarray(timestamps, dtype=float)
     if timestamps.size == 0:
         raise ValueError("timestamps is empty; need at least one arrival")
-    with tempfile.TemporaryDirectory(prefix="servelab-upsample-") as tmp:
-        store = write_store(pl.DataFrame({"timestamp": timestamps}), Path(tmp) / "store", source="upsampled arrivals")
-        return window_stats(store, window=window_s, by=None, fill_idle=True).select(
-            "window", "window_start_s", "exposure_s", "n_requests", "rate_rps", "n_gaps", "cv")
+    source = frame_source(pl.DataFrame({"timestamp": timestamps}), source="upsampled arrivals")
+    return window_stats(source, window=window_s, by=None, fill_idle=True).select(
+        "window", "window_start_s", "exposure_s", "n_requests", "rate_rps", "n_gaps", "cv")
 
 
 @dataclass(frozen=True)

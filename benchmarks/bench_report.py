@@ -1,12 +1,20 @@
-"""Time and peak memory of ``servelab report``: the shipped sample, and a big synthetic store.
+"""Time and peak memory of ``servelab report``: the shipped sample, big synthetic stores, and
+before (a git ref, e.g. main) against after (this checkout) in the same run.
 
 Each measurement runs the real command (``servelab report ...``) in its own child process, so the
 time includes start-up and imports, and the peak resident memory is that child's alone.
 
-Targets (issue #8): shipped sample < 60 s; 10 M-row store < 5 min, ``--quick`` < 1 min; peak
-memory < 4 GB. The machine is shared: the load average and the child's CPU time (user + system,
-less sensitive to other users than wall time; it includes the report's figure worker) are printed
-next to the numbers, and each section's wall seconds (from the report's JSON).
+Targets (issues #8, #16): shipped sample < 60 s; full report on 10 M rows <= 60 s, ``--quick``
+well below the full report; peak memory < 4 GB; a sparse 4,000-client, 3-week trace under 1 GB.
+The machine is shared: the load average and the child's CPU time (user + system, less sensitive
+to other users than wall time; it includes the report's figure worker) are printed next to the
+numbers, and each section's wall seconds (from the report's JSON).
+
+Synthetic stores are cached under ``--data`` (default ``/work/bench_data``, else
+``benchmarks/out``), named by rows, clients, days and seed, written to a temporary name and renamed
+when complete. ``--before REF`` measures the same cases with the package as it is at git ``REF``
+(exported with ``git archive`` into ``benchmarks/out/``, put first on ``PYTHONPATH`` of the child
+run from a neutral folder), interleaved with this checkout, and prints the ratios.
 
 Command line::
 
@@ -14,8 +22,11 @@ Command line::
     python benchmarks/bench_report.py --rows 1000000  # a smaller big store
     python benchmarks/bench_report.py --sample-only
     python benchmarks/bench_report.py --skip-sample --skip-full   # only the 10 M-row --quick run
+    # issue 16: 1 M -> 10 M growth, --quick vs full, the sparse trace, main vs this checkout
+    flock /tmp/servelab-bench.lock python benchmarks/bench_report.py --skip-sample \
+        --rows 1000000,10000000 --sparse --before main
 
-It writes only under ``benchmarks/out/`` (git-ignored) and measures; it asserts nothing.
+It writes only under ``benchmarks/out/`` and the data folder, and measures; it asserts nothing.
 """
 from __future__ import annotations
 
@@ -44,11 +55,19 @@ print(json.dumps({"rc": run.returncode, "elapsed_s": elapsed, "peak_rss_mb": usa
 """
 
 
-def measure(args: list[str]) -> dict:
-    """Run ``servelab <args>`` in a fresh child; its wall time, peak RSS (MB) and output."""
+def measure(args: list[str], *, pythonpath: Path | None = None) -> dict:
+    """Run ``servelab <args>`` in a fresh child; its wall time, peak RSS (MB) and output.
+
+    With ``pythonpath``, the child imports servelab from there (a package exported from a git
+    ref) and runs from a neutral folder, so neither this checkout nor the current folder shadows it.
+    """
     servelab = [sys.executable, "-m", "servelab"]
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
     done = subprocess.run([sys.executable, "-c", _CHILD, *servelab, *args], capture_output=True, text=True,
-                          check=True)
+                          check=True, env=env, cwd=str(OUT))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -90,46 +109,143 @@ def _section_seconds(html: Path | None) -> dict[str, float]:
     return {s["id"]: float(s.get("elapsed_s") or 0.0) for s in document.get("sections", [])}
 
 
-def _run(label: str, args: list[str], html: Path, target_s: float) -> dict:
+def _run(label: str, args: list[str], html: Path, target_s: float, *, pythonpath: Path | None = None,
+         target_mb: float = 4096) -> dict:
     before = _load()
     if html.with_suffix(".json").exists():
         html.with_suffix(".json").unlink()  # never report the sections of an older run
-    result = measure([*args, "-o", str(html), "--no-progress"])
-    _print(label, result, target_s, html=html, load_before=before)
+    result = measure([*args, "-o", str(html), "--no-progress"], pythonpath=pythonpath)
+    _print(label, result, target_s, target_mb, html=html, load_before=before)
     return result
 
 
-def _big_store(rows: int, seed: int) -> Path:
-    path = OUT / f"synthetic_{rows}"
+def _data_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    shared = Path("/work/bench_data")
+    return shared if shared.is_dir() else OUT
+
+
+def _big_store(data: Path, rows: int, seed: int, *, clients: int = 2000, days: float = 7.0) -> Path:
+    """The cached synthetic store (made once, written under a temporary name, then renamed)."""
+    name = (f"store_rows{rows}_seed{seed}_days{days:g}" if clients == 2000
+            else f"store_rows{rows}_clients{clients}_days{days:g}_seed{seed}")
+    path = data / name
     if (path / "manifest.json").is_file():
         return path
     sys.path.insert(0, str(HERE))
     from synthetic_trace import make_synthetic_store
 
     started = time.perf_counter()
-    make_synthetic_store(path, n_rows=rows, seed=seed, days=7.0, overwrite=True)
-    print(f"made {rows:,}-row synthetic store in {time.perf_counter() - started:.1f} s at {path}")
+    tmp = data / f".{name}.{os.getpid()}.tmp"
+    make_synthetic_store(tmp, n_rows=rows, n_clients=clients, seed=seed, days=days, overwrite=True)
+    tmp.rename(path)
+    print(f"made {rows:,}-row synthetic store ({clients:,} clients, {days:g} days) in "
+          f"{time.perf_counter() - started:.1f} s at {path}")
     return path
+
+
+def _export_ref(ref: str) -> Path:
+    """The package as it is at git ``ref``, laid out as ``servelab/`` with its sub-packages."""
+    import shutil
+    import tarfile
+    import io
+
+    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=HERE, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    root = OUT / f"ref_{sha}"
+    pkg = root / "pkg"
+    if (pkg / "servelab" / "__init__.py").is_file():
+        return pkg
+    shutil.rmtree(root, ignore_errors=True)
+    src = root / "src"
+    src.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref], cwd=HERE.parent, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(src, filter="data")
+    shutil.copytree(src / "servelab", pkg / "servelab")
+    for top in ("analysis", "fitting", "generator", "figures", "reports"):
+        (pkg / "servelab" / top).symlink_to(src / top, target_is_directory=True)
+    print(f"exported {ref} ({sha}) to {pkg}")
+    return pkg
+
+
+def _compare(label: str, args: list[str], stem: str, target_s: float, before: Path | None, ref: str,
+             *, target_mb: float = 4096) -> dict[str, dict]:
+    """``args`` with this checkout and (when given) with the ``before`` package, interleaved."""
+    out = {}
+    versions = [("after", None)] + ([(f"before ({ref})", before)] if before is not None else [])
+    for name, path in versions:
+        out[name] = _run(f"{label} [{name}]", args, OUT / f"{stem}_{name.split()[0]}.html", target_s,
+                         pythonpath=path, target_mb=target_mb)
+    if before is not None:
+        a, b = out["after"], out[f"before ({ref})"]
+        if a["rc"] == 0 and b["rc"] == 0:
+            print(f"    after / before: wall {a['elapsed_s'] / b['elapsed_s']:.2f}x, CPU {a['cpu_s'] / b['cpu_s']:.2f}x, "
+                  f"peak RSS {a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x")
+    return out
+
+
+def _summary(results: dict[tuple[int, str], dict[str, dict]], rows: list[int]) -> None:
+    """--quick against full per size, and growth from the smallest to each larger size."""
+    print("\nsummary")
+    for (n, mode), by_version in sorted(results.items()):
+        for version, r in by_version.items():
+            print(f"  {n:>12,} rows {mode:<5} {version:<16} {r['elapsed_s']:8.1f} s  CPU {r['cpu_s']:8.1f} s  "
+                  f"peak {r['peak_rss_mb']:7.0f} MB  rc={r['rc']}")
+    for n in rows:
+        full, quick = results.get((n, "full"), {}), results.get((n, "quick"), {})
+        for version in quick:
+            if version in full:
+                print(f"  {n:,} rows, {version}: --quick / full wall {quick[version]['elapsed_s'] / full[version]['elapsed_s']:.2f}, "
+                      f"CPU {quick[version]['cpu_s'] / full[version]['cpu_s']:.2f}")
+    small = rows[0]
+    for n in rows[1:]:
+        for mode in ("quick", "full"):
+            for version, r in results.get((n, mode), {}).items():
+                base = results.get((small, mode), {}).get(version)
+                if base:
+                    print(f"  growth {small:,} -> {n:,} rows ({n / small:g}x), {mode}, {version}: wall "
+                          f"{r['elapsed_s'] / base['elapsed_s']:.2f}x, CPU {r['cpu_s'] / base['cpu_s']:.2f}x, "
+                          f"peak RSS {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the big store (default 1e7)")
+    parser.add_argument("--rows", default="10000000",
+                        help="rows of the big store, or a comma-separated list for growth (default 1e7)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=None, help="folder of the cached stores (default /work/bench_data)")
+    parser.add_argument("--before", default=None, metavar="REF", help="also measure git REF (e.g. main)")
+    parser.add_argument("--sparse", action="store_true",
+                        help="also the sparse trace: 4,244 clients, 26,798 requests over 23 days (target < 1 GB)")
     parser.add_argument("--sample-only", action="store_true", help="only the shipped sample")
     parser.add_argument("--skip-full", action="store_true", help="big store: only --quick")
     parser.add_argument("--skip-sample", action="store_true", help="only the big store")
     opts = parser.parse_args(argv)
+    rows = sorted(int(float(r)) for r in str(opts.rows).split(","))
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"servelab report benchmark, {os.cpu_count()} cores; {_load()}")
+    before = _export_ref(opts.before) if opts.before else None
     if not opts.skip_sample:
-        _run("report, shipped sample", ["report"], OUT / "sample_report.html", 60)
+        _compare("report, shipped sample", ["report"], "sample_report", 60, before, opts.before)
     if opts.sample_only:
         return 0
-    store = _big_store(opts.rows, opts.seed)
-    _run(f"report --quick, {opts.rows:,} rows", ["report", str(store), "--quick"], OUT / "big_quick.html", 60)
-    if not opts.skip_full:
-        _run(f"report, {opts.rows:,} rows", ["report", str(store)], OUT / "big_full.html", 300)
+    data = _data_dir(opts.data)
+    data.mkdir(parents=True, exist_ok=True)
+    if opts.sparse:
+        sparse = _big_store(data, 26_798, opts.seed, clients=4_244, days=23.0)
+        _compare("report, sparse 4,244 clients x 23 days", ["report", str(sparse)], "sparse_full", 120, before,
+                 opts.before, target_mb=1024)
+    results: dict[tuple[int, str], dict[str, dict]] = {}
+    for n in rows:
+        store = _big_store(data, n, opts.seed)
+        results[(n, "quick")] = _compare(f"report --quick, {n:,} rows", ["report", str(store), "--quick"],
+                                         f"big{n}_quick", 60, before, opts.before)
+        if not opts.skip_full:
+            results[(n, "full")] = _compare(f"report, {n:,} rows", ["report", str(store)], f"big{n}_full",
+                                            60 if n <= 10_000_000 else 300, before, opts.before)
+    _summary(results, rows)
     return 0
 
 

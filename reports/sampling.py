@@ -124,7 +124,7 @@ def subset_store(store: TraceStore, condition: str, path: str | Path, *,
         manifest["rows"] = {**dict(manifest.get("rows") or {}), "stored": int(n)}
         manifest["span_s"] = {"first": first, "last": last}
         manifest["extra"] = {**dict(manifest.get("extra") or {}), "subset": description,
-                             "subset_of": str(store.path)}
+                             "subset_of": str(store.path) if store.path is not None else "in-memory frame"}
         (path / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)

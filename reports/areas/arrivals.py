@@ -90,7 +90,7 @@ class ArrivalsArea:
                                                      t["family_comparison"])
         group_windows = t.get("group_windows")
         if group_windows is not None and group_windows.height:
-            figures["servegen.fig2"] = servegen_fig2(group_windows, group=evidence.by)
+            figures["servegen.fig2"] = servegen_fig2(_filled(group_windows, t["windows"], evidence.by), group=evidence.by)
         else:
             figures["servegen.fig2"] = servegen_fig2(t["windows"])
         if _gamma_drawable(evidence):
@@ -124,9 +124,23 @@ class ArrivalsArea:
             notes.append(f"{b.label} mode: arrival families fitted on a seeded subsample of at most "
                          f"{count_text(b.max_fit_n)} gaps of the whole trace (full: {count_text(full.max_fit_n)}) and "
                          f"{count_text(b.max_group_fit_n)} per window or group (full: {count_text(full.max_group_fit_n)}), "
-                         f"bootstrap p-values from {b.n_boot} replicates (full: {full.n_boot}); rates, CVs and window "
+                         f"bootstrap p-values from {b.n_boot} replicates (full: {full.n_boot}), shape-shift null distributions "
+                         f"from {b.n_sim} (full: {full.n_sim}); rates, CVs and window "
                          "statistics use every request")
         return tuple(notes)
+
+
+def _filled(group_windows: pl.DataFrame, windows: pl.DataFrame, by: str, *, max_groups: int = 5) -> pl.DataFrame:
+    """The ``max_groups`` largest groups of a sparse per-group window table (active windows only)
+    on the whole trace's window grid, idle windows as 0 requests and rate 0 (what Fig. 2 draws)."""
+    top = (group_windows.group_by(by).agg(pl.col("n_requests").sum()).sort("n_requests", descending=True)
+           .head(max_groups).select(by))
+    grid = top.join(windows.select("window", "window_start_s", "exposure_s"), how="cross")
+    keep = group_windows.join(top, on=by, how="semi", nulls_equal=True).drop("window_start_s", "exposure_s")
+    return (grid.join(keep, on=[by, "window"], how="left", nulls_equal=True)
+            .with_columns(pl.col("n_requests", "n_gaps", "n_zero_gaps", "n_positive_gaps").fill_null(0),
+                          pl.col("rate_rps").fill_null(0.0))
+            .select(group_windows.columns).sort(by, "window", nulls_last=True))
 
 
 def _gamma_drawable(evidence: ArrivalEvidence) -> bool:

@@ -93,7 +93,8 @@ class ArrivalEvidence:
         family tables (BurstGPT Fig. 6 and ServeGen Fig. 1: 1200 s).
     tables : Mapping[str, polars.DataFrame]
         ``gap_summary``, ``windows``, ``shifts``, ``gamma_windows``, ``family_comparison``,
-        ``window_families`` and, with ``by``, ``group_summary``, ``group_windows``,
+        ``window_families`` and, with ``by``, ``group_summary``, ``group_windows`` (active
+        (group, window) cells only: idle ones are implicit, 0 requests),
         ``group_shifts``, ``group_families``; ``gap_histogram`` and ``family_densities`` for
         ServeGen Fig. 1. Absent tables were not computable (see ``notes``).
     comparison : FamilyComparison or None
@@ -225,17 +226,20 @@ def measure_arrivals(
         tests["burst"] = burstiness_test(blocks, resolution_s=resolution)
     except ValueError as err:
         notes.append(f"no burstiness test: {err}")
-    tests.update(_shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resolution, seed, notes))
+    tests.update(_shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resolution, seed, notes,
+                              replicates=budget.n_sim))
 
     grouped = arrival_frame(store, by=column, clock=clock, seed=seed) if column is not None else None
     gamma_by = "service" if store.has("service") else None
-    gamma_frame = grouped if gamma_by == column else (arrival_frame(store, by=gamma_by, clock=clock, seed=seed) if gamma_by else whole)
+    # (gamma_by None with no grouping: the whole-trace frame, which carries the caller's clock)
+    gamma_frame = grouped if (gamma_by is not None and gamma_by == column) else (
+        arrival_frame(store, by=gamma_by, clock=clock, seed=seed) if gamma_by else whole)
     gamma_windows = window_stats(store, window=gamma_window_s, by=gamma_by, frame=gamma_frame)
     tables["gamma_windows"] = gamma_per_window(gamma_windows, method="mle")
     if gamma_by is None:
         tests["gamma_shape.trace"], tests["gamma_rate.trace"] = tests.get("shape"), tests.get("rate_20m")
     else:
-        tests.update(_series_tests(store, gamma_frame, gamma_windows, gamma_by, resolution, seed))
+        tests.update(_series_tests(store, gamma_frame, gamma_windows, gamma_by, resolution, seed, replicates=budget.n_sim))
     tests.pop("rate_20m", None)
     tests = {k: v for k, v in tests.items() if v is not None}
     del gamma_frame
@@ -244,9 +248,14 @@ def measure_arrivals(
     comparison = None
     gaps = gap_array(store, frame=whole)
     try:
-        comparison = compare_families(gaps, max_n=fit_n, seed=seed, gof=gof, n_boot=budget.n_boot)
+        comparison = compare_families(gaps, max_n=fit_n, seed=seed, gof=gof, n_boot=budget.n_boot,
+                                      **_tie_rule(whole))
     except (InsufficientDataError, ValueError) as err:
         notes.append(f"no family comparison for the whole trace: {err}")
+    if comparison is not None and not comparison.results:  # e.g. exact timestamps whose positive gaps are one tick
+        failed = "; ".join(f"{name}: {why}" for name, why in comparison.failed.items())
+        notes.append(f"no family comparison for the whole trace: no family could be fitted ({failed})")
+        comparison = None
     if comparison is not None:
         tables["family_comparison"] = comparison.table()
         try:  # the project's one goodness-of-fit standard for the family AIC picked (F1, headline)
@@ -263,7 +272,8 @@ def measure_arrivals(
     # families per window of the trace (ServeGen Fig. 1 compares IATs within 20-minute windows)
     win_frame = frame_gaps(whole, window_s=gamma_window_s).select(pl.col("w").alias("window"), "gap")
     tables["window_families"] = compare_by_group(win_frame, "window", min_n=50, max_groups=max_groups,
-                                                 max_n=per_n, seed=seed).sort("window")
+                                                 max_n=per_n, seed=seed,
+                                                 ties="drop" if whole.clock is None else "auto").sort("window")
     notes.append(f"families per {gamma_window_s / 60:g}-minute window and per group: the {max_groups} largest, "
                  f"each on a random subsample of at most {per_n} gaps (seed {seed})")
     del whole, win_frame
@@ -271,18 +281,62 @@ def measure_arrivals(
     if column is not None:
         group_summary = gap_summary(store, by=column, frame=grouped)
         tables["group_summary"] = group_summary
-        group_windows = window_stats(store, window=window_s, by=column, frame=grouped)
+        # active (group, window) cells only: idle ones are implicit (rate 0), so memory follows the
+        # requests, not groups x windows (issue 16: 4,244 clients x 23 days of 5-min windows)
+        group_windows = window_stats(store, window=window_s, by=column, frame=grouped, fill_idle=False)
         tables["group_windows"] = group_windows
-        tables["group_shifts"] = shift_summary(group_windows, by=column, min_gaps=MIN_WINDOW_GAPS)
-        group_rate_tests = rate_shift_tests(group_windows, by=column, dispersion="pooled")
+        tables["group_shifts"] = shift_summary(group_windows, by=column, min_gaps=MIN_WINDOW_GAPS,
+                                               span_windows=windows.height)
+        group_rate_tests = _group_rate_tests(store, grouped, window_s, column)
         top = group_summary.filter(pl.col("n_gaps") >= 50).head(max_groups)[column].to_list()
         if top:
             group_gaps = inter_arrival_gaps(store, by=column, groups=[g for g in top if g is not None], frame=grouped)
             tables["group_families"] = compare_by_group(group_gaps, column, value="gap_s", min_n=50,
-                                                        max_groups=max_groups, max_n=per_n, seed=seed)
+                                                        max_groups=max_groups, max_n=per_n, seed=seed,
+                                                        ties="drop" if grouped.clock is None else "auto")
     return ArrivalEvidence(by=column, window_s=window_s, gamma_window_s=gamma_window_s, tables=tables,
                            comparison=comparison, gamma_by=gamma_by, notes=tuple(notes), budget=budget,
                            tests=tests, clock_s=clock_s, group_rate_tests=group_rate_tests)
+
+
+#: (group, window) cells filled at once for the per-group rate tests
+RATE_TEST_CELLS = 500_000
+
+
+def _group_rate_tests(store, grouped, window_s: float, column: str) -> pl.DataFrame:
+    """:func:`rate_shift_tests` per group on the filled window table (idle windows count as 0
+    requests), built for a chunk of groups at a time: the tests are per group, so the chunks'
+    results are the whole table's, with memory bounded by :data:`RATE_TEST_CELLS`."""
+    import dataclasses
+
+    n_win = math.floor(grouped.t1 / window_s) - math.floor(grouped.t0 / window_s) + 1
+    groups = grouped.data.get_column("grp_").unique().sort(nulls_last=True)
+    per = max(1, RATE_TEST_CELLS // n_win)
+    parts = []
+    for i in range(0, groups.len(), per):  # a loop over chunks of groups, each vectorised
+        keep = groups.slice(i, per)
+        cond = pl.col("grp_").is_in(keep.drop_nulls().implode())
+        if keep.null_count():
+            cond = cond | pl.col("grp_").is_null()
+        chunk = dataclasses.replace(grouped, data=grouped.data.filter(cond))
+        dense = window_stats(store, window=window_s, by=column, frame=chunk)
+        parts.append(rate_shift_tests(dense, by=column, dispersion="pooled"))
+    return pl.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def _tie_rule(frame) -> dict[str, object]:
+    """How the family fits treat tied gaps, as the clock of ``frame`` (the caller's ``clock``) says.
+
+    ``clock`` None / ``"none"`` (timestamps exact): ties are not censoring, so the fits take the
+    positive gaps (``ties="drop"``, stated in their notes), as the per-window Gamma MLE does on
+    exact gaps; a step the user gave: jitter within that step; the store's own clock (``"auto"``):
+    the fits' tie handling finds it from the gaps (unchanged).
+    """
+    if frame.clock is None:
+        return {"ties": "drop"}
+    if frame.clock.given == "user" and frame.jitter_step_s is not None:
+        return {"ties": "jitter", "resolution": float(frame.jitter_step_s)}
+    return {}
 
 
 def _dispersion(windows: pl.DataFrame, window_s: float, summary: pl.DataFrame, notes: list[str] | None
@@ -303,14 +357,16 @@ def _dispersion(windows: pl.DataFrame, window_s: float, summary: pl.DataFrame, n
     return float(phi), None
 
 
-def _shape_test(w: pl.DataFrame, *, resolution: float, seed: int, level: float = DEFAULT_LEVEL) -> NullTest:
+def _shape_test(w: pl.DataFrame, *, resolution: float, seed: int, level: float = DEFAULT_LEVEL,
+                replicates: int = 199) -> NullTest:
     return gamma_shape_shift_test(w["n_positive_gaps"].fill_null(0), w["mean_positive_gap_s"].fill_null(np.nan),
                                   w["mean_log_positive_gap"].fill_null(np.nan), n_zero_gaps=w["n_zero_gaps"].fill_null(0),
-                                  resolution_s=resolution, seed=seed, level=level, min_gaps=MIN_WINDOW_GAPS)
+                                  resolution_s=resolution, seed=seed, level=level, min_gaps=MIN_WINDOW_GAPS,
+                                  replicates=replicates)
 
 
-def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resolution, seed, notes
-                 ) -> dict[str, NullTest]:
+def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resolution, seed, notes, *,
+                 replicates: int = 199) -> dict[str, NullTest]:
     """F2's rate and CV tests on ``window_s`` windows, and the shape and rate tests on the whole trace's
     ``gamma_window_s`` windows (F1's "beyond a single process", BurstGPT Fig. 6 without services)."""
     out: dict[str, NullTest] = {}
@@ -322,9 +378,9 @@ def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resol
                                       seed=seed)
     except ValueError as err:
         notes.append(f"no rate-shift test: {err}")
-    out["cv"] = _shape_test(windows, resolution=resolution, seed=seed)
+    out["cv"] = _shape_test(windows, resolution=resolution, seed=seed, replicates=replicates)
     gw = window_stats(store, window=gamma_window_s, frame=whole)
-    out["shape"] = _shape_test(gw, resolution=resolution, seed=seed)
+    out["shape"] = _shape_test(gw, resolution=resolution, seed=seed, replicates=replicates)
     try:
         out["rate_20m"] = rate_shift_test(gw["n_requests"], gw["exposure_s"], dispersion=phi, dispersion_df=df,
                                           seed=seed)
@@ -333,7 +389,8 @@ def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resol
     return out
 
 
-def _series_tests(store, frame, gamma_windows, gamma_by, resolution, seed) -> dict[str, NullTest]:
+def _series_tests(store, frame, gamma_windows, gamma_by, resolution, seed, *, replicates: int = 199
+                  ) -> dict[str, NullTest]:
     """BurstGPT Fig. 6 per series of ``gamma_by``: shape and rate shift at the level / number of series."""
     fine = window_stats(store, window=300.0, by=gamma_by, frame=frame)
     series = [k for k in gamma_windows[gamma_by].unique(maintain_order=True).to_list()]
@@ -347,7 +404,7 @@ def _series_tests(store, frame, gamma_windows, gamma_by, resolution, seed) -> di
         one = pl.DataFrame({"n_gaps": [n_gaps], "cv": [cv if cv is not None else 1.0]})
         phi, df = _dispersion(fw, 300.0, one, None)
         name = str(key)
-        out[f"gamma_shape.{name}"] = _shape_test(gw, resolution=resolution, seed=seed, level=level)
+        out[f"gamma_shape.{name}"] = _shape_test(gw, resolution=resolution, seed=seed, level=level, replicates=replicates)
         try:
             out[f"gamma_rate.{name}"] = rate_shift_test(gw["n_requests"], gw["exposure_s"], dispersion=phi,
                                                         dispersion_df=df, level=level, seed=seed)

@@ -15,6 +15,7 @@ def test_full_and_quick_hold_the_former_literals():
     assert (full.max_bimodality_n, quick.max_bimodality_n) == (50_000, 20_000)
     assert (full.generation_period_s, quick.generation_period_s) == (10_800.0, 1_800.0)
     assert full.forecast_max_iter == quick.forecast_max_iter == 100
+    assert (full.n_sim, quick.n_sim) == (199, 99)  # the shape-shift test's former default B=199
     assert full.is_full and not quick.is_full
     assert full.replace(label="mine").is_full  # the label does not make a budget smaller
     assert not full.replace(n_boot=99).is_full
@@ -27,6 +28,8 @@ def test_budgets_are_frozen_and_validated():
         Budget(max_fit_n=0)
     with pytest.raises(ValueError, match="Budget.n_boot must be a positive integer; got 2.5"):
         Budget.quick().replace(n_boot=2.5)
+    with pytest.raises(ValueError, match="Budget.n_sim must be a positive integer; got 0"):
+        Budget(n_sim=0)
     with pytest.raises(ValueError, match="Budget.max_requests must be a positive integer; got -1"):
         Budget(max_requests=-1)
     with pytest.raises(ValueError, match="Budget.generation_period_s must be a positive number of seconds; got 0"):
