@@ -17,10 +17,15 @@ history
 reuse
     A first turn whose infinite-cache hit goes beyond its group repeats an earlier request's
     prefix (a document, a retried or unlinked prompt): the source is the latest earlier request
-    sharing that prefix, ``lag_s`` seconds before, and the request shares all but ``gap`` of the
-    ``min(L, L_source)`` blocks it could.
+    sharing that prefix, and the request shares all but ``gap`` of the ``min(L, L_source)``
+    blocks it could. ``lag_s`` is the time since the prefix's *first* occurrence (its original),
+    not since the latest sharer: the generator copies originals, and several copies of one
+    original make the latest-sharer lags of the trace by themselves.
 suffix
-    The blocks after the structure are the request's own (``suffix_blocks``).
+    The blocks after the structure are the request's own. How many follow a group
+    (``suffix_blocks``) says how a template is used (a short question after a long prompt, or a
+    long document after a short system prompt); the generator uses it to pick, for a request of
+    given length, the groups that fit it.
 
 The fitted model is one long table per pool, :data:`PREFIXES_SCHEMA`, with ``kind``:
 
@@ -35,7 +40,7 @@ The fitted model is one long table per pool, :data:`PREFIXES_SCHEMA`, with ``kin
                    the class's reuse share)
 ``reuse_lag_s``    PMF of the reuse lag (s, two significant digits)
 ``history_gap``    PMF of a follow-up's gap to its parent's blocks
-``suffix_blocks``  PMF of the unique blocks after the structure (all requests)
+``suffix_blocks``  PMF of the unique blocks after a group (first turns that start with one)
 =================  =============================================================================
 
 Which structure a first turn has depends strongly on its length (a one-block prompt rarely
@@ -160,6 +165,10 @@ def prefix_structure(values: np.ndarray, lengths: np.ndarray, *, timestamps: np.
     same[1:] = keys[order][1:] == keys[order][:-1]
     prev = np.full(keys.size, -1, dtype=np.int64)
     prev[order[1:][same[1:]]] = order[:-1][same[1:]]
+    # first occurrence of every prefix: the start of its run in key order
+    run_start = np.maximum.accumulate(np.where(~same, np.arange(order.size), 0))
+    first = np.empty(keys.size, dtype=np.int64)
+    first[order] = order[run_start]
 
     kind = np.where(group >= 0, 1, 0).astype(np.int64)
     source = np.full(n, -1, dtype=np.int64)
@@ -173,7 +182,7 @@ def prefix_structure(values: np.ndarray, lengths: np.ndarray, *, timestamps: np.
     source[ri] = src
     kind[ri] = 2
     gap[ri] = np.minimum(lengths[ri], lengths[src]) - hit[ri]
-    lag[ri] = ts[ri] - ts[src]
+    lag[ri] = ts[ri] - ts[req[first[starts[ri] + hit[ri] - 1]]]
     fi = np.flatnonzero(follow)
     if fi.size:
         par = parents[fi]
@@ -247,7 +256,8 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
     parts.append(pmf(reused, "lag", "reuse_lag_s", reused.group_by("c").agg(pl.len().alias("n"))))
     follows = frame.filter(pl.col("kind") == 3)
     parts.append(pmf(follows, "gap", "history_gap", follows.group_by("c").agg(pl.len().alias("n"))))
-    parts.append(pmf(frame, "suffix", "suffix_blocks", frame.group_by("c").agg(pl.len().alias("n"))))
+    grouped = frame.filter(pl.col("kind") == 1)
+    parts.append(pmf(grouped, "suffix", "suffix_blocks", grouped.group_by("c").agg(pl.len().alias("n"))))
     parts = [p.with_columns(pl.col("group").cast(pl.Int64), pl.col("extends").cast(pl.Int64)) for p in parts]
     out = pl.concat(parts, how="vertical")
     name_of = pl.DataFrame({"c": np.arange(len(names), dtype=np.int64), "client_id": names},

@@ -12,8 +12,11 @@ are. :func:`assign_prefix_blocks` applies it to a generated frame (or one time c
 3. a first turn draws one option of its client: group ``g`` (its first ``min(L, len_g)``
    blocks are the group's ids, the same in every client that uses ``g``; a nested group starts
    with the ids of the group it extends), *reuse* (the source is the latest earlier request of the
-   same workload client at least a drawn ``reuse_lag_s`` before; it repeats the source's first
-   ``min(L, L_source) - gap`` blocks) or nothing;
+   same workload client at least a drawn ``reuse_lag_s`` before (drawn from the lag PMF cut at
+   the time since the client's first row) that is an *original* (copied no earlier request)
+   with at least ``L`` blocks, else the latest row at least that lag before; it repeats the source's first ``min(L, L_source) - gap`` blocks) or nothing. A group
+   is re-picked among the groups of the request's length class in proportion to its share times
+   the fitted density of the suffix it would leave, so that long templates go to long prompts;
 4. every other block gets a fresh id (one counter, never reused).
 
 Copies of copies are resolved by pointer jumping over the flat block arrays (each round halves
@@ -64,6 +67,9 @@ class PrefixModel:
         Block ids of group ``g``: ``group_blocks[group_offsets[g]:group_offsets[g + 1]]``.
     first_fresh : int
         First block id not used by a group.
+    suffix_density : numpy.ndarray
+        Per client code and octave ``b = floor(log2(x + 1))`` of a group's suffix ``x``: the
+        fitted ``suffix_blocks`` mass of the octave per block (all ones without a PMF).
     options, reuse_gap, reuse_lag, history_gap : PmfTable or None
         Per client code: first-turn option (group id, -2 reuse, -1 none), reuse gap, reuse lag
         (s), follow-up gap; ``*_map`` are the sorted keys ``client code * 64 + length class``
@@ -84,6 +90,7 @@ class PrefixModel:
     reuse_lag_map: np.ndarray
     history_gap: PmfTable | None
     history_gap_map: np.ndarray
+    suffix_density: np.ndarray
     max_lag_s: float
 
 
@@ -101,7 +108,8 @@ class PrefixState:
         Next fresh block id.
     tail : polars.DataFrame
         Rows of the last ``horizon_s`` seconds: ``row``, ``timestamp``, ``client_id``,
-        ``prefix_blocks`` (reuse sources and parents are looked up here and in the chunk).
+        ``prefix_blocks``, ``original`` (the row copied no earlier request's prefix; reuse sources
+        and parents are looked up here and in the chunk).
     horizon_s : float
     """
 
@@ -120,7 +128,7 @@ class PrefixState:
         if not (h >= 0 and math.isfinite(h)):
             raise GenerationError(f"horizon_s must be a finite number of seconds >= 0; got {horizon_s!r}")
         tail = pl.DataFrame(schema={"row": pl.Int64, "timestamp": pl.Float64, "client_id": pl.String,
-                                    "prefix_blocks": pl.List(pl.Int64)})
+                                    "prefix_blocks": pl.List(pl.Int64), "original": pl.Boolean})
         return cls(chunk=0, rows=0, next_block=model.first_fresh, tail=tail, horizon_s=h)
 
 
@@ -205,12 +213,67 @@ def prefix_model(pool) -> PrefixModel | None:
     pm = {k: _pmfs(kind(k).select("client_id", "min_blocks", "value", "probability"), codes)
           for k in ("reuse_gap", "reuse_lag_s", "history_gap")}
     lags = kind("reuse_lag_s")["value"]
+    density = np.ones((len(clients), _CLASSES))
+    suffix = kind("suffix_blocks")
+    if suffix.height:
+        octave = suffix.select(pl.col("client_id").replace_strict(codes, return_dtype=pl.Int64).alias("code"),
+                               (pl.col("value") + 1).log(2).floor().cast(pl.Int64).alias("b"), "probability")
+        octave = octave.group_by("code", "b").agg(pl.col("probability").sum())
+        have = octave["code"].unique().to_numpy()
+        density[have] = 0.0
+        b = octave["b"].to_numpy()
+        density[octave["code"].to_numpy(), b] = octave["probability"].to_numpy() / 2.0 ** b
     return PrefixModel(
         block_size=int(sizes[0]), clients=clients, group_offsets=offsets, group_blocks=blocks, first_fresh=nxt,
         options=options, options_map=options_map, reuse_gap=pm["reuse_gap"][0], reuse_gap_map=pm["reuse_gap"][1],
         reuse_lag=pm["reuse_lag_s"][0], reuse_lag_map=pm["reuse_lag_s"][1], history_gap=pm["history_gap"][0],
-        history_gap_map=pm["history_gap"][1],
+        history_gap_map=pm["history_gap"][1], suffix_density=density,
         max_lag_s=float(lags.max()) if lags.len() else 0.0)
+
+
+def _cdf_at(table: PmfTable, group: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``P(value <= x)`` in each row's PMF group (values are sorted within a group)."""
+    span = float(np.max(np.abs(table.values))) + 1.0 if table.values.size else 1.0
+    key = (np.floor(table.cum - 1e-12) if table.cum.size else table.cum) * 2 * span + table.values
+    # the group of each table entry: cum lies in (g, g + 1]
+    q = group * 2 * span + np.asarray(x, dtype=float)
+    idx = np.searchsorted(key, q, side="right") - 1
+    ok = (idx >= 0) & (np.floor(table.cum[np.maximum(idx, 0)] - 1e-12) == group)
+    return np.where(ok, table.cum[np.maximum(idx, 0)] - group, 0.0)
+
+
+def _fit_groups(model: PrefixModel, code: np.ndarray, cls: np.ndarray, length: np.ndarray, option: np.ndarray,
+                u: np.ndarray) -> np.ndarray:
+    """Re-pick the group of each request that drew one: among its (client, length class) groups,
+    with probability proportional to the group's share times the fitted suffix density of
+    ``length - len_g`` (groups longer than the request get none). A request no group fits
+    keeps its draw (its group is truncated). Pairs (request, candidate group) are arrays."""
+    rows = np.flatnonzero(option >= 0)
+    if rows.size == 0 or model.options is None:
+        return option
+    g = _groups_of(model.options_map, code[rows], cls[rows])
+    cum = model.options.cum
+    lo = np.searchsorted(cum, g.astype(float), side="right")
+    hi = np.searchsorted(cum, g.astype(float) + 1.0, side="right")
+    cnt = hi - lo
+    pair = np.repeat(np.arange(rows.size), cnt)
+    idx = np.repeat(lo, cnt) + np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    prob = cum[idx] - np.where(idx == np.repeat(lo, cnt), g[pair].astype(float), cum[np.maximum(idx - 1, 0)])
+    val = model.options.values[idx].astype(np.int64)
+    sizes = np.diff(model.group_offsets)
+    x = length[rows][pair] - np.where(val >= 0, sizes[np.maximum(val, 0)] if sizes.size else 0, 0)
+    octave = np.floor(np.log2(np.maximum(x, 0) + 1)).astype(np.int64).clip(0, _CLASSES - 1)
+    w = np.where((val >= 0) & (x >= 0), prob * model.suffix_density[code[rows][pair], octave], 0.0)
+    total = np.bincount(pair, weights=w, minlength=rows.size)
+    run = np.cumsum(w)
+    before = np.r_[0.0, run][np.cumsum(cnt) - cnt]
+    target = before + u[rows] * total
+    # the first pair of the row whose running weight passes the target
+    fits = total > 0
+    chosen = np.minimum(np.searchsorted(run, target[fits], side="right"), idx.size - 1)
+    out = option.copy()
+    out[rows[fits]] = val[chosen]
+    return out
 
 
 def _draw(table: PmfTable | None, keys: np.ndarray, code: np.ndarray, cls: np.ndarray, u: np.ndarray,
@@ -266,7 +329,7 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     if n > 1 and bool(np.any(np.diff(ts) < 0)):
         raise GenerationError("the frame must be sorted by timestamp to get prefix blocks")
     rng = np.random.default_rng([int(seed), _STREAM, state.chunk])
-    u = rng.random((3, n))
+    u = rng.random((4, n))
     bs = model.block_size
     workload_ids = frame["client_id"].cast(pl.String)
     pool_ids = workload_ids if pool_clients is None else workload_ids.replace_strict(
@@ -291,12 +354,19 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     length = -(-np.maximum(frame["input_tokens"].fill_null(0).to_numpy().astype(np.int64), 0) // bs)
     cls = np.floor(np.log2(np.maximum(length, 1))).astype(np.int64)
     option = np.where(follow, float(_NONE), _draw(model.options, model.options_map, code, cls, u[0], ~follow, _NONE))
-    option = option.astype(np.int64)
+    option = _fit_groups(model, code, cls, length, option.astype(np.int64), u[3])
     len_all = np.r_[tail_len, length]
     # reuse sources: the latest earlier row of the same workload client at least `lag` before
     # that has at least the request's blocks (else the latest one at least `lag` before)
     reuse = option == _REUSE
-    lag = _draw(model.reuse_lag, model.reuse_lag_map, code, cls, u[1], reuse, 0.0)
+    # the lag is drawn from the client's PMF cut at the time since the client's first row (a lag
+    # reaching before it has no source): u scaled by the CDF there
+    t_first = pl.DataFrame({"c": c_all, "t": t_all}).select(pl.col("t").min().over("c"))["t"].to_numpy()[m:]
+    u_lag = u[1].copy()
+    if model.reuse_lag is not None and reuse.any():
+        g = _groups_of(model.reuse_lag_map, code[reuse], cls[reuse])
+        u_lag[reuse] *= np.where(g >= 0, _cdf_at(model.reuse_lag, g, ts[reuse] - t_first[reuse]), 1.0)
+    lag = _draw(model.reuse_lag, model.reuse_lag_map, code, cls, u_lag, reuse, 0.0)
     source = np.where(follow, parent, -1)
     ri = np.flatnonzero(reuse)
     if ri.size:
@@ -308,9 +378,13 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
         src = hit["src"].fill_null(-1).to_numpy()
         prev_same = _previous_same(c_all)
         rows_i = m + hit["i"].to_numpy()
-        # a zero lag can match the row itself or a tie after it: start from the client's previous row
-        src = np.where(src >= rows_i, prev_same[rows_i], src)
-        longer = _walk_back(src, length[hit["i"].to_numpy()], prev_same, len_all)
+        # a zero lag can match the row itself or a tie after it, and a lag reaching before the
+        # client's first row matches nothing: start from the client's previous row then
+        src = np.where((src >= rows_i) | (src < 0), prev_same[rows_i], src)
+        # sources are originals (rows that copied no earlier request's prefix), as the fitted lags
+        # are times since a prefix's first occurrence
+        original = np.r_[state.tail["original"].to_numpy(), ~reuse]
+        longer = _walk_back(src, length[hit["i"].to_numpy()], prev_same, np.where(original, len_all, 0))
         source[hit["i"].to_numpy()] = np.where(longer >= 0, longer, src)
     has_src = source >= 0
     gap = np.where(follow, _draw(model.history_gap, model.history_gap_map, code, cls, u[2], follow, 0.0),
@@ -354,7 +428,8 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     # carry the last horizon_s seconds
     all_rows = pl.DataFrame({"row": np.arange(state.rows - m, state.rows + n, dtype=np.int64), "timestamp": t_all,
                              "client_id": pl.concat([state.tail["client_id"], workload_ids]),
-                             "prefix_blocks": pl.concat([state.tail["prefix_blocks"], lists])})
+                             "prefix_blocks": pl.concat([state.tail["prefix_blocks"], lists]),
+                             "original": np.r_[state.tail["original"].to_numpy().astype(bool), ~reuse]})
     t_end = float(t_all[-1]) if t_all.size else 0.0
     tail = all_rows.filter(pl.col("timestamp") >= t_end - state.horizon_s)
     return out, replace(state, chunk=state.chunk + 1, rows=state.rows + n, next_block=next_block, tail=tail)
