@@ -240,6 +240,16 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
            .join(n_root, on=["c", "cls"]))
     if grp.height:
         gi = grp["group"].to_numpy()
+        # a group extends the longest *used* group it starts with: skip common prefixes no first
+        # turn stops at (the shorter prefixes of a multi-client system prompt are all common)
+        used = np.zeros(g_len.size, dtype=bool)
+        used[gi] = True
+        g_ext = g_ext.copy()
+        while True:  # rounds over the depth of nesting, never requests
+            skip = (g_ext >= 0) & ~used[np.maximum(g_ext, 0)]
+            if not skip.any():
+                break
+            g_ext[skip] = s["group_extends"][g_ext[skip]]
         parts.append(grp.select(
             "c", pl.Series("kind", np.where(g_cl[gi] >= 2, "shared", "template")), "group",
             pl.Series("extends", np.where(g_ext[gi] >= 0, g_ext[gi], None).tolist(), dtype=pl.Int64),
@@ -262,9 +272,9 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
     out = pl.concat(parts, how="vertical")
     name_of = pl.DataFrame({"c": np.arange(len(names), dtype=np.int64), "client_id": names},
                            schema={"c": pl.Int64, "client_id": pl.String})
-    kind_rank = pl.col("kind").replace_strict(list(PREFIX_KINDS), list(range(len(PREFIX_KINDS))))
+    # rows in the order servelab's pool format stores them (so a saved pool reads back equal)
     return (out.join(name_of, on="c").with_columns(pl.lit(int(block_size), pl.Int64).alias("block_size"))
-            .sort("c", kind_rank, "min_blocks", "group", "value", nulls_last=True)
+            .sort("client_id", "kind", "group", "min_blocks", "value")
             .select(list(PREFIXES_SCHEMA)).cast(PREFIXES_SCHEMA))
 
 

@@ -60,7 +60,7 @@ TABLES = {
     "data_fits": ("client_id", "window_start", "field"),
     "conversations": ("client_id",),
     "conversation_pmfs": ("client_id", "quantity", "value"),
-    "prefixes": ("client_id", "kind", "group", "value"),
+    "prefixes": ("client_id", "kind", "group", "min_blocks", "value"),
 }
 #: tables written only when they have rows (pools without them read as before)
 OPTIONAL_TABLES = ("prefixes",)
