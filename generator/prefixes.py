@@ -370,22 +370,18 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     source = np.where(follow, parent, -1)
     ri = np.flatnonzero(reuse)
     if ri.size:
-        right = pl.DataFrame({"c": c_all, "t": t_all, "src": np.arange(m + n, dtype=np.int64)}).sort("t", "src")
-        left = pl.DataFrame({"c": c_all[m + ri], "t": ts[ri] - lag[ri], "i": ri}).sort("t")
-        with warnings.catch_warnings():  # both sides are sorted by t; polars cannot check it with `by`
-            warnings.filterwarnings("ignore", message="Sortedness of columns cannot be checked")
-            hit = left.join_asof(right, on="t", by="c", strategy="backward").sort("i")
-        src = hit["src"].fill_null(-1).to_numpy()
-        prev_same = _previous_same(c_all)
-        rows_i = m + hit["i"].to_numpy()
-        # a zero lag can match the row itself or a tie after it, and a lag reaching before the
-        # client's first row matches nothing: start from the client's previous row then
-        src = np.where((src >= rows_i) | (src < 0), prev_same[rows_i], src)
         # sources are originals (rows that copied no earlier request's prefix), as the fitted lags
-        # are times since a prefix's first occurrence
+        # are times since a prefix's first occurrence; first among the originals of the request's
+        # own length class (a copy is about as long as its original), then among all
         original = np.r_[state.tail["original"].to_numpy(), ~reuse]
-        longer = _walk_back(src, length[hit["i"].to_numpy()], prev_same, np.where(original, len_all, 0))
-        source[hit["i"].to_numpy()] = np.where(longer >= 0, longer, src)
+        need = length[ri]
+        cls_all = np.floor(np.log2(np.maximum(len_all, 1))).astype(np.int64)
+        same_class = _find_source(c_all * _CLASSES + cls_all, t_all, ri + m, ts[ri] - lag[ri], need,
+                                  np.where(original, len_all, 0))
+        any_class = _find_source(c_all, t_all, ri + m, ts[ri] - lag[ri], need, np.where(original, len_all, 0))
+        found = np.where(same_class >= 0, same_class, any_class)
+        source[ri] = np.where(found >= 0, found, _find_source(c_all, t_all, ri + m, ts[ri] - lag[ri], need * 0,
+                                                              len_all))
     has_src = source >= 0
     gap = np.where(follow, _draw(model.history_gap, model.history_gap_map, code, cls, u[2], follow, 0.0),
                    _draw(model.reuse_gap, model.reuse_gap_map, code, cls, u[2], reuse, 0.0)).astype(np.int64)
@@ -433,6 +429,26 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     t_end = float(t_all[-1]) if t_all.size else 0.0
     tail = all_rows.filter(pl.col("timestamp") >= t_end - state.horizon_s)
     return out, replace(state, chunk=state.chunk + 1, rows=state.rows + n, next_block=next_block, tail=tail)
+
+
+def _find_source(key: np.ndarray, t_all: np.ndarray, rows: np.ndarray, target: np.ndarray, need: np.ndarray,
+                 lengths: np.ndarray) -> np.ndarray:
+    """For each row in ``rows``: the latest earlier row of the same ``key`` at or before time
+    ``target`` (else the row's previous one of that key) with ``lengths >= need``; -1 for none.
+
+    An as-of join finds the starting row, :func:`_walk_back` the first long enough one.
+    """
+    right = pl.DataFrame({"k": key, "t": t_all, "src": np.arange(key.size, dtype=np.int64)}).sort("t", "src")
+    left = pl.DataFrame({"k": key[rows], "t": target, "i": np.arange(rows.size, dtype=np.int64)}).sort("t")
+    with warnings.catch_warnings():  # both sides are sorted by t; polars cannot check it with `by`
+        warnings.filterwarnings("ignore", message="Sortedness of columns cannot be checked")
+        hit = left.join_asof(right, on="t", by="k", strategy="backward").sort("i")
+    start = hit["src"].fill_null(-1).to_numpy()
+    prev = _previous_same(key)
+    # a zero lag can match the row itself or a tie after it, and a lag reaching before the key's
+    # first row matches nothing: start from the row's previous one of its key then
+    start = np.where((start >= rows) | (start < 0), prev[rows], start)
+    return _walk_back(start, need, prev, lengths)
 
 
 def _previous_same(client: np.ndarray) -> np.ndarray:
