@@ -20,8 +20,8 @@ are. :func:`assign_prefix_blocks` applies it to a generated frame (or one time c
 4. every other block gets a fresh id (one counter, never reused).
 
 Copies of copies are resolved by pointer jumping over the flat block arrays (each round halves
-every chain), so nothing loops over requests. Clients the table does not describe get fresh
-blocks only.
+every chain), so nothing loops over requests. Clients the table does not describe get no group
+and no reuse (fresh blocks), but their follow-ups still repeat their parents' blocks (gap 0).
 
 Chunks: the state needed across chunks is explicit (:class:`PrefixState`: the next fresh id, the
 number of rows already generated, so that ``parent_id`` row numbers resolve, and the rows of the

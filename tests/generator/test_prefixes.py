@@ -160,6 +160,23 @@ def test_exports_keep_blocks(workload, tmp_path):
     assert back["parent_id"].is_not_null().sum() == workload["parent_id"].is_not_null().sum()
 
 
+def test_synthetic_clients_and_unknown_clients(pool, workload):
+    # synthetic copies of a pool client (clients=N) keep its structure: the system prompt's ids
+    # are shared by the copies of A and of B
+    w = generate(pool, "pool", 1200.0, seed=4, clients=6)
+    heads = (w.filter(pl.col("prefix_blocks").list.len() >= S_LEN)
+             .group_by(pl.col("prefix_blocks").list.head(S_LEN).alias("head")).agg(pl.col("client_id").unique())
+             .sort(pl.col("client_id").list.len(), descending=True))
+    assert sorted(heads["client_id"][0].to_list()) == ["A~0", "A~1", "B~0", "B~1"]
+    # a client the model does not describe: first turns are all fresh blocks
+    model = prefix_model(pool)
+    unknown = workload.drop("prefix_blocks").with_columns(pl.lit("nobody").alias("client_id"))
+    out, _ = assign_prefix_blocks(unknown, model, seed=1)
+    first = out.filter(pl.col("parent_id").is_null())["prefix_blocks"].explode()
+    assert first.is_unique().all()
+    assert first.min() >= model.first_fresh
+
+
 def test_errors(pool, workload):
     model = prefix_model(pool)
     with pytest.raises(GenerationError, match=r"need columns \['input_tokens'\]"):
