@@ -14,6 +14,10 @@ AIPerf 0.13
     virtualenv (``benchmarks/out/interop-venv``, built by :func:`interop.tool_env`; never a
     servelab dependency), compared the same way.
 
+In-sample, a third line applies servelab's prefix step alone to the trace's own rows (arrival
+times, input lengths, conversation links): the error of the prefix model without that of the
+arrival, length and conversation models.
+
 Two settings:
 
 in-sample
@@ -50,12 +54,14 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import interop  # noqa: E402  (benchmarks/interop.py: tool virtualenvs)
 
+from servelab.analysis.conversations import link_conversations  # noqa: E402
 from servelab.analysis.ingest import ingest  # noqa: E402
 from servelab.analysis.prefix_fidelity import curve_capacities, load_blocks, prefix_fidelity  # noqa: E402
 from servelab.analysis.prefix_reuse import lru_hit_curve, prefix_distances  # noqa: E402
 from servelab.fitting.pool_fit import fit_pool  # noqa: E402
 from servelab.generator.exports import export_workload  # noqa: E402
 from servelab.generator.generate import generate  # noqa: E402
+from servelab.generator.prefixes import assign_prefix_blocks, prefix_model  # noqa: E402
 
 TRACE = interop.ROOT.parent / "shared" / "data" / "mooncake" / "synthetic_trace.jsonl"
 OUT = interop.OUT / "prefix_generation"
@@ -87,6 +93,22 @@ def _aiperf_input(src: pl.DataFrame, path: Path) -> int:
     return int(sum(r != n for r, n in zip(raised, lengths)))
 
 
+def _prefix_step_on_trace(store, pool, seed: int) -> pl.DataFrame:
+    """The prefix step alone: the model's blocks on the trace's own rows (arrival times, input
+    lengths, conversation links), isolating the prefix model from the arrival, length and
+    conversation models."""
+    rows = pl.read_parquet(store.requests_path).sort("request_id")
+    links = link_conversations(store).links.sort("request_id")
+    rid = rows["request_id"].to_numpy()
+    parent = links["parent"].fill_null(-1).to_numpy()
+    pos = np.where(parent >= 0, np.searchsorted(rid, np.maximum(parent, 0)), -1)
+    frame = pl.DataFrame({"timestamp": rows["timestamp"], "client_id": ["all"] * rows.height,
+                          "input_tokens": rows["input_tokens"],
+                          "parent_id": pl.Series(pos).cast(pl.String).replace("-1", None)})
+    out, _ = assign_prefix_blocks(frame, prefix_model(pool), seed=seed)
+    return out.select("timestamp", "prefix_blocks")
+
+
 def _servelab(train_jsonl: Path, duration: float, folder: Path, seed: int) -> tuple[pl.DataFrame, dict]:
     times = {}
     t0 = time.perf_counter()
@@ -103,6 +125,7 @@ def _servelab(train_jsonl: Path, duration: float, folder: Path, seed: int) -> tu
     times["export_s"] = time.perf_counter() - t0
     times["requests"] = work.height
     times["prefix_rows"] = pool.prefixes.height
+    times["_step_only"] = _prefix_step_on_trace(store, pool, seed)
     return _blocks_of_jsonl(path), times
 
 
@@ -140,13 +163,17 @@ def run_setting(name: str, train: pl.DataFrame, test: pl.DataFrame, env, seed: i
                        pl.col("hash_ids").cast(pl.List(pl.Int64)).alias("prefix_blocks"))
     duration = float(test["timestamp"].max() - test["timestamp"].min()) / 1000.0
     ours, our_times = _servelab(train_path, duration, folder, seed)
+    step_only = our_times.pop("_step_only")
     theirs, their_info = _aiperf(env, train, folder, seed)
     train_blocks = train.select((pl.col("timestamp") / 1000.0).alias("timestamp"),
                                 pl.col("hash_ids").cast(pl.List(pl.Int64)).alias("prefix_blocks"))
     result = {"setting": name, "train_requests": train.height, "test_requests": test.height,
               "duration_s": duration, "servelab": our_times, "aiperf": their_info,
               "train_hit_rate": prefix_fidelity(train_blocks, train_blocks).reference_hit_rate}
-    for label, cand in (("servelab", ours), ("aiperf", theirs)):
+    cands = (("servelab", ours), ("aiperf", theirs))
+    if name == "in_sample":  # the step alone needs the tested trace's own rows
+        cands += (("servelab_prefix_step_only", step_only),)
+    for label, cand in cands:
         fid = prefix_fidelity(real, cand) if cand is not None else None
         result[f"{label}_fidelity"] = fid.to_dict() if fid is not None else None
     curves = _curves(real, {"servelab": ours, "aiperf": theirs})
@@ -179,12 +206,14 @@ def main(argv=None) -> int:
               f"{r['train_hit_rate']:.4f}), test {r['test_requests']} ({r['duration_s']:.0f} s)")
         print(f"servelab timings: {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r['servelab'].items()})}")
         print(f"aiperf: {json.dumps(r['aiperf'])}")
-        for label in ("servelab", "aiperf"):
+        for label in ("servelab", "aiperf", "servelab_prefix_step_only"):
+            if f"{label}_fidelity" not in r:
+                continue
             fid = r[f"{label}_fidelity"]
             if fid is None:
                 print(f"  {label:9s} n/a")
                 continue
-            print(f"  {label:9s} hit rate {fid['candidate_hit_rate']:.4f} (real {fid['reference_hit_rate']:.4f})  "
+            print(f"  {label:9s}\n    hit rate {fid['candidate_hit_rate']:.4f} (real {fid['reference_hit_rate']:.4f})  "
                   f"curve distance {fid['curve_distance']:.4f} at {fid['worst_capacity']} blocks  "
                   f"reuse-distance KS {fid['reuse_distance_ks']:.4f}")
         ours, theirs = r["servelab_fidelity"], r["aiperf_fidelity"]
