@@ -38,14 +38,16 @@ The fitted model is one long table per pool, :data:`PREFIXES_SCHEMA`, with ``kin
 ``reuse_gap``      ``value`` = gap, ``probability`` = share of the client's first turns of the
                    length class that reuse an earlier request's prefix with that gap (summed:
                    the class's reuse share)
-``reuse_lag_s``    PMF of the reuse lag (s, two significant digits)
+``reuse_lag_s``    PMF of the reuse lag (s, two significant digits) per length class
+``reuse_same_length`` ``value`` 1: the original has as many blocks as the copy (a repeated
+                   prompt with another last block), 0: not; ``probability``: their shares
 ``history_gap``    PMF of a follow-up's gap to its parent's blocks
 ``suffix_blocks``  PMF of the unique blocks after a group (first turns that start with one)
 =================  =============================================================================
 
 Which structure a first turn has depends strongly on its length (a one-block prompt rarely
-repeats a long document), so the first three kinds are conditional on the request's *length
-class*: ``min_blocks`` is a power of two and the row applies to requests of ``min_blocks`` to
+repeats a long document, and long prompts come back later), so the first four kinds are
+conditional on the request's *length class*: ``min_blocks`` is a power of two and the row applies to requests of ``min_blocks`` to
 ``2 * min_blocks - 1`` blocks (the other kinds have ``min_blocks = 1`` and apply to all). Every
 row carries ``block_size`` (tokens per block, the trace's; 512 for Mooncake). Counting is
 group-bys over the B blocks (prefix hashes, a stable sort for previous occurrences), never a loop
@@ -77,14 +79,15 @@ PREFIXES_SCHEMA = {
     "value": pl.Float64, "probability": pl.Float64, "min_blocks": pl.Int64, "block_size": pl.Int64,
 }
 #: the kinds of rows of the prefixes table (see the module docstring)
-PREFIX_KINDS = ("shared", "template", "reuse_gap", "reuse_lag_s", "history_gap", "suffix_blocks")
+PREFIX_KINDS = ("shared", "template", "reuse_gap", "reuse_lag_s", "reuse_same_length", "history_gap", "suffix_blocks")
 
 
 class RequestStructure(dict):
     """Per-request arrays of :func:`prefix_structure` (a plain mapping of numpy arrays):
     ``lengths``, ``group`` (-1: none), ``group_len``, ``hit`` (infinite-cache hit blocks),
     ``source`` (position of the reuse source or parent, -1: none), ``kind`` (0 none, 1 group,
-    2 reuse, 3 history), ``gap``, ``lag_s``, ``suffix``; and per group ``group_length``,
+    2 reuse, 3 history), ``gap``, ``lag_s``, ``same_length`` (a reuse whose original has as
+    many blocks), ``suffix``; and per group ``group_length``,
     ``group_extends`` (-1: none), ``group_clients`` (distinct pool clients using it)."""
 
 
@@ -182,7 +185,10 @@ def prefix_structure(values: np.ndarray, lengths: np.ndarray, *, timestamps: np.
     source[ri] = src
     kind[ri] = 2
     gap[ri] = np.minimum(lengths[ri], lengths[src]) - hit[ri]
-    lag[ri] = ts[ri] - ts[req[first[starts[ri] + hit[ri] - 1]]]
+    original = req[first[starts[ri] + hit[ri] - 1]]
+    lag[ri] = ts[ri] - ts[original]
+    same_length = np.zeros(n, dtype=bool)
+    same_length[ri] = lengths[original] == lengths[ri]
     fi = np.flatnonzero(follow)
     if fi.size:
         par = parents[fi]
@@ -197,6 +203,7 @@ def prefix_structure(values: np.ndarray, lengths: np.ndarray, *, timestamps: np.
     shared = np.where(kind == 1, group_len, np.where(kind >= 2, np.minimum(lengths, lengths[np.maximum(source, 0)])
                                                      - gap, 0))
     return RequestStructure(lengths=lengths, group=group, group_len=group_len, hit=hit, source=source, kind=kind,
+                            same_length=same_length,
                             gap=gap, lag_s=lag, suffix=lengths - shared, group_length=g_len, group_extends=g_ext,
                             group_clients=group_clients)
 
@@ -222,6 +229,7 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
     cls = np.left_shift(1, np.floor(np.log2(np.maximum(s["lengths"], 1))).astype(np.int64))
     frame = pl.DataFrame({"c": np.asarray(clients, dtype=np.int64), "kind": s["kind"], "group": s["group"],
                           "gap": s["gap"], "lag": _lag_bins(s["lag_s"]), "suffix": s["suffix"],
+                          "same": s["same_length"].astype(np.float64),
                           "cls": cls}).filter(pl.Series(has))
     roots = frame.filter(pl.col("kind") <= 2)
     n_root = roots.group_by("c", "cls").agg(pl.len().alias("n"))
@@ -263,7 +271,9 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
                          pl.lit(0.0).alias("probability"), pl.col("cls").alias("min_blocks"))
     parts.append(seen.join(parts[-1].select("c", "min_blocks"), on=["c", "min_blocks"], how="anti"))
     reused = roots.filter(pl.col("kind") == 2)
-    parts.append(pmf(reused, "lag", "reuse_lag_s", reused.group_by("c").agg(pl.len().alias("n"))))
+    # lags per length class too: long prompts (documents) come back later than short ones
+    parts.append(pmf(reused, "lag", "reuse_lag_s", reused.group_by("c", "cls").agg(pl.len().alias("n"))))
+    parts.append(pmf(reused, "same", "reuse_same_length", reused.group_by("c").agg(pl.len().alias("n"))))
     follows = frame.filter(pl.col("kind") == 3)
     parts.append(pmf(follows, "gap", "history_gap", follows.group_by("c").agg(pl.len().alias("n"))))
     grouped = frame.filter(pl.col("kind") == 1)

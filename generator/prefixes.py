@@ -14,7 +14,9 @@ are. :func:`assign_prefix_blocks` applies it to a generated frame (or one time c
    with the ids of the group it extends), *reuse* (the source is the latest earlier request of the
    same workload client at least a drawn ``reuse_lag_s`` before (drawn from the lag PMF cut at
    the time since the client's first row) that is an *original* (copied no earlier request)
-   with at least ``L`` blocks, else the latest row at least that lag before; it repeats the source's first ``min(L, L_source) - gap`` blocks) or nothing. A group
+   with exactly ``L`` blocks (for the fitted ``reuse_same_length`` share of copies), else of
+   ``L``'s length class with at least ``L`` blocks, else any with at least ``L`` blocks, else
+   the latest row at least that lag before; it repeats the source's first ``min(L, L_source) - gap`` blocks) or nothing. A group
    is re-picked among the groups of the request's length class in proportion to its share times
    the fitted density of the suffix it would leave, so that long templates go to long prompts;
 4. every other block gets a fresh id (one counter, never reused).
@@ -70,9 +72,9 @@ class PrefixModel:
     suffix_density : numpy.ndarray
         Per client code and octave ``b = floor(log2(x + 1))`` of a group's suffix ``x``: the
         fitted ``suffix_blocks`` mass of the octave per block (all ones without a PMF).
-    options, reuse_gap, reuse_lag, history_gap : PmfTable or None
+    options, reuse_gap, reuse_lag, same_length, history_gap : PmfTable or None
         Per client code: first-turn option (group id, -2 reuse, -1 none), reuse gap, reuse lag
-        (s), follow-up gap; ``*_map`` are the sorted keys ``client code * 64 + length class``
+        (s), whether a copy's original has its length (1) or not (0), follow-up gap; ``*_map`` are the sorted keys ``client code * 64 + length class``
         of their PMF groups (a request uses its client's largest class at most its own).
     max_lag_s : float
     """
@@ -90,6 +92,8 @@ class PrefixModel:
     reuse_lag_map: np.ndarray
     history_gap: PmfTable | None
     history_gap_map: np.ndarray
+    same_length: PmfTable | None
+    same_length_map: np.ndarray
     suffix_density: np.ndarray
     max_lag_s: float
 
@@ -211,7 +215,7 @@ def prefix_model(pool) -> PrefixModel | None:
                         (1.0 - pl.col("p")).clip(0.0, 1.0).alias("probability"))
     options, options_map = _pmfs(pl.concat([grp, reuse, none]), codes)
     pm = {k: _pmfs(kind(k).select("client_id", "min_blocks", "value", "probability"), codes)
-          for k in ("reuse_gap", "reuse_lag_s", "history_gap")}
+          for k in ("reuse_gap", "reuse_lag_s", "reuse_same_length", "history_gap")}
     lags = kind("reuse_lag_s")["value"]
     density = np.ones((len(clients), _CLASSES))
     suffix = kind("suffix_blocks")
@@ -227,7 +231,8 @@ def prefix_model(pool) -> PrefixModel | None:
         block_size=int(sizes[0]), clients=clients, group_offsets=offsets, group_blocks=blocks, first_fresh=nxt,
         options=options, options_map=options_map, reuse_gap=pm["reuse_gap"][0], reuse_gap_map=pm["reuse_gap"][1],
         reuse_lag=pm["reuse_lag_s"][0], reuse_lag_map=pm["reuse_lag_s"][1], history_gap=pm["history_gap"][0],
-        history_gap_map=pm["history_gap"][1], suffix_density=density,
+        history_gap_map=pm["history_gap"][1], same_length=pm["reuse_same_length"][0],
+        same_length_map=pm["reuse_same_length"][1], suffix_density=density,
         max_lag_s=float(lags.max()) if lags.len() else 0.0)
 
 
@@ -329,7 +334,7 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     if n > 1 and bool(np.any(np.diff(ts) < 0)):
         raise GenerationError("the frame must be sorted by timestamp to get prefix blocks")
     rng = np.random.default_rng([int(seed), _STREAM, state.chunk])
-    u = rng.random((4, n))
+    u = rng.random((5, n))
     bs = model.block_size
     workload_ids = frame["client_id"].cast(pl.String)
     pool_ids = workload_ids if pool_clients is None else workload_ids.replace_strict(
@@ -371,13 +376,19 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     ri = np.flatnonzero(reuse)
     if ri.size:
         # sources are originals (rows that copied no earlier request's prefix), as the fitted lags
-        # are times since a prefix's first occurrence; first among the originals of the request's
-        # own length class (a copy is about as long as its original), then among all
+        # are times since a prefix's first occurrence; first (for the fitted share) among the
+        # originals of exactly the request's length, then of its length class, then among all
         original = np.r_[state.tail["original"].to_numpy(), ~reuse]
         need = length[ri]
         cls_all = np.floor(np.log2(np.maximum(len_all, 1))).astype(np.int64)
+        # the fitted share of copies whose original has exactly their length look there first
+        exact = _draw(model.same_length, model.same_length_map, code, cls, u[4], reuse, 0.0)[ri] > 0.5
+        same_length = _find_source(c_all * (int(len_all.max()) + 1) + len_all, t_all, ri + m, ts[ri] - lag[ri],
+                                   need, np.where(original, len_all, 0))
+        same_length = np.where(exact, same_length, -1)
         same_class = _find_source(c_all * _CLASSES + cls_all, t_all, ri + m, ts[ri] - lag[ri], need,
                                   np.where(original, len_all, 0))
+        same_class = np.where(same_length >= 0, same_length, same_class)
         any_class = _find_source(c_all, t_all, ri + m, ts[ri] - lag[ri], need, np.where(original, len_all, 0))
         found = np.where(same_class >= 0, same_class, any_class)
         source[ri] = np.where(found >= 0, found, _find_source(c_all, t_all, ri + m, ts[ri] - lag[ri], need * 0,

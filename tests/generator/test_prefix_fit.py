@@ -59,8 +59,8 @@ def test_table_schema_and_kinds(pool):
     # per client, the first-turn options of each length class sum to at most 1; PMFs sum to 1
     opts = table.filter(pl.col("kind").is_in(["shared", "template", "reuse_gap"]))
     assert opts.group_by("client_id", "min_blocks").agg(pl.col("probability").sum())["probability"].max() <= 1 + 1e-9
-    pmfs = table.filter(pl.col("kind").is_in(["reuse_lag_s", "history_gap", "suffix_blocks"]))
-    sums = pmfs.group_by("client_id", "kind").agg(pl.col("probability").sum())["probability"].to_numpy()
+    pmfs = table.filter(pl.col("kind").is_in(["reuse_lag_s", "reuse_same_length", "history_gap", "suffix_blocks"]))
+    sums = pmfs.group_by("client_id", "kind", "min_blocks").agg(pl.col("probability").sum())["probability"].to_numpy()
     np.testing.assert_allclose(sums, 1.0, atol=1e-9)
 
 
@@ -116,11 +116,15 @@ def test_reuse_and_conversation_growth_recovered(pool, trace):
     assert got == pytest.approx(realised, abs=2 / n_c)
     for client in ("A", "B"):
         assert _overall(table, trace, client, pl.col("kind") == "reuse_gap") == 0.0
-    # lags from the original: uniform 20-200 s by construction (two-significant-digit bins)
+    # lags from the original: uniform 20-200 s by construction (two-significant-digit bins), per
+    # length class
     lag = table.filter((pl.col("client_id") == "C") & (pl.col("kind") == "reuse_lag_s"))
-    mean = float((lag["value"] * lag["probability"]).sum())
     assert lag["value"].min() >= 19.5
-    assert 20 < mean < 200
+    for (_,), rows in lag.group_by(["min_blocks"]):
+        assert 20 < float((rows["value"] * rows["probability"]).sum()) < 200
+    # copies add 1-5 blocks to their original: never the original's length
+    same = table.filter((pl.col("client_id") == "C") & (pl.col("kind") == "reuse_same_length"))
+    assert same.select("value", "probability").rows() == [(0.0, 1.0)]
 
 
 def test_structure_arrays_and_errors():
