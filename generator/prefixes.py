@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
+from servelab.fitting.pool_prefixes import PREFIX_KINDS
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.pmf import PmfTable, pmf_table, sample_pmf
 
@@ -169,11 +170,22 @@ def prefix_model(pool) -> PrefixModel | None:
     Raises
     ------
     GenerationError
-        If the table mixes block sizes.
+        If the table mixes block sizes, names an unknown kind, or holds a value out of range.
     """
     table = getattr(pool, "prefixes", None)
     if table is None or table.height == 0:
         return None
+    unknown = sorted(set(table["kind"].unique().to_list()) - set(PREFIX_KINDS))
+    if unknown:
+        raise GenerationError(f"the pool's prefixes table has unknown kinds {unknown}; allowed: {list(PREFIX_KINDS)}")
+    bad = table.filter(~pl.col("probability").is_between(0.0, 1.0) | ~pl.col("value").is_finite()
+                       | (pl.col("value") < 0) | pl.col("probability").is_null() | pl.col("value").is_null()
+                       | (pl.col("min_blocks").fill_null(0) < 1))
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise GenerationError(f"the pool's prefixes table: client {row['client_id']!r} kind {row['kind']!r} needs "
+                              f"value >= 0, probability in [0, 1] and min_blocks >= 1; got value {row['value']!r}, "
+                              f"probability {row['probability']!r}, min_blocks {row['min_blocks']!r}")
     sizes = table["block_size"].unique().to_list()
     if len(sizes) != 1 or sizes[0] is None or sizes[0] < 1:
         raise GenerationError(f"the pool's prefixes table must have one positive block_size; got {sorted(map(str, sizes))}")

@@ -191,3 +191,11 @@ def test_errors(pool, workload):
         pl.when(pl.col("client_id") == "A").then(256).otherwise(512).alias("block_size")))
     with pytest.raises(GenerationError, match="one positive block_size"):
         prefix_model(mixed)
+    odd = pool.replace(prefixes=pool.prefixes.with_columns(
+        pl.when(pl.col("kind") == "template").then(pl.lit("tmpl")).otherwise(pl.col("kind")).alias("kind")))
+    with pytest.raises(GenerationError, match=r"unknown kinds \['tmpl'\]"):
+        prefix_model(odd)
+    over = pool.replace(prefixes=pool.prefixes.with_columns(
+        pl.when(pl.col("kind") == "shared").then(1.5).otherwise(pl.col("probability")).alias("probability")))
+    with pytest.raises(GenerationError, match="probability in \\[0, 1\\].*got value 6.0, probability 1.5"):
+        prefix_model(over)
