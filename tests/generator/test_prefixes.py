@@ -199,3 +199,22 @@ def test_errors(pool, workload):
         pl.when(pl.col("kind") == "shared").then(1.5).otherwise(pl.col("probability")).alias("probability")))
     with pytest.raises(GenerationError, match="probability in \\[0, 1\\].*got value 6.0, probability 1.5"):
         prefix_model(over)
+
+
+@pytest.mark.shared
+def test_real_mooncake_trace_regression(shared_data, tmp_path):
+    """On the real Mooncake trace (when ../shared is present): a pool fitted on it, a workload
+    generated over its duration and exported as Mooncake JSONL, counted by brute force. Issue
+    15's target is 5 points at every capacity; this run measures 7.1 (follow-ups: see
+    bench_prefix_generation.py), so this guards against getting worse: within 8 points at the
+    capacities checked, and far closer than conversation-only ids (the export before issue 15)."""
+    src = shared_data / "mooncake" / "synthetic_trace.jsonl"
+    store = ingest(src, fmt="mooncake", output=tmp_path / "store", progress=False)
+    work = generate(fit_pool(store), "pool", 1022.0, seed=1)
+    real = [json.loads(line)["hash_ids"] for line in src.read_text().splitlines() if line.strip()]
+    ours = read_mooncake(export_workload(work, tmp_path / "w.jsonl", fmt="mooncake"))
+    plain = read_mooncake(export_workload(work.drop("prefix_blocks"), tmp_path / "p.jsonl", fmt="mooncake"))
+    caps = (4096, 16384, 65536)
+    lr, lo, lp = brute_lru(real, caps), brute_lru(ours, caps), brute_lru(plain, caps)
+    assert max(abs(lo[c] - lr[c]) for c in caps) < 0.08
+    assert max(abs(lp[c] - lr[c]) for c in caps) > 0.2
