@@ -271,4 +271,6 @@ def compare(reference, candidates: Sequence, *, names: Sequence[str] | None = No
     for nm, cand in zip(names, candidates):
         res = fidelity(ref, cand, window_s=window_s, name=nm, seed=seed)
         table[nm] = [res.metrics[m] for m in METRICS]
-    return pl.DataFrame(table)
+    # prefix-cache rows when the workloads carry prefix_blocks (issue 15: analysis.prefix_fidelity)
+    from servelab.analysis.prefix_fidelity import prefix_rows
+    return pl.concat([pl.DataFrame(table), prefix_rows(reference, candidates, names)], how="vertical_relaxed")

@@ -39,6 +39,7 @@ from servelab.fitting.pool_arrivals import (
 from servelab.fitting.pool_compare import PoolComparison, compare_pools
 from servelab.fitting.pool_conversations import conversation_tables
 from servelab.fitting.pool_data import bin_values, data_pmfs, request_fields
+from servelab.fitting.pool_prefixes import prefix_table
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings
 from servelab.fitting.segments import weibull_mle_segments
 
@@ -184,6 +185,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, **ov
         conv, conv_pmfs, conv_note = conversation_tables(store, frame, clients.index, names, bin_ratio=s.bin_ratio,
                                                          linking=s.linking)
 
+    # prefix model (issue 15): per client, from prefix_blocks (None without them)
+    prefixes = prefix_table(store, clients.index, names, linking=s.linking) if "prefix_blocks" in store.columns else None
     residual_note = (f"residual: {clients.n_small} client(s) below min_requests={s.min_requests}"
                      + (f" and {clients.n_null} request(s) without client id" if clients.n_null else "") + " merged")
     client_table = pl.DataFrame({"client_id": names}, schema={"client_id": pl.String}).select(
@@ -214,5 +217,5 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, **ov
     }
     return ClientPool(clients=client_table, arrivals=table, data=data if data.height else None,
                       data_fits=data_fits if data_fits.height else None, conversations=conv,
-                      conversation_pmfs=conv_pmfs, window_s=window_s, data_window_s=s.data_window_s, span=pool_span,
+                      conversation_pmfs=conv_pmfs, prefixes=prefixes, window_s=window_s, data_window_s=s.data_window_s, span=pool_span,
                       fields=[f[0] for f in fields], provenance=provenance)

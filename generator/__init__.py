@@ -30,6 +30,7 @@ from servelab.generator.generate import (
 from servelab.generator.naive import aggregate_cv, naive_generate
 from servelab.generator.pool import ClientPool
 from servelab.generator.pool_checks import POOL_BOUNDS, check_pool_tables
+from servelab.generator.prefixes import PrefixModel, PrefixState, assign_prefix_blocks, prefix_model
 from servelab.generator.sampling import sample_requests
 from servelab.generator.servegen_format import read_servegen, write_servegen
 
@@ -64,4 +65,8 @@ __all__: list[str] = [
     "GenerationError",
     "GenerationWarning",
     "ExportFormatError",
+    "PrefixModel",
+    "PrefixState",
+    "assign_prefix_blocks",
+    "prefix_model",
 ]

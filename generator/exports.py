@@ -19,6 +19,10 @@ Formats (:data:`EXPORT_FORMATS`):
     One object per request for custom benchmark clients: ``timestamp`` (s), ``input_tokens``,
     ``output_tokens``, plus ``client_id``, ``conversation_id``, ``parent_id``, ``turn`` when the
     workload has them, then ``failed`` and the multimodal counts and tokens when it has them.
+``bailian``
+    Bailian (Qwen usage trace) JSONL: ``chat_id``, ``parent_chat_id``, ``timestamp`` (s),
+    ``input_length``, ``output_length``, ``type``, ``turn``, ``hash_ids``
+    (:mod:`servelab.generator.bailian_export`); ``servelab ingest`` reads it back.
 ``aiperf``, ``vllm``, ``sglang``, ``guidellm``
     AIPerf multi-turn JSONL (``session_id``, ``timestamp`` / ``delay`` in ms), vLLM bench custom
     JSONL, SGLang bench_serving custom JSONL and guidellm JSONL: see
@@ -36,11 +40,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 from servelab.generator.exceptions import ExportFormatError
+from servelab.generator.bailian_export import bailian_frame
 from servelab.generator.export_tools import aiperf_frame, failed_mask, guidellm_frame, sglang_frame, vllm_frame
 
 __all__ = ["EXPORT_FORMATS", "MOONCAKE_BLOCK_TOKENS", "export_workload", "mooncake_hash_ids", "workload_hash_ids"]
 
-EXPORT_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl", "aiperf", "vllm", "sglang", "guidellm")
+EXPORT_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl", "aiperf", "vllm", "sglang", "guidellm", "bailian")
 #: optional columns the ``jsonl`` export carries after the conversation links, when present
 _JSONL_EXTRA = ("failed", "reason_tokens", "text_tokens", "image_tokens", "audio_tokens", "video_tokens",
                 "image_count", "audio_count", "video_count")
@@ -140,6 +145,9 @@ def export_workload(frame: pl.DataFrame, path: str | os.PathLike, *, fmt: str = 
             pl.col("input_tokens").alias("input_length"),
             pl.when(failed_mask(frame)).then(1).otherwise(pl.col("output_tokens")).alias("output_length"),
         ).with_columns(workload_hash_ids(frame, block_tokens=block_tokens)).write_ndjson(path)
+    elif fmt == "bailian":  # issue 15: keeps prefix_blocks as hash_ids
+        _need(frame, ("input_tokens", "output_tokens"), fmt)
+        bailian_frame(frame, workload_hash_ids(frame, block_tokens=block_tokens)).write_ndjson(path)
     elif fmt == "jsonl":
         _need(frame, ("input_tokens", "output_tokens"), fmt)
         extra = [c for c in ("client_id", "conversation_id", "parent_id", "turn", *_JSONL_EXTRA)

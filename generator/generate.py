@@ -66,6 +66,7 @@ from servelab.generator.exceptions import GenerationError, GenerationWarning
 from servelab.generator.grid import WindowGrid, frame_of, pool_span, segments, window_grid
 from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_pmf, sample_runs
 from servelab.generator.pool import DATA_FIELDS  # re-exported: fields a pool may hold
+from servelab.generator.prefixes import with_prefix_blocks
 from servelab.generator.rates import (
     DEFAULT_MAX_REQUESTS,
     RateSchedule,
@@ -332,5 +333,7 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     columns += [frame[c].gather(order) for c in frame.columns]
     if use_conv:
         columns += link_columns(conv_id, turn, order)
-    return pl.DataFrame(columns)
+    # prompt blocks from the pool's prefix model, if it has one (issue 15; generator.prefixes)
+    pool_clients = {syn: grid.pool_ids[i] for syn, i in zip(syn_ids, sel.tolist())}  # per client
+    return with_prefix_blocks(pl.DataFrame(columns), pool, seed=seed, pool_clients=pool_clients)
 

@@ -32,6 +32,11 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
 ``conversation_pmfs``
     long empirical PMFs of the same: ``client_id, quantity ("turns" | "itt_s"), value,
     probability``.
+``prefixes``
+    the per-client prefix model (shared system prompts, templates, reuse, conversation history):
+    ``client_id, kind, group, extends, value, probability, block_size``
+    (:data:`~servelab.fitting.pool_prefixes.PREFIXES_SCHEMA`, described in
+    :mod:`servelab.fitting.pool_prefixes`); empty for pools without ``prefix_blocks``.
 
 This module does no file I/O of its own (:mod:`~servelab.generator.pool_format` and
 :mod:`~servelab.generator.servegen_format` read and write) and draws no random numbers
@@ -50,6 +55,7 @@ import polars as pl
 
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 from servelab.fitting.pool_arrivals import param_columns
+from servelab.fitting.pool_prefixes import PREFIXES_SCHEMA
 from servelab.generator.exceptions import PoolFormatError, PoolSpanError
 
 __all__ = [
@@ -100,6 +106,7 @@ _SCHEMAS = {
     "data_fits": DATA_FITS_SCHEMA,
     "conversations": CONVERSATIONS_SCHEMA,
     "conversation_pmfs": CONVERSATION_PMFS_SCHEMA,
+    "prefixes": PREFIXES_SCHEMA,
 }
 
 #: request-data fields a pool may describe, in canonical order
@@ -190,7 +197,7 @@ class ClientPool:
 
     Parameters
     ----------
-    clients, arrivals, data, data_fits, conversations, conversation_pmfs : polars DataFrame or LazyFrame
+    clients, arrivals, data, data_fits, conversations, conversation_pmfs, prefixes : polars DataFrame or LazyFrame
         The tables described in the module docstring (``None`` gives an empty table).
     window_s : float
         Arrival window length in seconds (ServeGen: 600).
@@ -218,6 +225,7 @@ class ClientPool:
         data_fits=None,
         conversations=None,
         conversation_pmfs=None,
+        prefixes=None,
         window_s: float,
         data_window_s: float,
         span: tuple[float, float] | None = None,
@@ -230,7 +238,7 @@ class ClientPool:
             raise ValueError(f"data_window_s must be a positive number of seconds; got {data_window_s!r}")
         lazy = {name: _as_lazy(t, name) for name, t in (
             ("clients", clients), ("arrivals", arrivals), ("data", data), ("data_fits", data_fits),
-            ("conversations", conversations), ("conversation_pmfs", conversation_pmfs))}
+            ("conversations", conversations), ("conversation_pmfs", conversation_pmfs), ("prefixes", prefixes))}
         d = self.__dict__
         d["_lazy"] = MappingProxyType(lazy)
         d["window_s"] = float(window_s)
@@ -291,6 +299,10 @@ class ClientPool:
     @cached_property
     def conversation_pmfs(self) -> pl.DataFrame:
         return self._lazy["conversation_pmfs"].collect()
+
+    @cached_property
+    def prefixes(self) -> pl.DataFrame:
+        return self._lazy["prefixes"].collect()
 
     @property
     def span(self) -> Span:

@@ -16,6 +16,9 @@ Layout (format version 2; version 1, whose ``arrivals`` held one ``shape`` colum
       data_fits.parquet
       conversations.parquet
       conversation_pmfs.parquet
+      prefixes.parquet         the prefix model (:mod:`servelab.fitting.pool_prefixes`), written
+                               only when the pool has one; a pool without it loads with an empty
+                               table (no format version change: the table is optional)
 
 Reading is lazy (``polars.scan_parquet``): :func:`read_pool` opens the manifest only. Writing is
 atomic (a failed write leaves nothing behind). This module converts formats only.
@@ -57,7 +60,10 @@ TABLES = {
     "data_fits": ("client_id", "window_start", "field"),
     "conversations": ("client_id",),
     "conversation_pmfs": ("client_id", "quantity", "value"),
+    "prefixes": ("client_id", "kind", "group", "min_blocks", "value"),
 }
+#: tables written only when they have rows (pools without them read as before)
+OPTIONAL_TABLES = ("prefixes",)
 
 
 def is_servelab_pool(path: str | os.PathLike) -> bool:
@@ -117,6 +123,8 @@ def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = F
         tables = {}
         for name, order in TABLES.items():
             lf = pool.lazy(name)
+            if name in OPTIONAL_TABLES and lf.select(pl.len()).collect().item() == 0:
+                continue
             if order:
                 lf = lf.sort(list(order), maintain_order=True)
             lf = _narrow_floats(lf)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from servelab.generator.exceptions import MissingDatasetWarning, PoolExistsError, PoolFormatError, PoolNotFoundError
+from servelab.generator.exceptions import MissingDatasetWarning, PoolExistsError, PoolFormatError, PoolNotFoundError, PoolWarning
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 from servelab.generator.pool import DATA_SCHEMA, ClientPool
 from servelab.generator.pool_checks import check_pool_tables
@@ -319,6 +319,9 @@ def write_servegen(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool
     bad = [c for c in pool.client_ids if not c or "/" in c or c != c.strip() or c in (".", "..")]
     if bad:
         raise PoolFormatError(f"client ids {bad[:5]} cannot be used in chunk-<id> file names")
+    if pool.lazy("prefixes").select(pl.len()).collect().item():  # issue 15: ServeGen has no prefix model
+        warnings.warn(f"ServeGen's format has no prefix model: the pool's 'prefixes' table (shared system prompts, "
+                      f"templates, reuse, conversation history) is dropped from {str(path)!r}", PoolWarning, stacklevel=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

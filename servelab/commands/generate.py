@@ -16,7 +16,8 @@ __all__ = ["generate"]
 
 #: every export format of :data:`servelab.generator.exports.EXPORT_FORMATS` plus ``store`` (a test
 #: keeps the two in step; spelled out here so that ``--help`` does not import the generator)
-_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl", "aiperf", "vllm", "sglang", "guidellm", "store")
+_FORMATS = ("parquet", "csv", "burstgpt", "mooncake", "jsonl", "aiperf", "vllm", "sglang", "guidellm", "bailian",
+            "store")
 
 
 def _positive_number(text: str) -> float | None:

@@ -123,4 +123,5 @@ def test_export_errors(workload, tmp_path):
         export_workload(workload.select("timestamp"), tmp_path / "x.csv", fmt="burstgpt")
     with pytest.raises(ExportFormatError, match="needs a 'timestamp' column"):
         export_workload(workload.drop("timestamp"), tmp_path / "x.parquet", fmt="parquet")
-    assert set(EXPORT_FORMATS) == {"parquet", "csv", "burstgpt", "mooncake", "jsonl", "aiperf", "vllm", "sglang", "guidellm"}
+    assert set(EXPORT_FORMATS) == {"parquet", "csv", "burstgpt", "mooncake", "jsonl", "aiperf", "vllm", "sglang", "guidellm",
+                                   "bailian"}
