@@ -66,6 +66,7 @@ __all__ = [
     "BURST_DISPERSION",
     "PAPER_BURST_DISPERSION",
     "MIN_SCALE_DF",
+    "BURST_SCALES",
     "within_block_dispersion",
 ]
 
@@ -79,6 +80,11 @@ BURST_DISPERSION = 1.5
 PAPER_BURST_DISPERSION = 2.0
 #: a scale enters the burstiness test only with this many degrees of freedom (index known to +-0.14)
 MIN_SCALE_DF = 100
+#: sub-window lengths (s) of the burstiness test inside 20-minute blocks (the report and the calibration
+#: use these). 10 s gives 119 degrees of freedom per full block, so one full 20-minute block with
+#: requests in most sub-windows is enough; without it a trace shorter than about 70 minutes (under
+#: 3 full blocks at 30 s) could never be called bursty, whatever its gap CV.
+BURST_SCALES = (10.0, 30.0, 120.0, 300.0)
 
 _RATE_NULL = "stationary Poisson arrivals at the trace's mean rate, given each window's covered time"
 _MC_REPLICATES = 999
@@ -446,7 +452,7 @@ def burstiness_test(counts_by_scale: Mapping[float, np.ndarray], *, level: float
     ----------
     counts_by_scale : Mapping[float, numpy.ndarray]
         Sub-window length in seconds -> counts of shape (blocks, sub-windows per block), e.g.
-        :func:`block_counts` (30 s, 120 s and 300 s sub-windows of 20-minute blocks).
+        :func:`block_counts` (the :data:`BURST_SCALES` sub-windows of 20-minute blocks).
     level : float
         Family-wise level over the scales (Bonferroni).
     threshold, paper_effect : float

@@ -16,7 +16,7 @@ from servelab.fitting.calibration import on_clock, poisson_arrivals, switching_a
 from servelab.reports.areas import get_area
 
 DAY = 86400.0
-ARRIVAL_IDS = ("servegen.F1", "servegen.F2", "burstgpt.gamma_shift")
+ARRIVAL_IDS = ("servegen.F1.bursty", "servegen.F1.single_process", "servegen.F2", "burstgpt.gamma_shift")
 
 
 def _arrival_findings(tmp_path, t, name):
@@ -41,10 +41,10 @@ def test_stationary_poisson_never_holds(tmp_path, name, make):
             assert {"null", "statistic", "p_value", "level", "power", "practical_threshold", "decision"} <= set(t)
     if name == "dense":
         # about 21,600 arrivals in 9 full 20-minute blocks: the burstiness test has the power to say
-        # that a Poisson trace is not bursty, so F1 does not hold
-        f1 = found["servegen.F1"]
+        # that a Poisson trace is not bursty, so F1's bursty claim does not hold
+        f1 = found["servegen.F1.bursty"]
         assert f1.verdict is Verdict.DOES_NOT_HOLD, f1.reason
-        burst = f1.tests[0]
+        (burst,) = f1.tests
         assert burst["power"] >= 0.8 and burst["decision"] == "does not hold"
         assert "null = Poisson arrivals" in f1.reason and "p = " in f1.reason and "power" in f1.reason
 
