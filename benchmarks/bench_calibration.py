@@ -8,20 +8,35 @@ before the practical threshold) and the mean power the test claimed. ``case`` is
 true at the papers' effect size: "holds" is the power, target >= 80 %). For the goodness-of-fit
 standard the claim is "the family describes the data", so misfitting data are its null.
 
+End-to-end rows (tests ``F1.bursty``, ``F1.single``, ``F2``, ``gamma_shift``) run the findings
+themselves: each simulated trace is written as a store and measured by the arrivals area exactly
+as ``servelab report --quick`` does (``servegen.F1.bursty``, ``servegen.F1.single_process``,
+``servegen.F2``, ``burstgpt.gamma_shift``); ``p<lvl`` is then the share with a significant first
+test and ``power`` the mean power of the finding's first test (a "not applicable" finding is
+counted under ``inconc``).
+
 Usage::
 
     python benchmarks/bench_calibration.py --seeds 40
     python benchmarks/bench_calibration.py --seeds 40 --only rate,burst
+    python benchmarks/bench_calibration.py --seeds 40 --only F1.bursty,F1.single,F2,gamma_shift
 """
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+import polars as pl
+
+from servelab.analysis import write_store
+from servelab.analysis.budget import Budget
 from servelab.fitting import fit_family
 from servelab.fitting.modality import lattice_bimodality
 from servelab.fitting.calibration import (
@@ -36,8 +51,29 @@ from servelab.fitting.correlation_tests import correlation_difference_test
 from servelab.fitting.fit_standard import describes
 from servelab.fitting.mean_shift_tests import mean_shift_test
 from servelab.fitting.proportion_tests import proportion_test
+from servelab.reports.areas import get_area
 
 DAY = 86400.0
+#: end-to-end test name -> finding id of the arrivals area
+E2E_FINDINGS = {"F1.bursty": "servegen.F1.bursty", "F1.single": "servegen.F1.single_process",
+                "F2": "servegen.F2", "gamma_shift": "burstgpt.gamma_shift"}
+
+
+def _end_to_end(make, resolution: float = 0.0):
+    """The arrival findings of one simulated trace per seed, through a store and the arrivals area."""
+    def run(seed: int):
+        t = make(seed)
+        if resolution:
+            t = on_clock(t, resolution)
+        folder = Path(tempfile.mkdtemp(prefix="servelab-calibration-"))
+        try:
+            store = write_store(pl.DataFrame({"timestamp": np.asarray(t, dtype=float)}), folder / "store")
+            area = get_area("arrivals")
+            found = {f.id: f for f in area.findings(area.measure(store, budget=Budget.quick(), seed=seed))}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return {k: found[fid] for k, fid in E2E_FINDINGS.items()}
+    return run
 
 
 def _arrivals(kinds: tuple[str, ...], make, span: float, resolution: float = 0.0):
@@ -82,6 +118,28 @@ def _scenarios():
     ]
     for truth, name, make, span, res in arrival_cases:
         sc.append((("rate", "shape", "burst"), truth, name, _arrivals(("rate", "shape", "burst"), make, span, res)))
+
+    # end to end through the findings: (F1.bursty, F1.single, F2, gamma_shift) truth per trace
+    e2e = ("F1.bursty", "F1.single", "F2", "gamma_shift")
+    e2e_cases = [
+        ((N, N, N, N), "Poisson 2/s, 3 hours (dense)", lambda s: poisson_arrivals(2.0, 3 * 3600, seed=s), 0.0),
+        ((N, N, N, N), "Poisson 0.05/s, 3 days (sparse)", lambda s: poisson_arrivals(0.05, 3 * DAY, seed=s), 0.0),
+        ((N, N, N, N), "Poisson 0.05/s, 2 days, 3-s clock", lambda s: poisson_arrivals(0.05, 2 * DAY, seed=s), 3.0),
+        ((N, N, N, N), "Poisson 2.5/s, 57 minutes (the Azure sample's length)",
+         lambda s: poisson_arrivals(2.5, 3420.0, seed=s), 0.0),
+        ((P, P, P, P), "rate and CV switch every 20 min: (0.05/s, CV 1) <-> (0.15/s, CV 2), 3 days",
+         lambda s: switching_arrivals(((0.05, 1.0), (0.15, 0.25)), 3 * DAY, seed=s), 0.0),
+        ((P, N, N, N), "stationary Gamma renewal CV 2, 2/s, 6 hours",
+         lambda s: gamma_renewal_arrivals(2.0, 0.25, 6 * 3600, seed=s), 0.0),
+        ((P, N, N, N), "stationary Gamma renewal CV 2, 2.5/s, 57 minutes (short and bursty)",
+         lambda s: gamma_renewal_arrivals(2.5, 0.25, 3420.0, seed=s), 0.0),
+        ((N, N, P, N), "Poisson with a rate that switches x3 every 20 min, 3 days (a renewal law per window)",
+         lambda s: switching_arrivals(((0.05, 1.0), (0.15, 1.0)), 3 * DAY, seed=s), 0.0),
+        ((N, P, P, P), "Gamma shape alternating x3 every 20 min at one rate (CV 1.32 <-> 0.76), 0.05/s, 3 days",
+         lambda s: switching_arrivals(((0.05, 1.0 / 3 ** 0.5), (0.05, 3 ** 0.5)), 3 * DAY, seed=s), 0.0),
+    ]
+    for truth, name, make, res in e2e_cases:
+        sc.append((e2e, truth, name + " [end to end]", _end_to_end(make, res)))
 
     def gof(family_true, n, family_fit):
         def run(seed):
@@ -153,7 +211,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=40, help="simulated traces per scenario (default 40)")
     ap.add_argument("--only", default="", help="comma-separated tests: rate, shape, burst, gof, bimodal, correlation, "
-                    "mean_shift, share")
+                    "mean_shift, share, F1.bursty, F1.single, F2, gamma_shift")
     args = ap.parse_args()
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be positive; got {args.seeds}")
@@ -164,7 +222,7 @@ def main() -> None:
         if only and not only.intersection(kinds):
             continue
         t0 = time.perf_counter()
-        counts = {k: {"holds": 0, "does not hold": 0, "inconclusive": 0} for k in kinds}
+        counts = {k: {"holds": 0, "does not hold": 0, "inconclusive": 0, "not applicable": 0} for k in kinds}
         powers: dict[str, list[float]] = {k: [] for k in kinds}
         significant = {k: 0 for k in kinds}
         with warnings.catch_warnings():
@@ -173,6 +231,15 @@ def main() -> None:
                 out = run(seed)
                 out = out if isinstance(out, dict) else {kinds[0]: out}
                 for k, r in out.items():
+                    if hasattr(r, "verdict"):  # a Finding (end to end): its verdict, its first test
+                        counts[k][r.verdict.value] += 1
+                        r = next((t for t in r.tests), None)
+                        if r is None:
+                            continue
+                        significant[k] += r["p_value"] is not None and r["p_value"] < r["level"]
+                        if r["power"] is not None:
+                            powers[k].append(r["power"])
+                        continue
                     counts[k][r.decision.value] += 1
                     significant[k] += r.p_value is not None and r.p_value < r.level
                     if r.power is not None:
@@ -183,7 +250,7 @@ def main() -> None:
             c = counts[k]
             pw = np.mean(powers[k]) if powers[k] else float("nan")
             print(f"{k:<12} {case:<9} {c['holds'] / n:>6.0%} {c['does not hold'] / n:>6.0%} "
-                  f"{c['inconclusive'] / n:>6.0%} {significant[k] / n:>6.0%} {pw:>6.0%} {sec:>6.1f}  {name}", flush=True)
+                  f"{(c['inconclusive'] + c['not applicable']) / n:>6.0%} {significant[k] / n:>6.0%} {pw:>6.0%} {sec:>6.1f}  {name}", flush=True)
 
 
 if __name__ == "__main__":
