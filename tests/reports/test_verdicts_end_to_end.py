@@ -98,7 +98,8 @@ def test_f4_periods_come_from_the_hours_the_trace_covers(tmp_path):
     assert f4.verdict is not Verdict.NOT_APPLICABLE, f4.reason
     assert f4.measured["periods"] == 3 and f4.measured["period_names"].startswith("18:15-")
     # the means are the same in every period (no shift in truth): never "holds"
-    assert f4.verdict is not Verdict.HOLDS and len(f4.tests) == 2
+    assert f4.verdict is not Verdict.HOLDS and len(f4.tests) == 3
+    assert f4.tests[2]["null"].startswith("the mean output length is a fixed multiple of the mean input length")
 
 
 def test_rate_variance_share_of_the_top_clients_never_exceeds_one(tmp_path):
