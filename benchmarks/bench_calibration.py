@@ -49,7 +49,7 @@ from servelab.fitting.calibration import (
 )
 from servelab.fitting.correlation_tests import correlation_difference_test
 from servelab.fitting.fit_standard import describes
-from servelab.fitting.mean_shift_tests import mean_shift_test
+from servelab.fitting.mean_shift_tests import mean_shift_test, ratio_shift_test
 from servelab.fitting.proportion_tests import proportion_test
 from servelab.reports.areas import get_area
 
@@ -197,6 +197,26 @@ def _scenarios():
     sc.append((("mean_shift",), ("positive",), "4 periods, means alternate x1.15 (paper), 20,000 each",
                means(1.15, 20_000)))
 
+    def ratio(in_f, out_f, n):
+        def run(seed):
+            rng = np.random.default_rng(seed)
+            rows, xs, ys = [], [], []
+            for fi, fo in zip(in_f, out_f):
+                z = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.3], [0.3, 1.0]], size=n)
+                x, y = np.exp(6.0 + z[:, 0]) * fi, np.exp(4.0 + z[:, 1]) * fo
+                rows.append((n, x.mean(), x.std(ddof=1), y.mean(), y.std(ddof=1)))
+                xs.append(x)
+                ys.append(y)
+            a = np.array(rows)
+            r = float(np.corrcoef(np.concatenate(xs), np.concatenate(ys))[0, 1])
+            return ratio_shift_test(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], correlation=r)
+        return run
+    sc.append((("independence",), ("null",), "F4: input and output shift together (x1.15 in alternate periods), "
+               "4 periods of 20,000", ratio([1, 1.15, 1, 1.15], [1, 1.15, 1, 1.15], 20_000)))
+    sc.append((("independence",), ("null",), "F4: no shift at all, 3 periods of 2,000", ratio([1, 1, 1], [1, 1, 1], 2_000)))
+    sc.append((("independence",), ("positive",), "F4: input +13 %, output -18 % (ServeGen's M-mid), 3 periods of 5,000",
+               ratio([1, 1.13, 1.13], [1, 0.82, 0.82], 5_000)))
+
     def share(p, n):
         def run(seed):
             k = int(np.random.default_rng(seed).binomial(n, p))
@@ -211,7 +231,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=40, help="simulated traces per scenario (default 40)")
     ap.add_argument("--only", default="", help="comma-separated tests: rate, shape, burst, gof, bimodal, correlation, "
-                    "mean_shift, share, F1.bursty, F1.single, F2, gamma_shift")
+                    "mean_shift, independence, share, F1.bursty, F1.single, F2, gamma_shift")
     args = ap.parse_args()
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be positive; got {args.seeds}")
