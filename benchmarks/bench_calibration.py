@@ -51,6 +51,7 @@ from servelab.fitting.correlation_tests import correlation_difference_test
 from servelab.fitting.fit_standard import describes
 from servelab.fitting.mean_shift_tests import mean_shift_test, ratio_shift_test
 from servelab.fitting.proportion_tests import proportion_test
+from servelab.fitting.rate_tests import doubling_test
 from servelab.reports.areas import get_area
 
 DAY = 86400.0
@@ -217,6 +218,23 @@ def _scenarios():
     sc.append((("independence",), ("positive",), "F4: input +13 %, output -18 % (ServeGen's M-mid), 3 periods of 5,000",
                ratio([1, 1.13, 1.13], [1, 0.82, 0.82], 5_000)))
 
+    def doubling(make, span, horizon):
+        def run(seed):
+            t = make(seed)
+            c = np.bincount((t // horizon).astype(np.int64), minlength=int(span // horizon))
+            paper = {300.0: 65 / 288, 600.0: 38 / 144}[horizon]
+            return doubling_test(c, block=int(3600 // horizon), threshold_share=paper / 2, paper_share=paper, seed=seed)
+        return run
+    for horizon in (300.0, 600.0):
+        h = f"{horizon / 60:g}-min windows"
+        sc.append((("doubling",), ("null",), f"bursts: Poisson 0.05/s, 7 days, {h}",
+                   doubling(lambda s: poisson_arrivals(0.05, 7 * DAY, seed=s), 7 * DAY, horizon)))
+        sc.append((("doubling",), ("null",), f"bursts: Poisson with a daily sine x3, 0.05/s, 7 days, {h}",
+                   doubling(lambda s: modulated_poisson_arrivals(0.05, 7 * DAY, ratio=3, period_s=DAY, seed=s),
+                            7 * DAY, horizon)))
+        sc.append((("doubling",), ("positive",), f"bursts: Gamma renewal CV 4, 0.05/s, 7 days, {h}",
+                   doubling(lambda s: gamma_renewal_arrivals(0.05, 1 / 16, 7 * DAY, seed=s), 7 * DAY, horizon)))
+
     def share(p, n):
         def run(seed):
             k = int(np.random.default_rng(seed).binomial(n, p))
@@ -231,7 +249,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=40, help="simulated traces per scenario (default 40)")
     ap.add_argument("--only", default="", help="comma-separated tests: rate, shape, burst, gof, bimodal, correlation, "
-                    "mean_shift, independence, share, F1.bursty, F1.single, F2, gamma_shift")
+                    "mean_shift, independence, doubling, share, F1.bursty, F1.single, F2, gamma_shift")
     args = ap.parse_args()
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be positive; got {args.seeds}")
