@@ -160,3 +160,37 @@ def test_conversation_findings_not_applicable_without_links(tmp_path):
     ev = measure_conversations(single)
     assert servegen_f10(ev).verdict is Verdict.NOT_APPLICABLE
     assert "no multi-turn conversation" in burstgpt_conversations(ev).reason
+
+
+@pytest.fixture(scope="module")
+def conversation_evidence(tmp_path_factory):
+    frame, _ = _conversational(np.random.default_rng(20251123))
+    return measure_conversations(write_store(frame, tmp_path_factory.mktemp("f10") / "c"), window_s=1800.0)
+
+
+@pytest.mark.parametrize("itt_factor, original_cv, expected", [
+    (1.0, 0.9, Verdict.DOES_NOT_HOLD),  # keeping inter-turn times changes nothing: the sign test's null
+    (0.7, 0.9, Verdict.HOLDS),  # ITT upsampling 30 % calmer in every window, and a calm original
+    (0.7, 2.0, Verdict.DOES_NOT_HOLD),  # calmer, but the original is bursty in every window
+])
+def test_f10_sign_tests_on_windows_of_known_truth(rng, conversation_evidence, itt_factor, original_cv, expected):
+    import dataclasses
+
+    ev = conversation_evidence
+    k = 48
+    naive = np.exp(rng.normal(np.log(1.5), 0.2, k))
+    itt = itt_factor * np.exp(rng.normal(np.log(1.5), 0.2, k))
+    windows = pl.DataFrame({"window": np.arange(k), "window_start_s": np.arange(k) * 1800.0,
+                            "cv_original": original_cv * np.exp(rng.normal(0, 0.1, k)), "cv_naive": naive,
+                            "cv_itt": itt})
+    up = dataclasses.replace(ev.upsampling, windows=windows, median_cv_original=float(np.median(windows["cv_original"])),
+                             median_cv_naive=float(np.median(naive)), median_cv_itt=float(np.median(itt)))
+    f10 = servegen_f10(dataclasses.replace(ev, upsampling=up))
+    assert f10.verdict is expected, f10.reason
+    matters, calm = f10.tests
+    # the sign test counts are the windows' own, computed here independently
+    assert matters["value"] == float(np.sum(itt <= 0.95 * naive)) and matters["n"] == k
+    assert calm["value"] == float(np.sum(windows["cv_original"].to_numpy() <= 1.2))
+    assert matters["null"].startswith("the share of 1800-s windows where keeping the inter-turn times")
+    if expected is Verdict.DOES_NOT_HOLD:
+        assert min(matters["power"], calm["power"]) >= 0.8
