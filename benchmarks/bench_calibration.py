@@ -210,10 +210,10 @@ def _scenarios():
                 ys.append(y)
             a = np.array(rows)
             r = float(np.corrcoef(np.concatenate(xs), np.concatenate(ys))[0, 1])
-            return ratio_shift_test(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], correlation=r)
+            return ratio_shift_test(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], correlation=r, level=0.025)
         return run
-    sc.append((("independence",), ("null",), "F4: input and output shift together (x1.15 in alternate periods), "
-               "4 periods of 20,000", ratio([1, 1.15, 1, 1.15], [1, 1.15, 1, 1.15], 20_000)))
+    sc.append((("independence",), ("null",), "F4 (level 0.025, as the finding): input and output shift together "
+               "(x1.15 in alternate periods), 4 periods of 20,000", ratio([1, 1.15, 1, 1.15], [1, 1.15, 1, 1.15], 20_000)))
     sc.append((("independence",), ("null",), "F4: no shift at all, 3 periods of 2,000", ratio([1, 1, 1], [1, 1, 1], 2_000)))
     sc.append((("independence",), ("positive",), "F4: input +13 %, output -18 % (ServeGen's M-mid), 3 periods of 5,000",
                ratio([1, 1.13, 1.13], [1, 0.82, 0.82], 5_000)))
@@ -235,6 +235,21 @@ def _scenarios():
         sc.append((("doubling",), ("positive",), f"bursts: Gamma renewal CV 4, 0.05/s, 7 days, {h}",
                    doubling(lambda s: gamma_renewal_arrivals(0.05, 1 / 16, 7 * DAY, seed=s), 7 * DAY, horizon)))
 
+    def f10(itt_factor, original_cv, k):
+        # F10's two sign tests on k windows of simulated CVs (the windows of the upsampling experiment)
+        def run(seed):
+            rng = np.random.default_rng(seed)
+            naive = np.exp(rng.normal(np.log(1.5), 0.2, k))
+            itt = itt_factor * np.exp(rng.normal(np.log(1.5), 0.2, k))
+            orig = original_cv * np.exp(rng.normal(0.0, 0.2, k))
+            return {"f10_calmer": proportion_test(int(np.sum(itt <= 0.95 * naive)), k, threshold=0.5, paper_share=0.8),
+                    "f10_calm": proportion_test(int(np.sum(orig <= 1.2)), k, threshold=0.5, paper_share=0.8)}
+        return run
+    sc.append((("f10_calmer", "f10_calm"), ("null", "null"), "F10: ITT = naive in law, original CV 1.3 (median above "
+               "1.2), 48 windows", f10(1.0, 1.3, 48)))
+    sc.append((("f10_calmer", "f10_calm"), ("positive", "positive"), "F10: ITT 30% calmer, original CV 0.9, 48 windows",
+               f10(0.7, 0.9, 48)))
+
     def share(p, n):
         def run(seed):
             k = int(np.random.default_rng(seed).binomial(n, p))
@@ -249,7 +264,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=40, help="simulated traces per scenario (default 40)")
     ap.add_argument("--only", default="", help="comma-separated tests: rate, shape, burst, gof, bimodal, correlation, "
-                    "mean_shift, independence, doubling, share, F1.bursty, F1.single, F2, gamma_shift")
+                    "mean_shift, independence, doubling, f10_calmer, f10_calm, share, F1.bursty, F1.single, F2, gamma_shift")
     args = ap.parse_args()
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be positive; got {args.seeds}")
