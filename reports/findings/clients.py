@@ -188,9 +188,13 @@ def measure_clients(store: TraceStore, *, window_s: float = 600.0, min_requests:
     if tested:
         bimod, hist, more = _reason_per_top_client(store, top, seed=seed, max_n=max_reason_n)
         notes += more
-    # intervals of the shares F5 and F8 report (measurements, not verdicts): fewer replicates for big tables
-    replicates = max(20, budget.n_boot // 4) if dec.window_stats.height <= 200_000 else 20
+    # intervals of the shares F5 and F8 report (measurements, not verdicts): each replicate recomputes the
+    # attribution (~25 ms on a small table), so fewer replicates for big tables and none above 500,000 rows
+    rows = dec.window_stats.height
+    replicates = (min(40, max(20, budget.n_boot // 5)) if rows <= 50_000 else 20) if rows <= 500_000 else 0
     intervals = window_bootstrap(dec, replicates=replicates, seed=seed, min_requests=min_requests)
+    if not replicates:
+        notes.append(f"no window-bootstrap intervals for F5 / F8: {rows} client-window rows (more than 500,000)")
     return ClientEvidence(decomposition=dec, stability=stab, top_ids=top, reason_bimodality=bimod,
                           reason_histograms=hist, notes=tuple(notes), reasoning_tested=tested,
                           budget=budget, min_requests=min_requests, intervals=intervals,
