@@ -28,8 +28,9 @@ its :math:`m` sub-windows are multinomial under the null, so the within-block ch
 conditional mean :math:`m - 1` and variance :math:`2(m-1)(1 - 1/T_b)`; their sum over blocks is
 referred to a scaled chi-square with those moments (Satterthwaite), which stays calibrated on
 sparse traces. The effect is the index of dispersion :math:`X^2 / \mathrm{df}` (variance of the
-sub-window counts over the Poisson variance); several sub-window lengths are tested at once
-(Bonferroni), each only with at least :data:`MIN_SCALE_DF` degrees of freedom (fewer blocks
+sub-window counts over the Poisson variance); several sub-window lengths
+(:data:`BURST_SCALES`: 10, 30, 120 and 300 s) are tested at once (Bonferroni over all of them),
+each only with at least :data:`MIN_SCALE_DF` degrees of freedom (fewer blocks
 leave the index too noisy to compare with a practical threshold). Rate shifts between blocks do
 not count as bursts.
 

@@ -260,3 +260,15 @@ def test_doubling_test_null_positive_and_reference_count():
     assert pos.decision is Verdict.HOLDS and pos.p_value < 0.01
     with pytest.raises(ValueError, match="block must be an integer >= 2"):
         doubling_test(c, block=1, threshold_share=0.1, paper_share=0.2)
+
+
+def test_a_57_minute_trace_is_judged_at_10_seconds():
+    # under 70 minutes there are too few full 20-minute blocks at 30 s and above (MIN_SCALE_DF); the
+    # 10-s scale (119 degrees of freedom per block) decides: bursty Gamma renewal (CV 2) holds, Poisson
+    # does not hold, with power (2 full blocks of 2.5 req/s)
+    span = 3420.0
+    bursty = burstiness_test(_scales(gamma_renewal_arrivals(2.5, 0.25, span, seed=5), span))
+    assert bursty.decision is Verdict.HOLDS and "10-s counts" in bursty.statistic
+    assert "30 s: too few blocks" in bursty.reason
+    calm = burstiness_test(_scales(poisson_arrivals(2.5, span, seed=5), span))
+    assert calm.decision is Verdict.DOES_NOT_HOLD and calm.power >= 0.8
