@@ -134,9 +134,11 @@ def _scenarios():
          lambda s: gamma_renewal_arrivals(2.0, 0.25, 6 * 3600, seed=s), 0.0),
         ((P, N, N, N), "stationary Gamma renewal CV 2, 2.5/s, 57 minutes (short and bursty)",
          lambda s: gamma_renewal_arrivals(2.5, 0.25, 3420.0, seed=s), 0.0),
-        ((N, N, P, N), "Poisson with a rate that switches x3 every 20 min, 3 days (a renewal law per window)",
+        ((N, N, N, N), "Poisson with a rate that switches x3 every 20 min, 3 days (a renewal law per window; F2 "
+                       "needs the CV to shift too)",
          lambda s: switching_arrivals(((0.05, 1.0), (0.15, 1.0)), 3 * DAY, seed=s), 0.0),
-        ((N, P, P, P), "Gamma shape alternating x3 every 20 min at one rate (CV 1.32 <-> 0.76), 0.05/s, 3 days",
+        ((N, P, N, P), "Gamma shape alternating x3 every 20 min at one rate (CV 1.32 <-> 0.76), 0.05/s, 3 days "
+                       "(F2 needs the rate to shift too)",
          lambda s: switching_arrivals(((0.05, 1.0 / 3 ** 0.5), (0.05, 3 ** 0.5)), 3 * DAY, seed=s), 0.0),
     ]
     for truth, name, make, res in e2e_cases:
