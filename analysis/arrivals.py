@@ -411,9 +411,11 @@ def window_stats(
     seconds = parse_window(window)
     column = resolve_group(store, by, analysis="windowed arrival statistics")
     base = _frame_for(store, column, frame, clock, seed)
-    gaps = frame_gaps(base, window_s=seconds)
     t0, t1 = base.t0, base.t1
     w0, w1 = math.floor(t0 / seconds), math.floor(t1 / seconds)
+    # polars may divide by multiplying with 1 / seconds, which can round a time one ulp below a
+    # window edge up to the next window: keep every window index on the grid [w0, w1]
+    gaps = frame_gaps(base, window_s=seconds).with_columns(pl.col("w").clip(w0, w1))
     n_win = w1 - w0 + 1
     gap = pl.col("gap")
     positive = gap.filter(gap > 0)

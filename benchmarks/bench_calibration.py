@@ -8,20 +8,35 @@ before the practical threshold) and the mean power the test claimed. ``case`` is
 true at the papers' effect size: "holds" is the power, target >= 80 %). For the goodness-of-fit
 standard the claim is "the family describes the data", so misfitting data are its null.
 
+End-to-end rows (tests ``F1.bursty``, ``F1.single``, ``F2``, ``gamma_shift``) run the findings
+themselves: each simulated trace is written as a store and measured by the arrivals area exactly
+as ``servelab report --quick`` does (``servegen.F1.bursty``, ``servegen.F1.single_process``,
+``servegen.F2``, ``burstgpt.gamma_shift``); ``p<lvl`` is then the share with a significant first
+test and ``power`` the mean power of the finding's first test (a "not applicable" finding is
+counted under ``inconc``).
+
 Usage::
 
     python benchmarks/bench_calibration.py --seeds 40
     python benchmarks/bench_calibration.py --seeds 40 --only rate,burst
+    python benchmarks/bench_calibration.py --seeds 40 --only F1.bursty,F1.single,F2,gamma_shift
 """
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+import polars as pl
+
+from servelab.analysis import write_store
+from servelab.analysis.budget import Budget
 from servelab.fitting import fit_family
 from servelab.fitting.modality import lattice_bimodality
 from servelab.fitting.calibration import (
@@ -34,10 +49,32 @@ from servelab.fitting.calibration import (
 )
 from servelab.fitting.correlation_tests import correlation_difference_test
 from servelab.fitting.fit_standard import describes
-from servelab.fitting.mean_shift_tests import mean_shift_test
+from servelab.fitting.mean_shift_tests import mean_shift_test, ratio_shift_test
 from servelab.fitting.proportion_tests import proportion_test
+from servelab.fitting.rate_tests import doubling_test
+from servelab.reports.areas import get_area
 
 DAY = 86400.0
+#: end-to-end test name -> finding id of the arrivals area
+E2E_FINDINGS = {"F1.bursty": "servegen.F1.bursty", "F1.single": "servegen.F1.single_process",
+                "F2": "servegen.F2", "gamma_shift": "burstgpt.gamma_shift"}
+
+
+def _end_to_end(make, resolution: float = 0.0):
+    """The arrival findings of one simulated trace per seed, through a store and the arrivals area."""
+    def run(seed: int):
+        t = make(seed)
+        if resolution:
+            t = on_clock(t, resolution)
+        folder = Path(tempfile.mkdtemp(prefix="servelab-calibration-"))
+        try:
+            store = write_store(pl.DataFrame({"timestamp": np.asarray(t, dtype=float)}), folder / "store")
+            area = get_area("arrivals")
+            found = {f.id: f for f in area.findings(area.measure(store, budget=Budget.quick(), seed=seed))}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return {k: found[fid] for k, fid in E2E_FINDINGS.items()}
+    return run
 
 
 def _arrivals(kinds: tuple[str, ...], make, span: float, resolution: float = 0.0):
@@ -82,6 +119,30 @@ def _scenarios():
     ]
     for truth, name, make, span, res in arrival_cases:
         sc.append((("rate", "shape", "burst"), truth, name, _arrivals(("rate", "shape", "burst"), make, span, res)))
+
+    # end to end through the findings: (F1.bursty, F1.single, F2, gamma_shift) truth per trace
+    e2e = ("F1.bursty", "F1.single", "F2", "gamma_shift")
+    e2e_cases = [
+        ((N, N, N, N), "Poisson 2/s, 3 hours (dense)", lambda s: poisson_arrivals(2.0, 3 * 3600, seed=s), 0.0),
+        ((N, N, N, N), "Poisson 0.05/s, 3 days (sparse)", lambda s: poisson_arrivals(0.05, 3 * DAY, seed=s), 0.0),
+        ((N, N, N, N), "Poisson 0.05/s, 2 days, 3-s clock", lambda s: poisson_arrivals(0.05, 2 * DAY, seed=s), 3.0),
+        ((N, N, N, N), "Poisson 2.5/s, 57 minutes (the Azure sample's length)",
+         lambda s: poisson_arrivals(2.5, 3420.0, seed=s), 0.0),
+        ((P, P, P, P), "rate and CV switch every 20 min: (0.05/s, CV 1) <-> (0.15/s, CV 2), 3 days",
+         lambda s: switching_arrivals(((0.05, 1.0), (0.15, 0.25)), 3 * DAY, seed=s), 0.0),
+        ((P, N, N, N), "stationary Gamma renewal CV 2, 2/s, 6 hours",
+         lambda s: gamma_renewal_arrivals(2.0, 0.25, 6 * 3600, seed=s), 0.0),
+        ((P, N, N, N), "stationary Gamma renewal CV 2, 2.5/s, 57 minutes (short and bursty)",
+         lambda s: gamma_renewal_arrivals(2.5, 0.25, 3420.0, seed=s), 0.0),
+        ((N, N, N, N), "Poisson with a rate that switches x3 every 20 min, 3 days (a renewal law per window; F2 "
+                       "needs the CV to shift too)",
+         lambda s: switching_arrivals(((0.05, 1.0), (0.15, 1.0)), 3 * DAY, seed=s), 0.0),
+        ((N, P, N, P), "Gamma shape alternating x3 every 20 min at one rate (CV 1.32 <-> 0.76), 0.05/s, 3 days "
+                       "(F2 needs the rate to shift too)",
+         lambda s: switching_arrivals(((0.05, 1.0 / 3 ** 0.5), (0.05, 3 ** 0.5)), 3 * DAY, seed=s), 0.0),
+    ]
+    for truth, name, make, res in e2e_cases:
+        sc.append((e2e, truth, name + " [end to end]", _end_to_end(make, res)))
 
     def gof(family_true, n, family_fit):
         def run(seed):
@@ -139,6 +200,58 @@ def _scenarios():
     sc.append((("mean_shift",), ("positive",), "4 periods, means alternate x1.15 (paper), 20,000 each",
                means(1.15, 20_000)))
 
+    def ratio(in_f, out_f, n):
+        def run(seed):
+            rng = np.random.default_rng(seed)
+            rows, xs, ys = [], [], []
+            for fi, fo in zip(in_f, out_f):
+                z = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.3], [0.3, 1.0]], size=n)
+                x, y = np.exp(6.0 + z[:, 0]) * fi, np.exp(4.0 + z[:, 1]) * fo
+                rows.append((n, x.mean(), x.std(ddof=1), y.mean(), y.std(ddof=1)))
+                xs.append(x)
+                ys.append(y)
+            a = np.array(rows)
+            r = float(np.corrcoef(np.concatenate(xs), np.concatenate(ys))[0, 1])
+            return ratio_shift_test(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], correlation=r, level=0.025)
+        return run
+    sc.append((("independence",), ("null",), "F4 (level 0.025, as the finding): input and output shift together "
+               "(x1.15 in alternate periods), 4 periods of 20,000", ratio([1, 1.15, 1, 1.15], [1, 1.15, 1, 1.15], 20_000)))
+    sc.append((("independence",), ("null",), "F4: no shift at all, 3 periods of 2,000", ratio([1, 1, 1], [1, 1, 1], 2_000)))
+    sc.append((("independence",), ("positive",), "F4: input +13 %, output -18 % (ServeGen's M-mid), 3 periods of 5,000",
+               ratio([1, 1.13, 1.13], [1, 0.82, 0.82], 5_000)))
+
+    def doubling(make, span, horizon):
+        def run(seed):
+            t = make(seed)
+            c = np.bincount((t // horizon).astype(np.int64), minlength=int(span // horizon))
+            paper = {300.0: 65 / 288, 600.0: 38 / 144}[horizon]
+            return doubling_test(c, block=int(3600 // horizon), threshold_share=paper / 2, paper_share=paper, seed=seed)
+        return run
+    for horizon in (300.0, 600.0):
+        h = f"{horizon / 60:g}-min windows"
+        sc.append((("doubling",), ("null",), f"bursts: Poisson 0.05/s, 7 days, {h}",
+                   doubling(lambda s: poisson_arrivals(0.05, 7 * DAY, seed=s), 7 * DAY, horizon)))
+        sc.append((("doubling",), ("null",), f"bursts: Poisson with a daily sine x3, 0.05/s, 7 days, {h}",
+                   doubling(lambda s: modulated_poisson_arrivals(0.05, 7 * DAY, ratio=3, period_s=DAY, seed=s),
+                            7 * DAY, horizon)))
+        sc.append((("doubling",), ("positive",), f"bursts: Gamma renewal CV 4, 0.05/s, 7 days, {h}",
+                   doubling(lambda s: gamma_renewal_arrivals(0.05, 1 / 16, 7 * DAY, seed=s), 7 * DAY, horizon)))
+
+    def f10(itt_factor, original_cv, k):
+        # F10's two sign tests on k windows of simulated CVs (the windows of the upsampling experiment)
+        def run(seed):
+            rng = np.random.default_rng(seed)
+            naive = np.exp(rng.normal(np.log(1.5), 0.2, k))
+            itt = itt_factor * np.exp(rng.normal(np.log(1.5), 0.2, k))
+            orig = original_cv * np.exp(rng.normal(0.0, 0.2, k))
+            return {"f10_calmer": proportion_test(int(np.sum(itt <= 0.95 * naive)), k, threshold=0.5, paper_share=0.8),
+                    "f10_calm": proportion_test(int(np.sum(orig <= 1.2)), k, threshold=0.5, paper_share=0.8)}
+        return run
+    sc.append((("f10_calmer", "f10_calm"), ("null", "null"), "F10: ITT = naive in law, original CV 1.3 (median above "
+               "1.2), 48 windows", f10(1.0, 1.3, 48)))
+    sc.append((("f10_calmer", "f10_calm"), ("positive", "positive"), "F10: ITT 30% calmer, original CV 0.9, 48 windows",
+               f10(0.7, 0.9, 48)))
+
     def share(p, n):
         def run(seed):
             k = int(np.random.default_rng(seed).binomial(n, p))
@@ -153,7 +266,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=40, help="simulated traces per scenario (default 40)")
     ap.add_argument("--only", default="", help="comma-separated tests: rate, shape, burst, gof, bimodal, correlation, "
-                    "mean_shift, share")
+                    "mean_shift, independence, doubling, f10_calmer, f10_calm, share, F1.bursty, F1.single, F2, gamma_shift")
     args = ap.parse_args()
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be positive; got {args.seeds}")
@@ -164,7 +277,7 @@ def main() -> None:
         if only and not only.intersection(kinds):
             continue
         t0 = time.perf_counter()
-        counts = {k: {"holds": 0, "does not hold": 0, "inconclusive": 0} for k in kinds}
+        counts = {k: {"holds": 0, "does not hold": 0, "inconclusive": 0, "not applicable": 0} for k in kinds}
         powers: dict[str, list[float]] = {k: [] for k in kinds}
         significant = {k: 0 for k in kinds}
         with warnings.catch_warnings():
@@ -173,6 +286,15 @@ def main() -> None:
                 out = run(seed)
                 out = out if isinstance(out, dict) else {kinds[0]: out}
                 for k, r in out.items():
+                    if hasattr(r, "verdict"):  # a Finding (end to end): its verdict, its first test
+                        counts[k][r.verdict.value] += 1
+                        r = next((t for t in r.tests), None)
+                        if r is None:
+                            continue
+                        significant[k] += r["p_value"] is not None and r["p_value"] < r["level"]
+                        if r["power"] is not None:
+                            powers[k].append(r["power"])
+                        continue
                     counts[k][r.decision.value] += 1
                     significant[k] += r.p_value is not None and r.p_value < r.level
                     if r.power is not None:
@@ -183,7 +305,7 @@ def main() -> None:
             c = counts[k]
             pw = np.mean(powers[k]) if powers[k] else float("nan")
             print(f"{k:<12} {case:<9} {c['holds'] / n:>6.0%} {c['does not hold'] / n:>6.0%} "
-                  f"{c['inconclusive'] / n:>6.0%} {significant[k] / n:>6.0%} {pw:>6.0%} {sec:>6.1f}  {name}", flush=True)
+                  f"{(c['inconclusive'] + c['not applicable']) / n:>6.0%} {significant[k] / n:>6.0%} {pw:>6.0%} {sec:>6.1f}  {name}", flush=True)
 
 
 if __name__ == "__main__":

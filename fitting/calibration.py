@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from servelab.fitting.rate_tests import (
+    BURST_SCALES,
     block_counts,
     burstiness_test,
     rate_shift_test,
@@ -36,8 +37,6 @@ __all__ = [
     "BURST_SCALES",
 ]
 
-#: sub-window lengths (s) of the burstiness test inside 20-minute blocks
-BURST_SCALES = (30.0, 120.0, 300.0)
 
 
 def _rng(seed) -> np.random.Generator:

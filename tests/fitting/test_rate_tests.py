@@ -235,3 +235,40 @@ def test_within_block_dispersion_of_poisson_is_one_and_errors():
         within_block_dispersion(np.ones(4))
     with pytest.raises(ValueError, match="dispersion_df must be positive"):
         rate_shift_test([1, 2, 3], [1.0, 1.0, 1.0], dispersion=1.0, dispersion_df=0.0)
+
+
+def test_doubling_test_null_positive_and_reference_count():
+    from servelab.fitting.rate_tests import doubling_test
+
+    def counts(t, span):
+        return np.bincount((t // 300.0).astype(np.int64), minlength=int(span // 300.0))
+
+    # the share counted equals a direct count of c_k >= 2 c_{k-1} with c_{k-1} >= 1
+    c = np.array([3, 6, 2, 0, 4, 9, 1, 1, 5, 2, 3, 7])
+    r = doubling_test(c, block=4, threshold_share=0.11, paper_share=0.226)
+    prev, cur = c[:-1], c[1:]
+    assert r.effect_value == pytest.approx(np.sum((prev >= 1) & (cur >= 2 * prev)) / np.sum(prev >= 1))
+    # null: Poisson whose rate follows a daily sine x3 (constant-ish within hours): never "holds",
+    # and "does not hold" with power at 0.05 req/s over 4 days
+    span = 4 * DAY
+    null = [doubling_test(counts(modulated_poisson_arrivals(0.05, span, ratio=3, period_s=DAY, seed=s), span),
+                          block=12, threshold_share=0.113, paper_share=0.226, seed=s) for s in range(3)]
+    assert all(t.decision is Verdict.DOES_NOT_HOLD and t.power >= 0.8 for t in null)
+    # positive control: a bursty renewal process (CV 4) doubles in about a quarter of the windows
+    pos = doubling_test(counts(gamma_renewal_arrivals(0.05, 1 / 16, span, seed=3), span), block=12,
+                        threshold_share=0.113, paper_share=0.226, seed=3)
+    assert pos.decision is Verdict.HOLDS and pos.p_value < 0.01
+    with pytest.raises(ValueError, match="block must be an integer >= 2"):
+        doubling_test(c, block=1, threshold_share=0.1, paper_share=0.2)
+
+
+def test_a_57_minute_trace_is_judged_at_10_seconds():
+    # under 70 minutes there are too few full 20-minute blocks at 30 s and above (MIN_SCALE_DF); the
+    # 10-s scale (119 degrees of freedom per block) decides: bursty Gamma renewal (CV 2) holds, Poisson
+    # does not hold, with power (2 full blocks of 2.5 req/s)
+    span = 3420.0
+    bursty = burstiness_test(_scales(gamma_renewal_arrivals(2.5, 0.25, span, seed=5), span))
+    assert bursty.decision is Verdict.HOLDS and "10-s counts" in bursty.statistic
+    assert "30 s: too few blocks" in bursty.reason
+    calm = burstiness_test(_scales(poisson_arrivals(2.5, span, seed=5), span))
+    assert calm.decision is Verdict.DOES_NOT_HOLD and calm.power >= 0.8

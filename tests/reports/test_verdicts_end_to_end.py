@@ -16,7 +16,7 @@ from servelab.fitting.calibration import on_clock, poisson_arrivals, switching_a
 from servelab.reports.areas import get_area
 
 DAY = 86400.0
-ARRIVAL_IDS = ("servegen.F1", "servegen.F2", "burstgpt.gamma_shift")
+ARRIVAL_IDS = ("servegen.F1.bursty", "servegen.F1.single_process", "servegen.F2", "burstgpt.gamma_shift")
 
 
 def _arrival_findings(tmp_path, t, name):
@@ -41,10 +41,10 @@ def test_stationary_poisson_never_holds(tmp_path, name, make):
             assert {"null", "statistic", "p_value", "level", "power", "practical_threshold", "decision"} <= set(t)
     if name == "dense":
         # about 21,600 arrivals in 9 full 20-minute blocks: the burstiness test has the power to say
-        # that a Poisson trace is not bursty, so F1 does not hold
-        f1 = found["servegen.F1"]
+        # that a Poisson trace is not bursty, so F1's bursty claim does not hold
+        f1 = found["servegen.F1.bursty"]
         assert f1.verdict is Verdict.DOES_NOT_HOLD, f1.reason
-        burst = f1.tests[0]
+        (burst,) = f1.tests
         assert burst["power"] >= 0.8 and burst["decision"] == "does not hold"
         assert "null = Poisson arrivals" in f1.reason and "p = " in f1.reason and "power" in f1.reason
 
@@ -98,7 +98,8 @@ def test_f4_periods_come_from_the_hours_the_trace_covers(tmp_path):
     assert f4.verdict is not Verdict.NOT_APPLICABLE, f4.reason
     assert f4.measured["periods"] == 3 and f4.measured["period_names"].startswith("18:15-")
     # the means are the same in every period (no shift in truth): never "holds"
-    assert f4.verdict is not Verdict.HOLDS and len(f4.tests) == 2
+    assert f4.verdict is not Verdict.HOLDS and len(f4.tests) == 3
+    assert f4.tests[2]["null"].startswith("the mean output length is a fixed multiple of the mean input length")
 
 
 def test_rate_variance_share_of_the_top_clients_never_exceeds_one(tmp_path):
