@@ -47,7 +47,7 @@ from servelab.generator.grid import WindowGrid, pool_span, segments, window_grid
 from servelab.generator.rates import DEFAULT_MAX_REQUESTS, RateSchedule, check_request_budget, resolve_rate
 from servelab.generator.request_data import DataSampler, canonical_arrays, data_sampler, int_series
 
-__all__ = ["UNIT_REQUESTS", "UNIT_S", "GenerationPlan", "generate_chunks", "plan_generation"]
+__all__ = ["UNIT_REQUESTS", "UNIT_S", "GenerationPlan", "chunk_frame", "generate_chunks", "iter_plan", "plan_generation"]
 
 #: longest unit of generation (seconds): a segment longer than this is drawn in pieces
 UNIT_S = 600.0
@@ -292,7 +292,7 @@ def _chunk_bounds(plan: GenerationPlan, chunk_s: float | None) -> np.ndarray:
     return np.r_[0, cuts, plan.n_units]
 
 
-def _frame(plan: GenerationPlan, rows: dict[str, np.ndarray], base: int) -> pl.DataFrame:
+def chunk_frame(plan: GenerationPlan, rows: dict[str, np.ndarray], base: int) -> pl.DataFrame:
     """The canonical frame of emitted rows (sorted), output rows ``base``, ``base + 1``, ..."""
     from servelab.generator.generate import clock_times  # generate imports this module
 
@@ -374,7 +374,7 @@ def iter_plan(plan: GenerationPlan, *, chunk_s: float | None = 3600.0,
         if not frames:
             yield rows, base
         elif n:
-            yield _frame(plan, rows, base)
+            yield chunk_frame(plan, rows, base)
         base += n
 
 
