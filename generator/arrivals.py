@@ -254,7 +254,8 @@ def continue_renewals(rate, length, law: ArrivalLaw, first, rng: np.random.Gener
         gaps = np.empty(total)
         gap_pos = np.ones(total, bool)
         gap_pos[heads] = False
-        gaps[gap_pos] = law.draw(rep[gap_pos], rng) / rate[rep[gap_pos]]
+        drawn = rep[gap_pos]
+        gaps[gap_pos] = law.draw(drawn, rng) / rate[drawn]
         gaps[heads] = nxt[todo]
         t = np.cumsum(gaps)
         ends = heads + k

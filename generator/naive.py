@@ -73,7 +73,7 @@ def aggregate_cv(pool, rate, duration: float, *, start: float | None = None, see
     factor = min(1.0, _PILOT_REQUESTS / max(expected, 1.0))
     plan = plan_generation(pool, _scaled(schedule, factor), duration, start=lo, seed=seed, conversations=False,
                            data=False, grid=grid, max_requests=None)
-    parts = [rows["t"] for rows, _ in iter_plan(plan, chunk_s=None, frames=False) if rows]
+    parts = [part["t"] for rows, _ in iter_plan(plan, chunk_s=None, frames=False) for part in rows]
     t = (np.concatenate(parts) if parts else np.zeros(0)) - lo
     # time-rescale by the target rate so that a varying rate does not pass for burstiness
     gaps = np.diff(t) * _target_at(grid, schedule, lo, t[:-1])

@@ -257,17 +257,18 @@ class _Drawer:
                 fields["input_tokens"] = accumulate_inputs(inp, outp, out["turn"], context=p.context)
             out.update({f"f:{c}": v for c, v in fields.items()})
         n = t.size
+        if p.conv is None:  # rows never leave their unit: sort here, emit in unit order
+            inside = (t >= p.lo) & (t < p.hi)
+            order = np.flatnonzero(inside) if not inside.all() else None
+            order = np.argsort(t, kind="stable") if order is None else order[np.argsort(t[order], kind="stable")]
+            return {c: v[order] for c, v in out.items()}
         key = np.int64(k) * _SHIFT + np.arange(n, dtype=np.int64)
-        if p.conv is not None:
-            out["pkey"] = np.where(out["turn"] > 1, key - 1, -1)
-            out["prow"] = np.full(n, -1, dtype=np.int64)
+        out["pkey"] = np.where(out["turn"] > 1, key - 1, -1)
+        out["prow"] = np.full(n, -1, dtype=np.int64)
         out["key"] = key
         inside = (t >= p.lo) & (t < p.hi)
         if not inside.all():
             out = {c: v[inside] for c, v in out.items()}
-        if p.conv is None:  # rows never leave their unit: sort here, emit in unit order
-            order = np.argsort(out["t"], kind="stable")
-            out = {c: v[order] for c, v in out.items()}
         return out
 
 
@@ -292,22 +293,25 @@ def _chunk_bounds(plan: GenerationPlan, chunk_s: float | None) -> np.ndarray:
     return np.r_[0, cuts, plan.n_units]
 
 
-def chunk_frame(plan: GenerationPlan, rows: dict[str, np.ndarray], base: int) -> pl.DataFrame:
-    """The canonical frame of emitted rows (sorted), output rows ``base``, ``base + 1``, ..."""
+def chunk_frame(plan: GenerationPlan, parts: list[dict[str, np.ndarray]], base: int) -> pl.DataFrame:
+    """The canonical frame of emitted rows (``parts`` in output order), output rows ``base``, ``base + 1``, ..."""
     from servelab.generator.generate import clock_times  # generate imports this module
 
-    times = rows["t"] - plan.lo
-    columns = [pl.Series("timestamp", times if plan.clock is None else clock_times(times, plan.clock)),
-               pl.Series("client_id", plan.syn_ids, dtype=pl.String).gather(rows["client"])]
-    columns += [int_series(c[2:], v) for c, v in rows.items() if c.startswith("f:")]
-    if plan.conv is not None:
-        prow = rows["prow"]
-        parent = pl.Series("parent_id", prow, dtype=pl.Int64)
-        columns += [pl.Series("conversation_id", rows["conv"], dtype=pl.Int64).cast(pl.String),
-                    pl.select(pl.when(parent >= 0).then(parent).otherwise(None).cast(pl.String)).to_series()
-                    .alias("parent_id"),
-                    pl.Series("turn", rows["turn"], dtype=pl.Int64)]
-    return pl.DataFrame(columns)
+    ids = pl.Series("client_id", plan.syn_ids, dtype=pl.String)
+    frames = []
+    for rows in parts:  # a loop over units
+        times = rows["t"] - plan.lo
+        columns = [pl.Series("timestamp", times if plan.clock is None else clock_times(times, plan.clock)),
+                   ids.gather(rows["client"])]
+        columns += [int_series(c[2:], v) for c, v in rows.items() if c.startswith("f:")]
+        if plan.conv is not None:
+            parent = pl.Series("parent_id", rows["prow"], dtype=pl.Int64)
+            columns += [pl.Series("conversation_id", rows["conv"], dtype=pl.Int64).cast(pl.String),
+                        pl.select(pl.when(parent >= 0).then(parent).otherwise(None).cast(pl.String)).to_series()
+                        .alias("parent_id"),
+                        pl.Series("turn", rows["turn"], dtype=pl.Int64)]
+        frames.append(pl.DataFrame(columns))
+    return frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
 
 
 def generate_chunks(pool, rate, duration: float, *, chunk_s: float | None = 3600.0,
@@ -356,19 +360,19 @@ def iter_plan(plan: GenerationPlan, *, chunk_s: float | None = 3600.0,
         last = i == bounds.size - 2
         horizon = plan.hi if last else float(plan.unit_a[k1])
         if plan.conv is None:
-            rows = _concat(parts)
+            rows = [x for x in parts if x["t"].size]
         else:
             buf = _concat([carry, *parts])
             if not buf:
-                rows = {}
+                rows = []
             else:
                 order = np.lexsort((buf["key"], buf["t"]))
                 buf = {c: v[order] for c, v in buf.items()}
                 m = int(np.searchsorted(buf["t"], horizon, side="left")) if not last else buf["t"].size
                 _link_parents(buf, m, base)
-                rows = {c: v[:m] for c, v in buf.items()}
+                rows = [{c: v[:m] for c, v in buf.items()}]
                 carry = {c: v[m:] for c, v in buf.items()}
-        n = int(rows["t"].size) if rows else 0
+        n = sum(int(x["t"].size) for x in rows)
         if progress is not None:
             progress(n, horizon - plan.lo)
         if not frames:

@@ -197,10 +197,11 @@ def generate_to(path: str | os.PathLike, pool, rate, duration: float, *, fmt: st
         writer.__enter__()
     try:
         for rows, base in iter_plan(plan, chunk_s=chunk_s, progress=progress, frames=False):
-            if not rows or rows["t"].size == 0:
+            if not rows:
                 continue
             chunks += 1
-            seen[rows["client"]] = True
+            for part in rows:
+                seen[part["client"]] = True
             frame = chunk_frame(plan, rows, base)
             if writer is not None:
                 writer.write(frame)
