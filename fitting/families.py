@@ -54,11 +54,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+import importlib
+
 import numpy as np
-from scipy import special, stats
 
 from servelab.fitting.exceptions import ConvergenceWarning, InsufficientDataError, UnknownFamilyError
 from servelab.fitting.segments import check_segments, gamma_mle_from_stats, segment_mean, weibull_mle_segments
+
+
+class _LazyModule:
+    """A module imported on first attribute access (scipy costs ~0.5 s; drawing gaps needs none of it)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+stats = _LazyModule("scipy.stats")
+special = _LazyModule("scipy.special")
 
 __all__ = [
     "Family",
@@ -74,6 +89,7 @@ __all__ = [
     "LognormalFamily",
     "gamma_mle_from_stats",
     "register_family",
+    "arrival_param_columns",
     "get_family",
     "family_names",
     "ARRIVAL_FAMILIES",
@@ -140,11 +156,16 @@ class ScipyFamily(Family):
         scipy's shape names followed by ``"scale"``.
     """
 
-    def __init__(self, name: str, dist: stats.rv_continuous, param_names: tuple[str, ...]):
+    def __init__(self, name: str, dist: stats.rv_continuous | str, param_names: tuple[str, ...]):
         self.name = name
-        self.dist = dist
+        self._dist = dist
         self.param_names = param_names
         self.min_n = max(2, len(param_names))
+
+    @property
+    def dist(self) -> stats.rv_continuous:
+        """The scipy distribution (given by its ``scipy.stats`` name: imported on first use)."""
+        return getattr(stats, self._dist) if isinstance(self._dist, str) else self._dist
 
     def _args(self, params: Mapping[str, float]) -> dict[str, float]:
         missing = [p for p in self.param_names if p not in params]
@@ -404,7 +425,7 @@ class ExponentialFamily(ArrivalFamily):
     """
 
     def __init__(self) -> None:
-        super().__init__("exponential", stats.expon, ("scale",))
+        super().__init__("exponential", "expon", ("scale",))
 
     def _fit_segments(self, x, seg, n_seg):
         n = np.bincount(seg, minlength=n_seg)
@@ -440,7 +461,7 @@ class LognormalFamily(ArrivalFamily):
     _open_at_zero = True
 
     def __init__(self) -> None:
-        super().__init__("lognormal", stats.lognorm, ("s", "scale"))
+        super().__init__("lognormal", "lognorm", ("s", "scale"))
 
     def _fit_segments(self, x, seg, n_seg):
         n = np.bincount(seg, minlength=n_seg)
@@ -494,7 +515,7 @@ class GammaFamily(ArrivalFamily):
     draw_bounds = MappingProxyType({"a": (1e-4, np.inf)})  # CV <= 100
 
     def __init__(self, *, max_iter: int = 50) -> None:
-        super().__init__("gamma", stats.gamma, ("a", "scale"))
+        super().__init__("gamma", "gamma", ("a", "scale"))
         self.max_iter = max_iter
 
     def _fit_segments(self, x, seg, n_seg):
@@ -562,7 +583,7 @@ class WeibullFamily(ArrivalFamily):
     draw_bounds = MappingProxyType({"c": (0.1, np.inf)})  # CV <= ~430
 
     def __init__(self, *, max_iter: int = 60, tol: float = 1e-9) -> None:
-        super().__init__("weibull", stats.weibull_min, ("c", "scale"))
+        super().__init__("weibull", "weibull_min", ("c", "scale"))
         self.max_iter = max_iter
         self.tol = tol
 
@@ -629,10 +650,18 @@ def get_family(name: str | Family) -> Family:
     """Look a family up by name (a :class:`Family` passes through)."""
     if isinstance(name, Family):
         return name
+    if name not in _REGISTRY:
+        _register_length_families()
     try:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownFamilyError(f"unknown family {name!r}; registered families: {sorted(_REGISTRY)}") from None
+
+
+def _register_length_families() -> None:
+    """Import the modules whose length families register themselves (heavy tails, mixtures)."""
+    importlib.import_module("servelab.fitting.heavy_tail")
+    importlib.import_module("servelab.fitting.mixtures")
 
 
 def get_arrival_family(name: str | Family) -> ArrivalFamily:
@@ -652,6 +681,7 @@ def get_arrival_family(name: str | Family) -> ArrivalFamily:
 
 def family_names() -> tuple[str, ...]:
     """Names of all registered families."""
+    _register_length_families()
     return tuple(sorted(_REGISTRY))
 
 
@@ -670,6 +700,13 @@ def arrival_param_names() -> tuple[str, ...]:
         if isinstance(fam, ArrivalFamily):
             names += [p for p in fam.param_names if p not in names]
     return tuple(names)
+
+
+def arrival_param_columns() -> tuple[str, ...]:
+    """The per-window parameter columns of a pool's ``arrivals`` table: every arrival family's
+    shapes (:func:`arrival_param_names`), then ``scale``."""
+    names = arrival_param_names()
+    return tuple(n for n in names if n != "scale") + ("scale",)
 
 
 register_family(ExponentialFamily())

@@ -49,7 +49,7 @@ from typing import Any
 import polars as pl
 
 from servelab.fitting.families import arrival_family_names, get_arrival_family
-from servelab.fitting.pool_arrivals import param_columns
+from servelab.fitting.families import arrival_param_columns as param_columns  # not pool fitting: light
 from servelab.generator.exceptions import PoolFormatError, PoolSpanError
 
 __all__ = [

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from servelab.analysis.store import atomic_store_dir
 from servelab.generator.exceptions import (
     PoolExistsError,
     PoolFormatError,
@@ -113,6 +112,8 @@ def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = F
         If ``path`` exists and ``overwrite`` is false.
     """
     path = Path(path)
+    from servelab.analysis.store import atomic_store_dir  # DuckDB: only when writing
+
     with atomic_store_dir(path, overwrite=overwrite, exists_error=PoolExistsError) as tmp:
         tables = {}
         for name, order in TABLES.items():
