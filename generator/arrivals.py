@@ -228,10 +228,8 @@ def continue_renewals(rate, length, law: ArrivalLaw, first, rng: np.random.Gener
 
     Returns
     -------
-    cell : int64 array
-        The cell of each arrival, non-decreasing.
-    offset : float64 array
-        Time of each arrival since the piece's start, increasing within a cell.
+    cell, offset
+        As :func:`renewal_arrivals` returns them, offsets counted from the piece's start.
     residual : float64 array
         Per cell, the time from the piece's end to its next arrival (``>= 0``): the ``first`` of
         the next piece.
