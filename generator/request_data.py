@@ -46,43 +46,43 @@ def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts:
     )
     d_idx = np.searchsorted(dstarts, sub["window_start"].to_numpy().astype(float))
     own_key = sub["p"].to_numpy() * D + d_idx
-    by_window = aggregate_pmfs(data.filter(pl.col("field") == field), weights, by_window=True)
-    overall = aggregate_pmfs(data.filter(pl.col("field") == field), weights, by_window=False)
-    # groups: own keys first, then one per aggregated window, then the overall aggregate
     own_keys = np.unique(own_key)
-    agg_d = np.searchsorted(dstarts, by_window["window_start"].to_numpy().astype(float))
-    agg_ds = np.unique(agg_d)
     group_of_key = np.full(P * D, -1, dtype=np.int64)
     group_of_key[own_keys] = np.arange(own_keys.size)
-    g_own = np.searchsorted(own_keys, own_key)
-    g_agg = own_keys.size + np.searchsorted(agg_ds, agg_d)
-    g_all = own_keys.size + agg_ds.size
-    group = np.concatenate([g_own, g_agg, np.full(overall.height, g_all)])
-    value = np.concatenate([sub["value"].to_numpy(), by_window["value"].to_numpy(), overall["value"].to_numpy()])
-    prob = np.concatenate(
-        [sub["probability"].to_numpy(), by_window["probability"].to_numpy(), overall["probability"].to_numpy()]
-    )
-    if value.size == 0:
-        raise GenerationError(f"the pool has no data for field {field!r}")
-    order = np.lexsort((value, group))
-    table = pmf_table(group[order], value[order], prob[order])
-    # fallbacks for keys with traffic and no PMF of their own
+    groups, values, probs = [np.searchsorted(own_keys, own_key)], [sub["value"].to_numpy()], [sub["probability"].to_numpy()]
+    # fallbacks for keys with traffic and no PMF of their own: the client's nearest window first
     need = np.flatnonzero((group_of_key < 0) & (wmatrix.reshape(-1) > 0))
     has_own = (group_of_key >= 0).reshape(P, D)
-    agg_set = set(agg_ds.tolist())
+    still = []
     for key in need:  # loop over (client, data window) keys, never requests
         p, d = divmod(int(key), D)
         own = np.flatnonzero(has_own[p])
         if own.size:
             group_of_key[key] = group_of_key[p * D + own[np.argmin(np.abs(own - d))]]
-        elif not borrow:
-            continue
-        elif d in agg_set:
-            group_of_key[key] = own_keys.size + int(np.searchsorted(agg_ds, d))
-        elif overall.height:
-            group_of_key[key] = g_all
-    return table, group_of_key
-
+        else:
+            still.append((int(key), d))
+    if still and borrow:
+        # the rate-weighted aggregate of the window, else of the whole period (built only when used)
+        rows = data.filter(pl.col("field") == field)
+        by_window = aggregate_pmfs(rows, weights, by_window=True)
+        overall = aggregate_pmfs(rows, weights, by_window=False)
+        agg_d = np.searchsorted(dstarts, by_window["window_start"].to_numpy().astype(float))
+        agg_ds = np.unique(agg_d)
+        g_all = own_keys.size + agg_ds.size
+        groups += [own_keys.size + np.searchsorted(agg_ds, agg_d), np.full(overall.height, g_all)]
+        values += [by_window["value"].to_numpy(), overall["value"].to_numpy()]
+        probs += [by_window["probability"].to_numpy(), overall["probability"].to_numpy()]
+        agg_set = set(agg_ds.tolist())
+        for key, d in still:  # the same keys, now from the aggregates
+            if d in agg_set:
+                group_of_key[key] = own_keys.size + int(np.searchsorted(agg_ds, d))
+            elif overall.height:
+                group_of_key[key] = g_all
+    group, value, prob = np.concatenate(groups), np.concatenate(values), np.concatenate(probs)
+    if value.size == 0:
+        raise GenerationError(f"the pool has no data for field {field!r}")
+    order = np.lexsort((value, group))
+    return pmf_table(group[order], value[order], prob[order]), group_of_key
 
 
 def _nearest_borrow(pool, data: pl.DataFrame, need: pl.DataFrame) -> pl.DataFrame:
