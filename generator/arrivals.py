@@ -237,6 +237,7 @@ def continue_renewals(rate, length, law: ArrivalLaw, first, rng: np.random.Gener
     rate = np.atleast_1d(np.asarray(rate, dtype=float))
     length = np.broadcast_to(np.asarray(length, dtype=float), rate.shape)
     nxt = np.array(first, dtype=float, copy=True)
+    flat_length = float(length[0]) if length.size and np.all(length == length[0]) else None
     cv = np.clip(np.nan_to_num(law.cv, nan=1.0), 0.0, 1e3)  # sizes the draws only
     cells_out, offs_out = [], []
     todo = np.flatnonzero(nxt < length)
@@ -247,23 +248,18 @@ def continue_renewals(rate, length, law: ArrivalLaw, first, rng: np.random.Gener
         k = np.ceil(m + 4.0 * np.sqrt(m) * np.maximum(cv[todo], 1.0) + 4.0).astype(np.int64)
         # per cell k + 1 times: the known next arrival, then k drawn gaps after it
         heads = np.r_[0, np.cumsum(k + 1)[:-1]]
-        total = int(heads[-1] + k[-1] + 1)
         rep = np.repeat(todo, k + 1)
-        gaps = np.empty(total)
-        gap_pos = np.ones(total, bool)
-        gap_pos[heads] = False
-        drawn = rep[gap_pos]
-        gaps[gap_pos] = law.draw(drawn, rng) / rate[drawn]
+        gaps = law.draw(rep, rng)  # one draw per block more than needed: cheaper than masking the heads
+        gaps /= rate[rep]
         gaps[heads] = nxt[todo]
         t = np.cumsum(gaps)
         ends = heads + k
         t -= np.repeat(np.r_[0.0, t[ends[:-1]]], k + 1)
-        inside = t < length[rep]
+        inside = t < (flat_length if flat_length is not None else length[rep])
         n_in = np.add.reduceat(inside.astype(np.int64), heads)
-        emit = inside.copy()
-        emit[ends] = False  # the last time of a block is the next round's head
-        cells_out.append(rep[emit])
-        offs_out.append(t[emit])
+        inside[ends] = False  # emitted: inside, and not the last time of a block (the next round's head)
+        cells_out.append(rep[inside])
+        offs_out.append(t[inside])
         nxt[todo] = t[heads + np.minimum(n_in, k)]
         todo = todo[n_in == k + 1]
     else:  # pragma: no cover - needs absurd parameters
