@@ -2,8 +2,9 @@
 
 ``parquet``, ``csv`` and ``jsonl`` are written as the chunks of
 :func:`~servelab.generator.stream.generate_chunks` arrive: Parquet in row groups of exactly
-:data:`ROW_GROUP_ROWS` rows (the last one shorter), CSV and JSONL appended row by row, so the bytes
-written do not depend on the chunk size and memory holds one chunk plus one row group. The other
+:data:`ROW_GROUP_ROWS` rows (the last one shorter; pyarrow's writer, or polars' own when the whole
+workload fits in one row group), CSV and JSONL appended row by row, so the bytes written do not
+depend on the chunk size and memory holds one chunk plus one row group. The other
 formats of :data:`~servelab.generator.exports.EXPORT_FORMATS` (BurstGPT, Mooncake and the replay
 tools' inputs) need the whole workload (conversation-wide block ids, sessions grouped, row
 counts per conversation): they are collected in memory and written by
@@ -106,9 +107,15 @@ class ChunkWriter:
             self._pending.append(empty)
 
     def _flush(self, *, final: bool) -> None:
+        buf = pl.concat(self._pending, rechunk=True) if len(self._pending) > 1 else self._pending[0]
+        if final and self._parquet is None and buf.height <= self._group:
+            # the whole workload is one row group: polars' own writer (no pyarrow import, so a short
+            # run starts faster); which writer is used depends on the rows only, never on the chunks
+            buf.write_parquet(self._tmp, compression="zstd", row_group_size=self._group)
+            self._pending, self._pending_rows = [], 0
+            return
         import pyarrow.parquet as pq
 
-        buf = pl.concat(self._pending, rechunk=True) if len(self._pending) > 1 else self._pending[0]
         n_full = buf.height // self._group * self._group
         stop = buf.height if final else n_full
         if self._parquet is None:
