@@ -35,8 +35,14 @@ How a workload is drawn
    order, each at least its history, which keeps the pool's input marginal). Conversations are
    started during a warm-up before ``start`` so the rate is stationary from the first second.
 
-Everything is vectorised over requests (numpy / polars); Python loops run over rounds of
-draws, fields, families or clients only. The same seed gives the same bytes.
+Everything is vectorised over requests (numpy / polars); Python loops run over units of time,
+rounds of draws, fields, families or clients only. The same seed gives the same bytes.
+
+Streaming: the workload is drawn unit by unit (:mod:`servelab.generator.stream`: pieces of at
+most 600 s, each from its own random stream, renewal residuals and conversation follow-ups carried
+across); :func:`generate` collects every chunk into one DataFrame, :func:`generate_chunks` yields
+them one at a time, and :func:`servelab.generator.writers.generate_to` writes them as they come
+in memory bounded by a chunk. The rows do not depend on the chunk size.
 
 This module is the orchestration; each concern has its own module: rate schedules
 (:mod:`~servelab.generator.rates`), the window grid (:mod:`~servelab.generator.grid`), arrival
