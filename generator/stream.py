@@ -314,7 +314,7 @@ def chunk_frame(plan: GenerationPlan, parts: list[dict[str, np.ndarray]], base: 
     return frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
 
 
-def generate_chunks(pool, rate, duration: float, *, chunk_s: float | None = 3600.0,
+def generate_chunks(pool, rate, duration: float, *, chunk_s: float | None = 600.0,
                     progress: Callable[[int, float], None] | None = None, **kwargs) -> Iterator[pl.DataFrame]:
     """The workload of :func:`~servelab.generator.generate.generate`, chunk after chunk.
 
@@ -347,7 +347,7 @@ def generate_chunks(pool, rate, duration: float, *, chunk_s: float | None = 3600
     yield from iter_plan(plan, chunk_s=chunk_s, progress=progress)
 
 
-def iter_plan(plan: GenerationPlan, *, chunk_s: float | None = 3600.0,
+def iter_plan(plan: GenerationPlan, *, chunk_s: float | None = 600.0,
               progress: Callable[[int, float], None] | None = None, frames: bool = True) -> Iterator:
     """Draw ``plan`` chunk by chunk (see :func:`generate_chunks`); ``frames=False`` yields the raw arrays."""
     bounds = _chunk_bounds(plan, chunk_s)

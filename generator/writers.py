@@ -144,7 +144,7 @@ class ChunkWriter:
 
 
 def generate_to(path: str | os.PathLike, pool, rate, duration: float, *, fmt: str = "parquet",
-                chunk_s: float | None = 3600.0, naive: bool = False,
+                chunk_s: float | None = 600.0, naive: bool = False,
                 progress: Callable[[int, float], None] | None = None, row_group_rows: int = ROW_GROUP_ROWS,
                 **kwargs) -> WriteSummary:
     """Generate a workload and write it to ``path``, chunk by chunk for the streamed formats.

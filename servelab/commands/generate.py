@@ -86,7 +86,7 @@ def _finite_or_none(ctx, param, value):  # noqa: ARG001 - click's callback signa
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="parquet", show_default=True,
               help="Canonical parquet/csv, BurstGPT CSV, Mooncake JSONL, per-request JSONL, the inputs of AIPerf (multi-turn), vLLM bench, SGLang bench_serving or guidellm, or a trace store.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option("--chunk-s", type=float, default=3600.0, show_default=True, callback=_positive_seconds,
+@click.option("--chunk-s", type=float, default=600.0, show_default=True, callback=_positive_seconds,
               help="Seconds of workload generated and written at a time (memory follows it; the output does not).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
 def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, cv, no_conversations, clock,
