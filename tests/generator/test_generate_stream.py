@@ -126,3 +126,15 @@ def test_residual_carry_keeps_one_renewal_process_across_pieces():
     assert abs(gaps.mean() - 1.0) < 5 * 0.1 / np.sqrt(gaps.size)
     restarted = np.diff(_pieces(law, rate, 400, 5.0, rng, carry=False))
     assert restarted.std() / restarted.mean() > 0.15
+
+
+def test_a_failed_write_leaves_no_file(tmp_path):
+    from servelab.generator.exceptions import ExportFormatError
+
+    no_data = make_pool({"a": [1.0] * 2})  # no request data: JSONL needs input and output tokens
+    path = tmp_path / "w.jsonl"
+    with pytest.raises(ExportFormatError, match=r"format 'jsonl' needs columns \['input_tokens', 'output_tokens'\]"):
+        generate_to(path, no_data, 1.0, 1200, seed=1, fmt="jsonl")
+    assert list(tmp_path.iterdir()) == []
+    out = generate_to(tmp_path / "w.parquet", no_data, 1.0, 1200, seed=1)
+    assert pl.read_parquet(out.path).columns == ["timestamp", "client_id"] and out.requests > 1000
