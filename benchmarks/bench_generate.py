@@ -1,28 +1,43 @@
-"""Benchmark: workload generation from a pool the size of ServeGen's m-large.
+"""Benchmark: streaming generation at scale, and servelab against ServeGen's released generator, live.
 
-The pool (162 clients, 14 days) is built by tiling ServeGen's m-small with
-:func:`bench_pool.tile_pool` (shared with the pool benchmark) and saved in servelab's format.
-Each job then runs in a fresh process (so peak RSS is the job's own):
+The pool has the size of ServeGen's m-large (162 clients, 14 days): ServeGen's m-small (the full
+pool from ../shared when present, else the slice in raw_traces/servegen/m-small) tiled to
+``--clients`` clients with integer ids (ServeGen's loader parses the id in ``chunk-<id>-...``),
+written in servelab's format and in ServeGen's (``ClientPool.to_servegen``, what ``servelab pool
+export-servegen`` writes).
 
-1. ``24h@100``: load the pool and generate 24 h at 100 req/s (8.64 M requests), per-client
-   composition with conversations off (m-small has none). Targets: < 30 s, < 2 GB, and the
-   generation alone >= 1 M requests/s.
-2. ``600s@100``: load the pool and generate 600 s at 100 req/s, *loading included*. ServeGen's
-   released generator, measured on this kind of machine (issue 7), takes about 36 s to load
-   m-large and 8 s to generate this (44 s); the target is >= 20x faster (<= 2.2 s).
-3. ``600s@100 from ServeGen's format``: the same job reading the pool in ServeGen's own format
-   (servelab's importer), i.e. exactly ServeGen's job; also timed as a whole process (Python
-   start and imports included).
-4. ``naive 600s@100``: the naive baseline on the same job, for reference.
+``--what scale``: 24 h at 1,000 req/s (86 M requests; ``--hours``, ``--rate``).
 
-Usage: ``/work/venv/bin/python benchmarks/bench_generate.py [--clients 162] [--hours 24] [--rate 100]``
+1. Sampling only, write excluded: a fresh process plans and draws every chunk
+   (:func:`servelab.generator.stream.iter_plan` without frames); requests per wall second and
+   per CPU second (the machine is shared: the CPU rate is the one that does not depend on the
+   other processes). Target >= 5 M requests/s.
+2. ``servelab generate ... -o out.parquet`` as a whole process, once per ``--chunks`` size: wall
+   time, peak RSS (the child's own, ``wait4``), file size, and whether the files of the different
+   chunk sizes have the same bytes. Target: under 2 GB peak (issue 16; 9.8 GB before streaming).
+
+``--what servegen``: 600 s at 100 req/s from the pool's start, whole processes, ``--pairs``
+interleaved pairs: ``servelab generate`` (CLI: Python start, imports, load, generation and the
+Parquet write) against ServeGen's released ``generate_workload`` run live from
+``../shared/anchors/servegen`` (its own load of the pool folder and generation; it writes
+nothing), with the medians and their ratio. Target: servelab >= 50x faster.
+
+The scale case holds ``/tmp/servelab-bench.lock`` (one large benchmark at a time on the machine); the
+ServeGen pairs are small jobs and run without it.
+
+Usage: ``.venv/bin/python benchmarks/bench_generate.py [--what scale|servegen|all] [--clients 162]
+[--hours 24] [--rate 1000] [--chunks 3600,600] [--pairs 3] [--work DIR]``
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,92 +45,193 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pool import SHARED_MSMALL, SLICE_MSMALL, tile_pool
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_MSMALL = SHARED / "data" / "servegen" / "language" / "m-small"
+SLICE_MSMALL = REPO / "raw_traces" / "servegen" / "m-small"
+SERVEGEN_CODE = SHARED / "anchors" / "servegen"
+LOCK = Path("/tmp/servelab-bench.lock")
+SERVELAB = [sys.executable, "-m", "servelab"]
 
-SERVEGEN_LOAD_S = 36.0
-SERVEGEN_600S_GEN_S = 8.0
-
-_CHILD = r"""
-import json, sys, time
-def hwm_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-path, rate, duration, start, naive = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5] == "1"
-import polars, numpy, scipy.special  # library imports are not part of the job
-import warnings
+_SAMPLE = r"""
+import json, sys, time, warnings
 warnings.simplefilter("ignore")
 from servelab.generator.pool import ClientPool
-from servelab.generator.generate import generate
-from servelab.generator.naive import naive_generate
-t0 = time.perf_counter()
-c0 = time.process_time()
+from servelab.generator.stream import iter_plan, plan_generation
+path, rate, duration, chunk = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 pool = ClientPool.load(path)
-t1 = time.perf_counter()
-if naive:
-    df = naive_generate(pool, rate, duration, start=start, seed=1)
-else:
-    df = generate(pool, rate, duration, start=start, seed=1, conversations=False)
-t2 = time.perf_counter()
-c2 = time.process_time()
-print(json.dumps({"load_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0, "cpu_s": c2 - c0, "requests": df.height,
-                  "clients": df["client_id"].n_unique(), "peak_rss_mb": hwm_mb()}))
+w0, c0 = time.perf_counter(), time.process_time()
+plan = plan_generation(pool, rate, duration, seed=1, max_requests=None)
+w1, c1 = time.perf_counter(), time.process_time()
+n = 0
+for rows, _ in iter_plan(plan, chunk_s=chunk, frames=False):
+    n += sum(int(part["t"].size) for part in rows)
+w2, c2 = time.perf_counter(), time.process_time()
+print(json.dumps({"requests": n, "plan_wall_s": w1 - w0, "plan_cpu_s": c1 - c0, "draw_wall_s": w2 - w1,
+                  "draw_cpu_s": c2 - c1}))
+"""
+
+_SERVEGEN = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+os.chdir(sys.argv[2])
+from servegen import Category, ClientPool
+from servegen.construct import generate_workload
+from servegen.utils import get_constant_rate_fn
+rate, duration = float(sys.argv[4]), int(float(sys.argv[5]))
+pool = ClientPool(Category.LANGUAGE, sys.argv[3])
+view = pool.span(0, duration)
+requests = generate_workload(view, get_constant_rate_fn(view, rate), duration=duration, seed=1)
+print(len(requests))
 """
 
 
-def run(pool_path: Path, rate: float, duration: float, start: float, naive: bool = False) -> dict:
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(pool_path), str(rate), str(duration), str(start),
-                          "1" if naive else "0"], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+@contextlib.contextmanager
+def bench_lock():
+    """Hold the machine-wide lock of large benchmarks."""
+    with open(LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_process(cmd: list[str], *, cwd: str | None = None) -> dict:
+    """Run ``cmd`` under GNU time: its wall time, CPU time, own peak RSS and last stdout line.
+
+    (``wait4`` on a child forked from this process would report at least this process's RSS at
+    the fork: GNU time forks the command from its own small process.)
+    """
+    with tempfile.NamedTemporaryFile(suffix=".time") as stats:
+        t0 = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", stats.name, *cmd], capture_output=True,
+                              text=True, cwd=cwd, check=False)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-3000:]}")
+        rss_kb, user, system = Path(stats.name).read_text().split()[-3:]
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    return {"wall_s": wall, "peak_rss_mb": int(rss_kb) / 1024, "cpu_s": float(user) + float(system), "out": last}
+
+
+def build_pools(work: Path, n_clients: int) -> tuple[Path, Path]:
+    """m-small tiled to ``n_clients`` integer-id clients, in servelab's and ServeGen's formats (cached)."""
+    import polars as pl
+
+    from servelab.generator import ClientPool, MissingDatasetWarning, read_servegen
+
+    ours, theirs = work / f"pool-{n_clients}", work / f"servegen-{n_clients}"
+    if (ours / "manifest.json").is_file() and theirs.is_dir():
+        return ours, theirs
+    source = SHARED_MSMALL if SHARED_MSMALL.is_dir() else SLICE_MSMALL
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingDatasetWarning)
+        base = read_servegen(source)
+    ids = [int(c) for c in base.client_ids]
+    step = 10 ** len(str(max(ids)))
+    pairs = [(str(cid), str(cid + k * step)) for k in range(n_clients // len(ids) + 1) for cid in ids][:n_clients]
+    mapping = pl.DataFrame(pairs, schema=["client_id", "new_id"], orient="row")
+
+    def tiled(frame):
+        return (frame.join(mapping, on="client_id").drop("client_id").rename({"new_id": "client_id"})
+                .select(frame.columns))
+
+    pool = ClientPool(clients=tiled(base.clients), arrivals=tiled(base.arrivals), data=tiled(base.data),
+                      window_s=base.window_s, data_window_s=base.data_window_s, span=tuple(base.span),
+                      fields=base.fields, provenance={**base.provenance, "tiled_to": n_clients})
+    pool.save(ours, overwrite=True)
+    pool.to_servegen(theirs, overwrite=True)
+    print(f"pool        {pool.n_clients} clients tiled from {source}, "
+          f"{(pool.span[1] - pool.span[0]) / 86400:.0f} days; ServeGen format {folder_mb(theirs):.0f} MB")
+    return ours, theirs
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def bench_scale(pool: Path, work: Path, *, hours: float, rate: float, chunks: list[float]) -> None:
+    duration = hours * 3600
+    with bench_lock():
+        s = json.loads(run_process([sys.executable, "-c", _SAMPLE, str(pool), str(rate), str(duration),
+                                    str(chunks[0])])["out"])
+        n = s["requests"]
+        print(f"sampling    {hours:g} h at {rate:g} req/s, chunks of {chunks[0]:g} s, write excluded: {n:,} requests "
+              f"in {s['draw_wall_s']:.1f} s wall / {s['draw_cpu_s']:.1f} CPU-s -> {n / s['draw_wall_s'] / 1e6:.2f} M "
+              f"requests/s wall, {n / s['draw_cpu_s'] / 1e6:.2f} M per CPU-second (target >= 5); plan "
+              f"{s['plan_wall_s']:.2f} s", flush=True)
+        digests = {}
+        for chunk in chunks:
+            out = work / f"w-{chunk:g}.parquet"
+            r = run_process([*SERVELAB, "generate", str(pool), "--rate", str(rate), "--duration", str(duration),
+                             "--seed", "1", "-o", str(out), "--overwrite", "--quiet", "--chunk-s", str(chunk),
+                             "--max-requests", str(int(rate * duration * 1.2) + 1000)])
+            info = json.loads(r["out"])
+            digests[chunk] = hashlib.sha256(out.read_bytes()).hexdigest()
+            print(f"cli         {hours:g} h at {rate:g} req/s -> Parquet, --chunk-s {chunk:g}: {info['requests']:,} "
+                  f"requests, {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} CPU-s, peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"(target < 2048 MB), file {out.stat().st_size / 2**20:.0f} MB", flush=True)
+            out.unlink()
+        print(f"same bytes  for chunk sizes {chunks}: {len(set(digests.values())) == 1}")
+
+
+def bench_servegen(pool: Path, servegen_pool: Path, work: Path, *, pairs: int, rate: float,
+                   duration: float) -> None:
+    if not (SERVEGEN_CODE / "servegen" / "construct.py").is_file():
+        print(f"servegen    skipped: ServeGen's code is not at {SERVEGEN_CODE}")
+        return
+    root = work / "servegen-cwd"
+    (root / "data" / "language").mkdir(parents=True, exist_ok=True)
+    link = root / "data" / "language" / "bench"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(servegen_pool.resolve())
+    out = work / "short.parquet"
+    ours_cmd = [*SERVELAB, "generate", str(pool), "--rate", str(rate), "--duration", str(duration), "--seed", "1",
+                "-o", str(out), "--overwrite", "--quiet"]
+    theirs_cmd = [sys.executable, "-c", _SERVEGEN, str(SERVEGEN_CODE), str(root), "bench", str(rate), str(duration)]
+    ours, theirs = [], []
+    for i in range(pairs):  # interleaved: both see the same machine load (small jobs: no lock)
+        a = run_process(ours_cmd)
+        b = run_process(theirs_cmd)
+        ours.append(a)
+        theirs.append(b)
+        print(f"pair {i + 1}      servelab {a['wall_s']:.2f} s ({json.loads(a['out'])['requests']:,} requests, "
+              f"peak {a['peak_rss_mb']:.0f} MB) | ServeGen {b['wall_s']:.2f} s ({int(b['out']):,} requests, "
+              f"peak {b['peak_rss_mb']:.0f} MB)", flush=True)
+    m_ours = statistics.median(r["wall_s"] for r in ours)
+    m_theirs = statistics.median(r["wall_s"] for r in theirs)
+    c_ours = statistics.median(r["cpu_s"] for r in ours)
+    c_theirs = statistics.median(r["cpu_s"] for r in theirs)
+    print(f"servegen    {duration:g} s at {rate:g} req/s, whole processes, medians of {pairs}: servelab "
+          f"{m_ours:.2f} s vs ServeGen {m_theirs:.2f} s -> {m_theirs / m_ours:.1f}x wall "
+          f"({c_theirs / c_ours:.1f}x CPU: {c_ours:.2f} vs {c_theirs:.2f} CPU-s) (target >= 50x)")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--what", choices=("scale", "servegen", "all"), default="all")
     parser.add_argument("--clients", type=int, default=162)
     parser.add_argument("--hours", type=float, default=24.0)
-    parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--start", type=float, default=0.0, help="Start in the pool's time (s).")
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--chunks", default="3600,600", help="Chunk sizes (s) of the CLI runs, comma-separated.")
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=None, help="Keep pools and outputs here (default: a temp dir).")
     args = parser.parse_args(argv)
-    from servelab.generator import MissingDatasetWarning, read_servegen
-
-    source = SHARED_MSMALL if SHARED_MSMALL.is_dir() else SLICE_MSMALL
-    work = Path(tempfile.mkdtemp(prefix="bench_generate_"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_generate_"))
+    work.mkdir(parents=True, exist_ok=True)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MissingDatasetWarning)
-            base = read_servegen(source)
-        pool = tile_pool(base, args.clients)
-        pool.save(work / "pool", overwrite=True)
-        pool.to_servegen(work / "servegen", overwrite=True)
-        print(f"pool        {pool.n_clients} clients tiled from {source}, span "
-              f"{(pool.span[1] - pool.span[0]) / 86400:.0f} days")
-        big = run(work / "pool", args.rate, args.hours * 3600, args.start)
-        print(f"{args.hours:g}h@{args.rate:g}   {big['requests']:,} requests from {big['clients']} clients: "
-              f"load {big['load_s']:.2f} s + generate {big['generate_s']:.2f} s = {big['total_s']:.2f} s "
-              f"(target < 30 s); peak RSS {big['peak_rss_mb']:.0f} MB (target < 2048 MB); "
-              f"generation {big['requests'] / big['generate_s'] / 1e6:.2f} M requests/s wall, "
-              f"{big['requests'] / big['cpu_s'] / 1e6:.2f} M requests per CPU-second, load included (target >= 1)")
-        small = run(work / "pool", args.rate, 600, args.start)
-        servegen = SERVEGEN_LOAD_S + SERVEGEN_600S_GEN_S
-        print(f"600s@{args.rate:g}  {small['requests']:,} requests: load {small['load_s']:.2f} s + generate "
-              f"{small['generate_s']:.2f} s = {small['total_s']:.2f} s; ServeGen ~{servegen:.0f} s -> "
-              f"{servegen / small['total_s']:.0f}x faster (target >= 20x); peak RSS {small['peak_rss_mb']:.0f} MB")
-        t0 = time.perf_counter()
-        sg = run(work / "servegen", args.rate, 600, args.start)
-        wall = time.perf_counter() - t0
-        print(f"600s@{args.rate:g} from ServeGen's format: load {sg['load_s']:.2f} s + generate {sg['generate_s']:.2f} s "
-              f"= {sg['total_s']:.2f} s ({servegen / sg['total_s']:.0f}x faster); whole process incl. Python start "
-              f"and imports {wall:.2f} s ({servegen / wall:.0f}x); peak RSS {sg['peak_rss_mb']:.0f} MB")
-        naive = run(work / "pool", args.rate, 600, args.start, naive=True)
-        print(f"naive 600s  {naive['requests']:,} requests: total {naive['total_s']:.2f} s "
-              f"(incl. aggregate-CV pilot); peak RSS {naive['peak_rss_mb']:.0f} MB")
+        pool, servegen_pool = build_pools(work, args.clients)
+        if args.what in ("scale", "all"):
+            bench_scale(pool, work, hours=args.hours, rate=args.rate,
+                        chunks=[float(c) for c in args.chunks.split(",")])
+        if args.what in ("servegen", "all"):
+            bench_servegen(pool, servegen_pool, work, pairs=args.pairs, rate=100.0, duration=600.0)
         print(f"uptime      load average {os.getloadavg()} on {os.cpu_count()} cores at {time.strftime('%H:%M:%S')}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

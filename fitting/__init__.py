@@ -29,61 +29,71 @@ Fitting reads :mod:`servelab.analysis` tables; it never imports the generator (o
 exception: ``fit_pool`` builds a ``ClientPool``), figures, reports, the CLI or matplotlib
 (tests/test_layers.py).
 """
-# length families register themselves in the one registry on import (pareto, zipf, lognormal_pareto,
-# lognormal_mixture, normal_mixture, normal), so that get_family finds them wherever a FitResult is read
-from servelab.fitting import heavy_tail, mixtures
-from servelab.fitting.compare import (
-    FamilyComparison,
-    compare_by_group,
-    compare_families,
-    density_curves,
-)
-from servelab.fitting.exceptions import (
-    ConvergenceError,
-    ConvergenceWarning,
-    FitWarning,
-    InsufficientDataError,
-    UnknownFamilyError,
-)
-from servelab.fitting.families import (
-    ArrivalFamily,
-    SegmentFits,
-    arrival_family_names,
-    arrival_param_names,
-    get_arrival_family,
-    ARRIVAL_FAMILIES,
-    Family,
-    family_names,
-    get_family,
-    register_family,
-)
-from servelab.fitting.fit import fit_family, ks_distance
-from servelab.fitting.forecasting import ForecastResult, LoadForecaster, forecast_load
-from servelab.fitting.gof import BootstrapKS, bootstrap_ks, goodness_of_fit
-from servelab.fitting.mixtures import Bimodality, bimodality, compare_length_fits, explore_scipy_families
-from servelab.fitting.pool_fit import compare_pools, fit_pool
-from servelab.fitting.pool_compare import PoolComparison
-from servelab.fitting.pool_settings import PoolFitSettings
-from servelab.fitting.result import FitResult, fits_table
-from servelab.fitting.ties import PreparedSample, Resolution, detect_resolution, prepare_sample
-from servelab.fitting.windows import gamma_per_window
-from servelab.fitting.correlation_tests import correlation_bound_test, correlation_difference_test
-from servelab.fitting.fit_standard import KS_TOLERANCE, describes, infinite_mean, ks_critical_value, mean_note
-from servelab.fitting.mean_shift_tests import mean_shift_test
-from servelab.fitting.modality import lattice_bimodality
-from servelab.fitting.proportion_tests import proportion_test
-from servelab.fitting.rate_tests import (
-    block_counts,
-    blocks_from_windows,
-    burstiness_test,
-    pooled_gap_dispersion,
-    rate_shift_test,
-    rate_shift_tests,
-    window_counts,
-    within_block_dispersion,
-)
-from servelab.fitting.shape_tests import gamma_shape_shift_test
-from servelab.fitting.verdicts import DECISION_RULE, NullTest, combine, decide
+from typing import TYPE_CHECKING
+
+from servelab._lazy import lazy_exports
+
+# every name below is imported on first access (servelab._lazy), so that importing one fitting
+# module (e.g. the arrival families a generator draws from) does not import scipy.optimize,
+# statsmodels or scikit-learn; heavy_tail and mixtures are imported before the first name resolves
+__getattr__, __dir__ = lazy_exports(__name__, __file__, eager=("servelab.fitting.heavy_tail", "servelab.fitting.mixtures"))
+
+if TYPE_CHECKING:
+    # length families register themselves in the one registry on import (pareto, zipf, lognormal_pareto,
+    # lognormal_mixture, normal_mixture, normal), so that get_family finds them wherever a FitResult is read
+    from servelab.fitting import heavy_tail, mixtures
+    from servelab.fitting.compare import (
+        FamilyComparison,
+        compare_by_group,
+        compare_families,
+        density_curves,
+    )
+    from servelab.fitting.exceptions import (
+        ConvergenceError,
+        ConvergenceWarning,
+        FitWarning,
+        InsufficientDataError,
+        UnknownFamilyError,
+    )
+    from servelab.fitting.families import (
+        ArrivalFamily,
+        SegmentFits,
+        arrival_family_names,
+        arrival_param_names,
+        get_arrival_family,
+        ARRIVAL_FAMILIES,
+        Family,
+        family_names,
+        get_family,
+        register_family,
+    )
+    from servelab.fitting.fit import fit_family, ks_distance
+    from servelab.fitting.forecasting import ForecastResult, LoadForecaster, forecast_load
+    from servelab.fitting.gof import BootstrapKS, bootstrap_ks, goodness_of_fit
+    from servelab.fitting.mixtures import Bimodality, bimodality, compare_length_fits, explore_scipy_families
+    from servelab.fitting.pool_fit import compare_pools, fit_pool
+    from servelab.fitting.pool_compare import PoolComparison
+    from servelab.fitting.pool_settings import PoolFitSettings
+    from servelab.fitting.result import FitResult, fits_table
+    from servelab.fitting.ties import PreparedSample, Resolution, detect_resolution, prepare_sample
+    from servelab.fitting.windows import gamma_per_window
+    from servelab.fitting.correlation_tests import correlation_bound_test, correlation_difference_test
+    from servelab.fitting.fit_standard import KS_TOLERANCE, describes, infinite_mean, ks_critical_value, mean_note
+    from servelab.fitting.mean_shift_tests import mean_shift_test
+    from servelab.fitting.modality import lattice_bimodality
+    from servelab.fitting.proportion_tests import proportion_test
+    from servelab.fitting.rate_tests import (
+        block_counts,
+        blocks_from_windows,
+        burstiness_test,
+        pooled_gap_dispersion,
+        rate_shift_test,
+        rate_shift_tests,
+        window_counts,
+        within_block_dispersion,
+    )
+    from servelab.fitting.shape_tests import gamma_shape_shift_test
+    from servelab.fitting.verdicts import DECISION_RULE, NullTest, combine, decide
 
 __all__ = [
     # results and families

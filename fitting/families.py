@@ -54,11 +54,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+import importlib
+
 import numpy as np
-from scipy import special, stats
 
 from servelab.fitting.exceptions import ConvergenceWarning, InsufficientDataError, UnknownFamilyError
 from servelab.fitting.segments import check_segments, gamma_mle_from_stats, segment_mean, weibull_mle_segments
+
+
+class _LazyModule:
+    """A module imported on first attribute access (scipy costs ~0.5 s; drawing gaps needs none of it)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+stats = _LazyModule("scipy.stats")
+special = _LazyModule("scipy.special")
 
 __all__ = [
     "Family",
@@ -74,6 +89,7 @@ __all__ = [
     "LognormalFamily",
     "gamma_mle_from_stats",
     "register_family",
+    "arrival_param_columns",
     "get_family",
     "family_names",
     "ARRIVAL_FAMILIES",
@@ -140,11 +156,16 @@ class ScipyFamily(Family):
         scipy's shape names followed by ``"scale"``.
     """
 
-    def __init__(self, name: str, dist: stats.rv_continuous, param_names: tuple[str, ...]):
+    def __init__(self, name: str, dist: stats.rv_continuous | str, param_names: tuple[str, ...]):
         self.name = name
-        self.dist = dist
+        self._dist = dist
         self.param_names = param_names
         self.min_n = max(2, len(param_names))
+
+    @property
+    def dist(self) -> stats.rv_continuous:
+        """The scipy distribution (given by its ``scipy.stats`` name: imported on first use)."""
+        return getattr(stats, self._dist) if isinstance(self._dist, str) else self._dist
 
     def _args(self, params: Mapping[str, float]) -> dict[str, float]:
         missing = [p for p in self.param_names if p not in params]
@@ -404,7 +425,7 @@ class ExponentialFamily(ArrivalFamily):
     """
 
     def __init__(self) -> None:
-        super().__init__("exponential", stats.expon, ("scale",))
+        super().__init__("exponential", "expon", ("scale",))
 
     def _fit_segments(self, x, seg, n_seg):
         n = np.bincount(seg, minlength=n_seg)
@@ -440,7 +461,7 @@ class LognormalFamily(ArrivalFamily):
     _open_at_zero = True
 
     def __init__(self) -> None:
-        super().__init__("lognormal", stats.lognorm, ("s", "scale"))
+        super().__init__("lognormal", "lognorm", ("s", "scale"))
 
     def _fit_segments(self, x, seg, n_seg):
         n = np.bincount(seg, minlength=n_seg)
@@ -494,7 +515,7 @@ class GammaFamily(ArrivalFamily):
     draw_bounds = MappingProxyType({"a": (1e-4, np.inf)})  # CV <= 100
 
     def __init__(self, *, max_iter: int = 50) -> None:
-        super().__init__("gamma", stats.gamma, ("a", "scale"))
+        super().__init__("gamma", "gamma", ("a", "scale"))
         self.max_iter = max_iter
 
     def _fit_segments(self, x, seg, n_seg):
@@ -537,10 +558,42 @@ class GammaFamily(ArrivalFamily):
         return rng.standard_gamma(p["a"] + (1.0 if length_biased else 0.0))
 
 
+#: Lanczos coefficients (g = 7, 9 terms): log Gamma to ~1e-15 relative for x >= 0.5
+_LANCZOS = (0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+            12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7)
+
+
+#: zeta(2), zeta(3), zeta(4), zeta(5)
+_ZETA = (1.6449340668482264, 1.2020569031595942, 1.0823232337111382, 1.0369277551433699)
+
+
+def _gammaln(x) -> np.ndarray:
+    """log Gamma(x) for x > 0, vectorised in numpy (Lanczos): the arrival families' means and CVs
+    need it when a generator draws, and importing scipy.special for it would cost more than the
+    draws of a short workload. NaN outside x > 0."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        small = x < 0.5
+        z = np.where(small, x + 1.0, x) - 1.0  # Gamma(x) = Gamma(x + 1) / x below 0.5
+        a = np.full(z.shape, _LANCZOS[0])
+        for i, coef in enumerate(_LANCZOS[1:], start=1):  # nine terms
+            a = a + coef / (z + i)
+        t = z + 7.5
+        out = 0.5 * np.log(2 * np.pi) + (z + 0.5) * np.log(t) - t + np.log(a)
+        out = np.where(small, out - np.log(x), out)
+        out = np.where(np.isposinf(x), np.inf, out)
+    return np.where(x > 0, out, np.nan)
+
+
 def _weibull_cv(c: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # for very large c the difference rounds to a tiny negative number: the CV is 0 there
-        return np.sqrt(np.maximum(np.expm1(special.gammaln(1 + 2 / c) - 2 * special.gammaln(1 + 1 / c)), 0.0))
+        e = 1.0 / np.asarray(c, dtype=float)
+        diff = _gammaln(1 + 2 * e) - 2 * _gammaln(1 + e)
+        # c > 1000: the two terms cancel; the series of log Gamma(1 + z) gives their difference
+        series = e**2 * (_ZETA[0] + e * (-2 * _ZETA[1] + e * (3.5 * _ZETA[2] - 6 * _ZETA[3] * e)))
+        diff = np.where(e < 1e-3, series, diff)
+        return np.sqrt(np.maximum(np.expm1(diff), 0.0))
 
 
 class WeibullFamily(ArrivalFamily):
@@ -562,7 +615,7 @@ class WeibullFamily(ArrivalFamily):
     draw_bounds = MappingProxyType({"c": (0.1, np.inf)})  # CV <= ~430
 
     def __init__(self, *, max_iter: int = 60, tol: float = 1e-9) -> None:
-        super().__init__("weibull", stats.weibull_min, ("c", "scale"))
+        super().__init__("weibull", "weibull_min", ("c", "scale"))
         self.max_iter = max_iter
         self.tol = tol
 
@@ -589,7 +642,8 @@ class WeibullFamily(ArrivalFamily):
 
     def mean(self, params):
         p = self._arrays(params)
-        return p["scale"] * special.gamma(1.0 + 1.0 / p["c"])
+        with np.errstate(over="ignore"):
+            return p["scale"] * np.exp(_gammaln(1.0 + 1.0 / p["c"]))
 
     def cv(self, params):
         return _weibull_cv(self._arrays(params, ("c",))["c"])
@@ -629,10 +683,18 @@ def get_family(name: str | Family) -> Family:
     """Look a family up by name (a :class:`Family` passes through)."""
     if isinstance(name, Family):
         return name
+    if name not in _REGISTRY:
+        _register_length_families()
     try:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownFamilyError(f"unknown family {name!r}; registered families: {sorted(_REGISTRY)}") from None
+
+
+def _register_length_families() -> None:
+    """Import the modules whose length families register themselves (heavy tails, mixtures)."""
+    importlib.import_module("servelab.fitting.heavy_tail")
+    importlib.import_module("servelab.fitting.mixtures")
 
 
 def get_arrival_family(name: str | Family) -> ArrivalFamily:
@@ -652,6 +714,7 @@ def get_arrival_family(name: str | Family) -> ArrivalFamily:
 
 def family_names() -> tuple[str, ...]:
     """Names of all registered families."""
+    _register_length_families()
     return tuple(sorted(_REGISTRY))
 
 
@@ -670,6 +733,13 @@ def arrival_param_names() -> tuple[str, ...]:
         if isinstance(fam, ArrivalFamily):
             names += [p for p in fam.param_names if p not in names]
     return tuple(names)
+
+
+def arrival_param_columns() -> tuple[str, ...]:
+    """The per-window parameter columns of a pool's ``arrivals`` table: every arrival family's
+    shapes (:func:`arrival_param_names`), then ``scale``."""
+    names = arrival_param_names()
+    return tuple(n for n in names if n != "scale") + ("scale",)
 
 
 register_family(ExponentialFamily())

@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from servelab.analysis.window_rates import covered_span, exposure, window_cv, window_index
-from servelab.fitting.families import arrival_family_names, arrival_param_names, get_arrival_family
+from servelab.fitting.families import arrival_family_names, arrival_param_columns, get_arrival_family
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, PoolFitSettings
 from servelab.fitting.ties import detect_resolution
 
@@ -45,8 +45,7 @@ __all__ = ["WindowFamilies", "ArrivalWindows", "fit_arrival_windows", "family_cv
 
 def param_columns() -> tuple[str, ...]:
     """The pool's per-window parameter columns: every arrival family's shapes, then ``scale``."""
-    names = arrival_param_names()
-    return tuple(n for n in names if n != "scale") + ("scale",)
+    return arrival_param_columns()
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ from servelab.analysis.block_hashes import prefix_hashes
 from servelab.analysis.prefix_reuse import DEFAULT_BLOCK_SIZE, infinite_cache_hits
 from servelab.analysis.shared_prefixes import CommonPrefixRule, shared_prefix_table
 from servelab.analysis.store import TraceStore
+from servelab.fitting.prefix_schema import PREFIX_KINDS, PREFIXES_SCHEMA
 
 __all__ = [
     "PREFIXES_SCHEMA",
@@ -73,14 +74,6 @@ __all__ = [
     "prefix_structure",
     "prefix_table",
 ]
-
-PREFIXES_SCHEMA = {
-    "client_id": pl.String, "kind": pl.String, "group": pl.Int64, "extends": pl.Int64,
-    "value": pl.Float64, "probability": pl.Float64, "min_blocks": pl.Int64, "block_size": pl.Int64,
-}
-#: the kinds of rows of the prefixes table (see the module docstring)
-PREFIX_KINDS = ("shared", "template", "reuse_gap", "reuse_lag_s", "reuse_same_length", "history_gap", "suffix_blocks")
-
 
 class RequestStructure(dict):
     """Per-request arrays of :func:`prefix_structure` (a plain mapping of numpy arrays):

@@ -12,7 +12,6 @@ draws) are in :mod:`servelab.fitting.families`.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 __all__ = ["check_segments", "segment_mean", "gamma_mle_from_stats", "weibull_mle_segments"]
 
@@ -77,6 +76,8 @@ def gamma_mle_from_stats(
     converged : numpy.ndarray of bool
         False where the iteration limit was reached or the MLE is undefined.
     """
+    from scipy import special  # imported here: drawing from the families needs no scipy
+
     mean = np.asarray(mean, dtype=float)
     mean_log = np.asarray(mean_log, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -24,7 +24,7 @@ from servelab.fitting.exceptions import UnknownFamilyError
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 from servelab.generator.exceptions import GenerationError
 
-__all__ = ["ArrivalLaw", "arrival_law", "renewal_arrivals", "poisson_arrivals"]
+__all__ = ["ArrivalLaw", "arrival_law", "continue_renewals", "first_arrivals", "renewal_arrivals", "poisson_arrivals"]
 
 _MAX_ROUNDS = 1000
 #: a window without a (usable) family is the Gamma with its CV; without a CV, exponential
@@ -199,45 +199,80 @@ def renewal_arrivals(rate, length, family, shapes=None, rng: np.random.Generator
     if np.any(~np.isfinite(rate)) or np.any(rate <= 0) or np.any(length < 0):
         raise GenerationError("renewal_arrivals needs rates > 0 and lengths >= 0")
     law = _as_law(family, shapes, rate.size)
+    first = first_arrivals(rate, law, rng, stationary=stationary)
+    cell, off, _ = continue_renewals(rate, length, law, first, rng)
+    return cell, off
+
+
+def first_arrivals(rate: np.ndarray, law: ArrivalLaw, rng: np.random.Generator, *,
+                   stationary: bool = True) -> np.ndarray:
+    """Time of the first arrival of each cell's renewal process after its start.
+
+    Stationary (default): the forward-recurrence time ``U * L / rate`` with ``L`` a length-biased
+    unit-mean gap, so the process is in equilibrium from the start. Otherwise one ordinary gap.
+    """
+    cells = np.arange(rate.size)
+    if not stationary:
+        return law.draw(cells, rng) / rate
+    return rng.random(rate.size) * law.draw(cells, rng, length_biased=True) / rate
+
+
+def continue_renewals(rate, length, law: ArrivalLaw, first, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrivals in ``[0, length)`` of renewal processes whose next arrival is at ``first``.
+
+    The processes may have started earlier: ``first[i]`` is the time (since this piece's start)
+    of cell ``i``'s next arrival, e.g. the residual returned for the previous piece, so a process
+    cut into pieces (each drawn from its own random stream) is one renewal process. A cell whose
+    ``first`` lies at or beyond ``length`` has no arrival here.
+
+    Returns
+    -------
+    cell, offset
+        As :func:`renewal_arrivals` returns them, offsets counted from the piece's start.
+    residual : float64 array
+        Per cell, the time from the piece's end to its next arrival (``>= 0``): the ``first`` of
+        the next piece.
+    """
+    rate = np.atleast_1d(np.asarray(rate, dtype=float))
+    length = np.broadcast_to(np.asarray(length, dtype=float), rate.shape)
+    nxt = np.array(first, dtype=float, copy=True)
+    flat_length = float(length[0]) if length.size and np.all(length == length[0]) else None
     cv = np.clip(np.nan_to_num(law.cv, nan=1.0), 0.0, 1e3)  # sizes the draws only
     cells_out, offs_out = [], []
-    todo = np.flatnonzero(length > 0)
-    elapsed = np.zeros(rate.size)
-    first_round = True
+    todo = np.flatnonzero(nxt < length)
     for _ in range(_MAX_ROUNDS):
         if todo.size == 0:
             break
-        m = rate[todo] * (length[todo] - elapsed[todo])
+        m = rate[todo] * (length[todo] - nxt[todo])
         k = np.ceil(m + 4.0 * np.sqrt(m) * np.maximum(cv[todo], 1.0) + 4.0).astype(np.int64)
-        rep = np.repeat(todo, k)
-        gaps = law.draw(rep, rng)
-        if first_round and stationary:
-            heads = np.r_[0, np.cumsum(k)[:-1]]
-            lb = law.draw(todo, rng, length_biased=True)
-            gaps[heads] = rng.random(todo.size) * lb
+        # per cell k + 1 times: the known next arrival, then k drawn gaps after it
+        heads = np.r_[0, np.cumsum(k + 1)[:-1]]
+        rep = np.repeat(todo, k + 1)
+        gaps = law.draw(rep, rng)  # one draw per block more than needed: cheaper than masking the heads
         gaps /= rate[rep]
+        gaps[heads] = nxt[todo]
         t = np.cumsum(gaps)
-        ends = np.cumsum(k) - 1
-        base = np.r_[0.0, t[ends[:-1]]]
-        t -= np.repeat(base, k)
-        t += np.repeat(elapsed[todo], k)
-        keep = t < length[rep]
-        cells_out.append(rep[keep])
-        offs_out.append(t[keep])
-        last = t[ends]
-        elapsed[todo] = last
-        todo = todo[last < length[todo]]
-        first_round = False
+        ends = heads + k
+        t -= np.repeat(np.r_[0.0, t[ends[:-1]]], k + 1)
+        inside = t < (flat_length if flat_length is not None else length[rep])
+        n_in = np.add.reduceat(inside.astype(np.int64), heads)
+        inside[ends] = False  # emitted: inside, and not the last time of a block (the next round's head)
+        cells_out.append(rep[inside])
+        offs_out.append(t[inside])
+        nxt[todo] = t[heads + np.minimum(n_in, k)]
+        todo = todo[n_in == k + 1]
     else:  # pragma: no cover - needs absurd parameters
-        raise GenerationError(f"renewal_arrivals did not cover {todo.size} cells in {_MAX_ROUNDS} rounds")
+        raise GenerationError(f"renewal arrivals did not cover {todo.size} cells in {_MAX_ROUNDS} rounds")
+    residual = nxt - length
     if not cells_out:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return np.zeros(0, dtype=np.int64), np.zeros(0), residual
     cell = np.concatenate(cells_out).astype(np.int64, copy=False)
     off = np.concatenate(offs_out)
     if len(cells_out) > 1:  # later rounds continue their cells: a stable sort on the cell suffices
         order = np.argsort(cell, kind="stable")
         cell, off = cell[order], off[order]
-    return cell, off
+    return cell, off, residual
 
 
 def poisson_arrivals(rate, length, family, shapes=None,

@@ -18,7 +18,7 @@ from servelab.generator.grid import frame_of
 from servelab.generator.pmf import PmfTable, pmf_table, sample_pmf
 
 __all__ = ["ConversationModel", "conversation_model", "expand_conversations", "accumulate_context",
-           "link_columns"]
+           "accumulate_inputs", "link_columns"]
 
 
 @dataclass(frozen=True)
@@ -181,9 +181,22 @@ def accumulate_context(frame: pl.DataFrame, turn: np.ndarray, *, context: str) -
     inp = frame["input_tokens"].fill_null(0).to_numpy().astype(np.int64)
     out = (frame["output_tokens"].fill_null(0).to_numpy().astype(np.int64) if "output_tokens" in frame.columns
            else np.zeros_like(inp))
+    if not np.any(turn > 1):
+        return frame
+    inp = accumulate_inputs(inp, out, turn, context=context)
+    return frame.with_columns(pl.Series("input_tokens", inp, dtype=pl.Int64))
+
+
+def accumulate_inputs(inp: np.ndarray, out: np.ndarray, turn: np.ndarray, *, context: str) -> np.ndarray:
+    """The array form of :func:`accumulate_context`: new inputs from inputs, outputs and turn numbers.
+
+    ``inp`` and ``out`` are numbers per row (NaN or null counted as 0 by the caller), rows grouped
+    by conversation in turn order. Returns a new array of the inputs' dtype.
+    """
+    inp = np.array(inp, copy=True)
     follow = np.flatnonzero(turn > 1)
     if follow.size == 0:
-        return frame
+        return inp
     if context == "sorted":
         conv = np.cumsum(turn == 1)  # conversation blocks are contiguous, turn 1 first
         inp = inp[np.lexsort((inp, conv))]
@@ -193,7 +206,7 @@ def accumulate_context(frame: pl.DataFrame, turn: np.ndarray, *, context: str) -
         rows = follow[a:b]
         h = inp[rows - 1] + out[rows - 1]
         inp[rows] = np.maximum(inp[rows], h) if context == "sorted" else h + inp[rows]
-    return frame.with_columns(pl.Series("input_tokens", inp, dtype=pl.Int64))
+    return inp
 
 
 def link_columns(conv_id: np.ndarray, turn: np.ndarray, order: np.ndarray) -> list[pl.Series]:

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 from servelab.generator.exceptions import ExportFormatError
 from servelab.generator.bailian_export import bailian_frame
 from servelab.generator.export_tools import aiperf_frame, failed_mask, guidellm_frame, sglang_frame, vllm_frame
@@ -94,6 +93,8 @@ def mooncake_hash_ids(frame: pl.DataFrame, *, block_tokens: int = MOONCAKE_BLOCK
     row = np.repeat(np.arange(n), nb)
     b = np.arange(offsets[-1]) - offsets[:-1][row]
     ids = np.where(b < full[row], base[conv[row]] + b, partial_id[row])
+    import pyarrow as pa  # only for list columns: a streamed Parquet/CSV export does not need it here
+
     arr = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(ids, pa.int64()))
     return pl.Series("hash_ids", pl.from_arrow(arr)).cast(pl.List(pl.Int64))
 

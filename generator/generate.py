@@ -35,8 +35,14 @@ How a workload is drawn
    order, each at least its history, which keeps the pool's input marginal). Conversations are
    started during a warm-up before ``start`` so the rate is stationary from the first second.
 
-Everything is vectorised over requests (numpy / polars); Python loops run over rounds of
-draws, fields, families or clients only. The same seed gives the same bytes.
+Everything is vectorised over requests (numpy / polars); Python loops run over units of time,
+rounds of draws, fields, families or clients only. The same seed gives the same bytes.
+
+Streaming: the workload is drawn unit by unit (:mod:`servelab.generator.stream`: pieces of at
+most 600 s, each from its own random stream, renewal residuals and conversation follow-ups carried
+across); :func:`generate` collects every chunk into one DataFrame, :func:`generate_chunks` yields
+them one at a time, and :func:`servelab.generator.writers.generate_to` writes them as they come
+in memory bounded by a chunk. The rows do not depend on the chunk size.
 
 This module is the orchestration; each concern has its own module: rate schedules
 (:mod:`~servelab.generator.rates`), the window grid (:mod:`~servelab.generator.grid`), arrival
@@ -49,24 +55,16 @@ read or write files (see :mod:`servelab.generator.exports`) and does not build t
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 
 from servelab.generator.arrivals import ArrivalLaw, arrival_law, poisson_arrivals, renewal_arrivals
-from servelab.generator.conversations import (
-    accumulate_context,
-    conversation_model,
-    expand_conversations,
-    link_columns,
-)
-from servelab.generator.exceptions import GenerationError, GenerationWarning
-from servelab.generator.grid import WindowGrid, frame_of, pool_span, segments, window_grid
+from servelab.generator.exceptions import GenerationError
+from servelab.generator.grid import WindowGrid, frame_of, pool_span, window_grid
 from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_pmf, sample_runs
 from servelab.generator.pool import DATA_FIELDS  # re-exported: fields a pool may hold
-from servelab.generator.prefixes import with_prefix_blocks
 from servelab.generator.rates import (
     DEFAULT_MAX_REQUESTS,
     RateSchedule,
@@ -77,7 +75,8 @@ from servelab.generator.rates import (
     read_rate_file,
     resolve_rate,
 )
-from servelab.generator.request_data import request_data
+from servelab.generator.request_data import canonical_arrays
+from servelab.generator.stream import generate_chunks, plan_generation
 
 __all__ = [
     "DATA_FIELDS",
@@ -92,6 +91,7 @@ __all__ = [
     "clock_times",
     "constant_rate",
     "generate",
+    "generate_chunks",
     "poisson_arrivals",
     "pool_rate",
     "pool_span",
@@ -233,107 +233,27 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     RequestBudgetError
         If the workload is estimated above ``max_requests`` (a :class:`GenerationError`).
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise GenerationError(f"seed must be an integer; got {seed!r}")
-    if counts not in ("renewal", "poisson"):
-        raise GenerationError(f"counts must be 'renewal' or 'poisson'; got {counts!r}")
-    if missing_data not in ("borrow", "null"):
-        raise GenerationError(f"missing_data must be 'borrow' or 'null'; got {missing_data!r}")
-    if context not in ("sorted", "additive"):
-        raise GenerationError(f"context must be 'sorted' or 'additive'; got {context!r}")
-    if not (isinstance(duration, (int, float, np.integer, np.floating)) and math.isfinite(duration) and duration > 0):
-        raise GenerationError(f"duration must be a finite number of seconds > 0; got {duration!r}")
-    if clock is not None and not (isinstance(clock, (int, float, np.integer, np.floating))
-                                  and not isinstance(clock, bool) and math.isfinite(clock) and clock > 0):
-        raise GenerationError(f"clock must be a finite number of seconds > 0 or None; got {clock!r}")
-    schedule = resolve_rate(rate)
-    span_lo, span_hi = pool_span(pool)
-    lo = span_lo if start is None else float(start)
-    if math.isnan(lo):
-        raise GenerationError(f"start must be a number of seconds in the pool's span; got {start!r}")
-    hi = lo + float(duration)
-    eps = 1e-6 * max(1.0, abs(span_hi))
-    if lo < span_lo - eps or hi > span_hi + eps:
-        raise GenerationError(
-            f"start={lo:g} s and duration={float(duration):g} s give [{lo:g}, {hi:g}] s, outside the pool's span "
-            f"[{span_lo:g}, {span_hi:g}] s"
-        )
-    check_request_budget(schedule, duration, pool, start=lo, max_requests=max_requests)
-    rng = np.random.default_rng(int(seed))
-    grid = window_grid(pool, lo, hi)
-    seg_a, seg_b, seg_w = segments(lo, hi, grid, schedule, max_segment_s)
-    seg_len = seg_b - seg_a
-    # pool rate per (pool client, segment); zero where no window covers the segment
-    rate_ps = np.where(seg_w[None, :] >= 0, grid.rate[:, np.maximum(seg_w, 0)], 0.0)
-    mean_rate = (rate_ps * seg_len).sum(axis=1) / seg_len.sum()
-    mean_cv = np.where(rate_ps > 0, grid.cv[:, np.maximum(seg_w, 0)], 0.0).sum(axis=1) / np.maximum(
-        (rate_ps > 0).sum(axis=1), 1)
-    sel, syn_ids = select_clients(grid.pool_ids, mean_rate, mean_cv, clients, rng=rng)
-    n_syn = sel.size
+    plan = plan_generation(pool, rate, duration, start=start, clients=clients, seed=seed,
+                           conversations=conversations, max_segment_s=max_segment_s, counts=counts,
+                           missing_data=missing_data, context=context, clock=clock, max_requests=max_requests)
+    return collect_chunks(plan, generate_chunks(pool, rate, duration, plan=plan, chunk_s=None))
 
-    # target total per segment and the scale factor for the selected clients
-    if schedule.kind == "pool":
-        target = schedule.value * rate_ps.sum(axis=0)
-    else:
-        target = 0.5 * (schedule.at(seg_a - lo) + schedule.at(seg_b - lo))
-    selected_total = rate_ps[sel].sum(axis=0)
-    dead = (target > 0) & (selected_total <= 0)
-    if np.any(dead):
-        warnings.warn(
-            f"{int(dead.sum())} of {dead.size} segments ({seg_len[dead].sum():g} s) have a target rate but no "
-            "selected client active in the pool: nothing is generated there",
-            GenerationWarning, stacklevel=2,
-        )
-    factor = np.where(selected_total > 0, target / np.where(selected_total > 0, selected_total, 1.0), 0.0)
 
-    conv = conversation_model(pool, grid.pool_ids) if conversations else None
-    use_conv = conv is not None and bool(np.any(conv.has[sel]))
-    mean_turns = conv.mean_turns[sel] if use_conv else np.ones(n_syn)
+def collect_chunks(plan, chunks) -> pl.DataFrame:
+    """One DataFrame from the chunks of :func:`generate_chunks` (an empty frame with the columns when none)."""
+    frames = list(chunks)
+    if not frames:
+        return _empty_frame(plan)
+    return frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=True)
 
-    # cells: (synthetic client, segment) with a positive rate
-    r_ns = rate_ps[sel] * factor[None, :]
-    cn, cs = np.nonzero(r_ns > 0)
-    c_rate = r_ns[cn, cs] / mean_turns[cn]
-    c_a = seg_a[cs]
-    c_len = seg_len[cs]
-    w_c = seg_w[cs]
-    c_law = sel[cn] * grid.window_start.size + w_c  # cells of grid.law
-    if use_conv:
-        # warm-up: conversations started before `start` whose follow-ups land inside
-        warm = min(conv.max_itt * max(conv.max_turns - 1, 0), 6 * 3600.0)
-        first = cs == cs.min() if cs.size else np.zeros(0, bool)
-        wm = first & conv.has[sel[cn]]
-        if warm > 0 and np.any(wm):
-            c_rate = np.r_[c_rate, c_rate[wm]]
-            c_a = np.r_[c_a, np.full(int(wm.sum()), lo - warm)]
-            c_len = np.r_[c_len, np.full(int(wm.sum()), warm)]
-            cn = np.r_[cn, cn[wm]]
-            c_law = np.r_[c_law, c_law[wm]]
-    sampler = renewal_arrivals if counts == "renewal" else poisson_arrivals
-    cell, off = sampler(c_rate, c_len, grid.law.take(c_law), rng=rng)
-    t = c_a[cell] + off
-    client = cn[cell]
 
-    turn = conv_id = None
-    if use_conv:
-        t, client, conv_id, turn = expand_conversations(t, client, sel, conv, rng)
-    inside = (t >= lo) & (t < hi)
-
-    frame = request_data(pool, grid, sel, client, t, seg_a, seg_b, rate_ps, lo, hi, rng,
-                          borrow=missing_data == "borrow")
-    if use_conv:
-        frame = accumulate_context(frame, turn, context=context)
-    # crop, sort, label
-    order = np.flatnonzero(inside)
-    order = order[np.argsort(t[order], kind="stable")]
-    ids = pl.Series("client_id", syn_ids, dtype=pl.String)
-    times = t[order] - lo
-    columns = [pl.Series("timestamp", times if clock is None else clock_times(times, clock)),
-               ids.gather(client[order])]
-    columns += [frame[c].gather(order) for c in frame.columns]
-    if use_conv:
-        columns += link_columns(conv_id, turn, order)
-    # prompt blocks from the pool's prefix model, if it has one (issue 15; generator.prefixes)
-    pool_clients = {syn: grid.pool_ids[i] for syn, i in zip(syn_ids, sel.tolist())}  # per client
-    return with_prefix_blocks(pl.DataFrame(columns), pool, seed=seed, pool_clients=pool_clients)
-
+def _empty_frame(plan) -> pl.DataFrame:
+    schema = {"timestamp": pl.Float64, "client_id": pl.String}
+    if plan.data is not None:
+        probe = canonical_arrays({f: np.zeros(0) for f in plan.data.tables})
+        schema.update({c: pl.Int64 for c in probe})
+    if plan.conv is not None:
+        schema.update({"conversation_id": pl.String, "parent_id": pl.String, "turn": pl.Int64})
+    if getattr(plan, "prefixes", None) is not None:
+        schema["prefix_blocks"] = pl.List(pl.Int64)
+    return pl.DataFrame(schema=schema)

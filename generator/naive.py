@@ -25,14 +25,15 @@ from servelab.generator.generate import (
     RateSchedule,
     check_request_budget,
     _frame,
-    _grid,
     aggregate_pmfs,
-    generate,
+    collect_chunks,
     pool_span,
     resolve_rate,
 )
+from servelab.generator.grid import WindowGrid, window_grid
+from servelab.generator.stream import GenerationPlan, iter_plan, plan_generation
 
-__all__ = ["NAIVE_CLIENT", "aggregate_cv", "naive_generate"]
+__all__ = ["NAIVE_CLIENT", "aggregate_cv", "naive_generate", "naive_plan"]
 
 #: client_id of every request of a naive workload
 NAIVE_CLIENT = "naive"
@@ -51,28 +52,49 @@ class _AggregatePool:
     provenance: dict = field(default_factory=dict)
 
 
-def aggregate_cv(pool, rate, duration: float, *, start: float | None = None, seed: int) -> float:
+def aggregate_cv(pool, rate, duration: float, *, start: float | None = None, seed: int,
+                 grid: WindowGrid | None = None) -> float:
     """The gap CV of the per-client workload over the period, measured on a pilot draw.
 
     Gaps are multiplied by the target rate at their start (time rescaled to unit rate), so a
     rate that changes between windows does not count as burstiness: this is the CV a single
     Gamma process following the same target needs.
 
-    The pilot runs :func:`~servelab.generator.generate.generate` over the same period with the
-    target scaled down so that about 200,000 requests are drawn (scaling every client by one
-    factor rescales time within a window and leaves the gap CV unchanged).
+    The pilot draws the arrivals of :func:`~servelab.generator.generate.generate` over the same
+    period (no request data: only the times count) with the target scaled down so that about
+    200,000 requests are drawn (scaling every client by one factor rescales time within a window
+    and leaves the gap CV unchanged). ``grid``: the pool's window grid over the period, when the
+    caller has it (it is built once either way).
     """
     schedule = resolve_rate(rate)
     lo, hi = _period(pool, start, duration)
+    grid = window_grid(pool, lo, hi) if grid is None else grid
     expected = schedule.expected_requests(hi - lo, pool, start=lo)
     factor = min(1.0, _PILOT_REQUESTS / max(expected, 1.0))
-    pilot = generate(pool, _scaled(schedule, factor), duration, start=lo, seed=seed, conversations=False)
-    t = pilot["timestamp"].to_numpy()
+    plan = plan_generation(pool, _scaled(schedule, factor), duration, start=lo, seed=seed, conversations=False,
+                           data=False, grid=grid, max_requests=None)
+    parts = [part["t"] for rows, _ in iter_plan(plan, chunk_s=None, frames=False) for part in rows]
+    t = (np.concatenate(parts) if parts else np.zeros(0)) - lo
     # time-rescale by the target rate so that a varying rate does not pass for burstiness
-    gaps = np.diff(t) * _target_at(pool, schedule, lo, hi, t[:-1])
+    gaps = np.diff(t) * _target_at(grid, schedule, lo, t[:-1])
     if gaps.size < 2 or gaps.mean() <= 0:
         raise GenerationError("the pilot workload has fewer than 3 requests: cannot estimate the aggregate CV")
     return float(gaps.std() / gaps.mean())
+
+
+def naive_plan(pool, rate, duration: float, *, start: float | None = None, cv: float | None = None, seed: int,
+               clock: float | None = None, max_requests: int | None = DEFAULT_MAX_REQUESTS) -> GenerationPlan:
+    """The :class:`~servelab.generator.stream.GenerationPlan` of the naive baseline (see :func:`naive_generate`)."""
+    lo, hi = _period(pool, start, duration)
+    check_request_budget(resolve_rate(rate), duration, pool, start=lo, max_requests=max_requests)
+    grid = window_grid(pool, lo, hi)
+    if cv is None:
+        cv = aggregate_cv(pool, rate, duration, start=start, seed=seed, grid=grid)
+    if not (isinstance(cv, (int, float)) and math.isfinite(cv) and cv > 0):
+        raise GenerationError(f"cv must be a finite number > 0; got {cv!r}")
+    agg = _aggregate_pool(pool, grid, lo, hi, float(cv))
+    return plan_generation(agg, rate, duration, start=lo, seed=seed, conversations=False, clock=clock,
+                           max_requests=max_requests)
 
 
 def naive_generate(pool, rate, duration: float, *, start: float | None = None, cv: float | None = None,
@@ -100,16 +122,8 @@ def naive_generate(pool, rate, duration: float, *, start: float | None = None, c
     polars.DataFrame
         ``timestamp`` (seconds since ``start``), ``client_id`` (``"naive"``) and the data columns.
     """
-    lo, _ = _period(pool, start, duration)
-    check_request_budget(resolve_rate(rate), duration, pool, start=lo, max_requests=max_requests)
-    if cv is None:
-        cv = aggregate_cv(pool, rate, duration, start=start, seed=seed)
-    if not (isinstance(cv, (int, float)) and math.isfinite(cv) and cv > 0):
-        raise GenerationError(f"cv must be a finite number > 0; got {cv!r}")
-    lo, hi = _period(pool, start, duration)
-    agg = _aggregate_pool(pool, lo, hi, float(cv))
-    return generate(agg, rate, duration, start=lo, seed=seed, conversations=False, clock=clock,
-                    max_requests=max_requests)
+    plan = naive_plan(pool, rate, duration, start=start, cv=cv, seed=seed, clock=clock, max_requests=max_requests)
+    return collect_chunks(plan, iter_plan(plan, chunk_s=None))
 
 
 def _period(pool, start, duration) -> tuple[float, float]:
@@ -128,17 +142,15 @@ def _scaled(schedule: RateSchedule, factor: float) -> RateSchedule:
     return RateSchedule(schedule.kind, value=schedule.value * factor)
 
 
-def _target_at(pool, schedule: RateSchedule, lo: float, hi: float, t: np.ndarray) -> np.ndarray:
+def _target_at(grid: WindowGrid, schedule: RateSchedule, lo: float, t: np.ndarray) -> np.ndarray:
     """Target total rate at times ``t`` (seconds since ``lo``)."""
     if schedule.kind != "pool":
         return schedule.at(t)
-    grid = _grid(pool, lo, hi)
     w = np.clip(np.searchsorted(grid.window_start, lo + t, side="right") - 1, 0, grid.window_start.size - 1)
     return schedule.value * grid.rate.sum(axis=0)[w]
 
 
-def _aggregate_pool(pool, lo: float, hi: float, cv: float) -> _AggregatePool:
-    grid = _grid(pool, lo, hi)
+def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float) -> _AggregatePool:
     total = grid.rate.sum(axis=0)
     shape = 1.0 / cv**2
     active = total > 0

@@ -57,9 +57,11 @@ def sample_runs(table: PmfTable, group: np.ndarray, rng: np.random.Generator) ->
         m, k = e - s, b - a
         if 4 * m >= k:
             within = table.cum[a:b] - g
-            p = np.clip(np.diff(np.r_[0.0, within]), 0.0, None)
+            p = np.clip(np.diff(within, prepend=0.0), 0.0, None)
             counts = rng.multinomial(m, p / p.sum())
-            out[s:e] = rng.permutation(np.repeat(table.values[a:b], counts))
+            draws = np.repeat(table.values[a:b], counts)
+            rng.shuffle(draws)
+            out[s:e] = draws
         else:
             local = np.searchsorted(table.cum[a:b], g + rng.random(m), side="right")
             out[s:e] = table.values[a:b][np.minimum(local, k - 1)]

@@ -54,8 +54,8 @@ from typing import Any
 import polars as pl
 
 from servelab.fitting.families import arrival_family_names, get_arrival_family
-from servelab.fitting.pool_arrivals import param_columns
-from servelab.fitting.pool_prefixes import PREFIXES_SCHEMA
+from servelab.fitting.families import arrival_param_columns as param_columns  # not pool fitting: light
+from servelab.fitting.prefix_schema import PREFIXES_SCHEMA
 from servelab.generator.exceptions import PoolFormatError, PoolSpanError
 
 __all__ = [

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from servelab.analysis.store import atomic_store_dir
+
+import servelab
 from servelab.generator.exceptions import (
     PoolExistsError,
     PoolFormatError,
@@ -42,7 +43,6 @@ from servelab.generator.exceptions import (
 from servelab.generator.pool import ClientPool
 from servelab.generator.pool_checks import check_pool_tables
 
-from servelab import __version__
 
 __all__ = ["read_pool", "write_pool", "is_servelab_pool", "FORMAT_NAME", "FORMAT_VERSION", "READ_VERSIONS", "TABLES"]
 
@@ -119,6 +119,8 @@ def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = F
         If ``path`` exists and ``overwrite`` is false.
     """
     path = Path(path)
+    from servelab.analysis.store import atomic_store_dir  # DuckDB: only when writing
+
     with atomic_store_dir(path, overwrite=overwrite, exists_error=PoolExistsError) as tmp:
         tables = {}
         for name, order in TABLES.items():
@@ -135,7 +137,7 @@ def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = F
         manifest = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
-            "servelab_version": __version__,
+            "servelab_version": servelab.__version__,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "window_s": pool.window_s,
             "data_window_s": pool.data_window_s,

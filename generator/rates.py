@@ -55,13 +55,7 @@ class RateSchedule:
                 raise GenerationError(
                     f"a rate table needs as many times as rates and at least one point; got {t.size} times, {r.size} rates"
                 )
-            bad = np.flatnonzero(~np.isfinite(t))
-            if bad.size:
-                raise GenerationError(f"rate table point {bad[0]}: time must be finite; got {float(t[bad[0]])!r}")
-            bad = np.flatnonzero(~(np.isfinite(r) & (r >= 0)))
-            if bad.size:
-                raise GenerationError(f"rate table point {bad[0]}: rate must be a finite number >= 0; "
-                                      f"got {float(r[bad[0]])!r}")
+            _check_points(t, r, label=lambda i: f"rate table point {i}", time_name="time", rate_name="rate")
             bad = np.flatnonzero(np.diff(t) <= 0)
             if bad.size:
                 raise GenerationError(f"rate table times must be strictly increasing; point {bad[0] + 1} "
@@ -169,6 +163,20 @@ def check_request_budget(schedule: RateSchedule, duration: float, pool=None, *, 
     return expected
 
 
+def _check_points(t: np.ndarray, r: np.ndarray, *, label, time_name: str, rate_name: str, unit: str = "") -> None:
+    """Raise GenerationError at the first non-finite time or the first rate that is not a finite number >= 0.
+
+    ``label(i)`` names point ``i`` in the message (a table point, a file's row).
+    """
+    bad = np.flatnonzero(~np.isfinite(t))
+    if bad.size:
+        raise GenerationError(f"{label(bad[0])}: {time_name} must be finite; got {float(t[bad[0]])!r}")
+    bad = np.flatnonzero(~(np.isfinite(r) & (r >= 0)))
+    if bad.size:
+        raise GenerationError(f"{label(bad[0])}: {rate_name} must be a finite number{unit} >= 0; "
+                              f"got {float(r[bad[0]])!r}")
+
+
 def constant_rate(rate: float) -> RateSchedule:
     """A constant total rate (req/s)."""
     return RateSchedule("constant", value=float(rate))
@@ -222,13 +230,7 @@ def read_rate_file(path: str | os.PathLike) -> RateSchedule:
             raise GenerationError(f"{where} row {bad[0] + 1}: {col} must be a number; got {text[int(bad[0])]!r}")
         values[col] = num.to_numpy()
     t, r = values[tcol], values[rcol]
-    bad = np.flatnonzero(~np.isfinite(t))
-    if bad.size:
-        raise GenerationError(f"{where} row {bad[0] + 1}: {tcol} must be finite; got {float(t[bad[0]])!r}")
-    bad = np.flatnonzero(~(np.isfinite(r) & (r >= 0)))
-    if bad.size:
-        raise GenerationError(f"{where} row {bad[0] + 1}: {rcol} must be a finite number of req/s >= 0; "
-                              f"got {float(r[bad[0]])!r}")
+    _check_points(t, r, label=lambda i: f"{where} row {i + 1}", time_name=tcol, rate_name=rcol, unit=" of req/s")
     order = np.argsort(t, kind="stable")
     dup = np.flatnonzero(np.diff(t[order]) == 0)
     if dup.size:

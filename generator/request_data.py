@@ -9,6 +9,9 @@ Loops run over fields and (client, data window) keys, never requests.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import polars as pl
@@ -18,9 +21,13 @@ from servelab.generator.grid import WindowGrid, frame_of
 from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_runs
 from servelab.generator.pool import DATA_FIELDS
 
-__all__ = ["request_data", "canonical_fields"]
+__all__ = ["CANONICAL_ORDER", "DataSampler", "canonical_arrays", "canonical_fields", "data_sampler", "int_series",
+           "request_data"]
 
 _MODALITIES = ("image", "audio", "video")
+#: the data columns of a workload, in order
+CANONICAL_ORDER = ("input_tokens", "output_tokens", "reason_tokens", "text_tokens", "image_tokens", "audio_tokens",
+                   "video_tokens", "image_count", "audio_count", "video_count")
 
 
 def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts: np.ndarray,
@@ -39,43 +46,43 @@ def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts:
     )
     d_idx = np.searchsorted(dstarts, sub["window_start"].to_numpy().astype(float))
     own_key = sub["p"].to_numpy() * D + d_idx
-    by_window = aggregate_pmfs(data.filter(pl.col("field") == field), weights, by_window=True)
-    overall = aggregate_pmfs(data.filter(pl.col("field") == field), weights, by_window=False)
-    # groups: own keys first, then one per aggregated window, then the overall aggregate
     own_keys = np.unique(own_key)
-    agg_d = np.searchsorted(dstarts, by_window["window_start"].to_numpy().astype(float))
-    agg_ds = np.unique(agg_d)
     group_of_key = np.full(P * D, -1, dtype=np.int64)
     group_of_key[own_keys] = np.arange(own_keys.size)
-    g_own = np.searchsorted(own_keys, own_key)
-    g_agg = own_keys.size + np.searchsorted(agg_ds, agg_d)
-    g_all = own_keys.size + agg_ds.size
-    group = np.concatenate([g_own, g_agg, np.full(overall.height, g_all)])
-    value = np.concatenate([sub["value"].to_numpy(), by_window["value"].to_numpy(), overall["value"].to_numpy()])
-    prob = np.concatenate(
-        [sub["probability"].to_numpy(), by_window["probability"].to_numpy(), overall["probability"].to_numpy()]
-    )
-    if value.size == 0:
-        raise GenerationError(f"the pool has no data for field {field!r}")
-    order = np.lexsort((value, group))
-    table = pmf_table(group[order], value[order], prob[order])
-    # fallbacks for keys with traffic and no PMF of their own
+    groups, values, probs = [np.searchsorted(own_keys, own_key)], [sub["value"].to_numpy()], [sub["probability"].to_numpy()]
+    # fallbacks for keys with traffic and no PMF of their own: the client's nearest window first
     need = np.flatnonzero((group_of_key < 0) & (wmatrix.reshape(-1) > 0))
     has_own = (group_of_key >= 0).reshape(P, D)
-    agg_set = set(agg_ds.tolist())
+    still = []
     for key in need:  # loop over (client, data window) keys, never requests
         p, d = divmod(int(key), D)
         own = np.flatnonzero(has_own[p])
         if own.size:
             group_of_key[key] = group_of_key[p * D + own[np.argmin(np.abs(own - d))]]
-        elif not borrow:
-            continue
-        elif d in agg_set:
-            group_of_key[key] = own_keys.size + int(np.searchsorted(agg_ds, d))
-        elif overall.height:
-            group_of_key[key] = g_all
-    return table, group_of_key
-
+        else:
+            still.append((int(key), d))
+    if still and borrow:
+        # the rate-weighted aggregate of the window, else of the whole period (built only when used)
+        rows = data.filter(pl.col("field") == field)
+        by_window = aggregate_pmfs(rows, weights, by_window=True)
+        overall = aggregate_pmfs(rows, weights, by_window=False)
+        agg_d = np.searchsorted(dstarts, by_window["window_start"].to_numpy().astype(float))
+        agg_ds = np.unique(agg_d)
+        g_all = own_keys.size + agg_ds.size
+        groups += [own_keys.size + np.searchsorted(agg_ds, agg_d), np.full(overall.height, g_all)]
+        values += [by_window["value"].to_numpy(), overall["value"].to_numpy()]
+        probs += [by_window["probability"].to_numpy(), overall["probability"].to_numpy()]
+        agg_set = set(agg_ds.tolist())
+        for key, d in still:  # the same keys, now from the aggregates
+            if d in agg_set:
+                group_of_key[key] = own_keys.size + int(np.searchsorted(agg_ds, d))
+            elif overall.height:
+                group_of_key[key] = g_all
+    group, value, prob = np.concatenate(groups), np.concatenate(values), np.concatenate(probs)
+    if value.size == 0:
+        raise GenerationError(f"the pool has no data for field {field!r}")
+    order = np.lexsort((value, group))
+    return pmf_table(group[order], value[order], prob[order]), group_of_key
 
 
 def _nearest_borrow(pool, data: pl.DataFrame, need: pl.DataFrame) -> pl.DataFrame:
@@ -101,9 +108,42 @@ def _nearest_borrow(pool, data: pl.DataFrame, need: pl.DataFrame) -> pl.DataFram
     return rows.with_columns(pl.col("target").alias("window_start")).select(data.columns)
 
 
-def request_data(pool, grid: WindowGrid, sel, client, t, seg_a, seg_b, rate_ps, lo, hi, rng, *,
-                  borrow: bool) -> pl.DataFrame:
-    """Draw every data field of the pool for every request (one uniform per field and request).
+@dataclass(frozen=True)
+class DataSampler:
+    """The request-data PMFs of a generation period, ready to draw from (no random state).
+
+    Built once per workload (:func:`data_sampler`); :meth:`draw` is called per piece of the
+    workload, so memory holds the pool's PMFs and never every request.
+    """
+
+    anchor: float
+    dw: float
+    k0: int
+    n_windows: int
+    tables: Mapping[str, tuple[PmfTable, np.ndarray]]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
+
+    def draw(self, pool_index: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Every field for requests of pool clients ``pool_index`` at pool times ``t`` (NaN: no data)."""
+        d_req = np.clip(np.floor((t - self.anchor) / self.dw).astype(np.int64) - self.k0, 0, self.n_windows - 1)
+        key = pool_index * self.n_windows + d_req
+        cols: dict[str, np.ndarray] = {}
+        for field, (table, group_of_key) in self.tables.items():  # a loop over fields
+            g = group_of_key[key]
+            if g.min(initial=0) >= 0:  # every request has data: no masking pass
+                cols[field] = sample_runs(table, g, rng)
+                continue
+            draw = np.full(t.size, np.nan)
+            ok = g >= 0
+            draw[ok] = sample_runs(table, g[ok], rng)
+            cols[field] = draw
+        return cols
+
+
+def data_sampler(pool, grid: WindowGrid, seg_a, seg_b, rate_ps, lo, hi, *, borrow: bool) -> DataSampler | None:
+    """The :class:`DataSampler` of ``pool`` over ``[lo, hi)``, or None when the pool has no data.
 
     Data windows form a regular grid of ``pool.data_window_s`` anchored at the pool's first data
     window. A client with traffic but no PMF in a data window borrows its nearest non-empty
@@ -112,11 +152,11 @@ def request_data(pool, grid: WindowGrid, sel, client, t, seg_a, seg_b, rate_ps, 
     """
     lazy = pool.lazy("data") if hasattr(pool, "lazy") else (frame_of(pool.data).lazy() if pool.data is not None else None)
     if lazy is None:
-        return pl.DataFrame()
+        return None
     bounds = lazy.select(pl.col("window_start").min().alias("a"), pl.col("window_s").max().alias("w")).collect()
     anchor = bounds["a"][0]
     if anchor is None:
-        return pl.DataFrame()
+        return None
     dw = float(getattr(pool, "data_window_s", None) or bounds["w"][0])
     k0 = math.floor((lo - anchor) / dw)
     k1 = math.floor((np.nextafter(hi, -np.inf) - anchor) / dw)
@@ -141,34 +181,32 @@ def request_data(pool, grid: WindowGrid, sel, client, t, seg_a, seg_b, rate_ps, 
     if need.height:
         data = pl.concat([data, _nearest_borrow(pool, data, need)])
     if data.height == 0:
-        return pl.DataFrame()
-    p_req = sel[client]
-    d_req = np.clip(np.floor((t - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
-    key = p_req * D + d_req
+        return None
     fields = [f for f in DATA_FIELDS if f in set(data["field"].unique().to_list())]
-    cols: dict[str, np.ndarray] = {}
-    for field in fields:
-        table, group_of_key = _field_sampler(data, field, grid.pool_ids, dstarts, active, wmatrix, borrow=borrow)
-        g = group_of_key[key]
-        if g.min(initial=0) >= 0:  # every request has data: no masking pass
-            cols[field] = sample_runs(table, g, rng)
-            continue
-        draw = np.full(t.size, np.nan)
-        ok = g >= 0
-        draw[ok] = sample_runs(table, g[ok], rng)
-        cols[field] = draw
-    return canonical_fields(cols)
+    tables = {field: _field_sampler(data, field, grid.pool_ids, dstarts, active, wmatrix, borrow=borrow)
+              for field in fields}
+    return DataSampler(anchor=float(anchor), dw=dw, k0=int(k0), n_windows=int(D), tables=tables)
 
 
-def canonical_fields(cols: dict[str, np.ndarray]) -> pl.DataFrame:
-    """Sampled fields -> canonical integer columns (null where a draw is NaN: no data).
+def request_data(pool, grid: WindowGrid, sel, client, t, seg_a, seg_b, rate_ps, lo, hi, rng, *,
+                  borrow: bool) -> pl.DataFrame:
+    """Draw every data field of the pool for every request (one uniform per field and request).
 
-    ``reason_tokens = round(reason_ratio * output_tokens)``; ServeGen's multimodal ``<m>_tokens``
-    are tokens per item, so a request's ``<m>_tokens = round(per-item) * <m>_count``; without an
-    ``input_tokens`` field, ``input_tokens = text_tokens + sum of modality tokens``.
+    :func:`data_sampler` over the period, then one :meth:`DataSampler.draw`, as canonical columns
+    (:func:`canonical_fields`).
+    """
+    sampler = data_sampler(pool, grid, seg_a, seg_b, rate_ps, lo, hi, borrow=borrow)
+    if sampler is None:
+        return pl.DataFrame()
+    return canonical_fields(sampler.draw(np.asarray(sel)[client], np.asarray(t, dtype=float), rng))
+
+
+def canonical_arrays(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Sampled fields -> canonical columns as float arrays (NaN: no data), in canonical order.
+
+    See :func:`canonical_fields` for the rules.
     """
     out: dict[str, np.ndarray] = {}
-    n = next(iter(cols.values())).size
     for m in _MODALITIES:
         tok, cnt = cols.get(f"{m}_tokens"), cols.get(f"{m}_count")
         if cnt is not None:
@@ -183,14 +221,21 @@ def canonical_fields(cols: dict[str, np.ndarray]) -> pl.DataFrame:
             np.nan_to_num(out[f"{m}_tokens"]) for m in _MODALITIES if f"{m}_tokens" in out)
     if "reason_tokens" not in out and "reason_ratio" in cols and "output_tokens" in out:
         out["reason_tokens"] = np.rint(np.clip(cols["reason_ratio"], 0, 1) * out["output_tokens"])
-    order = [c for c in ("input_tokens", "output_tokens", "reason_tokens", "text_tokens", "image_tokens",
-                         "audio_tokens", "video_tokens", "image_count", "audio_count", "video_count") if c in out]
-    series = []
-    for c in order:
-        v = out[c]
-        if np.isnan(v).any():
-            series.append(pl.Series(c, v).fill_nan(None).cast(pl.Int64))
-        else:
-            series.append(pl.Series(c, v.astype(np.int64)))
-    del n
-    return pl.DataFrame(series)
+    return {c: out[c] for c in CANONICAL_ORDER if c in out}
+
+
+def int_series(name: str, values: np.ndarray) -> pl.Series:
+    """A canonical Int64 column from float draws (null where NaN)."""
+    if np.isnan(values).any():
+        return pl.Series(name, values).fill_nan(None).cast(pl.Int64)
+    return pl.Series(name, values.astype(np.int64))
+
+
+def canonical_fields(cols: dict[str, np.ndarray]) -> pl.DataFrame:
+    """Sampled fields -> canonical integer columns (null where a draw is NaN: no data).
+
+    ``reason_tokens = round(reason_ratio * output_tokens)``; ServeGen's multimodal ``<m>_tokens``
+    are tokens per item, so a request's ``<m>_tokens = round(per-item) * <m>_count``; without an
+    ``input_tokens`` field, ``input_tokens = text_tokens + sum of modality tokens``.
+    """
+    return pl.DataFrame([int_series(c, v) for c, v in canonical_arrays(cols).items()])

@@ -11,11 +11,19 @@ The library lives in the sub-packages (one direction of imports, top to bottom):
 
 This package itself only holds the version and the command-line interface (``servelab.cli``).
 """
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("servelab")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
-
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    """``__version__``, read from the installed metadata on first access (the lookup scans the
+    installed distributions: a short command that never shows the version does not pay for it)."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("servelab")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        value = "0.0.0+unknown"
+    globals()["__version__"] = value
+    return value

@@ -42,7 +42,6 @@ from typing import Any, NoReturn
 
 import click
 
-from servelab import __version__
 
 __all__ = ["main", "COMMANDS", "CommandNotFoundError", "load_command", "EXIT_ERROR", "EXIT_INTERRUPTED",
            "EXIT_USAGE", "is_input_error", "DEFAULT_MAX_REQUESTS", "WorkloadTooLargeError", "check_request_budget",
@@ -288,7 +287,7 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="servelab")
+@click.version_option(package_name="servelab", prog_name="servelab")  # looked up only for --version
 @click.option("--debug", is_flag=True, envvar=_DEBUG_ENV,
               help=f"Show the full traceback of an error instead of one line (or set {_DEBUG_ENV}=1).")
 def main(debug: bool) -> None:  # noqa: ARG001 - read by the error handler from the context

@@ -87,9 +87,16 @@ def _finite_or_none(ctx, param, value):  # noqa: ARG001 - click's callback signa
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="parquet", show_default=True,
               help="Canonical parquet/csv, BurstGPT CSV, Mooncake JSONL, per-request JSONL, the inputs of AIPerf (multi-turn), vLLM bench, SGLang bench_serving or guidellm, or a trace store.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--chunk-s", type=float, default=600.0, show_default=True, callback=_positive_seconds,
+              help="Seconds of workload generated and written at a time (memory follows it; the output does not).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
 def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, cv, no_conversations, clock,
-             max_requests, output, fmt, overwrite) -> None:
-    """Generate a workload from the client pool at POOL and write it to OUTPUT."""
+             max_requests, output, fmt, overwrite, chunk_s, quiet) -> None:
+    """Generate a workload from the client pool at POOL and write it to OUTPUT.
+
+    Parquet, CSV and JSONL are written chunk by chunk as they are generated (--chunk-s), in
+    memory bounded by a chunk; the other formats hold the whole workload.
+    """
     from pathlib import Path
 
     from servelab.generator.exceptions import ExportFormatError, GenerationError, RequestBudgetError
@@ -104,44 +111,87 @@ def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, 
     if cv is not None and not naive:
         raise click.UsageError("--cv only applies to --naive")
     t0 = time.perf_counter()
+    if naive:
+        options = dict(start=start, cv=cv, seed=seed, clock=clock, max_requests=max_requests)
+    else:
+        options = dict(start=start, clients=clients, seed=seed, conversations=not no_conversations, clock=clock,
+                       max_requests=max_requests)
     # every warning (GenerationWarning, a ServeGen pool's MissingDatasetWarning, ...) reaches the
     # user through the CLI-wide handler (servelab.cli)
+    bar = None
     try:
         pool = ClientPool.load(pool_path)
-        if naive:
-            from servelab.generator.naive import naive_generate
-
-            frame = naive_generate(pool, schedule, duration, start=start, cv=cv, seed=seed, clock=clock,
-                                   max_requests=max_requests)
+        if fmt == "store":
+            summary = _to_store(pool, schedule, duration, out, naive=naive, options=options, pool_path=pool_path,
+                                overwrite=overwrite, clients=clients)
         else:
-            from servelab.generator.generate import generate as gen
+            from servelab.generator.writers import generate_to
 
-            frame = gen(pool, schedule, duration, start=start, clients=clients, seed=seed,
-                        conversations=not no_conversations, clock=clock, max_requests=max_requests)
+            bar = _progress_bar(duration, quiet)
+            summary = generate_to(out, pool, schedule, duration, fmt=fmt, chunk_s=chunk_s, naive=naive,
+                                  progress=bar.update if bar is not None else None, **options)
     except RequestBudgetError as err:
         check_request_budget(err.expected, max_requests=max_requests)  # the CLI's message (--max-requests)
         raise
-    except (GenerationError, ValueError) as err:
+    except (GenerationError, ExportFormatError, ValueError) as err:
         raise click.ClickException(str(err)) from None
-    t1 = time.perf_counter()
-    try:
-        if fmt == "store":
-            from servelab.analysis.store import write_store
-
-            write_store(frame, out, source=str(pool_path), fmt="generated", overwrite=overwrite,
-                        extra={"generator": {"pool": str(pool_path), "rate": schedule.describe(),
-                                             "duration_s": duration, "start": start, "clients": clients,
-                                             "seed": seed, "naive": naive, "clock_s": clock}})
-        else:
-            from servelab.generator.exports import export_workload
-
-            export_workload(frame, out, fmt=fmt)
-    except ExportFormatError as err:
-        raise click.ClickException(str(err)) from None
-    rate_achieved = frame.height / duration
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(json.dumps({
-        "output": str(out), "format": fmt, "requests": frame.height,
-        "clients": frame["client_id"].n_unique() if "client_id" in frame.columns else None,
-        "mean_rate_rps": round(rate_achieved, 4), "target": schedule.describe(), "naive": naive,
-        "generate_s": round(t1 - t0, 3), "write_s": round(time.perf_counter() - t1, 3),
+        "output": str(out), "format": fmt, "requests": summary.requests, "clients": summary.clients,
+        "mean_rate_rps": round(summary.requests / duration, 4), "target": schedule.describe(), "naive": naive,
+        "streamed": summary.streamed, "chunks": summary.chunks,
+        "elapsed_s": round(time.perf_counter() - t0, 3),
     }))
+
+
+def _to_store(pool, schedule, duration, out, *, naive, options, pool_path, overwrite, clients):
+    """Generate in memory and write a trace store (the store writer takes a whole frame)."""
+    from servelab.analysis.store import write_store
+    from servelab.generator.writers import WriteSummary
+
+    if naive:
+        from servelab.generator.naive import naive_generate
+
+        frame = naive_generate(pool, schedule, duration, **options)
+    else:
+        from servelab.generator.generate import generate as gen
+
+        frame = gen(pool, schedule, duration, **options)
+    write_store(frame, out, source=str(pool_path), fmt="generated", overwrite=overwrite,
+                extra={"generator": {"pool": str(pool_path), "rate": schedule.describe(),
+                                     "duration_s": duration, "start": options.get("start"), "clients": clients,
+                                     "seed": options.get("seed"), "naive": naive, "clock_s": options.get("clock")}})
+    return WriteSummary(path=out, fmt="store", requests=frame.height, clients=frame["client_id"].n_unique(),
+                        chunks=1, streamed=False)
+
+
+class _Bar:
+    """A tqdm bar over seconds of workload, fed by :func:`~servelab.generator.writers.generate_to`."""
+
+    def __init__(self, duration: float):
+        import sys
+
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=round(duration, 3), unit="s", unit_scale=True, file=sys.stderr, leave=False,
+                         desc="generate", dynamic_ncols=True)
+        self._requests = 0
+
+    def update(self, requests: int, done_s: float) -> None:
+        self._requests += requests
+        self._bar.update(round(done_s, 3) - self._bar.n)
+        self._bar.set_postfix(requests=f"{self._requests:,}", refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(duration: float, quiet: bool) -> _Bar | None:
+    """A progress bar on stderr when it is a terminal and not ``--quiet``, else None."""
+    import sys
+
+    if quiet or not sys.stderr.isatty():
+        return None
+    return _Bar(duration)

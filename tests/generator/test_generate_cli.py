@@ -80,3 +80,38 @@ def test_generate_usage_errors(pool_dir, tmp_path):
     txt.write_text("x")
     r = _run(["compare", txt, txt])
     assert r.exit_code != 0 and "neither a trace store" in r.output
+
+
+def test_generate_streams_the_same_bytes_for_any_chunk_size_and_stays_quiet(pool_dir, tmp_path):
+    digests = set()
+    for chunk in ("60", "600", "1800"):
+        out = tmp_path / f"w{chunk}.csv"
+        r = _run(["generate", pool_dir, "--rate", "6", "--duration", "1800", "--seed", "3", "--format", "csv",
+                  "--chunk-s", chunk, "-o", out])
+        assert r.exit_code == 0, r.output
+        info = json.loads(r.stdout.strip().splitlines()[-1])
+        # a chunk holds whole 600 s units (the pool's windows): 60 s chunks give one per unit
+        assert info["streamed"] and info["chunks"] == min(1800 // int(chunk), 3)
+        assert r.stderr == ""  # no progress bar when stderr is not a terminal
+        digests.add(out.read_bytes())
+    assert len(digests) == 1
+    r = _run(["generate", pool_dir, "--rate", "6", "--duration", "60", "--seed", "3", "--chunk-s", "0", "-o",
+              tmp_path / "x.parquet"])
+    assert r.exit_code == 2 and "must be a finite number of seconds > 0; got 0.0" in r.output
+
+
+def test_progress_bar_counts_seconds_and_requests(monkeypatch):
+    import io
+
+    from servelab.commands import generate as command
+
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert command._progress_bar(600.0, quiet=True) is None
+    assert command._progress_bar(600.0, quiet=False) is None  # a StringIO is not a terminal
+    bar = command._Bar(600.0)
+    bar.update(1200, 300.0)
+    bar.update(1300, 600.0)
+    assert bar._bar.n == 600.0 and bar._requests == 2500 and "requests=2,500" in bar._bar.postfix
+    bar.close()
+    assert stream.getvalue().startswith("\rgenerate:")  # drawn on stderr (tqdm throttles the redraws)

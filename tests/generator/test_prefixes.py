@@ -95,6 +95,21 @@ def test_same_seed_same_bytes(pool, tmp_path):
     assert digests[0] == digests[1] != digests[2]
 
 
+def test_streamed_blocks_do_not_depend_on_chunk_size(pool, workload, tmp_path):
+    """The streamed writer (generate_to) gives the prompt blocks of generate() for any chunk size."""
+    from servelab.generator.writers import generate_to
+
+    assert "prefix_blocks" in workload.columns
+    digests = set()
+    for chunk_s in (None, 600.0, 250.0):
+        path = tmp_path / f"c{chunk_s}.parquet"
+        generate_to(path, pool, "pool", DURATION, seed=3, chunk_s=chunk_s)
+        streamed = pl.read_parquet(path)
+        assert streamed["prefix_blocks"].to_list() == workload["prefix_blocks"].to_list()
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert len(digests) == 1
+
+
 def test_chunks_carry_state(pool, workload):
     model = prefix_model(pool)
     frame = workload.drop("prefix_blocks")

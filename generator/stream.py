@@ -1,0 +1,440 @@
+r"""Streaming generation: a workload drawn piece by piece and handed out in time chunks.
+
+:func:`generate_chunks` yields the workload of :func:`~servelab.generator.generate.generate` as
+consecutive polars DataFrames (sorted by ``timestamp``, each chunk after the previous one), so a
+writer can put each chunk on disk and memory holds one chunk plus the generator's state, never
+the whole workload.
+
+Determinism whatever the chunk size
+-----------------------------------
+The period is cut, once and independently of the chunk size, into *units*: the segments of
+:func:`~servelab.generator.grid.segments` (pool windows, cut further at rate-table points), each
+cut into pieces of at most :data:`UNIT_S` seconds (shorter when the target rate would put more
+than :data:`UNIT_REQUESTS` requests in one). Unit ``k`` draws everything it needs (arrivals,
+conversations, request data) from its own random stream, ``SeedSequence(seed, spawn_key=(1, k))``
+(the choice of synthetic clients from ``spawn_key=(0,)``), so its draws do not depend on which
+chunk it falls in. The state that crosses unit boundaries is carried explicitly:
+
+- each client's renewal process inside a segment: the time to its next arrival (the residual
+  gap, :func:`~servelab.generator.arrivals.continue_renewals`), so a segment cut into units is one
+  renewal process; a new segment starts in equilibrium, as in :func:`generate`;
+- conversation follow-ups that fall after the chunk's end wait in a buffer until their chunk
+  (with the link to their parent's output row);
+- the running numbers of output rows and conversations.
+
+A chunk covers the units that start in ``[start + i * chunk_s, start + (i + 1) * chunk_s)``; it
+hands out every request before the end of its last unit, in the order ``(time, unit, position in
+the unit)``. The same seed therefore gives the same rows in the same order for any chunk size.
+
+Everything is vectorised over requests and cells; Python loops run over units, rounds of draws,
+fields and turn numbers. This module writes no file (:mod:`servelab.generator.writers` does).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from servelab.generator.arrivals import ArrivalLaw, continue_renewals, first_arrivals, poisson_arrivals
+from servelab.generator.conversations import ConversationModel, accumulate_inputs, conversation_model, \
+    expand_conversations
+from servelab.generator.exceptions import GenerationError, GenerationWarning
+from servelab.generator.grid import WindowGrid, pool_span, segments, window_grid
+from servelab.generator.rates import DEFAULT_MAX_REQUESTS, RateSchedule, check_request_budget, resolve_rate
+from servelab.generator.request_data import DataSampler, canonical_arrays, data_sampler, int_series
+
+__all__ = ["UNIT_REQUESTS", "UNIT_S", "GenerationPlan", "chunk_frame", "generate_chunks", "iter_plan", "plan_generation",
+           "prefix_blocks_step"]
+
+#: longest unit of generation (seconds): a segment longer than this is drawn in pieces
+UNIT_S = 600.0
+#: expected requests above which a unit is made shorter than :data:`UNIT_S`
+UNIT_REQUESTS = 1_000_000
+_SHIFT = np.int64(1) << np.int64(32)  # sort key: unit * 2**32 + position in the unit
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """Everything a workload's units are drawn from, fixed before the first draw (no random state).
+
+    Cells are (synthetic client, segment) pairs with a positive rate, ordered by segment; the
+    warm-up of conversations before ``lo`` is one more segment (index ``n_segments``).
+    """
+
+    lo: float
+    hi: float
+    seed: int
+    counts: str
+    syn_ids: list[str]
+    sel: np.ndarray  # pool index per synthetic client
+    cell_client: np.ndarray  # synthetic client per cell
+    cell_rate: np.ndarray  # start rate (requests / E[turns]) per cell
+    cell_ptr: np.ndarray  # cells of segment s: cell_ptr[s]:cell_ptr[s + 1]
+    law: ArrivalLaw  # per cell
+    unit_a: np.ndarray
+    unit_b: np.ndarray
+    unit_seg: np.ndarray
+    unit_new: np.ndarray  # the unit starts its segment (processes start in equilibrium)
+    conv: ConversationModel | None
+    context: str
+    data: DataSampler | None
+    clock: float | None
+    prefixes: object | None = None  # generator.prefixes.PrefixModel: prompt blocks from the pool's prefix model
+    pool_clients: dict | None = None  # synthetic client id -> pool client id (for the prefix model)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.unit_a.size)
+
+
+def _unit_rng(seed: int, key: tuple[int, ...]) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
+
+
+def plan_generation(pool, rate, duration: float, *, start: float | None = None, clients: int | None = None,
+                    seed: int, conversations: bool = True, max_segment_s: float = 60.0, counts: str = "renewal",
+                    missing_data: str = "borrow", context: str = "sorted", clock: float | None = None,
+                    max_requests: int | None = DEFAULT_MAX_REQUESTS, data: bool = True,
+                    grid: WindowGrid | None = None) -> GenerationPlan:
+    """Check the arguments of :func:`~servelab.generator.generate.generate` and fix its units.
+
+    Same parameters as :func:`~servelab.generator.generate.generate`, plus ``data`` (False: no
+    request data, timestamps and clients only) and ``grid`` (the pool's window grid over the
+    period when the caller has it already). Raises what ``generate`` raises.
+    """
+    from servelab.generator.generate import select_clients  # generate imports this module
+
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise GenerationError(f"seed must be an integer; got {seed!r}")
+    if counts not in ("renewal", "poisson"):
+        raise GenerationError(f"counts must be 'renewal' or 'poisson'; got {counts!r}")
+    if missing_data not in ("borrow", "null"):
+        raise GenerationError(f"missing_data must be 'borrow' or 'null'; got {missing_data!r}")
+    if context not in ("sorted", "additive"):
+        raise GenerationError(f"context must be 'sorted' or 'additive'; got {context!r}")
+    if not (isinstance(duration, (int, float, np.integer, np.floating)) and math.isfinite(duration) and duration > 0):
+        raise GenerationError(f"duration must be a finite number of seconds > 0; got {duration!r}")
+    if clock is not None and not (isinstance(clock, (int, float, np.integer, np.floating))
+                                  and not isinstance(clock, bool) and math.isfinite(clock) and clock > 0):
+        raise GenerationError(f"clock must be a finite number of seconds > 0 or None; got {clock!r}")
+    schedule = resolve_rate(rate)
+    span_lo, span_hi = pool_span(pool)
+    lo = span_lo if start is None else float(start)
+    if math.isnan(lo):
+        raise GenerationError(f"start must be a number of seconds in the pool's span; got {start!r}")
+    hi = lo + float(duration)
+    eps = 1e-6 * max(1.0, abs(span_hi))
+    if lo < span_lo - eps or hi > span_hi + eps:
+        raise GenerationError(
+            f"start={lo:g} s and duration={float(duration):g} s give [{lo:g}, {hi:g}] s, outside the pool's span "
+            f"[{span_lo:g}, {span_hi:g}] s"
+        )
+    check_request_budget(schedule, duration, pool, start=lo, max_requests=max_requests)
+    seed = int(seed)
+    if grid is None:
+        grid = window_grid(pool, lo, hi)
+    seg_a, seg_b, seg_w = segments(lo, hi, grid, schedule, max_segment_s)
+    seg_len = seg_b - seg_a
+    # pool rate per (pool client, segment); zero where no window covers the segment
+    rate_ps = np.where(seg_w[None, :] >= 0, grid.rate[:, np.maximum(seg_w, 0)], 0.0)
+    mean_rate = (rate_ps * seg_len).sum(axis=1) / seg_len.sum()
+    mean_cv = np.where(rate_ps > 0, grid.cv[:, np.maximum(seg_w, 0)], 0.0).sum(axis=1) / np.maximum(
+        (rate_ps > 0).sum(axis=1), 1)
+    sel, syn_ids = select_clients(grid.pool_ids, mean_rate, mean_cv, clients, rng=_unit_rng(seed, (0,)))
+    n_syn = sel.size
+    target = _targets(schedule, rate_ps, seg_a, seg_b, lo)
+    selected_total = rate_ps[sel].sum(axis=0)
+    dead = (target > 0) & (selected_total <= 0)
+    if np.any(dead):
+        warnings.warn(
+            f"{int(dead.sum())} of {dead.size} segments ({seg_len[dead].sum():g} s) have a target rate but no "
+            "selected client active in the pool: nothing is generated there",
+            GenerationWarning, stacklevel=3,
+        )
+    factor = np.where(selected_total > 0, target / np.where(selected_total > 0, selected_total, 1.0), 0.0)
+
+    conv = conversation_model(pool, grid.pool_ids) if conversations else None
+    if conv is not None and not bool(np.any(conv.has[sel])):
+        conv = None
+    mean_turns = conv.mean_turns[sel] if conv is not None else np.ones(n_syn)
+
+    # cells (synthetic client, segment) with a positive rate, ordered by segment then client
+    r_sn = (rate_ps[sel] * factor[None, :]).T
+    cs, cn = np.nonzero(r_sn > 0)
+    c_rate = r_sn[cs, cn] / mean_turns[cn]
+    c_law = sel[cn] * grid.window_start.size + seg_w[cs]  # cells of grid.law
+    n_seg = seg_a.size
+    ptr = np.searchsorted(cs, np.arange(n_seg + 1))
+    # warm-up: conversations started before `lo` whose follow-ups land inside, one more segment
+    warm = 0.0
+    if conv is not None and cs.size:
+        warm = min(conv.max_itt * max(conv.max_turns - 1, 0), 6 * 3600.0)
+        wm = np.flatnonzero((cs == cs[0]) & conv.has[sel[cn]])
+        if warm > 0 and wm.size:
+            cn, c_rate, c_law = np.r_[cn, cn[wm]], np.r_[c_rate, c_rate[wm]], np.r_[c_law, c_law[wm]]
+        else:
+            warm = 0.0
+    ptr = np.r_[ptr, cn.size]
+    # units: the warm-up first, then the segments in time order, each cut into pieces
+    starts = np.r_[seg_a, lo - warm] if warm > 0 else seg_a
+    ends = np.r_[seg_b, lo] if warm > 0 else seg_b
+    seg_ids = np.r_[np.arange(n_seg), n_seg] if warm > 0 else np.arange(n_seg)
+    order = np.r_[n_seg, np.arange(n_seg)] if warm > 0 else np.arange(n_seg)
+    seg_rate = np.bincount(np.repeat(np.arange(ptr.size - 1), np.diff(ptr)), weights=c_rate,
+                           minlength=ptr.size - 1) * (float(np.max(mean_turns)) if n_syn else 1.0)
+    unit_len = UNIT_S if seg_rate.size == 0 or seg_rate.max() <= 0 else float(
+        min(UNIT_S, max(1.0, UNIT_REQUESTS / seg_rate.max())))
+    pieces = np.maximum(np.ceil((ends - starts) / unit_len - 1e-9).astype(np.int64), 1)[order]
+    seg_of_unit = np.repeat(seg_ids[order], pieces)
+    first_piece = np.r_[0, np.cumsum(pieces)[:-1]]
+    j = np.arange(seg_of_unit.size) - np.repeat(first_piece, pieces)
+    a = starts[order][np.repeat(np.arange(order.size), pieces)]
+    b_seg = ends[order][np.repeat(np.arange(order.size), pieces)]
+    unit_a = a + j * unit_len
+    unit_b = np.where(j == np.repeat(pieces, pieces) - 1, b_seg, np.minimum(a + (j + 1) * unit_len, b_seg))
+    sampler = (data_sampler(pool, grid, seg_a, seg_b, rate_ps, lo, hi, borrow=missing_data == "borrow")
+               if data else None)
+    return GenerationPlan(
+        lo=lo, hi=hi, seed=seed, counts=counts, syn_ids=syn_ids, sel=sel, cell_client=cn, cell_rate=c_rate,
+        cell_ptr=ptr, law=grid.law.take(c_law), unit_a=unit_a, unit_b=unit_b, unit_seg=seg_of_unit,
+        unit_new=j == 0, conv=conv, context=context, data=sampler, clock=clock,
+        **_prefix_fields(pool, grid, sel, syn_ids, data))
+
+
+def _prefix_fields(pool, grid: WindowGrid, sel: np.ndarray, syn_ids: list[str], data: bool) -> dict:
+    """The plan's prefix model and client map when the pool has a prefix model (issue 15)."""
+    if not data or "prefixes" not in getattr(pool, "_lazy", {}):
+        return {}
+    from servelab.generator.prefixes import prefix_model  # only pools with a prefix model pay for it
+
+    model = prefix_model(pool)
+    if model is None:
+        return {}
+    return {"prefixes": model, "pool_clients": {s: grid.pool_ids[i] for s, i in zip(syn_ids, sel.tolist())}}
+
+
+def _targets(schedule: RateSchedule, rate_ps: np.ndarray, seg_a: np.ndarray, seg_b: np.ndarray,
+             lo: float) -> np.ndarray:
+    """Target total rate per segment."""
+    if schedule.kind == "pool":
+        return schedule.value * rate_ps.sum(axis=0)
+    return 0.5 * (schedule.at(seg_a - lo) + schedule.at(seg_b - lo))
+
+
+class _Drawer:
+    """Draws unit after unit, carrying each segment's renewal state and the conversation counter."""
+
+    def __init__(self, plan: GenerationPlan):
+        self.plan = plan
+        self.residual = np.zeros(plan.cell_client.size)
+        self.conv_base = 0
+
+    def unit(self, k: int) -> dict[str, np.ndarray]:
+        """The requests of unit ``k`` as arrays (pool times), in generation order, cropped to the period."""
+        p = self.plan
+        rng = _unit_rng(p.seed, (1, k))
+        s = int(p.unit_seg[k])
+        cells = np.arange(p.cell_ptr[s], p.cell_ptr[s + 1])
+        length = float(p.unit_b[k] - p.unit_a[k])
+        rate = p.cell_rate[cells]
+        law = p.law.take(cells)
+        if p.counts == "renewal":
+            first = first_arrivals(rate, law, rng) if p.unit_new[k] else self.residual[cells]
+            cell, off, self.residual[cells] = continue_renewals(rate, length, law, first, rng)
+        else:
+            cell, off = poisson_arrivals(rate, np.full(rate.size, length), law, rng=rng)
+        t = p.unit_a[k] + off
+        client = p.cell_client[cells][cell]
+        out: dict[str, np.ndarray] = {}
+        if p.conv is not None:
+            t, client, conv_id, turn = expand_conversations(t, client, p.sel, p.conv, rng)
+            n_conv = int(conv_id[-1]) + 1 if conv_id.size else 0
+            conv_id = conv_id + self.conv_base
+            self.conv_base += n_conv
+            # conversations over before the start (warm-up) never reach the workload: dropped
+            # before any draw (later turns past the end stay until the data is drawn: the
+            # sorted context gives a conversation's inputs to its turns in order)
+            if t.size and p.unit_a[k] < p.lo:
+                starts = np.flatnonzero(turn == 1)
+                last = np.maximum.reduceat(t, starts)
+                keep = np.repeat(last >= p.lo, np.diff(np.r_[starts, t.size]))
+                t, client, conv_id, turn = t[keep], client[keep], conv_id[keep], turn[keep]
+            out["conv"], out["turn"] = conv_id, turn
+        out["t"], out["client"] = t, client
+        if p.data is not None:
+            fields = canonical_arrays(p.data.draw(p.sel[client], t, rng))
+            if p.conv is not None and "input_tokens" in fields and np.any(out["turn"] > 1):
+                inp = np.nan_to_num(fields["input_tokens"])
+                outp = np.nan_to_num(fields["output_tokens"]) if "output_tokens" in fields else np.zeros_like(inp)
+                fields["input_tokens"] = accumulate_inputs(inp, outp, out["turn"], context=p.context)
+            out.update({f"f:{c}": v for c, v in fields.items()})
+        n = t.size
+        if p.conv is None:  # rows never leave their unit: sort here, emit in unit order
+            inside = (t >= p.lo) & (t < p.hi)
+            order = np.flatnonzero(inside) if not inside.all() else None
+            order = np.argsort(t, kind="stable") if order is None else order[np.argsort(t[order], kind="stable")]
+            return {c: v[order] for c, v in out.items()}
+        key = np.int64(k) * _SHIFT + np.arange(n, dtype=np.int64)
+        out["pkey"] = np.where(out["turn"] > 1, key - 1, -1)
+        out["prow"] = np.full(n, -1, dtype=np.int64)
+        out["key"] = key
+        inside = (t >= p.lo) & (t < p.hi)
+        if not inside.all():
+            out = {c: v[inside] for c, v in out.items()}
+        return out
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    parts = [x for x in parts if x]
+    if not parts:
+        return {}
+    if len(parts) == 1:
+        return parts[0]
+    return {c: np.concatenate([x[c] for x in parts]) for c in parts[0]}
+
+
+def _chunk_bounds(plan: GenerationPlan, chunk_s: float | None) -> np.ndarray:
+    """Unit index where each chunk starts (and the total at the end)."""
+    if chunk_s is None:
+        return np.array([0, plan.n_units])
+    if not (isinstance(chunk_s, (int, float, np.integer, np.floating)) and not isinstance(chunk_s, bool)
+            and math.isfinite(chunk_s) and chunk_s > 0):
+        raise GenerationError(f"chunk_s must be a finite number of seconds > 0 or None (one chunk); got {chunk_s!r}")
+    idx = np.floor(np.maximum(plan.unit_a - plan.lo, 0.0) / float(chunk_s)).astype(np.int64)
+    cuts = np.flatnonzero(np.diff(idx)) + 1
+    return np.r_[0, cuts, plan.n_units]
+
+
+def chunk_frame(plan: GenerationPlan, parts: list[dict[str, np.ndarray]], base: int) -> pl.DataFrame:
+    """The canonical frame of emitted rows (``parts`` in output order), output rows ``base``, ``base + 1``, ..."""
+    from servelab.generator.generate import clock_times  # generate imports this module
+
+    ids = pl.Series("client_id", plan.syn_ids, dtype=pl.String)
+    frames = []
+    for rows in parts:  # a loop over units
+        times = rows["t"] - plan.lo
+        columns = [pl.Series("timestamp", times if plan.clock is None else clock_times(times, plan.clock)),
+                   ids.gather(rows["client"])]
+        columns += [int_series(c[2:], v) for c, v in rows.items() if c.startswith("f:")]
+        if plan.conv is not None:
+            parent = pl.Series("parent_id", rows["prow"], dtype=pl.Int64)
+            columns += [pl.Series("conversation_id", rows["conv"], dtype=pl.Int64).cast(pl.String),
+                        pl.select(pl.when(parent >= 0).then(parent).otherwise(None).cast(pl.String)).to_series()
+                        .alias("parent_id"),
+                        pl.Series("turn", rows["turn"], dtype=pl.Int64)]
+        frames.append(pl.DataFrame(columns))
+    return frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
+
+
+def generate_chunks(pool, rate, duration: float, *, chunk_s: float | None = 600.0,
+                    progress: Callable[[int, float], None] | None = None, **kwargs) -> Iterator[pl.DataFrame]:
+    """The workload of :func:`~servelab.generator.generate.generate`, chunk after chunk.
+
+    Parameters
+    ----------
+    pool, rate, duration
+        As in :func:`~servelab.generator.generate.generate`.
+    chunk_s : float or None
+        Seconds of workload per chunk (None: one chunk). Does not change the workload: the same
+        seed gives the same rows in the same order for any ``chunk_s`` (module docstring).
+    progress : callable, optional
+        Called after each chunk with ``(requests in the chunk, seconds of workload done)``.
+    **kwargs
+        The keyword arguments of :func:`~servelab.generator.generate.generate` (``start``,
+        ``clients``, ``seed``, ``conversations``, ``max_segment_s``, ``counts``,
+        ``missing_data``, ``context``, ``clock``, ``max_requests``).
+
+    Yields
+    ------
+    polars.DataFrame
+        Consecutive pieces of the workload, each sorted by ``timestamp`` and after the previous
+        one; ``parent_id`` counts output rows across chunks. Chunks may be empty.
+
+    Raises
+    ------
+    GenerationError
+        As :func:`~servelab.generator.generate.generate`, and for a bad ``chunk_s``.
+    """
+    plan = kwargs.pop("plan", None) or plan_generation(pool, rate, duration, **kwargs)
+    yield from iter_plan(plan, chunk_s=chunk_s, progress=progress)
+
+
+def iter_plan(plan: GenerationPlan, *, chunk_s: float | None = 600.0,
+              progress: Callable[[int, float], None] | None = None, frames: bool = True) -> Iterator:
+    """Draw ``plan`` chunk by chunk (see :func:`generate_chunks`); ``frames=False`` yields the raw arrays."""
+    bounds = _chunk_bounds(plan, chunk_s)
+    drawer = _Drawer(plan)
+    carry: dict[str, np.ndarray] = {}
+    base = 0
+    prefix_state = None
+    for i in range(bounds.size - 1):  # a loop over chunks, then units
+        k0, k1 = int(bounds[i]), int(bounds[i + 1])
+        parts = [drawer.unit(k) for k in range(k0, k1)]
+        last = i == bounds.size - 2
+        horizon = plan.hi if last else float(plan.unit_a[k1])
+        if plan.conv is None:
+            rows = [x for x in parts if x["t"].size]
+        else:
+            buf = _concat([carry, *parts])
+            if not buf:
+                rows = []
+            else:
+                order = np.lexsort((buf["key"], buf["t"]))
+                buf = {c: v[order] for c, v in buf.items()}
+                m = int(np.searchsorted(buf["t"], horizon, side="left")) if not last else buf["t"].size
+                _link_parents(buf, m, base)
+                rows = [{c: v[:m] for c, v in buf.items()}]
+                carry = {c: v[m:] for c, v in buf.items()}
+        n = sum(int(x["t"].size) for x in rows)
+        if progress is not None:
+            progress(n, horizon - plan.lo)
+        if not frames:
+            yield rows, base
+        elif n:
+            frame = chunk_frame(plan, rows, base)
+            if plan.prefixes is not None:
+                frame, prefix_state = prefix_blocks_step(plan, frame, rows, prefix_state)
+            yield frame
+        base += n
+
+
+def prefix_blocks_step(plan: GenerationPlan, frame: pl.DataFrame, rows: list[dict[str, np.ndarray]], state):
+    """``frame`` with ``prefix_blocks`` from the plan's prefix model, and the state for the next chunk.
+
+    The prefix step (:func:`~servelab.generator.prefixes.assign_prefix_blocks`) seeds each call by
+    its ``state.chunk``; it is called once per unit of the plan that has rows (units do not depend
+    on ``chunk_s``, and a chunk ends at a unit boundary), with ``chunk`` set to the unit's index,
+    so the blocks are the same whatever the chunk size.
+    """
+    from dataclasses import replace
+
+    from servelab.generator.prefixes import PrefixState, assign_prefix_blocks
+
+    t = np.concatenate([x["t"] for x in rows])
+    starts = np.unique(plan.unit_a)
+    unit = np.searchsorted(starts, t, side="right") - 1
+    cuts = np.r_[0, np.flatnonzero(np.diff(unit)) + 1, t.size]
+    state = PrefixState.start(plan.prefixes) if state is None else state
+    out = []
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):  # a loop over units
+        piece, state = assign_prefix_blocks(frame.slice(a, b - a), plan.prefixes, seed=plan.seed,
+                                            state=replace(state, chunk=int(unit[a])), pool_clients=plan.pool_clients)
+        out.append(piece)
+    return (out[0] if len(out) == 1 else pl.concat(out, rechunk=False)), state
+
+
+def _link_parents(buf: dict[str, np.ndarray], m: int, base: int) -> None:
+    """Fill ``prow`` (the parent's output row) of every buffered row whose parent is among the first ``m``."""
+    keys = buf["key"][:m]
+    need = np.flatnonzero((buf["pkey"] >= 0) & (buf["prow"] < 0))
+    if need.size == 0 or m == 0:
+        return
+    order = np.argsort(keys)
+    sk = keys[order]
+    pos = np.minimum(np.searchsorted(sk, buf["pkey"][need]), m - 1)
+    found = sk[pos] == buf["pkey"][need]
+    buf["prow"][need[found]] = base + order[pos[found]]
