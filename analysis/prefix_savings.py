@@ -133,8 +133,11 @@ def bootstrap_ratio(num: np.ndarray, den: np.ndarray, *, n_boot: int, seed: int,
         counts = rng.multinomial(k, np.full(k, 1.0 / k), size=b)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratios[start:start + b] = (counts @ num) / (counts @ den)
+    ratios = ratios[np.isfinite(ratios)]  # a resample of clusters with no denominator has no ratio
+    if ratios.size == 0:
+        return math.nan, math.nan
     alpha = (1 - level) / 2
-    lo, hi = np.nanquantile(ratios, [alpha, 1 - alpha])
+    lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
     return float(lo), float(hi)
 
 
