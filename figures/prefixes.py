@@ -70,22 +70,23 @@ def plot_reuse_distances(histogram: pl.DataFrame, *, ax: Axes | None = None) -> 
     return ax
 
 
-def plot_sources_over_time(by_window: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Stacked token shares per source (``window_start_s``, ``source``, ``token_share``) over time (h)."""
+def plot_sources_over_time(by_window: pl.DataFrame, *, window_s: float | None = None,
+                           ax: Axes | None = None) -> Axes:
+    """Stacked token shares per source (``window_start_s``, ``source``, ``token_share``), one step per
+    window of ``window_s`` seconds (default: the spacing of the windows, else one hour), over time (h)."""
     ax = _axes(ax)
     with paper_style():
         if by_window is not None and by_window.height:
             wide = by_window.pivot(on="source", index="window_start_s", values="token_share").sort("window_start_s")
-            t = wide["window_start_s"].to_numpy() / 3600.0
+            starts = wide["window_start_s"].to_numpy().astype(float)
+            if window_s is None:
+                window_s = float(np.min(np.diff(starts))) if starts.size > 1 else 3600.0
+            t = np.append(starts, starts[-1] + window_s) / 3600.0
             names = [s for s in _SOURCE_COLOURS if s in wide.columns]
             ys = [np.nan_to_num(wide[s].to_numpy().astype(float)) for s in names]
-            if t.size == 1:  # one window: bars, a stack needs two points
-                bottom = 0.0
-                for name, y in zip(names, ys):
-                    ax.bar(t, y, bottom=bottom, width=0.8, color=_SOURCE_COLOURS[name], label=name)
-                    bottom = bottom + y
-            else:
-                ax.stackplot(t, *ys, labels=names, colors=[_SOURCE_COLOURS[s] for s in names], alpha=0.85)
+            ys = [np.append(y, y[-1]) for y in ys]  # the last window's step ends at its end
+            ax.stackplot(t, *ys, labels=names, colors=[_SOURCE_COLOURS[s] for s in names], alpha=0.85, step="post")
+            ax.set_xlim(t[0], t[-1])
             legend_outside(ax, where="below", ncols=len(names))
         ax.set_ylim(0, 1)
         ax.set_xlabel("time since trace start (h)")
@@ -106,8 +107,8 @@ def prefix_hit_rate(lru: pl.DataFrame, reuse_distances: pl.DataFrame | None = No
 
 @register_figure("prefixes.sources", title="Where prefix reuse comes from, over time",
                  paper_figure="servelab (issue 15)", needs=("prefix_blocks",))
-def prefix_sources(by_window: pl.DataFrame, **_) -> Figure:
+def prefix_sources(by_window: pl.DataFrame, *, window_s: float | None = None, **_) -> Figure:
     """Stacked token shares served per source and window."""
     fig, ax = figure(width=FULL_WIDTH_IN * 0.7, height=2.6)
-    plot_sources_over_time(by_window, ax=ax)
+    plot_sources_over_time(by_window, window_s=window_s, ax=ax)
     return fig

@@ -116,7 +116,7 @@ class PrefixesArea:
                                                         infinite=a.reuse.token_hit_rate,
                                                         reference=a.reference_capacity)}
         if a.sources is not None:
-            figures["prefixes.sources"] = prefix_sources(a.sources.by_window)
+            figures["prefixes.sources"] = prefix_sources(a.sources.by_window, window_s=evidence.window_s)
         return figures
 
     def headline(self, evidence: PrefixEvidence) -> dict[str, Any]:

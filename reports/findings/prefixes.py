@@ -67,12 +67,15 @@ class PrefixEvidence:
         None when the trace has no prefix blocks (``reason`` says why).
     reason : str
     budget : Budget
+    window_s : float
+        Window of the per-window tables (s).
     notes : tuple of str
     """
 
     analysis: PrefixAnalysis | None
     reason: str = ""
     budget: Budget = Budget.full()
+    window_s: float = 3600.0
     notes: tuple[str, ...] = ()
 
 
@@ -85,10 +88,10 @@ def measure_prefixes(store: TraceStore, *, budget: Budget = Budget.full(), seed:
         res = analyse_prefixes(store, block_size=block_size, window_s=window_s, capacities=capacities,
                                reference=reference, sources=sources, linking=linking, n_boot=budget.n_boot, seed=seed)
     except NotApplicableError as err:
-        return PrefixEvidence(analysis=None, reason=str(err), budget=budget)
+        return PrefixEvidence(analysis=None, reason=str(err), budget=budget, window_s=window_s)
     notes = (f"the whole trace is analysed in every mode (a sample would change the cache's contents); intervals: "
              f"{res.infinite.method}, with each block's cache outcome measured once on the whole trace",)
-    return PrefixEvidence(analysis=res, budget=budget, notes=notes)
+    return PrefixEvidence(analysis=res, budget=budget, window_s=window_s, notes=notes)
 
 
 def interval_test(est: SavingEstimate, *, threshold: float, null: str, statistic: str) -> NullTest:

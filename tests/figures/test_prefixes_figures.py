@@ -45,5 +45,7 @@ def test_sources_figure_stacks_one_area_per_source_and_bars_for_one_window():
     assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 4
     assert ax.get_legend() is not None
     _units(fig)
-    one = P.prefix_sources(pl.DataFrame([r for r in rows if r["window_start_s"] == 0.0]))
-    assert len(one.axes[0].patches) == 4
+    assert ax.get_xlim() == (0.0, 3.0)  # three one-hour steps
+    one = P.prefix_sources(pl.DataFrame([r for r in rows if r["window_start_s"] == 0.0]), window_s=1800.0)
+    assert one.axes[0].get_xlim() == (0.0, 0.5)
+    assert len([c for c in one.axes[0].collections if isinstance(c, PolyCollection)]) == 4
