@@ -136,7 +136,7 @@ def analyse_blocks(blocks: TraceBlocks, *, conversations: np.ndarray | None = No
     src = None
     if sources:
         codes = classify_hits(state.keys, blocks.values, lengths, state.hits, clients=blocks.client_codes,
-                              conversations=conversations, rule=rule)
+                              conversations=conversations, rule=rule, shared=state.shared)
         src = reuse_sources(codes, lengths, tokens, timestamps=blocks.timestamps, window_s=window_s,
                             has_clients=blocks.client_codes is not None, has_conversations=conversations is not None,
                             rule=rule)

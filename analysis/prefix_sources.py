@@ -135,7 +135,8 @@ def _request_index(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def common_prefix_blocks(keys: np.ndarray, values: np.ndarray, lengths: np.ndarray, *,
-                         clients: np.ndarray | None = None, rule: CommonPrefixRule = CommonPrefixRule()) -> np.ndarray:
+                         clients: np.ndarray | None = None, rule: CommonPrefixRule = CommonPrefixRule(),
+                         shared: np.ndarray | None = None) -> np.ndarray:
     """Per block (flat order): lies within a common prefix its request starts with.
 
     Parameters
@@ -147,6 +148,8 @@ def common_prefix_blocks(keys: np.ndarray, values: np.ndarray, lengths: np.ndarr
     clients : numpy.ndarray of int64, optional
         Client code per request (-1 unknown).
     rule : CommonPrefixRule
+    shared : numpy.ndarray of bool, optional
+        Per block: another request holds it (saves a hash pass when the caller has it).
 
     Returns
     -------
@@ -156,10 +159,14 @@ def common_prefix_blocks(keys: np.ndarray, values: np.ndarray, lengths: np.ndarr
     req, pos = _request_index(lengths)
     if keys.size == 0 or not rule.active:
         return np.zeros(keys.size, dtype=bool)
-    cont = np.flatnonzero(pos < lengths[req] - 1)
-    # only prefixes continued by two or more requests can be common
-    dup = pl.Series(keys[cont], dtype=pl.UInt64).is_duplicated().to_numpy()
-    cont = cont[dup]
+    # only prefixes continued by two or more requests can be common (held by two or more: a superset)
+    continuing = pos < lengths[req] - 1
+    if shared is None:
+        cont = np.flatnonzero(continuing)
+        cont = cont[pl.Series(keys[cont], dtype=pl.UInt64).is_duplicated().to_numpy()]
+    else:
+        cont = np.flatnonzero(continuing & shared)
+    del continuing
     stats = prefix_statistics(keys[cont], np.asarray(values, dtype=np.int64)[cont + 1],
                               clients=None if clients is None else np.asarray(clients, dtype=np.int64)[req[cont]])
     common_keys = stats.filter(rule.common(stats))["key"]
@@ -181,7 +188,7 @@ def _multi_client_blocks(keys: np.ndarray, block_clients: np.ndarray, subset: np
 
 def classify_hits(keys: np.ndarray, values: np.ndarray, lengths: np.ndarray, hits: np.ndarray, *,
                   clients: np.ndarray | None = None, conversations: np.ndarray | None = None,
-                  rule: CommonPrefixRule = CommonPrefixRule()) -> np.ndarray:
+                  rule: CommonPrefixRule = CommonPrefixRule(), shared: np.ndarray | None = None) -> np.ndarray:
     """Source code of every block (flat order): 0 miss, else ``1 + SOURCES.index(source)``.
 
     Parameters
@@ -196,12 +203,14 @@ def classify_hits(keys: np.ndarray, values: np.ndarray, lengths: np.ndarray, hit
         Conversation id per request (a request alone is its own conversation); None: no links.
     rule : CommonPrefixRule
         Which prefixes are common.
+    shared : numpy.ndarray of bool, optional
+        Per block: another request holds it (:func:`common_prefix_blocks`).
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     hits = np.asarray(hits, dtype=bool)
     req, _ = _request_index(lengths)
     code = np.zeros(keys.size, dtype=np.int8)
-    common = common_prefix_blocks(keys, values, lengths, clients=clients, rule=rule) & hits
+    common = common_prefix_blocks(keys, values, lengths, clients=clients, rule=rule, shared=shared) & hits
     if clients is None:
         code[common] = 1
     else:

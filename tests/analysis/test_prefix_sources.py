@@ -161,3 +161,17 @@ def test_request_sharing_counts_blocks_other_requests_hold():
     np.testing.assert_allclose(res.quantiles["shared_share"].to_numpy(), np.quantile(share, res.quantiles["quantile"]))
     assert res.histogram["requests"].sum() == 4 and res.histogram["requests"][0] == 1
     assert res.shared_share == pytest.approx(sum(shared) / sum(total))
+
+
+def test_the_shared_prefilter_changes_nothing(rng):
+    from servelab.analysis.prefix_reuse import block_state
+    from servelab.analysis.prefix_sources import common_prefix_blocks
+
+    lists, clients, _, _ = build_trace(rng)
+    values, lengths = _flat(lists)
+    state = block_state(values, lengths)
+    for cl in (clients, None):
+        plain = common_prefix_blocks(state.keys, values, lengths, clients=cl)
+        assert plain.any()
+        np.testing.assert_array_equal(
+            common_prefix_blocks(state.keys, values, lengths, clients=cl, shared=state.shared), plain)
