@@ -127,12 +127,12 @@ def analyse_blocks(blocks: TraceBlocks, *, conversations: np.ndarray | None = No
                                   or reference < 1):
         raise ValueError(f"reference capacity must be a positive number of blocks; got {reference!r}")
     lengths = blocks.lengths
-    tokens = block_tokens(lengths, input_tokens=blocks.input_tokens, block_size=block_size)
     state = block_state(blocks.values, lengths)
     reuse = reuse_from_blocks(blocks.values, lengths, input_tokens=blocks.input_tokens,
                               timestamps=blocks.timestamps, clients=blocks.clients, block_size=block_size,
                               window_s=window_s, capacities=capacities, state=state)
     notes: list[str] = []
+    tokens = block_tokens(lengths, input_tokens=blocks.input_tokens, block_size=block_size)
     src = None
     if sources:
         codes = classify_hits(state.keys, blocks.values, lengths, state.hits, clients=blocks.client_codes,
@@ -146,20 +146,19 @@ def analyse_blocks(blocks: TraceBlocks, *, conversations: np.ndarray | None = No
                          "(both count as system)")
         if conversations is None:
             notes.append("no conversation links: conversation-history hits count as other")
-    sharing = request_sharing(state.keys, lengths, tokens)
-    n_distinct = int((~state.hits).sum())
+    sharing = request_sharing(state.keys, lengths, tokens, shared=state.shared)
+    del tokens
+    n_distinct = reuse.n_cold
     cap = reference if reference is not None else reference_capacity(n_distinct)
-    # per-cluster sums: tokens, saved by an infinite cache, saved by LRU at the reference capacity
+    # per-cluster sums from the runs (a run is all warm or all cold): tokens, saved by an infinite
+    # cache, saved by LRU at the reference capacity
     runs = state.runs
-    run_id = np.repeat(np.arange(runs.length.size), runs.length)
-    run_tokens = np.bincount(run_id, weights=tokens, minlength=runs.length.size)
-    del run_id
     n_req = lengths.size
-    req = np.repeat(np.arange(n_req, dtype=np.int64), lengths)
-    tok_req = np.bincount(req, weights=tokens, minlength=n_req)
-    inf_req = np.bincount(req, weights=np.where(state.hits, tokens, 0), minlength=n_req)
-    del req
-    served = (runs.distance >= 0) & (runs.distance < cap)
+    run_tokens = runs.tokens(lengths, input_tokens=blocks.input_tokens, block_size=block_size).astype(float)
+    warm = runs.distance >= 0
+    served = warm & (runs.distance < cap)
+    tok_req = np.bincount(runs.req, weights=run_tokens, minlength=n_req)
+    inf_req = np.bincount(runs.req, weights=np.where(warm, run_tokens, 0.0), minlength=n_req)
     cap_req = np.bincount(runs.req, weights=np.where(served, run_tokens, 0.0), minlength=n_req)
     cluster, kind = request_clusters(n_req, client_codes=blocks.client_codes)
     k = int(cluster.max()) + 1 if cluster.size else 0

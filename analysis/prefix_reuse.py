@@ -165,18 +165,20 @@ def previous_holders(keys: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray,
 
     Returns
     -------
-    prev : numpy.ndarray of int64
+    prev : numpy.ndarray of int32 (int64 above 2^31 requests)
     shared : numpy.ndarray of bool
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     n = keys.size
-    prev = np.full(n, -1, dtype=np.int64)
+    prev = np.full(n, -1, dtype=np.int32 if lengths.size < 2**31 - 1 else np.int64)
     shared = np.zeros(n, dtype=bool)
     if n == 0:
         return prev, shared
     # a stable sort keeps equal keys in flat (arrival) order; a request never repeats a key
     order = np.argsort(keys, kind="stable")
-    same = keys[order[1:]] == keys[order[:-1]]
+    sk = keys[order]
+    same = sk[1:] == sk[:-1]
+    del sk
     later, earlier = order[1:][same], order[:-1][same]
     del order, same
     ends = np.cumsum(lengths)
@@ -192,8 +194,22 @@ class _Runs:
 
     req: np.ndarray      # request of each run
     prev: np.ndarray     # previous holder (-1: cold)
+    start: np.ndarray    # flat index of the run's first block
     length: np.ndarray   # blocks in the run
     distance: np.ndarray  # LRU stack distance of every block of the run (-1: cold)
+
+    def tokens(self, lengths: np.ndarray, *, input_tokens: np.ndarray | None = None,
+               block_size: int = DEFAULT_BLOCK_SIZE) -> np.ndarray:
+        """Tokens of each run (:func:`block_tokens` summed per run, without a per-block array)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        out = self.length.astype(np.int64) * block_size
+        if input_tokens is not None and out.size:
+            tin = np.asarray(input_tokens, dtype=np.int64)
+            rest = tin - (lengths - 1) * block_size
+            has = (lengths > 0) & (rest >= 1) & (rest <= block_size)
+            last_run = np.searchsorted(self.start, np.cumsum(lengths) - 1, side="right") - 1
+            out[last_run[has]] += rest[has] - block_size
+        return out
 
 
 @dataclass(frozen=True)
@@ -204,7 +220,7 @@ class BlockState:
     ----------
     keys : numpy.ndarray of uint64
         Prefix hash per block.
-    prev : numpy.ndarray of int64
+    prev : numpy.ndarray of int32 or int64
         Last earlier request holding the block (-1: cold; an infinite cache serves the rest).
     shared : numpy.ndarray of bool
         Another request of the trace holds the block.
@@ -223,10 +239,28 @@ class BlockState:
         return self.prev >= 0
 
 
+#: blocks hashed per slice of requests (bounds the hash's temporaries)
+_HASH_CHUNK = 1 << 22
+
+
+def chunked_prefix_hashes(values: np.ndarray, lengths: np.ndarray, *, chunk: int = _HASH_CHUNK) -> np.ndarray:
+    """:func:`~servelab.analysis.block_hashes.prefix_hashes` over slices of whole requests of about
+    ``chunk`` blocks each (the same keys; temporaries of one slice instead of the whole trace)."""
+    values = np.asarray(values).astype(np.int64, copy=False)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    keys = np.empty(values.size, dtype=np.uint64)
+    cuts = np.unique(np.concatenate([[0], np.searchsorted(ends, np.arange(chunk, values.size, chunk)), [lengths.size]]))
+    for r0, r1 in zip(cuts[:-1], cuts[1:]):
+        b0, b1 = int(ends[r0 - 1]) if r0 else 0, int(ends[r1 - 1]) if r1 else 0
+        keys[b0:b1] = prefix_hashes(values[b0:b1], lengths[r0:r1])
+    return keys
+
+
 def block_state(values: np.ndarray, lengths: np.ndarray) -> BlockState:
     """Prefix keys, previous holders and LRU runs of block lists in arrival order."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    keys = prefix_hashes(np.asarray(values).astype(np.int64, copy=False), lengths)
+    keys = chunked_prefix_hashes(values, lengths)
     prev, shared = previous_holders(keys, lengths)
     return BlockState(keys=keys, prev=prev, shared=shared, runs=_lru_runs(prev, lengths))
 
@@ -272,13 +306,14 @@ def _lru_runs(prev: np.ndarray, lengths: np.ndarray) -> _Runs:
     starts = ends - lengths
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return _Runs(empty, empty, empty, empty)
+        return _Runs(empty, empty, empty, empty, empty)
     first = np.zeros(n, dtype=bool)
     first[starts[lengths > 0]] = True
     first[1:] |= prev[1:] != prev[:-1]
     at = np.flatnonzero(first)
-    req = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)[at]
-    run_prev = prev[at]
+    del first
+    req = np.searchsorted(ends, at, side="right")
+    run_prev = prev[at].astype(np.int64)
     length = np.diff(np.append(at, n))
     distance = np.full(at.size, -1, dtype=np.int64)
     warm = np.flatnonzero(run_prev >= 0)
@@ -290,7 +325,7 @@ def _lru_runs(prev: np.ndarray, lengths: np.ndarray) -> _Runs:
         f = _weighted_count_below(run_prev + 1, length, first_run[r], p + 2)
         between = f - ends[p]
         distance[warm] = between + lengths[r] - 1 - (at[warm] - starts[r])
-    return _Runs(req=req, prev=run_prev, length=length, distance=distance)
+    return _Runs(req=req, prev=run_prev, start=at, length=length, distance=distance)
 
 
 def stack_distances(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -397,19 +432,20 @@ def reuse_from_blocks(values: np.ndarray, lengths: np.ndarray, *, input_tokens: 
     if not (window_s > 0):
         raise ValueError(f"window_s must be > 0 seconds; got {window_s!r}")
     lengths = np.asarray(lengths, dtype=np.int64)
-    tokens = block_tokens(lengths, input_tokens=input_tokens, block_size=block_size)
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise ValueError(f"block_size must be a positive integer; got {block_size!r}")
     if state is None:
         state = block_state(values, lengths)
-    hits = state.hits
     runs = state.runs
     n_req = lengths.size
-    req = np.repeat(np.arange(n_req, dtype=np.int64), lengths)
-    hit_tokens = np.where(hits, tokens, 0)
+    # a run is all warm or all cold (one previous holder): every sum is one over runs
+    run_tokens = runs.tokens(lengths, input_tokens=input_tokens, block_size=block_size)
+    warm = runs.distance >= 0
     per_req = pl.DataFrame({
-        "blocks": lengths, "hit_blocks": np.bincount(req, weights=hits, minlength=n_req).astype(np.int64),
-        "tokens": np.bincount(req, weights=tokens, minlength=n_req).astype(np.int64),
-        "hit_tokens": np.bincount(req, weights=hit_tokens, minlength=n_req).astype(np.int64)})
-    del req
+        "blocks": lengths,
+        "hit_blocks": np.bincount(runs.req, weights=np.where(warm, runs.length, 0), minlength=n_req).astype(np.int64),
+        "tokens": np.bincount(runs.req, weights=run_tokens, minlength=n_req).astype(np.int64),
+        "hit_tokens": np.bincount(runs.req, weights=np.where(warm, run_tokens, 0), minlength=n_req).astype(np.int64)})
     keep = lengths > 0
 
     def _rates(frame: pl.DataFrame, by: str) -> pl.DataFrame:
@@ -427,17 +463,14 @@ def reuse_from_blocks(values: np.ndarray, lengths: np.ndarray, *, input_tokens: 
     if clients is not None:
         labels = clients if isinstance(clients, pl.Series) else pl.Series(np.asarray(clients, dtype=object).tolist())
         by_client = _rates(per_req.with_columns(client_id=labels), "client_id")
-    # per run: its tokens; a run's blocks all have the run's distance
-    run_id = np.repeat(np.arange(runs.length.size), runs.length)
-    run_tokens = np.bincount(run_id, weights=tokens, minlength=runs.length.size)
-    del run_id
-    dist = np.where(runs.distance >= 0, runs.distance, np.inf)
+    dist = np.where(warm, runs.distance, np.inf)
+    hit_blocks = int(runs.length[warm].sum())
     return PrefixReuse(
         block_size=int(block_size), n_requests=int(keep.sum()), n_blocks=int(lengths.sum()),
-        n_tokens=int(tokens.sum()), hit_blocks=int(hits.sum()), hit_tokens=int(hit_tokens.sum()),
+        n_tokens=int(run_tokens.sum()), hit_blocks=hit_blocks, hit_tokens=int(run_tokens[warm].sum()),
         by_window=by_window, by_client=by_client,
         lru=lru_hit_curve(dist, tokens=run_tokens, blocks=runs.length, capacities=capacities),
-        reuse_distances=_distance_histogram(runs.distance, runs.length), n_cold=int((~hits).sum()),
+        reuse_distances=_distance_histogram(runs.distance, runs.length), n_cold=int(lengths.sum()) - hit_blocks,
     )
 
 

@@ -289,7 +289,8 @@ def reuse_sources(codes: np.ndarray, lengths: np.ndarray, tokens: np.ndarray, *,
 _QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 
-def request_sharing(keys: np.ndarray, lengths: np.ndarray, tokens: np.ndarray) -> RequestSharing:
+def request_sharing(keys: np.ndarray, lengths: np.ndarray, tokens: np.ndarray, *,
+                    shared: np.ndarray | None = None) -> RequestSharing:
     """Shared and unique prompt tokens per request (see the module docstring).
 
     Parameters
@@ -300,10 +301,13 @@ def request_sharing(keys: np.ndarray, lengths: np.ndarray, tokens: np.ndarray) -
         List lengths.
     tokens : numpy.ndarray of int
         Tokens per block.
+    shared : numpy.ndarray of bool, optional
+        Per block: another request holds it (computed from ``keys`` when not given).
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     tokens = np.asarray(tokens, dtype=np.int64)
-    shared = pl.Series(keys, dtype=pl.UInt64).is_duplicated().to_numpy()
+    if shared is None:
+        shared = pl.Series(keys, dtype=pl.UInt64).is_duplicated().to_numpy()
     keep = lengths > 0
     req = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
     st = np.bincount(req, weights=np.where(shared, tokens, 0), minlength=lengths.size)[keep]

@@ -183,3 +183,14 @@ def test_wavelet_count_and_previous_holders_match_brute_force(rng):
     # runs: a few per request, never more than its blocks, and the hits are the warm blocks
     assert state.runs.length.sum() == values.size and state.runs.length.size < values.size
     np.testing.assert_array_equal(state.hits, _brute_infinite(lists))
+
+
+def test_chunked_hashes_equal_the_whole(rng):
+    from servelab.analysis.block_hashes import prefix_hashes
+    from servelab.analysis.prefix_reuse import chunked_prefix_hashes
+
+    lists = _random_lists(rng) + [[]] + _random_lists(rng, n=50)
+    values, lengths = _flat(lists)
+    for chunk in (1, 7, 64, 10**6):
+        np.testing.assert_array_equal(chunked_prefix_hashes(values, lengths, chunk=chunk),
+                                      prefix_hashes(values, lengths))
