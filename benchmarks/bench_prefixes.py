@@ -9,8 +9,9 @@ side by side with ``aiperf analyze-trace`` on the same trace exported as Mooncak
    ``/work/bench_data/`` (temporary name, renamed when complete).
 2. ``servelab prefixes STORE -o ...`` in a subprocess: wall time and peak RSS (``wait4``), with
    and without ``--no-sources`` (the sources link conversations, which the target's bare
-   prefix analysis does not need). Sizes of 10 M and more run under ``flock
-   /tmp/servelab-bench.lock`` (taken by this script before the clock starts).
+   prefix analysis does not need; above ``--sources-max`` only without). From ``--lock-from``
+   requests (default 2 M: more than 4 GB) the runs hold ``flock /tmp/servelab-bench.lock``
+   (taken by this script before the clock starts).
 3. ``aiperf analyze-trace`` on the Mooncake file in AIPerf's own virtualenv (built by
    :func:`interop.tool_env` under ``benchmarks/out/interop-venv``; never a servelab dependency),
    timed the same way; its theoretical hit rate beside servelab's on a store ingested from the
@@ -19,7 +20,7 @@ side by side with ``aiperf analyze-trace`` on the same trace exported as Mooncak
 Usage::
 
     python benchmarks/bench_prefixes.py --sizes 1000000            # and the shipped Mooncake sample
-    python benchmarks/bench_prefixes.py --sizes 10000000 --aiperf-max 1000000
+    python benchmarks/bench_prefixes.py --sizes 3000000 --no-aiperf    # takes the lock itself (>= 2 M)
 
 Writes ``benchmarks/out/prefixes/report.json`` and prints a table.
 """
@@ -239,6 +240,10 @@ def main(argv=None) -> int:
     parser.add_argument("--aiperf-max", type=int, default=1_000_000,
                         help="run aiperf analyze-trace only on traces up to this many requests")
     parser.add_argument("--aiperf-timeout", type=float, default=1800.0)
+    parser.add_argument("--sources-max", type=int, default=1_000_000,
+                        help="time the full run (with reuse sources) only up to this many requests")
+    parser.add_argument("--lock-from", type=int, default=2_000_000,
+                        help="take the shared benchmark lock from this many requests (> 4 GB)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -269,14 +274,17 @@ def main(argv=None) -> int:
             store = ingest([jsonl], fmt="mooncake", output=folder / "store", overwrite=True).path
         else:
             store, jsonl = cached_inputs(n, args.seed)
-        lock = open(LOCK, "w") if (n or 0) >= 10_000_000 else None
+        lock = open(LOCK, "w") if (n or 0) >= args.lock_from else None
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one large benchmark at a time; the clock starts after
         try:
             row = {"case": name, "requests": n,
-                   "servelab": _prefixes_run(Path(store), folder / "with_sources", sources=True),
                    "servelab_no_sources": _prefixes_run(Path(store), folder / "no_sources", sources=False)}
-            row["servelab_same_file"] = _servelab_on_file(Path(jsonl), folder)
+            row["servelab"] = (_prefixes_run(Path(store), folder / "with_sources", sources=True)
+                               if n is None or n <= args.sources_max else
+                               {"skipped": f"more than --sources-max={args.sources_max}"})
+            if n is None or n <= args.aiperf_max:
+                row["servelab_same_file"] = _servelab_on_file(Path(jsonl), folder)
             if env is not None and (n is None or n <= args.aiperf_max):
                 row["aiperf"] = _aiperf(env, Path(jsonl), folder, args.aiperf_timeout)
             else:
@@ -292,11 +300,13 @@ def main(argv=None) -> int:
     print(f"\n{'case':<22}{'servelab s (cpu)':>18}{'GB':>6}{'no-sources s (cpu)':>20}{'GB':>6}"
           f"{'aiperf s (cpu)':>16}{'GB':>6}  hit rates: servelab blocks / per-request mean / aiperf")
     for r in rows:
-        s, ns, a, f = r["servelab"], r["servelab_no_sources"], r["aiperf"], r["servelab_same_file"]
-        print(f"{r['case']:<22}{s['seconds']:>9.1f} ({s['cpu_seconds']:>6.1f}){s['peak_rss_gb']:>6.2f}"
+        s, ns, a = r["servelab"], r["servelab_no_sources"], r["aiperf"]
+        f = r.get("servelab_same_file", {})
+        print(f"{r['case']:<22}{s.get('seconds', nan):>9.1f} ({s.get('cpu_seconds', nan):>6.1f})"
+              f"{s.get('peak_rss_gb', nan):>6.2f}"
               f"{ns['seconds']:>11.1f} ({ns['cpu_seconds']:>6.1f}){ns['peak_rss_gb']:>6.2f}"
               f"{a.get('seconds', nan):>7.1f} ({a.get('cpu_seconds', nan):>6.1f}){a.get('peak_rss_gb', nan):>6.2f}"
-              f"  {f['block_hit_rate']:.4f} / {f['mean_request_block_hit_rate']:.4f} / "
+              f"  {f.get('block_hit_rate', nan):.4f} / {f.get('mean_request_block_hit_rate', nan):.4f} / "
               f"{a.get('hit_rate_fields', {}).get('cache_hit_rate', nan):.4f}")
     return 0
 
