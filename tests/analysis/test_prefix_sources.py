@@ -5,7 +5,6 @@ checked against the construction and against a brute-force count of the document
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pytest
 from servelab.analysis.block_hashes import prefix_hashes
 from servelab.analysis.prefix_reuse import block_tokens, infinite_cache_hits
