@@ -16,8 +16,9 @@ LRU cache of C blocks, all capacities in one pass
     distinct other blocks accessed since the previous access of the same block (none: a cold
     miss); an LRU cache of C blocks holds the block iff that distance is below C (Mattson et
     al., 1970). A request's block *k* is served iff blocks ``0..k`` all are, so its *prefix
-    distance* is the running maximum of the stack distances along the request, and the hit rate
-    at every capacity follows from one sorted array of prefix distances.
+    distance* is the running maximum of the stack distances along the request (with this access
+    order the stack distance never decreases along a request, so it is the stack distance
+    itself), and the hit rate at every capacity follows from one sorted array of distances.
 
     Stack distances are computed without a loop over accesses. With ``p(k)`` the last earlier
     request holding the request's prefix of k+1 blocks (found by one stable sort of the prefix
@@ -29,8 +30,10 @@ LRU cache of C blocks, all capacities in one pass
     wavelet matrix: one stable partition and two prefix sums per bit of the request index, no
     sort, O(R log N) for R runs and N requests.
 Offline optimum
-    Not computed: Belady's bound needs each block's *next* use under prefix constraints, which
-    has no one-pass stack algorithm; the infinite cache is the upper bound reported.
+    Not computed. Belady's OPT is a stack algorithm too (Mattson et al., 1970), but its one-pass
+    form reorders a priority stack access by access (by next use), which has no vectorised form
+    here, and with prefixes a cached block is useful only with its whole prefix. The infinite
+    cache is the upper bound reported.
 
 This module must not import fitting, generator, figures or matplotlib. Results are tables of
 rates and counts, never the blocks themselves (:class:`BlockState` and :class:`TraceBlocks` are
