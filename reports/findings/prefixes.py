@@ -83,13 +83,22 @@ def measure_prefixes(store: TraceStore, *, budget: Budget = Budget.full(), seed:
                      block_size: int = DEFAULT_BLOCK_SIZE, window_s: float = 3600.0,
                      capacities: np.ndarray | None = None, reference: int | None = None, sources: bool = True,
                      linking=None) -> PrefixEvidence:
-    """Run the prefix analysis once (``budget.n_boot`` bootstrap resamples, ``seed``)."""
+    """Run the prefix analysis once (``budget.n_boot`` bootstrap resamples, ``seed``).
+
+    Above ``budget.max_requests`` requests (quick mode) the reuse sources are skipped: they link
+    the conversations, the costliest step; every other number is still the whole trace's.
+    """
+    skipped = ()
+    if sources and budget.max_requests is not None and store.n_requests > budget.max_requests:
+        sources = False
+        skipped = (f"{budget.label} mode: reuse sources skipped ({store.n_requests:,} requests, more than "
+                   f"{budget.max_requests:,}; they link the conversations)",)
     try:
         res = analyse_prefixes(store, block_size=block_size, window_s=window_s, capacities=capacities,
                                reference=reference, sources=sources, linking=linking, n_boot=budget.n_boot, seed=seed)
     except NotApplicableError as err:
         return PrefixEvidence(analysis=None, reason=str(err), budget=budget, window_s=window_s)
-    notes = (f"the whole trace is analysed in every mode (a sample would change the cache's contents); intervals: "
+    notes = skipped + (f"the whole trace is analysed in every mode (a sample would change the cache's contents); intervals: "
              f"{res.infinite.method}, with each block's cache outcome measured once on the whole trace",)
     return PrefixEvidence(analysis=res, budget=budget, window_s=window_s, notes=notes)
 

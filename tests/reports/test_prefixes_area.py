@@ -83,3 +83,13 @@ def test_not_applicable_without_prefix_blocks(tmp_path):
     assert all(f.verdict is Verdict.NOT_APPLICABLE and "prefix_blocks" in f.reason for f in section.findings)
     assert not section.tables and not section.figures
     assert section.notes and "prefix_blocks" in section.notes[0]
+
+
+def test_quick_mode_skips_the_sources_above_its_request_cap(tmp_path, rng):
+    lists = [[1, 2, *rng.integers(10**6, 10**9, 2).tolist()] for _ in range(300)]
+    store = write_store(_frame(lists, rng), tmp_path / "s")
+    small = Budget(label="tiny", max_requests=100)
+    ev = PREFIXES.measure(store, budget=small)
+    assert ev.analysis.sources is None and "tiny mode: reuse sources skipped (300 requests" in ev.notes[0]
+    assert ev.analysis.reuse.hit_blocks == 2 * 299  # the rest is the whole trace's
+    assert PREFIXES.measure(store, budget=Budget.quick()).analysis.sources is not None
