@@ -101,6 +101,7 @@ _ANALYSES: dict[str, tuple[str, ...]] = {
     "clock": ("Clock", "detect_clock", "store_clock"),
     "shared_prefixes": ("CommonPrefixRule", "SharedPrefixes", "find_shared_prefixes"),
     "prefix_reuse": ("PrefixReuse", "reuse_from_blocks", "lru_hit_curve", "stack_distances"),
+    "prefix_analysis": ("PrefixAnalysis", "analyse_prefixes"),
     "window_rates": ("covered_span", "exposure", "window_rate", "window_cv", "window_index", "full_enough"),
 }
 

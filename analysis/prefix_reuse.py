@@ -16,17 +16,28 @@ LRU cache of C blocks, all capacities in one pass
     distinct other blocks accessed since the previous access of the same block (none: a cold
     miss); an LRU cache of C blocks holds the block iff that distance is below C (Mattson et
     al., 1970). A request's block *k* is served iff blocks ``0..k`` all are, so its *prefix
-    distance* is the running maximum of the stack distances along the request, and the hit rate
-    at every capacity follows from one sorted array of prefix distances.
+    distance* is the running maximum of the stack distances along the request (with this access
+    order the stack distance never decreases along a request, so it is the stack distance
+    itself), and the hit rate at every capacity follows from one sorted array of distances.
 
-    Stack distances are computed without a loop over accesses: with ``prev(i)`` the previous
-    access of access *i*'s block, the distinct blocks accessed in between are
-    ``#{q < i : prev(q) < prev(i)} - prev(i) - 1``, a dominance count answered by a merge-sort
-    tree built level by level (merges of sorted runs and binary searches, O(N log^2 N) for N
-    accesses at worst).
+    Stack distances are computed without a loop over accesses. With ``p(k)`` the last earlier
+    request holding the request's prefix of k+1 blocks (found by one stable sort of the prefix
+    keys), ``p`` never increases along a request, and every block of a maximal *run* of equal
+    ``p`` (starting at position ``a`` of a request of ``L`` blocks) has the same stack distance
+    ``|U| + L - 1 - a``, where ``|U|`` is the number of distinct blocks held by requests
+    ``p+1 .. r-1``: the blocks of runs of those requests whose own ``p`` is at most ``p``. That
+    weighted dominance count over runs (a few per request, not one per block) is answered by a
+    wavelet matrix: one stable partition and two prefix sums per bit of the request index, no
+    sort, O(R log N) for R runs and N requests.
+Offline optimum
+    Not computed. Belady's OPT is a stack algorithm too (Mattson et al., 1970), but its one-pass
+    form reorders a priority stack access by access (by next use), which has no vectorised form
+    here, and with prefixes a cached block is useful only with its whole prefix. The infinite
+    cache is the upper bound reported.
 
-This module must not import fitting, generator, figures or matplotlib, and it is not wired into
-reports or the CLI. Results are tables of rates and counts, never the blocks themselves.
+This module must not import fitting, generator, figures or matplotlib. Results are tables of
+rates and counts, never the blocks themselves (:class:`BlockState` and :class:`TraceBlocks` are
+the arrays one analysis passes on, not results).
 """
 from __future__ import annotations
 
@@ -43,12 +54,16 @@ from servelab.analysis.store import TraceStore
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
+    "BlockState",
     "PrefixReuse",
+    "TraceBlocks",
+    "block_state",
     "block_tokens",
     "infinite_cache_hits",
     "lru_hit_curve",
     "prefix_distances",
     "prefix_reuse",
+    "read_blocks",
     "reuse_from_blocks",
     "stack_distances",
 ]
@@ -135,41 +150,184 @@ def infinite_cache_hits(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     A prefix's key includes its length, so one request never repeats a key: a block is a hit
     iff its key occurred in the flat order before, i.e. in an earlier request.
     """
-    keys = prefix_hashes(values, lengths)
+    keys = prefix_hashes(np.asarray(values).astype(np.int64, copy=False), lengths)
     return ~pl.Series(keys, dtype=pl.UInt64).is_first_distinct().to_numpy()
 
 
-def _access_order(lengths: np.ndarray) -> np.ndarray:
-    """Flat block indices in access order: request by request, last block first."""
+def previous_holders(keys: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per block (flat order): the last earlier request holding the same prefix (-1 if none), and
+    whether any other request holds it.
+
+    Parameters
+    ----------
+    keys : numpy.ndarray of uint64
+        Prefix hashes (:func:`~servelab.analysis.block_hashes.prefix_hashes`).
+    lengths : numpy.ndarray of int
+        List lengths, requests in arrival order.
+
+    Returns
+    -------
+    prev : numpy.ndarray of int32 (int64 above 2^31 requests)
+    shared : numpy.ndarray of bool
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = keys.size
+    prev = np.full(n, -1, dtype=np.int32 if lengths.size < 2**31 - 1 else np.int64)
+    shared = np.zeros(n, dtype=bool)
+    if n == 0:
+        return prev, shared
+    # a stable sort keeps equal keys in flat (arrival) order; a request never repeats a key
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    same = sk[1:] == sk[:-1]
+    del sk
+    later, earlier = order[1:][same], order[:-1][same]
+    del order, same
+    ends = np.cumsum(lengths)
+    prev[later] = np.searchsorted(ends, earlier, side="right")
+    shared[later] = True
+    shared[earlier] = True
+    return prev, shared
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """Maximal runs of blocks of one request with the same previous holder (internal)."""
+
+    req: np.ndarray      # request of each run
+    prev: np.ndarray     # previous holder (-1: cold)
+    start: np.ndarray    # flat index of the run's first block
+    length: np.ndarray   # blocks in the run
+    distance: np.ndarray  # LRU stack distance of every block of the run (-1: cold)
+
+    def tokens(self, lengths: np.ndarray, *, input_tokens: np.ndarray | None = None,
+               block_size: int = DEFAULT_BLOCK_SIZE) -> np.ndarray:
+        """Tokens of each run (:func:`block_tokens` summed per run, without a per-block array)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        out = self.length.astype(np.int64) * block_size
+        if input_tokens is not None and out.size:
+            tin = np.asarray(input_tokens, dtype=np.int64)
+            rest = tin - (lengths - 1) * block_size
+            has = (lengths > 0) & (rest >= 1) & (rest <= block_size)
+            last_run = np.searchsorted(self.start, np.cumsum(lengths) - 1, side="right") - 1
+            out[last_run[has]] += rest[has] - block_size
+        return out
+
+
+@dataclass(frozen=True)
+class BlockState:
+    """What one pass over a trace's blocks finds, for the analyses that follow (arrays, not a result).
+
+    Attributes
+    ----------
+    keys : numpy.ndarray of uint64
+        Prefix hash per block.
+    prev : numpy.ndarray of int32 or int64
+        Last earlier request holding the block (-1: cold; an infinite cache serves the rest).
+    shared : numpy.ndarray of bool
+        Another request of the trace holds the block.
+    runs : _Runs
+        Runs of blocks with one previous holder and their LRU stack distance.
+    """
+
+    keys: np.ndarray
+    prev: np.ndarray
+    shared: np.ndarray
+    runs: _Runs
+
+    @property
+    def hits(self) -> np.ndarray:
+        """Per block: served by an infinite cache."""
+        return self.prev >= 0
+
+
+#: blocks hashed per slice of requests (bounds the hash's temporaries)
+_HASH_CHUNK = 1 << 22
+
+
+def chunked_prefix_hashes(values: np.ndarray, lengths: np.ndarray, *, chunk: int = _HASH_CHUNK) -> np.ndarray:
+    """:func:`~servelab.analysis.block_hashes.prefix_hashes` over slices of whole requests of about
+    ``chunk`` blocks each (the same keys; temporaries of one slice instead of the whole trace)."""
+    values = np.asarray(values).astype(np.int64, copy=False)
     lengths = np.asarray(lengths, dtype=np.int64)
     ends = np.cumsum(lengths)
-    req = np.repeat(np.arange(lengths.size), lengths)
-    pos = np.arange(int(ends[-1]) if lengths.size else 0) - (ends - lengths)[req]
-    return (ends[req] - 1 - pos).astype(np.int64)
+    keys = np.empty(values.size, dtype=np.uint64)
+    cuts = np.unique(np.concatenate([[0], np.searchsorted(ends, np.arange(chunk, values.size, chunk)), [lengths.size]]))
+    for r0, r1 in zip(cuts[:-1], cuts[1:]):
+        b0, b1 = int(ends[r0 - 1]) if r0 else 0, int(ends[r1 - 1]) if r1 else 0
+        keys[b0:b1] = prefix_hashes(values[b0:b1], lengths[r0:r1])
+    return keys
 
 
-def _count_before_below(x: np.ndarray, qi: np.ndarray, qv: np.ndarray) -> np.ndarray:
-    """For each query, ``#{q < qi : x[q] < qv}`` (x, qv >= 0), by a merge-sort tree level by level."""
-    n = x.size
-    out = np.zeros(qi.size, dtype=np.int64)
-    if n == 0 or qi.size == 0:
+def block_state(values: np.ndarray, lengths: np.ndarray) -> BlockState:
+    """Prefix keys, previous holders and LRU runs of block lists in arrival order."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    keys = chunked_prefix_hashes(values, lengths)
+    prev, shared = previous_holders(keys, lengths)
+    return BlockState(keys=keys, prev=prev, shared=shared, runs=_lru_runs(prev, lengths))
+
+
+def _weighted_count_below(vals: np.ndarray, weights: np.ndarray, end: np.ndarray, below: np.ndarray) -> np.ndarray:
+    """For each query: ``sum(weights[j] for j < end if vals[j] < below)``, by a wavelet matrix.
+
+    One level per bit of the values, most significant first: a stable partition of the values
+    by the bit (zeros first) and prefix sums of the zeros' counts and weights; each query range
+    follows its threshold's bit down the levels. O((N + Q) log max) with no sort.
+    """
+    out = np.zeros(end.size, dtype=np.int64)
+    if vals.size == 0 or end.size == 0:
         return out
-    width = int(max(int(x.max()), int(qv.max()))) + 2
-    # level l holds (position >> l) * width + x sorted: the elements of each aligned block of
-    # 2^l positions in order of x. Level 0 is sorted by construction; each next level re-keys
-    # and merges pairs of sorted runs (a stable sort finds and merges the runs)
-    comp = np.arange(n, dtype=np.int64) * width + x
-    for level in range(max(1, math.ceil(math.log2(n)) + 1)):
-        if level:
-            comp = np.sort(((comp // width) >> 1) * width + comp % width, kind="stable")
-        has = ((qi >> level) & 1).astype(bool)
-        if not has.any():
-            continue
-        blk = (qi[has] >> level) - 1
-        lo = np.searchsorted(comp, blk * width, side="left")
-        hi = np.searchsorted(comp, blk * width + qv[has], side="left")
-        out[has] += hi - lo
+    v = np.asarray(vals, dtype=np.int64)
+    w = np.asarray(weights, dtype=np.int64)
+    t = np.asarray(below, dtype=np.int64)
+    s = np.zeros(end.size, dtype=np.int64)
+    e = np.asarray(end, dtype=np.int64).copy()
+    for level in range(int(max(int(v.max()), int(t.max()))).bit_length() - 1, -1, -1):
+        bit = ((v >> level) & 1).astype(bool)
+        zero = ~bit
+        z = np.zeros(v.size + 1, dtype=np.int64)
+        np.cumsum(zero, out=z[1:])
+        wz = np.zeros(v.size + 1, dtype=np.int64)
+        np.cumsum(np.where(zero, w, 0), out=wz[1:])
+        n_zero = int(z[-1])
+        one = ((t >> level) & 1).astype(bool)
+        zs, ze = z[s], z[e]
+        out[one] += wz[e[one]] - wz[s[one]]
+        s = np.where(one, n_zero + s - zs, zs)
+        e = np.where(one, n_zero + e - ze, ze)
+        v = np.concatenate([v[zero], v[bit]])
+        w = np.concatenate([w[zero], w[bit]])
     return out
+
+
+def _lru_runs(prev: np.ndarray, lengths: np.ndarray) -> _Runs:
+    """Runs of blocks with one previous holder and their LRU stack distance (module docstring)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = prev.size
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Runs(empty, empty, empty, empty, empty)
+    first = np.zeros(n, dtype=bool)
+    first[starts[lengths > 0]] = True
+    first[1:] |= prev[1:] != prev[:-1]
+    at = np.flatnonzero(first)
+    del first
+    req = np.searchsorted(ends, at, side="right")
+    run_prev = prev[at].astype(np.int64)
+    length = np.diff(np.append(at, n))
+    distance = np.full(at.size, -1, dtype=np.int64)
+    warm = np.flatnonzero(run_prev >= 0)
+    if warm.size:
+        # distinct blocks held by requests p+1..r-1 = blocks of runs of requests < r whose previous
+        # holder is <= p (first seen after p), less the blocks of requests 0..p (all such)
+        first_run = np.searchsorted(req, np.arange(lengths.size), side="left")
+        r, p = req[warm], run_prev[warm]
+        f = _weighted_count_below(run_prev + 1, length, first_run[r], p + 2)
+        between = f - ends[p]
+        distance[warm] = between + lengths[r] - 1 - (at[warm] - starts[r])
+    return _Runs(req=req, prev=run_prev, start=at, length=length, distance=distance)
 
 
 def stack_distances(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -177,57 +335,33 @@ def stack_distances(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
     See the module docstring for the access order and the method.
     """
-    keys = prefix_hashes(values, lengths)
-    order = _access_order(lengths)
-    seq = keys[order]
-    n = seq.size
-    # previous access of the same block: neighbours in a stable sort by key
-    by_key = np.argsort(seq, kind="stable")
-    sk = seq[by_key]
-    same = np.zeros(n, dtype=bool)
-    same[1:] = sk[1:] == sk[:-1]
-    prev = np.full(n, -1, dtype=np.int64)
-    prev[by_key[1:][same[1:]]] = by_key[:-1][same[1:]]
-    dist = np.full(n, -1, dtype=np.int64)
-    warm = np.flatnonzero(prev >= 0)
-    if warm.size:
-        # distinct blocks in (p, i) = #{q < i : prev(q) < p} - p - 1; prev shifted by +1 to be >= 0
-        count = _count_before_below(prev + 1, warm, prev[warm] + 1)
-        dist[warm] = count - prev[warm] - 1
-    out = np.empty(n, dtype=np.int64)
-    out[order] = dist
-    return out
+    state = block_state(values, lengths)
+    return np.repeat(state.runs.distance, state.runs.length)
 
 
 def prefix_distances(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Per block (flat order): the smallest LRU capacity minus one at which the block is served
-    as part of a cached prefix: the running maximum of stack distances along its request
-    (``inf`` when a block of the prefix is cold). An LRU cache of C blocks serves it iff the
-    value is below C."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    d = stack_distances(values, lengths)
-    if d.size == 0:
-        return d.astype(float)
-    req = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
-    # a segmented running maximum: cold -> top; lift each request above every earlier one,
-    # accumulate, lower again
-    top = int(d.max()) + 1
-    lifted = np.where(d >= 0, d, top) + req * (top + 1)
-    run = (np.maximum.accumulate(lifted) - req * (top + 1)).astype(float)
-    run[run >= top] = np.inf
-    return run
+    as part of a cached prefix (``inf`` for a cold block). An LRU cache of C blocks serves it iff
+    the value is below C. With the documented access order a prefix is always more recent than
+    its extensions, so this is the block's own stack distance (it never decreases along a
+    request)."""
+    d = stack_distances(values, lengths).astype(float)
+    d[d < 0] = np.inf
+    return d
 
 
-def lru_hit_curve(distances: np.ndarray, *, tokens: np.ndarray | None = None,
+def lru_hit_curve(distances: np.ndarray, *, tokens: np.ndarray | None = None, blocks: np.ndarray | None = None,
                   capacities: np.ndarray | None = None) -> pl.DataFrame:
     """Hit rates of an LRU cache at many capacities from :func:`prefix_distances`.
 
     Parameters
     ----------
     distances : numpy.ndarray
-        Prefix distances of all blocks.
+        Prefix distances (``inf``: cold), one per block or one per group of blocks.
     tokens : numpy.ndarray, optional
-        Tokens per block (default: every block weighs one).
+        Tokens per entry (default: one per block).
+    blocks : numpy.ndarray of int, optional
+        Blocks per entry (default: one).
     capacities : numpy.ndarray of int, optional
         Cache sizes in blocks (default: powers of two up to the first that serves every
         reusable block).
@@ -238,7 +372,8 @@ def lru_hit_curve(distances: np.ndarray, *, tokens: np.ndarray | None = None,
         ``capacity_blocks``, ``block_hit_rate``, ``token_hit_rate``.
     """
     d = np.asarray(distances, dtype=float)
-    w = np.ones(d.size) if tokens is None else np.asarray(tokens, dtype=float)
+    b = np.ones(d.size) if blocks is None else np.asarray(blocks, dtype=float)
+    w = b if tokens is None else np.asarray(tokens, dtype=float)
     finite = np.isfinite(d)
     if capacities is None:
         top = float(d[finite].max()) + 1 if finite.any() else 1.0
@@ -248,30 +383,34 @@ def lru_hit_curve(distances: np.ndarray, *, tokens: np.ndarray | None = None,
         raise ValueError(f"capacities must be >= 1 block; got {int(caps.min())!r}")
     o = np.argsort(d[finite], kind="stable")
     ds = d[finite][o]
+    cb = np.concatenate([[0.0], np.cumsum(b[finite][o])])
     cw = np.concatenate([[0.0], np.cumsum(w[finite][o])])
-    k = np.searchsorted(ds, caps, side="left")  # blocks with distance < C
+    k = np.searchsorted(ds, caps, side="left")  # entries with distance < C
     return pl.DataFrame({
         "capacity_blocks": caps,
-        "block_hit_rate": k / d.size if d.size else np.full(caps.size, np.nan),
+        "block_hit_rate": cb[k] / b.sum() if d.size else np.full(caps.size, np.nan),
         "token_hit_rate": cw[k] / w.sum() if d.size else np.full(caps.size, np.nan),
     })
 
 
-def _distance_histogram(stack: np.ndarray) -> pl.DataFrame:
-    warm = stack[stack >= 0]
-    top = int(warm.max()) + 1 if warm.size else 1
+def _distance_histogram(distance: np.ndarray, blocks: np.ndarray) -> pl.DataFrame:
+    """Histogram of stack distances (``-1``: cold) weighted by blocks, power-of-two bins."""
+    warm = distance >= 0
+    total = float(blocks.sum())
+    top = int(distance[warm].max()) + 1 if warm.any() else 1
     edges = np.concatenate([[0], 2 ** np.arange(0, math.ceil(math.log2(top)) + 1)]) if top > 1 else np.array([0, 1])
-    counts = np.histogram(warm, bins=edges)[0] if warm.size else np.zeros(edges.size - 1, dtype=np.int64)
+    counts = (np.histogram(distance[warm], bins=edges, weights=blocks[warm])[0] if warm.any()
+              else np.zeros(edges.size - 1))
     return pl.DataFrame({"distance_from": edges[:-1].astype(np.int64), "distance_to": edges[1:].astype(np.int64),
                          "accesses": counts.astype(np.int64),
-                         "share": counts / stack.size if stack.size else np.zeros(counts.size)})
+                         "share": counts / total if total else np.zeros(counts.size)})
 
 
 # --------------------------------------------------------------------------------- reuse
 def reuse_from_blocks(values: np.ndarray, lengths: np.ndarray, *, input_tokens: np.ndarray | None = None,
                       timestamps: np.ndarray | None = None, clients: np.ndarray | None = None,
                       block_size: int = DEFAULT_BLOCK_SIZE, window_s: float = 3600.0,
-                      capacities: np.ndarray | None = None) -> PrefixReuse:
+                      capacities: np.ndarray | None = None, state: BlockState | None = None) -> PrefixReuse:
     """Prefix reuse of block lists in arrival order (see the module docstring).
 
     Parameters
@@ -289,44 +428,111 @@ def reuse_from_blocks(values: np.ndarray, lengths: np.ndarray, *, input_tokens: 
         Window length of the per-window table.
     capacities : numpy.ndarray of int, optional
         LRU capacities in blocks (see :func:`lru_hit_curve`).
+    state : BlockState, optional
+        :func:`block_state` of the same blocks, when the caller already has it.
     """
     if not (window_s > 0):
         raise ValueError(f"window_s must be > 0 seconds; got {window_s!r}")
     lengths = np.asarray(lengths, dtype=np.int64)
-    values = np.asarray(values).astype(np.int64, copy=False)
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise ValueError(f"block_size must be a positive integer; got {block_size!r}")
+    if state is None:
+        state = block_state(values, lengths)
+    runs = state.runs
+    n_req = lengths.size
+    # a run is all warm or all cold (one previous holder): every sum is one over runs
+    run_tokens = runs.tokens(lengths, input_tokens=input_tokens, block_size=block_size)
+    warm = runs.distance >= 0
+    per_req = pl.DataFrame({
+        "blocks": lengths,
+        "hit_blocks": np.bincount(runs.req, weights=np.where(warm, runs.length, 0), minlength=n_req).astype(np.int64),
+        "tokens": np.bincount(runs.req, weights=run_tokens, minlength=n_req).astype(np.int64),
+        "hit_tokens": np.bincount(runs.req, weights=np.where(warm, run_tokens, 0), minlength=n_req).astype(np.int64)})
     keep = lengths > 0
-    tokens = block_tokens(lengths, input_tokens=input_tokens, block_size=block_size)
-    hits = infinite_cache_hits(values, lengths)
-    stack = stack_distances(values, lengths)
-    dist = prefix_distances(values, lengths)
-    req = np.repeat(np.arange(lengths.size), lengths)
-    ts = np.zeros(lengths.size) if timestamps is None else np.asarray(timestamps, dtype=float)
-    per_block = pl.DataFrame({"req": req, "hit": hits, "tokens": tokens, "hit_tokens": np.where(hits, tokens, 0)})
-    per_req = per_block.group_by("req").agg(blocks=pl.len(), hit_blocks=pl.col("hit").sum(),
-                                            tokens=pl.col("tokens").sum(), hit_tokens=pl.col("hit_tokens").sum())
 
     def _rates(frame: pl.DataFrame, by: str) -> pl.DataFrame:
-        return frame.group_by(by).agg(requests=pl.len(), blocks=pl.col("blocks").sum(),
-                                      hit_blocks=pl.col("hit_blocks").sum(), tokens=pl.col("tokens").sum(),
-                                      hit_tokens=pl.col("hit_tokens").sum()).with_columns(
+        return frame.filter(pl.col("blocks") > 0).group_by(by).agg(
+            requests=pl.len(), blocks=pl.col("blocks").sum(), hit_blocks=pl.col("hit_blocks").sum(),
+            tokens=pl.col("tokens").sum(), hit_tokens=pl.col("hit_tokens").sum()).with_columns(
             block_hit_rate=pl.col("hit_blocks") / pl.col("blocks"),
             token_hit_rate=pl.col("hit_tokens") / pl.col("tokens")).sort(by, nulls_last=True).select(
             by, "requests", "blocks", "hit_blocks", "block_hit_rate", "tokens", "hit_tokens", "token_hit_rate")
 
-    reqs = per_req["req"].to_numpy()
-    windows = per_req.with_columns(window_start_s=pl.Series(np.floor(ts[reqs] / window_s) * window_s))
-    by_window = _rates(windows, "window_start_s")
+    ts = np.zeros(n_req) if timestamps is None else np.asarray(timestamps, dtype=float)
+    by_window = _rates(per_req.with_columns(window_start_s=pl.Series(np.floor(ts / window_s) * window_s)),
+                       "window_start_s")
     by_client = None
     if clients is not None:
         labels = clients if isinstance(clients, pl.Series) else pl.Series(np.asarray(clients, dtype=object).tolist())
-        by_client = _rates(per_req.with_columns(client_id=labels.gather(reqs)), "client_id")
+        by_client = _rates(per_req.with_columns(client_id=labels), "client_id")
+    dist = np.where(warm, runs.distance, np.inf)
+    hit_blocks = int(runs.length[warm].sum())
     return PrefixReuse(
         block_size=int(block_size), n_requests=int(keep.sum()), n_blocks=int(lengths.sum()),
-        n_tokens=int(tokens.sum()), hit_blocks=int(hits.sum()), hit_tokens=int(tokens[hits].sum()),
+        n_tokens=int(run_tokens.sum()), hit_blocks=hit_blocks, hit_tokens=int(run_tokens[warm].sum()),
         by_window=by_window, by_client=by_client,
-        lru=lru_hit_curve(dist, tokens=tokens, capacities=capacities),
-        reuse_distances=_distance_histogram(stack), n_cold=int((stack < 0).sum()),
+        lru=lru_hit_curve(dist, tokens=run_tokens, blocks=runs.length, capacities=capacities),
+        reuse_distances=_distance_histogram(runs.distance, runs.length), n_cold=int(lengths.sum()) - hit_blocks,
     )
+
+
+@dataclass(frozen=True)
+class TraceBlocks:
+    """A store's prompt blocks and the columns the prefix analyses use (arrays, not a result).
+
+    Attributes
+    ----------
+    values, lengths : numpy.ndarray
+        Flattened block ids and list lengths, requests in ``request_id`` order.
+    request_ids, timestamps : numpy.ndarray
+    input_tokens : numpy.ndarray or None
+        Prompt lengths (-1: unknown); None without the column.
+    clients : polars.Series or None
+        Client labels (None without the column).
+    client_codes : numpy.ndarray or None
+        Client codes (-1: unknown) of :func:`~servelab.analysis.shared_prefixes.client_codes`.
+    """
+
+    values: np.ndarray
+    lengths: np.ndarray
+    request_ids: np.ndarray
+    timestamps: np.ndarray
+    input_tokens: np.ndarray | None
+    clients: pl.Series | None
+    client_codes: np.ndarray | None
+
+
+def read_blocks(store: TraceStore) -> TraceBlocks:
+    """Read a store's ``prefix_blocks`` (and ``input_tokens``, ``client_id`` when present).
+
+    Raises
+    ------
+    NotApplicableError
+        If the trace has no ``prefix_blocks`` or no request carries a block.
+    """
+    from servelab.analysis.shared_prefixes import client_codes
+
+    store.require("prefix_blocks", analysis=_ANALYSIS)
+    cols = ["request_id", "timestamp", "prefix_blocks",
+            *[c for c in ("input_tokens", "client_id") if c in store.columns]]
+    table = store.read_arrow(cols)
+    rid = table["request_id"].to_numpy()
+    if rid.size > 1 and not bool(np.all(rid[1:] > rid[:-1])):
+        table = table.sort_by([("request_id", "ascending")])
+        rid = table["request_id"].to_numpy()
+    ts = table["timestamp"].to_numpy().astype(float)
+    tin = pc.fill_null(table["input_tokens"], -1).to_numpy().astype(np.int64) if "input_tokens" in cols else None
+    clients = pl.from_arrow(table["client_id"]) if "client_id" in cols else None
+    codes = client_codes(table["client_id"]) if "client_id" in cols else None
+    blocks = table["prefix_blocks"].combine_chunks()
+    del table
+    lengths = pc.fill_null(pc.list_value_length(blocks), 0).to_numpy().astype(np.int64)
+    values = pc.list_flatten(blocks).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    del blocks
+    if not (lengths > 0).any():
+        raise NotApplicableError(_ANALYSIS, reason="no request carries prefix blocks")
+    return TraceBlocks(values=values, lengths=lengths, request_ids=np.asarray(rid, dtype=np.int64), timestamps=ts,
+                       input_tokens=tin, clients=clients, client_codes=codes)
 
 
 def prefix_reuse(store: TraceStore, *, block_size: int = DEFAULT_BLOCK_SIZE, window_s: float = 3600.0,
@@ -339,21 +545,6 @@ def prefix_reuse(store: TraceStore, *, block_size: int = DEFAULT_BLOCK_SIZE, win
     NotApplicableError
         If the trace has no ``prefix_blocks`` or no request carries a block.
     """
-    store.require("prefix_blocks", analysis=_ANALYSIS)
-    cols = ["request_id", "timestamp", "prefix_blocks",
-            *[c for c in ("input_tokens", "client_id") if c in store.columns]]
-    table = store.read_arrow(cols)
-    rid = table["request_id"].to_numpy()
-    if rid.size > 1 and not bool(np.all(rid[1:] > rid[:-1])):
-        table = table.sort_by([("request_id", "ascending")])
-    ts = table["timestamp"].to_numpy().astype(float)
-    tin = pc.fill_null(table["input_tokens"], -1).to_numpy().astype(np.int64) if "input_tokens" in cols else None
-    clients = pl.from_arrow(table["client_id"]) if "client_id" in cols else None
-    blocks = table["prefix_blocks"].combine_chunks()
-    del table
-    lengths = pc.fill_null(pc.list_value_length(blocks), 0).to_numpy().astype(np.int64)
-    values = pc.list_flatten(blocks).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    if not (lengths > 0).any():
-        raise NotApplicableError(_ANALYSIS, reason="no request carries prefix blocks")
-    return reuse_from_blocks(values, lengths, input_tokens=tin, timestamps=ts, clients=clients,
-                             block_size=block_size, window_s=window_s, capacities=capacities)
+    tb = read_blocks(store)
+    return reuse_from_blocks(tb.values, tb.lengths, input_tokens=tb.input_tokens, timestamps=tb.timestamps,
+                             clients=tb.clients, block_size=block_size, window_s=window_s, capacities=capacities)

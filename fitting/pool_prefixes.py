@@ -58,7 +58,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from servelab.analysis.block_hashes import prefix_hashes
 from servelab.analysis.prefix_reuse import DEFAULT_BLOCK_SIZE, infinite_cache_hits
@@ -299,7 +298,7 @@ def prefix_table(store: TraceStore, clients: np.ndarray, names: list[str], *, li
     from servelab.analysis.conversations import LinkOptions, available_link_rules, link_conversations
     from servelab.analysis.exceptions import NotApplicableError
 
-    table = pq.read_table(store.requests_path, columns=["request_id", "timestamp", "prefix_blocks"])
+    table = store.read_arrow(["request_id", "timestamp", "prefix_blocks"])
     rid = table["request_id"].to_numpy()
     if rid.size > 1 and not bool(np.all(rid[1:] > rid[:-1])):
         table = table.sort_by([("request_id", "ascending")])

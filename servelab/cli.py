@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "lengths": "servelab.commands.lengths:lengths",
     "clients": "servelab.commands.clients:clients",
     "conversations": "servelab.commands.conversations:conversations",
+    "prefixes": "servelab.commands.prefixes:prefixes",
     "pool": "servelab.commands.pool:pool",
     "fit-pool": "servelab.commands.fit_pool:fit_pool",
     "generate": "servelab.commands.generate:generate",

@@ -25,6 +25,7 @@ from servelab.reports.areas.generation import GENERATION
 from servelab.reports.areas.lengths import LENGTHS
 from servelab.reports.areas.overview import OVERVIEW
 from servelab.reports.areas.periodicity import PERIODICITY
+from servelab.reports.areas.prefixes import PREFIXES
 
 __all__ = [
     "AREAS",
@@ -38,6 +39,7 @@ __all__ = [
     "LENGTHS",
     "OVERVIEW",
     "PERIODICITY",
+    "PREFIXES",
     "Section",
     "Verdict",
     "area_ids",
@@ -47,7 +49,7 @@ __all__ = [
 ]
 
 #: every area, in report order
-AREAS: tuple[Area, ...] = (OVERVIEW, ARRIVALS, PERIODICITY, LENGTHS, CLIENTS, CONVERSATIONS, GENERATION)
+AREAS: tuple[Area, ...] = (OVERVIEW, ARRIVALS, PERIODICITY, LENGTHS, CLIENTS, CONVERSATIONS, PREFIXES, GENERATION)
 
 
 def area_ids() -> tuple[str, ...]:

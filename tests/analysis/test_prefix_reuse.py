@@ -154,3 +154,43 @@ def test_store_entry_point_on_a_conversation_trace(tmp_path):
     bare = write_store(pl.DataFrame({"timestamp": [0.0]}), tmp_path / "b")
     with pytest.raises(NotApplicableError, match="no 'prefix_blocks' column"):
         prefix_reuse(bare)
+
+
+def test_wavelet_count_and_previous_holders_match_brute_force(rng):
+    from servelab.analysis.block_hashes import prefix_hashes
+    from servelab.analysis.prefix_reuse import _weighted_count_below, block_state, previous_holders
+
+    vals = rng.integers(0, 50, 400)
+    w = rng.integers(1, 9, 400)
+    end = rng.integers(0, 401, 300)
+    below = rng.integers(0, 60, 300)
+    ref = [int(w[:e][vals[:e] < b].sum()) for e, b in zip(end, below)]
+    np.testing.assert_array_equal(_weighted_count_below(vals, w, end, below), ref)
+
+    lists = _random_lists(rng)
+    values, lengths = _flat(lists)
+    prev, shared = previous_holders(prefix_hashes(values, lengths), lengths)
+    holders = {}
+    for r, lst in enumerate(lists):
+        for k in range(len(lst)):
+            holders.setdefault(tuple(lst[:k + 1]), []).append(r)
+    ref_prev = [max([q for q in holders[tuple(lst[:k + 1])] if q < r], default=-1)
+                for r, lst in enumerate(lists) for k in range(len(lst))]
+    ref_shared = [len(holders[tuple(lst[:k + 1])]) > 1 for lst in lists for k in range(len(lst))]
+    np.testing.assert_array_equal(prev, ref_prev)
+    np.testing.assert_array_equal(shared, ref_shared)
+    state = block_state(values, lengths)
+    # runs: a few per request, never more than its blocks, and the hits are the warm blocks
+    assert state.runs.length.sum() == values.size and state.runs.length.size < values.size
+    np.testing.assert_array_equal(state.hits, _brute_infinite(lists))
+
+
+def test_chunked_hashes_equal_the_whole(rng):
+    from servelab.analysis.block_hashes import prefix_hashes
+    from servelab.analysis.prefix_reuse import chunked_prefix_hashes
+
+    lists = _random_lists(rng) + [[]] + _random_lists(rng, n=50)
+    values, lengths = _flat(lists)
+    for chunk in (1, 7, 64, 10**6):
+        np.testing.assert_array_equal(chunked_prefix_hashes(values, lengths, chunk=chunk),
+                                      prefix_hashes(values, lengths))
