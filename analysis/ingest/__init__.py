@@ -16,11 +16,13 @@ Nothing here computes statistics of the trace; that is the rest of :mod:`servela
 """
 from servelab.analysis.ingest.core import (
     ADAPTERS,
+    DEFAULT_MAX_LINE_BYTES,
     DEFAULT_MEMORY_LIMIT,
     FORMATS,
     EmptySourceWarning,
     StoreLockedError,
     StoreTargetError,
+    UnsupportedCompressionError,
     ingest,
     sniff_format,
 )
@@ -32,6 +34,8 @@ __all__ = [
     "FORMATS",
     "ADAPTERS",
     "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_MAX_LINE_BYTES",
+    "UnsupportedCompressionError",
     "EmptySourceWarning",
     "StoreTargetError",
     "StoreLockedError",

@@ -27,8 +27,8 @@ from servelab.analysis.ingest.plan import ident, sql_str
 from servelab.analysis.ingest.reading import (
     PhaseTimer,
     malformed_table,
-    is_line_ending_error,
-    lf_copy,
+    is_retryable_read_error,
+    retry_source,
     native_types,
     raw_relation,
     relative_time_sql,
@@ -72,18 +72,20 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
         try:
             staged = _read_part(con, s, i, plan, native, part)
         except duckdb.Error as err:
-            # one line ending unlike the others fails DuckDB's reader: read a copy with LF endings
-            copy = lf_copy(s, work, i) if is_line_ending_error(err) else None
-            if copy is None:
+            # mixed line endings or a line over DuckDB's default limit fail its reader: read again
+            # (an LF copy, a CSV with a fixed dialect and servelab's line limit)
+            retry = retry_source(s, work, i) if is_retryable_read_error(err) else None
+            if retry is None:
                 raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): {err}") from None
             for table in (f"rejects_{i}", f"rejects_scan_{i}"):
                 con.execute(f"DROP TABLE IF EXISTS {table}")
             try:
-                staged = _read_part(con, copy, i, plan, native, part)
+                staged = _read_part(con, retry, i, plan, native, part)
             except duckdb.Error as err2:
                 raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): {err2}") from None
             finally:
-                copy.path.unlink(missing_ok=True)
+                if retry.path != s.path:
+                    retry.path.unlink(missing_ok=True)
         if staged:
             con.execute(f"DROP TABLE {staged}")
         parts[i] = part
