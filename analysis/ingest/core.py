@@ -69,6 +69,7 @@ __all__ = [
     "ADAPTERS",
     "FORMATS",
     "EmptySourceWarning",
+    "FormatMismatchWarning",
     "DEFAULT_MEMORY_LIMIT",
     "DEFAULT_MAX_LINE_BYTES",
     "UnsupportedCompressionError",
@@ -97,6 +98,52 @@ _log = logging.getLogger(__name__)
 
 class EmptySourceWarning(UserWarning):
     """One of several sources holds no data row; it is recorded in the manifest and skipped."""
+
+
+class FormatMismatchWarning(UserWarning):
+    """The format given would drop columns the source carries that another format reads."""
+
+
+def _reads(adapter: ModuleType, columns: tuple[str, ...]) -> set[str]:
+    """The source columns ``adapter`` reads (required and optional)."""
+    return set(adapter.REQUIRED + tuple(getattr(adapter, "OPTIONAL", ()))) & set(columns)
+
+
+def _better_format(fmt: str, source: Source) -> tuple[str, list[str]] | None:
+    """Another format that reads every column ``fmt`` reads of ``source`` and more: (name, the
+    columns ``fmt`` would drop), the one reading the most columns; None when ``fmt`` is best."""
+    own = _reads(ADAPTERS[fmt], source.columns)
+    best = None
+    for name, other in ADAPTERS.items():
+        if name in (fmt, generic.NAME) or other.KIND != source.kind:
+            continue
+        if not set(other.REQUIRED) <= set(source.columns):
+            continue
+        theirs = _reads(other, source.columns)
+        if theirs > own and (best is None or len(theirs) > len(best[1])):
+            best = (name, theirs)
+    if best is None:
+        return None
+    return best[0], [c for c in source.columns if c in best[1] - own]
+
+
+def _warn_better_formats(fmt: str, sources: list[Source]) -> None:
+    """Warn (:class:`FormatMismatchWarning`) when a source's columns match another format better."""
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for s in sources:
+        better = _better_format(fmt, s)
+        if better is not None:
+            paths, dropped = found.setdefault(better[0], ([], []))
+            paths.append(str(s.path))
+            dropped.extend(c for c in better[1] if c not in dropped)
+    for name, (paths, dropped) in found.items():
+        warnings.warn(
+            f"--format {fmt} drops column(s) {', '.join(repr(c) for c in dropped)} that "
+            f"{', '.join(paths)} carr{'ies' if len(paths) == 1 else 'y'}; its columns match {name!r}, which reads "
+            f"them: use --format {name} (or --format auto)",
+            FormatMismatchWarning,
+            stacklevel=4,
+        )
 
 
 def sniff_format(source) -> str | None:
@@ -179,6 +226,8 @@ def _choose_format(fmt: str, sources: list[Source], cmap) -> tuple[str, bool]:
                     f"{s.path} is a {s.kind} file; format {fmt!r} reads {adapter.KIND} files"
                 )
             raise MissingColumnError(missing[0], found=s.columns, source=str(s.path), fmt=fmt)
+    if fmt != generic.NAME:
+        _warn_better_formats(fmt, present)
     return fmt, False
 
 
