@@ -28,6 +28,7 @@ from servelab.analysis.ingest.core import (
     sniff_format,
 )
 from servelab.analysis.ingest.generic import ColumnMap, load_column_map
+from servelab.analysis.ingest.units import LengthUnit, length_unit
 
 __all__ = [
     "ingest",
@@ -43,4 +44,6 @@ __all__ = [
     "StoreLockedError",
     "ColumnMap",
     "load_column_map",
+    "LengthUnit",
+    "length_unit",
 ]

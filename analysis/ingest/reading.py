@@ -404,6 +404,18 @@ def _scale_sql(scale: float) -> str:
     return f" * {scale!r}"
 
 
+def _count_out(v: str, f) -> str:
+    """SQL of a checked count's stored value: as is, or divided (characters -> tokens) and rounded."""
+    if f.divide_by is None:
+        return f"TRY_CAST({v} AS BIGINT)"
+    return f"TRY_CAST(round({v} / {float(f.divide_by)!r}) AS BIGINT)"
+
+
+def _mapped(text: str, pairs, other: str) -> str:
+    """SQL CASE mapping ``text`` through ``(from, to)`` pairs, ``other`` for the rest."""
+    return f"CASE {text} " + " ".join(f"WHEN {sql_str(a)} THEN {sql_str(b)}" for a, b in pairs) + f" ELSE {other} END"
+
+
 def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native: Mapping[str, str]) -> str:
     """SQL turning the raw relation into typed canonical columns + _ts, _reason, _line, _src, _raw."""
     t = plan.time
@@ -446,7 +458,7 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
             checks.append(f"WHEN {v} < 0 THEN 'negative_{c}'")
             if f.kind == "count":
                 checks.append(f"WHEN {v} <> floor({v}) OR {v} >= 9.2e18 THEN 'non_integer_{c}'")
-                out.append(f"TRY_CAST({v} AS BIGINT) AS {ident(c)}")
+                out.append(f"{_count_out(v, f)} AS {ident(c)}")
             else:
                 out.append(f"{v} AS {ident(c)}")
             continue
@@ -460,9 +472,13 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
             if f.kind == "count":
                 checks.append(f"WHEN {v} <> floor({v}) OR (TRY_CAST({v} AS BIGINT) IS NULL AND {v} IS NOT NULL) "
                               f"THEN 'non_integer_{c}'")
-                out.append(f"TRY_CAST({v} AS BIGINT) AS {ident(c)}")
+                out.append(f"{_count_out(v, f)} AS {ident(c)}")
             else:
                 out.append(f"{v} AS {ident(c)}")
+        elif f.kind == "bool" and f.values:
+            parse.append(f"{_mapped(f'trim({r})', f.values, 'NULL')} AS {v}")
+            checks.append(f"WHEN NOT {_empty(r)} AND {v} IS NULL THEN 'unmapped_{c}'")
+            out.append(f"CAST({v} AS BOOLEAN) AS {ident(c)}")
         elif f.kind == "bool":
             parse.append(f"TRY_CAST(lower(trim({r})) AS BOOLEAN) AS {v}")
             checks.append(f"WHEN NOT {_empty(r)} AND {v} IS NULL THEN 'invalid_{c}'")
@@ -483,6 +499,9 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
             out.append(f"{v} AS {ident(c)}")
         else:  # string
             text = f"NULLIF(trim({r}), '')"
+            if f.strict_values:
+                keys = ", ".join(sql_str(a) for a, _ in f.values)
+                checks.append(f"WHEN NOT {_empty(r)} AND trim({r}) NOT IN ({keys}) THEN 'unmapped_{c}'")
             if f.values:
                 text = (f"CASE {text} " + " ".join(f"WHEN {sql_str(a)} THEN {sql_str(b)}" for a, b in f.values)
                         + f" ELSE {text} END")
