@@ -199,3 +199,21 @@ def test_a_compressed_file_under_a_plain_name_is_refused(tmp_path, magic, name, 
     src.write_bytes(magic)
     with pytest.raises(UnsupportedCompressionError, match=rf"is a {name}-compressed file without a {name} suffix; {fix}"):
         ingest(src, output=tmp_path / "s")
+
+
+def test_cli_max_line_bytes_and_a_refused_compression(tmp_path):
+    from click.testing import CliRunner
+
+    from servelab.cli import main
+
+    src = tmp_path / "b.csv"
+    src.write_text(HEADER + "1,ChatGPT,1,1,2,API log\n" + f"2,{'x' * 3000},1,1,2,API log\n")
+    result = CliRunner().invoke(main, ["ingest", str(src), "-o", str(tmp_path / "s"), "--max-line-bytes", "2048"])
+    assert result.exit_code == 0, result.output
+    assert "read 2 rows, stored 1, rejected 1 (line_too_long 1)" in result.output
+    packed = tmp_path / "b.csv.xz"
+    packed.write_bytes(b"\xfd7zXZ\x00")
+    result = CliRunner().invoke(main, ["ingest", str(packed), "-o", str(tmp_path / "s2")])
+    assert result.exit_code == 1
+    assert "compressed with xz, which servelab does not read" in result.output and "unxz -k" in result.output
+    assert "Traceback" not in result.output
