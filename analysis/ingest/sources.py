@@ -111,12 +111,8 @@ class Source:
     delimiter: str = ","
     empty: bool = False
     types: tuple[str, ...] = ()
-    max_line_bytes: int = 0
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     fixed_dialect: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.max_line_bytes:
-            object.__setattr__(self, "max_line_bytes", DEFAULT_MAX_LINE_BYTES)
 
     @property
     def compression(self) -> str | None:
