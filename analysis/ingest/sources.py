@@ -283,20 +283,15 @@ _SNIFF_LINES = 1000
 
 
 def _describe_jsonl(path: Path, fh) -> Source:
-    """The columns of a JSONL file: the keys of the JSON objects among its first ``_SNIFF_LINES``
-    non-blank lines, in order of first appearance.
+    """The columns of a JSONL file: the keys of its first line that is a JSON object.
 
-    Keys of every object count, not just the first one's, so that a first row lacking a key (a
-    row the readers reject, e.g. ``missing_input_tokens``) does not hide the column from the
-    format sniffing and checks. Lines that are not JSON objects (broken JSON, an array, bytes
-    that are not UTF-8, decoded here as U+FFFD) do not decide the columns; the readers reject
-    them as rows like any other bad line. Raises when none of those lines is a JSON object,
-    naming the first line's problem.
+    Lines before it that are not JSON objects (broken JSON, an array, bytes that are not
+    UTF-8, decoded here as U+FFFD) do not decide the columns; the readers reject them as rows
+    like any other bad line. Raises when none of the first ``_SNIFF_LINES`` non-blank lines is
+    a JSON object, naming the first line's problem.
     """
     first_problem = None
     seen = 0
-    keys: dict[str, None] = {}
-    found = False
     for line in fh:
         if not line.strip():
             continue
@@ -312,14 +307,10 @@ def _describe_jsonl(path: Path, fh) -> Source:
                 problem = f"it is not a JSON object ({err.msg})"
             else:
                 if isinstance(value, dict):
-                    found = True
-                    keys.update(dict.fromkeys(value))
-                    continue
+                    return Source(path=path, kind="jsonl", columns=tuple(value))
                 problem = f"it is a JSON {type(value).__name__}, not an object"
         if first_problem is None:
             first_problem = problem
-    if found:
-        return Source(path=path, kind="jsonl", columns=tuple(keys))
     if first_problem is None:
         return Source(path=path, kind="jsonl", columns=(), empty=True)
     raise TraceFormatError(

@@ -304,6 +304,9 @@ ADAPTER_CASES = {
 
 _ENDINGS = {"crlf_ending": b"\r\n", "cr_ending": b"\r"}
 
+#: faults that drop a required JSONL key (see :func:`case_strategy`)
+_KEY_DROPPING = {"missing_input"}
+
 
 @st.composite
 def _valid_rows(draw, adapter: str):
@@ -344,6 +347,8 @@ def case_strategy(draw, adapter: str) -> Case:
     # insert from the back so that earlier positions stay put; a line-ending fault changes the
     # ending of the valid row at that place (it must still be stored)
     for name, pos in sorted(faults, key=lambda f: -f[1]):
+        if name in _KEY_DROPPING:
+            continue
         if name in _ENDINGS:
             endings[min(pos, len(rows) - 1)] = _ENDINGS[name]
             continue
@@ -352,6 +357,17 @@ def case_strategy(draw, adapter: str) -> Case:
         lines.insert(pos, make(template))
         endings.insert(pos, b"\n")
         rejected[reason] += 1
+    # a JSONL line lacking a required key goes after the first valid row: the first JSON object's
+    # keys name a file's columns, and a file whose first object lacks a required one is refused
+    # by name (tested in tests/generator/test_exports_tools.py)
+    first_valid = lines.index(spec.line(rows[0]))
+    for name, pos in faults:
+        if name in _KEY_DROPPING:
+            make, reason = spec.faults[name]
+            at = max(pos, first_valid + 1)
+            lines.insert(at, make(rows[min(pos, len(rows) - 1)]))
+            endings.insert(at, b"\n")
+            rejected[reason] += 1
     expected = [spec.stored(r, rows) for r in rows]
     return Case(adapter=adapter, data=spec.write(lines, endings), suffix=spec.suffix,
                 column_map=spec.column_map, expected=expected, rejected=rejected,
