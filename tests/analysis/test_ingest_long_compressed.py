@@ -217,3 +217,19 @@ def test_cli_max_line_bytes_and_a_refused_compression(tmp_path):
     assert result.exit_code == 1
     assert "compressed with xz, which servelab does not read" in result.output and "unxz -k" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("also", ["", "yesterday,28,371\n"], ids=["alone", "beside-unparseable"])
+def test_latin1_byte_in_a_typed_csv_column_is_one_rejected_row(tmp_path, also, check_counts):
+    # DuckDB 2.0.1 fails a LIMIT query on such a file, and a full read when a value of a typed
+    # column does not parse either ("Invalid unicode ... value construction"): neither fails the file
+    src = tmp_path / "azure.csv"
+    src.write_bytes(b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-14 22:14:39.0000000,4036,826\n"
+                    b"2023\xe9-11-14 22:13:20.0000000,8672,2201\n" + also.encode()
+                    + b"2023-11-14 22:14:54.0000000,10,20\n")
+    store = ingest(src, output=tmp_path / "s")
+    rejected = {"invalid_utf8": 1, **({"unparseable_timestamp": 1} if also else {})}
+    rej = check_counts(store, read=3 + bool(also), stored=2, rejected=rejected)
+    assert rej[0]["row"] == 3 and rej[0]["reason"] == "invalid_utf8"
+    assert store.query("SELECT timestamp, input_tokens FROM requests ORDER BY request_id").rows() == [
+        (0.0, 4036), (15.0, 10)]
