@@ -16,15 +16,19 @@ Nothing here computes statistics of the trace; that is the rest of :mod:`servela
 """
 from servelab.analysis.ingest.core import (
     ADAPTERS,
+    DEFAULT_MAX_LINE_BYTES,
     DEFAULT_MEMORY_LIMIT,
     FORMATS,
     EmptySourceWarning,
+    FormatMismatchWarning,
     StoreLockedError,
     StoreTargetError,
+    UnsupportedCompressionError,
     ingest,
     sniff_format,
 )
 from servelab.analysis.ingest.generic import ColumnMap, load_column_map
+from servelab.analysis.ingest.units import LengthUnit, length_unit
 
 __all__ = [
     "ingest",
@@ -32,9 +36,14 @@ __all__ = [
     "FORMATS",
     "ADAPTERS",
     "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_MAX_LINE_BYTES",
+    "UnsupportedCompressionError",
     "EmptySourceWarning",
+    "FormatMismatchWarning",
     "StoreTargetError",
     "StoreLockedError",
     "ColumnMap",
     "load_column_map",
+    "LengthUnit",
+    "length_unit",
 ]

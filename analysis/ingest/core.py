@@ -39,7 +39,14 @@ from servelab.analysis.ingest import aiperf, azure, bailian, burstgpt, fast_path
 from servelab.analysis.ingest.manifest import ingest_manifest
 from servelab.analysis.ingest.outcome import PathOutcome
 from servelab.analysis.ingest.plan import sql_str
-from servelab.analysis.ingest.sources import Source, describe_source, require_nonempty, resolve_sources
+from servelab.analysis.ingest.sources import (
+    DEFAULT_MAX_LINE_BYTES,
+    Source,
+    UnsupportedCompressionError,
+    describe_source,
+    require_nonempty,
+    resolve_sources,
+)
 from servelab.analysis.ingest.target import (
     StoreLockedError,
     StoreTargetError,
@@ -62,7 +69,10 @@ __all__ = [
     "ADAPTERS",
     "FORMATS",
     "EmptySourceWarning",
+    "FormatMismatchWarning",
     "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_MAX_LINE_BYTES",
+    "UnsupportedCompressionError",
     "StoreTargetError",
     "StoreLockedError",
 ]
@@ -88,6 +98,52 @@ _log = logging.getLogger(__name__)
 
 class EmptySourceWarning(UserWarning):
     """One of several sources holds no data row; it is recorded in the manifest and skipped."""
+
+
+class FormatMismatchWarning(UserWarning):
+    """The format given would drop columns the source carries that another format reads."""
+
+
+def _reads(adapter: ModuleType, columns: tuple[str, ...]) -> set[str]:
+    """The source columns ``adapter`` reads (required and optional)."""
+    return set(adapter.REQUIRED + tuple(getattr(adapter, "OPTIONAL", ()))) & set(columns)
+
+
+def _better_format(fmt: str, source: Source) -> tuple[str, list[str]] | None:
+    """Another format that reads every column ``fmt`` reads of ``source`` and more: (name, the
+    columns ``fmt`` would drop), the one reading the most columns; None when ``fmt`` is best."""
+    own = _reads(ADAPTERS[fmt], source.columns)
+    best = None
+    for name, other in ADAPTERS.items():
+        if name in (fmt, generic.NAME) or other.KIND != source.kind:
+            continue
+        if not set(other.REQUIRED) <= set(source.columns):
+            continue
+        theirs = _reads(other, source.columns)
+        if theirs > own and (best is None or len(theirs) > len(best[1])):
+            best = (name, theirs)
+    if best is None:
+        return None
+    return best[0], [c for c in source.columns if c in best[1] - own]
+
+
+def _warn_better_formats(fmt: str, sources: list[Source]) -> None:
+    """Warn (:class:`FormatMismatchWarning`) when a source's columns match another format better."""
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for s in sources:
+        better = _better_format(fmt, s)
+        if better is not None:
+            paths, dropped = found.setdefault(better[0], ([], []))
+            paths.append(str(s.path))
+            dropped.extend(c for c in better[1] if c not in dropped)
+    for name, (paths, dropped) in found.items():
+        warnings.warn(
+            f"--format {fmt} drops column(s) {', '.join(repr(c) for c in dropped)} that "
+            f"{', '.join(paths)} carr{'ies' if len(paths) == 1 else 'y'}; its columns match {name!r}, which reads "
+            f"them: use --format {name} (or --format auto)",
+            FormatMismatchWarning,
+            stacklevel=4,
+        )
 
 
 def sniff_format(source) -> str | None:
@@ -170,6 +226,8 @@ def _choose_format(fmt: str, sources: list[Source], cmap) -> tuple[str, bool]:
                     f"{s.path} is a {s.kind} file; format {fmt!r} reads {adapter.KIND} files"
                 )
             raise MissingColumnError(missing[0], found=s.columns, source=str(s.path), fmt=fmt)
+    if fmt != generic.NAME:
+        _warn_better_formats(fmt, present)
     return fmt, False
 
 
@@ -211,6 +269,7 @@ def ingest(
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     threads: int | None = None,
     clock: float | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> TraceStore:
     """Ingest raw trace files into a trace store.
 
@@ -240,6 +299,11 @@ def ingest(
         The timestamps' logging step in seconds when the user knows it (recorded as
         ``given: "user"``, the detected clock kept beside it); detected from the gaps when
         omitted (:mod:`servelab.analysis.clock`). Gap analyses censor gaps below it.
+    max_line_bytes : int
+        The longest line (CSV row or JSONL object) read, in bytes (default
+        :data:`DEFAULT_MAX_LINE_BYTES`, 64 MiB); a longer line is one rejected row
+        (``line_too_long``, its raw value the line's first 10,000 characters), shorter ones, with
+        fields of any length, are stored.
 
     Returns
     -------
@@ -253,6 +317,9 @@ def ingest(
     TraceFormatError
         The format is unknown, wrong for the sources (the message suggests the sniffed one), or
         a source cannot be read.
+    UnsupportedCompressionError
+        A source is compressed with something other than gzip (``.gz``) or zstd (``.zst``)
+        (``.bz2``, ``.xz``, ``.zip``, ``.7z``, ...); the message says how to decompress it.
     MissingColumnError
         A source lacks a column its format requires (names it and the columns found).
     ColumnMapError
@@ -274,25 +341,29 @@ def ingest(
                               or not (math.isfinite(clock) and clock > 0)):
         raise ValueError(f"clock must be a positive number of seconds (the timestamps' logging step); got {clock!r}")
     user_clock = resolve_clock(float(clock)) if clock is not None else None
+    if isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int) or max_line_bytes < 1024:
+        raise ValueError(f"max_line_bytes must be an integer number of bytes >= 1024; got {max_line_bytes!r}")
     paths = resolve_sources(sources)
     check_target(Path(output), paths, overwrite=overwrite)
     target = Path(os.path.abspath(output))
     with target_lock(target):
         clean_stale(target)
         _ingest_locked(paths, fmt=fmt, target=Path(output), overwrite=overwrite, column_map=column_map,
-                       progress=progress, memory_limit=memory_limit, threads=threads, user_clock=user_clock)
+                       progress=progress, memory_limit=memory_limit, threads=threads, user_clock=user_clock,
+                       max_line_bytes=max_line_bytes)
     return open_store(output)
 
 
 def _ingest_locked(paths, *, fmt, target: Path, overwrite, column_map, progress, memory_limit, threads,
-                   user_clock) -> None:
+                   user_clock, max_line_bytes) -> None:
     """The ingest proper, under the target's lock: describe, choose the format, plan, run, write.
 
     ``target`` is the output as given (errors name it so); :func:`check_target` refused ``.``.
     """
     cmap = generic.load_column_map(column_map) if column_map is not None else None
     described = [
-        describe_source(p, kind=cmap.kind if cmap else None, delimiter=cmap.delimiter if cmap else None)
+        describe_source(p, kind=cmap.kind if cmap else None, delimiter=cmap.delimiter if cmap else None,
+                        max_line_bytes=max_line_bytes)
         for p in paths
     ]
     require_nonempty(described)

@@ -14,9 +14,10 @@ from servelab.analysis.ingest.manifest import nothing_stored
 from servelab.analysis.ingest.outcome import PathOutcome, SourceOutcome
 from servelab.analysis.ingest.numbering import StreamQueryError, write_numbered
 from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
+from servelab.analysis.ingest.sources import DEFAULT_MAX_LINE_BYTES
 from servelab.analysis.ingest.reading import (
     PhaseTimer,
-    is_line_ending_error,
+    is_retryable_read_error,
     malformed_table,
     native_types,
     raw_relation,
@@ -33,12 +34,21 @@ __all__ = ["applies", "run"]
 
 
 def applies(described, plans, first_plan: IngestPlan) -> bool:
-    """CSV, JSONL or Parquet sources without conversation links: read once, straight to the store."""
-    return all(described[i].kind in _KINDS for i in plans) and not first_plan.link_conversations
+    """CSV, JSONL or Parquet sources without conversation links: read once, straight to the store.
+
+    A JSONL source with a line limit below the default takes the general path, whose line
+    reader enforces it (DuckDB's ``read_json`` reads objects beyond ``maximum_object_size``).
+    """
+    return (all(described[i].kind in _KINDS for i in plans) and not first_plan.link_conversations
+            and not any(described[i].kind == "jsonl" and described[i].max_line_bytes < DEFAULT_MAX_LINE_BYTES
+                        for i in plans))
 
 
 _KINDS = ("csv", "jsonl", "parquet")
 
+
+#: DuckDB's error for a rejected line with bytes that are not UTF-8, under an early-stopping query
+_INVALID_UNICODE = "Invalid unicode (byte sequence mismatch)"
 
 #: message of the DuckDB error() that stops the fast path at the first row a SQL check rejects
 _SQL_REJECT = "servelab-fast-path: a row fails a value check"
@@ -91,8 +101,10 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> Pat
         try:
             first = con.execute(f"SELECT _ts FROM ({pass1[indices[0]]}) WHERE _reason IS NULL LIMIT 1").fetchall()
         except duckdb.Error as err:
-            if jsonl or is_line_ending_error(err):
-                return None  # the general path reads a copy with LF line endings
+            # the general path reads a copy with LF line endings; and DuckDB 2.0.1 fails this
+            # LIMIT query (not a full read) when a line it rejects holds bytes that are not UTF-8
+            if jsonl or is_retryable_read_error(err) or _INVALID_UNICODE in str(err):
+                return None
             raise cannot_read(err) from None
         finally:
             drop_reader_tables()
@@ -114,7 +126,7 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> Pat
         summary = write_numbered(con, queries, requests)
     except (duckdb.Error, StreamQueryError) as err:
         requests.unlink(missing_ok=True)
-        if _SQL_REJECT in str(err) or jsonl or is_line_ending_error(err):
+        if _SQL_REJECT in str(err) or jsonl or is_retryable_read_error(err):
             drop_reader_tables()
             return None
         raise cannot_read(err) from None

@@ -27,8 +27,8 @@ from servelab.analysis.ingest.plan import ident, sql_str
 from servelab.analysis.ingest.reading import (
     PhaseTimer,
     malformed_table,
-    is_line_ending_error,
-    lf_copy,
+    is_retryable_read_error,
+    retry_source,
     native_types,
     raw_relation,
     relative_time_sql,
@@ -51,6 +51,44 @@ def _read_part(con, s, i, plan, native, part: Path) -> str | None:
     return staged
 
 
+def _read_with_retries(con, s, i, plan, native, part: Path, work: Path, fmt: str):
+    """:func:`_read_part`, read again when DuckDB's reader fails in a way a second read cures.
+
+    - mixed line endings, a lone CR, or a line over DuckDB's default limit: an LF copy and, for
+      a CSV, a fixed dialect with servelab's line limit (:func:`.reading.retry_source`);
+    - DuckDB 2.0.1 fails a CSV holding both a line that is not UTF-8 and a value its typed
+      reader cannot parse ("Invalid unicode ... in value construction"): the columns are read
+      as text instead and checked in SQL (same reasons).
+
+    Returns the staged lines table (or None) and the native types the read used.
+    """
+    source = s
+    try:
+        for _ in range(3):
+            try:
+                return _read_part(con, source, i, plan, native, part), native
+            except duckdb.Error as err:
+                for table in (f"rejects_{i}", f"rejects_scan_{i}"):
+                    con.execute(f"DROP TABLE IF EXISTS {table}")
+                if source is s and is_retryable_read_error(err):
+                    retry = retry_source(s, work, i)
+                    if retry is not None:
+                        source = retry
+                        continue
+                if native and _INVALID_UNICODE in str(err):
+                    native = {}
+                    continue
+                raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): {err}") from None
+        raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): the reader failed after every retry")
+    finally:
+        if source.path != s.path:
+            source.path.unlink(missing_ok=True)
+
+
+#: DuckDB's error for a line that is not UTF-8 beside a value its typed CSV reader cannot parse
+_INVALID_UNICODE = "Invalid unicode (byte sequence mismatch)"
+
+
 def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, show_progress: bool) -> PathOutcome:
     """Ingest any sources: each into a typed Parquet part with a reject reason per row, then
     small passes over the parts, then the stored rows streamed (sorted, numbered) into the store.
@@ -69,21 +107,7 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
         native = native_types(plan, s)
         natives[i] = native
         part = work / f"part_{i:05d}.parquet"
-        try:
-            staged = _read_part(con, s, i, plan, native, part)
-        except duckdb.Error as err:
-            # one line ending unlike the others fails DuckDB's reader: read a copy with LF endings
-            copy = lf_copy(s, work, i) if is_line_ending_error(err) else None
-            if copy is None:
-                raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): {err}") from None
-            for table in (f"rejects_{i}", f"rejects_scan_{i}"):
-                con.execute(f"DROP TABLE IF EXISTS {table}")
-            try:
-                staged = _read_part(con, copy, i, plan, native, part)
-            except duckdb.Error as err2:
-                raise TraceFormatError(f"cannot read {s.path} as {s.kind} ({fmt}): {err2}") from None
-            finally:
-                copy.path.unlink(missing_ok=True)
+        staged, natives[i] = _read_with_retries(con, s, i, plan, native, part, work, fmt)
         if staged:
             con.execute(f"DROP TABLE {staged}")
         parts[i] = part

@@ -24,6 +24,23 @@ A platform team points servelab at its private logs by writing which source colu
     [constants]                  # canonical column = one value for every row
     service = "api"
 
+    [lengths]                    # what the *_tokens columns count (default: tokens)
+    unit = "characters"          # tokens | characters
+    chars_per_token = 4.0        # optional: characters -> tokens (stored as tokens, and said so)
+
+A mapped column may carry a **value map**, a table instead of a column name: a boolean column
+lists the source values meaning true and false, a string column maps source values to stored
+ones; any other non-empty value rejects the row (reason ``unmapped_<column>``)::
+
+    failed = {column = "predict_status", true = ["FAILED"], false = ["SUCCEED"]}
+    service = {column = "route", values = {chat = "conversation", completion = "api"}}
+
+**Length units.** Without ``[lengths]`` the ``*_tokens`` columns count tokens. With
+``unit = "characters"`` they are stored as the source gives them, characters, and the manifest
+says so (``lengths``; :func:`servelab.analysis.ingest.units.length_unit` reads it so that tables
+and figures label them "characters"); with ``chars_per_token`` as well they are converted to
+tokens (``round(characters / chars_per_token)``) and the manifest records the conversion.
+
 Every canonical column except ``request_id`` and ``timestamp`` may be mapped (see
 :mod:`servelab.analysis.schema`). Token / item counts and ``turn`` are checked as non-negative
 integers, ``latency_s`` as non-negative seconds, ``failed`` as a boolean, ``prefix_blocks`` as a
@@ -33,6 +50,7 @@ columns may be empty (stored as NULL). The map is parsed with the standard libra
 """
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -43,16 +61,21 @@ from typing import Any
 
 from servelab.analysis.exceptions import ColumnMapError
 from servelab.analysis.ingest.plan import Field, IngestPlan, TimeSpec, ident, sql_str
+from servelab.analysis.ingest.units import LENGTH_COLUMNS, LENGTH_UNITS, LengthUnit
 from servelab.analysis.schema import CANONICAL_COLUMNS, TOKEN_COLUMNS
 
-__all__ = ["NAME", "ColumnMap", "load_column_map", "plan", "matches", "TIME_UNITS"]
+__all__ = ["NAME", "ColumnMap", "load_column_map", "plan", "matches", "TIME_UNITS", "LENGTH_UNITS"]
 
 NAME = "generic"
 
 #: seconds per unit of a numeric time column
 TIME_UNITS = MappingProxyType({"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9})
 
-_SECTIONS = {"source", "time", "columns", "constants"}
+
+_SECTIONS = {"source", "time", "columns", "constants", "lengths"}
+_LENGTH_KEYS = {"unit", "chars_per_token"}
+_BOOL_MAP_KEYS = {"column", "true", "false"}
+_STRING_MAP_KEYS = {"column", "values"}
 _SOURCE_KEYS = {"kind", "delimiter"}
 _TIME_KEYS = {"column", "format", "timezone", "unit", "epoch"}
 _MAPPABLE = tuple(c for c in CANONICAL_COLUMNS if c not in ("request_id", "timestamp"))
@@ -82,6 +105,14 @@ class ColumnMap:
         Canonical column -> constant value.
     kind, delimiter : str or None
         Source file kind and CSV delimiter, when given.
+    value_maps : Mapping
+        Canonical column -> tuple of (source value, stored value text) pairs; a non-empty source
+        value not listed rejects the row (``unmapped_<column>``). Boolean columns store
+        ``"true"`` / ``"false"``.
+    length_unit : str
+        What the ``*_tokens`` columns of the source count: ``tokens`` or ``characters``.
+    chars_per_token : float or None
+        With ``characters``: convert to tokens by dividing by this (stored as tokens).
     """
 
     time_column: str
@@ -93,6 +124,9 @@ class ColumnMap:
     constants: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     kind: str | None = None
     delimiter: str | None = None
+    value_maps: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: MappingProxyType({}))
+    length_unit: str = "tokens"
+    chars_per_token: float | None = None
 
     def source_columns(self) -> tuple[str, ...]:
         """Source columns the map names (time first)."""
@@ -168,8 +202,11 @@ def load_column_map(column_map) -> ColumnMap:
     constants = dict(data.get("constants") or {})
     _check_keys("[columns]", columns, _MAPPABLE)
     _check_keys("[constants]", constants, _MAPPABLE)
-    for name, value in columns.items():
-        if not isinstance(value, str) or not value:
+    value_maps = {}
+    for name, value in list(columns.items()):
+        if isinstance(value, Mapping):
+            columns[name], value_maps[name] = _value_map(name, value)
+        elif not isinstance(value, str) or not value:
             raise ColumnMapError(f"column map [columns] {name} must name a source column; got {value!r}")
     both = sorted(set(columns) & set(constants))
     if both:
@@ -179,6 +216,7 @@ def load_column_map(column_map) -> ColumnMap:
             raise ColumnMapError(f"column map [constants] {name} must be a single value; got {value!r}")
     source = dict(data.get("source") or {})
     _check_keys("[source]", source, _SOURCE_KEYS)
+    length_unit, chars_per_token = _lengths(dict(data.get("lengths") or {}))
     return ColumnMap(
         time_column=str(time["column"]),
         time_format=time.get("format"),
@@ -189,7 +227,64 @@ def load_column_map(column_map) -> ColumnMap:
         constants=MappingProxyType(constants),
         kind=source.get("kind"),
         delimiter=source.get("delimiter"),
+        value_maps=MappingProxyType(value_maps),
+        length_unit=length_unit,
+        chars_per_token=chars_per_token,
     )
+
+
+def _value_map(name: str, spec: Mapping) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(source column, (source value, stored text) pairs) of a ``[columns]`` value map."""
+    where = f"column map [columns] {name}"
+    kind = _kind_of(name)
+    if kind not in ("bool", "string"):
+        raise ColumnMapError(f"{where}: value maps are for boolean and text columns (e.g. failed, service); "
+                             f"{name!r} is a {kind} column; got {dict(spec)!r}")
+    _check_keys(where, spec, _BOOL_MAP_KEYS if kind == "bool" else _STRING_MAP_KEYS)
+    column = spec.get("column")
+    if not isinstance(column, str) or not column:
+        raise ColumnMapError(f"{where} needs column = \"<source column>\"; got {column!r}")
+    pairs: list[tuple[str, str]] = []
+    if kind == "bool":
+        for flag in ("true", "false"):
+            got = spec.get(flag, [])
+            if isinstance(got, str):
+                got = [got]
+            if not isinstance(got, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in got):
+                raise ColumnMapError(f"{where} {flag} must be a list of source values (text or integers); got {got!r}")
+            pairs += [(str(v).strip(), flag) for v in got]
+        if not pairs:
+            raise ColumnMapError(f"{where} lists no values: give true = [...] and/or false = [...]")
+    else:
+        values = spec.get("values")
+        if not isinstance(values, Mapping) or not values:
+            raise ColumnMapError(f"{where} needs values = {{source = \"stored\", ...}}; got {values!r}")
+        for src, dst in values.items():
+            if not isinstance(dst, str) or not dst.strip():
+                raise ColumnMapError(f"{where} values.{src} must be a non-empty text; got {dst!r}")
+            pairs.append((str(src).strip(), dst.strip()))
+    sources = [a for a, _ in pairs]
+    twice = sorted({a for a in sources if sources.count(a) > 1})
+    if twice:
+        raise ColumnMapError(f"{where} lists source value(s) {twice} more than once")
+    return column, tuple(pairs)
+
+
+def _lengths(lengths: dict) -> tuple[str, float | None]:
+    """``[lengths]``: the unit of the ``*_tokens`` columns and an optional chars-per-token factor."""
+    _check_keys("[lengths]", lengths, _LENGTH_KEYS)
+    unit = lengths.get("unit", "tokens")
+    if unit not in LENGTH_UNITS:
+        raise ColumnMapError(f"column map [lengths] unit must be one of {list(LENGTH_UNITS)}; got {unit!r}")
+    factor = lengths.get("chars_per_token")
+    if factor is not None:
+        if unit != "characters":
+            raise ColumnMapError(f"column map [lengths] chars_per_token converts characters: give unit = "
+                                 f"\"characters\" with it; got unit {unit!r}")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+            raise ColumnMapError(f"column map [lengths] chars_per_token must be a positive number; got {factor!r}")
+        factor = float(factor)
+    return unit, factor
 
 
 def matches(kind: str, columns: tuple[str, ...]) -> bool:
@@ -234,8 +329,11 @@ def plan(columns: tuple[str, ...], column_map=None) -> IngestPlan:
     for canonical, src in cmap.columns.items():
         kind = _kind_of(canonical)
         raw = ident(src) if kind != "string" else f"trim({ident(src)})"
+        values = cmap.value_maps.get(canonical, ())
+        per = cmap.chars_per_token if canonical in LENGTH_COLUMNS else None
         fields.append(Field(canonical, raw, kind, required=canonical in _REQUIRED_COUNTS,
-                            column=src if kind != "string" else None))
+                            column=src if kind != "string" and not values else None,
+                            values=values, strict_values=bool(values), divide_by=per))
     for canonical, value in cmap.constants.items():
         kind = _kind_of(canonical)
         text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -264,4 +362,14 @@ def plan(columns: tuple[str, ...], column_map=None) -> IngestPlan:
                 else f"{cmap.time_column!r} is {cmap.time_unit} since the trace start: origin unknown (None)"
             ),
         )
-    return IngestPlan(fmt=NAME, time=time, fields=tuple(fields), notes=(f"column map: {dict(cmap.columns)}",))
+    notes = [f"column map: {dict(cmap.columns)}"]
+    notes += [f"value map {c}: " + ", ".join(f"{a!r} -> {b}" for a, b in pairs) + "; other values rejected (unmapped_"
+              f"{c})" for c, pairs in cmap.value_maps.items()]
+    if cmap.length_unit == "characters":
+        notes.append("lengths (*_tokens columns) count characters" + (
+            f", converted to tokens at {cmap.chars_per_token!r} characters per token" if cmap.chars_per_token
+            else ", stored as characters"))
+    return IngestPlan(fmt=NAME, time=time, fields=tuple(fields), notes=tuple(notes),
+                      lengths=LengthUnit(source_unit=cmap.length_unit, chars_per_token=cmap.chars_per_token),
+                      value_maps=MappingProxyType({c: {"column": cmap.columns[c], "map": dict(p)}
+                                                   for c, p in cmap.value_maps.items()}))

@@ -95,6 +95,9 @@ def ingest_manifest(described, outcome: PathOutcome, plan: IngestPlan, fmt, snif
         }},
     )
     manifest.update(clock_entry(outcome.clock))
+    manifest["lengths"] = plan.lengths.to_json()
+    if plan.value_maps:
+        manifest["extra"]["ingest"]["value_maps"] = {c: dict(m) for c, m in plan.value_maps.items()}
     return manifest
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 
+from servelab.analysis.exceptions import TraceFormatError
 from servelab.analysis.ingest.manifest import wall_clock
 from servelab.analysis.ingest.plan import IngestPlan, TimeSpec, ident, sql_str
 from servelab.analysis.ingest.sources import Source
@@ -42,14 +43,15 @@ __all__ = [
     "streamed_jsonl_relation",
     "typed_rows_sql",
     "malformed_table",
-    "is_line_ending_error",
+    "is_retryable_read_error",
+    "retry_source",
     "lf_copy",
     "stored_columns",
+    "reader_buffer",
     "source_names_sql",
     "relative_time_sql",
 ]
 
-_MAX_LINE = 64 * 1024 * 1024  # JSONL lines with long hash_ids lists
 
 _log = logging.getLogger("servelab.analysis.ingest")
 
@@ -65,6 +67,10 @@ class PhaseTimer:
         _log.debug("ingest phase %-22s %7.2f s", phase, now - self.t)
         self.t = now
 
+
+#: DuckDB's default CSV line limit: a file with a longer line fails the sniffing read, and the retry
+#: (:func:`retry_source`) reads it with the source's own limit
+_DUCKDB_MAX_LINE = 2 * 1024 * 1024
 
 # counts are parsed as DOUBLE so that 20.5 is rejected as non-integer (DuckDB would round it)
 _NATIVE = {"count": "DOUBLE", "seconds": "DOUBLE"}
@@ -121,9 +127,19 @@ def raw_relation(source: Source, index: int, native: Mapping[str, str]) -> tuple
     raw_json = _raw_values_json(cols)
     if source.kind == "csv":
         types = "{" + ", ".join(f"{sql_str(c)}: {sql_str(native.get(c, 'VARCHAR'))}" for c in cols) + "}"
+        if source.fixed_dialect:
+            # the retry after the sniffer (or DuckDB's 2 MB default line limit) failed on the file:
+            # no sniffing, the header's columns, and servelab's line limit (a longer line is a
+            # reject row, LINE SIZE OVER MAXIMUM)
+            dialect = (f"auto_detect = false, quote = '\"', escape = '\"', columns = {types}, "
+                       f"max_line_size = {source.max_line_bytes}, buffer_size = {reader_buffer(source)}")
+        elif source.max_line_bytes < _DUCKDB_MAX_LINE:
+            dialect = f"types = {types}, max_line_size = {source.max_line_bytes}"
+        else:
+            dialect = f"types = {types}"
         rel = (
             f"SELECT *, CAST(NULL AS BIGINT) AS _line, CAST(NULL AS VARCHAR) AS _bad FROM read_csv({path}, header = true, "
-            f"delim = {sql_str(source.delimiter)}, types = {types}, store_rejects = true, "
+            f"delim = {sql_str(source.delimiter)}, {dialect}, store_rejects = true, "
             f"rejects_table = 'rejects_{index}', rejects_scan = 'rejects_scan_{index}')"
         )
         return rel, raw_json
@@ -161,9 +177,29 @@ def streamed_jsonl_relation(source: Source) -> tuple[str, str]:
     rel = (
         f"SELECT *, CAST(NULL AS BIGINT) AS _line, CAST(NULL AS VARCHAR) AS _bad FROM read_json({sql_str(source.path)}, "
         f"format = 'newline_delimited', records = true, columns = {columns}, "
-        f"maximum_object_size = {_MAX_LINE})"
+        f"maximum_object_size = {source.max_line_bytes})"
     )
     return rel, _raw_values_json(cols)
+
+
+#: the smallest read buffer of an uncompressed text source (DuckDB caps it at the file's size)
+_MIN_BUFFER = 256 * 1024 * 1024
+
+
+def reader_buffer(source: Source) -> int:
+    """DuckDB ``buffer_size`` for reading ``source`` with its line limit.
+
+    DuckDB drops a line longer than its read buffer without a reject row (seen with DuckDB
+    2.0.1: a 200 kB line, a 100 kB limit and a 200 kB buffer gave no row and no reject), so the
+    buffer is kept far above the limit: for a plain file ``max(16 x limit, 256 MiB)`` (DuckDB
+    caps it at the file's size, so small files cost nothing); for a compressed one, whose buffer
+    is allocated in full, ``2 x limit`` (16 x 64 MiB ran out of memory at the 1 GB limit). A
+    single line over that buffer (1 GiB for a plain file, 128 MiB compressed, with the default
+    limit) is the remaining case DuckDB does not report.
+    """
+    if source.compression:
+        return 2 * source.max_line_bytes
+    return max(16 * source.max_line_bytes, _MIN_BUFFER)
 
 
 def _raw_values_json(cols) -> str:
@@ -189,7 +225,7 @@ def stage_lines(con: duckdb.DuckDBPyConnection, source: Source, index: int) -> s
     table = _lines_table(index)
     # DuckDB's default buffer for a compressed file is 16 x max_line_size (1 GiB here), more than
     # the default memory limit: gzipped JSONL failed with "Out of Memory". Plain files keep the default.
-    buffer = f", buffer_size = {2 * _MAX_LINE}" if _compressed(source) else ""
+    buffer = f", buffer_size = {reader_buffer(source)}" if source.compression else ""
     # a line that is not valid UTF-8 (reason invalid_utf8) or otherwise unreadable (malformed_line)
     # lands in the reader's reject table (with its 1-based line) instead of failing the file; the surviving lines are renumbered around it below
     rejects = f"jsonl_encoding_{index}"
@@ -197,7 +233,7 @@ def stage_lines(con: duckdb.DuckDBPyConnection, source: Source, index: int) -> s
         f"CREATE OR REPLACE TEMP TABLE {table} AS "
         f"SELECT row_number() OVER () AS _line, line, CAST(NULL AS VARCHAR) AS _read_bad FROM read_csv({sql_str(source.path)}, "
         f"columns = {{'line': 'VARCHAR'}}, header = false, delim = '\x01', quote = '', escape = '', "
-        f"auto_detect = false, max_line_size = {_MAX_LINE}{buffer}, store_rejects = true, "
+        f"auto_detect = false, max_line_size = {source.max_line_bytes}{buffer}, store_rejects = true, "
         f"rejects_table = '{rejects}', rejects_scan = '{rejects}_scan')"
     )
     try:
@@ -220,7 +256,8 @@ def _renumber_around_rejects(con: duckdb.DuckDBPyConnection, table: str, rejects
         f"CREATE OR REPLACE TEMP TABLE _rej_lines AS SELECT line AS l, "
         f"CAST(line - row_number() OVER (ORDER BY line) AS BIGINT) AS before, "
         f"trim(first(csv_line), chr(10) || chr(13)) AS raw, "
-        f"CASE WHEN bool_or(error_type = 'INVALID ENCODING') THEN 'invalid_utf8' ELSE 'malformed_line' END AS why "
+        f"CASE WHEN bool_or(error_type = 'INVALID ENCODING') THEN 'invalid_utf8' "
+        f"WHEN bool_or(error_type = 'LINE SIZE OVER MAXIMUM') THEN 'line_too_long' ELSE 'malformed_line' END AS why "
         f"FROM {rejects} GROUP BY line"
     )
     con.execute(
@@ -231,30 +268,52 @@ def _renumber_around_rejects(con: duckdb.DuckDBPyConnection, table: str, rejects
     con.execute("DROP TABLE _rej_lines")
 
 
-#: DuckDB's CSV reader fails a whole file on one line whose ending differs from the others
-#: (LF in a CRLF file or the reverse): the sniffer cannot pick a dialect, or the parser stops
-_LINE_ENDING_ERRORS = ("Error when sniffing file", "state machine reached an invalid state")
+#: DuckDB read errors that a second read may cure: one line ending unlike the others (LF in a
+#: CRLF file or the reverse, or a lone CR) makes the sniffer give up or the parser stop; a line
+#: over DuckDB's default 2 MB limit stops the sniffer or the reader
+_RETRY_ERRORS = ("Error when sniffing file", "state machine reached an invalid state", "Maximum line size")
 
 _CHUNK = 16 * 1024 * 1024
 
 
-def is_line_ending_error(err: BaseException) -> bool:
-    """Whether a DuckDB read error is one that :func:`lf_copy` may cure (mixed line endings)."""
-    return any(m in str(err) for m in _LINE_ENDING_ERRORS)
+def is_retryable_read_error(err: BaseException) -> bool:
+    """Whether a DuckDB read error is one that :func:`retry_source` may cure."""
+    return any(m in str(err) for m in _RETRY_ERRORS)
 
 
-def lf_copy(source: Source, folder: Path, index: int) -> Source | None:
-    """A copy of ``source`` with every CRLF turned into LF, in ``folder``; None if it has no CRLF.
+def retry_source(source: Source, folder: Path, index: int) -> Source | None:
+    """The source to read again after DuckDB's reader failed on it (:func:`is_retryable_read_error`).
 
-    Used only after a read failed (:func:`is_line_ending_error`), so clean files never pay for
-    it. Line numbers are kept (a CRLF becomes one LF) and the copy is uncompressed. The copy is
-    read in place of the file; rejected rows still name the original path (the caller's
-    ``described``), which this does not change.
+    Text sources only (None for Parquet). The file's line endings are made uniform in a copy
+    when they are mixed (:func:`lf_copy`); a CSV is then read with a fixed dialect and the
+    source's line limit (``Source.fixed_dialect``), so an over-long row is one rejected row
+    (``line_too_long``) and long fields under the limit are stored. Clean files never get here.
     """
     if source.kind not in ("csv", "jsonl"):
         return None
-    opener = gzip.open if source.path.suffix.lower() in (".gz", ".gzip") else open
+    copy = lf_copy(source, folder, index)
+    retry = copy if copy is not None else source
+    if source.kind == "csv":
+        return dataclasses.replace(retry, fixed_dialect=True)
+    return copy
+
+
+def lf_copy(source: Source, folder: Path, index: int) -> Source | None:
+    """A copy of ``source`` with every CRLF and every lone CR turned into LF, in ``folder``; None
+    if it has no CR.
+
+    Used only after a read failed (:func:`is_retryable_read_error`), so clean files never pay for
+    it. A CRLF becomes one LF (line numbers kept); a lone CR (a classic Mac line ending) ends a
+    line, as Python's universal newlines read it, so the rows it ends are read, not rejected
+    (lines after it are numbered in the copy). The copy is uncompressed and read in place of the
+    file; rejected rows still name the original path (the caller's ``described``).
+    """
+    if source.kind not in ("csv", "jsonl"):
+        return None
     out = folder / f"lf_{index:05d}.{source.kind}"
+    if source.compression == "zstd":
+        return _zstd_lf_copy(source, out)
+    opener = gzip.open if source.compression == "gzip" else open
     changed = False
     with opener(source.path, "rb") as src, open(out, "wb") as dst:
         carry = b""
@@ -264,18 +323,43 @@ def lf_copy(source: Source, folder: Path, index: int) -> Source | None:
             carry = b"\r" if chunk.endswith(b"\r") else b""
             if carry:
                 chunk = chunk[:-1]
-            fixed = chunk.replace(b"\r\n", b"\n")
-            changed = changed or len(fixed) != len(chunk)
-            dst.write(fixed)
-        dst.write(carry)
+            if b"\r" in chunk:
+                changed = True
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            dst.write(chunk)
+        if carry:
+            changed = True
+            dst.write(b"\n")
     if not changed:
         out.unlink()
         return None
     return dataclasses.replace(source, path=out)
 
 
-def _compressed(source: Source) -> bool:
-    return source.path.suffix.lower() in (".gz", ".gzip", ".zst")
+def _zstd_lf_copy(source: Source, out: Path) -> Source:
+    """:func:`lf_copy` of a zstd file, decompressed by DuckDB line by line (Python 3.11 has no zstd).
+
+    DuckDB's line reader ends lines at LF, CRLF or CR; a line it cannot read (not UTF-8, over
+    the limit) fails the copy with an error saying to decompress the file first, so no line is
+    lost unaccounted.
+    """
+    con = duckdb.connect()
+    try:
+        con.execute(
+            f"COPY (SELECT COALESCE(line, '') FROM read_csv({sql_str(source.path)}, columns = {{'line': 'VARCHAR'}}, "
+            f"header = false, delim = '\x01', quote = '', escape = '', auto_detect = false, compression = 'zstd', strict_mode = false, "
+            f"max_line_size = {source.max_line_bytes}, buffer_size = {2 * source.max_line_bytes})) "
+            f"TO {sql_str(out)} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')"
+        )
+    except duckdb.Error as err:
+        out.unlink(missing_ok=True)
+        raise TraceFormatError(
+            f"{source.path}: its line endings are mixed and a line cannot be decompressed as text ({err}); "
+            f"decompress it first (zstd -d {source.path}) and ingest the plain file"
+        ) from None
+    finally:
+        con.close()
+    return dataclasses.replace(source, path=out)
 
 
 def stored_columns(plans: Mapping[int, IngestPlan]) -> list[str]:
@@ -320,6 +404,18 @@ def _scale_sql(scale: float) -> str:
     return f" * {scale!r}"
 
 
+def _count_out(v: str, f) -> str:
+    """SQL of a checked count's stored value: as is, or divided (characters -> tokens) and rounded."""
+    if f.divide_by is None:
+        return f"TRY_CAST({v} AS BIGINT)"
+    return f"TRY_CAST(round({v} / {float(f.divide_by)!r}) AS BIGINT)"
+
+
+def _mapped(text: str, pairs, other: str) -> str:
+    """SQL CASE mapping ``text`` through ``(from, to)`` pairs, ``other`` for the rest."""
+    return f"CASE {text} " + " ".join(f"WHEN {sql_str(a)} THEN {sql_str(b)}" for a, b in pairs) + f" ELSE {other} END"
+
+
 def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native: Mapping[str, str]) -> str:
     """SQL turning the raw relation into typed canonical columns + _ts, _reason, _line, _src, _raw."""
     t = plan.time
@@ -362,7 +458,7 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
             checks.append(f"WHEN {v} < 0 THEN 'negative_{c}'")
             if f.kind == "count":
                 checks.append(f"WHEN {v} <> floor({v}) OR {v} >= 9.2e18 THEN 'non_integer_{c}'")
-                out.append(f"TRY_CAST({v} AS BIGINT) AS {ident(c)}")
+                out.append(f"{_count_out(v, f)} AS {ident(c)}")
             else:
                 out.append(f"{v} AS {ident(c)}")
             continue
@@ -376,9 +472,13 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
             if f.kind == "count":
                 checks.append(f"WHEN {v} <> floor({v}) OR (TRY_CAST({v} AS BIGINT) IS NULL AND {v} IS NOT NULL) "
                               f"THEN 'non_integer_{c}'")
-                out.append(f"TRY_CAST({v} AS BIGINT) AS {ident(c)}")
+                out.append(f"{_count_out(v, f)} AS {ident(c)}")
             else:
                 out.append(f"{v} AS {ident(c)}")
+        elif f.kind == "bool" and f.values:
+            parse.append(f"{_mapped(f'trim({r})', f.values, 'NULL')} AS {v}")
+            checks.append(f"WHEN NOT {_empty(r)} AND {v} IS NULL THEN 'unmapped_{c}'")
+            out.append(f"CAST({v} AS BOOLEAN) AS {ident(c)}")
         elif f.kind == "bool":
             parse.append(f"TRY_CAST(lower(trim({r})) AS BOOLEAN) AS {v}")
             checks.append(f"WHEN NOT {_empty(r)} AND {v} IS NULL THEN 'invalid_{c}'")
@@ -399,6 +499,9 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
             out.append(f"{v} AS {ident(c)}")
         else:  # string
             text = f"NULLIF(trim({r}), '')"
+            if f.strict_values:
+                keys = ", ".join(sql_str(a) for a, _ in f.values)
+                checks.append(f"WHEN NOT {_empty(r)} AND trim({r}) NOT IN ({keys}) THEN 'unmapped_{c}'")
             if f.values:
                 text = (f"CASE {text} " + " ".join(f"WHEN {sql_str(a)} THEN {sql_str(b)}" for a, b in f.values)
                         + f" ELSE {text} END")
@@ -418,7 +521,8 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
 
 def _reader_reason_sql(plan: IngestPlan, native: Mapping[str, str]) -> str:
     """CASE mapping a CSV reader reject (error_type, column_name) to a reject reason."""
-    whens = ["WHEN error_type = 'INVALID ENCODING' THEN 'invalid_utf8'"]
+    whens = ["WHEN error_type = 'INVALID ENCODING' THEN 'invalid_utf8'",
+             "WHEN error_type = 'LINE SIZE OVER MAXIMUM' THEN 'line_too_long'"]
     if plan.time.column is not None and plan.time.column in native:
         whens.append(f"WHEN error_type = 'CAST' AND column_name = {sql_str(plan.time.column)} "
                      "THEN 'unparseable_timestamp'")

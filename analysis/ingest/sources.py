@@ -6,6 +6,7 @@ JSONL file, or the schema of a Parquet file is all that sniffing and column chec
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import gzip
 import io
@@ -13,14 +14,56 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import duckdb
 
 from servelab.analysis.exceptions import EmptyTraceError, TraceFormatError
 
-__all__ = ["Source", "resolve_sources", "describe_source", "FILE_KINDS"]
+__all__ = ["Source", "resolve_sources", "describe_source", "FILE_KINDS", "COMPRESSIONS", "compression_of",
+           "UnsupportedCompressionError", "DEFAULT_MAX_LINE_BYTES"]
 
 FILE_KINDS = ("csv", "jsonl", "parquet")
+
+#: the longest line (a CSV row or a JSONL object, in bytes) ingest reads by default: 64 MiB, room for
+#: JSONL rows with long hash_ids lists and CSV fields of megabytes (DuckDB's own default is 2 MB);
+#: a longer line is one rejected row (``line_too_long``) whose raw value keeps the line's first
+#: 10,000 characters (all DuckDB's reject table holds). Set per ingest with ``max_line_bytes``.
+DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+
+#: compressed text sources DuckDB reads natively: file suffix -> compression name
+COMPRESSIONS = MappingProxyType({".gz": "gzip", ".zst": "zstd"})
+
+#: compressions servelab refuses by name: suffix -> (name, how to decompress FILE)
+_REFUSED = {
+    ".bz2": ("bzip2", "bunzip2 -k FILE"),
+    ".xz": ("xz", "unxz -k FILE"),
+    ".lzma": ("lzma", "unlzma -k FILE"),
+    ".lz4": ("lz4", "lz4 -d FILE"),
+    ".zip": ("zip", "unzip FILE"),
+    ".7z": ("7z", "7z x FILE"),
+    ".rar": ("rar", "unrar x FILE"),
+    ".tar": ("tar", "tar -xf FILE"),
+    ".tgz": ("tar + gzip", "tar -xzf FILE"),
+    ".br": ("brotli", "brotli -d FILE"),
+    ".z": ("compress", "uncompress FILE"),
+    ".gzip": ("gzip under a name DuckDB does not recognise", "mv FILE FILE.gz (or gunzip -k FILE)"),
+    ".zstd": ("zstd under a name DuckDB does not recognise", "mv FILE FILE.zst (or zstd -d FILE)"),
+}
+
+#: magic bytes of compressed files: prefix -> compression name (a compressed file without its suffix)
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"PK\x03\x04", "zip"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+)
+
+
+class UnsupportedCompressionError(TraceFormatError):
+    """A source is compressed in a way DuckDB does not read (bzip2, xz, zip, 7z, ...)."""
 
 _EXT_KIND = {
     ".csv": "csv",
@@ -53,6 +96,13 @@ class Source:
     types : tuple of str
         Parquet: the DuckDB type of each column (``BIGINT``, ``DOUBLE``, ``VARCHAR``, ...);
         empty for text files, whose values are text.
+    max_line_bytes : int
+        The longest line (CSV row or JSONL object) read; a longer one is one rejected row
+        (``line_too_long``). See :data:`DEFAULT_MAX_LINE_BYTES`.
+    fixed_dialect : bool
+        CSV: read with a fixed dialect (the sniffed delimiter, ``"`` quotes, the header's columns)
+        and ``max_line_bytes``, instead of DuckDB's sniffer: set on the retry after the sniffer
+        or the default line limit failed on the file.
     """
 
     path: Path
@@ -61,6 +111,13 @@ class Source:
     delimiter: str = ","
     empty: bool = False
     types: tuple[str, ...] = ()
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    fixed_dialect: bool = False
+
+    @property
+    def compression(self) -> str | None:
+        """``gzip``, ``zstd`` or None (from the file's suffix)."""
+        return COMPRESSIONS.get(self.path.suffix.lower())
 
 
 def resolve_sources(sources) -> list[Path]:
@@ -91,13 +148,46 @@ def resolve_sources(sources) -> list[Path]:
     return paths
 
 
+def compression_of(path: Path) -> str | None:
+    """The compression of ``path`` from its suffix: ``gzip``, ``zstd`` or None (plain).
+
+    Raises
+    ------
+    UnsupportedCompressionError
+        The suffix names a compression DuckDB does not read (``.bz2``, ``.xz``, ``.zip``, ``.7z``,
+        ...), or a plain-named file starts with a compressed file's magic bytes; the message
+        says how to decompress it.
+    """
+    suffix = path.suffix.lower()
+    if suffix in COMPRESSIONS:
+        return COMPRESSIONS[suffix]
+    if suffix in _REFUSED:
+        name, how = _REFUSED[suffix]
+        raise UnsupportedCompressionError(
+            f"{path} is compressed with {name}, which servelab does not read (it reads plain, gzip "
+            f"(.gz) and zstd (.zst) files); decompress it first: {how.replace('FILE', str(path))}"
+        )
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    for magic, name in _MAGIC:
+        if head.startswith(magic) and (name != "bzip2" or head[3:4] in b"123456789"):
+            hint = {"gzip": ".gz", "zstd": ".zst"}.get(name)
+            fix = (f"rename it to end in {hint} so that it is decompressed" if hint
+                   else "decompress it first (servelab reads plain, gzip (.gz) and zstd (.zst) files)")
+            raise UnsupportedCompressionError(
+                f"{path} is a {name}-compressed file without a {name} suffix; {fix}"
+            )
+    return None
+
+
 def _kind_of(path: Path, hint: str | None) -> str:
+    compression = compression_of(path)
     if hint is not None:
         if hint not in FILE_KINDS:
             raise TraceFormatError(f"file kind must be one of {FILE_KINDS}; got {hint!r}")
         return hint
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".zst"):
+    if compression is not None:
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] in _EXT_KIND:
         return _EXT_KIND[suffixes[-1]]
@@ -108,12 +198,39 @@ def _kind_of(path: Path, hint: str | None) -> str:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix.lower() == ".gz":
+    """The start of a text source, decoded (gzip by Python, zstd by DuckDB: its first lines only)."""
+    compression = compression_of(path)
+    if compression == "gzip":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace", newline="")
+    if compression == "zstd":
+        return io.StringIO(_zstd_head(path))
     return open(path, encoding="utf-8-sig", errors="replace", newline="")
 
 
-def describe_source(path: Path, *, kind: str | None = None, delimiter: str | None = None) -> Source:
+#: lines of a zstd source decompressed (by DuckDB) to describe it
+_ZSTD_HEAD_LINES = 2 * 1000 + 2
+
+
+def _zstd_head(path: Path) -> str:
+    """The first lines of a zstd-compressed text file (Python 3.11 has no zstd; DuckDB does)."""
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            f"SELECT line FROM read_csv('{str(path).replace(chr(39), chr(39) * 2)}', columns = {{'line': 'VARCHAR'}}, "
+            "header = false, delim = '\x01', quote = '', escape = '', auto_detect = false, "
+            "compression = 'zstd', ignore_errors = true, strict_mode = false, max_line_size = 67108864, buffer_size = 134217728) "
+            f"LIMIT {_ZSTD_HEAD_LINES}"
+        ).fetchall()
+    except duckdb.Error as err:
+        raise TraceFormatError(f"{path} is not a readable zstd file: {err}") from None
+    finally:
+        con.close()
+    text = "\n".join("" if r[0] is None else r[0] for r in rows)
+    return text.removeprefix("\ufeff") + ("\n" if rows else "")
+
+
+def describe_source(path: Path, *, kind: str | None = None, delimiter: str | None = None,
+                    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Source:
     """Read just enough of ``path`` to know its kind and column names.
 
     Raises
@@ -121,6 +238,10 @@ def describe_source(path: Path, *, kind: str | None = None, delimiter: str | Non
     TraceFormatError
         If the file cannot be read as its kind.
     """
+    return dataclasses.replace(_describe(path, kind=kind, delimiter=delimiter), max_line_bytes=max_line_bytes)
+
+
+def _describe(path: Path, *, kind: str | None, delimiter: str | None) -> Source:
     kind = _kind_of(path, kind)
     if path.stat().st_size == 0:
         return Source(path=path, kind=kind, columns=(), empty=True)

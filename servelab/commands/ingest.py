@@ -24,16 +24,19 @@ _FORMATS = ("auto", "burstgpt", "azure", "mooncake", "bailian", "generic")
 @click.option("--clock", "clock", type=float, default=None, metavar="SECONDS",
               help="The timestamps' logging step, when known (e.g. 3 for Mooncake); detected when omitted. "
                    "Gap analyses censor gaps below it.")
+@click.option("--max-line-bytes", type=click.IntRange(min=1024), default=None, metavar="BYTES",
+              help="Longest row (CSV line or JSONL object) read, in bytes (default 64 MiB); a longer one is "
+                   "one rejected row (line_too_long).")
 def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, column_map: str | None,
-           clock: float | None) -> None:
+           clock: float | None, max_line_bytes: int | None) -> None:
     """Ingest raw trace files SOURCE... (paths or globs, one format) into a trace store."""
     from servelab.analysis import ingest as run_ingest
     from servelab.analysis.exceptions import ColumnMapError, StoreExistsError, TraceFormatError
-    from servelab.analysis.ingest import StoreLockedError
+    from servelab.analysis.ingest import DEFAULT_MAX_LINE_BYTES, StoreLockedError
 
     try:
         store = run_ingest(list(sources), fmt=fmt, output=output, overwrite=overwrite, column_map=column_map,
-                           clock=clock)
+                           clock=clock, max_line_bytes=max_line_bytes or DEFAULT_MAX_LINE_BYTES)
     except (TraceFormatError, ColumnMapError, StoreExistsError, StoreLockedError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     except ValueError as err:  # a bad --clock

@@ -194,5 +194,5 @@ def test_burstgpt_log_type_mapping_and_blank_log_type(tmp_path):
 def test_field_values_only_map_strings():
     from servelab.analysis.ingest.plan import Field
 
-    with pytest.raises(ValueError, match="Field.values maps strings only; got kind 'count' for 'input_tokens'"):
+    with pytest.raises(ValueError, match="Field.values maps strings and booleans only; got kind 'count' for 'input_tokens'"):
         Field("input_tokens", '"x"', "count", values=(("1", "2"),))
