@@ -10,8 +10,8 @@ and the field, the rule and the value.
 Rules (:data:`POOL_BOUNDS` states the bounds)
 ---------------------------------------------
 ``arrivals``
-    ``window_start`` finite; ``rate`` finite, ``>= 0`` and ``<= max_rate_rps``; ``cv`` finite,
-    ``>= 0`` and ``<= max_cv``; a window with a family has every parameter of that family
+    ``window_start`` finite; ``rate`` finite, ``>= 0`` and ``<= max_rate_rps``; ``cv`` null (an
+    active window with fewer than 2 gaps) or finite, ``>= 0`` and ``<= max_cv``; a window with a family has every parameter of that family
     (:attr:`~servelab.fitting.families.ArrivalFamily.param_names`) present, finite, ``> 0`` and
     ``<= max_param``. Idle windows (rate 0, no family) carry no parameters.
 ``data``
@@ -73,7 +73,9 @@ def check_arrivals(arrivals: pl.LazyFrame | pl.DataFrame, *, source: str) -> Non
                               f"got {finite['window_start']!r}")
     for field, upper in (("rate", b["max_rate_rps"]), ("cv", b["max_cv"])):
         x = pl.col(field)
-        row = _first_bad(lf, x.is_null() | ~x.is_finite() | (x < 0) | (x > upper), [*base, field])
+        # a null CV is an active window with fewer than 2 gaps (undefined); a null rate is refused
+        missing = x.is_null() if field == "rate" else pl.lit(False)
+        row = _first_bad(lf, missing | ~x.is_finite() | (x < 0) | (x > upper), [*base, field])
         if row is not None:
             raise PoolFormatError(f"{_where(source, row)} field {field!r} must be a finite number in "
                                   f"[0, {upper:g}]; got {row[field]!r}")
