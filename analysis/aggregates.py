@@ -32,6 +32,9 @@ Queries (the SQL text is kept in :data:`SQL`, one template per query, over the c
 ``log_stats``
     per (client, data window, token field): count, mean and population variance of ``ln(value)``
     over positive values (the closed-form log-normal fit).
+``conversation_turns``, ``conversation_itt``, ``requests_per_client``
+    by explicit ``conversation_id``: conversations per (client, turns); inter-turn times per
+    (client, bin) with their mean and count (bins of 0.1 s below 1 s, log bins above).
 
 Portability (issue 21): the queries use only standard aggregates (``count``, ``sum``, ``avg``,
 ``stddev_pop``, ``var_pop``, ``min``, ``max``), window functions (``lag``, ``row_number``,
@@ -58,7 +61,7 @@ from servelab.analysis.store import TraceStore
 
 __all__ = ["SQL", "DIALECT", "AggregateSource", "aggregate_source", "client_counts", "trace_gaps", "TraceGaps",
            "build_gaps", "arrival_cells", "gap_samples", "value_counts", "log_stats", "uniform_sql",
-           "round_half_even_sql", "field_sql", "VALUE_KEY_MAX"]
+           "round_half_even_sql", "field_sql", "conversation_aggregates", "VALUE_KEY_MAX"]
 
 #: the engine-specific SQL fragments (DuckDB's spelling; Spark SQL's in the comments)
 DIALECT = MappingProxyType({
@@ -200,6 +203,38 @@ SQL = MappingProxyType({
         FROM x
         WHERE v > 0 AND v < 'Infinity'
         GROUP BY 1, 2
+    """,
+    # conversations by explicit id: a conversation's turns are its requests in arrival order
+    # (request_id); it belongs to the client of its first turn; a request without an id is a
+    # conversation of one turn; an inter-turn time belongs to the client of its later turn
+    "conversation_turns": """
+        WITH r AS (
+            SELECT {cidx} AS cidx, q.conversation_id AS conv, q.request_id FROM {source} q {join}
+        ), c AS (
+            SELECT conv, count(*) AS turns, min(request_id) AS first_id FROM r WHERE conv IS NOT NULL GROUP BY conv
+        ), owned AS (
+            SELECT r.cidx, c.turns FROM c JOIN r ON r.conv = c.conv AND r.request_id = c.first_id
+            UNION ALL
+            SELECT cidx, 1 AS turns FROM r WHERE conv IS NULL
+        )
+        SELECT cidx, turns, count(*) AS n FROM owned GROUP BY cidx, turns
+    """,
+    "conversation_itt": """
+        WITH r AS (
+            SELECT {cidx} AS cidx, q.conversation_id AS conv, q.request_id, q.timestamp AS t
+            FROM {source} q {join} WHERE q.conversation_id IS NOT NULL
+        ), l AS (
+            SELECT cidx, t - lag(t) OVER (PARTITION BY conv ORDER BY request_id) AS itt FROM r
+        ), b AS (
+            SELECT cidx, itt,
+                   CASE WHEN itt < 1 THEN floor(itt * 10) + 1000000
+                        ELSE -1 - floor(ln(itt) / {log_ratio}) END AS bin
+            FROM l WHERE itt IS NOT NULL AND itt >= 0
+        )
+        SELECT cidx, bin, avg(itt) AS value, count(*) AS n, sum(itt) AS total FROM b GROUP BY cidx, bin
+    """,
+    "requests_per_client": """
+        SELECT {cidx} AS cidx, count(*) AS n FROM {source} q {join} GROUP BY 1
     """,
 })
 
@@ -395,4 +430,22 @@ def field_sql(name: str, kind: str, columns: Sequence[str]) -> tuple[str, float,
             value = (f"CASE WHEN z.{cnt} > 0 THEN {per_item} WHEN z.group_max = 0 THEN 0.0 END")
             return value, 1.0, cnt
     return f"CAST(q.{name} AS DOUBLE)", 1.0, None
+
+
+
+def conversation_aggregates(src: AggregateSource, *, bin_ratio: float) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """By ``conversation_id``: ``(turns, itt, requests)`` per client.
+
+    ``turns``: ``cidx, turns, n`` (conversations of that many turns, owned by the client of
+    their first turn; requests without an id are 1-turn conversations); ``itt``: ``cidx, bin,
+    value`` (mean), ``n``, ``total`` per inter-turn-time bin (0.1 s bins below 1 s, log bins of
+    ratio ``bin_ratio`` above, the keys of :func:`servelab.fitting.pool_data.bin_values`);
+    ``requests``: ``cidx, n``.
+    """
+    if not bin_ratio > 1:
+        raise ValueError(f"bin_ratio must be > 1; got {bin_ratio!r}")
+    turns = src.con.sql(src.fill("conversation_turns")).pl()
+    itt = src.con.sql(src.fill("conversation_itt", log_ratio=repr(math.log(bin_ratio)))).pl()
+    req = src.con.sql(src.fill("requests_per_client")).pl()
+    return turns, itt, req
 

@@ -35,6 +35,7 @@ from servelab.analysis.aggregates import (
     arrival_cells,
     build_gaps,
     client_counts,
+    conversation_aggregates,
     field_sql,
     gap_samples,
     log_stats,
@@ -51,7 +52,7 @@ from servelab.fitting.pool_arrivals import (
     param_columns,
 )
 from servelab.fitting.pool_compare import PoolComparison, compare_pools
-from servelab.fitting.pool_conversations import conversation_tables
+from servelab.fitting.pool_conversations import conversation_tables, tables_from_aggregates
 from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings
 from servelab.fitting.segments import weibull_mle_segments
@@ -93,10 +94,9 @@ def _settings(settings: PoolFitSettings | None, overrides: dict) -> PoolFitSetti
 
 
 def _conversation_frame(src: AggregateSource, store: TraceStore) -> tuple[pl.DataFrame, np.ndarray]:
-    """The narrow rows the conversation part reads (its link columns and the pool client), arrival order."""
-    link = ["conversation_id", "timestamp"] if "conversation_id" in store.columns else []
-    sql = (f"SELECT q.request_id{''.join(', q.' + c for c in link)}, {src.cidx} AS cidx "
-           f"FROM {src.source} q {src.join} ORDER BY q.request_id")
+    """Request ids and their pool clients, in arrival order (for links inferred by
+    :func:`~servelab.analysis.conversations.link_conversations`, which reads the store itself)."""
+    sql = f"SELECT q.request_id, {src.cidx} AS cidx FROM {src.source} q {src.join} ORDER BY q.request_id"
     frame = src.con.sql(sql).pl()
     return frame.drop("cidx"), frame["cidx"].to_numpy().astype(np.int64)
 
@@ -214,11 +214,14 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                 ls = log_stats(src, value=value, data_window_s=s.data_window_s, count_col=count_col)
                 stat_parts.append(ls.select(pl.col("cidx").alias("c"), "d", pl.lit(name).alias("field"), "n", "mu",
                                             "var"))
-        conv_frame = None
+        conv_frame, conv_aggs, rules = None, None, ()
         if s.conversations:
             from servelab.analysis.conversations import available_link_rules
 
-            if available_link_rules(store):
+            rules = available_link_rules(store)
+            if rules and rules[0] == "conversation_id":  # explicit ids: aggregated in SQL
+                conv_aggs = conversation_aggregates(src, bin_ratio=s.bin_ratio)
+            elif rules:  # inferred links (link_conversations reads the store itself): ids -> clients
                 conv_frame = _conversation_frame(src, store)
     name_of = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "client_id": names},
                            schema={"cidx": pl.Int64, "client_id": pl.String})
@@ -237,7 +240,13 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
 
     conv, conv_pmfs, conv_note = None, None, "not fitted (conversations=False)"
     if s.conversations:
-        if conv_frame is None:
+        if conv_aggs is not None:
+            turns, itt, req = conv_aggs
+            conv, conv_pmfs = tables_from_aggregates(turns, itt, req, names)
+            n_conv = int(turns["n"].sum())
+            n_multi = int(turns.filter(pl.col("turns") >= 2)["n"].sum())
+            conv_note = f"linked by conversation_id: {n_conv} conversations, {n_multi} multi-turn"
+        elif conv_frame is None:
             conv_note = "no link information in the store"
         else:
             frame, ci = conv_frame
