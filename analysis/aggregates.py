@@ -302,7 +302,7 @@ def aggregate_source(store: TraceStore, client_index: pl.DataFrame | None = None
 def client_counts(src: AggregateSource) -> pl.DataFrame:
     """Requests per client id: ``client_id: str | null, n: i64`` (one row per id)."""
     if "client_id" not in src.columns:
-        n = src.con.execute(src.fill("span")).fetchone()[0]
+        n = src.con.execute(src.fill("span")).fetchall()[0][0]
         return pl.DataFrame({"client_id": [None], "n": [int(n)]}, schema={"client_id": pl.String, "n": pl.Int64})
     return src.con.sql(src.fill("client_counts")).pl().with_columns(pl.col("n").cast(pl.Int64))
 
@@ -334,10 +334,10 @@ def trace_gaps(src: AggregateSource, *, limit: int = 2_000_000) -> TraceGaps:
     """
     if not (isinstance(limit, int) and limit >= 1):
         raise ValueError(f"limit must be a positive integer; got {limit!r}")
-    n, first, last = src.con.execute(src.fill("span")).fetchone()
+    n, first, last = src.con.execute(src.fill("span")).fetchall()[0]
     if not n:
         return TraceGaps(0, None, None, 0, 0, None, np.empty(0))
-    n_gaps, n_zero, min_pos, _ = src.con.execute(src.fill("trace_gaps_totals")).fetchone()
+    n_gaps, n_zero, min_pos, _ = src.con.execute(src.fill("trace_gaps_totals")).fetchall()[0]
     head = src.con.execute(src.fill("trace_gaps_head", limit=int(limit) + 1)).fetchnumpy()["gap"]
     return TraceGaps(int(n), float(first), float(last), int(n_gaps), int(n_zero),
                      None if min_pos is None else float(min_pos), np.asarray(head, dtype=float))
