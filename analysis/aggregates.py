@@ -28,7 +28,8 @@ Queries (the SQL text is kept in :data:`SQL`, one template per query, over the c
     a cell's gaps when it has ``k`` or fewer, else a seeded uniform subsample (``row_number()``
     over a hash of ``(request_id, seed)``): what the Weibull / Gamma likelihoods need raw.
 ``value_counts``
-    per (client, data window, field, value key): requests (the request-data PMFs before binning).
+    per (client, data window, field, value key): requests (the request-data PMFs before binning);
+    ``binned_counts`` bins them as the pool's PMFs are binned, in SQL.
 ``log_stats``
     per (client, data window, token field): count, mean and population variance of ``ln(value)``
     over positive values (the closed-form log-normal fit).
@@ -50,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -179,6 +180,32 @@ SQL = MappingProxyType({
         FROM x
         WHERE v IS NOT NULL AND NOT isnan(v) AND v >= 0 AND v < 'Infinity'
         GROUP BY 1, 2, 3
+    """,
+    # the PMF binning of servelab.fitting.pool_data over value counts ``{counts}`` (a query giving
+    # cidx, d, vk, n): exact values below {exact_below}, log bins of ratio exp({log_ratio}) above,
+    # a value with at least {spike} of its window kept, a log bin above {max_mass} of the window
+    # cut at multiples of {max_mass} of its CDF; a bin's value is its count-weighted mean
+    "binned_counts": """
+        WITH vc AS ({counts}), s AS (
+            SELECT cidx, d, CAST(vk AS DOUBLE) AS v, n,
+                   CAST(n AS DOUBLE) / sum(n) OVER (PARTITION BY cidx, d) AS share,
+                   CAST(sum(n) OVER (PARTITION BY cidx, d ORDER BY vk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                        - n AS DOUBLE) / sum(n) OVER (PARTITION BY cidx, d) AS cum_before,
+                   CASE WHEN vk < {exact_below} THEN CAST(vk AS DOUBLE)
+                        ELSE -1 - floor(ln(CAST(vk AS DOUBLE) / {exact_below}) / {log_ratio}) END AS lb
+            FROM vc
+        ), m AS (
+            SELECT *, sum(share) OVER (PARTITION BY cidx, d, lb) AS lbmass FROM s
+        ), b AS (
+            SELECT cidx, d, v, n,
+                   CASE WHEN share >= {spike} THEN v WHEN v < {exact_below} THEN v
+                        WHEN lbmass > {max_mass} THEN lb * 1000 - floor(cum_before / {max_mass})
+                        ELSE lb * 1000 END AS bin
+            FROM m
+        ), g AS (
+            SELECT cidx, d, {mean_key} AS vk, sum(n) AS n FROM b GROUP BY cidx, d, bin
+        )
+        SELECT cidx, d, CAST(vk AS BIGINT) AS vk, CAST(sum(n) AS BIGINT) AS n FROM g GROUP BY 1, 2, 3
     """,
     "log_stats": """
         WITH r AS (
@@ -381,7 +408,7 @@ def gap_samples(src: AggregateSource, *, min_gaps: int, k: int, seed: int, lo: i
 
 
 def value_counts(src: AggregateSource, *, value: str, data_window_s: float, scale: float = 1.0,
-                 count_col: str | None = None) -> pl.DataFrame:
+                 count_col: str | None = None, binning: Mapping[str, float] | None = None) -> pl.DataFrame:
     """Requests per (client, data window, value key): ``cidx, d, vk, n``.
 
     Parameters
@@ -392,12 +419,22 @@ def value_counts(src: AggregateSource, *, value: str, data_window_s: float, scal
     data_window_s : float
     scale : float
         Value keys are ``round_half_even(value * scale)`` (1: token counts; 501: ServeGen's ratio grid).
+    binning : Mapping, optional
+        ``exact_below, bin_ratio, spike_share, max_bin_mass``: bin the counts in SQL as
+        :func:`servelab.fitting.pool_data.pmfs_from_counts` does (``vk`` is then a bin's rounded
+        count-weighted mean value), so that the result is bounded by the PMF's size, not by the
+        distinct values.
     """
     key = round_half_even_sql(f"v * {float(scale)!r}")
     name = "value_counts_window" if count_col else "value_counts"
     extra = {"count_col": count_col} if count_col else {}
     sql = src.fill(name, value=value, data_window_s=repr(float(data_window_s)), key=key, key_max=VALUE_KEY_MAX,
                    **extra)
+    if binning is not None:
+        sql = SQL["binned_counts"].format(
+            counts=sql, exact_below=int(binning["exact_below"]), log_ratio=repr(math.log(binning["bin_ratio"])),
+            spike=repr(float(binning["spike_share"])), max_mass=repr(float(binning["max_bin_mass"])),
+            mean_key=round_half_even_sql("sum(v * n) / sum(n)"))
     return src.con.sql(sql).pl().with_columns(pl.col("n").cast(pl.Int64))
 
 

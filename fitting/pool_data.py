@@ -97,7 +97,8 @@ def _bin(counts: pl.DataFrame, kind: str, *, exact_below: int, bin_ratio: float,
 
 def pmfs_from_counts(counts: pl.DataFrame, stats: pl.DataFrame | None, names: list[str], kinds: dict[str, str], *,
                      data_window_s: float, exact_below: int, bin_ratio: float, spike_share: float,
-                     max_bin_mass: float, min_fit_requests: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+                     max_bin_mass: float, min_fit_requests: int, binned: bool = False
+                     ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Long PMFs and log-normal fits from value counts and log statistics.
 
     Parameters
@@ -112,15 +113,18 @@ def pmfs_from_counts(counts: pl.DataFrame, stats: pl.DataFrame | None, names: li
         Client ids by index.
     kinds : dict
         ``field -> "tokens" | "grid"`` (:func:`request_fields`), in field order.
+    binned : bool
+        The counts are binned already (``value_counts(..., binning=...)`` in SQL).
     """
     pmf_parts = []
     for name, kind in kinds.items():
         part = counts.filter(pl.col("field") == name).select("c", "d", "v", pl.col("n").cast(pl.Int64))
         if part.height == 0:
             continue
-        binned = _bin(part, kind, exact_below=exact_below, bin_ratio=bin_ratio, max_bin_mass=max_bin_mass,
-                      spike_share=spike_share)
-        pmf_parts.append(binned.select(pl.col("c").cast(pl.Int64), pl.col("d").cast(pl.Int64),
+        if not binned:
+            part = _bin(part, kind, exact_below=exact_below, bin_ratio=bin_ratio, max_bin_mass=max_bin_mass,
+                        spike_share=spike_share)
+        pmf_parts.append(part.select(pl.col("c").cast(pl.Int64), pl.col("d").cast(pl.Int64),
                                        pl.lit(name).alias("field"), pl.col("v").cast(pl.Float64),
                                        pl.col("n").cast(pl.Int64)))
     name_of = pl.DataFrame({"c": np.arange(len(names), dtype=np.int64), "client_id": names},

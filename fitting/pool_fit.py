@@ -1,7 +1,10 @@
 """Fit a :class:`~servelab.generator.pool.ClientPool` from a trace store (``servelab fit-pool``).
 
-:func:`fit_pool` reads the store once and assembles the pool from three parts, each in its own
-module:
+:func:`fit_pool` never loads the store's rows: DuckDB computes per (client, window) sufficient
+statistics, bounded seeded gap samples and value counts in plain SQL
+(:mod:`servelab.analysis.aggregates`), so memory follows the active (client, window) cells, not the
+rows. Gap samples are fitted in batches of whole clients (``batch_gaps``). The pool is assembled
+from three parts, each in its own module:
 
 - arrivals per client and window (rate over the covered time, gap CV, the arrival family of
   lowest AIC with its named parameters, consistently with the trace's logging clock):
@@ -14,6 +17,12 @@ How it fits is one frozen :class:`~servelab.fitting.pool_settings.PoolFitSetting
 fewer than ``min_requests`` requests (and rows without a client id) are merged into one residual
 client, ``residual_id``, so no traffic is lost. A fitted pool is compared with a reference pool by
 :func:`~servelab.fitting.pool_compare.compare_pools`.
+
+Differences from fitting on rows in memory (:func:`~servelab.fitting.pool_arrivals.arrival_windows`,
+:func:`~servelab.fitting.pool_data.data_pmfs`, the references the tests compare with): the clock
+jitter's uniforms are hashed from ``(request_id, seed)`` instead of drawn from numpy's generator
+(same seed, same pool; another seed moves each gap by less than one clock step), and a window with
+more than ``max_fit_gaps`` gaps fits a seeded uniform subsample instead of every k-th gap.
 
 This module reads the store and returns a pool; it writes nothing and plots nothing.
 """
@@ -207,7 +216,10 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         count_parts, stat_parts = [], []
         for name, _, kind in fields:
             value, scale, count_col = field_sql(name, kind, store.columns)
-            vc = value_counts(src, value=value, data_window_s=s.data_window_s, scale=scale, count_col=count_col)
+            binning = None if kind == "grid" else {"exact_below": s.exact_below, "bin_ratio": s.bin_ratio,
+                                                    "spike_share": s.spike_share, "max_bin_mass": s.max_bin_mass}
+            vc = value_counts(src, value=value, data_window_s=s.data_window_s, scale=scale, count_col=count_col,
+                              binning=binning)
             count_parts.append(vc.select(pl.col("cidx").alias("c"), "d", pl.lit(name).alias("field"),
                                          (pl.col("vk").cast(pl.Float64) / scale).alias("v"), "n"))
             if kind == "tokens" and not name.endswith("_count"):
@@ -233,7 +245,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                                            names, {name: kind for name, _, kind in fields},
                                            data_window_s=s.data_window_s, exact_below=s.exact_below,
                                            bin_ratio=s.bin_ratio, spike_share=s.spike_share,
-                                           max_bin_mass=s.max_bin_mass, min_fit_requests=s.min_fit_requests)
+                                           max_bin_mass=s.max_bin_mass, min_fit_requests=s.min_fit_requests,
+                                           binned=True)
     else:
         data, data_fits = pl.DataFrame(), pl.DataFrame()
     with_data = set(data["client_id"].unique().to_list()) if data.height else set()
@@ -276,7 +289,10 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                      "covered_s": list(arrivals.covered_s), "clock_s": arrivals.clock_s,
                      "clock_source": arrivals.clock_source,
                      "clock_handling": ("arrival times jittered uniformly within the clock step before gaps, CVs "
-                                        "and family fits" if arrivals.clock_s is not None else "timestamps used as given"),
+                                        "and family fits (uniforms hashed from request_id and seed)"
+                                        if arrivals.clock_s is not None else "timestamps used as given"),
+                     "cells": "active (client, window) cells only; idle windows are implicit (rate 0)",
+                     "aggregation": "plain SQL per (client, window) (servelab.analysis.aggregates)",
                      "zero_gaps_before_jitter": arrivals.n_zero_gaps},
         "residual": {"clients_merged": clients.n_small, "requests_without_client": clients.n_null},
         "conversations": conv_note,
