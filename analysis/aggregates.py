@@ -58,11 +58,11 @@ from types import MappingProxyType
 import numpy as np
 import polars as pl
 
-from servelab.analysis.store import TraceStore
+from servelab.analysis.store import TraceStore, duckdb_config
 
 __all__ = ["SQL", "DIALECT", "AggregateSource", "aggregate_source", "client_counts", "trace_gaps", "TraceGaps",
            "build_gaps", "arrival_cells", "gap_samples", "value_counts", "log_stats", "uniform_sql",
-           "round_half_even_sql", "field_sql", "conversation_aggregates", "VALUE_KEY_MAX"]
+           "round_half_even_sql", "field_sql", "conversation_aggregates", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
 
 #: the engine-specific SQL fragments (DuckDB's spelling; Spark SQL's in the comments)
 DIALECT = MappingProxyType({
@@ -71,6 +71,9 @@ DIALECT = MappingProxyType({
     # a Parquet file or table; Spark SQL: parquet.`{path}` or a table name
     "source": "read_parquet({path})",
 })
+
+#: DuckDB's buffer limit for the aggregation queries unless one is set (they spill beyond it)
+DEFAULT_MEMORY_LIMIT = "4GB"
 
 #: value keys (``round(value * scale)``) are clipped to this (they pack into 32 bits, as before)
 VALUE_KEY_MAX = 2**32 - 1
@@ -305,8 +308,12 @@ def aggregate_source(store: TraceStore, client_index: pl.DataFrame | None = None
     residual : int
         The pool client of unlisted ids.
     memory_limit : str, optional
-        DuckDB's buffer limit (spills to a temporary directory beyond it).
+        DuckDB's buffer limit (spills to a temporary directory beyond it). Default: the
+        :func:`~servelab.analysis.store.duckdb_settings` in force, else :data:`DEFAULT_MEMORY_LIMIT`
+        (the per-request gaps table of a 100 M-row store is several GB; it spills rather than grow).
     """
+    if memory_limit is None and "memory_limit" not in duckdb_config():
+        memory_limit = DEFAULT_MEMORY_LIMIT
     con = store.connect(memory_limit=memory_limit)
     tmp = tempfile.TemporaryDirectory(prefix="servelab-agg-")
     try:
