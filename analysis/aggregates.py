@@ -477,7 +477,8 @@ def field_sql(name: str, kind: str, columns: Sequence[str]) -> tuple[str, float,
 
 
 
-def conversation_aggregates(src: AggregateSource, *, bin_ratio: float) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def conversation_aggregates(src: AggregateSource, *, bin_ratio: float
+                            ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """By ``conversation_id``: ``(turns, itt, requests)`` per client.
 
     ``turns``: ``cidx, turns, n`` (conversations of that many turns, owned by the client of

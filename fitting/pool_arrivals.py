@@ -311,7 +311,8 @@ def arrival_windows(t: np.ndarray, client: np.ndarray, n_clients: int, settings:
 
 
 def clock_from_trace_gaps(settings: PoolFitSettings, manifest: Mapping, gaps: TraceGaps) -> tuple[float | None, str]:
-    """(step or None, where it came from) from the aggregated trace gaps (:func:`~servelab.analysis.aggregates.trace_gaps`).
+    """(step or None, where it came from) from the aggregated trace gaps
+    (:func:`~servelab.analysis.aggregates.trace_gaps`).
 
     Same rule as the in-memory path: the ``clock`` setting, the manifest's ``clock_s``, a clock
     detected on the gaps (all of them when the trace has at most ``len(gaps.head)`` gaps, else

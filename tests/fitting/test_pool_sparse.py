@@ -27,7 +27,8 @@ def sparse_store(tmp_path):
     parts = []
     for k in range(58):
         n = int(rng.integers(1, 12))
-        t = rng.choice(288, size=min(n, 3), replace=False)[rng.integers(0, min(n, 3), n)] * 600.0 + rng.uniform(0, 600, n)
+        windows = rng.choice(288, size=min(n, 3), replace=False)  # at most 3 active windows
+        t = windows[rng.integers(0, min(n, 3), n)] * 600.0 + rng.uniform(0, 600, n)
         parts.append(pl.DataFrame({"timestamp": t, "client_id": f"s{k:02d}"}))
     for k in range(2):
         t = np.cumsum(rng.gamma(0.5, 2 * 40.0, 4000))
