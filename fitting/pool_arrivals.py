@@ -34,13 +34,15 @@ from types import MappingProxyType
 import numpy as np
 import polars as pl
 
+from servelab.analysis.aggregates import TraceGaps
+from servelab.analysis.clock import clock_from_gaps
 from servelab.analysis.window_rates import covered_span, exposure, window_cv, window_index
 from servelab.fitting.families import arrival_family_names, arrival_param_columns, get_arrival_family
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, PoolFitSettings
 from servelab.fitting.ties import detect_resolution
 
 __all__ = ["WindowFamilies", "ArrivalWindows", "fit_arrival_windows", "family_cv", "arrival_windows",
-           "param_columns"]
+           "arrival_windows_from_aggregates", "clock_from_trace_gaps", "param_columns"]
 
 
 def param_columns() -> tuple[str, ...]:
@@ -215,9 +217,44 @@ def _jitter(t: np.ndarray, client: np.ndarray, step: float, seed: int) -> np.nda
     return out
 
 
+def _cell_table(cidx: np.ndarray, w: np.ndarray, n_req: np.ndarray, cv: np.ndarray, fam: WindowFamilies,
+                window_s: float, covered: tuple[float, float]) -> pl.DataFrame:
+    """The sparse arrivals rows of the active cells ``(cidx, w)`` (sorted by client, window)."""
+    starts = w.astype(np.float64) * window_s
+    exp_w = exposure(starts, window_s, covered)
+    exp_w = np.where(exp_w > 0, exp_w, window_s)
+    # estimates are stored at float32 precision (relative 6e-8, far below their sampling error) so
+    # that the pool compresses well; rates stay exact
+    def f32(values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=float).astype(np.float32).astype(np.float64)
+
+    columns = {
+        "cidx": cidx.astype(np.int64),
+        "window_start": starts,
+        "window_s": np.full(cidx.size, float(window_s)),
+        "rate": n_req / exp_w,
+        "cv": f32(cv),
+        "family": pl.Series(fam.family.tolist(), dtype=pl.String),
+    }
+    for p in param_columns():
+        columns[p] = f32(fam.params[p]) if p in fam.params else np.full(cidx.size, np.nan)
+    return pl.DataFrame(columns).with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+def _window_range(w: np.ndarray, covered: tuple[float, float], window_s: float) -> tuple[int, int]:
+    w0 = min(int(w.min()), math.floor(covered[0] / window_s))
+    w1 = max(int(w.max()), math.ceil(covered[1] / window_s) - 1)
+    return w0, w1
+
+
 def arrival_windows(t: np.ndarray, client: np.ndarray, n_clients: int, settings: PoolFitSettings, *,
                     manifest: Mapping | None = None) -> ArrivalWindows:
-    """Per (client, window) rate, CV and family parameters, as the pool's ``arrivals`` rows.
+    """Per active (client, window) rate, CV and family parameters, as the pool's ``arrivals`` rows.
+
+    The in-memory reference of :func:`arrival_windows_from_aggregates` (which
+    :func:`~servelab.fitting.pool_fit.fit_pool` uses on a store): same rows, the clock jitter
+    drawn with numpy's generator instead of hashed in SQL, a systematic subsample of gaps above
+    ``max_fit_gaps`` instead of a hashed one.
 
     Parameters
     ----------
@@ -233,9 +270,10 @@ def arrival_windows(t: np.ndarray, client: np.ndarray, n_clients: int, settings:
     Returns
     -------
     ArrivalWindows
-        ``table`` has one row per client and window ``first_window .. last_window``:
-        ``window_start, window_s, rate, cv, family`` and the parameter columns
-        (:func:`param_columns`), plus ``cidx`` (client index).
+        ``table`` has one row per *active* (client, window), i.e. with at least one request
+        (idle windows are implicit, rate 0): ``window_start, window_s, rate, cv, family`` and the
+        parameter columns (:func:`param_columns`), plus ``cidx`` (client index), sorted by client
+        and window. ``cv`` is null with fewer than 2 gaps.
     """
     window_s = settings.window_s
     step, source, n_zero = _clock(settings, manifest or {}, t)
@@ -243,8 +281,7 @@ def arrival_windows(t: np.ndarray, client: np.ndarray, n_clients: int, settings:
     perm = np.argsort(client, kind="stable")
     ts, cs = t[perm], client[perm]
     w = window_index(ts, window_s)
-    w0 = min(int(w.min()), math.floor(covered[0] / window_s))
-    w1 = max(int(w.max()), math.ceil(covered[1] / window_s) - 1)
+    w0, w1 = _window_range(w, covered, window_s)
     n_w = w1 - w0 + 1
     key = cs * n_w + (w - w0)
     brk = np.flatnonzero(key[1:] != key[:-1]) + 1
@@ -266,32 +303,101 @@ def arrival_windows(t: np.ndarray, client: np.ndarray, n_clients: int, settings:
     positive = g > 0  # without a clock, exact duplicates (if any) cannot be fitted by a density
     fam = fit_arrival_windows(g[positive], gs[positive], n_seg, families=settings.families,
                               min_fit_gaps=settings.min_fit_gaps, max_fit_gaps=settings.max_fit_gaps)
-    size = n_clients * n_w
-    starts = np.arange(w0, w1 + 1, dtype=np.float64) * window_s
-    exp_w = exposure(starts, window_s, covered)
-    exp_w = np.where(exp_w > 0, exp_w, window_s)
-    rate = np.zeros(size)
-    rate[seg_key] = n_req / exp_w[seg_key % n_w]
-    # estimates are stored at float32 precision (relative 6e-8, far below their sampling error) so
-    # that the pool compresses well; rates stay exact
-    def scatter(values: np.ndarray, fill: float) -> np.ndarray:
-        out = np.full(size, fill)
-        out[seg_key] = values
-        return out.astype(np.float32).astype(np.float64)
-
-    family = np.full(size, None, dtype=object)
-    family[seg_key] = fam.family
-    columns = {
-        "cidx": np.repeat(np.arange(n_clients, dtype=np.int64), n_w),
-        "window_start": np.tile(starts, n_clients),
-        "window_s": np.full(size, window_s),
-        "rate": rate,
-        "cv": scatter(cv, 0.0),
-        "family": pl.Series(family.tolist(), dtype=pl.String),
-    }
-    for p in param_columns():
-        columns[p] = scatter(fam.params[p], np.nan) if p in fam.params else np.full(size, np.nan)
-    table = pl.DataFrame(columns).with_columns(pl.col(pl.Float64).fill_nan(None))
+    table = _cell_table(seg_key // n_w, seg_key % n_w + w0, n_req.astype(float), cv, fam, window_s, covered)
     n_zero_gaps = int(np.sum(np.diff(ts)[same[1:]] == 0))
     return ArrivalWindows(table=table, first_window=w0, last_window=w1, covered_s=covered, clock_s=step,
                           clock_source=source, n_zero_gaps=n_zero_gaps)
+
+
+def clock_from_trace_gaps(settings: PoolFitSettings, manifest: Mapping, gaps: TraceGaps) -> tuple[float | None, str]:
+    """(step or None, where it came from) from the aggregated trace gaps
+    (:func:`~servelab.analysis.aggregates.trace_gaps`).
+
+    Same rule as the in-memory path: the ``clock`` setting, the manifest's ``clock_s``, a clock
+    detected on the gaps (all of them when the trace has at most ``len(gaps.head)`` gaps, else
+    the first ones in time order with the whole trace's totals), else the smallest positive gap
+    when there are exact ties.
+    """
+    if settings.clock == "none":
+        return None, "none (clock='none')"
+    if not isinstance(settings.clock, str):
+        return float(settings.clock), "given (clock setting)"
+    recorded = manifest.get("clock_s") if manifest else None
+    if recorded:
+        return float(recorded), "store manifest clock_s"
+    step = None
+    if gaps.n_gaps and gaps.head.size >= gaps.n_gaps:
+        step = detect_resolution(gaps.head).step
+    elif gaps.n_gaps:
+        head = gaps.head
+        # the head's positive gaps as a sample of the trace's, with the whole trace's totals
+        step = clock_from_gaps(head[head > 0], n_gaps=gaps.n_gaps, n_zero=gaps.n_zero).step_s
+    if step is not None:
+        return step, "detected (servelab.fitting.ties.detect_resolution)"
+    if gaps.n_zero and gaps.min_positive is not None:
+        return gaps.min_positive, "no clock detected; ties spread within the smallest positive gap"
+    return None, "none detected"
+
+
+def arrival_windows_from_aggregates(cells: pl.DataFrame, samples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                                    settings: PoolFitSettings, *, covered: tuple[float, float],
+                                    clock: tuple[float | None, str]) -> ArrivalWindows:
+    """The sparse arrivals rows from per-cell SQL aggregates and bounded gap samples.
+
+    Parameters
+    ----------
+    cells : polars.DataFrame
+        :func:`~servelab.analysis.aggregates.arrival_cells`: ``cidx, w, n_req, n_gaps, mean_gap,
+        std_gap, n_zero_gaps`` per active cell.
+    samples : sequence of (cidx, w, gap) arrays
+        :func:`~servelab.analysis.aggregates.gap_samples` batches (positive gaps, at most
+        ``max_fit_gaps`` per cell, cells with at least ``min_fit_gaps``), each sorted by cell.
+        Every batch is fitted on its own (cells never straddle batches).
+    settings : PoolFitSettings
+    covered : (float, float)
+        The trace's covered span (:func:`~servelab.analysis.window_rates.covered_span`).
+    clock : (step or None, source)
+        From :func:`clock_from_trace_gaps`.
+
+    Returns
+    -------
+    ArrivalWindows
+        As :func:`arrival_windows`.
+    """
+    window_s = settings.window_s
+    cells = cells.sort("cidx", "w")
+    cidx = cells["cidx"].to_numpy().astype(np.int64)
+    w = cells["w"].to_numpy().astype(np.int64)
+    n_req = cells["n_req"].to_numpy().astype(float)
+    cv = window_cv(cells["n_gaps"].to_numpy(), cells["mean_gap"].fill_null(np.nan).to_numpy(),
+                   cells["std_gap"].fill_null(np.nan).to_numpy())
+    n_cells = cidx.size
+    names = tuple(dict.fromkeys(p for f in settings.families for p in get_arrival_family(f).param_names))
+    family = np.full(n_cells, None, dtype=object)
+    params = {p: np.full(n_cells, np.nan) for p in names}
+    n_fit = np.zeros(n_cells, np.int64)
+    loglik = np.full(n_cells, np.nan)
+    w_span = max(int(w.max()) - int(w.min()) + 1, 1) if n_cells else 1
+    w_min = int(w.min()) if n_cells else 0
+    cell_key = cidx * w_span + (w - w_min)  # sorted, like the cells
+    for sc, sw, gap in samples:  # a loop over batches of clients, each fitted at once
+        if gap.size == 0:
+            continue
+        k = sc * w_span + (sw - w_min)
+        brk = np.flatnonzero(k[1:] != k[:-1]) + 1
+        first = np.concatenate([[0], brk])
+        seg = np.repeat(np.arange(first.size), np.diff(np.concatenate([first, [k.size]])))
+        fam = fit_arrival_windows(gap, seg, first.size, families=settings.families,
+                                  min_fit_gaps=settings.min_fit_gaps, max_fit_gaps=settings.max_fit_gaps)
+        rows = np.searchsorted(cell_key, k[first])
+        family[rows] = fam.family
+        for p in names:
+            params[p][rows] = fam.params[p]
+        n_fit[rows] = fam.n_fit
+        loglik[rows] = fam.log_likelihood
+    fams = WindowFamilies(family=family, params=params, n_fit=n_fit, log_likelihood=loglik)
+    table = _cell_table(cidx, w, n_req, cv, fams, window_s, covered)
+    w0, w1 = _window_range(w, covered, window_s) if n_cells else (0, 0)
+    n_zero_gaps = int(cells["n_zero_gaps"].sum()) if n_cells else 0
+    return ArrivalWindows(table=table, first_window=w0, last_window=w1, covered_s=covered, clock_s=clock[0],
+                          clock_source=clock[1], n_zero_gaps=n_zero_gaps)

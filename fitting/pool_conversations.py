@@ -13,7 +13,7 @@ import polars as pl
 from servelab.analysis.store import TraceStore
 from servelab.fitting.pool_data import bin_values
 
-__all__ = ["conversation_tables"]
+__all__ = ["conversation_tables", "tables_from_aggregates"]
 
 
 def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, names: list[str], *, bin_ratio: float,
@@ -55,38 +55,63 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
                     .join(owner, on="conversation", how="inner").select("cidx", "turns"))
         links = links.select("cidx", "itt_s")
         rule, n_conv, n_multi = rules[0], conv.summary.n_conversations, conv.summary.n_multi_turn
-    name_of = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "client_id": names})
-    per_conv = per_conv.with_columns(pl.col("cidx").cast(pl.Int64), pl.col("turns").cast(pl.Int64))
     links = links.with_columns(pl.col("cidx").cast(pl.Int64))
-    req_per_client = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64),
-                                   "len": np.bincount(ci, minlength=len(names))})
-    table = (per_conv.group_by("cidx").agg(
-        pl.len().alias("n_conversations"),
-        pl.col("turns").mean().alias("turns_mean"),
-        pl.col("turns").filter(pl.col("turns") >= 2).sum().alias("multi_req"))
-        .join(req_per_client, on="cidx", how="left")
-        .join(links.group_by("cidx").agg(pl.col("itt_s").mean().alias("itt_mean_s")), on="cidx", how="left")
+    per_conv = per_conv.with_columns(pl.col("cidx").cast(pl.Int64), pl.col("turns").cast(pl.Int64))
+    turns = per_conv.group_by("cidx", "turns").agg(pl.len().cast(pl.Int64).alias("n"))
+    # ITT: 0.1 s bins below 1 s, log bins of ratio bin_ratio above (value = bin mean)
+    itt = (links.filter(pl.col("itt_s").is_not_null() & (pl.col("itt_s") >= 0))
+           .with_columns(pl.when(pl.col("itt_s") < 1).then((pl.col("itt_s") * 10).floor() + 1e6)
+                         .otherwise(bin_values(pl.col("itt_s"), exact_below=1, bin_ratio=bin_ratio)).alias("bin"))
+           .group_by("cidx", "bin").agg(pl.col("itt_s").mean().alias("value"), pl.len().cast(pl.Int64).alias("n"),
+                                        pl.col("itt_s").sum().alias("total")))
+    req = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "n": np.bincount(ci, minlength=len(names))})
+    table, pmfs = tables_from_aggregates(turns, itt, req, names)
+    note = f"linked by {rule}: {n_conv} conversations, {n_multi} multi-turn"
+    return table, pmfs, note
+
+
+def tables_from_aggregates(turns: pl.DataFrame, itt: pl.DataFrame, requests: pl.DataFrame, names: list[str]
+                           ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The pool's ``conversations`` and ``conversation_pmfs`` tables from per-client aggregates.
+
+    Parameters
+    ----------
+    turns : polars.DataFrame
+        ``cidx, turns, n``: conversations of that many turns per client.
+    itt : polars.DataFrame
+        ``cidx, bin, value, n, total``: inter-turn times per client and bin (mean, count, sum).
+    requests : polars.DataFrame
+        ``cidx, n``: requests per client.
+    names : list of str
+        Client ids by index.
+    """
+    name_of = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "client_id": names},
+                           schema={"cidx": pl.Int64, "client_id": pl.String})
+    turns = turns.select(pl.col("cidx").cast(pl.Int64), pl.col("turns").cast(pl.Int64), pl.col("n").cast(pl.Int64))
+    itt = itt.select(pl.col("cidx").cast(pl.Int64), pl.col("bin").cast(pl.Float64), pl.col("value").cast(pl.Float64),
+                     pl.col("n").cast(pl.Int64), pl.col("total").cast(pl.Float64))
+    requests = requests.select(pl.col("cidx").cast(pl.Int64), pl.col("n").cast(pl.Int64).alias("len"))
+    table = (turns.group_by("cidx").agg(
+        pl.col("n").sum().alias("n_conversations"),
+        ((pl.col("turns") * pl.col("n")).sum() / pl.col("n").sum()).alias("turns_mean"),
+        (pl.col("turns") * pl.col("n")).filter(pl.col("turns") >= 2).sum().alias("multi_req"))
+        .join(requests, on="cidx", how="left")
+        .join(itt.group_by("cidx").agg((pl.col("total").sum() / pl.col("n").sum()).alias("itt_mean_s")),
+              on="cidx", how="left")
         .join(name_of, on="cidx")
         .select("client_id", pl.col("n_conversations").cast(pl.Int64),
                 (pl.col("multi_req").fill_null(0) / pl.col("len")).alias("multi_turn_share"),
                 pl.col("turns_mean").cast(pl.Float64), pl.col("itt_mean_s").cast(pl.Float64),
                 pl.lit(None, pl.String).alias("turns_fit"), pl.lit(None, pl.String).alias("itt_fit"))
         .sort("client_id"))
-    turns = (per_conv.group_by("cidx", "turns").len()
-             .select("cidx", pl.lit("turns").alias("quantity"), pl.col("turns").cast(pl.Float64).alias("value"),
-                     pl.col("len").cast(pl.Int64).alias("n")))
-    # ITT: 0.1 s bins below 1 s, log bins of ratio bin_ratio above (value = bin mean)
-    itt = (links.filter(pl.col("itt_s").is_not_null() & (pl.col("itt_s") >= 0))
-           .with_columns(pl.when(pl.col("itt_s") < 1).then((pl.col("itt_s") * 10).floor() + 1e6)
-                         .otherwise(bin_values(pl.col("itt_s"), exact_below=1, bin_ratio=bin_ratio)).alias("bin"))
-           .group_by("cidx", "bin").agg(pl.col("itt_s").mean().cast(pl.Float32).cast(pl.Float64).alias("value"),
-                                        pl.len().cast(pl.Int64).alias("n"))
-           .select("cidx", pl.lit("itt_s").alias("quantity"), "value", "n"))
-    pmfs = (pl.concat([turns, itt])
+    turn_pmf = turns.select("cidx", pl.lit("turns").alias("quantity"), pl.col("turns").cast(pl.Float64).alias("value"),
+                            "n")
+    itt_pmf = itt.select("cidx", pl.lit("itt_s").alias("quantity"),
+                         pl.col("value").cast(pl.Float32).cast(pl.Float64).alias("value"), "n")
+    pmfs = (pl.concat([turn_pmf, itt_pmf])
             .with_columns((pl.col("n") / pl.col("n").sum().over("cidx", "quantity")).cast(pl.Float32).cast(pl.Float64)
                           .alias("probability"))
             .join(name_of, on="cidx")
             .select("client_id", "quantity", "value", "probability").sort("client_id", "quantity", "value"))
-    note = f"linked by {rule}: {n_conv} conversations, {n_multi} multi-turn"
-    return table, pmfs, note
+    return table, pmfs
 

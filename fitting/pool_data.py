@@ -23,7 +23,7 @@ import math
 import numpy as np
 import polars as pl
 
-__all__ = ["bin_values", "request_fields", "data_pmfs"]
+__all__ = ["bin_values", "request_fields", "data_pmfs", "pmfs_from_counts"]
 
 _MODALITIES = ("image", "audio", "video")
 
@@ -71,64 +71,66 @@ def request_fields(columns: tuple[str, ...]) -> list[tuple[str, pl.Expr, str]]:
     return sorted(out, key=lambda t: order.index(t[0]))
 
 
-def data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *, data_window_s: float,
-               exact_below: int, bin_ratio: float, spike_share: float, max_bin_mass: float,
-               min_fit_requests: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Long PMFs and log-normal fits per (client, data window, field), grouped on integer keys."""
-    if not fields:
-        return pl.DataFrame(), pl.DataFrame()
-    dwin = np.floor(frame["timestamp"].to_numpy() / data_window_s).astype(np.int64)
-    d0 = int(dwin.min())
-    n_d = int(dwin.max()) - d0 + 1
-    group = ci.astype(np.int64) * n_d + (dwin - d0)  # one integer per (client, data window)
-    values = frame.with_columns(pl.Series("_group", group)).select(*[expr.alias(name) for name, expr, _ in fields])
-    pmf_parts, stat_parts = [], []
-    for name, _, kind in fields:
-        v = values[name].cast(pl.Float64).fill_nan(None).to_numpy()
-        ok = np.isfinite(v) & (v >= 0)
-        scale = 501.0 if kind == "grid" else 1.0
-        vi = np.minimum(np.round(v[ok] * scale), 2**32 - 1).astype(np.int64)
-        gk = group[ok]
-        # (group, value) packed into one int64: a single-column hash group-by
-        vc = pl.Series("k", (gk << 32) | vi).value_counts(name="n")
-        k = vc["k"].to_numpy()
-        counts = pl.DataFrame({"c": (k >> 32) // n_d, "d": (k >> 32) % n_d + d0,
-                               "v": (k & (2**32 - 1)).astype(np.float64) / scale, "n": vc["n"].cast(pl.Int64)})
-        if kind == "grid":
-            binned = counts
-        else:
-            total = pl.col("n").sum().over("c", "d")
-            share = pl.col("n") / total
-            cum_before = (pl.col("n").cum_sum().over("c", "d") - pl.col("n")) / total
-            lb = bin_values(pl.col("v"), exact_below=exact_below, bin_ratio=bin_ratio)
-            # a log bin holding more than max_bin_mass is cut at multiples of max_bin_mass of the
-            # window's CDF, so that binning moves the CDF by at most about max_bin_mass
-            split = pl.when(pl.col("lbmass") > max_bin_mass).then(
-                pl.col("lb") * 1000 - (pl.col("cum_before") / max_bin_mass).floor()).otherwise(pl.col("lb") * 1000)
-            binned = (counts.sort("c", "d", "v")
-                      .with_columns(lb.alias("lb"), share.alias("share"), cum_before.alias("cum_before"))
-                      .with_columns(pl.col("share").sum().over("c", "d", "lb").alias("lbmass"))
-                      .with_columns(pl.when(pl.col("share") >= spike_share).then(pl.col("v"))
-                                    .when(pl.col("v") < exact_below).then(pl.col("v"))
-                                    .otherwise(split).alias("bin"))
-                      .group_by("c", "d", "bin")
-                      .agg(((pl.col("v") * pl.col("n")).sum() / pl.col("n").sum()).round().alias("v"), pl.col("n").sum())
-                      .group_by("c", "d", "v").agg(pl.col("n").sum()))
-        pmf_parts.append(binned.select("c", "d", pl.lit(name).alias("field"), "v", pl.col("n").cast(pl.Int64)))
-        if kind == "tokens" and not name.endswith("_count"):
-            pos = v[ok] > 0
-            lv = np.log(v[ok][pos])
-            gp = gk[pos]
-            n_g = group.max() + 1
-            cnt = np.bincount(gp, minlength=n_g)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mu = np.bincount(gp, weights=lv, minlength=n_g) / cnt
-                var = np.bincount(gp, weights=(lv - mu[gp]) ** 2, minlength=n_g) / cnt
-            sel = np.flatnonzero((cnt >= min_fit_requests) & (var > 0))
-            stat_parts.append(pl.DataFrame({"c": sel // n_d, "d": sel % n_d + d0, "field": name,
-                                            "n": cnt[sel].astype(np.int64), "mu": mu[sel], "sigma": np.sqrt(var[sel])}))
+def _bin(counts: pl.DataFrame, kind: str, *, exact_below: int, bin_ratio: float, max_bin_mass: float,
+         spike_share: float) -> pl.DataFrame:
+    """``c, d, v, n`` value counts of one field binned (tokens) or kept (grid)."""
+    if kind == "grid":
+        return counts.select("c", "d", "v", "n")
+    total = pl.col("n").sum().over("c", "d")
+    share = pl.col("n") / total
+    cum_before = (pl.col("n").cum_sum().over("c", "d") - pl.col("n")) / total
+    lb = bin_values(pl.col("v"), exact_below=exact_below, bin_ratio=bin_ratio)
+    # a log bin holding more than max_bin_mass is cut at multiples of max_bin_mass of the
+    # window's CDF, so that binning moves the CDF by at most about max_bin_mass
+    split = pl.when(pl.col("lbmass") > max_bin_mass).then(
+        pl.col("lb") * 1000 - (pl.col("cum_before") / max_bin_mass).floor()).otherwise(pl.col("lb") * 1000)
+    return (counts.sort("c", "d", "v")
+            .with_columns(lb.alias("lb"), share.alias("share"), cum_before.alias("cum_before"))
+            .with_columns(pl.col("share").sum().over("c", "d", "lb").alias("lbmass"))
+            .with_columns(pl.when(pl.col("share") >= spike_share).then(pl.col("v"))
+                          .when(pl.col("v") < exact_below).then(pl.col("v"))
+                          .otherwise(split).alias("bin"))
+            .group_by("c", "d", "bin")
+            .agg(((pl.col("v") * pl.col("n")).sum() / pl.col("n").sum()).round().alias("v"), pl.col("n").sum())
+            .group_by("c", "d", "v").agg(pl.col("n").sum()))
+
+
+def pmfs_from_counts(counts: pl.DataFrame, stats: pl.DataFrame | None, names: list[str], kinds: dict[str, str], *,
+                     data_window_s: float, exact_below: int, bin_ratio: float, spike_share: float,
+                     max_bin_mass: float, min_fit_requests: int, binned: bool = False
+                     ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Long PMFs and log-normal fits from value counts and log statistics.
+
+    Parameters
+    ----------
+    counts : polars.DataFrame
+        ``c`` (pool client index), ``d`` (data window index), ``field``, ``v`` (value), ``n``
+        (requests): e.g. :func:`~servelab.analysis.aggregates.value_counts` per field.
+    stats : polars.DataFrame or None
+        ``c, d, field, n, mu, var`` of ``ln(value)`` over positive values, per token field
+        (:func:`~servelab.analysis.aggregates.log_stats`).
+    names : list of str
+        Client ids by index.
+    kinds : dict
+        ``field -> "tokens" | "grid"`` (:func:`request_fields`), in field order.
+    binned : bool
+        The counts are binned already (``value_counts(..., binning=...)`` in SQL).
+    """
+    pmf_parts = []
+    for name, kind in kinds.items():
+        part = counts.filter(pl.col("field") == name).select("c", "d", "v", pl.col("n").cast(pl.Int64))
+        if part.height == 0:
+            continue
+        if not binned:
+            part = _bin(part, kind, exact_below=exact_below, bin_ratio=bin_ratio, max_bin_mass=max_bin_mass,
+                        spike_share=spike_share)
+        pmf_parts.append(part.select(pl.col("c").cast(pl.Int64), pl.col("d").cast(pl.Int64),
+                                       pl.lit(name).alias("field"), pl.col("v").cast(pl.Float64),
+                                       pl.col("n").cast(pl.Int64)))
     name_of = pl.DataFrame({"c": np.arange(len(names), dtype=np.int64), "client_id": names},
                            schema={"c": pl.Int64, "client_id": pl.String})
+    if not pmf_parts:
+        return pl.DataFrame(), pl.DataFrame()
     pmfs = (pl.concat(pmf_parts)
             .with_columns((pl.col("n") / pl.col("n").sum().over("c", "d", "field")).cast(pl.Float32).cast(pl.Float64)
                           .alias("probability"))
@@ -136,16 +138,21 @@ def data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *, 
             .select("client_id", (pl.col("d").cast(pl.Float64) * data_window_s).alias("window_start"),
                     pl.lit(data_window_s).alias("window_s"), "field", pl.col("v").alias("value"), "probability")
             .sort("client_id", "window_start", "field", "value"))
-    if not stat_parts:
+    if stats is None or stats.height == 0:
         return pmfs, pl.DataFrame()
-    stats = (pl.concat(stat_parts).join(name_of, on="c")
+    stats = (stats.filter((pl.col("n") >= min_fit_requests) & (pl.col("var") > 0))
+             .select(pl.col("c").cast(pl.Int64), pl.col("d").cast(pl.Int64), "field", pl.col("n").cast(pl.Int64),
+                     "mu", pl.col("var").sqrt().alias("sigma"))
+             .join(name_of, on="c")
              .with_columns((pl.col("d").cast(pl.Float64) * data_window_s).alias("window_start"))
              .sort("client_id", "window_start", "field"))
+    if stats.height == 0:
+        return pmfs, pl.DataFrame()
     n = stats["n"].to_numpy().astype(float)
     mu = stats["mu"].to_numpy()
     sig = stats["sigma"].to_numpy()
     ll = -n * mu - n * np.log(sig) - 0.5 * n * np.log(2 * np.pi) - 0.5 * n
-    fits = [
+    fits = [  # one JSON document per fitted (client, data window, field): the output itself
         json.dumps({"family": "lognormal", "params": {"s": float(s_), "scale": float(math.exp(m_))}, "n": int(k),
                     "n_params": 2, "log_likelihood": float(l_), "aic": float(4 - 2 * l_),
                     "bic": float(2 * math.log(k) - 2 * l_), "ks_distance": None, "p_value": None,
@@ -156,3 +163,48 @@ def data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *, 
     data_fits = stats.select("client_id", "window_start", "field").with_columns(pl.Series("fit", fits, dtype=pl.String))
     return pmfs, data_fits
 
+
+def data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *, data_window_s: float,
+              exact_below: int, bin_ratio: float, spike_share: float, max_bin_mass: float,
+              min_fit_requests: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Long PMFs and log-normal fits per (client, data window, field) from rows in memory.
+
+    The in-memory reference of the SQL path of :func:`~servelab.fitting.pool_fit.fit_pool`
+    (:mod:`servelab.analysis.aggregates` counts, then :func:`pmfs_from_counts`).
+    """
+    if not fields:
+        return pl.DataFrame(), pl.DataFrame()
+    dwin = np.floor(frame["timestamp"].to_numpy() / data_window_s).astype(np.int64)
+    d0 = int(dwin.min())
+    n_d = int(dwin.max()) - d0 + 1
+    group = ci.astype(np.int64) * n_d + (dwin - d0)  # one integer per (client, data window)
+    values = frame.with_columns(pl.Series("_group", group)).select(*[expr.alias(name) for name, expr, _ in fields])
+    count_parts, stat_parts = [], []
+    for name, _, kind in fields:
+        v = values[name].cast(pl.Float64).fill_nan(None).to_numpy()
+        ok = np.isfinite(v) & (v >= 0)
+        scale = 501.0 if kind == "grid" else 1.0
+        vi = np.minimum(np.round(v[ok] * scale), 2**32 - 1).astype(np.int64)
+        gk = group[ok]
+        # (group, value) packed into one int64: a single-column hash group-by
+        vc = pl.Series("k", (gk << 32) | vi).value_counts(name="n")
+        k = vc["k"].to_numpy()
+        count_parts.append(pl.DataFrame({"c": (k >> 32) // n_d, "d": (k >> 32) % n_d + d0, "field": name,
+                                         "v": (k & (2**32 - 1)).astype(np.float64) / scale,
+                                         "n": vc["n"].cast(pl.Int64)}))
+        if kind == "tokens" and not name.endswith("_count"):
+            pos = v[ok] > 0
+            lv = np.log(v[ok][pos])
+            gp = gk[pos]
+            n_g = group.max() + 1
+            cnt = np.bincount(gp, minlength=n_g)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mu = np.bincount(gp, weights=lv, minlength=n_g) / cnt
+                var = np.bincount(gp, weights=(lv - mu[gp]) ** 2, minlength=n_g) / cnt
+            sel = np.flatnonzero(cnt > 0)
+            stat_parts.append(pl.DataFrame({"c": sel // n_d, "d": sel % n_d + d0, "field": name,
+                                            "n": cnt[sel].astype(np.int64), "mu": mu[sel], "var": var[sel]}))
+    return pmfs_from_counts(pl.concat(count_parts), pl.concat(stat_parts) if stat_parts else None, names,
+                            {name: kind for name, _, kind in fields}, data_window_s=data_window_s,
+                            exact_below=exact_below, bin_ratio=bin_ratio, spike_share=spike_share,
+                            max_bin_mass=max_bin_mass, min_fit_requests=min_fit_requests)

@@ -1,7 +1,10 @@
 """Fit a :class:`~servelab.generator.pool.ClientPool` from a trace store (``servelab fit-pool``).
 
-:func:`fit_pool` reads the store once and assembles the pool from three parts, each in its own
-module:
+:func:`fit_pool` never loads the store's rows: DuckDB computes per (client, window) sufficient
+statistics, bounded seeded gap samples and value counts in plain SQL
+(:mod:`servelab.analysis.aggregates`), so memory follows the active (client, window) cells, not the
+rows. Gap samples are fitted in batches of whole clients (``batch_gaps``). The pool is assembled
+from three parts, each in its own module:
 
 - arrivals per client and window (rate over the covered time, gap CV, the arrival family of
   lowest AIC with its named parameters, consistently with the trace's logging clock):
@@ -14,6 +17,12 @@ How it fits is one frozen :class:`~servelab.fitting.pool_settings.PoolFitSetting
 fewer than ``min_requests`` requests (and rows without a client id) are merged into one residual
 client, ``residual_id``, so no traffic is lost. A fitted pool is compared with a reference pool by
 :func:`~servelab.fitting.pool_compare.compare_pools`.
+
+Differences from fitting on rows in memory (:func:`~servelab.fitting.pool_arrivals.arrival_windows`,
+:func:`~servelab.fitting.pool_data.data_pmfs`, the references the tests compare with): the clock
+jitter's uniforms are hashed from ``(request_id, seed)`` instead of drawn from numpy's generator
+(same seed, same pool; another seed moves each gap by less than one clock step), and a window with
+more than ``max_fit_gaps`` gaps fits a seeded uniform subsample instead of every k-th gap.
 
 This module reads the store and returns a pool; it writes nothing and plots nothing.
 """
@@ -29,16 +38,31 @@ import polars as pl
 from servelab import __version__
 from servelab.analysis.exceptions import EmptyTraceError
 from servelab.analysis.store import TraceStore
+from servelab.analysis.aggregates import (
+    AggregateSource,
+    aggregate_source,
+    arrival_cells,
+    build_gaps,
+    client_counts,
+    conversation_aggregates,
+    field_sql,
+    gap_samples,
+    log_stats,
+    trace_gaps,
+    value_counts,
+)
+from servelab.analysis.window_rates import covered_span
 from servelab.fitting.pool_arrivals import (
     WindowFamilies,
-    arrival_windows,
+    arrival_windows_from_aggregates,
+    clock_from_trace_gaps,
     family_cv,
     fit_arrival_windows,
     param_columns,
 )
 from servelab.fitting.pool_compare import PoolComparison, compare_pools
-from servelab.fitting.pool_conversations import conversation_tables
-from servelab.fitting.pool_data import bin_values, data_pmfs, request_fields
+from servelab.fitting.pool_conversations import conversation_tables, tables_from_aggregates
+from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
 from servelab.fitting.pool_prefixes import prefix_table
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings
 from servelab.fitting.segments import weibull_mle_segments
@@ -79,63 +103,69 @@ def _settings(settings: PoolFitSettings | None, overrides: dict) -> PoolFitSetti
     return dataclasses.replace(base, **overrides) if overrides else base
 
 
-def _read(store: TraceStore) -> pl.DataFrame:
-    """The columns the pool needs, in arrival order."""
-    columns = store.columns
-    link_col = "conversation_id" if "conversation_id" in columns else None
-    raw_cols = sorted({c for c in columns if c in ("input_tokens", "output_tokens", "reason_tokens", "text_tokens")
-                       or c.endswith("_tokens") or c.endswith("_count")})
-    want = (["request_id", "timestamp"] + (["client_id"] if "client_id" in columns else []) + raw_cols
-            + ([link_col] if link_col else []))
-    frame = pl.scan_parquet(store.requests_path).select(want).collect()
-    if frame.height == 0:
-        raise EmptyTraceError(f"store {str(store.path)!r} has no requests; nothing to fit")
-    if not frame["request_id"].is_sorted():
-        frame = frame.sort("request_id")
-    return frame
+def _conversation_frame(src: AggregateSource, store: TraceStore) -> tuple[pl.DataFrame, np.ndarray]:
+    """Request ids and their pool clients, in arrival order (for links inferred by
+    :func:`~servelab.analysis.conversations.link_conversations`, which reads the store itself)."""
+    sql = f"SELECT q.request_id, {src.cidx} AS cidx FROM {src.source} q {src.join} ORDER BY q.request_id"
+    frame = src.con.sql(sql).pl()
+    return frame.drop("cidx"), frame["cidx"].to_numpy().astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Clients:
-    index: np.ndarray  # pool client index of every request
+    index: pl.DataFrame  # client_id -> pool client index (small clients -> the residual's)
+    residual: int  # pool index of unlisted ids (NULL ids, small clients); -1 when there is none
     names: list[str]  # pool order: by requests, descending
     n_small: int
     n_null: int
 
 
-def _clients(frame: pl.DataFrame, min_requests: int, residual_id: str) -> _Clients:
-    """Client ids as integer codes; small clients (and rows without id) go to the residual."""
-    if "client_id" in frame.columns:
-        col = frame["client_id"].cast(pl.String)
-        uniq = col.drop_nulls().unique().sort()
-        ids = np.asarray(uniq.to_list(), dtype=object)
-        code = col.replace_strict(uniq, pl.Series(np.arange(uniq.len(), dtype=np.int64)), default=-1,
-                                  return_dtype=pl.Int64).fill_null(-1).to_numpy()
-        counts = np.bincount(code[code >= 0], minlength=ids.size)
-    else:
-        ids = np.array(["all"], dtype=object)
-        code = np.zeros(frame.height, dtype=np.int64)
-        counts = np.array([frame.height])
-    small = counts < min_requests
-    n_small = int(small.sum())
-    n_null = int((code < 0).sum())
+def _clients(counts: pl.DataFrame, min_requests: int, residual_id: str) -> _Clients:
+    """Pool clients from the requests per client id; small clients (and rows without id) go to the residual."""
+    has_ids = counts["client_id"].null_count() < counts.height or counts.height > 1
+    if has_ids:
+        named = counts.filter(pl.col("client_id").is_not_null())
+        n_null = int(counts.filter(pl.col("client_id").is_null())["n"].sum())
+    else:  # a store without client ids: one client, "all"
+        named = pl.DataFrame({"client_id": ["all"], "n": [int(counts["n"].sum())]})
+        n_null = 0
+    small = named.filter(pl.col("n") < min_requests)
+    kept = named.filter(pl.col("n") >= min_requests)
+    n_small = small.height
     has_residual = n_small > 0 or n_null > 0
-    if has_residual and residual_id in set(ids[~small].tolist()):
+    if has_residual and residual_id in set(kept["client_id"].to_list()):
         raise ValueError(f"residual_id {residual_id!r} is also a client id in the store; pass another residual_id")
-    kept = np.flatnonzero(~small)
-    table = pl.DataFrame({"code": kept, "client_id": ids[kept], "n": counts[kept]})
+    table = kept.select("client_id", pl.col("n").cast(pl.Int64))
     if has_residual:
-        n_res = int(counts[small].sum()) + n_null
-        table = pl.concat([table, pl.DataFrame({"code": [-1], "client_id": [residual_id], "n": [n_res]})])
+        table = pl.concat([table, pl.DataFrame({"client_id": [residual_id], "n": [int(small["n"].sum()) + n_null]},
+                                               schema={"client_id": pl.String, "n": pl.Int64})])
     table = table.sort(["n", "client_id"], descending=[True, False]).with_row_index("cidx")
-    to_cidx = np.full(ids.size + 1, -1, dtype=np.int64)  # last slot: residual (code -1)
-    to_cidx[table["code"].to_numpy()] = table["cidx"].to_numpy()
-    if has_residual:
-        to_cidx[np.flatnonzero(small)] = to_cidx[-1]
-    return _Clients(index=to_cidx[code], names=table["client_id"].to_list(), n_small=n_small, n_null=n_null)
+    names = table["client_id"].to_list()
+    residual = names.index(residual_id) if has_residual else -1
+    index = table.filter(pl.col("client_id") != residual_id) if has_residual else table
+    index = index.select("client_id", pl.col("cidx").cast(pl.Int64))
+    if not has_ids:
+        residual = 0  # every row is the one client
+    return _Clients(index=index, residual=residual, names=names, n_small=n_small, n_null=n_null)
 
 
-def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, **overrides):
+def _gap_batches(src: AggregateSource, cells: pl.DataFrame, s: PoolFitSettings, *, batch_gaps: int):
+    """Gap samples in batches of whole clients of about ``batch_gaps`` gaps each (a loop over batches)."""
+    per_client = (cells.filter(pl.col("n_pos_gaps") >= s.min_fit_gaps)
+                  .group_by("cidx").agg(pl.col("n_pos_gaps").clip(upper_bound=s.max_fit_gaps).sum().alias("k"))
+                  .sort("cidx"))
+    if per_client.height == 0:
+        return
+    cidx = per_client["cidx"].to_numpy()
+    batch = np.cumsum(per_client["k"].to_numpy()) // max(batch_gaps, 1)
+    edges = np.flatnonzero(np.diff(batch)) + 1
+    bounds = np.concatenate([[cidx[0]], cidx[edges], [cidx[-1] + 1]])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        yield gap_samples(src, min_gaps=s.min_fit_gaps, k=s.max_fit_gaps, seed=s.seed, lo=lo, hi=hi)
+
+
+def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memory_limit: str | None = None,
+             batch_gaps: int = 4_000_000, **overrides):
     """Fit a client pool from ``store``.
 
     Parameters
@@ -143,6 +173,10 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, **ov
     store : TraceStore
     settings : PoolFitSettings, optional
         How to fit (defaults: :class:`PoolFitSettings` ()).
+    memory_limit : str, optional
+        DuckDB's buffer limit for the aggregation queries (e.g. ``"4GB"``; it spills beyond).
+    batch_gaps : int
+        Gaps fitted per batch of clients (bounds the memory of the family fits).
     **overrides
         Any :class:`PoolFitSettings` field by name (``window="5m"``, ``min_requests=10``, ...),
         replacing the one in ``settings``.
@@ -164,29 +198,81 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, **ov
 
     s = _settings(settings, overrides)
     fields = request_fields(store.columns)
-    frame = _read(store)
-    clients = _clients(frame, s.min_requests, s.residual_id)
+    with aggregate_source(store, memory_limit=memory_limit) as probe:
+        counts = client_counts(probe)
+    n_rows = int(counts["n"].sum()) if counts.height else 0
+    if n_rows == 0:
+        raise EmptyTraceError(f"store {str(store.path)!r} has no requests; nothing to fit")
+    clients = _clients(counts, s.min_requests, s.residual_id)
     names = clients.names
+    with aggregate_source(store, clients.index, residual=clients.residual, memory_limit=memory_limit) as src:
+        tg = trace_gaps(src)
+        clock = clock_from_trace_gaps(s, store.manifest, tg)
+        covered = covered_span(tg.first, tg.last, s.span)
+        build_gaps(src, window_s=s.window_s, step=clock[0], seed=s.seed)
+        cells = arrival_cells(src)
+        arrivals = arrival_windows_from_aggregates(cells, _gap_batches(src, cells, s, batch_gaps=batch_gaps), s,
+                                                   covered=covered, clock=clock)
+        src.con.execute(f"DROP TABLE IF EXISTS {src.table}")
+        count_parts, stat_parts = [], []
+        for name, _, kind in fields:
+            value, scale, count_col = field_sql(name, kind, store.columns)
+            binning = None if kind == "grid" else {"exact_below": s.exact_below, "bin_ratio": s.bin_ratio,
+                                                    "spike_share": s.spike_share, "max_bin_mass": s.max_bin_mass}
+            vc = value_counts(src, value=value, data_window_s=s.data_window_s, scale=scale, count_col=count_col,
+                              binning=binning)
+            count_parts.append(vc.select(pl.col("cidx").alias("c"), "d", pl.lit(name).alias("field"),
+                                         (pl.col("vk").cast(pl.Float64) / scale).alias("v"), "n"))
+            if kind == "tokens" and not name.endswith("_count"):
+                ls = log_stats(src, value=value, data_window_s=s.data_window_s, count_col=count_col)
+                stat_parts.append(ls.select(pl.col("cidx").alias("c"), "d", pl.lit(name).alias("field"), "n", "mu",
+                                            "var"))
+        conv_frame, conv_aggs, rules = None, None, ()
+        if s.conversations:
+            from servelab.analysis.conversations import available_link_rules
 
-    arrivals = arrival_windows(frame["timestamp"].to_numpy(), clients.index, len(names), s,
-                               manifest=store.manifest)
+            rules = available_link_rules(store)
+            if rules and rules[0] == "conversation_id":  # explicit ids: aggregated in SQL
+                conv_aggs = conversation_aggregates(src, bin_ratio=s.bin_ratio)
+            elif rules:  # inferred links (link_conversations reads the store itself): ids -> clients
+                conv_frame = _conversation_frame(src, store)
+        # pool client per request in request_id order, for the prefix model (issue 15)
+        prefix_ci = None
+        if "prefix_blocks" in store.columns:
+            prefix_ci = conv_frame[1] if conv_frame is not None else _conversation_frame(src, store)[1]
     name_of = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "client_id": names},
                            schema={"cidx": pl.Int64, "client_id": pl.String})
     table = arrivals.table.join(name_of, on="cidx", how="left", maintain_order="left").drop("cidx")
     table = table.select("client_id", *[c for c in table.columns if c != "client_id"])
 
-    data, data_fits = data_pmfs(frame, clients.index, names, fields, data_window_s=s.data_window_s,
-                                exact_below=s.exact_below, bin_ratio=s.bin_ratio, spike_share=s.spike_share,
-                                max_bin_mass=s.max_bin_mass, min_fit_requests=s.min_fit_requests)
+    if fields:
+        data, data_fits = pmfs_from_counts(pl.concat(count_parts), pl.concat(stat_parts) if stat_parts else None,
+                                           names, {name: kind for name, _, kind in fields},
+                                           data_window_s=s.data_window_s, exact_below=s.exact_below,
+                                           bin_ratio=s.bin_ratio, spike_share=s.spike_share,
+                                           max_bin_mass=s.max_bin_mass, min_fit_requests=s.min_fit_requests,
+                                           binned=True)
+    else:
+        data, data_fits = pl.DataFrame(), pl.DataFrame()
     with_data = set(data["client_id"].unique().to_list()) if data.height else set()
 
     conv, conv_pmfs, conv_note = None, None, "not fitted (conversations=False)"
     if s.conversations:
-        conv, conv_pmfs, conv_note = conversation_tables(store, frame, clients.index, names, bin_ratio=s.bin_ratio,
-                                                         linking=s.linking)
+        if conv_aggs is not None:
+            turns, itt, req = conv_aggs
+            conv, conv_pmfs = tables_from_aggregates(turns, itt, req, names)
+            n_conv = int(turns["n"].sum())
+            n_multi = int(turns.filter(pl.col("turns") >= 2)["n"].sum())
+            conv_note = f"linked by conversation_id: {n_conv} conversations, {n_multi} multi-turn"
+        elif conv_frame is None:
+            conv_note = "no link information in the store"
+        else:
+            frame, ci = conv_frame
+            conv, conv_pmfs, conv_note = conversation_tables(store, frame, ci, names, bin_ratio=s.bin_ratio,
+                                                             linking=s.linking)
 
     # prefix model (issue 15): per client, from prefix_blocks (None without them)
-    prefixes = prefix_table(store, clients.index, names, linking=s.linking) if "prefix_blocks" in store.columns else None
+    prefixes = prefix_table(store, prefix_ci, names, linking=s.linking) if prefix_ci is not None else None
     residual_note = (f"residual: {clients.n_small} client(s) below min_requests={s.min_requests}"
                      + (f" and {clients.n_null} request(s) without client id" if clients.n_null else "") + " merged")
     client_table = pl.DataFrame({"client_id": names}, schema={"client_id": pl.String}).select(
@@ -199,7 +285,7 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, **ov
     pool_span = (arrivals.first_window * window_s, (arrivals.last_window + 1) * window_s)
     provenance = {
         "source": {"format": "store", "path": str(Path(store.path).resolve()), "sha256": _store_sha256(store),
-                   "sha256_of": REQUESTS_FILE, "rows": frame.height, "origin": dict(store.manifest.get("origin") or {})},
+                   "sha256_of": REQUESTS_FILE, "rows": n_rows, "origin": dict(store.manifest.get("origin") or {})},
         "servelab_version": __version__,
         "fitted_by": "servelab.fitting.pool_fit.fit_pool",
         "settings": {**s.to_dict(), "family_selection": "lowest AIC",
@@ -210,7 +296,10 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, **ov
                      "covered_s": list(arrivals.covered_s), "clock_s": arrivals.clock_s,
                      "clock_source": arrivals.clock_source,
                      "clock_handling": ("arrival times jittered uniformly within the clock step before gaps, CVs "
-                                        "and family fits" if arrivals.clock_s is not None else "timestamps used as given"),
+                                        "and family fits (uniforms hashed from request_id and seed)"
+                                        if arrivals.clock_s is not None else "timestamps used as given"),
+                     "cells": "active (client, window) cells only; idle windows are implicit (rate 0)",
+                     "aggregation": "plain SQL per (client, window) (servelab.analysis.aggregates)",
                      "zero_gaps_before_jitter": arrivals.n_zero_gaps},
         "residual": {"clients_merged": clients.n_small, "requests_without_client": clients.n_null},
         "conversations": conv_note,

@@ -34,7 +34,8 @@ class PoolFitSettings:
         Arrival families compared per window (registered :class:`~servelab.fitting.families.ArrivalFamily`
         names); the lowest AIC wins, ties going to the earlier name.
     min_fit_gaps, max_fit_gaps : int
-        Fewest gaps for a family fit; most gaps fitted (a systematic subsample above).
+        Fewest gaps for a family fit; most gaps fitted (above, a seeded uniform subsample of the
+        window's gaps, hashed from request ids and ``seed``).
     clock : "auto", "none" or float
         The trace's logging clock (timestamp step, seconds). ``"auto"``: the store manifest's
         ``clock_s`` when recorded, else :func:`~servelab.fitting.ties.detect_resolution` on the

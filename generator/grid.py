@@ -1,7 +1,8 @@
 """The window grid of a generation period: per (pool client, arrival window) rates, CVs and arrival laws.
 
 A pool's ``arrivals`` table becomes dense ``(clients, windows)`` arrays over the period
-(:class:`WindowGrid`), and the period is cut into segments at window edges and rate-table points
+(:class:`WindowGrid`; a (client, window) the table does not hold is idle, rate 0: sparse pools
+hold active windows only), and the period is cut into segments at window edges and rate-table points
 (:func:`segments`). The arrival family and shapes of every (client, window) come from the pool's
 named parameter columns (a version-1 ``shape`` column is converted,
 :func:`~servelab.generator.pool.named_arrival_params`). This module draws nothing.
@@ -32,13 +33,51 @@ def frame_of(value) -> pl.DataFrame | None:
 
 
 def pool_span(pool) -> tuple[float, float]:
-    """(first window start, last window end) of the pool's arrival windows, seconds."""
+    """(first window start, last window end) of the pool, seconds.
+
+    The hull of the pool's active arrival windows and its stated ``span``: a sparse pool (idle
+    windows not held) keeps the span it was fitted over, and a dense one gives its windows' range
+    as before.
+    """
     arrivals = frame_of(pool.arrivals)
     if arrivals is None or arrivals.height == 0:
         raise GenerationError("the pool has no arrival windows: nothing to generate from")
-    lo = arrivals["window_start"].min()
-    hi = (arrivals["window_start"] + arrivals["window_s"]).max()
-    return float(lo), float(hi)
+    lo = float(arrivals["window_start"].min())
+    hi = float((arrivals["window_start"] + arrivals["window_s"]).max())
+    span = getattr(pool, "span", None)
+    if span is not None and len(span) == 2 and span[1] > span[0]:
+        lo, hi = min(lo, float(span[0])), max(hi, float(span[1]))
+    return lo, hi
+
+
+def _window_starts(arrivals: pl.DataFrame, window_s, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Window starts and lengths over ``[lo, hi)``: the pool's regular grid when its windows lie on one.
+
+    A sparse pool holds active windows only; when every held window has length ``window_s`` and
+    starts on one grid ``anchor + k * window_s``, every window of that grid overlapping
+    ``[lo, hi)`` is returned (idle ones included, rate 0), so a sparse pool and its dense twin give
+    the same grid. Otherwise the held windows only (as before).
+    """
+    starts = np.unique(arrivals["window_start"].to_numpy().astype(float))
+    lens = (arrivals.group_by("window_start").agg(pl.col("window_s").max()).sort("window_start")["window_s"]
+            .to_numpy().astype(float))
+    if starts.size == 0 or not (isinstance(window_s, (int, float)) and window_s > 0):
+        return starts, lens
+    w = float(window_s)
+    k = (starts - starts[0]) / w
+    if not (np.all(np.abs(lens - w) <= 1e-9 * w) and np.all(np.abs(k - np.round(k)) <= 1e-6)):
+        return starts, lens
+    k_lo = math.floor((lo - starts[0]) / w + 1e-9)
+    k_hi = math.ceil((hi - starts[0]) / w - 1e-9)
+    grid = starts[0] + w * np.arange(k_lo, max(k_hi, k_lo + 1), dtype=np.float64)
+    grid = grid[(grid < hi) & (grid + w > lo)]
+    # held starts keep their exact float values (a start computed as k * w may differ in the last bit)
+    pos = np.searchsorted(grid, starts)
+    pos = np.clip(pos, 0, grid.size - 1)
+    near = np.abs(grid[pos] - starts) <= 1e-6 * w
+    grid[pos[near]] = starts[near]
+    grid = np.unique(np.concatenate([grid, starts[~near]]))
+    return grid, np.full(grid.size, w)
 
 
 @dataclass(frozen=True)
@@ -69,10 +108,7 @@ def window_grid(pool, lo: float, hi: float) -> WindowGrid:
     else:
         ids = arrivals["client_id"].unique(maintain_order=True).to_list()
     ids = sorted(set(ids))
-    starts = np.unique(arrivals["window_start"].to_numpy().astype(float))
-    lens = (
-        arrivals.group_by("window_start").agg(pl.col("window_s").max()).sort("window_start")["window_s"].to_numpy()
-    )
+    starts, lens = _window_starts(arrivals, getattr(pool, "window_s", None), lo, hi)
     P, W = len(ids), starts.size
     index = pl.DataFrame({"client_id": ids, "p": np.arange(P)})
     a = arrivals.join(index, on="client_id", how="inner")

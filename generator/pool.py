@@ -16,9 +16,12 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
     ``weibull``, ``s`` of ``lognormal``, then ``scale``), each window filling its family's
     parameters under their names; ``family`` is a registry name of an
     :class:`~servelab.fitting.families.ArrivalFamily`. ``rate`` is requests per covered second
-    (:mod:`servelab.analysis.window_rates`). Idle windows have ``rate = 0`` and a null family.
-    A table with the single ``shape`` column of format version 1 (Gamma ``a`` or Weibull ``c``,
-    by family) is converted on construction.
+    (:mod:`servelab.analysis.window_rates`). The table is *sparse*: it holds the active
+    (client, window) cells only; a window it does not hold is idle (rate 0) and enters no CV or
+    family summary. ``cv`` is null in an active window with fewer than 2 gaps (undefined). Rows
+    of rate 0 (the idle placeholders of format version 2 and ServeGen's folders) are dropped on
+    construction, so memory follows the active cells. A table with the single ``shape`` column
+    of format version 1 (Gamma ``a`` or Weibull ``c``, by family) is converted on construction.
 ``data``
     long-format empirical PMFs ``client_id, window_start, window_s, field, value, probability``;
     an idle data window has no rows.
@@ -240,10 +243,9 @@ class ClientPool:
             ("clients", clients), ("arrivals", arrivals), ("data", data), ("data_fits", data_fits),
             ("conversations", conversations), ("conversation_pmfs", conversation_pmfs), ("prefixes", prefixes))}
         d = self.__dict__
-        d["_lazy"] = MappingProxyType(lazy)
         d["window_s"] = float(window_s)
         d["data_window_s"] = float(data_window_s)
-        if span is None:
+        if span is None:  # over every window given, idle placeholders included
             row = lazy["arrivals"].select(
                 pl.col("window_start").min().alias("a"), (pl.col("window_start") + pl.col("window_s")).max().alias("b")
             ).collect()
@@ -252,10 +254,15 @@ class ClientPool:
         if not span[1] >= span[0]:
             raise PoolSpanError(f"span must satisfy start <= end; got {tuple(span)}")
         d["_span"] = (float(span[0]), float(span[1]))
+        # idle placeholders (rate 0) are not held: a missing (client, window) is idle; a null rate
+        # stays for the checks to refuse
+        rate = pl.col("rate")
+        lazy["arrivals"] = lazy["arrivals"].filter(rate.is_null() | (rate != 0))
         if fields is None:
             present = set(lazy["data"].select(pl.col("field").unique()).collect()["field"].to_list())
             fields = [f for f in DATA_FIELDS if f in present] + sorted(present - set(DATA_FIELDS))
         d["fields"] = tuple(fields)
+        d["_lazy"] = MappingProxyType(lazy)
         d["provenance"] = MappingProxyType(dict(provenance or {}))
 
     def __setattr__(self, name, value):
@@ -453,19 +460,30 @@ class ClientPool:
                 .sort("client_id", "window_start", "field").collect())
 
     def data_window_rates(self) -> pl.DataFrame:
-        """Mean rate of each client in each data window: ``client_id, window_start, rate``."""
+        """Mean rate of each client in each data window: ``client_id, window_start, rate``.
+
+        Requests in the data window over its seconds inside the pool's span (idle arrival
+        windows count as rate 0; only data windows with an active arrival window have a row).
+        """
         dw = self.data_window_s
+        lo, hi = self._span
+        dws = pl.col("window_start")
+        seconds = (pl.min_horizontal(dws + dw, pl.lit(hi)) - pl.max_horizontal(dws, pl.lit(lo)))
         return (self._lazy["arrivals"]
                 .with_columns(((pl.col("window_start") / dw).floor() * dw).alias("dws"))
                 .group_by("client_id", "dws")
-                .agg(((pl.col("rate") * pl.col("window_s")).sum() / pl.col("window_s").sum()).alias("rate"))
-                .rename({"dws": "window_start"}).sort("client_id", "window_start").collect())
+                .agg((pl.col("rate") * pl.col("window_s")).sum().alias("requests"),
+                     pl.col("window_s").sum().alias("held"))
+                .rename({"dws": "window_start"})
+                .with_columns(pl.max_horizontal(seconds, pl.col("held")).alias("seconds"))
+                .select("client_id", "window_start", (pl.col("requests") / pl.col("seconds")).alias("rate"))
+                .sort("client_id", "window_start").collect())
 
     def client_stats(self) -> pl.DataFrame:
         """Per-client statistics over the span, one row per client in the pool's order.
 
         Columns: ``client_id, mean_rate`` (requests/s over the span), ``rate_share``,
-        ``active_windows``, ``cv_mean`` (rate-weighted over active windows), ``cv_max``,
+        ``active_windows``, ``cv_mean`` (rate-weighted over active windows with a CV), ``cv_max``,
         ``family_mode`` and ``mean_<field>`` (request-weighted over data windows) for each field.
         """
         duration = max(self._span[1] - self._span[0], 1e-300)
@@ -473,7 +491,8 @@ class ClientPool:
         per = arr.group_by("client_id").agg(
             ((pl.col("rate") * pl.col("window_s")).sum() / duration).alias("mean_rate"),
             pl.len().cast(pl.Int64).alias("active_windows"),
-            ((pl.col("cv") * pl.col("rate")).sum() / pl.col("rate").sum()).alias("cv_mean"),
+            ((pl.col("cv") * pl.col("rate")).sum() / pl.col("rate").filter(pl.col("cv").is_not_null()).sum())
+            .alias("cv_mean"),
             pl.col("cv").max().alias("cv_max"),
             pl.col("family").drop_nulls().mode().sort().first().alias("family_mode"),
         ).collect()
@@ -521,7 +540,7 @@ class ClientPool:
             ``window_start, value, weight, cdf`` sorted by window and value; only active clients.
         """
         if stat in ("rate", "cv"):
-            table = self._lazy["arrivals"].filter(pl.col("rate") > 0).select(
+            table = self._lazy["arrivals"].filter((pl.col("rate") > 0) & pl.col(stat).is_not_null()).select(
                 "window_start", pl.col(stat).alias("value"), pl.col("rate").alias("w")).collect()
         elif stat in self.fields:
             table = (self.data_means().filter(pl.col("field") == stat)

@@ -1,7 +1,11 @@
 """servelab's own on-disk client-pool format: a folder with a JSON manifest and Parquet tables.
 
-Layout (format version 2; version 1, whose ``arrivals`` held one ``shape`` column meaning Gamma
-``a`` or Weibull ``c`` by family, is still read and converted to named parameter columns)::
+Layout (format version 3). Versions 1 and 2 are still read: version 1's ``arrivals`` held one
+``shape`` column meaning Gamma ``a`` or Weibull ``c`` by family (converted to named parameter
+columns); versions 1 and 2 held a row for every (client, window) of the span, idle ones as
+placeholders of rate 0 and cv 0, which are dropped on reading. Version 3's ``arrivals`` is sparse:
+only active (client, window) cells, a missing cell is idle (rate 0), and ``cv`` is null in an
+active window with fewer than 2 gaps::
 
     POOL/
       manifest.json            format, format_version, servelab_version, created_at, window_s,
@@ -48,9 +52,10 @@ __all__ = ["read_pool", "write_pool", "is_servelab_pool", "FORMAT_NAME", "FORMAT
 
 FORMAT_NAME = "servelab-pool"
 #: bumped whenever a table gains a required column or a column changes meaning
-FORMAT_VERSION = 2
-#: versions this servelab reads (1: arrivals ``shape``, converted on reading)
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+#: versions this servelab reads (1: arrivals ``shape``, converted on reading; 1 and 2: dense
+#: arrivals whose idle placeholders are dropped on reading; 3: sparse arrivals)
+READ_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 #: table name -> sort order on disk
 TABLES = {

@@ -403,6 +403,8 @@ def _write_traces(pool: ClientPool, folder: Path) -> None:
             if not (shape is not None and math.isfinite(shape) and scale is not None and math.isfinite(scale)):
                 raise PoolFormatError(f"client {cid!r} window {w}: family {fam!r} has no usable parameters "
                                       f"(shape {shape!r}, scale {scale!r})")
+            if cv is None:  # an active window with < 2 gaps: the CV of the Gamma written for it
+                cv = 1.0 / math.sqrt(shape)
             lines.append(f"{w},{float(rate)!r},{float(cv)!r},{fam},{float(shape)!r},{float(scale)!r}")
         with open(folder / f"chunk-{cid}-trace.csv", "w", newline="") as fh:
             fh.write(eol.join(lines) + eol)

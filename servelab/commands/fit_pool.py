@@ -23,7 +23,7 @@ __all__ = ["fit_pool"]
 @click.option("--families", default="gamma,weibull,exponential", show_default=True,
               help="Arrival families compared per window (lowest AIC wins).")
 @click.option("--max-fit-gaps", default=5000, show_default=True, type=click.IntRange(min=2),
-              help="Gaps fitted per window at most (a systematic subsample above).")
+              help="Gaps fitted per window at most (a seeded uniform subsample above).")
 @click.option("--clock", default="auto", show_default=True,
               help="Timestamp clock step in seconds, 'auto' (the store's recorded clock_s, else detected) or "
                    "'none'; arrival times are jittered within it (seeded) before gaps, CVs and fits.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -40,7 +42,14 @@ def test_frozen_and_spans_clip_without_mutating(msmall):
     assert msmall.span == (0.0, 14 * 86400.0) and msmall.arrivals.height == before
     # windows overlapping [3600, 5000): starts 3600, 4200, 4800 for each of 6 clients
     assert sorted(b.arrivals["window_start"].unique().to_list()) == [3600.0, 4200.0, 4800.0]
-    assert b.arrivals.height == 6 * 3
+    # sparse arrivals: only the active ones of those 6 x 3 (client, window) cells are held; the
+    # count from ServeGen's CSVs directly (rate column > 0)
+    raw = pl.concat([pl.read_csv(f, has_header=False, new_columns=["t", "rate", "cv", "fam", "shape", "scale"],
+                                 schema_overrides={"t": pl.Float64, "rate": pl.Float64, "cv": pl.Float64, "fam": pl.String,
+                                                   "shape": pl.Float64, "scale": pl.Float64})
+                     for f in sorted((Path(__file__).parents[2] / "raw_traces/servegen/m-small").glob("chunk-*-trace.csv"))])
+    active = raw.filter(pl.col("t").is_in([3600.0, 4200.0, 4800.0]) & (pl.col("rate") > 0)).height
+    assert 0 < active < 6 * 3 and b.arrivals.height == active and b.arrivals["rate"].min() > 0
     # data window 0 (6 h) overlaps; the others do not
     assert b.data["window_start"].unique().to_list() in ([], [0.0])
     with pytest.raises(PoolSpanError, match="is empty"):
@@ -126,7 +135,7 @@ def test_servelab_format_round_trip_is_lazy_and_exact(msmall, tmp_path):
 
 def test_version_1_pools_are_read_with_named_parameters(msmall, tmp_path):
     # format version 1 stored one ``shape`` column (Gamma a or Weibull c, by family); a v1 pool is
-    # read into the named columns, numbers unchanged, and written back as version 2
+    # read into the named columns, numbers unchanged, and written back as version 3 (sparse)
     write_pool(msmall, tmp_path / "p")
     arr = pl.read_parquet(tmp_path / "p" / "arrivals.parquet")
     legacy = arr.with_columns(pl.coalesce("a", "c").alias("shape")).drop("a", "c", "s")
@@ -142,7 +151,7 @@ def test_version_1_pools_are_read_with_named_parameters(msmall, tmp_path):
     gamma = old.filter(pl.col("family") == "gamma")
     assert gamma.height > 0 and gamma["c"].null_count() == gamma.height and gamma["a"].null_count() == 0
     write_pool(read_pool(tmp_path / "p"), tmp_path / "q")
-    assert json.loads((tmp_path / "q" / "manifest.json").read_text())["format_version"] == 2
+    assert json.loads((tmp_path / "q" / "manifest.json").read_text())["format_version"] == 3
     assert "shape" not in pl.read_parquet(tmp_path / "q" / "arrivals.parquet").columns
 
 

@@ -1,0 +1,496 @@
+r"""Per-(client, window) sufficient statistics of a trace store, in plain SQL (what pool fitting reads).
+
+Every statistic :func:`~servelab.fitting.pool_fit.fit_pool` needs is computed here by DuckDB over
+the store's ``requests`` Parquet, streaming: no Python loop over rows and no fetch of the whole
+table. The results are O(clients x active windows) (plus bounded samples), so fitting memory
+follows the active cells, not the rows.
+
+Queries (the SQL text is kept in :data:`SQL`, one template per query, over the canonical schema)
+------------------------------------------------------------------------------------------------
+``client_counts``
+    requests per ``client_id`` (NULL ids included as a NULL row).
+``trace_gaps``
+    the gaps of the whole trace in time order (for the logging clock): totals (gaps, exact zero
+    gaps, smallest positive gap) over all rows, and the first ``limit`` gaps in time order as a
+    bounded sample for :func:`~servelab.analysis.clock.clock_from_gaps`.
+``gaps`` (a temporary table, built once)
+    per request: pool client ``cidx``, arrival window ``w = floor(t / W)``, the *jittered* time
+    ``tj = t + step * u`` (``u`` a uniform in [0, 1) hashed from ``(request_id, seed)``: the
+    seeded, order-free SQL equivalent of the clock jitter of
+    :mod:`servelab.fitting.pool_arrivals`), and the gap to the client's previous request in
+    ``tj`` order when both lie in the same window (``NULL`` otherwise).
+``arrival_cells``
+    per active (client, window): ``n_req``, ``n_gaps``, ``sum_gap``, ``sum_gap2``, ``sum_log_gap``
+    (positive gaps), ``n_pos_gaps``, ``mean_gap``, ``std_gap`` (population), ``n_zero_gaps`` (gaps
+    of exactly 0 *before* the jitter: requests on the same clock tick).
+``gap_samples``
+    the positive gaps of cells with at least ``min_gaps`` of them, at most ``k`` per cell: all of
+    a cell's gaps when it has ``k`` or fewer, else a seeded uniform subsample (``row_number()``
+    over a hash of ``(request_id, seed)``): what the Weibull / Gamma likelihoods need raw.
+``value_counts``
+    per (client, data window, field, value key): requests (the request-data PMFs before binning);
+    ``binned_counts`` bins them as the pool's PMFs are binned, in SQL.
+``log_stats``
+    per (client, data window, token field): count, mean and population variance of ``ln(value)``
+    over positive values (the closed-form log-normal fit).
+``conversation_turns``, ``conversation_itt``, ``requests_per_client``
+    by explicit ``conversation_id``: conversations per (client, turns); inter-turn times per
+    (client, bin) with their mean and count (bins of 0.1 s below 1 s, log bins above).
+
+Portability (issue 21): the queries use only standard aggregates (``count``, ``sum``, ``avg``,
+``stddev_pop``, ``var_pop``, ``min``, ``max``), window functions (``lag``, ``row_number``,
+``max() OVER``) and CTEs. The only engine-specific pieces are named in :data:`DIALECT`: the
+64-bit hash (DuckDB ``hash(a, b)``; Spark SQL ``xxhash64(a, b)``) behind the uniforms, and the
+Parquet source (``read_parquet(path)``; a table name on Spark). Half-to-even rounding is written
+out with ``floor`` so every engine rounds alike.
+
+This module reads a store and returns small polars tables; it fits and writes nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+import polars as pl
+
+from servelab.analysis.store import TraceStore, duckdb_config
+
+__all__ = ["SQL", "DIALECT", "AggregateSource", "aggregate_source", "client_counts", "trace_gaps", "TraceGaps",
+           "build_gaps", "arrival_cells", "gap_samples", "value_counts", "log_stats", "uniform_sql",
+           "round_half_even_sql", "field_sql", "conversation_aggregates", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
+
+#: the engine-specific SQL fragments (DuckDB's spelling; Spark SQL's in the comments)
+DIALECT = MappingProxyType({
+    # 64-bit hash of a row key and a seed; Spark SQL: xxhash64({key}, {seed})
+    "hash": "hash({key}, {seed})",
+    # a Parquet file or table; Spark SQL: parquet.`{path}` or a table name
+    "source": "read_parquet({path})",
+})
+
+#: DuckDB's buffer limit for the aggregation queries unless one is set (they spill beyond it)
+DEFAULT_MEMORY_LIMIT = "4GB"
+
+#: value keys (``round(value * scale)``) are clipped to this (they pack into 32 bits, as before)
+VALUE_KEY_MAX = 2**32 - 1
+
+
+def uniform_sql(key: str, seed: int) -> str:
+    """SQL of a uniform in [0, 1) from a 64-bit hash of ``key`` and ``seed`` (53 high bits)."""
+    h = DIALECT["hash"].format(key=key, seed=int(seed))
+    # the top 53 bits of the unsigned hash, scaled to [0, 1); Spark (signed xxhash64):
+    # pmod(xxhash64(...), 9007199254740992) / 9007199254740992.0
+    return f"(CAST(({h}) >> 11 AS DOUBLE) / 9007199254740992.0)"
+
+
+def round_half_even_sql(x: str) -> str:
+    """SQL rounding ``x`` half to even (numpy's and polars' rounding), with ``floor`` only."""
+    return (f"(CASE WHEN ({x}) - floor({x}) = 0.5 THEN 2 * floor(({x}) / 2 + 0.5) "
+            f"ELSE floor(({x}) + 0.5) END)")
+
+
+#: every query of this module, by name; ``{...}`` are filled by the functions below
+SQL = MappingProxyType({
+    "client_counts": """
+        SELECT CAST(client_id AS VARCHAR) AS client_id, count(*) AS n
+        FROM {source}
+        GROUP BY 1
+    """,
+    "trace_gaps_totals": """
+        WITH t AS (
+            SELECT timestamp - lag(timestamp) OVER (ORDER BY timestamp, request_id) AS gap FROM {source}
+        )
+        SELECT count(gap) AS n_gaps, count(CASE WHEN gap = 0 THEN 1 END) AS n_zero,
+               min(CASE WHEN gap > 0 THEN gap END) AS min_positive,
+               min(gap) AS min_gap
+        FROM t
+    """,
+    "trace_gaps_head": """
+        WITH h AS (
+            SELECT timestamp, request_id FROM {source} ORDER BY timestamp, request_id LIMIT {limit}
+        ), t AS (
+            SELECT timestamp - lag(timestamp) OVER (ORDER BY timestamp, request_id) AS gap,
+                   row_number() OVER (ORDER BY timestamp, request_id) AS k
+            FROM h
+        )
+        SELECT gap FROM t WHERE gap IS NOT NULL ORDER BY k
+    """,
+    "span": """
+        SELECT count(*) AS n, min(timestamp) AS first, max(timestamp) AS last FROM {source}
+    """,
+    "gaps": """
+        CREATE TEMP TABLE {table} AS
+        WITH r AS (
+            SELECT {cidx} AS cidx, CAST(floor(q.timestamp / {window_s}) AS BIGINT) AS w, q.request_id,
+                   q.timestamp AS t, q.timestamp + {step} * {uniform} AS tj
+            FROM {source} q {join}
+        ), o AS (
+            SELECT cidx, w, request_id, t, tj,
+                   lag(t) OVER (PARTITION BY cidx ORDER BY tj, request_id) AS prev_t,
+                   lag(tj) OVER (PARTITION BY cidx ORDER BY tj, request_id) AS prev_tj,
+                   lag(w) OVER (PARTITION BY cidx ORDER BY tj, request_id) AS prev_w
+            FROM r
+        )
+        SELECT cidx, w, request_id, CASE WHEN prev_w = w THEN tj - prev_tj END AS gap,
+               CASE WHEN prev_w = w AND t = prev_t THEN 1 ELSE 0 END AS raw_zero
+        FROM o
+    """,
+    "arrival_cells": """
+        SELECT cidx, w, count(*) AS n_req, count(gap) AS n_gaps, sum(gap) AS sum_gap,
+               sum(gap * gap) AS sum_gap2, sum(CASE WHEN gap > 0 THEN ln(gap) END) AS sum_log_gap,
+               count(CASE WHEN gap > 0 THEN 1 END) AS n_pos_gaps, sum(raw_zero) AS n_zero_gaps,
+               avg(gap) AS mean_gap, stddev_pop(gap) AS std_gap
+        FROM {table}
+        GROUP BY cidx, w
+    """,
+    "gap_samples": """
+        WITH c AS (
+            SELECT cidx, w FROM {table}
+            WHERE gap > 0 AND cidx >= {lo} AND cidx < {hi}
+            GROUP BY cidx, w HAVING count(*) >= {min_gaps}
+        ), s AS (
+            SELECT g.cidx, g.w, g.gap,
+                   row_number() OVER (PARTITION BY g.cidx, g.w ORDER BY {order_key}, g.request_id) AS k
+            FROM {table} g JOIN c ON g.cidx = c.cidx AND g.w = c.w
+            WHERE g.gap > 0
+        )
+        SELECT cidx, w, gap FROM s WHERE k <= {k} ORDER BY cidx, w, gap
+    """,
+    "value_counts": """
+        WITH r AS (
+            SELECT {cidx} AS cidx, CAST(floor(q.timestamp / {data_window_s}) AS BIGINT) AS d, {value} AS v
+            FROM {source} q {join}
+        )
+        SELECT cidx, d, CAST(least({key}, {key_max}) AS BIGINT) AS vk, count(*) AS n
+        FROM r
+        WHERE v IS NOT NULL AND NOT isnan(v) AND v >= 0 AND v < 'Infinity'
+        GROUP BY 1, 2, 3
+    """,
+    "value_counts_window": """
+        WITH r AS (
+            SELECT {cidx} AS cidx, CAST(floor(q.timestamp / {data_window_s}) AS BIGINT) AS d, q.*
+            FROM {source} q {join}
+        ), x AS (
+            SELECT cidx, d, {value} AS v FROM (
+                SELECT *, max({count_col}) OVER (PARTITION BY cidx, d) AS group_max FROM r
+            ) z
+        )
+        SELECT cidx, d, CAST(least({key}, {key_max}) AS BIGINT) AS vk, count(*) AS n
+        FROM x
+        WHERE v IS NOT NULL AND NOT isnan(v) AND v >= 0 AND v < 'Infinity'
+        GROUP BY 1, 2, 3
+    """,
+    # the PMF binning of servelab.fitting.pool_data over value counts ``{counts}`` (a query giving
+    # cidx, d, vk, n): exact values below {exact_below}, log bins of ratio exp({log_ratio}) above,
+    # a value with at least {spike} of its window kept, a log bin above {max_mass} of the window
+    # cut at multiples of {max_mass} of its CDF; a bin's value is its count-weighted mean
+    "binned_counts": """
+        WITH vc AS ({counts}), s AS (
+            SELECT cidx, d, CAST(vk AS DOUBLE) AS v, n,
+                   CAST(n AS DOUBLE) / sum(n) OVER (PARTITION BY cidx, d) AS share,
+                   CAST(sum(n) OVER (PARTITION BY cidx, d ORDER BY vk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                        - n AS DOUBLE) / sum(n) OVER (PARTITION BY cidx, d) AS cum_before,
+                   CASE WHEN vk < {exact_below} THEN CAST(vk AS DOUBLE)
+                        ELSE -1 - floor(ln(CAST(vk AS DOUBLE) / {exact_below}) / {log_ratio}) END AS lb
+            FROM vc
+        ), m AS (
+            SELECT *, sum(share) OVER (PARTITION BY cidx, d, lb) AS lbmass FROM s
+        ), b AS (
+            SELECT cidx, d, v, n,
+                   CASE WHEN share >= {spike} THEN v WHEN v < {exact_below} THEN v
+                        WHEN lbmass > {max_mass} THEN lb * 1000 - floor(cum_before / {max_mass})
+                        ELSE lb * 1000 END AS bin
+            FROM m
+        ), g AS (
+            SELECT cidx, d, {mean_key} AS vk, sum(n) AS n FROM b GROUP BY cidx, d, bin
+        )
+        SELECT cidx, d, CAST(vk AS BIGINT) AS vk, CAST(sum(n) AS BIGINT) AS n FROM g GROUP BY 1, 2, 3
+    """,
+    "log_stats": """
+        WITH r AS (
+            SELECT {cidx} AS cidx, CAST(floor(q.timestamp / {data_window_s}) AS BIGINT) AS d, {value} AS v
+            FROM {source} q {join}
+        )
+        SELECT cidx, d, count(*) AS n, avg(ln(v)) AS mu, var_pop(ln(v)) AS var
+        FROM r
+        WHERE v > 0 AND v < 'Infinity'
+        GROUP BY 1, 2
+    """,
+    "log_stats_window": """
+        WITH r AS (
+            SELECT {cidx} AS cidx, CAST(floor(q.timestamp / {data_window_s}) AS BIGINT) AS d, q.*
+            FROM {source} q {join}
+        ), x AS (
+            SELECT cidx, d, {value} AS v FROM (
+                SELECT *, max({count_col}) OVER (PARTITION BY cidx, d) AS group_max FROM r
+            ) z
+        )
+        SELECT cidx, d, count(*) AS n, avg(ln(v)) AS mu, var_pop(ln(v)) AS var
+        FROM x
+        WHERE v > 0 AND v < 'Infinity'
+        GROUP BY 1, 2
+    """,
+    # conversations by explicit id: a conversation's turns are its requests in arrival order
+    # (request_id); it belongs to the client of its first turn; a request without an id is a
+    # conversation of one turn; an inter-turn time belongs to the client of its later turn
+    "conversation_turns": """
+        WITH r AS (
+            SELECT {cidx} AS cidx, q.conversation_id AS conv, q.request_id FROM {source} q {join}
+        ), c AS (
+            SELECT conv, count(*) AS turns, min(request_id) AS first_id FROM r WHERE conv IS NOT NULL GROUP BY conv
+        ), owned AS (
+            SELECT r.cidx, c.turns FROM c JOIN r ON r.conv = c.conv AND r.request_id = c.first_id
+            UNION ALL
+            SELECT cidx, 1 AS turns FROM r WHERE conv IS NULL
+        )
+        SELECT cidx, turns, count(*) AS n FROM owned GROUP BY cidx, turns
+    """,
+    "conversation_itt": """
+        WITH r AS (
+            SELECT {cidx} AS cidx, q.conversation_id AS conv, q.request_id, q.timestamp AS t
+            FROM {source} q {join} WHERE q.conversation_id IS NOT NULL
+        ), l AS (
+            SELECT cidx, t - lag(t) OVER (PARTITION BY conv ORDER BY request_id) AS itt FROM r
+        ), b AS (
+            SELECT cidx, itt,
+                   CASE WHEN itt < 1 THEN floor(itt * 10) + 1000000
+                        ELSE -1 - floor(ln(itt) / {log_ratio}) END AS bin
+            FROM l WHERE itt IS NOT NULL AND itt >= 0
+        )
+        SELECT cidx, bin, avg(itt) AS value, count(*) AS n, sum(itt) AS total FROM b GROUP BY cidx, bin
+    """,
+    "requests_per_client": """
+        SELECT {cidx} AS cidx, count(*) AS n FROM {source} q {join} GROUP BY 1
+    """,
+})
+
+
+def _sql_str(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class AggregateSource:
+    """A store opened for aggregation: a DuckDB connection and how rows map to pool clients.
+
+    ``cidx`` and ``join`` are SQL fragments (see :func:`aggregate_source`); ``table`` names the
+    temporary gaps table once :func:`build_gaps` has run.
+    """
+
+    con: object
+    source: str
+    cidx: str
+    join: str
+    columns: tuple[str, ...]
+    table: str = "pool_gaps"
+
+    def fill(self, name: str, **values) -> str:
+        """The SQL of query ``name`` with this source's fragments and ``values`` filled in."""
+        return SQL[name].format(source=self.source, cidx=self.cidx, join=self.join, table=self.table, **values)
+
+
+@contextlib.contextmanager
+def aggregate_source(store: TraceStore, client_index: pl.DataFrame | None = None, *, residual: int = 0,
+                     memory_limit: str | None = None) -> Iterator[AggregateSource]:
+    """Open ``store`` for the queries of this module (a context manager closing the connection).
+
+    Parameters
+    ----------
+    store : TraceStore
+    client_index : polars.DataFrame, optional
+        ``client_id: str, cidx: i64``: the pool client of each store client id. Ids not listed
+        (and NULL ids) go to ``residual``. None: every row is client ``residual`` (a store
+        without ``client_id``).
+    residual : int
+        The pool client of unlisted ids.
+    memory_limit : str, optional
+        DuckDB's buffer limit (spills to a temporary directory beyond it). Default: the
+        :func:`~servelab.analysis.store.duckdb_settings` in force, else :data:`DEFAULT_MEMORY_LIMIT`
+        (the per-request gaps table of a 100 M-row store is several GB; it spills rather than grow).
+    """
+    if memory_limit is None and "memory_limit" not in duckdb_config():
+        memory_limit = DEFAULT_MEMORY_LIMIT
+    con = store.connect(memory_limit=memory_limit)
+    tmp = tempfile.TemporaryDirectory(prefix="servelab-agg-")
+    try:
+        con.execute(f"SET temp_directory = {_sql_str(tmp.name)}")
+        con.execute("SET preserve_insertion_order = false")
+        source = DIALECT["source"].format(path=_sql_str(store.requests_path))
+        if client_index is None or "client_id" not in store.columns:
+            cidx, join = f"CAST({int(residual)} AS BIGINT)", ""
+        else:
+            con.register("pool_client_index", client_index.select(
+                pl.col("client_id").cast(pl.String), pl.col("cidx").cast(pl.Int64)).to_arrow())
+            cidx = f"coalesce(m.cidx, CAST({int(residual)} AS BIGINT))"
+            join = "LEFT JOIN pool_client_index m ON CAST(q.client_id AS VARCHAR) = m.client_id"
+        yield AggregateSource(con=con, source=source, cidx=cidx, join=join, columns=tuple(store.columns))
+    finally:
+        con.close()
+        tmp.cleanup()
+
+
+def client_counts(src: AggregateSource) -> pl.DataFrame:
+    """Requests per client id: ``client_id: str | null, n: i64`` (one row per id)."""
+    if "client_id" not in src.columns:
+        n = src.con.execute(src.fill("span")).fetchall()[0][0]
+        return pl.DataFrame({"client_id": [None], "n": [int(n)]}, schema={"client_id": pl.String, "n": pl.Int64})
+    return src.con.sql(src.fill("client_counts")).pl().with_columns(pl.col("n").cast(pl.Int64))
+
+
+@dataclass(frozen=True)
+class TraceGaps:
+    """The trace's gaps in time order, for its logging clock (see :func:`trace_gaps`).
+
+    ``head`` is the first gaps in time order (all of them when ``n_gaps <= len(head)``);
+    ``n_gaps``, ``n_zero`` and ``min_positive`` are over the whole trace.
+    """
+
+    n_rows: int
+    first: float | None
+    last: float | None
+    n_gaps: int
+    n_zero: int
+    min_positive: float | None
+    head: np.ndarray
+
+
+def trace_gaps(src: AggregateSource, *, limit: int = 2_000_000) -> TraceGaps:
+    """Totals over all the trace's gaps and the first ``limit`` gaps in time order.
+
+    Raises
+    ------
+    ValueError
+        If ``limit`` is not a positive integer.
+    """
+    if not (isinstance(limit, int) and limit >= 1):
+        raise ValueError(f"limit must be a positive integer; got {limit!r}")
+    n, first, last = src.con.execute(src.fill("span")).fetchall()[0]
+    if not n:
+        return TraceGaps(0, None, None, 0, 0, None, np.empty(0))
+    n_gaps, n_zero, min_pos, _ = src.con.execute(src.fill("trace_gaps_totals")).fetchall()[0]
+    head = src.con.execute(src.fill("trace_gaps_head", limit=int(limit) + 1)).fetchnumpy()["gap"]
+    return TraceGaps(int(n), float(first), float(last), int(n_gaps), int(n_zero),
+                     None if min_pos is None else float(min_pos), np.asarray(head, dtype=float))
+
+
+def build_gaps(src: AggregateSource, *, window_s: float, step: float | None, seed: int) -> None:
+    """Create the temporary gaps table of ``src`` (once; see the module docstring).
+
+    ``step`` None: the timestamps as given (no jitter). Raises ValueError on a bad window or step.
+    """
+    if not (math.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"window_s must be a positive number of seconds; got {window_s!r}")
+    if step is not None and not (math.isfinite(step) and step > 0):
+        raise ValueError(f"step must be None or a positive number of seconds; got {step!r}")
+    uniform = uniform_sql("q.request_id", seed) if step is not None else "0.0"
+    src.con.execute(f"DROP TABLE IF EXISTS {src.table}")
+    src.con.execute(src.fill("gaps", window_s=repr(float(window_s)), step=repr(float(step or 0.0)),
+                             uniform=uniform))
+
+
+def arrival_cells(src: AggregateSource) -> pl.DataFrame:
+    """Per active (client, window) counts and gap sums (needs :func:`build_gaps` first), by cidx, w."""
+    return src.con.sql(src.fill("arrival_cells")).pl().sort("cidx", "w")
+
+
+def gap_samples(src: AggregateSource, *, min_gaps: int, k: int, seed: int, lo: int = 0,
+                hi: int = 2**62) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cidx, w, gap) of the positive gaps of clients ``lo <= cidx < hi``, at most ``k`` per cell.
+
+    Cells with fewer than ``min_gaps`` positive gaps are left out; a cell with more than ``k``
+    keeps a seeded uniform subsample (the ``k`` smallest hashes of ``(request_id, seed)``). Rows
+    come sorted by cell.
+    """
+    if not (isinstance(k, int) and k >= 1 and isinstance(min_gaps, int) and min_gaps >= 1):
+        raise ValueError(f"k and min_gaps must be positive integers; got k={k!r}, min_gaps={min_gaps!r}")
+    order_key = DIALECT["hash"].format(key="g.request_id", seed=int(seed) + 1)
+    out = src.con.sql(src.fill("gap_samples", min_gaps=int(min_gaps), k=int(k), lo=int(lo), hi=int(hi),
+                               order_key=order_key)).fetchnumpy()
+    return (np.asarray(out["cidx"], dtype=np.int64), np.asarray(out["w"], dtype=np.int64),
+            np.asarray(out["gap"], dtype=float))
+
+
+def value_counts(src: AggregateSource, *, value: str, data_window_s: float, scale: float = 1.0,
+                 count_col: str | None = None, binning: Mapping[str, float] | None = None) -> pl.DataFrame:
+    """Requests per (client, data window, value key): ``cidx, d, vk, n``.
+
+    Parameters
+    ----------
+    value : str
+        SQL expression of the field over the store's columns (prefix ``q.``); with ``count_col``
+        it may use ``group_max``, the largest ``count_col`` of the (client, data window).
+    data_window_s : float
+    scale : float
+        Value keys are ``round_half_even(value * scale)`` (1: token counts; 501: ServeGen's ratio grid).
+    binning : Mapping, optional
+        ``exact_below, bin_ratio, spike_share, max_bin_mass``: bin the counts in SQL as
+        :func:`servelab.fitting.pool_data.pmfs_from_counts` does (``vk`` is then a bin's rounded
+        count-weighted mean value), so that the result is bounded by the PMF's size, not by the
+        distinct values.
+    """
+    key = round_half_even_sql(f"v * {float(scale)!r}")
+    name = "value_counts_window" if count_col else "value_counts"
+    extra = {"count_col": count_col} if count_col else {}
+    sql = src.fill(name, value=value, data_window_s=repr(float(data_window_s)), key=key, key_max=VALUE_KEY_MAX,
+                   **extra)
+    if binning is not None:
+        sql = SQL["binned_counts"].format(
+            counts=sql, exact_below=int(binning["exact_below"]), log_ratio=repr(math.log(binning["bin_ratio"])),
+            spike=repr(float(binning["spike_share"])), max_mass=repr(float(binning["max_bin_mass"])),
+            mean_key=round_half_even_sql("sum(v * n) / sum(n)"))
+    return src.con.sql(sql).pl().with_columns(pl.col("n").cast(pl.Int64))
+
+
+def log_stats(src: AggregateSource, *, value: str, data_window_s: float, count_col: str | None = None) -> pl.DataFrame:
+    """Per (client, data window): ``cidx, d, n, mu, var`` of ``ln(value)`` over positive values.
+
+    ``value`` and ``count_col`` as for :func:`value_counts`.
+    """
+    name = "log_stats_window" if count_col else "log_stats"
+    extra = {"count_col": count_col} if count_col else {}
+    sql = src.fill(name, value=value, data_window_s=repr(float(data_window_s)), **extra)
+    return src.con.sql(sql).pl().with_columns(pl.col("n").cast(pl.Int64))
+
+
+def field_sql(name: str, kind: str, columns: Sequence[str]) -> tuple[str, float, str | None]:
+    """(SQL value expression, key scale, count column for the window rule) of a pool data field.
+
+    The SQL twins of :func:`servelab.fitting.pool_data.request_fields`: ``reason_ratio`` on
+    ServeGen's grid k / 501, per-item modality tokens (``{0: 1}`` for a window none of whose
+    requests carries the modality).
+    """
+    if name == "reason_ratio":
+        ratio = "least(greatest(CAST(q.reason_tokens AS DOUBLE) / q.output_tokens, 0.0), 1.0)"
+        grid = f"least(greatest({round_half_even_sql(ratio + ' * 501')}, 0), 500) / 501.0"
+        return f"CASE WHEN q.output_tokens > 0 THEN {grid} END", 501.0, None
+    if name.endswith("_tokens") and name[:-len("_tokens")] in ("image", "audio", "video"):
+        cnt = name[:-len("_tokens")] + "_count"
+        if cnt in columns:
+            per_item = round_half_even_sql(f"CAST(q.{name} AS DOUBLE) / q.{cnt}").replace("q.", "z.")
+            value = (f"CASE WHEN z.{cnt} > 0 THEN {per_item} WHEN z.group_max = 0 THEN 0.0 END")
+            return value, 1.0, cnt
+    return f"CAST(q.{name} AS DOUBLE)", 1.0, None
+
+
+
+def conversation_aggregates(src: AggregateSource, *, bin_ratio: float
+                            ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """By ``conversation_id``: ``(turns, itt, requests)`` per client.
+
+    ``turns``: ``cidx, turns, n`` (conversations of that many turns, owned by the client of
+    their first turn; requests without an id are 1-turn conversations); ``itt``: ``cidx, bin,
+    value`` (mean), ``n``, ``total`` per inter-turn-time bin (0.1 s bins below 1 s, log bins of
+    ratio ``bin_ratio`` above, the keys of :func:`servelab.fitting.pool_data.bin_values`);
+    ``requests``: ``cidx, n``.
+    """
+    if not bin_ratio > 1:
+        raise ValueError(f"bin_ratio must be > 1; got {bin_ratio!r}")
+    turns = src.con.sql(src.fill("conversation_turns")).pl()
+    itt = src.con.sql(src.fill("conversation_itt", log_ratio=repr(math.log(bin_ratio)))).pl()
+    req = src.con.sql(src.fill("requests_per_client")).pl()
+    return turns, itt, req
+

@@ -1,0 +1,312 @@
+"""Production-scale benchmarks of the pool side (issue 16 items 1-2): fit-pool cost growth, sparse pool load.
+
+``--what fit`` (default): ``fit_pool`` on synthetic stores of 2,000 clients over 14 days at each of
+``--rows`` (default 1 M, 10 M; add 100 M explicitly), each in a fresh process: wall time, peak RSS
+(VmHWM) and the pool's active cells, then the growth factors between sizes (time and memory per
+row: linear or better means a factor <= the row factor). Target: 100 M rows under 8 GB peak.
+``--baseline DIR`` also runs the same fit with another servelab source tree (e.g. main's, exported
+with ``git archive``; see :func:`baseline_tree`) in the same run, interleaved.
+
+``--what load``: a sparse pool of 100,000 clients x 14 days (each client active in ~1 % of its
+10-min windows, PMFs of 8 values in its active 6-h data windows: 2.1 M arrival rows, 14 M data
+rows), built once; in a fresh process the import time, ``ClientPool.load`` (manifest and range
+checks, ``open_s``) and materialising the tables a generator reads (``load_s``). Target <= 2 s.
+
+``--what sparse``: a 4,244-client, 3-week synthetic trace of 26,798 requests (sparse like the
+issue's real one): the pool's arrival rows (active cells only), and the peak RSS of ``fit-pool``
+and of a 1-day ``generate`` from it; with ``--baseline`` the same with the baseline tree, in the
+same run (the baseline's pool holds every (client, window); its generate runs in the fitting
+process since its own loader refuses that pool's null CVs).
+
+Synthetic stores are cached under ``--data`` (default /work/bench_data), named by rows, clients,
+days and seed, written under a temporary name and renamed when complete. A 100 M-row store is
+built as ten 10 M-row draws (seeds 0..9, same clients and days; conversation ids made distinct),
+merged and renumbered by DuckDB. Run large cases under ``flock /tmp/servelab-bench.lock``.
+
+Usage::
+
+    python benchmarks/bench_scale.py --what fit --rows 1000000 10000000 [--baseline /tmp/main_pkg]
+    flock /tmp/servelab-bench.lock python benchmarks/bench_scale.py --what fit --rows 100000000
+    python benchmarks/bench_scale.py --what load
+    python benchmarks/bench_scale.py --what sparse --baseline /tmp/main_pkg
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+_CHILD_PRELUDE = r"""
+import json, sys, time
+def hwm_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+"""
+
+_FIT = _CHILD_PRELUDE + r"""
+t0 = time.perf_counter()
+from servelab.analysis.store import open_store
+from servelab.fitting.pool_fit import fit_pool
+store = open_store(sys.argv[1])
+pool = fit_pool(store, conversations=True)
+arr = pool.arrivals
+out = {"fit_s": time.perf_counter() - t0, "fit_peak_mb": hwm_mb(), "arrival_rows": arr.height,
+       "active_rows": int((arr["rate"] > 0).sum()), "clients": pool.n_clients}
+if len(sys.argv) > 2 and sys.argv[2] == "generate":
+    from servelab.generator import generate
+    t1 = time.perf_counter()
+    df = generate(pool, "pool", 86400.0, seed=0)
+    out.update(generate_s=time.perf_counter() - t1, generate_requests=df.height, peak_after_generate_mb=hwm_mb())
+elif len(sys.argv) > 2:
+    pool.save(sys.argv[2], overwrite=True)
+print(json.dumps(out))
+"""
+
+_GENERATE = _CHILD_PRELUDE + r"""
+t0 = time.perf_counter()
+from servelab.generator import ClientPool, generate
+pool = ClientPool.load(sys.argv[1])
+df = generate(pool, "pool", 86400.0, seed=0)
+print(json.dumps({"generate_s": time.perf_counter() - t0, "generate_requests": df.height,
+                  "generate_peak_mb": hwm_mb()}))
+"""
+
+_LOAD = _CHILD_PRELUDE + r"""
+t_start = time.perf_counter()
+from servelab.generator import ClientPool
+t_import = time.perf_counter() - t_start
+t0 = time.perf_counter()
+pool = ClientPool.load(sys.argv[1])
+t_open = time.perf_counter() - t0
+n = pool.clients.height + pool.arrivals.height + pool.data.height
+t_load = time.perf_counter() - t0
+from servelab.generator.pool_checks import check_arrivals, check_pmfs
+t1 = time.perf_counter()
+check_arrivals(pool.lazy("arrivals"), source="again")
+t_arr = time.perf_counter() - t1
+check_pmfs(pool.lazy("data"), source="again", keys=("client_id", "window_start", "field"))
+t_data = time.perf_counter() - t1 - t_arr
+print(json.dumps({"import_s": t_import, "open_s": t_open, "load_s": t_load, "peak_mb": hwm_mb(), "rows": n,
+                  "clients": pool.n_clients, "arrival_rows": pool.arrivals.height, "data_rows": pool.data.height,
+                  "checks_arrivals_s (in open_s)": t_arr, "checks_data_s (in open_s)": t_data}))
+"""
+
+
+def baseline_tree(commit: str, dest: Path) -> Path:
+    """Export ``commit`` of this repository as an importable ``servelab`` package tree under ``dest``.
+
+    The editable layout (top-level analysis/, fitting/, ... as ``servelab.*``) is rebuilt with
+    symlinks; run the children with ``PYTHONPATH=<returned path>`` and a working directory
+    outside the repository.
+    """
+    src = dest / "src"
+    pkg = dest / "pkg"
+    if not (pkg / "servelab").is_dir():
+        src.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        pkg.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src / "servelab", pkg / "servelab")
+        for top in ("analysis", "fitting", "generator", "figures", "reports"):
+            (pkg / "servelab" / top).symlink_to(src / top)
+    return pkg
+
+
+def run_child(code: str, args: list[str], *, tree: Path | None = None) -> dict:
+    """Run ``code`` in a fresh interpreter (``tree`` on PYTHONPATH when given) and parse its JSON line."""
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                          cwd=tempfile.gettempdir())
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _store_name(rows: int, clients: int, days: float, seed: int) -> str:
+    return f"store_rows{rows}_clients{clients}_days{days:g}_seed{seed}"
+
+
+def cached_store(data: Path, rows: int, clients: int, days: float, seed: int = 0) -> Path:
+    """The synthetic store of that size under ``data`` (built once; temp name, then rename)."""
+    from synthetic_trace import make_synthetic_store
+
+    path = data / _store_name(rows, clients, days, seed)
+    if (path / "manifest.json").is_file():
+        return path
+    data.mkdir(parents=True, exist_ok=True)
+    if rows > 20_000_000:
+        return _merged_store(data, rows, clients, days)
+    tmp = data / f".tmp-{os.getpid()}-{path.name}"
+    make_synthetic_store(tmp, n_rows=rows, n_clients=clients, days=days, seed=seed, overwrite=True)
+    tmp.rename(path)
+    return path
+
+
+def _merged_store(data: Path, rows: int, clients: int, days: float) -> Path:
+    """A store of ``rows`` rows as ten draws of ``rows / 10`` (seeds 0..9) merged by DuckDB."""
+    import duckdb
+
+    part = rows // 10
+    parts = [cached_store(data, part, clients, days, seed) for seed in range(10)]
+    path = data / _store_name(rows, clients, days, 0)
+    tmp = data / f".tmp-{os.getpid()}-{path.name}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"memory_limit": "6GB", "temp_directory": str(tmp / "spill")})
+    files = ", ".join(f"'{p / 'requests.parquet'}'" for p in parts)
+    cols = con.execute(f"SELECT * FROM read_parquet('{parts[0] / 'requests.parquet'}') LIMIT 0").description
+    names = [c[0] for c in cols]
+    select = []
+    for c in names:
+        if c == "request_id":
+            continue
+        if c == "conversation_id":
+            select.append("CASE WHEN conversation_id IS NULL THEN NULL ELSE CAST(part AS VARCHAR) || '-' || "
+                          "CAST(conversation_id AS VARCHAR) END AS conversation_id")
+        else:
+            select.append(c)
+    con.execute(f"""
+        COPY (
+            SELECT CAST(row_number() OVER (ORDER BY timestamp, part, request_id) - 1 AS BIGINT) AS request_id,
+                   {', '.join(select)}
+            FROM (SELECT *, CAST(regexp_extract(filename, 'seed([0-9]+)', 1) AS INTEGER) AS part
+                  FROM read_parquet([{files}], filename = true))
+            ORDER BY request_id
+        ) TO '{tmp / 'requests.parquet'}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)
+    """)
+    con.close()
+    shutil.rmtree(tmp / "spill", ignore_errors=True)
+    manifest = json.loads((parts[0] / "manifest.json").read_text())
+    manifest["sources"][0].update(rows_read=rows, rows_stored=rows)
+    manifest["rows"].update(read=rows, stored=rows)
+    manifest.setdefault("extra", {})["synthetic"] = {"n_rows": rows, "n_clients": clients, "days": days,
+                                                    "merged_seeds": list(range(10))}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    tmp.rename(path)
+    return path
+
+
+def bench_fit(data: Path, rows: list[int], baseline: Path | None) -> None:
+    results = []
+    for n in rows:
+        store = cached_store(data, n, 2000, 14.0)
+        new = run_child(_FIT, [str(store)])
+        line = {"rows": n, "new": new}
+        if baseline is not None:
+            line["baseline"] = run_child(_FIT, [str(store)], tree=baseline)
+        results.append(line)
+        print(json.dumps(line), flush=True)
+    print(f"\n{'rows':>12} {'fit s':>8} {'peak MB':>9} {'arrival rows':>13}" + (
+        f" {'main s':>8} {'main MB':>9} {'main rows':>10}" if baseline else ""))
+    for r in results:
+        a = r["new"]
+        text = f"{r['rows']:>12,} {a.get('fit_s', float('nan')):>8.1f} {a.get('fit_peak_mb', float('nan')):>9.0f} " \
+               f"{a.get('arrival_rows', 0):>13,}"
+        if baseline:
+            b = r["baseline"]
+            text += (f" {b.get('fit_s', float('nan')):>8.1f} {b.get('fit_peak_mb', float('nan')):>9.0f} "
+                     f"{b.get('arrival_rows', 0):>10,}" if "error" not in b else f"  baseline error: {b['error']}")
+        print(text)
+    for prev, cur in zip(results, results[1:]):
+        f_rows = cur["rows"] / prev["rows"]
+        f_t = cur["new"]["fit_s"] / prev["new"]["fit_s"]
+        f_m = cur["new"]["fit_peak_mb"] / prev["new"]["fit_peak_mb"]
+        print(f"growth {prev['rows']:,} -> {cur['rows']:,}: rows x{f_rows:g}, time x{f_t:.2f}, peak RSS x{f_m:.2f} "
+              f"({'linear or better' if f_t <= f_rows * 1.05 else 'SUPERLINEAR'})")
+
+
+def build_sparse_pool(path: Path, n_clients: int = 100_000, days: int = 14, active_share: float = 0.01,
+                      seed: int = 0) -> Path:
+    """A synthetic sparse pool: each client active in about ``active_share`` of its 10-min windows."""
+    import numpy as np
+    import polars as pl
+
+    from servelab.generator import ClientPool
+
+    if (path / "manifest.json").is_file():
+        return path
+    rng = np.random.default_rng(seed)
+    n_w = days * 144
+    per = rng.binomial(n_w, active_share, n_clients) + 1
+    cidx = np.repeat(np.arange(n_clients), per)
+    w = rng.integers(0, n_w, cidx.size)
+    key = np.unique(cidx.astype(np.int64) * n_w + w)  # distinct (client, window), sorted
+    cidx, w = key // n_w, key % n_w
+    ids = np.array([f"c{i:06d}" for i in range(n_clients)], dtype=object)
+    n = cidx.size
+    rate = rng.gamma(0.5, 0.02, n) + 1e-4
+    cv = np.where(rng.random(n) < 0.3, np.nan, rng.lognormal(0.3, 0.5, n))
+    fam = np.where(np.isnan(cv), None, "gamma")
+    arrivals = pl.DataFrame({"client_id": ids[cidx], "window_start": w * 600.0, "window_s": 600.0, "rate": rate,
+                             "cv": cv, "family": pl.Series(fam.tolist(), dtype=pl.String),
+                             "a": np.where(np.isnan(cv), np.nan, 1 / np.where(np.isnan(cv), 1, cv) ** 2),
+                             "scale": 1.0}).with_columns(pl.col(pl.Float64).fill_nan(None))
+    arrivals = arrivals.with_columns((pl.col("scale") / (pl.col("rate") * pl.col("a"))).alias("scale"))
+    dw = (arrivals.select("client_id", (pl.col("window_start") / 21600).floor().alias("d")).unique())
+    k = 8  # values per PMF
+    data = (dw.with_columns(pl.lit(list(range(k))).alias("j")).explode("j")
+            .with_columns((pl.col("d") * 21600.0).alias("window_start"), pl.lit(21600.0).alias("window_s"),
+                          pl.lit("input_tokens").alias("field"), (2.0 ** (pl.col("j") + 4)).alias("value"),
+                          pl.lit(1.0 / k).alias("probability"))
+            .select("client_id", "window_start", "window_s", "field", "value", "probability"))
+    clients = pl.DataFrame({"client_id": ids.tolist(), "has_arrivals": True, "has_data": True, "note": ""})
+    pool = ClientPool(clients=clients, arrivals=arrivals, data=data, window_s=600.0, data_window_s=21600.0,
+                      span=(0.0, days * 86400.0))
+    tmp = path.parent / f".tmp-{os.getpid()}-{path.name}"
+    pool.save(tmp, overwrite=True)
+    tmp.rename(path)
+    return path
+
+
+def bench_load(data: Path) -> None:
+    path = build_sparse_pool(data / "pool_sparse_clients100000_days14_seed0")
+    for _ in range(3):
+        print(json.dumps(run_child(_LOAD, [str(path)])))
+
+
+def bench_sparse(data: Path, baseline: Path | None) -> None:
+    store = cached_store(data, 26_798, 4_244, 21.0)
+    out = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    try:
+        new = run_child(_FIT, [str(store), str(out / "pool")])
+        new.update(run_child(_GENERATE, [str(out / "pool")]))
+        print(json.dumps({"new": new}))
+        if baseline is not None:
+            print(json.dumps({"baseline": run_child(_FIT, [str(store), "generate"], tree=baseline)}))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--what", choices=["fit", "load", "sparse"], default="fit")
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--data", type=Path, default=Path("/work/bench_data"))
+    parser.add_argument("--baseline", default=None,
+                        help="A commit (e.g. main) to run side by side, exported with git archive.")
+    args = parser.parse_args(argv)
+    tree = None
+    if args.baseline:
+        tree = baseline_tree(args.baseline, Path(tempfile.gettempdir()) / f"servelab-baseline-{args.baseline}")
+    if args.what == "fit":
+        bench_fit(args.data, args.rows, tree)
+    elif args.what == "load":
+        bench_load(args.data)
+    else:
+        bench_sparse(args.data, tree)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
