@@ -252,6 +252,12 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
         raise GenerationError(f"start must be a number of seconds in the pool's span; got {start!r}")
     hi = lo + float(duration)
     eps = 1e-6 * max(1.0, abs(span_hi))
+    if schedule.kind == "pool" and hi > span_hi + eps and lo >= span_lo - eps:
+        # issue 17: beyond the span, the pool is extended with client churn and a forecast total
+        from servelab.generator.extend import extend_pool
+
+        pool, _ = extend_pool(pool, hi, seed=int(seed))
+        span_lo, span_hi = pool_span(pool)
     if lo < span_lo - eps or hi > span_hi + eps:
         raise GenerationError(
             f"start={lo:g} s and duration={float(duration):g} s give [{lo:g}, {hi:g}] s, outside the pool's span "

@@ -32,6 +32,11 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
 ``conversation_pmfs``
     long empirical PMFs of the same: ``client_id, quantity ("turns" | "itt_s"), value,
     probability``.
+``churn``
+    client population dynamics (issue 17), one row per client active in the span:
+    :data:`~servelab.fitting.pool_churn.CHURN_SCHEMA` (first and last active instants, arrived /
+    departed flags, the grace and span they were built for); empty in pools that predate it, which
+    :func:`~servelab.generator.extend.pool_churn` then fits from ``arrivals``.
 
 This module does no file I/O of its own (:mod:`~servelab.generator.pool_format` and
 :mod:`~servelab.generator.servegen_format` read and write) and draws no random numbers
@@ -50,6 +55,7 @@ import polars as pl
 
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 from servelab.fitting.pool_arrivals import param_columns
+from servelab.fitting.pool_churn import CHURN_SCHEMA
 from servelab.generator.exceptions import PoolFormatError, PoolSpanError
 
 __all__ = [
@@ -100,6 +106,7 @@ _SCHEMAS = {
     "data_fits": DATA_FITS_SCHEMA,
     "conversations": CONVERSATIONS_SCHEMA,
     "conversation_pmfs": CONVERSATION_PMFS_SCHEMA,
+    "churn": CHURN_SCHEMA,  # issue 17: client churn (servelab.fitting.pool_churn)
 }
 
 #: request-data fields a pool may describe, in canonical order
@@ -190,7 +197,7 @@ class ClientPool:
 
     Parameters
     ----------
-    clients, arrivals, data, data_fits, conversations, conversation_pmfs : polars DataFrame or LazyFrame
+    clients, arrivals, data, data_fits, conversations, conversation_pmfs, churn : polars DataFrame or LazyFrame
         The tables described in the module docstring (``None`` gives an empty table).
     window_s : float
         Arrival window length in seconds (ServeGen: 600).
@@ -218,6 +225,7 @@ class ClientPool:
         data_fits=None,
         conversations=None,
         conversation_pmfs=None,
+        churn=None,
         window_s: float,
         data_window_s: float,
         span: tuple[float, float] | None = None,
@@ -230,7 +238,7 @@ class ClientPool:
             raise ValueError(f"data_window_s must be a positive number of seconds; got {data_window_s!r}")
         lazy = {name: _as_lazy(t, name) for name, t in (
             ("clients", clients), ("arrivals", arrivals), ("data", data), ("data_fits", data_fits),
-            ("conversations", conversations), ("conversation_pmfs", conversation_pmfs))}
+            ("conversations", conversations), ("conversation_pmfs", conversation_pmfs), ("churn", churn))}
         d = self.__dict__
         d["_lazy"] = MappingProxyType(lazy)
         d["window_s"] = float(window_s)

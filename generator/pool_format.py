@@ -16,6 +16,7 @@ Layout (format version 2; version 1, whose ``arrivals`` held one ``shape`` colum
       data_fits.parquet
       conversations.parquet
       conversation_pmfs.parquet
+      churn.parquet            client churn (absent from older pools: read as an empty table)
 
 Reading is lazy (``polars.scan_parquet``): :func:`read_pool` opens the manifest only. Writing is
 atomic (a failed write leaves nothing behind). This module converts formats only.
@@ -57,6 +58,7 @@ TABLES = {
     "data_fits": ("client_id", "window_start", "field"),
     "conversations": ("client_id",),
     "conversation_pmfs": ("client_id", "quantity", "value"),
+    "churn": ("client_id",),  # issue 17; absent from older pools, read as empty
 }
 
 
