@@ -14,10 +14,13 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    model's templates, whose active rows (arrival rate, CV, family and parameters) it repeats from
    its birth window, cyclically over the template's observed life; it takes the template's last
    request-data window (PMFs) and its conversation parameters under its own id ``new~<k>``.
-4. **Total rate**: in every extension window all rates are scaled by one factor so that their
-   sum follows ``rate`` (a function of time, req/s) or, by default, the pool's
-   :class:`~servelab.fitting.pool_forecast.RateForecast` (trend times daily periodicity), so
-   ``rate="pool"`` beyond the span follows the forecast while each client keeps its share.
+4. **Total rate**: rates are scaled so that their sum follows, by default, the pool's
+   :class:`~servelab.fitting.pool_forecast.RateForecast` (trend times daily periodicity): one
+   factor per block of a day (the span's length when shorter), so a block's volume is the
+   forecast's while the copied rows keep their window-to-window variation (forcing every window
+   to the smooth forecast would erase the burstiness between windows that the real trace has).
+   With a ``rate`` function (req/s, a function of time) the sum follows it window by window.
+   ``rate="pool"`` beyond the span thus follows the forecast while each client keeps its share.
 
 Vectorised with polars (rows are exploded with ``int_ranges``); no loop over clients or windows.
 Every draw comes from ``seed``.
@@ -212,7 +215,16 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
         if target.shape != starts.shape or not np.all(np.isfinite(target) & (target >= 0)):
             raise GenerationError("rate(t) must return one finite rate >= 0 per time")
     total = np.bincount(rows["k"].to_numpy(), weights=rows["rate"].to_numpy(), minlength=K) if rows.height else np.zeros(K)
-    factor = np.where(total > 0, target / np.where(total > 0, total, 1.0), 0.0)
+    if rate is None:
+        # per block of n_src windows (a day, or the span's length): the copied rows keep their
+        # window-to-window pattern, the block's volume follows the forecast
+        block = np.arange(K) // n_src
+        t_b = np.bincount(block, weights=target)
+        c_b = np.bincount(block, weights=total)
+        fb = np.where(c_b > 0, t_b / np.where(c_b > 0, c_b, 1.0), 0.0)
+        factor = fb[block]
+    else:
+        factor = np.where(total > 0, target / np.where(total > 0, total, 1.0), 0.0)
     rows = rows.with_columns(
         window_start=pl.lit(end) + pl.col("k").cast(pl.Float64) * W, window_s=pl.lit(W),
         rate=pl.col("rate") * pl.Series(factor[rows["k"].to_numpy()])).drop("k")
@@ -239,9 +251,20 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     ).select(clients.columns).sort("client_id")])
     data = frame_of(pool.data)
     if data is not None and data.height:
+        # every client active in an extension data window gets its last data window's PMFs there
+        # (a new client its template's), so the naive aggregate and the generator find data
+        DW = float(pool.data_window_s)
         last = data.filter(pl.col("window_start") == pl.col("window_start").max().over("client_id"))
-        add = last.join(mapping.rename({"template": "client_id"}), on="client_id", how="inner").with_columns(
-            client_id=pl.col("new_id")).select(data.columns).sort("client_id", "window_start", "field", "value")
+        source = pl.concat([
+            alive.select("client_id", pl.col("client_id").alias("src")),
+            mapping.select(pl.col("new_id").alias("client_id"), pl.col("template").alias("src"))])
+        need = (added.filter(pl.col("rate") > 0)
+                .select("client_id", ((pl.col("window_start") / DW).floor() * DW).alias("dws")).unique()
+                .join(source, on="client_id", how="inner"))
+        add = (need.join(last.drop("window_s").rename({"client_id": "src", "window_start": "src_ws"}), on="src",
+                         how="inner")
+               .with_columns(window_start=pl.col("dws"), window_s=pl.lit(DW))
+               .select(data.columns).sort("client_id", "window_start", "field", "value"))
         kw["data"] = pl.concat([data, add])
     for name in ("conversations", "conversation_pmfs"):
         t = frame_of(pool.lazy(name).collect())
