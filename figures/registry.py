@@ -62,6 +62,7 @@ def _load_areas() -> None:
         generation,
         lengths,
         periodicity,
+        validation,  # issue 17
     )
 
 

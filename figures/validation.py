@@ -3,8 +3,7 @@
 :func:`fig_validation` draws, for each split, the requests per window over the test span of the
 real later part, servelab's workload and the naive one (the tables
 :class:`servelab.generator.validation.SplitResult` carries as ``counts``), and beside it the
-distance metrics of each generator. It computes nothing. Not in the figure registry, which lists
-the papers' figures; the validation area and ``servelab validate`` draw it.
+distance metrics of each generator. It computes nothing.
 """
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 from servelab.figures.generation import WORKLOAD_COLORS
+from servelab.figures.registry import register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, paper_style
 
 __all__ = ["fig_validation", "plot_window_counts"]
@@ -34,6 +34,8 @@ def plot_window_counts(counts: pl.DataFrame, *, ax=None):
     return ax
 
 
+@register_figure("servelab.validation", title="Out-of-sample validation: real later part vs generated",
+                 paper_figure="ServeGen Fig. 19, out of sample (issue 17)", needs=("timestamp",))
 def fig_validation(splits: Sequence[Mapping], *, max_rows: int = 4):
     """One row per split (at most ``max_rows``): window counts, and the distances as bars.
 

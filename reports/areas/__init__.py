@@ -25,6 +25,7 @@ from servelab.reports.areas.generation import GENERATION
 from servelab.reports.areas.lengths import LENGTHS
 from servelab.reports.areas.overview import OVERVIEW
 from servelab.reports.areas.periodicity import PERIODICITY
+from servelab.reports.areas.validation import VALIDATION
 
 __all__ = [
     "AREAS",
@@ -39,6 +40,7 @@ __all__ = [
     "OVERVIEW",
     "PERIODICITY",
     "Section",
+    "VALIDATION",
     "Verdict",
     "area_ids",
     "build_section",
@@ -47,7 +49,8 @@ __all__ = [
 ]
 
 #: every area, in report order
-AREAS: tuple[Area, ...] = (OVERVIEW, ARRIVALS, PERIODICITY, LENGTHS, CLIENTS, CONVERSATIONS, GENERATION)
+AREAS: tuple[Area, ...] = (OVERVIEW, ARRIVALS, PERIODICITY, LENGTHS, CLIENTS, CONVERSATIONS, GENERATION,
+                           VALIDATION)
 
 
 def area_ids() -> tuple[str, ...]:
