@@ -37,6 +37,7 @@ from servelab.fitting.pool_arrivals import (
     param_columns,
 )
 from servelab.fitting.pool_churn import fit_churn_table  # issue 17
+from servelab.fitting.pool_coupling import coupling_table  # issue 17
 from servelab.fitting.pool_compare import PoolComparison, compare_pools
 from servelab.fitting.pool_conversations import conversation_tables
 from servelab.fitting.pool_data import bin_values, data_pmfs, request_fields
@@ -216,5 +217,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, **ov
     return ClientPool(clients=client_table, arrivals=table, data=data if data.height else None,
                       data_fits=data_fits if data_fits.height else None, conversations=conv,
                       conversation_pmfs=conv_pmfs, churn=fit_churn_table(table, pool_span, window_s=window_s),
+                      coupling=coupling_table(frame["timestamp"].to_numpy(), clients.index, names,
+                                              {f: frame[f].to_numpy() for f in ("input_tokens", "output_tokens")
+                                               if f in frame.columns}, window_s=window_s),
                       window_s=window_s, data_window_s=s.data_window_s, span=pool_span,
                       fields=[f[0] for f in fields], provenance=provenance)

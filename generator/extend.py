@@ -13,7 +13,9 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    each gets an exponential lifetime and a *template* client drawn uniformly (seeded) from the
    model's templates, whose active rows (arrival rate, CV, family and parameters) it repeats from
    its birth window, cyclically over the template's observed life; it takes the template's last
-   request-data window (PMFs) and its conversation parameters under its own id ``new~<k>``.
+   request-data window (PMFs), its conversation parameters and its load-length coupling under its
+   own id ``new~<k>``. Every client active in an extension data window gets its last data
+   window's PMFs there.
 4. **Total rate**: rates are scaled so that their sum follows, by default, the pool's
    :class:`~servelab.fitting.pool_forecast.RateForecast` (trend times daily periodicity): one
    factor per block of a day (the span's length when shorter), so a block's volume is the
@@ -266,12 +268,15 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
                .with_columns(window_start=pl.col("dws"), window_s=pl.lit(DW))
                .select(data.columns).sort("client_id", "window_start", "field", "value"))
         kw["data"] = pl.concat([data, add])
-    for name in ("conversations", "conversation_pmfs"):
-        t = frame_of(pool.lazy(name).collect())
+    for name in ("conversations", "conversation_pmfs", "coupling"):
+        try:
+            t = pool.lazy(name).collect()
+        except KeyError:  # a pool object without that table
+            continue
         if t.height:
             add = t.join(mapping.rename({"template": "client_id"}), on="client_id", how="inner").with_columns(
                 client_id=pl.col("new_id")).select(t.columns).sort(
-                [c for c in ("client_id", "quantity", "value") if c in t.columns])
+                [c for c in ("client_id", "quantity", "value", "field") if c in t.columns])
             kw[name] = pl.concat([t, add])
     ext = Extension(start_s=end, end_s=end + K * W, churn=model, forecast=forecast, n_survivors=alive.height,
                     n_departed=int((dep_k < K).sum()), n_new=n_new)

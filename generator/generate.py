@@ -62,6 +62,7 @@ from servelab.generator.conversations import (
     expand_conversations,
     link_columns,
 )
+from servelab.generator.coupling import couple_lengths  # issue 17
 from servelab.generator.exceptions import GenerationError, GenerationWarning
 from servelab.generator.grid import WindowGrid, frame_of, pool_span, segments, window_grid
 from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_pmf, sample_runs
@@ -326,6 +327,7 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
 
     frame = request_data(pool, grid, sel, client, t, seg_a, seg_b, rate_ps, lo, hi, rng,
                           borrow=missing_data == "borrow")
+    frame = couple_lengths(pool, frame, grid, sel, client, t)  # issue 17: load-length coupling
     if use_conv:
         frame = accumulate_context(frame, turn, context=context)
     # crop, sort, label

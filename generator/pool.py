@@ -37,6 +37,10 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
     :data:`~servelab.fitting.pool_churn.CHURN_SCHEMA` (first and last active instants, arrived /
     departed flags, the grace and span they were built for); empty in pools that predate it, which
     :func:`~servelab.generator.extend.pool_churn` then fits from ``arrivals``.
+``coupling``
+    load-length coupling per client and field (issue 17):
+    :data:`~servelab.fitting.pool_coupling.COUPLING_SCHEMA` (Fisher-tested correlation of window
+    log rate and log mean length, elasticity, kept flag); empty in older pools (no coupling).
 
 This module does no file I/O of its own (:mod:`~servelab.generator.pool_format` and
 :mod:`~servelab.generator.servegen_format` read and write) and draws no random numbers
@@ -56,6 +60,7 @@ import polars as pl
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 from servelab.fitting.pool_arrivals import param_columns
 from servelab.fitting.pool_churn import CHURN_SCHEMA
+from servelab.fitting.pool_coupling import COUPLING_SCHEMA
 from servelab.generator.exceptions import PoolFormatError, PoolSpanError
 
 __all__ = [
@@ -107,6 +112,7 @@ _SCHEMAS = {
     "conversations": CONVERSATIONS_SCHEMA,
     "conversation_pmfs": CONVERSATION_PMFS_SCHEMA,
     "churn": CHURN_SCHEMA,  # issue 17: client churn (servelab.fitting.pool_churn)
+    "coupling": COUPLING_SCHEMA,  # issue 17: load-length coupling (servelab.fitting.pool_coupling)
 }
 
 #: request-data fields a pool may describe, in canonical order
@@ -197,7 +203,7 @@ class ClientPool:
 
     Parameters
     ----------
-    clients, arrivals, data, data_fits, conversations, conversation_pmfs, churn : polars DataFrame or LazyFrame
+    clients, arrivals, data, data_fits, conversations, conversation_pmfs, churn, coupling : polars DataFrame or LazyFrame
         The tables described in the module docstring (``None`` gives an empty table).
     window_s : float
         Arrival window length in seconds (ServeGen: 600).
@@ -226,6 +232,7 @@ class ClientPool:
         conversations=None,
         conversation_pmfs=None,
         churn=None,
+        coupling=None,
         window_s: float,
         data_window_s: float,
         span: tuple[float, float] | None = None,
@@ -238,7 +245,8 @@ class ClientPool:
             raise ValueError(f"data_window_s must be a positive number of seconds; got {data_window_s!r}")
         lazy = {name: _as_lazy(t, name) for name, t in (
             ("clients", clients), ("arrivals", arrivals), ("data", data), ("data_fits", data_fits),
-            ("conversations", conversations), ("conversation_pmfs", conversation_pmfs), ("churn", churn))}
+            ("conversations", conversations), ("conversation_pmfs", conversation_pmfs), ("churn", churn),
+            ("coupling", coupling))}
         d = self.__dict__
         d["_lazy"] = MappingProxyType(lazy)
         d["window_s"] = float(window_s)

@@ -17,6 +17,7 @@ Layout (format version 2; version 1, whose ``arrivals`` held one ``shape`` colum
       conversations.parquet
       conversation_pmfs.parquet
       churn.parquet            client churn (absent from older pools: read as an empty table)
+      coupling.parquet         load-length coupling (likewise)
 
 Reading is lazy (``polars.scan_parquet``): :func:`read_pool` opens the manifest only. Writing is
 atomic (a failed write leaves nothing behind). This module converts formats only.
@@ -59,6 +60,7 @@ TABLES = {
     "conversations": ("client_id",),
     "conversation_pmfs": ("client_id", "quantity", "value"),
     "churn": ("client_id",),  # issue 17; absent from older pools, read as empty
+    "coupling": ("client_id", "field"),  # issue 17; absent from older pools, read as empty
 }
 
 
