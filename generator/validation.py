@@ -219,7 +219,10 @@ def resolve_split(split, first_s: float, last_s: float, window_s: float) -> floa
 
 
 def _read(store: TraceStore) -> pl.DataFrame:
-    return pl.scan_parquet(store.requests_path).sort("timestamp", maintain_order=True).collect()
+    """The columns fitting and scoring use: time, client, links, token counts and modality counts."""
+    keep = [c for c in store.columns if c in ("timestamp", "client_id", "conversation_id", "parent_id", "turn")
+            or c.endswith("_tokens") or c.endswith("_count")]
+    return pl.scan_parquet(store.requests_path).select(keep).sort("timestamp", maintain_order=True).collect()
 
 
 def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: float, *, seed: int,
@@ -229,7 +232,7 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
     later = frame.filter((t >= split_s) & (t < end_s))
     if later.height < 2:
         raise ValueError(f"the test span [{split_s:g}, {end_s:g}) s holds {later.height} request(s); at least 2 needed")
-    part = write_store(before.drop("request_id"), workdir / f"before-{int(split_s)}", source=str(store.path),
+    part = write_store(before, workdir / f"before-{int(split_s)}", source=str(store.path),
                        fmt="validate-split", origin=store.origin, timezone=store.timezone, overwrite=True)
     pool = fit_pool(part, settings=settings)
     ext, info = extend_pool(pool, end_s, seed=seed)
