@@ -43,7 +43,7 @@ from servelab.fitting.pool_settings import RESIDUAL_ID
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.grid import frame_of
 
-__all__ = ["NEW_CLIENT_PREFIX", "Extension", "churn_summary", "extend_pool", "pool_churn"]
+__all__ = ["NEW_CLIENT_PREFIX", "Extension", "churn_summary", "coupling_summary", "extend_pool", "pool_churn"]
 
 #: id prefix of the synthetic new clients (``new~0``, ``new~1``, ...)
 NEW_CLIENT_PREFIX = "new~"
@@ -114,6 +114,22 @@ def churn_summary(pool) -> dict | str:
     except ValueError as err:
         return f"not applicable: {err}"
     return {**model.describe(), "source": "pool's churn table" if _has_churn(pool) else "fitted from arrivals"}
+
+
+def coupling_summary(pool) -> str:
+    """One line on the pool's load-length coupling table (``pool info``)."""
+    try:
+        table = pool.lazy("coupling").collect()
+    except KeyError:
+        table = None
+    if table is None or table.height == 0:
+        return "none fitted (older or imported pool, or no token columns)"
+    kept = table.filter(pl.col("kept"))
+    parts = [f"{kept.height} of {table.height} (client, field) pairs kept at the 1% level"]
+    for f in kept["field"].unique().sort().to_list():
+        e = kept.filter(pl.col("field") == f)["elasticity"]
+        parts.append(f"{f} elasticity median {e.median():.3g}")
+    return "; ".join(parts)
 
 
 def _has_churn(pool) -> bool:

@@ -58,9 +58,10 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
         p = _load(path)  # every warning reaches the user through the CLI-wide handler (servelab.cli)
         messages = []
     summary = p.info(top=top)
-    from servelab.generator.extend import churn_summary  # issue 17: the churn model
+    from servelab.generator.extend import churn_summary, coupling_summary  # issue 17
 
     summary["churn"] = churn_summary(p)
+    summary["coupling"] = coupling_summary(p)
     summary["warnings"] = messages
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -91,6 +92,7 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
     click.echo("churn           " + (churn if isinstance(churn, str) else (
         f"{churn['new_clients_per_day']} new clients/day, mean lifetime {churn['mean_lifetime_days']} days "
         f"({churn['arrived']} arrived, {churn['departed']} departed of {churn['clients']}; {churn['source']})")))
+    click.echo(f"coupling        {summary['coupling']}")
     if show_clients:
         with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160):
             click.echo(p.summary())

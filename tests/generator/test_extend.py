@@ -154,6 +154,20 @@ def test_extend_errors_and_pool_info(churn_pool, tmp_path):
     m = churn_summary(churn_pool)
     assert f"churn           {m['new_clients_per_day']} new clients/day" in r.output
     assert "pool's churn table" in r.output
+    # lengths are independent of load here: the kept share is the test's level (about 2% with
+    # ~18 requests per window, see servelab.fitting.pool_coupling), within 3 binomial SE
+    import re
+
+    kept, pairs = map(int, re.search(r"coupling        (\d+) of (\d+) \(client, field\) pairs", r.output).groups())
+    assert pairs > 300 and kept <= 0.02 * pairs + 3 * math.sqrt(0.02 * pairs)
+    # generate --rate pool past the span: the pool is extended instead of refused
+    out = tmp_path / "past.parquet"
+    r = CliRunner().invoke(main, ["generate", str(tmp_path / "pool"), "--rate", "pool", "--start",
+                                  str(churn_pool.span.end - 3600), "--duration", str(DAY), "--seed", "3",
+                                  "--no-conversations", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    past = pl.read_parquet(out)
+    assert past["timestamp"].max() > 3600 and past["client_id"].str.starts_with(NEW_CLIENT_PREFIX).any()
     # a pool too short for churn says so
     short = churn_pool.clip(0, 2 * 3600.0)
     assert churn_summary(short).startswith("not applicable")
