@@ -5,7 +5,8 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
 
 1. **Churn model** (:mod:`servelab.fitting.pool_churn`): the pool's ``churn`` table when it has one,
    else fitted from its arrivals table on the spot (old and ServeGen pools).
-2. **Surviving clients**: every client not seen to depart draws a residual lifetime from the
+2. **Surviving clients** (request data: the mean of its PMFs over its last day of data windows,
+   placed at every extension data window where it is active): every client not seen to depart draws a residual lifetime from the
    exponential lifetime law (memoryless, so the residual has the same law; the residual client,
    an aggregate of small clients, never departs) and, until it departs, repeats its own rows of
    the span's last day (the whole span when shorter) cyclically, which keeps its daily pattern.
@@ -13,9 +14,8 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    each gets an exponential lifetime and a *template* client drawn uniformly (seeded) from the
    model's templates, whose active rows (arrival rate, CV, family and parameters) it repeats from
    its birth window, cyclically over the template's observed life; it takes the template's last
-   request-data window (PMFs), its conversation parameters and its load-length coupling under its
-   own id ``new~<k>``. Every client active in an extension data window gets its last data
-   window's PMFs there.
+   day of request data (PMFs, as a survivor does), its conversation parameters and its load-length coupling under its
+   own id ``new~<k>``.
 4. **Total rate**: rates are scaled so that their sum follows, by default, the pool's
    :class:`~servelab.fitting.pool_forecast.RateForecast` (trend times daily periodicity): one
    factor per block of a day (the span's length when shorter), so a block's volume is the
@@ -269,10 +269,15 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     ).select(clients.columns).sort("client_id")])
     data = frame_of(pool.data)
     if data is not None and data.height:
-        # every client active in an extension data window gets its last data window's PMFs there
-        # (a new client its template's), so the naive aggregate and the generator find data
+        # every client active in an extension data window gets its last day's PMFs there (a new
+        # client its template's): the mean of its PMFs over its data windows of the day before its
+        # last data window ends (one window when shorter), so a sparse last window does not make a
+        # spiky PMF; the naive aggregate and the generator then find data in the extension
         DW = float(pool.data_window_s)
-        last = data.filter(pl.col("window_start") == pl.col("window_start").max().over("client_id"))
+        recent = data.filter(pl.col("window_start") > pl.col("window_start").max().over("client_id") + DW - DAY_S - 1e-9)
+        last = (recent.group_by("client_id", "field", "value").agg(pl.col("probability").sum())
+                .with_columns(probability=pl.col("probability") / pl.col("probability").sum().over("client_id", "field"),
+                              window_start=pl.lit(0.0), window_s=pl.lit(DW)))
         source = pl.concat([
             alive.select("client_id", pl.col("client_id").alias("src")),
             mapping.select(pl.col("new_id").alias("client_id"), pl.col("template").alias("src"))])
