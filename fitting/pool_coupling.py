@@ -166,14 +166,16 @@ def apply_coupling(table: pl.DataFrame | None, frame: pl.DataFrame, client_ids, 
         return frame
     ids = pl.Series("client_id", client_ids, dtype=pl.String)
     uniq, code = np.unique(ids.to_numpy().astype(str), return_inverse=True)
-    x = np.log(np.maximum(np.asarray(rate, dtype=float), 1e-300))
+    rate = np.asarray(rate, dtype=float)
+    live = np.isfinite(rate) & (rate > 0)  # a request in a window of pool rate 0 (a follow-up turn) is left as drawn
+    x = np.log(np.where(live, rate, 1.0))
     changes = []
     for f in kept["field"].unique().sort().to_list():  # two fields at most
         if f not in frame.columns:
             continue
         el = dict(zip(*kept.filter(pl.col("field") == f).select("client_id", "elasticity").to_dict().values()))
         b = np.array([el.get(u, 0.0) for u in uniq])[code]  # one value per pool client, then per request
-        use = b != 0
+        use = (b != 0) & live
         if not use.any():
             continue
         lx = b * x
@@ -181,9 +183,11 @@ def apply_coupling(table: pl.DataFrame | None, frame: pl.DataFrame, client_ids, 
         mx = np.full(uniq.size, -np.inf)
         np.maximum.at(mx, code[use], lx[use])
         e = np.where(use, np.exp(lx - np.where(use, mx[code], 0.0)), 1.0)
-        mean = np.bincount(code, weights=e, minlength=uniq.size) / np.maximum(np.bincount(code, minlength=uniq.size), 1)
+        mean = (np.bincount(code[use], weights=e[use], minlength=uniq.size)
+                / np.maximum(np.bincount(code[use], minlength=uniq.size), 1))
         factor = np.where(use, e / mean[code], 1.0)
-        v = frame[f].cast(pl.Float64).to_numpy()
+        v = frame[f].cast(pl.Float64).fill_null(np.nan).to_numpy()
         scaled = np.where(v > 0, np.maximum(np.round(v * factor), 1.0), v)
-        changes.append(pl.Series(f, scaled).cast(frame.schema[f]))
+        # nulls (a field a request lacks) stay null
+        changes.append(pl.Series(f, scaled).fill_nan(None).cast(frame.schema[f]))
     return frame.with_columns(changes) if changes else frame

@@ -76,6 +76,11 @@ def test_apply_coupling_keeps_each_clients_mean():
     # factors rate^-1 = 1, 1/2, 1/4, normalised to mean 1: 12/7, 6/7, 3/7; client b untouched
     assert out["output_tokens"].to_list() == [171, 86, 43, 100]
     assert out["input_tokens"].to_list() == [5, 5, 5, 5]
+    # a null length stays null; a request in a window of pool rate 0 is left as drawn
+    frame = pl.DataFrame({"output_tokens": [100, None, 100, 100]})
+    out = apply_coupling(table, frame, np.array(["a", "a", "a", "a"]), np.array([1.0, 2.0, 0.0, 4.0]))
+    assert out["output_tokens"].to_list()[1:3] == [None, 100]
+    assert out["output_tokens"].dtype == pl.Int64
 
 
 def _single_client_trace(seed, days=2):
