@@ -185,7 +185,7 @@ def apply_coupling(table: pl.DataFrame | None, frame: pl.DataFrame, client_ids, 
         e = np.where(use, np.exp(lx - np.where(use, mx[code], 0.0)), 1.0)
         mean = (np.bincount(code[use], weights=e[use], minlength=uniq.size)
                 / np.maximum(np.bincount(code[use], minlength=uniq.size), 1))
-        factor = np.where(use, e / mean[code], 1.0)
+        factor = np.where(use, e / np.where(use, mean[code], 1.0), 1.0)
         v = frame[f].cast(pl.Float64).fill_null(np.nan).to_numpy()
         scaled = np.where(v > 0, np.maximum(np.round(v * factor), 1.0), v)
         # nulls (a field a request lacks) stay null
