@@ -62,7 +62,7 @@ from servelab.analysis.store import TraceStore, duckdb_config
 
 __all__ = ["SQL", "DIALECT", "AggregateSource", "aggregate_source", "client_counts", "trace_gaps", "TraceGaps",
            "build_gaps", "arrival_cells", "gap_samples", "value_counts", "log_stats", "uniform_sql",
-           "round_half_even_sql", "field_sql", "conversation_aggregates", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
+           "round_half_even_sql", "field_sql", "conversation_aggregates", "window_length_stats", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
 
 #: the engine-specific SQL fragments (DuckDB's spelling; Spark SQL's in the comments)
 DIALECT = MappingProxyType({
@@ -232,6 +232,13 @@ SQL = MappingProxyType({
         SELECT cidx, d, count(*) AS n, avg(ln(v)) AS mu, var_pop(ln(v)) AS var
         FROM x
         WHERE v > 0 AND v < 'Infinity'
+        GROUP BY 1, 2
+    """,
+    # per (client, arrival window): requests, and mean and sample variance of each length field
+    # (the load-length coupling of fitting.pool_coupling)
+    "window_length_stats": """
+        SELECT {cidx} AS c, CAST(floor(q.timestamp / {window_s}) AS BIGINT) AS w, count(*) AS n, {stats}
+        FROM {source} q {join}
         GROUP BY 1, 2
     """,
     # conversations by explicit id: a conversation's turns are its requests in arrival order
@@ -454,6 +461,16 @@ def log_stats(src: AggregateSource, *, value: str, data_window_s: float, count_c
     extra = {"count_col": count_col} if count_col else {}
     sql = src.fill(name, value=value, data_window_s=repr(float(data_window_s)), **extra)
     return src.con.sql(sql).pl().with_columns(pl.col("n").cast(pl.Int64))
+
+
+def window_length_stats(src: AggregateSource, *, fields: Sequence[str], window_s: float) -> pl.DataFrame:
+    """Per active (client, window) of ``window_s``: ``c, w, n`` and, per field, ``<field>`` (mean of
+    the non-null values) and ``<field>_var`` (their sample variance), the input of
+    :func:`servelab.fitting.pool_coupling.coupling_from_cells`."""
+    stats = ", ".join(f"avg(CAST(q.{f} AS DOUBLE)) AS {f}, var_samp(CAST(q.{f} AS DOUBLE)) AS {f}_var" for f in fields)
+    sql = src.fill("window_length_stats", window_s=repr(float(window_s)), stats=stats)
+    return src.con.sql(sql).pl().with_columns(pl.col("n").cast(pl.Int64), pl.col("w").cast(pl.Int64),
+                                             pl.col("c").cast(pl.Int64))
 
 
 def field_sql(name: str, kind: str, columns: Sequence[str]) -> tuple[str, float, str | None]:

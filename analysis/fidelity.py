@@ -15,6 +15,15 @@ turns that picture into distances:
 - ``gap_cv``: CV of inter-arrival gaps of the whole trace;
 - ``input_ks`` / ``output_ks``: KS distance between per-request length distributions.
 
+The window: ServeGen's 3 s suits a busy service, but on a sparse trace almost every 3-s window is
+empty and every window statistic then says "0 requests" whatever the candidate. Unless a window is
+given, :func:`choose_window` picks one from the reference: **the shortest window of**
+:data:`WINDOW_LADDER` **(3 s upwards) whose median window (empty windows included) holds at least**
+:data:`MIN_MEDIAN_REQUESTS` **(10) requests**, provided the trace still spans at least
+:data:`MIN_WINDOWS` (30) full windows; when no ladder window meets both, the longest window that
+still leaves :data:`MIN_WINDOWS` windows (and at least the shortest rung). The reference alone decides, so
+every candidate is scored on the same windows.
+
 Works on any traces (two real days, real vs generated): a :class:`~servelab.analysis.store.TraceStore`,
 a store folder, a canonical Parquet file or a polars DataFrame. It lives in ``analysis`` because
 it needs only the store and numpy/scipy, so the generator, the reports and the CLI can all use it;
@@ -38,7 +47,12 @@ from servelab.analysis.window_rates import covered_span, exposure, full_enough, 
 
 __all__ = [
     "METRICS",
+    "MIN_MEDIAN_REQUESTS",
+    "MIN_WINDOWS",
+    "WINDOW_LADDER",
     "FidelityResult",
+    "WindowChoice",
+    "choose_window",
     "compare",
     "energy_distance",
     "fidelity",
@@ -60,6 +74,92 @@ METRICS = MappingProxyType({
     "input_ks": ("distance", "KS D of per-request input tokens"),
     "output_ks": ("distance", "KS D of per-request output tokens"),
 })
+
+
+#: candidate window lengths (s) of :func:`choose_window`, shortest first (3 s: ServeGen's Fig. 19)
+WINDOW_LADDER = (3.0, 6.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
+                 21600.0, 43200.0, 86400.0)
+#: requests the median window must hold for the window statistics to mean something
+MIN_MEDIAN_REQUESTS = 10
+#: full windows the trace must still span at the chosen window
+MIN_WINDOWS = 30
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """The window :func:`choose_window` picked and why.
+
+    Attributes
+    ----------
+    window_s : float
+        The chosen window length (seconds).
+    median_requests : float
+        Requests in the reference's median window at that length (empty windows count).
+    n_windows : int
+        Full windows of the reference at that length.
+    rule : str
+        The rule, in words, and whether it was met.
+    """
+
+    window_s: float
+    median_requests: float
+    n_windows: int
+    rule: str
+
+
+def _window_counts(t: np.ndarray, window_s: float) -> np.ndarray:
+    """Requests per full window (exposure >= half the window) of times ``t``."""
+    span = covered_span(float(t.min()), float(t.max()))
+    k = window_index(t, window_s)
+    k0 = int(k.min())
+    n = np.bincount(k - k0)
+    starts = (k0 + np.arange(n.size)) * float(window_s)
+    keep = full_enough(exposure(starts, window_s, span), window_s, 0.5)
+    return n[keep]
+
+
+def choose_window(trace, *, min_median: int = MIN_MEDIAN_REQUESTS, min_windows: int = MIN_WINDOWS,
+                  ladder: Sequence[float] = WINDOW_LADDER) -> WindowChoice:
+    """The shortest window of ``ladder`` whose median window of ``trace`` holds >= ``min_median`` requests.
+
+    The rule (module docstring): the shortest ``W`` in ``ladder`` such that the median request
+    count over the trace's full windows of ``W`` (empty windows included) is at least
+    ``min_median`` and the trace spans at least ``min_windows`` full windows. When no ``W``
+    meets both, the longest ``W`` that still gives ``min_windows`` windows (the shortest rung when
+    even that one gives fewer); :attr:`WindowChoice.rule` says which case applied.
+
+    Raises
+    ------
+    ValueError
+        If ``min_median`` or ``min_windows`` is not a positive integer, or ``ladder`` is empty or
+        holds a non-positive length.
+    """
+    for name, v in (("min_median", min_median), ("min_windows", min_windows)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer; got {v!r}")
+    ladder = sorted(float(w) for w in ladder)
+    if not ladder or ladder[0] <= 0 or not all(math.isfinite(w) for w in ladder):
+        raise ValueError(f"ladder must hold positive finite window lengths; got {ladder!r}")
+    t = load_trace(trace)["timestamp"].cast(pl.Float64).to_numpy()
+    rule = (f"shortest of {len(ladder)} windows from {ladder[0]:g} s whose median window holds >= {min_median} "
+            f"requests, with >= {min_windows} windows")
+    fallback = None
+    for w in ladder:
+        n = _window_counts(t, w)
+        if n.size < min_windows:
+            break
+        med = float(np.median(n))
+        fallback = WindowChoice(window_s=w, median_requests=med, n_windows=int(n.size),
+                                rule=rule + f"; not met (trace too short or too sparse): longest window with "
+                                            f">= {min_windows} windows used")
+        if med >= min_median:
+            return WindowChoice(window_s=w, median_requests=med, n_windows=int(n.size), rule=rule)
+    if fallback is None:
+        n = _window_counts(t, ladder[0])
+        return WindowChoice(window_s=ladder[0], median_requests=float(np.median(n)) if n.size else 0.0,
+                            n_windows=int(n.size), rule=rule + f"; not met (fewer than {min_windows} windows even at "
+                                                              f"{ladder[0]:g} s): shortest window used")
+    return fallback
 
 
 @dataclass(frozen=True)
@@ -213,10 +313,16 @@ def _describe(frame: pl.DataFrame, win: pl.DataFrame) -> dict[str, float]:
     return out
 
 
-def fidelity(reference, candidate, *, window_s: float = 3.0, name: str = "candidate", seed: int = 0,
+def fidelity(reference, candidate, *, window_s: float | None = None, name: str = "candidate", seed: int = 0,
              max_points: int = 3000) -> FidelityResult:
-    """All :data:`METRICS` of ``candidate`` against ``reference``."""
+    """All :data:`METRICS` of ``candidate`` against ``reference``.
+
+    ``window_s`` None (default) picks the window from the reference with :func:`choose_window`;
+    :attr:`FidelityResult.window_s` says which was used.
+    """
     ref, cand = load_trace(reference), load_trace(candidate)
+    if window_s is None:
+        window_s = choose_window(ref).window_s
     wr, wc = window_stats(ref, window_s=window_s), window_stats(cand, window_s=window_s)
     metrics = _describe(cand, wc)
     metrics["window_rate_ks"] = _ks(wr["rate"].to_numpy(), wc["rate"].to_numpy())
@@ -235,8 +341,8 @@ def fidelity(reference, candidate, *, window_s: float = 3.0, name: str = "candid
     return FidelityResult(name=name, window_s=float(window_s), metrics={k: metrics[k] for k in METRICS})
 
 
-def compare(reference, candidates: Sequence, *, names: Sequence[str] | None = None, window_s: float = 3.0,
-            seed: int = 0) -> pl.DataFrame:
+def compare(reference, candidates: Sequence, *, names: Sequence[str] | None = None,
+            window_s: float | None = None, seed: int = 0) -> pl.DataFrame:
     """A table with one row per metric and one column per candidate (plus the reference's values).
 
     Parameters
@@ -247,14 +353,16 @@ def compare(reference, candidates: Sequence, *, names: Sequence[str] | None = No
         Workloads to score against it.
     names : sequence of str, optional
         Column names of the candidates (default ``candidate_1``, ...).
-    window_s : float
-        Window length of the window statistics (ServeGen: 3 s).
+    window_s : float, optional
+        Window length of the window statistics (ServeGen: 3 s); None (default) picks it from the
+        reference with :func:`choose_window` (the median window holds >= 10 requests).
 
     Returns
     -------
     polars.DataFrame
         ``metric``, ``kind`` ("value": compare with the reference column; "distance": 0 is
-        identical, lower is closer), ``reference``, then one column per candidate.
+        identical, lower is closer), ``reference``, then one column per candidate (to know the
+        window an automatic choice used, call :func:`choose_window` first and pass it).
     """
     if len(candidates) == 0:
         raise ValueError("compare needs at least one candidate; got none")
@@ -262,6 +370,8 @@ def compare(reference, candidates: Sequence, *, names: Sequence[str] | None = No
     if len(names) != len(candidates) or len(set(names)) != len(names) or "reference" in names:
         raise ValueError(f"names must be {len(candidates)} distinct names other than 'reference'; got {names}")
     ref = load_trace(reference)
+    if window_s is None:
+        window_s = choose_window(ref).window_s
     ref_desc = _describe(ref, window_stats(ref, window_s=window_s))
     table = {
         "metric": list(METRICS),

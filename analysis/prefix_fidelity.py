@@ -93,7 +93,8 @@ def load_blocks(trace) -> tuple[np.ndarray, np.ndarray] | None:
     if isinstance(trace, TraceStore):
         if "prefix_blocks" not in trace.columns:
             return None
-        trace = pl.scan_parquet(trace.requests_path).sort("request_id").select("timestamp", "prefix_blocks").collect()
+        trace = pl.from_arrow(trace.read_arrow(["request_id", "timestamp", "prefix_blocks"])).sort("request_id").select(
+            "timestamp", "prefix_blocks")
     if not isinstance(trace, pl.DataFrame):
         raise TypeError(f"trace must be a TraceStore, a path or a polars DataFrame; got {type(trace).__name__}")
     if "prefix_blocks" not in trace.columns or trace["prefix_blocks"].null_count() == trace.height:

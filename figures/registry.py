@@ -63,6 +63,7 @@ def _load_areas() -> None:
         lengths,
         periodicity,
         prefixes,
+        validation,  # issue 17
     )
 
 

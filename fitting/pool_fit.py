@@ -41,6 +41,7 @@ from servelab.analysis.store import TraceStore
 from servelab.analysis.aggregates import (
     AggregateSource,
     aggregate_source,
+    window_length_stats,
     arrival_cells,
     build_gaps,
     client_counts,
@@ -60,6 +61,8 @@ from servelab.fitting.pool_arrivals import (
     fit_arrival_windows,
     param_columns,
 )
+from servelab.fitting.pool_churn import fit_churn_table  # issue 17
+from servelab.fitting.pool_coupling import COUPLING_FIELDS, coupling_from_cells  # issue 17
 from servelab.fitting.pool_compare import PoolComparison, compare_pools
 from servelab.fitting.pool_conversations import conversation_tables, tables_from_aggregates
 from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
@@ -236,6 +239,10 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                 conv_aggs = conversation_aggregates(src, bin_ratio=s.bin_ratio)
             elif rules:  # inferred links (link_conversations reads the store itself): ids -> clients
                 conv_frame = _conversation_frame(src, store)
+        # per (client, window) length statistics for the load-length coupling (issue 17)
+        coupling_fields = [f for f in COUPLING_FIELDS if f in store.columns]
+        coupling_cells = (window_length_stats(src, fields=coupling_fields, window_s=s.window_s)
+                          if coupling_fields else None)
         # pool client per request in request_id order, for the prefix model (issue 15)
         prefix_ci = None
         if "prefix_blocks" in store.columns:
@@ -306,5 +313,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     }
     return ClientPool(clients=client_table, arrivals=table, data=data if data.height else None,
                       data_fits=data_fits if data_fits.height else None, conversations=conv,
-                      conversation_pmfs=conv_pmfs, prefixes=prefixes, window_s=window_s, data_window_s=s.data_window_s, span=pool_span,
+                      conversation_pmfs=conv_pmfs, prefixes=prefixes,
+                      churn=fit_churn_table(table, pool_span, window_s=window_s),
+                      coupling=coupling_from_cells(coupling_cells, names, coupling_fields, window_s=window_s)
+                      if coupling_fields else None,
+                      window_s=window_s, data_window_s=s.data_window_s, span=pool_span,
                       fields=[f[0] for f in fields], provenance=provenance)

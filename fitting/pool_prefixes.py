@@ -63,7 +63,7 @@ from servelab.analysis.block_hashes import prefix_hashes
 from servelab.analysis.prefix_reuse import DEFAULT_BLOCK_SIZE, infinite_cache_hits
 from servelab.analysis.shared_prefixes import CommonPrefixRule, shared_prefix_table
 from servelab.analysis.store import TraceStore
-from servelab.fitting.prefix_schema import PREFIX_KINDS, PREFIXES_SCHEMA
+from servelab.fitting.pool_schemas import PREFIX_KINDS, PREFIXES_SCHEMA
 
 __all__ = [
     "PREFIXES_SCHEMA",

@@ -38,8 +38,17 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
 ``prefixes``
     the per-client prefix model (shared system prompts, templates, reuse, conversation history):
     ``client_id, kind, group, extends, value, probability, block_size``
-    (:data:`~servelab.fitting.pool_prefixes.PREFIXES_SCHEMA`, described in
+    (:data:`~servelab.fitting.pool_schemas.PREFIXES_SCHEMA`, described in
     :mod:`servelab.fitting.pool_prefixes`); empty for pools without ``prefix_blocks``.
+``churn``
+    client population dynamics (issue 17), one row per client active in the span:
+    :data:`~servelab.fitting.pool_schemas.CHURN_SCHEMA` (first and last active instants, arrived /
+    departed flags, the grace and span they were built for); empty in pools that predate it, which
+    :func:`~servelab.generator.extend.pool_churn` then fits from ``arrivals``.
+``coupling``
+    load-length coupling per client and field (issue 17):
+    :data:`~servelab.fitting.pool_schemas.COUPLING_SCHEMA` (Fisher-tested correlation of window
+    log rate and log mean length, elasticity, kept flag); empty in older pools (no coupling).
 
 This module does no file I/O of its own (:mod:`~servelab.generator.pool_format` and
 :mod:`~servelab.generator.servegen_format` read and write) and draws no random numbers
@@ -58,7 +67,7 @@ import polars as pl
 
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 from servelab.fitting.families import arrival_param_columns as param_columns  # not pool fitting: light
-from servelab.fitting.prefix_schema import PREFIXES_SCHEMA
+from servelab.fitting.pool_schemas import CHURN_SCHEMA, COUPLING_SCHEMA, PREFIXES_SCHEMA
 from servelab.generator.exceptions import PoolFormatError, PoolSpanError
 
 __all__ = [
@@ -110,6 +119,8 @@ _SCHEMAS = {
     "conversations": CONVERSATIONS_SCHEMA,
     "conversation_pmfs": CONVERSATION_PMFS_SCHEMA,
     "prefixes": PREFIXES_SCHEMA,
+    "churn": CHURN_SCHEMA,  # issue 17: client churn (servelab.fitting.pool_churn)
+    "coupling": COUPLING_SCHEMA,  # issue 17: load-length coupling (servelab.fitting.pool_coupling)
 }
 
 #: request-data fields a pool may describe, in canonical order
@@ -200,7 +211,7 @@ class ClientPool:
 
     Parameters
     ----------
-    clients, arrivals, data, data_fits, conversations, conversation_pmfs, prefixes : polars DataFrame or LazyFrame
+    clients, arrivals, data, data_fits, conversations, conversation_pmfs, prefixes, churn, coupling : polars DataFrame or LazyFrame
         The tables described in the module docstring (``None`` gives an empty table).
     window_s : float
         Arrival window length in seconds (ServeGen: 600).
@@ -229,6 +240,8 @@ class ClientPool:
         conversations=None,
         conversation_pmfs=None,
         prefixes=None,
+        churn=None,
+        coupling=None,
         window_s: float,
         data_window_s: float,
         span: tuple[float, float] | None = None,
@@ -241,7 +254,8 @@ class ClientPool:
             raise ValueError(f"data_window_s must be a positive number of seconds; got {data_window_s!r}")
         lazy = {name: _as_lazy(t, name) for name, t in (
             ("clients", clients), ("arrivals", arrivals), ("data", data), ("data_fits", data_fits),
-            ("conversations", conversations), ("conversation_pmfs", conversation_pmfs), ("prefixes", prefixes))}
+            ("conversations", conversations), ("conversation_pmfs", conversation_pmfs), ("prefixes", prefixes),
+            ("churn", churn), ("coupling", coupling))}
         d = self.__dict__
         d["window_s"] = float(window_s)
         d["data_window_s"] = float(data_window_s)

@@ -23,6 +23,8 @@ active window with fewer than 2 gaps::
       prefixes.parquet         the prefix model (:mod:`servelab.fitting.pool_prefixes`), written
                                only when the pool has one; a pool without it loads with an empty
                                table (no format version change: the table is optional)
+      churn.parquet            client churn (absent from older pools: read as an empty table)
+      coupling.parquet         load-length coupling (likewise)
 
 Reading is lazy (``polars.scan_parquet``): :func:`read_pool` opens the manifest only. Writing is
 atomic (a failed write leaves nothing behind). This module converts formats only.
@@ -66,6 +68,8 @@ TABLES = {
     "conversations": ("client_id",),
     "conversation_pmfs": ("client_id", "quantity", "value"),
     "prefixes": ("client_id", "kind", "group", "min_blocks", "value"),
+    "churn": ("client_id",),  # issue 17; absent from older pools, read as empty
+    "coupling": ("client_id", "field"),  # issue 17; absent from older pools, read as empty
 }
 #: tables written only when they have rows (pools without them read as before)
 OPTIONAL_TABLES = ("prefixes",)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
-from servelab.fitting.prefix_schema import PREFIX_KINDS
+from servelab.fitting.pool_schemas import PREFIX_KINDS
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.pmf import PmfTable, pmf_table, sample_pmf
 

@@ -42,6 +42,7 @@ import polars as pl
 from servelab.generator.arrivals import ArrivalLaw, continue_renewals, first_arrivals, poisson_arrivals
 from servelab.generator.conversations import ConversationModel, accumulate_inputs, conversation_model, \
     expand_conversations
+from servelab.generator.coupling import CouplingPlan, apply_coupling_plan, coupling_plan
 from servelab.generator.exceptions import GenerationError, GenerationWarning
 from servelab.generator.grid import WindowGrid, pool_span, segments, window_grid
 from servelab.generator.rates import DEFAULT_MAX_REQUESTS, RateSchedule, check_request_budget, resolve_rate
@@ -83,6 +84,7 @@ class GenerationPlan:
     context: str
     data: DataSampler | None
     clock: float | None
+    coupling: CouplingPlan | None = None  # load-length coupling (issue 17)
     prefixes: object | None = None  # generator.prefixes.PrefixModel: prompt blocks from the pool's prefix model
     pool_clients: dict | None = None  # synthetic client id -> pool client id (for the prefix model)
 
@@ -128,6 +130,13 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
         raise GenerationError(f"start must be a number of seconds in the pool's span; got {start!r}")
     hi = lo + float(duration)
     eps = 1e-6 * max(1.0, abs(span_hi))
+    if schedule.kind == "pool" and hi > span_hi + eps and lo >= span_lo - eps:
+        # issue 17: beyond the span, the pool is extended with client churn and a forecast total
+        from servelab.generator.extend import extend_pool
+
+        pool, _ = extend_pool(pool, hi, seed=int(seed))
+        span_lo, span_hi = pool_span(pool)
+        grid = None
     if lo < span_lo - eps or hi > span_hi + eps:
         raise GenerationError(
             f"start={lo:g} s and duration={float(duration):g} s give [{lo:g}, {hi:g}] s, outside the pool's span "
@@ -202,6 +211,7 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
         lo=lo, hi=hi, seed=seed, counts=counts, syn_ids=syn_ids, sel=sel, cell_client=cn, cell_rate=c_rate,
         cell_ptr=ptr, law=grid.law.take(c_law), unit_a=unit_a, unit_b=unit_b, unit_seg=seg_of_unit,
         unit_new=j == 0, conv=conv, context=context, data=sampler, clock=clock,
+        coupling=coupling_plan(pool, grid, lo, hi) if data else None,
         **_prefix_fields(pool, grid, sel, syn_ids, data))
 
 
@@ -267,6 +277,7 @@ class _Drawer:
         out["t"], out["client"] = t, client
         if p.data is not None:
             fields = canonical_arrays(p.data.draw(p.sel[client], t, rng))
+            fields = apply_coupling_plan(p.coupling, fields, p.sel[client], t)  # issue 17
             if p.conv is not None and "input_tokens" in fields and np.any(out["turn"] > 1):
                 inp = np.nan_to_num(fields["input_tokens"])
                 outp = np.nan_to_num(fields["output_tokens"]) if "output_tokens" in fields else np.zeros_like(inp)

@@ -60,6 +60,7 @@ COMMANDS: dict[str, str] = {
     "fit-pool": "servelab.commands.fit_pool:fit_pool",
     "generate": "servelab.commands.generate:generate",
     "compare": "servelab.commands.compare:compare",
+    "validate": "servelab.commands.validate:validate",
     "report": "servelab.commands.report:report",
 }
 

@@ -26,6 +26,7 @@ from servelab.reports.areas.lengths import LENGTHS
 from servelab.reports.areas.overview import OVERVIEW
 from servelab.reports.areas.periodicity import PERIODICITY
 from servelab.reports.areas.prefixes import PREFIXES
+from servelab.reports.areas.validation import VALIDATION
 
 __all__ = [
     "AREAS",
@@ -41,6 +42,7 @@ __all__ = [
     "PERIODICITY",
     "PREFIXES",
     "Section",
+    "VALIDATION",
     "Verdict",
     "area_ids",
     "build_section",
@@ -49,7 +51,8 @@ __all__ = [
 ]
 
 #: every area, in report order
-AREAS: tuple[Area, ...] = (OVERVIEW, ARRIVALS, PERIODICITY, LENGTHS, CLIENTS, CONVERSATIONS, PREFIXES, GENERATION)
+AREAS: tuple[Area, ...] = (OVERVIEW, ARRIVALS, PERIODICITY, LENGTHS, CLIENTS, CONVERSATIONS, PREFIXES, GENERATION,
+                           VALIDATION)
 
 
 def area_ids() -> tuple[str, ...]:

@@ -58,6 +58,10 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
         p = _load(path)  # every warning reaches the user through the CLI-wide handler (servelab.cli)
         messages = []
     summary = p.info(top=top)
+    from servelab.generator.extend import churn_summary, coupling_summary  # issue 17
+
+    summary["churn"] = churn_summary(p)
+    summary["coupling"] = coupling_summary(p)
     summary["warnings"] = messages
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -84,6 +88,11 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
     if no_arr:
         click.echo(f"without arrivals {len(no_arr)} client(s): {', '.join(no_arr[:20])}")
     click.echo(f"conversations   {summary['conversation_clients']} client(s) with conversation parameters")
+    churn = summary["churn"]
+    click.echo("churn           " + (churn if isinstance(churn, str) else (
+        f"{churn['new_clients_per_day']} new clients/day, mean lifetime {churn['mean_lifetime_days']} days "
+        f"({churn['arrived']} arrived, {churn['departed']} departed of {churn['clients']}; {churn['source']})")))
+    click.echo(f"coupling        {summary['coupling']}")
     if show_clients:
         with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160):
             click.echo(p.summary())

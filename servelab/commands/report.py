@@ -33,7 +33,7 @@ TRACE_FORMATS = ("auto", "burstgpt", "azure", "mooncake", "bailian", "generic")
               help="TOML column map of a raw trace in the generic format (see `servelab ingest --help`).")
 @click.option("--section", "only", multiple=True, metavar="ID",
               help="Only this section (repeatable): overview, arrivals, periodicity, lengths, clients, "
-                   "conversations, generation. Default: all.")
+                   "conversations, prefixes, generation. Default: all.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar over sections (shown only on a terminal).")
 @click.option("--figures-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -16,7 +16,8 @@ from servelab.figures.registry import figure_specs
 from servelab.reports import areas as areas_package
 from servelab.reports.areas import AREAS, Area, Section, area_ids, build_section, get_area, section_from_evidence
 
-EXPECTED = ("overview", "arrivals", "periodicity", "lengths", "clients", "conversations", "prefixes", "generation")
+EXPECTED = ("overview", "arrivals", "periodicity", "lengths", "clients", "conversations", "prefixes", "generation",
+            "validation")
 
 
 def test_the_registry_resolves_every_area_by_id():

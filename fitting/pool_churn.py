@@ -1,0 +1,231 @@
+r"""Client population dynamics of a pool: new-client arrivals, lifetimes and departures (issue 17 item 2).
+
+A pool fitted on one period says who was active then; next week's workload also has clients that
+were never seen and lacks some that left. This module measures that turnover from the pool's
+``arrivals`` table (one row per client and arrival window; a client is *active* in a window when
+its rate there is > 0), so it works on any pool: fitted by servelab, imported from ServeGen, or
+loaded from an older pool folder.
+
+Per client (the ``churn`` table, :data:`CHURN_SCHEMA`)
+------------------------------------------------------
+``span_start`` / ``span_end`` / ``grace_s``: the span and grace it was built for (constant
+columns; a pool clipped to another span refits). ``first_s`` / ``last_s``: start of its first and end of its last active window. Two censoring
+rules, with a *grace* period ``G`` (default :func:`default_grace`: one day, so that a client's
+nightly silence is not taken for a departure, at most a quarter of the span, at least one window):
+
+- ``arrived``: its first active window starts at or after ``span_start + G`` (a client seen in the
+  first ``G`` seconds may have been there before the span: it is *initial*, not an arrival);
+- ``departed``: its last active window ends before ``span_end - G`` (a client active in the last
+  ``G`` seconds may still be there: right-censored).
+
+The model (:class:`ChurnModel`, from :func:`churn_model`)
+--------------------------------------------------------
+- **arrivals**: new clients form a Poisson process of rate
+  :math:`\hat\lambda = n_\text{arrived} / (T - G)` per second, with the exact (chi-square) 95%
+  interval;
+- **lifetimes**: exponential, estimated with right censoring: every client contributes its
+  observed presence :math:`d_i` (``last_s - first_s``, or ``span_end - G - first_s`` if censored (departures are
+  only seen before ``span_end - G``),
+  counted from ``span_start`` for initial clients, which by memorylessness is as good as from
+  their unknown arrival) and :math:`\hat L = \sum_i d_i / n_\text{departed}` (the censored-data
+  MLE), with the chi-square 95% interval on :math:`2 \sum d_i / L`;
+- **a new client's parameters**: a *template* client's rows, resampled (seeded, by the
+  extension in :mod:`servelab.generator.extend`): the clients that arrived during the span when
+  there are at least :data:`MIN_TEMPLATES` of them (new clients look like new clients, usually
+  small), else every client but the residual.
+
+This module reads a table and returns tables and a frozen record; it draws nothing and writes
+nothing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from servelab.analysis.periodicity import DAY_S
+from servelab.fitting.pool_settings import RESIDUAL_ID
+from servelab.fitting.pool_schemas import CHURN_SCHEMA
+
+__all__ = ["CHURN_SCHEMA", "MIN_SPAN_WINDOWS", "MIN_TEMPLATES", "fit_churn_table", "ChurnModel", "churn_model", "churn_table", "default_grace",
+           "template_ids"]
+
+#: fewest clients arrived during the span for them alone to be the templates of new clients
+MIN_TEMPLATES = 5
+#: fewest arrival windows a span needs for churn to be measured (the grace must leave some room)
+MIN_SPAN_WINDOWS = 4
+
+
+def default_grace(duration_s: float, window_s: float) -> float:
+    """One day, at most a quarter of the span, at least one window, rounded up to whole windows."""
+    if not (math.isfinite(duration_s) and duration_s > 0 and math.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"duration_s and window_s must be finite and > 0; got {duration_s!r} and {window_s!r}")
+    g = min(DAY_S, duration_s / 4.0)
+    return max(window_s, math.ceil(g / window_s - 1e-9) * window_s)
+
+
+def churn_table(arrivals, span: tuple[float, float], *, grace_s: float | None = None,
+                window_s: float | None = None) -> pl.DataFrame:
+    """Per client: first and last active instants, arrived / departed flags (see the module docstring).
+
+    Parameters
+    ----------
+    arrivals : polars DataFrame or LazyFrame
+        A pool's arrivals table (``client_id, window_start, window_s, rate``).
+    span : (float, float)
+        The pool's span, seconds.
+    grace_s : float, optional
+        The censoring grace ``G`` (default :func:`default_grace`).
+    window_s : float, optional
+        Arrival window length (default: the table's longest ``window_s``); used for the default grace.
+
+    Returns
+    -------
+    polars.DataFrame
+        :data:`CHURN_SCHEMA`, one row per client active at least once, sorted by ``client_id``.
+
+    Raises
+    ------
+    ValueError
+        If ``span`` is empty or ``grace_s`` is not in ``(0, span duration)``.
+    """
+    lo, hi = float(span[0]), float(span[1])
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ValueError(f"span must be (start, end) with start < end; got {tuple(span)!r}")
+    lf = arrivals.lazy() if isinstance(arrivals, pl.DataFrame) else arrivals
+    active = lf.filter(pl.col("rate") > 0)
+    if window_s is None:
+        window_s = active.select(pl.col("window_s").max()).collect().item() or (hi - lo)
+    g = default_grace(hi - lo, float(window_s)) if grace_s is None else float(grace_s)
+    if not (math.isfinite(g) and 0 < g < hi - lo):
+        raise ValueError(f"grace_s must be in (0, span duration {hi - lo:g} s); got {grace_s!r}")
+    table = (active.group_by("client_id")
+             .agg(pl.col("window_start").min().alias("first_s"),
+                  (pl.col("window_start") + pl.col("window_s")).max().alias("last_s"))
+             .with_columns(arrived=pl.col("first_s") >= lo + g - 1e-9,
+                           departed=pl.col("last_s") < hi - g - 1e-9,
+                           grace_s=pl.lit(g, pl.Float64), span_start=pl.lit(lo, pl.Float64),
+                           span_end=pl.lit(hi, pl.Float64))
+             .sort("client_id").collect())
+    return table.select([pl.col(c).cast(t) for c, t in CHURN_SCHEMA.items()])
+
+
+def fit_churn_table(arrivals, span: tuple[float, float], *, window_s: float) -> pl.DataFrame | None:
+    """:func:`churn_table` with the default grace, or None when the span is shorter than
+    :data:`MIN_SPAN_WINDOWS` windows or no client is active (nothing to measure)."""
+    if not (float(span[1]) - float(span[0]) >= MIN_SPAN_WINDOWS * float(window_s)):
+        return None
+    table = churn_table(arrivals, span, window_s=window_s)
+    return table if table.height else None
+
+
+@dataclass(frozen=True)
+class ChurnModel:
+    """New-client arrivals and exponential client lifetimes fitted from a :func:`churn_table`.
+
+    Attributes
+    ----------
+    span : (float, float)
+        The fitted span, seconds.
+    grace_s : float
+        The censoring grace ``G``.
+    n_clients, n_initial, n_arrived, n_departed : int
+        Clients active in the span; present in its first ``G`` seconds; arrived after; departed
+        before ``span_end - G``.
+    arrival_rate : float
+        New clients per second (:math:`n_\text{arrived} / (T - G)`).
+    arrival_rate_ci : (float, float)
+        Exact 95% Poisson interval of it.
+    mean_lifetime_s : float
+        Exponential mean lifetime (censored MLE); ``inf`` when no client departed.
+    mean_lifetime_ci : (float, float)
+        Its 95% interval (chi-square on the total exposure; ``(lower, inf)`` with no departure).
+    exposure_s : float
+        Total observed client presence, seconds.
+    templates : tuple of str
+        Client ids whose rows new clients resample.
+    template_rule : str
+        Which clients are the templates, in words.
+    """
+
+    span: tuple[float, float]
+    grace_s: float
+    n_clients: int
+    n_initial: int
+    n_arrived: int
+    n_departed: int
+    arrival_rate: float
+    arrival_rate_ci: tuple[float, float]
+    mean_lifetime_s: float
+    mean_lifetime_ci: tuple[float, float]
+    exposure_s: float
+    templates: tuple[str, ...]
+    template_rule: str
+
+    def describe(self) -> dict:
+        """A JSON-ready summary (``pool info``, validate.json)."""
+        def num(x):
+            return None if not math.isfinite(x) else round(float(x), 6)
+
+        return {
+            "grace_s": self.grace_s, "clients": self.n_clients, "initial": self.n_initial,
+            "arrived": self.n_arrived, "departed": self.n_departed,
+            "new_clients_per_day": num(self.arrival_rate * DAY_S),
+            "new_clients_per_day_ci95": [num(x * DAY_S) for x in self.arrival_rate_ci],
+            "mean_lifetime_days": num(self.mean_lifetime_s / DAY_S),
+            "mean_lifetime_days_ci95": [num(x / DAY_S) for x in self.mean_lifetime_ci],
+            "lifetime_law": "exponential, right-censored MLE",
+            "templates": len(self.templates), "template_rule": self.template_rule,
+        }
+
+
+def template_ids(table: pl.DataFrame, *, residual_id: str = RESIDUAL_ID) -> tuple[tuple[str, ...], str]:
+    """The template clients of new ones and the rule that chose them (module docstring)."""
+    arrived = table.filter(pl.col("arrived") & (pl.col("client_id") != residual_id))["client_id"].to_list()
+    if len(arrived) >= MIN_TEMPLATES:
+        return tuple(arrived), f"the {len(arrived)} clients that arrived during the span"
+    others = table.filter(pl.col("client_id") != residual_id)["client_id"].to_list() or table["client_id"].to_list()
+    return tuple(others), (f"every client ({len(others)}): fewer than {MIN_TEMPLATES} clients arrived during "
+                           f"the span ({len(arrived)})")
+
+
+def churn_model(table: pl.DataFrame, span: tuple[float, float]) -> ChurnModel:
+    """Fit the :class:`ChurnModel` of a :func:`churn_table` over ``span``.
+
+    Raises
+    ------
+    ValueError
+        If the table is empty or ``span`` is not the one it was built for (grace >= duration).
+    """
+    if table.height == 0:
+        raise ValueError("the churn table has no client: no client is active in the span")
+    lo, hi = float(span[0]), float(span[1])
+    g = float(table["grace_s"][0])
+    if not (hi - lo > g > 0):
+        raise ValueError(f"span {tuple(span)!r} is not longer than the table's grace {g:g} s")
+    first = np.maximum(table["first_s"].to_numpy(), lo)
+    departed = table["departed"].to_numpy()
+    # departures are only seen before hi - G, so presence is counted up to there too
+    end = np.where(departed, table["last_s"].to_numpy(), hi - g)
+    exposure = float(np.clip(end - first, 0.0, None).sum())
+    n_arr = int(table["arrived"].sum())
+    n_dep = int(departed.sum())
+    t_arr = hi - lo - g
+    rate = n_arr / t_arr
+    ci_lo = stats.chi2.ppf(0.025, 2 * n_arr) / 2 / t_arr if n_arr > 0 else 0.0
+    ci_hi = stats.chi2.ppf(0.975, 2 * n_arr + 2) / 2 / t_arr
+    if n_dep > 0:
+        life = exposure / n_dep
+        life_ci = (2 * exposure / stats.chi2.ppf(0.975, 2 * n_dep), 2 * exposure / stats.chi2.ppf(0.025, 2 * n_dep))
+    else:
+        life = math.inf
+        life_ci = (2 * exposure / stats.chi2.ppf(0.975, 2), math.inf)
+    templates, rule = template_ids(table)
+    return ChurnModel(span=(lo, hi), grace_s=g, n_clients=table.height, n_initial=table.height - n_arr,
+                      n_arrived=n_arr, n_departed=n_dep, arrival_rate=float(rate),
+                      arrival_rate_ci=(float(ci_lo), float(ci_hi)), mean_lifetime_s=float(life),
+                      mean_lifetime_ci=(float(life_ci[0]), float(life_ci[1])), exposure_s=exposure,
+                      templates=templates, template_rule=rule)

@@ -1,0 +1,305 @@
+"""Extend a client pool past its span with client churn and a forecast total rate (issue 17 item 2).
+
+:func:`extend_pool` appends synthetic client-window rows after the pool's span, so the ordinary
+generator (:func:`~servelab.generator.generate.generate`) runs on the result unchanged:
+
+1. **Churn model** (:mod:`servelab.fitting.pool_churn`): the pool's ``churn`` table when it has one,
+   else fitted from its arrivals table on the spot (old and ServeGen pools).
+2. **Surviving clients** (request data: the mean of its PMFs over its last day of data windows,
+   placed at every extension data window where it is active): every client not seen to depart draws a residual lifetime from the
+   exponential lifetime law (memoryless, so the residual has the same law; the residual client,
+   an aggregate of small clients, never departs) and, until it departs, repeats its own rows of
+   the span's last day (the whole span when shorter) cyclically, which keeps its daily pattern.
+3. **New clients**: arrival instants of a Poisson process of the fitted rate over the extension;
+   each gets an exponential lifetime and a *template* client drawn uniformly (seeded) from the
+   model's templates, whose active rows (arrival rate, CV, family and parameters) it repeats from
+   its birth window, cyclically over the template's observed life; it takes the template's last
+   day of request data (PMFs, as a survivor does), its conversation parameters and its load-length coupling under its
+   own id ``new~<k>``.
+4. **Total rate**: rates are scaled so that their sum follows, by default, the pool's
+   :class:`~servelab.fitting.pool_forecast.RateForecast` (trend times daily periodicity): one
+   factor per block of a day (the span's length when shorter), so a block's volume is the
+   forecast's while the copied rows keep their window-to-window variation (forcing every window
+   to the smooth forecast would erase the burstiness between windows that the real trace has).
+   With a ``rate`` function (req/s, a function of time) the sum follows it window by window.
+   ``rate="pool"`` beyond the span thus follows the forecast while each client keeps its share.
+
+Vectorised with polars (rows are exploded with ``int_ranges``); no loop over clients or windows.
+Every draw comes from ``seed``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from servelab.analysis.periodicity import DAY_S
+from servelab.fitting.pool_churn import MIN_SPAN_WINDOWS, ChurnModel, churn_model, fit_churn_table
+from servelab.fitting.pool_forecast import RateForecast, fit_rate_forecast
+from servelab.fitting.pool_settings import RESIDUAL_ID
+from servelab.generator.exceptions import GenerationError
+from servelab.generator.grid import frame_of
+
+__all__ = ["NEW_CLIENT_PREFIX", "Extension", "churn_summary", "coupling_summary", "extend_pool", "pool_churn"]
+
+#: id prefix of the synthetic new clients (``new~0``, ``new~1``, ...)
+NEW_CLIENT_PREFIX = "new~"
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What :func:`extend_pool` did (no rows).
+
+    Attributes
+    ----------
+    start_s, end_s : float
+        The extension, seconds (the pool's span end, and the new end).
+    churn : ChurnModel
+        The churn model used.
+    forecast : RateForecast or None
+        The total-rate forecast (None when a rate function was given).
+    n_survivors, n_departed, n_new : int
+        Clients alive at the span's end, how many of them depart during the extension, and
+        new clients born in it.
+    """
+
+    start_s: float
+    end_s: float
+    churn: ChurnModel
+    forecast: RateForecast | None
+    n_survivors: int
+    n_departed: int
+    n_new: int
+
+    def describe(self) -> dict:
+        """A JSON-ready summary."""
+        return {"start_s": self.start_s, "end_s": self.end_s, "churn": self.churn.describe(),
+                "forecast": self.forecast.describe() if self.forecast is not None else "rate function given",
+                "survivors": self.n_survivors, "survivors_departing": self.n_departed, "new_clients": self.n_new}
+
+
+def pool_churn(pool) -> tuple[pl.DataFrame, ChurnModel]:
+    """The pool's churn table and model: its ``churn`` table when it has one built for its span
+    (a clipped pool's is not), else one fitted from its arrivals.
+
+    Raises
+    ------
+    ValueError
+        If the span is shorter than :data:`~servelab.fitting.pool_churn.MIN_SPAN_WINDOWS` windows
+        or no client is active.
+    """
+    span = tuple(pool.span)
+    table = None
+    try:
+        stored = pool.lazy("churn").collect()
+    except KeyError:  # a pool object without the churn table (e.g. a naive aggregate)
+        stored = None
+    if stored is not None and stored.height and stored["span_start"][0] == span[0] and stored["span_end"][0] == span[1]:
+        table = stored
+    if table is None:
+        table = fit_churn_table(pool.lazy("arrivals"), span, window_s=pool.window_s)
+    if table is None:
+        raise ValueError(f"the pool's span {span[1] - span[0]:g} s is shorter than {MIN_SPAN_WINDOWS} windows of "
+                         f"{pool.window_s:g} s, or no client is active: churn cannot be measured")
+    return table, churn_model(table, span)
+
+
+def churn_summary(pool) -> dict | str:
+    """:meth:`ChurnModel.describe` of the pool (``pool info``), or why churn is not applicable."""
+    try:
+        _, model = pool_churn(pool)
+    except ValueError as err:
+        return f"not applicable: {err}"
+    return {**model.describe(), "source": "pool's churn table" if _has_churn(pool) else "fitted from arrivals"}
+
+
+def coupling_summary(pool) -> str:
+    """One line on the pool's load-length coupling table (``pool info``)."""
+    try:
+        table = pool.lazy("coupling").collect()
+    except KeyError:
+        table = None
+    if table is None or table.height == 0:
+        return "none fitted (older or imported pool, or no token columns)"
+    kept = table.filter(pl.col("kept"))
+    parts = [f"{kept.height} of {table.height} (client, field) pairs kept at the 1% level"]
+    for f in kept["field"].unique().sort().to_list():
+        e = kept.filter(pl.col("field") == f)["elasticity"]
+        parts.append(f"{f} elasticity median {e.median():.3g}")
+    return "; ".join(parts)
+
+
+def _has_churn(pool) -> bool:
+    try:
+        return pool.lazy("churn").select(pl.len()).collect().item() > 0
+    except KeyError:
+        return False
+
+
+def _explode(rows: pl.DataFrame, first: str, step: str, stop: str) -> pl.DataFrame:
+    """Each row repeated at windows ``first + m * step < stop`` (column ``k``)."""
+    return (rows.filter(pl.col(first) < pl.col(stop))
+            .with_columns(k=pl.int_ranges(pl.col(first), pl.col(stop), pl.col(step)))
+            .explode("k").drop_nulls("k"))
+
+
+def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
+    """The pool with synthetic rows up to ``until`` (module docstring) and what was done.
+
+    Parameters
+    ----------
+    pool : ClientPool
+    until : float
+        New end of the span, seconds (the pool's clock); rounded up to whole windows.
+    seed : int
+        Seed of lifetimes, births and template draws.
+    rate : callable, optional
+        Total rate (req/s) as a function of time (seconds, the pool's clock, numpy array in and
+        out); default the pool's :func:`~servelab.fitting.pool_forecast.fit_rate_forecast`.
+
+    Returns
+    -------
+    (ClientPool, Extension)
+
+    Raises
+    ------
+    GenerationError
+        If ``until`` is not after the span's end or ``seed`` is not an integer.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise GenerationError(f"seed must be an integer; got {seed!r}")
+    lo, end = (float(x) for x in pool.span)
+    if not (isinstance(until, (int, float, np.integer, np.floating)) and math.isfinite(until) and until > end):
+        raise GenerationError(f"until must be a number of seconds after the pool's span end {end:g}; got {until!r}")
+    W = float(pool.window_s)
+    K = int(math.ceil((float(until) - end) / W - 1e-9))
+    rng = np.random.default_rng(int(seed))
+    arrivals = frame_of(pool.arrivals)
+    try:
+        table, model = pool_churn(pool)
+    except ValueError as err:
+        raise GenerationError(f"cannot extend the pool past its span: {err}") from None
+    active = arrivals.filter(pl.col("rate") > 0)
+
+    # 2. survivors: residual lifetimes, and their last day's rows repeated
+    alive = table.filter(~pl.col("departed"))
+    life = model.mean_lifetime_s
+    residual = rng.exponential(life, alive.height) if math.isfinite(life) else np.full(alive.height, np.inf)
+    residual = np.where(alive["client_id"].to_numpy() == RESIDUAL_ID, np.inf, residual)
+    dep_k = np.minimum(np.ceil(residual / W), K).astype(np.int64)  # windows [0, dep_k) of the extension
+    n_src = max(1, int(round(min(DAY_S, end - lo) / W)))
+    src0 = end - n_src * W
+    surv = (active.filter(pl.col("window_start") >= src0 - 1e-9)
+            .join(pl.DataFrame({"client_id": alive["client_id"], "stop": dep_k}), on="client_id", how="inner")
+            .with_columns(first=((pl.col("window_start") - src0) / W).round().cast(pl.Int64),
+                          step=pl.lit(n_src, pl.Int64)))
+    surv = _explode(surv, "first", "step", "stop")
+
+    # 3. new clients
+    n_new = int(rng.poisson(model.arrival_rate * K * W))
+    births = np.sort(rng.uniform(end, end + K * W, n_new))
+    lives = rng.exponential(life, n_new) if math.isfinite(life) else np.full(n_new, np.inf)
+    templates = np.asarray(model.templates, dtype=object)
+    pick = rng.integers(0, templates.size, n_new) if templates.size else np.zeros(0, np.int64)
+    kb = np.floor((births - end) / W).astype(np.int64)
+    kd = np.minimum(np.ceil((births + lives - end) / W), K).astype(np.int64)
+    new_ids = [f"{NEW_CLIENT_PREFIX}{i}" for i in range(n_new)]
+    newc = pl.DataFrame({"new_id": new_ids, "template": templates[pick].tolist() if n_new else [],
+                         "kb": kb, "stop": np.maximum(kd, kb + 1)},
+                        schema={"new_id": pl.String, "template": pl.String, "kb": pl.Int64, "stop": pl.Int64})
+    tinfo = table.select("client_id", "first_s", "last_s")
+    trows = (active.join(tinfo, on="client_id", how="inner")
+             .with_columns(j=((pl.col("window_start") - pl.col("first_s")) / W).round().cast(pl.Int64),
+                           step=((pl.col("last_s") - pl.col("first_s")) / W).round().cast(pl.Int64).clip(1, None)))
+    born = newc.join(trows.rename({"client_id": "template"}), on="template", how="inner").with_columns(
+        first=pl.col("kb") + pl.col("j"))
+    born = _explode(born, "first", "step", "stop").with_columns(client_id=pl.col("new_id"))
+
+    # 4. total rate
+    cols = arrivals.columns
+    # sorted: joins do not keep row order, and the float sums below must not depend on it
+    rows = pl.concat([surv.select(cols + ["k"]), born.select(cols + ["k"])],
+                     how="vertical_relaxed").sort("client_id", "window_start", "k")
+    starts = end + np.arange(K) * W
+    forecast = None
+    if rate is None:
+        forecast = fit_rate_forecast(arrivals, (lo, end))
+        target = forecast.rate_at(starts + W / 2)
+    else:
+        target = np.asarray(rate(starts + W / 2), dtype=float)
+        if target.shape != starts.shape or not np.all(np.isfinite(target) & (target >= 0)):
+            raise GenerationError("rate(t) must return one finite rate >= 0 per time")
+    total = np.bincount(rows["k"].to_numpy(), weights=rows["rate"].to_numpy(), minlength=K) if rows.height else np.zeros(K)
+    if rate is None:
+        # per block of n_src windows (a day, or the span's length): the copied rows keep their
+        # window-to-window pattern, the block's volume follows the forecast
+        block = np.arange(K) // n_src
+        t_b = np.bincount(block, weights=target)
+        c_b = np.bincount(block, weights=total)
+        fb = np.where(c_b > 0, t_b / np.where(c_b > 0, c_b, 1.0), 0.0)
+        factor = fb[block]
+    else:
+        factor = np.where(total > 0, target / np.where(total > 0, total, 1.0), 0.0)
+    rows = rows.with_columns(
+        window_start=pl.lit(end) + pl.col("k").cast(pl.Float64) * W, window_s=pl.lit(W),
+        rate=pl.col("rate") * pl.Series(factor[rows["k"].to_numpy()])).drop("k")
+    # one idle row per window keeps the span whole when no client is active there
+    anchor = (arrivals["client_id"][0] if arrivals.height else RESIDUAL_ID)
+    idle = pl.DataFrame({"client_id": [anchor] * K, "window_start": starts, "window_s": [W] * K,
+                         "rate": [0.0] * K}).with_columns(
+        [pl.lit(None, arrivals.schema[c]).alias(c) for c in cols if c not in ("client_id", "window_start",
+                                                                              "window_s", "rate")])
+    covered = set(rows.filter(pl.col("client_id") == anchor)["window_start"].to_list())
+    idle = idle.filter(~pl.col("window_start").is_in(list(covered))).with_columns(
+        pl.lit(0.0).alias("cv")).select(cols)
+    # joins do not keep row order: sort what is added so that the same seed gives the same bytes
+    added = pl.concat([rows.select(cols), idle], how="vertical_relaxed").sort("client_id", "window_start")
+    new_arrivals = pl.concat([arrivals, added], how="vertical_relaxed")
+
+    # new clients' tables: clients, data (template's last data window), conversations
+    kw = {"arrivals": new_arrivals, "span": (lo, end + K * W)}
+    mapping = newc.select("new_id", "template")
+    clients = frame_of(pool.clients)
+    tmpl_clients = clients.join(mapping.rename({"template": "client_id"}), on="client_id", how="inner")
+    kw["clients"] = pl.concat([clients, tmpl_clients.with_columns(
+        client_id=pl.col("new_id"), note=pl.lit("synthetic new client (churn) from template ") + pl.col("client_id")
+    ).select(clients.columns).sort("client_id")])
+    data = frame_of(pool.data)
+    if data is not None and data.height:
+        # every client active in an extension data window gets its last day's PMFs there (a new
+        # client its template's): the mean of its PMFs over its data windows of the day before its
+        # last data window ends (one window when shorter), so a sparse last window does not make a
+        # spiky PMF; the naive aggregate and the generator then find data in the extension
+        DW = float(pool.data_window_s)
+        recent = data.filter(pl.col("window_start") > pl.col("window_start").max().over("client_id") + DW - DAY_S - 1e-9)
+        last = (recent.group_by("client_id", "field", "value").agg(pl.col("probability").sum())
+                .with_columns(probability=pl.col("probability") / pl.col("probability").sum().over("client_id", "field"),
+                              window_start=pl.lit(0.0), window_s=pl.lit(DW)))
+        source = pl.concat([
+            alive.select("client_id", pl.col("client_id").alias("src")),
+            mapping.select(pl.col("new_id").alias("client_id"), pl.col("template").alias("src"))])
+        need = (added.filter(pl.col("rate") > 0)
+                .select("client_id", ((pl.col("window_start") / DW).floor() * DW).alias("dws")).unique()
+                .join(source, on="client_id", how="inner"))
+        add = (need.join(last.drop("window_s").rename({"client_id": "src", "window_start": "src_ws"}), on="src",
+                         how="inner")
+               .with_columns(window_start=pl.col("dws"), window_s=pl.lit(DW))
+               .select(data.columns).sort("client_id", "window_start", "field", "value"))
+        kw["data"] = pl.concat([data, add])
+    for name in ("conversations", "conversation_pmfs", "coupling"):
+        try:
+            t = pool.lazy(name).collect()
+        except KeyError:  # a pool object without that table
+            continue
+        if t.height:
+            add = t.join(mapping.rename({"template": "client_id"}), on="client_id", how="inner").with_columns(
+                client_id=pl.col("new_id")).select(t.columns).sort(
+                [c for c in ("client_id", "quantity", "value", "field") if c in t.columns])
+            kw[name] = pl.concat([t, add])
+    ext = Extension(start_s=end, end_s=end + K * W, churn=model, forecast=forecast, n_survivors=alive.height,
+                    n_departed=int((dep_k < K).sum()), n_new=n_new)
+    provenance = {**dict(pool.provenance), "extension": ext.describe()}
+    return pool.replace(**kw, provenance=provenance), ext

@@ -1,0 +1,324 @@
+"""Out-of-sample validation: fit on the past, generate the future, score against what happened (issue 17).
+
+:func:`validate` splits a trace store in time. On the part before the split it fits a client pool
+(:func:`~servelab.fitting.pool_fit.fit_pool`); it then generates the span after the split twice,
+
+- **servelab**: per-client composition (:func:`~servelab.generator.generate.generate`) on the pool
+  extended past its span with client churn (:func:`~servelab.generator.extend.extend_pool`);
+- **naive**: the naive baseline (:func:`~servelab.generator.naive.naive_generate`: one Gamma
+  process, aggregate request data) on the same extended pool,
+
+both under **the same total-rate assumption**: ``rate="pool"`` on the extended pool, i.e. the
+total rate the pool *forecasts* (trend times daily periodicity fitted on the part before the
+split, :mod:`servelab.fitting.pool_forecast`), never the real later rate. Both are scored against
+the real later part with the metrics of ``servelab compare``
+(:data:`servelab.analysis.fidelity.METRICS`, same names) at the window
+:func:`~servelab.analysis.fidelity.choose_window` picks from the real later part.
+
+The ``reference`` values are the real later part's own: for a "value" metric (``n_requests``,
+``mean_rate``, ``gap_cv``, ...) the real later part's value, which a candidate's value is to be
+compared with; for a "distance" metric 0 (the real later part against itself).
+
+The split
+---------
+``split`` is a fraction of the trace's time span in ``(0, 1)`` (0.5: fit on the first half of the
+time, not of the requests) or a time in seconds on the trace's clock. It is rounded down to a
+whole arrival window of the pool (so the pool's span ends at the split) and must leave at least
+one window on each side. With ``rolling=K``, the time after the split is cut into ``K`` equal test
+folds; fold ``i`` is predicted from a pool fitted on everything before it (rolling origin,
+expanding window), and :meth:`ValidationResult.spread` summarises the folds.
+
+Results hold metrics and per-window aggregates (request counts for the figure), never request rows.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import polars as pl
+
+from servelab.analysis.fidelity import METRICS, choose_window, compare
+from servelab.analysis.store import TraceStore, open_store, write_store
+from servelab.fitting.pool_fit import fit_pool
+from servelab.fitting.pool_settings import PoolFitSettings
+from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
+from servelab.generator.generate import generate
+from servelab.generator.naive import naive_generate
+
+__all__ = ["CANDIDATES", "SplitResult", "ValidationResult", "resolve_split", "validate"]
+
+#: the two generators scored, in order
+CANDIDATES = ("servelab", "naive")
+#: the total-rate assumption, in words (validate.json's ``rate_assumption``)
+RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (trend x daily "
+                   "periodicity fitted on the part before it; servelab.fitting.pool_forecast), not the real rate")
+
+
+def _frozen(d: Mapping) -> Mapping:
+    return MappingProxyType({k: (MappingProxyType(dict(v)) if isinstance(v, Mapping) else v) for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """One split: what was fitted, generated and measured.
+
+    Attributes
+    ----------
+    split_s, end_s : float
+        The test span ``[split_s, end_s)`` (seconds on the trace's clock); the pool is fitted on
+        everything before ``split_s``.
+    window_s : float
+        Window of the window metrics (picked from the real later part).
+    window_rule : str
+        How it was picked.
+    metrics : Mapping
+        ``{"reference": {metric: value}, "servelab": {...}, "naive": {...}}``.
+    clients : Mapping
+        Turnover facts: ``later`` (clients in the real later part), ``seen_before`` (of those,
+        active before the split), ``generated`` (clients in servelab's workload) and
+        ``generated_new`` (of those, synthetic new clients); empty without client ids.
+    extension : Mapping
+        :meth:`~servelab.generator.extend.Extension.describe` of the pool's extension.
+    counts : polars.DataFrame
+        Requests per window of ``window_s`` over the test span: ``window_start_s`` (since the
+        split), ``reference``, ``servelab``, ``naive`` (aggregates, for the figure).
+    """
+
+    split_s: float
+    end_s: float
+    window_s: float
+    window_rule: str
+    metrics: Mapping[str, Mapping[str, float]]
+    clients: Mapping[str, int]
+    extension: Mapping
+    counts: pl.DataFrame = field(repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", _frozen(self.metrics))
+        object.__setattr__(self, "clients", MappingProxyType(dict(self.clients)))
+        object.__setattr__(self, "extension", MappingProxyType(dict(self.extension)))
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """The splits of :func:`validate` and their summary.
+
+    Attributes
+    ----------
+    store : str
+        The validated store.
+    splits : tuple of SplitResult
+        One per test fold (one without ``rolling``).
+    seed : int
+        The seed of every draw.
+    rate_assumption : str
+        The total-rate assumption shared by both generators.
+    """
+
+    store: str
+    splits: tuple[SplitResult, ...]
+    seed: int
+    rate_assumption: str = RATE_ASSUMPTION
+
+    def table(self) -> pl.DataFrame:
+        """One row per (split, metric): ``split_s, end_s, metric, kind, reference, servelab, naive``."""
+        rows = []
+        for s in self.splits:
+            for m in METRICS:
+                rows.append({"split_s": s.split_s, "end_s": s.end_s, "metric": m, "kind": METRICS[m][0],
+                             **{c: s.metrics[c].get(m) for c in ("reference", *CANDIDATES)}})
+        return pl.DataFrame(rows, schema={"split_s": pl.Float64, "end_s": pl.Float64, "metric": pl.String,
+                                          "kind": pl.String, "reference": pl.Float64, "servelab": pl.Float64,
+                                          "naive": pl.Float64})
+
+    def spread(self) -> pl.DataFrame:
+        """Per metric over the splits: mean, standard deviation, min and max of each column, and
+        ``servelab_wins`` (splits where servelab is closer to the reference than naive: smaller
+        ``|value - reference|``)."""
+        t = self.table().with_columns(
+            servelab_wins=((pl.col("servelab") - pl.col("reference")).abs()
+                           < (pl.col("naive") - pl.col("reference")).abs()).cast(pl.Int64))
+        aggs = []
+        for c in ("reference", *CANDIDATES):
+            aggs += [pl.col(c).mean().alias(f"{c}_mean"), pl.col(c).std().alias(f"{c}_sd"),
+                     pl.col(c).min().alias(f"{c}_min"), pl.col(c).max().alias(f"{c}_max")]
+        return (t.group_by("metric", "kind", maintain_order=True)
+                .agg(*aggs, pl.col("servelab_wins").sum(), pl.len().alias("splits")))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """``{"reference": {...}, "servelab": {...}, "naive": {...}}``: the single split's metrics,
+        or with several splits the mean over them."""
+        out = {}
+        sp = self.spread()
+        for c in ("reference", *CANDIDATES):
+            out[c] = {m: _num(v) for m, v in zip(sp["metric"], sp[f"{c}_mean"])}
+        return out
+
+    def to_json(self) -> dict:
+        """validate.json: :meth:`summary` at the top, then how it was obtained and every split."""
+        doc = self.summary()
+        doc.update({
+            "store": self.store, "seed": self.seed, "rate_assumption": self.rate_assumption,
+            "reference_meaning": ("the real later part's own values: for a 'value' metric its value, for a "
+                                  "'distance' metric 0 (itself); with several splits, means over them"),
+            "metrics": {m: {"kind": k, "description": d} for m, (k, d) in METRICS.items()},
+            "splits": [{"split_s": s.split_s, "end_s": s.end_s, "window_s": s.window_s, "window_rule": s.window_rule,
+                        **{c: {m: _num(v) for m, v in s.metrics[c].items()} for c in ("reference", *CANDIDATES)},
+                        "clients": dict(s.clients), "extension": _plain(s.extension)} for s in self.splits],
+        })
+        if len(self.splits) > 1:
+            doc["spread"] = {r["metric"]: {k: _num(v) if isinstance(v, float) else v for k, v in r.items() if k != "metric"}
+                             for r in self.spread().iter_rows(named=True)}
+        return doc
+
+
+def _num(v):
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
+
+
+def _plain(v):
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def resolve_split(split, first_s: float, last_s: float, window_s: float) -> float:
+    """The split time (seconds on the trace's clock), rounded down to a whole window.
+
+    Parameters
+    ----------
+    split : float
+        A fraction of the span in ``(0, 1)``, or a time in seconds (>= 1) on the trace's clock.
+    first_s, last_s : float
+        The trace's first and last timestamps.
+    window_s : float
+        The pool's arrival window.
+
+    Raises
+    ------
+    ValueError
+        If ``split`` is not a finite number, or leaves less than one whole window on a side.
+    """
+    if isinstance(split, bool) or not isinstance(split, (int, float, np.integer, np.floating)) or not math.isfinite(split):
+        raise ValueError(f"split must be a fraction in (0, 1) or a time in seconds; got {split!r}")
+    t = first_s + float(split) * (last_s - first_s) if 0 < split < 1 else float(split)
+    t = math.floor(t / window_s) * window_s
+    if not (t - first_s >= window_s and last_s - t >= window_s):
+        raise ValueError(f"split {split!r} gives {t:g} s, which must leave at least one window of {window_s:g} s of "
+                         f"the trace [{first_s:g}, {last_s:g}] s on each side")
+    return t
+
+
+def _read(store: TraceStore) -> pl.DataFrame:
+    """The columns fitting and scoring use: time, client, links, token counts and modality counts."""
+    keep = [c for c in store.columns if c in ("timestamp", "client_id", "conversation_id", "parent_id", "turn")
+            or c.endswith("_tokens") or c.endswith("_count")]
+    return pl.scan_parquet(store.requests_path).select(keep).sort("timestamp", maintain_order=True).collect()
+
+
+def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: float, *, seed: int,
+               settings: PoolFitSettings, workdir: Path, window_s: float | None) -> SplitResult:
+    t = frame["timestamp"]
+    before = frame.filter(t < split_s)
+    later = frame.filter((t >= split_s) & (t < end_s))
+    if later.height < 2:
+        raise ValueError(f"the test span [{split_s:g}, {end_s:g}) s holds {later.height} request(s); at least 2 needed")
+    part = write_store(before, workdir / f"before-{int(split_s)}", source=str(store.path),
+                       fmt="validate-split", origin=store.origin, timezone=store.timezone, overwrite=True)
+    pool = fit_pool(part, settings=settings)
+    ext, info = extend_pool(pool, end_s, seed=seed)
+    duration = end_s - split_s
+    clock = store.clock_s
+    ours = generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None)
+    naive = naive_generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None)
+    real = later.with_columns(pl.col("timestamp") - split_s)
+    if window_s is None:
+        choice = choose_window(real)
+        w, rule = choice.window_s, f"automatic: {choice.rule}"
+    else:
+        w, rule = float(window_s), "given"
+    table = compare(real, [ours, naive], names=list(CANDIDATES), window_s=w, seed=seed)
+    metrics = {c: dict(zip(table["metric"], table[c])) for c in ("reference", *CANDIDATES)}
+    clients = {}
+    if "client_id" in frame.columns:
+        seen = set(before["client_id"].drop_nulls().unique().to_list())
+        later_ids = later["client_id"].drop_nulls().unique()
+        new = ours.filter(pl.col("client_id").str.starts_with(NEW_CLIENT_PREFIX))["client_id"]
+        clients = {"later": later_ids.len(), "seen_before": int(later_ids.is_in(list(seen)).sum()),
+                   "generated": ours["client_id"].n_unique(), "generated_new": new.n_unique()}
+    n_win = max(1, int(math.ceil(duration / w)))
+    counts = {"window_start_s": np.arange(n_win) * w}
+    for name, f in (("reference", real), ("servelab", ours), ("naive", naive)):
+        k = np.clip(np.floor(f["timestamp"].to_numpy() / w).astype(np.int64), 0, n_win - 1)
+        counts[name] = np.bincount(k, minlength=n_win)
+    return SplitResult(split_s=split_s, end_s=end_s, window_s=w, window_rule=rule, metrics=metrics, clients=clients,
+                       extension=info.describe(), counts=pl.DataFrame(counts))
+
+
+def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, window_s: float | None = None,
+             settings: PoolFitSettings | None = None, **overrides) -> ValidationResult:
+    """Fit on the part of ``store`` before ``split``, generate after it, score both generators.
+
+    Parameters
+    ----------
+    store : TraceStore or path
+    split : float
+        Fraction of the time span in (0, 1), or a time in seconds (see :func:`resolve_split`).
+    seed : int
+        Seed of the extension, both generators and the metrics' subsamples.
+    rolling : int, optional
+        Number of rolling test folds after the split (module docstring); None is one.
+    window_s : float, optional
+        Window of the window metrics; default picked from each real later part.
+    settings : PoolFitSettings, optional
+        How the pool is fitted; ``**overrides`` replace fields (``window="10m"``, ...).
+
+    Returns
+    -------
+    ValidationResult
+
+    Raises
+    ------
+    ValueError
+        For a bad split, rolling count or seed, or a test fold without requests.
+    GenerationError
+        If the pool cannot be extended or generated from.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    k = 1 if rolling is None else rolling
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"rolling must be a positive integer; got {rolling!r}")
+    store = store if isinstance(store, TraceStore) else open_store(store)
+    base = settings or PoolFitSettings()
+    if overrides:
+        import dataclasses
+
+        base = dataclasses.replace(base, **overrides)
+    frame = _read(store)
+    if frame.height < 2:
+        raise ValueError(f"the store has {frame.height} request(s); validation needs at least 2")
+    first, last = float(frame["timestamp"].min()), float(frame["timestamp"].max())
+    W = base.window_s
+    s0 = resolve_split(split, first, last, W)
+    end = math.nextafter(last, math.inf)
+    edges = [s0 + (end - s0) * i / k for i in range(k + 1)]
+    edges = [math.floor(e / W) * W for e in edges[:-1]] + [end]
+    if len(set(edges)) != len(edges):
+        raise ValueError(f"rolling={k} cuts {end - s0:g} s after the split into folds shorter than one window of "
+                         f"{W:g} s; use fewer folds or an earlier split")
+    splits = []
+    with tempfile.TemporaryDirectory(prefix="servelab-validate-") as tmp:
+        for i in range(k):
+            splits.append(_one_split(store, frame, edges[i], edges[i + 1], seed=seed, settings=base,
+                                     workdir=Path(tmp), window_s=window_s))
+    return ValidationResult(store=str(store.path), splits=tuple(splits), seed=int(seed))

@@ -1,0 +1,156 @@
+"""The validation area: does the generator predict the trace's future, not only its past? (issue 17)
+
+Out of sample, on this trace: fit a client pool on the first half of its time, generate the second
+half with servelab (per-client composition, the pool extended past its span with client churn) and
+with the naive baseline, both at the total rate the pool forecasts, and score both against the real
+second half with ``servelab compare``'s metrics (:func:`servelab.generator.validation.validate`).
+
+Applicability (the rule): the trace must span at least :data:`MIN_SPAN_S` (two days), so that the
+part before the split holds a whole day (the forecast's daily periodicity and the churn's one-day
+grace need it) and the part after it one day to score; and hold at least :data:`MIN_REQUESTS`
+requests. Otherwise the area says it is not applicable and why.
+
+Finding ``servelab.V1`` holds when servelab is closer to the real later half than the naive
+baseline on every distance metric and its request count is within 15% of the real later half's
+(issue 17's target); it does not hold otherwise. This module orchestrates library calls.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import polars as pl
+
+from servelab.analysis.budget import Budget
+from servelab.analysis.fidelity import METRICS
+from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.store import TraceStore
+
+__all__ = ["FINDING_ID", "MIN_REQUESTS", "MIN_SPAN_S", "VALIDATION", "ValidationArea", "ValidationEvidence"]
+
+FINDING_ID = "servelab.V1"
+#: shortest trace (seconds) the out-of-sample split is run on
+MIN_SPAN_S = 2 * 86400.0
+#: fewest requests
+MIN_REQUESTS = 1000
+#: request-count tolerance of the target (issue 17)
+COUNT_TOLERANCE = 0.15
+FIGURE_ID = "servelab.validation"
+_STATEMENT = ("A pool fitted on the first half of the trace, extended with client churn, predicts the second half "
+              "better than the naive baseline on every compare distance, with a request count within 15%.")
+_SOURCE = "servelab issue 17 (ServeGen section 6.2, out of sample)"
+_DISTANCES = tuple(m for m, (k, _) in METRICS.items() if k == "distance")
+
+
+@dataclass(frozen=True)
+class ValidationEvidence:
+    """The split's metrics (no request rows)."""
+
+    metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    split_s: float = math.nan
+    window_s: float = math.nan
+    clients: Mapping[str, int] = field(default_factory=dict)
+    counts: pl.DataFrame | None = field(default=None, compare=False)
+    not_applicable: str = ""
+    failed: str = ""
+    notes: tuple[str, ...] = ()
+    budget: Budget = field(default_factory=Budget.full)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", MappingProxyType({k: MappingProxyType(dict(v))
+                                                              for k, v in self.metrics.items()}))
+        object.__setattr__(self, "clients", MappingProxyType(dict(self.clients)))
+        object.__setattr__(self, "notes", tuple(self.notes))
+
+
+class ValidationArea:
+    """Out-of-sample generation fidelity (see the module docstring)."""
+
+    id = "validation"
+    title = "Out-of-sample validation"
+
+    def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0) -> ValidationEvidence:
+        """Split the trace at half its time and run :func:`~servelab.generator.validation.validate`."""
+        store = source
+        span = store.query("SELECT min(timestamp) AS a, max(timestamp) AS b, count(*) AS n FROM requests")
+        a, b, n = span["a"][0], span["b"][0], int(span["n"][0])
+        length = (b - a) if a is not None else 0.0
+        if length < MIN_SPAN_S or n < MIN_REQUESTS:
+            reason = (f"the trace spans {length / 3600:.3g} h with {n} requests; out-of-sample validation needs "
+                      f">= {MIN_SPAN_S / 86400:g} days (a whole day before and after the split) and "
+                      f">= {MIN_REQUESTS} requests")
+            return ValidationEvidence(not_applicable=reason, notes=(reason,), budget=budget)
+        from servelab.generator.validation import RATE_ASSUMPTION, validate
+
+        try:
+            result = validate(store, split=0.5, seed=seed)
+        except (ValueError, ImportError) as err:
+            reason = f"the out-of-sample split could not be fitted and generated: {err}"
+            return ValidationEvidence(failed=reason, notes=(reason,), budget=budget)
+        (s,) = result.splits
+        notes = (f"split at {s.split_s:g} s (half the time span, on a 600-s window); {RATE_ASSUMPTION}",
+                 f"window metrics at {s.window_s:g} s ({s.window_rule})")
+        return ValidationEvidence(metrics={k: dict(v) for k, v in s.metrics.items()}, split_s=s.split_s,
+                                  window_s=s.window_s, clients=dict(s.clients), counts=s.counts, notes=notes,
+                                  budget=budget)
+
+    def findings(self, evidence: ValidationEvidence) -> tuple[Finding, ...]:
+        """servelab.V1 (module docstring)."""
+        ev = evidence
+        if ev.not_applicable:
+            return (not_applicable(FINDING_ID, _STATEMENT, _SOURCE, ev.not_applicable, (FIGURE_ID,)),)
+        if ev.failed:
+            return (Finding(FINDING_ID, _STATEMENT, _SOURCE, Verdict.INCONCLUSIVE, reason=ev.failed,
+                            figures=(FIGURE_ID,)),)
+        ours, naive, ref = ev.metrics["servelab"], ev.metrics["naive"], ev.metrics["reference"]
+        compared = [m for m in _DISTANCES if math.isfinite(ours[m]) and math.isfinite(naive[m])]
+        lost = [m for m in compared if not ours[m] < naive[m]]
+        count_err = abs(ours["n_requests"] - ref["n_requests"]) / max(ref["n_requests"], 1.0)
+        holds = bool(compared) and not lost and count_err <= COUNT_TOLERANCE
+        reason = (f"servelab closer than naive on {len(compared) - len(lost)} of {len(compared)} distances"
+                  + (f" (not on {', '.join(lost)})" if lost else "")
+                  + f"; request count {ours['n_requests']:.0f} vs real {ref['n_requests']:.0f} "
+                    f"({count_err:.1%}, target <= {COUNT_TOLERANCE:.0%})")
+        measured = {f"{m}_{who}": (v if math.isfinite(v) else None)
+                    for who, d in (("servelab", ours), ("naive", naive)) for m, v in d.items()}
+        measured["n_requests_real"] = ref["n_requests"]
+        return (Finding(FINDING_ID, _STATEMENT, _SOURCE, Verdict.HOLDS if holds else Verdict.DOES_NOT_HOLD,
+                        measured=measured, reason=reason, figures=(FIGURE_ID,)),)
+
+    def tables(self, evidence: ValidationEvidence) -> dict[str, pl.DataFrame]:
+        """``validation``: one row per metric, the real later half and both generators."""
+        if not evidence.metrics:
+            return {}
+        return {"validation": pl.DataFrame({
+            "metric": list(METRICS), "kind": [METRICS[m][0] for m in METRICS],
+            **{c: [evidence.metrics[c][m] for m in METRICS] for c in ("reference", "servelab", "naive")}})}
+
+    def detail_tables(self, evidence: ValidationEvidence) -> dict[str, pl.DataFrame]:
+        """The same table."""
+        return self.tables(evidence)
+
+    def figures(self, evidence: ValidationEvidence) -> dict[str, Any]:
+        """Window counts after the split and the distances."""
+        if not evidence.metrics or evidence.counts is None:
+            return {}
+        from servelab.figures.validation import fig_validation
+
+        return {FIGURE_ID: fig_validation([{"label": f"split at {evidence.split_s:g} s", "counts": evidence.counts,
+                                            "metrics": evidence.metrics}])}
+
+    def headline(self, evidence: ValidationEvidence) -> dict[str, Any]:
+        """servelab's and naive's joint input distance out of sample."""
+        if not evidence.metrics:
+            return {}
+        o, n = evidence.metrics["servelab"]["joint_input_energy"], evidence.metrics["naive"]["joint_input_energy"]
+        return {"out-of-sample D servelab/naive": f"{o:.3f} / {n:.3f}"}
+
+    def notes(self, evidence: ValidationEvidence) -> tuple[str, ...]:
+        return evidence.notes
+
+
+#: the out-of-sample validation area
+VALIDATION = ValidationArea()

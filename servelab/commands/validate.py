@@ -1,0 +1,107 @@
+"""``servelab validate``: fit on the past of a trace, generate its future, score against what happened.
+
+A thin layer over :func:`servelab.generator.validation.validate` (issue 17): prints the metrics
+table (``compare``'s metric names) of the real later part, servelab's per-client workload and the
+naive baseline, and with ``-o DIR`` writes ``validate.json``, ``validate_splits.csv``,
+``validate_spread.csv``, ``validate_counts.csv`` and the figure ``validate.png``.
+"""
+from __future__ import annotations
+
+import click
+
+__all__ = ["validate"]
+
+
+def _split(store, text: str) -> float:
+    """``--split``: a fraction in (0, 1), seconds on the trace's clock, or an ISO date-time."""
+    import datetime as dt
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is not None:
+        if not math.isfinite(value) or value <= 0:
+            raise click.BadParameter(f"must be a fraction in (0, 1), seconds > 0 or an ISO date-time; got {text!r}",
+                                     param_hint="--split")
+        return value
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"must be a fraction in (0, 1), seconds > 0 or an ISO date-time; got {text!r}",
+                                 param_hint="--split") from None
+    origin = store.origin
+    if origin is None:
+        raise click.BadParameter(f"a date-time needs a store with a wall-clock origin; this store has none "
+                                 f"(give seconds instead); got {text!r}", param_hint="--split")
+    if when.tzinfo is None and origin.tzinfo is not None:
+        when = when.replace(tzinfo=origin.tzinfo)
+    return (when - origin).total_seconds()
+
+
+@click.command("validate")
+@click.argument("store_path", metavar="STORE", type=click.Path(exists=True, file_okay=False))
+@click.option("--split", "split_text", required=True,
+              help="Where to split: a fraction of the time span in (0, 1) (0.5: first half of the time), "
+                   "seconds on the trace's clock, or an ISO date-time.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every draw.")
+@click.option("--rolling", type=click.IntRange(min=1), default=None,
+              help="Cut the time after the split into K test folds, each predicted from everything before it.")
+@click.option("--window", "window_s", type=float, default=None,
+              help="Window of the window metrics, seconds (default: picked from each real later part).")
+@click.option("--pool-window", default="10m", show_default=True, help="Arrival window of the fitted pools.")
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="Write validate.json, tables (CSV) and the figure to this folder.")
+def validate(store_path, split_text, seed, rolling, window_s, pool_window, output) -> None:
+    """Fit a pool on STORE before the split, generate after it, and score servelab and naive.
+
+    Both generators follow the total rate the pool forecasts past the split (trend x daily
+    periodicity fitted before it), never the real later rate. Metrics are `servelab compare`'s;
+    the reference column holds the real later part's own values (0 for distances).
+    """
+    import json
+    import math
+    from pathlib import Path
+
+    import polars as pl
+
+    from servelab.analysis.store import open_store
+    from servelab.generator.validation import validate as run
+
+    if window_s is not None and not (math.isfinite(window_s) and window_s > 0):
+        raise click.BadParameter(f"must be a finite number of seconds > 0; got {window_s!r}", param_hint="--window")
+    store = open_store(store_path)
+    split = _split(store, split_text)
+    result = run(store, split=split, seed=seed, rolling=rolling, window_s=window_s, window=pool_window)
+    doc = result.to_json()
+    click.echo(f"store  {store_path}")
+    click.echo(f"rate   {result.rate_assumption}")
+    for s in result.splits:
+        c = s.clients
+        turnover = (f"; clients later {c['later']}, seen before {c['seen_before']}, generated {c['generated']} "
+                    f"({c['generated_new']} new)" if c else "")
+        click.echo(f"split  {s.split_s:g} s .. {s.end_s:g} s, window {s.window_s:g} s ({s.window_rule}){turnover}")
+    table = result.table() if len(result.splits) == 1 else result.spread()
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_width_chars=220):
+        if len(result.splits) == 1:
+            click.echo(str(table.select("metric", "kind", "reference", "servelab", "naive")))
+        else:
+            click.echo(str(table.select("metric", "kind", "reference_mean", "servelab_mean", "servelab_sd",
+                                        "naive_mean", "naive_sd", "servelab_wins", "splits")))
+    if output:
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "validate.json").write_text(json.dumps(doc, indent=2))
+        result.table().write_csv(out / "validate_splits.csv")
+        result.spread().write_csv(out / "validate_spread.csv")
+        counts = pl.concat([s.counts.with_columns(pl.lit(s.split_s).alias("split_s")) for s in result.splits])
+        counts.write_csv(out / "validate_counts.csv")
+        from servelab.figures.style import save_figure
+        from servelab.figures.validation import fig_validation
+
+        fig = fig_validation([{"label": f"split at {s.split_s:g} s (window {s.window_s:g} s)", "counts": s.counts,
+                               "metrics": s.metrics} for s in result.splits])
+        save_figure(fig, out / "validate.png")
+        click.echo(f"wrote {out / 'validate.json'} and tables, figure")

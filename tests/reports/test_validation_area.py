@@ -1,0 +1,52 @@
+"""The out-of-sample validation area (issue 17): applicability rule and the verdict's arithmetic."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from servelab.analysis.budget import Budget
+from servelab.analysis.findings import Verdict
+from servelab.analysis.store import write_store
+from servelab.reports.areas import get_area
+from servelab.reports.areas.validation import COUNT_TOLERANCE, FIGURE_ID
+
+DAY = 86400.0
+
+
+def _trace(rng, days: float, rate: float = 0.2) -> pl.DataFrame:
+    n = rng.poisson(rate * days * DAY)
+    t = np.sort(rng.uniform(0, days * DAY, n))
+    # two clients of different lengths
+    cid = np.where(rng.random(n) < 0.3, "long", "short")
+    inp = np.where(cid == "long", rng.integers(2000, 3000, n), rng.integers(50, 150, n))
+    return pl.DataFrame({"timestamp": t, "client_id": cid, "input_tokens": inp,
+                         "output_tokens": rng.integers(10, 100, n)})
+
+
+def test_short_trace_is_not_applicable_and_says_why(rng, tmp_path):
+    store = write_store(_trace(rng, 1.5), tmp_path / "s")
+    area = get_area("validation")
+    ev = area.measure(store, budget=Budget.quick(), seed=0)
+    (f,) = area.findings(ev)
+    assert f.verdict is Verdict.NOT_APPLICABLE
+    assert "spans 36 h" in f.reason and ">= 2 days" in f.reason
+    assert area.figures(ev) == {} and area.tables(ev) == {}
+
+
+def test_long_trace_verdict_follows_the_metrics(rng, tmp_path):
+    store = write_store(_trace(rng, 3.0), tmp_path / "s")
+    area = get_area("validation")
+    ev = area.measure(store, budget=Budget.quick(), seed=1)
+    (f,) = area.findings(ev)
+    o, n, r = ev.metrics["servelab"], ev.metrics["naive"], ev.metrics["reference"]
+    # independent recomputation of the rule
+    dists = ["window_rate_ks", "joint_input_energy", "joint_output_energy", "input_ks", "output_ks"]
+    holds = all(o[m] < n[m] for m in dists) and abs(o["n_requests"] - r["n_requests"]) / r["n_requests"] <= COUNT_TOLERANCE
+    assert f.verdict is (Verdict.HOLDS if holds else Verdict.DOES_NOT_HOLD)
+    # the real later half: the trace's requests after the split
+    t = store.query("SELECT timestamp FROM requests")["timestamp"].to_numpy()
+    assert r["n_requests"] == int((t >= ev.split_s).sum())
+    assert ev.split_s == pytest.approx(np.floor((t.min() + 0.5 * (t.max() - t.min())) / 600) * 600)
+    assert set(area.figures(ev)) == {FIGURE_ID}
+    table = area.tables(ev)["validation"]
+    assert table.columns == ["metric", "kind", "reference", "servelab", "naive"]
