@@ -16,7 +16,7 @@ bias; counts are then the sample's, and the notes say so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -52,6 +52,10 @@ class RequestDataEvidence:
     sample_note : str or None
         How the trace was subsampled under the budget (None: every request).
     budget : Budget
+    length_unit : str
+        What the length columns count, from the store's manifest
+        (:func:`servelab.analysis.ingest.length_unit`): ``"tokens"``, ``"characters"`` or
+        ``"tokens (from characters / F)"``.
     """
 
     lengths: LengthEvidence
@@ -61,6 +65,7 @@ class RequestDataEvidence:
     response_histograms_reason: str = ""
     sample_note: str | None = None
     budget: Budget = field(default_factory=Budget.full)
+    length_unit: str = "tokens"
 
 
 class LengthsArea:
@@ -96,8 +101,12 @@ class LengthsArea:
                         f"kept with probability {fraction:.2%} by a seeded hash of its request id (seed {seed}); "
                         "distributions, means, correlations and fits are estimated from that sample, counts are "
                         "the sample's")
-                return _measure(sub, budget=budget, seed=seed, by=by, sample_note=note)
-        return _measure(store, budget=budget, seed=seed, by=by, sample_note=None)
+                evidence = _measure(sub, budget=budget, seed=seed, by=by, sample_note=note)
+        else:
+            evidence = _measure(store, budget=budget, seed=seed, by=by, sample_note=None)
+        from servelab.analysis.ingest.units import length_unit
+
+        return replace(evidence, length_unit=length_unit(store.manifest).label)
 
     def findings(self, evidence: RequestDataEvidence) -> tuple[Finding, ...]:
         """Length (ServeGen F3, F4; BurstGPT), reasoning (F9, F11) and multimodal (F6, F7) findings."""
@@ -159,7 +168,7 @@ class LengthsArea:
     def headline(self, evidence: RequestDataEvidence) -> dict[str, Any]:
         """Best length families, input/output Spearman, shifts across periods, bimodal reason ratio."""
         ev, t = evidence.lengths, evidence.lengths.tables
-        headline = {}
+        headline = {} if evidence.length_unit == "tokens" else {"length unit": evidence.length_unit}
         for key in ("input", "output"):
             text = family_headline(ev, key)
             if text is not None:
@@ -178,6 +187,9 @@ class LengthsArea:
         applicable and why, the budget."""
         ev, rev, mev = evidence.lengths, evidence.reasoning, evidence.multimodal
         notes = ([evidence.sample_note] if evidence.sample_note else []) + list(ev.notes) + list(rev.notes)
+        if evidence.length_unit != "tokens":
+            notes.insert(0, f"lengths are in {evidence.length_unit} (the store's manifest): every length table, fit "
+                            "and figure of this area counts that unit")
         if evidence.response_histograms is None:
             notes.append(f"burstgpt.fig10 not drawn: {evidence.response_histograms_reason}")
         mods = _modalities(evidence)

@@ -128,3 +128,18 @@ def test_bad_value_maps_and_units_are_refused(columns, lengths, match):
 def test_length_unit_checks_its_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LengthUnit(**kwargs)
+
+
+def test_lengths_area_says_the_unit(tmp_path, src):
+    """The lengths area carries the manifest's unit into its headline and notes (tokens: nothing said)."""
+    from servelab.reports.areas import get_area
+
+    area = get_area("lengths")
+    chars = area.measure(ingest(src, output=tmp_path / "c", column_map=_cmap(lengths={"unit": "characters"})))
+    assert chars.length_unit == "characters"
+    assert area.headline(chars)["length unit"] == "characters"
+    assert area.notes(chars)[0].startswith("lengths are in characters")
+    tokens = area.measure(ingest(src, output=tmp_path / "t", column_map=_cmap()))
+    assert tokens.length_unit == "tokens"
+    assert "length unit" not in area.headline(tokens)
+    assert not any(n.startswith("lengths are in") for n in area.notes(tokens))
