@@ -9,7 +9,9 @@ import click
 
 __all__ = ["ingest", "clock_text"]
 
-_FORMATS = ("auto", "burstgpt", "azure", "mooncake", "bailian", "generic")
+#: the same names as servelab.analysis.ingest.core.FORMATS (kept literal so that --help imports nothing heavy;
+#: tests/cli/test_ingest_formats.py checks they agree)
+_FORMATS = ("auto", "burstgpt", "azure", "aiperf", "mooncake", "bailian", "generic")
 
 
 @click.command("ingest")
