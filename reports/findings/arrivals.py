@@ -53,6 +53,7 @@ from servelab.fitting.windows import gamma_per_window
 __all__ = [
     "ArrivalEvidence",
     "measure_arrivals",
+    "servegen_f1",
     "servegen_f1_bursty",
     "servegen_f1_single_process",
     "servegen_f2",
@@ -77,6 +78,8 @@ _F1B = ("servegen.F1.bursty", "The short-term arrival of LLM requests is often b
         "ServeGen (2025), Finding 1, Fig. 1")
 _F1S = ("servegen.F1.single_process", "The short-term arrival of LLM requests exhibits complex patterns beyond any "
         "single stochastic process.", "ServeGen (2025), Finding 1, Fig. 1(d)")
+_F1 = ("servegen.F1", "The short-term arrival of LLM requests is often bursty (CV > 1), exhibiting complex patterns "
+       "beyond any single stochastic process.", "ServeGen (2025), Finding 1, Fig. 1")
 _F2 = ("servegen.F2", "The arrival of LLM serving requests shows a diverse shifting pattern in terms of rate and "
        "burstiness (CV), calling for adaptive system design.", "ServeGen (2025), Finding 2, Fig. 2")
 _G = ("burstgpt.gamma_shift", "Short-term burstiness is unstable: the Gamma shape alpha and rate beta fitted to the "
@@ -608,6 +611,36 @@ def servegen_f1_single_process(ev: ArrivalEvidence) -> Finding:
                    reason="; ".join(parts), figures=("servegen.fig1",), tests=(shape, fit_test))
 
 
+def servegen_f1(ev: ArrivalEvidence, parts: tuple[Finding, Finding] | None = None) -> Finding:
+    """ServeGen Finding 1 as the paper states it: both of its claims, joined.
+
+    The two claims are decided separately (:func:`servegen_f1_bursty`,
+    :func:`servegen_f1_single_process`; see there why); this finding, under the paper's id
+    ``servegen.F1``, holds when both hold, does not hold when either does not hold, and is
+    inconclusive otherwise (:func:`~servelab.fitting.verdicts.combine`'s rule); not applicable
+    when the parts are. It adds no test of its own: its tests are the parts'.
+    """
+    bursty, single = parts if parts is not None else (servegen_f1_bursty(ev), servegen_f1_single_process(ev))
+    if Verdict.NOT_APPLICABLE in (bursty.verdict, single.verdict):
+        na = bursty if bursty.verdict is Verdict.NOT_APPLICABLE else single
+        return Finding(id=_F1[0], statement=_F1[1], source=_F1[2], verdict=Verdict.NOT_APPLICABLE,
+                       reason=na.reason, figures=("servegen.fig1",))
+    decisions = (bursty.verdict, single.verdict)
+    if all(d is Verdict.HOLDS for d in decisions):
+        verdict = Verdict.HOLDS
+    elif any(d is Verdict.DOES_NOT_HOLD for d in decisions):
+        verdict = Verdict.DOES_NOT_HOLD
+    else:
+        verdict = Verdict.INCONCLUSIVE
+    measured = {"bursty": bursty.verdict.value, "single_process": single.verdict.value}
+    reason = (f"both claims must hold: bursty (CV > 1): {bursty.verdict.value} ({bursty.id}); beyond any single "
+              f"stochastic process: {single.verdict.value} ({single.id}); their tests: "
+              + "; ".join(f"{name} [{t['decision']}]: null = {t['null']}, p = {_fmt(t['p_value'])}"
+                          for name, t in zip(("bursty", "shape shift", "fit standard"), (*bursty.tests, *single.tests))))
+    return Finding(id=_F1[0], statement=_F1[1], source=_F1[2], verdict=verdict, measured=measured, reason=reason,
+                   figures=("servegen.fig1",), tests=(*bursty.tests, *single.tests))
+
+
 def servegen_f2(ev: ArrivalEvidence) -> Finding:
     """ServeGen Finding 2: rate and CV shift across windows.
 
@@ -728,7 +761,8 @@ def burstgpt_gamma_shift(ev: ArrivalEvidence) -> Finding:
 
 def arrival_findings(evidence: ArrivalEvidence) -> list[Finding]:
     """All arrival findings of one trace."""
-    return [servegen_f1_bursty(evidence), servegen_f1_single_process(evidence), servegen_f2(evidence),
+    bursty, single = servegen_f1_bursty(evidence), servegen_f1_single_process(evidence)
+    return [servegen_f1(evidence, (bursty, single)), bursty, single, servegen_f2(evidence),
             burstgpt_gamma_shift(evidence)]
 
 

@@ -16,7 +16,7 @@ from servelab.fitting.calibration import on_clock, poisson_arrivals, switching_a
 from servelab.reports.areas import get_area
 
 DAY = 86400.0
-ARRIVAL_IDS = ("servegen.F1.bursty", "servegen.F1.single_process", "servegen.F2", "burstgpt.gamma_shift")
+ARRIVAL_IDS = ("servegen.F1", "servegen.F1.bursty", "servegen.F1.single_process", "servegen.F2", "burstgpt.gamma_shift")
 
 
 def _arrival_findings(tmp_path, t, name):
@@ -47,6 +47,11 @@ def test_stationary_poisson_never_holds(tmp_path, name, make):
         (burst,) = f1.tests
         assert burst["power"] >= 0.8 and burst["decision"] == "does not hold"
         assert "null = Poisson arrivals" in f1.reason and "p = " in f1.reason and "power" in f1.reason
+        # the paper's Finding 1 (both claims joined) does not hold where its bursty claim does not
+        whole = found["servegen.F1"]
+        assert whole.verdict is Verdict.DOES_NOT_HOLD, whole.reason
+        assert whole.measured == {"bursty": "does not hold", "single_process": found["servegen.F1.single_process"].verdict.value}
+        assert len(whole.tests) == len(f1.tests) + len(found["servegen.F1.single_process"].tests)
 
 
 def test_rate_and_cv_switching_every_20_minutes_holds(tmp_path):
