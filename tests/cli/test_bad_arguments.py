@@ -138,6 +138,7 @@ STORE_COMMANDS = {
     "clients": "clients|{p}",
     "conversations": "conversations|{p}",
     "prefixes": "prefixes|{p}",
+    "validate": "validate|{p}|--split|0.5",
     "fit-pool": "fit-pool|{p}|-o|{out}/fitted",
     "report": "report|{p}|-o|{out}/report.html",
     "compare-reference": "compare|{p}|{store}",
@@ -250,6 +251,15 @@ CASES: list[Case] = [
     _c("conversations-delta-nan", "conversations|{store}|--delta|nan", r"--delta.*nan"),
     _c("conversations-delta-inf", "conversations|{store}|--delta|inf", r"--delta.*finite.*inf"),
     _c("conversations-unknown-rule", "conversations|{store}|--rule|telepathy", r"--rule.*'telepathy' is not one of"),
+    # validate
+    _c("validate-split-zero", "validate|{store}|--split|0", r"--split.*0"),
+    _c("validate-split-one", "validate|{store}|--split|1.0", r"split 1\.0"),
+    _c("validate-split-words", "validate|{store}|--split|half", r"--split.*half"),
+    _c("validate-split-nan", "validate|{store}|--split|nan", r"--split.*nan"),
+    _c("validate-rolling-zero", "validate|{store}|--split|0.5|--rolling|0", r"--rolling.*0"),
+    _c("validate-window-negative", "validate|{store}|--split|0.5|--window|-5", r"--window.*-5"),
+    _c("validate-pool-window-words", "validate|{store}|--split|0.5|--pool-window|soon", r"--pool-window.*soon|soon"),
+    _c("validate-seed-negative", "validate|{store}|--split|0.5|--seed|-1", r"--seed.*-1"),
     # prefixes
     _c("prefixes-block-size-zero", "prefixes|{store}|--block-size|0", r"--block-size.*0"),
     _c("prefixes-block-size-text", "prefixes|{store}|--block-size|big", r"--block-size.*'big'"),
