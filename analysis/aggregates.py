@@ -62,7 +62,8 @@ from servelab.analysis.store import TraceStore, duckdb_config
 
 __all__ = ["SQL", "DIALECT", "AggregateSource", "aggregate_source", "client_counts", "trace_gaps", "TraceGaps",
            "build_gaps", "arrival_cells", "gap_samples", "value_counts", "log_stats", "uniform_sql",
-           "round_half_even_sql", "field_sql", "conversation_aggregates", "window_length_stats", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
+           "round_half_even_sql", "field_sql", "conversation_aggregates",
+           "conversation_increments", "window_length_stats", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
 
 #: the engine-specific SQL fragments (DuckDB's spelling; Spark SQL's in the comments)
 DIALECT = MappingProxyType({
@@ -269,6 +270,22 @@ SQL = MappingProxyType({
             FROM l WHERE itt IS NOT NULL AND itt >= 0
         )
         SELECT cidx, bin, avg(itt) AS value, count(*) AS n, sum(itt) AS total FROM b GROUP BY cidx, bin
+    """,
+    "conversation_increments": """
+        WITH r AS (
+            SELECT {cidx} AS cidx, q.conversation_id AS conv, q.request_id,
+                   CAST(q.input_tokens AS DOUBLE) AS i, {output} AS o
+            FROM {source} q {join} WHERE q.conversation_id IS NOT NULL
+        ), l AS (
+            SELECT cidx, i - (lag(i) OVER w + coalesce(lag(o) OVER w, 0)) AS inc
+            FROM r WINDOW w AS (PARTITION BY conv ORDER BY request_id)
+        ), b AS (
+            SELECT cidx, inc, inc < 0 AS neg,
+                   CASE WHEN abs(inc) < {exact_below} THEN abs(inc)
+                        ELSE -1 - floor(ln(abs(inc) / {exact_below}) / {log_ratio}) END AS bin
+            FROM l WHERE inc IS NOT NULL
+        )
+        SELECT cidx, neg, bin, avg(inc) AS value, count(*) AS n FROM b GROUP BY cidx, neg, bin
     """,
     "requests_per_client": """
         SELECT {cidx} AS cidx, count(*) AS n FROM {source} q {join} GROUP BY 1
@@ -511,3 +528,20 @@ def conversation_aggregates(src: AggregateSource, *, bin_ratio: float
     req = src.con.sql(src.fill("requests_per_client")).pl()
     return turns, itt, req
 
+
+def conversation_increments(src: AggregateSource, *, exact_below: int, bin_ratio: float) -> pl.DataFrame:
+    """By ``conversation_id``: per client, the binned input increments of follow-ups (issue 15).
+
+    A follow-up's increment is its ``input_tokens`` minus its history (its parent's input +
+    output, output NULL counted as 0; the parent is the previous request of the conversation by
+    ``request_id``). Returns ``cidx, neg, bin, value`` (mean), ``n``: bins of ``|increment|``
+    as :func:`servelab.fitting.pool_data.bin_values` keys them, ``neg`` for negative increments.
+    Needs ``input_tokens`` in the store.
+    """
+    if not bin_ratio > 1:
+        raise ValueError(f"bin_ratio must be > 1; got {bin_ratio!r}")
+    if not (isinstance(exact_below, int) and exact_below >= 1):
+        raise ValueError(f"exact_below must be an integer >= 1; got {exact_below!r}")
+    output = "CAST(q.output_tokens AS DOUBLE)" if "output_tokens" in src.columns else "CAST(NULL AS DOUBLE)"
+    return src.con.sql(src.fill("conversation_increments", exact_below=exact_below, output=output,
+                                log_ratio=repr(math.log(bin_ratio)))).pl()
