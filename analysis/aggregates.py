@@ -275,17 +275,22 @@ SQL = MappingProxyType({
         WITH r AS (
             SELECT {cidx} AS cidx, q.conversation_id AS conv, q.request_id,
                    CAST(q.input_tokens AS DOUBLE) AS i, {output} AS o
-            FROM {source} q {join} WHERE q.conversation_id IS NOT NULL
+            FROM {source} q {join}
         ), l AS (
-            SELECT cidx, i - (lag(i) OVER w + coalesce(lag(o) OVER w, 0)) AS inc
+            SELECT cidx, i,
+                   CASE WHEN conv IS NOT NULL THEN lag(request_id) OVER w END AS prev,
+                   CASE WHEN conv IS NOT NULL THEN lag(i) OVER w + coalesce(lag(o) OVER w, 0) END AS h,
+                   conv IS NOT NULL AND count(*) OVER (PARTITION BY conv) > 1 AS multi
             FROM r WINDOW w AS (PARTITION BY conv ORDER BY request_id)
+        ), x AS (
+            SELECT cidx, prev IS NULL AS first, multi, CASE WHEN prev IS NULL THEN i ELSE i - h END AS x FROM l
         ), b AS (
-            SELECT cidx, inc, inc < 0 AS neg,
-                   CASE WHEN abs(inc) < {exact_below} THEN abs(inc)
-                        ELSE -1 - floor(ln(abs(inc) / {exact_below}) / {log_ratio}) END AS bin
-            FROM l WHERE inc IS NOT NULL
+            SELECT cidx, first, multi, x, x < 0 AS neg,
+                   CASE WHEN abs(x) < {exact_below} THEN abs(x)
+                        ELSE -1 - floor(ln(abs(x) / {exact_below}) / {log_ratio}) END AS bin
+            FROM x WHERE x IS NOT NULL
         )
-        SELECT cidx, neg, bin, avg(inc) AS value, count(*) AS n FROM b GROUP BY cidx, neg, bin
+        SELECT cidx, first, multi, neg, bin, avg(x) AS value, count(*) AS n FROM b GROUP BY cidx, first, multi, neg, bin
     """,
     "requests_per_client": """
         SELECT {cidx} AS cidx, count(*) AS n FROM {source} q {join} GROUP BY 1
@@ -530,12 +535,15 @@ def conversation_aggregates(src: AggregateSource, *, bin_ratio: float
 
 
 def conversation_increments(src: AggregateSource, *, exact_below: int, bin_ratio: float) -> pl.DataFrame:
-    """By ``conversation_id``: per client, the binned input increments of follow-ups (issue 15).
+    """By ``conversation_id``: per client, binned first-turn inputs and follow-up increments (issue 15).
 
     A follow-up's increment is its ``input_tokens`` minus its history (its parent's input +
     output, output NULL counted as 0; the parent is the previous request of the conversation by
-    ``request_id``). Returns ``cidx, neg, bin, value`` (mean), ``n``: bins of ``|increment|``
-    as :func:`servelab.fitting.pool_data.bin_values` keys them, ``neg`` for negative increments.
+    ``request_id``); a first turn (requests without an id included) counts its input. Returns
+    ``cidx, first`` (bool: a first turn's input, else an increment), ``multi`` (the request's
+    conversation has two turns or more), ``neg, bin, value`` (mean),
+    ``n``: bins of ``|x|`` as :func:`servelab.fitting.pool_data.bin_values` keys them, ``neg``
+    for negative values.
     Needs ``input_tokens`` in the store.
     """
     if not bin_ratio > 1:

@@ -5,7 +5,9 @@ conversation start becomes a conversation of sampled turns at sampled inter-turn
 (:func:`expand_conversations`); a follow-up's input holds its history
 (:func:`accumulate_context`): with the pool's fitted increments (``input_increment`` rows of
 ``conversation_pmfs``, :mod:`servelab.fitting.pool_conversations`) it is the history plus a new
-prompt drawn from the client's increment PMF (:func:`draw_increments`); links are written as
+prompt drawn from the client's increment PMF, and a first turn's input is drawn from the
+client's first-turn PMF (``first_input`` rows for single-turn conversations,
+``first_input_multi`` for the starts of longer ones) (:func:`draw_increments`); links are written as
 canonical columns (:func:`link_columns`). Loops run over clients and turn numbers, never requests.
 """
 from __future__ import annotations
@@ -26,6 +28,9 @@ __all__ = ["CONTEXTS", "ConversationModel", "conversation_model", "expand_conver
 CONTEXTS = ("fitted", "sorted", "additive")
 #: the ``quantity`` of the increment rows (:data:`servelab.fitting.pool_conversations.INCREMENT`)
 _INCREMENT = "input_increment"
+#: the ``quantity`` of first-turn inputs (:data:`servelab.fitting.pool_conversations.FIRST_INPUT`)
+_FIRST = "first_input"
+_FIRST_MULTI = "first_input_multi"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,10 @@ class ConversationModel:
     max_turns: int
     inc: PmfTable | None = None  # follow-up input increments, groups = inc_map[p] (None: not fitted)
     inc_map: np.ndarray | None = None  # pool index -> increment group (-1: none)
+    first: PmfTable | None = None  # first-turn inputs, groups = first_map[p] (None: not fitted)
+    first_map: np.ndarray | None = None  # pool index -> first-input group (-1: none)
+    first_multi: PmfTable | None = None  # first turns of conversations of >= 2 turns
+    first_multi_map: np.ndarray | None = None
 
 
 def _conversation_pmfs(pool) -> pl.DataFrame | None:
@@ -123,7 +132,9 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
             return None
         parts[field] = own.sort(["p", "value"])
     turns, itt = parts["turns"], parts["itt_s"]
-    inc, inc_map = _increment_table(conv, index, P)
+    inc, inc_map = _quantity_table(conv, index, P, _INCREMENT)
+    first, first_map = _quantity_table(conv, index, P, _FIRST) if inc is not None else (None, None)
+    first_multi, first_multi_map = _quantity_table(conv, index, P, _FIRST_MULTI) if inc is not None else (None, None)
     tp, ip = turns["p"].to_numpy(), itt["p"].to_numpy()
     t_present, i_present = np.unique(tp), np.unique(ip)
     has = np.zeros(P, bool)
@@ -147,13 +158,18 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
         max_turns=int(turns["value"].max()),
         inc=inc,
         inc_map=inc_map,
+        first=first,
+        first_map=first_map,
+        first_multi=first_multi,
+        first_multi_map=first_multi_map,
     )
 
 
-def _increment_table(conv: pl.DataFrame, index: pl.DataFrame, P: int) -> tuple[PmfTable | None, np.ndarray | None]:
-    """The increment PMF table and its group per pool index (a client's own rows, else the pooled
-    rows with a null ``client_id``, else -1); ``(None, None)`` without increment rows."""
-    rows = conv.filter((pl.col("quantity") == _INCREMENT) & (pl.col("probability") > 0))
+def _quantity_table(conv: pl.DataFrame, index: pl.DataFrame, P: int, quantity: str
+                    ) -> tuple[PmfTable | None, np.ndarray | None]:
+    """The PMF table of ``quantity`` and its group per pool index (a client's own rows, else the
+    pooled rows with a null ``client_id``, else -1); ``(None, None)`` without such rows."""
+    rows = conv.filter((pl.col("quantity") == quantity) & (pl.col("probability") > 0))
     if rows.height == 0:
         return None, None
     own = rows.filter(pl.col("client_id").is_not_null()).join(index, on="client_id", how="inner")
@@ -173,20 +189,31 @@ def _increment_table(conv: pl.DataFrame, index: pl.DataFrame, P: int) -> tuple[P
     return pmf_table(inc_map[p], own["value"].to_numpy(), own["probability"].to_numpy()), inc_map
 
 
-def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.ndarray, rng) -> np.ndarray:
-    """Input increments of the follow-ups (rows with ``turn > 1``), 0 elsewhere (float).
+def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.ndarray, inp: np.ndarray, rng
+                    ) -> np.ndarray:
+    """Per row: a first turn's input, or a follow-up's input increment (float, rounded).
 
-    Each follow-up draws from its pool client's increment PMF (``pool_index`` per row); a client
-    without one (own or pooled) gets 0. One uniform per follow-up, in row order, from ``rng``.
+    A follow-up (``turn > 1``) draws from its pool client's increment PMF (``pool_index`` per
+    row), 0 for a client without one (own or pooled); a first turn draws from the client's
+    first-turn input PMF (of single-turn conversations, or of the starts of longer ones when the
+    next row is its turn 2), keeping its ``inp`` (the data PMF's draw) where there is none. One
+    uniform per row, in row order, from ``rng``; rows grouped by conversation in turn order.
     """
-    out = np.zeros(turn.size)
-    follow = np.flatnonzero(turn > 1)
-    if conv.inc is None or follow.size == 0:
+    out = np.asarray(inp, dtype=float).copy()
+    if conv.inc is None or turn.size == 0:
         return out
-    u = rng.random(follow.size)
-    g = conv.inc_map[pool_index[follow]]
-    ok = g >= 0
-    out[follow[ok]] = np.rint(sample_pmf(conv.inc, g[ok], u[ok]))
+    u = rng.random(turn.size)
+    follow = turn > 1
+    multi = ~follow & np.r_[follow[1:], False]
+    out[follow] = 0.0
+    for table, gmap, rows in ((conv.inc, conv.inc_map, np.flatnonzero(follow)),
+                              (conv.first, conv.first_map, np.flatnonzero(~follow & ~multi)),
+                              (conv.first_multi, conv.first_multi_map, np.flatnonzero(multi))):  # 3 quantities
+        if table is None or rows.size == 0:
+            continue
+        g = gmap[pool_index[rows]]
+        ok = g >= 0
+        out[rows[ok]] = np.rint(sample_pmf(table, g[ok], u[rows[ok]]))
     return out
 
 
@@ -245,8 +272,8 @@ def accumulate_inputs(inp: np.ndarray, out: np.ndarray, turn: np.ndarray, *, con
 
     ``inp`` and ``out`` are numbers per row (NaN or null counted as 0 by the caller), rows grouped
     by conversation in turn order. ``fitted`` (needs ``increments``, one per row, from
-    :func:`draw_increments`): a follow-up's input is ``max(h + increment, 1)``, the first turn
-    keeps its draw. Returns a new array of the inputs' dtype.
+    :func:`draw_increments`): a follow-up's input is ``max(h + increment, 1)``, a first turn's
+    is its ``increments`` entry (its first-turn draw). Returns a new array of the inputs' dtype.
     """
     if context not in CONTEXTS:
         raise ValueError(f"context must be one of {list(CONTEXTS)}; got {context!r}")
@@ -255,7 +282,7 @@ def accumulate_inputs(inp: np.ndarray, out: np.ndarray, turn: np.ndarray, *, con
         if increments is None or np.shape(increments) != np.shape(inp):
             raise ValueError(f"context 'fitted' needs one increment per row ({np.shape(inp)}); got "
                              f"{None if increments is None else np.shape(increments)!r}")
-        inp[turn > 1] = np.asarray(increments)[turn > 1]
+        inp[:] = np.asarray(increments)
     follow = np.flatnonzero(turn > 1)
     if follow.size == 0:
         return inp

@@ -284,11 +284,11 @@ class _Drawer:
         if p.data is not None:
             fields = canonical_arrays(p.data.draw(p.sel[client], t, rng))
             fields = apply_coupling_plan(p.coupling, fields, p.sel[client], t)  # issue 17
-            if p.conv is not None and "input_tokens" in fields and np.any(out["turn"] > 1):
+            if p.conv is not None and "input_tokens" in fields and (p.context == "fitted" or np.any(out["turn"] > 1)):
                 inp = np.nan_to_num(fields["input_tokens"])
                 outp = np.nan_to_num(fields["output_tokens"]) if "output_tokens" in fields else np.zeros_like(inp)
-                inc = (draw_increments(p.conv, p.sel[client], out["turn"], rng) if p.context == "fitted"
-                       else None)  # follow-up increments, drawn after the data (issue 15)
+                inc = (draw_increments(p.conv, p.sel[client], out["turn"], inp, rng) if p.context == "fitted"
+                       else None)  # first inputs and follow-up increments, drawn after the data (issue 15)
                 fields["input_tokens"] = accumulate_inputs(inp, outp, out["turn"], context=p.context, increments=inc)
             out.update({f"f:{c}": v for c, v in fields.items()})
         n = t.size
