@@ -200,3 +200,13 @@ def test_first_turn_pmfs_are_the_first_turns_inputs(id_pool, trace, multi):
     assert mean == pytest.approx(x.mean(), rel=1e-4)
     everything = trace.filter(pl.col("client_id") == "a")["input_tokens"].to_numpy()
     assert everything.mean() > 1.5 * x.mean()  # the marginal the old mode draws first turns from
+
+
+def test_fitted_rows_do_not_depend_on_the_chunk_size(id_pool):
+    from servelab.generator import generate_chunks
+
+    whole = generate(id_pool, "pool", 1800.0, seed=5)
+    for chunk_s in (45.0, 700.0):
+        parts = pl.concat(list(generate_chunks(id_pool, "pool", 1800.0, seed=5, chunk_s=chunk_s)))
+        assert parts.equals(whole)
+    assert whole.filter(pl.col("turn") > 1).height > 500
