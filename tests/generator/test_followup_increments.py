@@ -210,3 +210,13 @@ def test_fitted_rows_do_not_depend_on_the_chunk_size(id_pool):
         parts = pl.concat(list(generate_chunks(id_pool, "pool", 1800.0, seed=5, chunk_s=chunk_s)))
         assert parts.equals(whole)
     assert whole.filter(pl.col("turn") > 1).height > 500
+
+
+def test_pool_with_increments_round_trips(id_pool, tmp_path):
+    from servelab.generator.pool import ClientPool
+
+    id_pool.save(tmp_path / "pool")
+    back = ClientPool.load(tmp_path / "pool")
+    inc = back.conversation_pmfs.filter(pl.col("quantity") == INCREMENT)
+    assert inc.filter(pl.col("client_id").is_null()).height > 0  # the pooled fallback is kept
+    assert generate(back, "pool", 600.0, seed=1).equals(generate(id_pool, "pool", 600.0, seed=1))
