@@ -62,7 +62,8 @@ from servelab.analysis.store import TraceStore, duckdb_config
 
 __all__ = ["SQL", "DIALECT", "AggregateSource", "aggregate_source", "client_counts", "trace_gaps", "TraceGaps",
            "build_gaps", "arrival_cells", "gap_samples", "value_counts", "log_stats", "uniform_sql",
-           "round_half_even_sql", "field_sql", "conversation_aggregates", "window_length_stats", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
+           "round_half_even_sql", "field_sql", "conversation_aggregates",
+           "conversation_increments", "window_length_stats", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
 
 #: the engine-specific SQL fragments (DuckDB's spelling; Spark SQL's in the comments)
 DIALECT = MappingProxyType({
@@ -269,6 +270,27 @@ SQL = MappingProxyType({
             FROM l WHERE itt IS NOT NULL AND itt >= 0
         )
         SELECT cidx, bin, avg(itt) AS value, count(*) AS n, sum(itt) AS total FROM b GROUP BY cidx, bin
+    """,
+    "conversation_increments": """
+        WITH r AS (
+            SELECT {cidx} AS cidx, q.conversation_id AS conv, q.request_id,
+                   CAST(q.input_tokens AS DOUBLE) AS i, {output} AS o
+            FROM {source} q {join}
+        ), l AS (
+            SELECT cidx, i,
+                   CASE WHEN conv IS NOT NULL THEN lag(request_id) OVER w END AS prev,
+                   CASE WHEN conv IS NOT NULL THEN lag(i) OVER w + coalesce(lag(o) OVER w, 0) END AS h,
+                   conv IS NOT NULL AND count(*) OVER (PARTITION BY conv) > 1 AS multi
+            FROM r WINDOW w AS (PARTITION BY conv ORDER BY request_id)
+        ), x AS (
+            SELECT cidx, prev IS NULL AS first, multi, CASE WHEN prev IS NULL THEN i ELSE i - h END AS x FROM l
+        ), b AS (
+            SELECT cidx, first, multi, x, x < 0 AS neg,
+                   CASE WHEN abs(x) < {exact_below} THEN abs(x)
+                        ELSE -1 - floor(ln(abs(x) / {exact_below}) / {log_ratio}) END AS bin
+            FROM x WHERE x IS NOT NULL
+        )
+        SELECT cidx, first, multi, neg, bin, avg(x) AS value, count(*) AS n FROM b GROUP BY cidx, first, multi, neg, bin
     """,
     "requests_per_client": """
         SELECT {cidx} AS cidx, count(*) AS n FROM {source} q {join} GROUP BY 1
@@ -511,3 +533,23 @@ def conversation_aggregates(src: AggregateSource, *, bin_ratio: float
     req = src.con.sql(src.fill("requests_per_client")).pl()
     return turns, itt, req
 
+
+def conversation_increments(src: AggregateSource, *, exact_below: int, bin_ratio: float) -> pl.DataFrame:
+    """By ``conversation_id``: per client, binned first-turn inputs and follow-up increments (issue 15).
+
+    A follow-up's increment is its ``input_tokens`` minus its history (its parent's input +
+    output, output NULL counted as 0; the parent is the previous request of the conversation by
+    ``request_id``); a first turn (requests without an id included) counts its input. Returns
+    ``cidx, first`` (bool: a first turn's input, else an increment), ``multi`` (the request's
+    conversation has two turns or more), ``neg, bin, value`` (mean),
+    ``n``: bins of ``|x|`` as :func:`servelab.fitting.pool_data.bin_values` keys them, ``neg``
+    for negative values.
+    Needs ``input_tokens`` in the store.
+    """
+    if not bin_ratio > 1:
+        raise ValueError(f"bin_ratio must be > 1; got {bin_ratio!r}")
+    if not (isinstance(exact_below, int) and exact_below >= 1):
+        raise ValueError(f"exact_below must be an integer >= 1; got {exact_below!r}")
+    output = "CAST(q.output_tokens AS DOUBLE)" if "output_tokens" in src.columns else "CAST(NULL AS DOUBLE)"
+    return src.con.sql(src.fill("conversation_increments", exact_below=exact_below, output=output,
+                                log_ratio=repr(math.log(bin_ratio)))).pl()

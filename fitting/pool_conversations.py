@@ -3,7 +3,22 @@
 Where the store carries links (``conversation_id``, ``parent_id`` or ``prefix_blocks``, linked by
 :func:`servelab.analysis.conversations.link_conversations`): per client ``n_conversations``,
 ``multi_turn_share``, ``turns_mean``, ``itt_mean_s`` and PMFs of turns (exact) and ITT (0.1-s bins
-below 1 s, log bins above) in ``conversation_pmfs``. This module writes nothing.
+below 1 s, log bins above) in ``conversation_pmfs``.
+
+Where the store also has ``input_tokens``, ``conversation_pmfs`` holds a third quantity,
+``input_increment`` (:data:`INCREMENT`): per client, the PMF of a linked follow-up's increment
+``input - history`` with ``history`` = its parent's input + output (output null counted as 0),
+the history the generator gives a follow-up; binned as the data PMFs (exact below
+``exact_below``, log bins of ratio ``bin_ratio`` above, value = bin mean; negative increments
+binned on their absolute value), and a fourth, ``first_input`` (:data:`FIRST_INPUT`): the PMF of
+the inputs of single-turn requests (that follow no other and have no follow-up), and a fifth,
+``first_input_multi`` (:data:`FIRST_INPUT_MULTI`): the inputs of first turns of conversations of
+two turns or more (in real traces long prompts are the ones continued: Mooncake's multi-turn
+conversations start about twice as long). The ``data`` input PMFs mix first turns and
+follow-ups, whose histories the generator adds itself. Both come with
+pooled rows with a null ``client_id`` (every request of the trace) that apply to clients without
+their own. Pools without these rows keep the old behaviour (the generator's ``sorted``
+context). This module writes nothing.
 """
 from __future__ import annotations
 
@@ -13,12 +28,20 @@ import polars as pl
 from servelab.analysis.store import TraceStore
 from servelab.fitting.pool_data import bin_values
 
-__all__ = ["conversation_tables", "tables_from_aggregates"]
+__all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "conversation_tables", "increment_aggregates", "increment_pmfs", "tables_from_aggregates"]
+
+#: the ``quantity`` of a follow-up's input increment in ``conversation_pmfs``
+INCREMENT = "input_increment"
+#: the ``quantity`` of a first turn's input in ``conversation_pmfs``
+FIRST_INPUT = "first_input"
+#: the ``quantity`` of the first turn's input of a conversation of two turns or more
+FIRST_INPUT_MULTI = "first_input_multi"
 
 
 def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, names: list[str], *, bin_ratio: float,
-                        linking=None):
-    """Per-client conversation parameters and PMFs (turns exact, ITT log-binned); ``linking`` (a
+                        linking=None, exact_below: int = 64):
+    """Per-client conversation parameters and PMFs (turns exact, ITT log-binned, input increments
+    binned as the data PMFs when the store has ``input_tokens``); ``linking`` (a
     :class:`~servelab.analysis.conversations.LinkOptions`) sets how prefix-block links are inferred."""
     from servelab.analysis.conversations import LinkOptions, available_link_rules, link_conversations
     from servelab.analysis.exceptions import NotApplicableError
@@ -39,6 +62,17 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
             single,
         ])
         links = linked.select("cidx", pl.col("timestamp").diff().over("conversation_id").alias("itt_s"))
+        pairs = None
+        if "input_tokens" in frame.columns:
+            hist = _history(frame)
+            pairs = (frame.select("conversation_id", "input_tokens", pl.Series("cidx", ci), hist.alias("h"))
+                     .select("cidx", pl.when(pl.col("conversation_id").is_not_null())
+                             .then(pl.col("h").shift(1).over("conversation_id")).alias("h"),
+                             pl.int_range(pl.len()).shift(1).over("conversation_id").is_null()
+                             .or_(pl.col("conversation_id").is_null()).alias("first"),
+                             (pl.col("conversation_id").is_not_null()
+                              & (pl.len().over("conversation_id") > 1)).alias("multi"),
+                             pl.col("input_tokens").cast(pl.Float64).alias("i")))
         rule, n_conv = "conversation_id", per_conv.height
         n_multi = int((per_conv["turns"] >= 2).sum())
     else:
@@ -50,6 +84,16 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
             return None, None, err.reason
         rid = frame.select("request_id", pl.Series("cidx", ci))
         links = conv.links.join(rid, on="request_id", how="inner")
+        pairs = None
+        if "input_tokens" in store.columns:
+            cols = ["request_id", "input_tokens"] + (["output_tokens"] if "output_tokens" in store.columns else [])
+            io = pl.from_arrow(store.read_arrow(cols))
+            io = io.select(pl.col("request_id").cast(rid["request_id"].dtype), pl.col("input_tokens").cast(pl.Float64),
+                           _history(io).alias("h"))
+            pairs = (links.join(io.select("request_id", "input_tokens"), on="request_id", how="inner")
+                     .join(io.select(pl.col("request_id").alias("parent"), "h"), on="parent", how="left")
+                     .select("cidx", "h", pl.col("parent").is_null().alias("first"),
+                             (pl.len().over("conversation") > 1).alias("multi"), pl.col("input_tokens").alias("i")))
         owner = links.filter(pl.col("request_id") == pl.col("conversation")).select("conversation", "cidx")
         per_conv = (links.group_by("conversation").agg(pl.len().alias("turns"))
                     .join(owner, on="conversation", how="inner").select("cidx", "turns"))
@@ -66,8 +110,72 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
                                         pl.col("itt_s").sum().alias("total")))
     req = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "n": np.bincount(ci, minlength=len(names))})
     table, pmfs = tables_from_aggregates(turns, itt, req, names)
+    if pairs is not None:
+        inc = pairs.select(pl.col("cidx").cast(pl.Int64), "first", "multi",
+                           pl.when(pl.col("first")).then(pl.col("i")).otherwise(pl.col("i") - pl.col("h")).alias("x"))
+        pmfs = pl.concat([pmfs, increment_pmfs(increment_aggregates(inc, exact_below=exact_below,
+                                                                    bin_ratio=bin_ratio), names)])
     note = f"linked by {rule}: {n_conv} conversations, {n_multi} multi-turn"
     return table, pmfs, note
+
+
+def _history(frame: pl.DataFrame) -> pl.Expr:
+    """A request's contribution to its child's history: input + output (null output counted as 0)."""
+    out = pl.col("output_tokens").cast(pl.Float64).fill_null(0.0) if "output_tokens" in frame.columns else pl.lit(0.0)
+    return pl.col("input_tokens").cast(pl.Float64) + out
+
+
+def increment_aggregates(values: pl.DataFrame, *, exact_below: int, bin_ratio: float) -> pl.DataFrame:
+    """Binned ``cidx, first, multi, neg, bin, value, n`` from raw ``cidx, first, multi, x`` (a first
+    turn's input or a follow-up's increment; ``multi``: its conversation has two turns or more;
+    nulls dropped), the polars twin of
+    :func:`servelab.analysis.aggregates.conversation_increments`."""
+    x = values.filter(pl.col("x").is_not_null() & pl.col("x").is_finite())
+    return (x.with_columns((pl.col("x") < 0).alias("neg"),
+                           bin_values(pl.col("x").abs(), exact_below=exact_below, bin_ratio=bin_ratio).alias("bin"))
+            .group_by("cidx", "first", "multi", "neg", "bin").agg(pl.col("x").mean().alias("value"),
+                                                          pl.len().cast(pl.Int64).alias("n")))
+
+
+def increment_pmfs(aggregates: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """``conversation_pmfs`` rows of :data:`FIRST_INPUT`, :data:`FIRST_INPUT_MULTI` and :data:`INCREMENT`.
+
+    Parameters
+    ----------
+    aggregates : polars.DataFrame
+        ``cidx, first, multi, neg, bin, value, n`` (:func:`increment_aggregates` or
+        :func:`servelab.analysis.aggregates.conversation_increments`).
+    names : list of str
+        Client ids by index.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``client_id, quantity, value, probability``: per quantity one PMF per client with such
+        requests, and a pooled PMF over all clients with a null ``client_id`` (the fallback of
+        clients without their own). No rows at all when the trace has no follow-up (nothing to
+        add to the old behaviour).
+    """
+    name_of = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "client_id": names},
+                           schema={"cidx": pl.Int64, "client_id": pl.String})
+    agg = aggregates.select(pl.col("cidx").cast(pl.Int64),
+                            pl.when(~pl.col("first").cast(pl.Boolean)).then(pl.lit(INCREMENT))
+                            .when(pl.col("multi").cast(pl.Boolean)).then(pl.lit(FIRST_INPUT_MULTI))
+                            .otherwise(pl.lit(FIRST_INPUT)).alias("quantity"),
+                            pl.col("neg").cast(pl.Boolean), pl.col("bin").cast(pl.Float64),
+                            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Int64))
+    if agg.filter(pl.col("quantity") == INCREMENT).height == 0:
+        return pl.DataFrame(schema={"client_id": pl.String, "quantity": pl.String, "value": pl.Float64,
+                                    "probability": pl.Float64})
+    pooled = (agg.group_by("quantity", "neg", "bin")
+              .agg(((pl.col("value") * pl.col("n")).sum() / pl.col("n").sum()).alias("value"), pl.col("n").sum())
+              .select(pl.lit(None, pl.String).alias("client_id"), "quantity", "value", "n"))
+    own = agg.join(name_of, on="cidx", how="inner").select("client_id", "quantity", "value", "n")
+    return (pl.concat([own, pooled])
+            .with_columns((pl.col("n") / pl.col("n").sum().over("client_id", "quantity"))
+                          .cast(pl.Float32).cast(pl.Float64).alias("probability"))
+            .select("client_id", "quantity", pl.col("value").cast(pl.Float32).cast(pl.Float64), "probability")
+            .sort("client_id", "quantity", "value", nulls_last=False))
 
 
 def tables_from_aggregates(turns: pl.DataFrame, itt: pl.DataFrame, requests: pl.DataFrame, names: list[str]

@@ -46,6 +46,7 @@ from servelab.analysis.aggregates import (
     build_gaps,
     client_counts,
     conversation_aggregates,
+    conversation_increments,
     field_sql,
     gap_samples,
     log_stats,
@@ -64,7 +65,7 @@ from servelab.fitting.pool_arrivals import (
 from servelab.fitting.pool_churn import fit_churn_table  # issue 17
 from servelab.fitting.pool_coupling import COUPLING_FIELDS, coupling_from_cells  # issue 17
 from servelab.fitting.pool_compare import PoolComparison, compare_pools
-from servelab.fitting.pool_conversations import conversation_tables, tables_from_aggregates
+from servelab.fitting.pool_conversations import conversation_tables, increment_pmfs, tables_from_aggregates
 from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
 from servelab.fitting.pool_prefixes import prefix_table
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings
@@ -237,6 +238,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
             rules = available_link_rules(store)
             if rules and rules[0] == "conversation_id":  # explicit ids: aggregated in SQL
                 conv_aggs = conversation_aggregates(src, bin_ratio=s.bin_ratio)
+                if "input_tokens" in store.columns:  # follow-up input increments (issue 15)
+                    conv_aggs = (*conv_aggs, conversation_increments(src, exact_below=s.exact_below,
+                                                                     bin_ratio=s.bin_ratio))
             elif rules:  # inferred links (link_conversations reads the store itself): ids -> clients
                 conv_frame = _conversation_frame(src, store)
         # per (client, window) length statistics for the load-length coupling (issue 17)
@@ -266,8 +270,10 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     conv, conv_pmfs, conv_note = None, None, "not fitted (conversations=False)"
     if s.conversations:
         if conv_aggs is not None:
-            turns, itt, req = conv_aggs
+            turns, itt, req = conv_aggs[:3]
             conv, conv_pmfs = tables_from_aggregates(turns, itt, req, names)
+            if len(conv_aggs) > 3:
+                conv_pmfs = pl.concat([conv_pmfs, increment_pmfs(conv_aggs[3], names)])
             n_conv = int(turns["n"].sum())
             n_multi = int(turns.filter(pl.col("turns") >= 2)["n"].sum())
             conv_note = f"linked by conversation_id: {n_conv} conversations, {n_multi} multi-turn"
@@ -276,7 +282,7 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         else:
             frame, ci = conv_frame
             conv, conv_pmfs, conv_note = conversation_tables(store, frame, ci, names, bin_ratio=s.bin_ratio,
-                                                             linking=s.linking)
+                                                             linking=s.linking, exact_below=s.exact_below)
 
     # prefix model (issue 15): per client, from prefix_blocks (None without them)
     prefixes = prefix_table(store, prefix_ci, names, linking=s.linking) if prefix_ci is not None else None

@@ -3,8 +3,12 @@
 From a pool's conversation PMFs (or its summary row: geometric turns, exponential ITTs), each
 conversation start becomes a conversation of sampled turns at sampled inter-turn times
 (:func:`expand_conversations`); a follow-up's input holds its history
-(:func:`accumulate_context`); links are written as canonical columns (:func:`link_columns`). Loops
-run over clients and turn numbers, never requests.
+(:func:`accumulate_context`): with the pool's fitted increments (``input_increment`` rows of
+``conversation_pmfs``, :mod:`servelab.fitting.pool_conversations`) it is the history plus a new
+prompt drawn from the client's increment PMF, and a first turn's input is drawn from the
+client's first-turn PMF (``first_input`` rows for single-turn conversations,
+``first_input_multi`` for the starts of longer ones) (:func:`draw_increments`); links are written as
+canonical columns (:func:`link_columns`). Loops run over clients and turn numbers, never requests.
 """
 from __future__ import annotations
 
@@ -17,8 +21,16 @@ import polars as pl
 from servelab.generator.grid import frame_of
 from servelab.generator.pmf import PmfTable, pmf_table, sample_pmf
 
-__all__ = ["ConversationModel", "conversation_model", "expand_conversations", "accumulate_context",
-           "accumulate_inputs", "link_columns"]
+__all__ = ["CONTEXTS", "ConversationModel", "conversation_model", "expand_conversations", "accumulate_context",
+           "accumulate_inputs", "draw_increments", "link_columns"]
+
+#: how a follow-up's input holds its history (see :func:`accumulate_inputs`)
+CONTEXTS = ("fitted", "sorted", "additive")
+#: the ``quantity`` of the increment rows (:data:`servelab.fitting.pool_conversations.INCREMENT`)
+_INCREMENT = "input_increment"
+#: the ``quantity`` of first-turn inputs (:data:`servelab.fitting.pool_conversations.FIRST_INPUT`)
+_FIRST = "first_input"
+_FIRST_MULTI = "first_input_multi"
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,12 @@ class ConversationModel:
     i_map: np.ndarray  # pool index -> ITT group (-1: none)
     max_itt: float
     max_turns: int
+    inc: PmfTable | None = None  # follow-up input increments, groups = inc_map[p] (None: not fitted)
+    inc_map: np.ndarray | None = None  # pool index -> increment group (-1: none)
+    first: PmfTable | None = None  # first-turn inputs, groups = first_map[p] (None: not fitted)
+    first_map: np.ndarray | None = None  # pool index -> first-input group (-1: none)
+    first_multi: PmfTable | None = None  # first turns of conversations of >= 2 turns
+    first_multi_map: np.ndarray | None = None
 
 
 def _conversation_pmfs(pool) -> pl.DataFrame | None:
@@ -114,6 +132,9 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
             return None
         parts[field] = own.sort(["p", "value"])
     turns, itt = parts["turns"], parts["itt_s"]
+    inc, inc_map = _quantity_table(conv, index, P, _INCREMENT)
+    first, first_map = _quantity_table(conv, index, P, _FIRST) if inc is not None else (None, None)
+    first_multi, first_multi_map = _quantity_table(conv, index, P, _FIRST_MULTI) if inc is not None else (None, None)
     tp, ip = turns["p"].to_numpy(), itt["p"].to_numpy()
     t_present, i_present = np.unique(tp), np.unique(ip)
     has = np.zeros(P, bool)
@@ -135,7 +156,65 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
         i_map=i_map,
         max_itt=float(itt["value"].max()),
         max_turns=int(turns["value"].max()),
+        inc=inc,
+        inc_map=inc_map,
+        first=first,
+        first_map=first_map,
+        first_multi=first_multi,
+        first_multi_map=first_multi_map,
     )
+
+
+def _quantity_table(conv: pl.DataFrame, index: pl.DataFrame, P: int, quantity: str
+                    ) -> tuple[PmfTable | None, np.ndarray | None]:
+    """The PMF table of ``quantity`` and its group per pool index (a client's own rows, else the
+    pooled rows with a null ``client_id``, else -1); ``(None, None)`` without such rows."""
+    rows = conv.filter((pl.col("quantity") == quantity) & (pl.col("probability") > 0))
+    if rows.height == 0:
+        return None, None
+    own = rows.filter(pl.col("client_id").is_not_null()).join(index, on="client_id", how="inner")
+    own = own.select("p", "value", "probability")
+    shared = rows.filter(pl.col("client_id").is_null())
+    if shared.height:
+        missing = np.setdiff1d(np.arange(P), own["p"].unique().to_numpy())
+        fill = pl.DataFrame({"p": missing}).join(shared.select("value", "probability"), how="cross")
+        own = pl.concat([own, fill.select("p", "value", "probability")])
+    if own.height == 0:
+        return None, None
+    own = own.sort(["p", "value"])
+    p = own["p"].to_numpy()
+    present = np.unique(p)
+    inc_map = np.full(P, -1)
+    inc_map[present] = np.arange(present.size)
+    return pmf_table(inc_map[p], own["value"].to_numpy(), own["probability"].to_numpy()), inc_map
+
+
+def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.ndarray, inp: np.ndarray, rng
+                    ) -> np.ndarray:
+    """Per row: a first turn's input, or a follow-up's input increment (float, rounded).
+
+    A follow-up (``turn > 1``) draws from its pool client's increment PMF (``pool_index`` per
+    row), 0 for a client without one (own or pooled); a first turn draws from the client's
+    first-turn input PMF (of single-turn conversations, or of the starts of longer ones when the
+    next row is its turn 2), keeping its ``inp`` (the data PMF's draw) where there is none. One
+    uniform per row, in row order, from ``rng``; rows grouped by conversation in turn order.
+    """
+    out = np.asarray(inp, dtype=float).copy()
+    if conv.inc is None or turn.size == 0:
+        return out
+    u = rng.random(turn.size)
+    follow = turn > 1
+    multi = ~follow & np.r_[follow[1:], False]
+    out[follow] = 0.0
+    for table, gmap, rows in ((conv.inc, conv.inc_map, np.flatnonzero(follow)),
+                              (conv.first, conv.first_map, np.flatnonzero(~follow & ~multi)),
+                              (conv.first_multi, conv.first_multi_map, np.flatnonzero(multi))):  # 3 quantities
+        if table is None or rows.size == 0:
+            continue
+        g = gmap[pool_index[rows]]
+        ok = g >= 0
+        out[rows[ok]] = np.rint(sample_pmf(table, g[ok], u[rows[ok]]))
+    return out
 
 
 
@@ -174,7 +253,7 @@ def accumulate_context(frame: pl.DataFrame, turn: np.ndarray, *, context: str) -
     and each follow-up's input is ``max(draw, h)``: the multiset of inputs, hence the marginal the
     pool records (which, fitted from a real trace, already includes histories), is kept except
     where a draw falls below its history. ``additive``: input = ``h`` + the row's own draw (for
-    PMFs of fresh prompts).
+    PMFs of fresh prompts). ``fitted`` needs increments: use :func:`accumulate_inputs`.
     """
     if "input_tokens" not in frame.columns:
         return frame
@@ -187,13 +266,23 @@ def accumulate_context(frame: pl.DataFrame, turn: np.ndarray, *, context: str) -
     return frame.with_columns(pl.Series("input_tokens", inp, dtype=pl.Int64))
 
 
-def accumulate_inputs(inp: np.ndarray, out: np.ndarray, turn: np.ndarray, *, context: str) -> np.ndarray:
+def accumulate_inputs(inp: np.ndarray, out: np.ndarray, turn: np.ndarray, *, context: str,
+                      increments: np.ndarray | None = None) -> np.ndarray:
     """The array form of :func:`accumulate_context`: new inputs from inputs, outputs and turn numbers.
 
     ``inp`` and ``out`` are numbers per row (NaN or null counted as 0 by the caller), rows grouped
-    by conversation in turn order. Returns a new array of the inputs' dtype.
+    by conversation in turn order. ``fitted`` (needs ``increments``, one per row, from
+    :func:`draw_increments`): a follow-up's input is ``max(h + increment, 1)``, a first turn's
+    is its ``increments`` entry (its first-turn draw). Returns a new array of the inputs' dtype.
     """
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {list(CONTEXTS)}; got {context!r}")
     inp = np.array(inp, copy=True)
+    if context == "fitted":
+        if increments is None or np.shape(increments) != np.shape(inp):
+            raise ValueError(f"context 'fitted' needs one increment per row ({np.shape(inp)}); got "
+                             f"{None if increments is None else np.shape(increments)!r}")
+        inp[:] = np.asarray(increments)
     follow = np.flatnonzero(turn > 1)
     if follow.size == 0:
         return inp
@@ -205,7 +294,12 @@ def accumulate_inputs(inp: np.ndarray, out: np.ndarray, turn: np.ndarray, *, con
     for a, b in itertools.pairwise(levels):  # one pass per turn number
         rows = follow[a:b]
         h = inp[rows - 1] + out[rows - 1]
-        inp[rows] = np.maximum(inp[rows], h) if context == "sorted" else h + inp[rows]
+        if context == "sorted":
+            inp[rows] = np.maximum(inp[rows], h)
+        elif context == "fitted":
+            inp[rows] = np.maximum(h + inp[rows], 1)
+        else:
+            inp[rows] = h + inp[rows]
     return inp
 
 

@@ -31,8 +31,10 @@ How a workload is drawn
 6. **Conversations** (when the pool has conversation parameters): the renewal process gives
    conversation starts at ``rate / E[turns]``; each conversation gets a sampled number of turns
    and follow-ups after sampled inter-turn times (ITT); a follow-up's input holds the earlier
-   turn's input and output (by default a conversation's input draws go to its turns in ascending
-   order, each at least its history, which keeps the pool's input marginal). Conversations are
+   turn's input and output: with the pool's fitted increments (default when present) it is that
+   history plus a new prompt drawn from the client's increment PMF; without them a
+   conversation's input draws go to its turns in ascending order, each at least its history,
+   which keeps the pool's input marginal (``context``). Conversations are
    started during a warm-up before ``start`` so the rate is stationary from the first second.
 
 Everything is vectorised over requests (numpy / polars); Python loops run over units of time,
@@ -168,7 +170,7 @@ def clock_times(times: np.ndarray, step: float) -> np.ndarray:
 
 def generate(pool, rate, duration: float, *, start: float | None = None, clients: int | None = None,
              seed: int, conversations: bool = True, max_segment_s: float = 60.0, counts: str = "renewal",
-             missing_data: str = "borrow", context: str = "sorted", clock: float | None = None,
+             missing_data: str = "borrow", context: str | None = None, clock: float | None = None,
              max_requests: int | None = DEFAULT_MAX_REQUESTS) -> pl.DataFrame:
     """Generate a workload from ``pool`` by per-client composition.
 
@@ -202,12 +204,16 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     missing_data : {"borrow", "null"}
         A (client, data window) without a PMF borrows the client's nearest data window, else the
         rate-weighted aggregate (``borrow``), or, with ``null``, its nearest window else nulls.
-    context : {"sorted", "additive"}
+    context : {None, "fitted", "sorted", "additive"}
         How a follow-up's input holds its history ``h`` (previous turn's input + output).
-        ``sorted`` (default; keeps the pool's input marginal, right for pools fitted from real
-        traces whose input PMFs include histories): a conversation's draws go to its turns in
-        ascending order, follow-up input ``max(draw, h)``. ``additive`` (PMFs of fresh
-        prompts): ``h`` + the draw.
+        ``fitted`` (the default, None, when the pool has follow-up input increments, the
+        ``input_increment`` rows of ``conversation_pmfs``): ``max(h + increment, 1)``, the
+        increment drawn from the client's fitted PMF of ``input - history`` (else the pooled
+        one), so a follow-up is its history plus a new prompt as in the trace. ``sorted`` (the
+        default for pools without increments; keeps the pool's input marginal except where a
+        draw falls below its history): a conversation's draws go to its turns in ascending
+        order, follow-up input ``max(draw, h)``. ``additive`` (PMFs of fresh prompts): ``h`` +
+        the draw.
     clock : float, optional
         A logging clock step in seconds: every timestamp is floored to a multiple of ``clock``
         from the workload's start (:func:`clock_times`), as a trace logged on that clock would
@@ -229,7 +235,8 @@ def generate(pool, rate, duration: float, *, start: float | None = None, clients
     Raises
     ------
     GenerationError
-        For a bad rate, duration, start, clients, seed or clock.
+        For a bad rate, duration, start, clients, seed, context or clock (``fitted`` on a pool
+        without increments).
     RequestBudgetError
         If the workload is estimated above ``max_requests`` (a :class:`GenerationError`).
     """

@@ -34,7 +34,9 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
     ``turns_fit, itt_fit: str | null`` (FitResult JSON when a parametric fit was made).
 ``conversation_pmfs``
     long empirical PMFs of the same: ``client_id, quantity ("turns" | "itt_s"), value,
-    probability``.
+    probability``; fitted from stores with ``input_tokens`` also ``input_increment``,
+    ``first_input``, ``first_input_multi`` (a follow-up's input minus its history, first-turn
+    inputs; null ``client_id``: pooled fallback; :mod:`servelab.fitting.pool_conversations`).
 ``prefixes``
     the per-client prefix model (shared system prompts, templates, reuse, conversation history):
     ``client_id, kind, group, extends, value, probability, block_size``

@@ -40,8 +40,8 @@ import numpy as np
 import polars as pl
 
 from servelab.generator.arrivals import ArrivalLaw, continue_renewals, first_arrivals, poisson_arrivals
-from servelab.generator.conversations import ConversationModel, accumulate_inputs, conversation_model, \
-    expand_conversations
+from servelab.generator.conversations import CONTEXTS, ConversationModel, accumulate_inputs, conversation_model, \
+    draw_increments, expand_conversations
 from servelab.generator.coupling import CouplingPlan, apply_coupling_plan, coupling_plan
 from servelab.generator.exceptions import GenerationError, GenerationWarning
 from servelab.generator.grid import WindowGrid, pool_span, segments, window_grid
@@ -99,7 +99,7 @@ def _unit_rng(seed: int, key: tuple[int, ...]) -> np.random.Generator:
 
 def plan_generation(pool, rate, duration: float, *, start: float | None = None, clients: int | None = None,
                     seed: int, conversations: bool = True, max_segment_s: float = 60.0, counts: str = "renewal",
-                    missing_data: str = "borrow", context: str = "sorted", clock: float | None = None,
+                    missing_data: str = "borrow", context: str | None = None, clock: float | None = None,
                     max_requests: int | None = DEFAULT_MAX_REQUESTS, data: bool = True,
                     grid: WindowGrid | None = None) -> GenerationPlan:
     """Check the arguments of :func:`~servelab.generator.generate.generate` and fix its units.
@@ -116,8 +116,9 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
         raise GenerationError(f"counts must be 'renewal' or 'poisson'; got {counts!r}")
     if missing_data not in ("borrow", "null"):
         raise GenerationError(f"missing_data must be 'borrow' or 'null'; got {missing_data!r}")
-    if context not in ("sorted", "additive"):
-        raise GenerationError(f"context must be 'sorted' or 'additive'; got {context!r}")
+    if context not in (None, *CONTEXTS):
+        raise GenerationError(f"context must be 'sorted' or 'additive', 'fitted' (pools with input increments) or "
+                              f"None (fitted when the pool has them, else sorted); got {context!r}")
     if not (isinstance(duration, (int, float, np.integer, np.floating)) and math.isfinite(duration) and duration > 0):
         raise GenerationError(f"duration must be a finite number of seconds > 0; got {duration!r}")
     if clock is not None and not (isinstance(clock, (int, float, np.integer, np.floating))
@@ -170,6 +171,11 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
     if conv is not None and not bool(np.any(conv.has[sel])):
         conv = None
     mean_turns = conv.mean_turns[sel] if conv is not None else np.ones(n_syn)
+    fitted = conv is not None and conv.inc is not None
+    if context == "fitted" and conv is not None and not fitted:
+        raise GenerationError("context 'fitted' needs the pool's follow-up input increments (input_increment rows "
+                              "of conversation_pmfs); this pool has none: use 'sorted' or 'additive'")
+    context = context if context is not None else ("fitted" if fitted else "sorted")
 
     # cells (synthetic client, segment) with a positive rate, ordered by segment then client
     r_sn = (rate_ps[sel] * factor[None, :]).T
@@ -278,10 +284,12 @@ class _Drawer:
         if p.data is not None:
             fields = canonical_arrays(p.data.draw(p.sel[client], t, rng))
             fields = apply_coupling_plan(p.coupling, fields, p.sel[client], t)  # issue 17
-            if p.conv is not None and "input_tokens" in fields and np.any(out["turn"] > 1):
+            if p.conv is not None and "input_tokens" in fields and (p.context == "fitted" or np.any(out["turn"] > 1)):
                 inp = np.nan_to_num(fields["input_tokens"])
                 outp = np.nan_to_num(fields["output_tokens"]) if "output_tokens" in fields else np.zeros_like(inp)
-                fields["input_tokens"] = accumulate_inputs(inp, outp, out["turn"], context=p.context)
+                inc = (draw_increments(p.conv, p.sel[client], out["turn"], inp, rng) if p.context == "fitted"
+                       else None)  # first inputs and follow-up increments, drawn after the data (issue 15)
+                fields["input_tokens"] = accumulate_inputs(inp, outp, out["turn"], context=p.context, increments=inc)
             out.update({f"f:{c}": v for c, v in fields.items()})
         n = t.size
         if p.conv is None:  # rows never leave their unit: sort here, emit in unit order
