@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 
 from servelab.commands.arrivals import clock_option
+from servelab.commands.ingest import _FORMATS as INGEST_FORMATS
 from servelab.commands.linking import link_options
 
 __all__ = ["report", "TRACE_FORMATS"]
 
-#: ``--format`` choices: the same as ``servelab ingest --format`` (a test checks that they agree)
-TRACE_FORMATS = ("auto", "burstgpt", "azure", "mooncake", "bailian", "generic")
+#: ``--format`` choices: the same as ``servelab ingest --format`` (one list for every command that ingests)
+TRACE_FORMATS = INGEST_FORMATS
 
 
 @click.command("report")
