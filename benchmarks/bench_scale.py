@@ -82,8 +82,11 @@ t0 = time.perf_counter()
 from servelab.generator import ClientPool, generate
 pool = ClientPool.load(sys.argv[1])
 df = generate(pool, "pool", float(sys.argv[2]) if len(sys.argv) > 2 else 86400.0, seed=0)
-print(json.dumps({"generate_s": time.perf_counter() - t0, "generate_requests": df.height,
-                  "generate_peak_mb": hwm_mb()}))
+out = {"generate_s": time.perf_counter() - t0, "generate_requests": df.height, "generate_peak_mb": hwm_mb()}
+if len(sys.argv) > 3 and sys.argv[3] == "hash":  # after the peak is read: the CSV text is not counted
+    import hashlib
+    out["sha256_16"] = hashlib.sha256(df.write_csv().encode()).hexdigest()[:16]
+print(json.dumps(out))
 """
 
 _LOAD = _CHILD_PRELUDE + r"""
@@ -280,13 +283,13 @@ def bench_load(data: Path) -> None:
         print(json.dumps(run_child(_LOAD, [str(path)])))
 
 
-def bench_generate(data: Path, hours: float, repeat: int, baseline: Path | None) -> None:
+def bench_generate(data: Path, hours: float, repeat: int, baseline: Path | None, digest: bool = False) -> None:
     path = build_sparse_pool(data / "pool_sparse_clients100000_days14_seed0")
+    args = [str(path), str(hours * 3600.0)] + (["hash"] if digest else [])
     for _ in range(repeat):
-        print(json.dumps({"new": run_child(_GENERATE, [str(path), str(hours * 3600.0)])}), flush=True)
+        print(json.dumps({"new": run_child(_GENERATE, args)}), flush=True)
         if baseline is not None:
-            print(json.dumps({"baseline": run_child(_GENERATE, [str(path), str(hours * 3600.0)], tree=baseline)}),
-                  flush=True)
+            print(json.dumps({"baseline": run_child(_GENERATE, args, tree=baseline)}), flush=True)
 
 
 def bench_sparse(data: Path, baseline: Path | None) -> None:
@@ -307,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--what", choices=["fit", "load", "generate", "sparse"], default="fit")
     parser.add_argument("--hours", type=float, default=24.0, help="--what generate: hours generated")
     parser.add_argument("--repeat", type=int, default=1, help="--what generate: interleaved runs")
+    parser.add_argument("--hash", action="store_true", help="--what generate: also print the workload's SHA-256")
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--data", type=Path, default=Path("/work/bench_data"))
     parser.add_argument("--baseline", default=None,
@@ -320,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "load":
         bench_load(args.data)
     elif args.what == "generate":
-        bench_generate(args.data, args.hours, args.repeat, tree)
+        bench_generate(args.data, args.hours, args.repeat, tree, args.hash)
     else:
         bench_sparse(args.data, tree)
     return 0
