@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-only", action="store_true", help="only the shipped sample")
     parser.add_argument("--skip-full", action="store_true", help="big store: only --quick")
     parser.add_argument("--skip-sample", action="store_true", help="only the big store")
+    parser.add_argument("--skip-quick", action="store_true", help="big store: only the full report")
     opts = parser.parse_args(argv)
     rows = sorted(int(float(r)) for r in str(opts.rows).split(","))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -240,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[int, str], dict[str, dict]] = {}
     for n in rows:
         store = _big_store(data, n, opts.seed)
-        results[(n, "quick")] = _compare(f"report --quick, {n:,} rows", ["report", str(store), "--quick"],
-                                         f"big{n}_quick", 60, before, opts.before)
+        if not opts.skip_quick:
+            results[(n, "quick")] = _compare(f"report --quick, {n:,} rows", ["report", str(store), "--quick"],
+                                             f"big{n}_quick", 60, before, opts.before)
         if not opts.skip_full:
             results[(n, "full")] = _compare(f"report, {n:,} rows", ["report", str(store)], f"big{n}_full",
                                             60 if n <= 10_000_000 else 300, before, opts.before)

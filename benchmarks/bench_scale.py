@@ -12,6 +12,10 @@ with ``git archive``; see :func:`baseline_tree`) in the same run, interleaved.
 rows), built once; in a fresh process the import time, ``ClientPool.load`` (manifest and range
 checks, ``open_s``) and materialising the tables a generator reads (``load_s``). Target <= 2 s.
 
+``--what generate``: 1 day (``--hours``) generated from that 100,000-client sparse pool in a fresh
+process: wall time (load included) and peak RSS; with ``--baseline`` the same with the baseline tree,
+interleaved (``--repeat`` pairs). Issue 16: the generator's window grid holds active cells only.
+
 ``--what sparse``: a 4,244-client, 3-week synthetic trace of 26,798 requests (sparse like the
 issue's real one): the pool's arrival rows (active cells only), and the peak RSS of ``fit-pool``
 and of a 1-day ``generate`` from it; with ``--baseline`` the same with the baseline tree, in the
@@ -29,6 +33,7 @@ Usage::
     flock /tmp/servelab-bench.lock python benchmarks/bench_scale.py --what fit --rows 100000000
     python benchmarks/bench_scale.py --what load
     python benchmarks/bench_scale.py --what sparse --baseline /tmp/main_pkg
+    flock /tmp/servelab-bench.lock python benchmarks/bench_scale.py --what generate --baseline main
 """
 from __future__ import annotations
 
@@ -76,9 +81,12 @@ _GENERATE = _CHILD_PRELUDE + r"""
 t0 = time.perf_counter()
 from servelab.generator import ClientPool, generate
 pool = ClientPool.load(sys.argv[1])
-df = generate(pool, "pool", 86400.0, seed=0)
-print(json.dumps({"generate_s": time.perf_counter() - t0, "generate_requests": df.height,
-                  "generate_peak_mb": hwm_mb()}))
+df = generate(pool, "pool", float(sys.argv[2]) if len(sys.argv) > 2 else 86400.0, seed=0)
+out = {"generate_s": time.perf_counter() - t0, "generate_requests": df.height, "generate_peak_mb": hwm_mb()}
+if len(sys.argv) > 3 and sys.argv[3] == "hash":  # after the peak is read: the CSV text is not counted
+    import hashlib
+    out["sha256_16"] = hashlib.sha256(df.write_csv().encode()).hexdigest()[:16]
+print(json.dumps(out))
 """
 
 _LOAD = _CHILD_PRELUDE + r"""
@@ -275,6 +283,15 @@ def bench_load(data: Path) -> None:
         print(json.dumps(run_child(_LOAD, [str(path)])))
 
 
+def bench_generate(data: Path, hours: float, repeat: int, baseline: Path | None, digest: bool = False) -> None:
+    path = build_sparse_pool(data / "pool_sparse_clients100000_days14_seed0")
+    args = [str(path), str(hours * 3600.0)] + (["hash"] if digest else [])
+    for _ in range(repeat):
+        print(json.dumps({"new": run_child(_GENERATE, args)}), flush=True)
+        if baseline is not None:
+            print(json.dumps({"baseline": run_child(_GENERATE, args, tree=baseline)}), flush=True)
+
+
 def bench_sparse(data: Path, baseline: Path | None) -> None:
     store = cached_store(data, 26_798, 4_244, 21.0)
     out = Path(tempfile.mkdtemp(prefix="bench-scale-"))
@@ -290,7 +307,10 @@ def bench_sparse(data: Path, baseline: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--what", choices=["fit", "load", "sparse"], default="fit")
+    parser.add_argument("--what", choices=["fit", "load", "generate", "sparse"], default="fit")
+    parser.add_argument("--hours", type=float, default=24.0, help="--what generate: hours generated")
+    parser.add_argument("--repeat", type=int, default=1, help="--what generate: interleaved runs")
+    parser.add_argument("--hash", action="store_true", help="--what generate: also print the workload's SHA-256")
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--data", type=Path, default=Path("/work/bench_data"))
     parser.add_argument("--baseline", default=None,
@@ -303,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_fit(args.data, args.rows, tree)
     elif args.what == "load":
         bench_load(args.data)
+    elif args.what == "generate":
+        bench_generate(args.data, args.hours, args.repeat, tree, args.hash)
     else:
         bench_sparse(args.data, tree)
     return 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from servelab.generator.grid import WindowGrid
+from servelab.generator.grid import WindowGrid, dense_row_sums
 
 __all__ = ["CouplingPlan", "apply_coupling_plan", "coupling_plan"]
 
@@ -39,14 +39,17 @@ class CouplingPlan:
         ``(len(fields), P)``: ``b`` per pool client (0: not coupled) and :math:`E[r^b]`.
     window_start : numpy.ndarray
         The grid's window starts (W,).
+    key : numpy.ndarray of int64
+        The grid's active cells as ``client * W + window``, sorted.
     rate : numpy.ndarray
-        The grid's pool rates (P, W).
+        Pool rate of each cell of ``key`` (> 0; absent cells are idle, rate 0).
     """
 
     fields: tuple[str, ...]
     elasticity: np.ndarray
     norm: np.ndarray
     window_start: np.ndarray
+    key: np.ndarray
     rate: np.ndarray
 
 
@@ -69,16 +72,20 @@ def coupling_plan(pool, grid: WindowGrid, lo: float, hi: float) -> CouplingPlan 
         b[i, idx[ok]] = rows["elasticity"].to_numpy()[ok]
     a = np.asarray(grid.window_start, dtype=float)
     e = np.clip(np.minimum(a + grid.window_len, hi) - np.maximum(a, lo), 0.0, None)  # window time in the period
-    rate = np.asarray(grid.rate, dtype=float)
+    n_w = a.size
+    p, w, rate = grid.client, grid.cell_window, np.asarray(grid.rate, dtype=float)
     live = np.isfinite(rate) & (rate > 0)
-    weight = np.where(live, rate, 0.0) * e[None, :]
-    safe = np.where(live, rate, 1.0)
+    p, w, rate = p[live], w[live], rate[live]
+    weight = rate * e[w]
     norm = np.ones_like(b)
-    total = weight.sum(axis=1)
+    # sums over each client's windows as over its dense row (idle windows weigh 0): same bits
+    total = dense_row_sums(p, w, weight, n_pool, n_w)
     for i in range(len(fields)):  # two fields at most
-        num = (weight * safe ** b[i][:, None]).sum(axis=1)
+        num = dense_row_sums(p, w, weight * rate ** b[i][p], n_pool, n_w)
         norm[i] = np.where(total > 0, num / np.where(total > 0, total, 1.0), 1.0)
-    return CouplingPlan(fields=fields, elasticity=b, norm=norm, window_start=a, rate=rate)
+    key = p * n_w + w
+    order = np.argsort(key, kind="stable")
+    return CouplingPlan(fields=fields, elasticity=b, norm=norm, window_start=a, key=key[order], rate=rate[order])
 
 
 def apply_coupling_plan(plan: CouplingPlan | None, fields: dict[str, np.ndarray], pool_index: np.ndarray,
@@ -95,10 +102,12 @@ def apply_coupling_plan(plan: CouplingPlan | None, fields: dict[str, np.ndarray]
     t : numpy.ndarray
         Pool time of every request.
     """
-    if plan is None or t.size == 0:
+    if plan is None or t.size == 0 or plan.key.size == 0:
         return fields
     w = np.clip(np.searchsorted(plan.window_start, t, side="right") - 1, 0, plan.window_start.size - 1)
-    r = plan.rate[pool_index, w]
+    key = np.asarray(pool_index, dtype=np.int64) * plan.window_start.size + w
+    pos = np.minimum(np.searchsorted(plan.key, key), plan.key.size - 1)
+    r = np.where(plan.key[pos] == key, plan.rate[pos], 0.0)  # idle (client, window): rate 0
     live = np.isfinite(r) & (r > 0)
     x = np.log(np.where(live, r, 1.0))
     out = dict(fields)

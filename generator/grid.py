@@ -1,8 +1,9 @@
 """The window grid of a generation period: per (pool client, arrival window) rates, CVs and arrival laws.
 
-A pool's ``arrivals`` table becomes dense ``(clients, windows)`` arrays over the period
-(:class:`WindowGrid`; a (client, window) the table does not hold is idle, rate 0: sparse pools
-hold active windows only), and the period is cut into segments at window edges and rate-table points
+A pool's ``arrivals`` table becomes the active (client, window) cells of the period, compressed by
+window (:class:`WindowGrid`; a (client, window) the table does not hold, or holds with rate 0, is
+idle and implicit: memory follows the active cells, not clients x windows), and the period is cut
+into segments at window edges and rate-table points
 (:func:`segments`). The arrival family and shapes of every (client, window) come from the pool's
 named parameter columns (a version-1 ``shape`` column is converted,
 :func:`~servelab.generator.pool.named_arrival_params`). This module draws nothing.
@@ -20,7 +21,8 @@ from servelab.generator.exceptions import GenerationError
 from servelab.generator.pool import named_arrival_params
 from servelab.generator.rates import RateSchedule
 
-__all__ = ["WindowGrid", "frame_of", "pool_span", "window_grid", "segments"]
+__all__ = ["SegmentRates", "WindowGrid", "dense_row_sums", "frame_of", "pool_span", "segment_rates", "segments",
+           "window_grid"]
 
 
 def frame_of(value) -> pl.DataFrame | None:
@@ -82,18 +84,137 @@ def _window_starts(arrivals: pl.DataFrame, window_s, lo: float, hi: float) -> tu
 
 @dataclass(frozen=True)
 class WindowGrid:
-    """Dense per-(pool client, arrival window) arrays over the generation period.
+    """The active (pool client, arrival window) cells of the generation period, by window.
 
-    ``law`` holds the arrival law of every (client, window) flattened row-major: cell
-    ``p * W + w``.
+    Only cells with a rate > 0 are held (compressed by window): the cells of window ``w`` are
+    ``window_ptr[w]:window_ptr[w + 1]``, ordered by pool client. Memory is O(windows + active
+    cells), never clients x windows.
+
+    Attributes
+    ----------
+    pool_ids : list of str
+        The pool's clients with arrivals, sorted (pool client ``p`` is ``pool_ids[p]``).
+    window_start, window_len : numpy.ndarray
+        ``(W,)`` window starts and lengths, seconds (idle windows of the pool's grid included).
+    window_ptr : numpy.ndarray of int64
+        ``(W + 1,)`` cell offsets per window.
+    client : numpy.ndarray of int64
+        ``(C,)`` pool client of each cell.
+    rate, cv : numpy.ndarray
+        ``(C,)`` rate (> 0, req/s) and gap CV (0 where the pool has none) of each cell.
+    law : ArrivalLaw
+        The arrival law of the ``C`` cells.
     """
 
     pool_ids: list[str]
-    window_start: np.ndarray  # (W,)
-    window_len: np.ndarray  # (W,)
-    rate: np.ndarray  # (P, W)
-    cv: np.ndarray  # (P, W)
-    law: ArrivalLaw  # P * W cells
+    window_start: np.ndarray
+    window_len: np.ndarray
+    window_ptr: np.ndarray
+    client: np.ndarray
+    rate: np.ndarray
+    cv: np.ndarray
+    law: ArrivalLaw
+
+    @property
+    def cell_window(self) -> np.ndarray:
+        """``(C,)`` window of each cell."""
+        return np.repeat(np.arange(self.window_start.size), np.diff(self.window_ptr))
+
+    def window_totals(self) -> np.ndarray:
+        """``(W,)`` total pool rate per window (cells added in client order)."""
+        return np.bincount(self.cell_window, weights=self.rate, minlength=self.window_start.size)
+
+    def segment_cells(self, seg_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(segment, cell) of every active (pool client, segment) pair, ordered by segment then client.
+
+        ``seg_w``: window of each segment (-1: none, no cells).
+        """
+        seg_w = np.asarray(seg_w, dtype=np.int64)
+        ok = seg_w >= 0
+        first = np.where(ok, self.window_ptr[np.maximum(seg_w, 0)], 0)
+        n = np.where(ok, self.window_ptr[np.maximum(seg_w, 0) + 1] - first, 0)
+        seg = np.repeat(np.arange(seg_w.size), n)
+        offsets = np.r_[0, np.cumsum(n)[:-1]]
+        cell = np.repeat(first - offsets, n) + np.arange(seg.size)
+        return seg, cell
+
+
+def dense_row_sums(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int,
+                   *, block_cells: int = 1 << 22) -> np.ndarray:
+    """Row sums of the ``(n_rows, n_cols)`` matrix holding ``values`` at ``(rows, cols)`` and 0 elsewhere.
+
+    Equal to the bit to ``dense.sum(axis=1)`` (numpy's pairwise summation over each whole row,
+    zeros included), built a block of rows at a time so that memory stays bounded by
+    ``block_cells`` floats whatever ``n_rows``. ``(rows, cols)`` pairs must be distinct.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    values = np.asarray(values, dtype=float)
+    out = np.zeros(n_rows)
+    if n_cols == 0 or n_rows == 0:
+        return out
+    step = max(1, block_cells // n_cols)
+    order = np.argsort(rows, kind="stable")
+    rows, cols, values = rows[order], cols[order], values[order]
+    bounds = np.searchsorted(rows, np.arange(0, n_rows + step, step))
+    for i in range(bounds.size - 1):  # a loop over blocks of rows, never cells
+        r0 = i * step
+        if r0 >= n_rows:
+            break
+        r1 = min(r0 + step, n_rows)
+        lo, hi = bounds[i], bounds[i + 1]
+        block = np.zeros((r1 - r0, n_cols))
+        block[rows[lo:hi] - r0, cols[lo:hi]] = values[lo:hi]
+        out[r0:r1] = block.sum(axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class SegmentRates:
+    """Pool rates of the active (pool client, segment) cells, ordered by segment then pool client.
+
+    Attributes
+    ----------
+    n_clients, n_segments : int
+        The sizes of the implicit dense ``(clients, segments)`` matrix (absent cells: rate 0).
+    segment, client, cell : numpy.ndarray of int64
+        Segment, pool client and :class:`WindowGrid` cell of each active cell.
+    rate : numpy.ndarray
+        Pool rate of each active cell (> 0).
+    """
+
+    n_clients: int
+    n_segments: int
+    segment: np.ndarray
+    client: np.ndarray
+    cell: np.ndarray
+    rate: np.ndarray
+
+    def client_sums(self, values: np.ndarray) -> np.ndarray:
+        """``(clients,)``: per pool client, ``values`` (one per cell) added in segment order."""
+        order = np.lexsort((self.segment, self.client))
+        return np.bincount(self.client[order], weights=np.asarray(values, dtype=float)[order],
+                           minlength=self.n_clients)
+
+    def group_row_sums(self, group: np.ndarray, n_groups: int, weight: np.ndarray) -> np.ndarray:
+        """``(clients, n_groups)``: per client, ``rate * weight[segment]`` added over each group's segments in order.
+
+        ``group[s]`` is segment ``s``'s group (0 .. n_groups - 1).
+        """
+        group = np.asarray(group, dtype=np.int64)
+        weight = np.asarray(weight, dtype=float)
+        order = np.lexsort((self.segment, self.client))
+        seg, client = self.segment[order], self.client[order]
+        key = client * n_groups + group[seg]
+        out = np.bincount(key, weights=self.rate[order] * weight[seg], minlength=self.n_clients * n_groups)
+        return out.reshape(self.n_clients, n_groups)
+
+
+def segment_rates(grid: WindowGrid, seg_w: np.ndarray) -> SegmentRates:
+    """The :class:`SegmentRates` of segments lying in windows ``seg_w`` of ``grid`` (-1: none)."""
+    seg, cell = grid.segment_cells(seg_w)
+    return SegmentRates(n_clients=len(grid.pool_ids), n_segments=int(np.size(seg_w)), segment=seg,
+                        client=grid.client[cell], cell=cell, rate=grid.rate[cell])
 
 
 def window_grid(pool, lo: float, hi: float) -> WindowGrid:
@@ -112,24 +233,22 @@ def window_grid(pool, lo: float, hi: float) -> WindowGrid:
     P, W = len(ids), starts.size
     index = pl.DataFrame({"client_id": ids, "p": np.arange(P)})
     a = arrivals.join(index, on="client_id", how="inner")
-    p = a["p"].to_numpy()
-    w = np.searchsorted(starts, a["window_start"].to_numpy().astype(float))
-    rate = np.zeros((P, W))
-    cv = np.zeros((P, W))
-    rate[p, w] = a["rate"].fill_null(0.0).to_numpy()
-    cv[p, w] = a["cv"].fill_null(0.0).to_numpy() if "cv" in a.columns else 0.0
-    # every (client, window) cell: idle ones are exponential (never drawn from: their rate is 0)
-    family = np.full(P * W, None, dtype=object)
-    family[p * W + w] = a["family"].to_numpy() if "family" in a.columns else None
+    rate = a["rate"].fill_null(0.0).to_numpy()
+    a = a.filter(pl.Series(rate > 0))  # idle cells are implicit (rate 0, never drawn from)
+    rate = rate[rate > 0]
+    p = a["p"].to_numpy().astype(np.int64)
+    w = np.searchsorted(starts, a["window_start"].to_numpy().astype(float)).astype(np.int64)
+    order = np.lexsort((p, w))
+    p, w, rate = p[order], w[order], rate[order]
+    a = a[order]
+    cv = a["cv"].fill_null(0.0).to_numpy().astype(float) if "cv" in a.columns else np.zeros(a.height)
+    family = a["family"].to_numpy() if "family" in a.columns else np.full(a.height, None, dtype=object)
     shape_cols = [c for c in a.columns if c not in ("client_id", "window_start", "window_s", "rate", "cv", "family",
                                                      "scale", "p")]
-    shapes = {}
-    for c in shape_cols:
-        full = np.full(P * W, np.nan)
-        full[p * W + w] = a[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        shapes[c] = full
-    law = arrival_law(family, shapes, cv.reshape(-1))
-    return WindowGrid(ids, starts, lens.astype(float), rate, cv, law)
+    shapes = {c: a[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in shape_cols}
+    law = arrival_law(family, shapes, cv)
+    ptr = np.searchsorted(w, np.arange(W + 1)).astype(np.int64)
+    return WindowGrid(ids, starts, lens.astype(float), ptr, p, rate.astype(float), cv, law)
 
 
 def segments(lo: float, hi: float, grid: WindowGrid, schedule: RateSchedule, max_segment_s: float

@@ -30,7 +30,7 @@ from servelab.generator.generate import (
     pool_span,
     resolve_rate,
 )
-from servelab.generator.grid import WindowGrid, window_grid
+from servelab.generator.grid import SegmentRates, WindowGrid, window_grid
 from servelab.generator.stream import GenerationPlan, iter_plan, plan_generation
 
 __all__ = ["NAIVE_CLIENT", "aggregate_cv", "naive_generate", "naive_plan"]
@@ -147,11 +147,11 @@ def _target_at(grid: WindowGrid, schedule: RateSchedule, lo: float, t: np.ndarra
     if schedule.kind != "pool":
         return schedule.at(t)
     w = np.clip(np.searchsorted(grid.window_start, lo + t, side="right") - 1, 0, grid.window_start.size - 1)
-    return schedule.value * grid.rate.sum(axis=0)[w]
+    return schedule.value * grid.window_totals()[w]
 
 
 def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float) -> _AggregatePool:
-    total = grid.rate.sum(axis=0)
+    total = grid.window_totals()
     shape = 1.0 / cv**2
     active = total > 0
     arrivals = pl.DataFrame({
@@ -171,12 +171,16 @@ def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float) -> 
         dw = float(getattr(pool, "data_window_s", None) or data["window_s"].max())
         a = np.maximum(grid.window_start, lo)
         b = np.minimum(grid.window_start + grid.window_len, hi)
-        req = grid.rate * np.clip(b - a, 0, None)[None, :]
         dstarts = np.unique(data["window_start"].to_numpy())
         d_of_w = np.clip(np.searchsorted(dstarts, grid.window_start, side="right") - 1, 0, max(dstarts.size - 1, 0))
+        # expected requests per (pool client, data window), summed as over dense rows (same bits)
+        cells = SegmentRates(n_clients=len(grid.pool_ids), n_segments=grid.window_start.size,
+                             segment=grid.cell_window, client=grid.client, cell=np.arange(grid.rate.size),
+                             rate=grid.rate)
+        req = cells.group_row_sums(d_of_w, dstarts.size, np.clip(b - a, 0, None))
         rows = []
         for d in range(dstarts.size):  # a handful of data windows
-            w = req[:, d_of_w == d].sum(axis=1)
+            w = req[:, d]
             for p in np.flatnonzero(w > 0):
                 rows.append((grid.pool_ids[p], float(dstarts[d]), float(w[p])))
         weights = pl.DataFrame(rows, schema={"client_id": pl.String, "window_start": pl.Float64,

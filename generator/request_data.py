@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from servelab.generator.exceptions import GenerationError
-from servelab.generator.grid import WindowGrid, frame_of
+from servelab.generator.grid import SegmentRates, WindowGrid, frame_of
 from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_runs
 from servelab.generator.pool import DATA_FIELDS
 
@@ -142,7 +142,8 @@ class DataSampler:
         return cols
 
 
-def data_sampler(pool, grid: WindowGrid, seg_a, seg_b, rate_ps, lo, hi, *, borrow: bool) -> DataSampler | None:
+def data_sampler(pool, grid: WindowGrid, seg_a, seg_b, rates: SegmentRates, lo, hi, *,
+                 borrow: bool) -> DataSampler | None:
     """The :class:`DataSampler` of ``pool`` over ``[lo, hi)``, or None when the pool has no data.
 
     Data windows form a regular grid of ``pool.data_window_s`` anchored at the pool's first data
@@ -164,12 +165,10 @@ def data_sampler(pool, grid: WindowGrid, seg_a, seg_b, rate_ps, lo, hi, *, borro
     data = (lazy.filter((pl.col("window_start") >= dstarts[0] - 1e-6) & (pl.col("window_start") <= dstarts[-1] + 1e-6)
                         & (pl.col("probability") > 0))
             .with_columns(pl.col("window_start").cast(pl.Float64)).collect())
-    P, D = len(grid.pool_ids), dstarts.size
+    D = dstarts.size
     # expected requests of each pool client in each data window over the period (aggregate weights)
     seg_d = np.clip(np.floor((seg_a - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
-    wmatrix = np.zeros((P, D))
-    for d in range(D):  # loop over data windows (a handful), not requests
-        wmatrix[:, d] = (rate_ps[:, seg_d == d] * (seg_b - seg_a)[seg_d == d]).sum(axis=1)
+    wmatrix = rates.group_row_sums(seg_d, D, seg_b - seg_a)
     # snap window starts to the grid, then borrow the nearest window for empty (client, window)s
     data = data.with_columns(pl.Series("window_start", dstarts[np.clip(np.rint(
         (data["window_start"].to_numpy() - anchor) / dw).astype(np.int64) - k0, 0, D - 1)]))
@@ -188,14 +187,14 @@ def data_sampler(pool, grid: WindowGrid, seg_a, seg_b, rate_ps, lo, hi, *, borro
     return DataSampler(anchor=float(anchor), dw=dw, k0=int(k0), n_windows=int(D), tables=tables)
 
 
-def request_data(pool, grid: WindowGrid, sel, client, t, seg_a, seg_b, rate_ps, lo, hi, rng, *,
+def request_data(pool, grid: WindowGrid, sel, client, t, seg_a, seg_b, rates: SegmentRates, lo, hi, rng, *,
                   borrow: bool) -> pl.DataFrame:
     """Draw every data field of the pool for every request (one uniform per field and request).
 
     :func:`data_sampler` over the period, then one :meth:`DataSampler.draw`, as canonical columns
     (:func:`canonical_fields`).
     """
-    sampler = data_sampler(pool, grid, seg_a, seg_b, rate_ps, lo, hi, borrow=borrow)
+    sampler = data_sampler(pool, grid, seg_a, seg_b, rates, lo, hi, borrow=borrow)
     if sampler is None:
         return pl.DataFrame()
     return canonical_fields(sampler.draw(np.asarray(sel)[client], np.asarray(t, dtype=float), rng))

@@ -44,7 +44,8 @@ from servelab.generator.conversations import CONTEXTS, ConversationModel, accumu
     draw_increments, expand_conversations
 from servelab.generator.coupling import CouplingPlan, apply_coupling_plan, coupling_plan
 from servelab.generator.exceptions import GenerationError, GenerationWarning
-from servelab.generator.grid import WindowGrid, pool_span, segments, window_grid
+from servelab.generator.grid import (SegmentRates, WindowGrid, dense_row_sums, pool_span, segment_rates,
+                                     segments, window_grid)
 from servelab.generator.rates import DEFAULT_MAX_REQUESTS, RateSchedule, check_request_budget, resolve_rate
 from servelab.generator.request_data import DataSampler, canonical_arrays, data_sampler, int_series
 
@@ -149,15 +150,27 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
         grid = window_grid(pool, lo, hi)
     seg_a, seg_b, seg_w = segments(lo, hi, grid, schedule, max_segment_s)
     seg_len = seg_b - seg_a
-    # pool rate per (pool client, segment); zero where no window covers the segment
-    rate_ps = np.where(seg_w[None, :] >= 0, grid.rate[:, np.maximum(seg_w, 0)], 0.0)
-    mean_rate = (rate_ps * seg_len).sum(axis=1) / seg_len.sum()
-    mean_cv = np.where(rate_ps > 0, grid.cv[:, np.maximum(seg_w, 0)], 0.0).sum(axis=1) / np.maximum(
-        (rate_ps > 0).sum(axis=1), 1)
+    n_pool, n_seg = len(grid.pool_ids), seg_a.size
+    # active (pool client, segment) cells, by segment then pool client (idle ones are implicit: rate 0)
+    rates = segment_rates(grid, seg_w)
+    # every sum adds its terms in the order the former dense (client, segment) matrix did (same bytes):
+    # in segment order per client, numpy's pairwise sum over all pool clients per segment (_targets)
+    mean_rate = rates.client_sums(rates.rate * seg_len[rates.segment]) / seg_len.sum()
+    mean_cv = rates.client_sums(grid.cv[rates.cell]) / np.maximum(np.bincount(rates.client, minlength=n_pool), 1)
     sel, syn_ids = select_clients(grid.pool_ids, mean_rate, mean_cv, clients, rng=_unit_rng(seed, (0,)))
     n_syn = sel.size
-    target = _targets(schedule, rate_ps, seg_a, seg_b, lo)
-    selected_total = rate_ps[sel].sum(axis=0)
+    target = _targets(schedule, rates, seg_a, seg_b, lo)
+    # (synthetic client, segment) cells: every copy of a selected pool client's cells, by segment then client
+    by_p = np.argsort(sel, kind="stable")
+    copies = np.bincount(sel, minlength=n_pool)
+    first = np.r_[0, np.cumsum(copies)[:-1]]
+    k = copies[rates.client]
+    src = np.repeat(np.arange(rates.client.size), k)
+    syn = by_p[np.repeat(first[rates.client] - np.r_[0, np.cumsum(k)[:-1]], k) + np.arange(src.size)]
+    srt = np.lexsort((syn, rates.segment[src]))
+    src, syn = src[srt], syn[srt]
+    sn_seg = rates.segment[src]
+    selected_total = np.bincount(sn_seg, weights=rates.rate[src], minlength=n_seg)
     dead = (target > 0) & (selected_total <= 0)
     if np.any(dead):
         warnings.warn(
@@ -178,11 +191,11 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
     context = context if context is not None else ("fitted" if fitted else "sorted")
 
     # cells (synthetic client, segment) with a positive rate, ordered by segment then client
-    r_sn = (rate_ps[sel] * factor[None, :]).T
-    cs, cn = np.nonzero(r_sn > 0)
-    c_rate = r_sn[cs, cn] / mean_turns[cn]
-    c_law = sel[cn] * grid.window_start.size + seg_w[cs]  # cells of grid.law
-    n_seg = seg_a.size
+    r_sn = rates.rate[src] * factor[sn_seg]
+    live = r_sn > 0
+    cs, cn = sn_seg[live], syn[live]
+    c_rate = r_sn[live] / mean_turns[cn]
+    c_law = rates.cell[src[live]]  # cells of grid.law
     ptr = np.searchsorted(cs, np.arange(n_seg + 1))
     # warm-up: conversations started before `lo` whose follow-ups land inside, one more segment
     warm = 0.0
@@ -211,7 +224,7 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
     b_seg = ends[order][np.repeat(np.arange(order.size), pieces)]
     unit_a = a + j * unit_len
     unit_b = np.where(j == np.repeat(pieces, pieces) - 1, b_seg, np.minimum(a + (j + 1) * unit_len, b_seg))
-    sampler = (data_sampler(pool, grid, seg_a, seg_b, rate_ps, lo, hi, borrow=missing_data == "borrow")
+    sampler = (data_sampler(pool, grid, seg_a, seg_b, rates, lo, hi, borrow=missing_data == "borrow")
                if data else None)
     return GenerationPlan(
         lo=lo, hi=hi, seed=seed, counts=counts, syn_ids=syn_ids, sel=sel, cell_client=cn, cell_rate=c_rate,
@@ -233,11 +246,12 @@ def _prefix_fields(pool, grid: WindowGrid, sel: np.ndarray, syn_ids: list[str], 
     return {"prefixes": model, "pool_clients": {s: grid.pool_ids[i] for s, i in zip(syn_ids, sel.tolist())}}
 
 
-def _targets(schedule: RateSchedule, rate_ps: np.ndarray, seg_a: np.ndarray, seg_b: np.ndarray,
+def _targets(schedule: RateSchedule, rates: SegmentRates, seg_a: np.ndarray, seg_b: np.ndarray,
              lo: float) -> np.ndarray:
     """Target total rate per segment."""
     if schedule.kind == "pool":
-        return schedule.value * rate_ps.sum(axis=0)
+        # each segment's total as numpy's pairwise sum over all pool clients (the dense column): same bits
+        return schedule.value * dense_row_sums(rates.segment, rates.client, rates.rate, seg_a.size, rates.n_clients)
     return 0.5 * (schedule.at(seg_a - lo) + schedule.at(seg_b - lo))
 
 
