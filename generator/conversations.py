@@ -228,7 +228,7 @@ def expand_conversations(t, client, sel, conv: ConversationModel, rng):
         g = conv.t_map[sel[client[hs]]]
         k[hs] = np.maximum(np.rint(sample_pmf(conv.turns, g, rng.random(hs.size))), 1).astype(np.int64)
     conv_id = np.repeat(np.arange(n, dtype=np.int64), k)
-    first = np.r_[0, np.cumsum(k)[:-1]]
+    first = np.cumsum(k) - k  # start row of each conversation (empty when the unit has no start)
     turn = np.arange(conv_id.size) - np.repeat(first, k) + 1
     follow = turn > 1
     cl = np.repeat(client, k)

@@ -220,3 +220,22 @@ def test_pool_with_increments_round_trips(id_pool, tmp_path):
     inc = back.conversation_pmfs.filter(pl.col("quantity") == INCREMENT)
     assert inc.filter(pl.col("client_id").is_null()).height > 0  # the pooled fallback is kept
     assert generate(back, "pool", 600.0, seed=1).equals(generate(id_pool, "pool", 600.0, seed=1))
+
+
+def test_a_unit_without_conversation_starts_expands_to_nothing(id_pool):
+    """A generation unit where no conversation starts (common on sparse pools) gives no rows
+    (it used to fail: the start rows were built as [0] for zero conversations)."""
+    from servelab.generator.conversations import conversation_model, expand_conversations
+    from servelab.generator.grid import pool_span, window_grid
+
+    lo, hi = pool_span(id_pool)
+    grid = window_grid(id_pool, lo, hi)
+    conv = conversation_model(id_pool, grid.pool_ids)
+    sel = np.arange(len(grid.pool_ids))
+    t, client, conv_id, turn = expand_conversations(np.zeros(0), np.zeros(0, dtype=np.int64), sel, conv,
+                                                    np.random.default_rng(0))
+    assert t.size == client.size == conv_id.size == turn.size == 0
+    # positive control: one start of a conversation client expands to its turns, numbered from 1
+    c = int(np.flatnonzero(conv.has[sel])[0])
+    t, client, conv_id, turn = expand_conversations(np.array([lo]), np.array([c]), sel, conv, np.random.default_rng(0))
+    assert t.size >= 1 and turn.tolist() == list(range(1, t.size + 1)) and set(conv_id.tolist()) == {0}
