@@ -102,6 +102,7 @@ class CommonPrefixRule:
         return stats.select(common=expr)["common"]
 
     def common_groups(self, group: np.ndarray, n_groups: int, *, continuation_keys: np.ndarray,
+                      continuation_rows: np.ndarray | None = None,
                       clients: np.ndarray | None = None) -> np.ndarray:
         """Which prefixes are common, from one row per (continuing request, prefix) pair.
 
@@ -118,6 +119,10 @@ class CommonPrefixRule:
         continuation_keys : numpy.ndarray of uint64
             An id of the (prefix, next block) pair of each row, distinct across prefixes (e.g.
             the hash of the prefix one block longer).
+        continuation_rows : numpy.ndarray of int, optional
+            When given, row *r*'s id is ``continuation_keys[continuation_rows[r]]`` (e.g. all
+            prefix hashes of the trace and the position of each row's longer prefix): only the
+            rows that are counted are gathered.
         clients : numpy.ndarray of int, optional
             Client code of each row (-1 for unknown).
 
@@ -132,6 +137,7 @@ class CommonPrefixRule:
         if self.min_continuations is not None:
             m = self.min_continuations
             cont = np.asarray(continuation_keys)
+            at = np.arange(group.size) if continuation_rows is None else np.asarray(continuation_rows, dtype=np.int64)
             # only a prefix continued at least M times can have M distinct continuations. A
             # prefix continued very often (a system prompt: every request) is first tried on
             # every 64th of its rows: M distinct there are M distinct in all; the rest of the
@@ -140,11 +146,11 @@ class CommonPrefixRule:
             very = rows >= 4096
             if very.any():
                 sub = np.flatnonzero(very[group])[::64]
-                first = pl.Series(cont[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
+                first = pl.Series(cont[at[sub]], dtype=pl.UInt64).is_first_distinct().to_numpy()
                 common |= np.bincount(group[sub][first], minlength=n_groups) >= m
             sub = np.flatnonzero(((rows >= m) & ~common)[group])
             if sub.size:
-                first = pl.Series(cont[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
+                first = pl.Series(cont[at[sub]], dtype=pl.UInt64).is_first_distinct().to_numpy()
                 common |= np.bincount(group[sub][first], minlength=n_groups) >= m
         if self.min_clients is not None and clients is not None:
             c = np.asarray(clients, dtype=np.int64)
