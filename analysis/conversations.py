@@ -872,6 +872,10 @@ def conversation_table(links: pl.DataFrame, *, trace_start: float | None = None,
     """
     start = float(links["timestamp"].min()) if trace_start is None else trace_start
     end = float(links["timestamp"].max()) if trace_end is None else trace_end
+    # medians over the rows with an ITT only (a separate group-by: the median is the costly
+    # aggregate, and most conversations have no ITT or one)
+    medians = links.filter(pl.col("itt_s").is_not_null()).group_by("conversation").agg(
+        median_itt_s=pl.col("itt_s").median())
     return (
         links.group_by("conversation")
         .agg(
@@ -881,11 +885,13 @@ def conversation_table(links: pl.DataFrame, *, trace_start: float | None = None,
             last_s=pl.col("timestamp").max(),
             itt_count=pl.col("itt_s").count(),
             mean_itt_s=pl.col("itt_s").mean(),
-            median_itt_s=pl.col("itt_s").median(),
             max_itt_s=pl.col("itt_s").max(),
             dangling=pl.col("dangling").any(),
             identified=pl.col("identified").any() if "identified" in links.columns else pl.lit(True),
         )
+        .join(medians, on="conversation", how="left")
+        .select("conversation", "turns", "depth", "first_s", "last_s", "itt_count", "mean_itt_s",
+                pl.col("median_itt_s").cast(pl.Float64), "max_itt_s", "dangling", "identified")
         .with_columns(
             duration_s=pl.col("last_s") - pl.col("first_s"),
             left_censored=pl.col("dangling") | (pl.col("first_s") < start + edge_s),
