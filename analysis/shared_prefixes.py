@@ -137,7 +137,7 @@ class CommonPrefixRule:
         if self.min_continuations is not None:
             m = self.min_continuations
             cont = np.asarray(continuation_keys)
-            at = np.arange(group.size) if continuation_rows is None else np.asarray(continuation_rows, dtype=np.int64)
+            at = None if continuation_rows is None else np.asarray(continuation_rows, dtype=np.int64)
             # only a prefix continued at least M times can have M distinct continuations. A
             # prefix continued very often (a system prompt: every request) is first tried on
             # every 64th of its rows: M distinct there are M distinct in all; the rest of the
@@ -146,11 +146,11 @@ class CommonPrefixRule:
             very = rows >= 4096
             if very.any():
                 sub = np.flatnonzero(very[group])[::64]
-                first = pl.Series(cont[at[sub]], dtype=pl.UInt64).is_first_distinct().to_numpy()
+                first = pl.Series(cont[sub if at is None else at[sub]], dtype=pl.UInt64).is_first_distinct().to_numpy()
                 common |= np.bincount(group[sub][first], minlength=n_groups) >= m
             sub = np.flatnonzero(((rows >= m) & ~common)[group])
             if sub.size:
-                first = pl.Series(cont[at[sub]], dtype=pl.UInt64).is_first_distinct().to_numpy()
+                first = pl.Series(cont[sub if at is None else at[sub]], dtype=pl.UInt64).is_first_distinct().to_numpy()
                 common |= np.bincount(group[sub][first], minlength=n_groups) >= m
         if self.min_clients is not None and clients is not None:
             c = np.asarray(clients, dtype=np.int64)
