@@ -427,25 +427,41 @@ def _infer_parents(values: np.ndarray, lengths: np.ndarray, *, min_shared_blocks
         # key) get theirs from a hash join
         j_cand = joined["cand"].fill_null(-1).to_numpy()
         n_par = p_idx.size
-        own = np.searchsorted(q_req, p_idx, side="right") - 1  # each parent's own-key hit
-        first_of_key = j_cand[own] < 0
-        root = np.where(first_of_key, np.arange(n_par, dtype=np.int64), j_cand[own])
+        # each parent's own-key hit is its request's last hit: requests with hits are exactly
+        # the parents (a request has queries only if it can be a parent, and its own key is one)
+        last_hit = np.empty(q_req.size, dtype=bool)
+        last_hit[-1] = True
+        np.not_equal(q_req[1:], q_req[:-1], out=last_hit[:-1])
+        own = np.flatnonzero(last_hit)
+        del last_hit
+        prev = j_cand[own]  # the previous parent with the same key, or -1
+        first_of_key = prev < 0
+        root = np.where(first_of_key, np.arange(n_par, dtype=np.int64), prev)
+        del prev
+        # pointer jumping on the chains only (a first parent is its own root)
+        chained = np.flatnonzero(~first_of_key)
         for _ in range(math.ceil(math.log2(max(n_par, 2))) + 1):
-            nxt = root[root]
-            if np.array_equal(nxt, root):
+            if not chained.size:
                 break
-            root = nxt
-        gid = np.where(j_cand >= 0, root[np.maximum(j_cand, 0)], -1)
+            nxt = root[root[chained]]
+            moved = nxt != root[chained]
+            if not moved.any():
+                break
+            root[chained] = nxt
+            chained = chained[moved]
+        gid = np.append(root, -1)[j_cand]  # a hit without a match (j_cand -1) gets -1
         gid[own[first_of_key]] = np.flatnonzero(first_of_key)
         rest = np.flatnonzero(gid < 0)
         if rest.size:
+            rest_keys = pl.Series(keys[q_flat[rest]], dtype=pl.UInt64)
             firsts = np.flatnonzero(first_of_key)
-            found = pl.DataFrame({"key": pl.Series(keys[q_flat[rest]], dtype=pl.UInt64)}).join(
+            firsts = firsts[pl.Series(p_key[firsts], dtype=pl.UInt64).is_in(rest_keys.implode()).to_numpy()]
+            found = pl.DataFrame({"key": rest_keys}).join(
                 pl.DataFrame({"key": pl.Series(p_key[firsts], dtype=pl.UInt64), "g": firsts}),
                 on="key", how="left", maintain_order="left")
             gid[rest] = found["g"].to_numpy()
         del j_cand, own, first_of_key
-        common_g = rule.common_groups(gid, n_par, continuation_keys=keys[q_flat + 1],
+        common_g = rule.common_groups(gid, n_par, continuation_keys=keys, continuation_rows=q_flat + 1,
                                       clients=None if clients is None else np.asarray(clients)[q_req])
         counts["n_common_prefixes"] = int(common_g.sum())
         common_cand = common_g[root]
@@ -856,6 +872,10 @@ def conversation_table(links: pl.DataFrame, *, trace_start: float | None = None,
     """
     start = float(links["timestamp"].min()) if trace_start is None else trace_start
     end = float(links["timestamp"].max()) if trace_end is None else trace_end
+    # medians over the rows with an ITT only (a separate group-by: the median is the costly
+    # aggregate, and most conversations have no ITT or one)
+    medians = links.filter(pl.col("itt_s").is_not_null()).group_by("conversation").agg(
+        median_itt_s=pl.col("itt_s").median())
     return (
         links.group_by("conversation")
         .agg(
@@ -865,11 +885,13 @@ def conversation_table(links: pl.DataFrame, *, trace_start: float | None = None,
             last_s=pl.col("timestamp").max(),
             itt_count=pl.col("itt_s").count(),
             mean_itt_s=pl.col("itt_s").mean(),
-            median_itt_s=pl.col("itt_s").median(),
             max_itt_s=pl.col("itt_s").max(),
             dangling=pl.col("dangling").any(),
             identified=pl.col("identified").any() if "identified" in links.columns else pl.lit(True),
         )
+        .join(medians, on="conversation", how="left")
+        .select("conversation", "turns", "depth", "first_s", "last_s", "itt_count", "mean_itt_s",
+                pl.col("median_itt_s").cast(pl.Float64), "max_itt_s", "dangling", "identified")
         .with_columns(
             duration_s=pl.col("last_s") - pl.col("first_s"),
             left_censored=pl.col("dangling") | (pl.col("first_s") < start + edge_s),

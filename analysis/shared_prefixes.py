@@ -102,6 +102,7 @@ class CommonPrefixRule:
         return stats.select(common=expr)["common"]
 
     def common_groups(self, group: np.ndarray, n_groups: int, *, continuation_keys: np.ndarray,
+                      continuation_rows: np.ndarray | None = None,
                       clients: np.ndarray | None = None) -> np.ndarray:
         """Which prefixes are common, from one row per (continuing request, prefix) pair.
 
@@ -118,6 +119,10 @@ class CommonPrefixRule:
         continuation_keys : numpy.ndarray of uint64
             An id of the (prefix, next block) pair of each row, distinct across prefixes (e.g.
             the hash of the prefix one block longer).
+        continuation_rows : numpy.ndarray of int, optional
+            When given, row *r*'s id is ``continuation_keys[continuation_rows[r]]`` (e.g. all
+            prefix hashes of the trace and the position of each row's longer prefix): only the
+            rows that are counted are gathered.
         clients : numpy.ndarray of int, optional
             Client code of each row (-1 for unknown).
 
@@ -132,30 +137,35 @@ class CommonPrefixRule:
         if self.min_continuations is not None:
             m = self.min_continuations
             cont = np.asarray(continuation_keys)
+            at = None if continuation_rows is None else np.asarray(continuation_rows, dtype=np.int64)
             # only a prefix continued at least M times can have M distinct continuations. A
             # prefix continued very often (a system prompt: every request) is first tried on
             # every 64th of its rows: M distinct there are M distinct in all; the rest of the
-            # candidates are counted on all their rows, so the result is exact
-            per_row = rows[group]
-            if (per_row >= 4096).any():
-                sub = np.flatnonzero(per_row >= 4096)[::64]
-                first = pl.Series(cont[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
+            # candidates are counted on all their rows, so the result is exact. Rows are picked
+            # through per-prefix flags (a gather from a small boolean table, not from counts)
+            very = rows >= 4096
+            if very.any():
+                sub = np.flatnonzero(very[group])[::64]
+                first = pl.Series(cont[sub if at is None else at[sub]], dtype=pl.UInt64).is_first_distinct().to_numpy()
                 common |= np.bincount(group[sub][first], minlength=n_groups) >= m
-            hot = np.flatnonzero(per_row >= m)
-            del per_row
-            sub = hot[~common[group[hot]]]
+            sub = np.flatnonzero(((rows >= m) & ~common)[group])
             if sub.size:
-                first = pl.Series(cont[sub], dtype=pl.UInt64).is_first_distinct().to_numpy()
+                first = pl.Series(cont[sub if at is None else at[sub]], dtype=pl.UInt64).is_first_distinct().to_numpy()
                 common |= np.bincount(group[sub][first], minlength=n_groups) >= m
         if self.min_clients is not None and clients is not None:
             c = np.asarray(clients, dtype=np.int64)
-            known = np.flatnonzero(c >= 0)
-            g, cc = group[known], c[known]
+            if c.size and int(c.min()) >= 0:  # every client known: no copies
+                g, cc = group, c
+            else:
+                known = np.flatnonzero(c >= 0)
+                g, cc = group[known], c[known]
             # one known client of each prefix (whichever write lands), then: a row with another
             # client means two or more distinct clients
             ref = np.full(n_groups, -1, dtype=np.int64)
             ref[g] = cc
-            several = np.bincount(g[cc != ref[g]], minlength=n_groups) > 0
+            other = cc != ref[g]
+            several = np.zeros(n_groups, dtype=bool)
+            several[g[other]] = True
             if self.min_clients == 2:
                 common |= several
             elif g.size:

@@ -23,6 +23,7 @@ Command line::
 
     python benchmarks/bench_linking.py                     # about 5 M requests, 3-s clock
     python benchmarks/bench_linking.py --rows 10000000 --repeats 2
+    python benchmarks/bench_linking.py --store /work/bench_data/linking_rows1000000_clock3_seed0
 """
 from __future__ import annotations
 
@@ -190,11 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", type=float, default=3.0, help="logging step of the timestamps (s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each rule, alternating")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--store", type=Path, default=None,
+                        help="time on this store, written earlier by this benchmark, with its truth beside it "
+                             "(<store>.truth.npy), e.g. /work/bench_data/linking_rows1000000_clock3_seed0")
     args = parser.parse_args(argv)
     from servelab.analysis.store import open_store, write_store
 
-    path = HERE / "out" / f"linking_{args.rows}_{args.clock:g}_{args.seed}"
+    path = args.store or HERE / "out" / f"linking_{args.rows}_{args.clock:g}_{args.seed}"
     truth_path = path.with_suffix(".truth.npy")
+    if args.store is not None and not ((path / "manifest.json").is_file() and truth_path.is_file()):
+        parser.error(f"--store needs a store and its truth {truth_path.name} beside it; got {str(path)!r}")
     if not (path / "manifest.json").is_file() or not truth_path.is_file():
         t = time.perf_counter()
         frame, parent, _ = build_prefix_trace(int(args.rows / 2.4), seed=args.seed, clock_s=args.clock,

@@ -333,6 +333,36 @@ def test_conversation_table_durations():
     assert t["turns"].to_list() == [2, 1] and t["duration_s"].to_list() == [5.0, 0.0]
 
 
+
+def test_conversation_table_statistics_match_numpy(rng):
+    """Per-conversation counts, means, medians (odd and even ITT counts) and maxima against numpy,
+    with one-request conversations and conversations whose only later turn has no ITT."""
+    n_conv = 300
+    size = rng.integers(1, 7, n_conv)
+    conv = np.repeat(np.arange(n_conv) * 10, size)
+    turn = np.arange(conv.size) - np.repeat(np.cumsum(size) - size, size) + 1
+    itt = np.where(turn > 1, rng.lognormal(3.0, 2.0, conv.size), np.nan)
+    itt[rng.random(conv.size) < 0.1] = np.nan  # out-of-order links have no ITT
+    links = pl.DataFrame({
+        "request_id": np.arange(conv.size), "timestamp": rng.uniform(0, 1e4, conv.size), "conversation": conv,
+        "turn": turn, "itt_s": pl.Series(itt).fill_nan(None), "dangling": np.zeros(conv.size, dtype=bool),
+    })
+    t = conversation_table(links, edge_s=0.0)
+    assert t.columns == ["conversation", "turns", "depth", "first_s", "last_s", "itt_count", "mean_itt_s",
+                         "median_itt_s", "max_itt_s", "identified", "duration_s", "left_censored", "right_censored"]
+    assert t["conversation"].to_list() == sorted(set(conv.tolist()))
+    for c, row in zip(t["conversation"].to_list(), t.iter_rows(named=True)):
+        vals = itt[(conv == c) & ~np.isnan(itt)]
+        assert row["turns"] == int((conv == c).sum()) and row["itt_count"] == vals.size
+        if vals.size:
+            assert row["median_itt_s"] == pytest.approx(float(np.median(vals)), rel=1e-12)
+            assert row["mean_itt_s"] == pytest.approx(float(vals.mean()), rel=1e-12)
+            assert row["max_itt_s"] == vals.max()
+        else:
+            assert row["median_itt_s"] is None and row["mean_itt_s"] is None and row["max_itt_s"] is None
+    assert (t["itt_count"] % 2 == 0).any() and (t["itt_count"] == 0).any() and (t["turns"] == 1).any()
+
+
 # ------------------------------------------------------------------------------ upsampling
 def _conversational_links(rng, n_conv=400, span=36_000.0, itt=100.0, singles=3000):
     rows = []

@@ -162,3 +162,9 @@ def test_common_groups_agrees_with_the_table_rule(rng, min_clients):
     if min_clients is not None:  # the client criterion adds prefixes beyond the continuation one
         assert got.sum() > CommonPrefixRule(min_continuations=6, min_clients=None).common_groups(
             group, n_groups, continuation_keys=ext).sum()
+    # continuation ids given by position in a longer array (as linking passes all prefix hashes)
+    where = rng.permutation(3 * n)[:n]
+    table = np.zeros(3 * n, dtype=np.uint64)
+    table[where] = ext
+    np.testing.assert_array_equal(
+        rule.common_groups(group, n_groups, continuation_keys=table, continuation_rows=where, clients=clients), expected)
