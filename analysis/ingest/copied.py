@@ -10,8 +10,8 @@ read back cheaply from the written file, never by streaming rows through Python:
   over the whole column: its sample depends on gap indices only, so it equals the one the
   streamed write (:func:`.numbering.write_numbered`) takes batch by batch);
 - exact duplicates are counted by row hash (:func:`.numbering.row_hashes`) among the rows whose
-  timestamp equals a neighbour's, the only rows that can equal another in a sorted file; they
-  are read back by ``request_id``.
+  timestamp equals a neighbour's, the only rows that can equal another in a sorted file (read
+  back by timestamp); an unsorted file's count is not used (the caller sorts it again).
 
 It gives the same :class:`.numbering.StreamSummary` as :func:`.numbering.write_numbered` on the
 same query (tested), and the same rows.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pyarrow as pa
+import polars as pl
 
 from servelab.analysis.clock import GapSample
 from servelab.analysis.ingest.numbering import PartSummary, StreamSummary, row_hashes
@@ -52,7 +52,8 @@ def copy_numbered(con: duckdb.DuckDBPyConnection, sql: str, path: str | Path, *,
     Returns
     -------
     StreamSummary
-        Rows, span, unsorted rows, duplicates and clock, with one part (the query).
+        Rows, span, unsorted rows, duplicates and clock, with one part (the query); the
+        duplicates are 0 when rows are unsorted (only a sorted file's count is meaningful).
 
     Raises
     ------
@@ -65,8 +66,7 @@ def copy_numbered(con: duckdb.DuckDBPyConnection, sql: str, path: str | Path, *,
         f"COPY (SELECT CAST(row_number() OVER () - 1 AS BIGINT) AS {_ident(index_name)}, * FROM ({sql})) "
         f"TO {target} (FORMAT parquet, COMPRESSION {compression})"
     ).fetchall()
-    ts = con.sql(f"SELECT {_ident(ts_col)} FROM read_parquet({target})").fetchnumpy()[ts_col]
-    ts = np.asarray(ts, dtype=float)
+    ts = pl.read_parquet(path, columns=[ts_col]).get_column(ts_col).cast(pl.Float64).to_numpy()
     n = int(ts.size)
     if n == 0:
         part = PartSummary(rows=0, lo=None, hi=None, unsorted=0)
@@ -76,7 +76,7 @@ def copy_numbered(con: duckdb.DuckDBPyConnection, sql: str, path: str | Path, *,
     gaps.add(ts)
     clock = gaps.clock()
     lo, hi = float(np.min(ts)), float(np.max(ts))
-    duplicates = _tied_duplicates(con, target, ts, index_name)
+    duplicates = _tied_duplicates(path, ts, index_name, ts_col) if unsorted == 0 else 0
     part = PartSummary(rows=n, lo=lo, hi=hi, unsorted=unsorted, clock=clock)
     return StreamSummary(rows=n, lo=lo, hi=hi, unsorted=unsorted, duplicates=duplicates, parts=(part,),
                          clock=clock)
@@ -86,22 +86,19 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _tied_duplicates(con: duckdb.DuckDBPyConnection, target: str, ts: np.ndarray, index_name: str) -> int:
-    """Rows equal to an earlier row, among the rows whose timestamp equals a neighbour's."""
+def _tied_duplicates(path: Path, ts: np.ndarray, index_name: str, ts_col: str) -> int:
+    """Rows equal to an earlier row, among the rows whose timestamp equals a neighbour's.
+
+    In a sorted file those are the only rows that can equal another; in an unsorted one the
+    count is not used (:attr:`.numbering.StreamSummary.duplicates`).
+    """
     same = ts[1:] == ts[:-1]
-    tied = np.zeros(ts.size, dtype=bool)
-    tied[1:] |= same
-    tied[:-1] |= same
-    if not tied.any():
+    if not same.any():
         return 0
-    index = pa.table({"_i": np.flatnonzero(tied).astype(np.int64)})
-    con.register("_servelab_tied", index)
-    try:
-        rows = con.sql(
-            f"SELECT * EXCLUDE ({_ident(index_name)}) FROM read_parquet({target}) "
-            f"WHERE {_ident(index_name)} IN (SELECT _i FROM _servelab_tied) ORDER BY {_ident(index_name)}"
-        ).pl()
-    finally:
-        con.unregister("_servelab_tied")
+    tied_values = pl.Series(ts_col, np.unique(ts[1:][same]))
+    rows = (pl.scan_parquet(path)
+            .filter(pl.col(ts_col).is_in(tied_values.implode()))
+            .drop(index_name)
+            .collect())
     hashes = np.sort(row_hashes(rows))
     return int(np.count_nonzero(hashes[1:] == hashes[:-1]))
