@@ -95,7 +95,8 @@ def _tied_duplicates(path: Path, ts: np.ndarray, index_name: str, ts_col: str) -
     same = ts[1:] == ts[:-1]
     if not same.any():
         return 0
-    tied_values = pl.Series(ts_col, np.unique(ts[1:][same]))
+    values = ts[1:][same]  # sorted: each tied value once, without np.unique's sort
+    tied_values = pl.Series(ts_col, values[np.r_[True, values[1:] != values[:-1]]])
     rows = (pl.scan_parquet(path)
             .filter(pl.col(ts_col).is_in(tied_values.implode()))
             .drop(index_name)
