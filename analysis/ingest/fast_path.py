@@ -12,7 +12,6 @@ import duckdb
 from servelab.analysis.exceptions import TraceFormatError
 from servelab.analysis.ingest.manifest import nothing_stored
 from servelab.analysis.ingest.outcome import PathOutcome, SourceOutcome
-from servelab.analysis.ingest.copied import copy_numbered
 from servelab.analysis.ingest.numbering import StreamQueryError, write_numbered
 from servelab.analysis.ingest.plan import IngestPlan, ident, sql_str
 from servelab.analysis.ingest.sources import DEFAULT_MAX_LINE_BYTES
@@ -124,9 +123,7 @@ def run(con, described, plans, plan: IngestPlan, fmt, sniffed, tmp: Path) -> Pat
             f"WHERE CASE WHEN _reason IS NULL THEN true ELSE error({sql_str(_SQL_REJECT)}) END"
         )
     try:
-        # one source: DuckDB numbers and writes the Parquet itself; several: streamed in order
-        summary = (copy_numbered(con, queries[0], requests) if len(queries) == 1
-                   else write_numbered(con, queries, requests))
+        summary = write_numbered(con, queries, requests)
     except (duckdb.Error, StreamQueryError) as err:
         requests.unlink(missing_ok=True)
         if _SQL_REJECT in str(err) or jsonl or is_retryable_read_error(err):

@@ -30,7 +30,7 @@ import polars as pl
 
 from servelab.analysis.clock import Clock, GapSample
 
-__all__ = ["PartSummary", "StreamSummary", "StreamQueryError", "write_numbered", "row_hashes", "DEFAULT_BATCH_ROWS"]
+__all__ = ["PartSummary", "StreamSummary", "StreamQueryError", "write_numbered", "DEFAULT_BATCH_ROWS"]
 
 #: rows per Arrow batch handed from DuckDB to polars (500 k: the fastest of 0.5 / 1 / 2 M at
 #: 10 M rows, 2026-11-23; memory grows with it)
@@ -99,7 +99,7 @@ def _part(rows: int, lo: float, hi: float, unsorted: int, clock: Clock | None = 
                        clock=clock if rows else None)
 
 
-def row_hashes(rows: pl.DataFrame) -> np.ndarray:
+def _row_hashes(rows: pl.DataFrame) -> np.ndarray:
     """64-bit hash of each row; list columns (``prefix_blocks``) are hashed as their joined text.
 
     polars before 2.x cannot hash list columns inside ``hash_rows`` (1.31: "vec_hash_combine
@@ -150,7 +150,7 @@ class _Tally:
         candidates = (ts == previous) | (ts == following)
         candidates[-1] = True
         if candidates.any():
-            self.hashes.append(row_hashes(batch.filter(pl.Series(candidates))))
+            self.hashes.append(_row_hashes(batch.filter(pl.Series(candidates))))
         part = self.parts[-1]
         self.parts[-1] = PartSummary(
             rows=part.rows + n,
