@@ -22,7 +22,7 @@ servelab before it, run this script with that version first on ``PYTHONPATH``).
 Usage::
 
     python benchmarks/bench_ingest.py [--rows 10000000] [--repeat 2] [--csv PATH] [--keep] [--path general]
-        [--schema burstgpt|azure|mooncake|parquet] [--files N] [--whole-seconds] [--baseline-python OTHER/.venv/bin/python]
+        [--schema burstgpt|azure|mooncake|parquet] [--files N] [--whole-seconds] [--baseline-python PY]
 """
 from __future__ import annotations
 
