@@ -461,19 +461,24 @@ class GapSample:
         self.unsorted += int(np.count_nonzero(d < 0))
         d = np.abs(d)
         self.n_zero += int(np.count_nonzero(d == 0))
-        # gap indices first .. first + d.size - 1 that are multiples of the stride
-        offset = (-first) % self.stride
-        take = np.arange(offset, d.size, self.stride)
-        self._kept.append(d[take])
-        self._kept_index.append(take + first)
-        self._n_kept += take.size
-        while self._n_kept > self.capacity:
-            self.stride *= 2
+        # the kept gaps are the multiples of the stride among gap indices 0 .. n - 1, ceil(n / stride)
+        # of them: double the stride until they fit, thin what is kept once, then take this batch's
+        # (the same gaps whatever the batches, and a long batch is not thinned once per doubling)
+        stride = self.stride
+        while -(-self.n // stride) > self.capacity:
+            stride *= 2
+        if stride != self.stride and self._kept:
             values = np.concatenate(self._kept)
             index = np.concatenate(self._kept_index)
-            keep = index % self.stride == 0
+            keep = index % stride == 0
             self._kept, self._kept_index = [values[keep]], [index[keep]]
-            self._n_kept = int(keep.sum())
+        self.stride = stride
+        # gap indices first .. first + d.size - 1 that are multiples of the stride
+        offset = (-first) % stride
+        take = np.arange(offset, d.size, stride)
+        self._kept.append(d[take])
+        self._kept_index.append(take + first)
+        self._n_kept = -(-self.n // stride)
 
     def clock(self) -> Clock:
         """The clock of the stream so far."""

@@ -22,13 +22,14 @@ servelab before it, run this script with that version first on ``PYTHONPATH``).
 Usage::
 
     python benchmarks/bench_ingest.py [--rows 10000000] [--repeat 2] [--csv PATH] [--keep] [--path general]
-        [--schema burstgpt|azure|mooncake|parquet] [--files N] [--whole-seconds]
+        [--schema burstgpt|azure|mooncake|parquet] [--files N] [--whole-seconds] [--baseline-python PY]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,8 +84,8 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": hwm_mb(), **extra}))
 """
 
 
-def _run(kind: str, csvs: list[Path], out: Path, path: str, fmt: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, kind, json.dumps([str(c) for c in csvs]), str(out), path, fmt],
+def _run(kind: str, csvs: list[Path], out: Path, path: str, fmt: str, python: str = sys.executable) -> dict:
+    proc = subprocess.run([python, "-c", _CHILD, kind, json.dumps([str(c) for c in csvs]), str(out), path, fmt],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} run failed:\n{proc.stderr[-3000:]}")
@@ -138,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", choices=("auto", "general"), default="auto",
                         help="'general': force the two-pass path (what files with SQL-rejected rows, "
                              "conversation links or unsorted wall-clock times take) instead of the fast path")
+    parser.add_argument("--baseline-python", type=Path,
+                        help="also run servelab's ingest under this interpreter (e.g. another checkout's "
+                        ".venv/bin/python), alternating in the same run; its ratio is printed beside ours")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
@@ -168,16 +172,20 @@ def main(argv: list[str] | None = None) -> int:
                             f"TO '{part}' (HEADER, DELIMITER ',')")
             con.close()
         print(f"split into {args.files} files: {', '.join(c.name for c in csvs)}")
-    results: dict[str, list[dict]] = {"duckdb": [], "servelab": []}
+    kinds = ("duckdb", "servelab", *(("baseline",) if args.baseline_python else ()))
+    results: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for r in range(args.repeat):
-        for kind in ("duckdb", "servelab"):
-            out = work / (f"x_{r}.parquet" if kind == "duckdb" else f"store_{r}")
-            res = _run(kind, csvs, out, args.path, args.schema)
+        for kind in kinds:
+            out = work / (f"x_{r}.parquet" if kind == "duckdb" else f"{kind}_store_{r}")
+            python = str(args.baseline_python) if kind == "baseline" else sys.executable
+            res = _run("servelab" if kind == "baseline" else kind, csvs, out, args.path, args.schema, python)
             results[kind].append(res)
             print(f"run {r + 1} {kind:9s} {res['seconds']:7.2f} s  peak RSS {res['peak_rss_mb']:7.0f} MB"
                   f"  load {os.getloadavg()[0]:.2f}", flush=True)
             if kind == "duckdb":
                 out.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(out, ignore_errors=True)
     base = statistics.median(r["seconds"] for r in results["duckdb"])
     ours = statistics.median(r["seconds"] for r in results["servelab"])
     rss = max(r["peak_rss_mb"] for r in results["servelab"])
@@ -188,10 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ingest path: {args.path}")
     print(f"median duckdb COPY {base:.2f} s | servelab ingest {ours:.2f} s | ratio {ours / base:.2f}x "
           f"(target <= 1.5x) | servelab peak RSS {rss:.0f} MB (target < 2048 MB)")
+    if args.baseline_python:
+        other = statistics.median(r["seconds"] for r in results["baseline"])
+        print(f"median baseline ({args.baseline_python}) ingest {other:.2f} s | ratio {other / base:.2f}x")
     print(f"uptime load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}, cores {os.cpu_count()}")
     if not args.keep:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -137,6 +137,23 @@ def test_streamed_sample_matches_the_whole_sequence_and_is_strict_json():
     assert Clock.from_json(json.loads(text)) == Clock.from_json(streamed.to_json())
 
 
+@pytest.mark.parametrize("splits", [1, 2, 7, 1_000])
+def test_gap_sample_is_every_stride_th_gap(splits):
+    """Closed form: the kept gaps are gaps 0, s, 2s, ... for the smallest power of two s with
+    ceil(n / s) <= capacity, whatever the batches (one long batch included)."""
+    rng = np.random.default_rng(5)
+    t = np.cumsum(rng.exponential(1.0, 30_001))
+    acc = GapSample(capacity=1_000)
+    for part in np.array_split(t, splits):
+        acc.add(part)
+    stride = 1
+    while -(-30_000 // stride) > 1_000:
+        stride *= 2
+    assert acc.stride == stride == 32
+    np.testing.assert_array_equal(np.concatenate(acc._kept), np.diff(t)[::stride])
+    np.testing.assert_array_equal(np.concatenate(acc._kept_index), np.arange(0, 30_000, stride))
+
+
 def test_user_step_and_shares_at_it():
     rng = np.random.default_rng(13)
     t = np.floor(_poisson(rng, 1.0, 5_000) / 3.0) * 3.0
