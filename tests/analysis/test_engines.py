@@ -6,6 +6,8 @@ alone against an independent Python computation.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -210,3 +212,59 @@ def test_synthetic_store_exercises_every_query(equivalence):
     # the residual client (id "d" and NULL ids) is a cell of its own
     assert duck["arrival_cells"]["cidx"].max() == 3
 
+
+
+# --- the same pool -----------------------------------------------------------------------------------
+
+def _pool_frames(pool) -> dict[str, object]:
+    out = {name: pool.lazy(name).collect() for name in ("clients", "arrivals", "data", "data_fits", "conversations",
+                                                         "conversation_pmfs", "prefixes", "churn", "coupling")}
+    out.update(window_s=pool.window_s, data_window_s=pool.data_window_s, span=pool.span, fields=pool.fields,
+               provenance=dict(pool.provenance))
+    return out
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@spark_only
+def test_fit_pool_same_pool_on_both_engines(tmp_path):
+    from servelab.analysis.ingest import ingest
+    from servelab.fitting.pool_fit import fit_pool
+
+    stores = [write_store(_synthetic_frame(), tmp_path / "synthetic"),
+              ingest(RAW_TRACES / "azure_2023" / "AzureLLMInferenceTrace_code.csv", output=tmp_path / "azure",
+                     progress=False)]
+    for store in stores:
+        duck = _pool_frames(fit_pool(store, seed=3, window="10m", data_window="1h"))
+        spark = _pool_frames(fit_pool(store, seed=3, window="10m", data_window="1h", engine="spark",
+                                      spark_master="local[2]"))
+        assert duck.keys() == spark.keys()
+        for name, value in duck.items():
+            where = f"{store.path.name}: pool.{name}"
+            if not isinstance(value, pl.DataFrame):
+                assert value == spark[name], where
+                continue
+            fits = [c for c in value.columns if c.endswith("fit")]  # FitResult JSON: parsed, floats to 1e-9
+            _assert_same(where, value.drop(fits), spark[name].drop(fits))
+            order = [c for c in value.columns if c not in fits]
+            for c in fits:
+                for x, y in zip(value.sort(order)[c].to_list(), spark[name].sort(order)[c].to_list()):
+                    _assert_same_json(f"{where}.{c}", None if x is None else json.loads(x),
+                                      None if y is None else json.loads(y))
+        assert duck["arrivals"].height > 0 and duck["data_fits"].height > 0
+
+
+def _assert_same_json(where: str, x, y) -> None:
+    """Equal JSON, floats within 1e-9 relative (fitted from statistics summed in another order)."""
+    if isinstance(x, dict):
+        assert isinstance(y, dict) and x.keys() == y.keys(), where
+        for k in x:
+            _assert_same_json(f"{where}.{k}", x[k], y[k])
+    elif isinstance(x, list):
+        assert isinstance(y, list) and len(x) == len(y), where
+        for i, (a, b) in enumerate(zip(x, y)):
+            _assert_same_json(f"{where}[{i}]", a, b)
+    elif isinstance(x, float) and not isinstance(x, bool):
+        assert y == pytest.approx(x, rel=1e-9, abs=1e-12, nan_ok=True), where
+    else:
+        assert x == y, where
