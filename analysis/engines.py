@@ -120,6 +120,7 @@ class DuckDBEngine(Engine):
 _SPARK_CONF: Mapping[str, str] = MappingProxyType({
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "8",
     # DuckDB's semantics: x / 0 is NULL, not an error (the templates guard their divisions anyway)
     "spark.sql.ansi.enabled": "false",
@@ -152,7 +153,7 @@ def spark_session(master: str | None = None):
     builder = SparkSession.builder.appName("servelab")
     builder = builder.remote(master) if master.startswith("sc://") else builder.master(master)
     for key, value in _SPARK_CONF.items():
-        if master.startswith("sc://") and key in ("spark.ui.enabled", "spark.driver.memory"):
+        if master.startswith("sc://") and key.startswith(("spark.ui.", "spark.driver.")):
             continue  # fixed by the server
         builder = builder.config(key, value)
     return builder.getOrCreate()
