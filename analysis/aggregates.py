@@ -365,7 +365,7 @@ def aggregate_source(store: TraceStore, client_index: pl.DataFrame | None = None
         Where the queries run (:mod:`servelab.analysis.engines`): DuckDB in this process, or
         Spark SQL (the same SQL translated by sqlglot; needs ``servelab[spark]`` and Java).
     spark_master : str, optional
-        Spark's master URL (``local[2]`` by default, ``spark://host:7077``, ``sc://host:15002``).
+        Spark's master URL (``local[2]`` by default, ``spark://host:7077``).
 
     Raises
     ------

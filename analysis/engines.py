@@ -8,8 +8,7 @@ polars frame:
     the text as is, on a DuckDB connection of the store (unchanged; no translation cost).
 ``spark`` (:class:`SparkEngine`)
     the text translated by sqlglot (``sqlglot.transpile(sql, read="duckdb", write="spark")``)
-    and run by a Spark session (``local[2]`` by default, a ``spark://`` master or a Spark
-    Connect ``sc://`` URL). Spark is optional (``pip install servelab[spark]``); it needs Java.
+    and run by a Spark session (``local[2]`` by default, or a ``spark://host:7077`` master). Spark is optional (``pip install servelab[spark]``); it needs Java.
 
 What differs per engine is named in :data:`DIALECTS` (the sqlglot dialect, how a temporary
 table is made, how a polars frame is registered); everything else is the one SQL text. Fitting
@@ -132,8 +131,8 @@ _SPARK_CONF: Mapping[str, str] = MappingProxyType({
 def spark_session(master: str | None = None):
     """The Spark session of ``master`` (default :data:`DEFAULT_SPARK_MASTER`), created once per process.
 
-    ``master`` is a Spark master URL (``local[2]``, ``spark://host:7077``) or a Spark Connect URL
-    (``sc://host:15002``).
+    ``master`` is a Spark master URL (``local[2]``, ``spark://host:7077``). Spark Connect
+    (``sc://``) is not supported yet.
 
     Raises
     ------
@@ -146,15 +145,12 @@ def spark_session(master: str | None = None):
     if reason is not None:
         raise EngineUnavailableError(f"engine 'spark' is unavailable: {reason}")
     master = DEFAULT_SPARK_MASTER if master is None else master
-    if not isinstance(master, str) or not master:
-        raise ValueError(f"master must be a Spark master or Spark Connect URL; got {master!r}")
+    if not isinstance(master, str) or not master or master.startswith("sc://"):
+        raise ValueError(f"master must be a Spark master URL (local[N], spark://host:port); got {master!r}")
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName("servelab")
-    builder = builder.remote(master) if master.startswith("sc://") else builder.master(master)
+    builder = SparkSession.builder.appName("servelab").master(master)
     for key, value in _SPARK_CONF.items():
-        if master.startswith("sc://") and key.startswith(("spark.ui.", "spark.driver.")):
-            continue  # fixed by the server
         builder = builder.config(key, value)
     return builder.getOrCreate()
 

@@ -34,7 +34,7 @@ __all__ = ["fit_pool"]
 @click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
               help="Where the aggregation SQL runs (spark: needs servelab[spark] and Java); the same pool either way.")
 @click.option("--spark-master", default=None, help="Spark master URL for --engine spark (default local[2]; "
-              "spark://host:7077 or a Spark Connect sc://host:15002).")
+              "or spark://host:7077).")
 @link_options
 def fit_pool(store: str, output: str, window: str, data_window: str, min_requests: int, families: str,
              max_fit_gaps: int, clock: str, seed: int, servegen_out: str | None, overwrite: bool, engine: str, spark_master: str | None,
