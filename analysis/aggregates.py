@@ -1,7 +1,7 @@
 r"""Per-(client, window) sufficient statistics of a trace store, in plain SQL (what pool fitting reads).
 
-Every statistic :func:`~servelab.fitting.pool_fit.fit_pool` needs is computed here by DuckDB over
-the store's ``requests`` Parquet, streaming: no Python loop over rows and no fetch of the whole
+Every statistic :func:`~servelab.fitting.pool_fit.fit_pool` needs is computed here by DuckDB (or
+Spark SQL: :mod:`servelab.analysis.engines`) over the store's ``requests`` Parquet, streaming: no Python loop over rows and no fetch of the whole
 table. The results are O(clients x active windows) (plus bounded samples), so fitting memory
 follows the active cells, not the rows.
 
