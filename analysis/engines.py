@@ -16,7 +16,9 @@ runs in this process on the small per-cell frames either engine returns.
 """
 from __future__ import annotations
 
+import abc
 import importlib.util
+import os
 import shutil
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -57,35 +59,37 @@ def spark_available() -> str | None:
     missing = [m for m in ("pyspark", "sqlglot") if importlib.util.find_spec(m) is None]
     if missing:
         return f"{' and '.join(missing)} not installed (pip install 'servelab[spark]')"
-    if shutil.which("java") is None:
-        import os
-
-        if not os.environ.get("JAVA_HOME"):
-            return "Java not found (no java on PATH and JAVA_HOME unset); Spark needs a JVM"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "Java not found (no java on PATH and JAVA_HOME unset); Spark needs a JVM"
     return None
 
 
-class Engine:
+class Engine(abc.ABC):
     """Runs SQL written in DuckDB's dialect and returns polars frames (see the subclasses)."""
 
     name: str = ""
 
+    @abc.abstractmethod
     def frame(self, sql: str) -> pl.DataFrame:
         """The rows of query ``sql`` as a polars frame."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def create_temp_table(self, name: str, query: str) -> None:
         """Make temporary table ``name`` of the rows of ``query`` (replacing one of that name)."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def drop_temp_table(self, name: str) -> None:
         """Drop temporary table ``name`` if it exists."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def register(self, name: str, frame: pl.DataFrame) -> None:
         """Make the polars ``frame`` readable as table ``name``."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release what this engine holds (tables, connection)."""
         raise NotImplementedError
