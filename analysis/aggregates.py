@@ -1,7 +1,7 @@
 r"""Per-(client, window) sufficient statistics of a trace store, in plain SQL (what pool fitting reads).
 
-Every statistic :func:`~servelab.fitting.pool_fit.fit_pool` needs is computed here by DuckDB over
-the store's ``requests`` Parquet, streaming: no Python loop over rows and no fetch of the whole
+Every statistic :func:`~servelab.fitting.pool_fit.fit_pool` needs is computed here by DuckDB (or
+Spark SQL: :mod:`servelab.analysis.engines`) over the store's ``requests`` Parquet, streaming: no Python loop over rows and no fetch of the whole
 table. The results are O(clients x active windows) (plus bounded samples), so fitting memory
 follows the active cells, not the rows.
 
@@ -39,10 +39,11 @@ Queries (the SQL text is kept in :data:`SQL`, one template per query, over the c
 
 Portability (issue 21): the queries use only standard aggregates (``count``, ``sum``, ``avg``,
 ``stddev_pop``, ``var_pop``, ``min``, ``max``), window functions (``lag``, ``row_number``,
-``max() OVER``) and CTEs. The only engine-specific pieces are named in :data:`DIALECT`: the
-64-bit hash (DuckDB ``hash(a, b)``; Spark SQL ``xxhash64(a, b)``) behind the uniforms, and the
-Parquet source (``read_parquet(path)``; a table name on Spark). Half-to-even rounding is written
-out with ``floor`` so every engine rounds alike.
+``max() OVER``) and CTEs, in DuckDB's spelling; :mod:`servelab.analysis.engines` runs them on DuckDB
+as is or on Spark SQL translated by sqlglot (``aggregate_source(..., engine="spark")``). The seeded
+uniforms come from :func:`mix_sql`, a hash in plain integer arithmetic that both engines compute bit
+for bit (DuckDB's ``hash`` and Spark's ``xxhash64`` differ, so the jitter and the gap subsamples
+would differ). Half-to-even rounding is written out with ``floor`` so every engine rounds alike.
 
 This module reads a store and returns small polars tables; it fits and writes nothing.
 """
@@ -58,20 +59,27 @@ from types import MappingProxyType
 import numpy as np
 import polars as pl
 
+from servelab.analysis.engines import DuckDBEngine, Engine, SparkEngine, check_engine, spark_session
 from servelab.analysis.store import TraceStore, duckdb_config
 
 __all__ = ["SQL", "DIALECT", "AggregateSource", "aggregate_source", "client_counts", "trace_gaps", "TraceGaps",
-           "build_gaps", "arrival_cells", "gap_samples", "value_counts", "log_stats", "uniform_sql",
-           "round_half_even_sql", "field_sql", "conversation_aggregates",
-           "conversation_increments", "window_length_stats", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
+           "build_gaps", "arrival_cells", "gap_samples", "value_counts", "log_stats", "uniform_sql", "mix_sql",
+           "MIX_PRIME", "round_half_even_sql", "field_sql", "conversation_aggregates", "conversation_increments",
+           "window_length_stats", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
 
-#: the engine-specific SQL fragments (DuckDB's spelling; Spark SQL's in the comments)
+#: the SQL fragments that are not plain templates, in DuckDB's spelling (sqlglot translates them for
+#: Spark: ``read_parquet(path)`` becomes ``parquet.`path```); ``mix`` is the portable seeded hash of
+#: :func:`mix_sql` (plain integer arithmetic both engines compute bit for bit, unlike DuckDB's
+#: ``hash`` and Spark's ``xxhash64``); per-engine pieces are in :data:`servelab.analysis.engines.DIALECTS`
 DIALECT = MappingProxyType({
-    # 64-bit hash of a row key and a seed; Spark SQL: xxhash64({key}, {seed})
-    "hash": "hash({key}, {seed})",
-    # a Parquet file or table; Spark SQL: parquet.`{path}` or a table name
+    # a Parquet file (Spark SQL: parquet.`{path}`, written by sqlglot)
     "source": "read_parquet({path})",
+    # one round of the mix: a square modulo the Mersenne prime 2^31 - 1 plus a term (all < 2^63)
+    "mix_round": "(({x}) * ({x}) + {add}) % 2147483647",
 })
+
+#: the modulus of :func:`mix_sql` (the Mersenne prime 2^31 - 1)
+MIX_PRIME = 2147483647
 
 #: DuckDB's buffer limit for the aggregation queries unless one is set (they spill beyond it)
 DEFAULT_MEMORY_LIMIT = "4GB"
@@ -80,12 +88,28 @@ DEFAULT_MEMORY_LIMIT = "4GB"
 VALUE_KEY_MAX = 2**32 - 1
 
 
+def mix_sql(key: str, seed: int) -> str:
+    """SQL of a seeded hash of the non-negative BIGINT ``key`` in [0, 2^31 - 1), in plain arithmetic.
+
+    The key's residue and quotient modulo p = 2^31 - 1 and the seed go through four rounds of
+    ``x -> x * x + a (mod p)`` (every product < 2^62: no overflow on any engine). Only ``+``,
+    ``*``, ``%``, ``/`` of exact integers, so DuckDB and Spark give the same value bit for bit
+    (keys up to 2^53; request ids are row positions).
+    """
+    p = MIX_PRIME
+    s = int(seed) % p
+    lo = f"(({key}) % {p})"
+    hi = f"(CAST((({key}) - ({key}) % {p}) / {p} AS BIGINT) % {p})"
+    x = f"(({lo} * 48271 + {s}) % {p})"
+    for add in (f"{hi} * 69621 + 12345", f"{s} + 362437", "521288629", "88675123"):
+        x = DIALECT["mix_round"].format(x=x, add=add)
+    return f"({x})"
+
+
 def uniform_sql(key: str, seed: int) -> str:
-    """SQL of a uniform in [0, 1) from a 64-bit hash of ``key`` and ``seed`` (53 high bits)."""
-    h = DIALECT["hash"].format(key=key, seed=int(seed))
-    # the top 53 bits of the unsigned hash, scaled to [0, 1); Spark (signed xxhash64):
-    # pmod(xxhash64(...), 9007199254740992) / 9007199254740992.0
-    return f"(CAST(({h}) >> 11 AS DOUBLE) / 9007199254740992.0)"
+    """SQL of a uniform in [0, 1) on the grid k / (2^31 - 1): :func:`mix_sql` of ``key`` and ``seed``
+    over its modulus (the resolution is far below any clock step it jitters)."""
+    return f"(CAST({mix_sql(key, seed)} AS DOUBLE) / {MIX_PRIME}.0)"
 
 
 def round_half_even_sql(x: str) -> str:
@@ -123,8 +147,8 @@ SQL = MappingProxyType({
     "span": """
         SELECT count(*) AS n, min(timestamp) AS first, max(timestamp) AS last FROM {source}
     """,
+    # the rows of the temporary table {table} (each engine makes it: Engine.create_temp_table)
     "gaps": """
-        CREATE TEMP TABLE {table} AS
         WITH r AS (
             SELECT {cidx} AS cidx, CAST(floor(q.timestamp / {window_s}) AS BIGINT) AS w, q.request_id,
                    q.timestamp AS t, q.timestamp + {step} * {uniform} AS tj
@@ -298,24 +322,41 @@ SQL = MappingProxyType({
 })
 
 
+def _int64(frame: pl.DataFrame, *names: str) -> pl.DataFrame:
+    """``frame`` with the integer columns ``names`` as Int64 (each engine's integer types alike)."""
+    return frame.with_columns(pl.col(*names).cast(pl.Int64))
+
+
 def _sql_str(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
 class AggregateSource:
-    """A store opened for aggregation: a DuckDB connection and how rows map to pool clients.
+    """A store opened for aggregation: an :class:`~servelab.analysis.engines.Engine` and how rows map
+    to pool clients.
 
     ``cidx`` and ``join`` are SQL fragments (see :func:`aggregate_source`); ``table`` names the
     temporary gaps table once :func:`build_gaps` has run.
     """
 
-    con: object
+    engine: Engine
     source: str
     cidx: str
     join: str
     columns: tuple[str, ...]
     table: str = "pool_gaps"
+
+    @property
+    def con(self):
+        """The DuckDB connection (engine ``duckdb`` only; TypeError on another engine)."""
+        if not isinstance(self.engine, DuckDBEngine):
+            raise TypeError(f"con is the DuckDB connection; this source runs on engine {self.engine.name!r}")
+        return self.engine.con
+
+    def frame(self, name: str, **values) -> pl.DataFrame:
+        """The rows of query ``name`` (filled as by :meth:`fill`) on this source's engine."""
+        return self.engine.frame(self.fill(name, **values))
 
     def fill(self, name: str, **values) -> str:
         """The SQL of query ``name`` with this source's fragments and ``values`` filled in."""
@@ -324,7 +365,8 @@ class AggregateSource:
 
 @contextlib.contextmanager
 def aggregate_source(store: TraceStore, client_index: pl.DataFrame | None = None, *, residual: int = 0,
-                     memory_limit: str | None = None) -> Iterator[AggregateSource]:
+                     memory_limit: str | None = None, engine: str = "duckdb",
+                     spark_master: str | None = None) -> Iterator[AggregateSource]:
     """Open ``store`` for the queries of this module (a context manager closing the connection).
 
     Parameters
@@ -340,34 +382,57 @@ def aggregate_source(store: TraceStore, client_index: pl.DataFrame | None = None
         DuckDB's buffer limit (spills to a temporary directory beyond it). Default: the
         :func:`~servelab.analysis.store.duckdb_settings` in force, else :data:`DEFAULT_MEMORY_LIMIT`
         (the per-request gaps table of a 100 M-row store is several GB; it spills rather than grow).
+        Engine ``duckdb`` only.
+    engine : {"duckdb", "spark"}
+        Where the queries run (:mod:`servelab.analysis.engines`): DuckDB in this process, or
+        Spark SQL (the same SQL translated by sqlglot; needs ``servelab[spark]`` and Java).
+    spark_master : str, optional
+        Spark's master URL (``local[2]`` by default, ``spark://host:7077``).
+
+    Raises
+    ------
+    ValueError
+        If ``engine`` is unknown, or ``spark_master`` is given with engine ``duckdb``.
+    EngineUnavailableError
+        If engine ``spark`` cannot run here (pyspark or Java missing).
     """
-    if memory_limit is None and "memory_limit" not in duckdb_config():
-        memory_limit = DEFAULT_MEMORY_LIMIT
-    con = store.connect(memory_limit=memory_limit)
-    tmp = tempfile.TemporaryDirectory(prefix="servelab-agg-")
+    check_engine(engine)
+    if engine == "duckdb" and spark_master is not None:
+        raise ValueError(f"spark_master is for engine 'spark'; got spark_master={spark_master!r} with engine 'duckdb'")
+    source = DIALECT["source"].format(path=_sql_str(store.requests_path))
+    tmp = None
+    if engine == "spark":
+        eng: Engine = SparkEngine(spark_session(spark_master))
+    else:
+        if memory_limit is None and "memory_limit" not in duckdb_config():
+            memory_limit = DEFAULT_MEMORY_LIMIT
+        con = store.connect(memory_limit=memory_limit)
+        eng = DuckDBEngine(con)
     try:
-        con.execute(f"SET temp_directory = {_sql_str(tmp.name)}")
-        con.execute("SET preserve_insertion_order = false")
-        source = DIALECT["source"].format(path=_sql_str(store.requests_path))
+        if engine == "duckdb":
+            tmp = tempfile.TemporaryDirectory(prefix="servelab-agg-")
+            con.execute(f"SET temp_directory = {_sql_str(tmp.name)}")
+            con.execute("SET preserve_insertion_order = false")
         if client_index is None or "client_id" not in store.columns:
             cidx, join = f"CAST({int(residual)} AS BIGINT)", ""
         else:
-            con.register("pool_client_index", client_index.select(
-                pl.col("client_id").cast(pl.String), pl.col("cidx").cast(pl.Int64)).to_arrow())
+            eng.register("pool_client_index", client_index.select(
+                pl.col("client_id").cast(pl.String), pl.col("cidx").cast(pl.Int64)))
             cidx = f"coalesce(m.cidx, CAST({int(residual)} AS BIGINT))"
             join = "LEFT JOIN pool_client_index m ON CAST(q.client_id AS VARCHAR) = m.client_id"
-        yield AggregateSource(con=con, source=source, cidx=cidx, join=join, columns=tuple(store.columns))
+        yield AggregateSource(engine=eng, source=source, cidx=cidx, join=join, columns=tuple(store.columns))
     finally:
-        con.close()
-        tmp.cleanup()
+        eng.close()
+        if tmp is not None:
+            tmp.cleanup()
 
 
 def client_counts(src: AggregateSource) -> pl.DataFrame:
     """Requests per client id: ``client_id: str | null, n: i64`` (one row per id)."""
     if "client_id" not in src.columns:
-        n = src.con.execute(src.fill("span")).fetchall()[0][0]
+        n = src.frame("span")["n"][0]
         return pl.DataFrame({"client_id": [None], "n": [int(n)]}, schema={"client_id": pl.String, "n": pl.Int64})
-    return src.con.sql(src.fill("client_counts")).pl().with_columns(pl.col("n").cast(pl.Int64))
+    return src.frame("client_counts").with_columns(pl.col("client_id").cast(pl.String), pl.col("n").cast(pl.Int64))
 
 
 @dataclass(frozen=True)
@@ -397,11 +462,11 @@ def trace_gaps(src: AggregateSource, *, limit: int = 2_000_000) -> TraceGaps:
     """
     if not (isinstance(limit, int) and limit >= 1):
         raise ValueError(f"limit must be a positive integer; got {limit!r}")
-    n, first, last = src.con.execute(src.fill("span")).fetchall()[0]
+    n, first, last = src.frame("span").row(0)
     if not n:
         return TraceGaps(0, None, None, 0, 0, None, np.empty(0))
-    n_gaps, n_zero, min_pos, _ = src.con.execute(src.fill("trace_gaps_totals")).fetchall()[0]
-    head = src.con.execute(src.fill("trace_gaps_head", limit=int(limit) + 1)).fetchnumpy()["gap"]
+    n_gaps, n_zero, min_pos, _ = src.frame("trace_gaps_totals").row(0)
+    head = src.frame("trace_gaps_head", limit=int(limit) + 1)["gap"].cast(pl.Float64).to_numpy()
     return TraceGaps(int(n), float(first), float(last), int(n_gaps), int(n_zero),
                      None if min_pos is None else float(min_pos), np.asarray(head, dtype=float))
 
@@ -416,14 +481,14 @@ def build_gaps(src: AggregateSource, *, window_s: float, step: float | None, see
     if step is not None and not (math.isfinite(step) and step > 0):
         raise ValueError(f"step must be None or a positive number of seconds; got {step!r}")
     uniform = uniform_sql("q.request_id", seed) if step is not None else "0.0"
-    src.con.execute(f"DROP TABLE IF EXISTS {src.table}")
-    src.con.execute(src.fill("gaps", window_s=repr(float(window_s)), step=repr(float(step or 0.0)),
-                             uniform=uniform))
+    query = src.fill("gaps", window_s=repr(float(window_s)), step=repr(float(step or 0.0)), uniform=uniform)
+    src.engine.create_temp_table(src.table, query)
 
 
 def arrival_cells(src: AggregateSource) -> pl.DataFrame:
     """Per active (client, window) counts and gap sums (needs :func:`build_gaps` first), by cidx, w."""
-    return src.con.sql(src.fill("arrival_cells")).pl().sort("cidx", "w")
+    return _int64(src.frame("arrival_cells"), "cidx", "w", "n_req", "n_gaps", "n_pos_gaps", "n_zero_gaps"
+                  ).sort("cidx", "w")
 
 
 def gap_samples(src: AggregateSource, *, min_gaps: int, k: int, seed: int, lo: int = 0,
@@ -436,9 +501,8 @@ def gap_samples(src: AggregateSource, *, min_gaps: int, k: int, seed: int, lo: i
     """
     if not (isinstance(k, int) and k >= 1 and isinstance(min_gaps, int) and min_gaps >= 1):
         raise ValueError(f"k and min_gaps must be positive integers; got k={k!r}, min_gaps={min_gaps!r}")
-    order_key = DIALECT["hash"].format(key="g.request_id", seed=int(seed) + 1)
-    out = src.con.sql(src.fill("gap_samples", min_gaps=int(min_gaps), k=int(k), lo=int(lo), hi=int(hi),
-                               order_key=order_key)).fetchnumpy()
+    order_key = mix_sql("g.request_id", int(seed) + 1)
+    out = src.frame("gap_samples", min_gaps=int(min_gaps), k=int(k), lo=int(lo), hi=int(hi), order_key=order_key)
     return (np.asarray(out["cidx"], dtype=np.int64), np.asarray(out["w"], dtype=np.int64),
             np.asarray(out["gap"], dtype=float))
 
@@ -471,7 +535,7 @@ def value_counts(src: AggregateSource, *, value: str, data_window_s: float, scal
             counts=sql, exact_below=int(binning["exact_below"]), log_ratio=repr(math.log(binning["bin_ratio"])),
             spike=repr(float(binning["spike_share"])), max_mass=repr(float(binning["max_bin_mass"])),
             mean_key=round_half_even_sql("sum(v * n) / sum(n)"))
-    return src.con.sql(sql).pl().with_columns(pl.col("n").cast(pl.Int64))
+    return _int64(src.engine.frame(sql), "cidx", "d", "vk", "n")
 
 
 def log_stats(src: AggregateSource, *, value: str, data_window_s: float, count_col: str | None = None) -> pl.DataFrame:
@@ -482,7 +546,7 @@ def log_stats(src: AggregateSource, *, value: str, data_window_s: float, count_c
     name = "log_stats_window" if count_col else "log_stats"
     extra = {"count_col": count_col} if count_col else {}
     sql = src.fill(name, value=value, data_window_s=repr(float(data_window_s)), **extra)
-    return src.con.sql(sql).pl().with_columns(pl.col("n").cast(pl.Int64))
+    return _int64(src.engine.frame(sql), "cidx", "d", "n")
 
 
 def window_length_stats(src: AggregateSource, *, fields: Sequence[str], window_s: float) -> pl.DataFrame:
@@ -491,8 +555,7 @@ def window_length_stats(src: AggregateSource, *, fields: Sequence[str], window_s
     :func:`servelab.fitting.pool_coupling.coupling_from_cells`."""
     stats = ", ".join(f"avg(CAST(q.{f} AS DOUBLE)) AS {f}, var_samp(CAST(q.{f} AS DOUBLE)) AS {f}_var" for f in fields)
     sql = src.fill("window_length_stats", window_s=repr(float(window_s)), stats=stats)
-    return src.con.sql(sql).pl().with_columns(pl.col("n").cast(pl.Int64), pl.col("w").cast(pl.Int64),
-                                             pl.col("c").cast(pl.Int64))
+    return _int64(src.engine.frame(sql), "c", "w", "n")
 
 
 def field_sql(name: str, kind: str, columns: Sequence[str]) -> tuple[str, float, str | None]:
@@ -528,9 +591,13 @@ def conversation_aggregates(src: AggregateSource, *, bin_ratio: float
     """
     if not bin_ratio > 1:
         raise ValueError(f"bin_ratio must be > 1; got {bin_ratio!r}")
-    turns = src.con.sql(src.fill("conversation_turns")).pl()
-    itt = src.con.sql(src.fill("conversation_itt", log_ratio=repr(math.log(bin_ratio)))).pl()
-    req = src.con.sql(src.fill("requests_per_client")).pl()
+    turns = src.frame("conversation_turns")
+    itt = src.frame("conversation_itt", log_ratio=repr(math.log(bin_ratio)))
+    req = src.frame("requests_per_client")
+    if not isinstance(src.engine, DuckDBEngine):  # DuckDB's types (Spark's floor is a BIGINT)
+        turns = turns.with_columns(pl.col("cidx", "turns").cast(pl.Int64))
+        itt = itt.with_columns(pl.col("cidx").cast(pl.Int64), pl.col("bin").cast(pl.Float64))
+        req = req.with_columns(pl.col("cidx").cast(pl.Int64))
     return turns, itt, req
 
 
@@ -551,5 +618,7 @@ def conversation_increments(src: AggregateSource, *, exact_below: int, bin_ratio
     if not (isinstance(exact_below, int) and exact_below >= 1):
         raise ValueError(f"exact_below must be an integer >= 1; got {exact_below!r}")
     output = "CAST(q.output_tokens AS DOUBLE)" if "output_tokens" in src.columns else "CAST(NULL AS DOUBLE)"
-    return src.con.sql(src.fill("conversation_increments", exact_below=exact_below, output=output,
-                                log_ratio=repr(math.log(bin_ratio)))).pl()
+    frame = src.frame("conversation_increments", exact_below=exact_below, output=output,
+                      log_ratio=repr(math.log(bin_ratio)))
+    # Spark's floor is an integer, DuckDB's a double: the bins as doubles on both engines
+    return _int64(frame, "cidx", "n").with_columns(pl.col("bin").cast(pl.Float64))

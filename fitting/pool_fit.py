@@ -111,7 +111,7 @@ def _conversation_frame(src: AggregateSource, store: TraceStore) -> tuple[pl.Dat
     """Request ids and their pool clients, in arrival order (for links inferred by
     :func:`~servelab.analysis.conversations.link_conversations`, which reads the store itself)."""
     sql = f"SELECT q.request_id, {src.cidx} AS cidx FROM {src.source} q {src.join} ORDER BY q.request_id"
-    frame = src.con.sql(sql).pl()
+    frame = src.engine.frame(sql).with_columns(pl.col("cidx").cast(pl.Int64))
     return frame.drop("cidx"), frame["cidx"].to_numpy().astype(np.int64)
 
 
@@ -169,7 +169,7 @@ def _gap_batches(src: AggregateSource, cells: pl.DataFrame, s: PoolFitSettings, 
 
 
 def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memory_limit: str | None = None,
-             batch_gaps: int = 4_000_000, **overrides):
+             batch_gaps: int = 4_000_000, engine: str = "duckdb", spark_master: str | None = None, **overrides):
     """Fit a client pool from ``store``.
 
     Parameters
@@ -181,6 +181,11 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         DuckDB's buffer limit for the aggregation queries (e.g. ``"4GB"``; it spills beyond).
     batch_gaps : int
         Gaps fitted per batch of clients (bounds the memory of the family fits).
+    engine : {"duckdb", "spark"}
+        Where the aggregation SQL runs (:func:`~servelab.analysis.aggregates.aggregate_source`);
+        the fits run here on its per-cell results. Both engines give the same pool.
+    spark_master : str, optional
+        Spark's master URL for engine ``spark`` (default ``local[2]``).
     **overrides
         Any :class:`PoolFitSettings` field by name (``window="5m"``, ``min_requests=10``, ...),
         replacing the one in ``settings``.
@@ -202,14 +207,15 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
 
     s = _settings(settings, overrides)
     fields = request_fields(store.columns)
-    with aggregate_source(store, memory_limit=memory_limit) as probe:
+    agg = {"memory_limit": memory_limit, "engine": engine, "spark_master": spark_master}
+    with aggregate_source(store, **agg) as probe:
         counts = client_counts(probe)
     n_rows = int(counts["n"].sum()) if counts.height else 0
     if n_rows == 0:
         raise EmptyTraceError(f"store {str(store.path)!r} has no requests; nothing to fit")
     clients = _clients(counts, s.min_requests, s.residual_id)
     names = clients.names
-    with aggregate_source(store, clients.index, residual=clients.residual, memory_limit=memory_limit) as src:
+    with aggregate_source(store, clients.index, residual=clients.residual, **agg) as src:
         tg = trace_gaps(src)
         clock = clock_from_trace_gaps(s, store.manifest, tg)
         covered = covered_span(tg.first, tg.last, s.span)
@@ -217,7 +223,7 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         cells = arrival_cells(src)
         arrivals = arrival_windows_from_aggregates(cells, _gap_batches(src, cells, s, batch_gaps=batch_gaps), s,
                                                    covered=covered, clock=clock)
-        src.con.execute(f"DROP TABLE IF EXISTS {src.table}")
+        src.engine.drop_temp_table(src.table)
         count_parts, stat_parts = [], []
         for name, _, kind in fields:
             value, scale, count_col = field_sql(name, kind, store.columns)

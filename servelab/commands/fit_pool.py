@@ -31,10 +31,16 @@ __all__ = ["fit_pool"]
 @click.option("--servegen", "servegen_out", type=click.Path(), default=None,
               help="Also write the pool in ServeGen's format to this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Where the aggregation SQL runs (spark: needs servelab[spark] and Java); the same pool either way.")
+@click.option("--spark-master", default=None, help="Spark master URL for --engine spark (default local[2]; "
+              "or spark://host:7077).")
 @link_options
 def fit_pool(store: str, output: str, window: str, data_window: str, min_requests: int, families: str,
-             max_fit_gaps: int, clock: str, seed: int, servegen_out: str | None, overwrite: bool, linking) -> None:
+             max_fit_gaps: int, clock: str, seed: int, servegen_out: str | None, overwrite: bool, engine: str, spark_master: str | None,
+             linking) -> None:
     """Fit a client pool from the trace store STORE and write it to OUTPUT."""
+    from servelab.analysis.engines import EngineUnavailableError
     from servelab.analysis.exceptions import EmptyTraceError, StoreNotFoundError, TraceFormatError
     from servelab.analysis.store import open_store
     from servelab.fitting.pool_fit import fit_pool as fit
@@ -57,11 +63,13 @@ def fit_pool(store: str, output: str, window: str, data_window: str, min_request
         st = open_store(store)
         pool = fit(st, window=window, data_window=data_window, min_requests=min_requests,
                    families=tuple(f.strip() for f in families.split(",") if f.strip()),
-                   max_fit_gaps=max(max_fit_gaps, 10), clock=step, seed=seed, linking=linking)
+                   max_fit_gaps=max(max_fit_gaps, 10), clock=step, seed=seed, linking=linking,
+                   engine=engine, spark_master=spark_master)
         pool.save(output, overwrite=overwrite)
         if servegen_out:
             pool.to_servegen(servegen_out, overwrite=overwrite)
-    except (StoreNotFoundError, TraceFormatError, EmptyTraceError, PoolExistsError, ValueError) as err:
+    except (StoreNotFoundError, TraceFormatError, EmptyTraceError, PoolExistsError, ValueError,
+            EngineUnavailableError) as err:
         raise click.ClickException(str(err)) from None
     info = pool.info()
     click.echo(f"wrote {output}: {info['clients']} clients, {info['active_windows']} active windows "

@@ -2,9 +2,8 @@
 
 The hashes below were recorded from main at 755ef60 (dense ``WindowGrid``: P x W arrays), by
 hashing ``generate(...).write_csv()`` of each case; the sparse grid must reproduce them bit for bit
-(same seed, same bytes). The fitted-pool cases pass ``context="sorted"`` (755ef60's default; main
-has since added a fitted follow-up context, and gives the same hashes with "sorted"). A dense
-reference grid, built here the way main built it, checks the cells.
+(same seed, same bytes) for the hand-built pools. A dense reference grid, built here the way main
+built it, checks the cells of those and of a fitted pool.
 """
 from __future__ import annotations
 
@@ -35,9 +34,6 @@ MAIN_HASHES = {
     "hand_clients7_const": ("9769f1f1e85fd08d", 35846),
     "hand_table": ("c2c4dd0fe0c7e697", 20931),
     "hand_naive": ("3d0d115ad8ff1549", 27700),
-    "fit_pool_day": ("cdfd939b4cbfb424", 19441),
-    "fit_clients30": ("1227dbbaa8ca1dc1", 14058),
-    "fit_coupled": ("69b1177acc5a5991", 19524),
 }
 
 
@@ -89,20 +85,17 @@ def _coupled(pool) -> ClientPool:
     return ClientPool(**tables, window_s=pool.window_s, data_window_s=pool.data_window_s, span=pool.span)
 
 
-def test_fitted_pool_workloads_keep_mains_bytes(fitted_pool):
+def test_fitted_pool_grid_holds_the_dense_grids_active_cells(fitted_pool):
+    """The fitted pool's grid over a day equals the dense reference's active cells.
+
+    (Its workload bytes are not pinned: fitted pools changed after 755ef60 when the aggregation's
+    seeded jitter moved to a hash both SQL engines compute alike, so main's hashes of generated
+    workloads no longer apply; the hand-built pools above pin the bytes.)"""
     lo, _ = pool_span(fitted_pool)
+    _check_cells(fitted_pool, lo, lo + 86400.0)
     coupled = _coupled(fitted_pool)
-    # the last case covers the rate-length coupling (it reads the grid's rates per request)
+    # the coupled variant reads the grid's rates per request
     assert coupling_plan(coupled, window_grid(coupled, lo, lo + 86400.0), lo, lo + 86400.0) is not None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = {
-            "fit_pool_day": _hash(generate(fitted_pool, "pool", 86400.0, seed=0, context="sorted")),
-            "fit_clients30": _hash(generate(fitted_pool, 2.0, 7200.0, start=float(fitted_pool.span[0]) + 3600 * 5,
-                                            clients=30, seed=1, context="sorted")),
-            "fit_coupled": _hash(generate(coupled, "pool", 86400.0, seed=2, context="sorted")),
-        }
-    assert got == {k: MAIN_HASHES[k] for k in got}
 
 
 def _dense_reference(pool, lo, hi, starts):
@@ -127,9 +120,12 @@ def _dense_reference(pool, lo, hi, starts):
 
 
 def test_grid_holds_the_dense_grids_active_cells(hand_pool):
-    lo, hi = 600.0, 40 * 600.0
-    grid = window_grid(hand_pool, lo, hi)
-    rate, cv, law = _dense_reference(hand_pool, lo, hi, grid.window_start)
+    _check_cells(hand_pool, 600.0, 40 * 600.0)
+
+
+def _check_cells(pool, lo, hi):
+    grid = window_grid(pool, lo, hi)
+    rate, cv, law = _dense_reference(pool, lo, hi, grid.window_start)
     w = grid.cell_window
     # exactly the cells with a rate > 0, in window then client order
     dw, dp = np.nonzero(rate.T > 0)

@@ -1,0 +1,222 @@
+r"""Where the aggregation SQL runs: DuckDB (the default) or Spark SQL (issue 21).
+
+The queries of :mod:`servelab.analysis.aggregates` are written once, in DuckDB's SQL
+(:data:`~servelab.analysis.aggregates.SQL`). An :class:`Engine` runs one of them and returns a
+polars frame:
+
+``duckdb`` (:class:`DuckDBEngine`)
+    the text as is, on a DuckDB connection of the store (unchanged; no translation cost).
+``spark`` (:class:`SparkEngine`)
+    the text translated by sqlglot (``sqlglot.transpile(sql, read="duckdb", write="spark")``)
+    and run by a Spark session (``local[2]`` by default, or a ``spark://host:7077`` master). Spark is optional (``pip install servelab[spark]``); it needs Java.
+
+What differs per engine is named in :data:`DIALECTS` (the sqlglot dialect, how a temporary
+table is made, how a polars frame is registered); everything else is the one SQL text. Fitting
+runs in this process on the small per-cell frames either engine returns.
+"""
+from __future__ import annotations
+
+import abc
+import importlib.util
+import os
+import shutil
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import polars as pl
+
+__all__ = ["Engine", "DuckDBEngine", "SparkEngine", "DIALECTS", "ENGINES", "DEFAULT_SPARK_MASTER",
+           "EngineUnavailableError", "spark_available", "spark_session", "check_engine"]
+
+#: the engines by name (``--engine``)
+ENGINES = ("duckdb", "spark")
+
+#: Spark's master when none is given: local mode, two worker threads
+DEFAULT_SPARK_MASTER = "local[2]"
+
+#: what differs per engine: the sqlglot dialect the SQL is written in / translated to, and how a
+#: temporary table of a query's rows is made (DuckDB: ``CREATE TEMP TABLE``; Spark: the query's
+#: DataFrame cached and registered as a temporary view, so that later queries read it once)
+DIALECTS = MappingProxyType({
+    "duckdb": MappingProxyType({"sqlglot": "duckdb", "temp_table": "CREATE TEMP TABLE {name} AS {query}"}),
+    "spark": MappingProxyType({"sqlglot": "spark", "temp_table": "cached DataFrame as temporary view {name}"}),
+})
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine asked for cannot run here (e.g. pyspark or Java missing)."""
+
+
+def check_engine(engine: str) -> str:
+    """``engine`` if it is a known engine name, else ValueError naming the choices."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}; got {engine!r}")
+    return engine
+
+
+def spark_available() -> str | None:
+    """None when pyspark, sqlglot and Java are importable / on PATH, else the reason they are not."""
+    missing = [m for m in ("pyspark", "sqlglot") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed (pip install 'servelab[spark]')"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "Java not found (no java on PATH and JAVA_HOME unset); Spark needs a JVM"
+    return None
+
+
+class Engine(abc.ABC):
+    """Runs SQL written in DuckDB's dialect and returns polars frames (see the subclasses)."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def frame(self, sql: str) -> pl.DataFrame:
+        """The rows of query ``sql`` as a polars frame."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def create_temp_table(self, name: str, query: str) -> None:
+        """Make temporary table ``name`` of the rows of ``query`` (replacing one of that name)."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def drop_temp_table(self, name: str) -> None:
+        """Drop temporary table ``name`` if it exists."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def register(self, name: str, frame: pl.DataFrame) -> None:
+        """Make the polars ``frame`` readable as table ``name``."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release what this engine holds (tables, connection)."""
+        raise NotImplementedError
+
+
+class DuckDBEngine(Engine):
+    """The SQL as is, on a DuckDB connection ``con`` (the default engine)."""
+
+    name = "duckdb"
+
+    def __init__(self, con) -> None:
+        self.con = con
+
+    def frame(self, sql: str) -> pl.DataFrame:
+        return self.con.sql(sql).pl()
+
+    def create_temp_table(self, name: str, query: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        self.con.execute(DIALECTS["duckdb"]["temp_table"].format(name=name, query=query))
+
+    def drop_temp_table(self, name: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def register(self, name: str, frame: pl.DataFrame) -> None:
+        self.con.register(name, frame.to_arrow())
+
+    def close(self) -> None:
+        self.con.close()
+
+
+_SPARK_CONF: Mapping[str, str] = MappingProxyType({
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "8",
+    # DuckDB's semantics: x / 0 is NULL, not an error (the templates guard their divisions anyway)
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.driver.memory": "2g",
+})
+
+
+def spark_session(master: str | None = None):
+    """The Spark session of ``master`` (default :data:`DEFAULT_SPARK_MASTER`), created once per process.
+
+    ``master`` is a Spark master URL (``local[2]``, ``spark://host:7077``). Spark Connect
+    (``sc://``) is not supported yet.
+
+    Raises
+    ------
+    EngineUnavailableError
+        If pyspark, sqlglot or Java is missing.
+    ValueError
+        If ``master`` is not a string.
+    """
+    reason = spark_available()
+    if reason is not None:
+        raise EngineUnavailableError(f"engine 'spark' is unavailable: {reason}")
+    master = DEFAULT_SPARK_MASTER if master is None else master
+    if not isinstance(master, str) or not master or master.startswith("sc://"):
+        raise ValueError(f"master must be a Spark master URL (local[N], spark://host:port); got {master!r}")
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("servelab").master(master)
+    for key, value in _SPARK_CONF.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+class SparkEngine(Engine):
+    """The SQL translated by sqlglot to Spark SQL, run by ``session`` (a ``SparkSession``).
+
+    The session is shared by the process (it starts in seconds); :meth:`close` drops only the
+    temporary views this engine made.
+    """
+
+    name = "spark"
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self._views: list[str] = []
+        self._cached: dict[str, object] = {}
+
+    @staticmethod
+    def translate(sql: str) -> str:
+        """``sql`` (DuckDB's dialect) in Spark SQL, by sqlglot.
+
+        Besides sqlglot's translation, a number literal with a point or an exponent (``501.0``,
+        ``1e-3``) becomes a DOUBLE: Spark reads it as a DECIMAL, whose division rounds to a few
+        digits, where DuckDB divides in doubles.
+        """
+        import sqlglot
+        from sqlglot import exp
+
+        trees = sqlglot.parse(sql, read=DIALECTS["duckdb"]["sqlglot"])
+        if len(trees) != 1:
+            raise ValueError(f"sql must be one statement; got {len(trees)}")
+
+        def as_double(node):
+            if isinstance(node, exp.Literal) and node.is_number and any(ch in node.this.lower() for ch in ".e"):
+                return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
+            return node
+
+        return trees[0].transform(as_double).sql(dialect=DIALECTS["spark"]["sqlglot"])
+
+    def frame(self, sql: str) -> pl.DataFrame:
+        table = self.session.sql(self.translate(sql)).toArrow()
+        return pl.from_arrow(table) if table.num_columns else pl.DataFrame()
+
+    def create_temp_table(self, name: str, query: str) -> None:
+        self.drop_temp_table(name)
+        df = self.session.sql(self.translate(query)).cache()
+        df.createOrReplaceTempView(name)
+        self._views.append(name)
+        self._cached[name] = df
+
+    def drop_temp_table(self, name: str) -> None:
+        df = self._cached.pop(name, None)
+        if df is not None:
+            df.unpersist()
+        self.session.catalog.dropTempView(name)
+
+    def register(self, name: str, frame: pl.DataFrame) -> None:
+        self.session.createDataFrame(frame.to_pandas()).createOrReplaceTempView(name)
+        self._views.append(name)
+
+    def close(self) -> None:
+        for name in dict.fromkeys(self._views):
+            self.drop_temp_table(name)
+        self._views.clear()
