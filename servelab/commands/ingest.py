@@ -10,7 +10,7 @@ import click
 __all__ = ["ingest", "clock_text"]
 
 #: the same names as servelab.analysis.ingest.core.FORMATS (kept literal so that --help imports nothing heavy;
-#: tests/cli/test_ingest_formats.py checks they agree)
+#: tests/cli/test_cli_format_lists.py checks they agree)
 _FORMATS = ("auto", "burstgpt", "azure", "aiperf", "mooncake", "bailian", "generic")
 
 
