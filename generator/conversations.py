@@ -120,17 +120,10 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
     index = pl.DataFrame({"client_id": pool_ids, "p": np.arange(P)})
     parts = {}
     for field in ("turns", "itt_s"):
-        rows = conv.filter((pl.col("quantity") == field) & (pl.col("probability") > 0))
-        own = rows.filter(pl.col("client_id").is_not_null()).join(index, on="client_id", how="inner")
-        own = own.select("p", "value", "probability")
-        shared = rows.filter(pl.col("client_id").is_null())
-        if shared.height:
-            missing = np.setdiff1d(np.arange(P), own["p"].unique().to_numpy())
-            fill = pl.DataFrame({"p": missing}).join(shared.select("value", "probability"), how="cross")
-            own = pl.concat([own, fill.select("p", "value", "probability")])
-        if own.height == 0:
+        own = _client_rows(conv, index, P, field)
+        if own is None:
             return None
-        parts[field] = own.sort(["p", "value"])
+        parts[field] = own
     turns, itt = parts["turns"], parts["itt_s"]
     inc, inc_map = _quantity_table(conv, index, P, _INCREMENT)
     first, first_map = _quantity_table(conv, index, P, _FIRST) if inc is not None else (None, None)
@@ -165,13 +158,10 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
     )
 
 
-def _quantity_table(conv: pl.DataFrame, index: pl.DataFrame, P: int, quantity: str
-                    ) -> tuple[PmfTable | None, np.ndarray | None]:
-    """The PMF table of ``quantity`` and its group per pool index (a client's own rows, else the
-    pooled rows with a null ``client_id``, else -1); ``(None, None)`` without such rows."""
+def _client_rows(conv: pl.DataFrame, index: pl.DataFrame, P: int, quantity: str) -> pl.DataFrame | None:
+    """``p, value, probability`` of ``quantity`` per pool index, sorted: a client's own rows, and the
+    pooled rows (null ``client_id``) for every client without its own; None when there are none."""
     rows = conv.filter((pl.col("quantity") == quantity) & (pl.col("probability") > 0))
-    if rows.height == 0:
-        return None, None
     own = rows.filter(pl.col("client_id").is_not_null()).join(index, on="client_id", how="inner")
     own = own.select("p", "value", "probability")
     shared = rows.filter(pl.col("client_id").is_null())
@@ -179,9 +169,16 @@ def _quantity_table(conv: pl.DataFrame, index: pl.DataFrame, P: int, quantity: s
         missing = np.setdiff1d(np.arange(P), own["p"].unique().to_numpy())
         fill = pl.DataFrame({"p": missing}).join(shared.select("value", "probability"), how="cross")
         own = pl.concat([own, fill.select("p", "value", "probability")])
-    if own.height == 0:
+    return own.sort(["p", "value"]) if own.height else None
+
+
+def _quantity_table(conv: pl.DataFrame, index: pl.DataFrame, P: int, quantity: str
+                    ) -> tuple[PmfTable | None, np.ndarray | None]:
+    """The PMF table of ``quantity`` and its group per pool index (a client's own rows, else the
+    pooled rows with a null ``client_id``, else -1); ``(None, None)`` without such rows."""
+    own = _client_rows(conv, index, P, quantity)
+    if own is None:
         return None, None
-    own = own.sort(["p", "value"])
     p = own["p"].to_numpy()
     present = np.unique(p)
     inc_map = np.full(P, -1)
