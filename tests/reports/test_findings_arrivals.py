@@ -82,9 +82,10 @@ def _poisson_store(tmp_path, rng, n=6000, span=3 * 3600.0):
 
 def test_poisson_trace_is_not_called_bursty_or_shifting(tmp_path, rng):
     ev = measure_arrivals(_poisson_store(tmp_path, rng), seed=0, budget=Budget.quick())
-    f1, single, f2, g = arrival_findings(ev)
+    whole, f1, single, f2, g = arrival_findings(ev)
     assert f1.measured["bursty"] is False
     assert f1.verdict is Verdict.DOES_NOT_HOLD  # 6,000 arrivals in 9 full blocks: power to say so
+    assert whole.id == "servegen.F1" and whole.verdict is Verdict.DOES_NOT_HOLD  # joins its two claims
     assert single.verdict is not Verdict.HOLDS
     assert f2.measured["rate_shifts"] is False and f2.measured["cv_shifts"] is False
     assert f2.verdict is Verdict.DOES_NOT_HOLD
@@ -110,8 +111,9 @@ def test_findings_not_applicable_on_a_tiny_trace(tmp_path):
     store = write_store(pl.DataFrame({"timestamp": [0.0, 1.0]}), tmp_path / "tiny")
     ev = measure_arrivals(store, by="client")
     assert "per-client tables skipped: the trace has no 'client_id' column" in ev.notes
-    f1, single, f2, g = arrival_findings(ev)
-    assert [f.verdict for f in (f1, single, f2, g)] == [Verdict.NOT_APPLICABLE] * 4
+    whole, f1, single, f2, g = arrival_findings(ev)
+    assert [f.verdict for f in (whole, f1, single, f2, g)] == [Verdict.NOT_APPLICABLE] * 5
+    assert "CV is undefined" in whole.reason
     assert "CV is undefined" in single.reason
     assert "CV is undefined" in f1.reason
     assert "needs at least 3 active 5-minute windows" in f2.reason
@@ -121,8 +123,8 @@ def test_section_builds_with_figures(azure_store):
     from servelab.reports.areas import ARRIVALS, build_section
 
     section = build_section(ARRIVALS, azure_store, budget=Budget.quick(), seed=0)
-    assert [f.id for f in section.findings] == ["servegen.F1.bursty", "servegen.F1.single_process", "servegen.F2",
-                                                  "burstgpt.gamma_shift"]
+    assert [f.id for f in section.findings] == ["servegen.F1", "servegen.F1.bursty", "servegen.F1.single_process",
+                                                  "servegen.F2", "burstgpt.gamma_shift"]
     assert set(section.figures) == {"servegen.fig1", "servegen.fig2", "burstgpt.fig6"}
     assert section.headline["gap CV"] > 5
     assert "family_comparison" in section.tables
