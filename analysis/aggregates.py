@@ -119,6 +119,20 @@ def round_half_even_sql(x: str) -> str:
 
 
 #: every query of this module, by name; ``{...}`` are filled by the functions below
+#: rows of a (client, data window) with the value of a field whose meaning needs the window's maximum
+#: of a count column (``group_max``; the per-item modality tokens): the shared head of the two
+#: ``*_window`` queries below
+_WINDOW_VALUES = """
+        WITH r AS (
+            SELECT {cidx} AS cidx, CAST(floor(q.timestamp / {data_window_s}) AS BIGINT) AS d, q.*
+            FROM {source} q {join}
+        ), x AS (
+            SELECT cidx, d, {value} AS v FROM (
+                SELECT *, max({count_col}) OVER (PARTITION BY cidx, d) AS group_max FROM r
+            ) z
+        )
+"""
+
 SQL = MappingProxyType({
     "client_counts": """
         SELECT CAST(client_id AS VARCHAR) AS client_id, count(*) AS n
@@ -195,15 +209,7 @@ SQL = MappingProxyType({
         WHERE v IS NOT NULL AND NOT isnan(v) AND v >= 0 AND v < 'Infinity'
         GROUP BY 1, 2, 3
     """,
-    "value_counts_window": """
-        WITH r AS (
-            SELECT {cidx} AS cidx, CAST(floor(q.timestamp / {data_window_s}) AS BIGINT) AS d, q.*
-            FROM {source} q {join}
-        ), x AS (
-            SELECT cidx, d, {value} AS v FROM (
-                SELECT *, max({count_col}) OVER (PARTITION BY cidx, d) AS group_max FROM r
-            ) z
-        )
+    "value_counts_window": _WINDOW_VALUES + """
         SELECT cidx, d, CAST(least({key}, {key_max}) AS BIGINT) AS vk, count(*) AS n
         FROM x
         WHERE v IS NOT NULL AND NOT isnan(v) AND v >= 0 AND v < 'Infinity'
@@ -245,15 +251,7 @@ SQL = MappingProxyType({
         WHERE v > 0 AND v < 'Infinity'
         GROUP BY 1, 2
     """,
-    "log_stats_window": """
-        WITH r AS (
-            SELECT {cidx} AS cidx, CAST(floor(q.timestamp / {data_window_s}) AS BIGINT) AS d, q.*
-            FROM {source} q {join}
-        ), x AS (
-            SELECT cidx, d, {value} AS v FROM (
-                SELECT *, max({count_col}) OVER (PARTITION BY cidx, d) AS group_max FROM r
-            ) z
-        )
+    "log_stats_window": _WINDOW_VALUES + """
         SELECT cidx, d, count(*) AS n, avg(ln(v)) AS mu, var_pop(ln(v)) AS var
         FROM x
         WHERE v > 0 AND v < 'Infinity'
