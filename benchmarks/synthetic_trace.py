@@ -252,6 +252,7 @@ def make_synthetic_store(
     days: float = 1.0,
     seed: int = 0,
     overwrite: bool = False,
+    numeric_ids: bool = False,
 ) -> TraceStore:
     """Write a synthetic trace directly as a canonical trace store.
 
@@ -267,6 +268,10 @@ def make_synthetic_store(
         See :func:`draw_requests`.
     overwrite : bool
         Replace an existing store.
+    numeric_ids : bool
+        Client ids are the bare client numbers (``"17"``) instead of ``"c00017"``: ServeGen's
+        released loader parses an integer id from its ``chunk-<id>-...`` file names, so a pool
+        fitted from this store can be exported to ServeGen's format and read by it.
 
     Raises
     ------
@@ -275,9 +280,10 @@ def make_synthetic_store(
     """
     table = draw_requests(n_rows, n_clients=n_clients, days=days, seed=seed)
     table = table.append_column("request_id", pa.array(np.arange(n_rows, dtype=np.int64)))
+    client_sql = "CAST(client AS VARCHAR)" if numeric_ids else "'c' || lpad(CAST(client AS VARCHAR), 5, '0')"
     sql = (
         "SELECT request_id, timestamp, "
-        "'c' || lpad(CAST(client AS VARCHAR), 5, '0') AS client_id, "
+        f"{client_sql} AS client_id, "
         f"CASE WHEN gpt4 THEN '{_MODELS[1]}' ELSE '{_MODELS[0]}' END AS model, "
         "CASE WHEN conversation THEN 'conversation' ELSE 'api' END AS service, "
         "input_tokens, output_tokens, "
@@ -297,6 +303,8 @@ def make_synthetic_store(
         ts = table.column("timestamp")
         span = (float(ts[0].as_py()), float(ts[-1].as_py()))
         settings = {"n_rows": int(n_rows), "n_clients": int(n_clients), "days": float(days), "seed": int(seed)}
+        if numeric_ids:
+            settings["numeric_ids"] = True
         manifest = build_manifest(
             fmt="synthetic",
             sources=[{"path": "benchmarks/synthetic_trace.py", "sha256": None, "format": "synthetic",
