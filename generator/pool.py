@@ -201,11 +201,15 @@ def _as_lazy(table, name: str) -> pl.LazyFrame:
         raise TypeError(f"pool table {name!r} must be a polars DataFrame or LazyFrame; got {type(table).__name__}")
     if name == "arrivals":
         table = named_arrival_params(table)
-    names = table.collect_schema().names()
+    have = table.collect_schema()
+    names = have.names()
     missing = [c for c in schema if c not in names]
     if missing:
         raise PoolFormatError(f"pool table {name!r} lacks columns {missing}; required: {list(schema)}; got {names}")
-    return table.with_columns([pl.col(c).cast(t) for c, t in schema.items()])
+    # cast only the columns whose type differs (stored Float32 / Int64 narrowings): a no-op cast of
+    # every column still costs each later query a projection over the whole table
+    casts = [pl.col(c).cast(t) for c, t in schema.items() if have[c] != t]
+    return table.with_columns(casts) if casts else table
 
 
 class ClientPool:

@@ -32,7 +32,10 @@ import polars as pl
 from servelab.fitting.families import get_arrival_family
 from servelab.generator.exceptions import PoolFormatError
 
-__all__ = ["POOL_BOUNDS", "check_pool_tables", "check_arrivals", "check_pmfs"]
+__all__ = ["POOL_BOUNDS", "CHECKS_VERSION", "check_pool_tables", "check_arrivals", "check_pmfs"]
+
+#: bumped whenever a rule changes: a pool file certified by other checks is checked again on reading
+CHECKS_VERSION = 1
 
 #: bounds of the checks: absurd values beyond them are refused, not generated from
 POOL_BOUNDS = MappingProxyType({

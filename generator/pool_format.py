@@ -15,8 +15,9 @@ active window with fewer than 2 gaps::
                                (a Float64 column whose values are all float32-exact is stored as
                                Float32, else one of integers as Int64, losslessly; readers get
                                Float64 back),
-      arrivals.parquet         same names and columns (zstd-compressed, sorted by client and
-      data.parquet             window so that they compress well and read fast)
+      arrivals.parquet         same names and columns (zstd-compressed, row groups of 64k rows;
+      data.parquet             arrivals sorted by client and window, data by window and client,
+                               so that they compress well and a period's windows read fast)
       data_fits.parquet
       conversations.parquet
       conversation_pmfs.parquet
@@ -26,12 +27,20 @@ active window with fewer than 2 gaps::
       churn.parquet            client churn (absent from older pools: read as an empty table)
       coupling.parquet         load-length coupling (likewise)
 
-Reading is lazy (``polars.scan_parquet``): :func:`read_pool` opens the manifest only. Writing is
+The manifest's optional ``checked`` entry (``checks_version``, ``bounds``, ``sha256`` per table
+file) says that these very files passed :func:`~servelab.generator.pool_checks.check_pool_tables`
+when written: a reader whose checks version and bounds are the same and whose hashes of the files
+match skips the range checks (hashing a few MB costs milliseconds; the checks, a scan of every
+table). Any other pool, or a file changed since, is checked on reading.
+
+Reading is lazy (``polars.scan_parquet``): :func:`read_pool` opens the manifest (and hashes the
+table files when it has a ``checked`` entry). Writing is
 atomic (a failed write leaves nothing behind). This module converts formats only.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -47,7 +56,7 @@ from servelab.generator.exceptions import (
     PoolNotFoundError,
 )
 from servelab.generator.pool import ClientPool
-from servelab.generator.pool_checks import check_pool_tables
+from servelab.generator.pool_checks import CHECKS_VERSION, POOL_BOUNDS, check_pool_tables
 
 
 __all__ = ["read_pool", "write_pool", "is_servelab_pool", "FORMAT_NAME", "FORMAT_VERSION", "READ_VERSIONS", "TABLES"]
@@ -63,7 +72,9 @@ MANIFEST = "manifest.json"
 TABLES = {
     "clients": None,
     "arrivals": ("client_id", "window_start"),
-    "data": ("client_id", "window_start", "field", "value"),
+    # by window first: a generation period's data windows are a few row groups (min/max statistics
+    # prune the rest on reading); readers never rely on the stored order
+    "data": ("window_start", "client_id", "field", "value"),
     "data_fits": ("client_id", "window_start", "field"),
     "conversations": ("client_id",),
     "conversation_pmfs": ("client_id", "quantity", "value"),
@@ -71,6 +82,8 @@ TABLES = {
     "churn": ("client_id",),  # issue 17; absent from older pools, read as empty
     "coupling": ("client_id", "field"),  # issue 17; absent from older pools, read as empty
 }
+#: rows per Parquet row group (the unit the window filters of a lazy read skip by statistics)
+ROW_GROUP_ROWS = 65_536
 #: tables written only when they have rows (pools without them read as before)
 OPTIONAL_TABLES = ("prefixes",)
 
@@ -140,7 +153,8 @@ def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = F
                 lf = lf.sort(list(order), maintain_order=True)
             lf = _narrow_floats(lf)
             file = f"{name}.parquet"
-            lf.sink_parquet(tmp / file, compression="zstd", compression_level=9, statistics=True)
+            lf.sink_parquet(tmp / file, compression="zstd", compression_level=9, statistics=True,
+                            row_group_size=ROW_GROUP_ROWS)
             rows = pl.scan_parquet(tmp / file).select(pl.len()).collect().item()
             tables[name] = {"file": file, "rows": int(rows)}
         manifest = {
@@ -156,8 +170,52 @@ def write_pool(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool = F
             "tables": tables,
             "provenance": _plain(pool.provenance),
         }
+        checked = _checked_entry(tmp, tables, pool)
+        if checked is not None:
+            manifest["checked"] = checked
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return path
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checks_stamp(folder: Path, tables: Mapping[str, Any]) -> dict[str, Any]:
+    """What a ``checked`` entry certifies: the checks' version and bounds, and each table file's sha256."""
+    return {"checks_version": CHECKS_VERSION, "bounds": dict(POOL_BOUNDS),
+            "sha256": {name: _sha256(folder / entry["file"]) for name, entry in sorted(tables.items())}}
+
+
+def _checked_entry(folder: Path, tables: Mapping[str, Any], pool: ClientPool) -> dict[str, Any] | None:
+    """The manifest's ``checked`` entry when the written tables pass the range checks, else None.
+
+    The checks run on the files just written (what a reader will read). A pool that fails them is
+    still written (the checks refuse it on reading, naming the bad value), without the entry.
+    """
+    written = {name: pl.scan_parquet(folder / entry["file"]) for name, entry in tables.items()}
+    try:
+        check_pool_tables(ClientPool(**written, window_s=pool.window_s, data_window_s=pool.data_window_s,
+                                     span=tuple(pool.span), fields=pool.fields), source="(being written)")
+    except PoolFormatError:
+        return None
+    return _checks_stamp(folder, tables)
+
+
+def _is_checked(path: Path, manifest: Mapping[str, Any]) -> bool:
+    """True when the manifest's ``checked`` entry matches these checks and the table files as they are."""
+    checked = manifest.get("checked")
+    if not isinstance(checked, Mapping):
+        return False
+    tables = {name: entry for name, entry in manifest["tables"].items() if name in TABLES}
+    try:
+        return checked == _checks_stamp(path, tables)
+    except OSError:
+        return False
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
@@ -207,5 +265,6 @@ def read_pool(path: str | os.PathLike) -> ClientPool:
     provenance.setdefault("pool_path", str(path))
     pool = ClientPool(**tables, window_s=float(manifest["window_s"]), data_window_s=float(manifest["data_window_s"]),
                       span=tuple(manifest["span_s"]), fields=manifest["fields"], provenance=provenance)
-    check_pool_tables(pool, source=repr(str(path)))
+    if not _is_checked(path, manifest):  # the range checks, unless passed by these very files
+        check_pool_tables(pool, source=repr(str(path)))
     return pool
