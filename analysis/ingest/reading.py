@@ -447,8 +447,12 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
     if t.kind == "number":
         checks.append("WHEN isnan(_t) OR isinf(_t) THEN 'nan_timestamp'")
     out = []
+    # each non-native field's trimmed text is computed once (_s: NULL when empty) in a level of its
+    # own, and every emptiness test, string value and boolean parse reads it: the CASE chain of
+    # the checks and the output columns repeated trim() per use
+    trimmed = []
     for i, f in enumerate(plan.fields):
-        r, v, c = f"_r{i}", f"_v{i}", f.canonical
+        r, s, v, c = f"_r{i}", f"_s{i}", f"_v{i}", f.canonical
         if f.column is not None and f.kind in _NATIVE and native.get(f.column) == _NATIVE[f.kind]:
             # parsed by the CSV reader: unparseable values are already in its reject table
             parse.append(f"{ident(f.column)} AS {v}")
@@ -463,11 +467,12 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
                 out.append(f"{v} AS {ident(c)}")
             continue
         parse.append(f"{f.raw} AS {r}")
+        trimmed.append(f"NULLIF(trim({r}), '') AS {s}")
         if f.required:
-            checks.append(f"WHEN {_empty(r)} THEN 'missing_{c}'")
+            checks.append(f"WHEN {s} IS NULL THEN 'missing_{c}'")
         if f.kind in ("count", "seconds"):
             parse.append(f"TRY_CAST({r} AS DOUBLE) AS {v}")
-            checks.append(f"WHEN NOT {_empty(r)} AND ({v} IS NULL OR isnan({v}) OR isinf({v})) THEN 'non_numeric_{c}'")
+            checks.append(f"WHEN {s} IS NOT NULL AND ({v} IS NULL OR isnan({v}) OR isinf({v})) THEN 'non_numeric_{c}'")
             checks.append(f"WHEN {v} < 0 THEN 'negative_{c}'")
             if f.kind == "count":
                 checks.append(f"WHEN {v} <> floor({v}) OR (TRY_CAST({v} AS BIGINT) IS NULL AND {v} IS NOT NULL) "
@@ -476,17 +481,18 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
             else:
                 out.append(f"{v} AS {ident(c)}")
         elif f.kind == "bool" and f.values:
+            # mapped from trim(text) as before: a mapping may name the empty text
             parse.append(f"{_mapped(f'trim({r})', f.values, 'NULL')} AS {v}")
-            checks.append(f"WHEN NOT {_empty(r)} AND {v} IS NULL THEN 'unmapped_{c}'")
+            checks.append(f"WHEN {s} IS NOT NULL AND {v} IS NULL THEN 'unmapped_{c}'")
             out.append(f"CAST({v} AS BOOLEAN) AS {ident(c)}")
         elif f.kind == "bool":
-            parse.append(f"TRY_CAST(lower(trim({r})) AS BOOLEAN) AS {v}")
-            checks.append(f"WHEN NOT {_empty(r)} AND {v} IS NULL THEN 'invalid_{c}'")
+            trimmed.append(f"TRY_CAST(lower({s}) AS BOOLEAN) AS {v}")
+            checks.append(f"WHEN {s} IS NOT NULL AND {v} IS NULL THEN 'invalid_{c}'")
             out.append(f"{v} AS {ident(c)}")
         elif f.kind == "list":
             parse.append(f"TRY_CAST({r} AS BIGINT[]) AS {v}")
             checks.append(
-                f"WHEN NOT {_empty(r)} AND ({v} IS NULL OR len(list_filter({v}, lambda x: x IS NULL)) > 0) "
+                f"WHEN {s} IS NOT NULL AND ({v} IS NULL OR len(list_filter({v}, lambda x: x IS NULL)) > 0) "
                 f"THEN 'malformed_{c}'"
             )
             # the BIGINT[] cast rounds 1.5 to 2: a list whose text has a fraction or an exponent
@@ -498,15 +504,16 @@ def typed_rows_sql(plan: IngestPlan, rel: str, raw_json: str, index: int, native
             )
             out.append(f"{v} AS {ident(c)}")
         else:  # string
-            text = f"NULLIF(trim({r}), '')"
             if f.strict_values:
                 keys = ", ".join(sql_str(a) for a, _ in f.values)
-                checks.append(f"WHEN NOT {_empty(r)} AND trim({r}) NOT IN ({keys}) THEN 'unmapped_{c}'")
+                checks.append(f"WHEN {s} IS NOT NULL AND {s} NOT IN ({keys}) THEN 'unmapped_{c}'")
+            text = s
             if f.values:
-                text = (f"CASE {text} " + " ".join(f"WHEN {sql_str(a)} THEN {sql_str(b)}" for a, b in f.values)
-                        + f" ELSE {text} END")
+                text = f"CASE {s} " + " ".join(f"WHEN {sql_str(a)} THEN {sql_str(b)}" for a, b in f.values) + f" ELSE {s} END"
             out.append(f"{text} AS {ident(c)}")
     level_a = f"SELECT *, {', '.join(parse)} FROM ({rel})"
+    if trimmed:
+        level_a = f"SELECT *, {', '.join(trimmed)} FROM ({level_a})"
     level_b = f"SELECT *, CASE {' '.join(checks)} END AS _reason FROM ({level_a})"
     level_c = (
         f"SELECT _t AS _ts, {', '.join(out) + ', ' if out else ''}_reason, _line, "
