@@ -94,7 +94,7 @@ def bench_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_process(cmd: list[str], *, cwd: str | None = None, env: dict | None = None) -> dict:
+def run_process(cmd: list[str], *, cwd: str | None = None) -> dict:
     """Run ``cmd`` under GNU time: its wall time, CPU time, own peak RSS and last stdout line.
 
     (``wait4`` on a child forked from this process would report at least this process's RSS at
@@ -103,7 +103,7 @@ def run_process(cmd: list[str], *, cwd: str | None = None, env: dict | None = No
     with tempfile.NamedTemporaryFile(suffix=".time") as stats:
         t0 = time.perf_counter()
         proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", stats.name, *cmd], capture_output=True,
-                              text=True, cwd=cwd, env=env, check=False)
+                              text=True, cwd=cwd, check=False)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-3000:]}")
@@ -187,21 +187,21 @@ def bench_servegen(pool: Path, servegen_pool: Path, work: Path, *, pairs: int, r
         link.unlink()
     link.symlink_to(servegen_pool.resolve())
     out = work / "short.parquet"
-    # both sides run from byte-compiled code, compiled before timing into one cache outside the
-    # repositories (ServeGen's folder is read-only): no pair pays Python's compile step
-    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    # servelab's packages are byte-compiled before timing (in their own __pycache__), so that no
+    # pair pays Python's compile step; ServeGen's folder is read-only: its five modules compile on
+    # every run (milliseconds against its minutes). No PYTHONPYCACHEPREFIX: it would move every
+    # library's and the standard library's bytecode too, recompiled on the first run
     packages = [str(REPO / name) for name in ("servelab", "analysis", "fitting", "generator", "reports")]
-    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages, str(SERVEGEN_CODE / "servegen")], env=env,
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True, capture_output=True)
     ours_cmd = [*SERVELAB, "generate", str(pool), "--rate", str(rate), "--duration", str(duration), "--seed", "1",
                 "-o", str(out), "--overwrite", "--quiet"]
     theirs_cmd = [sys.executable, "-c", _SERVEGEN, str(SERVEGEN_CODE), str(root), "bench", str(rate), str(duration)]
     ours, theirs, digests = [], [], set()
     for i in range(pairs):  # interleaved: both see the same machine load
         with bench_lock():
-            a = run_process(ours_cmd, env=env)
+            a = run_process(ours_cmd)
             digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
-            b = run_process(theirs_cmd, env=env)
+            b = run_process(theirs_cmd)
         ours.append(a)
         theirs.append(b)
         print(f"pair {i + 1}      servelab {a['wall_s']:.2f} s ({json.loads(a['out'])['requests']:,} requests, "
