@@ -269,10 +269,35 @@ def energy_distance(x: np.ndarray, y: np.ndarray, *, max_n: int = 3000, seed: in
         y = y[rng.choice(y.shape[0], max_n, replace=False)]
 
     def mean_dist(a, b):
+        # blocks of rows bound the memory; each block's distances are
+        # sqrt(((a - b) ** 2).sum(axis=2)) computed in place in buffers allocated once. Up to two
+        # dimensions (what the report uses) the sum over the last axis is one addition per pair,
+        # done on whole per-dimension planes instead of numpy's reduction along a short axis:
+        # the same operations in the same order, so the same bits, at a fraction of the CPU
+        block = min(500, a.shape[0])
+        k = a.shape[1]
+        dist = np.empty((block, b.shape[0]))
+        other = np.empty((block, b.shape[0])) if k == 2 else None
+        diff = np.empty((block, b.shape[0], k)) if k > 2 else None
         total = 0.0
-        for i in range(0, a.shape[0], 500):  # blocks of rows bound the memory
-            d = np.sqrt(((a[i:i + 500, None, :] - b[None, :, :]) ** 2).sum(axis=2))
-            total += d.sum()
+        for i in range(0, a.shape[0], block):
+            m = min(block, a.shape[0] - i)
+            s = dist[:m]
+            if k > 2:
+                d = diff[:m]
+                np.subtract(a[i:i + m, None, :], b[None, :, :], out=d)
+                np.square(d, out=d)
+                np.sum(d, axis=2, out=s)
+            else:
+                np.subtract(a[i:i + m, 0, None], b[None, :, 0], out=s)
+                np.square(s, out=s)
+                if k == 2:
+                    o = other[:m]
+                    np.subtract(a[i:i + m, 1, None], b[None, :, 1], out=o)
+                    np.square(o, out=o)
+                    np.add(s, o, out=s)
+            np.sqrt(s, out=s)
+            total += s.sum()
         return total / (a.shape[0] * b.shape[0])
 
     e = 2 * mean_dist(x, y) - mean_dist(x, x) - mean_dist(y, y)

@@ -36,6 +36,30 @@ def test_energy_distance_matches_scipy_in_one_dimension(rng):
     assert energy_distance(np.c_[x, x], np.c_[x, x]) == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_energy_distance_in_blocks_gives_the_bits_of_the_plain_formula(rng, dims):
+    # the plain formula on the whole (n, m, dims) array; sizes straddle the 500-row blocks.
+    # Two dimensions: also against scipy's cdist (another implementation; relative 1e-12)
+    from scipy.spatial.distance import cdist
+
+    x, y = rng.lognormal(0, 1, (1203, dims)), rng.lognormal(0.2, 1.3, (777, dims))
+
+    def plain(a, b):
+        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)).mean()
+
+    def blocked(a, b):  # the summation order the function documents: 500-row blocks, then their sums
+        return sum(np.sqrt(((a[i:i + 500, None, :] - b[None, :, :]) ** 2).sum(axis=2)).sum()
+                   for i in range(0, a.shape[0], 500)) / (a.shape[0] * b.shape[0])
+
+    expected = np.sqrt(max(2 * blocked(x, y) - blocked(x, x) - blocked(y, y), 0.0))
+    assert energy_distance(x, y) == expected
+    reference = np.sqrt(2 * plain(x, y) - plain(x, x) - plain(y, y))
+    assert energy_distance(x, y) == pytest.approx(reference, rel=1e-9)
+    if dims == 2:
+        by_cdist = np.sqrt(2 * cdist(x, y).mean() - cdist(x, x).mean() - cdist(y, y).mean())
+        assert energy_distance(x, y) == pytest.approx(by_cdist, rel=1e-9)
+
+
 def test_window_stats_against_numpy(rng):
     # windows [3k, 3k + 3) on the trace's clock; rate = count / the window's part inside
     # [first, last]; windows covered for less than half their length are left out
