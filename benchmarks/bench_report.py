@@ -22,6 +22,7 @@ Command line::
     python benchmarks/bench_report.py --rows 1000000  # a smaller big store
     python benchmarks/bench_report.py --sample-only
     python benchmarks/bench_report.py --skip-sample --skip-full   # only the 10 M-row --quick run
+    python benchmarks/bench_report.py --skip-sample --rows 1000000 --days 14 --sections arrivals,clients
     # issue 16: 1 M -> 10 M growth, --quick vs full, the sparse trace, main vs this checkout
     flock /tmp/servelab-bench.lock python benchmarks/bench_report.py --skip-sample \
         --rows 1000000,10000000 --sparse --before main
@@ -223,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-full", action="store_true", help="big store: only --quick")
     parser.add_argument("--skip-sample", action="store_true", help="only the big store")
     parser.add_argument("--skip-quick", action="store_true", help="big store: only the full report")
+    parser.add_argument("--days", type=float, default=7.0, help="span of the big synthetic stores in days (default 7)")
+    parser.add_argument("--sections", default=None,
+                        help="big store: only these report sections, comma-separated (report --section ...)")
     opts = parser.parse_args(argv)
     rows = sorted(int(float(r)) for r in str(opts.rows).split(","))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -241,14 +245,17 @@ def main(argv: list[str] | None = None) -> int:
         _compare("report, sparse 4,244 clients x 23 days", ["report", str(sparse)], "sparse_full", 120, before,
                  opts.before, target_mb=1024)
     results: dict[tuple[int, str], dict[str, dict]] = {}
+    only = [a for section in (opts.sections or "").split(",") if section for a in ("--section", section.strip())]
+    label = f", sections {opts.sections}" if opts.sections else ""
     for n in rows:
-        store = _big_store(data, n, opts.seed)
+        store = _big_store(data, n, opts.seed, days=opts.days)
         if not opts.skip_quick:
-            results[(n, "quick")] = _compare(f"report --quick, {n:,} rows", ["report", str(store), "--quick"],
-                                             f"big{n}_quick", 60, before, opts.before)
+            results[(n, "quick")] = _compare(f"report --quick, {n:,} rows{label}",
+                                             ["report", str(store), "--quick", *only], f"big{n}_quick", 60, before,
+                                             opts.before)
         if not opts.skip_full:
-            results[(n, "full")] = _compare(f"report, {n:,} rows", ["report", str(store)], f"big{n}_full",
-                                            60 if n <= 10_000_000 else 300, before, opts.before)
+            results[(n, "full")] = _compare(f"report, {n:,} rows{label}", ["report", str(store), *only],
+                                            f"big{n}_full", 60 if n <= 10_000_000 else 300, before, opts.before)
     _summary(results, rows)
     return 0
 
