@@ -56,6 +56,7 @@ from servelab.analysis.window_rates import window_rate
 __all__ = [
     "ArrivalFrame",
     "arrival_frame",
+    "arrival_frame_from_times",
     "frame_gaps",
     "GROUPINGS",
     "parse_window",
@@ -179,6 +180,38 @@ def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", see
     else:
         frame = frame.with_columns(pl.lit(None, pl.String).alias("grp_"))
     found = resolve_clock(clock, store, timestamps=frame["timestamp"].to_numpy())
+    t0, t1 = _span(store)
+    return _with_predecessors(frame, column=column, found=found, t0=t0, t1=t1, seed=seed)
+
+
+def arrival_frame_from_times(timestamps, *, clock="auto", seed: int = 0) -> ArrivalFrame:
+    """The ungrouped :class:`ArrivalFrame` of an array of arrival times, without a store.
+
+    The same frame as :func:`arrival_frame` on :func:`~servelab.analysis.store.frame_source` of
+    ``{"timestamp": timestamps}`` with ``by=None`` (times sorted stably, numbered in that order,
+    ``clock="auto"`` detected from the times), without registering the times with DuckDB, reading
+    them back and detecting the clock twice. Pass it as ``frame=`` to the ungrouped analyses
+    (``window_stats(None, frame=frame)``: an ungrouped analysis given a frame reads no store).
+
+    Raises
+    ------
+    ValueError
+        If ``timestamps`` is empty or not finite.
+    """
+    t = np.sort(np.asarray(timestamps, dtype=np.float64), kind="stable")
+    if t.size == 0:
+        raise ValueError("timestamps is empty; need at least one arrival")
+    if not np.isfinite(t).all():
+        raise ValueError(f"timestamps must be finite; got {float(t[~np.isfinite(t)][0])!r}")
+    frame = pl.DataFrame({"request_id": np.arange(t.size, dtype=np.int64), "timestamp": t}).with_columns(
+        pl.lit(None, pl.String).alias("grp_"))
+    found = resolve_clock(clock, None, timestamps=t)
+    return _with_predecessors(frame, column=None, found=found, t0=float(t[0]), t1=float(t[-1]), seed=seed)
+
+
+def _with_predecessors(frame: pl.DataFrame, *, column: str | None, found, t0: float, t1: float,
+                       seed: int) -> ArrivalFrame:
+    """``frame`` (``request_id, timestamp, grp_`` in request order) with each request's predecessor."""
     step = found.censor_step_s if found is not None else None
 
     def lag(col: str) -> pl.Expr:
@@ -193,7 +226,6 @@ def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", see
                                     .alias("tj_"))
                  .sort("tj_", maintain_order=True)
                  .select("grp_", "timestamp", lag("timestamp").alias("prev_"), "tj_", lag("tj_").alias("prevj_")))
-    t0, t1 = _span(store)
     return ArrivalFrame(column=column, data=frame, t0=t0, t1=t1, clock=found, seed=seed)
 
 

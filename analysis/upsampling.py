@@ -20,7 +20,8 @@ output is a characterization (CV per window), so it is an analysis. The generato
 model, which samples ITTs from fits, is a different thing.
 
 The CV per window comes from :func:`servelab.analysis.arrivals.window_stats` (the project's one
-definition), run on an in-memory source of the re-timed arrivals (:func:`~servelab.analysis.store.frame_source`). This module must not import
+definition), run on an arrival frame of the re-timed arrivals
+(:func:`~servelab.analysis.arrivals.arrival_frame_from_times`: no store, no DuckDB). This module must not import
 fitting, generator, figures or matplotlib.
 """
 from __future__ import annotations
@@ -30,9 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from servelab.analysis.arrivals import window_stats
+from servelab.analysis.arrivals import arrival_frame_from_times, window_stats
 from servelab.analysis.exceptions import NotApplicableError
-from servelab.analysis.store import frame_source
 
 __all__ = ["UPSAMPLING_METHODS", "UpsamplingResult", "upsample_multiturn", "upsampling_burstiness", "window_cv"]
 
@@ -105,8 +105,9 @@ def window_cv(timestamps: np.ndarray, *, window_s: float) -> pl.DataFrame:
     timestamps = np.asarray(timestamps, dtype=float)
     if timestamps.size == 0:
         raise ValueError("timestamps is empty; need at least one arrival")
-    source = frame_source(pl.DataFrame({"timestamp": timestamps}), source="upsampled arrivals")
-    return window_stats(source, window=window_s, by=None, fill_idle=True).select(
+    # the frame of frame_source(...) + arrival_frame(...), built from the array directly
+    frame = arrival_frame_from_times(timestamps)
+    return window_stats(None, window=window_s, by=None, fill_idle=True, frame=frame).select(
         "window", "window_start_s", "exposure_s", "n_requests", "rate_rps", "n_gaps", "cv")
 
 
