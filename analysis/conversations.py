@@ -678,25 +678,67 @@ _LINK_SCHEMA = {
 
 
 def _links_by_conversation_id(store: TraceStore) -> tuple[pl.DataFrame, dict]:
-    has_turn = "turn" in store.columns
-    order = "ORDER BY timestamp, request_id"
-    win = f"OVER (PARTITION BY conversation_id {order})"
-    # with parent links beside the ids (Bailian), a first turn that names a parent lost its
-    # parent to the trace's start (or the log): dangling
-    dangling = (f"coalesce(conversation_id IS NOT NULL AND row_number() {win} = 1 AND requests.parent_id IS NOT NULL "
-                "AND requests.parent_id NOT IN ('', '-1'), false)") if "parent_id" in store.columns else "false"
-    sql = f"""
-SELECT request_id, timestamp,
-  CASE WHEN conversation_id IS NULL THEN request_id ELSE first_value(request_id) {win} END AS conversation,
-  CASE WHEN conversation_id IS NULL THEN NULL ELSE lag(request_id) {win} END AS parent,
-  CASE WHEN conversation_id IS NULL THEN 1 ELSE row_number() {win} END AS turn,
-  CASE WHEN conversation_id IS NULL THEN NULL ELSE timestamp - lag(timestamp) {win} END AS itt_s,
-  {dangling} AS dangling, false AS cycle, conversation_id IS NOT NULL AS identified,
-  {f"coalesce(conversation_id IS NOT NULL AND requests.turn < lag(requests.turn) {win}, false)" if has_turn else "false"} AS out_of_order
-FROM requests
-ORDER BY request_id
-"""
-    links = store.query(sql).cast(_LINK_SCHEMA)
+    """Links from ``conversation_id``: each identified request's conversation is the first request
+    of its id, its parent the previous one, in the order (timestamp, request_id).
+
+    numpy on the id's dense codes, not SQL window functions (``PARTITION BY conversation_id``:
+    DuckDB's window operator sorted every partition again): one stable argsort of the codes (the
+    rows are in request order, which is (timestamp, request_id) order in an ingested store; a
+    lexsort otherwise), then each row's group start, predecessor and rank are array operations.
+    """
+    columns = ["request_id", "timestamp", "conversation_id"]
+    has_turn, has_parent = "turn" in store.columns, "parent_id" in store.columns
+    columns += ["turn"] * has_turn + ["parent_id"] * has_parent
+    frame = store.to_polars(columns)
+    if not frame["request_id"].is_sorted():  # ingest sorts; a store written by hand might not be
+        frame = frame.sort("request_id")
+    n = frame.height
+    rid = frame["request_id"].cast(pl.Int64).to_numpy()
+    ts = frame["timestamp"].cast(pl.Float64).to_numpy()
+    identified = frame["conversation_id"].is_not_null().to_numpy()
+    rows = np.flatnonzero(identified)
+    codes = frame["conversation_id"].rank("dense").to_numpy()  # null (NaN) on unidentified rows
+    code = codes[rows]
+    t_rows = ts[rows]
+    if np.all(t_rows[1:] >= t_rows[:-1]):  # request order is (timestamp, request_id) order
+        order = rows[np.argsort(code, kind="stable")]
+    else:
+        order = rows[np.lexsort((rid[rows], t_rows, code))]
+    c_sorted = codes[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = c_sorted[1:] != c_sorted[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(order.size), 0))
+    conversation = rid.copy()
+    conversation[order] = rid[order[start]]
+    turn = np.ones(n, dtype=np.int64)
+    turn[order] = np.arange(order.size) - start + 1
+    prev = np.empty(order.size, dtype=np.int64)  # index of each sorted row's predecessor (-1: none)
+    prev[0:1] = -1
+    prev[1:] = order[:-1]
+    prev[first] = -1
+    parent = np.full(n, -1, dtype=np.int64)
+    has_prev = np.zeros(n, dtype=bool)
+    parent[order] = np.where(prev >= 0, rid[prev], -1)
+    has_prev[order] = prev >= 0
+    itt = np.full(n, np.nan)
+    itt[order[prev >= 0]] = ts[order[prev >= 0]] - ts[prev[prev >= 0]]
+    dangling = np.zeros(n, dtype=bool)
+    if has_parent:
+        # with parent links beside the ids (Bailian), a first turn that names a parent lost its
+        # parent to the trace's start (or the log): dangling
+        named = (frame["parent_id"].is_not_null() & ~frame["parent_id"].cast(pl.String).is_in(["", "-1"])).to_numpy()
+        dangling[order[first]] = named[order[first]]
+    out_of_order = np.zeros(n, dtype=bool)
+    if has_turn:
+        given = frame["turn"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        later = order[prev >= 0]
+        out_of_order[later] = given[later] < given[prev[prev >= 0]]
+    links = pl.DataFrame({
+        "request_id": rid, "timestamp": ts, "conversation": conversation,
+        "parent": parent,
+        "turn": turn, "itt_s": pl.Series(itt).fill_nan(None), "dangling": dangling,
+        "cycle": np.zeros(n, dtype=bool), "identified": identified, "out_of_order": out_of_order,
+    }).with_columns(pl.when(pl.Series(has_prev)).then(pl.col("parent")).alias("parent")).cast(_LINK_SCHEMA)
     # out of order counts conversations, not requests
     n_ooo = links.filter(pl.col("out_of_order"))["conversation"].n_unique()
     ooo_convs = links.filter(pl.col("out_of_order")).select("conversation").unique()
