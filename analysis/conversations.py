@@ -914,6 +914,10 @@ def conversation_table(links: pl.DataFrame, *, trace_start: float | None = None,
     """
     start = float(links["timestamp"].min()) if trace_start is None else trace_start
     end = float(links["timestamp"].max()) if trace_end is None else trace_end
+    # grouped by a column flagged sorted, polars aggregates contiguous slices instead of hashing
+    # every row (a stable sort keeps each conversation's rows in their order): 0.72 -> 0.35
+    # CPU-s with the sort at 1 M rows, the same table
+    links = links.sort("conversation", maintain_order=True).with_columns(pl.col("conversation").set_sorted())
     # medians over the rows with an ITT only (a separate group-by: the median is the costly
     # aggregate, and most conversations have no ITT or one)
     medians = links.filter(pl.col("itt_s").is_not_null()).group_by("conversation").agg(
