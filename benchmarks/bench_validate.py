@@ -1,5 +1,12 @@
 """Benchmark and target checks of ``servelab validate`` (issue 17).
 
+0. **Forecast rule** (``--parts forecast``): the total-rate forecast of
+   :mod:`servelab.fitting.pool_forecast` on simulated series of known truth, 40 seeds each: fit on
+   week 1 (10-min windows, Poisson counts at 0.05 req/s times a daily sine of amplitude 0.5, a
+   log-normal day effect of sd 0.03 and AR(1) window noise of sd 0.1, phi 0.9), forecast week 2.
+   Scenarios: stationary null, the null without a daily pattern, a linear trend of +8%/day, and a
+   hump (+40% Gaussian bump of sd 1.5 days at day 3.5, flat again by week 2). Printed per scenario:
+   trends kept, daily patterns kept, week-2 counts within 15%, the median and worst count error.
 1. **Speed**: :func:`servelab.generator.validation.validate` with the split at half the time on a
    10 M-row, 2,000-client, 14-day synthetic store (benchmarks/synthetic_trace.py, cached under
    /work/bench_data/), target <= 3 min; prints the metrics table and the client turnover.
@@ -20,7 +27,7 @@ value (``|value - reference|`` smaller).
 Run large parts under the shared lock::
 
     flock /tmp/servelab-bench.lock .venv/bin/python benchmarks/bench_validate.py [--rolling 3]
-        [--parts speed,rolling,servegen,real]
+        [--parts forecast,speed,rolling,servegen,real]
 """
 from __future__ import annotations
 
@@ -92,6 +99,63 @@ def _show(title: str, result, seconds: float | None = None) -> dict:
           f"request count {doc['servelab']['n_requests']:.0f} vs real {doc['reference']['n_requests']:.0f} "
           f"({err:.1%}; target <= 15%: {'met' if err <= 0.15 else 'NOT met'})")
     return doc
+
+
+FORECAST_SCENARIOS = ("null", "null, no daily pattern", "linear +8%/day", "hump +40%")
+
+
+def _simulated_week(scenario: str, seed: int):
+    """Window starts and Poisson counts of two weeks of a scenario (module docstring, part 0)."""
+    import numpy as np
+    from scipy.signal import lfilter
+
+    W = 600.0
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, 14 * DAY, W)
+    d = t / DAY
+    level = {"linear +8%/day": 1 + 0.08 * d, "hump +40%": 1 + 0.4 * np.exp(-(((d - 3.5) / 1.5) ** 2))}.get(
+        scenario, np.ones_like(d))
+    season = np.ones_like(d) if scenario == "null, no daily pattern" else 1 + 0.5 * np.sin(2 * np.pi * d)
+    day = rng.normal(0.0, 0.03, 14)[d.astype(np.int64)]
+    ar = lfilter([1.0], [1.0, -0.9], rng.normal(0.0, 0.1 * np.sqrt(1 - 0.81), t.size))  # AR(1), sd 0.1
+    return t, rng.poisson(0.05 * level * season * np.exp(day + ar) * W)
+
+
+def forecast_table(seeds: int = 40) -> pl.DataFrame:
+    """Part 0: one row per scenario (module docstring)."""
+    import numpy as np
+
+    from servelab.fitting.pool_forecast import fit_rate_forecast
+
+    W = 600.0
+    rows = []
+    for scenario in FORECAST_SCENARIOS:
+        trend = daily = within = 0
+        errs = []
+        for seed in range(seeds):
+            t, c = _simulated_week(scenario, seed)
+            wk = t < 7 * DAY
+            f = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t[wk], "window_s": W,
+                                                "rate": c[wk] / W}), (0.0, 7 * DAY))
+            err = float(f.rate_at(t[~wk] + W / 2).sum() * W / c[~wk].sum() - 1)
+            trend += f.slope != 0
+            daily += f.period_s is not None
+            within += abs(err) <= 0.15
+            errs.append(err)
+        rows.append({"scenario": scenario, "seeds": seeds, "trend_kept": trend, "daily_kept": daily,
+                     "count_within_15pct": within, "median_count_error": float(np.median(errs)),
+                     "worst_count_error": float(max(errs, key=abs))})
+    return pl.DataFrame(rows)
+
+
+def part_forecast(seeds: int = 40) -> None:
+    t0 = time.perf_counter()
+    table = forecast_table(seeds)
+    print(f"\n== forecast rule on simulated series of known truth, {seeds} seeds each "
+          f"({time.perf_counter() - t0:.1f} s): fit week 1, forecast week 2's count")
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_width_chars=200):
+        print(table)
 
 
 def part_speed(store) -> None:
@@ -168,9 +232,11 @@ def main(argv=None) -> int:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--rolling", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--parts", default="speed,rolling,servegen,real")
+    parser.add_argument("--parts", default="forecast,speed,rolling,servegen,real")
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
+    if "forecast" in parts:
+        part_forecast()
     if parts & {"speed", "rolling"}:
         store = _store(args.rows, args.clients, args.days, 0)
         if "speed" in parts:

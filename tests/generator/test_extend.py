@@ -17,7 +17,7 @@ from servelab.analysis.store import write_store
 from servelab.cli import main
 from servelab.fitting.pool_churn import churn_model, churn_table, default_grace
 from servelab.fitting.pool_fit import fit_pool
-from servelab.fitting.pool_forecast import TREND_P, fit_rate_forecast
+from servelab.fitting.pool_forecast import CURVATURE_P, SEASON_P, TREND_P, fit_rate_forecast
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.extend import NEW_CLIENT_PREFIX, churn_summary, extend_pool
 from servelab.generator.generate import generate
@@ -128,15 +128,51 @@ def test_forecast_recovers_trend_and_daily_pattern_and_null_has_no_trend():
         arr = pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": r})
         f = fit_rate_forecast(arr, (0.0, 14 * DAY))
         assert (f.slope != 0) is keep and (f.slope_p < TREND_P) is keep
+        # a straight line: the quadratic term is not significant (14 daily means, 5% / sqrt(144) noise)
+        assert f.curvature_p >= CURVATURE_P
         if keep:
             assert f.slope * DAY == pytest.approx(5.0, rel=0.1)
-        # the level at the end: 100 + slope * 14 days (less half a day when read off the last day)
+        # the level at the end: the Theil-Sen line at 14 days, or the median daily mean (100)
         assert f.level == pytest.approx(100 + slope_per_day * 14, rel=0.05)
+        assert f.period_s == DAY and f.season_p < SEASON_P
         phase = np.arange(144) * W + W / 2
         # each factor is a mean of 14 days: SE <= 5% * 1.5 / sqrt(14) = 0.02; 4 SE
         np.testing.assert_allclose(np.asarray(f.season), 1 + 0.5 * np.sin(2 * np.pi * (phase - W / 2) / DAY),
                                    atol=0.08)
         assert f.backtest_nmae < 0.15
+    # the damped trend, in closed form: level + slope * day * sum_{i=1}^{h} 0.9^i, capped at +50%
+    h = np.array([0.0, 1.0, 2.0, 3.5])
+    kept = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W,
+                                           "rate": (100 + 5.0 * t / DAY) * rng.gamma(400, 1 / 400, t.size)}),
+                             (0.0, 14 * DAY))
+    assert kept.period_s is None  # no daily pattern in this series
+    geometric = np.array([0.0, 0.9, 0.9 + 0.81, 0.9 * (1 - 0.9 ** 3.5) / 0.1])
+    np.testing.assert_allclose(kept.rate_at(14 * DAY + h * DAY), kept.level + kept.slope * DAY * geometric,
+                               rtol=1e-12)
+    assert kept.rate_at(np.array([14 * DAY + 1e4 * DAY]))[0] <= 1.5 * kept.level * (1 + 1e-12)
+    # without a trend (the last series, the null) the level is carried flat
+    np.testing.assert_allclose(f.trend_at(np.array([14 * DAY, 30 * DAY])), f.level, rtol=1e-12)
+
+
+def test_forecast_refuses_a_hump_and_a_flat_daily_pattern():
+    W = 600.0
+    t = np.arange(0, 14 * DAY, W)
+    rng = np.random.default_rng(2)
+    # a hump: rises for a week, falls for a week (monotone nowhere): curvature significant, no trend
+    hump = 100 * (1 + 0.4 * np.sin(np.pi * t / (14 * DAY))) * rng.gamma(400, 1 / 400, t.size)
+    f = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": hump}),
+                          (0.0, 14 * DAY))
+    assert f.curvature_p < CURVATURE_P and f.slope == 0.0
+    # flat in the day, iid 5% noise: Friedman's p is uniform under the null, so over 20 seeded
+    # series the pattern is kept Binomial(20, 0.01) times; P(>= 3) = 0.001
+    kept = 0
+    for seed in range(20):
+        r = 100 * np.random.default_rng(100 + seed).gamma(400, 1 / 400, t.size)
+        g = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": r}),
+                              (0.0, 14 * DAY))
+        assert (g.period_s is None) is (g.season == ()) is (g.season_p >= SEASON_P)
+        kept += g.period_s is not None
+    assert kept <= 2
 
 
 def test_extend_errors_and_pool_info(churn_pool, tmp_path):
