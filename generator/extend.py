@@ -5,16 +5,17 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
 
 1. **Churn model** (:mod:`servelab.fitting.pool_churn`): the pool's ``churn`` table when it has one,
    else fitted from its arrivals table on the spot (old and ServeGen pools).
-2. **Surviving clients** (request data: the mean of its PMFs over its last day of data windows,
-   placed at every extension data window where it is active): every client not seen to depart draws a residual lifetime from the
+2. **Surviving clients** (request data: at every extension data window where it is active, the
+   mean of its PMFs at the same time of day over its last :data:`TOD_DAYS` days, else the mean of
+   its PMFs over its last day): every client not seen to depart draws a residual lifetime from the
    exponential lifetime law (memoryless, so the residual has the same law; the residual client,
    an aggregate of small clients, never departs) and, until it departs, repeats its own rows of
    the span's last day (the whole span when shorter) cyclically, which keeps its daily pattern.
 3. **New clients**: arrival instants of a Poisson process of the fitted rate over the extension;
    each gets an exponential lifetime and a *template* client drawn uniformly (seeded) from the
    model's templates, whose active rows (arrival rate, CV, family and parameters) it repeats from
-   its birth window, cyclically over the template's observed life; it takes the template's last
-   day of request data (PMFs, as a survivor does), its conversation parameters and its load-length coupling under its
+   its birth window, cyclically over the template's observed life; it takes the template's
+   time-of-day request data (PMFs, as a survivor does), its conversation parameters and its load-length coupling under its
    own id ``new~<k>``.
 4. **Total rate**: rates are scaled so that their sum follows, by default, the pool's
    :class:`~servelab.fitting.pool_forecast.RateForecast` (trend times daily periodicity): one
@@ -43,10 +44,12 @@ from servelab.fitting.pool_settings import RESIDUAL_ID
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.grid import frame_of
 
-__all__ = ["NEW_CLIENT_PREFIX", "Extension", "churn_summary", "coupling_summary", "extend_pool", "pool_churn"]
+__all__ = ["NEW_CLIENT_PREFIX", "TOD_DAYS", "Extension", "churn_summary", "coupling_summary", "extend_pool", "pool_churn"]
 
 #: id prefix of the synthetic new clients (``new~0``, ``new~1``, ...)
 NEW_CLIENT_PREFIX = "new~"
+#: days of a client's data behind its time-of-day length PMFs in an extension
+TOD_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -269,23 +272,38 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     ).select(clients.columns).sort("client_id")])
     data = frame_of(pool.data)
     if data is not None and data.height:
-        # every client active in an extension data window gets its last day's PMFs there (a new
-        # client its template's): the mean of its PMFs over its data windows of the day before its
-        # last data window ends (one window when shorter), so a sparse last window does not make a
-        # spiky PMF; the naive aggregate and the generator then find data in the extension
+        # every client active in an extension data window gets PMFs there (a new client its
+        # template's), so the naive aggregate and the generator find data in the extension; means
+        # over several windows, so a sparse last window does not make a spiky PMF. The fallback:
+        # the mean of its PMFs over its data windows of the day before its last one ends
         DW = float(pool.data_window_s)
-        recent = data.filter(pl.col("window_start") > pl.col("window_start").max().over("client_id") + DW - DAY_S - 1e-9)
+        last_ws = pl.col("window_start").max().over("client_id")
+        recent = data.filter(pl.col("window_start") > last_ws + DW - DAY_S - 1e-9)
         last = (recent.group_by("client_id", "field", "value").agg(pl.col("probability").sum())
-                .with_columns(probability=pl.col("probability") / pl.col("probability").sum().over("client_id", "field"),
-                              window_start=pl.lit(0.0), window_s=pl.lit(DW)))
+                .with_columns(probability=pl.col("probability") / pl.col("probability").sum().over("client_id", "field")))
+        # time of day: the mean of its PMFs at the same data window of the day over its last
+        # TOD_DAYS days (lengths follow the hour: night traffic is not day traffic); where the
+        # client has no data at that time of day, its last day's mean above
+        n_phase = max(1, int(round(DAY_S / DW))) if abs(DAY_S / DW - round(DAY_S / DW)) < 1e-9 else 1
+        phase = ((pl.col("window_start") % DAY_S) / DW).floor().cast(pl.Int64) % n_phase
+        tod = (data.filter(pl.col("window_start") > last_ws + DW - TOD_DAYS * DAY_S - 1e-9)
+               .with_columns(phase=phase)
+               .group_by("client_id", "phase", "field", "value").agg(pl.col("probability").sum())
+               .with_columns(probability=pl.col("probability")
+                             / pl.col("probability").sum().over("client_id", "phase", "field")))
         source = pl.concat([
             alive.select("client_id", pl.col("client_id").alias("src")),
             mapping.select(pl.col("new_id").alias("client_id"), pl.col("template").alias("src"))])
         need = (added.filter(pl.col("rate") > 0)
                 .select("client_id", ((pl.col("window_start") / DW).floor() * DW).alias("dws")).unique()
-                .join(source, on="client_id", how="inner"))
-        add = (need.join(last.drop("window_s").rename({"client_id": "src", "window_start": "src_ws"}), on="src",
-                         how="inner")
+                .join(source, on="client_id", how="inner")
+                .with_columns(phase=((pl.col("dws") % DAY_S) / DW).floor().cast(pl.Int64) % n_phase))
+        have = tod.select(pl.col("client_id").alias("src"), "phase").unique()
+        at_tod = need.join(have, on=["src", "phase"], how="semi").join(
+            tod.rename({"client_id": "src"}), on=["src", "phase"], how="inner")
+        fallback = need.join(have, on=["src", "phase"], how="anti").join(
+            last.rename({"client_id": "src"}), on="src", how="inner")
+        add = (pl.concat([at_tod.select(fallback.columns), fallback], how="vertical_relaxed")
                .with_columns(window_start=pl.col("dws"), window_s=pl.lit(DW))
                .select(data.columns).sort("client_id", "window_start", "field", "value"))
         kw["data"] = pl.concat([data, add])

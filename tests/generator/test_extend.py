@@ -207,3 +207,23 @@ def test_extend_errors_and_pool_info(churn_pool, tmp_path):
     # a pool too short for churn says so
     short = churn_pool.clip(0, 2 * 3600.0)
     assert churn_summary(short).startswith("not applicable")
+
+
+def test_extension_keeps_the_time_of_day_of_lengths(tmp_path):
+    # three clients alive all along; inputs are 100 tokens before noon and 1000 after, every day
+    rng = np.random.default_rng(7)
+    n = 3000
+    t = np.sort(rng.uniform(0, 4 * DAY, n))
+    frame = pl.DataFrame({"timestamp": t, "client_id": [f"c{i}" for i in rng.integers(0, 3, n)],
+                          "input_tokens": np.where(np.mod(t, DAY) < DAY / 2, 100, 1000),
+                          "output_tokens": rng.integers(5, 300, n)})
+    pool = fit_pool(write_store(frame, tmp_path / "tod"), window="1h", data_window="6h", conversations=False)
+    end = pool.span.end
+    ext, _ = extend_pool(pool, end + DAY, seed=1)
+    later = ext.data.filter((pl.col("window_start") >= end) & (pl.col("field") == "input_tokens"))
+    assert later.height > 0
+    mean = later.group_by("client_id", "window_start").agg((pl.col("value") * pl.col("probability")).sum())
+    morning = np.mod(mean["window_start"].to_numpy(), DAY) < DAY / 2
+    # a day-long mean would put 550 everywhere; the time of day keeps 100 and 1000 apart
+    np.testing.assert_allclose(mean["value"].to_numpy(), np.where(morning, 100.0, 1000.0), rtol=0.01)
+    assert morning.any() and (~morning).any()
