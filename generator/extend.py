@@ -24,6 +24,9 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    to the smooth forecast would erase the burstiness between windows that the real trace has).
    With a ``rate`` function (req/s, a function of time) the sum follows it window by window.
    ``rate="pool"`` beyond the span thus follows the forecast while each client keeps its share.
+   The factor is common to survivors and new clients: churn *splits* the forecast total between
+   them (the new clients' share grows as survivors depart), it never adds new clients on top of
+   it, so the generated count follows the forecast whatever the turnover.
 
 Vectorised with polars (rows are exploded with ``int_ranges``); no loop over clients or windows.
 Every draw comes from ``seed``.

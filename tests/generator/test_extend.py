@@ -227,3 +227,22 @@ def test_extension_keeps_the_time_of_day_of_lengths(tmp_path):
     # a day-long mean would put 550 everywhere; the time of day keeps 100 and 1000 apart
     np.testing.assert_allclose(mean["value"].to_numpy(), np.where(morning, 100.0, 1000.0), rtol=0.01)
     assert morning.any() and (~morning).any()
+
+
+def test_churn_splits_the_forecast_total_between_survivors_and_new_clients(churn_pool):
+    end = churn_pool.span.end
+    ext, info = extend_pool(churn_pool, end + 6 * DAY, seed=5)
+    later = ext.arrivals.filter(pl.col("window_start") >= end)
+    day = ((later["window_start"] - end) // DAY).cast(pl.Int64)
+    new = later["client_id"].str.starts_with(NEW_CLIENT_PREFIX)
+    per_day = (later.with_columns(day=day, new=new)
+               .group_by("day").agg(total=pl.col("rate").sum() * 3600,
+                                    new=pl.col("rate").filter(pl.col("new")).sum() * 3600).sort("day"))
+    # the day's volume is the forecast's: survivors and new clients share it, never add to it
+    mids = end + np.arange(6 * 24) * 3600.0 + 1800.0
+    expect = np.add.reduceat(info.forecast.rate_at(mids) * 3600, np.arange(0, 6 * 24, 24))
+    np.testing.assert_allclose(per_day["total"].to_numpy(), expect, rtol=1e-9)
+    # the new clients' share grows as survivors depart (steady state about 1 - exp(-6 / 2) = 95%
+    # of clients new after 6 days of 2-day lives)
+    share = (per_day["new"] / per_day["total"]).to_numpy()
+    assert share[0] < share[-1] and 0 < share[0] < 0.6 and share[-1] > 0.6
