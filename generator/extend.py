@@ -282,33 +282,35 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
         DW = float(pool.data_window_s)
         last_ws = pl.col("window_start").max().over("client_id")
         recent = data.filter(pl.col("window_start") > last_ws + DW - DAY_S - 1e-9)
-        last = (recent.group_by("client_id", "field", "value").agg(pl.col("probability").sum())
-                .with_columns(probability=pl.col("probability") / pl.col("probability").sum().over("client_id", "field")))
+        # group_by keeps first-seen order and the joins keep the left then the right order, so the
+        # rows come out in a fixed order without sorting millions of string keys
+        last = (recent.group_by("client_id", "field", "value", maintain_order=True).agg(pl.col("probability").sum())
+                .with_columns(probability=pl.col("probability") / pl.col("probability").sum().over("client_id", "field"),
+                              phase=pl.lit(-1, pl.Int64)))
         # time of day: the mean of its PMFs at the same data window of the day over its last
         # TOD_DAYS days (lengths follow the hour: night traffic is not day traffic); where the
-        # client has no data at that time of day, its last day's mean above
+        # client has no data at that time of day, its last day's mean above (phase -1)
         n_phase = max(1, int(round(DAY_S / DW))) if abs(DAY_S / DW - round(DAY_S / DW)) < 1e-9 else 1
         phase = ((pl.col("window_start") % DAY_S) / DW).floor().cast(pl.Int64) % n_phase
         tod = (data.filter(pl.col("window_start") > last_ws + DW - TOD_DAYS * DAY_S - 1e-9)
                .with_columns(phase=phase)
-               .group_by("client_id", "phase", "field", "value").agg(pl.col("probability").sum())
+               .group_by("client_id", "phase", "field", "value", maintain_order=True).agg(pl.col("probability").sum())
                .with_columns(probability=pl.col("probability")
                              / pl.col("probability").sum().over("client_id", "phase", "field")))
+        have = tod.select(pl.col("client_id").alias("src"), "phase", ok=pl.lit(True)).unique(maintain_order=True)
+        pmfs = pl.concat([tod, last.select(tod.columns)]).rename({"client_id": "src"})
         source = pl.concat([
             alive.select("client_id", pl.col("client_id").alias("src")),
             mapping.select(pl.col("new_id").alias("client_id"), pl.col("template").alias("src"))])
         need = (added.filter(pl.col("rate") > 0)
                 .select("client_id", ((pl.col("window_start") / DW).floor() * DW).alias("dws")).unique()
-                .join(source, on="client_id", how="inner")
-                .with_columns(phase=((pl.col("dws") % DAY_S) / DW).floor().cast(pl.Int64) % n_phase))
-        have = tod.select(pl.col("client_id").alias("src"), "phase").unique()
-        at_tod = need.join(have, on=["src", "phase"], how="semi").join(
-            tod.rename({"client_id": "src"}), on=["src", "phase"], how="inner")
-        fallback = need.join(have, on=["src", "phase"], how="anti").join(
-            last.rename({"client_id": "src"}), on="src", how="inner")
-        add = (pl.concat([at_tod.select(fallback.columns), fallback], how="vertical_relaxed")
+                .join(source, on="client_id", how="inner").sort("client_id", "dws")
+                .with_columns(phase=((pl.col("dws") % DAY_S) / DW).floor().cast(pl.Int64) % n_phase)
+                .join(have, on=["src", "phase"], how="left", maintain_order="left")
+                .with_columns(phase=pl.when(pl.col("ok")).then(pl.col("phase")).otherwise(pl.lit(-1, pl.Int64))))
+        add = (need.join(pmfs, on=["src", "phase"], how="inner", maintain_order="left_right")
                .with_columns(window_start=pl.col("dws"), window_s=pl.lit(DW))
-               .select(data.columns).sort("client_id", "window_start", "field", "value"))
+               .select(data.columns))
         kw["data"] = pl.concat([data, add])
     for name in ("conversations", "conversation_pmfs", "coupling"):
         try:
