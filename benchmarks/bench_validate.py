@@ -10,8 +10,12 @@
 1. **Speed**: :func:`servelab.generator.validation.validate` with the split at half the time on a
    10 M-row, 2,000-client, 14-day synthetic store (benchmarks/synthetic_trace.py, cached under
    /work/bench_data/), target <= 3 min; prints the metrics table and the client turnover.
-2. **Rolling splits**: the same store with ``--rolling K`` (default 3) folds after the split;
-   prints the rolling-split table (mean, sd, wins per metric).
+2. **Rolling splits**: the same store with ``--rolling K`` (default 3) folds after the split, on a
+   seeded sample of whole clients of at most ``--rolling-max-requests`` (default 150,000; 0: every
+   request); prints the rolling-split table (mean, sd, wins per metric).
+2b. **Area** (``--parts area``): the report's validation area on the same store under the full
+   and the quick budget (bounded samples of whole clients, 150,000 and 50,000 requests): CPU and
+   wall seconds, the sample, the verdict.
 3. **ServeGen's shipped pool** (../shared/data/servegen/language/m-small, 14 days; else the slice
    in raw_traces): a 14-day log generated from it at 1% of its rate (seeded), fitted on week 1 and
    validated on week 2. Target: servelab beats naive on every compare metric, request count within
@@ -27,7 +31,7 @@ value (``|value - reference|`` smaller).
 Run large parts under the shared lock::
 
     flock /tmp/servelab-bench.lock .venv/bin/python benchmarks/bench_validate.py [--rolling 3]
-        [--parts forecast,speed,rolling,servegen,real]
+        [--parts forecast,area,speed,rolling,servegen,real]
 """
 from __future__ import annotations
 
@@ -161,20 +165,49 @@ def part_forecast(seeds: int = 40) -> None:
 def part_speed(store) -> None:
     from servelab.generator.validation import validate
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = validate(store, split=0.5, seed=0)
-    dt = time.perf_counter() - t0
-    _show(f"speed: validate on {store.n_requests:,} rows, split 0.5 (target <= 180 s: "
-          f"{'met' if dt <= 180 else 'NOT met'})", res, dt)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    _show(f"speed: validate on {store.n_requests:,} rows, split 0.5: {dt:.1f} s wall, {cpu:.1f} s CPU of this "
+          f"process (target <= 180 s: {'met' if dt <= 180 else 'NOT met'} on wall time; load average "
+          f"{_load():.1f} on {_cores()} cores)", res)
 
 
-def part_rolling(store, k: int) -> None:
+def _load() -> float:
+    import os
+
+    return os.getloadavg()[0]
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def part_area(store) -> None:
+    from servelab.analysis.budget import Budget
+    from servelab.reports.areas import get_area
+
+    area = get_area("validation")
+    for budget in (Budget.full(), Budget.quick()):
+        t0, c0 = time.perf_counter(), time.process_time()
+        ev = area.measure(store, budget=budget, seed=0)
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        (f,) = area.findings(ev)
+        print(f"\n== area, {budget.label} budget (bound {ev.bound:,}): {cpu:.1f} s CPU, {dt:.1f} s wall "
+              f"(load {_load():.1f}); bounded_sample {dict(ev.bounded_sample)}")
+        print(f"{f.verdict.name}: {f.reason}")
+
+
+def part_rolling(store, k: int, max_requests: int | None) -> None:
     from servelab.generator.validation import validate
 
     t0 = time.perf_counter()
-    res = validate(store, split=0.5, seed=0, rolling=k)
+    res = validate(store, split=0.5, seed=0, rolling=k, max_requests=max_requests)
     dt = time.perf_counter() - t0
-    print(f"\n== rolling splits: K={k} folds after the split at 0.5 ({dt:.1f} s)")
+    print(f"\n== rolling splits: K={k} folds after the split at 0.5 ({dt:.1f} s); "
+          f"{'sample ' + str(dict(res.bounded_sample)) if res.bounded_sample else 'every request'}")
     sp = res.spread()
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=220):
@@ -231,18 +264,21 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--rolling", type=int, default=3)
+    parser.add_argument("--rolling-max-requests", type=int, default=150_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--parts", default="forecast,speed,rolling,servegen,real")
+    parser.add_argument("--parts", default="forecast,area,speed,rolling,servegen,real")
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     if "forecast" in parts:
         part_forecast()
-    if parts & {"speed", "rolling"}:
+    if parts & {"speed", "rolling", "area"}:
         store = _store(args.rows, args.clients, args.days, 0)
+        if "area" in parts:
+            part_area(store)
         if "speed" in parts:
             part_speed(store)
         if "rolling" in parts:
-            part_rolling(store, args.rolling)
+            part_rolling(store, args.rolling, args.rolling_max_requests or None)
     if "servegen" in parts:
         part_servegen(args.seed)
     if "real" in parts:
