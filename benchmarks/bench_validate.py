@@ -16,9 +16,10 @@
 2b. **Area** (``--parts area``): the report's validation area on the same store under the full
    and the quick budget (bounded samples of whole clients, 150,000 and 50,000 requests): CPU and
    wall seconds, the sample, the verdict.
-3. **ServeGen's shipped pool** (../shared/data/servegen/language/m-small, 14 days; else the slice
-   in raw_traces): a 14-day log generated from it at 1% of its rate (seeded), fitted on week 1 and
-   validated on week 2. Target: servelab beats naive on every compare metric, request count within
+3. **ServeGen's shipped pools** (``--servegen-pools``, default m-small and deepseek-r1, from
+   ../shared/data/servegen when there, else the slices in raw_traces): a log over the pool's span
+   generated from it at ``--servegen-share`` (1%) of its rate (seeded), fitted on its first week
+   and validated on the second (a pool shorter than two weeks: split at half its time). Target: servelab beats naive on every compare metric, request count within
    15% of the real week 2.
 4. **Real traces in ../shared/data**: the target asks for a real per-client trace split in half;
    none of the shared real traces carries client ids (Azure 2023 code: one hour, no ids; BurstGPT:
@@ -46,7 +47,10 @@ from pathlib import Path
 import polars as pl
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+# the shared data sit beside the main checkout (/work/main -> /work/shared) and two levels above a
+# worktree (/work/wt/NAME -> /work/shared)
+SHARED = next((p / "shared" / "data" for p in (REPO.parent, REPO.parent.parent) if (p / "shared" / "data").is_dir()),
+              REPO.parent / "shared" / "data")
 BENCH_DATA = Path("/work/bench_data")
 DAY = 86400.0
 
@@ -215,29 +219,35 @@ def part_rolling(store, k: int, max_requests: int | None) -> None:
                         "naive_mean", "naive_sd", "servelab_wins", "splits"))
 
 
-def part_servegen(seed: int) -> None:
+def part_servegen(seed: int, name: str = "m-small", share: float = 0.01) -> None:
     from servelab.analysis.store import write_store
     from servelab.generator import MissingDatasetWarning, read_servegen
     from servelab.generator.generate import generate, pool_rate
     from servelab.generator.validation import validate
 
-    path = SHARED / "servegen" / "language" / "m-small"
-    if not path.is_dir():
-        path = REPO / "raw_traces" / "servegen" / "m-small"
+    found = [p for p in (SHARED / "servegen" / "language" / name, SHARED / "servegen" / "reason" / name,
+                         REPO / "raw_traces" / "servegen" / name) if p.is_dir()]
+    if not found:
+        print(f"\n== ServeGen {name}: not shipped here, skipped")
+        return
+    path = found[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingDatasetWarning)
         pool = read_servegen(path, missing_data="drop")
     span = pool.span
     t0 = time.perf_counter()
-    logs = generate(pool, pool_rate(0.01), span.end - span.start, seed=seed, conversations=False)
-    print(f"\n== ServeGen {path.relative_to(REPO.parent) if path.is_relative_to(REPO.parent) else path}: "
-          f"{logs.height:,} requests over {(span.end - span.start) / DAY:g} days generated at 1% of the pool's rate "
-          f"({logs['client_id'].n_unique()} clients; {time.perf_counter() - t0:.1f} s); fit week 1, validate week 2")
+    logs = generate(pool, pool_rate(share), span.end - span.start, seed=seed, conversations=False)
+    print(f"\n== ServeGen {path}: {logs.height:,} requests over {(span.end - span.start) / DAY:g} days generated at "
+          f"{share:.0%} of the pool's rate ({logs['client_id'].n_unique()} clients; {time.perf_counter() - t0:.1f} s); "
+          f"fit week 1, validate week 2")
     with tempfile.TemporaryDirectory() as tmp:
         store = write_store(logs, Path(tmp) / "servegen_logs", source=str(path), fmt="generated")
         t0 = time.perf_counter()
-        res = validate(store, split=7 * DAY, seed=seed)
-        _show("ServeGen m-small, week 1 -> week 2", res, time.perf_counter() - t0)
+        # a pool of two weeks: fit week 1, validate week 2; a shorter one (deepseek-r1's shipped
+        # slice spans one day): split at half its time
+        split, label = (7 * DAY, "week 1 -> week 2") if span.end - span.start >= 14 * DAY else (0.5, "first half -> second half")
+        res = validate(store, split=split, seed=seed)
+        _show(f"ServeGen {name}, {label}", res, time.perf_counter() - t0)
 
 
 def part_real(seed: int) -> None:
@@ -265,6 +275,8 @@ def main(argv=None) -> int:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--rolling", type=int, default=3)
     parser.add_argument("--rolling-max-requests", type=int, default=150_000)
+    parser.add_argument("--servegen-pools", default="m-small,deepseek-r1")
+    parser.add_argument("--servegen-share", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", default="forecast,area,speed,rolling,servegen,real")
     args = parser.parse_args(argv)
@@ -280,7 +292,8 @@ def main(argv=None) -> int:
         if "rolling" in parts:
             part_rolling(store, args.rolling, args.rolling_max_requests or None)
     if "servegen" in parts:
-        part_servegen(args.seed)
+        for name in args.servegen_pools.split(","):
+            part_servegen(args.seed, name, args.servegen_share)
     if "real" in parts:
         part_real(args.seed)
     return 0
