@@ -6,7 +6,10 @@
 - **servelab**: per-client composition (:func:`~servelab.generator.generate.generate`) on the pool
   extended past its span with client churn (:func:`~servelab.generator.extend.extend_pool`);
 - **naive**: the naive baseline (:func:`~servelab.generator.naive.naive_generate`: one Gamma
-  process, aggregate request data) on the same extended pool,
+  process, aggregate request data) on the same extended pool, its request data the aggregate of
+  the fitted span (``data_span``): a baseline without a client model knows the past mix of
+  clients, not how churn changes it (given the extension's mix it would share servelab's expected
+  marginals and tie with it on them by construction),
 
 both under **the same total-rate assumption**: ``rate="pool"`` on the extended pool, i.e. the
 total rate the pool *forecasts* (trend times daily periodicity fitted on the part before the
@@ -291,7 +294,10 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
     duration = end_s - split_s
     clock = store.clock_s
     ours = generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None)
-    naive = naive_generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None)
+    # naive knows the past mix only: its request data is the aggregate of the fitted span (its
+    # times follow the same forecast total); the extension's mix is servelab's churn model
+    naive = naive_generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None,
+                           data_span=tuple(pool.span))
     real = later.with_columns(pl.col("timestamp") - split_s)
     if window_s is None:
         choice = choose_window(real)
