@@ -246,3 +246,16 @@ def test_churn_splits_the_forecast_total_between_survivors_and_new_clients(churn
     # of clients new after 6 days of 2-day lives)
     share = (per_day["new"] / per_day["total"]).to_numpy()
     assert share[0] < share[-1] and 0 < share[0] < 0.6 and share[-1] > 0.6
+
+
+def test_a_sparse_clients_silence_is_not_an_arrival_or_a_departure():
+    # span 10 windows of 100 s, grace 200 s. "dense": 1 req/s in windows 5-6 (its silences of
+    # 500 s and 300 s would hold no request with probability e^-500, e^-300): arrived and departed.
+    # "sparse": 0.002 req/s in windows 3 and 6 (0.4 expected requests over 400 s of presence: a
+    # silence of ln(100) / 0.001 = 4,605 s is kept 1% of the time): neither
+    arr = pl.DataFrame({"client_id": ["dense", "dense", "sparse", "sparse"], "window_start": [500., 600., 300., 600.],
+                        "window_s": [100.] * 4, "rate": [1.0, 1.0, 0.002, 0.002]})
+    t = churn_table(arr, (0.0, 1000.0), grace_s=200.0)
+    assert t["client_id"].to_list() == ["dense", "sparse"]
+    assert t["arrived"].to_list() == [True, False] and t["departed"].to_list() == [True, False]
+    assert t["grace_s"].to_list() == [200.0, 200.0]
