@@ -16,8 +16,9 @@
 2b. **Area** (``--parts area``): the report's validation area on the same store under the full
    and the quick budget (bounded samples of whole clients, 150,000 and 50,000 requests): CPU and
    wall seconds, the sample, the verdict.
-3. **ServeGen's shipped pools** (``--servegen-pools``, default m-small and deepseek-r1, from
-   ../shared/data/servegen when there, else the slices in raw_traces): a log over the pool's span
+3. **ServeGen's shipped pools** (``--servegen-pools``, default m-small and deepseek-r1: the slices
+   in raw_traces, 5 clients each; ``--servegen-shared``: the full pools in ../shared/data/servegen,
+   m-small 38 clients and 6 M requests at 1%): a log over the pool's span
    generated from it at ``--servegen-share`` (1%) of its rate (seeded), fitted on its first week
    and validated on the second (a pool shorter than two weeks: split at half its time). Target: servelab beats naive on every compare metric, request count within
    15% of the real week 2.
@@ -219,14 +220,16 @@ def part_rolling(store, k: int, max_requests: int | None) -> None:
                         "naive_mean", "naive_sd", "servelab_wins", "splits"))
 
 
-def part_servegen(seed: int, name: str = "m-small", share: float = 0.01) -> None:
+def part_servegen(seed: int, name: str = "m-small", share: float = 0.01, shared: bool = False) -> None:
     from servelab.analysis.store import write_store
     from servelab.generator import MissingDatasetWarning, read_servegen
     from servelab.generator.generate import generate, pool_rate
     from servelab.generator.validation import validate
 
-    found = [p for p in (SHARED / "servegen" / "language" / name, SHARED / "servegen" / "reason" / name,
-                         REPO / "raw_traces" / "servegen" / name) if p.is_dir()]
+    places = [REPO / "raw_traces" / "servegen" / name]
+    if shared:  # the full pools (m-small: 38 clients, 6 M requests at 1%) instead of the shipped slices
+        places = [SHARED / "servegen" / "language" / name, SHARED / "servegen" / "reason" / name, *places]
+    found = [p for p in places if p.is_dir()]
     if not found:
         print(f"\n== ServeGen {name}: not shipped here, skipped")
         return
@@ -277,6 +280,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rolling-max-requests", type=int, default=150_000)
     parser.add_argument("--servegen-pools", default="m-small,deepseek-r1")
     parser.add_argument("--servegen-share", type=float, default=0.01)
+    parser.add_argument("--servegen-shared", action="store_true",
+                        help="use the full pools in ../shared/data/servegen instead of raw_traces' slices")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", default="forecast,area,speed,rolling,servegen,real")
     args = parser.parse_args(argv)
@@ -293,7 +298,7 @@ def main(argv=None) -> int:
             part_rolling(store, args.rolling, args.rolling_max_requests or None)
     if "servegen" in parts:
         for name in args.servegen_pools.split(","):
-            part_servegen(args.seed, name, args.servegen_share)
+            part_servegen(args.seed, name, args.servegen_share, args.servegen_shared)
     if "real" in parts:
         part_real(args.seed)
     return 0

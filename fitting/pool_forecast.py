@@ -22,8 +22,10 @@ when a test says the span shows it:
   :math:`s \equiv 1`;
 - **trend**: on the means of the seasonally adjusted series :math:`a_t = r_t / s_{\text{phase}(t)}`
   per block (whole days counted back from the span's end; an eighth of a span shorter than two
-  days; partial blocks dropped), since window rates are autocorrelated and a test on them finds
-  "significant" trends in every wiggle. Kept only when the Mann-Kendall test (Kendall's tau of
+  days, whose blocks serve the level only; partial blocks dropped), since window rates are
+  autocorrelated and a test on them finds "significant" trends in every wiggle. Tested only on
+  at least four whole days (within a shorter span a rise or fall is as likely the daily cycle,
+  which cannot be told apart there). Kept only when the Mann-Kendall test (Kendall's tau of
   the block means against time, ``scipy.stats.kendalltau``) gives p < :data:`TREND_P` **and** the
   curvature of a quadratic fit (``statsmodels`` OLS, t-test of the squared term) is not
   significant (p >= :data:`CURVATURE_P`): a hump or a dip is not a trend to extrapolate. The
@@ -226,7 +228,9 @@ def _fit(t: np.ndarray, r: np.ndarray, window_s: float, end_s: float) -> RateFor
     x, y = bmid[full] - end_s, bmean[full]
     slope, p, curv = 0.0, 1.0, math.nan
     level = float(np.median(y)) if y.size else (float(np.nanmean(adj[ok])) if ok.any() else 0.0)
-    if y.size >= 4 and np.ptp(x) > 0 and np.ptp(y) > 0:
+    # a trend is tested on whole days only: within a span of less than four days (blocks shorter
+    # than a day) a rise or fall is as likely the daily cycle, which cannot be told apart there
+    if block == n_per and y.size >= 4 and np.ptp(x) > 0 and np.ptp(y) > 0:
         tau = stats.kendalltau(x, y)
         p = float(tau.pvalue) if math.isfinite(tau.pvalue) else 1.0
         curv = _curvature_p(x, y)

@@ -259,3 +259,15 @@ def test_a_sparse_clients_silence_is_not_an_arrival_or_a_departure():
     assert t["client_id"].to_list() == ["dense", "sparse"]
     assert t["arrived"].to_list() == [True, False] and t["departed"].to_list() == [True, False]
     assert t["grace_s"].to_list() == [200.0, 200.0]
+
+
+def test_forecast_fits_no_trend_within_a_short_span():
+    # half a day falling from 100 to 10: as likely the daily cycle as a trend; the level is the
+    # median of the eight block means (the line's value at mid-span, 55, up to 5% noise)
+    W = 600.0
+    t = np.arange(0, DAY / 2, W)
+    r = (100 - 90 * t / (DAY / 2)) * np.random.default_rng(3).gamma(400, 1 / 400, t.size)
+    f = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": r}),
+                          (0.0, DAY / 2))
+    assert f.slope == 0.0 and f.period_s is None
+    assert f.level == pytest.approx(55.0, rel=0.1)
