@@ -24,6 +24,8 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    to the smooth forecast would erase the burstiness between windows that the real trace has).
    With a ``rate`` function (req/s, a function of time) the sum follows it window by window.
    ``rate="pool"`` beyond the span thus follows the forecast while each client keeps its share.
+   A small population can die out between births; the last client then stays until the next one
+   arrives (:func:`keep_someone`), so no stretch of the forecast is left to nobody.
    The factor is common to survivors and new clients: churn *splits* the forecast total between
    them (the new clients' share grows as survivors depart), it never adds new clients on top of
    it, so the generated count follows the forecast whatever the turnover.
@@ -47,7 +49,7 @@ from servelab.fitting.pool_settings import RESIDUAL_ID
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.grid import frame_of
 
-__all__ = ["NEW_CLIENT_PREFIX", "TOD_DAYS", "Extension", "churn_summary", "coupling_summary", "extend_pool", "pool_churn"]
+__all__ = ["NEW_CLIENT_PREFIX", "TOD_DAYS", "keep_someone", "Extension", "churn_summary", "coupling_summary", "extend_pool", "pool_churn"]
 
 #: id prefix of the synthetic new clients (``new~0``, ``new~1``, ...)
 NEW_CLIENT_PREFIX = "new~"
@@ -145,6 +147,35 @@ def _has_churn(pool) -> bool:
         return False
 
 
+def keep_someone(starts: np.ndarray, ends: np.ndarray, n_windows: int) -> np.ndarray:
+    """Lives ``[starts, ends)`` (extension windows) lengthened so that no window after the first
+    start is left without a live client: the client reaching furthest before a gap stays until the
+    next one arrives (to ``n_windows`` after the last). A loop over gaps, never windows.
+
+    The forecast says traffic goes on; a small population drawn from the churn model can die out
+    between births (five clients living three days), and the windows nobody holds would get none
+    of the forecast's volume. Conditioning on a non-empty population keeps the count on the
+    forecast; the departures of a large population are untouched (it has no such gap).
+    """
+    ends = np.array(ends, dtype=np.int64, copy=True)
+    if ends.size == 0:
+        return ends
+    order = np.argsort(starts, kind="stable")
+    s = np.asarray(starts, dtype=np.int64)[order]
+    for _ in range(ends.size + 1):  # each pass closes one gap
+        e = ends[order]
+        reach = np.maximum.accumulate(e)
+        gap = np.flatnonzero(s[1:] > reach[:-1])
+        if gap.size:
+            i = int(gap[0])
+            ends[order[int(np.argmax(e[:i + 1]))]] = s[i + 1]
+        elif reach[-1] < n_windows:
+            ends[order[int(np.argmax(e))]] = n_windows
+        else:
+            break
+    return ends
+
+
 def _explode(rows: pl.DataFrame, first: str, step: str, stop: str) -> pl.DataFrame:
     """Each row repeated at windows ``first + m * step < stop`` (column ``k``)."""
     return (rows.filter(pl.col(first) < pl.col(stop))
@@ -198,11 +229,6 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     dep_k = np.minimum(np.ceil(residual / W), K).astype(np.int64)  # windows [0, dep_k) of the extension
     n_src = max(1, int(round(min(DAY_S, end - lo) / W)))
     src0 = end - n_src * W
-    surv = (active.filter(pl.col("window_start") >= src0 - 1e-9)
-            .join(pl.DataFrame({"client_id": alive["client_id"], "stop": dep_k}), on="client_id", how="inner")
-            .with_columns(first=((pl.col("window_start") - src0) / W).round().cast(pl.Int64),
-                          step=pl.lit(n_src, pl.Int64)))
-    surv = _explode(surv, "first", "step", "stop")
 
     # 3. new clients
     n_new = int(rng.poisson(model.arrival_rate * K * W))
@@ -211,10 +237,22 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     templates = np.asarray(model.templates, dtype=object)
     pick = rng.integers(0, templates.size, n_new) if templates.size else np.zeros(0, np.int64)
     kb = np.floor((births - end) / W).astype(np.int64)
-    kd = np.minimum(np.ceil((births + lives - end) / W), K).astype(np.int64)
+    kd = np.maximum(np.minimum(np.ceil((births + lives - end) / W), K).astype(np.int64), kb + 1)
+
+    # the last client stays until the next one arrives (survivors with rows in the source day count)
+    carries = alive["client_id"].is_in(active.filter(pl.col("window_start") >= src0 - 1e-9)["client_id"].unique()
+                                       .implode()).to_numpy()
+    ends = keep_someone(np.r_[np.zeros(int(carries.sum()), np.int64), kb], np.r_[dep_k[carries], kd], K)
+    dep_k[carries], kd = ends[:int(carries.sum())], ends[int(carries.sum()):]
+
+    surv = (active.filter(pl.col("window_start") >= src0 - 1e-9)
+            .join(pl.DataFrame({"client_id": alive["client_id"], "stop": dep_k}), on="client_id", how="inner")
+            .with_columns(first=((pl.col("window_start") - src0) / W).round().cast(pl.Int64),
+                          step=pl.lit(n_src, pl.Int64)))
+    surv = _explode(surv, "first", "step", "stop")
     new_ids = [f"{NEW_CLIENT_PREFIX}{i}" for i in range(n_new)]
     newc = pl.DataFrame({"new_id": new_ids, "template": templates[pick].tolist() if n_new else [],
-                         "kb": kb, "stop": np.maximum(kd, kb + 1)},
+                         "kb": kb, "stop": kd},
                         schema={"new_id": pl.String, "template": pl.String, "kb": pl.Int64, "stop": pl.Int64})
     tinfo = table.select("client_id", "first_s", "last_s")
     trows = (active.join(tinfo, on="client_id", how="inner")

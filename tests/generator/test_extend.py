@@ -271,3 +271,32 @@ def test_forecast_fits_no_trend_within_a_short_span():
                           (0.0, DAY / 2))
     assert f.slope == 0.0 and f.period_s is None
     assert f.level == pytest.approx(55.0, rel=0.1)
+
+
+def test_keep_someone_closes_every_gap_in_the_population():
+    from servelab.generator.extend import keep_someone
+
+    # lives [0, 2), [0, 3), [5, 6), [9, 10) over 12 windows: the one reaching 3 stays to 5, the
+    # one born at 5 stays to 9, the last to the end; the first keeps its own departure
+    assert keep_someone(np.array([0, 0, 5, 9]), np.array([2, 3, 6, 10]), 12).tolist() == [2, 5, 9, 12]
+    # no gap: unchanged
+    assert keep_someone(np.array([0, 0]), np.array([20, 3]), 12).tolist() == [20, 3]
+    assert keep_someone(np.array([], np.int64), np.array([], np.int64), 12).size == 0
+
+
+def test_a_small_population_never_leaves_the_forecast_to_nobody(tmp_path):
+    # two clients alive all along, at 0.01 req/s each; the fitted lifetime is short, so a 10-day
+    # extension without the rule is empty for days; with it every day gets the forecast's volume
+    rng = np.random.default_rng(8)
+    t = np.sort(rng.uniform(0, 6 * DAY, 2 * int(0.01 * 6 * DAY)))
+    cid = np.where(rng.random(t.size) < 0.5, "a", "b")
+    # a third client seen on days 2-3 only: an arrival and a departure (lifetime about a day)
+    t3 = np.sort(rng.uniform(2 * DAY, 3 * DAY, 800))
+    frame = pl.DataFrame({"timestamp": np.r_[t, t3], "client_id": np.r_[cid, np.full(t3.size, "c")],
+                          "input_tokens": 100, "output_tokens": 10}).sort("timestamp")
+    pool = fit_pool(write_store(frame, tmp_path / "small"), window="1h", conversations=False)
+    end = pool.span.end
+    ext, info = extend_pool(pool, end + 10 * DAY, seed=2)
+    later = ext.arrivals.filter((pl.col("window_start") >= end) & (pl.col("rate") > 0))
+    days = ((later["window_start"] - end) // DAY).unique().sort().to_list()
+    assert days == list(range(10))
