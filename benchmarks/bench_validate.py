@@ -242,7 +242,7 @@ def part_servegen(seed: int, name: str = "m-small", share: float = 0.01, shared:
     logs = generate(pool, pool_rate(share), span.end - span.start, seed=seed, conversations=False)
     print(f"\n== ServeGen {path}: {logs.height:,} requests over {(span.end - span.start) / DAY:g} days generated at "
           f"{share:.0%} of the pool's rate ({logs['client_id'].n_unique()} clients; {time.perf_counter() - t0:.1f} s); "
-          f"fit week 1, validate week 2")
+          f"fitted before the split, validated after it")
     with tempfile.TemporaryDirectory() as tmp:
         store = write_store(logs, Path(tmp) / "servegen_logs", source=str(path), fmt="generated")
         t0 = time.perf_counter()
