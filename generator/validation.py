@@ -67,8 +67,9 @@ __all__ = ["CANDIDATES", "SplitResult", "ValidationResult", "resolve_split", "sa
 #: the two generators scored, in order
 CANDIDATES = ("servelab", "naive")
 #: the total-rate assumption, in words (validate.json's ``rate_assumption``)
-RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (trend x daily "
-                   "periodicity fitted on the part before it; servelab.fitting.pool_forecast), not the real rate")
+RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (a damped trend x "
+                   "a daily pattern, each kept only when significant on the part before it; "
+                   "servelab.fitting.pool_forecast), not the real rate; naive's request data is the mix before the split")
 
 
 def _frozen(d: Mapping) -> Mapping:

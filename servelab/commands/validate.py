@@ -58,9 +58,10 @@ def _split(store, text: str) -> float:
 def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_requests, output) -> None:
     """Fit a pool on STORE before the split, generate after it, and score servelab and naive.
 
-    Both generators follow the total rate the pool forecasts past the split (trend x daily
-    periodicity fitted before it), never the real later rate. Metrics are `servelab compare`'s;
-    the reference column holds the real later part's own values (0 for distances).
+    Both generators follow the total rate the pool forecasts past the split (a damped trend x a
+    daily pattern, each kept only when a test finds it before the split), never the real later
+    rate; naive draws its request data from the mix before the split. Metrics are `servelab
+    compare`'s; the reference column holds the real later part's own values (0 for distances).
     """
     import json
     import math
