@@ -1,25 +1,38 @@
-r"""The total rate of a pool beyond its span: trend times daily periodicity (issue 17 item 2).
+r"""The total rate of a pool beyond its span: a damped trend times a daily pattern (issue 17 item 2).
 
 The series is the pool's total rate per arrival window (the sum of its clients' rates). The model
-is multiplicative, with one day as the period when the span holds at least two whole days (else
-no periodicity):
+is multiplicative,
 
 .. math::
 
-    \hat r(t) = \max\bigl(\ell + b\,(t - t_\text{end}),\; f \ell\bigr)\; s(\text{phase}(t))
+    \hat r(t) = \Bigl(\ell + \operatorname{clip}\bigl(b\,D\,\textstyle\sum_{i=1}^{h}\varphi^i,\;
+    \pm c\,\ell\bigr)\Bigr)\; s(\text{phase}(t)), \qquad h = (t - t_\text{end}) / D,
 
-- :math:`s_j`: the mean rate at phase ``j`` (window of the day) over the span's whole days divided
-  by their overall mean (so the factors average 1);
-- the seasonally adjusted series :math:`a_t = r_t / s_{\text{phase}(t)}` gives the trend: the
-  Theil-Sen slope :math:`b` (``scipy.stats.theilslopes``), kept only when the Mann-Kendall test
-  (Kendall's tau against time, ``scipy.stats.kendalltau``) is significant at two-sided
-  p < :data:`TREND_P`, else 0 (rank-based, so one odd block, such as a partial first day, neither
-  makes nor tilts a trend; a least-squares line on ServeGen m-small's first week kept a rising
-  trend from its half-empty first day and overshot the second week by 28%), fitted on the means of :math:`a` per block (one day; an eighth of a span shorter than two days),
-  since window rates are autocorrelated and a regression on them finds "significant" trends in
-  every wiggle; the level :math:`\ell` is the last block's mean carried to the span's end by a kept
-  slope, else the mean of :math:`a` over the last day (the whole span when shorter);
-- :math:`f` = :data:`FLOOR_SHARE` keeps an extrapolated falling trend from reaching zero.
+with :math:`D` one day, :math:`\varphi` = :data:`DAMPING` (the damped trend of Gardner and
+McKenzie, summed in closed form :math:`\varphi (1 - \varphi^h) / (1 - \varphi)` for fractional
+:math:`h`; the whole trend adds at most :math:`\varphi / (1 - \varphi)` = 9 days of slope) and
+:math:`c` = :data:`TREND_CAP` capping what the trend may add or remove. Each part is kept only
+when a test says the span shows it:
+
+- **daily pattern** :math:`s_j` (the mean rate at phase ``j``, window of the day, divided by the
+  overall mean, so the factors average 1): only when the span holds two whole days and the
+  Friedman test (``scipy.stats.friedmanchisquare``; treatments the hours of the day, blocks the
+  whole days; on the series over its centred one-day moving average, since a trend alone ranks
+  every day's late hours above its early ones) rejects "the hour of day does not matter" at p < :data:`SEASON_P`; else
+  :math:`s \equiv 1`;
+- **trend**: on the means of the seasonally adjusted series :math:`a_t = r_t / s_{\text{phase}(t)}`
+  per block (whole days counted back from the span's end; an eighth of a span shorter than two
+  days, whose blocks serve the level only; partial blocks dropped), since window rates are
+  autocorrelated and a test on them finds "significant" trends in every wiggle. Tested only on
+  at least four whole days (within a shorter span a rise or fall is as likely the daily cycle,
+  which cannot be told apart there). Kept only when the Mann-Kendall test (Kendall's tau of
+  the block means against time, ``scipy.stats.kendalltau``) gives p < :data:`TREND_P` **and** the
+  curvature of a quadratic fit (``statsmodels`` OLS, t-test of the squared term) is not
+  significant (p >= :data:`CURVATURE_P`): a hump or a dip is not a trend to extrapolate. The
+  slope :math:`b` is Theil-Sen's (``scipy.stats.theilslopes``, rank-based, so one odd block such as
+  a half-empty first day neither makes nor tilts it) and the level :math:`\ell` is its line at the
+  span's end;
+- **without a trend** the level is the median of the block means (robust to one odd day).
 
 :func:`fit_rate_forecast` also scores the model on its own span (hold out the last period, refit
 on the rest, NMAE of :func:`servelab.fitting.forecasting.nmae`, with the seasonal-naive NMAE
@@ -33,16 +46,24 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 from scipy import stats
+from statsmodels.regression.linear_model import OLS
 
 from servelab.analysis.periodicity import DAY_S
 from servelab.fitting.forecasting import nmae
 
-__all__ = ["FLOOR_SHARE", "TREND_P", "RateForecast", "fit_rate_forecast", "total_rate_series"]
+__all__ = ["CURVATURE_P", "DAMPING", "SEASON_P", "TREND_CAP", "TREND_P", "RateForecast", "fit_rate_forecast",
+           "total_rate_series"]
 
-#: significance level below which the trend's slope is kept
+#: Mann-Kendall p-value below which a trend is kept
 TREND_P = 0.01
-#: the extrapolated level never falls below this share of the level at the end of the span
-FLOOR_SHARE = 0.1
+#: a trend is kept only when the quadratic term's p-value is at least this (no hump or dip)
+CURVATURE_P = 0.01
+#: Friedman p-value below which the daily pattern is kept
+SEASON_P = 0.01
+#: damping of the trend per day (Holt's damped trend)
+DAMPING = 0.9
+#: what the trend may add to or remove from the level, as a share of it
+TREND_CAP = 0.5
 
 
 def total_rate_series(arrivals) -> pl.DataFrame:
@@ -65,7 +86,7 @@ def total_rate_series(arrivals) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class RateForecast:
-    """A fitted trend x daily-periodicity model of a pool's total rate (module docstring).
+    """A fitted damped-trend x daily-pattern model of a pool's total rate (module docstring).
 
     Attributes
     ----------
@@ -74,15 +95,21 @@ class RateForecast:
     window_s : float
         Window of the series.
     period_s : float or None
-        One day when the span holds two whole days, else None (no periodicity).
+        One day when the daily pattern is kept, else None.
     level : float
         Seasonally adjusted rate at ``end_s`` (req/s).
     slope : float
-        Trend, req/s per second (0 when not significant).
+        Trend at ``end_s``, req/s per second (0 when not kept).
     slope_p : float
-        Two-sided p-value of the Mann-Kendall trend test.
+        Two-sided p-value of the Mann-Kendall trend test (1 when not run).
+    curvature_p : float
+        p-value of the quadratic term (NaN when not run).
+    season_p : float
+        p-value of the Friedman test of the daily pattern (NaN when the span holds < 2 days).
     season : tuple of float
-        Factors per window of the period (empty without periodicity).
+        Factors per window of the period (empty without a kept daily pattern).
+    n_blocks : int
+        Whole blocks the trend was tested on.
     backtest_nmae, seasonal_naive_nmae : float
         NMAE on the span's last period when refitted on the rest, and the seasonal-naive one
         (NaN when the span is too short to hold one out).
@@ -97,11 +124,22 @@ class RateForecast:
     season: tuple[float, ...]
     backtest_nmae: float
     seasonal_naive_nmae: float
+    curvature_p: float = math.nan
+    season_p: float = math.nan
+    n_blocks: int = 0
+
+    def trend_at(self, t) -> np.ndarray:
+        """The seasonally adjusted forecast (req/s) at times ``t``: level plus the damped, capped trend."""
+        t = np.asarray(t, dtype=float)
+        h = np.maximum(t - self.end_s, 0.0) / DAY_S
+        damped = DAMPING * (1.0 - DAMPING ** h) / (1.0 - DAMPING)  # sum_{i=1}^{h} phi^i, fractional h
+        cap = TREND_CAP * self.level
+        return self.level + np.clip(self.slope * DAY_S * damped, -cap, cap)
 
     def rate_at(self, t) -> np.ndarray:
         """The forecast total rate (req/s) at times ``t`` (seconds, the pool's clock)."""
         t = np.asarray(t, dtype=float)
-        trend = np.maximum(self.level + self.slope * (t - self.end_s), FLOOR_SHARE * self.level)
+        trend = self.trend_at(t)
         if self.period_s is None or not self.season:
             return trend
         phase = np.floor(np.mod(t, self.period_s) / self.window_s).astype(np.int64) % len(self.season)
@@ -112,17 +150,58 @@ class RateForecast:
         def num(x):
             return None if not math.isfinite(x) else float(x)
 
-        return {"model": "max(level + slope (t - end), 0.1 level) x daily factor", "period_s": self.period_s,
-                "level_rps": num(self.level), "slope_rps_per_day": num(self.slope * DAY_S),
-                "slope_p": num(self.slope_p), "trend_kept": self.slope != 0.0,
+        return {"model": (f"(level + damped trend (phi={DAMPING:g}/day, capped at +-{TREND_CAP:g} level)) "
+                          "x daily factor"),
+                "period_s": self.period_s, "level_rps": num(self.level), "slope_rps_per_day": num(self.slope * DAY_S),
+                "slope_p": num(self.slope_p), "curvature_p": num(self.curvature_p), "trend_kept": self.slope != 0.0,
+                "season_p": num(self.season_p), "daily_pattern_kept": self.period_s is not None,
+                "blocks": self.n_blocks,
                 "backtest_nmae": num(self.backtest_nmae), "seasonal_naive_nmae": num(self.seasonal_naive_nmae)}
+
+
+def _friedman_p(t: np.ndarray, r: np.ndarray, window_s: float) -> float:
+    """Friedman p-value of "the hour of day does not matter": treatments the (up to 24) bins of the
+    day, blocks the whole days of the span (NaN with fewer than two whole days)."""
+    n_per = int(round(DAY_S / window_s))
+    n_bins = min(24, n_per)
+    day = np.floor(t / DAY_S).astype(np.int64)
+    phase = np.floor(np.mod(t, DAY_S) / window_s).astype(np.int64) % n_per
+    days, cnt = np.unique(day, return_counts=True)
+    whole = days[cnt == n_per]
+    if whole.size < 2 or n_bins < 3:
+        return math.nan
+    # detrended first (each window over the centred one-day moving average, classical
+    # decomposition): a trend alone ranks the late hours of every day above the early ones
+    ones = np.ones(n_per)
+    ma = np.convolve(r, ones, mode="same") / np.convolve(np.ones(r.size), ones, mode="same")
+    x = np.where(ma > 0, r / np.where(ma > 0, ma, 1.0), 0.0)
+    keep = np.isin(day, whole)
+    row = np.searchsorted(whole, day[keep])
+    col = phase[keep] * n_bins // n_per
+    m = np.zeros((whole.size, n_bins))
+    np.add.at(m, (row, col), x[keep])
+    if np.all(m == m[:, :1]):  # every bin equal on every day: no pattern, and scipy's statistic is 0/0
+        return 1.0
+    p = stats.friedmanchisquare(*m.T).pvalue
+    return float(p) if math.isfinite(p) else 1.0
+
+
+def _curvature_p(x: np.ndarray, y: np.ndarray) -> float:
+    """p-value of the squared term of an OLS quadratic fit of ``y`` on ``x`` (NaN with < 4 points)."""
+    if x.size < 4:
+        return math.nan
+    z = (x - x.mean()) / (np.ptp(x) or 1.0)
+    fit = OLS(y, np.column_stack([np.ones_like(z), z, z * z])).fit()
+    p = float(fit.pvalues[2])
+    return p if math.isfinite(p) else 1.0
 
 
 def _fit(t: np.ndarray, r: np.ndarray, window_s: float, end_s: float) -> RateForecast:
     n_per = int(round(DAY_S / window_s))
     duration = t.size * window_s
-    period = DAY_S if (duration >= 2 * DAY_S and abs(n_per * window_s - DAY_S) < 1e-6) else None
-    if period is not None:
+    daily = duration >= 2 * DAY_S and abs(n_per * window_s - DAY_S) < 1e-6
+    season_p = _friedman_p(t, r, window_s) if daily else math.nan
+    if daily and season_p < SEASON_P:
         phase = np.floor(np.mod(t, DAY_S) / window_s).astype(np.int64) % n_per
         sums = np.bincount(phase, weights=r, minlength=n_per)
         cnt = np.bincount(phase, minlength=n_per)
@@ -131,34 +210,38 @@ def _fit(t: np.ndarray, r: np.ndarray, window_s: float, end_s: float) -> RateFor
         season = np.where(np.isfinite(means) & (overall > 0), means / overall if overall > 0 else 1.0, 1.0)
         season = np.where(season > 0, season, 0.0)
         adj = np.where(season[phase] > 0, r / np.where(season[phase] > 0, season[phase], 1.0), np.nan)
-        last = t >= end_s - DAY_S
+        period = DAY_S
     else:
         season = np.zeros(0)
         adj = r.astype(float)
-        last = np.ones(t.size, bool)
+        period = None
     ok = np.isfinite(adj)
-    # the trend is fitted on block means (one day, or an eighth of a short span): window rates are
-    # autocorrelated, so a regression on them would call every wiggle a significant trend
-    block = n_per if period is not None else max(1, t.size // 8)
-    b = (np.arange(t.size) // block)[ok]
+    # blocks counted back from the span's end (the last block is whole); only whole blocks count
+    block = n_per if duration >= 2 * DAY_S else max(1, t.size // 8)
+    back = (t.size - 1 - np.arange(t.size)) // block  # 0 for the last block
+    b = (back.max() - back)[ok] if t.size else np.zeros(0, np.int64)  # block 0 first in time
     nb = int(b.max()) + 1 if b.size else 0
     cnt = np.bincount(b, minlength=nb)
     bmean = np.bincount(b, weights=adj[ok], minlength=nb) / np.maximum(cnt, 1)
     bmid = np.bincount(b, weights=t[ok], minlength=nb) / np.maximum(cnt, 1) + window_s / 2
-    full = cnt >= max(1, block // 2)
-    slope, p = 0.0, 1.0
-    level = float(np.nanmean(adj[last & ok])) if np.any(last & ok) else (float(np.nanmean(adj[ok])) if ok.any() else 0.0)
-    if full.sum() >= 4 and np.ptp(bmid[full]) > 0:
-        tau = stats.kendalltau(bmid[full], bmean[full])
+    full = cnt >= block
+    x, y = bmid[full] - end_s, bmean[full]
+    slope, p, curv = 0.0, 1.0, math.nan
+    level = float(np.median(y)) if y.size else (float(np.nanmean(adj[ok])) if ok.any() else 0.0)
+    # a trend is tested on whole days only: within a span of less than four days (blocks shorter
+    # than a day) a rise or fall is as likely the daily cycle, which cannot be told apart there
+    if block == n_per and y.size >= 4 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        tau = stats.kendalltau(x, y)
         p = float(tau.pvalue) if math.isfinite(tau.pvalue) else 1.0
-        if p < TREND_P:
-            slope = float(stats.theilslopes(bmean[full], bmid[full]).slope)
-            # the level at the end: the last block's mean carried on by the slope
-            level = float(bmean[full][-1] + slope * (end_s - bmid[full][-1]))
+        curv = _curvature_p(x, y)
+        if p < TREND_P and not curv < CURVATURE_P:
+            ts = stats.theilslopes(y, x)
+            slope = float(ts.slope)
+            level = float(ts.intercept)  # the Theil-Sen line at the span's end (x = 0)
     level = max(level, 0.0)
     return RateForecast(end_s=float(end_s), window_s=float(window_s), period_s=period, level=level, slope=slope,
-                        slope_p=p, season=tuple(float(x) for x in season), backtest_nmae=math.nan,
-                        seasonal_naive_nmae=math.nan)
+                        slope_p=p, season=tuple(float(v) for v in season), backtest_nmae=math.nan,
+                        seasonal_naive_nmae=math.nan, curvature_p=curv, season_p=season_p, n_blocks=int(full.sum()))
 
 
 def fit_rate_forecast(arrivals, span: tuple[float, float]) -> RateForecast:

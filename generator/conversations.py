@@ -22,7 +22,7 @@ from servelab.generator.grid import frame_of
 from servelab.generator.pmf import PmfTable, pmf_table, sample_pmf
 
 __all__ = ["CONTEXTS", "ConversationModel", "conversation_model", "expand_conversations", "accumulate_context",
-           "accumulate_inputs", "draw_increments", "link_columns"]
+           "accumulate_inputs", "draw_increments", "fresh_followups", "followups_grow", "link_columns"]
 
 #: how a follow-up's input holds its history (see :func:`accumulate_inputs`)
 CONTEXTS = ("fitted", "sorted", "additive")
@@ -51,6 +51,7 @@ class ConversationModel:
     first_map: np.ndarray | None = None  # pool index -> first-input group (-1: none)
     first_multi: PmfTable | None = None  # first turns of conversations of >= 2 turns
     first_multi_map: np.ndarray | None = None
+    grows: np.ndarray | None = None  # (P,) bool: follow-ups hold their history (see followups_grow)
 
 
 def _conversation_pmfs(pool) -> pl.DataFrame | None:
@@ -155,7 +156,24 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
         first_map=first_map,
         first_multi=first_multi,
         first_multi_map=first_multi_map,
+        grows=followups_grow(inc, inc_map) if inc is not None else None,
     )
+
+
+def followups_grow(inc: PmfTable, inc_map: np.ndarray) -> np.ndarray:
+    """Per pool client: do its follow-ups hold their history (True), or are they fresh prompts?
+
+    The rule is the median of the client's increment PMF (``input - history``): a follow-up that
+    holds its history exceeds it by its new prompt, so the median is >= 0 (a few negative
+    increments come from truncated contexts); a follow-up that does not hold it is a fresh draw
+    ``x`` with ``x - (x_prev + out_prev) < 0`` more often than ``x < x_prev``, i.e. more than half
+    the time, so the median is < 0. Adding a history to such a client's inputs, then an
+    increment drawn from that spread, distorts its input lengths; the generator draws them fresh
+    instead (:func:`draw_increments`). Clients without an increment PMF count as growing.
+    """
+    n_groups = int(inc_map.max()) + 1 if inc_map.size else 0
+    median = inc.values[np.searchsorted(inc.cum, np.arange(n_groups) + 0.5, side="left")]
+    return np.where(inc_map >= 0, median[np.maximum(inc_map, 0)] >= 0, True) if n_groups else np.ones(inc_map.size, bool)
 
 
 def _client_rows(conv: pl.DataFrame, index: pl.DataFrame, P: int, quantity: str) -> pl.DataFrame | None:
@@ -191,7 +209,9 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
     """Per row: a first turn's input, or a follow-up's input increment (float, rounded).
 
     A follow-up (``turn > 1``) draws from its pool client's increment PMF (``pool_index`` per
-    row), 0 for a client without one (own or pooled); a first turn draws from the client's
+    row), 0 for a client without one (own or pooled), and keeps its ``inp`` (a fresh draw) when
+    its client's follow-ups do not grow (:func:`followups_grow`; pass the same rows as ``fresh``
+    to :func:`accumulate_inputs`); a first turn draws from the client's
     first-turn input PMF (of single-turn conversations, or of the starts of longer ones when the
     next row is its turn 2), keeping its ``inp`` (the data PMF's draw) where there is none. One
     uniform per row, in row order, from ``rng``; rows grouped by conversation in turn order.
@@ -202,8 +222,9 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
     u = rng.random(turn.size)
     follow = turn > 1
     multi = ~follow & np.r_[follow[1:], False]
-    out[follow] = 0.0
-    for table, gmap, rows in ((conv.inc, conv.inc_map, np.flatnonzero(follow)),
+    fresh = fresh_followups(conv, pool_index, turn)
+    out[follow & ~fresh] = 0.0
+    for table, gmap, rows in ((conv.inc, conv.inc_map, np.flatnonzero(follow & ~fresh)),
                               (conv.first, conv.first_map, np.flatnonzero(~follow & ~multi)),
                               (conv.first_multi, conv.first_multi_map, np.flatnonzero(multi))):  # 3 quantities
         if table is None or rows.size == 0:
@@ -213,6 +234,13 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         out[rows[ok]] = np.rint(sample_pmf(table, g[ok], u[rows[ok]]))
     return out
 
+
+
+def fresh_followups(conv: ConversationModel, pool_index: np.ndarray, turn: np.ndarray) -> np.ndarray:
+    """Per row: a follow-up of a client whose follow-ups do not grow (:func:`followups_grow`)."""
+    if conv.grows is None:
+        return np.zeros(turn.size, bool)
+    return (turn > 1) & ~conv.grows[pool_index]
 
 
 def expand_conversations(t, client, sel, conv: ConversationModel, rng):
@@ -264,13 +292,15 @@ def accumulate_context(frame: pl.DataFrame, turn: np.ndarray, *, context: str) -
 
 
 def accumulate_inputs(inp: np.ndarray, out: np.ndarray, turn: np.ndarray, *, context: str,
-                      increments: np.ndarray | None = None) -> np.ndarray:
+                      increments: np.ndarray | None = None, fresh: np.ndarray | None = None) -> np.ndarray:
     """The array form of :func:`accumulate_context`: new inputs from inputs, outputs and turn numbers.
 
     ``inp`` and ``out`` are numbers per row (NaN or null counted as 0 by the caller), rows grouped
     by conversation in turn order. ``fitted`` (needs ``increments``, one per row, from
     :func:`draw_increments`): a follow-up's input is ``max(h + increment, 1)``, a first turn's
-    is its ``increments`` entry (its first-turn draw). Returns a new array of the inputs' dtype.
+    is its ``increments`` entry (its first-turn draw); a follow-up marked in ``fresh`` (bool per
+    row, :func:`fresh_followups`) keeps its ``increments`` entry as its input (no history).
+    Returns a new array of the inputs' dtype.
     """
     if context not in CONTEXTS:
         raise ValueError(f"context must be one of {list(CONTEXTS)}; got {context!r}")
@@ -294,7 +324,8 @@ def accumulate_inputs(inp: np.ndarray, out: np.ndarray, turn: np.ndarray, *, con
         if context == "sorted":
             inp[rows] = np.maximum(inp[rows], h)
         elif context == "fitted":
-            inp[rows] = np.maximum(h + inp[rows], 1)
+            grow = np.ones(rows.size, bool) if fresh is None else ~fresh[rows]  # fresh ones keep their draw
+            inp[rows[grow]] = np.maximum(h[grow] + inp[rows[grow]], 1)
         else:
             inp[rows] = h + inp[rows]
     return inp

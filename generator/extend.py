@@ -5,16 +5,17 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
 
 1. **Churn model** (:mod:`servelab.fitting.pool_churn`): the pool's ``churn`` table when it has one,
    else fitted from its arrivals table on the spot (old and ServeGen pools).
-2. **Surviving clients** (request data: the mean of its PMFs over its last day of data windows,
-   placed at every extension data window where it is active): every client not seen to depart draws a residual lifetime from the
+2. **Surviving clients** (request data: at every extension data window where it is active, the
+   mean of its PMFs at the same time of day over its last :data:`TOD_DAYS` days, else the mean of
+   its PMFs over its last day): every client not seen to depart draws a residual lifetime from the
    exponential lifetime law (memoryless, so the residual has the same law; the residual client,
    an aggregate of small clients, never departs) and, until it departs, repeats its own rows of
    the span's last day (the whole span when shorter) cyclically, which keeps its daily pattern.
 3. **New clients**: arrival instants of a Poisson process of the fitted rate over the extension;
    each gets an exponential lifetime and a *template* client drawn uniformly (seeded) from the
    model's templates, whose active rows (arrival rate, CV, family and parameters) it repeats from
-   its birth window, cyclically over the template's observed life; it takes the template's last
-   day of request data (PMFs, as a survivor does), its conversation parameters and its load-length coupling under its
+   its birth window, cyclically over the template's observed life; it takes the template's
+   time-of-day request data (PMFs, as a survivor does), its conversation parameters and its load-length coupling under its
    own id ``new~<k>``.
 4. **Total rate**: rates are scaled so that their sum follows, by default, the pool's
    :class:`~servelab.fitting.pool_forecast.RateForecast` (trend times daily periodicity): one
@@ -23,6 +24,11 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    to the smooth forecast would erase the burstiness between windows that the real trace has).
    With a ``rate`` function (req/s, a function of time) the sum follows it window by window.
    ``rate="pool"`` beyond the span thus follows the forecast while each client keeps its share.
+   A small population can die out between births; the last client then stays until the next one
+   arrives (:func:`keep_someone`), so no stretch of the forecast is left to nobody.
+   The factor is common to survivors and new clients: churn *splits* the forecast total between
+   them (the new clients' share grows as survivors depart), it never adds new clients on top of
+   it, so the generated count follows the forecast whatever the turnover.
 
 Vectorised with polars (rows are exploded with ``int_ranges``); no loop over clients or windows.
 Every draw comes from ``seed``.
@@ -43,10 +49,12 @@ from servelab.fitting.pool_settings import RESIDUAL_ID
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.grid import frame_of
 
-__all__ = ["NEW_CLIENT_PREFIX", "Extension", "churn_summary", "coupling_summary", "extend_pool", "pool_churn"]
+__all__ = ["NEW_CLIENT_PREFIX", "TOD_DAYS", "keep_someone", "Extension", "churn_summary", "coupling_summary", "extend_pool", "pool_churn"]
 
 #: id prefix of the synthetic new clients (``new~0``, ``new~1``, ...)
 NEW_CLIENT_PREFIX = "new~"
+#: days of a client's data behind its time-of-day length PMFs in an extension
+TOD_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,35 @@ def _has_churn(pool) -> bool:
         return False
 
 
+def keep_someone(starts: np.ndarray, ends: np.ndarray, n_windows: int) -> np.ndarray:
+    """Lives ``[starts, ends)`` (extension windows) lengthened so that no window after the first
+    start is left without a live client: the client reaching furthest before a gap stays until the
+    next one arrives (to ``n_windows`` after the last). A loop over gaps, never windows.
+
+    The forecast says traffic goes on; a small population drawn from the churn model can die out
+    between births (five clients living three days), and the windows nobody holds would get none
+    of the forecast's volume. Conditioning on a non-empty population keeps the count on the
+    forecast; the departures of a large population are untouched (it has no such gap).
+    """
+    ends = np.array(ends, dtype=np.int64, copy=True)
+    if ends.size == 0:
+        return ends
+    order = np.argsort(starts, kind="stable")
+    s = np.asarray(starts, dtype=np.int64)[order]
+    for _ in range(ends.size + 1):  # each pass closes one gap
+        e = ends[order]
+        reach = np.maximum.accumulate(e)
+        gap = np.flatnonzero(s[1:] > reach[:-1])
+        if gap.size:
+            i = int(gap[0])
+            ends[order[int(np.argmax(e[:i + 1]))]] = s[i + 1]
+        elif reach[-1] < n_windows:
+            ends[order[int(np.argmax(e))]] = n_windows
+        else:
+            break
+    return ends
+
+
 def _explode(rows: pl.DataFrame, first: str, step: str, stop: str) -> pl.DataFrame:
     """Each row repeated at windows ``first + m * step < stop`` (column ``k``)."""
     return (rows.filter(pl.col(first) < pl.col(stop))
@@ -192,11 +229,6 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     dep_k = np.minimum(np.ceil(residual / W), K).astype(np.int64)  # windows [0, dep_k) of the extension
     n_src = max(1, int(round(min(DAY_S, end - lo) / W)))
     src0 = end - n_src * W
-    surv = (active.filter(pl.col("window_start") >= src0 - 1e-9)
-            .join(pl.DataFrame({"client_id": alive["client_id"], "stop": dep_k}), on="client_id", how="inner")
-            .with_columns(first=((pl.col("window_start") - src0) / W).round().cast(pl.Int64),
-                          step=pl.lit(n_src, pl.Int64)))
-    surv = _explode(surv, "first", "step", "stop")
 
     # 3. new clients
     n_new = int(rng.poisson(model.arrival_rate * K * W))
@@ -205,10 +237,22 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     templates = np.asarray(model.templates, dtype=object)
     pick = rng.integers(0, templates.size, n_new) if templates.size else np.zeros(0, np.int64)
     kb = np.floor((births - end) / W).astype(np.int64)
-    kd = np.minimum(np.ceil((births + lives - end) / W), K).astype(np.int64)
+    kd = np.maximum(np.minimum(np.ceil((births + lives - end) / W), K).astype(np.int64), kb + 1)
+
+    # the last client stays until the next one arrives (survivors with rows in the source day count)
+    carries = alive["client_id"].is_in(active.filter(pl.col("window_start") >= src0 - 1e-9)["client_id"].unique()
+                                       .implode()).to_numpy()
+    ends = keep_someone(np.r_[np.zeros(int(carries.sum()), np.int64), kb], np.r_[dep_k[carries], kd], K)
+    dep_k[carries], kd = ends[:int(carries.sum())], ends[int(carries.sum()):]
+
+    surv = (active.filter(pl.col("window_start") >= src0 - 1e-9)
+            .join(pl.DataFrame({"client_id": alive["client_id"], "stop": dep_k}), on="client_id", how="inner")
+            .with_columns(first=((pl.col("window_start") - src0) / W).round().cast(pl.Int64),
+                          step=pl.lit(n_src, pl.Int64)))
+    surv = _explode(surv, "first", "step", "stop")
     new_ids = [f"{NEW_CLIENT_PREFIX}{i}" for i in range(n_new)]
     newc = pl.DataFrame({"new_id": new_ids, "template": templates[pick].tolist() if n_new else [],
-                         "kb": kb, "stop": np.maximum(kd, kb + 1)},
+                         "kb": kb, "stop": kd},
                         schema={"new_id": pl.String, "template": pl.String, "kb": pl.Int64, "stop": pl.Int64})
     tinfo = table.select("client_id", "first_s", "last_s")
     trows = (active.join(tinfo, on="client_id", how="inner")
@@ -269,25 +313,42 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     ).select(clients.columns).sort("client_id")])
     data = frame_of(pool.data)
     if data is not None and data.height:
-        # every client active in an extension data window gets its last day's PMFs there (a new
-        # client its template's): the mean of its PMFs over its data windows of the day before its
-        # last data window ends (one window when shorter), so a sparse last window does not make a
-        # spiky PMF; the naive aggregate and the generator then find data in the extension
+        # every client active in an extension data window gets PMFs there (a new client its
+        # template's), so the naive aggregate and the generator find data in the extension; means
+        # over several windows, so a sparse last window does not make a spiky PMF. The fallback:
+        # the mean of its PMFs over its data windows of the day before its last one ends
         DW = float(pool.data_window_s)
-        recent = data.filter(pl.col("window_start") > pl.col("window_start").max().over("client_id") + DW - DAY_S - 1e-9)
-        last = (recent.group_by("client_id", "field", "value").agg(pl.col("probability").sum())
+        last_ws = pl.col("window_start").max().over("client_id")
+        recent = data.filter(pl.col("window_start") > last_ws + DW - DAY_S - 1e-9)
+        # group_by keeps first-seen order and the joins keep the left then the right order, so the
+        # rows come out in a fixed order without sorting millions of string keys
+        last = (recent.group_by("client_id", "field", "value", maintain_order=True).agg(pl.col("probability").sum())
                 .with_columns(probability=pl.col("probability") / pl.col("probability").sum().over("client_id", "field"),
-                              window_start=pl.lit(0.0), window_s=pl.lit(DW)))
+                              phase=pl.lit(-1, pl.Int64)))
+        # time of day: the mean of its PMFs at the same data window of the day over its last
+        # TOD_DAYS days (lengths follow the hour: night traffic is not day traffic); where the
+        # client has no data at that time of day, its last day's mean above (phase -1)
+        n_phase = max(1, int(round(DAY_S / DW))) if abs(DAY_S / DW - round(DAY_S / DW)) < 1e-9 else 1
+        phase = ((pl.col("window_start") % DAY_S) / DW).floor().cast(pl.Int64) % n_phase
+        tod = (data.filter(pl.col("window_start") > last_ws + DW - TOD_DAYS * DAY_S - 1e-9)
+               .with_columns(phase=phase)
+               .group_by("client_id", "phase", "field", "value", maintain_order=True).agg(pl.col("probability").sum())
+               .with_columns(probability=pl.col("probability")
+                             / pl.col("probability").sum().over("client_id", "phase", "field")))
+        have = tod.select(pl.col("client_id").alias("src"), "phase", ok=pl.lit(True)).unique(maintain_order=True)
+        pmfs = pl.concat([tod, last.select(tod.columns)]).rename({"client_id": "src"})
         source = pl.concat([
             alive.select("client_id", pl.col("client_id").alias("src")),
             mapping.select(pl.col("new_id").alias("client_id"), pl.col("template").alias("src"))])
         need = (added.filter(pl.col("rate") > 0)
                 .select("client_id", ((pl.col("window_start") / DW).floor() * DW).alias("dws")).unique()
-                .join(source, on="client_id", how="inner"))
-        add = (need.join(last.drop("window_s").rename({"client_id": "src", "window_start": "src_ws"}), on="src",
-                         how="inner")
+                .join(source, on="client_id", how="inner").sort("client_id", "dws")
+                .with_columns(phase=((pl.col("dws") % DAY_S) / DW).floor().cast(pl.Int64) % n_phase)
+                .join(have, on=["src", "phase"], how="left", maintain_order="left")
+                .with_columns(phase=pl.when(pl.col("ok")).then(pl.col("phase")).otherwise(pl.lit(-1, pl.Int64))))
+        add = (need.join(pmfs, on=["src", "phase"], how="inner", maintain_order="left_right")
                .with_columns(window_start=pl.col("dws"), window_s=pl.lit(DW))
-               .select(data.columns).sort("client_id", "window_start", "field", "value"))
+               .select(data.columns))
         kw["data"] = pl.concat([data, add])
     for name in ("conversations", "conversation_pmfs", "coupling"):
         try:

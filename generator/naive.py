@@ -83,7 +83,8 @@ def aggregate_cv(pool, rate, duration: float, *, start: float | None = None, see
 
 
 def naive_plan(pool, rate, duration: float, *, start: float | None = None, cv: float | None = None, seed: int,
-               clock: float | None = None, max_requests: int | None = DEFAULT_MAX_REQUESTS) -> GenerationPlan:
+               clock: float | None = None, max_requests: int | None = DEFAULT_MAX_REQUESTS,
+               data_span: tuple[float, float] | None = None) -> GenerationPlan:
     """The :class:`~servelab.generator.stream.GenerationPlan` of the naive baseline (see :func:`naive_generate`)."""
     lo, hi = _period(pool, start, duration)
     check_request_budget(resolve_rate(rate), duration, pool, start=lo, max_requests=max_requests)
@@ -92,14 +93,21 @@ def naive_plan(pool, rate, duration: float, *, start: float | None = None, cv: f
         cv = aggregate_cv(pool, rate, duration, start=start, seed=seed, grid=grid)
     if not (isinstance(cv, (int, float)) and math.isfinite(cv) and cv > 0):
         raise GenerationError(f"cv must be a finite number > 0; got {cv!r}")
-    agg = _aggregate_pool(pool, grid, lo, hi, float(cv))
+    data_from = None
+    if data_span is not None:
+        a, b = (float(x) for x in data_span)
+        if not (math.isfinite(a) and math.isfinite(b) and b > a):
+            raise GenerationError(f"data_span must be (start, end) seconds with start < end; got {data_span!r}")
+        data_from = (window_grid(pool, a, b), a, b)
+    agg = _aggregate_pool(pool, grid, lo, hi, float(cv), data_from=data_from)
     return plan_generation(agg, rate, duration, start=lo, seed=seed, conversations=False, clock=clock,
                            max_requests=max_requests)
 
 
 def naive_generate(pool, rate, duration: float, *, start: float | None = None, cv: float | None = None,
                    seed: int, clock: float | None = None,
-                   max_requests: int | None = DEFAULT_MAX_REQUESTS) -> pl.DataFrame:
+                   max_requests: int | None = DEFAULT_MAX_REQUESTS,
+                   data_span: tuple[float, float] | None = None) -> pl.DataFrame:
     """Generate the naive baseline workload.
 
     Parameters
@@ -116,13 +124,18 @@ def naive_generate(pool, rate, duration: float, *, start: float | None = None, c
     clock, max_requests
         As in :func:`~servelab.generator.generate.generate` (the budget is checked before the
         pilot draw of :func:`aggregate_cv`).
+    data_span : (float, float), optional
+        Take the aggregate request data from this period of the pool instead of the generated
+        one (out of sample: the period the pool was fitted on, so that the baseline knows the
+        past mix of clients only, not a model of how it changes).
 
     Returns
     -------
     polars.DataFrame
         ``timestamp`` (seconds since ``start``), ``client_id`` (``"naive"``) and the data columns.
     """
-    plan = naive_plan(pool, rate, duration, start=start, cv=cv, seed=seed, clock=clock, max_requests=max_requests)
+    plan = naive_plan(pool, rate, duration, start=start, cv=cv, seed=seed, clock=clock, max_requests=max_requests,
+                      data_span=data_span)
     return collect_chunks(plan, iter_plan(plan, chunk_s=None))
 
 
@@ -150,8 +163,10 @@ def _target_at(grid: WindowGrid, schedule: RateSchedule, lo: float, t: np.ndarra
     return schedule.value * grid.window_totals()[w]
 
 
-def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float) -> _AggregatePool:
+def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float,
+                    data_from: tuple[WindowGrid, float, float] | None = None) -> _AggregatePool:
     total = grid.window_totals()
+    window_len_max = grid.window_len.max()
     shape = 1.0 / cv**2
     active = total > 0
     arrivals = pl.DataFrame({
@@ -164,6 +179,9 @@ def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float) -> 
         "a": np.where(active, shape, np.nan),
         "scale": np.where(active, 1.0 / np.where(active, total, 1.0) / shape, np.nan),
     })
+    out_hi, out_start = hi, float(grid.window_start[0])
+    if data_from is not None:  # the mix of another period (times and rates stay the generated period's)
+        grid, lo, hi = data_from
     data = _frame(pool.data)
     if data is not None and data.height:
         data = data.filter((pl.col("window_start") < hi) & ((pl.col("window_start") + pl.col("window_s")) > lo))
@@ -187,12 +205,12 @@ def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float) -> 
                                              "weight": pl.Float64}, orient="row")
         mixed = aggregate_pmfs(data.with_columns(pl.col("window_start").cast(pl.Float64)), weights, by_window=False)
         data = mixed.select(
-            pl.lit(NAIVE_CLIENT).alias("client_id"), pl.lit(float(grid.window_start[0])).alias("window_start"),
-            pl.lit(float(hi - grid.window_start[0]) + dw).alias("window_s"), "field", "value", "probability")
+            pl.lit(NAIVE_CLIENT).alias("client_id"), pl.lit(out_start).alias("window_start"),
+            pl.lit(float(out_hi - out_start) + dw).alias("window_s"), "field", "value", "probability")
     else:
         data = pl.DataFrame(schema={"client_id": pl.String, "window_start": pl.Float64, "window_s": pl.Float64,
                                     "field": pl.String, "value": pl.Float64, "probability": pl.Float64})
     clients = pl.DataFrame({"client_id": [NAIVE_CLIENT], "has_arrivals": [True], "has_data": [data.height > 0],
                             "note": ["naive aggregate of the pool"]})
-    return _AggregatePool(clients, arrivals, data, data_window_s=float(hi - grid.window_start[0]) + 1.0,
-                          window_s=float(grid.window_len.max()))
+    return _AggregatePool(clients, arrivals, data, data_window_s=float(out_hi - out_start) + 1.0,
+                          window_s=float(window_len_max))

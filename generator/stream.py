@@ -41,7 +41,7 @@ import polars as pl
 
 from servelab.generator.arrivals import ArrivalLaw, continue_renewals, first_arrivals, poisson_arrivals
 from servelab.generator.conversations import CONTEXTS, ConversationModel, accumulate_inputs, conversation_model, \
-    draw_increments, expand_conversations
+    draw_increments, expand_conversations, fresh_followups
 from servelab.generator.coupling import CouplingPlan, apply_coupling_plan, coupling_plan
 from servelab.generator.exceptions import GenerationError, GenerationWarning
 from servelab.generator.grid import (SegmentRates, WindowGrid, dense_row_sums, pool_span, segment_rates,
@@ -303,7 +303,9 @@ class _Drawer:
                 outp = np.nan_to_num(fields["output_tokens"]) if "output_tokens" in fields else np.zeros_like(inp)
                 inc = (draw_increments(p.conv, p.sel[client], out["turn"], inp, rng) if p.context == "fitted"
                        else None)  # first inputs and follow-up increments, drawn after the data (issue 15)
-                fields["input_tokens"] = accumulate_inputs(inp, outp, out["turn"], context=p.context, increments=inc)
+                fresh = fresh_followups(p.conv, p.sel[client], out["turn"]) if p.context == "fitted" else None
+                fields["input_tokens"] = accumulate_inputs(inp, outp, out["turn"], context=p.context, increments=inc,
+                                                           fresh=fresh)  # no history where follow-ups do not grow
             out.update({f"f:{c}": v for c, v in fields.items()})
         n = t.size
         if p.conv is None:  # rows never leave their unit: sort here, emit in unit order

@@ -6,7 +6,10 @@
 - **servelab**: per-client composition (:func:`~servelab.generator.generate.generate`) on the pool
   extended past its span with client churn (:func:`~servelab.generator.extend.extend_pool`);
 - **naive**: the naive baseline (:func:`~servelab.generator.naive.naive_generate`: one Gamma
-  process, aggregate request data) on the same extended pool,
+  process, aggregate request data) on the same extended pool, its request data the aggregate of
+  the fitted span (``data_span``): a baseline without a client model knows the past mix of
+  clients, not how churn changes it (given the extension's mix it would share servelab's expected
+  marginals and tie with it on them by construction),
 
 both under **the same total-rate assumption**: ``rate="pool"`` on the extended pool, i.e. the
 total rate the pool *forecasts* (trend times daily periodicity fitted on the part before the
@@ -27,6 +30,15 @@ whole arrival window of the pool (so the pool's span ends at the split) and must
 one window on each side. With ``rolling=K``, the time after the split is cut into ``K`` equal test
 folds; fold ``i`` is predicted from a pool fitted on everything before it (rolling origin,
 expanding window), and :meth:`ValidationResult.spread` summarises the folds.
+
+Bounded sample
+--------------
+With ``max_requests`` (the report's validation area passes one on big traces), a store holding
+more requests is validated on a seeded sample of **whole clients** (a random order of the client
+ids, kept while their requests add up to at most the bound; at least one client): every kept
+client keeps all its requests, before and after the split, so churn, per-client laws and the
+later part stay those of real clients, only fewer of them. The result records it
+(``bounded_sample``); a trace without client ids is never sampled.
 
 Results hold metrics and per-window aggregates (request counts for the figure), never request rows.
 """
@@ -50,13 +62,14 @@ from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
 from servelab.generator.generate import generate
 from servelab.generator.naive import naive_generate
 
-__all__ = ["CANDIDATES", "SplitResult", "ValidationResult", "resolve_split", "validate"]
+__all__ = ["CANDIDATES", "SplitResult", "ValidationResult", "resolve_split", "sample_clients", "validate"]
 
 #: the two generators scored, in order
 CANDIDATES = ("servelab", "naive")
 #: the total-rate assumption, in words (validate.json's ``rate_assumption``)
-RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (trend x daily "
-                   "periodicity fitted on the part before it; servelab.fitting.pool_forecast), not the real rate")
+RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (a damped trend x "
+                   "a daily pattern, each kept only when significant on the part before it; "
+                   "servelab.fitting.pool_forecast), not the real rate; naive's request data is the mix before the split")
 
 
 def _frozen(d: Mapping) -> Mapping:
@@ -118,12 +131,20 @@ class ValidationResult:
         The seed of every draw.
     rate_assumption : str
         The total-rate assumption shared by both generators.
+    bounded_sample : Mapping
+        Empty when every request was used; else ``bound``, ``clients``, ``clients_total``,
+        ``requests``, ``requests_total`` of the sample of whole clients (module docstring).
     """
 
     store: str
     splits: tuple[SplitResult, ...]
     seed: int
     rate_assumption: str = RATE_ASSUMPTION
+    bounded_sample: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "splits", tuple(self.splits))
+        object.__setattr__(self, "bounded_sample", MappingProxyType(dict(self.bounded_sample)))
 
     def table(self) -> pl.DataFrame:
         """One row per (split, metric): ``split_s, end_s, metric, kind, reference, servelab, naive``."""
@@ -164,6 +185,7 @@ class ValidationResult:
         doc = self.summary()
         doc.update({
             "store": self.store, "seed": self.seed, "rate_assumption": self.rate_assumption,
+            "bounded_sample": dict(self.bounded_sample) or None,
             "reference_meaning": ("the real later part's own values: for a 'value' metric its value, for a "
                                   "'distance' metric 0 (itself); with several splits, means over them"),
             "metrics": {m: {"kind": k, "description": d} for m, (k, d) in METRICS.items()},
@@ -225,6 +247,40 @@ def _read(store: TraceStore) -> pl.DataFrame:
     return pl.scan_parquet(store.requests_path).select(keep).sort("timestamp", maintain_order=True).collect()
 
 
+def sample_clients(frame: pl.DataFrame, bound: int, *, seed: int) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The requests of a seeded sample of whole clients holding at most ``bound`` requests.
+
+    The client ids, sorted, are put in a random order (``numpy.random.default_rng(seed)``) and kept
+    while their request counts add up to at most ``bound`` (the first is always kept). Frames
+    without ``client_id``, or with at most ``bound`` rows, come back unchanged with an empty record.
+
+    Returns
+    -------
+    (polars.DataFrame, dict)
+        The kept rows (in their order) and ``bound, clients, clients_total, requests,
+        requests_total`` (empty when nothing was dropped).
+
+    Raises
+    ------
+    ValueError
+        If ``bound`` is not a positive integer.
+    """
+    if isinstance(bound, bool) or not isinstance(bound, (int, np.integer)) or bound < 1:
+        raise ValueError(f"bound must be a positive integer; got {bound!r}")
+    if frame.height <= bound or "client_id" not in frame.columns:
+        return frame, {}
+    counts = frame.group_by("client_id").len().sort("client_id", nulls_last=True)
+    order = np.random.default_rng(int(seed)).permutation(counts.height)
+    n = counts["len"].to_numpy()[order]
+    keep = np.cumsum(n) <= bound
+    keep[0] = True
+    ids = counts["client_id"].gather(order[keep])
+    kept = frame.filter(pl.col("client_id").is_in(ids.implode()) if ids.null_count() == 0
+                        else pl.col("client_id").is_in(ids.drop_nulls().implode()) | pl.col("client_id").is_null())
+    return kept, {"bound": int(bound), "clients": int(keep.sum()), "clients_total": counts.height,
+                  "requests": kept.height, "requests_total": frame.height}
+
+
 def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: float, *, seed: int,
                settings: PoolFitSettings, workdir: Path, window_s: float | None) -> SplitResult:
     t = frame["timestamp"]
@@ -239,7 +295,10 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
     duration = end_s - split_s
     clock = store.clock_s
     ours = generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None)
-    naive = naive_generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None)
+    # naive knows the past mix only: its request data is the aggregate of the fitted span (its
+    # times follow the same forecast total); the extension's mix is servelab's churn model
+    naive = naive_generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None,
+                           data_span=tuple(pool.span))
     real = later.with_columns(pl.col("timestamp") - split_s)
     if window_s is None:
         choice = choose_window(real)
@@ -265,7 +324,8 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
 
 
 def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, window_s: float | None = None,
-             settings: PoolFitSettings | None = None, **overrides) -> ValidationResult:
+             max_requests: int | None = None, settings: PoolFitSettings | None = None,
+             **overrides) -> ValidationResult:
     """Fit on the part of ``store`` before ``split``, generate after it, score both generators.
 
     Parameters
@@ -279,6 +339,9 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
         Number of rolling test folds after the split (module docstring); None is one.
     window_s : float, optional
         Window of the window metrics; default picked from each real later part.
+    max_requests : int, optional
+        Above this many requests, validate on a seeded sample of whole clients of at most this
+        many (:func:`sample_clients`; module docstring); None uses every request.
     settings : PoolFitSettings, optional
         How the pool is fitted; ``**overrides`` replace fields (``window="10m"``, ...).
 
@@ -305,6 +368,9 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
 
         base = dataclasses.replace(base, **overrides)
     frame = _read(store)
+    bounded: dict[str, int] = {}
+    if max_requests is not None:
+        frame, bounded = sample_clients(frame, max_requests, seed=int(seed))
     if frame.height < 2:
         raise ValueError(f"the store has {frame.height} request(s); validation needs at least 2")
     first, last = float(frame["timestamp"].min()), float(frame["timestamp"].max())
@@ -321,4 +387,4 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
         for i in range(k):
             splits.append(_one_split(store, frame, edges[i], edges[i + 1], seed=seed, settings=base,
                                      workdir=Path(tmp), window_s=window_s))
-    return ValidationResult(store=str(store.path), splits=tuple(splits), seed=int(seed))
+    return ValidationResult(store=str(store.path), splits=tuple(splits), seed=int(seed), bounded_sample=bounded)

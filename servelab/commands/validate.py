@@ -51,14 +51,17 @@ def _split(store, text: str) -> float:
 @click.option("--window", "window_s", type=float, default=None,
               help="Window of the window metrics, seconds (default: picked from each real later part).")
 @click.option("--pool-window", default="10m", show_default=True, help="Arrival window of the fitted pools.")
+@click.option("--max-requests", type=click.IntRange(min=1), default=None,
+              help="Above this many requests, validate on a seeded sample of whole clients of at most this many.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Write validate.json, tables (CSV) and the figure to this folder.")
-def validate(store_path, split_text, seed, rolling, window_s, pool_window, output) -> None:
+def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_requests, output) -> None:
     """Fit a pool on STORE before the split, generate after it, and score servelab and naive.
 
-    Both generators follow the total rate the pool forecasts past the split (trend x daily
-    periodicity fitted before it), never the real later rate. Metrics are `servelab compare`'s;
-    the reference column holds the real later part's own values (0 for distances).
+    Both generators follow the total rate the pool forecasts past the split (a damped trend x a
+    daily pattern, each kept only when a test finds it before the split), never the real later
+    rate; naive draws its request data from the mix before the split. Metrics are `servelab
+    compare`'s; the reference column holds the real later part's own values (0 for distances).
     """
     import json
     import math
@@ -73,10 +76,15 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, outpu
         raise click.BadParameter(f"must be a finite number of seconds > 0; got {window_s!r}", param_hint="--window")
     store = open_store(store_path)
     split = _split(store, split_text)
-    result = run(store, split=split, seed=seed, rolling=rolling, window_s=window_s, window=pool_window)
+    result = run(store, split=split, seed=seed, rolling=rolling, window_s=window_s, window=pool_window,
+                 max_requests=max_requests)
     doc = result.to_json()
     click.echo(f"store  {store_path}")
     click.echo(f"rate   {result.rate_assumption}")
+    if result.bounded_sample:
+        b = result.bounded_sample
+        click.echo(f"sample {b['clients']:,} of {b['clients_total']:,} clients (whole, seeded), {b['requests']:,} of "
+                   f"{b['requests_total']:,} requests (--max-requests {b['bound']:,})")
     for s in result.splits:
         c = s.clients
         turnover = (f"; clients later {c['later']}, seen before {c['seen_before']}, generated {c['generated']} "

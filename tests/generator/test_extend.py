@@ -17,7 +17,7 @@ from servelab.analysis.store import write_store
 from servelab.cli import main
 from servelab.fitting.pool_churn import churn_model, churn_table, default_grace
 from servelab.fitting.pool_fit import fit_pool
-from servelab.fitting.pool_forecast import TREND_P, fit_rate_forecast
+from servelab.fitting.pool_forecast import CURVATURE_P, SEASON_P, TREND_P, fit_rate_forecast
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.extend import NEW_CLIENT_PREFIX, churn_summary, extend_pool
 from servelab.generator.generate import generate
@@ -128,15 +128,51 @@ def test_forecast_recovers_trend_and_daily_pattern_and_null_has_no_trend():
         arr = pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": r})
         f = fit_rate_forecast(arr, (0.0, 14 * DAY))
         assert (f.slope != 0) is keep and (f.slope_p < TREND_P) is keep
+        # a straight line: the quadratic term is not significant (14 daily means, 5% / sqrt(144) noise)
+        assert f.curvature_p >= CURVATURE_P
         if keep:
             assert f.slope * DAY == pytest.approx(5.0, rel=0.1)
-        # the level at the end: 100 + slope * 14 days (less half a day when read off the last day)
+        # the level at the end: the Theil-Sen line at 14 days, or the median daily mean (100)
         assert f.level == pytest.approx(100 + slope_per_day * 14, rel=0.05)
+        assert f.period_s == DAY and f.season_p < SEASON_P
         phase = np.arange(144) * W + W / 2
         # each factor is a mean of 14 days: SE <= 5% * 1.5 / sqrt(14) = 0.02; 4 SE
         np.testing.assert_allclose(np.asarray(f.season), 1 + 0.5 * np.sin(2 * np.pi * (phase - W / 2) / DAY),
                                    atol=0.08)
         assert f.backtest_nmae < 0.15
+    # the damped trend, in closed form: level + slope * day * sum_{i=1}^{h} 0.9^i, capped at +50%
+    h = np.array([0.0, 1.0, 2.0, 3.5])
+    kept = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W,
+                                           "rate": (100 + 5.0 * t / DAY) * rng.gamma(400, 1 / 400, t.size)}),
+                             (0.0, 14 * DAY))
+    assert kept.period_s is None  # no daily pattern in this series
+    geometric = np.array([0.0, 0.9, 0.9 + 0.81, 0.9 * (1 - 0.9 ** 3.5) / 0.1])
+    np.testing.assert_allclose(kept.rate_at(14 * DAY + h * DAY), kept.level + kept.slope * DAY * geometric,
+                               rtol=1e-12)
+    assert kept.rate_at(np.array([14 * DAY + 1e4 * DAY]))[0] <= 1.5 * kept.level * (1 + 1e-12)
+    # without a trend (the last series, the null) the level is carried flat
+    np.testing.assert_allclose(f.trend_at(np.array([14 * DAY, 30 * DAY])), f.level, rtol=1e-12)
+
+
+def test_forecast_refuses_a_hump_and_a_flat_daily_pattern():
+    W = 600.0
+    t = np.arange(0, 14 * DAY, W)
+    rng = np.random.default_rng(2)
+    # a hump: rises for a week, falls for a week (monotone nowhere): curvature significant, no trend
+    hump = 100 * (1 + 0.4 * np.sin(np.pi * t / (14 * DAY))) * rng.gamma(400, 1 / 400, t.size)
+    f = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": hump}),
+                          (0.0, 14 * DAY))
+    assert f.curvature_p < CURVATURE_P and f.slope == 0.0
+    # flat in the day, iid 5% noise: Friedman's p is uniform under the null, so over 20 seeded
+    # series the pattern is kept Binomial(20, 0.01) times; P(>= 3) = 0.001
+    kept = 0
+    for seed in range(20):
+        r = 100 * np.random.default_rng(100 + seed).gamma(400, 1 / 400, t.size)
+        g = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": r}),
+                              (0.0, 14 * DAY))
+        assert (g.period_s is None) is (g.season == ()) is (g.season_p >= SEASON_P)
+        kept += g.period_s is not None
+    assert kept <= 2
 
 
 def test_extend_errors_and_pool_info(churn_pool, tmp_path):
@@ -171,3 +207,96 @@ def test_extend_errors_and_pool_info(churn_pool, tmp_path):
     # a pool too short for churn says so
     short = churn_pool.clip(0, 2 * 3600.0)
     assert churn_summary(short).startswith("not applicable")
+
+
+def test_extension_keeps_the_time_of_day_of_lengths(tmp_path):
+    # three clients alive all along; inputs are 100 tokens before noon and 1000 after, every day
+    rng = np.random.default_rng(7)
+    n = 3000
+    t = np.sort(rng.uniform(0, 4 * DAY, n))
+    frame = pl.DataFrame({"timestamp": t, "client_id": [f"c{i}" for i in rng.integers(0, 3, n)],
+                          "input_tokens": np.where(np.mod(t, DAY) < DAY / 2, 100, 1000),
+                          "output_tokens": rng.integers(5, 300, n)})
+    pool = fit_pool(write_store(frame, tmp_path / "tod"), window="1h", data_window="6h", conversations=False)
+    end = pool.span.end
+    ext, _ = extend_pool(pool, end + DAY, seed=1)
+    later = ext.data.filter((pl.col("window_start") >= end) & (pl.col("field") == "input_tokens"))
+    assert later.height > 0
+    mean = later.group_by("client_id", "window_start").agg((pl.col("value") * pl.col("probability")).sum())
+    morning = np.mod(mean["window_start"].to_numpy(), DAY) < DAY / 2
+    # a day-long mean would put 550 everywhere; the time of day keeps 100 and 1000 apart
+    np.testing.assert_allclose(mean["value"].to_numpy(), np.where(morning, 100.0, 1000.0), rtol=0.01)
+    assert morning.any() and (~morning).any()
+
+
+def test_churn_splits_the_forecast_total_between_survivors_and_new_clients(churn_pool):
+    end = churn_pool.span.end
+    ext, info = extend_pool(churn_pool, end + 6 * DAY, seed=5)
+    later = ext.arrivals.filter(pl.col("window_start") >= end)
+    day = ((later["window_start"] - end) // DAY).cast(pl.Int64)
+    new = later["client_id"].str.starts_with(NEW_CLIENT_PREFIX)
+    per_day = (later.with_columns(day=day, new=new)
+               .group_by("day").agg(total=pl.col("rate").sum() * 3600,
+                                    new=pl.col("rate").filter(pl.col("new")).sum() * 3600).sort("day"))
+    # the day's volume is the forecast's: survivors and new clients share it, never add to it
+    mids = end + np.arange(6 * 24) * 3600.0 + 1800.0
+    expect = np.add.reduceat(info.forecast.rate_at(mids) * 3600, np.arange(0, 6 * 24, 24))
+    np.testing.assert_allclose(per_day["total"].to_numpy(), expect, rtol=1e-9)
+    # the new clients' share grows as survivors depart (steady state about 1 - exp(-6 / 2) = 95%
+    # of clients new after 6 days of 2-day lives)
+    share = (per_day["new"] / per_day["total"]).to_numpy()
+    assert share[0] < share[-1] and 0 < share[0] < 0.6 and share[-1] > 0.6
+
+
+def test_a_sparse_clients_silence_is_not_an_arrival_or_a_departure():
+    # span 10 windows of 100 s, grace 200 s. "dense": 1 req/s in windows 5-6 (its silences of
+    # 500 s and 300 s would hold no request with probability e^-500, e^-300): arrived and departed.
+    # "sparse": 0.002 req/s in windows 3 and 6 (0.4 expected requests over 400 s of presence: a
+    # silence of ln(100) / 0.001 = 4,605 s is kept 1% of the time): neither
+    arr = pl.DataFrame({"client_id": ["dense", "dense", "sparse", "sparse"], "window_start": [500., 600., 300., 600.],
+                        "window_s": [100.] * 4, "rate": [1.0, 1.0, 0.002, 0.002]})
+    t = churn_table(arr, (0.0, 1000.0), grace_s=200.0)
+    assert t["client_id"].to_list() == ["dense", "sparse"]
+    assert t["arrived"].to_list() == [True, False] and t["departed"].to_list() == [True, False]
+    assert t["grace_s"].to_list() == [200.0, 200.0]
+
+
+def test_forecast_fits_no_trend_within_a_short_span():
+    # half a day falling from 100 to 10: as likely the daily cycle as a trend; the level is the
+    # median of the eight block means (the line's value at mid-span, 55, up to 5% noise)
+    W = 600.0
+    t = np.arange(0, DAY / 2, W)
+    r = (100 - 90 * t / (DAY / 2)) * np.random.default_rng(3).gamma(400, 1 / 400, t.size)
+    f = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": r}),
+                          (0.0, DAY / 2))
+    assert f.slope == 0.0 and f.period_s is None
+    assert f.level == pytest.approx(55.0, rel=0.1)
+
+
+def test_keep_someone_closes_every_gap_in_the_population():
+    from servelab.generator.extend import keep_someone
+
+    # lives [0, 2), [0, 3), [5, 6), [9, 10) over 12 windows: the one reaching 3 stays to 5, the
+    # one born at 5 stays to 9, the last to the end; the first keeps its own departure
+    assert keep_someone(np.array([0, 0, 5, 9]), np.array([2, 3, 6, 10]), 12).tolist() == [2, 5, 9, 12]
+    # no gap: unchanged
+    assert keep_someone(np.array([0, 0]), np.array([20, 3]), 12).tolist() == [20, 3]
+    assert keep_someone(np.array([], np.int64), np.array([], np.int64), 12).size == 0
+
+
+def test_a_small_population_never_leaves_the_forecast_to_nobody(tmp_path):
+    # two clients alive all along, at 0.01 req/s each; the fitted lifetime is short, so a 10-day
+    # extension without the rule is empty for days; with it every day gets the forecast's volume
+    rng = np.random.default_rng(8)
+    t = np.sort(rng.uniform(0, 6 * DAY, 2 * int(0.01 * 6 * DAY)))
+    cid = np.where(rng.random(t.size) < 0.5, "a", "b")
+    # a third client seen on days 2-3 only: an arrival and a departure (lifetime about a day)
+    t3 = np.sort(rng.uniform(2 * DAY, 3 * DAY, 800))
+    frame = pl.DataFrame({"timestamp": np.r_[t, t3], "client_id": np.r_[cid, np.full(t3.size, "c")],
+                          "input_tokens": 100, "output_tokens": 10}).sort("timestamp")
+    pool = fit_pool(write_store(frame, tmp_path / "small"), window="1h", conversations=False)
+    end = pool.span.end
+    ext, info = extend_pool(pool, end + 10 * DAY, seed=2)
+    later = ext.arrivals.filter((pl.col("window_start") >= end) & (pl.col("rate") > 0))
+    days = ((later["window_start"] - end) // DAY).unique().sort().to_list()
+    assert days == list(range(10))

@@ -118,3 +118,32 @@ def test_cli_writes_validate_json_tables_and_figure(coupled_store, half, tmp_pat
     assert r.exit_code != 0 and "wall-clock origin" in r.output
     r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "soon"])
     assert r.exit_code == 2 and "ISO date-time; got 'soon'" in r.output
+
+
+def test_sample_clients_keeps_whole_clients_under_the_bound(coupled_store, tmp_path):
+    from servelab.generator.validation import sample_clients
+
+    frame = pl.DataFrame({"timestamp": np.arange(100.0), "client_id": [f"c{i % 7}" for i in range(100)]})
+    sizes = dict(frame.group_by("client_id").len().iter_rows())
+    kept, rec = sample_clients(frame, 40, seed=3)
+    # whole clients: each kept client keeps every one of its rows; at most the bound in all
+    got = dict(kept.group_by("client_id").len().iter_rows())
+    assert all(got[c] == sizes[c] for c in got) and kept.height <= 40 and len(got) >= 1
+    assert rec == {"bound": 40, "clients": len(got), "clients_total": 7, "requests": kept.height, "requests_total": 100}
+    assert kept["timestamp"].is_sorted()  # rows keep their order
+    assert sample_clients(frame, 40, seed=3)[0].equals(kept)
+    # at or under the bound, or without client ids: unchanged, nothing recorded
+    assert sample_clients(frame, 100, seed=3) == (frame, {})
+    assert sample_clients(frame.drop("client_id"), 10, seed=3)[1] == {}
+    with pytest.raises(ValueError, match="bound must be a positive integer; got 0"):
+        sample_clients(frame, 0, seed=3)
+    # validate (through the CLI) on a bound below the store's size: one of the two clients, recorded
+    n_total = _coupled_trace(3).height
+    out = tmp_path / "bounded"
+    r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "0.5", "--seed", "2",
+                                  "--max-requests", str(n_total - 1), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "validate.json").read_text())
+    b = doc["bounded_sample"]
+    assert b["clients"] == 1 and b["clients_total"] == 2 and b["requests"] < n_total == b["requests_total"]
+    assert doc["splits"][0]["clients"]["later"] == 1 and "sample 1 of 2 clients" in r.output

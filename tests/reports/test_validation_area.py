@@ -34,9 +34,11 @@ def test_short_trace_is_not_applicable_and_says_why(rng, tmp_path):
 
 
 def test_long_trace_verdict_follows_the_metrics(rng, tmp_path):
-    store = write_store(_trace(rng, 3.0), tmp_path / "s")
+    # about 39,000 requests: under the quick budget's bound (50,000), every request is used
+    store = write_store(_trace(rng, 3.0, rate=0.15), tmp_path / "s")
     area = get_area("validation")
     ev = area.measure(store, budget=Budget.quick(), seed=1)
+    assert ev.bounded_sample == {} and ev.bound == Budget.quick().max_validation_requests
     (f,) = area.findings(ev)
     o, n, r = ev.metrics["servelab"], ev.metrics["naive"], ev.metrics["reference"]
     # independent recomputation of the rule
@@ -50,3 +52,21 @@ def test_long_trace_verdict_follows_the_metrics(rng, tmp_path):
     assert set(area.figures(ev)) == {FIGURE_ID}
     table = area.tables(ev)["validation"]
     assert table.columns == ["metric", "kind", "reference", "servelab", "naive"]
+
+
+def test_big_trace_runs_on_a_bounded_sample_of_whole_clients(rng, tmp_path):
+    trace = _trace(rng, 3.0, rate=0.05)
+    # four clients; the budget's bound is below the trace's size
+    trace = trace.with_columns(client_id=pl.col("client_id") + (pl.int_range(pl.len()) % 2).cast(pl.String))
+    store = write_store(trace, tmp_path / "s")
+    area = get_area("validation")
+    bound = trace.height // 2
+    ev = area.measure(store, budget=Budget.quick().replace(max_validation_requests=bound), seed=1)
+    b = ev.bounded_sample
+    assert ev.bound == bound and b["bound"] == bound and b["requests_total"] == trace.height
+    assert 1 <= b["clients"] < b["clients_total"] == 4 and b["requests"] <= bound
+    assert any(n.startswith("bounded sample:") for n in area.notes(ev))
+    (f,) = area.findings(ev)
+    assert "bounded sample" in f.reason and f.measured["bounded_sample_requests"] == b["requests"]
+    # the real later half is the sample's
+    assert ev.metrics["reference"]["n_requests"] < trace.filter(pl.col("timestamp") >= ev.split_s).height
