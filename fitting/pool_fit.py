@@ -297,7 +297,10 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                                                              span=covered)
 
     # prefix model (issue 15): per client, from prefix_blocks (None without them)
-    prefixes = prefix_table(store, prefix_ci, names, linking=s.linking) if prefix_ci is not None else None
+    prefixes = (prefix_table(store, prefix_ci, names, linking=s.linking,
+                             span_s=(covered[1] - covered[0]) if s.window_censoring and covered[1] > covered[0]
+                             else None)
+                if prefix_ci is not None else None)
     residual_note = (f"residual: {clients.n_small} client(s) below min_requests={s.min_requests}"
                      + (f" and {clients.n_null} request(s) without client id" if clients.n_null else "") + " merged")
     client_table = pl.DataFrame({"client_id": names}, schema={"client_id": pl.String}).select(
@@ -333,6 +336,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
              + ("turns per conversation by the exact censored likelihood (per (client, turn) hazards, bisection)"
                 if conv_aggs is None else "turns as seen (conversation_id aggregates carry no last-turn times)"))
             if s.window_censoring else "none (counts as seen)"),
+        "prefix_censoring": ("reuse lags weighted by T/(T-x) capped at 20 in the reuse share and PMFs; the generator "
+                             "drops reuses whose lag reaches before the client's first row"
+                             if s.window_censoring else "none (reuse counts as seen)"),
     }
     return ClientPool(clients=client_table, arrivals=table, data=data if data.height else None,
                       data_fits=data_fits if data_fits.height else None, conversations=conv,

@@ -66,7 +66,9 @@ class PoolFitSettings:
         :func:`~servelab.fitting.pool_conversations.window_weights` (long gaps are cut more
         often) and, where links come per request, turns per conversation fitted by the exact
         censored likelihood (:func:`~servelab.fitting.pool_conversations.censored_turn_pmf`:
-        conversations cut by the trace's end are longer than they look). False: the counts as seen.
+        conversations cut by the trace's end are longer than they look), and prefix reuses
+        weighted by their lag (:func:`~servelab.fitting.pool_prefixes.fit_prefix_table`: a reuse
+        whose original came before the trace's start is not seen as one). False: the counts as seen.
 
     Raises
     ------
