@@ -265,8 +265,8 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
                         g_req.append(req[b0:b1].astype(np.int64))
                         g_pos.append(np.arange(b0, b1) - starts[req[b0:b1].astype(np.int64) - r0])
                         g_seg.append(np.full(b1 - b0, j, dtype=np.int64))
-                part = (keys >> np.uint64(64 - 6)).astype(np.int64)
-                order = np.argsort(part, kind="stable")
+                part = (keys >> np.uint64(64 - 6)).astype(np.uint8)
+                order = np.argsort(part, kind="stable")  # a radix sort on 8-bit keys
                 bounds = np.searchsorted(part[order], np.arange(N_PARTITIONS + 1))
                 rec = np.empty(keys.size, dtype=_SPILL)
                 rec["k"], rec["r"] = keys[order], req[order]
@@ -297,8 +297,7 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
         if not (lengths > 0).any():
             raise NotApplicableError(_ANALYSIS, reason="no request carries prefix blocks")
         # exact counts per partition: cold (first occurrence) and shared keys
-        cold = np.zeros(n_req, dtype=np.int64)
-        shared = np.zeros(n_req, dtype=np.int64)
+        cold_at, alone_at = [], []  # request of every cold access, of every unshared access
         for i in range(N_PARTITIONS):  # one hash pass per spill file
             rec = np.fromfile(spill / f"p{i:02d}.bin", dtype=_SPILL)
             (spill / f"p{i:02d}.bin").unlink()
@@ -307,10 +306,15 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
             frame = pl.DataFrame({"k": rec["k"]})
             r = rec["r"].astype(np.int64)
             del rec
-            flags = frame.select(pl.col("k").is_first_distinct().alias("c"), pl.col("k").is_duplicated().alias("s"))
-            cold += np.bincount(r[flags["c"].to_numpy()], minlength=n_req)
-            shared += np.bincount(r[flags["s"].to_numpy()], minlength=n_req)
+            flags = frame.select(pl.col("k").is_first_distinct().alias("c"), pl.col("k").is_unique().alias("u"))
+            cold_at.append(r[flags["c"].to_numpy()].astype(np.uint32))
+            alone_at.append(r[flags["u"].to_numpy()].astype(np.uint32))
             del frame, flags, r
+        cold = np.bincount(np.concatenate(cold_at), minlength=n_req) if cold_at else np.zeros(n_req, np.int64)
+        del cold_at
+        shared = lengths - (np.bincount(np.concatenate(alone_at), minlength=n_req) if alone_at
+                            else np.zeros(n_req, np.int64))
+        del alone_at
     finally:
         shutil.rmtree(spill, ignore_errors=True)
 
