@@ -114,3 +114,20 @@ def test_setting_is_checked():
 
     with pytest.raises(ValueError, match="window_censoring must be True or False; got 1"):
         PoolFitSettings(window_censoring=1)
+
+
+def test_cli_flag_turns_the_correction_off(tmp_path):
+    from click.testing import CliRunner
+
+    from servelab.cli import main
+    from servelab.generator.pool import ClientPool
+
+    rng = np.random.default_rng(2)
+    conv, turn, t, *_ = _window_conversations(rng, 200, stop=0.4, itt_mean=60.0, span=600.0)
+    frame = pl.DataFrame({"timestamp": t, "conversation_id": conv.astype(str)})
+    store = write_store(frame, tmp_path / "s")
+    for flag, want in (([], True), (["--no-window-censoring"], False)):
+        out = tmp_path / f"pool{len(flag)}"
+        res = CliRunner().invoke(main, ["fit-pool", str(store.path), "-o", str(out), *flag])
+        assert res.exit_code == 0, res.output
+        assert ClientPool.load(out).provenance["settings"]["window_censoring"] is want
