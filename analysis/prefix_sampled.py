@@ -7,7 +7,7 @@ store's ``prefix_blocks`` (record batches of whole requests):
 Exact counts
     Every block's prefix key (:func:`~servelab.analysis.prefix_reuse.chunked_prefix_hashes`) and
     request index are spilled to one of :data:`N_PARTITIONS` files by the key's top bits (a key's
-    every occurrence lands in one file, in arrival order). Per file, a hash pass marks each key's
+    every occurrence lands in one file, in arrival order). Per file, one sort finds each key's
     first occurrence (a cold block) and the keys held by two requests or more (shared blocks).
     A prefix key holds its whole prefix, so a request's served blocks are a prefix of its list,
     and so are its shared ones: per request, the cold and shared *counts* give its hit and shared
@@ -303,13 +303,22 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
             (spill / f"p{i:02d}.bin").unlink()
             if rec.size == 0:
                 continue
-            frame = pl.DataFrame({"k": rec["k"]})
-            r = rec["r"].astype(np.int64)
-            del rec
-            flags = frame.select(pl.col("k").is_first_distinct().alias("c"), pl.col("k").is_unique().alias("u"))
-            cold_at.append(r[flags["c"].to_numpy()].astype(np.uint32))
-            alone_at.append(r[flags["u"].to_numpy()].astype(np.uint32))
-            del frame, flags, r
+            # one sort: runs of equal keys; a run's smallest position is the key's first occurrence
+            # (the file is in arrival order), a run of one is a key no other request holds
+            k, r = rec["k"], rec["r"]
+            o = np.argsort(k)
+            ks = k[o]
+            head = np.empty(ks.size, dtype=bool)
+            head[0] = True
+            np.not_equal(ks[1:], ks[:-1], out=head[1:])
+            del ks
+            st = np.flatnonzero(head)
+            del head
+            first = np.minimum.reduceat(o, st)
+            cnt = np.diff(np.append(st, o.size))
+            cold_at.append(r[first])
+            alone_at.append(r[first[cnt == 1]])
+            del rec, k, r, o, st, first, cnt
         cold = np.bincount(np.concatenate(cold_at), minlength=n_req) if cold_at else np.zeros(n_req, np.int64)
         del cold_at
         shared = lengths - (np.bincount(np.concatenate(alone_at), minlength=n_req) if alone_at
