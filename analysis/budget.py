@@ -46,6 +46,11 @@ class Budget:
         Reasoning-ratio bimodality per top client uses at most this many ratios per client.
     max_bimodality_n : int
         Reasoning-ratio bimodality (whole trace and per client) uses at most this many ratios.
+    prefix_exact_max_blocks : int
+        The prefix analysis is exact up to this many prompt blocks and sampled above
+        (:mod:`servelab.analysis.prefix_sampled`: exact counts, sampled LRU curve).
+    prefix_sample_blocks : int
+        Block accesses the sampled prefix analysis keeps for its LRU curve.
     n_sim : int
         Replicates of the simulated null distributions (the Gamma shape-shift tests of the arrival
         windows; their power uses at most 99 of them).
@@ -77,12 +82,15 @@ class Budget:
     forecast_max_iter: int = 100
     n_sim: int = 199
     max_validation_requests: int = 150_000
+    prefix_exact_max_blocks: int = 30_000_000
+    prefix_sample_blocks: int = 1_000_000
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label:
             raise ValueError(f"Budget.label must be a non-empty string; got {self.label!r}")
         for name in ("max_fit_n", "max_group_fit_n", "n_boot", "max_itt_fit_n", "max_reason_n",
-                     "max_bimodality_n", "forecast_max_iter", "n_sim", "max_validation_requests"):
+                     "max_bimodality_n", "forecast_max_iter", "n_sim", "max_validation_requests",
+                     "prefix_exact_max_blocks", "prefix_sample_blocks"):
             _positive_int(name, getattr(self, name))
         if self.max_requests is not None:
             _positive_int("max_requests", self.max_requests)

@@ -45,7 +45,8 @@ from servelab.analysis.prefix_sources import (
 from servelab.analysis.shared_prefixes import CommonPrefixRule
 from servelab.analysis.store import TraceStore
 
-__all__ = ["DEFAULT_REFERENCE_SHARE", "PrefixAnalysis", "analyse_blocks", "analyse_prefixes", "reference_capacity"]
+__all__ = ["DEFAULT_REFERENCE_SHARE", "PrefixAnalysis", "analyse_blocks", "analyse_prefixes", "count_blocks",
+           "reference_capacity"]
 
 #: default reference capacity: this share of the trace's distinct prefix blocks
 DEFAULT_REFERENCE_SHARE = 0.1
@@ -190,9 +191,30 @@ def _conversation_ids(store: TraceStore, request_ids: np.ndarray, linking) -> tu
     return ids.astype(np.int64), f"conversations linked by {conv.summary.rule}"
 
 
+def count_blocks(store: TraceStore) -> int:
+    """Prompt blocks of a store without reading them: the leaf values of ``prefix_blocks`` in the
+    Parquet metadata (an in-memory source counts its list lengths)."""
+    path = getattr(store, "path", None)
+    if path is None:
+        import pyarrow.compute as pc
+
+        col = store.read_arrow(["prefix_blocks"])["prefix_blocks"]
+        return int(pc.sum(pc.fill_null(pc.list_value_length(col), 0)).as_py() or 0)
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(store.requests_path).metadata
+    names = [meta.schema.column(j).path for j in range(meta.num_columns)]
+    leaf = [j for j, n in enumerate(names) if n.split(".")[0] == "prefix_blocks"]
+    if not leaf:
+        return 0
+    return int(sum(meta.row_group(i).column(leaf[0]).num_values for i in range(meta.num_row_groups)))
+
+
 def analyse_prefixes(store: TraceStore, *, block_size: int = DEFAULT_BLOCK_SIZE, window_s: float = 3600.0,
                      capacities: np.ndarray | None = None, reference: int | None = None, sources: bool = True,
-                     linking=None, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> PrefixAnalysis:
+                     linking=None, n_boot: int = 200, seed: int = 0, level: float = 0.95,
+                     exact: bool | None = None, exact_max_blocks: int = 30_000_000,
+                     sample_blocks: int = 1_000_000) -> PrefixAnalysis:
     """The prefix-reuse analysis of a store (see the module docstring).
 
     Parameters
@@ -214,6 +236,13 @@ def analyse_prefixes(store: TraceStore, *, block_size: int = DEFAULT_BLOCK_SIZE,
         How conversations are linked, and the common-prefix rule of the sources.
     n_boot, seed, level
         Cluster-bootstrap resamples, seed and coverage of the intervals.
+    exact : bool, optional
+        True: the exact analysis (every block in memory); False: the sampled one
+        (:func:`~servelab.analysis.prefix_sampled.analyse_prefixes_sampled`: exact counts and
+        rates, LRU curve from a sample, no reuse sources); None (default): exact up to
+        ``exact_max_blocks`` prompt blocks (:func:`count_blocks`), sampled above.
+    exact_max_blocks, sample_blocks : int
+        The switch point of ``exact=None`` and the sampled analysis's sample size.
 
     Raises
     ------
@@ -222,6 +251,19 @@ def analyse_prefixes(store: TraceStore, *, block_size: int = DEFAULT_BLOCK_SIZE,
     """
     from servelab.analysis.conversations import LinkOptions
 
+    if exact is not None and not isinstance(exact, bool):
+        raise ValueError(f"exact must be None, True or False; got {exact!r}")
+    if exact is None:
+        store.require("prefix_blocks", analysis="prefix reuse analysis")
+        n_blocks = count_blocks(store)
+        exact = n_blocks <= exact_max_blocks
+    if not exact:
+        from servelab.analysis.prefix_sampled import analyse_prefixes_sampled
+
+        res = analyse_prefixes_sampled(store, block_size=block_size, window_s=window_s, capacities=capacities,
+                                       reference=reference, sample_blocks=sample_blocks, n_boot=n_boot, seed=seed,
+                                       level=level)
+        return res
     opts = linking or LinkOptions()
     tb = read_blocks(store)
     conversations, how = (None, "")

@@ -33,7 +33,9 @@ Offline optimum
     Not computed. Belady's OPT is a stack algorithm too (Mattson et al., 1970), but its one-pass
     form reorders a priority stack access by access (by next use), which has no vectorised form
     here, and with prefixes a cached block is useful only with its whole prefix. The infinite
-    cache is the upper bound reported.
+    cache is the upper bound reported. ``benchmarks/bench_prefix_generation.py --opt`` runs
+    Belady's MIN per capacity (a sequential heap pass, checked against exhaustive search) as a
+    bound beside the LRU curve.
 
 This module must not import fitting, generator, figures or matplotlib. Results are tables of
 rates and counts, never the blocks themselves (:class:`BlockState` and :class:`TraceBlocks` are

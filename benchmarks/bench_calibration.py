@@ -20,6 +20,13 @@ Usage::
     python benchmarks/bench_calibration.py --seeds 40
     python benchmarks/bench_calibration.py --seeds 40 --only rate,burst
     python benchmarks/bench_calibration.py --seeds 40 --only F1.bursty,F1.single,F2,gamma_shift
+    python benchmarks/bench_calibration.py --seeds 40 --only prefix_reuse,prefix_capacity
+
+Prefix rows (``prefix_reuse``, ``prefix_capacity``; :func:`_prefix_scenarios`) run the prefixes
+area's findings (``prefixes.reuse``, ``prefixes.capacity``) end to end on simulated block lists
+whose saving and kept share are set by construction; their tests are interval decisions (no
+p-value: ``p<lvl`` stays 0 and ``power`` n/a), so the false-verdict rate is the "holds" column
+under a null and the power the "holds" column under a positive control.
 """
 from __future__ import annotations
 
@@ -259,14 +266,80 @@ def _scenarios():
         return run
     sc.append((("share",), ("null",), "share 0.35 (at the threshold), n=1,000", share(0.35, 1000)))
     sc.append((("share",), ("positive",), "share 0.45 (paper), n=1,000", share(0.45, 1000)))
+    sc.extend(_prefix_scenarios())
     return sc
+
+
+# --- prefix reuse (issue 15): prefixes.reuse and prefixes.capacity, end to end ---------------------
+#: blocks per simulated prompt (every block full: tokens = blocks x 512)
+_PREFIX_L = 4
+
+
+def _prefix_trace(seed: int, *, n: int, reuse: float, near: float) -> pl.DataFrame:
+    """Requests of ``_PREFIX_L`` blocks, one per second, that repeat an earlier prompt whole or are
+    fresh: with probability ``reuse * near`` the previous request (served by any LRU cache of at
+    least ``_PREFIX_L`` blocks), and, from request ``K = n // 4`` on, with probability
+    ``reuse * (1 - near) * n / (n - K)`` the request ``K`` before (about 2.5 times the reference
+    capacity of 10 % of the distinct blocks away: never served by it). An infinite cache then
+    serves ``reuse`` of the tokens and the reference cache keeps ``near`` of that saving, in
+    expectation (less 1/n: the first request repeats nothing)."""
+    rng = np.random.default_rng([seed, 15])
+    far_k = n // 4
+    u = rng.random(n)
+    i = np.arange(n)
+    p_near, p_far = reuse * near, reuse * (1 - near) * n / (n - far_k)
+    src = np.where(u < p_near, i - 1, np.where((u < p_near + p_far) & (i >= far_k), i - far_k, i))
+    src = np.where(src < 0, i, src)
+    src[0] = 0
+    while True:  # pointer jumping to the original (each round halves every chain)
+        nxt = src[src]
+        if np.array_equal(nxt, src):
+            break
+        src = nxt
+    blocks = (src[:, None] * _PREFIX_L + np.arange(_PREFIX_L)[None, :]).astype(np.int64)
+    return pl.DataFrame({"timestamp": i.astype(float), "input_tokens": np.full(n, _PREFIX_L * 512),
+                         "prefix_blocks": pl.Series(blocks.tolist(), dtype=pl.List(pl.Int64))})
+
+
+def _prefix_end_to_end(n: int, reuse: float, near: float):
+    """The prefixes area's findings on one simulated trace per seed, through a store (quick budget)."""
+    from servelab.reports.findings.prefixes import measure_prefixes, prefix_findings
+
+    def run(seed: int):
+        folder = Path(tempfile.mkdtemp(prefix="servelab-calibration-"))
+        try:
+            store = write_store(_prefix_trace(seed, n=n, reuse=reuse, near=near), folder / "store")
+            found = {f.id: f for f in prefix_findings(measure_prefixes(store, budget=Budget.quick(), seed=seed,
+                                                                         sources=False))}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return {"prefix_reuse": found["prefixes.reuse"], "prefix_capacity": found["prefixes.capacity"]}
+    return run
+
+
+def _prefix_scenarios():
+    """(tests, truth, name, run) rows of the prefix findings: the reuse finding's standard is an
+    infinite-cache saving of 10 % (MATERIAL_SAVING), the capacity finding's 50 % kept (KEPT_SHARE).
+    The first requests cannot repeat anything, so the simulated saving sits a hair below the
+    drawn share (``reuse`` less 1/n): the "at the threshold" nulls are at or just inside it."""
+    kinds = ("prefix_reuse", "prefix_capacity")
+    N, P = "null", "positive"
+    cases = [
+        ((N, N), "prefix: saving 10 % (at the standard), half of it near, 4,000 requests", 4000, 0.10, 0.5),
+        ((N, N), "prefix: saving 5 % (below), half near, 4,000 requests", 4000, 0.05, 0.5),
+        ((P, P), "prefix: saving 20 %, 80 % of it near, 4,000 requests", 4000, 0.20, 0.8),
+        ((P, N), "prefix: saving 15 %, 40 % near (kept below the standard), 4,000 requests", 4000, 0.15, 0.4),
+        ((P, P), "prefix: saving 15 %, 65 % near, 20,000 requests", 20000, 0.15, 0.65),
+    ]
+    return [(kinds, truth, name + " [end to end]", _prefix_end_to_end(n, q, a)) for truth, name, n, q, a in cases]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=40, help="simulated traces per scenario (default 40)")
     ap.add_argument("--only", default="", help="comma-separated tests: rate, shape, burst, gof, bimodal, correlation, "
-                    "mean_shift, independence, doubling, f10_calmer, f10_calm, share, F1.bursty, F1.single, F2, gamma_shift")
+                    "mean_shift, independence, doubling, f10_calmer, f10_calm, share, F1.bursty, F1.single, F2, gamma_shift, "
+                    "prefix_reuse, prefix_capacity")
     args = ap.parse_args()
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be positive; got {args.seeds}")

@@ -37,12 +37,18 @@ AIPerf has ``input_length`` raised to ``blocks * 512`` (block lists unchanged; t
 is reported). Targets (issue 15): generated curve within 5 points of the real one at every
 capacity, and closer than AIPerf's synthesizer. Numbers are reported whether or not met.
 
-Usage: ``python benchmarks/bench_prefix_generation.py [--no-install] [--seed 1]``. Writes
-``benchmarks/out/prefix_generation/results.json``.
+Options: ``--seed`` (the generator's seed), ``--uncorrected`` (fit without the window
+corrections, ``window_censoring=False``: conversations and reuses as seen), ``--opt`` (a column
+``opt``: the offline optimum's block hit rate on the real trace at every capacity,
+:func:`belady_hit_rates`, an upper bound for every policy).
+
+Usage: ``python benchmarks/bench_prefix_generation.py [--no-install] [--seed 1] [--uncorrected] [--opt]``.
+Writes ``benchmarks/out/prefix_generation/results.json``.
 """
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import sys
 import time
@@ -54,6 +60,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import interop  # noqa: E402  (benchmarks/interop.py: tool virtualenvs)
 
+from servelab.analysis.block_hashes import prefix_hashes  # noqa: E402
 from servelab.analysis.conversations import link_conversations  # noqa: E402
 from servelab.analysis.ingest import ingest  # noqa: E402
 from servelab.analysis.prefix_fidelity import curve_capacities, load_blocks, prefix_fidelity  # noqa: E402
@@ -66,6 +73,68 @@ from servelab.generator.prefixes import assign_prefix_blocks, prefix_model  # no
 TRACE = interop.ROOT.parent / "shared" / "data" / "mooncake" / "synthetic_trace.jsonl"
 OUT = interop.OUT / "prefix_generation"
 BLOCK = 512
+
+
+def access_keys(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Prefix keys in the LRU curve's access order: request by request, each request's blocks
+    from its last to its first (:mod:`servelab.analysis.prefix_reuse`)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    keys = prefix_hashes(np.asarray(values, dtype=np.int64), lengths)
+    starts = np.cumsum(lengths) - lengths
+    req = np.repeat(np.arange(lengths.size), lengths)
+    pos = np.arange(keys.size) - starts[req]
+    return keys[starts[req] + (lengths[req] - 1 - pos)]
+
+
+def belady_hit_rates(keys: np.ndarray, capacities: np.ndarray) -> np.ndarray:
+    """Block hit rate of the offline optimum (Belady's MIN with bypass) at each capacity.
+
+    On a miss with a full cache, MIN drops whichever of the cached blocks and the new one is
+    next used furthest in the future (never used again first); this maximises the hits of any
+    cache of that size on the sequence (Belady, 1966; Mattson et al., 1970). A block hit here
+    needs only the block, not its whole prefix, so the rate bounds from above the prefix hit
+    rate of every policy, LRU included. One heap pass per capacity over the accesses (a
+    benchmark helper, run on a few hundred thousand accesses at most: MIN is sequential).
+
+    Parameters
+    ----------
+    keys : numpy.ndarray
+        Block keys in access order (:func:`access_keys`).
+    capacities : numpy.ndarray of int
+        Cache sizes in blocks (>= 1).
+    """
+    keys = np.asarray(keys)
+    n = keys.size
+    order = np.argsort(keys, kind="stable")
+    nxt = np.full(n, n, dtype=np.int64)  # next access of the same key (n: never)
+    same = keys[order][1:] == keys[order][:-1]
+    nxt[order[:-1][same]] = order[1:][same]
+    nxt_l = nxt.tolist()
+    _, ident = np.unique(keys, return_inverse=True)
+    ident_l = ident.tolist()
+    out = []
+    for cap in np.asarray(capacities, dtype=np.int64).tolist():
+        if cap < 1:
+            raise ValueError(f"capacities must be >= 1 block; got {cap!r}")
+        cached: dict[int, int] = {}  # key -> its next use
+        heap: list[tuple[int, int]] = []  # (-next use, key), stale entries skipped
+        hits = 0
+        for i in range(n):  # MIN is sequential: one step per access
+            k, nu = ident_l[i], nxt_l[i]
+            if k in cached:
+                hits += 1
+            elif len(cached) >= cap:
+                while -heap[0][0] != cached.get(heap[0][1], -1):
+                    heapq.heappop(heap)
+                far, victim = -heap[0][0], heap[0][1]
+                if nu >= far:  # the new block is the furthest: bypass it
+                    continue
+                heapq.heappop(heap)
+                del cached[victim]
+            cached[k] = nu
+            heapq.heappush(heap, (-nu, k))
+        out.append(hits / n if n else float("nan"))
+    return np.asarray(out)
 
 
 def _blocks_of_jsonl(path: Path) -> pl.DataFrame:
@@ -109,13 +178,14 @@ def _prefix_step_on_trace(store, pool, seed: int) -> pl.DataFrame:
     return out.select("timestamp", "prefix_blocks")
 
 
-def _servelab(train_jsonl: Path, duration: float, folder: Path, seed: int) -> tuple[pl.DataFrame, dict]:
+def _servelab(train_jsonl: Path, duration: float, folder: Path, seed: int, *, corrected: bool = True
+              ) -> tuple[pl.DataFrame, dict]:
     times = {}
     t0 = time.perf_counter()
     store = ingest(train_jsonl, fmt="mooncake", output=folder / "store", overwrite=True, progress=False)
     times["ingest_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pool = fit_pool(store)
+    pool = fit_pool(store, window_censoring=corrected)
     times["fit_pool_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     work = generate(pool, "pool", duration, seed=seed)
@@ -144,17 +214,20 @@ def _aiperf(env, train: pl.DataFrame, folder: Path, seed: int) -> tuple[pl.DataF
                                    "wall_s": time.perf_counter() - t0, "requests": run["requests"]}
 
 
-def _curves(real: pl.DataFrame, cands: dict[str, pl.DataFrame | None]) -> pl.DataFrame:
+def _curves(real: pl.DataFrame, cands: dict[str, pl.DataFrame | None], *, opt: bool = False) -> pl.DataFrame:
     dists = {"real": prefix_distances(*load_blocks(real))}
     dists.update({k: prefix_distances(*load_blocks(v)) for k, v in cands.items() if v is not None})
     caps = curve_capacities(*dists.values())
     out = {"capacity_blocks": caps}
     for name, d in dists.items():
         out[name] = lru_hit_curve(d, capacities=caps)["block_hit_rate"].to_numpy()
+    if opt:
+        out["opt"] = belady_hit_rates(access_keys(*load_blocks(real)), caps)
     return pl.DataFrame(out)
 
 
-def run_setting(name: str, train: pl.DataFrame, test: pl.DataFrame, env, seed: int) -> dict:
+def run_setting(name: str, train: pl.DataFrame, test: pl.DataFrame, env, seed: int, *, corrected: bool = True,
+                opt: bool = False) -> dict:
     folder = OUT / name
     folder.mkdir(parents=True, exist_ok=True)
     train_path = folder / "train.jsonl"
@@ -162,7 +235,7 @@ def run_setting(name: str, train: pl.DataFrame, test: pl.DataFrame, env, seed: i
     real = test.select((pl.col("timestamp") / 1000.0).alias("timestamp"),
                        pl.col("hash_ids").cast(pl.List(pl.Int64)).alias("prefix_blocks"))
     duration = float(test["timestamp"].max() - test["timestamp"].min()) / 1000.0
-    ours, our_times = _servelab(train_path, duration, folder, seed)
+    ours, our_times = _servelab(train_path, duration, folder, seed, corrected=corrected)
     step_only = our_times.pop("_step_only")
     theirs, their_info = _aiperf(env, train, folder, seed)
     train_blocks = train.select((pl.col("timestamp") / 1000.0).alias("timestamp"),
@@ -176,7 +249,7 @@ def run_setting(name: str, train: pl.DataFrame, test: pl.DataFrame, env, seed: i
     for label, cand in cands:
         fid = prefix_fidelity(real, cand) if cand is not None else None
         result[f"{label}_fidelity"] = fid.to_dict() if fid is not None else None
-    curves = _curves(real, {"servelab": ours, "aiperf": theirs})
+    curves = _curves(real, {"servelab": ours, "aiperf": theirs}, opt=opt)
     curves.write_csv(folder / "curves.csv")
     result["curves"] = curves.to_dicts()
     return result
@@ -187,6 +260,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-install", action="store_true", help="Do not build the AIPerf virtualenv.")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--trace", type=Path, default=TRACE)
+    parser.add_argument("--uncorrected", action="store_true",
+                        help="Fit without the window corrections (window_censoring=False).")
+    parser.add_argument("--opt", action="store_true", help="Add the offline optimum (Belady) on the real trace.")
     args = parser.parse_args(argv)
     if not args.trace.is_file():
         print(f"skipped: {args.trace} is absent (the shared data folder is optional)")
@@ -199,8 +275,10 @@ def main(argv=None) -> int:
     cut = float(np.median(full["timestamp"].to_numpy()))
     first = full.filter(pl.col("timestamp") < cut)
     second = full.filter(pl.col("timestamp") >= cut).with_columns(pl.col("timestamp") - int(cut))
-    results = [run_setting("in_sample", full, full, env, args.seed),
-               run_setting("held_out", first, second, env, args.seed)]
+    kw = {"corrected": not args.uncorrected, "opt": args.opt}
+    results = [run_setting("in_sample", full, full, env, args.seed, **kw),
+               run_setting("held_out", first, second, env, args.seed, **kw)]
+    print(f"seed {args.seed}, window corrections {'off' if args.uncorrected else 'on'}")
     for r in results:
         print(f"\n== {r['setting']}: train {r['train_requests']} requests (infinite-cache hit rate "
               f"{r['train_hit_rate']:.4f}), test {r['test_requests']} ({r['duration_s']:.0f} s)")

@@ -17,6 +17,10 @@ side by side with ``aiperf analyze-trace`` on the same trace exported as Mooncak
    timed the same way; its theoretical hit rate beside servelab's on a store ingested from the
    very same file. ``--no-aiperf`` (or a failed install) skips that column and says so.
 
+``--sampled-too`` adds the other mode of ``servelab prefixes`` (``--exact`` up to
+``--exact-max`` requests, ``--sampled``) beside the default run (exact up to 30 M blocks, sampled
+above), and the sampled LRU curve's largest error against the exact one.
+
 Usage::
 
     python benchmarks/bench_prefixes.py --sizes 1000000            # and the shipped Mooncake sample
@@ -215,10 +219,12 @@ def _aiperf(env, jsonl: Path, folder: Path, timeout_s: float) -> dict:
     return out
 
 
-def _prefixes_run(store: Path, folder: Path, *, sources: bool) -> dict:
+def _prefixes_run(store: Path, folder: Path, *, sources: bool, mode: str | None = None) -> dict:
     cmd = [SERVELAB, "prefixes", str(store), "-o", str(folder), "--rows", "3"]
     if not sources:
         cmd.append("--no-sources")
+    if mode is not None:  # "--exact" or "--sampled" (default: by block count)
+        cmd.append(mode)
     run = run_measured(cmd)
     out = {k: run[k] for k in ("seconds", "cpu_seconds", "peak_rss_gb", "exit")}
     if run["exit"] != 0:
@@ -227,8 +233,21 @@ def _prefixes_run(store: Path, folder: Path, *, sources: bool) -> dict:
     if summary.exists():
         s = json.loads(summary.read_text())
         out.update({"token_hit_rate": s.get("token_hit_rate"), "block_hit_rate": s.get("block_hit_rate"),
-                    "n_blocks": s.get("n_blocks")})
+                    "n_blocks": s.get("n_blocks"),
+                    "sampled": any(str(n).startswith("sampled analysis") for n in s.get("notes", []))})
     return out
+
+
+def _curve_error(exact_dir: Path, sampled_dir: Path) -> dict:
+    """Largest absolute difference of the sampled LRU curve from the exact one (block and token
+    hit rates), over the capacities both tables hold."""
+    a = pl.read_csv(exact_dir / "lru_curve.csv")
+    b = pl.read_csv(sampled_dir / "lru_curve.csv")
+    j = a.join(b, on="capacity_blocks", suffix="_s")
+    worst = j.with_columns((pl.col("block_hit_rate") - pl.col("block_hit_rate_s")).abs().alias("d")).sort("d")[-1]
+    return {"capacities": j.height, "max_block_error": float(worst["d"][0]),
+            "at_capacity": int(worst["capacity_blocks"][0]),
+            "max_token_error": float((j["token_hit_rate"] - j["token_hit_rate_s"]).abs().max())}
 
 
 def main(argv=None) -> int:
@@ -244,6 +263,11 @@ def main(argv=None) -> int:
                         help="time the full run (with reuse sources) only up to this many requests")
     parser.add_argument("--lock-from", type=int, default=2_000_000,
                         help="take the shared benchmark lock from this many requests (> 4 GB)")
+    parser.add_argument("--sampled-too", action="store_true",
+                        help="also run --exact (up to --exact-max requests) and --sampled, and the sampled "
+                             "curve's error against the exact one")
+    parser.add_argument("--exact-max", type=int, default=1_000_000,
+                        help="with --sampled-too, run the exact analysis only up to this many requests")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -280,6 +304,18 @@ def main(argv=None) -> int:
         try:
             row = {"case": name, "requests": n,
                    "servelab_no_sources": _prefixes_run(Path(store), folder / "no_sources", sources=False)}
+            if args.sampled_too:
+                default_sampled = row["servelab_no_sources"].get("sampled", False)
+                if (n or 0) <= args.exact_max:
+                    row["servelab_exact"] = (_prefixes_run(Path(store), folder / "exact", sources=False, mode="--exact")
+                                             if default_sampled else {"same_as": "servelab_no_sources"})
+                row["servelab_sampled"] = (_prefixes_run(Path(store), folder / "sampled", sources=False,
+                                                         mode="--sampled")
+                                           if not default_sampled else {"same_as": "servelab_no_sources"})
+                ex = folder / ("exact" if default_sampled else "no_sources")
+                sa = folder / ("no_sources" if default_sampled else "sampled")
+                if (ex / "lru_curve.csv").exists() and (sa / "lru_curve.csv").exists():
+                    row["sampled_curve_error"] = _curve_error(ex, sa)
             row["servelab"] = (_prefixes_run(Path(store), folder / "with_sources", sources=True)
                                if n is None or n <= args.sources_max else
                                {"skipped": f"more than --sources-max={args.sources_max}"})
@@ -308,6 +344,19 @@ def main(argv=None) -> int:
               f"{a.get('seconds', nan):>7.1f} ({a.get('cpu_seconds', nan):>6.1f}){a.get('peak_rss_gb', nan):>6.2f}"
               f"  {f.get('block_hit_rate', nan):.4f} / {f.get('mean_request_block_hit_rate', nan):.4f} / "
               f"{a.get('hit_rate_fields', {}).get('cache_hit_rate', nan):.4f}")
+    for r in rows:
+        if "servelab_sampled" in r or "servelab_exact" in r:
+            parts = []
+            for key in ("servelab_exact", "servelab_sampled"):
+                v = r.get(key, {})
+                if "seconds" in v:
+                    parts.append(f"{key.split('_')[1]} {v['seconds']:.1f} s (cpu {v['cpu_seconds']:.1f}) "
+                                 f"{v['peak_rss_gb']:.2f} GB")
+            err = r.get("sampled_curve_error")
+            if err:
+                parts.append(f"sampled curve error {err['max_block_error']:.4f} (blocks, at {err['at_capacity']:,}), "
+                             f"{err['max_token_error']:.4f} (tokens)")
+            print(f"{r['case']:<22}" + "; ".join(parts))
     return 0
 
 

@@ -65,7 +65,8 @@ from servelab.fitting.pool_arrivals import (
 from servelab.fitting.pool_churn import fit_churn_table  # issue 17
 from servelab.fitting.pool_coupling import COUPLING_FIELDS, coupling_from_cells  # issue 17
 from servelab.fitting.pool_compare import PoolComparison, compare_pools
-from servelab.fitting.pool_conversations import conversation_tables, increment_pmfs, tables_from_aggregates
+from servelab.fitting.pool_conversations import (conversation_tables, increment_pmfs, tables_from_aggregates,
+                                                 window_weights)
 from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
 from servelab.fitting.pool_prefixes import prefix_table
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings
@@ -277,6 +278,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     if s.conversations:
         if conv_aggs is not None:
             turns, itt, req = conv_aggs[:3]
+            if s.window_censoring and covered[1] > covered[0]:  # ITT weights at the bin means (issue 15)
+                w = pl.Series(window_weights(itt["value"].to_numpy().astype(float), covered[1] - covered[0]))
+                itt = itt.with_columns(pl.col("n").cast(pl.Float64) * w, pl.col("total").cast(pl.Float64) * w)
             conv, conv_pmfs = tables_from_aggregates(turns, itt, req, names)
             if len(conv_aggs) > 3:
                 conv_pmfs = pl.concat([conv_pmfs, increment_pmfs(conv_aggs[3], names)])
@@ -288,10 +292,15 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         else:
             frame, ci = conv_frame
             conv, conv_pmfs, conv_note = conversation_tables(store, frame, ci, names, bin_ratio=s.bin_ratio,
-                                                             linking=s.linking, exact_below=s.exact_below)
+                                                             linking=s.linking, exact_below=s.exact_below,
+                                                             window_censoring=s.window_censoring,
+                                                             span=covered)
 
     # prefix model (issue 15): per client, from prefix_blocks (None without them)
-    prefixes = prefix_table(store, prefix_ci, names, linking=s.linking) if prefix_ci is not None else None
+    prefixes = (prefix_table(store, prefix_ci, names, linking=s.linking,
+                             span_s=(covered[1] - covered[0]) if s.window_censoring and covered[1] > covered[0]
+                             else None)
+                if prefix_ci is not None else None)
     residual_note = (f"residual: {clients.n_small} client(s) below min_requests={s.min_requests}"
                      + (f" and {clients.n_null} request(s) without client id" if clients.n_null else "") + " merged")
     client_table = pl.DataFrame({"client_id": names}, schema={"client_id": pl.String}).select(
@@ -322,6 +331,14 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                      "zero_gaps_before_jitter": arrivals.n_zero_gaps},
         "residual": {"clients_merged": clients.n_small, "requests_without_client": clients.n_null},
         "conversations": conv_note,
+        "conversation_censoring": (
+            ("inter-turn times weighted by T/(T-x) capped at 20 (T: covered span); "
+             + ("turns per conversation by the exact censored likelihood (per (client, turn) hazards, bisection)"
+                if conv_aggs is None else "turns as seen (conversation_id aggregates carry no last-turn times)"))
+            if s.window_censoring else "none (counts as seen)"),
+        "prefix_censoring": ("reuse lags weighted by T/(T-x) capped at 20 in the reuse share and PMFs; the generator "
+                             "drops reuses whose lag reaches before the client's first row"
+                             if s.window_censoring else "none (reuse counts as seen)"),
     }
     return ClientPool(clients=client_table, arrivals=table, data=data if data.height else None,
                       data_fits=data_fits if data_fits.height else None, conversations=conv,

@@ -43,6 +43,8 @@ The fitted model is one long table per pool, :data:`PREFIXES_SCHEMA`, with ``kin
                    prompt with another last block), 0: not; ``probability``: their shares
 ``history_gap``    PMF of a follow-up's gap to its parent's blocks
 ``suffix_blocks``  PMF of the unique blocks after a group (first turns that start with one)
+``reuse_censoring`` value 1: the reuse rows are corrected for the trace's window (lags of the
+                   uncut process; see :func:`fit_prefix_table`); absent: as seen
 =================  =============================================================================
 
 Which structure a first turn has depends strongly on its length (a one-block prompt rarely
@@ -201,8 +203,8 @@ def prefix_structure(values: np.ndarray, lengths: np.ndarray, *, timestamps: np.
 
 
 def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: list[str], *,
-                     block_size: int = DEFAULT_BLOCK_SIZE) -> pl.DataFrame:
-    """The pool's ``prefixes`` table (:data:`PREFIXES_SCHEMA`) from :func:`prefix_structure`.
+                     block_size: int = DEFAULT_BLOCK_SIZE, span_s: float | None = None) -> pl.DataFrame:
+    r"""The pool's ``prefixes`` table (:data:`PREFIXES_SCHEMA`) from :func:`prefix_structure`.
 
     Parameters
     ----------
@@ -213,23 +215,50 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
         Pool client ids, by index.
     block_size : int
         Tokens per block of the trace's ``prefix_blocks``.
+    span_s : float, optional
+        The trace's window length :math:`T` (s): correct reuses for the window (the *reuse-lag
+        correction*). A reuse at lag :math:`x` is seen only when its original falls inside the
+        window, with probability :math:`(T - x) / T` for a reuse uniform in it; reuses whose
+        original came before the window look like originals. Each seen reuse is weighted by
+        :func:`~servelab.fitting.pool_conversations.window_weights` (:math:`T / (T - x)`,
+        capped at 20) in the lag, gap and same-length PMFs and in the reuse share (which takes
+        its extra mass from the class's "none" share, never more than it has); a
+        ``reuse_censoring`` row (value 1) per client tells the generator that lags are of the
+        uncut process, so a drawn lag reaching before the client's first row gives a fresh
+        prompt instead of a reuse (the trace's own cut). None (default): counts as seen.
     """
+    from servelab.fitting.pool_conversations import window_weights
+
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer; got {block_size!r}")
+    if span_s is not None and not (np.isfinite(span_s) and span_s > 0):
+        raise ValueError(f"span_s must be None or a positive number of seconds; got {span_s!r}")
     s = structure
     has = s["lengths"] > 0
     cls = np.left_shift(1, np.floor(np.log2(np.maximum(s["lengths"], 1))).astype(np.int64))
+    w = np.ones(s["lengths"].size)
+    if span_s is not None:
+        w = np.where(s["kind"] == 2, window_weights(np.maximum(s["lag_s"], 0.0), float(span_s)), 1.0)
     frame = pl.DataFrame({"c": np.asarray(clients, dtype=np.int64), "kind": s["kind"], "group": s["group"],
                           "gap": s["gap"], "lag": _lag_bins(s["lag_s"]), "suffix": s["suffix"],
                           "same": s["same_length"].astype(np.float64),
-                          "cls": cls}).filter(pl.Series(has))
+                          "cls": cls, "w": w}).filter(pl.Series(has))
     roots = frame.filter(pl.col("kind") <= 2)
     n_root = roots.group_by("c", "cls").agg(pl.len().alias("n"))
+    if span_s is not None:
+        # the weighted reuse share takes its extra mass from the class's "none" share, at most all of it
+        room = roots.group_by("c", "cls").agg(
+            (pl.col("kind") != 1).sum().cast(pl.Float64).alias("room"),
+            pl.col("w").filter(pl.col("kind") == 2).sum().alias("wsum"))
+        roots = (roots.join(room, on=["c", "cls"], how="left")
+                 .with_columns(pl.when(pl.col("kind") == 2)
+                               .then(pl.col("w") * pl.min_horizontal(pl.lit(1.0), pl.col("room") / pl.col("wsum")))
+                               .otherwise(pl.col("w")).alias("w")).drop("room", "wsum"))
     g_len, g_ext, g_cl = s["group_length"], s["group_extends"], s["group_clients"]
 
     def pmf(sub: pl.DataFrame, col: str, kind: str, per: pl.DataFrame) -> pl.DataFrame:
         keys = ["c", "cls"] if "cls" in per.columns else ["c"]
-        counts = sub.group_by(*keys, col).agg(pl.len().alias("k")).join(per, on=keys)
+        counts = sub.group_by(*keys, col).agg(pl.col("w").sum().alias("k")).join(per, on=keys)
         return counts.select("c", pl.lit(kind).alias("kind"), pl.lit(None, pl.Int64).alias("group"),
                              pl.lit(None, pl.Int64).alias("extends"), pl.col(col).cast(pl.Float64).alias("value"),
                              (pl.col("k") / pl.col("n")).alias("probability"),
@@ -264,8 +293,13 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
     parts.append(seen.join(parts[-1].select("c", "min_blocks"), on=["c", "min_blocks"], how="anti"))
     reused = roots.filter(pl.col("kind") == 2)
     # lags per length class too: long prompts (documents) come back later than short ones
-    parts.append(pmf(reused, "lag", "reuse_lag_s", reused.group_by("c", "cls").agg(pl.len().alias("n"))))
-    parts.append(pmf(reused, "same", "reuse_same_length", reused.group_by("c").agg(pl.len().alias("n"))))
+    parts.append(pmf(reused, "lag", "reuse_lag_s", reused.group_by("c", "cls").agg(pl.col("w").sum().alias("n"))))
+    parts.append(pmf(reused, "same", "reuse_same_length", reused.group_by("c").agg(pl.col("w").sum().alias("n"))))
+    if span_s is not None and reused.height:
+        parts.append(reused.select(pl.col("c").unique().sort(), pl.lit("reuse_censoring").alias("kind"),
+                                   pl.lit(None, pl.Int64).alias("group"), pl.lit(None, pl.Int64).alias("extends"),
+                                   pl.lit(1.0).alias("value"), pl.lit(1.0).alias("probability"),
+                                   pl.lit(1, pl.Int64).alias("min_blocks")))
     follows = frame.filter(pl.col("kind") == 3)
     parts.append(pmf(follows, "gap", "history_gap", follows.group_by("c").agg(pl.len().alias("n"))))
     grouped = frame.filter(pl.col("kind") == 1)
@@ -281,7 +315,7 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
 
 
 def prefix_table(store: TraceStore, clients: np.ndarray, names: list[str], *, linking=None,
-                 block_size: int = DEFAULT_BLOCK_SIZE) -> pl.DataFrame | None:
+                 block_size: int = DEFAULT_BLOCK_SIZE, span_s: float | None = None) -> pl.DataFrame | None:
     """The ``prefixes`` table of a pool fitted from ``store`` (None when no request has blocks).
 
     Parameters
@@ -294,6 +328,8 @@ def prefix_table(store: TraceStore, clients: np.ndarray, names: list[str], *, li
     linking : LinkOptions, optional
         How conversations are linked (the parents whose blocks follow-ups repeat).
     block_size : int
+    span_s : float, optional
+        The window length for the reuse-lag correction (:func:`fit_prefix_table`; None: none).
     """
     from servelab.analysis.conversations import LinkOptions, available_link_rules, link_conversations
     from servelab.analysis.exceptions import NotApplicableError
@@ -325,4 +361,4 @@ def prefix_table(store: TraceStore, clients: np.ndarray, names: list[str], *, li
             parents[at[ok][found]] = ppos[found]
     structure = prefix_structure(values, lengths, timestamps=table["timestamp"].to_numpy().astype(float),
                                  clients=clients, parents=parents)
-    return fit_prefix_table(structure, clients, names, block_size=block_size)
+    return fit_prefix_table(structure, clients, names, block_size=block_size, span_s=span_s)

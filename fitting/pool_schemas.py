@@ -16,7 +16,8 @@ PREFIXES_SCHEMA = {
     "value": pl.Float64, "probability": pl.Float64, "min_blocks": pl.Int64, "block_size": pl.Int64,
 }
 #: the kinds of rows of the prefixes table (see the module docstring)
-PREFIX_KINDS = ("shared", "template", "reuse_gap", "reuse_lag_s", "reuse_same_length", "history_gap", "suffix_blocks")
+PREFIX_KINDS = ("shared", "template", "reuse_gap", "reuse_lag_s", "reuse_same_length", "history_gap", "suffix_blocks",
+                "reuse_censoring")
 
 #: one row per client active in the span (:mod:`servelab.fitting.pool_churn`)
 CHURN_SCHEMA = {

@@ -61,6 +61,14 @@ class PoolFitSettings:
         The time span the trace was recorded over; windows without requests inside it are idle and
         window rates are over the part of each window inside it (see
         :mod:`servelab.analysis.window_rates`). Default: ``[first, last]`` request.
+    window_censoring : bool
+        Correct conversations for the trace's window: inter-turn times weighted by
+        :func:`~servelab.fitting.pool_conversations.window_weights` (long gaps are cut more
+        often) and, where links come per request, turns per conversation fitted by the exact
+        censored likelihood (:func:`~servelab.fitting.pool_conversations.censored_turn_pmf`:
+        conversations cut by the trace's end are longer than they look), and prefix reuses
+        weighted by their lag (:func:`~servelab.fitting.pool_prefixes.fit_prefix_table`: a reuse
+        whose original came before the trace's start is not seen as one). False: the counts as seen.
 
     Raises
     ------
@@ -85,6 +93,7 @@ class PoolFitSettings:
     linking: LinkOptions = LinkOptions()
     residual_id: str = RESIDUAL_ID
     span: tuple[float, float] | None = None
+    window_censoring: bool = True
 
     def __post_init__(self) -> None:
         parse_window(self.window)
@@ -120,6 +129,8 @@ class PoolFitSettings:
             raise ValueError(f"clock must be 'auto', 'none' or a step in seconds > 0; got {self.clock!r}")
         if not (isinstance(self.seed, int) and not isinstance(self.seed, bool)):
             raise ValueError(f"seed must be an integer; got {self.seed!r}")
+        if not isinstance(self.window_censoring, bool):
+            raise ValueError(f"window_censoring must be True or False; got {self.window_censoring!r}")
         if not (isinstance(self.residual_id, str) and self.residual_id):
             raise ValueError(f"residual_id must be a non-empty string; got {self.residual_id!r}")
         if self.span is not None:

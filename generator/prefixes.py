@@ -13,7 +13,9 @@ are. :func:`assign_prefix_blocks` applies it to a generated frame (or one time c
    blocks are the group's ids, the same in every client that uses ``g``; a nested group starts
    with the ids of the group it extends), *reuse* (the source is the latest earlier request of the
    same workload client at least a drawn ``reuse_lag_s`` before (drawn from the lag PMF cut at
-   the time since the client's first row) that is an *original* (copied no earlier request)
+   the time since the client's first row; for a client whose reuse rows are window-corrected,
+   a ``reuse_censoring`` row, from the whole PMF, and a lag reaching before the client's first
+   row makes the request a fresh prompt instead, as a trace's start hides such reuses) that is an *original* (copied no earlier request)
    with exactly ``L`` blocks (for the fitted ``reuse_same_length`` share of copies), else of
    ``L``'s length class with at least ``L`` blocks, else any with at least ``L`` blocks, else
    the latest row at least that lag before; it repeats the source's first ``min(L, L_source) - gap`` blocks) or nothing. A group
@@ -78,6 +80,10 @@ class PrefixModel:
         (s), whether a copy's original has its length (1) or not (0), follow-up gap; ``*_map`` are the sorted keys ``client code * 64 + length class``
         of their PMF groups (a request uses its client's largest class at most its own).
     max_lag_s : float
+    censored_reuse : numpy.ndarray of bool, optional
+        Per client code: its reuse rows are corrected for the trace's window (a
+        ``reuse_censoring`` row): a drawn lag reaching before the client's first row gives no
+        reuse (a fresh prompt), as the trace's window cut it; else the lag PMF is cut there.
     """
 
     block_size: int
@@ -97,6 +103,7 @@ class PrefixModel:
     same_length_map: np.ndarray
     suffix_density: np.ndarray
     max_lag_s: float
+    censored_reuse: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +236,9 @@ def prefix_model(pool) -> PrefixModel | None:
     pm = {k: _pmfs(kind(k).select("client_id", "min_blocks", "value", "probability"), codes)
           for k in ("reuse_gap", "reuse_lag_s", "reuse_same_length", "history_gap")}
     lags = kind("reuse_lag_s")["value"]
+    censored = np.zeros(len(clients), dtype=bool)
+    cut = kind("reuse_censoring").filter(pl.col("value") > 0.5)["client_id"].unique().to_list()
+    censored[[codes[c] for c in cut]] = True  # a loop over clients
     density = np.ones((len(clients), _CLASSES))
     suffix = kind("suffix_blocks")
     if suffix.height:
@@ -245,7 +255,7 @@ def prefix_model(pool) -> PrefixModel | None:
         reuse_lag=pm["reuse_lag_s"][0], reuse_lag_map=pm["reuse_lag_s"][1], history_gap=pm["history_gap"][0],
         history_gap_map=pm["history_gap"][1], same_length=pm["reuse_same_length"][0],
         same_length_map=pm["reuse_same_length"][1], suffix_density=density,
-        max_lag_s=float(lags.max()) if lags.len() else 0.0)
+        max_lag_s=float(lags.max()) if lags.len() else 0.0, censored_reuse=censored)
 
 
 def _cdf_at(table: PmfTable, group: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -380,10 +390,19 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     # reaching before it has no source): u scaled by the CDF there
     t_first = pl.DataFrame({"c": c_all, "t": t_all}).select(pl.col("t").min().over("c"))["t"].to_numpy()[m:]
     u_lag = u[1].copy()
-    if model.reuse_lag is not None and reuse.any():
-        g = _groups_of(model.reuse_lag_map, code[reuse], cls[reuse])
-        u_lag[reuse] *= np.where(g >= 0, _cdf_at(model.reuse_lag, g, ts[reuse] - t_first[reuse]), 1.0)
+    # clients whose reuse rows are window-corrected draw from the whole lag PMF and lose the reuse
+    # when the lag reaches before their first row (module docstring, step 3)
+    cut = (model.censored_reuse[np.maximum(code, 0)] & (code >= 0) if model.censored_reuse is not None
+           else np.zeros(n, dtype=bool))
+    scaled = reuse & ~cut
+    if model.reuse_lag is not None and scaled.any():
+        g = _groups_of(model.reuse_lag_map, code[scaled], cls[scaled])
+        u_lag[scaled] *= np.where(g >= 0, _cdf_at(model.reuse_lag, g, ts[scaled] - t_first[scaled]), 1.0)
     lag = _draw(model.reuse_lag, model.reuse_lag_map, code, cls, u_lag, reuse, 0.0)
+    early = reuse & cut & (lag > ts - t_first)
+    if early.any():
+        reuse = reuse & ~early
+        option = np.where(early, _NONE, option)
     source = np.where(follow, parent, -1)
     ri = np.flatnonzero(reuse)
     if ri.size:

@@ -48,7 +48,7 @@ class PrefixesArea:
     def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0,
                 block_size: int = DEFAULT_BLOCK_SIZE, window_s: float = 3600.0,
                 capacities: np.ndarray | None = None, reference: int | None = None, sources: bool = True,
-                linking=None) -> PrefixEvidence:
+                linking=None, exact: bool | None = None) -> PrefixEvidence:
         """Measure prefix reuse of ``source`` once.
 
         Parameters
@@ -70,9 +70,12 @@ class PrefixesArea:
             Classify hits by source (links the conversations).
         linking : LinkOptions, optional
             Conversation linking and the common-prefix rule.
+        exact : bool, optional
+            Exact or sampled analysis (None: by the budget's ``prefix_exact_max_blocks``).
         """
         return measure_prefixes(source, budget=budget, seed=seed, block_size=block_size, window_s=window_s,
-                                capacities=capacities, reference=reference, sources=sources, linking=linking)
+                                capacities=capacities, reference=reference, sources=sources, linking=linking,
+                                exact=exact)
 
     def findings(self, evidence: PrefixEvidence) -> tuple[Finding, ...]:
         """``prefixes.reuse`` and ``prefixes.capacity``."""

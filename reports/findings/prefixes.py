@@ -82,11 +82,14 @@ class PrefixEvidence:
 def measure_prefixes(store: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0,
                      block_size: int = DEFAULT_BLOCK_SIZE, window_s: float = 3600.0,
                      capacities: np.ndarray | None = None, reference: int | None = None, sources: bool = True,
-                     linking=None) -> PrefixEvidence:
+                     linking=None, exact: bool | None = None) -> PrefixEvidence:
     """Run the prefix analysis once (``budget.n_boot`` bootstrap resamples, ``seed``).
 
     Above ``budget.max_requests`` requests (quick mode) the reuse sources are skipped: they link
     the conversations, the costliest step; every other number is still the whole trace's.
+    ``exact`` (None: exact up to ``budget.prefix_exact_max_blocks`` prompt blocks, sampled above
+    with ``budget.prefix_sample_blocks``; see
+    :func:`~servelab.analysis.prefix_analysis.analyse_prefixes`).
     """
     skipped = ()
     if sources and budget.max_requests is not None and store.n_requests > budget.max_requests:
@@ -95,11 +98,18 @@ def measure_prefixes(store: TraceStore, *, budget: Budget = Budget.full(), seed:
                    f"{budget.max_requests:,}; they link the conversations)",)
     try:
         res = analyse_prefixes(store, block_size=block_size, window_s=window_s, capacities=capacities,
-                               reference=reference, sources=sources, linking=linking, n_boot=budget.n_boot, seed=seed)
+                               reference=reference, sources=sources, linking=linking, n_boot=budget.n_boot, seed=seed,
+                               exact=exact, exact_max_blocks=budget.prefix_exact_max_blocks,
+                               sample_blocks=budget.prefix_sample_blocks)
     except NotApplicableError as err:
         return PrefixEvidence(analysis=None, reason=str(err), budget=budget, window_s=window_s)
-    notes = skipped + (f"the whole trace is analysed in every mode (a sample would change the cache's contents); intervals: "
-             f"{res.infinite.method}, with each block's cache outcome measured once on the whole trace",)
+    if res.sources is None and res.notes and res.notes[0].startswith("sampled analysis"):
+        notes = skipped + (f"intervals: {res.infinite.method}; infinite-cache counts are the whole trace's, the LRU "
+                           "curve and the reference capacity's saving come from a sample (see the notes below)",)
+    else:
+        notes = skipped + (f"the whole trace is analysed in every mode (a sample would change the cache's contents); "
+                           f"intervals: {res.infinite.method}, with each block's cache outcome measured once on the "
+                           "whole trace",)
     return PrefixEvidence(analysis=res, budget=budget, window_s=window_s, notes=notes)
 
 

@@ -35,10 +35,12 @@ __all__ = ["fit_pool"]
               help="Where the aggregation SQL runs (spark: needs servelab[spark] and Java); the same pool either way.")
 @click.option("--spark-master", default=None, help="Spark master URL for --engine spark (default local[2]; "
               "or spark://host:7077).")
+@click.option("--no-window-censoring", "no_window_censoring", is_flag=True,
+              help="Fit conversations and prefix reuses as seen, without the correction for the trace's window.")
 @link_options
 def fit_pool(store: str, output: str, window: str, data_window: str, min_requests: int, families: str,
              max_fit_gaps: int, clock: str, seed: int, servegen_out: str | None, overwrite: bool, engine: str, spark_master: str | None,
-             linking) -> None:
+             no_window_censoring: bool, linking) -> None:
     """Fit a client pool from the trace store STORE and write it to OUTPUT."""
     from servelab.analysis.engines import EngineUnavailableError
     from servelab.analysis.exceptions import EmptyTraceError, StoreNotFoundError, TraceFormatError
@@ -64,7 +66,7 @@ def fit_pool(store: str, output: str, window: str, data_window: str, min_request
         pool = fit(st, window=window, data_window=data_window, min_requests=min_requests,
                    families=tuple(f.strip() for f in families.split(",") if f.strip()),
                    max_fit_gaps=max(max_fit_gaps, 10), clock=step, seed=seed, linking=linking,
-                   engine=engine, spark_master=spark_master)
+                   engine=engine, spark_master=spark_master, window_censoring=not no_window_censoring)
         pool.save(output, overwrite=overwrite)
         if servegen_out:
             pool.to_servegen(servegen_out, overwrite=overwrite)

@@ -63,9 +63,13 @@ def parse_capacities(text: str | None) -> list[int] | None:
 @click.option("--figures", "with_figures", is_flag=True, help="With -o, also write the figures as PNG.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--rows", type=click.IntRange(min=1), default=10, show_default=True, help="Rows printed per table.")
+@click.option("--exact/--sampled", "exact", default=None,
+              help="Exact analysis (every block in memory) or sampled (exact counts, LRU curve from a sample, no "
+                   "sources). Default: exact up to 30 M prompt blocks, sampled above.")
 @link_options
 def prefixes(store_path: str, outdir: str | None, block_size: int, capacities: str | None, reference: int | None,
-             window: str, no_sources: bool, with_figures: bool, seed: int, rows: int, linking) -> None:
+             window: str, no_sources: bool, with_figures: bool, seed: int, rows: int, exact: bool | None,
+             linking) -> None:
     """Prefix reuse of STORE: what a KV (prefix) cache would save, and where the reuse comes from."""
     import numpy as np
 
@@ -81,7 +85,7 @@ def prefixes(store_path: str, outdir: str | None, block_size: int, capacities: s
     store = open_store(store_path)
     ev = PREFIXES.measure(store, seed=seed, block_size=block_size, window_s=window_s,
                           capacities=None if caps is None else np.asarray(caps, dtype=np.int64), reference=reference,
-                          sources=not no_sources, linking=linking)
+                          sources=not no_sources, linking=linking, exact=exact)
     a = ev.analysis
     if a is not None:
         r = a.reuse
