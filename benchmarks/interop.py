@@ -1,7 +1,9 @@
 """Interop check (issue 20): servelab's exports, loaded by the replay tools' own code.
 
-1. Tool virtualenvs under ``benchmarks/out/`` (created here, reused when present; never
-   servelab's dependencies): AIPerf (``interop-venv``) and guidellm (``interop-venv-guidellm``).
+1. Tool virtualenvs under ``benchmarks/out/`` or ``$SERVELAB_INTEROP_TOOLS`` (created here from
+   the pinned ``interop_tools/requirements-*.txt`` with uv when it is installed, else pip; reused
+   while the requirements are unchanged; never servelab's dependencies): AIPerf
+   (``interop-venv``) and guidellm (``interop-venv-guidellm``).
    vLLM and SGLang are GPU builds (see ``NOT_INSTALLED``): their files are checked against their
    loaders' documented rules instead (:data:`SCHEMAS`).
 2. A workload from ServeGen's ``mm-image`` pool (multimodal counts) with conversations (a
@@ -20,14 +22,18 @@
 Prints a table (tool, format, loaded, requests, compared, result) and writes
 ``benchmarks/out/interop/report.json``. Exit status 1 when an expected check fails.
 
-Usage: ``python benchmarks/interop.py [--no-install] [--tools aiperf,guidellm] [--seed 20]``
+Usage: ``python benchmarks/interop.py [--no-install] [--tools aiperf,guidellm] [--seed 20]``;
+``--install-only [--ready-file PATH]`` builds the venvs and stops (what ``.ci/run`` does in the
+background while the main suite runs).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -42,23 +48,30 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 HELPERS = Path(__file__).resolve().parent / "interop_tools"
 
-__all__ = ["ToolEnv", "Check", "TOOLS", "NOT_INSTALLED", "SCHEMAS", "build_workload", "export_all",
+__all__ = ["ToolEnv", "Check", "TOOLS", "VENVS", "UV_VERSION", "install_tools", "NOT_INSTALLED", "SCHEMAS", "build_workload", "export_all",
            "tool_env", "offline_env", "schema_checks", "aiperf_checks", "guidellm_checks", "lengths_crosscheck",
            "replay_workload", "replay_dry_run", "main"]
 
 
 @dataclass(frozen=True)
 class ToolSpec:
-    pip: str
+    requirements: str
     venv: str
     module: str
 
 
-#: tools installed here: pip requirement, venv folder under benchmarks/out, module to import
+#: tools installed here: pinned requirements file (in interop_tools/), venv folder, module to import
 TOOLS = {
-    "aiperf": ToolSpec("aiperf==0.13.0", "interop-venv", "aiperf"),
-    "guidellm": ToolSpec("guidellm==0.8.1", "interop-venv-guidellm", "guidellm"),
+    "aiperf": ToolSpec("requirements-aiperf.txt", "interop-venv", "aiperf"),
+    "guidellm": ToolSpec("requirements-guidellm.txt", "interop-venv-guidellm", "guidellm"),
 }
+
+#: where the tool venvs live: ``$SERVELAB_INTEROP_TOOLS`` when set (CI builds them there), else
+#: ``benchmarks/out``
+VENVS = Path(os.environ["SERVELAB_INTEROP_TOOLS"]) if os.environ.get("SERVELAB_INTEROP_TOOLS") else OUT
+
+#: the uv release ``.ci/run`` installs to build the venvs (tests/test_ci_promises.py checks they agree)
+UV_VERSION = "0.13.9"
 
 #: tools not installed here, and why (measured on this 2-core CPU machine, see the report)
 NOT_INSTALLED = {
@@ -108,27 +121,74 @@ def offline_env(home: Path) -> dict:
     return env
 
 
-def tool_env(tool: str, *, install: bool, root: Path = OUT, timeout_s: float = 600.0) -> ToolEnv:
-    """The tool's venv: reused when it imports the tool, else created and installed (if ``install``)."""
+def _uv() -> str | None:
+    """The uv binary beside this interpreter (``pip install uv``), else on PATH, else None."""
+    here = Path(sys.executable).parent / "uv"
+    return str(here) if here.exists() else shutil.which("uv")
+
+
+def _stamp(spec: ToolSpec) -> str:
+    return hashlib.sha256((HELPERS / spec.requirements).read_bytes()).hexdigest()
+
+
+def tool_env(tool: str, *, install: bool, root: Path | None = None, timeout_s: float = 600.0) -> ToolEnv:
+    """The tool's venv under ``root`` (default :data:`VENVS`).
+
+    Reused when it imports the tool and was built from the current requirements file (its
+    sha256 is kept in the venv); else, if ``install``, created and filled from the pinned
+    requirements with uv (``interop_tools/uv_pip.py`` maps pip's configuration, so torch is
+    the CPU build on disk), or with pip when no uv is found (several minutes instead of
+    well under one).
+    """
     spec = TOOLS[tool]
-    venv = root / spec.venv
-    python = venv / "bin" / "python"
+    venv = (VENVS if root is None else root) / spec.venv
+    python, stamp = venv / "bin" / "python", venv / "servelab-requirements.sha256"
     t0 = time.perf_counter()
-    if python.exists() and subprocess.run([str(python), "-c", f"import {spec.module}"],
-                                          capture_output=True).returncode == 0:
+    if python.exists() and stamp.exists() and stamp.read_text() == _stamp(spec) and subprocess.run(
+            [str(python), "-c", f"import {spec.module}"], capture_output=True).returncode == 0:
         return ToolEnv(tool, str(python), "reused", time.perf_counter() - t0)
     if not install:
-        return ToolEnv(tool, None, "absent", 0.0, f"{venv} not built (run without --no-install)")
+        why = "built from other requirements" if python.exists() and stamp.exists() else "not built"
+        return ToolEnv(tool, None, "absent", 0.0, f"{venv} {why} (run benchmarks/interop.py --install-only)")
+    uv, req = _uv(), HELPERS / spec.requirements
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
-        run = subprocess.run([str(python), "-m", "pip", "install", "-q", spec.pip], capture_output=True, text=True,
-                             timeout=timeout_s)
+        if uv:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(venv)], check=True,
+                           capture_output=True)
+            run = subprocess.run([sys.executable, str(HELPERS / "uv_pip.py"), uv, str(python), str(req)],
+                                 capture_output=True, text=True, timeout=timeout_s)
+        else:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+            run = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(req)], capture_output=True,
+                                 text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return ToolEnv(tool, None, "failed", time.perf_counter() - t0, f"pip install {spec.pip} > {timeout_s:.0f} s")
+        return ToolEnv(tool, None, "failed", time.perf_counter() - t0, f"install of {req.name} > {timeout_s:.0f} s")
+    how = "installed with uv" if uv else "installed with pip (no uv found)"
     if run.returncode != 0:
-        tail = [ln for ln in run.stderr.splitlines() if not ln.startswith("WARNING: Location")][-3:]
-        return ToolEnv(tool, None, "failed", time.perf_counter() - t0, " | ".join(tail))
-    return ToolEnv(tool, str(python), "installed", time.perf_counter() - t0)
+        tail = [ln for ln in run.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING: Location")][-3:]
+        return ToolEnv(tool, None, "failed", time.perf_counter() - t0, f"{how}: " + " | ".join(tail))
+    stamp.write_text(_stamp(spec))
+    return ToolEnv(tool, str(python), how, time.perf_counter() - t0)
+
+
+def install_tools(tools: list[str], *, root: Path | None = None, ready_file: Path | None = None) -> dict[str, ToolEnv]:
+    """Build every tool's venv; write ``ready_file`` (JSON: ``ok`` and each tool's :class:`ToolEnv`) last.
+
+    The ready file is written whether or not the installs worked, so a waiting caller
+    (``.ci/run``) learns the outcome; ``ok`` is true only when every venv imports its tool.
+    """
+    envs = {}
+    for tool in tools:
+        envs[tool] = tool_env(tool, install=True, root=root)
+        env = envs[tool]
+        print(f"{tool}: venv {env.how} in {env.seconds:.1f} s {env.note}".rstrip(), flush=True)
+    if ready_file is not None:
+        ready_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ready_file.with_name(ready_file.name + ".tmp")
+        tmp.write_text(json.dumps({"ok": all(e.python for e in envs.values()),
+                                   "envs": {k: asdict(v) for k, v in envs.items()}}, indent=2))
+        tmp.replace(ready_file)
+    return envs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,8 +677,19 @@ def main(argv=None) -> int:
                     help="requests of the AIPerf fixed-schedule dry run at 50 req/s (0: skip)")
     ap.add_argument("--replay-warmup", type=int, default=100, metavar="W",
                     help="AIPerf warm-up requests before the dry run's schedule (0: none)")
+    ap.add_argument("--install-only", action="store_true", help="build the tool venvs, then stop")
+    ap.add_argument("--ready-file", type=Path, help="with --install-only: JSON written when the installs end")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    tools = [t for t in args.tools.split(",") if t]
+    if unknown := [t for t in tools if t not in TOOLS]:
+        ap.error(f"--tools: unknown {unknown}; known {sorted(TOOLS)}")
+    if args.install_only:
+        envs = install_tools(tools, ready_file=args.ready_file)
+        print(f"installs took {time.perf_counter() - t0:.1f} s")
+        return 0 if all(e.python for e in envs.values()) else 1
+    if args.ready_file:
+        ap.error("--ready-file goes with --install-only")
     frame = build_workload(seed=args.seed)
     paths = export_all(frame, args.out / "files")
     home = args.out / "hf"
@@ -627,7 +698,7 @@ def main(argv=None) -> int:
           f"system prefix, image_count sum {int(frame['image_count'].sum())}; files in {paths['parquet'].parent}")
     checks = schema_checks(paths, frame)
     envs, extra = {}, {}
-    for tool in [t for t in args.tools.split(",") if t]:
+    for tool in tools:
         env = tool_env(tool, install=not args.no_install)
         envs[tool] = env
         print(f"{tool}: venv {env.how} in {env.seconds:.1f} s {env.note}".rstrip())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,10 +84,18 @@ def test_schema_checks_catch_a_broken_file(workload, files, tmp_path, tool, fmt,
     assert not c.ok and message in c.detail
 
 
+def _required() -> bool:
+    """CI built the venvs (``.ci/run`` sets ``SERVELAB_INTEROP_TOOLS``): absent is a failure there."""
+    return os.environ.get("CI") == "true" and bool(os.environ.get("SERVELAB_INTEROP_TOOLS"))
+
+
 def _env(tool: str) -> interop.ToolEnv:
     env = interop.tool_env(tool, install=False)
     if env.python is None:
-        pytest.skip(f"{tool} virtualenv absent ({env.note}); build it with: python benchmarks/interop.py")
+        message = f"{tool} virtualenv absent ({env.note})"
+        if _required():
+            pytest.fail(f"{message}; CI=true and SERVELAB_INTEROP_TOOLS is set, so .ci/run should have built it")
+        pytest.skip(f"{message}; build it with: python benchmarks/interop.py --install-only")
     return env
 
 
@@ -121,6 +130,23 @@ def test_servelab_lengths_equal_aiperf_analyze_trace(workload, tmp_path):
 def test_tool_env_reports_an_absent_venv(tmp_path):
     env = interop.tool_env("aiperf", install=False, root=tmp_path)
     assert env.python is None and env.how == "absent" and str(tmp_path / "interop-venv") in env.note
+    # a venv built from other requirements is not reused
+    (tmp_path / "interop-venv" / "bin").mkdir(parents=True)
+    (tmp_path / "interop-venv" / "bin" / "python").symlink_to(sys.executable)
+    (tmp_path / "interop-venv" / "servelab-requirements.sha256").write_text("0" * 64)
+    env = interop.tool_env("aiperf", install=False, root=tmp_path)
+    assert env.python is None and "built from other requirements" in env.note
+
+
+def test_a_missing_venv_fails_in_ci_and_skips_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setattr(interop, "VENVS", tmp_path)
+    monkeypatch.setenv("SERVELAB_INTEROP_TOOLS", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="should have built it"):
+        _env("aiperf")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="--install-only"):
+        _env("aiperf")
 
 
 def test_aiperf_fixed_schedule_replay_hits_the_schedule(tmp_path):
