@@ -49,7 +49,7 @@ OUT = ROOT / "benchmarks" / "out"
 HELPERS = Path(__file__).resolve().parent / "interop_tools"
 
 __all__ = ["ToolEnv", "Check", "TOOLS", "VENVS", "UV_VERSION", "install_tools", "NOT_INSTALLED", "SCHEMAS", "build_workload", "export_all",
-           "tool_env", "offline_env", "schema_checks", "aiperf_checks", "guidellm_checks", "lengths_crosscheck",
+           "tool_env", "offline_env", "schema_checks", "aiperf_checks", "guidellm_checks", "analyze_trace_crosscheck",
            "replay_workload", "replay_dry_run", "main"]
 
 
@@ -575,15 +575,26 @@ def guidellm_checks(env: ToolEnv, paths: dict[str, Path], frame: pl.DataFrame, h
 # servelab lengths vs aiperf analyze-trace
 # ---------------------------------------------------------------------------------------------
 
-def lengths_crosscheck(env: ToolEnv, frame: pl.DataFrame, folder: Path, home: Path) -> dict:
-    """``length_quantiles`` of a store ingested from a Mooncake file vs ``aiperf analyze-trace`` on it.
+def analyze_trace_crosscheck(env: ToolEnv, frame: pl.DataFrame, folder: Path, home: Path) -> dict:
+    """``servelab lengths`` and ``servelab prefixes`` numbers vs ``aiperf analyze-trace`` on one Mooncake file.
 
-    servelab's length statistics leave failed requests out (0 output tokens); AIPerf counts every
-    line. The comparison runs on the workload without its failures (the same quantity), and the
-    full file's request counts are reported beside it.
+    Lengths: ``length_quantiles`` of a store ingested from the file vs AIPerf's ``isl_stats`` /
+    ``osl_stats``. servelab's length statistics leave failed requests out (0 output tokens);
+    AIPerf counts every line, so the file holds the workload without its failures (the same
+    quantity).
+
+    Prefixes (block size 512, an infinite cache, in file order): servelab's ``prefix_reuse`` of
+    the same store gives the never-seen blocks (``n_cold``; AIPerf: ``unique_prefixes``, its
+    distinct block prefixes). AIPerf's hit rate is per request (blocks before the first unseen
+    id, over the request's blocks; ``cache_hit_rate`` is their mean), servelab's
+    ``block_hit_rate`` pools blocks: the per-request rates are taken from servelab's
+    ``infinite_cache_hits`` on the store's blocks and summarized as AIPerf does (numpy mean,
+    population std, percentiles). servelab's pooled ``block_hit_rate`` is printed beside them,
+    not compared (a different quantity).
     """
     from servelab.analysis.ingest import ingest
     from servelab.analysis.lengths import length_quantiles
+    from servelab.analysis.prefix_reuse import infinite_cache_hits, prefix_reuse, read_blocks
     from servelab.generator.exports import export_workload
 
     ok_rows = frame.filter(~pl.col("failed"))
@@ -592,8 +603,8 @@ def lengths_crosscheck(env: ToolEnv, frame: pl.DataFrame, folder: Path, home: Pa
     ours = length_quantiles(store, columns=("input_tokens", "output_tokens"), quantiles=(0.25, 0.5, 0.75))
     report = folder / "analyze_trace.json"
     aiperf = Path(env.python).parent / "aiperf"
-    run = subprocess.run([str(aiperf), "analyze-trace", str(path), "--output-file", str(report)], capture_output=True,
-                         text=True, env=offline_env(home), timeout=300)
+    run = subprocess.run([str(aiperf), "analyze-trace", str(path), "--block-size", "512", "--output-file", str(report)],
+                         capture_output=True, text=True, env=offline_env(home), timeout=300)
     if run.returncode != 0:
         raise RuntimeError(f"aiperf analyze-trace failed: {run.stderr[-500:]}")
     theirs = json.loads(report.read_text())
@@ -604,6 +615,21 @@ def lengths_crosscheck(env: ToolEnv, frame: pl.DataFrame, folder: Path, home: Pa
                                       ("p75", "p75"), ("max", "max"), ("std", "std_dev")):
             out["stats"].append({"column": col, "stat": ours_name, "servelab": row[ours_name],
                                  "aiperf": theirs[key][their_name]})
+    reuse = prefix_reuse(store, block_size=512)
+    blocks = read_blocks(store)
+    hits = infinite_cache_hits(blocks.values, blocks.lengths)
+    has = blocks.lengths > 0
+    starts = np.concatenate([[0], np.cumsum(blocks.lengths)[:-1]])[has]
+    rate = np.add.reduceat(hits.astype(np.int64), starts) / blocks.lengths[has]
+    hr = theirs["hit_rate_stats"]
+    out["prefixes"] = [
+        {"stat": "distinct block prefixes (n_cold)", "servelab": reuse.n_cold, "aiperf": theirs["unique_prefixes"]},
+        {"stat": "cache hit rate (mean per request)", "servelab": float(np.mean(rate)), "aiperf": theirs["cache_hit_rate"]},
+        *({"stat": f"per-request hit rate {name}", "servelab": float(f(rate)), "aiperf": hr[key]} for name, key, f in (
+            ("mean", "mean", np.mean), ("std", "std_dev", np.std), ("min", "min", np.min),
+            ("p25", "p25", lambda x: np.percentile(x, 25)), ("p50", "median", np.median),
+            ("p75", "p75", lambda x: np.percentile(x, 75)), ("max", "max", np.max)))]
+    out["block_hit_rate_pooled"] = reuse.block_hit_rate
     return out
 
 
@@ -727,7 +753,7 @@ def main(argv=None) -> int:
         checks += (aiperf_checks if tool == "aiperf" else guidellm_checks)(env, paths, frame, home)
         print(f"{tool}: loaders ran in {time.perf_counter() - t:.1f} s")
         if tool == "aiperf":
-            extra["lengths_vs_analyze_trace"] = lengths_crosscheck(env, frame, args.out, home)
+            extra["vs_analyze_trace"] = analyze_trace_crosscheck(env, frame, args.out, home)
             if args.replay:
                 extra["replay"] = replay_dry_run(env, args.out / "replay", home, n=args.replay,
                                                  warmup=args.replay_warmup)
@@ -735,12 +761,17 @@ def main(argv=None) -> int:
         print(f"{tool}: not installed here: {why}")
     print()
     print(_table(checks))
-    if "lengths_vs_analyze_trace" in extra:
-        x = extra["lengths_vs_analyze_trace"]
+    if "vs_analyze_trace" in extra:
+        x = extra["vs_analyze_trace"]
         print(f"\nservelab lengths vs aiperf analyze-trace (failures excluded; requests {x['requests']}):")
         for s in x["stats"]:
             same = "same" if abs(s["servelab"] - s["aiperf"]) <= 1e-9 * max(1.0, abs(s["aiperf"])) else "DIFFERS"
             print(f"  {s['column']:<14} {s['stat']:<5} servelab {s['servelab']:>12.4f}  aiperf {s['aiperf']:>12.4f}  {same}")
+        print(f"servelab prefixes vs aiperf analyze-trace (block size 512, infinite cache; servelab's pooled "
+              f"block hit rate {x['block_hit_rate_pooled']:.4f} is another quantity):")
+        for s in x["prefixes"]:
+            same = "same" if abs(s["servelab"] - s["aiperf"]) <= 1e-9 * max(1.0, abs(s["aiperf"])) else "DIFFERS"
+            print(f"  {s['stat']:<34} servelab {s['servelab']:>12.4f}  aiperf {s['aiperf']:>12.4f}  {same}")
     if "replay" in extra:
         r = extra["replay"]
         print(f"\nAIPerf fixed-schedule replay at {r['rate']:g} req/s against the stub on 127.0.0.1: "

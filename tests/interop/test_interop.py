@@ -119,12 +119,15 @@ def test_guidellm_loaders_keep_every_request_exactly(workload, files, tmp_path):
         assert c.ok and c.loaded and c.requests == workload.height, (fmt, c.detail)
 
 
-def test_servelab_lengths_equal_aiperf_analyze_trace(workload, tmp_path):
-    got = interop.lengths_crosscheck(_env("aiperf"), workload, tmp_path, tmp_path / "hf")
+def test_servelab_lengths_and_prefixes_equal_aiperf_analyze_trace(workload, tmp_path):
+    got = interop.analyze_trace_crosscheck(_env("aiperf"), workload, tmp_path, tmp_path / "hf")
     assert got["requests"]["servelab"] == got["requests"]["aiperf"] == int((~workload["failed"]).sum())
-    assert len(got["stats"]) == 14
-    for s in got["stats"]:
+    assert len(got["stats"]) == 14 and len(got["prefixes"]) == 9
+    for s in got["stats"] + got["prefixes"]:
         assert s["servelab"] == pytest.approx(s["aiperf"], rel=1e-12, abs=1e-9), s
+    # the workload reuses prefixes (shared system prompt, conversations): the rates are not trivially 0
+    rates = {s["stat"]: s["aiperf"] for s in got["prefixes"]}
+    assert 0.05 < rates["cache hit rate (mean per request)"] < 0.95
 
 
 def test_tool_env_reports_an_absent_venv(tmp_path):
