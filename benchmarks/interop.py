@@ -50,7 +50,8 @@ HELPERS = Path(__file__).resolve().parent / "interop_tools"
 
 __all__ = ["ToolEnv", "Check", "TOOLS", "VENVS", "UV_VERSION", "install_tools", "NOT_INSTALLED", "SCHEMAS", "build_workload", "export_all",
            "tool_env", "offline_env", "schema_checks", "aiperf_checks", "guidellm_checks", "analyze_trace_crosscheck",
-           "replay_workload", "replay_dry_run", "main"]
+           "replay_workload", "replay_dry_run", "guidellm_replay", "readme_command",
+           "README_COMMANDS", "main"]
 
 
 @dataclass(frozen=True)
@@ -634,6 +635,39 @@ def analyze_trace_crosscheck(env: ToolEnv, frame: pl.DataFrame, folder: Path, ho
 
 
 # ---------------------------------------------------------------------------------------------
+# README's "Replay with" commands
+# ---------------------------------------------------------------------------------------------
+
+#: how each tool's command starts in README's "Replay with" block
+README_COMMANDS = {"aiperf": ("aiperf", "profile"), "vllm": ("vllm", "bench", "serve"),
+                   "sglang": ("python", "-m", "sglang.bench_serving"), "guidellm": ("guidellm", "run")}
+
+
+def readme_command(tool: str, *, host: str, model: str, workload: Path, readme: Path = ROOT / "README.md") -> list[str]:
+    """``tool``'s command from README's "Replay with" block, as an argv with its placeholders filled.
+
+    ``HOST:8000`` becomes ``host`` (``127.0.0.1:PORT``), ``MODEL`` ``model`` and
+    ``workload.jsonl`` ``workload``; the first word stays the bare tool name (the caller
+    puts the venv's path there). Raises ``ValueError`` when the block or the command is missing.
+    """
+    import re
+    import shlex
+
+    text = readme.read_text()
+    m = re.search(r"^## Replay with .*?^```bash\n(.*?)^```", text, flags=re.M | re.S)
+    if not m:
+        raise ValueError(f"README has no '## Replay with' section with a bash block; got {readme!r}")
+    lines = re.sub(r"\\\n\s*", " ", m.group(1)).splitlines()
+    head = README_COMMANDS[tool]
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        if tuple(words[:len(head)]) == head:
+            fill = {"HOST:8000": host, "MODEL": model, "workload.jsonl": str(workload)}
+            return [re.sub(r"HOST:8000|MODEL|workload\.jsonl", lambda x: fill[x.group(0)], w) for w in words]
+    raise ValueError(f"README's replay block has no {' '.join(head)!r} command")
+
+
+# ---------------------------------------------------------------------------------------------
 # replay dry run: AIPerf fixed schedule against a stub server on 127.0.0.1
 # ---------------------------------------------------------------------------------------------
 
@@ -662,23 +696,17 @@ def replay_dry_run(env: ToolEnv, folder: Path, home: Path, *, rate: float = 50.0
     folder.mkdir(parents=True, exist_ok=True)
     _tokenizer(env, home)
     trace = export_workload(replay_workload(rate=rate, n=n), folder / "replay_mooncake.jsonl", fmt="mooncake")
-    port_file, log = folder / "stub.port", folder / "stub_arrivals.jsonl"
-    for f in (port_file, log):
-        f.unlink(missing_ok=True)
-    stub = subprocess.Popen([sys.executable, str(HELPERS / "stub_server.py"), str(port_file), str(log),
-                             str(n + warmup), str(timeout_s)])
+    stub, port, log = _stub(folder, n + warmup, timeout_s)
     try:
-        for _ in range(200):
-            if port_file.exists() and port_file.read_text():
-                break
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{int(port_file.read_text())}"
         t0 = time.perf_counter()
-        run = subprocess.run([str(Path(env.python).parent / "aiperf"), "profile", "--model", "stub", "--url", url,
-                              "--endpoint-type", "chat", "--input-file", str(trace), "--custom-dataset-type",
-                              "mooncake_trace", "--fixed-schedule", "--tokenizer", "servelab/bytes",
-                              "--artifact-dir", str(folder / "aiperf_artifacts"), "--ui-type", "none",
-                              *(["--warmup-request-count", str(warmup)] if warmup else [])],
+        # README's command, with the stub for HOST, the byte tokenizer for MODEL and this
+        # run's warm-up count; only where artifacts go and the console UI are added
+        cmd = readme_command("aiperf", host=f"127.0.0.1:{port}", model="servelab/bytes",
+                             workload=trace)
+        cmd[0] = str(Path(env.python).parent / "aiperf")
+        i = cmd.index("--warmup-request-count")
+        cmd[i:i + 2] = ["--warmup-request-count", str(warmup)] if warmup else []
+        run = subprocess.run([*cmd, "--artifact-dir", str(folder / "aiperf_artifacts"), "--ui-type", "none"],
                              capture_output=True, text=True, env=offline_env(home), timeout=timeout_s)
         seconds = time.perf_counter() - t0
     finally:
@@ -696,6 +724,53 @@ def replay_dry_run(env: ToolEnv, folder: Path, home: Path, *, rate: float = 50.0
         out.update(start_lag_ms=lag * 1e3, **{f"abs_error_p{q}_ms": float(np.percentile(np.abs(err - lag), q)) * 1e3
                                             for q in (50, 90, 99, 100)})
     return out
+
+
+def _stub(folder: Path, n: int, timeout_s: float) -> tuple[subprocess.Popen, int, Path]:
+    """Start the stub server (stops after ``n`` requests or ``timeout_s``): process, port, arrival log."""
+    port_file, log = folder / "stub.port", folder / "stub_arrivals.jsonl"
+    for f in (port_file, log):
+        f.unlink(missing_ok=True)
+    stub = subprocess.Popen([sys.executable, str(HELPERS / "stub_server.py"), str(port_file), str(log), str(n),
+                             str(timeout_s)])
+    for _ in range(400):
+        if port_file.exists() and port_file.read_text():
+            return stub, int(port_file.read_text()), log
+        time.sleep(0.05)
+    stub.kill()
+    raise RuntimeError(f"the stub server wrote no port in 20 s; got {port_file.exists()=}")
+
+
+def guidellm_replay(env: ToolEnv, folder: Path, home: Path, *, n: int = 20, rate: float = 20.0,
+                    timeout_s: float = 240.0) -> dict:
+    """README's guidellm command (``--profile kind=replay``) on a guidellm export, against the stub.
+
+    Checks that the command line works with guidellm's installed CLI and that every request
+    reaches the stub with its ``max_tokens`` (the export's ``output_tokens_count``). Arrival
+    times are not asserted (AIPerf's are, in :func:`replay_dry_run`; under a load average of 13
+    guidellm itself warned of 0.8 s dispatch delays). Returns counts and seconds.
+    """
+    from servelab.generator.exports import export_workload
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = _tokenizer(env, home)
+    frame = replay_workload(rate=rate, n=n)
+    data = export_workload(frame, folder / "replay_guidellm.jsonl", fmt="guidellm")
+    stub, port, log = _stub(folder, n, timeout_s)
+    try:
+        cmd = readme_command("guidellm", host=f"127.0.0.1:{port}", model=str(tok), workload=data)
+        cmd[0] = str(Path(env.python).parent / "guidellm")
+        t0 = time.perf_counter()
+        run = subprocess.run([*cmd, "--output", f"kind=json,path={folder / 'guidellm.json'}", "--disable-progress"],
+                             capture_output=True, text=True, env=offline_env(home), timeout=timeout_s)
+        seconds = time.perf_counter() - t0
+    finally:
+        stub.wait(timeout=timeout_s + 10)
+    if run.returncode != 0:
+        raise RuntimeError(f"guidellm run failed: {run.stdout[-800:]} {run.stderr[-800:]}")
+    got = [json.loads(x) for x in log.read_text().splitlines()]
+    return {"scheduled": n, "arrived": len(got), "guidellm_seconds": seconds,
+            "max_tokens_match": sorted(g["max_tokens"] for g in got) == sorted(frame["output_tokens"].to_list())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -757,6 +832,8 @@ def main(argv=None) -> int:
             if args.replay:
                 extra["replay"] = replay_dry_run(env, args.out / "replay", home, n=args.replay,
                                                  warmup=args.replay_warmup)
+        if tool == "guidellm" and args.replay:
+            extra["guidellm_replay"] = guidellm_replay(env, args.out / "guidellm_replay", home)
     for tool, why in NOT_INSTALLED.items():
         print(f"{tool}: not installed here: {why}")
     print()
@@ -778,7 +855,15 @@ def main(argv=None) -> int:
               f"{r['arrived']} of {r['scheduled']} requests arrived after {r['warmup']} warm-up requests; start lag {r.get('start_lag_ms', float('nan')):.1f} ms, "
               f"|error| p50 {r.get('abs_error_p50_ms', float('nan')):.1f} ms, p99 {r.get('abs_error_p99_ms', float('nan')):.1f} ms, "
               f"max {r.get('abs_error_p100_ms', float('nan')):.1f} ms (target p99 <= 50 ms); aiperf ran {r['aiperf_seconds']:.1f} s")
+    if "guidellm_replay" in extra:
+        g = extra["guidellm_replay"]
+        print(f"README's guidellm command (replay profile) against the stub: {g['arrived']} of {g['scheduled']} "
+              f"requests arrived, max_tokens {'as exported' if g['max_tokens_match'] else 'DIFFER'}; "
+              f"guidellm ran {g['guidellm_seconds']:.1f} s")
     failed = [c for c in checks if not c.ok and not c.expected_failure]
+    if "guidellm_replay" in extra and not (extra["guidellm_replay"]["max_tokens_match"]
+                                           and extra["guidellm_replay"]["arrived"] == extra["guidellm_replay"]["scheduled"]):
+        failed.append("guidellm replay")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps({
         "checks": [asdict(c) for c in checks], "envs": {k: asdict(v) for k, v in envs.items()},

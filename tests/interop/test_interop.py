@@ -170,3 +170,31 @@ def test_aiperf_fixed_schedule_replay_hits_the_schedule(tmp_path):
         if load > cores:
             pytest.skip(f"p99 error {got['abs_error_p99_ms']:.1f} ms with load average {load:.1f} on {cores} cores")
     assert got["abs_error_p99_ms"] <= 50.0, got
+
+
+def test_readme_replay_commands_parse_with_their_placeholders_filled(tmp_path):
+    w = tmp_path / "w.jsonl"
+    cmds = {t: interop.readme_command(t, host="127.0.0.1:9", model="M0", workload=w) for t in interop.README_COMMANDS}
+    for tool, cmd in cmds.items():
+        text = " ".join(cmd)
+        assert str(w) in cmd or f"path={w}" in text, (tool, cmd)
+        assert "HOST" not in text and "MODEL" not in text and "workload.jsonl" not in text, (tool, cmd)
+    a = cmds["aiperf"]
+    assert a[a.index("--url") + 1] == "http://127.0.0.1:9" and a[a.index("--custom-dataset-type") + 1] == "mooncake_trace"
+    assert "--fixed-schedule" in a and a[a.index("--tokenizer") + 1] == "M0"
+    for tool in ("vllm", "sglang"):
+        c = cmds[tool]
+        assert c[c.index("--dataset-name") + 1] == "custom" and c[c.index("--dataset-path") + 1] == str(w)
+    assert cmds["vllm"][cmds["vllm"].index("--custom-output-len") + 1] == "-1"
+    g = cmds["guidellm"]
+    assert g[g.index("--profile") + 1] == "kind=replay" and g[g.index("--data") + 1] == f"kind=json_file,path={w}"
+    assert cmds["sglang"][cmds["sglang"].index("--base-url") + 1] == "http://127.0.0.1:9"
+    readme = tmp_path / "README.md"
+    readme.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="has no '## Replay with'"):
+        interop.readme_command("aiperf", host="h", model="m", workload=w, readme=readme)
+
+
+def test_readmes_guidellm_command_replays_against_the_stub(tmp_path):
+    got = interop.guidellm_replay(_env("guidellm"), tmp_path / "g", tmp_path / "hf", n=20)
+    assert got["arrived"] == got["scheduled"] == 20 and got["max_tokens_match"], got
