@@ -48,10 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 HELPERS = Path(__file__).resolve().parent / "interop_tools"
 
-__all__ = ["ToolEnv", "Check", "TOOLS", "VENVS", "UV_VERSION", "install_tools", "NOT_INSTALLED", "SCHEMAS", "build_workload", "export_all",
-           "tool_env", "offline_env", "schema_checks", "aiperf_checks", "guidellm_checks", "analyze_trace_crosscheck",
-           "replay_workload", "replay_dry_run", "guidellm_replay", "readme_command",
-           "README_COMMANDS", "main"]
+__all__ = ["ToolEnv", "Check", "TOOLS", "VENVS", "UV_VERSION", "NOT_INSTALLED", "SCHEMAS", "README_COMMANDS",
+           "install_tools", "tool_env", "offline_env", "build_workload", "export_all", "schema_checks", "aiperf_checks",
+           "guidellm_checks", "analyze_trace_crosscheck", "readme_command", "replay_workload", "replay_dry_run",
+           "guidellm_replay", "main"]
 
 
 @dataclass(frozen=True)
