@@ -94,7 +94,11 @@ def _env(tool: str) -> interop.ToolEnv:
     if env.python is None:
         message = f"{tool} virtualenv absent ({env.note})"
         if _required():
-            pytest.fail(f"{message}; CI=true and SERVELAB_INTEROP_TOOLS is set, so .ci/run should have built it")
+            # .ci/run's install writes ready.json beside the venvs: its note says why a build failed
+            ready = Path(os.environ["SERVELAB_INTEROP_TOOLS"]) / "ready.json"
+            why = json.loads(ready.read_text())["envs"].get(tool, {}) if ready.exists() else "no ready.json"
+            pytest.fail(f"{message}; CI=true and SERVELAB_INTEROP_TOOLS is set, so .ci/run should have built it "
+                        f"(install: {why})")
         pytest.skip(f"{message}; build it with: python benchmarks/interop.py --install-only")
     return env
 
@@ -145,7 +149,12 @@ def test_a_missing_venv_fails_in_ci_and_skips_elsewhere(tmp_path, monkeypatch):
     monkeypatch.setattr(interop, "VENVS", tmp_path)
     monkeypatch.setenv("SERVELAB_INTEROP_TOOLS", str(tmp_path))
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="should have built it"):
+    with pytest.raises(pytest.fail.Exception, match="should have built it .install: no ready.json"):
+        _env("aiperf")
+    interop.install_tools([], ready_file=tmp_path / "ready.json")  # no tools: an empty, ok ready file
+    assert json.loads((tmp_path / "ready.json").read_text()) == {"ok": True, "envs": {}}
+    (tmp_path / "ready.json").write_text(json.dumps({"ok": False, "envs": {"aiperf": {"note": "uv: no network"}}}))
+    with pytest.raises(pytest.fail.Exception, match="uv: no network"):
         _env("aiperf")
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="--install-only"):
