@@ -1,8 +1,10 @@
-"""Interop with the replay tools (issue 20): documented schemas always; the tools' own loaders
-when ``benchmarks/interop.py`` has built their virtualenvs (skipped, saying so, otherwise).
+"""Interop with the replay tools (issue 20): documented schemas always; the tools' own loaders,
+``aiperf analyze-trace`` and README's AIPerf and guidellm commands (against a stub server on
+127.0.0.1) when their virtualenvs exist: skipped, saying so, otherwise, and failed instead when
+``CI=true`` and ``SERVELAB_INTEROP_TOOLS`` is set (``.ci/run``'s interop block, which built them).
 
-``pytest -m interop`` runs this folder. Building the venvs: ``python benchmarks/interop.py``
-(AIPerf and guidellm from the package registry; then offline).
+``pytest -m interop`` runs this folder. Building the venvs:
+``python benchmarks/interop.py --install-only`` (pinned requirements, uv when installed).
 """
 from __future__ import annotations
 
