@@ -17,7 +17,10 @@
    column mapper. Request counts, lengths, timestamps / delays, sessions and hash_ids are
    compared exactly with the workload; prompts the tools synthesize are counted in tokens.
 4. Every format is also checked against its documented schema (no tool needed).
-5. ``servelab lengths`` quantities against ``aiperf analyze-trace`` on the same Mooncake file.
+5. ``servelab lengths`` and ``servelab prefixes`` quantities against ``aiperf analyze-trace`` on the
+   same Mooncake file (where they define the same quantity; see :func:`analyze_trace_crosscheck`).
+6. README's "Replay with" commands: AIPerf's fixed-schedule replay (timing measured) and
+   guidellm's replay profile, each run as README writes it against a stub server on 127.0.0.1.
 
 Prints a table (tool, format, loaded, requests, compared, result) and writes
 ``benchmarks/out/interop/report.json``. Exit status 1 when an expected check fails.
