@@ -197,7 +197,8 @@ def test_readme_replay_commands_parse_with_their_placeholders_filled(tmp_path):
         c = cmds[tool]
         assert c[c.index("--dataset-name") + 1] == "custom" and c[c.index("--dataset-path") + 1] == str(w)
     # output lengths from the file; prompts as written (vLLM's CustomDataset applies the chat template otherwise)
-    assert cmds["vllm"][cmds["vllm"].index("--custom-output-len") + 1] == "-1" and "--skip-chat-template" in cmds["vllm"]
+    assert cmds["vllm"][cmds["vllm"].index("--custom-output-len") + 1] == "-1"
+    assert "--skip-chat-template" in cmds["vllm"] and "--disable-shuffle" in cmds["vllm"]
     g = cmds["guidellm"]
     assert g[g.index("--profile") + 1] == "kind=replay" and g[g.index("--data") + 1] == f"kind=json_file,path={w}"
     assert cmds["sglang"][cmds["sglang"].index("--base-url") + 1] == "http://127.0.0.1:9"
