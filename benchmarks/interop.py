@@ -90,7 +90,10 @@ NOT_INSTALLED = {
     "sglang": "not installable here in 10 min: `pip install sglang` timed out at 613 s (6.0 GB: CUDA torch, "
               "sgl-kernel); bench_serving lives in the sglang package. Checked against its documented "
               "custom / mooncake loaders",
-    "inference-perf": "`pip install inference-perf`: no matching distribution on the package registry here",
+    "inference-perf": "every release on the package registry (0.1.1-0.7.0) requires Python >= 3.12 (`pip download "
+                      "inference-perf==0.7.0` on 3.11.7: 'Ignored the following versions that require a different "
+                      "python version'); this machine's python3 is 3.11.7. A pyenv 3.12.1 exists here but is not "
+                      "known to be on every machine: not attempted",
 }
 
 #: files per format (JSONL formats end in .jsonl: guidellm and vLLM read only that suffix)
