@@ -1,7 +1,9 @@
 """Interop check (issue 20): servelab's exports, loaded by the replay tools' own code.
 
-1. Tool virtualenvs under ``benchmarks/out/`` (created here, reused when present; never
-   servelab's dependencies): AIPerf (``interop-venv``) and guidellm (``interop-venv-guidellm``).
+1. Tool virtualenvs under ``benchmarks/out/`` or ``$SERVELAB_INTEROP_TOOLS`` (created here from
+   the pinned ``interop_tools/requirements-*.txt`` with uv when it is installed, else pip; reused
+   while the requirements are unchanged; never servelab's dependencies): AIPerf
+   (``interop-venv``) and guidellm (``interop-venv-guidellm``).
    vLLM and SGLang are GPU builds (see ``NOT_INSTALLED``): their files are checked against their
    loaders' documented rules instead (:data:`SCHEMAS`).
 2. A workload from ServeGen's ``mm-image`` pool (multimodal counts) with conversations (a
@@ -15,19 +17,26 @@
    column mapper. Request counts, lengths, timestamps / delays, sessions and hash_ids are
    compared exactly with the workload; prompts the tools synthesize are counted in tokens.
 4. Every format is also checked against its documented schema (no tool needed).
-5. ``servelab lengths`` quantities against ``aiperf analyze-trace`` on the same Mooncake file.
+5. ``servelab lengths`` and ``servelab prefixes`` quantities against ``aiperf analyze-trace`` on the
+   same Mooncake file (where they define the same quantity; see :func:`analyze_trace_crosscheck`).
+6. README's "Replay with" commands: AIPerf's fixed-schedule replay (timing measured) and
+   guidellm's replay profile, each run as README writes it against a stub server on 127.0.0.1.
 
 Prints a table (tool, format, loaded, requests, compared, result) and writes
 ``benchmarks/out/interop/report.json``. Exit status 1 when an expected check fails.
 
-Usage: ``python benchmarks/interop.py [--no-install] [--tools aiperf,guidellm] [--seed 20]``
+Usage: ``python benchmarks/interop.py [--no-install] [--tools aiperf,guidellm] [--seed 20]``;
+``--install-only [--ready-file PATH]`` builds the venvs and stops (what ``.ci/run`` does in the
+background while the main suite runs).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -42,23 +51,36 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 HELPERS = Path(__file__).resolve().parent / "interop_tools"
 
-__all__ = ["ToolEnv", "Check", "TOOLS", "NOT_INSTALLED", "SCHEMAS", "build_workload", "export_all",
-           "tool_env", "offline_env", "schema_checks", "aiperf_checks", "guidellm_checks", "lengths_crosscheck",
-           "replay_workload", "replay_dry_run", "main"]
+__all__ = ["ToolEnv", "Check", "TOOLS", "VENVS", "UV_VERSION", "NOT_INSTALLED", "SCHEMAS", "README_COMMANDS",
+           "install_tools", "tool_env", "offline_env", "build_workload", "export_all", "schema_checks", "aiperf_checks",
+           "guidellm_checks", "analyze_trace_crosscheck", "readme_command", "replay_workload", "replay_dry_run",
+           "guidellm_replay", "main"]
 
 
 @dataclass(frozen=True)
 class ToolSpec:
-    pip: str
+    requirements: str
     venv: str
     module: str
+    warm: tuple[str, ...] = ()
 
 
-#: tools installed here: pip requirement, venv folder under benchmarks/out, module to import
+#: tools installed here: pinned requirements file (in interop_tools/), venv folder, module to import
 TOOLS = {
-    "aiperf": ToolSpec("aiperf==0.13.0", "interop-venv", "aiperf"),
-    "guidellm": ToolSpec("guidellm==0.8.1", "interop-venv-guidellm", "guidellm"),
+    "aiperf": ToolSpec("requirements-aiperf.txt", "interop-venv", "aiperf", (
+        "aiperf.cli", "aiperf.cli_commands.analyze_trace", "aiperf.common.tokenizer", "aiperf.dataset.generator.prompt",
+        "aiperf.dataset.loader.burst_gpt", "aiperf.dataset.loader.mooncake_trace")),
+    "guidellm": ToolSpec("requirements-guidellm.txt", "interop-venv-guidellm", "guidellm", (
+        "transformers", "guidellm.data.deserializers.file", "guidellm.data.deserializers.trace_common",
+        "guidellm.data.preprocessors.mappers", "guidellm.schemas.data.deserializers.trace_mooncake")),
 }
+
+#: where the tool venvs live: ``$SERVELAB_INTEROP_TOOLS`` when set (CI builds them there), else
+#: ``benchmarks/out``
+VENVS = Path(os.environ["SERVELAB_INTEROP_TOOLS"]) if os.environ.get("SERVELAB_INTEROP_TOOLS") else OUT
+
+#: the uv release ``.ci/run`` installs to build the venvs (tests/test_ci_promises.py checks they agree)
+UV_VERSION = "0.13.9"
 
 #: tools not installed here, and why (measured on this 2-core CPU machine, see the report)
 NOT_INSTALLED = {
@@ -68,7 +90,10 @@ NOT_INSTALLED = {
     "sglang": "not installable here in 10 min: `pip install sglang` timed out at 613 s (6.0 GB: CUDA torch, "
               "sgl-kernel); bench_serving lives in the sglang package. Checked against its documented "
               "custom / mooncake loaders",
-    "inference-perf": "`pip install inference-perf`: no matching distribution on the package registry here",
+    "inference-perf": "every release on the package registry (0.1.1-0.7.0) requires Python >= 3.12 (`pip download "
+                      "inference-perf==0.7.0` on 3.11.7: 'Ignored the following versions that require a different "
+                      "python version'); this machine's python3 is 3.11.7. A pyenv 3.12.1 exists here but is not "
+                      "known to be on every machine: not attempted",
 }
 
 #: files per format (JSONL formats end in .jsonl: guidellm and vLLM read only that suffix)
@@ -101,34 +126,94 @@ class Check:
 
 
 def offline_env(home: Path) -> dict:
-    """Environment for a tool subprocess: no hub access, tokenizers from ``home``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    """Environment for a tool subprocess: no hub access, tokenizers from ``home``, bytecode kept."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
     env.update(HF_HOME=str(home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                HF_HUB_DISABLE_TELEMETRY="1", DO_NOT_TRACK="1", AIPERF_TELEMETRY="0", TOKENIZERS_PARALLELISM="false")
     return env
 
 
-def tool_env(tool: str, *, install: bool, root: Path = OUT, timeout_s: float = 600.0) -> ToolEnv:
-    """The tool's venv: reused when it imports the tool, else created and installed (if ``install``)."""
+def _uv() -> str | None:
+    """The uv binary beside this interpreter (``pip install uv``), else on PATH, else None."""
+    here = Path(sys.executable).parent / "uv"
+    return str(here) if here.exists() else shutil.which("uv")
+
+
+#: how a venv is built, part of its stamp: a change here rebuilds the venvs. PYTHONDONTWRITEBYTECODE
+#: is set on this machine, so every tool run recompiled its imports (12 s of a 69 s AIPerf load);
+#: the tool subprocesses may write bytecode (:func:`offline_env`) and the install ends by importing
+#: the modules the checks use (``ToolSpec.warm``), which compiles those alone (uv's
+#: --compile-bytecode compiles all 14,690 files: 150 s of CPU for both venvs instead of 10 s)
+_BUILD = "warm-imports"
+
+
+def _stamp(spec: ToolSpec) -> str:
+    return hashlib.sha256((HELPERS / spec.requirements).read_bytes() + _BUILD.encode()).hexdigest()
+
+
+def tool_env(tool: str, *, install: bool, root: Path | None = None, timeout_s: float = 600.0) -> ToolEnv:
+    """The tool's venv under ``root`` (default :data:`VENVS`).
+
+    Reused when it imports the tool and was built from the current requirements file (its
+    sha256 is kept in the venv); else, if ``install``, created and filled from the pinned
+    requirements with uv (``interop_tools/uv_pip.py`` maps pip's configuration, so torch is
+    the CPU build on disk), or with pip when no uv is found (several minutes instead of
+    well under one).
+    """
     spec = TOOLS[tool]
-    venv = root / spec.venv
-    python = venv / "bin" / "python"
+    venv = (VENVS if root is None else root) / spec.venv
+    python, stamp = venv / "bin" / "python", venv / "servelab-requirements.sha256"
     t0 = time.perf_counter()
-    if python.exists() and subprocess.run([str(python), "-c", f"import {spec.module}"],
-                                          capture_output=True).returncode == 0:
+    if python.exists() and stamp.exists() and stamp.read_text() == _stamp(spec) and subprocess.run(
+            [str(python), "-c", f"import {spec.module}"], capture_output=True).returncode == 0:
         return ToolEnv(tool, str(python), "reused", time.perf_counter() - t0)
     if not install:
-        return ToolEnv(tool, None, "absent", 0.0, f"{venv} not built (run without --no-install)")
+        why = "built from other requirements" if python.exists() and stamp.exists() else "not built"
+        return ToolEnv(tool, None, "absent", 0.0, f"{venv} {why} (run benchmarks/interop.py --install-only)")
+    uv, req = _uv(), HELPERS / spec.requirements
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
-        run = subprocess.run([str(python), "-m", "pip", "install", "-q", spec.pip], capture_output=True, text=True,
-                             timeout=timeout_s)
+        if uv:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(venv)], check=True,
+                           capture_output=True)
+            run = subprocess.run([sys.executable, str(HELPERS / "uv_pip.py"), uv, str(python), str(req)],
+                                 capture_output=True, text=True, timeout=timeout_s)
+        else:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+            run = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(req)], capture_output=True,
+                                 text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return ToolEnv(tool, None, "failed", time.perf_counter() - t0, f"pip install {spec.pip} > {timeout_s:.0f} s")
+        return ToolEnv(tool, None, "failed", time.perf_counter() - t0, f"install of {req.name} > {timeout_s:.0f} s")
+    how = "installed with uv" if uv else "installed with pip (no uv found)"
     if run.returncode != 0:
-        tail = [ln for ln in run.stderr.splitlines() if not ln.startswith("WARNING: Location")][-3:]
-        return ToolEnv(tool, None, "failed", time.perf_counter() - t0, " | ".join(tail))
-    return ToolEnv(tool, str(python), "installed", time.perf_counter() - t0)
+        tail = [ln for ln in run.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING: Location")][-3:]
+        return ToolEnv(tool, None, "failed", time.perf_counter() - t0, f"{how}: " + " | ".join(tail))
+    warm = subprocess.run([str(python), "-c", "import " + ", ".join((spec.module, *spec.warm))], capture_output=True,
+                          text=True, env=offline_env(venv / "hf-unused"), timeout=timeout_s)
+    if warm.returncode != 0:
+        return ToolEnv(tool, None, "failed", time.perf_counter() - t0,
+                       f"{how}, then importing {spec.warm} failed: {warm.stderr.strip().splitlines()[-1:]}")
+    stamp.write_text(_stamp(spec))
+    return ToolEnv(tool, str(python), how, time.perf_counter() - t0)
+
+
+def install_tools(tools: list[str], *, root: Path | None = None, ready_file: Path | None = None) -> dict[str, ToolEnv]:
+    """Build every tool's venv; write ``ready_file`` (JSON: ``ok`` and each tool's :class:`ToolEnv`) last.
+
+    The ready file is written whether or not the installs worked, so a waiting caller
+    (``.ci/run``) learns the outcome; ``ok`` is true only when every venv imports its tool.
+    """
+    envs = {}
+    for tool in tools:
+        envs[tool] = tool_env(tool, install=True, root=root)
+        env = envs[tool]
+        print(f"{tool}: venv {env.how} in {env.seconds:.1f} s {env.note}".rstrip(), flush=True)
+    if ready_file is not None:
+        ready_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ready_file.with_name(ready_file.name + ".tmp")
+        tmp.write_text(json.dumps({"ok": all(e.python for e in envs.values()),
+                                   "envs": {k: asdict(v) for k, v in envs.items()}}, indent=2))
+        tmp.replace(ready_file)
+    return envs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,15 +582,26 @@ def guidellm_checks(env: ToolEnv, paths: dict[str, Path], frame: pl.DataFrame, h
 # servelab lengths vs aiperf analyze-trace
 # ---------------------------------------------------------------------------------------------
 
-def lengths_crosscheck(env: ToolEnv, frame: pl.DataFrame, folder: Path, home: Path) -> dict:
-    """``length_quantiles`` of a store ingested from a Mooncake file vs ``aiperf analyze-trace`` on it.
+def analyze_trace_crosscheck(env: ToolEnv, frame: pl.DataFrame, folder: Path, home: Path) -> dict:
+    """``servelab lengths`` and ``servelab prefixes`` numbers vs ``aiperf analyze-trace`` on one Mooncake file.
 
-    servelab's length statistics leave failed requests out (0 output tokens); AIPerf counts every
-    line. The comparison runs on the workload without its failures (the same quantity), and the
-    full file's request counts are reported beside it.
+    Lengths: ``length_quantiles`` of a store ingested from the file vs AIPerf's ``isl_stats`` /
+    ``osl_stats``. servelab's length statistics leave failed requests out (0 output tokens);
+    AIPerf counts every line, so the file holds the workload without its failures (the same
+    quantity).
+
+    Prefixes (block size 512, an infinite cache, in file order): servelab's ``prefix_reuse`` of
+    the same store gives the never-seen blocks (``n_cold``; AIPerf: ``unique_prefixes``, its
+    distinct block prefixes). AIPerf's hit rate is per request (blocks before the first unseen
+    id, over the request's blocks; ``cache_hit_rate`` is their mean), servelab's
+    ``block_hit_rate`` pools blocks: the per-request rates are taken from servelab's
+    ``infinite_cache_hits`` on the store's blocks and summarized as AIPerf does (numpy mean,
+    population std, percentiles). servelab's pooled ``block_hit_rate`` is printed beside them,
+    not compared (a different quantity).
     """
     from servelab.analysis.ingest import ingest
     from servelab.analysis.lengths import length_quantiles
+    from servelab.analysis.prefix_reuse import infinite_cache_hits, prefix_reuse, read_blocks
     from servelab.generator.exports import export_workload
 
     ok_rows = frame.filter(~pl.col("failed"))
@@ -514,8 +610,8 @@ def lengths_crosscheck(env: ToolEnv, frame: pl.DataFrame, folder: Path, home: Pa
     ours = length_quantiles(store, columns=("input_tokens", "output_tokens"), quantiles=(0.25, 0.5, 0.75))
     report = folder / "analyze_trace.json"
     aiperf = Path(env.python).parent / "aiperf"
-    run = subprocess.run([str(aiperf), "analyze-trace", str(path), "--output-file", str(report)], capture_output=True,
-                         text=True, env=offline_env(home), timeout=300)
+    run = subprocess.run([str(aiperf), "analyze-trace", str(path), "--block-size", "512", "--output-file", str(report)],
+                         capture_output=True, text=True, env=offline_env(home), timeout=300)
     if run.returncode != 0:
         raise RuntimeError(f"aiperf analyze-trace failed: {run.stderr[-500:]}")
     theirs = json.loads(report.read_text())
@@ -526,7 +622,55 @@ def lengths_crosscheck(env: ToolEnv, frame: pl.DataFrame, folder: Path, home: Pa
                                       ("p75", "p75"), ("max", "max"), ("std", "std_dev")):
             out["stats"].append({"column": col, "stat": ours_name, "servelab": row[ours_name],
                                  "aiperf": theirs[key][their_name]})
+    reuse = prefix_reuse(store, block_size=512)
+    blocks = read_blocks(store)
+    hits = infinite_cache_hits(blocks.values, blocks.lengths)
+    has = blocks.lengths > 0
+    starts = np.concatenate([[0], np.cumsum(blocks.lengths)[:-1]])[has]
+    rate = np.add.reduceat(hits.astype(np.int64), starts) / blocks.lengths[has]
+    hr = theirs["hit_rate_stats"]
+    out["prefixes"] = [
+        {"stat": "distinct block prefixes (n_cold)", "servelab": reuse.n_cold, "aiperf": theirs["unique_prefixes"]},
+        {"stat": "cache hit rate (mean per request)", "servelab": float(np.mean(rate)), "aiperf": theirs["cache_hit_rate"]},
+        *({"stat": f"per-request hit rate {name}", "servelab": float(f(rate)), "aiperf": hr[key]} for name, key, f in (
+            ("mean", "mean", np.mean), ("std", "std_dev", np.std), ("min", "min", np.min),
+            ("p25", "p25", lambda x: np.percentile(x, 25)), ("p50", "median", np.median),
+            ("p75", "p75", lambda x: np.percentile(x, 75)), ("max", "max", np.max)))]
+    out["block_hit_rate_pooled"] = reuse.block_hit_rate
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# README's "Replay with" commands
+# ---------------------------------------------------------------------------------------------
+
+#: how each tool's command starts in README's "Replay with" block
+README_COMMANDS = {"aiperf": ("aiperf", "profile"), "vllm": ("vllm", "bench", "serve"),
+                   "sglang": ("python", "-m", "sglang.bench_serving"), "guidellm": ("guidellm", "run")}
+
+
+def readme_command(tool: str, *, host: str, model: str, workload: Path, readme: Path = ROOT / "README.md") -> list[str]:
+    """``tool``'s command from README's "Replay with" block, as an argv with its placeholders filled.
+
+    ``HOST:8000`` becomes ``host`` (``127.0.0.1:PORT``), ``MODEL`` ``model`` and
+    ``workload.jsonl`` ``workload``; the first word stays the bare tool name (the caller
+    puts the venv's path there). Raises ``ValueError`` when the block or the command is missing.
+    """
+    import re
+    import shlex
+
+    text = readme.read_text()
+    m = re.search(r"^## Replay with .*?^```bash\n(.*?)^```", text, flags=re.M | re.S)
+    if not m:
+        raise ValueError(f"README has no '## Replay with' section with a bash block; got {readme!r}")
+    lines = re.sub(r"\\\n\s*", " ", m.group(1)).splitlines()
+    head = README_COMMANDS[tool]
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        if tuple(words[:len(head)]) == head:
+            fill = {"HOST:8000": host, "MODEL": model, "workload.jsonl": str(workload)}
+            return [re.sub(r"HOST:8000|MODEL|workload\.jsonl", lambda x: fill[x.group(0)], w) for w in words]
+    raise ValueError(f"README's replay block has no {' '.join(head)!r} command")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,23 +702,17 @@ def replay_dry_run(env: ToolEnv, folder: Path, home: Path, *, rate: float = 50.0
     folder.mkdir(parents=True, exist_ok=True)
     _tokenizer(env, home)
     trace = export_workload(replay_workload(rate=rate, n=n), folder / "replay_mooncake.jsonl", fmt="mooncake")
-    port_file, log = folder / "stub.port", folder / "stub_arrivals.jsonl"
-    for f in (port_file, log):
-        f.unlink(missing_ok=True)
-    stub = subprocess.Popen([sys.executable, str(HELPERS / "stub_server.py"), str(port_file), str(log),
-                             str(n + warmup), str(timeout_s)])
+    stub, port, log = _stub(folder, n + warmup, timeout_s)
     try:
-        for _ in range(200):
-            if port_file.exists() and port_file.read_text():
-                break
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{int(port_file.read_text())}"
         t0 = time.perf_counter()
-        run = subprocess.run([str(Path(env.python).parent / "aiperf"), "profile", "--model", "stub", "--url", url,
-                              "--endpoint-type", "chat", "--input-file", str(trace), "--custom-dataset-type",
-                              "mooncake_trace", "--fixed-schedule", "--tokenizer", "servelab/bytes",
-                              "--artifact-dir", str(folder / "aiperf_artifacts"), "--ui-type", "none",
-                              *(["--warmup-request-count", str(warmup)] if warmup else [])],
+        # README's command, with the stub for HOST, the byte tokenizer for MODEL and this
+        # run's warm-up count; only where artifacts go and the console UI are added
+        cmd = readme_command("aiperf", host=f"127.0.0.1:{port}", model="servelab/bytes",
+                             workload=trace)
+        cmd[0] = str(Path(env.python).parent / "aiperf")
+        i = cmd.index("--warmup-request-count")
+        cmd[i:i + 2] = ["--warmup-request-count", str(warmup)] if warmup else []
+        run = subprocess.run([*cmd, "--artifact-dir", str(folder / "aiperf_artifacts"), "--ui-type", "none"],
                              capture_output=True, text=True, env=offline_env(home), timeout=timeout_s)
         seconds = time.perf_counter() - t0
     finally:
@@ -592,6 +730,53 @@ def replay_dry_run(env: ToolEnv, folder: Path, home: Path, *, rate: float = 50.0
         out.update(start_lag_ms=lag * 1e3, **{f"abs_error_p{q}_ms": float(np.percentile(np.abs(err - lag), q)) * 1e3
                                             for q in (50, 90, 99, 100)})
     return out
+
+
+def _stub(folder: Path, n: int, timeout_s: float) -> tuple[subprocess.Popen, int, Path]:
+    """Start the stub server (stops after ``n`` requests or ``timeout_s``): process, port, arrival log."""
+    port_file, log = folder / "stub.port", folder / "stub_arrivals.jsonl"
+    for f in (port_file, log):
+        f.unlink(missing_ok=True)
+    stub = subprocess.Popen([sys.executable, str(HELPERS / "stub_server.py"), str(port_file), str(log), str(n),
+                             str(timeout_s)])
+    for _ in range(400):
+        if port_file.exists() and port_file.read_text():
+            return stub, int(port_file.read_text()), log
+        time.sleep(0.05)
+    stub.kill()
+    raise RuntimeError(f"the stub server wrote no port in 20 s; got {port_file.exists()=}")
+
+
+def guidellm_replay(env: ToolEnv, folder: Path, home: Path, *, n: int = 20, rate: float = 20.0,
+                    timeout_s: float = 240.0) -> dict:
+    """README's guidellm command (``--profile kind=replay``) on a guidellm export, against the stub.
+
+    Checks that the command line works with guidellm's installed CLI and that every request
+    reaches the stub with its ``max_tokens`` (the export's ``output_tokens_count``). Arrival
+    times are not asserted (AIPerf's are, in :func:`replay_dry_run`; under a load average of 13
+    guidellm itself warned of 0.8 s dispatch delays). Returns counts and seconds.
+    """
+    from servelab.generator.exports import export_workload
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = _tokenizer(env, home)
+    frame = replay_workload(rate=rate, n=n)
+    data = export_workload(frame, folder / "replay_guidellm.jsonl", fmt="guidellm")
+    stub, port, log = _stub(folder, n, timeout_s)
+    try:
+        cmd = readme_command("guidellm", host=f"127.0.0.1:{port}", model=str(tok), workload=data)
+        cmd[0] = str(Path(env.python).parent / "guidellm")
+        t0 = time.perf_counter()
+        run = subprocess.run([*cmd, "--output", f"kind=json,path={folder / 'guidellm.json'}", "--disable-progress"],
+                             capture_output=True, text=True, env=offline_env(home), timeout=timeout_s)
+        seconds = time.perf_counter() - t0
+    finally:
+        stub.wait(timeout=timeout_s + 10)
+    if run.returncode != 0:
+        raise RuntimeError(f"guidellm run failed: {run.stdout[-800:]} {run.stderr[-800:]}")
+    got = [json.loads(x) for x in log.read_text().splitlines()]
+    return {"scheduled": n, "arrived": len(got), "guidellm_seconds": seconds,
+            "max_tokens_match": sorted(g["max_tokens"] for g in got) == sorted(frame["output_tokens"].to_list())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,8 +802,19 @@ def main(argv=None) -> int:
                     help="requests of the AIPerf fixed-schedule dry run at 50 req/s (0: skip)")
     ap.add_argument("--replay-warmup", type=int, default=100, metavar="W",
                     help="AIPerf warm-up requests before the dry run's schedule (0: none)")
+    ap.add_argument("--install-only", action="store_true", help="build the tool venvs, then stop")
+    ap.add_argument("--ready-file", type=Path, help="with --install-only: JSON written when the installs end")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    tools = [t for t in args.tools.split(",") if t]
+    if unknown := [t for t in tools if t not in TOOLS]:
+        ap.error(f"--tools: unknown {unknown}; known {sorted(TOOLS)}")
+    if args.install_only:
+        envs = install_tools(tools, ready_file=args.ready_file)
+        print(f"installs took {time.perf_counter() - t0:.1f} s")
+        return 0 if all(e.python for e in envs.values()) else 1
+    if args.ready_file:
+        ap.error("--ready-file goes with --install-only")
     frame = build_workload(seed=args.seed)
     paths = export_all(frame, args.out / "files")
     home = args.out / "hf"
@@ -627,7 +823,7 @@ def main(argv=None) -> int:
           f"system prefix, image_count sum {int(frame['image_count'].sum())}; files in {paths['parquet'].parent}")
     checks = schema_checks(paths, frame)
     envs, extra = {}, {}
-    for tool in [t for t in args.tools.split(",") if t]:
+    for tool in tools:
         env = tool_env(tool, install=not args.no_install)
         envs[tool] = env
         print(f"{tool}: venv {env.how} in {env.seconds:.1f} s {env.note}".rstrip())
@@ -638,27 +834,42 @@ def main(argv=None) -> int:
         checks += (aiperf_checks if tool == "aiperf" else guidellm_checks)(env, paths, frame, home)
         print(f"{tool}: loaders ran in {time.perf_counter() - t:.1f} s")
         if tool == "aiperf":
-            extra["lengths_vs_analyze_trace"] = lengths_crosscheck(env, frame, args.out, home)
+            extra["vs_analyze_trace"] = analyze_trace_crosscheck(env, frame, args.out, home)
             if args.replay:
                 extra["replay"] = replay_dry_run(env, args.out / "replay", home, n=args.replay,
                                                  warmup=args.replay_warmup)
+        if tool == "guidellm" and args.replay:
+            extra["guidellm_replay"] = guidellm_replay(env, args.out / "guidellm_replay", home)
     for tool, why in NOT_INSTALLED.items():
         print(f"{tool}: not installed here: {why}")
     print()
     print(_table(checks))
-    if "lengths_vs_analyze_trace" in extra:
-        x = extra["lengths_vs_analyze_trace"]
+    if "vs_analyze_trace" in extra:
+        x = extra["vs_analyze_trace"]
         print(f"\nservelab lengths vs aiperf analyze-trace (failures excluded; requests {x['requests']}):")
         for s in x["stats"]:
             same = "same" if abs(s["servelab"] - s["aiperf"]) <= 1e-9 * max(1.0, abs(s["aiperf"])) else "DIFFERS"
             print(f"  {s['column']:<14} {s['stat']:<5} servelab {s['servelab']:>12.4f}  aiperf {s['aiperf']:>12.4f}  {same}")
+        print(f"servelab prefixes vs aiperf analyze-trace (block size 512, infinite cache; servelab's pooled "
+              f"block hit rate {x['block_hit_rate_pooled']:.4f} is another quantity):")
+        for s in x["prefixes"]:
+            same = "same" if abs(s["servelab"] - s["aiperf"]) <= 1e-9 * max(1.0, abs(s["aiperf"])) else "DIFFERS"
+            print(f"  {s['stat']:<34} servelab {s['servelab']:>12.4f}  aiperf {s['aiperf']:>12.4f}  {same}")
     if "replay" in extra:
         r = extra["replay"]
         print(f"\nAIPerf fixed-schedule replay at {r['rate']:g} req/s against the stub on 127.0.0.1: "
               f"{r['arrived']} of {r['scheduled']} requests arrived after {r['warmup']} warm-up requests; start lag {r.get('start_lag_ms', float('nan')):.1f} ms, "
               f"|error| p50 {r.get('abs_error_p50_ms', float('nan')):.1f} ms, p99 {r.get('abs_error_p99_ms', float('nan')):.1f} ms, "
               f"max {r.get('abs_error_p100_ms', float('nan')):.1f} ms (target p99 <= 50 ms); aiperf ran {r['aiperf_seconds']:.1f} s")
+    if "guidellm_replay" in extra:
+        g = extra["guidellm_replay"]
+        print(f"README's guidellm command (replay profile) against the stub: {g['arrived']} of {g['scheduled']} "
+              f"requests arrived, max_tokens {'as exported' if g['max_tokens_match'] else 'DIFFER'}; "
+              f"guidellm ran {g['guidellm_seconds']:.1f} s")
     failed = [c for c in checks if not c.ok and not c.expected_failure]
+    if "guidellm_replay" in extra and not (extra["guidellm_replay"]["max_tokens_match"]
+                                           and extra["guidellm_replay"]["arrived"] == extra["guidellm_replay"]["scheduled"]):
+        failed.append("guidellm replay")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps({
         "checks": [asdict(c) for c in checks], "envs": {k: asdict(v) for k, v in envs.items()},
