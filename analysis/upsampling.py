@@ -106,7 +106,7 @@ def window_cv(timestamps: np.ndarray, *, window_s: float) -> pl.DataFrame:
     if timestamps.size == 0:
         raise ValueError("timestamps is empty; need at least one arrival")
     source = frame_source(pl.DataFrame({"timestamp": timestamps}), source="upsampled arrivals")
-    return window_stats(source, window=window_s, by=None, fill_idle=True).select(
+    return window_stats(source, window_s=window_s, by=None, fill_idle=True).select(
         "window", "window_start_s", "exposure_s", "n_requests", "rate_rps", "n_gaps", "cv")
 
 

@@ -55,11 +55,11 @@ def covered_span(first: float, last: float, stated: tuple[float, float] | None =
     return min(float(first), float(stated[0])), max(float(last), float(stated[1]))
 
 
-def exposure(window_start, window_s: float, span: tuple[float, float]) -> np.ndarray:
-    """Seconds of each window ``[window_start, window_start + W)`` inside ``span = (a, b)``."""
+def exposure(window_start_s, window_s: float, span: tuple[float, float]) -> np.ndarray:
+    """Seconds of each window ``[window_start_s, window_start_s + W)`` inside ``span = (a, b)``."""
     w = _check_window(window_s)
     a, b = float(span[0]), float(span[1])
-    start = np.asarray(window_start, dtype=float)
+    start = np.asarray(window_start_s, dtype=float)
     return np.clip(np.minimum(start + w, b) - np.maximum(start, a), 0.0, w)
 
 

@@ -12,7 +12,7 @@ Registered figures (ids -> paper figure):
 
 Functions take the tables of :mod:`servelab.analysis.periodicity`, :mod:`~servelab.analysis.bursts`,
 :mod:`~servelab.analysis.failures` (keyed by a ``group`` label) and forecast results (anything with
-``predictions``, ``target``, ``bin_s``, ``nmae``, ``nmse``); they compute nothing but selections.
+``predictions``, ``target``, ``window_s``, ``nmae``, ``nmse``); they compute nothing but selections.
 Never ``plt.show()``; canvases come from :func:`servelab.figures.style.figure`.
 """
 from __future__ import annotations
@@ -163,14 +163,14 @@ def plot_forecast(result, *, ax: Axes | None = None, max_bins: int | None = None
     if ax is None:
         _, ax = figure()
     pred = result.predictions.sort("start_s")
-    max_bins = max_bins if max_bins is not None else max(1, int(6 * 3600 // result.bin_s))
+    max_bins = max_bins if max_bins is not None else max(1, int(6 * 3600 // result.window_s))
     pred = pred.head(max_bins)
     t = (pred["start_s"].to_numpy() - pred["start_s"][0]) / 3600 if pred.height else np.array([])
     ax.plot(t, pred["actual"].to_numpy(), label="actual", lw=1)
     ax.plot(t, pred["predicted"].to_numpy(), label=f"forecast (NMAE {result.nmae:.2f}, NMSE {result.nmse:.2f})", lw=1)
     unit = "requests per bin (count)" if result.target == "requests" else "mean request length (tokens)"
     ax.set_ylabel(unit)
-    ax.set_title(f"{result.bin_s / 60:g}-minute bins", fontsize=8)
+    ax.set_title(f"{result.window_s / 60:g}-minute bins", fontsize=8)
     ax.set_xlabel("time into the held-out tail (h)")
     legend_outside(ax, where="below", ncols=1)  # spikes reach every corner: keep the legend off the curves
     return ax

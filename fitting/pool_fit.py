@@ -68,7 +68,7 @@ from servelab.fitting.pool_compare import PoolComparison, compare_pools
 from servelab.fitting.pool_conversations import conversation_tables, increment_pmfs, tables_from_aggregates
 from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
 from servelab.fitting.pool_prefixes import prefix_table
-from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings
+from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings, resolve_setting_aliases
 from servelab.fitting.segments import weibull_mle_segments
 
 __all__ = [
@@ -100,6 +100,7 @@ def _store_sha256(store: TraceStore) -> str:
 def _settings(settings: PoolFitSettings | None, overrides: dict) -> PoolFitSettings:
     if settings is not None and not isinstance(settings, PoolFitSettings):
         raise TypeError(f"settings must be a PoolFitSettings; got {type(settings).__name__}")
+    overrides = resolve_setting_aliases(overrides, where="fit_pool")
     unknown = sorted(set(overrides) - set(PoolFitSettings.names()))
     if unknown:
         raise TypeError(f"fit_pool() got unknown settings {unknown}; allowed: {list(PoolFitSettings.names())}")
@@ -187,8 +188,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     spark_master : str, optional
         Spark's master URL for engine ``spark`` (default ``local[2]``).
     **overrides
-        Any :class:`PoolFitSettings` field by name (``window="5m"``, ``min_requests=10``, ...),
-        replacing the one in ``settings``.
+        Any :class:`PoolFitSettings` field by name (``window_s="5m"``, ``min_requests=10``, ...),
+        replacing the one in ``settings`` (the old names of
+        :data:`~servelab.fitting.pool_settings.SETTING_ALIASES` still work, with a DeprecationWarning).
 
     Returns
     -------

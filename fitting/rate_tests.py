@@ -153,7 +153,7 @@ def blocks_from_windows(window, counts, exposures, *, sub_s: float, block_s: flo
     """Reshape a window table at scale ``sub_s`` into full blocks of ``block_s``: shape (blocks, m).
 
     ``window`` is the window index ``floor(t / sub_s)`` (the ``window`` column of
-    :func:`servelab.analysis.arrivals.window_stats` with ``window=sub_s`` and idle windows
+    :func:`servelab.analysis.arrivals.window_stats` with ``window_s=sub_s`` and idle windows
     filled); a block is kept only when all of its ``m = block_s / sub_s`` sub-windows are present
     and fully covered (``exposures == sub_s``), so the trace's partial first and last blocks drop.
     """

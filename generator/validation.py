@@ -45,7 +45,7 @@ import polars as pl
 from servelab.analysis.fidelity import METRICS, choose_window, compare
 from servelab.analysis.store import TraceStore, open_store, write_store
 from servelab.fitting.pool_fit import fit_pool
-from servelab.fitting.pool_settings import PoolFitSettings
+from servelab.fitting.pool_settings import PoolFitSettings, resolve_setting_aliases
 from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
 from servelab.generator.generate import generate
 from servelab.generator.naive import naive_generate
@@ -280,7 +280,9 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     window_s : float, optional
         Window of the window metrics; default picked from each real later part.
     settings : PoolFitSettings, optional
-        How the pool is fitted; ``**overrides`` replace fields (``window="10m"``, ...).
+        How the pool is fitted; ``**overrides`` replace fields (``min_requests=10``, ...; the
+        pool's arrival window is the setting ``window_s``, which here names the metric window: pass
+        it as ``settings=PoolFitSettings(window_s="10m")``, or as the deprecated alias ``window="10m"``).
 
     Returns
     -------
@@ -301,9 +303,7 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     store = store if isinstance(store, TraceStore) else open_store(store)
     base = settings or PoolFitSettings()
     if overrides:
-        import dataclasses
-
-        base = dataclasses.replace(base, **overrides)
+        base = base.replace(**resolve_setting_aliases(overrides, where="validate"))
     frame = _read(store)
     if frame.height < 2:
         raise ValueError(f"the store has {frame.height} request(s); validation needs at least 2")

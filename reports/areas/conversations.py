@@ -295,7 +295,7 @@ def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int,
     extra: dict[str, Any] = {"sample_note": sample_note, "shared_prefixes": _shared_prefixes(store, linking)}
     if aggregate and ev.summary is not None and ev.summary.n_multi_turn:
         frame = arrival_frame(whole)  # read once for both the windows and the gaps
-        extra["aggregate_windows"] = window_stats(whole, window=_AGGREGATE_WINDOW_S, frame=frame)
+        extra["aggregate_windows"] = window_stats(whole, window_s=_AGGREGATE_WINDOW_S, frame=frame)
         gaps = gap_array(whole, frame=frame)
         del frame
         hist = log_histogram(gaps)

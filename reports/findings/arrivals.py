@@ -224,11 +224,11 @@ def measure_arrivals(
         if srow.get("clock_note"):
             notes.append(srow["clock_note"])
     resolution = float(clock_s or 0.0)
-    windows = window_stats(store, window=window_s, frame=whole)
+    windows = window_stats(store, window_s=window_s, frame=whole)
     tables["windows"] = windows
     tables["shifts"] = shift_summary(windows, min_gaps=MIN_WINDOW_GAPS)
     tests: dict[str, NullTest] = {}
-    by_scale = {s: (windows if s == window_s else window_stats(store, window=s, frame=whole)) for s in BURST_SCALES_S}
+    by_scale = {s: (windows if s == window_s else window_stats(store, window_s=s, frame=whole)) for s in BURST_SCALES_S}
     blocks = {s: blocks_from_windows(w["window"], w["n_requests"], w["exposure_s"], sub_s=s, block_s=BLOCK_S)
               for s, w in by_scale.items()}
     try:
@@ -243,7 +243,7 @@ def measure_arrivals(
     # (gamma_by None with no grouping: the whole-trace frame, which carries the caller's clock)
     gamma_frame = grouped if (gamma_by is not None and gamma_by == column) else (
         arrival_frame(store, by=gamma_by, clock=clock, seed=seed) if gamma_by else whole)
-    gamma_windows = window_stats(store, window=gamma_window_s, by=gamma_by, frame=gamma_frame)
+    gamma_windows = window_stats(store, window_s=gamma_window_s, by=gamma_by, frame=gamma_frame)
     tables["gamma_windows"] = gamma_per_window(gamma_windows, method="mle")
     if gamma_by is None:
         tests["gamma_shape.trace"], tests["gamma_rate.trace"] = tests.get("shape"), tests.get("rate_20m")
@@ -294,7 +294,7 @@ def measure_arrivals(
         tables["group_summary"] = group_summary
         # active (group, window) cells only: idle ones are implicit (rate 0), so memory follows the
         # requests, not groups x windows (issue 16: 4,244 clients x 23 days of 5-min windows)
-        group_windows = window_stats(store, window=window_s, by=column, frame=grouped, fill_idle=False)
+        group_windows = window_stats(store, window_s=window_s, by=column, frame=grouped, fill_idle=False)
         tables["group_windows"] = group_windows
         tables["group_shifts"] = shift_summary(group_windows, by=column, min_gaps=MIN_WINDOW_GAPS,
                                                span_windows=windows.height)
@@ -330,7 +330,7 @@ def _group_rate_tests(store, grouped, window_s: float, column: str) -> pl.DataFr
         if keep.null_count():
             cond = cond | pl.col("grp_").is_null()
         chunk = dataclasses.replace(grouped, data=grouped.data.filter(cond))
-        dense = window_stats(store, window=window_s, by=column, frame=chunk)
+        dense = window_stats(store, window_s=window_s, by=column, frame=chunk)
         parts.append(rate_shift_tests(dense, by=column, dispersion="pooled"))
     return pl.concat(parts) if len(parts) > 1 else parts[0]
 
@@ -390,7 +390,7 @@ def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resol
     except ValueError as err:
         notes.append(f"no rate-shift test: {err}")
     out["cv"] = _shape_test(windows, resolution=resolution, seed=seed, replicates=replicates)
-    gw = window_stats(store, window=gamma_window_s, frame=whole)
+    gw = window_stats(store, window_s=gamma_window_s, frame=whole)
     out["shape"] = _shape_test(gw, resolution=resolution, seed=seed, replicates=replicates)
     out["single_shape"] = _shape_test(gw, resolution=resolution, seed=seed, level=DEFAULT_LEVEL / 2,
                                       replicates=replicates)
@@ -405,7 +405,7 @@ def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resol
 def _series_tests(store, frame, gamma_windows, gamma_by, resolution, seed, *, replicates: int = 199
                   ) -> dict[str, NullTest]:
     """BurstGPT Fig. 6 per series of ``gamma_by``: shape and rate shift at the level / number of series."""
-    fine = window_stats(store, window=300.0, by=gamma_by, frame=frame)
+    fine = window_stats(store, window_s=300.0, by=gamma_by, frame=frame)
     series = [k for k in gamma_windows[gamma_by].unique(maintain_order=True).to_list()]
     level = DEFAULT_LEVEL / max(len(series), 1)
     out: dict[str, NullTest] = {}

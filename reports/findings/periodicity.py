@@ -96,7 +96,7 @@ class PeriodicityEvidence:
     """What :func:`measure_periodicity` measured (small tables and results, never request rows).
 
     ``reasons`` maps an analysis name (``"failures"``, ``"forecast requests 600s"``, ...) to why it
-    could not run; ``forecasts`` maps ``(target, bin_s)`` to a :class:`ForecastResult`.
+    could not run; ``forecasts`` maps ``(target, window_s)`` to a :class:`ForecastResult`.
     """
 
     clock: str
@@ -175,7 +175,7 @@ def measure_periodicity(store: TraceStore, *, budget: Budget = Budget.full(), se
     # every table below is a sum over these bins (see `rebin` and `regroup`)
     tokens = "input_tokens" if store.has("input_tokens") else None
     has_failed = store.has("failed")
-    cube = binned_load(store, bin_s=60.0, by=cols, tokens=tokens, failed=has_failed, clock=clock)
+    cube = binned_load(store, window_s=60.0, by=cols, tokens=tokens, failed=has_failed, clock=clock)
     hourly_fine = rebin(cube, from_s=60.0, to_s=3600.0, by=cols, clock=clock)
     tables = [regroup(hourly_fine, ())]
     for c in cols:
@@ -222,13 +222,13 @@ def measure_periodicity(store: TraceStore, *, budget: Budget = Budget.full(), se
         reasons["forecast mean_tokens"] = "the trace has no 'input_tokens' column"
     series = {60.0: series_from_bins(regroup(cube, ())),
               600.0: series_from_bins(rebin(cube, from_s=60.0, to_s=600.0, clock=clock))}
-    for bin_s in (60.0, 600.0):
+    for window_s in (60.0, 600.0):
         for target in targets:
             try:
-                forecasts[(target, bin_s)] = LoadForecaster(
-                    bin_s=bin_s, target=target, seed=seed, max_iter=budget.forecast_max_iter).fit_series(series[bin_s])
+                forecasts[(target, window_s)] = LoadForecaster(
+                    window_s=window_s, target=target, seed=seed, max_iter=budget.forecast_max_iter).fit_series(series[window_s])
             except InsufficientDataError as err:
-                reasons[f"forecast {target} {bin_s:g}s"] = str(err)
+                reasons[f"forecast {target} {window_s:g}s"] = str(err)
     return PeriodicityEvidence(
         clock=clock.basis, span_s=span_s, group_cols=cols, hourly=hourly, daily=daily,
         hour_profile=hour_of_day_profile(hourly), week_profile=day_of_week_profile(daily),
@@ -398,8 +398,8 @@ def _forecast_finding(ev: PeriodicityEvidence) -> Finding:
                  "counts: NMAE 0.73, NMSE 0.48), and 10-minute bins are easier than 1-minute bins (58% lower NMSE).")
     src = "BurstGPT (KDD'25) §5.4, Fig. 17-18"
     measured: dict[str, Any] = {}
-    for (target, bin_s), r in ev.forecasts.items():
-        key = f"{target}_{int(bin_s // 60)}min"
+    for (target, window_s), r in ev.forecasts.items():
+        key = f"{target}_{int(window_s // 60)}min"
         measured[f"nmae_{key}"] = _num(r.nmae)
         measured[f"nmse_{key}"] = _num(r.nmse)
         best = r.best_baseline
