@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         get_arrival_family,
         ARRIVAL_FAMILIES,
         Family,
+        ParamFit,
         family_names,
         get_family,
         register_family,
@@ -73,16 +74,18 @@ if TYPE_CHECKING:
     from servelab.fitting.mixtures import Bimodality, bimodality, compare_length_fits, explore_scipy_families
     from servelab.fitting.pool_fit import compare_pools, fit_pool
     from servelab.fitting.pool_compare import PoolComparison
-    from servelab.fitting.pool_settings import PoolFitSettings
+    from servelab.fitting.pool_settings import SETTING_ALIASES, PoolFitSettings
     from servelab.fitting.result import FitResult, fits_table
     from servelab.fitting.ties import PreparedSample, Resolution, detect_resolution, prepare_sample
     from servelab.fitting.windows import gamma_per_window
     from servelab.fitting.correlation_tests import correlation_bound_test, correlation_difference_test
-    from servelab.fitting.fit_standard import KS_TOLERANCE, describes, infinite_mean, ks_critical_value, mean_note
+    from servelab.fitting.fit_standard import KS_TOLERANCE, KSCritical, describes, infinite_mean, ks_critical_value, mean_note
     from servelab.fitting.mean_shift_tests import mean_shift_test
     from servelab.fitting.modality import lattice_bimodality
     from servelab.fitting.proportion_tests import proportion_test
     from servelab.fitting.rate_tests import (
+        Dispersion,
+        WindowCounts,
         block_counts,
         blocks_from_windows,
         burstiness_test,
@@ -93,13 +96,14 @@ if TYPE_CHECKING:
         within_block_dispersion,
     )
     from servelab.fitting.shape_tests import gamma_shape_shift_test
-    from servelab.fitting.verdicts import DECISION_RULE, NullTest, combine, decide
+    from servelab.fitting.verdicts import DECISION_RULE, Decision, NullTest, combine, decide
 
 __all__ = [
     # results and families
     "FitResult",
     "fits_table",
     "Family",
+    "ParamFit",
     "ARRIVAL_FAMILIES",
     "family_names",
     "ArrivalFamily",
@@ -138,11 +142,13 @@ __all__ = [
     "forecast_load",
     # pool fitting
     "PoolFitSettings",
+    "SETTING_ALIASES",
     "PoolComparison",
     "fit_pool",
     "compare_pools",
     # verdicts: a decision against a named null at a stated level, with its power (issue 13)
     "NullTest",
+    "Decision",
     "decide",
     "combine",
     "DECISION_RULE",
@@ -150,13 +156,16 @@ __all__ = [
     "rate_shift_tests",
     "burstiness_test",
     "within_block_dispersion",
+    "Dispersion",
     "blocks_from_windows",
     "pooled_gap_dispersion",
     "window_counts",
+    "WindowCounts",
     "block_counts",
     "gamma_shape_shift_test",
     "describes",
     "ks_critical_value",
+    "KSCritical",
     "infinite_mean",
     "mean_note",
     "KS_TOLERANCE",

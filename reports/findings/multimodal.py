@@ -86,10 +86,10 @@ def measure_multimodal(store: TraceStore, *, seed: int = 0, window_s: float = 60
             tables[name] = t
     share = attempt("share", lambda: M.multimodal_share(store))
     if share is not None:
-        tables["share_histogram"] = share[0]
-        numbers.update({f"share_{k}": v for k, v in share[1].items()})
+        tables["share_histogram"] = share.histogram
+        numbers.update({f"share_{k}": v for k, v in share.to_dict().items()})
     if "load" in tables:
-        numbers.update(M.load_independence(tables["load"]))
+        numbers.update(M.load_independence(tables["load"]).to_dict())
     return MultimodalEvidence(tables=tables, numbers=numbers, skipped=skipped)
 
 
