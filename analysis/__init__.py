@@ -43,7 +43,7 @@ from servelab.analysis.exceptions import (
     TraceFormatError,
 )
 from servelab.analysis.budget import Budget
-from servelab.analysis.findings import Finding, Verdict, findings_table, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, findings_table, not_applicable
 from servelab.analysis.schema import CANONICAL_COLUMNS, SCHEMA_VERSION
 from servelab.analysis.store import FrameSource, TraceStore, as_source, frame_source, open_store, write_store
 from servelab.analysis.ingest import StoreLockedError, StoreTargetError, ingest
@@ -60,6 +60,7 @@ _INFRASTRUCTURE = [
     "ingest",
     "Budget",
     "Finding",
+    "FindingList",
     "Verdict",
     "findings_table",
     "not_applicable",

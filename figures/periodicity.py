@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from servelab.figures.registry import register_figure
+from servelab.figures.registry import draws, register_figure
 from servelab.figures.style import (
     COLUMN_WIDTH_IN,
     FULL_WIDTH_IN,
@@ -260,3 +260,53 @@ def forecast_figure(requests_result, tokens_result=None) -> Figure:
 def forecast_bins_figure(one_minute, ten_minutes=None) -> Figure:
     """Request-count forecasts at two bin sizes, side by side."""
     return forecast_figure(one_minute, ten_minutes)
+
+
+# ---------------------------------------------------------------- drawn by the periodicity area
+# (``evidence``: servelab.reports.findings.periodicity.PeriodicityEvidence; drawers select, never compute)
+
+_DAY_S = 86400.0
+
+
+@draws("burstgpt.fig2", area="periodicity")
+def _draw_fig2(ev) -> Figure | None:
+    return weekly_conversation(ev.daily) if ev.span_s >= 2 * _DAY_S else None
+
+
+@draws("burstgpt.fig3", area="periodicity")
+def _draw_fig3(ev) -> Figure | None:
+    return weekly_api(ev.daily) if ev.span_s >= 2 * _DAY_S else None
+
+
+@draws("burstgpt.fig4", area="periodicity")
+def _draw_fig4(ev) -> Figure | None:
+    return daily_conversation(ev.hour_profile) if ev.span_s >= _DAY_S else None
+
+
+@draws("burstgpt.fig5", area="periodicity")
+def _draw_fig5(ev) -> Figure | None:
+    return daily_api(ev.hour_profile) if ev.span_s >= _DAY_S else None
+
+
+@draws("burstgpt2024.fig5", area="periodicity")
+def _draw_burst_frequency(ev) -> Figure | None:
+    return burst_frequency(ev.bursts) if ev.bursts is not None else None
+
+
+@draws("burstgpt.fig11", area="periodicity")
+def _draw_fig11(ev) -> Figure | None:
+    if ev.failure_over_time is not None and ev.failure_over_time.height:
+        return failure_rates_figure(ev.failure_over_time)
+    return None
+
+
+@draws("burstgpt.fig17", area="periodicity")
+def _draw_fig17(ev) -> Figure | None:
+    one = ev.forecasts.get(("requests", 60.0))
+    return forecast_figure(one, ev.forecasts.get(("mean_tokens", 60.0))) if one is not None else None
+
+
+@draws("burstgpt.fig18", area="periodicity")
+def _draw_fig18(ev) -> Figure | None:
+    one, ten = ev.forecasts.get(("requests", 60.0)), ev.forecasts.get(("requests", 600.0))
+    return forecast_bins_figure(one, ten) if one is not None and ten is not None else None

@@ -32,7 +32,7 @@ from servelab.analysis.arrivals import (
     window_stats,
 )
 from servelab.analysis.budget import Budget
-from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.fitting.compare import FamilyComparison, compare_by_group, compare_families, density_curves
 from servelab.fitting.exceptions import InsufficientDataError
@@ -64,6 +64,9 @@ __all__ = [
     "BURST_SCALES_S",
     "BLOCK_S",
 ]
+
+#: this area's findings, in order (each finding function registers itself: ``@FINDINGS.register``)
+FINDINGS = FindingList()
 
 #: a window's CV or Gamma fit counts only with at least this many gaps
 MIN_WINDOW_GAPS = 20
@@ -123,6 +126,8 @@ class ArrivalEvidence:
         ``notes``).
     clock_s : float or None
         The logging clock step the gaps were censored at (None: exact timestamps).
+    min_window_gaps : int
+        Fewest gaps for a window's CV or Gamma fit to count (:data:`MIN_WINDOW_GAPS`).
     group_rate_tests : polars.DataFrame or None
         :func:`~servelab.fitting.rate_tests.rate_shift_tests` per group of ``by`` (one row per group).
     """
@@ -138,6 +143,7 @@ class ArrivalEvidence:
     tests: Mapping[str, NullTest] = field(default_factory=dict)
     clock_s: float | None = None
     group_rate_tests: pl.DataFrame | None = None
+    min_window_gaps: int = MIN_WINDOW_GAPS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
@@ -503,6 +509,7 @@ def _clock_guard(verdict: Verdict, row: dict, parts: list[str]) -> Verdict:
     return verdict
 
 
+@FINDINGS.register
 def servegen_f1_bursty(ev: ArrivalEvidence) -> Finding:
     """ServeGen Finding 1, first claim: short-term arrivals are bursty (CV > 1, beyond Poisson).
 
@@ -538,6 +545,7 @@ def servegen_f1_bursty(ev: ArrivalEvidence) -> Finding:
                    reason="; ".join(parts), figures=("servegen.fig1",), tests=(burst,))
 
 
+@FINDINGS.register
 def servegen_f1_single_process(ev: ArrivalEvidence) -> Finding:
     """ServeGen Finding 1, second claim: arrivals show patterns beyond any single stochastic process.
 
@@ -641,6 +649,7 @@ def servegen_f1(ev: ArrivalEvidence, parts: tuple[Finding, Finding] | None = Non
                    figures=("servegen.fig1",), tests=(*bursty.tests, *single.tests))
 
 
+@FINDINGS.register
 def servegen_f2(ev: ArrivalEvidence) -> Finding:
     """ServeGen Finding 2: rate and CV shift across windows.
 
@@ -696,6 +705,7 @@ def servegen_f2(ev: ArrivalEvidence) -> Finding:
                    reason="; ".join(reason), figures=("servegen.fig2",), tests=(rate, cv))
 
 
+@FINDINGS.register
 def burstgpt_gamma_shift(ev: ArrivalEvidence) -> Finding:
     """BurstGPT Fig. 6: Gamma alpha and beta per 20-minute window shift sharply.
 
@@ -761,9 +771,8 @@ def burstgpt_gamma_shift(ev: ArrivalEvidence) -> Finding:
 
 def arrival_findings(evidence: ArrivalEvidence) -> list[Finding]:
     """All arrival findings of one trace."""
-    bursty, single = servegen_f1_bursty(evidence), servegen_f1_single_process(evidence)
-    return [servegen_f1(evidence, (bursty, single)), bursty, single, servegen_f2(evidence),
-            burstgpt_gamma_shift(evidence)]
+    found = FINDINGS(evidence)  # F1's two parts first, then the rest in definition order
+    return [servegen_f1(evidence, (found[0], found[1])), *found]
 
 
 def _fmt(value) -> str:

@@ -37,7 +37,7 @@ from servelab.analysis.failures import (
     over_time_from_bins,
     rates_from_bins,
 )
-from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, not_applicable
 from servelab.analysis.periodicity import (
     SUM_COLUMNS,
     binned_load,
@@ -71,6 +71,9 @@ __all__ = [
     "periodicity_findings",
     "regroup",
 ]
+
+#: this area's findings, in order (each finding function registers itself: ``@FINDINGS.register``)
+FINDINGS = FindingList()
 
 #: BurstGPT preprint §III-B-2: doublings per workday within 5 and 10 minutes (ChatGPT)
 PAPER_BURSTS_PER_WORKDAY = {300.0: 65.0, 600.0: 38.0}
@@ -254,6 +257,7 @@ def _num(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
 
 
+@FINDINGS.register
 def _periodicity_finding(ev: PeriodicityEvidence) -> Finding:
     fid, figs = "burstgpt.periodicity", ("burstgpt.fig2", "burstgpt.fig3", "burstgpt.fig4", "burstgpt.fig5")
     statement = ("Conversation traffic is periodic (working-hour highs, night lows, repeating daily) while "
@@ -288,6 +292,7 @@ def _periodicity_finding(ev: PeriodicityEvidence) -> Finding:
     return Finding(fid, statement, _SRC_31, Verdict.HOLDS if holds else Verdict.DOES_NOT_HOLD, measured, reason, figs)
 
 
+@FINDINGS.register
 def _weekday_finding(ev: PeriodicityEvidence) -> Finding:
     fid, figs = "burstgpt.weekday_weekend", ("burstgpt.fig2", "burstgpt.fig3")
     statement = "Conversation volumes peak on weekdays and diminish at weekends."
@@ -320,6 +325,7 @@ def _weekday_finding(ev: PeriodicityEvidence) -> Finding:
     return Finding(fid, statement, src, verdict, measured, reason, figs)
 
 
+@FINDINGS.register
 def _burst_finding(ev: PeriodicityEvidence) -> Finding:
     fid, figs = "burstgpt.bursts", ("burstgpt2024.fig5",)
     statement = ("Request volume doubles often: on average 65 times within 5 minutes and 38 times within "
@@ -360,6 +366,7 @@ def _burst_finding(ev: PeriodicityEvidence) -> Finding:
     return Finding(fid, statement, src, verdict, measured, reason, figs, tests=tuple(tests))
 
 
+@FINDINGS.register
 def _failure_finding(ev: PeriodicityEvidence) -> Finding:
     fid, figs = "burstgpt.failures", ("burstgpt.fig11",)
     statement = ("Failure rates are high: the conversation service fails more than 5% of requests (ChatGPT), "
@@ -392,6 +399,7 @@ def _failure_finding(ev: PeriodicityEvidence) -> Finding:
     return Finding(fid, statement, src, verdict, measured, reason, figs)
 
 
+@FINDINGS.register
 def _forecast_finding(ev: PeriodicityEvidence) -> Finding:
     fid, figs = "burstgpt.forecasting", ("burstgpt.fig17", "burstgpt.fig18")
     statement = ("Load is forecastable from lags, rolling statistics and calendar features (1-minute request "
@@ -431,6 +439,4 @@ def _forecast_finding(ev: PeriodicityEvidence) -> Finding:
 
 def periodicity_findings(evidence: PeriodicityEvidence) -> list[Finding]:
     """The BurstGPT findings of this area, from :func:`measure_periodicity`'s evidence."""
-    ev = evidence
-    return [_periodicity_finding(ev), _weekday_finding(ev), _burst_finding(ev), _failure_finding(ev),
-            _forecast_finding(ev)]
+    return FINDINGS(evidence)

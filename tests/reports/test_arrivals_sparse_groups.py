@@ -11,7 +11,7 @@ from servelab.analysis import write_store
 from servelab.analysis.arrivals import arrival_frame, shift_summary, window_stats
 from servelab.fitting.rate_tests import rate_shift_tests
 from servelab.reports.areas import ARRIVALS
-from servelab.reports.areas.arrivals import _filled
+from servelab.figures.arrivals import filled_group_windows as _filled
 from servelab.reports.findings import arrivals as findings
 
 
