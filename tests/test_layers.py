@@ -86,6 +86,18 @@ ALLOWED: dict[tuple[str, str], str] = {
     # the pool above it), not only a merge.
     ("servelab.fitting.pool_fit", "servelab.generator.pool"):
         "fit_pool builds generator.pool.ClientPool; the pool model is one layer too high",
+    # the pool modules moved from generator/ to fitting/ by a pure `git mv` (issue 19); their own imports
+    # still name the old paths until the next commit rewrites them
+    ("servelab.fitting.pool", "servelab.generator.exceptions"): "moved by git mv; its imports are rewritten next",
+    ("servelab.fitting.pool", "servelab.generator.pool_format"): "moved by git mv; its imports are rewritten next",
+    ("servelab.fitting.pool", "servelab.generator.servegen_format"): "moved by git mv; its imports are rewritten next",
+    ("servelab.fitting.pool_checks", "servelab.generator.exceptions"): "moved by git mv; its imports are rewritten next",
+    ("servelab.fitting.pool_format", "servelab.generator.exceptions"): "moved by git mv; its imports are rewritten next",
+    ("servelab.fitting.pool_format", "servelab.generator.pool"): "moved by git mv; its imports are rewritten next",
+    ("servelab.fitting.pool_format", "servelab.generator.pool_checks"): "moved by git mv; its imports are rewritten next",
+    ("servelab.fitting.servegen_format", "servelab.generator.exceptions"): "moved by git mv; its imports are rewritten next",
+    ("servelab.fitting.servegen_format", "servelab.generator.pool"): "moved by git mv; its imports are rewritten next",
+    ("servelab.fitting.servegen_format", "servelab.generator.pool_checks"): "moved by git mv; its imports are rewritten next",
 }
 
 _STRING_MODULE = re.compile(r"^servelab(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_]\w*)?$")
@@ -244,7 +256,7 @@ def all_violations() -> list[Violation]:
 def test_the_checker_sees_every_installed_package():
     modules = library_modules()
     for package in ("servelab.cli", "servelab.commands", "servelab.analysis", "servelab.analysis.ingest",
-                    "servelab.fitting.gof", "servelab.generator.pool", "servelab.figures.style",
+                    "servelab.fitting.gof", "servelab.fitting.pool", "servelab.figures.style",
                     "servelab.reports.builder"):
         assert package in modules, f"{package} not found among {len(modules)} modules"
     assert len(modules) > 80
