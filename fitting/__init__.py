@@ -25,8 +25,11 @@ Exported here, by group (``__all__`` lists them in this order):
 Client decomposition and conversations are characterization, not fitting: they live in
 :mod:`servelab.analysis` (``decompose_clients``, ``link_conversations``).
 
-Fitting reads :mod:`servelab.analysis` tables; it never imports the generator (one allowlisted
-exception: ``fit_pool`` builds a ``ClientPool``), figures, reports, the CLI or matplotlib
+The client pool's data model lives here too (:mod:`~servelab.fitting.pool`, ``pool_format``,
+``pool_checks``, ``servegen_format``; their old ``servelab.generator.*`` paths still import, see
+``servelab.generator.MOVED_MODULES``), so that ``fit_pool`` builds a ``ClientPool`` without
+importing the layer above. Fitting reads :mod:`servelab.analysis` tables; it never imports the
+generator, figures, reports, the CLI or matplotlib
 (tests/test_layers.py).
 """
 from typing import TYPE_CHECKING

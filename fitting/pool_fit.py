@@ -1,4 +1,4 @@
-"""Fit a :class:`~servelab.generator.pool.ClientPool` from a trace store (``servelab fit-pool``).
+"""Fit a :class:`~servelab.fitting.pool.ClientPool` from a trace store (``servelab fit-pool``).
 
 :func:`fit_pool` never loads the store's rows: DuckDB computes per (client, window) sufficient
 statistics, bounded seeded gap samples and value counts in plain SQL
@@ -232,7 +232,7 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     EmptyTraceError
         If the store has no requests.
     """
-    from servelab.generator.pool import ClientPool
+    from servelab.fitting.pool import ClientPool
 
     store = as_source(store)
     s = _settings(settings, overrides)

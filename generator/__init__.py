@@ -73,11 +73,11 @@ if TYPE_CHECKING:
         read_rate_file,
     )
     from servelab.generator.naive import aggregate_cv, naive_generate
-    from servelab.generator.pool import ClientPool
-    from servelab.generator.pool_checks import POOL_BOUNDS, check_pool_tables
+    from servelab.fitting.pool import ClientPool
+    from servelab.fitting.pool_checks import POOL_BOUNDS, check_pool_tables
     from servelab.generator.prefixes import PrefixModel, PrefixState, assign_prefix_blocks, prefix_model
     from servelab.generator.sampling import sample_requests
-    from servelab.generator.servegen_format import read_servegen, write_servegen
+    from servelab.fitting.servegen_format import read_servegen, write_servegen
     from servelab.generator.writers import generate_to
 
 __all__: list[str] = [

@@ -80,25 +80,7 @@ PLOTTING_LAYERS = frozenset({"figures", "reports"})
 
 #: (importing module, imported module) -> why it is tolerated today. Delete an entry when its
 #: violation is gone (test_allowlist_has_no_stale_entries says when).
-ALLOWED: dict[tuple[str, str], str] = {
-    # rule 2: fit_pool returns a ClientPool, whose class lives in generator/pool.py (lazy import in
-    # fit_pool). Fixing it needs a decision (the pool's data model below fitting, or the assembly of
-    # the pool above it), not only a merge.
-    ("servelab.fitting.pool_fit", "servelab.generator.pool"):
-        "fit_pool builds generator.pool.ClientPool; the pool model is one layer too high",
-    # the pool modules moved from generator/ to fitting/ by a pure `git mv` (issue 19); their own imports
-    # still name the old paths until the next commit rewrites them
-    ("servelab.fitting.pool", "servelab.generator.exceptions"): "moved by git mv; its imports are rewritten next",
-    ("servelab.fitting.pool", "servelab.generator.pool_format"): "moved by git mv; its imports are rewritten next",
-    ("servelab.fitting.pool", "servelab.generator.servegen_format"): "moved by git mv; its imports are rewritten next",
-    ("servelab.fitting.pool_checks", "servelab.generator.exceptions"): "moved by git mv; its imports are rewritten next",
-    ("servelab.fitting.pool_format", "servelab.generator.exceptions"): "moved by git mv; its imports are rewritten next",
-    ("servelab.fitting.pool_format", "servelab.generator.pool"): "moved by git mv; its imports are rewritten next",
-    ("servelab.fitting.pool_format", "servelab.generator.pool_checks"): "moved by git mv; its imports are rewritten next",
-    ("servelab.fitting.servegen_format", "servelab.generator.exceptions"): "moved by git mv; its imports are rewritten next",
-    ("servelab.fitting.servegen_format", "servelab.generator.pool"): "moved by git mv; its imports are rewritten next",
-    ("servelab.fitting.servegen_format", "servelab.generator.pool_checks"): "moved by git mv; its imports are rewritten next",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 _STRING_MODULE = re.compile(r"^servelab(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_]\w*)?$")
 
