@@ -27,3 +27,15 @@ def test_old_and_new_keyword_together_is_an_error():
     with pytest.raises(TypeError, match=r"got both window= .* and window_s=; got '5m' and '10m'"):
         with pytest.warns(DeprecationWarning):
             resolve_setting_aliases({"window": "5m", "window_s": "10m"}, where="fit_pool")
+
+
+def test_fit_pool_takes_the_old_keyword_with_a_warning():
+    import numpy as np
+    import polars as pl
+
+    from servelab.fitting.pool_fit import fit_pool
+
+    frame = pl.DataFrame({"timestamp": np.arange(200) * 3.0, "client_id": ["a"] * 200})
+    with pytest.warns(DeprecationWarning, match="fit_pool\\(\\): the setting 'window' is now 'window_s'"):
+        pool = fit_pool(frame, window="5m", clock="none", conversations=False)
+    assert pool.window_s == 300.0 == pool.provenance["settings"]["window_s"]
