@@ -43,7 +43,7 @@ from servelab.analysis.exceptions import (
     TraceFormatError,
 )
 from servelab.analysis.budget import Budget
-from servelab.analysis.findings import Finding, Verdict, findings_table, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, findings_table, not_applicable
 from servelab.analysis.schema import CANONICAL_COLUMNS, SCHEMA_VERSION
 from servelab.analysis.store import FrameSource, TraceStore, as_source, frame_source, open_store, write_store
 from servelab.analysis.ingest import StoreLockedError, StoreTargetError, ingest
@@ -60,6 +60,7 @@ _INFRASTRUCTURE = [
     "ingest",
     "Budget",
     "Finding",
+    "FindingList",
     "Verdict",
     "findings_table",
     "not_applicable",
@@ -79,7 +80,7 @@ _ANALYSES: dict[str, tuple[str, ...]] = {
     "arrivals": ("ArrivalFrame", "arrival_frame", "inter_arrival_gaps", "gap_array", "gap_summary",
                  "window_stats", "shift_summary", "parse_window"),
     "bursts": ("burst_counts", "burst_ratio_histogram", "poisson_burst_share"),
-    "failures": ("failure_rates", "failure_rate_over_time", "failure_rate_spread", "wilson_interval"),
+    "failures": ("failure_rates", "failure_rate_over_time", "failure_rate_spread", "wilson_interval", "Interval"),
     "periodicity": ("PeriodicityResult", "TraceClock", "trace_clock", "binned_load", "hourly_counts",
                     "daily_counts", "hour_of_day_profile", "day_of_week_profile", "weekday_weekend",
                     "seasonal_strength", "null_strength"),
@@ -88,13 +89,13 @@ _ANALYSES: dict[str, tuple[str, ...]] = {
                 "length_shifts"),
     "reasoning": ("reasoning_counts", "reason_summary", "reason_answer_correlation", "reason_ratio_pmf",
                   "reason_ratios", "client_reason_ratios"),
-    "multimodal": ("modalities", "tokens_per_item", "items_per_request", "multimodal_share",
-                   "text_multimodal_correlation", "modality_load", "load_independence", "per_item_shift"),
+    "multimodal": ("modalities", "tokens_per_item", "items_per_request", "MultimodalShare", "multimodal_share",
+                   "text_multimodal_correlation", "modality_load", "LoadIndependence", "load_independence", "per_item_shift"),
     "clients": ("ClientDecomposition", "decompose_clients", "client_ranking", "client_summary",
                 "client_window_stats", "aggregate_window_stats", "client_stability", "stability_overview",
                 "mix_attribution", "rate_variance_shares", "top_clients_for_share"),
     "conversations": ("Conversations", "LinkSummary", "LinkOptions", "link_conversations", "available_link_rules",
-                      "links_from_parents", "infer_parents_from_blocks", "conversation_table",
+                      "ParentLinks", "links_from_parents", "infer_parents_from_blocks", "conversation_table",
                       "turn_distribution", "itt_values", "interval_stats_by_turns"),
     "upsampling": ("UpsamplingResult", "upsample_multiturn", "upsampling_burstiness", "window_cv"),
     "fidelity": ("FidelityResult", "compare", "energy_distance", "load_trace"),
@@ -102,7 +103,7 @@ _ANALYSES: dict[str, tuple[str, ...]] = {
     "shared_prefixes": ("CommonPrefixRule", "SharedPrefixes", "find_shared_prefixes"),
     "prefix_reuse": ("PrefixReuse", "reuse_from_blocks", "lru_hit_curve", "stack_distances"),
     "prefix_analysis": ("PrefixAnalysis", "analyse_prefixes"),
-    "window_rates": ("covered_span", "exposure", "window_rate", "window_cv", "window_index", "full_enough"),
+    "window_rates": ("CoveredSpan", "covered_span", "exposure", "window_rate", "window_cv", "window_index", "full_enough"),
 }
 
 _LAZY = {name: module for module, names in _ANALYSES.items() for name in names}

@@ -369,7 +369,8 @@ def aggregate_source(store: TraceStore, client_index: pl.DataFrame | None = None
 
     Parameters
     ----------
-    store : TraceStore
+    store : TraceStore or FrameSource
+        A store on disk, or an in-memory frame (engine ``duckdb``: its ``requests`` view).
     client_index : polars.DataFrame, optional
         ``client_id: str, cidx: i64``: the pool client of each store client id. Ids not listed
         (and NULL ids) go to ``residual``. None: every row is client ``residual`` (a store
@@ -397,7 +398,12 @@ def aggregate_source(store: TraceStore, client_index: pl.DataFrame | None = None
     check_engine(engine)
     if engine == "duckdb" and spark_master is not None:
         raise ValueError(f"spark_master is for engine 'spark'; got spark_master={spark_master!r} with engine 'duckdb'")
-    source = DIALECT["source"].format(path=_sql_str(store.requests_path))
+    if getattr(store, "path", None) is None:  # an in-memory FrameSource: its connection's ``requests`` view
+        if engine != "duckdb":
+            raise ValueError(f"engine {engine!r} reads a store on disk; an in-memory frame runs on engine 'duckdb'")
+        source = "requests"
+    else:
+        source = DIALECT["source"].format(path=_sql_str(store.requests_path))
     tmp = None
     if engine == "spark":
         eng: Engine = SparkEngine(spark_session(spark_master))

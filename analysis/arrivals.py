@@ -405,7 +405,7 @@ def clock_note(step_s: float | None, tied_fraction: float | None, *, seed: int =
 def window_stats(
     store: TraceStore,
     *,
-    window: str | float = "5m",
+    window_s: str | float = "5m",
     by: str | None = None,
     fill_idle: bool = True,
     frame: ArrivalFrame | None = None,
@@ -417,7 +417,7 @@ def window_stats(
     Parameters
     ----------
     store : TraceStore
-    window : str or float
+    window_s : str or float
         Window length (see :func:`parse_window`): ``"5m"`` as in ServeGen Fig. 2, ``"20m"`` as in
         BurstGPT Fig. 6, or any other.
     by : {None, "model", "service", "client", "client_id"}
@@ -440,7 +440,7 @@ def window_stats(
         the gap statistics are those of the jittered gaps (all positive) and ``n_zero_gaps``
         counts the logged ties at the clock (module docstring).
     """
-    seconds = parse_window(window)
+    seconds = parse_window(window_s)
     column = resolve_group(store, by, analysis="windowed arrival statistics")
     base = _frame_for(store, column, frame, clock, seed)
     t0, t1 = base.t0, base.t1

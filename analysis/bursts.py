@@ -163,7 +163,7 @@ def burst_counts(
         h = float(h)
         frame = (windows or {}).get(h)
         if frame is None:
-            frame = binned_load(store, bin_s=h, by=by, clock=clock)
+            frame = binned_load(store, window_s=h, by=by, clock=clock)
         flagged = _series_masks(frame, ratio=ratio, min_prev=min_prev)
         workday = (~pl.col("is_weekend")).fill_null(False) if flagged["is_weekend"].null_count() == 0 else pl.lit(None)
         agg = (
@@ -211,14 +211,14 @@ def burst_ratio_histogram(
     ratio: float = 2.0,
     min_prev: int = 1,
     edges: Sequence[float] = RATIO_EDGES,
-    window: pl.DataFrame | None = None,
+    counts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """How large the bursts are: counts of ``c_k / c_{k-1}`` among bursts, in ``edges`` bins.
 
     Returns one row per group and bin ``[lo, hi)``: ``lo``, ``hi``, ``n_bursts``, ``share``.
     """
     by = normalize_by(by)
-    frame = window if window is not None else binned_load(store, bin_s=horizon_s, by=by)
+    frame = counts if counts is not None else binned_load(store, window_s=horizon_s, by=by)
     flagged = _series_masks(frame, ratio=ratio, min_prev=min_prev).filter(pl.col("burst"))
     edges = np.asarray(edges, dtype=float)
     idx = np.searchsorted(edges, flagged["growth"].to_numpy(), side="right") - 1

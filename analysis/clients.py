@@ -247,7 +247,7 @@ def client_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S
     """
     store.require("client_id", analysis=_ANALYSIS)
     window_s = _check_window(window_s)
-    arrivals = window_stats(store, window=window_s, by="client_id", fill_idle=False)
+    arrivals = window_stats(store, window_s=window_s, by="client_id", fill_idle=False)
     arrivals = arrivals.filter(pl.col("client_id").is_not_null()).select(_ARRIVAL_COLUMNS_CLIENT)
     if arrivals.height == 0:
         raise NotApplicableError(_ANALYSIS, reason="every row's client_id is empty")
@@ -266,7 +266,7 @@ def aggregate_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDO
     :func:`client_window_stats`.
     """
     window_s = _check_window(window_s)
-    arrivals = window_stats(store, window=window_s, by=None, fill_idle=True).select(_ARRIVAL_COLUMNS)
+    arrivals = window_stats(store, window_s=window_s, by=None, fill_idle=True).select(_ARRIVAL_COLUMNS)
     lengths = _length_stats(store, window_s=window_s, by_client=False, quantiles=length_quantiles)
     if lengths is not None:
         arrivals = arrivals.join(lengths, on="window", how="left")

@@ -63,6 +63,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -90,6 +91,7 @@ __all__ = [
     "itt_values",
     "link_conversations",
     "links_from_parents",
+    "ParentLinks",
     "prefix_hashes",
     "turn_distribution",
 ]
@@ -259,7 +261,23 @@ def _choose_rule(store: TraceStore, rule: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Trees from parent arrays (shared by the parent_id and prefix_blocks rules)
 # --------------------------------------------------------------------------------------------
-def links_from_parents(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class ParentLinks(NamedTuple):
+    """Roots, depths and cycle flags of a parent-pointer forest (:func:`links_from_parents`;
+    unpacks as ``root, depth, cycle``).
+
+    Parameters
+    ----------
+    root : numpy.ndarray of int64
+    depth : numpy.ndarray of int64
+    cycle : numpy.ndarray of bool
+    """
+
+    root: np.ndarray
+    depth: np.ndarray
+    cycle: np.ndarray
+
+
+def links_from_parents(parent: np.ndarray) -> ParentLinks:
     """Roots, depths and cycle flags of a parent-pointer forest, by pointer jumping.
 
     Parameters
@@ -300,7 +318,7 @@ def links_from_parents(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     cycle = ~is_root[anc] if n else np.zeros(0, dtype=bool)
     root = np.where(cycle, idx, anc)
     depth = np.where(cycle, 0, dist)
-    return root, depth, cycle
+    return ParentLinks(root, depth, cycle)
 
 
 # --------------------------------------------------------------------------------------------

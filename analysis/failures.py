@@ -19,19 +19,27 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import polars as pl
 from servelab.analysis.periodicity import TraceClock, normalize_by, trace_clock
 from servelab.analysis.store import TraceStore, fetch_polars
 
-__all__ = ["Z_95", "failure_rate_over_time", "failure_rate_spread", "failure_rates", "over_time_from_bins",
+__all__ = ["Z_95", "Interval", "failure_rate_over_time", "failure_rate_spread", "failure_rates", "over_time_from_bins",
            "rates_from_bins", "wilson_interval"]
 
 #: standard normal quantile of a two-sided 95% interval
 Z_95 = 1.959963984540054
 
 
-def wilson_interval(failed: pl.Expr, n: pl.Expr, z: float = Z_95) -> tuple[pl.Expr, pl.Expr]:
+class Interval(NamedTuple):
+    """Lower and upper bounds (:func:`wilson_interval`: polars expressions; unpacks as ``lo, hi``)."""
+
+    lo: pl.Expr
+    hi: pl.Expr
+
+
+def wilson_interval(failed: pl.Expr, n: pl.Expr, z: float = Z_95) -> Interval:
     """Wilson score interval of a binomial proportion ``failed / n`` as polars expressions.
 
     .. math:: \\frac{\\hat p + z^2/2n \\pm z\\sqrt{\\hat p(1-\\hat p)/n + z^2/4n^2}}{1 + z^2/n}
@@ -40,7 +48,7 @@ def wilson_interval(failed: pl.Expr, n: pl.Expr, z: float = Z_95) -> tuple[pl.Ex
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * ((p * (1 - p) / n + z * z / (4 * n * n)).sqrt()) / denom
-    return centre - half, centre + half
+    return Interval(centre - half, centre + half)
 
 
 def _quote(col: str) -> str:

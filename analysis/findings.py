@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import polars as pl
 
-__all__ = ["Verdict", "Finding", "findings_table", "not_applicable"]
+__all__ = ["Verdict", "Finding", "FindingList", "findings_table", "not_applicable"]
 
 
 class Verdict(str, enum.Enum):
@@ -108,6 +108,32 @@ def not_applicable(id: str, statement: str, source: str, reason: str, figures: I
     """A finding that cannot be checked on this trace, with the reason."""
     return Finding(id=id, statement=statement, source=source, verdict=Verdict.NOT_APPLICABLE,
                    reason=reason, figures=tuple(figures))
+
+
+class FindingList:
+    """The findings of one area, in order, filled by decorating each finding function.
+
+    A findings module makes one (``FINDINGS = FindingList()``) and decorates each function
+    ``evidence -> Finding`` with ``@FINDINGS.register``; calling the list on an evidence object
+    runs them in definition order. Adding a finding is then one function in one module (and its
+    test): no list of findings to edit elsewhere.
+    """
+
+    def __init__(self) -> None:
+        self._functions: list[Callable[[Any], Finding]] = []
+
+    def register(self, function: Callable[[Any], Finding]) -> Callable[[Any], Finding]:
+        """Append ``function`` (a re-import registering the same function again replaces it)."""
+        self._functions = [f for f in self._functions if f.__qualname__ != function.__qualname__] + [function]
+        return function
+
+    @property
+    def functions(self) -> tuple[Callable[[Any], Finding], ...]:
+        """The registered finding functions, in order."""
+        return tuple(self._functions)
+
+    def __call__(self, evidence: Any) -> list[Finding]:
+        return [f(evidence) for f in self._functions]
 
 
 def findings_table(findings: Iterable[Finding]) -> pl.DataFrame:

@@ -19,7 +19,9 @@ Failed requests are excluded. This module never imports fitting, figures or matp
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -42,9 +44,11 @@ __all__ = [
     "multimodal_filter",
     "tokens_per_item",
     "items_per_request",
+    "MultimodalShare",
     "multimodal_share",
     "text_multimodal_correlation",
     "modality_load",
+    "LoadIndependence",
     "load_independence",
     "per_item_shift",
 ]
@@ -126,7 +130,78 @@ def items_per_request(store: TraceStore) -> pl.DataFrame:
         "modality", "items")
 
 
-def multimodal_share(store: TraceStore, *, bins: int = 20, only_multimodal: bool = True) -> tuple[pl.DataFrame, dict]:
+@dataclass(frozen=True)
+class MultimodalShare:
+    """The multimodal share of input (:func:`multimodal_share`): its histogram and how flat it is.
+
+    Unpacks as ``histogram, numbers`` (``numbers`` = :meth:`to_dict`), like the tuple it replaced.
+
+    Parameters
+    ----------
+    histogram : polars.DataFrame
+        ``bin, share_lo, share_hi, count, probability``.
+    n : int
+        Requests counted.
+    mean, p10, p50, p90 : float
+        Mean and quantiles of the share.
+    normalised_entropy : float
+        Entropy of the histogram over log(bins) (1 = perfectly flat over the bins).
+    ks_uniform : float
+        Largest distance between the share's CDF and the uniform CDF, read at the bin edges.
+    share_text_heavy, share_mm_heavy : float
+        Shares of requests with a multimodal share below 0.2 and above 0.8.
+    """
+
+    histogram: pl.DataFrame
+    n: int
+    mean: float
+    p10: float
+    p50: float
+    p90: float
+    normalised_entropy: float
+    ks_uniform: float
+    share_text_heavy: float
+    share_mm_heavy: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers (every field but the histogram), JSON-ready."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "histogram"}
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.histogram, self.to_dict()))
+
+
+@dataclass(frozen=True)
+class LoadIndependence:
+    """How independently the modalities' loads move (:func:`load_independence`, Finding 6).
+
+    Parameters
+    ----------
+    n_windows : int
+    cv_text : float or None
+        CV of the text load across windows (None with fewer than 2 windows or no text column).
+    cv_image, cv_audio, cv_video : float or None
+        CV of each modality's load across windows (None when the modality is absent).
+    corr_text_image, corr_text_audio, corr_text_video : float or None
+        Pearson correlation of text and that modality's load across windows (NaN when either is
+        constant; None when the modality is absent).
+    """
+
+    n_windows: int
+    cv_text: float | None = None
+    cv_image: float | None = None
+    cv_audio: float | None = None
+    cv_video: float | None = None
+    corr_text_image: float | None = None
+    corr_text_audio: float | None = None
+    corr_text_video: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The measured numbers only (absent modalities left out), JSON-ready."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def multimodal_share(store: TraceStore, *, bins: int = 20, only_multimodal: bool = True) -> MultimodalShare:
     """Histogram of each request's multimodal share of input, ``mm / (text + mm)`` (Fig. 9).
 
     Parameters
@@ -139,11 +214,10 @@ def multimodal_share(store: TraceStore, *, bins: int = 20, only_multimodal: bool
 
     Returns
     -------
-    (polars.DataFrame, dict)
-        The histogram ``bin, share_lo, share_hi, count, probability`` and flatness numbers:
-        ``n``, ``mean``, ``p10``, ``p50``, ``p90``, ``normalised_entropy`` (1 = perfectly flat over
-        the bins), ``ks_uniform`` (largest distance between the share's CDF and the uniform CDF,
-        read at the bin edges), ``share_text_heavy`` (< 0.2) and ``share_mm_heavy`` (> 0.8).
+    MultimodalShare
+        The histogram ``bin, share_lo, share_hi, count, probability`` and flatness numbers
+        (``n``, ``mean``, quantiles, ``normalised_entropy``, ``ks_uniform``, text- and
+        multimodal-heavy shares).
 
     Raises
     ------
@@ -178,10 +252,9 @@ def multimodal_share(store: TraceStore, *, bins: int = 20, only_multimodal: bool
                     f"avg(CASE WHEN {share} < 0.2 THEN 1.0 ELSE 0.0 END) AS lo, "
                     f"avg(CASE WHEN {share} > 0.8 THEN 1.0 ELSE 0.0 END) AS hi FROM requests WHERE {cond}")
     qs = q["q"][0]
-    summary = {"n": n, "mean": float(q["mean"][0]), "p10": float(qs[0]), "p50": float(qs[1]), "p90": float(qs[2]),
-               "normalised_entropy": entropy, "ks_uniform": float(np.max(np.abs(cdf - edges))),
-               "share_text_heavy": float(q["lo"][0]), "share_mm_heavy": float(q["hi"][0])}
-    return full, summary
+    return MultimodalShare(histogram=full, n=n, mean=float(q["mean"][0]), p10=float(qs[0]), p50=float(qs[1]),
+                           p90=float(qs[2]), normalised_entropy=entropy, ks_uniform=float(np.max(np.abs(cdf - edges))),
+                           share_text_heavy=float(q["lo"][0]), share_mm_heavy=float(q["hi"][0]))
 
 
 def text_multimodal_correlation(store: TraceStore, *, seed: int = 0) -> pl.DataFrame:
@@ -212,12 +285,12 @@ def modality_load(store: TraceStore, *, window_s: float = 600.0) -> pl.DataFrame
         f"FROM requests WHERE {multimodal_filter(store)} GROUP BY 1, 2 ORDER BY 1")
 
 
-def load_independence(load: pl.DataFrame) -> dict:
+def load_independence(load: pl.DataFrame) -> LoadIndependence:
     """How independently the modalities' loads move (Finding 6), from :func:`modality_load`.
 
     Returns
     -------
-    dict
+    LoadIndependence
         For each modality column ``<m>_tps`` besides text: ``corr_text_<m>`` (Pearson correlation
         of text and ``m`` load across windows, NaN when either is constant) and ``cv_<m>`` (CV of
         its load across windows); ``cv_text`` too, and ``n_windows``.
@@ -236,7 +309,7 @@ def load_independence(load: pl.DataFrame) -> dict:
             out[f"corr_text_{m}"] = float(np.corrcoef(load["text_tps"].to_numpy(), v)[0, 1])
         else:
             out[f"corr_text_{m}"] = float("nan")
-    return out
+    return LoadIndependence(**out)
 
 
 def per_item_shift(store: TraceStore, *, periods: Sequence[Period] = DEFAULT_PERIODS,

@@ -118,17 +118,17 @@ class TraceClock:
         """True when day of week (and weekends) can be read from the clock."""
         return self.basis != _CLOCK_RELATIVE
 
-    def phase_s(self, bin_s: float) -> float:
-        """Seconds to add to trace time so that bins of ``bin_s`` start on the local clock.
+    def phase_s(self, window_s: float) -> float:
+        """Seconds to add to trace time so that bins of ``window_s`` start on the local clock.
 
-        With a known origin, bin edges fall on multiples of ``bin_s`` after local midnight of
+        With a known origin, bin edges fall on multiples of ``window_s`` after local midnight of
         the trace's first day (whole hours for hourly bins); otherwise on the trace start.
         """
         if self.basis == _CLOCK_RELATIVE:
             return 0.0
         local = self._origin_local()
         since_midnight = (local - local.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
-        return float(since_midnight % bin_s)
+        return float(since_midnight % window_s)
 
     def _origin_local(self) -> dt.datetime:
         if self.basis == _CLOCK_LOCAL:
@@ -238,7 +238,7 @@ def _span(store: TraceStore, con) -> tuple[float, float]:
 def binned_load(
     store: TraceStore,
     *,
-    bin_s: float,
+    window_s: float,
     by: str | Sequence[str] | None = None,
     tokens: str | None = None,
     failed: bool = False,
@@ -254,7 +254,7 @@ def binned_load(
     Parameters
     ----------
     store : TraceStore
-    bin_s : float
+    window_s : float
         Bin length in seconds (> 0).
     by : str or sequence of str, optional
         Columns to group by (e.g. ``"service"``, ``("service", "model")``).
@@ -277,21 +277,21 @@ def binned_load(
     Raises
     ------
     ValueError
-        If ``bin_s`` is not positive.
+        If ``window_s`` is not positive.
     NotApplicableError
         If a ``by`` or ``tokens`` column is missing.
     """
-    if not (isinstance(bin_s, (int, float)) and math.isfinite(bin_s) and bin_s > 0):
-        raise ValueError(f"bin_s must be a positive number of seconds; got {bin_s!r}")
+    if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"window_s must be a positive number of seconds; got {window_s!r}")
     by = normalize_by(by)
     need = [*by, *([tokens] if tokens else []), *(["failed"] if failed else [])]
     store.require(*need, analysis=f"binned load by {list(by) or 'trace'}")
     clock = clock or trace_clock(store)
-    phase = clock.phase_s(bin_s)
+    phase = clock.phase_s(window_s)
     with contextlib.closing(store.connect()) as con:
         first, last = _span(store, con)
-        b0 = math.floor((first + phase) / bin_s)
-        b1 = math.floor((last + phase) / bin_s)
+        b0 = math.floor((first + phase) / window_s)
+        b1 = math.floor((last + phase) / window_s)
         keys = ", ".join(_quote(c) for c in by)
         key_sel = f"{keys}, " if by else ""
         tok_sel = (f", sum({_quote(tokens)})::DOUBLE AS tokens, count({_quote(tokens)}) AS token_requests"
@@ -300,7 +300,7 @@ def binned_load(
             tok_sel += ", count(failed) AS failed_known, count(*) FILTER (WHERE failed) AS n_failed"
         filt = f"WHERE {where}" if where else ""
         counted = (
-            f"SELECT {key_sel}CAST(floor((timestamp + {phase!r}) / {float(bin_s)!r}) AS BIGINT) AS bin, "
+            f"SELECT {key_sel}CAST(floor((timestamp + {phase!r}) / {float(window_s)!r}) AS BIGINT) AS bin, "
             f"count(*) AS count{tok_sel} FROM requests {filt} GROUP BY ALL"
         )
         groups = f"(SELECT DISTINCT {keys} FROM requests {filt})" if by else "(SELECT 1 AS one_)"
@@ -311,7 +311,7 @@ def binned_load(
         gcols = ", ".join(f"g.{_quote(c)}" for c in by)
         sql = (
             f"WITH c AS ({counted}), g AS {groups}, r AS (SELECT range AS bin FROM range({b0}, {b1 + 1})) "
-            f"SELECT {gcols + ', ' if by else ''}r.bin AS bin, CAST(r.bin AS DOUBLE) * {float(bin_s)!r} - {phase!r} AS start_s, "
+            f"SELECT {gcols + ', ' if by else ''}r.bin AS bin, CAST(r.bin AS DOUBLE) * {float(window_s)!r} - {phase!r} AS start_s, "
             f"coalesce(c.count, 0) AS count{tok_out} "
             f"FROM g CROSS JOIN r LEFT JOIN c ON {join_on} ORDER BY {gcols + ', ' if by else ''}r.bin"
         )
@@ -359,8 +359,8 @@ def rebin(frame: pl.DataFrame, *, from_s: float, to_s: float, by: str | Sequence
 
 def hourly_counts(store: TraceStore, *, by: str | Sequence[str] | None = None,
                   clock: TraceClock | None = None) -> pl.DataFrame:
-    """Requests per local clock hour and group (see :func:`binned_load` with ``bin_s=3600``)."""
-    return binned_load(store, bin_s=3600, by=by, clock=clock)
+    """Requests per local clock hour and group (see :func:`binned_load` with ``window_s=3600``)."""
+    return binned_load(store, window_s=3600, by=by, clock=clock)
 
 
 def daily_counts(hourly: pl.DataFrame) -> pl.DataFrame:
@@ -513,7 +513,7 @@ class PeriodicityResult:
 
     Parameters
     ----------
-    bin_s : float
+    window_s : float
         Bin length of the counted series.
     periods_s : tuple of float
         The periods examined (e.g. one day and one week).
@@ -530,7 +530,7 @@ class PeriodicityResult:
         What was done (bins, which periods were decomposed together).
     """
 
-    bin_s: float
+    window_s: float
     periods_s: tuple[float, ...]
     clock: str
     by: tuple[str, ...]
@@ -560,14 +560,14 @@ def periodicity(
     store: TraceStore,
     *,
     by: str | Sequence[str] | None = None,
-    bin_s: float = 3600,
+    window_s: float = 3600,
     periods_s: Sequence[float] = (DAY_S, WEEK_S),
     counts: pl.DataFrame | None = None,
 ) -> PeriodicityResult:
     """How periodic request volume is, per group: ACF at each period's lag and MSTL strength.
 
-    Requests are counted per ``bin_s`` bin (hourly by default; idle bins are zeros). For each
-    period ``p`` (in seconds; its lag is ``p / bin_s`` bins, which must be a whole number >= 2):
+    Requests are counted per ``window_s`` bin (hourly by default; idle bins are zeros). For each
+    period ``p`` (in seconds; its lag is ``p / window_s`` bins, which must be a whole number >= 2):
 
     * ``acf``: the sample autocorrelation (statsmodels ``acf``) at that lag;
     * ``strength``: the seasonal strength of the period's component in one MSTL decomposition
@@ -587,17 +587,17 @@ def periodicity(
     store : TraceStore
     by : str or sequence of str, optional
         Grouping columns, e.g. ``"service"`` (BurstGPT: conversation vs API) or ``"model"``.
-    bin_s : float
+    window_s : float
         Bin length (default one hour).
     periods_s : sequence of float
         Periods to examine (default one day and one week).
     counts : polars.DataFrame, optional
-        A precomputed :func:`binned_load` table with this ``bin_s`` and ``by`` (saves a scan).
+        A precomputed :func:`binned_load` table with this ``window_s`` and ``by`` (saves a scan).
 
     Raises
     ------
     ValueError
-        If a period is not a whole multiple (>= 2) of ``bin_s``.
+        If a period is not a whole multiple (>= 2) of ``window_s``.
     NotApplicableError
         If a ``by`` column is missing.
     """
@@ -605,31 +605,31 @@ def periodicity(
     periods = tuple(float(p) for p in periods_s)
     lags = []
     for p in periods:
-        lag = p / bin_s
+        lag = p / window_s
         if not float(lag).is_integer() or lag < 2:
-            raise ValueError(f"periods_s must be whole multiples (>= 2) of bin_s={bin_s:g}; got period {p:g}")
+            raise ValueError(f"periods_s must be whole multiples (>= 2) of window_s={window_s:g}; got period {p:g}")
         lags.append(int(lag))
     if counts is None:
-        counts = binned_load(store, bin_s=bin_s, by=by)
+        counts = binned_load(store, window_s=window_s, by=by)
     clock = counts["clock"][0] if counts.height else trace_clock(store).basis
     span = store.manifest.get("span_s") or {}
     span_s = (float(span["last"]) - float(span["first"])) if span.get("first") is not None and span.get("last") is not None else None
     rows = []
     for (group,), part in counts.partition_by("group", as_dict=True, maintain_order=True).items():
         x = part.sort("bin")["count"].to_numpy().astype(float)
-        rows.extend(_periodicity_rows(group, x, bin_s, periods, lags, span_s))
+        rows.extend(_periodicity_rows(group, x, window_s, periods, lags, span_s))
     table = pl.DataFrame(rows, schema={
         "group": pl.String, "period": pl.String, "period_s": pl.Float64, "lag": pl.Int64, "n_bins": pl.Int64,
         "span_h": pl.Float64, "mean_count": pl.Float64, "acf": pl.Float64, "acf_threshold": pl.Float64,
         "strength": pl.Float64, "strength_null": pl.Float64, "strength_excess": pl.Float64, "periodic": pl.Boolean, "applicable": pl.Boolean, "reason": pl.String,
     })
     notes = (
-        f"requests counted per {bin_s:g} s bin on the {clock} clock, idle bins as zeros",
+        f"requests counted per {window_s:g} s bin on the {clock} clock, idle bins as zeros",
         ("ACF: statsmodels.tsa.stattools.acf; strength: MSTL (statsmodels) with all applicable periods "
          "decomposed together, F = max(0, 1 - Var(R)/Var(S+R)); excess over the strength of seeded white noise "
          f"of the same length (max of {NULL_REPLICATES} replicates)"),
     )
-    return PeriodicityResult(bin_s=float(bin_s), periods_s=periods, clock=clock, by=by, table=table, notes=notes)
+    return PeriodicityResult(window_s=float(window_s), periods_s=periods, clock=clock, by=by, table=table, notes=notes)
 
 
 def _mstl_strengths(x: np.ndarray, lags: tuple[int, ...]) -> tuple[float, ...]:
@@ -663,12 +663,12 @@ def null_strength(n: int, lags: tuple[int, ...]) -> tuple[float, ...]:
     return tuple(float(np.max(col)) for col in zip(*runs))
 
 
-def _periodicity_rows(group: str, x: np.ndarray, bin_s: float, periods: tuple[float, ...],
+def _periodicity_rows(group: str, x: np.ndarray, window_s: float, periods: tuple[float, ...],
                       lags: list[int], span_s: float | None = None) -> list[dict]:
     from statsmodels.tsa.stattools import acf
 
     n = x.size
-    span_h = n * bin_s / 3600
+    span_h = n * window_s / 3600
     mean = float(x.mean()) if n else float("nan")
     ok = tuple(lag for lag in lags if n >= MIN_CYCLES * lag)
     constant = n == 0 or float(np.var(x)) == 0.0
@@ -686,7 +686,7 @@ def _periodicity_rows(group: str, x: np.ndarray, bin_s: float, periods: tuple[fl
                "strength": None, "strength_null": None, "strength_excess": None, "periodic": None,
                "applicable": False, "reason": ""}
         if lag not in ok:
-            spans = _human(span_s) if span_s is not None else f"{n} bins of {bin_s:g} s"
+            spans = _human(span_s) if span_s is not None else f"{n} bins of {window_s:g} s"
             row["reason"] = (f"the trace spans {spans}; a {_period_name(p)} period needs at least "
                              f"{MIN_CYCLES} cycles ({_human(MIN_CYCLES * p)})")
         elif constant:

@@ -107,7 +107,7 @@ def window_cv(timestamps: np.ndarray, *, window_s: float) -> pl.DataFrame:
         raise ValueError("timestamps is empty; need at least one arrival")
     # the frame of frame_source(...) + arrival_frame(...), built from the array directly
     frame = arrival_frame_from_times(timestamps)
-    return window_stats(None, window=window_s, by=None, fill_idle=True, frame=frame).select(
+    return window_stats(None, window_s=window_s, by=None, fill_idle=True, frame=frame).select(
         "window", "window_start_s", "exposure_s", "n_requests", "rate_rps", "n_gaps", "cv")
 
 

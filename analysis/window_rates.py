@@ -20,10 +20,11 @@ This module computes numbers from counts and spans; it reads no store and fits n
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["window_index", "covered_span", "exposure", "window_rate", "window_cv", "full_enough"]
+__all__ = ["window_index", "CoveredSpan", "covered_span", "exposure", "window_rate", "window_cv", "full_enough"]
 
 
 def _check_window(window_s: float) -> float:
@@ -38,7 +39,14 @@ def window_index(t, window_s: float) -> np.ndarray:
     return np.floor(np.asarray(t, dtype=float) / w).astype(np.int64)
 
 
-def covered_span(first: float, last: float, stated: tuple[float, float] | None = None) -> tuple[float, float]:
+class CoveredSpan(NamedTuple):
+    """The seconds ``[start, end]`` a trace covers (:func:`covered_span`; unpacks as ``start, end``)."""
+
+    start: float
+    end: float
+
+
+def covered_span(first: float, last: float, stated: tuple[float, float] | None = None) -> CoveredSpan:
     """The covered span: ``[first, last]`` of the requests, widened to a stated span when given.
 
     Raises
@@ -49,17 +57,17 @@ def covered_span(first: float, last: float, stated: tuple[float, float] | None =
     if not (math.isfinite(first) and math.isfinite(last) and last >= first):
         raise ValueError(f"first and last must be finite with last >= first; got {first!r}, {last!r}")
     if stated is None:
-        return float(first), float(last)
+        return CoveredSpan(float(first), float(last))
     if not (len(stated) == 2 and math.isfinite(stated[0]) and math.isfinite(stated[1]) and stated[1] >= stated[0]):
         raise ValueError(f"stated span must be (start, end) with start <= end; got {stated!r}")
-    return min(float(first), float(stated[0])), max(float(last), float(stated[1]))
+    return CoveredSpan(min(float(first), float(stated[0])), max(float(last), float(stated[1])))
 
 
-def exposure(window_start, window_s: float, span: tuple[float, float]) -> np.ndarray:
-    """Seconds of each window ``[window_start, window_start + W)`` inside ``span = (a, b)``."""
+def exposure(window_start_s, window_s: float, span: tuple[float, float]) -> np.ndarray:
+    """Seconds of each window ``[window_start_s, window_start_s + W)`` inside ``span = (a, b)``."""
     w = _check_window(window_s)
     a, b = float(span[0]), float(span[1])
-    start = np.asarray(window_start, dtype=float)
+    start = np.asarray(window_start_s, dtype=float)
     return np.clip(np.minimum(start + w, b) - np.maximum(start, a), 0.0, w)
 
 

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"store {path}: {store.n_requests:,} requests, columns {', '.join(store.columns)}")
 
     def windows():
-        w = window_stats(store, window="5m", by="client")
+        w = window_stats(store, window_s="5m", by="client")
         return w, shift_summary(w, by="client_id")
 
     (w, s), _ = _timed("1. window_stats(5m, by client) + shift_summary", 10.0, windows)

@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         failure_rates(store, by=("model", "service")),
         failure_rate_spread(failure_rate_over_time(store, by=("model", "service")))))
     total += t
-    for bin_s in (60.0, 600.0):
+    for window_s in (60.0, 600.0):
         for target in ("requests", "mean_tokens"):
-            _, t = _timed(f"forecast {target} at {bin_s:g} s bins (SQL + HGB)",
-                          lambda bin_s=bin_s, target=target: forecast_load(store, bin_s=bin_s, target=target))
+            _, t = _timed(f"forecast {target} at {window_s:g} s bins (SQL + HGB)",
+                          lambda window_s=window_s, target=target: forecast_load(store, window_s=window_s, target=target))
             total += t
     print(f"{'sum of the parts above':<58s} {total:8.2f} s")
     _timed("measure_periodicity (the arrivals step, all of the above)", lambda: measure_periodicity(store))

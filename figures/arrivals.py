@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from servelab.figures.registry import register_figure
+from servelab.figures.registry import draws, register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, legend_outside, paper_style
 
 __all__ = [
@@ -228,3 +228,52 @@ def burstgpt_fig6(gamma: pl.DataFrame, *, group: str | None = None, window_s: fl
     plot_gamma_windows(gamma, "beta", group=group, ax=right, window_s=window_s, min_gaps=min_gaps, legend=False)
     legend_outside(fig, where="below", title=group if group and group in gamma.columns else None)
     return fig
+
+
+# ---------------------------------------------------------------- drawn by the arrivals area
+# (``evidence``: servelab.reports.findings.arrivals.ArrivalEvidence; drawers select, never compute)
+
+def filled_group_windows(group_windows: pl.DataFrame, windows: pl.DataFrame, by: str, *,
+                         max_groups: int = 5) -> pl.DataFrame:
+    """The ``max_groups`` largest groups of a sparse per-group window table (active windows only)
+    on the whole trace's window grid, idle windows as 0 requests and rate 0 (what Fig. 2 draws)."""
+    top = (group_windows.group_by(by).agg(pl.col("n_requests").sum()).sort("n_requests", descending=True)
+           .head(max_groups).select(by))
+    grid = top.join(windows.select("window", "window_start_s", "exposure_s"), how="cross")
+    keep = group_windows.join(top, on=by, how="semi", nulls_equal=True).drop("window_start_s", "exposure_s")
+    return (grid.join(keep, on=[by, "window"], how="left", nulls_equal=True)
+            .with_columns(pl.col("n_requests", "n_gaps", "n_zero_gaps", "n_positive_gaps").fill_null(0),
+                          pl.col("rate_rps").fill_null(0.0))
+            .select(group_windows.columns).sort(by, "window", nulls_last=True))
+
+
+def gamma_drawable(evidence) -> bool:
+    """True when a window holds ``evidence.min_window_gaps`` gaps with a Gamma fit (BurstGPT Fig. 6)."""
+    gamma = evidence.tables.get("gamma_windows")
+    return gamma is not None and gamma.filter(
+        pl.col("alpha").is_not_null() & (pl.col("gamma_n") >= evidence.min_window_gaps)).height > 0
+
+
+@draws("servegen.fig1", area="arrivals")
+def _draw_servegen_fig1(evidence) -> Figure | None:
+    t = evidence.tables
+    if "family_comparison" in t and "gap_histogram" in t:
+        return servegen_fig1(t["gap_histogram"], t.get("family_densities"), t["family_comparison"])
+    return None
+
+
+@draws("servegen.fig2", area="arrivals")
+def _draw_servegen_fig2(evidence) -> Figure:
+    t = evidence.tables
+    group_windows = t.get("group_windows")
+    if group_windows is not None and group_windows.height:
+        return servegen_fig2(filled_group_windows(group_windows, t["windows"], evidence.by), group=evidence.by)
+    return servegen_fig2(t["windows"])
+
+
+@draws("burstgpt.fig6", area="arrivals")
+def _draw_burstgpt_fig6(evidence) -> Figure | None:
+    if not gamma_drawable(evidence):
+        return None
+    return burstgpt_fig6(evidence.tables["gamma_windows"], group=evidence.gamma_by,
+                         window_s=evidence.gamma_window_s, min_gaps=evidence.min_window_gaps)

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from servelab.figures.registry import register_figure
+from servelab.figures.registry import draws, register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, legend_outside, paper_style
 
 __all__ = [
@@ -208,3 +208,28 @@ def servegen_fig17(summary: pl.DataFrame, ranking: pl.DataFrame, *, reason_histo
     plot_reason_ratio_histograms(reason_histograms, ax=c, legend=False)
     legend_outside(fig, where="below", ncols=5)
     return fig
+
+
+# ---------------------------------------------------------------- drawn by the clients area
+# (``evidence``: servelab.reports.findings.clients.ClientEvidence; drawers select, never compute)
+
+@draws("servegen.fig6", area="clients")
+def _draw_servegen_fig6(ev) -> Figure | None:
+    d = ev.decomposition
+    return None if d is None else servegen_fig6(d.summary, d.window_stats, clients=ev.top_ids)
+
+
+@draws("servegen.fig12", area="clients")
+def _draw_servegen_fig12(ev) -> Figure | None:
+    d = ev.decomposition
+    if d is None or "mean_mm_ratio" not in d.summary.columns:
+        return None
+    return servegen_fig12(d.summary, d.window_stats, clients=ev.top_ids)
+
+
+@draws("servegen.fig17", area="clients")
+def _draw_servegen_fig17(ev) -> Figure | None:
+    d = ev.decomposition
+    if d is None or ev.reason_bimodality is None:
+        return None
+    return servegen_fig17(d.summary, d.ranking, reason_histograms=ev.reason_histograms)

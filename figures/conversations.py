@@ -20,7 +20,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from servelab.figures.arrivals import plot_gap_histogram
-from servelab.figures.registry import register_figure
+from servelab.figures.registry import draws, register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, legend_outside, paper_style
 
 __all__ = [
@@ -183,3 +183,30 @@ def burstgpt_fig9(intervals: pl.DataFrame, **_) -> Figure:
     return fig
 
 
+# ---------------------------------------------------------------- drawn by the conversations area
+# (``evidence``: servelab.reports.findings.conversations.ConversationEvidence; drawers select, never compute)
+
+def _multi_turn(ev) -> bool:
+    return ev.summary is not None and bool(ev.summary.n_multi_turn)
+
+
+@draws("servegen.fig15", area="conversations")
+def _draw_servegen_fig15(ev) -> Figure | None:
+    return servegen_fig15(ev.turns, ev.itt_histogram, ev.itt_densities) if _multi_turn(ev) else None
+
+
+@draws("burstgpt.fig9", area="conversations")
+def _draw_burstgpt_fig9(ev) -> Figure | None:
+    return burstgpt_fig9(ev.intervals) if _multi_turn(ev) else None
+
+
+@draws("servegen.fig14", area="conversations")
+def _draw_servegen_fig14(ev) -> Figure | None:
+    if _multi_turn(ev) and ev.aggregate_windows is not None:
+        return servegen_fig14(ev.aggregate_windows, ev.gap_histogram, ev.gap_densities)
+    return None
+
+
+@draws("servegen.fig16", area="conversations")
+def _draw_servegen_fig16(ev) -> Figure | None:
+    return servegen_fig16(ev.upsampling.windows) if ev.summary is not None and ev.upsampling is not None else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import polars as pl
-from servelab.figures.registry import register_figure
+from servelab.figures.registry import draws, register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, paper_style
 
 __all__ = ["WORKLOAD_COLORS", "fig19_fidelity", "plot_fidelity_scatter"]
@@ -83,3 +83,14 @@ def fig19_fidelity(panels: Mapping[str, Mapping[str, pl.DataFrame]], *, y: str =
                 if i < len(periods) - 1:
                     ax.set_xlabel("")
     return fig
+
+
+# ---------------------------------------------------------------- drawn by the generation area
+# (``evidence``: servelab.reports.areas.generation.GenerationEvidence; drawers select, never compute)
+
+@draws("servegen.fig19", area="generation")
+def _draw_servegen_fig19(ev):
+    if ev.not_applicable or ev.failed or not ev.windows:
+        return None
+    return fig19_fidelity({k: dict(v) for k, v in ev.windows.items()},
+                          distances={k: dict(v) for k, v in ev.distances.items()})

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from servelab.figures.registry import register_figure
+from servelab.figures.registry import draws, register_figure
 from servelab.figures.style import (
     COLUMN_WIDTH_IN,
     FULL_WIDTH_IN,
@@ -484,3 +484,86 @@ def omni_load(load: pl.DataFrame, items: pl.DataFrame | None = None) -> Figure:
             ax.get_legend().remove()
     legend_outside(fig, where="below")
     return fig
+
+
+# ---------------------------------------------------------------- drawn by the lengths area
+# (``evidence``: servelab.reports.areas.lengths.RequestDataEvidence, with ``lengths``, ``reasoning``
+# and ``multimodal`` evidence; drawers select, never compute)
+
+def evidence_modalities(evidence) -> list[str]:
+    """The modalities with a load column in the evidence's multimodal ``load`` table."""
+    load = evidence.multimodal.tables.get("load")
+    return modality_columns(load) if load is not None else []
+
+
+@draws("servegen.fig3", area="lengths")
+def _draw_servegen_fig3(evidence) -> Figure | None:
+    t = evidence.lengths.tables
+    if "input_pmf" not in t and "output_pmf" not in t:
+        return None
+    return length_distributions(t.get("input_pmf"), t.get("output_pmf"), input_curves=t.get("input_curves"),
+                                output_curves=t.get("output_curves"))
+
+
+@draws("burstgpt.fig7", area="lengths")
+def _draw_burstgpt_fig7(evidence) -> Figure | None:
+    t = evidence.lengths.tables
+    if "input_pmf" not in t and "output_pmf" not in t:
+        return None
+    return burstgpt_histograms(t.get("input_pmf"), t.get("output_pmf"), input_curves=t.get("input_curves"),
+                               output_curves=t.get("output_curves"))
+
+
+@draws("servegen.fig3cd", area="lengths")
+def _draw_servegen_fig3cd(evidence) -> Figure | None:
+    t = evidence.lengths.tables
+    return length_shift(t["hourly"]) if "hourly" in t and t["hourly"].height >= 2 else None
+
+
+@draws("servegen.fig4", area="lengths")
+def _draw_servegen_fig4(evidence) -> Figure | None:
+    t = evidence.lengths.tables
+    if "io_bins" in t and t["io_bins"].height:
+        return io_relation(t["io_bins"], by_period=t.get("io_bins_by_period"))
+    return None
+
+
+@draws("burstgpt.fig8", area="lengths")
+def _draw_burstgpt_fig8(evidence) -> Figure | None:
+    t = evidence.lengths.tables
+    if "io_bins" in t and t["io_bins"].height and "io_correlation" in t:
+        return linear_relation(t["io_bins"], t["io_correlation"])
+    return None
+
+
+@draws("burstgpt.fig10", area="lengths")
+def _draw_burstgpt_fig10(evidence) -> Figure | None:
+    hist = evidence.response_histograms
+    return response_per_request_bin(hist) if hist is not None else None
+
+
+@draws("servegen.fig13", area="lengths")
+def _draw_servegen_fig13(evidence) -> Figure | None:
+    r = evidence.reasoning.tables
+    if "summary" in r and "ratio_pmf" in r:
+        return reasoning_lengths(r["summary"], r["ratio_pmf"], ratio_pmf_by_client=r.get("ratio_pmf_by_client"))
+    return None
+
+
+@draws("servegen.fig7", area="lengths")
+def _draw_servegen_fig7(evidence) -> Figure | None:
+    m = evidence.multimodal.tables
+    return multimodal_load(m["load"], m.get("items_per_request")) if "load" in m else None
+
+
+@draws("servegen.fig8", area="lengths")
+def _draw_servegen_fig8(evidence) -> Figure | None:
+    # ServeGen Fig. 8: Fig. 7's analysis on an omni-modal trace
+    m = evidence.multimodal.tables
+    return omni_load(m["load"], m.get("items_per_request")) if len(evidence_modalities(evidence)) >= 2 else None
+
+
+@draws("servegen.fig9", area="lengths")
+def _draw_servegen_fig9(evidence) -> Figure | None:
+    m = evidence.multimodal.tables
+    return multimodal_share(m["share_histogram"]) if "share_histogram" in m else None

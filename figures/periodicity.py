@@ -12,7 +12,7 @@ Registered figures (ids -> paper figure):
 
 Functions take the tables of :mod:`servelab.analysis.periodicity`, :mod:`~servelab.analysis.bursts`,
 :mod:`~servelab.analysis.failures` (keyed by a ``group`` label) and forecast results (anything with
-``predictions``, ``target``, ``bin_s``, ``nmae``, ``nmse``); they compute nothing but selections.
+``predictions``, ``target``, ``window_s``, ``nmae``, ``nmse``); they compute nothing but selections.
 Never ``plt.show()``; canvases come from :func:`servelab.figures.style.figure`.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from servelab.figures.registry import register_figure
+from servelab.figures.registry import draws, register_figure
 from servelab.figures.style import (
     COLUMN_WIDTH_IN,
     FULL_WIDTH_IN,
@@ -163,14 +163,14 @@ def plot_forecast(result, *, ax: Axes | None = None, max_bins: int | None = None
     if ax is None:
         _, ax = figure()
     pred = result.predictions.sort("start_s")
-    max_bins = max_bins if max_bins is not None else max(1, int(6 * 3600 // result.bin_s))
+    max_bins = max_bins if max_bins is not None else max(1, int(6 * 3600 // result.window_s))
     pred = pred.head(max_bins)
     t = (pred["start_s"].to_numpy() - pred["start_s"][0]) / 3600 if pred.height else np.array([])
     ax.plot(t, pred["actual"].to_numpy(), label="actual", lw=1)
     ax.plot(t, pred["predicted"].to_numpy(), label=f"forecast (NMAE {result.nmae:.2f}, NMSE {result.nmse:.2f})", lw=1)
     unit = "requests per bin (count)" if result.target == "requests" else "mean request length (tokens)"
     ax.set_ylabel(unit)
-    ax.set_title(f"{result.bin_s / 60:g}-minute bins", fontsize=8)
+    ax.set_title(f"{result.window_s / 60:g}-minute bins", fontsize=8)
     ax.set_xlabel("time into the held-out tail (h)")
     legend_outside(ax, where="below", ncols=1)  # spikes reach every corner: keep the legend off the curves
     return ax
@@ -260,3 +260,53 @@ def forecast_figure(requests_result, tokens_result=None) -> Figure:
 def forecast_bins_figure(one_minute, ten_minutes=None) -> Figure:
     """Request-count forecasts at two bin sizes, side by side."""
     return forecast_figure(one_minute, ten_minutes)
+
+
+# ---------------------------------------------------------------- drawn by the periodicity area
+# (``evidence``: servelab.reports.findings.periodicity.PeriodicityEvidence; drawers select, never compute)
+
+_DAY_S = 86400.0
+
+
+@draws("burstgpt.fig2", area="periodicity")
+def _draw_fig2(ev) -> Figure | None:
+    return weekly_conversation(ev.daily) if ev.span_s >= 2 * _DAY_S else None
+
+
+@draws("burstgpt.fig3", area="periodicity")
+def _draw_fig3(ev) -> Figure | None:
+    return weekly_api(ev.daily) if ev.span_s >= 2 * _DAY_S else None
+
+
+@draws("burstgpt.fig4", area="periodicity")
+def _draw_fig4(ev) -> Figure | None:
+    return daily_conversation(ev.hour_profile) if ev.span_s >= _DAY_S else None
+
+
+@draws("burstgpt.fig5", area="periodicity")
+def _draw_fig5(ev) -> Figure | None:
+    return daily_api(ev.hour_profile) if ev.span_s >= _DAY_S else None
+
+
+@draws("burstgpt2024.fig5", area="periodicity")
+def _draw_burst_frequency(ev) -> Figure | None:
+    return burst_frequency(ev.bursts) if ev.bursts is not None else None
+
+
+@draws("burstgpt.fig11", area="periodicity")
+def _draw_fig11(ev) -> Figure | None:
+    if ev.failure_over_time is not None and ev.failure_over_time.height:
+        return failure_rates_figure(ev.failure_over_time)
+    return None
+
+
+@draws("burstgpt.fig17", area="periodicity")
+def _draw_fig17(ev) -> Figure | None:
+    one = ev.forecasts.get(("requests", 60.0))
+    return forecast_figure(one, ev.forecasts.get(("mean_tokens", 60.0))) if one is not None else None
+
+
+@draws("burstgpt.fig18", area="periodicity")
+def _draw_fig18(ev) -> Figure | None:
+    one, ten = ev.forecasts.get(("requests", 60.0)), ev.forecasts.get(("requests", 600.0))
+    return forecast_bins_figure(one, ten) if one is not None and ten is not None else None

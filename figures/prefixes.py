@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from servelab.figures.registry import register_figure
+from servelab.figures.registry import draws, register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, legend_outside, paper_style
 
 __all__ = ["plot_hit_rate_curve", "plot_reuse_distances", "plot_sources_over_time", "prefix_hit_rate",
@@ -112,3 +112,23 @@ def prefix_sources(by_window: pl.DataFrame, *, window_s: float | None = None, **
     fig, ax = figure(width=FULL_WIDTH_IN * 0.7, height=2.6)
     plot_sources_over_time(by_window, window_s=window_s, ax=ax)
     return fig
+
+
+# ---------------------------------------------------------------- drawn by the prefixes area
+# (``evidence``: servelab.reports.areas.prefixes.PrefixEvidence; drawers select, never compute)
+
+@draws("prefixes.hit_rate", area="prefixes")
+def _draw_hit_rate(ev) -> Figure | None:
+    a = ev.analysis
+    if a is None:
+        return None
+    return prefix_hit_rate(a.reuse.lru, a.reuse.reuse_distances, infinite=a.reuse.token_hit_rate,
+                           reference=a.reference_capacity)
+
+
+@draws("prefixes.sources", area="prefixes")
+def _draw_sources(ev) -> Figure | None:
+    a = ev.analysis
+    if a is None or a.sources is None:
+        return None
+    return prefix_sources(a.sources.by_window, window_s=ev.window_s)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import matplotlib
 
@@ -15,7 +16,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.figure import Figure
 
-__all__ = ["COLUMN_WIDTH_IN", "FULL_WIDTH_IN", "SAVE_FORMATS", "figure", "legend_outside", "paper_style", "save_figure"]
+__all__ = ["COLUMN_WIDTH_IN", "FULL_WIDTH_IN", "SAVE_FORMATS", "FigureAxes", "figure", "legend_outside", "paper_style", "save_figure"]
 
 #: a single paper column (ACM / IEEE two-column layouts) and a full text width, in inches
 COLUMN_WIDTH_IN = 3.4
@@ -42,6 +43,19 @@ _RC = {
 }
 
 
+class FigureAxes(NamedTuple):
+    """A new Figure and its axes (:func:`figure`; unpacks as ``fig, axes``).
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+    axes : matplotlib.axes.Axes or numpy.ndarray of Axes
+    """
+
+    figure: Figure
+    axes: Any
+
+
 @contextlib.contextmanager
 def paper_style() -> Iterator[None]:
     """Apply servelab's seaborn theme inside the block only (never globally)."""
@@ -50,13 +64,13 @@ def paper_style() -> Iterator[None]:
 
 
 def figure(*, ncols: int = 1, nrows: int = 1, width: float = COLUMN_WIDTH_IN, height: float | None = None,
-           **subplot_kw) -> tuple[Figure, object]:
+           **subplot_kw) -> FigureAxes:
     """A new Figure (not attached to pyplot's state) and its axes, in servelab's style."""
     height = height if height is not None else width * 0.7 * nrows / max(ncols, 1) * (1 if ncols == 1 else 1.4)
     with paper_style():
         fig = Figure(figsize=(width, height), layout="constrained")
         axes = fig.subplots(nrows=nrows, ncols=ncols, **subplot_kw)
-    return fig, axes
+    return FigureAxes(fig, axes)
 
 
 #: the file formats :func:`save_figure` writes

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 from servelab.figures.generation import WORKLOAD_COLORS
-from servelab.figures.registry import register_figure
+from servelab.figures.registry import draws, register_figure
 from servelab.figures.style import FULL_WIDTH_IN, figure, paper_style
 
 __all__ = ["fig_validation", "plot_window_counts"]
@@ -62,3 +62,13 @@ def fig_validation(splits: Sequence[Mapping], *, max_rows: int = 4):
             ax.invert_yaxis()
             ax.set_xlabel("distance to the real later part (lower is closer)", fontsize=7)
     return fig
+
+
+# ---------------------------------------------------------------- drawn by the validation area
+# (``evidence``: servelab.reports.areas.validation.ValidationEvidence; drawers select, never compute)
+
+@draws("servelab.validation", area="validation")
+def _draw_validation(ev):
+    if not ev.metrics or ev.counts is None:
+        return None
+    return fig_validation([{"label": f"split at {ev.split_s:g} s", "counts": ev.counts, "metrics": ev.metrics}])

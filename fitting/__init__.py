@@ -25,8 +25,11 @@ Exported here, by group (``__all__`` lists them in this order):
 Client decomposition and conversations are characterization, not fitting: they live in
 :mod:`servelab.analysis` (``decompose_clients``, ``link_conversations``).
 
-Fitting reads :mod:`servelab.analysis` tables; it never imports the generator (one allowlisted
-exception: ``fit_pool`` builds a ``ClientPool``), figures, reports, the CLI or matplotlib
+The client pool's data model lives here too (:mod:`~servelab.fitting.pool`, ``pool_format``,
+``pool_checks``, ``servegen_format``; their old ``servelab.generator.*`` paths still import, see
+``servelab.generator.MOVED_MODULES``), so that ``fit_pool`` builds a ``ClientPool`` without
+importing the layer above. Fitting reads :mod:`servelab.analysis` tables; it never imports the
+generator, figures, reports, the CLI or matplotlib
 (tests/test_layers.py).
 """
 from typing import TYPE_CHECKING
@@ -63,6 +66,7 @@ if TYPE_CHECKING:
         get_arrival_family,
         ARRIVAL_FAMILIES,
         Family,
+        ParamFit,
         family_names,
         get_family,
         register_family,
@@ -73,16 +77,18 @@ if TYPE_CHECKING:
     from servelab.fitting.mixtures import Bimodality, bimodality, compare_length_fits, explore_scipy_families
     from servelab.fitting.pool_fit import compare_pools, fit_pool
     from servelab.fitting.pool_compare import PoolComparison
-    from servelab.fitting.pool_settings import PoolFitSettings
+    from servelab.fitting.pool_settings import SETTING_ALIASES, PoolFitSettings
     from servelab.fitting.result import FitResult, fits_table
     from servelab.fitting.ties import PreparedSample, Resolution, detect_resolution, prepare_sample
     from servelab.fitting.windows import gamma_per_window
     from servelab.fitting.correlation_tests import correlation_bound_test, correlation_difference_test
-    from servelab.fitting.fit_standard import KS_TOLERANCE, describes, infinite_mean, ks_critical_value, mean_note
+    from servelab.fitting.fit_standard import KS_TOLERANCE, KSCritical, describes, infinite_mean, ks_critical_value, mean_note
     from servelab.fitting.mean_shift_tests import mean_shift_test
     from servelab.fitting.modality import lattice_bimodality
     from servelab.fitting.proportion_tests import proportion_test
     from servelab.fitting.rate_tests import (
+        Dispersion,
+        WindowCounts,
         block_counts,
         blocks_from_windows,
         burstiness_test,
@@ -93,13 +99,14 @@ if TYPE_CHECKING:
         within_block_dispersion,
     )
     from servelab.fitting.shape_tests import gamma_shape_shift_test
-    from servelab.fitting.verdicts import DECISION_RULE, NullTest, combine, decide
+    from servelab.fitting.verdicts import DECISION_RULE, Decision, NullTest, combine, decide
 
 __all__ = [
     # results and families
     "FitResult",
     "fits_table",
     "Family",
+    "ParamFit",
     "ARRIVAL_FAMILIES",
     "family_names",
     "ArrivalFamily",
@@ -138,11 +145,13 @@ __all__ = [
     "forecast_load",
     # pool fitting
     "PoolFitSettings",
+    "SETTING_ALIASES",
     "PoolComparison",
     "fit_pool",
     "compare_pools",
     # verdicts: a decision against a named null at a stated level, with its power (issue 13)
     "NullTest",
+    "Decision",
     "decide",
     "combine",
     "DECISION_RULE",
@@ -150,13 +159,16 @@ __all__ = [
     "rate_shift_tests",
     "burstiness_test",
     "within_block_dispersion",
+    "Dispersion",
     "blocks_from_windows",
     "pooled_gap_dispersion",
     "window_counts",
+    "WindowCounts",
     "block_counts",
     "gamma_shape_shift_test",
     "describes",
     "ks_critical_value",
+    "KSCritical",
     "infinite_mean",
     "mean_note",
     "KS_TOLERANCE",

@@ -1,7 +1,9 @@
 """Errors and warnings raised by :mod:`servelab.fitting`."""
 from __future__ import annotations
 
-__all__ = ["FitWarning", "ConvergenceWarning", "ConvergenceError", "InsufficientDataError", "UnknownFamilyError"]
+__all__ = ["FitWarning", "ConvergenceWarning", "ConvergenceError", "InsufficientDataError", "UnknownFamilyError",
+           "PoolFormatError", "PoolNotFoundError", "PoolExistsError", "PoolSpanError", "PoolWarning",
+           "MissingDatasetWarning"]
 
 
 class FitWarning(UserWarning):
@@ -25,3 +27,29 @@ class UnknownFamilyError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
+
+
+# ---- the client pool's data model (fitting/pool*.py; re-exported by servelab.generator.exceptions)
+
+class PoolFormatError(ValueError):
+    """A pool folder (servelab's or ServeGen's) cannot be read as the format it claims to be."""
+
+
+class PoolNotFoundError(FileNotFoundError):
+    """A path does not hold a client pool."""
+
+
+class PoolExistsError(FileExistsError):
+    """The target of a pool write exists and ``overwrite`` was not given."""
+
+
+class PoolSpanError(ValueError):
+    """A requested time span lies outside the pool's span or is empty."""
+
+
+class PoolWarning(UserWarning):
+    """Something about a pool the caller should know (never printed; always this typed warning)."""
+
+
+class MissingDatasetWarning(PoolWarning):
+    """A ServeGen client has a trace file but no dataset file (kept arrival-only or dropped)."""

@@ -52,6 +52,7 @@ import abc
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 from types import MappingProxyType
 
 import importlib
@@ -76,6 +77,7 @@ stats = _LazyModule("scipy.stats")
 special = _LazyModule("scipy.special")
 
 __all__ = [
+    "ParamFit",
     "Family",
     "ScipyFamily",
     "ArrivalFamily",
@@ -96,6 +98,22 @@ __all__ = [
 ]
 
 
+class ParamFit(NamedTuple):
+    """Maximum-likelihood parameters and convergence (:meth:`Family.fit_params`; unpacks as
+    ``params, converged``).
+
+    Parameters
+    ----------
+    params : dict of str to float
+        By the family's :attr:`~Family.param_names`.
+    converged : bool
+        Whether the optimiser converged.
+    """
+
+    params: dict[str, float]
+    converged: bool
+
+
 class Family(abc.ABC):
     """A named distribution family that can be fitted by maximum likelihood.
 
@@ -111,7 +129,7 @@ class Family(abc.ABC):
     kind: str = "continuous"
 
     @abc.abstractmethod
-    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
+    def fit_params(self, x: np.ndarray) -> ParamFit:
         """Maximum-likelihood parameters for ``x`` and whether the optimiser converged."""
 
     @abc.abstractmethod
@@ -184,7 +202,7 @@ class ScipyFamily(Family):
             raise InsufficientDataError(f"{self.name}: all {x.size} values equal {x[0]!r}; the MLE is degenerate")
         return x
 
-    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
+    def fit_params(self, x: np.ndarray) -> ParamFit:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             estimates = self.dist.fit(x, floc=0)
@@ -195,7 +213,7 @@ class ScipyFamily(Family):
         )
         if not converged:
             warnings.warn(f"{self.name} fit did not converge cleanly: {params}", ConvergenceWarning, stacklevel=3)
-        return params, converged
+        return ParamFit(params, converged)
 
     def logpdf(self, x, params):
         return self.dist.logpdf(np.asarray(x, dtype=float), **self._args(params))
@@ -326,13 +344,13 @@ class ArrivalFamily(ScipyFamily):
             raise ValueError(f"{self.name}: params lack {missing}; expected {list(names)}")
         return {p: np.asarray(params[p], dtype=float) for p in names}
 
-    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
+    def fit_params(self, x: np.ndarray) -> ParamFit:
         params, converged = self._fit_segments(x, np.zeros(x.size, dtype=np.int64), 1)
         out = {k: float(v[0]) for k, v in params.items()}
         ok = bool(converged[0]) and all(np.isfinite(v) and v > 0 for v in out.values())
         if not ok:
             _warn_unconverged(self.name, out, "iteration limit reached or estimate not finite")
-        return out, ok
+        return ParamFit(out, ok)
 
     def fit_segments(self, x, seg, n_seg: int, *, min_n: int | None = None) -> SegmentFits:
         """Maximum-likelihood fit of every segment of a segmented sample, all at once.

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -39,12 +40,31 @@ from servelab.fitting.verdicts import DEFAULT_LEVEL, POWER_TARGET, NullTest
 __all__ = [
     "describes",
     "ks_critical_value",
+    "KSCritical",
     "infinite_mean",
     "mean_note",
     "KS_TOLERANCE",
     "ASYMPTOTIC_FAMILIES",
     "BOOTSTRAP_MAX_N",
 ]
+
+
+class KSCritical(NamedTuple):
+    """Critical value of a KS distance (:func:`ks_critical_value`; unpacks as ``value, method, distances``).
+
+    Parameters
+    ----------
+    value : float
+        The critical value at the level.
+    method : str
+        How it was obtained, in words.
+    distances : numpy.ndarray or None
+        The bootstrap distances scaled to ``n`` (None for the asymptotic bound).
+    """
+
+    value: float
+    method: str
+    distances: np.ndarray | None
 
 #: KS distance below which a misfit does not matter in practice (the project's old "fits well" bound)
 KS_TOLERANCE = 0.05
@@ -84,7 +104,7 @@ def _bootstrap_d(family: str, m: int, params_key: tuple[tuple[str, float], ...],
 
 
 def ks_critical_value(family: str, n: int, params, *, level: float = DEFAULT_LEVEL, integer: bool = False,
-                      replicates: int = 200, seed: int = 0) -> tuple[float, str, np.ndarray | None]:
+                      replicates: int = 200, seed: int = 0) -> KSCritical:
     """Critical value of the KS distance of a fitted ``family`` at sample size ``n``.
 
     Parameters
@@ -105,9 +125,9 @@ def ks_critical_value(family: str, n: int, params, *, level: float = DEFAULT_LEV
 
     Returns
     -------
-    (float, str, numpy.ndarray or None)
-        The critical value, the method in words, and the bootstrap distances scaled to ``n``
-        (None for the asymptotic bound).
+    KSCritical
+        ``(value, method, distances)``: the critical value, the method in words, and the bootstrap
+        distances scaled to ``n`` (None for the asymptotic bound).
 
     Raises
     ------
@@ -119,18 +139,18 @@ def ks_critical_value(family: str, n: int, params, *, level: float = DEFAULT_LEV
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level!r}")
     if family in ASYMPTOTIC_FAMILIES:
-        return _kolmogorov(int(n), level), (f"Kolmogorov critical value K/sqrt(n) with known parameters (an upper "
-                                            f"bound for fitted ones; {family} refits are too slow to bootstrap)"), None
+        return KSCritical(_kolmogorov(int(n), level), (f"Kolmogorov critical value K/sqrt(n) with known parameters "
+                          f"(an upper bound for fitted ones; {family} refits are too slow to bootstrap)"), None)
     m = int(min(n, BOOTSTRAP_MAX_N))
     key = tuple(sorted((k, float(f"{float(v):.4g}")) for k, v in dict(params).items()))
     d = _bootstrap_d(family, m, key, bool(integer), int(replicates), int(seed))
     if d.size < 0.9 * replicates:
-        return _kolmogorov(int(n), level), (f"Kolmogorov bound K/sqrt(n) ({replicates - d.size} of {replicates} "
-                                            "bootstrap refits failed)"), None
+        return KSCritical(_kolmogorov(int(n), level), (f"Kolmogorov bound K/sqrt(n) ({replicates - d.size} of "
+                                                       f"{replicates} bootstrap refits failed)"), None)
     scaled = d * math.sqrt(m / n)
     how = (f"parametric bootstrap with refitting (B={replicates}, seed={seed}) at m={m}"
            + (f", scaled by sqrt(m/n)" if m < n else "") + (", draws rounded to integers" if integer else ""))
-    return float(np.quantile(scaled, 1.0 - level)), how, scaled
+    return KSCritical(float(np.quantile(scaled, 1.0 - level)), how, scaled)
 
 
 def infinite_mean(fit: FitResult, *, z: float = 2.0) -> bool:

@@ -83,7 +83,7 @@ class ForecastResult:
     ----------
     target : str
         ``"requests"`` (per bin) or ``"mean_tokens"`` (per request in the bin).
-    bin_s : float
+    window_s : float
         Bin length.
     n_bins, n_train, n_test : int
         Bins in the series; rows (bins with a defined target) trained and scored on.
@@ -107,7 +107,7 @@ class ForecastResult:
     """
 
     target: str
-    bin_s: float
+    window_s: float
     n_bins: int
     n_train: int
     n_test: int
@@ -146,7 +146,7 @@ class ForecastResult:
         rows = [{"method": "HistGradientBoosting", "nmae": self.nmae, "nmse": self.nmse}]
         rows += [{"method": k, "nmae": v["nmae"], "nmse": v["nmse"]} for k, v in self.baselines.items()]
         return pl.DataFrame(rows, schema={"method": pl.String, "nmae": pl.Float64, "nmse": pl.Float64}).select(
-            pl.lit(self.target).alias("target"), pl.lit(self.bin_s).alias("bin_s"),
+            pl.lit(self.target).alias("target"), pl.lit(self.window_s).alias("bin_s"),
             pl.lit(self.n_test, pl.Int64).alias("n_test"), "method", "nmae", "nmse",
         )
 
@@ -154,7 +154,7 @@ class ForecastResult:
 def load_series(
     store: TraceStore,
     *,
-    bin_s: float,
+    window_s: float,
     token_column: str | None = "input_tokens",
     where: str | None = None,
 ) -> pl.DataFrame:
@@ -164,7 +164,7 @@ def load_series(
     idle bins); it is absent when ``token_column`` is None or the store lacks it.
     """
     tokens = token_column if token_column and store.has(token_column) else None
-    return series_from_bins(binned_load(store, bin_s=bin_s, tokens=tokens, where=where))
+    return series_from_bins(binned_load(store, window_s=window_s, tokens=tokens, where=where))
 
 
 def series_from_bins(frame: pl.DataFrame) -> pl.DataFrame:
@@ -184,7 +184,7 @@ class LoadForecaster:
 
     Parameters
     ----------
-    bin_s : float
+    window_s : float
         Bin length (60 and 600 in the paper).
     target : {"requests", "mean_tokens"}
         What to predict.
@@ -211,11 +211,11 @@ class LoadForecaster:
         threads made a 2-thread fit 3-6 times *slower* than a 1-thread one.
     """
 
-    def __init__(self, *, bin_s: float = 60.0, target: str = "requests", lags: int = 3, rolling_s: float = 3600.0,
+    def __init__(self, *, window_s: float = 60.0, target: str = "requests", lags: int = 3, rolling_s: float = 3600.0,
                  test_fraction: float = 0.2, season_s: float = DAY_S, calendar: bool = True, seed: int = 0,
                  max_iter: int = 100, learning_rate: float = 0.1, token_column: str = "input_tokens",
                  threads: int | None = 1) -> None:
-        self.bin_s = bin_s
+        self.window_s = window_s
         self.target = target
         self.lags = lags
         self.rolling_s = rolling_s
@@ -231,8 +231,8 @@ class LoadForecaster:
     def _validate(self) -> None:
         if self.target not in FORECAST_TARGETS:
             raise ValueError(f"target must be one of {FORECAST_TARGETS}; got {self.target!r}")
-        if not (isinstance(self.bin_s, (int, float)) and math.isfinite(self.bin_s) and self.bin_s > 0):
-            raise ValueError(f"bin_s must be a positive number of seconds; got {self.bin_s!r}")
+        if not (isinstance(self.window_s, (int, float)) and math.isfinite(self.window_s) and self.window_s > 0):
+            raise ValueError(f"window_s must be a positive number of seconds; got {self.window_s!r}")
         if int(self.lags) != self.lags or self.lags < 1:
             raise ValueError(f"lags must be an integer >= 1; got {self.lags!r}")
         if not 0 < self.test_fraction < 1:
@@ -253,12 +253,12 @@ class LoadForecaster:
         self._validate()
         if self.target == "mean_tokens":
             store.require(self.token_column, analysis="mean-tokens forecasting")
-        series = load_series(store, bin_s=self.bin_s, token_column=self.token_column, where=where)
+        series = load_series(store, window_s=self.window_s, token_column=self.token_column, where=where)
         return self.fit_series(series)
 
     def fit_series(self, series: pl.DataFrame) -> ForecastResult:
         """Forecast a per-bin series (columns ``start_s``, the target, and optionally ``hour``,
-        ``weekday``, ``clock``), consecutive bins of ``bin_s`` in time order.
+        ``weekday``, ``clock``), consecutive bins of ``window_s`` in time order.
 
         Raises
         ------
@@ -276,7 +276,7 @@ class LoadForecaster:
         series = series.sort("start_s")
         n_bins = series.height
         y = series[self.target].cast(pl.Float64).to_numpy()  # NaN where the target is undefined
-        window = max(2, round(self.rolling_s / self.bin_s))
+        window = max(2, round(self.rolling_s / self.window_s))
         X, names = self._features(series, y, window)
         n_test_bins = math.ceil(self.test_fraction * n_bins)
         split = n_bins - n_test_bins
@@ -289,9 +289,9 @@ class LoadForecaster:
         n_train, n_test = int(train.sum()), int(test.sum())
         if n_train < MIN_TRAIN_BINS or n_test < MIN_TEST_BINS:
             raise InsufficientDataError(
-                f"forecasting {self.target} at bin_s={self.bin_s:g} needs at least {MIN_TRAIN_BINS} training and "
+                f"forecasting {self.target} at window_s={self.window_s:g} needs at least {MIN_TRAIN_BINS} training and "
                 f"{MIN_TEST_BINS} test bins with a defined target; got {n_train} and {n_test} "
-                f"({n_bins} bins of {self.bin_s:g} s, last {self.test_fraction:.0%} held out)"
+                f"({n_bins} bins of {self.window_s:g} s, last {self.test_fraction:.0%} held out)"
             )
         model = HistGradientBoostingRegressor(
             max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=False, random_state=self.seed,
@@ -320,7 +320,7 @@ class LoadForecaster:
             **{name: col for name, col in columns.items()},
         })
         return ForecastResult(
-            target=self.target, bin_s=float(self.bin_s), n_bins=n_bins, n_train=n_train, n_test=n_test,
+            target=self.target, window_s=float(self.window_s), n_bins=n_bins, n_train=n_train, n_test=n_test,
             nmae=nmae(truth, pred), nmse=nmse(truth, pred), baselines=baselines, features=tuple(names),
             seed=self.seed, clock=clock, token_column=self.token_column if self.target == "mean_tokens" else None,
             notes=tuple(notes), predictions=predictions,
@@ -347,7 +347,7 @@ class LoadForecaster:
         last = pl.Series(y).fill_nan(None).shift(1).forward_fill().fill_null(fallback).to_numpy()
         baselines = {"last value": {"nmae": nmae(truth, last[test]), "nmse": nmse(truth, last[test])}}
         columns = {"last_value": last[test]}
-        season = self.season_s / self.bin_s
+        season = self.season_s / self.window_s
         if float(season).is_integer() and split >= int(season):
             season = int(season)
             lagged = np.concatenate([np.full(season, np.nan), y[:-season]])
@@ -358,12 +358,12 @@ class LoadForecaster:
         else:
             notes.append(
                 f"seasonal naive baseline skipped: needs {self.season_s:g} s of history before the test tail"
-                f" ({split} bins of {self.bin_s:g} s available)"
+                f" ({split} bins of {self.window_s:g} s available)"
             )
         return baselines, columns
 
 
-def forecast_load(store: TraceStore, *, bin_s: float = 60.0, target: str = "requests", seed: int = 0,
+def forecast_load(store: TraceStore, *, window_s: float = 60.0, target: str = "requests", seed: int = 0,
                   where: str | None = None, **settings) -> ForecastResult:
-    """``LoadForecaster(bin_s=..., target=..., seed=..., **settings).fit(store, where=where)``."""
-    return LoadForecaster(bin_s=bin_s, target=target, seed=seed, **settings).fit(store, where=where)
+    """``LoadForecaster(window_s=..., target=..., seed=..., **settings).fit(store, where=where)``."""
+    return LoadForecaster(window_s=window_s, target=target, seed=seed, **settings).fit(store, where=where)

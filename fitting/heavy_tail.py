@@ -30,7 +30,7 @@ import numpy as np
 from scipy import optimize, special
 
 from servelab.fitting.exceptions import ConvergenceWarning, InsufficientDataError
-from servelab.fitting.families import Family, family_names, register_family
+from servelab.fitting.families import Family, ParamFit, family_names, register_family
 
 __all__ = ["ParetoFamily", "ZipfFamily", "ZIPF_S_BOUNDS"]
 
@@ -53,11 +53,11 @@ class ParetoFamily(Family):
             raise InsufficientDataError(f"pareto: all {x.size} values equal {x[0]!r}; alpha is undefined")
         return x
 
-    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
+    def fit_params(self, x: np.ndarray) -> ParamFit:
         x_min = float(np.min(x))
         total = float(np.sum(np.log(x / x_min)))
         alpha = x.size / total
-        return {"alpha": alpha, "x_min": x_min}, bool(np.isfinite(alpha) and alpha > 0)
+        return ParamFit({"alpha": alpha, "x_min": x_min}, bool(np.isfinite(alpha) and alpha > 0))
 
     def logpdf(self, x, params: Mapping[str, float]) -> np.ndarray:
         x = np.asarray(x, dtype=float)
@@ -98,7 +98,7 @@ class ZipfFamily(Family):
             raise InsufficientDataError(f"zipf: all {x.size} values equal {x[0]!r}; the exponent is unbounded")
         return x
 
-    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
+    def fit_params(self, x: np.ndarray) -> ParamFit:
         x_min = float(np.min(x))
         n = x.size
         mean_log = float(np.mean(np.log(x)))
@@ -114,7 +114,7 @@ class ZipfFamily(Family):
             warnings.warn(
                 f"zipf exponent s={s:.6g} at the search bound {ZIPF_S_BOUNDS} (n={n}): the sample is not "
                 "power-law shaped", ConvergenceWarning, stacklevel=3)
-        return {"s": s, "x_min": x_min}, converged
+        return ParamFit({"s": s, "x_min": x_min}, converged)
 
     def logpdf(self, x, params: Mapping[str, float]) -> np.ndarray:
         x = np.asarray(x, dtype=float)

@@ -53,7 +53,7 @@ from scipy import special
 
 import servelab.fitting.heavy_tail  # noqa: F401  (registers pareto and zipf, compared here)
 from servelab.fitting.exceptions import ConvergenceWarning, InsufficientDataError
-from servelab.fitting.families import Family, family_names, register_family
+from servelab.fitting.families import Family, ParamFit, family_names, register_family
 from servelab.fitting.fit import fit_family
 from servelab.fitting.compare import FamilyComparison, compare_families
 
@@ -203,7 +203,7 @@ class LogNormalParetoMixture(Family):
         tail_counts = np.array([weights[values >= t].sum() for t in cand])
         return cand[tail_counts >= self.min_tail]
 
-    def fit_params(self, x: np.ndarray) -> tuple[dict[str, float], bool]:
+    def fit_params(self, x: np.ndarray) -> ParamFit:
         integer = _is_integer_valued(x)
         values, weights, thinned = _compress(x, self.max_distinct)
         logv = np.log(values)
@@ -251,7 +251,7 @@ class LogNormalParetoMixture(Family):
         if params["alpha"] >= self.alpha_max * (1 - 1e-9):
             warnings.warn(f"{self.name}: Pareto alpha hit its cap {self.alpha_max}", ConvergenceWarning, stacklevel=3)
             converged = False
-        return params, converged
+        return ParamFit(params, converged)
 
     def logpdf(self, x, params: Mapping[str, float]) -> np.ndarray:
         x = np.asarray(x, dtype=float)
@@ -366,7 +366,7 @@ class _Gauss2Base(Family):
             raise InsufficientDataError(f"{self.name} needs at least 3 distinct values; got {np.unique(x).size}")
         return x
 
-    def _fit_y(self, y: np.ndarray) -> tuple[dict[str, float], bool]:
+    def _fit_y(self, y: np.ndarray) -> ParamFit:
         values, weights, _ = _compress(y, self.max_distinct)
         spread = float(values[-1] - values[0])
         params, _, converged = _gauss2_em(values, weights, max_iter=self.max_iter, tol=self.tol,
@@ -374,7 +374,7 @@ class _Gauss2Base(Family):
         if not converged:
             warnings.warn(f"{self.name}: EM did not converge in {self.max_iter} iterations", ConvergenceWarning,
                           stacklevel=4)
-        return params, converged
+        return ParamFit(params, converged)
 
 
 class NormalMixture(_Gauss2Base):
@@ -385,7 +385,7 @@ class NormalMixture(_Gauss2Base):
 
     name = "normal_mixture"
 
-    def fit_params(self, x):
+    def fit_params(self, x) -> ParamFit:
         return self._fit_y(np.asarray(x, dtype=float))
 
     def logpdf(self, x, params):
@@ -410,7 +410,7 @@ class LogNormalMixture(_Gauss2Base):
                 f"{self.name} needs positive values; got {int(np.sum(x <= 0))} values <= 0 (exclude failed requests)")
         return x
 
-    def fit_params(self, x):
+    def fit_params(self, x) -> ParamFit:
         return self._fit_y(np.log(np.asarray(x, dtype=float)))
 
     def logpdf(self, x, params):
@@ -442,8 +442,8 @@ class NormalFamily(Family):
             raise InsufficientDataError(f"normal: all {x.size} values equal {x[0]!r}; the scale is zero")
         return x
 
-    def fit_params(self, x):
-        return {"loc": float(np.mean(x)), "scale": float(np.std(x))}, True
+    def fit_params(self, x) -> ParamFit:
+        return ParamFit({"loc": float(np.mean(x)), "scale": float(np.std(x))}, True)
 
     def logpdf(self, x, params):
         z = (np.asarray(x, dtype=float) - params["loc"]) / params["scale"]

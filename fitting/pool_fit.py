@@ -1,4 +1,4 @@
-"""Fit a :class:`~servelab.generator.pool.ClientPool` from a trace store (``servelab fit-pool``).
+"""Fit a :class:`~servelab.fitting.pool.ClientPool` from a trace store (``servelab fit-pool``).
 
 :func:`fit_pool` never loads the store's rows: DuckDB computes per (client, window) sufficient
 statistics, bounded seeded gap samples and value counts in plain SQL
@@ -37,7 +37,7 @@ import polars as pl
 
 from servelab import __version__
 from servelab.analysis.exceptions import EmptyTraceError
-from servelab.analysis.store import TraceStore
+from servelab.analysis.store import TraceStore, as_source
 from servelab.analysis.aggregates import (
     AggregateSource,
     aggregate_source,
@@ -69,7 +69,7 @@ from servelab.fitting.pool_conversations import (conversation_tables, increment_
                                                  window_weights)
 from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
 from servelab.fitting.pool_prefixes import prefix_table
-from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings
+from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings, resolve_setting_aliases
 from servelab.fitting.segments import weibull_mle_segments
 
 __all__ = [
@@ -98,9 +98,33 @@ def _store_sha256(store: TraceStore) -> str:
     return h.hexdigest()
 
 
+def frame_sha256(table) -> str:
+    """SHA-256 of the Arrow IPC stream bytes of ``table`` (chunks combined first, so that the same
+    rows in the same schema give the same digest however they were chunked)."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    table = table.combine_chunks()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
+def _source_provenance(store, n_rows: int) -> dict:
+    """Where the pool's requests came from: a store's file digest, or a frame's IPC digest."""
+    origin = dict(store.manifest.get("origin") or {})
+    if getattr(store, "path", None) is None:
+        return {"format": "frame", "source": store.manifest.get("source", "in-memory frame"),
+                "frame_sha256": frame_sha256(store.table), "sha256_of": "Arrow IPC stream of the canonical table",
+                "rows": n_rows, "origin": origin}
+    return {"format": "store", "path": str(Path(store.path).resolve()), "sha256": _store_sha256(store),
+            "sha256_of": REQUESTS_FILE, "rows": n_rows, "origin": origin}
+
+
 def _settings(settings: PoolFitSettings | None, overrides: dict) -> PoolFitSettings:
     if settings is not None and not isinstance(settings, PoolFitSettings):
         raise TypeError(f"settings must be a PoolFitSettings; got {type(settings).__name__}")
+    overrides = resolve_setting_aliases(overrides, where="fit_pool")
     unknown = sorted(set(overrides) - set(PoolFitSettings.names()))
     if unknown:
         raise TypeError(f"fit_pool() got unknown settings {unknown}; allowed: {list(PoolFitSettings.names())}")
@@ -175,7 +199,11 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
 
     Parameters
     ----------
-    store : TraceStore
+    store : TraceStore, path, polars.DataFrame / LazyFrame or pyarrow.Table
+        The trace: a store (or its path), or an in-memory frame in the canonical schema
+        (:func:`~servelab.analysis.store.as_source`; no file is written). The pool's provenance
+        records a store's ``requests.parquet`` SHA-256, or a frame's ``frame_sha256`` (of its
+        canonical table's Arrow IPC bytes).
     settings : PoolFitSettings, optional
         How to fit (defaults: :class:`PoolFitSettings` ()).
     memory_limit : str, optional
@@ -188,8 +216,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     spark_master : str, optional
         Spark's master URL for engine ``spark`` (default ``local[2]``).
     **overrides
-        Any :class:`PoolFitSettings` field by name (``window="5m"``, ``min_requests=10``, ...),
-        replacing the one in ``settings``.
+        Any :class:`PoolFitSettings` field by name (``window_s="5m"``, ``min_requests=10``, ...),
+        replacing the one in ``settings`` (the old names of
+        :data:`~servelab.fitting.pool_settings.SETTING_ALIASES` still work, with a DeprecationWarning).
 
     Returns
     -------
@@ -204,8 +233,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     EmptyTraceError
         If the store has no requests.
     """
-    from servelab.generator.pool import ClientPool
+    from servelab.fitting.pool import ClientPool
 
+    store = as_source(store)
     s = _settings(settings, overrides)
     fields = request_fields(store.columns)
     agg = {"memory_limit": memory_limit, "engine": engine, "spark_master": spark_master}
@@ -213,7 +243,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         counts = client_counts(probe)
     n_rows = int(counts["n"].sum()) if counts.height else 0
     if n_rows == 0:
-        raise EmptyTraceError(f"store {str(store.path)!r} has no requests; nothing to fit")
+        where = store.manifest.get("source", "in-memory frame") if store.path is None else str(store.path)
+        raise EmptyTraceError(f"store {where!r} has no requests; nothing to fit")
     clients = _clients(counts, s.min_requests, s.residual_id)
     names = clients.names
     with aggregate_source(store, clients.index, residual=clients.residual, **agg) as src:
@@ -312,8 +343,7 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     window_s = s.window_s
     pool_span = (arrivals.first_window * window_s, (arrivals.last_window + 1) * window_s)
     provenance = {
-        "source": {"format": "store", "path": str(Path(store.path).resolve()), "sha256": _store_sha256(store),
-                   "sha256_of": REQUESTS_FILE, "rows": n_rows, "origin": dict(store.manifest.get("origin") or {})},
+        "source": _source_provenance(store, n_rows),
         "servelab_version": __version__,
         "fitted_by": "servelab.fitting.pool_fit.fit_pool",
         "settings": {**s.to_dict(), "family_selection": "lowest AIC",

@@ -5,7 +5,10 @@ pool's provenance records :meth:`PoolFitSettings.to_dict`. This module validates
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -13,11 +16,39 @@ from servelab.analysis.arrivals import parse_window
 from servelab.analysis.conversations import LinkOptions
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 
-__all__ = ["PoolFitSettings", "POOL_FIT_FAMILIES", "RESIDUAL_ID"]
+__all__ = ["PoolFitSettings", "POOL_FIT_FAMILIES", "RESIDUAL_ID", "SETTING_ALIASES", "resolve_setting_aliases"]
 
 #: the arrival families compared per window by default (registry names)
 POOL_FIT_FAMILIES = ("gamma", "weibull", "exponential")
 RESIDUAL_ID = "__residual__"
+
+#: old setting keyword -> its name now (issue 19: seconds carry the ``_s`` suffix in the Python API);
+#: the old keywords still work in ``PoolFitSettings(...)``, :meth:`PoolFitSettings.replace`,
+#: ``fit_pool(...)`` and ``validate(...)``, with a DeprecationWarning
+SETTING_ALIASES: dict[str, str] = {"window": "window_s", "data_window": "data_window_s"}
+
+
+def resolve_setting_aliases(settings: dict[str, Any], *, where: str = "PoolFitSettings") -> dict[str, Any]:
+    """``settings`` with the old keywords of :data:`SETTING_ALIASES` renamed (DeprecationWarning each).
+
+    Raises
+    ------
+    TypeError
+        If an old keyword and its new name are both given with different values.
+    """
+    if not any(old in settings for old in SETTING_ALIASES):
+        return settings
+    out = dict(settings)
+    for old, new in SETTING_ALIASES.items():
+        if old not in out:
+            continue
+        value = out.pop(old)
+        warnings.warn(f"{where}(): the setting {old!r} is now {new!r}; got {old}={value!r}",
+                      DeprecationWarning, stacklevel=3)
+        if new in out and out[new] != value:
+            raise TypeError(f"{where}() got both {old}= (the old name) and {new}=; got {value!r} and {out[new]!r}")
+        out[new] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -26,8 +57,10 @@ class PoolFitSettings:
 
     Parameters
     ----------
-    window, data_window : str or float
-        Arrival and request-data window lengths (``"10m"``, ``"6h"``, seconds).
+    window_s, data_window_s : str or float
+        Arrival and request-data window lengths (``"10m"``, ``"6h"`` or seconds); stored as
+        seconds (floats). The old keywords ``window`` / ``data_window`` still work
+        (:data:`SETTING_ALIASES`, with a DeprecationWarning).
     min_requests : int
         Clients with fewer requests are merged into the residual client ``residual_id``.
     families : tuple of str
@@ -76,8 +109,8 @@ class PoolFitSettings:
         If a setting is out of range (the message names it and the value given).
     """
 
-    window: str | float = "10m"
-    data_window: str | float = "6h"
+    window_s: str | float = "10m"
+    data_window_s: str | float = "6h"
     min_requests: int = 1
     families: tuple[str, ...] = POOL_FIT_FAMILIES
     min_fit_gaps: int = 10
@@ -96,10 +129,10 @@ class PoolFitSettings:
     window_censoring: bool = True
 
     def __post_init__(self) -> None:
-        parse_window(self.window)
+        object.__setattr__(self, "window_s", parse_window(self.window_s))
         if not isinstance(self.linking, LinkOptions):
             raise TypeError(f"linking must be a LinkOptions; got {self.linking!r}")
-        parse_window(self.data_window)
+        object.__setattr__(self, "data_window_s", parse_window(self.data_window_s))
         families = (self.families,) if isinstance(self.families, str) else tuple(self.families)
         known = arrival_family_names()
         if not families or any(f not in known for f in families):
@@ -140,12 +173,20 @@ class PoolFitSettings:
             object.__setattr__(self, "span", (float(a), float(b)))
 
     @property
-    def window_s(self) -> float:
-        return parse_window(self.window)
+    def window(self) -> float:
+        """Deprecated name of :attr:`window_s` (seconds)."""
+        warnings.warn("PoolFitSettings.window is now window_s (seconds)", DeprecationWarning, stacklevel=2)
+        return self.window_s
 
     @property
-    def data_window_s(self) -> float:
-        return parse_window(self.data_window)
+    def data_window(self) -> float:
+        """Deprecated name of :attr:`data_window_s` (seconds)."""
+        warnings.warn("PoolFitSettings.data_window is now data_window_s (seconds)", DeprecationWarning, stacklevel=2)
+        return self.data_window_s
+
+    def replace(self, **changes: Any) -> "PoolFitSettings":
+        """A copy with ``changes`` (setting names; the old ones of :data:`SETTING_ALIASES` accepted)."""
+        return dataclasses.replace(self, **resolve_setting_aliases(changes, where="PoolFitSettings.replace"))
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -155,7 +196,20 @@ class PoolFitSettings:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (window lengths in seconds), as recorded in a pool's provenance."""
         out = asdict(self)
-        out.update(window_s=self.window_s, data_window_s=self.data_window_s, families=list(self.families),
-                   span=list(self.span) if self.span is not None else None)
-        del out["window"], out["data_window"]
+        out.update(families=list(self.families), span=list(self.span) if self.span is not None else None)
         return out
+
+
+def _accept_old_keywords(cls):
+    """Let the dataclass constructor take the old keywords of :data:`SETTING_ALIASES`."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **resolve_setting_aliases(kwargs))
+
+    cls.__init__ = __init__
+    return cls
+
+
+_accept_old_keywords(PoolFitSettings)

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -61,6 +62,8 @@ __all__ = [
     "blocks_from_windows",
     "pooled_gap_dispersion",
     "window_counts",
+    "WindowCounts",
+    "Dispersion",
     "sine_cv",
     "RATE_SHIFT_RATIO",
     "PAPER_RATE_RATIO",
@@ -71,6 +74,34 @@ __all__ = [
     "within_block_dispersion",
     "doubling_test",
 ]
+
+
+class WindowCounts(NamedTuple):
+    """Requests and covered seconds per window (:func:`window_counts`; unpacks as ``counts, exposures``).
+
+    Parameters
+    ----------
+    counts : numpy.ndarray of int64
+    exposures : numpy.ndarray of float
+        Seconds of each window inside the span (the last window may be partial).
+    """
+
+    counts: np.ndarray
+    exposures: np.ndarray
+
+
+class Dispersion(NamedTuple):
+    """An index of dispersion and its degrees of freedom (:func:`within_block_dispersion`;
+    unpacks as ``index, df``).
+
+    Parameters
+    ----------
+    index : float
+    df : int
+    """
+
+    index: float
+    df: int
 
 #: max/min of a daily rate cycle from which the rate "shifts" (the practical threshold)
 RATE_SHIFT_RATIO = 2.0
@@ -100,7 +131,7 @@ def sine_cv(ratio: float) -> float:
 
 
 def window_counts(timestamps, *, window_s: float, t0: float | None = None, t1: float | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  ) -> WindowCounts:
     """Counts and covered time of the windows ``[t0 + i w, t0 + (i+1) w)`` (for simulations and tests;
     on a store compute the same in SQL).
 
@@ -123,7 +154,7 @@ def window_counts(timestamps, *, window_s: float, t0: float | None = None, t1: f
     starts = t0 + window_s * np.arange(k)
     exposures = np.minimum(starts + window_s, t1) - starts
     keep = exposures > 0
-    return counts[keep].astype(np.int64), exposures[keep]
+    return WindowCounts(counts[keep].astype(np.int64), exposures[keep])
 
 
 def block_counts(timestamps, *, sub_s: float, block_s: float, t0: float | None = None,
@@ -153,7 +184,7 @@ def blocks_from_windows(window, counts, exposures, *, sub_s: float, block_s: flo
     """Reshape a window table at scale ``sub_s`` into full blocks of ``block_s``: shape (blocks, m).
 
     ``window`` is the window index ``floor(t / sub_s)`` (the ``window`` column of
-    :func:`servelab.analysis.arrivals.window_stats` with ``window=sub_s`` and idle windows
+    :func:`servelab.analysis.arrivals.window_stats` with ``window_s=sub_s`` and idle windows
     filled); a block is kept only when all of its ``m = block_s / sub_s`` sub-windows are present
     and fully covered (``exposures == sub_s``), so the trace's partial first and last blocks drop.
     """
@@ -421,7 +452,7 @@ def _within_block(cts: np.ndarray) -> tuple[float, float, float]:
     return x2, df, var
 
 
-def within_block_dispersion(blocks) -> tuple[float, float]:
+def within_block_dispersion(blocks) -> Dispersion:
     """Index of dispersion of sub-window counts within blocks, and its degrees of freedom.
 
     ``blocks`` has shape (blocks, sub-windows), e.g. 5-minute counts in 20-minute blocks
@@ -442,7 +473,7 @@ def within_block_dispersion(blocks) -> tuple[float, float]:
     x2, df, _ = _within_block(cts)
     if df == 0:
         raise ValueError("no block holds a request: the within-block dispersion is undefined")
-    return x2 / df, df
+    return Dispersion(float(x2 / df), int(df))
 
 
 def burstiness_test(counts_by_scale: Mapping[float, np.ndarray], *, level: float = DEFAULT_LEVEL,

@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from servelab.analysis.findings import Verdict
 
 __all__ = [
     "NullTest",
+    "Decision",
     "decide",
     "combine",
     "minimum_detectable_effect",
@@ -46,6 +47,19 @@ DECISION_RULE = (
     f"does not hold: otherwise, by a test with power >= {POWER_TARGET:.0%} at the paper's effect size; "
     "inconclusive: otherwise (too little data to tell)"
 )
+
+
+class Decision(NamedTuple):
+    """A verdict and the sentence saying why (:func:`decide`, :func:`combine`; unpacks as ``verdict, reason``).
+
+    Parameters
+    ----------
+    verdict : Verdict
+    reason : str
+    """
+
+    verdict: Verdict
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -172,7 +186,7 @@ def minimum_detectable_effect(power_at: Callable[[float], float], *, lower: floa
 
 def decide(*, p_value: float | None, level: float, effect_value: float, practical_threshold: float,
            power: float | None, mde: float | None, paper_effect: float, larger_is_effect: bool = True,
-           missing: str = "") -> tuple[Verdict, str]:
+           missing: str = "") -> Decision:
     """Apply :data:`DECISION_RULE`.
 
     Parameters
@@ -194,30 +208,30 @@ def decide(*, p_value: float | None, level: float, effect_value: float, practica
 
     Returns
     -------
-    (Verdict, str)
-        The decision and one sentence saying why.
+    Decision
+        ``(verdict, reason)``: the decision and one sentence saying why.
     """
     if p_value is None or not math.isfinite(effect_value):
-        return Verdict.INCONCLUSIVE, "the test could not run" + (f" ({missing})" if missing else "")
+        return Decision(Verdict.INCONCLUSIVE, "the test could not run" + (f" ({missing})" if missing else ""))
     significant = p_value < level
     beyond = effect_value > practical_threshold if larger_is_effect else effect_value < practical_threshold
     sig_txt = f"p = {p_value:.3g} {'<' if significant else '>='} {level:g}"
     side = ("beyond" if beyond else "within") if larger_is_effect else ("below" if beyond else "not below")
     eff_txt = f"effect {effect_value:.3g} {side} the practical threshold {practical_threshold:.3g}"
     if significant and beyond:
-        return Verdict.HOLDS, f"{sig_txt} and {eff_txt}"
+        return Decision(Verdict.HOLDS, f"{sig_txt} and {eff_txt}")
     pw_txt = "power unknown" if power is None else f"power {power:.0%} at the paper's effect {paper_effect:.3g}"
     if mde is not None and math.isfinite(mde):
         pw_txt += f", minimum detectable effect {mde:.3g}"
     if power is not None and power >= POWER_TARGET:
-        return Verdict.DOES_NOT_HOLD, f"{sig_txt}, {eff_txt}; {pw_txt}"
+        return Decision(Verdict.DOES_NOT_HOLD, f"{sig_txt}, {eff_txt}; {pw_txt}")
     why = f"{sig_txt}, {eff_txt}, but {pw_txt} (< {POWER_TARGET:.0%}): too little data to rule the effect out"
     if missing:
         why += f" ({missing})"
-    return Verdict.INCONCLUSIVE, why
+    return Decision(Verdict.INCONCLUSIVE, why)
 
 
-def combine(tests: Iterable[NullTest], *, parts: Iterable[str] | None = None) -> tuple[Verdict, str]:
+def combine(tests: Iterable[NullTest], *, parts: Iterable[str] | None = None) -> Decision:
     """Join the tests of a finding made of several parts.
 
     Holds when every part holds, does not hold when some part does not hold, inconclusive
@@ -237,7 +251,7 @@ def combine(tests: Iterable[NullTest], *, parts: Iterable[str] | None = None) ->
     decisions = [t.decision for t in tests]
     text = "; ".join(f"{name}: {t.decision.value}" for name, t in zip(names, tests))
     if all(d is Verdict.HOLDS for d in decisions):
-        return Verdict.HOLDS, text
+        return Decision(Verdict.HOLDS, text)
     if any(d is Verdict.DOES_NOT_HOLD for d in decisions):
-        return Verdict.DOES_NOT_HOLD, text
-    return Verdict.INCONCLUSIVE, text
+        return Decision(Verdict.DOES_NOT_HOLD, text)
+    return Decision(Verdict.INCONCLUSIVE, text)

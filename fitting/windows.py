@@ -96,9 +96,9 @@ def gamma_per_window(windows: pl.DataFrame, *, method: str = "mle") -> pl.DataFr
     )
 
 
-def gamma_windows(store, *, window: str | float = "20m", by: str | None = None, method: str = "mle",
+def gamma_windows(store, *, window_s: str | float = "20m", by: str | None = None, method: str = "mle",
                   fill_idle: bool = True, clock="auto", seed: int = 0) -> pl.DataFrame:
-    """Gamma per window straight from a store (BurstGPT Fig. 6: ``window="20m"``, ``by="service"``).
+    """Gamma per window straight from a store (BurstGPT Fig. 6: ``window_s="20m"``, ``by="service"``).
 
     See :func:`servelab.analysis.arrivals.window_stats` for the windows, the logging clock
     (``clock``: ``"auto"``, None or a step in seconds) and the jitter ``seed``, and
@@ -106,5 +106,5 @@ def gamma_windows(store, *, window: str | float = "20m", by: str | None = None, 
     """
     from servelab.analysis.arrivals import window_stats
 
-    return gamma_per_window(window_stats(store, window=window, by=by, fill_idle=fill_idle, clock=clock, seed=seed),
+    return gamma_per_window(window_stats(store, window_s=window_s, by=by, fill_idle=fill_idle, clock=clock, seed=seed),
                             method=method)

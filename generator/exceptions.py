@@ -5,6 +5,16 @@ what was allowed and what came in. Other generator modules add their classes her
 """
 from __future__ import annotations
 
+# the pool's errors live with the pool's data model in fitting (issue 19); the same classes, re-exported
+from servelab.fitting.exceptions import (
+    MissingDatasetWarning,
+    PoolExistsError,
+    PoolFormatError,
+    PoolNotFoundError,
+    PoolSpanError,
+    PoolWarning,
+)
+
 __all__ = [
     "PoolFormatError",
     "PoolNotFoundError",
@@ -17,30 +27,6 @@ __all__ = [
     "RequestBudgetError",
     "ExportFormatError",
 ]
-
-
-class PoolFormatError(ValueError):
-    """A pool folder (servelab's or ServeGen's) cannot be read as the format it claims to be."""
-
-
-class PoolNotFoundError(FileNotFoundError):
-    """A path does not hold a client pool."""
-
-
-class PoolExistsError(FileExistsError):
-    """The target of a pool write exists and ``overwrite`` was not given."""
-
-
-class PoolSpanError(ValueError):
-    """A requested time span lies outside the pool's span or is empty."""
-
-
-class PoolWarning(UserWarning):
-    """Something about a pool the caller should know (never printed; always this typed warning)."""
-
-
-class MissingDatasetWarning(PoolWarning):
-    """A ServeGen client has a trace file but no dataset file (kept arrival-only or dropped)."""
 
 
 class GenerationError(ValueError):

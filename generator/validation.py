@@ -57,7 +57,7 @@ import polars as pl
 from servelab.analysis.fidelity import METRICS, choose_window, compare
 from servelab.analysis.store import TraceStore, open_store, write_store
 from servelab.fitting.pool_fit import fit_pool
-from servelab.fitting.pool_settings import PoolFitSettings
+from servelab.fitting.pool_settings import PoolFitSettings, resolve_setting_aliases
 from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
 from servelab.generator.generate import generate
 from servelab.generator.naive import naive_generate
@@ -343,7 +343,9 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
         Above this many requests, validate on a seeded sample of whole clients of at most this
         many (:func:`sample_clients`; module docstring); None uses every request.
     settings : PoolFitSettings, optional
-        How the pool is fitted; ``**overrides`` replace fields (``window="10m"``, ...).
+        How the pool is fitted; ``**overrides`` replace fields (``min_requests=10``, ...; the
+        pool's arrival window is the setting ``window_s``, which here names the metric window: pass
+        it as ``settings=PoolFitSettings(window_s="10m")``, or as the deprecated alias ``window="10m"``).
 
     Returns
     -------
@@ -364,9 +366,7 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     store = store if isinstance(store, TraceStore) else open_store(store)
     base = settings or PoolFitSettings()
     if overrides:
-        import dataclasses
-
-        base = dataclasses.replace(base, **overrides)
+        base = base.replace(**resolve_setting_aliases(overrides, where="validate"))
     frame = _read(store)
     bounded: dict[str, int] = {}
     if max_requests is not None:

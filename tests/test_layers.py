@@ -80,13 +80,7 @@ PLOTTING_LAYERS = frozenset({"figures", "reports"})
 
 #: (importing module, imported module) -> why it is tolerated today. Delete an entry when its
 #: violation is gone (test_allowlist_has_no_stale_entries says when).
-ALLOWED: dict[tuple[str, str], str] = {
-    # rule 2: fit_pool returns a ClientPool, whose class lives in generator/pool.py (lazy import in
-    # fit_pool). Fixing it needs a decision (the pool's data model below fitting, or the assembly of
-    # the pool above it), not only a merge.
-    ("servelab.fitting.pool_fit", "servelab.generator.pool"):
-        "fit_pool builds generator.pool.ClientPool; the pool model is one layer too high",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 _STRING_MODULE = re.compile(r"^servelab(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_]\w*)?$")
 
@@ -244,7 +238,7 @@ def all_violations() -> list[Violation]:
 def test_the_checker_sees_every_installed_package():
     modules = library_modules()
     for package in ("servelab.cli", "servelab.commands", "servelab.analysis", "servelab.analysis.ingest",
-                    "servelab.fitting.gof", "servelab.generator.pool", "servelab.figures.style",
+                    "servelab.fitting.gof", "servelab.fitting.pool", "servelab.figures.style",
                     "servelab.reports.builder"):
         assert package in modules, f"{package} not found among {len(modules)} modules"
     assert len(modules) > 80

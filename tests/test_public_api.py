@@ -41,9 +41,12 @@ def _own_docstring(obj) -> str:
 
 
 def _documented_constants(package: str) -> set[str]:
-    root = Path(importlib.import_module(package).__file__).parent
+    module = importlib.import_module(package)
+    root = Path(module.__file__).parent
+    # a package whose modules moved elsewhere (generator.MOVED_MODULES) re-exports their constants
+    moved = {Path(importlib.import_module(new).__file__) for new in getattr(module, "MOVED_MODULES", {}).values()}
     names = set()
-    for path in root.rglob("*.py"):
+    for path in sorted(set(root.rglob("*.py")) | moved):
         lines = path.read_text(encoding="utf-8").splitlines()
         for i, line in enumerate(lines):
             match = re.match(r"^([A-Z][A-Z0-9_]*)\s*(?::[^=]+)?=", line)

@@ -16,7 +16,7 @@ import polars as pl
 from servelab.analysis.budget import Budget
 from servelab.analysis.findings import Finding
 from servelab.analysis.store import TraceStore
-from servelab.reports.areas.base import count_text
+from servelab.reports.areas.base import count_text, with_registered_figures
 from servelab.reports.findings.arrivals import (
     MIN_WINDOW_GAPS,
     ArrivalEvidence,
@@ -30,6 +30,7 @@ __all__ = ["ARRIVALS", "ArrivalsArea"]
 _SMALL_TABLES = ("gap_summary", "family_comparison", "window_families", "shifts", "group_families")
 
 
+@with_registered_figures
 class ArrivalsArea:
     """Arrival burstiness, families and shifting rate (see the module docstring)."""
 
@@ -78,26 +79,6 @@ class ArrivalsArea:
         """Every table of the evidence (per-window and per-group ones included)."""
         return dict(evidence.tables)
 
-    def figures(self, evidence: ArrivalEvidence) -> dict[str, Any]:
-        """ServeGen Fig. 1 (when families were fitted), Fig. 2, BurstGPT Fig. 6 (when a window
-        holds enough gaps with a converged Gamma fit)."""
-        from servelab.figures.arrivals import burstgpt_fig6, servegen_fig1, servegen_fig2
-
-        t = evidence.tables
-        figures = {}
-        if "family_comparison" in t and "gap_histogram" in t:
-            figures["servegen.fig1"] = servegen_fig1(t["gap_histogram"], t.get("family_densities"),
-                                                     t["family_comparison"])
-        group_windows = t.get("group_windows")
-        if group_windows is not None and group_windows.height:
-            figures["servegen.fig2"] = servegen_fig2(_filled(group_windows, t["windows"], evidence.by), group=evidence.by)
-        else:
-            figures["servegen.fig2"] = servegen_fig2(t["windows"])
-        if _gamma_drawable(evidence):
-            figures["burstgpt.fig6"] = burstgpt_fig6(t["gamma_windows"], group=evidence.gamma_by,
-                                                     window_s=evidence.gamma_window_s, min_gaps=MIN_WINDOW_GAPS)
-        return figures
-
     def headline(self, evidence: ArrivalEvidence) -> dict[str, Any]:
         """Gap CV, best family, whether it is clearly best, rate and CV max/min over windows."""
         summary = evidence.tables["gap_summary"]
@@ -115,8 +96,10 @@ class ArrivalsArea:
 
     def notes(self, evidence: ArrivalEvidence) -> tuple[str, ...]:
         """The measurement's notes, why Fig. 6 was not drawn, and the budget when not full."""
+        from servelab.figures.arrivals import gamma_drawable
+
         notes = list(evidence.notes)
-        if evidence.tables.get("gamma_windows") is not None and not _gamma_drawable(evidence):
+        if evidence.tables.get("gamma_windows") is not None and not gamma_drawable(evidence):
             notes.append(f"burstgpt.fig6 not drawn: no {evidence.gamma_window_s / 60:g}-minute window holds "
                          f"{MIN_WINDOW_GAPS} gaps with a converged Gamma fit")
         b, full = evidence.budget, Budget.full()
@@ -128,25 +111,6 @@ class ArrivalsArea:
                          f"from {b.n_sim} (full: {full.n_sim}); rates, CVs and window "
                          "statistics use every request")
         return tuple(notes)
-
-
-def _filled(group_windows: pl.DataFrame, windows: pl.DataFrame, by: str, *, max_groups: int = 5) -> pl.DataFrame:
-    """The ``max_groups`` largest groups of a sparse per-group window table (active windows only)
-    on the whole trace's window grid, idle windows as 0 requests and rate 0 (what Fig. 2 draws)."""
-    top = (group_windows.group_by(by).agg(pl.col("n_requests").sum()).sort("n_requests", descending=True)
-           .head(max_groups).select(by))
-    grid = top.join(windows.select("window", "window_start_s", "exposure_s"), how="cross")
-    keep = group_windows.join(top, on=by, how="semi", nulls_equal=True).drop("window_start_s", "exposure_s")
-    return (grid.join(keep, on=[by, "window"], how="left", nulls_equal=True)
-            .with_columns(pl.col("n_requests", "n_gaps", "n_zero_gaps", "n_positive_gaps").fill_null(0),
-                          pl.col("rate_rps").fill_null(0.0))
-            .select(group_windows.columns).sort(by, "window", nulls_last=True))
-
-
-def _gamma_drawable(evidence: ArrivalEvidence) -> bool:
-    gamma = evidence.tables.get("gamma_windows")
-    return gamma is not None and gamma.filter(
-        pl.col("alpha").is_not_null() & (pl.col("gamma_n") >= MIN_WINDOW_GAPS)).height > 0
 
 
 #: the arrivals area

@@ -10,7 +10,9 @@ clients, conversations, generation fidelity, and the trace overview). Each area 
     evidence then says what does not apply, and why.
 ``findings(evidence)``, ``tables(evidence)``, ``detail_tables(evidence)``, ``figures(evidence)``,
 ``headline(evidence)``, ``notes(evidence)``
-    arrange that evidence: they compute no statistic of the trace. ``tables`` are the small tables
+    arrange that evidence: they compute no statistic of the trace. ``figures`` is derived from the
+    figure registry (:func:`with_registered_figures`): each figure module registers how it is drawn
+    from the area's evidence (:func:`servelab.figures.registry.draws`). ``tables`` are the small tables
     the report shows; ``detail_tables`` every table the per-area command prints and writes with
     ``-o`` (often more, e.g. per-window tables). ``figures`` calls the figure-level functions of
     :mod:`servelab.figures`, so the report and ``servelab <area> --figures`` draw the same figures.
@@ -31,7 +33,7 @@ import polars as pl
 from servelab.analysis.budget import Budget
 from servelab.analysis.findings import Finding
 
-__all__ = ["Area", "Section", "build_section", "count_text", "section_from_evidence"]
+__all__ = ["Area", "Section", "build_section", "count_text", "section_from_evidence", "with_registered_figures"]
 
 
 @runtime_checkable
@@ -99,6 +101,22 @@ class Section:
         object.__setattr__(self, "figures", MappingProxyType(dict(self.figures)))
         object.__setattr__(self, "headline", MappingProxyType(dict(self.headline)))
         object.__setattr__(self, "notes", tuple(self.notes))
+
+
+def with_registered_figures(cls: type) -> type:
+    """Class decorator: ``cls.figures(evidence)`` draws every figure registered for the area ``cls.id``
+    with :func:`servelab.figures.registry.draws`, in registration order (an area lists no figure ids)."""
+
+    def figures(self, evidence: Any) -> dict[str, Any]:
+        from servelab.figures.registry import draw_area_figures
+
+        return draw_area_figures(self.id, evidence)
+
+    figures.__doc__ = (f"The figures registered for the {cls.id!r} area (:func:`servelab.figures.registry.draws`), "
+                       "drawn from the evidence; figures the evidence cannot show are left out.")
+    figures.__qualname__ = f"{cls.__qualname__}.figures"
+    cls.figures = figures
+    return cls
 
 
 def section_from_evidence(area: Area, evidence: Any) -> Section:

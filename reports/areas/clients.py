@@ -14,6 +14,7 @@ from servelab.analysis.budget import Budget
 from servelab.analysis.findings import Finding
 from servelab.analysis.store import TraceStore
 from servelab.reports.findings.clients import ClientEvidence, client_findings, measure_clients
+from servelab.reports.areas.base import with_registered_figures
 
 __all__ = ["CLIENTS", "ClientsArea", "client_tables"]
 
@@ -37,6 +38,7 @@ def client_tables(ev: ClientEvidence, *, top: int = 20) -> dict[str, pl.DataFram
     return tables
 
 
+@with_registered_figures
 class ClientsArea:
     """Client decomposition: shares, per-client windows, stability, attribution (see the module
     docstring)."""
@@ -86,21 +88,6 @@ class ClientsArea:
         if evidence.reason_bimodality is not None:
             tables["reason_bimodality"] = evidence.reason_bimodality
         return tables
-
-    def figures(self, evidence: ClientEvidence) -> dict[str, Any]:
-        """ServeGen Fig. 6; Fig. 12 on multimodal traces; Fig. 17 on reasoning traces."""
-        d = evidence.decomposition
-        if d is None:
-            return {}
-        from servelab.figures.clients import servegen_fig6, servegen_fig12, servegen_fig17
-
-        figures = {"servegen.fig6": servegen_fig6(d.summary, d.window_stats, clients=evidence.top_ids)}
-        if "mean_mm_ratio" in d.summary.columns:
-            figures["servegen.fig12"] = servegen_fig12(d.summary, d.window_stats, clients=evidence.top_ids)
-        if evidence.reason_bimodality is not None:
-            figures["servegen.fig17"] = servegen_fig17(d.summary, d.ranking,
-                                                       reason_histograms=evidence.reason_histograms)
-        return figures
 
     def headline(self, evidence: ClientEvidence) -> dict[str, Any]:
         """Number of clients and how many carry 50 % and 90 % of the requests."""

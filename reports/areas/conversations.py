@@ -34,6 +34,7 @@ from servelab.reports.findings.conversations import (
     conversation_findings,
     measure_conversations,
 )
+from servelab.reports.areas.base import with_registered_figures
 
 __all__ = ["CONVERSATIONS", "REPORT_PREFIX_ROWS", "ConversationsArea", "log_histogram", "quick_span", "quick_subset",
            "top_shared_prefixes"]
@@ -133,6 +134,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+@with_registered_figures
 class ConversationsArea:
     """Multi-turn conversations: links, turns, inter-turn times, upsampling (see the module docstring)."""
 
@@ -228,28 +230,6 @@ class ConversationsArea:
             tables["upsampling_windows"] = ev.upsampling.windows
         return tables
 
-    def figures(self, evidence: ConversationEvidence) -> dict[str, Any]:
-        """ServeGen Fig. 15 (turns and ITTs with the fitted ITT densities), BurstGPT Fig. 9, ServeGen
-        Fig. 14 (when measured with ``aggregate``) and Fig. 16, on traces with multi-turn conversations."""
-        from servelab.figures.conversations import burstgpt_fig9, servegen_fig14, servegen_fig15, servegen_fig16
-
-        ev = evidence
-        figures = {}
-        if ev.summary is None:
-            return figures
-        if ev.summary.n_multi_turn:
-            itt_dens = None
-            if ev.itt_fit is not None and ev.itt_histogram is not None and ev.itt_histogram.height:
-                hi = float(ev.itt_histogram["bin_hi"].max())
-                itt_dens = density_curves(ev.itt_fit, np.linspace(hi / 400, hi, 200))
-            figures["servegen.fig15"] = servegen_fig15(ev.turns, ev.itt_histogram, itt_dens)
-            figures["burstgpt.fig9"] = burstgpt_fig9(ev.intervals)
-            if ev.aggregate_windows is not None:
-                figures["servegen.fig14"] = servegen_fig14(ev.aggregate_windows, ev.gap_histogram, ev.gap_densities)
-        if ev.upsampling is not None:
-            figures["servegen.fig16"] = servegen_fig16(ev.upsampling.windows)
-        return figures
-
     def headline(self, evidence: ConversationEvidence) -> dict[str, Any]:
         """Link rule, requests in and number of multi-turn conversations, their share of requests."""
         s = evidence.summary
@@ -293,9 +273,12 @@ def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int,
     ev = measure_conversations(store, rule=rule, window_s=window_s, deltas_s=deltas_s, seed=seed, budget=budget,
                                linking=linking)
     extra: dict[str, Any] = {"sample_note": sample_note, "shared_prefixes": _shared_prefixes(store, linking)}
+    if ev.itt_fit is not None and ev.itt_histogram is not None and ev.itt_histogram.height:
+        hi = float(ev.itt_histogram["bin_hi"].max())
+        extra["itt_densities"] = density_curves(ev.itt_fit, np.linspace(hi / 400, hi, 200))
     if aggregate and ev.summary is not None and ev.summary.n_multi_turn:
         frame = arrival_frame(whole)  # read once for both the windows and the gaps
-        extra["aggregate_windows"] = window_stats(whole, window=_AGGREGATE_WINDOW_S, frame=frame)
+        extra["aggregate_windows"] = window_stats(whole, window_s=_AGGREGATE_WINDOW_S, frame=frame)
         gaps = gap_array(whole, frame=frame)
         del frame
         hist = log_histogram(gaps)

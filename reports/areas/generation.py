@@ -27,6 +27,7 @@ from servelab.analysis.budget import Budget
 from servelab.analysis.fidelity import compare, window_stats
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
+from servelab.reports.areas.base import with_registered_figures
 
 __all__ = ["FINDING_ID", "GENERATION", "GenerationArea", "GenerationEvidence", "choose_periods",
            "fidelity_experiment"]
@@ -148,6 +149,7 @@ class GenerationEvidence:
         object.__setattr__(self, "notes", tuple(self.notes))
 
 
+@with_registered_figures
 class GenerationArea:
     """Workload generation fidelity, ServeGen §6.2 (see the module docstring)."""
 
@@ -217,15 +219,6 @@ class GenerationArea:
     def detail_tables(self, evidence: GenerationEvidence) -> dict[str, pl.DataFrame]:
         """The same tables."""
         return self.tables(evidence)
-
-    def figures(self, evidence: GenerationEvidence) -> dict[str, Any]:
-        """ServeGen Fig. 19 when both periods ran."""
-        if evidence.not_applicable or evidence.failed or not evidence.windows:
-            return {}
-        from servelab.figures.generation import fig19_fidelity
-
-        return {"servegen.fig19": fig19_fidelity({k: dict(v) for k, v in evidence.windows.items()},
-                                                 distances={k: dict(v) for k, v in evidence.distances.items()})}
 
     def headline(self, evidence: GenerationEvidence) -> dict[str, Any]:
         """servelab's and the naive baseline's distance per period."""

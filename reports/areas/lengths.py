@@ -26,7 +26,7 @@ from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding
 from servelab.analysis.lengths import response_histograms
 from servelab.analysis.store import TraceStore
-from servelab.reports.areas.base import count_text
+from servelab.reports.areas.base import count_text, with_registered_figures
 from servelab.reports.findings.lengths import LengthEvidence, family_headline, length_findings, measure_lengths
 from servelab.reports.findings.multimodal import MultimodalEvidence, measure_multimodal, multimodal_findings
 from servelab.reports.findings.reasoning import ReasoningEvidence, measure_reasoning, reasoning_findings
@@ -68,6 +68,7 @@ class RequestDataEvidence:
     length_unit: str = "tokens"
 
 
+@with_registered_figures
 class LengthsArea:
     """Request data: lengths, reasoning and multimodal inputs (see the module docstring)."""
 
@@ -133,38 +134,6 @@ class LengthsArea:
                 **{f"reasoning_{k}": v for k, v in evidence.reasoning.tables.items()},
                 **{f"multimodal_{k}": v for k, v in evidence.multimodal.tables.items()}}
 
-    def figures(self, evidence: RequestDataEvidence) -> dict[str, Any]:
-        """ServeGen Fig. 3, 3(c)-(d), 4, 7, 8, 9, 13 and BurstGPT Fig. 7, 8, 10 where their tables exist."""
-        from servelab.figures import lengths as F
-
-        t, r, m = evidence.lengths.tables, evidence.reasoning.tables, evidence.multimodal.tables
-        figures = {}
-        if "input_pmf" in t or "output_pmf" in t:
-            figures["servegen.fig3"] = F.length_distributions(t.get("input_pmf"), t.get("output_pmf"),
-                                                              input_curves=t.get("input_curves"),
-                                                              output_curves=t.get("output_curves"))
-            figures["burstgpt.fig7"] = F.burstgpt_histograms(t.get("input_pmf"), t.get("output_pmf"),
-                                                             input_curves=t.get("input_curves"),
-                                                             output_curves=t.get("output_curves"))
-        if "hourly" in t and t["hourly"].height >= 2:
-            figures["servegen.fig3cd"] = F.length_shift(t["hourly"])
-        if "io_bins" in t and t["io_bins"].height:
-            figures["servegen.fig4"] = F.io_relation(t["io_bins"], by_period=t.get("io_bins_by_period"))
-            if "io_correlation" in t:
-                figures["burstgpt.fig8"] = F.linear_relation(t["io_bins"], t["io_correlation"])
-        if evidence.response_histograms is not None:
-            figures["burstgpt.fig10"] = F.response_per_request_bin(evidence.response_histograms)
-        if "summary" in r and "ratio_pmf" in r:
-            figures["servegen.fig13"] = F.reasoning_lengths(r["summary"], r["ratio_pmf"],
-                                                            ratio_pmf_by_client=r.get("ratio_pmf_by_client"))
-        if "load" in m:
-            figures["servegen.fig7"] = F.multimodal_load(m["load"], m.get("items_per_request"))
-        if len(_modalities(evidence)) >= 2:  # ServeGen Fig. 8: Fig. 7's analysis on an omni-modal trace
-            figures["servegen.fig8"] = F.omni_load(m["load"], m.get("items_per_request"))
-        if "share_histogram" in m:
-            figures["servegen.fig9"] = F.multimodal_share(m["share_histogram"])
-        return figures
-
     def headline(self, evidence: RequestDataEvidence) -> dict[str, Any]:
         """Best length families, input/output Spearman, shifts across periods, bimodal reason ratio."""
         ev, t = evidence.lengths, evidence.lengths.tables
@@ -220,10 +189,9 @@ def _measure(store: TraceStore, *, budget: Budget, seed: int, by: str | None,
 
 
 def _modalities(evidence: RequestDataEvidence) -> list[str]:
-    from servelab.figures.lengths import modality_columns
+    from servelab.figures.lengths import evidence_modalities
 
-    load = evidence.multimodal.tables.get("load")
-    return modality_columns(load) if load is not None else []
+    return evidence_modalities(evidence)
 
 
 #: the request-data area (``servelab lengths``)

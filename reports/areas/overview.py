@@ -19,6 +19,7 @@ import polars as pl
 from servelab.analysis.budget import Budget
 from servelab.analysis.findings import Finding
 from servelab.analysis.store import TraceStore, fetch_polars
+from servelab.reports.areas.base import with_registered_figures
 
 __all__ = ["ANALYSES", "OVERVIEW", "AnalysisNeed", "OverviewArea", "OverviewEvidence", "analyses_table",
            "format_duration", "rejected_table"]
@@ -97,6 +98,7 @@ class OverviewEvidence:
         object.__setattr__(self, "notes", tuple(self.notes))
 
 
+@with_registered_figures
 class OverviewArea:
     """The trace overview: what the trace is and which analyses its columns allow. No findings,
     no figures."""
@@ -157,10 +159,6 @@ class OverviewArea:
     def detail_tables(self, evidence: OverviewEvidence) -> dict[str, pl.DataFrame]:
         """The same three tables."""
         return self.tables(evidence)
-
-    def figures(self, evidence: OverviewEvidence) -> dict[str, Any]:
-        """None: the overview draws no figure."""
-        return {}
 
     def headline(self, evidence: OverviewEvidence) -> Mapping[str, Any]:
         """The trace's size, span, clients, start, source, format, rejected rows, failure rate."""

@@ -18,6 +18,7 @@ import polars as pl
 from servelab.analysis.budget import Budget
 from servelab.analysis.findings import Finding
 from servelab.analysis.store import TraceStore
+from servelab.reports.areas.base import with_registered_figures
 from servelab.reports.findings.periodicity import (
     PeriodicityEvidence,
     measure_periodicity,
@@ -29,6 +30,7 @@ __all__ = ["PERIODICITY", "PeriodicityArea"]
 _DAY_S = 86400.0
 
 
+@with_registered_figures
 class PeriodicityArea:
     """Periodicity, bursts, failures and load forecasting (see the module docstring)."""
 
@@ -72,31 +74,6 @@ class PeriodicityArea:
     def detail_tables(self, evidence: PeriodicityEvidence) -> dict[str, pl.DataFrame]:
         """The same tables as the report shows."""
         return self.tables(evidence)
-
-    def figures(self, evidence: PeriodicityEvidence) -> dict[str, Any]:
-        """``burstgpt.fig2``-``fig5``, ``burstgpt2024.fig5``, ``burstgpt.fig11``,
-        ``burstgpt.fig17``-``fig18`` where their data exist."""
-        from servelab.figures import periodicity as figs
-
-        ev = evidence
-        figures = {}
-        if ev.span_s >= 2 * _DAY_S:
-            figures["burstgpt.fig2"] = figs.weekly_conversation(ev.daily)
-            figures["burstgpt.fig3"] = figs.weekly_api(ev.daily)
-        if ev.span_s >= _DAY_S:
-            figures["burstgpt.fig4"] = figs.daily_conversation(ev.hour_profile)
-            figures["burstgpt.fig5"] = figs.daily_api(ev.hour_profile)
-        if ev.bursts is not None:
-            figures["burstgpt2024.fig5"] = figs.burst_frequency(ev.bursts)
-        if ev.failure_over_time is not None and ev.failure_over_time.height:
-            figures["burstgpt.fig11"] = figs.failure_rates_figure(ev.failure_over_time)
-        one = ev.forecasts.get(("requests", 60.0))
-        if one is not None:
-            figures["burstgpt.fig17"] = figs.forecast_figure(one, ev.forecasts.get(("mean_tokens", 60.0)))
-            ten = ev.forecasts.get(("requests", 600.0))
-            if ten is not None:
-                figures["burstgpt.fig18"] = figs.forecast_bins_figure(one, ten)
-        return figures
 
     def headline(self, evidence: PeriodicityEvidence) -> dict[str, Any]:
         """Daily periodicity of the trace and each service, bursts per day, 1-min forecast NMSE."""

@@ -18,6 +18,7 @@ from servelab.analysis.findings import Finding
 from servelab.analysis.prefix_reuse import DEFAULT_BLOCK_SIZE
 from servelab.analysis.store import TraceStore
 from servelab.reports.findings.prefixes import PrefixEvidence, measure_prefixes, prefix_findings
+from servelab.reports.areas.base import with_registered_figures
 
 __all__ = ["PREFIXES", "PrefixesArea", "summary_table"]
 
@@ -39,6 +40,7 @@ def summary_table(evidence: PrefixEvidence) -> pl.DataFrame:
         "n_clusters": a.infinite.n_clusters}])
 
 
+@with_registered_figures
 class PrefixesArea:
     """Prefix reuse: hit rates, LRU capacity curve, reuse distances and sources (module docstring)."""
 
@@ -107,20 +109,6 @@ class PrefixesArea:
             tables["sources_by_window"] = a.sources.by_window
         tables["shared_share_histogram"] = a.sharing.histogram
         return tables
-
-    def figures(self, evidence: PrefixEvidence) -> dict[str, Any]:
-        """``prefixes.hit_rate`` and (with sources) ``prefixes.sources``."""
-        from servelab.figures.prefixes import prefix_hit_rate, prefix_sources
-
-        a = evidence.analysis
-        if a is None:
-            return {}
-        figures = {"prefixes.hit_rate": prefix_hit_rate(a.reuse.lru, a.reuse.reuse_distances,
-                                                        infinite=a.reuse.token_hit_rate,
-                                                        reference=a.reference_capacity)}
-        if a.sources is not None:
-            figures["prefixes.sources"] = prefix_sources(a.sources.by_window, window_s=evidence.window_s)
-        return figures
 
     def headline(self, evidence: PrefixEvidence) -> dict[str, Any]:
         """Infinite-cache token hit rate and the reference cache's saving."""

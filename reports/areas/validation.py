@@ -35,6 +35,7 @@ from servelab.analysis.budget import Budget
 from servelab.analysis.fidelity import METRICS
 from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
+from servelab.reports.areas.base import with_registered_figures
 
 __all__ = ["FINDING_ID", "MIN_REQUESTS", "MIN_SPAN_S", "VALIDATION", "ValidationArea", "ValidationEvidence"]
 
@@ -76,6 +77,7 @@ class ValidationEvidence:
         object.__setattr__(self, "notes", tuple(self.notes))
 
 
+@with_registered_figures
 class ValidationArea:
     """Out-of-sample generation fidelity (see the module docstring)."""
 
@@ -147,15 +149,6 @@ class ValidationArea:
     def detail_tables(self, evidence: ValidationEvidence) -> dict[str, pl.DataFrame]:
         """The same table."""
         return self.tables(evidence)
-
-    def figures(self, evidence: ValidationEvidence) -> dict[str, Any]:
-        """Window counts after the split and the distances."""
-        if not evidence.metrics or evidence.counts is None:
-            return {}
-        from servelab.figures.validation import fig_validation
-
-        return {FIGURE_ID: fig_validation([{"label": f"split at {evidence.split_s:g} s", "counts": evidence.counts,
-                                            "metrics": evidence.metrics}])}
 
     def headline(self, evidence: ValidationEvidence) -> dict[str, Any]:
         """servelab's and naive's joint input distance out of sample."""

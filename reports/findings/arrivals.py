@@ -32,7 +32,7 @@ from servelab.analysis.arrivals import (
     window_stats,
 )
 from servelab.analysis.budget import Budget
-from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.fitting.compare import FamilyComparison, compare_by_group, compare_families, density_curves
 from servelab.fitting.exceptions import InsufficientDataError
@@ -64,6 +64,9 @@ __all__ = [
     "BURST_SCALES_S",
     "BLOCK_S",
 ]
+
+#: this area's findings, in order (each finding function registers itself: ``@FINDINGS.register``)
+FINDINGS = FindingList()
 
 #: a window's CV or Gamma fit counts only with at least this many gaps
 MIN_WINDOW_GAPS = 20
@@ -123,6 +126,8 @@ class ArrivalEvidence:
         ``notes``).
     clock_s : float or None
         The logging clock step the gaps were censored at (None: exact timestamps).
+    min_window_gaps : int
+        Fewest gaps for a window's CV or Gamma fit to count (:data:`MIN_WINDOW_GAPS`).
     group_rate_tests : polars.DataFrame or None
         :func:`~servelab.fitting.rate_tests.rate_shift_tests` per group of ``by`` (one row per group).
     """
@@ -138,6 +143,7 @@ class ArrivalEvidence:
     tests: Mapping[str, NullTest] = field(default_factory=dict)
     clock_s: float | None = None
     group_rate_tests: pl.DataFrame | None = None
+    min_window_gaps: int = MIN_WINDOW_GAPS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
@@ -224,11 +230,11 @@ def measure_arrivals(
         if srow.get("clock_note"):
             notes.append(srow["clock_note"])
     resolution = float(clock_s or 0.0)
-    windows = window_stats(store, window=window_s, frame=whole)
+    windows = window_stats(store, window_s=window_s, frame=whole)
     tables["windows"] = windows
     tables["shifts"] = shift_summary(windows, min_gaps=MIN_WINDOW_GAPS)
     tests: dict[str, NullTest] = {}
-    by_scale = {s: (windows if s == window_s else window_stats(store, window=s, frame=whole)) for s in BURST_SCALES_S}
+    by_scale = {s: (windows if s == window_s else window_stats(store, window_s=s, frame=whole)) for s in BURST_SCALES_S}
     blocks = {s: blocks_from_windows(w["window"], w["n_requests"], w["exposure_s"], sub_s=s, block_s=BLOCK_S)
               for s, w in by_scale.items()}
     try:
@@ -243,7 +249,7 @@ def measure_arrivals(
     # (gamma_by None with no grouping: the whole-trace frame, which carries the caller's clock)
     gamma_frame = grouped if (gamma_by is not None and gamma_by == column) else (
         arrival_frame(store, by=gamma_by, clock=clock, seed=seed) if gamma_by else whole)
-    gamma_windows = window_stats(store, window=gamma_window_s, by=gamma_by, frame=gamma_frame)
+    gamma_windows = window_stats(store, window_s=gamma_window_s, by=gamma_by, frame=gamma_frame)
     tables["gamma_windows"] = gamma_per_window(gamma_windows, method="mle")
     if gamma_by is None:
         tests["gamma_shape.trace"], tests["gamma_rate.trace"] = tests.get("shape"), tests.get("rate_20m")
@@ -294,7 +300,7 @@ def measure_arrivals(
         tables["group_summary"] = group_summary
         # active (group, window) cells only: idle ones are implicit (rate 0), so memory follows the
         # requests, not groups x windows (issue 16: 4,244 clients x 23 days of 5-min windows)
-        group_windows = window_stats(store, window=window_s, by=column, frame=grouped, fill_idle=False)
+        group_windows = window_stats(store, window_s=window_s, by=column, frame=grouped, fill_idle=False)
         tables["group_windows"] = group_windows
         tables["group_shifts"] = shift_summary(group_windows, by=column, min_gaps=MIN_WINDOW_GAPS,
                                                span_windows=windows.height)
@@ -330,7 +336,7 @@ def _group_rate_tests(store, grouped, window_s: float, column: str) -> pl.DataFr
         if keep.null_count():
             cond = cond | pl.col("grp_").is_null()
         chunk = dataclasses.replace(grouped, data=grouped.data.filter(cond))
-        dense = window_stats(store, window=window_s, by=column, frame=chunk)
+        dense = window_stats(store, window_s=window_s, by=column, frame=chunk)
         parts.append(rate_shift_tests(dense, by=column, dispersion="pooled"))
     return pl.concat(parts) if len(parts) > 1 else parts[0]
 
@@ -390,7 +396,7 @@ def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resol
     except ValueError as err:
         notes.append(f"no rate-shift test: {err}")
     out["cv"] = _shape_test(windows, resolution=resolution, seed=seed, replicates=replicates)
-    gw = window_stats(store, window=gamma_window_s, frame=whole)
+    gw = window_stats(store, window_s=gamma_window_s, frame=whole)
     out["shape"] = _shape_test(gw, resolution=resolution, seed=seed, replicates=replicates)
     out["single_shape"] = _shape_test(gw, resolution=resolution, seed=seed, level=DEFAULT_LEVEL / 2,
                                       replicates=replicates)
@@ -405,7 +411,7 @@ def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resol
 def _series_tests(store, frame, gamma_windows, gamma_by, resolution, seed, *, replicates: int = 199
                   ) -> dict[str, NullTest]:
     """BurstGPT Fig. 6 per series of ``gamma_by``: shape and rate shift at the level / number of series."""
-    fine = window_stats(store, window=300.0, by=gamma_by, frame=frame)
+    fine = window_stats(store, window_s=300.0, by=gamma_by, frame=frame)
     series = [k for k in gamma_windows[gamma_by].unique(maintain_order=True).to_list()]
     level = DEFAULT_LEVEL / max(len(series), 1)
     out: dict[str, NullTest] = {}
@@ -503,6 +509,7 @@ def _clock_guard(verdict: Verdict, row: dict, parts: list[str]) -> Verdict:
     return verdict
 
 
+@FINDINGS.register
 def servegen_f1_bursty(ev: ArrivalEvidence) -> Finding:
     """ServeGen Finding 1, first claim: short-term arrivals are bursty (CV > 1, beyond Poisson).
 
@@ -538,6 +545,7 @@ def servegen_f1_bursty(ev: ArrivalEvidence) -> Finding:
                    reason="; ".join(parts), figures=("servegen.fig1",), tests=(burst,))
 
 
+@FINDINGS.register
 def servegen_f1_single_process(ev: ArrivalEvidence) -> Finding:
     """ServeGen Finding 1, second claim: arrivals show patterns beyond any single stochastic process.
 
@@ -641,6 +649,7 @@ def servegen_f1(ev: ArrivalEvidence, parts: tuple[Finding, Finding] | None = Non
                    figures=("servegen.fig1",), tests=(*bursty.tests, *single.tests))
 
 
+@FINDINGS.register
 def servegen_f2(ev: ArrivalEvidence) -> Finding:
     """ServeGen Finding 2: rate and CV shift across windows.
 
@@ -696,6 +705,7 @@ def servegen_f2(ev: ArrivalEvidence) -> Finding:
                    reason="; ".join(reason), figures=("servegen.fig2",), tests=(rate, cv))
 
 
+@FINDINGS.register
 def burstgpt_gamma_shift(ev: ArrivalEvidence) -> Finding:
     """BurstGPT Fig. 6: Gamma alpha and beta per 20-minute window shift sharply.
 
@@ -761,9 +771,8 @@ def burstgpt_gamma_shift(ev: ArrivalEvidence) -> Finding:
 
 def arrival_findings(evidence: ArrivalEvidence) -> list[Finding]:
     """All arrival findings of one trace."""
-    bursty, single = servegen_f1_bursty(evidence), servegen_f1_single_process(evidence)
-    return [servegen_f1(evidence, (bursty, single)), bursty, single, servegen_f2(evidence),
-            burstgpt_gamma_shift(evidence)]
+    found = FINDINGS(evidence)  # F1's two parts first, then the rest in definition order
+    return [servegen_f1(evidence, (found[0], found[1])), *found]
 
 
 def _fmt(value) -> str:

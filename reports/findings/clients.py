@@ -27,7 +27,7 @@ from servelab.analysis.clients import (
 )
 from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import NotApplicableError
-from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import InsufficientDataError
 from servelab.fitting.proportion_tests import proportion_test
@@ -46,6 +46,9 @@ __all__ = [
     "servegen_f11",
     "window_bootstrap",
 ]
+
+#: this area's findings, in order (each finding function registers itself: ``@FINDINGS.register``)
+FINDINGS = FindingList()
 
 #: skewed: the top clients carrying 90 % of requests are at most this share of all clients
 SKEW_CLIENT_SHARE = 0.2
@@ -244,6 +247,7 @@ def _fin(x) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
+@FINDINGS.register
 def servegen_f5(ev: ClientEvidence) -> Finding:
     """ServeGen Finding 5.
 
@@ -321,6 +325,7 @@ def servegen_f5(ev: ClientEvidence) -> Finding:
                    reason="; ".join(parts), figures=("servegen.fig6",))
 
 
+@FINDINGS.register
 def servegen_f8(ev: ClientEvidence) -> Finding:
     """ServeGen Finding 8.
 
@@ -371,6 +376,7 @@ def _gini(counts: np.ndarray) -> float:
     return float(1 - 2 * np.sum(np.cumsum(x) / x.sum()) / n + 1 / n)
 
 
+@FINDINGS.register
 def servegen_f11(ev: ClientEvidence) -> Finding:
     """ServeGen Finding 11.
 
@@ -422,4 +428,4 @@ def servegen_f11(ev: ClientEvidence) -> Finding:
 
 def client_findings(evidence: ClientEvidence) -> list[Finding]:
     """Findings 5, 8 and 11 (not applicable, with reasons, where they do not apply)."""
-    return [servegen_f5(evidence), servegen_f8(evidence), servegen_f11(evidence)]
+    return FINDINGS(evidence)

@@ -28,7 +28,7 @@ from servelab.analysis.conversations import (
 )
 from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import NotApplicableError
-from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, not_applicable
 from servelab.analysis.shared_prefixes import SharedPrefixes
 from servelab.analysis.store import TraceStore
 from servelab.analysis.upsampling import UpsamplingResult, upsampling_burstiness
@@ -46,6 +46,9 @@ __all__ = [
     "conversation_findings",
     "servegen_f10",
 ]
+
+#: this area's findings, in order (each finding function registers itself: ``@FINDINGS.register``)
+FINDINGS = FindingList()
 
 #: "close to or even less than 1": a median window CV at or below this is not bursty
 CALM_CV = 1.2
@@ -103,6 +106,9 @@ class ConversationEvidence:
         The common block prefixes (system prompts, templates) of the linked requests, by the
         linking's :class:`~servelab.analysis.shared_prefixes.CommonPrefixRule`; filled by the
         conversations area when the trace has ``prefix_blocks`` and the rule is on, None otherwise.
+    itt_densities : polars.DataFrame or None
+        The fitted ITT families' densities over the histogram's range (Fig. 15b's curves); filled
+        by the conversations area, None otherwise.
     """
 
     summary: LinkSummary | None
@@ -123,6 +129,7 @@ class ConversationEvidence:
     sample_note: str | None = None
     aggregate_note: str | None = None
     shared_prefixes: SharedPrefixes | None = None
+    itt_densities: pl.DataFrame | None = None
 
 
 def measure_conversations(store: TraceStore, *, rule: str = "auto", window_s: float = 600.0,
@@ -175,6 +182,7 @@ def _fin(x) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
+@FINDINGS.register
 def servegen_f10(ev: ConversationEvidence) -> Finding:
     """ServeGen Finding 10.
 
@@ -247,6 +255,7 @@ def servegen_f10(ev: ConversationEvidence) -> Finding:
                    figures=figs, tests=tests)
 
 
+@FINDINGS.register
 def burstgpt_conversations(ev: ConversationEvidence) -> Finding:
     """BurstGPT KDD'25 §3.2.
 
@@ -317,4 +326,4 @@ def _txt(x: float | None) -> str:
 
 def conversation_findings(evidence: ConversationEvidence) -> list[Finding]:
     """ServeGen Finding 10 and BurstGPT §3.2 (not applicable, with reasons, where they do not apply)."""
-    return [servegen_f10(evidence), burstgpt_conversations(evidence)]
+    return FINDINGS(evidence)

@@ -48,7 +48,7 @@ import polars as pl
 from servelab.analysis import lengths as L
 from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import NotApplicableError
-from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.fitting.compare import FamilyComparison, density_curves
 from servelab.fitting.correlation_tests import correlation_bound_test
@@ -73,6 +73,9 @@ __all__ = [
     "LINEAR_R_HOLDS",
     "PAPER_LINEAR_R",
 ]
+
+#: this area's findings, in order (each finding function registers itself: ``@FINDINGS.register``)
+FINDINGS = FindingList()
 
 #: |correlation| below which input/output correlation is "weak" (ServeGen F3)
 WEAK_CORRELATION = 0.3
@@ -262,7 +265,7 @@ def family_headline(ev: LengthEvidence, key: str) -> str | None:
 
 def length_findings(ev: LengthEvidence) -> list[Finding]:
     """The length findings with verdicts (see the module docstring for the rules)."""
-    return [_f3_input(ev), _f3_output(ev), _f3_correlation(ev), _f4(ev), _zipf(ev), _bimodal(ev), _linear(ev)]
+    return FINDINGS(ev)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -286,6 +289,7 @@ def _fit_numbers(comp: FamilyComparison, family: str, prefix: str) -> dict[str, 
     return out
 
 
+@FINDINGS.register
 def _f3_input(ev: LengthEvidence) -> Finding:
     fid, stmt = "servegen.F3.input", "Input lengths are modelled by a mixture of a Log-normal body and a Pareto tail."
     figs = ("servegen.fig3",)
@@ -341,6 +345,7 @@ def _one_family(fid: str, stmt: str, src: str, figs: tuple[str, ...], ev: Length
     return Finding(fid, stmt, src, test.decision, m, why, figs, tests=(test,))
 
 
+@FINDINGS.register
 def _f3_output(ev: LengthEvidence) -> Finding:
     fid, stmt = "servegen.F3.output", "Output lengths follow an Exponential distribution (memoryless)."
     figs = ("servegen.fig3",)
@@ -356,6 +361,7 @@ def _corr_row(ev: LengthEvidence) -> dict[str, Any] | None:
     return t.row(0, named=True)
 
 
+@FINDINGS.register
 def _f3_correlation(ev: LengthEvidence) -> Finding:
     fid, stmt = "servegen.F3.correlation", "The correlation between input and output lengths is weak."
     figs = ("servegen.fig4",)
@@ -378,6 +384,7 @@ def _f3_correlation(ev: LengthEvidence) -> Finding:
     return Finding(fid, stmt, _SRC_F3, v, m, why, figs, tests=tests)
 
 
+@FINDINGS.register
 def _f4(ev: LengthEvidence) -> Finding:
     fid = "servegen.F4"
     stmt = "Input and output length distributions shift over time, and independently of each other."
@@ -435,6 +442,7 @@ def _f4(ev: LengthEvidence) -> Finding:
     return Finding(fid, stmt, _SRC_F4, v, m, why, figs, tests=tests)
 
 
+@FINDINGS.register
 def _zipf(ev: LengthEvidence) -> Finding:
     fid, stmt = "burstgpt.zipf_requests", "Request lengths follow a Zipf distribution."
     figs = ("burstgpt.fig7",)
@@ -442,6 +450,7 @@ def _zipf(ev: LengthEvidence) -> Finding:
                        "zipf", "Zipf", {"zipf_s": "s", "zipf_x_min": "x_min"}, key="input")
 
 
+@FINDINGS.register
 def _bimodal(ev: LengthEvidence) -> Finding:
     fid, stmt = "burstgpt.bimodal_responses", "Response lengths have a bimodal distribution (ChatGPT)."
     figs = ("burstgpt.fig7",)
@@ -454,6 +463,7 @@ def _bimodal(ev: LengthEvidence) -> Finding:
     return Finding(fid, stmt, _SRC_BG, b.decision, m, why, figs, tests=(b,))
 
 
+@FINDINGS.register
 def _linear(ev: LengthEvidence) -> Finding:
     fid, stmt = "burstgpt.linear_relation", "Response length grows linearly with request length (ChatGPT)."
     figs = ("burstgpt.fig8", "burstgpt.fig10")

@@ -25,11 +25,14 @@ import polars as pl
 
 from servelab.analysis import multimodal as M
 from servelab.analysis.exceptions import NotApplicableError
-from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 
 __all__ = ["MultimodalEvidence", "measure_multimodal", "multimodal_findings", "ITEM_SHIFT_HOLDS",
            "INDEPENDENT_CORR", "FLAT_ENTROPY_HOLDS"]
+
+#: this area's findings, in order (each finding function registers itself: ``@FINDINGS.register``)
+FINDINGS = FindingList()
 
 #: max/min of a modality's mean tokens per item across periods that counts as a shift (paper: 19 %)
 ITEM_SHIFT_HOLDS = 1.1
@@ -86,18 +89,19 @@ def measure_multimodal(store: TraceStore, *, seed: int = 0, window_s: float = 60
             tables[name] = t
     share = attempt("share", lambda: M.multimodal_share(store))
     if share is not None:
-        tables["share_histogram"] = share[0]
-        numbers.update({f"share_{k}": v for k, v in share[1].items()})
+        tables["share_histogram"] = share.histogram
+        numbers.update({f"share_{k}": v for k, v in share.to_dict().items()})
     if "load" in tables:
-        numbers.update(M.load_independence(tables["load"]))
+        numbers.update(M.load_independence(tables["load"]).to_dict())
     return MultimodalEvidence(tables=tables, numbers=numbers, skipped=skipped)
 
 
 def multimodal_findings(ev: MultimodalEvidence) -> list[Finding]:
     """Findings 6 and 7 with verdicts; see the module docstring."""
-    return [_f6(ev), _f7(ev)]
+    return FINDINGS(ev)
 
 
+@FINDINGS.register
 def _f6(ev: MultimodalEvidence) -> Finding:
     fid = "servegen.F6"
     stmt = "Multimodal data distributions shift irregularly and independently, so load varies across modalities."
@@ -131,6 +135,7 @@ def _f6(ev: MultimodalEvidence) -> Finding:
     return Finding(fid, stmt, _SRC6, v, m, why, figs)
 
 
+@FINDINGS.register
 def _f7(ev: MultimodalEvidence) -> Finding:
     fid = "servegen.F7"
     stmt = "Multimodal requests are heterogeneous, with diverse ratios of multimodal input per request."

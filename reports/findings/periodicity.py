@@ -37,7 +37,7 @@ from servelab.analysis.failures import (
     over_time_from_bins,
     rates_from_bins,
 )
-from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, not_applicable
 from servelab.analysis.periodicity import (
     SUM_COLUMNS,
     binned_load,
@@ -72,6 +72,9 @@ __all__ = [
     "regroup",
 ]
 
+#: this area's findings, in order (each finding function registers itself: ``@FINDINGS.register``)
+FINDINGS = FindingList()
+
 #: BurstGPT preprint §III-B-2: doublings per workday within 5 and 10 minutes (ChatGPT)
 PAPER_BURSTS_PER_WORKDAY = {300.0: 65.0, 600.0: 38.0}
 #: BurstGPT KDD'25 Fig. 17: request-count forecast at 1-minute bins
@@ -96,7 +99,7 @@ class PeriodicityEvidence:
     """What :func:`measure_periodicity` measured (small tables and results, never request rows).
 
     ``reasons`` maps an analysis name (``"failures"``, ``"forecast requests 600s"``, ...) to why it
-    could not run; ``forecasts`` maps ``(target, bin_s)`` to a :class:`ForecastResult`.
+    could not run; ``forecasts`` maps ``(target, window_s)`` to a :class:`ForecastResult`.
     """
 
     clock: str
@@ -175,7 +178,7 @@ def measure_periodicity(store: TraceStore, *, budget: Budget = Budget.full(), se
     # every table below is a sum over these bins (see `rebin` and `regroup`)
     tokens = "input_tokens" if store.has("input_tokens") else None
     has_failed = store.has("failed")
-    cube = binned_load(store, bin_s=60.0, by=cols, tokens=tokens, failed=has_failed, clock=clock)
+    cube = binned_load(store, window_s=60.0, by=cols, tokens=tokens, failed=has_failed, clock=clock)
     hourly_fine = rebin(cube, from_s=60.0, to_s=3600.0, by=cols, clock=clock)
     tables = [regroup(hourly_fine, ())]
     for c in cols:
@@ -222,13 +225,13 @@ def measure_periodicity(store: TraceStore, *, budget: Budget = Budget.full(), se
         reasons["forecast mean_tokens"] = "the trace has no 'input_tokens' column"
     series = {60.0: series_from_bins(regroup(cube, ())),
               600.0: series_from_bins(rebin(cube, from_s=60.0, to_s=600.0, clock=clock))}
-    for bin_s in (60.0, 600.0):
+    for window_s in (60.0, 600.0):
         for target in targets:
             try:
-                forecasts[(target, bin_s)] = LoadForecaster(
-                    bin_s=bin_s, target=target, seed=seed, max_iter=budget.forecast_max_iter).fit_series(series[bin_s])
+                forecasts[(target, window_s)] = LoadForecaster(
+                    window_s=window_s, target=target, seed=seed, max_iter=budget.forecast_max_iter).fit_series(series[window_s])
             except InsufficientDataError as err:
-                reasons[f"forecast {target} {bin_s:g}s"] = str(err)
+                reasons[f"forecast {target} {window_s:g}s"] = str(err)
     return PeriodicityEvidence(
         clock=clock.basis, span_s=span_s, group_cols=cols, hourly=hourly, daily=daily,
         hour_profile=hour_of_day_profile(hourly), week_profile=day_of_week_profile(daily),
@@ -254,6 +257,7 @@ def _num(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
 
 
+@FINDINGS.register
 def _periodicity_finding(ev: PeriodicityEvidence) -> Finding:
     fid, figs = "burstgpt.periodicity", ("burstgpt.fig2", "burstgpt.fig3", "burstgpt.fig4", "burstgpt.fig5")
     statement = ("Conversation traffic is periodic (working-hour highs, night lows, repeating daily) while "
@@ -288,6 +292,7 @@ def _periodicity_finding(ev: PeriodicityEvidence) -> Finding:
     return Finding(fid, statement, _SRC_31, Verdict.HOLDS if holds else Verdict.DOES_NOT_HOLD, measured, reason, figs)
 
 
+@FINDINGS.register
 def _weekday_finding(ev: PeriodicityEvidence) -> Finding:
     fid, figs = "burstgpt.weekday_weekend", ("burstgpt.fig2", "burstgpt.fig3")
     statement = "Conversation volumes peak on weekdays and diminish at weekends."
@@ -320,6 +325,7 @@ def _weekday_finding(ev: PeriodicityEvidence) -> Finding:
     return Finding(fid, statement, src, verdict, measured, reason, figs)
 
 
+@FINDINGS.register
 def _burst_finding(ev: PeriodicityEvidence) -> Finding:
     fid, figs = "burstgpt.bursts", ("burstgpt2024.fig5",)
     statement = ("Request volume doubles often: on average 65 times within 5 minutes and 38 times within "
@@ -360,6 +366,7 @@ def _burst_finding(ev: PeriodicityEvidence) -> Finding:
     return Finding(fid, statement, src, verdict, measured, reason, figs, tests=tuple(tests))
 
 
+@FINDINGS.register
 def _failure_finding(ev: PeriodicityEvidence) -> Finding:
     fid, figs = "burstgpt.failures", ("burstgpt.fig11",)
     statement = ("Failure rates are high: the conversation service fails more than 5% of requests (ChatGPT), "
@@ -392,14 +399,15 @@ def _failure_finding(ev: PeriodicityEvidence) -> Finding:
     return Finding(fid, statement, src, verdict, measured, reason, figs)
 
 
+@FINDINGS.register
 def _forecast_finding(ev: PeriodicityEvidence) -> Finding:
     fid, figs = "burstgpt.forecasting", ("burstgpt.fig17", "burstgpt.fig18")
     statement = ("Load is forecastable from lags, rolling statistics and calendar features (1-minute request "
                  "counts: NMAE 0.73, NMSE 0.48), and 10-minute bins are easier than 1-minute bins (58% lower NMSE).")
     src = "BurstGPT (KDD'25) §5.4, Fig. 17-18"
     measured: dict[str, Any] = {}
-    for (target, bin_s), r in ev.forecasts.items():
-        key = f"{target}_{int(bin_s // 60)}min"
+    for (target, window_s), r in ev.forecasts.items():
+        key = f"{target}_{int(window_s // 60)}min"
         measured[f"nmae_{key}"] = _num(r.nmae)
         measured[f"nmse_{key}"] = _num(r.nmse)
         best = r.best_baseline
@@ -431,6 +439,4 @@ def _forecast_finding(ev: PeriodicityEvidence) -> Finding:
 
 def periodicity_findings(evidence: PeriodicityEvidence) -> list[Finding]:
     """The BurstGPT findings of this area, from :func:`measure_periodicity`'s evidence."""
-    ev = evidence
-    return [_periodicity_finding(ev), _weekday_finding(ev), _burst_finding(ev), _failure_finding(ev),
-            _forecast_finding(ev)]
+    return FINDINGS(evidence)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import NotApplicableError
-from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, not_applicable
 from servelab.analysis.prefix_analysis import PrefixAnalysis, analyse_prefixes
 from servelab.analysis.prefix_reuse import DEFAULT_BLOCK_SIZE
 from servelab.analysis.prefix_savings import SavingEstimate
@@ -43,6 +43,9 @@ __all__ = [
     "prefix_findings",
     "reuse_finding",
 ]
+
+#: this area's findings, in order (each finding function registers itself: ``@FINDINGS.register``)
+FINDINGS = FindingList()
 
 #: servelab's practical standard: a cache that saves at most this share of prompt tokens does not matter
 MATERIAL_SAVING = 0.10
@@ -138,6 +141,7 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.1%}"
 
 
+@FINDINGS.register
 def reuse_finding(ev: PrefixEvidence) -> Finding:
     """``prefixes.reuse``: the infinite-cache token saving against :data:`MATERIAL_SAVING`."""
     id_, statement = _REUSE
@@ -159,6 +163,7 @@ def reuse_finding(ev: PrefixEvidence) -> Finding:
                    reason=f"{test.decision.value}: {text}; {test.reason}", figures=_FIGURES, tests=(test,))
 
 
+@FINDINGS.register
 def capacity_finding(ev: PrefixEvidence) -> Finding:
     """``prefixes.capacity``: the share of the saving the reference LRU cache keeps, against :data:`KEPT_SHARE`."""
     id_, statement = _CAPACITY
@@ -184,4 +189,4 @@ def capacity_finding(ev: PrefixEvidence) -> Finding:
 
 def prefix_findings(evidence: PrefixEvidence) -> list[Finding]:
     """The area's findings, in order."""
-    return [reuse_finding(evidence), capacity_finding(evidence)]
+    return FINDINGS(evidence)

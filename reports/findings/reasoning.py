@@ -33,7 +33,7 @@ import polars as pl
 from servelab.analysis import reasoning as R
 from servelab.analysis.budget import Budget
 from servelab.analysis.exceptions import NotApplicableError
-from servelab.analysis.findings import Finding, Verdict, not_applicable
+from servelab.analysis.findings import Finding, FindingList, Verdict, not_applicable
 from servelab.analysis.lengths import io_correlation
 from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import InsufficientDataError
@@ -42,6 +42,9 @@ from servelab.fitting.modality import lattice_bimodality
 from servelab.fitting.verdicts import NullTest
 
 __all__ = ["ReasoningEvidence", "measure_reasoning", "reasoning_findings", "MIN_CLIENT_N", "TOP_CLIENTS"]
+
+#: this area's findings, in order (each finding function registers itself: ``@FINDINGS.register``)
+FINDINGS = FindingList()
 
 #: fewest requests a client needs for its own bimodality test
 MIN_CLIENT_N = 500
@@ -119,7 +122,7 @@ def measure_reasoning(store: TraceStore, *, seed: int = 0, budget: Budget = Budg
 
 def reasoning_findings(ev: ReasoningEvidence) -> list[Finding]:
     """Findings 9 and 11 (data part) with verdicts; see the module docstring."""
-    return [_longer(ev), _correlation(ev), _bimodal(ev), _clients(ev)]
+    return FINDINGS(ev)
 
 
 def _why(ev: ReasoningEvidence, *names: str) -> str:
@@ -134,6 +137,7 @@ def _stat(ev: ReasoningEvidence, column: str, stat: str) -> float:
     return float(t[stat][0]) if t.height and t[stat][0] is not None else float("nan")
 
 
+@FINDINGS.register
 def _longer(ev: ReasoningEvidence) -> Finding:
     fid = "servegen.F9.longer"
     stmt = "Reasoning workloads have longer and more variable outputs, because of the reason tokens."
@@ -150,6 +154,7 @@ def _longer(ev: ReasoningEvidence) -> Finding:
                    f"output CV {m['cv_output']:.3g} vs answer CV {m['cv_answer']:.3g}", figs)
 
 
+@FINDINGS.register
 def _correlation(ev: ReasoningEvidence) -> Finding:
     fid = "servegen.F9.correlation"
     stmt = "Reason and answer lengths correlate more strongly (positively) than input and output lengths."
@@ -177,6 +182,7 @@ def _correlation(ev: ReasoningEvidence) -> Finding:
                    f"{test.null}; {test.statistic} = {test.value:.4g}, {test.reason}", figs, tests=(test,))
 
 
+@FINDINGS.register
 def _bimodal(ev: ReasoningEvidence) -> Finding:
     fid = "servegen.F9.bimodal"
     stmt = "The per-request reason ratio (reason / output tokens) has a bimodal distribution."
@@ -189,6 +195,7 @@ def _bimodal(ev: ReasoningEvidence) -> Finding:
                    f"{b.value:.4g}, {b.reason}", figs, tests=(b,))
 
 
+@FINDINGS.register
 def _clients(ev: ReasoningEvidence) -> Finding:
     fid = "servegen.F11.bimodal_clients"
     stmt = "Clients of reasoning workloads show the bimodal reason-ratio pattern individually."

@@ -63,7 +63,7 @@ def fit_pool(store: str, output: str, window: str, data_window: str, min_request
                                  param_hint="--clock") from None
     try:
         st = open_store(store)
-        pool = fit(st, window=window, data_window=data_window, min_requests=min_requests,
+        pool = fit(st, window_s=window, data_window_s=data_window, min_requests=min_requests,
                    families=tuple(f.strip() for f in families.split(",") if f.strip()),
                    max_fit_gaps=max(max_fit_gaps, 10), clock=step, seed=seed, linking=linking,
                    engine=engine, spark_master=spark_master, window_censoring=not no_window_censoring)

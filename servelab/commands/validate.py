@@ -70,14 +70,15 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
     import polars as pl
 
     from servelab.analysis.store import open_store
+    from servelab.fitting.pool_settings import PoolFitSettings
     from servelab.generator.validation import validate as run
 
     if window_s is not None and not (math.isfinite(window_s) and window_s > 0):
         raise click.BadParameter(f"must be a finite number of seconds > 0; got {window_s!r}", param_hint="--window")
     store = open_store(store_path)
     split = _split(store, split_text)
-    result = run(store, split=split, seed=seed, rolling=rolling, window_s=window_s, window=pool_window,
-                 max_requests=max_requests)
+    result = run(store, split=split, seed=seed, rolling=rolling, window_s=window_s,
+                 settings=PoolFitSettings(window_s=pool_window), max_requests=max_requests)
     doc = result.to_json()
     click.echo(f"store  {store_path}")
     click.echo(f"rate   {result.rate_assumption}")

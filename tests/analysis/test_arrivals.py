@@ -40,7 +40,7 @@ def _reference(t: np.ndarray, w: float, t0: float, t1: float, k: int) -> dict:
 def test_window_stats_per_client_match_numpy(clients, window):
     store, frame = clients
     w = parse_window(window)
-    out = window_stats(store, window=window, by="client")
+    out = window_stats(store, window_s=window, by="client")
     t_all = frame["timestamp"].to_numpy()
     t0, t1 = t_all.min(), t_all.max()
     n_windows = int(np.floor(t1 / w) - np.floor(t0 / w)) + 1
@@ -59,13 +59,13 @@ def test_window_stats_per_client_match_numpy(clients, window):
 
 def test_idle_windows_have_rate_zero_and_null_cv(clients):
     store, _ = clients
-    out = window_stats(store, window="5m", by="client_id").filter(pl.col("client_id") == "c")
+    out = window_stats(store, window_s="5m", by="client_id").filter(pl.col("client_id") == "c")
     idle = out.filter((pl.col("window_start_s") >= 1200) & (pl.col("window_start_s") < 2400))
     assert idle.height == 4
     assert idle["n_requests"].to_list() == [0] * 4
     assert idle["rate_rps"].to_list() == [0.0] * 4
     assert idle["cv"].null_count() == 4 and idle["mean_gap_s"].null_count() == 4
-    active_only = window_stats(store, window="5m", by="client_id", fill_idle=False)
+    active_only = window_stats(store, window_s="5m", by="client_id", fill_idle=False)
     assert active_only.filter(pl.col("client_id") == "c").height == out.height - 4
 
 
@@ -101,7 +101,7 @@ def test_fewer_than_two_requests_is_undefined_not_zero(tmp_path):
     assert per["n_gaps"].to_list() == [1, 0, 0]
     assert per["mean_gap_s"].to_list() == [100.0, None, None]
     assert per["cv"].to_list() == [None, None, None]  # CV needs >= 2 gaps
-    win = window_stats(store, window="5m")
+    win = window_stats(store, window_s="5m")
     assert win["n_requests"].to_list() == [3, 0, 1]
     assert win["cv"][0] == pytest.approx(np.std([100.0, 1.0]) / np.mean([100.0, 1.0]))  # 3 requests: defined
     assert win["cv"].to_list()[1:] == [None, None]  # idle window, single-request window
@@ -114,13 +114,13 @@ def test_identical_timestamps(tmp_path):
     row = gap_summary(store).row(0, named=True)
     assert row["n_gaps"] == 3 and row["n_zero_gaps"] == 3 and row["zero_gap_fraction"] == 1.0
     assert row["rate_rps"] is None and row["cv"] is None  # zero span, zero mean gap: undefined
-    win = window_stats(store, window=60).row(0, named=True)
+    win = window_stats(store, window_s=60).row(0, named=True)
     assert win["exposure_s"] == 0.0 and win["rate_rps"] is None and win["cv"] is None
 
 
 def test_window_longer_than_the_trace(clients):
     store, frame = clients
-    out = window_stats(store, window="1d")
+    out = window_stats(store, window_s="1d")
     assert out.height == 1
     t = frame["timestamp"].to_numpy()
     assert out["exposure_s"][0] == pytest.approx(t.max() - t.min())
@@ -131,7 +131,7 @@ def test_window_longer_than_the_trace(clients):
 
 def test_shift_summary_ratios(clients):
     store, _ = clients
-    win = window_stats(store, window="5m", by="client")
+    win = window_stats(store, window_s="5m", by="client")
     s = shift_summary(win, by="client", min_gaps=5).sort("client_id")
     c = s.filter(pl.col("client_id") == "c").row(0, named=True)
     assert c["n_idle"] == 4
@@ -144,7 +144,7 @@ def test_bad_arguments(clients, tmp_path):
     store, _ = clients
     for bad in ["5 parsecs", "-5m", 0, "m"]:
         with pytest.raises(ValueError, match="window must be"):
-            window_stats(store, window=bad)
+            window_stats(store, window_s=bad)
     assert parse_window("20min") == 1200.0 and parse_window("1h") == 3600.0 and parse_window("90") == 90.0
     with pytest.raises(ValueError, match="by must be one of"):
         gap_summary(store, by="region")
@@ -164,8 +164,8 @@ def test_window_stats_active_only_order_nulls_and_gamma_statistics(tmp_path, rng
     c = rng.choice(["b", "a", None], n, p=[0.5, 0.3, 0.2])
     frame = pl.DataFrame({"timestamp": t, "client_id": c})
     store = write_store(frame, tmp_path / "s")
-    full = window_stats(store, window="5m", by="client", clock=None)
-    active = window_stats(store, window="5m", by="client", fill_idle=False, clock=None)
+    full = window_stats(store, window_s="5m", by="client", clock=None)
+    active = window_stats(store, window_s="5m", by="client", fill_idle=False, clock=None)
     assert full["client_id"].unique(maintain_order=True).to_list() == ["a", "b", None]
     assert active.equals(full.filter(pl.col("n_requests") > 0))
     for row in active.iter_rows(named=True):

@@ -89,7 +89,7 @@ def test_unquantised_data_unchanged(tmp_path):
     assert auto.equals(exact) and auto["clock_s"][0] is None and not auto["short_scale_inconclusive"][0]
     g = np.diff(t)
     assert auto["cv"][0] == pytest.approx(g.std() / g.mean(), rel=1e-12)
-    assert window_stats(store, window="20m").equals(window_stats(store, window="20m", clock=None))
+    assert window_stats(store, window_s="20m").equals(window_stats(store, window_s="20m", clock=None))
     assert np.array_equal(gap_array(store), g) and np.array_equal(gap_array(store, censored=True), g)
     prepared = prepare_sample(g)
     assert prepared.method == "keep" and np.array_equal(prepared.values, g)
@@ -99,17 +99,17 @@ def test_per_window_gamma_alpha_near_one_on_a_clock(tmp_path):
     rng = np.random.default_rng(25)
     t = _mooncake_clock(np.cumsum(rng.exponential(1.0, N)), 3.0, rng)
     store = _store(tmp_path, "w", t)
-    out = gamma_windows(store, window="20m").filter(pl.col("gamma_n") >= 500)
+    out = gamma_windows(store, window_s="20m").filter(pl.col("gamma_n") >= 500)
     assert out.height >= 10
     alpha = out["alpha"].to_numpy()
     assert np.all(np.abs(alpha - 1.0) < 0.25)  # ~5 standard errors per window; 1e7 before
     assert abs(alpha.mean() - 1.0) < 0.05
     assert (out["n_zero_gaps"] > 0).all()  # the ties are still counted, on the logged times
     # rates stay on the logged timestamps: the clock changes no count and no rate
-    exact = window_stats(store, window="20m", clock=None)
-    assert window_stats(store, window="20m")["rate_rps"].equals(exact["rate_rps"])
+    exact = window_stats(store, window_s="20m", clock=None)
+    assert window_stats(store, window_s="20m")["rate_rps"].equals(exact["rate_rps"])
     # read as exact (clock=None), the positive gaps alone give the artifact of issue 14: alpha >> 1
-    exact_fit = gamma_windows(store, window="20m", clock=None).filter(pl.col("gamma_n") >= 200)
+    exact_fit = gamma_windows(store, window_s="20m", clock=None).filter(pl.col("gamma_n") >= 200)
     assert exact_fit["alpha"].min() > 5
 
 

@@ -235,8 +235,8 @@ def test_fit_pool_same_pool_on_both_engines(tmp_path):
               ingest(RAW_TRACES / "azure_2023" / "AzureLLMInferenceTrace_code.csv", output=tmp_path / "azure",
                      progress=False)]
     for store in stores:
-        duck = _pool_frames(fit_pool(store, seed=3, window="10m", data_window="1h"))
-        spark = _pool_frames(fit_pool(store, seed=3, window="10m", data_window="1h", engine="spark",
+        duck = _pool_frames(fit_pool(store, seed=3, window_s="10m", data_window_s="1h"))
+        spark = _pool_frames(fit_pool(store, seed=3, window_s="10m", data_window_s="1h", engine="spark",
                                       spark_master="local[2]"))
         _assert_same_pool(store.path.name, duck, spark)
         assert duck["arrivals"].height > 0 and duck["data_fits"].height > 0

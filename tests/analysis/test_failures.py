@@ -83,7 +83,7 @@ def test_rates_from_minute_bins_equal_direct_queries(tmp_path, trace):
 
     store = write_store(trace, tmp_path / "s")
     clock = trace_clock(store)
-    bins = binned_load(store, bin_s=60, by="model", failed=True, clock=clock)
+    bins = binned_load(store, window_s=60, by="model", failed=True, clock=clock)
     cols = ["group", "n", "n_failed", "rate", "ci_low", "ci_high"]
     assert F.rates_from_bins(bins).select(cols).equals(F.failure_rates(store, by="model").select(cols).sort("group"))
     hourly = rebin(bins, from_s=60, to_s=3600, by="model", clock=clock)

@@ -74,7 +74,7 @@ PERIODS = (lengths.Period(name="Night", start_hour=0, end_hour=12), lengths.Peri
 
 ANALYSES = {
     "gap_summary": lambda s: arrivals.gap_summary(s, by="client"),
-    "window_stats": lambda s: arrivals.window_stats(s, window="20m", by="service"),
+    "window_stats": lambda s: arrivals.window_stats(s, window_s="20m", by="service"),
     "inter_arrival_gaps": lambda s: arrivals.inter_arrival_gaps(s, by="model"),
     "gap_array": lambda s: arrivals.gap_array(s),
     "gap_array_censored": lambda s: arrivals.gap_array(s, censored=True, seed=2),
@@ -83,7 +83,7 @@ ANALYSES = {
     "failure_rates": lambda s: failures.failure_rates(s, by="model"),
     "failure_rate_over_time": lambda s: failures.failure_rate_over_time(s, window_s=3600.0),
     "trace_clock": lambda s: per.trace_clock(s),
-    "binned_load": lambda s: per.binned_load(s, bin_s=600.0, by="service", tokens="input_tokens"),
+    "binned_load": lambda s: per.binned_load(s, window_s=600.0, by="service", tokens="input_tokens"),
     "hourly_counts": lambda s: per.hourly_counts(s),
     "periodicity": lambda s: per.periodicity(s),
     "length_counts": lambda s: lengths.length_counts(s),
@@ -204,7 +204,7 @@ def test_upsampling_window_cv_writes_no_store(tmp_path, monkeypatch):
     out = window_cv(t, window_s=600.0)
     assert list(tmp_path.iterdir()) == []
     reference = arrivals.window_stats(write_store(pl.DataFrame({"timestamp": t}), tmp_path / "s"),
-                                      window=600.0, fill_idle=True)
+                                      window_s=600.0, fill_idle=True)
     assert out.equals(reference.select(out.columns))
 
 

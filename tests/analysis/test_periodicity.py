@@ -33,7 +33,7 @@ def test_binned_load_matches_numpy_histogram_and_fills_idle_bins(tmp_path, rng):
     ts = np.concatenate([rng.uniform(0, 600, 50), rng.uniform(1800, 2400, 30)])  # idle 600..1800
     svc = rng.choice(["a", "b"], ts.size)
     store = write_store(pl.DataFrame({"timestamp": ts, "service": svc}), tmp_path / "s")
-    got = P.binned_load(store, bin_s=300, by="service")
+    got = P.binned_load(store, window_s=300, by="service")
     first, last = ts.min(), ts.max()
     edges = np.arange(np.floor(first / 300) * 300, np.floor(last / 300) * 300 + 301, 300)
     for name in ("a", "b"):
@@ -163,10 +163,10 @@ def test_seasonal_strength_definition():
 
 def test_bad_arguments(tmp_path, rng):
     store = write_store(pl.DataFrame({"timestamp": rng.uniform(0, 100, 10)}), tmp_path / "s")
-    with pytest.raises(ValueError, match="bin_s must be a positive number"):
-        P.binned_load(store, bin_s=0)
+    with pytest.raises(ValueError, match="window_s must be a positive number"):
+        P.binned_load(store, window_s=0)
     with pytest.raises(ValueError, match="whole multiples"):
-        P.periodicity(store, bin_s=3600, periods_s=(5000,))
+        P.periodicity(store, window_s=3600, periods_s=(5000,))
     with pytest.raises(NotApplicableError, match="no 'service' column"):
         P.periodicity(store, by="service")
     with pytest.raises(TypeError, match="by must be a column name"):
@@ -180,12 +180,12 @@ def test_rebin_equals_a_direct_scan_at_the_coarse_bin(tmp_path, rng):
     store = write_store(frame, tmp_path / "s", origin=dt.datetime(2023, 11, 6, 0, 30, tzinfo=HK),
                         timezone="Asia/Hong_Kong")
     clock = P.trace_clock(store)
-    fine = P.binned_load(store, bin_s=60, by="service", clock=clock)
+    fine = P.binned_load(store, window_s=60, by="service", clock=clock)
     cols = ["group", "bin", "start_s", "count", "hour", "weekday"]
     for to in (300, 600, 3600):
         coarse = P.rebin(fine, from_s=60, to_s=to, by="service", clock=clock)
-        assert coarse.select(cols).equals(P.binned_load(store, bin_s=to, by="service").select(cols))
+        assert coarse.select(cols).equals(P.binned_load(store, window_s=to, by="service").select(cols))
     whole = P.rebin(fine, from_s=60, to_s=3600, clock=clock)
-    assert whole.select("bin", "count").equals(P.binned_load(store, bin_s=3600).select("bin", "count"))
+    assert whole.select("bin", "count").equals(P.binned_load(store, window_s=3600).select("bin", "count"))
     with pytest.raises(ValueError, match="whole multiple of from_s=60"):
         P.rebin(fine, from_s=60, to_s=90, clock=clock)

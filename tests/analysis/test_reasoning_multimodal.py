@@ -90,7 +90,9 @@ def test_multimodal_numbers_match_numpy(tmp_path, rng):
     items = M.items_per_request(s)
     np.testing.assert_allclose(items.filter(pl.col("modality") == "image")["probability"].to_numpy(),
                                np.bincount(count) / n)
-    hist, summary = M.multimodal_share(s, bins=10)
+    result = M.multimodal_share(s, bins=10)
+    hist, summary = result  # unpacks like the tuple it replaced
+    assert summary == result.to_dict() and summary["p50"] == result.p50
     share = image[has] / (text[has] + image[has])
     np.testing.assert_array_equal(hist["count"].to_numpy(), np.histogram(share, bins=10, range=(0, 1))[0])
     p = np.histogram(share, bins=10, range=(0, 1))[0] / has.sum()
@@ -101,7 +103,9 @@ def test_multimodal_numbers_match_numpy(tmp_path, rng):
     load = M.modality_load(s, window_s=600)
     assert load["image_tps"].sum() * 600 == pytest.approx(image.sum())
     ind = M.load_independence(load)
-    assert ind["corr_text_image"] == pytest.approx(np.corrcoef(load["text_tps"], load["image_tps"])[0, 1])
+    assert ind.to_dict()["corr_text_image"] == ind.corr_text_image
+    assert ind.corr_text_audio is None and "corr_text_audio" not in ind.to_dict()
+    assert ind.corr_text_image == pytest.approx(np.corrcoef(load["text_tps"], load["image_tps"])[0, 1])
     with pytest.raises(ValueError, match="bins must be an int >= 2; got 1"):
         M.multimodal_share(s, bins=1)
 

@@ -54,8 +54,8 @@ def test_three_users_agree_on_the_first_window(tmp_path, rng):
     n0 = int(np.sum(t < 600))
     truth = n0 / (600 - t.min())
     assert truth == pytest.approx(1.0, abs=4 * np.sqrt(500) / 500)  # the process's own rate is 1/s
-    a = arrival_windows(store, window="10m").filter(pl.col("window") == 0)["rate_rps"][0]
-    pool = fit_pool(store, window="10m", conversations=False)
+    a = arrival_windows(store, window_s="10m").filter(pl.col("window") == 0)["rate_rps"][0]
+    pool = fit_pool(store, window_s="10m", conversations=False)
     b = pool.total_rate().filter(pl.col("window_start") == 0.0)["rate"][0]
     c = fidelity_windows(frame, window_s=600.0).filter(pl.col("window") == 0)["rate"][0]
     assert a == pytest.approx(truth, rel=1e-12)

@@ -136,7 +136,7 @@ def _gamma_store(rng, tmp_path, *, tail_s):
 
 
 def test_gamma_windows_partial_marked_and_sparse_left_out(rng, tmp_path):
-    gamma = gamma_per_window(window_stats(_gamma_store(rng, tmp_path, tail_s=8), window="20m"))
+    gamma = gamma_per_window(window_stats(_gamma_store(rng, tmp_path, tail_s=8), window_s="20m"))
     # the last window holds ~4 gaps: a Gamma fitted to them is noise and is left out
     assert gamma["gamma_n"][-1] < 20
     frame = A.gamma_plot_frame(gamma, "alpha", window_s=1200.0)
@@ -147,7 +147,7 @@ def test_gamma_windows_partial_marked_and_sparse_left_out(rng, tmp_path):
     assert np.isnan(y[-1]) and np.all(np.isfinite(y[:3]))
     assert "1 window(s) with < 20 gaps left out" in [t.get_text() for t in fig.axes[0].texts]
     # a partial window with enough gaps is kept and drawn with an open marker; window length inferred
-    gamma = gamma_per_window(window_stats(_gamma_store(rng, tmp_path, tail_s=400), window="20m"))
+    gamma = gamma_per_window(window_stats(_gamma_store(rng, tmp_path, tail_s=400), window_s="20m"))
     assert gamma["gamma_n"][-1] >= 20
     fig = A.burstgpt_fig6(gamma)
     ax = fig.axes[0]

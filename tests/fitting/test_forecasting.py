@@ -7,9 +7,9 @@ from servelab.fitting.exceptions import InsufficientDataError
 from servelab.fitting.forecasting import LoadForecaster, forecast_load, nmae, nmse
 
 
-def _diurnal_series(rng, days=14, bin_s=600):
-    n = days * 86400 // bin_s
-    start = np.arange(n) * float(bin_s)
+def _diurnal_series(rng, days=14, window_s=600):
+    n = days * 86400 // window_s
+    start = np.arange(n) * float(window_s)
     hour = (start // 3600) % 24
     rate = 30 * (1 + 0.8 * np.sin(2 * np.pi * (hour - 9) / 24))
     return pl.DataFrame({
@@ -32,7 +32,7 @@ def test_beats_naive_baselines_on_a_diurnal_series(rng):
     # (error variance ~2x the noise), an ideal forecaster leaves ~1x, so the model should land near
     # half the naive NMSE; requiring < 0.8x leaves room for the trees' estimation error.
     series = _diurnal_series(rng)
-    res = LoadForecaster(bin_s=600, seed=3).fit_series(series)
+    res = LoadForecaster(window_s=600, seed=3).fit_series(series)
     assert set(res.baselines) == {"last value", "seasonal naive"}
     assert res.beats_baselines is True
     assert res.nmse < 0.8 * min(v["nmse"] for v in res.baselines.values())
@@ -56,8 +56,8 @@ def test_beats_naive_baselines_on_a_diurnal_series(rng):
 
 def test_same_seed_same_result(rng):
     series = _diurnal_series(rng, days=4)
-    a = LoadForecaster(bin_s=600, seed=1).fit_series(series)
-    b = LoadForecaster(bin_s=600, seed=1).fit_series(series)
+    a = LoadForecaster(window_s=600, seed=1).fit_series(series)
+    b = LoadForecaster(window_s=600, seed=1).fit_series(series)
     assert a.nmse == b.nmse and a.predictions.equals(b.predictions)
 
 
@@ -66,11 +66,11 @@ def test_forecast_from_a_store_with_idle_bins_and_mean_tokens(tmp_path, rng):
     ts = np.sort(np.concatenate([rng.uniform(0, 7200, 3000), rng.uniform(8400, 21600, 6000)]))
     tokens = rng.integers(10, 500, ts.size)
     store = write_store(pl.DataFrame({"timestamp": ts, "input_tokens": tokens}), tmp_path / "s")
-    req = forecast_load(store, bin_s=60)
+    req = forecast_load(store, window_s=60)
     assert req.n_bins == 360 and req.n_test == 72
     assert "seasonal naive" not in req.baselines
     assert any("seasonal naive baseline skipped" in n for n in req.notes)
-    mt = forecast_load(store, bin_s=60, target="mean_tokens")
+    mt = forecast_load(store, window_s=60, target="mean_tokens")
     # 20 idle minutes fall in the training part: 288 training bins - 20 idle - bin 0
     assert mt.n_train == 288 - 20 - 1
     bins = np.floor(ts / 60).astype(int)
@@ -82,7 +82,7 @@ def test_forecast_from_a_store_with_idle_bins_and_mean_tokens(tmp_path, rng):
 def test_too_few_bins(tmp_path, rng):
     store = write_store(pl.DataFrame({"timestamp": np.sort(rng.uniform(0, 3600, 800))}), tmp_path / "s")
     with pytest.raises(InsufficientDataError, match=r"needs at least 30 training and 10 test bins .* got 3 and 2"):
-        forecast_load(store, bin_s=600)
+        forecast_load(store, window_s=600)
 
 
 def test_bad_input(tmp_path, rng):

@@ -51,7 +51,7 @@ def mixed_store(tmp_path, rng):
 
 def test_rates_cvs_and_residual_match_numpy(mixed_store):
     store, frame = mixed_store
-    pool = fit_pool(store, window="10m", min_requests=10)
+    pool = fit_pool(store, window_s="10m", min_requests=10)
     assert set(pool.client_ids) == {"A", "B", "C", RESIDUAL_ID}
     note = pool.clients.filter(pl.col("client_id") == RESIDUAL_ID)["note"][0]
     assert "3 client(s) below min_requests=10" in note and "4 request(s) without client id" in note
@@ -78,7 +78,7 @@ def test_families_are_told_apart_and_match_reference_fits(mixed_store):
     # clock="none": timestamps as given, so the fits use exactly the positive gaps the references
     # below use (the trace has 4 float-precision ties; by default they are jittered, see
     # test_float_ties_are_censored_within_the_smallest_gap)
-    pool = fit_pool(store, window="10m", max_fit_gaps=100_000, clock="none")
+    pool = fit_pool(store, window_s="10m", max_fit_gaps=100_000, clock="none")
     fams = pool.arrivals.filter(pl.col("rate") > 0)
     # windows with thousands of gaps: the generating family wins
     for cid, fam in (("A", "gamma"), ("B", "weibull")):
@@ -112,7 +112,7 @@ def test_float_ties_are_censored_within_the_smallest_gap(mixed_store):
     t = np.sort(frame["timestamp"].to_numpy())
     gaps = np.diff(t)
     assert int((gaps == 0).sum()) > 0
-    pool = fit_pool(store, window="10m", max_fit_gaps=100_000)
+    pool = fit_pool(store, window_s="10m", max_fit_gaps=100_000)
     info = pool.provenance["arrivals"]
     assert info["clock_s"] == pytest.approx(gaps[gaps > 0].min()) and "smallest positive gap" in info["clock_source"]
     row = pool.arrivals.filter((pl.col("client_id") == "A") & (pl.col("window_start") == 0.0))
@@ -136,7 +136,7 @@ def test_weibull_segments_and_subsampling(rng):
 
 def test_pmfs_exact_below_cutoff_and_binned_above(mixed_store):
     store, frame = mixed_store
-    pool = fit_pool(store, data_window="6h", exact_below=128, bin_ratio=1.05)
+    pool = fit_pool(store, data_window_s="6h", exact_below=128, bin_ratio=1.05)
     x = frame.filter(pl.col("client_id") == "A")["input_tokens"].to_numpy()
     pmf = pool.data.filter((pl.col("client_id") == "A") & (pl.col("field") == "input_tokens")).sort("value")
     v, p = pmf["value"].to_numpy(), pmf["probability"].to_numpy()
@@ -186,7 +186,7 @@ def test_settings_are_checked(mixed_store):
     with pytest.raises(ValueError, match="min_requests must be an integer >= 1"):
         fit_pool(store, min_requests=0)
     with pytest.raises(ValueError, match="window must be"):
-        fit_pool(store, window="ten minutes")
+        fit_pool(store, window_s="ten minutes")
     with pytest.raises(ValueError, match="bin_ratio must be > 1"):
         fit_pool(store, bin_ratio=1.0)
 
@@ -197,16 +197,16 @@ def test_settings_object_is_frozen_checked_and_recorded(mixed_store):
     from servelab.fitting.pool_fit import PoolFitSettings
 
     store, _ = mixed_store
-    settings = PoolFitSettings(window="5m", min_requests=10, families=("gamma",), clock="none")
+    settings = PoolFitSettings(window_s="5m", min_requests=10, families=("gamma",), clock="none")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.window = "1m"
+        settings.window_s = 60.0
     pool = fit_pool(store, settings=settings, conversations=False)
     recorded = pool.provenance["settings"]
     assert recorded["window_s"] == 300.0 and recorded["min_requests"] == 10 and recorded["families"] == ["gamma"]
     assert recorded["clock"] == "none" and pool.window_s == 300.0
     assert set(pool.arrivals["family"].drop_nulls().unique()) == {"gamma"}
     # keywords override the object's fields
-    assert fit_pool(store, settings=settings, window="10m", conversations=False).window_s == 600.0
+    assert fit_pool(store, settings=settings, window_s="10m", conversations=False).window_s == 600.0
     with pytest.raises(TypeError, match=r"unknown settings \['windw'\]"):
         fit_pool(store, windw="5m")
     with pytest.raises(ValueError, match="families must be a non-empty subset of the arrival families"):
@@ -293,7 +293,7 @@ def test_poisson_on_a_3s_clock_gives_poisson_windows_and_regenerates_its_dispers
         params = {p: arr[p].fill_null(np.nan).to_numpy() for p in param_columns()}
         return arr, family_cv(arr["family"].to_numpy(), params)
 
-    pool = fit_pool(store, window="10m", conversations=False)
+    pool = fit_pool(store, window_s="10m", conversations=False)
     assert pool.provenance["arrivals"]["clock_s"] == pytest.approx(3.0)
     arr, cv_family = implied(pool)
     assert arr.height == 12 and arr["family"].null_count() == 0
@@ -307,7 +307,7 @@ def test_poisson_on_a_3s_clock_gives_poisson_windows_and_regenerates_its_dispers
 
     # positive control: timestamps taken as exact (clock="none") fit the positive gaps, all 3 s
     # apart: shapes of a near-regular process, and a regenerated workload far less dispersed
-    naive = fit_pool(store, window="10m", conversations=False, clock="none")
+    naive = fit_pool(store, window_s="10m", conversations=False, clock="none")
     _, cv_naive = implied(naive)
     assert np.all(cv_naive < 0.5)
     gen = generate(naive, "pool", 7200, seed=3, conversations=False)
@@ -322,7 +322,7 @@ def test_partial_last_window_rate_and_pool_generation(tmp_path, rng):
 
     t = np.sort(rng.uniform(0, 3480, int(4.12 * 3480)))
     store = write_store(pl.DataFrame({"timestamp": t, "client_id": "a"}), tmp_path / "s")
-    pool = fit_pool(store, window="10m", conversations=False)
+    pool = fit_pool(store, window_s="10m", conversations=False)
     last = pool.arrivals.filter(pl.col("window_start") == 3000.0)["rate"][0]
     n_last = int(np.sum(t >= 3000))
     assert last == pytest.approx(n_last / (t.max() - 3000), rel=1e-12)

@@ -60,7 +60,7 @@ def _dense_twin(pool: ClientPool, path) -> ClientPool:
 
 def test_only_active_cells_are_held_and_idle_windows_stay_out_of_cv_summaries(sparse_store, tmp_path):
     store, frame = sparse_store
-    pool = fit_pool(store, window="10m", conversations=False)
+    pool = fit_pool(store, window_s="10m", conversations=False)
     t = frame["timestamp"].to_numpy()
     cells = frame.select("client_id", (pl.col("timestamp") / 600).floor().alias("w")).unique()
     n_windows = int(np.floor(t.max() / 600)) - int(np.floor(t.min() / 600)) + 1
@@ -88,7 +88,7 @@ def test_only_active_cells_are_held_and_idle_windows_stay_out_of_cv_summaries(sp
 
 def test_old_dense_pools_load_as_the_same_sparse_pool_and_generate_the_same_workload(sparse_store, tmp_path):
     store, _ = sparse_store
-    pool = fit_pool(store, window="10m", conversations=False)
+    pool = fit_pool(store, window_s="10m", conversations=False)
     pool.save(tmp_path / "sparse")
     sparse = ClientPool.load(tmp_path / "sparse")
     dense = _dense_twin(pool, tmp_path / "dense")
@@ -104,7 +104,7 @@ def test_old_dense_pools_load_as_the_same_sparse_pool_and_generate_the_same_work
 
 def test_sql_path_equals_the_in_memory_reference(sparse_store):
     store, frame = sparse_store
-    settings = PoolFitSettings(window="10m", clock="none", max_fit_gaps=100_000, conversations=False)
+    settings = PoolFitSettings(window_s="10m", clock="none", max_fit_gaps=100_000, conversations=False)
     pool = fit_pool(store, settings=settings)
     names = list(pool.client_ids)
     ci = frame["client_id"].replace_strict({n: i for i, n in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
@@ -148,7 +148,7 @@ def test_servegen_export_of_a_sparse_pool_keeps_its_active_windows(sparse_store,
     from servelab.generator import read_servegen
 
     store, _ = sparse_store
-    pool = fit_pool(store, window="10m", conversations=False)
+    pool = fit_pool(store, window_s="10m", conversations=False)
     pool.to_servegen(tmp_path / "sg")
     back = read_servegen(tmp_path / "sg")
     key = ["client_id", "window_start"]

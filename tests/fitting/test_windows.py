@@ -21,7 +21,7 @@ def store(tmp_path, rng):
 
 
 def test_mle_per_window_matches_scipy(store):
-    out = gamma_windows(store, window="20m")
+    out = gamma_windows(store, window_s="20m")
     frame = store.to_polars(["timestamp"])
     t = frame["timestamp"].to_numpy()
     w = np.floor(t / 1200.0)
@@ -43,7 +43,7 @@ def test_mle_per_window_matches_scipy(store):
 
 
 def test_moments_cv_equals_empirical_cv(store):
-    out = gamma_windows(store, window="20m", method="moments").filter(pl.col("alpha").is_not_null())
+    out = gamma_windows(store, window_s="20m", method="moments").filter(pl.col("alpha").is_not_null())
     np.testing.assert_allclose(out["cv_gamma"].to_numpy(), out["cv"].to_numpy(), rtol=1e-9)
 
 

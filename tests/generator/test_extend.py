@@ -45,7 +45,7 @@ def _churn_trace(seed: int) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def churn_pool(tmp_path_factory):
     store = write_store(_churn_trace(5), tmp_path_factory.mktemp("churn") / "store")
-    return fit_pool(store, window="1h", conversations=False)
+    return fit_pool(store, window_s="1h", conversations=False)
 
 
 def test_fitted_churn_recovers_arrival_rate_and_lifetime(churn_pool):

@@ -11,7 +11,7 @@ from servelab.analysis import write_store
 from servelab.analysis.arrivals import arrival_frame, shift_summary, window_stats
 from servelab.fitting.rate_tests import rate_shift_tests
 from servelab.reports.areas import ARRIVALS
-from servelab.reports.areas.arrivals import _filled
+from servelab.figures.arrivals import filled_group_windows as _filled
 from servelab.reports.findings import arrivals as findings
 
 
@@ -34,7 +34,7 @@ def test_group_tables_equal_the_filled_reference(sparse_store, monkeypatch):
     monkeypatch.setattr(findings, "RATE_TEST_CELLS", 5_000)  # many chunks of groups
     ev = ARRIVALS.measure(sparse_store, gof=None, by="client_id")
     frame = arrival_frame(sparse_store, by="client_id")
-    dense = window_stats(sparse_store, window="5m", by="client_id", frame=frame)
+    dense = window_stats(sparse_store, window_s="5m", by="client_id", frame=frame)
     sparse = ev.tables["group_windows"]
     n_win = ev.tables["windows"].height
     # the sparse table is the filled one without its idle rows, and far smaller
@@ -50,7 +50,7 @@ def test_group_tables_equal_the_filled_reference(sparse_store, monkeypatch):
 
 
 def test_span_windows_is_checked(sparse_store):
-    w = window_stats(sparse_store, window="5m", by="client_id", fill_idle=False)
+    w = window_stats(sparse_store, window_s="5m", by="client_id", fill_idle=False)
     with pytest.raises(ValueError, match="span_windows must be a positive integer or None; got 0"):
         shift_summary(w, by="client_id", span_windows=0)
     with pytest.raises(ValueError, match="span_windows=1 is fewer than a group's active windows"):

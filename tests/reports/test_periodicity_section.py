@@ -118,8 +118,8 @@ def test_section_tables_figures_and_headline(section):
 def test_regroup_sums_finer_groups(section):
     store, _ = section
     from servelab.analysis.periodicity import binned_load
-    fine = binned_load(store, bin_s=3600, by=("service", "model"))
-    direct = binned_load(store, bin_s=3600, by="service")
+    fine = binned_load(store, window_s=3600, by=("service", "model"))
+    direct = binned_load(store, window_s=3600, by="service")
     summed = regroup(fine, ("service",))
     assert summed.select("group", "bin", "count").equals(direct.select("group", "bin", "count"))
 

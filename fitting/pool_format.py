@@ -11,7 +11,7 @@ active window with fewer than 2 gaps::
       manifest.json            format, format_version, servelab_version, created_at, window_s,
                                data_window_s, span_s, fields, n_clients, tables {name: file, rows},
                                provenance (source and its sha256, settings, ServeGen details)
-      clients.parquet          the tables of :class:`~servelab.generator.pool.ClientPool`
+      clients.parquet          the tables of :class:`~servelab.fitting.pool.ClientPool`
                                (a Float64 column whose values are all float32-exact is stored as
                                Float32, else one of integers as Int64, losslessly; readers get
                                Float64 back),
@@ -50,13 +50,13 @@ from typing import Any
 import polars as pl
 
 import servelab
-from servelab.generator.exceptions import (
+from servelab.fitting.exceptions import (
     PoolExistsError,
     PoolFormatError,
     PoolNotFoundError,
 )
-from servelab.generator.pool import ClientPool
-from servelab.generator.pool_checks import CHECKS_VERSION, POOL_BOUNDS, check_pool_tables
+from servelab.fitting.pool import ClientPool
+from servelab.fitting.pool_checks import CHECKS_VERSION, POOL_BOUNDS, check_pool_tables
 
 
 __all__ = ["read_pool", "write_pool", "is_servelab_pool", "FORMAT_NAME", "FORMAT_VERSION", "READ_VERSIONS", "TABLES"]
@@ -246,7 +246,7 @@ def read_pool(path: str | os.PathLike) -> ClientPool:
         If ``path`` has no ``manifest.json``.
     PoolFormatError
         If the manifest names another format or version, a table file is missing, or a value
-        is out of range (:func:`~servelab.generator.pool_checks.check_pool_tables`; the checks
+        is out of range (:func:`~servelab.fitting.pool_checks.check_pool_tables`; the checks
         are aggregate queries, the tables stay lazy).
     """
     path = Path(path)

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from servelab.generator.exceptions import MissingDatasetWarning, PoolExistsError, PoolFormatError, PoolNotFoundError, PoolWarning
+from servelab.fitting.exceptions import MissingDatasetWarning, PoolExistsError, PoolFormatError, PoolNotFoundError, PoolWarning
 from servelab.fitting.families import arrival_family_names, get_arrival_family
-from servelab.generator.pool import DATA_SCHEMA, ClientPool
-from servelab.generator.pool_checks import check_pool_tables
+from servelab.fitting.pool import DATA_SCHEMA, ClientPool
+from servelab.fitting.pool_checks import check_pool_tables
 
 __all__ = ["read_servegen", "write_servegen", "is_servegen_pool", "SERVEGEN_FAMILIES", "servegen_families"]
 
@@ -108,7 +108,7 @@ def read_servegen(path: str | os.PathLike, *, missing_data: str = "keep") -> Cli
     PoolFormatError
         If a file is malformed, a value is out of range (negative, non-finite or absurd rates,
         CVs or family parameters; probabilities outside [0, 1] or not summing to 1; see
-        :mod:`~servelab.generator.pool_checks`), or ``missing_data="error"`` and a dataset file
+        :mod:`~servelab.fitting.pool_checks`), or ``missing_data="error"`` and a dataset file
         is missing.
     """
     if missing_data not in _MISSING_CHOICES:
@@ -138,7 +138,7 @@ def read_servegen(path: str | os.PathLike, *, missing_data: str = "keep") -> Cli
     window_s = _grid_step(arrivals["window_start"].to_numpy(), 600.0, "trace", path)
     data_window_s = _grid_step(data["window_start"].unique().to_numpy(), 21600.0, "dataset", path) if data.height else 21600.0
     # ServeGen's single shape column is the family's one shape parameter (Gamma a, Weibull c): the
-    # pool turns it into the column of that name (servelab.generator.pool.named_arrival_params)
+    # pool turns it into the column of that name (servelab.fitting.pool.named_arrival_params)
     arrivals = arrivals.with_columns(pl.lit(window_s).alias("window_s")).select(
         "client_id", "window_start", "window_s", "rate", "cv", "family", "shape", "scale")
     data = data.with_columns(pl.lit(data_window_s).alias("window_s")).select(list(DATA_SCHEMA))

@@ -4,7 +4,7 @@ A pool file is input like any other: a ServeGen folder or a servelab pool may ca
 NaN, infinite or absurd (1e300) rates, CVs, family parameters or probabilities, and the generator
 would then fail far from the cause (numpy's "repeats may not contain negative values") or, worse,
 quietly treat a client as idle. :func:`check_pool_tables` refuses such a pool with a
-:class:`~servelab.generator.exceptions.PoolFormatError` naming the source, the client, the window
+:class:`~servelab.fitting.exceptions.PoolFormatError` naming the source, the client, the window
 and the field, the rule and the value.
 
 Rules (:data:`POOL_BOUNDS` states the bounds)
@@ -30,7 +30,7 @@ from types import MappingProxyType
 import polars as pl
 
 from servelab.fitting.families import get_arrival_family
-from servelab.generator.exceptions import PoolFormatError
+from servelab.fitting.exceptions import PoolFormatError
 
 __all__ = ["POOL_BOUNDS", "CHECKS_VERSION", "check_pool_tables", "check_arrivals", "check_pmfs"]
 

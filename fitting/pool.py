@@ -52,8 +52,8 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
     :data:`~servelab.fitting.pool_schemas.COUPLING_SCHEMA` (Fisher-tested correlation of window
     log rate and log mean length, elasticity, kept flag); empty in older pools (no coupling).
 
-This module does no file I/O of its own (:mod:`~servelab.generator.pool_format` and
-:mod:`~servelab.generator.servegen_format` read and write) and draws no random numbers
+This module does no file I/O of its own (:mod:`~servelab.fitting.pool_format` and
+:mod:`~servelab.fitting.servegen_format` read and write) and draws no random numbers
 (:mod:`~servelab.generator.sampling` does).
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ import polars as pl
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 from servelab.fitting.families import arrival_param_columns as param_columns  # not pool fitting: light
 from servelab.fitting.pool_schemas import CHURN_SCHEMA, COUPLING_SCHEMA, PREFIXES_SCHEMA
-from servelab.generator.exceptions import PoolFormatError, PoolSpanError
+from servelab.fitting.exceptions import PoolFormatError, PoolSpanError
 
 __all__ = [
     "ClientPool",
@@ -360,31 +360,31 @@ class ClientPool:
     def load(cls, path: str | os.PathLike, **kwargs) -> "ClientPool":
         """Open a pool folder: servelab's format (lazily), or ServeGen's (imported).
 
-        Keyword arguments go to :func:`~servelab.generator.servegen_format.read_servegen` when
+        Keyword arguments go to :func:`~servelab.fitting.servegen_format.read_servegen` when
         ``path`` is a ServeGen pool (e.g. ``missing_data="drop"``).
         """
-        from servelab.generator.pool_format import is_servelab_pool, read_pool
-        from servelab.generator.servegen_format import is_servegen_pool, read_servegen
+        from servelab.fitting.pool_format import is_servelab_pool, read_pool
+        from servelab.fitting.servegen_format import is_servegen_pool, read_servegen
 
         if is_servelab_pool(path):
             return read_pool(path, **kwargs)
         if is_servegen_pool(path):
             return read_servegen(path, **kwargs)
-        from servelab.generator.exceptions import PoolNotFoundError
+        from servelab.fitting.exceptions import PoolNotFoundError
 
         raise PoolNotFoundError(
             f"{str(path)!r} is neither a servelab pool (manifest.json) nor a ServeGen pool (chunk-<id>-trace.csv files)"
         )
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write the pool in servelab's format (see :mod:`~servelab.generator.pool_format`)."""
-        from servelab.generator.pool_format import write_pool
+        """Write the pool in servelab's format (see :mod:`~servelab.fitting.pool_format`)."""
+        from servelab.fitting.pool_format import write_pool
 
         write_pool(self, path, overwrite=overwrite)
 
     def to_servegen(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write the pool in ServeGen's format (see :mod:`~servelab.generator.servegen_format`)."""
-        from servelab.generator.servegen_format import write_servegen
+        """Write the pool in ServeGen's format (see :mod:`~servelab.fitting.servegen_format`)."""
+        from servelab.fitting.servegen_format import write_servegen
 
         write_servegen(self, path, overwrite=overwrite)
 
