@@ -28,8 +28,8 @@ def test_the_frame_and_window_stats_equal_those_of_a_frame_source(name):
     got = arrival_frame_from_times(t)
     assert got.data.equals(expected.data, null_equal=True)
     assert (got.t0, got.t1, got.clock, got.seed, got.column) == (expected.t0, expected.t1, expected.clock, 0, None)
-    want = window_stats(source, window=600.0, by=None, fill_idle=True)
-    assert window_stats(None, window=600.0, by=None, fill_idle=True, frame=got).equals(want, null_equal=True)
+    want = window_stats(source, window_s=600.0, by=None, fill_idle=True)
+    assert window_stats(None, window_s=600.0, by=None, fill_idle=True, frame=got).equals(want, null_equal=True)
 
 
 def test_the_times_are_sorted_and_numbered():

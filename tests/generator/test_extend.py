@@ -217,7 +217,7 @@ def test_extension_keeps_the_time_of_day_of_lengths(tmp_path):
     frame = pl.DataFrame({"timestamp": t, "client_id": [f"c{i}" for i in rng.integers(0, 3, n)],
                           "input_tokens": np.where(np.mod(t, DAY) < DAY / 2, 100, 1000),
                           "output_tokens": rng.integers(5, 300, n)})
-    pool = fit_pool(write_store(frame, tmp_path / "tod"), window="1h", data_window="6h", conversations=False)
+    pool = fit_pool(write_store(frame, tmp_path / "tod"), window_s="1h", data_window_s="6h", conversations=False)
     end = pool.span.end
     ext, _ = extend_pool(pool, end + DAY, seed=1)
     later = ext.data.filter((pl.col("window_start") >= end) & (pl.col("field") == "input_tokens"))
@@ -294,7 +294,7 @@ def test_a_small_population_never_leaves_the_forecast_to_nobody(tmp_path):
     t3 = np.sort(rng.uniform(2 * DAY, 3 * DAY, 800))
     frame = pl.DataFrame({"timestamp": np.r_[t, t3], "client_id": np.r_[cid, np.full(t3.size, "c")],
                           "input_tokens": 100, "output_tokens": 10}).sort("timestamp")
-    pool = fit_pool(write_store(frame, tmp_path / "small"), window="1h", conversations=False)
+    pool = fit_pool(write_store(frame, tmp_path / "small"), window_s="1h", conversations=False)
     end = pool.span.end
     ext, info = extend_pool(pool, end + 10 * DAY, seed=2)
     later = ext.arrivals.filter((pl.col("window_start") >= end) & (pl.col("rate") > 0))

@@ -17,7 +17,7 @@ def test_naive_takes_its_request_data_from_the_given_period(tmp_path):
     t = np.sort(rng.uniform(0, 2 * DAY, 4000))
     frame = pl.DataFrame({"timestamp": t, "client_id": "c", "input_tokens": np.where(t < DAY, 100, 1000),
                           "output_tokens": rng.integers(5, 50, t.size)})
-    pool = fit_pool(write_store(frame, tmp_path / "s"), window="1h", conversations=False)
+    pool = fit_pool(write_store(frame, tmp_path / "s"), window_s="1h", conversations=False)
     day2 = naive_generate(pool, "pool", DAY, start=DAY, seed=1)
     past = naive_generate(pool, "pool", DAY, start=DAY, seed=1, data_span=(0.0, DAY))
     assert set(day2["input_tokens"].unique().to_list()) == {1000}
