@@ -206,9 +206,10 @@ def spark_session(master: str | None = None):
     builder = SparkSession.builder.appName("servelab").master(master)
     for key, value in _SPARK_CONF.items():
         builder = builder.config(key, value)
-    if master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
-        # Python tasks (generator.sharded) run this interpreter, which has servelab (not python3 on PATH)
-        builder = builder.config("spark.pyspark.python", sys.executable)
+    if re.match(r"local\b|spark://(127\.0\.0\.1|localhost):", master):
+        # Python tasks (generator.sharded) on this machine run this interpreter, which has servelab
+        # (pyspark's default is python3 on PATH); a remote cluster sets PYSPARK_PYTHON itself
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return builder.getOrCreate()
 
 
