@@ -281,6 +281,8 @@ class SparkEngine(Engine):
         return name
 
     def close(self) -> None:
-        for name in dict.fromkeys(self._views):
+        # newest first: a cached table is unpersisted while the views its plan reads still exist
+        # (Spark Connect analyses the plan again on unpersist)
+        for name in reversed(list(dict.fromkeys(self._views))):
             self.drop_temp_table(name)
         self._views.clear()
