@@ -143,7 +143,11 @@ def _export_ref(ref: str) -> Path:
 
 _CHILD = """
 import json, sys, time
-sys.path.insert(0, {bench!r})
+if {before!r}:  # the exported package first, and not this checkout's editable install
+    sys.path.insert(0, {before!r})
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")
+                        and "__editable__" not in getattr(f, "__name__", "")]
+sys.path.insert(1, {bench!r})
 import bench_engines as b
 from servelab.analysis.store import open_store
 store = open_store({store!r})
@@ -160,11 +164,9 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int) -> None:
     times: dict[str, list[dict]] = {"after": [], f"before ({ref})": []}
     for _ in range(rounds):
         for name, path in (("after", None), (f"before ({ref})", pkg)):
-            env = dict(os.environ)
-            if path is not None:
-                env["PYTHONPATH"] = f"{path}{os.pathsep}{env.get('PYTHONPATH', '')}"
-            code = _CHILD.format(bench=str(HERE), store=store_path)
-            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            code = _CHILD.format(bench=str(HERE), store=store_path, before=str(path) if path is not None else "")
+            OUT.mkdir(exist_ok=True)  # run outside the checkout: its servelab/ folder must not shadow the export
+            res = subprocess.run([sys.executable, "-c", code], cwd=OUT, capture_output=True, text=True, check=True)
             got = json.loads(res.stdout.strip().splitlines()[-1])
             if path is not None and not got["module"].startswith(str(path.parent)):
                 raise SystemExit(f"the before run imported {got['module']}, not the export of {ref} under {path}")
