@@ -67,12 +67,12 @@ __all__ = ["SQL", "DIALECT", "AggregateSource", "aggregate_source", "client_coun
            "MIX_PRIME", "round_half_even_sql", "field_sql", "conversation_aggregates", "conversation_increments",
            "window_length_stats", "VALUE_KEY_MAX", "DEFAULT_MEMORY_LIMIT"]
 
-#: the SQL fragments that are not plain templates, in DuckDB's spelling (sqlglot translates them for
-#: Spark: ``read_parquet(path)`` becomes ``parquet.`path```); ``mix`` is the portable seeded hash of
+#: the SQL fragments that are not plain templates, in DuckDB's spelling (the requests' table is each
+#: engine's :meth:`~servelab.analysis.engines.Engine.parquet_source`); ``mix`` is the portable seeded hash of
 #: :func:`mix_sql` (plain integer arithmetic both engines compute bit for bit, unlike DuckDB's
 #: ``hash`` and Spark's ``xxhash64``); per-engine pieces are in :data:`servelab.analysis.engines.DIALECTS`
 DIALECT = MappingProxyType({
-    # a Parquet file (Spark SQL: parquet.`{path}`, written by sqlglot)
+    # a Parquet file as DuckDB reads it (DuckDBEngine.parquet_source; Spark reads the files into a view)
     "source": "read_parquet({path})",
     # one round of the mix: a square modulo the Mersenne prime 2^31 - 1 plus a term (all < 2^63)
     "mix_round": "(({x}) * ({x}) + {add}) % 2147483647",
@@ -398,12 +398,9 @@ def aggregate_source(store: TraceStore, client_index: pl.DataFrame | None = None
     check_engine(engine)
     if engine == "duckdb" and spark_master is not None:
         raise ValueError(f"spark_master is for engine 'spark'; got spark_master={spark_master!r} with engine 'duckdb'")
-    if getattr(store, "path", None) is None:  # an in-memory FrameSource: its connection's ``requests`` view
-        if engine != "duckdb":
-            raise ValueError(f"engine {engine!r} reads a store on disk; an in-memory frame runs on engine 'duckdb'")
-        source = "requests"
-    else:
-        source = DIALECT["source"].format(path=_sql_str(store.requests_path))
+    in_memory = getattr(store, "path", None) is None  # a FrameSource: its connection's ``requests`` view
+    if in_memory and engine != "duckdb":
+        raise ValueError(f"engine {engine!r} reads a store on disk; an in-memory frame runs on engine 'duckdb'")
     tmp = None
     if engine == "spark":
         eng: Engine = SparkEngine(spark_session(spark_master))
@@ -413,6 +410,7 @@ def aggregate_source(store: TraceStore, client_index: pl.DataFrame | None = None
         con = store.connect(memory_limit=memory_limit)
         eng = DuckDBEngine(con)
     try:
+        source = "requests" if in_memory else eng.parquet_source(store.requests_files, store.columns)
         if engine == "duckdb":
             tmp = tempfile.TemporaryDirectory(prefix="servelab-agg-")
             con.execute(f"SET temp_directory = {_sql_str(tmp.name)}")

@@ -8,7 +8,9 @@ polars frame:
     the text as is, on a DuckDB connection of the store (unchanged; no translation cost).
 ``spark`` (:class:`SparkEngine`)
     the text translated by sqlglot (``sqlglot.transpile(sql, read="duckdb", write="spark")``)
-    and run by a Spark session (``local[2]`` by default, or a ``spark://host:7077`` master). Spark is optional (``pip install servelab[spark]``); it needs Java.
+    and run by a Spark session: ``local[2]`` by default, ``local[*]``, a standalone master
+    ``spark://host:7077``, or a Spark Connect server ``sc://host:15002``. Spark is optional
+    (``pip install servelab[spark]``); it needs Java (Spark Connect: only on the server).
 
 What differs per engine is named in :data:`DIALECTS` (the sqlglot dialect, how a temporary
 table is made, how a polars frame is registered); everything else is the one SQL text. Fitting
@@ -19,14 +21,16 @@ from __future__ import annotations
 import abc
 import importlib.util
 import os
+import re
 import shutil
+import sys
 from collections.abc import Mapping
 from types import MappingProxyType
 
 import polars as pl
 
 __all__ = ["Engine", "DuckDBEngine", "SparkEngine", "DIALECTS", "ENGINES", "DEFAULT_SPARK_MASTER",
-           "EngineUnavailableError", "spark_available", "spark_session", "check_engine"]
+           "EngineUnavailableError", "spark_available", "spark_session", "check_engine", "check_master"]
 
 #: the engines by name (``--engine``)
 ENGINES = ("duckdb", "spark")
@@ -90,6 +94,11 @@ class Engine(abc.ABC):
         raise NotImplementedError
 
     @abc.abstractmethod
+    def parquet_source(self, files, columns) -> str:
+        """A table expression of the Parquet ``files`` (in order) with exactly ``columns``, for ``FROM``."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release what this engine holds (tables, connection)."""
         raise NotImplementedError
@@ -116,6 +125,14 @@ class DuckDBEngine(Engine):
     def register(self, name: str, frame: pl.DataFrame) -> None:
         self.con.register(name, frame.to_arrow())
 
+    def parquet_source(self, files, columns) -> str:
+        """``read_parquet('file')`` for one file (the text DuckDB always ran), else
+        :func:`servelab.analysis.store.parquet_sql` of the list (no hive partition columns)."""
+        from servelab.analysis.store import _sql_str, parquet_sql
+
+        files = list(files)
+        return f"read_parquet({_sql_str(files[0])})" if len(files) == 1 else parquet_sql(files)  # = aggregates.DIALECT["source"]
+
     def close(self) -> None:
         self.con.close()
 
@@ -132,30 +149,67 @@ _SPARK_CONF: Mapping[str, str] = MappingProxyType({
 })
 
 
-def spark_session(master: str | None = None):
-    """The Spark session of ``master`` (default :data:`DEFAULT_SPARK_MASTER`), created once per process.
+#: the session settings Spark Connect accepts from a client (runtime SQL settings; the rest are the
+#: server's, set where the server starts: ``spark.driver.memory``, ``spark.ui.*``)
+_CONNECT_CONF = ("spark.sql.session.timeZone", "spark.sql.shuffle.partitions", "spark.sql.ansi.enabled",
+                 "spark.sql.execution.arrow.pyspark.enabled")
 
-    ``master`` is a Spark master URL (``local[2]``, ``spark://host:7077``). Spark Connect
-    (``sc://``) is not supported yet.
+
+def check_master(master: str | None) -> str:
+    """``master`` (default :data:`DEFAULT_SPARK_MASTER`) if it is a Spark master URL, else ValueError.
+
+    Accepted: ``local``, ``local[N]``, ``local[*]``, ``spark://host:port`` (a standalone master),
+    ``sc://host:port`` (Spark Connect), ``yarn``, ``k8s://...``.
+    """
+    master = DEFAULT_SPARK_MASTER if master is None else master
+    ok = isinstance(master, str) and (
+        master in ("local", "yarn") or re.fullmatch(r"local\[(\*|[1-9][0-9]*)(,[0-9]+)?\]", master) is not None
+        or re.fullmatch(r"(spark|sc|k8s)://\S+", master) is not None)
+    if not ok:
+        raise ValueError("master must be a Spark master URL (local[N], local[*], spark://host:port, "
+                         f"sc://host:port for Spark Connect); got {master!r}")
+    return master
+
+
+def spark_session(master: str | None = None):
+    """The Spark session of ``master`` (default :data:`DEFAULT_SPARK_MASTER`), one per process.
+
+    ``master`` is a Spark master URL (``local[2]``, ``local[*]``, ``spark://host:7077``) or a
+    Spark Connect URL (``sc://host:15002``: the session is a thin client; the queries run on the
+    Connect server's cluster). A classic session of another master is stopped first (a process
+    has one SparkContext).
 
     Raises
     ------
     EngineUnavailableError
-        If pyspark, sqlglot or Java is missing.
+        If pyspark, sqlglot or Java is missing (Spark Connect needs no Java here).
     ValueError
-        If ``master`` is not a string.
+        If ``master`` is not a Spark master URL.
     """
-    reason = spark_available()
+    master = check_master(master)
+    connect = master.startswith("sc://")
+    missing = [m for m in ("pyspark", "sqlglot") if importlib.util.find_spec(m) is None]
+    reason = (f"{' and '.join(missing)} not installed (pip install 'servelab[spark]')" if missing
+              else None if connect else spark_available())
     if reason is not None:
         raise EngineUnavailableError(f"engine 'spark' is unavailable: {reason}")
-    master = DEFAULT_SPARK_MASTER if master is None else master
-    if not isinstance(master, str) or not master or master.startswith("sc://"):
-        raise ValueError(f"master must be a Spark master URL (local[N], spark://host:port); got {master!r}")
     from pyspark.sql import SparkSession
 
+    if connect:
+        session = SparkSession.builder.remote(master).getOrCreate()
+        for key in _CONNECT_CONF:
+            session.conf.set(key, _SPARK_CONF[key])
+        return session
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master != master:
+        active.stop()
     builder = SparkSession.builder.appName("servelab").master(master)
     for key, value in _SPARK_CONF.items():
         builder = builder.config(key, value)
+    if re.match(r"local\b|spark://(127\.0\.0\.1|localhost):", master):
+        # Python tasks (generator.sharded) on this machine run this interpreter, which has servelab
+        # (pyspark's default is python3 on PATH); a remote cluster sets PYSPARK_PYTHON itself
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return builder.getOrCreate()
 
 
@@ -216,7 +270,19 @@ class SparkEngine(Engine):
         self.session.createDataFrame(frame.to_pandas()).createOrReplaceTempView(name)
         self._views.append(name)
 
+    def parquet_source(self, files, columns) -> str:
+        """A temporary view of ``spark.read.parquet(*files)`` with exactly ``columns`` (Spark's
+        partition discovery adds no ``day`` column: the files are named one by one, by absolute
+        path, so a cluster's executors read them where they are, e.g. on a shared file system)."""
+        paths = [os.path.abspath(str(f)) for f in files]
+        name = f"servelab_requests_{len(self._views)}"
+        self.session.read.parquet(*paths).select(*[f"`{c}`" for c in columns]).createOrReplaceTempView(name)
+        self._views.append(name)
+        return name
+
     def close(self) -> None:
-        for name in dict.fromkeys(self._views):
+        # newest first: a cached table is unpersisted while the views its plan reads still exist
+        # (Spark Connect analyses the plan again on unpersist)
+        for name in reversed(list(dict.fromkeys(self._views))):
             self.drop_temp_table(name)
         self._views.clear()

@@ -8,6 +8,23 @@ A store is a folder::
       requests.parquet   one row per request, canonical schema, sorted by timestamp
       rejected.parquet   every rejected row: source, row number, reason, raw values as JSON
 
+or, partitioned by day for lake-scale traces (``servelab ingest --partition-by day``; the
+manifest's ``layout`` says so)::
+
+    STORE/
+      manifest.json      as above, plus "layout": {"kind": "partitioned", "partition_by": ["day"],
+                         "files": [...], "day_origin": ...}
+      requests/day=YYYY-MM-DD/part-0.parquet   the requests of one UTC day, same schema and columns
+      rejected.parquet
+
+A day is the UTC calendar day of ``origin + timestamp`` (a trace without a wall-clock origin:
+of ``1970-01-01 + timestamp``, so ``day=1970-01-01`` is the trace's first 24 h). The partition
+column is in the path only, never in the files, so every file has the canonical schema; the files
+in ``layout.files`` order hold the rows in ``request_id`` order. Every reader goes through
+:attr:`TraceStore.requests_files` and :meth:`TraceStore.parquet_sql`, so both layouts read alike
+(DuckDB here, Spark in :mod:`servelab.analysis.engines`). The canonical schema has no ``source``
+column, so there is no partitioning by source.
+
 This module opens stores and writes them atomically (a failed write leaves nothing behind). It
 does not parse raw formats (that is :mod:`servelab.analysis.ingest`) and computes no statistics.
 """
@@ -56,12 +73,34 @@ __all__ = [
     "duckdb_config",
     "MANIFEST_NAME",
     "REQUESTS_NAME",
+    "REQUESTS_DIR",
     "REJECTED_NAME",
+    "PARTITION_KEYS",
+    "parquet_sql",
+    "partition_store",
 ]
 
 MANIFEST_NAME = "manifest.json"
 REQUESTS_NAME = "requests.parquet"
 REJECTED_NAME = "rejected.parquet"
+#: the folder of a partitioned store's requests
+REQUESTS_DIR = "requests"
+#: what a store can be partitioned by (``--partition-by``)
+PARTITION_KEYS = ("day",)
+
+
+def parquet_sql(files, *, columns=None) -> str:
+    """DuckDB SQL reading the Parquet ``files`` (a path or a sequence of paths) as one table.
+
+    ``hive_partitioning = false``: a partitioned store's ``day=...`` folder names never become a
+    column (the files hold the canonical columns). ``columns``, if given, are selected by name.
+    """
+    files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    if not files:
+        raise ValueError(f"files must name at least one Parquet file; got {files!r}")
+    listed = ", ".join(_sql_str(f) for f in files)
+    select = "*" if columns is None else ", ".join(f'"{c}"' for c in columns)
+    return f"(SELECT {select} FROM read_parquet([{listed}], hive_partitioning = false))"
 
 
 class _SourceInfo:
@@ -156,8 +195,26 @@ class TraceStore(_SourceInfo):
     manifest: Mapping[str, Any] = field(repr=False)
 
     @property
+    def partitioned(self) -> bool:
+        """True for a store partitioned by day (``requests/day=.../part-0.parquet``)."""
+        return (self.manifest.get("layout") or {}).get("kind") == "partitioned"
+
+    @property
     def requests_path(self) -> Path:
-        return self.path / REQUESTS_NAME
+        """``requests.parquet``, or the ``requests/`` folder of a partitioned store (read its files
+        through :attr:`requests_files`)."""
+        return self.path / (REQUESTS_DIR if self.partitioned else REQUESTS_NAME)
+
+    @property
+    def requests_files(self) -> tuple[Path, ...]:
+        """The Parquet files of the requests, in ``request_id`` order (one file unless partitioned)."""
+        if not self.partitioned:
+            return (self.path / REQUESTS_NAME,)
+        return tuple(self.path / f for f in self.manifest["layout"]["files"])
+
+    def parquet_sql(self, columns=None) -> str:
+        """DuckDB SQL of the requests as one table (:func:`parquet_sql` of :attr:`requests_files`)."""
+        return parquet_sql(self.requests_files, columns=columns)
 
     @property
     def rejected_path(self) -> Path:
@@ -166,7 +223,9 @@ class TraceStore(_SourceInfo):
     def connect(self, *, threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
         """A new in-memory DuckDB connection with ``requests`` and ``rejected`` views."""
         con = duckdb.connect(config=duckdb_config(threads=threads, memory_limit=memory_limit))
-        con.execute(f"CREATE VIEW requests AS SELECT * FROM read_parquet({_sql_str(self.requests_path)})")
+        requests = (f"SELECT * FROM read_parquet({_sql_str(self.requests_path)})" if not self.partitioned
+                    else f"SELECT * FROM {self.parquet_sql()}")
+        con.execute(f"CREATE VIEW requests AS {requests}")
         if self.rejected_path.exists():
             con.execute(f"CREATE VIEW rejected AS SELECT * FROM read_parquet({_sql_str(self.rejected_path)})")
         return con
@@ -174,13 +233,18 @@ class TraceStore(_SourceInfo):
     def read_arrow(self, columns: list[str] | None = None, *, dictionary: tuple[str, ...] = ()) -> pa.Table:
         """The requests' ``columns`` (all by default) as an Arrow table, in stored order;
         ``dictionary`` columns come dictionary-encoded."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(self.requests_path, columns=columns, read_dictionary=list(dictionary) or None)
+        tables = [pq.read_table(f, columns=columns, read_dictionary=list(dictionary) or None)
+                  for f in self.requests_files]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
         """Read the requests (optionally only ``columns``) into memory."""
-        return pl.read_parquet(self.requests_path, columns=columns)
+        if not self.partitioned:
+            return pl.read_parquet(self.requests_path, columns=columns)
+        return pl.read_parquet([str(f) for f in self.requests_files], columns=columns, hive_partitioning=False)
 
 
 @dataclass(frozen=True)
@@ -526,6 +590,54 @@ def write_store(
         )
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False))
     return open_store(path)
+
+
+def partition_store(path: str | os.PathLike, *, by: tuple[str, ...] = ("day",)) -> TraceStore:
+    """Rewrite the single-file store at ``path`` as a store partitioned by ``by`` (in place, atomically
+    per file: the partitions are written first, then the manifest, then ``requests.parquet`` goes).
+
+    One DuckDB query per day (a loop over partitions, not rows): ``COPY (... WHERE day = d ORDER
+    BY request_id)``; the source file is sorted by timestamp, so each day reads only its row groups.
+    Row counts, columns, request ids and the rejected rows are unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``by`` is not a subset of :data:`PARTITION_KEYS`, or the store is partitioned already.
+    """
+    by = tuple(by)
+    if not by or any(k not in PARTITION_KEYS for k in by):
+        raise ValueError(f"by must name partition keys from {list(PARTITION_KEYS)}; got {list(by)!r}")
+    store = open_store(path)
+    if store.partitioned:
+        raise ValueError(f"store {str(store.path)!r} is partitioned already; got by={list(by)!r}")
+    single = store.path / REQUESTS_NAME
+    origin = store.origin
+    if origin is None:
+        base, day_origin = "TIMESTAMP '1970-01-01 00:00:00'", "none: day=1970-01-01 is the trace's first 24 h"
+    else:
+        utc = origin.astimezone(dt.timezone.utc) if origin.tzinfo is not None else origin
+        base, day_origin = f"TIMESTAMP '{utc.replace(tzinfo=None).isoformat(sep=' ')}'", "origin (UTC days)"
+    day = f"strftime({base} + to_microseconds(CAST(round(timestamp * 1e6) AS BIGINT)), '%Y-%m-%d')"
+    con = duckdb.connect(config=duckdb_config())
+    try:
+        con.execute(f"CREATE TEMP TABLE days AS SELECT DISTINCT {day} AS day FROM read_parquet({_sql_str(single)}) "
+                    "ORDER BY day")
+        days = [r[0] for r in con.execute("SELECT day FROM days ORDER BY day").fetchall()]
+        files = []
+        for d in days:
+            rel = f"{REQUESTS_DIR}/day={d}/part-0.parquet"
+            (store.path / rel).parent.mkdir(parents=True, exist_ok=True)
+            con.execute(f"COPY (SELECT * FROM read_parquet({_sql_str(single)}) WHERE {day} = {_sql_str(d)} "
+                        f"ORDER BY request_id) TO {_sql_str(store.path / rel)} (FORMAT parquet)")
+            files.append(rel)
+    finally:
+        con.close()
+    manifest = dict(store.manifest)
+    manifest["layout"] = {"kind": "partitioned", "partition_by": list(by), "files": files, "day_origin": day_origin}
+    (store.path / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False))
+    single.unlink()
+    return open_store(store.path)
 
 
 def build_manifest(

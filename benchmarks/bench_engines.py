@@ -1,27 +1,48 @@
-"""The aggregation SQL on DuckDB vs Spark (local mode) on one store, per step (issue 21, first slice).
+"""The aggregation SQL on DuckDB vs Spark local vs Spark standalone (2 workers), per step and size (issue 21).
 
-Steps (each the query of :mod:`servelab.analysis.aggregates` that ``fit_pool`` runs): client
-counts; the jittered gaps table plus the per-(client, window) arrival cells; the binned value
-counts of ``input_tokens``; the log statistics of ``input_tokens``. Each step runs ``--repeat``
-times per engine (best time kept); Spark's session start is timed apart (paid once per process).
-The output gives both times and the ratio Spark / DuckDB per step, and checks the two engines'
-arrival cells agree (counts exactly).
+Steps (each a query of :mod:`servelab.analysis.aggregates` that ``fit_pool`` runs): client counts;
+the jittered gaps table plus the per-(client, window) arrival cells; the binned value counts of
+``input_tokens``; the log statistics of ``input_tokens``. Each step runs ``--repeat`` times per
+engine and store (best kept). Engines: ``duckdb`` (this process), ``local`` (Spark ``local[2]``),
+``standalone`` (a master and two 1-core workers on 127.0.0.1, started by
+:func:`servelab.analysis.spark_cluster.local_cluster`). Spark's session start is timed apart.
 
-Also times the DuckDB gaps step with the former DuckDB-only ``hash()`` uniform against the portable
-``mix_sql`` uniform both engines share (the cost of engine-independent jitter on DuckDB).
+Output: a table per store (seconds per step, Spark / DuckDB ratio), whether the engines' arrival
+cells agree (counts exactly), where Spark overtakes DuckDB on this machine (if ever), and a
+*projection* (on paper) to N workers: per step, a line ``t = a + b * rows`` is fitted to each
+engine's measured times (two sizes or more); Spark's variable part is divided by N / 2 (its
+measured per-task throughput, 2 workers here, assumed to scale linearly with workers, with its
+fixed overhead ``a`` unchanged) and compared with DuckDB's line on one machine.
 
-Usage: ``.venv/bin/python benchmarks/bench_engines.py [--store DIR] [--master local[2]] [--repeat 2]``
-(default store: the cached 1 M-row store under /work/bench_data). Spark local mode on this
-2-core machine is a correctness path, not a speed-up: Spark only pays past one machine.
+``--duckdb-before REF`` also checks that the DuckDB path did not get slower: the DuckDB steps run
+in child processes, alternately with this checkout and with the package at git ``REF`` (exported
+with ``git archive``), ``--rounds`` times each, and the medians are compared.
+
+Usage (heavy runs under the shared lock)::
+
+    flock /tmp/servelab-bench.lock .venv/bin/python benchmarks/bench_engines.py --rows 1000000,10000000
+    flock /tmp/servelab-bench.lock .venv/bin/python benchmarks/bench_engines.py --rows 10000000 \\
+        --engines duckdb --duckdb-before main --rounds 5
+
+Stores: ``/work/bench_data/store_rows{N}_clients2000_days14_seed0`` (``benchmarks/synthetic_trace.py``).
 """
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
 import time
+from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from servelab.analysis import aggregates as agg
 from servelab.analysis.aggregates import (
     aggregate_source,
     arrival_cells,
@@ -31,11 +52,13 @@ from servelab.analysis.aggregates import (
     log_stats,
     value_counts,
 )
-from servelab.analysis.engines import spark_session
 from servelab.analysis.store import open_store
 
-DEFAULT_STORE = "/work/bench_data/store_rows1000000_clients2000_days14_seed0"
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+STORE = "/work/bench_data/store_rows{n}_clients2000_days14_seed0"
 BINNING = {"exact_below": 64, "bin_ratio": 1.1, "spike_share": 0.05, "max_bin_mass": 0.1}
+ENGINES = ("duckdb", "local", "standalone")
 
 
 def _best(fn, repeat: int) -> tuple[float, object]:
@@ -58,58 +81,212 @@ def _steps(src) -> dict:
     }
 
 
+def _index(store) -> pl.DataFrame:
+    with aggregate_source(store) as src:
+        ids = client_counts(src).drop_nulls("client_id").sort("client_id")
+    return pl.DataFrame({"client_id": ids["client_id"], "cidx": pl.int_range(ids.height, eager=True)})
+
+
 def _run(store, index, engine: str, master: str | None, repeat: int) -> dict[str, tuple[float, object]]:
-    kw = {"engine": engine, "spark_master": master} if engine == "spark" else {}
+    kw = {"engine": "spark", "spark_master": master} if engine != "duckdb" else {}
     with aggregate_source(store, index, residual=index.height, **kw) as src:
         return {name: _best(fn, repeat) for name, fn in _steps(src).items()}
 
 
-def _hash_cost(store, index, repeat: int) -> tuple[float, float]:
-    """DuckDB gaps + cells with the former ``hash()`` uniform vs the portable mix (seconds, best)."""
-    old = "(CAST((hash({key}, {seed})) >> 11 AS DOUBLE) / 9007199254740992.0)"
-    times = []
-    for uniform in (lambda key, seed: old.format(key=key, seed=int(seed)), agg.uniform_sql):
-        saved = agg.uniform_sql
-        agg.uniform_sql = uniform
-        try:
-            with aggregate_source(store, index, residual=index.height) as src:
-                times.append(_best(lambda: (build_gaps(src, window_s=600.0, step=1.0, seed=0),
-                                            arrival_cells(src)), repeat)[0])
-        finally:
-            agg.uniform_sql = saved
-    return times[0], times[1]
+def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(a, b) of the least-squares line y = a + b x (a >= 0, b >= 0)."""
+    b, a = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+    return max(float(a), 0.0), max(float(b), 0.0)
+
+
+def _project(results: dict, sizes: list[int], n_workers: tuple[int, ...]) -> None:
+    print("\nprojection (on paper: linear fits to the measured times; Spark's per-row part divided by N/2, "
+          "its fixed part kept; DuckDB on this one machine)")
+    if len(sizes) < 2 or "duckdb" not in results or "standalone" not in results:
+        print("  needs duckdb and standalone on two sizes or more")
+        return
+    for step in results["duckdb"][sizes[0]]:
+        ad, bd = _line(sizes, [results["duckdb"][n][step] for n in sizes])
+        as_, bs = _line(sizes, [results["standalone"][n][step] for n in sizes])
+        per_task = 1.0 / (bs * 2) if bs > 0 else float("inf")  # rows/s of one 1-core worker
+        print(f"  {step}: duckdb {ad:.2f} s + {bd * 1e6:.3f} s per M rows; standalone(2) {as_:.2f} s + "
+              f"{bs * 1e6:.3f} s per M rows (one worker ~{per_task / 1e6:.2f} M rows/s)")
+        for n in n_workers:
+            b_n = bs * 2 / n
+            if b_n >= bd:
+                print(f"    N={n:>4} workers: Spark never overtakes (per-row {b_n * 1e6:.3f} >= DuckDB {bd * 1e6:.3f} s/M)")
+                continue
+            cross = (as_ - ad) / (bd - b_n) if as_ > ad else 0.0
+            print(f"    N={n:>4} workers: Spark faster above ~{cross / 1e6:,.0f} M rows "
+                  f"(at 8.64 B rows: Spark {as_ + b_n * 8.64e9:,.0f} s vs DuckDB {ad + bd * 8.64e9:,.0f} s)")
+
+
+def _export_ref(ref: str) -> Path:
+    """The package at git ``ref`` (``git archive``) under benchmarks/out/, laid out as installed."""
+    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=HERE, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    root = OUT / f"ref_{sha}"
+    pkg = root / "pkg"
+    if (pkg / "servelab" / "__init__.py").is_file():
+        return pkg
+    shutil.rmtree(root, ignore_errors=True)
+    src = root / "src"
+    src.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref], cwd=HERE.parent, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(src, filter="data")
+    shutil.copytree(src / "servelab", pkg / "servelab")
+    for top in ("analysis", "fitting", "generator", "figures", "reports"):
+        (pkg / "servelab" / top).symlink_to(src / top, target_is_directory=True)
+    return pkg
+
+
+_CHILD = """
+import json, sys, time
+if {before!r}:  # the exported package first, and not this checkout's editable install
+    sys.path.insert(0, {before!r})
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")
+                        and "__editable__" not in getattr(f, "__name__", "")]
+sys.path.insert(1, {bench!r})
+import bench_engines as b
+from servelab.analysis.store import open_store
+store = open_store({store!r})
+index = b._index(store)
+out = b._run(store, index, "duckdb", None, 1)
+import servelab.analysis.aggregates as agg
+print(json.dumps({{"times": {{k: v[0] for k, v in out.items()}}, "module": agg.__file__}}))
+"""
+
+
+def _duckdb_before_after(store_path: str, ref: str, rounds: int) -> None:
+    """DuckDB steps in child processes, this checkout vs ``ref``, interleaved ``rounds`` times."""
+    pkg = _export_ref(ref)
+    times: dict[str, list[dict]] = {"after": [], f"before ({ref})": []}
+    for _ in range(rounds):
+        for name, path in (("after", None), (f"before ({ref})", pkg)):
+            code = _CHILD.format(bench=str(HERE), store=store_path, before=str(path) if path is not None else "")
+            OUT.mkdir(exist_ok=True)  # run outside the checkout: its servelab/ folder must not shadow the export
+            res = subprocess.run([sys.executable, "-c", code], cwd=OUT, capture_output=True, text=True, check=True)
+            got = json.loads(res.stdout.strip().splitlines()[-1])
+            if path is not None and not got["module"].startswith(str(path.parent)):
+                raise SystemExit(f"the before run imported {got['module']}, not the export of {ref} under {path}")
+            times[name].append(got["times"])
+    print(f"\nDuckDB path, this checkout vs {ref} ({rounds} interleaved rounds, medians, seconds)")
+    after, before = times["after"], times[f"before ({ref})"]
+    tot_a = statistics.median(sum(r.values()) for r in after)
+    tot_b = statistics.median(sum(r.values()) for r in before)
+    for step in after[0]:
+        a = statistics.median(r[step] for r in after)
+        b = statistics.median(r[step] for r in before)
+        print(f"  {step:<24} after {a:8.3f}  before {b:8.3f}  ({100 * (a / b - 1):+.1f}%)")
+    print(f"  {'total':<24} after {tot_a:8.3f}  before {tot_b:8.3f}  ({100 * (tot_a / tot_b - 1):+.1f}%)")
+
+
+def _generation(engines: list[str], seconds: float, n_workers: tuple[int, ...]) -> None:
+    """Sharded generation (generator.sharded) of the shipped ServeGen m-small pool: one process vs Spark;
+    the per-task throughput projected to the design point (a day at 100,000 req/s = 8.64 B requests)."""
+    import tempfile
+    import warnings
+
+    from servelab.generator import read_servegen
+    from servelab.generator.sharded import generate_by_client, spark_generate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pool = read_servegen(HERE.parent / "raw_traces" / "servegen" / "m-small")
+    start = 338_700.0  # three clients active (tests/generator/test_sharded_generation.py)
+    t0 = time.perf_counter()
+    rows = generate_by_client(pool, seconds, seed=0, start=start).height
+    one = time.perf_counter() - t0
+    print(f"\nsharded generation, m-small pool, {seconds:g} s from {start:g} s: {rows:,} rows")
+    print(f"  one process (generate_by_client): {one:.2f} s, {rows / one / 1e6:.2f} M rows/s")
+    masters = {"local": "local[2]"}
+    with tempfile.TemporaryDirectory(prefix="servelab-gen-") as tmp:
+        for engine in [e for e in engines if e in masters]:
+            t0 = time.perf_counter()
+            spark_generate(pool, seconds, seed=0, start=start, output=Path(tmp) / engine, master=masters[engine],
+                           n_tasks=3)
+            dt_s = time.perf_counter() - t0
+            print(f"  spark {engine} ({masters[engine]}, 3 tasks): {dt_s:.2f} s incl. writing Parquet, "
+                  f"{rows / dt_s / 1e6:.2f} M rows/s")
+    per_core = rows / one
+    for n in n_workers:
+        print(f"  projection: 8.64 B requests on {n} cores at the one-process rate "
+              f"{per_core / 1e6:.2f} M rows/s/core: {8.64e9 / (per_core * n) / 60:,.0f} min (drawing only)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=DEFAULT_STORE)
-    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--rows", default="1000000", help="comma-separated store sizes (see STORE)")
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {ENGINES}")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--workers", default="2,8,32,128", help="projection: worker counts")
+    parser.add_argument("--duckdb-before", default=None, metavar="REF")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--generation", type=float, default=0.0, metavar="SECONDS",
+                        help="also time sharded generation of this many seconds of the m-small pool")
     args = parser.parse_args()
-    store = open_store(args.store)
-    with aggregate_source(store) as src:
-        ids = client_counts(src).drop_nulls("client_id").sort("client_id")
-    index = pl.DataFrame({"client_id": ids["client_id"], "cidx": pl.int_range(ids.height, eager=True)})
-    n_rows = int(ids["n"].sum())
-    print(f"store {args.store}: {n_rows:,} rows, {ids.height:,} clients")
+    sizes = [int(x) for x in args.rows.split(",")]
+    engines = [e for e in args.engines.split(",") if e]
+    bad = [e for e in engines if e not in ENGINES]
+    if bad:
+        raise SystemExit(f"--engines must name {ENGINES}; got {bad}")
+    results: dict[str, dict[int, dict[str, float]]] = {e: {} for e in engines}
+    cells: dict[tuple[str, int], pl.DataFrame] = {}
+    from servelab.analysis.engines import spark_session
 
-    t0 = time.perf_counter()
-    spark_session(args.master)
-    print(f"spark session start ({args.master}): {time.perf_counter() - t0:.1f} s (once per process)")
-    duck = _run(store, index, "duckdb", None, args.repeat)
-    spark = _run(store, index, "spark", args.master, args.repeat)
-    print(f"{'step':<24}{'duckdb s':>10}{'spark s':>10}{'spark/duckdb':>14}")
-    for name in duck:
-        d, s = duck[name][0], spark[name][0]
-        print(f"{name:<24}{d:>10.3f}{s:>10.3f}{s / d:>14.1f}")
-    total_d, total_s = sum(v[0] for v in duck.values()), sum(v[0] for v in spark.values())
-    print(f"{'total':<24}{total_d:>10.3f}{total_s:>10.3f}{total_s / total_d:>14.1f}")
-    a = duck["gaps + arrival_cells"][1].select("cidx", "w", "n_req", "n_gaps")
-    b = spark["gaps + arrival_cells"][1].select("cidx", "w", "n_req", "n_gaps")
-    print(f"arrival cells: {a.height:,}; identical counts on both engines: {a.sort('cidx', 'w').equals(b.sort('cidx', 'w'))}")
-    old, new = _hash_cost(store, index, args.repeat)
-    print(f"duckdb gaps + cells: hash() uniform {old:.3f} s, portable mix_sql uniform {new:.3f} s "
-          f"({100 * (new / old - 1):+.1f}%)")
+    def measure(engine: str, master: str | None) -> None:
+        if master is not None:
+            t0 = time.perf_counter()
+            spark_session(master)
+            print(f"spark session start ({engine}, {master}): {time.perf_counter() - t0:.1f} s (once per process)")
+        for n in sizes:
+            store = open_store(STORE.format(n=n))
+            t0 = time.perf_counter()
+            out = _run(store, _index(store), engine, master, args.repeat)
+            results[engine][n] = {k: v[0] for k, v in out.items()}
+            cells[(engine, n)] = out["gaps + arrival_cells"][1].select("cidx", "w", "n_req", "n_gaps").sort("cidx", "w")
+            print(f"  {engine} {n:,} rows: {sum(results[engine][n].values()):.2f} s of steps "
+                  f"({time.perf_counter() - t0:.1f} s with repeats)", flush=True)
+
+    if "duckdb" in engines:
+        measure("duckdb", None)
+    if "local" in engines:
+        measure("local", "local[2]")
+    if "standalone" in engines:
+        from servelab.analysis.spark_cluster import local_cluster
+
+        with local_cluster(workers=2, cores=1, memory="2g") as cluster:
+            measure("standalone", cluster.master)
+            from pyspark.sql import SparkSession
+
+            active = SparkSession.getActiveSession()
+            if active is not None:
+                active.stop()
+
+    for n in sizes:
+        print(f"\nstore {STORE.format(n=n)}: {n:,} rows; seconds per step (best of {args.repeat})")
+        print(f"{'step':<24}" + "".join(f"{e:>12}" for e in engines) + "".join(
+            f"{e + '/duckdb':>20}" for e in engines if e != "duckdb" and "duckdb" in engines))
+        for step in results[engines[0]][n]:
+            row = [results[e][n][step] for e in engines]
+            ratios = [results[e][n][step] / results["duckdb"][n][step] for e in engines
+                      if e != "duckdb" and "duckdb" in engines]
+            print(f"{step:<24}" + "".join(f"{t:>12.3f}" for t in row) + "".join(f"{r:>20.1f}" for r in ratios))
+        base = cells[(engines[0], n)]
+        same = all(cells[(e, n)].equals(base) for e in engines)
+        print(f"arrival cells: {base.height:,}; identical counts on every engine: {same}")
+    if "duckdb" in engines and len(engines) > 1:
+        over = [(e, n, s) for e in engines if e != "duckdb" for n in sizes for s in results[e][n]
+                if results[e][n][s] < results["duckdb"][n][s]]
+        print("\nSpark faster than DuckDB on this machine: " + (
+            ", ".join(f"{e} {n:,} rows {s}" for e, n, s in over) if over else "never (no engine, size or step)"))
+    _project(results, sizes, tuple(int(x) for x in args.workers.split(",")))
+    if args.generation > 0:
+        _generation(engines, args.generation, tuple(int(x) for x in args.workers.split(",")))
+    if args.duckdb_before:
+        for n in sizes:
+            _duckdb_before_after(STORE.format(n=n), args.duckdb_before, args.rounds)
 
 
 if __name__ == "__main__":

@@ -92,9 +92,10 @@ REQUESTS_FILE = "requests.parquet"
 
 def _store_sha256(store: TraceStore) -> str:
     h = hashlib.sha256()
-    with open(store.requests_path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
+    for path in store.requests_files:  # one file, or a partitioned store's files in order
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
     return h.hexdigest()
 
 

@@ -244,7 +244,8 @@ def _read(store: TraceStore) -> pl.DataFrame:
     """The columns fitting and scoring use: time, client, links, token counts and modality counts."""
     keep = [c for c in store.columns if c in ("timestamp", "client_id", "conversation_id", "parent_id", "turn")
             or c.endswith("_tokens") or c.endswith("_count")]
-    return pl.scan_parquet(store.requests_path).select(keep).sort("timestamp", maintain_order=True).collect()
+    files = [str(f) for f in store.requests_files]  # one file, or a partitioned store's
+    return pl.scan_parquet(files, hive_partitioning=False).select(keep).sort("timestamp", maintain_order=True).collect()
 
 
 def sample_clients(frame: pl.DataFrame, bound: int, *, seed: int) -> tuple[pl.DataFrame, dict[str, int]]:

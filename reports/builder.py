@@ -166,6 +166,8 @@ def build_report(
     figures_dir: str | os.PathLike | None = None,
     figure_formats: tuple[str, ...] = ("svg",),
     area_options: Mapping[str, Mapping[str, Any]] | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> ReportResult:
     """Characterize a trace and write the report.
 
@@ -205,6 +207,13 @@ def build_report(
     area_options : Mapping, optional
         Area id -> keyword options of that area's ``measure`` (e.g.
         ``{"conversations": {"linking": LinkOptions(min_shared_blocks=2)}}``).
+    engine : {"duckdb", "spark"}
+        Where the sections that aggregate in SQL run it (those whose area has
+        ``runs_on_engine``: overview, generation); the others run locally and say so in their
+        notes (see :func:`run_sections`).
+    spark_master : str, optional
+        Spark master URL for engine ``spark`` (``local[2]`` by default, ``spark://host:7077``,
+        ``sc://host:15002``).
 
     Returns
     -------
@@ -228,6 +237,7 @@ def build_report(
     if budget is not None and quick:
         raise ValueError(f"give quick=True or a budget, not both; got quick=True and budget={budget!r}")
     budget = budget if budget is not None else (Budget.quick() if quick else Budget.full())
+    _check_engine_choice(engine, spark_master)
     areas = _resolve_areas(sections)
     started = time.perf_counter()
     output = Path(output)
@@ -237,7 +247,7 @@ def build_report(
     with _FigureEncoder(worker=figure_worker) as encoder, duckdb_settings(memory_limit=DUCKDB_MEMORY_LIMIT), \
             open_or_ingest(store_or_trace, fmt=fmt, column_map=column_map, notes=notes, progress=show) as (store, source):
         outcomes = run_sections(store, budget=budget, seed=seed, progress=progress, areas=areas, notes=notes,
-                                area_options=area_options,
+                                area_options=area_options, engine=engine, spark_master=spark_master,
                                 on_done=encoder.submit)
         images, figure_meta = _render_figures(outcomes, notes, encoder=encoder)
         if not budget.is_full:
@@ -332,6 +342,8 @@ def run_sections(
     notes: list[str] | None = None,
     on_done: Callable[[SectionOutcome], None] | None = None,
     area_options: Mapping[str, Mapping[str, Any]] | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> list[SectionOutcome]:
     """Build the section of every area (default :data:`~servelab.reports.areas.AREAS`); a failing
     one becomes a ``status="error"`` outcome.
@@ -339,6 +351,9 @@ def run_sections(
     ``on_done`` is called with each outcome as soon as its section is built (the report uses it
     to start encoding that section's figures). ``notes`` is accepted for the report's notes list
     (areas add nothing to it today).
+
+    ``engine`` other than ``"duckdb"`` (with ``spark_master``) goes to the ``measure`` of every
+    area with ``runs_on_engine``; every other section runs locally and gets a note saying so.
 
     Raises
     ------
@@ -348,17 +363,39 @@ def run_sections(
     from tqdm.auto import tqdm
 
     budget = Budget.full() if budget is None else budget
+    _check_engine_choice(engine, spark_master)
     chosen = _resolve_areas(areas)
     outcomes: list[SectionOutcome] = []
     show = progress and _is_terminal(sys.stderr)
     bar = tqdm(chosen, desc="report", unit="section", disable=not show, leave=False, file=sys.stderr)
     for area in bar:
         bar.set_postfix_str(area.id)
-        outcomes.append(_run_one(area, store, budget=budget, seed=seed, options=(area_options or {}).get(area.id, {})))
+        options = dict((area_options or {}).get(area.id, {}))
+        local = engine != "duckdb" and not getattr(area, "runs_on_engine", False)
+        if engine != "duckdb" and not local:
+            options.update(engine=engine, spark_master=spark_master)
+        outcome = _run_one(area, store, budget=budget, seed=seed, options=options)
+        if local and outcome.section is not None:
+            note = (f"Ran locally (DuckDB and polars in this process): this section does not aggregate on "
+                    f"engine {engine}.")
+            outcome = dataclasses.replace(outcome, section=dataclasses.replace(
+                outcome.section, notes=(*outcome.section.notes, note)))
+        outcomes.append(outcome)
         if on_done is not None:
             on_done(outcomes[-1])
     bar.close()
     return outcomes
+
+
+def _check_engine_choice(engine: str, spark_master: str | None) -> None:
+    from servelab.analysis.engines import check_engine, check_master
+
+    check_engine(engine)
+    if spark_master is not None:
+        if engine != "spark":
+            raise ValueError(f"spark_master is for engine 'spark'; got spark_master={spark_master!r} with engine "
+                             f"{engine!r}")
+        check_master(spark_master)
 
 
 def _run_one(area: Area, store: TraceStore, *, budget: Budget, seed: int,

@@ -121,6 +121,7 @@ def subset_store(store: TraceStore, condition: str, path: str | Path, *,
             n, first, last = con.execute(f"SELECT count(*), min(timestamp), max(timestamp) "
                                          f"FROM read_parquet('{target}')").fetchone()
         manifest = json.loads(json.dumps(dict(store.manifest), default=_plain))
+        manifest.pop("layout", None)  # the subset is one requests.parquet whatever the store's layout
         manifest["rows"] = {**dict(manifest.get("rows") or {}), "stored": int(n)}
         manifest["span_s"] = {"first": first, "last": last}
         manifest["extra"] = {**dict(manifest.get("extra") or {}), "subset": description,

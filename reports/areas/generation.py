@@ -67,10 +67,11 @@ def choose_periods(store: TraceStore, *, period_s: float = 3 * 3600.0, window_s:
 
 
 def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=None, window_s: float = 3.0,
-                        seed: int = 0) -> dict:
+                        seed: int = 0, engine: str = "duckdb", spark_master: str | None = None) -> dict:
     """Fit (unless ``pool`` is given), generate servelab and naive workloads of ``span``, compare.
 
-    The pool is fitted from the requests inside ``span`` only.
+    The pool is fitted from the requests inside ``span`` only; its aggregation SQL runs on
+    ``engine`` (``"duckdb"`` or ``"spark"`` with ``spark_master``), the fits here.
 
     Returns
     -------
@@ -91,7 +92,7 @@ def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=No
         # windows it covers; it does not filter), so nothing outside the period leaks into it
         with temporary_subset(store, "timestamp >= $a AND timestamp < $b", parameters={"a": a, "b": b},
                               description=f"period {a:.0f}-{b:.0f} s") as period:
-            pool = fit_pool(period, span=(a, b))
+            pool = fit_pool(period, span=(a, b), engine=engine, spark_master=spark_master)
     ref = store.query(
         "SELECT timestamp - $a AS timestamp, input_tokens, output_tokens FROM requests "
         "WHERE timestamp >= $a AND timestamp < $b ORDER BY timestamp", {"a": a, "b": b})
@@ -156,9 +157,14 @@ class GenerationArea:
     id = "generation"
     title = "Workload generation fidelity"
 
-    def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0) -> GenerationEvidence:
+    #: the pool fits' aggregation SQL can run on ``--engine spark`` (:mod:`servelab.analysis.engines`)
+    runs_on_engine = True
+
+    def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, engine: str = "duckdb",
+                spark_master: str | None = None) -> GenerationEvidence:
         """Choose the stable and variable periods (``budget.generation_period_s`` long: 3 h full,
-        30 min quick), fit a pool from each, generate it again both ways and compare."""
+        30 min quick), fit a pool from each (its aggregation SQL on ``engine``), generate it again
+        both ways and compare."""
         store = source
         missing = [c for c in ("client_id", "input_tokens", "output_tokens") if c not in store.columns]
         if missing:
@@ -175,9 +181,13 @@ class GenerationArea:
             notes.append(f"{budget.label} mode: {period_s / 60:g}-minute stable and variable periods instead of "
                          f"{full_s / 3600:g} h (the pool fits, the generated workloads and the 3 s window comparison "
                          f"cover {_fraction(period_s / full_s)} of the full mode's span)")
+        if engine != "duckdb":
+            from servelab.reports.areas.overview import engine_note
+
+            notes.append(engine_note(engine, spark_master).replace("SQL aggregates", "the pool fits' aggregation SQL"))
         for name, span in periods.items():
             try:
-                res = fidelity_experiment(store, span, seed=seed)
+                res = fidelity_experiment(store, span, seed=seed, engine=engine, spark_master=spark_master)
             except (ImportError, ValueError) as err:  # fit-pool missing or the period too thin to fit
                 reason = f"the {name} period could not be fitted and regenerated: {err}"
                 return GenerationEvidence(periods=periods, failed=reason, notes=(*notes, reason), budget=budget)

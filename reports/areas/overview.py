@@ -22,7 +22,7 @@ from servelab.analysis.store import TraceStore, fetch_polars
 from servelab.reports.areas.base import with_registered_figures
 
 __all__ = ["ANALYSES", "OVERVIEW", "AnalysisNeed", "OverviewArea", "OverviewEvidence", "analyses_table",
-           "format_duration", "rejected_table"]
+           "engine_note", "format_duration", "rejected_table"]
 
 
 @dataclass(frozen=True)
@@ -106,15 +106,20 @@ class OverviewArea:
     id = "overview"
     title = "Trace overview"
 
-    def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0) -> OverviewEvidence:
+    #: the aggregates can run on ``--engine spark`` (:mod:`servelab.analysis.engines`)
+    runs_on_engine = True
+
+    def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, engine: str = "duckdb",
+                spark_master: str | None = None) -> OverviewEvidence:
         """Manifest facts and two SQL aggregates of ``source``.
 
         ``budget`` and ``seed`` are accepted for the common signature; the overview reads
-        aggregates only, so it neither subsamples nor draws.
+        aggregates only, so it neither subsamples nor draws. ``engine`` (``"duckdb"`` or
+        ``"spark"``, with ``spark_master``) is where the aggregates run.
         """
         store = source
         manifest = store.manifest
-        stats = _aggregates(store)
+        stats = _aggregates(store, engine=engine, spark_master=spark_master)
         rows = manifest.get("rows") or {}
         rejected = dict(rows.get("rejected") or {})
         n_rejected = int(sum(int(v) for v in rejected.values()))
@@ -145,6 +150,8 @@ class OverviewArea:
             notes.append(f"{rows['unsorted']:,} rows arrived out of timestamp order and were sorted at ingest.")
         if not budget.is_full:
             notes.append(f"{budget.label} mode: not subsampled (SQL aggregates over every request)")
+        if engine != "duckdb":
+            notes.append(engine_note(engine, spark_master))
         return OverviewEvidence(headline=headline, rows=rejected_table(manifest), columns=_columns_table(store),
                                 analyses=analyses_table(store), notes=tuple(notes), budget=budget)
 
@@ -234,14 +241,28 @@ def _columns_table(store: TraceStore) -> pl.DataFrame:
     return pl.DataFrame({"present": [", ".join(present)], "absent": [", ".join(absent)]})
 
 
-def _aggregates(store: TraceStore) -> dict:
+def engine_note(engine: str, spark_master: str | None) -> str:
+    """The note of a section whose SQL aggregates ran on ``engine`` (not DuckDB in this process)."""
+    from servelab.analysis.engines import check_master
+
+    where = f" (master {check_master(spark_master)})" if engine == "spark" else ""
+    return f"SQL aggregates ran on engine {engine}{where}; everything else in this section ran locally."
+
+
+def _aggregates(store: TraceStore, *, engine: str = "duckdb", spark_master: str | None = None) -> dict:
     parts = ["count(*) AS requests", "min(timestamp) AS first", "max(timestamp) AS last"]
     if store.has("client_id"):
         parts.append("count(DISTINCT client_id) AS clients")
     if store.has("failed"):
         parts.append("avg(CASE WHEN failed THEN 1.0 ELSE 0.0 END) AS failure_rate")
-    with contextlib.closing(store.connect()) as con:
-        row = fetch_polars(con, f"SELECT {', '.join(parts)} FROM requests").row(0, named=True)
+    if engine != "duckdb":
+        from servelab.analysis.aggregates import aggregate_source
+
+        with aggregate_source(store, engine=engine, spark_master=spark_master) as src:
+            row = src.engine.frame(f"SELECT {', '.join(parts)} FROM {src.source}").row(0, named=True)
+    else:
+        with contextlib.closing(store.connect()) as con:
+            row = fetch_polars(con, f"SELECT {', '.join(parts)} FROM requests").row(0, named=True)
     out = dict(row)
     out["span_s"] = None if row["first"] is None else float(row["last"] - row["first"])
     return out

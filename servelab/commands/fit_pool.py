@@ -33,8 +33,8 @@ __all__ = ["fit_pool"]
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
               help="Where the aggregation SQL runs (spark: needs servelab[spark] and Java); the same pool either way.")
-@click.option("--spark-master", default=None, help="Spark master URL for --engine spark (default local[2]; "
-              "or spark://host:7077).")
+@click.option("--spark-master", default=None, help="Spark master URL for --engine spark: local[2] (default), local[*], "
+              "spark://host:7077, or sc://host:15002 (Spark Connect).")
 @click.option("--no-window-censoring", "no_window_censoring", is_flag=True,
               help="Fit conversations and prefix reuses as seen, without the correction for the trace's window.")
 @link_options

@@ -29,8 +29,11 @@ _FORMATS = ("auto", "burstgpt", "azure", "aiperf", "mooncake", "bailian", "gener
 @click.option("--max-line-bytes", type=click.IntRange(min=1024), default=None, metavar="BYTES",
               help="Longest row (CSV line or JSONL object) read, in bytes (default 64 MiB); a longer one is "
                    "one rejected row (line_too_long).")
+@click.option("--partition-by", "partition_by", type=click.Choice(["day"]), default=None,
+              help="Write the requests as requests/day=YYYY-MM-DD/part-0.parquet (UTC days; a lake-scale layout "
+                   "both engines read) instead of one requests.parquet.")
 def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, column_map: str | None,
-           clock: float | None, max_line_bytes: int | None) -> None:
+           clock: float | None, max_line_bytes: int | None, partition_by: str | None) -> None:
     """Ingest raw trace files SOURCE... (paths or globs, one format) into a trace store."""
     from servelab.analysis import ingest as run_ingest
     from servelab.analysis.exceptions import ColumnMapError, StoreExistsError, TraceFormatError
@@ -43,6 +46,12 @@ def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, col
         raise click.ClickException(str(err)) from None
     except ValueError as err:  # a bad --clock
         raise click.BadParameter(str(err), param_hint="--clock") from None
+    if partition_by:
+        from servelab.analysis.store import partition_store
+
+        store = partition_store(store.path, by=(partition_by,))
+        click.echo(f"layout: {len(store.requests_files)} file(s) under {store.requests_path} "
+                   f"(partitioned by {partition_by})", err=True)
     m = store.manifest
     chosen = m["format"]
     if m.get("extra", {}).get("ingest", {}).get("sniffed"):

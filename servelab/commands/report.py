@@ -41,17 +41,23 @@ TRACE_FORMATS = INGEST_FORMATS
               help="Also save every figure here as <figure id>.<format> (the page embeds PNGs).")
 @click.option("--figure-format", "figure_formats", multiple=True, type=click.Choice(["svg", "pdf", "png"]),
               help="Format(s) for --figures-dir (repeatable).  [default: svg]")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Where the sections that aggregate in SQL (overview, generation's pool fits) run it; the other "
+                   "sections run locally and say so (spark: needs servelab[spark]).")
+@click.option("--spark-master", default=None, help="Spark master URL for --engine spark: local[2] (default), local[*], "
+              "spark://host:7077, or sc://host:15002 (Spark Connect).")
 @clock_option
 @link_options
 def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fmt: str, column_map: Path | None,
            only: tuple[str, ...], progress: bool, figures_dir: Path | None, figure_formats: tuple[str, ...],
-           linking, clock) -> None:
+           engine: str, spark_master: str | None, linking, clock) -> None:
     """Write the characterization report of STORE_OR_TRACE (default: the shipped Azure sample).
 
     STORE_OR_TRACE is a trace store folder (from `servelab ingest`) or a raw trace file, which is
     ingested into a temporary store first.
     """
     from servelab.analysis.budget import Budget
+    from servelab.analysis.engines import EngineUnavailableError
     from servelab.analysis.exceptions import ColumnMapError, StoreNotFoundError, TraceFormatError
     from servelab.reports.areas import area_ids
     from servelab.reports.builder import SectionFailedWarning, build_report
@@ -70,8 +76,10 @@ def report(store_or_trace: Path | None, output: Path, quick: bool, seed: int, fm
                                   column_map=column_map, sections=sections, figures_dir=figures_dir,
                                   figure_formats=figure_formats or ("svg",),
                                   area_options={"conversations": {"linking": linking},
-                                                "arrivals": {"clock": clock}})
-        except (StoreNotFoundError, TraceFormatError, ColumnMapError, FileNotFoundError) as err:
+                                                "arrivals": {"clock": clock}},
+                                  engine=engine, spark_master=spark_master)
+        except (StoreNotFoundError, TraceFormatError, ColumnMapError, FileNotFoundError, ValueError,
+                EngineUnavailableError) as err:
             raise click.ClickException(str(err)) from None
     for warning in caught:
         if not issubclass(warning.category, SectionFailedWarning):

@@ -318,10 +318,9 @@ def test_fit_pool_cli_spark_same_pool_on_mooncake_sample(tmp_path):
     assert duck["arrivals"].equals(spark["arrivals"]) and duck["data"].equals(spark["data"])
 
 
-@spark_only
-def test_spark_connect_url_is_refused():
+def test_spark_master_url_is_checked():
     from servelab.analysis.engines import spark_session
 
-    with pytest.raises(ValueError, match=r"master must be a Spark master URL \(local\[N\], spark://host:port\); "
-                                         r"got 'sc://localhost:15002'"):
-        spark_session("sc://localhost:15002")
+    with pytest.raises(ValueError, match=r"master must be a Spark master URL \(local\[N\], local\[\*\], spark://host:port, "
+                                         r"sc://host:port for Spark Connect\); got 'localhost:7077'"):
+        spark_session("localhost:7077")

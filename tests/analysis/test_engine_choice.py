@@ -1,0 +1,119 @@
+"""Engine choice on the command line (issue 21): ``--engine`` / ``--spark-master`` on fit-pool and report.
+
+The pool of ``fit-pool --engine spark`` must equal the pool of ``--engine duckdb`` (same seed) on
+every shipped sample: the three raw traces of ``raw_traces/`` and a workload generated from the
+shipped ServeGen pool (``raw_traces/servegen/m-small``: a pool, not a trace, so it is generated
+once, seeded, and stored). Keys and counts exactly, floats within 1e-9 relative (see
+``test_engines._assert_same_pool``). Spark runs in local mode; the tests are marked ``spark`` and
+skip without pyspark and Java. The error paths need no Spark.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from click.testing import CliRunner
+
+from servelab.analysis.engines import check_master, spark_available
+from servelab.cli import main
+from servelab.samples import RAW_TRACES
+
+SPARK_MISSING = spark_available()
+spark_only = pytest.mark.skipif(SPARK_MISSING is not None, reason=f"engine 'spark': {SPARK_MISSING}")
+
+SAMPLES = {
+    "burstgpt": RAW_TRACES / "burstgpt" / "BurstGPT_1_head54.csv",
+    "azure": RAW_TRACES / "azure_2023" / "AzureLLMInferenceTrace_code.csv",
+    "mooncake": RAW_TRACES / "mooncake" / "synthetic_trace.jsonl",
+    "servegen": RAW_TRACES / "servegen" / "m-small",
+}
+
+
+def _store(name: str, tmp_path):
+    """The store of shipped sample ``name`` (ServeGen: 20 minutes generated from the pool, seed 11)."""
+    from servelab.analysis.ingest import ingest
+    from servelab.analysis.store import write_store
+
+    if name != "servegen":
+        return ingest(SAMPLES[name], output=tmp_path / name, progress=False)
+    from servelab.generator import MissingDatasetWarning, read_servegen
+    from servelab.generator.generate import generate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingDatasetWarning)
+        pool = read_servegen(SAMPLES[name])
+    frame = generate(pool, "pool", 1200.0, seed=11, conversations=False)
+    return write_store(frame, tmp_path / name)
+
+
+def test_master_urls():
+    for url in ("local", "local[2]", "local[*]", "local[4,2]", "spark://127.0.0.1:7077", "sc://localhost:15002",
+                "yarn", "k8s://https://host:6443"):
+        assert check_master(url) == url
+    assert check_master(None) == "local[2]"
+    for bad in ("", "local[0]", "local[x]", "http://host:7077", "spark://", 7077):
+        with pytest.raises(ValueError, match=r"master must be a Spark master URL \(.*\); got "):
+            check_master(bad)
+
+
+def test_report_engine_errors(tmp_path):
+    out = tmp_path / "r.html"
+    sample = str(SAMPLES["burstgpt"])
+    result = CliRunner().invoke(main, ["report", sample, "-o", str(out), "--engine", "postgres"])
+    assert result.exit_code == 2 and "'postgres' is not one of 'duckdb', 'spark'" in result.output
+    result = CliRunner().invoke(main, ["report", sample, "-o", str(out), "--spark-master", "local[2]"])
+    assert result.exit_code == 1 and "spark_master is for engine 'spark'" in result.output
+    result = CliRunner().invoke(main, ["report", sample, "-o", str(out), "--engine", "spark",
+                                       "--spark-master", "http://x"])
+    assert result.exit_code == 1 and "master must be a Spark master URL" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@spark_only
+@pytest.mark.parametrize("sample", sorted(SAMPLES))
+def test_fit_pool_cli_same_pool_on_every_sample(tmp_path, sample):
+    from servelab.generator.pool import ClientPool
+    from test_engines import _assert_same_pool, _pool_frames
+
+    store = _store(sample, tmp_path)
+    pools = []
+    for k, extra in enumerate((("--engine", "duckdb"), ("--engine", "spark", "--spark-master", "local[2]"))):
+        out = tmp_path / f"pool{k}"
+        result = CliRunner().invoke(main, ["fit-pool", str(store.path), "-o", str(out), "--seed", "5",
+                                           "--window", "5m", "--data-window", "1h", *extra])
+        assert result.exit_code == 0, result.output
+        pools.append(_pool_frames(ClientPool.load(out)))
+    duck, spark = pools
+    assert duck["arrivals"].height > 0  # not vacuous: active windows were fitted
+    _assert_same_pool(sample, duck, spark)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@spark_only
+def test_report_on_spark_same_numbers_and_says_where_each_section_ran(tmp_path):
+    from servelab.analysis.store import write_store
+    from servelab.reports.builder import build_report
+    from test_engines import _assert_same, _synthetic_frame
+
+    # the synthetic store of test_engines: 2 h, clients and tokens (the shipped traces have no client
+    # ids, so their generation section is not applicable)
+    store = write_store(_synthetic_frame(), tmp_path / "synthetic")
+    kw = {"quick": True, "seed": 2, "progress": False, "figure_worker": False,
+          "sections": ("overview", "clients", "generation")}
+    duck = build_report(store, output=tmp_path / "d.html", **kw)
+    spark = build_report(store, output=tmp_path / "s.html", engine="spark", spark_master="local[2]", **kw)
+    assert dict(duck.sections) == dict(spark.sections) == {"overview": "ok", "clients": "ok", "generation": "ok"}
+    d, s = duck.built, spark.built
+    assert dict(d["overview"].headline) == dict(s["overview"].headline)
+    assert s["overview"].headline["requests"] == 6000 and s["overview"].headline["clients"] == 4
+    tables = d["generation"].tables
+    assert tables.keys() == s["generation"].tables.keys() and tables  # the stable and variable periods' compare tables
+    for name, table in tables.items():  # the same pools give the same generated workloads and distances
+        _assert_same(f"generation.{name}", table, s["generation"].tables[name])
+    assert any("ran on engine spark (master local[2])" in n for n in s["overview"].notes)
+    assert any("pool fits' aggregation SQL ran on engine spark" in n for n in s["generation"].notes)
+    assert any(n.startswith("Ran locally") for n in s["clients"].notes)
+    assert not any("engine" in n for sec in d.values() for n in sec.notes)

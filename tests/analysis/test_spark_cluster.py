@@ -1,0 +1,120 @@
+"""The aggregation SQL on a real Spark cluster started by the test (issue 21): standalone and Spark Connect.
+
+The module fixture starts, with :func:`servelab.analysis.spark_cluster.local_cluster`, a standalone
+master and two workers (two cores, 2 GB each: one core of each for the Connect server) on 127.0.0.1 from pyspark's own launcher
+(``bin/spark-class``), plus a Spark Connect server against that master when the Connect client
+(``pyspark[connect]``: grpcio) is installed; it waits at most :data:`START_TIMEOUT_S` for them and
+stops them when the module ends. Everything skips, saying why, without Java or pyspark, unless
+``SERVELAB_REQUIRE_SPARK=1`` (the CI), which turns a missing Spark into a failure.
+
+Data are tiny (the shipped Azure sample and the 6,000-row synthetic store of ``test_engines``):
+these tests check that a cluster gives the same results as DuckDB, not speed
+(``benchmarks/bench_engines.py`` does).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from servelab.analysis.engines import EngineUnavailableError
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+#: the longest the fixture waits for the master, both workers or the Connect server
+START_TIMEOUT_S = 240.0
+REQUIRE = os.environ.get("SERVELAB_REQUIRE_SPARK") == "1"
+
+
+def _skip_or_fail(reason: str):
+    if REQUIRE:
+        pytest.fail(f"SERVELAB_REQUIRE_SPARK=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """The running :class:`~servelab.analysis.spark_cluster.LocalCluster` (2 workers, Connect if installed)."""
+    import importlib.util
+
+    from servelab.analysis.spark_cluster import local_cluster
+
+    connect = importlib.util.find_spec("grpc") is not None
+    try:
+        # 2 cores per worker: the Connect server's application holds one of each (spark_cluster docs)
+        with local_cluster(workers=2, cores=2 if connect else 1, memory="2g", connect=connect, timeout_s=START_TIMEOUT_S,
+                           log_dir=tmp_path_factory.mktemp("spark-cluster")) as running:
+            yield running
+            from pyspark.sql import SparkSession
+
+            active = SparkSession.getActiveSession()
+            if active is not None:
+                active.stop()
+    except EngineUnavailableError as err:
+        _skip_or_fail(str(err))
+
+
+def _check_same(store, master: str) -> None:
+    from test_engines import _aggregates, _assert_same, _index
+
+    index = _index(store)
+    duck = _aggregates(store, index, "duckdb")
+    spark = _aggregates(store, index, "spark_at:" + master)
+    assert duck.keys() == spark.keys() and duck["arrival_cells"].height > 0
+    for name in duck:
+        _assert_same(f"{master}:{name}", duck[name], spark[name])
+
+
+@pytest.fixture()
+def spark_at(monkeypatch):
+    """Lets ``test_engines._aggregates`` open engine ``spark`` at a given master: ``"spark_at:URL"``."""
+    import servelab.analysis.aggregates as agg
+
+    real = agg.aggregate_source
+
+    def at(store, index=None, *, engine="duckdb", **kw):
+        if engine.startswith("spark_at:"):
+            return real(store, index, engine="spark", spark_master=engine.split(":", 1)[1], **kw)
+        return real(store, index, engine=engine, **kw)
+
+    import test_engines
+
+    monkeypatch.setattr(test_engines, "aggregate_source", at)
+
+
+def test_standalone_cluster_same_aggregates_and_pool(cluster, spark_at, tmp_path):
+    from servelab.analysis.ingest import ingest
+    from servelab.analysis.store import write_store
+    from servelab.fitting.pool_fit import fit_pool
+    from servelab.samples import RAW_TRACES
+    from test_engines import _assert_same_pool, _pool_frames, _synthetic_frame
+
+    from servelab.analysis.engines import spark_session
+
+    session = spark_session(cluster.master)
+    assert session.sparkContext.master == cluster.master
+    _check_same(write_store(_synthetic_frame(), tmp_path / "synthetic"), cluster.master)
+    store = ingest(RAW_TRACES / "azure_2023" / "AzureLLMInferenceTrace_code.csv", output=tmp_path / "azure",
+                   progress=False)
+    duck = _pool_frames(fit_pool(store, seed=4, window="10m", data_window="1h"))
+    spark = _pool_frames(fit_pool(store, seed=4, window="10m", data_window="1h", engine="spark",
+                                  spark_master=cluster.master))
+    assert duck["arrivals"].height > 0
+    _assert_same_pool("standalone", duck, spark)
+    # the work ran on the two workers' executors, not in the driver
+    executors = session.sparkContext._jsc.sc().getExecutorMemoryStatus().size()
+    assert executors == 3  # the driver's block manager plus one executor per worker
+
+
+def test_spark_connect_same_aggregates(cluster, spark_at, tmp_path):
+    if cluster.connect is None:
+        _skip_or_fail("the Spark Connect client is not installed (pip install 'pyspark[connect]')")
+    from servelab.analysis.store import write_store
+    from test_engines import _synthetic_frame
+
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()  # a classic session and a Connect one do not mix in a process
+    if active is not None:
+        active.stop()
+    _check_same(write_store(_synthetic_frame(), tmp_path / "synthetic"), cluster.connect)

@@ -1,0 +1,126 @@
+"""Generation sharded by client (generator.sharded, issue 21): the same rows, as a set, however sharded.
+
+Pool: the shipped ServeGen m-small slice over 10 minutes where three of its clients are active
+(one of them, client 1, has no dataset file upstream: its token columns are null). The reference
+of every comparison is the single-machine :func:`generate_by_client`; each client's rows are also
+checked against :func:`servelab.generator.generate.generate` of that client alone with a seed the
+test derives itself from SHA-256.
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+
+import polars as pl
+import pytest
+
+from servelab.analysis.engines import spark_available
+from servelab.generator.generate import generate
+from servelab.generator.sharded import (
+    DAY_COLUMN,
+    active_clients,
+    client_groups,
+    client_seed,
+    generate_by_client,
+    generate_shard,
+    generate_sharded,
+    spark_generate,
+)
+
+SPARK_MISSING = spark_available()
+START, DURATION, SEED = 338_700.0, 600.0, 3
+
+
+@pytest.fixture(scope="module")
+def pool(raw_traces):
+    from servelab.generator import MissingDatasetWarning, read_servegen
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingDatasetWarning)
+        return read_servegen(raw_traces / "servegen" / "m-small")
+
+
+@pytest.fixture(scope="module")
+def reference(pool):
+    return generate_by_client(pool, DURATION, seed=SEED, start=START)
+
+
+def _rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame as a set of rows: sorted by every column."""
+    return frame.sort(frame.columns, nulls_last=True)
+
+
+def test_client_seed_is_sha256_of_seed_and_id():
+    digest = hashlib.sha256(b"7\x00client-a").digest()
+    assert client_seed(7, "client-a") == int.from_bytes(digest[:8], "big") // 2
+    assert client_seed(7, "client-a") != client_seed(8, "client-a") != client_seed(7, "client-b")
+    assert 0 <= client_seed(2**40, "x") < 2**63
+    with pytest.raises(ValueError, match=r"seed must be a non-negative integer; got -1"):
+        client_seed(-1, "a")
+    with pytest.raises(ValueError, match=r"client_id must be a string; got 3"):
+        client_seed(1, 3)
+
+
+def test_reference_is_each_client_generated_alone(pool, reference):
+    live = active_clients(pool, DURATION, start=START)
+    assert live == ("0", "1", "14")  # windows of 338,400 and 339,000 s in chunk-*-trace.csv
+    assert reference["client_id"].n_unique() == 3 and reference.height > 10_000
+    for c in live:
+        seed = int.from_bytes(hashlib.sha256(f"{SEED}\x00{c}".encode()).digest()[:8], "big") >> 1
+        alone = generate(pool.select([c]), "pool", DURATION, start=START, seed=seed)
+        mine = reference.filter(pl.col("client_id") == c)
+        assert mine.height == alone.height > 0, c
+        for col in alone.columns:
+            assert mine[col].to_list() == alone[col].to_list(), (c, col)
+    assert reference.filter(pl.col("client_id") == "1")["input_tokens"].null_count() > 0  # no dataset upstream
+    assert reference["timestamp"].is_sorted()
+
+
+@pytest.mark.parametrize("n_shards", [1, 2, 3, 6])
+def test_sharded_union_equals_single_machine(pool, reference, n_shards):
+    shards = list(generate_sharded(pool, DURATION, seed=SEED, start=START, n_shards=n_shards))
+    assert len(shards) == len(client_groups(list(pool.client_ids), n_shards))
+    union = pl.concat(shards)
+    assert _rows(union).equals(_rows(reference))
+    # a client lives in exactly one shard
+    owners = [set(s["client_id"].unique().to_list()) for s in shards]
+    assert sum(len(o) for o in owners) == len(set().union(*owners)) == 3
+
+
+def test_a_shard_does_not_depend_on_its_companions(pool, reference):
+    alone = generate_shard(pool, ["14"], DURATION, seed=SEED, start=START)
+    with_others = generate_shard(pool, ["1", "14", "33"], DURATION, seed=SEED, start=START)
+    assert alone.equals(with_others.filter(pl.col("client_id") == "14"))
+    assert alone.equals(reference.filter(pl.col("client_id") == "14"))
+    other_seed = generate_shard(pool, ["14"], DURATION, seed=SEED + 1, start=START)
+    assert not other_seed["timestamp"].equals(alone["timestamp"])
+
+
+def test_groups_and_errors(pool):
+    ids = [f"c{i}" for i in range(100)]
+    groups = client_groups(ids, 4)
+    assert sorted(c for g in groups for c in g) == sorted(ids)
+    assert client_groups(ids[::-1], 4) == tuple(tuple(reversed(g)) for g in groups)  # order-free membership
+    with pytest.raises(ValueError, match=r"n_groups must be a positive integer; got 0"):
+        client_groups(ids, 0)
+    with pytest.raises(ValueError, match=r"clients must be ids of the pool; got unknown \['nope'\]"):
+        generate_shard(pool, ["nope"], DURATION, seed=1, start=START)
+    with pytest.raises(ValueError, match=r"duration must be a positive number of seconds; got -5"):
+        generate_shard(pool, ["14"], -5, seed=1, start=START)
+    with pytest.raises(ValueError, match=r"n_tasks must be a positive integer; got 0"):
+        spark_generate(pool, DURATION, seed=1, output="unused", n_tasks=0)
+    assert generate_shard(pool, ["33"], DURATION, seed=1, start=START).height == 0  # no window of 33 then
+
+
+@pytest.mark.spark
+@pytest.mark.skipif(SPARK_MISSING is not None, reason=f"engine 'spark': {SPARK_MISSING}")
+def test_spark_generate_writes_the_same_rows_partitioned_by_day(pool, reference, tmp_path):
+    out = tmp_path / "workload"
+    info = spark_generate(pool, DURATION, seed=SEED, start=START, output=out, master="local[2]", n_tasks=3)
+    # timestamps are seconds from the workload's start (as generate() gives them): the 10 minutes are day 1970-01-01
+    assert info["days"] == ["1970-01-01"] and info["clients"] == 3 and reference["timestamp"].max() < 600
+    files = sorted(out.glob(f"{DAY_COLUMN}=*/*.parquet"))
+    assert files
+    got = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files], how="vertical_relaxed")
+    assert DAY_COLUMN not in got.columns and got.columns == reference.columns
+    assert _rows(got.cast(reference.schema)).equals(_rows(reference))
