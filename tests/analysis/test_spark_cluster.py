@@ -96,8 +96,8 @@ def test_standalone_cluster_same_aggregates_and_pool(cluster, spark_at, tmp_path
     _check_same(write_store(_synthetic_frame(), tmp_path / "synthetic"), cluster.master)
     store = ingest(RAW_TRACES / "azure_2023" / "AzureLLMInferenceTrace_code.csv", output=tmp_path / "azure",
                    progress=False)
-    duck = _pool_frames(fit_pool(store, seed=4, window="10m", data_window="1h"))
-    spark = _pool_frames(fit_pool(store, seed=4, window="10m", data_window="1h", engine="spark",
+    duck = _pool_frames(fit_pool(store, seed=4, window_s="10m", data_window_s="1h"))
+    spark = _pool_frames(fit_pool(store, seed=4, window_s="10m", data_window_s="1h", engine="spark",
                                   spark_master=cluster.master))
     assert duck["arrivals"].height > 0
     _assert_same_pool("standalone", duck, spark)

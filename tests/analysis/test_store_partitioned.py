@@ -101,7 +101,7 @@ def test_analyses_same_on_both_layouts(stores, tmp_path):
     for sid in kw["sections"]:
         assert dict(a.built[sid].headline) == dict(b.built[sid].headline), sid
     assert a.built["overview"].headline["requests"] == 3000
-    pools = [_pool_frames(fit_pool(s, seed=2, window="10m", data_window="6h")) for s in (single, parts)]
+    pools = [_pool_frames(fit_pool(s, seed=2, window_s="10m", data_window_s="6h")) for s in (single, parts)]
     prov = [p.pop("provenance") for p in pools]
     assert prov[0]["source"]["sha256"] != prov[1]["source"]["sha256"]  # other files, other bytes
     _assert_same_pool("layouts", *pools)
