@@ -61,6 +61,7 @@ __all__ = [
     "TraceBlocks",
     "block_state",
     "block_tokens",
+    "hit_rate_table",
     "infinite_cache_hits",
     "lru_hit_curve",
     "prefix_distances",
@@ -452,21 +453,13 @@ def reuse_from_blocks(values: np.ndarray, lengths: np.ndarray, *, input_tokens: 
         "hit_tokens": np.bincount(runs.req, weights=np.where(warm, run_tokens, 0), minlength=n_req).astype(np.int64)})
     keep = lengths > 0
 
-    def _rates(frame: pl.DataFrame, by: str) -> pl.DataFrame:
-        return frame.filter(pl.col("blocks") > 0).group_by(by).agg(
-            requests=pl.len(), blocks=pl.col("blocks").sum(), hit_blocks=pl.col("hit_blocks").sum(),
-            tokens=pl.col("tokens").sum(), hit_tokens=pl.col("hit_tokens").sum()).with_columns(
-            block_hit_rate=pl.col("hit_blocks") / pl.col("blocks"),
-            token_hit_rate=pl.col("hit_tokens") / pl.col("tokens")).sort(by, nulls_last=True).select(
-            by, "requests", "blocks", "hit_blocks", "block_hit_rate", "tokens", "hit_tokens", "token_hit_rate")
-
     ts = np.zeros(n_req) if timestamps is None else np.asarray(timestamps, dtype=float)
-    by_window = _rates(per_req.with_columns(window_start_s=pl.Series(np.floor(ts / window_s) * window_s)),
+    by_window = hit_rate_table(per_req.with_columns(window_start_s=pl.Series(np.floor(ts / window_s) * window_s)),
                        "window_start_s")
     by_client = None
     if clients is not None:
         labels = clients if isinstance(clients, pl.Series) else pl.Series(np.asarray(clients, dtype=object).tolist())
-        by_client = _rates(per_req.with_columns(client_id=labels), "client_id")
+        by_client = hit_rate_table(per_req.with_columns(client_id=labels), "client_id")
     dist = np.where(warm, runs.distance, np.inf)
     hit_blocks = int(runs.length[warm].sum())
     return PrefixReuse(
@@ -550,3 +543,16 @@ def prefix_reuse(store: TraceStore, *, block_size: int = DEFAULT_BLOCK_SIZE, win
     tb = read_blocks(store)
     return reuse_from_blocks(tb.values, tb.lengths, input_tokens=tb.input_tokens, timestamps=tb.timestamps,
                              clients=tb.clients, block_size=block_size, window_s=window_s, capacities=capacities)
+
+
+def hit_rate_table(frame: pl.DataFrame, by: str) -> pl.DataFrame:
+    """Per group ``by``: requests, blocks, hit blocks, block hit rate, tokens, hit tokens and token
+    hit rate, from per-request ``blocks`` / ``hit_blocks`` / ``tokens`` / ``hit_tokens`` (requests
+    without blocks left out; sorted by ``by``, nulls last). The exact and the sampled prefix passes
+    build their per-window and per-client tables with it."""
+    return frame.filter(pl.col("blocks") > 0).group_by(by).agg(
+        requests=pl.len(), blocks=pl.col("blocks").sum(), hit_blocks=pl.col("hit_blocks").sum(),
+        tokens=pl.col("tokens").sum(), hit_tokens=pl.col("hit_tokens").sum()).with_columns(
+        block_hit_rate=pl.col("hit_blocks") / pl.col("blocks"),
+        token_hit_rate=pl.col("hit_tokens") / pl.col("tokens")).sort(by, nulls_last=True).select(
+        by, "requests", "blocks", "hit_blocks", "block_hit_rate", "tokens", "hit_tokens", "token_hit_rate")

@@ -58,10 +58,11 @@ from servelab.analysis.prefix_reuse import (
     _distance_histogram,
     _weighted_count_below,
     chunked_prefix_hashes,
+    hit_rate_table,
     lru_hit_curve,
 )
 from servelab.analysis.prefix_savings import request_clusters, saving_estimate
-from servelab.analysis.prefix_sources import _QUANTILES, RequestSharing
+from servelab.analysis.prefix_sources import sharing_from_sums
 
 __all__ = ["N_PARTITIONS", "N_SEGMENTS", "SAMPLED_CURVE_TOLERANCE", "analyse_prefixes_sampled", "flat_stack_distances"]
 
@@ -376,22 +377,14 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
     hist = _distance_histogram(np.where(sd >= 0, np.floor(sd / rate), -1).astype(np.int64),
                                np.full(sd.size, 1.0 / rate))
 
-    def _rates(frame: pl.DataFrame, by: str) -> pl.DataFrame:
-        return frame.filter(pl.col("blocks") > 0).group_by(by).agg(
-            requests=pl.len(), blocks=pl.col("blocks").sum(), hit_blocks=pl.col("hit_blocks").sum(),
-            tokens=pl.col("tokens").sum(), hit_tokens=pl.col("hit_tokens").sum()).with_columns(
-            block_hit_rate=pl.col("hit_blocks") / pl.col("blocks"),
-            token_hit_rate=pl.col("hit_tokens") / pl.col("tokens")).sort(by, nulls_last=True).select(
-            by, "requests", "blocks", "hit_blocks", "block_hit_rate", "tokens", "hit_tokens", "token_hit_rate")
-
     per_req = pl.DataFrame({"blocks": lengths, "hit_blocks": hit_b, "tokens": tok, "hit_tokens": hit_t})
-    by_window = _rates(per_req.with_columns(window_start_s=pl.Series(np.floor(ts / window_s) * window_s)),
+    by_window = hit_rate_table(per_req.with_columns(window_start_s=pl.Series(np.floor(ts / window_s) * window_s)),
                        "window_start_s")
-    by_client = _rates(per_req.with_columns(client_id=clients), "client_id") if clients is not None else None
+    by_client = hit_rate_table(per_req.with_columns(client_id=clients), "client_id") if clients is not None else None
     reuse = PrefixReuse(block_size=int(block_size), n_requests=int((lengths > 0).sum()), n_blocks=n_blocks,
                         n_tokens=int(tok.sum()), hit_blocks=hits, hit_tokens=int(hit_t.sum()), by_window=by_window,
                         by_client=by_client, lru=curve, reuse_distances=hist, n_cold=n_blocks - hits)
-    sharing = _sharing(shared_t, tok, lengths)
+    sharing = sharing_from_sums(shared_t, tok, lengths)
 
     n_distinct = n_blocks - hits
     cap = reference if reference is not None else reference_capacity(n_distinct)
@@ -423,25 +416,3 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
     return PrefixAnalysis(reuse=reuse, sources=None, sharing=sharing, n_distinct_blocks=int(n_distinct),
                           reference_capacity=int(cap), infinite=infinite, at_reference=at_ref, kept=kept_share,
                           notes=tuple(notes))
-
-
-def _sharing(shared_tokens: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> RequestSharing:
-    """:class:`~servelab.analysis.prefix_sources.RequestSharing` from per-request token sums (the
-    same tables :func:`~servelab.analysis.prefix_sources.request_sharing` builds from blocks)."""
-    keep = lengths > 0
-    st, tt = shared_tokens[keep].astype(float), tokens[keep].astype(float)
-    ut = tt - st
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(tt > 0, st / np.where(tt > 0, tt, 1), 0.0)
-    q = np.asarray(_QUANTILES)
-    if st.size:
-        quant = pl.DataFrame({"quantile": q, "shared_tokens": np.quantile(st, q), "unique_tokens": np.quantile(ut, q),
-                              "shared_share": np.quantile(share, q)})
-    else:
-        quant = pl.DataFrame({"quantile": q, "shared_tokens": np.full(q.size, np.nan),
-                              "unique_tokens": np.full(q.size, np.nan), "shared_share": np.full(q.size, np.nan)})
-    edges = np.linspace(0.0, 1.0, 11)
-    hist = pl.DataFrame({"share_from": edges[:-1], "share_to": edges[1:],
-                         "requests": np.histogram(share, bins=edges)[0].astype(np.int64)})
-    return RequestSharing(n_requests=int(keep.sum()), shared_tokens=int(st.sum()), unique_tokens=int(ut.sum()),
-                          quantiles=quant, histogram=hist)

@@ -47,6 +47,7 @@ __all__ = [
     "common_prefix_blocks",
     "request_sharing",
     "reuse_sources",
+    "sharing_from_sums",
 ]
 
 #: the sources, in order of precedence; code 0 in :func:`classify_hits` is a miss
@@ -308,10 +309,18 @@ def request_sharing(keys: np.ndarray, lengths: np.ndarray, tokens: np.ndarray, *
     tokens = np.asarray(tokens, dtype=np.int64)
     if shared is None:
         shared = pl.Series(keys, dtype=pl.UInt64).is_duplicated().to_numpy()
-    keep = lengths > 0
     req = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
-    st = np.bincount(req, weights=np.where(shared, tokens, 0), minlength=lengths.size)[keep]
-    tt = np.bincount(req, weights=tokens, minlength=lengths.size)[keep]
+    st = np.bincount(req, weights=np.where(shared, tokens, 0), minlength=lengths.size)
+    tt = np.bincount(req, weights=tokens, minlength=lengths.size)
+    return sharing_from_sums(st, tt, lengths)
+
+
+def sharing_from_sums(shared_tokens: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> RequestSharing:
+    """:class:`RequestSharing` from per-request token sums (shared and all prompt tokens per request);
+    requests with no blocks (``lengths == 0``) are left out. :func:`request_sharing` sums them from
+    blocks; the sampled prefix pass (:mod:`servelab.analysis.prefix_sampled`) streams them."""
+    keep = np.asarray(lengths) > 0
+    st, tt = np.asarray(shared_tokens, dtype=float)[keep], np.asarray(tokens, dtype=float)[keep]
     ut = tt - st
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(tt > 0, st / np.where(tt > 0, tt, 1), 0.0)
