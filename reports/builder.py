@@ -368,21 +368,34 @@ def run_sections(
     outcomes: list[SectionOutcome] = []
     show = progress and _is_terminal(sys.stderr)
     bar = tqdm(chosen, desc="report", unit="section", disable=not show, leave=False, file=sys.stderr)
-    for area in bar:
-        bar.set_postfix_str(area.id)
-        options = dict((area_options or {}).get(area.id, {}))
-        local = engine != "duckdb" and not getattr(area, "runs_on_engine", False)
-        if engine != "duckdb" and not local:
-            options.update(engine=engine, spark_master=spark_master)
-        outcome = _run_one(area, store, budget=budget, seed=seed, options=options)
-        if local and outcome.section is not None:
-            note = (f"Ran locally (DuckDB and polars in this process): this section does not aggregate on "
-                    f"engine {engine}.")
-            outcome = dataclasses.replace(outcome, section=dataclasses.replace(
-                outcome.section, notes=(*outcome.section.notes, note)))
-        outcomes.append(outcome)
-        if on_done is not None:
-            on_done(outcomes[-1])
+    # the arrival frames (requests in arrival order with their predecessors) are read and sorted once
+    # for every area that declares ``shares_arrival_frames`` and released after the last of them
+    frames = contextlib.ExitStack()
+    last_sharing = max((i for i, a in enumerate(chosen) if getattr(a, "shares_arrival_frames", False)), default=-1)
+    if last_sharing >= 0:
+        from servelab.analysis.arrivals import shared_arrival_frames
+
+        frames.enter_context(shared_arrival_frames())
+    try:
+        for i, area in enumerate(bar):
+            bar.set_postfix_str(area.id)
+            options = dict((area_options or {}).get(area.id, {}))
+            local = engine != "duckdb" and not getattr(area, "runs_on_engine", False)
+            if engine != "duckdb" and not local:
+                options.update(engine=engine, spark_master=spark_master)
+            outcome = _run_one(area, store, budget=budget, seed=seed, options=options)
+            if local and outcome.section is not None:
+                note = (f"Ran locally (DuckDB and polars in this process): this section does not aggregate on "
+                        f"engine {engine}.")
+                outcome = dataclasses.replace(outcome, section=dataclasses.replace(
+                    outcome.section, notes=(*outcome.section.notes, note)))
+            outcomes.append(outcome)
+            if i == last_sharing:
+                frames.close()
+            if on_done is not None:
+                on_done(outcomes[-1])
+    finally:
+        frames.close()
     bar.close()
     return outcomes
 
