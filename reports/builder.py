@@ -89,6 +89,8 @@ class SectionOutcome:
         ``"ExceptionType: message"`` plus the traceback's last frames, when it failed.
     elapsed_s : float
         Wall time of measuring and arranging the area.
+    cpu_s : float
+        CPU time (user + system, every thread) of the process that built it, over the same span.
     """
 
     id: str
@@ -97,6 +99,7 @@ class SectionOutcome:
     section: Section | None = field(default=None, repr=False)
     error: str | None = None
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -441,7 +444,7 @@ def _check_engine_choice(engine: str, spark_master: str | None) -> None:
 
 def _run_one(area: Area, store: TraceStore, *, budget: Budget, seed: int,
              options: Mapping[str, Any] | None = None) -> SectionOutcome:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         section = section_from_evidence(area, area.measure(store, budget=budget, seed=seed, **(options or {})))
     except Exception as err:  # noqa: BLE001 - a failing section must not sink the report
@@ -450,9 +453,9 @@ def _run_one(area: Area, store: TraceStore, *, budget: Budget, seed: int,
         warnings.warn(f"report section {area.id!r} failed ({type(err).__name__}: {err}); the report marks it failed",
                       SectionFailedWarning, stacklevel=3)
         return SectionOutcome(id=area.id, title=area.title, status="error", error=text,
-                              elapsed_s=time.perf_counter() - started)
+                              elapsed_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)
     return SectionOutcome(id=area.id, title=area.title, status="ok", section=section,
-                          elapsed_s=time.perf_counter() - started)
+                          elapsed_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)
 
 
 def _read_only(mapping: dict) -> MappingProxyType:
@@ -704,6 +707,7 @@ def report_document(
             "status": outcome.status,
             "error": outcome.error,
             "elapsed_s": round(outcome.elapsed_s, 3),
+            "cpu_s": round(outcome.cpu_s, 3),
             "notes": list(section.notes) if section else [],
             "headline": {k: _scalar(v) for k, v in section.headline.items()} if section else {},
             "findings": [f.id for f in section.findings] if section else [],
