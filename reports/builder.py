@@ -63,10 +63,11 @@ DISPLAY_SCALE = 1.25
 #: DuckDB buffer cap for every connection the sections open (DuckDB's default is 80 % of RAM);
 #: with polars and numpy frames beside it the report of a 10 M-row store stays well under 4 GB
 DUCKDB_MEMORY_LIMIT = "2GB"
-#: areas the report builds in one forked worker process while this process builds the others
-#: (:func:`build_report` with ``section_worker=True``): self-contained, single-threaded for most
-#: of their time (fits, generation, simulation), and small in memory (they bound their inputs)
-PARALLEL_AREAS = ("generation", "validation")
+#: areas the report builds in one worker process, in this order, while this process builds
+#: the others (:func:`build_report` with ``section_worker=True``): self-contained (they share no
+#: arrival frame), and modest in memory (DuckDB aggregates, bounded samples, bounded periods).
+#: The heaviest sections (arrivals, clients, conversations: they share arrival frames) stay here.
+PARALLEL_AREAS = ("periodicity", "lengths", "generation", "validation")
 
 
 class SectionFailedWarning(RuntimeWarning):
@@ -209,10 +210,11 @@ def build_report(
         built (the PNG bytes are the same as encoding them here; where ``fork`` is not available,
         or with False, they are encoded in this process after the sections).
     section_worker : bool
-        Build the sections of :data:`PARALLEL_AREAS` in one forked worker process, started before
-        any section, while this process builds the others (2 cores work at once; every section
-        computes what it computes in this process, with the same seed). Without ``fork``, with
-        another engine than DuckDB or with False, every section is built here, in order.
+        Build the sections of :data:`PARALLEL_AREAS` in one worker process (a fresh Python
+        process, started before the first section) while this process builds the others (2 cores
+        work at once; every section computes what it computes in this process, with the same
+        seed). With another engine than DuckDB, a store without a folder, or False, every section
+        is built here, in order.
     figures_dir : path-like, optional
         Also save every drawn figure here as ``<figure id>.<format>`` (e.g.
         ``servegen.fig1.svg``), for papers and slides; the page itself always embeds PNGs.
@@ -373,7 +375,7 @@ def run_sections(
     area with ``runs_on_engine``; every other section runs locally and gets a note saying so.
 
     ``section_worker`` (made by :func:`build_report`) builds the areas of :data:`PARALLEL_AREAS`
-    in its forked process, started before the first section; their outcomes take their place in
+    in its own process, started before the first section; their outcomes take their place in
     report order. Areas that read arrival frames share them (``shares_arrival_frames``, see
     :func:`servelab.analysis.arrivals.shared_arrival_frames`).
 
@@ -388,14 +390,10 @@ def run_sections(
     _check_engine_choice(engine, spark_master)
     chosen = _resolve_areas(areas)
     outcomes: list[SectionOutcome] = []
-    remote: dict[int, Any] = {}
+    remote: dict[str, str] = {}
     if section_worker is not None and engine == "duckdb":
-        for i, area in enumerate(chosen):
-            if area.id in PARALLEL_AREAS and area is get_area(area.id):
-                future = section_worker.submit(area.id, store, budget=budget, seed=seed,
-                                               options=dict((area_options or {}).get(area.id, {})))
-                if future is not None:
-                    remote[i] = future
+        remote = section_worker.start([(a.id, store, budget, seed, dict((area_options or {}).get(a.id, {})))
+                                       for a in chosen if a.id in PARALLEL_AREAS and a is get_area(a.id)])
     show = progress and _is_terminal(sys.stderr)
     bar = tqdm(chosen, desc="report", unit="section", disable=not show, leave=False, file=sys.stderr)
     # the arrival frames (requests in arrival order with their predecessors) are read and sorted once
@@ -413,7 +411,7 @@ def run_sections(
             local = engine != "duckdb" and not getattr(area, "runs_on_engine", False)
             if engine != "duckdb" and not local:
                 options.update(engine=engine, spark_master=spark_master)
-            outcome = (section_worker.result(remote[i], area) if i in remote else None) or \
+            outcome = (section_worker.result(remote[area.id], area) if area.id in remote else None) or \
                 _run_one(area, store, budget=budget, seed=seed, options=options)
             if local and outcome.section is not None:
                 note = (f"Ran locally (DuckDB and polars in this process): this section does not aggregate on "
@@ -463,18 +461,12 @@ def _read_only(mapping: dict) -> MappingProxyType:
     return MappingProxyType(mapping)
 
 
-def _build_pickled(area_id: str, store_path: str, budget: Budget, seed: int, options: Mapping[str, Any],
-                   memory_limit: str) -> bytes:
-    """Worker side of :class:`_SectionWorker`: open the store, build one section, return its
-    outcome pickled (the read-only mappings of sections and findings pickled as plain dicts and
-    restored as read-only mappings by :func:`_read_only`)."""
+def _pickled_outcome(outcome: SectionOutcome) -> bytes:
+    """``outcome`` pickled, its read-only mappings (sections, findings) as plain dicts restored as
+    read-only mappings by :func:`_read_only`."""
     import copyreg
     import pickle
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SectionFailedWarning)  # the parent warns for a failed section
-        with duckdb_settings(memory_limit=memory_limit):
-            outcome = _run_one(get_area(area_id), open_store(store_path), budget=budget, seed=seed, options=options)
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = copyreg.dispatch_table.copy()
@@ -483,55 +475,95 @@ def _build_pickled(area_id: str, store_path: str, budget: Budget, seed: int, opt
     return buffer.getvalue()
 
 
-class _SectionWorker:
-    """Builds sections in one forked worker process while this process builds the others.
+def _section_worker_main() -> None:
+    """The section worker process (:class:`_SectionWorker`): read the jobs (pickled) from standard
+    input, build each section in order and write its outcome to the job's file (atomically)."""
+    import pickle
 
-    The worker is forked when the object is made (before any section has started DuckDB or
-    polars threads, as :class:`_FigureEncoder`'s). A section the worker cannot build or return
-    (no ``fork``, a broken worker, an outcome that does not pickle) is built in this process
+    jobs = pickle.load(sys.stdin.buffer)
+    warnings.simplefilter("ignore", SectionFailedWarning)  # the parent warns for a failed section
+    for area_id, store_path, budget, seed, options, memory_limit, target in jobs:
+        with duckdb_settings(memory_limit=memory_limit):
+            outcome = _run_one(get_area(area_id), open_store(store_path), budget=budget, seed=seed, options=options)
+        Path(target + ".tmp").write_bytes(_pickled_outcome(outcome))
+        os.replace(target + ".tmp", target)
+
+
+class _SectionWorker:
+    """Builds sections in one worker process while this process builds the others.
+
+    The worker is a fresh Python process (``python -c``, the same interpreter and import path),
+    not a fork: a process forked after polars or DuckDB started their thread pools can hang in
+    them. It imports servelab itself (about a second of CPU, beside this process's work), takes the
+    jobs of :meth:`start` and builds them in order; each outcome comes back through a file.
+    A section the worker cannot deliver (it failed to start or died) is built in this process
     when its turn comes, so the report has the same sections either way.
     """
 
     def __init__(self, *, worker: bool = True) -> None:
-        import multiprocessing
-
-        self._pool = None
-        if worker and "fork" in multiprocessing.get_all_start_methods():
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-            self._pool.submit(int).result()  # fork the worker now, while this process runs no other threads
+        self._enabled = worker
+        self._proc = None
+        self._tmp = None
 
     def __enter__(self) -> _SectionWorker:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
-    def submit(self, area_id: str, store: TraceStore, *, budget: Budget, seed: int,
-               options: Mapping[str, Any]) -> Any:
-        """Start building area ``area_id``'s section; its future (None without a worker)."""
-        if self._pool is None or not isinstance(store, TraceStore) or store.path is None:
-            return None
+    def start(self, jobs: list[tuple[str, TraceStore, Budget, int, Mapping[str, Any]]]) -> dict[str, str]:
+        """Start building ``jobs`` ((area id, store, budget, seed, options), in order); area id ->
+        the handle :meth:`result` takes (empty without a worker or for a store without a folder)."""
+        import pickle
+        import subprocess
+
         from servelab.analysis.store import duckdb_config
 
+        if not self._enabled or self._proc is not None:
+            return {}
+        jobs = [j for j in jobs if isinstance(j[1], TraceStore) and j[1].path is not None]
+        if not jobs:
+            return {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="servelab-sections-")
+        limit = duckdb_config().get("memory_limit") or DUCKDB_MEMORY_LIMIT
+        payload = [(area_id, str(store.path), budget, seed, dict(options), limit,
+                    str(Path(self._tmp.name) / f"{i}.pkl")) for i, (area_id, store, budget, seed, options) in enumerate(jobs)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         try:
-            return self._pool.submit(_build_pickled, area_id, str(store.path), budget, seed, dict(options),
-                                     duckdb_config().get("memory_limit") or DUCKDB_MEMORY_LIMIT)
-        except RuntimeError:  # the pool broke or shut down
-            self._pool = None
-            return None
+            data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", "from servelab.reports.builder import _section_worker_main; _section_worker_main()"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            self._proc.stdin.write(data)
+            self._proc.stdin.close()
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()
+            return {}
+        return {job[0]: job[-1] for job in payload}
 
-    def result(self, future: Any, area: Area) -> SectionOutcome | None:
-        """The outcome built by the worker (None when it could not be had: build it here)."""
+    def result(self, handle: str, area: Area) -> SectionOutcome | None:
+        """The outcome the worker built (None when it cannot deliver it: build it here)."""
         import pickle
-        from concurrent.futures.process import BrokenProcessPool
 
+        target = Path(handle)
+        while not target.exists():
+            if self._proc is None or self._proc.poll() is not None:
+                if not target.exists():
+                    return None
+                break
+            time.sleep(0.05)
         try:
-            outcome = pickle.loads(future.result())
-        except (BrokenProcessPool, pickle.PicklingError, TypeError, AttributeError):
+            outcome = pickle.loads(target.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
             return None
         if outcome.status == "error":
             warnings.warn(f"report section {area.id!r} failed ({outcome.error.splitlines()[0]}); the report marks it "
