@@ -240,12 +240,50 @@ def resolve_split(split, first_s: float, last_s: float, window_s: float) -> floa
     return t
 
 
-def _read(store: TraceStore) -> pl.DataFrame:
-    """The columns fitting and scoring use: time, client, links, token counts and modality counts."""
+def _read(store: TraceStore, clients: pl.Series | None = None) -> pl.DataFrame:
+    """The columns fitting and scoring use: time, client, links, token counts and modality counts
+    (of the requests of ``clients`` only, when given: filtered in the scan, before anything is held)."""
     keep = [c for c in store.columns if c in ("timestamp", "client_id", "conversation_id", "parent_id", "turn")
             or c.endswith("_tokens") or c.endswith("_count")]
     files = [str(f) for f in store.requests_files]  # one file, or a partitioned store's
-    return pl.scan_parquet(files, hive_partitioning=False).select(keep).sort("timestamp", maintain_order=True).collect()
+    scan = pl.scan_parquet(files, hive_partitioning=False).select(keep)
+    if clients is not None:
+        scan = scan.filter(_of_clients(clients))
+    return scan.sort("timestamp", maintain_order=True).collect()
+
+
+def _of_clients(ids: pl.Series) -> pl.Expr:
+    """Rows whose ``client_id`` is one of ``ids`` (a null among them keeps the rows without one)."""
+    if ids.null_count() == 0:
+        return pl.col("client_id").is_in(ids.implode())
+    return pl.col("client_id").is_in(ids.drop_nulls().implode()) | pl.col("client_id").is_null()
+
+
+def _chosen_clients(counts: pl.DataFrame, bound: int, seed: int) -> tuple[pl.Series, np.ndarray]:
+    """:func:`sample_clients`' choice from the per-client request counts (``client_id``, ``len``):
+    the kept ids and the keep mask over ``counts`` sorted by id."""
+    counts = counts.sort("client_id", nulls_last=True)
+    order = np.random.default_rng(int(seed)).permutation(counts.height)
+    n = counts["len"].to_numpy()[order]
+    keep = np.cumsum(n) <= bound
+    keep[0] = True
+    return counts["client_id"].gather(order[keep]), keep
+
+
+def _read_bounded(store: TraceStore, bound: int, *, seed: int) -> tuple[pl.DataFrame, dict[str, int]]:
+    """``sample_clients(_read(store), bound, seed=seed)`` without reading the other clients' requests:
+    the per-client counts come from one SQL aggregate, and only the chosen clients are read (a
+    100 M-row store's full read did not fit the report's memory). The same rows, order and record."""
+    if isinstance(bound, bool) or not isinstance(bound, (int, np.integer)) or bound < 1:
+        raise ValueError(f"bound must be a positive integer; got {bound!r}")
+    total = store.n_requests
+    if "client_id" not in store.columns or total <= bound:
+        return sample_clients(_read(store), bound, seed=seed)
+    counts = store.query("SELECT client_id, count(*) AS len FROM requests GROUP BY client_id")
+    ids, keep = _chosen_clients(counts, bound, seed)
+    kept = _read(store, clients=ids)
+    return kept, {"bound": int(bound), "clients": int(keep.sum()), "clients_total": counts.height,
+                  "requests": kept.height, "requests_total": int(total)}
 
 
 def sample_clients(frame: pl.DataFrame, bound: int, *, seed: int) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -270,14 +308,9 @@ def sample_clients(frame: pl.DataFrame, bound: int, *, seed: int) -> tuple[pl.Da
         raise ValueError(f"bound must be a positive integer; got {bound!r}")
     if frame.height <= bound or "client_id" not in frame.columns:
         return frame, {}
-    counts = frame.group_by("client_id").len().sort("client_id", nulls_last=True)
-    order = np.random.default_rng(int(seed)).permutation(counts.height)
-    n = counts["len"].to_numpy()[order]
-    keep = np.cumsum(n) <= bound
-    keep[0] = True
-    ids = counts["client_id"].gather(order[keep])
-    kept = frame.filter(pl.col("client_id").is_in(ids.implode()) if ids.null_count() == 0
-                        else pl.col("client_id").is_in(ids.drop_nulls().implode()) | pl.col("client_id").is_null())
+    counts = frame.group_by("client_id").len()
+    ids, keep = _chosen_clients(counts, bound, seed)
+    kept = frame.filter(_of_clients(ids))
     return kept, {"bound": int(bound), "clients": int(keep.sum()), "clients_total": counts.height,
                   "requests": kept.height, "requests_total": frame.height}
 
@@ -368,10 +401,11 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     base = settings or PoolFitSettings()
     if overrides:
         base = base.replace(**resolve_setting_aliases(overrides, where="validate"))
-    frame = _read(store)
     bounded: dict[str, int] = {}
     if max_requests is not None:
-        frame, bounded = sample_clients(frame, max_requests, seed=int(seed))
+        frame, bounded = _read_bounded(store, max_requests, seed=int(seed))
+    else:
+        frame = _read(store)
     if frame.height < 2:
         raise ValueError(f"the store has {frame.height} request(s); validation needs at least 2")
     first, last = float(frame["timestamp"].min()), float(frame["timestamp"].max())
