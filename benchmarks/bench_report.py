@@ -96,18 +96,23 @@ def _print(label: str, result: dict, target_s: float, target_mb: float = 4096, *
             print("    sections (s): " + ", ".join(f"{k} {v:.1f}" for k, v in sections.items())
                   + f"; sum {sum(sections.values()):.1f}, rest (imports, figures, page) "
                   f"{result['elapsed_s'] - sum(sections.values()):.1f}")
+        cpu = _section_seconds(html, "cpu_s")
+        if cpu:
+            print("    sections (CPU s): " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+                  + f"; sum {sum(cpu.values()):.1f} (sections in the report's section worker overlap the others)")
     if load_before:
         print(f"    before: {load_before}")
     print(f"    after:  {_load()}")
     sys.stdout.flush()
 
 
-def _section_seconds(html: Path | None) -> dict[str, float]:
-    """Wall seconds of each section, from the ``report.json`` written beside ``html``."""
+def _section_seconds(html: Path | None, key: str = "elapsed_s") -> dict[str, float]:
+    """Wall seconds (or ``key="cpu_s"``: CPU seconds, when the report records them) of each
+    section, from the ``report.json`` written beside ``html``."""
     if html is None or not html.with_suffix(".json").is_file():
         return {}
     document = json.loads(html.with_suffix(".json").read_text())
-    return {s["id"]: float(s.get("elapsed_s") or 0.0) for s in document.get("sections", [])}
+    return {s["id"]: float(s.get(key) or 0.0) for s in document.get("sections", []) if key in s}
 
 
 def _run(label: str, args: list[str], html: Path, target_s: float, *, pythonpath: Path | None = None,
