@@ -7,6 +7,24 @@
    Scenarios: stationary null, the null without a daily pattern, a linear trend of +8%/day, and a
    hump (+40% Gaussian bump of sd 1.5 days at day 3.5, flat again by week 2). Printed per scenario:
    trends kept, daily patterns kept, week-2 counts within 15%, the median and worst count error.
+0b. **Churn rules** (``--parts churn``): :func:`servelab.fitting.pool_churn.churn_table` /
+   :func:`~servelab.fitting.pool_churn.churn_model` on simulated client populations of known
+   turnover (:func:`simulate_churn_arrivals`), ``--calibration-seeds`` seeds (default 40) each, 7 days
+   of 600-s windows (the week a pool is fitted on). Clients send Poisson requests at a rate drawn
+   log-uniformly in [1 per 2 days, 0.1 req/s] times a daily cycle (amplitude 0.6), optionally times a
+   log-normal window multiplier (bursty). Nulls (no churn: 100 clients present all week): Poisson,
+   bursty (window sd 1), no daily cycle; positive controls: an initial population plus new clients
+   at lambda per day with exponential lifetimes of mean L days. Printed: per side (arrival,
+   departure) the false flags among clients that did not arrive after the grace / depart before
+   span end - grace, overall and among clients under 1e-5 req/s, the power among those that did;
+   the fitted new-client rate and mean lifetime (median, 10-90% over seeds) and how often their
+   95% intervals hold the truth.
+0c. **The V1 verdict** (``--parts v1``): the report's validation area (finding ``servelab.V1``) on
+   simulated request traces of known truth (:func:`simulate_trace`: 3 days, 30 clients), 
+   ``--calibration-seeds`` seeds (default 20): how often V1 holds and how often servelab is closer
+   than naive per metric, in a null where per-client modelling cannot help (identical clients),
+   positive controls where it should (heterogeneous clients: own rate, burstiness and length laws;
+   the same with churn), and a volume shift (x1.5 after the split) where V1 must fail.
 1. **Speed**: :func:`servelab.generator.validation.validate` with the split at half the time on a
    10 M-row, 2,000-client, 14-day synthetic store (benchmarks/synthetic_trace.py, cached under
    /work/bench_data/), target <= 3 min; prints the metrics table and the client turnover.
@@ -39,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -167,6 +186,117 @@ def part_forecast(seeds: int = 40) -> None:
         print(table)
 
 
+def simulate_churn_arrivals(seed: int, *, days: float = 7.0, n_initial: int = 100, new_per_day: float = 0.0,
+                            mean_life_days: float = math.inf, rate_range: tuple[float, float] = (1 / (2 * DAY), 0.1),
+                            burst_sd: float = 0.0, diurnal: float = 0.6, window_s: float = 600.0):
+    """A pool's arrivals table of a client population of known turnover, and the truth.
+
+    ``n_initial`` clients are present from the start (their lives are residual: exponential of
+    mean ``mean_life_days`` from 0, memoryless), ``Poisson(new_per_day * days)`` arrive uniformly
+    over the span with exponential lives. A client sends Poisson requests at its rate (log-uniform
+    in ``rate_range``, req/s) times ``1 + diurnal * cos(2 pi (t / day - 14 / 24))``, times a
+    log-normal window multiplier of sd ``burst_sd`` (mean 1) when > 0. A client-window is active
+    (a row, rate = requests / window) when it holds a request, as in a fitted pool.
+
+    Returns
+    -------
+    (polars.DataFrame, polars.DataFrame, (float, float))
+        The arrivals table (``client_id, window_start, window_s, rate``), the truth per client
+        (``client_id, birth_s`` (-inf for initial clients), ``death_s, rate``) and the span.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    T = days * DAY
+    K = int(round(T / window_s))
+    n_new = int(rng.poisson(new_per_day * days))
+    n = n_initial + n_new
+    birth = np.r_[np.full(n_initial, -np.inf), np.sort(rng.uniform(0.0, T, n_new))]
+    life = rng.exponential(mean_life_days * DAY, n) if math.isfinite(mean_life_days) else np.full(n, np.inf)
+    start = np.maximum(birth, 0.0)
+    death = start + life
+    rate = np.exp(rng.uniform(math.log(rate_range[0]), math.log(rate_range[1]), n))
+    t0 = np.arange(K) * window_s
+    cover = np.clip(np.minimum(death[:, None], t0 + window_s) - np.maximum(start[:, None], t0), 0.0, window_s)
+    cycle = 1.0 + diurnal * np.cos(2 * np.pi * ((t0 + window_s / 2) / DAY - 14 / 24))
+    mult = np.exp(rng.normal(-burst_sd ** 2 / 2, burst_sd, (n, K))) if burst_sd > 0 else 1.0
+    counts = rng.poisson(rate[:, None] * cycle * mult * cover)
+    ci, ki = np.nonzero(counts)
+    ids = np.array([f"c{i:05d}" for i in range(n)], dtype=object)
+    arrivals = pl.DataFrame({"client_id": pl.Series(ids[ci].tolist(), dtype=pl.String), "window_start": t0[ki],
+                             "window_s": np.full(ci.size, window_s), "rate": counts[ci, ki] / window_s})
+    truth = pl.DataFrame({"client_id": pl.Series(ids.tolist(), dtype=pl.String), "birth_s": birth,
+                          "death_s": death, "rate": rate})
+    return arrivals, truth, (0.0, T)
+
+
+#: (name, simulate_churn_arrivals keywords, true new clients per day, true mean lifetime in days)
+CHURN_SCENARIOS = (
+    ("null: no churn, Poisson", {}, 0.0, math.inf),
+    ("null: no churn, bursty (window sd 1)", {"burst_sd": 1.0}, 0.0, math.inf),
+    ("null: no churn, no daily cycle", {"diurnal": 0.0}, 0.0, math.inf),
+    ("churn: 30 + 10/day, life 3 d", {"n_initial": 30, "new_per_day": 10.0, "mean_life_days": 3.0}, 10.0, 3.0),
+    ("churn: 10 + 5/day, life 1 d", {"n_initial": 10, "new_per_day": 5.0, "mean_life_days": 1.0}, 5.0, 1.0),
+    ("churn: 100 + 2/day, life 7 d", {"n_initial": 100, "new_per_day": 2.0, "mean_life_days": 7.0}, 2.0, 7.0),
+)
+#: clients below this rate (req/s, under one request a day) are reported apart
+SPARSE_RPS = 1e-5
+
+
+def churn_calibration(seeds: int = 40) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Part 0b: ``(flags, estimates)``, one row per scenario of :data:`CHURN_SCENARIOS` (module docstring)."""
+    import numpy as np
+
+    from servelab.fitting.pool_churn import churn_model, churn_table
+
+    flag_rows, est_rows = [], []
+    for name, kw, lam, life in CHURN_SCENARIOS:
+        parts, est = [], []
+        for seed in range(seeds):
+            arrivals, truth, span = simulate_churn_arrivals(seed, **kw)
+            table = churn_table(arrivals, span)
+            g = float(table["grace_s"][0])
+            parts.append(truth.join(table.select("client_id", "arrived", "departed"), on="client_id", how="inner")
+                         .with_columns(born=pl.col("birth_s") >= g, died=pl.col("death_s") < span[1] - g))
+            m = churn_model(table, span)
+            est.append((m.arrival_rate * DAY, m.mean_lifetime_s / DAY,
+                        m.arrival_rate_ci[0] * DAY <= lam <= m.arrival_rate_ci[1] * DAY,
+                        m.mean_lifetime_ci[0] / DAY <= life <= m.mean_lifetime_ci[1] / DAY))
+        d = pl.concat(parts)
+        sparse = pl.col("rate") < SPARSE_RPS
+
+        def rate(flag, truth_col, want, extra=None):
+            sel = pl.col(truth_col) if want else ~pl.col(truth_col)
+            if extra is not None:
+                sel = sel & extra
+            return pl.col(flag).filter(sel).mean()
+
+        f = d.select(clients=pl.len(), sparse_clients=sparse.sum(),
+                     false_arrival=rate("arrived", "born", False), false_arrival_sparse=rate("arrived", "born", False, sparse),
+                     false_departure=rate("departed", "died", False),
+                     false_departure_sparse=rate("departed", "died", False, sparse),
+                     power_arrival=rate("arrived", "born", True), power_departure=rate("departed", "died", True))
+        flag_rows.append(pl.DataFrame({"scenario": [name], "seeds": [seeds]}).hstack(f))
+        a = np.array(est, dtype=float)
+        est_rows.append({"scenario": name, "true_new_per_day": lam, "new_per_day_median": float(np.median(a[:, 0])),
+                         "new_per_day_p10": float(np.quantile(a[:, 0], 0.1)),
+                         "new_per_day_p90": float(np.quantile(a[:, 0], 0.9)), "new_per_day_ci_covers": float(a[:, 2].mean()),
+                         "true_life_days": life, "life_days_median": float(np.median(a[:, 1])),
+                         "life_ci_covers": float(a[:, 3].mean())})
+    return pl.concat(flag_rows, how="vertical_relaxed"), pl.DataFrame(est_rows)
+
+
+def part_churn(seeds: int = 40) -> None:
+    t0 = time.perf_counter()
+    flags, est = churn_calibration(seeds)
+    print(f"\n== churn rules on simulated populations of known turnover, {seeds} seeds each "
+          f"({time.perf_counter() - t0:.1f} s): 7 days of 600-s windows, grace one day or ln(100)/rate")
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_width_chars=250):
+        print(flags)
+        print(est)
+
+
 def part_speed(store) -> None:
     from servelab.generator.validation import validate
 
@@ -283,11 +413,15 @@ def main(argv=None) -> int:
     parser.add_argument("--servegen-shared", action="store_true",
                         help="use the full pools in ../shared/data/servegen instead of raw_traces' slices")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibration-seeds", type=int, default=None,
+                        help="seeds per scenario of the churn (default 40) and V1 (default 20) calibrations")
     parser.add_argument("--parts", default="forecast,area,speed,rolling,servegen,real")
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     if "forecast" in parts:
         part_forecast()
+    if "churn" in parts:
+        part_churn(args.calibration_seeds or 40)
     if parts & {"speed", "rolling", "area"}:
         store = _store(args.rows, args.clients, args.days, 0)
         if "area" in parts:
