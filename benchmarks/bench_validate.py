@@ -297,6 +297,113 @@ def part_churn(seeds: int = 40) -> None:
         print(est)
 
 
+def simulate_trace(seed: int, *, days: float = 3.0, n_initial: int = 30, new_per_day: float = 0.0,
+                   mean_life_days: float = math.inf, rate_range: tuple[float, float] = (0.001, 0.02),
+                   heterogeneous: bool = True, burst_sd: float = 0.5, diurnal: float = 0.6,
+                   shift: float = 1.0, window_s: float = 600.0) -> pl.DataFrame:
+    """Requests (``timestamp, client_id, input_tokens, output_tokens``) of a simulated per-client trace.
+
+    Clients as in :func:`simulate_churn_arrivals` (initial ones, new ones at ``new_per_day`` with
+    exponential lives); per window a client's count is Poisson of its rate times the daily cycle
+    times a log-normal window multiplier (mean 1) of sd ``burst_sd`` -- with ``heterogeneous``
+    each client's own sd, log-uniform in [0.1, 2 burst_sd] -- times ``shift`` in the second half
+    of the span; times uniform inside the window. Lengths are log-normal per client: with
+    ``heterogeneous`` medians log-uniform in [50, 5000] (input) and [20, 1000] (output) and
+    sigmas uniform in [0.3, 1.2]; else every client has medians 500 / 150 and sigma 0.8 (and the
+    same burstiness): per-client modelling then has nothing to find.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    T = days * DAY
+    K = int(round(T / window_s))
+    n_new = int(rng.poisson(new_per_day * days))
+    n = n_initial + n_new
+    birth = np.r_[np.zeros(n_initial), np.sort(rng.uniform(0.0, T, n_new))]
+    life = rng.exponential(mean_life_days * DAY, n) if math.isfinite(mean_life_days) else np.full(n, np.inf)
+    death = birth + life
+    rate = np.exp(rng.uniform(math.log(rate_range[0]), math.log(rate_range[1]), n))
+    sd = (np.exp(rng.uniform(math.log(0.1), math.log(2 * burst_sd), n)) if heterogeneous
+          else np.full(n, float(burst_sd)))
+    t0 = np.arange(K) * window_s
+    cover = np.clip(np.minimum(death[:, None], t0 + window_s) - np.maximum(birth[:, None], t0), 0.0, window_s)
+    cycle = (1.0 + diurnal * np.cos(2 * np.pi * ((t0 + window_s / 2) / DAY - 14 / 24))) * np.where(t0 >= T / 2, shift, 1.0)
+    mult = np.exp(rng.standard_normal((n, K)) * sd[:, None] - sd[:, None] ** 2 / 2)
+    counts = rng.poisson(rate[:, None] * cycle * mult * cover)
+    ci, ki = np.nonzero(counts)
+    c = counts[ci, ki]
+    cid = np.repeat(ci, c)
+    ts = np.repeat(t0[ki], c) + rng.uniform(0.0, window_s, int(c.sum()))
+    if heterogeneous:
+        med_in, med_out = np.exp(rng.uniform(math.log(50), math.log(5000), n)), np.exp(rng.uniform(math.log(20), math.log(1000), n))
+        s_in, s_out = rng.uniform(0.3, 1.2, n), rng.uniform(0.3, 1.2, n)
+    else:
+        med_in, med_out, s_in, s_out = np.full(n, 500.0), np.full(n, 150.0), np.full(n, 0.8), np.full(n, 0.8)
+    inp = np.maximum(1, np.round(med_in[cid] * np.exp(s_in[cid] * rng.standard_normal(cid.size)))).astype(np.int64)
+    out = np.maximum(1, np.round(med_out[cid] * np.exp(s_out[cid] * rng.standard_normal(cid.size)))).astype(np.int64)
+    o = np.argsort(ts, kind="stable")
+    ids = np.array([f"c{i:04d}" for i in range(n)], dtype=object)
+    return pl.DataFrame({"timestamp": ts[o], "client_id": pl.Series(ids[cid[o]].tolist(), dtype=pl.String),
+                         "input_tokens": inp[o], "output_tokens": out[o]})
+
+
+#: (name, simulate_trace keywords, what V1 should say)
+V1_SCENARIOS = (
+    ("null: identical clients, stationary", {"heterogeneous": False}, "no advantage to find"),
+    ("positive: heterogeneous clients, stationary", {}, "holds"),
+    ("positive: heterogeneous, churn 5/day, life 2 d", {"n_initial": 20, "new_per_day": 5.0, "mean_life_days": 2.0},
+     "holds"),
+    ("volume shift: heterogeneous, x1.5 after the split", {"shift": 1.5}, "does not hold"),
+)
+
+
+def v1_calibration(seeds: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Part 0c: ``(verdicts, wins)``: per scenario how often V1 holds, the median count error and the
+    seconds per run; per scenario and metric how often servelab is closer than naive."""
+    import numpy as np
+
+    from servelab.analysis.fidelity import METRICS
+    from servelab.analysis.findings import Verdict
+    from servelab.analysis.store import write_store
+    from servelab.reports.areas.validation import VALIDATION
+
+    verdicts, wins = [], []
+    for name, kw, expect in V1_SCENARIOS:
+        held, errs, secs, requests = 0, [], [], []
+        closer = {m: 0 for m in METRICS}
+        for seed in range(seeds):
+            frame = simulate_trace(seed, **kw)
+            with tempfile.TemporaryDirectory() as tmp:
+                store = write_store(frame, Path(tmp) / "sim", source="bench_validate.simulate_trace", fmt="simulated")
+                t0 = time.process_time()
+                ev = VALIDATION.measure(store, seed=seed)
+                (f,) = VALIDATION.findings(ev)
+                secs.append(time.process_time() - t0)
+            held += f.verdict is Verdict.HOLDS
+            ref, ours, naive = (ev.metrics[c] for c in ("reference", "servelab", "naive"))
+            errs.append(ours["n_requests"] / ref["n_requests"] - 1)
+            requests.append(frame.height)
+            for m in METRICS:
+                closer[m] += abs(ours[m] - ref[m]) < abs(naive[m] - ref[m])
+        verdicts.append({"scenario": name, "expected": expect, "seeds": seeds, "v1_holds": held,
+                         "median_requests": float(np.median(requests)),
+                         "median_count_error": float(np.median(errs)), "worst_count_error": float(max(errs, key=abs)),
+                         "cpu_s_per_run": float(np.mean(secs))})
+        wins.append({"scenario": name, **{m: closer[m] for m in METRICS}})
+    return pl.DataFrame(verdicts), pl.DataFrame(wins)
+
+
+def part_v1(seeds: int = 20) -> None:
+    t0 = time.perf_counter()
+    verdicts, wins = v1_calibration(seeds)
+    print(f"\n== V1 verdict on simulated per-client traces of known truth, {seeds} seeds each "
+          f"({time.perf_counter() - t0:.1f} s): 3 days, split at half; wins = seeds where servelab is closer")
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_width_chars=250, fmt_str_lengths=60):
+        print(verdicts)
+        print(wins)
+
+
 def part_speed(store) -> None:
     from servelab.generator.validation import validate
 
@@ -422,6 +529,8 @@ def main(argv=None) -> int:
         part_forecast()
     if "churn" in parts:
         part_churn(args.calibration_seeds or 40)
+    if "v1" in parts:
+        part_v1(args.calibration_seeds or 20)
     if parts & {"speed", "rolling", "area"}:
         store = _store(args.rows, args.clients, args.days, 0)
         if "area" in parts:

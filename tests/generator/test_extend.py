@@ -300,3 +300,17 @@ def test_a_small_population_never_leaves_the_forecast_to_nobody(tmp_path):
     later = ext.arrivals.filter((pl.col("window_start") >= end) & (pl.col("rate") > 0))
     days = ((later["window_start"] - end) // DAY).unique().sort().to_list()
     assert days == list(range(10))
+
+
+def test_forecast_level_on_one_to_two_days_averages_the_daily_cycle():
+    # 1.5 days of a daily cycle of amplitude 0.6 around 10 req/s (peak 14:00), 1% window noise:
+    # no daily pattern can be tested; the level is the last whole day's mean, 10 up to the noise
+    # (the median of eighths of the span took the night-heavy half's level: 8.9)
+    W = 600.0
+    t = np.arange(0, 1.5 * DAY, W)
+    r = 10 * (1 + 0.6 * np.cos(2 * np.pi * ((t + W / 2) / DAY - 14 / 24)))
+    r = r * np.random.default_rng(5).gamma(1e4, 1e-4, t.size)
+    f = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": r}),
+                          (0.0, 1.5 * DAY))
+    assert f.slope == 0.0 and f.period_s is None
+    assert f.level == pytest.approx(10.0, rel=0.01)
