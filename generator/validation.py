@@ -62,7 +62,7 @@ from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
 from servelab.generator.generate import generate
 from servelab.generator.naive import naive_generate
 
-__all__ = ["CANDIDATES", "SplitResult", "ValidationResult", "resolve_split", "sample_clients", "validate"]
+__all__ = ["CANDIDATES", "GIVEN_RATE_ASSUMPTION", "RATE_ASSUMPTION", "SplitResult", "ValidationResult", "resolve_split", "sample_clients", "validate"]
 
 #: the two generators scored, in order
 CANDIDATES = ("servelab", "naive")
@@ -70,6 +70,9 @@ CANDIDATES = ("servelab", "naive")
 RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (a damped trend x "
                    "a daily pattern, each kept only when significant on the part before it; "
                    "servelab.fitting.pool_forecast), not the real rate; naive's request data is the mix before the split")
+#: the total-rate assumption when a rate function is given
+GIVEN_RATE_ASSUMPTION = ("both generators follow the given total rate function past the split (not a forecast: "
+                         "the request count is then not a prediction); naive's request data is the mix before the split")
 
 
 def _frozen(d: Mapping) -> Mapping:
@@ -283,7 +286,7 @@ def sample_clients(frame: pl.DataFrame, bound: int, *, seed: int) -> tuple[pl.Da
 
 
 def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: float, *, seed: int,
-               settings: PoolFitSettings, workdir: Path, window_s: float | None) -> SplitResult:
+               settings: PoolFitSettings, workdir: Path, window_s: float | None, rate=None) -> SplitResult:
     t = frame["timestamp"]
     before = frame.filter(t < split_s)
     later = frame.filter((t >= split_s) & (t < end_s))
@@ -292,7 +295,7 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
     part = write_store(before, workdir / f"before-{int(split_s)}", source=str(store.path),
                        fmt="validate-split", origin=store.origin, timezone=store.timezone, overwrite=True)
     pool = fit_pool(part, settings=settings)
-    ext, info = extend_pool(pool, end_s, seed=seed)
+    ext, info = extend_pool(pool, end_s, seed=seed, rate=rate)
     duration = end_s - split_s
     clock = store.clock_s
     ours = generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None)
@@ -325,7 +328,7 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
 
 
 def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, window_s: float | None = None,
-             max_requests: int | None = None, settings: PoolFitSettings | None = None,
+             max_requests: int | None = None, settings: PoolFitSettings | None = None, rate=None,
              **overrides) -> ValidationResult:
     """Fit on the part of ``store`` before ``split``, generate after it, score both generators.
 
@@ -347,6 +350,12 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
         How the pool is fitted; ``**overrides`` replace fields (``min_requests=10``, ...; the
         pool's arrival window is the setting ``window_s``, which here names the metric window: pass
         it as ``settings=PoolFitSettings(window_s="10m")``, or as the deprecated alias ``window="10m"``).
+    rate : callable, optional
+        Total rate (req/s) past the split as a function of time (seconds on the trace's clock,
+        numpy array in and out), followed by both generators instead of the pool's forecast
+        (:func:`~servelab.generator.extend.extend_pool`'s ``rate``): to score the shape of the
+        workload given its volume (e.g. an oracle, the real later rate), or a planned load. The
+        request count then follows the given rate and is no prediction.
 
     Returns
     -------
@@ -361,6 +370,8 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    if rate is not None and not callable(rate):
+        raise ValueError(f"rate must be a function of time (req/s) or None; got {rate!r}")
     k = 1 if rolling is None else rolling
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"rolling must be a positive integer; got {rolling!r}")
@@ -387,5 +398,6 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     with tempfile.TemporaryDirectory(prefix="servelab-validate-") as tmp:
         for i in range(k):
             splits.append(_one_split(store, frame, edges[i], edges[i + 1], seed=seed, settings=base,
-                                     workdir=Path(tmp), window_s=window_s))
-    return ValidationResult(store=str(store.path), splits=tuple(splits), seed=int(seed), bounded_sample=bounded)
+                                     workdir=Path(tmp), window_s=window_s, rate=rate))
+    return ValidationResult(store=str(store.path), splits=tuple(splits), seed=int(seed), bounded_sample=bounded,
+                            rate_assumption=RATE_ASSUMPTION if rate is None else GIVEN_RATE_ASSUMPTION)
