@@ -358,19 +358,21 @@ V1_SCENARIOS = (
 
 
 def v1_calibration(seeds: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Part 0c: ``(verdicts, wins)``: per scenario how often V1 holds, the median count error and the
-    seconds per run; per scenario and metric how often servelab is closer than naive."""
+    """Part 0c: ``(verdicts, wins)``: per scenario how often V1 holds (and the first, strict rule), the
+    median count error and the CPU seconds per run; per scenario and metric how often servelab is
+    closer than naive, and per distance how often it won / lost beyond the noise floor."""
     import numpy as np
 
     from servelab.analysis.fidelity import METRICS
     from servelab.analysis.findings import Verdict
     from servelab.analysis.store import write_store
-    from servelab.reports.areas.validation import VALIDATION
+    from servelab.reports.areas.validation import _DISTANCES, VALIDATION, v1_outcomes
 
     verdicts, wins = [], []
     for name, kw, expect in V1_SCENARIOS:
-        held, errs, secs, requests = 0, [], [], []
+        held, strict, errs, secs, requests = 0, 0, [], [], []
         closer = {m: 0 for m in METRICS}
+        beyond = {f"{m}_won": 0 for m in _DISTANCES} | {f"{m}_lost": 0 for m in _DISTANCES}
         for seed in range(seeds):
             frame = simulate_trace(seed, **kw)
             with tempfile.TemporaryDirectory() as tmp:
@@ -385,11 +387,19 @@ def v1_calibration(seeds: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
             requests.append(frame.height)
             for m in METRICS:
                 closer[m] += abs(ours[m] - ref[m]) < abs(naive[m] - ref[m])
+            lost, won, _ = v1_outcomes(ours, naive, ev.noise_floor, _DISTANCES)
+            for m in won:
+                beyond[f"{m}_won"] += 1
+            for m in lost:
+                beyond[f"{m}_lost"] += 1
+            # the first rule: strictly closer on every distance, count within 15%
+            strict += all(ours[m] < naive[m] for m in _DISTANCES) and abs(errs[-1]) <= 0.15
         verdicts.append({"scenario": name, "expected": expect, "seeds": seeds, "v1_holds": held,
+                         "v1_strict_rule_holds": strict,
                          "median_requests": float(np.median(requests)),
                          "median_count_error": float(np.median(errs)), "worst_count_error": float(max(errs, key=abs)),
                          "cpu_s_per_run": float(np.mean(secs))})
-        wins.append({"scenario": name, **{m: closer[m] for m in METRICS}})
+        wins.append({"scenario": name, **{m: closer[m] for m in METRICS}, **beyond})
     return pl.DataFrame(verdicts), pl.DataFrame(wins)
 
 
@@ -400,8 +410,10 @@ def part_v1(seeds: int = 20) -> None:
           f"({time.perf_counter() - t0:.1f} s): 3 days, split at half; wins = seeds where servelab is closer")
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=250, fmt_str_lengths=60):
-        print(verdicts)
-        print(wins)
+        print(verdicts.with_columns(pl.Series("scenario", [f"{i}: {n}" for i, n in enumerate(verdicts["scenario"])])))
+        # one row per metric, one column per scenario (numbered as above)
+        print(wins.drop("scenario").transpose(include_header=True, header_name="metric",
+                                              column_names=[f"scenario {i}" for i in range(wins.height)]))
 
 
 def part_speed(store) -> None:
@@ -488,6 +500,74 @@ def part_servegen(seed: int, name: str = "m-small", share: float = 0.01, shared:
         split, label = (7 * DAY, "week 1 -> week 2") if span.end - span.start >= 14 * DAY else (0.5, "first half -> second half")
         res = validate(store, split=split, seed=seed)
         _show(f"ServeGen {name}, {label}", res, time.perf_counter() - t0)
+        (sp,) = res.splits
+        _volume_information(logs, sp.split_s, sp.end_s, res.splits[0].extension)
+        _outages(logs, sp.split_s, sp.end_s)
+        # the same split with the real later rate given (an oracle of the volume, per 600-s
+        # window): what is left is the shape of the workload given its volume
+        t0 = time.perf_counter()
+        oracle = validate(store, split=split, seed=seed, rate=_oracle_rate(logs, sp.split_s, sp.end_s))
+        _show(f"ServeGen {name}, {label}, ORACLE volume (the real later rate per 600-s window given to both)",
+              oracle, time.perf_counter() - t0)
+
+
+def _oracle_rate(frame: pl.DataFrame, split_s: float, end_s: float, window_s: float = 600.0):
+    """The real rate past ``split_s`` per window of ``window_s``, as a function of time (an oracle)."""
+    import numpy as np
+
+    t = frame["timestamp"].to_numpy()
+    t = t[(t >= split_s) & (t < end_s)]
+    n = int(math.ceil((end_s - split_s) / window_s))
+    counts = np.bincount(((t - split_s) // window_s).astype(np.int64), minlength=n)[:n] / window_s
+
+    def rate(x):
+        k = np.clip(((np.asarray(x, dtype=float) - split_s) // window_s).astype(np.int64), 0, n - 1)
+        return counts[k]
+    return rate
+
+
+def _volume_information(frame: pl.DataFrame, split_s: float, end_s: float, extension) -> None:
+    """Could the part before the split have told the later volume? Requests per block (a day, or an
+    eighth of a span before the split shorter than two days; whole blocks only), the forecast's
+    count, and the 95% prediction interval of the later total if blocks were independent draws
+    from the earlier blocks' mean and spread (t interval: ``n2 mean1 +- t s1 sqrt(n2 + n2^2 / n1)``)."""
+    import numpy as np
+    from scipy import stats
+
+    t = frame["timestamp"].to_numpy()
+    first = float(t.min())
+    block = DAY if split_s - first >= 2 * DAY else (split_s - first) / 8
+    # blocks counted back from the split (before) and forward from it (after)
+    kb = np.floor((split_s - t[t < split_s]) / block).astype(np.int64)
+    nb = int(np.floor((split_s - first) / block))
+    before = np.bincount(kb, minlength=nb)[:nb][::-1]
+    na = int(np.floor((end_s - split_s) / block))
+    after = np.bincount(np.floor((t[(t >= split_s)] - split_s) / block).astype(np.int64), minlength=na)[:na]
+    m1, s1, n1, n2 = before.mean(), before.std(ddof=1), before.size, after.size
+    half = stats.t.ppf(0.975, n1 - 1) * s1 * math.sqrt(n2 + n2 ** 2 / n1)
+    real = int(after.sum())
+    fc = extension["forecast"]
+    level = fc["level_rps"] * block if isinstance(fc, dict) else float("nan")
+    tau = stats.kendalltau(np.arange(n1), before)
+    print(f"volume per block of {block / 3600:g} h: before the split {before.tolist()} (mean {m1:.0f}, sd {s1:.0f}, "
+          f"Kendall tau {tau.statistic:.2f} p {tau.pvalue:.2f}); after {after.tolist()} (mean {after.mean():.0f}, "
+          f"{after.mean() / m1 - 1:+.1%} on the earlier mean, first block {after[0] / m1 - 1:+.1%}, largest "
+          f"{after.max() / before.max() - 1:+.1%} on the earlier largest); forecast level x block {level:.0f}")
+    print(f"95% prediction interval of the later {n2} blocks' total from the earlier ones: "
+          f"[{n2 * m1 - half:.0f}, {n2 * m1 + half:.0f}] (+-{half / (n2 * m1):.1%}); real {real} "
+          f"({'inside' if abs(real - n2 * m1) <= half else 'OUTSIDE'}; {(real - n2 * m1) / half * 1.96:.1f} sd)")
+
+
+def _outages(frame: pl.DataFrame, split_s: float, end_s: float, window_s: float = 600.0) -> None:
+    """Gaps longer than a pool window before and after the split, and gap CV without them."""
+    import numpy as np
+
+    t = frame["timestamp"].to_numpy()
+    for name, lo, hi in (("before", float(t.min()), split_s), ("after", split_s, end_s)):
+        g = np.diff(t[(t >= lo) & (t < hi)])
+        long = g > window_s
+        print(f"{name} the split: {int(long.sum())} gaps > {window_s:g} s (longest {g.max():.0f} s); gap CV "
+              f"{g.std() / g.mean():.2f}, without them {g[~long].std() / g[~long].mean():.2f}")
 
 
 def part_real(seed: int) -> None:

@@ -62,7 +62,7 @@ from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
 from servelab.generator.generate import generate
 from servelab.generator.naive import naive_generate
 
-__all__ = ["CANDIDATES", "GIVEN_RATE_ASSUMPTION", "RATE_ASSUMPTION", "SplitResult", "ValidationResult", "resolve_split", "sample_clients", "validate"]
+__all__ = ["CANDIDATES", "GIVEN_RATE_ASSUMPTION", "RATE_ASSUMPTION", "SplitResult", "noise_floor", "ValidationResult", "resolve_split", "sample_clients", "validate"]
 
 #: the two generators scored, in order
 CANDIDATES = ("servelab", "naive")
@@ -103,6 +103,10 @@ class SplitResult:
     counts : polars.DataFrame
         Requests per window of ``window_s`` over the test span: ``window_start_s`` (since the
         split), ``reference``, ``servelab``, ``naive`` (aggregates, for the figure).
+    noise_floor : Mapping
+        Per distance metric, the distance between the two halves of the real later part
+        (:func:`noise_floor`): a generator whose distance is below it cannot be told from the
+        real part by that metric at this sample size.
     """
 
     split_s: float
@@ -113,8 +117,10 @@ class SplitResult:
     clients: Mapping[str, int]
     extension: Mapping
     counts: pl.DataFrame = field(repr=False, compare=False)
+    noise_floor: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "noise_floor", MappingProxyType(dict(self.noise_floor)))
         object.__setattr__(self, "metrics", _frozen(self.metrics))
         object.__setattr__(self, "clients", MappingProxyType(dict(self.clients)))
         object.__setattr__(self, "extension", MappingProxyType(dict(self.extension)))
@@ -194,6 +200,7 @@ class ValidationResult:
             "metrics": {m: {"kind": k, "description": d} for m, (k, d) in METRICS.items()},
             "splits": [{"split_s": s.split_s, "end_s": s.end_s, "window_s": s.window_s, "window_rule": s.window_rule,
                         **{c: {m: _num(v) for m, v in s.metrics[c].items()} for c in ("reference", *CANDIDATES)},
+                        "noise_floor": {m: _num(v) for m, v in s.noise_floor.items()},
                         "clients": dict(s.clients), "extension": _plain(s.extension)} for s in self.splits],
         })
         if len(self.splits) > 1:
@@ -285,6 +292,40 @@ def sample_clients(frame: pl.DataFrame, bound: int, *, seed: int) -> tuple[pl.Da
                   "requests": kept.height, "requests_total": frame.height}
 
 
+def noise_floor(real: pl.DataFrame, window_s: float, *, seed: int = 0) -> dict[str, float]:
+    """The compare distances between the two halves of a workload: its own sampling noise.
+
+    The windows of ``window_s`` (from the first timestamp's window) are dealt alternately to two
+    halves, each closed up into a contiguous series (window ``2j + h`` becomes window ``j`` of
+    half ``h``, times inside a window kept), and half 0 is scored against half 1 with
+    :func:`~servelab.analysis.fidelity.compare` at ``window_s``. Both halves follow the same
+    process, so a distance is what that many requests differ by chance -- at half the sample size,
+    so the floor is on the generous side of the noise of a full-size comparison.
+
+    Returns
+    -------
+    dict
+        ``{metric: distance}`` for the distance metrics; empty when a half has fewer than 2
+        requests or the workload spans fewer than 4 windows.
+    """
+    t = real["timestamp"].to_numpy()
+    if t.size < 4:
+        return {}
+    t0 = math.floor(float(t.min()) / window_s) * window_s
+    k = np.floor((t - t0) / window_s).astype(np.int64)
+    if k.max() < 3:
+        return {}
+    halves = []
+    for h in (0, 1):
+        sel = (k % 2) == h
+        if sel.sum() < 2:
+            return {}
+        halves.append(real.filter(pl.Series(sel)).with_columns(
+            timestamp=pl.Series((k[sel] // 2) * window_s + (t[sel] - t0 - k[sel] * window_s))))
+    table = compare(halves[0], [halves[1]], names=["half"], window_s=window_s, seed=seed)
+    return {m: float(v) for m, kind, v in zip(table["metric"], table["kind"], table["half"]) if kind == "distance"}
+
+
 def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: float, *, seed: int,
                settings: PoolFitSettings, workdir: Path, window_s: float | None, rate=None) -> SplitResult:
     t = frame["timestamp"]
@@ -310,6 +351,7 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
     else:
         w, rule = float(window_s), "given"
     table = compare(real, [ours, naive], names=list(CANDIDATES), window_s=w, seed=seed)
+    floor = noise_floor(real, w, seed=seed)
     metrics = {c: dict(zip(table["metric"], table[c])) for c in ("reference", *CANDIDATES)}
     clients = {}
     if "client_id" in frame.columns:
@@ -324,7 +366,7 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
         k = np.clip(np.floor(f["timestamp"].to_numpy() / w).astype(np.int64), 0, n_win - 1)
         counts[name] = np.bincount(k, minlength=n_win)
     return SplitResult(split_s=split_s, end_s=end_s, window_s=w, window_rule=rule, metrics=metrics, clients=clients,
-                       extension=info.describe(), counts=pl.DataFrame(counts))
+                       extension=info.describe(), counts=pl.DataFrame(counts), noise_floor=floor)
 
 
 def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, window_s: float | None = None,
