@@ -357,7 +357,7 @@ V1_SCENARIOS = (
 )
 
 
-def v1_calibration(seeds: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
+def v1_calibration(seeds: int = 20, scenarios=None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Part 0c: ``(verdicts, wins)``: per scenario how often V1 holds (and the first, strict rule), the
     median count error and the CPU seconds per run; per scenario and metric how often servelab is
     closer than naive, and per distance how often it won / lost beyond the noise floor."""
@@ -369,7 +369,7 @@ def v1_calibration(seeds: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
     from servelab.reports.areas.validation import _DISTANCES, VALIDATION, v1_outcomes
 
     verdicts, wins = [], []
-    for name, kw, expect in V1_SCENARIOS:
+    for name, kw, expect in (V1_SCENARIOS if scenarios is None else [V1_SCENARIOS[i] for i in scenarios]):
         held, strict, errs, secs, requests = 0, 0, [], [], []
         closer = {m: 0 for m in METRICS}
         beyond = {f"{m}_won": 0 for m in _DISTANCES} | {f"{m}_lost": 0 for m in _DISTANCES}
@@ -403,14 +403,14 @@ def v1_calibration(seeds: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
     return pl.DataFrame(verdicts), pl.DataFrame(wins)
 
 
-def part_v1(seeds: int = 20) -> None:
+def part_v1(seeds: int = 20, scenarios=None) -> None:
     t0 = time.perf_counter()
-    verdicts, wins = v1_calibration(seeds)
+    verdicts, wins = v1_calibration(seeds, scenarios)
     print(f"\n== V1 verdict on simulated per-client traces of known truth, {seeds} seeds each "
           f"({time.perf_counter() - t0:.1f} s): 3 days, split at half; wins = seeds where servelab is closer")
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=250, fmt_str_lengths=60):
-        print(verdicts.with_columns(pl.Series("scenario", [f"{i}: {n}" for i, n in enumerate(verdicts["scenario"])])))
+        print(verdicts)
         # one row per metric, one column per scenario (numbered as above)
         print(wins.drop("scenario").transpose(include_header=True, header_name="metric",
                                               column_names=[f"scenario {i}" for i in range(wins.height)]))
@@ -600,6 +600,8 @@ def main(argv=None) -> int:
     parser.add_argument("--servegen-shared", action="store_true",
                         help="use the full pools in ../shared/data/servegen instead of raw_traces' slices")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--v1-scenarios", default=None,
+                        help="indices into V1_SCENARIOS, comma-separated (default all; to keep each run short)")
     parser.add_argument("--calibration-seeds", type=int, default=None,
                         help="seeds per scenario of the churn (default 40) and V1 (default 20) calibrations")
     parser.add_argument("--parts", default="forecast,area,speed,rolling,servegen,real")
@@ -610,7 +612,8 @@ def main(argv=None) -> int:
     if "churn" in parts:
         part_churn(args.calibration_seeds or 40)
     if "v1" in parts:
-        part_v1(args.calibration_seeds or 20)
+        part_v1(args.calibration_seeds or 20,
+                None if args.v1_scenarios is None else [int(i) for i in args.v1_scenarios.split(",")])
     if parts & {"speed", "rolling", "area"}:
         store = _store(args.rows, args.clients, args.days, 0)
         if "area" in parts:
