@@ -156,15 +156,17 @@ class ValidationResult:
         object.__setattr__(self, "bounded_sample", MappingProxyType(dict(self.bounded_sample)))
 
     def table(self) -> pl.DataFrame:
-        """One row per (split, metric): ``split_s, end_s, metric, kind, reference, servelab, naive``."""
+        """One row per (split, metric): ``split_s, end_s, metric, kind, reference, servelab, naive,
+        noise_floor`` (the last null for a value metric, or when the later part was too small to halve)."""
         rows = []
         for s in self.splits:
             for m in METRICS:
                 rows.append({"split_s": s.split_s, "end_s": s.end_s, "metric": m, "kind": METRICS[m][0],
-                             **{c: s.metrics[c].get(m) for c in ("reference", *CANDIDATES)}})
+                             **{c: s.metrics[c].get(m) for c in ("reference", *CANDIDATES)},
+                             "noise_floor": s.noise_floor.get(m)})
         return pl.DataFrame(rows, schema={"split_s": pl.Float64, "end_s": pl.Float64, "metric": pl.String,
                                           "kind": pl.String, "reference": pl.Float64, "servelab": pl.Float64,
-                                          "naive": pl.Float64})
+                                          "naive": pl.Float64, "noise_floor": pl.Float64})
 
     def spread(self) -> pl.DataFrame:
         """Per metric over the splits: mean, standard deviation, min and max of each column, and
