@@ -596,6 +596,7 @@ def _outages(frame: pl.DataFrame, split_s: float, end_s: float, window_s: float 
 
 def part_real(seed: int) -> None:
     from servelab.analysis.ingest import ingest
+    from servelab.fitting.pool_settings import PoolFitSettings
     from servelab.generator.validation import validate
 
     csv = SHARED / "azure_2023" / "AzureLLMInferenceTrace_code.csv"
@@ -607,7 +608,7 @@ def part_real(seed: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = ingest([csv], fmt="azure", output=Path(tmp) / "azure")
         t0 = time.perf_counter()
-        res = validate(store, split=0.5, seed=seed, window="5m")
+        res = validate(store, split=0.5, seed=seed, settings=PoolFitSettings(window_s="5m"))
         _show("Azure 2023 code trace (one client, 1 h), split in half, 5-min pool windows", res,
               time.perf_counter() - t0)
 
