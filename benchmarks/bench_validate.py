@@ -381,7 +381,7 @@ V1_SCENARIOS = (
 )
 
 
-def v1_calibration(seeds: int = 20, scenarios=None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def v1_calibration(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Part 0c: ``(verdicts, wins)``: per scenario how often V1 holds (and the first, strict rule), the
     median count error and the CPU seconds per run; per scenario and metric how often servelab is
     closer than naive, and per distance how often it won / lost beyond the noise floor."""
@@ -398,7 +398,8 @@ def v1_calibration(seeds: int = 20, scenarios=None) -> tuple[pl.DataFrame, pl.Da
         closer = {m: 0 for m in METRICS}
         beyond = {f"{m}_won": 0 for m in _DISTANCES} | {f"{m}_lost": 0 for m in _DISTANCES}
         for seed in range(seeds):
-            frame = simulate_trace(seed, **kw)
+            lo, hi = kw.get("rate_range", (0.001, 0.02))
+            frame = simulate_trace(seed, **{**kw, "rate_range": (lo * rate_scale, hi * rate_scale)})
             with tempfile.TemporaryDirectory() as tmp:
                 store = write_store(frame, Path(tmp) / "sim", source="bench_validate.simulate_trace", fmt="simulated")
                 t0 = time.process_time()
@@ -427,9 +428,9 @@ def v1_calibration(seeds: int = 20, scenarios=None) -> tuple[pl.DataFrame, pl.Da
     return pl.DataFrame(verdicts), pl.DataFrame(wins)
 
 
-def part_v1(seeds: int = 20, scenarios=None) -> None:
+def part_v1(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> None:
     t0 = time.perf_counter()
-    verdicts, wins = v1_calibration(seeds, scenarios)
+    verdicts, wins = v1_calibration(seeds, scenarios, rate_scale)
     print(f"\n== V1 verdict on simulated per-client traces of known truth, {seeds} seeds each "
           f"({time.perf_counter() - t0:.1f} s): 3 days, split at half; wins = seeds where servelab is closer")
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
@@ -627,6 +628,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--v1-scenarios", default=None,
                         help="indices into V1_SCENARIOS, comma-separated (default all; to keep each run short)")
+    parser.add_argument("--v1-rate-scale", type=float, default=1.0,
+                        help="scale of the simulated clients' rates in the V1 calibration (0.2: ~10k requests a trace)")
     parser.add_argument("--calibration-seeds", type=int, default=None,
                         help="seeds per scenario of the churn (default 40) and V1 (default 20) calibrations")
     parser.add_argument("--parts", default="forecast,area,speed,rolling,servegen,real")
@@ -638,7 +641,7 @@ def main(argv=None) -> int:
         part_churn(args.calibration_seeds or 40)
     if "v1" in parts:
         part_v1(args.calibration_seeds or 20,
-                None if args.v1_scenarios is None else [int(i) for i in args.v1_scenarios.split(",")])
+                None if args.v1_scenarios is None else [int(i) for i in args.v1_scenarios.split(",")], args.v1_rate_scale)
     if parts & {"speed", "rolling", "area"}:
         store = _store(args.rows, args.clients, args.days, 0)
         if "area" in parts:
