@@ -106,14 +106,15 @@ def _partition_bits(n_requests: int) -> int:
 
 
 def first_and_unique(keys: np.ndarray, part_bits: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of each key's first occurrence and of the keys that occur once, both ascending.
+    """Positions of each key's first occurrence and of the keys that occur once (in no
+    particular order).
 
     ``keys`` share their top ``part_bits`` bits (one spill partition). One value sort instead of
     an argsort: each key's other bits, cut to the top ``64 - b`` of them, are packed with its
     position (``b`` bits) and the packed values sorted; a run of equal cut keys is then in
-    position order. Cutting bits can merge two keys: the number of distinct cut keys is checked
-    against the distinct full keys (a second value sort), and on a mismatch the argsort of the
-    full keys is used instead, so the result is always exact.
+    position order. Cutting bits can merge two keys: the full keys are read back in sorted order
+    and compared within each run, and if a run holds two, the argsort of the full keys is used
+    instead, so the result is always exact.
 
     Parameters
     ----------
@@ -141,13 +142,15 @@ def first_and_unique(keys: np.ndarray, part_bits: int = 0) -> tuple[np.ndarray, 
     head[0] = True
     np.not_equal(cut[1:], cut[:-1], out=head[1:])
     del cut
+    pos = (packed & low).astype(np.int64)
+    del packed
+    full = keys[pos]  # the full keys in sorted order: a run must hold one
+    merged = bool(np.any(~head[1:] & (full[1:] != full[:-1])))
+    del full
     st = np.flatnonzero(head)
     del head
-    full = np.sort(keys)
-    distinct = 1 + int(np.count_nonzero(full[1:] != full[:-1]))
-    del full
-    if distinct == st.size:  # no two keys were merged by the cut
-        first = (packed[st] & low).astype(np.int64)
+    if not merged:
+        first = pos[st]
     else:  # rare: fall back on the argsort of the full keys
         o = np.argsort(keys, kind="stable")
         ks = keys[o]
@@ -157,9 +160,7 @@ def first_and_unique(keys: np.ndarray, part_bits: int = 0) -> tuple[np.ndarray, 
         st = np.flatnonzero(h)
         first = o[st].astype(np.int64)  # stable: a run's first element is the key's first position
     cnt = np.diff(np.append(st, n))
-    once = np.sort(first[cnt == 1])
-    first.sort()
-    return first, once
+    return first, first[cnt == 1]
 
 
 def _partition_counts(spill: Path, i: int, part_bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -209,6 +210,20 @@ def _block_batches(source, columns: list[str]):
         yield from pq.ParquetFile(source.requests_path).iter_batches(batch_size=_BATCH, columns=columns)
     else:
         yield from source.read_arrow(columns).to_batches(max_chunksize=_BATCH)
+
+
+def _prefetched(batches):
+    """The same batches, the next one read by a worker thread while the caller works on the
+    current one (Parquet decoding releases the GIL); at most one batch ahead."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        it = iter(batches)
+        ahead = pool.submit(next, it, None)
+        while True:
+            batch = ahead.result()
+            if batch is None:
+                return
+            ahead = pool.submit(next, it, None)
+            yield batch
 
 
 def _segment_starts(n_req: int, seg_req: int, seed: int) -> np.ndarray:
@@ -329,7 +344,7 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
         files = [(open(spill / f"k{i:04d}.bin", "wb"), open(spill / f"r{i:04d}.bin", "wb")) for i in range(n_parts)]
         try:
             r0 = 0
-            for batch in _block_batches(store, ["prefix_blocks"]):  # one pass: batches of whole requests
+            for batch in _prefetched(_block_batches(store, ["prefix_blocks"])):  # one pass: whole requests
                 blocks = batch.column(0)
                 lens = pc.fill_null(pc.list_value_length(blocks), 0).to_numpy().astype(np.int64)
                 r1 = r0 + lens.size
