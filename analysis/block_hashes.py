@@ -18,10 +18,13 @@ _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 def _mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: spreads small consecutive block ids over 64 bits."""
     with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        z = x + np.uint64(0x9E3779B97F4A7C15)  # one new array, then in place
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        return z
 
 
 def _powers(base: np.uint64, n: int) -> np.ndarray:
@@ -63,13 +66,19 @@ def prefix_hashes(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     if total == 0:
         return np.zeros(0, dtype=np.uint64)
     starts = np.cumsum(lengths) - lengths
-    pos = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+    pos = np.arange(total, dtype=np.int64)
+    pos -= np.repeat(starts, lengths)
     max_len = int(lengths.max())
     pw, pinv = _powers(_P, max_len), _powers(_P_INV, max_len)
-    with np.errstate(over="ignore"):
-        term = _mix64(values.astype(np.int64).view(np.uint64)) * pinv[pos]
-        csum = np.cumsum(term, dtype=np.uint64)
-        base = np.where(starts > 0, csum[np.maximum(starts - 1, 0)], np.uint64(0))
-        h = (csum - np.repeat(base, lengths)) * pw[pos]
-        h ^= (pos.astype(np.uint64) + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93)
+    with np.errstate(over="ignore"):  # the same arithmetic, in place (fewer whole-array temporaries)
+        h = _mix64(values.astype(np.int64, copy=False).view(np.uint64))
+        h *= pinv[pos]
+        np.cumsum(h, dtype=np.uint64, out=h)
+        base = np.where(starts > 0, h[np.maximum(starts - 1, 0)], np.uint64(0))
+        h -= np.repeat(base, lengths)
+        h *= pw[pos]
+        tag = pos.view(np.uint64)
+        tag += np.uint64(1)
+        tag *= np.uint64(0xD6E8FEB86659FD93)
+        h ^= tag
         return h
