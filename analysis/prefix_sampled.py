@@ -369,7 +369,7 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
                         g_seg.append(np.full(b1 - b0, j, dtype=np.int64))
                 part = (keys >> np.uint64(64 - part_bits)).astype(np.uint16)
                 order = np.argsort(part, kind="stable")  # a radix sort on 16-bit keys
-                bounds = np.searchsorted(part[order], np.arange(n_parts + 1))
+                bounds = np.r_[0, np.cumsum(np.bincount(part, minlength=n_parts))]
                 k_out, r_out = keys[order], req[order]
                 del order, part
                 for i in range(n_parts):  # one write per partition and batch
