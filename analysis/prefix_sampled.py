@@ -493,7 +493,9 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
              f"reuse distances and the reference capacity's saving from a SHARDS sample of {sd.size:,} block accesses "
              f"(rate {rate:.4g}), curve scaled to the exact infinite-cache rate; capacities up to {seg_cap:,} blocks "
              f"from {N_SEGMENTS} segments of {seg_req:,} consecutive requests ({n_seg_blocks:,} blocks, exact LRU "
-             f"within each); stated tolerance {SAMPLED_CURVE_TOLERANCE:.0%} of blocks",
+             f"within each); stated tolerance {SAMPLED_CURVE_TOLERANCE:.0%} of blocks; the reference capacity's "
+             "intervals resample clusters of a key sample (a sampled shared key counts 1 / rate times in its "
+             "clusters): wide, and a kept share's upper end can pass 100%",
              "reuse sources not computed in the sampled analysis (they link conversations over the whole trace)"]
     if clients is None:
         notes.append("the trace has no client ids: per-client rates are not available")
