@@ -702,23 +702,17 @@ def replay_dry_run(env: ToolEnv, folder: Path, home: Path, *, rate: float = 50.0
     folder.mkdir(parents=True, exist_ok=True)
     _tokenizer(env, home)
     trace = export_workload(replay_workload(rate=rate, n=n), folder / "replay_mooncake.jsonl", fmt="mooncake")
-    stub, port, log = _stub(folder, n + warmup, timeout_s)
-    try:
-        t0 = time.perf_counter()
+
+    def command(port: int) -> list[str]:
         # README's command, with the stub for HOST, the byte tokenizer for MODEL and this
         # run's warm-up count; only where artifacts go and the console UI are added
-        cmd = readme_command("aiperf", host=f"127.0.0.1:{port}", model="servelab/bytes",
-                             workload=trace)
-        cmd[0] = str(Path(env.python).parent / "aiperf")
+        cmd = readme_command("aiperf", host=f"127.0.0.1:{port}", model="servelab/bytes", workload=trace)
         i = cmd.index("--warmup-request-count")
         cmd[i:i + 2] = ["--warmup-request-count", str(warmup)] if warmup else []
-        run = subprocess.run([*cmd, "--artifact-dir", str(folder / "aiperf_artifacts"), "--ui-type", "none"],
-                             capture_output=True, text=True, env=offline_env(home), timeout=timeout_s)
-        seconds = time.perf_counter() - t0
-    finally:
-        stub.wait(timeout=timeout_s + 10)
-    if run.returncode != 0:
-        raise RuntimeError(f"aiperf profile failed: {run.stdout[-800:]} {run.stderr[-800:]}")
+        return [*cmd, "--artifact-dir", str(folder / "aiperf_artifacts"), "--ui-type", "none"]
+
+    log, seconds = _replay_against_stub(env, folder, home, tool="aiperf", what="aiperf profile",
+                                        n_requests=n + warmup, command=command, timeout_s=timeout_s)
     arrivals = np.sort([json.loads(x)["t"] for x in log.read_text().splitlines()])
     sched = np.sort([json.loads(x)["timestamp"] for x in trace.read_text().splitlines()]) / 1000.0
     out = {"scheduled": int(sched.size), "warmup": warmup, "arrived": int(arrivals.size) - warmup, "rate": rate,
@@ -747,6 +741,27 @@ def _stub(folder: Path, n: int, timeout_s: float) -> tuple[subprocess.Popen, int
     raise RuntimeError(f"the stub server wrote no port in 20 s; got {port_file.exists()=}")
 
 
+def _replay_against_stub(env: ToolEnv, folder: Path, home: Path, *, tool: str, what: str, n_requests: int,
+                         command, timeout_s: float) -> tuple[Path, float]:
+    """Run ``command(port)`` (a README command line) with the tool's own executable against the stub.
+
+    The stub stops after ``n_requests`` arrivals or ``timeout_s``. Returns the stub's arrival log
+    and the tool's wall seconds; a non-zero exit raises RuntimeError with the tool's last output.
+    """
+    stub, port, log = _stub(folder, n_requests, timeout_s)
+    try:
+        cmd = command(port)
+        cmd[0] = str(Path(env.python).parent / tool)
+        t0 = time.perf_counter()
+        run = subprocess.run(cmd, capture_output=True, text=True, env=offline_env(home), timeout=timeout_s)
+        seconds = time.perf_counter() - t0
+    finally:
+        stub.wait(timeout=timeout_s + 10)
+    if run.returncode != 0:
+        raise RuntimeError(f"{what} failed: {run.stdout[-800:]} {run.stderr[-800:]}")
+    return log, seconds
+
+
 def guidellm_replay(env: ToolEnv, folder: Path, home: Path, *, n: int = 20, rate: float = 20.0,
                     timeout_s: float = 240.0) -> dict:
     """README's guidellm command (``--profile kind=replay``) on a guidellm export, against the stub.
@@ -762,18 +777,13 @@ def guidellm_replay(env: ToolEnv, folder: Path, home: Path, *, n: int = 20, rate
     tok = _tokenizer(env, home)
     frame = replay_workload(rate=rate, n=n)
     data = export_workload(frame, folder / "replay_guidellm.jsonl", fmt="guidellm")
-    stub, port, log = _stub(folder, n, timeout_s)
-    try:
+
+    def command(port: int) -> list[str]:
         cmd = readme_command("guidellm", host=f"127.0.0.1:{port}", model=str(tok), workload=data)
-        cmd[0] = str(Path(env.python).parent / "guidellm")
-        t0 = time.perf_counter()
-        run = subprocess.run([*cmd, "--output", f"kind=json,path={folder / 'guidellm.json'}", "--disable-progress"],
-                             capture_output=True, text=True, env=offline_env(home), timeout=timeout_s)
-        seconds = time.perf_counter() - t0
-    finally:
-        stub.wait(timeout=timeout_s + 10)
-    if run.returncode != 0:
-        raise RuntimeError(f"guidellm run failed: {run.stdout[-800:]} {run.stderr[-800:]}")
+        return [*cmd, "--output", f"kind=json,path={folder / 'guidellm.json'}", "--disable-progress"]
+
+    log, seconds = _replay_against_stub(env, folder, home, tool="guidellm", what="guidellm run",
+                                        n_requests=n, command=command, timeout_s=timeout_s)
     got = [json.loads(x) for x in log.read_text().splitlines()]
     return {"scheduled": n, "arrived": len(got), "guidellm_seconds": seconds,
             "max_tokens_match": sorted(g["max_tokens"] for g in got) == sorted(frame["output_tokens"].to_list())}

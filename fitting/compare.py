@@ -31,7 +31,7 @@ from servelab.fitting.exceptions import InsufficientDataError
 from servelab.fitting.families import ARRIVAL_FAMILIES, get_family
 from servelab.fitting.fit import fit_family
 from servelab.fitting.gof import goodness_of_fit
-from servelab.fitting.result import FitResult
+from servelab.fitting.result import FitResult, fits_table
 from servelab.fitting.ties import prepare_sample
 
 __all__ = [
@@ -116,34 +116,20 @@ class FamilyComparison:
     def table(self) -> pl.DataFrame:
         """One row per family, ranked by AIC: params, log-likelihood, AIC, BIC, delta-AIC (also per
         1000 observations), delta-BIC (to the lowest BIC), KS D, p-value and its method."""
+        # the per-family columns come from fits_table (one builder); the ranking columns are added here
         best_aic = self.results[0].aic if self.results else float("nan")
         best_bic = min((r.bic for r in self.results), default=float("nan"))
-        rows = [
-            {
-                "rank": i + 1,
-                "family": r.family,
-                "params": ", ".join(f"{k}={v:.4g}" for k, v in r.params.items()),
-                "n": r.n,
-                "log_likelihood": r.log_likelihood,
-                "aic": r.aic,
-                "bic": r.bic,
-                "delta_aic": r.aic - best_aic,
-                "delta_aic_per_1000": (r.aic - best_aic) * 1000.0 / r.n,
-                "delta_bic": r.bic - best_bic,
-                "ks_distance": r.ks_distance,
-                "p_value": r.p_value,
-                "p_value_method": r.p_value_method,
-                "converged": r.converged,
-                "clearly_best": r.family == self.clearly_best,
-            }
-            for i, r in enumerate(self.results)
-        ]
-        return pl.DataFrame(rows, schema={
-            "rank": pl.Int64, "family": pl.String, "params": pl.String, "n": pl.Int64,
-            "log_likelihood": pl.Float64, "aic": pl.Float64, "bic": pl.Float64, "delta_aic": pl.Float64,
-            "delta_aic_per_1000": pl.Float64, "delta_bic": pl.Float64, "ks_distance": pl.Float64, "p_value": pl.Float64,
-            "p_value_method": pl.String, "converged": pl.Boolean, "clearly_best": pl.Boolean,
-        })
+        return fits_table(self.results).with_columns(
+            rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+            delta_aic=pl.col("aic") - best_aic,
+            delta_aic_per_1000=(pl.col("aic") - best_aic) * 1000.0 / pl.col("n"),
+            delta_bic=pl.col("bic") - best_bic,
+            clearly_best=pl.col("family") == (self.clearly_best or ""),
+        ).select(
+            "rank", "family", "params", "n", "log_likelihood", "aic", "bic", "delta_aic",
+            "delta_aic_per_1000", "delta_bic", "ks_distance", "p_value", "p_value_method", "converged",
+            "clearly_best",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
