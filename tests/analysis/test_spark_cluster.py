@@ -71,6 +71,29 @@ def _check_same(store, master: str) -> None:
         _assert_same(f"{master}:{name}", duck[name], spark[name])
 
 
+def _check_core(store, master: str) -> None:
+    """Client counts, the jittered gaps' arrival cells and the binned input-token counts: the same on
+    DuckDB and on the cluster (the pool below runs the rest of the queries there too)."""
+    from servelab.analysis.aggregates import (aggregate_source, arrival_cells, build_gaps, client_counts, field_sql,
+                                              value_counts)
+    from test_engines import _assert_same, _index
+
+    index = _index(store)
+    binning = {"exact_below": 64, "bin_ratio": 1.1, "spike_share": 0.05, "max_bin_mass": 0.1}
+    value, scale, count_col = field_sql("input_tokens", "tokens", store.columns)
+    out = []
+    for kw in ({"engine": "duckdb"}, {"engine": "spark", "spark_master": master}):
+        with aggregate_source(store, index, residual=index.height, **kw) as src:
+            build_gaps(src, window_s=600.0, step=1.0, seed=7)
+            out.append({"client_counts": client_counts(src), "arrival_cells": arrival_cells(src),
+                        "binned_input_tokens": value_counts(src, value=value, data_window_s=3600.0, scale=scale,
+                                                            count_col=count_col, binning=binning)})
+    duck, spark = out
+    assert duck["arrival_cells"].height > 0 and duck["arrival_cells"]["n_gaps"].sum() > 0
+    for name in duck:
+        _assert_same(f"{master}:{name}", duck[name], spark[name])
+
+
 @pytest.fixture()
 def spark_at(monkeypatch):
     """Lets ``test_engines._aggregates`` open engine ``spark`` at a given master: ``"spark_at:URL"``."""
@@ -97,7 +120,7 @@ def test_standalone_cluster_same_aggregates_and_pool(cluster, spark_at, tmp_path
     session = spark_session(cluster.master, conf=CLUSTER_CONF)
     assert session.sparkContext.master == cluster.master
     store = write_store(_synthetic_frame(), tmp_path / "synthetic")
-    _check_same(store, cluster.master)  # every aggregation query
+    _check_core(store, cluster.master)  # the core aggregates (every query: local mode, test_engines)
     duck = _pool_frames(fit_pool(store, seed=4, window_s="10m", data_window_s="1h"))
     spark = _pool_frames(fit_pool(store, seed=4, window_s="10m", data_window_s="1h", engine="spark",
                                   spark_master=cluster.master))
