@@ -152,28 +152,11 @@ def _big_store(data: Path, rows: int, seed: int, *, clients: int = 2000, days: f
 
 
 def _export_ref(ref: str) -> Path:
-    """The package as it is at git ``ref``, laid out as ``servelab/`` with its sub-packages."""
-    import shutil
-    import tarfile
-    import io
+    """The package as it is at git ``ref`` (:func:`git_ref.export_ref`, shared with bench_engines)."""
+    sys.path.insert(0, str(HERE))
+    from git_ref import export_ref
 
-    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=HERE, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    root = OUT / f"ref_{sha}"
-    pkg = root / "pkg"
-    if (pkg / "servelab" / "__init__.py").is_file():
-        return pkg
-    shutil.rmtree(root, ignore_errors=True)
-    src = root / "src"
-    src.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref], cwd=HERE.parent, capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(src, filter="data")
-    shutil.copytree(src / "servelab", pkg / "servelab")
-    for top in ("analysis", "fitting", "generator", "figures", "reports"):
-        (pkg / "servelab" / top).symlink_to(src / top, target_is_directory=True)
-    print(f"exported {ref} ({sha}) to {pkg}")
-    return pkg
+    return export_ref(ref, out=OUT)
 
 
 def _compare(label: str, args: list[str], stem: str, target_s: float, before: Path | None, ref: str,
