@@ -41,7 +41,7 @@ def test_parallel_area_is_built_in_the_worker_with_the_same_section(tiny_store, 
         return original(area, *args, **kwargs)
 
     monkeypatch.setattr(builder, "_run_one", not_here)  # the worker process does not see this patch
-    there, there_doc = _sections(tmp_path, tiny_store, "there")
+    there, there_doc = _sections(tmp_path, tiny_store, "there", section_worker=True)
     assert there.sections == (("overview", "ok"),)
     assert there_doc == here_doc
     assert [f.to_dict() for f in there.findings] == [f.to_dict() for f in here.findings]
@@ -54,8 +54,8 @@ def test_parallel_area_is_built_in_the_worker_with_the_same_section(tiny_store, 
 def test_reports_in_one_process_one_after_another(tiny_store, tmp_path):
     """A second report in a process whose polars and DuckDB thread pools run (a forked worker hung
     there) gets its worker sections."""
-    first, _ = _sections(tmp_path, tiny_store, "first")
+    first, _ = _sections(tmp_path, tiny_store, "first", section_worker=True)
     second = builder.build_report(tiny_store, output=tmp_path / "second.html", sections=("periodicity",),
-                                  progress=False, figure_worker=False)
+                                  progress=False, figure_worker=False, section_worker=True)
     assert first.sections == (("overview", "ok"),)
     assert second.sections == (("periodicity", "ok"),)
