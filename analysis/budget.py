@@ -38,8 +38,10 @@ class Budget:
     n_boot : int
         Parametric-bootstrap replicates of the whole-trace arrival fits' p-values.
     max_requests : int or None
-        Areas that may measure on a seeded subset of the trace (request data, conversations) do so
-        above this many requests; None measures every request.
+        Areas that may measure on a subset of the trace do so above this many requests: request
+        data and conversations on a seeded hash sample, arrivals and clients on the trace's first
+        whole hours holding about this many requests (gaps and windows need every request of a
+        span); None measures every request.
     max_itt_fit_n : int
         Inter-turn times and the conversation section's gap fits use at most this many values.
     max_reason_n : int

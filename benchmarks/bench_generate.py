@@ -30,8 +30,6 @@ Usage: ``.venv/bin/python benchmarks/bench_generate.py [--what scale|servegen|al
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -44,10 +42,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-#: ../shared next to the main checkout (/work/main -> /work/shared) or a worktree's ancestor (/work/wt/NAME)
-SHARED = next((p / "shared" for p in REPO.parents if (p / "shared" / "anchors").is_dir()), REPO.parent / "shared")
-SERVEGEN_CODE = SHARED / "anchors" / "servegen"
-LOCK = Path("/tmp/servelab-bench.lock")
+sys.path.insert(0, str(REPO / "benchmarks"))
+from servegen_live import SERVEGEN_CODE, available, bench_lock, servegen_command  # noqa: E402
+
 SERVELAB = [sys.executable, "-m", "servelab"]
 
 _SAMPLE = r"""
@@ -69,10 +66,6 @@ print(json.dumps({"requests": n, "plan_wall_s": w1 - w0, "plan_cpu_s": c1 - c0, 
 """
 
 _SERVEGEN = r"""
-import os, sys, time
-sys.path.insert(0, sys.argv[1])
-os.chdir(sys.argv[2])
-from servegen import Category, ClientPool
 from servegen.construct import generate_workload
 from servegen.utils import get_constant_rate_fn
 rate, duration = float(sys.argv[4]), int(float(sys.argv[5]))
@@ -81,17 +74,6 @@ view = pool.span(0, duration)
 requests = generate_workload(view, get_constant_rate_fn(view, rate), duration=duration, seed=1)
 print(len(requests))
 """
-
-
-@contextlib.contextmanager
-def bench_lock():
-    """Hold the machine-wide lock of large benchmarks."""
-    with open(LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_process(cmd: list[str], *, cwd: str | None = None) -> dict:
@@ -177,15 +159,9 @@ def bench_scale(pool: Path, work: Path, *, hours: float, rate: float, chunks: li
 
 def bench_servegen(pool: Path, servegen_pool: Path, work: Path, *, pairs: int, rate: float,
                    duration: float) -> None:
-    if not (SERVEGEN_CODE / "servegen" / "construct.py").is_file():
+    if not available("construct"):
         print(f"servegen    skipped: ServeGen's code is not at {SERVEGEN_CODE}")
         return
-    root = work / "servegen-cwd"
-    (root / "data" / "language").mkdir(parents=True, exist_ok=True)
-    link = root / "data" / "language" / "bench"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(servegen_pool.resolve())
     out = work / "short.parquet"
     # servelab's packages are byte-compiled before timing (in their own __pycache__), so that no
     # pair pays Python's compile step; ServeGen's folder is read-only: its five modules compile on
@@ -195,7 +171,7 @@ def bench_servegen(pool: Path, servegen_pool: Path, work: Path, *, pairs: int, r
     subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True, capture_output=True)
     ours_cmd = [*SERVELAB, "generate", str(pool), "--rate", str(rate), "--duration", str(duration), "--seed", "1",
                 "-o", str(out), "--overwrite", "--quiet"]
-    theirs_cmd = [sys.executable, "-c", _SERVEGEN, str(SERVEGEN_CODE), str(root), "bench", str(rate), str(duration)]
+    theirs_cmd = servegen_command(_SERVEGEN, servegen_pool, work, str(rate), str(duration))
     ours, theirs, digests = [], [], set()
     for i in range(pairs):  # interleaved: both see the same machine load
         with bench_lock():

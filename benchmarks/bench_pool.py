@@ -48,10 +48,10 @@ from pathlib import Path
 import polars as pl
 
 REPO = Path(__file__).resolve().parents[1]
-#: ../shared next to the main checkout (/work/main -> /work/shared) or a worktree's ancestor (/work/wt/NAME)
-SHARED = next((p / "shared" for p in REPO.parents if (p / "shared" / "anchors").is_dir()), REPO.parent / "shared")
+sys.path.insert(0, str(REPO / "benchmarks"))
+from servegen_live import SERVEGEN_CODE, SHARED, available, bench_lock, servegen_command  # noqa: E402
+
 SHARED_MSMALL = SHARED / "data" / "servegen" / "language" / "m-small"
-SERVEGEN_CODE = SHARED / "anchors" / "servegen"
 SLICE_MSMALL = REPO / "raw_traces" / "servegen" / "m-small"
 
 _CHILD = r"""
@@ -80,10 +80,6 @@ print(json.dumps({"import_s": t_import, "open_s": t_open, "load_all_s": t_all, "
 
 
 _SERVEGEN_LOAD = r"""
-import json, os, sys, time
-sys.path.insert(0, sys.argv[1])
-os.chdir(sys.argv[2])
-from servegen import Category, ClientPool
 t0, c0 = time.perf_counter(), time.process_time()
 pool = ClientPool(Category.LANGUAGE, sys.argv[3])
 wall = time.perf_counter() - t0
@@ -93,18 +89,9 @@ print(json.dumps({"load_s": wall, "cpu_s": time.process_time() - c0, "clients": 
 
 def servegen_load(folder: Path, work: Path) -> dict:
     """ServeGen's released loader on the ServeGen-format ``folder``, live, in a fresh process (under the lock)."""
-    import fcntl
-
-    root = work / "servegen-cwd"
-    (root / "data" / "language").mkdir(parents=True, exist_ok=True)
-    link = root / "data" / "language" / "bench"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(folder.resolve())
-    with open("/tmp/servelab-bench.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        out = subprocess.run([sys.executable, "-c", _SERVEGEN_LOAD, str(SERVEGEN_CODE), str(root), "bench"],
-                             capture_output=True, text=True, check=True)
+    with bench_lock():
+        out = subprocess.run(servegen_command(_SERVEGEN_LOAD, folder, work), capture_output=True, text=True,
+                             check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -365,7 +352,7 @@ def main(argv=None) -> int:
         print(f"load all tables     {child['load_all_s']:.3f} s   target < 2 s")
         print(f"peak RSS            {child['peak_rss_mb']:.0f} MB (after imports {child['rss_after_imports_mb']:.0f} MB)"
               f"   target < 1024 MB")
-        if args.servegen and (SERVEGEN_CODE / "servegen" / "clientpool.py").is_file():
+        if args.servegen and available("clientpool"):
             sg = servegen_load(work / "servegen", work)
             print(f"ServeGen load       {sg['load_s']:.1f} s wall, {sg['cpu_s']:.1f} CPU-s ({sg['clients']} clients; its "
                   f"released loader, live) -> servelab's load of all tables {sg['load_s'] / child['load_all_s']:.0f}x "

@@ -16,6 +16,18 @@ checks, ``open_s``) and materialising the tables a generator reads (``load_s``).
 process: wall time (load included) and peak RSS; with ``--baseline`` the same with the baseline tree,
 interleaved (``--repeat`` pairs). Issue 16: the generator's window grid holds active cells only.
 
+``--what growth``: for each of ``--rows`` (default 1 M, 10 M, 100 M; 2,000 clients, 14 days) and
+each of ``--steps`` (``ingest``, ``report``, ``fit``), the real command in a fresh process under
+GNU time: ``servelab ingest`` of the store's raw CSV (BurstGPT schema, written from the store by
+DuckDB once, cached beside it; BurstGPT has no client column, so the ingested store has none),
+``servelab report --quick`` and ``servelab fit-pool`` on the synthetic store. Wall time, CPU
+time and peak RSS of each, one lock hold per command (``/tmp/servelab-bench.lock``). Every
+result is appended to ``--log`` (JSON lines), and the table printed at the end holds the newest
+result of each (step, rows) in the log, so the 100 M commands can run one at a time
+(``--rows 100000000 --steps report``) and the table still shows 1 M -> 10 M -> 100 M with the
+growth factors (time and peak per row factor: <= the row factor is linear or better).
+Targets (issue 16): at 100 M rows each under 8 GB peak, ``report --quick`` <= 5 min.
+
 ``--what sparse``: a 4,244-client, 3-week synthetic trace of 26,798 requests (sparse like the
 issue's real one): the pool's arrival rows (active cells only), and the peak RSS of ``fit-pool``
 and of a 1-day ``generate`` from it; with ``--baseline`` the same with the baseline tree, in the
@@ -34,6 +46,9 @@ Usage::
     python benchmarks/bench_scale.py --what load
     python benchmarks/bench_scale.py --what sparse --baseline /tmp/main_pkg
     flock /tmp/servelab-bench.lock python benchmarks/bench_scale.py --what generate --baseline main
+    python benchmarks/bench_scale.py --what growth --rows 1000000 10000000 --steps ingest report fit
+    python benchmarks/bench_scale.py --what growth --rows 100000000 --steps report   # then ingest, fit
+    python benchmarks/bench_scale.py --what growth --table-only
 """
 from __future__ import annotations
 
@@ -44,6 +59,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,6 +250,105 @@ def bench_fit(data: Path, rows: list[int], baseline: Path | None) -> None:
               f"({'linear or better' if f_t <= f_rows * 1.05 else 'SUPERLINEAR'})")
 
 
+_CSV_SQL = """COPY (SELECT timestamp AS "Timestamp", conversation_id AS "Session ID", latency_s AS "Elapsed time",
+  model AS "Model", input_tokens AS "Request tokens", output_tokens AS "Response tokens",
+  input_tokens + output_tokens AS "Total tokens",
+  CASE WHEN service = 'conversation' THEN 'Conversation log' ELSE 'API log' END AS "Log Type"
+  FROM read_parquet('{src}')) TO '{dst}' (FORMAT csv, HEADER true)"""
+
+#: the growth steps: name -> servelab arguments after the executable ({store}, {csv}, {out})
+GROWTH_STEPS = {
+    "ingest": ["ingest", "{csv}", "-f", "burstgpt", "-o", "{out}", "--overwrite"],
+    "report": ["report", "{store}", "--quick", "--no-progress", "-o", "{out}/report.html"],
+    "fit": ["fit-pool", "{store}", "-o", "{out}", "--overwrite"],
+}
+
+
+def cached_csv(store: Path) -> Path:
+    """The store's requests as a BurstGPT-schema CSV beside it (written once by DuckDB, in row order)."""
+    import duckdb
+
+    path = store.parent / f"burstgpt_from_{store.name}.csv"
+    if path.is_file():
+        return path
+    tmp = store.parent / f".tmp-{os.getpid()}-{path.name}"
+    con = duckdb.connect(config={"preserve_insertion_order": True, "memory_limit": "4GB"})
+    try:
+        con.execute(_CSV_SQL.format(src=store / "requests.parquet", dst=tmp))
+    finally:
+        con.close()
+    tmp.rename(path)
+    return path
+
+
+def timed(cmd: list[str]) -> dict:
+    """Run ``cmd`` under GNU time, holding the bench lock: wall s, CPU s, peak RSS MB, exit code."""
+    from servegen_live import bench_lock
+
+    with tempfile.NamedTemporaryFile(suffix=".time") as stats, bench_lock():
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", stats.name, *cmd], capture_output=True,
+                              text=True, cwd=tempfile.gettempdir())
+        wall = time.perf_counter() - t0
+        rss_kb, user, system = Path(stats.name).read_text().split()[-3:]
+    out = {"wall_s": wall, "cpu_s": float(user) + float(system), "peak_mb": int(rss_kb) / 1024,
+           "rc": proc.returncode, "load": load}
+    if proc.returncode != 0:
+        out["error"] = (proc.stderr.strip().splitlines() or [""])[-1][-300:]
+    return out
+
+
+def bench_growth(data: Path, rows: list[int], steps: list[str], log: Path) -> None:
+    """Run each step at each size (see the module docstring), append the results to ``log``."""
+    for n in rows:
+        store = cached_store(data, n, 2000, 14.0)
+        csv = None
+        if "ingest" in steps:
+            from servegen_live import bench_lock
+
+            with bench_lock():
+                csv = cached_csv(store)
+        for step in steps:
+            out = Path(tempfile.mkdtemp(prefix=f"bench-growth-{step}-", dir=data))
+            try:
+                args = [a.format(store=store, csv=csv, out=out / "x" if step != "report" else out)
+                        for a in GROWTH_STEPS[step]]
+                result = {"step": step, "rows": n, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                          **timed([sys.executable, "-m", "servelab", *args])}
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+            with open(log, "a") as handle:
+                handle.write(json.dumps(result) + "\n")
+            print(json.dumps(result), flush=True)
+
+
+def growth_table(log: Path) -> str:
+    """The newest result of each (step, rows) in ``log`` as one table, with growth factors."""
+    latest: dict[tuple[str, int], dict] = {}
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        r = json.loads(line)
+        latest[(r["step"], r["rows"])] = r
+    lines = [f"{'step':<8} {'rows':>12} {'wall s':>8} {'CPU s':>8} {'peak MB':>8} {'load':>5}  "
+             f"{'growth (rows x, wall x, CPU x, peak x)':<40}"]
+    for step in GROWTH_STEPS:
+        sizes = sorted(n for s, n in latest if s == step)
+        for k, n in enumerate(sizes):
+            r = latest[(step, n)]
+            text = (f"{step:<8} {n:>12,} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} {r['peak_mb']:>8.0f} "
+                    f"{r.get('load', float('nan')):>5.1f}  ")
+            if k:
+                p = latest[(step, sizes[k - 1])]
+                f_rows = n / sizes[k - 1]
+                f_cpu = r["cpu_s"] / p["cpu_s"]
+                text += (f"x{f_rows:g}, x{r['wall_s'] / p['wall_s']:.2f}, x{f_cpu:.2f}, x{r['peak_mb'] / p['peak_mb']:.2f}"
+                         f" ({'linear or better' if f_cpu <= f_rows * 1.05 else 'SUPERLINEAR'} in CPU)")
+            if r.get("rc"):
+                text += f"  FAILED: {r.get('error', '')}"
+            lines.append(text)
+    return "\n".join(lines)
+
+
 def build_sparse_pool(path: Path, n_clients: int = 100_000, days: int = 14, active_share: float = 0.01,
                       seed: int = 0) -> Path:
     """A synthetic sparse pool: each client active in about ``active_share`` of its 10-min windows."""
@@ -307,11 +422,17 @@ def bench_sparse(data: Path, baseline: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--what", choices=["fit", "load", "generate", "sparse"], default="fit")
+    parser.add_argument("--what", choices=["fit", "load", "generate", "sparse", "growth"], default="fit")
+    parser.add_argument("--steps", nargs="+", choices=list(GROWTH_STEPS), default=list(GROWTH_STEPS),
+                        help="--what growth: the commands timed")
+    parser.add_argument("--log", type=Path, default=Path("/work/bench_data/bench_scale_growth.jsonl"),
+                        help="--what growth: JSON lines the results are appended to (and the table read from)")
+    parser.add_argument("--table-only", action="store_true", help="--what growth: print the table of --log, run nothing")
     parser.add_argument("--hours", type=float, default=24.0, help="--what generate: hours generated")
     parser.add_argument("--repeat", type=int, default=1, help="--what generate: interleaved runs")
     parser.add_argument("--hash", action="store_true", help="--what generate: also print the workload's SHA-256")
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--rows", type=int, nargs="+", default=None,
+                        help="Store sizes (fit: 1 M, 10 M; growth: 1 M, 10 M, 100 M)")
     parser.add_argument("--data", type=Path, default=Path("/work/bench_data"))
     parser.add_argument("--baseline", default=None,
                         help="A commit (e.g. main) to run side by side, exported with git archive.")
@@ -320,7 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:
         tree = baseline_tree(args.baseline, Path(tempfile.gettempdir()) / f"servelab-baseline-{args.baseline}")
     if args.what == "fit":
-        bench_fit(args.data, args.rows, tree)
+        bench_fit(args.data, args.rows or [1_000_000, 10_000_000], tree)
+    elif args.what == "growth":
+        if not args.table_only:
+            bench_growth(args.data, args.rows or [1_000_000, 10_000_000, 100_000_000], args.steps, args.log)
+        print(growth_table(args.log))
     elif args.what == "load":
         bench_load(args.data)
     elif args.what == "generate":

@@ -7,7 +7,10 @@ The report's sections use these to keep big traces fast without changing what th
   and request ids keep their meaning;
 - :func:`hash_sample_condition` is such a condition for ``--quick`` mode: it keeps a fraction of
   the *keys* (e.g. whole conversations, by ``conversation_id``) chosen by a seeded hash, so the
-  same seed always keeps the same rows, and a kept conversation is kept with all its turns.
+  same seed always keeps the same rows, and a kept conversation is kept with all its turns;
+- :func:`budget_span` is the other ``--quick`` subset, for sections whose statistics need every
+  request of a time span (arrival gaps, per-client windows): the trace's first whole hours holding
+  about ``Budget.max_requests`` requests.
 
 Everything runs in DuckDB (one scan, one Parquet write); nothing is read into Python. This module
 computes no statistic and draws nothing.
@@ -24,7 +27,8 @@ from typing import Any
 
 from servelab.analysis.store import MANIFEST_NAME, REQUESTS_NAME, TraceStore, open_store
 
-__all__ = ["HASH_BUCKETS", "hash_bucket_sql", "hash_cut", "hash_sample_condition", "subset_store", "temporary_subset"]
+__all__ = ["HASH_BUCKETS", "hash_bucket_sql", "hash_cut", "hash_sample_condition", "subset_store", "temporary_subset",
+           "leading_span", "budget_span"]
 
 #: resolution of hashed sampling: a fraction is rounded to a multiple of 1 / HASH_BUCKETS
 HASH_BUCKETS = 1_000_000
@@ -139,6 +143,50 @@ def temporary_subset(store: TraceStore, condition: str, *, parameters: Mapping[s
     """:func:`subset_store` into a temporary folder that is deleted when the block ends."""
     with tempfile.TemporaryDirectory(prefix="servelab-subset-") as tmp:
         yield subset_store(store, condition, Path(tmp) / "store", parameters=parameters, description=description)
+
+
+def leading_span(store: TraceStore, max_requests: int | None, *, step_s: float = 3600.0) -> tuple[float, float] | None:
+    """The trace's first ``k * step_s`` seconds holding about ``max_requests`` requests, or None.
+
+    ``k`` is the largest whole number with ``k * step_s <= span * max_requests / n`` (at least 1),
+    for a trace of ``n`` requests over ``span`` seconds. None when ``max_requests`` is None, the
+    trace has at most that many requests, or the span would cover the whole trace.
+
+    Raises
+    ------
+    ValueError
+        If ``step_s`` is not positive.
+    """
+    if not step_s > 0:
+        raise ValueError(f"step_s must be positive; got {step_s!r}")
+    n = store.n_requests
+    if max_requests is None or n <= max_requests:
+        return None
+    t0, t1 = store.query("SELECT min(timestamp) AS t0, max(timestamp) AS t1 FROM requests").row(0)
+    total = float(t1 - t0)
+    length = max(step_s, (total * max_requests / n) // step_s * step_s)
+    if not 0 < length < total:
+        return None
+    return float(t0), float(t0) + length
+
+
+@contextlib.contextmanager
+def budget_span(store: TraceStore, max_requests: int | None, *, label: str = "quick",
+                step_s: float = 3600.0) -> Iterator[tuple[TraceStore, str | None]]:
+    """The store a section measures under a request cap: ``(store, None)``, or a temporary subset of
+    :func:`leading_span` and the note saying so (deleted when the block ends).
+    """
+    span = leading_span(store, max_requests, step_s=step_s)
+    if span is None:
+        yield store, None
+        return
+    a, b = span
+    with temporary_subset(store, "timestamp >= $a AND timestamp < $b", parameters={"a": a, "b": b},
+                          description=f"{label} span {a:.0f}-{b:.0f} s") as sub:
+        note = (f"{label} mode: measured on the trace's first {(b - a) / 3600:g} h ({a:.0f}-{b:.0f} s), "
+                f"{sub.n_requests:,} of {store.n_requests:,} requests (a contiguous span of whole hours holding about "
+                f"{max_requests:,} requests, so gaps and windows are the trace's own; the full budget uses every request)")
+        yield sub, note
 
 
 def _plain(value: Any) -> Any:

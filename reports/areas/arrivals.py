@@ -9,6 +9,7 @@ raises for a trace that lacks columns: the findings say what does not apply.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
@@ -35,6 +36,8 @@ class ArrivalsArea:
     """Arrival burstiness, families and shifting rate (see the module docstring)."""
 
     id = "arrivals"
+    #: the report shares the arrival frames of this area with the others that read them
+    shares_arrival_frames = True
     title = "Arrivals: burstiness, families and shifting rate"
 
     def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, by: str | None = "auto",
@@ -64,8 +67,13 @@ class ArrivalsArea:
         """
         if by == "auto":
             by = "client_id" if source.has("client_id") else ("service" if source.has("service") else None)
-        return measure_arrivals(source, by=by, window=window, gamma_window=gamma_window, seed=seed, budget=budget,
-                                gof=gof, clock=clock)
+        from servelab.reports.sampling import budget_span
+
+        # above budget.max_requests requests (quick: 10^6) the first whole hours holding about that many
+        with budget_span(source, budget.max_requests, label=budget.label) as (store, note):
+            evidence = measure_arrivals(store, by=by, window=window, gamma_window=gamma_window, seed=seed,
+                                        budget=budget, gof=gof, clock=clock)
+        return evidence if note is None else replace(evidence, notes=(note, *evidence.notes))
 
     def findings(self, evidence: ArrivalEvidence) -> tuple[Finding, ...]:
         """ServeGen F1, F2 and BurstGPT's Gamma shift."""
@@ -109,7 +117,7 @@ class ArrivalsArea:
                          f"{count_text(b.max_group_fit_n)} per window or group (full: {count_text(full.max_group_fit_n)}), "
                          f"bootstrap p-values from {b.n_boot} replicates (full: {full.n_boot}), shape-shift null distributions "
                          f"from {b.n_sim} (full: {full.n_sim}); rates, CVs and window "
-                         "statistics use every request")
+                         "statistics use every request measured")
         return tuple(notes)
 
 

@@ -6,6 +6,7 @@ not-applicable findings that say why; nothing here raises for missing columns.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
@@ -44,6 +45,8 @@ class ClientsArea:
     docstring)."""
 
     id = "clients"
+    #: the report shares the arrival frames of this area with the others that read them
+    shares_arrival_frames = True
     title = "Clients: who sends the traffic, and how stable each client is"
 
     def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, window_s: float = 600.0,
@@ -65,8 +68,13 @@ class ClientsArea:
             Also compute per-window p50 / p95 lengths (``servelab clients`` writes them; the
             report shows none).
         """
-        return measure_clients(source, window_s=window_s, min_requests=min_requests, seed=seed, budget=budget,
-                               length_quantiles=length_quantiles)
+        from servelab.reports.sampling import budget_span
+
+        # above budget.max_requests requests (quick: 10^6) the first whole hours holding about that many
+        with budget_span(source, budget.max_requests, label=budget.label) as (store, note):
+            evidence = measure_clients(store, window_s=window_s, min_requests=min_requests, seed=seed, budget=budget,
+                                       length_quantiles=length_quantiles)
+        return evidence if note is None else replace(evidence, notes=(note, *evidence.notes))
 
     def findings(self, evidence: ClientEvidence) -> tuple[Finding, ...]:
         """ServeGen F5, F8, F11."""
@@ -104,7 +112,7 @@ class ClientsArea:
         if not b.is_full and evidence.reasoning_tested:
             notes.append(f"{b.label} mode: reasoning-ratio bimodality per top client tested on a seeded sample of at "
                          f"most {b.max_reason_n:,} ratios each (full: {full.max_reason_n:,}); the client "
-                         "decomposition itself uses every request")
+                         "decomposition itself uses every request measured")
         d = evidence.decomposition
         if d is None:
             notes.append(f"client decomposition skipped: {evidence.reason}")
