@@ -100,9 +100,19 @@ def _sample_hash(keys: np.ndarray) -> np.ndarray:
 
 def _partition_bits(n_requests: int) -> int:
     """Top key bits that pick a spill partition: about one partition per
-    :data:`_PARTITION_REQUESTS` requests, between 64 and :data:`N_PARTITIONS` partitions."""
+    :data:`_PARTITION_REQUESTS` requests, between 64 and :data:`N_PARTITIONS` partitions, and
+    (two files each) at most a quarter of the open-file limit's worth when that is lower."""
     want = max(int(n_requests) // _PARTITION_REQUESTS, 1)
-    return int(min(max((want - 1).bit_length(), 6), N_PARTITIONS.bit_length() - 1))
+    bits = int(min(max((want - 1).bit_length(), 6), N_PARTITIONS.bit_length() - 1))
+    try:  # two files per partition: stay within half the open-file limit
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY:
+            bits = min(bits, max(int(soft // 4).bit_length() - 1, 6))
+    except (ImportError, ValueError, OSError):  # no resource module (Windows): keep the count
+        pass
+    return bits
 
 
 def first_and_unique(keys: np.ndarray, part_bits: int = 0) -> tuple[np.ndarray, np.ndarray]:
