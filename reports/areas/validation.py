@@ -28,8 +28,9 @@ Calibration (``benchmarks/bench_validate.py --parts v1``: simulated 3-day traces
 ~52,000 requests, split at half). The first rule -- strictly closer on every distance -- held in
 0 of 80 runs (20 seeds x four scenarios: identical clients, heterogeneous clients, heterogeneous
 with churn, a x1.5 volume shift), positive controls included; this rule held in 1 of 12 runs of
-the null (identical clients: a false "holds" rate of 8%, interval 0.2-38%) and 0 of 12 of the
-heterogeneous positive control. Neither rule has power there, for two reasons measured in those
+the null (identical clients: a false "holds" rate of 8%, interval 0.2-38%), 0 of 12 in each
+positive control (heterogeneous clients; the same with churn) and 0 of 12 under the volume shift
+(count -38%, as it must). Neither rule has power there, for two reasons measured in those
 runs: naive follows the same forecast total window by window and, on a stationary trace, draws
 from the true length mix, so servelab is closer on each distance in about half the seeds
 (4-8 of 12) -- per-client modelling only has the load-length coupling to win on, which these
