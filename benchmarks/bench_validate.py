@@ -25,6 +25,11 @@
    than naive per metric, in a null where per-client modelling cannot help (identical clients),
    positive controls where it should (heterogeneous clients: own rate, burstiness and length laws;
    the same with churn), and a volume shift (x1.5 after the split) where V1 must fail.
+   Measured: the strict rule (closer on every distance) held 0/20 in each scenario (count error
+   medians -6.5%, -6.4%, +7.6%, -37.6%; servelab closer per distance in 4-12 of 20 seeds); the
+   noise-floor rule (reports/areas/validation.py), 12 seeds: 1/12 in the null, 0/12 in both
+   positive controls, 0/12 under the volume shift (count -37.6%: correctly never holds). Neither
+   rule has power on these traces: see the area's docstring.
 1. **Speed**: :func:`servelab.generator.validation.validate` with the split at half the time on a
    10 M-row, 2,000-client, 14-day synthetic store (benchmarks/synthetic_trace.py, cached under
    /work/bench_data/), target <= 3 min; prints the metrics table and the client turnover.
