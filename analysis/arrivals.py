@@ -41,8 +41,10 @@ fits nothing (see :mod:`servelab.fitting`) and plots nothing.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +58,7 @@ from servelab.analysis.window_rates import window_rate
 __all__ = [
     "ArrivalFrame",
     "arrival_frame",
+    "shared_arrival_frames",
     "arrival_frame_from_times",
     "frame_gaps",
     "GROUPINGS",
@@ -158,6 +161,35 @@ class ArrivalFrame:
         return self.clock.censor_step_s if self.clock is not None else None
 
 
+#: the frames shared by the analyses inside :func:`shared_arrival_frames` (None outside it)
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("servelab_arrival_frames", default=None)
+
+
+@contextlib.contextmanager
+def shared_arrival_frames() -> Iterator[None]:
+    """Inside this block :func:`arrival_frame` builds each frame once and hands the same one to
+    every later call with the same store object, grouping, clock and seed.
+
+    The report opens it around the sections that read arrivals (arrivals, clients,
+    conversations read the whole-trace and per-client frames of the same store): one read and
+    one sort per frame instead of one per section. The frames are working data (frozen, never
+    changed in place), so sharing them changes no result; they are released when the block
+    ends. Blocks nest: an inner block shares nothing with the outer one.
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _share_key(store, column: str | None, clock, seed: int):
+    """The cache key of a frame, or None when the clock argument is not a plain value."""
+    if not (clock is None or isinstance(clock, (str, int, float))) or isinstance(clock, bool):
+        return None
+    return (id(store), column, clock, int(seed))
+
+
 def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", seed: int = 0) -> ArrivalFrame:
     """Read ``store`` once for the arrival tables of one grouping (see :class:`ArrivalFrame`).
 
@@ -171,6 +203,10 @@ def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", see
     2.6 s, measured 2026-11-23). The aggregates and the window grid are DuckDB SQL.
     """
     column = resolve_group(store, by, analysis="arrival gaps")
+    shared = _SHARED.get()
+    key = _share_key(store, column, clock, seed) if shared is not None else None
+    if key is not None and key in shared:
+        return shared[key][1]
     cols = ["request_id", "timestamp"] + ([column] if column else [])
     frame = store.to_polars(cols)
     if not frame["request_id"].is_sorted():  # ingest sorts; a store written by hand might not be
@@ -181,7 +217,10 @@ def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", see
         frame = frame.with_columns(pl.lit(None, pl.String).alias("grp_"))
     found = resolve_clock(clock, store, timestamps=frame["timestamp"].to_numpy())
     t0, t1 = _span(store)
-    return _with_predecessors(frame, column=column, found=found, t0=t0, t1=t1, seed=seed)
+    out = _with_predecessors(frame, column=column, found=found, t0=t0, t1=t1, seed=seed)
+    if key is not None:
+        shared[key] = (store, out)  # the store is kept so that its id is not reused while shared
+    return out
 
 
 def arrival_frame_from_times(timestamps, *, clock="auto", seed: int = 0) -> ArrivalFrame:

@@ -18,10 +18,13 @@ _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 def _mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: spreads small consecutive block ids over 64 bits."""
     with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        z = x + np.uint64(0x9E3779B97F4A7C15)  # one new array, then in place
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        return z
 
 
 def _powers(base: np.uint64, n: int) -> np.ndarray:
@@ -32,6 +35,21 @@ def _powers(base: np.uint64, n: int) -> np.ndarray:
             out[1:] = base
             out = np.cumprod(out, dtype=np.uint64)
     return out
+
+
+#: the largest power tables built so far (P^g and P^-g for g < their length), shared by calls
+_TABLES: list[np.ndarray] = []
+#: longest tables kept between calls (2 x 32 MB); longer ones are built for the call only
+_TABLES_MAX = 1 << 22
+
+
+def _global_powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``P^g`` and ``P^-g`` for ``g < n`` (views of cached tables up to :data:`_TABLES_MAX`)."""
+    if n > _TABLES_MAX:
+        return _powers(_P, n), _powers(_P_INV, n)
+    if not _TABLES or _TABLES[0].size < n:
+        _TABLES[:] = [_powers(_P, n), _powers(_P_INV, n)]
+    return _TABLES[0][:n], _TABLES[1][:n]
 
 
 def prefix_hashes(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -63,13 +81,19 @@ def prefix_hashes(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     if total == 0:
         return np.zeros(0, dtype=np.uint64)
     starts = np.cumsum(lengths) - lengths
-    pos = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
-    max_len = int(lengths.max())
-    pw, pinv = _powers(_P, max_len), _powers(_P_INV, max_len)
+    pw, pinv = _global_powers(total)
     with np.errstate(over="ignore"):
-        term = _mix64(values.astype(np.int64).view(np.uint64)) * pinv[pos]
-        csum = np.cumsum(term, dtype=np.uint64)
-        base = np.where(starts > 0, csum[np.maximum(starts - 1, 0)], np.uint64(0))
-        h = (csum - np.repeat(base, lengths)) * pw[pos]
-        h ^= (pos.astype(np.uint64) + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93)
+        # by global index g (the block's position in ``values``) instead of its position in its
+        # list: h = P^g (c_g - c_{s-1}), c_g = sum_{j<=g} m(b_j) P^-j, the same value mod 2^64 as
+        # the formula above (P is invertible), with power tables read in order, not gathered
+        h = _mix64(values.astype(np.int64, copy=False).view(np.uint64))
+        h *= pinv
+        np.cumsum(h, dtype=np.uint64, out=h)
+        base = np.where(starts > 0, h[np.maximum(starts - 1, 0)], np.uint64(0))
+        h -= np.repeat(base, lengths)
+        h *= pw
+        tag = np.arange(1, total + 1, dtype=np.uint64)  # position in the list, plus one
+        tag -= np.repeat(starts.astype(np.uint64), lengths)
+        tag *= np.uint64(0xD6E8FEB86659FD93)
+        h ^= tag
         return h

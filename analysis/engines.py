@@ -171,13 +171,22 @@ def check_master(master: str | None) -> str:
     return master
 
 
-def spark_session(master: str | None = None):
+def spark_session(master: str | None = None, *, conf: Mapping[str, str] | None = None):
     """The Spark session of ``master`` (default :data:`DEFAULT_SPARK_MASTER`), one per process.
 
     ``master`` is a Spark master URL (``local[2]``, ``local[*]``, ``spark://host:7077``) or a
     Spark Connect URL (``sc://host:15002``: the session is a thin client; the queries run on the
     Connect server's cluster). A classic session of another master is stopped first (a process
-    has one SparkContext).
+    has one SparkContext); the active session of the same master is returned as it is (its
+    settings are those it was made with, e.g. a test's lighter ones).
+
+    Parameters
+    ----------
+    master : str, optional
+        The master URL (checked by :func:`check_master`).
+    conf : Mapping[str, str], optional
+        Settings over servelab's (``spark.sql.shuffle.partitions`` and so on) for a new session;
+        with an active session of ``master`` the runtime ones among them are set on it.
 
     Raises
     ------
@@ -187,6 +196,7 @@ def spark_session(master: str | None = None):
         If ``master`` is not a Spark master URL.
     """
     master = check_master(master)
+    settings = {**_SPARK_CONF, **(conf or {})}
     connect = master.startswith("sc://")
     missing = [m for m in ("pyspark", "sqlglot") if importlib.util.find_spec(m) is None]
     reason = (f"{' and '.join(missing)} not installed (pip install 'servelab[spark]')" if missing
@@ -197,14 +207,20 @@ def spark_session(master: str | None = None):
 
     if connect:
         session = SparkSession.builder.remote(master).getOrCreate()
-        for key in _CONNECT_CONF:
-            session.conf.set(key, _SPARK_CONF[key])
+        for key in (*_CONNECT_CONF, *(k for k in (conf or {}) if k not in _CONNECT_CONF)):
+            session.conf.set(key, settings[key])
         return session
     active = SparkSession.getActiveSession()
-    if active is not None and active.sparkContext.master != master:
+    if active is not None and active.sparkContext.master == master:
+        for key, value in (conf or {}).items():
+            if not active.conf.isModifiable(key):
+                continue
+            active.conf.set(key, value)
+        return active
+    if active is not None:
         active.stop()
     builder = SparkSession.builder.appName("servelab").master(master)
-    for key, value in _SPARK_CONF.items():
+    for key, value in settings.items():
         builder = builder.config(key, value)
     if re.match(r"local\b|spark://(127\.0\.0\.1|localhost):", master):
         # Python tasks (generator.sharded) on this machine run this interpreter, which has servelab

@@ -6,9 +6,11 @@ store's ``prefix_blocks`` (record batches of whole requests):
 
 Exact counts
     Every block's prefix key (:func:`~servelab.analysis.prefix_reuse.chunked_prefix_hashes`) and
-    request index are spilled to one of :data:`N_PARTITIONS` files by the key's top bits (a key's
-    every occurrence lands in one file, in arrival order). Per file, one sort finds each key's
-    first occurrence (a cold block) and the keys held by two requests or more (shared blocks).
+    request index are spilled to one of up to :data:`N_PARTITIONS` partitions by the key's top
+    bits (a key's every occurrence lands in one partition, in arrival order). Per partition, a
+    value sort of the keys packed with their positions (:func:`first_and_unique`, checked against
+    the distinct full keys) finds each key's first occurrence (a cold block) and the keys held by
+    two requests or more (shared blocks); two partitions are counted at a time.
     A prefix key holds its whole prefix, so a request's served blocks are a prefix of its list,
     and so are its shared ones: per request, the cold and shared *counts* give its hit and shared
     blocks and tokens exactly. Infinite-cache hit rates (blocks, tokens; overall, per window, per
@@ -45,6 +47,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +67,14 @@ from servelab.analysis.prefix_reuse import (
 from servelab.analysis.prefix_savings import request_clusters, saving_estimate
 from servelab.analysis.prefix_sources import sharing_from_sums
 
-__all__ = ["N_PARTITIONS", "N_SEGMENTS", "SAMPLED_CURVE_TOLERANCE", "analyse_prefixes_sampled", "flat_stack_distances"]
+__all__ = ["N_PARTITIONS", "N_SEGMENTS", "SAMPLED_CURVE_TOLERANCE", "analyse_prefixes_sampled", "first_and_unique",
+           "flat_stack_distances"]
 
-#: spill files of the exact pass (a key's partition: its top 6 bits)
-N_PARTITIONS = 64
+#: most spill partitions of the exact pass (a key's partition: its top bits; about one partition per
+#: :data:`_PARTITION_REQUESTS` requests, a power of two, at least 64)
+N_PARTITIONS = 1024
+#: requests per spill partition (sets the partition count)
+_PARTITION_REQUESTS = 40_000
 #: stated error of the sampled LRU curve: largest absolute difference in block hit rate from the
 #: exact curve over the capacities of the hit-rate table (measured: 0.32 points on the 1 M-request
 #: benchmark trace at 10^6 sampled blocks, 20.5 M blocks; the tests hold a 10 % sample of 430 k
@@ -80,7 +87,8 @@ _BATCH = 250_000
 #: bits of the sampling hash (threshold resolution)
 _SAMPLE_BITS = 24
 _ANALYSIS = "prefix reuse analysis"
-_SPILL = np.dtype([("k", "<u8"), ("r", "<u4")])
+#: worker threads of the per-partition counts
+_THREADS = 2
 
 
 def _sample_hash(keys: np.ndarray) -> np.ndarray:
@@ -88,6 +96,83 @@ def _sample_hash(keys: np.ndarray) -> np.ndarray:
     bits that pick the partition)."""
     with np.errstate(over="ignore"):
         return ((keys * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - _SAMPLE_BITS)).astype(np.int64)
+
+
+def _partition_bits(n_requests: int) -> int:
+    """Top key bits that pick a spill partition: about one partition per
+    :data:`_PARTITION_REQUESTS` requests, between 64 and :data:`N_PARTITIONS` partitions."""
+    want = max(int(n_requests) // _PARTITION_REQUESTS, 1)
+    return int(min(max((want - 1).bit_length(), 6), N_PARTITIONS.bit_length() - 1))
+
+
+def first_and_unique(keys: np.ndarray, part_bits: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of each key's first occurrence and of the keys that occur once (in no
+    particular order).
+
+    ``keys`` share their top ``part_bits`` bits (one spill partition). One value sort instead of
+    an argsort: each key's other bits, cut to the top ``64 - b`` of them, are packed with its
+    position (``b`` bits) and the packed values sorted; a run of equal cut keys is then in
+    position order. Cutting bits can merge two keys: the full keys are read back in sorted order
+    and compared within each run, and if a run holds two, the argsort of the full keys is used
+    instead, so the result is always exact.
+
+    Parameters
+    ----------
+    keys : numpy.ndarray of uint64
+    part_bits : int
+        Top bits all ``keys`` share (0..63).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        int64 positions: each distinct key's first occurrence, and the occurrences of keys
+        that occur exactly once.
+    """
+    keys = np.asarray(keys, dtype=np.uint64)
+    n = keys.size
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    b = max(int(n - 1).bit_length(), 1)
+    low = np.uint64((1 << b) - 1)
+    packed = (keys << np.uint64(part_bits)) & ~low
+    packed |= np.arange(n, dtype=np.uint64)
+    packed.sort()
+    cut = packed >> np.uint64(b)
+    head = np.empty(n, dtype=bool)
+    head[0] = True
+    np.not_equal(cut[1:], cut[:-1], out=head[1:])
+    del cut
+    pos = (packed & low).astype(np.int64)
+    del packed
+    full = keys[pos]  # the full keys in sorted order: a run must hold one
+    merged = bool(np.any(~head[1:] & (full[1:] != full[:-1])))
+    del full
+    st = np.flatnonzero(head)
+    del head
+    if not merged:
+        first = pos[st]
+    else:  # rare: fall back on the argsort of the full keys
+        o = np.argsort(keys, kind="stable")
+        ks = keys[o]
+        h = np.empty(n, dtype=bool)
+        h[0] = True
+        np.not_equal(ks[1:], ks[:-1], out=h[1:])
+        st = np.flatnonzero(h)
+        first = o[st].astype(np.int64)  # stable: a run's first element is the key's first position
+    cnt = np.diff(np.append(st, n))
+    return first, first[cnt == 1]
+
+
+def _partition_counts(spill: Path, i: int, part_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Requests of the cold accesses and of the unshared accesses of spill partition ``i`` (its
+    files are removed)."""
+    kp, rp = spill / f"k{i:04d}.bin", spill / f"r{i:04d}.bin"
+    k, r = np.fromfile(kp, dtype="<u8"), np.fromfile(rp, dtype="<u4")
+    kp.unlink()
+    rp.unlink()
+    first, once = first_and_unique(k, part_bits)
+    del k
+    return r[first], r[once]
 
 
 def flat_stack_distances(keys: np.ndarray) -> np.ndarray:
@@ -125,6 +210,20 @@ def _block_batches(source, columns: list[str]):
         yield from pq.ParquetFile(source.requests_path).iter_batches(batch_size=_BATCH, columns=columns)
     else:
         yield from source.read_arrow(columns).to_batches(max_chunksize=_BATCH)
+
+
+def _prefetched(batches):
+    """The same batches, the next one read by a worker thread while the caller works on the
+    current one (Parquet decoding releases the GIL); at most one batch ahead."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        it = iter(batches)
+        ahead = pool.submit(next, it, None)
+        while True:
+            batch = ahead.result()
+            if batch is None:
+                return
+            ahead = pool.submit(next, it, None)
+            yield batch
 
 
 def _segment_starts(n_req: int, seg_req: int, seed: int) -> np.ndarray:
@@ -240,10 +339,12 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
     g_keys, g_req, g_pos, g_seg = [], [], [], []
     spill = Path(tempfile.mkdtemp(prefix="servelab-prefixes-", dir=tmp_dir))
     try:
-        files = [open(spill / f"p{i:02d}.bin", "wb") for i in range(N_PARTITIONS)]
+        part_bits = _partition_bits(n_req)
+        n_parts = 1 << part_bits
+        files = [(open(spill / f"k{i:04d}.bin", "wb"), open(spill / f"r{i:04d}.bin", "wb")) for i in range(n_parts)]
         try:
             r0 = 0
-            for batch in _block_batches(store, ["prefix_blocks"]):  # one pass: batches of whole requests
+            for batch in _prefetched(_block_batches(store, ["prefix_blocks"])):  # one pass: whole requests
                 blocks = batch.column(0)
                 lens = pc.fill_null(pc.list_value_length(blocks), 0).to_numpy().astype(np.int64)
                 r1 = r0 + lens.size
@@ -266,15 +367,15 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
                         g_req.append(req[b0:b1].astype(np.int64))
                         g_pos.append(np.arange(b0, b1) - starts[req[b0:b1].astype(np.int64) - r0])
                         g_seg.append(np.full(b1 - b0, j, dtype=np.int64))
-                part = (keys >> np.uint64(64 - 6)).astype(np.uint8)
-                order = np.argsort(part, kind="stable")  # a radix sort on 8-bit keys
-                bounds = np.searchsorted(part[order], np.arange(N_PARTITIONS + 1))
-                rec = np.empty(keys.size, dtype=_SPILL)
-                rec["k"], rec["r"] = keys[order], req[order]
+                part = (keys >> np.uint64(64 - part_bits)).astype(np.uint16)
+                order = np.argsort(part, kind="stable")  # a radix sort on 16-bit keys
+                bounds = np.r_[0, np.cumsum(np.bincount(part, minlength=n_parts))]
+                k_out, r_out = keys[order], req[order]
                 del order, part
-                for i in range(N_PARTITIONS):  # one write per partition and batch
-                    rec[bounds[i]:bounds[i + 1]].tofile(files[i])
-                del rec
+                for i in range(n_parts):  # one write per partition and batch
+                    k_out[bounds[i]:bounds[i + 1]].tofile(files[i][0])
+                    r_out[bounds[i]:bounds[i + 1]].tofile(files[i][1])
+                del k_out, r_out
                 h = _sample_hash(keys)
                 take = np.flatnonzero(h < threshold)
                 if take.size:
@@ -291,35 +392,20 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
                 del keys, req, h
                 r0 = r1
         finally:
-            for f in files:
-                f.close()
+            for pair in files:
+                for f in pair:
+                    f.close()
         if r0 != n_req:
             raise ValueError(f"the prefix_blocks pass read {r0} requests but the store has {n_req}")
         if not (lengths > 0).any():
             raise NotApplicableError(_ANALYSIS, reason="no request carries prefix blocks")
-        # exact counts per partition: cold (first occurrence) and shared keys
-        cold_at, alone_at = [], []  # request of every cold access, of every unshared access
-        for i in range(N_PARTITIONS):  # one hash pass per spill file
-            rec = np.fromfile(spill / f"p{i:02d}.bin", dtype=_SPILL)
-            (spill / f"p{i:02d}.bin").unlink()
-            if rec.size == 0:
-                continue
-            # one sort: runs of equal keys; a run's smallest position is the key's first occurrence
-            # (the file is in arrival order), a run of one is a key no other request holds
-            k, r = rec["k"], rec["r"]
-            o = np.argsort(k)
-            ks = k[o]
-            head = np.empty(ks.size, dtype=bool)
-            head[0] = True
-            np.not_equal(ks[1:], ks[:-1], out=head[1:])
-            del ks
-            st = np.flatnonzero(head)
-            del head
-            first = np.minimum.reduceat(o, st)
-            cnt = np.diff(np.append(st, o.size))
-            cold_at.append(r[first])
-            alone_at.append(r[first[cnt == 1]])
-            del rec, k, r, o, st, first, cnt
+        # exact counts per partition: cold (first occurrence) and shared keys, two partitions at a
+        # time (numpy's sorts release the GIL)
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            counted = list(pool.map(lambda i: _partition_counts(spill, i, part_bits), range(n_parts)))
+        cold_at = [c for c, _ in counted if c.size]  # request of every cold access
+        alone_at = [a for _, a in counted if a.size]  # request of every unshared access
+        del counted
         cold = np.bincount(np.concatenate(cold_at), minlength=n_req) if cold_at else np.zeros(n_req, np.int64)
         del cold_at
         shared = lengths - (np.bincount(np.concatenate(alone_at), minlength=n_req) if alone_at
@@ -403,11 +489,13 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
                              **boot)
     kept_share = saving_estimate(cap_c, inf_c, what=f"share of the infinite cache's saving an LRU cache of {cap:,} "
                                  "blocks keeps (sampled)", **boot)
-    notes = [f"sampled analysis: exact infinite-cache counts ({N_PARTITIONS} hash-partitioned spill files); LRU curve, "
+    notes = [f"sampled analysis: exact infinite-cache counts ({n_parts} hash-partitioned spills); LRU curve, "
              f"reuse distances and the reference capacity's saving from a SHARDS sample of {sd.size:,} block accesses "
              f"(rate {rate:.4g}), curve scaled to the exact infinite-cache rate; capacities up to {seg_cap:,} blocks "
              f"from {N_SEGMENTS} segments of {seg_req:,} consecutive requests ({n_seg_blocks:,} blocks, exact LRU "
-             f"within each); stated tolerance {SAMPLED_CURVE_TOLERANCE:.0%} of blocks",
+             f"within each); stated tolerance {SAMPLED_CURVE_TOLERANCE:.0%} of blocks; the reference capacity's "
+             "intervals resample clusters of a key sample (a sampled shared key counts 1 / rate times in its "
+             "clusters): wide, and a kept share's upper end can pass 100%",
              "reuse sources not computed in the sampled analysis (they link conversations over the whole trace)"]
     if clients is None:
         notes.append("the trace has no client ids: per-client rates are not available")

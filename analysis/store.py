@@ -8,22 +8,32 @@ A store is a folder::
       requests.parquet   one row per request, canonical schema, sorted by timestamp
       rejected.parquet   every rejected row: source, row number, reason, raw values as JSON
 
-or, partitioned by day for lake-scale traces (``servelab ingest --partition-by day``; the
-manifest's ``layout`` says so)::
+or, partitioned by day (and source) for lake-scale traces (``servelab ingest --partition-by day``
+or ``day,source``; the manifest's ``layout`` says so)::
 
     STORE/
       manifest.json      as above, plus "layout": {"kind": "partitioned", "partition_by": ["day"],
-                         "files": [...], "day_origin": ...}
+                         "files": [...], "day_origin": ..., "in_id_order": true}
       requests/day=YYYY-MM-DD/part-0.parquet   the requests of one UTC day, same schema and columns
       rejected.parquet
+
+    requests/day=YYYY-MM-DD/source=NAME/part-0.parquet   with ``--partition-by day,source``
 
 A day is the UTC calendar day of ``origin + timestamp`` (a trace without a wall-clock origin:
 of ``1970-01-01 + timestamp``, so ``day=1970-01-01`` is the trace's first 24 h). The partition
 column is in the path only, never in the files, so every file has the canonical schema; the files
 in ``layout.files`` order hold the rows in ``request_id`` order. Every reader goes through
 :attr:`TraceStore.requests_files` and :meth:`TraceStore.parquet_sql`, so both layouts read alike
-(DuckDB here, Spark in :mod:`servelab.analysis.engines`). The canonical schema has no ``source``
-column, so there is no partitioning by source.
+(DuckDB here, Spark in :mod:`servelab.analysis.engines`).
+
+The *source* of a request is what served it as the trace records it: the ``model`` column when
+the store has one (BurstGPT: ``ChatGPT`` / ``GPT-4``), else ``service`` (Bailian's request type);
+a store with neither cannot be partitioned by source (the canonical schema keeps no per-file
+origin of a row). The folder name is the value percent-encoded (``urllib.parse.quote``), and
+``__HIVE_DEFAULT_PARTITION__`` for NULL or empty; the column stays in the files. With sources the
+files of a day interleave in ``request_id``, so the layout says ``"in_id_order": false`` and the
+readers here (:meth:`TraceStore.read_arrow`, :meth:`TraceStore.parquet_sql`, the ``requests``
+view) put the rows back in ``request_id`` order; the aggregation SQL does not depend on row order.
 
 This module opens stores and writes them atomically (a failed write leaves nothing behind). It
 does not parse raw formats (that is :mod:`servelab.analysis.ingest`) and computes no statistics.
@@ -78,6 +88,10 @@ __all__ = [
     "PARTITION_KEYS",
     "parquet_sql",
     "partition_store",
+    "source_column",
+    "partition_value",
+    "SOURCE_COLUMNS",
+    "NULL_PARTITION",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -85,22 +99,28 @@ REQUESTS_NAME = "requests.parquet"
 REJECTED_NAME = "rejected.parquet"
 #: the folder of a partitioned store's requests
 REQUESTS_DIR = "requests"
-#: what a store can be partitioned by (``--partition-by``)
-PARTITION_KEYS = ("day",)
+#: what a store can be partitioned by (``--partition-by``), in folder order
+PARTITION_KEYS = ("day", "source")
+#: the columns that name a request's source, the first one a store has (module docstring)
+SOURCE_COLUMNS = ("model", "service")
+#: the folder value of a NULL or empty source (Hive's name for it)
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 
-def parquet_sql(files, *, columns=None) -> str:
+def parquet_sql(files, *, columns=None, order_by_id: bool = False) -> str:
     """DuckDB SQL reading the Parquet ``files`` (a path or a sequence of paths) as one table.
 
     ``hive_partitioning = false``: a partitioned store's ``day=...`` folder names never become a
     column (the files hold the canonical columns). ``columns``, if given, are selected by name.
+    ``order_by_id``: the rows in ``request_id`` order (for files that interleave, e.g. by source).
     """
     files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
     if not files:
         raise ValueError(f"files must name at least one Parquet file; got {files!r}")
     listed = ", ".join(_sql_str(f) for f in files)
     select = "*" if columns is None else ", ".join(f'"{c}"' for c in columns)
-    return f"(SELECT {select} FROM read_parquet([{listed}], hive_partitioning = false))"
+    order = " ORDER BY request_id" if order_by_id else ""
+    return f"(SELECT {select} FROM read_parquet([{listed}], hive_partitioning = false){order})"
 
 
 class _SourceInfo:
@@ -212,9 +232,16 @@ class TraceStore(_SourceInfo):
             return (self.path / REQUESTS_NAME,)
         return tuple(self.path / f for f in self.manifest["layout"]["files"])
 
+    @property
+    def in_id_order(self) -> bool:
+        """Whether :attr:`requests_files`, read one after the other, give the rows in ``request_id``
+        order (False for a store partitioned by source, whose files of a day interleave)."""
+        return bool((self.manifest.get("layout") or {}).get("in_id_order", True))
+
     def parquet_sql(self, columns=None) -> str:
-        """DuckDB SQL of the requests as one table (:func:`parquet_sql` of :attr:`requests_files`)."""
-        return parquet_sql(self.requests_files, columns=columns)
+        """DuckDB SQL of the requests as one table in ``request_id`` order (:func:`parquet_sql` of
+        :attr:`requests_files`)."""
+        return parquet_sql(self.requests_files, columns=columns, order_by_id=not self.in_id_order)
 
     @property
     def rejected_path(self) -> Path:
@@ -236,14 +263,24 @@ class TraceStore(_SourceInfo):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        tables = [pq.read_table(f, columns=columns, read_dictionary=list(dictionary) or None)
+        read = columns if columns is None or self.in_id_order or "request_id" in columns else [*columns, "request_id"]
+        tables = [pq.read_table(f, columns=read, read_dictionary=list(dictionary) or None)
                   for f in self.requests_files]
-        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        if not self.in_id_order:  # files interleaved by source: back in request_id order
+            import pyarrow.compute as pc
+
+            table = table.take(pc.sort_indices(table["request_id"]))
+            if columns is not None:
+                table = table.select(list(columns))
+        return table
 
     def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
         """Read the requests (optionally only ``columns``) into memory."""
         if not self.partitioned:
             return pl.read_parquet(self.requests_path, columns=columns)
+        if not self.in_id_order:
+            return pl.from_arrow(self.read_arrow(columns))
         return pl.read_parquet([str(f) for f in self.requests_files], columns=columns, hive_partitioning=False)
 
 
@@ -592,25 +629,45 @@ def write_store(
     return open_store(path)
 
 
+def source_column(columns) -> str | None:
+    """The column that names a request's source among ``columns`` (:data:`SOURCE_COLUMNS`), or None."""
+    return next((c for c in SOURCE_COLUMNS if c in columns), None)
+
+
+def partition_value(value: str | None) -> str:
+    """The folder value of source ``value``: percent-encoded, :data:`NULL_PARTITION` for NULL or empty."""
+    from urllib.parse import quote
+
+    return NULL_PARTITION if value is None or value == "" else quote(str(value), safe="")
+
+
 def partition_store(path: str | os.PathLike, *, by: tuple[str, ...] = ("day",)) -> TraceStore:
     """Rewrite the single-file store at ``path`` as a store partitioned by ``by`` (in place, atomically
     per file: the partitions are written first, then the manifest, then ``requests.parquet`` goes).
 
-    One DuckDB query per day (a loop over partitions, not rows): ``COPY (... WHERE day = d ORDER
-    BY request_id)``; the source file is sorted by timestamp, so each day reads only its row groups.
-    Row counts, columns, request ids and the rejected rows are unchanged.
+    ``by`` is ``("day",)``, ``("source",)`` or ``("day", "source")`` (folders in that order; the
+    source is the module docstring's). One DuckDB query per partition (a loop over partitions, not
+    rows): ``COPY (... WHERE day = d [AND source = s] ORDER BY request_id)``; the source file is
+    sorted by timestamp, so each day reads only its row groups. Row counts, columns, request ids
+    and the rejected rows are unchanged.
 
     Raises
     ------
     ValueError
-        If ``by`` is not a subset of :data:`PARTITION_KEYS`, or the store is partitioned already.
+        If ``by`` is not a subset of :data:`PARTITION_KEYS`, the store is partitioned already, or
+        ``by`` names ``source`` and the store has no source column (:data:`SOURCE_COLUMNS`).
     """
     by = tuple(by)
-    if not by or any(k not in PARTITION_KEYS for k in by):
+    if not by or any(k not in PARTITION_KEYS for k in by) or len(set(by)) != len(by):
         raise ValueError(f"by must name partition keys from {list(PARTITION_KEYS)}; got {list(by)!r}")
+    by = tuple(k for k in PARTITION_KEYS if k in by)
     store = open_store(path)
     if store.partitioned:
         raise ValueError(f"store {str(store.path)!r} is partitioned already; got by={list(by)!r}")
+    src_col = source_column(store.columns) if "source" in by else None
+    if "source" in by and src_col is None:
+        raise ValueError(f"store {str(store.path)!r} has no source column (one of {list(SOURCE_COLUMNS)}) to "
+                         f"partition by; got by={list(by)!r} with columns {list(store.columns)!r}")
     single = store.path / REQUESTS_NAME
     origin = store.origin
     if origin is None:
@@ -618,23 +675,30 @@ def partition_store(path: str | os.PathLike, *, by: tuple[str, ...] = ("day",)) 
     else:
         utc = origin.astimezone(dt.timezone.utc) if origin.tzinfo is not None else origin
         base, day_origin = f"TIMESTAMP '{utc.replace(tzinfo=None).isoformat(sep=' ')}'", "origin (UTC days)"
-    day = f"strftime({base} + to_microseconds(CAST(round(timestamp * 1e6) AS BIGINT)), '%Y-%m-%d')"
+    keys = {"day": f"strftime({base} + to_microseconds(CAST(round(timestamp * 1e6) AS BIGINT)), '%Y-%m-%d')",
+            "source": f"NULLIF(CAST(\"{src_col}\" AS VARCHAR), '')"}
+    keys = {k: keys[k] for k in by}
     con = duckdb.connect(config=duckdb_config())
     try:
-        con.execute(f"CREATE TEMP TABLE days AS SELECT DISTINCT {day} AS day FROM read_parquet({_sql_str(single)}) "
-                    "ORDER BY day")
-        days = [r[0] for r in con.execute("SELECT day FROM days ORDER BY day").fetchall()]
+        parts = con.execute(f"SELECT DISTINCT {', '.join(f'{e} AS {k}' for k, e in keys.items())} "
+                            f"FROM read_parquet({_sql_str(single)}) ORDER BY ALL NULLS LAST").fetchall()
         files = []
-        for d in days:
-            rel = f"{REQUESTS_DIR}/day={d}/part-0.parquet"
+        for values in parts:  # a loop over partitions
+            folders = "/".join(f"{k}={v if k == 'day' else partition_value(v)}" for k, v in zip(keys, values))
+            where = " AND ".join(f"{e} IS NOT DISTINCT FROM {'NULL' if v is None else _sql_str(v)}"
+                                 for e, v in zip(keys.values(), values))
+            rel = f"{REQUESTS_DIR}/{folders}/part-0.parquet"
             (store.path / rel).parent.mkdir(parents=True, exist_ok=True)
-            con.execute(f"COPY (SELECT * FROM read_parquet({_sql_str(single)}) WHERE {day} = {_sql_str(d)} "
+            con.execute(f"COPY (SELECT * FROM read_parquet({_sql_str(single)}) WHERE {where} "
                         f"ORDER BY request_id) TO {_sql_str(store.path / rel)} (FORMAT parquet)")
             files.append(rel)
     finally:
         con.close()
     manifest = dict(store.manifest)
-    manifest["layout"] = {"kind": "partitioned", "partition_by": list(by), "files": files, "day_origin": day_origin}
+    manifest["layout"] = {"kind": "partitioned", "partition_by": list(by), "files": files, "day_origin": day_origin,
+                          "in_id_order": by == ("day",)}
+    if src_col is not None:
+        manifest["layout"]["source_column"] = src_col
     (store.path / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False))
     single.unlink()
     return open_store(store.path)

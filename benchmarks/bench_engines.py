@@ -29,14 +29,11 @@ Stores: ``/work/bench_data/store_rows{N}_clients2000_days14_seed0`` (``benchmark
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -122,23 +119,11 @@ def _project(results: dict, sizes: list[int], n_workers: tuple[int, ...]) -> Non
 
 
 def _export_ref(ref: str) -> Path:
-    """The package at git ``ref`` (``git archive``) under benchmarks/out/, laid out as installed."""
-    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=HERE, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    root = OUT / f"ref_{sha}"
-    pkg = root / "pkg"
-    if (pkg / "servelab" / "__init__.py").is_file():
-        return pkg
-    shutil.rmtree(root, ignore_errors=True)
-    src = root / "src"
-    src.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref], cwd=HERE.parent, capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(src, filter="data")
-    shutil.copytree(src / "servelab", pkg / "servelab")
-    for top in ("analysis", "fitting", "generator", "figures", "reports"):
-        (pkg / "servelab" / top).symlink_to(src / top, target_is_directory=True)
-    return pkg
+    """The package at git ``ref`` under benchmarks/out/ (:func:`git_ref.export_ref`, shared with bench_report)."""
+    sys.path.insert(0, str(HERE))
+    from git_ref import export_ref
+
+    return export_ref(ref, out=OUT)
 
 
 _CHILD = """

@@ -96,18 +96,23 @@ def _print(label: str, result: dict, target_s: float, target_mb: float = 4096, *
             print("    sections (s): " + ", ".join(f"{k} {v:.1f}" for k, v in sections.items())
                   + f"; sum {sum(sections.values()):.1f}, rest (imports, figures, page) "
                   f"{result['elapsed_s'] - sum(sections.values()):.1f}")
+        cpu = _section_seconds(html, "cpu_s")
+        if cpu:
+            print("    sections (CPU s): " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+                  + f"; sum {sum(cpu.values()):.1f} (sections in the report's section worker overlap the others)")
     if load_before:
         print(f"    before: {load_before}")
     print(f"    after:  {_load()}")
     sys.stdout.flush()
 
 
-def _section_seconds(html: Path | None) -> dict[str, float]:
-    """Wall seconds of each section, from the ``report.json`` written beside ``html``."""
+def _section_seconds(html: Path | None, key: str = "elapsed_s") -> dict[str, float]:
+    """Wall seconds (or ``key="cpu_s"``: CPU seconds, when the report records them) of each
+    section, from the ``report.json`` written beside ``html``."""
     if html is None or not html.with_suffix(".json").is_file():
         return {}
     document = json.loads(html.with_suffix(".json").read_text())
-    return {s["id"]: float(s.get("elapsed_s") or 0.0) for s in document.get("sections", [])}
+    return {s["id"]: float(s.get(key) or 0.0) for s in document.get("sections", []) if key in s}
 
 
 def _run(label: str, args: list[str], html: Path, target_s: float, *, pythonpath: Path | None = None,
@@ -147,28 +152,11 @@ def _big_store(data: Path, rows: int, seed: int, *, clients: int = 2000, days: f
 
 
 def _export_ref(ref: str) -> Path:
-    """The package as it is at git ``ref``, laid out as ``servelab/`` with its sub-packages."""
-    import shutil
-    import tarfile
-    import io
+    """The package as it is at git ``ref`` (:func:`git_ref.export_ref`, shared with bench_engines)."""
+    sys.path.insert(0, str(HERE))
+    from git_ref import export_ref
 
-    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=HERE, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    root = OUT / f"ref_{sha}"
-    pkg = root / "pkg"
-    if (pkg / "servelab" / "__init__.py").is_file():
-        return pkg
-    shutil.rmtree(root, ignore_errors=True)
-    src = root / "src"
-    src.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref], cwd=HERE.parent, capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(src, filter="data")
-    shutil.copytree(src / "servelab", pkg / "servelab")
-    for top in ("analysis", "fitting", "generator", "figures", "reports"):
-        (pkg / "servelab" / top).symlink_to(src / top, target_is_directory=True)
-    print(f"exported {ref} ({sha}) to {pkg}")
-    return pkg
+    return export_ref(ref, out=OUT)
 
 
 def _compare(label: str, args: list[str], stem: str, target_s: float, before: Path | None, ref: str,

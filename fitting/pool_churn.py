@@ -27,6 +27,22 @@ this, every small client of a Zipf-like population whose first request happened 
 counted as new, and the extension overestimated new clients tenfold on a 2,000-client synthetic
 trace). The ``grace_s`` column keeps ``G``; exposure is still counted to ``span_end - G``.
 
+Calibration (``benchmarks/bench_validate.py --parts churn``, simulated populations of known
+turnover, 7 days, 40 seeds per scenario): with no churn (100 clients present all week, rates
+log-uniform in [1 per 2 days, 0.1 req/s]) 1.25-1.60% of clients are flagged arrived and
+1.47-1.63% departed (Poisson, bursty and flat nulls), above the nominal 1% per side: among
+clients under one request a day (5% of them) 10-17% are, because ``r`` is measured over the
+client's own presence, which for a handful of requests is much shorter than the span (the rate is
+overstated, the grace too short). The fitted model then has a median of 0.17 new clients a day
+and a mean lifetime of 430-577 days (about 1.5% of survivors departing in a week's extension).
+With churn (10 new/day and 3-day lives; 5/day, 1 day; 2/day, 7 days) 96-100% of true arrivals
+and departures are flagged, the new-client rate's median is 17% low to 4% high (sparse newcomers send
+too little to be seen) and its 95% interval holds the truth in 92.5% of seeds, the lifetime's
+in 90-100%. Two stricter rules were measured and not kept: the rate from ``n - 1`` gaps (false
+flags 0.6-1.0%, but rates 12-22% low and lifetime intervals covering 67-90%), and an exact test
+of "present all span" (``(1 - silence / T)^n < 1%``: false flags 0.1-0.4%, rates 21-30% low,
+lifetime intervals covering 15-82%): the extension needs the rates more than clean flags.
+
 The model (:class:`ChurnModel`, from :func:`churn_model`)
 --------------------------------------------------------
 - **arrivals**: new clients form a Poisson process of rate

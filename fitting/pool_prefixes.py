@@ -221,11 +221,15 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
         window, with probability :math:`(T - x) / T` for a reuse uniform in it; reuses whose
         original came before the window look like originals. Each seen reuse is weighted by
         :func:`~servelab.fitting.pool_conversations.window_weights` (:math:`T / (T - x)`,
-        capped at 20) in the lag, gap and same-length PMFs and in the reuse share (which takes
-        its extra mass from the class's "none" share, never more than it has); a
-        ``reuse_censoring`` row (value 1) per client tells the generator that lags are of the
-        uncut process, so a drawn lag reaching before the client's first row gives a fresh
-        prompt instead of a reuse (the trace's own cut). None (default): counts as seen.
+        capped at 20) in the lag, gap and same-length PMFs and in the reuse share (the share of
+        the uncut process, at most 1; it may exceed the class's "none" share: it is not a share
+        of the seen first turns); a ``reuse_censoring`` row (value 1) per client tells the
+        generator so: a first turn at time :math:`t` since the client's first row reuses with
+        probability share :math:`\times F(t)` (:math:`F`: the lag CDF; an original before the
+        first row is not there, as the trace's own cut hid it), at most the class's "none"
+        share, at a lag drawn from the PMF cut at :math:`t`. (Capping the share at "none" here
+        instead, as before, lost reuses at every time on short traces whose lags are long.)
+        None (default): counts as seen.
     """
     from servelab.fitting.pool_conversations import window_weights
 
@@ -246,9 +250,10 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
     roots = frame.filter(pl.col("kind") <= 2)
     n_root = roots.group_by("c", "cls").agg(pl.len().alias("n"))
     if span_s is not None:
-        # the weighted reuse share takes its extra mass from the class's "none" share, at most all of it
+        # the weighted (uncut) reuse share is at most all of the class's first turns; the generator
+        # applies it times the lag CDF at each request's time, within the class's "none" share
         room = roots.group_by("c", "cls").agg(
-            (pl.col("kind") != 1).sum().cast(pl.Float64).alias("room"),
+            pl.len().cast(pl.Float64).alias("room"),
             pl.col("w").filter(pl.col("kind") == 2).sum().alias("wsum"))
         roots = (roots.join(room, on=["c", "cls"], how="left")
                  .with_columns(pl.when(pl.col("kind") == 2)

@@ -22,7 +22,9 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    factor per block of a day (the span's length when shorter), so a block's volume is the
    forecast's while the copied rows keep their window-to-window variation (forcing every window
    to the smooth forecast would erase the burstiness between windows that the real trace has).
-   With a ``rate`` function (req/s, a function of time) the sum follows it window by window.
+   With a ``rate`` function (req/s, a function of time) the sum follows it window by window where
+   a client is live; the volume of windows nobody holds (a sparse client's idle windows, repeated)
+   goes to the held windows of the same block, so every block's volume is the rate's.
    ``rate="pool"`` beyond the span thus follows the forecast while each client keeps its share.
    A small population can die out between births; the last client then stays until the next one
    arrives (:func:`keep_someone`), so no stretch of the forecast is left to nobody.
@@ -287,6 +289,14 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
         factor = fb[block]
     else:
         factor = np.where(total > 0, target / np.where(total > 0, total, 1.0), 0.0)
+        # a window no live client holds (a sparse client's idle windows repeat too) cannot carry
+        # its target: that volume goes to the held windows of the same block (a day, or the span's
+        # length), so each block's volume is the rate's (sparse pools lost half of it otherwise)
+        block = np.arange(K) // n_src
+        held = total > 0
+        kept_b = np.bincount(block, weights=np.where(held, target, 0.0))
+        lost_b = np.bincount(block, weights=np.where(held, 0.0, target))
+        factor = factor * np.where(kept_b > 0, (kept_b + lost_b) / np.where(kept_b > 0, kept_b, 1.0), 1.0)[block]
     rows = rows.with_columns(
         window_start=pl.lit(end) + pl.col("k").cast(pl.Float64) * W, window_s=pl.lit(W),
         rate=pl.col("rate") * pl.Series(factor[rows["k"].to_numpy()])).drop("k")

@@ -13,9 +13,10 @@ are. :func:`assign_prefix_blocks` applies it to a generated frame (or one time c
    blocks are the group's ids, the same in every client that uses ``g``; a nested group starts
    with the ids of the group it extends), *reuse* (the source is the latest earlier request of the
    same workload client at least a drawn ``reuse_lag_s`` before (drawn from the lag PMF cut at
-   the time since the client's first row; for a client whose reuse rows are window-corrected,
-   a ``reuse_censoring`` row, from the whole PMF, and a lag reaching before the client's first
-   row makes the request a fresh prompt instead, as a trace's start hides such reuses) that is an *original* (copied no earlier request)
+   the time ``t`` since the client's first row; a client whose reuse rows are window-corrected,
+   a ``reuse_censoring`` row, reuses with its uncut share times the lag CDF at ``t``, at most
+   its "none" share: an original before the first row is not there, as a trace's start hides
+   such reuses) that is an *original* (copied no earlier request)
    with exactly ``L`` blocks (for the fitted ``reuse_same_length`` share of copies), else of
    ``L``'s length class with at least ``L`` blocks, else any with at least ``L`` blocks, else
    the latest row at least that lag before; it repeats the source's first ``min(L, L_source) - gap`` blocks) or nothing. A group
@@ -82,8 +83,12 @@ class PrefixModel:
     max_lag_s : float
     censored_reuse : numpy.ndarray of bool, optional
         Per client code: its reuse rows are corrected for the trace's window (a
-        ``reuse_censoring`` row): a drawn lag reaching before the client's first row gives no
-        reuse (a fresh prompt), as the trace's window cut it; else the lag PMF is cut there.
+        ``reuse_censoring`` row): a first turn reuses with the fitted (uncut) share times the lag
+        CDF at its time since the client's first row (a reuse whose original would fall before
+        it is a fresh prompt, as the trace's window cut it), at most the class's "none" share.
+    reuse_share : numpy.ndarray, optional
+        Per ``options_map`` key: the uncut reuse share of a window-corrected client's length
+        class (0 elsewhere; those clients' ``options`` hold groups and "none" only).
     """
 
     block_size: int
@@ -104,6 +109,7 @@ class PrefixModel:
     suffix_density: np.ndarray
     max_lag_s: float
     censored_reuse: np.ndarray | None = None
+    reuse_share: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -227,17 +233,32 @@ def prefix_model(pool) -> PrefixModel | None:
     # first-turn options per (client, length class): groups, reuse, and the rest (none)
     grp = kind("shared", "template").select("client_id", "min_blocks", pl.col("group").cast(pl.Float64).alias("value"),
                                             "probability")
+    cut = kind("reuse_censoring").filter(pl.col("value") > 0.5)["client_id"].unique().to_list()
     reuse = kind("reuse_gap").group_by("client_id", "min_blocks").agg(pl.col("probability").sum()).select(
         "client_id", "min_blocks", pl.lit(float(_REUSE)).alias("value"), "probability")
-    taken = pl.concat([grp, reuse]).group_by("client_id", "min_blocks").agg(pl.col("probability").sum().alias("p"))
+    # window-corrected clients: the reuse share is of the uncut process and is applied per request,
+    # times the lag CDF at its time since the client's first row (assign_prefix_blocks); their
+    # options PMF holds the groups and "none" only
+    reuse_cut = reuse.filter(pl.col("client_id").is_in(cut))
+    reuse_kept = reuse.filter(~pl.col("client_id").is_in(cut))
+    taken = (pl.concat([grp, reuse_kept]).group_by("client_id", "min_blocks")
+             .agg(pl.col("probability").sum().alias("p")))
+    taken = pl.concat([taken, reuse_cut.select("client_id", "min_blocks", pl.lit(0.0).alias("p"))]).group_by(
+        "client_id", "min_blocks").agg(pl.col("p").sum())
     none = taken.select("client_id", "min_blocks", pl.lit(float(_NONE)).alias("value"),
                         (1.0 - pl.col("p")).clip(0.0, 1.0).alias("probability"))
-    options, options_map = _pmfs(pl.concat([grp, reuse, none]), codes)
+    options, options_map = _pmfs(pl.concat([grp, reuse_kept, none]), codes)
+    reuse_share = np.zeros(options_map.size)
+    if reuse_cut.height and options_map.size:
+        key = (reuse_cut["client_id"].replace_strict(codes, return_dtype=pl.Int64).to_numpy() * _CLASSES
+               + np.round(np.log2(reuse_cut["min_blocks"].to_numpy().astype(float))).astype(np.int64))
+        at = np.minimum(np.searchsorted(options_map, key), options_map.size - 1)
+        found = options_map[at] == key
+        reuse_share[at[found]] = np.minimum(reuse_cut["probability"].to_numpy()[found], 1.0)
     pm = {k: _pmfs(kind(k).select("client_id", "min_blocks", "value", "probability"), codes)
           for k in ("reuse_gap", "reuse_lag_s", "reuse_same_length", "history_gap")}
     lags = kind("reuse_lag_s")["value"]
     censored = np.zeros(len(clients), dtype=bool)
-    cut = kind("reuse_censoring").filter(pl.col("value") > 0.5)["client_id"].unique().to_list()
     censored[[codes[c] for c in cut]] = True  # a loop over clients
     density = np.ones((len(clients), _CLASSES))
     suffix = kind("suffix_blocks")
@@ -255,7 +276,7 @@ def prefix_model(pool) -> PrefixModel | None:
         reuse_lag=pm["reuse_lag_s"][0], reuse_lag_map=pm["reuse_lag_s"][1], history_gap=pm["history_gap"][0],
         history_gap_map=pm["history_gap"][1], same_length=pm["reuse_same_length"][0],
         same_length_map=pm["reuse_same_length"][1], suffix_density=density,
-        max_lag_s=float(lags.max()) if lags.len() else 0.0, censored_reuse=censored)
+        max_lag_s=float(lags.max()) if lags.len() else 0.0, censored_reuse=censored, reuse_share=reuse_share)
 
 
 def _cdf_at(table: PmfTable, group: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -263,7 +284,8 @@ def _cdf_at(table: PmfTable, group: np.ndarray, x: np.ndarray) -> np.ndarray:
     span = float(np.max(np.abs(table.values))) + 1.0 if table.values.size else 1.0
     key = (np.floor(table.cum - 1e-12) if table.cum.size else table.cum) * 2 * span + table.values
     # the group of each table entry: cum lies in (g, g + 1]
-    q = group * 2 * span + np.asarray(x, dtype=float)
+    # beyond the largest value the CDF is 1: clip there, or the key would run into the next group's
+    q = group * 2 * span + np.minimum(np.asarray(x, dtype=float), span - 1.0)
     idx = np.searchsorted(key, q, side="right") - 1
     ok = (idx >= 0) & (np.floor(table.cum[np.maximum(idx, 0)] - 1e-12) == group)
     return np.where(ok, table.cum[np.maximum(idx, 0)] - group, 0.0)
@@ -381,6 +403,24 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     length = -(-np.maximum(frame["input_tokens"].fill_null(0).to_numpy().astype(np.int64), 0) // bs)
     cls = np.floor(np.log2(np.maximum(length, 1))).astype(np.int64)
     option = np.where(follow, float(_NONE), _draw(model.options, model.options_map, code, cls, u[0], ~follow, _NONE))
+    t_first = None
+    cut = (model.censored_reuse[np.maximum(code, 0)] & (code >= 0) if model.censored_reuse is not None
+           else np.zeros(n, dtype=bool))
+    if model.reuse_share is not None and model.reuse_lag is not None and (cut & ~follow).any():
+        # window-corrected clients: reuse with probability share x F(time since the client's first
+        # row) (F: the class's lag CDF; an original that would fall before the first row is not
+        # there), at most the class's "none" share: the low end of "none" in the options CDF
+        t_first = _client_start(state, frame, ts)
+        rows = np.flatnonzero(cut & ~follow)
+        og = _groups_of(model.options_map, code[rows], cls[rows])
+        lg = _groups_of(model.reuse_lag_map, code[rows], cls[rows])
+        ok = (og >= 0) & (lg >= 0)
+        rows, og, lg = rows[ok], og[ok], lg[ok]
+        p_none = _cdf_at(model.options, og, np.full(rows.size, float(_NONE)))
+        f_lag = _cdf_at(model.reuse_lag, lg, ts[rows] - t_first[rows])
+        p_reuse = np.minimum(model.reuse_share[og] * f_lag, p_none)
+        now = (u[0][rows] < p_reuse) & (option[rows] == _NONE)
+        option[rows[now]] = _REUSE
     option = _fit_groups(model, code, cls, length, option.astype(np.int64), u[3])
     len_all = np.r_[tail_len, length]
     # reuse sources: the latest earlier row of the same workload client at least `lag` before
@@ -388,21 +428,13 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     reuse = option == _REUSE
     # the lag is drawn from the client's PMF cut at the time since the client's first row (a lag
     # reaching before it has no source): u scaled by the CDF there
-    t_first = pl.DataFrame({"c": c_all, "t": t_all}).select(pl.col("t").min().over("c"))["t"].to_numpy()[m:]
+    if t_first is None:
+        t_first = _client_start(state, frame, ts)
     u_lag = u[1].copy()
-    # clients whose reuse rows are window-corrected draw from the whole lag PMF and lose the reuse
-    # when the lag reaches before their first row (module docstring, step 3)
-    cut = (model.censored_reuse[np.maximum(code, 0)] & (code >= 0) if model.censored_reuse is not None
-           else np.zeros(n, dtype=bool))
-    scaled = reuse & ~cut
-    if model.reuse_lag is not None and scaled.any():
-        g = _groups_of(model.reuse_lag_map, code[scaled], cls[scaled])
-        u_lag[scaled] *= np.where(g >= 0, _cdf_at(model.reuse_lag, g, ts[scaled] - t_first[scaled]), 1.0)
+    if model.reuse_lag is not None and reuse.any():
+        g = _groups_of(model.reuse_lag_map, code[reuse], cls[reuse])
+        u_lag[reuse] *= np.where(g >= 0, _cdf_at(model.reuse_lag, g, ts[reuse] - t_first[reuse]), 1.0)
     lag = _draw(model.reuse_lag, model.reuse_lag_map, code, cls, u_lag, reuse, 0.0)
-    early = reuse & cut & (lag > ts - t_first)
-    if early.any():
-        reuse = reuse & ~early
-        option = np.where(early, _NONE, option)
     source = np.where(follow, parent, -1)
     ri = np.flatnonzero(reuse)
     if ri.size:
@@ -471,6 +503,15 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     t_end = float(t_all[-1]) if t_all.size else 0.0
     tail = all_rows.filter(pl.col("timestamp") >= t_end - state.horizon_s)
     return out, replace(state, chunk=state.chunk + 1, rows=state.rows + n, next_block=next_block, tail=tail)
+
+
+def _client_start(state: PrefixState, frame: pl.DataFrame, ts: np.ndarray) -> np.ndarray:
+    """Per row of the chunk: the time of its workload client's first row among the carried tail
+    and the chunk."""
+    ids = pl.concat([state.tail["client_id"], frame["client_id"].cast(pl.String)])
+    t_all = np.r_[state.tail["timestamp"].to_numpy().astype(float), ts]
+    first = pl.DataFrame({"c": ids, "t": t_all}).select(pl.col("t").min().over("c"))["t"].to_numpy()
+    return first[state.tail.height:]
 
 
 def _find_source(key: np.ndarray, t_all: np.ndarray, rows: np.ndarray, target: np.ndarray, need: np.ndarray,

@@ -62,7 +62,7 @@ from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
 from servelab.generator.generate import generate
 from servelab.generator.naive import naive_generate
 
-__all__ = ["CANDIDATES", "SplitResult", "ValidationResult", "resolve_split", "sample_clients", "validate"]
+__all__ = ["CANDIDATES", "GIVEN_RATE_ASSUMPTION", "RATE_ASSUMPTION", "SplitResult", "noise_floor", "ValidationResult", "resolve_split", "sample_clients", "validate"]
 
 #: the two generators scored, in order
 CANDIDATES = ("servelab", "naive")
@@ -70,6 +70,9 @@ CANDIDATES = ("servelab", "naive")
 RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (a damped trend x "
                    "a daily pattern, each kept only when significant on the part before it; "
                    "servelab.fitting.pool_forecast), not the real rate; naive's request data is the mix before the split")
+#: the total-rate assumption when a rate function is given
+GIVEN_RATE_ASSUMPTION = ("both generators follow the given total rate function past the split (not a forecast: "
+                         "the request count is then not a prediction); naive's request data is the mix before the split")
 
 
 def _frozen(d: Mapping) -> Mapping:
@@ -100,6 +103,10 @@ class SplitResult:
     counts : polars.DataFrame
         Requests per window of ``window_s`` over the test span: ``window_start_s`` (since the
         split), ``reference``, ``servelab``, ``naive`` (aggregates, for the figure).
+    noise_floor : Mapping
+        Per distance metric, the distance between the two halves of the real later part
+        (:func:`noise_floor`): a generator whose distance is below it cannot be told from the
+        real part by that metric at this sample size.
     """
 
     split_s: float
@@ -110,8 +117,10 @@ class SplitResult:
     clients: Mapping[str, int]
     extension: Mapping
     counts: pl.DataFrame = field(repr=False, compare=False)
+    noise_floor: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "noise_floor", MappingProxyType(dict(self.noise_floor)))
         object.__setattr__(self, "metrics", _frozen(self.metrics))
         object.__setattr__(self, "clients", MappingProxyType(dict(self.clients)))
         object.__setattr__(self, "extension", MappingProxyType(dict(self.extension)))
@@ -147,15 +156,17 @@ class ValidationResult:
         object.__setattr__(self, "bounded_sample", MappingProxyType(dict(self.bounded_sample)))
 
     def table(self) -> pl.DataFrame:
-        """One row per (split, metric): ``split_s, end_s, metric, kind, reference, servelab, naive``."""
+        """One row per (split, metric): ``split_s, end_s, metric, kind, reference, servelab, naive,
+        noise_floor`` (the last null for a value metric, or when the later part was too small to halve)."""
         rows = []
         for s in self.splits:
             for m in METRICS:
                 rows.append({"split_s": s.split_s, "end_s": s.end_s, "metric": m, "kind": METRICS[m][0],
-                             **{c: s.metrics[c].get(m) for c in ("reference", *CANDIDATES)}})
+                             **{c: s.metrics[c].get(m) for c in ("reference", *CANDIDATES)},
+                             "noise_floor": s.noise_floor.get(m)})
         return pl.DataFrame(rows, schema={"split_s": pl.Float64, "end_s": pl.Float64, "metric": pl.String,
                                           "kind": pl.String, "reference": pl.Float64, "servelab": pl.Float64,
-                                          "naive": pl.Float64})
+                                          "naive": pl.Float64, "noise_floor": pl.Float64})
 
     def spread(self) -> pl.DataFrame:
         """Per metric over the splits: mean, standard deviation, min and max of each column, and
@@ -191,6 +202,7 @@ class ValidationResult:
             "metrics": {m: {"kind": k, "description": d} for m, (k, d) in METRICS.items()},
             "splits": [{"split_s": s.split_s, "end_s": s.end_s, "window_s": s.window_s, "window_rule": s.window_rule,
                         **{c: {m: _num(v) for m, v in s.metrics[c].items()} for c in ("reference", *CANDIDATES)},
+                        "noise_floor": {m: _num(v) for m, v in s.noise_floor.items()},
                         "clients": dict(s.clients), "extension": _plain(s.extension)} for s in self.splits],
         })
         if len(self.splits) > 1:
@@ -315,8 +327,42 @@ def sample_clients(frame: pl.DataFrame, bound: int, *, seed: int) -> tuple[pl.Da
                   "requests": kept.height, "requests_total": frame.height}
 
 
+def noise_floor(real: pl.DataFrame, window_s: float, *, seed: int = 0) -> dict[str, float]:
+    """The compare distances between the two halves of a workload: its own sampling noise.
+
+    The windows of ``window_s`` (from the first timestamp's window) are dealt alternately to two
+    halves, each closed up into a contiguous series (window ``2j + h`` becomes window ``j`` of
+    half ``h``, times inside a window kept), and half 0 is scored against half 1 with
+    :func:`~servelab.analysis.fidelity.compare` at ``window_s``. Both halves follow the same
+    process, so a distance is what that many requests differ by chance -- at half the sample size,
+    so the floor is on the generous side of the noise of a full-size comparison.
+
+    Returns
+    -------
+    dict
+        ``{metric: distance}`` for the distance metrics; empty when a half has fewer than 2
+        requests or the workload spans fewer than 4 windows.
+    """
+    t = real["timestamp"].to_numpy()
+    if t.size < 4:
+        return {}
+    t0 = math.floor(float(t.min()) / window_s) * window_s
+    k = np.floor((t - t0) / window_s).astype(np.int64)
+    if k.max() < 3:
+        return {}
+    halves = []
+    for h in (0, 1):
+        sel = (k % 2) == h
+        if sel.sum() < 2:
+            return {}
+        halves.append(real.filter(pl.Series(sel)).with_columns(
+            timestamp=pl.Series((k[sel] // 2) * window_s + (t[sel] - t0 - k[sel] * window_s))))
+    table = compare(halves[0], [halves[1]], names=["half"], window_s=window_s, seed=seed)
+    return {m: float(v) for m, kind, v in zip(table["metric"], table["kind"], table["half"]) if kind == "distance"}
+
+
 def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: float, *, seed: int,
-               settings: PoolFitSettings, workdir: Path, window_s: float | None) -> SplitResult:
+               settings: PoolFitSettings, workdir: Path, window_s: float | None, rate=None) -> SplitResult:
     t = frame["timestamp"]
     before = frame.filter(t < split_s)
     later = frame.filter((t >= split_s) & (t < end_s))
@@ -325,7 +371,7 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
     part = write_store(before, workdir / f"before-{int(split_s)}", source=str(store.path),
                        fmt="validate-split", origin=store.origin, timezone=store.timezone, overwrite=True)
     pool = fit_pool(part, settings=settings)
-    ext, info = extend_pool(pool, end_s, seed=seed)
+    ext, info = extend_pool(pool, end_s, seed=seed, rate=rate)
     duration = end_s - split_s
     clock = store.clock_s
     ours = generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None)
@@ -340,6 +386,7 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
     else:
         w, rule = float(window_s), "given"
     table = compare(real, [ours, naive], names=list(CANDIDATES), window_s=w, seed=seed)
+    floor = noise_floor(real, w, seed=seed)
     metrics = {c: dict(zip(table["metric"], table[c])) for c in ("reference", *CANDIDATES)}
     clients = {}
     if "client_id" in frame.columns:
@@ -354,11 +401,11 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
         k = np.clip(np.floor(f["timestamp"].to_numpy() / w).astype(np.int64), 0, n_win - 1)
         counts[name] = np.bincount(k, minlength=n_win)
     return SplitResult(split_s=split_s, end_s=end_s, window_s=w, window_rule=rule, metrics=metrics, clients=clients,
-                       extension=info.describe(), counts=pl.DataFrame(counts))
+                       extension=info.describe(), counts=pl.DataFrame(counts), noise_floor=floor)
 
 
 def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, window_s: float | None = None,
-             max_requests: int | None = None, settings: PoolFitSettings | None = None,
+             max_requests: int | None = None, settings: PoolFitSettings | None = None, rate=None,
              **overrides) -> ValidationResult:
     """Fit on the part of ``store`` before ``split``, generate after it, score both generators.
 
@@ -380,6 +427,12 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
         How the pool is fitted; ``**overrides`` replace fields (``min_requests=10``, ...; the
         pool's arrival window is the setting ``window_s``, which here names the metric window: pass
         it as ``settings=PoolFitSettings(window_s="10m")``, or as the deprecated alias ``window="10m"``).
+    rate : callable, optional
+        Total rate (req/s) past the split as a function of time (seconds on the trace's clock,
+        numpy array in and out), followed by both generators instead of the pool's forecast
+        (:func:`~servelab.generator.extend.extend_pool`'s ``rate``): to score the shape of the
+        workload given its volume (e.g. an oracle, the real later rate), or a planned load. The
+        request count then follows the given rate and is no prediction.
 
     Returns
     -------
@@ -394,6 +447,8 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    if rate is not None and not callable(rate):
+        raise ValueError(f"rate must be a function of time (req/s) or None; got {rate!r}")
     k = 1 if rolling is None else rolling
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"rolling must be a positive integer; got {rolling!r}")
@@ -421,5 +476,6 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     with tempfile.TemporaryDirectory(prefix="servelab-validate-") as tmp:
         for i in range(k):
             splits.append(_one_split(store, frame, edges[i], edges[i + 1], seed=seed, settings=base,
-                                     workdir=Path(tmp), window_s=window_s))
-    return ValidationResult(store=str(store.path), splits=tuple(splits), seed=int(seed), bounded_sample=bounded)
+                                     workdir=Path(tmp), window_s=window_s, rate=rate))
+    return ValidationResult(store=str(store.path), splits=tuple(splits), seed=int(seed), bounded_sample=bounded,
+                            rate_assumption=RATE_ASSUMPTION if rate is None else GIVEN_RATE_ASSUMPTION)

@@ -44,6 +44,7 @@ from servelab.reports.html import EmbeddedImage, render_html
 
 __all__ = [
     "DUCKDB_MEMORY_LIMIT",
+    "PARALLEL_AREAS",
     "ReportResult",
     "SectionOutcome",
     "SectionFailedWarning",
@@ -62,6 +63,10 @@ DISPLAY_SCALE = 1.25
 #: DuckDB buffer cap for every connection the sections open (DuckDB's default is 80 % of RAM);
 #: with polars and numpy frames beside it the report of a 10 M-row store stays well under 4 GB
 DUCKDB_MEMORY_LIMIT = "2GB"
+#: areas the report builds in one forked worker process while this process builds the others
+#: (:func:`build_report` with ``section_worker=True``): self-contained, single-threaded for most
+#: of their time (fits, generation, simulation), and small in memory (they bound their inputs)
+PARALLEL_AREAS = ("generation", "validation")
 
 
 class SectionFailedWarning(RuntimeWarning):
@@ -84,6 +89,8 @@ class SectionOutcome:
         ``"ExceptionType: message"`` plus the traceback's last frames, when it failed.
     elapsed_s : float
         Wall time of measuring and arranging the area.
+    cpu_s : float
+        CPU time (user + system, every thread) of the process that built it, over the same span.
     """
 
     id: str
@@ -92,6 +99,7 @@ class SectionOutcome:
     section: Section | None = field(default=None, repr=False)
     error: str | None = None
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,7 @@ def build_report(
     sections: tuple[str | Area, ...] | None = None,
     budget: Budget | None = None,
     figure_worker: bool = True,
+    section_worker: bool = True,
     figures_dir: str | os.PathLike | None = None,
     figure_formats: tuple[str, ...] = ("svg",),
     area_options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -199,6 +208,11 @@ def build_report(
         Encode each section's figures in one forked worker process while the next section is
         built (the PNG bytes are the same as encoding them here; where ``fork`` is not available,
         or with False, they are encoded in this process after the sections).
+    section_worker : bool
+        Build the sections of :data:`PARALLEL_AREAS` in one forked worker process, started before
+        any section, while this process builds the others (2 cores work at once; every section
+        computes what it computes in this process, with the same seed). Without ``fork``, with
+        another engine than DuckDB or with False, every section is built here, in order.
     figures_dir : path-like, optional
         Also save every drawn figure here as ``<figure id>.<format>`` (e.g.
         ``servegen.fig1.svg``), for papers and slides; the page itself always embeds PNGs.
@@ -244,11 +258,13 @@ def build_report(
     json_path = output.with_suffix(".json")
     notes: list[str] = []
     show = progress and _is_terminal(sys.stderr)
-    with _FigureEncoder(worker=figure_worker) as encoder, duckdb_settings(memory_limit=DUCKDB_MEMORY_LIMIT), \
+    parallel = section_worker and engine == "duckdb" and any(a.id in PARALLEL_AREAS for a in areas)
+    with _SectionWorker(worker=parallel) as worker, _FigureEncoder(worker=figure_worker) as encoder, \
+            duckdb_settings(memory_limit=DUCKDB_MEMORY_LIMIT), \
             open_or_ingest(store_or_trace, fmt=fmt, column_map=column_map, notes=notes, progress=show) as (store, source):
         outcomes = run_sections(store, budget=budget, seed=seed, progress=progress, areas=areas, notes=notes,
                                 area_options=area_options, engine=engine, spark_master=spark_master,
-                                on_done=encoder.submit)
+                                on_done=encoder.submit, section_worker=worker)
         images, figure_meta = _render_figures(outcomes, notes, encoder=encoder)
         if not budget.is_full:
             notes.append(f"{budget.label.capitalize()} mode: sections subsample the data they fit; each section's "
@@ -344,6 +360,7 @@ def run_sections(
     area_options: Mapping[str, Mapping[str, Any]] | None = None,
     engine: str = "duckdb",
     spark_master: str | None = None,
+    section_worker: _SectionWorker | None = None,
 ) -> list[SectionOutcome]:
     """Build the section of every area (default :data:`~servelab.reports.areas.AREAS`); a failing
     one becomes a ``status="error"`` outcome.
@@ -354,6 +371,11 @@ def run_sections(
 
     ``engine`` other than ``"duckdb"`` (with ``spark_master``) goes to the ``measure`` of every
     area with ``runs_on_engine``; every other section runs locally and gets a note saying so.
+
+    ``section_worker`` (made by :func:`build_report`) builds the areas of :data:`PARALLEL_AREAS`
+    in its forked process, started before the first section; their outcomes take their place in
+    report order. Areas that read arrival frames share them (``shares_arrival_frames``, see
+    :func:`servelab.analysis.arrivals.shared_arrival_frames`).
 
     Raises
     ------
@@ -366,23 +388,45 @@ def run_sections(
     _check_engine_choice(engine, spark_master)
     chosen = _resolve_areas(areas)
     outcomes: list[SectionOutcome] = []
+    remote: dict[int, Any] = {}
+    if section_worker is not None and engine == "duckdb":
+        for i, area in enumerate(chosen):
+            if area.id in PARALLEL_AREAS and area is get_area(area.id):
+                future = section_worker.submit(area.id, store, budget=budget, seed=seed,
+                                               options=dict((area_options or {}).get(area.id, {})))
+                if future is not None:
+                    remote[i] = future
     show = progress and _is_terminal(sys.stderr)
     bar = tqdm(chosen, desc="report", unit="section", disable=not show, leave=False, file=sys.stderr)
-    for area in bar:
-        bar.set_postfix_str(area.id)
-        options = dict((area_options or {}).get(area.id, {}))
-        local = engine != "duckdb" and not getattr(area, "runs_on_engine", False)
-        if engine != "duckdb" and not local:
-            options.update(engine=engine, spark_master=spark_master)
-        outcome = _run_one(area, store, budget=budget, seed=seed, options=options)
-        if local and outcome.section is not None:
-            note = (f"Ran locally (DuckDB and polars in this process): this section does not aggregate on "
-                    f"engine {engine}.")
-            outcome = dataclasses.replace(outcome, section=dataclasses.replace(
-                outcome.section, notes=(*outcome.section.notes, note)))
-        outcomes.append(outcome)
-        if on_done is not None:
-            on_done(outcomes[-1])
+    # the arrival frames (requests in arrival order with their predecessors) are read and sorted once
+    # for every area that declares ``shares_arrival_frames`` and released after the last of them
+    frames = contextlib.ExitStack()
+    last_sharing = max((i for i, a in enumerate(chosen) if getattr(a, "shares_arrival_frames", False)), default=-1)
+    if last_sharing >= 0:
+        from servelab.analysis.arrivals import shared_arrival_frames
+
+        frames.enter_context(shared_arrival_frames())
+    try:
+        for i, area in enumerate(bar):
+            bar.set_postfix_str(area.id)
+            options = dict((area_options or {}).get(area.id, {}))
+            local = engine != "duckdb" and not getattr(area, "runs_on_engine", False)
+            if engine != "duckdb" and not local:
+                options.update(engine=engine, spark_master=spark_master)
+            outcome = (section_worker.result(remote[i], area) if i in remote else None) or \
+                _run_one(area, store, budget=budget, seed=seed, options=options)
+            if local and outcome.section is not None:
+                note = (f"Ran locally (DuckDB and polars in this process): this section does not aggregate on "
+                        f"engine {engine}.")
+                outcome = dataclasses.replace(outcome, section=dataclasses.replace(
+                    outcome.section, notes=(*outcome.section.notes, note)))
+            outcomes.append(outcome)
+            if i == last_sharing:
+                frames.close()
+            if on_done is not None:
+                on_done(outcomes[-1])
+    finally:
+        frames.close()
     bar.close()
     return outcomes
 
@@ -400,7 +444,7 @@ def _check_engine_choice(engine: str, spark_master: str | None) -> None:
 
 def _run_one(area: Area, store: TraceStore, *, budget: Budget, seed: int,
              options: Mapping[str, Any] | None = None) -> SectionOutcome:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         section = section_from_evidence(area, area.measure(store, budget=budget, seed=seed, **(options or {})))
     except Exception as err:  # noqa: BLE001 - a failing section must not sink the report
@@ -409,9 +453,90 @@ def _run_one(area: Area, store: TraceStore, *, budget: Budget, seed: int,
         warnings.warn(f"report section {area.id!r} failed ({type(err).__name__}: {err}); the report marks it failed",
                       SectionFailedWarning, stacklevel=3)
         return SectionOutcome(id=area.id, title=area.title, status="error", error=text,
-                              elapsed_s=time.perf_counter() - started)
+                              elapsed_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)
     return SectionOutcome(id=area.id, title=area.title, status="ok", section=section,
-                          elapsed_s=time.perf_counter() - started)
+                          elapsed_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)
+
+
+def _read_only(mapping: dict) -> MappingProxyType:
+    """A read-only view of ``mapping`` (how a pickled section's mappings are restored)."""
+    return MappingProxyType(mapping)
+
+
+def _build_pickled(area_id: str, store_path: str, budget: Budget, seed: int, options: Mapping[str, Any],
+                   memory_limit: str) -> bytes:
+    """Worker side of :class:`_SectionWorker`: open the store, build one section, return its
+    outcome pickled (the read-only mappings of sections and findings pickled as plain dicts and
+    restored as read-only mappings by :func:`_read_only`)."""
+    import copyreg
+    import pickle
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SectionFailedWarning)  # the parent warns for a failed section
+        with duckdb_settings(memory_limit=memory_limit):
+            outcome = _run_one(get_area(area_id), open_store(store_path), budget=budget, seed=seed, options=options)
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = copyreg.dispatch_table.copy()
+    pickler.dispatch_table[MappingProxyType] = lambda m: (_read_only, (dict(m),))
+    pickler.dump(outcome)
+    return buffer.getvalue()
+
+
+class _SectionWorker:
+    """Builds sections in one forked worker process while this process builds the others.
+
+    The worker is forked when the object is made (before any section has started DuckDB or
+    polars threads, as :class:`_FigureEncoder`'s). A section the worker cannot build or return
+    (no ``fork``, a broken worker, an outcome that does not pickle) is built in this process
+    when its turn comes, so the report has the same sections either way.
+    """
+
+    def __init__(self, *, worker: bool = True) -> None:
+        import multiprocessing
+
+        self._pool = None
+        if worker and "fork" in multiprocessing.get_all_start_methods():
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+            self._pool.submit(int).result()  # fork the worker now, while this process runs no other threads
+
+    def __enter__(self) -> _SectionWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def submit(self, area_id: str, store: TraceStore, *, budget: Budget, seed: int,
+               options: Mapping[str, Any]) -> Any:
+        """Start building area ``area_id``'s section; its future (None without a worker)."""
+        if self._pool is None or not isinstance(store, TraceStore) or store.path is None:
+            return None
+        from servelab.analysis.store import duckdb_config
+
+        try:
+            return self._pool.submit(_build_pickled, area_id, str(store.path), budget, seed, dict(options),
+                                     duckdb_config().get("memory_limit") or DUCKDB_MEMORY_LIMIT)
+        except RuntimeError:  # the pool broke or shut down
+            self._pool = None
+            return None
+
+    def result(self, future: Any, area: Area) -> SectionOutcome | None:
+        """The outcome built by the worker (None when it could not be had: build it here)."""
+        import pickle
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            outcome = pickle.loads(future.result())
+        except (BrokenProcessPool, pickle.PicklingError, TypeError, AttributeError):
+            return None
+        if outcome.status == "error":
+            warnings.warn(f"report section {area.id!r} failed ({outcome.error.splitlines()[0]}); the report marks it "
+                          "failed", SectionFailedWarning, stacklevel=3)
+        return outcome
 
 
 def encode_figure(fig: Any) -> EmbeddedImage:
@@ -582,6 +707,7 @@ def report_document(
             "status": outcome.status,
             "error": outcome.error,
             "elapsed_s": round(outcome.elapsed_s, 3),
+            "cpu_s": round(outcome.cpu_s, 3),
             "notes": list(section.notes) if section else [],
             "headline": {k: _scalar(v) for k, v in section.headline.items()} if section else {},
             "findings": [f.id for f in section.findings] if section else [],

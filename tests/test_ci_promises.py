@@ -2,7 +2,10 @@
 
 It installs servelab from this checkout, runs README's test command exactly, and has the interop
 block (issue 20): the tool venvs built by ``benchmarks/interop.py --install-only`` with uv,
-``SERVELAB_INTEROP_TOOLS`` exported only after README's command, then ``pytest -m interop``.
+``SERVELAB_INTEROP_TOOLS`` exported only after README's command, then ``pytest -m interop``;
+then the spark block (issue 21): ``servelab[spark]`` installed after both (not into the venv
+while a suite runs from it) and ``pytest -m spark`` on every test file that uses the marker,
+with ``SERVELAB_REQUIRE_SPARK=1``.
 """
 from __future__ import annotations
 
@@ -84,6 +87,33 @@ def test_ci_run_has_the_interop_block(commands):
     # the venvs build while the main suite runs; only the interop block requires them
     assert uv < build < main < wait < export < tests
     assert not any(c.startswith("export SERVELAB_INTEROP_TOOLS") for c in commands[:main])
+
+
+def _spark_test_files() -> set[str]:
+    """The test files that use the ``spark`` marker (found here by their text, not by pytest)."""
+    tests = ROOT / "tests"
+    return {p.relative_to(ROOT).as_posix() for p in tests.rglob("test_*.py")
+            if "pytest.mark.spark" in p.read_text() and p.name != Path(__file__).name}
+
+
+def test_ci_run_has_the_spark_block(commands):
+    main = _index(commands, lambda c: c == _readme_test_command(), "runs README's test command")
+    interop = _index(commands, lambda c: shlex.split(c)[:5] == ["python", "-m", "pytest", "-m", "interop"],
+                     "runs the interop marker")
+    install = _index(commands, lambda c: c.startswith("python -m pip install") and '-e ".[test,spark]"' in c,
+                     'installs -e ".[test,spark]"')
+    tests = _index(commands, lambda c: shlex.split(c)[:7] == ["SERVELAB_REQUIRE_SPARK=1", "python", "-m", "pytest",
+                                                             "-q", "-m", "spark"],
+                   "runs the spark marker with SERVELAB_REQUIRE_SPARK=1")
+    # installed after the suite and the interop tests ran from this venv, never in the background
+    assert main < interop < install < tests and not commands[install].endswith("&")
+    listed = set(shlex.split(commands[tests])[7:])
+    assert len(_spark_test_files()) >= 5  # the finder finds the files (not vacuous)
+    assert _spark_test_files() <= listed, f"spark tests CI does not run: {sorted(_spark_test_files() - listed)}"
+    assert all((ROOT / p).is_file() for p in listed), listed
+    # each block says how long it took
+    assert any(c.startswith('echo "spark: install took') for c in commands[install:tests])
+    assert any(c.startswith('echo "spark: tests took') for c in commands[tests:])
 
 
 def test_the_command_parser_sees_what_bash_sees():

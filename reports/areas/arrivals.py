@@ -36,6 +36,8 @@ class ArrivalsArea:
     """Arrival burstiness, families and shifting rate (see the module docstring)."""
 
     id = "arrivals"
+    #: the report shares the arrival frames of this area with the others that read them
+    shares_arrival_frames = True
     title = "Arrivals: burstiness, families and shifting rate"
 
     def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, by: str | None = "auto",

@@ -45,6 +45,8 @@ class ClientsArea:
     docstring)."""
 
     id = "clients"
+    #: the report shares the arrival frames of this area with the others that read them
+    shares_arrival_frames = True
     title = "Clients: who sends the traffic, and how stable each client is"
 
     def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, window_s: float = 600.0,

@@ -139,6 +139,8 @@ class ConversationsArea:
     """Multi-turn conversations: links, turns, inter-turn times, upsampling (see the module docstring)."""
 
     id = "conversations"
+    #: the report shares the arrival frames of this area with the others that read them
+    shares_arrival_frames = True
     title = "Conversations: turns, inter-turn times, and what they do to burstiness"
 
     def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, rule: str = "auto",

@@ -17,9 +17,18 @@ evidence (``bound``, ``bounded_sample``) and said in the notes and the finding's
 extending and generating 10 M requests cost about 120 s of CPU, a 150,000-request sample about
 20 s, and what is compared (per-client generation against naive on the same clients) is unchanged.
 
-Finding ``servelab.V1`` holds when servelab is closer to the real later half than the naive
-baseline on every distance metric and its request count is within 15% of the real later half's
-(issue 17's target); it does not hold otherwise. This module orchestrates library calls.
+Finding ``servelab.V1`` holds when servelab's request count is within 15% of the real later
+half's and, on compare's distances, servelab is never worse than naive beyond the real part's own
+noise and better beyond it at least once (:func:`v1_outcomes`). The noise floor of a distance is
+the distance between the two halves of the real later part
+(:func:`servelab.generator.validation.noise_floor`): where both generators sit below it, the
+metric cannot tell them apart at this sample size and is a tie. (The first rule -- strictly closer
+on every distance -- was measured on simulated traces of known truth and held in 0 of 80 runs,
+positive controls included: naive follows the same forecast total rate window by window and, on a
+stationary trace, draws from the true length mix, so on window-rate KS and the length KS it ties
+with a correct per-client model in expectation, and "every one of five" was a product of coin
+flips. Calibration of both rules: ``benchmarks/bench_validate.py --parts v1``.) It does not hold
+otherwise. This module orchestrates library calls.
 """
 from __future__ import annotations
 
@@ -37,7 +46,7 @@ from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.reports.areas.base import with_registered_figures
 
-__all__ = ["FINDING_ID", "MIN_REQUESTS", "MIN_SPAN_S", "VALIDATION", "ValidationArea", "ValidationEvidence"]
+__all__ = ["FINDING_ID", "MIN_REQUESTS", "MIN_SPAN_S", "VALIDATION", "ValidationArea", "ValidationEvidence", "v1_outcomes"]
 
 FINDING_ID = "servelab.V1"
 #: shortest trace (seconds) the out-of-sample split is run on
@@ -48,7 +57,8 @@ MIN_REQUESTS = 1000
 COUNT_TOLERANCE = 0.15
 FIGURE_ID = "servelab.validation"
 _STATEMENT = ("A pool fitted on the first half of the trace, extended with client churn, predicts the second half "
-              "better than the naive baseline on every compare distance, with a request count within 15%.")
+              "better than the naive baseline (never worse beyond the real half's own noise on a compare distance, "
+              "better beyond it on one), with a request count within 15%.")
 _SOURCE = "servelab issue 17 (ServeGen section 6.2, out of sample)"
 _DISTANCES = tuple(m for m, (k, _) in METRICS.items() if k == "distance")
 
@@ -68,8 +78,10 @@ class ValidationEvidence:
     budget: Budget = field(default_factory=Budget.full)
     bound: int | None = None
     bounded_sample: Mapping[str, int] = field(default_factory=dict)
+    noise_floor: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "noise_floor", MappingProxyType(dict(self.noise_floor)))
         object.__setattr__(self, "bounded_sample", MappingProxyType(dict(self.bounded_sample)))
         object.__setattr__(self, "metrics", MappingProxyType({k: MappingProxyType(dict(v))
                                                               for k, v in self.metrics.items()}))
@@ -110,7 +122,8 @@ class ValidationArea:
             notes += (_bounded_text(b, budget),)
         return ValidationEvidence(metrics={k: dict(v) for k, v in s.metrics.items()}, split_s=s.split_s,
                                   window_s=s.window_s, clients=dict(s.clients), counts=s.counts, notes=notes,
-                                  budget=budget, bound=budget.max_validation_requests, bounded_sample=b)
+                                  budget=budget, bound=budget.max_validation_requests, bounded_sample=b,
+                                  noise_floor=dict(s.noise_floor))
 
     def findings(self, evidence: ValidationEvidence) -> tuple[Finding, ...]:
         """servelab.V1 (module docstring)."""
@@ -122,17 +135,20 @@ class ValidationArea:
                             figures=(FIGURE_ID,)),)
         ours, naive, ref = ev.metrics["servelab"], ev.metrics["naive"], ev.metrics["reference"]
         compared = [m for m in _DISTANCES if math.isfinite(ours[m]) and math.isfinite(naive[m])]
-        lost = [m for m in compared if not ours[m] < naive[m]]
+        lost, won, tied = v1_outcomes(ours, naive, ev.noise_floor, compared)
         count_err = abs(ours["n_requests"] - ref["n_requests"]) / max(ref["n_requests"], 1.0)
-        holds = bool(compared) and not lost and count_err <= COUNT_TOLERANCE
-        reason = (f"servelab closer than naive on {len(compared) - len(lost)} of {len(compared)} distances"
-                  + (f" (not on {', '.join(lost)})" if lost else "")
+        holds = bool(won) and not lost and count_err <= COUNT_TOLERANCE
+        reason = (f"of {len(compared)} distances servelab is closer than naive beyond the real part's own noise on "
+                  f"{len(won)}" + (f" ({', '.join(won)})" if won else "")
+                  + f", worse beyond it on {len(lost)}" + (f" ({', '.join(lost)})" if lost else "")
+                  + f", within it on {len(tied)}"
                   + f"; request count {ours['n_requests']:.0f} vs real {ref['n_requests']:.0f} "
                     f"({count_err:.1%}, target <= {COUNT_TOLERANCE:.0%})"
                   + (f"; {_bounded_text(ev.bounded_sample, ev.budget)}" if ev.bounded_sample else ""))
         measured = {f"{m}_{who}": (v if math.isfinite(v) else None)
                     for who, d in (("servelab", ours), ("naive", naive)) for m, v in d.items()}
         measured["n_requests_real"] = ref["n_requests"]
+        measured.update({f"{m}_noise_floor": v for m, v in ev.noise_floor.items() if math.isfinite(v)})
         if ev.bounded_sample:
             measured.update({f"bounded_sample_{k}": v for k, v in ev.bounded_sample.items()})
         return (Finding(FINDING_ID, _STATEMENT, _SOURCE, Verdict.HOLDS if holds else Verdict.DOES_NOT_HOLD,
@@ -159,6 +175,27 @@ class ValidationArea:
 
     def notes(self, evidence: ValidationEvidence) -> tuple[str, ...]:
         return evidence.notes
+
+
+def v1_outcomes(ours: Mapping[str, float], naive: Mapping[str, float], floor: Mapping[str, float],
+                metrics) -> tuple[list[str], list[str], list[str]]:
+    """``(lost, won, tied)`` distance metrics of V1 (module docstring).
+
+    Lost: servelab farther from the real part than naive and beyond the noise floor; won: closer
+    than naive, and naive beyond the floor; tied: otherwise (both within the real part's own
+    noise, or equal). A metric without a floor has floor 0 (every difference counts).
+    """
+    lost, won, tied = [], [], []
+    for m in metrics:
+        f = floor.get(m, 0.0)
+        f = f if f is not None and math.isfinite(f) else 0.0
+        if ours[m] > naive[m] and ours[m] > f:
+            lost.append(m)
+        elif ours[m] < naive[m] and naive[m] > f:
+            won.append(m)
+        else:
+            tied.append(m)
+    return lost, won, tied
 
 
 def _bounded_text(b: Mapping[str, int], budget: Budget) -> str:

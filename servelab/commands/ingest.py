@@ -29,9 +29,10 @@ _FORMATS = ("auto", "burstgpt", "azure", "aiperf", "mooncake", "bailian", "gener
 @click.option("--max-line-bytes", type=click.IntRange(min=1024), default=None, metavar="BYTES",
               help="Longest row (CSV line or JSONL object) read, in bytes (default 64 MiB); a longer one is "
                    "one rejected row (line_too_long).")
-@click.option("--partition-by", "partition_by", type=click.Choice(["day"]), default=None,
+@click.option("--partition-by", "partition_by", type=click.Choice(["day", "day,source"]), default=None,
               help="Write the requests as requests/day=YYYY-MM-DD/part-0.parquet (UTC days; a lake-scale layout "
-                   "both engines read) instead of one requests.parquet.")
+                   "both engines read) instead of one requests.parquet; 'day,source' adds source=NAME folders "
+                   "(the source: the model column, else service).")
 def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, column_map: str | None,
            clock: float | None, max_line_bytes: int | None, partition_by: str | None) -> None:
     """Ingest raw trace files SOURCE... (paths or globs, one format) into a trace store."""
@@ -49,7 +50,11 @@ def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, col
     if partition_by:
         from servelab.analysis.store import partition_store
 
-        store = partition_store(store.path, by=(partition_by,))
+        try:
+            store = partition_store(store.path, by=tuple(partition_by.split(",")))
+        except ValueError as err:  # no source column
+            raise click.BadParameter(f"{err} (the store was written unpartitioned, as one requests.parquet)",
+                                     param_hint="--partition-by") from None
         click.echo(f"layout: {len(store.requests_files)} file(s) under {store.requests_path} "
                    f"(partitioned by {partition_by})", err=True)
     m = store.manifest

@@ -61,7 +61,9 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
     Both generators follow the total rate the pool forecasts past the split (a damped trend x a
     daily pattern, each kept only when a test finds it before the split), never the real later
     rate; naive draws its request data from the mix before the split. Metrics are `servelab
-    compare`'s; the reference column holds the real later part's own values (0 for distances).
+    compare`'s; the reference column holds the real later part's own values (0 for distances);
+    noise_floor is a distance between the two halves of the real later part (alternate windows):
+    below it a metric cannot tell a generator from the real part.
     """
     import json
     import math
@@ -95,7 +97,7 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=220):
         if len(result.splits) == 1:
-            click.echo(str(table.select("metric", "kind", "reference", "servelab", "naive")))
+            click.echo(str(table.select("metric", "kind", "reference", "servelab", "naive", "noise_floor")))
         else:
             click.echo(str(table.select("metric", "kind", "reference_mean", "servelab_mean", "servelab_sd",
                                         "naive_mean", "naive_sd", "servelab_wins", "splits")))

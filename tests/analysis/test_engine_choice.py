@@ -14,12 +14,10 @@ import warnings
 import pytest
 from click.testing import CliRunner
 
-from servelab.analysis.engines import check_master, spark_available
+from servelab.analysis.engines import check_master
 from servelab.cli import main
 from servelab.samples import RAW_TRACES
 
-SPARK_MISSING = spark_available()
-spark_only = pytest.mark.skipif(SPARK_MISSING is not None, reason=f"engine 'spark': {SPARK_MISSING}")
 
 SAMPLES = {
     "burstgpt": RAW_TRACES / "burstgpt" / "BurstGPT_1_head54.csv",
@@ -71,9 +69,8 @@ def test_report_engine_errors(tmp_path):
 
 @pytest.mark.spark
 @pytest.mark.slow
-@spark_only
 @pytest.mark.parametrize("sample", sorted(SAMPLES))
-def test_fit_pool_cli_same_pool_on_every_sample(tmp_path, sample):
+def test_fit_pool_cli_same_pool_on_every_sample(tmp_path, sample, spark_local):
     from servelab.generator.pool import ClientPool
     from test_engines import _assert_same_pool, _pool_frames
 
@@ -88,12 +85,15 @@ def test_fit_pool_cli_same_pool_on_every_sample(tmp_path, sample):
     duck, spark = pools
     assert duck["arrivals"].height > 0  # not vacuous: active windows were fitted
     _assert_same_pool(sample, duck, spark)
+    if sample == "mooncake":  # inferred conversations and prefix blocks (the request -> client frame on the engine)
+        assert duck["prefixes"].height > 0
+        # and the arrival model itself identical to the last bit (counts, rates, CVs, families)
+        assert duck["arrivals"].equals(spark["arrivals"]) and duck["data"].equals(spark["data"])
 
 
 @pytest.mark.spark
 @pytest.mark.slow
-@spark_only
-def test_report_on_spark_same_numbers_and_says_where_each_section_ran(tmp_path):
+def test_report_on_spark_same_numbers_and_says_where_each_section_ran(tmp_path, spark_local):
     from servelab.analysis.store import write_store
     from servelab.reports.builder import build_report
     from test_engines import _assert_same, _synthetic_frame

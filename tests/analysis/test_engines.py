@@ -29,12 +29,10 @@ from servelab.analysis.aggregates import (
     value_counts,
     window_length_stats,
 )
-from servelab.analysis.engines import ENGINES, spark_available
+from servelab.analysis.engines import ENGINES
 from servelab.analysis.store import write_store
 from servelab.samples import RAW_TRACES
 
-SPARK_MISSING = spark_available()
-spark_only = pytest.mark.skipif(SPARK_MISSING is not None, reason=f"engine 'spark': {SPARK_MISSING}")
 
 
 def _mix_reference(ids: np.ndarray, seed: int) -> np.ndarray:
@@ -178,9 +176,7 @@ def _assert_same(name: str, a: pl.DataFrame, b: pl.DataFrame) -> None:
 
 
 @pytest.fixture(scope="module")
-def equivalence(tmp_path_factory):
-    if SPARK_MISSING is not None:
-        pytest.skip(f"engine 'spark': {SPARK_MISSING}")
+def equivalence(tmp_path_factory, spark_local):
     tmp = tmp_path_factory.mktemp("engines")
     results = {}
     for name, store in _stores(tmp).items():
@@ -191,7 +187,6 @@ def equivalence(tmp_path_factory):
 
 @pytest.mark.spark
 @pytest.mark.slow
-@spark_only
 @pytest.mark.parametrize("sample", ["synthetic", "burstgpt", "azure", "mooncake"])
 def test_every_query_same_on_duckdb_and_spark(equivalence, sample):
     duck, spark = equivalence[sample]
@@ -203,7 +198,6 @@ def test_every_query_same_on_duckdb_and_spark(equivalence, sample):
 
 
 @pytest.mark.spark
-@spark_only
 def test_synthetic_store_exercises_every_query(equivalence):
     duck, _ = equivalence["synthetic"]
     for name in ("gap_samples", "values_image_tokens", "binned_input_tokens", "log_reason_ratio",
@@ -226,15 +220,12 @@ def _pool_frames(pool) -> dict[str, object]:
 
 @pytest.mark.spark
 @pytest.mark.slow
-@spark_only
-def test_fit_pool_same_pool_on_both_engines(tmp_path):
-    from servelab.analysis.ingest import ingest
+def test_fit_pool_same_pool_on_both_engines(tmp_path, spark_local):
+    # the synthetic store (clients, conversations, every field); the shipped samples' pools are
+    # compared through the CLI in test_engine_choice
     from servelab.fitting.pool_fit import fit_pool
 
-    stores = [write_store(_synthetic_frame(), tmp_path / "synthetic"),
-              ingest(RAW_TRACES / "azure_2023" / "AzureLLMInferenceTrace_code.csv", output=tmp_path / "azure",
-                     progress=False)]
-    for store in stores:
+    for store in [write_store(_synthetic_frame(), tmp_path / "synthetic")]:
         duck = _pool_frames(fit_pool(store, seed=3, window_s="10m", data_window_s="1h"))
         spark = _pool_frames(fit_pool(store, seed=3, window_s="10m", data_window_s="1h", engine="spark",
                                       spark_master="local[2]"))
@@ -275,23 +266,6 @@ def _assert_same_json(where: str, x, y) -> None:
         assert x == y, where
 
 
-def _cli_pools(tmp_path, engines: tuple[tuple[str, ...], ...], raw) -> list:
-    from click.testing import CliRunner
-
-    from servelab.analysis.ingest import ingest
-    from servelab.cli import main
-    from servelab.generator.pool import ClientPool
-
-    store = ingest(raw, output=tmp_path / "store", progress=False)
-    pools = []
-    for k, extra in enumerate(engines):
-        out = tmp_path / f"pool{k}"
-        result = CliRunner().invoke(main, ["fit-pool", str(store.path), "-o", str(out), "--seed", "5", *extra])
-        assert result.exit_code == 0, result.output
-        pools.append(_pool_frames(ClientPool.load(out)))
-    return pools
-
-
 def test_fit_pool_cli_engine_errors(tmp_path):
     from click.testing import CliRunner
 
@@ -303,19 +277,6 @@ def test_fit_pool_cli_engine_errors(tmp_path):
     result = CliRunner().invoke(main, ["fit-pool", str(store.path), "-o", str(tmp_path / "p"),
                                        "--spark-master", "local[2]"])
     assert result.exit_code == 1 and "spark_master is for engine 'spark'" in result.output
-
-
-@pytest.mark.spark
-@pytest.mark.slow
-@spark_only
-def test_fit_pool_cli_spark_same_pool_on_mooncake_sample(tmp_path):
-    # Mooncake: inferred conversations and prefix blocks (the request -> client frame read on the engine)
-    duck, spark = _cli_pools(tmp_path, (("--engine", "duckdb"), ("--engine", "spark", "--spark-master", "local[2]")),
-                             RAW_TRACES / "mooncake" / "synthetic_trace.jsonl")
-    assert duck["arrivals"].height > 0 and duck["prefixes"].height > 0
-    _assert_same_pool("mooncake", duck, spark)
-    # the arrival model itself is identical to the last bit (counts, rates, CVs, families)
-    assert duck["arrivals"].equals(spark["arrivals"]) and duck["data"].equals(spark["data"])
 
 
 def test_spark_master_url_is_checked():

@@ -13,7 +13,12 @@ from click.testing import CliRunner
 
 from servelab.analysis.budget import Budget
 from servelab.analysis.prefix_analysis import analyse_prefixes, count_blocks
-from servelab.analysis.prefix_sampled import SAMPLED_CURVE_TOLERANCE, analyse_prefixes_sampled, flat_stack_distances
+from servelab.analysis.prefix_sampled import (
+    SAMPLED_CURVE_TOLERANCE,
+    analyse_prefixes_sampled,
+    first_and_unique,
+    flat_stack_distances,
+)
 from servelab.analysis.store import write_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -40,6 +45,32 @@ def test_flat_stack_distances_match_a_recency_list():
     for _ in range(50):
         seq = rng.integers(0, int(rng.integers(2, 30)), int(rng.integers(1, 200)))
         np.testing.assert_array_equal(flat_stack_distances(seq), _brute_stack(seq.tolist()))
+
+
+def _first_and_unique_by_dict(keys: list[int]) -> tuple[list[int], list[int]]:
+    first, count = {}, {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+        count[k] = count.get(k, 0) + 1
+    return sorted(first.values()), sorted(first[k] for k, c in count.items() if c == 1)
+
+
+def test_first_and_unique_match_a_dictionary_and_survive_cut_collisions():
+    rng = np.random.default_rng(15)
+    for trial in range(40):
+        n = int(rng.integers(1, 3000))
+        if trial % 2:  # keys that differ only in their lowest 6 bits: with n > 64 positions the packed
+            # sort's cut merges them, so the check must send the partition to the argsort path
+            distinct = (np.uint64(0xABC) << np.uint64(52)) | rng.integers(0, 64, 50).astype(np.uint64)
+        else:  # a partition's keys: shared top 8 bits, random below
+            distinct = (np.uint64(0x5A) << np.uint64(56)) | rng.integers(0, 2**56, 50).astype(np.uint64)
+        keys = distinct[rng.integers(0, distinct.size, n)]
+        first, once = first_and_unique(keys, 8 if trial % 2 == 0 else 0)
+        want_first, want_once = _first_and_unique_by_dict(keys.tolist())
+        np.testing.assert_array_equal(np.sort(first), want_first)
+        np.testing.assert_array_equal(np.sort(once), want_once)
+    empty = first_and_unique(np.zeros(0, dtype=np.uint64))
+    assert empty[0].size == 0 and empty[1].size == 0
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,18 @@
-"""The aggregation SQL on a real Spark cluster started by the test (issue 21): standalone and Spark Connect.
+"""The aggregation SQL on a real Spark cluster started by the test (issue 21): standalone, and Spark Connect on request.
 
 The module fixture starts, with :func:`servelab.analysis.spark_cluster.local_cluster`, a standalone
-master and two workers (two cores, 2 GB each: one core of each for the Connect server) on 127.0.0.1 from pyspark's own launcher
-(``bin/spark-class``), plus a Spark Connect server against that master when the Connect client
-(``pyspark[connect]``: grpcio) is installed; it waits at most :data:`START_TIMEOUT_S` for them and
-stops them when the module ends. Everything skips, saying why, without Java or pyspark, unless
-``SERVELAB_REQUIRE_SPARK=1`` (the CI), which turns a missing Spark into a failure.
+master and two workers (one core, 1 GB each) on 127.0.0.1 from pyspark's own launcher
+(``bin/spark-class``); it waits at most :data:`START_TIMEOUT_S` for them and stops them when the
+module ends. ONE test checks, in one session, every aggregation query and the fitted pool against
+DuckDB. With ``SERVELAB_SPARK_CONNECT=1`` (and the Connect client, ``pyspark[connect]``) the
+fixture also starts a Spark Connect server (the workers then get two cores: the server's
+application holds one of each) and a second test runs the queries through it; CI leaves it off to
+keep the spark block short (the Connect server takes tens of seconds more to start).
+Everything skips, saying why, without Java or pyspark, unless ``SERVELAB_REQUIRE_SPARK=1`` (the
+CI), which turns a missing Spark into a failure.
 
-Data are tiny (the shipped Azure sample and the 6,000-row synthetic store of ``test_engines``):
-these tests check that a cluster gives the same results as DuckDB, not speed
-(``benchmarks/bench_engines.py`` does).
+Data are tiny (the 6,000-row synthetic store of ``test_engines``): these tests check that a
+cluster gives the same results as DuckDB, not speed (``benchmarks/bench_engines.py`` does).
 """
 from __future__ import annotations
 
@@ -24,6 +27,12 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 #: the longest the fixture waits for the master, both workers or the Connect server
 START_TIMEOUT_S = 240.0
 REQUIRE = os.environ.get("SERVELAB_REQUIRE_SPARK") == "1"
+#: start a Spark Connect server too (and run its test)
+CONNECT = os.environ.get("SERVELAB_SPARK_CONNECT") == "1"
+#: the session's settings on the cluster (tiny data, as in conftest's SPARK_TEST_CONF) but two
+#: shuffle partitions, so that both workers' executors get tasks after a shuffle
+CLUSTER_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false",
+                "spark.sql.codegen.wholeStage": "false", "spark.driver.memory": "1g"}
 
 
 def _skip_or_fail(reason: str):
@@ -34,15 +43,12 @@ def _skip_or_fail(reason: str):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """The running :class:`~servelab.analysis.spark_cluster.LocalCluster` (2 workers, Connect if installed)."""
-    import importlib.util
-
+    """The running :class:`~servelab.analysis.spark_cluster.LocalCluster` (2 workers, Connect if asked for)."""
     from servelab.analysis.spark_cluster import local_cluster
 
-    connect = importlib.util.find_spec("grpc") is not None
     try:
-        # 2 cores per worker: the Connect server's application holds one of each (spark_cluster docs)
-        with local_cluster(workers=2, cores=2 if connect else 1, memory="2g", connect=connect, timeout_s=START_TIMEOUT_S,
+        # 2 cores per worker with Connect: the Connect server's application holds one of each (spark_cluster docs)
+        with local_cluster(workers=2, cores=2 if CONNECT else 1, memory="1g", connect=CONNECT, timeout_s=START_TIMEOUT_S,
                            log_dir=tmp_path_factory.mktemp("spark-cluster")) as running:
             yield running
             from pyspark.sql import SparkSession
@@ -65,6 +71,29 @@ def _check_same(store, master: str) -> None:
         _assert_same(f"{master}:{name}", duck[name], spark[name])
 
 
+def _check_core(store, master: str) -> None:
+    """Client counts, the jittered gaps' arrival cells and the binned input-token counts: the same on
+    DuckDB and on the cluster (the pool below runs the rest of the queries there too)."""
+    from servelab.analysis.aggregates import (aggregate_source, arrival_cells, build_gaps, client_counts, field_sql,
+                                              value_counts)
+    from test_engines import _assert_same, _index
+
+    index = _index(store)
+    binning = {"exact_below": 64, "bin_ratio": 1.1, "spike_share": 0.05, "max_bin_mass": 0.1}
+    value, scale, count_col = field_sql("input_tokens", "tokens", store.columns)
+    out = []
+    for kw in ({"engine": "duckdb"}, {"engine": "spark", "spark_master": master}):
+        with aggregate_source(store, index, residual=index.height, **kw) as src:
+            build_gaps(src, window_s=600.0, step=1.0, seed=7)
+            out.append({"client_counts": client_counts(src), "arrival_cells": arrival_cells(src),
+                        "binned_input_tokens": value_counts(src, value=value, data_window_s=3600.0, scale=scale,
+                                                            count_col=count_col, binning=binning)})
+    duck, spark = out
+    assert duck["arrival_cells"].height > 0 and duck["arrival_cells"]["n_gaps"].sum() > 0
+    for name in duck:
+        _assert_same(f"{master}:{name}", duck[name], spark[name])
+
+
 @pytest.fixture()
 def spark_at(monkeypatch):
     """Lets ``test_engines._aggregates`` open engine ``spark`` at a given master: ``"spark_at:URL"``."""
@@ -83,23 +112,19 @@ def spark_at(monkeypatch):
 
 
 def test_standalone_cluster_same_aggregates_and_pool(cluster, spark_at, tmp_path):
-    from servelab.analysis.ingest import ingest
+    from servelab.analysis.engines import spark_session
     from servelab.analysis.store import write_store
     from servelab.fitting.pool_fit import fit_pool
-    from servelab.samples import RAW_TRACES
     from test_engines import _assert_same_pool, _pool_frames, _synthetic_frame
 
-    from servelab.analysis.engines import spark_session
-
-    session = spark_session(cluster.master)
+    session = spark_session(cluster.master, conf=CLUSTER_CONF)
     assert session.sparkContext.master == cluster.master
-    _check_same(write_store(_synthetic_frame(), tmp_path / "synthetic"), cluster.master)
-    store = ingest(RAW_TRACES / "azure_2023" / "AzureLLMInferenceTrace_code.csv", output=tmp_path / "azure",
-                   progress=False)
+    store = write_store(_synthetic_frame(), tmp_path / "synthetic")
+    _check_core(store, cluster.master)  # the core aggregates (every query: local mode, test_engines)
     duck = _pool_frames(fit_pool(store, seed=4, window_s="10m", data_window_s="1h"))
     spark = _pool_frames(fit_pool(store, seed=4, window_s="10m", data_window_s="1h", engine="spark",
                                   spark_master=cluster.master))
-    assert duck["arrivals"].height > 0
+    assert duck["arrivals"].height > 0 and duck["data_fits"].height > 0
     _assert_same_pool("standalone", duck, spark)
     # the work ran on the two workers' executors, not in the driver
     executors = session.sparkContext._jsc.sc().getExecutorMemoryStatus().size()
@@ -107,8 +132,8 @@ def test_standalone_cluster_same_aggregates_and_pool(cluster, spark_at, tmp_path
 
 
 def test_spark_connect_same_aggregates(cluster, spark_at, tmp_path):
-    if cluster.connect is None:
-        _skip_or_fail("the Spark Connect client is not installed (pip install 'pyspark[connect]')")
+    if not CONNECT:
+        pytest.skip("Spark Connect is tested with SERVELAB_SPARK_CONNECT=1 (off by default: its server starts slowly)")
     from servelab.analysis.store import write_store
     from test_engines import _synthetic_frame
 

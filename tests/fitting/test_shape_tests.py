@@ -87,3 +87,25 @@ def test_shape_test_input_errors():
         gamma_shape_shift_test([20] * 3, [1.0] * 3, [-0.6] * 3, replicates=5)
     with pytest.raises(ValueError, match="n_zero_gaps must match"):
         gamma_shape_shift_test([20] * 3, [1.0] * 3, [-0.6] * 3, n_zero_gaps=[0, 0])
+
+
+def test_power_draws_reused_across_levels_give_the_cold_results():
+    """A test of the same windows at another level reuses the power draws (issue 16): each result
+    equals the one computed with every cache empty, whatever ran before it."""
+    from servelab.fitting import shape_tests
+
+    rng = np.random.default_rng(11)
+    n = rng.integers(15, 40, 12)
+    x = [rng.gamma(0.8, 1.0, k) for k in n]
+    mean, mlog = np.array([v.mean() for v in x]), np.array([np.log(v).mean() for v in x])
+    cold = {}
+    for level, multiples in ((0.05, (1.0, 1.25, 1.5, 2.0, 3.0)), (0.01, (1.0, 1.25, 1.5, 2.0, 3.0)),
+                             (0.05, (1.1, 2.5))):
+        shape_tests._null_replicates.cache_clear()
+        shape_tests._alternative_draws.cache_clear()
+        cold[(level, multiples)] = gamma_shape_shift_test(n, mean, mlog, level=level, seed=3, replicates=39,
+                                                          mde_multiples=multiples)
+    assert len({(t.power, t.minimum_detectable_effect) for t in cold.values()}) > 1  # they differ in what they draw
+    for (level, multiples), expected in reversed(list(cold.items())):  # warm caches, another order
+        assert gamma_shape_shift_test(n, mean, mlog, level=level, seed=3, replicates=39,
+                                      mde_multiples=multiples) == expected

@@ -300,3 +300,37 @@ def test_a_small_population_never_leaves_the_forecast_to_nobody(tmp_path):
     later = ext.arrivals.filter((pl.col("window_start") >= end) & (pl.col("rate") > 0))
     days = ((later["window_start"] - end) // DAY).unique().sort().to_list()
     assert days == list(range(10))
+
+
+def test_forecast_level_on_one_to_two_days_averages_the_daily_cycle():
+    # 1.5 days of a daily cycle of amplitude 0.6 around 10 req/s (peak 14:00), 1% window noise:
+    # no daily pattern can be tested; the level is the last whole day's mean, 10 up to the noise
+    # (the median of eighths of the span took the night-heavy half's level: 8.9)
+    W = 600.0
+    t = np.arange(0, 1.5 * DAY, W)
+    r = 10 * (1 + 0.6 * np.cos(2 * np.pi * ((t + W / 2) / DAY - 14 / 24)))
+    r = r * np.random.default_rng(5).gamma(1e4, 1e-4, t.size)
+    f = fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": r}),
+                          (0.0, 1.5 * DAY))
+    assert f.slope == 0.0 and f.period_s is None
+    assert f.level == pytest.approx(10.0, rel=0.01)
+
+
+def test_a_given_rate_keeps_its_volume_where_the_clients_are_idle(tmp_path):
+    # one client, active in one hour of three (1 req/s), for 2 days: its repeated rows leave two
+    # hours of three empty. A constant 0.5 req/s over 2 days past the span must still put
+    # 0.5 x 2 days of volume into each day (the idle hours' share goes to the active ones)
+    rng = np.random.default_rng(4)
+    on = np.arange(0, 2 * DAY, 3 * 3600.0)
+    n = rng.poisson(3600.0, on.size)
+    t = np.sort(np.repeat(on, n) + rng.uniform(0, 3600.0, n.sum()))
+    frame = pl.DataFrame({"timestamp": t, "client_id": "a", "input_tokens": 100, "output_tokens": 10})
+    pool = fit_pool(write_store(frame, tmp_path / "sparse"), window_s="1h", conversations=False)
+    end = pool.span.end
+    ext, _ = extend_pool(pool, end + 2 * DAY, seed=1, rate=lambda x: np.full(np.shape(x), 0.5))
+    later = ext.arrivals.filter(pl.col("window_start") >= end)
+    held = later.filter(pl.col("rate") > 0)
+    assert held["window_start"].n_unique() == 16  # one hour in three of 48: idle hours stay idle
+    per_day = (later.with_columns(day=((pl.col("window_start") - end) // DAY))
+               .group_by("day").agg((pl.col("rate") * pl.col("window_s")).sum()).sort("day"))
+    np.testing.assert_allclose(per_day["rate"].to_numpy(), [0.5 * DAY, 0.5 * DAY], rtol=1e-9)

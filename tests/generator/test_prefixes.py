@@ -220,9 +220,10 @@ def test_errors(pool, workload):
 def test_real_mooncake_trace_regression(shared_data, tmp_path):
     """On the real Mooncake trace (when ../shared is present): a pool fitted on it, a workload
     generated over its duration and exported as Mooncake JSONL, counted by brute force. Issue
-    15's target is 5 points at every capacity; this run measures 7.1 (follow-ups: see
-    bench_prefix_generation.py), so this guards against getting worse: within 8 points at the
-    capacities checked, and far closer than conversation-only ids (the export before issue 15)."""
+    15's target is 5 points at every capacity; this run (seed 1) measures 0.9 / 1.7 / 1.5 points
+    at 4096 / 16384 / 65536 blocks (2.9 over every capacity in bench_prefix_generation.py; seeds
+    1-8 there: 1.0-5.7), so it holds the target at the capacities checked, and far closer than
+    conversation-only ids (the export before issue 15)."""
     src = shared_data / "mooncake" / "synthetic_trace.jsonl"
     store = ingest(src, fmt="mooncake", output=tmp_path / "store", progress=False)
     work = generate(fit_pool(store), "pool", 1022.0, seed=1)
@@ -231,5 +232,5 @@ def test_real_mooncake_trace_regression(shared_data, tmp_path):
     plain = read_mooncake(export_workload(work.drop("prefix_blocks"), tmp_path / "p.jsonl", fmt="mooncake"))
     caps = (4096, 16384, 65536)
     lr, lo, lp = brute_lru(real, caps), brute_lru(ours, caps), brute_lru(plain, caps)
-    assert max(abs(lo[c] - lr[c]) for c in caps) < 0.08
+    assert max(abs(lo[c] - lr[c]) for c in caps) < 0.05
     assert max(abs(lp[c] - lr[c]) for c in caps) > 0.2

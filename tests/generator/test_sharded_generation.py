@@ -14,7 +14,6 @@ import warnings
 import polars as pl
 import pytest
 
-from servelab.analysis.engines import spark_available
 from servelab.generator.generate import generate
 from servelab.generator.sharded import (
     DAY_COLUMN,
@@ -27,7 +26,6 @@ from servelab.generator.sharded import (
     spark_generate,
 )
 
-SPARK_MISSING = spark_available()
 START, DURATION, SEED = 338_700.0, 600.0, 3
 
 
@@ -113,8 +111,7 @@ def test_groups_and_errors(pool):
 
 
 @pytest.mark.spark
-@pytest.mark.skipif(SPARK_MISSING is not None, reason=f"engine 'spark': {SPARK_MISSING}")
-def test_spark_generate_writes_the_same_rows_partitioned_by_day(pool, reference, tmp_path):
+def test_spark_generate_writes_the_same_rows_partitioned_by_day(pool, reference, tmp_path, spark_local):
     out = tmp_path / "workload"
     info = spark_generate(pool, DURATION, seed=SEED, start=START, output=out, master="local[2]", n_tasks=3)
     # timestamps are seconds from the workload's start (as generate() gives them): the 10 minutes are day 1970-01-01

@@ -147,3 +147,35 @@ def test_sample_clients_keeps_whole_clients_under_the_bound(coupled_store, tmp_p
     b = doc["bounded_sample"]
     assert b["clients"] == 1 and b["clients_total"] == 2 and b["requests"] < n_total == b["requests_total"]
     assert doc["splits"][0]["clients"]["later"] == 1 and "sample 1 of 2 clients" in r.output
+
+
+def test_a_given_rate_replaces_the_forecast(coupled_store):
+    # 0.5 req/s past the split (the real later part averages 0.3: 0.2 steady + 1 req/s one window
+    # in ten): both generators follow
+    # it window by window, so each count is 0.5 x the test span up to arrival noise (~86k
+    # requests: Poisson sd 0.3%; the gamma processes' CV adds a little): 5%
+    r = validate(coupled_store, split=0.5, seed=2, conversations=False, rate=lambda t: np.full(np.shape(t), 0.5))
+    (s,) = r.splits
+    doc = r.to_json()
+    for c in ("servelab", "naive"):
+        assert doc[c]["n_requests"] == pytest.approx(0.5 * (s.end_s - s.split_s), rel=0.05)
+    assert "given total rate" in doc["rate_assumption"]
+    assert s.extension["forecast"] == "rate function given"
+    with pytest.raises(ValueError, match="rate must be a function of time"):
+        validate(coupled_store, split=0.5, rate=0.5)
+
+
+def test_noise_floor_of_a_poisson_stream():
+    from servelab.generator.validation import noise_floor
+
+    # a homogeneous Poisson stream (1 req/s for 2 h, i.i.d. lengths): the halves (alternate 60-s
+    # windows, 60 each, ~3,600 requests each) differ by chance only. Two-sample KS critical
+    # values at 1%: windows 1.63 sqrt(2 / 60) = 0.30, requests 1.63 sqrt(2 / 3600) = 0.038
+    rng = np.random.default_rng(11)
+    t = np.sort(rng.uniform(0, 7200, rng.poisson(7200)))
+    f = pl.DataFrame({"timestamp": t, "input_tokens": rng.integers(1, 1000, t.size),
+                      "output_tokens": rng.integers(1, 300, t.size)})
+    fl = noise_floor(f, 60.0, seed=0)
+    assert set(fl) == {m for m, (k, _) in METRICS.items() if k == "distance"}
+    assert 0 < fl["window_rate_ks"] < 0.30 and 0 < fl["input_ks"] < 0.038 and 0 < fl["output_ks"] < 0.038
+    assert noise_floor(f.head(3), 60.0) == {}  # too few requests to split

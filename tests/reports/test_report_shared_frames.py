@@ -1,0 +1,66 @@
+"""The report reads and sorts each arrival frame once for the areas that share them (issue 16), and
+sharing changes no result."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from servelab.analysis import write_store
+from servelab.analysis import arrivals as arrivals_module
+from servelab.analysis.arrivals import arrival_frame, shared_arrival_frames
+from servelab.analysis.budget import Budget
+from servelab.reports.builder import run_sections
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """40 clients over 2 days, timestamps on a 1 ms clock (so the frames carry jittered times)."""
+    rng = np.random.default_rng(3)
+    n = 6_000
+    t = np.round(np.sort(rng.uniform(0, 2 * 86_400.0, n)), 3)
+    clients = rng.choice([f"c{i:02d}" for i in range(40)], n, p=np.arange(40, 0, -1) / np.arange(40, 0, -1).sum())
+    frame = pl.DataFrame({"timestamp": t, "client_id": clients,
+                          "input_tokens": rng.integers(10, 2_000, n), "output_tokens": rng.integers(1, 500, n)})
+    return write_store(frame, tmp_path_factory.mktemp("shared") / "store")
+
+
+def test_frames_are_shared_inside_the_block_only(small_store):
+    outside = arrival_frame(small_store)
+    with shared_arrival_frames():
+        first = arrival_frame(small_store, by="client_id")
+        assert arrival_frame(small_store, by="client_id") is first
+        assert arrival_frame(small_store, by="client", seed=0) is first  # same grouping, by its alias
+        assert arrival_frame(small_store, by="client_id", seed=1) is not first  # another jitter seed
+        assert arrival_frame(small_store) is not first
+    assert arrival_frame(small_store) is not outside
+    assert arrival_frame(small_store).data.equals(outside.data)
+
+
+def _count_builds(monkeypatch) -> list[str | None]:
+    built: list[str | None] = []
+    original = arrivals_module._with_predecessors
+
+    def counting(frame, *, column, **kwargs):
+        built.append(column)
+        return original(frame, column=column, **kwargs)
+
+    monkeypatch.setattr(arrivals_module, "_with_predecessors", counting)
+    return built
+
+
+def test_report_sections_build_each_frame_once_with_equal_findings(small_store, monkeypatch):
+    areas, budget = ("arrivals", "clients"), Budget.quick().replace(n_boot=19, n_sim=19)
+    unshared = []
+    for area in areas:  # one area at a time: nothing to share between areas
+        unshared += run_sections(small_store, areas=(area,), progress=False, budget=budget)
+    built = _count_builds(monkeypatch)
+    shared = run_sections(small_store, areas=areas, progress=False, budget=budget)
+    # arrivals builds the whole-trace and per-client frames (no service column), clients needs the
+    # same two: each is built once
+    assert sorted(built, key=str) == [None, "client_id"]
+    assert [o.status for o in shared] == ["ok"] * 2
+    for a, b in zip(unshared, shared, strict=True):
+        assert [f.to_dict() for f in a.section.findings] == [f.to_dict() for f in b.section.findings]
+        for name, table in a.section.tables.items():
+            assert table.equals(b.section.tables[name]), (a.id, name)
