@@ -105,8 +105,10 @@ def _run(kind: str, csvs: list[Path], out: Path, path: str, fmt: str, python: st
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} run failed:\n{proc.stderr[-3000:]}")
-    # the last JSON line: DuckDB's progress bar (a long query under load) may write to stdout too
-    return json.loads(next(line for line in reversed(proc.stdout.splitlines()) if line.startswith("{")))
+    # the last JSON object: DuckDB's progress bar (a long query under load) may write to stdout too,
+    # on the same line (it ends with a carriage return, not a newline)
+    last = next(line for line in reversed(proc.stdout.splitlines()) if '{"' in line)
+    return json.loads(last[last.index('{"'):])
 
 
 #: --schema -> (SELECT over the BurstGPT CSV's rows, COPY options) writing that schema's file

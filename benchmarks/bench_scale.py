@@ -316,6 +316,9 @@ def bench_growth(data: Path, rows: list[int], steps: list[str], log: Path) -> No
                         for a in GROWTH_STEPS[step]]
                 result = {"step": step, "rows": n, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                           **timed([sys.executable, "-m", "servelab", *args])}
+                if step == "report" and (out / "report.json").is_file():  # each section's wall seconds
+                    sections = json.loads((out / "report.json").read_text()).get("sections", [])
+                    result["sections_s"] = {sec["id"]: sec.get("elapsed_s") for sec in sections}
             finally:
                 shutil.rmtree(out, ignore_errors=True)
             with open(log, "a") as handle:

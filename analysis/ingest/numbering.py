@@ -20,8 +20,7 @@ on; :attr:`StreamSummary.parts` has each one's rows, span and unsorted rows.
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,32 +37,6 @@ __all__ = ["PartSummary", "StreamSummary", "StreamQueryError", "write_numbered",
 DEFAULT_BATCH_ROWS = 500_000
 
 _HASH_SEED = 0x5E4E1AB
-
-#: DuckDB settings for the stream: Arrow string views, which polars takes without a copy (its own
-#: string layout); with DuckDB's default large strings ``pl.from_arrow`` copied every string
-#: column of every batch (0.24 of 3.5 CPU-s for 3 M BurstGPT rows, 2026-12-03). Same values.
-_STREAM_SETTINGS = (("produce_arrow_string_view", "true"), ("arrow_output_version", "'1.4'"))
-
-
-@contextlib.contextmanager
-def _arrow_string_views(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Set :data:`_STREAM_SETTINGS` on ``con`` for the block and restore the previous values after.
-
-    A DuckDB without these settings streams its default Arrow strings (the same values, copied).
-    """
-    previous = []
-    try:
-        for name, value in _STREAM_SETTINGS:
-            try:
-                old = con.execute(f"SELECT current_setting('{name}')").fetchone()[0]
-                con.execute(f"SET {name} = {value}")
-            except duckdb.Error:
-                continue
-            previous.append((name, old))
-        yield
-    finally:
-        for name, old in reversed(previous):
-            con.execute(f"SET {name} = " + (str(old).lower() if isinstance(old, bool) else f"'{old}'"))
 
 
 @dataclass(frozen=True)
@@ -274,13 +247,6 @@ def write_numbered(con: duckdb.DuckDBPyConnection, sql: str | Sequence[str], pat
     queries = [sql] if isinstance(sql, str) else list(sql)
     if not queries:
         raise ValueError("write_numbered needs at least one query")
-    with _arrow_string_views(con):
-        return _write_numbered(con, queries, Path(path), index_name=index_name, ts_col=ts_col,
-                               batch_rows=batch_rows, compression=compression)
-
-
-def _write_numbered(con, queries: list[str], path: Path, *, index_name: str, ts_col: str, batch_rows: int,
-                    compression: str) -> StreamSummary:
     state: dict = {"relations": [con.sql(q) for q in queries], "calls": 0, "error": None}
     schema = state["relations"][0].limit(0).pl().schema
     for k, relation in enumerate(state["relations"][1:], start=1):
@@ -308,7 +274,7 @@ def _write_numbered(con, queries: list[str], path: Path, *, index_name: str, ts_
         (register_io_source(source, schema=schema)
          .with_row_index(index_name)
          .with_columns(pl.col(index_name).cast(pl.Int64))
-         .sink_parquet(path, compression=compression))
+         .sink_parquet(Path(path), compression=compression))
     except Exception:
         if state["error"] is not None:  # polars wraps the query's error: give the caller the query's
             raise state["error"] from None

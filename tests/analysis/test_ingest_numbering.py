@@ -107,33 +107,6 @@ def test_error_in_the_middle_of_the_stream(tmp_path):
         write_numbered(con, sql, tmp_path / "n.parquet", batch_rows=1000)
 
 
-
-def _settings(con):
-    return con.execute("SELECT current_setting('produce_arrow_string_view'), "
-                       "current_setting('arrow_output_version')").fetchone()
-
-
-@pytest.mark.parametrize("fail", [False, True])
-def test_string_views_are_scoped_to_the_stream(tmp_path, rng, fail):
-    # the stream asks DuckDB for Arrow string views (polars takes them without a copy); the
-    # connection's own settings are back afterwards, also when the query fails mid-stream,
-    # and the strings written are the input's
-    frame = _table(rng, 2_000, sort=True)
-    con = duckdb.connect(config={"preserve_insertion_order": True})
-    con.register("src", frame.to_arrow())
-    before = _settings(con)
-    if fail:
-        sql = "SELECT * FROM src WHERE CASE WHEN timestamp < 100 THEN true ELSE error('stop') END"
-        with pytest.raises(StreamQueryError, match="stop"):
-            write_numbered(con, sql, tmp_path / "n.parquet", batch_rows=50)
-    else:
-        write_numbered(con, "SELECT * FROM src", tmp_path / "n.parquet", batch_rows=333)
-        got = pl.read_parquet(tmp_path / "n.parquet")
-        assert got.schema["model"] == pl.String and got.schema["note"] == pl.String
-        assert got.drop("request_id").equals(frame)
-    assert _settings(con) == before == (False, "1.0")
-
-
 # --- the fast path of ingest, which streams through write_numbered ---------------------------
 
 HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"

@@ -53,3 +53,18 @@ def test_quick_sections_measure_the_leading_span_and_say_so(tmp_path, rng, area)
         assert section.tables["top_clients"]["requests"].sum() == kept
     full = build_section(get_area(area), store, budget=budget.replace(max_requests=None), seed=0)
     assert not any("first 1 h" in n for n in full.notes)
+
+
+def test_quick_conversations_take_the_aggregate_arrivals_from_the_leading_span(tmp_path, rng):
+    n = 6_000
+    t = np.sort(rng.uniform(0, 6 * 3600, n))
+    conv = rng.integers(0, 1_500, n)  # about 4 turns per conversation: multi-turn ones exist
+    frame = pl.DataFrame({"timestamp": t, "client_id": rng.choice(["a", "b", "c"], n),
+                          "conversation_id": [f"k{c}" for c in conv],
+                          "input_tokens": rng.integers(1, 500, n), "output_tokens": rng.integers(1, 200, n)})
+    store = write_store(frame, tmp_path / "c")
+    budget = Budget.quick().replace(max_requests=1_500)
+    section = build_section(get_area("conversations"), store, budget=budget, seed=0)
+    kept = int((t < t[0] + 3600.0).sum())
+    assert any(note.startswith(f"aggregate arrivals (Fig. 14): quick mode: measured on the trace's first 1 h "
+                               f"({t[0]:.0f}-{t[0] + 3600:.0f} s), {kept:,} of 6,000 requests") for note in section.notes)
