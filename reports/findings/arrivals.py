@@ -30,6 +30,7 @@ from servelab.analysis.arrivals import (
     resolve_group,
     shift_summary,
     window_stats,
+    window_stats_many,
 )
 from servelab.analysis.window_rates import exposure as window_exposure
 from servelab.analysis.budget import Budget
@@ -231,13 +232,15 @@ def measure_arrivals(
         if srow.get("clock_note"):
             notes.append(srow["clock_note"])
     resolution = float(clock_s or 0.0)
-    windows = window_stats(store, window_s=window_s, frame=whole)
+    # one pass over the requests at the shortest window; the longer ones roll up from its cells
+    # (kept with the frame, so the 20-minute windows of the shift tests below roll up too)
+    by_scale = window_stats_many(store, windows_s=(window_s, *BURST_SCALES_S), frame=whole)
+    windows = by_scale[window_s]
     tables["windows"] = windows
     tables["shifts"] = shift_summary(windows, min_gaps=MIN_WINDOW_GAPS)
     tests: dict[str, NullTest] = {}
-    by_scale = {s: (windows if s == window_s else window_stats(store, window_s=s, frame=whole)) for s in BURST_SCALES_S}
     blocks = {s: blocks_from_windows(w["window"], w["n_requests"], w["exposure_s"], sub_s=s, block_s=BLOCK_S)
-              for s, w in by_scale.items()}
+              for s, w in by_scale.items() if s in BURST_SCALES_S}
     try:
         tests["burst"] = burstiness_test(blocks, resolution_s=resolution)
     except ValueError as err:
@@ -250,6 +253,8 @@ def measure_arrivals(
     # (gamma_by None with no grouping: the whole-trace frame, which carries the caller's clock)
     gamma_frame = grouped if (gamma_by is not None and gamma_by == column) else (
         arrival_frame(store, by=gamma_by, clock=clock, seed=seed) if gamma_by else whole)
+    if gamma_by is not None:  # the series tests' 5-minute windows and these from one pass
+        window_stats_many(store, windows_s=(300.0, gamma_window_s), by=gamma_by, frame=gamma_frame)
     gamma_windows = window_stats(store, window_s=gamma_window_s, by=gamma_by, frame=gamma_frame)
     tables["gamma_windows"] = gamma_per_window(gamma_windows, method="mle")
     if gamma_by is None:

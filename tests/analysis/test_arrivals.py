@@ -12,7 +12,9 @@ from servelab.analysis.arrivals import (
     parse_window,
     shift_summary,
     window_stats,
+    window_stats_many,
 )
+from servelab.analysis.arrivals import arrival_frame
 
 
 @pytest.fixture
@@ -55,6 +57,29 @@ def test_window_stats_per_client_match_numpy(clients, window):
             assert row["cv"] is None
         else:
             assert row["cv"] == pytest.approx(ref["cv"], rel=1e-9)
+
+
+def test_longer_windows_rolled_up_from_one_pass_match_numpy(clients):
+    """window_stats_many aggregates the shortest window once (DuckDB) and rolls the others up from
+    its cells (84 s is a multiple of 12 s and of nothing else here): every window's count, gap
+    count, mean gap, CV and the Gamma statistics of the positive gaps match numpy on the sorted times."""
+    store, frame = clients
+    t = np.sort(frame["timestamp"].to_numpy())
+    base = arrival_frame(store, clock=None)
+    many = window_stats_many(store, windows_s=(12.0, 60.0, "5m", 84.0), frame=base, fill_idle=False)
+    assert list(base.cells) == [12.0]  # one pass over the requests; 60, 300 and 84 s rolled up
+    for seconds, out in many.items():
+        w = np.floor(t / seconds)
+        keep = np.flatnonzero(w[1:] == w[:-1])  # gaps with both requests in one window
+        gaps, gw = np.diff(t)[keep], w[1:][keep]
+        rows = out.filter(pl.col("n_gaps") >= 2)
+        assert out["n_requests"].sum() == t.size and out["n_gaps"].sum() == gaps.size
+        for row in rows.iter_rows(named=True):
+            g = gaps[gw == row["window"]]
+            assert row["n_gaps"] == g.size
+            assert row["mean_gap_s"] == pytest.approx(g.mean(), rel=1e-12)
+            assert row["cv"] == pytest.approx(g.std() / g.mean(), rel=1e-9)
+            assert row["mean_log_positive_gap"] == pytest.approx(np.log(g[g > 0]).mean(), rel=1e-9)
 
 
 def test_idle_windows_have_rate_zero_and_null_cv(clients):
