@@ -156,11 +156,25 @@ def _alternative_draws(n_key: tuple[int, ...], a0: float, replicates: int, seed:
     return _AlternativeDraws(np.asarray(n_key, dtype=float), a0, replicates, seed)
 
 
+def _window_sample(n: np.ndarray, max_sim_gaps: int, seed: int) -> np.ndarray | None:
+    """Indices (ascending) of a seeded random sample of windows whose gaps simulated one by one
+    (windows of at most :data:`EXACT_CAP` gaps) add up to at most ``max_sim_gaps``, every larger
+    window kept; None when all windows fit. The windows are taken in a random order (generator
+    seeded ``[seed, 2]``) while they fit, so the sample depends only on the window sizes and the seed."""
+    exact = n <= EXACT_CAP
+    if float(n[exact].sum()) <= max_sim_gaps:
+        return None
+    order = np.random.default_rng([int(seed), 2]).permutation(np.flatnonzero(exact))
+    fits = np.cumsum(n[order]) <= max_sim_gaps
+    return np.sort(np.concatenate([np.flatnonzero(~exact), order[fits]]))
+
+
 def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEFAULT_LEVEL,
                            min_gaps: int = MIN_WINDOW_GAPS, threshold_ratio: float = SHAPE_SHIFT_RATIO,
                            paper_ratio: float = PAPER_SHAPE_RATIO, replicates: int = 199, seed: int = 0,
                            resolution_s: float = 0.0, n_zero_gaps=None,
-                           mde_multiples: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0)) -> NullTest:
+                           mde_multiples: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0),
+                           max_sim_gaps: int | None = None) -> NullTest:
     """Does the Gamma shape (burstiness, CV = 1/sqrt(alpha)) of the gaps shift across windows?
 
     Parameters
@@ -189,6 +203,12 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
         make a window bursty, so the test says "inconclusive" rather than "does not hold".
     mde_multiples : tuple of float
         Multiples of the threshold at which power is simulated for the minimum detectable effect.
+    max_sim_gaps : int, optional
+        Bound on the gaps drawn one by one per replicate (those of the windows of at most
+        :data:`EXACT_CAP` gaps; the others cost one normal draw each). When the qualifying windows
+        hold more, the test (statistic, null and power alike) runs on a seeded random sample of
+        whole windows holding at most this many such gaps, every larger window kept, and
+        ``method`` / ``reason`` say so. None (default) tests every window.
 
     Returns
     -------
@@ -197,7 +217,8 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
     Raises
     ------
     ValueError
-        Arrays of different lengths, ``replicates`` < 19 or ``min_gaps`` < 2.
+        Arrays of different lengths, ``replicates`` < 19, ``min_gaps`` < 2 or ``max_sim_gaps`` not a
+        positive integer.
     """
     n = np.asarray(n_gaps, dtype=float)
     mean = np.asarray(mean_gap, dtype=float)
@@ -209,6 +230,9 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
         raise ValueError(f"replicates must be an integer >= 19; got {replicates!r}")
     if not isinstance(min_gaps, (int, np.integer)) or min_gaps < 2:
         raise ValueError(f"min_gaps must be an integer >= 2; got {min_gaps!r}")
+    if max_sim_gaps is not None and (isinstance(max_sim_gaps, bool) or not isinstance(max_sim_gaps, (int, np.integer))
+                                     or max_sim_gaps < 1):
+        raise ValueError(f"max_sim_gaps must be a positive integer or None; got {max_sim_gaps!r}")
     zero_share = 0.0
     if n_zero_gaps is not None:
         zeros = np.asarray(n_zero_gaps, dtype=float)
@@ -220,6 +244,14 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
         s = np.log(mean) - mlog
     ok = np.isfinite(s) & (s > 0) & np.isfinite(n) & (n >= min_gaps)
     n, s, mean = n[ok], s[ok], mean[ok]
+    n_windows, sampled = int(n.size), ""
+    if max_sim_gaps is not None:
+        keep = _window_sample(n, int(max_sim_gaps), int(seed))
+        if keep is not None:
+            sampled = (f"; on a seeded sample of {keep.size} of {n_windows} windows (seed {int(seed)}: at most "
+                       f"{int(max_sim_gaps):,} gaps simulated one by one per replicate, every window above "
+                       f"{EXACT_CAP} gaps kept)")
+            n, s, mean = n[keep], s[keep], mean[keep]
     thr, paper = log_sine_sd(threshold_ratio), log_sine_sd(paper_ratio)
     common = dict(null=_NULL, statistic="likelihood ratio, one shape vs one per window", level=level,
                   effect="SD of ln(alpha) across windows beyond estimation noise", practical_threshold=thr,
@@ -269,7 +301,7 @@ def gamma_shape_shift_test(n_gaps, mean_gap, mean_log_gap, *, level: float = DEF
                           mde=mde, paper_effect=paper)
     return NullTest(value=float(lrt), p_value=p, effect_value=effect, power=power, minimum_detectable_effect=mde,
                     method=f"parametric bootstrap (B={replicates}, seed={seed}; power from {power_replicates} replicates "
-                           f"per effect; windows above {EXACT_CAP} gaps through the normal limit)",
+                           f"per effect; windows above {EXACT_CAP} gaps through the normal limit{sampled})",
                     n=int(n.size), decision=verdict,
-                    reason=f"{n.size} windows with >= {min_gaps} positive gaps, pooled shape {a0:.3g}; {why}",
+                    reason=f"{n.size} windows with >= {min_gaps} positive gaps{sampled}, pooled shape {a0:.3g}; {why}",
                     **common)

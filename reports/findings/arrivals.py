@@ -246,7 +246,7 @@ def measure_arrivals(
     except ValueError as err:
         notes.append(f"no burstiness test: {err}")
     tests.update(_shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resolution, seed, notes,
-                              replicates=budget.n_sim))
+                              replicates=budget.n_sim, max_sim_gaps=budget.max_sim_gaps))
 
     grouped = arrival_frame(store, by=column, clock=clock, seed=seed) if column is not None else None
     gamma_by = "service" if store.has("service") else None
@@ -260,9 +260,16 @@ def measure_arrivals(
     if gamma_by is None:
         tests["gamma_shape.trace"], tests["gamma_rate.trace"] = tests.get("shape"), tests.get("rate_20m")
     else:
-        tests.update(_series_tests(store, gamma_frame, gamma_windows, gamma_by, resolution, seed, replicates=budget.n_sim))
+        tests.update(_series_tests(store, gamma_frame, gamma_windows, gamma_by, resolution, seed, replicates=budget.n_sim,
+                                   max_sim_gaps=budget.max_sim_gaps))
     tests.pop("rate_20m", None)
     tests = {k: v for k, v in tests.items() if v is not None}
+    said = {id(tests.get("single_shape"))}  # the shape test at half the level: same windows, said once
+    for name, test in tests.items():  # Budget.max_sim_gaps: the tests that ran on a sample of windows say so
+        if id(test) not in said and "seeded sample of" in test.method:
+            said.add(id(test))
+            notes.append(f"{name} test: {test.reason.split(', pooled shape')[0]} (Budget.max_sim_gaps "
+                         f"{budget.max_sim_gaps:,})")
     del gamma_frame
 
     group_rate_tests = None
@@ -402,15 +409,15 @@ def _dispersion(windows: pl.DataFrame, window_s: float, summary: pl.DataFrame, n
 
 
 def _shape_test(w: pl.DataFrame, *, resolution: float, seed: int, level: float = DEFAULT_LEVEL,
-                replicates: int = 199) -> NullTest:
+                replicates: int = 199, max_sim_gaps: int | None = None) -> NullTest:
     return gamma_shape_shift_test(w["n_positive_gaps"].fill_null(0), w["mean_positive_gap_s"].fill_null(np.nan),
                                   w["mean_log_positive_gap"].fill_null(np.nan), n_zero_gaps=w["n_zero_gaps"].fill_null(0),
                                   resolution_s=resolution, seed=seed, level=level, min_gaps=MIN_WINDOW_GAPS,
-                                  replicates=replicates)
+                                  replicates=replicates, max_sim_gaps=max_sim_gaps)
 
 
 def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resolution, seed, notes, *,
-                 replicates: int = 199) -> dict[str, NullTest]:
+                 replicates: int = 199, max_sim_gaps: int | None = None) -> dict[str, NullTest]:
     """F2's rate and CV tests on ``window_s`` windows, and the shape and rate tests on the whole trace's
     ``gamma_window_s`` windows (F1's "beyond a single process", BurstGPT Fig. 6 without services)."""
     out: dict[str, NullTest] = {}
@@ -422,11 +429,11 @@ def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resol
                                       seed=seed)
     except ValueError as err:
         notes.append(f"no rate-shift test: {err}")
-    out["cv"] = _shape_test(windows, resolution=resolution, seed=seed, replicates=replicates)
+    sim = {"replicates": replicates, "max_sim_gaps": max_sim_gaps}
+    out["cv"] = _shape_test(windows, resolution=resolution, seed=seed, **sim)
     gw = window_stats(store, window_s=gamma_window_s, frame=whole)
-    out["shape"] = _shape_test(gw, resolution=resolution, seed=seed, replicates=replicates)
-    out["single_shape"] = _shape_test(gw, resolution=resolution, seed=seed, level=DEFAULT_LEVEL / 2,
-                                      replicates=replicates)
+    out["shape"] = _shape_test(gw, resolution=resolution, seed=seed, **sim)
+    out["single_shape"] = _shape_test(gw, resolution=resolution, seed=seed, level=DEFAULT_LEVEL / 2, **sim)
     try:
         out["rate_20m"] = rate_shift_test(gw["n_requests"], gw["exposure_s"], dispersion=phi, dispersion_df=df,
                                           seed=seed)
@@ -435,8 +442,8 @@ def _shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resol
     return out
 
 
-def _series_tests(store, frame, gamma_windows, gamma_by, resolution, seed, *, replicates: int = 199
-                  ) -> dict[str, NullTest]:
+def _series_tests(store, frame, gamma_windows, gamma_by, resolution, seed, *, replicates: int = 199,
+                  max_sim_gaps: int | None = None) -> dict[str, NullTest]:
     """BurstGPT Fig. 6 per series of ``gamma_by``: shape and rate shift at the level / number of series."""
     fine = window_stats(store, window_s=300.0, by=gamma_by, frame=frame)
     series = [k for k in gamma_windows[gamma_by].unique(maintain_order=True).to_list()]
@@ -450,7 +457,8 @@ def _series_tests(store, frame, gamma_windows, gamma_by, resolution, seed, *, re
         one = pl.DataFrame({"n_gaps": [n_gaps], "cv": [cv if cv is not None else 1.0]})
         phi, df = _dispersion(fw, 300.0, one, None)
         name = str(key)
-        out[f"gamma_shape.{name}"] = _shape_test(gw, resolution=resolution, seed=seed, level=level, replicates=replicates)
+        out[f"gamma_shape.{name}"] = _shape_test(gw, resolution=resolution, seed=seed, level=level, replicates=replicates,
+                                                 max_sim_gaps=max_sim_gaps)
         try:
             out[f"gamma_rate.{name}"] = rate_shift_test(gw["n_requests"], gw["exposure_s"], dispersion=phi,
                                                         dispersion_df=df, level=level, seed=seed)

@@ -1,6 +1,8 @@
 """Gamma shape shift across windows: LRT against a brute-force reference, null case, positive control."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import optimize, stats
@@ -109,3 +111,25 @@ def test_power_draws_reused_across_levels_give_the_cold_results():
     for (level, multiples), expected in reversed(list(cold.items())):  # warm caches, another order
         assert gamma_shape_shift_test(n, mean, mlog, level=level, seed=3, replicates=39,
                                       mde_multiples=multiples) == expected
+
+
+def test_max_sim_gaps_tests_a_seeded_sample_of_whole_windows():
+    """Above Budget.max_sim_gaps the test is the plain test on a seeded sample of whole windows
+    (windows above EXACT_CAP gaps always kept), and says so; at or above the total it is the plain test."""
+    from servelab.fitting.shape_tests import EXACT_CAP, _window_sample
+
+    rng = np.random.default_rng(5)
+    n = np.concatenate([rng.integers(15, 40, 40), [EXACT_CAP + 500]])
+    x = [rng.gamma(0.8, 1.0, k) for k in n]
+    mean, mlog = np.array([v.mean() for v in x]), np.array([np.log(v).mean() for v in x])
+    plain = gamma_shape_shift_test(n, mean, mlog, seed=3, replicates=19)
+    assert gamma_shape_shift_test(n, mean, mlog, seed=3, replicates=19, max_sim_gaps=int(n[:-1].sum())) == plain
+    keep = _window_sample(n, 400, 3)
+    assert n.size - 1 in keep and n[keep][:-1].sum() <= 400 and n[keep][:-1].sum() + n[:-1].min() > 400 - 40
+    assert np.array_equal(keep, _window_sample(n, 400, 3)) and not np.array_equal(keep, _window_sample(n, 400, 4))
+    bounded = gamma_shape_shift_test(n, mean, mlog, seed=3, replicates=19, max_sim_gaps=400)
+    sub = gamma_shape_shift_test(n[keep], mean[keep], mlog[keep], seed=3, replicates=19)
+    assert dataclasses.replace(bounded, method=sub.method, reason=sub.reason) == sub
+    assert bounded.n == keep.size and f"seeded sample of {keep.size} of {n.size} windows" in bounded.method
+    with pytest.raises(ValueError, match="max_sim_gaps must be a positive integer"):
+        gamma_shape_shift_test(n, mean, mlog, max_sim_gaps=0)
