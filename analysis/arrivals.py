@@ -46,6 +46,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -173,7 +174,8 @@ _SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("servelab_
 @contextlib.contextmanager
 def shared_arrival_frames() -> Iterator[None]:
     """Inside this block :func:`arrival_frame` builds each frame once and hands the same one to
-    every later call with the same store object, grouping, clock and seed.
+    every later call with the same store (by its path: a store object opened again, e.g. each
+    section's handle of the report's one budget span subset, shares too), grouping, clock and seed.
 
     The report opens it around the sections that read arrivals (arrivals, clients,
     conversations read the whole-trace and per-client frames of the same store): one read and
@@ -189,10 +191,16 @@ def shared_arrival_frames() -> Iterator[None]:
 
 
 def _share_key(store, column: str | None, clock, seed: int):
-    """The cache key of a frame, or None when the clock argument is not a plain value."""
+    """The cache key of a frame, or None when the clock argument is not a plain value.
+
+    A store with a folder is keyed by that folder's resolved path (stable whatever object opened
+    it); an in-memory source (no path) by its identity, the source being kept with its frame so
+    that the identity cannot be reused while the block lasts."""
     if not (clock is None or isinstance(clock, (str, int, float))) or isinstance(clock, bool):
         return None
-    return (id(store), column, clock, int(seed))
+    path = getattr(store, "path", None)
+    where = ("path", str(Path(path).resolve())) if path is not None else ("object", id(store))
+    return (where, column, clock, int(seed))
 
 
 def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", seed: int = 0) -> ArrivalFrame:

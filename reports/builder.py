@@ -404,7 +404,11 @@ def run_sections(
     last_sharing = max((i for i, a in enumerate(chosen) if getattr(a, "shares_arrival_frames", False)), default=-1)
     if last_sharing >= 0:
         from servelab.analysis.arrivals import shared_arrival_frames
+        from servelab.reports.sampling import shared_budget_spans
 
+        # one leading-span subset per report for the areas measuring Budget.max_requests' span,
+        # deleted after the frames read from it (the stack closes in reverse)
+        frames.enter_context(shared_budget_spans())
         frames.enter_context(shared_arrival_frames())
     try:
         for i, area in enumerate(bar):

@@ -18,6 +18,7 @@ computes no statistic and draws nothing.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import shutil
 import tempfile
@@ -26,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from servelab.analysis.store import MANIFEST_NAME, REQUESTS_NAME, TraceStore, open_store
+from servelab.analysis.window_rates import CoveredSpan
 
 __all__ = ["HASH_BUCKETS", "hash_bucket_sql", "hash_cut", "hash_sample_condition", "subset_store", "temporary_subset",
-           "leading_span", "budget_span"]
+           "leading_span", "budget_span", "shared_budget_spans"]
 
 #: resolution of hashed sampling: a fraction is rounded to a multiple of 1 / HASH_BUCKETS
 HASH_BUCKETS = 1_000_000
@@ -145,8 +147,11 @@ def temporary_subset(store: TraceStore, condition: str, *, parameters: Mapping[s
         yield subset_store(store, condition, Path(tmp) / "store", parameters=parameters, description=description)
 
 
-def leading_span(store: TraceStore, max_requests: int | None, *, step_s: float = 3600.0) -> tuple[float, float] | None:
+def leading_span(store: TraceStore, max_requests: int | None, *, step_s: float = 3600.0) -> CoveredSpan | None:
     """The trace's first ``k * step_s`` seconds holding about ``max_requests`` requests, or None.
+
+    The span is ``[start, end)`` (a :class:`~servelab.analysis.window_rates.CoveredSpan`,
+    unpacks as ``start, end``), ``start`` the first request's time.
 
     ``k`` is the largest whole number with ``k * step_s <= span * max_requests / n`` (at least 1),
     for a trace of ``n`` requests over ``span`` seconds. None when ``max_requests`` is None, the
@@ -167,25 +172,60 @@ def leading_span(store: TraceStore, max_requests: int | None, *, step_s: float =
     length = max(step_s, (total * max_requests / n) // step_s * step_s)
     if not 0 < length < total:
         return None
-    return float(t0), float(t0) + length
+    return CoveredSpan(float(t0), float(t0) + length)
+
+
+#: the span subsets shared inside :func:`shared_budget_spans` (None outside it)
+_SPANS: contextvars.ContextVar[tuple[contextlib.ExitStack, dict] | None] = contextvars.ContextVar(
+    "servelab_budget_spans", default=None)
+
+
+@contextlib.contextmanager
+def shared_budget_spans() -> Iterator[None]:
+    """Inside this block :func:`budget_span` writes each span subset once and hands the same
+    subset store (and note) to every later call for the same store, span and label; the subsets
+    are deleted when the block ends.
+
+    The report opens it with the shared arrival frames, around the sections that measure the
+    budget's leading span (arrivals, clients, conversations): one temporary Parquet subset per
+    report instead of one per section, and, since the frames are keyed by the store's path, one
+    read and sort of each arrival frame of it. Blocks nest: an inner block shares nothing with
+    the outer one.
+    """
+    with contextlib.ExitStack() as stack:
+        token = _SPANS.set((stack, {}))
+        try:
+            yield
+        finally:
+            _SPANS.reset(token)
 
 
 @contextlib.contextmanager
 def budget_span(store: TraceStore, max_requests: int | None, *, label: str = "quick",
                 step_s: float = 3600.0) -> Iterator[tuple[TraceStore, str | None]]:
     """The store a section measures under a request cap: ``(store, None)``, or a temporary subset of
-    :func:`leading_span` and the note saying so (deleted when the block ends).
+    :func:`leading_span` and the note saying so (deleted when the block ends, or, inside
+    :func:`shared_budget_spans`, when that block ends, the subset written once for every caller).
     """
     span = leading_span(store, max_requests, step_s=step_s)
     if span is None:
         yield store, None
         return
     a, b = span
-    with temporary_subset(store, "timestamp >= $a AND timestamp < $b", parameters={"a": a, "b": b},
-                          description=f"{label} span {a:.0f}-{b:.0f} s") as sub:
+    shared = _SPANS.get()
+    key = (str(Path(store.path).resolve()), a, b, label) if shared is not None and store.path is not None else None
+    if key is not None and key in shared[1]:
+        yield shared[1][key]
+        return
+    with contextlib.ExitStack() as own:
+        stack = shared[0] if key is not None else own
+        sub = stack.enter_context(temporary_subset(store, "timestamp >= $a AND timestamp < $b", parameters={"a": a, "b": b},
+                                                   description=f"{label} span {a:.0f}-{b:.0f} s"))
         note = (f"{label} mode: measured on the trace's first {(b - a) / 3600:g} h ({a:.0f}-{b:.0f} s), "
                 f"{sub.n_requests:,} of {store.n_requests:,} requests (a contiguous span of whole hours holding about "
                 f"{max_requests:,} requests, so gaps and windows are the trace's own; the full budget uses every request)")
+        if key is not None:
+            shared[1][key] = (sub, note)
         yield sub, note
 
 

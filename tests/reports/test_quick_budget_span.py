@@ -24,7 +24,8 @@ def test_leading_span_is_whole_hours_of_about_the_cap(tmp_path, rng):
     store, frame = _store(tmp_path, rng, 10_000, 120)
     t0, t1 = frame["timestamp"][0], frame["timestamp"][-1]
     # (t1 - t0) * 1,000 / 10,000 is just under 12 h (t0 > 0, t1 < 120 h): 11 whole hours
-    assert leading_span(store, 1_000) == pytest.approx((t0, t0 + 11 * 3600.0))
+    span = leading_span(store, 1_000)
+    assert span == pytest.approx((t0, t0 + 11 * 3600.0)) and (span.start, span.end) == tuple(span)
     assert leading_span(store, 10_000) is None and leading_span(store, None) is None
     # a cap below one hour's requests still keeps one whole hour
     assert leading_span(store, 10) == pytest.approx((t0, t0 + 3600.0))

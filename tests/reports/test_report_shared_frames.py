@@ -50,17 +50,26 @@ def _count_builds(monkeypatch) -> list[str | None]:
 
 
 def test_report_sections_build_each_frame_once_with_equal_findings(small_store, monkeypatch):
-    areas, budget = ("arrivals", "clients"), Budget.quick().replace(n_boot=19, n_sim=19)
+    """Above Budget.max_requests (here 3,000 of 6,000 requests) both areas measure the leading span:
+    the report writes that subset once and reads each of its frames once."""
+    from servelab.reports import sampling
+
+    areas, budget = ("arrivals", "clients"), Budget.quick().replace(n_boot=19, n_sim=19, max_requests=3_000)
     unshared = []
     for area in areas:  # one area at a time: nothing to share between areas
         unshared += run_sections(small_store, areas=(area,), progress=False, budget=budget)
     built = _count_builds(monkeypatch)
+    subsets: list[str] = []
+    original = sampling.subset_store
+    monkeypatch.setattr(sampling, "subset_store", lambda *a, **k: subsets.append(k["description"]) or original(*a, **k))
     shared = run_sections(small_store, areas=areas, progress=False, budget=budget)
+    assert len(subsets) == 1 and subsets[0].startswith("quick span")
     # arrivals builds the whole-trace and per-client frames (no service column), clients needs the
     # same two: each is built once
     assert sorted(built, key=str) == [None, "client_id"]
     assert [o.status for o in shared] == ["ok"] * 2
     for a, b in zip(unshared, shared, strict=True):
         assert [f.to_dict() for f in a.section.findings] == [f.to_dict() for f in b.section.findings]
+        assert a.section.notes == b.section.notes and b.section.notes[0].startswith("quick mode: measured on")
         for name, table in a.section.tables.items():
             assert table.equals(b.section.tables[name]), (a.id, name)
