@@ -213,31 +213,43 @@ def test_clients_window_stats_without_quantiles_equal_the_rest(tmp_path, rng):
     assert_frame_equal(with_q.drop(sorted(dropped)), without, **{name: 1e-9})
 
 
-def test_figure_worker_gives_the_same_page_as_in_process(tmp_path, rng):
+def _encode_in_worker_spy(blob: bytes):
+    """``builder._encode_pickled`` recording the process that ran it (module level: the forked
+    worker finds it by name)."""
+    import os
+
+    from servelab.reports import builder
+
+    with open(os.environ["SERVELAB_TEST_ENCODE_LOG"], "a") as log:
+        log.write(f"{os.getpid()}\n")
+    return builder.encode_figure(__import__("pickle").loads(blob))
+
+
+def test_figure_worker_gives_the_same_page_as_in_process(tmp_path, rng, monkeypatch):
     """The forked figure worker encodes the very same Figure objects to byte-identical PNGs.
 
-    The figures are built once and encoded both ways: two separate report builds may differ in
-    the last bits of parallel floating-point aggregates (DuckDB / polars sum order), which can
-    move an anti-aliased pixel, so comparing two builds would test the aggregates, not the worker.
+    One report build with the worker: every figure went through the worker (another process), and
+    each embedded PNG equals the in-process encoding of the same Figure object the build kept (two
+    separate builds may differ in the last bits of parallel floating-point aggregates, which can
+    move an anti-aliased pixel, so comparing two builds would test the aggregates, not the worker).
     """
-    from servelab.reports.builder import _FigureEncoder, _run_one, build_report, encode_figure
+    import os
 
+    from servelab.reports import builder
+
+    log = tmp_path / "encoded.log"
+    monkeypatch.setenv("SERVELAB_TEST_ENCODE_LOG", str(log))
+    monkeypatch.setattr(builder, "_encode_pickled", _encode_in_worker_spy)
     store = _store(tmp_path, rng, n=4_000, conversations=False)
-    outcome = _run_one(LENGTHS, store, budget=Budget.full(), seed=0)
-    assert outcome.status == "ok" and outcome.section.figures
-    with _FigureEncoder(worker=True) as encoder:
-        assert encoder._pool is not None  # the worker really runs (fork is available on Linux)
-        encoder.submit(outcome)
-        sent = set(encoder._futures)
-        via_worker = {k: encoder.result("lengths", k, f) for k, f in outcome.section.figures.items()}
-    assert sent == {("lengths", k) for k in outcome.section.figures}
-    in_process = {k: encode_figure(f) for k, f in outcome.section.figures.items()}
-    assert via_worker == in_process
-    a = build_report(store, output=tmp_path / "a.html", sections=("overview", "lengths"), progress=False,
-                     figure_worker=True)
+    a = builder.build_report(store, output=tmp_path / "a.html", sections=("lengths",), progress=False,
+                             figure_worker=True)
     doc = json.loads(a.json_path.read_text())
-    assert [s["status"] for s in doc["sections"]] == ["ok", "ok"]
-    assert set(a.images) == set(outcome.section.figures)
+    assert [s["status"] for s in doc["sections"]] == ["ok"]
+    figures = a.section("lengths").figures
+    assert figures and set(a.images) == set(figures)
+    pids = log.read_text().split()
+    assert len(pids) == len(figures) and str(os.getpid()) not in pids  # all encoded by the worker
+    assert {k: builder.encode_figure(f) for k, f in figures.items()} == dict(a.images)
 
 
 def test_quick_report_notes_quick_mode(tmp_path, rng):
