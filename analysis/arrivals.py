@@ -496,7 +496,8 @@ def _cells(base: ArrivalFrame, seconds: float, w0: int, w1: int) -> tuple[pl.Dat
     """One DuckDB aggregate over the frame at ``seconds`` windows: per (group, window) the count
     and the gap sufficient statistics (count, sum, sum of squared deviations, ties, positive gaps'
     count, sum and sum of logs) of the gaps inside the window; and the gaps that cross a window
-    edge (a few per active cell), from which coarser windows pick up the gaps inside them."""
+    edge (a few per active cell), from which coarser windows pick up the gaps inside them (not
+    computed when the cells are too many to roll up from, e.g. per client)."""
     step = base.jitter_step_s
     tol = (base.clock.tolerance_s or 0.0) if step is not None else 0.0
     gap = "tj_ - prevj_" if step is not None else "timestamp - prev_"
@@ -504,7 +505,11 @@ def _cells(base: ArrivalFrame, seconds: float, w0: int, w1: int) -> tuple[pl.Dat
     with contextlib.closing(duckdb.connect(config=duckdb_config())) as con:
         con.register("frame_", base.data.to_arrow())
         cells = fetch_polars(con, _CELL_SQL.format(gap=gap), {**params, "w0": int(w0), "w1": int(w1)})
-        cross = fetch_polars(con, _CROSS_SQL.format(gap=gap), params)
+        if cells.height <= _ROLL_UP_SHARE * base.data.height:
+            cross = fetch_polars(con, _CROSS_SQL.format(gap=gap), params)
+        else:  # too many cells to roll up from (see _window_agg): no second pass for the crossing gaps
+            cross = pl.DataFrame(schema={"grp_": pl.String, "wr": pl.Int64, "wp": pl.Int64, "gap": pl.Float64,
+                                         "tied": pl.Boolean})
     cells = cells.with_columns([pl.col(c).cast(t) for c, t in _CELL_SCHEMA.items()] + [pl.col("w").cast(pl.Int64)])
     cross = cross.with_columns(pl.col("wr").cast(pl.Int64), pl.col("wp").cast(pl.Int64))
     return cells, cross
