@@ -228,7 +228,15 @@ def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", see
         frame = frame.rename({column: "grp_"}).with_columns(pl.col("grp_").cast(pl.String))
     else:
         frame = frame.with_columns(pl.lit(None, pl.String).alias("grp_"))
-    found = resolve_clock(clock, store, timestamps=frame["timestamp"].to_numpy())
+    # the store's clock is the same for every grouping: detected once per store inside the block
+    # (a store whose manifest records none, e.g. one written by write_store, detects it from the timestamps)
+    clock_key = (key[0], "clock", clock) if key is not None else None
+    if clock_key is not None and clock_key in shared:
+        found = shared[clock_key]
+    else:
+        found = resolve_clock(clock, store, timestamps=frame["timestamp"].to_numpy())
+        if clock_key is not None:
+            shared[clock_key] = found
     t0, t1 = _span(store)
     out = _with_predecessors(frame, column=column, found=found, t0=t0, t1=t1, seed=seed)
     if key is not None:
