@@ -87,7 +87,7 @@ class Budget:
     generation_period_s: float = 3 * 3600.0
     forecast_max_iter: int = 100
     n_sim: int = 199
-    max_sim_gaps: int = 200_000
+    max_sim_gaps: int = 50_000
     max_validation_requests: int = 150_000
     prefix_exact_max_blocks: int = 30_000_000
     prefix_sample_blocks: int = 1_000_000
@@ -109,7 +109,7 @@ class Budget:
     def full(cls) -> Budget:
         """Full mode: 10^6 values per whole-trace fit, 5,000 per window or group, 200 bootstrap
         replicates, every request measured, 3 h generation periods, 199 null-simulation replicates
-        on at most 200,000 gaps simulated one by one, 150,000 requests (whole clients) for out-of-sample validation."""
+        on at most 50,000 gaps simulated one by one, 150,000 requests (whole clients) for out-of-sample validation."""
         return cls()
 
     @classmethod
@@ -117,11 +117,11 @@ class Budget:
         """Quick mode for very large traces: 10^5 values per whole-trace fit, 2,000 per window or
         group, 99 bootstrap replicates, about 10^6 requests per subsampled area, 20,000 inter-turn
         times, 5,000 reason ratios per top client, 2*10^4 for bimodality, 30 min generation periods,
-        99 replicates of the simulated null distributions on at most 50,000 gaps, 50,000 requests for
+        99 replicates of the simulated null distributions on at most 20,000 gaps, 50,000 requests for
         out-of-sample validation."""
         return cls(label="quick", max_fit_n=100_000, max_group_fit_n=2_000, n_boot=99, max_requests=1_000_000,
                    max_itt_fit_n=20_000, max_reason_n=5_000, max_bimodality_n=20_000, generation_period_s=1800.0,
-                   n_sim=99, max_sim_gaps=50_000, max_validation_requests=50_000)
+                   n_sim=99, max_sim_gaps=20_000, max_validation_requests=50_000)
 
     @property
     def is_full(self) -> bool:
