@@ -30,10 +30,13 @@ Definitions used throughout (and by the tests' independent numpy reference):
 
 Whole-group aggregates are DuckDB SQL; the one order-dependent step (each request's lag within its
 group) is a vectorised polars ``shift().over()`` because DuckDB's window operator was several times
-slower at 10 M rows (see :func:`arrival_frame`). Per-window aggregates are a polars ``group_by``
-and the idle-window fill a numpy scatter into the dense (group, window) grid: at 10 M rows, 2,000
-clients and 5-minute windows (4 M output rows) the DuckDB cross join + left join + sort took
-~3 s of the ~4.5 s.
+slower at 10 M rows (see :func:`arrival_frame`). Per-window aggregates are one DuckDB aggregate
+over the frame per (group, window) cell (counts and the gaps' sufficient statistics: count, sum,
+squared deviations, ties, positive gaps' count, sum and sum of logs); a longer window that is a
+whole multiple of one already aggregated rolls up from those cells plus the few gaps crossing
+their edges, without reading the requests again (:func:`window_stats_many`). The idle-window fill
+is a numpy scatter into the dense (group, window) grid: at 10 M rows, 2,000 clients and 5-minute
+windows (4 M output rows) the DuckDB cross join + left join + sort took ~3 s of the ~4.5 s.
 
 Undefined values are nulls, never 0 and never an exception. This module computes tables only: it
 fits nothing (see :mod:`servelab.fitting`) and plots nothing.
