@@ -433,7 +433,7 @@ def gap_summary(store: TraceStore, *, by: str | None = None, frame: ArrivalFrame
         ORDER BY n_requests DESC, grp_
     """
     with contextlib.closing(store.connect()) as con:
-        con.register("gaps_", gaps.to_arrow())
+        con.register("gaps_", gaps.to_arrow(compat_level=pl.CompatLevel.newest()))
         out = fetch_polars(con, sql, {"span": t1 - t0})
     step = base.jitter_step_s
     inconclusive = (pl.lit(step is not None) & (pl.col("zero_gap_fraction") >= TIED_MAJORITY)).fill_null(False)
@@ -514,7 +514,8 @@ def _cells(base: ArrivalFrame, seconds: float, w0: int, w1: int) -> tuple[pl.Dat
     gap = "tj_ - prevj_" if step is not None else "timestamp - prev_"
     params = {"w": float(seconds), "tol": float(tol)}
     with contextlib.closing(duckdb.connect(config=duckdb_config())) as con:
-        con.register("frame_", base.data.to_arrow())
+        # string views as polars holds them: no copy of the group names (large_string would copy them)
+        con.register("frame_", base.data.to_arrow(compat_level=pl.CompatLevel.newest()))
         cells = fetch_polars(con, _CELL_SQL.format(gap=gap), {**params, "w0": int(w0), "w1": int(w1)})
         if cells.height <= _ROLL_UP_SHARE * base.data.height:
             cross = fetch_polars(con, _CROSS_SQL.format(gap=gap), params)
