@@ -100,6 +100,10 @@ def _print(label: str, result: dict, target_s: float, target_mb: float = 4096, *
         if cpu:
             print("    sections (CPU s): " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
                   + f"; sum {sum(cpu.values()):.1f} (sections in the report's section worker overlap the others)")
+        peak = _section_seconds(html, "peak_rss_mb")
+        if peak:
+            print("    peak RSS after each section (MB, the process's high-water mark): "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
     if load_before:
         print(f"    before: {load_before}")
     print(f"    after:  {_load()}")
@@ -112,7 +116,7 @@ def _section_seconds(html: Path | None, key: str = "elapsed_s") -> dict[str, flo
     if html is None or not html.with_suffix(".json").is_file():
         return {}
     document = json.loads(html.with_suffix(".json").read_text())
-    return {s["id"]: float(s.get(key) or 0.0) for s in document.get("sections", []) if key in s}
+    return {s["id"]: float(s.get(key) or 0.0) for s in document.get("sections", []) if s.get(key) is not None}
 
 
 def _run(label: str, args: list[str], html: Path, target_s: float, *, pythonpath: Path | None = None,

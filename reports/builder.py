@@ -92,6 +92,10 @@ class SectionOutcome:
         Wall time of measuring and arranging the area.
     cpu_s : float
         CPU time (user + system, every thread) of the process that built it, over the same span.
+    peak_rss_mb : float or None
+        The building process's peak resident memory (its high-water mark) when the section was
+        done, in MB: a section that raised it shows the report's peak so far (None where the
+        platform does not report it).
     """
 
     id: str
@@ -101,6 +105,7 @@ class SectionOutcome:
     error: str | None = None
     elapsed_s: float = 0.0
     cpu_s: float = 0.0
+    peak_rss_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -457,9 +462,21 @@ def _run_one(area: Area, store: TraceStore, *, budget: Budget, seed: int,
         warnings.warn(f"report section {area.id!r} failed ({type(err).__name__}: {err}); the report marks it failed",
                       SectionFailedWarning, stacklevel=3)
         return SectionOutcome(id=area.id, title=area.title, status="error", error=text,
-                              elapsed_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)
+                              elapsed_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu,
+                              peak_rss_mb=_peak_rss_mb())
     return SectionOutcome(id=area.id, title=area.title, status="ok", section=section,
-                          elapsed_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)
+                          elapsed_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu,
+                          peak_rss_mb=_peak_rss_mb())
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far in MB (None without the ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 def _read_only(mapping: dict) -> MappingProxyType:
@@ -746,6 +763,7 @@ def report_document(
             "error": outcome.error,
             "elapsed_s": round(outcome.elapsed_s, 3),
             "cpu_s": round(outcome.cpu_s, 3),
+            "peak_rss_mb": round(outcome.peak_rss_mb, 1) if outcome.peak_rss_mb is not None else None,
             "notes": list(section.notes) if section else [],
             "headline": {k: _scalar(v) for k, v in section.headline.items()} if section else {},
             "findings": [f.id for f in section.findings] if section else [],

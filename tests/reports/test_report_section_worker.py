@@ -27,7 +27,7 @@ def _sections(tmp_path, store, name: str, **kwargs) -> tuple[builder.ReportResul
     result = builder.build_report(store, output=tmp_path / f"{name}.html", sections=("overview",),
                                   progress=False, figure_worker=False, **kwargs)
     document = json.loads(result.json_path.read_text())
-    return result, {s["id"]: {k: v for k, v in s.items() if k not in ("elapsed_s", "cpu_s")} for s in document["sections"]}
+    return result, {s["id"]: {k: v for k, v in s.items() if k not in ("elapsed_s", "cpu_s", "peak_rss_mb")} for s in document["sections"]}
 
 
 def test_parallel_area_is_built_in_the_worker_with_the_same_section(tiny_store, tmp_path, monkeypatch):

@@ -68,6 +68,7 @@ def test_report_sections_build_each_frame_once_with_equal_findings(small_store, 
     # same two: each is built once
     assert sorted(built, key=str) == [None, "client_id"]
     assert [o.status for o in shared] == ["ok"] * 2
+    assert all(o.peak_rss_mb > 10 for o in shared)  # the process's high-water mark, in MB
     for a, b in zip(unshared, shared, strict=True):
         assert [f.to_dict() for f in a.section.findings] == [f.to_dict() for f in b.section.findings]
         assert a.section.notes == b.section.notes and b.section.notes[0].startswith("quick mode: measured on")
