@@ -569,7 +569,8 @@ def _window_agg(base: ArrivalFrame, seconds: float, w0: int, w1: int) -> pl.Data
             cells = _rolled(cells, cross, factor, w0, w1)
     else:
         cells, cross = _cells(base, seconds, w0, w1)
-        base.cells[float(seconds)] = (cells, cross)
+        if cells.height + cross.height <= _ROLL_UP_SHARE * base.data.height:  # kept only to roll up from
+            base.cells[float(seconds)] = (cells, cross)
     n, npos = pl.col("n_gaps"), pl.col("n_pos")
     return cells.select(
         "grp_", "w", "n_requests", "n_gaps",
