@@ -592,6 +592,15 @@ def window_stats_many(store: TraceStore | None, *, windows_s, by: str | None = N
     with the frame, so later calls with the same frame (e.g. the report's shared frames) roll up
     from them too.
 
+    Parameters
+    ----------
+    store : TraceStore or None
+        The store (None only with an ungrouped ``frame``, as for :func:`window_stats`).
+    windows_s : iterable of str or float
+        Window lengths (see :func:`parse_window`).
+    by, fill_idle, frame, clock, seed
+        As for :func:`window_stats`.
+
     Returns
     -------
     dict
