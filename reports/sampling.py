@@ -219,7 +219,8 @@ def budget_span(store: TraceStore, max_requests: int | None, *, label: str = "qu
         return
     with contextlib.ExitStack() as own:
         stack = shared[0] if key is not None else own
-        sub = stack.enter_context(temporary_subset(store, "timestamp >= $a AND timestamp < $b", parameters={"a": a, "b": b},
+        sub = stack.enter_context(temporary_subset(store, "timestamp >= $a AND timestamp < $b",
+                                                   parameters={"a": a, "b": b},
                                                    description=f"{label} span {a:.0f}-{b:.0f} s"))
         note = (f"{label} mode: measured on the trace's first {(b - a) / 3600:g} h ({a:.0f}-{b:.0f} s), "
                 f"{sub.n_requests:,} of {store.n_requests:,} requests (a contiguous span of whole hours holding about "
