@@ -8,9 +8,11 @@ the whole trace's window statistics and inter-arrival fit of ServeGen Fig. 14, a
 its small tables, findings and figures. A trace without link information gives not-applicable
 findings that say why; nothing here raises for missing columns.
 
-When a budget caps ``max_requests`` (quick mode: 10^6) and the trace has more requests, the
-conversations are linked, described, fitted and upsampled on the subset of :func:`quick_subset`
-(Fig. 14's aggregate windows and gaps stay on the whole trace), as the notes say.
+When the trace has more requests than the budget's ``max_conversation_requests`` (full mode
+2*10^6, quick 10^6; or ``max_requests`` when smaller), the conversations are linked, described,
+fitted and upsampled on the subset of :func:`quick_subset` (Fig. 14's aggregate windows and gaps
+stay on the whole trace in full mode, on the budget's leading span above ``max_requests``), as the
+notes say: linking and the Fig. 16 upsampling hold every request of the subset in memory.
 """
 from __future__ import annotations
 
@@ -153,7 +155,8 @@ class ConversationsArea:
         source : TraceStore
         budget : Budget
             Inter-turn times and Fig. 14's gaps fitted on at most ``max_itt_fit_n`` values; above
-            ``max_requests`` requests the subset of :func:`quick_subset`.
+            ``max_conversation_requests`` (or ``max_requests`` when smaller) requests the subset of
+            :func:`quick_subset`.
         seed : int
             Seed of the fit subsamples and of the subset.
         rule : {"auto", "conversation_id", "parent_id", "prefix_blocks"}
@@ -171,8 +174,8 @@ class ConversationsArea:
         """
         options = {"rule": rule, "window_s": window_s, "deltas_s": tuple(deltas_s), "aggregate": aggregate,
                    "linking": linking}
-        chosen = (quick_subset(source, seed=seed, max_requests=budget.max_requests)
-                  if budget.max_requests is not None else None)
+        cap = min(budget.max_conversation_requests, budget.max_requests or budget.max_conversation_requests)
+        chosen = quick_subset(source, seed=seed, max_requests=cap)
         if chosen is None:
             return _measure(source, source, budget=budget, seed=seed, sample_note=None, **options)
         from servelab.reports.sampling import temporary_subset
@@ -181,10 +184,10 @@ class ConversationsArea:
         with temporary_subset(source, condition, parameters=params,
                               description=f"{budget.label} conversations: " + what) as sub:
             note = (f"{budget.label} mode: conversations are linked and described on {sub.n_requests:,} of "
-                    f"{source.n_requests:,} requests: {what}. Counts below are the sample's. The Fig. 16 upsampling "
+                    f"{source.n_requests:,} requests (bound {cap:,}): {what}. Counts below are the sample's. The Fig. 16 upsampling "
                     "experiment runs on the sample too: fewer arrivals per window pull its window CVs (original, "
                     "naive, ITT) towards 1 compared with the full trace. Fig. 14 (aggregate rate, CV and gaps) uses "
-                    "the whole trace.")
+                    "the whole trace" + (" or the budget's leading span (below)." if budget.max_requests else "."))
             return _measure(sub, source, budget=budget, seed=seed, sample_note=note, **options)
 
     def findings(self, evidence: ConversationEvidence) -> tuple[Finding, ...]:
@@ -237,7 +240,7 @@ class ConversationsArea:
         s = evidence.summary
         if s is None:
             return {}
-        suffix = " (quick-mode sample)" if evidence.sample_note else ""
+        suffix = f" ({evidence.budget.label}-mode sample)" if evidence.sample_note else ""
         return {"link rule": s.rule, "requests in multi-turn conversations" + suffix: s.n_linked,
                 "multi-turn conversations" + suffix: s.n_multi_turn,
                 "share of requests in multi-turn conversations" + suffix: s.linked_share}

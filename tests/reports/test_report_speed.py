@@ -140,6 +140,14 @@ def test_quick_conversations_on_a_small_trace_uses_everything(tmp_path, rng):
     section = build_section(CONVERSATIONS, store, budget=Budget.quick(), seed=0)
     assert not any(n.startswith("quick mode: conversations are linked") for n in section.notes)
     assert "requests in multi-turn conversations" in section.headline
+    # the full budget bounds the conversations too (max_conversation_requests), and says so
+    small = Budget.full().replace(max_conversation_requests=1_000)
+    ev = CONVERSATIONS.measure(store, budget=small, seed=0)
+    note = CONVERSATIONS.notes(ev)[0]
+    assert note.startswith("full mode: conversations are linked and described on ") and "of 3,000 requests (bound 1,000)" in note
+    n_sub = int(note.split("described on ")[1].split(" of ")[0].replace(",", ""))
+    assert n_sub == ev.summary.n_requests and 0 < n_sub < 3_000
+    assert "requests in multi-turn conversations (full-mode sample)" in CONVERSATIONS.headline(ev)
 
 
 def test_quick_span_is_a_whole_day_on_a_multi_day_trace(tmp_path, rng):
