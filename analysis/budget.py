@@ -68,8 +68,9 @@ class Budget:
         10^5, quick 2*10^4.
     max_conversation_requests : int
         The conversations area links, describes, fits and upsamples at most about this many
-        requests, also in full mode (whole conversations by a seeded hash of their id, else the
-        trace's leading span: :func:`servelab.reports.areas.conversations.quick_subset`), and says
+        requests, also in full mode (there the trace's leading whole days, which keep the request
+        rate per window; with ``max_requests`` whole conversations by a seeded hash of their id:
+        :func:`servelab.reports.areas.conversations.quick_subset`), and says
         so in its notes; the smaller of this and ``max_requests`` applies. Full 2*10^6 (linking and
         the Fig. 16 upsampling of 10 M requests took about 36 CPU-s), quick 10^6.
     forecast_max_iter : int

@@ -145,6 +145,7 @@ def test_quick_conversations_on_a_small_trace_uses_everything(tmp_path, rng):
     ev = CONVERSATIONS.measure(store, budget=small, seed=0)
     note = CONVERSATIONS.notes(ev)[0]
     assert note.startswith("full mode: conversations are linked and described on ") and "of 3,000 requests (bound 1,000)" in note
+    assert "a contiguous span (it keeps the trace's request rate" in note  # full mode: a span, not a thinned rate
     n_sub = int(note.split("described on ")[1].split(" of ")[0].replace(",", ""))
     assert n_sub == ev.summary.n_requests and 0 < n_sub < 3_000
     assert "requests in multi-turn conversations (full-mode sample)" in CONVERSATIONS.headline(ev)
