@@ -65,6 +65,18 @@ class Budget:
     max_validation_requests : int
         The out-of-sample validation area runs on a seeded sample of whole clients holding at most
         this many requests (:func:`servelab.generator.validation.sample_clients`) when the trace has more.
+    max_generation_requests : int
+        The generation-fidelity experiment fits, generates and compares each period on a seeded
+        hash sample of whole clients holding about this many requests when the period holds more
+        (:func:`servelab.reports.areas.generation.fidelity_experiment`), said in its notes. Full
+        10^5, quick 2*10^4.
+    max_conversation_requests : int
+        The conversations area links, describes, fits and upsamples at most about this many
+        requests, also in full mode (there the trace's leading whole days, which keep the request
+        rate per window; with ``max_requests`` whole conversations by a seeded hash of their id:
+        :func:`servelab.reports.areas.conversations.quick_subset`), and says
+        so in its notes; the smaller of this and ``max_requests`` applies. Full 2*10^6 (linking and
+        the Fig. 16 upsampling of 10 M requests took about 36 CPU-s), quick 10^6.
     forecast_max_iter : int
         Boosting iterations of the load forecasts. :meth:`quick` keeps the full 100: the forecasts
         read per-bin counts and take about a second on 10 M requests, and 50 iterations changed the
@@ -89,6 +101,8 @@ class Budget:
     n_sim: int = 199
     max_sim_gaps: int = 50_000
     max_validation_requests: int = 150_000
+    max_conversation_requests: int = 2_000_000
+    max_generation_requests: int = 100_000
     prefix_exact_max_blocks: int = 30_000_000
     prefix_sample_blocks: int = 1_000_000
 
@@ -97,6 +111,7 @@ class Budget:
             raise ValueError(f"Budget.label must be a non-empty string; got {self.label!r}")
         for name in ("max_fit_n", "max_group_fit_n", "n_boot", "max_itt_fit_n", "max_reason_n",
                      "max_bimodality_n", "forecast_max_iter", "n_sim", "max_sim_gaps", "max_validation_requests",
+                     "max_conversation_requests", "max_generation_requests",
                      "prefix_exact_max_blocks", "prefix_sample_blocks"):
             _positive_int(name, getattr(self, name))
         if self.max_requests is not None:
@@ -108,20 +123,24 @@ class Budget:
     @classmethod
     def full(cls) -> Budget:
         """Full mode: 10^6 values per whole-trace fit, 5,000 per window or group, 200 bootstrap
-        replicates, every request measured, 3 h generation periods, 199 null-simulation replicates
-        on at most 50,000 gaps simulated one by one, 150,000 requests (whole clients) for out-of-sample validation."""
+        replicates, every request measured except by the conversations area (at most 2*10^6
+        requests), 3 h generation periods (at most 10^5 requests each), 199 null-simulation
+        replicates on at most 50,000 gaps simulated one by one, 150,000 requests (whole clients) for
+        out-of-sample validation."""
         return cls()
 
     @classmethod
     def quick(cls) -> Budget:
         """Quick mode for very large traces: 10^5 values per whole-trace fit, 2,000 per window or
         group, 99 bootstrap replicates, about 10^6 requests per subsampled area, 20,000 inter-turn
-        times, 5,000 reason ratios per top client, 2*10^4 for bimodality, 30 min generation periods,
-        99 replicates of the simulated null distributions on at most 20,000 gaps, 50,000 requests for
-        out-of-sample validation."""
+        times, 5,000 reason ratios per top client, 2*10^4 for bimodality, 30 min generation periods
+        (at most 2*10^4 requests each), 99 replicates of the simulated null distributions on at most
+        20,000 gaps, 50,000 requests for out-of-sample validation, 10^6 requests for the conversations
+        area."""
         return cls(label="quick", max_fit_n=100_000, max_group_fit_n=2_000, n_boot=99, max_requests=1_000_000,
                    max_itt_fit_n=20_000, max_reason_n=5_000, max_bimodality_n=20_000, generation_period_s=1800.0,
-                   n_sim=99, max_sim_gaps=20_000, max_validation_requests=50_000)
+                   n_sim=99, max_sim_gaps=20_000, max_validation_requests=50_000,
+                   max_conversation_requests=1_000_000, max_generation_requests=20_000)
 
     @property
     def is_full(self) -> bool:

@@ -26,6 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import duckdb
 import numpy as np
 import polars as pl
 
@@ -43,6 +44,7 @@ __all__ = [
     "hour_of_day_expression",
     "period_expression",
     "length_counts",
+    "length_value_counts",
     "length_quantiles",
     "grouped_count_stats",
     "weighted_quantiles",
@@ -235,9 +237,37 @@ def length_counts(store: TraceStore) -> pl.DataFrame:
     return store.query(sql).with_columns(pl.all().cast(pl.Int64))
 
 
+def length_value_counts(store: TraceStore, *, columns: Sequence[str] = LENGTH_COLUMNS, by: str | None = None,
+                        periods: Sequence[Period] = DEFAULT_PERIODS) -> pl.DataFrame:
+    """How often each value of each length column occurs, per group, failures excluded (one SQL
+    aggregate): the sufficient statistics of :func:`length_quantiles` and of :func:`length_pmf`.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``g`` (group), ``col`` (column name), ``v`` (value, as float), ``c`` (count), for the
+        columns the trace has; rows of a null group are left out.
+
+    Raises
+    ------
+    NotApplicableError
+        If the trace has none of ``columns`` (or lacks the grouping column).
+    """
+    have = [c for c in columns if store.has(c)]
+    if not have:
+        raise NotApplicableError("length value counts", missing=columns)
+    key = group_expression(store, by, periods=periods)
+    parts = [
+        f"SELECT {key} AS g, '{c}' AS col, \"{c}\"::DOUBLE AS v, count(*) AS c FROM requests "
+        f"WHERE {valid_length_filter(store, c)} GROUP BY g, v"
+        for c in have
+    ]
+    return store.query(" UNION ALL ".join(parts)).filter(pl.col("g").is_not_null())
+
+
 def length_quantiles(store: TraceStore, *, by: str | None = None, columns: Sequence[str] = LENGTH_COLUMNS,
                      quantiles: Sequence[float] = DEFAULT_QUANTILES, periods: Sequence[Period] = DEFAULT_PERIODS,
-                     top: int = 20) -> pl.DataFrame:
+                     top: int = 20, counts: pl.DataFrame | None = None) -> pl.DataFrame:
     """Moments and quantiles of each length column, per group, failures excluded.
 
     Parameters
@@ -253,6 +283,8 @@ def length_quantiles(store: TraceStore, *, by: str | None = None, columns: Seque
         Periods for ``by="period"``.
     top : int
         Number of clients kept for ``by="client"``.
+    counts : polars.DataFrame, optional
+        :func:`length_value_counts` of the same store and grouping, when already read (no scan).
 
     Returns
     -------
@@ -268,13 +300,10 @@ def length_quantiles(store: TraceStore, *, by: str | None = None, columns: Seque
     if not have:
         raise NotApplicableError("length quantiles", missing=columns)
     qs = _check_quantiles(quantiles)
-    key = group_expression(store, by, periods=periods)
-    parts = [
-        f"SELECT {key} AS g, '{c}' AS col, \"{c}\"::DOUBLE AS v, count(*) AS c FROM requests "
-        f"WHERE {valid_length_filter(store, c)} GROUP BY g, v"
-        for c in have
-    ]
-    counts = store.query(" UNION ALL ".join(parts)).filter(pl.col("g").is_not_null())
+    if counts is None:
+        counts = length_value_counts(store, columns=have, by=by, periods=periods)
+    else:
+        counts = counts.filter(pl.col("col").is_in(have))
     table = grouped_count_stats(counts, ["g", "col"], qs).rename({"g": "group", "col": "column"})
     if by == "client":
         keep = table.filter(pl.col("column") == have[0]).sort(["n", "group"], descending=[True, False]).head(top)["group"]
@@ -334,7 +363,7 @@ def weighted_quantiles(values: np.ndarray, counts: np.ndarray, quantiles: Sequen
 
 
 def length_pmf(store: TraceStore, column: str, *, by: str | None = None, log_bins: int | None = None,
-               periods: Sequence[Period] = DEFAULT_PERIODS) -> pl.DataFrame:
+               periods: Sequence[Period] = DEFAULT_PERIODS, counts: pl.DataFrame | None = None) -> pl.DataFrame:
     """Empirical PMF of one length column (failures excluded), exact or on log-spaced bins.
 
     Parameters
@@ -347,6 +376,10 @@ def length_pmf(store: TraceStore, column: str, *, by: str | None = None, log_bin
         None: one row per distinct value (``value, count, probability``). An int: that many
         log-spaced bins between 1 and the largest value (``bin_lo, bin_hi, count, probability,
         density`` with density per token), for figures. Values of 0 fall in the first bin.
+    counts : polars.DataFrame, optional
+        With ``log_bins``: :func:`length_value_counts` of the same store and grouping, when already
+        read; the bins are then summed from it (the same SQL bin expression on the same values,
+        so the same table) instead of scanning the requests twice.
 
     Raises
     ------
@@ -367,23 +400,33 @@ def length_pmf(store: TraceStore, column: str, *, by: str | None = None, log_bin
         return store.query(sql)
     if not isinstance(log_bins, (int, np.integer)) or log_bins < 1:
         raise ValueError(f"log_bins must be None or a positive int; got {log_bins!r}")
-    top = store.query(f'SELECT max("{column}") AS m FROM requests WHERE {where}')["m"][0]
+    if counts is not None:
+        mine = counts.filter(pl.col("col") == column)
+        top = mine["v"].max() if mine.height else None
+    else:
+        top = store.query(f'SELECT max("{column}") AS m FROM requests WHERE {where}')["m"][0]
     top = float(top) if top is not None else 1.0
     width = max(math.log(max(top, 1.0) + 1.0), 1e-9) / log_bins
-    sql = (
-        f"WITH b AS (SELECT {key} AS g, least({log_bins - 1}, floor(ln(greatest(\"{column}\", 0) + 1) / {width!r}))::BIGINT AS k "
-        f"FROM requests WHERE {where}) "
-        f"SELECT g AS \"group\", k AS bin, exp(k * {width!r}) - 1 AS bin_lo, exp((k + 1) * {width!r}) - 1 AS bin_hi, "
-        f"count(*) AS count FROM b WHERE g IS NOT NULL GROUP BY g, k ORDER BY \"group\", k"
-    )
-    table = store.query(sql)
+    value = "v" if counts is not None else f'"{column}"'
+    bin_sql = f"least({log_bins - 1}, floor(ln(greatest({value}, 0) + 1) / {width!r}))::BIGINT"
+    select = (f"SELECT g AS \"group\", k AS bin, exp(k * {width!r}) - 1 AS bin_lo, "
+              f"exp((k + 1) * {width!r}) - 1 AS bin_hi, {{count}} AS count FROM b WHERE g IS NOT NULL "
+              "GROUP BY g, k ORDER BY \"group\", k")
+    if counts is None:
+        table = store.query(f"WITH b AS (SELECT {key} AS g, {bin_sql} AS k FROM requests WHERE {where}) "
+                            + select.format(count="count(*)"))
+    else:  # integer lengths as DOUBLE: the same values, so the same bins
+        with contextlib.closing(duckdb.connect()) as con:
+            con.register("value_counts", mine.select("g", "v", "c").to_arrow())
+            table = con.sql(f"WITH b AS (SELECT g, {bin_sql} AS k, c FROM value_counts) "
+                            + select.format(count="sum(c)::BIGINT")).pl()
     return table.with_columns(
         (pl.col("count") / pl.col("count").sum().over("group")).alias("probability"),
     ).with_columns((pl.col("probability") / (pl.col("bin_hi") - pl.col("bin_lo"))).alias("density"))
 
 
 def length_sample(store: TraceStore, column: str, *, max_n: int | None = 1_000_000, seed: int = 0,
-                  where: str | None = None) -> np.ndarray:
+                  where: str | None = None, n: int | None = None) -> np.ndarray:
     """Lengths of non-failed requests as a numpy array, at most about ``max_n`` of them.
 
     The subsample is deterministic: a request is kept when a hash of ``(request_id, seed)`` falls
@@ -400,6 +443,9 @@ def length_sample(store: TraceStore, column: str, *, max_n: int | None = 1_000_0
         Seed of the hash selection.
     where : str, optional
         Extra SQL predicate (e.g. one model).
+    n : int, optional
+        The number of non-failed values of ``column`` (without ``where``), when already known
+        (e.g. from :func:`length_value_counts`): saves a count over the requests.
 
     Raises
     ------
@@ -409,7 +455,8 @@ def length_sample(store: TraceStore, column: str, *, max_n: int | None = 1_000_0
     _require_lengths(store, (column,), f"sample of {column}")
     cond = valid_length_filter(store, column) + (f" AND ({where})" if where else "")
     with contextlib.closing(store.connect()) as con:
-        n = con.sql(f"SELECT count(*) FROM requests WHERE {cond}").fetchall()[0][0]
+        if n is None or where:
+            n = con.sql(f"SELECT count(*) FROM requests WHERE {cond}").fetchall()[0][0]
         if n == 0:
             raise NotApplicableError(f"sample of {column}", reason=f"no non-failed request has a {column} value")
         pick = ""

@@ -8,9 +8,12 @@ the whole trace's window statistics and inter-arrival fit of ServeGen Fig. 14, a
 its small tables, findings and figures. A trace without link information gives not-applicable
 findings that say why; nothing here raises for missing columns.
 
-When a budget caps ``max_requests`` (quick mode: 10^6) and the trace has more requests, the
-conversations are linked, described, fitted and upsampled on the subset of :func:`quick_subset`
-(Fig. 14's aggregate windows and gaps stay on the whole trace), as the notes say.
+When the trace has more requests than the budget's ``max_conversation_requests`` (full mode
+2*10^6, quick 10^6; or ``max_requests`` when smaller), the conversations are linked, described,
+fitted and upsampled on the subset of :func:`quick_subset` (in full mode always its leading span,
+which keeps the request rate per window; Fig. 14's aggregate windows and gaps
+stay on the whole trace in full mode, on the budget's leading span above ``max_requests``), as the
+notes say: linking and the Fig. 16 upsampling hold every request of the subset in memory.
 """
 from __future__ import annotations
 
@@ -89,8 +92,8 @@ def quick_span(store: TraceStore, *, max_requests: int | None = None) -> tuple[f
     return float(t0), float(t0) + float(length)
 
 
-def quick_subset(store: TraceStore, *, seed: int = 0,
-                 max_requests: int | None = None) -> tuple[str, dict, str] | None:
+def quick_subset(store: TraceStore, *, seed: int = 0, max_requests: int | None = None,
+                 span_only: bool = False) -> tuple[str, dict, str] | None:
     """What quick mode keeps of a big trace: ``(SQL condition, parameters, description)`` or None.
 
     None when the trace has at most ``max_requests`` requests or no link information. With
@@ -99,6 +102,8 @@ def quick_subset(store: TraceStore, *, seed: int = 0,
     (:func:`servelab.reports.sampling.hash_sample_condition`), so every kept conversation keeps
     all its turns and turn counts, ITTs and the multi-turn share are unbiased. Otherwise the
     contiguous span of :func:`quick_span`. ``max_requests`` defaults to :meth:`Budget.quick`'s.
+    ``span_only`` takes the span whatever the links: it keeps the trace's request rate, which the
+    Fig. 16 window CVs depend on (a hash sample of conversations thins every window).
     """
     from servelab.analysis.conversations import available_link_rules
     from servelab.reports.sampling import hash_bucket_sql, hash_cut
@@ -110,7 +115,7 @@ def quick_subset(store: TraceStore, *, seed: int = 0,
     rules = available_link_rules(store)
     if not rules:
         return None
-    if rules[0] == "conversation_id":
+    if rules[0] == "conversation_id" and not span_only:
         fraction = max_requests / n
         # a conversation by its id, a request without one by its request id (no string building)
         bucket = (f"CASE WHEN conversation_id IS NULL THEN {hash_bucket_sql('request_id', seed)} "
@@ -122,8 +127,10 @@ def quick_subset(store: TraceStore, *, seed: int = 0,
     if span is None:
         return None
     a, b = span
-    what = (f"the trace's first {_duration(b - a)} ({a:.0f}-{b:.0f} s), a contiguous span (conversations linked by "
-            f"{rules[0]} cannot be sampled before linking); conversations cut at its edges count as censored")
+    why = ("it keeps the trace's request rate, on which the Fig. 16 window CVs depend" if span_only else
+           f"conversations linked by {rules[0]} cannot be sampled before linking")
+    what = (f"the trace's first {_duration(b - a)} ({a:.0f}-{b:.0f} s), a contiguous span ({why}); conversations cut "
+            "at its edges count as censored")
     return "timestamp >= $a AND timestamp < $b", {"a": a, "b": b}, what
 
 
@@ -153,7 +160,8 @@ class ConversationsArea:
         source : TraceStore
         budget : Budget
             Inter-turn times and Fig. 14's gaps fitted on at most ``max_itt_fit_n`` values; above
-            ``max_requests`` requests the subset of :func:`quick_subset`.
+            ``max_conversation_requests`` (or ``max_requests`` when smaller) requests the subset of
+            :func:`quick_subset`.
         seed : int
             Seed of the fit subsamples and of the subset.
         rule : {"auto", "conversation_id", "parent_id", "prefix_blocks"}
@@ -171,8 +179,11 @@ class ConversationsArea:
         """
         options = {"rule": rule, "window_s": window_s, "deltas_s": tuple(deltas_s), "aggregate": aggregate,
                    "linking": linking}
-        chosen = (quick_subset(source, seed=seed, max_requests=budget.max_requests)
-                  if budget.max_requests is not None else None)
+        cap = min(budget.max_conversation_requests, budget.max_requests or budget.max_conversation_requests)
+        # full mode (no max_requests): a leading span, which keeps the request rate per window that
+        # the Fig. 16 CVs and F10's sign tests depend on (a 20% hash sample of a 10 M-row trace's
+        # conversations turned F10 from "does not hold" into "holds"; a span kept the verdict)
+        chosen = quick_subset(source, seed=seed, max_requests=cap, span_only=budget.max_requests is None)
         if chosen is None:
             return _measure(source, source, budget=budget, seed=seed, sample_note=None, **options)
         from servelab.reports.sampling import temporary_subset
@@ -181,10 +192,10 @@ class ConversationsArea:
         with temporary_subset(source, condition, parameters=params,
                               description=f"{budget.label} conversations: " + what) as sub:
             note = (f"{budget.label} mode: conversations are linked and described on {sub.n_requests:,} of "
-                    f"{source.n_requests:,} requests: {what}. Counts below are the sample's. The Fig. 16 upsampling "
+                    f"{source.n_requests:,} requests (bound {cap:,}): {what}. Counts below are the sample's. The Fig. 16 upsampling "
                     "experiment runs on the sample too: fewer arrivals per window pull its window CVs (original, "
                     "naive, ITT) towards 1 compared with the full trace. Fig. 14 (aggregate rate, CV and gaps) uses "
-                    "the whole trace.")
+                    "the whole trace" + (" or the budget's leading span (below)." if budget.max_requests else "."))
             return _measure(sub, source, budget=budget, seed=seed, sample_note=note, **options)
 
     def findings(self, evidence: ConversationEvidence) -> tuple[Finding, ...]:
@@ -237,7 +248,7 @@ class ConversationsArea:
         s = evidence.summary
         if s is None:
             return {}
-        suffix = " (quick-mode sample)" if evidence.sample_note else ""
+        suffix = f" ({evidence.budget.label}-mode sample)" if evidence.sample_note else ""
         return {"link rule": s.rule, "requests in multi-turn conversations" + suffix: s.n_linked,
                 "multi-turn conversations" + suffix: s.n_multi_turn,
                 "share of requests in multi-turn conversations" + suffix: s.linked_share}

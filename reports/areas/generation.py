@@ -67,35 +67,58 @@ def choose_periods(store: TraceStore, *, period_s: float = 3 * 3600.0, window_s:
 
 
 def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=None, window_s: float = 3.0,
-                        seed: int = 0, engine: str = "duckdb", spark_master: str | None = None) -> dict:
+                        seed: int = 0, engine: str = "duckdb", spark_master: str | None = None,
+                        max_requests: int | None = None) -> dict:
     """Fit (unless ``pool`` is given), generate servelab and naive workloads of ``span``, compare.
 
     The pool is fitted from the requests inside ``span`` only; its aggregation SQL runs on
     ``engine`` (``"duckdb"`` or ``"spark"`` with ``spark_master``), the fits here.
 
+    Parameters
+    ----------
+    max_requests : int, optional
+        When the pool is fitted here and ``span`` holds more requests, the pool, the reference
+        and so both generated workloads cover a seeded hash sample of whole clients
+        (:func:`servelab.reports.sampling.hash_sample_condition` on ``client_id``, seed ``seed``)
+        holding about that many: the work is bounded, and the comparison stays between the same
+        clients' real and generated requests.
+
     Returns
     -------
     dict
         ``table`` (the compare table: reference, servelab, naive), ``windows`` (name -> window
-        table), ``pool_fitted`` (bool).
+        table), ``pool_fitted`` (bool), ``bounded_sample`` (``requests``, ``requests_total``,
+        ``clients``, ``clients_total``, ``bound`` when the client sample was drawn, else empty).
     """
     from servelab.generator.generate import generate
     from servelab.generator.naive import naive_generate
 
     a, b = span
     fitted = pool is None
+    where, bounded = "timestamp >= $a AND timestamp < $b", {}
+    if fitted and max_requests is not None:
+        n, k = store.query("SELECT count(*) AS n, count(DISTINCT client_id) AS k FROM requests WHERE " + where,
+                           {"a": a, "b": b}).row(0)
+        if n > max_requests:
+            from servelab.reports.sampling import hash_sample_condition
+
+            where += " AND " + hash_sample_condition("client_id", max_requests / n, seed)
+            n_sub, k_sub = store.query("SELECT count(*) AS n, count(DISTINCT client_id) AS k FROM requests WHERE "
+                                       + where, {"a": a, "b": b}).row(0)
+            bounded = {"requests": int(n_sub), "requests_total": int(n), "clients": int(k_sub),
+                       "clients_total": int(k), "bound": int(max_requests)}
     if fitted:
         from servelab.fitting.pool_fit import fit_pool
         from servelab.reports.sampling import temporary_subset
 
         # the pool is fitted from the period's own requests (fit_pool's ``span`` only sets the
         # windows it covers; it does not filter), so nothing outside the period leaks into it
-        with temporary_subset(store, "timestamp >= $a AND timestamp < $b", parameters={"a": a, "b": b},
+        with temporary_subset(store, where, parameters={"a": a, "b": b},
                               description=f"period {a:.0f}-{b:.0f} s") as period:
             pool = fit_pool(period, span=(a, b), engine=engine, spark_master=spark_master)
     ref = store.query(
         "SELECT timestamp - $a AS timestamp, input_tokens, output_tokens FROM requests "
-        "WHERE timestamp >= $a AND timestamp < $b ORDER BY timestamp", {"a": a, "b": b})
+        f"WHERE {where} ORDER BY timestamp", {"a": a, "b": b})
     lo, hi = pool.span
     a2, b2 = max(a, lo), min(b, hi)
     ours = generate(pool, "pool", b2 - a2, start=a2, seed=seed, conversations=True)
@@ -103,7 +126,7 @@ def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=No
     workloads = {"reference": ref, "servelab": ours, "naive": naive}
     table = compare(ref, [ours, naive], names=["servelab", "naive"], window_s=window_s, seed=seed)
     windows = {name: window_stats(w, window_s=window_s) for name, w in workloads.items()}
-    return {"table": table, "windows": windows, "pool_fitted": fitted}
+    return {"table": table, "windows": windows, "pool_fitted": fitted, "bounded_sample": bounded}
 
 
 def _metric(table: pl.DataFrame, metric: str, column: str) -> float:
@@ -132,6 +155,10 @@ class GenerationEvidence:
         Why a period could not be fitted and regenerated (empty when both were).
     notes : tuple of str
     budget : Budget
+    bounded_sample : Mapping[str, Mapping[str, int]]
+        Period -> the client sample its experiment ran on when the period held more requests than
+        ``budget.max_generation_requests`` (``requests``, ``requests_total``, ``clients``,
+        ``clients_total``, ``bound``); empty when every period was measured whole.
     """
 
     periods: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -143,9 +170,10 @@ class GenerationEvidence:
     failed: str = ""
     notes: tuple[str, ...] = ()
     budget: Budget = field(default_factory=Budget.full)
+    bounded_sample: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("periods", "tables", "windows", "distances", "measured"):
+        for name in ("periods", "tables", "windows", "distances", "measured", "bounded_sample"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         object.__setattr__(self, "notes", tuple(self.notes))
 
@@ -172,7 +200,7 @@ class GenerationArea:
             return GenerationEvidence(not_applicable=reason, notes=(reason,), budget=budget)
         period_s = float(budget.generation_period_s)
         periods = choose_periods(store, period_s=period_s)
-        tables, panels, dist, measured = {}, {}, {}, {}
+        tables, panels, dist, measured, bounded = {}, {}, {}, {}, {}
         notes = [f"periods of {period_s / 3600:g} h: "
                  + ", ".join(f"{k} {a:.0f}-{b:.0f} s" for k, (a, b) in periods.items())
                  + "; each period's client pool is fitted from that period's requests only"]
@@ -187,10 +215,19 @@ class GenerationArea:
             notes.append(engine_note(engine, spark_master).replace("SQL aggregates", "the pool fits' aggregation SQL"))
         for name, span in periods.items():
             try:
-                res = fidelity_experiment(store, span, seed=seed, engine=engine, spark_master=spark_master)
+                res = fidelity_experiment(store, span, seed=seed, engine=engine, spark_master=spark_master,
+                                          max_requests=budget.max_generation_requests)
             except (ImportError, ValueError) as err:  # fit-pool missing or the period too thin to fit
                 reason = f"the {name} period could not be fitted and regenerated: {err}"
                 return GenerationEvidence(periods=periods, failed=reason, notes=(*notes, reason), budget=budget)
+            b = res["bounded_sample"]
+            if b:
+                bounded[name] = b
+                notes.append(f"{name} period: {b['requests_total']:,} requests, above the bound of "
+                             f"{b['bound']:,} ({budget.label} budget, max_generation_requests): its pool, the real "
+                             f"requests compared and both generated workloads cover a seeded hash sample of whole "
+                             f"clients (seed {seed}), {b['clients']:,} of {b['clients_total']:,} clients, "
+                             f"{b['requests']:,} requests")
             t = res["table"]
             tables[f"fidelity_{name}"] = t
             panels[name] = dict(res["windows"])
@@ -202,7 +239,7 @@ class GenerationArea:
             for who in ("reference", "servelab", "naive"):
                 measured[f"{name}_rate_input_corr_{who}"] = _metric(t, "rate_input_corr", who)
         return GenerationEvidence(periods=periods, tables=tables, windows=panels, distances=dist, measured=measured,
-                                  notes=tuple(notes), budget=budget)
+                                  notes=tuple(notes), budget=budget, bounded_sample=bounded)
 
     def findings(self, evidence: GenerationEvidence) -> tuple[Finding, ...]:
         """ServeGen F12 (generation accuracy): holds when servelab is closer than the naive

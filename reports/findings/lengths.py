@@ -175,7 +175,17 @@ def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, 
     if int(counts["n_failed"][0]):
         notes.append(f"{int(counts['n_failed'][0])} failed requests (output 0 or failed flag) excluded from length "
                      "statistics and fits")
-    q = attempt("quantiles", lambda: L.length_quantiles(store))
+    try:  # one scan for the quantiles, both PMFs and the fit samples' sizes (sufficient statistics)
+        value_counts = L.length_value_counts(store)
+    except NotApplicableError:
+        value_counts = None
+
+    def n_values(column: str) -> int | None:
+        if value_counts is None:
+            return None
+        return int(value_counts.filter(pl.col("col") == column)["c"].sum())
+
+    q = attempt("quantiles", lambda: L.length_quantiles(store, counts=value_counts))
     if q is not None:
         tables["quantiles"] = q
     if by is not None:
@@ -188,10 +198,10 @@ def measure_lengths(store: TraceStore, *, by: str | None = None, seed: int = 0, 
         if not store.has(col):
             skipped[f"{key} distribution"] = f"the trace has no {col!r} column"
             continue
-        pmf = attempt(f"{key} PMF", lambda c=col: L.length_pmf(store, c, log_bins=40))
+        pmf = attempt(f"{key} PMF", lambda c=col: L.length_pmf(store, c, log_bins=40, counts=value_counts))
         if pmf is not None:
             tables[f"{key}_pmf"] = pmf
-        x = attempt(f"{key} sample", lambda c=col: L.length_sample(store, c, max_n=fit_n, seed=seed))
+        x = attempt(f"{key} sample", lambda c=col: L.length_sample(store, c, max_n=fit_n, seed=seed, n=n_values(c)))
         if x is None:
             continue
         x = x[x > 0]  # zero-token prompts cannot be fitted by positive families; counted below

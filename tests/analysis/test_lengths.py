@@ -78,6 +78,18 @@ def test_pmf_exact_and_log_binned(store):
     assert binned["count"].sum() == v.size and binned["probability"].sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="log_bins must be None or a positive int; got 0"):
         L.length_pmf(store, "output_tokens", log_bins=0)
+    # from the value counts read once (one scan for the quantiles, both PMFs and the sample sizes):
+    # the same tables as from the requests
+    counts = L.length_value_counts(store)
+    assert set(counts["col"]) == {"input_tokens", "output_tokens"}
+    assert int(counts.filter(pl.col("col") == "output_tokens")["c"].sum()) == v.size
+    for column in ("input_tokens", "output_tokens"):
+        for bins in (1, 30):
+            assert L.length_pmf(store, column, log_bins=bins, counts=counts).equals(
+                L.length_pmf(store, column, log_bins=bins))
+    assert L.length_quantiles(store, counts=counts).equals(L.length_quantiles(store))
+    assert np.array_equal(L.length_sample(store, "input_tokens", max_n=2_000, seed=4, n=v.size),
+                          L.length_sample(store, "input_tokens", max_n=2_000, seed=4))
 
 
 def test_io_bins_match_numpy(store):

@@ -140,6 +140,15 @@ def test_quick_conversations_on_a_small_trace_uses_everything(tmp_path, rng):
     section = build_section(CONVERSATIONS, store, budget=Budget.quick(), seed=0)
     assert not any(n.startswith("quick mode: conversations are linked") for n in section.notes)
     assert "requests in multi-turn conversations" in section.headline
+    # the full budget bounds the conversations too (max_conversation_requests), and says so
+    small = Budget.full().replace(max_conversation_requests=1_000)
+    ev = CONVERSATIONS.measure(store, budget=small, seed=0)
+    note = CONVERSATIONS.notes(ev)[0]
+    assert note.startswith("full mode: conversations are linked and described on ") and "of 3,000 requests (bound 1,000)" in note
+    assert "a contiguous span (it keeps the trace's request rate" in note  # full mode: a span, not a thinned rate
+    n_sub = int(note.split("described on ")[1].split(" of ")[0].replace(",", ""))
+    assert n_sub == ev.summary.n_requests and 0 < n_sub < 3_000
+    assert "requests in multi-turn conversations (full-mode sample)" in CONVERSATIONS.headline(ev)
 
 
 def test_quick_span_is_a_whole_day_on_a_multi_day_trace(tmp_path, rng):
@@ -159,12 +168,27 @@ def test_generation_quick_note_says_what_is_shorter(tmp_path):
     rng = np.random.default_rng(5)
     n = 6_000
     frame = pl.DataFrame({"timestamp": np.sort(rng.uniform(0, 3 * 3600, n)),
-                          "client_id": rng.choice(["a", "b", "c"], n),
+                          "client_id": rng.choice([f"c{i}" for i in range(40)], n),
                           "input_tokens": rng.integers(10, 500, n), "output_tokens": rng.integers(5, 50, n)})
     store = write_store(frame, tmp_path / "g")
     section = build_section(GENERATION, store, budget=Budget.quick(), seed=0)
     assert any(n.startswith("quick mode: 30-minute stable and variable periods") for n in section.notes)
     assert "fitted from that period's requests only" in section.notes[0]
+    assert not any("max_generation_requests" in n for n in section.notes)  # ~1,000 requests a period: whole
+    # above max_generation_requests a period runs on a seeded sample of whole clients, said in the notes
+    ev = GENERATION.measure(store, budget=Budget.quick().replace(max_generation_requests=500), seed=0)
+    assert set(ev.bounded_sample) == {"stable", "variable"} and not ev.failed
+    for name, b in ev.bounded_sample.items():
+        a, e = ev.periods[name]
+        inside = frame.filter((pl.col("timestamp") >= a) & (pl.col("timestamp") < e))
+        assert (b["requests_total"], b["clients_total"]) == (inside.height, inside["client_id"].n_unique())
+        assert 0 < b["clients"] < b["clients_total"] and b["bound"] == 500
+        # about half of ~40 clients of ~25 requests each: sd of the kept requests ~ 25 sqrt(40 / 4) ~ 80
+        assert abs(b["requests"] - 500) < 4 * 80
+        compared = ev.tables[f"fidelity_{name}"].filter(pl.col("metric") == "n_requests")["reference"][0]
+        assert compared == b["requests"]  # the real side of the comparison is the sample too
+        assert any(n.startswith(f"{name} period: {b['requests_total']:,} requests, above the bound of 500")
+                   for n in ev.notes)
 
 
 def test_duckdb_settings_reach_store_connections(tmp_path, rng):
