@@ -138,7 +138,8 @@ def _spy_fast_path(monkeypatch):
 
 
 def test_fast_path_duplicates_across_batches_equal_general_path(tmp_path, rng, monkeypatch):
-    path = _csv(tmp_path / "d.csv", rng, 2_000)
+    # 600 rows in 13-row batches: 47 batch boundaries, about 5 rows per timestamp (was 2,000 rows)
+    path = _csv(tmp_path / "d.csv", rng, 600)
     monkeypatch.setattr(numbering, "DEFAULT_BATCH_ROWS", 13)
     used = _spy_fast_path(monkeypatch)
     fast = ingest(path, output=tmp_path / "fast")
