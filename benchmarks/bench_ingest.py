@@ -17,6 +17,9 @@ Runs alternate in ``--repeat`` pairs (baseline, servelab, baseline, servelab, ..
 changes on the shared machine hit both; the medians of the pairs' ratios, of wall time and of CPU
 time (every thread of the child; the one that depends least on other processes), are the numbers
 to read (issue 16 target: <= 1.3x), and the peak RSS of the servelab run (target: < 2 GB).
+``--explain`` prints, before the timed runs, DuckDB's ``EXPLAIN ANALYZE`` of the fast path's SQL (the
+typed, checked rows of the first source, written by a DuckDB ``COPY`` instead of the stream) and of
+the plain ``COPY``, both on one thread so that each operator's time is its CPU time.
 ``--hash`` hashes every stored row after each servelab run (outside the timing) to show that a
 change stored the same rows (compare with ``--baseline-python``). The runs hold
 ``/tmp/servelab-bench.lock``. Prints the load average next to the numbers, and the
@@ -26,7 +29,7 @@ servelab before it, run this script with that version first on ``PYTHONPATH``).
 Usage::
 
     python benchmarks/bench_ingest.py [--rows 10000000] [--repeat 5] [--hash] [--csv PATH] [--keep] [--path general]
-        [--schema burstgpt|azure|mooncake|parquet] [--files N] [--whole-seconds] [--baseline-python PY]
+        [--schema burstgpt|azure|mooncake|parquet] [--files N] [--whole-seconds] [--baseline-python PY] [--explain]
 """
 from __future__ import annotations
 
@@ -74,10 +77,25 @@ if kind == "duckdb":
     extra = {}
 else:
     from servelab.analysis import ingest
+    from servelab.analysis.ingest import fast_path
     if path == "general":
-        from servelab.analysis.ingest import fast_path
         fast_path.applies = lambda *args: False
     t0, c0 = time.perf_counter(), time.process_time()
+    if path == "explain":  # EXPLAIN ANALYZE the fast path's query on one thread, then stop (nothing timed)
+        from servelab.analysis.ingest import numbering
+
+        def explain(con, queries, out_path, **kwargs):
+            con.execute("SET threads = 1")
+            for name, sql in (("servelab fast path (first source)", queries[0]),
+                              ("plain read_" + {"mooncake": "json", "parquet": "parquet"}.get(fmt, "csv"),
+                               "SELECT * FROM " + {"mooncake": "read_json", "parquet": "read_parquet"}.get(fmt, "read_csv")
+                               + "('" + csvs[0].replace("'", "''") + "')")):
+                plan = con.execute("EXPLAIN ANALYZE COPY (" + sql + ") TO '" + out.replace("'", "''")
+                                   + ".parquet' (FORMAT parquet)").fetchall()[0][1]
+                print("=== EXPLAIN ANALYZE, one thread:", name, "\n" + plan, flush=True)
+            raise SystemExit(0)
+
+        fast_path.write_numbered = explain
     if fmt == "parquet":  # a platform's Parquet log, read through a generic column map
         cmap = {"time": {"column": "Timestamp", "unit": "s"},
                 "columns": {"model": "Model", "input_tokens": "Request tokens", "output_tokens": "Response tokens",
@@ -161,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", choices=("auto", "general"), default="auto",
                         help="'general': force the two-pass path (what files with SQL-rejected rows, "
                              "conversation links or unsorted wall-clock times take) instead of the fast path")
+    parser.add_argument("--explain", action="store_true",
+                        help="print EXPLAIN ANALYZE (one thread) of the fast path's SQL and of the plain COPY first")
     parser.add_argument("--baseline-python", type=Path,
                         help="also run servelab's ingest under this interpreter (e.g. another checkout's "
                         ".venv/bin/python), alternating in the same run; its ratio is printed beside ours")
@@ -194,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
                             f"TO '{part}' (HEADER, DELIMITER ',')")
             con.close()
         print(f"split into {args.files} files: {', '.join(c.name for c in csvs)}")
+    if args.explain:
+        proc = subprocess.run([sys.executable, "-c", _CHILD, "servelab", json.dumps([str(c) for c in csvs]),
+                               str(work / "explain"), "explain", args.schema, "0"], capture_output=True, text=True)
+        print(proc.stdout + proc.stderr[-2000:], flush=True)
     kinds = ("duckdb", "servelab", *(("baseline",) if args.baseline_python else ()))
     results: dict[str, list[dict]] = {kind: [] for kind in kinds}
     with open(LOCK, "a") as lock:  # one large benchmark at a time on the machine

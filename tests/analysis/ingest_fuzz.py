@@ -334,13 +334,14 @@ def _valid_rows(draw, adapter: str):
 
 
 @st.composite
-def case_strategy(draw, adapter: str) -> Case:
-    """A random :class:`Case` of ``adapter``: 1-12 valid rows and 5-12 faults at random places."""
+def case_strategy(draw, adapter: str, *, min_faults: int = 5, max_faults: int = 12) -> Case:
+    """A random :class:`Case` of ``adapter``: 1-12 valid rows and ``min_faults``-``max_faults``
+    faults (default 5-12) at random places."""
     spec = ADAPTER_CASES[adapter]
     rows = draw(_valid_rows(adapter))
     names = sorted(spec.faults) + sorted(_ENDINGS)
     faults = draw(st.lists(st.tuples(st.sampled_from(names), st.integers(min_value=0, max_value=len(rows))),
-                           min_size=5, max_size=12))
+                           min_size=min_faults, max_size=max_faults))
     lines = [spec.line(r) for r in rows]
     endings = [b"\n"] * len(rows)
     rejected: Counter = Counter()
