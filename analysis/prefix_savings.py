@@ -144,12 +144,24 @@ def bootstrap_ratio(num: np.ndarray, den: np.ndarray, *, n_boot: int, seed: int,
 
 
 def saving_estimate(num: np.ndarray, den: np.ndarray, *, what: str, clusters: str, n_boot: int, seed: int,
-                    level: float = 0.95) -> SavingEstimate:
-    """:class:`SavingEstimate` of ``sum(num) / sum(den)`` from per-cluster sums."""
+                    level: float = 0.95, bounds: tuple[float, float] | None = None) -> SavingEstimate:
+    """:class:`SavingEstimate` of ``sum(num) / sum(den)`` from per-cluster sums.
+
+    ``bounds``: the ratio's parameter space (a share: ``(0, 1)``). The value and the interval's
+    ends are clipped to it: an interval intersected with the set the true value lies in covers
+    it whenever the interval did, so clipping keeps the coverage (it matters only for estimated
+    numerators, e.g. a sample scaled by ``1 / rate``, whose resamples may leave the space).
+    """
     num = np.asarray(num, dtype=float)
     den = np.asarray(den, dtype=float)
     total = den.sum()
     low, high = bootstrap_ratio(num, den, n_boot=n_boot, seed=seed, level=level)
-    return SavingEstimate(what=what, value=float(num.sum() / total) if total else math.nan, low=low, high=high,
+    value = float(num.sum() / total) if total else math.nan
+    if bounds is not None:
+        lo_b, hi_b = bounds
+        if not lo_b < hi_b:
+            raise ValueError(f"bounds must be (low, high) with low < high; got {bounds!r}")
+        value, low, high = (float(np.clip(x, lo_b, hi_b)) if not math.isnan(x) else x for x in (value, low, high))
+    return SavingEstimate(what=what, value=value, low=low, high=high,
                           level=float(level), n_boot=int(n_boot), seed=int(seed), clusters=clusters,
                           n_clusters=int(num.size))
