@@ -66,7 +66,7 @@ from servelab.analysis.prefix_reuse import (
     hit_rate_table,
     lru_hit_curve,
 )
-from servelab.analysis.prefix_savings import request_clusters, saving_estimate
+from servelab.analysis.prefix_savings import request_clusters, saving_estimates
 from servelab.analysis.prefix_sources import sharing_from_sums
 
 __all__ = ["N_PARTITIONS", "N_SEGMENTS", "SAMPLED_CURVE_TOLERANCE", "analyse_prefixes_sampled", "first_and_unique",
@@ -500,11 +500,13 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
     served = hit_t.astype(float) - missed / rate
     tok_c, inf_c, cap_c = (np.bincount(cluster, weights=x.astype(float), minlength=k) for x in (tok, hit_t, served))
     boot = {"clusters": kind, "n_boot": n_boot, "seed": seed, "level": level}
-    infinite = saving_estimate(inf_c, tok_c, what="prompt tokens an infinite prefix cache serves", **boot)
-    at_ref = saving_estimate(cap_c, tok_c, what=f"prompt tokens an LRU cache of {cap:,} blocks serves (sampled)",
-                             bounds=(0.0, 1.0), **boot)
-    kept_share = saving_estimate(cap_c, inf_c, what=f"share of the infinite cache's saving an LRU cache of {cap:,} "
-                                 "blocks keeps (sampled)", bounds=(0.0, 1.0), **boot)
+    # the three intervals on the same resamples (one draw of the cluster counts)
+    infinite, at_ref, kept_share = saving_estimates([
+        {"num": inf_c, "den": tok_c, "what": "prompt tokens an infinite prefix cache serves"},
+        {"num": cap_c, "den": tok_c, "what": f"prompt tokens an LRU cache of {cap:,} blocks serves (sampled)",
+         "bounds": (0.0, 1.0)},
+        {"num": cap_c, "den": inf_c, "what": f"share of the infinite cache's saving an LRU cache of {cap:,} blocks "
+                                            "keeps (sampled)", "bounds": (0.0, 1.0)}], **boot)
     notes = [f"sampled analysis: exact infinite-cache counts ({n_parts} hash-partitioned spills); LRU curve, "
              f"reuse distances and the reference capacity's saving from a SHARDS sample of {sd.size:,} block accesses "
              f"(rate {rate:.4g}), curve scaled to the exact infinite-cache rate; capacities up to {seg_cap:,} blocks "
