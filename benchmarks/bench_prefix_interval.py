@@ -15,6 +15,15 @@ templates, growing conversations):
   the same clients' process would give, which the client bootstrap is meant to describe);
 - the intervals' widths.
 
+Measured (``--seeds 1-40 --reference 3000``: 100,000 requests, ~2.0 M blocks, SHARDS rate
+~0.005, kept share ~0.53, population truth 0.5264): the sampled kept share's intervals all lie
+in [0, 1], mean width 0.092, cover the same-trace truth in 37/40 seeds and the population truth
+in 36/40 (nominal 95 %; the exact analysis' own intervals cover the population truth in 37/40).
+Before (each request's sampled served tokens scaled by 1 / rate instead of its exact infinite
+hit less its sampled misses / rate): 3/40 intervals above 1 (largest end 1.114), mean width
+0.271, coverage 38/40 and 40/40; the same point values (sampled minus exact: mean 0.0015, sd
+0.026, both versions).
+
 The reference capacity is fixed over the seeds (``--reference``, blocks), so the truth is one
 number. Usage: ``python benchmarks/bench_prefix_interval.py [--seeds 1-40] [--requests 100000]
 [--sample-blocks 20000]``; prints one line per seed and the coverage, writes
