@@ -15,15 +15,20 @@ _P = np.uint64(0x9E3779B97F4A7C15)  # odd, hence invertible mod 2^64
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: spreads small consecutive block ids over 64 bits."""
+def _mix64(x: np.ndarray, buf: np.ndarray | None = None) -> np.ndarray:
+    """splitmix64 finaliser: spreads small consecutive block ids over 64 bits.
+
+    ``buf`` (uint64, the size of ``x``): scratch space for the shifts, so that the only new
+    array is the result (fewer page faults on large inputs); its content is overwritten."""
     with np.errstate(over="ignore"):
         z = x + np.uint64(0x9E3779B97F4A7C15)  # one new array, then in place
-        z ^= z >> np.uint64(30)
-        z *= np.uint64(0xBF58476D1CE4E5B9)
-        z ^= z >> np.uint64(27)
-        z *= np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
+        if buf is None:
+            buf = np.empty_like(z)
+        for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None)):
+            np.right_shift(z, np.uint64(shift), out=buf)
+            z ^= buf
+            if mult is not None:
+                z *= np.uint64(mult)
         return z
 
 

@@ -34,7 +34,7 @@ from servelab.analysis.prefix_reuse import (
     read_blocks,
     reuse_from_blocks,
 )
-from servelab.analysis.prefix_savings import SavingEstimate, request_clusters, saving_estimate
+from servelab.analysis.prefix_savings import SavingEstimate, request_clusters, saving_estimates
 from servelab.analysis.prefix_sources import (
     RequestSharing,
     ReuseSources,
@@ -165,10 +165,12 @@ def analyse_blocks(blocks: TraceBlocks, *, conversations: np.ndarray | None = No
     k = int(cluster.max()) + 1 if cluster.size else 0
     tok_c, inf_c, cap_c = (np.bincount(cluster, weights=x, minlength=k) for x in (tok_req, inf_req, cap_req))
     boot = {"clusters": kind, "n_boot": n_boot, "seed": seed, "level": level}
-    infinite = saving_estimate(inf_c, tok_c, what="prompt tokens an infinite prefix cache serves", **boot)
-    at_ref = saving_estimate(cap_c, tok_c, what=f"prompt tokens an LRU cache of {cap:,} blocks serves", **boot)
-    kept = saving_estimate(cap_c, inf_c, what=f"share of the infinite cache's saving an LRU cache of {cap:,} blocks "
-                           "keeps", **boot)
+    # the three intervals on the same resamples (one draw of the cluster counts)
+    infinite, at_ref, kept = saving_estimates([
+        {"num": inf_c, "den": tok_c, "what": "prompt tokens an infinite prefix cache serves"},
+        {"num": cap_c, "den": tok_c, "what": f"prompt tokens an LRU cache of {cap:,} blocks serves"},
+        {"num": cap_c, "den": inf_c, "what": f"share of the infinite cache's saving an LRU cache of {cap:,} blocks "
+                                            "keeps"}], **boot)
     if math.isnan(infinite.low):
         notes.append(f"no bootstrap interval: {k} {kind}(s), fewer than needed")
     return PrefixAnalysis(reuse=reuse, sources=src, sharing=sharing, n_distinct_blocks=n_distinct,

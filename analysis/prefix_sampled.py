@@ -26,7 +26,9 @@ LRU curve, sampled
     difference from the exact hit count is put at the smallest distance (SHARDS-adj, their
     section 4.3): a system prompt's few keys carry a large share of all accesses and are either
     in the sample or not, and they are hits at any capacity. The reference capacity's saving and
-    kept share come from the sampled per-request served tokens, scaled to the same estimate.
+    kept share take the same estimate per request: its exact infinite-cache hit tokens less its
+    sampled warm tokens the cache misses, scaled by 1 / rate (at most its infinite hit, so every
+    bootstrap kept share is at most 1).
     SHARDS resolves distances to about ``1 / rate`` blocks, too coarse for small caches: there
     the curve comes from a *request sample* instead, :data:`N_SEGMENTS` segments of consecutive
     requests (one per stretch of the trace, seeded offsets; together the other half of
@@ -64,7 +66,7 @@ from servelab.analysis.prefix_reuse import (
     hit_rate_table,
     lru_hit_curve,
 )
-from servelab.analysis.prefix_savings import request_clusters, saving_estimate
+from servelab.analysis.prefix_savings import request_clusters, saving_estimates
 from servelab.analysis.prefix_sources import sharing_from_sums
 
 __all__ = ["N_PARTITIONS", "N_SEGMENTS", "SAMPLED_CURVE_TOLERANCE", "analyse_prefixes_sampled", "first_and_unique",
@@ -486,26 +488,32 @@ def analyse_prefixes_sampled(store, *, block_size: int = DEFAULT_BLOCK_SIZE, win
     cap = reference if reference is not None else reference_capacity(n_distinct)
     cluster, kind = request_clusters(n_req, client_codes=codes)
     k = int(cluster.max()) + 1 if cluster.size else 0
-    # per request, the sample's served tokens, scaled so that their sum is the SHARDS-adj estimate
-    # of the tokens served at the reference capacity (as the curve's)
-    served = np.bincount(sr, weights=np.where(dist < cap, s_tok, 0.0), minlength=n_req)
-    if served.sum() > 0:
-        total = float(served.sum()) / rate + float(hit_t.sum()) - float(s_tok[s_warm].sum()) / rate
-        served *= min(max(total, 0.0), float(hit_t.sum())) / float(served.sum())
+    # per request, SHARDS-adj at the reference capacity: its exact infinite-cache hit tokens less
+    # the sample's warm tokens the cache of `cap` blocks misses, scaled by 1 / rate. The sum is the
+    # curve's estimate (sampled hits / rate + exact hits - sampled warm / rate), and no request (so
+    # no cluster, no resample) keeps more than its infinite hit: every bootstrap kept share is at
+    # most 1 and the LRU saving at most the infinite one. (Spreading the sampled served tokens
+    # instead, scaled by 1 / rate, put up to 1 / rate blocks' tokens in one client: a client could
+    # "keep" twice its infinite saving, and resamples of the few large clients carried the kept
+    # share's interval to 0.59-2.19 on the 10 M benchmark trace.)
+    missed = np.bincount(sr, weights=np.where(s_warm & (dist >= cap), s_tok, 0.0), minlength=n_req)
+    served = hit_t.astype(float) - missed / rate
     tok_c, inf_c, cap_c = (np.bincount(cluster, weights=x.astype(float), minlength=k) for x in (tok, hit_t, served))
     boot = {"clusters": kind, "n_boot": n_boot, "seed": seed, "level": level}
-    infinite = saving_estimate(inf_c, tok_c, what="prompt tokens an infinite prefix cache serves", **boot)
-    at_ref = saving_estimate(cap_c, tok_c, what=f"prompt tokens an LRU cache of {cap:,} blocks serves (sampled)",
-                             **boot)
-    kept_share = saving_estimate(cap_c, inf_c, what=f"share of the infinite cache's saving an LRU cache of {cap:,} "
-                                 "blocks keeps (sampled)", **boot)
+    # the three intervals on the same resamples (one draw of the cluster counts)
+    infinite, at_ref, kept_share = saving_estimates([
+        {"num": inf_c, "den": tok_c, "what": "prompt tokens an infinite prefix cache serves"},
+        {"num": cap_c, "den": tok_c, "what": f"prompt tokens an LRU cache of {cap:,} blocks serves (sampled)",
+         "bounds": (0.0, 1.0)},
+        {"num": cap_c, "den": inf_c, "what": f"share of the infinite cache's saving an LRU cache of {cap:,} blocks "
+                                            "keeps (sampled)", "bounds": (0.0, 1.0)}], **boot)
     notes = [f"sampled analysis: exact infinite-cache counts ({n_parts} hash-partitioned spills); LRU curve, "
              f"reuse distances and the reference capacity's saving from a SHARDS sample of {sd.size:,} block accesses "
              f"(rate {rate:.4g}), curve scaled to the exact infinite-cache rate; capacities up to {seg_cap:,} blocks "
              f"from {N_SEGMENTS} segments of {seg_req:,} consecutive requests ({n_seg_blocks:,} blocks, exact LRU "
              f"within each); stated tolerance {SAMPLED_CURVE_TOLERANCE:.0%} of blocks; the reference capacity's "
-             "intervals resample clusters of a key sample (a sampled shared key counts 1 / rate times in its "
-             "clusters): wide, and a kept share's upper end can pass 100%",
+             "intervals resample clusters of a key sample (each request's exact infinite hit less its sampled misses "
+             "at that capacity / rate: at most its infinite hit, so a kept share stays at most 100%)",
              "reuse sources not computed in the sampled analysis (they link conversations over the whole trace)"]
     if clients is None:
         notes.append("the trace has no client ids: per-client rates are not available")

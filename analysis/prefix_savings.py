@@ -23,8 +23,10 @@ __all__ = [
     "TIME_CLUSTERS",
     "SavingEstimate",
     "bootstrap_ratio",
+    "bootstrap_ratios",
     "request_clusters",
     "saving_estimate",
+    "saving_estimates",
 ]
 
 #: fewest clusters a bootstrap interval is computed on
@@ -118,38 +120,99 @@ def bootstrap_ratio(num: np.ndarray, den: np.ndarray, *, n_boot: int, seed: int,
     (float, float)
         NaN, NaN with fewer than :data:`MIN_CLUSTERS` clusters.
     """
+    return bootstrap_ratios([(num, den)], n_boot=n_boot, seed=seed, level=level)[0]
+
+
+def bootstrap_ratios(pairs, *, n_boot: int, seed: int, level: float = 0.95) -> list[tuple[float, float]]:
+    """:func:`bootstrap_ratio` of several ``(num, den)`` pairs over the same clusters, on the same
+    resamples: the cluster counts are drawn once for all pairs (each pair's interval equals a
+    separate call's with the same seed, at a fraction of the draws).
+
+    Parameters
+    ----------
+    pairs : sequence of (numpy.ndarray, numpy.ndarray)
+        Per-cluster numerators and denominators, all of one length.
+    n_boot, seed, level
+        As :func:`bootstrap_ratio`.
+
+    Returns
+    -------
+    list of (float, float)
+    """
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level!r}")
-    num = np.asarray(num, dtype=float)
-    den = np.asarray(den, dtype=float)
-    k = num.size
+    pairs = [(np.asarray(num, dtype=float), np.asarray(den, dtype=float)) for num, den in pairs]
+    sizes = {x.size for pair in pairs for x in pair}
+    if len(sizes) > 1:
+        raise ValueError(f"every numerator and denominator needs one value per cluster; got sizes {sorted(sizes)}")
+    k = sizes.pop() if sizes else 0
     if k < MIN_CLUSTERS:
-        return math.nan, math.nan
+        return [(math.nan, math.nan)] * len(pairs)
     rng = np.random.default_rng(seed)
-    ratios = np.empty(n_boot)
+    ratios = np.empty((len(pairs), n_boot))
     step = max(1, 2_000_000 // k)  # replicates per batch: bounded memory
     for start in range(0, n_boot, step):
         b = min(step, n_boot - start)
         counts = rng.multinomial(k, np.full(k, 1.0 / k), size=b)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratios[start:start + b] = (counts @ num) / (counts @ den)
-    ratios = ratios[np.isfinite(ratios)]  # a resample of clusters with no denominator has no ratio
-    if ratios.size == 0:
-        return math.nan, math.nan
+            for i, (num, den) in enumerate(pairs):
+                ratios[i, start:start + b] = (counts @ num) / (counts @ den)
+    out = []
     alpha = (1 - level) / 2
-    lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    for row in ratios:
+        row = row[np.isfinite(row)]  # a resample of clusters with no denominator has no ratio
+        if row.size == 0:
+            out.append((math.nan, math.nan))
+            continue
+        lo, hi = np.quantile(row, [alpha, 1 - alpha])
+        out.append((float(lo), float(hi)))
+    return out
 
 
 def saving_estimate(num: np.ndarray, den: np.ndarray, *, what: str, clusters: str, n_boot: int, seed: int,
-                    level: float = 0.95) -> SavingEstimate:
-    """:class:`SavingEstimate` of ``sum(num) / sum(den)`` from per-cluster sums."""
+                    level: float = 0.95, bounds: tuple[float, float] | None = None) -> SavingEstimate:
+    """:class:`SavingEstimate` of ``sum(num) / sum(den)`` from per-cluster sums.
+
+    ``bounds``: the ratio's parameter space (a share: ``(0, 1)``). The value and the interval's
+    ends are clipped to it: an interval intersected with the set the true value lies in covers
+    it whenever the interval did, so clipping keeps the coverage (it matters only for estimated
+    numerators, e.g. a sample scaled by ``1 / rate``, whose resamples may leave the space).
+    """
+    interval = bootstrap_ratio(num, den, n_boot=n_boot, seed=seed, level=level)
+    return _estimate(num, den, interval, what=what, clusters=clusters, n_boot=n_boot, seed=seed, level=level,
+                     bounds=bounds)
+
+
+def _estimate(num, den, interval: tuple[float, float], *, what: str, clusters: str, n_boot: int, seed: int,
+              level: float, bounds: tuple[float, float] | None) -> SavingEstimate:
     num = np.asarray(num, dtype=float)
     den = np.asarray(den, dtype=float)
     total = den.sum()
-    low, high = bootstrap_ratio(num, den, n_boot=n_boot, seed=seed, level=level)
-    return SavingEstimate(what=what, value=float(num.sum() / total) if total else math.nan, low=low, high=high,
-                          level=float(level), n_boot=int(n_boot), seed=int(seed), clusters=clusters,
-                          n_clusters=int(num.size))
+    low, high = interval
+    value = float(num.sum() / total) if total else math.nan
+    if bounds is not None:
+        lo_b, hi_b = bounds
+        if not lo_b < hi_b:
+            raise ValueError(f"bounds must be (low, high) with low < high; got {bounds!r}")
+        value, low, high = (float(np.clip(x, lo_b, hi_b)) if not math.isnan(x) else x for x in (value, low, high))
+    return SavingEstimate(what=what, value=value, low=low, high=high, level=float(level), n_boot=int(n_boot),
+                          seed=int(seed), clusters=clusters, n_clusters=int(num.size))
+
+
+def saving_estimates(specs, *, clusters: str, n_boot: int, seed: int, level: float = 0.95) -> list[SavingEstimate]:
+    """:func:`saving_estimate` of several ratios over the same clusters, their intervals on the same
+    resamples (:func:`bootstrap_ratios`; each equals a separate call's with the same seed).
+
+    Parameters
+    ----------
+    specs : sequence of dict
+        ``num``, ``den``, ``what`` and optionally ``bounds`` of each ratio.
+    clusters, n_boot, seed, level
+        As :func:`saving_estimate`.
+    """
+    specs = list(specs)
+    intervals = bootstrap_ratios([(sp["num"], sp["den"]) for sp in specs], n_boot=n_boot, seed=seed, level=level)
+    return [_estimate(sp["num"], sp["den"], iv, what=sp["what"], clusters=clusters, n_boot=n_boot, seed=seed,
+                      level=level, bounds=sp.get("bounds")) for sp, iv in zip(specs, intervals)]

@@ -266,7 +266,9 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
         counts = sub.group_by(*keys, col).agg(pl.col("w").sum().alias("k")).join(per, on=keys)
         return counts.select("c", pl.lit(kind).alias("kind"), pl.lit(None, pl.Int64).alias("group"),
                              pl.lit(None, pl.Int64).alias("extends"), pl.col(col).cast(pl.Float64).alias("value"),
-                             (pl.col("k") / pl.col("n")).alias("probability"),
+                             # weighted sums add in another order than their totals: a one-value
+                             # PMF may read 1 + 1e-16, which the generator rightly refuses
+                             (pl.col("k") / pl.col("n")).clip(0.0, 1.0).alias("probability"),
                              (pl.col("cls") if "cls" in per.columns else pl.lit(1, pl.Int64)).alias("min_blocks"))
 
     parts = []

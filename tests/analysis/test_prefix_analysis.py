@@ -11,7 +11,13 @@ import pytest
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.prefix_analysis import analyse_prefixes, reference_capacity
 from servelab.analysis.prefix_reuse import block_tokens, prefix_distances, reuse_from_blocks
-from servelab.analysis.prefix_savings import MIN_CLUSTERS, bootstrap_ratio, request_clusters
+from servelab.analysis.prefix_savings import (
+    MIN_CLUSTERS,
+    bootstrap_ratio,
+    bootstrap_ratios,
+    request_clusters,
+    saving_estimate,
+)
 from servelab.analysis.store import write_store
 
 
@@ -86,6 +92,21 @@ def test_bootstrap_needs_clusters_and_checks_arguments():
         bootstrap_ratio(np.ones(30), np.ones(30), n_boot=0, seed=0)
     with pytest.raises(ValueError, match="level must be in \\(0, 1\\); got 1.5"):
         bootstrap_ratio(np.ones(30), np.ones(30), n_boot=9, seed=0, level=1.5)
+    # several ratios on the same resamples: each equals its own call with the same seed
+    g = np.random.default_rng(2)
+    a, b, c = g.gamma(2.0, 10.0, 30), g.gamma(2.0, 10.0, 30), g.gamma(2.0, 10.0, 30)
+    assert bootstrap_ratios([(a, b), (c, a)], n_boot=49, seed=5) == [
+        bootstrap_ratio(a, b, n_boot=49, seed=5), bootstrap_ratio(c, a, n_boot=49, seed=5)]
+    with pytest.raises(ValueError, match=r"one value per cluster; got sizes \[29, 30\]"):
+        bootstrap_ratios([(a, b), (a[:29], b[:29])], n_boot=9, seed=0)
+    # a share's parameter space: an estimated numerator above its denominator is clipped to 1
+    over = saving_estimate(np.full(30, 3.0), np.full(30, 2.0), what="x", clusters="client", n_boot=9, seed=0,
+                           bounds=(0.0, 1.0))
+    assert (over.value, over.low, over.high) == (1.0, 1.0, 1.0)
+    free = saving_estimate(np.full(30, 3.0), np.full(30, 2.0), what="x", clusters="client", n_boot=9, seed=0)
+    assert free.value == pytest.approx(1.5) and free.high == pytest.approx(1.5)
+    with pytest.raises(ValueError, match=r"bounds must be \(low, high\) with low < high; got \(1.0, 0.0\)"):
+        saving_estimate(np.ones(30), np.ones(30), what="x", clusters="client", n_boot=9, seed=0, bounds=(1.0, 0.0))
     # few clients: contiguous time slices instead
     ids, kind = request_clusters(100, client_codes=np.zeros(100, dtype=np.int64))
     assert kind == "time slice" and np.unique(ids).size == 50 and (np.diff(ids) >= 0).all()

@@ -99,6 +99,10 @@ def test_counts_are_exact_and_the_curve_within_tolerance(store):
     err = (j["block_hit_rate"] - j["block_hit_rate_s"]).abs().max()
     assert err <= SAMPLED_CURVE_TOLERANCE
     assert abs(samp.at_reference.value - exact.at_reference.value) <= SAMPLED_CURVE_TOLERANCE
+    # no request keeps more than its infinite hit: on the same resamples (same seed, same clusters)
+    # the LRU saving's interval ends are at most the infinite saving's, and the kept share's lie in [0, 1]
+    assert samp.at_reference.low <= samp.infinite.low + 1e-12 and samp.at_reference.high <= samp.infinite.high + 1e-12
+    assert 0.0 <= samp.kept.low <= samp.kept.value <= samp.kept.high <= 1.0
 
 
 def test_switch_on_block_count_and_errors(store):

@@ -35,8 +35,8 @@ def _brute_stack_distances(lists) -> list[int]:
 @pytest.fixture(scope="module")
 def pair():
     """A small reference and a candidate of the same construction with another seed."""
-    ref = build_trace(40, seed=1, span_s=900.0).drop("structure")
-    cand = build_trace(40, seed=2, span_s=900.0).drop("structure")
+    ref = build_trace(25, seed=1, span_s=900.0).drop("structure")
+    cand = build_trace(25, seed=2, span_s=900.0).drop("structure")
     return ref, cand
 
 
