@@ -511,6 +511,17 @@ class ShapeTest:
         object.__setattr__(self, "advantage", MappingProxyType(dict(self.advantage)))
         object.__setattr__(self, "differences", tuple(float(d) for d in self.differences))
 
+    def text(self) -> str:
+        """The outcome in one line (the CLI's and the report's)."""
+        if not self.blocks:
+            return f"the shape test was not run ({self.reason})"
+        adv = ", ".join(f"{m} {v:+.2f}" for m, v in self.advantage.items())
+        return (f"shape test (volume removed, {self.blocks} blocks of {self.windows_per_block} windows): servelab "
+                f"scores better in {self.wins} of {self.blocks} blocks, one-sided p = {self.p_value:.3g} "
+                f"({'<=' if self.servelab_better else '>'} {self.level:g}: servelab "
+                f"{'predicts the shape better' if self.servelab_better else 'not shown better'}); "
+                f"mean advantage per metric in RMS units (+ servelab better): {adv}")
+
     def describe(self) -> dict:
         """A JSON-ready summary."""
         return {"null": SHAPE_NULL, "level": self.level, "blocks": self.blocks,

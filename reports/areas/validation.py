@@ -213,14 +213,7 @@ def v1_outcomes(ours: Mapping[str, float], naive: Mapping[str, float], floor: Ma
 
 
 def _shape_text(shape: ShapeTest | None) -> str:
-    if shape is None or not shape.blocks:
-        return "the shape test was not run" + (f" ({shape.reason})" if shape is not None and shape.reason else "")
-    adv = ", ".join(f"{m} {v:+.2f}" for m, v in shape.advantage.items())
-    return (f"shape test (volume removed, {shape.blocks} blocks of {shape.windows_per_block} windows): servelab "
-            f"scores better in {shape.wins} of {shape.blocks} blocks, one-sided p = {shape.p_value:.3g} "
-            f"({'<=' if shape.servelab_better else '>'} {shape.level:g}: servelab "
-            f"{'predicts the shape better' if shape.servelab_better else 'not shown better'}); "
-            f"mean advantage per metric in RMS units (+ servelab better): {adv}")
+    return shape.text() if shape is not None else "the shape test was not run"
 
 
 def _bounded_text(b: Mapping[str, int], budget: Budget) -> str:

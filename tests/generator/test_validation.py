@@ -133,6 +133,8 @@ def test_cli_writes_validate_json_tables_and_figure(coupled_store, half, tmp_pat
     for name in ("validate_splits.csv", "validate_spread.csv", "validate_counts.csv", "validate.png"):
         assert (out / name).stat().st_size > 0
     assert "rate_input_corr" in r.output and "window" in r.output
+    st = doc["splits"][0]["shape_test"]
+    assert f"shape  shape test (volume removed, {st['blocks']} blocks" in r.output and f"p = {st['p_value']:.3g}" in r.output
     r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "2026-01-01T00:00:00"])
     assert r.exit_code != 0 and "wall-clock origin" in r.output
     r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "soon"])
@@ -227,3 +229,4 @@ def test_shape_test_finds_the_right_candidate_and_holds_its_null():
     # too few windows for 8 blocks of 10: not run, and why
     t = shape_test(real, like, smooth, 60.0, 70 * 60.0, seed=0)
     assert t.blocks == 0 and not t.servelab_better and "fewer than 8 blocks of 10" in t.reason
+    assert t.text().startswith("the shape test was not run (70 whole windows")
