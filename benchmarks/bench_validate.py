@@ -433,6 +433,64 @@ def v1_calibration(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> 
     return pl.DataFrame(rows)
 
 
+def aa_calibration(seeds: int = 40, scenarios=(0, 2)) -> pl.DataFrame:
+    """Part 0d: the shape test's level where the null holds exactly (A/A): per simulated trace
+    (:data:`V1_SCENARIOS`), fit before the split and extend as :func:`~servelab.generator.validation.validate`
+    does, then test servelab's workload against a second servelab workload of another seed, and
+    naive's against naive's, on the real later part. Both candidates of a test are draws of one
+    generator, so they predict equally well and the test must reject in at most about ``level``
+    of the runs. One row per scenario: rejections out of ``seeds`` per pair."""
+    import numpy as np
+
+    from servelab.analysis.fidelity import choose_window
+    from servelab.analysis.store import write_store
+    from servelab.fitting.pool_fit import fit_pool
+    from servelab.fitting.pool_settings import PoolFitSettings
+    from servelab.generator.extend import extend_pool
+    from servelab.generator.generate import generate
+    from servelab.generator.naive import naive_generate
+    from servelab.generator.validation import _smooth_total, resolve_split, shape_test
+
+    rows = []
+    for i in scenarios:
+        name, kw, _ = V1_SCENARIOS[i]
+        rej = {"servelab_vs_servelab": 0, "naive_vs_naive": 0}
+        ps = []
+        for seed in range(seeds):
+            frame = simulate_trace(seed, **kw)
+            t = frame["timestamp"]
+            split = resolve_split(0.5, float(t.min()), float(t.max()), PoolFitSettings().window_s)
+            end = math.nextafter(float(t.max()), math.inf)
+            dur = end - split
+            real = frame.filter(t >= split).with_columns(pl.col("timestamp") - split)
+            with tempfile.TemporaryDirectory() as tmp:
+                pool = fit_pool(write_store(frame.filter(t < split), Path(tmp) / "before", source="aa", fmt="simulated"))
+                ext, info = extend_pool(pool, end, seed=seed)
+                w = choose_window(real).window_s
+                rate = _smooth_total(info, None, split, dur, pool.window_s)
+                for pair, draw in (("servelab_vs_servelab", lambda s: generate(ext, "pool", dur, start=split, seed=s,
+                                                                                  max_requests=None)),
+                                   ("naive_vs_naive", lambda s: naive_generate(ext, rate, dur, start=split, seed=s,
+                                                                               max_requests=None,
+                                                                               data_span=tuple(pool.span)))):
+                    res = shape_test(real, draw(seed), draw(seed + 10_000), w, dur, seed=seed)
+                    rej[pair] += res.servelab_better
+                    ps.append(res.p_value)
+        rows.append({"scenario": name, "seeds": seeds, **rej, "median_p": float(np.nanmedian(ps)),
+                     "p_below_0.5": float(np.mean(np.array(ps) < 0.5))})
+    return pl.DataFrame(rows)
+
+
+def part_aa(seeds: int = 40) -> None:
+    t0 = time.perf_counter()
+    table = aa_calibration(seeds)
+    print(f"\n== shape test's level, A/A (two draws of one generator), {seeds} seeds each "
+          f"({time.perf_counter() - t0:.1f} s): rejections at level 0.05")
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_width_chars=250, fmt_str_lengths=60):
+        print(table)
+
+
 def part_v1(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> None:
     t0 = time.perf_counter()
     table = v1_calibration(seeds, scenarios, rate_scale)
@@ -643,6 +701,8 @@ def main(argv=None) -> int:
         part_forecast()
     if "churn" in parts:
         part_churn(args.calibration_seeds or 40)
+    if "aa" in parts:
+        part_aa(args.calibration_seeds or 40)
     if "v1" in parts:
         part_v1(args.calibration_seeds or 20,
                 None if args.v1_scenarios is None else [int(i) for i in args.v1_scenarios.split(",")], args.v1_rate_scale)
