@@ -191,12 +191,20 @@ def test_proper_scores_match_their_definitions():
 
     rng = np.random.default_rng(4)
     sample, x = rng.gamma(2.0, 3.0, 301), np.r_[rng.gamma(2.0, 3.0, 50), -1.0, 100.0]
-    # CRPS(F, x) = E|X - x| - E|X - X'| / 2, over the sample's empirical law, by brute force
-    brute = np.abs(sample[:, None] - x[None, :]).mean(axis=0) - np.abs(sample[:, None] - sample[None, :]).mean() / 2
+    # fair CRPS: mean |X_i - x| - sum_{i != j} |X_i - X_j| / (2 m (m - 1)), by brute force
+    m = sample.size
+    brute = (np.abs(sample[:, None] - x[None, :]).mean(axis=0)
+             - np.abs(sample[:, None] - sample[None, :]).sum() / (2 * m * (m - 1)))
     assert crps_sample(sample, x) == pytest.approx(brute, rel=1e-9, abs=1e-9)
     pts, y = rng.normal(size=(120, 2)), rng.normal(size=(7, 2)) * 2
     dist = lambda a, b: np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])  # noqa: E731
-    assert energy_score(pts, y) == pytest.approx(dist(pts, y).mean(axis=0) - dist(pts, pts).mean() / 2, rel=1e-9)
+    assert energy_score(pts, y) == pytest.approx(dist(pts, y).mean(axis=0) - dist(pts, pts).sum() / (2 * 120 * 119),
+                                                 rel=1e-9)
+    # unbiased whatever the sample's size: a standard normal's CRPS at 0 is (sqrt 2 - 1) / sqrt(pi)
+    # = 0.2337; the mean over 4,000 samples of 5 values has sd ~0.5 / sqrt(4000) = 0.008 (the
+    # plain empirical CRPS would be E|X - X'| / 10 = 0.11 higher)
+    small = np.array([crps_sample(rng.normal(size=5), np.zeros(1))[0] for _ in range(4000)])
+    assert small.mean() == pytest.approx((np.sqrt(2) - 1) / np.sqrt(np.pi), abs=0.03)
     assert np.isnan(crps_sample(np.array([np.nan]), x)).all() and np.isnan(energy_score(pts[:1], y)).all()
 
 
