@@ -148,6 +148,9 @@ def _show(title: str, result, seconds: float | None = None) -> dict:
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=200):
         print(t)
+    for s in result.splits:
+        if s.shape_test is not None:
+            print(f"split {s.split_s:g}: {s.shape_test.text()}")
     beats = t.filter(pl.col("servelab_closer").is_not_null())
     n_ok = int(beats["servelab_closer"].sum())
     err = abs(doc["servelab"]["n_requests"] - doc["reference"]["n_requests"]) / doc["reference"]["n_requests"]
@@ -554,6 +557,9 @@ def part_rolling(store, k: int, max_requests: int | None) -> None:
                    tbl_hide_column_data_types=True, tbl_width_chars=220):
         print(sp.select("metric", "kind", "reference_mean", "reference_sd", "servelab_mean", "servelab_sd",
                         "naive_mean", "naive_sd", "servelab_wins", "splits"))
+    for s in res.splits:
+        if s.shape_test is not None:
+            print(f"fold {s.split_s:g} .. {s.end_s:g} s: {s.shape_test.text()}")
 
 
 def part_servegen(seed: int, name: str = "m-small", share: float = 0.01, shared: bool = False) -> None:
