@@ -148,6 +148,9 @@ def _show(title: str, result, seconds: float | None = None) -> dict:
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=200):
         print(t)
+    for s in result.splits:
+        if s.shape_test is not None:
+            print(f"split {s.split_s:g}: {s.shape_test.text()}")
     beats = t.filter(pl.col("servelab_closer").is_not_null())
     n_ok = int(beats["servelab_closer"].sum())
     err = abs(doc["servelab"]["n_requests"] - doc["reference"]["n_requests"]) / doc["reference"]["n_requests"]
@@ -378,30 +381,33 @@ def simulate_trace(seed: int, *, days: float = 3.0, n_initial: int = 30, new_per
 
 #: (name, simulate_trace keywords, what V1 should say)
 V1_SCENARIOS = (
-    ("null: identical clients, stationary", {"heterogeneous": False}, "no advantage to find"),
-    ("positive: heterogeneous clients, stationary", {}, "holds"),
+    ("null: identical Poisson clients, no daily cycle", {"heterogeneous": False, "burst_sd": 0.0, "diurnal": 0.0},
+     "does not hold (naive's one Poisson process is the truth)"),
+    ("identical Poisson clients, daily cycle", {"heterogeneous": False, "burst_sd": 0.0},
+     "either (servelab copies the last day's cycle; the forecast keeps none on 1.5 days)"),
+    ("positive: heterogeneous bursty clients", {}, "holds"),
+    ("positive: heterogeneous, burst sd up to 2", {"burst_sd": 1.0}, "holds"),
     ("positive: heterogeneous, churn 5/day, life 2 d", {"n_initial": 20, "new_per_day": 5.0, "mean_life_days": 2.0},
      "holds"),
-    ("volume shift: heterogeneous, x1.5 after the split", {"shift": 1.5}, "does not hold"),
+    ("volume shift: heterogeneous, x1.5 after the split", {"shift": 1.5}, "does not hold (count)"),
 )
 
 
-def v1_calibration(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Part 0c: ``(verdicts, wins)``: per scenario how often V1 holds (and the first, strict rule), the
-    median count error and the CPU seconds per run; per scenario and metric how often servelab is
-    closer than naive, and per distance how often it won / lost beyond the noise floor."""
+def v1_calibration(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> pl.DataFrame:
+    """Part 0c: one row per scenario: how often V1 holds, how often the shape test rejects its null
+    (and the earlier noise-floor rule held), the median p-value, the mean advantage per shape metric,
+    the median count error and the CPU seconds per run."""
     import numpy as np
 
-    from servelab.analysis.fidelity import METRICS
     from servelab.analysis.findings import Verdict
     from servelab.analysis.store import write_store
+    from servelab.generator.validation import SHAPE_METRICS
     from servelab.reports.areas.validation import _DISTANCES, VALIDATION, v1_outcomes
 
-    verdicts, wins = [], []
+    rows = []
     for name, kw, expect in (V1_SCENARIOS if scenarios is None else [V1_SCENARIOS[i] for i in scenarios]):
-        held, strict, errs, secs, requests = 0, 0, [], [], []
-        closer = {m: 0 for m in METRICS}
-        beyond = {f"{m}_won": 0 for m in _DISTANCES} | {f"{m}_lost": 0 for m in _DISTANCES}
+        held, shape, old, errs, secs, requests, ps = 0, 0, 0, [], [], [], []
+        adv = {m: [] for m in SHAPE_METRICS}
         for seed in range(seeds):
             lo, hi = kw.get("rate_range", (0.001, 0.02))
             frame = simulate_trace(seed, **{**kw, "rate_range": (lo * rate_scale, hi * rate_scale)})
@@ -412,38 +418,92 @@ def v1_calibration(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> 
                 (f,) = VALIDATION.findings(ev)
                 secs.append(time.process_time() - t0)
             held += f.verdict is Verdict.HOLDS
+            st = ev.shape_test
+            shape += bool(st is not None and st.servelab_better)
+            ps.append(st.p_value if st is not None else math.nan)
+            for m in SHAPE_METRICS:
+                adv[m].append(st.advantage.get(m, math.nan) if st is not None else math.nan)
             ref, ours, naive = (ev.metrics[c] for c in ("reference", "servelab", "naive"))
             errs.append(ours["n_requests"] / ref["n_requests"] - 1)
             requests.append(frame.height)
-            for m in METRICS:
-                closer[m] += abs(ours[m] - ref[m]) < abs(naive[m] - ref[m])
             lost, won, _ = v1_outcomes(ours, naive, ev.noise_floor, _DISTANCES)
-            for m in won:
-                beyond[f"{m}_won"] += 1
-            for m in lost:
-                beyond[f"{m}_lost"] += 1
-            # the first rule: strictly closer on every distance, count within 15%
-            strict += all(ours[m] < naive[m] for m in _DISTANCES) and abs(errs[-1]) <= 0.15
-        verdicts.append({"scenario": name, "expected": expect, "seeds": seeds, "v1_holds": held,
-                         "v1_strict_rule_holds": strict,
-                         "median_requests": float(np.median(requests)),
-                         "median_count_error": float(np.median(errs)), "worst_count_error": float(max(errs, key=abs)),
-                         "cpu_s_per_run": float(np.mean(secs))})
-        wins.append({"scenario": name, **{m: closer[m] for m in METRICS}, **beyond})
-    return pl.DataFrame(verdicts), pl.DataFrame(wins)
+            old += bool(won) and not lost and abs(errs[-1]) <= 0.15
+        rows.append({"scenario": name, "expected": expect, "seeds": seeds, "v1_holds": held, "shape_rejects": shape,
+                     "earlier_rule_holds": old, "median_p": float(np.nanmedian(ps)),
+                     **{f"adv_{m}": float(np.nanmean(v)) for m, v in adv.items()},
+                     "median_requests": float(np.median(requests)), "median_count_error": float(np.median(errs)),
+                     "worst_count_error": float(max(errs, key=abs)), "cpu_s_per_run": float(np.mean(secs))})
+    return pl.DataFrame(rows)
+
+
+def aa_calibration(seeds: int = 40, scenarios=(0, 2)) -> pl.DataFrame:
+    """Part 0d: the shape test's level where the null holds exactly (A/A): per simulated trace
+    (:data:`V1_SCENARIOS`), fit before the split and extend as :func:`~servelab.generator.validation.validate`
+    does, then test servelab's workload against a second servelab workload of another seed, and
+    naive's against naive's, on the real later part. Both candidates of a test are draws of one
+    generator, so they predict equally well and the test must reject in at most about ``level``
+    of the runs. One row per scenario: rejections out of ``seeds`` per pair."""
+    import numpy as np
+
+    from servelab.analysis.fidelity import choose_window
+    from servelab.analysis.store import write_store
+    from servelab.fitting.pool_fit import fit_pool
+    from servelab.fitting.pool_settings import PoolFitSettings
+    from servelab.generator.extend import extend_pool
+    from servelab.generator.generate import generate
+    from servelab.generator.naive import naive_generate
+    from servelab.generator.validation import _smooth_total, resolve_split, shape_test
+
+    rows = []
+    for i in scenarios:
+        name, kw, _ = V1_SCENARIOS[i]
+        rej = {"servelab_vs_servelab": 0, "naive_vs_naive": 0}
+        ps = []
+        for seed in range(seeds):
+            frame = simulate_trace(seed, **kw)
+            t = frame["timestamp"]
+            split = resolve_split(0.5, float(t.min()), float(t.max()), PoolFitSettings().window_s)
+            end = math.nextafter(float(t.max()), math.inf)
+            dur = end - split
+            real = frame.filter(t >= split).with_columns(pl.col("timestamp") - split)
+            with tempfile.TemporaryDirectory() as tmp:
+                pool = fit_pool(write_store(frame.filter(t < split), Path(tmp) / "before", source="aa", fmt="simulated"))
+                ext, info = extend_pool(pool, end, seed=seed)
+                w = choose_window(real).window_s
+                rate = _smooth_total(info, None, split, dur, pool.window_s)
+                for pair, draw in (("servelab_vs_servelab", lambda s: generate(ext, "pool", dur, start=split, seed=s,
+                                                                                  max_requests=None)),
+                                   ("naive_vs_naive", lambda s: naive_generate(ext, rate, dur, start=split, seed=s,
+                                                                               max_requests=None,
+                                                                               data_span=tuple(pool.span)))):
+                    res = shape_test(real, draw(seed), draw(seed + 10_000), w, dur, seed=seed)
+                    rej[pair] += res.servelab_better
+                    ps.append(res.p_value)
+        rows.append({"scenario": name, "seeds": seeds, **rej, "median_p": float(np.nanmedian(ps)),
+                     "p_below_0.5": float(np.mean(np.array(ps) < 0.5))})
+    return pl.DataFrame(rows)
+
+
+def part_aa(seeds: int = 40) -> None:
+    t0 = time.perf_counter()
+    table = aa_calibration(seeds)
+    print(f"\n== shape test's level, A/A (two draws of one generator), {seeds} seeds each "
+          f"({time.perf_counter() - t0:.1f} s): rejections at level 0.05")
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_width_chars=250, fmt_str_lengths=60):
+        print(table)
 
 
 def part_v1(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> None:
     t0 = time.perf_counter()
-    verdicts, wins = v1_calibration(seeds, scenarios, rate_scale)
+    table = v1_calibration(seeds, scenarios, rate_scale)
     print(f"\n== V1 verdict on simulated per-client traces of known truth, {seeds} seeds each "
-          f"({time.perf_counter() - t0:.1f} s): 3 days, split at half; wins = seeds where servelab is closer")
+          f"({time.perf_counter() - t0:.1f} s): 3 days, split at half; shape test at level 0.05")
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=250, fmt_str_lengths=60):
-        print(verdicts)
-        # one row per metric, one column per scenario (numbered as above)
-        print(wins.drop("scenario").transpose(include_header=True, header_name="metric",
-                                              column_names=[f"scenario {i}" for i in range(wins.height)]))
+        print(table.select("scenario", "seeds", "v1_holds", "shape_rejects", "earlier_rule_holds", "median_p",
+                           "median_requests", "median_count_error", "worst_count_error", "cpu_s_per_run"))
+        print(table.select("scenario", *[c for c in table.columns if c.startswith("adv_")]))
 
 
 def part_speed(store) -> None:
@@ -497,6 +557,9 @@ def part_rolling(store, k: int, max_requests: int | None) -> None:
                    tbl_hide_column_data_types=True, tbl_width_chars=220):
         print(sp.select("metric", "kind", "reference_mean", "reference_sd", "servelab_mean", "servelab_sd",
                         "naive_mean", "naive_sd", "servelab_wins", "splits"))
+    for s in res.splits:
+        if s.shape_test is not None:
+            print(f"fold {s.split_s:g} .. {s.end_s:g} s: {s.shape_test.text()}")
 
 
 def part_servegen(seed: int, name: str = "m-small", share: float = 0.01, shared: bool = False) -> None:
@@ -644,6 +707,8 @@ def main(argv=None) -> int:
         part_forecast()
     if "churn" in parts:
         part_churn(args.calibration_seeds or 40)
+    if "aa" in parts:
+        part_aa(args.calibration_seeds or 40)
     if "v1" in parts:
         part_v1(args.calibration_seeds or 20,
                 None if args.v1_scenarios is None else [int(i) for i in args.v1_scenarios.split(",")], args.v1_rate_scale)

@@ -6,7 +6,11 @@
 - **servelab**: per-client composition (:func:`~servelab.generator.generate.generate`) on the pool
   extended past its span with client churn (:func:`~servelab.generator.extend.extend_pool`);
 - **naive**: the naive baseline (:func:`~servelab.generator.naive.naive_generate`: one Gamma
-  process, aggregate request data) on the same extended pool, its request data the aggregate of
+  process, aggregate request data) following the *smooth* total (the forecast's trend x daily
+  factor at each pool window's middle, or the given ``rate``): not servelab's realised
+  window-to-window totals, which come from copied client rows (a naive baseline that shared them
+  would share servelab's window rates by construction, and no test of the two could have power
+  on them); on the same extended pool, its request data the aggregate of
   the fitted span (``data_span``): a baseline without a client model knows the past mix of
   clients, not how churn changes it (given the extension's mix it would share servelab's expected
   marginals and tie with it on them by construction),
@@ -17,6 +21,13 @@ split, :mod:`servelab.fitting.pool_forecast`), never the real later rate. Both a
 the real later part with the metrics of ``servelab compare``
 (:data:`servelab.analysis.fidelity.METRICS`, same names) at the window
 :func:`~servelab.analysis.fidelity.choose_window` picks from the real later part.
+
+**The shape test** (:func:`shape_test`, per split): is servelab closer than naive to the real
+later part in *shape*, the volume removed from both (window rates over their mean, the coupling of
+window rate and mean lengths, the length mixes)? A one-sided Wilcoxon signed-rank test over blocks
+of consecutive windows at level :data:`SHAPE_LEVEL`, the metrics scaled by the real later part's
+own half-vs-half noise; its level and power on simulated traces of known truth are in
+``benchmarks/bench_validate.py`` (part 0c).
 
 The ``reference`` values are the real later part's own: for a "value" metric (``n_requests``,
 ``mean_rate``, ``gap_cv``, ...) the real later part's value, which a candidate's value is to be
@@ -53,6 +64,7 @@ from types import MappingProxyType
 
 import numpy as np
 import polars as pl
+from scipy import stats
 
 from servelab.analysis.fidelity import METRICS, choose_window, compare
 from servelab.analysis.store import TraceStore, open_store, write_store
@@ -62,17 +74,21 @@ from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
 from servelab.generator.generate import generate
 from servelab.generator.naive import naive_generate
 
-__all__ = ["CANDIDATES", "GIVEN_RATE_ASSUMPTION", "RATE_ASSUMPTION", "SplitResult", "noise_floor", "ValidationResult", "resolve_split", "sample_clients", "validate"]
+__all__ = ["CANDIDATES", "GIVEN_RATE_ASSUMPTION", "RATE_ASSUMPTION", "SHAPE_LEVEL", "SHAPE_METRICS", "SHAPE_NULL",
+           "ShapeTest", "SplitResult", "noise_floor", "ValidationResult", "resolve_split", "sample_clients",
+           "crps_sample", "energy_score", "shape_scores", "shape_test", "validate"]
 
 #: the two generators scored, in order
 CANDIDATES = ("servelab", "naive")
 #: the total-rate assumption, in words (validate.json's ``rate_assumption``)
 RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (a damped trend x "
                    "a daily pattern, each kept only when significant on the part before it; "
-                   "servelab.fitting.pool_forecast), not the real rate; naive's request data is the mix before the split")
+                   "servelab.fitting.pool_forecast), not the real rate: servelab per day-block with its clients' "
+                   "window-to-window variation, naive smoothly; naive's request data is the mix before the split")
 #: the total-rate assumption when a rate function is given
 GIVEN_RATE_ASSUMPTION = ("both generators follow the given total rate function past the split (not a forecast: "
-                         "the request count is then not a prediction); naive's request data is the mix before the split")
+                         "the request count is then not a prediction); naive follows it smoothly between pool-window middles; "
+                         "naive's request data is the mix before the split")
 
 
 def _frozen(d: Mapping) -> Mapping:
@@ -107,6 +123,8 @@ class SplitResult:
         Per distance metric, the distance between the two halves of the real later part
         (:func:`noise_floor`): a generator whose distance is below it cannot be told from the
         real part by that metric at this sample size.
+    shape_test : ShapeTest, optional
+        Is servelab closer in shape (volume removed) than naive (:func:`shape_test`)?
     """
 
     split_s: float
@@ -118,6 +136,7 @@ class SplitResult:
     extension: Mapping
     counts: pl.DataFrame = field(repr=False, compare=False)
     noise_floor: Mapping[str, float] = field(default_factory=dict)
+    shape_test: "ShapeTest | None" = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_floor", MappingProxyType(dict(self.noise_floor)))
@@ -203,6 +222,7 @@ class ValidationResult:
             "splits": [{"split_s": s.split_s, "end_s": s.end_s, "window_s": s.window_s, "window_rule": s.window_rule,
                         **{c: {m: _num(v) for m, v in s.metrics[c].items()} for c in ("reference", *CANDIDATES)},
                         "noise_floor": {m: _num(v) for m, v in s.noise_floor.items()},
+                        "shape_test": s.shape_test.describe() if s.shape_test is not None else None,
                         "clients": dict(s.clients), "extension": _plain(s.extension)} for s in self.splits],
         })
         if len(self.splits) > 1:
@@ -361,6 +381,287 @@ def noise_floor(real: pl.DataFrame, window_s: float, *, seed: int = 0) -> dict[s
     return {m: float(v) for m, kind, v in zip(table["metric"], table["kind"], table["half"]) if kind == "distance"}
 
 
+#: level of the shape test (:func:`shape_test`)
+SHAPE_LEVEL = 0.05
+#: blocks of consecutive windows the shape test pairs over (at most), fewest windows a block
+#: holds, and fewest blocks the test is run on
+SHAPE_BLOCKS = 20
+SHAPE_MIN_BLOCK_WINDOWS = 10
+SHAPE_MIN_BLOCKS = 8
+#: the shape test's proper scores, each of a real item against a candidate's whole-span sample
+SHAPE_METRICS = MappingProxyType({
+    "rate_shape": "CRPS of a real window's rate / mean rate against the candidate's (volume removed)",
+    "joint_input_shape": ("energy score of a real window's (rate / mean rate, mean input) against the candidate's, "
+                          "reference-standardised"),
+    "joint_output_shape": ("energy score of a real window's (rate / mean rate, mean output) against the "
+                           "candidate's, reference-standardised"),
+    "input_length": "CRPS of a real request's input tokens against the candidate's",
+    "output_length": "CRPS of a real request's output tokens against the candidate's",
+})
+#: the shape test's null, in words
+SHAPE_NULL = ("servelab predicts the real later part's shape (volume removed) no better than naive: the per-block "
+              "mean of naive's proper scores minus servelab's is symmetric about a median <= 0 (one-sided Wilcoxon "
+              "signed-rank test over blocks of consecutive windows; a Diebold-Mariano comparison)")
+_LENGTHS = ("input", "output")
+#: candidate points an energy score is taken against, and real windows scored per block (seeded subsamples)
+_ES_POINTS = 1000
+_ES_PER_BLOCK = 250
+
+
+@dataclass(frozen=True)
+class _Features:
+    """Per-window counts (over the workload's mean: volume removed) and mean lengths of a
+    workload over ``n`` windows, and its requests' window indices and lengths."""
+
+    rate: np.ndarray
+    n: np.ndarray
+    mean: Mapping[str, np.ndarray]
+    k: np.ndarray
+    values: Mapping[str, np.ndarray]
+
+
+def _features(frame: pl.DataFrame, window_s: float, n_win: int) -> _Features:
+    k = np.floor(frame["timestamp"].to_numpy() / window_s).astype(np.int64)
+    ok = (k >= 0) & (k < n_win)
+    k = k[ok]
+    n = np.bincount(k, minlength=n_win).astype(float)
+    mean, values = {}, {}
+    for c in _LENGTHS:
+        col = f"{c}_tokens"
+        if col not in frame.columns:
+            continue
+        v = frame[col].cast(pl.Float64).fill_null(np.nan).to_numpy()[ok]
+        fin = np.isfinite(v)
+        s = np.bincount(k[fin], weights=v[fin], minlength=n_win)
+        m = np.bincount(k[fin], minlength=n_win)
+        mean[c] = np.where(m > 0, s / np.maximum(m, 1), np.nan)
+        values[c] = v
+    return _Features(rate=n / max(n.mean(), 1e-300), n=n, mean=mean, k=k, values=values)
+
+
+def crps_sample(sample: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The fair CRPS of each ``x`` against the law ``sample`` is drawn from: ``mean|X_i - x|`` minus
+    half the mean of ``|X_i - X_j|`` over the pairs ``i != j`` (unbiased for the law's CRPS
+    ``E|X - x| - E|X - X'| / 2`` whatever the sample's size; exact, by sorting and prefix sums;
+    lower is better). NaN with fewer than 2 sample values."""
+    s = np.sort(np.asarray(sample, dtype=float)[np.isfinite(sample)])
+    x = np.asarray(x, dtype=float)
+    n = s.size
+    if n < 2:
+        return np.full(x.shape, np.nan)
+    p = np.r_[0.0, np.cumsum(s)]
+    k = np.searchsorted(s, x, side="right")
+    near = (x * k - p[k] + (p[n] - p[k]) - x * (n - k)) / n
+    spread = 2.0 * np.sum((2 * np.arange(n) - n + 1) * s) / (n * (n - 1))  # mean |X_i - X_j|, i != j
+    return near - spread / 2
+
+
+def energy_score(sample: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The fair energy score of each row of ``y`` against the law ``sample``'s rows are drawn from:
+    ``mean||X_i - y||`` minus half the mean of ``||X_i - X_j||`` over the pairs ``i != j``
+    (unbiased for ``E||X - y|| - E||X - X'|| / 2``; lower is better; NaN with fewer than 2 rows)."""
+    if sample.shape[0] < 2:
+        return np.full(y.shape[0], np.nan)
+    def mean_dist(a: np.ndarray) -> np.ndarray:  # rows of ``a`` to every sample row, 500 rows at a time
+        return np.concatenate([np.sqrt(((sample[None, :, :] - a[i:i + 500, None, :]) ** 2).sum(axis=2)).mean(axis=1)
+                               for i in range(0, a.shape[0], 500)]) if a.shape[0] else np.zeros(0)
+
+    m = sample.shape[0]
+    near = mean_dist(y)
+    spread = float(mean_dist(sample).mean()) * m / (m - 1)  # the diagonal's zeros left out
+    return near - spread / 2
+
+
+@dataclass(frozen=True)
+class ShapeTest:
+    """The shape test of one split (:func:`shape_test`): does servelab predict the shape better than naive?
+
+    Attributes
+    ----------
+    blocks : int
+        Blocks of consecutive windows paired over (0: not run, see ``reason``).
+    windows_per_block : int
+    level : float
+        The test's level.
+    advantage : Mapping
+        Per metric, the mean over blocks of naive's score minus servelab's, over its root mean
+        square (> 0: servelab predicts better on it; about ``1 / sqrt(blocks)`` is one standard
+        error).
+    differences : tuple of float
+        Per block, the sum over metrics of naive's mean score minus servelab's, each over the
+        metric's root mean square over blocks (> 0: servelab better in that block).
+    wins : int
+        Blocks with a positive difference.
+    statistic, p_value : float
+        Wilcoxon signed-rank statistic and one-sided p-value (alternative: servelab better).
+    servelab_better : bool
+        ``p_value <= level``: the null :data:`SHAPE_NULL` is rejected.
+    reason : str
+        Why the test was not run (empty when it was).
+    """
+
+    blocks: int
+    windows_per_block: int
+    level: float
+    advantage: Mapping[str, float]
+    differences: tuple[float, ...]
+    wins: int
+    statistic: float
+    p_value: float
+    servelab_better: bool
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "advantage", MappingProxyType(dict(self.advantage)))
+        object.__setattr__(self, "differences", tuple(float(d) for d in self.differences))
+
+    def text(self) -> str:
+        """The outcome in one line (the CLI's and the report's)."""
+        if not self.blocks:
+            return f"the shape test was not run ({self.reason})"
+        adv = ", ".join(f"{m} {v:+.2f}" for m, v in self.advantage.items())
+        return (f"shape test (volume removed, {self.blocks} blocks of {self.windows_per_block} windows): servelab "
+                f"scores better in {self.wins} of {self.blocks} blocks, one-sided p = {self.p_value:.3g} "
+                f"({'<=' if self.servelab_better else '>'} {self.level:g}: servelab "
+                f"{'predicts the shape better' if self.servelab_better else 'not shown better'}); "
+                f"mean advantage per metric in RMS units (+ servelab better): {adv}")
+
+    def describe(self) -> dict:
+        """A JSON-ready summary."""
+        return {"null": SHAPE_NULL, "level": self.level, "blocks": self.blocks,
+                "windows_per_block": self.windows_per_block,
+                "advantage": {m: _num(v) for m, v in self.advantage.items()},
+                "wins": self.wins, "statistic": _num(self.statistic), "p_value": _num(self.p_value),
+                "servelab_better": self.servelab_better, "differences": [_num(d) for d in self.differences],
+                "reason": self.reason or None}
+
+
+def _not_run(reason: str, level: float) -> ShapeTest:
+    return ShapeTest(blocks=0, windows_per_block=0, level=level, advantage={}, differences=(), wins=0,
+                     statistic=math.nan, p_value=math.nan, servelab_better=False, reason=reason)
+
+
+def _block_means(values: np.ndarray, block: np.ndarray, b: int) -> np.ndarray:
+    ok = np.isfinite(values)
+    n = np.bincount(block[ok], minlength=b)
+    s = np.bincount(block[ok], weights=values[ok], minlength=b)
+    return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+
+
+def _finite_mean(v: np.ndarray) -> float:
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
+def shape_scores(real: _Features, cand: _Features, block: np.ndarray, group: np.ndarray, b: int,
+                 scored: np.ndarray, *, seed: int) -> dict[str, np.ndarray]:
+    """Per metric of :data:`SHAPE_METRICS`, the mean score per block of the real items of block
+    ``i`` (``block``: each real window's block) against the candidate's items of group ``i``
+    (``group``: each candidate window's group, a seeded random split of its whole span into ``b``
+    disjoint parts, so a block's predictive sample is the whole span's law and the blocks'
+    candidate noise is independent); ``scored``: the real windows whose energy scores are taken."""
+    rng = np.random.default_rng(seed)
+    out = {m: np.full(b, np.nan) for m in SHAPE_METRICS}
+    cols = [c for c in _LENGTHS if c in real.mean and c in cand.mean]
+    a = {c: np.column_stack([real.rate, real.mean[c]]) for c in cols}
+    sd = {}
+    for c in cols:
+        v = np.nanstd(a[c][real.n > 0], axis=0)
+        sd[c] = np.where(np.isfinite(v) & (v > 0), v, 1.0)
+    pts_all = {c: np.column_stack([cand.rate, cand.mean[c]]) for c in cols}
+    rq_block, cq_group = block[real.k], group[cand.k]
+    for i in range(b):  # a handful of blocks; each is vectorised
+        mine, theirs = block == i, group == i
+        out["rate_shape"][i] = _finite_mean(crps_sample(cand.rate[theirs], real.rate[mine]))
+        for c in cols:
+            pts = pts_all[c][theirs & (cand.n > 0)]
+            pts = pts[np.isfinite(pts).all(axis=1)]
+            if pts.shape[0] > _ES_POINTS:
+                pts = pts[rng.choice(pts.shape[0], _ES_POINTS, replace=False)]
+            sel = mine & scored & (real.n > 0) & np.isfinite(a[c]).all(axis=1)
+            if sel.any():
+                out[f"joint_{c}_shape"][i] = _finite_mean(energy_score(pts / sd[c], a[c][sel] / sd[c]))
+            out[f"{c}_length"][i] = _finite_mean(crps_sample(cand.values[c][cq_group == i], real.values[c][rq_block == i]))
+    return {m: v for m, v in out.items() if m == "rate_shape" or any(m.startswith(f"joint_{c}") or
+                                                                     m.startswith(c) for c in cols)}
+
+
+def shape_test(real: pl.DataFrame, servelab: pl.DataFrame, naive: pl.DataFrame, window_s: float, duration: float, *,
+               seed: int = 0, level: float = SHAPE_LEVEL, max_blocks: int = SHAPE_BLOCKS) -> ShapeTest:
+    """Test whether servelab predicts the real later part's shape better than naive (volume removed).
+
+    A Diebold-Mariano comparison of the two candidates as *predictive distributions*: the real
+    later part's windows are cut into ``B = min(max_blocks, windows // 10)`` blocks of
+    consecutive windows (at least 8), and each candidate's windows are dealt at random into
+    ``B`` disjoint groups of its whole span. The items of real block ``i`` are scored against
+    group ``i`` of each candidate with fair (size-unbiased) proper scores
+    (:data:`SHAPE_METRICS`: the CRPS of each window's rate over the workload's mean rate, the
+    energy score of each window's (rate over mean, mean input / output), the CRPS of each
+    request's lengths). Dividing each workload's window counts by its own mean removes the
+    volume, so a count error of the forecast does not decide it (the count is judged apart).
+    Per block and metric: naive's mean score minus servelab's, each metric over its root mean
+    square across blocks (metrics of different units weigh alike), summed over metrics. The
+    one-sided Wilcoxon signed-rank test of the block differences at ``level`` rejects
+    :data:`SHAPE_NULL` when servelab scores better consistently over the blocks.
+
+    Why groups: scored against a candidate's whole sample, every block would share that one
+    sample's noise, and two draws of one generator would be told apart (a first version
+    rejected in 5 of 20 null traces). With disjoint groups, each block carries its own real
+    windows and its own candidate sample, so the blocks' noise is (nearly) independent -- within
+    a block the real windows stay dependent (bursts, the daily cycle). The level is checked
+    where the null holds exactly (two draws of one generator: ``benchmarks/bench_validate.py
+    --parts aa``) and with power on simulated traces of known truth (``--parts v1``).
+
+    Energy scores are taken for at most 250 real windows per block against at most 1,000
+    candidate windows of the group (seeded subsamples); CRPS is exact.
+
+    Returns
+    -------
+    ShapeTest
+        Not run (``blocks`` 0, ``reason`` says why) with fewer than 8 blocks of 10 windows.
+    """
+    n_win = int(math.floor(duration / window_s))
+    b = min(int(max_blocks), n_win // SHAPE_MIN_BLOCK_WINDOWS)
+    if b < SHAPE_MIN_BLOCKS:
+        return _not_run(f"{n_win} whole windows of {window_s:g} s hold fewer than {SHAPE_MIN_BLOCKS} blocks of "
+                        f"{SHAPE_MIN_BLOCK_WINDOWS}", level)
+    fr, fs, fn = (_features(f, window_s, n_win) for f in (real, servelab, naive))
+    if fr.n.sum() == 0 or fs.n.sum() == 0 or fn.n.sum() == 0:
+        return _not_run("a workload holds no request in the whole windows", level)
+    per = n_win // b
+    block = np.minimum(np.arange(n_win) // per, b - 1)
+    rng = np.random.default_rng(seed)
+    scored = np.ones(n_win, dtype=bool)
+    if per > _ES_PER_BLOCK:  # a seeded subsample of the windows of each block
+        rank = (pl.DataFrame({"b": block, "k": rng.random(n_win)})
+                .select(pl.col("k").rank("ordinal").over("b"))["k"].to_numpy())
+        scored = rank <= _ES_PER_BLOCK
+    # each candidate's windows dealt at random into b equal groups (its whole span's law, disjoint)
+    groups = [np.argsort(np.random.default_rng([seed, j]).permutation(n_win)) % b for j in (0, 1)]
+    s_ours = shape_scores(fr, fs, block, groups[0], b, scored, seed=seed)
+    s_naive = shape_scores(fr, fn, block, groups[1], b, scored, seed=seed)
+    total = np.zeros(b)
+    advantage = {}
+    for m in SHAPE_METRICS:
+        if m not in s_ours or m not in s_naive:
+            continue
+        d = s_naive[m] - s_ours[m]
+        if not np.isfinite(d).all():
+            continue
+        rms = float(np.sqrt(np.mean(d ** 2)))
+        if rms <= 0:
+            continue
+        total += d / rms
+        advantage[m] = float(d.mean() / rms)
+    if not advantage or not np.any(total != 0):
+        return _not_run("no metric could be scored in every block", level)
+    res = stats.wilcoxon(total, alternative="greater")
+    p = float(res.pvalue)
+    return ShapeTest(blocks=b, windows_per_block=int(per), level=float(level), advantage=advantage,
+                     differences=tuple(total), wins=int((total > 0).sum()), statistic=float(res.statistic),
+                     p_value=p, servelab_better=bool(p <= level))
+
+
 def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: float, *, seed: int,
                settings: PoolFitSettings, workdir: Path, window_s: float | None, rate=None) -> SplitResult:
     t = frame["timestamp"]
@@ -377,8 +678,8 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
     ours = generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None)
     # naive knows the past mix only: its request data is the aggregate of the fitted span (its
     # times follow the same forecast total); the extension's mix is servelab's churn model
-    naive = naive_generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None,
-                           data_span=tuple(pool.span))
+    naive = naive_generate(ext, _smooth_total(info, rate, split_s, duration, pool.window_s), duration, start=split_s,
+                           seed=seed, clock=clock, max_requests=None, data_span=tuple(pool.span))
     real = later.with_columns(pl.col("timestamp") - split_s)
     if window_s is None:
         choice = choose_window(real)
@@ -387,6 +688,7 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
         w, rule = float(window_s), "given"
     table = compare(real, [ours, naive], names=list(CANDIDATES), window_s=w, seed=seed)
     floor = noise_floor(real, w, seed=seed)
+    shape = shape_test(real, ours, naive, w, duration, seed=seed)
     metrics = {c: dict(zip(table["metric"], table[c])) for c in ("reference", *CANDIDATES)}
     clients = {}
     if "client_id" in frame.columns:
@@ -401,7 +703,24 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
         k = np.clip(np.floor(f["timestamp"].to_numpy() / w).astype(np.int64), 0, n_win - 1)
         counts[name] = np.bincount(k, minlength=n_win)
     return SplitResult(split_s=split_s, end_s=end_s, window_s=w, window_rule=rule, metrics=metrics, clients=clients,
-                       extension=info.describe(), counts=pl.DataFrame(counts), noise_floor=floor)
+                       extension=info.describe(), counts=pl.DataFrame(counts), noise_floor=floor,
+                       shape_test=shape)
+
+
+def _smooth_total(info, rate, split_s: float, duration: float, window_s: float):
+    """Naive's total rate past the split, a table (seconds since the split, req/s) at the pool's
+    window mids: the forecast (trend x daily factor), or the given ``rate``. It is the total
+    servelab's blocks follow, without servelab's window-to-window variation (copied client rows):
+    a baseline that knows the total-rate forecast but no client."""
+    mids = (np.arange(max(1, int(math.ceil(duration / window_s)))) + 0.5) * window_s
+    f = rate if rate is not None else info.forecast.rate_at
+    r = np.maximum(np.asarray(f(split_s + mids), dtype=float), 0.0)
+    if not np.any(r > 0):
+        r = np.ones_like(r) * 1e-9
+    times = np.r_[0.0, mids, duration] if duration > mids[-1] else np.r_[0.0, mids]
+    rates = np.r_[r[0], r, r[-1]] if duration > mids[-1] else np.r_[r[0], r]
+    keep = np.r_[True, np.diff(times) > 0]
+    return (times[keep].tolist(), rates[keep].tolist())
 
 
 def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, window_s: float | None = None,

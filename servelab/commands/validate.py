@@ -93,6 +93,8 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
         turnover = (f"; clients later {c['later']}, seen before {c['seen_before']}, generated {c['generated']} "
                     f"({c['generated_new']} new)" if c else "")
         click.echo(f"split  {s.split_s:g} s .. {s.end_s:g} s, window {s.window_s:g} s ({s.window_rule}){turnover}")
+        if s.shape_test is not None:
+            click.echo(f"shape  {s.shape_test.text()}")
     table = result.table() if len(result.splits) == 1 else result.spread()
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=220):

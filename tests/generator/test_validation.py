@@ -74,13 +74,32 @@ def test_validate_scores_the_real_later_half(half, coupled_store):
     assert doc["servelab"]["window_rate_cv"] == pytest.approx(doc["reference"]["window_rate_cv"], rel=0.1)
     assert s.clients["later"] == 2 and s.clients["seen_before"] == 2
     assert "forecasts" in doc["rate_assumption"]
+    # the shape test: naive follows the smooth forecast with the mixed lengths, so it misses the
+    # bursty client's windows (rate and long inputs together) that servelab keeps: servelab
+    # scores better in (nearly) every block, and the one-sided p is far below the level
+    st = doc["splits"][0]["shape_test"]
+    assert st["blocks"] == 20 and st["wins"] >= 18 and st["p_value"] < 0.001 and st["servelab_better"]
+    assert st["advantage"]["joint_input_shape"] > 0.5
 
 
-def test_rolling_splits_and_spread(coupled_store):
-    r = validate(coupled_store, split=0.5, seed=2, rolling=2, conversations=False)
+def test_rolling_splits_and_spread_under_a_given_rate(coupled_store):
+    # 0.5 req/s past the split (the real later part averages 0.3: 0.2 steady + 1 req/s one window
+    # in ten): both generators follow it (servelab window by window, naive smoothly), so each
+    # fold's count is 0.5 x the fold's span up to arrival noise (~43k requests a fold: Poisson
+    # sd 0.5%; the gamma processes' CV adds a little): 5%
+    r = validate(coupled_store, split=0.5, seed=2, rolling=2, conversations=False,
+                 rate=lambda t: np.full(np.shape(t), 0.5))
     assert len(r.splits) == 2
     a, b = r.splits
     assert a.split_s < b.split_s == a.end_s and b.end_s > b.split_s
+    doc = r.to_json()
+    for s, js in zip(r.splits, doc["splits"]):
+        for c in ("servelab", "naive"):
+            assert js[c]["n_requests"] == pytest.approx(0.5 * (s.end_s - s.split_s), rel=0.05)
+        assert s.extension["forecast"] == "rate function given"
+    assert "given total rate" in doc["rate_assumption"]
+    with pytest.raises(ValueError, match="rate must be a function of time"):
+        validate(coupled_store, split=0.5, rate=0.5)
     sp = r.spread()
     assert sp["splits"].to_list() == [2] * len(METRICS)
     row = sp.filter(pl.col("metric") == "n_requests").row(0, named=True)
@@ -114,6 +133,8 @@ def test_cli_writes_validate_json_tables_and_figure(coupled_store, half, tmp_pat
     for name in ("validate_splits.csv", "validate_spread.csv", "validate_counts.csv", "validate.png"):
         assert (out / name).stat().st_size > 0
     assert "rate_input_corr" in r.output and "window" in r.output
+    st = doc["splits"][0]["shape_test"]
+    assert f"shape  shape test (volume removed, {st['blocks']} blocks" in r.output and f"p = {st['p_value']:.3g}" in r.output
     r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "2026-01-01T00:00:00"])
     assert r.exit_code != 0 and "wall-clock origin" in r.output
     r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "soon"])
@@ -149,22 +170,6 @@ def test_sample_clients_keeps_whole_clients_under_the_bound(coupled_store, tmp_p
     assert doc["splits"][0]["clients"]["later"] == 1 and "sample 1 of 2 clients" in r.output
 
 
-def test_a_given_rate_replaces_the_forecast(coupled_store):
-    # 0.5 req/s past the split (the real later part averages 0.3: 0.2 steady + 1 req/s one window
-    # in ten): both generators follow
-    # it window by window, so each count is 0.5 x the test span up to arrival noise (~86k
-    # requests: Poisson sd 0.3%; the gamma processes' CV adds a little): 5%
-    r = validate(coupled_store, split=0.5, seed=2, conversations=False, rate=lambda t: np.full(np.shape(t), 0.5))
-    (s,) = r.splits
-    doc = r.to_json()
-    for c in ("servelab", "naive"):
-        assert doc[c]["n_requests"] == pytest.approx(0.5 * (s.end_s - s.split_s), rel=0.05)
-    assert "given total rate" in doc["rate_assumption"]
-    assert s.extension["forecast"] == "rate function given"
-    with pytest.raises(ValueError, match="rate must be a function of time"):
-        validate(coupled_store, split=0.5, rate=0.5)
-
-
 def test_noise_floor_of_a_poisson_stream():
     from servelab.generator.validation import noise_floor
 
@@ -179,3 +184,57 @@ def test_noise_floor_of_a_poisson_stream():
     assert set(fl) == {m for m, (k, _) in METRICS.items() if k == "distance"}
     assert 0 < fl["window_rate_ks"] < 0.30 and 0 < fl["input_ks"] < 0.038 and 0 < fl["output_ks"] < 0.038
     assert noise_floor(f.head(3), 60.0) == {}  # too few requests to split
+
+
+def test_proper_scores_match_their_definitions():
+    from servelab.generator.validation import crps_sample, energy_score
+
+    rng = np.random.default_rng(4)
+    sample, x = rng.gamma(2.0, 3.0, 301), np.r_[rng.gamma(2.0, 3.0, 50), -1.0, 100.0]
+    # fair CRPS: mean |X_i - x| - sum_{i != j} |X_i - X_j| / (2 m (m - 1)), by brute force
+    m = sample.size
+    brute = (np.abs(sample[:, None] - x[None, :]).mean(axis=0)
+             - np.abs(sample[:, None] - sample[None, :]).sum() / (2 * m * (m - 1)))
+    assert crps_sample(sample, x) == pytest.approx(brute, rel=1e-9, abs=1e-9)
+    pts, y = rng.normal(size=(120, 2)), rng.normal(size=(7, 2)) * 2
+    dist = lambda a, b: np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])  # noqa: E731
+    assert energy_score(pts, y) == pytest.approx(dist(pts, y).mean(axis=0) - dist(pts, pts).sum() / (2 * 120 * 119),
+                                                 rel=1e-9)
+    # unbiased whatever the sample's size: a standard normal's CRPS at 0 is (sqrt 2 - 1) / sqrt(pi)
+    # = 0.2337; the mean over 4,000 samples of 5 values has sd ~0.5 / sqrt(4000) = 0.008 (the
+    # plain empirical CRPS would be E|X - X'| / 10 = 0.11 higher)
+    small = np.array([crps_sample(rng.normal(size=5), np.zeros(1))[0] for _ in range(4000)])
+    assert small.mean() == pytest.approx((np.sqrt(2) - 1) / np.sqrt(np.pi), abs=0.03)
+    assert np.isnan(crps_sample(np.array([np.nan]), x)).all() and np.isnan(energy_score(pts[:1], y)).all()
+
+
+def _windows(rng, n_win: int, bursty: bool) -> pl.DataFrame:
+    """Requests over ``n_win`` windows of 60 s: 10 per window on average, bursty (a log-normal
+    window multiplier of sd 1, the window's inputs 10x longer above the mean rate) or Poisson."""
+    mult = np.exp(rng.normal(-0.5, 1.0, n_win)) if bursty else np.ones(n_win)
+    n = rng.poisson(10 * mult)
+    k = np.repeat(np.arange(n_win), n)
+    long = np.repeat(mult > 1, n) if bursty else rng.random(k.size) < 0.3
+    return pl.DataFrame({"timestamp": k * 60.0 + rng.uniform(0, 60, k.size),
+                         "input_tokens": np.where(long, 1000, 100) * rng.uniform(0.5, 1.5, k.size),
+                         "output_tokens": rng.integers(10, 100, k.size)}).sort("timestamp")
+
+
+def test_shape_test_finds_the_right_candidate_and_holds_its_null():
+    from servelab.generator.validation import shape_test
+
+    rng = np.random.default_rng(8)
+    real, like, smooth = _windows(rng, 400, True), _windows(rng, 400, True), _windows(rng, 400, False)
+    # a candidate of the real law against a smooth Poisson one (400 windows, 20 blocks of 20):
+    # the window-rate CRPS alone differs by far more than its block-to-block noise
+    t = shape_test(real, like, smooth, 60.0, 400 * 60.0, seed=0)
+    assert (t.blocks, t.windows_per_block) == (20, 20)
+    assert t.servelab_better and t.p_value < 0.001 and t.wins >= 18
+    assert t.advantage["rate_shape"] > 0 and t.advantage["joint_input_shape"] > 0
+    # the same with the roles swapped: not better
+    t = shape_test(real, smooth, like, 60.0, 400 * 60.0, seed=0)
+    assert not t.servelab_better and t.p_value > 0.5
+    # too few windows for 8 blocks of 10: not run, and why
+    t = shape_test(real, like, smooth, 60.0, 70 * 60.0, seed=0)
+    assert t.blocks == 0 and not t.servelab_better and "fewer than 8 blocks of 10" in t.reason
+    assert t.text().startswith("the shape test was not run (70 whole windows")

@@ -41,16 +41,19 @@ def test_long_trace_verdict_follows_the_metrics(rng, tmp_path):
     assert ev.bounded_sample == {} and ev.bound == Budget.quick().max_validation_requests
     (f,) = area.findings(ev)
     o, n, r = ev.metrics["servelab"], ev.metrics["naive"], ev.metrics["reference"]
-    # independent recomputation of the rule: never worse than naive beyond the real half's own
-    # noise (the floor), better beyond it at least once, count within 15%
     dists = ["window_rate_ks", "joint_input_energy", "joint_output_energy", "input_ks", "output_ks"]
-    fl = ev.noise_floor
-    assert set(fl) == set(dists) and all(v > 0 for v in fl.values())
-    lost = [m for m in dists if o[m] > n[m] and o[m] > fl[m]]
-    won = [m for m in dists if o[m] < n[m] and n[m] > fl[m]]
-    holds = (not lost and bool(won)
-             and abs(o["n_requests"] - r["n_requests"]) / r["n_requests"] <= COUNT_TOLERANCE)
+    assert set(ev.noise_floor) == set(dists) and all(v > 0 for v in ev.noise_floor.values())
+    # the rule: the shape test rejects its null at 5% (its p-value recomputed from the recorded
+    # block differences with scipy), and the count is within 15%
+    from scipy import stats
+
+    st = ev.shape_test
+    assert st.blocks == len(st.differences) >= 8 and st.level == 0.05
+    p = stats.wilcoxon(np.array(st.differences), alternative="greater").pvalue
+    assert st.p_value == pytest.approx(p) and st.servelab_better == (p <= 0.05)
+    holds = p <= 0.05 and abs(o["n_requests"] - r["n_requests"]) / r["n_requests"] <= COUNT_TOLERANCE
     assert f.verdict is (Verdict.HOLDS if holds else Verdict.DOES_NOT_HOLD)
+    assert f"p = {p:.3g}" in f.reason and f.measured["shape_p_value"] == pytest.approx(p)
     # the real later half: the trace's requests after the split
     t = store.query("SELECT timestamp FROM requests")["timestamp"].to_numpy()
     assert r["n_requests"] == int((t >= ev.split_s).sum())
