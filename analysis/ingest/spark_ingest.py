@@ -218,21 +218,35 @@ def _raw_frame(session, source, native):
 
 def _positions(session, typed, described):
     """``typed`` with ``_row`` (the row's index in its file + :data:`ROW_BASE`) instead of the
-    ``_line`` struct; blank JSONL lines dropped. Offsets come from the rows per (source, block),
-    a small table (one row per file block)."""
+    ``_line`` struct, blank JSONL lines dropped; and the rows per (source, reason) with their
+    first and last ``_ts``. One aggregation per (source, file block, reason) gives both: the block
+    offsets (a small table, one row per file block) and the counts."""
     from pyspark.sql import functions as F
 
-    blocks = (typed.groupBy("_src", F.col("_line.blk").alias("blk"))
-              .agg(F.count(F.lit(1)).alias("n"), F.min("_line.mono").alias("first")).collect())
+    cells = (typed.groupBy("_src", F.col("_line.blk").alias("blk"), "_reason")
+             .agg(F.count(F.lit(1)).alias("n"), F.min("_line.mono").alias("first"),
+                  F.min("_ts").alias("lo"), F.max("_ts").alias("hi")).collect())
+    blocks: dict = {}
+    counts: dict = {}
+    for r in cells:  # a loop over (file block, reason) cells, not rows
+        key = (int(r["_src"]), int(r["blk"]))
+        n, first = blocks.get(key, (0, None))
+        blocks[key] = (n + int(r["n"]), int(r["first"]) if first is None else min(first, int(r["first"])))
+        if r["_reason"] == _BLANK:
+            continue
+        c = counts.setdefault((key[0], r["_reason"]), [0, None, None])
+        c[0] += int(r["n"])
+        c[1] = r["lo"] if c[1] is None or (r["lo"] is not None and r["lo"] < c[1]) else c[1]
+        c[2] = r["hi"] if c[2] is None or (r["hi"] is not None and r["hi"] > c[2]) else c[2]
     rows, seen = [], {}
-    for src, blk, n, first in sorted(blocks, key=lambda r: (r["_src"], r["blk"])):  # a loop over file blocks
+    for (src, blk), (n, first) in sorted(blocks.items()):
         offset = seen.get(src, 0)
-        rows.append((int(src), int(blk), offset - int(first) + ROW_BASE[described[src].kind]))
-        seen[src] = offset + int(n)
+        rows.append((src, blk, offset - first + ROW_BASE[described[src].kind]))
+        seen[src] = offset + n
     base = session.createDataFrame(rows, "_src INT, blk LONG, base LONG")
     out = (typed.join(F.broadcast(base), (typed["_src"] == base["_src"]) & (typed["_line.blk"] == base["blk"]))
            .select(typed["*"], (base["base"] + typed["_line.mono"]).alias("_row")).drop("_line"))
-    return out.filter(F.col("_reason").isNull() | (F.col("_reason") != _BLANK))
+    return out.filter(F.col("_reason").isNull() | (F.col("_reason") != _BLANK)), counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,43 +261,31 @@ def _stride(n_gaps: int, capacity: int) -> int:
     return stride
 
 
-def _clocks(session, frame, key: str | None, n_rows: dict):
+def _clocks(frame, key: str | None, n_rows: dict):
     """The logging clock of the sorted ``timestamp`` stream of each group of ``frame`` (by ``key``;
     one group when None), as :class:`GapSample` finds it: the gaps at the indices that are
     multiples of its stride, the exact zeros, the scale. ``frame`` has ``_idx`` (0-based index in
-    the group's sorted stream). Returns group -> Clock."""
+    the group's sorted stream). One job: every row joined to the next of its group (a shuffle
+    join on the index), aggregated per group. Returns group -> Clock (None without rows)."""
     from pyspark.sql import functions as F
 
     capacity = GapSample().capacity
     strides = {g: _stride(max(n - 1, 0), capacity) for g, n in n_rows.items()}
-    group = F.col(key) if key is not None else F.lit(0)
-    stride = F.element_at(F.create_map(*[F.lit(x) for gg, s in strides.items() for x in (gg, s)]), F.col("_g"))
-    g = frame.select(group.alias("_g"), "_idx", "timestamp")
-    stats = {r["_g"]: r for r in g.groupBy("_g").agg(F.countDistinct("timestamp").alias("distinct"),
-                                                   F.max(F.abs("timestamp")).alias("scale")).collect()}
-    left = g.filter(F.col("_idx") % stride == 0)
-    right = g.select("_g", (F.col("_idx") - 1).alias("_idx"), F.col("timestamp").alias("_next"))
-    gaps = (left.join(right, ["_g", "_idx"]).select("_g", "_idx", F.abs(F.col("_next") - F.col("timestamp")).alias("d"))
-            .orderBy("_g", "_idx").collect())
-    by_group: dict = {gg: [] for gg in n_rows}
-    for r in gaps:  # at most GapSample's capacity per group
-        by_group[r["_g"]].append(r["d"])
-    out = {}
-    for gg, n in n_rows.items():
-        if n == 0:
-            out[gg] = None
-            continue
-        sample = np.asarray(by_group[gg], dtype=float)
-        st = stats[gg]
-        out[gg] = clock_from_gaps(sample[sample > 0], n_gaps=n - 1, n_zero=n - int(st["distinct"]),
-                                  scale=float(st["scale"]))
+    stride = F.element_at(F.create_map(*[F.lit(x) for g, s in strides.items() for x in (g, s)]), F.col("_g"))
+    rows = frame.select((F.col(key) if key is not None else F.lit(0)).alias("_g"), "_idx", "timestamp")
+    nxt = rows.select("_g", (F.col("_idx") - 1).alias("_idx"), F.col("timestamp").alias("_next"))
+    gap = F.abs(F.col("_next") - F.col("timestamp"))
+    per_group = (rows.join(nxt, ["_g", "_idx"], "left").groupBy("_g").agg(
+        F.sum((gap == 0).cast("long")).alias("zero"), F.max(F.abs("timestamp")).alias("scale"),
+        F.collect_list(F.when((F.col("_idx") % stride == 0) & F.col("_next").isNotNull(),
+                              F.struct("_idx", gap.alias("d")))).alias("kept")).collect())
+    out = {g: None for g in n_rows}
+    for r in per_group:  # a loop over groups (sources); each keeps at most GapSample's capacity gaps
+        kept = sorted(r["kept"], key=lambda k: k["_idx"])
+        sample = np.asarray([k["d"] for k in kept], dtype=float)
+        out[r["_g"]] = clock_from_gaps(sample[sample > 0], n_gaps=n_rows[r["_g"]] - 1, n_zero=int(r["zero"] or 0),
+                                       scale=float(r["scale"]))
     return out
-
-
-def _spark_type(duckdb_type: str) -> str:
-    import sqlglot
-
-    return sqlglot.exp.DataType.build(duckdb_type, dialect="duckdb").sql("spark")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,29 +312,28 @@ def _run(session, described, plans, first_plan, tmp: Path, work: Path):
     # written once, so that every later step sees the same row positions (monotonically increasing
     # ids are assigned when a task reads; a recomputation could pack blocks into tasks otherwise)
     typed.write.parquet(str(work / "typed"))
-    rows = _positions(session, session.read.parquet(str(work / "typed")), described)
+    rows, counts = _positions(session, session.read.parquet(str(work / "typed")), described)
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        return _count_and_write(session, rows, described, plans, first_plan, tmp, work)
+        return _count_and_write(session, rows, counts, described, plans, first_plan, tmp, work)
     finally:
         rows.unpersist()
         for i in plans:
             session.catalog.dropTempView(f"servelab_ingest_raw_{i}")
 
 
-def _count_and_write(session, rows, described, plans, first_plan, tmp: Path, work: Path):
+def _count_and_write(session, rows, counts, described, plans, first_plan, tmp: Path, work: Path):
     from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     per_source = {i: {"stored": 0, "rejected": {}, "lo": None, "hi": None, "unsorted": 0} for i in plans}
-    for r in rows.groupBy("_src", "_reason").agg(F.count(F.lit(1)).alias("n"), F.min("_ts").alias("lo"),
-                                                 F.max("_ts").alias("hi")).collect():
-        entry = per_source[r["_src"]]
-        if r["_reason"] is None:
-            entry.update(stored=int(r["n"]), lo=r["lo"], hi=r["hi"])
+    for (src, reason), (n, lo, hi) in counts.items():
+        entry = per_source[src]
+        if reason is None:
+            entry.update(stored=n, lo=lo, hi=hi)
         else:
-            entry["rejected"][r["_reason"]] = int(r["n"])
+            entry["rejected"][reason] = n
     if sum(e["stored"] for e in per_source.values()) == 0:
         raise nothing_stored(e["rejected"] for e in per_source.values())
     stored = rows.filter(F.col("_reason").isNull())
@@ -381,9 +382,13 @@ def _count_and_write(session, rows, described, plans, first_plan, tmp: Path, wor
         dup = numbered.groupBy(*[F.col(ident(c).replace('"', "`")) for c in ["timestamp", *columns]]).count()
         duplicates = int(dup.filter(F.col("count") > 1).agg(F.sum(F.col("count") - 1)).collect()[0][0] or 0)
         # the clocks: of the store (request_id order) and of each source (its rows, sorted)
-        store_clock = _clocks(session, numbered.withColumn("_idx", F.col("request_id")), None, {0: total})[0]
-        by_src = numbered.withColumn("_idx", F.row_number().over(Window.partitionBy("_src").orderBy("request_id")) - 1)
-        src_clocks = _clocks(session, by_src, "_src", {i: per_source[i]["stored"] for i in plans})
+        store_clock = _clocks(numbered.withColumn("_idx", F.col("request_id")), None, {0: total})[0]
+        if len(plans) == 1:  # one source: its sorted stream is the store's
+            src_clocks = {i: store_clock for i in plans}
+        else:
+            by_src = numbered.withColumn("_idx", F.row_number().over(
+                Window.partitionBy("_src").orderBy("request_id")) - 1)
+            src_clocks = _clocks(by_src, "_src", {i: per_source[i]["stored"] for i in plans})
         layout = _write_requests(numbered, out_cols, origin, tmp)
         _write_rejected(rows, described, plans, tmp, work)
     finally:
@@ -437,7 +442,7 @@ def _write_rejected(rows, described, plans, tmp: Path, work: Path) -> None:
     rejected = (rows.filter(F.col("_reason").isNotNull())
                 .select("_src", name.alias("source"), F.col("_row").cast("long").alias("row"),
                         F.col("_reason").alias("reason"), F.col("_raw").cast("string").alias("raw"))
-                .orderBy("_src", "row").drop("_src").coalesce(1))
+                .coalesce(1).sortWithinPartitions("_src", "row").drop("_src"))  # one task: no range sampling
     rejected.write.parquet(str(work / "rejected"))
     parts = sorted((work / "rejected").glob("*.parquet"))
     if len(parts) != 1:
