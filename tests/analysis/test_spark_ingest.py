@@ -7,7 +7,7 @@ block of CI stays short (the session is the shared ``spark_local`` fixture): the
 with the malformed-input fixture ``spark_malformed.csv`` (every CSV reject reason, quoted commas,
 a duplicate) and ``bad_unsorted.csv``; the Azure sample (7-digit fractions) with an unparseable
 date-time; the Mooncake sample (JSONL, block lists) with ``bad_mooncake.jsonl`` (bad lines, a blank
-line, a bad list). The SQL translation and the refusals need no Spark.
+line, a bad list); a Parquet log under a column map (built by the test). The SQL translation and the refusals need no Spark.
 """
 from __future__ import annotations
 
@@ -27,7 +27,21 @@ GROUPS = {
                            DATA / "bad_unsorted.csv"],
     "azure": [RAW_TRACES / "azure_2023" / "AzureLLMInferenceTrace_code.csv", DATA / "bad_azure_timestamp.csv"],
     "mooncake": [RAW_TRACES / "mooncake" / "synthetic_trace.jsonl", DATA / "bad_mooncake.jsonl"],
+    "parquet": None,  # written by _parquet_source: generic format, numeric columns read as DOUBLE
 }
+
+PARQUET_MAP = {"time": {"column": "t", "unit": "s"},
+               "columns": {"input_tokens": "a", "output_tokens": "b", "model": "m", "failed": "f"}}
+
+
+def _parquet_source(folder: Path) -> Path:
+    """A Parquet log with a missing, a NaN and an unsorted time, a negative and a missing count."""
+    path = folder / "log.parquet"
+    pl.DataFrame({"t": [0.5, 1.0, None, 2.0, float("nan"), 3.0, 2.5, 4.0, 1.5],
+                  "a": [10, 20, 30, -1, 5, 7, 8, 9, 4], "b": [1, 2, 3, 4, 5, None, 0, 1, 2],
+                  "m": ["x", "y", "x", "x", None, "y", "z", "x", "y"],
+                  "f": [True, False, None, True, False, True, False, True, None]}).write_parquet(path)
+    return path
 
 
 def _rows_hash(frame: pl.DataFrame) -> int:
@@ -44,9 +58,10 @@ def test_spark_ingest_same_store_as_duckdb(tmp_path, group, spark_local):
     from servelab.analysis.ingest import ingest
     from servelab.analysis.ingest.spark_ingest import ingest_spark
 
-    sources = [str(p) for p in GROUPS[group]]
-    duck = ingest(sources, output=tmp_path / "duckdb", progress=False)
-    spark = ingest_spark(sources, output=tmp_path / "spark", session=spark_local)
+    cmap = PARQUET_MAP if group == "parquet" else None
+    sources = [str(p) for p in GROUPS[group] or [_parquet_source(tmp_path)]]
+    duck = ingest(sources, output=tmp_path / "duckdb", column_map=cmap, progress=False)
+    spark = ingest_spark(sources, output=tmp_path / "spark", column_map=cmap, session=spark_local)
 
     a, b = duck.to_polars(), spark.to_polars()
     assert a.height > 0
