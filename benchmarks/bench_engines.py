@@ -161,6 +161,13 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int) -> None:
                 raise SystemExit(f"the before run imported {got['module']}, not the export of {ref} under {path}")
             times[name].append(got["times"])
             cpu[name].append(got["cpu"])
+        a_cpu, b_cpu = cpu["after"], cpu[f"before ({ref})"]
+        line = (f"  round {k + 1}: wall after {sum(times['after'][-1].values()):.3f} before "
+                f"{sum(times[f'before ({ref})'][-1].values()):.3f}; CPU after {a_cpu[-1]:.3f} before {b_cpu[-1]:.3f}")
+        if k >= 1:  # the interval so far, so that a run cut short still says what it measured
+            ratio, lo, hi = paired_ratio_interval(a_cpu, b_cpu)
+            line += f"; CPU after/before so far {ratio:.4f} [{lo:.4f}, {hi:.4f}]"
+        print(line, flush=True)
     print(f"\nDuckDB path, this checkout vs {ref} ({rounds} interleaved rounds, medians, seconds)")
     after, before = times["after"], times[f"before ({ref})"]
     tot_a = statistics.median(sum(r.values()) for r in after)
