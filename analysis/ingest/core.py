@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 import duckdb
 
@@ -38,7 +39,7 @@ from servelab.analysis.exceptions import ColumnMapError, MissingColumnError, Tra
 from servelab.analysis.ingest import aiperf, azure, bailian, burstgpt, fast_path, general_path, generic, mooncake
 from servelab.analysis.ingest.manifest import ingest_manifest
 from servelab.analysis.ingest.outcome import PathOutcome
-from servelab.analysis.ingest.plan import sql_str
+from servelab.analysis.ingest.plan import IngestPlan, sql_str
 from servelab.analysis.ingest.sources import (
     DEFAULT_MAX_LINE_BYTES,
     Source,
@@ -366,7 +367,17 @@ def check_options(clock, max_line_bytes) -> Clock | None:
     return resolve_clock(float(clock)) if clock is not None else None
 
 
-def prepare_sources(paths, *, fmt: str, column_map, max_line_bytes: int):
+class PreparedSources(NamedTuple):
+    """What :func:`prepare_sources` found: each path's :class:`~.sources.Source`, the format, whether
+    it was sniffed, and source index -> :class:`~.plan.IngestPlan` of the non-empty sources."""
+
+    described: list[Source]
+    fmt: str
+    sniffed: bool
+    plans: dict[int, IngestPlan]
+
+
+def prepare_sources(paths, *, fmt: str, column_map, max_line_bytes: int) -> PreparedSources:
     """Describe the sources, choose (or check) the format and plan each non-empty source.
 
     Shared by both engines (this module and :mod:`.spark_ingest`). Warns
@@ -374,10 +385,8 @@ def prepare_sources(paths, *, fmt: str, column_map, max_line_bytes: int):
 
     Returns
     -------
-    tuple
-        ``(described, fmt, sniffed, plans)``: the :class:`~.sources.Source` of each path, the
-        format, whether it was sniffed, and source index -> :class:`~.plan.IngestPlan` of the
-        non-empty sources.
+    PreparedSources
+        ``(described, fmt, sniffed, plans)``.
     """
     cmap = generic.load_column_map(column_map) if column_map is not None else None
     described = [
@@ -396,7 +405,7 @@ def prepare_sources(paths, *, fmt: str, column_map, max_line_bytes: int):
             )
     adapter = ADAPTERS[fmt]
     plans = {i: adapter.plan(s.columns, cmap) for i, s in enumerate(described) if not s.empty}
-    return described, fmt, sniffed, plans
+    return PreparedSources(described, fmt, sniffed, plans)
 
 
 def _ingest_locked(paths, *, fmt, target: Path, overwrite, column_map, progress, memory_limit, threads,
