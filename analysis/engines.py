@@ -24,13 +24,13 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import polars as pl
 
 __all__ = ["Engine", "DuckDBEngine", "SparkEngine", "DIALECTS", "ENGINES", "DEFAULT_SPARK_MASTER",
-           "EngineUnavailableError", "spark_available", "spark_session", "check_engine", "check_master"]
+           "EngineUnavailableError", "spark_available", "translate_to_spark", "spark_session", "check_engine", "check_master"]
 
 #: the engines by name (``--engine``)
 ENGINES = ("duckdb", "spark")
@@ -229,6 +229,44 @@ def spark_session(master: str | None = None, *, conf: Mapping[str, str] | None =
     return builder.getOrCreate()
 
 
+def translate_to_spark(sql: str, *, transforms: Sequence[Callable] = ()) -> str:
+    """``sql`` (DuckDB's dialect) in Spark SQL, by sqlglot.
+
+    Besides sqlglot's translation, a number literal with a point or an exponent (``501.0``,
+    ``1e-3``) becomes a DOUBLE: Spark reads it as a DECIMAL, whose division rounds to a few
+    digits, where DuckDB divides in doubles.
+
+    Parameters
+    ----------
+    sql : str
+        One statement in DuckDB's dialect.
+    transforms : sequence of callables
+        sqlglot node transforms applied after that one (``tree.transform(f)`` each, in order), for
+        functions sqlglot leaves untranslated (the Spark ingest's, :mod:`servelab.analysis.ingest.spark_sql`).
+
+    Raises
+    ------
+    ValueError
+        If ``sql`` is not exactly one statement.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    trees = sqlglot.parse(sql, read=DIALECTS["duckdb"]["sqlglot"])
+    if len(trees) != 1:
+        raise ValueError(f"sql must be one statement; got {len(trees)}")
+
+    def as_double(node):
+        if isinstance(node, exp.Literal) and node.is_number and any(ch in node.this.lower() for ch in ".e"):
+            return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
+        return node
+
+    tree = trees[0].transform(as_double)
+    for fn in transforms:
+        tree = tree.transform(fn)
+    return tree.sql(dialect=DIALECTS["spark"]["sqlglot"])
+
+
 class SparkEngine(Engine):
     """The SQL translated by sqlglot to Spark SQL, run by ``session`` (a ``SparkSession``).
 
@@ -245,25 +283,8 @@ class SparkEngine(Engine):
 
     @staticmethod
     def translate(sql: str) -> str:
-        """``sql`` (DuckDB's dialect) in Spark SQL, by sqlglot.
-
-        Besides sqlglot's translation, a number literal with a point or an exponent (``501.0``,
-        ``1e-3``) becomes a DOUBLE: Spark reads it as a DECIMAL, whose division rounds to a few
-        digits, where DuckDB divides in doubles.
-        """
-        import sqlglot
-        from sqlglot import exp
-
-        trees = sqlglot.parse(sql, read=DIALECTS["duckdb"]["sqlglot"])
-        if len(trees) != 1:
-            raise ValueError(f"sql must be one statement; got {len(trees)}")
-
-        def as_double(node):
-            if isinstance(node, exp.Literal) and node.is_number and any(ch in node.this.lower() for ch in ".e"):
-                return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
-            return node
-
-        return trees[0].transform(as_double).sql(dialect=DIALECTS["spark"]["sqlglot"])
+        """``sql`` (DuckDB's dialect) in Spark SQL, by sqlglot (:func:`translate_to_spark`)."""
+        return translate_to_spark(sql)
 
     def frame(self, sql: str) -> pl.DataFrame:
         table = self.session.sql(self.translate(sql)).toArrow()

@@ -137,9 +137,11 @@ import bench_engines as b
 from servelab.analysis.store import open_store
 store = open_store({store!r})
 index = b._index(store)
+c0 = time.process_time()
 out = b._run(store, index, "duckdb", None, 1)
+cpu = time.process_time() - c0  # every thread of this process: less sensitive to other load than wall time
 import servelab.analysis.aggregates as agg
-print(json.dumps({{"times": {{k: v[0] for k, v in out.items()}}, "module": agg.__file__}}))
+print(json.dumps({{"times": {{k: v[0] for k, v in out.items()}}, "cpu": cpu, "module": agg.__file__}}))
 """
 
 
@@ -147,8 +149,10 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int) -> None:
     """DuckDB steps in child processes, this checkout vs ``ref``, interleaved ``rounds`` times."""
     pkg = _export_ref(ref)
     times: dict[str, list[dict]] = {"after": [], f"before ({ref})": []}
-    for _ in range(rounds):
-        for name, path in (("after", None), (f"before ({ref})", pkg)):
+    cpu: dict[str, list[float]] = {"after": [], f"before ({ref})": []}
+    for k in range(rounds):
+        pair = [("after", None), (f"before ({ref})", pkg)]
+        for name, path in (pair if k % 2 == 0 else pair[::-1]):  # alternate who runs first
             code = _CHILD.format(bench=str(HERE), store=store_path, before=str(path) if path is not None else "")
             OUT.mkdir(exist_ok=True)  # run outside the checkout: its servelab/ folder must not shadow the export
             res = subprocess.run([sys.executable, "-c", code], cwd=OUT, capture_output=True, text=True, check=True)
@@ -156,6 +160,14 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int) -> None:
             if path is not None and not got["module"].startswith(str(path.parent)):
                 raise SystemExit(f"the before run imported {got['module']}, not the export of {ref} under {path}")
             times[name].append(got["times"])
+            cpu[name].append(got["cpu"])
+        a_cpu, b_cpu = cpu["after"], cpu[f"before ({ref})"]
+        line = (f"  round {k + 1}: wall after {sum(times['after'][-1].values()):.3f} before "
+                f"{sum(times[f'before ({ref})'][-1].values()):.3f}; CPU after {a_cpu[-1]:.3f} before {b_cpu[-1]:.3f}")
+        if k >= 1:  # the interval so far, so that a run cut short still says what it measured
+            ratio, lo, hi = paired_ratio_interval(a_cpu, b_cpu)
+            line += f"; CPU after/before so far {ratio:.4f} [{lo:.4f}, {hi:.4f}]"
+        print(line, flush=True)
     print(f"\nDuckDB path, this checkout vs {ref} ({rounds} interleaved rounds, medians, seconds)")
     after, before = times["after"], times[f"before ({ref})"]
     tot_a = statistics.median(sum(r.values()) for r in after)
@@ -165,6 +177,29 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int) -> None:
         b = statistics.median(r[step] for r in before)
         print(f"  {step:<24} after {a:8.3f}  before {b:8.3f}  ({100 * (a / b - 1):+.1f}%)")
     print(f"  {'total':<24} after {tot_a:8.3f}  before {tot_b:8.3f}  ({100 * (tot_a / tot_b - 1):+.1f}%)")
+    ratio, lo, hi = paired_ratio_interval([sum(r.values()) for r in after], [sum(r.values()) for r in before])
+    print(f"  total after/before, paired by round: geometric mean {ratio:.4f}, 95% interval "
+          f"[{lo:.4f}, {hi:.4f}] (t on the {rounds} log ratios; half-width {100 * (hi - lo) / 2:.2f}%)")
+    ratio, lo, hi = paired_ratio_interval(cpu["after"], cpu[f"before ({ref})"])
+    print(f"  CPU seconds (all threads), medians: after {statistics.median(cpu['after']):.3f}  before "
+          f"{statistics.median(cpu[f'before ({ref})']):.3f}; after/before paired: geometric mean {ratio:.4f}, "
+          f"95% interval [{lo:.4f}, {hi:.4f}] (half-width {100 * (hi - lo) / 2:.2f}%)")
+
+
+def paired_ratio_interval(after: list[float], before: list[float], *, level: float = 0.95) -> tuple[float, float, float]:
+    """Geometric mean of the paired ratios ``after[i] / before[i]`` and its ``level`` interval.
+
+    Each round runs the two side by side, so the machine's load cancels in the ratio; the
+    interval is Student's t on the log ratios (``len(after) - 1`` degrees of freedom).
+    """
+    from scipy import stats
+
+    logs = np.log(np.asarray(after, float) / np.asarray(before, float))
+    if logs.size < 2:
+        raise ValueError(f"paired_ratio_interval needs at least 2 rounds; got {logs.size}")
+    half = stats.t.ppf(0.5 + level / 2, logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size)
+    mean = logs.mean()
+    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
 
 
 def _generation(engines: list[str], seconds: float, n_workers: tuple[int, ...]) -> None:

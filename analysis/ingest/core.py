@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 import duckdb
 
@@ -38,7 +39,7 @@ from servelab.analysis.exceptions import ColumnMapError, MissingColumnError, Tra
 from servelab.analysis.ingest import aiperf, azure, bailian, burstgpt, fast_path, general_path, generic, mooncake
 from servelab.analysis.ingest.manifest import ingest_manifest
 from servelab.analysis.ingest.outcome import PathOutcome
-from servelab.analysis.ingest.plan import sql_str
+from servelab.analysis.ingest.plan import IngestPlan, sql_str
 from servelab.analysis.ingest.sources import (
     DEFAULT_MAX_LINE_BYTES,
     Source,
@@ -337,12 +338,7 @@ def ingest(
         Another ingest into ``output`` is running (an exclusive lock on ``.<name>.lock`` beside
         it); temporary folders of killed ingests into ``output`` are removed by the next one.
     """
-    if clock is not None and (isinstance(clock, bool) or not isinstance(clock, (int, float))
-                              or not (math.isfinite(clock) and clock > 0)):
-        raise ValueError(f"clock must be a positive number of seconds (the timestamps' logging step); got {clock!r}")
-    user_clock = resolve_clock(float(clock)) if clock is not None else None
-    if isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int) or max_line_bytes < 1024:
-        raise ValueError(f"max_line_bytes must be an integer number of bytes >= 1024; got {max_line_bytes!r}")
+    user_clock = check_options(clock, max_line_bytes)
     paths = resolve_sources(sources)
     check_target(Path(output), paths, overwrite=overwrite)
     target = Path(os.path.abspath(output))
@@ -354,11 +350,43 @@ def ingest(
     return open_store(output)
 
 
-def _ingest_locked(paths, *, fmt, target: Path, overwrite, column_map, progress, memory_limit, threads,
-                   user_clock, max_line_bytes) -> None:
-    """The ingest proper, under the target's lock: describe, choose the format, plan, run, write.
+def check_options(clock, max_line_bytes) -> Clock | None:
+    """The user's clock (None when not given), after checking ``clock`` and ``max_line_bytes`` as
+    :func:`ingest` documents (shared with the Spark ingest, :mod:`.spark_ingest`).
 
-    ``target`` is the output as given (errors name it so); :func:`check_target` refused ``.``.
+    Raises
+    ------
+    ValueError
+        ``clock`` is not a positive number of seconds, or ``max_line_bytes`` not an integer >= 1024.
+    """
+    if clock is not None and (isinstance(clock, bool) or not isinstance(clock, (int, float))
+                              or not (math.isfinite(clock) and clock > 0)):
+        raise ValueError(f"clock must be a positive number of seconds (the timestamps' logging step); got {clock!r}")
+    if isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int) or max_line_bytes < 1024:
+        raise ValueError(f"max_line_bytes must be an integer number of bytes >= 1024; got {max_line_bytes!r}")
+    return resolve_clock(float(clock)) if clock is not None else None
+
+
+class PreparedSources(NamedTuple):
+    """What :func:`prepare_sources` found: each path's :class:`~.sources.Source`, the format, whether
+    it was sniffed, and source index -> :class:`~.plan.IngestPlan` of the non-empty sources."""
+
+    described: list[Source]
+    fmt: str
+    sniffed: bool
+    plans: dict[int, IngestPlan]
+
+
+def prepare_sources(paths, *, fmt: str, column_map, max_line_bytes: int) -> PreparedSources:
+    """Describe the sources, choose (or check) the format and plan each non-empty source.
+
+    Shared by both engines (this module and :mod:`.spark_ingest`). Warns
+    (:class:`EmptySourceWarning`) for each source without data rows.
+
+    Returns
+    -------
+    PreparedSources
+        ``(described, fmt, sniffed, plans)``.
     """
     cmap = generic.load_column_map(column_map) if column_map is not None else None
     described = [
@@ -373,10 +401,21 @@ def _ingest_locked(paths, *, fmt, target: Path, overwrite, column_map, progress,
             warnings.warn(
                 f"source {s.path} holds no data rows; it is recorded in the manifest and skipped",
                 EmptySourceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
     adapter = ADAPTERS[fmt]
     plans = {i: adapter.plan(s.columns, cmap) for i, s in enumerate(described) if not s.empty}
+    return PreparedSources(described, fmt, sniffed, plans)
+
+
+def _ingest_locked(paths, *, fmt, target: Path, overwrite, column_map, progress, memory_limit, threads,
+                   user_clock, max_line_bytes) -> None:
+    """The ingest proper, under the target's lock: describe, choose the format, plan, run, write.
+
+    ``target`` is the output as given (errors name it so); :func:`check_target` refused ``.``.
+    """
+    described, fmt, sniffed, plans = prepare_sources(paths, fmt=fmt, column_map=column_map,
+                                                     max_line_bytes=max_line_bytes)
     first_plan = next(iter(plans.values()))
     show_progress = _progress_wanted(progress)
 

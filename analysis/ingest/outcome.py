@@ -13,8 +13,8 @@ from servelab.analysis.clock import Clock
 
 __all__ = ["SourceOutcome", "PathOutcome", "INGEST_PATHS"]
 
-#: names of the two ingest paths
-INGEST_PATHS = ("fast", "general")
+#: names of the ingest paths: DuckDB's two, and the Spark ingest (:mod:`.spark_ingest`)
+INGEST_PATHS = ("fast", "general", "spark")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class PathOutcome:
 
     Parameters
     ----------
-    path : {"fast", "general"}
+    path : {"fast", "general", "spark"}
         The path that wrote the store.
     sources : Mapping[int, SourceOutcome]
         Per source index (sources with no data rows are absent).

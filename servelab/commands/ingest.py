@@ -33,20 +33,48 @@ _FORMATS = ("auto", "burstgpt", "azure", "aiperf", "mooncake", "bailian", "gener
               help="Write the requests as requests/day=YYYY-MM-DD/part-0.parquet (UTC days; a lake-scale layout "
                    "both engines read) instead of one requests.parquet; 'day,source' adds source=NAME folders "
                    "(the source: the model column, else service).")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Where the ingest runs: duckdb (this machine), or spark (needs servelab[spark] and Java; the same "
+                   "rows and reject counts, the store partitioned by day; no conversation links).")
+@click.option("--spark-master", default=None, help="Spark master URL for --engine spark: local[2] (default), local[*], "
+              "spark://host:7077, or sc://host:15002 (Spark Connect).")
 def ingest(sources: tuple[str, ...], fmt: str, output: str, overwrite: bool, column_map: str | None,
-           clock: float | None, max_line_bytes: int | None, partition_by: str | None) -> None:
+           clock: float | None, max_line_bytes: int | None, partition_by: str | None, engine: str,
+           spark_master: str | None) -> None:
     """Ingest raw trace files SOURCE... (paths or globs, one format) into a trace store."""
     from servelab.analysis import ingest as run_ingest
     from servelab.analysis.exceptions import ColumnMapError, StoreExistsError, TraceFormatError
     from servelab.analysis.ingest import DEFAULT_MAX_LINE_BYTES, StoreLockedError
 
+    if spark_master is not None and engine != "spark":
+        raise click.BadParameter("--spark-master is for --engine spark", param_hint="--spark-master")
+    if engine == "spark" and partition_by not in (None, "day"):
+        raise click.BadParameter("with --engine spark the store is partitioned by day (only)",
+                                 param_hint="--partition-by")
     try:
-        store = run_ingest(list(sources), fmt=fmt, output=output, overwrite=overwrite, column_map=column_map,
-                           clock=clock, max_line_bytes=max_line_bytes or DEFAULT_MAX_LINE_BYTES)
+        if engine == "spark":
+            from servelab.analysis.engines import EngineUnavailableError, check_master
+            from servelab.analysis.ingest.spark_ingest import ingest_spark
+
+            try:
+                store = ingest_spark(list(sources), fmt=fmt, output=output, overwrite=overwrite,
+                                     column_map=column_map, clock=clock,
+                                     max_line_bytes=max_line_bytes or DEFAULT_MAX_LINE_BYTES,
+                                     master=check_master(spark_master))
+            except EngineUnavailableError as err:
+                raise click.ClickException(str(err)) from None
+            partition_by = None  # written partitioned by day
+        else:
+            store = run_ingest(list(sources), fmt=fmt, output=output, overwrite=overwrite, column_map=column_map,
+                               clock=clock, max_line_bytes=max_line_bytes or DEFAULT_MAX_LINE_BYTES)
     except (TraceFormatError, ColumnMapError, StoreExistsError, StoreLockedError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
-    except ValueError as err:  # a bad --clock
-        raise click.BadParameter(str(err), param_hint="--clock") from None
+    except ValueError as err:  # a bad --clock or --spark-master
+        hint = "--spark-master" if "master" in str(err) else "--clock"
+        raise click.BadParameter(str(err), param_hint=hint) from None
+    if engine == "spark":
+        click.echo(f"layout: {len(store.requests_files)} file(s) under {store.requests_path} "
+                   f"(partitioned by day; written by Spark)", err=True)
     if partition_by:
         from servelab.analysis.store import partition_store
 
