@@ -273,7 +273,34 @@ def test_figure_worker_gives_the_same_page_as_in_process(tmp_path, rng, monkeypa
     assert figures and set(a.images) == set(figures)
     pids = log.read_text().split()
     assert len(pids) == len(figures) and str(os.getpid()) not in pids  # all encoded by the worker
-    assert {k: builder.encode_figure(f) for k, f in figures.items()} == dict(a.images)
+    here = {k: builder.encode_figure(f) for k, f in figures.items()}
+    for k, img in here.items():
+        _assert_same_png(img, a.images[k], name=k)
+
+
+def _assert_same_png(a, b, *, name: str) -> None:
+    """Two embedded PNGs show the same picture: same size and, pixel by pixel, at most 0.2% of the
+    pixels differ and the RMS difference is below 1 grey level in 255.
+
+    Byte equality is too strict across processes: matplotlib caches FreeType font objects per
+    process, and a process that has rendered other text before (the whole suite) can place an
+    anti-aliased glyph edge one sub-pixel step differently from a fresh worker (seen once in a
+    full-suite run, never alone). A wrong figure (another series, axis or label) moves far more.
+    """
+    import base64
+    import io
+
+    import matplotlib.image as mpimg
+
+    assert (a.width_px, a.height_px, a.mime) == (b.width_px, b.height_px, b.mime), name
+    if a.base64 == b.base64:
+        return
+    pa, pb = (mpimg.imread(io.BytesIO(base64.b64decode(x.base64)), format="png") for x in (a, b))
+    assert pa.shape == pb.shape, name
+    diff = np.abs(pa.astype(np.float64) - pb.astype(np.float64))
+    changed = float(np.mean(diff.max(axis=-1) > 0))
+    rms = float(np.sqrt(np.mean(diff**2)) * 255)
+    assert changed <= 0.002 and rms < 1.0, f"{name}: {changed:.4%} of pixels differ, rms {rms:.2f}/255"
 
 
 def test_quick_report_notes_quick_mode(tmp_path, rng):
