@@ -70,13 +70,15 @@ class Budget:
         hash sample of whole clients holding about this many requests when the period holds more
         (:func:`servelab.reports.areas.generation.fidelity_experiment`), said in its notes. Full
         10^5, quick 2*10^4.
-    max_conversation_requests : int
+    max_conversation_requests : int or None
         The conversations area links, describes, fits and upsamples at most about this many
-        requests, also in full mode (there the trace's leading whole days, which keep the request
-        rate per window; with ``max_requests`` whole conversations by a seeded hash of their id:
-        :func:`servelab.reports.areas.conversations.quick_subset`), and says
-        so in its notes; the smaller of this and ``max_requests`` applies. Full 2*10^6 (linking and
-        the Fig. 16 upsampling of 10 M requests took about 36 CPU-s), quick 10^6.
+        requests (without ``max_requests``: the trace's leading whole days; with it, whole
+        conversations by a seeded hash of their id:
+        :func:`servelab.reports.areas.conversations.quick_subset`) and says so in its notes; the
+        smaller of this and ``max_requests`` applies; None: no bound of its own. Full None: on a
+        10 M-row synthetic trace, both a 2*10^6 hash sample and the first 2 days turned F10 from
+        "does not hold" into "holds" (its window CVs depend on the rate and the days), so full mode
+        links every request (about 37 CPU-s there); quick 10^6.
     forecast_max_iter : int
         Boosting iterations of the load forecasts. :meth:`quick` keeps the full 100: the forecasts
         read per-bin counts and take about a second on 10 M requests, and 50 iterations changed the
@@ -101,7 +103,7 @@ class Budget:
     n_sim: int = 199
     max_sim_gaps: int = 50_000
     max_validation_requests: int = 150_000
-    max_conversation_requests: int = 2_000_000
+    max_conversation_requests: int | None = None
     max_generation_requests: int = 100_000
     prefix_exact_max_blocks: int = 30_000_000
     prefix_sample_blocks: int = 1_000_000
@@ -111,11 +113,12 @@ class Budget:
             raise ValueError(f"Budget.label must be a non-empty string; got {self.label!r}")
         for name in ("max_fit_n", "max_group_fit_n", "n_boot", "max_itt_fit_n", "max_reason_n",
                      "max_bimodality_n", "forecast_max_iter", "n_sim", "max_sim_gaps", "max_validation_requests",
-                     "max_conversation_requests", "max_generation_requests",
+                     "max_generation_requests",
                      "prefix_exact_max_blocks", "prefix_sample_blocks"):
             _positive_int(name, getattr(self, name))
-        if self.max_requests is not None:
-            _positive_int("max_requests", self.max_requests)
+        for name in ("max_requests", "max_conversation_requests"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
         period = self.generation_period_s
         if isinstance(period, bool) or not isinstance(period, (int, float)) or not period > 0:
             raise ValueError(f"Budget.generation_period_s must be a positive number of seconds; got {period!r}")
@@ -123,10 +126,9 @@ class Budget:
     @classmethod
     def full(cls) -> Budget:
         """Full mode: 10^6 values per whole-trace fit, 5,000 per window or group, 200 bootstrap
-        replicates, every request measured except by the conversations area (at most 2*10^6
-        requests), 3 h generation periods (at most 10^5 requests each), 199 null-simulation
-        replicates on at most 50,000 gaps simulated one by one, 150,000 requests (whole clients) for
-        out-of-sample validation."""
+        replicates, every request measured, 3 h generation periods (at most 10^5 requests each),
+        199 null-simulation replicates on at most 50,000 gaps simulated one by one, 150,000 requests
+        (whole clients) for out-of-sample validation."""
         return cls()
 
     @classmethod

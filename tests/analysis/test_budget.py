@@ -16,7 +16,7 @@ def test_full_and_quick_hold_the_former_literals():
     assert (full.generation_period_s, quick.generation_period_s) == (10_800.0, 1_800.0)
     assert full.forecast_max_iter == quick.forecast_max_iter == 100
     assert (full.n_sim, quick.n_sim) == (199, 99)  # the shape-shift test's former default B=199
-    assert (full.max_conversation_requests, quick.max_conversation_requests) == (2_000_000, 1_000_000)
+    assert (full.max_conversation_requests, quick.max_conversation_requests) == (None, 1_000_000)
     assert (full.max_generation_requests, quick.max_generation_requests) == (100_000, 20_000)
     assert full.is_full and not quick.is_full
     assert full.replace(label="mine").is_full  # the label does not make a budget smaller

@@ -140,7 +140,8 @@ def test_quick_conversations_on_a_small_trace_uses_everything(tmp_path, rng):
     section = build_section(CONVERSATIONS, store, budget=Budget.quick(), seed=0)
     assert not any(n.startswith("quick mode: conversations are linked") for n in section.notes)
     assert "requests in multi-turn conversations" in section.headline
-    # the full budget bounds the conversations too (max_conversation_requests), and says so
+    # a budget without max_requests may bound the conversations (max_conversation_requests: a leading
+    # span), and says so
     small = Budget.full().replace(max_conversation_requests=1_000)
     ev = CONVERSATIONS.measure(store, budget=small, seed=0)
     note = CONVERSATIONS.notes(ev)[0]
