@@ -42,7 +42,7 @@
    generator (servelab vs servelab of another seed; naive vs naive) tested against the real
    later part of simulated traces (:func:`aa_calibration`; scenarios 0 and 2 of
    :data:`V1_SCENARIOS`, ``--calibration-seeds`` seeds, default 40). Not yet run at full size
-   (2026-12-03: the lock queue); a 1-seed smoke run rejected in neither pair.
+   (2026-12-03: the lock queue).
 1. **Speed**: :func:`servelab.generator.validation.validate` with the split at half the time on a
    10 M-row, 2,000-client, 14-day synthetic store (benchmarks/synthetic_trace.py, cached under
    /work/bench_data/), target <= 3 min; prints the metrics table and the client turnover.
