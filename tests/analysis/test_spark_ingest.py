@@ -90,6 +90,7 @@ def test_spark_ingest_same_store_as_duckdb(tmp_path, group, spark_local):
         json.loads(raw)  # the raw values are JSON
 
 
+@pytest.mark.spark  # run by the CI's spark block, which installs sqlglot (the README suite skips it)
 def test_spark_sql_leaves_no_duckdb_function():
     pytest.importorskip("sqlglot")
     from servelab.analysis.ingest import generic, mooncake
