@@ -32,6 +32,7 @@ from servelab.analysis.ingest.reading import (
     native_types,
     raw_relation,
     relative_time_sql,
+    stored_span,
     source_names_sql,
     stage_lines,
     stored_columns,
@@ -157,12 +158,7 @@ def run(con, described, plans, first_plan, fmt, sniffed, tmp: Path, work: Path, 
     t = first_plan.time
     hi = max(e["hi"] for e in per_source.values() if e["hi"] is not None)
     ts_expr, origin, zone = relative_time_sql(t, lo)
-    if t.kind == "datetime":
-        span = (0.0, (int(hi) - int(lo)) / 1e6)
-    elif t.epoch:
-        span = (0.0, float(hi) - float(lo))
-    else:
-        span = (float(lo), float(hi))
+    span = stored_span(t, lo, hi)
 
     columns = stored_columns(plans)
     present = set(columns)

@@ -50,6 +50,7 @@ __all__ = [
     "reader_buffer",
     "source_names_sql",
     "relative_time_sql",
+    "stored_span",
 ]
 
 
@@ -388,6 +389,19 @@ def relative_time_sql(time: TimeSpec, origin_ts) -> tuple[str, dt.datetime | Non
         zone = time.timezone or "UTC"
         return f"_ts - {float(origin_ts)!r}", wall_clock(float(origin_ts), zone), zone
     return "_ts", None, None
+
+
+def stored_span(time: TimeSpec, lo, hi) -> tuple[float, float]:
+    """The stored ``timestamp`` span of rows whose ``_ts`` runs from ``lo`` to ``hi``.
+
+    Wall-clock times start at 0 (seconds after the origin ``lo``, as :func:`relative_time_sql`
+    stores them; datetimes are in microseconds); other times are kept as given.
+    """
+    if time.kind == "datetime":
+        return 0.0, (int(hi) - int(lo)) / 1e6
+    if time.epoch:
+        return 0.0, float(hi) - float(lo)
+    return float(lo), float(hi)
 
 
 def _empty(expr: str) -> str:

@@ -58,7 +58,13 @@ from servelab.analysis.ingest.core import (
 from servelab.analysis.ingest.manifest import ingest_manifest, nothing_stored
 from servelab.analysis.ingest.outcome import PathOutcome, SourceOutcome
 from servelab.analysis.ingest.plan import ident
-from servelab.analysis.ingest.reading import _raw_values_json, native_types, relative_time_sql, stored_columns
+from servelab.analysis.ingest.reading import (
+    _raw_values_json,
+    native_types,
+    relative_time_sql,
+    stored_columns,
+    stored_span,
+)
 from servelab.analysis.ingest.sources import DEFAULT_MAX_LINE_BYTES, resolve_sources
 from servelab.analysis.ingest.spark_sql import spark_typed_rows_sql
 from servelab.analysis.ingest.target import check_target, clean_stale, ordinary_permissions, target_lock
@@ -349,12 +355,7 @@ def _count_and_write(session, rows, counts, described, plans, first_plan, tmp: P
     lo = min(e["lo"] for e in full)
     hi = max(e["hi"] for e in full)
     ts_expr, origin, zone = relative_time_sql(t, lo)
-    if t.kind == "datetime":
-        span = (0.0, (int(hi) - int(lo)) / 1e6)
-    elif t.epoch:
-        span = (0.0, float(hi) - float(lo))
-    else:
-        span = (float(lo), float(hi))
+    span = stored_span(t, lo, hi)
     columns = stored_columns(plans)
     from servelab.analysis.engines import translate_to_spark
 
