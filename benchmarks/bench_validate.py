@@ -133,6 +133,16 @@ BENCH_DATA = Path("/work/bench_data")
 DAY = 86400.0
 
 
+def _print_tables(*tables: pl.DataFrame, precision: int, width: int, str_len: int | None = None) -> None:
+    """Print polars tables whole: every row and column, floats at ``precision`` digits, no shape or
+    type lines, lines up to ``width`` characters, strings up to ``str_len`` characters when given."""
+    extra = {} if str_len is None else {"fmt_str_lengths": str_len}
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=precision, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_width_chars=width, **extra):
+        for table in tables:
+            print(table)
+
+
 def _store(rows: int, clients: int, days: int, seed: int):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from synthetic_trace import make_synthetic_store
@@ -174,9 +184,7 @@ def _show(title: str, result, seconds: float | None = None) -> dict:
         print(f"extension: survivors {ext['survivors']} ({ext['survivors_departing']} depart), new {ext['new_clients']}; "
               f"churn {json.dumps({k: ext['churn'][k] for k in ('new_clients_per_day', 'mean_lifetime_days')})}; "
               f"forecast {json.dumps(ext['forecast']) if isinstance(ext['forecast'], str) else json.dumps({k: ext['forecast'][k] for k in ('level_rps', 'slope_rps_per_day', 'trend_kept', 'backtest_nmae', 'seasonal_naive_nmae')})}")
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, tbl_width_chars=200):
-        print(t)
+    _print_tables(t, precision=4, width=200)
     for s in result.splits:
         if s.shape_test is not None:
             print(f"split {s.split_s:g}: {s.shape_test.text()}")
@@ -242,9 +250,7 @@ def part_forecast(seeds: int = 40) -> None:
     table = forecast_table(seeds)
     print(f"\n== forecast rule on simulated series of known truth, {seeds} seeds each "
           f"({time.perf_counter() - t0:.1f} s): fit week 1, forecast week 2's count")
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, tbl_width_chars=200):
-        print(table)
+    _print_tables(table, precision=3, width=200)
 
 
 def simulate_churn_arrivals(seed: int, *, days: float = 7.0, n_initial: int = 100, new_per_day: float = 0.0,
@@ -352,10 +358,7 @@ def part_churn(seeds: int = 40) -> None:
     flags, est = churn_calibration(seeds)
     print(f"\n== churn rules on simulated populations of known turnover, {seeds} seeds each "
           f"({time.perf_counter() - t0:.1f} s): 7 days of 600-s windows, grace one day or ln(100)/rate")
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, tbl_width_chars=250):
-        print(flags)
-        print(est)
+    _print_tables(flags, est, precision=4, width=250)
 
 
 def simulate_trace(seed: int, *, days: float = 3.0, n_initial: int = 30, new_per_day: float = 0.0,
@@ -518,9 +521,7 @@ def part_aa(seeds: int = 40) -> None:
     table = aa_calibration(seeds)
     print(f"\n== shape test's level, A/A (two draws of one generator), {seeds} seeds each "
           f"({time.perf_counter() - t0:.1f} s): rejections at level 0.05")
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, tbl_width_chars=250, fmt_str_lengths=60):
-        print(table)
+    _print_tables(table, precision=3, width=250, str_len=60)
 
 
 def part_v1(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> None:
@@ -528,11 +529,10 @@ def part_v1(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> None:
     table = v1_calibration(seeds, scenarios, rate_scale)
     print(f"\n== V1 verdict on simulated per-client traces of known truth, {seeds} seeds each "
           f"({time.perf_counter() - t0:.1f} s): 3 days, split at half; shape test at level 0.05")
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, tbl_width_chars=250, fmt_str_lengths=60):
-        print(table.select("scenario", "seeds", "v1_holds", "shape_rejects", "earlier_rule_holds", "median_p",
-                           "median_requests", "median_count_error", "worst_count_error", "cpu_s_per_run"))
-        print(table.select("scenario", *[c for c in table.columns if c.startswith("adv_")]))
+    _print_tables(table.select("scenario", "seeds", "v1_holds", "shape_rejects", "earlier_rule_holds", "median_p",
+                               "median_requests", "median_count_error", "worst_count_error", "cpu_s_per_run"),
+                  table.select("scenario", *[c for c in table.columns if c.startswith("adv_")]),
+                  precision=3, width=250, str_len=60)
 
 
 def part_speed(store) -> None:
@@ -582,10 +582,8 @@ def part_rolling(store, k: int, max_requests: int | None) -> None:
     print(f"\n== rolling splits: K={k} folds after the split at 0.5 ({dt:.1f} s); "
           f"{'sample ' + str(dict(res.bounded_sample)) if res.bounded_sample else 'every request'}")
     sp = res.spread()
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, tbl_width_chars=220):
-        print(sp.select("metric", "kind", "reference_mean", "reference_sd", "servelab_mean", "servelab_sd",
-                        "naive_mean", "naive_sd", "servelab_wins", "splits"))
+    _print_tables(sp.select("metric", "kind", "reference_mean", "reference_sd", "servelab_mean", "servelab_sd",
+                            "naive_mean", "naive_sd", "servelab_wins", "splits"), precision=4, width=220)
     for s in res.splits:
         if s.shape_test is not None:
             print(f"fold {s.split_s:g} .. {s.end_s:g} s: {s.shape_test.text()}")
