@@ -30,8 +30,7 @@ def sparse_store(tmp_path_factory):
     return write_store(pl.DataFrame({"timestamp": t, "client_id": pl.Series(clients, dtype=pl.String)}), path)
 
 
-def test_group_tables_equal_the_filled_reference(sparse_store, monkeypatch):
-    monkeypatch.setattr(findings, "RATE_TEST_CELLS", 5_000)  # many chunks of groups
+def test_group_tables_equal_the_filled_reference(sparse_store):
     ev = ARRIVALS.measure(sparse_store, gof=None, by="client_id")
     frame = arrival_frame(sparse_store, by="client_id")
     dense = window_stats(sparse_store, window_s="5m", by="client_id", frame=frame)
