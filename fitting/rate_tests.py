@@ -466,7 +466,8 @@ def rate_shift_tests_sparse(cells: pl.DataFrame, by: str, *, exposures, window: 
     by : str
         Group column.
     exposures : array-like of float
-        Seconds every window covers (the same for every group), indexed by ``window``.
+        Seconds every window covers (the same for every group), indexed by ``window``; a window
+        covering 0 s (one starting at the last request) is left out with the other short ones.
     window, count, dispersion, level, threshold_ratio, paper_ratio, min_exposure_fraction
         As for :func:`rate_shift_tests` (``window`` names the window-index column).
 
@@ -479,8 +480,8 @@ def rate_shift_tests_sparse(cells: pl.DataFrame, by: str, *, exposures, window: 
     ------
     ValueError
         If a column is missing, ``dispersion`` is not positive or "pooled", counts are not
-        non-negative integers, a window index is outside ``exposures`` or an exposure is not
-        positive.
+        non-negative integers, a window index is outside ``exposures`` or the exposures are
+        negative, not finite or all 0.
     """
     pooled = isinstance(dispersion, str)
     if pooled and dispersion != "pooled":
@@ -491,8 +492,8 @@ def rate_shift_tests_sparse(cells: pl.DataFrame, by: str, *, exposures, window: 
         if col not in cells.columns:
             raise ValueError(f"cells lacks column {col!r}; columns: {cells.columns}")
     e_all = np.asarray(exposures, dtype=float)
-    if e_all.ndim != 1 or e_all.size == 0 or np.any(~np.isfinite(e_all)) or np.any(e_all <= 0):
-        raise ValueError(f"exposures must be a non-empty 1-D array of positive seconds; got {exposures!r}")
+    if e_all.ndim != 1 or e_all.size == 0 or np.any(~np.isfinite(e_all)) or np.any(e_all < 0) or not e_all.max() > 0:
+        raise ValueError(f"exposures must be a non-empty 1-D array of seconds >= 0, one positive; got {exposures!r}")
     idx = cells[window].to_numpy().astype(np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= e_all.size):
         raise ValueError(f"window indices must lie in [0, {e_all.size}); got {idx.min()}..{idx.max()}")

@@ -219,8 +219,12 @@ def test_per_group_pooled_dispersion_spares_stationary_bursty_clients():
                            check_exact=False, rel_tol=1e-12, abs_tol=0.0)
     with pytest.raises(ValueError, match="window indices must lie in"):
         rate_shift_tests_sparse(cells, "client_id", exposures=exposure[:10])
-    with pytest.raises(ValueError, match="exposures must be a non-empty 1-D array of positive seconds; got"):
+    with pytest.raises(ValueError, match="exposures must be a non-empty 1-D array of seconds >= 0, one positive; got"):
         rate_shift_tests_sparse(cells, "client_id", exposures=np.zeros(exposure.size))
+    # a last window of 0 s (starting at the last request) is left out, as rate_shift_tests leaves it
+    last = np.append(exposure, 0.0)
+    assert_frame_equal(rate_shift_tests_sparse(cells, "client_id", exposures=last, dispersion="pooled"),
+                       rate_shift_tests_sparse(cells, "client_id", exposures=exposure, dispersion="pooled"))
 
 
 @pytest.mark.parametrize("make, holds", [
