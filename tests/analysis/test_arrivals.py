@@ -49,7 +49,7 @@ def cell_path(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("window", ["5m", 420.0])
+@pytest.mark.parametrize("window, cell_path", [("5m", "numpy"), (420.0, "duckdb")], indirect=["cell_path"])
 def test_window_stats_per_client_match_numpy(clients, window, cell_path):
     store, frame = clients
     w = parse_window(window)
