@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import numpy as np
@@ -300,7 +300,8 @@ def measure_arrivals(
         notes.extend(comparison.notes)
 
     # families per window of the trace (ServeGen Fig. 1 compares IATs within 20-minute windows)
-    win_frame = frame_gaps(whole, window_s=gamma_window_s).select(pl.col("w").alias("window"), "gap")
+    win_frame = frame_gaps(_largest_windows(store, whole, gamma_window_s, max_groups, min_n=50),
+                           window_s=gamma_window_s).select(pl.col("w").alias("window"), "gap")
     tables["window_families"] = compare_by_group(win_frame, "window", min_n=50, max_groups=max_groups,
                                                  max_n=per_n, seed=seed,
                                                  ties="drop" if whole.clock is None else "auto").sort("window")
@@ -327,6 +328,29 @@ def measure_arrivals(
     return ArrivalEvidence(by=column, window_s=window_s, gamma_window_s=gamma_window_s, tables=tables,
                            comparison=comparison, gamma_by=gamma_by, notes=tuple(notes), budget=budget,
                            tests=tests, clock_s=clock_s, group_rate_tests=group_rate_tests)
+
+
+#: a window's gap count by frame_gaps (polars' window of each time) and by the cells (numpy / DuckDB)
+#: can differ only for requests within rounding of a window edge: at most two per edge, two edges
+_EDGE_SLACK = 4
+
+
+def _largest_windows(store, whole, window_s: float, k: int, *, min_n: int):
+    """``whole`` with only the rows of the windows that can be among the ``k`` largest with at least
+    ``min_n`` gaps (what :func:`~servelab.fitting.compare.compare_by_group` compares), chosen from
+    the window cells' gap counts (no pass over the requests) with a slack for requests on a window
+    edge, so that ``compare_by_group`` on the kept rows picks the same windows, with the same
+    rows in the same order, as on every row (at 10 M rows: 24 of 1,009 windows)."""
+    cells = window_stats(store, window_s=window_s, frame=whole, fill_idle=False)
+    counts = cells["n_gaps"].sort(descending=True)
+    if counts.len() <= k:
+        return whole
+    cut = max(int(counts[k - 1]) - 2 * _EDGE_SLACK, min_n - _EDGE_SLACK)
+    keep = cells.filter(pl.col("n_gaps") >= cut)["window"]
+    if keep.len() == cells.height:
+        return whole
+    w = (pl.col("timestamp") / window_s).floor().cast(pl.Int64)  # frame_gaps' window of a request
+    return replace(whole, data=whole.data.filter(w.is_in(keep.implode())), cells={}, work={})
 
 
 def _group_rate_tests(group_windows: pl.DataFrame, grouped, window_s: float, column: str) -> pl.DataFrame:
