@@ -591,14 +591,18 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
     with np.errstate(invalid="ignore"):
         wp = np.floor(prev / seconds)
         inw = wp == wr  # False for a first request (NaN)
-    key = codes * n_win + (np.clip(wr, w0, w1).astype(np.int64) - w0)
+    key = np.clip(wr, w0, w1).astype(np.int64)
+    key -= w0
+    if base.column is not None:
+        key += codes * n_win
     counts = np.bincount(key, minlength=len(groups) * n_win if base.column is not None else n_win)
     active = np.flatnonzero(counts)
-    compact = np.full(counts.size, -1, dtype=np.int64)
-    compact[active] = np.arange(active.size, dtype=np.int64)
     n_requests = counts[active]
     del counts
+    compact = np.full(len(groups) * n_win if base.column is not None else n_win, -1, dtype=np.int32)
+    compact[active] = np.arange(active.size, dtype=np.int32)  # dense cell -> active cell (int32: 4 B a cell)
     ki = compact[key[inw]]
+    del key, compact
     gi = gap[inw]
     m = active.size
     n_gaps = np.bincount(ki, minlength=m)
