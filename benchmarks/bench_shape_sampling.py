@@ -96,8 +96,9 @@ def simulate_windows(sizes: np.ndarray, *, shape: float = 0.5, log_shape_sd: flo
 
 
 def run(*, seeds: int, windows: int, min_gaps: int, max_gaps: int, ratios: tuple[float, ...], shape: float,
-        max_sim_gaps: int, replicates: int, level: float, size_seed: int) -> list[dict]:
-    """Rejections of the unsampled and the sampled test per scenario (see the module docstring)."""
+        max_sim_gaps: int, replicates: int, level: float, size_seed: int, on_row=None) -> list[dict]:
+    """Rejections of the unsampled and the sampled test per scenario (see the module docstring);
+    ``on_row`` is called with each row as soon as it is done."""
     sizes = np.random.default_rng([int(size_seed), 17]).integers(min_gaps, max_gaps + 1, windows)
     scenarios = [("null", 0.0)] + [(f"shift R={r:g}", log_sine_sd(r)) for r in ratios]
     rows = []
@@ -120,6 +121,8 @@ def run(*, seeds: int, windows: int, min_gaps: int, max_gaps: int, ratios: tuple
                          "rate": k / seeds, "ci_lo": lo, "ci_hi": hi, "holds": int(np.sum(holds)),
                          "median_effect": float(np.median(effect)), "windows_tested": int(np.median(used)),
                          "seconds": time.perf_counter() - started})
+            if on_row is not None:
+                on_row(rows[-1])
     return rows
 
 
@@ -138,19 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-seed", type=int, default=0)
     opts = parser.parse_args(argv)
     ratios = tuple(float(r) for r in opts.ratios.split(",") if r)
-    rows = run(seeds=opts.seeds, windows=opts.windows, min_gaps=opts.min_gaps, max_gaps=opts.max_gaps, ratios=ratios,
-               shape=opts.shape, max_sim_gaps=opts.max_sim_gaps, replicates=opts.replicates, level=opts.level,
-               size_seed=opts.size_seed)
     total = int(np.random.default_rng([opts.size_seed, 17]).integers(opts.min_gaps, opts.max_gaps + 1, opts.windows).sum())
     print(f"shape-shift test, sampled vs unsampled: {opts.windows} windows of {opts.min_gaps}-{opts.max_gaps} Gamma gaps "
           f"({total:,} gaps; max_sim_gaps {opts.max_sim_gaps:,}), alpha_0 {opts.shape:g}, B={opts.replicates}, "
           f"level {opts.level:g}, seeds 0-{opts.seeds - 1}, window sizes seed {opts.size_seed}")
     print(f"{'scenario':<12} {'SD ln a':>7} {'mode':<10} {'p<level':>8} {'rate':>6} {'95% CI':>15} {'holds':>6} "
-          f"{'med. effect':>11} {'windows':>7} {'s':>6}")
-    for r in rows:
+          f"{'med. effect':>11} {'windows':>7} {'s':>6}", flush=True)
+
+    def show(r: dict) -> None:
         print(f"{r['scenario']:<12} {r['sd_ln_alpha']:7.3f} {r['mode']:<10} {r['rejected']:>3}/{r['traces']:<4} "
               f"{r['rate']:6.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}] {r['holds']:>6} {r['median_effect']:11.3f} "
-              f"{r['windows_tested']:>7} {r['seconds']:6.1f}")
+              f"{r['windows_tested']:>7} {r['seconds']:6.1f}", flush=True)
+
+    run(seeds=opts.seeds, windows=opts.windows, min_gaps=opts.min_gaps, max_gaps=opts.max_gaps, ratios=ratios,
+        shape=opts.shape, max_sim_gaps=opts.max_sim_gaps, replicates=opts.replicates, level=opts.level,
+        size_seed=opts.size_seed, on_row=show)
     return 0
 
 
