@@ -545,6 +545,9 @@ def _group_codes(base: ArrivalFrame) -> tuple[pl.Series, np.ndarray]:
     """The frame's groups (sorted, nulls last: :func:`window_stats`' output order) and each row's
     index into them (int64), computed once per frame and kept in ``base.work``."""
     got = base.work.get("codes")
+    if got is None and base.column is None:  # the whole trace: one (null) group, no scan of the rows
+        got = base.work["codes"] = (pl.Series("grp_", [None], dtype=pl.String),
+                                    np.zeros(base.data.height, dtype=np.int64))
     if got is None:
         grp = base.data.get_column("grp_")
         groups = grp.unique().sort(nulls_last=True)
