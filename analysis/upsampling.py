@@ -247,11 +247,10 @@ def upsampling_burstiness(links: pl.DataFrame, *, window_s: float = 600.0, min_g
     n_multi = int(sizes.filter(pl.col("len") >= 2)["len"].sum() or 0)
     frames = {}
     counts = {}
-    arrays = {"original": original}
-    for method in UPSAMPLING_METHODS:
-        arrays[method] = upsample_multiturn(links, method=method, target_n=original.size, span=span)
     medians = {}
-    for name, arr in arrays.items():
+    for name in ("original", *UPSAMPLING_METHODS):  # one re-timed workload in memory at a time
+        arr = original if name == "original" else upsample_multiturn(links, method=name, target_n=original.size,
+                                                                     span=span)
         w = window_cv(arr, window_s=window_s)
         counts[name] = arr.size
         ok = w.filter((pl.col("n_gaps") >= min_gaps) & pl.col("cv").is_not_null())
