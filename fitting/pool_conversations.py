@@ -15,7 +15,10 @@ the inputs of single-turn requests (that follow no other and have no follow-up),
 ``first_input_multi`` (:data:`FIRST_INPUT_MULTI`): the inputs of first turns of conversations of
 two turns or more (in real traces long prompts are the ones continued: Mooncake's multi-turn
 conversations start about twice as long). The ``data`` input PMFs mix first turns and
-follow-ups, whose histories the generator adds itself. Both come with
+follow-ups, whose histories the generator adds itself. With window corrections a first input
+counts in each PMF with the posterior of its kind (:func:`window_mixture`: a request seen first
+may be the tail of a conversation begun before the trace, or a first turn whose follow-up fell
+after its end). Both come with
 pooled rows with a null ``client_id`` (every request of the trace) that apply to clients without
 their own. Pools without these rows keep the old behaviour (the generator's ``sorted``
 context). This module writes nothing.
@@ -30,7 +33,7 @@ from servelab.fitting.pool_data import bin_values
 
 __all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "WINDOW_WEIGHT_CAP", "censored_turn_pmf",
            "conversation_tables", "increment_aggregates", "increment_pmfs", "itt_survival", "tables_from_aggregates",
-           "window_weights"]
+           "window_mixture", "window_weights"]
 
 #: the ``quantity`` of a follow-up's input increment in ``conversation_pmfs``
 INCREMENT = "input_increment"
@@ -48,10 +51,14 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
     :class:`~servelab.analysis.conversations.LinkOptions`) sets how prefix-block links are inferred.
 
     With ``window_censoring`` (the default), the trace is a window ``span`` (default: first to
-    last request) that cuts conversations: inter-turn times are weighted by
-    :func:`window_weights` and turns come from :func:`censored_turn_pmf`, each conversation's
-    censoring probability being the weighted inter-turn-time survival (pooled over clients) at
-    the time between its last turn and the window's end. Without it, the counts as seen."""
+    last request) of a stationary process that cuts conversations at both ends: inter-turn
+    times are weighted by :func:`window_weights`; turns and the first-input PMFs come from
+    :func:`window_mixture`, which tells conversations begun inside the window (and cut or not
+    at its end) from tails of conversations begun before it, with the weighted inter-turn-time
+    survival (pooled over clients) at the time left after a conversation's last seen turn and
+    at the time from the window's start to its first. The tails are left out of every
+    estimate: the generator's warm-up makes its own, so the window is accounted for once.
+    Without it, the counts as seen."""
     from servelab.analysis.conversations import LinkOptions, available_link_rules, link_conversations
     from servelab.analysis.exceptions import NotApplicableError
 
@@ -66,11 +73,21 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
         linked = rows.filter(pl.col("conversation_id").is_not_null())
         single = rows.filter(pl.col("conversation_id").is_null()).select(
             "cidx", pl.lit(1, pl.Int64).alias("turns"), pl.col("timestamp").cast(pl.Float64).alias("last"))
+        if "input_tokens" in frame.columns:
+            linked = linked.with_columns(pl.Series("x", frame["input_tokens"].cast(pl.Float64))
+                                         .filter(rows["conversation_id"].is_not_null()))
+            single = single.with_columns(pl.Series("x", frame["input_tokens"].cast(pl.Float64))
+                                         .filter(rows["conversation_id"].is_null()))
+        else:
+            linked, single = linked.with_columns(pl.lit(None, pl.Float64).alias("x")), \
+                single.with_columns(pl.lit(None, pl.Float64).alias("x"))
         per_conv = pl.concat([
             linked.group_by("conversation_id").agg(pl.col("cidx").first(), pl.len().cast(pl.Int64).alias("turns"),
-                                                   pl.col("timestamp").max().cast(pl.Float64).alias("last"))
-            .select("cidx", "turns", "last"),
-            single,
+                                                   pl.col("timestamp").min().cast(pl.Float64).alias("first"),
+                                                   pl.col("timestamp").max().cast(pl.Float64).alias("last"),
+                                                   pl.col("x").first())
+            .select("cidx", "turns", "first", "last", "x"),
+            single.select("cidx", "turns", pl.col("last").alias("first"), "last", "x"),
         ])
         links = linked.select("cidx", pl.col("timestamp").diff().over("conversation_id").alias("itt_s"))
         seen = rows["timestamp"]
@@ -107,9 +124,15 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
                      .select("cidx", "h", pl.col("parent").is_null().alias("first"),
                              (pl.len().over("conversation") > 1).alias("multi"), pl.col("input_tokens").alias("i")))
         owner = links.filter(pl.col("request_id") == pl.col("conversation")).select("conversation", "cidx")
+        if pairs is not None:  # the first seen input of each conversation
+            owner = owner.join(io.select(pl.col("request_id").alias("conversation"), pl.col("input_tokens").alias("x")),
+                               on="conversation", how="left")
+        else:
+            owner = owner.with_columns(pl.lit(None, pl.Float64).alias("x"))
         per_conv = (links.group_by("conversation").agg(pl.len().alias("turns"),
+                                                       pl.col("timestamp").min().cast(pl.Float64).alias("first"),
                                                        pl.col("timestamp").max().cast(pl.Float64).alias("last"))
-                    .join(owner, on="conversation", how="inner").select("cidx", "turns", "last"))
+                    .join(owner, on="conversation", how="inner").select("cidx", "turns", "first", "last", "x"))
         seen = links["timestamp"]
         links = links.select("cidx", "itt_s")
         rule, n_conv, n_multi = rules[0], conv.summary.n_conversations, conv.summary.n_multi_turn
@@ -122,7 +145,24 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
         w = window_weights(x, t1 - t0) if t1 > t0 else np.ones(x.size)
         gaps = gaps.with_columns(pl.Series("w", w))
         censor = itt_survival(x, w, t1 - per_conv["last"].to_numpy())
-        turns = censored_turn_pmf(per_conv["cidx"].to_numpy(), per_conv["turns"].to_numpy(), censor)
+        left = itt_survival(x, w, per_conv["first"].to_numpy() - t0)
+        follow = (pairs.filter(~pl.col("first")).select("cidx", "i") if pairs is not None
+                  else pl.DataFrame(schema={"cidx": pl.Int64, "i": pl.Float64}))
+        turns, p_single, p_multi = window_mixture(
+            per_conv["cidx"].to_numpy(), per_conv["turns"].to_numpy(), censor, left, n_clients=len(names),
+            first_input=per_conv["x"].cast(pl.Float64).fill_null(float("nan")).to_numpy() if pairs is not None else None,
+            follow_cidx=follow["cidx"].to_numpy(), follow_input=follow["i"].cast(pl.Float64).to_numpy(),
+            exact_below=exact_below, bin_ratio=bin_ratio)
+        if pairs is not None:  # first inputs weighted by the posterior of their kind; tails dropped
+            firsts = per_conv.select(pl.col("cidx").cast(pl.Int64), pl.col("x").cast(pl.Float64).alias("i"))
+            pairs = pl.concat([
+                pairs.filter(~pl.col("first")).select(pl.col("cidx").cast(pl.Int64), "h", "first", "multi", "i",
+                                                      pl.lit(1.0).alias("w")),
+                firsts.select("cidx", pl.lit(None, pl.Float64).alias("h"), pl.lit(True).alias("first"),
+                              pl.lit(False).alias("multi"), "i", pl.Series("w", p_single)),
+                firsts.select("cidx", pl.lit(None, pl.Float64).alias("h"), pl.lit(True).alias("first"),
+                              pl.lit(True).alias("multi"), "i", pl.Series("w", p_multi)),
+            ]).filter(pl.col("w") > 0)
     else:
         gaps = gaps.with_columns(pl.lit(1.0).alias("w"))
         turns = per_conv.group_by("cidx", "turns").agg(pl.len().cast(pl.Int64).alias("n"))
@@ -135,7 +175,8 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
     table, pmfs = tables_from_aggregates(turns, itt, req, names, share_of_turns=window_censoring)
     if pairs is not None:
         inc = pairs.select(pl.col("cidx").cast(pl.Int64), "first", "multi",
-                           pl.when(pl.col("first")).then(pl.col("i")).otherwise(pl.col("i") - pl.col("h")).alias("x"))
+                           pl.when(pl.col("first")).then(pl.col("i")).otherwise(pl.col("i") - pl.col("h")).alias("x"),
+                           *([pl.col("w")] if "w" in pairs.columns else []))
         pmfs = pl.concat([pmfs, increment_pmfs(increment_aggregates(inc, exact_below=exact_below,
                                                                     bin_ratio=bin_ratio), names)])
     note = f"linked by {rule}: {n_conv} conversations, {n_multi} multi-turn"
@@ -154,10 +195,16 @@ def increment_aggregates(values: pl.DataFrame, *, exact_below: int, bin_ratio: f
     nulls dropped), the polars twin of
     :func:`servelab.analysis.aggregates.conversation_increments`."""
     x = values.filter(pl.col("x").is_not_null() & pl.col("x").is_finite())
+    if "w" not in x.columns:
+        return (x.with_columns((pl.col("x") < 0).alias("neg"),
+                               bin_values(pl.col("x").abs(), exact_below=exact_below, bin_ratio=bin_ratio).alias("bin"))
+                .group_by("cidx", "first", "multi", "neg", "bin").agg(pl.col("x").mean().alias("value"),
+                                                                      pl.len().cast(pl.Int64).alias("n")))
     return (x.with_columns((pl.col("x") < 0).alias("neg"),
                            bin_values(pl.col("x").abs(), exact_below=exact_below, bin_ratio=bin_ratio).alias("bin"))
-            .group_by("cidx", "first", "multi", "neg", "bin").agg(pl.col("x").mean().alias("value"),
-                                                          pl.len().cast(pl.Int64).alias("n")))
+            .group_by("cidx", "first", "multi", "neg", "bin")
+            .agg(((pl.col("x") * pl.col("w")).sum() / pl.col("w").sum()).alias("value"),
+                 pl.col("w").sum().alias("n")))
 
 
 def increment_pmfs(aggregates: pl.DataFrame, names: list[str]) -> pl.DataFrame:
@@ -186,7 +233,7 @@ def increment_pmfs(aggregates: pl.DataFrame, names: list[str]) -> pl.DataFrame:
                             .when(pl.col("multi").cast(pl.Boolean)).then(pl.lit(FIRST_INPUT_MULTI))
                             .otherwise(pl.lit(FIRST_INPUT)).alias("quantity"),
                             pl.col("neg").cast(pl.Boolean), pl.col("bin").cast(pl.Float64),
-                            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Int64))
+                            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Float64))
     if agg.filter(pl.col("quantity") == INCREMENT).height == 0:
         return pl.DataFrame(schema={"client_id": pl.String, "quantity": pl.String, "value": pl.Float64,
                                     "probability": pl.Float64})
@@ -386,3 +433,198 @@ def censored_turn_pmf(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray) -
     return (dense.with_columns((1 - pl.col("h")).cum_prod().shift(1, fill_value=1.0).over("cidx").alias("alive"))
             .select("cidx", "turns", (pl.col("total") * pl.col("alive") * pl.col("h")).alias("n"))
             .filter(pl.col("n") > 0).cast(schema))
+
+
+#: EM iterations of :func:`window_mixture` at most (it stops earlier once nothing moves by 1e-10)
+_EM_ITERATIONS = 500
+
+
+def _bin_keys(x: np.ndarray, *, exact_below: int, bin_ratio: float) -> np.ndarray:
+    """The key of :func:`servelab.fitting.pool_data.bin_values` in numpy (non-negative ``x``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logbin = -1.0 - np.floor(np.log(x / exact_below) / np.log(bin_ratio))
+    return np.where(x < exact_below, x, logbin)
+
+
+def _smoothed(counts: np.ndarray) -> np.ndarray:
+    """Per-client PMFs (rows) from weighted counts, shrunk by one pseudo-request towards the pooled
+    PMF (itself shrunk towards uniform): a client with few requests borrows the trace's shape, and
+    no bin has probability 0 (a ratio of PMFs is taken)."""
+    pooled = counts.sum(axis=0)
+    pooled = (pooled + 1.0 / counts.shape[1]) / (pooled.sum() + 1.0)
+    return (counts + pooled[None, :]) / (counts.sum(axis=1, keepdims=True) + 1.0)
+
+
+def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left: np.ndarray, *,
+                   n_clients: int, first_input: np.ndarray | None = None, follow_cidx: np.ndarray | None = None,
+                   follow_input: np.ndarray | None = None, exact_below: int = 64, bin_ratio: float = 1.1
+                   ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    r"""Turns and first-turn inputs of conversations seen through a window, cut at both ends.
+
+    A trace is a window of a stationary process: conversations start at rate :math:`\lambda`,
+    have :math:`K` turns (PMF :math:`p_k`) at independent inter-turn times (survival
+    :math:`S`), and a first turn whose input follows :math:`f_s` when :math:`K = 1` and
+    :math:`f_m` when :math:`K \ge 2`. What is linked inside the window is a *seen
+    conversation*: its first seen turn at time :math:`u` after the start, :math:`k` seen turns,
+    the last at :math:`v`. It is one of
+
+    - a conversation that started inside and stopped after turn :math:`k`
+      (intensity :math:`\lambda p_k`);
+    - one that started inside and went on after the window's end
+      (:math:`\lambda P(K > k) c` with :math:`c = S(\text{end} - v)`, the ``censor`` given);
+    - the tail of a conversation begun before the window (its first seen turn is a follow-up,
+      whose parent is before the start): intensity
+      :math:`\lambda s \left[P(K \ge k + 1) + c \sum_{l \ge k + 1} P(K > l)\right]` with
+      :math:`s = S(u)` (the ``left`` given): the rate of turns :math:`j \ge 2` whose previous
+      turn fell before the start, :math:`\lambda P(K \ge j) S(u)`, summed over the turn
+      :math:`j` it begins with.
+
+    The first seen input :math:`x` tells the three apart as well: :math:`f_s(x)` or
+    :math:`f_m(x)` for the first two (:math:`f_s` only when :math:`k = 1` and it stopped),
+    :math:`g(x)` for a tail, with :math:`g` the client's follow-up inputs seen in the window.
+    EM over the hidden kind: posteriors from the intensities above times the input PMFs, then
+    :math:`f_s`, :math:`f_m` (binned as the pool's PMFs) and the turn hazards in closed form,
+
+    .. math:: h_j = \frac{\sum_{k_i = j} r^{\text{stop}}_i}
+                         {\sum_{k_i = j} (r^{\text{stop}}_i + r^{\text{cut}}_i) + \sum_{k_i > j} r^{\text{in}}_i}
+
+    (:math:`r^{\text{in}} = r^{\text{stop}} + r^{\text{cut}}`: the posterior that the
+    conversation began inside). Tails are dropped from every estimate: the generator's warm-up
+    makes its own (:mod:`servelab.generator.stream`), so the fit describes conversations from
+    their first turn and the window is accounted for once. With ``censor`` and ``left`` all 0
+    the turns are the observed distribution and every first input is its own kind's. A client's
+    longest seen conversation takes the PMF's remaining mass (no extrapolation). Only
+    conversations with ``censor`` or ``left`` above 0 are iterated over.
+
+    Parameters
+    ----------
+    cidx, turns : numpy.ndarray of int
+        Per seen conversation: client index (``< n_clients``) and seen turns (>= 1).
+    censor, left : numpy.ndarray of float
+        Per seen conversation: :math:`c` and :math:`s` above, in ``[0, 1]``.
+    n_clients : int
+        Number of clients.
+    first_input : numpy.ndarray of float, optional
+        Per seen conversation: its first seen request's input (NaN: unknown). None: inputs are
+        not used.
+    follow_cidx, follow_input : numpy.ndarray, optional
+        Client and input of every seen follow-up (for :math:`g`); needed with ``first_input``.
+    exact_below, bin_ratio : int, float
+        Input bins (:func:`~servelab.fitting.pool_data.bin_values`).
+
+    Returns
+    -------
+    turns : polars.DataFrame
+        ``cidx, turns, n``: per client the estimated conversations begun inside the window times
+        :math:`p_k` (turns 1 to the client's longest seen).
+    single, multi : numpy.ndarray
+        Per seen conversation: the posterior that it began inside and has one turn, and that it
+        began inside and has two or more (the weights of its first input in :data:`FIRST_INPUT`
+        and :data:`FIRST_INPUT_MULTI`; ``1 - single - multi`` is its posterior of being a tail).
+
+    Raises
+    ------
+    ValueError
+        If the per-conversation arrays differ in length or ``turns`` has a value below 1.
+    """
+    cidx = np.asarray(cidx, dtype=np.int64)
+    turns = np.asarray(turns, dtype=np.int64)
+    c = np.clip(np.asarray(censor, dtype=float), 0.0, 1.0)
+    s = np.clip(np.asarray(left, dtype=float), 0.0, 1.0)
+    if not (cidx.shape == turns.shape == c.shape == s.shape):
+        raise ValueError(f"cidx, turns, censor and left need one value per conversation; got {cidx.shape}, "
+                         f"{turns.shape}, {c.shape}, {s.shape}")
+    if turns.size and turns.min() < 1:
+        raise ValueError(f"turns must be >= 1; got {int(turns.min())!r}")
+    schema = {"cidx": pl.Int64, "turns": pl.Int64, "n": pl.Float64}
+    if turns.size == 0:
+        return pl.DataFrame(schema=schema), np.zeros(0), np.zeros(0)
+    P, K = int(n_clients), int(turns.max())
+    kmax = np.zeros(P, np.int64)
+    np.maximum.at(kmax, cidx, turns)
+    # input bins: the first inputs and the follow-ups' (for g) share one index
+    use_x = first_input is not None
+    if use_x:
+        x = np.asarray(first_input, dtype=float)
+        fx = np.asarray(follow_input, dtype=float) if follow_input is not None else np.zeros(0)
+        fc = np.asarray(follow_cidx, dtype=np.int64) if follow_cidx is not None else np.zeros(0, np.int64)
+        ok, fok = np.isfinite(x) & (x >= 0), np.isfinite(fx) & (fx >= 0)
+        keys = _bin_keys(np.r_[x[ok], fx[fok]], exact_below=exact_below, bin_ratio=bin_ratio)
+        uniq, inv = np.unique(keys, return_inverse=True)
+        b = np.full(x.size, -1, np.int64)
+        b[ok] = inv[:int(ok.sum())]
+        fb = inv[int(ok.sum()):]
+        B = max(uniq.size, 1)
+        g = _smoothed(np.bincount(fc[fok] * B + fb, minlength=P * B).reshape(P, B).astype(float))
+    else:
+        b = np.full(turns.size, -1, np.int64)
+        B = 1
+        g = np.ones((P, 1))
+    has_x = b >= 0
+    bx = np.maximum(b, 0)
+    unsure = (c > 0) | (s > 0)
+    u = np.flatnonzero(unsure)
+    sure = ~unsure
+    # the sure conversations' fixed parts: began inside, stopped at k (posterior 1)
+    sure_end = np.bincount(cidx[sure] * (K + 1) + turns[sure], minlength=P * (K + 1)).reshape(P, K + 1).astype(float)
+    sure_single = np.bincount(cidx[sure & (turns == 1) & has_x] * B + bx[sure & (turns == 1) & has_x],
+                              minlength=P * B).reshape(P, B).astype(float)
+    sure_multi = np.bincount(cidx[sure & (turns >= 2) & has_x] * B + bx[sure & (turns >= 2) & has_x],
+                             minlength=P * B).reshape(P, B).astype(float)
+    cu, ku, c_u, s_u, bu, xu = cidx[u], turns[u], c[u], s[u], bx[u], has_x[u]
+    one = ku == 1
+    # start: everything unsure began inside and stopped (the counts as seen)
+    r_stop, r_cut = np.ones(u.size), np.zeros(u.size)
+    j = np.arange(K + 1)[None, :]
+    h = None
+    for _ in range(_EM_ITERATIONS):  # EM steps, every conversation at once (never a loop over requests)
+        # M-step: hazards per (client, turn) and the first-input PMFs
+        ended = sure_end + np.bincount(cu * (K + 1) + ku, weights=r_stop, minlength=P * (K + 1)).reshape(P, K + 1)
+        cut = np.bincount(cu * (K + 1) + ku, weights=r_cut, minlength=P * (K + 1)).reshape(P, K + 1)
+        inside = ended + cut
+        beyond = np.cumsum(inside[:, ::-1], axis=1)[:, ::-1]  # sum over k >= j
+        beyond = np.c_[beyond[:, 1:], np.zeros(P)]  # sum over k > j
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h_new = np.where(inside + beyond > 0, ended / (inside + beyond), 0.0)
+        h_new = np.where(j >= kmax[:, None], 1.0, h_new)
+        h_new[:, 0] = 0.0
+        single = sure_single + np.bincount(cu[one & xu] * B + bu[one & xu], weights=r_stop[one & xu],
+                                           minlength=P * B).reshape(P, B)
+        multi = sure_multi + np.bincount(cu[xu] * B + bu[xu], weights=np.where(one, r_cut, r_stop + r_cut)[xu],
+                                         minlength=P * B).reshape(P, B)
+        fs, fm = (_smoothed(single), _smoothed(multi)) if use_x else (np.ones((P, 1)), np.ones((P, 1)))
+        if h is not None and np.max(np.abs(h_new - h)) < 1e-10 and np.max(np.abs(fs - fs_old)) < 1e-10 \
+                and np.max(np.abs(fm - fm_old)) < 1e-10:
+            h = h_new
+            break
+        h, fs_old, fm_old = h_new, fs, fm
+        if u.size == 0:
+            break
+        # E-step: posteriors of stopped inside / cut at the end / tail of an earlier conversation
+        tail = np.cumprod(1.0 - h, axis=1)  # P(K > j)
+        pk = h * np.c_[np.ones(P), tail[:, :-1]]  # P(K = j)
+        later = np.cumsum(tail[:, ::-1], axis=1)[:, ::-1]  # sum over l >= j of P(K > l)
+        later = np.c_[later[:, 1:], np.zeros(P)]  # sum over l >= j + 1
+        fin = np.where(xu, np.where(one, fs[cu, bu], fm[cu, bu]), 1.0)
+        fmu = np.where(xu, fm[cu, bu], 1.0)
+        gu = np.where(xu, g[cu, bu], 1.0)
+        a_stop = pk[cu, ku] * fin
+        a_cut = tail[cu, ku] * c_u * fmu
+        a_tail = s_u * (tail[cu, ku] + c_u * later[cu, ku]) * gu
+        tot = a_stop + a_cut + a_tail
+        tot = np.where(tot > 0, tot, 1.0)
+        r_stop, r_cut = np.where(a_stop + a_cut + a_tail > 0, a_stop / tot, 1.0), a_cut / tot
+    # posteriors per conversation (sure ones: began inside and stopped)
+    single, multi = np.where(turns == 1, 1.0, 0.0), np.where(turns >= 2, 1.0, 0.0)
+    single[u] = np.where(one, r_stop, 0.0)
+    multi[u] = np.where(one, r_cut, r_stop + r_cut)
+    n_in = np.bincount(cidx, weights=single + multi, minlength=P)
+    alive = np.c_[np.ones(P), np.cumprod(1.0 - h, axis=1)[:, :-1]]
+    pk = h * alive
+    cells = pl.DataFrame({"cidx": np.repeat(np.arange(P), K + 1), "turns": np.tile(np.arange(K + 1), P),
+                          "n": (pk * n_in[:, None]).ravel()})
+    seen = np.zeros(P, bool)
+    seen[cidx] = True
+    return (cells.filter((pl.col("turns") >= 1) & (pl.col("n") > 0)
+                         & pl.col("cidx").is_in(np.flatnonzero(seen).tolist())).cast(schema),
+            single, multi)

@@ -131,3 +131,52 @@ def test_cli_flag_turns_the_correction_off(tmp_path):
         res = CliRunner().invoke(main, ["fit-pool", str(store.path), "-o", str(out), *flag])
         assert res.exit_code == 0, res.output
         assert ClientPool.load(out).provenance["settings"]["window_censoring"] is want
+
+
+def _stationary_window(rng, *, rate: float, span: float, mu: float, p: np.ndarray):
+    """A window [0, span] of a stationary process: starts at Poisson rate over [-40 mu K, span],
+    turns PMF ``p``, exponential gaps of mean ``mu``; a first turn's input is 10 or 20 tokens
+    (0.7 / 0.3) with one turn, 20 or 40 (0.3 / 0.7) with more, a follow-up's 80. Returns per seen
+    conversation (first seen time, last seen time, seen turns, first seen input, began inside,
+    true turns)."""
+    before = 40 * mu * p.size
+    n = rng.poisson(rate * (span + before))
+    start = rng.uniform(-before, span, n)
+    k = rng.choice(np.arange(1, p.size + 1), size=n, p=p)
+    kmax = p.size
+    times = start[:, None] + np.c_[np.zeros(n), np.cumsum(rng.exponential(mu, (n, kmax - 1)), axis=1)]
+    exists = np.arange(kmax)[None, :] < k[:, None]
+    seen = exists & (times >= 0) & (times < span)
+    keep = seen.any(axis=1)
+    times, seen, k, x1 = times[keep], seen[keep], k[keep], np.where(
+        k[keep] >= 2, rng.choice([20.0, 40.0], keep.sum(), p=[0.3, 0.7]), rng.choice([10.0, 20.0], keep.sum(), p=[0.7, 0.3]))
+    first_col = seen.argmax(axis=1)
+    ks = seen.sum(axis=1)
+    rows = np.arange(times.shape[0])
+    return (times[rows, first_col], times[rows, first_col + ks - 1], ks, np.where(first_col == 0, x1, 80.0),
+            first_col == 0, k)
+
+
+def test_window_mixture_recovers_turns_and_first_inputs_of_a_stationary_window():
+    from servelab.fitting.pool_conversations import window_mixture
+
+    rng = np.random.default_rng(5)
+    p, span, mu = np.array([0.6, 0.25, 0.1, 0.05]), 1000.0, 100.0
+    first, last, ks, x, inside, k = _stationary_window(rng, rate=20.0, span=span, mu=mu, p=p)
+    n_in = int(inside.sum())  # ~20,000 conversations begun inside, ~1,000 tails of earlier ones
+    follow_x = np.full(int((ks - 1).sum()), 80.0)  # the seen follow-ups' inputs (for g)
+    turns, single, multi = window_mixture(np.zeros(ks.size, int), ks, np.exp(-(span - last) / mu),
+                                          np.exp(-first / mu), n_clients=1, first_input=x,
+                                          follow_cidx=np.zeros(follow_x.size, int), follow_input=follow_x)
+    fitted = turns.sort("turns")["n"].to_numpy()
+    # binomial SE of P(1) at n = 20k: 0.0035; tolerance 0.015 (~4 SE); the counts as seen are off by ~0.04
+    np.testing.assert_allclose(fitted / fitted.sum(), p, atol=0.015)
+    assert abs(np.bincount(ks)[1] / ks.size - p[0]) > 0.03
+    # the conversations begun inside: their number, and the tails' share given to neither kind
+    assert fitted.sum() == pytest.approx(n_in, rel=0.02)
+    assert (1 - single - multi)[~inside].mean() > 0.8 > 0.05 > (1 - single - multi)[inside].mean()
+    # first inputs: 10 tokens in 70 % of single-turn starts, 40 in 70 % of longer ones (SE ~0.004
+    # and ~0.01 at 12k / 2.5k conversations); tails (80 tokens) get weight ~0
+    assert single[x == 10].sum() / single.sum() == pytest.approx(0.7, abs=0.02)
+    assert multi[x == 40].sum() / multi.sum() == pytest.approx(0.7, abs=0.04)
+    assert (single + multi)[x == 80].sum() < 0.05 * (~inside).sum()

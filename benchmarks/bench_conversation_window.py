@@ -1,0 +1,128 @@
+"""Window accounting of the conversation model on a simulated trace of known truth (issue 15).
+
+A stationary conversation process is simulated from long before a window to its end and only
+the window is kept, as a real trace is: conversations start at Poisson rate ``rate``, have
+``K`` turns (PMF ``--turns``), exponential inter-turn times of mean ``--itt``; a first turn's
+input is lognormal with median ``--single`` tokens when ``K = 1`` and ``--multi`` when
+``K >= 2``; a follow-up's input is its parent's input + output + an increment (lognormal,
+median ``--increment``); outputs lognormal, median 300. Links are exact (``parent_id`` inside
+the window; a follow-up whose parent fell before the window has none, as in a real trace).
+
+The pool is fitted on the window (``fit_pool`` defaults, or ``--uncorrected``), then
+
+fit
+    turns PMF, mean inter-turn time and the means of the first-input PMFs (``first_input``,
+    ``first_input_multi``) against the truth;
+generated
+    ``generate`` over the window's length from the fitted pool: requests, shares of follow-ups
+    with their parent inside (``follow``) and without (``orphan``: tails of conversations begun
+    before), mean input of every row against the same numbers of the simulated window.
+
+Repeated over ``--seeds`` (one simulated trace and one generated workload per seed). Usage:
+``python benchmarks/bench_conversation_window.py [--seeds 1-8] [--uncorrected]``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from servelab.analysis.store import write_store
+from servelab.fitting.pool_fit import fit_pool
+from servelab.generator.generate import generate
+
+__all__ = ["simulate_window", "window_roles", "main"]
+
+
+def simulate_window(seed: int, *, span: float = 1000.0, rate: float = 4.0, turns=(0.9, 0.06, 0.025, 0.015),
+                    itt: float = 200.0, single: float = 14000.0, multi: float = 24000.0, increment: float = 300.0,
+                    sigma: float = 0.6) -> pl.DataFrame:
+    """One window ``[0, span]`` of the stationary process (module docstring), requests by time:
+    ``timestamp, input_tokens, output_tokens, parent_id`` (row number of the parent in this
+    frame, null without one) and the truth ``conv, turn``."""
+    rng = np.random.default_rng(seed)
+    p = np.asarray(turns, dtype=float)
+    before = 30 * itt * (p.size - 1)  # long enough that no conversation begun earlier reaches the window
+    n = rng.poisson(rate * (span + before))
+    start = rng.uniform(-before, span, n)
+    k = rng.choice(np.arange(1, p.size + 1), size=n, p=p / p.sum())
+    conv = np.repeat(np.arange(n), k)
+    turn = np.arange(conv.size) - np.repeat(np.cumsum(k) - k, k) + 1
+    gaps = np.where(turn > 1, rng.exponential(itt, conv.size), 0.0)
+    first_pos = np.cumsum(k) - k
+    t = start[conv] + np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[first_pos], k)
+    median = np.where(k[conv] >= 2, multi, single)
+    x0 = np.round(median * rng.lognormal(0.0, sigma, conv.size))
+    out = np.round(300.0 * rng.lognormal(0.0, sigma, conv.size))
+    inc = np.round(increment * rng.lognormal(0.0, sigma, conv.size))
+    inp = x0.copy()
+    for level in range(2, p.size + 1):  # a loop over turn numbers
+        m = np.flatnonzero(turn == level)
+        inp[m] = inp[m - 1] + out[m - 1] + inc[m]
+    keep = (t >= 0) & (t < span)
+    frame = pl.DataFrame({"timestamp": t, "input_tokens": inp.astype(np.int64), "output_tokens": out.astype(np.int64),
+                          "conv": conv, "turn": turn, "prev": np.r_[-1, np.arange(conv.size - 1)]
+                          * 1 + 0, "id": np.arange(conv.size)})
+    frame = frame.with_columns(pl.when(pl.col("turn") > 1).then(pl.col("id") - 1).otherwise(None).alias("prev"))
+    frame = frame.filter(pl.Series(keep)).sort("timestamp").with_row_index("row")
+    pos = frame.select(pl.col("id").alias("prev"), pl.col("row").alias("parent_row"))
+    frame = frame.join(pos, on="prev", how="left", maintain_order="left")
+    return frame.select("timestamp", "input_tokens", "output_tokens",
+                        pl.col("parent_row").cast(pl.String).alias("parent_id"), "conv", "turn")
+
+
+def window_roles(turn: np.ndarray, has_parent: np.ndarray, tokens: np.ndarray) -> dict:
+    """Requests, shares of follow-ups with a parent inside (follow) and without (orphan), mean input."""
+    follow, orphan = has_parent, (turn > 1) & ~has_parent
+    return {"requests": int(turn.size), "follow": float(follow.mean()), "orphan": float(orphan.mean()),
+            "first": float((turn == 1).mean()), "mean_input": float(tokens.mean())}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="1-8", help="a range a-b")
+    parser.add_argument("--uncorrected", action="store_true", help="window_censoring=False")
+    args = parser.parse_args(argv)
+    a, b = (int(x) for x in args.seeds.split("-"))
+    truth_turns = np.array([0.9, 0.06, 0.025, 0.015])
+    rows = []
+    for seed in range(a, b + 1):  # one simulated trace per seed
+        sim = simulate_window(seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            store = write_store(sim.select("timestamp", "input_tokens", "output_tokens", "parent_id"),
+                                Path(tmp) / "s")
+            pool = fit_pool(store, span=(0.0, 1000.0), window_censoring=not args.uncorrected)
+        cp = pool.conversation_pmfs.filter(pl.col("client_id").is_not_null())
+        pm = {q: r for (q,), r in cp.group_by(["quantity"])}
+        turns = pm["turns"].sort("value")
+        p = np.zeros(truth_turns.size)
+        idx = turns["value"].to_numpy().astype(int) - 1
+        p[idx[idx < p.size]] = turns["probability"].to_numpy()[idx < p.size]
+        mean_of = {q: float((r["value"] * r["probability"]).sum() / r["probability"].sum()) for q, r in pm.items()}
+        gen = generate(pool, "pool", 1000.0, seed=seed)
+        real = window_roles(sim["turn"].to_numpy(), sim["parent_id"].is_not_null().to_numpy(),
+                            sim["input_tokens"].to_numpy())
+        g_parent = gen["parent_id"].is_not_null().to_numpy()
+        made = window_roles(gen["turn"].to_numpy(), g_parent, gen["input_tokens"].to_numpy())
+        rows.append({"seed": seed, "p1": p[0], "p2": p[1], "p3": p[2], "p4": p[3],
+                     "itt_mean": mean_of["itt_s"], "first_input": mean_of.get("first_input", np.nan),
+                     "first_multi": mean_of.get("first_input_multi", np.nan),
+                     **{f"real_{k}": v for k, v in real.items()}, **{f"gen_{k}": v for k, v in made.items()}})
+    frame = pl.DataFrame(rows)
+    sig2 = 0.6 ** 2 / 2
+    print(f"truth: turns {truth_turns.tolist()}, itt mean 200, first_input mean {14000 * np.exp(sig2):.0f}, "
+          f"first_input_multi mean {24000 * np.exp(sig2):.0f}; window corrections "
+          f"{'off' if args.uncorrected else 'on'}")
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, float_precision=4, tbl_hide_dataframe_shape=True):
+        print(frame.select("seed", "p1", "p2", "p3", "p4", "itt_mean", "first_input", "first_multi"))
+        print(frame.select("seed", *[c for c in frame.columns if c.startswith(("real_", "gen_"))]))
+        print(frame.drop("seed").mean())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
