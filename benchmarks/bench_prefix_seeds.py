@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="1-8", help="a range a-b")
     parser.add_argument("--trace", type=Path, default=TRACE)
     parser.add_argument("--uncorrected", action="store_true", help="window_censoring=False")
+    parser.add_argument("--data-window", default=None, help="fit_pool data_window_s (default: its own)")
     args = parser.parse_args(argv)
     if not args.trace.is_file():
         print(f"skipped: {args.trace} is absent (the shared data folder is optional)")
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         store = ingest(args.trace, fmt="mooncake", output=Path(tmp) / "store", overwrite=True, progress=False)
-        pool = fit_pool(store, window_censoring=not args.uncorrected)
+        pool = fit_pool(store, window_censoring=not args.uncorrected,
+                        **({"data_window_s": args.data_window} if args.data_window else {}))
         for seed in range(a, b + 1):  # one workload per seed
             work = generate(pool, "pool", duration, seed=seed)
             path = export_workload(work, Path(tmp) / f"w{seed}.jsonl", fmt="mooncake")

@@ -25,10 +25,13 @@ context). This module writes nothing.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import polars as pl
 
 from servelab.analysis.store import TraceStore
+from servelab.fitting.exceptions import ConvergenceWarning
 from servelab.fitting.pool_data import bin_values
 
 __all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "WINDOW_WEIGHT_CAP", "censored_turn_pmf",
@@ -435,8 +438,11 @@ def censored_turn_pmf(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray) -
             .filter(pl.col("n") > 0).cast(schema))
 
 
-#: EM iterations of :func:`window_mixture` at most (it stops earlier once nothing moves by 1e-10)
+#: EM steps of :func:`window_mixture` at most (it stops once no posterior moves by :data:`_EM_TOLERANCE`)
 _EM_ITERATIONS = 500
+#: largest change of a posterior between two EM steps at which :func:`window_mixture` stops
+#: (far below what moves a PMF stored in float32 by a visible amount at the counts it sees)
+_EM_TOLERANCE = 1e-7
 
 
 def _bin_keys(x: np.ndarray, *, exact_below: int, bin_ratio: float) -> np.ndarray:
@@ -526,6 +532,12 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
     ------
     ValueError
         If the per-conversation arrays differ in length or ``turns`` has a value below 1.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If a posterior still moves by more than 1e-7 after 500 EM steps (the last step's
+        estimates are returned).
     """
     cidx = np.asarray(cidx, dtype=np.int64)
     turns = np.asarray(turns, dtype=np.int64)
@@ -567,53 +579,83 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
     sure = ~unsure
     # the sure conversations' fixed parts: began inside, stopped at k (posterior 1)
     sure_end = np.bincount(cidx[sure] * (K + 1) + turns[sure], minlength=P * (K + 1)).reshape(P, K + 1).astype(float)
-    sure_single = np.bincount(cidx[sure & (turns == 1) & has_x] * B + bx[sure & (turns == 1) & has_x],
-                              minlength=P * B).reshape(P, B).astype(float)
-    sure_multi = np.bincount(cidx[sure & (turns >= 2) & has_x] * B + bx[sure & (turns >= 2) & has_x],
-                             minlength=P * B).reshape(P, B).astype(float)
     cu, ku, c_u, s_u, bu, xu = cidx[u], turns[u], c[u], s[u], bx[u], has_x[u]
     one = ku == 1
+    # input PMFs at the unsure conversations' (client, bin) cells only: sure counts there, per-client
+    # and per-bin totals, and the unsure weights added per cell (O(unsure) per step, never P x B)
+    cell = cu * B + bu
+    cells, at = np.unique(cell, return_inverse=True)
+    cell_c, cell_b = cells // B, cells % B
+
+    def sure_counts(mask):
+        keys = cidx[mask & has_x] * B + bx[mask & has_x]
+        pos = np.searchsorted(cells, keys)
+        hit = pos < cells.size
+        hit[hit] = cells[pos[hit]] == keys[hit]
+        return (np.bincount(pos[hit], minlength=cells.size).astype(float),
+                np.bincount(cidx[mask & has_x], minlength=P).astype(float),
+                np.bincount(bx[mask & has_x], minlength=B).astype(float))
+
+    s1_cell, s1_client, s1_bin = sure_counts(sure & (turns == 1))
+    sm_cell, sm_client, sm_bin = sure_counts(sure & (turns >= 2))
+
+    def smoothed_at(cell_n, client_n, bin_n, w):
+        """:func:`_smoothed` of (sure counts + the unsure weights ``w``) at the unsure cells."""
+        add = np.bincount(at, weights=w, minlength=cells.size)
+        per_client = client_n + np.bincount(cu, weights=w, minlength=P)
+        per_bin = bin_n + np.bincount(bu, weights=w, minlength=B)
+        pooled = (per_bin + 1.0 / B) / (per_bin.sum() + 1.0)
+        return ((cell_n + add + pooled[cell_b]) / (per_client[cell_c] + 1.0))[at]
+
     # start: everything unsure began inside and stopped (the counts as seen)
     r_stop, r_cut = np.ones(u.size), np.zeros(u.size)
     j = np.arange(K + 1)[None, :]
-    h = None
-    for _ in range(_EM_ITERATIONS):  # EM steps, every conversation at once (never a loop over requests)
-        # M-step: hazards per (client, turn) and the first-input PMFs
+
+    def hazards(r_stop, r_cut):
+        """M-step of the turns: the hazard per (client, turn) in closed form (docstring)."""
         ended = sure_end + np.bincount(cu * (K + 1) + ku, weights=r_stop, minlength=P * (K + 1)).reshape(P, K + 1)
-        cut = np.bincount(cu * (K + 1) + ku, weights=r_cut, minlength=P * (K + 1)).reshape(P, K + 1)
-        inside = ended + cut
+        inside = ended + np.bincount(cu * (K + 1) + ku, weights=r_cut, minlength=P * (K + 1)).reshape(P, K + 1)
         beyond = np.cumsum(inside[:, ::-1], axis=1)[:, ::-1]  # sum over k >= j
         beyond = np.c_[beyond[:, 1:], np.zeros(P)]  # sum over k > j
         with np.errstate(divide="ignore", invalid="ignore"):
-            h_new = np.where(inside + beyond > 0, ended / (inside + beyond), 0.0)
-        h_new = np.where(j >= kmax[:, None], 1.0, h_new)
-        h_new[:, 0] = 0.0
-        single = sure_single + np.bincount(cu[one & xu] * B + bu[one & xu], weights=r_stop[one & xu],
-                                           minlength=P * B).reshape(P, B)
-        multi = sure_multi + np.bincount(cu[xu] * B + bu[xu], weights=np.where(one, r_cut, r_stop + r_cut)[xu],
-                                         minlength=P * B).reshape(P, B)
-        fs, fm = (_smoothed(single), _smoothed(multi)) if use_x else (np.ones((P, 1)), np.ones((P, 1)))
-        if h is not None and np.max(np.abs(h_new - h)) < 1e-10 and np.max(np.abs(fs - fs_old)) < 1e-10 \
-                and np.max(np.abs(fm - fm_old)) < 1e-10:
-            h = h_new
-            break
-        h, fs_old, fm_old = h_new, fs, fm
+            h = np.where(inside + beyond > 0, ended / (inside + beyond), 0.0)
+        h = np.where(j >= kmax[:, None], 1.0, h)
+        h[:, 0] = 0.0
+        return h
+
+    moved = 0.0
+    for _ in range(_EM_ITERATIONS):  # EM steps, every conversation at once (never a loop over requests)
+        # M-step: hazards per (client, turn) and the first-input PMFs
+        h = hazards(r_stop, r_cut)
         if u.size == 0:
             break
+        if use_x:
+            w_single = np.where(one & xu, r_stop, 0.0)
+            w_multi = np.where(xu, np.where(one, r_cut, r_stop + r_cut), 0.0)
+            fs_u = smoothed_at(s1_cell, s1_client, s1_bin, w_single)
+            fm_u = smoothed_at(sm_cell, sm_client, sm_bin, w_multi)
+        else:
+            fs_u = fm_u = np.ones(u.size)
         # E-step: posteriors of stopped inside / cut at the end / tail of an earlier conversation
         tail = np.cumprod(1.0 - h, axis=1)  # P(K > j)
         pk = h * np.c_[np.ones(P), tail[:, :-1]]  # P(K = j)
         later = np.cumsum(tail[:, ::-1], axis=1)[:, ::-1]  # sum over l >= j of P(K > l)
         later = np.c_[later[:, 1:], np.zeros(P)]  # sum over l >= j + 1
-        fin = np.where(xu, np.where(one, fs[cu, bu], fm[cu, bu]), 1.0)
-        fmu = np.where(xu, fm[cu, bu], 1.0)
-        gu = np.where(xu, g[cu, bu], 1.0)
+        fin = np.where(xu, np.where(one, fs_u, fm_u), 1.0)
         a_stop = pk[cu, ku] * fin
-        a_cut = tail[cu, ku] * c_u * fmu
-        a_tail = s_u * (tail[cu, ku] + c_u * later[cu, ku]) * gu
+        a_cut = tail[cu, ku] * c_u * np.where(xu, fm_u, 1.0)
+        a_tail = s_u * (tail[cu, ku] + c_u * later[cu, ku]) * np.where(xu, g[cu, bu], 1.0)
         tot = a_stop + a_cut + a_tail
-        tot = np.where(tot > 0, tot, 1.0)
-        r_stop, r_cut = np.where(a_stop + a_cut + a_tail > 0, a_stop / tot, 1.0), a_cut / tot
+        new_stop = np.where(tot > 0, a_stop / np.where(tot > 0, tot, 1.0), 1.0)
+        new_cut = a_cut / np.where(tot > 0, tot, 1.0)
+        moved = max(float(np.max(np.abs(new_stop - r_stop))), float(np.max(np.abs(new_cut - r_cut))))
+        r_stop, r_cut = new_stop, new_cut
+        if moved < _EM_TOLERANCE:
+            break
+    else:
+        warnings.warn(f"window_mixture: EM stopped after {_EM_ITERATIONS} steps with posteriors still moving by "
+                      f"{moved:.2g}", ConvergenceWarning, stacklevel=2)
+    h = hazards(r_stop, r_cut)
     # posteriors per conversation (sure ones: began inside and stopped)
     single, multi = np.where(turns == 1, 1.0, 0.0), np.where(turns >= 2, 1.0, 0.0)
     single[u] = np.where(one, r_stop, 0.0)
@@ -621,10 +663,10 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
     n_in = np.bincount(cidx, weights=single + multi, minlength=P)
     alive = np.c_[np.ones(P), np.cumprod(1.0 - h, axis=1)[:, :-1]]
     pk = h * alive
-    cells = pl.DataFrame({"cidx": np.repeat(np.arange(P), K + 1), "turns": np.tile(np.arange(K + 1), P),
+    dense = pl.DataFrame({"cidx": np.repeat(np.arange(P), K + 1), "turns": np.tile(np.arange(K + 1), P),
                           "n": (pk * n_in[:, None]).ravel()})
     seen = np.zeros(P, bool)
     seen[cidx] = True
-    return (cells.filter((pl.col("turns") >= 1) & (pl.col("n") > 0)
+    return (dense.filter((pl.col("turns") >= 1) & (pl.col("n") > 0)
                          & pl.col("cidx").is_in(np.flatnonzero(seen).tolist())).cast(schema),
             single, multi)
