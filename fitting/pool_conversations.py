@@ -439,10 +439,10 @@ def censored_turn_pmf(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray) -
 
 
 #: EM steps of :func:`window_mixture` at most (it stops once no posterior moves by :data:`_EM_TOLERANCE`)
-_EM_ITERATIONS = 500
+_EM_ITERATIONS = 2000
 #: largest change of a posterior between two EM steps at which :func:`window_mixture` stops
 #: (far below what moves a PMF stored in float32 by a visible amount at the counts it sees)
-_EM_TOLERANCE = 1e-7
+_EM_TOLERANCE = 1e-5
 
 
 def _bin_keys(x: np.ndarray, *, exact_below: int, bin_ratio: float) -> np.ndarray:
@@ -536,7 +536,7 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
     Warns
     -----
     ConvergenceWarning
-        If a posterior still moves by more than 1e-7 after 500 EM steps (the last step's
+        If a posterior still moves by more than 1e-5 after 2000 EM steps (the last step's
         estimates are returned).
     """
     cidx = np.asarray(cidx, dtype=np.int64)
