@@ -153,7 +153,8 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
                   else pl.DataFrame(schema={"cidx": pl.Int64, "i": pl.Float64}))
         turns, p_single, p_multi = window_mixture(
             per_conv["cidx"].to_numpy(), per_conv["turns"].to_numpy(), censor, left, n_clients=len(names),
-            first_input=per_conv["x"].cast(pl.Float64).fill_null(float("nan")).to_numpy() if pairs is not None else None,
+            first_input=(per_conv["x"].cast(pl.Float64).fill_null(float("nan")).to_numpy() if pairs is not None
+                         else None),
             follow_cidx=follow["cidx"].to_numpy(), follow_input=follow["i"].cast(pl.Float64).to_numpy(),
             exact_below=exact_below, bin_ratio=bin_ratio)
         if pairs is not None:  # first inputs weighted by the posterior of their kind; tails dropped

@@ -106,10 +106,12 @@ def _stationary_trace(rng, *, rate: float, span: float, mu: float, p: np.ndarray
         inp[m] = inp[m - 1] + out[m - 1] + inc[m]
     frame = pl.DataFrame({"timestamp": t, "input_tokens": inp.astype(np.int64), "output_tokens": out.astype(np.int64),
                           "id": np.arange(conv.size), "prev": np.where(turn > 1, np.arange(conv.size) - 1, -1)})
-    frame = frame.filter((pl.col("timestamp") >= 0) & (pl.col("timestamp") < span)).sort("timestamp").with_row_index("row")
+    frame = (frame.filter((pl.col("timestamp") >= 0) & (pl.col("timestamp") < span)).sort("timestamp")
+             .with_row_index("row"))
     frame = frame.join(frame.select(pl.col("id").alias("prev"), pl.col("row").alias("parent")), on="prev", how="left",
                        maintain_order="left")
-    return frame.select("timestamp", "input_tokens", "output_tokens", pl.col("parent").cast(pl.String).alias("parent_id"))
+    return frame.select("timestamp", "input_tokens", "output_tokens",
+                        pl.col("parent").cast(pl.String).alias("parent_id"))
 
 
 def test_fit_pool_corrects_turns_and_gaps_for_the_window(tmp_path):
@@ -194,8 +196,8 @@ def _stationary_window(rng, *, rate: float, span: float, mu: float, p: np.ndarra
     exists = np.arange(kmax)[None, :] < k[:, None]
     seen = exists & (times >= 0) & (times < span)
     keep = seen.any(axis=1)
-    times, seen, k, x1 = times[keep], seen[keep], k[keep], np.where(
-        k[keep] >= 2, rng.choice([20.0, 40.0], keep.sum(), p=[0.3, 0.7]), rng.choice([10.0, 20.0], keep.sum(), p=[0.7, 0.3]))
+    times, seen, k = times[keep], seen[keep], k[keep]
+    x1 = np.where(k >= 2, rng.choice([20.0, 40.0], k.size, p=[0.3, 0.7]), rng.choice([10.0, 20.0], k.size, p=[0.7, 0.3]))
     first_col = seen.argmax(axis=1)
     ks = seen.sum(axis=1)
     rows = np.arange(times.shape[0])
