@@ -71,14 +71,16 @@ def main(argv=None) -> int:
     for name, part in (("whole", full), ("first half", first), ("second half", second)):
         h, n = _hits_per_request(part)
         rows.append({"part": name, "requests": part.height, "mean_input": part["input_length"].mean(),
-                     "blocks_per_request": n.mean(), "hit_rate": h.sum() / n.sum(), "requests_with_a_hit": (h > 0).mean()})
+                     "blocks_per_request": n.mean(), "hit_rate": h.sum() / n.sum(),
+                     "requests_with_a_hit": (h > 0).mean()})
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True):
         print(pl.DataFrame(rows))
     h, n = _hits_per_request(full)
     late = full["timestamp"].to_numpy() >= cut
     print(f"second half with the first half's blocks cached: hit rate {h[late].sum() / n[late].sum():.4f}")
     seen = (full.with_columns(pl.Series("late", late)).explode("hash_ids")
-            .group_by("hash_ids").agg(pl.col("late").first().alias("first_late"), pl.col("late").any().alias("any_late")))
+            .group_by("hash_ids").agg(pl.col("late").first().alias("first_late"),
+                                      pl.col("late").any().alias("any_late")))
     print(f"distinct blocks {seen.height}; first seen in the first half and used in the second: "
           f"{seen.filter(~pl.col('first_late') & pl.col('any_late')).height}")
     trend = (full.with_columns((pl.col("timestamp") // 100_000 * 100).alias("from_s"),
