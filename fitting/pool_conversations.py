@@ -610,24 +610,31 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
 
     # start: everything unsure began inside and stopped (the counts as seen)
     r_stop, r_cut = np.ones(u.size), np.zeros(u.size)
-    j = np.arange(K + 1)[None, :]
 
-    def hazards(r_stop, r_cut):
-        """M-step of the turns: the hazard per (client, turn) in closed form (docstring)."""
-        ended = sure_end + np.bincount(cu * (K + 1) + ku, weights=r_stop, minlength=P * (K + 1)).reshape(P, K + 1)
-        inside = ended + np.bincount(cu * (K + 1) + ku, weights=r_cut, minlength=P * (K + 1)).reshape(P, K + 1)
+    def hazards(sure_rows, kmax_rows, rows_of_u, r_stop, r_cut):
+        """M-step of the turns: the hazard per (client, turn) in closed form (docstring), for the
+        clients of ``sure_rows`` (``rows_of_u``: the row of each unsure conversation's client)."""
+        n, width = sure_rows.shape
+        key = rows_of_u * width + ku
+        ended = sure_rows + np.bincount(key, weights=r_stop, minlength=n * width).reshape(n, width)
+        inside = ended + np.bincount(key, weights=r_cut, minlength=n * width).reshape(n, width)
         beyond = np.cumsum(inside[:, ::-1], axis=1)[:, ::-1]  # sum over k >= j
-        beyond = np.c_[beyond[:, 1:], np.zeros(P)]  # sum over k > j
+        beyond = np.c_[beyond[:, 1:], np.zeros(n)]  # sum over k > j
         with np.errstate(divide="ignore", invalid="ignore"):
             h = np.where(inside + beyond > 0, ended / (inside + beyond), 0.0)
-        h = np.where(j >= kmax[:, None], 1.0, h)
+        h = np.where(np.arange(width)[None, :] >= kmax_rows[:, None], 1.0, h)
         h[:, 0] = 0.0
         return h
 
+    # the EM runs over the clients with unsure conversations only, up to their longest turn
+    uc = np.unique(cu)
+    row_u = np.searchsorted(uc, cu)
+    width_u = int(kmax[uc].max()) + 1 if uc.size else 1
+    sure_u, kmax_u = sure_end[uc, :width_u], kmax[uc]
     moved = 0.0
     for _ in range(_EM_ITERATIONS):  # EM steps, every conversation at once (never a loop over requests)
         # M-step: hazards per (client, turn) and the first-input PMFs
-        h = hazards(r_stop, r_cut)
+        h = hazards(sure_u, kmax_u, row_u, r_stop, r_cut)
         if u.size == 0:
             break
         if use_x:
@@ -639,13 +646,13 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
             fs_u = fm_u = np.ones(u.size)
         # E-step: posteriors of stopped inside / cut at the end / tail of an earlier conversation
         tail = np.cumprod(1.0 - h, axis=1)  # P(K > j)
-        pk = h * np.c_[np.ones(P), tail[:, :-1]]  # P(K = j)
+        pk = h * np.c_[np.ones(uc.size), tail[:, :-1]]  # P(K = j)
         later = np.cumsum(tail[:, ::-1], axis=1)[:, ::-1]  # sum over l >= j of P(K > l)
-        later = np.c_[later[:, 1:], np.zeros(P)]  # sum over l >= j + 1
+        later = np.c_[later[:, 1:], np.zeros(uc.size)]  # sum over l >= j + 1
         fin = np.where(xu, np.where(one, fs_u, fm_u), 1.0)
-        a_stop = pk[cu, ku] * fin
-        a_cut = tail[cu, ku] * c_u * np.where(xu, fm_u, 1.0)
-        a_tail = s_u * (tail[cu, ku] + c_u * later[cu, ku]) * np.where(xu, g[cu, bu], 1.0)
+        a_stop = pk[row_u, ku] * fin
+        a_cut = tail[row_u, ku] * c_u * np.where(xu, fm_u, 1.0)
+        a_tail = s_u * (tail[row_u, ku] + c_u * later[row_u, ku]) * np.where(xu, g[cu, bu], 1.0)
         tot = a_stop + a_cut + a_tail
         new_stop = np.where(tot > 0, a_stop / np.where(tot > 0, tot, 1.0), 1.0)
         new_cut = a_cut / np.where(tot > 0, tot, 1.0)
@@ -656,7 +663,7 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
     else:
         warnings.warn(f"window_mixture: EM stopped after {_EM_ITERATIONS} steps with posteriors still moving by "
                       f"{moved:.2g}", ConvergenceWarning, stacklevel=2)
-    h = hazards(r_stop, r_cut)
+    h = hazards(sure_end, kmax, cu, r_stop, r_cut)  # every client, with the final posteriors
     # posteriors per conversation (sure ones: began inside and stopped)
     single, multi = np.where(turns == 1, 1.0, 0.0), np.where(turns >= 2, 1.0, 0.0)
     single[u] = np.where(one, r_stop, 0.0)
