@@ -255,7 +255,8 @@ def part_forecast(seeds: int = 40) -> None:
 
 def simulate_churn_arrivals(seed: int, *, days: float = 7.0, n_initial: int = 100, new_per_day: float = 0.0,
                             mean_life_days: float = math.inf, rate_range: tuple[float, float] = (1 / (2 * DAY), 0.1),
-                            burst_sd: float = 0.0, diurnal: float = 0.6, window_s: float = 600.0):
+                            burst_sd: float = 0.0, diurnal: float = 0.6, window_s: float = 600.0,
+                            life_alpha: float | None = None):
     """A pool's arrivals table of a client population of known turnover, and the truth.
 
     ``n_initial`` clients are present from the start (their lives are residual: exponential of
@@ -264,6 +265,11 @@ def simulate_churn_arrivals(seed: int, *, days: float = 7.0, n_initial: int = 10
     in ``rate_range``, req/s) times ``1 + diurnal * cos(2 pi (t / day - 14 / 24))``, times a
     log-normal window multiplier of sd ``burst_sd`` (mean 1) when > 0. A client-window is active
     (a row, rate = requests / window) when it holds a request, as in a fitted pool.
+
+    With ``life_alpha``, lifetimes are heterogeneous: each client's hazard is Gamma of shape
+    ``life_alpha`` and mean ``1 / mean_life_days`` per day (rate ``life_alpha * mean_life_days``
+    days), its life exponential of that hazard: Lomax lifetimes of shape ``life_alpha`` and scale
+    ``life_alpha * mean_life_days`` days (the exponential is ``life_alpha -> inf``).
 
     Returns
     -------
@@ -280,6 +286,10 @@ def simulate_churn_arrivals(seed: int, *, days: float = 7.0, n_initial: int = 10
     n = n_initial + n_new
     birth = np.r_[np.full(n_initial, -np.inf), np.sort(rng.uniform(0.0, T, n_new))]
     life = rng.exponential(mean_life_days * DAY, n) if math.isfinite(mean_life_days) else np.full(n, np.inf)
+    if life_alpha is not None and math.isfinite(mean_life_days):
+        # a hazard per client, Gamma(alpha, rate alpha * L): the draw above is scaled by L / hazard
+        hazard = rng.gamma(life_alpha, 1.0 / (life_alpha * mean_life_days * DAY), n)
+        life = life / (mean_life_days * DAY) / hazard
     start = np.maximum(birth, 0.0)
     death = start + life
     rate = np.exp(rng.uniform(math.log(rate_range[0]), math.log(rate_range[1]), n))
