@@ -315,6 +315,10 @@ CHURN_SCENARIOS = (
     ("churn: 30 + 10/day, life 3 d", {"n_initial": 30, "new_per_day": 10.0, "mean_life_days": 3.0}, 10.0, 3.0),
     ("churn: 10 + 5/day, life 1 d", {"n_initial": 10, "new_per_day": 5.0, "mean_life_days": 1.0}, 5.0, 1.0),
     ("churn: 100 + 2/day, life 7 d", {"n_initial": 100, "new_per_day": 2.0, "mean_life_days": 7.0}, 2.0, 7.0),
+    ("mixed lives: 30 + 10/day, Lomax alpha 0.3, mean hazard 1/(3 d)",
+     {"n_initial": 30, "new_per_day": 10.0, "mean_life_days": 3.0, "life_alpha": 0.3}, 10.0, math.inf),
+    ("mixed lives: 60 + 3/day, Lomax alpha 0.3, mean hazard 1/(10 d)",
+     {"n_initial": 60, "new_per_day": 3.0, "mean_life_days": 10.0, "life_alpha": 0.3}, 3.0, math.inf),
 )
 #: clients below this rate (req/s, under one request a day) are reported apart
 SPARSE_RPS = 1e-5
@@ -335,10 +339,12 @@ def churn_calibration(seeds: int = 40) -> tuple[pl.DataFrame, pl.DataFrame]:
             g = float(table["grace_s"][0])
             parts.append(truth.join(table.select("client_id", "arrived", "departed"), on="client_id", how="inner")
                          .with_columns(born=pl.col("birth_s") >= g, died=pl.col("death_s") < span[1] - g))
-            m = churn_model(table, span)
+            m = churn_model(table, span, arrivals=arrivals)
+            mix = m.lifetime_mixture
             est.append((m.arrival_rate * DAY, m.mean_lifetime_s / DAY,
                         m.arrival_rate_ci[0] * DAY <= lam <= m.arrival_rate_ci[1] * DAY,
-                        m.mean_lifetime_ci[0] / DAY <= life <= m.mean_lifetime_ci[1] / DAY))
+                        m.mean_lifetime_ci[0] / DAY <= life <= m.mean_lifetime_ci[1] / DAY,
+                        mix is not None, mix.alpha if mix else math.nan, mix.beta_s / DAY if mix else math.nan))
         d = pl.concat(parts)
         sparse = pl.col("rate") < SPARSE_RPS
 
@@ -359,7 +365,9 @@ def churn_calibration(seeds: int = 40) -> tuple[pl.DataFrame, pl.DataFrame]:
                          "new_per_day_p10": float(np.quantile(a[:, 0], 0.1)),
                          "new_per_day_p90": float(np.quantile(a[:, 0], 0.9)), "new_per_day_ci_covers": float(a[:, 2].mean()),
                          "true_life_days": life, "life_days_median": float(np.median(a[:, 1])),
-                         "life_ci_covers": float(a[:, 3].mean())})
+                         "life_ci_covers": float(a[:, 3].mean()), "mixture_kept": float(a[:, 4].mean()),
+                         "alpha_median": float(np.nanmedian(a[:, 5])) if a[:, 4].any() else math.nan,
+                         "beta_days_median": float(np.nanmedian(a[:, 6])) if a[:, 4].any() else math.nan})
     return pl.concat(flag_rows, how="vertical_relaxed"), pl.DataFrame(est_rows)
 
 

@@ -120,7 +120,7 @@ def pool_churn(pool) -> tuple[pl.DataFrame, ChurnModel]:
     if table is None:
         raise ValueError(f"the pool's span {span[1] - span[0]:g} s is shorter than {MIN_SPAN_WINDOWS} windows of "
                          f"{pool.window_s:g} s, or no client is active: churn cannot be measured")
-    return table, churn_model(table, span)
+    return table, churn_model(table, span, arrivals=pool.lazy("arrivals"))
 
 
 def churn_summary(pool) -> dict | str:
