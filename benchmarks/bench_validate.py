@@ -443,7 +443,7 @@ V1_SCENARIOS = (
 )
 
 
-def v1_calibration(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> pl.DataFrame:
+def v1_calibration(seeds: int = 20, scenarios=None, rate_scale: float = 1.0, seed_offset: int = 0) -> pl.DataFrame:
     """Part 0c: one row per scenario: how often V1 holds, how often the shape test rejects its null
     (and the earlier noise-floor rule held), the median p-value, the mean advantage per shape metric,
     the median count error and the CPU seconds per run."""
@@ -458,7 +458,7 @@ def v1_calibration(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> 
     for name, kw, expect in (V1_SCENARIOS if scenarios is None else [V1_SCENARIOS[i] for i in scenarios]):
         held, shape, old, errs, secs, requests, ps = 0, 0, 0, [], [], [], []
         adv = {m: [] for m in SHAPE_METRICS}
-        for seed in range(seeds):
+        for seed in range(seed_offset, seed_offset + seeds):
             lo, hi = kw.get("rate_range", (0.001, 0.02))
             frame = simulate_trace(seed, **{**kw, "rate_range": (lo * rate_scale, hi * rate_scale)})
             with tempfile.TemporaryDirectory() as tmp:
@@ -486,7 +486,7 @@ def v1_calibration(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> 
     return pl.DataFrame(rows)
 
 
-def aa_calibration(seeds: int = 40, scenarios=(0, 2)) -> pl.DataFrame:
+def aa_calibration(seeds: int = 40, scenarios=(0, 2), seed_offset: int = 0) -> pl.DataFrame:
     """Part 0d: the shape test's level where the null holds exactly (A/A): per simulated trace
     (:data:`V1_SCENARIOS`), fit before the split and extend as :func:`~servelab.generator.validation.validate`
     does, then test servelab's workload against a second servelab workload of another seed, and
@@ -509,7 +509,7 @@ def aa_calibration(seeds: int = 40, scenarios=(0, 2)) -> pl.DataFrame:
         name, kw, _ = V1_SCENARIOS[i]
         rej = {"servelab_vs_servelab": 0, "naive_vs_naive": 0}
         ps = []
-        for seed in range(seeds):
+        for seed in range(seed_offset, seed_offset + seeds):
             frame = simulate_trace(seed, **kw)
             t = frame["timestamp"]
             split = resolve_split(0.5, float(t.min()), float(t.max()), PoolFitSettings().window_s)
@@ -529,24 +529,25 @@ def aa_calibration(seeds: int = 40, scenarios=(0, 2)) -> pl.DataFrame:
                     res = shape_test(real, draw(seed), draw(seed + 10_000), w, dur, seed=seed)
                     rej[pair] += res.servelab_better
                     ps.append(res.p_value)
-        rows.append({"scenario": name, "seeds": seeds, **rej, "median_p": float(np.nanmedian(ps)),
+        rows.append({"scenario": name, "seeds": f"{seed_offset}-{seed_offset + seeds - 1}", **rej,
+                     "median_p": float(np.nanmedian(ps)),
                      "p_below_0.5": float(np.mean(np.array(ps) < 0.5))})
     return pl.DataFrame(rows)
 
 
-def part_aa(seeds: int = 40) -> None:
+def part_aa(seeds: int = 40, seed_offset: int = 0, scenarios=(0, 2)) -> None:
     t0 = time.perf_counter()
-    table = aa_calibration(seeds)
-    print(f"\n== shape test's level, A/A (two draws of one generator), {seeds} seeds each "
+    table = aa_calibration(seeds, scenarios, seed_offset)
+    print(f"\n== shape test's level, A/A (two draws of one generator), seeds {seed_offset}-{seed_offset + seeds - 1} "
           f"({time.perf_counter() - t0:.1f} s): rejections at level 0.05")
     _print_tables(table, precision=3, width=250, str_len=60)
 
 
-def part_v1(seeds: int = 20, scenarios=None, rate_scale: float = 1.0) -> None:
+def part_v1(seeds: int = 20, scenarios=None, rate_scale: float = 1.0, seed_offset: int = 0) -> None:
     t0 = time.perf_counter()
-    table = v1_calibration(seeds, scenarios, rate_scale)
-    print(f"\n== V1 verdict on simulated per-client traces of known truth, {seeds} seeds each "
-          f"({time.perf_counter() - t0:.1f} s): 3 days, split at half; shape test at level 0.05")
+    table = v1_calibration(seeds, scenarios, rate_scale, seed_offset)
+    print(f"\n== V1 verdict on simulated per-client traces of known truth, seeds {seed_offset}-{seed_offset + seeds - 1} "
+          f"({time.perf_counter() - t0:.1f} s): 3 days, split at half; rates x{rate_scale:g}; shape test at level 0.05")
     _print_tables(table.select("scenario", "seeds", "v1_holds", "shape_rejects", "earlier_rule_holds", "median_p",
                                "median_requests", "median_count_error", "worst_count_error", "cpu_s_per_run"),
                   table.select("scenario", *[c for c in table.columns if c.startswith("adv_")]),
@@ -740,23 +741,25 @@ def main(argv=None) -> int:
                         help="use the full pools in ../shared/data/servegen instead of raw_traces' slices")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--v1-scenarios", default=None,
-                        help="indices into V1_SCENARIOS, comma-separated (default all; to keep each run short)")
+                        help="indices into V1_SCENARIOS, comma-separated, for the v1 part (default all) and the aa part (default 0,2)")
     parser.add_argument("--v1-rate-scale", type=float, default=1.0,
                         help="scale of the simulated clients' rates in the V1 calibration (0.2: ~10k requests a trace)")
     parser.add_argument("--calibration-seeds", type=int, default=None,
                         help="seeds per scenario of the churn (default 40) and V1 (default 20) calibrations")
     parser.add_argument("--parts", default="forecast,area,speed,rolling,servegen,real")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="first seed of the aa and v1 calibrations (to split a long run into several lock holds)")
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     if "forecast" in parts:
         part_forecast()
     if "churn" in parts:
         part_churn(args.calibration_seeds or 40)
+    scen = None if args.v1_scenarios is None else [int(i) for i in args.v1_scenarios.split(",")]
     if "aa" in parts:
-        part_aa(args.calibration_seeds or 40)
+        part_aa(args.calibration_seeds or 40, args.seed_offset, tuple(scen) if scen is not None else (0, 2))
     if "v1" in parts:
-        part_v1(args.calibration_seeds or 20,
-                None if args.v1_scenarios is None else [int(i) for i in args.v1_scenarios.split(",")], args.v1_rate_scale)
+        part_v1(args.calibration_seeds or 20, scen, args.v1_rate_scale, args.seed_offset)
     if parts & {"speed", "rolling", "area"}:
         store = _store(args.rows, args.clients, args.days, 0)
         if "area" in parts:
