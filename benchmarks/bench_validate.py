@@ -91,6 +91,19 @@
    (rate, output) -0.99, lengths -0.96 / -0.99): servelab's week-2 length mix (13 synthetic new
    clients on templates, survivors' last-day mix) is worse than naive's week-1 mix. Oracle volume:
    count -0.7%, 6/11, the same length losses, shape test p 1.0.
+   Why, found by client (2026-12-03 afternoon): not the length laws of new clients but (a) one
+   exponential lifetime of 16 days for every survivor retired clients 14, 27 and 12 (a third of
+   week 2) in some seeds; (b) the time-of-day PMFs were unweighted means over 7 days, so client
+   17's three quiet days (2,000 requests, longer outputs) weighed as much as its four busy ones
+   (12,000), generated input KS against its own week 2 0.40; (c) a template seen 30 min (66
+   requests) repeated back to back made one new client 7% of week 2 (real new clients: 1.5%).
+   After the mend (Lomax lifetimes kept by a test, request-weighted PMF means, daily repetition
+   of short templates, new clients' length laws from a request-weighted client draw), same
+   command: count 299,401 (**-10.4%**), servelab closer on **10/11** (window_rate_ks 0.109 vs
+   0.142, joint_input 0.240 vs 0.285, joint_output 0.360 vs 0.437, input_ks 0.094 vs 0.105,
+   output_ks 0.060 vs 0.086); lost only rate_input_corr (0.091 vs naive 0.072, real -0.045);
+   shape test p 9.5e-7 (20 of 20 blocks; +0.80 / +0.88 / +0.90 / +0.20 / +0.93). Oracle volume:
+   9/11 (lost n_requests / mean_rate: -0.8% vs -0.5%, both on the given rate), p 1.9e-6.
    deepseek-r1 slice (1 day, split at 12 h): forecast 3/11, count +281%. Before the split, 1.46-h
    blocks fall from 1,076 to 177 requests (Kendall tau -0.71); after it they are 1-522; 85% of
    the later requests come from two clients never seen before the split (client 13: 740 of 880).
