@@ -24,15 +24,16 @@ SEEDS = range(20)
 
 
 def test_null_population_few_false_arrivals_or_departures():
-    # 20 seeds x 100 clients present all week. Measured with 40 seeds: 1.25% false arrivals and
+    # 10 seeds x 100 clients present all week. Measured with 40 seeds: 1.25% false arrivals and
     # 1.48% false departures (the rule's nominal level is 1% per side; sparse clients exceed it).
-    # With n = 2000 clients the sd of a rate near 1.5% is 0.27 points: 3% is > 5 sd above it
+    # With n = 1000 clients the sd of a rate near 1.5% is 0.38 points: 3% is ~4 sd above it
+    # (10 seeds, not 20: the time went to the lifetime-mixture control below)
     n = fa = fd = 0
-    for seed in SEEDS:
+    for seed in range(10):
         arrivals, _, span = simulate_churn_arrivals(seed)
         t = churn_table(arrivals, span)
         n, fa, fd = n + t.height, fa + int(t["arrived"].sum()), fd + int(t["departed"].sum())
-    assert n >= 1900
+    assert n >= 950
     assert fa / n <= 0.03 and fd / n <= 0.03
 
 
