@@ -7,23 +7,25 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    else fitted from its arrivals table on the spot (old and ServeGen pools).
 2. **Surviving clients** (request data: at every extension data window where it is active, the
    mean of its PMFs at the same time of day over its last :data:`TOD_DAYS` days, else the mean of
-   its PMFs over its last day; means weighted by the client's requests in each data window): every client not seen to depart draws a residual lifetime from the
-   lifetime law (:meth:`~servelab.fitting.pool_churn.ChurnModel.residual_lifetimes`: the
-   exponential, memoryless, so the residual has the same law; or, when the churn model keeps
-   heterogeneous lifetimes, a Lomax whose scale grows with the client's presence so far, so a
-   client present all span rarely leaves; the residual client, an aggregate of small clients,
-   never departs) and, until it departs, repeats its own rows of
-   the span's last day (the whole span when shorter) cyclically, which keeps its daily pattern.
+   its PMFs over its last day; means weighted by the client's requests in each data window):
+   every client not seen to depart draws a residual lifetime from the lifetime law
+   (:meth:`~servelab.fitting.pool_churn.ChurnModel.residual_lifetimes`: the exponential,
+   memoryless, so the residual has the same law; or, when the churn model keeps heterogeneous
+   lifetimes, a Lomax whose scale grows with the client's presence so far, so a client present
+   all span rarely leaves; the residual client, an aggregate of small clients, never departs)
+   and, until it departs, repeats its own rows of the span's last day (the whole span when
+   shorter) cyclically, which keeps its daily pattern.
 3. **New clients**: arrival instants of a Poisson process of the fitted rate over the extension;
-   each gets a newborn's lifetime (exponential, or Lomax of scale ``beta``) and a *template* client drawn uniformly (seeded) from the
-   model's templates, whose active rows (arrival rate, CV, family and parameters) it repeats from
-   its birth window, cyclically over the template's observed life (at least a day, or the span's
-   length when shorter: a template seen for half an hour repeats daily); it takes the template's
-   conversation parameters under its own id ``new~<k>``. Its **length laws** (time-of-day request
-   data PMFs, as a survivor's, and load-length coupling) are those of another client drawn with
-   probability its share of the span's requests (the mix the trace weights): the templates are
-   the few clients that arrived during the span, and their lengths made the new clients' mix
-   unlike any week's (ServeGen m-small: 7 templates, 13 new clients).
+   each gets a newborn's lifetime (exponential, or Lomax of scale ``beta``) and a *template*
+   client drawn uniformly (seeded) from the model's templates, whose active rows (arrival rate,
+   CV, family and parameters) it repeats from its birth window, cyclically over the template's
+   observed life (at least a day, or the span's length when shorter: a template seen for half
+   an hour repeats daily); it takes the template's conversation parameters under its own id
+   ``new~<k>``. Its **length laws** (time-of-day request data PMFs, as a survivor's, and
+   load-length coupling) are those of another client drawn with probability its share of the
+   span's requests (the mix the trace weights): the templates are the few clients that arrived
+   during the span, and their lengths made the new clients' mix unlike any week's (ServeGen
+   m-small: 7 templates, 13 new clients).
 4. **Total rate**: rates are scaled so that their sum follows, by default, the pool's
    :class:`~servelab.fitting.pool_forecast.RateForecast` (trend times daily periodicity): one
    factor per block of a day (the span's length when shorter), so a block's volume is the
