@@ -18,7 +18,8 @@ fixed overhead ``a`` unchanged) and compared with DuckDB's line on one machine.
 in child processes, alternately with this checkout and with the package at git ``REF`` (exported
 with ``git archive``), ``--rounds`` times each, and the medians are compared; ``--child-repeat R``
 runs the steps R times in each child and keeps the least CPU of a pass (and each step's least wall),
-which takes most of the other sessions' load out of a round's ratio.
+which takes most of the other sessions' load out of a round's ratio; ``--child-threads 1`` runs
+DuckDB on one thread there (the same work, without the CPU that waiting threads burn under load).
 
 Usage (heavy runs under the shared lock)::
 
@@ -139,10 +140,12 @@ import bench_engines as b
 from servelab.analysis.store import open_store
 store = open_store({store!r})
 index = b._index(store)
+from servelab.analysis.store import duckdb_settings
 times, cpus = {{}}, []
 for _ in range({repeat}):  # the least of each (a pass's CPU, a step's wall): what other load adds drops out
     c0 = time.process_time()
-    out = b._run(store, index, "duckdb", None, 1)
+    with duckdb_settings(threads={threads}):  # None: DuckDB's default (every core)
+        out = b._run(store, index, "duckdb", None, 1)
     cpus.append(time.process_time() - c0)  # every thread of this process: less sensitive to other load than wall
     for k, v in out.items():
         times[k] = min(times.get(k, float("inf")), v[0])
@@ -151,9 +154,10 @@ print(json.dumps({{"times": times, "cpu": min(cpus), "module": agg.__file__}}))
 """
 
 
-def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1) -> None:
+def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1, threads: int | None = None) -> None:
     """DuckDB steps in child processes, this checkout vs ``ref``, interleaved ``rounds`` times; each
-    child runs the steps ``repeat`` times and reports the least CPU of a pass and each step's least wall."""
+    child runs the steps ``repeat`` times (on ``threads`` DuckDB threads, None: all) and reports the
+    least CPU of a pass and each step's least wall."""
     pkg = _export_ref(ref)
     times: dict[str, list[dict]] = {"after": [], f"before ({ref})": []}
     cpu: dict[str, list[float]] = {"after": [], f"before ({ref})": []}
@@ -161,7 +165,7 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1
         pair = [("after", None), (f"before ({ref})", pkg)]
         for name, path in (pair if k % 2 == 0 else pair[::-1]):  # alternate who runs first
             code = _CHILD.format(bench=str(HERE), store=store_path, before=str(path) if path is not None else "",
-                                 repeat=int(repeat))
+                                 repeat=int(repeat), threads=None if threads is None else int(threads))
             OUT.mkdir(exist_ok=True)  # run outside the checkout: its servelab/ folder must not shadow the export
             res = subprocess.run([sys.executable, "-c", code], cwd=OUT, capture_output=True, text=True, check=True)
             got = json.loads(res.stdout.strip().splitlines()[-1])
@@ -177,7 +181,7 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1
             line += f"; CPU after/before so far {ratio:.4f} [{lo:.4f}, {hi:.4f}]"
         print(line, flush=True)
     print(f"\nDuckDB path, this checkout vs {ref} ({rounds} interleaved rounds, least of {repeat} passes per "
-          f"child, medians, seconds)")
+          f"child, DuckDB threads {threads or 'all'}, medians, seconds)")
     after, before = times["after"], times[f"before ({ref})"]
     tot_a = statistics.median(sum(r.values()) for r in after)
     tot_b = statistics.median(sum(r.values()) for r in before)
@@ -254,6 +258,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--child-repeat", type=int, default=1, metavar="R",
                         help="--duckdb-before: passes per child process (the least CPU and wall kept)")
+    parser.add_argument("--child-threads", type=int, default=None, metavar="T",
+                        help="--duckdb-before: DuckDB threads in the children (1: a pass's CPU barely depends on "
+                             "other load; default all cores)")
     parser.add_argument("--generation", type=float, default=0.0, metavar="SECONDS",
                         help="also time sharded generation of this many seconds of the m-small pool")
     args = parser.parse_args()
@@ -317,7 +324,7 @@ def main() -> None:
         _generation(engines, args.generation, tuple(int(x) for x in args.workers.split(",")))
     if args.duckdb_before:
         for n in sizes:
-            _duckdb_before_after(STORE.format(n=n), args.duckdb_before, args.rounds, args.child_repeat)
+            _duckdb_before_after(STORE.format(n=n), args.duckdb_before, args.rounds, args.child_repeat, args.child_threads)
 
 
 if __name__ == "__main__":
