@@ -24,6 +24,7 @@ import polars as pl
 import pytest
 
 from servelab.analysis.engines import EngineUnavailableError
+from servelab.analysis.spark_cluster import SHORT_JOB_JAVA_OPTIONS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -35,7 +36,9 @@ CONNECT = os.environ.get("SERVELAB_SPARK_CONNECT") == "1"
 #: the session's settings on the cluster (tiny data, as in conftest's SPARK_TEST_CONF) but two
 #: shuffle partitions, so that both workers' executors get tasks after a shuffle
 CLUSTER_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false",
-                "spark.sql.codegen.wholeStage": "false", "spark.driver.memory": "1g"}
+                "spark.sql.codegen.wholeStage": "false", "spark.driver.memory": "1g",
+                "spark.driver.extraJavaOptions": SHORT_JOB_JAVA_OPTIONS,
+                "spark.executor.extraJavaOptions": SHORT_JOB_JAVA_OPTIONS}
 
 
 def _skip_or_fail(reason: str):
@@ -52,7 +55,8 @@ def cluster(tmp_path_factory):
     try:
         # 2 cores per worker with Connect: the Connect server's application holds one of each (spark_cluster docs)
         with local_cluster(workers=2, cores=2 if CONNECT else 1, memory="1g", connect=CONNECT, timeout_s=START_TIMEOUT_S,
-                           log_dir=tmp_path_factory.mktemp("spark-cluster")) as running:
+                           log_dir=tmp_path_factory.mktemp("spark-cluster"),
+                           java_options=SHORT_JOB_JAVA_OPTIONS) as running:
             yield running
             from pyspark.sql import SparkSession
 
