@@ -169,7 +169,7 @@ def test_mooncake_sample_matches_reference(raw_traces, tmp_path):
     recs = [json.loads(x) for x in lines]
     rows = [(r["timestamp"] / 1000, r["hash_ids"], r["input_length"], r["output_length"]) for r in recs]
     store, rows = _store_from_rows(rows, tmp_path / "moon")
-    blocks, tin, tout, ts = [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[0] for r in rows]
+    blocks, tin, tout = [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
     # servelab's earlier rule (all new checks off) against the earlier reference
     old = link_conversations(store, **_OLD_RULE)
     ref_old = _reference_parents(blocks, tin, tout)
