@@ -78,7 +78,8 @@ class Budget:
         smaller of this and ``max_requests`` applies; None: no bound of its own. Full None: on a
         10 M-row synthetic trace, both a 2*10^6 hash sample and the first 2 days turned F10 from
         "does not hold" into "holds" (its window CVs depend on the rate and the days), so full mode
-        links every request (about 37 CPU-s there); quick 10^6.
+        links every request (``report --section conversations`` there: 34.3 CPU-s and 2.7 GB with
+        polars linking, 20.5 CPU-s and 1.2 GB with conversation ids linked in SQL); quick 10^6.
     forecast_max_iter : int
         Boosting iterations of the load forecasts. :meth:`quick` keeps the full 100: the forecasts
         read per-bin counts and take about a second on 10 M requests, and 50 iterations changed the
