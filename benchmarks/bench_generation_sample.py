@@ -26,6 +26,23 @@ changes the verdict: the generators' own noise), and sampled at ``--fraction`` o
 holds) unsampled / reseeded / sampled with 95% Wilson intervals, agreement of the sampled and of
 the reseeded verdict with the unsampled one, and the median distances.
 
+Measured 2026-12-03 (``--seeds 20 --scenarios 0,1 --clients 40 --rate-scale 5``, under the lock,
+~5.4 CPU-s per seed; periods of median 14,227 / 14,058 requests, the sample holding a median 50% /
+48% of them), F12 "holds" out of 20 with 95% Wilson intervals:
+
+- null: unsampled 8/20 [0.22, 0.61], reseeded 9/20, sampled 11/20 [0.34, 0.74]; the sampled verdict
+  agrees with the unsampled one 11/20, the reseeded one 9/20;
+- positive (burst sd up to 1): unsampled 11/20 [0.34, 0.74], reseeded 14/20, sampled 15/20
+  [0.53, 0.89]; agreement sampled 12/20, reseeded 9/20.
+
+So at this size F12's rule (one comparison of two energy distances, no level) is close to a coin
+flip on both: its false "holds" rate on the null (40% unsampled, 55% sampled) cannot be told from
+its rate on the positive control (55% / 75%), and a reseed of the generators alone flips the
+verdict about half the time. The client sample does not disagree with the unsampled verdict more
+than a reseed does (11/20 and 12/20 against 9/20): no evidence that sampling changes F12, and no
+evidence that F12 has power here. The 10 M store's F12 (0.042 vs 0.093 sampled) is a larger
+margin than any seen here (median distances 0.023-0.028). Not run: scenario 2 (the lock queue).
+
 Command line::
 
     python benchmarks/bench_generation_sample.py --seeds 20            # every scenario
