@@ -30,9 +30,10 @@ by the warm-up): P(1) 0.8929 (every z < 0), ``first_input`` 17,170 (+2.4 %), fol
 0.1121, mean input 20,029 (+3.0 %, every z > 0); largest |z| 4.01.
 
 With ``--links ids`` the store carries ``conversation_id`` instead, which ``fit_pool`` fits from
-SQL aggregates without the window mixture (turns as seen, gaps weighted): P(1) 0.9130, first
-input 17,170, generated follow-up share 0.0848 vs 0.1062 (turns cut twice), largest |z| 4.30 --
-that path is not corrected yet (it needs per-conversation first and last times from SQL).
+SQL aggregates (``conversation_spans``: conversations near either end one per row, the others
+grouped): P(1) 0.9016, ``first_input`` 16,717, generated follow-up share 0.1070 vs 0.1062, mean
+input 19,378 vs 19,454, largest |z| 1.65. Before (turns as seen, gaps weighted, no mixture):
+P(1) 0.9130, ``first_input`` 17,170, follow-up share 0.0848 (turns cut twice), largest |z| 4.30.
 
 Repeated over ``--seeds`` (one simulated trace and one generated workload per seed). Usage:
 ``python benchmarks/bench_conversation_window.py [--seeds 1-8] [--uncorrected] [--links ids]``.

@@ -18,7 +18,8 @@ conversations start about twice as long). The ``data`` input PMFs mix first turn
 follow-ups, whose histories the generator adds itself. With window corrections a first input
 counts in each PMF with the posterior of its kind (:func:`window_mixture`: a request seen first
 may be the tail of a conversation begun before the trace, or a first turn whose follow-up fell
-after its end). Both come with
+after its end; stores with conversation ids get the same from SQL aggregates,
+:func:`conversation_spans` and :func:`window_tables`). Both come with
 pooled rows with a null ``client_id`` (every request of the trace) that apply to clients without
 their own. Pools without these rows keep the old behaviour (the generator's ``sorted``
 context). This module writes nothing.
@@ -35,8 +36,8 @@ from servelab.fitting.exceptions import ConvergenceWarning
 from servelab.fitting.pool_data import bin_values
 
 __all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "WINDOW_WEIGHT_CAP", "censored_turn_pmf",
-           "conversation_tables", "increment_aggregates", "increment_pmfs", "itt_survival", "tables_from_aggregates",
-           "window_mixture", "window_weights"]
+           "conversation_spans", "conversation_tables", "increment_aggregates", "increment_pmfs", "itt_survival",
+           "tables_from_aggregates", "window_mixture", "window_tables", "window_weights"]
 
 #: the ``quantity`` of a follow-up's input increment in ``conversation_pmfs``
 INCREMENT = "input_increment"
@@ -464,7 +465,8 @@ def _smoothed(counts: np.ndarray) -> np.ndarray:
 
 def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left: np.ndarray, *,
                    n_clients: int, first_input: np.ndarray | None = None, follow_cidx: np.ndarray | None = None,
-                   follow_input: np.ndarray | None = None, exact_below: int = 64, bin_ratio: float = 1.1
+                   follow_input: np.ndarray | None = None, exact_below: int = 64, bin_ratio: float = 1.1,
+                   counts: np.ndarray | None = None, follow_counts: np.ndarray | None = None
                    ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
     r"""Turns and first-turn inputs of conversations seen through a window, cut at both ends.
 
@@ -518,6 +520,9 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
         Client and input of every seen follow-up (for :math:`g`); needed with ``first_input``.
     exact_below, bin_ratio : int, float
         Input bins (:func:`~servelab.fitting.pool_data.bin_values`).
+    counts, follow_counts : numpy.ndarray, optional
+        How many identical conversations (follow-ups) each row stands for (default 1 each): rows
+        of conversations far from both ends can come aggregated, e.g. from SQL.
 
     Returns
     -------
@@ -549,6 +554,9 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
                          f"{turns.shape}, {c.shape}, {s.shape}")
     if turns.size and turns.min() < 1:
         raise ValueError(f"turns must be >= 1; got {int(turns.min())!r}")
+    n_rows = np.ones(turns.size) if counts is None else np.asarray(counts, dtype=float)
+    if n_rows.shape != turns.shape:
+        raise ValueError(f"counts needs one value per conversation row; got {n_rows.shape} for {turns.shape}")
     schema = {"cidx": pl.Int64, "turns": pl.Int64, "n": pl.Float64}
     if turns.size == 0:
         return pl.DataFrame(schema=schema), np.zeros(0), np.zeros(0)
@@ -560,6 +568,7 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
     if use_x:
         x = np.asarray(first_input, dtype=float)
         fx = np.asarray(follow_input, dtype=float) if follow_input is not None else np.zeros(0)
+        fw = np.ones(fx.size) if follow_counts is None else np.asarray(follow_counts, dtype=float)
         fc = np.asarray(follow_cidx, dtype=np.int64) if follow_cidx is not None else np.zeros(0, np.int64)
         ok, fok = np.isfinite(x) & (x >= 0), np.isfinite(fx) & (fx >= 0)
         keys = _bin_keys(np.r_[x[ok], fx[fok]], exact_below=exact_below, bin_ratio=bin_ratio)
@@ -568,7 +577,7 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
         b[ok] = inv[:int(ok.sum())]
         fb = inv[int(ok.sum()):]
         B = max(uniq.size, 1)
-        g = _smoothed(np.bincount(fc[fok] * B + fb, minlength=P * B).reshape(P, B).astype(float))
+        g = _smoothed(np.bincount(fc[fok] * B + fb, weights=fw[fok], minlength=P * B).reshape(P, B))
     else:
         b = np.full(turns.size, -1, np.int64)
         B = 1
@@ -579,8 +588,9 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
     u = np.flatnonzero(unsure)
     sure = ~unsure
     # the sure conversations' fixed parts: began inside, stopped at k (posterior 1)
-    sure_end = np.bincount(cidx[sure] * (K + 1) + turns[sure], minlength=P * (K + 1)).reshape(P, K + 1).astype(float)
-    cu, ku, c_u, s_u, bu, xu = cidx[u], turns[u], c[u], s[u], bx[u], has_x[u]
+    sure_end = np.bincount(cidx[sure] * (K + 1) + turns[sure], weights=n_rows[sure],
+                           minlength=P * (K + 1)).reshape(P, K + 1)
+    cu, ku, c_u, s_u, bu, xu, n_u = cidx[u], turns[u], c[u], s[u], bx[u], has_x[u], n_rows[u]
     one = ku == 1
     # input PMFs at the unsure conversations' (client, bin) cells only: sure counts there, per-client
     # and per-bin totals, and the unsure weights added per cell (O(unsure) per step, never P x B)
@@ -589,13 +599,13 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
     cell_c, cell_b = cells // B, cells % B
 
     def sure_counts(mask):
-        keys = cidx[mask & has_x] * B + bx[mask & has_x]
+        m = mask & has_x
+        keys, wk = cidx[m] * B + bx[m], n_rows[m]
         pos = np.searchsorted(cells, keys)
         hit = pos < cells.size
         hit[hit] = cells[pos[hit]] == keys[hit]
-        return (np.bincount(pos[hit], minlength=cells.size).astype(float),
-                np.bincount(cidx[mask & has_x], minlength=P).astype(float),
-                np.bincount(bx[mask & has_x], minlength=B).astype(float))
+        return (np.bincount(pos[hit], weights=wk[hit], minlength=cells.size),
+                np.bincount(cidx[m], weights=wk, minlength=P), np.bincount(bx[m], weights=wk, minlength=B))
 
     s1_cell, s1_client, s1_bin = sure_counts(sure & (turns == 1))
     sm_cell, sm_client, sm_bin = sure_counts(sure & (turns >= 2))
@@ -616,8 +626,8 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
         clients of ``sure_rows`` (``rows_of_u``: the row of each unsure conversation's client)."""
         n, width = sure_rows.shape
         key = rows_of_u * width + ku
-        ended = sure_rows + np.bincount(key, weights=r_stop, minlength=n * width).reshape(n, width)
-        inside = ended + np.bincount(key, weights=r_cut, minlength=n * width).reshape(n, width)
+        ended = sure_rows + np.bincount(key, weights=r_stop * n_u, minlength=n * width).reshape(n, width)
+        inside = ended + np.bincount(key, weights=r_cut * n_u, minlength=n * width).reshape(n, width)
         beyond = np.cumsum(inside[:, ::-1], axis=1)[:, ::-1]  # sum over k >= j
         beyond = np.c_[beyond[:, 1:], np.zeros(n)]  # sum over k > j
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -638,8 +648,8 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
         if u.size == 0:
             break
         if use_x:
-            w_single = np.where(one & xu, r_stop, 0.0)
-            w_multi = np.where(xu, np.where(one, r_cut, r_stop + r_cut), 0.0)
+            w_single = np.where(one & xu, r_stop, 0.0) * n_u
+            w_multi = np.where(xu, np.where(one, r_cut, r_stop + r_cut), 0.0) * n_u
             fs_u = smoothed_at(s1_cell, s1_client, s1_bin, w_single)
             fm_u = smoothed_at(sm_cell, sm_client, sm_bin, w_multi)
         else:
@@ -668,7 +678,7 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
     single, multi = np.where(turns == 1, 1.0, 0.0), np.where(turns >= 2, 1.0, 0.0)
     single[u] = np.where(one, r_stop, 0.0)
     multi[u] = np.where(one, r_cut, r_stop + r_cut)
-    n_in = np.bincount(cidx, weights=single + multi, minlength=P)
+    n_in = np.bincount(cidx, weights=(single + multi) * n_rows, minlength=P)
     alive = np.c_[np.ones(P), np.cumprod(1.0 - h, axis=1)[:, :-1]]
     pk = h * alive
     dense = pl.DataFrame({"cidx": np.repeat(np.arange(P), K + 1), "turns": np.tile(np.arange(K + 1), P),
@@ -678,3 +688,113 @@ def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left
     return (dense.filter((pl.col("turns") >= 1) & (pl.col("n") > 0)
                          & pl.col("cidx").is_in(np.flatnonzero(seen).tolist())).cast(schema),
             single, multi)
+
+
+# --------------------------------------------------------------------------------------------
+# The same window accounting for conversation ids aggregated in SQL (no per-request frame)
+# --------------------------------------------------------------------------------------------
+_SPANS_SQL = """
+    WITH r AS (
+        SELECT {cidx} AS cidx, q.conversation_id AS conv, q.request_id, CAST(q.timestamp AS DOUBLE) AS t, {x} AS x
+        FROM {source} q {join}
+    ), c AS (
+        SELECT min_by(cidx, request_id) AS cidx, count(*) AS turns, min(t) AS t_first, max(t) AS t_last,
+               min_by(x, request_id) AS x
+        FROM r WHERE conv IS NOT NULL GROUP BY conv
+        UNION ALL
+        SELECT cidx, 1 AS turns, t AS t_first, t AS t_last, x FROM r WHERE conv IS NULL
+    ), k AS (
+        SELECT cidx, turns, t_first, t_last, x, (t_first < {lo} OR t_last > {hi}) AS unsure,
+               CASE WHEN x < {exact_below} THEN x ELSE -1 - floor(ln(x / {exact_below}) / {log_ratio}) END AS bin
+        FROM c
+    )
+    SELECT cidx, turns, t_first, t_last, x, CAST(1 AS BIGINT) AS n FROM k WHERE unsure
+    UNION ALL
+    SELECT cidx, turns, CAST(NULL AS DOUBLE) AS t_first, CAST(NULL AS DOUBLE) AS t_last, avg(x) AS x,
+           count(*) AS n
+    FROM k WHERE NOT unsure GROUP BY cidx, turns, bin
+"""
+_FOLLOW_SQL = """
+    WITH r AS (
+        SELECT {cidx} AS cidx, q.request_id, CAST(q.input_tokens AS DOUBLE) AS x,
+               row_number() OVER (PARTITION BY q.conversation_id ORDER BY q.request_id) AS k
+        FROM {source} q {join} WHERE q.conversation_id IS NOT NULL
+    )
+    SELECT cidx, avg(x) AS x, count(*) AS n FROM r WHERE k > 1 AND x IS NOT NULL AND x >= 0
+    GROUP BY cidx, CASE WHEN x < {exact_below} THEN x ELSE -1 - floor(ln(x / {exact_below}) / {log_ratio}) END
+"""
+
+
+def conversation_spans(src, itt: pl.DataFrame, *, span: tuple[float, float], has_input: bool, exact_below: int,
+                       bin_ratio: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per conversation id, what :func:`window_mixture` needs, from SQL on ``src`` (an open
+    :class:`~servelab.analysis.aggregates.AggregateSource`).
+
+    Conversations that may be cut or be tails (first turn within the longest inter-turn time of
+    ``itt``'s bins from the window's start, or last turn as close to its end) come one per row
+    with their first and last times; the others (sure: begun inside and stopped) come grouped
+    by client, turns and first-input bin with their count ``n`` and mean input. Requests
+    without an id are conversations of one turn. Also the seen follow-ups' inputs per client
+    and bin (for the tails' input PMF). Returns ``(spans, follow)`` frames:
+    ``cidx, turns, t_first, t_last, x, n`` and ``cidx, x, n``.
+    """
+    import math
+
+    reach = float(itt["value"].max()) if itt.height else 0.0
+    fill = {"source": src.source, "cidx": src.cidx, "join": src.join, "exact_below": int(exact_below),
+            "log_ratio": repr(math.log(bin_ratio)), "lo": repr(float(span[0]) + reach),
+            "hi": repr(float(span[1]) - reach)}
+    x = "CAST(q.input_tokens AS DOUBLE)" if has_input else "CAST(NULL AS DOUBLE)"
+    spans = src.engine.frame(_SPANS_SQL.format(x=x, **fill))
+    spans = spans.select(pl.col("cidx").cast(pl.Int64), pl.col("turns").cast(pl.Int64),
+                         pl.col("t_first", "t_last", "x").cast(pl.Float64), pl.col("n").cast(pl.Float64))
+    if has_input:
+        follow = src.engine.frame(_FOLLOW_SQL.format(**fill)).select(
+            pl.col("cidx").cast(pl.Int64), pl.col("x").cast(pl.Float64), pl.col("n").cast(pl.Float64))
+    else:
+        follow = pl.DataFrame(schema={"cidx": pl.Int64, "x": pl.Float64, "n": pl.Float64})
+    return spans, follow
+
+
+def window_tables(spans: pl.DataFrame, follow: pl.DataFrame, itt: pl.DataFrame, requests: pl.DataFrame,
+                  increments: pl.DataFrame | None, names: list[str], *, span: tuple[float, float], exact_below: int,
+                  bin_ratio: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The pool's ``conversations`` and ``conversation_pmfs`` from :func:`conversation_spans`,
+    window-corrected by :func:`window_mixture` as :func:`conversation_tables` does per request.
+
+    ``itt``: the weighted inter-turn-time bins (``cidx, bin, value, n, total``); ``increments``:
+    the SQL aggregate of :func:`~servelab.analysis.aggregates.conversation_increments` (its
+    follow-up rows are kept, its first-turn rows replaced by the posterior-weighted ones), or
+    None without inputs.
+    """
+    t0, t1 = float(span[0]), float(span[1])
+    x_itt, w_itt = itt["value"].to_numpy().astype(float), itt["n"].to_numpy().astype(float)
+    unsure = spans["t_first"].is_not_null().to_numpy()
+    censor = np.where(unsure, itt_survival(x_itt, w_itt, t1 - spans["t_last"].fill_null(t1).to_numpy()), 0.0)
+    left = np.where(unsure, itt_survival(x_itt, w_itt, spans["t_first"].fill_null(t0).to_numpy() - t0), 0.0)
+    has_input = increments is not None
+    turns, p_single, p_multi = window_mixture(
+        spans["cidx"].to_numpy(), spans["turns"].to_numpy(), censor, left, n_clients=len(names),
+        counts=spans["n"].to_numpy(), exact_below=exact_below, bin_ratio=bin_ratio,
+        first_input=spans["x"].fill_null(float("nan")).to_numpy() if has_input else None,
+        follow_cidx=follow["cidx"].to_numpy(), follow_input=follow["x"].to_numpy(),
+        follow_counts=follow["n"].to_numpy())
+    table, pmfs = tables_from_aggregates(turns, itt, requests, names, share_of_turns=True)
+    if has_input:
+        n = spans["n"].to_numpy()
+        firsts = spans.select("cidx", "x")
+        weighted = pl.concat([
+            firsts.select("cidx", pl.lit(True).alias("first"), pl.lit(False).alias("multi"), "x",
+                          pl.Series("w", n * p_single)),
+            firsts.select("cidx", pl.lit(True).alias("first"), pl.lit(True).alias("multi"), "x",
+                          pl.Series("w", n * p_multi)),
+        ]).filter(pl.col("w") > 0)
+        follow_rows = increments.filter(~pl.col("first").cast(pl.Boolean)).select(
+            pl.col("cidx").cast(pl.Int64), pl.col("first").cast(pl.Boolean), pl.col("multi").cast(pl.Boolean),
+            pl.col("neg").cast(pl.Boolean), pl.col("bin").cast(pl.Float64), pl.col("value").cast(pl.Float64),
+            pl.col("n").cast(pl.Float64))
+        first_rows = increment_aggregates(weighted, exact_below=exact_below, bin_ratio=bin_ratio).select(
+            pl.col("cidx").cast(pl.Int64), "first", "multi", "neg", pl.col("bin").cast(pl.Float64),
+            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Float64))
+        pmfs = pl.concat([pmfs, increment_pmfs(pl.concat([follow_rows, first_rows]), names)])
+    return table, pmfs

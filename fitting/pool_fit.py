@@ -65,8 +65,8 @@ from servelab.fitting.pool_arrivals import (
 from servelab.fitting.pool_churn import fit_churn_table  # issue 17
 from servelab.fitting.pool_coupling import COUPLING_FIELDS, coupling_from_cells  # issue 17
 from servelab.fitting.pool_compare import PoolComparison, compare_pools
-from servelab.fitting.pool_conversations import (conversation_tables, increment_pmfs, tables_from_aggregates,
-                                                 window_weights)
+from servelab.fitting.pool_conversations import (conversation_spans, conversation_tables, increment_pmfs,
+                                                 tables_from_aggregates, window_tables, window_weights)
 from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
 from servelab.fitting.pool_prefixes import prefix_table
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings, resolve_setting_aliases
@@ -270,7 +270,7 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                 ls = log_stats(src, value=value, data_window_s=s.data_window_s, count_col=count_col)
                 stat_parts.append(ls.select(pl.col("cidx").alias("c"), "d", pl.lit(name).alias("field"), "n", "mu",
                                             "var"))
-        conv_frame, conv_aggs, rules = None, None, ()
+        conv_frame, conv_aggs, conv_spans, rules = None, None, None, ()
         if s.conversations:
             from servelab.analysis.conversations import available_link_rules
 
@@ -280,6 +280,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                 if "input_tokens" in store.columns:  # follow-up input increments (issue 15)
                     conv_aggs = (*conv_aggs, conversation_increments(src, exact_below=s.exact_below,
                                                                      bin_ratio=s.bin_ratio))
+                if s.window_censoring and covered[1] > covered[0]:  # the window's two cuts (issue 15)
+                    conv_spans = conversation_spans(src, conv_aggs[1], span=covered, exact_below=s.exact_below,
+                                                    has_input="input_tokens" in store.columns, bin_ratio=s.bin_ratio)
             elif rules:  # inferred links (link_conversations reads the store itself): ids -> clients
                 conv_frame = _conversation_frame(src, store)
         # per (client, window) length statistics for the load-length coupling (issue 17)
@@ -313,9 +316,13 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
             if s.window_censoring and covered[1] > covered[0]:  # ITT weights at the bin means (issue 15)
                 w = pl.Series(window_weights(itt["value"].to_numpy().astype(float), covered[1] - covered[0]))
                 itt = itt.with_columns(pl.col("n").cast(pl.Float64) * w, pl.col("total").cast(pl.Float64) * w)
-            conv, conv_pmfs = tables_from_aggregates(turns, itt, req, names)
-            if len(conv_aggs) > 3:
-                conv_pmfs = pl.concat([conv_pmfs, increment_pmfs(conv_aggs[3], names)])
+            if conv_spans is not None:  # turns and first inputs by window_mixture (issue 15)
+                conv, conv_pmfs = window_tables(*conv_spans, itt, req, conv_aggs[3] if len(conv_aggs) > 3 else None,
+                                                names, span=covered, exact_below=s.exact_below, bin_ratio=s.bin_ratio)
+            else:
+                conv, conv_pmfs = tables_from_aggregates(turns, itt, req, names)
+                if len(conv_aggs) > 3:
+                    conv_pmfs = pl.concat([conv_pmfs, increment_pmfs(conv_aggs[3], names)])
             n_conv = int(turns["n"].sum())
             n_multi = int(turns.filter(pl.col("turns") >= 2)["n"].sum())
             conv_note = f"linked by conversation_id: {n_conv} conversations, {n_multi} multi-turn"
@@ -367,7 +374,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
              + ("turns and first-turn inputs per conversation by the censored likelihood of a window cut at both "
                 "ends (window_mixture: EM over begun inside / cut at the end / tail of a conversation begun before; "
                 "tails left to the generator's warm-up)"
-                if conv_aggs is None else "turns as seen (conversation_id aggregates carry no last-turn times)"))
+                if conv_aggs is None or conv_spans is not None
+                else "turns as seen (conversation_id aggregates carry no last-turn times)"))
             if s.window_censoring else "none (counts as seen)"),
         "prefix_censoring": ("reuse lags weighted by T/(T-x) capped at 20 in the reuse share and PMFs; the generator "
                              "drops reuses whose lag reaches before the client's first row"

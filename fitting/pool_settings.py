@@ -97,7 +97,7 @@ class PoolFitSettings:
     window_censoring : bool
         Correct conversations for the trace's window: inter-turn times weighted by
         :func:`~servelab.fitting.pool_conversations.window_weights` (long gaps are cut more
-        often) and, where links come per request, turns per conversation fitted by the exact
+        often) and turns per conversation fitted by the exact
         censored likelihood of a window cut at both ends
         (:func:`~servelab.fitting.pool_conversations.window_mixture`: conversations cut by the
         trace's end are longer than they look, and tails of conversations begun before its start

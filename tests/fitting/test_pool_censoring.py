@@ -88,7 +88,8 @@ def _stationary_trace(rng, *, rate: float, span: float, mu: float, p: np.ndarray
     ``rate`` from long before, turns PMF ``p``, exponential gaps of mean ``mu``); a first turn's
     input is lognormal (sigma 0.6) of median 1000 tokens with one turn, 3000 with more; a
     follow-up's is its parent's input + output + an increment (median 200); outputs median 300.
-    ``parent_id``: the parent's row in the window (none when it fell before, as in a real trace)."""
+    ``parent_id``: the parent's row in the window (none when it fell before, as in a real trace);
+    ``conversation_id``: the conversation's number."""
     before = 40 * mu * p.size
     n = rng.poisson(rate * (span + before))
     k = rng.choice(np.arange(1, p.size + 1), size=n, p=p)
@@ -105,13 +106,14 @@ def _stationary_trace(rng, *, rate: float, span: float, mu: float, p: np.ndarray
         m = np.flatnonzero(turn == level)
         inp[m] = inp[m - 1] + out[m - 1] + inc[m]
     frame = pl.DataFrame({"timestamp": t, "input_tokens": inp.astype(np.int64), "output_tokens": out.astype(np.int64),
-                          "id": np.arange(conv.size), "prev": np.where(turn > 1, np.arange(conv.size) - 1, -1)})
+                          "id": np.arange(conv.size), "prev": np.where(turn > 1, np.arange(conv.size) - 1, -1),
+                          "conversation_id": conv.astype(str)})
     frame = (frame.filter((pl.col("timestamp") >= 0) & (pl.col("timestamp") < span)).sort("timestamp")
              .with_row_index("row"))
     frame = frame.join(frame.select(pl.col("id").alias("prev"), pl.col("row").alias("parent")), on="prev", how="left",
                        maintain_order="left")
     return frame.select("timestamp", "input_tokens", "output_tokens",
-                        pl.col("parent").cast(pl.String).alias("parent_id"))
+                        pl.col("parent").cast(pl.String).alias("parent_id"), "conversation_id")
 
 
 def test_fit_pool_corrects_turns_and_gaps_for_the_window(tmp_path):
@@ -120,7 +122,7 @@ def test_fit_pool_corrects_turns_and_gaps_for_the_window(tmp_path):
     rng = np.random.default_rng(1)
     p, span, mu = np.array([0.6, 0.25, 0.1, 0.05]), 1000.0, 200.0
     trace = _stationary_trace(rng, rate=1.8, span=span, mu=mu, p=p)  # ~2,900 requests
-    fixed = fit_pool(write_store(trace, tmp_path / "s"), span=(0.0, span))
+    fixed = fit_pool(write_store(trace.drop("conversation_id"), tmp_path / "s"), span=(0.0, span))
     assert fixed.provenance["settings"]["window_censoring"] is True
     assert "censored likelihood" in fixed.provenance["conversation_censoring"]
     # the trace as seen, counted here (the positive controls): links inside the window only
@@ -154,6 +156,14 @@ def test_fit_pool_corrects_turns_and_gaps_for_the_window(tmp_path):
     work = generate(fixed, "pool", span, seed=1)
     assert abs(work["parent_id"].is_not_null().mean() - (~root).mean()) < 0.03
     assert work["input_tokens"].mean() / x.mean() == pytest.approx(1, abs=0.08)
+    # conversation ids take the SQL aggregates (fitting.pool_conversations.conversation_spans): the
+    # same fit up to the gaps' survival, read from the ITT bins there (bin means, not every gap)
+    ids = fit_pool(write_store(trace.drop("parent_id"), tmp_path / "ids"), span=(0.0, span))
+    assert "censored likelihood" in ids.provenance["conversation_censoring"]
+    assert ids.conversations["turns_mean"][0] == pytest.approx(got, rel=0.01)
+    for q in ("first_input", "first_input_multi"):
+        r = ids.conversation_pmfs.filter(pl.col("client_id").is_not_null() & (pl.col("quantity") == q))
+        assert float((r["value"] * r["probability"]).sum()) == pytest.approx(pmf_mean(q), rel=0.01)
 
 
 def test_setting_is_checked():
@@ -197,7 +207,8 @@ def _stationary_window(rng, *, rate: float, span: float, mu: float, p: np.ndarra
     seen = exists & (times >= 0) & (times < span)
     keep = seen.any(axis=1)
     times, seen, k = times[keep], seen[keep], k[keep]
-    x1 = np.where(k >= 2, rng.choice([20.0, 40.0], k.size, p=[0.3, 0.7]), rng.choice([10.0, 20.0], k.size, p=[0.7, 0.3]))
+    x1 = np.where(k >= 2, rng.choice([20.0, 40.0], k.size, p=[0.3, 0.7]),
+                  rng.choice([10.0, 20.0], k.size, p=[0.7, 0.3]))
     first_col = seen.argmax(axis=1)
     ks = seen.sum(axis=1)
     rows = np.arange(times.shape[0])

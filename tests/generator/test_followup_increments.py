@@ -68,8 +68,11 @@ def trace():
 
 @pytest.fixture(scope="module")
 def id_pool(trace, tmp_path_factory):
+    # counts as seen: every conversation starts inside this trace (not a window of a stationary
+    # process), and the tests below check the aggregation of the first turns and increments exactly
+    # (the window's corrections: tests/fitting/test_pool_censoring.py)
     frame = trace.select("timestamp", "client_id", "input_tokens", "output_tokens", "conversation_id")
-    return fit_pool(write_store(frame, tmp_path_factory.mktemp("ids") / "s"))
+    return fit_pool(write_store(frame, tmp_path_factory.mktemp("ids") / "s"), window_censoring=False)
 
 
 def _fitted(pool, client) -> pl.DataFrame:
@@ -114,10 +117,8 @@ def test_pooled_fallback_is_every_follow_up(id_pool, trace):
 
 
 def test_inferred_links_fit_the_same_pmf(trace, id_pool, tmp_path):
-    # links from parent_id (link_conversations) instead of conversation ids: the same increments.
-    # Without window corrections: with them, the polars path weights first inputs by the posterior
-    # that the conversation began inside the window (fitting.pool_conversations.window_mixture),
-    # which the SQL aggregate of conversation ids does not do
+    # links from parent_id (link_conversations) instead of conversation ids: the same increments
+    # and first-turn PMFs (both as seen, as id_pool)
     frame = trace.select("timestamp", "client_id", "input_tokens", "output_tokens", "parent_id")
     pool = fit_pool(write_store(frame, tmp_path / "s"), window_censoring=False)
     for client in ("a", "b", None):
