@@ -7,16 +7,25 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    else fitted from its arrivals table on the spot (old and ServeGen pools).
 2. **Surviving clients** (request data: at every extension data window where it is active, the
    mean of its PMFs at the same time of day over its last :data:`TOD_DAYS` days, else the mean of
-   its PMFs over its last day): every client not seen to depart draws a residual lifetime from the
-   exponential lifetime law (memoryless, so the residual has the same law; the residual client,
-   an aggregate of small clients, never departs) and, until it departs, repeats its own rows of
-   the span's last day (the whole span when shorter) cyclically, which keeps its daily pattern.
+   its PMFs over its last day; means weighted by the client's requests in each data window):
+   every client not seen to depart draws a residual lifetime from the lifetime law
+   (:meth:`~servelab.fitting.pool_churn.ChurnModel.residual_lifetimes`: the exponential,
+   memoryless, so the residual has the same law; or, when the churn model keeps heterogeneous
+   lifetimes, a Lomax whose scale grows with the client's presence so far, so a client present
+   all span rarely leaves; the residual client, an aggregate of small clients, never departs)
+   and, until it departs, repeats its own rows of the span's last day (the whole span when
+   shorter) cyclically, which keeps its daily pattern.
 3. **New clients**: arrival instants of a Poisson process of the fitted rate over the extension;
-   each gets an exponential lifetime and a *template* client drawn uniformly (seeded) from the
-   model's templates, whose active rows (arrival rate, CV, family and parameters) it repeats from
-   its birth window, cyclically over the template's observed life; it takes the template's
-   time-of-day request data (PMFs, as a survivor does), its conversation parameters and its load-length coupling under its
-   own id ``new~<k>``.
+   each gets a newborn's lifetime (exponential, or Lomax of scale ``beta``) and a *template*
+   client drawn uniformly (seeded) from the model's templates, whose active rows (arrival rate,
+   CV, family and parameters) it repeats from its birth window, cyclically over the template's
+   observed life (at least a day, or the span's length when shorter: a template seen for half
+   an hour repeats daily); it takes the template's conversation parameters under its own id
+   ``new~<k>``. Its **length laws** (time-of-day request data PMFs, as a survivor's, and
+   load-length coupling) are those of another client drawn with probability its share of the
+   span's requests (the mix the trace weights): the templates are the few clients that arrived
+   during the span, and their lengths made the new clients' mix unlike any week's (ServeGen
+   m-small: 7 templates, 13 new clients).
 4. **Total rate**: rates are scaled so that their sum follows, by default, the pool's
    :class:`~servelab.fitting.pool_forecast.RateForecast` (trend times daily periodicity): one
    factor per block of a day (the span's length when shorter), so a block's volume is the
@@ -114,7 +123,7 @@ def pool_churn(pool) -> tuple[pl.DataFrame, ChurnModel]:
     if table is None:
         raise ValueError(f"the pool's span {span[1] - span[0]:g} s is shorter than {MIN_SPAN_WINDOWS} windows of "
                          f"{pool.window_s:g} s, or no client is active: churn cannot be measured")
-    return table, churn_model(table, span)
+    return table, churn_model(table, span, arrivals=pool.lazy("arrivals"))
 
 
 def churn_summary(pool) -> dict | str:
@@ -226,7 +235,13 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     # 2. survivors: residual lifetimes, and their last day's rows repeated
     alive = table.filter(~pl.col("departed"))
     life = model.mean_lifetime_s
-    residual = rng.exponential(life, alive.height) if math.isfinite(life) else np.full(alive.height, np.inf)
+    # one standard exponential per client (none when every life is infinite: no departure seen),
+    # turned into a residual life by the model: memoryless exponential, or the mixture's Lomax
+    # of scale beta + its presence so far (a client present all week rarely leaves)
+    draws = math.isfinite(life) or model.lifetime_mixture is not None
+    present = end - np.maximum(alive["first_s"].to_numpy(), lo)
+    residual = (model.residual_lifetimes(present, rng.standard_exponential(alive.height)) if draws
+                else np.full(alive.height, np.inf))
     residual = np.where(alive["client_id"].to_numpy() == RESIDUAL_ID, np.inf, residual)
     dep_k = np.minimum(np.ceil(residual / W), K).astype(np.int64)  # windows [0, dep_k) of the extension
     n_src = max(1, int(round(min(DAY_S, end - lo) / W)))
@@ -235,9 +250,21 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     # 3. new clients
     n_new = int(rng.poisson(model.arrival_rate * K * W))
     births = np.sort(rng.uniform(end, end + K * W, n_new))
-    lives = rng.exponential(life, n_new) if math.isfinite(life) else np.full(n_new, np.inf)
+    lives = model.residual_lifetimes(0.0, rng.standard_exponential(n_new)) if draws else np.full(n_new, np.inf)
     templates = np.asarray(model.templates, dtype=object)
     pick = rng.integers(0, templates.size, n_new) if templates.size else np.zeros(0, np.int64)
+    # a new client's length laws (request data, load-length coupling): another client's, drawn
+    # with probability its share of the span's requests, so the new clients' expected length mix
+    # is the span's (the mix the trace weights), not that of the few templates (drawn last: the
+    # draws above are unchanged)
+    weights = (active.group_by("client_id").agg((pl.col("rate") * pl.col("window_s")).sum().alias("requests"))
+               .sort("client_id"))
+    data_ids = frame_of(pool.data)
+    if data_ids is not None and data_ids.height:
+        weights = weights.filter(pl.col("client_id").is_in(data_ids["client_id"].unique().implode()))
+    w = weights["requests"].to_numpy()
+    lengths_from = (weights["client_id"].to_numpy()[rng.choice(w.size, n_new, p=w / w.sum())]
+                    if n_new and w.size and w.sum() > 0 else templates[pick])
     kb = np.floor((births - end) / W).astype(np.int64)
     kd = np.maximum(np.minimum(np.ceil((births + lives - end) / W), K).astype(np.int64), kb + 1)
 
@@ -254,12 +281,17 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     surv = _explode(surv, "first", "step", "stop")
     new_ids = [f"{NEW_CLIENT_PREFIX}{i}" for i in range(n_new)]
     newc = pl.DataFrame({"new_id": new_ids, "template": templates[pick].tolist() if n_new else [],
+                         "lengths_from": lengths_from.tolist() if n_new else [],
                          "kb": kb, "stop": kd},
-                        schema={"new_id": pl.String, "template": pl.String, "kb": pl.Int64, "stop": pl.Int64})
+                        schema={"new_id": pl.String, "template": pl.String, "lengths_from": pl.String,
+                                "kb": pl.Int64, "stop": pl.Int64})
     tinfo = table.select("client_id", "first_s", "last_s")
     trows = (active.join(tinfo, on="client_id", how="inner")
              .with_columns(j=((pl.col("window_start") - pl.col("first_s")) / W).round().cast(pl.Int64),
-                           step=((pl.col("last_s") - pl.col("first_s")) / W).round().cast(pl.Int64).clip(1, None)))
+                           # a template seen less than a day repeats once a day, not back to back: client
+                           # 0 of ServeGen m-small sent 66 requests in 30 min; repeated every 30 min it
+                           # became one synthetic client with 7% of week 2 (3,200 requests a day)
+                           step=((pl.col("last_s") - pl.col("first_s")) / W).round().cast(pl.Int64).clip(n_src, None)))
     born = newc.join(trows.rename({"client_id": "template"}), on="template", how="inner").with_columns(
         first=pl.col("kb") + pl.col("j"))
     born = _explode(born, "first", "step", "stop").with_columns(client_id=pl.col("new_id"))
@@ -316,10 +348,13 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     # new clients' tables: clients, data (template's last data window), conversations
     kw = {"arrivals": new_arrivals, "span": (lo, end + K * W)}
     mapping = newc.select("new_id", "template")
+    by_lengths = newc.select("new_id", pl.col("lengths_from").alias("template"))
     clients = frame_of(pool.clients)
-    tmpl_clients = clients.join(mapping.rename({"template": "client_id"}), on="client_id", how="inner")
+    tmpl_clients = (clients.join(mapping.rename({"template": "client_id"}), on="client_id", how="inner")
+                    .join(newc.select("new_id", "lengths_from"), on="new_id", how="left"))
     kw["clients"] = pl.concat([clients, tmpl_clients.with_columns(
         client_id=pl.col("new_id"), note=pl.lit("synthetic new client (churn) from template ") + pl.col("client_id")
+        + pl.lit(", length laws of ") + pl.col("lengths_from")
     ).select(clients.columns).sort("client_id")])
     data = frame_of(pool.data)
     if data is not None and data.height:
@@ -328,8 +363,18 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
         # over several windows, so a sparse last window does not make a spiky PMF. The fallback:
         # the mean of its PMFs over its data windows of the day before its last one ends
         DW = float(pool.data_window_s)
+        # each data window's PMF weighs as many requests as the client sent in it (its arrival
+        # rows), not one: an unweighted mean let a client's quiet days outweigh its busy ones (on
+        # ServeGen m-small, client 17's 2,000-request days with longer outputs counted as much as
+        # its 12,000-request days; generated input KS against week 2 0.40 for that client); a
+        # tiny floor keeps windows without arrival rows (the residual's) at equal weights
+        sent = (active.with_columns(window_start=(pl.col("window_start") / DW).floor() * DW)
+                .group_by("client_id", "window_start").agg((pl.col("rate") * pl.col("window_s")).sum().alias("_n")))
+        weighted = (data.join(sent, on=["client_id", "window_start"], how="left", maintain_order="left")
+                    .with_columns(probability=pl.col("probability") * (pl.col("_n").fill_null(0.0) + 1e-9))
+                    .drop("_n"))
         last_ws = pl.col("window_start").max().over("client_id")
-        recent = data.filter(pl.col("window_start") > last_ws + DW - DAY_S - 1e-9)
+        recent = weighted.filter(pl.col("window_start") > last_ws + DW - DAY_S - 1e-9)
         # group_by keeps first-seen order and the joins keep the left then the right order, so the
         # rows come out in a fixed order without sorting millions of string keys
         last = (recent.group_by("client_id", "field", "value", maintain_order=True).agg(pl.col("probability").sum())
@@ -340,7 +385,7 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
         # client has no data at that time of day, its last day's mean above (phase -1)
         n_phase = max(1, int(round(DAY_S / DW))) if abs(DAY_S / DW - round(DAY_S / DW)) < 1e-9 else 1
         phase = ((pl.col("window_start") % DAY_S) / DW).floor().cast(pl.Int64) % n_phase
-        tod = (data.filter(pl.col("window_start") > last_ws + DW - TOD_DAYS * DAY_S - 1e-9)
+        tod = (weighted.filter(pl.col("window_start") > last_ws + DW - TOD_DAYS * DAY_S - 1e-9)
                .with_columns(phase=phase)
                .group_by("client_id", "phase", "field", "value", maintain_order=True).agg(pl.col("probability").sum())
                .with_columns(probability=pl.col("probability")
@@ -349,7 +394,7 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
         pmfs = pl.concat([tod, last.select(tod.columns)]).rename({"client_id": "src"})
         source = pl.concat([
             alive.select("client_id", pl.col("client_id").alias("src")),
-            mapping.select(pl.col("new_id").alias("client_id"), pl.col("template").alias("src"))])
+            by_lengths.select(pl.col("new_id").alias("client_id"), pl.col("template").alias("src"))])
         need = (added.filter(pl.col("rate") > 0)
                 .select("client_id", ((pl.col("window_start") / DW).floor() * DW).alias("dws")).unique()
                 .join(source, on="client_id", how="inner").sort("client_id", "dws")
@@ -366,7 +411,8 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
         except KeyError:  # a pool object without that table
             continue
         if t.height:
-            add = t.join(mapping.rename({"template": "client_id"}), on="client_id", how="inner").with_columns(
+            source = by_lengths if name == "coupling" else mapping  # coupling is a length law
+            add = t.join(source.rename({"template": "client_id"}), on="client_id", how="inner").with_columns(
                 client_id=pl.col("new_id")).select(t.columns).sort(
                 [c for c in ("client_id", "quantity", "value", "field") if c in t.columns])
             kw[name] = pl.concat([t, add])

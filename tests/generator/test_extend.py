@@ -229,6 +229,26 @@ def test_extension_keeps_the_time_of_day_of_lengths(tmp_path):
     assert morning.any() and (~morning).any()
 
 
+def test_extension_weighs_a_clients_days_by_its_requests(tmp_path):
+    # client q: 2 quiet days (50 requests a day, outputs of 1000 tokens), then 2 busy ones (450 a
+    # day, outputs of 10): its requests say P(1000) = 100 / 1000 = 0.1; an unweighted mean of its
+    # data windows says 0.5. Per extension data window (6 h) the weighted share is a mean over
+    # ~250 requests of 4 windows: binomial sd ~0.02, so 0.1 +- 0.06 is 3 sd
+    rng = np.random.default_rng(11)
+    day = np.r_[np.repeat([0, 1], 50), np.repeat([2, 3], 450)]
+    t = np.sort((day + rng.uniform(0, 1, day.size)) * DAY)
+    quiet = t < 2 * DAY
+    frame = pl.DataFrame({"timestamp": t, "client_id": "q", "input_tokens": 100,
+                          "output_tokens": np.where(quiet, 1000, 10)})
+    pool = fit_pool(write_store(frame, tmp_path / "q"), window_s="1h", data_window_s="6h", conversations=False)
+    end = pool.span.end
+    ext, _ = extend_pool(pool, end + DAY, seed=1)
+    later = ext.data.filter((pl.col("window_start") >= end) & (pl.col("field") == "output_tokens"))
+    share = later.group_by("window_start").agg(pl.col("probability").filter(pl.col("value") == 1000).sum())
+    assert share.height >= 3
+    np.testing.assert_allclose(share["probability"].to_numpy(), 0.1, atol=0.06)
+
+
 def test_churn_splits_the_forecast_total_between_survivors_and_new_clients(churn_pool):
     end = churn_pool.span.end
     ext, info = extend_pool(churn_pool, end + 6 * DAY, seed=5)
