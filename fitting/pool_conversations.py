@@ -238,7 +238,8 @@ def increment_pmfs(aggregates: pl.DataFrame, names: list[str]) -> pl.DataFrame:
                             .when(pl.col("multi").cast(pl.Boolean)).then(pl.lit(FIRST_INPUT_MULTI))
                             .otherwise(pl.lit(FIRST_INPUT)).alias("quantity"),
                             pl.col("neg").cast(pl.Boolean), pl.col("bin").cast(pl.Float64),
-                            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Float64))
+                            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Float64)
+                            ).sort("cidx", "quantity", "neg", "bin", "value")  # one summation order (tables_from_aggregates)
     if agg.filter(pl.col("quantity") == INCREMENT).height == 0:
         return pl.DataFrame(schema={"client_id": pl.String, "quantity": pl.String, "value": pl.Float64,
                                     "probability": pl.Float64})
@@ -279,6 +280,9 @@ def tables_from_aggregates(turns: pl.DataFrame, itt: pl.DataFrame, requests: pl.
     itt = itt.select(pl.col("cidx").cast(pl.Int64), pl.col("bin").cast(pl.Float64), pl.col("value").cast(pl.Float64),
                      pl.col("n").cast(pl.Float64), pl.col("total").cast(pl.Float64))
     requests = requests.select(pl.col("cidx").cast(pl.Int64), pl.col("n").cast(pl.Int64).alias("len"))
+    # the aggregates arrive in the engine's hash order, which varies from run to run: sort them so
+    # every float sum below adds in one order (the same pool bytes for the same trace)
+    turns, itt = turns.sort("cidx", "turns"), itt.sort("cidx", "bin", "value")
     table = (turns.group_by("cidx").agg(
         pl.col("n").sum().alias("n_conversations"),
         ((pl.col("turns") * pl.col("n")).sum() / pl.col("n").sum()).alias("turns_mean"),
