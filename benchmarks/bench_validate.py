@@ -41,8 +41,12 @@
 0d. **The shape test's level where its null holds exactly** (``--parts aa``): two draws of one
    generator (servelab vs servelab of another seed; naive vs naive) tested against the real
    later part of simulated traces (:func:`aa_calibration`; scenarios 0 and 2 of
-   :data:`V1_SCENARIOS`, ``--calibration-seeds`` seeds, default 40). Not yet run at full size
-   (2026-12-03: the lock queue).
+   :data:`V1_SCENARIOS`, ``--calibration-seeds`` seeds, default 40; ``--seed-offset`` to split the
+   run into lock holds). Measured 2026-12-03: seeds 0-19 (integrator, before the extension's
+   lifetime / length-mix mend): servelab-vs-servelab 2/20 and 2/20, naive-vs-naive 0/20 and 0/20;
+   seeds 20-29 (after it; 365.7 s at load ~10): servelab 0/10 and 1/10, naive 0/10 and 1/10,
+   median p 0.41 and 0.64. Together servelab 5/60 (8.3%; P(>= 5 | 60, 0.05) = 0.18), naive 1/60:
+   not shown above 5%, and 100 seeds a pair are not reached yet.
 1. **Speed**: :func:`servelab.generator.validation.validate` with the split at half the time on a
    10 M-row, 2,000-client, 14-day synthetic store (benchmarks/synthetic_trace.py, cached under
    /work/bench_data/), target <= 3 min; prints the metrics table and the client turnover.
