@@ -38,6 +38,15 @@
    candidate sample) rejected in 5/20 null traces: the blocks shared that sample's noise.
    **Volume shift** (x1.5 after the split), 10 seeds: V1 0/10 (count -37.6% median), the shape test
    (volume removed) rejects 1/10 (advantages +0.37 / +0.25 / +0.27 on the window metrics).
+   After the extension's mend (2026-12-03 afternoon, ``--parts v1 --v1-scenarios 1,3,4
+   --calibration-seeds 6``, 133.0 s under the lock): scenario 1 (identical Poisson clients with
+   a daily cycle; either verdict is right) V1 2/6, shape test 2/6, median p 0.161, count -6.1%;
+   scenario 3 (burst sd up to 2) V1 2/6, median p 0.165, count -7.7%; scenario 4 (churn 5/day,
+   2-day lives, ~23.7k requests) V1 0/6 with the shape test rejecting 2/6 (median p 0.563): the
+   count fails (median +10.6%, worst +45.6%). Advantages: the window metrics +0.22 to +0.45 in
+   every scenario, the lengths -0.24 to +0.01 (the simulated clients' length laws are
+   stationary: per-client modelling has nothing to add there). Six seeds a scenario: power not
+   measured to better than +-40 points.
 0d. **The shape test's level where its null holds exactly** (``--parts aa``): two draws of one
    generator (servelab vs servelab of another seed; naive vs naive) tested against the real
    later part of simulated traces (:func:`aa_calibration`; scenarios 0 and 2 of
