@@ -85,6 +85,7 @@ __all__ = [
     "Conversations",
     "LinkSummary",
     "available_link_rules",
+    "choose_link_rule",
     "conversation_table",
     "infer_parents_from_blocks",
     "interval_stats_by_turns",
@@ -225,6 +226,19 @@ def available_link_rules(store: TraceStore) -> tuple[str, ...]:
     sql = " UNION ALL ".join(f"(SELECT '{r}' AS rule FROM requests WHERE {checks[r]} LIMIT 1)" for r in present)
     found = set(store.query(sql)["rule"].to_list())
     return tuple(r for r in present if r in found)
+
+
+def choose_link_rule(store: TraceStore, rule: str = "auto") -> str:
+    """The link rule :func:`link_conversations` uses on ``store`` for ``rule``.
+
+    Raises
+    ------
+    ValueError
+        If ``rule`` is not ``"auto"`` or one of :data:`LINK_RULES`.
+    NotApplicableError
+        If the store carries no value of the rule's column (or, for ``"auto"``, of any).
+    """
+    return _choose_rule(store, rule)
 
 
 def _parents_are_source_ids(store: TraceStore) -> bool:
@@ -651,10 +665,6 @@ def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_bloc
                if store.has("input_tokens", "output_tokens") else "")
         )
         notes.extend(extra.pop("notes"))
-    if extra.get("n_cycle"):
-        notes.append(f"{extra['n_cycle']} request(s) on or above a cycle of parent links were left unlinked")
-    if extra.get("n_dangling"):
-        notes.append(f"{extra['n_dangling']} request(s) name a parent that is not in the trace; each starts a conversation")
     itt = links["itt_s"].drop_nulls()
     if edge_s is None:
         edge_s = float(itt.quantile(0.9)) if itt.len() else 0.0
@@ -662,14 +672,31 @@ def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_bloc
         raise ValueError(f"edge_s must be >= 0 seconds; got {edge_s!r}")
     first, last = float(links["timestamp"].min()), float(links["timestamp"].max())
     convs = conversation_table(links, trace_start=first, trace_end=last, edge_s=edge_s)
+    summary = _link_summary(chosen, links, convs, extra, notes=notes, edge_s=edge_s, n_requests=links.height,
+                            n_conversations=int(convs["identified"].sum()))
+    return Conversations(summary=summary, links=links, conversations=convs)
+
+
+def _link_summary(rule: str, links: pl.DataFrame, convs: pl.DataFrame, extra: dict, *, notes: list[str],
+                  edge_s: float, n_requests: int, n_conversations: int) -> LinkSummary:
+    """The :class:`LinkSummary` of ``links`` and their :func:`conversation_table` ``convs``.
+
+    ``links`` and ``convs`` may leave out requests that are in no multi-turn conversation
+    (:func:`servelab.analysis.conversations_sql.link_multi_turn`): every count below but
+    ``n_requests`` and ``n_conversations`` (given) is over multi-turn conversations or links.
+    """
+    if extra.get("n_cycle"):
+        notes.append(f"{extra['n_cycle']} request(s) on or above a cycle of parent links were left unlinked")
+    if extra.get("n_dangling"):
+        notes.append(f"{extra['n_dangling']} request(s) name a parent that is not in the trace; each starts a conversation")
     multi = convs.filter(pl.col("turns") >= 2)
     n_children = links.filter(pl.col("parent").is_not_null()).group_by("parent").len()
-    summary = LinkSummary(
-        rule=chosen,
-        n_requests=links.height,
+    return LinkSummary(
+        rule=rule,
+        n_requests=n_requests,
         n_linked=int(multi["turns"].sum() or 0),
         n_with_parent=int(links["parent"].is_not_null().sum()),
-        n_conversations=int(convs["identified"].sum()),
+        n_conversations=n_conversations,
         n_multi_turn=multi.height,
         n_branching=int((n_children["len"] >= 2).sum()) if n_children.height else 0,
         n_dangling=int(extra.get("n_dangling", 0)),
@@ -685,7 +712,6 @@ def link_conversations(store: TraceStore, *, rule: str = "auto", min_shared_bloc
         n_rejected_latency=int(extra.get("n_rejected_latency", 0)),
         notes=tuple(notes),
     )
-    return Conversations(summary=summary, links=links, conversations=convs)
 
 
 _LINK_SCHEMA = {

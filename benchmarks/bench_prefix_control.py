@@ -50,6 +50,13 @@ window has several copies in it, the first looks like an original and the others
 short lags (weight near 1), so reuses the weights already stand for are counted again. The
 generator, which starts its clients with no past, needs exactly that excess to give the trace's
 seen share (the round trip above); a share for traffic beyond the window is over by that much.
+Correcting the fit alone (an unbiased long-run share, e.g. counting each family's first in-window
+copy as a censored reuse) would take that excess from the generator and leave its in-window
+reuses ~6 % short, moving every in-window fidelity number the other way; the window would then
+be accounted for in neither place. The consistent fix is the one the conversation model got
+(issue 15, ``window_mixture`` + the warm-up): an unbiased share in the fit and a generator that
+makes the window's past itself (a prefix warm-up: originals before the window whose copies land
+inside), or the seen share's time profile stored beside the long-run share. Not done yet.
 
 Usage: ``python benchmarks/bench_prefix_control.py [--seeds 1-8] [--rate 5] [--span 1000]``;
 prints one line per seed and the mean, and writes ``benchmarks/out/prefix_control/results.json``.

@@ -31,6 +31,15 @@ held-out
     train half's own hit rate is printed beside it: where the two halves differ (the trace is
     not stationary), no tool fitted on one half can match the other.
 
+Why held-out fails for both tools (``bench_prefix_halves.py``): the trace's halves differ. The
+second half's prompts are 48 % longer (18,304 vs 12,346 tokens; blocks per request rise from
+about 22 to 48 through the trace), 58 % of its requests hit against 18 % in the first, its own
+hit rate is 0.688 against 0.329 (0.851 with the first half cached; 11,791 blocks of the first
+half come back). A pool fitted on the first half generates 0.296 over the second half's 490 s
+(0.324 over the first half's 532 s: the hit rate of a cold cache grows with the trace's length)
+and is 0.034 / 0.025 from the first half's curve, 0.429 / 0.428 from the second's; AIPerf copies
+the first half (0.329), hence its 0.407. Neither sees the change, which is in the trace.
+
 AIPerf 0.13's synthesizer raises ``input_len < prefix_len`` on a request whose shared prefix
 covers its partial last block (an identical repeated prompt); on such rows the copy given to
 AIPerf has ``input_length`` raised to ``blocks * 512`` (block lists unchanged; the number of rows

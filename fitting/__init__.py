@@ -95,6 +95,7 @@ if TYPE_CHECKING:
         pooled_gap_dispersion,
         rate_shift_test,
         rate_shift_tests,
+        rate_shift_tests_sparse,
         window_counts,
         within_block_dispersion,
     )
@@ -157,6 +158,7 @@ __all__ = [
     "DECISION_RULE",
     "rate_shift_test",
     "rate_shift_tests",
+    "rate_shift_tests_sparse",
     "burstiness_test",
     "within_block_dispersion",
     "Dispersion",

@@ -429,6 +429,13 @@ class ArrivalFamily(ScipyFamily):
         (its first arrival comes ``U`` times such a gap after the instant, ``U`` uniform).
         """
         p = self._arrays(params)
+        sizes = {v.shape for v in p.values()}
+        if size is None and len(sizes) == 1 and len(next(iter(sizes))) == 1:
+            # every parameter already one flat array of one length (the generator's per-unit
+            # calls): the same draws without the broadcasting (~20 us a call)
+            unit = self._draw({k: p[k] for k in self.shape_names}, next(iter(sizes))[0], rng,
+                              length_biased=length_biased)
+            return unit * p["scale"]
         shape = (int(size),) if size is not None else np.broadcast(*p.values()).shape
         flat = {k: np.broadcast_to(v, shape).reshape(-1) for k, v in p.items()}
         n = int(np.prod(shape, dtype=np.int64))

@@ -13,7 +13,6 @@ def ks_distance(x: np.ndarray, family: Family, params) -> float:
     """Kolmogorov-Smirnov distance between the sample ``x`` and the fitted CDF."""
     x = np.sort(np.asarray(x, dtype=float))
     n = x.size
-    cdf = family.cdf(x, params)
     if family.kind == "discrete":
         # compare at each distinct value: empirical CDF just after, model CDF at the value
         values, last = np.unique(x, return_index=False, return_counts=True)
@@ -22,6 +21,7 @@ def ks_distance(x: np.ndarray, family: Family, params) -> float:
         below = family.cdf(values - 1, params)
         ecdf_before = np.concatenate([[0.0], ecdf[:-1]])
         return float(max(np.max(np.abs(ecdf - model)), np.max(np.abs(ecdf_before - below))))
+    cdf = family.cdf(x, params)  # continuous only: a discrete family is compared at its distinct values
     i = np.arange(1, n + 1)
     return float(max(np.max(i / n - cdf), np.max(cdf - (i - 1) / n)))
 

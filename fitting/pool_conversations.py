@@ -15,22 +15,28 @@ the inputs of single-turn requests (that follow no other and have no follow-up),
 ``first_input_multi`` (:data:`FIRST_INPUT_MULTI`): the inputs of first turns of conversations of
 two turns or more (in real traces long prompts are the ones continued: Mooncake's multi-turn
 conversations start about twice as long). The ``data`` input PMFs mix first turns and
-follow-ups, whose histories the generator adds itself. Both come with
+follow-ups, whose histories the generator adds itself. With window corrections a first input
+counts in each PMF with the posterior of its kind (:func:`window_mixture`: a request seen first
+may be the tail of a conversation begun before the trace, or a first turn whose follow-up fell
+after its end). Both come with
 pooled rows with a null ``client_id`` (every request of the trace) that apply to clients without
 their own. Pools without these rows keep the old behaviour (the generator's ``sorted``
 context). This module writes nothing.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import polars as pl
 
 from servelab.analysis.store import TraceStore
+from servelab.fitting.exceptions import ConvergenceWarning
 from servelab.fitting.pool_data import bin_values
 
 __all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "WINDOW_WEIGHT_CAP", "censored_turn_pmf",
            "conversation_tables", "increment_aggregates", "increment_pmfs", "itt_survival", "tables_from_aggregates",
-           "window_weights"]
+           "window_mixture", "window_weights"]
 
 #: the ``quantity`` of a follow-up's input increment in ``conversation_pmfs``
 INCREMENT = "input_increment"
@@ -48,10 +54,14 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
     :class:`~servelab.analysis.conversations.LinkOptions`) sets how prefix-block links are inferred.
 
     With ``window_censoring`` (the default), the trace is a window ``span`` (default: first to
-    last request) that cuts conversations: inter-turn times are weighted by
-    :func:`window_weights` and turns come from :func:`censored_turn_pmf`, each conversation's
-    censoring probability being the weighted inter-turn-time survival (pooled over clients) at
-    the time between its last turn and the window's end. Without it, the counts as seen."""
+    last request) of a stationary process that cuts conversations at both ends: inter-turn
+    times are weighted by :func:`window_weights`; turns and the first-input PMFs come from
+    :func:`window_mixture`, which tells conversations begun inside the window (and cut or not
+    at its end) from tails of conversations begun before it, with the weighted inter-turn-time
+    survival (pooled over clients) at the time left after a conversation's last seen turn and
+    at the time from the window's start to its first. The tails are left out of every
+    estimate: the generator's warm-up makes its own, so the window is accounted for once.
+    Without it, the counts as seen."""
     from servelab.analysis.conversations import LinkOptions, available_link_rules, link_conversations
     from servelab.analysis.exceptions import NotApplicableError
 
@@ -66,11 +76,21 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
         linked = rows.filter(pl.col("conversation_id").is_not_null())
         single = rows.filter(pl.col("conversation_id").is_null()).select(
             "cidx", pl.lit(1, pl.Int64).alias("turns"), pl.col("timestamp").cast(pl.Float64).alias("last"))
+        if "input_tokens" in frame.columns:
+            linked = linked.with_columns(pl.Series("x", frame["input_tokens"].cast(pl.Float64))
+                                         .filter(rows["conversation_id"].is_not_null()))
+            single = single.with_columns(pl.Series("x", frame["input_tokens"].cast(pl.Float64))
+                                         .filter(rows["conversation_id"].is_null()))
+        else:
+            linked, single = linked.with_columns(pl.lit(None, pl.Float64).alias("x")), \
+                single.with_columns(pl.lit(None, pl.Float64).alias("x"))
         per_conv = pl.concat([
             linked.group_by("conversation_id").agg(pl.col("cidx").first(), pl.len().cast(pl.Int64).alias("turns"),
-                                                   pl.col("timestamp").max().cast(pl.Float64).alias("last"))
-            .select("cidx", "turns", "last"),
-            single,
+                                                   pl.col("timestamp").min().cast(pl.Float64).alias("first"),
+                                                   pl.col("timestamp").max().cast(pl.Float64).alias("last"),
+                                                   pl.col("x").first())
+            .select("cidx", "turns", "first", "last", "x"),
+            single.select("cidx", "turns", pl.col("last").alias("first"), "last", "x"),
         ])
         links = linked.select("cidx", pl.col("timestamp").diff().over("conversation_id").alias("itt_s"))
         seen = rows["timestamp"]
@@ -107,9 +127,15 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
                      .select("cidx", "h", pl.col("parent").is_null().alias("first"),
                              (pl.len().over("conversation") > 1).alias("multi"), pl.col("input_tokens").alias("i")))
         owner = links.filter(pl.col("request_id") == pl.col("conversation")).select("conversation", "cidx")
+        if pairs is not None:  # the first seen input of each conversation
+            owner = owner.join(io.select(pl.col("request_id").alias("conversation"), pl.col("input_tokens").alias("x")),
+                               on="conversation", how="left")
+        else:
+            owner = owner.with_columns(pl.lit(None, pl.Float64).alias("x"))
         per_conv = (links.group_by("conversation").agg(pl.len().alias("turns"),
+                                                       pl.col("timestamp").min().cast(pl.Float64).alias("first"),
                                                        pl.col("timestamp").max().cast(pl.Float64).alias("last"))
-                    .join(owner, on="conversation", how="inner").select("cidx", "turns", "last"))
+                    .join(owner, on="conversation", how="inner").select("cidx", "turns", "first", "last", "x"))
         seen = links["timestamp"]
         links = links.select("cidx", "itt_s")
         rule, n_conv, n_multi = rules[0], conv.summary.n_conversations, conv.summary.n_multi_turn
@@ -122,7 +148,25 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
         w = window_weights(x, t1 - t0) if t1 > t0 else np.ones(x.size)
         gaps = gaps.with_columns(pl.Series("w", w))
         censor = itt_survival(x, w, t1 - per_conv["last"].to_numpy())
-        turns = censored_turn_pmf(per_conv["cidx"].to_numpy(), per_conv["turns"].to_numpy(), censor)
+        left = itt_survival(x, w, per_conv["first"].to_numpy() - t0)
+        follow = (pairs.filter(~pl.col("first")).select("cidx", "i") if pairs is not None
+                  else pl.DataFrame(schema={"cidx": pl.Int64, "i": pl.Float64}))
+        turns, p_single, p_multi = window_mixture(
+            per_conv["cidx"].to_numpy(), per_conv["turns"].to_numpy(), censor, left, n_clients=len(names),
+            first_input=(per_conv["x"].cast(pl.Float64).fill_null(float("nan")).to_numpy() if pairs is not None
+                         else None),
+            follow_cidx=follow["cidx"].to_numpy(), follow_input=follow["i"].cast(pl.Float64).to_numpy(),
+            exact_below=exact_below, bin_ratio=bin_ratio)
+        if pairs is not None:  # first inputs weighted by the posterior of their kind; tails dropped
+            firsts = per_conv.select(pl.col("cidx").cast(pl.Int64), pl.col("x").cast(pl.Float64).alias("i"))
+            pairs = pl.concat([
+                pairs.filter(~pl.col("first")).select(pl.col("cidx").cast(pl.Int64), "h", "first", "multi", "i",
+                                                      pl.lit(1.0).alias("w")),
+                firsts.select("cidx", pl.lit(None, pl.Float64).alias("h"), pl.lit(True).alias("first"),
+                              pl.lit(False).alias("multi"), "i", pl.Series("w", p_single)),
+                firsts.select("cidx", pl.lit(None, pl.Float64).alias("h"), pl.lit(True).alias("first"),
+                              pl.lit(True).alias("multi"), "i", pl.Series("w", p_multi)),
+            ]).filter(pl.col("w") > 0)
     else:
         gaps = gaps.with_columns(pl.lit(1.0).alias("w"))
         turns = per_conv.group_by("cidx", "turns").agg(pl.len().cast(pl.Int64).alias("n"))
@@ -135,7 +179,8 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
     table, pmfs = tables_from_aggregates(turns, itt, req, names, share_of_turns=window_censoring)
     if pairs is not None:
         inc = pairs.select(pl.col("cidx").cast(pl.Int64), "first", "multi",
-                           pl.when(pl.col("first")).then(pl.col("i")).otherwise(pl.col("i") - pl.col("h")).alias("x"))
+                           pl.when(pl.col("first")).then(pl.col("i")).otherwise(pl.col("i") - pl.col("h")).alias("x"),
+                           *([pl.col("w")] if "w" in pairs.columns else []))
         pmfs = pl.concat([pmfs, increment_pmfs(increment_aggregates(inc, exact_below=exact_below,
                                                                     bin_ratio=bin_ratio), names)])
     note = f"linked by {rule}: {n_conv} conversations, {n_multi} multi-turn"
@@ -154,10 +199,16 @@ def increment_aggregates(values: pl.DataFrame, *, exact_below: int, bin_ratio: f
     nulls dropped), the polars twin of
     :func:`servelab.analysis.aggregates.conversation_increments`."""
     x = values.filter(pl.col("x").is_not_null() & pl.col("x").is_finite())
+    if "w" not in x.columns:
+        return (x.with_columns((pl.col("x") < 0).alias("neg"),
+                               bin_values(pl.col("x").abs(), exact_below=exact_below, bin_ratio=bin_ratio).alias("bin"))
+                .group_by("cidx", "first", "multi", "neg", "bin").agg(pl.col("x").mean().alias("value"),
+                                                                      pl.len().cast(pl.Int64).alias("n")))
     return (x.with_columns((pl.col("x") < 0).alias("neg"),
                            bin_values(pl.col("x").abs(), exact_below=exact_below, bin_ratio=bin_ratio).alias("bin"))
-            .group_by("cidx", "first", "multi", "neg", "bin").agg(pl.col("x").mean().alias("value"),
-                                                          pl.len().cast(pl.Int64).alias("n")))
+            .group_by("cidx", "first", "multi", "neg", "bin")
+            .agg(((pl.col("x") * pl.col("w")).sum() / pl.col("w").sum()).alias("value"),
+                 pl.col("w").sum().alias("n")))
 
 
 def increment_pmfs(aggregates: pl.DataFrame, names: list[str]) -> pl.DataFrame:
@@ -186,7 +237,7 @@ def increment_pmfs(aggregates: pl.DataFrame, names: list[str]) -> pl.DataFrame:
                             .when(pl.col("multi").cast(pl.Boolean)).then(pl.lit(FIRST_INPUT_MULTI))
                             .otherwise(pl.lit(FIRST_INPUT)).alias("quantity"),
                             pl.col("neg").cast(pl.Boolean), pl.col("bin").cast(pl.Float64),
-                            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Int64))
+                            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Float64))
     if agg.filter(pl.col("quantity") == INCREMENT).height == 0:
         return pl.DataFrame(schema={"client_id": pl.String, "quantity": pl.String, "value": pl.Float64,
                                     "probability": pl.Float64})
@@ -386,3 +437,244 @@ def censored_turn_pmf(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray) -
     return (dense.with_columns((1 - pl.col("h")).cum_prod().shift(1, fill_value=1.0).over("cidx").alias("alive"))
             .select("cidx", "turns", (pl.col("total") * pl.col("alive") * pl.col("h")).alias("n"))
             .filter(pl.col("n") > 0).cast(schema))
+
+
+#: EM steps of :func:`window_mixture` at most (it stops once no posterior moves by :data:`_EM_TOLERANCE`)
+_EM_ITERATIONS = 2000
+#: largest change of a posterior between two EM steps at which :func:`window_mixture` stops
+#: (far below what moves a PMF stored in float32 by a visible amount at the counts it sees)
+_EM_TOLERANCE = 1e-5
+
+
+def _bin_keys(x: np.ndarray, *, exact_below: int, bin_ratio: float) -> np.ndarray:
+    """The key of :func:`servelab.fitting.pool_data.bin_values` in numpy (non-negative ``x``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logbin = -1.0 - np.floor(np.log(x / exact_below) / np.log(bin_ratio))
+    return np.where(x < exact_below, x, logbin)
+
+
+def _smoothed(counts: np.ndarray) -> np.ndarray:
+    """Per-client PMFs (rows) from weighted counts, shrunk by one pseudo-request towards the pooled
+    PMF (itself shrunk towards uniform): a client with few requests borrows the trace's shape, and
+    no bin has probability 0 (a ratio of PMFs is taken)."""
+    pooled = counts.sum(axis=0)
+    pooled = (pooled + 1.0 / counts.shape[1]) / (pooled.sum() + 1.0)
+    return (counts + pooled[None, :]) / (counts.sum(axis=1, keepdims=True) + 1.0)
+
+
+def window_mixture(cidx: np.ndarray, turns: np.ndarray, censor: np.ndarray, left: np.ndarray, *,
+                   n_clients: int, first_input: np.ndarray | None = None, follow_cidx: np.ndarray | None = None,
+                   follow_input: np.ndarray | None = None, exact_below: int = 64, bin_ratio: float = 1.1
+                   ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    r"""Turns and first-turn inputs of conversations seen through a window, cut at both ends.
+
+    A trace is a window of a stationary process: conversations start at rate :math:`\lambda`,
+    have :math:`K` turns (PMF :math:`p_k`) at independent inter-turn times (survival
+    :math:`S`), and a first turn whose input follows :math:`f_s` when :math:`K = 1` and
+    :math:`f_m` when :math:`K \ge 2`. What is linked inside the window is a *seen
+    conversation*: its first seen turn at time :math:`u` after the start, :math:`k` seen turns,
+    the last at :math:`v`. It is one of
+
+    - a conversation that started inside and stopped after turn :math:`k`
+      (intensity :math:`\lambda p_k`);
+    - one that started inside and went on after the window's end
+      (:math:`\lambda P(K > k) c` with :math:`c = S(\text{end} - v)`, the ``censor`` given);
+    - the tail of a conversation begun before the window (its first seen turn is a follow-up,
+      whose parent is before the start): intensity
+      :math:`\lambda s \left[P(K \ge k + 1) + c \sum_{l \ge k + 1} P(K > l)\right]` with
+      :math:`s = S(u)` (the ``left`` given): the rate of turns :math:`j \ge 2` whose previous
+      turn fell before the start, :math:`\lambda P(K \ge j) S(u)`, summed over the turn
+      :math:`j` it begins with.
+
+    The first seen input :math:`x` tells the three apart as well: :math:`f_s(x)` or
+    :math:`f_m(x)` for the first two (:math:`f_s` only when :math:`k = 1` and it stopped),
+    :math:`g(x)` for a tail, with :math:`g` the client's follow-up inputs seen in the window.
+    EM over the hidden kind: posteriors from the intensities above times the input PMFs, then
+    :math:`f_s`, :math:`f_m` (binned as the pool's PMFs) and the turn hazards in closed form,
+
+    .. math:: h_j = \frac{\sum_{k_i = j} r^{\text{stop}}_i}
+                         {\sum_{k_i = j} (r^{\text{stop}}_i + r^{\text{cut}}_i) + \sum_{k_i > j} r^{\text{in}}_i}
+
+    (:math:`r^{\text{in}} = r^{\text{stop}} + r^{\text{cut}}`: the posterior that the
+    conversation began inside). Tails are dropped from every estimate: the generator's warm-up
+    makes its own (:mod:`servelab.generator.stream`), so the fit describes conversations from
+    their first turn and the window is accounted for once. With ``censor`` and ``left`` all 0
+    the turns are the observed distribution and every first input is its own kind's. A client's
+    longest seen conversation takes the PMF's remaining mass (no extrapolation). Only
+    conversations with ``censor`` or ``left`` above 0 are iterated over.
+
+    Parameters
+    ----------
+    cidx, turns : numpy.ndarray of int
+        Per seen conversation: client index (``< n_clients``) and seen turns (>= 1).
+    censor, left : numpy.ndarray of float
+        Per seen conversation: :math:`c` and :math:`s` above, in ``[0, 1]``.
+    n_clients : int
+        Number of clients.
+    first_input : numpy.ndarray of float, optional
+        Per seen conversation: its first seen request's input (NaN: unknown). None: inputs are
+        not used.
+    follow_cidx, follow_input : numpy.ndarray, optional
+        Client and input of every seen follow-up (for :math:`g`); needed with ``first_input``.
+    exact_below, bin_ratio : int, float
+        Input bins (:func:`~servelab.fitting.pool_data.bin_values`).
+
+    Returns
+    -------
+    turns : polars.DataFrame
+        ``cidx, turns, n``: per client the estimated conversations begun inside the window times
+        :math:`p_k` (turns 1 to the client's longest seen).
+    single, multi : numpy.ndarray
+        Per seen conversation: the posterior that it began inside and has one turn, and that it
+        began inside and has two or more (the weights of its first input in :data:`FIRST_INPUT`
+        and :data:`FIRST_INPUT_MULTI`; ``1 - single - multi`` is its posterior of being a tail).
+
+    Raises
+    ------
+    ValueError
+        If the per-conversation arrays differ in length or ``turns`` has a value below 1.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If a posterior still moves by more than 1e-5 after 2000 EM steps (the last step's
+        estimates are returned).
+    """
+    cidx = np.asarray(cidx, dtype=np.int64)
+    turns = np.asarray(turns, dtype=np.int64)
+    c = np.clip(np.asarray(censor, dtype=float), 0.0, 1.0)
+    s = np.clip(np.asarray(left, dtype=float), 0.0, 1.0)
+    if not (cidx.shape == turns.shape == c.shape == s.shape):
+        raise ValueError(f"cidx, turns, censor and left need one value per conversation; got {cidx.shape}, "
+                         f"{turns.shape}, {c.shape}, {s.shape}")
+    if turns.size and turns.min() < 1:
+        raise ValueError(f"turns must be >= 1; got {int(turns.min())!r}")
+    schema = {"cidx": pl.Int64, "turns": pl.Int64, "n": pl.Float64}
+    if turns.size == 0:
+        return pl.DataFrame(schema=schema), np.zeros(0), np.zeros(0)
+    P, K = int(n_clients), int(turns.max())
+    kmax = np.zeros(P, np.int64)
+    np.maximum.at(kmax, cidx, turns)
+    # input bins: the first inputs and the follow-ups' (for g) share one index
+    use_x = first_input is not None
+    if use_x:
+        x = np.asarray(first_input, dtype=float)
+        fx = np.asarray(follow_input, dtype=float) if follow_input is not None else np.zeros(0)
+        fc = np.asarray(follow_cidx, dtype=np.int64) if follow_cidx is not None else np.zeros(0, np.int64)
+        ok, fok = np.isfinite(x) & (x >= 0), np.isfinite(fx) & (fx >= 0)
+        keys = _bin_keys(np.r_[x[ok], fx[fok]], exact_below=exact_below, bin_ratio=bin_ratio)
+        uniq, inv = np.unique(keys, return_inverse=True)
+        b = np.full(x.size, -1, np.int64)
+        b[ok] = inv[:int(ok.sum())]
+        fb = inv[int(ok.sum()):]
+        B = max(uniq.size, 1)
+        g = _smoothed(np.bincount(fc[fok] * B + fb, minlength=P * B).reshape(P, B).astype(float))
+    else:
+        b = np.full(turns.size, -1, np.int64)
+        B = 1
+        g = np.ones((P, 1))
+    has_x = b >= 0
+    bx = np.maximum(b, 0)
+    unsure = (c > 0) | (s > 0)
+    u = np.flatnonzero(unsure)
+    sure = ~unsure
+    # the sure conversations' fixed parts: began inside, stopped at k (posterior 1)
+    sure_end = np.bincount(cidx[sure] * (K + 1) + turns[sure], minlength=P * (K + 1)).reshape(P, K + 1).astype(float)
+    cu, ku, c_u, s_u, bu, xu = cidx[u], turns[u], c[u], s[u], bx[u], has_x[u]
+    one = ku == 1
+    # input PMFs at the unsure conversations' (client, bin) cells only: sure counts there, per-client
+    # and per-bin totals, and the unsure weights added per cell (O(unsure) per step, never P x B)
+    cell = cu * B + bu
+    cells, at = np.unique(cell, return_inverse=True)
+    cell_c, cell_b = cells // B, cells % B
+
+    def sure_counts(mask):
+        keys = cidx[mask & has_x] * B + bx[mask & has_x]
+        pos = np.searchsorted(cells, keys)
+        hit = pos < cells.size
+        hit[hit] = cells[pos[hit]] == keys[hit]
+        return (np.bincount(pos[hit], minlength=cells.size).astype(float),
+                np.bincount(cidx[mask & has_x], minlength=P).astype(float),
+                np.bincount(bx[mask & has_x], minlength=B).astype(float))
+
+    s1_cell, s1_client, s1_bin = sure_counts(sure & (turns == 1))
+    sm_cell, sm_client, sm_bin = sure_counts(sure & (turns >= 2))
+
+    def smoothed_at(cell_n, client_n, bin_n, w):
+        """:func:`_smoothed` of (sure counts + the unsure weights ``w``) at the unsure cells."""
+        add = np.bincount(at, weights=w, minlength=cells.size)
+        per_client = client_n + np.bincount(cu, weights=w, minlength=P)
+        per_bin = bin_n + np.bincount(bu, weights=w, minlength=B)
+        pooled = (per_bin + 1.0 / B) / (per_bin.sum() + 1.0)
+        return ((cell_n + add + pooled[cell_b]) / (per_client[cell_c] + 1.0))[at]
+
+    # start: everything unsure began inside and stopped (the counts as seen)
+    r_stop, r_cut = np.ones(u.size), np.zeros(u.size)
+
+    def hazards(sure_rows, kmax_rows, rows_of_u, r_stop, r_cut):
+        """M-step of the turns: the hazard per (client, turn) in closed form (docstring), for the
+        clients of ``sure_rows`` (``rows_of_u``: the row of each unsure conversation's client)."""
+        n, width = sure_rows.shape
+        key = rows_of_u * width + ku
+        ended = sure_rows + np.bincount(key, weights=r_stop, minlength=n * width).reshape(n, width)
+        inside = ended + np.bincount(key, weights=r_cut, minlength=n * width).reshape(n, width)
+        beyond = np.cumsum(inside[:, ::-1], axis=1)[:, ::-1]  # sum over k >= j
+        beyond = np.c_[beyond[:, 1:], np.zeros(n)]  # sum over k > j
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = np.where(inside + beyond > 0, ended / (inside + beyond), 0.0)
+        h = np.where(np.arange(width)[None, :] >= kmax_rows[:, None], 1.0, h)
+        h[:, 0] = 0.0
+        return h
+
+    # the EM runs over the clients with unsure conversations only, up to their longest turn
+    uc = np.unique(cu)
+    row_u = np.searchsorted(uc, cu)
+    width_u = int(kmax[uc].max()) + 1 if uc.size else 1
+    sure_u, kmax_u = sure_end[uc, :width_u], kmax[uc]
+    moved = 0.0
+    for _ in range(_EM_ITERATIONS):  # EM steps, every conversation at once (never a loop over requests)
+        # M-step: hazards per (client, turn) and the first-input PMFs
+        h = hazards(sure_u, kmax_u, row_u, r_stop, r_cut)
+        if u.size == 0:
+            break
+        if use_x:
+            w_single = np.where(one & xu, r_stop, 0.0)
+            w_multi = np.where(xu, np.where(one, r_cut, r_stop + r_cut), 0.0)
+            fs_u = smoothed_at(s1_cell, s1_client, s1_bin, w_single)
+            fm_u = smoothed_at(sm_cell, sm_client, sm_bin, w_multi)
+        else:
+            fs_u = fm_u = np.ones(u.size)
+        # E-step: posteriors of stopped inside / cut at the end / tail of an earlier conversation
+        tail = np.cumprod(1.0 - h, axis=1)  # P(K > j)
+        pk = h * np.c_[np.ones(uc.size), tail[:, :-1]]  # P(K = j)
+        later = np.cumsum(tail[:, ::-1], axis=1)[:, ::-1]  # sum over l >= j of P(K > l)
+        later = np.c_[later[:, 1:], np.zeros(uc.size)]  # sum over l >= j + 1
+        fin = np.where(xu, np.where(one, fs_u, fm_u), 1.0)
+        a_stop = pk[row_u, ku] * fin
+        a_cut = tail[row_u, ku] * c_u * np.where(xu, fm_u, 1.0)
+        a_tail = s_u * (tail[row_u, ku] + c_u * later[row_u, ku]) * np.where(xu, g[cu, bu], 1.0)
+        tot = a_stop + a_cut + a_tail
+        new_stop = np.where(tot > 0, a_stop / np.where(tot > 0, tot, 1.0), 1.0)
+        new_cut = a_cut / np.where(tot > 0, tot, 1.0)
+        moved = max(float(np.max(np.abs(new_stop - r_stop))), float(np.max(np.abs(new_cut - r_cut))))
+        r_stop, r_cut = new_stop, new_cut
+        if moved < _EM_TOLERANCE:
+            break
+    else:
+        warnings.warn(f"window_mixture: EM stopped after {_EM_ITERATIONS} steps with posteriors still moving by "
+                      f"{moved:.2g}", ConvergenceWarning, stacklevel=2)
+    h = hazards(sure_end, kmax, cu, r_stop, r_cut)  # every client, with the final posteriors
+    # posteriors per conversation (sure ones: began inside and stopped)
+    single, multi = np.where(turns == 1, 1.0, 0.0), np.where(turns >= 2, 1.0, 0.0)
+    single[u] = np.where(one, r_stop, 0.0)
+    multi[u] = np.where(one, r_cut, r_stop + r_cut)
+    n_in = np.bincount(cidx, weights=single + multi, minlength=P)
+    alive = np.c_[np.ones(P), np.cumprod(1.0 - h, axis=1)[:, :-1]]
+    pk = h * alive
+    dense = pl.DataFrame({"cidx": np.repeat(np.arange(P), K + 1), "turns": np.tile(np.arange(K + 1), P),
+                          "n": (pk * n_in[:, None]).ravel()})
+    seen = np.zeros(P, bool)
+    seen[cidx] = True
+    return (dense.filter((pl.col("turns") >= 1) & (pl.col("n") > 0)
+                         & pl.col("cidx").is_in(np.flatnonzero(seen).tolist())).cast(schema),
+            single, multi)

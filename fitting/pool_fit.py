@@ -364,7 +364,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         "conversations": conv_note,
         "conversation_censoring": (
             ("inter-turn times weighted by T/(T-x) capped at 20 (T: covered span); "
-             + ("turns per conversation by the exact censored likelihood (per (client, turn) hazards, bisection)"
+             + ("turns and first-turn inputs per conversation by the censored likelihood of a window cut at both "
+                "ends (window_mixture: EM over begun inside / cut at the end / tail of a conversation begun before; "
+                "tails left to the generator's warm-up)"
                 if conv_aggs is None else "turns as seen (conversation_id aggregates carry no last-turn times)"))
             if s.window_censoring else "none (counts as seen)"),
         "prefix_censoring": ("reuse lags weighted by T/(T-x) capped at 20 in the reuse share and PMFs; the generator "

@@ -98,8 +98,10 @@ class PoolFitSettings:
         Correct conversations for the trace's window: inter-turn times weighted by
         :func:`~servelab.fitting.pool_conversations.window_weights` (long gaps are cut more
         often) and, where links come per request, turns per conversation fitted by the exact
-        censored likelihood (:func:`~servelab.fitting.pool_conversations.censored_turn_pmf`:
-        conversations cut by the trace's end are longer than they look), and prefix reuses
+        censored likelihood of a window cut at both ends
+        (:func:`~servelab.fitting.pool_conversations.window_mixture`: conversations cut by the
+        trace's end are longer than they look, and tails of conversations begun before its start
+        are not first turns: they are left out, for the generator's warm-up makes its own), and prefix reuses
         weighted by their lag (:func:`~servelab.fitting.pool_prefixes.fit_prefix_table`: a reuse
         whose original came before the trace's start is not seen as one). False: the counts as seen.
 

@@ -57,6 +57,7 @@ from servelab.fitting.verdicts import DEFAULT_LEVEL, POWER_TARGET, NullTest, dec
 __all__ = [
     "rate_shift_test",
     "rate_shift_tests",
+    "rate_shift_tests_sparse",
     "burstiness_test",
     "block_counts",
     "blocks_from_windows",
@@ -242,6 +243,13 @@ def _rate_arrays(counts, exposures, codes, n_groups, *, dispersion, level, thres
     with np.errstate(divide="ignore", invalid="ignore"):
         x2 = np.bincount(codes, weights=np.where(expected > 0, (counts - expected) ** 2 / expected, 0.0),
                          minlength=n_groups)
+    return _rate_inference(k, total, x2, n_groups, dispersion=dispersion, level=level, threshold=threshold,
+                           paper=paper)
+
+
+def _rate_inference(k, total, x2, n_groups, *, dispersion, level, threshold, paper):
+    """:func:`_rate_arrays` from each group's window count ``k``, requests and X^2."""
+    with np.errstate(divide="ignore", invalid="ignore"):
         df = k - 1.0
         dispersion = np.broadcast_to(np.asarray(dispersion, dtype=float), (n_groups,))
         scaled = x2 / dispersion
@@ -427,6 +435,99 @@ def rate_shift_tests(windows: pl.DataFrame, by: str, *, count: str = "n_requests
         disp = np.full(groups.len(), float(dispersion))
     k, total, x2, p, effect, power, mde = _rate_arrays(c, e, codes, groups.len(), dispersion=disp,
                                                        level=level, threshold=thr, paper=paper)
+    sig = np.nan_to_num(p, nan=1.0) < level
+    holds = sig & (effect > thr)
+    decision = np.where(holds, "holds", np.where((power >= POWER_TARGET) & (k >= 3), "does not hold", "inconclusive"))
+    return pl.DataFrame({by: groups, "windows": k.astype(np.int64), "requests": total.astype(np.int64),
+                         "dispersion": disp, "chi2": x2,
+                         "p_value": p, "effect": effect, "power": power, "mde": mde, "decision": decision})
+
+
+def rate_shift_tests_sparse(cells: pl.DataFrame, by: str, *, exposures, window: str = "window",
+                            count: str = "n_requests", dispersion: float | str = 1.0, level: float = DEFAULT_LEVEL,
+                            threshold_ratio: float = RATE_SHIFT_RATIO, paper_ratio: float = PAPER_RATE_RATIO,
+                            min_exposure_fraction: float = 0.5) -> pl.DataFrame:
+    """:func:`rate_shift_tests` from the active (group, window) cells only: every group has every
+    window of ``exposures``, idle ones with 0 requests, without building that dense table.
+
+    The same table as :func:`rate_shift_tests` on the filled table (equal up to the order of
+    floating-point sums): every group shares the windows' exposures, so the windows kept
+    (exposure at least ``min_exposure_fraction`` of the longest) and their total exposure
+    :math:`E` are the same for all, and an idle kept window adds its expected count
+    :math:`\\hat\\lambda e_w` to :math:`X^2`: :math:`X^2 = \\sum_{active} (c_w - \\hat\\lambda e_w)^2 /
+    (\\hat\\lambda e_w) + \\hat\\lambda (E - \\sum_{active} e_w)`, with :math:`\\hat\\lambda = \\sum c_w / E`.
+    Memory follows the active cells, not groups x windows.
+
+    Parameters
+    ----------
+    cells : polars.DataFrame
+        One row per active (group, window): ``<by>``, ``window`` (index into ``exposures``,
+        0-based), ``n_requests`` and, for ``dispersion="pooled"``, ``n_gaps`` and ``cv``.
+    by : str
+        Group column.
+    exposures : array-like of float
+        Seconds every window covers (the same for every group), indexed by ``window``; a window
+        covering 0 s (one starting at the last request) is left out with the other short ones.
+    window, count, dispersion, level, threshold_ratio, paper_ratio, min_exposure_fraction
+        As for :func:`rate_shift_tests` (``window`` names the window-index column).
+
+    Returns
+    -------
+    polars.DataFrame
+        The columns of :func:`rate_shift_tests`, groups in sorted order (nulls last).
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, ``dispersion`` is not positive or "pooled", counts are not
+        non-negative integers, a window index is outside ``exposures`` or the exposures are
+        negative, not finite or all 0.
+    """
+    pooled = isinstance(dispersion, str)
+    if pooled and dispersion != "pooled":
+        raise ValueError(f"dispersion must be a positive number or 'pooled'; got {dispersion!r}")
+    if not pooled and not dispersion > 0:
+        raise ValueError(f"dispersion must be positive; got {dispersion!r}")
+    for col in (by, window, count) + (("n_gaps", "cv") if pooled else ()):
+        if col not in cells.columns:
+            raise ValueError(f"cells lacks column {col!r}; columns: {cells.columns}")
+    e_all = np.asarray(exposures, dtype=float)
+    if e_all.ndim != 1 or e_all.size == 0 or np.any(~np.isfinite(e_all)) or np.any(e_all < 0) or not e_all.max() > 0:
+        raise ValueError(f"exposures must be a non-empty 1-D array of seconds >= 0, one positive; got {exposures!r}")
+    idx = cells[window].to_numpy().astype(np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= e_all.size):
+        raise ValueError(f"window indices must lie in [0, {e_all.size}); got {idx.min()}..{idx.max()}")
+    keep_w = e_all >= min_exposure_fraction * e_all.max()
+    big_e, big_k = float(e_all[keep_w].sum()), float(keep_w.sum())
+    groups = cells[by].unique().sort(nulls_last=True)
+    lookup = pl.DataFrame({by: groups, "code_": np.arange(groups.len(), dtype=np.int64)})
+    codes_all = cells.select(by).join(lookup, on=by, how="left", nulls_equal=True,
+                                      maintain_order="left")["code_"].to_numpy()
+    kept = keep_w[idx]
+    codes = codes_all[kept]
+    c, e = _check_counts(cells[count].to_numpy()[kept], e_all[idx[kept]])
+    n = groups.len()
+    thr, paper = sine_cv(threshold_ratio), sine_cv(paper_ratio)
+    if pooled:
+        n_g = cells["n_gaps"].to_numpy().astype(float)[kept]
+        cv = cells["cv"].fill_null(np.nan).to_numpy().astype(float)[kept]
+        ok = (n_g >= 2) & np.isfinite(cv)
+        num = np.bincount(codes, weights=np.where(ok, n_g * np.where(ok, cv, 0.0) ** 2 * n_g / np.maximum(n_g - 1, 1),
+                                                  0.0), minlength=n)
+        den = np.bincount(codes, weights=np.where(ok, n_g, 0.0), minlength=n)
+        disp = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+        disp = np.where(disp > 0, disp, 1.0)
+    else:
+        disp = np.full(n, float(dispersion))
+    total = np.bincount(codes, weights=c, minlength=n)
+    rate = total / big_e
+    expected = rate[codes] * e
+    with np.errstate(divide="ignore", invalid="ignore"):
+        active = np.bincount(codes, weights=np.where(expected > 0, (c - expected) ** 2 / expected, 0.0), minlength=n)
+    idle = rate * (big_e - np.bincount(codes, weights=e, minlength=n))  # the kept idle windows' expected counts
+    x2 = active + np.maximum(idle, 0.0)
+    k, total, x2, p, effect, power, mde = _rate_inference(np.full(n, big_k), total, x2, n, dispersion=disp,
+                                                          level=level, threshold=thr, paper=paper)
     sig = np.nan_to_num(p, nan=1.0) < level
     holds = sig & (effect > thr)
     decision = np.where(holds, "holds", np.where((power >= POWER_TARGET) & (k >= 3), "does not hold", "inconclusive"))

@@ -30,11 +30,11 @@ def _group_runs(table: PmfTable, group: np.ndarray):
     cuts = np.flatnonzero(group[1:] != group[:-1]) + 1
     if cuts.size + 1 > max(64, n // 256):
         return None
-    starts = np.r_[0, cuts]
+    starts = np.concatenate(([0], cuts))  # not np.r_: ~10 us a call, per field and unit
     g_run = group[starts]
     lo = np.searchsorted(table.cum, g_run.astype(float), side="right")
     hi = np.searchsorted(table.cum, g_run.astype(float) + 1.0, side="right")
-    return zip(starts.tolist(), np.r_[cuts, n].tolist(), g_run.tolist(), lo.tolist(), hi.tolist())
+    return zip(starts.tolist(), np.concatenate((cuts, [n])).tolist(), g_run.tolist(), lo.tolist(), hi.tolist())
 
 
 def sample_runs(table: PmfTable, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:

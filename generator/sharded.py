@@ -16,9 +16,19 @@ Each client is :func:`servelab.generator.generate.generate` of the pool restrict
 seed :func:`client_seed`. What is per client follows from that: a (client, data window) without
 a PMF borrows the client's nearest window, else the *client's* rate-weighted aggregate (not the
 whole pool's); conversation ids are prefixed with the client id (``"<client>/<id>"``) so they stay
-unique across clients. This differs from :func:`~servelab.generator.generate.generate` on the whole
-pool, whose draws come from per-time-unit streams shared by all clients (one process, one order):
-that generator and its output bytes are unchanged; sharding is this module's scheme.
+unique across clients.
+
+Why not :func:`~servelab.generator.generate.generate` row by row: ``generate()`` on the whole pool
+draws each time unit of *all* clients from one stream (``SeedSequence(seed, spawn_key=(1, unit))``,
+:mod:`servelab.generator.stream`), vectorised over the unit's (client, segment) cells, so the
+numbers a client gets depend on the other clients of the unit; no split by client reproduces its
+rows without drawing per (client, unit) (a Python loop over cells that would change ``generate()``'s
+bytes and slow it down). What the sharded workload equals instead: exactly, the rows of
+``generate()`` of each client alone with :func:`client_seed` (``tests/generator/test_sharded_generation.py``);
+in law, ``generate()`` on the whole pool for every client with request data (the same renewal
+process and window PMFs; the test compares the lengths by two-sample KS). One difference by design:
+a client without any data in the pool gets null lengths here, where ``generate()`` lends it the
+rate-weighted aggregate of the clients that have data (a shard sees only its own clients).
 
 Design point: a day at 100,000 req/s is 8.64 B requests. Clients are the unit of work; a task
 holds one client's draws for the span at a time (a client above ~10^8 requests per span would be

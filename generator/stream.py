@@ -349,20 +349,20 @@ def chunk_frame(plan: GenerationPlan, parts: list[dict[str, np.ndarray]], base: 
     from servelab.generator.generate import clock_times  # generate imports this module
 
     ids = pl.Series("client_id", plan.syn_ids, dtype=pl.String)
-    frames = []
-    for rows in parts:  # a loop over units
-        times = rows["t"] - plan.lo
-        columns = [pl.Series("timestamp", times if plan.clock is None else clock_times(times, plan.clock)),
-                   ids.gather(rows["client"])]
-        columns += [int_series(c[2:], v) for c, v in rows.items() if c.startswith("f:")]
-        if plan.conv is not None:
-            parent = pl.Series("parent_id", rows["prow"], dtype=pl.Int64)
-            columns += [pl.Series("conversation_id", rows["conv"], dtype=pl.Int64).cast(pl.String),
-                        pl.select(pl.when(parent >= 0).then(parent).otherwise(None).cast(pl.String)).to_series()
-                        .alias("parent_id"),
-                        pl.Series("turn", rows["turn"], dtype=pl.Int64)]
-        frames.append(pl.DataFrame(columns))
-    return frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
+    # the units' arrays joined first, then one frame (a frame per unit cost ~0.3 ms each: 10,080
+    # one-minute units per week); the same rows, values and dtypes as a concat of per-unit frames
+    rows = _concat(list(parts))
+    times = rows["t"] - plan.lo
+    columns = [pl.Series("timestamp", times if plan.clock is None else clock_times(times, plan.clock)),
+               ids.gather(rows["client"])]
+    columns += [int_series(c[2:], v) for c, v in rows.items() if c.startswith("f:")]
+    if plan.conv is not None:
+        parent = pl.Series("parent_id", rows["prow"], dtype=pl.Int64)
+        columns += [pl.Series("conversation_id", rows["conv"], dtype=pl.Int64).cast(pl.String),
+                    pl.select(pl.when(parent >= 0).then(parent).otherwise(None).cast(pl.String)).to_series()
+                    .alias("parent_id"),
+                    pl.Series("turn", rows["turn"], dtype=pl.Int64)]
+    return pl.DataFrame(columns)
 
 
 def generate_chunks(pool, rate, duration: float, *, chunk_s: float | None = 600.0,

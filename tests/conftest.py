@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from servelab.analysis.spark_cluster import SHORT_JOB_JAVA_OPTIONS
 from servelab.samples import RAW_TRACES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,8 +27,12 @@ SPARK_TEST_MASTER = "local[2]"
 #: whole-stage code generation (a compile per query); on the 6,000-row synthetic store of
 #: test_engines this ran the 23 queries in 29.5 s against 77 s with the defaults (load 10, local[2]).
 #: What users get is servelab's defaults; the results must not depend on these (same SQL semantics).
+#: The driver's JVM (started once per process, by the first Spark test) and the executors' run
+#: with SHORT_JOB_JAVA_OPTIONS (client compiler only, serial GC: about half the CPU on short jobs).
 SPARK_TEST_CONF = {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false",
-                   "spark.sql.codegen.wholeStage": "false", "spark.driver.memory": "1g"}
+                   "spark.sql.codegen.wholeStage": "false", "spark.driver.memory": "1g",
+                   "spark.driver.extraJavaOptions": SHORT_JOB_JAVA_OPTIONS,
+                   "spark.executor.extraJavaOptions": SHORT_JOB_JAVA_OPTIONS}
 
 
 @pytest.fixture

@@ -13,7 +13,10 @@ None, every request; quick 10^6; or ``max_requests`` when smaller), the conversa
 fitted and upsampled on the subset of :func:`quick_subset` (in full mode always its leading span,
 which keeps the request rate per window; Fig. 14's aggregate windows and gaps
 stay on the whole trace in full mode, on the budget's leading span above ``max_requests``), as the
-notes say: linking and the Fig. 16 upsampling hold every request of the subset in memory.
+notes say. A trace linked by ``conversation_id`` is linked in DuckDB SQL
+(:func:`servelab.analysis.conversations_sql.link_multi_turn`): only its multi-turn requests and the
+trace's arrival times come back to Python; the ``parent_id`` and ``prefix_blocks`` rules hold every
+request of the subset in memory while linking.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from servelab.analysis.arrivals import (
     window_stats,
     window_stats_many,
 )
+from servelab.analysis import arrivals as arrivals_module
 from servelab.analysis.arrivals import arrival_frame
 
 
@@ -38,8 +39,18 @@ def _reference(t: np.ndarray, w: float, t0: float, t1: float, k: int) -> dict:
             "n_gaps": gaps.size}
 
 
-@pytest.mark.parametrize("window", ["5m", 420.0])
-def test_window_stats_per_client_match_numpy(clients, window):
+@pytest.fixture(params=["numpy", "duckdb"])
+def cell_path(request, monkeypatch):
+    """The window cells' two paths: numpy bincount over the dense grid (small grids), DuckDB's hash
+    aggregate (grids with more cells than the frame has rows, e.g. per-client 10-s windows)."""
+    if request.param == "duckdb":
+        monkeypatch.setattr(arrivals_module, "_DENSE_CELLS_MIN", 0)
+        monkeypatch.setattr(arrivals_module, "_DENSE_CELLS_PER_ROW", 0.0)
+    return request.param
+
+
+@pytest.mark.parametrize("window, cell_path", [("5m", "numpy"), (420.0, "duckdb")], indirect=["cell_path"])
+def test_window_stats_per_client_match_numpy(clients, window, cell_path):
     store, frame = clients
     w = parse_window(window)
     out = window_stats(store, window_s=window, by="client")
@@ -59,8 +70,8 @@ def test_window_stats_per_client_match_numpy(clients, window):
             assert row["cv"] == pytest.approx(ref["cv"], rel=1e-9)
 
 
-def test_longer_windows_rolled_up_from_one_pass_match_numpy(clients):
-    """window_stats_many aggregates the shortest window once (DuckDB) and rolls the others up from
+def test_longer_windows_rolled_up_from_one_pass_match_numpy(clients, cell_path):
+    """window_stats_many aggregates the shortest window once (numpy or DuckDB) and rolls the others up from
     its cells (84 s is a multiple of 12 s and of nothing else here): every window's count, gap
     count, mean gap, CV and the Gamma statistics of the positive gaps match numpy on the sorted times."""
     store, frame = clients

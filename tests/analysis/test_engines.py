@@ -14,7 +14,6 @@ import pytest
 from scipy import stats
 
 from servelab.analysis.aggregates import (
-    MIX_PRIME,
     aggregate_source,
     arrival_cells,
     build_gaps,
@@ -36,14 +35,16 @@ from servelab.samples import RAW_TRACES
 
 
 def _mix_reference(ids: np.ndarray, seed: int) -> np.ndarray:
-    """mix_sql in Python integers (arbitrary precision: no overflow to hide)."""
-    p, s = MIX_PRIME, seed % MIX_PRIME
+    """mix_sql in Python integers (arbitrary precision: no overflow to hide), from its definition:
+    two rounds of x -> ((x >> 16) xor x) * 0x45d9f3b mod 2^32 and a final xor-shift."""
+    m = 2**32 - 1
+    s = (seed * 0x9E3779B1) & m
     out = []
     for i in ids.tolist():
-        x = ((i % p) * 48271 + s) % p
-        for add in ((i // p) % p * 69621 + 12345, s + 362437, 521288629, 88675123):
-            x = (x * x + add) % p
-        out.append(x)
+        x = (i & m) ^ s ^ (((i >> 32) * 40503) & m)
+        for _ in range(2):
+            x = (((x >> 16) ^ x) * 0x45D9F3B) & m
+        out.append((x >> 16) ^ x)
     return np.array(out, dtype=np.int64)
 
 
@@ -56,6 +57,7 @@ def test_mix_is_the_reference_integer_hash_and_uniform():
     got = con.sql(f"SELECT {mix_sql('request_id', 12345)} AS h, {uniform_sql('request_id', 12345)} AS u "
                   f"FROM ids ORDER BY request_id").pl()
     np.testing.assert_array_equal(got["h"].to_numpy(), _mix_reference(ids, 12345))
+    np.testing.assert_array_equal(got["u"].to_numpy(), _mix_reference(ids, 12345) / 2**32)
     u = got["u"].to_numpy()[:100_000]
     assert u.min() >= 0 and u.max() < 1
     # uniform (KS at n = 1e5 detects a deviation of ~0.006) and no lag-1 dependence between
@@ -66,6 +68,15 @@ def test_mix_is_the_reference_integer_hash_and_uniform():
     assert stats.kstest(u ** 1.05, "uniform").pvalue < 1e-6
     v = (u[:-1] + u[1:]) / 2
     assert abs(np.corrcoef(v[:-1], v[1:])[0, 1]) > 0.4
+    # neighbouring ids jointly uniform: chi-square of (u_i, u_i+1) on a 16 x 16 grid (about 390 per
+    # cell); its positive control: one mixing round instead of two (lag-1 correlation ~0.75) fails it
+    grid = np.histogram2d(u[:-1], u[1:], bins=16, range=[[0, 1], [0, 1]])[0].ravel()
+    assert stats.chisquare(grid).pvalue > 1e-3
+    m = 2**32 - 1
+    x = np.arange(100_000, dtype=np.int64) ^ ((12345 * 0x9E3779B1) & m)
+    one = ((((x >> 16) ^ x) * 0x45D9F3B) & m)
+    one = ((one >> 16) ^ one) / 2**32
+    assert stats.chisquare(np.histogram2d(one[:-1], one[1:], bins=16, range=[[0, 1], [0, 1]])[0].ravel()).pvalue < 1e-6
     # another seed, other uniforms
     other = con.sql(f"SELECT {uniform_sql('request_id', 12346)} AS u FROM ids ORDER BY request_id").pl()["u"]
     assert abs(np.corrcoef(u, other.to_numpy()[:100_000])[0, 1]) < 4 / np.sqrt(u.size)
@@ -182,6 +193,17 @@ def equivalence(tmp_path_factory, spark_local):
     for name, store in _stores(tmp).items():
         index = _index(store)
         results[name] = (_aggregates(store, index, "duckdb"), _aggregates(store, index, "spark"))
+    # the portable hash on Spark itself, over ids past 2^32 (its high-bit term) and 2^53
+    from servelab.analysis.engines import SparkEngine
+
+    ids = np.array([0, 1, 2, 1000, 2**31 - 1, 2**32 - 1, 2**32, 2**40 + 3, 2**53 - 1], dtype=np.int64)
+    eng = SparkEngine(spark_local)
+    try:
+        eng.register("mix_ids", pl.DataFrame({"request_id": ids}))
+        got = eng.frame(f"SELECT request_id, {mix_sql('request_id', 12345)} AS h FROM mix_ids ORDER BY request_id")
+    finally:
+        eng.close()
+    results["mix"] = (ids, got["request_id"].to_numpy(), got["h"].to_numpy())
     return results
 
 
@@ -205,6 +227,9 @@ def test_synthetic_store_exercises_every_query(equivalence):
         assert duck[name].height > 0, name
     # the residual client (id "d" and NULL ids) is a cell of its own
     assert duck["arrival_cells"]["cidx"].max() == 3
+    ids, got_ids, h = equivalence["mix"]  # Spark's mix_sql is the reference integer hash
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_array_equal(h, _mix_reference(ids, 12345))
 
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from scipy import stats
 
 from servelab.analysis.findings import Verdict
@@ -23,6 +24,7 @@ from servelab.fitting.rate_tests import (
     pooled_gap_dispersion,
     rate_shift_test,
     rate_shift_tests,
+    rate_shift_tests_sparse,
     sine_cv,
     window_counts,
     within_block_dispersion,
@@ -206,6 +208,23 @@ def test_per_group_pooled_dispersion_spares_stationary_bursty_clients():
     assert pooled.filter(pl.col("client_id") == "bursty")["dispersion"][0] == pytest.approx(phi)
     with pytest.raises(ValueError, match="'pooled'"):
         rate_shift_tests(windows, "client_id", dispersion="mean")
+    # the same tests from the active windows only (idle ones implicit), groups' windows as indices
+    exposure = windows.filter(pl.col("client_id") == "bursty")["exposure_s"].to_numpy()
+    cells = (windows.with_columns(pl.int_range(pl.len()).over("client_id").alias("window"))
+             .filter(pl.col("n_requests") > 0))
+    assert cells.height < windows.height
+    for disp in ("pooled", 1.0):
+        assert_frame_equal(rate_shift_tests_sparse(cells, "client_id", exposures=exposure, dispersion=disp),
+                           rate_shift_tests(windows, "client_id", dispersion=disp).sort("client_id"),
+                           check_exact=False, rel_tol=1e-12, abs_tol=0.0)
+    with pytest.raises(ValueError, match="window indices must lie in"):
+        rate_shift_tests_sparse(cells, "client_id", exposures=exposure[:10])
+    with pytest.raises(ValueError, match="exposures must be a non-empty 1-D array of seconds >= 0, one positive; got"):
+        rate_shift_tests_sparse(cells, "client_id", exposures=np.zeros(exposure.size))
+    # a last window of 0 s (starting at the last request) is left out, as rate_shift_tests leaves it
+    last = np.append(exposure, 0.0)
+    assert_frame_equal(rate_shift_tests_sparse(cells, "client_id", exposures=last, dispersion="pooled"),
+                       rate_shift_tests_sparse(cells, "client_id", exposures=exposure, dispersion="pooled"))
 
 
 @pytest.mark.parametrize("make, holds", [

@@ -138,3 +138,22 @@ def test_a_failed_write_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
     out = generate_to(tmp_path / "w.parquet", no_data, 1.0, 1200, seed=1)
     assert pl.read_parquet(out.path).columns == ["timestamp", "client_id"] and out.requests > 1000
+
+
+@pytest.mark.parametrize("conversations", [False, True])
+def test_one_frame_per_chunk_equals_the_units_frames_joined(pool, conversations):
+    # chunk_frame builds one frame from the units' joined arrays; a one-unit frame is what the
+    # per-unit construction made, so their concatenation is the earlier output, value for value
+    from servelab.generator.stream import chunk_frame, iter_plan, plan_generation
+
+    plan = plan_generation(pool, 3.0, 1300, start=100, seed=5, conversations=conversations, clock=0.5)
+    ((rows, base),) = list(iter_plan(plan, chunk_s=None, frames=False))
+    if conversations:  # one buffer per chunk: cut it in three to have several parts
+        (buf,) = rows
+        cut = np.linspace(0, buf["t"].size, 4).astype(int)
+        rows = [{c: v[a:b] for c, v in buf.items()} for a, b in zip(cut[:-1], cut[1:])]
+    assert len(rows) >= 3
+    joined = chunk_frame(plan, rows, base)
+    per_unit = pl.concat([chunk_frame(plan, [r], base) for r in rows])
+    assert joined.height > 100 and joined.equals(per_unit)
+    assert joined.schema == per_unit.schema

@@ -30,8 +30,7 @@ def sparse_store(tmp_path_factory):
     return write_store(pl.DataFrame({"timestamp": t, "client_id": pl.Series(clients, dtype=pl.String)}), path)
 
 
-def test_group_tables_equal_the_filled_reference(sparse_store, monkeypatch):
-    monkeypatch.setattr(findings, "RATE_TEST_CELLS", 5_000)  # many chunks of groups
+def test_group_tables_equal_the_filled_reference(sparse_store):
     ev = ARRIVALS.measure(sparse_store, gof=None, by="client_id")
     frame = arrival_frame(sparse_store, by="client_id")
     dense = window_stats(sparse_store, window_s="5m", by="client_id", frame=frame)
@@ -60,9 +59,30 @@ def test_span_windows_is_checked(sparse_store):
 def test_budget_bounds_the_shape_test_replicates(sparse_store):
     from servelab.analysis.budget import Budget
 
-    quick = ARRIVALS.measure(sparse_store, gof=None, by=None, budget=Budget.quick())
+    # one measure (a second one at the quick budget's B=99 doubled the test's time for the same plumbing)
     mine = ARRIVALS.measure(sparse_store, gof=None, by=None, budget=Budget.quick().replace(n_sim=49))
-    assert "B=99," in quick.tests["shape"].method and "B=49," in mine.tests["shape"].method
+    assert Budget.quick().n_sim == 99 and "B=49," in mine.tests["shape"].method
     # a p-value of a B-replicate bootstrap is a multiple of 1 / (B + 1)
     p = mine.tests["shape"].p_value
     assert p * 50 == pytest.approx(round(p * 50), abs=1e-9)
+
+
+def test_largest_windows_keep_what_compare_by_group_picks():
+    """The per-window family table from the rows of the candidate windows only (chosen from the
+    cells' gap counts) equals the one from every row: same windows, gaps and fits."""
+    from servelab.analysis.arrivals import arrival_frame_from_times, frame_gaps
+    from servelab.fitting.compare import compare_by_group
+
+    rng = np.random.default_rng(5)
+    rates = rng.choice([0.5, 1.0, 1.02, 2.0], 40)  # 40 one-minute windows, several of near-equal size
+    t = np.concatenate([k * 60.0 + np.sort(rng.uniform(0, 60.0, rng.poisson(60 * r))) for k, r in enumerate(rates)])
+    whole = arrival_frame_from_times(t, clock=None)
+
+    def table(frame):
+        gaps = frame_gaps(frame, window_s=60.0).select(pl.col("w").alias("window"), "gap")
+        return compare_by_group(gaps, "window", min_n=50, max_groups=3, max_n=100, seed=0, ties="drop",
+                                families=("exponential", "gamma"))
+
+    sub = findings._largest_windows(None, whole, 60.0, 3, min_n=50)
+    assert 3 <= sub.data.height < whole.data.height / 2
+    assert_frame_equal(table(sub), table(whole))

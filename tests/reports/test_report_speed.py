@@ -166,30 +166,38 @@ def test_quick_span_is_a_whole_day_on_a_multi_day_trace(tmp_path, rng):
 def test_generation_quick_note_says_what_is_shorter(tmp_path):
     from servelab.reports.areas import GENERATION
 
+    # a sparse first half and a rising second half: the 30-min stable period holds ~320 requests,
+    # the variable one ~560, so one bound (450) leaves the first whole and samples the second
+    # (one run of the section instead of two: a whole one and a bounded one)
     rng = np.random.default_rng(5)
-    n = 6_000
-    frame = pl.DataFrame({"timestamp": np.sort(rng.uniform(0, 3 * 3600, n)),
-                          "client_id": rng.choice([f"c{i}" for i in range(40)], n),
+    t = np.sort(np.r_[rng.uniform(0, 5400, 1000), 5400 + 5400 * np.sqrt(rng.uniform(0, 1, 5000))])
+    n = t.size
+    frame = pl.DataFrame({"timestamp": t, "client_id": rng.choice([f"c{i}" for i in range(40)], n),
                           "input_tokens": rng.integers(10, 500, n), "output_tokens": rng.integers(5, 50, n)})
     store = write_store(frame, tmp_path / "g")
-    section = build_section(GENERATION, store, budget=Budget.quick(), seed=0)
-    assert any(n.startswith("quick mode: 30-minute stable and variable periods") for n in section.notes)
-    assert "fitted from that period's requests only" in section.notes[0]
-    assert not any("max_generation_requests" in n for n in section.notes)  # ~1,000 requests a period: whole
-    # above max_generation_requests a period runs on a seeded sample of whole clients, said in the notes
-    ev = GENERATION.measure(store, budget=Budget.quick().replace(max_generation_requests=500), seed=0)
-    assert set(ev.bounded_sample) == {"stable", "variable"} and not ev.failed
-    for name, b in ev.bounded_sample.items():
-        a, e = ev.periods[name]
-        inside = frame.filter((pl.col("timestamp") >= a) & (pl.col("timestamp") < e))
-        assert (b["requests_total"], b["clients_total"]) == (inside.height, inside["client_id"].n_unique())
-        assert 0 < b["clients"] < b["clients_total"] and b["bound"] == 500
-        # about half of ~40 clients of ~25 requests each: sd of the kept requests ~ 25 sqrt(40 / 4) ~ 80
-        assert abs(b["requests"] - 500) < 4 * 80
-        compared = ev.tables[f"fidelity_{name}"].filter(pl.col("metric") == "n_requests")["reference"][0]
-        assert compared == b["requests"]  # the real side of the comparison is the sample too
-        assert any(n.startswith(f"{name} period: {b['requests_total']:,} requests, above the bound of 500")
-                   for n in ev.notes)
+    ev = GENERATION.measure(store, budget=Budget.quick().replace(max_generation_requests=450), seed=0)
+    notes = GENERATION.notes(ev)
+    assert any(n.startswith("quick mode: 30-minute stable and variable periods") for n in notes)
+    assert "fitted from that period's requests only" in notes[0] and not ev.failed
+    sizes = {k: frame.filter((pl.col("timestamp") >= a) & (pl.col("timestamp") < e)).height
+             for k, (a, e) in ev.periods.items()}
+    assert sizes["stable"] < 450 < sizes["variable"], sizes
+    # at most max_generation_requests: the period is whole, and no note says otherwise
+    assert set(ev.bounded_sample) == {"variable"}
+    assert not any(n.startswith("stable period:") for n in notes)
+    assert ev.tables["fidelity_stable"].filter(pl.col("metric") == "n_requests")["reference"][0] == sizes["stable"]
+    # above it the period runs on a seeded sample of whole clients, said in the notes
+    a, e = ev.periods["variable"]
+    inside = frame.filter((pl.col("timestamp") >= a) & (pl.col("timestamp") < e))
+    b = ev.bounded_sample["variable"]
+    assert (b["requests_total"], b["clients_total"]) == (inside.height, inside["client_id"].n_unique())
+    assert 0 < b["clients"] < b["clients_total"] and b["bound"] == 450
+    # ~40 clients of ~14 requests kept with probability 0.8: sd of the kept requests ~ sqrt(40 * 14^2 * 0.16) ~ 35
+    assert abs(b["requests"] - 450) < 4 * 35
+    compared = ev.tables["fidelity_variable"].filter(pl.col("metric") == "n_requests")["reference"][0]
+    assert compared == b["requests"]  # the real side of the comparison is the sample too
+    assert any(n.startswith(f"variable period: {b['requests_total']:,} requests, above the bound of 450")
+               for n in notes)
 
 
 def test_duckdb_settings_reach_store_connections(tmp_path, rng):

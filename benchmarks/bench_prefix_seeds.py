@@ -1,0 +1,100 @@
+"""Prefix-cache fidelity of servelab's generated workload over several seeds (issue 15).
+
+The in-sample setting of ``bench_prefix_generation.py`` without AIPerf and without the held-out
+half: ingest the Mooncake trace once, fit a pool once (``fit_pool`` with its defaults, or
+``--uncorrected`` for ``window_censoring=False``), then for every seed generate a workload over
+the trace's duration (rate ``pool``), export Mooncake JSONL, read it back and compare its block
+lists with the trace (:func:`servelab.analysis.prefix_fidelity.prefix_fidelity`). Beside each
+seed: requests, mean input tokens against the trace's, and the role shares of
+``bench_prefix_lengths.roles``. Prints one row per seed and the worst; target: every seed's
+curve distance <= 0.05. Runs on whichever servelab the interpreter imports, so the same file
+measures a "before" tree (``/work/main/.venv/bin/python benchmarks/bench_prefix_seeds.py``).
+
+Usage: ``python benchmarks/bench_prefix_seeds.py [--seeds 1-8] [--trace FILE] [--uncorrected]``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from servelab.analysis.ingest import ingest
+from servelab.analysis.prefix_fidelity import prefix_fidelity
+from servelab.analysis.prefix_reuse import infinite_cache_hits
+from servelab.fitting.pool_fit import fit_pool
+from servelab.generator.exports import export_workload
+from servelab.generator.generate import generate
+
+__all__ = ["main"]
+
+TRACE = Path("/work/shared/data/mooncake/synthetic_trace.jsonl")
+
+
+def _blocks(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select((pl.col("timestamp") / 1000.0).alias("timestamp"),
+                        pl.col("hash_ids").cast(pl.List(pl.Int64)).alias("prefix_blocks"))
+
+
+def _request_hit_share(frame: pl.DataFrame) -> float:
+    """Mean over requests of the share of their blocks an infinite cache serves (each request
+    weighs the same, whatever its length: the block-weighted hit rate leans on long prompts)."""
+    lengths = frame["hash_ids"].list.len().to_numpy()
+    hits = infinite_cache_hits(frame["hash_ids"].explode().drop_nulls().to_numpy(), lengths)
+    per = np.bincount(np.repeat(np.arange(lengths.size), lengths), weights=hits, minlength=lengths.size)
+    return float(np.mean(per[lengths > 0] / lengths[lengths > 0]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="1-8", help="a range a-b")
+    parser.add_argument("--trace", type=Path, default=TRACE)
+    parser.add_argument("--uncorrected", action="store_true", help="window_censoring=False")
+    parser.add_argument("--data-window", default=None, help="fit_pool data_window_s (default: its own)")
+    args = parser.parse_args(argv)
+    if not args.trace.is_file():
+        print(f"skipped: {args.trace} is absent (the shared data folder is optional)")
+        return 0
+    a, b = (int(x) for x in args.seeds.split("-"))
+    real = pl.read_ndjson(args.trace)
+    duration = float(real["timestamp"].max() - real["timestamp"].min()) / 1000.0
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ingest(args.trace, fmt="mooncake", output=Path(tmp) / "store", overwrite=True, progress=False)
+        pool = fit_pool(store, window_censoring=not args.uncorrected,
+                        **({"data_window_s": args.data_window} if args.data_window else {}))
+        for seed in range(a, b + 1):  # one workload per seed
+            work = generate(pool, "pool", duration, seed=seed)
+            path = export_workload(work, Path(tmp) / f"w{seed}.jsonl", fmt="mooncake")
+            gen = pl.read_ndjson(path)
+            fid = prefix_fidelity(_blocks(real), _blocks(gen))
+            parent = work["parent_id"].cast(pl.Int64, strict=False).fill_null(-1).to_numpy() \
+                if "parent_id" in work.columns else np.full(work.height, -1)
+            turn = work["turn"].to_numpy() if "turn" in work.columns else np.ones(work.height)
+            rows.append({"seed": seed, "requests": work.height,
+                         "input_ratio": float(work["input_tokens"].mean() / real["input_length"].mean()),
+                         "follow_share": float((parent >= 0).mean()),
+                         "orphan_share": float(((turn > 1) & (parent < 0)).mean()),
+                         "hit_rate": fid.candidate_hit_rate, "real_hit_rate": fid.reference_hit_rate,
+                         "request_hit": _request_hit_share(gen.sort("timestamp", maintain_order=True)),
+                         "curve_distance": fid.curve_distance, "worst_capacity": fid.worst_capacity,
+                         "reuse_ks": fid.reuse_distance_ks})
+    frame = pl.DataFrame(rows)
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, float_precision=4, tbl_hide_dataframe_shape=True):
+        print(frame)
+    worst = frame.sort("curve_distance").row(-1, named=True)
+    print(f"trace {real.height} requests over {duration:.0f} s; window corrections "
+          f"{'off' if args.uncorrected else 'on'}; curve distance mean {frame['curve_distance'].mean():.4f}, "
+          f"max {worst['curve_distance']:.4f} (seed {worst['seed']}); seeds within 0.05: "
+          f"{int((frame['curve_distance'] <= 0.05).sum())}/{frame.height}; input ratio mean "
+          f"{frame['input_ratio'].mean():.4f}; hit rate mean {frame['hit_rate'].mean():.4f} vs "
+          f"{worst['real_hit_rate']:.4f}, per request (unweighted by length) {frame['request_hit'].mean():.4f} vs "
+          f"{_request_hit_share(real.sort('timestamp', maintain_order=True)):.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
