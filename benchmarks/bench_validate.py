@@ -54,8 +54,10 @@
    run into lock holds). Measured 2026-12-03: seeds 0-19 (integrator, before the extension's
    lifetime / length-mix mend): servelab-vs-servelab 2/20 and 2/20, naive-vs-naive 0/20 and 0/20;
    seeds 20-29 (after it; 365.7 s at load ~10): servelab 0/10 and 1/10, naive 0/10 and 1/10,
-   median p 0.41 and 0.64. Together servelab 5/60 (8.3%; P(>= 5 | 60, 0.05) = 0.18), naive 1/60:
-   not shown above 5%, and 100 seeds a pair are not reached yet.
+   median p 0.41 and 0.64; seeds 30-39 (120.1 s): servelab 0/10 and 0/10, naive 0/10 and 2/10.
+   After the mend servelab 1/40, naive 3/40; over seeds 0-39 servelab 5/80 (6.25%, 95% CI
+   2.1-14.0%; P(>= 5 | 80, 0.05) = 0.37), naive 3/80: not shown above 5%. 100 seeds a pair
+   are not reached (the lock queue held 6-7 runs this session).
 1. **Speed**: :func:`servelab.generator.validation.validate` with the split at half the time on a
    10 M-row, 2,000-client, 14-day synthetic store (benchmarks/synthetic_trace.py, cached under
    /work/bench_data/), target <= 3 min; prints the metrics table and the client turnover.
