@@ -38,11 +38,26 @@
    candidate sample) rejected in 5/20 null traces: the blocks shared that sample's noise.
    **Volume shift** (x1.5 after the split), 10 seeds: V1 0/10 (count -37.6% median), the shape test
    (volume removed) rejects 1/10 (advantages +0.37 / +0.25 / +0.27 on the window metrics).
+   After the extension's mend (2026-12-03 afternoon, ``--parts v1 --v1-scenarios 1,3,4
+   --calibration-seeds 6``, 133.0 s under the lock): scenario 1 (identical Poisson clients with
+   a daily cycle; either verdict is right) V1 2/6, shape test 2/6, median p 0.161, count -6.1%;
+   scenario 3 (burst sd up to 2) V1 2/6, median p 0.165, count -7.7%; scenario 4 (churn 5/day,
+   2-day lives, ~23.7k requests) V1 0/6 with the shape test rejecting 2/6 (median p 0.563): the
+   count fails (median +10.6%, worst +45.6%). Advantages: the window metrics +0.22 to +0.45 in
+   every scenario, the lengths -0.24 to +0.01 (the simulated clients' length laws are
+   stationary: per-client modelling has nothing to add there). Six seeds a scenario: power not
+   measured to better than +-40 points.
 0d. **The shape test's level where its null holds exactly** (``--parts aa``): two draws of one
    generator (servelab vs servelab of another seed; naive vs naive) tested against the real
    later part of simulated traces (:func:`aa_calibration`; scenarios 0 and 2 of
-   :data:`V1_SCENARIOS`, ``--calibration-seeds`` seeds, default 40). Not yet run at full size
-   (2026-12-03: the lock queue).
+   :data:`V1_SCENARIOS`, ``--calibration-seeds`` seeds, default 40; ``--seed-offset`` to split the
+   run into lock holds). Measured 2026-12-03: seeds 0-19 (integrator, before the extension's
+   lifetime / length-mix mend): servelab-vs-servelab 2/20 and 2/20, naive-vs-naive 0/20 and 0/20;
+   seeds 20-29 (after it; 365.7 s at load ~10): servelab 0/10 and 1/10, naive 0/10 and 1/10,
+   median p 0.41 and 0.64; seeds 30-39 (120.1 s): servelab 0/10 and 0/10, naive 0/10 and 2/10.
+   After the mend servelab 1/40, naive 3/40; over seeds 0-39 servelab 5/80 (6.25%, 95% CI
+   2.1-14.0%; P(>= 5 | 80, 0.05) = 0.37), naive 3/80: not shown above 5%. 100 seeds a pair
+   are not reached (the lock queue held 6-7 runs this session).
 1. **Speed**: :func:`servelab.generator.validation.validate` with the split at half the time on a
    10 M-row, 2,000-client, 14-day synthetic store (benchmarks/synthetic_trace.py, cached under
    /work/bench_data/), target <= 3 min; prints the metrics table and the client turnover.
