@@ -383,6 +383,20 @@ def rate_shift_test(counts, exposures, *, dispersion: float = 1.0, dispersion_df
                     reason=f"{int(k[0])} windows, {int(total[0])} requests; {why}")
 
 
+def _check_dispersion(dispersion, frame: pl.DataFrame, name: str, columns: tuple[str, ...]) -> bool:
+    """Whether ``dispersion`` is "pooled" (else a positive number), after checking it and that
+    ``frame`` (called ``name`` in the error) has ``columns`` and, when pooled, ``n_gaps`` and ``cv``."""
+    pooled = isinstance(dispersion, str)
+    if pooled and dispersion != "pooled":
+        raise ValueError(f"dispersion must be a positive number or 'pooled'; got {dispersion!r}")
+    if not pooled and not dispersion > 0:
+        raise ValueError(f"dispersion must be positive; got {dispersion!r}")
+    for col in columns + (("n_gaps", "cv") if pooled else ()):
+        if col not in frame.columns:
+            raise ValueError(f"{name} lacks column {col!r}; columns: {frame.columns}")
+    return pooled
+
+
 def rate_shift_tests(windows: pl.DataFrame, by: str, *, count: str = "n_requests", exposure: str = "exposure_s",
                      dispersion: float | str = 1.0, level: float = DEFAULT_LEVEL, threshold_ratio: float = RATE_SHIFT_RATIO,
                      paper_ratio: float = PAPER_RATE_RATIO, min_exposure_fraction: float = 0.5) -> pl.DataFrame:
@@ -407,14 +421,7 @@ def rate_shift_tests(windows: pl.DataFrame, by: str, *, count: str = "n_requests
         "inconclusive" for groups too small to show a shift (1-request clients, ...), so that a
         count of "holds" counts only groups that show it.
     """
-    pooled = isinstance(dispersion, str)
-    if pooled and dispersion != "pooled":
-        raise ValueError(f"dispersion must be a positive number or 'pooled'; got {dispersion!r}")
-    if not pooled and not dispersion > 0:
-        raise ValueError(f"dispersion must be positive; got {dispersion!r}")
-    for col in (by, count, exposure) + (("n_gaps", "cv") if pooled else ()):
-        if col not in windows.columns:
-            raise ValueError(f"windows lacks column {col!r}; columns: {windows.columns}")
+    pooled = _check_dispersion(dispersion, windows, "windows", (by, count, exposure))
     full = windows.group_by(by).agg(pl.col(exposure).max().alias("full_"))
     w = (windows.join(full, on=by, how="left", nulls_equal=True)
          .filter(pl.col(exposure) >= min_exposure_fraction * pl.col("full_")))
@@ -483,14 +490,7 @@ def rate_shift_tests_sparse(cells: pl.DataFrame, by: str, *, exposures, window: 
         non-negative integers, a window index is outside ``exposures`` or the exposures are
         negative, not finite or all 0.
     """
-    pooled = isinstance(dispersion, str)
-    if pooled and dispersion != "pooled":
-        raise ValueError(f"dispersion must be a positive number or 'pooled'; got {dispersion!r}")
-    if not pooled and not dispersion > 0:
-        raise ValueError(f"dispersion must be positive; got {dispersion!r}")
-    for col in (by, window, count) + (("n_gaps", "cv") if pooled else ()):
-        if col not in cells.columns:
-            raise ValueError(f"cells lacks column {col!r}; columns: {cells.columns}")
+    pooled = _check_dispersion(dispersion, cells, "cells", (by, window, count))
     e_all = np.asarray(exposures, dtype=float)
     if e_all.ndim != 1 or e_all.size == 0 or np.any(~np.isfinite(e_all)) or np.any(e_all < 0) or not e_all.max() > 0:
         raise ValueError(f"exposures must be a non-empty 1-D array of seconds >= 0, one positive; got {exposures!r}")
