@@ -92,6 +92,14 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
     click.echo("churn           " + (churn if isinstance(churn, str) else (
         f"{churn['new_clients_per_day']} new clients/day, mean lifetime {churn['mean_lifetime_days']} days "
         f"({churn['arrived']} arrived, {churn['departed']} departed of {churn['clients']}; {churn['source']})")))
+    if not isinstance(churn, str):
+        mix = churn["lifetime_mixture"]
+        one = "one exponential (a Gamma-mixed law was not kept over it)"
+        click.echo("lifetimes       " + (one if isinstance(mix, str) else (
+            f"Lomax (Gamma-mixed hazards) alpha {mix['alpha']:.3g}, scale {mix['beta_days']:.3g} days, kept over one "
+            f"exponential at p {mix['p_value']:.3g}; P(leave within 7 days): new client "
+            f"{mix['p_leave_within_7_days']['newborn']:.1%}, present 7 days "
+            f"{mix['p_leave_within_7_days']['present_7_days']:.1%}")))
     click.echo(f"coupling        {summary['coupling']}")
     if show_clients:
         with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160):

@@ -190,6 +190,9 @@ def test_extend_errors_and_pool_info(churn_pool, tmp_path):
     m = churn_summary(churn_pool)
     assert f"churn           {m['new_clients_per_day']} new clients/day" in r.output
     assert "pool's churn table" in r.output
+    mix = m["lifetime_mixture"]  # the lifetime law is shown too, whichever was kept
+    assert ("lifetimes       one exponential (a Gamma-mixed law was not kept" in r.output if isinstance(mix, str)
+            else f"lifetimes       Lomax (Gamma-mixed hazards) alpha {mix['alpha']:.3g}" in r.output)
     # lengths are independent of load here: the kept share is the test's level (about 2% with
     # ~18 requests per window, see servelab.fitting.pool_coupling), within 3 binomial SE
     import re
