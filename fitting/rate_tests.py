@@ -397,6 +397,16 @@ def _check_dispersion(dispersion, frame: pl.DataFrame, name: str, columns: tuple
     return pooled
 
 
+def _rate_table(by: str, groups: pl.Series, k, total, disp, x2, p, effect, power, mde, *, level: float,
+                threshold: float) -> pl.DataFrame:
+    """The per-group table of :func:`rate_shift_tests` and :func:`rate_shift_tests_sparse` with its decision."""
+    holds = (np.nan_to_num(p, nan=1.0) < level) & (effect > threshold)
+    decision = np.where(holds, "holds", np.where((power >= POWER_TARGET) & (k >= 3), "does not hold", "inconclusive"))
+    return pl.DataFrame({by: groups, "windows": k.astype(np.int64), "requests": total.astype(np.int64),
+                         "dispersion": disp, "chi2": x2,
+                         "p_value": p, "effect": effect, "power": power, "mde": mde, "decision": decision})
+
+
 def rate_shift_tests(windows: pl.DataFrame, by: str, *, count: str = "n_requests", exposure: str = "exposure_s",
                      dispersion: float | str = 1.0, level: float = DEFAULT_LEVEL, threshold_ratio: float = RATE_SHIFT_RATIO,
                      paper_ratio: float = PAPER_RATE_RATIO, min_exposure_fraction: float = 0.5) -> pl.DataFrame:
@@ -442,12 +452,7 @@ def rate_shift_tests(windows: pl.DataFrame, by: str, *, count: str = "n_requests
         disp = np.full(groups.len(), float(dispersion))
     k, total, x2, p, effect, power, mde = _rate_arrays(c, e, codes, groups.len(), dispersion=disp,
                                                        level=level, threshold=thr, paper=paper)
-    sig = np.nan_to_num(p, nan=1.0) < level
-    holds = sig & (effect > thr)
-    decision = np.where(holds, "holds", np.where((power >= POWER_TARGET) & (k >= 3), "does not hold", "inconclusive"))
-    return pl.DataFrame({by: groups, "windows": k.astype(np.int64), "requests": total.astype(np.int64),
-                         "dispersion": disp, "chi2": x2,
-                         "p_value": p, "effect": effect, "power": power, "mde": mde, "decision": decision})
+    return _rate_table(by, groups, k, total, disp, x2, p, effect, power, mde, level=level, threshold=thr)
 
 
 def rate_shift_tests_sparse(cells: pl.DataFrame, by: str, *, exposures, window: str = "window",
@@ -528,12 +533,7 @@ def rate_shift_tests_sparse(cells: pl.DataFrame, by: str, *, exposures, window: 
     x2 = active + np.maximum(idle, 0.0)
     k, total, x2, p, effect, power, mde = _rate_inference(np.full(n, big_k), total, x2, n, dispersion=disp,
                                                           level=level, threshold=thr, paper=paper)
-    sig = np.nan_to_num(p, nan=1.0) < level
-    holds = sig & (effect > thr)
-    decision = np.where(holds, "holds", np.where((power >= POWER_TARGET) & (k >= 3), "does not hold", "inconclusive"))
-    return pl.DataFrame({by: groups, "windows": k.astype(np.int64), "requests": total.astype(np.int64),
-                         "dispersion": disp, "chi2": x2,
-                         "p_value": p, "effect": effect, "power": power, "mde": mde, "decision": decision})
+    return _rate_table(by, groups, k, total, disp, x2, p, effect, power, mde, level=level, threshold=thr)
 
 
 # ----------------------------------------------------------------------------------------------
