@@ -287,7 +287,9 @@ def _arrival_order(store: TraceStore, *, clock, seed: int, clock_key=None, share
         found = resolve_clock(clock, store, timestamps=t)
         if clock_key is not None:
             shared[clock_key] = found
-    t0, t1 = _span(store)
+    t0, t1 = (float(t.min()), float(t.max())) if t.size else (math.nan, math.nan)
+    if not (math.isfinite(t0) and math.isfinite(t1)):  # SQL's min / max skip what numpy's do not
+        t0, t1 = _span(store)
     return _order_times(t, found=found, t0=t0, t1=t1, seed=seed)
 
 
