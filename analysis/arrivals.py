@@ -734,6 +734,8 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
         "s1": np.where(n_gaps > 0, s1, np.nan), "m2": m2, "n_zero": n_zero, "n_pos": n_pos,
         "s_pos": np.where(n_pos > 0, s_pos, np.nan), "s_log_pos": np.where(n_pos > 0, s_log_pos, np.nan),
     }).with_columns(pl.col("s1", "s_pos", "s_log_pos").fill_nan(None))
+    if base.column is not None:  # each cell's group code (window_stats orders and places cells by it)
+        cells = cells.with_columns(pl.Series("gcode_", cell_group, dtype=pl.Int64))
     if cells.height > cross_if_at_most:
         return cells, None
     with np.errstate(invalid="ignore"):
@@ -827,7 +829,7 @@ def _window_agg(base: ArrivalFrame, seconds: float, w0: int, w1: int) -> pl.Data
             base.cells[float(seconds)] = (cells, cross)
     n, npos = pl.col("n_gaps"), pl.col("n_pos")
     return cells.select(
-        "grp_", "w", "n_requests", "n_gaps",
+        "grp_", *(["gcode_"] if "gcode_" in cells.columns else []), "w", "n_requests", "n_gaps",
         pl.when(n > 0).then(pl.col("s1") / n).alias("mean_gap"),
         pl.when(n > 0).then((pl.col("m2").clip(0.0) / n).sqrt()).alias("std_gap"),
         pl.col("n_zero"), pl.col("n_pos"),
@@ -916,10 +918,18 @@ def window_stats(
     agg = _window_agg(base, seconds, w0, w1)
     # groups in output order (nulls last, as DuckDB orders them); each (group, window) gets the
     # dense index code * n_win + (w - w0), so the idle fill is a numpy scatter, not a join
-    groups = agg.get_column("grp_").unique().sort(nulls_last=True)
-    codes = pl.DataFrame({"grp_": groups, "code_": np.arange(groups.len(), dtype=np.int64)})
-    agg = agg.join(codes, on="grp_", how="left", nulls_equal=True)
-    dense = (agg["code_"].to_numpy() * n_win + (agg["w"].to_numpy() - w0)).astype(np.int64)
+    if "gcode_" in agg.columns:  # numpy cells carry the frame's group codes (sorted, nulls last): no join
+        every, _ = _group_codes(base)
+        present = np.zeros(every.len(), dtype=bool)
+        cell_code = agg.get_column("gcode_").to_numpy()
+        present[cell_code] = True
+        groups = every.gather(np.flatnonzero(present))
+        code = (np.cumsum(present) - 1)[cell_code]
+    else:
+        groups = agg.get_column("grp_").unique().sort(nulls_last=True)
+        codes = pl.DataFrame({"grp_": groups, "code_": np.arange(groups.len(), dtype=np.int64)})
+        code = agg.join(codes, on="grp_", how="left", nulls_equal=True, maintain_order="left")["code_"].to_numpy()
+    dense = (code * n_win + (agg["w"].to_numpy() - w0)).astype(np.int64)
     if fill_idle:
         size = groups.len() * n_win
         index = dense
