@@ -498,7 +498,7 @@ def gap_array(store: TraceStore, *, frame: ArrivalFrame | None = None, censored:
     if censored and base.jitter_step_s is not None:
         return np.diff(base.data["tj_"].to_numpy())
     if base.jitter_step_s is not None:  # rows are in jittered order: the logged times sorted again
-        return np.diff(np.sort(base.data["timestamp"].to_numpy()))
+        return np.diff(np.sort(base.data["timestamp"].to_numpy(), kind="stable"))  # timsort: nearly sorted
     return np.diff(base.data["timestamp"].to_numpy())
 
 
