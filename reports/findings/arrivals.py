@@ -250,9 +250,11 @@ def measure_arrivals(
 
     grouped = arrival_frame(store, by=column, clock=clock, seed=seed) if column is not None else None
     gamma_by = "service" if store.has("service") else None
+    # the service frame is read here only: not kept in the report's shared frames, so that its memory
+    # goes when this section is done with it (the whole and per-client frames serve later sections)
     # (gamma_by None with no grouping: the whole-trace frame, which carries the caller's clock)
     gamma_frame = grouped if (gamma_by is not None and gamma_by == column) else (
-        arrival_frame(store, by=gamma_by, clock=clock, seed=seed) if gamma_by else whole)
+        arrival_frame(store, by=gamma_by, clock=clock, seed=seed, keep=False) if gamma_by else whole)
     if gamma_by is not None:  # the series tests' 5-minute windows and these from one pass
         window_stats_many(store, windows_s=(300.0, gamma_window_s), by=gamma_by, frame=gamma_frame)
     gamma_windows = window_stats(store, window_s=gamma_window_s, by=gamma_by, frame=gamma_frame)

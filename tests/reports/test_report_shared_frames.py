@@ -37,16 +37,23 @@ def test_frames_are_shared_inside_the_block_only(small_store):
     assert arrival_frame(small_store).data.equals(outside.data)
 
 
-def _count_builds(monkeypatch) -> list[str | None]:
+def _count_builds(monkeypatch) -> tuple[list[str | None], list[int]]:
+    """The groupings of the frames built, and one entry per read of the timestamps (their order)."""
     built: list[str | None] = []
-    original = arrivals_module._with_predecessors
+    orders: list[int] = []
+    frame_from_order, arrival_order = arrivals_module._frame_from_order, arrivals_module._arrival_order
 
-    def counting(frame, *, column, **kwargs):
+    def counting(order, grp, *, column, **kwargs):
         built.append(column)
-        return original(frame, column=column, **kwargs)
+        return frame_from_order(order, grp, column=column, **kwargs)
 
-    monkeypatch.setattr(arrivals_module, "_with_predecessors", counting)
-    return built
+    def counting_order(*args, **kwargs):
+        orders.append(1)
+        return arrival_order(*args, **kwargs)
+
+    monkeypatch.setattr(arrivals_module, "_frame_from_order", counting)
+    monkeypatch.setattr(arrivals_module, "_arrival_order", counting_order)
+    return built, orders
 
 
 def test_report_sections_build_each_frame_once_with_equal_findings(small_store, monkeypatch):
@@ -58,7 +65,7 @@ def test_report_sections_build_each_frame_once_with_equal_findings(small_store, 
     unshared = []
     for area in areas:  # one area at a time: nothing to share between areas
         unshared += run_sections(small_store, areas=(area,), progress=False, budget=budget)
-    built = _count_builds(monkeypatch)
+    built, orders = _count_builds(monkeypatch)
     subsets: list[str] = []
     original = sampling.subset_store
     monkeypatch.setattr(sampling, "subset_store", lambda *a, **k: subsets.append(k["description"]) or original(*a, **k))
@@ -67,6 +74,7 @@ def test_report_sections_build_each_frame_once_with_equal_findings(small_store, 
     # arrivals builds the whole-trace and per-client frames (no service column), clients needs the
     # same two: each is built once
     assert sorted(built, key=str) == [None, "client_id"]
+    assert len(orders) == 1  # the timestamps are read, jittered and sorted once for both groupings
     assert [o.status for o in shared] == ["ok"] * 2
     assert all(o.peak_rss_mb > 10 for o in shared)  # the process's high-water mark, in MB
     for a, b in zip(unshared, shared, strict=True):
