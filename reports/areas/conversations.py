@@ -16,27 +16,33 @@ stay on the whole trace in full mode, on the budget's leading span above ``max_r
 notes say. A trace linked by ``conversation_id`` is linked in DuckDB SQL
 (:func:`servelab.analysis.conversations_sql.link_multi_turn`): only its multi-turn requests and the
 trace's arrival times come back to Python; the ``parent_id`` and ``prefix_blocks`` rules hold every
-request of the subset in memory while linking.
+request of the subset in memory while linking. Fig. 14 works from the arrival times too (its
+windows are Fig. 16's original workload's when both use the same clock), never from the arrival
+frames of :func:`servelab.analysis.arrivals.arrival_frame`: the area does not share them, so the
+report releases them before this section.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from servelab.analysis.arrivals import arrival_frame, gap_array, window_stats
+from servelab.analysis.clock import resolve_clock
 from servelab.analysis.budget import Budget
 from servelab.analysis.conversations import DEFAULT_LONG_DELTAS_S, LinkOptions
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding
 from servelab.analysis.shared_prefixes import SharedPrefixes, find_shared_prefixes
 from servelab.analysis.store import TraceStore
+from servelab.analysis.upsampling import UpsamplingResult, window_cv
 from servelab.fitting.compare import compare_families, density_curves
 from servelab.fitting.exceptions import InsufficientDataError
 from servelab.reports.findings.conversations import (
     ConversationEvidence,
+    arrival_times,
     conversation_findings,
     measure_conversations,
 )
@@ -149,8 +155,9 @@ class ConversationsArea:
     """Multi-turn conversations: links, turns, inter-turn times, upsampling (see the module docstring)."""
 
     id = "conversations"
-    #: the report shares the arrival frames of this area with the others that read them
-    shares_arrival_frames = True
+    # no ``shares_arrival_frames``: Fig. 14 and 16 work from the arrival times alone, so the report
+    # releases the arrival frames of arrivals and clients before this section (at 10 M rows the
+    # section ran on top of them and made the report's peak)
     title = "Conversations: turns, inter-turn times, and what they do to burstiness"
 
     def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, rule: str = "auto",
@@ -288,8 +295,10 @@ def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int,
              window_s: float, deltas_s: tuple[float, ...], aggregate: bool,
              linking: LinkOptions | None) -> ConversationEvidence:
     """The evidence from the conversations of ``store`` and the aggregate arrivals of ``whole``."""
+    # the arrival times, read once: Fig. 16 of a trace linked by conversation_id and Fig. 14 use them
+    times = arrival_times(store)
     ev = measure_conversations(store, rule=rule, window_s=window_s, deltas_s=deltas_s, seed=seed, budget=budget,
-                               linking=linking)
+                               linking=linking, timestamps=times)
     extra: dict[str, Any] = {"sample_note": sample_note, "shared_prefixes": _shared_prefixes(store, linking)}
     if ev.itt_fit is not None and ev.itt_histogram is not None and ev.itt_histogram.height:
         hi = float(ev.itt_histogram["bin_hi"].max())
@@ -298,12 +307,14 @@ def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int,
         from servelab.reports.sampling import budget_span
 
         # the aggregate arrivals of Fig. 14 on the budget's leading span above max_requests (a 100 M-row
-        # store's whole arrival frame took 8 GB)
+        # store's whole arrival frame took 8 GB), from its arrival times (no arrival frame)
         with budget_span(whole, budget.max_requests, label=budget.label) as (span, span_note):
-            frame = arrival_frame(span)  # read once for both the windows and the gaps
-            extra["aggregate_windows"] = window_stats(span, window_s=_AGGREGATE_WINDOW_S, frame=frame)
-            gaps = gap_array(span, frame=frame)
-            del frame
+            span_times = times if span is store else arrival_times(span)
+            extra["aggregate_windows"] = _aggregate_windows(span, span_times, ev.upsampling if span is store else None,
+                                                            window_s=window_s)
+            gaps = np.diff(np.sort(span_times, kind="stable"))  # the logged gaps (ties kept: the fit censors them)
+            del span_times
+        del times
         if span_note is not None:
             extra["aggregate_note"] = "aggregate arrivals (Fig. 14): " + span_note
         hist = log_histogram(gaps)
@@ -318,6 +329,29 @@ def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int,
             extra["aggregate_note"] = "; ".join(filter(None, (extra.get("aggregate_note"),
                                                              f"no inter-arrival fit for Fig. 14: {err}")))
     return dataclasses.replace(ev, **extra)
+
+
+def _aggregate_windows(store: TraceStore, times: np.ndarray, upsampling: UpsamplingResult | None, *,
+                       window_s: float) -> pl.DataFrame:
+    """Fig. 14's ``window, window_start_s, rate_rps, cv`` per 10-minute window of ``times`` (the
+    arrivals of ``store``), on the store's clock with the jitter seed 0 of
+    :func:`~servelab.analysis.arrivals.arrival_frame`.
+
+    :func:`~servelab.analysis.upsampling.window_cv` (equal to ``window_stats`` on the arrival frame
+    up to rounding: tests/analysis/test_upsampling_window_cv.py). When ``upsampling`` (Fig. 16 of
+    the same store, or None) measured at ``window_s`` equal to Fig. 14's window and the store
+    records no clock (so that both detect it from the same times), its original workload's windows
+    are this table: taken, not computed again.
+    """
+    cols = ["window", "window_start_s", "rate_rps", "cv"]
+    recorded = store.manifest.get("clock")
+    if (upsampling is not None and window_s == _AGGREGATE_WINDOW_S
+            and not (isinstance(recorded, Mapping) and "step_s" in recorded)):
+        return upsampling.windows.select("window", "window_start_s", pl.col("rate_original").alias("rate_rps"),
+                                         pl.col("cv_original").alias("cv"))
+    ordered = np.sort(times, kind="stable")
+    clock = resolve_clock("auto", store, timestamps=ordered)
+    return window_cv(ordered, window_s=_AGGREGATE_WINDOW_S, clock=clock, seed=0).select(cols)
 
 
 def _shared_prefixes(store: TraceStore, linking: LinkOptions | None) -> SharedPrefixes | None:

@@ -44,6 +44,7 @@ __all__ = [
     "PAPER_WINDOW_SHARE",
     "UPSAMPLING_MARGIN",
     "ConversationEvidence",
+    "arrival_times",
     "burstgpt_conversations",
     "measure_conversations",
     "conversation_findings",
@@ -138,24 +139,28 @@ class ConversationEvidence:
 def measure_conversations(store: TraceStore, *, rule: str = "auto", window_s: float = 600.0,
                           deltas_s: tuple[float, ...] = DEFAULT_LONG_DELTAS_S, seed: int = 0,
                           budget: Budget = Budget.full(), max_fit_n: int | None = None,
-                          linking: LinkOptions | None = None) -> ConversationEvidence:
+                          linking: LinkOptions | None = None,
+                          timestamps: np.ndarray | None = None) -> ConversationEvidence:
     """Link, describe, fit and upsample once. Never raises for a trace without links.
 
     The inter-turn times are fitted on at most ``max_fit_n`` values (default: the budget's
     ``max_itt_fit_n``, 200,000 full, 20,000 quick). ``linking`` sets how links are inferred from
     prompt block hashes (default :class:`~servelab.analysis.conversations.LinkOptions()`).
+    ``timestamps`` are the store's arrival times when the caller has read them already
+    (:func:`arrival_times`; a trace linked by ``conversation_id`` needs them for Fig. 16).
     """
     max_fit_n = budget.max_itt_fit_n if max_fit_n is None else max_fit_n
     options = linking or LinkOptions()
-    timestamps = None
     try:
         if choose_link_rule(store, rule) == "conversation_id":
             # linked in SQL; only the multi-turn requests come back (the same tables, summary and
             # upsampling: tests/analysis/test_conversations_sql.py), plus the trace's arrival times
             conv = link_multi_turn(store)
             turns = conv.turns
-            timestamps = _arrival_times(store)
+            if timestamps is None:
+                timestamps = arrival_times(store)
         else:
+            timestamps = None  # Fig. 16 takes the times of the links, which hold every request
             conv = link_conversations(store, rule=rule, **options.as_kwargs())
             turns = turn_distribution(conv.conversations)
     except NotApplicableError as err:
@@ -190,7 +195,7 @@ def measure_conversations(store: TraceStore, *, rule: str = "auto", window_s: fl
                                 budget=budget)
 
 
-def _arrival_times(store: TraceStore) -> np.ndarray:
+def arrival_times(store: TraceStore) -> np.ndarray:
     """The store's arrival times (s) in stored order, through DuckDB (already loaded: reading the
     Parquet file with pyarrow first imported pyarrow.parquet, 0.4 CPU-s)."""
     with contextlib.closing(store.connect()) as con:
