@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -310,40 +311,59 @@ def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int,
              window_s: float, deltas_s: tuple[float, ...], aggregate: bool,
              linking: LinkOptions | None) -> ConversationEvidence:
     """The evidence from the conversations of ``store`` and the aggregate arrivals of ``whole``."""
+    from servelab.reports.sampling import budget_span, leading_span
+
     # the arrival times, read once: Fig. 16 of a trace linked by conversation_id and Fig. 14 use them
     times = arrival_times(store)
-    ev = measure_conversations(store, rule=rule, window_s=window_s, deltas_s=deltas_s, seed=seed, budget=budget,
-                               linking=linking, timestamps=times)
+    # Fig. 14's gap histogram and fits need only the times: when they are this store's, they run in a
+    # thread while the conversations are linked and upsampled (dropped if there is no multi-turn one)
+    same = store is whole and leading_span(whole, budget.max_requests) is None
+    early = aggregate and same and any(store.has(c) for c in ("conversation_id", "parent_id", "prefix_blocks"))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        gap_part = pool.submit(_gap_fits, times, budget=budget, seed=seed) if early else None
+        ev = measure_conversations(store, rule=rule, window_s=window_s, deltas_s=deltas_s, seed=seed, budget=budget,
+                                   linking=linking, timestamps=times)
+        multi = aggregate and ev.summary is not None and ev.summary.n_multi_turn
+        if gap_part is not None and not multi:
+            gap_part.cancel()
+        gaps_done = gap_part.result() if gap_part is not None and multi else None
     extra: dict[str, Any] = {"sample_note": sample_note, "shared_prefixes": _shared_prefixes(store, linking)}
     if ev.itt_fit is not None and ev.itt_histogram is not None and ev.itt_histogram.height:
         hi = float(ev.itt_histogram["bin_hi"].max())
         extra["itt_densities"] = density_curves(ev.itt_fit, np.linspace(hi / 400, hi, 200))
-    if aggregate and ev.summary is not None and ev.summary.n_multi_turn:
-        from servelab.reports.sampling import budget_span
-
+    if multi:
         # the aggregate arrivals of Fig. 14 on the budget's leading span above max_requests (a 100 M-row
         # store's whole arrival frame took 8 GB), from its arrival times (no arrival frame)
         with budget_span(whole, budget.max_requests, label=budget.label) as (span, span_note):
             span_times = times if span is store else arrival_times(span)
             extra["aggregate_windows"] = _aggregate_windows(span, span_times, ev.upsampling if span is store else None,
                                                             window_s=window_s)
-            gaps = np.diff(np.sort(span_times, kind="stable"))  # the logged gaps (ties kept: the fit censors them)
+            if gaps_done is None:
+                gaps_done = _gap_fits(span_times, budget=budget, seed=seed)
             del span_times
-        del times
         if span_note is not None:
             extra["aggregate_note"] = "aggregate arrivals (Fig. 14): " + span_note
-        hist = log_histogram(gaps)
-        extra["gap_histogram"] = hist
-        try:
-            comp = compare_families(gaps[gaps > 0], max_n=budget.max_itt_fit_n, seed=seed)
-            extra["gap_fits"] = comp.table()
-            if hist.height:
-                extra["gap_densities"] = density_curves(
-                    comp, np.geomspace(hist["left_s"].min(), hist["right_s"].max(), 200))
-        except (InsufficientDataError, ValueError) as err:
-            extra["aggregate_note"] = "; ".join(filter(None, (extra.get("aggregate_note"),
-                                                             f"no inter-arrival fit for Fig. 14: {err}")))
+        extra.update({k: v for k, v in gaps_done.items() if k != "error"})
+        if "error" in gaps_done:
+            extra["aggregate_note"] = "; ".join(filter(None, (extra.get("aggregate_note"), gaps_done["error"])))
+    del times
     return dataclasses.replace(ev, **extra)
+
+
+def _gap_fits(times: np.ndarray, *, budget: Budget, seed: int) -> dict[str, Any]:
+    """Fig. 14's ``gap_histogram``, ``gap_fits``, ``gap_densities`` of the arrival ``times`` (logged
+    gaps, ties kept: the fit censors them), or ``error`` saying why the fit failed."""
+    gaps = np.diff(np.sort(times, kind="stable"))
+    hist = log_histogram(gaps)
+    out: dict[str, Any] = {"gap_histogram": hist}
+    try:
+        comp = compare_families(gaps[gaps > 0], max_n=budget.max_itt_fit_n, seed=seed)
+        out["gap_fits"] = comp.table()
+        if hist.height:
+            out["gap_densities"] = density_curves(comp, np.geomspace(hist["left_s"].min(), hist["right_s"].max(), 200))
+    except (InsufficientDataError, ValueError) as err:
+        out["error"] = f"no inter-arrival fit for Fig. 14: {err}"
+    return out
 
 
 def _upsampling_on(store: TraceStore, ev: ConversationEvidence, *, window_s: float) -> ConversationEvidence:

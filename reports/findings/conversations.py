@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -166,9 +167,30 @@ def measure_conversations(store: TraceStore, *, rule: str = "auto", window_s: fl
     except NotApplicableError as err:
         return ConversationEvidence(summary=None, reason=err.reason, budget=budget)
     notes: list[str] = list(conv.summary.notes)
+    # Fig. 16 (the largest part: three re-timed workloads of the trace's size) in a thread while the
+    # inter-turn times are described and fitted here; the same results as one after the other
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upsampled = (pool.submit(upsampling_burstiness, conv.links, window_s=window_s, timestamps=timestamps)
+                     if conv.summary.n_multi_turn else None)
+        qs, hist, fit, durations, intervals = _describe(conv, deltas_s=deltas_s, max_fit_n=max_fit_n, seed=seed,
+                                                             notes=notes)
+        up = None
+        if upsampled is not None:
+            try:
+                up = upsampled.result()
+            except (NotApplicableError, ValueError) as err:
+                notes.append(f"upsampling not run: {err}")
+    return ConversationEvidence(summary=conv.summary, turns=turns, intervals=intervals, itt_quantiles=qs,
+                                itt_histogram=hist, durations=durations, itt_fit=fit, upsampling=up, notes=tuple(notes),
+                                budget=budget)
+
+
+def _describe(conv, *, deltas_s: tuple[float, ...], max_fit_n: int, seed: int, notes: list[str]) -> tuple:
+    """ITT quantiles and histogram, the ITT fit, duration quantiles and BurstGPT Fig. 9's intervals
+    of the linked conversations ``conv`` (a note about the fit goes to ``notes``)."""
     itt = itt_values(conv.links)
     intervals = interval_stats_by_turns(conv.links, conv.conversations, deltas_s=deltas_s)
-    qs = hist = fit = up = durations = None
+    qs = hist = fit = durations = None
     multi = conv.conversations.filter(pl.col("turns") >= 2)
     if multi.height:
         grid = np.linspace(0, 1, 21)
@@ -185,14 +207,7 @@ def measure_conversations(store: TraceStore, *, rule: str = "auto", window_s: fl
         if positive.size >= 20:
             fit = compare_families(positive, max_n=max_fit_n, seed=seed)
             notes.append(f"ITT fits on {positive.size} positive ITTs ({itt.size - positive.size} zero ITTs left out)")
-    if conv.summary.n_multi_turn:
-        try:
-            up = upsampling_burstiness(conv.links, window_s=window_s, timestamps=timestamps)
-        except (NotApplicableError, ValueError) as err:
-            notes.append(f"upsampling not run: {err}")
-    return ConversationEvidence(summary=conv.summary, turns=turns, intervals=intervals, itt_quantiles=qs,
-                                itt_histogram=hist, durations=durations, itt_fit=fit, upsampling=up, notes=tuple(notes),
-                                budget=budget)
+    return qs, hist, fit, durations, intervals
 
 
 def arrival_times(store: TraceStore) -> np.ndarray:
