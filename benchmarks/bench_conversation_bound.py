@@ -143,7 +143,8 @@ def f10_verdict(frame: pl.DataFrame, *, max_requests: int | None, seed: int = 0,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 per scenario (default 20)")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds per scenario (default 20)")
+    parser.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--days", type=float, default=2.0)
     parser.add_argument("--rate", type=float, default=1.0, help="requests per second (default 1)")
     parser.add_argument("--share", type=float, default=0.1, help="share of requests the bound keeps (default 0.1)")
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.scenarios.split(","):
         sc = SCENARIOS[name]
         rows = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             started = time.perf_counter()
             frame = simulate_trace(sc, days=args.days, rate=args.rate, seed=seed)
             bound = int(frame.height * args.share)
