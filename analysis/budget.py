@@ -74,7 +74,8 @@ class Budget:
         The conversations area links, describes, fits and upsamples at most about this many
         requests (without ``max_requests``: the trace's leading whole days; with it, whole
         conversations by a seeded hash of their id:
-        :func:`servelab.reports.areas.conversations.quick_subset`) and says so in its notes; the
+        :func:`servelab.reports.areas.conversations.quick_subset`, with Fig. 16 and F10 on the
+        leading span, since a hash sample thins every window) and says so in its notes; the
         smaller of this and ``max_requests`` applies; None: no bound of its own. Full None: on a
         10 M-row synthetic trace, both a 2*10^6 hash sample and the first 2 days turned F10 from
         "does not hold" into "holds" (its window CVs depend on the rate and the days), so full mode

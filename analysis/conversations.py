@@ -684,13 +684,18 @@ def _link_summary(rule: str, links: pl.DataFrame, convs: pl.DataFrame, extra: di
     ``links`` and ``convs`` may leave out requests that are in no multi-turn conversation
     (:func:`servelab.analysis.conversations_sql.link_multi_turn`): every count below but
     ``n_requests`` and ``n_conversations`` (given) is over multi-turn conversations or links.
+    ``extra`` may give ``n_branching`` (else counted from the links' parents).
     """
     if extra.get("n_cycle"):
         notes.append(f"{extra['n_cycle']} request(s) on or above a cycle of parent links were left unlinked")
     if extra.get("n_dangling"):
         notes.append(f"{extra['n_dangling']} request(s) name a parent that is not in the trace; each starts a conversation")
     multi = convs.filter(pl.col("turns") >= 2)
-    n_children = links.filter(pl.col("parent").is_not_null()).group_by("parent").len()
+    if "n_branching" in extra:  # known to the caller (links that form chains: none)
+        n_branching = int(extra["n_branching"])
+    else:
+        n_children = links.filter(pl.col("parent").is_not_null()).group_by("parent").len()
+        n_branching = int((n_children["len"] >= 2).sum()) if n_children.height else 0
     return LinkSummary(
         rule=rule,
         n_requests=n_requests,
@@ -698,7 +703,7 @@ def _link_summary(rule: str, links: pl.DataFrame, convs: pl.DataFrame, extra: di
         n_with_parent=int(links["parent"].is_not_null().sum()),
         n_conversations=n_conversations,
         n_multi_turn=multi.height,
-        n_branching=int((n_children["len"] >= 2).sum()) if n_children.height else 0,
+        n_branching=n_branching,
         n_dangling=int(extra.get("n_dangling", 0)),
         n_cycle=int(extra.get("n_cycle", 0)),
         n_out_of_order=int(extra.get("n_out_of_order", 0)),

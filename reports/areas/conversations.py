@@ -16,27 +16,34 @@ stay on the whole trace in full mode, on the budget's leading span above ``max_r
 notes say. A trace linked by ``conversation_id`` is linked in DuckDB SQL
 (:func:`servelab.analysis.conversations_sql.link_multi_turn`): only its multi-turn requests and the
 trace's arrival times come back to Python; the ``parent_id`` and ``prefix_blocks`` rules hold every
-request of the subset in memory while linking.
+request of the subset in memory while linking. Fig. 14 works from the arrival times too (its
+windows are Fig. 16's original workload's when both use the same clock), never from the arrival
+frames of :func:`servelab.analysis.arrivals.arrival_frame`: the area does not share them, so the
+report releases them before this section.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from servelab.analysis.arrivals import arrival_frame, gap_array, window_stats
+from servelab.analysis.clock import resolve_clock
 from servelab.analysis.budget import Budget
 from servelab.analysis.conversations import DEFAULT_LONG_DELTAS_S, LinkOptions
 from servelab.analysis.exceptions import NotApplicableError
 from servelab.analysis.findings import Finding
 from servelab.analysis.shared_prefixes import SharedPrefixes, find_shared_prefixes
 from servelab.analysis.store import TraceStore
+from servelab.analysis.upsampling import UpsamplingResult, window_cv
 from servelab.fitting.compare import compare_families, density_curves
 from servelab.fitting.exceptions import InsufficientDataError
 from servelab.reports.findings.conversations import (
     ConversationEvidence,
+    arrival_times,
     conversation_findings,
     measure_conversations,
 )
@@ -149,8 +156,9 @@ class ConversationsArea:
     """Multi-turn conversations: links, turns, inter-turn times, upsampling (see the module docstring)."""
 
     id = "conversations"
-    #: the report shares the arrival frames of this area with the others that read them
-    shares_arrival_frames = True
+    # no ``shares_arrival_frames``: Fig. 14 and 16 work from the arrival times alone, so the report
+    # releases the arrival frames of arrivals and clients before this section (at 10 M rows the
+    # section ran on top of them and made the report's peak)
     title = "Conversations: turns, inter-turn times, and what they do to burstiness"
 
     def measure(self, source: TraceStore, *, budget: Budget = Budget.full(), seed: int = 0, rule: str = "auto",
@@ -194,14 +202,29 @@ class ConversationsArea:
         from servelab.reports.sampling import temporary_subset
 
         condition, params, what = chosen
+        # a hash sample (conversation ids, quick mode) thins every window: Fig. 16 and F10 then run on
+        # the leading span instead (benchmarks/bench_conversation_bound.py: on simulated bursty traces
+        # the 10 % hash sample turned F10 to "holds" in 4/4 seeds, the span in 0/4)
+        span = (quick_subset(source, seed=seed, max_requests=cap, span_only=True)
+                if budget.max_requests is not None else None)
+        if span is not None and span[0] == condition:  # the subset is that span already
+            span = None
+        fig16 = ("The Fig. 16 upsampling experiment runs on the sample too: fewer arrivals per window pull its "
+                 "window CVs (original, naive, ITT) towards 1 compared with the full trace." if span is None else
+                 f"The Fig. 16 upsampling experiment and F10 run on {span[2]} instead: a hash sample thins every "
+                 "window, and fewer arrivals per window pull the window CVs (original, naive, ITT) towards 1.")
         with temporary_subset(source, condition, parameters=params,
                               description=f"{budget.label} conversations: " + what) as sub:
             note = (f"{budget.label} mode: conversations are linked and described on {sub.n_requests:,} of "
-                    f"{source.n_requests:,} requests (bound {cap:,}): {what}. Counts below are the sample's. The Fig. 16 upsampling "
-                    "experiment runs on the sample too: fewer arrivals per window pull its window CVs (original, "
-                    "naive, ITT) towards 1 compared with the full trace. Fig. 14 (aggregate rate, CV and gaps) uses "
-                    "the whole trace" + (" or the budget's leading span (below)." if budget.max_requests else "."))
-            return _measure(sub, source, budget=budget, seed=seed, sample_note=note, **options)
+                    f"{source.n_requests:,} requests (bound {cap:,}): {what}. Counts below are the sample's. " + fig16
+                    + " Fig. 14 (aggregate rate, CV and gaps) uses the whole trace"
+                    + (" or the budget's leading span (below)." if budget.max_requests else "."))
+            ev = _measure(sub, source, budget=budget, seed=seed, sample_note=note, **options)
+        if span is None or ev.summary is None or not ev.summary.n_multi_turn:
+            return ev
+        with temporary_subset(source, span[0], parameters=span[1],
+                              description=f"{budget.label} conversations, Fig. 16: " + span[2]) as part:
+            return _upsampling_on(part, ev, window_s=window_s)
 
     def findings(self, evidence: ConversationEvidence) -> tuple[Finding, ...]:
         """ServeGen F10 and BurstGPT §3.2."""
@@ -288,36 +311,97 @@ def _measure(store: TraceStore, whole: TraceStore, *, budget: Budget, seed: int,
              window_s: float, deltas_s: tuple[float, ...], aggregate: bool,
              linking: LinkOptions | None) -> ConversationEvidence:
     """The evidence from the conversations of ``store`` and the aggregate arrivals of ``whole``."""
-    ev = measure_conversations(store, rule=rule, window_s=window_s, deltas_s=deltas_s, seed=seed, budget=budget,
-                               linking=linking)
+    from servelab.reports.sampling import budget_span, leading_span
+
+    # the arrival times, read once: Fig. 16 of a trace linked by conversation_id and Fig. 14 use them
+    times = arrival_times(store)
+    # Fig. 14's gap histogram and fits need only the times: when they are this store's, they run in a
+    # thread while the conversations are linked and upsampled (dropped if there is no multi-turn one)
+    same = store is whole and leading_span(whole, budget.max_requests) is None
+    early = aggregate and same and any(store.has(c) for c in ("conversation_id", "parent_id", "prefix_blocks"))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        gap_part = pool.submit(_gap_fits, times, budget=budget, seed=seed) if early else None
+        ev = measure_conversations(store, rule=rule, window_s=window_s, deltas_s=deltas_s, seed=seed, budget=budget,
+                                   linking=linking, timestamps=times)
+        multi = aggregate and ev.summary is not None and ev.summary.n_multi_turn
+        if gap_part is not None and not multi:
+            gap_part.cancel()
+        gaps_done = gap_part.result() if gap_part is not None and multi else None
     extra: dict[str, Any] = {"sample_note": sample_note, "shared_prefixes": _shared_prefixes(store, linking)}
     if ev.itt_fit is not None and ev.itt_histogram is not None and ev.itt_histogram.height:
         hi = float(ev.itt_histogram["bin_hi"].max())
         extra["itt_densities"] = density_curves(ev.itt_fit, np.linspace(hi / 400, hi, 200))
-    if aggregate and ev.summary is not None and ev.summary.n_multi_turn:
-        from servelab.reports.sampling import budget_span
-
+    if multi:
         # the aggregate arrivals of Fig. 14 on the budget's leading span above max_requests (a 100 M-row
-        # store's whole arrival frame took 8 GB)
+        # store's whole arrival frame took 8 GB), from its arrival times (no arrival frame)
         with budget_span(whole, budget.max_requests, label=budget.label) as (span, span_note):
-            frame = arrival_frame(span)  # read once for both the windows and the gaps
-            extra["aggregate_windows"] = window_stats(span, window_s=_AGGREGATE_WINDOW_S, frame=frame)
-            gaps = gap_array(span, frame=frame)
-            del frame
+            span_times = times if span is store else arrival_times(span)
+            extra["aggregate_windows"] = _aggregate_windows(span, span_times, ev.upsampling if span is store else None,
+                                                            window_s=window_s)
+            if gaps_done is None:
+                gaps_done = _gap_fits(span_times, budget=budget, seed=seed)
+            del span_times
         if span_note is not None:
             extra["aggregate_note"] = "aggregate arrivals (Fig. 14): " + span_note
-        hist = log_histogram(gaps)
-        extra["gap_histogram"] = hist
-        try:
-            comp = compare_families(gaps[gaps > 0], max_n=budget.max_itt_fit_n, seed=seed)
-            extra["gap_fits"] = comp.table()
-            if hist.height:
-                extra["gap_densities"] = density_curves(
-                    comp, np.geomspace(hist["left_s"].min(), hist["right_s"].max(), 200))
-        except (InsufficientDataError, ValueError) as err:
-            extra["aggregate_note"] = "; ".join(filter(None, (extra.get("aggregate_note"),
-                                                             f"no inter-arrival fit for Fig. 14: {err}")))
+        extra.update({k: v for k, v in gaps_done.items() if k != "error"})
+        if "error" in gaps_done:
+            extra["aggregate_note"] = "; ".join(filter(None, (extra.get("aggregate_note"), gaps_done["error"])))
+    del times
     return dataclasses.replace(ev, **extra)
+
+
+def _gap_fits(times: np.ndarray, *, budget: Budget, seed: int) -> dict[str, Any]:
+    """Fig. 14's ``gap_histogram``, ``gap_fits``, ``gap_densities`` of the arrival ``times`` (logged
+    gaps, ties kept: the fit censors them), or ``error`` saying why the fit failed."""
+    gaps = np.diff(np.sort(times, kind="stable"))
+    hist = log_histogram(gaps)
+    out: dict[str, Any] = {"gap_histogram": hist}
+    try:
+        comp = compare_families(gaps[gaps > 0], max_n=budget.max_itt_fit_n, seed=seed)
+        out["gap_fits"] = comp.table()
+        if hist.height:
+            out["gap_densities"] = density_curves(comp, np.geomspace(hist["left_s"].min(), hist["right_s"].max(), 200))
+    except (InsufficientDataError, ValueError) as err:
+        out["error"] = f"no inter-arrival fit for Fig. 14: {err}"
+    return out
+
+
+def _upsampling_on(store: TraceStore, ev: ConversationEvidence, *, window_s: float) -> ConversationEvidence:
+    """``ev`` with Fig. 16's upsampling measured on ``store`` (a span linked by ``conversation_id``)."""
+    from servelab.analysis.conversations_sql import link_multi_turn
+    from servelab.analysis.upsampling import upsampling_burstiness
+
+    notes = [n for n in ev.notes if not n.startswith("upsampling not run")]
+    try:
+        conv = link_multi_turn(store)
+        up = upsampling_burstiness(conv.links, window_s=window_s, timestamps=arrival_times(store))
+    except (NotApplicableError, ValueError) as err:
+        up = None
+        notes.append(f"upsampling not run: {err}")
+    return dataclasses.replace(ev, upsampling=up, notes=tuple(notes))
+
+
+def _aggregate_windows(store: TraceStore, times: np.ndarray, upsampling: UpsamplingResult | None, *,
+                       window_s: float) -> pl.DataFrame:
+    """Fig. 14's ``window, window_start_s, rate_rps, cv`` per 10-minute window of ``times`` (the
+    arrivals of ``store``), on the store's clock with the jitter seed 0 of
+    :func:`~servelab.analysis.arrivals.arrival_frame`.
+
+    :func:`~servelab.analysis.upsampling.window_cv` (equal to ``window_stats`` on the arrival frame
+    up to rounding: tests/analysis/test_upsampling_window_cv.py). When ``upsampling`` (Fig. 16 of
+    the same store, or None) measured at ``window_s`` equal to Fig. 14's window and the store
+    records no clock (so that both detect it from the same times), its original workload's windows
+    are this table: taken, not computed again.
+    """
+    cols = ["window", "window_start_s", "rate_rps", "cv"]
+    recorded = store.manifest.get("clock")
+    if (upsampling is not None and window_s == _AGGREGATE_WINDOW_S
+            and not (isinstance(recorded, Mapping) and "step_s" in recorded)):
+        return upsampling.windows.select("window", "window_start_s", pl.col("rate_original").alias("rate_rps"),
+                                         pl.col("cv_original").alias("cv"))
+    ordered = np.sort(times, kind="stable")
+    clock = resolve_clock("auto", store, timestamps=ordered)
+    return window_cv(ordered, window_s=_AGGREGATE_WINDOW_S, clock=clock, seed=0).select(cols)
 
 
 def _shared_prefixes(store: TraceStore, linking: LinkOptions | None) -> SharedPrefixes | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,7 @@ __all__ = [
     "PAPER_WINDOW_SHARE",
     "UPSAMPLING_MARGIN",
     "ConversationEvidence",
+    "arrival_times",
     "burstgpt_conversations",
     "measure_conversations",
     "conversation_findings",
@@ -138,32 +140,57 @@ class ConversationEvidence:
 def measure_conversations(store: TraceStore, *, rule: str = "auto", window_s: float = 600.0,
                           deltas_s: tuple[float, ...] = DEFAULT_LONG_DELTAS_S, seed: int = 0,
                           budget: Budget = Budget.full(), max_fit_n: int | None = None,
-                          linking: LinkOptions | None = None) -> ConversationEvidence:
+                          linking: LinkOptions | None = None,
+                          timestamps: np.ndarray | None = None) -> ConversationEvidence:
     """Link, describe, fit and upsample once. Never raises for a trace without links.
 
     The inter-turn times are fitted on at most ``max_fit_n`` values (default: the budget's
     ``max_itt_fit_n``, 200,000 full, 20,000 quick). ``linking`` sets how links are inferred from
     prompt block hashes (default :class:`~servelab.analysis.conversations.LinkOptions()`).
+    ``timestamps`` are the store's arrival times when the caller has read them already
+    (:func:`arrival_times`; a trace linked by ``conversation_id`` needs them for Fig. 16).
     """
     max_fit_n = budget.max_itt_fit_n if max_fit_n is None else max_fit_n
     options = linking or LinkOptions()
-    timestamps = None
     try:
         if choose_link_rule(store, rule) == "conversation_id":
             # linked in SQL; only the multi-turn requests come back (the same tables, summary and
             # upsampling: tests/analysis/test_conversations_sql.py), plus the trace's arrival times
             conv = link_multi_turn(store)
             turns = conv.turns
-            timestamps = _arrival_times(store)
+            if timestamps is None:
+                timestamps = arrival_times(store)
         else:
+            timestamps = None  # Fig. 16 takes the times of the links, which hold every request
             conv = link_conversations(store, rule=rule, **options.as_kwargs())
             turns = turn_distribution(conv.conversations)
     except NotApplicableError as err:
         return ConversationEvidence(summary=None, reason=err.reason, budget=budget)
     notes: list[str] = list(conv.summary.notes)
+    # Fig. 16 (the largest part: three re-timed workloads of the trace's size) in a thread while the
+    # inter-turn times are described and fitted here; the same results as one after the other
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upsampled = (pool.submit(upsampling_burstiness, conv.links, window_s=window_s, timestamps=timestamps)
+                     if conv.summary.n_multi_turn else None)
+        qs, hist, fit, durations, intervals = _describe(conv, deltas_s=deltas_s, max_fit_n=max_fit_n, seed=seed,
+                                                             notes=notes)
+        up = None
+        if upsampled is not None:
+            try:
+                up = upsampled.result()
+            except (NotApplicableError, ValueError) as err:
+                notes.append(f"upsampling not run: {err}")
+    return ConversationEvidence(summary=conv.summary, turns=turns, intervals=intervals, itt_quantiles=qs,
+                                itt_histogram=hist, durations=durations, itt_fit=fit, upsampling=up, notes=tuple(notes),
+                                budget=budget)
+
+
+def _describe(conv, *, deltas_s: tuple[float, ...], max_fit_n: int, seed: int, notes: list[str]) -> tuple:
+    """ITT quantiles and histogram, the ITT fit, duration quantiles and BurstGPT Fig. 9's intervals
+    of the linked conversations ``conv`` (a note about the fit goes to ``notes``)."""
     itt = itt_values(conv.links)
     intervals = interval_stats_by_turns(conv.links, conv.conversations, deltas_s=deltas_s)
-    qs = hist = fit = up = durations = None
+    qs = hist = fit = durations = None
     multi = conv.conversations.filter(pl.col("turns") >= 2)
     if multi.height:
         grid = np.linspace(0, 1, 21)
@@ -180,17 +207,10 @@ def measure_conversations(store: TraceStore, *, rule: str = "auto", window_s: fl
         if positive.size >= 20:
             fit = compare_families(positive, max_n=max_fit_n, seed=seed)
             notes.append(f"ITT fits on {positive.size} positive ITTs ({itt.size - positive.size} zero ITTs left out)")
-    if conv.summary.n_multi_turn:
-        try:
-            up = upsampling_burstiness(conv.links, window_s=window_s, timestamps=timestamps)
-        except (NotApplicableError, ValueError) as err:
-            notes.append(f"upsampling not run: {err}")
-    return ConversationEvidence(summary=conv.summary, turns=turns, intervals=intervals, itt_quantiles=qs,
-                                itt_histogram=hist, durations=durations, itt_fit=fit, upsampling=up, notes=tuple(notes),
-                                budget=budget)
+    return qs, hist, fit, durations, intervals
 
 
-def _arrival_times(store: TraceStore) -> np.ndarray:
+def arrival_times(store: TraceStore) -> np.ndarray:
     """The store's arrival times (s) in stored order, through DuckDB (already loaded: reading the
     Parquet file with pyarrow first imported pyarrow.parquet, 0.4 CPU-s)."""
     with contextlib.closing(store.connect()) as con:
