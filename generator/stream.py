@@ -298,6 +298,29 @@ class _Drawer:
 
     def unit(self, k: int) -> dict[str, np.ndarray]:
         """The requests of unit ``k`` as arrays (pool times), in generation order, cropped to the period."""
+        return self.units(k, k + 1)[0]
+
+    def units(self, k0: int, k1: int) -> list[dict[str, np.ndarray]]:
+        """:meth:`unit` of units ``k0 .. k1 - 1``: the same arrays, their draws done a phase at a time.
+
+        Arrivals (:meth:`prepare`), then conversations unit by unit, then the request data of all
+        the units at once (:meth:`~servelab.generator.request_data.DataSampler.draw_units`), then
+        the rest unit by unit: each unit's stream sees the calls of :meth:`unit` in its order.
+        """
+        p = self.plan
+        self.prepare(k0, k1)
+        staged = [self._arrive(k) for k in range(k0, k1)]
+        raw: list[dict[str, np.ndarray] | None] = [None] * len(staged)
+        if p.data is not None and staged:
+            ptr = np.concatenate(([0], np.cumsum([out["t"].size for _, out in staged])))
+            cols = p.data.draw_units(p.sel[np.concatenate([out["client"] for _, out in staged])],
+                                     np.concatenate([out["t"] for _, out in staged]), ptr,
+                                     [rng for rng, _ in staged])
+            raw = [{f: v[ptr[i]:ptr[i + 1]] for f, v in cols.items()} for i in range(len(staged))]
+        return [self._finish(k, rng, out, r) for k, (rng, out), r in zip(range(k0, k1), staged, raw)]
+
+    def _arrive(self, k: int) -> tuple[np.random.Generator, dict[str, np.ndarray]]:
+        """Unit ``k``'s stream and its requests' times, clients and conversations (before any data draw)."""
         p = self.plan
         s = int(p.unit_seg[k])
         cells = np.arange(p.cell_ptr[s], p.cell_ptr[s + 1])
@@ -331,8 +354,15 @@ class _Drawer:
                 t, client, conv_id, turn = t[keep], client[keep], conv_id[keep], turn[keep]
             out["conv"], out["turn"] = conv_id, turn
         out["t"], out["client"] = t, client
+        return rng, out
+
+    def _finish(self, k: int, rng: np.random.Generator, out: dict[str, np.ndarray],
+                raw: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        """Unit ``k``'s arrays from :meth:`_arrive`'s and its drawn request data ``raw``."""
+        p = self.plan
+        t, client = out["t"], out["client"]
         if p.data is not None:
-            fields = canonical_arrays(p.data.draw(p.sel[client], t, rng))
+            fields = canonical_arrays(raw)
             fields = apply_coupling_plan(p.coupling, fields, p.sel[client], t)  # issue 17
             if p.conv is not None and "input_tokens" in fields and (p.context == "fitted" or np.any(out["turn"] > 1)):
                 inp = np.nan_to_num(fields["input_tokens"])
@@ -444,8 +474,7 @@ def iter_plan(plan: GenerationPlan, *, chunk_s: float | None = 600.0,
     prefix_state = None
     for i in range(bounds.size - 1):  # a loop over chunks, then units
         k0, k1 = int(bounds[i]), int(bounds[i + 1])
-        drawer.prepare(k0, k1)  # the chunk's renewal arrivals, all units at once
-        parts = [drawer.unit(k) for k in range(k0, k1)]
+        parts = drawer.units(k0, k1)  # the chunk's units, each draw phase for all of them at once
         last = i == bounds.size - 2
         horizon = plan.hi if last else float(plan.unit_a[k1])
         if plan.conv is None:
