@@ -274,17 +274,18 @@ def _draw_units(law: ArrivalLaw, cells: np.ndarray, unit_of: np.ndarray, units, 
     order, cut, run_fam, run_ptr = _unit_runs(law, cells, unit_of, len(rngs))
     srt = cells if order is None else cells[order]
     families = [get_arrival_family(name) for name in law.families]
+    names = [family.shape_names for family in families]
     shapes = {k: v[srt] for k, v in law.shapes.items()}
     unit = np.empty(cells.size)
+    cut, run_fam, run_ptr = cut.tolist(), run_fam.tolist(), run_ptr.tolist()
     for u in units:  # a loop over units, then the families of a unit: never over draws
         rng = rngs[u]
         if uniforms is not None:
             uniforms[cell_ptr[u]:cell_ptr[u + 1]] = rng.random(int(cell_ptr[u + 1] - cell_ptr[u]))
         for r in range(run_ptr[u], run_ptr[u + 1]):
-            a, b = cut[r], cut[r + 1]
-            family = families[run_fam[r]]
-            unit[a:b] = family._draw({k: shapes[k][a:b] for k in family.shape_names}, b - a, rng,
-                                     length_biased=length_biased)
+            a, b, f = cut[r], cut[r + 1], run_fam[r]
+            unit[a:b] = families[f]._draw({k: shapes[k][a:b] for k in names[f]}, b - a, rng,
+                                          length_biased=length_biased)
     unit *= law.unit_scale[srt]  # ArrivalFamily.draw's product, element by element
     if order is None:
         return unit
