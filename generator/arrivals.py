@@ -24,7 +24,8 @@ from servelab.fitting.exceptions import UnknownFamilyError
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 from servelab.generator.exceptions import GenerationError
 
-__all__ = ["ArrivalLaw", "arrival_law", "continue_renewals", "first_arrivals", "renewal_arrivals", "poisson_arrivals"]
+__all__ = ["ArrivalLaw", "arrival_law", "continue_renewals", "first_arrivals", "renewal_arrivals", "renewal_units",
+           "poisson_arrivals"]
 
 _MAX_ROUNDS = 1000
 #: a window without a (usable) family is the Gamma with its CV; without a CV, exponential
@@ -224,7 +225,8 @@ def continue_renewals(rate, length, law: ArrivalLaw, first, rng: np.random.Gener
     The processes may have started earlier: ``first[i]`` is the time (since this piece's start)
     of cell ``i``'s next arrival, e.g. the residual returned for the previous piece, so a process
     cut into pieces (each drawn from its own random stream) is one renewal process. A cell whose
-    ``first`` lies at or beyond ``length`` has no arrival here.
+    ``first`` lies at or beyond ``length`` has no arrival here. (One unit of
+    :func:`renewal_units`: the same draws from ``rng``.)
 
     Returns
     -------
@@ -235,8 +237,115 @@ def continue_renewals(rate, length, law: ArrivalLaw, first, rng: np.random.Gener
         the next piece.
     """
     rate = np.atleast_1d(np.asarray(rate, dtype=float))
+    return renewal_units(rate, length, law, np.array([0, rate.size]), [rng], first=first)
+
+
+def _unit_runs(law: ArrivalLaw, cells: np.ndarray, unit_of: np.ndarray, n_units: int):
+    """Runs of ``cells`` that one ``family._draw`` call of one unit draws, in :meth:`ArrivalLaw.draw`'s order.
+
+    Returns ``order`` (positions of ``cells`` sorted by unit, then family, stably; None: already
+    so), the run bounds ``cut`` (run ``r`` is ``order[cut[r]:cut[r + 1]]``), each run's family
+    position and each unit's first run (``run_ptr``: runs of unit ``u`` are
+    ``run_ptr[u]:run_ptr[u + 1]``).
+    """
+    nf = len(law.families)
+    key = unit_of if nf == 1 else unit_of * nf + law.index[cells]
+    order = None
+    if nf > 1 and key.size > 1 and np.any(key[1:] < key[:-1]):
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+    cut = np.flatnonzero(key[1:] != key[:-1]) + 1 if key.size else np.zeros(0, dtype=np.int64)
+    starts = np.concatenate(([0], cut)) if key.size else np.zeros(0, dtype=np.int64)
+    run_key = key[starts]
+    run_unit = run_key // nf if nf > 1 else run_key
+    run_fam = run_key % nf if nf > 1 else np.zeros(run_key.size, dtype=np.int64)
+    run_ptr = np.searchsorted(run_unit, np.arange(n_units + 1))
+    return order, np.concatenate((starts, [key.size])), run_fam, run_ptr
+
+
+def _draw_units(law: ArrivalLaw, cells: np.ndarray, unit_of: np.ndarray, units, rngs, *, length_biased: bool = False,
+                uniforms: np.ndarray | None = None, cell_ptr: np.ndarray | None = None) -> np.ndarray:
+    """:meth:`ArrivalLaw.draw` of each unit's elements of ``cells`` from that unit's stream, all units at once.
+
+    ``unit_of`` (non-decreasing) gives each element's unit; ``units`` the units to draw (all with
+    elements, in order). With ``uniforms``, unit ``u`` first fills ``uniforms[cell_ptr[u]:cell_ptr[u + 1]]``
+    from its stream (:func:`first_arrivals`'s order). Python loops run over units and families.
+    """
+    order, cut, run_fam, run_ptr = _unit_runs(law, cells, unit_of, len(rngs))
+    srt = cells if order is None else cells[order]
+    families = [get_arrival_family(name) for name in law.families]
+    names = [family.shape_names for family in families]
+    shapes = {k: v[srt] for k, v in law.shapes.items()}
+    unit = np.empty(cells.size)
+    cut, run_fam, run_ptr = cut.tolist(), run_fam.tolist(), run_ptr.tolist()
+    for u in units:  # a loop over units, then the families of a unit: never over draws
+        rng = rngs[u]
+        if uniforms is not None:
+            uniforms[cell_ptr[u]:cell_ptr[u + 1]] = rng.random(int(cell_ptr[u + 1] - cell_ptr[u]))
+        for r in range(run_ptr[u], run_ptr[u + 1]):
+            a, b, f = cut[r], cut[r + 1], run_fam[r]
+            unit[a:b] = families[f]._draw({k: shapes[k][a:b] for k in names[f]}, b - a, rng,
+                                          length_biased=length_biased)
+    unit *= law.unit_scale[srt]  # ArrivalFamily.draw's product, element by element
+    if order is None:
+        return unit
+    out = np.empty(cells.size)
+    out[order] = unit
+    return out
+
+
+def renewal_units(rate, length, law: ArrivalLaw, ptr, rngs, *, first=None, stationary=None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`continue_renewals` of several units at once, each unit from its own random stream.
+
+    Unit ``u`` holds cells ``ptr[u]:ptr[u + 1]`` (of ``rate``, ``length``, ``law`` and ``first``)
+    and draws from ``rngs[u]`` exactly what ``continue_renewals`` (after :func:`first_arrivals`
+    where ``stationary[u]``) draws for it alone, in the same order, so every unit's arrivals,
+    residuals and later draws from its stream are the same bytes. Only the draws and the
+    per-unit cumulative sums loop over units; the rest is vectorised over all cells.
+
+    Parameters
+    ----------
+    rate, length : array-like
+        Per cell, the rate and the piece's length (scalar length: all cells).
+    law : ArrivalLaw
+        Per cell.
+    ptr : array-like of int
+        Unit bounds in the cells (non-decreasing, from 0 to the number of cells).
+    rngs : sequence of numpy.random.Generator
+        One per unit.
+    first : array-like, optional
+        Per cell, the time of its next arrival (ignored in stationary units).
+    stationary : array-like of bool, optional
+        Per unit: the unit starts in equilibrium (its first arrivals drawn as
+        :func:`first_arrivals` draws them). Default: none, and ``first`` is needed.
+
+    Returns
+    -------
+    cell : int64 array
+        The cell of each arrival (grouped by unit, non-decreasing).
+    offset : float64 array
+        Time of each arrival since its piece's start.
+    residual : float64 array
+        Per cell, the time from the piece's end to its next arrival.
+    """
+    rate = np.atleast_1d(np.asarray(rate, dtype=float))
     length = np.broadcast_to(np.asarray(length, dtype=float), rate.shape)
-    nxt = np.array(first, dtype=float, copy=True)
+    ptr = np.asarray(ptr, dtype=np.int64)
+    n_units = ptr.size - 1
+    if len(rngs) != n_units:
+        raise GenerationError(f"renewal_units needs one random stream per unit ({n_units}); got {len(rngs)}")
+    unit_of = np.repeat(np.arange(n_units), np.diff(ptr))
+    stat = np.zeros(n_units, bool) if stationary is None else np.asarray(stationary, dtype=bool)
+    if first is None and not stat.all():
+        raise GenerationError("renewal_units needs first (the next arrival per cell) for units that are not stationary")
+    nxt = np.array(np.zeros(rate.size) if first is None else first, dtype=float, copy=True)
+    if np.any(stat):  # first_arrivals: U times a length-biased gap, over the rate, per unit's stream
+        cells = np.flatnonzero(stat[unit_of])
+        u = np.zeros(rate.size)
+        lb = _draw_units(law, cells, unit_of[cells], np.flatnonzero(stat & (ptr[1:] > ptr[:-1])).tolist(), rngs,
+                         length_biased=True, uniforms=u, cell_ptr=ptr)
+        nxt[cells] = u[cells] * lb / rate[cells]
     flat_length = float(length[0]) if length.size and np.all(length == length[0]) else None
     cv = np.clip(np.nan_to_num(law.cv, nan=1.0), 0.0, 1e3)  # sizes the draws only
     cells_out, offs_out = [], []
@@ -249,12 +358,20 @@ def continue_renewals(rate, length, law: ArrivalLaw, first, rng: np.random.Gener
         # per cell k + 1 times: the known next arrival, then k drawn gaps after it
         heads = np.concatenate(([0], np.cumsum(k + 1)[:-1]))  # np.r_ costs ~10 us a call, per unit and round
         rep = np.repeat(todo, k + 1)
-        gaps = law.draw(rep, rng)  # one draw per block more than needed: cheaper than masking the heads
+        rep_unit = unit_of[rep]
+        units = np.unique(unit_of[todo])
+        gaps = _draw_units(law, rep, rep_unit, units.tolist(), rngs)  # one draw per block more than needed
         gaps /= rate[rep]
         gaps[heads] = nxt[todo]
-        t = np.cumsum(gaps)
+        # each unit's cumulative sum from its own first block (the float sums of a unit drawn alone)
+        bounds = np.searchsorted(rep_unit, np.r_[units, units[-1] + 1]) if units.size > 1 else [0, rep.size]
+        t = np.empty(gaps.size)
+        for a, b in zip(bounds[:-1], bounds[1:]):  # a loop over units
+            np.cumsum(gaps[a:b], out=t[a:b])
         ends = heads + k
-        t -= np.repeat(np.concatenate(([0.0], t[ends[:-1]])), k + 1)
+        base = np.concatenate(([0.0], t[ends[:-1]]))
+        base[np.flatnonzero(unit_of[todo][1:] != unit_of[todo][:-1]) + 1] = 0.0  # a unit's first block starts at 0
+        t -= np.repeat(base, k + 1)
         inside = t < (flat_length if flat_length is not None else length[rep])
         n_in = np.add.reduceat(inside.astype(np.int64), heads)
         inside[ends] = False  # emitted: inside, and not the last time of a block (the next round's head)

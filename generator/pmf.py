@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["PmfTable", "pmf_table", "sample_pmf", "sample_runs", "aggregate_pmfs"]
+__all__ = ["PmfTable", "pmf_table", "sample_pmf", "sample_runs", "sample_runs_units", "aggregate_pmfs"]
 
 
 @dataclass(frozen=True)
@@ -43,28 +43,71 @@ def sample_runs(table: PmfTable, group: np.ndarray, rng: np.random.Generator) ->
     A run of ``m`` requests of one group with ``k`` values and ``m >= k / 4`` gets multinomial
     counts ``(m; p)`` over the values, repeated and randomly permuted: exactly ``m`` independent
     draws from the PMF, in ``O(k + m)`` instead of ``O(m log k)``. Shorter runs, and requests that
-    do not come in runs, use inverse-CDF search (:func:`sample_pmf`).
+    do not come in runs, use inverse-CDF search (:func:`sample_pmf`). (One unit of
+    :func:`sample_runs_units`: the same draws from ``rng``.)
     """
     group = np.asarray(group)
+    return sample_runs_units(table, group, np.array([0, group.size]), [rng])
+
+
+def sample_runs_units(table: PmfTable, group: np.ndarray, ptr, rngs) -> np.ndarray:
+    """:func:`sample_runs` of several units at once, unit ``u`` (``group[ptr[u]:ptr[u + 1]]``) from ``rngs[u]``.
+
+    Each unit draws from its stream exactly what :func:`sample_runs` draws for it alone (same
+    calls, same order), so the values are the same bytes; the runs, the PMF weights and the
+    inverse-CDF searches are found for all units at once. Python loops run over units and runs.
+    """
+    group = np.asarray(group)
+    ptr = np.asarray(ptr, dtype=np.int64)
     n = group.size
-    if n == 0:
-        return np.zeros(0)
-    runs = _group_runs(table, group)
-    if runs is None:
-        return sample_pmf(table, group, rng.random(n))
     out = np.empty(n)
-    for s, e, g, a, b in runs:
-        m, k = e - s, b - a
-        if 4 * m >= k:
-            within = table.cum[a:b] - g
-            p = np.clip(np.diff(within, prepend=0.0), 0.0, None)
-            counts = rng.multinomial(m, p / p.sum())
-            draws = np.repeat(table.values[a:b], counts)
-            rng.shuffle(draws)
-            out[s:e] = draws
-        else:
-            local = np.searchsorted(table.cum[a:b], g + rng.random(m), side="right")
-            out[s:e] = table.values[a:b][np.minimum(local, k - 1)]
+    if n == 0:
+        return out
+    size = np.diff(ptr)
+    change = np.ones(n, bool)
+    change[1:] = group[1:] != group[:-1]
+    change[ptr[:-1][size > 0]] = True  # a run never crosses units
+    starts = np.flatnonzero(change)
+    ends = np.concatenate((starts[1:], [n]))
+    run_unit = np.searchsorted(ptr, starts, side="right") - 1
+    run_ptr = np.searchsorted(run_unit, np.arange(size.size + 1))
+    # a unit of many short runs draws one uniform per request and searches the whole table
+    whole = np.diff(run_ptr) > np.maximum(64, size // 256)
+    g_run = group[starts]
+    lo = np.searchsorted(table.cum, g_run.astype(float), side="right")
+    hi = np.searchsorted(table.cum, g_run.astype(float) + 1.0, side="right")
+    multi = 4 * (ends - starts) >= hi - lo
+    u = np.empty(n)
+    searched = np.ones(n, bool)
+    weights: dict[int, np.ndarray] = {}
+    bounds = (starts.tolist(), ends.tolist(), g_run.tolist(), lo.tolist(), hi.tolist(), multi.tolist())
+    for unit in np.flatnonzero(size > 0).tolist():  # a loop over units, then runs: never requests
+        rng = rngs[unit]
+        if whole[unit]:
+            u[ptr[unit]:ptr[unit + 1]] = rng.random(int(size[unit]))
+            continue
+        for r in range(run_ptr[unit], run_ptr[unit + 1]):
+            s, e, g, a, b = bounds[0][r], bounds[1][r], bounds[2][r], bounds[3][r], bounds[4][r]
+            if bounds[5][r]:
+                p = weights.get(g)
+                if p is None:
+                    p = np.clip(np.diff(table.cum[a:b] - g, prepend=0.0), 0.0, None)
+                    p = weights[g] = p / p.sum()
+                draws = np.repeat(table.values[a:b], rng.multinomial(e - s, p))
+                rng.shuffle(draws)
+                out[s:e] = draws
+                searched[s:e] = False
+            else:
+                u[s:e] = rng.random(e - s)
+    if searched.any():
+        at = np.flatnonzero(searched)
+        g = group[at]
+        idx = np.searchsorted(table.cum, g.astype(float) + u[at], side="right")
+        # in a run: within the group's own CDF (sample_pmf's per-run search); else the whole table's
+        in_run = ~whole[np.repeat(np.arange(size.size), size)[at]]
+        per = np.repeat(np.arange(starts.size), ends - starts)[at]
+        idx = np.where(in_run, np.clip(idx, lo[per], hi[per] - 1), np.minimum(idx, table.values.size - 1))
+        out[at] = table.values[idx]
     return out
 
 

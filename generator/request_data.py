@@ -18,7 +18,7 @@ import polars as pl
 
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.grid import SegmentRates, WindowGrid, frame_of
-from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_runs
+from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_runs_units
 from servelab.generator.pool import DATA_FIELDS
 
 __all__ = ["CANONICAL_ORDER", "DataSampler", "canonical_arrays", "canonical_fields", "data_sampler", "int_series",
@@ -127,17 +127,27 @@ class DataSampler:
 
     def draw(self, pool_index: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Every field for requests of pool clients ``pool_index`` at pool times ``t`` (NaN: no data)."""
+        return self.draw_units(pool_index, t, np.array([0, np.size(t)]), [rng])
+
+    def draw_units(self, pool_index: np.ndarray, t: np.ndarray, ptr, rngs) -> dict[str, np.ndarray]:
+        """:meth:`draw` of several units at once: requests ``ptr[u]:ptr[u + 1]`` from ``rngs[u]``.
+
+        Each unit draws from its stream what :meth:`draw` draws for it alone (fields in order,
+        :func:`~servelab.generator.pmf.sample_runs_units`), so the values are the same bytes.
+        """
+        ptr = np.asarray(ptr, dtype=np.int64)
         d_req = np.clip(np.floor((t - self.anchor) / self.dw).astype(np.int64) - self.k0, 0, self.n_windows - 1)
         key = pool_index * self.n_windows + d_req
         cols: dict[str, np.ndarray] = {}
         for field, (table, group_of_key) in self.tables.items():  # a loop over fields
             g = group_of_key[key]
             if g.min(initial=0) >= 0:  # every request has data: no masking pass
-                cols[field] = sample_runs(table, g, rng)
+                cols[field] = sample_runs_units(table, g, ptr, rngs)
                 continue
             draw = np.full(t.size, np.nan)
             ok = g >= 0
-            draw[ok] = sample_runs(table, g[ok], rng)
+            kept = np.concatenate(([0], np.cumsum(ok)))[ptr]  # each unit's requests with data
+            draw[ok] = sample_runs_units(table, g[ok], kept, rngs)
             cols[field] = draw
         return cols
 

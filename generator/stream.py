@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from servelab.generator.arrivals import ArrivalLaw, continue_renewals, first_arrivals, poisson_arrivals
+from servelab.generator.arrivals import ArrivalLaw, continue_renewals, first_arrivals, poisson_arrivals, renewal_units
 from servelab.generator.conversations import CONTEXTS, ConversationModel, accumulate_inputs, conversation_model, \
     draw_increments, expand_conversations, fresh_followups
 from servelab.generator.coupling import CouplingPlan, apply_coupling_plan, coupling_plan
@@ -262,21 +262,80 @@ class _Drawer:
         self.plan = plan
         self.residual = np.zeros(plan.cell_client.size)
         self.conv_base = 0
+        self._ready: dict[int, tuple[np.random.Generator, np.ndarray, np.ndarray]] = {}
+
+    def prepare(self, k0: int, k1: int) -> None:
+        """Draw the renewal arrivals of units ``k0 .. k1 - 1`` at once (:func:`renewal_units`).
+
+        Each unit draws from its own stream exactly what :meth:`unit` would draw for it alone, so
+        the workload is the same bytes; a unit that continues its segment waits for the residuals
+        of the unit before it (one wave per piece of a segment). :meth:`unit` then takes the
+        unit's stream and arrivals from here. Loops run over waves and units.
+        """
+        p = self.plan
+        if p.counts != "renewal" or k1 <= k0:
+            return
+        ks = np.arange(k0, k1)
+        new = p.unit_new[ks]
+        start = np.maximum.accumulate(np.where(new | (ks == k0), ks, k0))
+        wave = ks - start  # units of one segment come one after the other: the j-th piece waits for the (j-1)-th
+        rngs = {int(k): _unit_rng(p.seed, (1, int(k))) for k in ks}
+        for w in range(int(wave.max()) + 1):  # a loop over waves
+            units = ks[wave == w]
+            seg = p.unit_seg[units]
+            lo, hi = p.cell_ptr[seg], p.cell_ptr[seg + 1]
+            ptr = np.concatenate(([0], np.cumsum(hi - lo)))
+            cells = np.repeat(lo - ptr[:-1], hi - lo) + np.arange(ptr[-1])
+            length = np.repeat(p.unit_b[units] - p.unit_a[units], hi - lo)
+            cell, off, residual = renewal_units(p.cell_rate[cells], length, p.law.take(cells), ptr,
+                                                [rngs[int(k)] for k in units], first=self.residual[cells],
+                                                stationary=p.unit_new[units])
+            self.residual[cells] = residual
+            cuts = np.searchsorted(cell, ptr)
+            for i, k in enumerate(units.tolist()):  # a loop over units
+                a, b = cuts[i], cuts[i + 1]
+                self._ready[k] = (rngs[k], cell[a:b] - ptr[i], off[a:b])
 
     def unit(self, k: int) -> dict[str, np.ndarray]:
         """The requests of unit ``k`` as arrays (pool times), in generation order, cropped to the period."""
+        return self.units(k, k + 1)[0]
+
+    def units(self, k0: int, k1: int) -> list[dict[str, np.ndarray]]:
+        """:meth:`unit` of units ``k0 .. k1 - 1``: the same arrays, their draws done a phase at a time.
+
+        Arrivals (:meth:`prepare`), then conversations unit by unit, then the request data of all
+        the units at once (:meth:`~servelab.generator.request_data.DataSampler.draw_units`), then
+        the rest unit by unit: each unit's stream sees the calls of :meth:`unit` in its order.
+        """
         p = self.plan
-        rng = _unit_rng(p.seed, (1, k))
+        self.prepare(k0, k1)
+        staged = [self._arrive(k) for k in range(k0, k1)]
+        raw: list[dict[str, np.ndarray] | None] = [None] * len(staged)
+        if p.data is not None and staged:
+            ptr = np.concatenate(([0], np.cumsum([out["t"].size for _, out in staged])))
+            cols = p.data.draw_units(p.sel[np.concatenate([out["client"] for _, out in staged])],
+                                     np.concatenate([out["t"] for _, out in staged]), ptr,
+                                     [rng for rng, _ in staged])
+            raw = [{f: v[ptr[i]:ptr[i + 1]] for f, v in cols.items()} for i in range(len(staged))]
+        return [self._finish(k, rng, out, r) for k, (rng, out), r in zip(range(k0, k1), staged, raw)]
+
+    def _arrive(self, k: int) -> tuple[np.random.Generator, dict[str, np.ndarray]]:
+        """Unit ``k``'s stream and its requests' times, clients and conversations (before any data draw)."""
+        p = self.plan
         s = int(p.unit_seg[k])
         cells = np.arange(p.cell_ptr[s], p.cell_ptr[s + 1])
-        length = float(p.unit_b[k] - p.unit_a[k])
-        rate = p.cell_rate[cells]
-        law = p.law.take(cells)
-        if p.counts == "renewal":
-            first = first_arrivals(rate, law, rng) if p.unit_new[k] else self.residual[cells]
-            cell, off, self.residual[cells] = continue_renewals(rate, length, law, first, rng)
+        if k in self._ready:  # drawn by prepare(), from this unit's stream
+            rng, cell, off = self._ready.pop(k)
         else:
-            cell, off = poisson_arrivals(rate, np.full(rate.size, length), law, rng=rng)
+            rng = _unit_rng(p.seed, (1, k))
+            length = float(p.unit_b[k] - p.unit_a[k])
+            rate = p.cell_rate[cells]
+            law = p.law.take(cells)
+            if p.counts == "renewal":
+                first = first_arrivals(rate, law, rng) if p.unit_new[k] else self.residual[cells]
+                cell, off, self.residual[cells] = continue_renewals(rate, length, law, first, rng)
+            else:
+                cell, off = poisson_arrivals(rate, np.full(rate.size, length), law, rng=rng)
         t = p.unit_a[k] + off
         client = p.cell_client[cells][cell]
         out: dict[str, np.ndarray] = {}
@@ -295,8 +354,15 @@ class _Drawer:
                 t, client, conv_id, turn = t[keep], client[keep], conv_id[keep], turn[keep]
             out["conv"], out["turn"] = conv_id, turn
         out["t"], out["client"] = t, client
+        return rng, out
+
+    def _finish(self, k: int, rng: np.random.Generator, out: dict[str, np.ndarray],
+                raw: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        """Unit ``k``'s arrays from :meth:`_arrive`'s and its drawn request data ``raw``."""
+        p = self.plan
+        t, client = out["t"], out["client"]
         if p.data is not None:
-            fields = canonical_arrays(p.data.draw(p.sel[client], t, rng))
+            fields = canonical_arrays(raw)
             fields = apply_coupling_plan(p.coupling, fields, p.sel[client], t)  # issue 17
             if p.conv is not None and "input_tokens" in fields and (p.context == "fitted" or np.any(out["turn"] > 1)):
                 inp = np.nan_to_num(fields["input_tokens"])
@@ -408,7 +474,7 @@ def iter_plan(plan: GenerationPlan, *, chunk_s: float | None = 600.0,
     prefix_state = None
     for i in range(bounds.size - 1):  # a loop over chunks, then units
         k0, k1 = int(bounds[i]), int(bounds[i + 1])
-        parts = [drawer.unit(k) for k in range(k0, k1)]
+        parts = drawer.units(k0, k1)  # the chunk's units, each draw phase for all of them at once
         last = i == bounds.size - 2
         horizon = plan.hi if last else float(plan.unit_a[k1])
         if plan.conv is None:

@@ -50,6 +50,8 @@ def test_same_bytes_whatever_the_chunk_size(pool, tmp_path, fmt, group):
         digests[chunk_s] = _digest(path)
         assert out.streamed and out.requests > 15000
     assert len(set(digests.values())) == 1, digests
+    if (fmt, group) != ("csv", 997):
+        return  # a digest that can differ: checked once (the format does not matter for it)
     other = tmp_path / f"other.{fmt}"
     generate_to(other, pool, 3.0, 7000, start=100, seed=6, fmt=fmt, chunk_s=600.0, row_group_rows=group)
     assert _digest(other) != digests[None]

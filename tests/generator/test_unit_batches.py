@@ -1,0 +1,95 @@
+"""Draws of many generation units at once: each unit's draws are the bytes it draws alone.
+
+``renewal_units`` (arrivals) and ``sample_runs_units`` (request data) draw several units
+together, each from its own random stream. The reference is every unit drawn alone (one unit per
+call, a fresh stream of the same seed): the values and the stream's position afterwards (its next
+draw) must be equal bit for bit. Arrivals: mixed families (one unit's draws come in several family
+runs), stationary and continued units, units without cells and units that need several rounds of
+draws. Data: long runs (multinomial counts), short runs (searched) and units of many short runs
+(one search over the whole table), and a unit without requests.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from servelab.generator.arrivals import arrival_law, renewal_units
+from servelab.generator.exceptions import GenerationError
+from servelab.generator.pmf import pmf_table, sample_runs_units
+
+
+def _rng(k: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(11, spawn_key=(1, k))))
+
+
+@pytest.fixture(scope="module")
+def units():
+    cells = np.array([9, 0, 12, 3, 10])  # unit 1 has no cell
+    n = int(cells.sum())
+    fam = np.array(["gamma", "weibull", "lognormal", "exponential"] * 9)[:n]
+    # Gamma with CV 10 at a few expected arrivals: its first round of draws often falls short
+    law = arrival_law(fam, {"a": np.full(n, 0.01), "c": np.full(n, 0.7), "s": np.full(n, 1.2)})
+    rate = np.linspace(0.01, 0.5, n)
+    length = np.repeat([60.0, 60.0, 600.0, 37.5, 600.0], cells)
+    first = np.linspace(0.0, 90.0, n)  # some beyond their unit's end: no arrival there
+    stationary = np.array([True, True, False, True, False])
+    return np.concatenate(([0], np.cumsum(cells))), rate, length, law, first, stationary
+
+
+def test_units_drawn_together_equal_units_drawn_alone(units):
+    ptr, rate, length, law, first, stationary = units
+    rngs = [_rng(u) for u in range(ptr.size - 1)]
+    cell, off, residual = renewal_units(rate, length, law, ptr, rngs, first=first, stationary=stationary)
+    for u in range(ptr.size - 1):
+        a, b = ptr[u], ptr[u + 1]
+        alone = _rng(u)
+        c1, o1, r1 = renewal_units(rate[a:b], length[a:b], law.take(np.arange(a, b)), [0, b - a], [alone],
+                                   first=first[a:b], stationary=stationary[u:u + 1])
+        mine = (cell >= a) & (cell < b)
+        np.testing.assert_array_equal(cell[mine] - a, c1)
+        assert off[mine].tobytes() == o1.tobytes()
+        assert residual[a:b].tobytes() == r1.tobytes()
+        assert rngs[u].random() == alone.random()  # the same position in the unit's stream
+    assert cell.size > 500 and np.all(np.diff(cell) >= 0) and np.all(residual >= 0)
+
+
+def test_the_units_need_several_rounds_of_draws(units, monkeypatch):
+    # the equality above covers later rounds: one round does not cover these units
+    import servelab.generator.arrivals as arrivals
+
+    ptr, rate, length, law, first, stationary = units
+    monkeypatch.setattr(arrivals, "_MAX_ROUNDS", 1)
+    with pytest.raises(GenerationError, match="did not cover"):
+        renewal_units(rate, length, law, ptr, [_rng(u) for u in range(ptr.size - 1)], first=first,
+                      stationary=stationary)
+
+
+def test_units_need_one_stream_each(units):
+    ptr, rate, length, law, first, _ = units
+    with pytest.raises(GenerationError, match="one random stream per unit"):
+        renewal_units(rate, length, law, ptr, [_rng(0)], first=first)
+    with pytest.raises(GenerationError, match="needs first"):
+        renewal_units(rate, length, law, ptr, [_rng(u) for u in range(ptr.size - 1)])
+
+
+def test_data_units_drawn_together_equal_units_drawn_alone():
+    # three groups' PMFs: 2, 3 and 40 values
+    group = np.repeat([0, 1, 2], [2, 3, 40])
+    value = np.concatenate(([5.0, 9.0], [1.0, 2.0, 3.0], np.arange(40.0)))
+    prob = np.concatenate(([0.3, 0.7], [0.2, 0.5, 0.3], np.full(40, 0.025)))
+    table = pmf_table(group, value, prob)
+    rng = np.random.default_rng(3)
+    units = [np.repeat([0, 2, 1], [300, 5, 80]),  # long runs (multinomial) and a short run of the 40-value group
+             np.zeros(0, dtype=np.int64),  # no request
+             np.repeat([1, 0], [200, 1]),  # its first run continues the group of unit 0's last: not one run
+             rng.integers(0, 3, 400)]  # many short runs: one uniform per request, whole-table search
+    ptr = np.concatenate(([0], np.cumsum([u.size for u in units])))
+    rngs = [_rng(u) for u in range(len(units))]
+    together = sample_runs_units(table, np.concatenate(units), ptr, rngs)
+    for u, g in enumerate(units):
+        alone = _rng(u)
+        assert together[ptr[u]:ptr[u + 1]].tobytes() == sample_runs_units(table, g, [0, g.size], [alone]).tobytes()
+        assert rngs[u].random() == alone.random()
+    # every draw is one of its group's values
+    values = {0: {5.0, 9.0}, 1: {1.0, 2.0, 3.0}, 2: set(np.arange(40.0))}
+    assert all(x in values[int(gi)] for x, gi in zip(together, np.concatenate(units)))
