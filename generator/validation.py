@@ -587,7 +587,8 @@ def shape_scores(real: _Features, cand: _Features, block: np.ndarray, group: np.
 
 
 def shape_test(real: pl.DataFrame, servelab: pl.DataFrame, naive: pl.DataFrame, window_s: float, duration: float, *,
-               seed: int = 0, level: float = SHAPE_LEVEL, max_blocks: int = SHAPE_BLOCKS) -> ShapeTest:
+               seed: int = 0, level: float = SHAPE_LEVEL, max_blocks: int = SHAPE_BLOCKS,
+               metrics: tuple[str, ...] | None = None) -> ShapeTest:
     """Test whether servelab predicts the real later part's shape better than naive (volume removed).
 
     A Diebold-Mariano comparison of the two candidates as *predictive distributions*: the real
@@ -615,11 +616,16 @@ def shape_test(real: pl.DataFrame, servelab: pl.DataFrame, naive: pl.DataFrame, 
     Energy scores are taken for at most 250 real windows per block against at most 1,000
     candidate windows of the group (seeded subsamples); CRPS is exact.
 
+    ``metrics`` (default all of :data:`SHAPE_METRICS`) restricts the sum to those metrics (the
+    report's F12 tests the joint window metrics only); the scores are the same.
+
     Returns
     -------
     ShapeTest
         Not run (``blocks`` 0, ``reason`` says why) with fewer than 8 blocks of 10 windows.
     """
+    if metrics is not None and (not metrics or set(metrics) - set(SHAPE_METRICS)):
+        raise ValueError(f"metrics must be names of SHAPE_METRICS ({', '.join(SHAPE_METRICS)}); got {metrics!r}")
     n_win = int(math.floor(duration / window_s))
     b = min(int(max_blocks), n_win // SHAPE_MIN_BLOCK_WINDOWS)
     if b < SHAPE_MIN_BLOCKS:
@@ -643,7 +649,7 @@ def shape_test(real: pl.DataFrame, servelab: pl.DataFrame, naive: pl.DataFrame, 
     total = np.zeros(b)
     advantage = {}
     for m in SHAPE_METRICS:
-        if m not in s_ours or m not in s_naive:
+        if m not in s_ours or m not in s_naive or (metrics is not None and m not in metrics):
             continue
         d = s_naive[m] - s_ours[m]
         if not np.isfinite(d).all():
