@@ -60,8 +60,8 @@ F12_LEVEL = 0.05
 F12_METRICS = ("joint_input_shape", "joint_output_shape")
 #: F12's null, in words
 F12_NULL = ("servelab reproduces the period no better than naive: per block of consecutive 3-s windows, naive's "
-            "mean proper scores (window rate over mean rate, (rate, mean input), (rate, mean output), request "
-            "lengths) minus servelab's are symmetric about a median <= 0")
+            "mean energy scores of the real windows' (rate over mean rate, mean input) and (rate over mean rate, "
+            "mean output) minus servelab's are symmetric about a median <= 0")
 
 
 def choose_periods(store: TraceStore, *, period_s: float = 3 * 3600.0, window_s: float = 600.0) -> dict:
@@ -252,13 +252,16 @@ class GenerationArea:
             from servelab.reports.areas.overview import engine_note
 
             notes.append(engine_note(engine, spark_master).replace("SQL aggregates", "the pool fits' aggregation SQL"))
+        done = {}  # span -> result: a trace shorter than one period has one period, the whole trace, as both
         for name, span in periods.items():
             try:
-                res = fidelity_experiment(store, span, seed=seed, engine=engine, spark_master=spark_master,
-                                          max_requests=budget.max_generation_requests)
+                res = done.get(span) or fidelity_experiment(store, span, seed=seed, engine=engine,
+                                                            spark_master=spark_master,
+                                                            max_requests=budget.max_generation_requests)
             except (ImportError, ValueError) as err:  # fit-pool missing or the period too thin to fit
                 reason = f"the {name} period could not be fitted and regenerated: {err}"
                 return GenerationEvidence(periods=periods, failed=reason, notes=(*notes, reason), budget=budget)
+            done[span] = res
             b = res["bounded_sample"]
             if b:
                 bounded[name] = b
