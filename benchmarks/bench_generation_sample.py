@@ -96,7 +96,8 @@ def f12_distances(store, *, seed: int, max_requests: int | None) -> dict:
     input) energy distance below naive's, ``holds``) and the test (the shape test rejects the null
     at 5%, ``holds_test``, with its ``p`` and ``blocks``), and the client sample, if any."""
     from servelab.generator.validation import shape_test
-    from servelab.reports.areas.generation import fidelity_experiment
+    from servelab.analysis.findings import Verdict
+    from servelab.reports.areas.generation import f12_verdict, fidelity_experiment
 
     span = store.query("SELECT min(timestamp) AS a, max(timestamp) AS b FROM requests").row(0)
     res = fidelity_experiment(store, (math.floor(span[0]), math.floor(span[1]) + 1.0), seed=seed,
@@ -108,7 +109,8 @@ def f12_distances(store, *, seed: int, max_requests: int | None) -> dict:
     other = {name: shape_test(w["reference"], w["servelab"], w["naive"], 3.0, res["duration"], seed=seed,
                               metrics=m).p_value for name, m in VARIANTS.items()}
     return {"servelab": ours, "naive": naive, "holds": ours < naive, "sample": dict(res["bounded_sample"]),
-            "p": st.p_value, "blocks": st.blocks, "holds_test": bool(st.servelab_better), "p_variants": other}
+            "p": st.p_value, "blocks": st.blocks, "holds_test": bool(st.servelab_better), "p_variants": other,
+            "against": f12_verdict({"period": st})[0] is Verdict.DOES_NOT_HOLD}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -154,7 +156,7 @@ def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 
                     x = suffix[r]
                     row.update({f"d_servelab{x}": res["servelab"], f"d_naive{x}": res["naive"],
                                 f"holds{x}": res["holds"], f"p{x}": res["p"], f"test{x}": res["holds_test"],
-                                f"blocks{x}": res["blocks"]})
+                                f"blocks{x}": res["blocks"], f"against{x}": res["against"]})
                     row.update({f"p_{v}{x}": q for v, q in res["p_variants"].items()})
                     if r == "sampled":
                         row["sampled_requests"] = res["sample"].get("requests", frame.height)
@@ -181,7 +183,7 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
         row = dict(zip(keys, key)) | {"n": n, "median_requests": float(t["requests"].median())}
         if "sampled_requests" in t.columns:
             row["median_sampled_share"] = float((t["sampled_requests"] / t["requests"]).median())
-        for rule in ("holds", "test"):
+        for rule in ("holds", "test", "against"):
             for x in ("", "_reseeded", "_sampled"):
                 col = rule + x
                 if col not in t.columns:
@@ -201,6 +203,12 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
+def _print_summary(table: pl.DataFrame) -> None:
+    for row in table.iter_rows(named=True):  # one block per scenario: the table is too wide for a terminal
+        print("\n".join([f"== {row['scenario']} (rate scale {row.get('rate_scale')})"]
+                        + [f"  {k}: {v}" for k, v in row.items() if k not in ("scenario", "rate_scale")]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="seeds per scenario, FIRST .. FIRST+N-1 (default 20)")
@@ -217,18 +225,14 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"experiments per seed, comma-separated, of {','.join(RUNS)} (default all)")
     opts = parser.parse_args(argv)
     if opts.summarise:
-        table = pl.read_ndjson(opts.summarise)
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, fmt_str_lengths=60):
-            print(summary(table))
+        _print_summary(summary(pl.read_ndjson(opts.summarise)))
         return 0
     chosen = SCENARIOS if opts.scenarios is None else [SCENARIOS[int(i)] for i in opts.scenarios.split(",")]
     started = time.perf_counter()
     table = run(range(opts.first_seed, opts.first_seed + opts.seeds), fraction=opts.fraction, clients=opts.clients,
                 rate_scale=opts.rate_scale, scenarios=chosen, out=Path(opts.out) if opts.out else None,
                 runs=tuple(opts.runs.split(",")))
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, fmt_str_lengths=60):
-        print(table.drop("scenario").with_columns(pl.col(pl.Float64).round(4)))
-        print(summary(table))
+    _print_summary(summary(table))
     print(f"{opts.seeds} seeds x {len(chosen)} scenarios, fraction {opts.fraction:g}, {opts.clients} clients, "
           f"rate scale {opts.rate_scale:g}: {time.perf_counter() - started:.0f} s")
     return 0
