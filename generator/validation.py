@@ -554,12 +554,14 @@ def _finite_mean(v: np.ndarray) -> float:
 
 
 def shape_scores(real: _Features, cand: _Features, block: np.ndarray, group: np.ndarray, b: int,
-                 scored: np.ndarray, *, seed: int) -> dict[str, np.ndarray]:
+                 scored: np.ndarray, *, seed: int, metrics: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """Per metric of :data:`SHAPE_METRICS`, the mean score per block of the real items of block
     ``i`` (``block``: each real window's block) against the candidate's items of group ``i``
     (``group``: each candidate window's group, a seeded random split of its whole span into ``b``
     disjoint parts, so a block's predictive sample is the whole span's law and the blocks'
-    candidate noise is independent); ``scored``: the real windows whose energy scores are taken."""
+    candidate noise is independent); ``scored``: the real windows whose energy scores are taken;
+    ``metrics``: only those are scored (default all; the others come back all NaN)."""
+    want = set(SHAPE_METRICS if metrics is None else metrics)
     rng = np.random.default_rng(seed)
     out = {m: np.full(b, np.nan) for m in SHAPE_METRICS}
     cols = [c for c in _LENGTHS if c in real.mean and c in cand.mean]
@@ -572,8 +574,14 @@ def shape_scores(real: _Features, cand: _Features, block: np.ndarray, group: np.
     rq_block, cq_group = block[real.k], group[cand.k]
     for i in range(b):  # a handful of blocks; each is vectorised
         mine, theirs = block == i, group == i
-        out["rate_shape"][i] = _finite_mean(crps_sample(cand.rate[theirs], real.rate[mine]))
+        if "rate_shape" in want:
+            out["rate_shape"][i] = _finite_mean(crps_sample(cand.rate[theirs], real.rate[mine]))
         for c in cols:
+            if f"{c}_length" in want:
+                out[f"{c}_length"][i] = _finite_mean(crps_sample(cand.values[c][cq_group == i],
+                                                                 real.values[c][rq_block == i]))
+            if f"joint_{c}_shape" not in want:
+                continue
             pts = pts_all[c][theirs & (cand.n > 0)]
             pts = pts[np.isfinite(pts).all(axis=1)]
             if pts.shape[0] > _ES_POINTS:
@@ -581,7 +589,6 @@ def shape_scores(real: _Features, cand: _Features, block: np.ndarray, group: np.
             sel = mine & scored & (real.n > 0) & np.isfinite(a[c]).all(axis=1)
             if sel.any():
                 out[f"joint_{c}_shape"][i] = _finite_mean(energy_score(pts / sd[c], a[c][sel] / sd[c]))
-            out[f"{c}_length"][i] = _finite_mean(crps_sample(cand.values[c][cq_group == i], real.values[c][rq_block == i]))
     return {m: v for m, v in out.items() if m == "rate_shape" or any(m.startswith(f"joint_{c}") or
                                                                      m.startswith(c) for c in cols)}
 
@@ -644,8 +651,8 @@ def shape_test(real: pl.DataFrame, servelab: pl.DataFrame, naive: pl.DataFrame, 
         scored = rank <= _ES_PER_BLOCK
     # each candidate's windows dealt at random into b equal groups (its whole span's law, disjoint)
     groups = [np.argsort(np.random.default_rng([seed, j]).permutation(n_win)) % b for j in (0, 1)]
-    s_ours = shape_scores(fr, fs, block, groups[0], b, scored, seed=seed)
-    s_naive = shape_scores(fr, fn, block, groups[1], b, scored, seed=seed)
+    s_ours = shape_scores(fr, fs, block, groups[0], b, scored, seed=seed, metrics=metrics)
+    s_naive = shape_scores(fr, fn, block, groups[1], b, scored, seed=seed, metrics=metrics)
     total = np.zeros(b)
     advantage = {}
     for m in SHAPE_METRICS:
