@@ -304,7 +304,7 @@ class GenerationArea:
                    + "; ".join(f"{p} {d['servelab']:.3f} vs {d['naive']:.3f}" for p, d in ev.distances.items()))
         return (Finding(FINDING_ID, _STATEMENT, _SOURCE, verdict,
                         measured={k: (v if math.isfinite(v) else None) for k, v in ev.measured.items()},
-                        reason=reason, figures=("servegen.fig19",)),)
+                        reason=reason, figures=("servegen.fig19",), tests=_test_records(ev.shape_tests)),)
 
     def tables(self, evidence: GenerationEvidence) -> dict[str, pl.DataFrame]:
         """The compare table of each period (``fidelity_stable``, ``fidelity_variable``)."""
@@ -360,6 +360,21 @@ def f12_verdict(shape_tests: Mapping[str, "ShapeTest"]) -> tuple[Verdict, str]:
         return Verdict.DOES_NOT_HOLD, reason + f"naive reproduces the {' and '.join(against)} period better"
     return Verdict.INCONCLUSIVE, reason + ("not rejected in every period, and naive not shown better in any: "
                                            "the test did not decide at this size")
+
+
+def _test_records(shape_tests: Mapping[str, "ShapeTest"]) -> tuple[dict, ...]:
+    """One record per period's test for the report's tests table (scalars only)."""
+    out = []
+    for p, t in shape_tests.items():
+        if not t.blocks:
+            continue
+        out.append({"null": f"{p} period: {F12_NULL}", "statistic": "Wilcoxon signed-rank T", "value": t.statistic,
+                    "p_value": t.p_value, "level": t.level, "effect": "share of blocks where servelab scores better",
+                    "effect_value": t.wins / t.blocks, "practical_threshold": None, "power": None,
+                    "method": (f"one-sided over {t.blocks} blocks of {t.windows_per_block} 3-s windows "
+                               "(Diebold-Mariano; servelab.generator.validation.shape_test)"),
+                    "n": t.blocks, "decision": "servelab better" if t.servelab_better else "not rejected"})
+    return tuple(out)
 
 
 def _fraction(x: float) -> str:

@@ -70,5 +70,6 @@ def test_generation_section_on_a_client_tagged_trace(tmp_path):
     assert finding.measured["stable_shape_p_value"] < 1e-3 <= 0.05 == finding.measured["shape_level"]
     assert finding.measured["stable_shape_blocks"] == 20 and finding.measured["stable_shape_wins"] >= 18
     assert "rejected in every period" in finding.reason
+    assert [t["decision"] for t in finding.tests] == ["servelab better"] * 2 and finding.tests[0]["n"] == 20
     assert "servegen.fig19" in section.figures
     assert finding.measured["stable_joint_input_energy_servelab"] < finding.measured["stable_joint_input_energy_naive"]
