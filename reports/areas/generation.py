@@ -159,9 +159,17 @@ def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=No
     workloads = {"reference": ref, "servelab": ours, "naive": naive}
     table = compare(ref, [ours, naive], names=["servelab", "naive"], window_s=window_s, seed=seed)
     windows = {name: window_stats(w, window_s=window_s) for name, w in workloads.items()}
-    # the generated workloads' clock starts at a2, the real one's at a: the test scores them on one clock
+    # the generated workloads' clock starts at a2, the real one's at a: the test scores them on one clock,
+    # over the whole windows from the real period's first request to its last (a period can reach past
+    # the trace's ends: windows outside it are not observed, and a block of them could not be scored)
     real = ref.with_columns(pl.col("timestamp") - (a2 - a)) if a2 != a else ref
-    shape = shape_test(real, ours, naive, window_s, b2 - a2, seed=seed, level=level, metrics=F12_METRICS)
+    t = real["timestamp"]
+    k0 = max(0, int(math.floor(t.min() / window_s)))
+    k1 = min(int(math.floor((b2 - a2) / window_s)), int(math.floor(t.max() / window_s)) + 1)
+    off = k0 * window_s
+    tested = [w.filter(pl.col("timestamp") >= off).with_columns(pl.col("timestamp") - off) if k0 else w
+              for w in (real, ours, naive)]
+    shape = shape_test(*tested, window_s, max(k1 - k0, 0) * window_s, seed=seed, level=level, metrics=F12_METRICS)
     return {"table": table, "windows": windows, "pool_fitted": fitted, "bounded_sample": bounded, "shape_test": shape,
             "workloads": {"reference": real, "servelab": ours, "naive": naive}, "duration": b2 - a2}
 

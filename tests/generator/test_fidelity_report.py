@@ -56,8 +56,10 @@ def test_generation_section_on_a_client_tagged_trace(tmp_path):
                      cvs={"big": 1.0, "burst": 4.0},
                      pmfs={"big": {"input_tokens": ([50, 80], [0.5, 0.5]), "output_tokens": ([10], [1.0])},
                            "burst": {"input_tokens": ([3000, 4000], [0.5, 0.5]), "output_tokens": ([90], [1.0])}})
-    # one quick-mode period long: the stable and the variable period are the whole trace, measured once
-    ref = generate(pool, "pool", 1800, seed=3, conversations=False, counts="poisson")
+    # one quick-mode period long: the stable and the variable period are the whole trace, measured once;
+    # the trace stops 100 s before the period's end (as the 10 M store's last period does): the test
+    # covers the windows up to the last request, so no block is empty
+    ref = generate(pool, "pool", 1700, seed=3, conversations=False, counts="poisson")
     store = write_store(ref, tmp_path / "ref")
     periods = choose_periods(store, period_s=1800)
     assert set(periods) == {"stable", "variable"} and all((a, b) == (0, 1800) for a, b in periods.values())
