@@ -71,7 +71,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_validate import simulate_trace  # noqa: E402
 
-__all__ = ["SCENARIOS", "f12_distances", "simulate_period", "run", "wilson", "main"]
+__all__ = ["RUNS", "SCENARIOS", "f12_distances", "simulate_period", "run", "summary", "wilson", "main"]
 
 #: (name, simulate_trace keywords, what F12 should say)
 SCENARIOS = (
@@ -92,16 +92,25 @@ def simulate_period(seed: int, *, clients: int = 60, rate_scale: float = 10.0, *
 
 
 def f12_distances(store, *, seed: int, max_requests: int | None) -> dict:
-    """The F12 rule on ``store``'s whole span: servelab's and naive's joint (3-s rate, mean input)
-    energy distances, ``holds`` (servelab's below naive's) and the client sample, if any."""
-    from servelab.reports.areas.generation import fidelity_experiment
+    """Both F12 rules on ``store``'s whole span: the old one (servelab's joint (3-s rate, mean
+    input) energy distance below naive's, ``holds``) and the test (the shape test rejects the null
+    at 5%, ``holds_test``, with its ``p`` and ``blocks``), and the client sample, if any."""
+    from servelab.generator.validation import shape_test
+    from servelab.analysis.findings import Verdict
+    from servelab.reports.areas.generation import f12_verdict, fidelity_experiment
 
     span = store.query("SELECT min(timestamp) AS a, max(timestamp) AS b FROM requests").row(0)
     res = fidelity_experiment(store, (math.floor(span[0]), math.floor(span[1]) + 1.0), seed=seed,
                               max_requests=max_requests)
     t = res["table"].filter(pl.col("metric") == "joint_input_energy")
     ours, naive = float(t["servelab"][0]), float(t["naive"][0])
-    return {"servelab": ours, "naive": naive, "holds": ours < naive, "sample": dict(res["bounded_sample"])}
+    st = res["shape_test"]
+    w = res["workloads"]
+    other = {name: shape_test(w["reference"], w["servelab"], w["naive"], 3.0, res["duration"], seed=seed,
+                              metrics=m).p_value for name, m in VARIANTS.items()}
+    return {"servelab": ours, "naive": naive, "holds": ours < naive, "sample": dict(res["bounded_sample"]),
+            "p": st.p_value, "blocks": st.blocks, "holds_test": bool(st.servelab_better), "p_variants": other,
+            "against": f12_verdict({"period": st})[0] is Verdict.DOES_NOT_HOLD}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -115,34 +124,46 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, c - h), min(1.0, c + h))
 
 
+#: other metric sets of the shape test, p-values recorded beside F12's (``p_<name>``; not verdicts)
+VARIANTS = {"all": None, "joint_input": ("joint_input_shape",)}
+#: the experiments per (scenario, seed): unsampled, reseeded (generation seed + 1000), sampled
+RUNS = ("whole", "reseeded", "sampled")
+
+
 def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 10.0,
-        scenarios=SCENARIOS, out: Path | None = None) -> pl.DataFrame:
-    """One row per (scenario, seed): the distances and verdicts unsampled, reseeded and sampled
-    (each also appended to ``out`` as a JSON line as soon as it is measured, when given)."""
+        scenarios=SCENARIOS, out: Path | None = None, runs=RUNS) -> pl.DataFrame:
+    """One row per (scenario, seed): the distances, the old rule's verdicts (``holds*``) and the
+    test's (``test*``, p-values ``p*``) unsampled, reseeded and sampled (those of ``runs``; each
+    row also appended to ``out`` as a JSON line as soon as it is measured, when given)."""
     import json
 
     from servelab.analysis.store import write_store
 
     rows = []
+    suffix = {"whole": "", "reseeded": "_reseeded", "sampled": "_sampled"}
     for name, kw, _ in scenarios:
         for seed in seeds:
             frame = simulate_period(seed, clients=clients, rate_scale=rate_scale, **kw)
+            bound = max(1, int(fraction * frame.height))
+            settings = {"whole": (seed, None), "reseeded": (seed + 1000, None), "sampled": (seed, bound)}
+            row = {"scenario": name, "seed": seed, "requests": frame.height}
             with tempfile.TemporaryDirectory() as tmp:
                 store = write_store(frame, Path(tmp) / "sim", source="bench_generation_sample", fmt="simulated")
                 t0 = time.process_time()
-                whole = f12_distances(store, seed=seed, max_requests=None)
-                again = f12_distances(store, seed=seed + 1000, max_requests=None)
-                bound = max(1, int(fraction * frame.height))
-                part = f12_distances(store, seed=seed, max_requests=bound)
-                cpu = time.process_time() - t0
-            s = part["sample"]
-            rows.append({"scenario": name, "seed": seed, "requests": frame.height,
-                         "sampled_requests": s.get("requests", frame.height),
-                         "sampled_clients": s.get("clients", clients),
-                         "d_servelab": whole["servelab"], "d_naive": whole["naive"], "holds": whole["holds"],
-                         "holds_reseeded": again["holds"], "d_servelab_sampled": part["servelab"],
-                         "d_naive_sampled": part["naive"], "holds_sampled": part["holds"], "cpu_s": cpu,
-                         "fraction": fraction, "clients": clients, "rate_scale": rate_scale})
+                for r in runs:
+                    g, m = settings[r]
+                    res = f12_distances(store, seed=g, max_requests=m)
+                    x = suffix[r]
+                    row.update({f"d_servelab{x}": res["servelab"], f"d_naive{x}": res["naive"],
+                                f"holds{x}": res["holds"], f"p{x}": res["p"], f"test{x}": res["holds_test"],
+                                f"blocks{x}": res["blocks"], f"against{x}": res["against"]})
+                    row.update({f"p_{v}{x}": q for v, q in res["p_variants"].items()})
+                    if r == "sampled":
+                        row["sampled_requests"] = res["sample"].get("requests", frame.height)
+                        row["sampled_clients"] = res["sample"].get("clients", clients)
+                row["cpu_s"] = time.process_time() - t0
+            row.update({"fraction": fraction, "clients": clients, "rate_scale": rate_scale})
+            rows.append(row)
             print(json.dumps(rows[-1]), flush=True)
             if out is not None:
                 with open(out, "a") as f:
@@ -151,27 +172,41 @@ def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 
 
 
 def summary(table: pl.DataFrame) -> pl.DataFrame:
-    """Per scenario: F12 "holds" counts and 95% intervals unsampled, reseeded and sampled, and the
-    agreement of the reseeded and the sampled verdicts with the unsampled one."""
+    """Per scenario (and rate scale): "holds" counts and 95% Wilson intervals of the old rule
+    (``holds*``) and of the test (``test*``) for each run present, the agreement of the reseeded
+    and the sampled verdicts with the unsampled one, and the median distances and p-values."""
     out = []
-    for name in table["scenario"].unique(maintain_order=True):
-        t = table.filter(pl.col("scenario") == name)
+    keys = ["scenario", "rate_scale"] if "rate_scale" in table.columns else ["scenario"]
+    for key in table.select(keys).unique(maintain_order=True).iter_rows():
+        t = table.filter(pl.all_horizontal([pl.col(k) == v for k, v in zip(keys, key)]))
         n = t.height
-        row = {"scenario": name, "n": n, "median_requests": float(t["requests"].median()),
-               "median_sampled_share": float((t["sampled_requests"] / t["requests"]).median())}
-        for col in ("holds", "holds_reseeded", "holds_sampled"):
-            k = int(t[col].sum())
-            lo, hi = wilson(k, n)
-            row[col] = f"{k}/{n} [{lo:.2f}, {hi:.2f}]"
-        for col in ("holds_reseeded", "holds_sampled"):
-            k = int((t[col] == t["holds"]).sum())
-            lo, hi = wilson(k, n)
-            row[f"agree_{col.split('_')[1]}"] = f"{k}/{n} [{lo:.2f}, {hi:.2f}]"
+        row = dict(zip(keys, key)) | {"n": n, "median_requests": float(t["requests"].median())}
+        if "sampled_requests" in t.columns:
+            row["median_sampled_share"] = float((t["sampled_requests"] / t["requests"]).median())
+        for rule in ("holds", "test", "against"):
+            for x in ("", "_reseeded", "_sampled"):
+                col = rule + x
+                if col not in t.columns:
+                    continue
+                k = int(t[col].sum())
+                lo, hi = wilson(k, n)
+                row[col] = f"{k}/{n} [{lo:.2f}, {hi:.2f}]"
+                if x:
+                    k = int((t[col] == t[rule]).sum())
+                    row[f"agree_{col}"] = f"{k}/{n}"
         row["median_d_servelab/naive"] = f"{t['d_servelab'].median():.3f}/{t['d_naive'].median():.3f}"
-        row["sampled"] = f"{t['d_servelab_sampled'].median():.3f}/{t['d_naive_sampled'].median():.3f}"
+        row["median_p"] = f"{t['p'].median():.3g}"
+        if "p_sampled" in t.columns:
+            row["median_p_sampled"] = f"{t['p_sampled'].median():.3g}"
         row["cpu_s_per_seed"] = float(t["cpu_s"].mean())
         out.append(row)
     return pl.DataFrame(out)
+
+
+def _print_summary(table: pl.DataFrame) -> None:
+    for row in table.iter_rows(named=True):  # one block per scenario: the table is too wide for a terminal
+        print("\n".join([f"== {row['scenario']} (rate scale {row.get('rate_scale')})"]
+                        + [f"  {k}: {v}" for k, v in row.items() if k not in ("scenario", "rate_scale")]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,19 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=60)
     parser.add_argument("--rate-scale", type=float, default=10.0)
     parser.add_argument("--scenarios", default=None, help="indices into SCENARIOS, comma-separated (default all)")
+    parser.add_argument("--runs", default=",".join(RUNS),
+                        help=f"experiments per seed, comma-separated, of {','.join(RUNS)} (default all)")
     opts = parser.parse_args(argv)
     if opts.summarise:
-        table = pl.read_ndjson(opts.summarise)
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, fmt_str_lengths=60):
-            print(summary(table))
+        _print_summary(summary(pl.read_ndjson(opts.summarise)))
         return 0
     chosen = SCENARIOS if opts.scenarios is None else [SCENARIOS[int(i)] for i in opts.scenarios.split(",")]
     started = time.perf_counter()
     table = run(range(opts.first_seed, opts.first_seed + opts.seeds), fraction=opts.fraction, clients=opts.clients,
-                rate_scale=opts.rate_scale, scenarios=chosen, out=Path(opts.out) if opts.out else None)
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, fmt_str_lengths=60):
-        print(table.drop("scenario").with_columns(pl.col(pl.Float64).round(4)))
-        print(summary(table))
+                rate_scale=opts.rate_scale, scenarios=chosen, out=Path(opts.out) if opts.out else None,
+                runs=tuple(opts.runs.split(",")))
+    _print_summary(summary(table))
     print(f"{opts.seeds} seeds x {len(chosen)} scenarios, fraction {opts.fraction:g}, {opts.clients} clients, "
           f"rate scale {opts.rate_scale:g}: {time.perf_counter() - started:.0f} s")
     return 0

@@ -554,12 +554,14 @@ def _finite_mean(v: np.ndarray) -> float:
 
 
 def shape_scores(real: _Features, cand: _Features, block: np.ndarray, group: np.ndarray, b: int,
-                 scored: np.ndarray, *, seed: int) -> dict[str, np.ndarray]:
+                 scored: np.ndarray, *, seed: int, metrics: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """Per metric of :data:`SHAPE_METRICS`, the mean score per block of the real items of block
     ``i`` (``block``: each real window's block) against the candidate's items of group ``i``
     (``group``: each candidate window's group, a seeded random split of its whole span into ``b``
     disjoint parts, so a block's predictive sample is the whole span's law and the blocks'
-    candidate noise is independent); ``scored``: the real windows whose energy scores are taken."""
+    candidate noise is independent); ``scored``: the real windows whose energy scores are taken;
+    ``metrics``: only those are scored (default all; the others come back all NaN)."""
+    want = set(SHAPE_METRICS if metrics is None else metrics)
     rng = np.random.default_rng(seed)
     out = {m: np.full(b, np.nan) for m in SHAPE_METRICS}
     cols = [c for c in _LENGTHS if c in real.mean and c in cand.mean]
@@ -572,8 +574,14 @@ def shape_scores(real: _Features, cand: _Features, block: np.ndarray, group: np.
     rq_block, cq_group = block[real.k], group[cand.k]
     for i in range(b):  # a handful of blocks; each is vectorised
         mine, theirs = block == i, group == i
-        out["rate_shape"][i] = _finite_mean(crps_sample(cand.rate[theirs], real.rate[mine]))
+        if "rate_shape" in want:
+            out["rate_shape"][i] = _finite_mean(crps_sample(cand.rate[theirs], real.rate[mine]))
         for c in cols:
+            if f"{c}_length" in want:
+                out[f"{c}_length"][i] = _finite_mean(crps_sample(cand.values[c][cq_group == i],
+                                                                 real.values[c][rq_block == i]))
+            if f"joint_{c}_shape" not in want:
+                continue
             pts = pts_all[c][theirs & (cand.n > 0)]
             pts = pts[np.isfinite(pts).all(axis=1)]
             if pts.shape[0] > _ES_POINTS:
@@ -581,13 +589,13 @@ def shape_scores(real: _Features, cand: _Features, block: np.ndarray, group: np.
             sel = mine & scored & (real.n > 0) & np.isfinite(a[c]).all(axis=1)
             if sel.any():
                 out[f"joint_{c}_shape"][i] = _finite_mean(energy_score(pts / sd[c], a[c][sel] / sd[c]))
-            out[f"{c}_length"][i] = _finite_mean(crps_sample(cand.values[c][cq_group == i], real.values[c][rq_block == i]))
     return {m: v for m, v in out.items() if m == "rate_shape" or any(m.startswith(f"joint_{c}") or
                                                                      m.startswith(c) for c in cols)}
 
 
 def shape_test(real: pl.DataFrame, servelab: pl.DataFrame, naive: pl.DataFrame, window_s: float, duration: float, *,
-               seed: int = 0, level: float = SHAPE_LEVEL, max_blocks: int = SHAPE_BLOCKS) -> ShapeTest:
+               seed: int = 0, level: float = SHAPE_LEVEL, max_blocks: int = SHAPE_BLOCKS,
+               metrics: tuple[str, ...] | None = None) -> ShapeTest:
     """Test whether servelab predicts the real later part's shape better than naive (volume removed).
 
     A Diebold-Mariano comparison of the two candidates as *predictive distributions*: the real
@@ -615,11 +623,16 @@ def shape_test(real: pl.DataFrame, servelab: pl.DataFrame, naive: pl.DataFrame, 
     Energy scores are taken for at most 250 real windows per block against at most 1,000
     candidate windows of the group (seeded subsamples); CRPS is exact.
 
+    ``metrics`` (default all of :data:`SHAPE_METRICS`) restricts the sum to those metrics (the
+    report's F12 tests the joint window metrics only); the scores are the same.
+
     Returns
     -------
     ShapeTest
         Not run (``blocks`` 0, ``reason`` says why) with fewer than 8 blocks of 10 windows.
     """
+    if metrics is not None and (not metrics or set(metrics) - set(SHAPE_METRICS)):
+        raise ValueError(f"metrics must be names of SHAPE_METRICS ({', '.join(SHAPE_METRICS)}); got {metrics!r}")
     n_win = int(math.floor(duration / window_s))
     b = min(int(max_blocks), n_win // SHAPE_MIN_BLOCK_WINDOWS)
     if b < SHAPE_MIN_BLOCKS:
@@ -638,12 +651,12 @@ def shape_test(real: pl.DataFrame, servelab: pl.DataFrame, naive: pl.DataFrame, 
         scored = rank <= _ES_PER_BLOCK
     # each candidate's windows dealt at random into b equal groups (its whole span's law, disjoint)
     groups = [np.argsort(np.random.default_rng([seed, j]).permutation(n_win)) % b for j in (0, 1)]
-    s_ours = shape_scores(fr, fs, block, groups[0], b, scored, seed=seed)
-    s_naive = shape_scores(fr, fn, block, groups[1], b, scored, seed=seed)
+    s_ours = shape_scores(fr, fs, block, groups[0], b, scored, seed=seed, metrics=metrics)
+    s_naive = shape_scores(fr, fn, block, groups[1], b, scored, seed=seed, metrics=metrics)
     total = np.zeros(b)
     advantage = {}
     for m in SHAPE_METRICS:
-        if m not in s_ours or m not in s_naive:
+        if m not in s_ours or m not in s_naive or (metrics is not None and m not in metrics):
             continue
         d = s_naive[m] - s_ours[m]
         if not np.isfinite(d).all():
