@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trace", type=Path, default=TRACE)
     parser.add_argument("--uncorrected", action="store_true", help="window_censoring=False")
     parser.add_argument("--data-window", default=None, help="fit_pool data_window_s (default: its own)")
+    parser.add_argument("--min-data-windows", type=int, default=None,
+                        help="fit_pool min_data_windows (default: its own; 0: no short-trace rule)")
     args = parser.parse_args(argv)
     if not args.trace.is_file():
         print(f"skipped: {args.trace} is absent (the shared data folder is optional)")
@@ -65,7 +67,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = ingest(args.trace, fmt="mooncake", output=Path(tmp) / "store", overwrite=True, progress=False)
         pool = fit_pool(store, window_censoring=not args.uncorrected,
-                        **({"data_window_s": args.data_window} if args.data_window else {}))
+                        **({"data_window_s": args.data_window} if args.data_window else {}),
+                        **({"min_data_windows": args.min_data_windows} if args.min_data_windows is not None else {}))
         for seed in range(a, b + 1):  # one workload per seed
             work = generate(pool, "pool", duration, seed=seed)
             path = export_workload(work, Path(tmp) / f"w{seed}.jsonl", fmt="mooncake")
@@ -86,7 +89,7 @@ def main(argv=None) -> int:
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, float_precision=4, tbl_hide_dataframe_shape=True):
         print(frame)
     worst = frame.sort("curve_distance").row(-1, named=True)
-    print(f"trace {real.height} requests over {duration:.0f} s; window corrections "
+    print(f"trace {real.height} requests over {duration:.0f} s; data window {pool.data_window_s:g} s; window corrections "
           f"{'off' if args.uncorrected else 'on'}; curve distance mean {frame['curve_distance'].mean():.4f}, "
           f"max {worst['curve_distance']:.4f} (seed {worst['seed']}); seeds within 0.05: "
           f"{int((frame['curve_distance'] <= 0.05).sum())}/{frame.height}; input ratio mean "

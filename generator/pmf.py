@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["PmfTable", "pmf_table", "sample_pmf", "sample_runs", "aggregate_pmfs"]
+__all__ = ["PmfTable", "pmf_cdf", "pmf_table", "sample_pmf", "sample_runs", "aggregate_pmfs"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,33 @@ class PmfTable:
 
     values: np.ndarray
     cum: np.ndarray
+
+
+def pmf_cdf(table: PmfTable, group: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``P(value <= x)`` in each row's PMF group (values are sorted within a group).
+
+    Parameters
+    ----------
+    table : PmfTable
+    group : numpy.ndarray of int
+        The PMF group of each row.
+    x : numpy.ndarray
+        One value per row.
+
+    Returns
+    -------
+    numpy.ndarray
+        The CDF of the row's group at its ``x`` (0 below the group's smallest value, 1 at or
+        beyond its largest).
+    """
+    span = float(np.max(np.abs(table.values))) + 1.0 if table.values.size else 1.0
+    key = (np.floor(table.cum - 1e-12) if table.cum.size else table.cum) * 2 * span + table.values
+    # the group of each table entry: cum lies in (g, g + 1]
+    # beyond the largest value the CDF is 1: clip there, or the key would run into the next group's
+    q = group * 2 * span + np.minimum(np.asarray(x, dtype=float), span - 1.0)
+    idx = np.searchsorted(key, q, side="right") - 1
+    ok = (idx >= 0) & (np.floor(table.cum[np.maximum(idx, 0)] - 1e-12) == group)
+    return np.where(ok, table.cum[np.maximum(idx, 0)] - group, 0.0)
 
 
 def _group_runs(table: PmfTable, group: np.ndarray):

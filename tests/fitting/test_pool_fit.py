@@ -136,7 +136,7 @@ def test_weibull_segments_and_subsampling(rng):
 
 def test_pmfs_exact_below_cutoff_and_binned_above(mixed_store):
     store, frame = mixed_store
-    pool = fit_pool(store, data_window_s="6h", exact_below=128, bin_ratio=1.05)
+    pool = fit_pool(store, data_window_s="6h", min_data_windows=0, exact_below=128, bin_ratio=1.05)  # one window
     x = frame.filter(pl.col("client_id") == "A")["input_tokens"].to_numpy()
     pmf = pool.data.filter((pl.col("client_id") == "A") & (pl.col("field") == "input_tokens")).sort("value")
     v, p = pmf["value"].to_numpy(), pmf["probability"].to_numpy()
