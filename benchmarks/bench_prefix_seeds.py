@@ -10,7 +10,15 @@ seed: requests, mean input tokens against the trace's, and the role shares of
 curve distance <= 0.05. Runs on whichever servelab the interpreter imports, so the same file
 measures a "before" tree (``/work/main/.venv/bin/python benchmarks/bench_prefix_seeds.py``).
 
-Usage: ``python benchmarks/bench_prefix_seeds.py [--seeds 1-8] [--trace FILE] [--uncorrected]``.
+Measured (seeds 1-8): before the short-trace data windows (main at 917bae7: one 6-h data window,
+first turns from one pooled PMF) .0228 .0280 .0419 .0340 .0575 .0331 .0130 .0118 (mean 0.0303,
+7/8 within 0.05); after (300-s data windows, first turns following them, reuse weights from each
+length class's own times) .0450 .0250 .0256 .0224 .0180 .0323 .0385 .0244 (mean 0.0289, 8/8;
+input ratio 0.9745, hit rate 0.6204 vs 0.6396). ``--min-data-windows`` 4 / 6 / 8 (200, 150, 120 s)
+gave max 0.0550 / 0.0545 / 0.0591 (7/8, 7/8, 6/8).
+
+Usage: ``python benchmarks/bench_prefix_seeds.py [--seeds 1-8] [--trace FILE] [--uncorrected]
+[--data-window S] [--min-data-windows K]``.
 """
 from __future__ import annotations
 
