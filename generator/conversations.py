@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from servelab.generator.grid import frame_of
-from servelab.generator.pmf import PmfTable, pmf_cdf, pmf_table, sample_pmf
+from servelab.generator.pmf import PmfTable, pmf_cdf, pmf_cdf_index, pmf_table, sample_pmf
 
 __all__ = ["CONTEXTS", "ConversationModel", "conversation_model", "expand_conversations", "accumulate_context",
            "accumulate_inputs", "draw_increments", "fresh_followups", "followups_grow", "link_columns",
@@ -57,6 +57,7 @@ class ConversationModel:
     # time profile of first-turn inputs (draw_increments); groups = data_cdf_map[p] (-1: none)
     data_cdf: PmfTable | None = None
     data_cdf_map: np.ndarray | None = None
+    data_cdf_index: tuple | None = None  # pmf_cdf_index(data_cdf), built once
 
 
 def _conversation_pmfs(pool) -> pl.DataFrame | None:
@@ -151,6 +152,7 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
     return ConversationModel(
         data_cdf=data_cdf,
         data_cdf_map=data_cdf_map,
+        data_cdf_index=pmf_cdf_index(data_cdf) if data_cdf is not None else None,
         has=has,
         mean_turns=np.where(has, np.maximum(mean_turns, 1.0), 1.0),
         turns=pmf_table(t_map[tp], tv, tw),
@@ -302,8 +304,9 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         ok = g >= 0
         rows, g = firsts[ok], g[ok]
         x = np.rint(out[rows])
-        below = pmf_cdf(conv.data_cdf, g, x - 0.5)
-        upto = pmf_cdf(conv.data_cdf, g, x + 0.5)
+        index = getattr(conv, "data_cdf_index", None)
+        below = pmf_cdf(conv.data_cdf, g, x - 0.5, index=index)
+        upto = pmf_cdf(conv.data_cdf, g, x + 0.5, index=index)
         u = u.copy()
         u[rows] = np.minimum(below + u[rows] * (upto - below), np.nextafter(1.0, 0.0))
     for table, gmap, rows in ((conv.inc, conv.inc_map, np.flatnonzero(follow & ~fresh)),
