@@ -210,6 +210,16 @@ class PoolFitSettings:
         longest window of at most ``span_s / min_data_windows`` that nests with the arrival
         windows: a multiple of ``window_s`` when that is at least ``window_s``, else ``window_s``
         divided by a whole number (so that one grid of multiples of the shorter window holds both).
+
+        Parameters
+        ----------
+        span_s : float
+            The trace's covered span (s); not finite or not positive: ``data_window_s``.
+
+        Returns
+        -------
+        float
+            The data window in seconds.
         """
         k = self.min_data_windows
         if k == 0 or not (math.isfinite(span_s) and span_s > 0) or span_s >= k * self.data_window_s:

@@ -184,6 +184,21 @@ def pool_input_cdf(pool, index: pl.DataFrame, P: int) -> tuple[PmfTable | None, 
     population the client's first-turn input PMF was fitted on, so the position of a request's
     data draw in it carries the data window's time profile to its first-turn input
     (:func:`draw_increments`).
+
+    Parameters
+    ----------
+    pool : ClientPool or pool-like
+        Needs ``data`` and ``arrivals`` (the pool's tables); ``provenance`` optional.
+    index : polars.DataFrame
+        ``client_id, p``: the pool index of each client id.
+    P : int
+        Number of pool indices.
+
+    Returns
+    -------
+    (PmfTable or None, numpy.ndarray or None)
+        The pool-wide input PMFs (one group per qualifying client) and the map from pool index to
+        group (-1: none).
     """
     data = frame_of(getattr(pool, "data", None))
     arrivals = frame_of(getattr(pool, "arrivals", None))

@@ -24,7 +24,17 @@ class PmfTable:
 
 
 def pmf_cdf_index(table: PmfTable) -> tuple[np.ndarray, float]:
-    """The sorted search keys of :func:`pmf_cdf` over ``table`` (build once for many calls)."""
+    """The sorted search keys of :func:`pmf_cdf` over ``table`` (build once for many calls).
+
+    Parameters
+    ----------
+    table : PmfTable
+
+    Returns
+    -------
+    (numpy.ndarray, float)
+        One key per table entry (group offset plus value, ascending) and the offset's scale.
+    """
     span = float(np.max(np.abs(table.values))) + 1.0 if table.values.size else 1.0
     # the group of each table entry: cum lies in (g, g + 1]
     key = (np.floor(table.cum - 1e-12) if table.cum.size else table.cum) * 2 * span + table.values
