@@ -42,10 +42,12 @@ outputs of the code under test:
 Measured (``--seeds 1-8 --rate 3``: about 3,000 first turns per client and seed; one-seed SE of
 the corrected C share 0.0116, of the 8-seed mean 0.0041): groups A 0.2999 (truth 0.3), B shared
 0.4022 (0.4), B template 0.2016 (0.2); D template 0.3202 (0.3; 0.3225 expected as seen); reuse C
-0.3719 (truth 0.35: +0.022, 5 SE of the mean; every seed within 4 one-seed SE), D 0.2119 (0.2);
+0.3725 (truth 0.35: +0.023, 5 SE of the mean; every seed within 4 one-seed SE), D 0.2121 (0.2);
 as seen (no correction) C 0.2657 (0.245 expected without siblings); lag mean C 285 s (300);
-generator round trip: C's seen share 0.2653 generated vs 0.2657 in the trace; null (``r = 0``):
-every reuse share 0. The corrected share runs about 6 % high: when an original from before the
+generator round trip: C's seen share 0.2657 generated vs 0.2657 in the trace; null (``r = 0``):
+every reuse share 0. (Before the reuse weights came from each length class's own first-turn
+times, i.e. :math:`T/(T - x)` for every class: C 0.3719, D 0.2119, round trip 0.2653; the arrivals
+here are uniform, so the two weights agree but for noise.) The corrected share runs about 6 % high: when an original from before the
 window has several copies in it, the first looks like an original and the others are seen with
 short lags (weight near 1), so reuses the weights already stand for are counted again. The
 generator, which starts its clients with no past, needs exactly that excess to give the trace's

@@ -10,7 +10,15 @@ seed: requests, mean input tokens against the trace's, and the role shares of
 curve distance <= 0.05. Runs on whichever servelab the interpreter imports, so the same file
 measures a "before" tree (``/work/main/.venv/bin/python benchmarks/bench_prefix_seeds.py``).
 
-Usage: ``python benchmarks/bench_prefix_seeds.py [--seeds 1-8] [--trace FILE] [--uncorrected]``.
+Measured (seeds 1-8): before the short-trace data windows (main at 917bae7: one 6-h data window,
+first turns from one pooled PMF) .0228 .0280 .0419 .0340 .0575 .0331 .0130 .0118 (mean 0.0303,
+7/8 within 0.05); after (300-s data windows, first turns following them, reuse weights from each
+length class's own times) .0450 .0250 .0256 .0224 .0180 .0323 .0385 .0244 (mean 0.0289, 8/8;
+input ratio 0.9745, hit rate 0.6204 vs 0.6396). ``--min-data-windows`` 4 / 6 / 8 (200, 150, 120 s)
+gave max 0.0550 / 0.0545 / 0.0591 (7/8, 7/8, 6/8).
+
+Usage: ``python benchmarks/bench_prefix_seeds.py [--seeds 1-8] [--trace FILE] [--uncorrected]
+[--data-window S] [--min-data-windows K]``.
 """
 from __future__ import annotations
 
@@ -54,6 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trace", type=Path, default=TRACE)
     parser.add_argument("--uncorrected", action="store_true", help="window_censoring=False")
     parser.add_argument("--data-window", default=None, help="fit_pool data_window_s (default: its own)")
+    parser.add_argument("--min-data-windows", type=int, default=None,
+                        help="fit_pool min_data_windows (default: its own; 0: no short-trace rule)")
     args = parser.parse_args(argv)
     if not args.trace.is_file():
         print(f"skipped: {args.trace} is absent (the shared data folder is optional)")
@@ -65,7 +75,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = ingest(args.trace, fmt="mooncake", output=Path(tmp) / "store", overwrite=True, progress=False)
         pool = fit_pool(store, window_censoring=not args.uncorrected,
-                        **({"data_window_s": args.data_window} if args.data_window else {}))
+                        **({"data_window_s": args.data_window} if args.data_window else {}),
+                        **({"min_data_windows": args.min_data_windows} if args.min_data_windows is not None else {}))
         for seed in range(a, b + 1):  # one workload per seed
             work = generate(pool, "pool", duration, seed=seed)
             path = export_workload(work, Path(tmp) / f"w{seed}.jsonl", fmt="mooncake")
@@ -86,7 +97,7 @@ def main(argv=None) -> int:
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, float_precision=4, tbl_hide_dataframe_shape=True):
         print(frame)
     worst = frame.sort("curve_distance").row(-1, named=True)
-    print(f"trace {real.height} requests over {duration:.0f} s; window corrections "
+    print(f"trace {real.height} requests over {duration:.0f} s; data window {pool.data_window_s:g} s; window corrections "
           f"{'off' if args.uncorrected else 'on'}; curve distance mean {frame['curve_distance'].mean():.4f}, "
           f"max {worst['curve_distance']:.4f} (seed {worst['seed']}); seeds within 0.05: "
           f"{int((frame['curve_distance'] <= 0.05).sum())}/{frame.height}; input ratio mean "

@@ -24,7 +24,17 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
     of format version 1 (Gamma ``a`` or Weibull ``c``, by family) is converted on construction.
 ``data``
     long-format empirical PMFs ``client_id, window_start, window_s, field, value, probability``;
-    an idle data window has no rows.
+    an idle data window has no rows. The data window (``data_window_s``, the length model's time
+    resolution) is 6 h by default, and a trace shorter than ``min_data_windows`` of them (3:
+    18 h) is fitted with windows of about ``span / min_data_windows`` s instead (a multiple of the
+    arrival window, or the arrival window over a whole number)
+    (:meth:`~servelab.fitting.pool_settings.PoolFitSettings.effective_data_window`), so a short
+    trace keeps its lengths' time profile (a 17-min trace whose prompts double is not one 6-h
+    window). The generator follows it, first-turn inputs of conversations included
+    (:func:`~servelab.generator.conversations.draw_increments`: the first-turn PMF is pooled over
+    the trace; the position of a request's data draw in the client's pool-wide input PMF picks its
+    first-turn quantile). Data windows may then be shorter than arrival windows: a request's data
+    window is the one holding its time.
 ``data_fits``
     ``client_id, window_start, field, fit`` (:class:`~servelab.fitting.result.FitResult` JSON).
 ``conversations``
@@ -222,7 +232,8 @@ class ClientPool:
     window_s : float
         Arrival window length in seconds (ServeGen: 600).
     data_window_s : float
-        Request-data window length in seconds (ServeGen: 21600).
+        Request-data window length in seconds (ServeGen: 21600; shorter for short traces, see
+        ``data`` in the module docstring).
     span : (float, float), optional
         ``(start, end)`` in seconds; computed from the arrival windows when not given.
     fields : sequence of str, optional

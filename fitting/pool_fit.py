@@ -252,6 +252,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         tg = trace_gaps(src)
         clock = clock_from_trace_gaps(s, store.manifest, tg)
         covered = covered_span(tg.first, tg.last, s.span)
+        # a short trace gets shorter data windows (PoolFitSettings.min_data_windows; issue 15)
+        requested_dw = s.data_window_s
+        s = dataclasses.replace(s, data_window_s=s.effective_data_window(covered[1] - covered[0]))
         build_gaps(src, window_s=s.window_s, step=clock[0], seed=s.seed)
         cells = arrival_cells(src)
         arrivals = arrival_windows_from_aggregates(cells, _gap_batches(src, cells, s, batch_gaps=batch_gaps), s,
@@ -367,6 +370,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                      "cells": "active (client, window) cells only; idle windows are implicit (rate 0)",
                      "aggregation": "plain SQL per (client, window) (servelab.analysis.aggregates)",
                      "zero_gaps_before_jitter": arrivals.n_zero_gaps},
+        "data_window": (f"{s.data_window_s:g} s: the covered span {covered[1] - covered[0]:g} s is shorter than "
+                        f"min_data_windows={s.min_data_windows} windows of {requested_dw:g} s"
+                        if s.data_window_s != requested_dw else f"{s.data_window_s:g} s as set"),
         "residual": {"clients_merged": clients.n_small, "requests_without_client": clients.n_null},
         "conversations": conv_note,
         "conversation_censoring": (

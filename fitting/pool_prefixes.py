@@ -81,7 +81,7 @@ class RequestStructure(dict):
     ``lengths``, ``group`` (-1: none), ``group_len``, ``hit`` (infinite-cache hit blocks),
     ``source`` (position of the reuse source or parent, -1: none), ``kind`` (0 none, 1 group,
     2 reuse, 3 history), ``gap``, ``lag_s``, ``same_length`` (a reuse whose original has as
-    many blocks), ``suffix``; and per group ``group_length``,
+    many blocks), ``time_s`` (seconds since the trace's first request), ``suffix``; and per group ``group_length``,
     ``group_extends`` (-1: none), ``group_clients`` (distinct pool clients using it)."""
 
 
@@ -197,9 +197,54 @@ def prefix_structure(values: np.ndarray, lengths: np.ndarray, *, timestamps: np.
     shared = np.where(kind == 1, group_len, np.where(kind >= 2, np.minimum(lengths, lengths[np.maximum(source, 0)])
                                                      - gap, 0))
     return RequestStructure(lengths=lengths, group=group, group_len=group_len, hit=hit, source=source, kind=kind,
-                            same_length=same_length,
+                            same_length=same_length, time_s=ts - (float(ts.min()) if n else 0.0),
                             gap=gap, lag_s=lag, suffix=lengths - shared, group_length=g_len, group_extends=g_ext,
                             group_clients=group_clients)
+
+
+def _seen_weights(s: RequestStructure, clients: np.ndarray, cls: np.ndarray, span_s: float) -> np.ndarray:
+    r"""Inverse-probability weight of every request as a reuse seen through the window (used at
+    reuses only): :math:`1 / P(\text{seen})`, capped at
+    :data:`~servelab.fitting.pool_conversations.WINDOW_WEIGHT_CAP`.
+
+    A reuse at lag :math:`x` is seen when its original falls inside the window, i.e. when the
+    copy comes at least :math:`x` after the window's start. :math:`P(\text{seen})` is the share of
+    the client's first turns *of the reuse's length class* that come at least :math:`x` after
+    the trace's first request (``time_s``). For first turns uniform over a window of :math:`T`
+    this is :math:`(T - x) / T`, the weight of
+    :func:`~servelab.fitting.pool_conversations.window_weights`; it differs where a class's
+    requests are not uniform in time (a trace whose long prompts come late sees their long-lag
+    copies more often than a uniform one would, and weighing them by :math:`T / (T - x)` would
+    overstate their share). Without ``time_s`` (an older structure) that uniform weight is used.
+    """
+    from servelab.fitting.pool_conversations import WINDOW_WEIGHT_CAP, window_weights
+
+    lag = np.maximum(s["lag_s"], 0.0)
+    if "time_s" not in s:
+        return window_weights(lag, span_s)
+    roots = np.flatnonzero((s["kind"] <= 2) & (s["lengths"] > 0))
+    # one group per (client, class); counts of the group's first turns at or after each lag
+    gid_all = np.asarray(clients, dtype=np.int64) * 64 + np.log2(cls).astype(np.int64)
+    groups, inverse = np.unique(gid_all[roots], return_inverse=True)
+    t = s["time_s"][roots]
+    order = np.lexsort((t, inverse))
+    g_sorted, t_sorted = inverse[order], t[order]
+    ends = np.searchsorted(g_sorted, np.arange(groups.size), side="right")
+    starts = np.searchsorted(g_sorted, np.arange(groups.size), side="left")
+    w = np.ones(lag.size)
+    ri = np.flatnonzero(s["kind"] == 2)
+    if ri.size == 0:
+        return w
+    g = np.searchsorted(groups, gid_all[ri])
+    # per group, the first sorted position whose time reaches the lag (a search per reuse on its
+    # group's slice: offset the times by the group so one searchsorted serves all groups)
+    span = float(t_sorted.max()) + float(lag.max()) + 1.0 if t_sorted.size else 1.0
+    key = g_sorted * span + t_sorted
+    at = np.searchsorted(key, g * span + np.minimum(lag[ri], span - 1.0), side="left")
+    n = np.maximum(ends[g] - starts[g], 1)
+    seen = np.clip(ends[g] - at, 0, None) / n
+    w[ri] = np.where(seen > 1.0 / WINDOW_WEIGHT_CAP, 1.0 / np.maximum(seen, 1e-300), WINDOW_WEIGHT_CAP)
+    return np.clip(w, 1.0, WINDOW_WEIGHT_CAP)
 
 
 def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: list[str], *,
@@ -242,7 +287,7 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
     cls = np.left_shift(1, np.floor(np.log2(np.maximum(s["lengths"], 1))).astype(np.int64))
     w = np.ones(s["lengths"].size)
     if span_s is not None:
-        w = np.where(s["kind"] == 2, window_weights(np.maximum(s["lag_s"], 0.0), float(span_s)), 1.0)
+        w = np.where(s["kind"] == 2, _seen_weights(s, clients, cls, float(span_s)), 1.0)
     frame = pl.DataFrame({"c": np.asarray(clients, dtype=np.int64), "kind": s["kind"], "group": s["group"],
                           "gap": s["gap"], "lag": _lag_bins(s["lag_s"]), "suffix": s["suffix"],
                           "same": s["same_length"].astype(np.float64),

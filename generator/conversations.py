@@ -19,10 +19,11 @@ import numpy as np
 import polars as pl
 
 from servelab.generator.grid import frame_of
-from servelab.generator.pmf import PmfTable, pmf_table, sample_pmf
+from servelab.generator.pmf import PmfTable, pmf_cdf, pmf_cdf_index, pmf_table, sample_pmf
 
 __all__ = ["CONTEXTS", "ConversationModel", "conversation_model", "expand_conversations", "accumulate_context",
-           "accumulate_inputs", "draw_increments", "fresh_followups", "followups_grow", "link_columns"]
+           "accumulate_inputs", "draw_increments", "fresh_followups", "followups_grow", "link_columns",
+           "pool_input_cdf"]
 
 #: how a follow-up's input holds its history (see :func:`accumulate_inputs`)
 CONTEXTS = ("fitted", "sorted", "additive")
@@ -52,6 +53,11 @@ class ConversationModel:
     first_multi: PmfTable | None = None  # first turns of conversations of >= 2 turns
     first_multi_map: np.ndarray | None = None
     grows: np.ndarray | None = None  # (P,) bool: follow-ups hold their history (see followups_grow)
+    # the pool-wide input_tokens PMF of clients with >= 2 data windows (see pool_input_cdf), for the
+    # time profile of first-turn inputs (draw_increments); groups = data_cdf_map[p] (-1: none)
+    data_cdf: PmfTable | None = None
+    data_cdf_map: np.ndarray | None = None
+    data_cdf_index: tuple | None = None  # pmf_cdf_index(data_cdf), built once
 
 
 def _conversation_pmfs(pool) -> pl.DataFrame | None:
@@ -141,7 +147,12 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
     t_map[t_present] = np.arange(t_present.size)
     i_map = np.full(P, -1)
     i_map[i_present] = np.arange(i_present.size)
+    data_cdf, data_cdf_map = (pool_input_cdf(pool, index, P) if first is not None or first_multi is not None
+                              else (None, None))
     return ConversationModel(
+        data_cdf=data_cdf,
+        data_cdf_map=data_cdf_map,
+        data_cdf_index=pmf_cdf_index(data_cdf) if data_cdf is not None else None,
         has=has,
         mean_turns=np.where(has, np.maximum(mean_turns, 1.0), 1.0),
         turns=pmf_table(t_map[tp], tv, tw),
@@ -158,6 +169,76 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
         first_multi_map=first_multi_map,
         grows=followups_grow(inc, inc_map) if inc is not None else None,
     )
+
+
+def pool_input_cdf(pool, index: pl.DataFrame, P: int) -> tuple[PmfTable | None, np.ndarray | None]:
+    """Per pool client with ``input_tokens`` PMFs in two or more data windows: the pool-wide PMF
+    (the windows' PMFs mixed by the requests each window holds), as a table and a map from pool
+    index (``index``: ``client_id, p``) to its group (-1: none); ``(None, None)`` when no client
+    qualifies.
+
+    A window's requests are the client's arrival rates times the window's overlap with each
+    arrival window inside the covered span (``provenance["arrivals"]["covered_s"]`` when the pool
+    records it; rates are per covered second) (data windows may be shorter than arrival windows on short traces:
+    :attr:`~servelab.fitting.pool_settings.PoolFitSettings.min_data_windows`). This is the
+    population the client's first-turn input PMF was fitted on, so the position of a request's
+    data draw in it carries the data window's time profile to its first-turn input
+    (:func:`draw_increments`).
+
+    Parameters
+    ----------
+    pool : ClientPool or pool-like
+        Needs ``data`` and ``arrivals`` (the pool's tables); ``provenance`` optional.
+    index : polars.DataFrame
+        ``client_id, p``: the pool index of each client id.
+    P : int
+        Number of pool indices.
+
+    Returns
+    -------
+    (PmfTable or None, numpy.ndarray or None)
+        The pool-wide input PMFs (one group per qualifying client) and the map from pool index to
+        group (-1: none).
+    """
+    data = frame_of(getattr(pool, "data", None))
+    arrivals = frame_of(getattr(pool, "arrivals", None))
+    if data is None or arrivals is None or data.height == 0 or "field" not in data.columns:
+        return None, None
+    data = data.filter((pl.col("field") == "input_tokens") & (pl.col("probability") > 0))
+    multi = (data.group_by("client_id").agg(pl.col("window_start").n_unique().alias("k"))
+             .filter(pl.col("k") >= 2)["client_id"])
+    data = data.filter(pl.col("client_id").is_in(multi.to_list()))
+    if data.height == 0:
+        return None, None
+    dw = float(data["window_s"].max())
+    # rates are requests per second of the window inside the trace's covered span: count there only
+    covered = ((getattr(pool, "provenance", None) or {}).get("arrivals") or {}).get("covered_s")
+    lo, hi = (float(covered[0]), float(covered[1])) if covered else (-np.inf, np.inf)
+    # requests of each (client, data window): rate x overlap, summed over the client's arrival
+    # windows; each arrival window is cut at the data grid (k * dw, as pool fitting bins data)
+    w = (arrivals.lazy().filter((pl.col("rate") > 0) & pl.col("client_id").is_in(multi.to_list()))
+         .select("client_id", pl.col("window_start").clip(lower_bound=lo).alias("a0"),
+                 (pl.col("window_start") + pl.col("window_s")).clip(upper_bound=hi).alias("a1"), "rate")
+         .with_columns(pl.int_ranges((pl.col("a0") / dw).floor().cast(pl.Int64),
+                                     ((pl.col("a1") / dw).ceil().cast(pl.Int64)).clip(lower_bound=(
+                                         pl.col("a0") / dw).floor().cast(pl.Int64) + 1)).alias("k"))
+         .explode("k")
+         .with_columns((pl.min_horizontal((pl.col("k") + 1).cast(pl.Float64) * dw, "a1")
+                        - pl.max_horizontal(pl.col("k").cast(pl.Float64) * dw, "a0")).clip(lower_bound=0.0).alias("o"))
+         .group_by("client_id", "k").agg((pl.col("rate") * pl.col("o")).sum().alias("requests"))
+         .collect())
+    mixed = (data.with_columns((pl.col("window_start").cast(pl.Float64) / dw).round().cast(pl.Int64).alias("k"))
+             .join(w, on=["client_id", "k"], how="inner")
+             .group_by("client_id", "value").agg((pl.col("probability") * pl.col("requests")).sum().alias("m"))
+             .filter(pl.col("m") > 0)
+             .join(index, on="client_id", how="inner").sort("p", "value"))
+    if mixed.height == 0:
+        return None, None
+    p = mixed["p"].to_numpy()
+    present = np.unique(p)
+    cmap = np.full(P, -1)
+    cmap[present] = np.arange(present.size)
+    return pmf_table(cmap[p], mixed["value"].to_numpy(), mixed["m"].to_numpy()), cmap
 
 
 def followups_grow(inc: PmfTable, inc_map: np.ndarray) -> np.ndarray:
@@ -215,6 +296,11 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
     first-turn input PMF (of single-turn conversations, or of the starts of longer ones when the
     next row is its turn 2), keeping its ``inp`` (the data PMF's draw) where there is none. One
     uniform per row, in row order, from ``rng``; rows grouped by conversation in turn order.
+    For a client with data in two or more windows (``conv.data_cdf``), a first turn's uniform is
+    the position of its data draw ``inp`` (its data window's PMF) in the client's pool-wide input
+    PMF, randomised within the draw's mass by the row's uniform: uniform over the pool's span (the
+    first-turn PMF's marginal is kept), and high where the window's prompts are long (a trace
+    whose prompts grow keeps growing first turns).
     """
     out = np.asarray(inp, dtype=float).copy()
     if conv.inc is None or turn.size == 0:
@@ -224,6 +310,20 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
     multi = ~follow & np.r_[follow[1:], False]
     fresh = fresh_followups(conv, pool_index, turn)
     out[follow & ~fresh] = 0.0
+    if conv.data_cdf is not None and (conv.first is not None or conv.first_multi is not None):
+        # a first turn's uniform is its data draw's position in the client's pool-wide input PMF
+        # (randomised within the draw's mass by u): uniform over the pool's span, high in windows
+        # of long prompts, so first-turn inputs follow the data windows' time profile
+        firsts = np.flatnonzero(~follow)
+        g = conv.data_cdf_map[pool_index[firsts]]
+        ok = g >= 0
+        rows, g = firsts[ok], g[ok]
+        x = np.rint(out[rows])
+        index = getattr(conv, "data_cdf_index", None)
+        below = pmf_cdf(conv.data_cdf, g, x - 0.5, index=index)
+        upto = pmf_cdf(conv.data_cdf, g, x + 0.5, index=index)
+        u = u.copy()
+        u[rows] = np.minimum(below + u[rows] * (upto - below), np.nextafter(1.0, 0.0))
     for table, gmap, rows in ((conv.inc, conv.inc_map, np.flatnonzero(follow & ~fresh)),
                               (conv.first, conv.first_map, np.flatnonzero(~follow & ~multi)),
                               (conv.first_multi, conv.first_multi_map, np.flatnonzero(multi))):  # 3 quantities

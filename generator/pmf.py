@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["PmfTable", "pmf_table", "sample_pmf", "sample_runs", "sample_runs_units", "aggregate_pmfs"]
+__all__ = ["PmfTable", "pmf_cdf", "pmf_cdf_index", "pmf_table", "sample_pmf", "sample_runs", "sample_runs_units",
+           "aggregate_pmfs"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,52 @@ class PmfTable:
 
     values: np.ndarray
     cum: np.ndarray
+
+
+def pmf_cdf_index(table: PmfTable) -> tuple[np.ndarray, float]:
+    """The sorted search keys of :func:`pmf_cdf` over ``table`` (build once for many calls).
+
+    Parameters
+    ----------
+    table : PmfTable
+
+    Returns
+    -------
+    (numpy.ndarray, float)
+        One key per table entry (group offset plus value, ascending) and the offset's scale.
+    """
+    span = float(np.max(np.abs(table.values))) + 1.0 if table.values.size else 1.0
+    # the group of each table entry: cum lies in (g, g + 1]
+    key = (np.floor(table.cum - 1e-12) if table.cum.size else table.cum) * 2 * span + table.values
+    return key, span
+
+
+def pmf_cdf(table: PmfTable, group: np.ndarray, x: np.ndarray, *,
+            index: tuple[np.ndarray, float] | None = None) -> np.ndarray:
+    """``P(value <= x)`` in each row's PMF group (values are sorted within a group).
+
+    Parameters
+    ----------
+    table : PmfTable
+    group : numpy.ndarray of int
+        The PMF group of each row.
+    x : numpy.ndarray
+        One value per row.
+    index : tuple, optional
+        :func:`pmf_cdf_index` of ``table`` (built here when not given).
+
+    Returns
+    -------
+    numpy.ndarray
+        The CDF of the row's group at its ``x`` (0 below the group's smallest value, 1 at or
+        beyond its largest).
+    """
+    key, span = pmf_cdf_index(table) if index is None else index
+    # beyond the largest value the CDF is 1: clip there, or the key would run into the next group's
+    q = group * 2 * span + np.minimum(np.asarray(x, dtype=float), span - 1.0)
+    idx = np.searchsorted(key, q, side="right") - 1
+    ok = (idx >= 0) & (np.floor(table.cum[np.maximum(idx, 0)] - 1e-12) == group)
+    return np.where(ok, table.cum[np.maximum(idx, 0)] - group, 0.0)
 
 
 def _group_runs(table: PmfTable, group: np.ndarray):

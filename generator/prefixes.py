@@ -48,7 +48,7 @@ import polars as pl
 
 from servelab.fitting.pool_schemas import PREFIX_KINDS
 from servelab.generator.exceptions import GenerationError
-from servelab.generator.pmf import PmfTable, pmf_table, sample_pmf
+from servelab.generator.pmf import PmfTable, pmf_cdf, pmf_table, sample_pmf
 
 __all__ = ["PrefixModel", "PrefixState", "assign_prefix_blocks", "prefix_model", "with_prefix_blocks"]
 
@@ -279,18 +279,6 @@ def prefix_model(pool) -> PrefixModel | None:
         max_lag_s=float(lags.max()) if lags.len() else 0.0, censored_reuse=censored, reuse_share=reuse_share)
 
 
-def _cdf_at(table: PmfTable, group: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``P(value <= x)`` in each row's PMF group (values are sorted within a group)."""
-    span = float(np.max(np.abs(table.values))) + 1.0 if table.values.size else 1.0
-    key = (np.floor(table.cum - 1e-12) if table.cum.size else table.cum) * 2 * span + table.values
-    # the group of each table entry: cum lies in (g, g + 1]
-    # beyond the largest value the CDF is 1: clip there, or the key would run into the next group's
-    q = group * 2 * span + np.minimum(np.asarray(x, dtype=float), span - 1.0)
-    idx = np.searchsorted(key, q, side="right") - 1
-    ok = (idx >= 0) & (np.floor(table.cum[np.maximum(idx, 0)] - 1e-12) == group)
-    return np.where(ok, table.cum[np.maximum(idx, 0)] - group, 0.0)
-
-
 def _fit_groups(model: PrefixModel, code: np.ndarray, cls: np.ndarray, length: np.ndarray, option: np.ndarray,
                 u: np.ndarray) -> np.ndarray:
     """Re-pick the group of each request that drew one: among its (client, length class) groups,
@@ -416,8 +404,8 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
         lg = _groups_of(model.reuse_lag_map, code[rows], cls[rows])
         ok = (og >= 0) & (lg >= 0)
         rows, og, lg = rows[ok], og[ok], lg[ok]
-        p_none = _cdf_at(model.options, og, np.full(rows.size, float(_NONE)))
-        f_lag = _cdf_at(model.reuse_lag, lg, ts[rows] - t_first[rows])
+        p_none = pmf_cdf(model.options, og, np.full(rows.size, float(_NONE)))
+        f_lag = pmf_cdf(model.reuse_lag, lg, ts[rows] - t_first[rows])
         p_reuse = np.minimum(model.reuse_share[og] * f_lag, p_none)
         now = (u[0][rows] < p_reuse) & (option[rows] == _NONE)
         option[rows[now]] = _REUSE
@@ -433,7 +421,7 @@ def assign_prefix_blocks(frame: pl.DataFrame, model: PrefixModel, *, seed: int, 
     u_lag = u[1].copy()
     if model.reuse_lag is not None and reuse.any():
         g = _groups_of(model.reuse_lag_map, code[reuse], cls[reuse])
-        u_lag[reuse] *= np.where(g >= 0, _cdf_at(model.reuse_lag, g, ts[reuse] - t_first[reuse]), 1.0)
+        u_lag[reuse] *= np.where(g >= 0, pmf_cdf(model.reuse_lag, g, ts[reuse] - t_first[reuse]), 1.0)
     lag = _draw(model.reuse_lag, model.reuse_lag_map, code, cls, u_lag, reuse, 0.0)
     source = np.where(follow, parent, -1)
     ri = np.flatnonzero(reuse)

@@ -177,8 +177,21 @@ def data_sampler(pool, grid: WindowGrid, seg_a, seg_b, rates: SegmentRates, lo, 
             .with_columns(pl.col("window_start").cast(pl.Float64)).collect())
     D = dstarts.size
     # expected requests of each pool client in each data window over the period (aggregate weights)
+    seg_a, seg_b = np.asarray(seg_a, dtype=float), np.asarray(seg_b, dtype=float)
     seg_d = np.clip(np.floor((seg_a - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
     wmatrix = rates.group_row_sums(seg_d, D, seg_b - seg_a)
+    # a segment longer than a data window, or across its edge (a short trace's data windows:
+    # PoolFitSettings.min_data_windows), also weighs the later windows it overlaps; a loop over
+    # the few windows one segment spans, never requests
+    d_last = np.clip(np.floor((np.nextafter(seg_b, -np.inf) - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
+    if seg_d.size and bool(np.any(d_last > seg_d)):
+        edge = anchor + (seg_d + k0 + 1) * dw
+        wmatrix = rates.group_row_sums(seg_d, D, np.minimum(seg_b, edge) - seg_a)
+        for j in range(1, int((d_last - seg_d).max()) + 1):
+            d = np.minimum(seg_d + j, D - 1)
+            start = anchor + (seg_d + j + k0) * dw
+            overlap = np.where(seg_d + j <= d_last, np.minimum(seg_b, start + dw) - np.maximum(seg_a, start), 0.0)
+            wmatrix = wmatrix + rates.group_row_sums(d, D, np.maximum(overlap, 0.0))
     # snap window starts to the grid, then borrow the nearest window for empty (client, window)s
     data = data.with_columns(pl.Series("window_start", dstarts[np.clip(np.rint(
         (data["window_start"].to_numpy() - anchor) / dw).astype(np.int64) - k0, 0, D - 1)]))

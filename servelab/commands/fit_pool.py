@@ -18,6 +18,9 @@ __all__ = ["fit_pool"]
 @click.option("-o", "--output", required=True, type=click.Path(), help="Pool folder to write.")
 @click.option("--window", default="10m", show_default=True, help="Arrival window (rate, CV, family).")
 @click.option("--data-window", default="6h", show_default=True, help="Request-data window (PMFs).")
+@click.option("--min-data-windows", default=3, show_default=True, type=click.IntRange(min=0),
+              help="A trace shorter than this many data windows gets shorter ones (about span / this, nested "
+                   "with --window), so its lengths keep a time profile; 0: always --data-window.")
 @click.option("--min-requests", default=1, show_default=True, type=click.IntRange(min=1),
               help="Clients with fewer requests are merged into one residual client.")
 @click.option("--families", default="gamma,weibull,exponential", show_default=True,
@@ -38,7 +41,8 @@ __all__ = ["fit_pool"]
 @click.option("--no-window-censoring", "no_window_censoring", is_flag=True,
               help="Fit conversations and prefix reuses as seen, without the correction for the trace's window.")
 @link_options
-def fit_pool(store: str, output: str, window: str, data_window: str, min_requests: int, families: str,
+def fit_pool(store: str, output: str, window: str, data_window: str, min_data_windows: int, min_requests: int,
+             families: str,
              max_fit_gaps: int, clock: str, seed: int, servegen_out: str | None, overwrite: bool, engine: str, spark_master: str | None,
              no_window_censoring: bool, linking) -> None:
     """Fit a client pool from the trace store STORE and write it to OUTPUT."""
@@ -63,7 +67,8 @@ def fit_pool(store: str, output: str, window: str, data_window: str, min_request
                                  param_hint="--clock") from None
     try:
         st = open_store(store)
-        pool = fit(st, window_s=window, data_window_s=data_window, min_requests=min_requests,
+        pool = fit(st, window_s=window, data_window_s=data_window, min_data_windows=min_data_windows,
+                   min_requests=min_requests,
                    families=tuple(f.strip() for f in families.split(",") if f.strip()),
                    max_fit_gaps=max(max_fit_gaps, 10), clock=step, seed=seed, linking=linking,
                    engine=engine, spark_master=spark_master, window_censoring=not no_window_censoring)

@@ -136,7 +136,7 @@ def test_weibull_segments_and_subsampling(rng):
 
 def test_pmfs_exact_below_cutoff_and_binned_above(mixed_store):
     store, frame = mixed_store
-    pool = fit_pool(store, data_window_s="6h", exact_below=128, bin_ratio=1.05)
+    pool = fit_pool(store, data_window_s="6h", min_data_windows=0, exact_below=128, bin_ratio=1.05)  # one window
     x = frame.filter(pl.col("client_id") == "A")["input_tokens"].to_numpy()
     pmf = pool.data.filter((pl.col("client_id") == "A") & (pl.col("field") == "input_tokens")).sort("value")
     v, p = pmf["value"].to_numpy(), pmf["probability"].to_numpy()
@@ -220,11 +220,13 @@ def test_settings_object_is_frozen_checked_and_recorded(mixed_store):
 def test_fit_pool_command(mixed_store, tmp_path):
     store, _ = mixed_store
     res = CliRunner().invoke(main, ["fit-pool", str(store.path), "-o", str(tmp_path / "pool"), "--min-requests", "10",
-                                    "--servegen", str(tmp_path / "sg")])
+                                    "--servegen", str(tmp_path / "sg"), "--min-data-windows", "0"])
     assert res.exit_code == 0, res.output
     assert "4 clients" in res.output
     pool = ClientPool.load(tmp_path / "pool")
     assert pool.provenance["source"]["sha256"] and pool.provenance["settings"]["min_requests"] == 10
+    # the short-trace rule is off: the 6-h window as set (the store spans less than 18 h)
+    assert pool.data_window_s == 21600.0 and pool.provenance["settings"]["min_data_windows"] == 0
     assert (tmp_path / "sg" / "chunk-A-trace.csv").is_file()
     res = CliRunner().invoke(main, ["fit-pool", str(store.path), "-o", str(tmp_path / "pool")])
     assert res.exit_code != 0 and "already exists" in res.output
