@@ -563,6 +563,129 @@ def aa_calibration(seeds: int = 40, scenarios=(0, 2), seed_offset: int = 0) -> p
     return pl.DataFrame(rows)
 
 
+#: the two length types of :func:`simulate_typed_churn`: (input median, output median), sigma 0.3 each
+LENGTH_TYPES = {"A": (60.0, 20.0), "B": (3000.0, 400.0)}
+#: an input below this is type A's (its median x e^{6.4 sigma}; type B's median x e^{-6.4 sigma}: P < 1e-10 each)
+TYPE_CUT = 400.0
+
+
+def simulate_typed_churn(seed: int, *, days: float = 4.0, n_initial: int = 20, new_per_day: float = 20.0,
+                         mean_life_days: float = 1.0, rate_a: float = 0.01, rate_b: float = 0.0033,
+                         p_a: float = 0.5, window_s: float = 600.0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Requests of a churning population of two length types of known laws, and the truth per client.
+
+    ``n_initial`` clients from 0 and ``Poisson(new_per_day * days)`` born uniformly over the span, all
+    with exponential lives of mean ``mean_life_days``; each is type A with probability ``p_a``
+    (Poisson requests at ``rate_a`` req/s, log-normal lengths of :data:`LENGTH_TYPES` ``A``) or B
+    (``rate_b``, lengths ``B``); sigma 0.3 on both fields. The types' inputs never overlap in
+    practice (:data:`TYPE_CUT`), so a generated request's type is read off its input.
+
+    Returns
+    -------
+    (polars.DataFrame, polars.DataFrame)
+        The requests (``timestamp, client_id, input_tokens, output_tokens``) and the truth
+        (``client_id, birth_s, death_s, type``).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    T = days * DAY
+    n = n_initial + int(rng.poisson(new_per_day * days))
+    birth = np.r_[np.zeros(n_initial), np.sort(rng.uniform(0.0, T, n - n_initial))]
+    death = np.minimum(birth + rng.exponential(mean_life_days * DAY, n), T)
+    is_a = rng.random(n) < p_a
+    rate = np.where(is_a, rate_a, rate_b)
+    counts = rng.poisson(rate * (death - birth))
+    cid = np.repeat(np.arange(n), counts)
+    ts = birth[cid] + rng.random(cid.size) * (death - birth)[cid]
+    med_in = np.where(is_a, LENGTH_TYPES["A"][0], LENGTH_TYPES["B"][0])[cid]
+    med_out = np.where(is_a, LENGTH_TYPES["A"][1], LENGTH_TYPES["B"][1])[cid]
+    inp = np.maximum(1, np.round(med_in * np.exp(0.3 * rng.standard_normal(cid.size)))).astype(np.int64)
+    out = np.maximum(1, np.round(med_out * np.exp(0.3 * rng.standard_normal(cid.size)))).astype(np.int64)
+    o = np.argsort(ts, kind="stable")
+    ids = np.array([f"c{i:04d}" for i in range(n)], dtype=object)
+    frame = pl.DataFrame({"timestamp": ts[o], "client_id": pl.Series(ids[cid[o]].tolist(), dtype=pl.String),
+                          "input_tokens": inp[o], "output_tokens": out[o]})
+    truth = pl.DataFrame({"client_id": pl.Series(ids.tolist(), dtype=pl.String), "birth_s": birth, "death_s": death,
+                          "type": np.where(is_a, "A", "B").tolist()})
+    return frame, truth
+
+
+def new_client_lengths(seed: int, **kw) -> dict:
+    """Part 0e for one seed: fit a pool on the first half of :func:`simulate_typed_churn`, extend and
+    generate the second half, and compare the new clients' length laws with the truth.
+
+    Returns the fitted half's request share of type A (what the extension draws a new client's
+    length laws by), per side (generated new clients ``new~*``; real clients born after the split)
+    the clients and the share of them and of their requests of type A, the KS distance of the
+    generated new clients' inputs of each type against that type's true log-normal, and the mean
+    request rate of type-A and type-B new clients (the pairing of rate and lengths).
+    """
+    import numpy as np
+    from scipy import stats
+
+    from servelab.analysis.store import write_store
+    from servelab.fitting.pool_fit import fit_pool
+    from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
+    from servelab.generator.generate import generate
+
+    frame, truth = simulate_typed_churn(seed, **kw)
+    T = float(truth["death_s"].max())
+    split = math.floor(T / 2 / 600.0) * 600.0
+    before = frame.filter(pl.col("timestamp") < split)
+    with tempfile.TemporaryDirectory() as tmp:
+        pool = fit_pool(write_store(before, Path(tmp) / "before", source="typed", fmt="simulated"), conversations=False)
+    end = math.nextafter(float(frame["timestamp"].max()), math.inf)
+    ext, info = extend_pool(pool, end, seed=seed)
+    gen = generate(ext, "pool", end - split, start=split, seed=seed, conversations=False, max_requests=None)
+    typed = pl.col("input_tokens") < TYPE_CUT
+    share_a = float(before.select(typed.mean()).item())
+    ours = gen.filter(pl.col("client_id").str.starts_with(NEW_CLIENT_PREFIX))
+    born = truth.filter(pl.col("birth_s") >= split)["client_id"]
+    real = frame.filter((pl.col("timestamp") >= split) & pl.col("client_id").is_in(born.implode()))
+    out = {"seed": seed, "share_a_before": share_a}
+    for side, f in (("generated", ours), ("real", real)):
+        per = f.group_by("client_id").agg(a=typed.mean(), n=pl.len(),
+                                          span=pl.col("timestamp").max() - pl.col("timestamp").min())
+        out[f"{side}_clients"] = per.height
+        out[f"{side}_clients_a"] = float((per["a"] > 0.5).mean()) if per.height else math.nan
+        out[f"{side}_requests_a"] = float(f.select(typed.mean()).item()) if f.height else math.nan
+        for ty, sel in (("a", per["a"] > 0.5), ("b", per["a"] <= 0.5)):
+            sub = per.filter(sel)
+            out[f"{side}_mean_requests_{ty}"] = float(sub["n"].mean()) if sub.height else math.nan
+    # each type's generated inputs against the same type's real later inputs (both rounded to
+    # integers: against the continuous log-normal the rounding alone gives KS ~0.03 at median 60)
+    later = frame.filter(pl.col("timestamp") >= split)
+    for ty in LENGTH_TYPES:
+        sel = typed if ty == "A" else ~typed
+        x, y = ours.filter(sel)["input_tokens"].to_numpy(), later.filter(sel)["input_tokens"].to_numpy()
+        out[f"ks_input_{ty.lower()}"] = float(stats.ks_2samp(x, y).statistic) if x.size and y.size else math.nan
+        out[f"n_input_{ty.lower()}"] = int(x.size)
+    out["mixed_clients"] = int(ours.group_by("client_id").agg(a=typed.mean()).filter(
+        (pl.col("a") > 0) & (pl.col("a") < 1)).height)
+    return out
+
+
+def part_new_lengths(seeds: int = 10, seed_offset: int = 0) -> None:
+    import numpy as np
+
+    t0 = time.perf_counter()
+    rows = [new_client_lengths(s) for s in range(seed_offset, seed_offset + seeds)]
+    table = pl.DataFrame(rows)
+    print(f"\n== new clients' length laws on simulated churn of known truth (simulate_typed_churn: 4 days, 20 + "
+          f"20/day clients, 1-day lives, half type A (0.01 req/s, input median 60) half B (0.0033 req/s, 3000); "
+          f"fit 2 days, generate 2), seeds {seed_offset}-{seed_offset + seeds - 1} ({time.perf_counter() - t0:.1f} s)")
+    _print_tables(table, precision=3, width=300)
+    n = table["generated_clients"].sum()
+    expect = float((table["share_a_before"] * table["generated_clients"]).sum() / n)
+    got = float((table["generated_clients_a"] * table["generated_clients"]).sum() / n)
+    sd = math.sqrt(expect * (1 - expect) / n)
+    print(f"generated new clients of type A: {got:.3f} of {n} (expected by the rule, the fitted half's request share: "
+          f"{expect:.3f}, binomial sd {sd:.3f}, z {(got - expect) / sd:+.2f}); real new clients of type A by client "
+          f"{float(np.nanmean(table['real_clients_a'])):.3f}, by request {float(np.nanmean(table['real_requests_a'])):.3f}; "
+          f"generated by request {float(np.nanmean(table['generated_requests_a'])):.3f}")
+
+
 def part_aa(seeds: int = 40, seed_offset: int = 0, scenarios=(0, 2)) -> None:
     t0 = time.perf_counter()
     table = aa_calibration(seeds, scenarios, seed_offset)
@@ -784,6 +907,8 @@ def main(argv=None) -> int:
     if "churn" in parts:
         part_churn(args.calibration_seeds or 40)
     scen = None if args.v1_scenarios is None else [int(i) for i in args.v1_scenarios.split(",")]
+    if "newlengths" in parts:
+        part_new_lengths(args.calibration_seeds or 10, args.seed_offset)
     if "aa" in parts:
         part_aa(args.calibration_seeds or 40, args.seed_offset, tuple(scen) if scen is not None else (0, 2))
     if "v1" in parts:
