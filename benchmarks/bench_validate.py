@@ -759,7 +759,8 @@ def part_rolling(store, k: int, max_requests: int | None) -> None:
             print(f"fold {s.split_s:g} .. {s.end_s:g} s: {s.shape_test.text()}")
 
 
-def part_servegen(seed: int, name: str = "m-small", share: float = 0.01, shared: bool = False) -> None:
+def part_servegen(seed: int, name: str = "m-small", share: float = 0.01, shared: bool = False,
+                  validate_seeds: list[int] | None = None) -> None:
     from servelab.analysis.store import write_store
     from servelab.generator import MissingDatasetWarning, read_servegen
     from servelab.generator.generate import generate, pool_rate
@@ -788,6 +789,10 @@ def part_servegen(seed: int, name: str = "m-small", share: float = 0.01, shared:
         # a pool of two weeks: fit week 1, validate week 2; a shorter one (deepseek-r1's shipped
         # slice spans one day): split at half its time
         split, label = (7 * DAY, "week 1 -> week 2") if span.end - span.start >= 14 * DAY else (0.5, "first half -> second half")
+        if validate_seeds:
+            _corr_decomposition(logs, 7 * DAY if split == 7 * DAY else None)
+            _validate_seeds(store, split, label, name, validate_seeds)
+            return
         res = validate(store, split=split, seed=seed)
         _show(f"ServeGen {name}, {label}", res, time.perf_counter() - t0)
         (sp,) = res.splits
@@ -799,6 +804,63 @@ def part_servegen(seed: int, name: str = "m-small", share: float = 0.01, shared:
         oracle = validate(store, split=split, seed=seed, rate=_oracle_rate(logs, sp.split_s, sp.end_s))
         _show(f"ServeGen {name}, {label}, ORACLE volume (the real later rate per 600-s window given to both)",
               oracle, time.perf_counter() - t0)
+
+
+def _corr_decomposition(logs: pl.DataFrame, split_s: float | None, top: int = 5) -> None:
+    """Where the real later part's ``rate_input_corr`` comes from, at the window compare picks:
+    the whole part; its lengths permuted over all requests (what the windowing alone gives: a
+    window's mean of more draws of a skewed law is larger in the median, so rate and mean length
+    correlate positively without any coupling); permuted within each client (the client mix
+    kept); and the part without each of its ``top`` largest clients (seeded permutations)."""
+    import numpy as np
+
+    from servelab.analysis.fidelity import _describe, choose_window, window_stats
+
+    t = logs["timestamp"]
+    if split_s is None:
+        split_s = float(t.min()) + (float(t.max()) - float(t.min())) / 2
+    real = logs.filter(t >= split_s).with_columns(pl.col("timestamp") - split_s)
+    w = choose_window(real).window_s
+
+    def corr(f: pl.DataFrame) -> float:
+        return _describe(f, window_stats(f, window_s=w))["rate_input_corr"]
+
+    rng = np.random.default_rng(0)
+    shuffled = real.with_columns(_r=pl.Series(rng.random(real.height)))
+    glob = shuffled.with_columns(pl.col("input_tokens").sort_by("_r"))
+    within = shuffled.with_columns(pl.col("input_tokens").sort_by("_r").over("client_id"))
+    parts = [f"whole {corr(real):+.3f}", f"inputs permuted over all requests {corr(glob):+.3f}",
+             f"within each client {corr(within):+.3f}"]
+    big = real.group_by("client_id").agg(pl.len(), pl.col("input_tokens").mean().alias("mean_input")).sort(
+        "len", descending=True).head(top)
+    for c, n, mi in big.iter_rows():
+        parts.append(f"without client {c} ({n / real.height:.1%} of requests, mean input {mi:.0f}) "
+                     f"{corr(real.filter(pl.col('client_id') != c)):+.3f}")
+    print(f"real later part's rate_input_corr at {w:g}-s windows: " + "; ".join(parts))
+
+
+def _validate_seeds(store, split, label: str, name: str, seeds: list[int]) -> None:
+    """The same log validated with other seeds of the extension and the generators (the log is
+    the one of ``--seed``): per seed the count error, the metrics servelab is closer on, and
+    ``rate_input_corr`` (reference / servelab / naive) -- how much of a single run's outcome is the
+    draw of the churn (which survivors depart, which new clients come)."""
+    from servelab.generator.validation import validate
+
+    wins = {}
+    for vs in seeds:
+        t0 = time.perf_counter()
+        doc = validate(store, split=split, seed=vs).to_json()
+        t = _table(doc).filter(pl.col("servelab_closer").is_not_null())
+        ext = doc["splits"][0]["extension"]
+        ref, ours, naive = (doc[c]["rate_input_corr"] for c in ("reference", "servelab", "naive"))
+        for m, w in zip(t["metric"], t["servelab_closer"]):
+            wins[m] = wins.get(m, 0) + bool(w)
+        print(f"ServeGen {name}, {label}, validate seed {vs} ({time.perf_counter() - t0:.1f} s): count "
+              f"{doc['servelab']['n_requests'] / doc['reference']['n_requests'] - 1:+.1%}; servelab closer on "
+              f"{int(t['servelab_closer'].sum())}/{t.height} (not on {t.filter(~pl.col('servelab_closer'))['metric'].to_list()}); "
+              f"rate_input_corr real {ref:+.3f} servelab {ours:+.3f} naive {naive:+.3f}; survivors {ext['survivors']} "
+              f"({ext['survivors_departing']} depart), new {ext['new_clients']}", flush=True)
+    print(f"servelab closer, of {len(seeds)} seeds: {wins}")
 
 
 def _oracle_rate(frame: pl.DataFrame, split_s: float, end_s: float, window_s: float = 600.0):
@@ -891,6 +953,9 @@ def main(argv=None) -> int:
     parser.add_argument("--servegen-shared", action="store_true",
                         help="use the full pools in ../shared/data/servegen instead of raw_traces' slices")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--servegen-validate-seeds", default=None,
+                        help="comma-separated seeds of validate on the ServeGen log of --seed (one line each, no "
+                             "oracle): the spread of the outcome over the churn's draws")
     parser.add_argument("--v1-scenarios", default=None,
                         help="indices into V1_SCENARIOS, comma-separated, for the v1 part (default all) and the aa part (default 0,2)")
     parser.add_argument("--v1-rate-scale", type=float, default=1.0,
@@ -923,7 +988,8 @@ def main(argv=None) -> int:
             part_rolling(store, args.rolling, args.rolling_max_requests or None)
     if "servegen" in parts:
         for name in args.servegen_pools.split(","):
-            part_servegen(args.seed, name, args.servegen_share, args.servegen_shared)
+            part_servegen(args.seed, name, args.servegen_share, args.servegen_shared,
+                          [int(v) for v in args.servegen_validate_seeds.split(",")] if args.servegen_validate_seeds else None)
     if "real" in parts:
         part_real(args.seed)
     return 0
