@@ -19,8 +19,9 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    each gets a newborn's lifetime (exponential, or Lomax of scale ``beta``) and a *template*
    client drawn uniformly (seeded) from the model's templates, whose active rows (arrival rate,
    CV, family and parameters) it repeats from its birth window, cyclically over the template's
-   observed life (at least a day, or the span's length when shorter: a template seen for half
-   an hour repeats daily); it takes the template's conversation parameters under its own id
+   observed life (for a template that departed, at least a day, or the span's length when
+   shorter: a template seen for half an hour repeats daily; one still there at the span's end
+   repeats back to back); it takes the template's conversation parameters under its own id
    ``new~<k>``. Its **length laws** (time-of-day request data PMFs, as a survivor's, and
    load-length coupling) are those of another client drawn with probability its share of the
    span's requests (the mix the trace weights): the templates are the few clients that arrived
@@ -352,13 +353,18 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
                          "kb": kb, "stop": kd},
                         schema={"new_id": pl.String, "template": pl.String, "lengths_from": pl.String,
                                 "kb": pl.Int64, "stop": pl.Int64})
-    tinfo = table.select("client_id", "first_s", "last_s")
+    tinfo = table.select("client_id", "first_s", "last_s", "departed")
+    seen = ((pl.col("last_s") - pl.col("first_s")) / W).round().cast(pl.Int64)
     trows = (active.join(tinfo, on="client_id", how="inner")
              .with_columns(j=((pl.col("window_start") - pl.col("first_s")) / W).round().cast(pl.Int64),
-                           # a template seen less than a day repeats once a day, not back to back: client
-                           # 0 of ServeGen m-small sent 66 requests in 30 min; repeated every 30 min it
-                           # became one synthetic client with 7% of week 2 (3,200 requests a day)
-                           step=((pl.col("last_s") - pl.col("first_s")) / W).round().cast(pl.Int64).clip(n_src, None)))
+                           # a template that departed after less than a day repeats once a day, not back
+                           # to back: client 0 of ServeGen m-small sent 66 requests in 30 min and left;
+                           # repeated every 30 min it became one synthetic client with 7% of week 2
+                           # (3,200 requests a day). One still there at the span's end (censored: it
+                           # arrived late) repeats what it was seen doing back to back: once a day, new
+                           # clients from such templates sent half the requests real new clients did
+                           # (bench_validate --parts newlengths)
+                           step=pl.when(pl.col("departed")).then(seen.clip(n_src, None)).otherwise(seen.clip(1, None))))
     born = newc.join(trows.rename({"client_id": "template"}), on="template", how="inner").with_columns(
         first=pl.col("kb") + pl.col("j"))
     born = _explode(born, "first", "step", "stop").with_columns(client_id=pl.col("new_id"))
