@@ -144,6 +144,22 @@
    output_ks 0.060 vs 0.086); lost only rate_input_corr (0.091 vs naive 0.072, real -0.045);
    shape test p 9.5e-7 (20 of 20 blocks; +0.80 / +0.88 / +0.90 / +0.20 / +0.93). Oracle volume:
    9/11 (lost n_requests / mean_rate: -0.8% vs -0.5%, both on the given rate), p 1.9e-6.
+   **Why rate_input_corr was lost (found 2026-12-03 evening)**: at compare's 30-s windows the real
+   week 2's value, -0.045, is the windowing (+0.122 with the inputs permuted over all requests: a
+   window mean of more draws of a skewed law is larger in the median) plus the client mix (-0.048
+   with inputs permuted within each client), and that mix is client 14's presence (22% of week 2's
+   requests, mean input 25: +0.131 without it; without any other of the five largest clients
+   -0.129 to -0.053). In validate seed 0 the extension drew client 14's departure 5 hours into
+   week 2 (its Lomax residual, given 7 days' presence, is that short with probability 0.2%; seed 0
+   drew 4 departures of 22 survivors where about 1 is expected): servelab's workload lost the
+   mix and came out at +0.091 (naive +0.072). With client 14 kept (validate seeds 1 and 2, same
+   log and pool) servelab gives +0.015 and -0.026 against naive's +0.088 and +0.081 (real
+   -0.045): closer. The model is not at fault on this evidence: it gives a client present all of
+   week 1 a 4.9% chance of leaving within week 2, and of the ~18 such clients 1 left (client 13).
+   A hazard that falls with the client's request rate (busy clients stay) was fitted and tested:
+   not kept (rate exponent +0.88 under the Lomax, LR p 0.14; -0.09 under the exponential, p 0.61):
+   week 1's 8 departures include clients of high rate over a short presence (client 0: 66
+   requests in 30 min). ``--servegen-validate-seeds`` prints the spread over validate seeds.
    deepseek-r1 slice (1 day, split at 12 h): forecast 3/11, count +281%. Before the split, 1.46-h
    blocks fall from 1,076 to 177 requests (Kendall tau -0.71); after it they are 1-522; 85% of
    the later requests come from two clients never seen before the split (client 13: 740 of 880).
