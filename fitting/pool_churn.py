@@ -213,6 +213,13 @@ class LifetimeMixture:
         with np.errstate(over="ignore"):
             return (self.beta_s + d) * np.expm1(np.asarray(standard_exponential, dtype=float) / self.alpha)
 
+    def survival(self, present_s, t_s) -> np.ndarray:
+        """P(residual life > ``t_s``) of clients present ``present_s`` so far (broadcast):
+        ``((beta + d) / (beta + d + t))^alpha``."""
+        d = np.maximum(np.asarray(present_s, dtype=float), 0.0)
+        t = np.maximum(np.asarray(t_s, dtype=float), 0.0)
+        return np.exp(-self.alpha * np.log1p(t / (self.beta_s + d)))
+
     def describe(self) -> dict:
         """A JSON-ready summary."""
         week = 7 * DAY_S
@@ -324,6 +331,16 @@ class ChurnModel:
         if self.lifetime_mixture is not None:
             return self.lifetime_mixture.residual(np.broadcast_to(present_s, e.shape), e)
         return e * self.mean_lifetime_s if math.isfinite(self.mean_lifetime_s) else np.full(e.shape, np.inf)
+
+    def survival(self, present_s, t_s) -> np.ndarray:
+        """P(residual life > ``t_s``) of clients present ``present_s`` so far (broadcast): the
+        mixture's Lomax when kept, else ``exp(-t / mean lifetime)`` (1 when no client departed)."""
+        if self.lifetime_mixture is not None:
+            return self.lifetime_mixture.survival(present_s, t_s)
+        d, t = np.broadcast_arrays(np.asarray(present_s, dtype=float), np.maximum(np.asarray(t_s, dtype=float), 0.0))
+        if not math.isfinite(self.mean_lifetime_s):
+            return np.ones(t.shape)
+        return np.exp(-t / self.mean_lifetime_s)
 
     def describe(self) -> dict:
         """A JSON-ready summary (``pool info``, validate.json)."""

@@ -83,7 +83,8 @@ CANDIDATES = ("servelab", "naive")
 #: the total-rate assumption, in words (validate.json's ``rate_assumption``)
 RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (a damped trend x "
                    "a daily pattern, each kept only when significant on the part before it; "
-                   "servelab.fitting.pool_forecast), not the real rate: servelab per day-block with its clients' "
+                   "servelab.fitting.pool_forecast; without a trend, times the churn model's expected volume path), "
+                   "not the real rate: servelab per day-block with its clients' "
                    "window-to-window variation, naive smoothly; naive's request data is the mix before the split")
 #: the total-rate assumption when a rate function is given
 GIVEN_RATE_ASSUMPTION = ("both generators follow the given total rate function past the split (not a forecast: "
@@ -722,11 +723,13 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
 
 def _smooth_total(info, rate, split_s: float, duration: float, window_s: float):
     """Naive's total rate past the split, a table (seconds since the split, req/s) at the pool's
-    window mids: the forecast (trend x daily factor), or the given ``rate``. It is the total
+    window mids: the extension's total (:meth:`~servelab.generator.extend.Extension.rate_at`: the
+    forecast's trend x daily factor, times the churn model's expected volume path when no trend
+    is kept), or the given ``rate``. It is the total
     servelab's blocks follow, without servelab's window-to-window variation (copied client rows):
     a baseline that knows the total-rate forecast but no client."""
     mids = (np.arange(max(1, int(math.ceil(duration / window_s)))) + 0.5) * window_s
-    f = rate if rate is not None else info.forecast.rate_at
+    f = rate if rate is not None else info.rate_at
     r = np.maximum(np.asarray(f(split_s + mids), dtype=float), 0.0)
     if not np.any(r > 0):
         r = np.ones_like(r) * 1e-9

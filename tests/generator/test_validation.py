@@ -77,6 +77,9 @@ def test_validate_scores_the_real_later_half(half, coupled_store):
     # the shape test: naive follows the smooth forecast with the mixed lengths, so it misses the
     # bursty client's windows (rate and long inputs together) that servelab keeps: servelab
     # scores better in (nearly) every block, and the one-sided p is far below the level
+    # the churn model's expected volume path is printed exactly when it was applied (no trend kept)
+    assert ("volume forecast x the churn model" in r.output) == isinstance(
+        doc["splits"][0]["extension"]["churn_volume_path"], dict)
     st = doc["splits"][0]["shape_test"]
     assert st["blocks"] == 20 and st["wins"] >= 18 and st["p_value"] < 0.001 and st["servelab_better"]
     assert st["advantage"]["joint_input_shape"] > 0.5
@@ -133,6 +136,9 @@ def test_cli_writes_validate_json_tables_and_figure(coupled_store, half, tmp_pat
     for name in ("validate_splits.csv", "validate_spread.csv", "validate_counts.csv", "validate.png"):
         assert (out / name).stat().st_size > 0
     assert "rate_input_corr" in r.output and "window" in r.output
+    # the churn model's expected volume path is printed exactly when it was applied (no trend kept)
+    assert ("volume forecast x the churn model" in r.output) == isinstance(
+        doc["splits"][0]["extension"]["churn_volume_path"], dict)
     st = doc["splits"][0]["shape_test"]
     assert f"shape  shape test (volume removed, {st['blocks']} blocks" in r.output and f"p = {st['p_value']:.3g}" in r.output
     r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "2026-01-01T00:00:00"])

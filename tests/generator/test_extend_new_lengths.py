@@ -1,0 +1,57 @@
+"""Known truth for a new client's length laws in the extension (issue 17 item 2; the full check,
+10 seeds, is ``benchmarks/bench_validate.py --parts newlengths``).
+
+``benchmarks/bench_validate.simulate_typed_churn`` draws a churning population of two length
+types whose inputs never overlap (type A: median 60 tokens, 0.01 req/s; type B: median 3000,
+0.0033 req/s; half of the clients each). The extension gives each new client the length laws of
+a client drawn with probability its share of the fitted span's requests
+(:func:`servelab.generator.extend.extend_pool`), so the share of new clients of type A must be
+the fitted span's request share of type A (not the client share, 1/2), each new client must keep
+one type's law, and each type's law must be that type's.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from servelab.analysis.store import write_store
+from servelab.fitting.pool_fit import fit_pool
+from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
+from servelab.generator.generate import generate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_validate import DAY, LENGTH_TYPES, TYPE_CUT, simulate_typed_churn  # noqa: E402
+
+
+def test_new_clients_take_length_laws_by_request_share_and_keep_them():
+    frame, truth = simulate_typed_churn(3, days=2.0, n_initial=10, new_per_day=60.0, mean_life_days=0.5)
+    split = DAY
+    before = frame.filter(pl.col("timestamp") < split)
+    with tempfile.TemporaryDirectory() as tmp:
+        pool = fit_pool(write_store(before, Path(tmp) / "b", source="typed", fmt="simulated"), conversations=False)
+    ext, info = extend_pool(pool, 2 * DAY, seed=3)
+    gen = generate(ext, "pool", DAY, start=split, seed=3, conversations=False, max_requests=None)
+    new = gen.filter(pl.col("client_id").str.starts_with(NEW_CLIENT_PREFIX))
+    per = new.group_by("client_id").agg(a=(pl.col("input_tokens") < TYPE_CUT).mean())
+    n = per.height
+    assert n >= 30  # ~60 a day fitted (the arrivals after the 6-h grace): the tolerance below needs them
+    # every new client keeps one type's law (the two types' inputs never overlap)
+    assert per.filter((pl.col("a") > 0) & (pl.col("a") < 1)).height == 0
+    # share of new clients of type A: the fitted span's request share of type A (the rule), binomial
+    # over n new clients; 3 sd. A uniform draw over clients would give about 1/2: the request share
+    # here is ~0.75 (type A sends 3x), more than 3 sd away at n >= 30
+    p = float(before.select((pl.col("input_tokens") < TYPE_CUT).mean()).item())
+    got = float((per["a"] > 0.5).mean())
+    assert abs(got - p) <= 3 * math.sqrt(p * (1 - p) / n)
+    assert abs(0.5 - p) > 3 * math.sqrt(p * (1 - p) / n)
+    # each type's generated inputs follow its law: log-medians within 5% of the truth (the sources'
+    # empirical PMFs hold a few hundred requests each: the median's sd is ~2% in log per source)
+    for ty, sel in (("A", pl.col("input_tokens") < TYPE_CUT), ("B", pl.col("input_tokens") >= TYPE_CUT)):
+        x = new.filter(sel)["input_tokens"].to_numpy()
+        assert x.size > 100
+        assert float(np.median(x)) == pytest.approx(LENGTH_TYPES[ty][0], rel=0.05)
