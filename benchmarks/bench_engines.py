@@ -73,15 +73,17 @@ def _best(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def _steps(src) -> dict:
+def _steps(src, only: tuple[str, ...] | None = None) -> dict:
+    """The timed steps on ``src`` by name (``only``: those whose names start with one of these)."""
     value, scale, _ = field_sql("input_tokens", "tokens", src.columns)
-    return {
+    steps = {
         "client_counts": lambda: client_counts(src),
         "gaps + arrival_cells": lambda: (build_gaps(src, window_s=600.0, step=1.0, seed=0), arrival_cells(src))[1],
         "value_counts (binned)": lambda: value_counts(src, value=value, data_window_s=21600.0, scale=scale,
                                                       binning=BINNING),
         "log_stats": lambda: log_stats(src, value=value, data_window_s=21600.0),
     }
+    return {k: f for k, f in steps.items() if only is None or k.startswith(only)}
 
 
 def _index(store) -> pl.DataFrame:
@@ -90,10 +92,32 @@ def _index(store) -> pl.DataFrame:
     return pl.DataFrame({"client_id": ids["client_id"], "cidx": pl.int_range(ids.height, eager=True)})
 
 
-def _run(store, index, engine: str, master: str | None, repeat: int) -> dict[str, tuple[float, object]]:
+def _frame_hash(frame: pl.DataFrame) -> int:
+    """An order-independent hash of ``frame``'s rows (equal frames, equal hashes; for comparing runs)."""
+    return int(frame.cast(pl.Int64).hash_rows(seed=0).cast(pl.UInt64).sum()) & (2**63 - 1)
+
+
+def _append(path: str, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _run(store, index, engine: str, master: str | None, repeat: int, *, record: str | None = None,
+         size: int | None = None, only: tuple[str, ...] | None = None) -> dict[str, tuple[float, object]]:
+    """Each step's best of ``repeat`` (seconds, result); with ``record``, one JSON line per step
+    (engine, rows, step, seconds, the 1-minute load average) appended as it is measured."""
     kw = {"engine": "spark", "spark_master": master} if engine != "duckdb" else {}
+    out = {}
     with aggregate_source(store, index, residual=index.height, **kw) as src:
-        return {name: _best(fn, repeat) for name, fn in _steps(src).items()}
+        for name, fn in _steps(src, only).items():
+            out[name] = _best(fn, repeat)
+            load = os.getloadavg()[0]
+            print(f"    {engine} {size or 0:,} rows {name}: {out[name][0]:.3f} s (load {load:.1f})", flush=True)
+            if record:
+                _append(record, {"engine": engine, "master": master, "rows": size, "step": name,
+                                 "seconds": out[name][0], "repeat": repeat, "load1": load,
+                                 "utc": time.strftime("%H:%M:%S", time.gmtime())})
+    return out
 
 
 def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -105,14 +129,17 @@ def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
 def _project(results: dict, sizes: list[int], n_workers: tuple[int, ...]) -> None:
     print("\nprojection (on paper: linear fits to the measured times; Spark's per-row part divided by N/2, "
           "its fixed part kept; DuckDB on this one machine)")
-    if len(sizes) < 2 or "duckdb" not in results or "standalone" not in results:
-        print("  needs duckdb and standalone on two sizes or more")
+    spark = next((e for e in ("standalone", "local") if e in results
+                  and all(n in results[e] and n in results.get("duckdb", {}) for n in sizes)), None)
+    if len(sizes) < 2 or spark is None:
+        print("  needs duckdb and standalone (or local[2]) on the same two sizes or more")
         return
+    print(f"  from {spark} (2 tasks at a time) on {', '.join(f'{n:,}' for n in sizes)} rows")
     for step in results["duckdb"][sizes[0]]:
         ad, bd = _line(sizes, [results["duckdb"][n][step] for n in sizes])
-        as_, bs = _line(sizes, [results["standalone"][n][step] for n in sizes])
-        per_task = 1.0 / (bs * 2) if bs > 0 else float("inf")  # rows/s of one 1-core worker
-        print(f"  {step}: duckdb {ad:.2f} s + {bd * 1e6:.3f} s per M rows; standalone(2) {as_:.2f} s + "
+        as_, bs = _line(sizes, [results[spark][n][step] for n in sizes])
+        per_task = 1.0 / (bs * 2) if bs > 0 else float("inf")  # rows/s of one 1-core task
+        print(f"  {step}: duckdb {ad:.2f} s + {bd * 1e6:.3f} s per M rows; {spark}(2) {as_:.2f} s + "
               f"{bs * 1e6:.3f} s per M rows (one worker ~{per_task / 1e6:.2f} M rows/s)")
         for n in n_workers:
             b_n = bs * 2 / n
@@ -218,6 +245,59 @@ def paired_ratio_interval(after: list[float], before: list[float], *, level: flo
     return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
 
 
+def _tables(results: dict, cells: dict, sizes: list[int], engines: list[str], how: str) -> None:
+    """Seconds per step and size, Spark / DuckDB ratios, whether the arrival cells agree (``cells``:
+    (engine, rows) -> (cells, hash)) and where Spark is faster than DuckDB."""
+    for n in sizes:
+        have = [e for e in engines if n in results.get(e, {})]
+        if not have:
+            continue
+        print(f"\nstore {STORE.format(n=n)}: {n:,} rows; seconds per step ({how})")
+        print(f"{'step':<24}" + "".join(f"{e:>12}" for e in have) + "".join(
+            f"{e + '/duckdb':>20}" for e in have if e != "duckdb" and "duckdb" in have))
+        steps = list(dict.fromkeys(s for e in have for s in results[e][n]))
+        for step in steps:
+            row = [results[e][n].get(step, float("nan")) for e in have]
+            ratios = [results[e][n].get(step, float("nan")) / results["duckdb"][n].get(step, float("nan"))
+                      for e in have if e != "duckdb" and "duckdb" in have]
+            print(f"{step:<24}" + "".join(f"{t:>12.3f}" for t in row) + "".join(f"{r:>20.1f}" for r in ratios))
+        got = {e: cells[(e, n)] for e in have if (e, n) in cells}
+        if got:
+            same = len(set(got.values())) == 1
+            print(f"arrival cells: {next(iter(got.values()))[0]:,}; identical counts on "
+                  f"{', '.join(got)}: {same}")
+    if "duckdb" in engines and len(engines) > 1:
+        over = [(e, n, s) for e in engines if e != "duckdb" for n in sizes for s in results.get(e, {}).get(n, {})
+                if n in results["duckdb"] and s in results["duckdb"][n]
+                and results[e][n][s] < results["duckdb"][n][s]]
+        print("\nSpark faster than DuckDB on this machine: " + (
+            ", ".join(f"{e} {n:,} rows {s}" for e, n, s in over) if over else "never (no engine, size or step)"))
+
+
+def _summary(path: str, workers: tuple[int, ...]) -> None:
+    """The tables and projection of the records in ``path`` (see ``--record``)."""
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    cells: dict[tuple[str, int], tuple[int, int]] = {}
+    loads: dict[tuple[str, int], list[float]] = {}
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        if "cells_hash" in r:
+            cells[(r["engine"], r["rows"])] = (r["cells"], r["cells_hash"])
+        else:
+            results.setdefault(r["engine"], {}).setdefault(r["rows"], {})[r["step"]] = r["seconds"]
+            loads.setdefault((r["engine"], r["rows"]), []).append(r["load1"])
+    engines = [e for e in ENGINES if e in results]
+    sizes = sorted({n for e in results.values() for n in e})
+    _tables(results, cells, sizes, engines, f"records in {path}")
+    print("\n1-minute load average while measured: " + "; ".join(
+        f"{e} {n:,}: {min(v):.1f}-{max(v):.1f}" for (e, n), v in sorted(loads.items())))
+    full = {e: [n for n in sizes if len(results[e].get(n, {})) == len(results["duckdb"].get(sizes[0], {}))]
+            for e in engines} if "duckdb" in results else {}
+    both = [n for n in sizes if n in full.get("duckdb", []) and (n in full.get("standalone", [])
+                                                                  or n in full.get("local", []))]
+    _project(results, both, workers)
+
+
 def _generation(engines: list[str], seconds: float, n_workers: tuple[int, ...]) -> None:
     """Sharded generation (generator.sharded) of the shipped ServeGen m-small pool: one process vs Spark;
     the per-task throughput projected to the design point (a day at 100,000 req/s = 8.64 B requests)."""
@@ -264,10 +344,22 @@ def main() -> None:
     parser.add_argument("--child-threads", type=int, default=None, metavar="T",
                         help="--duckdb-before: DuckDB threads in the children (1: a pass's CPU barely depends on "
                              "other load; default all cores)")
+    parser.add_argument("--steps", default=None, metavar="NAMES",
+                        help="comma-separated step name prefixes (client,gaps,value,log); default all")
+    parser.add_argument("--spark-memory", default="2g", help="spark.driver.memory of the Spark session")
+    parser.add_argument("--record", default=None, metavar="JSONL",
+                        help="append each measured step (and the arrival cells' hash) to this JSON-lines file")
+    parser.add_argument("--summary", default=None, metavar="JSONL",
+                        help="measure nothing: print the tables, overtake and projection from a --record file "
+                             "(several runs, e.g. one per engine under the lock; the last record of a step wins)")
     parser.add_argument("--generation", type=float, default=0.0, metavar="SECONDS",
                         help="also time sharded generation of this many seconds of the m-small pool")
     args = parser.parse_args()
+    if args.summary:
+        _summary(args.summary, tuple(int(x) for x in args.workers.split(",")))
+        return
     sizes = [int(x) for x in args.rows.split(",")]
+    only = tuple(x for x in args.steps.split(",") if x) if args.steps else None
     engines = [e for e in args.engines.split(",") if e]
     bad = [e for e in engines if e not in ENGINES]
     if bad:
@@ -279,14 +371,21 @@ def main() -> None:
     def measure(engine: str, master: str | None) -> None:
         if master is not None:
             t0 = time.perf_counter()
-            spark_session(master)
+            spark_session(master, conf={"spark.driver.memory": args.spark_memory})
             print(f"spark session start ({engine}, {master}): {time.perf_counter() - t0:.1f} s (once per process)")
         for n in sizes:
             store = open_store(STORE.format(n=n))
             t0 = time.perf_counter()
-            out = _run(store, _index(store), engine, master, args.repeat)
+            repeat = args.repeat if n <= 10_000_000 else 1  # a 100 M-row step runs once
+            out = _run(store, _index(store), engine, master, repeat, record=args.record, size=n, only=only)
             results[engine][n] = {k: v[0] for k, v in out.items()}
+            if "gaps + arrival_cells" not in out:
+                continue
             cells[(engine, n)] = out["gaps + arrival_cells"][1].select("cidx", "w", "n_req", "n_gaps").sort("cidx", "w")
+            if args.record:
+                _append(args.record, {"engine": engine, "rows": n, "step": "arrival cells",
+                                      "cells": cells[(engine, n)].height,
+                                      "cells_hash": _frame_hash(cells[(engine, n)])})
             print(f"  {engine} {n:,} rows: {sum(results[engine][n].values()):.2f} s of steps "
                   f"({time.perf_counter() - t0:.1f} s with repeats)", flush=True)
 
@@ -305,23 +404,8 @@ def main() -> None:
             if active is not None:
                 active.stop()
 
-    for n in sizes:
-        print(f"\nstore {STORE.format(n=n)}: {n:,} rows; seconds per step (best of {args.repeat})")
-        print(f"{'step':<24}" + "".join(f"{e:>12}" for e in engines) + "".join(
-            f"{e + '/duckdb':>20}" for e in engines if e != "duckdb" and "duckdb" in engines))
-        for step in results[engines[0]][n]:
-            row = [results[e][n][step] for e in engines]
-            ratios = [results[e][n][step] / results["duckdb"][n][step] for e in engines
-                      if e != "duckdb" and "duckdb" in engines]
-            print(f"{step:<24}" + "".join(f"{t:>12.3f}" for t in row) + "".join(f"{r:>20.1f}" for r in ratios))
-        base = cells[(engines[0], n)]
-        same = all(cells[(e, n)].equals(base) for e in engines)
-        print(f"arrival cells: {base.height:,}; identical counts on every engine: {same}")
-    if "duckdb" in engines and len(engines) > 1:
-        over = [(e, n, s) for e in engines if e != "duckdb" for n in sizes for s in results[e][n]
-                if results[e][n][s] < results["duckdb"][n][s]]
-        print("\nSpark faster than DuckDB on this machine: " + (
-            ", ".join(f"{e} {n:,} rows {s}" for e, n, s in over) if over else "never (no engine, size or step)"))
+    info = {key: (frame.height, _frame_hash(frame)) for key, frame in cells.items()}
+    _tables(results, info, sizes, engines, f"best of {args.repeat}")
     _project(results, sizes, tuple(int(x) for x in args.workers.split(",")))
     if args.generation > 0:
         _generation(engines, args.generation, tuple(int(x) for x in args.workers.split(",")))
