@@ -309,16 +309,23 @@ def _summary(path: str, workers: tuple[int, ...]) -> None:
     results: dict[str, dict[int, dict[str, float]]] = {}
     cells: dict[tuple[str, int], tuple[int, int]] = {}
     loads: dict[tuple[str, int], list[float]] = {}
+    cpus: dict[str, dict[int, dict[str, float]]] = {}
     for line in Path(path).read_text().splitlines():
         r = json.loads(line)
         if "cells_hash" in r:
             cells[(r["engine"], r["rows"])] = (r["cells"], r["cells_hash"])
         else:
             results.setdefault(r["engine"], {}).setdefault(r["rows"], {})[r["step"]] = r["seconds"]
+            if r.get("cpu_s") is not None:
+                cpus.setdefault(r["engine"], {}).setdefault(r["rows"], {})[r["step"]] = r["cpu_s"]
             loads.setdefault((r["engine"], r["rows"]), []).append(r["load1"])
     engines = [e for e in ENGINES if e in results]
     sizes = sorted({n for e in results.values() for n in e})
     _tables(results, cells, sizes, engines, f"records in {path}")
+    print("\nCPU seconds per step (this process and the processes it started), where recorded:")
+    for e in engines:
+        for n in sorted(cpus.get(e, {})):
+            print(f"  {e:<10} {n:>13,} rows: " + ", ".join(f"{k} {v:.2f}" for k, v in cpus[e][n].items()))
     print("\n1-minute load average while measured: " + "; ".join(
         f"{e} {n:,}: {min(v):.1f}-{max(v):.1f}" for (e, n), v in sorted(loads.items())))
     full = {e: [n for n in sizes if len(results[e].get(n, {})) == len(results["duckdb"].get(sizes[0], {}))]
@@ -326,6 +333,34 @@ def _summary(path: str, workers: tuple[int, ...]) -> None:
     both = [n for n in sizes if n in full.get("duckdb", []) and (n in full.get("standalone", [])
                                                                   or n in full.get("local", []))]
     _project(results, both, workers)
+    _project_cpu(cpus, workers)
+
+
+def _project_cpu(cpus: dict, workers: tuple[int, ...], rows: float = 8.64e9, cores: int = 2) -> None:
+    """A projection from CPU seconds (less sensitive to the machine's other load than wall time).
+
+    Per step, each engine's CPU seconds per row at the largest size where both were measured;
+    ``rows`` on one machine of ``cores`` cores (DuckDB) against N such machines (Spark), each
+    engine's CPU spread over its cores with no loss, Spark's fixed costs (session, scheduling,
+    shuffles across machines) left out: the break-even N is the ratio of the per-row CPU costs.
+    """
+    print(f"\nprojection from CPU seconds (on paper: {rows / 1e9:g} B rows, machines of {cores} cores, CPU spread "
+          "evenly over them, Spark's fixed and network costs left out)")
+    if "duckdb" not in cpus:
+        print("  needs duckdb CPU records")
+        return
+    for spark in [e for e in ("local", "standalone") if e in cpus]:
+        steps = list(dict.fromkeys(st for n in cpus["duckdb"] for st in cpus["duckdb"][n]))
+        for step in steps:
+            common = [n for n in cpus[spark] if step in cpus[spark][n] and step in cpus["duckdb"].get(n, {})]
+            if not common:
+                continue
+            n = max(common)
+            cd, cs = cpus["duckdb"][n][step] / n, cpus[spark][n][step] / n
+            line = (f"  {step} ({spark}, {n:,} rows): DuckDB {cd * 1e9:.0f} CPU-s per B rows, Spark {cs * 1e9:.0f} "
+                    f"(x{cs / cd:.1f}); break-even at {cs / cd:.1f} machines; at {rows / 1e9:g} B rows DuckDB on one "
+                    f"machine {cd * rows / cores / 60:,.0f} min, Spark on")
+            print(line + ", ".join(f" {w} machines {cs * rows / (cores * w) / 60:,.1f} min" for w in workers))
 
 
 def _generation(engines: list[str], seconds: float, n_workers: tuple[int, ...]) -> None:
