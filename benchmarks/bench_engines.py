@@ -157,20 +157,28 @@ def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 
 def _project(results: dict, sizes: list[int], n_workers: tuple[int, ...]) -> None:
-    print("\nprojection (on paper: linear fits to the measured times; Spark's per-row part divided by N/2, "
+    """Per step, a line ``t = a + b * rows`` fitted to each engine's wall times on the sizes where
+    both DuckDB and Spark (standalone, else local[2]) ran that step (two or more)."""
+    print("\nprojection (on paper: linear fits to the measured wall times; Spark's per-row part divided by N/2, "
           "its fixed part kept; DuckDB on this one machine)")
-    spark = next((e for e in ("standalone", "local") if e in results
-                  and all(n in results[e] and n in results.get("duckdb", {}) for n in sizes)), None)
-    if len(sizes) < 2 or spark is None:
-        print("  needs duckdb and standalone (or local[2]) on the same two sizes or more")
-        return
-    print(f"  from {spark} (2 tasks at a time) on {', '.join(f'{n:,}' for n in sizes)} rows")
-    for step in results["duckdb"][sizes[0]]:
-        ad, bd = _line(sizes, [results["duckdb"][n][step] for n in sizes])
-        as_, bs = _line(sizes, [results[spark][n][step] for n in sizes])
+    steps = list(dict.fromkeys(st for n in sizes for st in results.get("duckdb", {}).get(n, {})))
+    for step in steps:
+        spark, common = None, []
+        for e in ("standalone", "local"):
+            common = [n for n in sizes if step in results.get(e, {}).get(n, {})
+                      and step in results.get("duckdb", {}).get(n, {})]
+            if len(common) >= 2:
+                spark = e
+                break
+        if spark is None:
+            print(f"  {step}: needs duckdb and standalone (or local[2]) on the same two sizes or more")
+            continue
+        ad, bd = _line(common, [results["duckdb"][n][step] for n in common])
+        as_, bs = _line(common, [results[spark][n][step] for n in common])
         per_task = 1.0 / (bs * 2) if bs > 0 else float("inf")  # rows/s of one 1-core task
-        print(f"  {step}: duckdb {ad:.2f} s + {bd * 1e6:.3f} s per M rows; {spark}(2) {as_:.2f} s + "
-              f"{bs * 1e6:.3f} s per M rows (one worker ~{per_task / 1e6:.2f} M rows/s)")
+        print(f"  {step} (from {', '.join(f'{n:,}' for n in common)} rows): duckdb {ad:.2f} s + {bd * 1e6:.3f} s "
+              f"per M rows; {spark}(2) {as_:.2f} s + {bs * 1e6:.3f} s per M rows (one worker ~{per_task / 1e6:.2f} "
+              "M rows/s)")
         for n in n_workers:
             b_n = bs * 2 / n
             if b_n >= bd:
@@ -328,11 +336,7 @@ def _summary(path: str, workers: tuple[int, ...]) -> None:
             print(f"  {e:<10} {n:>13,} rows: " + ", ".join(f"{k} {v:.2f}" for k, v in cpus[e][n].items()))
     print("\n1-minute load average while measured: " + "; ".join(
         f"{e} {n:,}: {min(v):.1f}-{max(v):.1f}" for (e, n), v in sorted(loads.items())))
-    full = {e: [n for n in sizes if len(results[e].get(n, {})) == len(results["duckdb"].get(sizes[0], {}))]
-            for e in engines} if "duckdb" in results else {}
-    both = [n for n in sizes if n in full.get("duckdb", []) and (n in full.get("standalone", [])
-                                                                  or n in full.get("local", []))]
-    _project(results, both, workers)
+    _project(results, sizes, workers)
     _project_cpu(cpus, workers)
 
 
