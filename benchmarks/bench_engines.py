@@ -22,7 +22,43 @@ which takes most of the other sessions' load out of a round's ratio; ``--child-t
 DuckDB on one thread there (the same work, without the CPU that waiting threads burn under load).
 Measured (1 M rows, ``--duckdb-before 71a1746^ --rounds 18 --child-repeat 3 --child-threads 1``,
 load 4-8, after the xor-shift ``mix_sql``): CPU after/before 0.9789, 95% interval [0.9437, 1.0155];
-with every DuckDB thread (14 rounds, load ~10) 1.0174 [0.9665, 1.0711].
+with every DuckDB thread (14 rounds, load ~10) 1.0174 [0.9665, 1.0711]. Again with every DuckDB
+thread on 2026-12-03 (``--rows 1000000 --engines duckdb --duckdb-before 71a1746^ --rounds 14
+--child-repeat 2``, load 5-17): CPU after/before **1.0010, 95% interval [0.9941, 1.0080]**: the
+DuckDB path is not 3% slower (median CPU 1.717 vs 1.710 s; wall medians are too noisy at this
+load: paired 0.9606 [0.8609, 1.0720]).
+
+Measured 2026-12-03 on this 2-core machine (``--record`` runs under the lock, the table and
+projections by ``--summary /work/bench_data/s21/engines_100m.jsonl``); other sessions kept the
+1-minute load at 5-19, so wall times are mostly their work: compare CPU seconds (this process and
+the JVMs it started). ``--repeat 1`` at 10 M and 100 M (a Spark process's first step includes its
+warm-up). Seconds / CPU seconds:
+
+=====================  ===============  ==================  ==================  ====================
+step                   DuckDB 10 M      local[2] 10 M       standalone(2) 10 M  Spark / DuckDB CPU
+=====================  ===============  ==================  ==================  ====================
+client_counts          0.07 / 0.07      7.7 / 4.9           16.6 / 11.3         70 (fixed cost)
+gaps + arrival_cells   17.7 / 5.9       111.0 / 35.7        not run             6.1 (local)
+value_counts (binned)  25.1 / 7.8       168.6 / 36.2        83.3 / 53.7         4.6 / 6.9
+log_stats              1.80 / 0.54      19.1 / 4.8          14.1 / 8.0          8.8 / 14.9
+=====================  ===============  ==================  ==================  ====================
+
+At 100 M rows: DuckDB (load ~5) client_counts 0.31 s / 0.6 CPU-s, value_counts 32.9 / 43.6,
+log_stats 4.5 / 5.0, gaps + arrival_cells 424.9 s wall at load 14 (its CPU not recorded); Spark
+local[2] log_stats 24.0 / 24.9 (load 5), client_counts 76.9 / 16.8 (load 18), its value_counts did
+not finish in 600 s at load 16-19; standalone client_counts 20.1 / 10.5, value_counts
+294.6 / 176.3, log_stats 24.4 / 22.9 (load 10-18). So at 100 M Spark needs 4.0x (value_counts,
+standalone), 4.6x (log_stats, standalone) and 5.0x (log_stats, local) DuckDB's CPU per row.
+Arrival cells identical (count and hash of every cell) on DuckDB and local[2] at 10 M
+(1,133,582 cells). Spark never overtakes DuckDB on this machine, in CPU or wall time (``--summary``:
+"never"), once DuckDB's 100 M scans were re-run at load 5: their first run, at load 10-14 on a cold
+page cache, took 222.1 s (value_counts) and 40.8 s (log_stats), slower in wall time than
+standalone's 24.4 s log_stats at load 10. Projection (on paper, from CPU: each engine's CPU per row at 100 M, spread evenly
+over machines of 2 cores, Spark's fixed, shuffle and network costs left out): Spark on N machines
+beats DuckDB on one when N > 4-5 for the scans that dominate ``fit_pool`` (value counts, log
+statistics) and N > 6 for the gaps step (10 M ratio); for a day at 100,000 req/s (8.64 B rows)
+DuckDB's value_counts alone would take about 31 min of one machine, Spark's about 4.0 min on 32
+machines (``--summary``'s "projection from CPU seconds").
 
 Usage (heavy runs under the shared lock)::
 
@@ -64,24 +100,55 @@ BINNING = {"exact_below": 64, "bin_ratio": 1.1, "spike_share": 0.05, "max_bin_ma
 ENGINES = ("duckdb", "local", "standalone")
 
 
+def _tree_cpu() -> float:
+    """CPU seconds (user + system) of this process and every live process it started (Spark's JVMs:
+    the local driver, a local cluster's master, workers and executors), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime + stime
+    mine, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _) in stats.items():
+            if ppid == parent and pid not in mine:
+                mine.add(pid)
+                frontier.append(pid)
+    return sum(stats[p][1] for p in mine if p in stats) / tick
+
+
 def _best(fn, repeat: int) -> tuple[float, object]:
+    """The least wall time of ``repeat`` runs of ``fn`` and its result (the CPU of that run in _LAST_CPU)."""
     best, out = float("inf"), None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = _tree_cpu(), time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        if wall < best:
+            best, _LAST_CPU[0] = wall, _tree_cpu() - c0
     return best, out
 
 
-def _steps(src) -> dict:
+_LAST_CPU = [float("nan")]
+
+
+def _steps(src, only: tuple[str, ...] | None = None) -> dict:
+    """The timed steps on ``src`` by name (``only``: those whose names start with one of these)."""
     value, scale, _ = field_sql("input_tokens", "tokens", src.columns)
-    return {
+    steps = {
         "client_counts": lambda: client_counts(src),
         "gaps + arrival_cells": lambda: (build_gaps(src, window_s=600.0, step=1.0, seed=0), arrival_cells(src))[1],
         "value_counts (binned)": lambda: value_counts(src, value=value, data_window_s=21600.0, scale=scale,
                                                       binning=BINNING),
         "log_stats": lambda: log_stats(src, value=value, data_window_s=21600.0),
     }
+    return {k: f for k, f in steps.items() if only is None or k.startswith(only)}
 
 
 def _index(store) -> pl.DataFrame:
@@ -90,10 +157,33 @@ def _index(store) -> pl.DataFrame:
     return pl.DataFrame({"client_id": ids["client_id"], "cidx": pl.int_range(ids.height, eager=True)})
 
 
-def _run(store, index, engine: str, master: str | None, repeat: int) -> dict[str, tuple[float, object]]:
+def _frame_hash(frame: pl.DataFrame) -> int:
+    """An order-independent hash of ``frame``'s rows (equal frames, equal hashes; for comparing runs)."""
+    return int(frame.cast(pl.Int64).hash_rows(seed=0).cast(pl.UInt64).sum()) & (2**63 - 1)
+
+
+def _append(path: str, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _run(store, index, engine: str, master: str | None, repeat: int, *, record: str | None = None,
+         size: int | None = None, only: tuple[str, ...] | None = None) -> dict[str, tuple[float, object]]:
+    """Each step's best of ``repeat`` (seconds, result); with ``record``, one JSON line per step
+    (engine, rows, step, seconds, the 1-minute load average) appended as it is measured."""
     kw = {"engine": "spark", "spark_master": master} if engine != "duckdb" else {}
+    out = {}
     with aggregate_source(store, index, residual=index.height, **kw) as src:
-        return {name: _best(fn, repeat) for name, fn in _steps(src).items()}
+        for name, fn in _steps(src, only).items():
+            out[name] = _best(fn, repeat)
+            load, cpu = os.getloadavg()[0], _LAST_CPU[0]
+            print(f"    {engine} {size or 0:,} rows {name}: {out[name][0]:.3f} s, {cpu:.1f} CPU-s "
+                  f"(load {load:.1f})", flush=True)
+            if record:
+                _append(record, {"engine": engine, "master": master, "rows": size, "step": name,
+                                 "seconds": out[name][0], "cpu_s": cpu, "repeat": repeat, "load1": load,
+                                 "utc": time.strftime("%H:%M:%S", time.gmtime())})
+    return out
 
 
 def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -103,17 +193,28 @@ def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 
 def _project(results: dict, sizes: list[int], n_workers: tuple[int, ...]) -> None:
-    print("\nprojection (on paper: linear fits to the measured times; Spark's per-row part divided by N/2, "
+    """Per step, a line ``t = a + b * rows`` fitted to each engine's wall times on the sizes where
+    both DuckDB and Spark (standalone, else local[2]) ran that step (two or more)."""
+    print("\nprojection (on paper: linear fits to the measured wall times; Spark's per-row part divided by N/2, "
           "its fixed part kept; DuckDB on this one machine)")
-    if len(sizes) < 2 or "duckdb" not in results or "standalone" not in results:
-        print("  needs duckdb and standalone on two sizes or more")
-        return
-    for step in results["duckdb"][sizes[0]]:
-        ad, bd = _line(sizes, [results["duckdb"][n][step] for n in sizes])
-        as_, bs = _line(sizes, [results["standalone"][n][step] for n in sizes])
-        per_task = 1.0 / (bs * 2) if bs > 0 else float("inf")  # rows/s of one 1-core worker
-        print(f"  {step}: duckdb {ad:.2f} s + {bd * 1e6:.3f} s per M rows; standalone(2) {as_:.2f} s + "
-              f"{bs * 1e6:.3f} s per M rows (one worker ~{per_task / 1e6:.2f} M rows/s)")
+    steps = list(dict.fromkeys(st for n in sizes for st in results.get("duckdb", {}).get(n, {})))
+    for step in steps:
+        spark, common = None, []
+        for e in ("standalone", "local"):
+            common = [n for n in sizes if step in results.get(e, {}).get(n, {})
+                      and step in results.get("duckdb", {}).get(n, {})]
+            if len(common) >= 2:
+                spark = e
+                break
+        if spark is None:
+            print(f"  {step}: needs duckdb and standalone (or local[2]) on the same two sizes or more")
+            continue
+        ad, bd = _line(common, [results["duckdb"][n][step] for n in common])
+        as_, bs = _line(common, [results[spark][n][step] for n in common])
+        per_task = 1.0 / (bs * 2) if bs > 0 else float("inf")  # rows/s of one 1-core task
+        print(f"  {step} (from {', '.join(f'{n:,}' for n in common)} rows): duckdb {ad:.2f} s + {bd * 1e6:.3f} s "
+              f"per M rows; {spark}(2) {as_:.2f} s + {bs * 1e6:.3f} s per M rows (one worker ~{per_task / 1e6:.2f} "
+              "M rows/s)")
         for n in n_workers:
             b_n = bs * 2 / n
             if b_n >= bd:
@@ -218,6 +319,90 @@ def paired_ratio_interval(after: list[float], before: list[float], *, level: flo
     return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
 
 
+def _tables(results: dict, cells: dict, sizes: list[int], engines: list[str], how: str) -> None:
+    """Seconds per step and size, Spark / DuckDB ratios, whether the arrival cells agree (``cells``:
+    (engine, rows) -> (cells, hash)) and where Spark is faster than DuckDB."""
+    for n in sizes:
+        have = [e for e in engines if n in results.get(e, {})]
+        if not have:
+            continue
+        print(f"\nstore {STORE.format(n=n)}: {n:,} rows; seconds per step ({how})")
+        print(f"{'step':<24}" + "".join(f"{e:>12}" for e in have) + "".join(
+            f"{e + '/duckdb':>20}" for e in have if e != "duckdb" and "duckdb" in have))
+        steps = list(dict.fromkeys(s for e in have for s in results[e][n]))
+        for step in steps:
+            row = [results[e][n].get(step, float("nan")) for e in have]
+            ratios = [results[e][n].get(step, float("nan")) / results["duckdb"][n].get(step, float("nan"))
+                      for e in have if e != "duckdb" and "duckdb" in have]
+            print(f"{step:<24}" + "".join(f"{t:>12.3f}" for t in row) + "".join(f"{r:>20.1f}" for r in ratios))
+        got = {e: cells[(e, n)] for e in have if (e, n) in cells}
+        if got:
+            same = len(set(got.values())) == 1
+            print(f"arrival cells: {next(iter(got.values()))[0]:,}; identical counts on "
+                  f"{', '.join(got)}: {same}")
+    if "duckdb" in engines and len(engines) > 1:
+        over = [(e, n, s) for e in engines if e != "duckdb" for n in sizes for s in results.get(e, {}).get(n, {})
+                if n in results["duckdb"] and s in results["duckdb"][n]
+                and results[e][n][s] < results["duckdb"][n][s]]
+        print("\nSpark faster than DuckDB on this machine: " + (
+            ", ".join(f"{e} {n:,} rows {s}" for e, n, s in over) if over else "never (no engine, size or step)"))
+
+
+def _summary(path: str, workers: tuple[int, ...]) -> None:
+    """The tables and projection of the records in ``path`` (see ``--record``)."""
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    cells: dict[tuple[str, int], tuple[int, int]] = {}
+    loads: dict[tuple[str, int], list[float]] = {}
+    cpus: dict[str, dict[int, dict[str, float]]] = {}
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        if "cells_hash" in r:
+            cells[(r["engine"], r["rows"])] = (r["cells"], r["cells_hash"])
+        else:
+            results.setdefault(r["engine"], {}).setdefault(r["rows"], {})[r["step"]] = r["seconds"]
+            if r.get("cpu_s") is not None:
+                cpus.setdefault(r["engine"], {}).setdefault(r["rows"], {})[r["step"]] = r["cpu_s"]
+            loads.setdefault((r["engine"], r["rows"]), []).append(r["load1"])
+    engines = [e for e in ENGINES if e in results]
+    sizes = sorted({n for e in results.values() for n in e})
+    _tables(results, cells, sizes, engines, f"records in {path}")
+    print("\nCPU seconds per step (this process and the processes it started), where recorded:")
+    for e in engines:
+        for n in sorted(cpus.get(e, {})):
+            print(f"  {e:<10} {n:>13,} rows: " + ", ".join(f"{k} {v:.2f}" for k, v in cpus[e][n].items()))
+    print("\n1-minute load average while measured: " + "; ".join(
+        f"{e} {n:,}: {min(v):.1f}-{max(v):.1f}" for (e, n), v in sorted(loads.items())))
+    _project(results, sizes, workers)
+    _project_cpu(cpus, workers)
+
+
+def _project_cpu(cpus: dict, workers: tuple[int, ...], rows: float = 8.64e9, cores: int = 2) -> None:
+    """A projection from CPU seconds (less sensitive to the machine's other load than wall time).
+
+    Per step, each engine's CPU seconds per row at the largest size where both were measured;
+    ``rows`` on one machine of ``cores`` cores (DuckDB) against N such machines (Spark), each
+    engine's CPU spread over its cores with no loss, Spark's fixed costs (session, scheduling,
+    shuffles across machines) left out: the break-even N is the ratio of the per-row CPU costs.
+    """
+    print(f"\nprojection from CPU seconds (on paper: {rows / 1e9:g} B rows, machines of {cores} cores, CPU spread "
+          "evenly over them, Spark's fixed and network costs left out)")
+    if "duckdb" not in cpus:
+        print("  needs duckdb CPU records")
+        return
+    for spark in [e for e in ("local", "standalone") if e in cpus]:
+        steps = list(dict.fromkeys(st for n in cpus["duckdb"] for st in cpus["duckdb"][n]))
+        for step in steps:
+            common = [n for n in cpus[spark] if step in cpus[spark][n] and step in cpus["duckdb"].get(n, {})]
+            if not common:
+                continue
+            n = max(common)
+            cd, cs = cpus["duckdb"][n][step] / n, cpus[spark][n][step] / n
+            line = (f"  {step} ({spark}, {n:,} rows): DuckDB {cd * 1e9:.0f} CPU-s per B rows, Spark {cs * 1e9:.0f} "
+                    f"(x{cs / cd:.1f}); break-even at {cs / cd:.1f} machines; at {rows / 1e9:g} B rows DuckDB on one "
+                    f"machine {cd * rows / cores / 60:,.0f} min, Spark on")
+            print(line + ", ".join(f" {w} machines {cs * rows / (cores * w) / 60:,.1f} min" for w in workers))
+
+
 def _generation(engines: list[str], seconds: float, n_workers: tuple[int, ...]) -> None:
     """Sharded generation (generator.sharded) of the shipped ServeGen m-small pool: one process vs Spark;
     the per-task throughput projected to the design point (a day at 100,000 req/s = 8.64 B requests)."""
@@ -264,10 +449,22 @@ def main() -> None:
     parser.add_argument("--child-threads", type=int, default=None, metavar="T",
                         help="--duckdb-before: DuckDB threads in the children (1: a pass's CPU barely depends on "
                              "other load; default all cores)")
+    parser.add_argument("--steps", default=None, metavar="NAMES",
+                        help="comma-separated step name prefixes (client,gaps,value,log); default all")
+    parser.add_argument("--spark-memory", default="2g", help="spark.driver.memory of the Spark session")
+    parser.add_argument("--record", default=None, metavar="JSONL",
+                        help="append each measured step (and the arrival cells' hash) to this JSON-lines file")
+    parser.add_argument("--summary", default=None, metavar="JSONL",
+                        help="measure nothing: print the tables, overtake and projection from a --record file "
+                             "(several runs, e.g. one per engine under the lock; the last record of a step wins)")
     parser.add_argument("--generation", type=float, default=0.0, metavar="SECONDS",
                         help="also time sharded generation of this many seconds of the m-small pool")
     args = parser.parse_args()
+    if args.summary:
+        _summary(args.summary, tuple(int(x) for x in args.workers.split(",")))
+        return
     sizes = [int(x) for x in args.rows.split(",")]
+    only = tuple(x for x in args.steps.split(",") if x) if args.steps else None
     engines = [e for e in args.engines.split(",") if e]
     bad = [e for e in engines if e not in ENGINES]
     if bad:
@@ -279,14 +476,21 @@ def main() -> None:
     def measure(engine: str, master: str | None) -> None:
         if master is not None:
             t0 = time.perf_counter()
-            spark_session(master)
+            spark_session(master, conf={"spark.driver.memory": args.spark_memory})
             print(f"spark session start ({engine}, {master}): {time.perf_counter() - t0:.1f} s (once per process)")
         for n in sizes:
             store = open_store(STORE.format(n=n))
             t0 = time.perf_counter()
-            out = _run(store, _index(store), engine, master, args.repeat)
+            repeat = args.repeat if n <= 10_000_000 else 1  # a 100 M-row step runs once
+            out = _run(store, _index(store), engine, master, repeat, record=args.record, size=n, only=only)
             results[engine][n] = {k: v[0] for k, v in out.items()}
+            if "gaps + arrival_cells" not in out:
+                continue
             cells[(engine, n)] = out["gaps + arrival_cells"][1].select("cidx", "w", "n_req", "n_gaps").sort("cidx", "w")
+            if args.record:
+                _append(args.record, {"engine": engine, "rows": n, "step": "arrival cells",
+                                      "cells": cells[(engine, n)].height,
+                                      "cells_hash": _frame_hash(cells[(engine, n)])})
             print(f"  {engine} {n:,} rows: {sum(results[engine][n].values()):.2f} s of steps "
                   f"({time.perf_counter() - t0:.1f} s with repeats)", flush=True)
 
@@ -305,23 +509,8 @@ def main() -> None:
             if active is not None:
                 active.stop()
 
-    for n in sizes:
-        print(f"\nstore {STORE.format(n=n)}: {n:,} rows; seconds per step (best of {args.repeat})")
-        print(f"{'step':<24}" + "".join(f"{e:>12}" for e in engines) + "".join(
-            f"{e + '/duckdb':>20}" for e in engines if e != "duckdb" and "duckdb" in engines))
-        for step in results[engines[0]][n]:
-            row = [results[e][n][step] for e in engines]
-            ratios = [results[e][n][step] / results["duckdb"][n][step] for e in engines
-                      if e != "duckdb" and "duckdb" in engines]
-            print(f"{step:<24}" + "".join(f"{t:>12.3f}" for t in row) + "".join(f"{r:>20.1f}" for r in ratios))
-        base = cells[(engines[0], n)]
-        same = all(cells[(e, n)].equals(base) for e in engines)
-        print(f"arrival cells: {base.height:,}; identical counts on every engine: {same}")
-    if "duckdb" in engines and len(engines) > 1:
-        over = [(e, n, s) for e in engines if e != "duckdb" for n in sizes for s in results[e][n]
-                if results[e][n][s] < results["duckdb"][n][s]]
-        print("\nSpark faster than DuckDB on this machine: " + (
-            ", ".join(f"{e} {n:,} rows {s}" for e, n, s in over) if over else "never (no engine, size or step)"))
+    info = {key: (frame.height, _frame_hash(frame)) for key, frame in cells.items()}
+    _tables(results, info, sizes, engines, f"best of {args.repeat} up to 10 M rows, one run above")
     _project(results, sizes, tuple(int(x) for x in args.workers.split(",")))
     if args.generation > 0:
         _generation(engines, args.generation, tuple(int(x) for x in args.workers.split(",")))

@@ -23,3 +23,24 @@ def _check_counts(store, *, read: int, stored: int, rejected: dict[str, int]) ->
 def check_counts() -> Callable[..., list[dict]]:
     """The read = stored + rejected check of an ingested store (see :func:`_check_counts`)."""
     return _check_counts
+
+
+#: the shipped raw traces (BurstGPT, Azure, Mooncake samples of ``raw_traces/``) by name
+SHIPPED_RAW = {"burstgpt": ("burstgpt", "BurstGPT_1_head54.csv"),
+               "azure": ("azure_2023", "AzureLLMInferenceTrace_code.csv"),
+               "mooncake": ("mooncake", "synthetic_trace.jsonl")}
+
+
+@pytest.fixture(scope="session")
+def shipped_stores(tmp_path_factory) -> dict:
+    """The shipped raw traces ingested once per session (DuckDB ingest): name -> TraceStore.
+
+    Shared by the engine tests (test_engines' equivalence, test_engine_choice's fit-pool on every
+    sample), which only read them; a test that changes a store ingests its own.
+    """
+    from servelab.analysis.ingest import ingest
+    from servelab.samples import RAW_TRACES
+
+    tmp = tmp_path_factory.mktemp("shipped_stores")
+    return {name: ingest(RAW_TRACES / folder / file, output=tmp / name, progress=False)
+            for name, (folder, file) in SHIPPED_RAW.items()}

@@ -27,13 +27,13 @@ SAMPLES = {
 }
 
 
-def _store(name: str, tmp_path):
-    """The store of shipped sample ``name`` (ServeGen: 20 minutes generated from the pool, seed 11)."""
-    from servelab.analysis.ingest import ingest
+def _store(name: str, tmp_path, shipped: dict):
+    """The store of shipped sample ``name`` (``shipped``: the session's ingested raw traces; ServeGen:
+    20 minutes generated from the pool, seed 11)."""
     from servelab.analysis.store import write_store
 
     if name != "servegen":
-        return ingest(SAMPLES[name], output=tmp_path / name, progress=False)
+        return shipped[name]
     from servelab.generator import MissingDatasetWarning, read_servegen
     from servelab.generator.generate import generate
 
@@ -70,11 +70,11 @@ def test_report_engine_errors(tmp_path):
 @pytest.mark.spark
 @pytest.mark.slow
 @pytest.mark.parametrize("sample", sorted(SAMPLES))
-def test_fit_pool_cli_same_pool_on_every_sample(tmp_path, sample, spark_local):
+def test_fit_pool_cli_same_pool_on_every_sample(tmp_path, sample, spark_local, shipped_stores):
     from servelab.generator.pool import ClientPool
     from test_engines import _assert_same_pool, _pool_frames
 
-    store = _store(sample, tmp_path)
+    store = _store(sample, tmp_path, shipped_stores)
     pools = []
     for k, extra in enumerate((("--engine", "duckdb"), ("--engine", "spark", "--spark-master", "local[2]"))):
         out = tmp_path / f"pool{k}"
@@ -93,20 +93,45 @@ def test_fit_pool_cli_same_pool_on_every_sample(tmp_path, sample, spark_local):
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_report_on_spark_same_numbers_and_says_where_each_section_ran(tmp_path, spark_local):
+def test_report_on_spark_same_numbers_and_says_where_each_section_ran(tmp_path, spark_local, monkeypatch):
+    import servelab.fitting.pool_fit as pool_fit
     from servelab.analysis.store import write_store
-    from servelab.reports.builder import build_report
-    from test_engines import _assert_same, _synthetic_frame
+    from servelab.analysis.budget import Budget
+    from servelab.reports.builder import build_report, run_sections
+    from test_engines import _assert_same, _assert_same_pool, _pool_frames, _synthetic_frame
 
-    # the synthetic store of test_engines: 2 h, clients and tokens (the shipped traces have no client
-    # ids, so their generation section is not applicable)
+    # the synthetic store of test_engines: 2 h, clients, conversations and tokens (the shipped traces
+    # have no client ids, so their generation section is not applicable)
     store = write_store(_synthetic_frame(), tmp_path / "synthetic")
-    kw = {"quick": True, "seed": 2, "progress": False, "figure_worker": False,
-          "sections": ("overview", "clients", "generation")}
-    duck = build_report(store, output=tmp_path / "d.html", **kw)
-    spark = build_report(store, output=tmp_path / "s.html", engine="spark", spark_master="local[2]", **kw)
-    assert dict(duck.sections) == dict(spark.sections) == {"overview": "ok", "clients": "ok", "generation": "ok"}
-    d, s = duck.built, spark.built
+    # the generation section's pools (a stable and a variable period, each fitted on the report's
+    # engine) are recorded: fit_pool on either engine must give the same pool (same seed)
+    pools: dict[str, list[dict]] = {"duckdb": [], "spark": []}
+    real_fit = pool_fit.fit_pool
+
+    def recording_fit(source, *args, engine="duckdb", **kwargs):
+        pool = real_fit(source, *args, engine=engine, **kwargs)
+        frames = _pool_frames(pool)  # the period's temporary store is in another folder on each run
+        frames["provenance"]["source"] = {k: v for k, v in frames["provenance"]["source"].items() if k != "path"}
+        pools[engine].append(frames)
+        return pool
+
+    monkeypatch.setattr(pool_fit, "fit_pool", recording_fit)
+    sections = ("overview", "clients", "generation")
+    # DuckDB's sections are measured without drawing figures or writing a page (run_sections, which
+    # build_report runs; 2.1 against 5.4 CPU-s here): the report on Spark is the real command path
+    duck = {o.id: o for o in run_sections(store, budget=Budget.quick(), seed=2, progress=False, areas=sections)}
+    spark = build_report(store, output=tmp_path / "s.html", engine="spark", spark_master="local[2]", quick=True,
+                         seed=2, progress=False, figure_worker=False, sections=sections)
+    assert spark.html_path.is_file() and spark.html_path.stat().st_size > 0
+    assert len(pools["duckdb"]) == len(pools["spark"]) == 2
+    for k, (d_pool, s_pool) in enumerate(zip(pools["duckdb"], pools["spark"])):
+        _assert_same_pool(f"generation period {k}", d_pool, s_pool)
+        # not vacuous: fitted arrivals and lengths, and conversations (their SQL on Spark too)
+        assert d_pool["arrivals"].height > 0 and d_pool["data_fits"].height > 0
+        assert d_pool["conversations"].height > 0
+    assert {k: o.status for k, o in duck.items()} == dict(spark.sections) == {
+        "overview": "ok", "clients": "ok", "generation": "ok"}
+    d, s = {k: o.section for k, o in duck.items()}, spark.built
     assert dict(d["overview"].headline) == dict(s["overview"].headline)
     assert s["overview"].headline["requests"] == 6000 and s["overview"].headline["clients"] == 4
     tables = d["generation"].tables

@@ -30,7 +30,6 @@ from servelab.analysis.aggregates import (
 )
 from servelab.analysis.engines import ENGINES
 from servelab.analysis.store import write_store
-from servelab.samples import RAW_TRACES
 
 
 
@@ -113,15 +112,9 @@ def _synthetic_frame() -> pl.DataFrame:
         "image_tokens": images * rng.integers(200, 900, n)})
 
 
-def _stores(tmp_path):
-    from servelab.analysis.ingest import ingest
-
-    out = {"synthetic": write_store(_synthetic_frame(), tmp_path / "synthetic")}
-    for name, raw in (("burstgpt", RAW_TRACES / "burstgpt" / "BurstGPT_1_head54.csv"),
-                      ("azure", RAW_TRACES / "azure_2023" / "AzureLLMInferenceTrace_code.csv"),
-                      ("mooncake", RAW_TRACES / "mooncake" / "synthetic_trace.jsonl")):
-        out[name] = ingest(raw, output=tmp_path / name, progress=False)
-    return out
+def _stores(tmp_path, shipped: dict) -> dict:
+    """The synthetic store and the shipped samples (``shipped``: the session's ingested stores)."""
+    return {"synthetic": write_store(_synthetic_frame(), tmp_path / "synthetic"), **shipped}
 
 
 def _index(store) -> pl.DataFrame | None:
@@ -187,10 +180,10 @@ def _assert_same(name: str, a: pl.DataFrame, b: pl.DataFrame) -> None:
 
 
 @pytest.fixture(scope="module")
-def equivalence(tmp_path_factory, spark_local):
+def equivalence(tmp_path_factory, spark_local, shipped_stores):
     tmp = tmp_path_factory.mktemp("engines")
     results = {}
-    for name, store in _stores(tmp).items():
+    for name, store in _stores(tmp, shipped_stores).items():
         index = _index(store)
         results[name] = (_aggregates(store, index, "duckdb"), _aggregates(store, index, "spark"))
     # the portable hash on Spark itself, over ids past 2^32 (its high-bit term) and 2^53
@@ -233,7 +226,8 @@ def test_synthetic_store_exercises_every_query(equivalence):
 
 
 
-# --- the same pool -----------------------------------------------------------------------------------
+# --- the same pool (used by test_engine_choice: fit-pool on every shipped sample, and the report's
+# generation pools of the synthetic store, with clients and conversations; test_spark_cluster: on a cluster)
 
 def _pool_frames(pool) -> dict[str, object]:
     out = {name: pool.lazy(name).collect() for name in ("clients", "arrivals", "data", "data_fits", "conversations",
@@ -241,21 +235,6 @@ def _pool_frames(pool) -> dict[str, object]:
     out.update(window_s=pool.window_s, data_window_s=pool.data_window_s, span=pool.span, fields=pool.fields,
                provenance={k: v for k, v in pool.provenance.items() if k != "pool_path"})  # where it was saved
     return out
-
-
-@pytest.mark.spark
-@pytest.mark.slow
-def test_fit_pool_same_pool_on_both_engines(tmp_path, spark_local):
-    # the synthetic store (clients, conversations, every field); the shipped samples' pools are
-    # compared through the CLI in test_engine_choice
-    from servelab.fitting.pool_fit import fit_pool
-
-    for store in [write_store(_synthetic_frame(), tmp_path / "synthetic")]:
-        duck = _pool_frames(fit_pool(store, seed=3, window_s="10m", data_window_s="1h"))
-        spark = _pool_frames(fit_pool(store, seed=3, window_s="10m", data_window_s="1h", engine="spark",
-                                      spark_master="local[2]"))
-        _assert_same_pool(store.path.name, duck, spark)
-        assert duck["arrivals"].height > 0 and duck["data_fits"].height > 0
 
 
 def _assert_same_pool(where: str, duck: dict, spark: dict) -> None:
