@@ -40,8 +40,9 @@ bound 10 %, so the span is the first day; seeds 0-5, load 15-19, 64 s and 91 s):
 
 * before (917bae7: quick mode measured Fig. 16 and F10 on the hash sample): positive control
   F10 holds 6/6 unbounded, 6/6 bounded, 6/6 span; null 0/6 unbounded, **6/6 bounded** (false
-  "holds": 0/6 agreement with the unbounded verdict; the thinned singles are calm, median window
-  CV about 1.08 against 1.33 unbounded), 0/6 span.
+  "holds": 0/6 agreement with the unbounded verdict; the thinned singles are calm: 1,040-1,066 of
+  about 1,425 windows with CV <= 1.2 against 155-181 of 1,440 unbounded, median window CV
+  1.16-1.24 against 1.36-1.38), 0/6 span.
 * after (Fig. 16 and F10 on the leading span): positive 6/6 holds in every column (power 6/6);
   null 0/6 holds in every column (false-positive rate 0/6, 95 % CI 0-46 %); bounded agrees with
   unbounded in 12/12.
