@@ -14,7 +14,7 @@ import pytest
 
 from servelab.analysis import ingest
 from servelab.analysis.ingest import fast_path, numbering
-from servelab.analysis.ingest.numbering import StreamQueryError, write_numbered
+from servelab.analysis.ingest.numbering import StoreWriteError, StreamQueryError, write_numbered
 
 
 def _table(rng, n, *, sort: bool):
@@ -35,9 +35,10 @@ def _independent_duplicates(frame: pl.DataFrame) -> int:
 
 
 # each Arrow batch costs Python work (the tally, a hash of its last row): one-row batches take
-# 400 rows (400 batch boundaries, every one inside a run of tied timestamps), seven-row batches
-# 1,500; the larger batches keep 3,000 rows. Each size still has duplicates straddling boundaries
-@pytest.mark.parametrize(("batch_rows", "n"), [(1, 400), (7, 1_500), (97, 3_000), (10_000, 3_000)])
+# 200 rows (200 batch boundaries, every one inside a run of tied timestamps), seven-row batches
+# 800 (114 boundaries); the larger batches keep 3,000 rows. Each size still has duplicates
+# straddling boundaries (lighter since the row-count guard's tests were added, issue 18)
+@pytest.mark.parametrize(("batch_rows", "n"), [(1, 200), (7, 800), (97, 3_000), (10_000, 3_000)])
 def test_summary_matches_independent_counts(tmp_path, rng, batch_rows, n):
     frame = _table(rng, n, sort=True)
     con = duckdb.connect(config={"preserve_insertion_order": True})
@@ -108,6 +109,55 @@ def test_error_in_the_middle_of_the_stream(tmp_path):
            "WHERE CASE WHEN range < 40000 THEN true ELSE error('stop-here') END")
     with pytest.raises(StreamQueryError, match="stop-here"):
         write_numbered(con, sql, tmp_path / "n.parquet", batch_rows=1000)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its partial is left
+
+
+# --- the row-count guard: a short streamed write is written again, or raises ------------------
+
+def _short_sink(frame, path, compression):
+    """The streamed write, one row short (the data loss seen once under load)."""
+    rows = frame.collect()
+    rows.head(rows.height - 1).write_parquet(path, compression=compression)
+
+
+def test_a_short_streamed_write_is_written_again(tmp_path, rng, monkeypatch):
+    frame = _table(rng, 300, sort=True)
+    con = duckdb.connect(config={"preserve_insertion_order": True})
+    con.register("src", frame.to_arrow())
+    monkeypatch.setattr(numbering, "_sink", _short_sink)
+    rewrites = []
+    collected = numbering._write_collected
+    monkeypatch.setattr(numbering, "_write_collected", lambda *a, **k: (rewrites.append(1), collected(*a, **k)))
+    got = write_numbered(con, "SELECT * FROM src", tmp_path / "n.parquet", batch_rows=64)
+    assert rewrites == [1]
+    assert got.rows == 300
+    written = pl.read_parquet(tmp_path / "n.parquet")
+    assert written["request_id"].to_list() == list(range(300))
+    assert written.drop("request_id").equals(frame)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.parquet"]
+
+
+def test_a_short_write_that_stays_short_raises_and_leaves_no_file(tmp_path, rng, monkeypatch):
+    frame = _table(rng, 300, sort=True)
+    con = duckdb.connect(config={"preserve_insertion_order": True})
+    con.register("src", frame.to_arrow())
+    monkeypatch.setattr(numbering, "_sink", _short_sink)
+    monkeypatch.setattr(numbering, "_write_collected",
+                        lambda con, queries, path, **k: _short_sink(con.sql(queries[0]).pl().lazy(), path, "snappy"))
+    with pytest.raises(StoreWriteError, match="the query gave 300 rows but the streamed file held 299"):
+        write_numbered(con, "SELECT * FROM src", tmp_path / "n.parquet", batch_rows=64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ingest_never_writes_a_manifest_over_a_short_file(tmp_path, monkeypatch):
+    """Through ingest: the short stream is rewritten and the store holds what the manifest says."""
+    src = tmp_path / "t.csv"
+    src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                   + "".join(f"2023-11-14 22:13:{i:02d}.0000000,{i},{i + 1}\n" for i in range(20)))
+    monkeypatch.setattr(numbering, "_sink", _short_sink)
+    store = ingest(src, output=tmp_path / "store", progress=False)
+    assert store.manifest["rows"]["stored"] == 20
+    assert store.query("SELECT count(*), sum(input_tokens) FROM requests").rows() == [(20, 190)]
 
 
 # --- the fast path of ingest, which streams through write_numbered ---------------------------
