@@ -5,6 +5,7 @@ computations (Python sets and numpy on the same values), with small Arrow batche
 timestamps and duplicate rows straddle batch boundaries; the fast path that uses it must give the
 general path's store and manifest.
 """
+import threading
 from pathlib import Path
 
 import duckdb
@@ -109,7 +110,39 @@ def test_error_in_the_middle_of_the_stream(tmp_path):
            "WHERE CASE WHEN range < 40000 THEN true ELSE error('stop-here') END")
     with pytest.raises(StreamQueryError, match="stop-here"):
         write_numbered(con, sql, tmp_path / "n.parquet", batch_rows=1000)
-    assert list(tmp_path.iterdir()) == []  # neither the file nor its partial is left
+    assert not (tmp_path / "n.parquet").exists()
+
+
+def test_a_late_write_of_a_failed_sink_cannot_clobber_the_next_file(tmp_path, monkeypatch):
+    """The root cause of issue 18's flaky loss: polars may write a failed sink's file after
+    sink_parquet raised (measured: up to 18 ms later). The fast path fails on a rejected row, the
+    general path then writes the same ``requests.parquet``; a late empty write must not replace it."""
+    late = []
+
+    def failing_then_late(frame, path, compression):
+        def write_late():
+            try:
+                pl.DataFrame({"request_id": [], "timestamp": []},
+                             schema={"request_id": pl.Int64, "timestamp": pl.Float64}).write_parquet(path)
+                late.append("landed")
+            except OSError:
+                late.append("refused")
+        timer = threading.Timer(0.05, write_late)
+        timer.start()
+        late.append(timer)
+        frame.sink_parquet(path, compression=compression)  # raises: the query stops
+
+    con = duckdb.connect(config={"preserve_insertion_order": True})
+    out = tmp_path / "requests.parquet"
+    with monkeypatch.context() as m:
+        m.setattr(numbering, "_sink", failing_then_late)
+        with pytest.raises(StreamQueryError, match="rejected-row"):
+            write_numbered(con, "SELECT range::DOUBLE AS timestamp FROM range(5) "
+                                "WHERE CASE WHEN range > 2 THEN error('rejected-row') ELSE true END", out)
+    got = write_numbered(con, "SELECT 0.25::DOUBLE AS timestamp", out)
+    late[0].join()
+    assert late[1] == "refused"  # the late write found no folder to write into
+    assert got.rows == 1 and pl.read_parquet(out)["timestamp"].to_list() == [0.25]
 
 
 # --- the row-count guard: a short streamed write is written again, or raises ------------------
