@@ -188,9 +188,9 @@ def shared_arrival_frames() -> Iterator[None]:
     every later call with the same store (by its path: a store object opened again, e.g. each
     section's handle of the report's one budget span subset, shares too), grouping, clock and seed.
 
-    The report opens it around the sections that read arrivals (arrivals, clients,
-    conversations read the whole-trace and per-client frames of the same store): one read and
-    one sort per frame instead of one per section. The frames are working data (frozen, never
+    The report opens it around the sections that declare ``shares_arrival_frames`` (arrivals and
+    clients read the whole-trace and per-client frames of the same store; conversations reads the
+    arrival times itself): one read and one sort per frame instead of one per section. The frames are working data (frozen, never
     changed in place), so sharing them changes no result; they are released when the block
     ends. Blocks nest: an inner block shares nothing with the outer one.
     """
