@@ -228,6 +228,8 @@ SQL = MappingProxyType({
     # cidx, d, vk, n): exact values below {exact_below}, log bins of ratio exp({log_ratio}) above,
     # a value with at least {spike} of its window kept, a log bin above {max_mass} of the window
     # cut at multiples of {max_mass} of its CDF; a bin's value is its count-weighted mean
+    # (a bin's mass is its exact integer count over the window's: a float sum of the shares depends
+    # on the order the window operator adds them in, and decides the cut)
     "binned_counts": """
         WITH vc AS ({counts}), s AS (
             SELECT cidx, d, CAST(vk AS DOUBLE) AS v, n,
@@ -238,7 +240,8 @@ SQL = MappingProxyType({
                         ELSE -1 - floor(ln(CAST(vk AS DOUBLE) / {exact_below}) / {log_ratio}) END AS lb
             FROM vc
         ), m AS (
-            SELECT *, sum(share) OVER (PARTITION BY cidx, d, lb) AS lbmass FROM s
+            SELECT *, CAST(sum(n) OVER (PARTITION BY cidx, d, lb) AS DOUBLE) / sum(n) OVER (PARTITION BY cidx, d)
+                      AS lbmass FROM s
         ), b AS (
             SELECT cidx, d, v, n,
                    CASE WHEN share >= {spike} THEN v WHEN v < {exact_below} THEN v
