@@ -648,7 +648,8 @@ _DENSE_CELLS_MIN = 1 << 24
 
 def _group_codes(base: ArrivalFrame) -> tuple[pl.Series, np.ndarray]:
     """The frame's groups (sorted, nulls last: :func:`window_stats`' output order) and each row's
-    index into them (int64), computed once per frame and kept in ``base.work``."""
+    index into them (int32 when the frame builder made them, :func:`_codes_of`; int64 when computed
+    here, for a frame made by hand or filtered), computed once per frame and kept in ``base.work``."""
     got = base.work.get("codes")
     if got is None and base.column is None:  # the whole trace: one (null) group, no scan of the rows
         got = base.work["codes"] = (pl.Series("grp_", [None], dtype=pl.String),

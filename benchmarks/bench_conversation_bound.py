@@ -35,13 +35,19 @@ the conversations are described on the hash sample), ``span`` (only the conversa
 a full-mode bound: everything on the leading span), with the calm windows and the windows where
 ITT upsampling is calmer than naive for each.
 
-Results (10 days at 0.2 requests/s, about 172,800 requests and 1,440 windows per trace, bound 10 %:
-the span is the first day; load 15-19, 1.5 min for 4 seeds):
+Results (``--seeds 6 --days 10 --rate 0.2``: about 172,800 requests and 1,440 windows per trace,
+bound 10 %, so the span is the first day; seeds 0-5, load 15-19, 64 s and 91 s):
 
-* before (quick mode measured Fig. 16 on the hash sample): positive control F10 holds 4/4
-  unbounded, 4/4 bounded, 4/4 span; null 0/4 unbounded, **4/4 bounded** (false "holds": the
-  thinned singles are calm), 0/4 span.
-* after: see the docstring's numbers below, from ``--seeds 12``.
+* before (917bae7: quick mode measured Fig. 16 and F10 on the hash sample): positive control
+  F10 holds 6/6 unbounded, 6/6 bounded, 6/6 span; null 0/6 unbounded, **6/6 bounded** (false
+  "holds": 0/6 agreement with the unbounded verdict; the thinned singles are calm: 1,040-1,066 of
+  about 1,425 windows with CV <= 1.2 against 155-181 of 1,440 unbounded, median window CV
+  1.16-1.24 against 1.36-1.38), 0/6 span.
+* after (Fig. 16 and F10 on the leading span): positive 6/6 holds in every column (power 6/6);
+  null 0/6 holds in every column (false-positive rate 0/6, 95 % CI 0-46 %); bounded agrees with
+  unbounded in 12/12. Seeds 6-19 (``--seeds 14 --first-seed 6``, under the bench lock, load 8-14,
+  420 s): positive 14/14, null 0/14 in every column. Over seeds 0-19: power 20/20, false "holds"
+  0/20 (95 % CI 0-16.8 %), bounded agrees with unbounded in 40/40.
 
 Command line::
 

@@ -44,19 +44,21 @@ log_stats              1.80 / 0.54      19.1 / 4.8          14.1 / 8.0          
 =====================  ===============  ==================  ==================  ====================
 
 At 100 M rows: DuckDB (load ~5) client_counts 0.31 s / 0.6 CPU-s, value_counts 32.9 / 43.6,
-log_stats 4.5 / 5.0, gaps + arrival_cells 424.9 s wall at load 14 (its CPU not recorded); Spark
-local[2] log_stats 24.0 / 24.9 (load 5), client_counts 76.9 / 16.8 (load 18), its value_counts did
-not finish in 600 s at load 16-19; standalone client_counts 20.1 / 10.5, value_counts
-294.6 / 176.3, log_stats 24.4 / 22.9 (load 10-18). So at 100 M Spark needs 4.0x (value_counts,
-standalone), 4.6x (log_stats, standalone) and 5.0x (log_stats, local) DuckDB's CPU per row.
+log_stats 4.5 / 5.0, gaps + arrival_cells 30.8 / 60.3 (load 3; 424.9 s wall at load 14 before); Spark
+local[2] log_stats 24.0 / 24.9 (load 5), gaps + arrival_cells 255.7 / 235.0 (load 6), client_counts
+76.9 / 16.8 (load 18), its value_counts did not finish in the run's time (600 s at load 16-19, and
+after the gaps step at load 6: so its 100 M cells were not compared); standalone client_counts 20.1 / 10.5, value_counts
+294.6 / 176.3, log_stats 24.4 / 22.9 (load 10-18). So at 100 M Spark needs 3.9x (gaps, local), 4.0x
+(value_counts, standalone), 4.6x (log_stats, standalone) and 5.0x (log_stats, local) DuckDB's CPU
+per row.
 Arrival cells identical (count and hash of every cell) on DuckDB and local[2] at 10 M
 (1,133,582 cells). Spark never overtakes DuckDB on this machine, in CPU or wall time (``--summary``:
-"never"), once DuckDB's 100 M scans were re-run at load 5: their first run, at load 10-14 on a cold
-page cache, took 222.1 s (value_counts) and 40.8 s (log_stats), slower in wall time than
-standalone's 24.4 s log_stats at load 10. Projection (on paper, from CPU: each engine's CPU per row at 100 M, spread evenly
+"never"), once DuckDB's 100 M steps were re-run at load 3-5: their first run, at load 10-14 on a
+cold page cache, took 222.1 s (value_counts), 40.8 s (log_stats) and 424.9 s (gaps), slower in wall
+time than standalone's 24.4 s log_stats at load 10. Projection (on paper, from CPU: each engine's CPU per row at 100 M, spread evenly
 over machines of 2 cores, Spark's fixed, shuffle and network costs left out): Spark on N machines
-beats DuckDB on one when N > 4-5 for the scans that dominate ``fit_pool`` (value counts, log
-statistics) and N > 6 for the gaps step (10 M ratio); for a day at 100,000 req/s (8.64 B rows)
+beats DuckDB on one when N > 4-5 for the steps that dominate ``fit_pool`` (value counts, log
+statistics, gaps); for a day at 100,000 req/s (8.64 B rows)
 DuckDB's value_counts alone would take about 31 min of one machine, Spark's about 4.0 min on 32
 machines (``--summary``'s "projection from CPU seconds").
 

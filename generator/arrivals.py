@@ -9,7 +9,9 @@ count and spreads the family's normalised gaps over the cell. Nothing here names
 families' own draws, means and CVs do the work, so a newly registered arrival family is sampled
 without a change here.
 
-Loops run over rounds of draws and over families, never requests or cells.
+Loops run over rounds of draws and over families, never requests or cells; :func:`renewal_units`
+draws many generation units at once, each from its own stream, and loops over units only for
+their draws and cumulative sums.
 """
 from __future__ import annotations
 

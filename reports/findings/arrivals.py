@@ -248,12 +248,14 @@ def measure_arrivals(
     tests.update(_shift_tests(store, whole, windows, window_s, gamma_window_s, summary, resolution, seed, notes,
                               replicates=budget.n_sim, max_sim_gaps=budget.max_sim_gaps))
 
-    grouped = arrival_frame(store, by=column, clock=clock, seed=seed) if column is not None else None
     gamma_by = "service" if store.has("service") else None
     # the service frame is read here only: not kept in the report's shared frames, so that its memory
-    # goes when this section is done with it (the whole and per-client frames serve later sections)
+    # goes when this section is done with it (the whole and per-client frames serve later sections),
+    # and built and dropped before the per-group frame, so that the two never take memory together
     # (gamma_by None with no grouping: the whole-trace frame, which carries the caller's clock)
-    gamma_frame = grouped if (gamma_by is not None and gamma_by == column) else (
+    grouped = arrival_frame(store, by=column, clock=clock, seed=seed) if column is not None and gamma_by == column \
+        else None
+    gamma_frame = grouped if grouped is not None else (
         arrival_frame(store, by=gamma_by, clock=clock, seed=seed, keep=False) if gamma_by else whole)
     if gamma_by is not None:  # the series tests' 5-minute windows and these from one pass
         window_stats_many(store, windows_s=(300.0, gamma_window_s), by=gamma_by, frame=gamma_frame)
@@ -312,6 +314,8 @@ def measure_arrivals(
     del whole, win_frame
 
     if column is not None:
+        if grouped is None:
+            grouped = arrival_frame(store, by=column, clock=clock, seed=seed)
         group_summary = gap_summary(store, by=column, frame=grouped)
         tables["group_summary"] = group_summary
         # active (group, window) cells only: idle ones are implicit (rate 0), so memory follows the

@@ -5,6 +5,7 @@ computations (Python sets and numpy on the same values), with small Arrow batche
 timestamps and duplicate rows straddle batch boundaries; the fast path that uses it must give the
 general path's store and manifest.
 """
+import threading
 from pathlib import Path
 
 import duckdb
@@ -14,7 +15,7 @@ import pytest
 
 from servelab.analysis import ingest
 from servelab.analysis.ingest import fast_path, numbering
-from servelab.analysis.ingest.numbering import StreamQueryError, write_numbered
+from servelab.analysis.ingest.numbering import StoreWriteError, StreamQueryError, write_numbered
 
 
 def _table(rng, n, *, sort: bool):
@@ -35,9 +36,10 @@ def _independent_duplicates(frame: pl.DataFrame) -> int:
 
 
 # each Arrow batch costs Python work (the tally, a hash of its last row): one-row batches take
-# 400 rows (400 batch boundaries, every one inside a run of tied timestamps), seven-row batches
-# 1,500; the larger batches keep 3,000 rows. Each size still has duplicates straddling boundaries
-@pytest.mark.parametrize(("batch_rows", "n"), [(1, 400), (7, 1_500), (97, 3_000), (10_000, 3_000)])
+# 200 rows (200 batch boundaries, every one inside a run of tied timestamps), seven-row batches
+# 800 (114 boundaries); the larger batches keep 3,000 rows. Each size still has duplicates
+# straddling boundaries (lighter since the row-count guard's tests were added, issue 18)
+@pytest.mark.parametrize(("batch_rows", "n"), [(1, 200), (7, 800), (97, 3_000), (10_000, 3_000)])
 def test_summary_matches_independent_counts(tmp_path, rng, batch_rows, n):
     frame = _table(rng, n, sort=True)
     con = duckdb.connect(config={"preserve_insertion_order": True})
@@ -108,6 +110,87 @@ def test_error_in_the_middle_of_the_stream(tmp_path):
            "WHERE CASE WHEN range < 40000 THEN true ELSE error('stop-here') END")
     with pytest.raises(StreamQueryError, match="stop-here"):
         write_numbered(con, sql, tmp_path / "n.parquet", batch_rows=1000)
+    assert not (tmp_path / "n.parquet").exists()
+
+
+def test_a_late_write_of_a_failed_sink_cannot_clobber_the_next_file(tmp_path, monkeypatch):
+    """The root cause of issue 18's flaky loss: polars may write a failed sink's file after
+    sink_parquet raised (measured: up to 18 ms later). The fast path fails on a rejected row, the
+    general path then writes the same ``requests.parquet``; a late empty write must not replace it."""
+    late = []
+
+    def failing_then_late(frame, path, compression):
+        def write_late():
+            try:
+                pl.DataFrame({"request_id": [], "timestamp": []},
+                             schema={"request_id": pl.Int64, "timestamp": pl.Float64}).write_parquet(path)
+                late.append("landed")
+            except OSError:
+                late.append("refused")
+        timer = threading.Timer(0.05, write_late)
+        timer.start()
+        late.append(timer)
+        frame.sink_parquet(path, compression=compression)  # raises: the query stops
+
+    con = duckdb.connect(config={"preserve_insertion_order": True})
+    out = tmp_path / "requests.parquet"
+    with monkeypatch.context() as m:
+        m.setattr(numbering, "_sink", failing_then_late)
+        with pytest.raises(StreamQueryError, match="rejected-row"):
+            write_numbered(con, "SELECT range::DOUBLE AS timestamp FROM range(5) "
+                                "WHERE CASE WHEN range > 2 THEN error('rejected-row') ELSE true END", out)
+    got = write_numbered(con, "SELECT 0.25::DOUBLE AS timestamp", out)
+    late[0].join()
+    assert late[1] == "refused"  # the late write found no folder to write into
+    assert got.rows == 1 and pl.read_parquet(out)["timestamp"].to_list() == [0.25]
+
+
+# --- the row-count guard: a short streamed write is written again, or raises ------------------
+
+def _short_sink(frame, path, compression):
+    """The streamed write, one row short (the data loss seen once under load)."""
+    rows = frame.collect()
+    rows.head(rows.height - 1).write_parquet(path, compression=compression)
+
+
+def test_a_short_streamed_write_is_written_again(tmp_path, rng, monkeypatch):
+    frame = _table(rng, 300, sort=True)
+    con = duckdb.connect(config={"preserve_insertion_order": True})
+    con.register("src", frame.to_arrow())
+    monkeypatch.setattr(numbering, "_sink", _short_sink)
+    rewrites = []
+    collected = numbering._write_collected
+    monkeypatch.setattr(numbering, "_write_collected", lambda *a, **k: (rewrites.append(1), collected(*a, **k)))
+    got = write_numbered(con, "SELECT * FROM src", tmp_path / "n.parquet", batch_rows=64)
+    assert rewrites == [1]
+    assert got.rows == 300
+    written = pl.read_parquet(tmp_path / "n.parquet")
+    assert written["request_id"].to_list() == list(range(300))
+    assert written.drop("request_id").equals(frame)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.parquet"]
+
+
+def test_a_short_write_that_stays_short_raises_and_leaves_no_file(tmp_path, rng, monkeypatch):
+    frame = _table(rng, 300, sort=True)
+    con = duckdb.connect(config={"preserve_insertion_order": True})
+    con.register("src", frame.to_arrow())
+    monkeypatch.setattr(numbering, "_sink", _short_sink)
+    monkeypatch.setattr(numbering, "_write_collected",
+                        lambda con, queries, path, **k: _short_sink(con.sql(queries[0]).pl().lazy(), path, "snappy"))
+    with pytest.raises(StoreWriteError, match="the query gave 300 rows but the streamed file held 299"):
+        write_numbered(con, "SELECT * FROM src", tmp_path / "n.parquet", batch_rows=64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ingest_never_writes_a_manifest_over_a_short_file(tmp_path, monkeypatch):
+    """Through ingest: the short stream is rewritten and the store holds what the manifest says."""
+    src = tmp_path / "t.csv"
+    src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                   + "".join(f"2023-11-14 22:13:{i:02d}.0000000,{i},{i + 1}\n" for i in range(20)))
+    monkeypatch.setattr(numbering, "_sink", _short_sink)
+    store = ingest(src, output=tmp_path / "store", progress=False)
+    assert store.manifest["rows"]["stored"] == 20
+    assert store.query("SELECT count(*), sum(input_tokens) FROM requests").rows() == [(20, 190)]
 
 
 # --- the fast path of ingest, which streams through write_numbered ---------------------------
