@@ -228,6 +228,8 @@ SQL = MappingProxyType({
     # cidx, d, vk, n): exact values below {exact_below}, log bins of ratio exp({log_ratio}) above,
     # a value with at least {spike} of its window kept, a log bin above {max_mass} of the window
     # cut at multiples of {max_mass} of its CDF; a bin's value is its count-weighted mean
+    # (a bin's mass is its exact integer count over the window's: a float sum of the shares depends
+    # on the order the window operator adds them in, and decides the cut)
     "binned_counts": """
         WITH vc AS ({counts}), s AS (
             SELECT cidx, d, CAST(vk AS DOUBLE) AS v, n,
@@ -238,7 +240,8 @@ SQL = MappingProxyType({
                         ELSE -1 - floor(ln(CAST(vk AS DOUBLE) / {exact_below}) / {log_ratio}) END AS lb
             FROM vc
         ), m AS (
-            SELECT *, sum(share) OVER (PARTITION BY cidx, d, lb) AS lbmass FROM s
+            SELECT *, CAST(sum(n) OVER (PARTITION BY cidx, d, lb) AS DOUBLE) / sum(n) OVER (PARTITION BY cidx, d)
+                      AS lbmass FROM s
         ), b AS (
             SELECT cidx, d, v, n,
                    CASE WHEN share >= {spike} THEN v WHEN v < {exact_below} THEN v
@@ -560,11 +563,22 @@ def log_stats(src: AggregateSource, *, value: str, data_window_s: float, count_c
     return _int64(src.engine.frame(sql), "cidx", "d", "n")
 
 
+def _exact_mean_var(field: str) -> str:
+    """SQL of ``<field>`` (mean of the non-null values) and ``<field>_var`` (sample variance, null
+    below 2 values) from exact integer sums of an integer column (DECIMAL(38, 0); the store's
+    lengths are BIGINT): ``avg`` and ``var_samp`` over doubles depend on the order the engine's
+    threads add the rows in, which changed the pool's coupling table from run to run."""
+    x, m = f"CAST(q.{field} AS DECIMAL(38, 0))", f"count(q.{field})"
+    s1, s2 = f"sum({x})", f"sum({x} * {x})"
+    return (f"CAST({s1} AS DOUBLE) / {m} AS {field}, "
+            f"CASE WHEN {m} > 1 THEN CAST({m} * {s2} - {s1} * {s1} AS DOUBLE) / ({m} * ({m} - 1)) END AS {field}_var")
+
+
 def window_length_stats(src: AggregateSource, *, fields: Sequence[str], window_s: float) -> pl.DataFrame:
     """Per active (client, window) of ``window_s``: ``c, w, n`` and, per field, ``<field>`` (mean of
     the non-null values) and ``<field>_var`` (their sample variance), the input of
     :func:`servelab.fitting.pool_coupling.coupling_from_cells`."""
-    stats = ", ".join(f"avg(CAST(q.{f} AS DOUBLE)) AS {f}, var_samp(CAST(q.{f} AS DOUBLE)) AS {f}_var" for f in fields)
+    stats = ", ".join(_exact_mean_var(f) for f in fields)
     sql = src.fill("window_length_stats", window_s=repr(float(window_s)), stats=stats)
     return _int64(src.engine.frame(sql), "c", "w", "n")
 

@@ -648,12 +648,25 @@ def pair_correlation(store: TraceStore, x_sql: str, y_sql: str, *, where: str = 
     The engine of :func:`io_correlation` (see there), for any pair of per-request expressions,
     e.g. reason and answer tokens. ``where`` and ``key`` are SQL over the ``requests`` view.
     """
+    # exact integer sums (DECIMAL(38, 0); the expressions are token counts), then one rounding per
+    # moment: DuckDB's corr / regr_* / avg over doubles depend on the order its threads add the rows
+    # in (two runs of the lengths section differed in the 13th digit)
+    xd, yd = f"CAST({x_sql} AS DECIMAL(38, 0))", f"CAST({y_sql} AS DECIMAL(38, 0))"
     with contextlib.closing(store.connect()) as con:
         exact = con.sql(
-            f'SELECT {key} AS "group", count(*) AS n, corr({y_sql}, {x_sql}) AS pearson, regr_slope({y_sql}, {x_sql}) AS slope, '
-            f'regr_intercept({y_sql}, {x_sql}) AS intercept, regr_r2({y_sql}, {x_sql}) AS r2, avg({x_sql}) AS mean_x, '
-            f'avg({y_sql}) AS mean_y FROM requests WHERE {where} GROUP BY 1').pl()
+            f'WITH s AS (SELECT {key} AS "group", count(*) AS n, sum({xd}) AS sx, sum({yd}) AS sy, '
+            f'sum({xd} * {xd}) AS sxx, sum({yd} * {yd}) AS syy, sum({xd} * {yd}) AS sxy FROM requests '
+            f'WHERE {where} GROUP BY 1) '
+            'SELECT "group", n, CAST(n * sxy - sx * sy AS DOUBLE) AS cxy, CAST(n * sxx - sx * sx AS DOUBLE) AS cxx, '
+            'CAST(n * syy - sy * sy AS DOUBLE) AS cyy, CAST(sx AS DOUBLE) / n AS mean_x, '
+            'CAST(sy AS DOUBLE) / n AS mean_y FROM s').pl()
         exact = exact.filter(pl.col("group").is_not_null())
+        cxx, cyy, cxy = pl.col("cxx"), pl.col("cyy"), pl.col("cxy")
+        slope = pl.when(cxx > 0).then(cxy / cxx)
+        exact = exact.with_columns(
+            pearson=pl.when((cxx > 0) & (cyy > 0)).then(cxy / (cxx * cyy).sqrt()), slope=slope,
+            intercept=pl.col("mean_y") - slope * pl.col("mean_x"),
+            r2=pl.when(cxx <= 0).then(None).when(cyy <= 0).then(1.0).otherwise(cxy * cxy / (cxx * cyy)))
         largest = int(exact["n"].max()) if exact.height else 0
         pick = ""
         if spearman_max_n is not None and largest > spearman_max_n and store.has("request_id"):
@@ -669,10 +682,13 @@ def pair_correlation(store: TraceStore, x_sql: str, y_sql: str, *, where: str = 
         w AS (SELECT p.g, p.c, rx.r AS a, ry.r AS b FROM p
               JOIN rx ON p.g IS NOT DISTINCT FROM rx.g AND p.x = rx.x
               JOIN ry ON p.g IS NOT DISTINCT FROM ry.g AND p.y = ry.y),
-        m AS (SELECT g, sum(c) AS n, sum(c * a) / sum(c) AS ma, sum(c * b) / sum(c) AS mb FROM w GROUP BY g)
-        SELECT w.g AS "group", m.n::BIGINT AS spearman_n,
-               sum(c * (a - ma) * (b - mb)) / sqrt(sum(c * (a - ma) * (a - ma)) * sum(c * (b - mb) * (b - mb))) AS spearman
-        FROM w JOIN m ON w.g IS NOT DISTINCT FROM m.g GROUP BY w.g, m.n
+        d AS (SELECT g, c, CAST(2 * a AS DECIMAL(38, 0)) AS a2, CAST(2 * b AS DECIMAL(38, 0)) AS b2 FROM w),
+        m AS (SELECT g, sum(c) AS n, sum(c * a2) AS sa, sum(c * b2) AS sb, sum(c * a2 * a2) AS saa,
+                     sum(c * b2 * b2) AS sbb, sum(c * a2 * b2) AS sab FROM d GROUP BY g)
+        SELECT g AS "group", n::BIGINT AS spearman_n,
+               CAST(n * sab - sa * sb AS DOUBLE)
+               / sqrt(CAST(n * saa - sa * sa AS DOUBLE) * CAST(n * sbb - sb * sb AS DOUBLE)) AS spearman
+        FROM m
         """).pl()
     table = exact.join(ranks, on="group", how="left")
     return table.select("group", "n", "pearson", "spearman", "spearman_n", "slope", "intercept", "r2", "mean_x",

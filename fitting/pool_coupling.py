@@ -129,7 +129,9 @@ def coupling_from_cells(per: pl.DataFrame, names, fields, *, window_s: float) ->
         return None
     if not (math.isfinite(window_s) and window_s > 0):
         raise ValueError(f"window_s must be a positive number of seconds; got {window_s!r}")
-    per = per.filter(pl.col("n") >= MIN_WINDOW_REQUESTS)
+    # sorted: the sums below are float sums in row order, and an engine's (or polars') hash
+    # aggregate returns the cells in an order that varies from run to run
+    per = per.filter(pl.col("n") >= MIN_WINDOW_REQUESTS).sort("c", "w")
     out = []
     for f in fields:  # two fields
         # y: the raw window mean (unbiased: E[mean | rate] is the client's mean under no coupling);

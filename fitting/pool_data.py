@@ -86,7 +86,9 @@ def _bin(counts: pl.DataFrame, kind: str, *, exact_below: int, bin_ratio: float,
         pl.col("lb") * 1000 - (pl.col("cum_before") / max_bin_mass).floor()).otherwise(pl.col("lb") * 1000)
     return (counts.sort("c", "d", "v")
             .with_columns(lb.alias("lb"), share.alias("share"), cum_before.alias("cum_before"))
-            .with_columns(pl.col("share").sum().over("c", "d", "lb").alias("lbmass"))
+            # the bin's mass from its exact integer count over the window's (as the SQL twin
+            # computes it): a float sum of the shares can land on either side of max_bin_mass
+            .with_columns((pl.col("n").sum().over("c", "d", "lb") / total).alias("lbmass"))
             .with_columns(pl.when(pl.col("share") >= spike_share).then(pl.col("v"))
                           .when(pl.col("v") < exact_below).then(pl.col("v"))
                           .otherwise(split).alias("bin"))

@@ -24,9 +24,11 @@ def _frame(rng, n=20_000, *, origin_hour=0.0):
                          "failed": out == 0})
 
 
-@pytest.fixture
-def store(tmp_path, rng):
-    return write_store(_frame(rng), tmp_path / "s", origin=ORIGIN, timezone="UTC")
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    # written once for the module (the tests only read it); the conftest rng's seed, so the same rows
+    return write_store(_frame(np.random.default_rng(20251123)), tmp_path_factory.mktemp("lengths") / "s",
+                       origin=ORIGIN, timezone="UTC")
 
 
 def _valid(store):
