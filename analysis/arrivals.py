@@ -376,6 +376,8 @@ def _frame_from_order(order: _ArrivalOrder, grp: pl.Series | None, *, column: st
         cols.update({"tj_": order.tj, "prevj_": _lagged(order.tj, prev)})
     out = ArrivalFrame(column=column, data=pl.DataFrame(cols), t0=order.t0, t1=order.t1, clock=order.found, seed=seed)
     out.work["codes"] = (groups, codes if codes is not None else np.zeros(n, dtype=np.int32))
+    # each row's index in request order (None: the same order), for per-row values read from the store
+    out.work["order"] = order.order
     return out
 
 
@@ -672,6 +674,24 @@ def _dense_cells_fit(base: ArrivalFrame, w0: int, w1: int) -> bool:
     """Whether the dense (group, window) grid is small enough for :func:`_cells_numpy`."""
     n_groups = _group_codes(base)[0].len() if base.column is not None else 1
     return n_groups * (w1 - w0 + 1) <= max(_DENSE_CELLS_MIN, _DENSE_CELLS_PER_ROW * base.data.height)
+
+
+def _dense_cell_keys(base: ArrivalFrame, seconds: float) -> tuple[pl.Series, np.ndarray, int, int] | None:
+    """Each row's dense (group, window) index ``code * n_win + (w - w0)`` at ``seconds`` windows (rows in
+    the frame's arrival order, window ``floor(t / W)`` of the logged time as in :func:`_cells_numpy`),
+    with the frame's groups (sorted, nulls last), ``n_win`` and ``w0``; None when the dense grid is too
+    large for numpy (:func:`_dense_cells_fit`). For per-cell sums of other per-row values (the clients'
+    lengths) over the same cells as :func:`window_stats`."""
+    w0, w1 = math.floor(base.t0 / seconds), math.floor(base.t1 / seconds)
+    if not _dense_cells_fit(base, w0, w1):
+        return None
+    groups, codes = _group_codes(base)
+    n_win = w1 - w0 + 1
+    key = np.clip(np.floor(base.data.get_column("timestamp").to_numpy() / seconds), w0, w1).astype(np.int64)
+    key -= w0
+    if base.column is not None:
+        key += codes.astype(np.int64) * n_win
+    return groups, key, n_win, w0
 
 
 def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_if_at_most: float
