@@ -730,7 +730,7 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
     del counts
     compact = np.full(len(groups) * n_win if base.column is not None else n_win, -1, dtype=np.int32)
     compact[active] = np.arange(active.size, dtype=np.int32)  # dense cell -> active cell (int32: 4 B a cell)
-    ki = compact[key[inw]]
+    ki = compact[key[inw]].astype(np.intp)  # intp once: what bincount takes without a copy per call
     del key, compact
     gi = gap[inw]
     m = active.size
@@ -738,18 +738,25 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
     s1 = np.bincount(ki, weights=gi, minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s1 / n_gaps
-    m2 = np.bincount(ki, weights=(gi - mean[ki]) ** 2, minlength=m)
-    with np.errstate(invalid="ignore"):
-        tied = (t - prev)[inw] <= tol
+    dev = gi - mean[ki]
+    dev *= dev
+    m2 = np.bincount(ki, weights=dev, minlength=m)
+    del dev
+    # the logged gaps' ties (the jittered gaps are the logged ones without a censoring clock)
+    tied = (t[inw] - prev[inw] if step is not None else gi) <= tol
     n_zero = np.bincount(ki[tied], minlength=m)
+    del tied
     pos = gi > 0
-    kp, gp = ki[pos], gi[pos]
-    n_pos = np.bincount(kp, minlength=m)
-    s_pos = np.bincount(kp, weights=gp, minlength=m)
+    if pos.all():  # e.g. every jittered gap: the positive gaps are all of them (the same sums, bit for bit)
+        kp, gp, n_pos, s_pos = ki, gi, n_gaps, s1
+    else:
+        kp, gp = ki[pos], gi[pos]
+        n_pos = np.bincount(kp, minlength=m)
+        s_pos = np.bincount(kp, weights=gp, minlength=m)
     s_log_pos = np.bincount(kp, weights=np.log(gp), minlength=m)
     cell_group = active // n_win
     cells = pl.DataFrame({
-        "grp_": groups.gather(cell_group) if base.column is not None else pl.Series([None] * m, dtype=pl.String),
+        "grp_": groups.gather(cell_group) if base.column is not None else pl.repeat(None, m, dtype=pl.String, eager=True),
         "w": active % n_win + w0,
         "n_requests": n_requests, "n_gaps": n_gaps,
         "s1": np.where(n_gaps > 0, s1, np.nan), "m2": m2, "n_zero": n_zero, "n_pos": n_pos,
@@ -762,7 +769,8 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
     with np.errstate(invalid="ignore"):
         edge = np.flatnonzero(~np.isnan(prev) & (wp != wr))
     xs = pl.DataFrame({
-        "grp_": groups.gather(codes[edge]) if base.column is not None else pl.Series([None] * edge.size, dtype=pl.String),
+        "grp_": (groups.gather(codes[edge]) if base.column is not None
+                 else pl.repeat(None, edge.size, dtype=pl.String, eager=True)),
         "wr": wr[edge].astype(np.int64), "wp": wp[edge].astype(np.int64), "gap": gap[edge],
         "tied": (t[edge] - prev[edge]) <= tol,
     })
