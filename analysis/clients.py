@@ -236,6 +236,7 @@ class _LengthCells:
     groups: pl.Series
     group: np.ndarray
     window: np.ndarray
+    n_rows: np.ndarray
     grouped: bool
     moments: dict
     ratios: dict
@@ -268,6 +269,7 @@ def _length_cells(store: TraceStore, frame, *, window_s: float) -> _LengthCells 
 
     counts = np.bincount(key, minlength=groups.len() * n_win)
     active = np.flatnonzero(counts)
+    n_rows = counts[active]
     del counts
     compact = np.full(groups.len() * n_win, -1, dtype=np.intp)
     compact[active] = np.arange(active.size, dtype=np.intp)
@@ -306,7 +308,43 @@ def _length_cells(store: TraceStore, frame, *, window_s: float) -> _LengthCells 
             mm += np.nan_to_num(x, nan=0.0)
         ratio("mean_mm_ratio", mm, den)
     return _LengthCells(groups=groups, group=active // n_win, window=(active % n_win + w0).astype(np.int64),
-                        grouped=frame.column is not None, moments=moments, ratios=ratios)
+                        n_rows=n_rows, grouped=frame.column is not None, moments=moments, ratios=ratios)
+
+
+def _ranking_from_cells(cells: _LengthCells) -> tuple[pl.DataFrame, int]:
+    """:func:`client_ranking`'s table and the rows without a client id from the per-client length cells
+    (no pass over the requests): requests and tokens per client are sums of the cells' row counts and
+    length sums (``coalesce(input, 0) + coalesce(output, 0)`` as the SQL sums them: integers, exact in
+    float64 below :math:`2^{53}`), ranked and accumulated in the SQL's orders (ties by client id)."""
+    m = cells.groups.len()
+    requests = np.bincount(cells.group, weights=cells.n_rows, minlength=m).astype(np.int64)
+    named = ~cells.groups.is_null().to_numpy()
+    null_rows = int(requests[~named].sum())
+    frame = pl.DataFrame({"client_id": cells.groups, "requests": requests})
+    if cells.moments:
+        per_cell = sum(np.nan_to_num(total, nan=0.0) for _, total, _ in cells.moments.values())
+        frame = frame.with_columns(pl.Series("tokens", np.bincount(cells.group, weights=per_cell, minlength=m)))
+    frame = frame.filter(pl.Series(named))
+    if frame.height == 0:
+        raise NotApplicableError(_ANALYSIS, reason="every row's client_id is empty")
+
+    def ranked(by: str, prefix: str) -> pl.DataFrame:
+        # true division in numpy, as SQL divides (polars may multiply by the reciprocal: 1 ulp off)
+        ordered = frame.select("client_id", by).sort([by, "client_id"], descending=[True, False])
+        x = ordered.get_column(by).to_numpy()
+        total = x.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share, cum = x / total, np.cumsum(x) / total
+        return ordered.select("client_id").with_columns(
+            pl.Series(f"{prefix}_share", share), pl.Series(f"rank_{by}", np.arange(1, x.size + 1, dtype=np.int64)),
+            pl.Series(f"cum_{prefix}_share", cum)).with_columns(pl.col(f"{prefix}_share", f"cum_{prefix}_share").fill_nan(None))
+
+    by_requests = ranked("requests", "request")
+    frame = frame.join(by_requests, on="client_id", how="left").sort("rank_requests")
+    if cells.moments:
+        by_tokens = ranked("tokens", "token").select("client_id", "token_share", "rank_tokens", "cum_token_share")
+        frame = frame.join(by_tokens, on="client_id", how="left", maintain_order="left")
+    return frame, null_rows
 
 
 def _length_table(cells: _LengthCells, *, by_client: bool) -> pl.DataFrame:
@@ -382,9 +420,10 @@ def client_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S
 
 
 def _client_windows(store: TraceStore, *, window_s: float, length_quantiles: bool
-                    ) -> tuple[pl.DataFrame, _LengthCells | None]:
-    """:func:`client_window_stats` and its length cells (None: computed in SQL), from which
-    :func:`aggregate_window_stats`' lengths pool without another pass."""
+                    ) -> tuple[pl.DataFrame, _LengthCells | None, tuple[float, float]]:
+    """:func:`client_window_stats`, its length cells (None: computed in SQL), from which
+    :func:`aggregate_window_stats`' lengths pool without another pass, and the trace's first and last
+    timestamp."""
     store.require("client_id", analysis=_ANALYSIS)
     window_s = _check_window(window_s)
     frame = arrival_frame(store, by="client_id")
@@ -393,17 +432,18 @@ def _client_windows(store: TraceStore, *, window_s: float, length_quantiles: boo
     if arrivals.height == 0:
         raise NotApplicableError(_ANALYSIS, reason="every row's client_id is empty")
     cells = None if length_quantiles else _length_cells(store, frame, window_s=window_s)
+    span = (frame.t0, frame.t1)
     del frame
     lengths = (_length_table(cells, by_client=True) if cells is not None
                else _length_stats(store, window_s=window_s, by_client=True, quantiles=length_quantiles))
     if lengths is None:
-        return arrivals.sort("client_id", "window"), cells
+        return arrivals.sort("client_id", "window"), cells, span
     keys = ["client_id", "window"]
     if lengths.height == arrivals.height and lengths.select(keys).equals(arrivals.select(keys)):
         # the same cells in the same order (both by the frame's sorted client codes, then window):
         # side by side, without a join and a sort over the client-window rows (~1 s at 10 M rows)
-        return arrivals.hstack(lengths.drop(keys)), cells
-    return arrivals.join(lengths, on=keys, how="left").sort(keys), cells
+        return arrivals.hstack(lengths.drop(keys)), cells, span
+    return arrivals.join(lengths, on=keys, how="left").sort(keys), cells, span
 
 
 def aggregate_window_stats(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S,
@@ -747,13 +787,18 @@ def decompose_clients(store: TraceStore, *, window_s: float = DEFAULT_WINDOW_S, 
     NotApplicableError
         If the store has no ``client_id`` column or no row with a client id.
     """
-    ranking = client_ranking(store)
-    with _connect(store) as con:
-        null_rows = int(con.sql("SELECT count(*) FROM requests WHERE client_id IS NULL").fetchall()[0][0])
-        first, last = _span(con)
-    # the aggregate's lengths pool from the per-client cells (every row, no second pass over them)
-    window_stats, cells = _client_windows(store, window_s=window_s, length_quantiles=length_quantiles)
+    # the aggregate's lengths pool from the per-client cells (every row, no second pass over them), and
+    # the ranking, the rows without a client id and the span come from them and the frame, when the cells
+    # were made (else the SQL of client_ranking and two scans)
+    window_stats, cells, (first, last) = _client_windows(store, window_s=window_s, length_quantiles=length_quantiles)
     aggregate = _aggregate_windows(store, window_s=window_s, length_quantiles=length_quantiles, cells=cells)
+    if cells is not None and cells.moments:
+        ranking, null_rows = _ranking_from_cells(cells)
+    else:
+        ranking = client_ranking(store)
+        with _connect(store) as con:
+            null_rows = int(con.sql("SELECT count(*) FROM requests WHERE client_id IS NULL").fetchall()[0][0])
+            first, last = _span(con)
     del cells
     span = max(last - first, 0.0) or window_s
     summary = client_summary(window_stats, span_s=span, min_requests=min_requests)

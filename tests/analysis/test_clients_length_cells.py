@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from servelab.analysis.clients import aggregate_window_stats, client_window_stats, decompose_clients
+from polars.testing import assert_frame_equal
+from servelab.analysis.clients import aggregate_window_stats, client_ranking, client_window_stats, decompose_clients
 from servelab.analysis.store import write_store
 
 W = 60.0
@@ -72,16 +73,23 @@ def test_client_and_aggregate_lengths_match_a_group_by_on_the_rows(trace):
     store, frame = trace
     ref_client = _reference(frame.filter(pl.col("client_id").is_not_null()), ["client_id", "window"])
     ref_all = _reference(frame, ["window"])
-    ws = client_window_stats(store, window_s=W, length_quantiles=False)
-    _check(ws, ref_client, ["client_id", "window"])
     _check(aggregate_window_stats(store, window_s=W, length_quantiles=False), ref_all, ["window"])
-    # the decomposition pools the aggregate from the per-client cells (rows without a client id included)
+    # the decomposition: client_window_stats' table, and the aggregate pooled from the per-client cells
+    # (rows without a client id included)
     dec = decompose_clients(store, window_s=W, length_quantiles=False)
+    ws = dec.window_stats
+    _check(ws, ref_client, ["client_id", "window"])
     _check(dec.aggregate, ref_all, ["window"])
-    assert dec.window_stats.equals(ws)
+    # its ranking, null rows and span come from the cells and the frame: those of the SQL, exactly
+    assert_frame_equal(dec.ranking, client_ranking(store), check_exact=True)
+    assert dec.null_client_rows == frame["client_id"].null_count() > 0
+    t = frame["timestamp"]
+    assert dec.summary["rate"].to_numpy() == pytest.approx(
+        dec.ranking.sort("client_id")["requests"].to_numpy() / (t.max() - t.min()), rel=1e-12)
     # with quantiles the SQL path: the same means
-    with_q = client_window_stats(store, window_s=W, length_quantiles=True).sort("client_id", "window")
-    np.testing.assert_allclose(with_q["var_output"].to_numpy(), ws.sort("client_id", "window")["var_output"].to_numpy(),
+    with_q = client_window_stats(store, window_s=W, length_quantiles=True)
+    assert with_q.select("client_id", "window").equals(ws.select("client_id", "window"))
+    np.testing.assert_allclose(with_q["var_output"].drop_nulls().to_numpy(), ws["var_output"].drop_nulls().to_numpy(),
                                rtol=1e-12)
 
 
