@@ -551,16 +551,18 @@ def _gap_summary_numpy(base: ArrivalFrame, column: str | None) -> pl.DataFrame:
     t = data.get_column("timestamp").to_numpy()
     prev = data.get_column("prev_").to_numpy()
     has = ~np.isnan(prev)
-    cg = codes[has]
-    gap = (data.get_column("tj_").to_numpy()[has] - data.get_column("prevj_").to_numpy()[has] if step is not None
-           else t[has] - prev[has])
+    cg = codes[has].astype(np.intp)  # intp once: what bincount takes without a copy per call
+    logged = t - prev  # NaN for a group's first request; one selection below instead of two
+    gap = ((data.get_column("tj_").to_numpy() - data.get_column("prevj_").to_numpy())[has] if step is not None
+           else logged[has])
     n_requests = np.bincount(codes, minlength=m)
     n_gaps = np.bincount(cg, minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.bincount(cg, weights=gap, minlength=m) / n_gaps
         std = np.sqrt(np.bincount(cg, weights=(gap - mean[cg]) ** 2, minlength=m) / n_gaps)
-        n_zero = np.bincount(cg[(t[has] - prev[has]) <= tol], minlength=m)
+        n_zero = np.bincount(cg[(logged <= tol)[has]], minlength=m)
         zero_fraction = n_zero / n_gaps
+    del logged
     first = np.full(m, np.inf)
     np.minimum.at(first, codes, t)
     last = np.full(m, -np.inf)
@@ -747,8 +749,10 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
     dev *= dev
     m2 = np.bincount(ki, weights=dev, minlength=m)
     del dev
-    # the logged gaps' ties (the jittered gaps are the logged ones without a censoring clock)
-    tied = (t[inw] - prev[inw] if step is not None else gi) <= tol
+    # the logged gaps' ties (the jittered gaps are the logged ones without a censoring clock); the
+    # comparison over every row is cheaper than selecting both times first (NaN for a first request)
+    with np.errstate(invalid="ignore"):
+        tied = (t - prev <= tol)[inw] if step is not None else gi <= tol
     n_zero = np.bincount(ki[tied], minlength=m)
     del tied
     pos = gi > 0
