@@ -722,20 +722,15 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
     with np.errstate(invalid="ignore"):
         wp = np.floor(prev / seconds)
         inw = wp == wr  # False for a first request (NaN)
-    # window-major cell index (window, then group): rows in arrival order touch the cells of a few
-    # neighbouring windows at a time, so the bincounts and gathers below stay in cache (client-major,
-    # 2,000 clients at 10 M rows, every row landed in another part of a 20-30 MB cell array)
-    n_grp = len(groups) if base.column is not None else 1
     key = np.clip(wr, w0, w1).astype(np.int64)
     key -= w0
     if base.column is not None:
-        key *= n_grp
-        key += codes
-    counts = np.bincount(key, minlength=n_grp * n_win)
+        key += codes.astype(np.int64) * n_win
+    counts = np.bincount(key, minlength=len(groups) * n_win if base.column is not None else n_win)
     active = np.flatnonzero(counts)
     n_requests = counts[active]
     del counts
-    compact = np.full(n_grp * n_win, -1, dtype=np.int32)
+    compact = np.full(len(groups) * n_win if base.column is not None else n_win, -1, dtype=np.int32)
     compact[active] = np.arange(active.size, dtype=np.int32)  # dense cell -> active cell (int32: 4 B a cell)
     ki = compact[key[inw]].astype(np.intp)  # intp once: what bincount takes without a copy per call
     del key, compact
@@ -763,10 +758,10 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
         n_pos = np.bincount(kp, minlength=m)
         s_pos = np.bincount(kp, weights=gp, minlength=m)
     s_log_pos = np.bincount(kp, weights=np.log(gp), minlength=m)
-    cell_group = active % n_grp
+    cell_group = active // n_win
     cells = pl.DataFrame({
         "grp_": groups.gather(cell_group) if base.column is not None else pl.repeat(None, m, dtype=pl.String, eager=True),
-        "w": active // n_grp + w0,
+        "w": active % n_win + w0,
         "n_requests": n_requests, "n_gaps": n_gaps,
         "s1": np.where(n_gaps > 0, s1, np.nan), "m2": m2, "n_zero": n_zero, "n_pos": n_pos,
         "s_pos": np.where(n_pos > 0, s_pos, np.nan), "s_log_pos": np.where(n_pos > 0, s_log_pos, np.nan),
