@@ -689,7 +689,11 @@ def _dense_cell_keys(base: ArrivalFrame, seconds: float) -> tuple[pl.Series, np.
         return None
     groups, codes = _group_codes(base)
     n_win = w1 - w0 + 1
-    key = np.clip(np.floor(base.data.get_column("timestamp").to_numpy() / seconds), w0, w1).astype(np.int64)
+    x = base.data.get_column("timestamp").to_numpy() / seconds
+    np.floor(x, out=x)
+    np.clip(x, w0, w1, out=x)  # in place: one float transient
+    key = x.astype(np.int64)
+    del x
     key -= w0
     if base.column is not None:
         key += codes.astype(np.int64) * n_win

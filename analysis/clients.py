@@ -263,8 +263,8 @@ def _length_cells(store: TraceStore, frame, *, window_s: float) -> _LengthCells 
         data = data.sort("request_id")
     order = frame.work["order"]
 
-    def column(name: str) -> np.ndarray:  # float64 in the frame's row order, NaN for null
-        x = data.get_column(name).cast(pl.Float64).to_numpy()
+    def column(name: str) -> np.ndarray:  # float64 in the frame's row order, NaN for null (read once: dropped)
+        x = data.drop_in_place(name).cast(pl.Float64).to_numpy()
         return x[order] if order is not None else x
 
     counts = np.bincount(key, minlength=groups.len() * n_win)
@@ -273,22 +273,28 @@ def _length_cells(store: TraceStore, frame, *, window_s: float) -> _LengthCells 
     del counts
     compact = np.full(groups.len() * n_win, -1, dtype=np.intp)
     compact[active] = np.arange(active.size, dtype=np.intp)
-    key = compact[key]  # each row's active cell (intp: what bincount takes without a copy)
+    np.take(compact, key, out=key, mode="clip")  # each row's active cell, in place (intp, as bincount takes it)
     del compact
     size = active.size
     moments: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    values: dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}  # the denominators the ratios below need, kept only for them
+    keep = {"output_tokens"} if "reason_tokens" in needed else set()
+    keep |= {"input_tokens"} if any(c in needed for c in MODALITY_COLUMNS) else set()
     for col, short in (("input_tokens", "input"), ("output_tokens", "output")):
         if col not in needed:
             continue
-        x = values[col] = column(col)
+        x = column(col)
         n, total, k, v = _sums(key, x, size)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / n
-        dev = v - mean[k]
+        dev = mean[k]
+        np.subtract(v, dev, out=dev)
         dev *= dev
         moments[short] = (n, total, np.bincount(k, weights=dev, minlength=size))
         del dev, k, v
+        if col in keep:
+            values[col] = x
+        del x
     ratios: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def ratio(name: str, num: np.ndarray, den: np.ndarray) -> None:
@@ -307,6 +313,7 @@ def _length_cells(store: TraceStore, frame, *, window_s: float) -> _LengthCells 
             ratio(f"mean_{col.removesuffix('_tokens')}_ratio", x, den)
             mm += np.nan_to_num(x, nan=0.0)
         ratio("mean_mm_ratio", mm, den)
+    del data, values, key
     return _LengthCells(groups=groups, group=active // n_win, window=(active % n_win + w0).astype(np.int64),
                         n_rows=n_rows, grouped=frame.column is not None, moments=moments, ratios=ratios)
 
