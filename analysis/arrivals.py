@@ -54,7 +54,7 @@ import contextvars
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -270,12 +270,15 @@ class _ArrivalOrder:
     found: Clock | None
     t0: float
     t1: float
+    #: whether the store's rows were read in ``request_id`` order (False: sorted here first)
+    in_id_order: bool = True
 
 
 def _arrival_order(store: TraceStore, *, clock, seed: int, clock_key=None, shared=None) -> _ArrivalOrder:
     """Read the timestamps in request order, find the clock and put the rows in arrival order."""
     frame = store.to_polars(["request_id", "timestamp"])
-    if not frame["request_id"].is_sorted():  # ingest sorts; a store written by hand might not be
+    in_id_order = bool(frame["request_id"].is_sorted())
+    if not in_id_order:  # ingest sorts; a store written by hand might not be
         frame = frame.sort("request_id")
     t = np.ascontiguousarray(frame.get_column("timestamp").cast(pl.Float64).to_numpy())
     del frame
@@ -290,7 +293,8 @@ def _arrival_order(store: TraceStore, *, clock, seed: int, clock_key=None, share
     t0, t1 = (float(t.min()), float(t.max())) if t.size else (math.nan, math.nan)
     if not (math.isfinite(t0) and math.isfinite(t1)):  # SQL's min / max skip what numpy's do not
         t0, t1 = _span(store)
-    return _order_times(t, found=found, t0=t0, t1=t1, seed=seed)
+    out = _order_times(t, found=found, t0=t0, t1=t1, seed=seed)
+    return out if in_id_order else replace(out, in_id_order=False)
 
 
 def _order_times(t: np.ndarray, *, found, t0: float, t1: float, seed: int) -> _ArrivalOrder:
@@ -376,8 +380,10 @@ def _frame_from_order(order: _ArrivalOrder, grp: pl.Series | None, *, column: st
         cols.update({"tj_": order.tj, "prevj_": _lagged(order.tj, prev)})
     out = ArrivalFrame(column=column, data=pl.DataFrame(cols), t0=order.t0, t1=order.t1, clock=order.found, seed=seed)
     out.work["codes"] = (groups, codes if codes is not None else np.zeros(n, dtype=np.int32))
-    # each row's index in request order (None: the same order), for per-row values read from the store
-    out.work["order"] = order.order
+    # each row's index in the store's row order (None: the same order), for per-row values read from the
+    # store (only when the store's rows are in request_id order, as the frame's were read)
+    if order.in_id_order:
+        out.work["order"] = order.order
     return out
 
 

@@ -258,13 +258,10 @@ def _length_cells(store: TraceStore, frame, *, window_s: float) -> _LengthCells 
     if got is None:
         return None
     groups, key, n_win, w0 = got
-    data = store.to_polars(["request_id", *needed])
-    if not data["request_id"].is_sorted():
-        data = data.sort("request_id")
-    order = frame.work["order"]
+    order = frame.work["order"]  # present only when the store's rows are in request_id order
 
-    def column(name: str) -> np.ndarray:  # float64 in the frame's row order, NaN for null (read once: dropped)
-        x = data.drop_in_place(name).cast(pl.Float64).to_numpy()
+    def column(name: str) -> np.ndarray:  # float64 in the frame's row order, NaN for null (one column at a time)
+        x = store.to_polars([name]).to_series().cast(pl.Float64).to_numpy()
         return x[order] if order is not None else x
 
     counts = np.bincount(key, minlength=groups.len() * n_win)
@@ -313,7 +310,7 @@ def _length_cells(store: TraceStore, frame, *, window_s: float) -> _LengthCells 
             ratio(f"mean_{col.removesuffix('_tokens')}_ratio", x, den)
             mm += np.nan_to_num(x, nan=0.0)
         ratio("mean_mm_ratio", mm, den)
-    del data, values, key
+    del values, key
     return _LengthCells(groups=groups, group=active // n_win, window=(active % n_win + w0).astype(np.int64),
                         n_rows=n_rows, grouped=frame.column is not None, moments=moments, ratios=ratios)
 
