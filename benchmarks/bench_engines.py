@@ -177,7 +177,15 @@ def _run(store, index, engine: str, master: str | None, repeat: int, *, record: 
     out = {}
     with aggregate_source(store, index, residual=index.height, **kw) as src:
         for name, fn in _steps(src, only).items():
-            out[name] = _best(fn, repeat)
+            t0 = time.perf_counter()
+            try:
+                out[name] = _best(fn, repeat)
+            except KeyboardInterrupt:  # a time limit (``timeout -s INT``): say how long the step ran unfinished
+                if record:
+                    _append(record, {"engine": engine, "master": master, "rows": size, "step": name,
+                                     "unfinished_after_s": time.perf_counter() - t0, "load1": os.getloadavg()[0],
+                                     "utc": time.strftime("%H:%M:%S", time.gmtime())})
+                raise
             load, cpu = os.getloadavg()[0], _LAST_CPU[0]
             print(f"    {engine} {size or 0:,} rows {name}: {out[name][0]:.3f} s, {cpu:.1f} CPU-s "
                   f"(load {load:.1f})", flush=True)
@@ -185,7 +193,16 @@ def _run(store, index, engine: str, master: str | None, repeat: int, *, record: 
                 _append(record, {"engine": engine, "master": master, "rows": size, "step": name,
                                  "seconds": out[name][0], "cpu_s": cpu, "repeat": repeat, "load1": load,
                                  "utc": time.strftime("%H:%M:%S", time.gmtime())})
+                if name == "gaps + arrival_cells":  # at once: a later step cut by a time limit must not lose it
+                    cells = _cells(out[name][1])
+                    _append(record, {"engine": engine, "rows": size, "step": "arrival cells",
+                                     "cells": cells.height, "cells_hash": _frame_hash(cells)})
     return out
+
+
+def _cells(frame: pl.DataFrame) -> pl.DataFrame:
+    """The arrival cells' compared columns, sorted (equal on both engines, counts exactly)."""
+    return frame.select("cidx", "w", "n_req", "n_gaps").sort("cidx", "w")
 
 
 def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -356,10 +373,13 @@ def _summary(path: str, workers: tuple[int, ...]) -> None:
     cells: dict[tuple[str, int], tuple[int, int]] = {}
     loads: dict[tuple[str, int], list[float]] = {}
     cpus: dict[str, dict[int, dict[str, float]]] = {}
+    unfinished: list[dict] = []
     for line in Path(path).read_text().splitlines():
         r = json.loads(line)
         if "cells_hash" in r:
             cells[(r["engine"], r["rows"])] = (r["cells"], r["cells_hash"])
+        elif "unfinished_after_s" in r:
+            unfinished.append(r)
         else:
             results.setdefault(r["engine"], {}).setdefault(r["rows"], {})[r["step"]] = r["seconds"]
             if r.get("cpu_s") is not None:
@@ -368,6 +388,11 @@ def _summary(path: str, workers: tuple[int, ...]) -> None:
     engines = [e for e in ENGINES if e in results]
     sizes = sorted({n for e in results.values() for n in e})
     _tables(results, cells, sizes, engines, f"records in {path}")
+    for r in unfinished:
+        done = r["step"] in results.get(r["engine"], {}).get(r["rows"], {})
+        print(f"did not finish: {r['engine']} {r['rows']:,} rows {r['step']} stopped after "
+              f"{r['unfinished_after_s']:.0f} s at {r['utc']} UTC (load {r['load1']:.1f})"
+              + ("; a later run finished it (above)" if done else ""))
     print("\nCPU seconds per step (this process and the processes it started), where recorded:")
     for e in engines:
         for n in sorted(cpus.get(e, {})):
@@ -488,11 +513,7 @@ def main() -> None:
             results[engine][n] = {k: v[0] for k, v in out.items()}
             if "gaps + arrival_cells" not in out:
                 continue
-            cells[(engine, n)] = out["gaps + arrival_cells"][1].select("cidx", "w", "n_req", "n_gaps").sort("cidx", "w")
-            if args.record:
-                _append(args.record, {"engine": engine, "rows": n, "step": "arrival cells",
-                                      "cells": cells[(engine, n)].height,
-                                      "cells_hash": _frame_hash(cells[(engine, n)])})
+            cells[(engine, n)] = _cells(out["gaps + arrival_cells"][1])
             print(f"  {engine} {n:,} rows: {sum(results[engine][n].values()):.2f} s of steps "
                   f"({time.perf_counter() - t0:.1f} s with repeats)", flush=True)
 
