@@ -177,14 +177,14 @@ def _run(store, index, engine: str, master: str | None, repeat: int, *, record: 
     out = {}
     with aggregate_source(store, index, residual=index.height, **kw) as src:
         for name, fn in _steps(src, only).items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _tree_cpu()
             try:
                 out[name] = _best(fn, repeat)
             except KeyboardInterrupt:  # a time limit (``timeout -s INT``): say how long the step ran unfinished
                 if record:
                     _append(record, {"engine": engine, "master": master, "rows": size, "step": name,
-                                     "unfinished_after_s": time.perf_counter() - t0, "load1": os.getloadavg()[0],
-                                     "utc": time.strftime("%H:%M:%S", time.gmtime())})
+                                     "unfinished_after_s": time.perf_counter() - t0, "cpu_s": _tree_cpu() - c0,
+                                     "load1": os.getloadavg()[0], "utc": time.strftime("%H:%M:%S", time.gmtime())})
                 raise
             load, cpu = os.getloadavg()[0], _LAST_CPU[0]
             print(f"    {engine} {size or 0:,} rows {name}: {out[name][0]:.3f} s, {cpu:.1f} CPU-s "
@@ -390,8 +390,9 @@ def _summary(path: str, workers: tuple[int, ...]) -> None:
     _tables(results, cells, sizes, engines, f"records in {path}")
     for r in unfinished:
         done = r["step"] in results.get(r["engine"], {}).get(r["rows"], {})
+        cpu = f", {r['cpu_s']:.0f} CPU-s" if r.get("cpu_s") is not None else ""
         print(f"did not finish: {r['engine']} {r['rows']:,} rows {r['step']} stopped after "
-              f"{r['unfinished_after_s']:.0f} s at {r['utc']} UTC (load {r['load1']:.1f})"
+              f"{r['unfinished_after_s']:.0f} s{cpu} at {r['utc']} UTC (load {r['load1']:.1f})"
               + ("; a later run finished it (above)" if done else ""))
     print("\nCPU seconds per step (this process and the processes it started), where recorded:")
     for e in engines:
@@ -463,6 +464,48 @@ def _generation(engines: list[str], seconds: float, n_workers: tuple[int, ...]) 
               f"{per_core / 1e6:.2f} M rows/s/core: {8.64e9 / (per_core * n) / 60:,.0f} min (drawing only)")
 
 
+def _streams_cost(pool_path: str, seconds: float, rounds: int, seed: int = 0) -> None:
+    """CPU and wall seconds of per-client streams (:func:`generate_by_client`, ``servelab generate
+    --streams client``) against :func:`generate` (one stream per unit over all clients) on one pool
+    and span, ``rounds`` interleaved pairs in this process (who runs first alternates); the medians
+    and the paired CPU ratio with its 95% interval."""
+    import warnings
+
+    from servelab.generator.generate import generate
+    from servelab.generator.pool import ClientPool
+    from servelab.generator.sharded import generate_by_client
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pool = ClientPool.load(pool_path)
+    runs = {"generate": lambda: generate(pool, "pool", seconds, seed=seed, max_requests=None),
+            "by_client": lambda: generate_by_client(pool, seconds, seed=seed, max_requests=None)}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    rows: dict[str, int] = {}
+    print(f"\nper-client streams vs generate(): {pool_path}, {len(pool.client_ids)} clients, {seconds:,.0f} s "
+          f"from the pool's start, seed {seed}, {rounds} interleaved pairs", flush=True)
+    for k in range(rounds):
+        order = list(runs) if k % 2 == 0 else list(runs)[::-1]
+        for name in order:
+            c0, t0 = time.process_time(), time.perf_counter()
+            frame = runs[name]()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+            rows[name] = frame.height
+            del frame
+        print(f"  pair {k + 1}: generate {wall['generate'][-1]:.2f} s / {cpu['generate'][-1]:.2f} CPU-s, by_client "
+              f"{wall['by_client'][-1]:.2f} s / {cpu['by_client'][-1]:.2f} CPU-s (load {os.getloadavg()[0]:.1f})",
+              flush=True)
+    for name in runs:
+        print(f"  {name:<10} {rows[name]:>12,} rows; median {statistics.median(wall[name]):.2f} s wall, "
+              f"{statistics.median(cpu[name]):.2f} CPU-s; {rows[name] / statistics.median(cpu[name]) / 1e6:.2f} M rows "
+              "per CPU-s")
+    if rounds >= 2:
+        ratio, lo, hi = paired_ratio_interval(cpu["by_client"], cpu["generate"])
+        print(f"  by_client / generate CPU, paired: {ratio:.2f} (95% interval [{lo:.2f}, {hi:.2f}])")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1000000", help="comma-separated store sizes (see STORE)")
@@ -486,7 +529,14 @@ def main() -> None:
                              "(several runs, e.g. one per engine under the lock; the last record of a step wins)")
     parser.add_argument("--generation", type=float, default=0.0, metavar="SECONDS",
                         help="also time sharded generation of this many seconds of the m-small pool")
+    parser.add_argument("--streams-cost", default=None, metavar="POOL",
+                        help="measure nothing else: per-client streams vs generate() on this pool folder "
+                             "(--streams-seconds of it, --rounds interleaved pairs)")
+    parser.add_argument("--streams-seconds", type=float, default=86400.0)
     args = parser.parse_args()
+    if args.streams_cost:
+        _streams_cost(args.streams_cost, args.streams_seconds, args.rounds)
+        return
     if args.summary:
         _summary(args.summary, tuple(int(x) for x in args.workers.split(",")))
         return
