@@ -180,11 +180,13 @@ def _run(store, index, engine: str, master: str | None, repeat: int, *, record: 
             t0, c0 = time.perf_counter(), _tree_cpu()
             try:
                 out[name] = _best(fn, repeat)
-            except KeyboardInterrupt:  # a time limit (``timeout -s INT``): say how long the step ran unfinished
+            except BaseException as err:  # a time limit (``timeout -s INT``): say how long the step ran unfinished
+                # (pyspark's SIGINT handler cancels the jobs, so the interrupt may surface as a Py4JJavaError)
                 if record:
                     _append(record, {"engine": engine, "master": master, "rows": size, "step": name,
                                      "unfinished_after_s": time.perf_counter() - t0, "cpu_s": _tree_cpu() - c0,
-                                     "load1": os.getloadavg()[0], "utc": time.strftime("%H:%M:%S", time.gmtime())})
+                                     "stopped_by": type(err).__name__, "load1": os.getloadavg()[0],
+                                     "utc": time.strftime("%H:%M:%S", time.gmtime())})
                 raise
             load, cpu = os.getloadavg()[0], _LAST_CPU[0]
             print(f"    {engine} {size or 0:,} rows {name}: {out[name][0]:.3f} s, {cpu:.1f} CPU-s "
