@@ -138,14 +138,17 @@ def _check_budget(pool, clients: Sequence[str], lo: float, hi: float, max_reques
 
 
 def generate_shard(pool, clients: Sequence[str], duration: float, *, seed: int, start: float | None = None,
-                   conversations: bool = True, max_requests: int | None = DEFAULT_MAX_REQUESTS) -> pl.DataFrame:
+                   conversations: bool = True, max_requests: int | None = DEFAULT_MAX_REQUESTS,
+                   schema: pl.Schema | None = None) -> pl.DataFrame:
     """The requests of ``clients`` over ``[start, start + duration)`` (start: the pool's), each
     client drawn from :func:`client_seed` ``(seed, client)``; sorted by (timestamp, client_id),
     with the columns of :func:`shard_schema`.
 
     A loop over clients (each client's requests are drawn vectorised); clients without a window in
     the span give no rows. ``max_requests`` (None: no limit) bounds the shard's expected size, each
-    client at its pool rate, checked before anything is drawn.
+    client at its pool rate, checked before anything is drawn. ``schema``: :func:`shard_schema` of
+    the same pool, span and ``conversations`` when the caller has it (it plans the whole pool, so
+    the shards of one workload compute it once), else computed here.
 
     Raises
     ------
@@ -160,7 +163,8 @@ def generate_shard(pool, clients: Sequence[str], duration: float, *, seed: int, 
     unknown = [c for c in clients if c not in known]
     if unknown:
         raise ValueError(f"clients must be ids of the pool; got unknown {unknown[:5]!r}")
-    schema = shard_schema(pool, duration, start=lo, conversations=conversations)
+    if schema is None:
+        schema = shard_schema(pool, duration, start=lo, conversations=conversations)
     live = set(active_clients(pool, duration, start=lo))
     _check_budget(pool, [c for c in clients if c in live], lo, hi, max_requests)
     frames = [_one_client(pool, c, lo, hi, seed, conversations) for c in clients if c in live]
@@ -205,9 +209,10 @@ def generate_sharded(pool, duration: float, *, seed: int, n_shards: int, start: 
     workload (checked once, before the first shard)."""
     lo, hi = _span(pool, duration, start)
     _check_budget(pool, active_clients(pool, duration, start=lo), lo, hi, max_requests)
+    schema = shard_schema(pool, duration, start=lo, conversations=conversations)
     for group in client_groups(list(pool.client_ids), n_shards):
         yield generate_shard(pool, group, duration, seed=seed, start=lo, conversations=conversations,
-                             max_requests=None)
+                             max_requests=None, schema=schema)
 
 
 def write_sharded(pool, duration: float, *, seed: int, output: str | os.PathLike, n_shards: int,
@@ -364,7 +369,7 @@ def spark_generate(pool, duration: float, *, seed: int, output: str | os.PathLik
             if not ids:
                 continue
             frame = generate_shard(pool, ids, hi - lo, seed=seed, start=lo, conversations=conversations,
-                                   max_requests=None)
+                                   max_requests=None, schema=schema)  # planned once, on the driver
             frame = frame.with_columns(_day(pl.col("timestamp")).alias(DAY_COLUMN)).select(columns)
             table = frame.to_arrow()
             target = pa.schema([pa.field(f.name, _plain_arrow(f.type)) for f in table.schema])
