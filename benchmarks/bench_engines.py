@@ -43,24 +43,45 @@ value_counts (binned)  25.1 / 7.8       168.6 / 36.2        83.3 / 53.7         
 log_stats              1.80 / 0.54      19.1 / 4.8          14.1 / 8.0          8.8 / 14.9
 =====================  ===============  ==================  ==================  ====================
 
-At 100 M rows: DuckDB (load ~5) client_counts 0.31 s / 0.6 CPU-s, value_counts 32.9 / 43.6,
-log_stats 4.5 / 5.0, gaps + arrival_cells 30.8 / 60.3 (load 3; 424.9 s wall at load 14 before); Spark
-local[2] log_stats 24.0 / 24.9 (load 5), gaps + arrival_cells 255.7 / 235.0 (load 6), client_counts
-76.9 / 16.8 (load 18), its value_counts did not finish in the run's time (600 s at load 16-19, and
-after the gaps step at load 6: so its 100 M cells were not compared); standalone client_counts 20.1 / 10.5, value_counts
-294.6 / 176.3, log_stats 24.4 / 22.9 (load 10-18). So at 100 M Spark needs 3.9x (gaps, local), 4.0x
-(value_counts, standalone), 4.6x (log_stats, standalone) and 5.0x (log_stats, local) DuckDB's CPU
-per row.
-Arrival cells identical (count and hash of every cell) on DuckDB and local[2] at 10 M
-(1,133,582 cells). Spark never overtakes DuckDB on this machine, in CPU or wall time (``--summary``:
-"never"), once DuckDB's 100 M steps were re-run at load 3-5: their first run, at load 10-14 on a
-cold page cache, took 222.1 s (value_counts), 40.8 s (log_stats) and 424.9 s (gaps), slower in wall
-time than standalone's 24.4 s log_stats at load 10. Projection (on paper, from CPU: each engine's CPU per row at 100 M, spread evenly
-over machines of 2 cores, Spark's fixed, shuffle and network costs left out): Spark on N machines
-beats DuckDB on one when N > 4-5 for the steps that dominate ``fit_pool`` (value counts, log
-statistics, gaps); for a day at 100,000 req/s (8.64 B rows)
-DuckDB's value_counts alone would take about 31 min of one machine, Spark's about 4.0 min on 32
-machines (``--summary``'s "projection from CPU seconds").
+At 100 M rows (``/work/bench_data/store_rows100000000_clients2000_days14_seed0``, one run per
+step; wall seconds / CPU seconds; "did not finish" = stopped by the run's time limit, the
+``unfinished_after_s`` records):
+
+=====================  ===============  =============================  =============================
+step                   DuckDB           local[2]                       standalone (2 workers)
+=====================  ===============  =============================  =============================
+client_counts          0.31 / 0.6       76.9 / 16.8 (load 18)          20.1 / 10.5 (load 18)
+gaps + arrival_cells   30.8 / 60.3      255.7 / 235.0 (load 6);        did not finish: stopped after
+                       (load 3)         517.0 / 334.3 (load 12 -> 3)   694 s (load 13.5; 15-min slot)
+value_counts (binned)  32.9 / 43.6      did not finish: 600 s (load    294.6 / 176.3 (load 10-18)
+                       (load 5)         16-19), ~820 s (load 12)
+log_stats              4.5 / 5.0        24.0 / 24.9 (load 5)           24.4 / 22.9 (load 10)
+=====================  ===============  =============================  =============================
+
+The 2026-12-03 18:45-19:25 slot (lock reserved for these steps) ran at load 11-14 from the other
+sessions' unlocked work, so the two steps that had not finished before did not finish in 15 minutes
+either; the arrival cells of local[2] at 100 M were compared this time: **3,350,744 cells,
+identical counts and hash on DuckDB and Spark local[2]** (as at 10 M: 1,133,582 cells). So at 100 M
+Spark needs 3.9-5.5x (gaps, local: 235-334 vs 60.3 CPU-s), 4.0x (value_counts, standalone), 4.6x
+(log_stats, standalone) and 5.0x (log_stats, local) DuckDB's CPU per row. Spark never overtakes
+DuckDB on this machine, in CPU or wall time (``--summary``: "never"), once DuckDB's 100 M steps were
+re-run at load 3-5: their first run, at load 10-14 on a cold page cache, took 222.1 s
+(value_counts), 40.8 s (log_stats) and 424.9 s (gaps), slower in wall time than standalone's
+24.4 s log_stats at load 10. Projection (on paper, from CPU: each engine's CPU per row at 100 M,
+spread evenly over machines of 2 cores, Spark's fixed, shuffle and network costs left out): Spark
+on N machines beats DuckDB on one when N > 4-5.5 for the steps that dominate ``fit_pool`` (value
+counts 4.0, log statistics 4.6-5.0, gaps 5.5); for a day at 100,000 req/s (8.64 B rows) DuckDB's
+value_counts alone would take about 31 min of one machine, Spark's about 4.0 min on 32 machines
+and the gaps step 43 min against 7.5 min (``--summary``'s "projection from CPU seconds").
+
+``--streams-cost POOL`` (issue 21 item 4): per-client streams (``generate_by_client``, ``servelab
+generate --streams client``, what the shards write) against ``generate()`` on a pool of m-large's
+size (162 clients x 14 days, fitted from 4 M synthetic requests by ``bench_generate.py``), the
+whole 1,209,600 s, two interleaved pairs under the lock at load 9-13 (the third was cut by the
+10-minute limit): generate 13.15 / 15.26 CPU-s (37.1 / 45.2 s wall), by_client 76.69 / 92.34
+CPU-s (193.6 / 234.6 s wall): **5.8x and 6.1x the CPU**. The cost is per (client, 600-s unit):
+each client is planned and drawn alone, so a unit's stream, its renewal residuals and its finish
+run 162 x 2,016 times instead of 2,016 times (about 0.2 ms each, cProfile on 12 clients).
 
 Usage (heavy runs under the shared lock)::
 
