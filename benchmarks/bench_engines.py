@@ -77,7 +77,7 @@ and the gaps step 43 min against 7.5 min (``--summary``'s "projection from CPU s
 ``--streams-cost POOL`` (issue 21 item 4): per-client streams (``generate_by_client``, ``servelab
 generate --streams client``, what the shards write) against ``generate()`` on a pool of m-large's
 size (162 clients x 14 days, fitted from 4 M synthetic requests by ``bench_generate.py``), the
-whole 1,209,600 s, two interleaved pairs under the lock at load 9-13 (the third was cut by the
+whole 1,209,600 s (about 4.0 M requests expected at the pool's rates), two interleaved pairs under the lock at load 9-13 (the third was cut by the
 10-minute limit): generate 13.15 / 15.26 CPU-s (37.1 / 45.2 s wall), by_client 76.69 / 92.34
 CPU-s (193.6 / 234.6 s wall): **5.8x and 6.1x the CPU**. The cost is per (client, 600-s unit):
 each client is planned and drawn alone, so a unit's stream, its renewal residuals and its finish
