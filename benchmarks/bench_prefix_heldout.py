@@ -25,10 +25,11 @@ with the table :func:`truth_table`): a first turn starts with the shared system 
 (2 blocks) with share 0.35, with the template ``T`` = ``S`` + 3 blocks with share 0.15, reuses an
 earlier original prompt with share 0.2 (all but its last block, at a lag of 60, 300 or 900 s,
 equal mass), else nothing. Conversations (:func:`conversation_links`): each row joins one of
-``rows / 1.4`` conversations of its 300-s time bucket at random (chains, about 29 % of the rows
-follow-ups); a turn's prompt is the conversation's earlier new text and answers plus its own new
+``rows / 1.4`` conversations of its 300-s time bucket at random (chains; 46 % of the rows are
+follow-ups, as non-empty Poisson(1.4) labels hold 1.86 rows on average); a turn's prompt is the conversation's earlier new text and answers plus its own new
 text (the trace's ``ContextTokens``, drift applied), as in Mooncake's conversation trace, and
-repeats its parent's blocks but the last (the parent's partial block). The construction is seeded
+repeats its parent's blocks but the last (the parent's partial block); ``--mean-turns 1`` makes no
+conversations (first-turn structure only: the prefix model's own family). The construction is seeded
 (``--trace-seed``) and independent of the fit.
 
 Usage: ``python benchmarks/bench_prefix_heldout.py [--seeds 1-8] [--rules 0,1,2,3,4,6]
@@ -93,13 +94,16 @@ def conversation_links(ts: np.ndarray, *, seed: int, bucket_s: float = 300.0, me
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Conversations of the construction: each row joins one of ``rows / mean_turns`` conversations
     of its ``bucket_s`` time bucket, uniformly at random, so a conversation's turns are the rows
-    of one (bucket, label) pair in time order (chains, inter-turn gaps under ``bucket_s``).
+    of one (bucket, label) pair in time order (chains, inter-turn gaps under ``bucket_s``);
+    ``mean_turns <= 1``: no conversations.
 
     Returns
     -------
     (numpy.ndarray, numpy.ndarray)
         Each row's parent row (-1: a first turn) and its conversation key.
     """
+    if mean_turns <= 1.0:
+        return np.full(ts.size, -1, dtype=np.int64), np.arange(ts.size, dtype=np.int64)
     rng = np.random.default_rng([int(seed), 151])
     bucket = np.floor(ts / bucket_s).astype(np.int64)
     per = np.bincount(bucket)
@@ -117,7 +121,8 @@ def conversation_inputs(own: np.ndarray, out: np.ndarray, key: np.ndarray) -> np
     return frame.select((pl.col("own") + pl.col("out")).cum_sum().over("key") - pl.col("out"))["own"].to_numpy()
 
 
-def heldout_trace(name: str, *, seed: int = 0, azure: pl.DataFrame | None = None) -> pl.DataFrame:
+def heldout_trace(name: str, *, seed: int = 0, azure: pl.DataFrame | None = None, mean_turns: float = 1.4
+                  ) -> pl.DataFrame:
     """Trace ``name`` of :data:`TRACES` as Mooncake rows (``timestamp`` ms from the window's start,
     ``input_length``, ``output_length``, ``hash_ids``)."""
     if name not in TRACES:
@@ -127,7 +132,7 @@ def heldout_trace(name: str, *, seed: int = 0, azure: pl.DataFrame | None = None
     ts = frame["timestamp"].to_numpy()
     own = np.maximum(np.round(frame["input_tokens"].to_numpy() * base ** (ts / period)), 1).astype(np.int64)
     answers = frame["output_tokens"].to_numpy()
-    parent, key = conversation_links(ts, seed=seed)
+    parent, key = conversation_links(ts, seed=seed, mean_turns=mean_turns)
     inputs = conversation_inputs(own, answers, key)
     work = pl.DataFrame({"timestamp": ts, "client_id": np.full(ts.size, "x"), "input_tokens": inputs,
                          "parent": parent}).with_columns(
@@ -149,6 +154,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rules", default="0,1,2,3,4,6", help="min_data_windows values (0: one 6-h window)")
     parser.add_argument("--traces", default=",".join(TRACES))
     parser.add_argument("--trace-seed", type=int, default=0, help="seed of the block construction")
+    parser.add_argument("--mean-turns", type=float, default=1.4, help="rows per conversation label (1: none)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "prefix_heldout")
     args = parser.parse_args(argv)
     if not AZURE.is_file():
@@ -159,7 +165,7 @@ def main(argv=None) -> int:
     azure = azure_requests()
     results = []
     for name in args.traces.split(","):
-        trace = heldout_trace(name, seed=args.trace_seed, azure=azure)
+        trace = heldout_trace(name, seed=args.trace_seed, azure=azure, mean_turns=args.mean_turns)
         path = args.out / f"{name}.jsonl"
         trace.write_ndjson(path)
         q = trace.with_columns((pl.col("timestamp") * 4 // (pl.col("timestamp").max() + 1)).alias("q")) \
