@@ -32,6 +32,30 @@ repeats its parent's blocks but the last (the parent's partial block); ``--mean-
 conversations (first-turn structure only: the prefix model's own family). The construction is seeded
 (``--trace-seed``) and independent of the fit.
 
+Measured (seeds 1-8; "k" is ``min_data_windows``; per rule: seeds within 0.05, max, mean):
+
+- **Chosen on / checked on.** The default 3 was chosen on Mooncake's sample
+  (``bench_prefix_seeds.py``); nothing here was used to choose it.
+- First-turn structure only (``--mean-turns 1``): azure-1h k0 7/8 .0645 .0464, k1 7/8 .0562
+  .0476, k2 4/8 .0545 .0472, k3 5/8 .0525 .0453, k6 8/8 .0499 .0465; azure-20m k0 8/8 .0415
+  .0373, k3 7/8 .0579 .0369, k4 7/8 .0516 .0391; azure-drift-1h every k 8/8 (k1 .0318 .0263,
+  k3 .0378 .0316); azure-drift-20m every k 8/8 (k0 .0235 .0163, k3 .0202 .0143, k4 .0192
+  .0130). Input ratio 0.995-1.013, so the misfit is the hit level (generated 0.430 vs 0.386 on
+  azure-1h at k3).
+- With conversations (default), before branching conversations counted as their depth: no k
+  met 0.05 on any trace (means .065-.076), prompts +7 % to +28 % (azure-drift-20m k3: max .0909,
+  mean .0722, input ratio 1.273): over-linked trees (reuses that look like follow-ups; up to 17
+  rows, depth 9) took 11- and 17-turn atoms in the window-corrected turns PMF. After (k0 / k3):
+  azure-1h 0/8 .0797 .0746 / 0/8 .0819 .0752 (input ratio 1.014 / 1.012, was 1.093 at k3);
+  azure-20m 0/8 .0731 .0599 / 0/8 .0684 .0614; azure-drift-1h 0/8 .0785 .0649 / 0/8 .0792 .0669;
+  azure-drift-20m **8/8 .0462 .0362 / 8/8 .0428 .0353** (input ratio 1.061 / 1.056). What is
+  left on the 1-h traces is an excess of short-distance hits (azure-1h seed 1, k3: +0.072 at 256
+  blocks, +0.018 at the infinite cache): the fitted first-turn groups (about 30 "templates",
+  many of them prefixes of over-linked rows) are used at a fixed share over the whole trace.
+- So on these traces (8 cases before the depth change, all k) 3's mean distance is within 0.0053
+  of the best k's (the lowest, tied with 4, on the two 1-h cases; the 8-seed mean's SE is about
+  0.002), and no k is better throughout: 3 is kept, and the misfit is elsewhere (above).
+
 Usage: ``python benchmarks/bench_prefix_heldout.py [--seeds 1-8] [--rules 0,1,2,3,4,6]
 [--traces azure-1h,azure-20m,azure-drift-1h,azure-drift-20m] [--out DIR]``; prints one line
 per (trace, rule) and writes ``results.json`` in ``--out`` (default
