@@ -15,7 +15,10 @@ first turns from one pooled PMF) .0228 .0280 .0419 .0340 .0575 .0331 .0130 .0118
 7/8 within 0.05); after (300-s data windows, first turns following them, reuse weights from each
 length class's own times) .0450 .0250 .0256 .0224 .0180 .0323 .0385 .0244 (mean 0.0289, 8/8;
 input ratio 0.9745, hit rate 0.6204 vs 0.6396). ``--min-data-windows`` 4 / 6 / 8 (200, 150, 120 s)
-gave max 0.0550 / 0.0545 / 0.0591 (7/8, 7/8, 6/8).
+gave max 0.0550 / 0.0545 / 0.0591 (7/8, 7/8, 6/8). After branching conversations count as their
+depth in the turns fit (25 of the trace's 3,758 inferred conversations branch, e.g. 5 rows of
+depth 2): .0267 .0319 .0267 .0407 .0302 .0314 .0310 .0261 (mean 0.0306, max 0.0407, 8/8; input
+ratio 0.9755; hit rate 0.6184 vs 0.6396). Held-out traces: ``bench_prefix_heldout.py``.
 
 Usage: ``python benchmarks/bench_prefix_seeds.py [--seeds 1-8] [--trace FILE] [--uncorrected]
 [--data-window S] [--min-data-windows K]``.
