@@ -73,7 +73,9 @@ class PoolFitSettings:
         generator, which reads it from the pool, follows. Traces of at least 18 h are unchanged.
         Why 3: on Mooncake's 17-min sample (``bench_prefix_seeds.py``, seeds 1-8) every
         hit-rate curve was within 5 points with 300-s windows (3 or 2 asked), 7/8 with 200 or
-        150 s (4 or 6), 6/8 with 120 s (8): finer windows hold too few requests each. Checked
+        150 s (4 or 6), 6/8 with 120 s (8): finer windows hold too few requests each (after
+        branching conversations count as their depth: 0 2/8, max 0.0806; 1 7/8, 0.0676; 2 and
+        3 8/8, 0.0407; 4 7/8, 0.0633; 6 7/8, 0.0510). Checked
         on traces not used to pick it (``bench_prefix_heldout.py``: the real Azure 2023 code
         trace's times and lengths, 1 h and 20 min, with and without a known x2 / x1.7 length
         drift, prompt blocks of known construction with and without conversations; seeds 1-8):
