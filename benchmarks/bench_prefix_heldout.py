@@ -32,29 +32,42 @@ repeats its parent's blocks but the last (the parent's partial block); ``--mean-
 conversations (first-turn structure only: the prefix model's own family). The construction is seeded
 (``--trace-seed``) and independent of the fit.
 
-Measured (seeds 1-8; "k" is ``min_data_windows``; per rule: seeds within 0.05, max, mean):
+Measured (seeds 1-8; "k" is ``min_data_windows``; per rule: seeds within 0.05, max, mean).
+**Chosen on / checked on:** the default 3 was chosen on Mooncake's sample
+(``bench_prefix_seeds.py``); nothing here was used to choose it.
 
-- **Chosen on / checked on.** The default 3 was chosen on Mooncake's sample
-  (``bench_prefix_seeds.py``); nothing here was used to choose it.
-- First-turn structure only (``--mean-turns 1``): azure-1h k0 7/8 .0645 .0464, k1 7/8 .0562
-  .0476, k2 4/8 .0545 .0472, k3 5/8 .0525 .0453, k6 8/8 .0499 .0465; azure-20m k0 8/8 .0415
-  .0373, k3 7/8 .0579 .0369, k4 7/8 .0516 .0391; azure-drift-1h every k 8/8 (k1 .0318 .0263,
-  k3 .0378 .0316); azure-drift-20m every k 8/8 (k0 .0235 .0163, k3 .0202 .0143, k4 .0192
-  .0130). Input ratio 0.995-1.013, so the misfit is the hit level (generated 0.430 vs 0.386 on
-  azure-1h at k3).
-- With conversations (default), before branching conversations counted as their depth: no k
-  met 0.05 on any trace (means .065-.076), prompts +7 % to +28 % (azure-drift-20m k3: max .0909,
-  mean .0722, input ratio 1.273): over-linked trees (reuses that look like follow-ups; up to 17
-  rows, depth 9) took 11- and 17-turn atoms in the window-corrected turns PMF. After (k0 / k3):
-  azure-1h 0/8 .0797 .0746 / 0/8 .0819 .0752 (input ratio 1.014 / 1.012, was 1.093 at k3);
-  azure-20m 0/8 .0731 .0599 / 0/8 .0684 .0614; azure-drift-1h 0/8 .0785 .0649 / 0/8 .0792 .0669;
-  azure-drift-20m **8/8 .0462 .0362 / 8/8 .0428 .0353** (input ratio 1.061 / 1.056). What is
-  left on the 1-h traces is an excess of short-distance hits (azure-1h seed 1, k3: +0.072 at 256
-  blocks, +0.018 at the infinite cache): the fitted first-turn groups (about 30 "templates",
-  many of them prefixes of over-linked rows) are used at a fixed share over the whole trace.
-- So on these traces (8 cases before the depth change, all k) 3's mean distance is within 0.0053
-  of the best k's (the lowest, tied with 4, on the two 1-h cases; the 8-seed mean's SE is about
-  0.002), and no k is better throughout: 3 is kept, and the misfit is elsewhere (above).
+1. The first runs (code of main d36f335) found a misfit no k explained:
+
+   - first-turn structure only (``--mean-turns 1``): azure-1h k0 7/8 .0645 .0464, k3 5/8 .0525
+     .0453, k6 8/8 .0499 .0465; azure-20m k0 8/8 .0415 .0373, k3 7/8 .0579 .0369;
+     azure-drift-1h k0 8/8 .0374 .0276, k3 8/8 .0378 .0316; azure-drift-20m k0 8/8 .0235
+     .0163, k3 8/8 .0202 .0143. Lengths right (input ratio 0.995-1.013) but the hit rate high
+     (0.430 vs 0.386 on azure-1h, k3): the 5-block template started 20 % of the 4-7-block
+     prompts against 12 % in the trace (the group re-pick used one suffix density for all groups);
+   - with conversations: no k met 0.05 on any trace (means .065-.076) and prompts ran +7 % to
+     +28 % (azure-drift-20m k3: max .0909, mean .0722, input ratio 1.273): over-linked trees
+     (reuses that look like follow-ups; up to 17 rows, depth 9) were fitted as 11- and 17-turn
+     conversations. Across k the mean distance moved by at most 0.0053 on these 8 cases.
+
+2. After branching conversations count as their depth and groups are re-picked by their own
+   suffix PMF per length class (final code), every k:
+
+   - first-turn structure only: every k 8/8 on every trace; means azure-1h .0148 / .0161 /
+     .0143 / **.0138** / .0138 / .0150 (k 0 / 1 / 2 / 3 / 4 / 6), azure-20m .0112 / .0136 /
+     .0136 / **.0136** / .0115 / .0130, azure-drift-1h .0221 / .0201 / .0180 / **.0189** / .0189 /
+     .0160, azure-drift-20m .0207 / .0183 / .0167 / **.0167** / .0168 / .0135 (max over all
+     .0304, k0 on azure-drift-20m); hit rate 0.3852 vs 0.3863 on azure-1h (k3);
+   - with conversations: azure-20m and azure-drift-20m 8/8 for every k (k3 max .0367 / .0360);
+     azure-1h k0 2/8 .0566 .0530, k3 2/8 .0601 .0523, k6 3/8 .0608 .0514; azure-drift-1h
+     k0 4/8 .0630 .0501, k3 4/8 .0648 .0526. Left on the 1-h traces: too many hits at short
+     reuse distances (azure-1h seed 1, k3: +0.052 at 256 blocks; the infinite-cache level is
+     right, 0.485 vs 0.490).
+
+3. So the data-window rule is not what decides these traces: across k the means differ by at
+   most 0.0026 with conversations and 0.0024 on the flat traces without; on the drifting traces
+   without conversations finer windows do better throughout (k0 .0221 / .0207, k3 .0189 / .0167,
+   k6 .0160 / .0135), as a drift calls for, while on Mooncake k6 does worse (7/8, mean .0400 vs
+   .0306 for k3). No k is better on both; 3 is kept.
 
 Usage: ``python benchmarks/bench_prefix_heldout.py [--seeds 1-8] [--rules 0,1,2,3,4,6]
 [--traces azure-1h,azure-20m,azure-drift-1h,azure-drift-20m] [--out DIR]``; prints one line
