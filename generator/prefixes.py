@@ -21,7 +21,9 @@ are. :func:`assign_prefix_blocks` applies it to a generated frame (or one time c
    ``L``'s length class with at least ``L`` blocks, else any with at least ``L`` blocks, else
    the latest row at least that lag before; it repeats the source's first ``min(L, L_source) - gap`` blocks) or nothing. A group
    is re-picked among the groups of the request's length class in proportion to its share times
-   the fitted density of the suffix it would leave, so that long templates go to long prompts;
+   the probability of the suffix it would leave under the group's own fitted suffix PMF in that
+   class (Bayes: each group keeps its share of the class, and long templates go to long
+   prompts; pools without per-group rows use the client's pooled suffix density per octave);
 4. every other block gets a fresh id (one counter, never reused).
 
 Copies of copies are resolved by pointer jumping over the flat block arrays (each round halves
@@ -307,9 +309,10 @@ def prefix_model(pool) -> PrefixModel | None:
 def _fit_groups(model: PrefixModel, code: np.ndarray, cls: np.ndarray, length: np.ndarray, option: np.ndarray,
                 u: np.ndarray) -> np.ndarray:
     """Re-pick the group of each request that drew one: among its (client, length class) groups,
-    with probability proportional to the group's share times the fitted suffix density of
-    ``length - len_g`` (groups longer than the request get none). A request no group fits
-    keeps its draw (its group is truncated). Pairs (request, candidate group) are arrays."""
+    with probability proportional to the group's share times the probability of the suffix
+    ``length - len_g`` under the group's own suffix PMF in the class (else the client's pooled
+    suffix density; groups longer than the request get none). A request no group fits keeps its
+    draw (its group is truncated). Pairs (request, candidate group) are arrays."""
     rows = np.flatnonzero(option >= 0)
     if rows.size == 0 or model.options is None:
         return option
