@@ -604,10 +604,10 @@ def encode_figure(fig: Any) -> EmbeddedImage:
     """
     if not hasattr(fig, "savefig"):
         raise TypeError(f"figure must be a matplotlib Figure; got {type(fig).__name__}")
-    from servelab.figures.style import paper_style
+    from servelab.figures.style import layout_caches, paper_style
 
     buffer = io.BytesIO()
-    with paper_style():
+    with paper_style(), layout_caches(fig):
         fig.savefig(buffer, format="png", dpi=_CSS_DPI * _PIXEL_RATIO, bbox_inches="tight")
     data = buffer.getvalue()
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
