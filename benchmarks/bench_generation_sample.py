@@ -124,26 +124,48 @@ def simulate_period(seed: int, *, clients: int = 60, rate_scale: float = 10.0, *
                           rate_range=(0.001 * rate_scale, 0.02 * rate_scale), **kw)
 
 
-def f12_distances(store, *, seed: int, max_requests: int | None) -> dict:
+def f12_distances(store, *, seed: int, max_requests: int | None, aa: bool = False) -> dict:
     """Both F12 rules on ``store``'s whole span: the old one (servelab's joint (3-s rate, mean
-    input) energy distance below naive's, ``holds``) and the test (the shape test rejects the null
-    at 5%, ``holds_test``, with its ``p`` and ``blocks``), and the client sample, if any."""
+    input) energy distance below naive's, ``holds``) and the test (the energy-difference test
+    rejects the null at 5%, ``holds_test``, with its ``p``, ``t`` and ``blocks``; ``against``: naive
+    shown closer), the previous test (the shape test's one-sided Wilcoxon over 20 blocks on F12's
+    metrics, ``p_shape`` / ``holds_shape``) and the client sample, if any. ``aa``: also the test
+    where its null holds exactly, two draws of one generator from the same pool against the real
+    period (``p_aa_servelab`` / ``p_aa_naive``: generation seeds ``seed + 2000`` and ``seed + 3001``)."""
+    from servelab.generator.generate import generate
+    from servelab.generator.naive import naive_generate
     from servelab.generator.validation import shape_test
+    from servelab.reports.areas.generation import (F12_METRICS, energy_difference_test, f12_verdict,
+                                                   fidelity_experiment)
     from servelab.analysis.findings import Verdict
-    from servelab.reports.areas.generation import f12_verdict, fidelity_experiment
 
     span = store.query("SELECT min(timestamp) AS a, max(timestamp) AS b FROM requests").row(0)
     res = fidelity_experiment(store, (math.floor(span[0]), math.floor(span[1]) + 1.0), seed=seed,
                               max_requests=max_requests)
     t = res["table"].filter(pl.col("metric") == "joint_input_energy")
     ours, naive = float(t["servelab"][0]), float(t["naive"][0])
-    st = res["shape_test"]
+    et = res["energy_test"]
     w = res["workloads"]
-    other = {name: shape_test(w["reference"], w["servelab"], w["naive"], 3.0, res["duration"], seed=seed,
-                              metrics=m).p_value for name, m in VARIANTS.items()}
-    return {"servelab": ours, "naive": naive, "holds": ours < naive, "sample": dict(res["bounded_sample"]),
-            "p": st.p_value, "blocks": st.blocks, "holds_test": bool(st.servelab_better), "p_variants": other,
-            "against": f12_verdict({"period": st})[0] is Verdict.DOES_NOT_HOLD}
+    st = shape_test(w["reference"], w["servelab"], w["naive"], 3.0, res["duration"], seed=seed, metrics=F12_METRICS)
+    out = {"servelab": ours, "naive": naive, "holds": ours < naive, "sample": dict(res["bounded_sample"]),
+           "p": et.p_value, "t": et.t, "blocks": et.blocks, "holds_test": bool(et.servelab_better),
+           "against": f12_verdict({"period": et})[0] is Verdict.DOES_NOT_HOLD,
+           "p_shape": st.p_value, "holds_shape": bool(st.servelab_better)}
+    if aa:
+        a2, b2 = res["generated_span"]
+        off, dur = res["tested"]
+        on_clock = lambda f: f.filter(pl.col("timestamp") >= off).with_columns(pl.col("timestamp") - off)
+        pool = res["pool"]
+        draws = {"servelab": lambda s: generate(pool, "pool", b2 - a2, start=a2, seed=s, conversations=True),
+                 "naive": lambda s: naive_generate(pool, "pool", b2 - a2, start=a2, seed=s)}
+        for name, draw in draws.items():
+            other = draw(seed + (2000 if name == "servelab" else 3001))
+            e = energy_difference_test(on_clock(w["reference"]), on_clock(w[name]), on_clock(other), 3.0, dur,
+                                       seed=seed)
+            out[f"p_aa_{name}"] = e.p_value
+            out[f"aa_{name}"] = bool(e.servelab_better)
+            out[f"aa_{name}_against"] = bool(e.naive_better)
+    return out
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -157,17 +179,17 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, c - h), min(1.0, c + h))
 
 
-#: other metric sets of the shape test, p-values recorded beside F12's (``p_<name>``; not verdicts)
-VARIANTS = {"all": None, "joint_input": ("joint_input_shape",)}
 #: the experiments per (scenario, seed): unsampled, reseeded (generation seed + 1000), sampled
 RUNS = ("whole", "reseeded", "sampled")
 
 
 def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 10.0,
-        scenarios=SCENARIOS, out: Path | None = None, runs=RUNS) -> pl.DataFrame:
+        scenarios=SCENARIOS, out: Path | None = None, runs=RUNS, aa: bool = True) -> pl.DataFrame:
     """One row per (scenario, seed): the distances, the old rule's verdicts (``holds*``) and the
-    test's (``test*``, p-values ``p*``) unsampled, reseeded and sampled (those of ``runs``; each
-    row also appended to ``out`` as a JSON line as soon as it is measured, when given)."""
+    test's (``test*``, p-values ``p*``, naive shown closer ``against*``) and the previous shape
+    test's (``shape*``, ``p_shape*``) unsampled, reseeded and sampled (those of ``runs``), with
+    ``aa`` the unsampled run's A/A tests (``aa_servelab``, ``aa_naive``: the null holds exactly);
+    each row also appended to ``out`` as a JSON line as soon as it is measured, when given."""
     import json
 
     from servelab.analysis.store import write_store
@@ -185,12 +207,14 @@ def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 
                 t0 = time.process_time()
                 for r in runs:
                     g, m = settings[r]
-                    res = f12_distances(store, seed=g, max_requests=m)
+                    res = f12_distances(store, seed=g, max_requests=m, aa=aa and r == "whole")
                     x = suffix[r]
                     row.update({f"d_servelab{x}": res["servelab"], f"d_naive{x}": res["naive"],
-                                f"holds{x}": res["holds"], f"p{x}": res["p"], f"test{x}": res["holds_test"],
-                                f"blocks{x}": res["blocks"], f"against{x}": res["against"]})
-                    row.update({f"p_{v}{x}": q for v, q in res["p_variants"].items()})
+                                f"holds{x}": res["holds"], f"p{x}": res["p"], f"t{x}": res["t"],
+                                f"test{x}": res["holds_test"], f"blocks{x}": res["blocks"],
+                                f"against{x}": res["against"], f"p_shape{x}": res["p_shape"],
+                                f"shape{x}": res["holds_shape"]})
+                    row.update({k: v for k, v in res.items() if k.startswith(("p_aa_", "aa_"))})
                     if r == "sampled":
                         row["sampled_requests"] = res["sample"].get("requests", frame.height)
                         row["sampled_clients"] = res["sample"].get("clients", clients)
@@ -216,7 +240,8 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
         row = dict(zip(keys, key)) | {"n": n, "median_requests": float(t["requests"].median())}
         if "sampled_requests" in t.columns:
             row["median_sampled_share"] = float((t["sampled_requests"] / t["requests"]).median())
-        for rule in ("holds", "test", "against"):
+        for rule in ("holds", "test", "against", "shape", "aa_servelab", "aa_servelab_against", "aa_naive",
+                     "aa_naive_against"):
             for x in ("", "_reseeded", "_sampled"):
                 col = rule + x
                 if col not in t.columns:
@@ -229,6 +254,8 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
                     row[f"agree_{col}"] = f"{k}/{n}"
         row["median_d_servelab/naive"] = f"{t['d_servelab'].median():.3f}/{t['d_naive'].median():.3f}"
         row["median_p"] = f"{t['p'].median():.3g}"
+        if "p_shape" in t.columns:
+            row["median_p_shape"] = f"{t['p_shape'].median():.3g}"
         if "p_sampled" in t.columns:
             row["median_p_sampled"] = f"{t['p_sampled'].median():.3g}"
         row["cpu_s_per_seed"] = float(t["cpu_s"].mean())
@@ -254,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=60)
     parser.add_argument("--rate-scale", type=float, default=10.0)
     parser.add_argument("--scenarios", default=None, help="indices into SCENARIOS, comma-separated (default all)")
+    parser.add_argument("--no-aa", action="store_true", help="skip the A/A tests (two draws of one generator)")
     parser.add_argument("--runs", default=",".join(RUNS),
                         help=f"experiments per seed, comma-separated, of {','.join(RUNS)} (default all)")
     opts = parser.parse_args(argv)
@@ -264,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     table = run(range(opts.first_seed, opts.first_seed + opts.seeds), fraction=opts.fraction, clients=opts.clients,
                 rate_scale=opts.rate_scale, scenarios=chosen, out=Path(opts.out) if opts.out else None,
-                runs=tuple(opts.runs.split(",")))
+                runs=tuple(opts.runs.split(",")), aa=not opts.no_aa)
     _print_summary(summary(table))
     print(f"{opts.seeds} seeds x {len(chosen)} scenarios, fraction {opts.fraction:g}, {opts.clients} clients, "
           f"rate scale {opts.rate_scale:g}: {time.perf_counter() - started:.0f} s")
