@@ -116,11 +116,12 @@ SCENARIOS = (
 PERIOD_S = 3 * 3600.0
 
 
-def simulate_period(seed: int, *, clients: int = 60, rate_scale: float = 10.0, **kw) -> pl.DataFrame:
-    """One 3-h period of ``simulate_trace`` (``timestamp, client_id, input_tokens, output_tokens``)
-    with ``clients`` clients at rates log-uniform in [0.001, 0.02] x ``rate_scale`` req/s; ``kw``:
-    a scenario's keywords."""
-    return simulate_trace(seed, days=PERIOD_S / 86400.0, n_initial=clients,
+def simulate_period(seed: int, *, clients: int = 60, rate_scale: float = 10.0, period_s: float = PERIOD_S,
+                    **kw) -> pl.DataFrame:
+    """One period of ``period_s`` (default 3 h) of ``simulate_trace`` (``timestamp, client_id,
+    input_tokens, output_tokens``) with ``clients`` clients at rates log-uniform in [0.001, 0.02] x
+    ``rate_scale`` req/s; ``kw``: a scenario's keywords."""
+    return simulate_trace(seed, days=period_s / 86400.0, n_initial=clients,
                           rate_range=(0.001 * rate_scale, 0.02 * rate_scale), **kw)
 
 
@@ -146,15 +147,19 @@ def f12_distances(store, *, seed: int, max_requests: int | None, aa: bool = Fals
     ours, naive = float(t["servelab"][0]), float(t["naive"][0])
     et = res["energy_test"]
     w = res["workloads"]
-    st = shape_test(w["reference"], w["servelab"], w["naive"], 3.0, res["duration"], seed=seed, metrics=F12_METRICS)
+    off, dur = res["tested"]  # the test's windows, on the generated workloads' clock
+
+    def on_clock(f: pl.DataFrame) -> pl.DataFrame:
+        return f.filter(pl.col("timestamp") >= off).with_columns(pl.col("timestamp") - off)
+
+    st = shape_test(*(on_clock(w[k]) for k in ("reference", "servelab", "naive")), 3.0, dur, seed=seed,
+                    metrics=F12_METRICS)
     out = {"servelab": ours, "naive": naive, "holds": ours < naive, "sample": dict(res["bounded_sample"]),
            "p": et.p_value, "t": et.t, "blocks": et.blocks, "holds_test": bool(et.servelab_better),
            "against": f12_verdict({"period": et})[0] is Verdict.DOES_NOT_HOLD,
            "p_shape": st.p_value, "holds_shape": bool(st.servelab_better)}
     if aa:
         a2, b2 = res["generated_span"]
-        off, dur = res["tested"]
-        on_clock = lambda f: f.filter(pl.col("timestamp") >= off).with_columns(pl.col("timestamp") - off)
         pool = res["pool"]
         draws = {"servelab": lambda s: generate(pool, "pool", b2 - a2, start=a2, seed=s, conversations=True),
                  "naive": lambda s: naive_generate(pool, "pool", b2 - a2, start=a2, seed=s)}
@@ -184,7 +189,8 @@ RUNS = ("whole", "reseeded", "sampled")
 
 
 def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 10.0,
-        scenarios=SCENARIOS, out: Path | None = None, runs=RUNS, aa: bool = True) -> pl.DataFrame:
+        scenarios=SCENARIOS, out: Path | None = None, runs=RUNS, aa: bool = True,
+        period_s: float = PERIOD_S) -> pl.DataFrame:
     """One row per (scenario, seed): the distances, the old rule's verdicts (``holds*``) and the
     test's (``test*``, p-values ``p*``, naive shown closer ``against*``) and the previous shape
     test's (``shape*``, ``p_shape*``) unsampled, reseeded and sampled (those of ``runs``), with
@@ -198,7 +204,7 @@ def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 
     suffix = {"whole": "", "reseeded": "_reseeded", "sampled": "_sampled"}
     for name, kw, _ in scenarios:
         for seed in seeds:
-            frame = simulate_period(seed, clients=clients, rate_scale=rate_scale, **kw)
+            frame = simulate_period(seed, clients=clients, rate_scale=rate_scale, period_s=period_s, **kw)
             bound = max(1, int(fraction * frame.height))
             settings = {"whole": (seed, None), "reseeded": (seed + 1000, None), "sampled": (seed, bound)}
             row = {"scenario": name, "seed": seed, "requests": frame.height}
@@ -219,7 +225,7 @@ def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 
                         row["sampled_requests"] = res["sample"].get("requests", frame.height)
                         row["sampled_clients"] = res["sample"].get("clients", clients)
                 row["cpu_s"] = time.process_time() - t0
-            row.update({"fraction": fraction, "clients": clients, "rate_scale": rate_scale})
+            row.update({"fraction": fraction, "clients": clients, "rate_scale": rate_scale, "period_s": period_s})
             rows.append(row)
             print(json.dumps(rows[-1]), flush=True)
             if out is not None:
@@ -233,7 +239,7 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
     (``holds*``) and of the test (``test*``) for each run present, the agreement of the reseeded
     and the sampled verdicts with the unsampled one, and the median distances and p-values."""
     out = []
-    keys = ["scenario", "rate_scale"] if "rate_scale" in table.columns else ["scenario"]
+    keys = ["scenario"] + [k for k in ("rate_scale", "period_s") if k in table.columns]
     for key in table.select(keys).unique(maintain_order=True).iter_rows():
         t = table.filter(pl.all_horizontal([pl.col(k) == v for k, v in zip(keys, key)]))
         n = t.height
@@ -265,8 +271,8 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
 
 def _print_summary(table: pl.DataFrame) -> None:
     for row in table.iter_rows(named=True):  # one block per scenario: the table is too wide for a terminal
-        print("\n".join([f"== {row['scenario']} (rate scale {row.get('rate_scale')})"]
-                        + [f"  {k}: {v}" for k, v in row.items() if k not in ("scenario", "rate_scale")]))
+        print("\n".join([f"== {row['scenario']} (rate scale {row.get('rate_scale')}, period {row.get('period_s')} s)"]
+                        + [f"  {k}: {v}" for k, v in row.items() if k not in ("scenario", "rate_scale", "period_s")]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=60)
     parser.add_argument("--rate-scale", type=float, default=10.0)
     parser.add_argument("--scenarios", default=None, help="indices into SCENARIOS, comma-separated (default all)")
+    parser.add_argument("--period-s", type=float, default=PERIOD_S,
+                        help="period length in seconds (default 3 h, the full mode's; quick mode's is 1800)")
     parser.add_argument("--no-aa", action="store_true", help="skip the A/A tests (two draws of one generator)")
     parser.add_argument("--runs", default=",".join(RUNS),
                         help=f"experiments per seed, comma-separated, of {','.join(RUNS)} (default all)")
@@ -292,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     table = run(range(opts.first_seed, opts.first_seed + opts.seeds), fraction=opts.fraction, clients=opts.clients,
                 rate_scale=opts.rate_scale, scenarios=chosen, out=Path(opts.out) if opts.out else None,
-                runs=tuple(opts.runs.split(",")), aa=not opts.no_aa)
+                runs=tuple(opts.runs.split(",")), aa=not opts.no_aa, period_s=opts.period_s)
     _print_summary(summary(table))
     print(f"{opts.seeds} seeds x {len(chosen)} scenarios, fraction {opts.fraction:g}, {opts.clients} clients, "
           f"rate scale {opts.rate_scale:g}: {time.perf_counter() - started:.0f} s")
