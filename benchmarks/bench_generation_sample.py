@@ -3,34 +3,40 @@
 F12 ("per-client generation reproduces the joint distribution of 3-s window rate and request length
 better than the naive baseline") is decided per period by a test
 (:func:`servelab.reports.areas.generation.f12_verdict` of
-:func:`servelab.generator.validation.shape_test` on F12's joint metrics, returned by
-:func:`servelab.reports.areas.generation.fidelity_experiment`): "holds" when the one-sided
-Wilcoxon test over 20 blocks rejects "servelab reproduces the period no better than naive" at 5%,
-"does not hold" when the same test the other way shows naive better, else inconclusive. The old
-rule (servelab's joint (window rate, mean input) energy distance below naive's, no level) is
-recorded beside it (``holds*``). Above ``Budget.max_generation_requests`` the experiment fits,
-generates and compares a seeded hash sample of whole clients. This benchmark runs the experiment
-on simulated periods where the answer is known, with the seeds fixed:
+:func:`servelab.reports.areas.generation.energy_difference_test`, returned by
+:func:`servelab.reports.areas.generation.fidelity_experiment`): ``T = D2(real, naive) -
+D2(real, servelab)``, the difference of squared energy distances of the 3-s windows' joint (rate
+over mean rate, mean input / output) points, over its batch-means standard error on 600-s blocks
+(18 in a 3-h period), one-sided t on ``blocks - 1`` df; "holds" when it rejects "servelab
+reproduces the period no better than naive" at 5%, "does not hold" when the same test the other
+way shows naive closer, else inconclusive. Recorded beside it: the previous test (the shape
+test's one-sided Wilcoxon over 20 blocks on F12's metrics, ``shape*`` / ``p_shape*``) and the old
+rule (servelab's joint (window rate, mean input) energy distance below naive's, no level,
+``holds*``). Above ``Budget.max_generation_requests`` the experiment fits, generates and compares
+a seeded hash sample of whole clients. This benchmark runs the experiment on simulated periods
+where the answer is known, with the seeds fixed:
 
 - **null** (identical Poisson clients, no burstiness, the same length law for every client):
   per-client generation has nothing to find; naive's single Poisson process is the truth, so F12
   "holding" is a false positive;
+- **A/A** (every unsampled run, ``aa_servelab`` / ``aa_naive``): the real period against two
+  draws of one generator from the same fitted pool (generation seeds ``s + 2000`` / ``s + 3001``
+  beside the experiment's own draw): the test's null holds exactly, each side should reject 5%;
 - **positive controls** (heterogeneous bursty clients: own rates, log-normal 600-s window
   multipliers of sd 0.1-1, or 0.1-2, own log-normal length laws): per-client generation is the
   truth, naive's one Gamma process at the same total rate with the whole period's length mix is not.
 
-Traces come from ``bench_validate.simulate_trace`` (3 h, ``--clients`` clients, rates
-log-uniform in [0.001, 0.02] req/s x ``--rate-scale``; 600-s windows of the burst multiplier, no
-daily cycle). Per scenario and seed ``s``: the trace of seed ``s``; the experiment unsampled
-(seed ``s``), unsampled again with generation seed ``s + 1000`` (``--runs reseeded``: how often a
-reseed alone changes the verdict), and sampled at ``--fraction`` of the requests
+Traces come from ``bench_validate.simulate_trace`` (``--period-s``, default 3 h; ``--clients``
+clients, rates log-uniform in [0.001, 0.02] req/s x ``--rate-scale``; 600-s windows of the burst
+multiplier, no daily cycle). Per scenario and seed ``s``: the trace of seed ``s``; the experiment
+unsampled (seed ``s``), unsampled again with generation seed ``s + 1000`` (``--runs reseeded``:
+how often a reseed alone changes the verdict), and sampled at ``--fraction`` of the requests
 (``max_requests = fraction x n``, seed ``s``). Per scenario: the rates of the old rule's "holds"
-(``holds``), the test's "holds" (``test``) and "does not hold" (``against``) per run with 95%
-Wilson intervals, agreement of the sampled verdict with the unsampled one, median distances and
-p-values. The p-values of two other metric sets of the shape test (all five metrics, the joint
-input one alone) are recorded per row as ``p_all`` / ``p_joint_input`` (not verdicts).
+(``holds``), the test's "holds" (``test``) and "does not hold" (``against``), the previous test's
+"holds" (``shape``), the A/A rejections each side, per run with 95% Wilson intervals, agreement
+of the sampled verdict with the unsampled one, median distances and p-values.
 
-**The test, measured 2026-12-03** (``--clients 40``, seeds 0-19; run as chunks of 1-4 seeds of
+**The previous test (the shape test's Wilcoxon), measured 2026-12-03 afternoon** (``--clients 40``, seeds 0-19; run as chunks of 1-4 seeds of
 under 2 min each with ``--out``, then ``--summarise``; 5.5-7.0 CPU-s per seed at rate scale 5 for
 two experiments):
 

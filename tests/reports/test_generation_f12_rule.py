@@ -98,14 +98,16 @@ def test_f12_rule_finds_the_per_client_candidate_and_keeps_its_null():
 
 
 def test_f12_test_keeps_its_level_where_the_null_holds_exactly():
-    # two draws of one law against a third (A/A), 40 fixed seeds: each side should reject about 2
-    # times (5%); 7 or more on a side has probability 0.3% under a correct level (binomial 40, 0.05).
-    # Measured: 0 and 0, median p 0.56
+    # two draws of one law against a third (A/A), 40 fixed seeds: each side should reject at most
+    # about 2 times (5%); 7 or more on a side has probability 0.3% under a correct level (binomial
+    # 40, 0.05). Measured: 0 and 0, median p 0.55 (also with 300 and 160 windows: 0 and 0). The
+    # test is conservative where the candidates are alike: there the real windows' first-order term
+    # is itself noise of the generated draws, which the batch-means variance then counts twice
     p = []
     for seed in range(40):
         rng = np.random.default_rng(1000 + seed)
-        real, a, b = (_period(rng, mixed=False, n_win=300) for _ in range(3))
-        p.append(energy_difference_test(real, a, b, WINDOW_S, 300 * WINDOW_S, seed=seed, block_s=100.0).p_value)
+        real, a, b = (_period(rng, mixed=False, n_win=200) for _ in range(3))
+        p.append(energy_difference_test(real, a, b, WINDOW_S, 200 * WINDOW_S, seed=seed, block_s=75.0).p_value)
     p = np.array(p)
     assert (p <= F12_LEVEL).sum() <= 6 and (p >= 1 - F12_LEVEL).sum() <= 6
     assert 0.3 < np.median(p) < 0.7  # p about uniform: the median within +-0.2 of 1/2 (sd 0.08 at n = 40)
