@@ -36,6 +36,35 @@ how often a reseed alone changes the verdict), and sampled at ``--fraction`` of 
 "holds" (``shape``), the A/A rejections each side, per run with 95% Wilson intervals, agreement
 of the sampled verdict with the unsampled one, median distances and p-values.
 
+**The test, measured 2026-12-03 evening** (``--clients 40 --runs whole``, seeds 0-19 per scenario,
+counts out of n with 95% Wilson intervals; "A/A" pools the servelab-servelab and naive-naive
+draws of every seed of the row's scenarios, each one-sided test counted):
+
+Rate scale 5, 3-h periods (median 14,227 / 14,058 / 13,856 requests; ``cal.sh``-style chunks of 2
+seeds at nice 19, 3.3-4.6 CPU-s per seed):
+
+==========================================  ==  ===============  ==============  ===========  ===========
+scenario                                    n   test holds       does not hold   previous     old rule
+                                                                                 test holds   holds
+==========================================  ==  ===============  ==============  ===========  ===========
+null, identical Poisson clients             20  0/20 [0, 0.16]   0/20            2/20         6/20
+positive, burst sd up to 1                  20  0/20 [0, 0.16]   0/20            0/20         12/20
+positive, burst sd up to 2                  20  1/20 [.01, .24]  1/20            1/20         11/20
+A/A (all three scenarios)                   120 0/120 [0, .03]   2/120           --           --
+==========================================  ==  ===============  ==============  ===========  ===========
+
+Median t: -0.07, -0.03, 0.33; on the null t's sd over seeds is 0.62, where Student's t on 17 df
+has 1.06: **the test is conservative** where the two generators are alike (their draws' noise
+enters the batch-means variance twice: through their own windows' terms and through the real
+windows' term, which is itself noise there), so its false "holds" rate is below 5% and its power
+below what an exact-size test would have. At ~14k requests a period it has no power on these
+controls: the effect is not there to find (median energy distances servelab/naive 0.028/0.029 and
+0.028/0.028; T's median t 0.33 even at burst sd up to 2).
+
+Quick mode's 30-min periods (``--period-s 1800 --rate-scale 20 --scenarios 0,2``, median 9,490 /
+9,091 requests, 8 blocks of 225 s, 77 s for 40 seeds): null 0/20 [0, 0.16], positive (sd up to 2)
+1/20; A/A 0/80 [0, 0.046] on the "holds" side and 0/80 on the other.
+
 **The previous test (the shape test's Wilcoxon), measured 2026-12-03 afternoon** (``--clients 40``, seeds 0-19; run as chunks of 1-4 seeds of
 under 2 min each with ``--out``, then ``--summarise``; 5.5-7.0 CPU-s per seed at rate scale 5 for
 two experiments):

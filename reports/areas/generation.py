@@ -31,6 +31,21 @@ trace (burst sd up to 2, 63,446 requests; ``bench_generation_sample.py``) the sh
 own block differences was no better than the signed ranks (0.77 against 0.61); this test, every
 real window against every generated one, gave p = 0.003.
 
+Calibration (``benchmarks/bench_generation_sample.py``, one simulated period per seed, 40 clients,
+seeds 0-19 per scenario; details and intervals in that module's docstring). False "holds" where
+per-client generation has nothing to find (identical Poisson clients): 0/20 at ~14,000 requests
+per 3-h period, 0/20 in quick mode's 30-min periods; where the null holds exactly (the real
+period against two draws of one generator, A/A): 0/120 and 0/80 (95% upper bounds 3% and 5%).
+The test is conservative there (t's sd over null seeds 0.62, not 1). Power on the positive
+controls (heterogeneous bursty clients): 0/20 and 1/20 at ~14,000 requests -- at that size
+servelab's and naive's energy distances to the real period are equal (medians 0.028 / 0.029),
+there is nothing to detect.
+
+On the 10 M-row store (2026-12-03, full mode, periods sampled to 100,000 requests): **inconclusive**,
+stable T = 0.0115 (t = 4.00 on 17 df, p = 0.00047), variable T = 0.0018 (t = 0.84 on 16 df, p =
+0.21) (the previous test: stable p = 0.0016, variable 0.65; the compare table's distances servelab
+/ naive 0.030 / 0.087 and 0.047 / 0.061). The test costs about 0.5 s a period.
+
 Needs ``client_id`` and ``input_tokens``; without them the finding is not applicable. This module
 orchestrates library calls and holds F12's test (numpy distances, scipy's t distribution); it
 plots nothing itself.
