@@ -119,9 +119,10 @@ GIVEN_RATE_ASSUMPTION = ("both generators follow the given total rate function p
 #: at which the exact one-sided Wilcoxon test over draws can reach :data:`DRAW_LEVEL` (p = 1/32)
 DEFAULT_DRAWS = 5
 #: above this many requests the default is one draw: each draw repeats the extension, both
-#: generations and the scoring (about 80% of a one-draw validate's cost), and on a 10 M-row store
-#: one draw already takes most of the 3-minute budget
-DRAWS_MAX_REQUESTS = 2_000_000
+#: generations and the scoring (about 70% of a one-draw validate's CPU on the 1 M-row,
+#: 2,000-client benchmark store: 40 of 56 CPU-s, profiled), and on a 10 M-row store one draw
+#: already takes most of the 3-minute budget (102 s)
+DRAWS_MAX_REQUESTS = 1_000_000
 #: level of the paired test over draws (:func:`draw_comparison`)
 DRAW_LEVEL = 0.05
 #: a draw's score, in words
