@@ -95,7 +95,7 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
     draws_rule = "given"
     if draws is None:
         draws = default_draws(n)
-        draws_rule = f"default for {n:,} requests ({'<=' if n <= DRAWS_MAX_REQUESTS else '>'} {DRAWS_MAX_REQUESTS:,})"
+        draws_rule = f"default: {n:,} requests {'<=' if n <= DRAWS_MAX_REQUESTS else '>'} {DRAWS_MAX_REQUESTS:,}"
     result = run(store, split=split, seed=seed, rolling=rolling, window_s=window_s,
                  settings=PoolFitSettings(window_s=pool_window), max_requests=max_requests, draws=draws)
     doc = result.to_json()
