@@ -124,8 +124,15 @@ def _search_run(table: PmfTable, g: int, a: int, b: int, u: np.ndarray) -> np.nd
 
 
 def _search_whole(table: PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draws of rows that do not come in runs: one search over the whole table."""
-    idx = np.searchsorted(table.cum, group.astype(float) + u, side="right")
+    """Inverse-CDF draws of rows that do not come in runs: one search over the whole table.
+
+    ``g + u`` rounds up to ``g + 1`` for ``u`` within an ulp of 1 (``g >= 1``; more often the
+    larger ``g``): that key finds the next group's first entry, so it is moved back one, to its
+    own group's last value (where :func:`_search_run`'s clip puts it).
+    """
+    key = group.astype(float) + u
+    idx = np.searchsorted(table.cum, key, side="right")
+    idx -= key >= group + 1.0
     return table.values[np.minimum(idx, table.values.size - 1)]
 
 

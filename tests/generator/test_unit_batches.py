@@ -105,7 +105,8 @@ def test_pmf_draws_in_runs_equal_the_whole_table_search():
     rng = np.random.default_rng(5)
     group = np.repeat([0, 1, 2], 300)  # three runs of 300: each searched in its group's CDF
     u = rng.random(group.size)
-    u[[0, 300, 600]], u[299] = 0.0, np.nextafter(1.0, 0.0)
+    # u -> 1 included: in group 1 and 2, g + u rounds up to g + 1 (the next group's first key)
+    u[[0, 300, 600]], u[[299, 599, 899]] = 0.0, np.nextafter(1.0, 0.0)
     expected = np.array([values[g][int(np.searchsorted(np.cumsum(probs[g]), x, side="right"))] if x < 1 - 1e-12
                          else values[g][-1] for g, x in zip(group.tolist(), u.tolist())])
     scattered = rng.permutation(group.size)  # ~600 runs of about 1.5 rows: one search over the whole table
