@@ -24,13 +24,12 @@ from servelab.generator.generate import (
     DEFAULT_MAX_REQUESTS,
     RateSchedule,
     check_request_budget,
-    _frame,
     aggregate_pmfs,
     collect_chunks,
     pool_span,
     resolve_rate,
 )
-from servelab.generator.grid import SegmentRates, WindowGrid, window_grid
+from servelab.generator.grid import SegmentRates, WindowGrid, frame_of, window_grid
 from servelab.generator.stream import GenerationPlan, iter_plan, plan_generation
 
 __all__ = ["NAIVE_CLIENT", "aggregate_cv", "naive_generate", "naive_plan"]
@@ -182,7 +181,7 @@ def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float,
     out_hi, out_start = hi, float(grid.window_start[0])
     if data_from is not None:  # the mix of another period (times and rates stay the generated period's)
         grid, lo, hi = data_from
-    data = _frame(pool.data)
+    data = frame_of(pool.data)
     if data is not None and data.height:
         data = data.filter((pl.col("window_start") < hi) & ((pl.col("window_start") + pl.col("window_s")) > lo))
         # expected requests per (client, data window) over the period weight the mixture

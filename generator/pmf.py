@@ -264,9 +264,3 @@ def aggregate_pmfs(data: pl.DataFrame, weights: pl.DataFrame, *, by_window: bool
         .drop("mass")
         .sort([*keys, "value"])
     )
-
-
-
-
-_PmfTable = PmfTable  # the name before the split of generate.py
-_pmf_table = pmf_table

@@ -263,11 +263,11 @@ def test_bad_rate_file(tmp_path):
 
 
 def test_sample_runs_long_and_short_runs_follow_the_pmf(rng):
-    from servelab.generator.generate import _pmf_table, sample_runs
+    from servelab.generator.pmf import pmf_table, sample_runs
 
     # group 0: 3 values; group 1: 50 values (a short run of 10 takes the search path)
     v1 = np.arange(50.0)
-    table = _pmf_table(np.r_[[0, 0, 0], np.ones(50, int)], np.r_[[1.0, 2.0, 5.0], v1],
+    table = pmf_table(np.r_[[0, 0, 0], np.ones(50, int)], np.r_[[1.0, 2.0, 5.0], v1],
                        np.r_[[0.2, 0.3, 0.5], np.full(50, 0.02)])
     group = np.r_[np.zeros(20000, int), np.ones(10, int), np.zeros(20000, int)]
     x = sample_runs(table, group, rng)
