@@ -47,6 +47,7 @@ __all__ = [
     "PARALLEL_AREAS",
     "ReportResult",
     "SECTION_WORKER_MIN_REQUESTS",
+    "FIGURE_WORKERS",
     "SectionOutcome",
     "SectionFailedWarning",
     "build_report",
@@ -72,6 +73,10 @@ PARALLEL_AREAS = ("periodicity", "lengths", "generation", "validation")
 #: ``section_worker="auto"`` starts the section worker for stores of at least this many requests
 #: (below it the worker's own start, about a second of CPU to import servelab, outweighs the gain)
 SECTION_WORKER_MIN_REQUESTS = 2_000_000
+#: processes that encode the sections' figures (:class:`_FigureEncoder`). Two would encode the
+#: figures of the last sections (which no section is left to overlap) on both cores; not measured
+#: on a quiet machine yet, so one
+FIGURE_WORKERS = 1
 
 
 class SectionFailedWarning(RuntimeWarning):
@@ -215,9 +220,10 @@ def build_report(
         Sample sizes of every area (default :meth:`Budget.full`, or :meth:`Budget.quick` with
         ``quick``).
     figure_worker : bool
-        Encode each section's figures in one forked worker process while the next section is
-        built (the PNG bytes are the same as encoding them here; where ``fork`` is not available,
-        or with False, they are encoded in this process after the sections).
+        Encode each section's figures in forked worker processes (:data:`FIGURE_WORKERS`) while
+        the next section is built (the PNG bytes are the same as encoding them here; where
+        ``fork`` is not available, or with False, they are encoded in this process after the
+        sections).
     section_worker : bool or "auto"
         Build the sections of :data:`PARALLEL_AREAS` in one worker process (a fresh Python
         process, started before the first section) while this process builds the others (2 cores
@@ -509,11 +515,24 @@ def _pickled_outcome(outcome: SectionOutcome) -> bytes:
     return buffer.getvalue()
 
 
-def _section_worker_main() -> None:
+def _section_worker_main(parent: int | None = None) -> None:
     """The section worker process (:class:`_SectionWorker`): read the jobs (pickled) from standard
-    input, build each section in order and write its outcome to the job's file (atomically)."""
-    import pickle
+    input, build each section in order and write its outcome to the job's file (atomically).
 
+    It exits as soon as it is no longer the child of ``parent`` (the report's process id; default
+    its parent at start): a report process that is killed (SIGTERM) cannot stop its worker, which
+    kept building its sections without it (seen at 10 M rows)."""
+    import pickle
+    import threading
+
+    parent = os.getppid() if parent is None else int(parent)
+
+    def exit_when_orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=exit_when_orphaned, daemon=True, name="servelab-orphan-watch").start()
     jobs = pickle.load(sys.stdin.buffer)
     warnings.simplefilter("ignore", SectionFailedWarning)  # the parent warns for a failed section
     for area_id, store_path, budget, seed, options, memory_limit, target in jobs:
@@ -578,7 +597,8 @@ class _SectionWorker:
         try:
             data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from servelab.reports.builder import _section_worker_main; _section_worker_main()"],
+                [sys.executable, "-c", "from servelab.reports.builder import _section_worker_main; "
+                                 f"_section_worker_main(parent={os.getpid()})"],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             self._proc.stdin.write(data)
             self._proc.stdin.close()
@@ -642,7 +662,7 @@ def _encode_pickled(blob: bytes) -> EmbeddedImage:
 
 
 class _FigureEncoder:
-    """Encodes figures in one forked worker process, overlapping the next section's work.
+    """Encodes figures in forked worker processes (:data:`FIGURE_WORKERS`), overlapping the next section's work.
 
     Figures are pickled here and encoded there by :func:`encode_figure`, so the bytes are the
     same as in-process encoding. The worker is forked when the encoder is made (before any
@@ -660,8 +680,11 @@ class _FigureEncoder:
 
             import servelab.figures.style  # noqa: F401 - matplotlib and seaborn loaded once, before the fork
 
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-            self._pool.submit(int).result()  # fork the worker now, while this process runs no other threads
+            workers = max(1, min(FIGURE_WORKERS, os.cpu_count() or 1))
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+            # fork the workers now, while this process runs no other threads (a fork pool starts all its
+            # processes at the first submit)
+            self._pool.submit(int).result()
 
     def __enter__(self) -> _FigureEncoder:
         return self

@@ -3,6 +3,7 @@ same sections as building them in this process."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import polars as pl
@@ -72,3 +73,27 @@ def test_auto_worker_only_for_large_stores(tiny_store):
         assert worker._proc is None
     with pytest.raises(ValueError, match="section_worker must be True, False or 'auto'; got 'yes'"):
         builder.build_report(tiny_store, section_worker="yes", progress=False)
+
+
+def test_worker_exits_when_the_report_process_is_gone(tmp_path):
+    """A worker whose report process died (killed) stops instead of building sections for nobody."""
+    import subprocess
+    import sys
+    import time
+
+    # the worker's parent is a shell that exits at once; its standard input stays open (sleep), so
+    # without the orphan check it would wait for its jobs for the full 40 s
+    pid_file = tmp_path / "pid"
+    code = "from servelab.reports.builder import _section_worker_main; _section_worker_main(parent=$$)"
+    subprocess.run(["sh", "-c", f'sleep 40 | "{sys.executable}" -c "{code}" & echo $! > {pid_file}'], check=True)
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError("the section worker outlived its report process by 30 s")
