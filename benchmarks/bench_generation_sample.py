@@ -61,6 +61,24 @@ below what an exact-size test would have. At ~14k requests a period it has no po
 controls: the effect is not there to find (median energy distances servelab/naive 0.028/0.029 and
 0.028/0.028; T's median t 0.33 even at burst sd up to 2).
 
+Rate scale 20, 3-h periods (median 57,172 / 55,817 requests; one seed pair per call at nice 19,
+outside the lock -- the lock queue held 6 runs --, about 20 s a pair, 3.2-4.9 CPU-s per seed):
+
+==========================================  ==  ===============  ==============  ===========  ===========
+scenario                                    n   test holds       does not hold   previous     old rule
+                                                                                 test holds   holds
+==========================================  ==  ===============  ==============  ===========  ===========
+null, identical Poisson clients             20  0/20 [0, 0.16]   0/20            1/20         9/20
+positive, burst sd up to 2                  20  4/20 [.08, .42]  0/20            1/20         18/20
+A/A (both scenarios)                        80  0/80 [0, .046]   0/80            --           --
+==========================================  ==  ===============  ==============  ===========  ===========
+
+Median t -0.16 and 1.24, median p 0.56 and 0.12 (the previous test's median p 0.55 and 0.36); t's
+sd over the null seeds 0.40. **Power against size, burst sd up to 2: 1/20 at ~14k requests a
+period, 4/20 (20%, interval 8-42%) at ~55k** -- where naive's energy distance is clearly larger
+(median 0.048 against servelab's 0.028) -- against 1/20 for the previous test on the same traces.
+A report's F12 needs both periods to reject: its power is about the product of the periods'.
+
 Quick mode's 30-min periods (``--period-s 1800 --rate-scale 20 --scenarios 0,2``, median 9,490 /
 9,091 requests, 8 blocks of 225 s, 77 s for 40 seeds): null 0/20 [0, 0.16], positive (sd up to 2)
 1/20; A/A 0/80 [0, 0.046] on the "holds" side and 0/80 on the other.

@@ -36,10 +36,14 @@ seeds 0-19 per scenario; details and intervals in that module's docstring). Fals
 per-client generation has nothing to find (identical Poisson clients): 0/20 at ~14,000 requests
 per 3-h period, 0/20 in quick mode's 30-min periods; where the null holds exactly (the real
 period against two draws of one generator, A/A): 0/120 and 0/80 (95% upper bounds 3% and 5%).
-The test is conservative there (t's sd over null seeds 0.62, not 1). Power on the positive
-controls (heterogeneous bursty clients): 0/20 and 1/20 at ~14,000 requests -- at that size
+At ~55,000 requests: null 0/20, A/A 0/80. The test is conservative there (t's sd over null seeds
+0.62 at 14k, 0.40 at 55k, not 1: where the generators are alike their draws' noise enters the
+batch-means variance twice). Power per period on the positive controls (heterogeneous bursty
+clients, burst sd up to 1 / up to 2): 0/20 and 1/20 at ~14,000 requests -- at that size
 servelab's and naive's energy distances to the real period are equal (medians 0.028 / 0.029),
-there is nothing to detect.
+there is nothing to detect -- and, burst sd up to 2, **4/20 (20%, interval 8-42%) at ~55,000**,
+where naive's distance is 0.048 against servelab's 0.028 (the previous test: 1/20 on the same
+traces). F12 needs both periods: its power is about the product of theirs.
 
 On the 10 M-row store (2026-12-03, full mode, periods sampled to 100,000 requests): **inconclusive**,
 stable T = 0.0115 (t = 4.00 on 17 df, p = 0.00047), variable T = 0.0018 (t = 0.84 on 16 df, p =
