@@ -112,12 +112,10 @@ period on these controls, although on burst sd up to 2 naive's energy distance i
 servelab's at 55k. (Seed 1 of that scenario, run twice in different processes, gave p 0.205 and
 0.237: the experiment is not bit-reproducible across processes; the first row is kept.)
 
-So the test keeps its level on the null, where the old rule "held" 8/20 (sampled 11/20), but at
-these sizes it has almost no power against these positive controls: 20 blocks of 9 minutes are
-the independent units a 3-h period offers, and the per-window score differences are small against
-their block-to-block noise. F12's verdict on a trace of
-this size is therefore mostly "inconclusive", which is what the data support; the old rule's
-"holds" there was noise. The client sample leaves the test's verdict unchanged in 20/20 null
+So the previous test kept its level on the null, where the old rule "held" 8/20 (sampled 11/20),
+but at these sizes it had almost no power against these positive controls; the cause, measured
+later, was the random deal of each generated workload's windows into 20 groups (one trace's p
+0.608, 0.001, 0.298, 0.449, 0.147 over deal seeds 0-4). The client sample left its verdict unchanged in 20/20 null
 seeds (16/18 and 12/15 on the positive controls): no evidence that sampling changes F12.
 
 **The old rule, measured 2026-12-03 before the test** (``--seeds 20 --scenarios 0,1 --clients 40
