@@ -41,9 +41,11 @@ At ~55,000 requests: null 0/20, A/A 0/80. The test is conservative there (t's sd
 batch-means variance twice). Power per period on the positive controls (heterogeneous bursty
 clients, burst sd up to 1 / up to 2): 0/20 and 1/20 at ~14,000 requests -- at that size
 servelab's and naive's energy distances to the real period are equal (medians 0.028 / 0.029),
-there is nothing to detect -- and, burst sd up to 2, **4/20 (20%, interval 8-42%) at ~55,000**,
-where naive's distance is 0.048 against servelab's 0.028 (the previous test: 1/20 on the same
-traces). F12 needs both periods: its power is about the product of theirs.
+there is nothing to detect -- and, burst sd up to 2, **4/20 (20%, interval 8-42%) at ~55,000
+and 3/10 (11-60%) at ~99,000** (naive's distance 0.048 and 0.075 against servelab's 0.028; the
+previous test: 1/20 and 1/10 on the same traces); burst sd up to 1 at ~55,000: 0/20 (distances
+0.029 / 0.031). Null at ~99,000: 0/10. F12 needs both periods: its power is about the product of
+theirs. A variance estimate that does not count the draws' noise twice would buy power (not built).
 
 On the 10 M-row store (2026-12-03, full mode, periods sampled to 100,000 requests): **inconclusive**,
 stable T = 0.0115 (t = 4.00 on 17 df, p = 0.00047), variable T = 0.0018 (t = 0.84 on 16 df, p =
