@@ -51,13 +51,34 @@ client keeps all its requests, before and after the split, so churn, per-client 
 later part stay those of real clients, only fewer of them. The result records it
 (``bounded_sample``); a trace without client ids is never sampled.
 
+Several draws
+-------------
+One draw of the churn (which survivors leave, which new clients come) and of the arrivals can
+decide a metric by chance: both generators follow the same forecast total, so on ``n_requests``
+and ``mean_rate`` whichever draw lands nearer wins. With ``draws=K`` each split generates ``K``
+seeded draws per generator (seeds :func:`draw_seeds`: the first is ``seed`` itself, so ``K = 1``
+is the single-draw validation) from the one pool fitted before the split, and scores each with the
+compare metrics. ``metrics`` (validate.json's ``servelab`` and ``naive``) then hold **the draws'
+mean** of each metric; the per-draw values and their spread are kept (``SplitResult.draws``,
+validate.json's ``draws``), and per metric :func:`draw_comparison` compares the candidates'
+**expected score** over the draws -- each draw's score is its distance to the real later part
+(``|value - reference|`` for a value metric: the absolute error of a point forecast, a proper
+score for the median; the distance itself for a distance metric), lower is better -- with a
+one-sided Wilcoxon signed-rank test of the per-draw score differences (paired by draw) at
+:data:`DRAW_LEVEL`: the verdict is ``servelab`` or ``naive`` when that side's expected score is
+lower beyond the draws' noise, ``tie`` otherwise. With ``K = 5`` the exact test reaches 5% only
+when all five draws agree (p = 1/32); with ``K = 1`` it never decides. The test is conditional on
+the one real later part: it says which generator's draws are closer to *this* future, not how
+that generalises over traces (the shape test's blocks speak to that). The shape test, the
+client turnover, the extension's description and the figure's counts are those of the first draw.
+
 Results hold metrics and per-window aggregates (request counts for the figure), never request rows.
 """
 from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -74,9 +95,11 @@ from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
 from servelab.generator.generate import generate
 from servelab.generator.naive import naive_generate
 
-__all__ = ["CANDIDATES", "GIVEN_RATE_ASSUMPTION", "RATE_ASSUMPTION", "SHAPE_LEVEL", "SHAPE_METRICS", "SHAPE_NULL",
+__all__ = ["CANDIDATES", "DEFAULT_DRAWS", "DRAWS_MAX_REQUESTS", "DRAW_LEVEL", "DRAW_SCORE", "DRAW_TEST",
+           "GIVEN_RATE_ASSUMPTION", "RATE_ASSUMPTION", "SHAPE_LEVEL", "SHAPE_METRICS", "SHAPE_NULL",
            "ShapeTest", "SplitResult", "noise_floor", "ValidationResult", "resolve_split", "sample_clients",
-           "crps_sample", "energy_score", "shape_scores", "shape_test", "validate"]
+           "crps_sample", "default_draws", "draw_comparison", "draw_seeds", "energy_score", "shape_scores",
+           "shape_test", "validate"]
 
 #: the two generators scored, in order
 CANDIDATES = ("servelab", "naive")
@@ -90,6 +113,109 @@ RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts pas
 GIVEN_RATE_ASSUMPTION = ("both generators follow the given total rate function past the split (not a forecast: "
                          "the request count is then not a prediction); naive follows it smoothly between pool-window middles; "
                          "naive's request data is the mix before the split")
+
+
+#: draws per generator ``servelab validate`` takes by default (:func:`default_draws`): the fewest
+#: at which the exact one-sided Wilcoxon test over draws can reach :data:`DRAW_LEVEL` (p = 1/32)
+DEFAULT_DRAWS = 5
+#: above this many requests the default is one draw: each draw repeats the extension, both
+#: generations and the scoring (about 70% of a one-draw validate's CPU on the 1 M-row,
+#: 2,000-client benchmark store: 40 of 56 CPU-s, profiled), and on a 10 M-row store one draw
+#: already takes most of the 3-minute budget (102 s)
+DRAWS_MAX_REQUESTS = 1_000_000
+#: level of the paired test over draws (:func:`draw_comparison`)
+DRAW_LEVEL = 0.05
+#: a draw's score, in words
+DRAW_SCORE = ("per draw, the distance of the draw to the real later part: |value - reference| for a value metric "
+              "(absolute error of a point forecast), the distance itself for a distance metric; lower is better; "
+              "the expected score is its mean over the draws")
+#: the paired test over draws, in words
+DRAW_TEST = ("one-sided Wilcoxon signed-rank tests of naive's score minus servelab's, paired by draw (exact when "
+             "no draw ties), each way at the stated level: verdict 'servelab' or 'naive' when that side scores "
+             "lower beyond the draws' noise, 'tie' otherwise (with 5 draws only 5 of 5 can decide; 1 draw never does)")
+
+
+def draw_seeds(seed: int, draws: int) -> tuple[int, ...]:
+    """The seeds of ``draws`` draws derived from ``seed``: ``seed`` itself first (so one draw is the
+    single-draw validation), then words of ``numpy.random.SeedSequence([seed, i])`` (distinct streams).
+
+    Raises
+    ------
+    ValueError
+        If ``draws`` is not a positive integer.
+    """
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
+        raise ValueError(f"draws must be a positive integer; got {draws!r}")
+    return (int(seed), *(int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]) for i in range(1, draws)))
+
+
+def default_draws(n_requests: int) -> int:
+    """``servelab validate``'s draws per generator for a store of ``n_requests``:
+    :data:`DEFAULT_DRAWS` up to :data:`DRAWS_MAX_REQUESTS`, one above (the time budget)."""
+    return DEFAULT_DRAWS if n_requests <= DRAWS_MAX_REQUESTS else 1
+
+
+def draw_comparison(reference: Mapping[str, float], draws: Sequence[Mapping[str, Mapping[str, float]]], *,
+                    level: float = DRAW_LEVEL) -> pl.DataFrame:
+    """Per metric, the candidates' draws summarised and compared by expected score (:data:`DRAW_SCORE`).
+
+    Parameters
+    ----------
+    reference : Mapping
+        ``{metric: value}`` of the real later part (0 for a distance).
+    draws : sequence of Mapping
+        Per draw, ``{"servelab": {metric: value}, "naive": {...}}``.
+    level : float
+        Level of each one-sided test (:data:`DRAW_TEST`).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``metric, kind, reference``; ``servelab_mean, servelab_sd, naive_mean, naive_sd`` (the
+        values over draws; sd null with one draw); ``servelab_score, naive_score`` (expected
+        scores); ``draws`` (draws with both scores finite), ``servelab_wins`` (draws where
+        servelab scores lower), ``p_servelab`` / ``p_naive`` (one-sided p that that side scores
+        lower), ``verdict`` (``servelab``, ``naive``, ``tie``, or ``not scored`` when no draw
+        holds both scores).
+    """
+    if not draws:
+        raise ValueError("draw_comparison needs at least one draw; got none")
+    rows = []
+    for m, ref in reference.items():
+        vals = {c: np.array([_nan(d[c].get(m)) for d in draws]) for c in CANDIDATES}
+        ref = _nan(ref)
+        loss = {c: np.abs(v - ref) for c, v in vals.items()}
+        ok = np.isfinite(loss["servelab"]) & np.isfinite(loss["naive"])
+        d = loss["naive"][ok] - loss["servelab"][ok]
+        if not ok.any():
+            p_s = p_n = math.nan
+            verdict = "not scored"
+        elif not np.any(d != 0):
+            p_s = p_n = 1.0
+            verdict = "tie"
+        else:
+            p_s = float(stats.wilcoxon(d, alternative="greater").pvalue)
+            p_n = float(stats.wilcoxon(d, alternative="less").pvalue)
+            verdict = "servelab" if p_s <= level else "naive" if p_n <= level else "tie"
+        row = {"metric": m, "kind": METRICS[m][0] if m in METRICS else None, "reference": ref}
+        for c in CANDIDATES:
+            v = vals[c][np.isfinite(vals[c])]
+            row[f"{c}_mean"] = float(v.mean()) if v.size else None
+            row[f"{c}_sd"] = float(v.std(ddof=1)) if v.size > 1 else None
+        for c in CANDIDATES:
+            row[f"{c}_score"] = float(loss[c][ok].mean()) if ok.any() else None
+        rows.append({**row, "draws": int(ok.sum()), "servelab_wins": int((d > 0).sum()), "p_servelab": p_s,
+                     "p_naive": p_n, "verdict": verdict})
+    schema = {"metric": pl.String, "kind": pl.String, "reference": pl.Float64,
+              **{f"{c}_{k}": pl.Float64 for c in CANDIDATES for k in ("mean", "sd")},
+              **{f"{c}_score": pl.Float64 for c in CANDIDATES},
+              "draws": pl.Int64, "servelab_wins": pl.Int64, "p_servelab": pl.Float64, "p_naive": pl.Float64,
+              "verdict": pl.String}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _nan(v) -> float:
+    return math.nan if v is None else float(v)
 
 
 def _frozen(d: Mapping) -> Mapping:
@@ -126,6 +252,9 @@ class SplitResult:
         real part by that metric at this sample size.
     shape_test : ShapeTest, optional
         Is servelab closer in shape (volume removed) than naive (:func:`shape_test`)?
+    draws : tuple of Mapping
+        Per draw, ``{"seed": int, "servelab": {metric: value}, "naive": {...}}`` (``metrics``'
+        candidate values are their means; module docstring, "Several draws").
     """
 
     split_s: float
@@ -138,12 +267,19 @@ class SplitResult:
     counts: pl.DataFrame = field(repr=False, compare=False)
     noise_floor: Mapping[str, float] = field(default_factory=dict)
     shape_test: "ShapeTest | None" = None
+    draws: tuple[Mapping, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_floor", MappingProxyType(dict(self.noise_floor)))
         object.__setattr__(self, "metrics", _frozen(self.metrics))
+        object.__setattr__(self, "draws", tuple(_frozen(d) for d in self.draws))
         object.__setattr__(self, "clients", MappingProxyType(dict(self.clients)))
         object.__setattr__(self, "extension", MappingProxyType(dict(self.extension)))
+
+    def draw_table(self, *, level: float = DRAW_LEVEL) -> pl.DataFrame:
+        """:func:`draw_comparison` of this split's draws (one draw: the split's own metrics)."""
+        draws = self.draws or ({c: self.metrics[c] for c in CANDIDATES},)
+        return draw_comparison(self.metrics["reference"], draws, level=level)
 
 
 @dataclass(frozen=True)
@@ -163,6 +299,8 @@ class ValidationResult:
     bounded_sample : Mapping
         Empty when every request was used; else ``bound``, ``clients``, ``clients_total``,
         ``requests``, ``requests_total`` of the sample of whole clients (module docstring).
+    draws : int
+        Draws per generator and split (module docstring, "Several draws").
     """
 
     store: str
@@ -170,6 +308,7 @@ class ValidationResult:
     seed: int
     rate_assumption: str = RATE_ASSUMPTION
     bounded_sample: Mapping[str, int] = field(default_factory=dict)
+    draws: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "splits", tuple(self.splits))
@@ -202,6 +341,11 @@ class ValidationResult:
         return (t.group_by("metric", "kind", maintain_order=True)
                 .agg(*aggs, pl.col("servelab_wins").sum(), pl.len().alias("splits")))
 
+    def draws_table(self, *, level: float = DRAW_LEVEL) -> pl.DataFrame:
+        """:meth:`SplitResult.draw_table` of every split, with ``split_s`` first."""
+        return pl.concat([s.draw_table(level=level).select(pl.lit(s.split_s).alias("split_s"), pl.all())
+                          for s in self.splits])
+
     def summary(self) -> dict[str, dict[str, float]]:
         """``{"reference": {...}, "servelab": {...}, "naive": {...}}``: the single split's metrics,
         or with several splits the mean over them."""
@@ -226,10 +370,26 @@ class ValidationResult:
                         "shape_test": s.shape_test.describe() if s.shape_test is not None else None,
                         "clients": dict(s.clients), "extension": _plain(s.extension)} for s in self.splits],
         })
+        seeds = draw_seeds(self.seed, self.draws)
+        doc["draws"] = {"count": self.draws, "seeds": list(seeds), "level": DRAW_LEVEL, "score": DRAW_SCORE,
+                        "test": DRAW_TEST,
+                        "values": ("the 'servelab' and 'naive' values above (and each split's) are the means over "
+                                   "the draws; 'splits'[i]['draws'] holds each draw's values"),
+                        "metrics": (_draw_doc(self.splits[0].draw_table()) if len(self.splits) == 1 else None)}
+        for s, js in zip(self.splits, doc["splits"]):
+            js["draws"] = {"seeds": [int(d["seed"]) for d in s.draws] or [self.seed],
+                           **{c: {m: [_num(d[c].get(m)) for d in s.draws] for m in s.metrics["reference"]}
+                              for c in CANDIDATES if s.draws},
+                           "metrics": _draw_doc(s.draw_table())}
         if len(self.splits) > 1:
             doc["spread"] = {r["metric"]: {k: _num(v) if isinstance(v, float) else v for k, v in r.items() if k != "metric"}
                              for r in self.spread().iter_rows(named=True)}
         return doc
+
+
+def _draw_doc(table: pl.DataFrame) -> dict:
+    return {r["metric"]: {k: (_num(v) if isinstance(v, float) else v) for k, v in r.items() if k != "metric"}
+            for r in table.iter_rows(named=True)}
 
 
 def _num(v):
@@ -677,7 +837,8 @@ def shape_test(real: pl.DataFrame, servelab: pl.DataFrame, naive: pl.DataFrame, 
 
 
 def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: float, *, seed: int,
-               settings: PoolFitSettings, workdir: Path, window_s: float | None, rate=None) -> SplitResult:
+               settings: PoolFitSettings, workdir: Path, window_s: float | None, rate=None,
+               draws: int = 1) -> SplitResult:
     t = frame["timestamp"]
     before = frame.filter(t < split_s)
     later = frame.filter((t >= split_s) & (t < end_s))
@@ -686,39 +847,57 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
     part = write_store(before, workdir / f"before-{int(split_s)}", source=str(store.path),
                        fmt="validate-split", origin=store.origin, timezone=store.timezone, overwrite=True)
     pool = fit_pool(part, settings=settings)
-    ext, info = extend_pool(pool, end_s, seed=seed, rate=rate)
     duration = end_s - split_s
     clock = store.clock_s
-    ours = generate(ext, "pool", duration, start=split_s, seed=seed, clock=clock, max_requests=None)
-    # naive knows the past mix only: its request data is the aggregate of the fitted span (its
-    # times follow the same forecast total); the extension's mix is servelab's churn model
-    naive = naive_generate(ext, _smooth_total(info, rate, split_s, duration, pool.window_s), duration, start=split_s,
-                           seed=seed, clock=clock, max_requests=None, data_span=tuple(pool.span))
     real = later.with_columns(pl.col("timestamp") - split_s)
     if window_s is None:
         choice = choose_window(real)
         w, rule = choice.window_s, f"automatic: {choice.rule}"
     else:
         w, rule = float(window_s), "given"
-    table = compare(real, [ours, naive], names=list(CANDIDATES), window_s=w, seed=seed)
     floor = noise_floor(real, w, seed=seed)
-    shape = shape_test(real, ours, naive, w, duration, seed=seed)
-    metrics = {c: dict(zip(table["metric"], table[c])) for c in ("reference", *CANDIDATES)}
-    clients = {}
-    if "client_id" in frame.columns:
-        seen = set(before["client_id"].drop_nulls().unique().to_list())
-        later_ids = later["client_id"].drop_nulls().unique()
-        new = ours.filter(pl.col("client_id").str.starts_with(NEW_CLIENT_PREFIX))["client_id"]
-        clients = {"later": later_ids.len(), "seen_before": int(later_ids.is_in(list(seen)).sum()),
-                   "generated": ours["client_id"].n_unique(), "generated_new": new.n_unique()}
-    n_win = max(1, int(math.ceil(duration / w)))
-    counts = {"window_start_s": np.arange(n_win) * w}
-    for name, f in (("reference", real), ("servelab", ours), ("naive", naive)):
-        k = np.clip(np.floor(f["timestamp"].to_numpy() / w).astype(np.int64), 0, n_win - 1)
-        counts[name] = np.bincount(k, minlength=n_win)
+    per_draw = []
+    for i, s in enumerate(draw_seeds(seed, draws)):  # a few draws; each is vectorised
+        ext, info = extend_pool(pool, end_s, seed=s, rate=rate)
+        ours = generate(ext, "pool", duration, start=split_s, seed=s, clock=clock, max_requests=None)
+        # naive knows the past mix only: its request data is the aggregate of the fitted span (its
+        # times follow the same forecast total); the extension's mix is servelab's churn model
+        naive = naive_generate(ext, _smooth_total(info, rate, split_s, duration, pool.window_s), duration,
+                               start=split_s, seed=s, clock=clock, max_requests=None, data_span=tuple(pool.span))
+        table = compare(real, [ours, naive], names=list(CANDIDATES), window_s=w, seed=s)
+        per_draw.append({"seed": s, **{c: dict(zip(table["metric"], table[c])) for c in CANDIDATES}})
+        if i:
+            continue
+        # the first draw's shape test, turnover, extension and counts (module docstring)
+        reference = dict(zip(table["metric"], table["reference"]))
+        shape = shape_test(real, ours, naive, w, duration, seed=s)
+        clients = {}
+        if "client_id" in frame.columns:
+            seen = set(before["client_id"].drop_nulls().unique().to_list())
+            later_ids = later["client_id"].drop_nulls().unique()
+            new = ours.filter(pl.col("client_id").str.starts_with(NEW_CLIENT_PREFIX))["client_id"]
+            clients = {"later": later_ids.len(), "seen_before": int(later_ids.is_in(list(seen)).sum()),
+                       "generated": ours["client_id"].n_unique(), "generated_new": new.n_unique()}
+        n_win = max(1, int(math.ceil(duration / w)))
+        counts = {"window_start_s": np.arange(n_win) * w}
+        for name, f in (("reference", real), ("servelab", ours), ("naive", naive)):
+            k = np.clip(np.floor(f["timestamp"].to_numpy() / w).astype(np.int64), 0, n_win - 1)
+            counts[name] = np.bincount(k, minlength=n_win)
+        extension = info.describe()
+    metrics = {"reference": reference, **{c: {m: _draw_mean([d[c].get(m) for d in per_draw]) for m in reference}
+                                          for c in CANDIDATES}}
     return SplitResult(split_s=split_s, end_s=end_s, window_s=w, window_rule=rule, metrics=metrics, clients=clients,
-                       extension=info.describe(), counts=pl.DataFrame(counts), noise_floor=floor,
-                       shape_test=shape)
+                       extension=extension, counts=pl.DataFrame(counts), noise_floor=floor,
+                       shape_test=shape, draws=tuple(per_draw))
+
+
+def _draw_mean(values: list):
+    """The mean of a metric over draws (its finite values; NaN when none is); one draw's value as is."""
+    if len(values) == 1:
+        return values[0]
+    v = np.array([_nan(x) for x in values])
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
 
 
 def _smooth_total(info, rate, split_s: float, duration: float, window_s: float):
@@ -741,7 +920,7 @@ def _smooth_total(info, rate, split_s: float, duration: float, window_s: float):
 
 def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, window_s: float | None = None,
              max_requests: int | None = None, settings: PoolFitSettings | None = None, rate=None,
-             **overrides) -> ValidationResult:
+             draws: int = 1, **overrides) -> ValidationResult:
     """Fit on the part of ``store`` before ``split``, generate after it, score both generators.
 
     Parameters
@@ -768,6 +947,11 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
         (:func:`~servelab.generator.extend.extend_pool`'s ``rate``): to score the shape of the
         workload given its volume (e.g. an oracle, the real later rate), or a planned load. The
         request count then follows the given rate and is no prediction.
+    draws : int
+        Seeded draws per generator and split (:func:`draw_seeds`; module docstring, "Several
+        draws"): the candidates' metrics are then the draws' means, each draw's values are kept
+        and :meth:`ValidationResult.draws_table` compares the expected scores. Default 1 (the
+        report's validation area); ``servelab validate`` takes :func:`default_draws`.
 
     Returns
     -------
@@ -776,7 +960,7 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     Raises
     ------
     ValueError
-        For a bad split, rolling count or seed, or a test fold without requests.
+        For a bad split, rolling count, draws or seed, or a test fold without requests.
     GenerationError
         If the pool cannot be extended or generated from.
     """
@@ -787,6 +971,7 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     k = 1 if rolling is None else rolling
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"rolling must be a positive integer; got {rolling!r}")
+    draw_seeds(int(seed), draws)  # checks draws
     store = store if isinstance(store, TraceStore) else open_store(store)
     base = settings or PoolFitSettings()
     if overrides:
@@ -811,6 +996,7 @@ def validate(store, *, split=0.5, seed: int = 0, rolling: int | None = None, win
     with tempfile.TemporaryDirectory(prefix="servelab-validate-") as tmp:
         for i in range(k):
             splits.append(_one_split(store, frame, edges[i], edges[i + 1], seed=seed, settings=base,
-                                     workdir=Path(tmp), window_s=window_s, rate=rate))
+                                     workdir=Path(tmp), window_s=window_s, rate=rate, draws=int(draws)))
     return ValidationResult(store=str(store.path), splits=tuple(splits), seed=int(seed), bounded_sample=bounded,
-                            rate_assumption=RATE_ASSUMPTION if rate is None else GIVEN_RATE_ASSUMPTION)
+                            rate_assumption=RATE_ASSUMPTION if rate is None else GIVEN_RATE_ASSUMPTION,
+                            draws=int(draws))

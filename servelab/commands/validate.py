@@ -3,7 +3,8 @@
 A thin layer over :func:`servelab.generator.validation.validate` (issue 17): prints the metrics
 table (``compare``'s metric names) of the real later part, servelab's per-client workload and the
 naive baseline, and with ``-o DIR`` writes ``validate.json``, ``validate_splits.csv``,
-``validate_spread.csv``, ``validate_counts.csv`` and the figure ``validate.png``.
+``validate_spread.csv``, ``validate_draws.csv`` (per metric over the draws), ``validate_counts.csv``
+and the figure ``validate.png``.
 """
 from __future__ import annotations
 
@@ -53,9 +54,12 @@ def _split(store, text: str) -> float:
 @click.option("--pool-window", default="10m", show_default=True, help="Arrival window of the fitted pools.")
 @click.option("--max-requests", type=click.IntRange(min=1), default=None,
               help="Above this many requests, validate on a seeded sample of whole clients of at most this many.")
+@click.option("--draws", type=click.IntRange(min=1), default=None,
+              help="Seeded draws per generator (values: their means; per metric a paired test over draws). "
+                   "Default 5 on a store of at most 1,000,000 requests (or --max-requests), 1 above (time budget).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Write validate.json, tables (CSV) and the figure to this folder.")
-def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_requests, output) -> None:
+def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_requests, draws, output) -> None:
     """Fit a pool on STORE before the split, generate after it, and score servelab and naive.
 
     Both generators follow the total rate the pool forecasts past the split (a damped trend x a
@@ -64,6 +68,12 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
     compare`'s; the reference column holds the real later part's own values (0 for distances);
     noise_floor is a distance between the two halves of the real later part (alternate windows):
     below it a metric cannot tell a generator from the real part.
+
+    With several draws (--draws; default 5 up to 1 M requests) each generator is drawn that many
+    times with seeds derived from --seed: the servelab and naive columns are the draws' means, and
+    per metric the expected score over draws (distance to the real later part: |value - reference|,
+    or the distance) decides the verdict by one-sided Wilcoxon signed-rank tests paired by draw at
+    5% (servelab / naive / tie); validate.json keeps each draw's values under "draws".
     """
     import json
     import math
@@ -74,17 +84,25 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
 
     from servelab.analysis.store import open_store
     from servelab.fitting.pool_settings import PoolFitSettings
+    from servelab.generator.validation import DRAWS_MAX_REQUESTS, default_draws, draw_seeds
     from servelab.generator.validation import validate as run
 
     if window_s is not None and not (math.isfinite(window_s) and window_s > 0):
         raise click.BadParameter(f"must be a finite number of seconds > 0; got {window_s!r}", param_hint="--window")
     store = open_store(store_path)
     split = _split(store, split_text)
+    n = store.n_requests if max_requests is None else min(store.n_requests, max_requests)
+    draws_rule = "given"
+    if draws is None:
+        draws = default_draws(n)
+        draws_rule = f"default: {n:,} requests {'<=' if n <= DRAWS_MAX_REQUESTS else '>'} {DRAWS_MAX_REQUESTS:,}"
     result = run(store, split=split, seed=seed, rolling=rolling, window_s=window_s,
-                 settings=PoolFitSettings(window_s=pool_window), max_requests=max_requests)
+                 settings=PoolFitSettings(window_s=pool_window), max_requests=max_requests, draws=draws)
     doc = result.to_json()
     click.echo(f"store  {store_path}")
     click.echo(f"rate   {result.rate_assumption}")
+    click.echo(f"draws  {draws} per generator ({draws_rule}; seeds {', '.join(map(str, draw_seeds(seed, draws)))})"
+               + ("; values are the draws' means, verdict by a paired test over draws at 5%" if draws > 1 else ""))
     if result.bounded_sample:
         b = result.bounded_sample
         click.echo(f"sample {b['clients']:,} of {b['clients_total']:,} clients (whole, seeded), {b['requests']:,} of "
@@ -103,9 +121,16 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
     table = result.table() if len(result.splits) == 1 else result.spread()
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=220):
-        if len(result.splits) == 1:
+        if draws > 1:
+            dt = result.draws_table()
+            click.echo(str(dt.select(*(["split_s"] if len(result.splits) > 1 else []), "metric", "kind", "reference",
+                                     "servelab_mean", "servelab_sd", "naive_mean", "naive_sd", "servelab_score",
+                                     "naive_score", "servelab_wins", "draws", "p_servelab", "p_naive", "verdict")))
+            won = dt.group_by("verdict").len().sort("verdict")
+            click.echo("verdicts " + ", ".join(f"{v} {k}" for v, k in won.iter_rows()) + f" (of {dt.height})")
+        elif len(result.splits) == 1:
             click.echo(str(table.select("metric", "kind", "reference", "servelab", "naive", "noise_floor")))
-        else:
+        if len(result.splits) > 1:
             click.echo(str(table.select("metric", "kind", "reference_mean", "servelab_mean", "servelab_sd",
                                         "naive_mean", "naive_sd", "servelab_wins", "splits")))
     if output:
@@ -114,6 +139,7 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
         (out / "validate.json").write_text(json.dumps(doc, indent=2))
         result.table().write_csv(out / "validate_splits.csv")
         result.spread().write_csv(out / "validate_spread.csv")
+        result.draws_table().write_csv(out / "validate_draws.csv")
         counts = pl.concat([s.counts.with_columns(pl.lit(s.split_s).alias("split_s")) for s in result.splits])
         counts.write_csv(out / "validate_counts.csv")
         from servelab.figures.style import save_figure

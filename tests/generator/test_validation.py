@@ -8,6 +8,7 @@ naive baseline (one process, mixed lengths) cannot.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 from servelab.analysis.fidelity import METRICS
 from servelab.analysis.store import write_store
 from servelab.cli import main
-from servelab.generator.validation import resolve_split, validate
+from servelab.generator.validation import draw_seeds, resolve_split, validate
 
 DAY = 86400.0
 
@@ -82,12 +83,13 @@ def test_validate_scores_the_real_later_half(half, coupled_store):
     assert st["advantage"]["joint_input_shape"] > 0.5
 
 
-def test_rolling_splits_and_spread_under_a_given_rate(coupled_store):
+def test_rolling_splits_and_spread_under_a_given_rate(coupled_store, tmp_path):
     # 0.5 req/s past the split (the real later part averages 0.3: 0.2 steady + 1 req/s one window
     # in ten): both generators follow it (servelab window by window, naive smoothly), so each
-    # fold's count is 0.5 x the fold's span up to arrival noise (~43k requests a fold: Poisson
-    # sd 0.5%; the gamma processes' CV adds a little): 5%
-    r = validate(coupled_store, split=0.5, seed=2, rolling=2, conversations=False,
+    # fold's count is 0.5 x the fold's span up to arrival noise (a 2-day trace: ~21.6k requests a
+    # fold, Poisson sd 0.7%; the gamma processes' CV adds a little): 5%
+    two_days = write_store(_coupled_trace(3, days=2), tmp_path / "two_days")
+    r = validate(two_days, split=0.5, seed=2, rolling=2, conversations=False,
                  rate=lambda t: np.full(np.shape(t), 0.5))
     assert len(r.splits) == 2
     a, b = r.splits
@@ -124,12 +126,27 @@ def test_split_rules_and_errors(coupled_store):
 
 def test_cli_writes_validate_json_tables_and_figure(coupled_store, half, tmp_path):
     out = tmp_path / "v"
-    r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "0.5", "--seed", "2", "-o", str(out)])
+    r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "0.5", "--seed", "2", "--draws", "2",
+                                  "-o", str(out)])
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "validate.json").read_text())
-    assert set(doc) >= {"reference", "servelab", "naive", "rate_assumption", "splits"}
-    # conversations are not linked in this trace, so the CLI's default fit equals the library's above
-    assert doc["servelab"] == pytest.approx(half.to_json()["servelab"], nan_ok=True)
+    assert set(doc) >= {"reference", "servelab", "naive", "rate_assumption", "splits", "draws"}
+    # two draws: the first has the seed itself, so (conversations are not linked in this trace,
+    # and the CLI's default fit equals the library's) it is the single-draw validation above; the
+    # top-level values are the draws' means, each draw's values are kept
+    single, per = half.to_json(), doc["splits"][0]["draws"]
+    assert per["seeds"] == doc["draws"]["seeds"] == list(draw_seeds(2, 2)) and per["seeds"][0] == 2
+    assert doc["reference"] == pytest.approx(single["reference"], nan_ok=True)
+    for c in ("servelab", "naive"):
+        assert {m: v[0] for m, v in per[c].items()} == pytest.approx(single[c], nan_ok=True)
+        assert doc[c] == pytest.approx({m: float(np.mean(v)) for m, v in per[c].items()}, nan_ok=True)
+    assert per["servelab"]["n_requests"][1] != per["servelab"]["n_requests"][0]  # another draw
+    n = doc["draws"]["metrics"]["n_requests"]
+    assert n["servelab_score"] == pytest.approx(np.mean(np.abs(np.subtract(per["servelab"]["n_requests"],
+                                                                           doc["reference"]["n_requests"]))))
+    assert n["draws"] == 2 and n["p_servelab"] >= 0.25 and n["verdict"] == "tie"  # 2 draws cannot reach 5%
+    assert pl.read_csv(out / "validate_draws.csv")["metric"].to_list() == list(METRICS)
+    assert "draws  2 per generator (given; seeds 2, " in r.output and "(of 11)" in r.output
     for name in ("validate_splits.csv", "validate_spread.csv", "validate_counts.csv", "validate.png"):
         assert (out / name).stat().st_size > 0
     assert "rate_input_corr" in r.output and "window" in r.output
@@ -144,7 +161,7 @@ def test_cli_writes_validate_json_tables_and_figure(coupled_store, half, tmp_pat
     assert r.exit_code == 2 and "ISO date-time; got 'soon'" in r.output
 
 
-def test_sample_clients_keeps_whole_clients_under_the_bound(coupled_store, tmp_path):
+def test_sample_clients_keeps_whole_clients_under_the_bound(coupled_store):
     from servelab.generator.validation import sample_clients
 
     frame = pl.DataFrame({"timestamp": np.arange(100.0), "client_id": [f"c{i % 7}" for i in range(100)]})
@@ -161,16 +178,15 @@ def test_sample_clients_keeps_whole_clients_under_the_bound(coupled_store, tmp_p
     assert sample_clients(frame.drop("client_id"), 10, seed=3)[1] == {}
     with pytest.raises(ValueError, match="bound must be a positive integer; got 0"):
         sample_clients(frame, 0, seed=3)
-    # validate (through the CLI) on a bound below the store's size: one of the two clients, recorded
+    # validate (through the CLI, no files: validate.json is checked above) on a bound below the
+    # store's size: one of the two clients, recorded
     n_total = _coupled_trace(3).height
-    out = tmp_path / "bounded"
-    r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "0.5", "--seed", "2",
-                                  "--max-requests", str(n_total - 1), "-o", str(out)])
+    r = CliRunner().invoke(main, ["validate", str(coupled_store.path), "--split", "0.5", "--seed", "2", "--draws", "1",
+                                  "--max-requests", str(n_total - 1)])
     assert r.exit_code == 0, r.output
-    doc = json.loads((out / "validate.json").read_text())
-    b = doc["bounded_sample"]
-    assert b["clients"] == 1 and b["clients_total"] == 2 and b["requests"] < n_total == b["requests_total"]
-    assert doc["splits"][0]["clients"]["later"] == 1 and "sample 1 of 2 clients" in r.output
+    got = re.search(r"sample 1 of 2 clients \(whole, seeded\), ([\d,]+) of ([\d,]+) requests", r.output)
+    assert got and int(got[1].replace(",", "")) < n_total == int(got[2].replace(",", ""))
+    assert re.search(r"clients later 1, seen before 1, ", r.output)
 
 
 def test_noise_floor_of_a_poisson_stream():
