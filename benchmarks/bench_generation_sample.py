@@ -36,7 +36,8 @@ how often a reseed alone changes the verdict), and sampled at ``--fraction`` of 
 "holds" (``shape``), the A/A rejections each side, per run with 95% Wilson intervals, agreement
 of the sampled verdict with the unsampled one, median distances and p-values.
 
-**The test, measured 2026-12-03 evening** (on main d36f335's generator; ``--clients 40 --runs whole``, seeds 0-19 per scenario,
+**The test, measured 2026-12-03 evening** (on main d36f335's generator, seeds 0-2 at ~55k re-run
+after the 20:03 merge: identical p; ``--clients 40 --runs whole``, seeds 0-19 per scenario,
 counts out of n with 95% Wilson intervals; "A/A" pools the servelab-servelab and naive-naive
 draws of every seed of the row's scenarios, each one-sided test counted):
 

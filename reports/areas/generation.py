@@ -33,7 +33,8 @@ real window against every generated one, gave p = 0.003.
 
 Calibration (``benchmarks/bench_generation_sample.py``, one simulated period per seed, 40 clients,
 seeds 0-19 per scenario; details and intervals in that module's docstring; measured on main
-d36f335's generator, before the generator changes merged at 20:03). False "holds" where
+d36f335's generator; seeds 0-2 of the null and burst-sd-2 rows at ~55k re-run after main's
+generator changes merged at 20:03 gave identical p-values). False "holds" where
 per-client generation has nothing to find (identical Poisson clients): 0/20 at ~14,000 requests
 per 3-h period, 0/20 in quick mode's 30-min periods; where the null holds exactly (the real
 period against two draws of one generator, A/A): 0/120 and 0/80 (95% upper bounds 3% and 5%).
