@@ -32,19 +32,29 @@ own block differences was no better than the signed ranks (0.77 against 0.61); t
 real window against every generated one, gave p = 0.003.
 
 Calibration (``benchmarks/bench_generation_sample.py``, one simulated period per seed, 40 clients,
-seeds 0-19 per scenario; details and intervals in that module's docstring). False "holds" where
+seeds 0-19 per scenario; details and intervals in that module's docstring; measured on main
+d36f335's generator; seeds 0-2 of the null and burst-sd-2 rows at ~55k re-run after main's
+generator changes merged at 20:03 gave identical p-values). False "holds" where
 per-client generation has nothing to find (identical Poisson clients): 0/20 at ~14,000 requests
 per 3-h period, 0/20 in quick mode's 30-min periods; where the null holds exactly (the real
 period against two draws of one generator, A/A): 0/120 and 0/80 (95% upper bounds 3% and 5%).
-The test is conservative there (t's sd over null seeds 0.62, not 1). Power on the positive
-controls (heterogeneous bursty clients): 0/20 and 1/20 at ~14,000 requests -- at that size
+At ~55,000 requests: null 0/20, A/A 0/120. The test is conservative there (t's sd over null seeds
+0.62 at 14k, 0.40 at 55k, not 1: where the generators are alike their draws' noise enters the
+batch-means variance twice). Power per period on the positive controls (heterogeneous bursty
+clients, burst sd up to 1 / up to 2): 0/20 and 1/20 at ~14,000 requests -- at that size
 servelab's and naive's energy distances to the real period are equal (medians 0.028 / 0.029),
-there is nothing to detect.
+there is nothing to detect -- and, burst sd up to 2, **4/20 (20%, interval 8-42%) at ~55,000
+and 3/10 (11-60%) at ~99,000** (naive's distance 0.048 and 0.075 against servelab's 0.028; the
+previous test: 1/20 and 1/10 on the same traces); burst sd up to 1 at ~55,000: 0/20 (distances
+0.029 / 0.031). Null at ~99,000: 0/10. F12 needs both periods: its power is about the product of
+theirs. A variance estimate that does not count the draws' noise twice would buy power (not built).
 
 On the 10 M-row store (2026-12-03, full mode, periods sampled to 100,000 requests): **inconclusive**,
 stable T = 0.0115 (t = 4.00 on 17 df, p = 0.00047), variable T = 0.0018 (t = 0.84 on 16 df, p =
 0.21) (the previous test: stable p = 0.0016, variable 0.65; the compare table's distances servelab
-/ naive 0.030 / 0.087 and 0.047 / 0.061). The test costs about 0.5 s a period.
+/ naive 0.030 / 0.087 and 0.047 / 0.061). The test costs about 0.5 s a period; the section's
+CPU there, two interleaved pairs under the lock: 6.23 / 6.23 s against 5.87 / 6.46 s with the
+previous test (wall 7.2 / 12.0 s against 6.3 / 7.1 s at load 4-6).
 
 Needs ``client_id`` and ``input_tokens``; without them the finding is not applicable. This module
 orchestrates library calls and holds F12's test (numpy distances, scipy's t distribution); it
