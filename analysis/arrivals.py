@@ -376,6 +376,8 @@ def _frame_from_order(order: _ArrivalOrder, grp: pl.Series | None, *, column: st
         cols.update({"tj_": order.tj, "prevj_": _lagged(order.tj, prev)})
     out = ArrivalFrame(column=column, data=pl.DataFrame(cols), t0=order.t0, t1=order.t1, clock=order.found, seed=seed)
     out.work["codes"] = (groups, codes if codes is not None else np.zeros(n, dtype=np.int32))
+    # each row's index in request order (None: the same order), for per-row values read from the store
+    out.work["order"] = order.order
     return out
 
 
@@ -549,16 +551,18 @@ def _gap_summary_numpy(base: ArrivalFrame, column: str | None) -> pl.DataFrame:
     t = data.get_column("timestamp").to_numpy()
     prev = data.get_column("prev_").to_numpy()
     has = ~np.isnan(prev)
-    cg = codes[has]
-    gap = (data.get_column("tj_").to_numpy()[has] - data.get_column("prevj_").to_numpy()[has] if step is not None
-           else t[has] - prev[has])
+    cg = codes[has].astype(np.intp)  # intp once: what bincount takes without a copy per call
+    logged = t - prev  # NaN for a group's first request; one selection below instead of two
+    gap = ((data.get_column("tj_").to_numpy() - data.get_column("prevj_").to_numpy())[has] if step is not None
+           else logged[has])
     n_requests = np.bincount(codes, minlength=m)
     n_gaps = np.bincount(cg, minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.bincount(cg, weights=gap, minlength=m) / n_gaps
         std = np.sqrt(np.bincount(cg, weights=(gap - mean[cg]) ** 2, minlength=m) / n_gaps)
-        n_zero = np.bincount(cg[(t[has] - prev[has]) <= tol], minlength=m)
+        n_zero = np.bincount(cg[(logged <= tol)[has]], minlength=m)
         zero_fraction = n_zero / n_gaps
+    del logged
     first = np.full(m, np.inf)
     np.minimum.at(first, codes, t)
     last = np.full(m, -np.inf)
@@ -674,6 +678,28 @@ def _dense_cells_fit(base: ArrivalFrame, w0: int, w1: int) -> bool:
     return n_groups * (w1 - w0 + 1) <= max(_DENSE_CELLS_MIN, _DENSE_CELLS_PER_ROW * base.data.height)
 
 
+def _dense_cell_keys(base: ArrivalFrame, seconds: float) -> tuple[pl.Series, np.ndarray, int, int] | None:
+    """Each row's dense (group, window) index ``code * n_win + (w - w0)`` at ``seconds`` windows (rows in
+    the frame's arrival order, window ``floor(t / W)`` of the logged time as in :func:`_cells_numpy`),
+    with the frame's groups (sorted, nulls last), ``n_win`` and ``w0``; None when the dense grid is too
+    large for numpy (:func:`_dense_cells_fit`). For per-cell sums of other per-row values (the clients'
+    lengths) over the same cells as :func:`window_stats`."""
+    w0, w1 = math.floor(base.t0 / seconds), math.floor(base.t1 / seconds)
+    if not _dense_cells_fit(base, w0, w1):
+        return None
+    groups, codes = _group_codes(base)
+    n_win = w1 - w0 + 1
+    x = base.data.get_column("timestamp").to_numpy() / seconds
+    np.floor(x, out=x)
+    np.clip(x, w0, w1, out=x)  # in place: one float transient
+    key = x.astype(np.int64)
+    del x
+    key -= w0
+    if base.column is not None:
+        key += codes.astype(np.int64) * n_win
+    return groups, key, n_win, w0
+
+
 def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_if_at_most: float
                  ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """The cells of :func:`_cells` by numpy ``bincount`` over the dense (group, window) index.
@@ -710,7 +736,7 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
     del counts
     compact = np.full(len(groups) * n_win if base.column is not None else n_win, -1, dtype=np.int32)
     compact[active] = np.arange(active.size, dtype=np.int32)  # dense cell -> active cell (int32: 4 B a cell)
-    ki = compact[key[inw]]
+    ki = compact[key[inw]].astype(np.intp)  # intp once: what bincount takes without a copy per call
     del key, compact
     gi = gap[inw]
     m = active.size
@@ -718,18 +744,27 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
     s1 = np.bincount(ki, weights=gi, minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s1 / n_gaps
-    m2 = np.bincount(ki, weights=(gi - mean[ki]) ** 2, minlength=m)
+    dev = gi - mean[ki]
+    dev *= dev
+    m2 = np.bincount(ki, weights=dev, minlength=m)
+    del dev
+    # the logged gaps' ties (the jittered gaps are the logged ones without a censoring clock); the
+    # comparison over every row is cheaper than selecting both times first (NaN for a first request)
     with np.errstate(invalid="ignore"):
-        tied = (t - prev)[inw] <= tol
+        tied = (t - prev <= tol)[inw] if step is not None else gi <= tol
     n_zero = np.bincount(ki[tied], minlength=m)
+    del tied
     pos = gi > 0
-    kp, gp = ki[pos], gi[pos]
-    n_pos = np.bincount(kp, minlength=m)
-    s_pos = np.bincount(kp, weights=gp, minlength=m)
+    if pos.all():  # e.g. every jittered gap: the positive gaps are all of them (the same sums, bit for bit)
+        kp, gp, n_pos, s_pos = ki, gi, n_gaps, s1
+    else:
+        kp, gp = ki[pos], gi[pos]
+        n_pos = np.bincount(kp, minlength=m)
+        s_pos = np.bincount(kp, weights=gp, minlength=m)
     s_log_pos = np.bincount(kp, weights=np.log(gp), minlength=m)
     cell_group = active // n_win
     cells = pl.DataFrame({
-        "grp_": groups.gather(cell_group) if base.column is not None else pl.Series([None] * m, dtype=pl.String),
+        "grp_": groups.gather(cell_group) if base.column is not None else pl.repeat(None, m, dtype=pl.String, eager=True),
         "w": active % n_win + w0,
         "n_requests": n_requests, "n_gaps": n_gaps,
         "s1": np.where(n_gaps > 0, s1, np.nan), "m2": m2, "n_zero": n_zero, "n_pos": n_pos,
@@ -742,7 +777,8 @@ def _cells_numpy(base: ArrivalFrame, seconds: float, w0: int, w1: int, *, cross_
     with np.errstate(invalid="ignore"):
         edge = np.flatnonzero(~np.isnan(prev) & (wp != wr))
     xs = pl.DataFrame({
-        "grp_": groups.gather(codes[edge]) if base.column is not None else pl.Series([None] * edge.size, dtype=pl.String),
+        "grp_": (groups.gather(codes[edge]) if base.column is not None
+                 else pl.repeat(None, edge.size, dtype=pl.String, eager=True)),
         "wr": wr[edge].astype(np.int64), "wp": wp[edge].astype(np.int64), "gap": gap[edge],
         "tied": (t[edge] - prev[edge]) <= tol,
     })

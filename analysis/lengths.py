@@ -500,14 +500,16 @@ def io_bins(store: TraceStore, *, n_bins: int = 20, by: str | None = None, min_c
         raise NotApplicableError("input/output relation", reason="no non-failed request has both lengths")
     width = max(math.log(float(top) + 1.0), 1e-9) / n_bins
     kexpr = f"least({n_bins - 1}, floor(ln(greatest(input_tokens, 0) + 1) / {width!r}))::BIGINT"
-    # one scan: counts of (group, bin, input) and (group, bin, output), and the same without the
-    # group when the whole trace is wanted too (GROUPING SETS)
-    sets = ["(g, k, i)", "(g, k, o)"] + (["(k, i)", "(k, o)"] if include_all and by is not None else [])
+    # one scan: counts of (group, bin, input) and (group, bin, output) (GROUPING SETS); the whole
+    # trace's counts, when wanted too, are their sums over the groups (the null group included), which
+    # costs a small table's group-by instead of two more hash aggregates over every row
     both = store.query(
-        f"SELECT g, k, i, o, count(*) AS c, GROUPING(g) AS no_g, GROUPING(i) AS no_i FROM "
+        f"SELECT g, k, i, o, count(*) AS c, GROUPING(i) AS no_i FROM "
         f"(SELECT {key} AS g, {kexpr} AS k, input_tokens::DOUBLE AS i, output_tokens::DOUBLE AS o FROM requests "
-        f"WHERE {where}) GROUP BY GROUPING SETS ({', '.join(sets)})")
-    both = both.with_columns(pl.when(pl.col("no_g") == 1).then(pl.lit("all")).otherwise(pl.col("g")).alias("g"))
+        f"WHERE {where}) GROUP BY GROUPING SETS ((g, k, i), (g, k, o))")
+    if include_all and by is not None:
+        whole = both.group_by("k", "i", "o", "no_i").agg(pl.col("c").sum()).with_columns(g=pl.lit("all"))
+        both = pl.concat([both, whole.select(both.columns)])
     inputs = both.filter(pl.col("no_i") == 0).select("g", "k", pl.col("i").alias("v"), "c")
     outputs = both.filter(pl.col("no_i") == 1).select("g", "k", pl.col("o").alias("v"), "c")
     inputs = inputs.filter(pl.col("g").is_not_null())

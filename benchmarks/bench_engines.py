@@ -43,24 +43,45 @@ value_counts (binned)  25.1 / 7.8       168.6 / 36.2        83.3 / 53.7         
 log_stats              1.80 / 0.54      19.1 / 4.8          14.1 / 8.0          8.8 / 14.9
 =====================  ===============  ==================  ==================  ====================
 
-At 100 M rows: DuckDB (load ~5) client_counts 0.31 s / 0.6 CPU-s, value_counts 32.9 / 43.6,
-log_stats 4.5 / 5.0, gaps + arrival_cells 30.8 / 60.3 (load 3; 424.9 s wall at load 14 before); Spark
-local[2] log_stats 24.0 / 24.9 (load 5), gaps + arrival_cells 255.7 / 235.0 (load 6), client_counts
-76.9 / 16.8 (load 18), its value_counts did not finish in the run's time (600 s at load 16-19, and
-after the gaps step at load 6: so its 100 M cells were not compared); standalone client_counts 20.1 / 10.5, value_counts
-294.6 / 176.3, log_stats 24.4 / 22.9 (load 10-18). So at 100 M Spark needs 3.9x (gaps, local), 4.0x
-(value_counts, standalone), 4.6x (log_stats, standalone) and 5.0x (log_stats, local) DuckDB's CPU
-per row.
-Arrival cells identical (count and hash of every cell) on DuckDB and local[2] at 10 M
-(1,133,582 cells). Spark never overtakes DuckDB on this machine, in CPU or wall time (``--summary``:
-"never"), once DuckDB's 100 M steps were re-run at load 3-5: their first run, at load 10-14 on a
-cold page cache, took 222.1 s (value_counts), 40.8 s (log_stats) and 424.9 s (gaps), slower in wall
-time than standalone's 24.4 s log_stats at load 10. Projection (on paper, from CPU: each engine's CPU per row at 100 M, spread evenly
-over machines of 2 cores, Spark's fixed, shuffle and network costs left out): Spark on N machines
-beats DuckDB on one when N > 4-5 for the steps that dominate ``fit_pool`` (value counts, log
-statistics, gaps); for a day at 100,000 req/s (8.64 B rows)
-DuckDB's value_counts alone would take about 31 min of one machine, Spark's about 4.0 min on 32
-machines (``--summary``'s "projection from CPU seconds").
+At 100 M rows (``/work/bench_data/store_rows100000000_clients2000_days14_seed0``, one run per
+step; wall seconds / CPU seconds; "did not finish" = stopped by the run's time limit, the
+``unfinished_after_s`` records):
+
+=====================  ===============  =============================  =============================
+step                   DuckDB           local[2]                       standalone (2 workers)
+=====================  ===============  =============================  =============================
+client_counts          0.31 / 0.6       76.9 / 16.8 (load 18)          20.1 / 10.5 (load 18)
+gaps + arrival_cells   30.8 / 60.3      255.7 / 235.0 (load 6);        did not finish: stopped after
+                       (load 3)         517.0 / 334.3 (load 12 -> 3)   694 s (load 13.5; 15-min slot)
+value_counts (binned)  32.9 / 43.6      did not finish: 600 s (load    294.6 / 176.3 (load 10-18)
+                       (load 5)         16-19), ~820 s (load 12)
+log_stats              4.5 / 5.0        24.0 / 24.9 (load 5)           24.4 / 22.9 (load 10)
+=====================  ===============  =============================  =============================
+
+The 2026-12-03 18:45-19:25 slot (lock reserved for these steps) ran at load 11-14 from the other
+sessions' unlocked work, so the two steps that had not finished before did not finish in 15 minutes
+either; the arrival cells of local[2] at 100 M were compared this time: **3,350,744 cells,
+identical counts and hash on DuckDB and Spark local[2]** (as at 10 M: 1,133,582 cells). So at 100 M
+Spark needs 3.9-5.5x (gaps, local: 235-334 vs 60.3 CPU-s), 4.0x (value_counts, standalone), 4.6x
+(log_stats, standalone) and 5.0x (log_stats, local) DuckDB's CPU per row. Spark never overtakes
+DuckDB on this machine, in CPU or wall time (``--summary``: "never"), once DuckDB's 100 M steps were
+re-run at load 3-5: their first run, at load 10-14 on a cold page cache, took 222.1 s
+(value_counts), 40.8 s (log_stats) and 424.9 s (gaps), slower in wall time than standalone's
+24.4 s log_stats at load 10. Projection (on paper, from CPU: each engine's CPU per row at 100 M,
+spread evenly over machines of 2 cores, Spark's fixed, shuffle and network costs left out): Spark
+on N machines beats DuckDB on one when N > 4-5.5 for the steps that dominate ``fit_pool`` (value
+counts 4.0, log statistics 4.6-5.0, gaps 5.5); for a day at 100,000 req/s (8.64 B rows) DuckDB's
+value_counts alone would take about 31 min of one machine, Spark's about 4.0 min on 32 machines
+and the gaps step 43 min against 7.5 min (``--summary``'s "projection from CPU seconds").
+
+``--streams-cost POOL`` (issue 21 item 4): per-client streams (``generate_by_client``, ``servelab
+generate --streams client``, what the shards write) against ``generate()`` on a pool of m-large's
+size (162 clients x 14 days, fitted from 4 M synthetic requests by ``bench_generate.py``), the
+whole 1,209,600 s (about 4.0 M requests expected at the pool's rates), two interleaved pairs under the lock at load 9-13 (the third was cut by the
+10-minute limit): generate 13.15 / 15.26 CPU-s (37.1 / 45.2 s wall), by_client 76.69 / 92.34
+CPU-s (193.6 / 234.6 s wall): **5.8x and 6.1x the CPU**. The cost is per (client, 600-s unit):
+each client is planned and drawn alone, so a unit's stream, its renewal residuals and its finish
+run 162 x 2,016 times instead of 2,016 times (about 0.2 ms each, cProfile on 12 clients).
 
 Usage (heavy runs under the shared lock)::
 
@@ -177,7 +198,17 @@ def _run(store, index, engine: str, master: str | None, repeat: int, *, record: 
     out = {}
     with aggregate_source(store, index, residual=index.height, **kw) as src:
         for name, fn in _steps(src, only).items():
-            out[name] = _best(fn, repeat)
+            t0, c0 = time.perf_counter(), _tree_cpu()
+            try:
+                out[name] = _best(fn, repeat)
+            except BaseException as err:  # a time limit (``timeout -s INT``): say how long the step ran unfinished
+                # (pyspark's SIGINT handler cancels the jobs, so the interrupt may surface as a Py4JJavaError)
+                if record:
+                    _append(record, {"engine": engine, "master": master, "rows": size, "step": name,
+                                     "unfinished_after_s": time.perf_counter() - t0, "cpu_s": _tree_cpu() - c0,
+                                     "stopped_by": type(err).__name__, "load1": os.getloadavg()[0],
+                                     "utc": time.strftime("%H:%M:%S", time.gmtime())})
+                raise
             load, cpu = os.getloadavg()[0], _LAST_CPU[0]
             print(f"    {engine} {size or 0:,} rows {name}: {out[name][0]:.3f} s, {cpu:.1f} CPU-s "
                   f"(load {load:.1f})", flush=True)
@@ -185,7 +216,16 @@ def _run(store, index, engine: str, master: str | None, repeat: int, *, record: 
                 _append(record, {"engine": engine, "master": master, "rows": size, "step": name,
                                  "seconds": out[name][0], "cpu_s": cpu, "repeat": repeat, "load1": load,
                                  "utc": time.strftime("%H:%M:%S", time.gmtime())})
+                if name == "gaps + arrival_cells":  # at once: a later step cut by a time limit must not lose it
+                    cells = _cells(out[name][1])
+                    _append(record, {"engine": engine, "rows": size, "step": "arrival cells",
+                                     "cells": cells.height, "cells_hash": _frame_hash(cells)})
     return out
+
+
+def _cells(frame: pl.DataFrame) -> pl.DataFrame:
+    """The arrival cells' compared columns, sorted (equal on both engines, counts exactly)."""
+    return frame.select("cidx", "w", "n_req", "n_gaps").sort("cidx", "w")
 
 
 def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -356,10 +396,13 @@ def _summary(path: str, workers: tuple[int, ...]) -> None:
     cells: dict[tuple[str, int], tuple[int, int]] = {}
     loads: dict[tuple[str, int], list[float]] = {}
     cpus: dict[str, dict[int, dict[str, float]]] = {}
+    unfinished: list[dict] = []
     for line in Path(path).read_text().splitlines():
         r = json.loads(line)
         if "cells_hash" in r:
             cells[(r["engine"], r["rows"])] = (r["cells"], r["cells_hash"])
+        elif "unfinished_after_s" in r:
+            unfinished.append(r)
         else:
             results.setdefault(r["engine"], {}).setdefault(r["rows"], {})[r["step"]] = r["seconds"]
             if r.get("cpu_s") is not None:
@@ -368,6 +411,12 @@ def _summary(path: str, workers: tuple[int, ...]) -> None:
     engines = [e for e in ENGINES if e in results]
     sizes = sorted({n for e in results.values() for n in e})
     _tables(results, cells, sizes, engines, f"records in {path}")
+    for r in unfinished:
+        done = r["step"] in results.get(r["engine"], {}).get(r["rows"], {})
+        cpu = f", {r['cpu_s']:.0f} CPU-s" if r.get("cpu_s") is not None else ""
+        print(f"did not finish: {r['engine']} {r['rows']:,} rows {r['step']} stopped after "
+              f"{r['unfinished_after_s']:.0f} s{cpu} at {r['utc']} UTC (load {r['load1']:.1f})"
+              + ("; a later run finished it (above)" if done else ""))
     print("\nCPU seconds per step (this process and the processes it started), where recorded:")
     for e in engines:
         for n in sorted(cpus.get(e, {})):
@@ -438,6 +487,48 @@ def _generation(engines: list[str], seconds: float, n_workers: tuple[int, ...]) 
               f"{per_core / 1e6:.2f} M rows/s/core: {8.64e9 / (per_core * n) / 60:,.0f} min (drawing only)")
 
 
+def _streams_cost(pool_path: str, seconds: float, rounds: int, seed: int = 0) -> None:
+    """CPU and wall seconds of per-client streams (:func:`generate_by_client`, ``servelab generate
+    --streams client``) against :func:`generate` (one stream per unit over all clients) on one pool
+    and span, ``rounds`` interleaved pairs in this process (who runs first alternates); the medians
+    and the paired CPU ratio with its 95% interval."""
+    import warnings
+
+    from servelab.generator.generate import generate
+    from servelab.generator.pool import ClientPool
+    from servelab.generator.sharded import generate_by_client
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pool = ClientPool.load(pool_path)
+    runs = {"generate": lambda: generate(pool, "pool", seconds, seed=seed, max_requests=None),
+            "by_client": lambda: generate_by_client(pool, seconds, seed=seed, max_requests=None)}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    rows: dict[str, int] = {}
+    print(f"\nper-client streams vs generate(): {pool_path}, {len(pool.client_ids)} clients, {seconds:,.0f} s "
+          f"from the pool's start, seed {seed}, {rounds} interleaved pairs", flush=True)
+    for k in range(rounds):
+        order = list(runs) if k % 2 == 0 else list(runs)[::-1]
+        for name in order:
+            c0, t0 = time.process_time(), time.perf_counter()
+            frame = runs[name]()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+            rows[name] = frame.height
+            del frame
+        print(f"  pair {k + 1}: generate {wall['generate'][-1]:.2f} s / {cpu['generate'][-1]:.2f} CPU-s, by_client "
+              f"{wall['by_client'][-1]:.2f} s / {cpu['by_client'][-1]:.2f} CPU-s (load {os.getloadavg()[0]:.1f})",
+              flush=True)
+    for name in runs:
+        print(f"  {name:<10} {rows[name]:>12,} rows; median {statistics.median(wall[name]):.2f} s wall, "
+              f"{statistics.median(cpu[name]):.2f} CPU-s; {rows[name] / statistics.median(cpu[name]) / 1e6:.2f} M rows "
+              "per CPU-s")
+    if rounds >= 2:
+        ratio, lo, hi = paired_ratio_interval(cpu["by_client"], cpu["generate"])
+        print(f"  by_client / generate CPU, paired: {ratio:.2f} (95% interval [{lo:.2f}, {hi:.2f}])")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1000000", help="comma-separated store sizes (see STORE)")
@@ -461,7 +552,14 @@ def main() -> None:
                              "(several runs, e.g. one per engine under the lock; the last record of a step wins)")
     parser.add_argument("--generation", type=float, default=0.0, metavar="SECONDS",
                         help="also time sharded generation of this many seconds of the m-small pool")
+    parser.add_argument("--streams-cost", default=None, metavar="POOL",
+                        help="measure nothing else: per-client streams vs generate() on this pool folder "
+                             "(--streams-seconds of it, --rounds interleaved pairs)")
+    parser.add_argument("--streams-seconds", type=float, default=86400.0)
     args = parser.parse_args()
+    if args.streams_cost:
+        _streams_cost(args.streams_cost, args.streams_seconds, args.rounds)
+        return
     if args.summary:
         _summary(args.summary, tuple(int(x) for x in args.workers.split(",")))
         return
@@ -488,11 +586,7 @@ def main() -> None:
             results[engine][n] = {k: v[0] for k, v in out.items()}
             if "gaps + arrival_cells" not in out:
                 continue
-            cells[(engine, n)] = out["gaps + arrival_cells"][1].select("cidx", "w", "n_req", "n_gaps").sort("cidx", "w")
-            if args.record:
-                _append(args.record, {"engine": engine, "rows": n, "step": "arrival cells",
-                                      "cells": cells[(engine, n)].height,
-                                      "cells_hash": _frame_hash(cells[(engine, n)])})
+            cells[(engine, n)] = _cells(out["gaps + arrival_cells"][1])
             print(f"  {engine} {n:,} rows: {sum(results[engine][n].values()):.2f} s of steps "
                   f"({time.perf_counter() - t0:.1f} s with repeats)", flush=True)
 

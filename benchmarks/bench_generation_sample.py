@@ -3,34 +3,69 @@
 F12 ("per-client generation reproduces the joint distribution of 3-s window rate and request length
 better than the naive baseline") is decided per period by a test
 (:func:`servelab.reports.areas.generation.f12_verdict` of
-:func:`servelab.generator.validation.shape_test` on F12's joint metrics, returned by
-:func:`servelab.reports.areas.generation.fidelity_experiment`): "holds" when the one-sided
-Wilcoxon test over 20 blocks rejects "servelab reproduces the period no better than naive" at 5%,
-"does not hold" when the same test the other way shows naive better, else inconclusive. The old
-rule (servelab's joint (window rate, mean input) energy distance below naive's, no level) is
-recorded beside it (``holds*``). Above ``Budget.max_generation_requests`` the experiment fits,
-generates and compares a seeded hash sample of whole clients. This benchmark runs the experiment
-on simulated periods where the answer is known, with the seeds fixed:
+:func:`servelab.reports.areas.generation.energy_difference_test`, returned by
+:func:`servelab.reports.areas.generation.fidelity_experiment`): ``T = D2(real, naive) -
+D2(real, servelab)``, the difference of squared energy distances of the 3-s windows' joint (rate
+over mean rate, mean input / output) points, over its batch-means standard error on 600-s blocks
+(18 in a 3-h period), one-sided t on ``blocks - 1`` df; "holds" when it rejects "servelab
+reproduces the period no better than naive" at 5%, "does not hold" when the same test the other
+way shows naive closer, else inconclusive. Recorded beside it: the previous test (the shape
+test's one-sided Wilcoxon over 20 blocks on F12's metrics, ``shape*`` / ``p_shape*``) and the old
+rule (servelab's joint (window rate, mean input) energy distance below naive's, no level,
+``holds*``). Above ``Budget.max_generation_requests`` the experiment fits, generates and compares
+a seeded hash sample of whole clients. This benchmark runs the experiment on simulated periods
+where the answer is known, with the seeds fixed:
 
 - **null** (identical Poisson clients, no burstiness, the same length law for every client):
   per-client generation has nothing to find; naive's single Poisson process is the truth, so F12
   "holding" is a false positive;
+- **A/A** (every unsampled run, ``aa_servelab`` / ``aa_naive``): the real period against two
+  draws of one generator from the same fitted pool (generation seeds ``s + 2000`` / ``s + 3001``
+  beside the experiment's own draw): the test's null holds exactly, each side should reject 5%;
 - **positive controls** (heterogeneous bursty clients: own rates, log-normal 600-s window
   multipliers of sd 0.1-1, or 0.1-2, own log-normal length laws): per-client generation is the
   truth, naive's one Gamma process at the same total rate with the whole period's length mix is not.
 
-Traces come from ``bench_validate.simulate_trace`` (3 h, ``--clients`` clients, rates
-log-uniform in [0.001, 0.02] req/s x ``--rate-scale``; 600-s windows of the burst multiplier, no
-daily cycle). Per scenario and seed ``s``: the trace of seed ``s``; the experiment unsampled
-(seed ``s``), unsampled again with generation seed ``s + 1000`` (``--runs reseeded``: how often a
-reseed alone changes the verdict), and sampled at ``--fraction`` of the requests
+Traces come from ``bench_validate.simulate_trace`` (``--period-s``, default 3 h; ``--clients``
+clients, rates log-uniform in [0.001, 0.02] req/s x ``--rate-scale``; 600-s windows of the burst
+multiplier, no daily cycle). Per scenario and seed ``s``: the trace of seed ``s``; the experiment
+unsampled (seed ``s``), unsampled again with generation seed ``s + 1000`` (``--runs reseeded``:
+how often a reseed alone changes the verdict), and sampled at ``--fraction`` of the requests
 (``max_requests = fraction x n``, seed ``s``). Per scenario: the rates of the old rule's "holds"
-(``holds``), the test's "holds" (``test``) and "does not hold" (``against``) per run with 95%
-Wilson intervals, agreement of the sampled verdict with the unsampled one, median distances and
-p-values. The p-values of two other metric sets of the shape test (all five metrics, the joint
-input one alone) are recorded per row as ``p_all`` / ``p_joint_input`` (not verdicts).
+(``holds``), the test's "holds" (``test``) and "does not hold" (``against``), the previous test's
+"holds" (``shape``), the A/A rejections each side, per run with 95% Wilson intervals, agreement
+of the sampled verdict with the unsampled one, median distances and p-values.
 
-**The test, measured 2026-12-03** (``--clients 40``, seeds 0-19; run as chunks of 1-4 seeds of
+**The test, measured 2026-12-03 evening** (``--clients 40 --runs whole``, seeds 0-19 per scenario,
+counts out of n with 95% Wilson intervals; "A/A" pools the servelab-servelab and naive-naive
+draws of every seed of the row's scenarios, each one-sided test counted):
+
+Rate scale 5, 3-h periods (median 14,227 / 14,058 / 13,856 requests; ``cal.sh``-style chunks of 2
+seeds at nice 19, 3.3-4.6 CPU-s per seed):
+
+==========================================  ==  ===============  ==============  ===========  ===========
+scenario                                    n   test holds       does not hold   previous     old rule
+                                                                                 test holds   holds
+==========================================  ==  ===============  ==============  ===========  ===========
+null, identical Poisson clients             20  0/20 [0, 0.16]   0/20            2/20         6/20
+positive, burst sd up to 1                  20  0/20 [0, 0.16]   0/20            0/20         12/20
+positive, burst sd up to 2                  20  1/20 [.01, .24]  1/20            1/20         11/20
+A/A (all three scenarios)                   120 0/120 [0, .03]   2/120           --           --
+==========================================  ==  ===============  ==============  ===========  ===========
+
+Median t: -0.07, -0.03, 0.33; on the null t's sd over seeds is 0.62, where Student's t on 17 df
+has 1.06: **the test is conservative** where the two generators are alike (their draws' noise
+enters the batch-means variance twice: through their own windows' terms and through the real
+windows' term, which is itself noise there), so its false "holds" rate is below 5% and its power
+below what an exact-size test would have. At ~14k requests a period it has no power on these
+controls: the effect is not there to find (median energy distances servelab/naive 0.028/0.029 and
+0.028/0.028; T's median t 0.33 even at burst sd up to 2).
+
+Quick mode's 30-min periods (``--period-s 1800 --rate-scale 20 --scenarios 0,2``, median 9,490 /
+9,091 requests, 8 blocks of 225 s, 77 s for 40 seeds): null 0/20 [0, 0.16], positive (sd up to 2)
+1/20; A/A 0/80 [0, 0.046] on the "holds" side and 0/80 on the other.
+
+**The previous test (the shape test's Wilcoxon), measured 2026-12-03 afternoon** (``--clients 40``, seeds 0-19; run as chunks of 1-4 seeds of
 under 2 min each with ``--out``, then ``--summarise``; 5.5-7.0 CPU-s per seed at rate scale 5 for
 two experiments):
 
@@ -116,34 +151,61 @@ SCENARIOS = (
 PERIOD_S = 3 * 3600.0
 
 
-def simulate_period(seed: int, *, clients: int = 60, rate_scale: float = 10.0, **kw) -> pl.DataFrame:
-    """One 3-h period of ``simulate_trace`` (``timestamp, client_id, input_tokens, output_tokens``)
-    with ``clients`` clients at rates log-uniform in [0.001, 0.02] x ``rate_scale`` req/s; ``kw``:
-    a scenario's keywords."""
-    return simulate_trace(seed, days=PERIOD_S / 86400.0, n_initial=clients,
+def simulate_period(seed: int, *, clients: int = 60, rate_scale: float = 10.0, period_s: float = PERIOD_S,
+                    **kw) -> pl.DataFrame:
+    """One period of ``period_s`` (default 3 h) of ``simulate_trace`` (``timestamp, client_id,
+    input_tokens, output_tokens``) with ``clients`` clients at rates log-uniform in [0.001, 0.02] x
+    ``rate_scale`` req/s; ``kw``: a scenario's keywords."""
+    return simulate_trace(seed, days=period_s / 86400.0, n_initial=clients,
                           rate_range=(0.001 * rate_scale, 0.02 * rate_scale), **kw)
 
 
-def f12_distances(store, *, seed: int, max_requests: int | None) -> dict:
+def f12_distances(store, *, seed: int, max_requests: int | None, aa: bool = False) -> dict:
     """Both F12 rules on ``store``'s whole span: the old one (servelab's joint (3-s rate, mean
-    input) energy distance below naive's, ``holds``) and the test (the shape test rejects the null
-    at 5%, ``holds_test``, with its ``p`` and ``blocks``), and the client sample, if any."""
+    input) energy distance below naive's, ``holds``) and the test (the energy-difference test
+    rejects the null at 5%, ``holds_test``, with its ``p``, ``t`` and ``blocks``; ``against``: naive
+    shown closer), the previous test (the shape test's one-sided Wilcoxon over 20 blocks on F12's
+    metrics, ``p_shape`` / ``holds_shape``) and the client sample, if any. ``aa``: also the test
+    where its null holds exactly, two draws of one generator from the same pool against the real
+    period (``p_aa_servelab`` / ``p_aa_naive``: generation seeds ``seed + 2000`` and ``seed + 3001``)."""
+    from servelab.generator.generate import generate
+    from servelab.generator.naive import naive_generate
     from servelab.generator.validation import shape_test
+    from servelab.reports.areas.generation import (F12_METRICS, energy_difference_test, f12_verdict,
+                                                   fidelity_experiment)
     from servelab.analysis.findings import Verdict
-    from servelab.reports.areas.generation import f12_verdict, fidelity_experiment
 
     span = store.query("SELECT min(timestamp) AS a, max(timestamp) AS b FROM requests").row(0)
     res = fidelity_experiment(store, (math.floor(span[0]), math.floor(span[1]) + 1.0), seed=seed,
                               max_requests=max_requests)
     t = res["table"].filter(pl.col("metric") == "joint_input_energy")
     ours, naive = float(t["servelab"][0]), float(t["naive"][0])
-    st = res["shape_test"]
+    et = res["energy_test"]
     w = res["workloads"]
-    other = {name: shape_test(w["reference"], w["servelab"], w["naive"], 3.0, res["duration"], seed=seed,
-                              metrics=m).p_value for name, m in VARIANTS.items()}
-    return {"servelab": ours, "naive": naive, "holds": ours < naive, "sample": dict(res["bounded_sample"]),
-            "p": st.p_value, "blocks": st.blocks, "holds_test": bool(st.servelab_better), "p_variants": other,
-            "against": f12_verdict({"period": st})[0] is Verdict.DOES_NOT_HOLD}
+    off, dur = res["tested"]  # the test's windows, on the generated workloads' clock
+
+    def on_clock(f: pl.DataFrame) -> pl.DataFrame:
+        return f.filter(pl.col("timestamp") >= off).with_columns(pl.col("timestamp") - off)
+
+    st = shape_test(*(on_clock(w[k]) for k in ("reference", "servelab", "naive")), 3.0, dur, seed=seed,
+                    metrics=F12_METRICS)
+    out = {"servelab": ours, "naive": naive, "holds": ours < naive, "sample": dict(res["bounded_sample"]),
+           "p": et.p_value, "t": et.t, "blocks": et.blocks, "holds_test": bool(et.servelab_better),
+           "against": f12_verdict({"period": et})[0] is Verdict.DOES_NOT_HOLD,
+           "p_shape": st.p_value, "holds_shape": bool(st.servelab_better)}
+    if aa:
+        a2, b2 = res["generated_span"]
+        pool = res["pool"]
+        draws = {"servelab": lambda s: generate(pool, "pool", b2 - a2, start=a2, seed=s, conversations=True),
+                 "naive": lambda s: naive_generate(pool, "pool", b2 - a2, start=a2, seed=s)}
+        for name, draw in draws.items():
+            other = draw(seed + (2000 if name == "servelab" else 3001))
+            e = energy_difference_test(on_clock(w["reference"]), on_clock(w[name]), on_clock(other), 3.0, dur,
+                                       seed=seed)
+            out[f"p_aa_{name}"] = e.p_value
+            out[f"aa_{name}"] = bool(e.servelab_better)
+            out[f"aa_{name}_against"] = bool(e.naive_better)
+    return out
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -157,17 +219,18 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, c - h), min(1.0, c + h))
 
 
-#: other metric sets of the shape test, p-values recorded beside F12's (``p_<name>``; not verdicts)
-VARIANTS = {"all": None, "joint_input": ("joint_input_shape",)}
 #: the experiments per (scenario, seed): unsampled, reseeded (generation seed + 1000), sampled
 RUNS = ("whole", "reseeded", "sampled")
 
 
 def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 10.0,
-        scenarios=SCENARIOS, out: Path | None = None, runs=RUNS) -> pl.DataFrame:
+        scenarios=SCENARIOS, out: Path | None = None, runs=RUNS, aa: bool = True,
+        period_s: float = PERIOD_S) -> pl.DataFrame:
     """One row per (scenario, seed): the distances, the old rule's verdicts (``holds*``) and the
-    test's (``test*``, p-values ``p*``) unsampled, reseeded and sampled (those of ``runs``; each
-    row also appended to ``out`` as a JSON line as soon as it is measured, when given)."""
+    test's (``test*``, p-values ``p*``, naive shown closer ``against*``) and the previous shape
+    test's (``shape*``, ``p_shape*``) unsampled, reseeded and sampled (those of ``runs``), with
+    ``aa`` the unsampled run's A/A tests (``aa_servelab``, ``aa_naive``: the null holds exactly);
+    each row also appended to ``out`` as a JSON line as soon as it is measured, when given."""
     import json
 
     from servelab.analysis.store import write_store
@@ -176,7 +239,7 @@ def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 
     suffix = {"whole": "", "reseeded": "_reseeded", "sampled": "_sampled"}
     for name, kw, _ in scenarios:
         for seed in seeds:
-            frame = simulate_period(seed, clients=clients, rate_scale=rate_scale, **kw)
+            frame = simulate_period(seed, clients=clients, rate_scale=rate_scale, period_s=period_s, **kw)
             bound = max(1, int(fraction * frame.height))
             settings = {"whole": (seed, None), "reseeded": (seed + 1000, None), "sampled": (seed, bound)}
             row = {"scenario": name, "seed": seed, "requests": frame.height}
@@ -185,17 +248,19 @@ def run(seeds, *, fraction: float = 0.5, clients: int = 60, rate_scale: float = 
                 t0 = time.process_time()
                 for r in runs:
                     g, m = settings[r]
-                    res = f12_distances(store, seed=g, max_requests=m)
+                    res = f12_distances(store, seed=g, max_requests=m, aa=aa and r == "whole")
                     x = suffix[r]
                     row.update({f"d_servelab{x}": res["servelab"], f"d_naive{x}": res["naive"],
-                                f"holds{x}": res["holds"], f"p{x}": res["p"], f"test{x}": res["holds_test"],
-                                f"blocks{x}": res["blocks"], f"against{x}": res["against"]})
-                    row.update({f"p_{v}{x}": q for v, q in res["p_variants"].items()})
+                                f"holds{x}": res["holds"], f"p{x}": res["p"], f"t{x}": res["t"],
+                                f"test{x}": res["holds_test"], f"blocks{x}": res["blocks"],
+                                f"against{x}": res["against"], f"p_shape{x}": res["p_shape"],
+                                f"shape{x}": res["holds_shape"]})
+                    row.update({k: v for k, v in res.items() if k.startswith(("p_aa_", "aa_"))})
                     if r == "sampled":
                         row["sampled_requests"] = res["sample"].get("requests", frame.height)
                         row["sampled_clients"] = res["sample"].get("clients", clients)
                 row["cpu_s"] = time.process_time() - t0
-            row.update({"fraction": fraction, "clients": clients, "rate_scale": rate_scale})
+            row.update({"fraction": fraction, "clients": clients, "rate_scale": rate_scale, "period_s": period_s})
             rows.append(row)
             print(json.dumps(rows[-1]), flush=True)
             if out is not None:
@@ -209,14 +274,15 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
     (``holds*``) and of the test (``test*``) for each run present, the agreement of the reseeded
     and the sampled verdicts with the unsampled one, and the median distances and p-values."""
     out = []
-    keys = ["scenario", "rate_scale"] if "rate_scale" in table.columns else ["scenario"]
+    keys = ["scenario"] + [k for k in ("rate_scale", "period_s") if k in table.columns]
     for key in table.select(keys).unique(maintain_order=True).iter_rows():
         t = table.filter(pl.all_horizontal([pl.col(k) == v for k, v in zip(keys, key)]))
         n = t.height
         row = dict(zip(keys, key)) | {"n": n, "median_requests": float(t["requests"].median())}
         if "sampled_requests" in t.columns:
             row["median_sampled_share"] = float((t["sampled_requests"] / t["requests"]).median())
-        for rule in ("holds", "test", "against"):
+        for rule in ("holds", "test", "against", "shape", "aa_servelab", "aa_servelab_against", "aa_naive",
+                     "aa_naive_against"):
             for x in ("", "_reseeded", "_sampled"):
                 col = rule + x
                 if col not in t.columns:
@@ -229,6 +295,8 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
                     row[f"agree_{col}"] = f"{k}/{n}"
         row["median_d_servelab/naive"] = f"{t['d_servelab'].median():.3f}/{t['d_naive'].median():.3f}"
         row["median_p"] = f"{t['p'].median():.3g}"
+        if "p_shape" in t.columns:
+            row["median_p_shape"] = f"{t['p_shape'].median():.3g}"
         if "p_sampled" in t.columns:
             row["median_p_sampled"] = f"{t['p_sampled'].median():.3g}"
         row["cpu_s_per_seed"] = float(t["cpu_s"].mean())
@@ -238,8 +306,8 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
 
 def _print_summary(table: pl.DataFrame) -> None:
     for row in table.iter_rows(named=True):  # one block per scenario: the table is too wide for a terminal
-        print("\n".join([f"== {row['scenario']} (rate scale {row.get('rate_scale')})"]
-                        + [f"  {k}: {v}" for k, v in row.items() if k not in ("scenario", "rate_scale")]))
+        print("\n".join([f"== {row['scenario']} (rate scale {row.get('rate_scale')}, period {row.get('period_s')} s)"]
+                        + [f"  {k}: {v}" for k, v in row.items() if k not in ("scenario", "rate_scale", "period_s")]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=60)
     parser.add_argument("--rate-scale", type=float, default=10.0)
     parser.add_argument("--scenarios", default=None, help="indices into SCENARIOS, comma-separated (default all)")
+    parser.add_argument("--period-s", type=float, default=PERIOD_S,
+                        help="period length in seconds (default 3 h, the full mode's; quick mode's is 1800)")
+    parser.add_argument("--no-aa", action="store_true", help="skip the A/A tests (two draws of one generator)")
     parser.add_argument("--runs", default=",".join(RUNS),
                         help=f"experiments per seed, comma-separated, of {','.join(RUNS)} (default all)")
     opts = parser.parse_args(argv)
@@ -264,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     table = run(range(opts.first_seed, opts.first_seed + opts.seeds), fraction=opts.fraction, clients=opts.clients,
                 rate_scale=opts.rate_scale, scenarios=chosen, out=Path(opts.out) if opts.out else None,
-                runs=tuple(opts.runs.split(",")))
+                runs=tuple(opts.runs.split(",")), aa=not opts.no_aa, period_s=opts.period_s)
     _print_summary(summary(table))
     print(f"{opts.seeds} seeds x {len(chosen)} scenarios, fraction {opts.fraction:g}, {opts.clients} clients, "
           f"rate scale {opts.rate_scale:g}: {time.perf_counter() - started:.0f} s")

@@ -39,6 +39,9 @@ half come back). A pool fitted on the first half generates 0.296 over the second
 (0.324 over the first half's 532 s: the hit rate of a cold cache grows with the trace's length)
 and is 0.034 / 0.025 from the first half's curve, 0.429 / 0.428 from the second's; AIPerf copies
 the first half (0.329), hence its 0.407. Neither sees the change, which is in the trace.
+After branching conversations count as their depth and prompt groups keep their class shares
+(``--seed 1``): in-sample servelab 0.0284 at 32,768 blocks (hit rate 0.6123 vs 0.6396; its
+prefix step alone 0.0138), AIPerf 0.0000 (a copy); held-out servelab 0.4205, AIPerf 0.4074.
 
 AIPerf 0.13's synthesizer raises ``input_len < prefix_len`` on a request whose shared prefix
 covers its partial last block (an identical repeated prompt); on such rows the copy given to

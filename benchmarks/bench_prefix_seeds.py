@@ -15,7 +15,10 @@ first turns from one pooled PMF) .0228 .0280 .0419 .0340 .0575 .0331 .0130 .0118
 7/8 within 0.05); after (300-s data windows, first turns following them, reuse weights from each
 length class's own times) .0450 .0250 .0256 .0224 .0180 .0323 .0385 .0244 (mean 0.0289, 8/8;
 input ratio 0.9745, hit rate 0.6204 vs 0.6396). ``--min-data-windows`` 4 / 6 / 8 (200, 150, 120 s)
-gave max 0.0550 / 0.0545 / 0.0591 (7/8, 7/8, 6/8).
+gave max 0.0550 / 0.0545 / 0.0591 (7/8, 7/8, 6/8). After branching conversations count as their
+depth in the turns fit (25 of the trace's 3,758 inferred conversations branch, e.g. 5 rows of
+depth 2): .0267 .0319 .0267 .0407 .0302 .0314 .0310 .0261 (mean 0.0306, max 0.0407, 8/8; input
+ratio 0.9755; hit rate 0.6184 vs 0.6396). Held-out traces: ``bench_prefix_heldout.py``.
 
 Usage: ``python benchmarks/bench_prefix_seeds.py [--seeds 1-8] [--trace FILE] [--uncorrected]
 [--data-window S] [--min-data-windows K]``.
@@ -37,7 +40,7 @@ from servelab.fitting.pool_fit import fit_pool
 from servelab.generator.exports import export_workload
 from servelab.generator.generate import generate
 
-__all__ = ["main"]
+__all__ = ["main", "seed_runs"]
 
 TRACE = Path("/work/shared/data/mooncake/synthetic_trace.jsonl")
 
@@ -56,28 +59,25 @@ def _request_hit_share(frame: pl.DataFrame) -> float:
     return float(np.mean(per[lengths > 0] / lengths[lengths > 0]))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", default="1-8", help="a range a-b")
-    parser.add_argument("--trace", type=Path, default=TRACE)
-    parser.add_argument("--uncorrected", action="store_true", help="window_censoring=False")
-    parser.add_argument("--data-window", default=None, help="fit_pool data_window_s (default: its own)")
-    parser.add_argument("--min-data-windows", type=int, default=None,
-                        help="fit_pool min_data_windows (default: its own; 0: no short-trace rule)")
-    args = parser.parse_args(argv)
-    if not args.trace.is_file():
-        print(f"skipped: {args.trace} is absent (the shared data folder is optional)")
-        return 0
-    a, b = (int(x) for x in args.seeds.split("-"))
-    real = pl.read_ndjson(args.trace)
+def seed_runs(trace: Path, seeds: range, *, uncorrected: bool = False, data_window: str | None = None,
+              min_data_windows: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame, float]:
+    """Fit one pool on the Mooncake JSONL ``trace`` and compare one generated workload per seed.
+
+    Returns
+    -------
+    (polars.DataFrame, polars.DataFrame, float)
+        One row per seed (the columns ``main`` prints), the trace as read, and the pool's data
+        window (s).
+    """
+    real = pl.read_ndjson(trace)
     duration = float(real["timestamp"].max() - real["timestamp"].min()) / 1000.0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        store = ingest(args.trace, fmt="mooncake", output=Path(tmp) / "store", overwrite=True, progress=False)
-        pool = fit_pool(store, window_censoring=not args.uncorrected,
-                        **({"data_window_s": args.data_window} if args.data_window else {}),
-                        **({"min_data_windows": args.min_data_windows} if args.min_data_windows is not None else {}))
-        for seed in range(a, b + 1):  # one workload per seed
+        store = ingest(trace, fmt="mooncake", output=Path(tmp) / "store", overwrite=True, progress=False)
+        pool = fit_pool(store, window_censoring=not uncorrected,
+                        **({"data_window_s": data_window} if data_window else {}),
+                        **({"min_data_windows": min_data_windows} if min_data_windows is not None else {}))
+        for seed in seeds:  # one workload per seed
             work = generate(pool, "pool", duration, seed=seed)
             path = export_workload(work, Path(tmp) / f"w{seed}.jsonl", fmt="mooncake")
             gen = pl.read_ndjson(path)
@@ -93,11 +93,29 @@ def main(argv=None) -> int:
                          "request_hit": _request_hit_share(gen.sort("timestamp", maintain_order=True)),
                          "curve_distance": fid.curve_distance, "worst_capacity": fid.worst_capacity,
                          "reuse_ks": fid.reuse_distance_ks})
-    frame = pl.DataFrame(rows)
+    return pl.DataFrame(rows), real, float(pool.data_window_s)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="1-8", help="a range a-b")
+    parser.add_argument("--trace", type=Path, default=TRACE)
+    parser.add_argument("--uncorrected", action="store_true", help="window_censoring=False")
+    parser.add_argument("--data-window", default=None, help="fit_pool data_window_s (default: its own)")
+    parser.add_argument("--min-data-windows", type=int, default=None,
+                        help="fit_pool min_data_windows (default: its own; 0: no short-trace rule)")
+    args = parser.parse_args(argv)
+    if not args.trace.is_file():
+        print(f"skipped: {args.trace} is absent (the shared data folder is optional)")
+        return 0
+    a, b = (int(x) for x in args.seeds.split("-"))
+    frame, real, data_window_s = seed_runs(args.trace, range(a, b + 1), uncorrected=args.uncorrected,
+                                           data_window=args.data_window, min_data_windows=args.min_data_windows)
+    duration = float(real["timestamp"].max() - real["timestamp"].min()) / 1000.0
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, float_precision=4, tbl_hide_dataframe_shape=True):
         print(frame)
     worst = frame.sort("curve_distance").row(-1, named=True)
-    print(f"trace {real.height} requests over {duration:.0f} s; data window {pool.data_window_s:g} s; window corrections "
+    print(f"trace {real.height} requests over {duration:.0f} s; data window {data_window_s:g} s; window corrections "
           f"{'off' if args.uncorrected else 'on'}; curve distance mean {frame['curve_distance'].mean():.4f}, "
           f"max {worst['curve_distance']:.4f} (seed {worst['seed']}); seeds within 0.05: "
           f"{int((frame['curve_distance'] <= 0.05).sum())}/{frame.height}; input ratio mean "

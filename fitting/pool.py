@@ -40,7 +40,9 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
 ``conversations``
     one row per client that has conversation links: ``client_id, n_conversations: i64,
     multi_turn_share: f64`` (share of requests that belong to a conversation of >= 2 turns),
-    ``turns_mean: f64`` (turns per conversation), ``itt_mean_s: f64`` (mean inter-turn time),
+    ``turns_mean: f64`` (turns per conversation; a conversation inferred from prompt blocks that
+    branches counts as its longest chain, as the generator makes chains), ``itt_mean_s: f64``
+    (mean inter-turn time),
     ``turns_fit, itt_fit: str | null`` (FitResult JSON when a parametric fit was made).
 ``conversation_pmfs``
     long empirical PMFs of the same: ``client_id, quantity ("turns" | "itt_s"), value,

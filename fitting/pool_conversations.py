@@ -133,7 +133,10 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
                                on="conversation", how="left")
         else:
             owner = owner.with_columns(pl.lit(None, pl.Float64).alias("x"))
-        per_conv = (links.group_by("conversation").agg(pl.len().alias("turns"),
+        # a branching conversation (over-linking: reuses of a turn's prompt look like its
+        # follow-ups) counts as its longest chain, its depth: the generator makes chains, and a
+        # tree of n rows made as an n-turn chain would grow its history n times, not depth times
+        per_conv = (links.group_by("conversation").agg(pl.col("turn").max().alias("turns"),
                                                        pl.col("timestamp").min().cast(pl.Float64).alias("first"),
                                                        pl.col("timestamp").max().cast(pl.Float64).alias("last"))
                     .join(owner, on="conversation", how="inner").select("cidx", "turns", "first", "last", "x"))

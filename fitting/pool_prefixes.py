@@ -42,7 +42,9 @@ The fitted model is one long table per pool, :data:`PREFIXES_SCHEMA`, with ``kin
 ``reuse_same_length`` ``value`` 1: the original has as many blocks as the copy (a repeated
                    prompt with another last block), 0: not; ``probability``: their shares
 ``history_gap``    PMF of a follow-up's gap to its parent's blocks
-``suffix_blocks``  PMF of the unique blocks after a group (first turns that start with one)
+``suffix_blocks``  PMF of the unique blocks after a group (first turns that start with one):
+                   per client (``group`` null, ``min_blocks`` 1) and per (client, length
+                   class, group) (``group`` set, ``min_blocks`` the class)
 ``reuse_censoring`` value 1: the reuse rows are corrected for the trace's window (lags of the
                    uncut process; see :func:`fit_prefix_table`); absent: as seen
 =================  =============================================================================
@@ -356,6 +358,15 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
     parts.append(pmf(follows, "gap", "history_gap", follows.group_by("c").agg(pl.len().alias("n"))))
     grouped = frame.filter(pl.col("kind") == 1)
     parts.append(pmf(grouped, "suffix", "suffix_blocks", grouped.group_by("c").agg(pl.len().alias("n"))))
+    # and per (client, length class, group): the generator re-picks a request's group in
+    # proportion to the group's share times these (Bayes: P(g | L) ~ P(g | class) P(L | g, class)),
+    # so that each group keeps its fitted share of the class
+    if grouped.height:
+        parts.append(grouped.group_by("c", "cls", "group", "suffix").agg(pl.len().alias("k"))
+                     .with_columns((pl.col("k") / pl.col("k").sum().over("c", "cls", "group")).alias("probability"))
+                     .select("c", pl.lit("suffix_blocks").alias("kind"), "group", pl.lit(None, pl.Int64).alias("extends"),
+                             pl.col("suffix").cast(pl.Float64).alias("value"), "probability",
+                             pl.col("cls").alias("min_blocks")))
     parts = [p.with_columns(pl.col("group").cast(pl.Int64), pl.col("extends").cast(pl.Int64)) for p in parts]
     out = pl.concat(parts, how="vertical")
     name_of = pl.DataFrame({"c": np.arange(len(names), dtype=np.int64), "client_id": names},

@@ -135,18 +135,14 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
     inc, inc_map = _quantity_table(conv, index, P, _INCREMENT)
     first, first_map = _quantity_table(conv, index, P, _FIRST) if inc is not None else (None, None)
     first_multi, first_multi_map = _quantity_table(conv, index, P, _FIRST_MULTI) if inc is not None else (None, None)
-    tp, ip = turns["p"].to_numpy(), itt["p"].to_numpy()
-    t_present, i_present = np.unique(tp), np.unique(ip)
-    has = np.zeros(P, bool)
-    has[np.intersect1d(t_present, i_present)] = True
-    tv, tw = turns["value"].to_numpy(), turns["probability"].to_numpy()
+    tp, tv, tw = turns["p"].to_numpy(), turns["value"].to_numpy(), turns["probability"].to_numpy()
+    turns_table, t_map = _table_of(tp, tv, tw, P)
+    itt_table, i_map = _table_of(itt["p"].to_numpy(), itt["value"].to_numpy(), itt["probability"].to_numpy(), P)
+    has = (t_map >= 0) & (i_map >= 0)
+    t_present = np.flatnonzero(t_map >= 0)
     mean_turns = np.ones(P)
     mean_turns[t_present] = (np.bincount(tp, weights=tv * tw, minlength=P)[t_present]
                              / np.bincount(tp, weights=tw, minlength=P)[t_present])
-    t_map = np.full(P, -1)
-    t_map[t_present] = np.arange(t_present.size)
-    i_map = np.full(P, -1)
-    i_map[i_present] = np.arange(i_present.size)
     data_cdf, data_cdf_map = (pool_input_cdf(pool, index, P) if first is not None or first_multi is not None
                               else (None, None))
     return ConversationModel(
@@ -155,8 +151,8 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
         data_cdf_index=pmf_cdf_index(data_cdf) if data_cdf is not None else None,
         has=has,
         mean_turns=np.where(has, np.maximum(mean_turns, 1.0), 1.0),
-        turns=pmf_table(t_map[tp], tv, tw),
-        itt=pmf_table(i_map[ip], itt["value"].to_numpy(), itt["probability"].to_numpy()),
+        turns=turns_table,
+        itt=itt_table,
         t_map=t_map,
         i_map=i_map,
         max_itt=float(itt["value"].max()),
@@ -234,11 +230,7 @@ def pool_input_cdf(pool, index: pl.DataFrame, P: int) -> tuple[PmfTable | None, 
              .join(index, on="client_id", how="inner").sort("p", "value"))
     if mixed.height == 0:
         return None, None
-    p = mixed["p"].to_numpy()
-    present = np.unique(p)
-    cmap = np.full(P, -1)
-    cmap[present] = np.arange(present.size)
-    return pmf_table(cmap[p], mixed["value"].to_numpy(), mixed["m"].to_numpy()), cmap
+    return _table_of(mixed["p"].to_numpy(), mixed["value"].to_numpy(), mixed["m"].to_numpy(), P)
 
 
 def followups_grow(inc: PmfTable, inc_map: np.ndarray) -> np.ndarray:
@@ -278,11 +270,16 @@ def _quantity_table(conv: pl.DataFrame, index: pl.DataFrame, P: int, quantity: s
     own = _client_rows(conv, index, P, quantity)
     if own is None:
         return None, None
-    p = own["p"].to_numpy()
+    return _table_of(own["p"].to_numpy(), own["value"].to_numpy(), own["probability"].to_numpy(), P)
+
+
+def _table_of(p: np.ndarray, values: np.ndarray, weights: np.ndarray, P: int) -> tuple[PmfTable, np.ndarray]:
+    """The PMF table of rows sorted by (pool index ``p``, value), one group per pool index present
+    (in index order), and the map from pool index (``0 .. P - 1``) to its group (-1: none)."""
     present = np.unique(p)
-    inc_map = np.full(P, -1)
-    inc_map[present] = np.arange(present.size)
-    return pmf_table(inc_map[p], own["value"].to_numpy(), own["probability"].to_numpy()), inc_map
+    group_of = np.full(P, -1)
+    group_of[present] = np.arange(present.size)
+    return pmf_table(group_of[p], values, weights), group_of
 
 
 def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.ndarray, inp: np.ndarray, rng

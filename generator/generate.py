@@ -64,8 +64,8 @@ import polars as pl
 
 from servelab.generator.arrivals import ArrivalLaw, arrival_law, poisson_arrivals, renewal_arrivals
 from servelab.generator.exceptions import GenerationError
-from servelab.generator.grid import WindowGrid, frame_of, pool_span, window_grid
-from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_pmf, sample_runs
+from servelab.generator.grid import WindowGrid, pool_span, window_grid
+from servelab.generator.pmf import PmfTable, aggregate_pmfs, sample_pmf, sample_runs
 from servelab.generator.pool import DATA_FIELDS  # re-exported: fields a pool may hold
 from servelab.generator.rates import (
     DEFAULT_MAX_REQUESTS,
@@ -106,12 +106,6 @@ __all__ = [
     "select_clients",
     "window_grid",
 ]
-
-# the names before the split (used by sampling and naive)
-_frame = frame_of
-_grid = window_grid
-_pmf_table = pmf_table
-
 
 def select_clients(pool_ids: Sequence[str], mean_rate: np.ndarray, mean_cv: np.ndarray, n: int | None,
                    *, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:

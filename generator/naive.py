@@ -24,13 +24,12 @@ from servelab.generator.generate import (
     DEFAULT_MAX_REQUESTS,
     RateSchedule,
     check_request_budget,
-    _frame,
     aggregate_pmfs,
     collect_chunks,
     pool_span,
     resolve_rate,
 )
-from servelab.generator.grid import SegmentRates, WindowGrid, window_grid
+from servelab.generator.grid import SegmentRates, WindowGrid, frame_of, window_grid
 from servelab.generator.stream import GenerationPlan, iter_plan, plan_generation
 
 __all__ = ["NAIVE_CLIENT", "aggregate_cv", "naive_generate", "naive_plan"]
@@ -182,7 +181,7 @@ def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float,
     out_hi, out_start = hi, float(grid.window_start[0])
     if data_from is not None:  # the mix of another period (times and rates stay the generated period's)
         grid, lo, hi = data_from
-    data = _frame(pool.data)
+    data = frame_of(pool.data)
     if data is not None and data.height:
         data = data.filter((pl.col("window_start") < hi) & ((pl.col("window_start") + pl.col("window_s")) > lo))
         # expected requests per (client, data window) over the period weight the mixture
@@ -195,15 +194,17 @@ def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float,
         cells = SegmentRates(n_clients=len(grid.pool_ids), n_segments=grid.window_start.size,
                              segment=grid.cell_window, client=grid.client, cell=np.arange(grid.rate.size),
                              rate=grid.rate)
-        req = cells.group_row_sums(d_of_w, dstarts.size, np.clip(b - a, 0, None))
         # data windows shorter than arrival windows (short traces: PoolFitSettings.min_data_windows)
-        # share each arrival window's requests by overlap; a loop over the few windows one spans
+        # share each arrival window's requests by overlap; a loop over the few windows one spans.
+        # Without such a window each arrival window weighs its whole (clipped) length
         d_last = np.clip(np.searchsorted(dstarts, np.nextafter(b, -np.inf), side="right") - 1, 0,
                          max(dstarts.size - 1, 0))
-        if dstarts.size and bool(np.any(d_last > d_of_w)):
-            def overlap(d):
-                return np.clip(np.minimum(b, dstarts[d] + dw) - np.maximum(a, dstarts[d]), 0, None)
-            req = cells.group_row_sums(d_of_w, dstarts.size, overlap(d_of_w))
+        crossing = bool(dstarts.size) and bool(np.any(d_last > d_of_w))
+
+        def overlap(d):
+            return np.clip(np.minimum(b, dstarts[d] + dw) - np.maximum(a, dstarts[d]), 0, None)
+        req = cells.group_row_sums(d_of_w, dstarts.size, overlap(d_of_w) if crossing else np.clip(b - a, 0, None))
+        if crossing:
             for j in range(1, int((d_last - d_of_w).max()) + 1):
                 d = np.minimum(d_of_w + j, d_last)
                 req = req + cells.group_row_sums(d, dstarts.size, np.where(d_of_w + j <= d_last, overlap(d), 0.0))

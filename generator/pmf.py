@@ -70,18 +70,70 @@ def pmf_cdf(table: PmfTable, group: np.ndarray, x: np.ndarray, *,
     return np.where(ok, table.cum[np.maximum(idx, 0)] - group, 0.0)
 
 
-def _group_runs(table: PmfTable, group: np.ndarray):
-    """``(start, end, group, lo, hi)`` per run of equal ``group`` values, where ``table.cum[lo:hi]``
-    is that group's CDF; None when the runs are too many and short to be worth a loop over runs."""
+@dataclass(frozen=True)
+class _Runs:
+    """Runs of equal group values within units (a run never crosses a unit's bound).
+
+    Run ``r`` is rows ``starts[r]:ends[r]`` of group ``group[r]``; unit ``u`` holds runs
+    ``unit_runs[u]:unit_runs[u + 1]``. A unit of many short runs (``whole[u]``: more than
+    ``max(64, size // 256)`` runs) is searched in the whole table (:func:`_search_whole`); the runs
+    of the other units carry ``table.cum[lo[r]:hi[r]]``, their group's CDF (:func:`_search_run`;
+    0 for runs of ``whole`` units).
+    """
+
+    starts: np.ndarray
+    ends: np.ndarray
+    group: np.ndarray
+    unit_runs: np.ndarray
+    whole: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def _find_runs(table: PmfTable, group: np.ndarray, ptr: np.ndarray) -> _Runs:
+    """The :class:`_Runs` of ``group`` cut into units at ``ptr`` (``group`` non-empty)."""
     n = group.size
-    cuts = np.flatnonzero(group[1:] != group[:-1]) + 1
-    if cuts.size + 1 > max(64, n // 256):
-        return None
-    starts = np.concatenate(([0], cuts))  # not np.r_: ~10 us a call, per field and unit
+    size = np.diff(ptr)
+    change = np.ones(n, bool)
+    change[1:] = group[1:] != group[:-1]
+    change[ptr[:-1][size > 0]] = True  # a run never crosses units
+    starts = np.flatnonzero(change)
+    ends = np.concatenate((starts[1:], [n]))  # not np.r_: ~10 us a call, per field and unit
+    unit = np.searchsorted(ptr, starts, side="right") - 1
+    unit_runs = np.searchsorted(unit, np.arange(size.size + 1))
+    whole = np.diff(unit_runs) > np.maximum(64, size // 256)
     g_run = group[starts]
-    lo = np.searchsorted(table.cum, g_run.astype(float), side="right")
-    hi = np.searchsorted(table.cum, g_run.astype(float) + 1.0, side="right")
-    return zip(starts.tolist(), np.concatenate((cuts, [n])).tolist(), g_run.tolist(), lo.tolist(), hi.tolist())
+    lo = np.zeros(starts.size, np.int64)
+    hi = np.zeros(starts.size, np.int64)
+    kept = ~whole[unit]
+    if kept.any():
+        g = g_run[kept].astype(float)
+        lo[kept] = np.searchsorted(table.cum, g, side="right")
+        hi[kept] = np.searchsorted(table.cum, g + 1.0, side="right")
+    return _Runs(starts=starts, ends=ends, group=g_run, unit_runs=unit_runs, whole=whole, lo=lo, hi=hi)
+
+
+def _search_run(table: PmfTable, g: int, a: int, b: int, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws of one run of group ``g`` (uniforms ``u``), searched in its own CDF ``table.cum[a:b]``.
+
+    The group's CDF is short and stays in cache; for ``u`` in [0, 1) the index is the one a search
+    of the whole table would find.
+    """
+    local = np.searchsorted(table.cum[a:b], g + u, side="right")
+    return table.values[a:b][np.minimum(local, b - a - 1)]
+
+
+def _search_whole(table: PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws of rows that do not come in runs: one search over the whole table.
+
+    ``g + u`` rounds up to ``g + 1`` for ``u`` within an ulp of 1 (``g >= 1``; more often the
+    larger ``g``): that key finds the next group's first entry, so it is moved back one, to its
+    own group's last value (where :func:`_search_run`'s clip puts it).
+    """
+    key = group.astype(float) + u
+    idx = np.searchsorted(table.cum, key, side="right")
+    idx -= key >= group + 1.0
+    return table.values[np.minimum(idx, table.values.size - 1)]
 
 
 def sample_runs(table: PmfTable, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -101,8 +153,10 @@ def sample_runs_units(table: PmfTable, group: np.ndarray, ptr, rngs) -> np.ndarr
     """:func:`sample_runs` of several units at once, unit ``u`` (``group[ptr[u]:ptr[u + 1]]``) from ``rngs[u]``.
 
     Each unit draws from its stream exactly what :func:`sample_runs` draws for it alone (same
-    calls, same order), so the values are the same bytes; the runs, the PMF weights and the
-    inverse-CDF searches are found for all units at once. Python loops run over units and runs.
+    calls, same order), so the values are the same bytes; the runs (:func:`_find_runs`) and the PMF
+    weights are found for all units at once, and the rows of units without runs are searched
+    together. A short run is searched in its group's CDF like :func:`sample_pmf`'s runs
+    (:func:`_search_run`). Python loops run over units and runs.
     """
     group = np.asarray(group)
     ptr = np.asarray(ptr, dtype=np.int64)
@@ -111,29 +165,20 @@ def sample_runs_units(table: PmfTable, group: np.ndarray, ptr, rngs) -> np.ndarr
     if n == 0:
         return out
     size = np.diff(ptr)
-    change = np.ones(n, bool)
-    change[1:] = group[1:] != group[:-1]
-    change[ptr[:-1][size > 0]] = True  # a run never crosses units
-    starts = np.flatnonzero(change)
-    ends = np.concatenate((starts[1:], [n]))
-    run_unit = np.searchsorted(ptr, starts, side="right") - 1
-    run_ptr = np.searchsorted(run_unit, np.arange(size.size + 1))
-    # a unit of many short runs draws one uniform per request and searches the whole table
-    whole = np.diff(run_ptr) > np.maximum(64, size // 256)
-    g_run = group[starts]
-    lo = np.searchsorted(table.cum, g_run.astype(float), side="right")
-    hi = np.searchsorted(table.cum, g_run.astype(float) + 1.0, side="right")
-    multi = 4 * (ends - starts) >= hi - lo
+    runs = _find_runs(table, group, ptr)
+    multi = 4 * (runs.ends - runs.starts) >= runs.hi - runs.lo
     u = np.empty(n)
-    searched = np.ones(n, bool)
+    whole = np.zeros(n, bool)  # rows of units searched in the whole table
     weights: dict[int, np.ndarray] = {}
-    bounds = (starts.tolist(), ends.tolist(), g_run.tolist(), lo.tolist(), hi.tolist(), multi.tolist())
+    bounds = (runs.starts.tolist(), runs.ends.tolist(), runs.group.tolist(), runs.lo.tolist(), runs.hi.tolist(),
+              multi.tolist())
     for unit in np.flatnonzero(size > 0).tolist():  # a loop over units, then runs: never requests
         rng = rngs[unit]
-        if whole[unit]:
+        if runs.whole[unit]:
             u[ptr[unit]:ptr[unit + 1]] = rng.random(int(size[unit]))
+            whole[ptr[unit]:ptr[unit + 1]] = True
             continue
-        for r in range(run_ptr[unit], run_ptr[unit + 1]):
+        for r in range(runs.unit_runs[unit], runs.unit_runs[unit + 1]):
             s, e, g, a, b = bounds[0][r], bounds[1][r], bounds[2][r], bounds[3][r], bounds[4][r]
             if bounds[5][r]:
                 p = weights.get(g)
@@ -143,18 +188,12 @@ def sample_runs_units(table: PmfTable, group: np.ndarray, ptr, rngs) -> np.ndarr
                 draws = np.repeat(table.values[a:b], rng.multinomial(e - s, p))
                 rng.shuffle(draws)
                 out[s:e] = draws
-                searched[s:e] = False
             else:
-                u[s:e] = rng.random(e - s)
-    if searched.any():
-        at = np.flatnonzero(searched)
-        g = group[at]
-        idx = np.searchsorted(table.cum, g.astype(float) + u[at], side="right")
-        # in a run: within the group's own CDF (sample_pmf's per-run search); else the whole table's
-        in_run = ~whole[np.repeat(np.arange(size.size), size)[at]]
-        per = np.repeat(np.arange(starts.size), ends - starts)[at]
-        idx = np.where(in_run, np.clip(idx, lo[per], hi[per] - 1), np.minimum(idx, table.values.size - 1))
-        out[at] = table.values[idx]
+                out[s:e] = _search_run(table, g, a, b, rng.random(e - s))
+    if whole.all():
+        out[:] = _search_whole(table, group, u)
+    elif whole.any():
+        out[whole] = _search_whole(table, group[whole], u[whole])
     return out
 
 
@@ -174,20 +213,21 @@ def sample_pmf(table: PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray:
 
     When requests come in long runs of the same group (as they do in cell order: one client, one
     data window), each run is searched in its own group's short CDF, which stays in cache; the
-    loop runs over runs, never requests. Otherwise one search over the whole table.
+    loop runs over runs, never requests. Otherwise one search over the whole table. The runs and
+    both searches are :func:`sample_runs_units`' (one unit, whose uniforms are ``u``).
     """
     group = np.asarray(group)
     n = group.size
     if n == 0:
         return np.zeros(0)
-    runs = _group_runs(table, group)
-    if runs is None:
-        idx = np.searchsorted(table.cum, group.astype(float) + u, side="right")
-        return table.values[np.minimum(idx, table.values.size - 1)]
+    u = np.asarray(u, dtype=float)
+    runs = _find_runs(table, group, np.array([0, n]))
+    if runs.whole[0]:
+        return _search_whole(table, group, u)
     out = np.empty(n)
-    for s, e, g, a, b in runs:
-        local = np.searchsorted(table.cum[a:b], g + u[s:e], side="right")
-        out[s:e] = table.values[a:b][np.minimum(local, b - a - 1)]
+    for s, e, g, a, b in zip(runs.starts.tolist(), runs.ends.tolist(), runs.group.tolist(), runs.lo.tolist(),
+                             runs.hi.tolist()):  # a loop over runs, never requests
+        out[s:e] = _search_run(table, g, a, b, u[s:e])
     return out
 
 
@@ -224,9 +264,3 @@ def aggregate_pmfs(data: pl.DataFrame, weights: pl.DataFrame, *, by_window: bool
         .drop("mass")
         .sort([*keys, "value"])
     )
-
-
-
-
-_PmfTable = PmfTable  # the name before the split of generate.py
-_pmf_table = pmf_table

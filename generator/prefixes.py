@@ -21,7 +21,9 @@ are. :func:`assign_prefix_blocks` applies it to a generated frame (or one time c
    ``L``'s length class with at least ``L`` blocks, else any with at least ``L`` blocks, else
    the latest row at least that lag before; it repeats the source's first ``min(L, L_source) - gap`` blocks) or nothing. A group
    is re-picked among the groups of the request's length class in proportion to its share times
-   the fitted density of the suffix it would leave, so that long templates go to long prompts;
+   the probability of the suffix it would leave under the group's own fitted suffix PMF in that
+   class (Bayes: each group keeps its share of the class, and long templates go to long
+   prompts; pools without per-group rows use the client's pooled suffix density per octave);
 4. every other block gets a fresh id (one counter, never reused).
 
 Copies of copies are resolved by pointer jumping over the flat block arrays (each round halves
@@ -89,6 +91,14 @@ class PrefixModel:
     reuse_share : numpy.ndarray, optional
         Per ``options_map`` key: the uncut reuse share of a window-corrected client's length
         class (0 elsewhere; those clients' ``options`` hold groups and "none" only).
+    suffix_keys, suffix_probability : numpy.ndarray, optional
+        The per-(client, length class, group) suffix PMFs (``suffix_blocks`` rows with a
+        ``group``): sorted keys ``(options key * n_groups + group) * (max suffix + 1) + suffix``
+        and their probabilities; None for a pool without them (the per-client density is used).
+    suffix_classes : numpy.ndarray, optional
+        Sorted keys ``options key * n_groups + group`` that have such a PMF.
+    suffix_span : int
+        The multiplier of those keys (the largest fitted suffix plus one).
     """
 
     block_size: int
@@ -110,6 +120,10 @@ class PrefixModel:
     max_lag_s: float
     censored_reuse: np.ndarray | None = None
     reuse_share: np.ndarray | None = None
+    suffix_keys: np.ndarray | None = None
+    suffix_probability: np.ndarray | None = None
+    suffix_classes: np.ndarray | None = None
+    suffix_span: int = 0
 
 
 @dataclass(frozen=True)
@@ -261,7 +275,19 @@ def prefix_model(pool) -> PrefixModel | None:
     censored = np.zeros(len(clients), dtype=bool)
     censored[[codes[c] for c in cut]] = True  # a loop over clients
     density = np.ones((len(clients), _CLASSES))
-    suffix = kind("suffix_blocks")
+    suffix = kind("suffix_blocks").filter(pl.col("group").is_null())
+    per_group = kind("suffix_blocks").filter(pl.col("group").is_not_null())
+    sfx_keys = sfx_prob = sfx_classes = None
+    span = 0
+    if per_group.height and n_groups:
+        okey = (per_group["client_id"].replace_strict(codes, return_dtype=pl.Int64).to_numpy() * _CLASSES
+                + np.round(np.log2(per_group["min_blocks"].to_numpy().astype(float))).astype(np.int64))
+        gk = okey * n_groups + per_group["group"].to_numpy().astype(np.int64)
+        span = int(per_group["value"].max()) + 1
+        full = gk * span + per_group["value"].to_numpy().astype(np.int64)
+        order = np.argsort(full, kind="stable")
+        sfx_keys, sfx_prob = full[order], per_group["probability"].to_numpy()[order]
+        sfx_classes = np.unique(gk)
     if suffix.height:
         octave = suffix.select(pl.col("client_id").replace_strict(codes, return_dtype=pl.Int64).alias("code"),
                                (pl.col("value") + 1).log(2).floor().cast(pl.Int64).alias("b"), "probability")
@@ -276,15 +302,17 @@ def prefix_model(pool) -> PrefixModel | None:
         reuse_lag=pm["reuse_lag_s"][0], reuse_lag_map=pm["reuse_lag_s"][1], history_gap=pm["history_gap"][0],
         history_gap_map=pm["history_gap"][1], same_length=pm["reuse_same_length"][0],
         same_length_map=pm["reuse_same_length"][1], suffix_density=density,
-        max_lag_s=float(lags.max()) if lags.len() else 0.0, censored_reuse=censored, reuse_share=reuse_share)
+        max_lag_s=float(lags.max()) if lags.len() else 0.0, censored_reuse=censored, reuse_share=reuse_share,
+        suffix_keys=sfx_keys, suffix_probability=sfx_prob, suffix_classes=sfx_classes, suffix_span=span)
 
 
 def _fit_groups(model: PrefixModel, code: np.ndarray, cls: np.ndarray, length: np.ndarray, option: np.ndarray,
                 u: np.ndarray) -> np.ndarray:
     """Re-pick the group of each request that drew one: among its (client, length class) groups,
-    with probability proportional to the group's share times the fitted suffix density of
-    ``length - len_g`` (groups longer than the request get none). A request no group fits
-    keeps its draw (its group is truncated). Pairs (request, candidate group) are arrays."""
+    with probability proportional to the group's share times the probability of the suffix
+    ``length - len_g`` under the group's own suffix PMF in the class (else the client's pooled
+    suffix density; groups longer than the request get none). A request no group fits keeps its
+    draw (its group is truncated). Pairs (request, candidate group) are arrays."""
     rows = np.flatnonzero(option >= 0)
     if rows.size == 0 or model.options is None:
         return option
@@ -300,7 +328,17 @@ def _fit_groups(model: PrefixModel, code: np.ndarray, cls: np.ndarray, length: n
     sizes = np.diff(model.group_offsets)
     x = length[rows][pair] - np.where(val >= 0, sizes[np.maximum(val, 0)] if sizes.size else 0, 0)
     octave = np.floor(np.log2(np.maximum(x, 0) + 1)).astype(np.int64).clip(0, _CLASSES - 1)
-    w = np.where((val >= 0) & (x >= 0), prob * model.suffix_density[code[rows][pair], octave], 0.0)
+    dens = model.suffix_density[code[rows][pair], octave]
+    if model.suffix_keys is not None:
+        # the group's own suffix PMF in the request's (client, class) where fitted: P(L | g, class)
+        n_groups = sizes.size
+        gk = model.options_map[g[pair]] * n_groups + np.maximum(val, 0)
+        has = np.isin(gk, model.suffix_classes)
+        key = gk * model.suffix_span + np.maximum(x, 0)
+        at = np.minimum(np.searchsorted(model.suffix_keys, key), model.suffix_keys.size - 1)
+        q = np.where((model.suffix_keys[at] == key) & (x < model.suffix_span), model.suffix_probability[at], 0.0)
+        dens = np.where(has, q, dens)
+    w = np.where((val >= 0) & (x >= 0), prob * dens, 0.0)
     total = np.bincount(pair, weights=w, minlength=rows.size)
     run = np.cumsum(w)
     before = np.r_[0.0, run][np.cumsum(cnt) - cnt]

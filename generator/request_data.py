@@ -179,14 +179,15 @@ def data_sampler(pool, grid: WindowGrid, seg_a, seg_b, rates: SegmentRates, lo, 
     # expected requests of each pool client in each data window over the period (aggregate weights)
     seg_a, seg_b = np.asarray(seg_a, dtype=float), np.asarray(seg_b, dtype=float)
     seg_d = np.clip(np.floor((seg_a - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
-    wmatrix = rates.group_row_sums(seg_d, D, seg_b - seg_a)
     # a segment longer than a data window, or across its edge (a short trace's data windows:
-    # PoolFitSettings.min_data_windows), also weighs the later windows it overlaps; a loop over
-    # the few windows one segment spans, never requests
+    # PoolFitSettings.min_data_windows), weighs its first window up to the edge and the later
+    # windows it overlaps; a loop over the few windows one segment spans, never requests. Without
+    # such a segment every segment weighs its whole length (also one clipped to the last window)
     d_last = np.clip(np.floor((np.nextafter(seg_b, -np.inf) - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
-    if seg_d.size and bool(np.any(d_last > seg_d)):
-        edge = anchor + (seg_d + k0 + 1) * dw
-        wmatrix = rates.group_row_sums(seg_d, D, np.minimum(seg_b, edge) - seg_a)
+    crossing = bool(seg_d.size) and bool(np.any(d_last > seg_d))
+    edge = anchor + (seg_d + k0 + 1) * dw
+    wmatrix = rates.group_row_sums(seg_d, D, np.minimum(seg_b, edge) - seg_a if crossing else seg_b - seg_a)
+    if crossing:
         for j in range(1, int((d_last - seg_d).max()) + 1):
             d = np.minimum(seg_d + j, D - 1)
             start = anchor + (seg_d + j + k0) * dw

@@ -27,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from servelab.generator.exceptions import GenerationError, PoolSpanError
-from servelab.generator.generate import _pmf_table, generate, sample_pmf
+from servelab.generator.generate import generate
+from servelab.generator.pmf import pmf_table, sample_pmf
 from servelab.generator.pool import ClientPool
 
 __all__ = ["MODALITIES", "draw_from_pmfs", "sample_requests"]
@@ -103,5 +104,5 @@ def draw_from_pmfs(pmfs: pl.DataFrame, group: np.ndarray, rng: np.random.Generat
         One uniform per draw is taken from it.
     """
     pos = pmfs.filter(pl.col("probability") > 0)
-    table = _pmf_table(pos["gid"].to_numpy(), pos["value"].to_numpy(), pos["probability"].to_numpy())
+    table = pmf_table(pos["gid"].to_numpy(), pos["value"].to_numpy(), pos["probability"].to_numpy())
     return sample_pmf(table, np.asarray(group), rng.random(np.asarray(group).size))

@@ -6,10 +6,18 @@ derived from the global seed and the client id by SHA-256 (not from its position
 its shard). A client's rows therefore do not depend on which other clients are generated with it,
 in which order, on how many workers: the workload is the same *set of rows* whether it is drawn
 
-- in one process (:func:`generate_by_client`, the single-machine reference),
-- by client groups (:func:`generate_shard` of each group, :func:`generate_sharded` locally), or
+- in one process (:func:`generate_by_client`, the single-machine reference; on the command line
+  ``servelab generate POOL --rate pool --streams client``),
+- by client groups (:func:`generate_shard` of each group, :func:`generate_sharded` locally;
+  :func:`write_sharded` writes them as Parquet partitioned by day, ``servelab generate --shards N``), or
 - by Spark tasks (:func:`spark_generate`: ``mapInArrow`` over the client ids, each task running
-  :func:`generate_shard` on its clients and writing Parquet partitioned by day).
+  :func:`generate_shard` on its clients and writing Parquet partitioned by day; ``servelab generate
+  --shards N --spark-master URL``).
+
+:func:`read_sharded` reads a folder of either writer back as one frame. Cost on one machine:
+drawing each client from its own stream is a Python loop over clients (each client's requests
+vectorised), so it is slower than :func:`~servelab.generator.generate.generate` when a pool has
+many small clients; ``benchmarks/bench_engines.py --streams-cost`` measures the ratio.
 
 Each client is :func:`servelab.generator.generate.generate` of the pool restricted to that client
 (``pool.select([c])``) at the pool's own rate (``rate="pool"``: its fitted windows' rates), with
@@ -48,8 +56,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from servelab.generator.rates import DEFAULT_MAX_REQUESTS
+
 __all__ = ["client_seed", "active_clients", "shard_schema", "generate_shard", "generate_by_client", "generate_sharded",
-           "client_groups", "spark_generate", "DAY_COLUMN"]
+           "client_groups", "spark_generate", "write_sharded", "read_sharded", "DAY_COLUMN"]
 
 #: the partition column :func:`spark_generate` writes (``day=YYYY-MM-DD``: 1970-01-01 + timestamp, the
 #: workload's seconds from its start, so the first 24 h are ``day=1970-01-01``)
@@ -95,7 +105,7 @@ def _one_client(pool, client: str, lo: float, hi: float, seed: int, conversation
     from servelab.generator.generate import generate
 
     frame = generate(pool.select([client]), "pool", hi - lo, start=lo, seed=client_seed(seed, client),
-                     conversations=conversations)
+                     conversations=conversations, max_requests=None)  # the caller checked the budget
     links = [c for c in ("conversation_id", "parent_id") if c in frame.columns]
     if links:
         frame = frame.with_columns(pl.when(pl.col(c).is_not_null()).then(pl.lit(f"{client}/") + pl.col(c))
@@ -118,19 +128,34 @@ def shard_schema(pool, duration: float, *, start: float | None = None, conversat
     return _empty_frame(plan).schema
 
 
+def _check_budget(pool, clients: Sequence[str], lo: float, hi: float, max_requests: int | None) -> None:
+    """Refuse ``clients``' workload over ``[lo, hi)`` when its expected size (each at its pool rate)
+    exceeds ``max_requests`` (:func:`servelab.generator.rates.check_request_budget`)."""
+    from servelab.generator.rates import check_request_budget, pool_rate
+
+    if max_requests is not None and clients:
+        check_request_budget(pool_rate(1.0), hi - lo, pool.select(list(clients)), start=lo, max_requests=max_requests)
+
+
 def generate_shard(pool, clients: Sequence[str], duration: float, *, seed: int, start: float | None = None,
-                   conversations: bool = True) -> pl.DataFrame:
+                   conversations: bool = True, max_requests: int | None = DEFAULT_MAX_REQUESTS,
+                   schema: pl.Schema | None = None) -> pl.DataFrame:
     """The requests of ``clients`` over ``[start, start + duration)`` (start: the pool's), each
     client drawn from :func:`client_seed` ``(seed, client)``; sorted by (timestamp, client_id),
     with the columns of :func:`shard_schema`.
 
     A loop over clients (each client's requests are drawn vectorised); clients without a window in
-    the span give no rows.
+    the span give no rows. ``max_requests`` (None: no limit) bounds the shard's expected size, each
+    client at its pool rate, checked before anything is drawn. ``schema``: :func:`shard_schema` of
+    the same pool, span and ``conversations`` when the caller has it (it plans the whole pool, so
+    the shards of one workload compute it once), else computed here.
 
     Raises
     ------
     ValueError
         If a client is not in the pool, or ``seed`` / ``duration`` is invalid.
+    RequestBudgetError
+        If the shard is estimated above ``max_requests``.
     """
     client_seed(seed, "")  # checks the seed
     lo, hi = _span(pool, duration, start)
@@ -138,8 +163,10 @@ def generate_shard(pool, clients: Sequence[str], duration: float, *, seed: int, 
     unknown = [c for c in clients if c not in known]
     if unknown:
         raise ValueError(f"clients must be ids of the pool; got unknown {unknown[:5]!r}")
-    schema = shard_schema(pool, duration, start=lo, conversations=conversations)
+    if schema is None:
+        schema = shard_schema(pool, duration, start=lo, conversations=conversations)
     live = set(active_clients(pool, duration, start=lo))
+    _check_budget(pool, [c for c in clients if c in live], lo, hi, max_requests)
     frames = [_one_client(pool, c, lo, hi, seed, conversations) for c in clients if c in live]
     frames = [f.select(pl.col(n).cast(t) if n in f.columns else pl.lit(None, dtype=t).alias(n)
                        for n, t in schema.items()) for f in frames if f.height]
@@ -149,10 +176,12 @@ def generate_shard(pool, clients: Sequence[str], duration: float, *, seed: int, 
 
 
 def generate_by_client(pool, duration: float, *, seed: int, start: float | None = None,
-                       conversations: bool = True) -> pl.DataFrame:
+                       conversations: bool = True, max_requests: int | None = DEFAULT_MAX_REQUESTS) -> pl.DataFrame:
     """The whole pool's workload in one process: :func:`generate_shard` of every client (the
-    single-machine reference of :func:`generate_sharded` and :func:`spark_generate`)."""
-    return generate_shard(pool, pool.client_ids, duration, seed=seed, start=start, conversations=conversations)
+    single-machine reference of :func:`generate_sharded`, :func:`write_sharded` and
+    :func:`spark_generate`; ``servelab generate --streams client``)."""
+    return generate_shard(pool, pool.client_ids, duration, seed=seed, start=start, conversations=conversations,
+                          max_requests=max_requests)
 
 
 def client_groups(clients: Sequence[str], n_groups: int) -> tuple[tuple[str, ...], ...]:
@@ -172,12 +201,93 @@ def client_groups(clients: Sequence[str], n_groups: int) -> tuple[tuple[str, ...
 
 
 def generate_sharded(pool, duration: float, *, seed: int, n_shards: int, start: float | None = None,
-                     conversations: bool = True) -> Iterator[pl.DataFrame]:
+                     conversations: bool = True,
+                     max_requests: int | None = DEFAULT_MAX_REQUESTS) -> Iterator[pl.DataFrame]:
     """The pool's workload as ``n_shards`` client groups (:func:`client_groups`), one frame per
     group, drawn one after the other in this process (what a worker of a cluster would do with its
-    group). Their union is :func:`generate_by_client`'s rows."""
+    group). Their union is :func:`generate_by_client`'s rows. ``max_requests`` bounds the whole
+    workload (checked once, before the first shard)."""
+    lo, hi = _span(pool, duration, start)
+    _check_budget(pool, active_clients(pool, duration, start=lo), lo, hi, max_requests)
+    schema = shard_schema(pool, duration, start=lo, conversations=conversations)
     for group in client_groups(list(pool.client_ids), n_shards):
-        yield generate_shard(pool, group, duration, seed=seed, start=start, conversations=conversations)
+        yield generate_shard(pool, group, duration, seed=seed, start=lo, conversations=conversations,
+                             max_requests=None, schema=schema)
+
+
+def write_sharded(pool, duration: float, *, seed: int, output: str | os.PathLike, n_shards: int,
+                  start: float | None = None, conversations: bool = True,
+                  max_requests: int | None = DEFAULT_MAX_REQUESTS) -> dict:
+    """:func:`generate_sharded` written as :func:`spark_generate` writes it, without Spark: each
+    shard's rows go to ``output/day=YYYY-MM-DD/shard-KKKKK.parquet`` (its rows of that day), one
+    shard in memory at a time.
+
+    Parameters
+    ----------
+    pool : ClientPool
+    duration : float
+        Seconds to generate from ``start`` (default: the pool's start).
+    seed : int
+    output : path-like
+        A folder that must not exist yet (or be empty).
+    n_shards : int
+        Client groups (:func:`client_groups`).
+    start : float, optional
+    conversations : bool
+    max_requests : int or None
+        Bound on the whole workload's expected size (None: no limit).
+
+    Returns
+    -------
+    dict
+        ``output`` (str), ``clients`` (active clients), ``shards`` (non-empty client groups),
+        ``requests``, ``days`` (sorted), ``files``.
+
+    Raises
+    ------
+    ValueError
+        For a bad seed, duration or ``n_shards``, or an ``output`` folder that is not empty.
+    RequestBudgetError
+        If the workload is estimated above ``max_requests``.
+    """
+    out = Path(output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"output must be a new or empty folder; got {str(out)!r}")
+    lo, _ = _span(pool, duration, start)
+    live = active_clients(pool, duration, start=lo)
+    requests, files, days = 0, 0, set()
+    for k, frame in enumerate(generate_sharded(pool, duration, seed=seed, n_shards=n_shards, start=lo,
+                                               conversations=conversations, max_requests=max_requests)):
+        if not frame.height:
+            continue
+        frame = frame.with_columns(_day(pl.col("timestamp")).alias(DAY_COLUMN))
+        for (day,), part in frame.group_by(DAY_COLUMN, maintain_order=True):
+            folder = out / f"{DAY_COLUMN}={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            part.drop(DAY_COLUMN).write_parquet(folder / f"shard-{k:05d}.parquet")
+            files += 1
+            days.add(day)
+        requests += frame.height
+    out.mkdir(parents=True, exist_ok=True)
+    return {"output": str(out), "clients": len(live), "shards": len(client_groups(list(pool.client_ids), n_shards)),
+            "requests": requests, "days": sorted(days), "files": files}
+
+
+def read_sharded(path: str | os.PathLike) -> pl.DataFrame:
+    """The rows of a folder written by :func:`write_sharded` or :func:`spark_generate` (Parquet
+    under ``day=YYYY-MM-DD/``), without the ``day`` column (it is derived from ``timestamp``),
+    sorted by (timestamp, client_id) as :func:`generate_by_client` sorts them.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` holds no ``day=*/*.parquet`` file.
+    """
+    files = sorted(Path(path).glob(f"{DAY_COLUMN}=*/*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"path must hold Parquet files under {DAY_COLUMN}=*/; got {str(path)!r}")
+    frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files], how="vertical_relaxed")
+    return frame.sort("timestamp", "client_id", maintain_order=True)
 
 
 def _day(timestamp: pl.Expr) -> pl.Expr:
@@ -197,7 +307,8 @@ def _spark_type(dtype: pl.DataType) -> str:
 
 
 def spark_generate(pool, duration: float, *, seed: int, output: str | os.PathLike, master: str | None = None,
-                   n_tasks: int = 2, start: float | None = None, conversations: bool = True) -> dict:
+                   n_tasks: int = 2, start: float | None = None, conversations: bool = True,
+                   max_requests: int | None = DEFAULT_MAX_REQUESTS) -> dict:
     """Generate the pool's workload on Spark and write it as Parquet partitioned by day.
 
     The client ids become a DataFrame of ``n_tasks`` partitions; ``mapInArrow`` runs
@@ -219,6 +330,9 @@ def spark_generate(pool, duration: float, *, seed: int, output: str | os.PathLik
         Spark master URL (:func:`servelab.analysis.engines.spark_session`).
     n_tasks : int
         Spark tasks (partitions of the client ids).
+    max_requests : int or None
+        Bound on the whole workload's expected size, checked on the driver before any task runs
+        (None: no limit).
 
     Returns
     -------
@@ -231,6 +345,8 @@ def spark_generate(pool, duration: float, *, seed: int, output: str | os.PathLik
         If Spark cannot run here.
     ValueError
         For a bad seed, duration or ``n_tasks``.
+    RequestBudgetError
+        If the workload is estimated above ``max_requests``.
     """
     from servelab.analysis.engines import spark_session
 
@@ -239,6 +355,7 @@ def spark_generate(pool, duration: float, *, seed: int, output: str | os.PathLik
     client_seed(seed, "")
     lo, hi = _span(pool, duration, start)
     clients = list(active_clients(pool, duration, start=lo))
+    _check_budget(pool, clients, lo, hi, max_requests)
     schema = shard_schema(pool, duration, start=lo, conversations=conversations)
     columns = [*schema.names(), DAY_COLUMN]
     ddl = ", ".join([f"`{c}` {_spark_type(t)}" for c, t in schema.items()] + [f"`{DAY_COLUMN}` string"])
@@ -251,7 +368,8 @@ def spark_generate(pool, duration: float, *, seed: int, output: str | os.PathLik
             ids = batch.column(0).to_pylist()
             if not ids:
                 continue
-            frame = generate_shard(pool, ids, hi - lo, seed=seed, start=lo, conversations=conversations)
+            frame = generate_shard(pool, ids, hi - lo, seed=seed, start=lo, conversations=conversations,
+                                   max_requests=None, schema=schema)  # planned once, on the driver
             frame = frame.with_columns(_day(pl.col("timestamp")).alias(DAY_COLUMN)).select(columns)
             table = frame.to_arrow()
             target = pa.schema([pa.field(f.name, _plain_arrow(f.type)) for f in table.schema])

@@ -46,6 +46,7 @@ __all__ = [
     "DUCKDB_MEMORY_LIMIT",
     "PARALLEL_AREAS",
     "ReportResult",
+    "SECTION_WORKER_MIN_REQUESTS",
     "SectionOutcome",
     "SectionFailedWarning",
     "build_report",
@@ -68,6 +69,9 @@ DUCKDB_MEMORY_LIMIT = "2GB"
 #: arrival frame), and modest in memory (DuckDB aggregates, bounded samples, bounded periods).
 #: The heaviest sections (arrivals, clients, conversations: they share arrival frames) stay here.
 PARALLEL_AREAS = ("periodicity", "lengths", "generation", "validation")
+#: ``section_worker="auto"`` starts the section worker for stores of at least this many requests
+#: (below it the worker's own start, about a second of CPU to import servelab, outweighs the gain)
+SECTION_WORKER_MIN_REQUESTS = 2_000_000
 
 
 class SectionFailedWarning(RuntimeWarning):
@@ -177,7 +181,7 @@ def build_report(
     sections: tuple[str | Area, ...] | None = None,
     budget: Budget | None = None,
     figure_worker: bool = True,
-    section_worker: bool = False,
+    section_worker: bool | str = "auto",
     figures_dir: str | os.PathLike | None = None,
     figure_formats: tuple[str, ...] = ("svg",),
     area_options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -214,14 +218,18 @@ def build_report(
         Encode each section's figures in one forked worker process while the next section is
         built (the PNG bytes are the same as encoding them here; where ``fork`` is not available,
         or with False, they are encoded in this process after the sections).
-    section_worker : bool
+    section_worker : bool or "auto"
         Build the sections of :data:`PARALLEL_AREAS` in one worker process (a fresh Python
         process, started before the first section) while this process builds the others (2 cores
         work at once; every section computes what it computes in this process, with the same
-        seed). With another engine than DuckDB, a store without a folder, or False (the default),
-        every section is built here, in order. Off by default: on this shared 2-core machine (load
-        7-11) a 1 M-row report took 1.08x the wall time and 1.14x the CPU time with it (the worker
-        imports servelab again); its gain on a quiet machine is not measured yet.
+        seed). With another engine than DuckDB, a store without a folder, or False, every section
+        is built here, in order. ``"auto"`` (the default) uses the worker for stores of at least
+        :data:`SECTION_WORKER_MIN_REQUESTS` requests on a machine with 2 or more cores: the full
+        report of the 10 M-row synthetic store took 56.5 s with it against 65.5 s without (one
+        interleaved pair, load 3-5; the main process alone used 63 CPU-s in 65 s without it), while
+        on a shared machine (load 7-11) a 1 M-row report took 1.08x the wall time and 1.14x the CPU
+        time with it (the worker imports servelab again). The worker's peak memory (817 MB at
+        10 M) comes beside this process'.
     figures_dir : path-like, optional
         Also save every drawn figure here as ``<figure id>.<format>`` (e.g.
         ``servegen.fig1.svg``), for papers and slides; the page itself always embeds PNGs.
@@ -247,7 +255,8 @@ def build_report(
     StoreNotFoundError, TraceFormatError, FileNotFoundError
         When the trace cannot be opened or ingested (nothing is written then).
     ValueError
-        If a figure format is not one of png, svg, pdf, or both ``quick`` and ``budget`` are given.
+        If a figure format is not one of png, svg, pdf, both ``quick`` and ``budget`` are given, or
+        ``section_worker`` is not True, False or ``"auto"``.
     KeyError
         If a section id names no area (the message lists the known ones).
     """
@@ -267,7 +276,9 @@ def build_report(
     json_path = output.with_suffix(".json")
     notes: list[str] = []
     show = progress and _is_terminal(sys.stderr)
-    parallel = section_worker and engine == "duckdb" and any(a.id in PARALLEL_AREAS for a in areas)
+    if section_worker not in (True, False, "auto"):
+        raise ValueError(f"section_worker must be True, False or 'auto'; got {section_worker!r}")
+    parallel = section_worker if engine == "duckdb" and any(a.id in PARALLEL_AREAS for a in areas) else False
     with _SectionWorker(worker=parallel) as worker, _FigureEncoder(worker=figure_worker) as encoder, \
             duckdb_settings(memory_limit=DUCKDB_MEMORY_LIMIT), \
             open_or_ingest(store_or_trace, fmt=fmt, column_map=column_map, notes=notes, progress=show) as (store, source):
@@ -523,7 +534,9 @@ class _SectionWorker:
     when its turn comes, so the report has the same sections either way.
     """
 
-    def __init__(self, *, worker: bool = True) -> None:
+    def __init__(self, *, worker: bool | str = True) -> None:
+        if worker not in (True, False, "auto"):
+            raise ValueError(f"section_worker must be True, False or 'auto'; got {worker!r}")
         self._enabled = worker
         self._proc = None
         self._tmp = None
@@ -552,6 +565,8 @@ class _SectionWorker:
         if not self._enabled or self._proc is not None:
             return {}
         jobs = [j for j in jobs if isinstance(j[1], TraceStore) and j[1].path is not None]
+        if self._enabled == "auto":
+            jobs = [j for j in jobs if (os.cpu_count() or 1) >= 2 and j[1].n_requests >= SECTION_WORKER_MIN_REQUESTS]
         if not jobs:
             return {}
         self._tmp = tempfile.TemporaryDirectory(prefix="servelab-sections-")
@@ -604,10 +619,10 @@ def encode_figure(fig: Any) -> EmbeddedImage:
     """
     if not hasattr(fig, "savefig"):
         raise TypeError(f"figure must be a matplotlib Figure; got {type(fig).__name__}")
-    from servelab.figures.style import paper_style
+    from servelab.figures.style import layout_caches, paper_style
 
     buffer = io.BytesIO()
-    with paper_style():
+    with paper_style(), layout_caches(fig):
         fig.savefig(buffer, format="png", dpi=_CSS_DPI * _PIXEL_RATIO, bbox_inches="tight")
     data = buffer.getvalue()
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

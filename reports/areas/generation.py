@@ -8,38 +8,47 @@ aggregate request data), and compare both with the real period in 3 s windows
 (:func:`servelab.analysis.fidelity.compare`). Fig. 19 shows the windows.
 
 Finding ``servegen.F12`` ("generation accuracy") is a test against a named null at a stated
-level, as V1 is (:mod:`servelab.reports.areas.validation`): in each period,
-:func:`servelab.generator.validation.shape_test` on F12's metrics (:data:`F12_METRICS`: the energy
-score of each real 3-s window's (rate over the mean rate, mean input) and (rate over the mean
-rate, mean output) against each generated workload's windows) cuts the real period into blocks of
-consecutive windows (20 blocks: 9 min each in a 3-h period), scores each block against a disjoint
-random group of each generated workload's windows, and tests the per-block differences (naive's
-score minus servelab's) with a one-sided Wilcoxon signed-rank test (a Diebold-Mariano comparison)
-of the null :data:`F12_NULL`, "servelab reproduces the period no better than naive", at level
+level (:func:`energy_difference_test`): in each period, the statistic is the difference of
+squared energy distances ``T = D2(real, naive) - D2(real, servelab)`` of the 3-s windows' (rate
+over the mean rate, mean input) and (rate over the mean rate, mean output) (:data:`F12_METRICS`,
+non-empty windows, standardised by the real windows' sd), summed over the two; its standard error
+is estimated by batch means over blocks of :data:`F12_BLOCK_S` (600 s: 18 blocks in a 3-h period;
+at least :data:`F12_MIN_BLOCKS`), each workload's first-order terms credited to their block on one
+clock; ``t = T / se`` is referred to Student's t with ``blocks - 1`` degrees of freedom. The null
+:data:`F12_NULL`, "servelab reproduces the period no better than naive", is rejected one-sided at
 :data:`F12_LEVEL` (5%). F12 holds when the null is rejected in every period (an
-intersection-union test, so its level is at most 5%); it does not hold when the same test one-sided
-the other way shows naive better in some period; otherwise, and when a period is too short to test
-(fewer than 8 blocks of 10 windows), it is inconclusive (the repository's rule: "does not hold"
-needs evidence against the finding, and this test's power at small sizes is low, measured below). The energy distances are kept in ``measured`` as description.
+intersection-union test, so its level is at most 5%); it does not hold when the same test
+one-sided the other way shows naive closer in some period; otherwise, and when a period is too
+short to test (fewer than 8 blocks of 10 windows), it is inconclusive (the repository's rule:
+"does not hold" needs evidence against the finding). The compare table's energy distances are
+kept in ``measured`` as description.
 
-Calibration (``benchmarks/bench_generation_sample.py``, one simulated 3-h period per seed, 40
-clients, seeds 0-19; details in that module's docstring): on the null (identical Poisson clients:
-per-client generation has nothing to find) the test "held" 0/20 times at ~14,000 requests per period (95% interval of
-the false "holds" rate 0-16%), also 0/20 on the client sample at half the requests, and said "does
-not hold" 2/20 times (the other side at 5%); the old rule (servelab's
-joint (rate, mean input) energy distance below naive's, no level) "held" 8/20 unsampled and 11/20
-on the client sample. Power on the positive controls (heterogeneous bursty clients, burst sd up to
-1 / up to 2) at ~14,000 requests: 1/18 and 1/15 (intervals 1-26% and 1-30%); at ~55,000 requests 0/9 and 0/8 (null 0/8), although on the second naive's
-energy distance is twice servelab's (0.058 vs 0.028). So at these sizes F12 is mostly inconclusive: a 3-h period offers 20
-blocks of 9 minutes, and the per-window score differences are small against their block-to-block
-noise (a more powerful test at a stated level is not built yet). On the 10 M-row store
-(2026-12-03) it is inconclusive: stable p = 0.045, variable p = 0.69 (the old rule "held": 0.029 vs
-0.084 and 0.054 vs 0.060). A report's F12 needs the test to reject in both periods, so its level is at most 5% and its power
-at most a period's.
+Why this test and not the previous one (:func:`servelab.generator.validation.shape_test`'s
+one-sided Wilcoxon signed-rank over 20 blocks, each block's real windows scored against a random
+1/20 of each generated workload's windows): that deal's noise dominated. On one positive-control
+trace (burst sd up to 2, 63,446 requests; ``bench_generation_sample.py``) the shape test's p was
+0.608, 0.001, 0.298, 0.449, 0.147 for deal seeds 0-4 of the same workloads, and a t-test on its
+own block differences was no better than the signed ranks (0.77 against 0.61); this test, every
+real window against every generated one, gave p = 0.003.
+
+Calibration (``benchmarks/bench_generation_sample.py``, one simulated period per seed, 40 clients,
+seeds 0-19 per scenario; details and intervals in that module's docstring). False "holds" where
+per-client generation has nothing to find (identical Poisson clients): 0/20 at ~14,000 requests
+per 3-h period, 0/20 in quick mode's 30-min periods; where the null holds exactly (the real
+period against two draws of one generator, A/A): 0/120 and 0/80 (95% upper bounds 3% and 5%).
+The test is conservative there (t's sd over null seeds 0.62, not 1). Power on the positive
+controls (heterogeneous bursty clients): 0/20 and 1/20 at ~14,000 requests -- at that size
+servelab's and naive's energy distances to the real period are equal (medians 0.028 / 0.029),
+there is nothing to detect.
+
+On the 10 M-row store (2026-12-03, full mode, periods sampled to 100,000 requests): **inconclusive**,
+stable T = 0.0115 (t = 4.00 on 17 df, p = 0.00047), variable T = 0.0018 (t = 0.84 on 16 df, p =
+0.21) (the previous test: stable p = 0.0016, variable 0.65; the compare table's distances servelab
+/ naive 0.030 / 0.087 and 0.047 / 0.061). The test costs about 0.5 s a period.
 
 Needs ``client_id`` and ``input_tokens``; without them the finding is not applicable. This module
-orchestrates library calls (the other side of F12's test is scipy's Wilcoxon test of the shape
-test's own block differences); it plots nothing itself.
+orchestrates library calls and holds F12's test (numpy distances, scipy's t distribution); it
+plots nothing itself.
 """
 from __future__ import annotations
 
@@ -47,7 +56,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -58,25 +67,228 @@ from servelab.analysis.findings import Finding, Verdict, not_applicable
 from servelab.analysis.store import TraceStore
 from servelab.reports.areas.base import with_registered_figures
 
-if TYPE_CHECKING:
-    from servelab.generator.validation import ShapeTest
-
-__all__ = ["F12_LEVEL", "F12_NULL", "FINDING_ID", "GENERATION", "GenerationArea", "GenerationEvidence",
-           "choose_periods", "f12_verdict", "fidelity_experiment"]
+__all__ = ["F12_BLOCK_S", "F12_LEVEL", "F12_MAX_POINTS", "F12_METRICS", "F12_MIN_BLOCKS", "F12_NULL", "FINDING_ID",
+           "GENERATION", "EnergyTest", "GenerationArea", "GenerationEvidence", "choose_periods",
+           "energy_difference_test", "f12_verdict", "fidelity_experiment"]
 
 FINDING_ID = "servegen.F12"
 _STATEMENT = ("Per-client generation (ServeGen) reproduces the real workload's joint distribution of short-window "
               "rate and request length better than naive whole-workload resampling, in stable and variable periods.")
 _SOURCE = "ServeGen (2025), section 6.2, Fig. 19"
-#: level of F12's test in each period (the shape test's, :data:`servelab.generator.validation.SHAPE_LEVEL`)
+#: level of F12's test in each period
 F12_LEVEL = 0.05
-#: the shape test's metrics F12 sums (:data:`servelab.generator.validation.SHAPE_METRICS`): the joint
-#: (window rate over mean rate, window mean input / output) energy scores
+#: the metrics F12's test sums (named as in :data:`servelab.generator.validation.SHAPE_METRICS`): the
+#: joint (window rate over mean rate, window mean input / output) energy distances
 F12_METRICS = ("joint_input_shape", "joint_output_shape")
 #: F12's null, in words
-F12_NULL = ("servelab reproduces the period no better than naive: per block of consecutive 3-s windows, naive's "
-            "mean energy scores of the real windows' (rate over mean rate, mean input) and (rate over mean rate, "
-            "mean output) minus servelab's are symmetric about a median <= 0")
+F12_NULL = ("servelab reproduces the period no better than naive: the squared energy distance of the real 3-s "
+            "windows' (rate over mean rate, mean input) and (rate over mean rate, mean output) to naive's windows "
+            "minus that to servelab's, summed, has expectation <= 0")
+
+
+#: length of the blocks of consecutive 3-s windows F12's test treats as independent (the pool's
+#: arrival windows, the scale of per-client bursts: the per-window score differences' autocorrelation
+#: is near 0 by this lag on the calibration traces), the fewest blocks it runs on (a shorter period
+#: gets shorter blocks, period / F12_MIN_BLOCKS), and the most windows of a workload it scores
+#: (a seeded subsample above: the cost stays O(F12_MAX_POINTS^2); 3,600 is a 3-h period's
+#: whole 3-s windows, so a full-mode period is scored whole: a subsample of 1,500 lost power)
+F12_BLOCK_S = 600.0
+F12_MIN_BLOCKS = 8
+F12_MAX_POINTS = 3600
+
+
+@dataclass(frozen=True)
+class EnergyTest:
+    """F12's test in one period (:func:`energy_difference_test`): is servelab closer to the real period than naive?
+
+    Attributes
+    ----------
+    statistic : float
+        ``T``: naive's squared energy distance to the real period's windows minus servelab's, summed
+        over F12's two joint metrics (> 0: servelab closer).
+    standard_error : float
+        Batch-means standard error of ``T`` over ``blocks`` blocks of consecutive windows (the real
+        windows' and both generated workloads' first-order terms, one clock).
+    t : float
+        ``statistic / standard_error``, referred to Student's t with ``blocks - 1`` degrees of freedom.
+    p_value : float
+        One-sided, alternative "servelab closer" (the null :data:`F12_NULL` rejected when ``<= level``).
+    p_naive_better : float
+        One-sided the other way (naive closer).
+    level : float
+    servelab_better, naive_better : bool
+        ``p_value <= level``; ``p_naive_better <= level``.
+    blocks : int
+        Blocks of consecutive windows (0: not run, see ``reason``).
+    block_s : float
+        Their length in seconds.
+    windows : Mapping[str, int]
+        Non-empty windows scored per workload (``reference``, ``servelab``, ``naive``).
+    per_metric : Mapping[str, float]
+        ``T`` of each metric.
+    variance_share : Mapping[str, float]
+        Share of the batch-means variance from each workload's own block terms
+        (``reference``, ``servelab``, ``naive``; the rest is their covariance on the shared clock).
+    reason : str
+        Why the test was not run (empty when it was).
+    """
+
+    statistic: float
+    standard_error: float
+    t: float
+    p_value: float
+    p_naive_better: float
+    level: float
+    servelab_better: bool
+    naive_better: bool
+    blocks: int
+    block_s: float
+    windows: Mapping[str, int] = field(default_factory=dict)
+    per_metric: Mapping[str, float] = field(default_factory=dict)
+    variance_share: Mapping[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("windows", "per_metric", "variance_share"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+
+def _energy_not_run(reason: str, level: float) -> EnergyTest:
+    nan = math.nan
+    return EnergyTest(statistic=nan, standard_error=nan, t=nan, p_value=nan, p_naive_better=nan, level=level,
+                      servelab_better=False, naive_better=False, blocks=0, block_s=nan, reason=reason)
+
+
+def _window_points(frame: pl.DataFrame, window_s: float, n_win: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per length column, each non-empty window's (count over the mean count, mean length) and its index."""
+    k = np.floor(frame["timestamp"].to_numpy() / window_s).astype(np.int64)
+    ok = (k >= 0) & (k < n_win)
+    k = k[ok]
+    n = np.bincount(k, minlength=n_win).astype(float)
+    rate = n / max(n.mean(), 1e-300)
+    out = {}
+    for c in ("input", "output"):
+        col = f"{c}_tokens"
+        if col not in frame.columns:
+            continue
+        v = frame[col].cast(pl.Float64).fill_null(np.nan).to_numpy()[ok]
+        fin = np.isfinite(v)
+        m = np.bincount(k[fin], minlength=n_win)
+        mean = np.bincount(k[fin], weights=v[fin], minlength=n_win) / np.maximum(m, 1)
+        keep = np.flatnonzero(m > 0)
+        out[c] = (np.column_stack([rate[keep], mean[keep]]), keep)
+    return out
+
+
+def _mean_distances(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column means of the Euclidean distances between the points ``a`` and ``b`` (rows)."""
+    from scipy.spatial.distance import cdist
+
+    rows, cols = np.empty(a.shape[0]), np.zeros(b.shape[0])
+    for i in range(0, a.shape[0], 512):  # 512 rows at a time bound the memory
+        d = cdist(a[i:i + 512], b)
+        rows[i:i + 512] = d.mean(axis=1)
+        cols += d.sum(axis=0)
+    return rows, cols / a.shape[0]
+
+
+def _self_mean_distances(a: np.ndarray) -> np.ndarray:
+    """Per point of ``a``, the mean Euclidean distance to the other points (pairs ``i != j``),
+    computing each pair once."""
+    from scipy.spatial.distance import cdist
+
+    m = a.shape[0]
+    sums = np.zeros(m)
+    for i in range(0, m, 512):
+        d = cdist(a[i:i + 512], a[i:])  # this chunk against itself and every later point
+        sums[i:i + 512] += d.sum(axis=1)
+        sums[i + 512:] += d[:, 512:].sum(axis=0)  # the later points' share; the chunk's own block is in both
+    return sums / (m - 1)
+
+
+def energy_difference_test(real: pl.DataFrame, servelab: pl.DataFrame, naive: pl.DataFrame, window_s: float,
+                           duration: float, *, seed: int = 0, level: float = F12_LEVEL,
+                           block_s: float = F12_BLOCK_S, max_points: int = F12_MAX_POINTS) -> EnergyTest:
+    r"""F12's test: is servelab's joint window law closer to the real period's than naive's?
+
+    On one clock, each workload's whole ``window_s`` windows of ``[0, duration)`` give points
+    (window count over the workload's mean count, window mean input) and (..., mean output), non-empty
+    windows only, both coordinates divided by the real points' standard deviation (F12's
+    :data:`F12_METRICS`). Per metric the statistic is the difference of squared energy distances
+
+    .. math:: T = D^2(R, N) - D^2(R, S) = 2\bar{|R - N|} - \bar{|N - N'|} - 2\bar{|R - S|} + \bar{|S - S'|}
+
+    (the real points' own term cancels; pairs ``i != j`` within a sample), summed over the metrics:
+    > 0 when servelab's windows are closer to the real ones. Its variance is estimated by batch means
+    over blocks of ``block_s`` seconds of consecutive windows (at least :data:`F12_MIN_BLOCKS`;
+    shorter blocks when the period is shorter): ``T``'s first-order (Hoeffding) term is a sum over
+    the three workloads' windows, each window's term is credited to its time block, and the blocks'
+    totals are treated as independent -- so the real period's burstiness, each generated
+    workload's own noise and their dependence on the shared clock (servelab regenerates the
+    period's own rate path) all enter. ``t = T / se`` against Student's t with ``blocks - 1``
+    degrees of freedom, one-sided both ways at ``level``. Above ``max_points`` non-empty windows a
+    workload's points are a seeded subsample.
+
+    Returns
+    -------
+    EnergyTest
+        Not run (``blocks`` 0, ``reason`` says why) when the period holds fewer than
+        :data:`F12_MIN_BLOCKS` blocks of 10 windows or a workload has fewer than 2 non-empty
+        windows.
+    """
+    from scipy import stats
+
+    n_win = int(math.floor(duration / window_s))
+    per = min(max(1, int(round(block_s / window_s))), n_win // F12_MIN_BLOCKS)
+    if per < 10:
+        return _energy_not_run(f"{n_win} whole windows of {window_s:g} s hold fewer than {F12_MIN_BLOCKS} blocks "
+                               "of 10", level)
+    b = n_win // per
+    block = np.minimum(np.arange(n_win) // per, b - 1)
+    pts = {name: _window_points(f, window_s, n_win) for name, f in
+           (("reference", real), ("servelab", servelab), ("naive", naive))}
+    cols = [c for c in ("input", "output") if all(c in p for p in pts.values())]
+    short = [n for n, p in pts.items() if not cols or min(p[c][0].shape[0] for c in cols) < 2]
+    if short:
+        return _energy_not_run(f"fewer than 2 non-empty windows with lengths in {', '.join(short)}", level)
+    rng = np.random.default_rng(seed)
+    contrib = {name: np.zeros(b) for name in pts}  # per block, each workload's first-order terms
+    per_metric, counts = {}, {}
+    for c in cols:
+        x, kk = {}, {}
+        sd = np.std(pts["reference"][c][0], axis=0)
+        sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+        for name, p in pts.items():
+            v, k = p[c]
+            if v.shape[0] > max_points:
+                keep = np.sort(rng.choice(v.shape[0], max_points, replace=False))
+                v, k = v[keep], k[keep]
+            x[name], kk[name] = v / sd, k
+            counts[name] = max(counts.get(name, 0), int(p[c][1].size))
+        r_s, s_r = _mean_distances(x["reference"], x["servelab"])
+        r_n, n_r = _mean_distances(x["reference"], x["naive"])
+        terms = {"reference": 2 * (r_n - r_s)}
+        t_c = float(terms["reference"].mean())
+        for name, sign, cross in (("servelab", -1.0, s_r), ("naive", 1.0, n_r)):
+            own = _self_mean_distances(x[name])
+            t_c -= sign * float(own.mean())
+            terms[name] = sign * 2 * (cross - own)
+        per_metric[f"joint_{c}_shape"] = t_c
+        for name, g in terms.items():  # each window's centred term, credited to its block
+            contrib[name] += np.bincount(block[kk[name]], weights=g - g.mean(), minlength=b) / g.size
+    total = sum(contrib.values())
+    var = float(np.sum(total ** 2)) * b / (b - 1)
+    stat = float(sum(per_metric.values()))
+    share = {name: float(np.sum(v ** 2)) * b / (b - 1) / var if var > 0 else math.nan for name, v in contrib.items()}
+    if not var > 0:
+        return _energy_not_run("the block terms have no spread", level)
+    se = math.sqrt(var)
+    t = stat / se
+    p = float(stats.t.sf(t, b - 1))
+    q = float(stats.t.cdf(t, b - 1))
+    return EnergyTest(statistic=stat, standard_error=se, t=t, p_value=p, p_naive_better=q, level=float(level),
+                      servelab_better=p <= level, naive_better=q <= level, blocks=b, block_s=per * window_s,
+                      windows=counts, per_metric=per_metric, variance_share=share)
 
 
 def choose_periods(store: TraceStore, *, period_s: float = 3 * 3600.0, window_s: float = 600.0) -> dict:
@@ -114,8 +326,8 @@ def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=No
 
     The pool is fitted from the requests inside ``span`` only; its aggregation SQL runs on
     ``engine`` (``"duckdb"`` or ``"spark"`` with ``spark_master``), the fits here. The test is
-    :func:`servelab.generator.validation.shape_test` of the real period against both generated
-    workloads in ``window_s`` windows at ``level`` (null :data:`F12_NULL`).
+    :func:`energy_difference_test` of the real period against both generated workloads in
+    ``window_s`` windows at ``level`` (null :data:`F12_NULL`).
 
     Parameters
     ----------
@@ -132,12 +344,14 @@ def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=No
         ``table`` (the compare table: reference, servelab, naive), ``windows`` (name -> window
         table), ``pool_fitted`` (bool), ``bounded_sample`` (``requests``, ``requests_total``,
         ``clients``, ``clients_total``, ``bound`` when the client sample was drawn, else empty),
-        ``shape_test`` (:class:`servelab.generator.validation.ShapeTest`: does servelab reproduce
-        the period better than naive, one-sided at ``level``?).
+        ``energy_test`` (:class:`EnergyTest`: does servelab reproduce the period better than naive,
+        one-sided at ``level``?), ``workloads`` (``reference``, ``servelab``, ``naive`` on the
+        test's clock), ``duration`` (seconds generated), ``pool`` (the client pool generated from)
+        ``generated_span`` (its start and end in the trace's seconds) and ``tested`` (the test's
+        windows: their start on the workloads' clock and their length, seconds).
     """
     from servelab.generator.generate import generate
     from servelab.generator.naive import naive_generate
-    from servelab.generator.validation import shape_test
 
     a, b = span
     fitted = pool is None
@@ -182,9 +396,11 @@ def fidelity_experiment(store: TraceStore, span: tuple[float, float], *, pool=No
     off = k0 * window_s
     tested = [w.filter(pl.col("timestamp") >= off).with_columns(pl.col("timestamp") - off) if k0 else w
               for w in (real, ours, naive)]
-    shape = shape_test(*tested, window_s, max(k1 - k0, 0) * window_s, seed=seed, level=level, metrics=F12_METRICS)
-    return {"table": table, "windows": windows, "pool_fitted": fitted, "bounded_sample": bounded, "shape_test": shape,
-            "workloads": {"reference": real, "servelab": ours, "naive": naive}, "duration": b2 - a2}
+    tested_s = max(k1 - k0, 0) * window_s
+    test = energy_difference_test(*tested, window_s, tested_s, seed=seed, level=level)
+    return {"table": table, "windows": windows, "pool_fitted": fitted, "bounded_sample": bounded, "energy_test": test,
+            "workloads": {"reference": real, "servelab": ours, "naive": naive}, "duration": b2 - a2, "pool": pool,
+            "generated_span": (a2, b2), "tested": (off, tested_s)}
 
 
 def _metric(table: pl.DataFrame, metric: str, column: str) -> float:
@@ -217,9 +433,8 @@ class GenerationEvidence:
         Period -> the client sample its experiment ran on when the period held more requests than
         ``budget.max_generation_requests`` (``requests``, ``requests_total``, ``clients``,
         ``clients_total``, ``bound``); empty when every period was measured whole.
-    shape_tests : Mapping[str, ShapeTest]
-        Period -> F12's test there (:func:`servelab.generator.validation.shape_test`, null
-        :data:`F12_NULL`).
+    energy_tests : Mapping[str, EnergyTest]
+        Period -> F12's test there (:func:`energy_difference_test`, null :data:`F12_NULL`).
     """
 
     periods: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -232,10 +447,10 @@ class GenerationEvidence:
     notes: tuple[str, ...] = ()
     budget: Budget = field(default_factory=Budget.full)
     bounded_sample: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    shape_tests: Mapping[str, "ShapeTest"] = field(default_factory=dict)
+    energy_tests: Mapping[str, EnergyTest] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("periods", "tables", "windows", "distances", "measured", "bounded_sample", "shape_tests"):
+        for name in ("periods", "tables", "windows", "distances", "measured", "bounded_sample", "energy_tests"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         object.__setattr__(self, "notes", tuple(self.notes))
 
@@ -303,16 +518,17 @@ class GenerationArea:
                     measured[f"{name}_{m}_{who}"] = _metric(t, m, who)
             for who in ("reference", "servelab", "naive"):
                 measured[f"{name}_rate_input_corr_{who}"] = _metric(t, "rate_input_corr", who)
-            st = tests[name] = res["shape_test"]
-            measured.update({f"{name}_shape_p_value": st.p_value, f"{name}_shape_statistic": st.statistic,
-                             f"{name}_shape_blocks": float(st.blocks), f"{name}_shape_wins": float(st.wins),
-                             f"{name}_shape_windows_per_block": float(st.windows_per_block)})
-        measured["shape_level"] = F12_LEVEL
+            et = tests[name] = res["energy_test"]
+            measured.update({f"{name}_f12_statistic": et.statistic, f"{name}_f12_standard_error": et.standard_error,
+                             f"{name}_f12_t": et.t, f"{name}_f12_p_value": et.p_value,
+                             f"{name}_f12_p_naive_better": et.p_naive_better, f"{name}_f12_blocks": float(et.blocks),
+                             f"{name}_f12_block_s": et.block_s})
+        measured["f12_level"] = F12_LEVEL
         return GenerationEvidence(periods=periods, tables=tables, windows=panels, distances=dist, measured=measured,
-                                  notes=tuple(notes), budget=budget, bounded_sample=bounded, shape_tests=tests)
+                                  notes=tuple(notes), budget=budget, bounded_sample=bounded, energy_tests=tests)
 
     def findings(self, evidence: GenerationEvidence) -> tuple[Finding, ...]:
-        """ServeGen F12 (generation accuracy), :func:`f12_verdict` of the periods' shape tests: holds
+        """ServeGen F12 (generation accuracy), :func:`f12_verdict` of the periods' tests: holds
         when the test rejects :data:`F12_NULL` at level :data:`F12_LEVEL` in every period."""
         ev = evidence
         if ev.not_applicable:
@@ -320,12 +536,12 @@ class GenerationArea:
         if ev.failed:
             return (Finding(FINDING_ID, _STATEMENT, _SOURCE, Verdict.INCONCLUSIVE, reason=ev.failed,
                             figures=("servegen.fig19",)),)
-        verdict, reason = f12_verdict(ev.shape_tests)
+        verdict, reason = f12_verdict(ev.energy_tests)
         reason += ("; descriptive, not the test: joint (3 s rate, mean input) energy distance servelab vs naive "
                    + "; ".join(f"{p} {d['servelab']:.3f} vs {d['naive']:.3f}" for p, d in ev.distances.items()))
         return (Finding(FINDING_ID, _STATEMENT, _SOURCE, verdict,
                         measured={k: (v if math.isfinite(v) else None) for k, v in ev.measured.items()},
-                        reason=reason, figures=("servegen.fig19",), tests=_test_records(ev.shape_tests)),)
+                        reason=reason, figures=("servegen.fig19",), tests=_test_records(ev.energy_tests)),)
 
     def tables(self, evidence: GenerationEvidence) -> dict[str, pl.DataFrame]:
         """The compare table of each period (``fidelity_stable``, ``fidelity_variable``)."""
@@ -342,58 +558,56 @@ class GenerationArea:
         out = {f"fidelity D servelab/naive ({p})": f"{d['servelab']:.3f} / {d['naive']:.3f}"
                for p, d in evidence.distances.items()}
         out.update({f"F12 test p ({p})": f"{t.p_value:.3g}" if t.blocks else "not run"
-                    for p, t in evidence.shape_tests.items()})
+                    for p, t in evidence.energy_tests.items()})
         return out
 
     def notes(self, evidence: GenerationEvidence) -> tuple[str, ...]:
         return evidence.notes
 
 
-def f12_verdict(shape_tests: Mapping[str, "ShapeTest"]) -> tuple[Verdict, str]:
-    """F12's verdict and reason from each period's shape test (period name -> ShapeTest).
+def f12_verdict(tests: Mapping[str, EnergyTest]) -> tuple[Verdict, str]:
+    """F12's verdict and reason from each period's test (period name -> :class:`EnergyTest`).
 
     Holds when every period's test rejects :data:`F12_NULL` at its level (an intersection-union
     test: its level is at most each period's, :data:`F12_LEVEL`). Does not hold when, in some
-    period, the same Wilcoxon signed-rank test of the same block differences shows naive better
-    (one-sided the other way, at the same level): evidence against the finding. Inconclusive
-    otherwise -- servelab not shown better, naive not shown better: the test's power at a period's
-    size is the measured one (module docstring) -- and when a test could not be run (too few
-    windows) or there is none.
+    period, the same test one-sided the other way shows naive closer at the same level: evidence
+    against the finding. Inconclusive otherwise -- servelab not shown better, naive not shown
+    better: the test's power at a period's size is the measured one (module docstring) -- and when
+    a test could not be run (too few windows) or there is none.
     """
-    from scipy import stats
-
-    if not shape_tests:
+    if not tests:
         return Verdict.INCONCLUSIVE, "no period was tested"
-    skipped = [f"{p}: {t.reason}" for p, t in shape_tests.items() if not t.blocks]
+    skipped = [f"{p}: {t.reason}" for p, t in tests.items() if not t.blocks]
     if skipped:
         return Verdict.INCONCLUSIVE, "F12's test could not be run in every period (" + "; ".join(skipped) + ")"
-    level = max(t.level for t in shape_tests.values())
-    worse = {p: float(stats.wilcoxon(t.differences, alternative="less").pvalue) for p, t in shape_tests.items()}
-    better = all(t.servelab_better for t in shape_tests.values())
-    per = "; ".join(f"{p} p = {t.p_value:.3g} (servelab better in {t.wins} of {t.blocks} blocks of "
-                    f"{t.windows_per_block} windows; naive better: p = {worse[p]:.3g})" for p, t in shape_tests.items())
-    reason = (f"one-sided test at level {level:g} per period of the null '{F12_NULL}' (Wilcoxon signed-rank over "
-              f"blocks, a Diebold-Mariano comparison; servelab.generator.validation.shape_test): {per}; ")
-    if better:
+    level = max(t.level for t in tests.values())
+    per = "; ".join(f"{p} T = {t.statistic:.3g} (se {t.standard_error:.2g}, t = {t.t:.2f} on {t.blocks - 1} df, "
+                    f"{t.blocks} blocks of {t.block_s:g} s): p = {t.p_value:.3g} (naive closer: p = "
+                    f"{t.p_naive_better:.3g})" for p, t in tests.items())
+    reason = (f"one-sided test at level {level:g} per period of the null '{F12_NULL}' (the energy-distance "
+              f"difference over batch-means blocks of consecutive windows; "
+              f"servelab.reports.areas.generation.energy_difference_test): {per}; ")
+    if all(t.servelab_better for t in tests.values()):
         return Verdict.HOLDS, reason + "rejected in every period: servelab reproduces the periods better than naive"
-    against = [p for p, q in worse.items() if q <= level]
+    against = [p for p, t in tests.items() if t.naive_better]
     if against:
         return Verdict.DOES_NOT_HOLD, reason + f"naive reproduces the {' and '.join(against)} period better"
     return Verdict.INCONCLUSIVE, reason + ("not rejected in every period, and naive not shown better in any: "
                                            "the test did not decide at this size")
 
 
-def _test_records(shape_tests: Mapping[str, "ShapeTest"]) -> tuple[dict, ...]:
+def _test_records(tests: Mapping[str, EnergyTest]) -> tuple[dict, ...]:
     """One record per period's test for the report's tests table (scalars only)."""
     out = []
-    for p, t in shape_tests.items():
+    for p, t in tests.items():
         if not t.blocks:
             continue
-        out.append({"null": f"{p} period: {F12_NULL}", "statistic": "Wilcoxon signed-rank T", "value": t.statistic,
-                    "p_value": t.p_value, "level": t.level, "effect": "share of blocks where servelab scores better",
-                    "effect_value": t.wins / t.blocks, "practical_threshold": None, "power": None,
-                    "method": (f"one-sided over {t.blocks} blocks of {t.windows_per_block} 3-s windows "
-                               "(Diebold-Mariano; servelab.generator.validation.shape_test)"),
+        out.append({"null": f"{p} period: {F12_NULL}", "statistic": "T = D2(real, naive) - D2(real, servelab)",
+                    "value": t.statistic, "p_value": t.p_value, "level": t.level, "effect": "t = T / se",
+                    "effect_value": t.t, "practical_threshold": None, "power": None,
+                    "method": (f"one-sided t on {t.blocks - 1} df, batch-means standard error over {t.blocks} "
+                               f"blocks of {t.block_s:g} s of 3-s windows "
+                               "(servelab.reports.areas.generation.energy_difference_test)"),
                     "n": t.blocks, "decision": "servelab better" if t.servelab_better else "not rejected"})
     return tuple(out)
 

@@ -90,12 +90,24 @@ def _finite_or_none(ctx, param, value):  # noqa: ARG001 - click's callback signa
 @click.option("--chunk-s", type=float, default=600.0, show_default=True, callback=_positive_seconds,
               help="Seconds of workload generated and written at a time (memory follows it; the output does not).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
+@click.option("--streams", type=click.Choice(["unit", "client"]), default=None,
+              help="Random streams: 'unit' (default) one per time unit over all clients; 'client' each client "
+                   "from its own stream (seed from --seed and the client id): the rows --shards writes, on "
+                   "one machine. Needs --rate pool.")
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="Per-client streams in N client groups, written as Parquet under OUTPUT/day=YYYY-MM-DD/ "
+                   "(the same set of rows as --streams client).")
+@click.option("--spark-master", default=None, metavar="URL",
+              help="With --shards: run the N groups as Spark tasks on this master (local[2], spark://host:7077); "
+                   "needs servelab[spark].")
 def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, cv, no_conversations, clock,
-             max_requests, output, fmt, overwrite, chunk_s, quiet) -> None:
+             max_requests, output, fmt, overwrite, chunk_s, quiet, streams, shards, spark_master) -> None:
     """Generate a workload from the client pool at POOL and write it to OUTPUT.
 
     Parquet, CSV and JSONL are written chunk by chunk as they are generated (--chunk-s), in
-    memory bounded by a chunk; the other formats hold the whole workload.
+    memory bounded by a chunk; the other formats hold the whole workload. With --streams client
+    or --shards N each client is drawn from its own stream (servelab.generator.sharded), so one
+    machine, N shards and a Spark cluster write the same set of rows for the same seed.
     """
     from pathlib import Path
 
@@ -110,7 +122,26 @@ def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, 
         raise click.UsageError("--clients has no meaning with --naive (one aggregate process)")
     if cv is not None and not naive:
         raise click.UsageError("--cv only applies to --naive")
+    by_client = _check_streams(streams, shards, spark_master, schedule, naive=naive, clients=clients, clock=clock,
+                               fmt=fmt)
     t0 = time.perf_counter()
+    if by_client:
+        try:
+            summary = _by_client(ClientPool.load(pool_path), duration, out, start=start, seed=seed,
+                                 conversations=not no_conversations, max_requests=max_requests, fmt=fmt,
+                                 shards=shards, spark_master=spark_master, pool_path=pool_path, overwrite=overwrite)
+        except RequestBudgetError as err:
+            check_request_budget(err.expected, max_requests=max_requests)
+            raise
+        except (GenerationError, ExportFormatError, ValueError) as err:
+            raise click.ClickException(str(err)) from None
+        click.echo(json.dumps({
+            "output": str(out), "format": fmt, "requests": summary["requests"], "clients": summary["clients"],
+            "mean_rate_rps": round(summary["requests"] / duration, 4), "target": schedule.describe(), "naive": False,
+            "streams": "client", "shards": shards, "spark_master": spark_master,
+            "elapsed_s": round(time.perf_counter() - t0, 3),
+        }))
+        return
     if naive:
         options = dict(start=start, cv=cv, seed=seed, clock=clock, max_requests=max_requests)
     else:
@@ -144,6 +175,58 @@ def generate(pool_path, rate, rate_file, duration, start, clients, seed, naive, 
         "streamed": summary.streamed, "chunks": summary.chunks,
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }))
+
+
+def _check_streams(streams, shards, spark_master, schedule, *, naive, clients, clock, fmt) -> bool:
+    """Whether the workload is drawn per client (``--streams client`` or ``--shards``); refuses the
+    options that do not go with it."""
+    if spark_master is not None and shards is None:
+        raise click.UsageError("--spark-master runs the client groups of --shards N: give --shards")
+    if shards is not None and streams == "unit":
+        raise click.UsageError("--shards draws each client from its own stream: drop --streams unit "
+                               "(or give --streams client)")
+    if streams != "client" and shards is None:
+        return False
+    flag = "--shards" if shards is not None else "--streams client"
+    if naive or clients is not None or clock is not None:
+        bad = "--naive" if naive else "--clients" if clients is not None else "--clock"
+        raise click.UsageError(f"{flag} draws the pool's own clients at their pool rates; got {bad}")
+    if schedule.kind != "pool" or schedule.value != 1.0:
+        raise click.UsageError(f"{flag} draws each client at its pool rate: give --rate pool; got "
+                               f"{schedule.describe()!r}")
+    if shards is not None and fmt != "parquet":
+        raise click.UsageError(f"--shards writes a folder of Parquet partitioned by day; got --format {fmt}")
+    return True
+
+
+def _by_client(pool, duration, out, *, start, seed, conversations, max_requests, fmt, shards, spark_master,
+               pool_path, overwrite) -> dict:
+    """The per-client workload (:mod:`servelab.generator.sharded`): one frame written in ``fmt``, or
+    ``shards`` client groups written under ``out`` (locally or as Spark tasks)."""
+    import shutil
+
+    from servelab.generator import sharded
+
+    if overwrite and out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    options = dict(seed=seed, start=start, conversations=conversations, max_requests=max_requests)
+    if shards is not None and spark_master is not None:
+        info = sharded.spark_generate(pool, duration, output=out, master=spark_master, n_tasks=shards, **options)
+        return {"requests": sharded.read_sharded(out).height, "clients": info["clients"]}
+    if shards is not None:
+        return sharded.write_sharded(pool, duration, output=out, n_shards=shards, **options)
+    frame = sharded.generate_by_client(pool, duration, **options)
+    if fmt == "store":
+        from servelab.analysis.store import write_store
+
+        write_store(frame, out, source=str(pool_path), fmt="generated", overwrite=overwrite,
+                    extra={"generator": {"pool": str(pool_path), "rate": "pool", "duration_s": duration,
+                                         "start": start, "seed": seed, "streams": "client"}})
+    else:
+        from servelab.generator.exports import export_workload
+
+        export_workload(frame, out, fmt=fmt)
+    return {"requests": frame.height, "clients": frame["client_id"].n_unique()}
 
 
 def _to_store(pool, schedule, duration, out, *, naive, options, pool_path, overwrite, clients):

@@ -263,23 +263,23 @@ def test_bad_rate_file(tmp_path):
 
 
 def test_sample_runs_long_and_short_runs_follow_the_pmf(rng):
-    from servelab.generator.generate import _pmf_table, sample_runs
+    from servelab.generator.pmf import pmf_table, sample_runs
 
     # group 0: 3 values; group 1: 50 values (a short run of 10 takes the search path)
     v1 = np.arange(50.0)
-    table = _pmf_table(np.r_[[0, 0, 0], np.ones(50, int)], np.r_[[1.0, 2.0, 5.0], v1],
+    table = pmf_table(np.r_[[0, 0, 0], np.ones(50, int)], np.r_[[1.0, 2.0, 5.0], v1],
                        np.r_[[0.2, 0.3, 0.5], np.full(50, 0.02)])
-    group = np.r_[np.zeros(40000, int), np.ones(10, int), np.zeros(40000, int)]
+    group = np.r_[np.zeros(20000, int), np.ones(10, int), np.zeros(20000, int)]
     x = sample_runs(table, group, rng)
     a = x[group == 0]
     for value, p in ((1.0, 0.2), (2.0, 0.3), (5.0, 0.5)):
         assert abs((a == value).mean() - p) < 5 * np.sqrt(p * (1 - p) / a.size)
     assert set(x[group == 1].tolist()) <= set(v1.tolist())
     # the multinomial run is randomly permuted: its first and second halves agree (KS, 5 sd)
-    first, second = x[:20000], x[20000:40000]
-    assert abs((first == 5.0).mean() - (second == 5.0).mean()) < 5 * np.sqrt(2 * 0.25 / 20000)
+    first, second = x[:10000], x[10000:20000]
+    assert abs((first == 5.0).mean() - (second == 5.0).mean()) < 5 * np.sqrt(2 * 0.25 / 10000)
     # with no runs (alternating groups) the search path gives the same distribution
-    alt = np.tile([0, 1], 20000)
+    alt = np.tile([0, 1], 10000)
     y = sample_runs(table, alt, rng)[alt == 0]
     assert abs((y == 5.0).mean() - 0.5) < 5 * np.sqrt(0.25 / y.size)
 

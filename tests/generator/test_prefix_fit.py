@@ -60,7 +60,9 @@ def test_table_schema_and_kinds(pool):
     opts = table.filter(pl.col("kind").is_in(["shared", "template", "reuse_gap"]))
     assert opts.group_by("client_id", "min_blocks").agg(pl.col("probability").sum())["probability"].max() <= 1 + 1e-9
     pmfs = table.filter(pl.col("kind").is_in(["reuse_lag_s", "reuse_same_length", "history_gap", "suffix_blocks"]))
-    sums = pmfs.group_by("client_id", "kind", "min_blocks").agg(pl.col("probability").sum())["probability"].to_numpy()
+    # (suffix_blocks: one PMF per client, group null, and one per client, length class and group)
+    sums = pmfs.group_by("client_id", "kind", "min_blocks", "group").agg(pl.col("probability").sum())["probability"]
+    sums = sums.to_numpy()
     np.testing.assert_allclose(sums, 1.0, atol=1e-9)
 
 

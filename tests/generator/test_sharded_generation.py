@@ -74,7 +74,7 @@ def test_reference_is_each_client_generated_alone(pool, reference):
     assert reference["timestamp"].is_sorted()
 
 
-@pytest.mark.parametrize("n_shards", [1, 3])
+@pytest.mark.parametrize("n_shards", [3])  # 2 shards: the CLI test below
 def test_sharded_union_equals_single_machine(pool, reference, n_shards):
     shards = list(generate_sharded(pool, DURATION, seed=SEED, start=START, n_shards=n_shards))
     assert len(shards) == len(client_groups(list(pool.client_ids), n_shards))
@@ -111,14 +111,27 @@ def test_groups_and_errors(pool):
 
 
 @pytest.mark.spark
-def test_spark_generate_writes_the_same_rows_partitioned_by_day(pool, reference, tmp_path, spark_local):
+def test_spark_generate_writes_the_same_rows_partitioned_by_day(raw_traces, reference, tmp_path, spark_local):
+    """``servelab generate --shards 3 --spark-master local[2]`` (spark_generate, 3 tasks) writes
+    generate_by_client's rows."""
+    import json
+
+    from click.testing import CliRunner
+
+    from servelab.cli import main
+    from servelab.generator.sharded import read_sharded
+
     out = tmp_path / "workload"
-    info = spark_generate(pool, DURATION, seed=SEED, start=START, output=out, master="local[2]", n_tasks=3)
+    run = CliRunner().invoke(main, ["generate", str(raw_traces / "servegen" / "m-small"), "--rate", "pool",
+                                    "--duration", str(DURATION), "--start", str(START), "--seed", str(SEED),
+                                    "--shards", "3", "--spark-master", "local[2]", "-o", str(out)])
+    assert run.exit_code == 0, run.output
+    info = json.loads(next(line for line in run.output.splitlines() if line.startswith("{")))
+    assert info["clients"] == 3 and info["requests"] == reference.height and info["spark_master"] == "local[2]"
     # timestamps are seconds from the workload's start (as generate() gives them): the 10 minutes are day 1970-01-01
-    assert info["days"] == ["1970-01-01"] and info["clients"] == 3 and reference["timestamp"].max() < 600
-    files = sorted(out.glob(f"{DAY_COLUMN}=*/*.parquet"))
-    assert files
-    got = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files], how="vertical_relaxed")
+    assert [p.name for p in out.glob(f"{DAY_COLUMN}=*")] == [f"{DAY_COLUMN}=1970-01-01"]
+    assert reference["timestamp"].max() < 600
+    got = read_sharded(out)
     assert DAY_COLUMN not in got.columns and got.columns == reference.columns
     assert _rows(got.cast(reference.schema)).equals(_rows(reference))
 
@@ -155,3 +168,48 @@ def test_sharded_equals_generate_in_law_not_row_by_row(pool, reference):
     assert whole.filter(pl.col("client_id") == "1")["input_tokens"].null_count() == 0
     assert reference.filter(pl.col("client_id") == "1")["input_tokens"].null_count() == \
         reference.filter(pl.col("client_id") == "1").height > 0
+
+
+def test_cli_one_machine_equals_shards_as_a_set_of_rows(pool, raw_traces, tmp_path):
+    """``servelab generate --streams client`` (one process) and ``--shards 2`` (two client groups,
+    Parquet by day) write the same set of rows, and those of generate() of each client alone with
+    its SHA-256 seed (the test's own derivation; 60 s across 339,000 s, where client 1, without
+    token data, starts a window beside clients 0 and 14)."""
+    from click.testing import CliRunner
+
+    from servelab.cli import main
+    from servelab.generator.sharded import read_sharded
+
+    pool_dir = str(raw_traces / "servegen" / "m-small")
+    start = 338_970.0
+    common = [pool_dir, "--rate", "pool", "--duration", "60", "--start", str(start), "--seed", str(SEED)]
+    one, shards = tmp_path / "one.parquet", tmp_path / "shards"
+    run = CliRunner().invoke(main, ["generate", *common, "--streams", "client", "-o", str(one)])
+    assert run.exit_code == 0, run.output
+    run = CliRunner().invoke(main, ["generate", *common, "--shards", "2", "-o", str(shards)])
+    assert run.exit_code == 0, run.output
+    assert '"streams": "client", "shards": 2' in run.output
+    single, union = pl.read_parquet(one), read_sharded(shards)
+    assert single.height > 1000 and sorted(single["client_id"].unique()) == ["0", "1", "14"]
+    assert len(list(shards.glob(f"{DAY_COLUMN}=1970-01-01/shard-*.parquet"))) == 2
+    assert _rows(union).equals(_rows(single))
+    seed14 = int.from_bytes(hashlib.sha256(f"{SEED}\x0014".encode()).digest()[:8], "big") >> 1
+    alone = generate(pool.select(["14"]), "pool", 60.0, start=start, seed=seed14)
+    assert single.filter(pl.col("client_id") == "14")["timestamp"].to_list() == alone["timestamp"].to_list()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--streams", "client", "--rate", "pool*2"], "give --rate pool; got 'pool total x 2'"),
+    (["--shards", "2", "--rate", "pool", "--clients", "5"], "--shards draws the pool's own clients"),
+    (["--shards", "2", "--rate", "pool", "--streams", "unit"], "drop --streams unit"),
+    (["--spark-master", "local[2]", "--rate", "pool"], "give --shards"),
+    (["--shards", "2", "--rate", "pool", "--format", "csv"], "got --format csv"),
+])
+def test_cli_per_client_streams_refuse_what_does_not_apply(raw_traces, tmp_path, extra, message):
+    from click.testing import CliRunner
+
+    from servelab.cli import main
+
+    run = CliRunner().invoke(main, ["generate", str(raw_traces / "servegen" / "m-small"), "--duration", "60",
+                                    "--seed", "1", "-o", str(tmp_path / "x"), *extra])
+    assert run.exit_code == 2 and message in run.output, run.output

@@ -15,7 +15,7 @@ import pytest
 
 from servelab.generator.arrivals import arrival_law, renewal_units
 from servelab.generator.exceptions import GenerationError
-from servelab.generator.pmf import pmf_table, sample_runs_units
+from servelab.generator.pmf import pmf_table, sample_pmf, sample_runs_units
 
 
 def _rng(k: int) -> np.random.Generator:
@@ -93,3 +93,22 @@ def test_data_units_drawn_together_equal_units_drawn_alone():
     # every draw is one of its group's values
     values = {0: {5.0, 9.0}, 1: {1.0, 2.0, 3.0}, 2: set(np.arange(40.0))}
     assert all(x in values[int(gi)] for x, gi in zip(together, np.concatenate(units)))
+
+
+def test_pmf_draws_in_runs_equal_the_whole_table_search():
+    # sample_pmf searches a run in its group's own CDF and scattered rows in the whole table: the
+    # same (group, u) rows give the independent inverse CDF either way, u = 0 and u -> 1 included
+    probs = {0: [0.3, 0.7], 1: [0.2, 0.5, 0.3], 2: [0.025] * 40}
+    values = {0: [5.0, 9.0], 1: [1.0, 2.0, 3.0], 2: list(np.arange(40.0))}
+    table = pmf_table(np.repeat([0, 1, 2], [2, 3, 40]), np.concatenate(list(values.values())),
+                      np.concatenate(list(probs.values())))
+    rng = np.random.default_rng(5)
+    group = np.repeat([0, 1, 2], 300)  # three runs of 300: each searched in its group's CDF
+    u = rng.random(group.size)
+    # u -> 1 included: in group 1 and 2, g + u rounds up to g + 1 (the next group's first key)
+    u[[0, 300, 600]], u[[299, 599, 899]] = 0.0, np.nextafter(1.0, 0.0)
+    expected = np.array([values[g][int(np.searchsorted(np.cumsum(probs[g]), x, side="right"))] if x < 1 - 1e-12
+                         else values[g][-1] for g, x in zip(group.tolist(), u.tolist())])
+    scattered = rng.permutation(group.size)  # ~600 runs of about 1.5 rows: one search over the whole table
+    assert np.array_equal(sample_pmf(table, group, u), expected)
+    assert np.array_equal(sample_pmf(table, group[scattered], u[scattered]), expected[scattered])

@@ -41,7 +41,8 @@ def test_parallel_area_is_built_in_the_worker_with_the_same_section(tiny_store, 
         return original(area, *args, **kwargs)
 
     monkeypatch.setattr(builder, "_run_one", not_here)  # the worker process does not see this patch
-    there, there_doc = _sections(tmp_path, tiny_store, "there", section_worker=True)
+    monkeypatch.setattr(builder, "SECTION_WORKER_MIN_REQUESTS", tiny_store.n_requests)  # "auto" takes it
+    there, there_doc = _sections(tmp_path, tiny_store, "there", section_worker="auto")
     assert there.sections == (("overview", "ok"),)
     assert there_doc == here_doc
     assert [f.to_dict() for f in there.findings] == [f.to_dict() for f in here.findings]
@@ -54,8 +55,20 @@ def test_parallel_area_is_built_in_the_worker_with_the_same_section(tiny_store, 
 def test_reports_in_one_process_one_after_another(tiny_store, tmp_path):
     """A second report in a process whose polars and DuckDB thread pools run (a forked worker hung
     there) gets its worker sections."""
-    first, _ = _sections(tmp_path, tiny_store, "first", section_worker=True)
+    # start this process' DuckDB and polars thread pools as a first report does (a first report with
+    # a worker is the test above; a second one here cost ~4 s more of the suite)
+    assert tiny_store.query("SELECT count(*) AS n FROM requests")["n"][0] == tiny_store.n_requests
+    assert tiny_store.to_polars().group_by("client_id").len().height == 3
     second = builder.build_report(tiny_store, output=tmp_path / "second.html", sections=("periodicity",),
                                   progress=False, figure_worker=False, section_worker=True)
-    assert first.sections == (("overview", "ok"),)
     assert second.sections == (("periodicity", "ok"),)
+
+
+def test_auto_worker_only_for_large_stores(tiny_store):
+    """``section_worker="auto"`` (the default) starts no worker below SECTION_WORKER_MIN_REQUESTS."""
+    assert tiny_store.n_requests < builder.SECTION_WORKER_MIN_REQUESTS
+    with builder._SectionWorker(worker="auto") as worker:
+        assert worker.start([("lengths", tiny_store, None, 0, {})]) == {}
+        assert worker._proc is None
+    with pytest.raises(ValueError, match="section_worker must be True, False or 'auto'; got 'yes'"):
+        builder.build_report(tiny_store, section_worker="yes", progress=False)
