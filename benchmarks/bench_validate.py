@@ -108,6 +108,13 @@
    and the path overrode that. Not changed this stop (it moves m-small and V1 scenario 4, which
    could not be re-measured in time): the planned rule is to apply the path only when the span
    is too short to test a trend (``RateForecast.curvature_p`` NaN).
+   The 1 M-row store (same generator, 2,000 clients) with the default 5 draws (20:04, lock,
+   ``--parts speed --rows 1000000``): **194.1 s wall** (load 10.5 -> 3.0), 148.2 CPU-s, peak RSS
+   3.1 GB: above 3 minutes (the budget is stated for 10 M, where the default is one draw);
+   count +24.6% (per draw +23.9% to +25.3%, naive +24.6% to +25.0%: the same volume path),
+   expected score lower on 4/11, verdicts naive 5, tie 6. The cost of a draw follows the
+   clients x windows more than the requests, so a request threshold is a rough proxy; a lower
+   one (or draws in parallel) is left to measure.
 2b. **Area** (``--parts area``): the report's validation area on the same store under the full
    and the quick budget (bounded samples of whole clients, 150,000 and 50,000 requests): CPU and
    wall seconds, the sample, the verdict.
