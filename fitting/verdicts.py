@@ -13,7 +13,9 @@ a verdict (:data:`DECISION_RULE`):
 * **inconclusive** -- otherwise, with what is missing (power, data).
 
 :func:`combine` joins the tests of a finding with several parts (holds when every part holds,
-does not hold when some part does not hold, inconclusive otherwise). This module holds no
+does not hold when some part does not hold, inconclusive otherwise); :func:`join_verdicts` joins
+verdicts by that rule (``"all"``) or by its dual (``"any"``: holds when some part holds, does not
+hold when every part does not hold, inconclusive otherwise). This module holds no
 statistics of its own, never reads data, and never imports matplotlib.
 """
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = [
     "Decision",
     "decide",
     "combine",
+    "join_verdicts",
+    "JOIN_RULES",
     "minimum_detectable_effect",
     "DEFAULT_LEVEL",
     "POWER_TARGET",
@@ -47,6 +51,13 @@ DECISION_RULE = (
     f"does not hold: otherwise, by a test with power >= {POWER_TARGET:.0%} at the paper's effect size; "
     "inconclusive: otherwise (too little data to tell)"
 )
+
+
+#: the rules of :func:`join_verdicts`, in words
+JOIN_RULES = {
+    "all": "holds when every part holds, does not hold when some part does not hold, inconclusive otherwise",
+    "any": "holds when some part holds, does not hold when every part does not hold, inconclusive otherwise",
+}
 
 
 class Decision(NamedTuple):
@@ -248,10 +259,45 @@ def combine(tests: Iterable[NullTest], *, parts: Iterable[str] | None = None) ->
     names = tuple(parts) if parts is not None else tuple(t.statistic for t in tests)
     if len(names) != len(tests):
         raise ValueError(f"parts must name each of the {len(tests)} tests; got {len(names)} names")
-    decisions = [t.decision for t in tests]
     text = "; ".join(f"{name}: {t.decision.value}" for name, t in zip(names, tests))
-    if all(d is Verdict.HOLDS for d in decisions):
-        return Decision(Verdict.HOLDS, text)
-    if any(d is Verdict.DOES_NOT_HOLD for d in decisions):
-        return Decision(Verdict.DOES_NOT_HOLD, text)
-    return Decision(Verdict.INCONCLUSIVE, text)
+    return Decision(join_verdicts([t.decision for t in tests], rule="all"), text)
+
+
+def join_verdicts(verdicts: Iterable[Verdict], *, rule: str = "all") -> Verdict:
+    """The verdict of a finding made of parts, from the parts' verdicts (:data:`JOIN_RULES`).
+
+    Parameters
+    ----------
+    verdicts : iterable of Verdict
+        The parts' verdicts (holds / does not hold / inconclusive).
+    rule : {"all", "any"}
+        ``"all"`` (the claim needs every part; :func:`combine`'s rule): holds when every part
+        holds, does not hold when some part does not hold, inconclusive otherwise. ``"any"``
+        (some part suffices): holds when some part holds, does not hold when every part does not
+        hold, inconclusive otherwise.
+
+    Returns
+    -------
+    Verdict
+
+    Raises
+    ------
+    ValueError
+        If ``verdicts`` is empty or ``rule`` is not one of :data:`JOIN_RULES`.
+    """
+    if rule not in JOIN_RULES:
+        raise ValueError(f"rule must be one of {sorted(JOIN_RULES)}; got {rule!r}")
+    decisions = [Verdict(v) for v in verdicts]
+    if not decisions:
+        raise ValueError("join_verdicts needs at least one verdict; got none")
+    if rule == "all":
+        if all(d is Verdict.HOLDS for d in decisions):
+            return Verdict.HOLDS
+        if any(d is Verdict.DOES_NOT_HOLD for d in decisions):
+            return Verdict.DOES_NOT_HOLD
+        return Verdict.INCONCLUSIVE
+    if any(d is Verdict.HOLDS for d in decisions):
+        return Verdict.HOLDS
+    if all(d is Verdict.DOES_NOT_HOLD for d in decisions):
+        return Verdict.DOES_NOT_HOLD
+    return Verdict.INCONCLUSIVE

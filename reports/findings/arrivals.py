@@ -49,7 +49,7 @@ from servelab.fitting.rate_tests import (
     within_block_dispersion,
 )
 from servelab.fitting.shape_tests import gamma_shape_shift_test
-from servelab.fitting.verdicts import DEFAULT_LEVEL, NullTest, combine
+from servelab.fitting.verdicts import DEFAULT_LEVEL, NullTest, combine, join_verdicts
 from servelab.fitting.windows import gamma_per_window
 
 __all__ = [
@@ -667,13 +667,7 @@ def servegen_f1(ev: ArrivalEvidence, parts: tuple[Finding, Finding] | None = Non
         na = bursty if bursty.verdict is Verdict.NOT_APPLICABLE else single
         return Finding(id=_F1[0], statement=_F1[1], source=_F1[2], verdict=Verdict.NOT_APPLICABLE,
                        reason=na.reason, figures=("servegen.fig1",))
-    decisions = (bursty.verdict, single.verdict)
-    if all(d is Verdict.HOLDS for d in decisions):
-        verdict = Verdict.HOLDS
-    elif any(d is Verdict.DOES_NOT_HOLD for d in decisions):
-        verdict = Verdict.DOES_NOT_HOLD
-    else:
-        verdict = Verdict.INCONCLUSIVE
+    verdict = join_verdicts((bursty.verdict, single.verdict), rule="all")
     measured = {"bursty": bursty.verdict.value, "single_process": single.verdict.value}
     reason = (f"both claims must hold: bursty (CV > 1): {bursty.verdict.value} ({bursty.id}); beyond any single "
               f"stochastic process: {single.verdict.value} ({single.id}); their tests: "
@@ -790,12 +784,7 @@ def burstgpt_gamma_shift(ev: ArrivalEvidence) -> Finding:
         reason.append(f"{name}: {d.value} ({text}); alpha {r['a_min']:.3g}-{r['a_max']:.3g} (x{r['a_ratio']:.3g}), "
                       f"beta max/min x{r['b_ratio']:.3g} over {r['n']} windows; "
                       + _tests_text([shape, rate], ["alpha", "arrival rate"]))
-    if any(d is Verdict.HOLDS for d in decisions):
-        verdict = Verdict.HOLDS
-    elif all(d is Verdict.DOES_NOT_HOLD for d in decisions):
-        verdict = Verdict.DOES_NOT_HOLD
-    else:
-        verdict = Verdict.INCONCLUSIVE
+    verdict = join_verdicts(decisions, rule="any")
     reason.append(f"holds when alpha shifts in some series (beta = alpha x arrival rate shifts with it; each test "
                   f"at level {DEFAULT_LEVEL:g} / {len(decisions)} series), does not hold when no series' alpha "
                   "shifts, by a test with power")

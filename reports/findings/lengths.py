@@ -61,7 +61,7 @@ from servelab.fitting.mixtures import (
     compare_length_fits,
 )
 from servelab.fitting.modality import lattice_bimodality
-from servelab.fitting.verdicts import DEFAULT_LEVEL, NullTest, combine
+from servelab.fitting.verdicts import DEFAULT_LEVEL, NullTest, combine, join_verdicts
 
 __all__ = [
     "LengthEvidence",
@@ -415,12 +415,7 @@ def _f4(ev: LengthEvidence) -> Finding:
     tests = (mean_shift_test(t["n"], t["mean_input"], t["std_input"], label="input length", level=level),
              mean_shift_test(t["n"], t["mean_output"], t["std_output"], label="output length", level=level))
     decisions = [x.decision for x in tests]
-    if Verdict.HOLDS in decisions:
-        shift = Verdict.HOLDS
-    elif all(d is Verdict.DOES_NOT_HOLD for d in decisions):
-        shift = Verdict.DOES_NOT_HOLD
-    else:
-        shift = Verdict.INCONCLUSIVE
+    shift = join_verdicts(decisions, rule="any")
     why = (f"lengths shift: {shift.value} (input: {decisions[0].value}, output: {decisions[1].value}; each at level "
            f"{level:g}); " + _tests_text(tests, ["input", "output"]))
     row = _corr_row(ev)
@@ -437,14 +432,8 @@ def _f4(ev: LengthEvidence) -> Finding:
         m["output_input_ratio_max_min"] = indep.effect_value
         m["independence_p_value"] = indep.p_value
         why += (f"; independently: {indep.decision.value}; " + _tests_text([indep], ["independently"]))
-    if indep is None:
-        v = Verdict.INCONCLUSIVE if shift is not Verdict.DOES_NOT_HOLD else shift
-    elif shift is Verdict.HOLDS and indep.decision is Verdict.HOLDS:
-        v = Verdict.HOLDS
-    elif Verdict.DOES_NOT_HOLD in (shift, indep.decision):
-        v = Verdict.DOES_NOT_HOLD
-    else:
-        v = Verdict.INCONCLUSIVE
+    # independence not tested: inconclusive (so "does not hold" only when the lengths do not shift)
+    v = join_verdicts((shift, Verdict.INCONCLUSIVE if indep is None else indep.decision), rule="all")
     why += (f"; holds when the lengths shift and the output/input ratio shifts too (intersection-union: each part "
             f"at its own level), does not hold when either part does not hold with power; periods {m['period_names']} "
             f"({sh.clock}); input and output means move in the same direction in {sh.same_direction_share:.0%} of "

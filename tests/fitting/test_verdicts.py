@@ -1,12 +1,13 @@
 """The decision rule (holds / does not hold / inconclusive), NullTest records and Finding.tests."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 
 from servelab.analysis.findings import Finding, Verdict
-from servelab.fitting.verdicts import NullTest, combine, decide
+from servelab.fitting.verdicts import JOIN_RULES, NullTest, combine, decide, join_verdicts
 
 
 def _test(decision: str = "holds", **kw) -> NullTest:
@@ -46,6 +47,30 @@ def test_combine_parts():
         combine([])
     with pytest.raises(ValueError, match="must name each of the 2 tests"):
         combine([h, i], parts=["rate"])
+
+
+def test_join_verdicts_all_and_any_over_every_combination():
+    """Both rules over every sequence of 1-3 verdicts, against the rules written as counts; "all"
+    is combine's rule, and "any" is its dual (swap holds and does not hold)."""
+    three = (Verdict.HOLDS, Verdict.DOES_NOT_HOLD, Verdict.INCONCLUSIVE)
+    swap = {Verdict.HOLDS: Verdict.DOES_NOT_HOLD, Verdict.DOES_NOT_HOLD: Verdict.HOLDS,
+            Verdict.INCONCLUSIVE: Verdict.INCONCLUSIVE}
+    for k in (1, 2, 3):
+        for parts in itertools.product(three, repeat=k):
+            n_holds, n_not = parts.count(Verdict.HOLDS), parts.count(Verdict.DOES_NOT_HOLD)
+            want_all = (Verdict.HOLDS if n_holds == k else Verdict.DOES_NOT_HOLD if n_not else Verdict.INCONCLUSIVE)
+            want_any = (Verdict.HOLDS if n_holds else Verdict.DOES_NOT_HOLD if n_not == k else Verdict.INCONCLUSIVE)
+            assert join_verdicts(parts, rule="all") is want_all, parts
+            assert join_verdicts(parts, rule="any") is want_any, parts
+            assert join_verdicts(parts) is want_all  # "all" by default
+            assert join_verdicts([swap[p] for p in parts], rule="any") is swap[want_all]
+            assert combine([_test(p.value) for p in parts])[0] is want_all
+    assert join_verdicts(["holds", "inconclusive"], rule="any") is Verdict.HOLDS  # values are taken too
+    assert set(JOIN_RULES) == {"all", "any"}
+    with pytest.raises(ValueError, match="at least one verdict"):
+        join_verdicts([], rule="any")
+    with pytest.raises(ValueError, match=r"rule must be one of \['all', 'any'\]; got 'some'"):
+        join_verdicts([Verdict.HOLDS], rule="some")
 
 
 def test_nulltest_validates_level_and_serialises_flat_scalars():
