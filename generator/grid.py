@@ -209,6 +209,52 @@ class SegmentRates:
         out = np.bincount(key, weights=self.rate[order] * weight[seg], minlength=self.n_clients * n_groups)
         return out.reshape(self.n_clients, n_groups)
 
+    def overlap_row_sums(self, a: np.ndarray, b: np.ndarray, first: np.ndarray, last: np.ndarray,
+                         start: np.ndarray, end: np.ndarray, dw: float) -> np.ndarray:
+        """``(clients, windows)``: per client, ``rate`` times the seconds each segment spends in each window.
+
+        The windows (``start.size`` of them, each ``dw`` long) split the segments' time: segment
+        ``s`` (``[a[s], b[s])``) lies in windows ``first[s] .. last[s]`` (the caller's indices,
+        clipped to the windows it has). When no segment reaches past its first window, each
+        weighs its whole length ``b - a`` there. Otherwise a segment weighs
+        ``min(b, end[first]) - a`` in its first window and its overlap
+        ``min(b, start[d] + dw) - max(a, start[d])`` in each later window ``d`` (negative
+        shares: 0). A loop over the few windows one segment spans, never requests; each share is
+        added in segment order (:meth:`group_row_sums`).
+
+        Parameters
+        ----------
+        a, b : numpy.ndarray
+            Start and end of each segment (seconds; one per segment of this object).
+        first, last : numpy.ndarray of int
+            The first and last window of each segment (``first <= last``).
+        start, end : numpy.ndarray
+            Start and end of each window. ``end[d]`` and ``start[d] + dw`` are the same instant
+            computed two ways (the per-client path's end of a segment's first window is the grid's
+            next start; :func:`~servelab.generator.request_data.data_sampler`): their last bits
+            may differ, and each is used where that path used it, so its bytes stay the same.
+        dw : float
+            The windows' length.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_clients, start.size)`` expected requests (rate x seconds).
+        """
+        first = np.asarray(first, dtype=np.int64)
+        last = np.asarray(last, dtype=np.int64)
+        n = int(np.size(start))
+        crossing = bool(first.size) and bool(np.any(last > first))
+        share = np.maximum((np.minimum(b, end[first]) if crossing else b) - a, 0.0)
+        out = self.group_row_sums(first, n, share)
+        if crossing:
+            for j in range(1, int((last - first).max()) + 1):
+                d = np.minimum(first + j, last)
+                w_start = start[d]
+                share = np.where(first + j <= last, np.minimum(b, w_start + dw) - np.maximum(a, w_start), 0.0)
+                out = out + self.group_row_sums(d, n, np.maximum(share, 0.0))
+        return out
+
 
 def segment_rates(grid: WindowGrid, seg_w: np.ndarray) -> SegmentRates:
     """The :class:`SegmentRates` of segments lying in windows ``seg_w`` of ``grid`` (-1: none)."""

@@ -195,19 +195,12 @@ def _aggregate_pool(pool, grid: WindowGrid, lo: float, hi: float, cv: float,
                              segment=grid.cell_window, client=grid.client, cell=np.arange(grid.rate.size),
                              rate=grid.rate)
         # data windows shorter than arrival windows (short traces: PoolFitSettings.min_data_windows)
-        # share each arrival window's requests by overlap; a loop over the few windows one spans.
-        # Without such a window each arrival window weighs its whole (clipped) length
+        # share each arrival window's requests by overlap (SegmentRates.overlap_row_sums, as the
+        # per-client path's weights). Without such a window each arrival window weighs its whole
+        # (clipped) length
         d_last = np.clip(np.searchsorted(dstarts, np.nextafter(b, -np.inf), side="right") - 1, 0,
                          max(dstarts.size - 1, 0))
-        crossing = bool(dstarts.size) and bool(np.any(d_last > d_of_w))
-
-        def overlap(d):
-            return np.clip(np.minimum(b, dstarts[d] + dw) - np.maximum(a, dstarts[d]), 0, None)
-        req = cells.group_row_sums(d_of_w, dstarts.size, overlap(d_of_w) if crossing else np.clip(b - a, 0, None))
-        if crossing:
-            for j in range(1, int((d_last - d_of_w).max()) + 1):
-                d = np.minimum(d_of_w + j, d_last)
-                req = req + cells.group_row_sums(d, dstarts.size, np.where(d_of_w + j <= d_last, overlap(d), 0.0))
+        req = cells.overlap_row_sums(a, b, d_of_w, d_last, dstarts, dstarts + dw, dw)
         rows = []
         for d in range(dstarts.size):  # a handful of data windows
             w = req[:, d]

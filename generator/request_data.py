@@ -180,19 +180,12 @@ def data_sampler(pool, grid: WindowGrid, seg_a, seg_b, rates: SegmentRates, lo, 
     seg_a, seg_b = np.asarray(seg_a, dtype=float), np.asarray(seg_b, dtype=float)
     seg_d = np.clip(np.floor((seg_a - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
     # a segment longer than a data window, or across its edge (a short trace's data windows:
-    # PoolFitSettings.min_data_windows), weighs its first window up to the edge and the later
-    # windows it overlaps; a loop over the few windows one segment spans, never requests. Without
-    # such a segment every segment weighs its whole length (also one clipped to the last window)
+    # PoolFitSettings.min_data_windows), weighs its first window up to the edge (the grid's next
+    # start) and the later windows it overlaps (SegmentRates.overlap_row_sums, as the naive
+    # baseline's mix). Without such a segment every segment weighs its whole length (also one
+    # clipped to the last window)
     d_last = np.clip(np.floor((np.nextafter(seg_b, -np.inf) - anchor) / dw).astype(np.int64) - k0, 0, D - 1)
-    crossing = bool(seg_d.size) and bool(np.any(d_last > seg_d))
-    edge = anchor + (seg_d + k0 + 1) * dw
-    wmatrix = rates.group_row_sums(seg_d, D, np.minimum(seg_b, edge) - seg_a if crossing else seg_b - seg_a)
-    if crossing:
-        for j in range(1, int((d_last - seg_d).max()) + 1):
-            d = np.minimum(seg_d + j, D - 1)
-            start = anchor + (seg_d + j + k0) * dw
-            overlap = np.where(seg_d + j <= d_last, np.minimum(seg_b, start + dw) - np.maximum(seg_a, start), 0.0)
-            wmatrix = wmatrix + rates.group_row_sums(d, D, np.maximum(overlap, 0.0))
+    wmatrix = rates.overlap_row_sums(seg_a, seg_b, seg_d, d_last, dstarts, anchor + np.arange(k0 + 1, k1 + 2) * dw, dw)
     # snap window starts to the grid, then borrow the nearest window for empty (client, window)s
     data = data.with_columns(pl.Series("window_start", dstarts[np.clip(np.rint(
         (data["window_start"].to_numpy() - anchor) / dw).astype(np.int64) - k0, 0, D - 1)]))

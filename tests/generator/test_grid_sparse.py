@@ -19,7 +19,7 @@ import pytest
 from servelab.generator import generate
 from servelab.generator.arrivals import arrival_law
 from servelab.generator.coupling import coupling_plan
-from servelab.generator.grid import dense_row_sums, pool_span, segment_rates, segments, window_grid
+from servelab.generator.grid import SegmentRates, dense_row_sums, pool_span, segment_rates, segments, window_grid
 from servelab.generator.naive import naive_generate
 from servelab.generator.pool import ClientPool, named_arrival_params
 from servelab.generator.rates import resolve_rate
@@ -153,6 +153,46 @@ def test_segment_rates_sums_match_the_dense_matrix_bit_for_bit(hand_pool):
     group = np.minimum(np.floor(a / 7200.0).astype(np.int64), 3)
     want = np.stack([(rate_ps[:, group == g] * seg_len[group == g]).sum(axis=1) for g in range(4)], axis=1)
     np.testing.assert_array_equal(rates.group_row_sums(group, 4, seg_len), want)
+
+
+def test_overlap_row_sums_split_each_segment_by_its_seconds_in_each_window():
+    """Segments across window edges weigh each window by their seconds in it: the dense overlap of
+    every (segment, window) pair, computed directly, times the rate, summed per client. Segments
+    up to 3.3 windows long (every loop step), one starting before its first window (counted from
+    its start, as the per-client path counts it), and without any crossing segment each segment
+    weighs its whole length in its first window (also one beyond the last window)."""
+    rng = np.random.default_rng(11)
+    dw, n_win, anchor = 900.0, 8, 123.25
+    start = anchor + np.arange(n_win) * dw
+    cuts = anchor + np.array([0.0, 250.0, 1200.0, 1350.0, 4400.0, 4500.0, 6100.5, 7200.0])
+    a, b = cuts[:-1], cuts[1:]
+    n_seg, n_clients = a.size, 3
+    seg = np.repeat(np.arange(n_seg), n_clients)
+    client = np.tile(np.arange(n_clients), n_seg)
+    rate = rng.uniform(0.5, 2.0, seg.size)
+    rates = SegmentRates(n_clients=n_clients, n_segments=n_seg, segment=seg, client=client, cell=np.arange(seg.size),
+                         rate=rate)
+    first = np.floor((a - anchor) / dw).astype(np.int64)
+    last = np.floor((b - anchor) / dw - 1e-9).astype(np.int64)
+    got = rates.overlap_row_sums(a, b, first, last, start, start + dw, dw)
+    seconds = np.clip(np.minimum(b[:, None], start[None, :] + dw) - np.maximum(a[:, None], start[None, :]), 0, None)
+    want = np.zeros((n_clients, n_win))
+    np.add.at(want, client, rate[:, None] * seconds[seg])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got.sum(axis=1), np.bincount(client, rate * (b - a)[seg]), rtol=1e-12)
+    # a segment starting 100 s before its first window: its share there runs from its start
+    a_early = a.copy()
+    a_early[0] -= 100.0
+    early = rates.overlap_row_sums(a_early, b, first, last, start, start + dw, dw)
+    np.testing.assert_allclose(early[:, 0] - got[:, 0], 100.0 * rate[:n_clients], rtol=1e-12)
+    # no segment crosses an edge: whole lengths, also beyond the windows (clipped to the last)
+    a1 = anchor + np.array([0.0, 100.0, 950.0, n_win * dw + 10.0])
+    b1 = a1 + np.array([100.0, 700.0, 800.0, 50.0])
+    one = SegmentRates(n_clients=1, n_segments=4, segment=np.arange(4), client=np.zeros(4, np.int64),
+                       cell=np.arange(4), rate=np.ones(4))
+    d1 = np.minimum(np.floor((a1 - anchor) / dw).astype(np.int64), n_win - 1)
+    np.testing.assert_array_equal(one.overlap_row_sums(a1, b1, d1, d1, start, start + dw, dw)[0],
+                                  np.bincount(d1, weights=b1 - a1, minlength=n_win))
 
 
 def test_dense_row_sums_is_numpys_pairwise_row_sum_in_bounded_blocks():
