@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -190,11 +191,17 @@ class SegmentRates:
     cell: np.ndarray
     rate: np.ndarray
 
+    @cached_property
+    def _by_client(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The cells in (pool client, segment) order: the order, and segment, client and rate in
+        it (sorted once per object; :meth:`group_row_sums` runs once per data window a segment spans)."""
+        order = np.lexsort((self.segment, self.client))
+        return order, self.segment[order], self.client[order], self.rate[order]
+
     def client_sums(self, values: np.ndarray) -> np.ndarray:
         """``(clients,)``: per pool client, ``values`` (one per cell) added in segment order."""
-        order = np.lexsort((self.segment, self.client))
-        return np.bincount(self.client[order], weights=np.asarray(values, dtype=float)[order],
-                           minlength=self.n_clients)
+        order, _, client, _ = self._by_client
+        return np.bincount(client, weights=np.asarray(values, dtype=float)[order], minlength=self.n_clients)
 
     def group_row_sums(self, group: np.ndarray, n_groups: int, weight: np.ndarray) -> np.ndarray:
         """``(clients, n_groups)``: per client, ``rate * weight[segment]`` added over each group's segments in order.
@@ -203,10 +210,9 @@ class SegmentRates:
         """
         group = np.asarray(group, dtype=np.int64)
         weight = np.asarray(weight, dtype=float)
-        order = np.lexsort((self.segment, self.client))
-        seg, client = self.segment[order], self.client[order]
+        _, seg, client, rate = self._by_client
         key = client * n_groups + group[seg]
-        out = np.bincount(key, weights=self.rate[order] * weight[seg], minlength=self.n_clients * n_groups)
+        out = np.bincount(key, weights=rate * weight[seg], minlength=self.n_clients * n_groups)
         return out.reshape(self.n_clients, n_groups)
 
     def overlap_row_sums(self, a: np.ndarray, b: np.ndarray, first: np.ndarray, last: np.ndarray,

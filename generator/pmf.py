@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["PmfTable", "pmf_cdf", "pmf_cdf_index", "pmf_table", "sample_pmf", "sample_runs", "sample_runs_units",
-           "aggregate_pmfs"]
+__all__ = ["PmfTable", "group_bounds", "pmf_cdf", "pmf_cdf_index", "pmf_table", "sample_pmf", "sample_runs",
+           "sample_runs_units", "aggregate_pmfs"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,25 @@ class PmfTable:
 
     values: np.ndarray
     cum: np.ndarray
+
+
+def group_bounds(table: PmfTable, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each group's PMF lies in ``table``: its entries are ``table.values[lo:hi]``.
+
+    Parameters
+    ----------
+    table : PmfTable
+    group : numpy.ndarray of int
+        Groups (any number, repeats allowed).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``lo`` and ``hi`` (int64) per group: the entries whose ``cum`` lies in ``(g, g + 1]``.
+    """
+    g = np.asarray(group).astype(float)
+    return (np.searchsorted(table.cum, g, side="right").astype(np.int64),
+            np.searchsorted(table.cum, g + 1.0, side="right").astype(np.int64))
 
 
 def pmf_cdf_index(table: PmfTable) -> tuple[np.ndarray, float]:
@@ -107,9 +126,7 @@ def _find_runs(table: PmfTable, group: np.ndarray, ptr: np.ndarray) -> _Runs:
     hi = np.zeros(starts.size, np.int64)
     kept = ~whole[unit]
     if kept.any():
-        g = g_run[kept].astype(float)
-        lo[kept] = np.searchsorted(table.cum, g, side="right")
-        hi[kept] = np.searchsorted(table.cum, g + 1.0, side="right")
+        lo[kept], hi[kept] = group_bounds(table, g_run[kept])
     return _Runs(starts=starts, ends=ends, group=g_run, unit_runs=unit_runs, whole=whole, lo=lo, hi=hi)
 
 

@@ -50,7 +50,7 @@ import polars as pl
 
 from servelab.fitting.pool_schemas import PREFIX_KINDS
 from servelab.generator.exceptions import GenerationError
-from servelab.generator.pmf import PmfTable, pmf_cdf, pmf_table, sample_pmf
+from servelab.generator.pmf import PmfTable, group_bounds, pmf_cdf, pmf_table, sample_pmf
 
 __all__ = ["PrefixModel", "PrefixState", "assign_prefix_blocks", "prefix_model", "with_prefix_blocks"]
 
@@ -318,8 +318,7 @@ def _fit_groups(model: PrefixModel, code: np.ndarray, cls: np.ndarray, length: n
         return option
     g = _groups_of(model.options_map, code[rows], cls[rows])
     cum = model.options.cum
-    lo = np.searchsorted(cum, g.astype(float), side="right")
-    hi = np.searchsorted(cum, g.astype(float) + 1.0, side="right")
+    lo, hi = group_bounds(model.options, g)
     cnt = hi - lo
     pair = np.repeat(np.arange(rows.size), cnt)
     idx = np.repeat(lo, cnt) + np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)

@@ -702,13 +702,6 @@ def _not_run(reason: str, level: float) -> ShapeTest:
                      statistic=math.nan, p_value=math.nan, servelab_better=False, reason=reason)
 
 
-def _block_means(values: np.ndarray, block: np.ndarray, b: int) -> np.ndarray:
-    ok = np.isfinite(values)
-    n = np.bincount(block[ok], minlength=b)
-    s = np.bincount(block[ok], weights=values[ok], minlength=b)
-    return np.where(n > 0, s / np.maximum(n, 1), np.nan)
-
-
 def _finite_mean(v: np.ndarray) -> float:
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else math.nan

@@ -15,7 +15,7 @@ import pytest
 
 from servelab.generator.arrivals import arrival_law, renewal_units
 from servelab.generator.exceptions import GenerationError
-from servelab.generator.pmf import pmf_table, sample_pmf, sample_runs_units
+from servelab.generator.pmf import group_bounds, pmf_table, sample_pmf, sample_runs_units
 
 
 def _rng(k: int) -> np.random.Generator:
@@ -112,3 +112,20 @@ def test_pmf_draws_in_runs_equal_the_whole_table_search():
     scattered = rng.permutation(group.size)  # ~600 runs of about 1.5 rows: one search over the whole table
     assert np.array_equal(sample_pmf(table, group, u), expected)
     assert np.array_equal(sample_pmf(table, group[scattered], u[scattered]), expected[scattered])
+
+
+def test_group_bounds_are_each_groups_entries():
+    """group_bounds finds each group's entries (cum in (g, g + 1]) as a scan of the table does,
+    for groups of one entry, of many, the last group, and repeated groups in any order."""
+    rng = np.random.default_rng(4)
+    sizes = np.array([1, 5, 2, 40, 1, 3])
+    group = np.repeat(np.arange(sizes.size), sizes)
+    value = np.concatenate([np.sort(rng.choice(1000, k, replace=False)) for k in sizes]).astype(float)
+    table = pmf_table(group, value, rng.uniform(0.1, 1.0, group.size))
+    ask = np.array([3, 0, 5, 1, 3, 4, 2, 5])
+    lo, hi = group_bounds(table, ask)
+    for g, a, b in zip(ask, lo, hi):
+        rows = [i for i, c in enumerate(table.cum) if g < c <= g + 1]
+        assert (a, b) == (rows[0], rows[-1] + 1)
+        np.testing.assert_array_equal(table.values[a:b], value[group == g])
+    assert lo.dtype == hi.dtype == np.int64
