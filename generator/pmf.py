@@ -56,9 +56,16 @@ def pmf_cdf_index(table: PmfTable) -> tuple[np.ndarray, float]:
         One key per table entry (group offset plus value, ascending) and the offset's scale.
     """
     span = float(np.max(np.abs(table.values))) + 1.0 if table.values.size else 1.0
-    # the group of each table entry: cum lies in (g, g + 1]
-    key = (np.floor(table.cum - 1e-12) if table.cum.size else table.cum) * 2 * span + table.values
+    key = _entry_group(table.cum) * 2 * span + table.values
     return key, span
+
+
+def _entry_group(cum: np.ndarray) -> np.ndarray:
+    """The group of each table entry (as floats): ``cum`` lies in ``(g, g + 1]``, so the float just
+    below it lies in ``[g, g + 1)``. (``floor(cum - 1e-12)`` put a group's last entry, ``cum = g + 1``
+    exactly, in the next group from g = 16384 on, where 1e-12 is below half a unit in the last
+    place of ``g``.)"""
+    return np.floor(np.nextafter(cum, -np.inf))
 
 
 def pmf_cdf(table: PmfTable, group: np.ndarray, x: np.ndarray, *,
@@ -85,7 +92,7 @@ def pmf_cdf(table: PmfTable, group: np.ndarray, x: np.ndarray, *,
     # beyond the largest value the CDF is 1: clip there, or the key would run into the next group's
     q = group * 2 * span + np.minimum(np.asarray(x, dtype=float), span - 1.0)
     idx = np.searchsorted(key, q, side="right") - 1
-    ok = (idx >= 0) & (np.floor(table.cum[np.maximum(idx, 0)] - 1e-12) == group)
+    ok = (idx >= 0) & (_entry_group(table.cum[np.maximum(idx, 0)]) == group)
     return np.where(ok, table.cum[np.maximum(idx, 0)] - group, 0.0)
 
 

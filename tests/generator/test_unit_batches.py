@@ -15,7 +15,7 @@ import pytest
 
 from servelab.generator.arrivals import arrival_law, renewal_units
 from servelab.generator.exceptions import GenerationError
-from servelab.generator.pmf import group_bounds, pmf_table, sample_pmf, sample_runs_units
+from servelab.generator.pmf import group_bounds, pmf_cdf, pmf_table, sample_pmf, sample_runs_units
 
 
 def _rng(k: int) -> np.random.Generator:
@@ -150,3 +150,17 @@ def test_pmf_table_cdf_of_a_late_group_is_its_own_running_sum():
     assert table.cum[-1] == n_single + 1.0
     assert np.abs(table.cum[n_single:] - (n_single + exact)).max() <= np.spacing(float(n_single))
     np.testing.assert_array_equal(table.cum[:n_single], np.arange(n_single) + 1.0)
+
+
+def test_pmf_cdf_in_a_table_of_40000_groups():
+    """pmf_cdf of every group of a 40,000-group table (two values each, 1 and 5, probabilities 0.3
+    and 0.7) is the PMF's own CDF: 0 below 1, 0.3 from 1, 1 from 5 on. Groups from 16,384 on got
+    0.7 at 5 and 0 at 1 when a group's last entry (cum = g + 1 exactly) was taken for the next
+    group's."""
+    n = 40_000
+    group = np.repeat(np.arange(n), 2)
+    table = pmf_table(group, np.tile([1.0, 5.0], n), np.tile([0.3, 0.7], n))
+    g = np.arange(n)
+    for x, want in ((0.5, 0.0), (1.0, 0.3), (3.0, 0.3), (5.0, 1.0), (9.0, 1.0)):
+        got = pmf_cdf(table, g, np.full(n, x))
+        np.testing.assert_allclose(got, want, atol=1e-9, err_msg=f"x = {x}")
