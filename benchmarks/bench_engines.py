@@ -159,6 +159,8 @@ def _best(fn, repeat: int) -> tuple[float, object]:
 
 
 _LAST_CPU = [float("nan")]
+#: each step's CPU seconds in the last :func:`_run` (of its best-wall run), by step name
+_STEP_CPU: dict[str, float] = {}
 
 
 def _steps(src, only: tuple[str, ...] | None = None) -> dict:
@@ -210,6 +212,7 @@ def _run(store, index, engine: str, master: str | None, repeat: int, *, record: 
                                      "utc": time.strftime("%H:%M:%S", time.gmtime())})
                 raise
             load, cpu = os.getloadavg()[0], _LAST_CPU[0]
+            _STEP_CPU[name] = cpu
             print(f"    {engine} {size or 0:,} rows {name}: {out[name][0]:.3f} s, {cpu:.1f} CPU-s "
                   f"(load {load:.1f})", flush=True)
             if record:
@@ -287,7 +290,7 @@ from servelab.analysis.store import open_store
 store = open_store({store!r})
 index = b._index(store)
 from servelab.analysis.store import duckdb_settings
-times, cpus = {{}}, []
+times, cpus, step_cpu = {{}}, [], {{}}
 for _ in range({repeat}):  # the least of each (a pass's CPU, a step's wall): what other load adds drops out
     c0 = time.process_time()
     with duckdb_settings(threads={threads}):  # None: DuckDB's default (every core)
@@ -295,8 +298,9 @@ for _ in range({repeat}):  # the least of each (a pass's CPU, a step's wall): wh
     cpus.append(time.process_time() - c0)  # every thread of this process: less sensitive to other load than wall
     for k, v in out.items():
         times[k] = min(times.get(k, float("inf")), v[0])
+        step_cpu[k] = min(step_cpu.get(k, float("inf")), b._STEP_CPU[k])
 import servelab.analysis.aggregates as agg
-print(json.dumps({{"times": times, "cpu": min(cpus), "module": agg.__file__}}))
+print(json.dumps({{"times": times, "cpu": min(cpus), "step_cpu": step_cpu, "module": agg.__file__}}))
 """
 
 
@@ -307,6 +311,7 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1
     pkg = _export_ref(ref)
     times: dict[str, list[dict]] = {"after": [], f"before ({ref})": []}
     cpu: dict[str, list[float]] = {"after": [], f"before ({ref})": []}
+    step_cpu: dict[str, list[dict]] = {"after": [], f"before ({ref})": []}
     for k in range(rounds):
         pair = [("after", None), (f"before ({ref})", pkg)]
         for name, path in (pair if k % 2 == 0 else pair[::-1]):  # alternate who runs first
@@ -319,6 +324,7 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1
                 raise SystemExit(f"the before run imported {got['module']}, not the export of {ref} under {path}")
             times[name].append(got["times"])
             cpu[name].append(got["cpu"])
+            step_cpu[name].append(got["step_cpu"])
         a_cpu, b_cpu = cpu["after"], cpu[f"before ({ref})"]
         line = (f"  round {k + 1}: wall after {sum(times['after'][-1].values()):.3f} before "
                 f"{sum(times[f'before ({ref})'][-1].values()):.3f}; CPU after {a_cpu[-1]:.3f} before {b_cpu[-1]:.3f}")
@@ -334,7 +340,11 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1
     for step in after[0]:
         a = statistics.median(r[step] for r in after)
         b = statistics.median(r[step] for r in before)
-        print(f"  {step:<24} after {a:8.3f}  before {b:8.3f}  ({100 * (a / b - 1):+.1f}%)")
+        ca = [r[step] for r in step_cpu["after"]]
+        cb = [r[step] for r in step_cpu[f"before ({ref})"]]
+        ratio, lo, hi = paired_ratio_interval(ca, cb) if rounds >= 2 else (float("nan"),) * 3
+        print(f"  {step:<24} after {a:8.3f}  before {b:8.3f}  ({100 * (a / b - 1):+.1f}%); CPU medians "
+              f"{statistics.median(ca):.3f} / {statistics.median(cb):.3f}, paired {ratio:.4f} [{lo:.4f}, {hi:.4f}]")
     print(f"  {'total':<24} after {tot_a:8.3f}  before {tot_b:8.3f}  ({100 * (tot_a / tot_b - 1):+.1f}%)")
     ratio, lo, hi = paired_ratio_interval([sum(r.values()) for r in after], [sum(r.values()) for r in before])
     print(f"  total after/before, paired by round: geometric mean {ratio:.4f}, 95% interval "
