@@ -20,13 +20,34 @@ with ``git archive``), ``--rounds`` times each, and the medians are compared; ``
 runs the steps R times in each child and keeps the least CPU of a pass (and each step's least wall),
 which takes most of the other sessions' load out of a round's ratio; ``--child-threads 1`` runs
 DuckDB on one thread there (the same work, without the CPU that waiting threads burn under load).
-Measured (1 M rows, ``--duckdb-before 71a1746^ --rounds 18 --child-repeat 3 --child-threads 1``,
-load 4-8, after the xor-shift ``mix_sql``): CPU after/before 0.9789, 95% interval [0.9437, 1.0155];
-with every DuckDB thread (14 rounds, load ~10) 1.0174 [0.9665, 1.0711]. Again with every DuckDB
-thread on 2026-12-03 (``--rows 1000000 --engines duckdb --duckdb-before 71a1746^ --rounds 14
---child-repeat 2``, load 5-17): CPU after/before **1.0010, 95% interval [0.9941, 1.0080]**: the
-DuckDB path is not 3% slower (median CPU 1.717 vs 1.710 s; wall medians are too noisy at this
-load: paired 0.9606 [0.8609, 1.0720]).
+``--duckdb-after REF`` puts the package at ``REF`` on the "after" side instead of this checkout
+(to split a change into its parts with scratch commits). Each child also reports each step's
+CPU (least of its passes), and the output gives every step's paired CPU ratio with its interval.
+
+Measured 2026-12-03 23:00-23:26 UTC (load 6-10), main (d378a9f) against **3145d35**, the first
+parent of the engine-choice merge aae1993 (main just before any Spark work), one DuckDB thread
+(``--child-threads 1``), CPU after/before, paired geometric mean and 95% interval:
+
+- 10 M rows, 12 rounds: **1.1254 [1.0756, 1.1776]**: the DuckDB path *is* 12.5% slower than
+  before the Spark work; per step value_counts 1.1671 [1.1220, 1.2140], gaps 1.0851 [1.0144,
+  1.1607], log_stats 1.0042, client_counts 1.0674 (10 ms ticks). 1 M rows, 16 rounds, least of 2
+  passes: 1.0975 [1.0558, 1.1409]; with every DuckDB thread (14 rounds): 1.0446 [0.9851, 1.1077].
+- Where it comes from (10 M, scratch commits: ``S1`` = main without 6cdb626's ``binned_counts``
+  change; ``S2`` = S1 with 3145d35's DuckDB ``hash()`` uniform instead of ``mix_sql``): main vs S2
+  (8 rounds): value_counts **1.1699 [1.1099, 1.2332]**, gaps 1.0197 [0.9939, 1.0462], total 1.1005.
+  So the slowdown is 6cdb626 (a log bin's mass as an exact integer count over the window's, a
+  second window partition per (client, window); a determinism fix of the data PMF binning, not
+  Spark work), plus about 2% on the gaps step from the portable ``mix_sql`` (Spark work).
+- The Spark work alone: S2 vs 3145d35 (the engine layer, partitioned stores, everything else since,
+  10 rounds): **1.0061 [0.9823, 1.0305]** (one-sided t against >= 3%: p = 0.027); S1 vs 3145d35 (the
+  same plus ``mix_sql``): 1.0354 [0.9861, 1.0872] in 12 rounds (one round at 1.30), 0.9987
+  [0.9783, 1.0196] in 16 more (p = 0.003), the 28 pooled 1.0143 [0.9911, 1.0381] (p = 0.09).
+  So the Spark work costs the DuckDB path about 0-1.5% (< 3% shown in two of three runs); the 10-12%
+  is 6cdb626's, which a ``binned_counts`` computing the window total once would likely take back
+  (not done here).
+
+Earlier (against 71a1746^ = 755ef60, before 6cdb626 existed): 1 M rows, 18 rounds, one thread,
+0.9789 [0.9437, 1.0155]; every thread 1.0010 [0.9941, 1.0080].
 
 Measured 2026-12-03 22:32-23:00 UTC in s21's reserved slot on this 2-core machine (each engine and
 size one ``--record /work/bench_data/s21/engines_100m.jsonl`` process under the lock, ``--repeat 1``,
@@ -304,16 +325,18 @@ print(json.dumps({{"times": times, "cpu": min(cpus), "step_cpu": step_cpu, "modu
 """
 
 
-def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1, threads: int | None = None) -> None:
-    """DuckDB steps in child processes, this checkout vs ``ref``, interleaved ``rounds`` times; each
+def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1, threads: int | None = None,
+                         after_ref: str | None = None) -> None:
+    """DuckDB steps in child processes, this checkout (or ``after_ref``) vs ``ref``, interleaved ``rounds`` times; each
     child runs the steps ``repeat`` times (on ``threads`` DuckDB threads, None: all) and reports the
     least CPU of a pass and each step's least wall."""
     pkg = _export_ref(ref)
+    after_pkg = _export_ref(after_ref) if after_ref else None  # None: this checkout
     times: dict[str, list[dict]] = {"after": [], f"before ({ref})": []}
     cpu: dict[str, list[float]] = {"after": [], f"before ({ref})": []}
     step_cpu: dict[str, list[dict]] = {"after": [], f"before ({ref})": []}
     for k in range(rounds):
-        pair = [("after", None), (f"before ({ref})", pkg)]
+        pair = [("after", after_pkg), (f"before ({ref})", pkg)]
         for name, path in (pair if k % 2 == 0 else pair[::-1]):  # alternate who runs first
             code = _CHILD.format(bench=str(HERE), store=store_path, before=str(path) if path is not None else "",
                                  repeat=int(repeat), threads=None if threads is None else int(threads))
@@ -321,7 +344,7 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1
             res = subprocess.run([sys.executable, "-c", code], cwd=OUT, capture_output=True, text=True, check=True)
             got = json.loads(res.stdout.strip().splitlines()[-1])
             if path is not None and not got["module"].startswith(str(path.parent)):
-                raise SystemExit(f"the before run imported {got['module']}, not the export of {ref} under {path}")
+                raise SystemExit(f"the child imported {got['module']}, not the export under {path}")
             times[name].append(got["times"])
             cpu[name].append(got["cpu"])
             step_cpu[name].append(got["step_cpu"])
@@ -332,7 +355,7 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1
             ratio, lo, hi = paired_ratio_interval(a_cpu, b_cpu)
             line += f"; CPU after/before so far {ratio:.4f} [{lo:.4f}, {hi:.4f}]"
         print(line, flush=True)
-    print(f"\nDuckDB path, this checkout vs {ref} ({rounds} interleaved rounds, least of {repeat} passes per "
+    print(f"\nDuckDB path, {after_ref or 'this checkout'} vs {ref} ({rounds} interleaved rounds, least of {repeat} passes per "
           f"child, DuckDB threads {threads or 'all'}, medians, seconds)")
     after, before = times["after"], times[f"before ({ref})"]
     tot_a = statistics.median(sum(r.values()) for r in after)
@@ -547,6 +570,8 @@ def main() -> None:
     parser.add_argument("--workers", default="2,8,32,128", help="projection: worker counts")
     parser.add_argument("--duckdb-before", default=None, metavar="REF")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duckdb-after", default=None, metavar="REF",
+                        help="--duckdb-before: the 'after' side at git REF instead of this checkout (to split a change)")
     parser.add_argument("--child-repeat", type=int, default=1, metavar="R",
                         help="--duckdb-before: passes per child process (the least CPU and wall kept)")
     parser.add_argument("--child-threads", type=int, default=None, metavar="T",
@@ -622,7 +647,8 @@ def main() -> None:
         _generation(engines, args.generation, tuple(int(x) for x in args.workers.split(",")))
     if args.duckdb_before:
         for n in sizes:
-            _duckdb_before_after(STORE.format(n=n), args.duckdb_before, args.rounds, args.child_repeat, args.child_threads)
+            _duckdb_before_after(STORE.format(n=n), args.duckdb_before, args.rounds, args.child_repeat, args.child_threads,
+                                 args.duckdb_after)
 
 
 if __name__ == "__main__":
