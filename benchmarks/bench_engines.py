@@ -24,7 +24,7 @@ DuckDB on one thread there (the same work, without the CPU that waiting threads 
 (to split a change into its parts with scratch commits). Each child also reports each step's
 CPU (least of its passes), and the output gives every step's paired CPU ratio with its interval.
 
-Measured 2026-12-03 23:00-23:26 UTC (load 6-10), main (d378a9f) against **3145d35**, the first
+Measured 2026-12-03 23:00-23:33 UTC (load 6-10), main (d378a9f) against **3145d35**, the first
 parent of the engine-choice merge aae1993 (main just before any Spark work), one DuckDB thread
 (``--child-threads 1``), CPU after/before, paired geometric mean and 95% interval:
 
@@ -43,8 +43,12 @@ parent of the engine-choice merge aae1993 (main just before any Spark work), one
   same plus ``mix_sql``): 1.0354 [0.9861, 1.0872] in 12 rounds (one round at 1.30), 0.9987
   [0.9783, 1.0196] in 16 more (p = 0.003), the 28 pooled 1.0143 [0.9911, 1.0381] (p = 0.09).
   So the Spark work costs the DuckDB path about 0-1.5% (< 3% shown in two of three runs); the 10-12%
-  is 6cdb626's, which a ``binned_counts`` computing the window total once would likely take back
-  (not done here).
+  is 6cdb626's.
+- 8433f82 (``binned_counts`` sums the window's total once and reuses it for the bin mass; same
+  bytes) against 6193ffa, 10 M, 8 rounds: value_counts CPU 0.8755 [0.8597, 0.8915], total 0.9305
+  [0.9162, 0.9451]. Main with it against 3145d35 (10 rounds): **1.0221 [0.9848, 1.0608]**
+  (value_counts 1.0329 [0.9815, 1.0870], gaps 1.0097, log_stats 0.9953; one round at 1.15):
+  about 2% slower, below 3% in the point estimate but not shown at 95% (one-sided p = 0.32).
 
 Earlier (against 71a1746^ = 755ef60, before 6cdb626 existed): 1 M rows, 18 rounds, one thread,
 0.9789 [0.9437, 1.0155]; every thread 1.0010 [0.9941, 1.0080].
