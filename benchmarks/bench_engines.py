@@ -20,59 +20,84 @@ with ``git archive``), ``--rounds`` times each, and the medians are compared; ``
 runs the steps R times in each child and keeps the least CPU of a pass (and each step's least wall),
 which takes most of the other sessions' load out of a round's ratio; ``--child-threads 1`` runs
 DuckDB on one thread there (the same work, without the CPU that waiting threads burn under load).
-Measured (1 M rows, ``--duckdb-before 71a1746^ --rounds 18 --child-repeat 3 --child-threads 1``,
-load 4-8, after the xor-shift ``mix_sql``): CPU after/before 0.9789, 95% interval [0.9437, 1.0155];
-with every DuckDB thread (14 rounds, load ~10) 1.0174 [0.9665, 1.0711]. Again with every DuckDB
-thread on 2026-12-03 (``--rows 1000000 --engines duckdb --duckdb-before 71a1746^ --rounds 14
---child-repeat 2``, load 5-17): CPU after/before **1.0010, 95% interval [0.9941, 1.0080]**: the
-DuckDB path is not 3% slower (median CPU 1.717 vs 1.710 s; wall medians are too noisy at this
-load: paired 0.9606 [0.8609, 1.0720]).
+``--duckdb-after REF`` puts the package at ``REF`` on the "after" side instead of this checkout
+(to split a change into its parts with scratch commits). Each child also reports each step's
+CPU (least of its passes), and the output gives every step's paired CPU ratio with its interval.
 
-Measured 2026-12-03 on this 2-core machine (``--record`` runs under the lock, the table and
-projections by ``--summary /work/bench_data/s21/engines_100m.jsonl``); other sessions kept the
-1-minute load at 5-19, so wall times are mostly their work: compare CPU seconds (this process and
-the JVMs it started). ``--repeat 1`` at 10 M and 100 M (a Spark process's first step includes its
-warm-up). Seconds / CPU seconds:
+Measured 2026-12-03 23:00-23:33 UTC (load 6-10), main (d378a9f) against **3145d35**, the first
+parent of the engine-choice merge aae1993 (main just before any Spark work), one DuckDB thread
+(``--child-threads 1``), CPU after/before, paired geometric mean and 95% interval:
 
-=====================  ===============  ==================  ==================  ====================
-step                   DuckDB 10 M      local[2] 10 M       standalone(2) 10 M  Spark / DuckDB CPU
-=====================  ===============  ==================  ==================  ====================
-client_counts          0.07 / 0.07      7.7 / 4.9           16.6 / 11.3         70 (fixed cost)
-gaps + arrival_cells   17.7 / 5.9       111.0 / 35.7        not run             6.1 (local)
-value_counts (binned)  25.1 / 7.8       168.6 / 36.2        83.3 / 53.7         4.6 / 6.9
-log_stats              1.80 / 0.54      19.1 / 4.8          14.1 / 8.0          8.8 / 14.9
-=====================  ===============  ==================  ==================  ====================
+- 10 M rows, 12 rounds: **1.1254 [1.0756, 1.1776]**: the DuckDB path *is* 12.5% slower than
+  before the Spark work; per step value_counts 1.1671 [1.1220, 1.2140], gaps 1.0851 [1.0144,
+  1.1607], log_stats 1.0042, client_counts 1.0674 (10 ms ticks). 1 M rows, 16 rounds, least of 2
+  passes: 1.0975 [1.0558, 1.1409]; with every DuckDB thread (14 rounds): 1.0446 [0.9851, 1.1077].
+- Where it comes from (10 M, scratch commits: ``S1`` = main without 6cdb626's ``binned_counts``
+  change; ``S2`` = S1 with 3145d35's DuckDB ``hash()`` uniform instead of ``mix_sql``): main vs S2
+  (8 rounds): value_counts **1.1699 [1.1099, 1.2332]**, gaps 1.0197 [0.9939, 1.0462], total 1.1005.
+  So the slowdown is 6cdb626 (a log bin's mass as an exact integer count over the window's, a
+  second window partition per (client, window); a determinism fix of the data PMF binning, not
+  Spark work), plus about 2% on the gaps step from the portable ``mix_sql`` (Spark work).
+- The Spark work alone: S2 vs 3145d35 (the engine layer, partitioned stores, everything else since,
+  10 rounds): **1.0061 [0.9823, 1.0305]** (one-sided t against >= 3%: p = 0.027); S1 vs 3145d35 (the
+  same plus ``mix_sql``): 1.0354 [0.9861, 1.0872] in 12 rounds (one round at 1.30), 0.9987
+  [0.9783, 1.0196] in 16 more (p = 0.003), the 28 pooled 1.0143 [0.9911, 1.0381] (p = 0.09).
+  So the Spark work costs the DuckDB path about 0-1.5% (< 3% shown in two of three runs); the 10-12%
+  is 6cdb626's.
+- 8433f82 (``binned_counts`` sums the window's total once and reuses it for the bin mass; same
+  bytes) against 6193ffa, 10 M, 8 rounds: value_counts CPU 0.8755 [0.8597, 0.8915], total 0.9305
+  [0.9162, 0.9451]. Main with it against 3145d35 (10 rounds): **1.0221 [0.9848, 1.0608]**
+  (value_counts 1.0329 [0.9815, 1.0870], gaps 1.0097, log_stats 0.9953; one round at 1.15):
+  about 2% slower, below 3% in the point estimate but not shown at 95% (one-sided p = 0.32).
 
-At 100 M rows (``/work/bench_data/store_rows100000000_clients2000_days14_seed0``, one run per
-step; wall seconds / CPU seconds; "did not finish" = stopped by the run's time limit, the
-``unfinished_after_s`` records):
+Earlier (against 71a1746^ = 755ef60, before 6cdb626 existed): 1 M rows, 18 rounds, one thread,
+0.9789 [0.9437, 1.0155]; every thread 1.0010 [0.9941, 1.0080].
 
-=====================  ===============  =============================  =============================
-step                   DuckDB           local[2]                       standalone (2 workers)
-=====================  ===============  =============================  =============================
-client_counts          0.31 / 0.6       76.9 / 16.8 (load 18)          20.1 / 10.5 (load 18)
-gaps + arrival_cells   30.8 / 60.3      255.7 / 235.0 (load 6);        did not finish: stopped after
-                       (load 3)         517.0 / 334.3 (load 12 -> 3)   694 s (load 13.5; 15-min slot)
-value_counts (binned)  32.9 / 43.6      did not finish: 600 s (load    294.6 / 176.3 (load 10-18)
-                       (load 5)         16-19), ~820 s (load 12)
-log_stats              4.5 / 5.0        24.0 / 24.9 (load 5)           24.4 / 22.9 (load 10)
-=====================  ===============  =============================  =============================
+Measured 2026-12-03 22:32-23:00 UTC in s21's reserved slot on this 2-core machine (each engine and
+size one ``--record /work/bench_data/s21/engines_100m.jsonl`` process under the lock, ``--repeat 1``,
+each limited by ``timeout -s INT``; the table, overtake and projections by ``--summary`` of that
+file). The other sessions' niced work kept the 1-minute load at 6-10.7, so wall times carry their
+load; CPU seconds (this process and the JVMs it started) are the less load-sensitive number.
+Stores: ``store_rows{N}_clients2000_days14_seed0``, N = 1 M, 10 M, 100 M (the 100 M store remade at 22:06 by the
+current ``synthetic_trace.py``: 2,390,104 arrival cells, not the 3,350,744 of the store measured
+before, whose table these numbers replace). Wall seconds / CPU seconds:
 
-The 2026-12-03 18:45-19:25 slot (lock reserved for these steps) ran at load 11-14 from the other
-sessions' unlocked work, so the two steps that had not finished before did not finish in 15 minutes
-either; the arrival cells of local[2] at 100 M were compared this time: **3,350,744 cells,
-identical counts and hash on DuckDB and Spark local[2]** (as at 10 M: 1,133,582 cells). So at 100 M
-Spark needs 3.9-5.5x (gaps, local: 235-334 vs 60.3 CPU-s), 4.0x (value_counts, standalone), 4.6x
-(log_stats, standalone) and 5.0x (log_stats, local) DuckDB's CPU per row. Spark never overtakes
-DuckDB on this machine, in CPU or wall time (``--summary``: "never"), once DuckDB's 100 M steps were
-re-run at load 3-5: their first run, at load 10-14 on a cold page cache, took 222.1 s
-(value_counts), 40.8 s (log_stats) and 424.9 s (gaps), slower in wall time than standalone's
-24.4 s log_stats at load 10. Projection (on paper, from CPU: each engine's CPU per row at 100 M,
-spread evenly over machines of 2 cores, Spark's fixed, shuffle and network costs left out): Spark
-on N machines beats DuckDB on one when N > 4-5.5 for the steps that dominate ``fit_pool`` (value
-counts 4.0, log statistics 4.6-5.0, gaps 5.5); for a day at 100,000 req/s (8.64 B rows) DuckDB's
-value_counts alone would take about 31 min of one machine, Spark's about 4.0 min on 32 machines
-and the gaps step 43 min against 7.5 min (``--summary``'s "projection from CPU seconds").
+=====================  ==============  ==============  ==============  =================================
+step, rows             DuckDB          local[2]        standalone(2)   Spark / DuckDB CPU (local, stand.)
+=====================  ==============  ==============  ==============  =================================
+client_counts 1 M      0.009 / 0.01    2.62 / 2.8      4.40 / 5.9      fixed cost
+gaps + cells 1 M       0.57 / 0.47     11.5 / 9.3      9.05 / 11.9     20, 25
+value_counts 1 M       1.03 / 0.84     14.5 / 9.2      9.96 / 12.5     11, 15
+log_stats 1 M          0.044 / 0.05    1.95 / 1.7      2.48 / 2.9      fixed cost
+client_counts 10 M     0.049 / 0.05    7.04 / 4.1      6.01 / 8.2      fixed cost
+gaps + cells 10 M      5.33 / 4.51     32.3 / 27.0     24.7 / 33.3     6.0, 7.4
+value_counts 10 M      7.47 / 6.24     36.3 / 27.2     33.4 / 39.6     4.4, 6.3
+log_stats 10 M         0.31 / 0.31     3.35 / 3.6      4.56 / 4.6      12, 15
+client_counts 100 M    0.53 / 0.38     17.0 / 11.1     14.3 / 17.4     29, 46
+gaps + cells 100 M     102.2 / 58.9    237.8 / 182.8   236.4 / 211.0   3.1, 3.6
+value_counts 100 M     57.9 / 49.7     157.3 / 147.8   136.2 / 165.4   3.0, 3.3
+log_stats 100 M        5.98 / 3.61     28.0 / 22.0     15.7 / 19.6     6.1, 5.4
+=====================  ==============  ==============  ==============  =================================
+
+(DuckDB's 100 M steps ran twice, 22:32 at load 9-10 and 22:52 at load 6-9: gaps 88.4 / 57.9 and
+102.2 / 58.9, value_counts 72.7 / 46.2 and 57.9 / 49.7, log_stats 5.7 / 3.3 and 6.0 / 3.6; the
+table has the second. Its gaps step writes its spilled temporary table, about 5.8 GB, so its wall
+time is I/O under load, not CPU.) Every step finished at every size on every engine this time,
+including the two 100 M steps the earlier slot had stopped (standalone gaps, local[2] value_counts).
+**Arrival cells identical on all three engines at every size** (counts and hash): 283,732 (1 M),
+1,133,582 (10 M), 2,390,104 (100 M). **Spark never overtakes DuckDB on this machine** (``--summary``:
+"never (no engine, size or step)"), in wall or CPU time; the gap narrows with size, from 11-25x
+DuckDB's CPU at 1 M to 3.0-3.6x on the two scans that dominate ``fit_pool`` at 100 M (Spark's fixed
+cost per query, seconds of scheduling and JVM work, is amortised). Projection (on paper, from CPU:
+each engine's CPU per row at 100 M, spread evenly over machines of 2 cores, Spark's fixed, shuffle
+and network costs left out): Spark on N machines beats DuckDB on one when N > 3.0-3.3 (value
+counts), 3.1-3.6 (gaps and arrival cells), 5.4-6.1 (log statistics); for a day at 100,000 req/s
+(8.64 B rows) DuckDB's gaps step alone would take about 42 min of one machine and its value counts
+36 min, against 4.1-4.7 and 3.3-3.7 min for Spark on 32 machines. The wall-time projection (lines
+fitted to the 1 M, 10 M and 100 M walls, standalone's per-row part divided by N/2) says Spark on 8
+workers passes DuckDB above ~9 M rows (gaps), ~52 M (value counts), ~97 M (log statistics), but
+it rests on DuckDB's load-inflated 100 M gaps wall (1.05 s per M rows against 0.53 at 10 M); the CPU
+projection is the one to quote.
 
 ``--streams-cost POOL`` (issue 21 item 4): per-client streams (``generate_by_client``, ``servelab
 generate --streams client``, what the shards write) against ``generate()`` on a pool of m-large's
@@ -159,6 +184,8 @@ def _best(fn, repeat: int) -> tuple[float, object]:
 
 
 _LAST_CPU = [float("nan")]
+#: each step's CPU seconds in the last :func:`_run` (of its best-wall run), by step name
+_STEP_CPU: dict[str, float] = {}
 
 
 def _steps(src, only: tuple[str, ...] | None = None) -> dict:
@@ -210,6 +237,7 @@ def _run(store, index, engine: str, master: str | None, repeat: int, *, record: 
                                      "utc": time.strftime("%H:%M:%S", time.gmtime())})
                 raise
             load, cpu = os.getloadavg()[0], _LAST_CPU[0]
+            _STEP_CPU[name] = cpu
             print(f"    {engine} {size or 0:,} rows {name}: {out[name][0]:.3f} s, {cpu:.1f} CPU-s "
                   f"(load {load:.1f})", flush=True)
             if record:
@@ -287,7 +315,7 @@ from servelab.analysis.store import open_store
 store = open_store({store!r})
 index = b._index(store)
 from servelab.analysis.store import duckdb_settings
-times, cpus = {{}}, []
+times, cpus, step_cpu = {{}}, [], {{}}
 for _ in range({repeat}):  # the least of each (a pass's CPU, a step's wall): what other load adds drops out
     c0 = time.process_time()
     with duckdb_settings(threads={threads}):  # None: DuckDB's default (every core)
@@ -295,20 +323,24 @@ for _ in range({repeat}):  # the least of each (a pass's CPU, a step's wall): wh
     cpus.append(time.process_time() - c0)  # every thread of this process: less sensitive to other load than wall
     for k, v in out.items():
         times[k] = min(times.get(k, float("inf")), v[0])
+        step_cpu[k] = min(step_cpu.get(k, float("inf")), b._STEP_CPU[k])
 import servelab.analysis.aggregates as agg
-print(json.dumps({{"times": times, "cpu": min(cpus), "module": agg.__file__}}))
+print(json.dumps({{"times": times, "cpu": min(cpus), "step_cpu": step_cpu, "module": agg.__file__}}))
 """
 
 
-def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1, threads: int | None = None) -> None:
-    """DuckDB steps in child processes, this checkout vs ``ref``, interleaved ``rounds`` times; each
+def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1, threads: int | None = None,
+                         after_ref: str | None = None) -> None:
+    """DuckDB steps in child processes, this checkout (or ``after_ref``) vs ``ref``, interleaved ``rounds`` times; each
     child runs the steps ``repeat`` times (on ``threads`` DuckDB threads, None: all) and reports the
     least CPU of a pass and each step's least wall."""
     pkg = _export_ref(ref)
+    after_pkg = _export_ref(after_ref) if after_ref else None  # None: this checkout
     times: dict[str, list[dict]] = {"after": [], f"before ({ref})": []}
     cpu: dict[str, list[float]] = {"after": [], f"before ({ref})": []}
+    step_cpu: dict[str, list[dict]] = {"after": [], f"before ({ref})": []}
     for k in range(rounds):
-        pair = [("after", None), (f"before ({ref})", pkg)]
+        pair = [("after", after_pkg), (f"before ({ref})", pkg)]
         for name, path in (pair if k % 2 == 0 else pair[::-1]):  # alternate who runs first
             code = _CHILD.format(bench=str(HERE), store=store_path, before=str(path) if path is not None else "",
                                  repeat=int(repeat), threads=None if threads is None else int(threads))
@@ -316,9 +348,10 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1
             res = subprocess.run([sys.executable, "-c", code], cwd=OUT, capture_output=True, text=True, check=True)
             got = json.loads(res.stdout.strip().splitlines()[-1])
             if path is not None and not got["module"].startswith(str(path.parent)):
-                raise SystemExit(f"the before run imported {got['module']}, not the export of {ref} under {path}")
+                raise SystemExit(f"the child imported {got['module']}, not the export under {path}")
             times[name].append(got["times"])
             cpu[name].append(got["cpu"])
+            step_cpu[name].append(got["step_cpu"])
         a_cpu, b_cpu = cpu["after"], cpu[f"before ({ref})"]
         line = (f"  round {k + 1}: wall after {sum(times['after'][-1].values()):.3f} before "
                 f"{sum(times[f'before ({ref})'][-1].values()):.3f}; CPU after {a_cpu[-1]:.3f} before {b_cpu[-1]:.3f}")
@@ -326,7 +359,7 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1
             ratio, lo, hi = paired_ratio_interval(a_cpu, b_cpu)
             line += f"; CPU after/before so far {ratio:.4f} [{lo:.4f}, {hi:.4f}]"
         print(line, flush=True)
-    print(f"\nDuckDB path, this checkout vs {ref} ({rounds} interleaved rounds, least of {repeat} passes per "
+    print(f"\nDuckDB path, {after_ref or 'this checkout'} vs {ref} ({rounds} interleaved rounds, least of {repeat} passes per "
           f"child, DuckDB threads {threads or 'all'}, medians, seconds)")
     after, before = times["after"], times[f"before ({ref})"]
     tot_a = statistics.median(sum(r.values()) for r in after)
@@ -334,7 +367,11 @@ def _duckdb_before_after(store_path: str, ref: str, rounds: int, repeat: int = 1
     for step in after[0]:
         a = statistics.median(r[step] for r in after)
         b = statistics.median(r[step] for r in before)
-        print(f"  {step:<24} after {a:8.3f}  before {b:8.3f}  ({100 * (a / b - 1):+.1f}%)")
+        ca = [r[step] for r in step_cpu["after"]]
+        cb = [r[step] for r in step_cpu[f"before ({ref})"]]
+        ratio, lo, hi = paired_ratio_interval(ca, cb) if rounds >= 2 else (float("nan"),) * 3
+        print(f"  {step:<24} after {a:8.3f}  before {b:8.3f}  ({100 * (a / b - 1):+.1f}%); CPU medians "
+              f"{statistics.median(ca):.3f} / {statistics.median(cb):.3f}, paired {ratio:.4f} [{lo:.4f}, {hi:.4f}]")
     print(f"  {'total':<24} after {tot_a:8.3f}  before {tot_b:8.3f}  ({100 * (tot_a / tot_b - 1):+.1f}%)")
     ratio, lo, hi = paired_ratio_interval([sum(r.values()) for r in after], [sum(r.values()) for r in before])
     print(f"  total after/before, paired by round: geometric mean {ratio:.4f}, 95% interval "
@@ -537,6 +574,8 @@ def main() -> None:
     parser.add_argument("--workers", default="2,8,32,128", help="projection: worker counts")
     parser.add_argument("--duckdb-before", default=None, metavar="REF")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duckdb-after", default=None, metavar="REF",
+                        help="--duckdb-before: the 'after' side at git REF instead of this checkout (to split a change)")
     parser.add_argument("--child-repeat", type=int, default=1, metavar="R",
                         help="--duckdb-before: passes per child process (the least CPU and wall kept)")
     parser.add_argument("--child-threads", type=int, default=None, metavar="T",
@@ -612,7 +651,8 @@ def main() -> None:
         _generation(engines, args.generation, tuple(int(x) for x in args.workers.split(",")))
     if args.duckdb_before:
         for n in sizes:
-            _duckdb_before_after(STORE.format(n=n), args.duckdb_before, args.rounds, args.child_repeat, args.child_threads)
+            _duckdb_before_after(STORE.format(n=n), args.duckdb_before, args.rounds, args.child_repeat, args.child_threads,
+                                 args.duckdb_after)
 
 
 if __name__ == "__main__":
