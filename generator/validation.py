@@ -106,7 +106,8 @@ CANDIDATES = ("servelab", "naive")
 #: the total-rate assumption, in words (validate.json's ``rate_assumption``)
 RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (a damped trend x "
                    "a daily pattern, each kept only when significant on the part before it; "
-                   "servelab.fitting.pool_forecast; without a trend, times the churn model's expected volume path), "
+                   "servelab.fitting.pool_forecast; on a span too short to test a trend (< 4 whole days), times the churn model's "
+                   "expected volume path), "
                    "not the real rate: servelab per day-block with its clients' "
                    "window-to-window variation, naive smoothly; naive's request data is the mix before the split")
 #: the total-rate assumption when a rate function is given
@@ -903,8 +904,8 @@ def _draw_mean(values: list):
 def _smooth_total(info, rate, split_s: float, duration: float, window_s: float):
     """Naive's total rate past the split, a table (seconds since the split, req/s) at the pool's
     window mids: the extension's total (:meth:`~servelab.generator.extend.Extension.rate_at`: the
-    forecast's trend x daily factor, times the churn model's expected volume path when no trend
-    is kept), or the given ``rate``. It is the total
+    forecast's trend x daily factor, times the churn model's expected volume path when the span
+    was too short to test a trend), or the given ``rate``. It is the total
     servelab's blocks follow, without servelab's window-to-window variation (copied client rows):
     a baseline that knows the total-rate forecast but no client."""
     mids = (np.arange(max(1, int(math.ceil(duration / window_s)))) + 0.5) * window_s
