@@ -119,11 +119,14 @@ GIVEN_RATE_ASSUMPTION = ("both generators follow the given total rate function p
 #: draws per generator ``servelab validate`` takes by default (:func:`default_draws`): the fewest
 #: at which the exact one-sided Wilcoxon test over draws can reach :data:`DRAW_LEVEL` (p = 1/32)
 DEFAULT_DRAWS = 5
-#: above this many requests the default is one draw: each draw repeats the extension, both
-#: generations and the scoring (about 70% of a one-draw validate's CPU on the 1 M-row,
-#: 2,000-client benchmark store: 40 of 56 CPU-s, profiled), and on a 10 M-row store one draw
-#: already takes most of the 3-minute budget (102 s)
-DRAWS_MAX_REQUESTS = 1_000_000
+#: above this many requests the default is one draw, so that ``servelab validate`` stays within
+#: its 3-minute budget: each draw repeats the extension, both generations and the scoring. Five
+#: draws cost ~145 CPU-s per million requests on the 2,000-client, 14-day benchmark stores
+#: (``benchmarks/bench_validate.py`` part 1: 1 M rows 148.2 CPU-s / 194.1 s wall, over the
+#: budget; 500,000 rows 71.3 CPU-s), so at this bound five draws take about 75 CPU-s, leaving
+#: room for a loaded machine (wall / CPU up to 2 measured here) and for stores with more clients
+#: per request; one draw of a 10 M-row store takes 123 CPU-s / 146 s wall
+DRAWS_MAX_REQUESTS = 500_000
 #: level of the paired test over draws (:func:`draw_comparison`)
 DRAW_LEVEL = 0.05
 #: a draw's score, in words

@@ -56,7 +56,8 @@ def _split(store, text: str) -> float:
               help="Above this many requests, validate on a seeded sample of whole clients of at most this many.")
 @click.option("--draws", type=click.IntRange(min=1), default=None,
               help="Seeded draws per generator (values: their means; per metric a paired test over draws). "
-                   "Default 5 on a store of at most 1,000,000 requests (or --max-requests), 1 above (time budget).")
+                   "Default 5 on a store of at most 500,000 requests (or --max-requests), 1 above, so that "
+                   "validate stays within about 3 minutes (5 draws cost ~145 CPU-s per million requests).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Write validate.json, tables (CSV) and the figure to this folder.")
 def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_requests, draws, output) -> None:
@@ -70,7 +71,7 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
     noise_floor is a distance between the two halves of the real later part (alternate windows):
     below it a metric cannot tell a generator from the real part.
 
-    With several draws (--draws; default 5 up to 1 M requests) each generator is drawn that many
+    With several draws (--draws; default 5 up to 500,000 requests) each generator is drawn that many
     times with seeds derived from --seed: the servelab and naive columns are the draws' means, and
     per metric the expected score over draws (distance to the real later part: |value - reference|,
     or the distance) decides the verdict by one-sided Wilcoxon signed-rank tests paired by draw at
