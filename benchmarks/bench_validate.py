@@ -225,6 +225,15 @@
    rate_input_corr (4 of 5; -0.024 +- 0.059 vs naive +0.078 +- 0.007, real -0.045: servelab's
    spread is client 14's departure in some draws). No metric goes to naive. Seed 0's draw is the
    single-draw run above (-8.5%, 8/11): the multi-draw form removes that run's luck.
+   **After the churn volume path's rule** (part 1b: no path on a span where a trend was tested;
+   same command, 2026-12-03 22:20, niced at load ~10, validate 67.3 s): count 300,352 (mean of
+   the draws, **-10.1%**; per draw -9.7% to -10.4%, naive -10.0% to -10.4%: target met); expected
+   score lower on **11 of 11** metrics; paired test servelab 8 (gap_cv, window_rate_cv,
+   rate_output_corr, the five distances: window_rate_ks 0.112 vs 0.127, joint_input 0.223 vs
+   0.259, joint_output 0.283 vs 0.416, input_ks 0.079 vs 0.105, output_ks 0.041 vs 0.086), tie 3
+   (n_requests and mean_rate: servelab closer in 3 of 5 draws, both on one forecast total;
+   rate_input_corr 4 of 5, -0.016 +- 0.059 vs naive +0.085, real -0.045), naive 0. Shape test p
+   1.9e-6 (19 of 20 blocks). The count lost 2.1 points to the rule (-8.0% before).
    deepseek-r1 slice (1 day, split at 12 h): forecast 3/11, count +281%. Before the split, 1.46-h
    blocks fall from 1,076 to 177 requests (Kendall tau -0.71); after it they are 1-522; 85% of
    the later requests come from two clients never seen before the split (client 13: 740 of 880).
