@@ -265,15 +265,15 @@ def volume_path_applies(forecast: RateForecast) -> bool:
 
     Where a trend was tested (four whole days or more) and not kept, the total's own series showed
     no trend to extrapolate, and the path is not applied. Why (2026-12-03, expected counts of the
-    extension over the real later part, ``benchmarks/bench_validate.py`` docstring part 1): the
+    extension over the real later part, ``benchmarks/bench_validate.py`` part 1b): the
     churn model has Poisson arrivals at the span's *mean* rate. On the 2,000-client synthetic
     stores (clients born early and leaving late: 701 first seen on day 1, 66 on day 7; arrival
     times against uniform, KS p 4e-74) it expected 195 new clients a day where the split saw about
     50 and falling, and with 46-day lives grew the volume (path mean 1.17) while the real second
     week fell: count +24.7% at 1 M rows, +6.1% without the path (the forecast's test had refused
     the week's hump: Mann-Kendall p 0.003, curvature p 0.003); at 10 M rows (126-day lives, path
-    mean 1.22) +29.8%, +5.8% without. On stationary populations with
-    churn (20 clients, 5 new a day, 4-day lives, 14 days, split at 7; seeds 0-11) it added noise:
+    mean 1.22) +29.8%, +5.8% without. On stationary populations with churn (20 clients, 5 new a
+    day, 4-day lives, 14 days, split at 7; seeds 0-11) it added noise:
     median count ratio 0.946 with the path, 0.936 without, median absolute error 6.5% vs 7.0%,
     and a seed whose first week happened to see 41 arrivals and 28 departures +17.8% with it,
     -0.2% without. ServeGen m-small (week 1 -> 2, seed 0) loses 1.9 points: -8.2% -> -10.1%.
