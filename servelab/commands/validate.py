@@ -57,7 +57,7 @@ def _split(store, text: str) -> float:
 @click.option("--draws", type=click.IntRange(min=1), default=None,
               help="Seeded draws per generator (values: their means; per metric a paired test over draws). "
                    "Default 5 on a store of at most 500,000 requests (or --max-requests), 1 above, so that "
-                   "validate stays within about 3 minutes (5 draws cost ~145 CPU-s per million requests).")
+                   "validate stays within about 3 minutes on a loaded machine (5 draws: 80-150 CPU-s per million requests).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Write validate.json, tables (CSV) and the figure to this folder.")
 def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_requests, draws, output) -> None:

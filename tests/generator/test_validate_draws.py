@@ -25,7 +25,8 @@ def test_draw_seeds_and_the_default_count():
 
 def test_the_default_draws_keep_to_the_three_minute_budget():
     # measured (benchmarks/bench_validate.py part 1, 2,000-client 14-day stores): five draws on
-    # 1,000,000 requests took 148.2 CPU-s and 194.1 s wall, over 180 s; on 500,000, 71.3 CPU-s.
+    # 1,000,000 requests took 148.2 CPU-s and 194.1 s wall at load 10.5, over 180 s (67.3 s at
+    # load 1.3); on 500,000, 42.2 s wall at load 1.2.
     # The bound must leave five draws at most half the budget in CPU at that cost per request
     # (wall / CPU reached 2 on this loaded 2-core machine)
     cpu_per_request_5_draws = 148.2 / 1_000_000
