@@ -106,7 +106,8 @@ CANDIDATES = ("servelab", "naive")
 #: the total-rate assumption, in words (validate.json's ``rate_assumption``)
 RATE_ASSUMPTION = ("both generators follow the total rate the pool forecasts past the split (a damped trend x "
                    "a daily pattern, each kept only when significant on the part before it; "
-                   "servelab.fitting.pool_forecast; without a trend, times the churn model's expected volume path), "
+                   "servelab.fitting.pool_forecast; on a span too short to test a trend (< 4 whole days), times the churn model's "
+                   "expected volume path), "
                    "not the real rate: servelab per day-block with its clients' "
                    "window-to-window variation, naive smoothly; naive's request data is the mix before the split")
 #: the total-rate assumption when a rate function is given
@@ -118,11 +119,15 @@ GIVEN_RATE_ASSUMPTION = ("both generators follow the given total rate function p
 #: draws per generator ``servelab validate`` takes by default (:func:`default_draws`): the fewest
 #: at which the exact one-sided Wilcoxon test over draws can reach :data:`DRAW_LEVEL` (p = 1/32)
 DEFAULT_DRAWS = 5
-#: above this many requests the default is one draw: each draw repeats the extension, both
-#: generations and the scoring (about 70% of a one-draw validate's CPU on the 1 M-row,
-#: 2,000-client benchmark store: 40 of 56 CPU-s, profiled), and on a 10 M-row store one draw
-#: already takes most of the 3-minute budget (102 s)
-DRAWS_MAX_REQUESTS = 1_000_000
+#: above this many requests the default is one draw, so that ``servelab validate`` stays within
+#: its 3-minute budget: each draw repeats the extension, both generations and the scoring. Five
+#: draws cost 80-150 CPU-s per million requests on the 2,000-client, 14-day benchmark stores
+#: (``benchmarks/bench_validate.py`` part 1, under the lock: 1 M rows 82.5 CPU-s / 67.3 s wall at
+#: load 1.3, but 148.2 CPU-s / 194.1 s wall at load 10.5, over the budget; 500,000 rows 51.1
+#: CPU-s / 42.2 s at load 1.2), so at this bound five draws stay within the budget at the load
+#: this shared machine reaches; one draw of a 10 M-row store takes 90.7 CPU-s / 71.8 s (load 1.1;
+#: 146 s at load ~5)
+DRAWS_MAX_REQUESTS = 500_000
 #: level of the paired test over draws (:func:`draw_comparison`)
 DRAW_LEVEL = 0.05
 #: a draw's score, in words
@@ -896,8 +901,8 @@ def _draw_mean(values: list):
 def _smooth_total(info, rate, split_s: float, duration: float, window_s: float):
     """Naive's total rate past the split, a table (seconds since the split, req/s) at the pool's
     window mids: the extension's total (:meth:`~servelab.generator.extend.Extension.rate_at`: the
-    forecast's trend x daily factor, times the churn model's expected volume path when no trend
-    is kept), or the given ``rate``. It is the total
+    forecast's trend x daily factor, times the churn model's expected volume path when the span
+    was too short to test a trend), or the given ``rate``. It is the total
     servelab's blocks follow, without servelab's window-to-window variation (copied client rows):
     a baseline that knows the total-rate forecast but no client."""
     mids = (np.arange(max(1, int(math.ceil(duration / window_s)))) + 0.5) * window_s

@@ -56,20 +56,22 @@ def _split(store, text: str) -> float:
               help="Above this many requests, validate on a seeded sample of whole clients of at most this many.")
 @click.option("--draws", type=click.IntRange(min=1), default=None,
               help="Seeded draws per generator (values: their means; per metric a paired test over draws). "
-                   "Default 5 on a store of at most 1,000,000 requests (or --max-requests), 1 above (time budget).")
+                   "Default 5 on a store of at most 500,000 requests (or --max-requests), 1 above, so that "
+                   "validate stays within about 3 minutes on a loaded machine (5 draws: 80-150 CPU-s per million requests).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Write validate.json, tables (CSV) and the figure to this folder.")
 def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_requests, draws, output) -> None:
     """Fit a pool on STORE before the split, generate after it, and score servelab and naive.
 
     Both generators follow the total rate the pool forecasts past the split (a damped trend x a
-    daily pattern, each kept only when a test finds it before the split; without a trend, times
-    the churn model's expected volume path), never the real later rate; naive draws its request data from the mix before the split. Metrics are `servelab
-    compare`'s; the reference column holds the real later part's own values (0 for distances);
+    daily pattern, each kept only when a test finds it before the split; when the part before the
+    split is too short to test a trend (< 4 whole days), times the churn model's expected volume
+    path), never the real later rate; naive draws its request data from the mix before the split.
+    Metrics are `servelab compare`'s; the reference column holds the real later part's own values (0 for distances);
     noise_floor is a distance between the two halves of the real later part (alternate windows):
     below it a metric cannot tell a generator from the real part.
 
-    With several draws (--draws; default 5 up to 1 M requests) each generator is drawn that many
+    With several draws (--draws; default 5 up to 500,000 requests) each generator is drawn that many
     times with seeds derived from --seed: the servelab and naive columns are the draws' means, and
     per metric the expected score over draws (distance to the real later part: |value - reference|,
     or the distance) decides the verdict by one-sided Wilcoxon signed-rank tests paired by draw at
@@ -113,7 +115,7 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
                     f"({c['generated_new']} new)" if c else "")
         click.echo(f"split  {s.split_s:g} s .. {s.end_s:g} s, window {s.window_s:g} s ({s.window_rule}){turnover}")
         path = s.extension.get("churn_volume_path")
-        if isinstance(path, Mapping):  # the forecast kept no trend: the churn model's expected volume
+        if isinstance(path, Mapping):  # too short a span to test a trend: the churn model's expected volume
             click.echo(f"volume forecast x the churn model's expected volume path (first window {path['first']:.3f}, "
                        f"mean {path['mean']:.3f}, last {path['last']:.3f})")
         if s.shape_test is not None:

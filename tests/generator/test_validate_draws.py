@@ -23,6 +23,17 @@ def test_draw_seeds_and_the_default_count():
     assert DEFAULT_DRAWS == 5 and default_draws(DRAWS_MAX_REQUESTS) == 5 and default_draws(DRAWS_MAX_REQUESTS + 1) == 1
 
 
+def test_the_default_draws_keep_to_the_three_minute_budget():
+    # measured (benchmarks/bench_validate.py part 1, 2,000-client 14-day stores): five draws on
+    # 1,000,000 requests took 148.2 CPU-s and 194.1 s wall at load 10.5, over 180 s (67.3 s at
+    # load 1.3); on 500,000, 42.2 s wall at load 1.2.
+    # The bound must leave five draws at most half the budget in CPU at that cost per request
+    # (wall / CPU reached 2 on this loaded 2-core machine)
+    cpu_per_request_5_draws = 148.2 / 1_000_000
+    assert default_draws(1_000_000) == 1 and default_draws(500_000) == 5
+    assert DRAWS_MAX_REQUESTS * cpu_per_request_5_draws <= 180 / 2
+
+
 def test_draw_comparison_scores_and_tests_paired_draws():
     ref = {"n_requests": 100.0, "input_ks": 0.0, "gap_cv": 1.0, "rate_input_corr": 0.2}
     # n_requests: servelab off by 1-5, naive by 6-10 in every draw (scores |value - 100|);
