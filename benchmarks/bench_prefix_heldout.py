@@ -216,12 +216,13 @@ def main(argv=None) -> int:
             row = {"trace": name, "rule": rule, "data_window_s": dw, "within": int((d <= 0.05).sum()),
                    "seeds": frame.height, "max": float(d.max()), "mean": float(d.mean()),
                    "distances": [round(float(x), 4) for x in d], "input_ratio": float(frame["input_ratio"].mean()),
+                   "requests_ratio": float(frame["requests"].mean() / trace.height),
                    "hit_rate": float(frame["hit_rate"].mean()), "real_hit_rate": float(frame["real_hit_rate"][0]),
                    "seconds": time.perf_counter() - t0}
             results.append(row)
             print(f"{name:16s} min_data_windows {rule}: data window {dw:g} s; within 0.05 {row['within']}/"
                   f"{row['seeds']}, max {row['max']:.4f}, mean {row['mean']:.4f}; input ratio "
-                  f"{row['input_ratio']:.4f}; hit {row['hit_rate']:.4f} vs {row['real_hit_rate']:.4f}; "
+                  f"{row['input_ratio']:.4f}; requests ratio {row['requests_ratio']:.4f}; hit {row['hit_rate']:.4f} vs {row['real_hit_rate']:.4f}; "
                   f"{' '.join(f'{x:.4f}' for x in row['distances'])}", flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out / 'results.json'}")
