@@ -16,7 +16,7 @@ from servelab.analysis.store import write_store
 from servelab.fitting.pool_conversations import ITT_TRAFFIC, traffic_times
 from servelab.fitting.pool_fit import fit_pool
 from servelab.generator.generate import generate
-from tests.generator._genpools import make_pool
+from _genpools import make_pool
 
 
 def test_traffic_times_by_hand():
