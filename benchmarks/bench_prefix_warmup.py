@@ -29,8 +29,17 @@ Measured (seeds 1-8, code of 8e51a0b; real | generated mean):
   while the pool holds one share per (client, length class) for the whole span, so the
   generator uses groups too often early and too rarely late. A group "birth time" alone would
   not do (the uses come long after the first one); a time profile of the group shares (per
-  data window, as the lengths have) or a popularity model that grows with use would. Not made
-  here.
+  data window, as the lengths have) or a popularity model that grows with use might.
+- Tried and dropped: a per-data-window ratio of group use (first turns starting with a group
+  over those the class shares predict; Mooncake 0.41 / 0.61 / 1.13 / 1.63 for its four 300-s
+  windows), applied by dropping drawn groups (ratio < 1) or giving a group to "none" draws
+  (ratio > 1, at most all of them). The early and middle group shares then matched (2.7-3.7 %,
+  5.5 %, 11.1 %) but the last quarter stayed at 20.8 % (its long prompts are mostly reuses,
+  little "none" is left to convert) and the hit rate fell where the shares matched (256-511 s
+  0.405, 511-767 s 0.678 against 0.451 / 0.727 real and 0.505 / 0.712 without it): seeds 1-24
+  0/24 within 0.05 (mean 0.0777, hit rate 0.583 vs 0.640) against 20/24 (0.0377) without. The
+  trace's group hits come from a few groups used again and again late, which a share of use
+  per window does not make.
 
 Usage: ``python benchmarks/bench_prefix_warmup.py [--trace mooncake|azure-1h|azure-20m|...]
 [--seeds 1-8]``.
