@@ -110,6 +110,8 @@ Measured (seeds 1-8; "k" is ``min_data_windows``; per rule: seeds within 0.05, m
    more blocks fall between turns (follow-up hits -0.014 at 512 blocks), and long-lag reuses are
    short (first-turn hits 0.060 vs 0.079 at the infinite cache); before, turns too close in
    traffic hid it. On azure-20m, seeds 9-24: before 15/16, mean .0336; after 16/16, mean .0211.
+   Seeds 9-24 on the 1-h traces: azure-1h before 4/16 (mean .0525, max .0616), after 16/16 (mean
+   .0213, max .0334); azure-drift-1h before 6/16 (.0516, .0596), after 16/16 (.0301, .0379).
    Why the generated follow-ups are long: the links inferred from blocks find 1,494 of the
    1,772 true follow-ups of azure-drift-20m (and 121 false ones); the missed ones have short
    parents (2.3 blocks on average, 46 % of one block, which shares nothing a hash can link) and
