@@ -69,6 +69,54 @@ Measured (seeds 1-8; "k" is ``min_data_windows``; per rule: seeds within 0.05, m
    k6 .0160 / .0135), as a drift calls for, while on Mooncake k6 does worse (7/8, mean .0400 vs
    .0306 for k3). No k is better on both; 3 is kept.
 
+4. Why the 1-h traces overshot at short reuse distances, and the fix (rule 3, seeds 1-8, max
+   curve distance per seed). The Azure trace's arrivals are bursty (CV of counts per 10 s 1.67,
+   per 60 s 1.03 on azure-1h) and the generated ones are not (a renewal process per 10-min
+   arrival window: 0.55 and 0.43). The construction places follow-ups among the trace's rows,
+   so they land in bursts: at the same inter-turn times in seconds (median 40.1 s real, 37.9 s
+   generated) the real parent-to-child gap held 176 requests at the median, the generated 107
+   (28 vs 6 at the 10th percentile), and the generated follow-ups found their history at too
+   short reuse distances (azure-1h seed 1: follow-up hits +0.036 at 128 blocks, first turns
+   +0.012). Counterfactuals on azure-1h: the same trace with rank-uniform timestamps (same order
+   and blocks, so the same real curve) met 5 points on 8/8 seeds (max .0266, mean .0191); the
+   pool fitted on the real trace with only its ``itt_s`` rows taken from that warped fit, 4
+   seeds mean .0526 -> .0277; with only its prefix reuse lags taken from it, no change (.0524).
+   Finer arrival or data windows (60 s, 150 s) did not help (means .052, .048, .049). Fix
+   (8e51a0b): the pool's ``itt_traffic_s`` rows, inter-turn times in the trace's traffic time
+   (:func:`servelab.fitting.pool_conversations.traffic_times`), which the generator spaces turns
+   by; the window correction of turns runs in that time too. Before (main d378a9f) -> after:
+
+   ===============  ======================================  ======================================
+   trace            before: per seed 1-8 (within, mean)     after
+   ===============  ======================================  ======================================
+   azure-1h         .0523 .0560 .0520 .0499 .0601 .0394     .0243 .0276 .0173 .0221 .0143 .0217
+                    .0536 .0549 (2/8, .0523)                .0168 .0121 (8/8, .0195)
+   azure-20m        .0367 .0270 .0356 .0248 .0281 .0322     .0178 .0164 .0289 .0260 .0254 .0137
+                    .0211 .0280 (8/8, .0292)                .0202 .0139 (8/8, .0203)
+   azure-drift-1h   .0582 .0443 .0556 .0648 .0574 .0443     .0400 .0293 .0262 .0263 .0325 .0403
+                    .0497 .0463 (4/8, .0526)                .0310 .0250 (8/8, .0313)
+   azure-drift-20m  .0191 .0211 .0325 .0300 .0356 .0291     .0386 .0276 .0400 .0442 .0375 .0423
+                    .0284 .0360 (8/8, .0290)                .0262 .0383 (8/8, .0368)
+   ===============  ======================================  ======================================
+
+   Without conversations (``--mean-turns 1``; inferred links still exist: reuses that look like
+   follow-ups) every trace stays 8/8: max / mean before -> after azure-1h .0249 / .0138 -> .0213
+   / .0159, azure-20m .0190 / .0136 -> .0231 / .0132, azure-drift-1h .0239 / .0189 -> .0265 /
+   .0193, azure-drift-20m .0206 / .0167 -> .0288 / .0218. On azure-drift-20m with conversations
+   the after mean is higher (.0368; seeds 9-24: before 16/16, mean .0273, max .0461; after 11/16,
+   mean .0406, max .0567; so 19/24 against 24/24 over seeds 1-24, a regression): the
+   parent-to-child gaps now match (median 206 requests real, 204 generated) and what is left is
+   length: generated follow-ups hold 26.7 blocks against 23.1 (input ratio 1.048), so
+   more blocks fall between turns (follow-up hits -0.014 at 512 blocks), and long-lag reuses are
+   short (first-turn hits 0.060 vs 0.079 at the infinite cache); before, turns too close in
+   traffic hid it. On azure-20m, seeds 9-24: before 15/16, mean .0336; after 16/16, mean .0211.
+   Seeds 9-24 on the 1-h traces: azure-1h before 4/16 (mean .0525, max .0616), after 16/16 (mean
+   .0213, max .0334); azure-drift-1h before 6/16 (.0516, .0596), after 16/16 (.0301, .0379).
+   Why the generated follow-ups are long: the links inferred from blocks find 1,494 of the
+   1,772 true follow-ups of azure-drift-20m (and 121 false ones); the missed ones have short
+   parents (2.3 blocks on average, 46 % of one block, which shares nothing a hash can link) and
+   are short (10.9 blocks against 25.3 for the linked), so the pool's follow-ups are the long ones.
+
 Usage: ``python benchmarks/bench_prefix_heldout.py [--seeds 1-8] [--rules 0,1,2,3,4,6]
 [--traces azure-1h,azure-20m,azure-drift-1h,azure-drift-20m] [--out DIR]``; prints one line
 per (trace, rule) and writes ``results.json`` in ``--out`` (default
@@ -216,12 +264,13 @@ def main(argv=None) -> int:
             row = {"trace": name, "rule": rule, "data_window_s": dw, "within": int((d <= 0.05).sum()),
                    "seeds": frame.height, "max": float(d.max()), "mean": float(d.mean()),
                    "distances": [round(float(x), 4) for x in d], "input_ratio": float(frame["input_ratio"].mean()),
+                   "requests_ratio": float(frame["requests"].mean() / trace.height),
                    "hit_rate": float(frame["hit_rate"].mean()), "real_hit_rate": float(frame["real_hit_rate"][0]),
                    "seconds": time.perf_counter() - t0}
             results.append(row)
             print(f"{name:16s} min_data_windows {rule}: data window {dw:g} s; within 0.05 {row['within']}/"
                   f"{row['seeds']}, max {row['max']:.4f}, mean {row['mean']:.4f}; input ratio "
-                  f"{row['input_ratio']:.4f}; hit {row['hit_rate']:.4f} vs {row['real_hit_rate']:.4f}; "
+                  f"{row['input_ratio']:.4f}; requests ratio {row['requests_ratio']:.4f}; hit {row['hit_rate']:.4f} vs {row['real_hit_rate']:.4f}; "
                   f"{' '.join(f'{x:.4f}' for x in row['distances'])}", flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out / 'results.json'}")

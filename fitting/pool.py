@@ -48,7 +48,10 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
     long empirical PMFs of the same: ``client_id, quantity ("turns" | "itt_s"), value,
     probability``; fitted from stores with ``input_tokens`` also ``input_increment``,
     ``first_input``, ``first_input_multi`` (a follow-up's input minus its history, first-turn
-    inputs; null ``client_id``: pooled fallback; :mod:`servelab.fitting.pool_conversations`).
+    inputs; null ``client_id``: pooled fallback; :mod:`servelab.fitting.pool_conversations`);
+    from inferred links (``prefix_blocks``, ``parent_id``) also ``itt_traffic_s``: the inter-turn
+    times in the trace's traffic time, which the generator spaces turns by
+    (:data:`~servelab.fitting.pool_conversations.ITT_TRAFFIC`).
 ``prefixes``
     the per-client prefix model (shared system prompts, templates, reuse, conversation history):
     ``client_id, kind, group, extends, value, probability, block_size``

@@ -35,9 +35,9 @@ from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import ConvergenceWarning
 from servelab.fitting.pool_data import bin_values
 
-__all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "WINDOW_WEIGHT_CAP", "censored_turn_pmf",
+__all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "ITT_TRAFFIC", "WINDOW_WEIGHT_CAP", "censored_turn_pmf",
            "conversation_spans", "conversation_tables", "increment_aggregates", "increment_pmfs", "itt_survival",
-           "tables_from_aggregates", "window_mixture", "window_tables", "window_weights"]
+           "tables_from_aggregates", "traffic_times", "window_mixture", "window_tables", "window_weights"]
 
 #: the ``quantity`` of a follow-up's input increment in ``conversation_pmfs``
 INCREMENT = "input_increment"
@@ -45,11 +45,60 @@ INCREMENT = "input_increment"
 FIRST_INPUT = "first_input"
 #: the ``quantity`` of the first turn's input of a conversation of two turns or more
 FIRST_INPUT_MULTI = "first_input_multi"
+#: the ``quantity`` of the inter-turn times in the trace's traffic time (:func:`traffic_times`):
+#: a gap counts the trace's arrivals between the two turns, at the mean rate of the arrival
+#: window. The generator spaces turns by these when present (``itt_s`` stays the wall-clock
+#: description). Why: a cache serves a follow-up when few blocks came between the turns, and
+#: the generated arrivals are a renewal process per arrival window, without the trace's
+#: burstiness inside it; in a bursty trace turns come in bursts (a parent is a request, so it
+#: lands in a burst more often than not) and more traffic falls between them than their
+#: seconds say. Spaced in seconds, the generated follow-ups found their history at too short
+#: reuse distances (``benchmarks/bench_prefix_heldout.py``, the 1-h Azure traces: +5 points at
+#: 256 blocks); spaced in traffic time they find it at the trace's. On a trace whose arrivals
+#: are as smooth as the generator's, both are the same.
+ITT_TRAFFIC = "itt_traffic_s"
+
+
+def traffic_times(timestamps: np.ndarray, window_s: float, *, span: tuple[float, float] | None = None) -> np.ndarray:
+    """Each request's time in the trace's *traffic time*: within every window of ``window_s``
+    seconds (the grid ``k * window_s``, cut to ``span``, default first to last request), the
+    window's requests evenly spaced in arrival order (equal times share their mean rank), so
+    that a gap in traffic time is the arrivals between two requests divided by the window's
+    mean rate (windows keep their own length: the rate between windows, which the generator
+    reproduces, is kept; the burstiness inside them, which it does not, is taken out).
+
+    Parameters
+    ----------
+    timestamps : numpy.ndarray
+        Arrival times (s), any order.
+    window_s : float
+        Window length (s), > 0.
+    span : (float, float), optional
+        The covered span (windows are cut to it).
+
+    Returns
+    -------
+    numpy.ndarray
+        Traffic times (s), in the input order.
+    """
+    if not (np.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"window_s must be a positive number of seconds; got {window_s!r}")
+    t = np.asarray(timestamps, dtype=float)
+    if t.size == 0:
+        return t.copy()
+    lo, hi = (float(t.min()), float(t.max())) if span is None else (float(span[0]), float(span[1]))
+    frame = pl.DataFrame({"t": t, "win": np.floor(t / window_s)})
+    out = frame.select(
+        pl.max_horizontal(pl.col("win") * window_s, pl.lit(lo)).alias("a"),
+        pl.min_horizontal((pl.col("win") + 1) * window_s, pl.lit(hi)).alias("b"),
+        ((pl.col("t").rank("average").over("win") - 0.5) / pl.len().over("win")).alias("q"))
+    a, b, q = out["a"].to_numpy(), out["b"].to_numpy(), out["q"].to_numpy()
+    return a + np.maximum(b - a, 0.0) * q
 
 
 def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, names: list[str], *, bin_ratio: float,
                         linking=None, exact_below: int = 64, window_censoring: bool = True,
-                        span: tuple[float, float] | None = None):
+                        span: tuple[float, float] | None = None, traffic_window_s: float | None = None):
     """Per-client conversation parameters and PMFs (turns exact, ITT log-binned, input increments
     binned as the data PMFs when the store has ``input_tokens``); ``linking`` (a
     :class:`~servelab.analysis.conversations.LinkOptions`) sets how prefix-block links are inferred.
@@ -62,7 +111,12 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
     survival (pooled over clients) at the time left after a conversation's last seen turn and
     at the time from the window's start to its first. The tails are left out of every
     estimate: the generator's warm-up makes its own, so the window is accounted for once.
-    Without it, the counts as seen."""
+    Without it, the counts as seen.
+
+    With ``traffic_window_s`` (links inferred from ``prefix_blocks`` or ``parent_id``), the
+    follow-ups' inter-turn times are also measured in the trace's *traffic time*
+    (:func:`traffic_times`) and written as :data:`ITT_TRAFFIC` rows, which the generator spaces
+    turns by (see :data:`ITT_TRAFFIC`)."""
     from servelab.analysis.conversations import LinkOptions, available_link_rules, link_conversations
     from servelab.analysis.exceptions import NotApplicableError
 
@@ -136,12 +190,29 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
         # a branching conversation (over-linking: reuses of a turn's prompt look like its
         # follow-ups) counts as its longest chain, its depth: the generator makes chains, and a
         # tree of n rows made as an n-turn chain would grow its history n times, not depth times
+        # traffic time (traffic_times): the follow-ups' gaps in it, and the conversations' first and
+        # last turns in it for the window's cuts (the generator's turns are spaced in it)
+        links = links.with_columns(pl.col("timestamp").cast(pl.Float64).alias("tau"))
+        if traffic_window_s is not None:
+            every = pl.from_arrow(store.read_arrow(["request_id", "timestamp"]))
+            tau = pl.DataFrame({"request_id": every["request_id"].cast(links["request_id"].dtype),
+                                "tau": traffic_times(every["timestamp"].cast(pl.Float64).to_numpy(),
+                                                     traffic_window_s, span=span)})
+            links = (links.drop("tau").join(tau, on="request_id", how="left")
+                     .join(tau.select(pl.col("request_id").cast(links["parent"].dtype).alias("parent"),
+                                      pl.col("tau").alias("tau_parent")), on="parent", how="left")
+                     .with_columns(pl.col("tau").fill_null(pl.col("timestamp").cast(pl.Float64)),
+                                   pl.when(pl.col("itt_s").is_not_null())
+                                   .then(pl.col("tau") - pl.col("tau_parent")).alias(ITT_TRAFFIC)))
         per_conv = (links.group_by("conversation").agg(pl.col("turn").max().alias("turns"),
                                                        pl.col("timestamp").min().cast(pl.Float64).alias("first"),
-                                                       pl.col("timestamp").max().cast(pl.Float64).alias("last"))
-                    .join(owner, on="conversation", how="inner").select("cidx", "turns", "first", "last", "x"))
+                                                       pl.col("timestamp").max().cast(pl.Float64).alias("last"),
+                                                       pl.col("tau").min().alias("tau_first"),
+                                                       pl.col("tau").max().alias("tau_last"))
+                    .join(owner, on="conversation", how="inner")
+                    .select("cidx", "turns", "first", "last", "tau_first", "tau_last", "x"))
         seen = links["timestamp"]
-        links = links.select("cidx", "itt_s")
+        links = links.select("cidx", "itt_s", *([ITT_TRAFFIC] if traffic_window_s is not None else []))
         rule, n_conv, n_multi = rules[0], conv.summary.n_conversations, conv.summary.n_multi_turn
     links = links.with_columns(pl.col("cidx").cast(pl.Int64))
     per_conv = per_conv.with_columns(pl.col("cidx").cast(pl.Int64), pl.col("turns").cast(pl.Int64))
@@ -151,8 +222,15 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
         x = gaps["itt_s"].to_numpy().astype(float)
         w = window_weights(x, t1 - t0) if t1 > t0 else np.ones(x.size)
         gaps = gaps.with_columns(pl.Series("w", w))
-        censor = itt_survival(x, w, t1 - per_conv["last"].to_numpy())
-        left = itt_survival(x, w, per_conv["first"].to_numpy() - t0)
+        first, last = per_conv["first"].to_numpy(), per_conv["last"].to_numpy()
+        if ITT_TRAFFIC in gaps.columns:
+            # the generator spaces turns in traffic time: the window cuts its conversations there
+            x = gaps[ITT_TRAFFIC].fill_null(gaps["itt_s"]).clip(lower_bound=0.0).to_numpy().astype(float)
+            w = window_weights(x, t1 - t0) if t1 > t0 else np.ones(x.size)
+            gaps = gaps.with_columns(pl.Series("w_traffic", w))
+            first, last = per_conv["tau_first"].to_numpy(), per_conv["tau_last"].to_numpy()
+        censor = itt_survival(x, w, t1 - last)
+        left = itt_survival(x, w, first - t0)
         follow = (pairs.filter(~pl.col("first")).select("cidx", "i") if pairs is not None
                   else pl.DataFrame(schema={"cidx": pl.Int64, "i": pl.Float64}))
         turns, p_single, p_multi = window_mixture(
@@ -181,6 +259,18 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
                                         (pl.col("itt_s") * pl.col("w")).sum().alias("total")))
     req = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "n": np.bincount(ci, minlength=len(names))})
     table, pmfs = tables_from_aggregates(turns, itt, req, names, share_of_turns=window_censoring)
+    if ITT_TRAFFIC in gaps.columns:  # the same PMF of the traffic-time gaps (same bins; their window weights)
+        x = pl.col(ITT_TRAFFIC).clip(lower_bound=0.0)
+        wt = "w_traffic" if "w_traffic" in gaps.columns else "w"
+        traffic = (gaps.filter(pl.col(ITT_TRAFFIC).is_not_null())
+                   .with_columns(pl.when(x < 1).then((x * 10).floor() + 1e6)
+                                 .otherwise(bin_values(x, exact_below=1, bin_ratio=bin_ratio)).alias("bin"))
+                   .group_by("cidx", "bin").agg(x.mean().alias("value"), pl.col(wt).sum().alias("n"),
+                                                (x * pl.col(wt)).sum().alias("total")))
+        if traffic.height:
+            _, tp = tables_from_aggregates(turns, traffic, req, names)
+            pmfs = pl.concat([pmfs, tp.filter(pl.col("quantity") == "itt_s").with_columns(
+                pl.lit(ITT_TRAFFIC).alias("quantity"))]).sort("client_id", "quantity", "value")
     if pairs is not None:
         inc = pairs.select(pl.col("cidx").cast(pl.Int64), "first", "multi",
                            pl.when(pl.col("first")).then(pl.col("i")).otherwise(pl.col("i") - pl.col("h")).alias("x"),

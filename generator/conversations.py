@@ -32,6 +32,8 @@ _INCREMENT = "input_increment"
 #: the ``quantity`` of first-turn inputs (:data:`servelab.fitting.pool_conversations.FIRST_INPUT`)
 _FIRST = "first_input"
 _FIRST_MULTI = "first_input_multi"
+#: inter-turn times in the trace's traffic time (:data:`servelab.fitting.pool_conversations.ITT_TRAFFIC`)
+_ITT_TRAFFIC = "itt_traffic_s"
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,13 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
     conv = _conversation_pmfs(pool)
     if conv is None or conv.height == 0:
         return None
+    # turns are spaced by the inter-turn times in the trace's traffic time where the pool has them
+    # (servelab.fitting.pool_conversations.ITT_TRAFFIC): they carry the traffic between turns
+    traffic = conv.filter(pl.col("quantity") == _ITT_TRAFFIC)
+    if traffic.height:
+        conv = pl.concat([conv.filter((pl.col("quantity") != _ITT_TRAFFIC) & ~(
+            (pl.col("quantity") == "itt_s") & pl.col("client_id").is_in(traffic["client_id"].unique().to_list()))),
+            traffic.with_columns(pl.lit("itt_s").alias("quantity"))])
     P = len(pool_ids)
     index = pl.DataFrame({"client_id": pool_ids, "p": np.arange(P)})
     parts = {}
