@@ -5,7 +5,7 @@ Each measurement runs the real command (``servelab report ...``) in its own chil
 time includes start-up and imports. Its memory is that of the report's whole process tree
 (:mod:`proctree`): the report's process, its section worker and its figure worker; the targets are
 checked against the sum of the processes' own peaks (an upper bound of the tree's memory at any
-instant), and the sampled peak of the tree (RSS and PSS) and the largest single process are printed.
+instant), and the sampled peak of the tree's RSS and the largest single process are printed.
 
 Targets (issues #8, #16): shipped sample < 60 s; full report on 10 M rows <= 60 s, ``--quick``
 well below the full report; peak memory < 4 GB; a sparse 4,000-client, 3-week trace under 1 GB.
@@ -56,7 +56,7 @@ def measure(args: list[str], *, pythonpath: Path | None = None) -> dict:
 
     The memory counts the report's section worker and figure worker too (:func:`proctree.run`):
     ``sum_peaks_mb`` (each process's own peak, summed: what the targets are checked against),
-    the sampled peak of the whole tree (``tree_rss_mb``, ``tree_pss_mb``) and ``peak_rss_mb``,
+    the sampled peak of the whole tree (``tree_rss_mb``) and ``peak_rss_mb``,
     the largest single process (what this benchmark printed before).
 
     With ``pythonpath``, the child imports servelab from there (a package exported from a git
@@ -84,7 +84,7 @@ def _print(label: str, result: dict, target_s: float, target_mb: float = 4096, *
           f"memory {result['sum_peaks_mb']:8.0f} MB (sum of process peaks; target < {target_mb:.0f} MB: {ok_m})   "
           f"CPU {result['cpu_s']:.1f} s   rc={result['rc']}")
     print(f"    memory: largest process {result['peak_rss_mb']:.0f} MB; process tree sampled peak RSS "
-          f"{result['tree_rss_mb']:.0f} MB, PSS {result['tree_pss_mb']:.0f} MB; per process (MB): "
+          f"{result['tree_rss_mb']:.0f} MB; per process (MB): "
           + ", ".join(f"{p['peak_mb']:.0f} [{_process_name(p)}]" for p in result["processes"]))
     if result["rc"] != 0:
         print(result["stderr"])

@@ -25,7 +25,7 @@ print("done")
 
 
 def test_run_sums_the_peaks_of_the_parent_and_its_child():
-    out = proctree.run([sys.executable, "-c", _PARENT], interval=0.02)
+    out = proctree.run([sys.executable, "-c", _PARENT], interval=0.02, pss_every=5)
     assert out["rc"] == 0 and out["stdout"].strip() == "done"
     assert len(out["processes"]) == 2 and sum(p["root"] for p in out["processes"]) == 1
     # the largest single process holds the child's 250 MB (plus an interpreter, < 100 MB); not the parent's too
@@ -35,3 +35,4 @@ def test_run_sums_the_peaks_of_the_parent_and_its_child():
     # at one instant both were alive (the parent waits holding its 150 MB)
     assert 400 <= out["tree_rss_mb"] <= out["sum_peaks_mb"] + 1
     assert out["cpu_s"] > 0  # the child's CPU counts (reaped by the parent)
+    assert 300 <= out["tree_pss_mb"] <= out["tree_rss_mb"] + 1  # read every 5th sample here
