@@ -297,7 +297,8 @@ def timed(cmd: list[str]) -> dict:
         load = os.getloadavg()[0]
         run = proctree.run(cmd, cwd=tempfile.gettempdir(), tail=2000)
     out = {"wall_s": run["elapsed_s"], "cpu_s": run["cpu_s"], "peak_mb": run["sum_peaks_mb"],
-           "largest_mb": run["peak_rss_mb"], "tree_rss_mb": run["tree_rss_mb"], "processes": len(run["processes"]),
+           "largest_mb": run["peak_rss_mb"], "sum_rss_peaks_mb": run["sum_rss_peaks_mb"],
+           "tree_rss_mb": run["tree_rss_mb"], "processes": len(run["processes"]),
            "rc": run["rc"], "load": load}
     if run["rc"] != 0:
         out["error"] = (run["stderr"].strip().splitlines() or [""])[-1][-300:]

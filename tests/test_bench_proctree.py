@@ -36,3 +36,33 @@ def test_run_sums_the_peaks_of_the_parent_and_its_child():
     assert 400 <= out["tree_rss_mb"] <= out["sum_peaks_mb"] + 1
     assert out["cpu_s"] > 0  # the child's CPU counts (reaped by the parent)
     assert 300 <= out["tree_pss_mb"] <= out["tree_rss_mb"] + 1  # read every 5th sample here
+
+
+# the parent touches 150 MB and forks; the fork (same command line, no exec) touches 100 MB of its own
+# and holds it 0.6 s while the parent waits
+_FORKER = r"""
+import os, time
+a = bytearray(150 * 2**20)
+for i in range(0, len(a), 4096): a[i] = 1
+pid = os.fork()
+if pid == 0:
+    b = bytearray(100 * 2**20)
+    for i in range(0, len(b), 4096): b[i] = 1
+    time.sleep(0.6)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_run_counts_a_fork_by_its_private_memory():
+    out = proctree.run([sys.executable, "-c", _FORKER], interval=0.02)
+    assert out["rc"] == 0
+    fork = [p for p in out["processes"] if not p["root"]]
+    assert len(fork) == 1 and fork[0]["forked"]
+    # the fork's RSS holds the parent's 150 MB (shared) and its own 100 MB
+    assert fork[0]["peak_mb"] >= 250
+    # privately it holds its 100 MB (and the interpreter's pages written since the fork, by either
+    # process), never the parent's 150 MB, which neither writes again
+    assert 100 <= fork[0]["private_mb"] <= fork[0]["peak_mb"] - 140
+    assert out["sum_rss_peaks_mb"] >= 400  # counting the shared pages twice
+    assert 250 <= out["sum_peaks_mb"] <= out["sum_rss_peaks_mb"] - 140
