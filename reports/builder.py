@@ -77,7 +77,9 @@ SECTION_WORKER_MIN_REQUESTS = 2_000_000
 #: Below it the report's memory is the binding limit, not its time (issue 16: a sparse 4,244-client
 #: 3-week trace of 26,798 requests under 1 GB): there the worker held 140 MB of its own (the
 #: report's processes 1,006 MB, its own process 866 MB) to overlap 4.9 CPU-s of encoding 24 figures
-#: with the sections. Not tuned: the shipped samples and that trace are below it, the 1 M-row store above
+#: with the sections. Against main (worker always) in one run (bench_report --before main, load 3-5):
+#: that trace 857 MB vs 1,012 MB, wall 0.87x, CPU 0.90x; the shipped sample 440 vs 522 MB, wall 0.95x,
+#: CPU 1.01x. Not tuned: the shipped samples and that trace are below it, the 1 M-row store above
 FIGURE_WORKER_MIN_REQUESTS = 200_000
 #: a raw trace file's requests are estimated before it is ingested as its size over this many
 #: bytes (the shipped Azure CSV has 36 bytes a row, a BurstGPT CSV about 50, Mooncake JSONL 285)
