@@ -21,7 +21,8 @@ each of ``--steps`` (``ingest``, ``report``, ``fit``), the real command in a fre
 GNU time: ``servelab ingest`` of the store's raw CSV (BurstGPT schema, written from the store by
 DuckDB once, cached beside it; BurstGPT has no client column, so the ingested store has none),
 ``servelab report --quick`` and ``servelab fit-pool`` on the synthetic store. Wall time, CPU
-time and peak RSS of each, one lock hold per command (``/tmp/servelab-bench.lock``). Every
+time and peak memory of each (the sum of the peaks of the command's processes: ``report``'s
+section worker and figure worker count), one lock hold per command (``/tmp/servelab-bench.lock``). Every
 result is appended to ``--log`` (JSON lines), and the table printed at the end holds the newest
 result of each (step, rows) in the log, so the 100 M commands can run one at a time
 (``--rows 100000000 --steps report``) and the table still shows 1 M -> 10 M -> 100 M with the
@@ -282,20 +283,25 @@ def cached_csv(store: Path) -> Path:
 
 
 def timed(cmd: list[str]) -> dict:
-    """Run ``cmd`` under GNU time, holding the bench lock: wall s, CPU s, peak RSS MB, exit code."""
+    """Run ``cmd`` holding the bench lock: wall s, CPU s (with every descendant), memory, exit code.
+
+    ``peak_mb`` is the memory of the command's whole process tree (:func:`proctree.run`: the sum of
+    each process's own peak, so ``report``'s section worker and figure worker count);
+    ``largest_mb`` the largest single process (GNU time's ``%M``, what this printed before);
+    ``tree_rss_mb`` the tree's sampled peak RSS at one instant.
+    """
+    import proctree
     from servegen_live import bench_lock
 
-    with tempfile.NamedTemporaryFile(suffix=".time") as stats, bench_lock():
+    with bench_lock():
         load = os.getloadavg()[0]
-        t0 = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", stats.name, *cmd], capture_output=True,
-                              text=True, cwd=tempfile.gettempdir())
-        wall = time.perf_counter() - t0
-        rss_kb, user, system = Path(stats.name).read_text().split()[-3:]
-    out = {"wall_s": wall, "cpu_s": float(user) + float(system), "peak_mb": int(rss_kb) / 1024,
-           "rc": proc.returncode, "load": load}
-    if proc.returncode != 0:
-        out["error"] = (proc.stderr.strip().splitlines() or [""])[-1][-300:]
+        run = proctree.run(cmd, cwd=tempfile.gettempdir(), tail=2000)
+    out = {"wall_s": run["elapsed_s"], "cpu_s": run["cpu_s"], "peak_mb": run["sum_peaks_mb"],
+           "largest_mb": run["peak_rss_mb"], "sum_rss_peaks_mb": run["sum_rss_peaks_mb"],
+           "tree_rss_mb": run["tree_rss_mb"], "processes": len(run["processes"]),
+           "rc": run["rc"], "load": load}
+    if run["rc"] != 0:
+        out["error"] = (run["stderr"].strip().splitlines() or [""])[-1][-300:]
     return out
 
 

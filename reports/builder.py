@@ -73,6 +73,17 @@ PARALLEL_AREAS = ("periodicity", "lengths", "generation", "validation")
 #: ``section_worker="auto"`` starts the section worker for stores of at least this many requests
 #: (below it the worker's own start, about a second of CPU to import servelab, outweighs the gain)
 SECTION_WORKER_MIN_REQUESTS = 2_000_000
+#: ``figure_worker="auto"`` forks the figure worker for traces of at least this many requests.
+#: Below it the report's memory is the binding limit, not its time (issue 16: a sparse 4,244-client
+#: 3-week trace of 26,798 requests under 1 GB): there the worker held 140 MB of its own (the
+#: report's processes 1,006 MB, its own process 866 MB) to overlap 4.9 CPU-s of encoding 24 figures
+#: with the sections. Against main (worker always) in one run (bench_report --before main, load 3-5):
+#: that trace 857 MB vs 1,012 MB, wall 0.87x, CPU 0.90x; the shipped sample 440 vs 522 MB, wall 0.95x,
+#: CPU 1.01x. Not tuned: the shipped samples and that trace are below it, the 1 M-row store above
+FIGURE_WORKER_MIN_REQUESTS = 200_000
+#: a raw trace file's requests are estimated before it is ingested as its size over this many
+#: bytes (the shipped Azure CSV has 36 bytes a row, a BurstGPT CSV about 50, Mooncake JSONL 285)
+_BYTES_PER_ROW_AT_LEAST = 32
 #: processes that encode the sections' figures (:class:`_FigureEncoder`). Two would encode the
 #: figures of the last sections (which no section is left to overlap) on both cores; not measured
 #: on a quiet machine yet, so one
@@ -185,7 +196,7 @@ def build_report(
     column_map: Any = None,
     sections: tuple[str | Area, ...] | None = None,
     budget: Budget | None = None,
-    figure_worker: bool = True,
+    figure_worker: bool | str = "auto",
     section_worker: bool | str = "auto",
     figures_dir: str | os.PathLike | None = None,
     figure_formats: tuple[str, ...] = ("svg",),
@@ -219,11 +230,14 @@ def build_report(
     budget : Budget, optional
         Sample sizes of every area (default :meth:`Budget.full`, or :meth:`Budget.quick` with
         ``quick``).
-    figure_worker : bool
+    figure_worker : bool or "auto"
         Encode each section's figures in forked worker processes (:data:`FIGURE_WORKERS`) while
         the next section is built (the PNG bytes are the same as encoding them here; where
         ``fork`` is not available, or with False, they are encoded in this process after the
-        sections).
+        sections). ``"auto"`` (the default) forks the worker for traces of at least
+        :data:`FIGURE_WORKER_MIN_REQUESTS` requests (a store's count; a raw trace file's
+        estimated from its size), where the overlap shortens the report; a smaller trace's
+        figures are encoded here, which keeps the worker's memory out of the report's.
     section_worker : bool or "auto"
         Build the sections of :data:`PARALLEL_AREAS` in one worker process (a fresh Python
         process, started before the first section) while this process builds the others (2 cores
@@ -262,7 +276,7 @@ def build_report(
         When the trace cannot be opened or ingested (nothing is written then).
     ValueError
         If a figure format is not one of png, svg, pdf, both ``quick`` and ``budget`` are given, or
-        ``section_worker`` is not True, False or ``"auto"``.
+        ``section_worker`` or ``figure_worker`` is not True, False or ``"auto"``.
     KeyError
         If a section id names no area (the message lists the known ones).
     """
@@ -284,6 +298,10 @@ def build_report(
     show = progress and _is_terminal(sys.stderr)
     if section_worker not in (True, False, "auto"):
         raise ValueError(f"section_worker must be True, False or 'auto'; got {section_worker!r}")
+    if figure_worker not in (True, False, "auto"):
+        raise ValueError(f"figure_worker must be True, False or 'auto'; got {figure_worker!r}")
+    if figure_worker == "auto":
+        figure_worker = _requests_hint(store_or_trace) >= FIGURE_WORKER_MIN_REQUESTS
     parallel = section_worker if engine == "duckdb" and any(a.id in PARALLEL_AREAS for a in areas) else False
     with _SectionWorker(worker=parallel) as worker, _FigureEncoder(worker=figure_worker) as encoder, \
             duckdb_settings(memory_limit=DUCKDB_MEMORY_LIMIT), \
@@ -364,6 +382,28 @@ def open_or_ingest(
         notes.append(f"Ingested {path.name} (format {store.manifest.get('format', fmt)!s}) into a temporary store; "
                      f"run `servelab ingest` once to keep a store and report on it faster.")
         yield store, str(path)
+
+
+def _requests_hint(store_or_trace: TraceStore | str | os.PathLike | None) -> int:
+    """The requests of the report's trace as known before it is opened (:func:`build_report`
+    forks its figure worker first): a store's count from its manifest; a raw trace file's size over
+    :data:`_BYTES_PER_ROW_AT_LEAST` (an overestimate); 0 when neither can be read."""
+    try:
+        if isinstance(store_or_trace, TraceStore):
+            return int(store_or_trace.n_requests)
+        if store_or_trace is None:
+            from servelab.samples import sample_path
+
+            path = sample_path()
+        else:
+            path = Path(store_or_trace)
+        if path.is_dir() and (path / MANIFEST_NAME).is_file():
+            return int(json.loads((path / MANIFEST_NAME).read_text())["rows"]["stored"])
+        if path.is_file():
+            return path.stat().st_size // _BYTES_PER_ROW_AT_LEAST
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return 0
 
 
 def _resolve_areas(sections: tuple[str | Area, ...] | None) -> tuple[Area, ...]:

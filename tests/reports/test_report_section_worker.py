@@ -109,3 +109,31 @@ def test_worker_exits_when_the_report_process_is_gone(tmp_path):
     else:
         os.kill(pid, 9)
         raise AssertionError("the section worker outlived its report process by 30 s")
+
+
+def test_auto_figure_worker_only_for_large_traces(tiny_store, tmp_path, monkeypatch):
+    """``figure_worker="auto"`` (the default) forks the figure worker from FIGURE_WORKER_MIN_REQUESTS
+    requests on: the store's manifest count, or a raw file's size over _BYTES_PER_ROW_AT_LEAST."""
+    assert builder.FIGURE_WORKER_MIN_REQUESTS > 26_798  # the sparse 4,244-client trace of issue 16 is below
+    forked = []
+    original = builder._FigureEncoder.__init__
+
+    def spy(self, *, worker=True):
+        forked.append(worker)
+        original(self, worker=False)  # no process is forked here: the choice is what is tested
+
+    monkeypatch.setattr(builder._FigureEncoder, "__init__", spy)
+    n = tiny_store.n_requests
+    assert builder._requests_hint(tiny_store) == n == builder._requests_hint(tiny_store.path)
+    assert builder._requests_hint(str(tiny_store.path)) == n
+    for threshold, expected in ((n + 1, False), (n, True)):
+        monkeypatch.setattr(builder, "FIGURE_WORKER_MIN_REQUESTS", threshold)
+        builder.build_report(tiny_store.path, output=tmp_path / f"r{threshold}.html", sections=("overview",),
+                             progress=False, section_worker=False)
+        assert forked[-1] is expected
+    raw = tmp_path / "trace.csv"
+    raw.write_text("timestamp,input_tokens,output_tokens\n" + "".join(f"{i},1,1\n" for i in range(1000)))
+    assert builder._requests_hint(raw) == raw.stat().st_size // builder._BYTES_PER_ROW_AT_LEAST
+    assert builder._requests_hint(tmp_path / "missing.csv") == 0
+    with pytest.raises(ValueError, match="figure_worker must be True, False or 'auto'; got 'yes'"):
+        builder.build_report(tiny_store, figure_worker="yes", progress=False)
