@@ -66,3 +66,14 @@ def test_run_counts_a_fork_by_its_private_memory():
     assert 100 <= fork[0]["private_mb"] <= fork[0]["peak_mb"] - 140
     assert out["sum_rss_peaks_mb"] >= 400  # counting the shared pages twice
     assert 250 <= out["sum_peaks_mb"] <= out["sum_rss_peaks_mb"] - 140
+
+
+def test_the_callers_own_memory_is_not_reported_as_the_commands():
+    # Linux passes the caller's peak RSS into the child's ru_maxrss through exec: a caller holding 400 MB
+    # must not report 400 MB for a command that holds almost nothing
+    held = bytearray(400 * 2**20)
+    for i in range(0, len(held), 4096):
+        held[i] = 1
+    out = proctree.run([sys.executable, "-c", "print('x')"], interval=0.02)
+    assert out["rc"] == 0 and len(held) > 0
+    assert out["peak_rss_mb"] < 100 and out["sum_peaks_mb"] < 100
