@@ -129,9 +129,10 @@ def run(cmd: list[str], *, env: dict | None = None, cwd: str | Path | None = Non
     would slow the process measured.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        caller_hwm_kb = (_status_kb(os.getpid()) or (0, 0))[1]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        # read after Popen returns (the command has exec'd by then): bounds what exec carried over
+        caller_hwm_kb = (_status_kb(os.getpid()) or (0, 0))[1]
         peaks: dict[int, int] = {}  # pid -> last VmHWM seen (kB)
         private: dict[int, int] = {}  # forked pid -> largest private memory seen (kB)
         names: dict[int, str] = {}
