@@ -9,7 +9,7 @@ and CPU time (the command and every descendant it waited for, from ``wait4``):
 - ``peak_rss_mb``: the largest single process's peak (``ru_maxrss``, as before). Linux records
   the peak RSS of the process that ``exec`` replaces in ``ru_maxrss`` too, and ``subprocess``
   starts the command from a copy (or a ``vfork``) of the caller, so ``ru_maxrss`` is at least the
-  caller's own peak: where it is not above the caller's ``VmHWM`` at launch, the largest sampled
+  caller's own peak: where it is not 32 MB above the caller's ``VmHWM`` at launch, the largest sampled
   peak is used instead (a caller holding 900 MB otherwise reports 900 MB for ``print('x')``);
 - ``sum_peaks_mb``: the sum over the processes of the tree of each one's own peak: an upper
   bound of the tree's memory at any instant (the peaks need not coincide). A process started by
@@ -80,6 +80,9 @@ def _tree_pids_by_stat(root: int) -> dict[int, int | None]:
             out[child] = pid
             stack.append(child)
     return out
+
+
+_EXEC_MARGIN_KB = 32 * 1024
 
 
 def _status_kb(pid: int) -> tuple[int, int] | None:
@@ -176,7 +179,8 @@ def run(cmd: list[str], *, env: dict | None = None, cwd: str | Path | None = Non
     # after its last sample; the growth is added to the sums. Not above the caller's own peak: it may be
     # the caller's, inherited through exec (module docstring), and the samples are used.
     sampled_mb = max((p["peak_mb"] for p in processes), default=0.0)
-    peak_mb = usage.ru_maxrss / 1024 if usage.ru_maxrss > caller_hwm_kb else sampled_mb
+    # the margin: between fork and exec the child touches a few pages of its copy (seen: 0.2 MB over)
+    peak_mb = usage.ru_maxrss / 1024 if usage.ru_maxrss > caller_hwm_kb + _EXEC_MARGIN_KB else sampled_mb
     unseen_mb = max(0.0, peak_mb - max((p["peak_mb"] for p in processes), default=0.0))
     return {"rc": proc.returncode, "elapsed_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
             "peak_rss_mb": peak_mb,
