@@ -31,9 +31,10 @@ def _sections(tmp_path, store, name: str, **kwargs) -> tuple[builder.ReportResul
     return result, {s["id"]: {k: v for k, v in s.items() if k not in ("elapsed_s", "cpu_s", "peak_rss_mb")} for s in document["sections"]}
 
 
-def test_parallel_area_is_built_in_the_worker_with_the_same_section(tiny_store, tmp_path, monkeypatch):
+def _overview_only_in_the_worker(monkeypatch):
+    """The overview becomes the worker's section; built in this process instead, it fails (the
+    worker process does not see this patch)."""
     monkeypatch.setattr(builder, "PARALLEL_AREAS", ("overview",))
-    here, here_doc = _sections(tmp_path, tiny_store, "here", section_worker=False)
     original = builder._run_one
 
     def not_here(area, *args, **kwargs):
@@ -41,7 +42,13 @@ def test_parallel_area_is_built_in_the_worker_with_the_same_section(tiny_store, 
             raise AssertionError("the overview section was built in the report's own process")
         return original(area, *args, **kwargs)
 
-    monkeypatch.setattr(builder, "_run_one", not_here)  # the worker process does not see this patch
+    monkeypatch.setattr(builder, "_run_one", not_here)
+
+
+def test_parallel_area_is_built_in_the_worker_with_the_same_section(tiny_store, tmp_path, monkeypatch):
+    monkeypatch.setattr(builder, "PARALLEL_AREAS", ("overview",))
+    here, here_doc = _sections(tmp_path, tiny_store, "here", section_worker=False)
+    _overview_only_in_the_worker(monkeypatch)
     monkeypatch.setattr(builder, "SECTION_WORKER_MIN_REQUESTS", tiny_store.n_requests)  # "auto" takes it
     there, there_doc = _sections(tmp_path, tiny_store, "there", section_worker="auto")
     assert there.sections == (("overview", "ok"),)
@@ -63,15 +70,7 @@ def test_reports_in_one_process_one_after_another(tiny_store, tmp_path, monkeypa
     # the overview as the worker's section (the cheapest; what is tested is the worker's start and
     # its answer, not a section's content; the periodicity section it built before cost ~2.5 CPU-s);
     # a section built here instead would fail the spy
-    monkeypatch.setattr(builder, "PARALLEL_AREAS", ("overview",))
-    original = builder._run_one
-
-    def not_here(area, *args, **kwargs):
-        if area.id == "overview":
-            raise AssertionError("the overview section was built in the report's own process")
-        return original(area, *args, **kwargs)
-
-    monkeypatch.setattr(builder, "_run_one", not_here)  # the worker process does not see this patch
+    _overview_only_in_the_worker(monkeypatch)
     second = builder.build_report(tiny_store, output=tmp_path / "second.html", sections=("overview",),
                                   progress=False, figure_worker=False, section_worker=True)
     assert second.sections == (("overview", "ok"),)
