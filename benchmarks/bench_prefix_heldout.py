@@ -142,7 +142,7 @@ from bench_prefix_seeds import seed_runs  # noqa: E402
 from servelab.fitting.pool_schemas import PREFIXES_SCHEMA  # noqa: E402
 from servelab.generator.prefixes import assign_prefix_blocks, prefix_model  # noqa: E402
 
-__all__ = ["AZURE", "TRACES", "azure_requests", "heldout_trace", "conversation_inputs", "conversation_links", "main", "truth_table"]
+__all__ = ["AZURE", "TRACES", "aiperf_runs", "azure_requests", "heldout_trace", "conversation_inputs", "conversation_links", "main", "truth_table"]
 
 AZURE = Path("/work/shared/data/azure_2023/AzureLLMInferenceTrace_code.csv")
 BLOCK = 512
@@ -233,6 +233,78 @@ def heldout_trace(name: str, *, seed: int = 0, azure: pl.DataFrame | None = None
                       "input_length", "output_length", "hash_ids")
 
 
+def _jsonl_blocks(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select((pl.col("timestamp") / 1000.0).alias("timestamp"),
+                        pl.col("hash_ids").cast(pl.List(pl.Int64)).alias("prefix_blocks"))
+
+
+def aiperf_runs(trace: pl.DataFrame, folder: Path, env, seeds: list[int], aiperf_seeds: list[int]) -> dict:
+    """servelab and AIPerf's synthesizer side by side on one held-out trace (Mooncake rows).
+
+    Two settings, curve distances (:func:`prefix_fidelity`) per seed:
+
+    ``in_sample``
+        AIPerf's synthesizer on the whole trace against the trace (servelab's numbers are
+        ``seed_runs``'); the synthesizer rewrites the input request by request (same requests,
+        order and shared prefixes, unshared tails renamed), so it returns the trace's own curve.
+    ``halves``
+        both tools see the first half (by arrival time) and are compared with the second half
+        (timestamps from its start): servelab fits a pool on the first half and generates the
+        second half's duration per seed; AIPerf synthesizes from the first half.
+
+    AIPerf runs for ``aiperf_seeds`` only (12 s a run here, mostly its import); its curve is the
+    same for every seed when its distances are (checked and printed).
+    """
+    import tempfile
+
+    import interop
+    from bench_prefix_generation import _aiperf_input
+
+    from servelab.analysis.ingest import ingest
+    from servelab.analysis.prefix_fidelity import prefix_fidelity
+    from servelab.fitting.pool_fit import fit_pool
+    from servelab.generator.exports import export_workload
+    from servelab.generator.generate import generate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cut = float(np.median(trace["timestamp"].to_numpy()))
+    first = trace.filter(pl.col("timestamp") < cut)
+    second = trace.filter(pl.col("timestamp") >= cut).with_columns(pl.col("timestamp") - int(cut))
+    out = {"cut_s": cut / 1000.0, "train_requests": first.height, "test_requests": second.height}
+
+    def synth(src: pl.DataFrame, tag: str, seed: int) -> pl.DataFrame:
+        raised = _aiperf_input(src, folder / f"aiperf_in_{tag}.jsonl")
+        dst = folder / f"aiperf_{tag}_{seed}.jsonl"
+        interop._run_helper(env, folder / "hf", "aiperf_synthesize.py",
+                            [str(folder / f"aiperf_in_{tag}.jsonl"), str(dst), str(seed)])
+        out[f"aiperf_rows_raised_{tag}"] = raised
+        return _jsonl_blocks(pl.read_ndjson(dst))
+
+    real, test = _jsonl_blocks(trace), _jsonl_blocks(second)
+    out["aiperf_in_sample"] = [round(prefix_fidelity(real, synth(trace, "all", s)).curve_distance, 4)
+                               for s in aiperf_seeds]
+    out["aiperf_halves"] = [round(prefix_fidelity(test, synth(first, "half", s)).curve_distance, 4)
+                            for s in aiperf_seeds]
+    # the test half's duration, at most the train half's (the pool's span: past it the generator would extend it)
+    duration = min(float(second["timestamp"].max()), float(first["timestamp"].max() - first["timestamp"].min())) / 1000.0
+    out["duration_s"] = duration
+    with tempfile.TemporaryDirectory() as tmp:
+        first.write_ndjson(Path(tmp) / "train.jsonl")
+        store = ingest(Path(tmp) / "train.jsonl", fmt="mooncake", output=Path(tmp) / "store", overwrite=True,
+                       progress=False)
+        pool = fit_pool(store)
+        dists = []
+        for seed in seeds:
+            work = generate(pool, "pool", duration, seed=seed)
+            path = export_workload(work, Path(tmp) / f"w{seed}.jsonl", fmt="mooncake")
+            dists.append(round(prefix_fidelity(test, _jsonl_blocks(pl.read_ndjson(path))).curve_distance, 4))
+    out["servelab_halves"] = dists
+    train_hit = prefix_fidelity(_jsonl_blocks(first), _jsonl_blocks(first)).reference_hit_rate
+    test_hit = prefix_fidelity(test, test).reference_hit_rate
+    out["train_hit_rate"], out["test_hit_rate"] = train_hit, test_hit
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="1-8", help="a range a-b")
@@ -240,6 +312,9 @@ def main(argv=None) -> int:
     parser.add_argument("--traces", default=",".join(TRACES))
     parser.add_argument("--trace-seed", type=int, default=0, help="seed of the block construction")
     parser.add_argument("--mean-turns", type=float, default=1.4, help="rows per conversation label (1: none)")
+    parser.add_argument("--aiperf", action="store_true",
+                        help="also AIPerf's synthesizer side by side (aiperf_runs; its venv must be built)")
+    parser.add_argument("--aiperf-seeds", default="1-3", help="seeds AIPerf runs for (a range a-b)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "prefix_heldout")
     args = parser.parse_args(argv)
     if not AZURE.is_file():
@@ -262,14 +337,33 @@ def main(argv=None) -> int:
             frame, _, dw = seed_runs(path, range(a, b + 1), min_data_windows=rule)
             d = frame["curve_distance"]
             row = {"trace": name, "rule": rule, "data_window_s": dw, "within": int((d <= 0.05).sum()),
-                   "seeds": frame.height, "max": float(d.max()), "mean": float(d.mean()),
+                   "seeds": frame.height, "max": float(d.max()), "mean": float(d.mean()), "median": float(d.median()),
                    "distances": [round(float(x), 4) for x in d], "input_ratio": float(frame["input_ratio"].mean()),
                    "requests_ratio": float(frame["requests"].mean() / trace.height),
                    "hit_rate": float(frame["hit_rate"].mean()), "real_hit_rate": float(frame["real_hit_rate"][0]),
                    "seconds": time.perf_counter() - t0}
+            if args.aiperf:
+                import interop
+
+                env = interop.tool_env("aiperf", install=False)
+                if env.python is None:
+                    row["aiperf"] = {"skipped": env.note}
+                else:
+                    sa, sb = (int(x) for x in args.aiperf_seeds.split("-"))
+                    row["aiperf"] = aiperf_runs(trace, args.out / f"aiperf_{name}", env, list(range(a, b + 1)),
+                                                list(range(sa, sb + 1)))
+                    ap = row["aiperf"]
+                    ours = np.array(ap["servelab_halves"])
+                    print(f"{name:16s} AIPerf in-sample (its seeds {args.aiperf_seeds}): {ap['aiperf_in_sample']}; "
+                          f"servelab in-sample median {float(np.median(d)):.4f}", flush=True)
+                    print(f"{name:16s} halves (train {ap['train_requests']}, test {ap['test_requests']}; hit "
+                          f"{ap['train_hit_rate']:.4f} / {ap['test_hit_rate']:.4f}): AIPerf {ap['aiperf_halves']}; "
+                          f"servelab median {float(np.median(ours)):.4f}, max {ours.max():.4f}, closer than AIPerf "
+                          f"on {int((ours < min(ap['aiperf_halves'])).sum())}/{ours.size} seeds; "
+                          f"{' '.join(f'{x:.4f}' for x in ours)}", flush=True)
             results.append(row)
             print(f"{name:16s} min_data_windows {rule}: data window {dw:g} s; within 0.05 {row['within']}/"
-                  f"{row['seeds']}, max {row['max']:.4f}, mean {row['mean']:.4f}; input ratio "
+                  f"{row['seeds']}, max {row['max']:.4f}, mean {row['mean']:.4f}, median {row['median']:.4f}; input ratio "
                   f"{row['input_ratio']:.4f}; requests ratio {row['requests_ratio']:.4f}; hit {row['hit_rate']:.4f} vs {row['real_hit_rate']:.4f}; "
                   f"{' '.join(f'{x:.4f}' for x in row['distances'])}", flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
