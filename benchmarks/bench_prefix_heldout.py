@@ -206,13 +206,17 @@ def conversation_inputs(own: np.ndarray, out: np.ndarray, key: np.ndarray) -> np
     return frame.select((pl.col("own") + pl.col("out")).cum_sum().over("key") - pl.col("out"))["own"].to_numpy()
 
 
-def heldout_trace(name: str, *, seed: int = 0, azure: pl.DataFrame | None = None, mean_turns: float = 1.4
-                  ) -> pl.DataFrame:
+def heldout_trace(name: str, *, seed: int = 0, azure: pl.DataFrame | None = None, mean_turns: float = 1.4,
+                  offset_s: float = 0.0) -> pl.DataFrame:
     """Trace ``name`` of :data:`TRACES` as Mooncake rows (``timestamp`` ms from the window's start,
-    ``input_length``, ``output_length``, ``hash_ids``)."""
+    ``input_length``, ``output_length``, ``hash_ids``). ``offset_s`` moves a 20-min window
+    (``lo`` and ``hi``) by that many seconds: at 0 its edges fall on the construction's 300-s
+    conversation buckets, so no conversation crosses them; at 150 s conversations cross both."""
     if name not in TRACES:
         raise ValueError(f"unknown held-out trace; expected one of {sorted(TRACES)}; got {name!r}")
     base, period, lo, hi = TRACES[name]
+    if hi is not None:
+        lo, hi = lo + offset_s, hi + offset_s
     frame = azure_requests() if azure is None else azure
     ts = frame["timestamp"].to_numpy()
     own = np.maximum(np.round(frame["input_tokens"].to_numpy() * base ** (ts / period)), 1).astype(np.int64)
@@ -312,6 +316,8 @@ def main(argv=None) -> int:
     parser.add_argument("--traces", default=",".join(TRACES))
     parser.add_argument("--trace-seed", type=int, default=0, help="seed of the block construction")
     parser.add_argument("--mean-turns", type=float, default=1.4, help="rows per conversation label (1: none)")
+    parser.add_argument("--offset", type=float, default=0.0,
+                        help="move the 20-min windows by this many seconds (150: conversations cross their edges)")
     parser.add_argument("--aiperf", action="store_true",
                         help="also AIPerf's synthesizer side by side (aiperf_runs; its venv must be built)")
     parser.add_argument("--aiperf-seeds", default="1-3", help="seeds AIPerf runs for (a range a-b)")
@@ -325,7 +331,8 @@ def main(argv=None) -> int:
     azure = azure_requests()
     results = []
     for name in args.traces.split(","):
-        trace = heldout_trace(name, seed=args.trace_seed, azure=azure, mean_turns=args.mean_turns)
+        trace = heldout_trace(name, seed=args.trace_seed, azure=azure, mean_turns=args.mean_turns,
+                              offset_s=args.offset)
         path = args.out / f"{name}.jsonl"
         trace.write_ndjson(path)
         q = trace.with_columns((pl.col("timestamp") * 4 // (pl.col("timestamp").max() + 1)).alias("q")) \
