@@ -123,6 +123,19 @@ def increment_profile_rows(follow_t: np.ndarray, increments: np.ndarray, request
     windows' level) the p-value is uniform; with fewer than ``min_followups`` follow-ups or one
     window, no test and no row.
 
+    Parameters
+    ----------
+    follow_t, increments : numpy.ndarray
+        Each linked follow-up's arrival time (s) and increment (input minus its history).
+    request_t, request_input : numpy.ndarray
+        Every request's arrival time (s) and input tokens (the windows' levels).
+    data_window_s, start : float
+        The pool's data window (s) and the time its first window starts.
+    level : float
+        One-sided test level (default :data:`INCREMENT_PROFILE_LEVEL`).
+    min_followups : int
+        Fewest follow-ups to test on (default :data:`INCREMENT_PROFILE_MIN`).
+
     Returns
     -------
     polars.DataFrame

@@ -34,7 +34,8 @@ _FIRST = "first_input"
 _FIRST_MULTI = "first_input_multi"
 #: inter-turn times in the trace's traffic time (:data:`servelab.fitting.pool_conversations.ITT_TRAFFIC`)
 _ITT_TRAFFIC = "itt_traffic_s"
-#: the pooled row saying increments follow the data windows (:data:`servelab.fitting.pool_conversations.INCREMENT_PROFILE`)
+#: the pooled row saying increments follow the data windows
+#: (:data:`servelab.fitting.pool_conversations.INCREMENT_PROFILE`)
 _INC_PROFILE = "input_increment_profile"
 
 
