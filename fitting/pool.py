@@ -51,7 +51,11 @@ Tables (the agreed layout; columns may be added, never renamed or removed)
     inputs; null ``client_id``: pooled fallback; :mod:`servelab.fitting.pool_conversations`);
     from inferred links (``prefix_blocks``, ``parent_id``) also ``itt_traffic_s``: the inter-turn
     times in the trace's traffic time, which the generator spaces turns by
-    (:data:`~servelab.fitting.pool_conversations.ITT_TRAFFIC`).
+    (:data:`~servelab.fitting.pool_conversations.ITT_TRAFFIC`), and a pooled
+    ``input_increment_profile`` row (value 1) when the follow-ups' increments follow the data
+    windows' time profile (a one-sided test,
+    :func:`~servelab.fitting.pool_conversations.increment_profile_rows`): the generator then
+    draws them at their data window's level, as first turns.
 ``prefixes``
     the per-client prefix model (shared system prompts, templates, reuse, conversation history):
     ``client_id, kind, group, extends, value, probability, block_size``

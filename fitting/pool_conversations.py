@@ -35,7 +35,8 @@ from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import ConvergenceWarning
 from servelab.fitting.pool_data import bin_values
 
-__all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "ITT_TRAFFIC", "WINDOW_WEIGHT_CAP", "censored_turn_pmf",
+__all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "INCREMENT_PROFILE", "INCREMENT_PROFILE_LEVEL",
+           "INCREMENT_PROFILE_MIN", "ITT_TRAFFIC", "increment_profile_rows", "WINDOW_WEIGHT_CAP", "censored_turn_pmf",
            "conversation_spans", "conversation_tables", "increment_aggregates", "increment_pmfs", "itt_survival",
            "tables_from_aggregates", "traffic_times", "window_mixture", "window_tables", "window_weights"]
 
@@ -45,6 +46,13 @@ INCREMENT = "input_increment"
 FIRST_INPUT = "first_input"
 #: the ``quantity`` of the first turn's input of a conversation of two turns or more
 FIRST_INPUT_MULTI = "first_input_multi"
+#: the ``quantity`` of the pooled row (null ``client_id``, value 1) that says the follow-ups'
+#: increments follow the data windows' time profile (:func:`increment_profile_rows`)
+INCREMENT_PROFILE = "input_increment_profile"
+#: one-sided level of that test
+INCREMENT_PROFILE_LEVEL = 0.01
+#: fewest linked follow-ups the test runs on (below: no row, increments drawn regardless of time)
+INCREMENT_PROFILE_MIN = 30
 #: the ``quantity`` of the inter-turn times in the trace's traffic time (:func:`traffic_times`):
 #: a gap counts the trace's arrivals between the two turns, at the mean rate of the arrival
 #: window. The generator spaces turns by these when present (``itt_s`` stays the wall-clock
@@ -96,9 +104,71 @@ def traffic_times(timestamps: np.ndarray, window_s: float, *, span: tuple[float,
     return a + np.maximum(b - a, 0.0) * q
 
 
+def increment_profile_rows(follow_t: np.ndarray, increments: np.ndarray, request_t: np.ndarray,
+                           request_input: np.ndarray, *, data_window_s: float, start: float,
+                           level: float = INCREMENT_PROFILE_LEVEL, min_followups: int = INCREMENT_PROFILE_MIN
+                           ) -> pl.DataFrame:
+    """The pooled :data:`INCREMENT_PROFILE` row when the follow-ups' increments follow the data
+    windows' time profile, else no row.
+
+    The generator draws a first turn at its data window's level (a trace whose prompts grow keeps
+    growing first turns); whether a follow-up's new text (its increment) does too is a property
+    of the trace: in the Azure traces of ``bench_prefix_heldout.py`` whose prompt lengths drift,
+    every prompt's new text drifts (mean increment 3,568 -> 5,393 tokens over the quarters of
+    ``azure-drift-20m``), while in Mooncake's sample the prompts grow (11,965 -> 20,357 tokens a
+    quarter) but the follow-ups' increments do not (437 -> 257). Test: Spearman's rank
+    correlation between each linked follow-up's increment and the mean input of every request in
+    its data window (windows of ``data_window_s`` from ``start``), one-sided (increments higher
+    in windows of longer prompts), at ``level``. Under the null (increments independent of the
+    windows' level) the p-value is uniform; with fewer than ``min_followups`` follow-ups or one
+    window, no test and no row.
+
+    Parameters
+    ----------
+    follow_t, increments : numpy.ndarray
+        Each linked follow-up's arrival time (s) and increment (input minus its history).
+    request_t, request_input : numpy.ndarray
+        Every request's arrival time (s) and input tokens (the windows' levels).
+    data_window_s, start : float
+        The pool's data window (s) and the time its first window starts.
+    level : float
+        One-sided test level (default :data:`INCREMENT_PROFILE_LEVEL`).
+    min_followups : int
+        Fewest follow-ups to test on (default :data:`INCREMENT_PROFILE_MIN`).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``client_id`` (null: pooled, every client), ``quantity``, ``value`` (1.0), ``probability``
+        (1.0); zero rows when the null is not rejected.
+    """
+    from scipy.stats import spearmanr
+
+    out = pl.DataFrame(schema={"client_id": pl.String, "quantity": pl.String, "value": pl.Float64,
+                               "probability": pl.Float64})
+    follow_t, increments = np.asarray(follow_t, dtype=float), np.asarray(increments, dtype=float)
+    ok = np.isfinite(follow_t) & np.isfinite(increments)
+    if ok.sum() < min_followups or not data_window_s > 0:
+        return out
+    rw = np.floor((np.asarray(request_t, dtype=float) - start) / data_window_s).astype(np.int64)
+    fw = np.floor((follow_t[ok] - start) / data_window_s).astype(np.int64)
+    lo = int(min(rw.min(), fw.min()))
+    n = np.bincount(rw - lo)
+    level_w = np.bincount(rw - lo, weights=np.asarray(request_input, dtype=float)) / np.maximum(n, 1)
+    x = level_w[np.clip(fw - lo, 0, level_w.size - 1)]
+    if np.unique(x).size < 2:
+        return out
+    res = spearmanr(x, increments[ok], alternative="greater")
+    if not float(res.pvalue) < level:
+        return out
+    return pl.DataFrame({"client_id": [None], "quantity": [INCREMENT_PROFILE], "value": [1.0], "probability": [1.0]},
+                        schema=out.schema)
+
+
 def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, names: list[str], *, bin_ratio: float,
                         linking=None, exact_below: int = 64, window_censoring: bool = True,
-                        span: tuple[float, float] | None = None, traffic_window_s: float | None = None):
+                        span: tuple[float, float] | None = None, traffic_window_s: float | None = None,
+                        data_window_s: float | None = None):
     """Per-client conversation parameters and PMFs (turns exact, ITT log-binned, input increments
     binned as the data PMFs when the store has ``input_tokens``); ``linking`` (a
     :class:`~servelab.analysis.conversations.LinkOptions`) sets how prefix-block links are inferred.
@@ -116,13 +186,18 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
     With ``traffic_window_s`` (links inferred from ``prefix_blocks`` or ``parent_id``), the
     follow-ups' inter-turn times are also measured in the trace's *traffic time*
     (:func:`traffic_times`) and written as :data:`ITT_TRAFFIC` rows, which the generator spaces
-    turns by (see :data:`ITT_TRAFFIC`)."""
+    turns by (see :data:`ITT_TRAFFIC`).
+
+    With ``data_window_s`` and input lengths (inferred links), a pooled :data:`INCREMENT_PROFILE`
+    row when the follow-ups' increments follow the data windows' time profile
+    (:func:`increment_profile_rows`)."""
     from servelab.analysis.conversations import LinkOptions, available_link_rules, link_conversations
     from servelab.analysis.exceptions import NotApplicableError
 
     rules = available_link_rules(store)
     if not rules:
         return None, None, "no link information in the store"
+    profile = None
     if rules[0] == "conversation_id":
         # explicit ids: the turns of a conversation are its requests in arrival order (the rule of
         # analysis.conversations), done here as polars group-bys: linking every request of a 10 M-row
@@ -180,7 +255,17 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
             pairs = (links.join(io.select("request_id", "input_tokens"), on="request_id", how="inner")
                      .join(io.select(pl.col("request_id").alias("parent"), "h"), on="parent", how="left")
                      .select("cidx", "h", pl.col("parent").is_null().alias("first"),
-                             (pl.len().over("conversation") > 1).alias("multi"), pl.col("input_tokens").alias("i")))
+                             (pl.len().over("conversation") > 1).alias("multi"), pl.col("input_tokens").alias("i"),
+                             pl.col("timestamp").cast(pl.Float64).alias("t")))
+            if data_window_s is not None:
+                f = pairs.filter(~pl.col("first"))
+                every_io = pl.from_arrow(store.read_arrow(["timestamp", "input_tokens"]))
+                t_all = every_io["timestamp"].cast(pl.Float64).to_numpy()
+                profile = increment_profile_rows(
+                    f["t"].to_numpy(), (f["i"] - f["h"]).to_numpy(), t_all,
+                    every_io["input_tokens"].cast(pl.Float64).fill_null(0.0).to_numpy(), data_window_s=data_window_s,
+                    start=float(span[0]) if span is not None else float(np.nanmin(t_all)))
+            pairs = pairs.drop("t")
         owner = links.filter(pl.col("request_id") == pl.col("conversation")).select("conversation", "cidx")
         if pairs is not None:  # the first seen input of each conversation
             owner = owner.join(io.select(pl.col("request_id").alias("conversation"), pl.col("input_tokens").alias("x")),
@@ -277,6 +362,8 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
                            *([pl.col("w")] if "w" in pairs.columns else []))
         pmfs = pl.concat([pmfs, increment_pmfs(increment_aggregates(inc, exact_below=exact_below,
                                                                     bin_ratio=bin_ratio), names)])
+        if profile is not None and profile.height:
+            pmfs = pl.concat([pmfs, profile.with_columns(pl.col("client_id").cast(pmfs["client_id"].dtype))])
     note = f"linked by {rule}: {n_conv} conversations, {n_multi} multi-turn"
     return table, pmfs, note
 

@@ -336,7 +336,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
             conv, conv_pmfs, conv_note = conversation_tables(store, frame, ci, names, bin_ratio=s.bin_ratio,
                                                              linking=s.linking, exact_below=s.exact_below,
                                                              window_censoring=s.window_censoring,
-                                                             span=covered, traffic_window_s=s.window_s)
+                                                             span=covered, traffic_window_s=s.window_s,
+                                                             data_window_s=s.data_window_s)
 
     # prefix model (issue 15): per client, from prefix_blocks (None without them)
     prefixes = (prefix_table(store, prefix_ci, names, linking=s.linking,

@@ -34,6 +34,9 @@ _FIRST = "first_input"
 _FIRST_MULTI = "first_input_multi"
 #: inter-turn times in the trace's traffic time (:data:`servelab.fitting.pool_conversations.ITT_TRAFFIC`)
 _ITT_TRAFFIC = "itt_traffic_s"
+#: the pooled row saying increments follow the data windows
+#: (:data:`servelab.fitting.pool_conversations.INCREMENT_PROFILE`)
+_INC_PROFILE = "input_increment_profile"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class ConversationModel:
     data_cdf: PmfTable | None = None
     data_cdf_map: np.ndarray | None = None
     data_cdf_index: tuple | None = None  # pmf_cdf_index(data_cdf), built once
+    # the pool's INCREMENT_PROFILE row: growing follow-ups' increments follow the data windows too
+    inc_profile: bool = False
 
 
 def _conversation_pmfs(pool) -> pl.DataFrame | None:
@@ -173,6 +178,7 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
         first_multi=first_multi,
         first_multi_map=first_multi_map,
         grows=followups_grow(inc, inc_map) if inc is not None else None,
+        inc_profile=bool(conv.filter((pl.col("quantity") == _INC_PROFILE) & (pl.col("value") > 0)).height),
     )
 
 
@@ -306,7 +312,10 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
     the position of its data draw ``inp`` (its data window's PMF) in the client's pool-wide input
     PMF, randomised within the draw's mass by the row's uniform: uniform over the pool's span (the
     first-turn PMF's marginal is kept), and high where the window's prompts are long (a trace
-    whose prompts grow keeps growing first turns).
+    whose prompts grow keeps growing first turns). A growing follow-up's increment gets the same
+    uniform of its own data draw when the pool says its increments follow the data windows
+    (``conv.inc_profile``, the pool's ``input_increment_profile`` row,
+    :func:`servelab.fitting.pool_conversations.increment_profile_rows`); else its uniform is free.
     """
     out = np.asarray(inp, dtype=float).copy()
     if conv.inc is None or turn.size == 0:
@@ -320,11 +329,11 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         # a first turn's uniform is its data draw's position in the client's pool-wide input PMF
         # (randomised within the draw's mass by u): uniform over the pool's span, high in windows
         # of long prompts, so first-turn inputs follow the data windows' time profile
-        firsts = np.flatnonzero(~follow)
+        firsts = np.flatnonzero(~fresh if getattr(conv, "inc_profile", False) else ~follow)
         g = conv.data_cdf_map[pool_index[firsts]]
         ok = g >= 0
         rows, g = firsts[ok], g[ok]
-        x = np.rint(out[rows])
+        x = np.rint(np.asarray(inp, dtype=float)[rows])  # out holds 0 on follow-ups
         index = getattr(conv, "data_cdf_index", None)
         below = pmf_cdf(conv.data_cdf, g, x - 0.5, index=index)
         upto = pmf_cdf(conv.data_cdf, g, x + 0.5, index=index)

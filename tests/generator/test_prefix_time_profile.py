@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from servelab.fitting.pool_conversations import INCREMENT_PROFILE, increment_profile_rows
 from servelab.fitting.pool_prefixes import RequestStructure, fit_prefix_table
 from servelab.fitting.pool_settings import PoolFitSettings
 from servelab.generator.conversations import ConversationModel, draw_increments, pool_input_cdf
@@ -77,6 +78,66 @@ def test_first_turns_follow_their_data_draw():
     free = draw_increments(conv, np.zeros(400, np.int64), turn, draws, np.random.default_rng(1))
     assert set(np.unique(free)) == {100.0, 200.0, 300.0, 400.0}
     assert np.mean(free == 10 * draws) < 0.5
+
+
+@pytest.mark.parametrize("profile", [True, False])
+def test_follow_up_increments_follow_their_data_draw_when_the_pool_says(profile):
+    # conversations of two turns; pool-wide inputs {10, 20, 30, 40}, first-turn PMF {100, ..., 400},
+    # increment PMF {1, 2, 3, 4}. With the pool's increment-profile row a growing follow-up's
+    # increment is the increment quantile of its own data draw's position, 1/10 of the draw;
+    # without it the increment ignores the draw. A follow-up that does not grow keeps its draw.
+    pool_cdf = pmf_table(np.zeros(4, np.int64), np.array([10.0, 20.0, 30.0, 40.0]), np.full(4, 0.25))
+    first = pmf_table(np.zeros(4, np.int64), np.array([100.0, 200.0, 300.0, 400.0]), np.full(4, 0.25))
+    inc = pmf_table(np.zeros(4, np.int64), np.array([1.0, 2.0, 3.0, 4.0]), np.full(4, 0.25))
+    one = pmf_table(np.zeros(1, np.int64), np.array([1.0]), np.ones(1))
+    conv = SimpleNamespace(has=np.ones(2, bool), mean_turns=np.full(2, 2.0), turns=one, itt=one,
+                           t_map=np.zeros(2, int), i_map=np.zeros(2, int), max_itt=1.0, max_turns=2, inc=inc,
+                           inc_map=np.zeros(2, int), first=None, first_map=None, first_multi=first,
+                           first_multi_map=np.zeros(2, int), grows=np.array([True, False]), data_cdf=pool_cdf,
+                           data_cdf_map=np.zeros(2, int), inc_profile=profile)
+    draws = np.random.default_rng(0).choice([10.0, 20.0, 30.0, 40.0], 400)
+    turn = np.tile([1, 2], 200)
+    client = np.repeat([0, 1], 200)  # pool client 1's follow-ups do not grow
+    mapped = draw_increments(conv, client, turn, draws, np.random.default_rng(1))
+    grow = (turn > 1) & (client == 0)
+    np.testing.assert_array_equal(mapped[turn == 1], 10 * draws[turn == 1])
+    np.testing.assert_array_equal(mapped[(turn > 1) & (client == 1)], draws[(turn > 1) & (client == 1)])
+    if profile:
+        np.testing.assert_array_equal(mapped[grow], draws[grow] / 10)
+    else:
+        assert set(np.unique(mapped[grow])) == {1.0, 2.0, 3.0, 4.0}
+        assert np.mean(mapped[grow] == draws[grow] / 10) < 0.5
+
+
+def _profile_trace(rng, *, scale: float, n_follow: int = 200):
+    """Four 300-s data windows whose requests' mean input is 1000 x 1.7^(w/3) (a drift);
+    follow-ups uniform in time, increments lognormal times ``(level / 1000) ** scale``."""
+    t = rng.uniform(0.0, 1200.0, 4000)
+    level = 1000.0 * 1.7 ** (np.floor(t / 300.0) / 3.0)
+    ft = rng.uniform(0.0, 1200.0, n_follow)
+    inc = rng.lognormal(6.0, 1.0, n_follow) * (1.7 ** (np.floor(ft / 300.0) / 3.0)) ** scale
+    return ft, inc, t, rng.exponential(level)
+
+
+def test_increment_profile_test_null_and_positive_controls():
+    # null: increments independent of the windows' level (the inputs drift): rejections at the
+    # 1 % level in 200 traces ~ Binomial(200, 0.01), mean 2, P(> 8) < 0.001. Positive: increments
+    # drifting as the inputs (x1.7 over four windows: log slope ln(1.7) / 3 per window, lognormal
+    # sigma 1), 600 follow-ups: rank correlation about 0.19 (window index sd 1.12, log-increment
+    # sd 1.02), z = 0.19 sqrt(599) = 4.6 against 2.33, power about 0.99: >= 185 of 200
+    rng = np.random.default_rng(15)
+    null = sum(increment_profile_rows(*_profile_trace(rng, scale=0.0), data_window_s=300.0, start=0.0).height
+               for _ in range(200))
+    pos = sum(increment_profile_rows(*_profile_trace(rng, scale=1.0, n_follow=600), data_window_s=300.0,
+                                     start=0.0).height for _ in range(200))
+    assert null <= 8, null
+    assert pos >= 185, pos
+    row = increment_profile_rows(*_profile_trace(rng, scale=1.0, n_follow=2000), data_window_s=300.0, start=0.0)
+    assert row.to_dicts() == [{"client_id": None, "quantity": INCREMENT_PROFILE, "value": 1.0, "probability": 1.0}]
+    # too few follow-ups, or one window: no test
+    assert increment_profile_rows(*_profile_trace(rng, scale=1.0, n_follow=29), data_window_s=300.0,
+                                  start=0.0).height == 0
+    assert increment_profile_rows(*_profile_trace(rng, scale=1.0), data_window_s=5000.0, start=0.0).height == 0
 
 
 def test_reuse_weights_use_the_class_times():
