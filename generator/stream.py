@@ -180,7 +180,10 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
         )
     factor = np.where(selected_total > 0, target / np.where(selected_total > 0, selected_total, 1.0), 0.0)
 
-    conv = conversation_model(pool, grid.pool_ids) if conversations else None
+    r_sn = rates.rate[src] * factor[sn_seg]
+    live = r_sn > 0
+    # only the clients with a cell draw: the conversation model's pool-wide input PMFs are built for them
+    conv = conversation_model(pool, grid.pool_ids, needed=np.unique(sel[syn[live]])) if conversations else None
     if conv is not None and not bool(np.any(conv.has[sel])):
         conv = None
     mean_turns = conv.mean_turns[sel] if conv is not None else np.ones(n_syn)
@@ -191,8 +194,6 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
     context = context if context is not None else ("fitted" if fitted else "sorted")
 
     # cells (synthetic client, segment) with a positive rate, ordered by segment then client
-    r_sn = rates.rate[src] * factor[sn_seg]
-    live = r_sn > 0
     cs, cn = sn_seg[live], syn[live]
     c_rate = r_sn[live] / mean_turns[cn]
     c_law = rates.cell[src[live]]  # cells of grid.law
