@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from servelab.generator.grid import frame_of
-from servelab.generator.pmf import PmfTable, pmf_cdf, pmf_cdf_index, pmf_table, sample_pmf
+from servelab.generator.pmf import PmfTable, pmf_cdf_index, pmf_cdf_pair, pmf_table, sample_pmf
 
 __all__ = ["CONTEXTS", "ConversationModel", "conversation_model", "expand_conversations", "accumulate_context",
            "accumulate_inputs", "draw_increments", "fresh_followups", "followups_grow", "link_columns",
@@ -397,8 +397,7 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         rows, g = firsts[ok], g[ok]
         x = np.rint(out[rows])
         index = getattr(conv, "data_cdf_index", None)
-        below = pmf_cdf(conv.data_cdf, g, x - 0.5, index=index)
-        upto = pmf_cdf(conv.data_cdf, g, x + 0.5, index=index)
+        below, upto = pmf_cdf_pair(conv.data_cdf, g, x - 0.5, x + 0.5, index=index)  # one search (issue 16)
         u = u.copy()
         u[rows] = np.minimum(below + u[rows] * (upto - below), np.nextafter(1.0, 0.0))
     for table, gmap, rows in ((conv.inc, conv.inc_map, np.flatnonzero(follow & ~fresh)),

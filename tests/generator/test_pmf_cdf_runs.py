@@ -35,3 +35,24 @@ def test_run_search_gives_the_whole_table_bits(seed):
     got = pmf_cdf(table, g, x)
     assert got.tobytes() == _whole_table_cdf(table, g, x).tobytes()
     assert np.all((got >= 0) & (got <= 1))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pair_gives_two_searches_bits(seed):
+    """``pmf_cdf_pair`` (one search for ``x - 0.5`` and ``x + 0.5``) equals two ``pmf_cdf`` calls,
+    also where several entries lie between the two points (fractional values) and far outside."""
+    from servelab.generator.pmf import pmf_cdf_pair
+
+    rng = np.random.default_rng(100 + seed)
+    n_groups = int(rng.integers(1, 30))
+    sizes = rng.integers(1, 25, n_groups)
+    group = np.repeat(np.arange(n_groups), sizes)
+    step = 0.25 if seed % 2 else 1.0  # fractional values: up to four entries within one x +- 0.5
+    values = np.concatenate([np.sort(rng.choice(np.arange(-40, 300), s, replace=False)) * step for s in sizes])
+    table = pmf_table(group, values, rng.random(group.size) + 1e-3)
+    n = int(rng.integers(1, 4000))
+    g = np.sort(rng.integers(0, n_groups, n)) if seed % 4 < 2 else rng.integers(0, n_groups, n)
+    x = np.rint(rng.choice(np.r_[values, values + 1, [-1e9, 1e9, 0.0]], n))
+    lo, hi = pmf_cdf_pair(table, g, x - 0.5, x + 0.5)
+    assert lo.tobytes() == _whole_table_cdf(table, g, x - 0.5).tobytes()
+    assert hi.tobytes() == _whole_table_cdf(table, g, x + 0.5).tobytes()
