@@ -24,8 +24,15 @@ minutes on this pool (it evaluates every window's dataset strings eagerly), so t
 
 Both cases hold ``/tmp/servelab-bench.lock`` (one large benchmark at a time on the machine).
 
+``--before REF`` also runs the package as it is at git ``REF`` (:func:`git_ref.export_ref`, with
+this checkout's editable finder removed from the child, so every sub-package is the ref's), in
+the same locked run, interleaved with this checkout: the sampling step ``--sample-pairs`` times
+each, and the short ``generate`` of ``--what servegen`` in every pair; the issue's targets table
+is printed at the end with both.
+
 Usage: ``.venv/bin/python benchmarks/bench_generate.py [--what scale|servegen|all] [--clients 162]
-[--days 14] [--rows 4000000] [--hours 24] [--rate 1000] [--chunks 3600,600] [--pairs 2] [--work DIR]``
+[--days 14] [--rows 4000000] [--hours 24] [--rate 1000] [--chunks 3600,600] [--pairs 2] [--work DIR]
+[--before REF] [--sample-pairs 1] [--no-cli]``
 """
 from __future__ import annotations
 
@@ -46,6 +53,26 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from servegen_live import SERVEGEN_CODE, available, bench_lock, servegen_command  # noqa: E402
 
 SERVELAB = [sys.executable, "-m", "servelab"]
+#: the targets table's rows, filled by the cases that ran: {target: {"before": str, "after": str}}
+TARGETS: dict[str, dict[str, str]] = {}
+
+_PRELUDE = """import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")
+                    and "__editable__" not in getattr(f, "__name__", "")]
+sys.path.insert(0, {pkg!r})
+"""
+
+
+def _with_package(code: str, pkg: Path | None) -> str:
+    """``code`` run with the package at ``pkg`` (a :func:`git_ref.export_ref` folder) instead of this checkout."""
+    return code if pkg is None else _PRELUDE.format(pkg=str(pkg)) + code
+
+
+def _cli(pkg: Path | None) -> list[str]:
+    """The ``servelab`` command of this checkout, or of the exported package at ``pkg``."""
+    if pkg is None:
+        return SERVELAB
+    return [sys.executable, "-c", _with_package("from servelab.cli import main\nmain(sys.argv[1:])", pkg)]
 
 _SAMPLE = r"""
 import json, sys, time, warnings
@@ -132,16 +159,32 @@ def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def bench_scale(pool: Path, work: Path, *, hours: float, rate: float, chunks: list[float]) -> None:
+def bench_scale(pool: Path, work: Path, *, hours: float, rate: float, chunks: list[float], before: Path | None = None,
+                sample_pairs: int = 1, cli: bool = True) -> None:
     duration = hours * 3600
     with bench_lock():
-        s = json.loads(run_process([sys.executable, "-c", _SAMPLE, str(pool), str(rate), str(duration),
-                                    str(chunks[0])])["out"])
-        n = s["requests"]
-        print(f"sampling    {hours:g} h at {rate:g} req/s, chunks of {chunks[0]:g} s, write excluded: {n:,} requests "
-              f"in {s['draw_wall_s']:.1f} s wall / {s['draw_cpu_s']:.1f} CPU-s -> {n / s['draw_wall_s'] / 1e6:.2f} M "
-              f"requests/s wall, {n / s['draw_cpu_s'] / 1e6:.2f} M per CPU-second (target >= 5); plan "
-              f"{s['plan_wall_s']:.2f} s", flush=True)
+        versions = [("after", None)] + ([("before", before)] if before is not None else [])
+        rates: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in versions}
+        counts = set()
+        for i in range(sample_pairs):  # interleaved: after, before, before, after, ...
+            for name, pkg in (versions if i % 2 == 0 else versions[::-1]):
+                s = json.loads(run_process([sys.executable, "-c", _with_package(_SAMPLE, pkg), str(pool), str(rate),
+                                            str(duration), str(chunks[0])])["out"])
+                n = s["requests"]
+                counts.add(n)
+                rates[name].append((n / s["draw_wall_s"] / 1e6, n / s["draw_cpu_s"] / 1e6))
+                print(f"sampling    [{name}] {hours:g} h at {rate:g} req/s, chunks of {chunks[0]:g} s, write excluded: "
+                      f"{n:,} requests in {s['draw_wall_s']:.1f} s wall / {s['draw_cpu_s']:.1f} CPU-s -> "
+                      f"{n / s['draw_wall_s'] / 1e6:.2f} M requests/s wall, {n / s['draw_cpu_s'] / 1e6:.2f} M per "
+                      f"CPU-second (target >= 5); plan {s['plan_wall_s']:.2f} s", flush=True)
+        for name, xs in rates.items():
+            wall, cpu = statistics.median(x[0] for x in xs), statistics.median(x[1] for x in xs)
+            TARGETS.setdefault(f"sampling >= 5 M requests/s (write excluded), {hours:g} h at {rate:,.0f} req/s", {})[name] = (
+                f"{wall:.2f} M/s wall, {cpu:.2f} M/CPU-s")
+        if before is not None:
+            print(f"same count  of requests before and after: {len(counts) == 1}")
+        if not cli:
+            return
         digests = {}
         for chunk in chunks:
             out = work / f"w-{chunk:g}.parquet"
@@ -158,7 +201,7 @@ def bench_scale(pool: Path, work: Path, *, hours: float, rate: float, chunks: li
 
 
 def bench_servegen(pool: Path, servegen_pool: Path, work: Path, *, pairs: int, rate: float,
-                   duration: float) -> None:
+                   duration: float, before: Path | None = None) -> None:
     if not available("construct"):
         print(f"servegen    skipped: ServeGen's code is not at {SERVEGEN_CODE}")
         return
@@ -169,20 +212,30 @@ def bench_servegen(pool: Path, servegen_pool: Path, work: Path, *, pairs: int, r
     # library's and the standard library's bytecode too, recompiled on the first run
     packages = [str(REPO / name) for name in ("servelab", "analysis", "fitting", "generator", "reports")]
     subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True, capture_output=True)
-    ours_cmd = [*SERVELAB, "generate", str(pool), "--rate", str(rate), "--duration", str(duration), "--seed", "1",
-                "-o", str(out), "--overwrite", "--quiet"]
+    args = ["generate", str(pool), "--rate", str(rate), "--duration", str(duration), "--seed", "1", "-o", str(out),
+            "--overwrite", "--quiet"]
+    ours_cmd = [*SERVELAB, *args]
+    before_cmd = [*_cli(before), *args] if before is not None else None
     theirs_cmd = servegen_command(_SERVEGEN, servegen_pool, work, str(rate), str(duration))
-    ours, theirs, digests = [], [], set()
-    for i in range(pairs):  # interleaved: both see the same machine load
+    ours, theirs, olds, digests = [], [], [], set()
+    for i in range(pairs):  # interleaved: all see the same machine load
         with bench_lock():
+            if before_cmd is not None and i % 2 == 1:
+                c = run_process(before_cmd)
+                digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
             a = run_process(ours_cmd)
             digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
             b = run_process(theirs_cmd)
+            if before_cmd is not None and i % 2 == 0:
+                c = run_process(before_cmd)
+                digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
         ours.append(a)
         theirs.append(b)
+        if before_cmd is not None:
+            olds.append(c)
         print(f"pair {i + 1}      servelab {a['wall_s']:.2f} s ({json.loads(a['out'])['requests']:,} requests, "
               f"peak {a['peak_rss_mb']:.0f} MB) | ServeGen {b['wall_s']:.2f} s ({int(b['out']):,} requests, "
-              f"peak {b['peak_rss_mb']:.0f} MB)", flush=True)
+              f"peak {b['peak_rss_mb']:.0f} MB)" + (f" | before {c['wall_s']:.2f} s" if before_cmd else ""), flush=True)
     m_ours = statistics.median(r["wall_s"] for r in ours)
     m_theirs = statistics.median(r["wall_s"] for r in theirs)
     c_ours = statistics.median(r["cpu_s"] for r in ours)
@@ -190,7 +243,25 @@ def bench_servegen(pool: Path, servegen_pool: Path, work: Path, *, pairs: int, r
     print(f"servegen    {duration:g} s at {rate:g} req/s, whole processes, medians of {pairs}: servelab "
           f"{m_ours:.2f} s vs ServeGen {m_theirs:.2f} s -> {m_theirs / m_ours:.1f}x wall "
           f"({c_theirs / c_ours:.1f}x CPU: {c_ours:.2f} vs {c_theirs:.2f} CPU-s) (target >= 50x); servelab's "
-          f"outputs SHA-256-identical across runs: {len(digests) == 1} ({sorted(digests)[0][:16]})")
+          f"outputs SHA-256-identical across runs{' and versions' if olds else ''}: {len(digests) == 1} "
+          f"({sorted(digests)[0][:16]})")
+    row = TARGETS.setdefault("generator >= 50x ServeGen's released code live (600 s at 100 req/s, whole processes)", {})
+    row["after"] = f"{m_theirs / m_ours:.1f}x ({m_ours:.2f} s vs {m_theirs:.2f} s; {c_theirs / c_ours:.1f}x CPU)"
+    if olds:
+        m_old, c_old = statistics.median(r["wall_s"] for r in olds), statistics.median(r["cpu_s"] for r in olds)
+        row["before"] = f"{m_theirs / m_old:.1f}x ({m_old:.2f} s; {c_theirs / c_old:.1f}x CPU)"
+        print(f"before      servelab at the ref: {m_old:.2f} s wall, {c_old:.2f} CPU-s (median of {len(olds)}) -> "
+              f"{m_theirs / m_old:.1f}x ServeGen; after / before wall {m_ours / m_old:.2f}")
+
+
+def print_targets() -> None:
+    """The issue's targets table for the cases that ran (before: the ``--before`` ref)."""
+    if not TARGETS:
+        return
+    print("\ntargets (issue 16)")
+    print(f"  {'target':<84} {'before':<40} after")
+    for target, row in TARGETS.items():
+        print(f"  {target:<84} {row.get('before', '-'):<40} {row.get('after', '-')}")
 
 
 def main(argv=None) -> int:
@@ -204,16 +275,27 @@ def main(argv=None) -> int:
     parser.add_argument("--chunks", default="3600,600", help="Chunk sizes (s) of the CLI runs, comma-separated.")
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--work", type=Path, default=None, help="Keep pools and outputs here (default: a temp dir).")
+    parser.add_argument("--before", default=None, metavar="REF", help="Also run git REF (e.g. main), interleaved.")
+    parser.add_argument("--sample-pairs", type=int, default=1, help="Sampling runs per version (scale).")
+    parser.add_argument("--no-cli", action="store_true", help="Scale: sampling only (no 24 h CLI writes).")
     args = parser.parse_args(argv)
+    before = None
+    if args.before:
+        from git_ref import export_ref
+
+        before = export_ref(args.before)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(before.parent)], check=True, capture_output=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_generate_"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         pool, servegen_pool = build_pools(work, args.clients, days=args.days, rows=args.rows)
         if args.what in ("scale", "all"):
             bench_scale(pool, work, hours=args.hours, rate=args.rate,
-                        chunks=[float(c) for c in args.chunks.split(",")])
+                        chunks=[float(c) for c in args.chunks.split(",")], before=before,
+                        sample_pairs=args.sample_pairs, cli=not args.no_cli)
         if args.what in ("servegen", "all"):
-            bench_servegen(pool, servegen_pool, work, pairs=args.pairs, rate=100.0, duration=600.0)
+            bench_servegen(pool, servegen_pool, work, pairs=args.pairs, rate=100.0, duration=600.0, before=before)
+        print_targets()
         print(f"uptime      load average {os.getloadavg()} on {os.cpu_count()} cores at {time.strftime('%H:%M:%S')}")
     finally:
         if args.work is None:

@@ -20,6 +20,14 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 
 
+_SITECUSTOMIZE = """\"\"\"Written by benchmarks/git_ref.py: this folder's servelab, not the checkout's editable install.\"\"\"
+import sys
+
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")
+                    and "__editable__" not in getattr(f, "__name__", "")]
+"""
+
+
 def export_ref(ref: str, *, out: Path = OUT, quiet: bool = False) -> Path:
     """The package at git ``ref``: the folder to put first on ``sys.path`` / ``PYTHONPATH``.
 
@@ -48,7 +56,7 @@ def export_ref(ref: str, *, out: Path = OUT, quiet: bool = False) -> Path:
                          check=True).stdout.strip()
     root = Path(out) / f"ref_{sha}"
     pkg = root / "pkg"
-    if (pkg / "servelab" / "__init__.py").is_file():
+    if (pkg / "servelab" / "__init__.py").is_file() and (pkg / "sitecustomize.py").is_file():
         return pkg
     shutil.rmtree(root, ignore_errors=True)
     src = root / "src"
@@ -59,6 +67,11 @@ def export_ref(ref: str, *, out: Path = OUT, quiet: bool = False) -> Path:
     shutil.copytree(src / "servelab", pkg / "servelab")
     for top in ("analysis", "fitting", "generator", "figures", "reports"):
         (pkg / "servelab" / top).symlink_to(src / top, target_is_directory=True)
+    # a PYTHONPATH entry alone loses to the checkout's editable install: its finder sits before the
+    # path finder on sys.meta_path, so servelab and every sub-package came from the checkout. This
+    # sitecustomize (imported at start-up from PYTHONPATH, after the .pth files installed the
+    # finder; also in spawned workers, which inherit PYTHONPATH) removes it
+    (pkg / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
     if not quiet:
         print(f"exported {ref} ({sha}) to {pkg}")
     return pkg

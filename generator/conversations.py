@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from servelab.generator.grid import frame_of
-from servelab.generator.pmf import PmfTable, pmf_cdf, pmf_cdf_index, pmf_table, sample_pmf
+from servelab.generator.pmf import PmfTable, pmf_cdf_index, pmf_cdf_pair, pmf_table, sample_pmf
 
 __all__ = ["CONTEXTS", "ConversationModel", "conversation_model", "expand_conversations", "accumulate_context",
            "accumulate_inputs", "draw_increments", "fresh_followups", "followups_grow", "link_columns",
@@ -121,11 +121,13 @@ def _conversation_pmfs(pool) -> pl.DataFrame | None:
     return out
 
 
-def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
+def conversation_model(pool, pool_ids: list[str], *, needed: np.ndarray | None = None) -> ConversationModel | None:
     """Per pool client turns and ITT PMF tables (see :func:`_conversation_pmfs`), or None.
 
     A client without conversation parameters is single-turn; rows with a null ``client_id``
-    apply to every client without rows of its own.
+    apply to every client without rows of its own. ``needed`` (pool indices, optional): the
+    clients that will draw; the pool-wide input PMFs (:func:`pool_input_cdf`) are built for
+    them only (the same bytes for them; the other clients map to -1).
     """
     conv = _conversation_pmfs(pool)
     if conv is None or conv.height == 0:
@@ -157,8 +159,8 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
     mean_turns = np.ones(P)
     mean_turns[t_present] = (np.bincount(tp, weights=tv * tw, minlength=P)[t_present]
                              / np.bincount(tp, weights=tw, minlength=P)[t_present])
-    data_cdf, data_cdf_map = (pool_input_cdf(pool, index, P) if first is not None or first_multi is not None
-                              else (None, None))
+    data_cdf, data_cdf_map = (pool_input_cdf(pool, index, P, needed=needed)
+                              if first is not None or first_multi is not None else (None, None))
     return ConversationModel(
         data_cdf=data_cdf,
         data_cdf_map=data_cdf_map,
@@ -182,7 +184,8 @@ def conversation_model(pool, pool_ids: list[str]) -> ConversationModel | None:
     )
 
 
-def pool_input_cdf(pool, index: pl.DataFrame, P: int) -> tuple[PmfTable | None, np.ndarray | None]:
+def pool_input_cdf(pool, index: pl.DataFrame, P: int, *, needed: np.ndarray | None = None
+                   ) -> tuple[PmfTable | None, np.ndarray | None]:
     """Per pool client with ``input_tokens`` PMFs in two or more data windows: the pool-wide PMF
     (the windows' PMFs mixed by the requests each window holds), as a table and a map from pool
     index (``index``: ``client_id, p``) to its group (-1: none); ``(None, None)`` when no client
@@ -204,6 +207,11 @@ def pool_input_cdf(pool, index: pl.DataFrame, P: int) -> tuple[PmfTable | None, 
         ``client_id, p``: the pool index of each client id.
     P : int
         Number of pool indices.
+    needed : numpy.ndarray of int, optional
+        Pool indices whose PMFs are built (default: every client). The groups keep the numbers
+        they have among all clients, so a needed client's entries are the same bytes as without
+        ``needed``; only the needed clients' data rows are joined and mixed (a short workload
+        of a large pool reads a fraction of its data table). The other clients map to -1.
 
     Returns
     -------
@@ -211,6 +219,8 @@ def pool_input_cdf(pool, index: pl.DataFrame, P: int) -> tuple[PmfTable | None, 
         The pool-wide input PMFs (one group per qualifying client) and the map from pool index to
         group (-1: none).
     """
+    if needed is not None:
+        return _needed_input_cdf(pool, index, P, np.asarray(needed, dtype=np.int64))
     data = frame_of(getattr(pool, "data", None))
     arrivals = frame_of(getattr(pool, "arrivals", None))
     if data is None or arrivals is None or data.height == 0 or "field" not in data.columns:
@@ -222,6 +232,16 @@ def pool_input_cdf(pool, index: pl.DataFrame, P: int) -> tuple[PmfTable | None, 
     if data.height == 0:
         return None, None
     dw = float(data["window_s"].max())
+    w = _window_requests(pool, arrivals, multi, dw)
+    mixed = _mix_windows(data, w, dw, index)
+    if mixed.height == 0:
+        return None, None
+    return _table_of(mixed["p"].to_numpy(), mixed["value"].to_numpy(), mixed["m"].to_numpy(), P)
+
+
+def _window_requests(pool, arrivals: pl.DataFrame, multi: pl.Series, dw: float) -> pl.DataFrame:
+    """``client_id, k, requests``: each (client of ``multi``, data window ``k``)'s requests (see
+    :func:`pool_input_cdf`)."""
     # rates are requests per second of the window inside the trace's covered span: count there only
     covered = ((getattr(pool, "provenance", None) or {}).get("arrivals") or {}).get("covered_s")
     lo, hi = (float(covered[0]), float(covered[1])) if covered else (-np.inf, np.inf)
@@ -238,14 +258,65 @@ def pool_input_cdf(pool, index: pl.DataFrame, P: int) -> tuple[PmfTable | None, 
                         - pl.max_horizontal(pl.col("k").cast(pl.Float64) * dw, "a0")).clip(lower_bound=0.0).alias("o"))
          .group_by("client_id", "k").agg((pl.col("rate") * pl.col("o")).sum().alias("requests"))
          .collect())
-    mixed = (data.with_columns((pl.col("window_start").cast(pl.Float64) / dw).round().cast(pl.Int64).alias("k"))
-             .join(w, on=["client_id", "k"], how="inner")
-             .group_by("client_id", "value").agg((pl.col("probability") * pl.col("requests")).sum().alias("m"))
-             .filter(pl.col("m") > 0)
-             .join(index, on="client_id", how="inner").sort("p", "value"))
+    return w
+
+
+def _window_key(dw: float) -> pl.Expr:
+    return (pl.col("window_start").cast(pl.Float64) / dw).round().cast(pl.Int64).alias("k")
+
+
+def _mix_windows(data: pl.DataFrame, w: pl.DataFrame, dw: float, index: pl.DataFrame) -> pl.DataFrame:
+    """``client_id, value, m, p`` sorted by ``p, value``: the data rows mixed by their window's requests."""
+    return (data.with_columns(_window_key(dw))
+            .join(w, on=["client_id", "k"], how="inner")
+            .group_by("client_id", "value").agg((pl.col("probability") * pl.col("requests")).sum().alias("m"))
+            .filter(pl.col("m") > 0)
+            .join(index, on="client_id", how="inner").sort("p", "value"))
+
+
+def _needed_input_cdf(pool, index: pl.DataFrame, P: int, needed: np.ndarray
+                      ) -> tuple[PmfTable | None, np.ndarray | None]:
+    """:func:`pool_input_cdf` for the pool indices ``needed`` only, with every group numbered as there.
+
+    The qualifying clients (two or more data windows, some window with requests > 0: then some
+    mixed mass ``m`` is > 0) are found from the (client, data window) keys alone; the rows of
+    the needed clients are mixed as in :func:`pool_input_cdf` (a client's sums see its own rows
+    in the same order), and each group keeps its number among all qualifying clients, so its
+    ``cum`` entries (``group + within``) are the same bits. When a needed client's mixed mass
+    disagrees with the key rule (masses below the smallest double), the whole table is built.
+    """
+    lazy = pool.lazy("data") if hasattr(pool, "lazy") else None
+    if lazy is None:
+        frame = frame_of(getattr(pool, "data", None))
+        lazy = frame.lazy() if frame is not None else None
+    arrivals = frame_of(getattr(pool, "arrivals", None))
+    if lazy is None or arrivals is None or "field" not in lazy.collect_schema().names():
+        return None, None
+    rows = lazy.filter((pl.col("field") == "input_tokens") & (pl.col("probability") > 0))
+    keys = rows.group_by("client_id", "window_start").agg(pl.col("window_s").max()).collect()
+    multi = keys.group_by("client_id").agg(pl.len().alias("k")).filter(pl.col("k") >= 2)["client_id"]
+    keys = keys.filter(pl.col("client_id").is_in(multi.to_list()))
+    if keys.height == 0:
+        return None, None
+    dw = float(keys["window_s"].max())
+    w = _window_requests(pool, arrivals, multi, dw)
+    qualify = (keys.select("client_id", _window_key(dw)).join(w.filter(pl.col("requests") > 0), on=["client_id", "k"],
+                                                              how="inner")
+               .select("client_id").unique().join(index, on="client_id", how="inner")["p"].to_numpy())
+    group_of = np.full(P, -1, dtype=np.int64)
+    group_of[np.sort(qualify)] = np.arange(qualify.size)
+    ids = index.filter(pl.Series(np.isin(index["p"].to_numpy(), needed)))["client_id"]
+    data = rows.filter(pl.col("client_id").is_in(ids.to_list()) & pl.col("client_id").is_in(multi.to_list())).collect()
+    mixed = _mix_windows(data, w, dw, index)
+    p = mixed["p"].to_numpy()
+    built = np.unique(p)
+    if not np.array_equal(built, np.intersect1d(np.flatnonzero(group_of >= 0), needed)):
+        return pool_input_cdf(pool, index, P)  # the key rule missed a client: number the groups from the masses
     if mixed.height == 0:
         return None, None
-    return _table_of(mixed["p"].to_numpy(), mixed["value"].to_numpy(), mixed["m"].to_numpy(), P)
+    out = np.full(P, -1, dtype=np.int64)
+    out[built] = group_of[built]
+    return pmf_table(group_of[p], mixed["value"].to_numpy(), mixed["m"].to_numpy()), out
 
 
 def followups_grow(inc: PmfTable, inc_map: np.ndarray) -> np.ndarray:
@@ -335,8 +406,7 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         rows, g = firsts[ok], g[ok]
         x = np.rint(np.asarray(inp, dtype=float)[rows])  # out holds 0 on follow-ups
         index = getattr(conv, "data_cdf_index", None)
-        below = pmf_cdf(conv.data_cdf, g, x - 0.5, index=index)
-        upto = pmf_cdf(conv.data_cdf, g, x + 0.5, index=index)
+        below, upto = pmf_cdf_pair(conv.data_cdf, g, x - 0.5, x + 0.5, index=index)  # one search (issue 16)
         u = u.copy()
         u[rows] = np.minimum(below + u[rows] * (upto - below), np.nextafter(1.0, 0.0))
     for table, gmap, rows in ((conv.inc, conv.inc_map, np.flatnonzero(follow & ~fresh)),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["PmfTable", "group_bounds", "pmf_cdf", "pmf_cdf_index", "pmf_table", "sample_pmf", "sample_runs",
+__all__ = ["PmfTable", "group_bounds", "pmf_cdf", "pmf_cdf_index", "pmf_cdf_pair", "pmf_table", "sample_pmf", "sample_runs",
            "sample_runs_units", "aggregate_pmfs"]
 
 
@@ -91,9 +91,67 @@ def pmf_cdf(table: PmfTable, group: np.ndarray, x: np.ndarray, *,
     key, span = pmf_cdf_index(table) if index is None else index
     # beyond the largest value the CDF is 1: clip there, or the key would run into the next group's
     q = group * 2 * span + np.minimum(np.asarray(x, dtype=float), span - 1.0)
-    idx = np.searchsorted(key, q, side="right") - 1
+    idx = _search_keys(table, key, np.asarray(group), q)
     ok = (idx >= 0) & (_entry_group(table.cum[np.maximum(idx, 0)]) == group)
     return np.where(ok, table.cum[np.maximum(idx, 0)] - group, 0.0)
+
+
+def pmf_cdf_pair(table: PmfTable, group: np.ndarray, x_lo: np.ndarray, x_hi: np.ndarray, *,
+                 index: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(pmf_cdf(table, group, x_lo), pmf_cdf(table, group, x_hi))`` with one search (``x_lo <= x_hi``).
+
+    The last key at or below ``x_hi`` is searched; the one at or below ``x_lo`` is the same entry
+    or the one before it unless two or more entries lie in ``(x_lo, x_hi]`` (then those rows are
+    searched again), so both answers are :func:`pmf_cdf`'s bits. For an input's mass between
+    ``x - 0.5`` and ``x + 0.5`` that is one entry at most: one search instead of two.
+    """
+    key, span = pmf_cdf_index(table) if index is None else index
+    group = np.asarray(group)
+    base = group * 2 * span
+    q_lo = base + np.minimum(np.asarray(x_lo, dtype=float), span - 1.0)
+    q_hi = base + np.minimum(np.asarray(x_hi, dtype=float), span - 1.0)
+    hi = _search_keys(table, key, group, q_hi)
+    lo = hi.copy()
+    over = (hi >= 0) & (key[np.maximum(hi, 0)] > q_lo)  # the entry at hi is above x_lo
+    prev = hi - 1
+    one = over & ((prev < 0) | (key[np.maximum(prev, 0)] <= q_lo))
+    lo[one] = prev[one]
+    again = over & ~one
+    if again.any():
+        lo[again] = np.searchsorted(key, q_lo[again], side="right") - 1
+
+    def answer(idx: np.ndarray) -> np.ndarray:
+        at = np.maximum(idx, 0)
+        ok = (idx >= 0) & (_entry_group(table.cum[at]) == group)
+        return np.where(ok, table.cum[at] - group, 0.0)
+
+    return answer(lo), answer(hi)
+
+
+def _search_keys(table: PmfTable, key: np.ndarray, group: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``searchsorted(key, q, side="right") - 1``: the last entry with a key <= ``q`` (-1: none).
+
+    Rows that come in runs of one group (a client's requests, in cell order: a few hundred runs
+    for millions of rows) are searched in their group's own keys, which stay in cache; the index
+    is the one the whole-table search finds whenever it lands in the row's group, and otherwise
+    one that is not in the row's group either (the entry before the group), so
+    :func:`pmf_cdf`'s answer is the same. Rows without runs: one search of the whole table.
+    """
+    n = group.size
+    if n == 0:
+        return np.zeros(0, np.int64)
+    change = np.empty(n, bool)
+    change[0] = True
+    np.not_equal(group[1:], group[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    if starts.size > max(64, n // 256):
+        return np.searchsorted(key, q, side="right") - 1
+    ends = np.concatenate((starts[1:], [n]))
+    lo, hi = group_bounds(table, group[starts])
+    idx = np.empty(n, np.int64)
+    for s, e, a, b in zip(starts.tolist(), ends.tolist(), lo.tolist(), hi.tolist()):  # a loop over runs
+        idx[s:e] = np.searchsorted(key[a:b], q[s:e], side="right") + (a - 1)
+    return idx
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,10 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
         )
     factor = np.where(selected_total > 0, target / np.where(selected_total > 0, selected_total, 1.0), 0.0)
 
-    conv = conversation_model(pool, grid.pool_ids) if conversations else None
+    r_sn = rates.rate[src] * factor[sn_seg]
+    live = r_sn > 0
+    # only the clients with a cell draw: the conversation model's pool-wide input PMFs are built for them
+    conv = conversation_model(pool, grid.pool_ids, needed=np.unique(sel[syn[live]])) if conversations else None
     if conv is not None and not bool(np.any(conv.has[sel])):
         conv = None
     mean_turns = conv.mean_turns[sel] if conv is not None else np.ones(n_syn)
@@ -191,8 +194,6 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
     context = context if context is not None else ("fitted" if fitted else "sorted")
 
     # cells (synthetic client, segment) with a positive rate, ordered by segment then client
-    r_sn = rates.rate[src] * factor[sn_seg]
-    live = r_sn > 0
     cs, cn = sn_seg[live], syn[live]
     c_rate = r_sn[live] / mean_turns[cn]
     c_law = rates.cell[src[live]]  # cells of grid.law
@@ -379,13 +380,11 @@ class _Drawer:
             order = np.flatnonzero(inside) if not inside.all() else None
             order = np.argsort(t, kind="stable") if order is None else order[np.argsort(t[order], kind="stable")]
             return {c: v[order] for c, v in out.items()}
-        key = np.int64(k) * _SHIFT + np.arange(n, dtype=np.int64)
-        out["pkey"] = np.where(out["turn"] > 1, key - 1, -1)
+        # rows outside [lo, hi) stay: after the chunk's sort they lead (warm-up turns) or trail
+        # (turns past the end) its buffer and are cut off there, without a masked copy here
+        # (iter_plan); a follow-up's parent is the row before it (key - 1, _link_parents)
         out["prow"] = np.full(n, -1, dtype=np.int64)
-        out["key"] = key
-        inside = (t >= p.lo) & (t < p.hi)
-        if not inside.all():
-            out = {c: v[inside] for c, v in out.items()}
+        out["key"] = np.int64(k) * _SHIFT + np.arange(n, dtype=np.int64)
         return out
 
 
@@ -484,9 +483,16 @@ def iter_plan(plan: GenerationPlan, *, chunk_s: float | None = 600.0,
             if not buf:
                 rows = []
             else:
-                order = np.lexsort((buf["key"], buf["t"]))
+                # by (time, key): the buffer is in key order wherever times tie (the carry, sorted
+                # by (time, key), holds earlier units' keys; then the units in key order), so a
+                # stable sort by time alone is that order
+                order = np.argsort(buf["t"], kind="stable")
                 buf = {c: v[order] for c, v in buf.items()}
-                m = int(np.searchsorted(buf["t"], horizon, side="left")) if not last else buf["t"].size
+                t_sorted = buf["t"]
+                a = int(np.searchsorted(t_sorted, plan.lo, side="left"))  # warm-up turns before the start
+                if a:
+                    buf = {c: v[a:] for c, v in buf.items()}
+                m = int(np.searchsorted(buf["t"], plan.hi if last else horizon, side="left"))
                 _link_parents(buf, m, base)
                 rows = [{c: v[:m] for c, v in buf.items()}]
                 carry = {c: v[m:] for c, v in buf.items()}
@@ -531,11 +537,12 @@ def prefix_blocks_step(plan: GenerationPlan, frame: pl.DataFrame, rows: list[dic
 def _link_parents(buf: dict[str, np.ndarray], m: int, base: int) -> None:
     """Fill ``prow`` (the parent's output row) of every buffered row whose parent is among the first ``m``."""
     keys = buf["key"][:m]
-    need = np.flatnonzero((buf["pkey"] >= 0) & (buf["prow"] < 0))
+    need = np.flatnonzero((buf["turn"] > 1) & (buf["prow"] < 0))
     if need.size == 0 or m == 0:
         return
+    parent = buf["key"][need] - 1  # a follow-up's parent is the row generated before it
     order = np.argsort(keys)
     sk = keys[order]
-    pos = np.minimum(np.searchsorted(sk, buf["pkey"][need]), m - 1)
-    found = sk[pos] == buf["pkey"][need]
+    pos = np.minimum(np.searchsorted(sk, parent), m - 1)
+    found = sk[pos] == parent
     buf["prow"][need[found]] = base + order[pos[found]]

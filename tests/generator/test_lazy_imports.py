@@ -1,5 +1,7 @@
 """A short ``servelab generate`` from a servelab pool imports neither scipy, statsmodels, sklearn,
-matplotlib nor DuckDB (issue 16 item 5); the lazy package exports resolve to the same objects.
+matplotlib, DuckDB, pyarrow nor pandas (issue 16 item 5); the lazy package exports resolve to the
+same objects. Three pools: a plain one, one with fitted conversations (turns, ITTs, first-turn
+inputs and increments: the pool-wide input PMFs are built), and the shipped ServeGen sample.
 
 Checked in a fresh interpreter (pytest itself has imported everything); the positive control runs
 the same probe after using a name that needs scipy.
@@ -13,13 +15,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _genpools import make_pool, to_client_pool
 
-HEAVY = ("scipy", "statsmodels", "sklearn", "matplotlib", "duckdb", "seaborn")
+HEAVY = ("scipy", "statsmodels", "sklearn", "matplotlib", "duckdb", "seaborn", "pyarrow", "pandas")
 _PROBE = r"""
 import json, sys
 from servelab.cli import main
@@ -50,6 +53,33 @@ def test_generate_from_a_servelab_pool_imports_no_heavy_library(tmp_path):
     assert _heavy_after_generate(tmp_path / "pool", tmp_path / "w.parquet", "plain") == []
     # positive control: a fitting name that needs scipy does load it in the same probe
     assert "scipy" in _heavy_after_generate(tmp_path / "pool", tmp_path / "w2.parquet", "control")
+
+
+def _conversation_pool():
+    """Two clients over three data windows with fitted conversations (turns, ITTs, first-turn
+    inputs of single- and multi-turn conversations, follow-up increments)."""
+    pmf = {"input_tokens": ([10, 100, 400], [0.3, 0.5, 0.2]), "output_tokens": ([5, 50], [0.5, 0.5])}
+    rows = []
+    for cid in ("a", "b"):
+        for q, values, probs in (("turns", [1, 2, 3], [0.5, 0.3, 0.2]), ("itt_s", [5.0, 30.0], [0.5, 0.5]),
+                                 ("input_increment", [20, 50], [0.5, 0.5]), ("first_input", [100, 200], [0.5, 0.5]),
+                                 ("first_input_multi", [150], [1.0])):
+            rows += [(cid, q, float(v), p) for v, p in zip(values, probs)]
+    conv = pl.DataFrame(rows, schema=["client_id", "quantity", "value", "probability"], orient="row")
+    return to_client_pool(make_pool({"a": [2.0] * 80, "b": [1.0] * 80}, pmfs={"a": pmf, "b": pmf},
+                                    conversations=conv))
+
+
+def test_generate_from_a_fitted_conversation_pool_or_a_servegen_sample_imports_no_heavy_library(tmp_path, raw_traces):
+    pool = _conversation_pool()
+    pool.save(tmp_path / "conv")
+    assert _heavy_after_generate(tmp_path / "conv", tmp_path / "c.parquet", "plain") == []
+    # the conversation path ran: follow-ups, and first turns drawn from the first-turn PMFs
+    out = pl.read_parquet(tmp_path / "c.parquet")
+    assert out["turn"].max() >= 2 and out.filter(pl.col("turn") == 1)["input_tokens"].is_in([100, 150, 200]).all()
+    sample = raw_traces / "servegen" / "m-small"
+    assert _heavy_after_generate(sample, tmp_path / "s.parquet", "plain") == []
+    assert "scipy" in _heavy_after_generate(sample, tmp_path / "s2.parquet", "control")
 
 
 def test_lazy_exports_are_the_modules_objects():
