@@ -9,13 +9,12 @@ F12 shape-test p (0.205 / 0.237). Here three values of share 1/10 make a bin of 
 ``max_bin_mass``: not more, so kept whole. The float sum 0.1 + 0.1 + 0.1 is 0.30000000000000004 in
 every order, so the old sum cut it in two: both paths fail without the exact mass.
 """
-import math
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from servelab.analysis.aggregates import SQL, round_half_even_sql
+from servelab.analysis.aggregates import binned_counts_sql
 from servelab.fitting.pool_data import _bin
 
 BINNING = {"exact_below": 64, "bin_ratio": 1.1, "spike_share": 0.5, "max_bin_mass": 0.3}
@@ -32,10 +31,7 @@ def _sql(counts: pl.DataFrame, threads: int) -> pl.DataFrame:
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}")
     con.register("vc0", counts.to_arrow())
-    sql = SQL["binned_counts"].format(
-        counts="SELECT * FROM vc0", exact_below=BINNING["exact_below"], log_ratio=repr(math.log(BINNING["bin_ratio"])),
-        spike=repr(BINNING["spike_share"]), max_mass=repr(BINNING["max_bin_mass"]),
-        mean_key=round_half_even_sql("sum(v * n) / sum(n)"))
+    sql = binned_counts_sql("SELECT * FROM vc0", **BINNING)
     return con.sql(sql).pl().sort("vk")
 
 
