@@ -132,6 +132,16 @@
    CPU-s, count **+33.5%**: there week 1's hump passed the forecast's curvature test (Mann-Kendall
    p 0.003, curvature p 0.038 >= 0.01), so a trend was kept and extrapolated (the volume path
    plays no part; part 1b's table gives the same count under both rules).
+   **After the time-of-day rule of the extension** (2026-12-04 04:13-04:22, one lock hold, interleaved
+   A/B of the three v17 files at 14eb967 (session start) and at f7f6b1c, ``servelab validate STORE
+   --split 0.5 --pool-window 10m -o DIR``, /usr/bin/time, load 2.4-6.2): 1 M rows (1 draw), two
+   rounds: base 26.8 / 29.0 s wall, 31.7 / 33.0 CPU-s; new 30.2 / 28.5 s, 34.2 / 32.4 CPU-s;
+   window_rate_ks servelab 0.0953 -> **0.0538** (naive 0.0714 / 0.0713), count +6.4% -> +6.2%.
+   10 M rows (1 draw): base 102.5 s wall, 127.5 CPU-s, 6.9 GB; new **98.6 s wall**, 119.6 CPU-s,
+   6.5 GB (target 180 s met); window_rate_ks 0.0988 -> **0.0565** (naive 0.0717: the loss the
+   closing note named is now a win), count +5.9% -> +5.8%; servelab closer on 10 of 11 (input_ks
+   0.0046 vs 0.0037, noise floor 0.0011). The same 10 M run alone at 04:03 (load 4-8): 114.1 s wall,
+   136.1 CPU-s. The extension's rows cost nothing measurable.
 1b. **The churn volume path's rule** (``--parts volumepath``, :func:`part_volume_path`; ``--volume-path-rows``
    the synthetic stores, default 1 M and 10 M): per case the expected count past the split of
    the extension (servelab's, but for the arrivals' Poisson noise) and of naive's smooth total,
