@@ -90,6 +90,7 @@ from scipy import stats
 from servelab.analysis.fidelity import METRICS, choose_window, compare
 from servelab.analysis.store import TraceStore, open_store, write_store
 from servelab.fitting.pool_fit import fit_pool
+from servelab.fitting.pool_churn import MIN_SPAN_WINDOWS
 from servelab.fitting.pool_settings import PoolFitSettings, resolve_setting_aliases
 from servelab.generator.extend import NEW_CLIENT_PREFIX, extend_pool
 from servelab.generator.generate import generate
@@ -97,7 +98,8 @@ from servelab.generator.naive import naive_generate
 
 __all__ = ["CANDIDATES", "DEFAULT_DRAWS", "DRAWS_MAX_REQUESTS", "DRAW_LEVEL", "DRAW_SCORE", "DRAW_TEST",
            "GIVEN_RATE_ASSUMPTION", "RATE_ASSUMPTION", "SHAPE_LEVEL", "SHAPE_METRICS", "SHAPE_NULL",
-           "ShapeTest", "SplitResult", "noise_floor", "ValidationResult", "resolve_split", "sample_clients",
+           "POOL_WINDOWS", "ShapeTest", "SplitResult", "noise_floor", "ValidationResult", "pool_window_for",
+           "resolve_split", "sample_clients",
            "crps_sample", "default_draws", "draw_comparison", "draw_seeds", "energy_score", "shape_scores",
            "shape_test", "validate"]
 
@@ -409,6 +411,47 @@ def _plain(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+#: the pool windows :func:`pool_window_for` tries, longest first (seconds; 10 min is fit-pool's default)
+POOL_WINDOWS = (600.0, 300.0, 120.0, 60.0, 30.0, 10.0)
+
+
+def pool_window_for(split, first_s: float, last_s: float, *, rolling: int = 1) -> tuple[float, str]:
+    """The longest pool window of :data:`POOL_WINDOWS` that leaves the part before the split
+    :data:`~servelab.fitting.pool_churn.MIN_SPAN_WINDOWS` whole windows (what churn needs to be
+    measured and the pool extended) and each of ``rolling`` test folds one; the shortest when none
+    does (the split then fails with its own message).
+
+    Why: ``servelab validate STORE --split 0.5`` at fit-pool's 10-min window refused every trace
+    shorter than about 80 minutes (Azure 2023 code, one hour: "the pool's span 1200 s is shorter
+    than 4 windows of 600 s"; Mooncake's 17 minutes: "split 0.5 gives 0 s"), traces like those the
+    issue's check runs on. A long trace keeps 10 minutes.
+
+    Parameters
+    ----------
+    split : float
+        As for :func:`resolve_split`.
+    first_s, last_s : float
+        The trace's first and last timestamps.
+    rolling : int
+        Test folds after the split.
+
+    Returns
+    -------
+    (float, str)
+        The window (seconds) and the rule, in words.
+    """
+    for w in POOL_WINDOWS:
+        try:
+            t = resolve_split(split, first_s, last_s, w)
+        except ValueError:
+            continue
+        if t - math.floor(first_s / w) * w >= MIN_SPAN_WINDOWS * w and last_s - t >= max(1, int(rolling)) * w:
+            rule = ("automatic: the longest of " + ", ".join(f"{x:g}" for x in POOL_WINDOWS)
+                    + f" s leaving >= {MIN_SPAN_WINDOWS} windows before the split")
+            return w, rule
+    return POOL_WINDOWS[-1], f"automatic: none of the windows leaves {MIN_SPAN_WINDOWS} before the split; the shortest"
 
 
 def resolve_split(split, first_s: float, last_s: float, window_s: float) -> float:

@@ -51,7 +51,9 @@ def _split(store, text: str) -> float:
               help="Cut the time after the split into K test folds, each predicted from everything before it.")
 @click.option("--window", "window_s", type=float, default=None,
               help="Window of the window metrics, seconds (default: picked from each real later part).")
-@click.option("--pool-window", default="10m", show_default=True, help="Arrival window of the fitted pools.")
+@click.option("--pool-window", default=None,
+              help="Arrival window of the fitted pools (default: 10m, or the longest of 5m, 2m, 1m, 30s, 10s that "
+                   "leaves 4 windows before the split on a short trace).")
 @click.option("--max-requests", type=click.IntRange(min=1), default=None,
               help="Above this many requests, validate on a seeded sample of whole clients of at most this many.")
 @click.option("--draws", type=click.IntRange(min=1), default=None,
@@ -86,7 +88,7 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
 
     from servelab.analysis.store import open_store
     from servelab.fitting.pool_settings import PoolFitSettings
-    from servelab.generator.validation import DRAWS_MAX_REQUESTS, default_draws, draw_seeds
+    from servelab.generator.validation import DRAWS_MAX_REQUESTS, default_draws, draw_seeds, pool_window_for
     from servelab.generator.validation import validate as run
 
     if window_s is not None and not (math.isfinite(window_s) and window_s > 0):
@@ -98,10 +100,21 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
     if draws is None:
         draws = default_draws(n)
         draws_rule = f"default: {n:,} requests {'<=' if n <= DRAWS_MAX_REQUESTS else '>'} {DRAWS_MAX_REQUESTS:,}"
+    if pool_window is None:
+        span = store.manifest.get("span_s") or {}
+        if span.get("first") is not None and span.get("last") is not None:
+            pool_window, pool_rule = pool_window_for(split, float(span["first"]), float(span["last"]),
+                                                     rolling=rolling or 1)
+        else:  # an old manifest without the span
+            pool_window, pool_rule = "10m", "default (the store's manifest gives no span)"
+    else:
+        pool_rule = "given"
     result = run(store, split=split, seed=seed, rolling=rolling, window_s=window_s,
                  settings=PoolFitSettings(window_s=pool_window), max_requests=max_requests, draws=draws)
     doc = result.to_json()
+    doc["pool_window"] = {"window_s": PoolFitSettings(window_s=pool_window).window_s, "rule": pool_rule}
     click.echo(f"store  {store_path}")
+    click.echo(f"pool   arrival window {PoolFitSettings(window_s=pool_window).window_s:g} s ({pool_rule})")
     click.echo(f"rate   {result.rate_assumption}")
     click.echo(f"draws  {draws} per generator ({draws_rule}; seeds {', '.join(map(str, draw_seeds(seed, draws)))})"
                + ("; values are the draws' means, verdict by a paired test over draws at 5%" if draws > 1 else ""))

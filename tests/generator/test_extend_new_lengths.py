@@ -55,3 +55,41 @@ def test_new_clients_take_length_laws_by_request_share_and_keep_them():
         x = new.filter(sel)["input_tokens"].to_numpy()
         assert x.size > 100
         assert float(np.median(x)) == pytest.approx(LENGTH_TYPES[ty][0], rel=0.05)
+
+
+def test_new_clients_conversation_inputs_follow_their_length_laws_not_their_template():
+    # the same population with each request its own (single-turn) conversation: the pool then has
+    # first-turn input PMFs (conversation_pmfs), which the generator draws first turns from. A new
+    # client's must be its length laws' client's, as its data PMFs are: copied from its template
+    # (another client, of the other type half the time, and seen for a few requests), a new client's
+    # inputs were a mix of two types' or one template's few values (the sparse 23-day store: 480
+    # requests all of input 309)
+    frame, truth = simulate_typed_churn(3, days=2.0, n_initial=10, new_per_day=60.0, mean_life_days=0.5)
+    # every client's second request follows up its first (so every client has turns and inter-turn
+    # times, and the pool fits the conversations' input PMFs, which need follow-ups); the rest are
+    # single-turn conversations
+    rank = pl.int_range(pl.len()).over("client_id")
+    frame = frame.with_columns(conversation_id=pl.when(rank <= 1).then(pl.col("client_id") + "-0")
+                               .otherwise(pl.col("client_id") + "-" + rank.cast(pl.String)))
+    split = DAY
+    before = frame.filter(pl.col("timestamp") < split)
+    with tempfile.TemporaryDirectory() as tmp:
+        pool = fit_pool(write_store(before, Path(tmp) / "b", source="typed", fmt="simulated"))
+    assert pool.conversation_pmfs.filter(pl.col("quantity") == "first_input").height > 0
+    ext, _ = extend_pool(pool, 2 * DAY, seed=3)
+    gen = generate(ext, "pool", DAY, start=split, seed=3, max_requests=None)
+    new = gen.filter(pl.col("client_id").str.starts_with(NEW_CLIENT_PREFIX))
+    per = new.group_by("client_id").agg(a=(pl.col("input_tokens") < TYPE_CUT).mean(), n=pl.len(),
+                                        distinct=pl.col("input_tokens").n_unique())
+    assert per.height >= 30
+    # one type per new client, as without conversations, and the type's share the fitted span's
+    # request share (the rule), not the templates' (uniform over clients: about 1/2); 3 sd, as above
+    assert per.filter((pl.col("a") > 0) & (pl.col("a") < 1)).height == 0
+    p = float(before.select((pl.col("input_tokens") < TYPE_CUT).mean()).item())
+    n = per.height
+    assert abs(float((per["a"] > 0.5).mean()) - p) <= 3 * math.sqrt(p * (1 - p) / n)
+    # each type's inputs follow its law (log-median within 5%, as above), not a template's few values
+    for ty, sel in (("A", pl.col("input_tokens") < TYPE_CUT), ("B", pl.col("input_tokens") >= TYPE_CUT)):
+        x = new.filter(sel)["input_tokens"].to_numpy()
+        assert x.size > 100
+        assert float(np.median(x)) == pytest.approx(LENGTH_TYPES[ty][0], rel=0.05)
