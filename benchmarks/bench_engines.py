@@ -24,33 +24,35 @@ DuckDB on one thread there (the same work, without the CPU that waiting threads 
 (to split a change into its parts with scratch commits). Each child also reports each step's
 CPU (least of its passes), and the output gives every step's paired CPU ratio with its interval.
 
-Measured 2026-12-04 04:05-04:27 UTC (load 3-9: the other sessions' niced work; sched_autogroup off),
-this checkout (d3bbc19: ``binned_counts`` without window sums over every value count) against
-**3145d35** (main before any Spark work), ``--engines '' --child-threads 1``, CPU after/before as the
-geometric mean of the per-round ratios with Student's t 95% interval on their logs:
+Measured 2026-12-04 04:41-04:46 UTC (load 7-10: the other sessions' niced work; sched_autogroup
+off), this checkout (05de9c8: ``binned_counts`` on one window partition) against **3145d35** (main
+before any Spark work), ``--engines '' --child-threads 1``, CPU after/before: the geometric mean of
+the per-round ratios (each round one child of each, who runs first alternating) with Student's t 95%
+interval on their logs:
 
-- 10 M rows, 12 rounds: **0.7944 [0.7541, 0.8368]** (the DuckDB path is 21% *faster* than before
-  the Spark work; target < 1.03 met); per step value_counts 0.5655 [0.5033, 0.6354], gaps + cells
-  1.0746 [1.0114, 1.1417] (``mix_sql``, the hash both engines compute alike: +0.055 CPU-s over
-  ``hash()`` on 10 M rows, one thread, in isolation), log_stats 0.9134, client_counts 1.0194.
-- 1 M rows, 20 rounds: **0.7542 [0.7110, 0.7999]**; value_counts 0.5046 [0.4681, 0.5440], gaps
-  1.0299 [0.9598, 1.1051].
-- This checkout against main 14eb967 (the change alone), 10 M, 8 rounds: 0.7587 [0.6988, 0.8238];
-  value_counts 0.5465 [0.4943, 0.6042], gaps 0.9871, log_stats 1.1554 [0.9870, 1.3525] (the same SQL
-  on both sides: noise).
-- Where main's remaining +2% was (SQL the two sides send, captured per step): only two steps send
-  other SQL than 3145d35; ``binned_counts`` (6cdb626's exact bin mass) and the gaps table's uniform
-  (``mix_sql``). EXPLAIN ANALYZE of ``binned_counts`` at 10 M rows (one thread): 5.39 s, of which two
-  window operators over the 4.96 M value counts 1.97 s + 1.75 s and the counts themselves 1.0 s.
-  Now window totals and log-bin masses are hash aggregates and joins, and the running sum that cuts
-  a heavy log bin runs only over the windows that hold one (170 k of the 4.96 M rows): same bytes
-  (Parquet ``cmp`` against 14eb967 on the 1 M, 10 M, sparse and two sample stores, four binnings).
-- DuckDB's value_counts step (all threads, the table's setting) after it: 1 M 0.557 s / 0.5 CPU-s,
-  10 M 3.71 s / 3.7, 100 M 38.4 s / 37.9 CPU-s (was 57.9 / 49.7; load 9.3). Spark's value_counts
-  in the table below ran the old SQL (not re-measured at 100 M), so its Spark / DuckDB ratio for
-  that step is now 3.9x (local[2]) and 4.4x (standalone) of CPU per row against the new DuckDB query.
+- 10 M rows, 12 rounds: **0.8934 [0.8671, 0.9204]**: the DuckDB path is 11% *faster* than before the
+  Spark work (target: upper end < 1.03, met; point estimate < 1); per step value_counts 0.7954
+  [0.7617, 0.8306], gaps + cells 1.0064 [0.9676, 1.0467], log_stats 1.0224, client_counts 1.0638.
+- 1 M rows, 20 rounds: **0.8492 [0.8232, 0.8760]**; value_counts 0.7237 [0.6901, 0.7588], gaps
+  1.0052 [0.9769, 1.0343].
+- Where main's remaining +2% was (the SQL each side sends, captured per step): only two steps send
+  other SQL than 3145d35: ``binned_counts`` (6cdb626's exact bin mass) and the gaps table's uniform
+  (``mix_sql``, the hash both engines compute alike: +0.055 CPU-s over ``hash()`` on 10 M rows, one
+  thread, about 1.3% of the step). EXPLAIN ANALYZE of ``binned_counts`` at 10 M rows (one thread):
+  5.39 s, of which two window operators over the 4.96 M value counts 1.97 s (partition (client,
+  window): total and running sum) + 1.75 s (partition (client, window, log bin): 2.1 M partitions)
+  and the counts themselves 1.0 s. The log bin's count is now the peers of an order key on the
+  first partition, so one partition and sort serve all three sums: same bytes (Parquet ``cmp``
+  against 14eb967 on the 1 M, 10 M, sparse and two sample stores, four binnings incl. fit_pool's).
+  (d3bbc19 had made it hash aggregates and joins: DuckDB 0.7944 [0.7541, 0.8368] at 10 M, but Spark
+  local[2] value_counts at 10 M 73.5 s / 84.1 CPU-s against 36.3 / 27.2, so 05de9c8 replaced it.)
+- value_counts after 05de9c8 (all threads, the table's setting): DuckDB 1 M 0.263 s / 0.5 CPU-s,
+  10 M 2.26 s / 4.2, 100 M 17.1 s / 31.8 CPU-s (was 57.9 / 49.7; load 9-10); Spark local[2] 1 M
+  8.8 s / 15.3 CPU-s, 10 M 18.9 s / 33.0 (load 7-8). Spark's 100 M value_counts in the table below
+  ran the SQL before 05de9c8 (not re-measured): against DuckDB's 31.8 CPU-s its per-row CPU is 4.6x
+  (local[2]) and 5.2x (standalone), so that step's break-even moves from 3.0-3.3 to 4.6-5.2 machines.
 
-Earlier (before d3bbc19):
+Earlier (before d3bbc19 and 05de9c8):
 Measured 2026-12-03 23:00-23:33 UTC (load 6-10), main (d378a9f) against **3145d35**, the first
 parent of the engine-choice merge aae1993 (main just before any Spark work), one DuckDB thread
 (``--child-threads 1``), CPU after/before, paired geometric mean and 95% interval:
