@@ -49,8 +49,10 @@ interval on their logs:
 - value_counts after 05de9c8 (all threads, the table's setting): DuckDB 1 M 0.263 s / 0.5 CPU-s,
   10 M 2.26 s / 4.2, 100 M 17.1 s / 31.8 CPU-s (was 57.9 / 49.7; load 9-10); Spark local[2] 1 M
   8.8 s / 15.3 CPU-s, 10 M 18.9 s / 33.0 (load 7-8). Spark's 100 M value_counts in the table below
-  ran the SQL before 05de9c8 (not re-measured): against DuckDB's 31.8 CPU-s its per-row CPU is 4.6x
-  (local[2]) and 5.2x (standalone), so that step's break-even moves from 3.0-3.3 to 4.6-5.2 machines.
+  ran the SQL before 05de9c8: against DuckDB's 31.8 CPU-s its per-row CPU is 4.6x (local[2]) and
+  5.2x (standalone). Re-measured on local[2] at 04:59-05:01 (load 1.5-2.2, recorded): 1 M 6.6 s /
+  12.5 CPU-s, 10 M 10.5 s / 20.2, 100 M 68.3 s / 133.0 CPU-s (was 157.3 / 147.8): 4.2x DuckDB's CPU
+  per row, so that step's break-even moves from 3.0 to about 4.2 machines (standalone not re-measured).
 
 - Engine equivalence on the 10 M store after 05de9c8 (04:49-04:58, niced): every query of
   ``tests/analysis/test_engines.py``'s ``_aggregates`` (arrival cells 1,133,582, gap samples, value
