@@ -1,12 +1,12 @@
-"""The SQL binning of value counts (``binned_counts``) equals the pool's polars binning, heavy log bins included.
+"""The SQL binning of value counts (``binned_counts``) equals the binning rules exactly, heavy log bins too.
 
-:func:`servelab.analysis.aggregates.binned_counts_sql` bins ``cidx, d, vk, n`` counts with hash
-aggregates and joins, and runs the running sum that cuts a heavy log bin only over the windows
-that hold one; ``_reference`` below is an independent numpy computation of the rules of
-:mod:`servelab.fitting.pool_data` (row by row in value order) it must equal exactly. The counts are seeded and built so that every
-rule fires many times: values below ``exact_below``, spikes, spikes inside a log bin (whose mass
-counts toward the bin's), log bins over ``max_bin_mass`` cut in several pieces, windows without a
-heavy bin, and windows of one value.
+:func:`servelab.analysis.aggregates.binned_counts_sql` takes a log bin's count as the peers of an
+order key on the (client, window) partition, and the running sum that cuts a heavy log bin on the
+same partition; ``_reference`` below is an independent numpy computation of the rules of
+:mod:`servelab.fitting.pool_data` (row by row in value order) it must equal exactly. The counts are
+seeded and built so that every rule fires many times: values below ``exact_below``, spikes, spikes
+inside a log bin (whose mass counts toward the bin's), log bins over ``max_bin_mass`` cut in several
+pieces, windows without a heavy bin, and windows of one value.
 """
 import duckdb
 import numpy as np
