@@ -104,6 +104,15 @@ def traffic_times(timestamps: np.ndarray, window_s: float, *, span: tuple[float,
     return a + np.maximum(b - a, 0.0) * q
 
 
+def _itt_bins(gaps: pl.DataFrame, x: pl.Expr, weight: str, bin_ratio: float) -> pl.DataFrame:
+    """``cidx, bin, value, n, total``: gaps ``x`` in 0.1 s bins below 1 s, log bins of ratio
+    ``bin_ratio`` above (value = bin mean; ``n`` and ``total`` weighted by column ``weight``)."""
+    return (gaps.with_columns(pl.when(x < 1).then((x * 10).floor() + 1e6)
+                              .otherwise(bin_values(x, exact_below=1, bin_ratio=bin_ratio)).alias("bin"))
+            .group_by("cidx", "bin").agg(x.mean().alias("value"), pl.col(weight).sum().alias("n"),
+                                         (x * pl.col(weight)).sum().alias("total")))
+
+
 def increment_profile_rows(follow_t: np.ndarray, increments: np.ndarray, request_t: np.ndarray,
                            request_input: np.ndarray, *, data_window_s: float, start: float,
                            level: float = INCREMENT_PROFILE_LEVEL, min_followups: int = INCREMENT_PROFILE_MIN
@@ -247,6 +256,10 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
         rid = frame.select("request_id", pl.Series("cidx", ci))
         links = conv.links.join(rid, on="request_id", how="inner")
         pairs = None
+        # every request's time (and input), read once for the traffic times and the increment test
+        every = (pl.from_arrow(store.read_arrow(["request_id", "timestamp"] + (
+            ["input_tokens"] if "input_tokens" in store.columns else [])))
+            if traffic_window_s is not None or data_window_s is not None else None)
         if "input_tokens" in store.columns:
             cols = ["request_id", "input_tokens"] + (["output_tokens"] if "output_tokens" in store.columns else [])
             io = pl.from_arrow(store.read_arrow(cols))
@@ -259,11 +272,10 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
                              pl.col("timestamp").cast(pl.Float64).alias("t")))
             if data_window_s is not None:
                 f = pairs.filter(~pl.col("first"))
-                every_io = pl.from_arrow(store.read_arrow(["timestamp", "input_tokens"]))
-                t_all = every_io["timestamp"].cast(pl.Float64).to_numpy()
+                t_all = every["timestamp"].cast(pl.Float64).to_numpy()
                 profile = increment_profile_rows(
                     f["t"].to_numpy(), (f["i"] - f["h"]).to_numpy(), t_all,
-                    every_io["input_tokens"].cast(pl.Float64).fill_null(0.0).to_numpy(), data_window_s=data_window_s,
+                    every["input_tokens"].cast(pl.Float64).fill_null(0.0).to_numpy(), data_window_s=data_window_s,
                     start=float(span[0]) if span is not None else float(np.nanmin(t_all)))
             pairs = pairs.drop("t")
         owner = links.filter(pl.col("request_id") == pl.col("conversation")).select("conversation", "cidx")
@@ -279,7 +291,6 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
         # last turns in it for the window's cuts (the generator's turns are spaced in it)
         links = links.with_columns(pl.col("timestamp").cast(pl.Float64).alias("tau"))
         if traffic_window_s is not None:
-            every = pl.from_arrow(store.read_arrow(["request_id", "timestamp"]))
             tau = pl.DataFrame({"request_id": every["request_id"].cast(links["request_id"].dtype),
                                 "tau": traffic_times(every["timestamp"].cast(pl.Float64).to_numpy(),
                                                      traffic_window_s, span=span)})
@@ -338,20 +349,12 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
         gaps = gaps.with_columns(pl.lit(1.0).alias("w"))
         turns = per_conv.group_by("cidx", "turns").agg(pl.len().cast(pl.Int64).alias("n"))
     # ITT: 0.1 s bins below 1 s, log bins of ratio bin_ratio above (value = bin mean; n, total weighted)
-    itt = (gaps.with_columns(pl.when(pl.col("itt_s") < 1).then((pl.col("itt_s") * 10).floor() + 1e6)
-                             .otherwise(bin_values(pl.col("itt_s"), exact_below=1, bin_ratio=bin_ratio)).alias("bin"))
-           .group_by("cidx", "bin").agg(pl.col("itt_s").mean().alias("value"), pl.col("w").sum().alias("n"),
-                                        (pl.col("itt_s") * pl.col("w")).sum().alias("total")))
+    itt = _itt_bins(gaps, pl.col("itt_s"), "w", bin_ratio)
     req = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "n": np.bincount(ci, minlength=len(names))})
     table, pmfs = tables_from_aggregates(turns, itt, req, names, share_of_turns=window_censoring)
     if ITT_TRAFFIC in gaps.columns:  # the same PMF of the traffic-time gaps (same bins; their window weights)
-        x = pl.col(ITT_TRAFFIC).clip(lower_bound=0.0)
-        wt = "w_traffic" if "w_traffic" in gaps.columns else "w"
-        traffic = (gaps.filter(pl.col(ITT_TRAFFIC).is_not_null())
-                   .with_columns(pl.when(x < 1).then((x * 10).floor() + 1e6)
-                                 .otherwise(bin_values(x, exact_below=1, bin_ratio=bin_ratio)).alias("bin"))
-                   .group_by("cidx", "bin").agg(x.mean().alias("value"), pl.col(wt).sum().alias("n"),
-                                                (x * pl.col(wt)).sum().alias("total")))
+        traffic = _itt_bins(gaps.filter(pl.col(ITT_TRAFFIC).is_not_null()), pl.col(ITT_TRAFFIC).clip(lower_bound=0.0),
+                            "w_traffic" if "w_traffic" in gaps.columns else "w", bin_ratio)
         if traffic.height:
             _, tp = tables_from_aggregates(turns, traffic, req, names)
             pmfs = pl.concat([pmfs, tp.filter(pl.col("quantity") == "itt_s").with_columns(

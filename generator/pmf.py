@@ -91,9 +91,14 @@ def pmf_cdf(table: PmfTable, group: np.ndarray, x: np.ndarray, *,
     key, span = pmf_cdf_index(table) if index is None else index
     # beyond the largest value the CDF is 1: clip there, or the key would run into the next group's
     q = group * 2 * span + np.minimum(np.asarray(x, dtype=float), span - 1.0)
-    idx = _search_keys(table, key, np.asarray(group), q)
-    ok = (idx >= 0) & (_entry_group(table.cum[np.maximum(idx, 0)]) == group)
-    return np.where(ok, table.cum[np.maximum(idx, 0)] - group, 0.0)
+    return _cdf_at(table, group, _search_keys(table, key, np.asarray(group), q))
+
+
+def _cdf_at(table: PmfTable, group: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The CDF at entry ``idx`` of each row (:func:`_search_keys`), 0 where it is not in the row's group."""
+    at = np.maximum(idx, 0)
+    ok = (idx >= 0) & (_entry_group(table.cum[at]) == group)
+    return np.where(ok, table.cum[at] - group, 0.0)
 
 
 def pmf_cdf_pair(table: PmfTable, group: np.ndarray, x_lo: np.ndarray, x_hi: np.ndarray, *,
@@ -119,13 +124,7 @@ def pmf_cdf_pair(table: PmfTable, group: np.ndarray, x_lo: np.ndarray, x_hi: np.
     again = over & ~one
     if again.any():
         lo[again] = np.searchsorted(key, q_lo[again], side="right") - 1
-
-    def answer(idx: np.ndarray) -> np.ndarray:
-        at = np.maximum(idx, 0)
-        ok = (idx >= 0) & (_entry_group(table.cum[at]) == group)
-        return np.where(ok, table.cum[at] - group, 0.0)
-
-    return answer(lo), answer(hi)
+    return _cdf_at(table, group, lo), _cdf_at(table, group, hi)
 
 
 def _search_keys(table: PmfTable, key: np.ndarray, group: np.ndarray, q: np.ndarray) -> np.ndarray:
