@@ -33,6 +33,7 @@ import polars as pl
 
 from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import ConvergenceWarning
+from servelab.fitting.ordered_sums import grouped_sums
 from servelab.fitting.pool_data import bin_values
 
 __all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "INCREMENT_PROFILE", "INCREMENT_PROFILE_LEVEL",
@@ -107,10 +108,11 @@ def traffic_times(timestamps: np.ndarray, window_s: float, *, span: tuple[float,
 def _itt_bins(gaps: pl.DataFrame, x: pl.Expr, weight: str, bin_ratio: float) -> pl.DataFrame:
     """``cidx, bin, value, n, total``: gaps ``x`` in 0.1 s bins below 1 s, log bins of ratio
     ``bin_ratio`` above (value = bin mean; ``n`` and ``total`` weighted by column ``weight``)."""
-    return (gaps.with_columns(pl.when(x < 1).then((x * 10).floor() + 1e6)
-                              .otherwise(bin_values(x, exact_below=1, bin_ratio=bin_ratio)).alias("bin"))
-            .group_by("cidx", "bin").agg(x.mean().alias("value"), pl.col(weight).sum().alias("n"),
-                                         (x * pl.col(weight)).sum().alias("total")))
+    binned = gaps.with_columns(pl.when(x < 1).then((x * 10).floor() + 1e6)
+                               .otherwise(bin_values(x, exact_below=1, bin_ratio=bin_ratio)).alias("bin"))
+    # float sums in row order (a polars group-by sum's last bit varies from run to run)
+    return (grouped_sums(binned, ["cidx", "bin"], s=x, k=pl.lit(1.0), n=weight, total=x * pl.col(weight))
+            .select("cidx", "bin", (pl.col("s") / pl.col("k")).alias("value"), "n", "total"))
 
 
 def increment_profile_rows(follow_t: np.ndarray, increments: np.ndarray, request_t: np.ndarray,
@@ -388,11 +390,11 @@ def increment_aggregates(values: pl.DataFrame, *, exact_below: int, bin_ratio: f
                                bin_values(pl.col("x").abs(), exact_below=exact_below, bin_ratio=bin_ratio).alias("bin"))
                 .group_by("cidx", "first", "multi", "neg", "bin").agg(pl.col("x").mean().alias("value"),
                                                                       pl.len().cast(pl.Int64).alias("n")))
-    return (x.with_columns((pl.col("x") < 0).alias("neg"),
-                           bin_values(pl.col("x").abs(), exact_below=exact_below, bin_ratio=bin_ratio).alias("bin"))
-            .group_by("cidx", "first", "multi", "neg", "bin")
-            .agg(((pl.col("x") * pl.col("w")).sum() / pl.col("w").sum()).alias("value"),
-                 pl.col("w").sum().alias("n")))
+    binned = x.with_columns((pl.col("x") < 0).alias("neg"),
+                            bin_values(pl.col("x").abs(), exact_below=exact_below, bin_ratio=bin_ratio).alias("bin"))
+    # weighted sums in row order (a polars group-by sum's last bit varies from run to run)
+    return (grouped_sums(binned, ["cidx", "first", "multi", "neg", "bin"], xw=pl.col("x") * pl.col("w"), n="w")
+            .select("cidx", "first", "multi", "neg", "bin", (pl.col("xw") / pl.col("n")).alias("value"), "n"))
 
 
 def increment_pmfs(aggregates: pl.DataFrame, names: list[str]) -> pl.DataFrame:

@@ -67,6 +67,7 @@ from servelab.analysis.block_hashes import prefix_hashes
 from servelab.analysis.prefix_reuse import DEFAULT_BLOCK_SIZE, infinite_cache_hits
 from servelab.analysis.shared_prefixes import CommonPrefixRule, shared_prefix_table
 from servelab.analysis.store import TraceStore
+from servelab.fitting.ordered_sums import grouped_sums
 from servelab.fitting.pool_schemas import PREFIX_KINDS, PREFIXES_SCHEMA
 
 __all__ = [
@@ -299,9 +300,9 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
     if span_s is not None:
         # the weighted (uncut) reuse share is at most all of the class's first turns; the generator
         # applies it times the lag CDF at each request's time, within the class's "none" share
-        room = roots.group_by("c", "cls").agg(
-            pl.len().cast(pl.Float64).alias("room"),
-            pl.col("w").filter(pl.col("kind") == 2).sum().alias("wsum"))
+        # (weighted sums in row order: a polars group-by sum's last bit varies from run to run)
+        room = (roots.group_by("c", "cls").agg(pl.len().cast(pl.Float64).alias("room"))
+                .join(grouped_sums(roots, ["c", "cls"], wsum=pl.when(pl.col("kind") == 2).then(pl.col("w")).otherwise(0.0)), on=["c", "cls"]))
         roots = (roots.join(room, on=["c", "cls"], how="left")
                  .with_columns(pl.when(pl.col("kind") == 2)
                                .then(pl.col("w") * pl.min_horizontal(pl.lit(1.0), pl.col("room") / pl.col("wsum")))
@@ -310,7 +311,7 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
 
     def pmf(sub: pl.DataFrame, col: str, kind: str, per: pl.DataFrame) -> pl.DataFrame:
         keys = ["c", "cls"] if "cls" in per.columns else ["c"]
-        counts = sub.group_by(*keys, col).agg(pl.col("w").sum().alias("k")).join(per, on=keys)
+        counts = grouped_sums(sub, [*keys, col], k="w").join(per, on=keys)
         return counts.select("c", pl.lit(kind).alias("kind"), pl.lit(None, pl.Int64).alias("group"),
                              pl.lit(None, pl.Int64).alias("extends"), pl.col(col).cast(pl.Float64).alias("value"),
                              # weighted sums add in another order than their totals: a one-value
@@ -347,8 +348,8 @@ def fit_prefix_table(structure: RequestStructure, clients: np.ndarray, names: li
     parts.append(seen.join(parts[-1].select("c", "min_blocks"), on=["c", "min_blocks"], how="anti"))
     reused = roots.filter(pl.col("kind") == 2)
     # lags per length class too: long prompts (documents) come back later than short ones
-    parts.append(pmf(reused, "lag", "reuse_lag_s", reused.group_by("c", "cls").agg(pl.col("w").sum().alias("n"))))
-    parts.append(pmf(reused, "same", "reuse_same_length", reused.group_by("c").agg(pl.col("w").sum().alias("n"))))
+    parts.append(pmf(reused, "lag", "reuse_lag_s", grouped_sums(reused, ["c", "cls"], n="w")))
+    parts.append(pmf(reused, "same", "reuse_same_length", grouped_sums(reused, ["c"], n="w")))
     if span_s is not None and reused.height:
         parts.append(reused.select(pl.col("c").unique().sort(), pl.lit("reuse_censoring").alias("kind"),
                                    pl.lit(None, pl.Int64).alias("group"), pl.lit(None, pl.Int64).alias("extends"),
