@@ -54,14 +54,15 @@ def test_grouped_sums_takes_an_expression_and_handles_edges():
 
 
 _FIT = """
-import sys
-from servelab.analysis.store import open_store
+import os, sys
+from servelab.analysis.store import duckdb_settings, open_store
 from servelab.fitting.pool_fit import fit_pool
-fit_pool(open_store(sys.argv[1])).save(sys.argv[2])
+with duckdb_settings(threads=int(os.environ["POLARS_MAX_THREADS"])):
+    fit_pool(open_store(sys.argv[1])).save(sys.argv[2])
 """
 
 
-def test_fit_pool_writes_the_same_bytes_under_one_and_four_threads(raw_traces, tmp_path):
+def test_fit_pool_writes_the_same_bytes_under_one_and_four_polars_and_duckdb_threads(raw_traces, tmp_path):
     store = tmp_path / "store"
     ingest(raw_traces / "mooncake" / "synthetic_trace.jsonl", fmt="mooncake", output=store, progress=False)
     digests = []
