@@ -8,7 +8,11 @@ changes: every operation (:meth:`ClientPool.clip`, :meth:`ClientPool.select`,
 Tables (the agreed layout; columns may be added, never renamed or removed)
 ---------------------------------------------------------------------------
 ``clients``
-    ``client_id: str, has_arrivals: bool, has_data: bool, note: str``
+    ``client_id: str, has_arrivals: bool, has_data: bool, note: str``; fitted pools also carry
+    ``data_own_weight: str | null`` (JSON ``{field: lambda}``: the weight of the client's own
+    request-data PMFs against the clients' mean, length shrinkage of sparse clients,
+    :mod:`servelab.fitting.pool_shrinkage`; absent or null: 1, the own PMFs only). ServeGen's
+    format has no such weight: the export drops it and says so.
 ``arrivals``
     ``client_id, window_start: f64 s, window_s: f64, rate: f64 req/s, cv: f64,
     family: str | null``, then one ``f64 | null`` column per parameter name of the arrival

@@ -70,6 +70,7 @@ from servelab.fitting.pool_conversations import (conversation_spans, conversatio
 from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
 from servelab.fitting.pool_prefixes import prefix_table
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings, resolve_setting_aliases
+from servelab.fitting.pool_shrinkage import fit_shrinkage, own_weights, shrink_conversation_inputs
 from servelab.fitting.segments import weibull_mle_segments
 
 __all__ = [
@@ -311,6 +312,13 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     else:
         data, data_fits = pl.DataFrame(), pl.DataFrame()
     with_data = set(data["client_id"].unique().to_list()) if data.height else set()
+    # sparse clients' PMFs shrink toward their window's mix (issue 17; fitting.pool_shrinkage)
+    shrinkage, own_weight = {}, None
+    if fields and s.length_shrinkage:
+        shrinkage, weights = fit_shrinkage(pl.concat(count_parts), [name for name, _, _ in fields],
+                                           log_bins=(float(s.exact_below), float(s.bin_ratio)),
+                                           log_fields=[name for name, _, kind in fields if kind != "grid"])
+        own_weight = own_weights(weights, names)
 
     conv, conv_pmfs, conv_note = None, None, "not fitted (conversations=False)"
     if s.conversations:
@@ -339,6 +347,10 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                                                              span=covered, traffic_window_s=s.window_s,
                                                              data_window_s=s.data_window_s)
 
+    if own_weight is not None and conv_pmfs is not None and conv_pmfs.height:
+        # sparse clients' first-turn and increment PMFs shrink toward the pooled ones (issue 17)
+        conv_pmfs = shrink_conversation_inputs(conv_pmfs, weights, names)
+
     # prefix model (issue 15): per client, from prefix_blocks (None without them)
     prefixes = (prefix_table(store, prefix_ci, names, linking=s.linking,
                              span_s=(covered[1] - covered[0]) if s.window_censoring and covered[1] > covered[0]
@@ -352,6 +364,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         pl.col("client_id").is_in(list(with_data)).alias("has_data"),
         pl.when(pl.col("client_id") == s.residual_id).then(pl.lit(residual_note)).otherwise(pl.lit("")).alias("note"),
     )
+    if own_weight is not None:
+        client_table = client_table.join(own_weight, on="client_id", how="left", maintain_order="left")
     window_s = s.window_s
     pool_span = (arrivals.first_window * window_s, (arrivals.last_window + 1) * window_s)
     provenance = {
@@ -384,6 +398,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                 if conv_aggs is None or conv_spans is not None
                 else "turns as seen (conversation_id aggregates carry no last-turn times)"))
             if s.window_censoring else "none (counts as seen)"),
+        "length_shrinkage": ({f: fit.describe() for f, fit in shrinkage.items()} if s.length_shrinkage
+                             else "none (every client's own PMFs)"),
         "prefix_censoring": ("reuse lags weighted by T/(T-x) capped at 20 in the reuse share and PMFs; the generator "
                              "drops reuses whose lag reaches before the client's first row"
                              if s.window_censoring else "none (reuse counts as seen)"),

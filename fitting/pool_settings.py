@@ -129,6 +129,11 @@ class PoolFitSettings:
         are not first turns: they are left out, for the generator's warm-up makes its own), and prefix reuses
         weighted by their lag (:func:`~servelab.fitting.pool_prefixes.fit_prefix_table`: a reuse
         whose original came before the trace's start is not seen as one). False: the counts as seen.
+    length_shrinkage : bool
+        Shrink sparse clients' request-data PMFs toward their window's pool mix by the fitted
+        empirical-Bayes weight :math:`\\lambda = n / (n + k)` (:mod:`~servelab.fitting.pool_shrinkage`;
+        the generator draws from the client's own PMF with probability :math:`\\lambda`). False: every
+        client's own PMFs as seen.
 
     Raises
     ------
@@ -155,6 +160,7 @@ class PoolFitSettings:
     residual_id: str = RESIDUAL_ID
     span: tuple[float, float] | None = None
     window_censoring: bool = True
+    length_shrinkage: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window_s", parse_window(self.window_s))
@@ -195,6 +201,8 @@ class PoolFitSettings:
             raise ValueError(f"seed must be an integer; got {self.seed!r}")
         if not isinstance(self.window_censoring, bool):
             raise ValueError(f"window_censoring must be True or False; got {self.window_censoring!r}")
+        if not isinstance(self.length_shrinkage, bool):
+            raise ValueError(f"length_shrinkage must be True or False; got {self.length_shrinkage!r}")
         if not (isinstance(self.residual_id, str) and self.residual_id):
             raise ValueError(f"residual_id must be a non-empty string; got {self.residual_id!r}")
         if self.span is not None:

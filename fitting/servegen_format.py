@@ -39,6 +39,7 @@ from servelab.fitting.exceptions import MissingDatasetWarning, PoolExistsError, 
 from servelab.fitting.families import arrival_family_names, get_arrival_family
 from servelab.fitting.pool import DATA_SCHEMA, ClientPool
 from servelab.fitting.pool_checks import check_pool_tables
+from servelab.fitting.pool_shrinkage import OWN_WEIGHT_COLUMN
 
 __all__ = ["read_servegen", "write_servegen", "is_servegen_pool", "SERVEGEN_FAMILIES", "servegen_families"]
 
@@ -322,6 +323,10 @@ def write_servegen(pool: ClientPool, path: str | os.PathLike, *, overwrite: bool
     if pool.lazy("prefixes").select(pl.len()).collect().item():  # issue 15: ServeGen has no prefix model
         warnings.warn(f"ServeGen's format has no prefix model: the pool's 'prefixes' table (shared system prompts, "
                       f"templates, reuse, conversation history) is dropped from {str(path)!r}", PoolWarning, stacklevel=2)
+    if OWN_WEIGHT_COLUMN in pool.clients.columns and pool.clients[OWN_WEIGHT_COLUMN].is_not_null().any():
+        warnings.warn(f"ServeGen's format has no length shrinkage: the clients' {OWN_WEIGHT_COLUMN!r} weights are "
+                      f"dropped from {str(path)!r}, so generation from it draws every request from its client's own "
+                      "PMFs (servelab.fitting.pool_shrinkage)", PoolWarning, stacklevel=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

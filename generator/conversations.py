@@ -368,8 +368,8 @@ def _table_of(p: np.ndarray, values: np.ndarray, weights: np.ndarray, P: int) ->
     return pmf_table(group_of[p], values, weights), group_of
 
 
-def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.ndarray, inp: np.ndarray, rng
-                    ) -> np.ndarray:
+def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.ndarray, inp: np.ndarray, rng, *,
+                    pooled: np.ndarray | None = None) -> np.ndarray:
     """Per row: a first turn's input, or a follow-up's input increment (float, rounded).
 
     A follow-up (``turn > 1``) draws from its pool client's increment PMF (``pool_index`` per
@@ -387,6 +387,9 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
     uniform of its own data draw when the pool says its increments follow the data windows
     (``conv.inc_profile``, the pool's ``input_increment_profile`` row,
     :func:`servelab.fitting.pool_conversations.increment_profile_rows`); else its uniform is free.
+    A row of ``pooled`` (its data draw came from the pool's mix: length shrinkage,
+    :mod:`servelab.fitting.pool_shrinkage`) keeps its free uniform: its draw's position in its
+    client's own PMF would sit at that PMF's ends and pick the extremes of its first-turn PMF.
     """
     out = np.asarray(inp, dtype=float).copy()
     if conv.inc is None or turn.size == 0:
@@ -401,6 +404,8 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         # (randomised within the draw's mass by u): uniform over the pool's span, high in windows
         # of long prompts, so first-turn inputs follow the data windows' time profile
         firsts = np.flatnonzero(~fresh if getattr(conv, "inc_profile", False) else ~follow)
+        if pooled is not None:
+            firsts = firsts[~pooled[firsts]]
         g = conv.data_cdf_map[pool_index[firsts]]
         ok = g >= 0
         rows, g = firsts[ok], g[ok]

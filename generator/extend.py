@@ -80,6 +80,7 @@ from servelab.fitting.pool_churn import MIN_SPAN_WINDOWS, ChurnModel, churn_mode
 from servelab.fitting.pool_conversations import FIRST_INPUT, FIRST_INPUT_MULTI, INCREMENT
 from servelab.fitting.pool_forecast import RateForecast, fit_rate_forecast
 from servelab.fitting.pool_settings import RESIDUAL_ID
+from servelab.fitting.pool_shrinkage import OWN_WEIGHT_COLUMN
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.grid import frame_of
 
@@ -547,6 +548,10 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     clients = frame_of(pool.clients)
     tmpl_clients = (clients.join(mapping.rename({"template": "client_id"}), on="client_id", how="inner")
                     .join(newc.select("new_id", "lengths_from"), on="new_id", how="left"))
+    if OWN_WEIGHT_COLUMN in clients.columns:  # the length-shrinkage weight is a length law: lengths_from's
+        tmpl_clients = tmpl_clients.drop(OWN_WEIGHT_COLUMN).join(
+            clients.select(pl.col("client_id").alias("lengths_from"), OWN_WEIGHT_COLUMN), on="lengths_from",
+            how="left", maintain_order="left")
     kw["clients"] = pl.concat([clients, tmpl_clients.with_columns(
         client_id=pl.col("new_id"), note=pl.lit("synthetic new client (churn) from template ") + pl.col("client_id")
         + pl.lit(", length laws of ") + pl.col("lengths_from")

@@ -21,22 +21,43 @@ from servelab.generator.grid import SegmentRates, WindowGrid, frame_of
 from servelab.generator.pmf import PmfTable, aggregate_pmfs, pmf_table, sample_runs_units
 from servelab.generator.pool import DATA_FIELDS
 
-__all__ = ["CANONICAL_ORDER", "DataSampler", "canonical_arrays", "canonical_fields", "data_sampler", "int_series",
-           "request_data"]
+__all__ = ["CANONICAL_ORDER", "POOLED_INPUT", "DataSampler", "FieldTable", "canonical_arrays", "canonical_fields",
+           "data_sampler", "int_series", "request_data"]
 
 _MODALITIES = ("image", "audio", "video")
+#: the key of :meth:`DataSampler.draw_units`'s result marking the requests whose ``input_tokens``
+#: came from the pool's mix (length shrinkage); absent when none did
+POOLED_INPUT = "pooled:input_tokens"
 #: the data columns of a workload, in order
 CANONICAL_ORDER = ("input_tokens", "output_tokens", "reason_tokens", "text_tokens", "image_tokens", "audio_tokens",
                    "video_tokens", "image_count", "audio_count", "video_count")
 
 
+@dataclass(frozen=True)
+class FieldTable:
+    """One field's PMFs ready to draw from: ``table``, the key -> group map ``group_of_key`` (``key =
+    p * D + d``; -1: no data) and, for pools with length shrinkage, each key's own-PMF weight
+    ``own_weight`` (:math:`\\lambda`; 1: the own PMF only) and the group of the clients' mean PMF
+    ``mix_of_key`` (-1: none). Empty ``own_weight``: no shrinkage."""
+
+    table: PmfTable
+    group_of_key: np.ndarray
+    own_weight: np.ndarray
+    mix_of_key: np.ndarray
+
+
 def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts: np.ndarray,
-                   weights: pl.DataFrame, wmatrix: np.ndarray, *, borrow: bool = True) -> tuple[PmfTable, np.ndarray]:
+                   weights: pl.DataFrame, wmatrix: np.ndarray, *, borrow: bool = True,
+                   own_weight: np.ndarray | None = None, center: pl.DataFrame | None = None) -> FieldTable:
     """Table and key -> group map (``key = p * D + d``) for one field, with fallbacks.
 
     A (client, data window) without its own PMF borrows the client's nearest data window, else
     the rate-weighted aggregate of that window, else the aggregate of the whole period.
     Without ``borrow`` only the client's own windows are used (-1 in the map: no data).
+    ``own_weight`` (per pool client, :math:`\\lambda` of :mod:`servelab.fitting.pool_shrinkage`):
+    a key of the client's own (or nearest) PMF also maps to ``center`` (``value, probability``:
+    the pool's mix over its fitted span, :func:`_fitted_mix`), drawn with probability
+    :math:`1 - \\lambda`.
     """
     P, D = len(pool_ids), dstarts.size
     index = pl.DataFrame({"client_id": pool_ids, "p": np.arange(P)})
@@ -61,6 +82,7 @@ def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts:
             group_of_key[key] = group_of_key[p * D + own[np.argmin(np.abs(own - d))]]
         else:
             still.append((int(key), d))
+    shrink = own_weight is not None and bool(np.any(own_weight < 1.0)) and center is not None and center.height > 0
     if still and borrow:
         # the rate-weighted aggregate of the window, else of the whole period (built only when used)
         rows = data.filter(pl.col("field") == field)
@@ -78,11 +100,24 @@ def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts:
                 group_of_key[key] = own_keys.size + int(np.searchsorted(agg_ds, d))
             elif overall.height:
                 group_of_key[key] = g_all
+    lam, mix_of_key = np.zeros(0), np.zeros(0, np.int64)
+    if shrink:
+        # keys of a client's own (or nearest) PMF: weight lambda, and the pool's mix over its
+        # fitted span (the center the prior strength was fitted against: fitting.pool_shrinkage)
+        g_center = max(int(g.max()) for g in groups if g.size) + 1
+        groups.append(np.full(center.height, g_center))
+        values.append(center["value"].to_numpy())
+        probs.append(center["probability"].to_numpy())
+        lam = np.ones(P * D)
+        mix_of_key = np.full(P * D, -1, dtype=np.int64)
+        keyed = np.flatnonzero((group_of_key >= 0) & (group_of_key < own_keys.size))
+        lam[keyed] = np.repeat(np.asarray(own_weight, dtype=float), D)[keyed]
+        mix_of_key[keyed] = g_center
     group, value, prob = np.concatenate(groups), np.concatenate(values), np.concatenate(probs)
     if value.size == 0:
         raise GenerationError(f"the pool has no data for field {field!r}")
     order = np.lexsort((value, group))
-    return pmf_table(group[order], value[order], prob[order]), group_of_key
+    return FieldTable(pmf_table(group[order], value[order], prob[order]), group_of_key, lam, mix_of_key)
 
 
 def _nearest_borrow(pool, data: pl.DataFrame, need: pl.DataFrame) -> pl.DataFrame:
@@ -108,6 +143,65 @@ def _nearest_borrow(pool, data: pl.DataFrame, need: pl.DataFrame) -> pl.DataFram
     return rows.with_columns(pl.col("target").alias("window_start")).select(data.columns)
 
 
+def _own_weights(pool, client_ids: list[str], fields: list[str]) -> dict[str, np.ndarray]:
+    """Per field, the own-PMF weight :math:`\\lambda` of each of ``client_ids`` from the pool's
+    ``clients`` table's :data:`~servelab.fitting.pool_shrinkage.OWN_WEIGHT_COLUMN` (JSON; 1 where
+    absent); empty when the pool has no such column (older pools, ServeGen's) or no weight below 1."""
+    from servelab.fitting.pool_shrinkage import OWN_WEIGHT_COLUMN
+
+    clients = getattr(pool, "clients", None)
+    if clients is None or OWN_WEIGHT_COLUMN not in clients.columns:
+        return {}
+    col = (pl.DataFrame({"client_id": client_ids}, schema={"client_id": pl.String})
+           .join(clients.select("client_id", OWN_WEIGHT_COLUMN), on="client_id", how="left",
+                 maintain_order="left")[OWN_WEIGHT_COLUMN])
+    out = {}
+    for field in fields:  # a loop over fields; JSON decoded by polars, never per request
+        w = (col.str.json_path_match(f"$.{field}").cast(pl.Float64).fill_null(1.0).to_numpy()
+             if col.null_count() < col.len() else np.ones(len(client_ids)))
+        if np.any(w < 1.0):
+            out[field] = np.clip(w, 0.0, 1.0)
+    return out
+
+
+def _fitted_mix(pool, fields: list[str]) -> dict[str, pl.DataFrame]:
+    """Per field, ``value, probability``: the mean of the clients' PMFs over the pool's fitted
+    span, each client weighted by its own-PMF weight :math:`\\lambda` (proportional to its
+    precision :math:`n (k + 1) / (n + k)`; its data windows mixed by the requests each holds:
+    arrival rate x window, as fitted), the center of length shrinkage
+    (:mod:`servelab.fitting.pool_shrinkage`).
+    The fitted span is the pool's, up to the start of an extension past it
+    (``provenance["extension"]["start_s"]``, :func:`~servelab.generator.extend.extend_pool`): the
+    center the prior strength was fitted against, not the extension's, whose new clients copy a
+    few templates' PMFs. Every client of the pool votes, whoever the workload selects."""
+    lo, hi = (float(x) for x in pool.span)
+    ext = (getattr(pool, "provenance", None) or {}).get("extension")
+    if isinstance(ext, Mapping) and ext.get("start_s") is not None:
+        hi = min(hi, float(ext["start_s"]))
+    dw = float(pool.data_window_s)
+
+    def lazy(name: str) -> pl.LazyFrame:
+        return pool.lazy(name) if hasattr(pool, "lazy") else frame_of(getattr(pool, name)).lazy()
+
+    inside = (pl.col("window_start") >= lo - 1e-6) & (pl.col("window_start") < hi)
+    weights = (lazy("arrivals").filter(inside & (pl.col("rate") > 0))
+               .select("client_id", ((pl.col("window_start") / dw).floor() * dw).alias("window_start"),
+                       (pl.col("rate") * pl.col("window_s")).alias("weight"))
+               .group_by("client_id", "window_start").agg(pl.col("weight").sum())
+               .with_columns(pl.col("weight") / pl.col("weight").sum().over("client_id")).collect())
+    ids = weights["client_id"].unique().sort().to_list()
+    own = _own_weights(pool, ids, fields)
+    out = {}
+    for field, lam in own.items():  # a loop over fields
+        rows = (lazy("data").filter(inside & (pl.col("field") == field) & (pl.col("probability") > 0))
+                .select("client_id", pl.col("window_start").cast(pl.Float64), "field", "value", "probability")
+                .collect())
+        vote = pl.DataFrame({"client_id": ids, "lam": lam}, schema={"client_id": pl.String, "lam": pl.Float64})
+        w = weights.join(vote, on="client_id").with_columns(pl.col("weight") * pl.col("lam")).drop("lam")
+        out[field] = aggregate_pmfs(rows, w, by_window=False).select("value", "probability")
+    return out
+
+
 @dataclass(frozen=True)
 class DataSampler:
     """The request-data PMFs of a generation period, ready to draw from (no random state).
@@ -120,7 +214,7 @@ class DataSampler:
     dw: float
     k0: int
     n_windows: int
-    tables: Mapping[str, tuple[PmfTable, np.ndarray]]
+    tables: Mapping[str, FieldTable]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
@@ -139,15 +233,34 @@ class DataSampler:
         d_req = np.clip(np.floor((t - self.anchor) / self.dw).astype(np.int64) - self.k0, 0, self.n_windows - 1)
         key = pool_index * self.n_windows + d_req
         cols: dict[str, np.ndarray] = {}
-        for field, (table, group_of_key) in self.tables.items():  # a loop over fields
-            g = group_of_key[key]
-            if g.min(initial=0) >= 0:  # every request has data: no masking pass
-                cols[field] = sample_runs_units(table, g, ptr, rngs)
-                continue
+        mix_u = None
+        if any(ft.own_weight.size for ft in self.tables.values()):
+            # length shrinkage: one uniform per request, from its unit's stream before the fields',
+            # says whether it draws from its client's own PMF (u < lambda) or the pool's mix
+            # (the same uniform for every field: a request of a sparse client is one pool request)
+            mix_u = np.concatenate([rngs[u].random(int(ptr[u + 1] - ptr[u])) for u in range(len(rngs))]
+                                   or [np.zeros(0)])
+        for field, ft in self.tables.items():  # a loop over fields
+            g = ft.group_of_key[key]
+            parts = None
+            if mix_u is not None and ft.own_weight.size:
+                to_mix = mix_u >= ft.own_weight[key]
+                if to_mix.any():
+                    g = np.where(to_mix, ft.mix_of_key[key], g)
+                    if field == "input_tokens":  # a pool request's first turn is the pool's (draw_increments)
+                        cols[POOLED_INPUT] = to_mix
+                    # own and mix draws in two passes, each in the unit's order, so that a client's
+                    # requests of one window keep their long runs of one group
+                    parts = (~to_mix & (g >= 0), to_mix)
+            if parts is None:
+                if g.min(initial=0) >= 0:  # every request has data: no masking pass
+                    cols[field] = sample_runs_units(ft.table, g, ptr, rngs)
+                    continue
+                parts = (g >= 0,)
             draw = np.full(t.size, np.nan)
-            ok = g >= 0
-            kept = np.concatenate(([0], np.cumsum(ok)))[ptr]  # each unit's requests with data
-            draw[ok] = sample_runs_units(table, g[ok], kept, rngs)
+            for ok in parts:
+                kept = np.concatenate(([0], np.cumsum(ok)))[ptr]  # each unit's requests in this pass
+                draw[ok] = sample_runs_units(ft.table, g[ok], kept, rngs)
             cols[field] = draw
         return cols
 
@@ -199,7 +312,10 @@ def data_sampler(pool, grid: WindowGrid, seg_a, seg_b, rates: SegmentRates, lo, 
     if data.height == 0:
         return None
     fields = [f for f in DATA_FIELDS if f in set(data["field"].unique().to_list())]
-    tables = {field: _field_sampler(data, field, grid.pool_ids, dstarts, active, wmatrix, borrow=borrow)
+    own = _own_weights(pool, grid.pool_ids, fields)
+    centers = _fitted_mix(pool, list(own)) if own else {}
+    tables = {field: _field_sampler(data, field, grid.pool_ids, dstarts, active, wmatrix, borrow=borrow,
+                                    own_weight=own.get(field), center=centers.get(field))
               for field in fields}
     return DataSampler(anchor=float(anchor), dw=dw, k0=int(k0), n_windows=int(D), tables=tables)
 

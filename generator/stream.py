@@ -47,7 +47,7 @@ from servelab.generator.exceptions import GenerationError, GenerationWarning
 from servelab.generator.grid import (SegmentRates, WindowGrid, dense_row_sums, pool_span, segment_rates,
                                      segments, window_grid)
 from servelab.generator.rates import DEFAULT_MAX_REQUESTS, RateSchedule, check_request_budget, resolve_rate
-from servelab.generator.request_data import DataSampler, canonical_arrays, data_sampler, int_series
+from servelab.generator.request_data import POOLED_INPUT, DataSampler, canonical_arrays, data_sampler, int_series
 
 __all__ = ["UNIT_REQUESTS", "UNIT_S", "GenerationPlan", "chunk_frame", "generate_chunks", "iter_plan", "plan_generation",
            "prefix_blocks_step"]
@@ -368,8 +368,8 @@ class _Drawer:
             if p.conv is not None and "input_tokens" in fields and (p.context == "fitted" or np.any(out["turn"] > 1)):
                 inp = np.nan_to_num(fields["input_tokens"])
                 outp = np.nan_to_num(fields["output_tokens"]) if "output_tokens" in fields else np.zeros_like(inp)
-                inc = (draw_increments(p.conv, p.sel[client], out["turn"], inp, rng) if p.context == "fitted"
-                       else None)  # first inputs and follow-up increments, drawn after the data (issue 15)
+                inc = (draw_increments(p.conv, p.sel[client], out["turn"], inp, rng, pooled=raw.get(POOLED_INPUT))
+                       if p.context == "fitted" else None)  # first inputs and follow-up increments, after the data
                 fresh = fresh_followups(p.conv, p.sel[client], out["turn"]) if p.context == "fitted" else None
                 fields["input_tokens"] = accumulate_inputs(inp, outp, out["turn"], context=p.context, increments=inc,
                                                            fresh=fresh)  # no history where follow-ups do not grow

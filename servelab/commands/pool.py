@@ -58,10 +58,12 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
         p = _load(path)  # every warning reaches the user through the CLI-wide handler (servelab.cli)
         messages = []
     summary = p.info(top=top)
+    from servelab.fitting.pool_shrinkage import shrinkage_summary  # issue 17
     from servelab.generator.extend import churn_summary, coupling_summary  # issue 17
 
     summary["churn"] = churn_summary(p)
     summary["coupling"] = coupling_summary(p)
+    summary["length_shrinkage"] = shrinkage_summary(p)
     summary["warnings"] = messages
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -101,6 +103,10 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
             f"{mix['p_leave_within_7_days']['newborn']:.1%}, present 7 days "
             f"{mix['p_leave_within_7_days']['present_7_days']:.1%}")))
     click.echo(f"coupling        {summary['coupling']}")
+    shrink = summary["length_shrinkage"]
+    click.echo("shrinkage       " + (shrink if isinstance(shrink, str) else "; ".join(
+        f"{f}: k {v['k']:.3g}" + (f" (alike-clients test p {v['p_value']:.2g})" if v.get("p_value") is not None else "")
+        + f", own-PMF weight median {v['median_weight']:.3g} over {v['clients']} clients" for f, v in shrink.items())))
     if show_clients:
         with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160):
             click.echo(p.summary())

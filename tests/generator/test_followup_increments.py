@@ -75,6 +75,15 @@ def id_pool(trace, tmp_path_factory):
     return fit_pool(write_store(frame, tmp_path_factory.mktemp("ids") / "s"), window_censoring=False)
 
 
+@pytest.fixture(scope="module")
+def id_pool_own(trace, tmp_path_factory):
+    # id_pool without length shrinkage: the first-turn PMFs as seen (shrinkage mixes a client's
+    # with the pooled ones by its weight: tests/fitting/test_pool_shrinkage.py)
+    frame = trace.select("timestamp", "client_id", "input_tokens", "output_tokens", "conversation_id")
+    return fit_pool(write_store(frame, tmp_path_factory.mktemp("ids_own") / "s"), window_censoring=False,
+                    length_shrinkage=False)
+
+
 def _fitted(pool, client) -> pl.DataFrame:
     rows = pool.conversation_pmfs.filter(pl.col("quantity") == INCREMENT)
     rows = rows.filter(pl.col("client_id").is_null() if client is None else pl.col("client_id") == client)
@@ -186,14 +195,14 @@ def test_fitted_context_needs_increments(id_pool):
 
 
 @pytest.mark.parametrize("multi", [False, True])
-def test_first_turn_pmfs_are_the_first_turns_inputs(id_pool, trace, multi):
+def test_first_turn_pmfs_are_the_first_turns_inputs(id_pool_own, trace, multi):
     # first_input (single-turn) / first_input_multi (starts of longer conversations): the inputs of
     # those first turns only (reference: numpy over the trace's rows), not the all-requests
     # marginal of the data PMFs
     from servelab.fitting.pool_conversations import FIRST_INPUT, FIRST_INPUT_MULTI
 
     q = FIRST_INPUT_MULTI if multi else FIRST_INPUT
-    rows = id_pool.conversation_pmfs.filter((pl.col("quantity") == q) & (pl.col("client_id") == "a"))
+    rows = id_pool_own.conversation_pmfs.filter((pl.col("quantity") == q) & (pl.col("client_id") == "a"))
     size = trace.group_by("conversation_id").agg(pl.len().alias("k"))
     firsts = trace.join(size, on="conversation_id").filter(
         (pl.col("client_id") == "a") & (pl.col("turn") == 1) & ((pl.col("k") > 1) == multi))
