@@ -26,8 +26,7 @@ def grouped_sums(frame: pl.DataFrame, keys: Sequence[str], **sums: str | pl.Expr
     frame : polars.DataFrame
         Rows to sum; key columns must hold no nulls.
     keys : sequence of str
-        Grouping columns (integer or float; integer keys beyond 2**53 must not be mixed with
-        float ones).
+        Grouping columns (numeric or boolean).
     **sums : str or polars.Expr
         ``alias=column`` or ``alias=expression`` over ``frame``, each summed as float64 (a count
         is ``pl.lit(1.0)``: exact below 2**53 rows).
@@ -51,12 +50,22 @@ def grouped_sums(frame: pl.DataFrame, keys: Sequence[str], **sums: str | pl.Expr
     if frame.height == 0:
         return key_frame.clear().with_columns([pl.lit(0.0, pl.Float64).alias(a) for a in sums]).clear()
     values = frame.select(exprs)
-    # integer keys stay exact (int64); a float key makes the whole stack float64
-    kind = np.int64 if all(key_frame.schema[k].is_integer() for k in keys) else np.float64
-    columns = np.column_stack([key_frame[k].to_numpy().astype(kind) for k in keys])
-    uniq, inverse = np.unique(columns, axis=0, return_inverse=True)
+    # each key column coded on its own (a 1-D unique: fast), the codes combined into one integer
+    # key in the keys' order (lexicographic, as the sorted result), which a last 1-D unique numbers
+    uniques, code = [], np.zeros(frame.height, dtype=np.int64)
+    for k in keys:
+        u, inv = np.unique(key_frame[k].to_numpy(), return_inverse=True)
+        if u.size and code.max(initial=0) > (np.iinfo(np.int64).max - u.size) // u.size:
+            raise ValueError(f"grouped_sums: too many distinct key combinations over {keys}")
+        code = code * u.size + inv.ravel()
+        uniques.append(u)
+    combined, inverse = np.unique(code, return_inverse=True)
     inverse = inverse.ravel()
-    out = pl.DataFrame({k: uniq[:, i] for i, k in enumerate(keys)})
+    cols, rest = {}, combined
+    for k, u in zip(reversed(keys), reversed(uniques)):
+        rest, idx = np.divmod(rest, u.size)
+        cols[k] = u[idx]
+    out = pl.DataFrame({k: cols[k] for k in keys})
     return out.with_columns([pl.col(k).cast(key_frame.schema[k]) for k in keys]
-                            + [pl.Series(a, np.bincount(inverse, weights=values[a].to_numpy(), minlength=uniq.shape[0]),
+                            + [pl.Series(a, np.bincount(inverse, weights=values[a].to_numpy(), minlength=combined.size),
                                          dtype=pl.Float64) for a in sums])

@@ -70,7 +70,8 @@ from servelab.fitting.pool_conversations import (conversation_spans, conversatio
 from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
 from servelab.fitting.pool_prefixes import prefix_table
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings, resolve_setting_aliases
-from servelab.fitting.pool_shrinkage import fit_shrinkage, own_weights, shrink_conversation_inputs
+from servelab.fitting.pool_shrinkage import (fit_shrinkage, own_weights, shrink_conversation_inputs,
+                                             shrinkage_centers)
 from servelab.fitting.segments import weibull_mle_segments
 
 __all__ = [
@@ -313,12 +314,15 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         data, data_fits = pl.DataFrame(), pl.DataFrame()
     with_data = set(data["client_id"].unique().to_list()) if data.height else set()
     # sparse clients' PMFs shrink toward their window's mix (issue 17; fitting.pool_shrinkage)
-    shrinkage, own_weight = {}, None
+    shrinkage, own_weight, centers = {}, None, {}
     if fields and s.length_shrinkage:
         shrinkage, weights = fit_shrinkage(pl.concat(count_parts), [name for name, _, _ in fields],
                                            log_bins=(float(s.exact_below), float(s.bin_ratio)),
                                            log_fields=[name for name, _, kind in fields if kind != "grid"])
         own_weight = own_weights(weights, names)
+        centers = shrinkage_centers(pl.concat(count_parts), weights, {name: kind for name, _, kind in fields},
+                                    exact_below=s.exact_below, bin_ratio=s.bin_ratio, spike_share=s.spike_share,
+                                    max_bin_mass=s.max_bin_mass)
 
     conv, conv_pmfs, conv_note = None, None, "not fitted (conversations=False)"
     if s.conversations:
@@ -398,7 +402,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                 if conv_aggs is None or conv_spans is not None
                 else "turns as seen (conversation_id aggregates carry no last-turn times)"))
             if s.window_censoring else "none (counts as seen)"),
-        "length_shrinkage": ({f: fit.describe() for f, fit in shrinkage.items()} if s.length_shrinkage
+        "length_shrinkage": ({f: {**fit.describe(), **({"center": centers[f]} if f in centers else {})}
+                              for f, fit in shrinkage.items()} if s.length_shrinkage
                              else "none (every client's own PMFs)"),
         "prefix_censoring": ("reuse lags weighted by T/(T-x) capped at 20 in the reuse share and PMFs; the generator "
                              "drops reuses whose lag reaches before the client's first row"

@@ -173,7 +173,16 @@ def _fitted_mix(pool, fields: list[str]) -> dict[str, pl.DataFrame]:
     The fitted span is the pool's, up to the start of an extension past it
     (``provenance["extension"]["start_s"]``, :func:`~servelab.generator.extend.extend_pool`): the
     center the prior strength was fitted against, not the extension's, whose new clients copy a
-    few templates' PMFs. Every client of the pool votes, whoever the workload selects."""
+    few templates' PMFs. Every client of the pool votes, whoever the workload selects. A fitted
+    pool records the center in its provenance (``length_shrinkage``,
+    :func:`~servelab.fitting.pool_shrinkage.shrinkage_centers`), which is used as it is; else it
+    is built here from the pool's tables."""
+    recorded = (getattr(pool, "provenance", None) or {}).get("length_shrinkage")
+    if isinstance(recorded, Mapping) and all(isinstance(recorded.get(f), Mapping) and "center" in recorded[f]
+                                             for f in fields):
+        return {f: pl.DataFrame({"value": recorded[f]["center"]["value"],
+                                 "probability": recorded[f]["center"]["probability"]},
+                                schema={"value": pl.Float64, "probability": pl.Float64}) for f in fields}
     lo, hi = (float(x) for x in pool.span)
     ext = (getattr(pool, "provenance", None) or {}).get("extension")
     if isinstance(ext, Mapping) and ext.get("start_s") is not None:
