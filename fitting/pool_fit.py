@@ -70,8 +70,7 @@ from servelab.fitting.pool_conversations import (conversation_spans, conversatio
 from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
 from servelab.fitting.pool_prefixes import prefix_table
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings, resolve_setting_aliases
-from servelab.fitting.pool_shrinkage import (fit_shrinkage, own_weights, shrink_conversation_inputs,
-                                             shrinkage_centers)
+from servelab.fitting.pool_shrinkage import fit_shrinkage, own_weights, shrinkage_centers
 from servelab.fitting.segments import weibull_mle_segments
 
 __all__ = [
@@ -350,10 +349,6 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                                                              window_censoring=s.window_censoring,
                                                              span=covered, traffic_window_s=s.window_s,
                                                              data_window_s=s.data_window_s)
-
-    if own_weight is not None and conv_pmfs is not None and conv_pmfs.height:
-        # sparse clients' first-turn and increment PMFs shrink toward the pooled ones (issue 17)
-        conv_pmfs = shrink_conversation_inputs(conv_pmfs, weights, names)
 
     # prefix model (issue 15): per client, from prefix_blocks (None without them)
     prefixes = (prefix_table(store, prefix_ci, names, linking=s.linking,

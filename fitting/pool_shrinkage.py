@@ -23,17 +23,22 @@ marginal likelihood over the clients,
 on ``n_bins`` bins at the quantiles of the field's pooled distribution, moved to the PMFs' log-bin
 boundaries (:math:`x_{cb}`: the client's requests in bin :math:`b` over the fitted span;
 :math:`m_{-c}` leaves the client out, with a hundredth of an average client's weight per bin, so
-a client alone in a bin does not make the likelihood infinite). A client of one request carries no information on :math:`k` (its term is
+a client alone in a bin does not make the likelihood infinite). A client of one request carries
+no information on :math:`k` (its term is
 :math:`\ln m_{-c,b}`), nor does a pool of one client.
 
 The posterior mean of a client's proportions is :math:`\lambda\,\hat p_c + (1 - \lambda)\,m` with
-:math:`\lambda = n_c / (n_c + k)`: the generator draws a request of the client from its own PMF of
-the data window with probability :math:`\lambda` and from :math:`m` otherwise (the clients' PMFs
-over the fitted span weighted by :math:`\lambda \propto n_c (k + 1) / (n_c + k)`,
-:mod:`servelab.generator.request_data`). One weight per client and
-field, kept in the ``clients`` table's ``data_own_weight`` column as JSON ``{field: lambda}``,
-so that selections, clips and the extension's new clients (the client their length laws come
-from) carry it.
+:math:`\lambda = n_c / (n_c + k)`. Past the fitted span (an extension: ``generate --rate pool``
+beyond it, ``validate``), where a sparse client's few values are a poor forecast of its next ones,
+the generator draws a request of the client from its own PMF of the data window with probability
+:math:`\lambda` and from :math:`m` otherwise (the clients' PMFs over the fitted span weighted by
+:math:`\lambda \propto n_c (k + 1) / (n_c + k)`, :func:`shrinkage_centers`, kept in the pool's
+provenance), and a first turn of such a request from the pooled first-turn PMF
+(:mod:`servelab.generator.request_data`, :func:`servelab.generator.conversations.draw_increments`);
+inside the fitted span a client's PMFs are what it sent, as before. One weight per client and
+field, kept in the ``clients`` table's ``data_own_weight`` column as JSON ``{field: lambda}``, so
+that selections, clips and the extension's new clients (the client their length laws come from)
+carry it.
 
 Homogeneity (:math:`k = \infty`: every client draws from the mean) is tested against the
 Dirichlet-multinomial by the likelihood ratio, referred to :math:`\chi^2_1`. The asymptotic null
@@ -58,8 +63,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["SHRINKAGE_BINS", "OWN_WEIGHT_COLUMN", "K_MAX", "SHRUNK_QUANTITIES", "ShrinkageFit", "dm_loglik",
-           "fit_shrinkage", "own_weights", "shrink_conversation_inputs", "shrinkage_centers", "shrinkage_summary"]
+__all__ = ["SHRINKAGE_BINS", "OWN_WEIGHT_COLUMN", "K_MAX", "ShrinkageFit", "dm_loglik",
+           "fit_shrinkage", "own_weights", "shrinkage_centers", "shrinkage_summary"]
 
 #: bins of the pooled distribution the prior strength is fitted on
 SHRINKAGE_BINS = 16
@@ -70,15 +75,6 @@ OWN_WEIGHT_COLUMN = "data_own_weight"
 #: lose the likelihood's precision (ln Gamma(k) ~ k ln k in double precision)
 K_MAX = 1e7
 _K_MIN = 1e-3
-#: the conversation PMFs that are length laws of the client's prompts, shrunk with its
-#: ``input_tokens`` weight (first turns, first turns of longer conversations). Follow-ups'
-#: increments are kept: their median's sign says whether the client's follow-ups carry their
-#: history (generator.conversations.followups_grow), and mixing them changed that decision (on
-#: the sparse synthetic store: joint input energy 0.10 -> 0.49 out of sample); turns and
-#: inter-turn times are the conversations' structure
-SHRUNK_QUANTITIES = ("first_input", "first_input_multi")
-#: a client whose weight is at least this keeps its own PMF as it is (no extra rows)
-_KEEP_OWN = 0.999
 #: prior mass per bin in the leave-one-out mean (in average clients' weights)
 _BETA = 0.01
 #: rounds of (center, k): the center's weights depend on k
@@ -260,50 +256,6 @@ def own_weights(weights: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
                          OWN_WEIGHT_COLUMN: [json.dumps(by_client[i], sort_keys=True) if i in by_client else None
                                              for i in range(len(names))]},
                         schema={"client_id": pl.String, OWN_WEIGHT_COLUMN: pl.String})
-
-
-def shrink_conversation_inputs(pmfs: pl.DataFrame, weights: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
-    """The pool's ``conversation_pmfs`` with each client's :data:`SHRUNK_QUANTITIES` PMFs mixed with
-    the pooled ones (null ``client_id``): ``lambda * own + (1 - lambda) * pooled``, ``lambda`` the
-    client's ``input_tokens`` weight of :func:`fit_shrinkage` (a first turn is a prompt like any
-    other: the generator draws it from these PMFs instead of the data PMFs). Clients with
-    ``lambda >= 0.999``, quantities without pooled rows and every other row are unchanged.
-
-    Parameters
-    ----------
-    pmfs : polars.DataFrame
-        ``client_id, quantity, value, probability`` (``CONVERSATION_PMFS_SCHEMA``).
-    weights : polars.DataFrame
-        ``c, field, weight`` from :func:`fit_shrinkage`.
-    names : sequence of str
-        Pool client ids by index ``c``.
-    """
-    lam = (weights.filter(pl.col("field") == "input_tokens")
-           .join(pl.DataFrame({"c": np.arange(len(names), dtype=np.int64), "client_id": list(names)},
-                              schema={"c": pl.Int64, "client_id": pl.String}), on="c")
-           .select("client_id", pl.col("weight").alias("lam")))
-    is_q = pl.col("quantity").is_in(list(SHRUNK_QUANTITIES))
-    pooled = pmfs.filter(is_q & pl.col("client_id").is_null()).drop("client_id")
-    if lam.height == 0 or pooled.height == 0:
-        return pmfs
-    own = pmfs.filter(is_q & pl.col("client_id").is_not_null()).join(lam, on="client_id", how="left",
-                                                                       maintain_order="left")
-    shrunk = own.filter(pl.col("lam") < _KEEP_OWN)
-    if shrunk.height == 0:
-        return pmfs
-    targets = shrunk.select("client_id", "quantity", "lam").unique(maintain_order=True)
-    mixed = (pl.concat([
-        shrunk.select("client_id", "quantity", "value", (pl.col("probability") * pl.col("lam")).alias("probability")),
-        targets.join(pooled, on="quantity").select("client_id", "quantity", "value",
-                                                   (pl.col("probability") * (1.0 - pl.col("lam"))).alias("probability")),
-    ])  # a value sums at most two terms (own, pooled): the same bytes in any order
-        .group_by("client_id", "quantity", "value", maintain_order=True).agg(pl.col("probability").sum())
-        .filter(pl.col("probability") > 0))
-    # the other rows as they are (pooled rows, other quantities, clients that keep their own);
-    # the order is the writer's to fix (pool_format sorts every table) and no reader relies on it
-    rest = pmfs.filter(~is_q | pl.col("client_id").is_null())
-    keep = own.filter(~(pl.col("lam") < _KEEP_OWN).fill_null(False)).select(pmfs.columns)
-    return pl.concat([rest, keep, mixed.select(pmfs.columns).cast(pmfs.schema)])
 
 
 def shrinkage_summary(pool) -> dict | str:

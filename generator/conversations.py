@@ -65,6 +65,10 @@ class ConversationModel:
     data_cdf_index: tuple | None = None  # pmf_cdf_index(data_cdf), built once
     # the pool's INCREMENT_PROFILE row: growing follow-ups' increments follow the data windows too
     inc_profile: bool = False
+    # the pooled first-turn PMFs (null client_id rows; one group each), for the first turns of
+    # requests drawn from the clients' mean by length shrinkage (draw_increments' ``pooled``)
+    first_pooled: PmfTable | None = None
+    first_multi_pooled: PmfTable | None = None
 
 
 def _conversation_pmfs(pool) -> pl.DataFrame | None:
@@ -181,7 +185,18 @@ def conversation_model(pool, pool_ids: list[str], *, needed: np.ndarray | None =
         first_multi_map=first_multi_map,
         grows=followups_grow(inc, inc_map) if inc is not None else None,
         inc_profile=bool(conv.filter((pl.col("quantity") == _INC_PROFILE) & (pl.col("value") > 0)).height),
+        first_pooled=_pooled_table(conv, _FIRST) if first is not None else None,
+        first_multi_pooled=_pooled_table(conv, _FIRST_MULTI) if first_multi is not None else None,
     )
+
+
+def _pooled_table(conv: pl.DataFrame, quantity: str) -> PmfTable | None:
+    """The pooled rows (null ``client_id``) of ``quantity`` as a one-group table, or None."""
+    rows = conv.filter((pl.col("quantity") == quantity) & pl.col("client_id").is_null()
+                       & (pl.col("probability") > 0)).sort("value")
+    if rows.height == 0:
+        return None
+    return pmf_table(np.zeros(rows.height, dtype=np.int64), rows["value"].to_numpy(), rows["probability"].to_numpy())
 
 
 def pool_input_cdf(pool, index: pl.DataFrame, P: int, *, needed: np.ndarray | None = None
@@ -387,9 +402,10 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
     uniform of its own data draw when the pool says its increments follow the data windows
     (``conv.inc_profile``, the pool's ``input_increment_profile`` row,
     :func:`servelab.fitting.pool_conversations.increment_profile_rows`); else its uniform is free.
-    A row of ``pooled`` (its data draw came from the pool's mix: length shrinkage,
-    :mod:`servelab.fitting.pool_shrinkage`) keeps its free uniform: its draw's position in its
-    client's own PMF would sit at that PMF's ends and pick the extremes of its first-turn PMF.
+    A first turn of ``pooled`` (its data draw came from the clients' mean: length shrinkage,
+    :mod:`servelab.fitting.pool_shrinkage`) draws from the pooled first-turn PMF (null
+    ``client_id``) where the pool has one, with its free uniform: its draw's position in its
+    client's own PMF would sit at that PMF's ends.
     """
     out = np.asarray(inp, dtype=float).copy()
     if conv.inc is None or turn.size == 0:
@@ -414,11 +430,19 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         below, upto = pmf_cdf_pair(conv.data_cdf, g, x - 0.5, x + 0.5, index=index)  # one search (issue 16)
         u = u.copy()
         u[rows] = np.minimum(below + u[rows] * (upto - below), np.nextafter(1.0, 0.0))
-    for table, gmap, rows in ((conv.inc, conv.inc_map, np.flatnonzero(follow & ~fresh)),
-                              (conv.first, conv.first_map, np.flatnonzero(~follow & ~multi)),
-                              (conv.first_multi, conv.first_multi_map, np.flatnonzero(multi))):  # 3 quantities
+    for table, gmap, rows, shared in ((conv.inc, conv.inc_map, np.flatnonzero(follow & ~fresh), None),
+                                      (conv.first, conv.first_map, np.flatnonzero(~follow & ~multi),
+                                       getattr(conv, "first_pooled", None)),
+                                      (conv.first_multi, conv.first_multi_map, np.flatnonzero(multi),
+                                       getattr(conv, "first_multi_pooled", None))):  # 3 quantities
         if table is None or rows.size == 0:
             continue
+        if pooled is not None and shared is not None:
+            to_pool = pooled[rows]
+            if to_pool.any():
+                out[rows[to_pool]] = np.rint(sample_pmf(shared, np.zeros(int(to_pool.sum()), np.int64),
+                                                        u[rows[to_pool]]))
+                rows = rows[~to_pool]
         g = gmap[pool_index[rows]]
         ok = g >= 0
         out[rows[ok]] = np.rint(sample_pmf(table, g[ok], u[rows[ok]]))

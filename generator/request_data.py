@@ -48,16 +48,19 @@ class FieldTable:
 
 def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts: np.ndarray,
                    weights: pl.DataFrame, wmatrix: np.ndarray, *, borrow: bool = True,
-                   own_weight: np.ndarray | None = None, center: pl.DataFrame | None = None) -> FieldTable:
+                   own_weight: np.ndarray | None = None, center: pl.DataFrame | None = None,
+                   fitted_end: float = np.inf) -> FieldTable:
     """Table and key -> group map (``key = p * D + d``) for one field, with fallbacks.
 
     A (client, data window) without its own PMF borrows the client's nearest data window, else
     the rate-weighted aggregate of that window, else the aggregate of the whole period.
     Without ``borrow`` only the client's own windows are used (-1 in the map: no data).
     ``own_weight`` (per pool client, :math:`\\lambda` of :mod:`servelab.fitting.pool_shrinkage`):
-    a key of the client's own (or nearest) PMF also maps to ``center`` (``value, probability``:
-    the pool's mix over its fitted span, :func:`_fitted_mix`), drawn with probability
-    :math:`1 - \\lambda`.
+    a key of the client's own (or nearest) PMF in a data window starting at or after
+    ``fitted_end`` also maps to ``center`` (``value, probability``: the clients' mean over the
+    fitted span, :func:`_fitted_mix`), drawn with probability :math:`1 - \\lambda`. Inside the
+    fitted span a client's PMFs are what it sent; past it (an extension: ``generate --rate pool``
+    beyond the span, ``validate``) a sparse client's few values are a poor forecast of its next ones.
     """
     P, D = len(pool_ids), dstarts.size
     index = pl.DataFrame({"client_id": pool_ids, "p": np.arange(P)})
@@ -111,6 +114,7 @@ def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts:
         lam = np.ones(P * D)
         mix_of_key = np.full(P * D, -1, dtype=np.int64)
         keyed = np.flatnonzero((group_of_key >= 0) & (group_of_key < own_keys.size))
+        keyed = keyed[dstarts[keyed % D] >= fitted_end - 1e-6]  # past the fitted span only
         lam[keyed] = np.repeat(np.asarray(own_weight, dtype=float), D)[keyed]
         mix_of_key[keyed] = g_center
     group, value, prob = np.concatenate(groups), np.concatenate(values), np.concatenate(probs)
@@ -162,6 +166,16 @@ def _own_weights(pool, client_ids: list[str], fields: list[str]) -> dict[str, np
         if np.any(w < 1.0):
             out[field] = np.clip(w, 0.0, 1.0)
     return out
+
+
+def _fitted_end(pool) -> float:
+    """The end of the span the pool was fitted on: the start of an extension past it
+    (``provenance["extension"]["start_s"]``, :func:`~servelab.generator.extend.extend_pool`), else
+    infinity (a pool without an extension is generated inside what was fitted)."""
+    ext = (getattr(pool, "provenance", None) or {}).get("extension")
+    if isinstance(ext, Mapping) and ext.get("start_s") is not None:
+        return float(ext["start_s"])
+    return float("inf")
 
 
 def _fitted_mix(pool, fields: list[str]) -> dict[str, pl.DataFrame]:
@@ -321,10 +335,11 @@ def data_sampler(pool, grid: WindowGrid, seg_a, seg_b, rates: SegmentRates, lo, 
     if data.height == 0:
         return None
     fields = [f for f in DATA_FIELDS if f in set(data["field"].unique().to_list())]
-    own = _own_weights(pool, grid.pool_ids, fields)
+    fitted_end = _fitted_end(pool)
+    own = _own_weights(pool, grid.pool_ids, fields) if dstarts[-1] >= fitted_end - 1e-6 else {}
     centers = _fitted_mix(pool, list(own)) if own else {}
     tables = {field: _field_sampler(data, field, grid.pool_ids, dstarts, active, wmatrix, borrow=borrow,
-                                    own_weight=own.get(field), center=centers.get(field))
+                                    own_weight=own.get(field), center=centers.get(field), fitted_end=fitted_end)
               for field in fields}
     return DataSampler(anchor=float(anchor), dw=dw, k0=int(k0), n_windows=int(D), tables=tables)
 

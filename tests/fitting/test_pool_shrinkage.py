@@ -21,7 +21,6 @@ from servelab.fitting.pool_shrinkage import (
     OWN_WEIGHT_COLUMN,
     dm_loglik,
     fit_shrinkage,
-    shrink_conversation_inputs,
     shrinkage_summary,
 )
 
@@ -87,23 +86,6 @@ def test_one_client_or_one_request_each_is_no_evidence():
     assert fits["input_tokens"].n_informative == 0 and fits["input_tokens"].k == K_MAX
     with pytest.raises(ValueError, match="n_bins"):
         fit_shrinkage(singles, ["input_tokens"], n_bins=1)
-
-
-def test_conversation_first_inputs_mix_own_and_pooled():
-    pmfs = pl.DataFrame({
-        "client_id": ["a", "a", "b", None, None, "a", None],
-        "quantity": ["first_input", "first_input", "first_input", "first_input", "first_input", "turns", "turns"],
-        "value": [10.0, 20.0, 30.0, 20.0, 40.0, 1.0, 1.0],
-        "probability": [0.5, 0.5, 1.0, 0.25, 0.75, 1.0, 1.0]})
-    weights = pl.DataFrame({"c": [0, 1], "field": ["input_tokens"] * 2, "weight": [0.2, 0.9995]})
-    out = shrink_conversation_inputs(pmfs, weights, ["a", "b"])
-    a = out.filter((pl.col("client_id") == "a") & (pl.col("quantity") == "first_input")).sort("value")
-    assert a["value"].to_list() == [10.0, 20.0, 40.0]
-    np.testing.assert_allclose(a["probability"].to_numpy(), [0.2 * 0.5, 0.2 * 0.5 + 0.8 * 0.25, 0.8 * 0.75])
-    # b keeps its own (weight >= 0.999); turns and the pooled rows are untouched
-    assert out.filter(pl.col("client_id") == "b")["value"].to_list() == [30.0]
-    assert out.filter(pl.col("quantity") == "turns").height == 2
-    assert out.filter(pl.col("client_id").is_null()).height == 3
 
 
 def _trace(rng: np.random.Generator, *, two_types: bool) -> pl.DataFrame:
