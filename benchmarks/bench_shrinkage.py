@@ -8,8 +8,9 @@ Prints per store the metrics' means over draws (reference, naive, servelab off, 
 fitted prior strengths, and the paired verdicts (servelab / tie / naive) both ways.
 
 ``--parts cost``: on the ``--rows`` store, interleaved ``--rounds`` times: ``fit_pool`` off vs on
-(CPU seconds of this process), and 6 h of generation at 200 req/s from the fitted pool with
-its weights vs the same pool with the weights column dropped (the draws without shrinkage: one
+(CPU seconds of this process), and 6 h of generation at 200 req/s past the fitted span (the pool
+extended by :func:`~servelab.generator.extend.extend_pool`: shrinkage acts there only) with its
+weights vs the same pool with the weights column dropped (the draws without shrinkage: one
 uniform less per request and one sampling pass per field), requests per CPU second and the ratio.
 
 Measured 2026-12-04 (2 cores shared with another session; see the closing note of that day):
@@ -40,6 +41,7 @@ from synthetic_trace import make_synthetic_store  # noqa: E402
 from servelab.analysis.store import open_store  # noqa: E402
 from servelab.fitting.pool_fit import fit_pool  # noqa: E402
 from servelab.fitting.pool_shrinkage import OWN_WEIGHT_COLUMN  # noqa: E402
+from servelab.generator.extend import extend_pool  # noqa: E402
 from servelab.generator.generate import generate  # noqa: E402
 from servelab.generator.validation import validate  # noqa: E402
 
@@ -93,12 +95,15 @@ def cost(path: Path, rounds: int) -> None:
     print(f"  fit_pool CPU s, off {[round(x, 2) for x in fit[False]]}, on {[round(x, 2) for x in fit[True]]}")
     shrink_info = pool.provenance.get("length_shrinkage")
     print(f"  fitted: { {f: round(v['k'], 3) for f, v in shrink_info.items()} }")
-    plain = pool.replace(clients=pool.clients.drop(OWN_WEIGHT_COLUMN))
+    # shrinkage acts past the fitted span: the pool extended 6 h past it, with and without weights
+    ext, _ = extend_pool(pool, float(pool.span[1]) + 6 * 3600.0, seed=1)
+    plain = ext.replace(clients=ext.clients.drop(OWN_WEIGHT_COLUMN))
+    start = float(pool.span[1])
     rate = {False: [], True: []}
     for _ in range(rounds):
-        for shrink, p in ((False, plain), (True, pool)):
+        for shrink, p in ((False, plain), (True, ext)):
             c0 = _cpu()
-            n = generate(p, RATE, 6 * 3600.0, seed=1, conversations=False).height
+            n = generate(p, RATE, 6 * 3600.0, start=start, seed=1, conversations=False).height
             rate[shrink].append(n / (_cpu() - c0))
     med = {k: sorted(v)[len(v) // 2] for k, v in rate.items()}
     print(f"  generate 6 h at {RATE:g} req/s: requests per CPU s, off {[round(x) for x in rate[False]]}, on {[round(x) for x in rate[True]]}; "
