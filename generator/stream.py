@@ -586,8 +586,11 @@ def _parent_links(turn: np.ndarray, carry_prow: np.ndarray | None, carry_ppos: n
     through the inverse permutation (no search); a parent dropped before the start stays -1.
     """
     n = turn.size
-    inv = np.empty(n, dtype=np.int64)
-    inv[order] = np.arange(-a, n - a)  # kept sorted position of each buffer row (< 0: dropped)
+    # kept sorted position of each buffer row (< 0: dropped); int32 when it fits: the scatter's
+    # cache misses are the cost, and half the bytes miss less
+    pos_type = np.int32 if n < 2**31 else np.int64
+    inv = np.empty(n, dtype=pos_type)
+    inv[order] = np.arange(-a, n - a, dtype=pos_type)
     prow = np.full(n - a, -1, dtype=np.int64)
     child = n_carry + np.flatnonzero(turn[n_carry:] > 1)
     parent = child - 1
@@ -599,7 +602,7 @@ def _parent_links(turn: np.ndarray, carry_prow: np.ndarray | None, carry_ppos: n
     cs, ps = inv[child], inv[parent]
     # a parent comes before its child (earlier time, or the same time and an earlier position)
     out = (ps >= 0) & (ps < m)
-    prow[cs[out]] = base + ps[out]
+    prow[cs[out]] = ps[out].astype(np.int64) + base
     later = ps >= m  # both carried: the parent's position in the next carry
     ppos = np.full(n - a - m, -1, dtype=np.int64)
     ppos[cs[later] - m] = ps[later] - m
