@@ -1,16 +1,19 @@
-"""Keep the memory a streaming generation frees for its next chunk (glibc's malloc settings).
+"""Keep the memory a streaming generation frees for its next chunk (glibc's malloc, numpy's page advice).
 
 Each chunk of :func:`~servelab.generator.stream.iter_plan` allocates and frees arrays of the same
 sizes as the chunk before it (tens of MB at 1,000 req/s). With glibc's defaults a freed block
 above the mmap threshold is unmapped, and freed heap above the trim threshold is handed back to
-the kernel, so the next chunk faults the same memory in again: numpy asks for transparent huge
-pages on blocks of 4 MB and more, and each fault zeroes 2 MB. At 1,000 req/s for 24 h that was a
-third of the sampling's CPU time (8.1 of 26.8 CPU-s in the kernel; issue 16).
+the kernel, so the next chunk faults the same memory in again; and numpy advises transparent huge
+pages on every block of 4 MB and more, so with the kernel's ``defrag=madvise`` setting each such
+block can stall its thread in compaction. At 1,000 req/s for 24 h that was a third of the
+sampling's CPU time (issue 16: 8.1 of 26.8 CPU-s in the kernel; 5.4 of 19.5 with the malloc
+settings alone, 0.9 of 17.4 with both).
 
 :func:`reuse_freed_memory` fixes the mmap threshold at glibc's largest default (32 MB, so the
-chunk-sized arrays come from the heap) and keeps freed heap while it is entered, then hands the
-free memory back (``malloc_trim``): peak memory is unchanged, and the process does not keep it
-after the generation. Elsewhere than glibc (macOS, musl) it does nothing. It changes no value.
+chunk-sized arrays come from the heap), keeps freed heap, and turns numpy's huge-page advice off
+while it is entered; then it hands the free memory back (``malloc_trim``) and restores the advice:
+peak memory is unchanged and the process does not keep it after the generation. Without glibc
+(macOS, musl) only the advice is switched. It changes no value.
 """
 from __future__ import annotations
 
@@ -56,16 +59,29 @@ def reuse_freed_memory() -> Iterator[bool]:
     Yields
     ------
     bool
-        Whether the settings apply (glibc); the block runs either way.
+        Whether the malloc settings apply (glibc); the block runs either way.
     """
+    advise = _numpy_hugepage_switch()
+    before = advise(False) if advise is not None else None
     libc = _glibc()
-    if libc is None:
-        yield False
-        return
-    libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    libc.mallopt(_M_TRIM_THRESHOLD, _KEEP)
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _KEEP)
     try:
-        yield True
+        yield libc is not None
     finally:
-        libc.mallopt(_M_TRIM_THRESHOLD, _AFTER)
-        libc.malloc_trim(0)
+        if libc is not None:
+            libc.mallopt(_M_TRIM_THRESHOLD, _AFTER)
+            libc.malloc_trim(0)
+        if advise is not None:
+            advise(before)
+
+
+def _numpy_hugepage_switch():
+    """numpy's switch of its huge-page advice (``_set_madvise_hugepage``: returns the previous
+    setting), or None when this numpy has none."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # pragma: no cover - numpy < 2
+        from numpy.core import multiarray
+    return getattr(multiarray, "_set_madvise_hugepage", None)

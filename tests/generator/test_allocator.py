@@ -1,5 +1,6 @@
 """``reuse_freed_memory`` (issue 16): on glibc it applies its malloc settings for the block and
-restores a finite trim threshold after it (even when the block raises); elsewhere it does nothing.
+restores a finite trim threshold after it (even when the block raises), and it switches numpy's
+huge-page advice off inside the block and back after it; without glibc only the advice.
 The generator's output does not depend on it (the same-bytes tests of test_generate_stream run
 with it)."""
 from __future__ import annotations
@@ -35,12 +36,26 @@ def test_restores_after_an_error(monkeypatch):
             return 1
 
     monkeypatch.setattr(allocator, "_glibc", lambda: FakeLibc())
+    advice = []
+    monkeypatch.setattr(allocator, "_numpy_hugepage_switch", lambda: lambda on: advice.append(on) or "prev")
     with pytest.raises(RuntimeError, match="inside"):
         with reuse_freed_memory():
             raise RuntimeError("inside")
     assert calls == [("mallopt", allocator._M_MMAP_THRESHOLD, allocator.MMAP_THRESHOLD),
                      ("mallopt", allocator._M_TRIM_THRESHOLD, allocator._KEEP),
                      ("mallopt", allocator._M_TRIM_THRESHOLD, allocator._AFTER), ("trim", 0)]
+    assert advice == [False, "prev"]  # numpy's huge-page advice off inside, its previous setting back after
+
+
+def test_numpy_advice_restored():
+    switch = allocator._numpy_hugepage_switch()
+    if switch is None:
+        pytest.skip("this numpy has no huge-page switch")
+    before = switch(True)
+    switch(before)
+    with reuse_freed_memory():
+        assert switch(False) is False  # off inside the block
+    assert switch(before) is before  # the setting from before the block is back
 
 
 def test_does_nothing_without_glibc(monkeypatch):
