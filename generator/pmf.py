@@ -286,10 +286,19 @@ def sample_runs_units(table: PmfTable, group: np.ndarray, ptr, rngs) -> np.ndarr
             else:
                 out[s:e] = _search_run(table, g, a, b, rng.random(e - s))
     if whole.all():
-        out[:] = _search_whole(table, group, u)
+        out[:] = _draw_whole(table, group, u)
     elif whole.any():
-        out[whole] = _search_whole(table, group[whole], u[whole])
+        out[whole] = _draw_whole(table, group[whole], u[whole])
     return out
+
+
+def _draw_whole(table: PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """:func:`_search_whole`'s draws, through the table's guide when there are many (the same bits)."""
+    if group.size >= _GUIDE_MIN_ROWS and table.guide is not None:
+        from servelab.generator.pmf_lookup import sample_guided
+
+        return sample_guided(table, table.guide, group, u)
+    return _search_whole(table, group, u)
 
 
 def pmf_table(group: np.ndarray, value: np.ndarray, prob: np.ndarray) -> PmfTable:
