@@ -521,7 +521,10 @@ def accumulate_inputs(inp: np.ndarray, out: np.ndarray, turn: np.ndarray, *, con
     if context == "sorted":
         conv = np.cumsum(turn == 1)  # conversation blocks are contiguous, turn 1 first
         inp = inp[np.lexsort((inp, conv))]
-    follow = follow[np.argsort(turn[follow], kind="stable")]
+    levels_of = turn[follow]
+    # turn numbers below 2**16 sort as uint16: numpy's stable 16-bit sort is a radix sort (same order)
+    small = np.issubdtype(levels_of.dtype, np.integer) and levels_of.max() <= np.iinfo(np.uint16).max  # turn > 1
+    follow = follow[np.argsort(levels_of.astype(np.uint16) if small else levels_of, kind="stable")]
     levels = np.r_[0, np.flatnonzero(np.diff(turn[follow])) + 1, follow.size]
     for a, b in itertools.pairwise(levels):  # one pass per turn number
         rows = follow[a:b]

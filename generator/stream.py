@@ -363,14 +363,15 @@ class _Drawer:
         p = self.plan
         t, client = out["t"], out["client"]
         if p.data is not None:
+            pool_index = p.sel[client]  # gathered once for the steps below
             fields = canonical_arrays(raw)
-            fields = apply_coupling_plan(p.coupling, fields, p.sel[client], t)  # issue 17
+            fields = apply_coupling_plan(p.coupling, fields, pool_index, t)  # issue 17
             if p.conv is not None and "input_tokens" in fields and (p.context == "fitted" or np.any(out["turn"] > 1)):
                 inp = np.nan_to_num(fields["input_tokens"])
                 outp = np.nan_to_num(fields["output_tokens"]) if "output_tokens" in fields else np.zeros_like(inp)
-                inc = (draw_increments(p.conv, p.sel[client], out["turn"], inp, rng) if p.context == "fitted"
+                inc = (draw_increments(p.conv, pool_index, out["turn"], inp, rng) if p.context == "fitted"
                        else None)  # first inputs and follow-up increments, drawn after the data (issue 15)
-                fresh = fresh_followups(p.conv, p.sel[client], out["turn"]) if p.context == "fitted" else None
+                fresh = fresh_followups(p.conv, pool_index, out["turn"]) if p.context == "fitted" else None
                 fields["input_tokens"] = accumulate_inputs(inp, outp, out["turn"], context=p.context, increments=inc,
                                                            fresh=fresh)  # no history where follow-ups do not grow
             out.update({f"f:{c}": v for c, v in fields.items()})
