@@ -10,7 +10,15 @@ pool through ``servelab pool export-servegen`` (cached in ``--work``).
 1. Sampling only, write excluded: a fresh process plans and draws every chunk
    (:func:`servelab.generator.stream.iter_plan` without frames); requests per wall second and
    per CPU second (the machine is shared: the CPU rate is the one that does not depend on the
-   other processes). Target >= 5 M requests/s.
+   other processes). Target >= 5 M requests/s. Recorded (wip/sample-speed f18bdbb against main
+   c6042ef, ``--sample-pairs 3``, interleaved, load 2-5 on 2 cores): 5.30 / 5.07 / 5.16 M requests
+   per CPU-second (median 5.16; 16.3-17.0 CPU-s, ~194 ns a request) against main's 2.16 / 2.50 /
+   2.11 (median 2.16; 34.5-40.9 CPU-s): 2.4x (per pair 2.45 / 2.03 / 2.45); the same 86,332,048
+   requests, and ``servelab generate`` writes the same Parquet bytes as main (sha256 00f2f845...,
+   24 h, seed 1: f18bdbb with chunks of 600 s, main c6042ef and adb3767 with 3600 s). Where the ~194 ns go (line_profiler, 24 h): renewal
+   arrivals ~42 (the families' numpy draws ~21), conversation turns ~22, request data ~38 (the
+   multinomial runs' shuffle ~17), first-turn inputs ~40, load-length coupling ~13, the chunk's
+   time sort ~20, its column gathers ~17, parent links ~4.
 2. ``servelab generate ... -o out.parquet`` as a whole process, once per ``--chunks`` size: wall
    time, peak RSS (the child's own, ``wait4``), file size, and whether the files of the different
    chunk sizes have the same bytes. Target: under 2 GB peak (issue 16; 9.8 GB before streaming).

@@ -254,7 +254,10 @@ def _unit_runs(law: ArrivalLaw, cells: np.ndarray, unit_of: np.ndarray, n_units:
     key = unit_of if nf == 1 else unit_of * nf + law.index[cells]
     order = None
     if nf > 1 and key.size > 1 and np.any(key[1:] < key[:-1]):
-        order = np.argsort(key, kind="stable")
+        # a key below 2**16 sorts as uint16: numpy's stable sort of 16-bit keys is a radix sort
+        # (one pass, not a merge sort), and equal keys keep their order either way (issue 16)
+        small = n_units * nf <= np.iinfo(np.uint16).max
+        order = np.argsort(key.astype(np.uint16) if small else key, kind="stable")
         key = key[order]
     cut = np.flatnonzero(key[1:] != key[:-1]) + 1 if key.size else np.zeros(0, dtype=np.int64)
     starts = np.concatenate(([0], cut)) if key.size else np.zeros(0, dtype=np.int64)

@@ -19,10 +19,11 @@ import numpy as np
 import polars as pl
 
 from servelab.generator.grid import frame_of
-from servelab.generator.pmf import PmfTable, pmf_cdf_index, pmf_cdf_pair, pmf_table, sample_pmf
+from servelab.generator.pmf import PmfTable, pmf_cdf_index, pmf_table, sample_pmf
+from servelab.generator.pmf_lookup import CdfGrid, cdf_around, cdf_grid
 
 __all__ = ["CONTEXTS", "ConversationModel", "conversation_model", "expand_conversations", "accumulate_context",
-           "accumulate_inputs", "draw_increments", "fresh_followups", "followups_grow", "link_columns",
+           "accumulate_inputs", "data_cdf_grid", "draw_increments", "fresh_followups", "followups_grow", "link_columns",
            "pool_input_cdf"]
 
 #: how a follow-up's input holds its history (see :func:`accumulate_inputs`)
@@ -34,6 +35,8 @@ _FIRST = "first_input"
 _FIRST_MULTI = "first_input_multi"
 #: inter-turn times in the trace's traffic time (:data:`servelab.fitting.pool_conversations.ITT_TRAFFIC`)
 _ITT_TRAFFIC = "itt_traffic_s"
+#: first turns from which :func:`draw_increments` reads their CDF pair from a grid (:func:`data_cdf_grid`)
+_GRID_MIN_ROWS = 50_000
 #: the pooled row saying increments follow the data windows
 #: (:data:`servelab.fitting.pool_conversations.INCREMENT_PROFILE`)
 _INC_PROFILE = "input_increment_profile"
@@ -427,7 +430,10 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         rows, g = firsts[ok], g[ok]
         x = np.rint(np.asarray(inp, dtype=float)[rows])  # out holds 0 on follow-ups
         index = getattr(conv, "data_cdf_index", None)
-        below, upto = pmf_cdf_pair(conv.data_cdf, g, x - 0.5, x + 0.5, index=index)  # one search (issue 16)
+        # many rows: the CDF pair read from a grid of the PMFs at the half-integers (built once,
+        # the searches' bits), not searched (issue 16)
+        grid = data_cdf_grid(conv) if rows.size >= _GRID_MIN_ROWS else None
+        below, upto = cdf_around(conv.data_cdf, g, x, index=index, grid=grid)
         u = u.copy()
         u[rows] = np.minimum(below + u[rows] * (upto - below), np.nextafter(1.0, 0.0))
     for table, gmap, rows, shared in ((conv.inc, conv.inc_map, np.flatnonzero(follow & ~fresh), None),
@@ -448,6 +454,20 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         out[rows[ok]] = np.rint(sample_pmf(table, g[ok], u[rows[ok]]))
     return out
 
+
+
+def data_cdf_grid(conv: ConversationModel) -> CdfGrid | None:
+    """The :func:`~servelab.generator.pmf_lookup.cdf_grid` of ``conv.data_cdf``, built on first use and kept.
+
+    Kept on the model (a frozen dataclass: set through ``object.__setattr__`` as a plain
+    attribute) because every unit of a workload reads it; built only when a unit has many first
+    turns (:data:`_GRID_MIN_ROWS`), since a short workload searches faster than it builds.
+    """
+    grid = conv.__dict__.get("_data_cdf_grid", False)
+    if grid is False:
+        grid = cdf_grid(conv.data_cdf, getattr(conv, "data_cdf_index", None)) if conv.data_cdf is not None else None
+        object.__setattr__(conv, "_data_cdf_grid", grid)
+    return grid
 
 
 def fresh_followups(conv: ConversationModel, pool_index: np.ndarray, turn: np.ndarray) -> np.ndarray:
@@ -530,7 +550,10 @@ def accumulate_inputs(inp: np.ndarray, out: np.ndarray, turn: np.ndarray, *, con
     if context == "sorted":
         conv = np.cumsum(turn == 1)  # conversation blocks are contiguous, turn 1 first
         inp = inp[np.lexsort((inp, conv))]
-    follow = follow[np.argsort(turn[follow], kind="stable")]
+    levels_of = turn[follow]
+    # turn numbers below 2**16 sort as uint16: numpy's stable 16-bit sort is a radix sort (same order)
+    small = np.issubdtype(levels_of.dtype, np.integer) and levels_of.max() <= np.iinfo(np.uint16).max  # turn > 1
+    follow = follow[np.argsort(levels_of.astype(np.uint16) if small else levels_of, kind="stable")]
     levels = np.r_[0, np.flatnonzero(np.diff(turn[follow])) + 1, follow.size]
     for a, b in itertools.pairwise(levels):  # one pass per turn number
         rows = follow[a:b]

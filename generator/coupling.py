@@ -106,19 +106,29 @@ def apply_coupling_plan(plan: CouplingPlan | None, fields: dict[str, np.ndarray]
         return fields
     w = np.clip(np.searchsorted(plan.window_start, t, side="right") - 1, 0, plan.window_start.size - 1)
     key = np.asarray(pool_index, dtype=np.int64) * plan.window_start.size + w
-    pos = np.minimum(np.searchsorted(plan.key, key), plan.key.size - 1)
-    r = np.where(plan.key[pos] == key, plan.rate[pos], 0.0)  # idle (client, window): rate 0
-    live = np.isfinite(r) & (r > 0)
-    x = np.log(np.where(live, r, 1.0))
     out = dict(fields)
     for i, f in enumerate(plan.fields):
         if f not in out:
             continue
-        b = plan.elasticity[i, pool_index]
-        use = live & (b != 0)
-        if not use.any():
+        # only the coupled clients' rows are scaled: the others (most) keep factor 1 without an
+        # exp, a log or a rate lookup each (issue 16)
+        rows = np.flatnonzero(plan.elasticity[i, pool_index] != 0)
+        if rows.size == 0:
             continue
-        factor = np.where(use, np.exp(b * x) / plan.norm[i, pool_index], 1.0)
+        r = _rates(plan, key[rows])
+        live = np.isfinite(r) & (r > 0)
+        if not live.any():
+            continue
+        p = pool_index[rows]
+        factor = np.ones(t.size)
+        factor[rows] = np.where(live, np.exp(plan.elasticity[i, p] * np.log(np.where(live, r, 1.0))) / plan.norm[i, p],
+                                1.0)
         v = np.asarray(out[f], dtype=float)
         out[f] = np.where(v > 0, np.maximum(np.round(v * factor), 1.0), v)
     return out
+
+
+def _rates(plan: CouplingPlan, key: np.ndarray) -> np.ndarray:
+    """Pool rate of each (client, window) ``key`` (``client * W + window``), 0 for an idle one."""
+    pos = np.minimum(np.searchsorted(plan.key, key), plan.key.size - 1)
+    return np.where(plan.key[pos] == key, plan.rate[pos], 0.0)

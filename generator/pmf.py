@@ -8,12 +8,16 @@ requests. Loops run over runs of groups, never over requests. This module knows 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
 
 __all__ = ["PmfTable", "group_bounds", "pmf_cdf", "pmf_cdf_index", "pmf_cdf_pair", "pmf_table", "sample_pmf", "sample_runs",
            "sample_runs_units", "aggregate_pmfs"]
+
+#: rows from which :func:`sample_pmf` reads a guide table (built once per table) instead of searching
+_GUIDE_MIN_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,16 @@ class PmfTable:
 
     values: np.ndarray
     cum: np.ndarray
+
+    @cached_property
+    def guide(self):
+        """The table's :class:`~servelab.generator.pmf_lookup.GuideTable` (None: too large), built on first use.
+
+        Cached on the table: the generator draws from the same tables chunk after chunk.
+        """
+        from servelab.generator.pmf_lookup import guide_table  # pmf_lookup imports this module
+
+        return guide_table(self)
 
 
 def group_bounds(table: PmfTable, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -272,10 +286,19 @@ def sample_runs_units(table: PmfTable, group: np.ndarray, ptr, rngs) -> np.ndarr
             else:
                 out[s:e] = _search_run(table, g, a, b, rng.random(e - s))
     if whole.all():
-        out[:] = _search_whole(table, group, u)
+        out[:] = _draw_whole(table, group, u)
     elif whole.any():
-        out[whole] = _search_whole(table, group[whole], u[whole])
+        out[whole] = _draw_whole(table, group[whole], u[whole])
     return out
+
+
+def _draw_whole(table: PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """:func:`_search_whole`'s draws, through the table's guide when there are many (the same bits)."""
+    if group.size >= _GUIDE_MIN_ROWS and table.guide is not None:
+        from servelab.generator.pmf_lookup import sample_guided
+
+        return sample_guided(table, table.guide, group, u)
+    return _search_whole(table, group, u)
 
 
 def pmf_table(group: np.ndarray, value: np.ndarray, prob: np.ndarray) -> PmfTable:
@@ -316,6 +339,10 @@ def sample_pmf(table: PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray:
     if n == 0:
         return np.zeros(0)
     u = np.asarray(u, dtype=float)
+    if n >= _GUIDE_MIN_ROWS and table.guide is not None:  # no binary search: the same draws (issue 16)
+        from servelab.generator.pmf_lookup import sample_guided
+
+        return sample_guided(table, table.guide, group, u)
     runs = _find_runs(table, group, np.array([0, n]))
     if runs.whole[0]:
         return _search_whole(table, group, u)
