@@ -35,8 +35,12 @@ _FIRST = "first_input"
 _FIRST_MULTI = "first_input_multi"
 #: inter-turn times in the trace's traffic time (:data:`servelab.fitting.pool_conversations.ITT_TRAFFIC`)
 _ITT_TRAFFIC = "itt_traffic_s"
-#: first turns from which :func:`draw_increments` reads their CDF pair from a grid (:func:`data_cdf_grid`)
-_GRID_MIN_ROWS = 50_000
+#: first turns of a workload (all its :func:`draw_increments` calls) after which their CDF pair is
+#: read from a grid (:func:`data_cdf_grid`): the grid costs about one search per cell (up to
+#: pmf_lookup.MAX_CELLS, 2**21), so a workload of fewer first turns searches faster than it builds
+#: (600 s at 100 req/s from an m-large-sized pool: building it was 0.09 s of 0.57 s at 50,000 rows
+#: per call)
+_GRID_MIN_ROWS = 250_000
 #: the pooled row saying increments follow the data windows
 #: (:data:`servelab.fitting.pool_conversations.INCREMENT_PROFILE`)
 _INC_PROFILE = "input_increment_profile"
@@ -432,7 +436,9 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         index = getattr(conv, "data_cdf_index", None)
         # many rows: the CDF pair read from a grid of the PMFs at the half-integers (built once,
         # the searches' bits), not searched (issue 16)
-        grid = data_cdf_grid(conv) if rows.size >= _GRID_MIN_ROWS else None
+        seen = conv.__dict__.get("_first_rows", 0) + rows.size  # this workload's first turns so far
+        object.__setattr__(conv, "_first_rows", seen)
+        grid = data_cdf_grid(conv) if seen >= _GRID_MIN_ROWS else None
         below, upto = cdf_around(conv.data_cdf, g, x, index=index, grid=grid)
         u = u.copy()
         u[rows] = np.minimum(below + u[rows] * (upto - below), np.nextafter(1.0, 0.0))
@@ -460,8 +466,8 @@ def data_cdf_grid(conv: ConversationModel) -> CdfGrid | None:
     """The :func:`~servelab.generator.pmf_lookup.cdf_grid` of ``conv.data_cdf``, built on first use and kept.
 
     Kept on the model (a frozen dataclass: set through ``object.__setattr__`` as a plain
-    attribute) because every unit of a workload reads it; built only when a unit has many first
-    turns (:data:`_GRID_MIN_ROWS`), since a short workload searches faster than it builds.
+    attribute) because every unit of a workload reads it; built only once the workload has many
+    first turns (:data:`_GRID_MIN_ROWS`), since a short workload searches faster than it builds.
     """
     grid = conv.__dict__.get("_data_cdf_grid", False)
     if grid is False:
