@@ -302,9 +302,10 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     table = arrivals.table.join(name_of, on="cidx", how="left", maintain_order="left").drop("cidx")
     table = table.select("client_id", *[c for c in table.columns if c != "client_id"])
 
+    counts = pl.concat(count_parts) if fields else None  # one frame for the PMFs and the shrinkage
+    kinds = {name: kind for name, _, kind in fields}
     if fields:
-        data, data_fits = pmfs_from_counts(pl.concat(count_parts), pl.concat(stat_parts) if stat_parts else None,
-                                           names, {name: kind for name, _, kind in fields},
+        data, data_fits = pmfs_from_counts(counts, pl.concat(stat_parts) if stat_parts else None, names, kinds,
                                            data_window_s=s.data_window_s, exact_below=s.exact_below,
                                            bin_ratio=s.bin_ratio, spike_share=s.spike_share,
                                            max_bin_mass=s.max_bin_mass, min_fit_requests=s.min_fit_requests,
@@ -312,16 +313,15 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     else:
         data, data_fits = pl.DataFrame(), pl.DataFrame()
     with_data = set(data["client_id"].unique().to_list()) if data.height else set()
-    # sparse clients' PMFs shrink toward their window's mix (issue 17; fitting.pool_shrinkage)
+    # sparse clients' PMFs shrink toward the clients' mean past the fitted span (issue 17;
+    # fitting.pool_shrinkage)
     shrinkage, own_weight, centers = {}, None, {}
     if fields and s.length_shrinkage:
-        shrinkage, weights = fit_shrinkage(pl.concat(count_parts), [name for name, _, _ in fields],
-                                           log_bins=(float(s.exact_below), float(s.bin_ratio)),
-                                           log_fields=[name for name, _, kind in fields if kind != "grid"])
+        shrinkage, weights = fit_shrinkage(counts, list(kinds), log_bins=(float(s.exact_below), float(s.bin_ratio)),
+                                           log_fields=[name for name, kind in kinds.items() if kind != "grid"])
         own_weight = own_weights(weights, names)
-        centers = shrinkage_centers(pl.concat(count_parts), weights, {name: kind for name, _, kind in fields},
-                                    exact_below=s.exact_below, bin_ratio=s.bin_ratio, spike_share=s.spike_share,
-                                    max_bin_mass=s.max_bin_mass)
+        centers = shrinkage_centers(counts, weights, kinds, exact_below=s.exact_below, bin_ratio=s.bin_ratio,
+                                    spike_share=s.spike_share, max_bin_mass=s.max_bin_mass)
 
     conv, conv_pmfs, conv_note = None, None, "not fitted (conversations=False)"
     if s.conversations:

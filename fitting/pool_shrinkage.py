@@ -1,7 +1,7 @@
 r"""Shrinkage of sparse clients' length PMFs toward the pool's mix (issue 17: fidelity out of sample).
 
-A client seen a few times in a data window has an empirical PMF of those few values. Generated as
-it is, the client repeats them; on a trace whose clients mostly send 1-6 requests (the issue's
+A client seen a few times has an empirical PMF of those few values. Generated as it is, the
+client repeats them; on a trace whose clients mostly send 1-6 requests (the issue's
 real 23-day trace: 4,244 clients, 26,798 requests), the generated later half carries that
 sampling noise and its length distributions end further from the real later half than naive's
 pooled mix (input KS 0.039 vs 0.017 on the sparse synthetic store).
@@ -70,8 +70,8 @@ __all__ = ["SHRINKAGE_BINS", "OWN_WEIGHT_COLUMN", "K_MAX", "ShrinkageFit", "dm_l
 SHRINKAGE_BINS = 16
 #: the clients-table column holding ``{field: lambda}`` (JSON)
 OWN_WEIGHT_COLUMN = "data_own_weight"
-#: the largest prior strength fitted: the clients are alike (lambda 0.01 at 10^5 requests per
-#: window; where they are alike it does not matter which PMF a request comes from). Larger values
+#: the largest prior strength fitted: the clients are alike (lambda 0.01 for a client of 10^5
+#: requests; where they are alike it does not matter which PMF a request comes from). Larger values
 #: lose the likelihood's precision (ln Gamma(k) ~ k ln k in double precision)
 K_MAX = 1e7
 _K_MIN = 1e-3
@@ -287,7 +287,7 @@ def shrinkage_centers(counts: pl.DataFrame, weights: pl.DataFrame, kinds: dict[s
                       bin_ratio: float, spike_share: float, max_bin_mass: float) -> dict[str, dict[str, list]]:
     """Per field, the center of the shrinkage: the clients' PMFs over the fitted span mixed by their
     weights :math:`\\lambda` (proportional to their precision :math:`n (k + 1) / (n + k)`), binned
-    as the pool's PMFs (:mod:`servelab.fitting.pool_data`): ``{"value": [...], "probability":
+    by the pool's rules (:mod:`servelab.fitting.pool_data`) at a fifth of its log-bin step: ``{"value": [...], "probability":
     [...]}``, kept in the pool's provenance so that the generator need not rebuild it from every
     client's rows (and so that a selection, a clip or an extension keeps the fitted center).
 

@@ -58,7 +58,7 @@ def _field_sampler(data: pl.DataFrame, field: str, pool_ids: list[str], dstarts:
     ``own_weight`` (per pool client, :math:`\\lambda` of :mod:`servelab.fitting.pool_shrinkage`):
     a key of the client's own (or nearest) PMF in a data window starting at or after
     ``fitted_end`` also maps to ``center`` (``value, probability``: the clients' mean over the
-    fitted span, :func:`_fitted_mix`), drawn with probability :math:`1 - \\lambda`. Inside the
+    fitted span, :func:`_fitted_mix`; None: no shrinkage), drawn with probability :math:`1 - \\lambda`. Inside the
     fitted span a client's PMFs are what it sent; past it (an extension: ``generate --rate pool``
     beyond the span, ``validate``) a sparse client's few values are a poor forecast of its next ones.
     """
@@ -179,50 +179,18 @@ def _fitted_end(pool) -> float:
 
 
 def _fitted_mix(pool, fields: list[str]) -> dict[str, pl.DataFrame]:
-    """Per field, ``value, probability``: the mean of the clients' PMFs over the pool's fitted
-    span, each client weighted by its own-PMF weight :math:`\\lambda` (proportional to its
-    precision :math:`n (k + 1) / (n + k)`; its data windows mixed by the requests each holds:
-    arrival rate x window, as fitted), the center of length shrinkage
-    (:mod:`servelab.fitting.pool_shrinkage`).
-    The fitted span is the pool's, up to the start of an extension past it
-    (``provenance["extension"]["start_s"]``, :func:`~servelab.generator.extend.extend_pool`): the
-    center the prior strength was fitted against, not the extension's, whose new clients copy a
-    few templates' PMFs. Every client of the pool votes, whoever the workload selects. A fitted
-    pool records the center in its provenance (``length_shrinkage``,
-    :func:`~servelab.fitting.pool_shrinkage.shrinkage_centers`), which is used as it is; else it
-    is built here from the pool's tables."""
+    """Per field, ``value, probability``: the center of length shrinkage, the clients' PMFs over the
+    pool's fitted span weighted by their own-PMF weights :math:`\\lambda`, as the fit records it in
+    the pool's provenance (``length_shrinkage``,
+    :func:`~servelab.fitting.pool_shrinkage.shrinkage_centers`; selections, clips and extensions
+    keep it). A field without a recorded center is not shrunk."""
     recorded = (getattr(pool, "provenance", None) or {}).get("length_shrinkage")
-    if isinstance(recorded, Mapping) and all(isinstance(recorded.get(f), Mapping) and "center" in recorded[f]
-                                             for f in fields):
-        return {f: pl.DataFrame({"value": recorded[f]["center"]["value"],
-                                 "probability": recorded[f]["center"]["probability"]},
-                                schema={"value": pl.Float64, "probability": pl.Float64}) for f in fields}
-    lo, hi = (float(x) for x in pool.span)
-    ext = (getattr(pool, "provenance", None) or {}).get("extension")
-    if isinstance(ext, Mapping) and ext.get("start_s") is not None:
-        hi = min(hi, float(ext["start_s"]))
-    dw = float(pool.data_window_s)
-
-    def lazy(name: str) -> pl.LazyFrame:
-        return pool.lazy(name) if hasattr(pool, "lazy") else frame_of(getattr(pool, name)).lazy()
-
-    inside = (pl.col("window_start") >= lo - 1e-6) & (pl.col("window_start") < hi)
-    weights = (lazy("arrivals").filter(inside & (pl.col("rate") > 0))
-               .select("client_id", ((pl.col("window_start") / dw).floor() * dw).alias("window_start"),
-                       (pl.col("rate") * pl.col("window_s")).alias("weight"))
-               .group_by("client_id", "window_start").agg(pl.col("weight").sum())
-               .with_columns(pl.col("weight") / pl.col("weight").sum().over("client_id")).collect())
-    ids = weights["client_id"].unique().sort().to_list()
-    own = _own_weights(pool, ids, fields)
-    out = {}
-    for field, lam in own.items():  # a loop over fields
-        rows = (lazy("data").filter(inside & (pl.col("field") == field) & (pl.col("probability") > 0))
-                .select("client_id", pl.col("window_start").cast(pl.Float64), "field", "value", "probability")
-                .collect())
-        vote = pl.DataFrame({"client_id": ids, "lam": lam}, schema={"client_id": pl.String, "lam": pl.Float64})
-        w = weights.join(vote, on="client_id").with_columns(pl.col("weight") * pl.col("lam")).drop("lam")
-        out[field] = aggregate_pmfs(rows, w, by_window=False).select("value", "probability")
-    return out
+    if not isinstance(recorded, Mapping):
+        return {}
+    return {f: pl.DataFrame({"value": recorded[f]["center"]["value"],
+                             "probability": recorded[f]["center"]["probability"]},
+                            schema={"value": pl.Float64, "probability": pl.Float64})
+            for f in fields if isinstance(recorded.get(f), Mapping) and "center" in recorded[f]}
 
 
 @dataclass(frozen=True)
@@ -259,7 +227,7 @@ class DataSampler:
         mix_u = None
         if any(ft.own_weight.size for ft in self.tables.values()):
             # length shrinkage: one uniform per request, from its unit's stream before the fields',
-            # says whether it draws from its client's own PMF (u < lambda) or the pool's mix
+            # says whether it draws from its client's own PMF (u < lambda) or the clients' mean
             # (the same uniform for every field: a request of a sparse client is one pool request)
             mix_u = np.concatenate([rngs[u].random(int(ptr[u + 1] - ptr[u])) for u in range(len(rngs))]
                                    or [np.zeros(0)])
