@@ -16,10 +16,12 @@ uniform less per request and one sampling pass per field), requests per CPU seco
 Measured 2026-12-04 (2 cores shared with another session; see the closing note of that day):
 sparse store, 5 draws: input_ks 0.0301 -> 0.0172 (naive 0.0154), output_ks 0.0317 -> 0.0122
 (naive 0.0121), joint_input_energy 0.101 -> 0.084 (naive 0.109), joint_output_energy 0.106 ->
-0.084 (naive 0.102); verdicts with shrinkage servelab 6, tie 5, naive 0 (before: input_ks and
-output_ks lost). 1 M store, 1 draw: input_ks 0.0053 -> 0.0057, output_ks 0.0046 -> 0.0048
-(naive 0.0044 / 0.0051); ServeGen m-small week 1 -> 2 (0.1% of its rate): the metrics within
-0.006 of before (its 38 clients are big: weights near 1).
+0.084 (naive 0.102); paired verdicts off: servelab 4, tie 5, naive 2; on: servelab 6, tie 5.
+1 M store, 1 draw (``--parts fidelity``, final code of that day): input_ks 0.0053 -> 0.0066,
+output_ks 0.0046 -> 0.0051 (naive 0.0044 / 0.0051), rate_input_corr 0.179 -> 0.205 and
+rate_output_corr 0.040 -> 0.064 (real 0.161 / 0.033): worse on all four, every verdict a tie with
+one draw. ServeGen m-small week 1 -> 2 (0.1% of its rate; not part of this script): the metrics
+within 0.006 of before (its 38 clients are big: weights near 1).
 
 Usage: ``python benchmarks/bench_shrinkage.py [--parts fidelity,cost] [--rows 1000000] [--draws 5]
 [--rounds 3] [--data /work/bench_data]``
