@@ -1,0 +1,98 @@
+r"""Who carries the volume past the split: survivors vs new clients, on populations of known churn (issue 17).
+
+``validate`` scores the later part's totals and shapes; this script checks the composition under
+them. A per-client trace is simulated with :func:`bench_validate.simulate_trace` (Poisson clients of
+log-uniform rates, a daily cycle, per-client log-normal lengths, exponential lives) in **equilibrium**
+(``n_initial = new_per_day x mean_life_days``, so the later half holds as many clients as the first),
+fitted on its first half (``fit_pool`` defaults), extended over the second
+(:func:`~servelab.generator.extend.extend_pool`) and generated (rate ``pool``). Per seed it prints the
+real and generated request counts of the later half, the share of them sent by clients first seen
+after the split ("new"), the volume of the clients seen before it (generated / real) and the requests
+per new client. The truth is the simulated later half; nothing here is fitted to it.
+
+Scenarios (``--scenario``): ``sparse`` (rates 1 per 8 days to 1 an hour, mean life 3 days, 100 new
+a day: most clients send a handful of requests, as on the issue's 23-day trace) and ``dense`` (rates
+1 per 2 h to 1 per 50 s, mean life 5 days, 5 new a day).
+
+Measured 2026-12-04 (seeds 0-7, 14 days split at 7; medians over seeds; ``before`` = main 8bfe653,
+``after`` = the censored-cycle and replayed-lives rules of :mod:`servelab.generator.extend`): see the
+closing note of that day and the table this script prints.
+
+Usage: ``python benchmarks/bench_churn_volume.py [--scenario sparse|dense] [--seeds 0-7] [--days 14]``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_validate import DAY, simulate_trace  # noqa: E402
+
+from servelab.analysis.store import write_store  # noqa: E402
+from servelab.fitting.pool_fit import fit_pool  # noqa: E402
+from servelab.generator.extend import extend_pool  # noqa: E402
+from servelab.generator.generate import generate  # noqa: E402
+
+__all__ = ["SCENARIOS", "composition", "main"]
+
+#: name -> simulate_trace keywords (equilibrium: n_initial = new_per_day x mean life)
+SCENARIOS = {
+    "sparse": {"new_per_day": 100.0, "mean_life_days": 3.0, "n_initial": 300, "rate_range": (1 / (8 * DAY), 1 / 3600)},
+    "dense": {"new_per_day": 5.0, "mean_life_days": 5.0, "n_initial": 25, "rate_range": (1 / 7200, 1 / 50)},
+}
+
+
+def composition(frame: pl.DataFrame, days: float, seed: int) -> dict:
+    """Fit on the first half of ``frame``, extend and generate the second; the counts (module docstring)."""
+    split = days * DAY / 2
+    before = frame.filter(pl.col("timestamp") < split)
+    later = frame.filter(pl.col("timestamp") >= split)
+    seen = before["client_id"].unique().implode()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = write_store(before, Path(tmp) / "before", source="bench_churn_volume", fmt="simulated")
+        pool = fit_pool(store)
+    ext, info = extend_pool(pool, days * DAY, seed=seed)
+    gen = generate(ext, "pool", days * DAY - float(pool.span[1]), start=float(pool.span[1]), seed=seed,
+                   conversations=False, max_requests=None)
+    out = {"seed": seed}
+    for name, f in (("real", later), ("gen", gen)):
+        old = f.filter(pl.col("client_id").is_in(seen))
+        new = f.filter(~pl.col("client_id").is_in(seen))
+        out[f"{name}_requests"] = f.height
+        out[f"{name}_new_share"] = new.height / max(f.height, 1)
+        out[f"{name}_old_requests"] = old.height
+        out[f"{name}_new_clients"] = new["client_id"].n_unique()
+        out[f"{name}_per_new_client"] = new.height / max(new["client_id"].n_unique(), 1)
+    out["old_volume_ratio"] = out["gen_old_requests"] / max(out["real_old_requests"], 1)
+    out["count_error"] = out["gen_requests"] / max(out["real_requests"], 1) - 1
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="sparse", choices=sorted(SCENARIOS))
+    parser.add_argument("--seeds", default="0-7", help="a range a-b")
+    parser.add_argument("--days", type=float, default=14.0)
+    args = parser.parse_args(argv)
+    a, b = (int(x) for x in args.seeds.split("-"))
+    rows = []
+    for seed in range(a, b + 1):
+        frame = simulate_trace(seed, days=args.days, **SCENARIOS[args.scenario])
+        rows.append(composition(frame, args.days, seed))
+    table = pl.DataFrame(rows)
+    cols = ["seed", "real_requests", "gen_requests", "count_error", "real_new_share", "gen_new_share",
+            "old_volume_ratio", "real_new_clients", "gen_new_clients", "real_per_new_client", "gen_per_new_client"]
+    with pl.Config(tbl_rows=-1, float_precision=3, tbl_width_chars=200, tbl_cols=-1):
+        print(f"scenario {args.scenario}: {SCENARIOS[args.scenario]}")
+        print(table.select(cols))
+        print(table.select(cols[1:]).median())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
