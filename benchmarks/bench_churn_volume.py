@@ -8,7 +8,7 @@ fitted on its first half (``fit_pool`` defaults), extended over the second
 (:func:`~servelab.generator.extend.extend_pool`) and generated (rate ``pool``). Per seed it prints the
 real and generated request counts of the later half, the share of them sent by clients first seen
 after the split ("new"), the volume of the clients seen before it (generated / real) and the requests
-per new client. The truth is the simulated later half; nothing here is fitted to it.
+per new client, and the CV of the survivors' requests per 30-min window (real and generated). The truth is the simulated later half; nothing here is fitted to it.
 
 Scenarios (``--scenario``): ``sparse`` (rates 1 per 8 days to 1 an hour, mean life 3 days, 100 new
 a day: most clients send a handful of requests, as on the issue's 23-day trace) and ``dense`` (rates
@@ -40,6 +40,8 @@ from servelab.generator.generate import generate  # noqa: E402
 
 __all__ = ["SCENARIOS", "composition", "main"]
 
+#: window of the survivors' burstiness (CV of their requests per window)
+CV_WINDOW_S = 1800.0
 #: name -> simulate_trace keywords (equilibrium: n_initial = new_per_day x mean life)
 SCENARIOS = {
     "sparse": {"new_per_day": 100.0, "mean_life_days": 3.0, "n_initial": 300, "rate_range": (1 / (8 * DAY), 1 / 3600)},
@@ -68,6 +70,11 @@ def composition(frame: pl.DataFrame, days: float, seed: int) -> dict:
         out[f"{name}_old_requests"] = old.height
         out[f"{name}_new_clients"] = new["client_id"].n_unique()
         out[f"{name}_per_new_client"] = new.height / max(new["client_id"].n_unique(), 1)
+        # burstiness of the survivors' traffic: CV of their requests per 30-min window
+        t = old["timestamp"].to_numpy() - (split if name == "real" else 0.0)
+        counts = np.bincount(np.clip((t // CV_WINDOW_S).astype(np.int64), 0, None),
+                             minlength=int(np.ceil(split / CV_WINDOW_S)))
+        out[f"{name}_old_window_cv"] = float(counts.std() / counts.mean()) if counts.mean() > 0 else float("nan")
     out["old_volume_ratio"] = out["gen_old_requests"] / max(out["real_old_requests"], 1)
     out["count_error"] = out["gen_requests"] / max(out["real_requests"], 1) - 1
     return out
@@ -86,7 +93,7 @@ def main(argv=None) -> int:
         rows.append(composition(frame, args.days, seed))
     table = pl.DataFrame(rows)
     cols = ["seed", "real_requests", "gen_requests", "count_error", "real_new_share", "gen_new_share",
-            "old_volume_ratio", "real_new_clients", "gen_new_clients", "real_per_new_client", "gen_per_new_client"]
+            "old_volume_ratio", "real_old_window_cv", "gen_old_window_cv", "real_new_clients", "gen_new_clients", "real_per_new_client", "gen_per_new_client"]
     with pl.Config(tbl_rows=-1, float_precision=3, tbl_width_chars=200, tbl_cols=-1):
         print(f"scenario {args.scenario}: {SCENARIOS[args.scenario]}")
         print(table.select(cols))
