@@ -267,10 +267,10 @@ def shrinkage_summary(pool) -> dict | str:
         return "none (every client draws from its own PMFs)"
     fitted = (getattr(pool, "provenance", None) or {}).get("length_shrinkage")
     fitted = fitted if isinstance(fitted, dict) else {}
-    col = clients[OWN_WEIGHT_COLUMN].drop_nulls()
+    weights = clients[OWN_WEIGHT_COLUMN].drop_nulls().str.json_decode()  # one struct field per length field
     out = {}
-    for field in sorted({k for doc in col.to_list() for k in json.loads(doc)}):  # per client id, not per request
-        w = col.str.json_path_match(f"$.{field}").cast(pl.Float64).drop_nulls()
+    for field in sorted(weights.struct.fields):
+        w = weights.struct.field(field).cast(pl.Float64).drop_nulls()
         fit = fitted.get(field) if isinstance(fitted.get(field), dict) else {}
         out[field] = {"k": fit.get("k", float("nan")), "p_value": fit.get("p_value"), "clients": int(w.len()),
                       "median_weight": float(w.median()), "min_weight": float(w.min()), "max_weight": float(w.max())}

@@ -340,9 +340,7 @@ def sample_pmf(table: PmfTable, group: np.ndarray, u: np.ndarray) -> np.ndarray:
         return np.zeros(0)
     u = np.asarray(u, dtype=float)
     if n >= _GUIDE_MIN_ROWS and table.guide is not None:  # no binary search: the same draws (issue 16)
-        from servelab.generator.pmf_lookup import sample_guided
-
-        return sample_guided(table, table.guide, group, u)
+        return _draw_whole(table, group, u)
     runs = _find_runs(table, group, np.array([0, n]))
     if runs.whole[0]:
         return _search_whole(table, group, u)
