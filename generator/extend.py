@@ -26,10 +26,7 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    it was watched doing, from its first window to the span's end, back to back); it takes the template's conversation structure (turns, inter-turn
    times) under its own id ``new~<k>``. Its **length laws** (time-of-day request data PMFs, as a
    survivor's, load-length coupling, and the conversations' first-turn inputs and follow-up
-   increments) are those of another client drawn with probability its share of the
-   span's requests (the mix the trace weights): the templates are the few clients that arrived
-   during the span, and their lengths made the new clients' mix unlike any week's (ServeGen
-   m-small: 7 templates, 13 new clients).
+   increments) are those of another client of like request intensity (below, "Length laws").
 4. **Total rate**: rates are scaled so that their sum follows, by default, the pool's
    :class:`~servelab.fitting.pool_forecast.RateForecast` (trend times daily periodicity): one
    factor per block of a day (the span's length when shorter), so a block's volume is the
@@ -66,6 +63,22 @@ the busiest client seen before the split 357 of its real 2,251. On simulated pop
 known churn (``benchmarks/bench_churn_volume.py``, ``tests/generator/test_extend_churn_volume.py``):
 new clients' share 0.79 -> 0.68 (real 0.67), survivors' volume 0.60 -> 0.91 of real (medians of 8
 seeds).
+
+Length laws
+-----------
+A new client's length laws come from a *donor*: one of the ``ceil(sqrt(n))`` clients (of the
+``n`` with data) whose request intensity (requests over presence) is nearest its template's, drawn
+with probability its share of their requests (:func:`_length_donors`). Not the template's own:
+the templates are the few clients that arrived during the span, and their few requests made the
+new clients' mix unlike any week's (ServeGen m-small: 7 templates, 13 new clients). Not a client
+drawn by its share of all the span's requests either (the rule before 2026-12-04): that kept the
+trace's length mix but not which clients send which lengths. On simulated churn of two kinds of
+client (``bench_validate.py --parts newlengths``: kind A sends 3x as many requests, with short
+prompts), type-A new clients sent 1.04x what type-B ones did with it against 2.67x real, and 2.77x
+with the donors; a new client takes its template's kind (93% in
+``tests/generator/test_extend_new_lengths.py``). Donors with more requests are preferred within
+the neighbourhood: a donor seen a few times has a small own-PMF weight (length shrinkage) and
+would lend the population's mean.
 
 Survivors' rows
 ---------------
@@ -429,6 +442,57 @@ def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end:
             .filter(pl.col("rate") > 0).select(*active.columns, "first"))
 
 
+def _intensity(active: pl.DataFrame, table: pl.DataFrame, *, end: float, W: float) -> pl.DataFrame:
+    """Per client (sorted): its requests over its presence (first window to the end of its last
+    active one, or to the span's end when it did not depart; at least one window), req/s."""
+    return (active.group_by("client_id").agg((pl.col("rate") * pl.col("window_s")).sum().alias("requests"))
+            .join(table.select("client_id", "first_s", "last_s", "departed"), on="client_id", how="left")
+            .with_columns(intensity=pl.col("requests") / pl.max_horizontal(
+                pl.when(pl.col("departed").fill_null(True)).then(pl.col("last_s")).otherwise(pl.lit(end))
+                - pl.col("first_s"), pl.lit(W)).fill_null(W))
+            .sort("client_id").select("client_id", "requests", "intensity"))
+
+
+def _length_donors(active: pl.DataFrame, table: pl.DataFrame, picked: np.ndarray, rng: np.random.Generator, *,
+                   end: float, W: float, data_ids: pl.Series | None) -> np.ndarray:
+    """The client whose length laws each new client takes (module docstring, "Length laws"): one
+    of the ``m = ceil(sqrt(n))`` clients with data whose request intensity (:func:`_intensity`) is
+    nearest its template's in log (a nearest-neighbour conditional draw), drawn with probability
+    its share of their requests; the template itself where no client has data. One uniform per new
+    client from ``rng``."""
+    n_new = picked.size
+    if n_new == 0:
+        return picked
+    inten = _intensity(active, table, end=end, W=W).filter(pl.col("requests") > 0)
+    donors = inten if data_ids is None else inten.filter(pl.col("client_id").is_in(data_ids.unique().implode()))
+    if donors.height == 0:
+        return picked
+    order = np.argsort(np.log(donors["intensity"].to_numpy()), kind="stable")
+    ids = donors["client_id"].to_numpy()[order]
+    logs = np.log(donors["intensity"].to_numpy())[order]
+    lookup = dict(zip(inten["client_id"].to_list(), np.log(inten["intensity"].to_numpy()).tolist()))
+    x = np.array([lookup.get(c, float(np.median(logs))) for c in picked.tolist()])  # a loop over new clients
+    n = ids.size
+    m = min(n, max(1, math.ceil(math.sqrt(n))))
+    # the m nearest in sorted order: a window of m around the template's place, moved inside the
+    # list, then shifted toward the nearer side one step at a time (m steps at most, vectorised)
+    lo = np.clip(np.searchsorted(logs, x) - m // 2, 0, n - m)
+    for _ in range(m):  # a loop over window shifts, never over clients
+        left = lo > 0
+        right = lo + m < n
+        go_left = left & (np.abs(x - logs[np.maximum(lo - 1, 0)]) < np.abs(logs[np.minimum(lo + m - 1, n - 1)] - x))
+        go_right = right & ~go_left & (np.abs(logs[np.minimum(lo + m, n - 1)] - x) < np.abs(x - logs[lo]))
+        if not (go_left.any() or go_right.any()):
+            break
+        lo = lo - go_left + go_right
+    # within the window, a client with probability its share of the window's requests: a donor seen
+    # a few times has a small own-PMF weight (length shrinkage) and would lend the population's mean
+    req = donors["requests"].to_numpy()[order]
+    cum = np.concatenate(([0.0], np.cumsum(req)))
+    target = cum[lo] + rng.random(n_new) * (cum[lo + m] - cum[lo])
+    return ids[np.clip(np.searchsorted(cum, target, side="right") - 1, lo, lo + m - 1)]
+
+
 def _replayed_lives(table: pl.DataFrame, picked: np.ndarray, e_new: np.ndarray, law: np.ndarray, model: ChurnModel, *,
                     lo: float, end: float, W: float, draws: bool) -> np.ndarray:
     """New clients' lifetimes (seconds) from their templates (module docstring, "Lifetimes").
@@ -513,18 +577,12 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     pick = rng.integers(0, templates.size, n_new) if templates.size else np.zeros(0, np.int64)
     if n_new and templates.size:
         lives = _replayed_lives(table, templates[pick], e_new, lives, model, lo=lo, end=end, W=W, draws=draws)
-    # a new client's length laws (request data, load-length coupling): another client's, drawn
-    # with probability its share of the span's requests, so the new clients' expected length mix
-    # is the span's (the mix the trace weights), not that of the few templates (drawn last: the
-    # draws above are unchanged)
-    weights = (active.group_by("client_id").agg((pl.col("rate") * pl.col("window_s")).sum().alias("requests"))
-               .sort("client_id"))
+    # a new client's length laws (request data, load-length coupling): those of a client drawn
+    # among the ones whose request intensity is nearest its template's (module docstring, "Length
+    # laws"; drawn last: the draws above are unchanged)
     data_ids = frame_of(pool.data)
-    if data_ids is not None and data_ids.height:
-        weights = weights.filter(pl.col("client_id").is_in(data_ids["client_id"].unique().implode()))
-    w = weights["requests"].to_numpy()
-    lengths_from = (weights["client_id"].to_numpy()[rng.choice(w.size, n_new, p=w / w.sum())]
-                    if n_new and w.size and w.sum() > 0 else templates[pick])
+    lengths_from = _length_donors(active, table, templates[pick], rng, end=end, W=W,
+                                  data_ids=None if data_ids is None or not data_ids.height else data_ids["client_id"])
     kb = np.floor((births - end) / W).astype(np.int64)
     kd = np.maximum(np.minimum(np.ceil((births + lives - end) / W), K).astype(np.int64), kb + 1)
     # a new client starts on its birth's day at its template's time of day (its life moved with
