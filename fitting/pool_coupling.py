@@ -26,9 +26,21 @@ sample variance over :math:`n_w` requests:
 - the **elasticity** :math:`b = \operatorname{cov}(x, \ell) / \operatorname{var}(x)` with
   :math:`\ell_w = \log m_w + s^2_w / (2 n_w m_w^2)` (the log mean, bias-corrected): mean length
   :math:`\propto \text{rate}^b`;
-- the coupling is **kept** when p < :data:`COUPLING_LEVEL` (1%) and the client has at least
-  :data:`MIN_WINDOWS` such windows; otherwise its elasticity is not used (null control: a client
-  whose lengths do not depend on its load gets no coupling, with probability 99%).
+- the coupling is **kept** when the client has at least :data:`MIN_WINDOWS` such windows and
+  its test rejects under Benjamini-Hochberg at :data:`COUPLING_LEVEL` (1%) over every (client,
+  field) of the pool that has them ("Many clients" below); otherwise its elasticity is not used.
+
+Many clients
+------------
+Each kept coupling rescales every request of its client by :math:`\text{rate}^b`, so a false one
+is not a harmless extra row: with one test per client at 1%, a pool of thousands of clients keeps
+tens of them, fitted on a dozen windows, with elasticities of noise. The 10 M-row synthetic store
+(no within-client coupling by construction; a 2 M-row client sample, 600-s windows) kept 8, with
+elasticities up to 9.5, which moved the generated input KS from 0.0018 to 0.0022 in sample and from
+0.0024 to 0.0034 past a split. Benjamini-Hochberg over the pool's (client, field) pairs keeps the
+expected share of false couplings among the kept ones at 1% and, when no client is coupled, the
+chance of keeping any at 1% (statsmodels' ``multipletests``); a single-client trace is one or two
+tests, as before.
 
 :func:`apply_coupling` multiplies the lengths of each generated request of a kept (client, field)
 by :math:`\text{rate}_w^{\,b}` normalised so that the request-weighted mean factor of each client
@@ -44,6 +56,7 @@ import math
 import numpy as np
 import polars as pl
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 from servelab.fitting.pool_schemas import COUPLING_SCHEMA
 
 __all__ = ["COUPLING_FIELDS", "COUPLING_LEVEL", "COUPLING_SCHEMA", "MIN_WINDOWS", "MIN_WINDOW_REQUESTS",
@@ -160,11 +173,19 @@ def coupling_from_cells(per: pl.DataFrame, names, fields, *, window_s: float) ->
         n = s["n_windows"].to_numpy()
         z, p = slope_test(sxy, sxx, hc3, n)
         b = np.where(sxx > 0, sxl / np.where(sxx > 0, sxx, 1.0), 0.0)
-        kept = ok & (n >= MIN_WINDOWS) & (p < COUPLING_LEVEL)
+        testable = ok & (n >= MIN_WINDOWS)
         ids = np.asarray(names, dtype=object)[s["c"].to_numpy()] if s.height else np.zeros(0, object)
         out.append(pl.DataFrame({"client_id": ids.tolist(), "field": [f] * s.height, "n_windows": n, "r": r,
-                                 "t": z, "p_value": p, "elasticity": b, "kept": kept}, schema=COUPLING_SCHEMA))
-    return pl.concat(out).sort("client_id", "field")
+                                 "t": z, "p_value": p, "elasticity": b, "kept": testable}, schema=COUPLING_SCHEMA))
+    table = pl.concat(out)
+    # one family: every (client, field) the pool could couple, Benjamini-Hochberg at the level
+    # (module docstring, "Many clients")
+    testable = table["kept"].to_numpy()
+    kept = np.zeros(table.height, dtype=bool)
+    if testable.any():
+        kept[testable] = multipletests(table["p_value"].to_numpy()[testable], alpha=COUPLING_LEVEL,
+                                       method="fdr_bh")[0]
+    return table.with_columns(kept=pl.Series(kept)).sort("client_id", "field")
 
 
 def apply_coupling(table: pl.DataFrame | None, frame: pl.DataFrame, client_ids, rate) -> pl.DataFrame:

@@ -55,8 +55,26 @@ def test_null_clients_keep_no_coupling_at_the_stated_level(rng):
     tab = coupling_table(t, c, [f"c{i}" for i in range(600)], {"output_tokens": out}, window_s=W)
     assert tab.height == 600
     assert tab["kept"].mean() <= COUPLING_LEVEL + 3 * math.sqrt(COUPLING_LEVEL * (1 - COUPLING_LEVEL) / 600)
+    # one family (Benjamini-Hochberg over the pool's clients): with no client coupled, any kept
+    # coupling has probability <= COUPLING_LEVEL; one test per client at 1% kept about 6 of 600
+    assert (tab["p_value"] < COUPLING_LEVEL).sum() >= 1
+    assert tab["kept"].sum() == 0
     # the elasticity of null clients is centred on 0 (SE of the mean ~ 0.07 / sqrt(600) = 0.003)
     assert abs(tab["elasticity"].mean()) < 0.015
+
+
+def test_coupled_clients_are_found_among_many_null_ones(rng):
+    # 50 coupled (elasticity -0.5) among 550 null clients, one family: the coupled are kept, and
+    # the null kept are a small share of the kept (BH's expected false share is 1% of them).
+    # Measured with this seed: 47 of 50 coupled and 1 null kept; at ~95% power the count of 50 has
+    # an sd of ~1.5, so 45 is 3 sd below
+    t1, c1, o1 = _clients(rng, 50, 30, 0.2, -0.5)
+    t0, c0, o0 = _clients(rng, 550, 30, 0.2, 0.0)
+    tab = coupling_table(np.r_[t1, t0], np.r_[c1, c0 + 50], [f"c{i:03d}" for i in range(600)],
+                         {"output_tokens": np.r_[o1, o0]}, window_s=W)
+    kept = tab.filter(pl.col("kept"))["client_id"].str.slice(1).cast(pl.Int64).to_numpy()
+    assert (kept < 50).sum() >= 45
+    assert (kept >= 50).sum() <= 2
 
 
 def test_coupled_clients_are_kept_with_their_elasticity(rng):
