@@ -14,9 +14,15 @@ Scenarios (``--scenario``): ``sparse`` (rates 1 per 8 days to 1 an hour, mean li
 a day: most clients send a handful of requests, as on the issue's 23-day trace) and ``dense`` (rates
 1 per 2 h to 1 per 50 s, mean life 5 days, 5 new a day).
 
-Measured 2026-12-04 (seeds 0-7, 14 days split at 7; medians over seeds; ``before`` = main 8bfe653,
-``after`` = the censored-cycle and replayed-lives rules of :mod:`servelab.generator.extend`): see the
-closing note of that day and the table this script prints.
+Measured 2026-12-04 (seeds 0-7, 14 days split at 7; medians over seeds; real | main 8bfe653 | after the
+censored-cycle and replayed-lives rules of :mod:`servelab.generator.extend`, 13e560c):
+
+- sparse: new clients' share of the later requests 0.666 | 0.793 | 0.683; survivors' volume (generated / real)
+  0.60 | 0.91; count error -0.030 | -0.034; requests per new client 11.7 | 18.7 | 14.5;
+- dense: new share 0.462 | 0.394 | 0.424; survivors 1.015 | 1.015; requests per new client 890 | 790 | 828.
+- The survivors' CV per 30-min window (real | last-day rows, 13e560c | shrunk toward time-of-day means, 67a55f8):
+  sparse 0.885 | 1.071 | 1.083, dense 0.689 | 0.643 | 0.627 (the populations' survivors live 3-5 days: few days
+  to average over).
 
 Usage: ``python benchmarks/bench_churn_volume.py [--scenario sparse|dense] [--seeds 0-7] [--days 14]``.
 """
