@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["SHRINKAGE_BINS", "OWN_WEIGHT_COLUMN", "K_MAX", "ShrinkageFit", "dm_loglik",
+__all__ = ["SHRINKAGE_BINS", "OWN_WEIGHT_COLUMN", "K_MAX", "ShrinkageFit", "decode_own_weights", "dm_loglik",
            "fit_shrinkage", "own_weights", "shrinkage_centers", "shrinkage_summary"]
 
 #: bins of the pooled distribution the prior strength is fitted on
@@ -258,6 +258,13 @@ def own_weights(weights: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
                         schema={"client_id": pl.String, OWN_WEIGHT_COLUMN: pl.String})
 
 
+def decode_own_weights(column: pl.Series) -> pl.Series:
+    """The :data:`OWN_WEIGHT_COLUMN` JSON decoded: a struct with one float field per length field
+    (null where a client has no weight for it). Every row's keys are read (a field first seen past
+    polars' default 100-row schema sample made the decode fail)."""
+    return column.str.json_decode(infer_schema_length=None)
+
+
 def shrinkage_summary(pool) -> dict | str:
     """``pool info``'s line: per field the fitted ``k`` and test (from the pool's provenance, when
     it records the fit) and the median and range of the clients' weights; a sentence when the pool
@@ -267,7 +274,7 @@ def shrinkage_summary(pool) -> dict | str:
         return "none (every client draws from its own PMFs)"
     fitted = (getattr(pool, "provenance", None) or {}).get("length_shrinkage")
     fitted = fitted if isinstance(fitted, dict) else {}
-    weights = clients[OWN_WEIGHT_COLUMN].drop_nulls().str.json_decode()  # one struct field per length field
+    weights = decode_own_weights(clients[OWN_WEIGHT_COLUMN].drop_nulls())
     out = {}
     for field in sorted(weights.struct.fields):
         w = weights.struct.field(field).cast(pl.Float64).drop_nulls()

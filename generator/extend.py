@@ -430,9 +430,9 @@ def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end:
     per = grouped_sums(slots.with_columns(dev=pl.col("s2") - pl.col("s1") ** 2 / pl.col("days")), ["cc"],
                        dev="dev", noise="noise")
     d = slots["days"].to_numpy()
-    cc = slots["cc"].to_numpy()
-    code = np.searchsorted(per["cc"].to_numpy(), cc)
-    cells = (slots.group_by("cc").agg(pl.col("days").first()).sort("cc")["days"].to_numpy() * n_src)
+    code = np.searchsorted(per["cc"].to_numpy(), slots["cc"].to_numpy())
+    cells = np.empty(per.height)
+    cells[code] = d * n_src  # a client's windows in its days (``days`` is one value per client)
     var = per["dev"].to_numpy() / cells
     noise = per["noise"].to_numpy() / cells
     f = np.where(var > 0, np.clip(1.0 - noise / np.where(var > 0, var, 1.0), 0.0, 1.0), 0.0)[code]
@@ -442,14 +442,18 @@ def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end:
             .filter(pl.col("rate") > 0).select(*active.columns, "first"))
 
 
+def _presence_s(end: float) -> pl.Expr:
+    """A client's presence over churn-table columns: first window to the end of its last active one
+    when it departed, else to the span's ``end`` (the time it was watched)."""
+    return pl.when(pl.col("departed").fill_null(True)).then(pl.col("last_s")).otherwise(pl.lit(end)) - pl.col("first_s")
+
+
 def _intensity(active: pl.DataFrame, table: pl.DataFrame, *, end: float, W: float) -> pl.DataFrame:
-    """Per client (sorted): its requests over its presence (first window to the end of its last
-    active one, or to the span's end when it did not depart; at least one window), req/s."""
+    """Per client (sorted): its requests over its presence (:func:`_presence_s`; at least one
+    window), req/s."""
     return (active.group_by("client_id").agg((pl.col("rate") * pl.col("window_s")).sum().alias("requests"))
             .join(table.select("client_id", "first_s", "last_s", "departed"), on="client_id", how="left")
-            .with_columns(intensity=pl.col("requests") / pl.max_horizontal(
-                pl.when(pl.col("departed").fill_null(True)).then(pl.col("last_s")).otherwise(pl.lit(end))
-                - pl.col("first_s"), pl.lit(W)).fill_null(W))
+            .with_columns(intensity=pl.col("requests") / pl.max_horizontal(_presence_s(end), pl.lit(W)).fill_null(W))
             .sort("client_id").select("client_id", "requests", "intensity"))
 
 
@@ -467,11 +471,14 @@ def _length_donors(active: pl.DataFrame, table: pl.DataFrame, picked: np.ndarray
     donors = inten if data_ids is None else inten.filter(pl.col("client_id").is_in(data_ids.unique().implode()))
     if donors.height == 0:
         return picked
-    order = np.argsort(np.log(donors["intensity"].to_numpy()), kind="stable")
+    log_all = np.log(donors["intensity"].to_numpy())
+    order = np.argsort(log_all, kind="stable")
     ids = donors["client_id"].to_numpy()[order]
-    logs = np.log(donors["intensity"].to_numpy())[order]
-    lookup = dict(zip(inten["client_id"].to_list(), np.log(inten["intensity"].to_numpy()).tolist()))
-    x = np.array([lookup.get(c, float(np.median(logs))) for c in picked.tolist()])  # a loop over new clients
+    logs = log_all[order]
+    # each template's log intensity (the donors' median for a template without requests)
+    x = (pl.DataFrame({"client_id": picked.tolist()}, schema={"client_id": pl.String})
+         .join(inten.select("client_id", "intensity"), on="client_id", how="left", maintain_order="left")
+         ["intensity"].log().fill_null(float(np.median(logs))).to_numpy())
     n = ids.size
     m = min(n, max(1, math.ceil(math.sqrt(n))))
     # the m nearest in sorted order: a window of m around the template's place, moved inside the
@@ -663,8 +670,7 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
                       / (end - pl.max_horizontal(pl.col("first_s").first(), pl.lit(src0)))).alias("v")))
     sv = alive.select("client_id", present=pl.Series(present)).join(src_rate, on="client_id", how="inner").sort("client_id")
     tv = (trows.group_by("client_id").agg((pl.col("rate") * pl.col("window_s")).sum().alias("req"),
-                                          (pl.when(pl.col("departed")).then(pl.col("last_s")).otherwise(pl.lit(end))
-                                           - pl.col("first_s")).first().alias("presence"))
+                                          _presence_s(end).first().alias("presence"))
           .filter(pl.col("client_id").is_in(list(templates))))
     new_rate = (model.arrival_rate * float((tv["req"] / tv["presence"]).sum()) / templates.size
                 if templates.size and tv.height else 0.0)

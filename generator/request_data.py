@@ -151,7 +151,7 @@ def _own_weights(pool, client_ids: list[str], fields: list[str]) -> dict[str, np
     """Per field, the own-PMF weight :math:`\\lambda` of each of ``client_ids`` from the pool's
     ``clients`` table's :data:`~servelab.fitting.pool_shrinkage.OWN_WEIGHT_COLUMN` (JSON; 1 where
     absent); empty when the pool has no such column (older pools, ServeGen's) or no weight below 1."""
-    from servelab.fitting.pool_shrinkage import OWN_WEIGHT_COLUMN
+    from servelab.fitting.pool_shrinkage import OWN_WEIGHT_COLUMN, decode_own_weights
 
     clients = getattr(pool, "clients", None)
     if clients is None or OWN_WEIGHT_COLUMN not in clients.columns:
@@ -159,10 +159,14 @@ def _own_weights(pool, client_ids: list[str], fields: list[str]) -> dict[str, np
     col = (pl.DataFrame({"client_id": client_ids}, schema={"client_id": pl.String})
            .join(clients.select("client_id", OWN_WEIGHT_COLUMN), on="client_id", how="left",
                  maintain_order="left")[OWN_WEIGHT_COLUMN])
+    if col.null_count() == col.len():
+        return {}
+    decoded = decode_own_weights(col)  # JSON decoded once by polars, never per request
     out = {}
-    for field in fields:  # a loop over fields; JSON decoded by polars, never per request
-        w = (col.str.json_path_match(f"$.{field}").cast(pl.Float64).fill_null(1.0).to_numpy()
-             if col.null_count() < col.len() else np.ones(len(client_ids)))
+    for field in fields:  # a loop over fields
+        if field not in decoded.struct.fields:
+            continue
+        w = decoded.struct.field(field).cast(pl.Float64).fill_null(1.0).to_numpy()
         if np.any(w < 1.0):
             out[field] = np.clip(w, 0.0, 1.0)
     return out

@@ -232,8 +232,9 @@ def plan_generation(pool, rate, duration: float, *, start: float | None = None, 
         lo=lo, hi=hi, seed=seed, counts=counts, syn_ids=syn_ids, sel=sel, cell_client=cn, cell_rate=c_rate,
         cell_ptr=ptr, law=grid.law.take(c_law), unit_a=unit_a, unit_b=unit_b, unit_seg=seg_of_unit,
         unit_new=j == 0, conv=conv, context=context, data=sampler, clock=clock,
+        # the coupling scales drawn request data: none without a sampler
         coupling=(coupling_plan(pool, grid, lo, hi, data_anchor=sampler.anchor, data_window_s=sampler.dw)
-                  if sampler is not None else (coupling_plan(pool, grid, lo, hi) if data else None)),
+                  if sampler is not None else None),
         **_prefix_fields(pool, grid, sel, syn_ids, data))
 
 

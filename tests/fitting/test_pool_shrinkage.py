@@ -128,3 +128,14 @@ def test_fit_pool_stores_the_weights_and_says_so(tmp_path, two_types):
     assert summary["clients"] == 400 and summary["k"] == shrink["k"]
     assert summary["min_weight"] <= summary["median_weight"] <= summary["max_weight"] <= 1.0
     assert shrinkage_summary(off).startswith("none")
+
+
+def test_weights_decode_reads_fields_first_seen_late():
+    # a field in no client's weights before row 101 (polars' default JSON schema sample is 100 rows):
+    # pool info and the generator must still read it
+    from servelab.fitting.pool_shrinkage import decode_own_weights
+
+    col = pl.Series(['{"input_tokens": 0.5}'] * 150 + [None, '{"input_tokens": 0.2, "output_tokens": 0.9}'])
+    decoded = decode_own_weights(col)
+    assert set(decoded.struct.fields) == {"input_tokens", "output_tokens"}
+    assert decoded.struct.field("output_tokens").drop_nulls().to_list() == [0.9]
