@@ -254,7 +254,8 @@ SQL = MappingProxyType({
     # the PMF binning of servelab.fitting.pool_data over value counts ``{counts}`` (a query giving
     # cidx, d, vk, n): exact values below {exact_below}, log bins of ratio exp({log_ratio}) above,
     # a value with at least {spike} of its window kept, a log bin above {max_mass} of the window
-    # cut at multiples of {max_mass} of its CDF; a bin's value is its count-weighted mean
+    # cut at multiples of {max_mass} of its CDF; a bin's value is its count-weighted mean, ``lo`` and
+    # ``hi`` the smallest and largest value it holds
     # (a bin's mass is its exact integer count over the window's: a float sum of the shares depends
     # on the order the engine adds them in, and decides the cut). One window partition (cidx, d):
     # ``lo`` orders the values as ``vk`` does and is constant over a log bin ``lb`` (``vk`` below
@@ -288,9 +289,11 @@ SQL = MappingProxyType({
                         ELSE lb * 1000 END AS bin
             FROM m
         ), g AS (
-            SELECT cidx, d, {mean_key} AS vk, sum(n) AS n FROM b GROUP BY cidx, d, bin
+            SELECT cidx, d, {mean_key} AS vk, sum(n) AS n, min(v) AS lo, max(v) AS hi FROM b GROUP BY cidx, d, bin
         )
-        SELECT cidx, d, CAST(vk AS BIGINT) AS vk, CAST(sum(n) AS BIGINT) AS n FROM g GROUP BY 1, 2, 3
+        SELECT cidx, d, CAST(vk AS BIGINT) AS vk, CAST(sum(n) AS BIGINT) AS n, CAST(min(lo) AS BIGINT) AS lo,
+               CAST(max(hi) AS BIGINT) AS hi
+        FROM g GROUP BY 1, 2, 3
     """,
     "log_stats": """
         WITH x AS (
@@ -359,7 +362,8 @@ SQL = MappingProxyType({
                         ELSE -1 - floor(ln(abs(x) / {exact_below}) / {log_ratio}) END AS bin
             FROM x WHERE x IS NOT NULL
         )
-        SELECT cidx, first, multi, neg, bin, avg(x) AS value, count(*) AS n FROM b GROUP BY cidx, first, multi, neg, bin
+        SELECT cidx, first, multi, neg, bin, avg(x) AS value, count(*) AS n, min(x) AS lo, max(x) AS hi
+        FROM b GROUP BY cidx, first, multi, neg, bin
     """,
     "requests_per_client": """
         SELECT {cidx} AS cidx, count(*) AS n FROM {source} q {join} GROUP BY 1
@@ -571,8 +575,8 @@ def value_counts(src: AggregateSource, *, value: str, data_window_s: float, scal
     binning : Mapping, optional
         ``exact_below, bin_ratio, spike_share, max_bin_mass``: bin the counts in SQL as
         :func:`servelab.fitting.pool_data.pmfs_from_counts` does (``vk`` is then a bin's rounded
-        count-weighted mean value), so that the result is bounded by the PMF's size, not by the
-        distinct values.
+        count-weighted mean value, and columns ``lo, hi`` the smallest and largest value keys the
+        bin holds), so that the result is bounded by the PMF's size, not by the distinct values.
     """
     key = round_half_even_sql(f"v * {float(scale)!r}")
     name = "value_counts_window" if count_col else "value_counts"
@@ -581,6 +585,7 @@ def value_counts(src: AggregateSource, *, value: str, data_window_s: float, scal
                    **extra)
     if binning is not None:
         sql = binned_counts_sql(sql, **{k: binning[k] for k in BINNING_KEYS})
+        return _int64(src.engine.frame(sql), "cidx", "d", "vk", "n", "lo", "hi")
     return _int64(src.engine.frame(sql), "cidx", "d", "vk", "n")
 
 
@@ -592,8 +597,9 @@ def binned_counts_sql(counts: str, *, exact_below: int, bin_ratio: float, spike_
     :func:`servelab.fitting.pool_data.pmfs_from_counts`'s binning (values below ``exact_below``
     exact, log bins of ratio ``bin_ratio`` above, a value of at least ``spike_share`` of its
     window kept, a log bin over ``max_bin_mass`` of its window cut at multiples of
-    ``max_bin_mass`` of the window's CDF). Gives ``cidx, d, vk, n``: ``vk`` a bin's count-weighted
-    mean value rounded half to even.
+    ``max_bin_mass`` of the window's CDF). Gives ``cidx, d, vk, n, lo, hi``: ``vk`` a bin's
+    count-weighted mean value rounded half to even, ``lo`` and ``hi`` the smallest and largest
+    value it holds (both ``vk`` for a value kept exactly).
     """
     return SQL["binned_counts"].format(
         counts=counts, exact_below=int(exact_below), log_ratio=repr(math.log(bin_ratio)),
@@ -683,8 +689,8 @@ def conversation_increments(src: AggregateSource, *, exact_below: int, bin_ratio
     ``request_id``); a first turn (requests without an id included) counts its input. Returns
     ``cidx, first`` (bool: a first turn's input, else an increment), ``multi`` (the request's
     conversation has two turns or more), ``neg, bin, value`` (mean),
-    ``n``: bins of ``|x|`` as :func:`servelab.fitting.pool_data.bin_values` keys them, ``neg``
-    for negative values.
+    ``n``, ``lo, hi`` (the smallest and largest value): bins of ``|x|`` as
+    :func:`servelab.fitting.pool_data.bin_values` keys them, ``neg`` for negative values.
     Needs ``input_tokens`` in the store.
     """
     if not bin_ratio > 1:

@@ -34,7 +34,7 @@ import polars as pl
 from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import ConvergenceWarning
 from servelab.fitting.ordered_sums import grouped_sums
-from servelab.fitting.pool_data import bin_values
+from servelab.fitting.pool_data import spread_bins, bin_values
 
 __all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "INCREMENT_PROFILE", "INCREMENT_PROFILE_LEVEL",
            "INCREMENT_PROFILE_MIN", "ITT_TRAFFIC", "increment_profile_rows", "WINDOW_WEIGHT_CAP", "censored_turn_pmf",
@@ -179,7 +179,7 @@ def increment_profile_rows(follow_t: np.ndarray, increments: np.ndarray, request
 def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, names: list[str], *, bin_ratio: float,
                         linking=None, exact_below: int = 64, window_censoring: bool = True,
                         span: tuple[float, float] | None = None, traffic_window_s: float | None = None,
-                        data_window_s: float | None = None):
+                        data_window_s: float | None = None, spread_points: int = 1):
     """Per-client conversation parameters and PMFs (turns exact, ITT log-binned, input increments
     binned as the data PMFs when the store has ``input_tokens``); ``linking`` (a
     :class:`~servelab.analysis.conversations.LinkOptions`) sets how prefix-block links are inferred.
@@ -366,7 +366,8 @@ def conversation_tables(store: TraceStore, frame: pl.DataFrame, ci: np.ndarray, 
                            pl.when(pl.col("first")).then(pl.col("i")).otherwise(pl.col("i") - pl.col("h")).alias("x"),
                            *([pl.col("w")] if "w" in pairs.columns else []))
         pmfs = pl.concat([pmfs, increment_pmfs(increment_aggregates(inc, exact_below=exact_below,
-                                                                    bin_ratio=bin_ratio), names)])
+                                                                    bin_ratio=bin_ratio), names,
+                                               spread_points=spread_points)])
         if profile is not None and profile.height:
             pmfs = pl.concat([pmfs, profile.with_columns(pl.col("client_id").cast(pmfs["client_id"].dtype))])
     note = f"linked by {rule}: {n_conv} conversations, {n_multi} multi-turn"
@@ -380,33 +381,38 @@ def _history(frame: pl.DataFrame) -> pl.Expr:
 
 
 def increment_aggregates(values: pl.DataFrame, *, exact_below: int, bin_ratio: float) -> pl.DataFrame:
-    """Binned ``cidx, first, multi, neg, bin, value, n`` from raw ``cidx, first, multi, x`` (a first
-    turn's input or a follow-up's increment; ``multi``: its conversation has two turns or more;
-    nulls dropped), the polars twin of
+    """Binned ``cidx, first, multi, neg, bin, value, n, lo, hi`` from raw ``cidx, first, multi, x`` (a
+    first turn's input or a follow-up's increment; ``multi``: its conversation has two turns or
+    more; nulls dropped; ``lo, hi`` the bin's smallest and largest value), the polars twin of
     :func:`servelab.analysis.aggregates.conversation_increments`."""
+    keys = ["cidx", "first", "multi", "neg", "bin"]
     x = values.filter(pl.col("x").is_not_null() & pl.col("x").is_finite())
-    if "w" not in x.columns:
-        return (x.with_columns((pl.col("x") < 0).alias("neg"),
-                               bin_values(pl.col("x").abs(), exact_below=exact_below, bin_ratio=bin_ratio).alias("bin"))
-                .group_by("cidx", "first", "multi", "neg", "bin").agg(pl.col("x").mean().alias("value"),
-                                                                      pl.len().cast(pl.Int64).alias("n")))
     binned = x.with_columns((pl.col("x") < 0).alias("neg"),
                             bin_values(pl.col("x").abs(), exact_below=exact_below, bin_ratio=bin_ratio).alias("bin"))
-    # weighted sums in row order (a polars group-by sum's last bit varies from run to run)
-    return (grouped_sums(binned, ["cidx", "first", "multi", "neg", "bin"], xw=pl.col("x") * pl.col("w"), n="w")
-            .select("cidx", "first", "multi", "neg", "bin", (pl.col("xw") / pl.col("n")).alias("value"), "n"))
+    if "w" not in x.columns:
+        return binned.group_by(*keys).agg(pl.col("x").mean().alias("value"), pl.len().cast(pl.Int64).alias("n"),
+                                          pl.col("x").min().alias("lo"), pl.col("x").max().alias("hi"))
+    # weighted sums in row order (a polars group-by sum's last bit varies from run to run; a
+    # minimum and a maximum do not)
+    sums = grouped_sums(binned, keys, xw=pl.col("x") * pl.col("w"), n="w")
+    ends = binned.group_by(*keys).agg(pl.col("x").min().alias("lo"), pl.col("x").max().alias("hi"))
+    return (sums.join(ends, on=keys, how="left", maintain_order="left")
+            .select(*keys, (pl.col("xw") / pl.col("n")).alias("value"), "n", "lo", "hi"))
 
 
-def increment_pmfs(aggregates: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+def increment_pmfs(aggregates: pl.DataFrame, names: list[str], *, spread_points: int = 1) -> pl.DataFrame:
     """``conversation_pmfs`` rows of :data:`FIRST_INPUT`, :data:`FIRST_INPUT_MULTI` and :data:`INCREMENT`.
 
     Parameters
     ----------
     aggregates : polars.DataFrame
         ``cidx, first, multi, neg, bin, value, n`` (:func:`increment_aggregates` or
-        :func:`servelab.analysis.aggregates.conversation_increments`).
+        :func:`servelab.analysis.aggregates.conversation_increments`), optionally with ``lo, hi``.
     names : list of str
         Client ids by index.
+    spread_points : int
+        With ``lo, hi``: a bin of several values becomes this many values spread over them, its
+        mean kept (:func:`~servelab.fitting.pool_data.spread_bins`), as the data PMFs' bins do.
 
     Returns
     -------
@@ -418,20 +424,26 @@ def increment_pmfs(aggregates: pl.DataFrame, names: list[str]) -> pl.DataFrame:
     """
     name_of = pl.DataFrame({"cidx": np.arange(len(names), dtype=np.int64), "client_id": names},
                            schema={"cidx": pl.Int64, "client_id": pl.String})
+    spans = ["lo", "hi"] if spread_points > 1 and {"lo", "hi"} <= set(aggregates.columns) else []
     agg = aggregates.select(pl.col("cidx").cast(pl.Int64),
                             pl.when(~pl.col("first").cast(pl.Boolean)).then(pl.lit(INCREMENT))
                             .when(pl.col("multi").cast(pl.Boolean)).then(pl.lit(FIRST_INPUT_MULTI))
                             .otherwise(pl.lit(FIRST_INPUT)).alias("quantity"),
                             pl.col("neg").cast(pl.Boolean), pl.col("bin").cast(pl.Float64),
-                            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Float64)
+                            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Float64),
+                            *[pl.col(c).cast(pl.Float64) for c in spans]
                             ).sort("cidx", "quantity", "neg", "bin", "value")  # one summation order (tables_from_aggregates)
     if agg.filter(pl.col("quantity") == INCREMENT).height == 0:
         return pl.DataFrame(schema={"client_id": pl.String, "quantity": pl.String, "value": pl.Float64,
                                     "probability": pl.Float64})
     pooled = (agg.group_by("quantity", "neg", "bin")
-              .agg(((pl.col("value") * pl.col("n")).sum() / pl.col("n").sum()).alias("value"), pl.col("n").sum())
-              .select(pl.lit(None, pl.String).alias("client_id"), "quantity", "value", "n"))
-    own = agg.join(name_of, on="cidx", how="inner").select("client_id", "quantity", "value", "n")
+              .agg(((pl.col("value") * pl.col("n")).sum() / pl.col("n").sum()).alias("value"), pl.col("n").sum(),
+                   *([pl.col("lo").min(), pl.col("hi").max()] if spans else []))
+              .select(pl.lit(None, pl.String).alias("client_id"), "quantity", "value", "n", *spans))
+    own = agg.join(name_of, on="cidx", how="inner").select("client_id", "quantity", "value", "n", *spans)
+    if spans:  # bins of several values spread over them (pool_data.spread_bins)
+        own, pooled = (spread_bins(part.rename({"value": "v"}), points=spread_points, keys=("client_id", "quantity"))
+                       .rename({"v": "value"}) for part in (own, pooled))
     return (pl.concat([own, pooled])
             .with_columns((pl.col("n") / pl.col("n").sum().over("client_id", "quantity"))
                           .cast(pl.Float32).cast(pl.Float64).alias("probability"))
@@ -947,14 +959,15 @@ def conversation_spans(src, itt: pl.DataFrame, *, span: tuple[float, float], has
 
 def window_tables(spans: pl.DataFrame, follow: pl.DataFrame, itt: pl.DataFrame, requests: pl.DataFrame,
                   increments: pl.DataFrame | None, names: list[str], *, span: tuple[float, float], exact_below: int,
-                  bin_ratio: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+                  bin_ratio: float, spread_points: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The pool's ``conversations`` and ``conversation_pmfs`` from :func:`conversation_spans`,
     window-corrected by :func:`window_mixture` as :func:`conversation_tables` does per request.
 
     ``itt``: the weighted inter-turn-time bins (``cidx, bin, value, n, total``); ``increments``:
     the SQL aggregate of :func:`~servelab.analysis.aggregates.conversation_increments` (its
     follow-up rows are kept, its first-turn rows replaced by the posterior-weighted ones), or
-    None without inputs.
+    None without inputs. ``spread_points``: the input PMFs' bins spread as the data PMFs' are
+    (:func:`increment_pmfs`).
     """
     t0, t1 = float(span[0]), float(span[1])
     x_itt, w_itt = itt["value"].to_numpy().astype(float), itt["n"].to_numpy().astype(float)
@@ -978,12 +991,14 @@ def window_tables(spans: pl.DataFrame, follow: pl.DataFrame, itt: pl.DataFrame, 
             firsts.select("cidx", pl.lit(True).alias("first"), pl.lit(True).alias("multi"), "x",
                           pl.Series("w", n * p_multi)),
         ]).filter(pl.col("w") > 0)
+        ends = [pl.col(c).cast(pl.Float64) for c in ("lo", "hi") if c in increments.columns]
         follow_rows = increments.filter(~pl.col("first").cast(pl.Boolean)).select(
             pl.col("cidx").cast(pl.Int64), pl.col("first").cast(pl.Boolean), pl.col("multi").cast(pl.Boolean),
             pl.col("neg").cast(pl.Boolean), pl.col("bin").cast(pl.Float64), pl.col("value").cast(pl.Float64),
-            pl.col("n").cast(pl.Float64))
+            pl.col("n").cast(pl.Float64), *ends)
         first_rows = increment_aggregates(weighted, exact_below=exact_below, bin_ratio=bin_ratio).select(
             pl.col("cidx").cast(pl.Int64), "first", "multi", "neg", pl.col("bin").cast(pl.Float64),
-            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Float64))
-        pmfs = pl.concat([pmfs, increment_pmfs(pl.concat([follow_rows, first_rows]), names)])
+            pl.col("value").cast(pl.Float64), pl.col("n").cast(pl.Float64), *ends)
+        pmfs = pl.concat([pmfs, increment_pmfs(pl.concat([follow_rows, first_rows]), names,
+                                               spread_points=spread_points)])
     return table, pmfs

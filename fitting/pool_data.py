@@ -7,7 +7,9 @@ up to ``exact_below`` are kept exactly; larger ones go into log-spaced bins of r
 represented by their count-weighted mean (values holding at least ``spike_share`` of the window keep
 their own row; a bin holding more than ``max_bin_mass`` is cut at multiples of ``max_bin_mass`` of
 the CDF, so binning moves the CDF by about ``max_bin_mass`` at most), so a PMF has at most about
-``exact_below + log(max / exact_below) / log(bin_ratio) + 1 / spike_share + 1 / max_bin_mass`` rows.
+``exact_below + log(max / exact_below) / log(bin_ratio) + 1 / spike_share + 1 / max_bin_mass`` bins.
+A bin of several values is then stored as ``spread_points`` values spread over the values it
+holds, keeping its mean (:func:`spread_bins`), so that generated lengths are not one value per bin.
 Where a window has at least ``min_fit_requests`` requests a log-normal fit of each token field is
 stored as FitResult JSON in ``data_fits`` (closed form from the sufficient statistics; no KS
 distance, since the data are not kept).
@@ -23,7 +25,7 @@ import math
 import numpy as np
 import polars as pl
 
-__all__ = ["bin_values", "request_fields", "data_pmfs", "pmfs_from_counts"]
+__all__ = ["bin_values", "request_fields", "data_pmfs", "pmfs_from_counts", "spread_bins"]
 
 _MODALITIES = ("image", "audio", "video")
 
@@ -73,9 +75,10 @@ def request_fields(columns: tuple[str, ...]) -> list[tuple[str, pl.Expr, str]]:
 
 def _bin(counts: pl.DataFrame, kind: str, *, exact_below: int, bin_ratio: float, max_bin_mass: float,
          spike_share: float) -> pl.DataFrame:
-    """``c, d, v, n`` value counts of one field binned (tokens) or kept (grid)."""
+    """``c, d, v, n, lo, hi`` value counts of one field binned (tokens) or kept (grid): ``v`` a bin's
+    rounded count-weighted mean, ``lo`` and ``hi`` the smallest and largest value it holds."""
     if kind == "grid":
-        return counts.select("c", "d", "v", "n")
+        return counts.select("c", "d", "v", "n", pl.col("v").alias("lo"), pl.col("v").alias("hi"))
     total = pl.col("n").sum().over("c", "d")
     share = pl.col("n") / total
     cum_before = (pl.col("n").cum_sum().over("c", "d") - pl.col("n")) / total
@@ -93,13 +96,76 @@ def _bin(counts: pl.DataFrame, kind: str, *, exact_below: int, bin_ratio: float,
                           .when(pl.col("v") < exact_below).then(pl.col("v"))
                           .otherwise(split).alias("bin"))
             .group_by("c", "d", "bin")
-            .agg(((pl.col("v") * pl.col("n")).sum() / pl.col("n").sum()).round().alias("v"), pl.col("n").sum())
-            .group_by("c", "d", "v").agg(pl.col("n").sum()))
+            .agg(((pl.col("v") * pl.col("n")).sum() / pl.col("n").sum()).round().alias("v"), pl.col("n").sum(),
+                 pl.col("v").min().alias("lo"), pl.col("v").max().alias("hi"))
+            .group_by("c", "d", "v").agg(pl.col("n").sum(), pl.col("lo").min(), pl.col("hi").max()))
+
+
+def spread_bins(counts: pl.DataFrame, *, points: int, keys: tuple[str, ...] = ("c", "d", "field")) -> pl.DataFrame:
+    """Value counts with every bin of several values drawn at ``points`` values spread over them.
+
+    A log bin is stored as its count-weighted mean, so a PMF drawn as it is gives one length per
+    bin (5% wide at the default ratio): the generated CDF is a staircase whose steps the real
+    lengths fill. Here a row whose values span ``lo < hi`` becomes ``points`` rows of its count
+    each, at the means of ``points`` equal-probability slices of the two-piece uniform law on
+    ``[a, b] = [lo - 1/2, hi + 1/2]`` whose mean is the bin's mean ``v`` (mass ``(b - v) / (b - a)``
+    uniform on ``[a, v]``, the rest uniform on ``[v, b]``: denser on the side the mean leans to, as
+    a falling density is within its bin), rounded to whole values within ``[lo, hi]``. A value kept
+    exactly (``lo == hi``: a value below ``exact_below``, a spike, a bin of one value) keeps its
+    row with ``points`` times its count, so the field's counts scale by ``points`` throughout and
+    every probability is the bin's as before. The slices' means average to ``v``, so a bin's
+    mean moves by the rounding only (at most 1/2).
+
+    Parameters
+    ----------
+    counts : polars.DataFrame
+        ``keys``, ``v``, ``n`` (counts, integer or weighted) and ``lo``, ``hi`` (as from
+        :func:`_bin`, or :func:`~servelab.analysis.aggregates.value_counts` with ``binning``).
+    points : int
+        Values per bin of several values (1: the counts as they are, ``lo`` and ``hi`` dropped).
+    keys : tuple of str
+        The columns that name one PMF.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``keys, v, n`` (``n`` of the input's type), one row per (PMF, value), sorted by ``keys``
+        and ``v``.
+    """
+    keys = [k for k in keys if k in counts.columns]
+    if points <= 1 or "lo" not in counts.columns:
+        return counts.select(*keys, "v", "n")
+    wide = pl.col("hi") > pl.col("lo")
+    exact = counts.filter(~wide).select(*keys, "v", pl.col("n") * points)
+    lo, hi = pl.col("lo").cast(pl.Float64), pl.col("hi").cast(pl.Float64)
+    a, b = lo - 0.5, hi + 0.5
+    m = pl.col("v").cast(pl.Float64).clip(lo, hi)
+    p = (b - m) / (b - a)  # in (0, 1): m is at least 1/2 from either end
+
+    def integral(w: pl.Expr) -> pl.Expr:
+        """The integral of the law's quantile function from 0 to ``w`` (linear on [0, p] and [p, 1])."""
+        left = a * w + (m - a) * w * w / (2.0 * p)
+        over = w - p
+        right = p * (a + m) / 2.0 + m * over + (b - m) * over * over / (2.0 * (1.0 - p))
+        return pl.when(w <= p).then(left).otherwise(right)
+
+    # each slice's mean (not its midpoint's quantile: the slices' means average to m exactly)
+    x = (integral((pl.col("_k") + 1.0) / points) - integral(pl.col("_k") / points)) * points
+    # a row's slices that round to one value merge as n times their number (a product: float
+    # counts keep the same bits whatever the order); values of two rows meet only where a kept
+    # value lies inside another bin's range (a sum of two terms, which commutes)
+    spread = (counts.filter(wide).with_row_index("_r")
+              .join(pl.DataFrame({"_k": np.arange(points, dtype=np.float64)}), how="cross")
+              .with_columns(x.round().clip(lo, hi).alias("_v"))
+              .group_by("_r", "_v").agg(*[pl.col(k).first() for k in keys], pl.col("n").first(), pl.len().alias("_m"))
+              .select(*keys, pl.col("_v").alias("v"), pl.col("n") * pl.col("_m").cast(counts.schema["n"])))
+    return (pl.concat([exact, spread]).group_by(*keys, "v").agg(pl.col("n").sum())
+            .sort(*keys, "v"))
 
 
 def pmfs_from_counts(counts: pl.DataFrame, stats: pl.DataFrame | None, names: list[str], kinds: dict[str, str], *,
                      data_window_s: float, exact_below: int, bin_ratio: float, spike_share: float,
-                     max_bin_mass: float, min_fit_requests: int, binned: bool = False
+                     max_bin_mass: float, min_fit_requests: int, binned: bool = False, spread_points: int = 1
                      ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Long PMFs and log-normal fits from value counts and log statistics.
 
@@ -116,16 +182,21 @@ def pmfs_from_counts(counts: pl.DataFrame, stats: pl.DataFrame | None, names: li
     kinds : dict
         ``field -> "tokens" | "grid"`` (:func:`request_fields`), in field order.
     binned : bool
-        The counts are binned already (``value_counts(..., binning=...)`` in SQL).
+        The counts are binned already (``value_counts(..., binning=...)`` in SQL; with columns
+        ``lo, hi`` their bins are spread here, without them they are used as they are).
+    spread_points : int
+        Values per bin of several values (:func:`spread_bins`; 1: each bin at its mean).
     """
     pmf_parts = []
     for name, kind in kinds.items():
-        part = counts.filter(pl.col("field") == name).select("c", "d", "v", pl.col("n").cast(pl.Int64))
+        spans = [c for c in ("lo", "hi") if binned and c in counts.columns]
+        part = counts.filter(pl.col("field") == name).select("c", "d", "v", pl.col("n").cast(pl.Int64), *spans)
         if part.height == 0:
             continue
         if not binned:
             part = _bin(part, kind, exact_below=exact_below, bin_ratio=bin_ratio, max_bin_mass=max_bin_mass,
                         spike_share=spike_share)
+        part = spread_bins(part, points=spread_points, keys=("c", "d"))
         pmf_parts.append(part.select(pl.col("c").cast(pl.Int64), pl.col("d").cast(pl.Int64),
                                        pl.lit(name).alias("field"), pl.col("v").cast(pl.Float64),
                                        pl.col("n").cast(pl.Int64)))
@@ -168,7 +239,7 @@ def pmfs_from_counts(counts: pl.DataFrame, stats: pl.DataFrame | None, names: li
 
 def data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *, data_window_s: float,
               exact_below: int, bin_ratio: float, spike_share: float, max_bin_mass: float,
-              min_fit_requests: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+              min_fit_requests: int, spread_points: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Long PMFs and log-normal fits per (client, data window, field) from rows in memory.
 
     The in-memory reference of the SQL path of :func:`~servelab.fitting.pool_fit.fit_pool`
@@ -209,4 +280,5 @@ def data_pmfs(frame: pl.DataFrame, ci: np.ndarray, names: list[str], fields, *, 
     return pmfs_from_counts(pl.concat(count_parts), pl.concat(stat_parts) if stat_parts else None, names,
                             {name: kind for name, _, kind in fields}, data_window_s=data_window_s,
                             exact_below=exact_below, bin_ratio=bin_ratio, spike_share=spike_share,
-                            max_bin_mass=max_bin_mass, min_fit_requests=min_fit_requests)
+                            max_bin_mass=max_bin_mass, min_fit_requests=min_fit_requests,
+                            spread_points=spread_points)

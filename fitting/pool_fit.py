@@ -67,7 +67,7 @@ from servelab.fitting.pool_coupling import COUPLING_FIELDS, coupling_from_cells 
 from servelab.fitting.pool_compare import PoolComparison, compare_pools
 from servelab.fitting.pool_conversations import (conversation_spans, conversation_tables, increment_pmfs,
                                                  tables_from_aggregates, window_tables, window_weights)
-from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields
+from servelab.fitting.pool_data import bin_values, pmfs_from_counts, request_fields, spread_bins
 from servelab.fitting.pool_prefixes import prefix_table
 from servelab.fitting.pool_settings import POOL_FIT_FAMILIES, RESIDUAL_ID, PoolFitSettings, resolve_setting_aliases
 from servelab.fitting.pool_shrinkage import fit_shrinkage, own_weights, shrinkage_centers
@@ -268,8 +268,11 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                                                     "spike_share": s.spike_share, "max_bin_mass": s.max_bin_mass}
             vc = value_counts(src, value=value, data_window_s=s.data_window_s, scale=scale, count_col=count_col,
                               binning=binning)
+            lohi = ("lo", "hi") if "lo" in vc.columns else ("vk", "vk")  # a grid value: itself
             count_parts.append(vc.select(pl.col("cidx").alias("c"), "d", pl.lit(name).alias("field"),
-                                         (pl.col("vk").cast(pl.Float64) / scale).alias("v"), "n"))
+                                         (pl.col("vk").cast(pl.Float64) / scale).alias("v"), "n",
+                                         (pl.col(lohi[0]).cast(pl.Float64) / scale).alias("lo"),
+                                         (pl.col(lohi[1]).cast(pl.Float64) / scale).alias("hi")))
             if kind == "tokens" and not name.endswith("_count"):
                 ls = log_stats(src, value=value, data_window_s=s.data_window_s, count_col=count_col)
                 stat_parts.append(ls.select(pl.col("cidx").alias("c"), "d", pl.lit(name).alias("field"), "n", "mu",
@@ -304,8 +307,11 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
 
     counts = pl.concat(count_parts) if fields else None  # one frame for the PMFs and the shrinkage
     kinds = {name: kind for name, _, kind in fields}
+    # bins of several values spread over them (pool_data.spread_bins), for the PMFs and the
+    # shrinkage's center; the shrinkage's weights count requests, so they read the counts as binned
+    spread = spread_bins(counts, points=s.spread_points) if fields else None
     if fields:
-        data, data_fits = pmfs_from_counts(counts, pl.concat(stat_parts) if stat_parts else None, names, kinds,
+        data, data_fits = pmfs_from_counts(spread, pl.concat(stat_parts) if stat_parts else None, names, kinds,
                                            data_window_s=s.data_window_s, exact_below=s.exact_below,
                                            bin_ratio=s.bin_ratio, spike_share=s.spike_share,
                                            max_bin_mass=s.max_bin_mass, min_fit_requests=s.min_fit_requests,
@@ -320,8 +326,9 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         shrinkage, weights = fit_shrinkage(counts, list(kinds), log_bins=(float(s.exact_below), float(s.bin_ratio)),
                                            log_fields=[name for name, kind in kinds.items() if kind != "grid"])
         own_weight = own_weights(weights, names)
-        centers = shrinkage_centers(counts, weights, kinds, exact_below=s.exact_below, bin_ratio=s.bin_ratio,
-                                    spike_share=s.spike_share, max_bin_mass=s.max_bin_mass)
+        centers = shrinkage_centers(spread, weights, kinds, exact_below=s.exact_below, bin_ratio=s.bin_ratio,
+                                    spike_share=s.spike_share, max_bin_mass=s.max_bin_mass,
+                                    spread_points=s.spread_points)
 
     conv, conv_pmfs, conv_note = None, None, "not fitted (conversations=False)"
     if s.conversations:
@@ -332,11 +339,13 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                 itt = itt.with_columns(pl.col("n").cast(pl.Float64) * w, pl.col("total").cast(pl.Float64) * w)
             if conv_spans is not None:  # turns and first inputs by window_mixture (issue 15)
                 conv, conv_pmfs = window_tables(*conv_spans, itt, req, conv_aggs[3] if len(conv_aggs) > 3 else None,
-                                                names, span=covered, exact_below=s.exact_below, bin_ratio=s.bin_ratio)
+                                                names, span=covered, exact_below=s.exact_below, bin_ratio=s.bin_ratio,
+                                                spread_points=s.spread_points)
             else:
                 conv, conv_pmfs = tables_from_aggregates(turns, itt, req, names)
                 if len(conv_aggs) > 3:
-                    conv_pmfs = pl.concat([conv_pmfs, increment_pmfs(conv_aggs[3], names)])
+                    conv_pmfs = pl.concat([conv_pmfs, increment_pmfs(conv_aggs[3], names,
+                                                                     spread_points=s.spread_points)])
             n_conv = int(turns["n"].sum())
             n_multi = int(turns.filter(pl.col("turns") >= 2)["n"].sum())
             conv_note = f"linked by conversation_id: {n_conv} conversations, {n_multi} multi-turn"
@@ -348,7 +357,8 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
                                                              linking=s.linking, exact_below=s.exact_below,
                                                              window_censoring=s.window_censoring,
                                                              span=covered, traffic_window_s=s.window_s,
-                                                             data_window_s=s.data_window_s)
+                                                             data_window_s=s.data_window_s,
+                                                             spread_points=s.spread_points)
 
     # prefix model (issue 15): per client, from prefix_blocks (None without them)
     prefixes = (prefix_table(store, prefix_ci, names, linking=s.linking,

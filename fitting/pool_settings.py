@@ -112,6 +112,11 @@ class PoolFitSettings:
         its first half, ``validate``: input 0.0063 -> 0.0025, output 0.0050 -> 0.0027, floor
         0.0018) but costs data rows (+21% at 10 M) and fit-pool memory: 9.3 GB peak on 100 M rows
         against 6.8 GB with 1.05 (issue 16's bound is 8 GB), so 1.05 stays the default.
+    spread_points : int
+        A bin of several values is stored as this many values spread over the values it holds,
+        keeping its mean (:func:`~servelab.fitting.pool_data.spread_bins`), instead of one row at
+        its mean: generated lengths fill each bin, as a finer ``bin_ratio`` would, without the
+        finer binning's fit memory (the rows are made after binning). 1: one row per bin.
     min_fit_requests : int
         Fewest requests in a data window for a log-normal fit in ``data_fits``.
     conversations : bool
@@ -159,6 +164,7 @@ class PoolFitSettings:
     bin_ratio: float = 1.05
     spike_share: float = 0.005
     max_bin_mass: float = 0.02
+    spread_points: int = 4
     min_fit_requests: int = 30
     conversations: bool = True
     linking: LinkOptions = LinkOptions()
@@ -195,6 +201,9 @@ class PoolFitSettings:
         if not (0 < self.spike_share <= 1 and 0 < self.max_bin_mass <= 1):
             raise ValueError(f"spike_share and max_bin_mass must be in (0, 1]; got {self.spike_share!r}, "
                              f"{self.max_bin_mass!r}")
+        if not (isinstance(self.spread_points, int) and not isinstance(self.spread_points, bool)
+                and 1 <= self.spread_points <= 64):
+            raise ValueError(f"spread_points must be an integer in [1, 64]; got {self.spread_points!r}")
         if not (isinstance(self.min_fit_requests, int) and self.min_fit_requests >= 2):
             raise ValueError(f"min_fit_requests must be an integer >= 2; got {self.min_fit_requests!r}")
         if isinstance(self.clock, str):

@@ -291,7 +291,8 @@ _CENTER_FINER = 5
 
 
 def shrinkage_centers(counts: pl.DataFrame, weights: pl.DataFrame, kinds: dict[str, str], *, exact_below: int,
-                      bin_ratio: float, spike_share: float, max_bin_mass: float) -> dict[str, dict[str, list]]:
+                      bin_ratio: float, spike_share: float, max_bin_mass: float,
+                      spread_points: int = 1) -> dict[str, dict[str, list]]:
     """Per field, the center of the shrinkage: the clients' PMFs over the fitted span mixed by their
     weights :math:`\\lambda` (proportional to their precision :math:`n (k + 1) / (n + k)`), binned
     by the pool's rules (:mod:`servelab.fitting.pool_data`) at a fifth of its log-bin step: ``{"value": [...], "probability":
@@ -306,11 +307,12 @@ def shrinkage_centers(counts: pl.DataFrame, weights: pl.DataFrame, kinds: dict[s
         ``c, field, weight`` from :func:`fit_shrinkage`.
     kinds : dict
         ``field -> "tokens" | "grid"``.
-    exact_below, bin_ratio, spike_share, max_bin_mass
-        The pool's PMF binning.
+    exact_below, bin_ratio, spike_share, max_bin_mass, spread_points
+        The pool's PMF binning; the center's bins of several values are spread over them as the
+        PMFs' are (:func:`~servelab.fitting.pool_data.spread_bins`).
     """
     from servelab.fitting.ordered_sums import grouped_sums
-    from servelab.fitting.pool_data import _bin
+    from servelab.fitting.pool_data import _bin, spread_bins
 
     out = {}
     for field, kind in kinds.items():  # a loop over fields
@@ -333,7 +335,8 @@ def shrinkage_centers(counts: pl.DataFrame, weights: pl.DataFrame, kinds: dict[s
         # binning); about a thousand rows a field
         binned = _bin(ints.filter(pl.col("n") > 0), kind, exact_below=exact_below,
                       bin_ratio=1.0 + (bin_ratio - 1.0) / _CENTER_FINER, max_bin_mass=max_bin_mass / (2 * _CENTER_FINER),
-                      spike_share=spike_share).sort("v")
+                      spike_share=spike_share)
+        binned = spread_bins(binned, points=spread_points, keys=("c", "d")).sort("v")
         total = float(binned["n"].sum())
         out[field] = {"value": binned["v"].cast(pl.Float64).to_list(),
                       "probability": (binned["n"].cast(pl.Float64) / total).to_list()}

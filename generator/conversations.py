@@ -76,6 +76,11 @@ class ConversationModel:
     # requests drawn from the clients' mean by length shrinkage (draw_increments' ``pooled``)
     first_pooled: PmfTable | None = None
     first_multi_pooled: PmfTable | None = None
+    # (P,) bool: clients with first-turn rows of their own and no follow-up (no increment or
+    # multi-turn first-input rows of their own): every request of theirs is a first turn, so their
+    # first-turn PMF is their input marginal over the span, and their first turns keep the data
+    # PMF's draw (the data window's PMF, finer than the span's first-turn bins) (draw_increments)
+    first_is_data: np.ndarray | None = None
 
 
 def _conversation_pmfs(pool) -> pl.DataFrame | None:
@@ -172,6 +177,13 @@ def conversation_model(pool, pool_ids: list[str], *, needed: np.ndarray | None =
                              / np.bincount(tp, weights=tw, minlength=P)[t_present])
     data_cdf, data_cdf_map = (pool_input_cdf(pool, index, P, needed=needed)
                               if first is not None or first_multi is not None else (None, None))
+    first_is_data = None
+    if first is not None:
+        named = conv.filter(pl.col("client_id").is_not_null() & (pl.col("probability") > 0))
+        with_first = named.filter(pl.col("quantity") == _FIRST)["client_id"].unique()
+        with_follow = named.filter(pl.col("quantity").is_in([_INCREMENT, _FIRST_MULTI]))["client_id"].unique()
+        ids = pl.Series(pool_ids, dtype=pl.String)
+        first_is_data = (ids.is_in(with_first.to_list()) & ~ids.is_in(with_follow.to_list())).to_numpy()
     return ConversationModel(
         data_cdf=data_cdf,
         data_cdf_map=data_cdf_map,
@@ -194,6 +206,7 @@ def conversation_model(pool, pool_ids: list[str], *, needed: np.ndarray | None =
         inc_profile=bool(conv.filter((pl.col("quantity") == _INC_PROFILE) & (pl.col("value") > 0)).height),
         first_pooled=_pooled_table(conv, _FIRST) if first is not None else None,
         first_multi_pooled=_pooled_table(conv, _FIRST_MULTI) if first_multi is not None else None,
+        first_is_data=first_is_data,
     )
 
 
@@ -399,7 +412,9 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
     its client's follow-ups do not grow (:func:`followups_grow`; pass the same rows as ``fresh``
     to :func:`accumulate_inputs`); a first turn draws from the client's
     first-turn input PMF (of single-turn conversations, or of the starts of longer ones when the
-    next row is its turn 2), keeping its ``inp`` (the data PMF's draw) where there is none. One
+    next row is its turn 2), keeping its ``inp`` (the data PMF's draw) where there is none and for
+    a client with no follow-up of its own (``conv.first_is_data``: its first turns are all its
+    requests, which its data PMFs hold per data window, finer than the span's first-turn bins). One
     uniform per row, in row order, from ``rng``; rows grouped by conversation in turn order.
     For a client with data in two or more windows (``conv.data_cdf``), a first turn's uniform is
     the position of its data draw ``inp`` (its data window's PMF) in the client's pool-wide input
@@ -420,6 +435,10 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
     u = rng.random(turn.size)
     follow = turn > 1
     multi = ~follow & np.r_[follow[1:], False]
+    as_data = getattr(conv, "first_is_data", None)
+    single = ~follow & ~multi
+    if as_data is not None:
+        single &= ~as_data[pool_index]
     fresh = fresh_followups(conv, pool_index, turn)
     out[follow & ~fresh] = 0.0
     if conv.data_cdf is not None and (conv.first is not None or conv.first_multi is not None):
@@ -443,7 +462,7 @@ def draw_increments(conv: ConversationModel, pool_index: np.ndarray, turn: np.nd
         u = u.copy()
         u[rows] = np.minimum(below + u[rows] * (upto - below), np.nextafter(1.0, 0.0))
     for table, gmap, rows, shared in ((conv.inc, conv.inc_map, np.flatnonzero(follow & ~fresh), None),
-                                      (conv.first, conv.first_map, np.flatnonzero(~follow & ~multi),
+                                      (conv.first, conv.first_map, np.flatnonzero(single),
                                        getattr(conv, "first_pooled", None)),
                                       (conv.first_multi, conv.first_multi_map, np.flatnonzero(multi),
                                        getattr(conv, "first_multi_pooled", None))):  # 3 quantities

@@ -24,9 +24,12 @@ __all__ = ["fit_pool"]
 @click.option("--min-requests", default=1, show_default=True, type=click.IntRange(min=1),
               help="Clients with fewer requests are merged into one residual client.")
 @click.option("--bin-ratio", default=1.05, show_default=True, type=click.FloatRange(min=1.0, min_open=True),
-              help="Ratio of the log bins of lengths above 64 tokens (a bin is drawn as its mean). 1.0125 brings "
-                   "generated length KS to the sampling noise of 1 M requests, at about +20% PMF rows and, on "
-                   "100 M rows, 9.3 GB fit memory against 6.8 GB.")
+              help="Ratio of the log bins of lengths above 64 tokens (each bin stored as --spread-points values "
+                   "over it). 1.0125: finer bins, at about +20% PMF rows and, on 100 M rows, 9.3 GB fit memory "
+                   "against 6.8 GB.")
+@click.option("--spread-points", default=4, show_default=True, type=click.IntRange(min=1, max=64),
+              help="A bin of several lengths is stored as this many values spread over them, keeping its mean, "
+                   "so generated lengths fill the bin; 1: each bin at its mean.")
 @click.option("--families", default="gamma,weibull,exponential", show_default=True,
               help="Arrival families compared per window (lowest AIC wins).")
 @click.option("--max-fit-gaps", default=5000, show_default=True, type=click.IntRange(min=2),
@@ -46,7 +49,7 @@ __all__ = ["fit_pool"]
               help="Fit conversations and prefix reuses as seen, without the correction for the trace's window.")
 @link_options
 def fit_pool(store: str, output: str, window: str, data_window: str, min_data_windows: int, min_requests: int,
-             bin_ratio: float, families: str,
+             bin_ratio: float, spread_points: int, families: str,
              max_fit_gaps: int, clock: str, seed: int, servegen_out: str | None, overwrite: bool, engine: str, spark_master: str | None,
              no_window_censoring: bool, linking) -> None:
     """Fit a client pool from the trace store STORE and write it to OUTPUT."""
@@ -72,7 +75,7 @@ def fit_pool(store: str, output: str, window: str, data_window: str, min_data_wi
     try:
         st = open_store(store)
         pool = fit(st, window_s=window, data_window_s=data_window, min_data_windows=min_data_windows,
-                   min_requests=min_requests, bin_ratio=bin_ratio,
+                   min_requests=min_requests, bin_ratio=bin_ratio, spread_points=spread_points,
                    families=tuple(f.strip() for f in families.split(",") if f.strip()),
                    max_fit_gaps=max(max_fit_gaps, 10), clock=step, seed=seed, linking=linking,
                    engine=engine, spark_master=spark_master, window_censoring=not no_window_censoring)

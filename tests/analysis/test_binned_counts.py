@@ -49,7 +49,8 @@ def _sql(counts: pl.DataFrame, binning: dict, threads: int) -> pl.DataFrame:
 
 
 def _reference(counts: pl.DataFrame, binning: dict) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The binning rules of :mod:`servelab.fitting.pool_data` in numpy, row by row in value order.
+    """The binning rules of :mod:`servelab.fitting.pool_data` in numpy, row by row in value order;
+    ``lo, hi`` the smallest and largest value of each bin.
 
     (Not ``pool_data._bin``: polars evaluates ``cum_before / max_bin_mass`` as a product with the
     reciprocal, 0.6 / 0.1 -> 6.0 where IEEE division and both SQL engines give 5.999999999999999,
@@ -79,11 +80,13 @@ def _reference(counts: pl.DataFrame, binning: dict) -> tuple[pl.DataFrame, dict[
     cut = (lbmass > mm) & (share < binning["spike_share"]) & (vk >= e)
     rules = {"windows": int(win.max() + 1), "windows_with_a_cut": int(np.unique(win[cut]).size),
              "spikes_in_log_bins": int(((share >= binning["spike_share"]) & (vk >= e)).sum())}
-    bins = (pl.DataFrame({"cidx": f["cidx"], "d": f["d"], "bin": bin_, "vn": v * n, "n": n})
-            .group_by("cidx", "d", "bin").agg(pl.col("vn").sum(), pl.col("n").sum()))
+    bins = (pl.DataFrame({"cidx": f["cidx"], "d": f["d"], "bin": bin_, "vn": v * n, "n": n, "v": vk})
+            .group_by("cidx", "d", "bin").agg(pl.col("vn").sum(), pl.col("n").sum(), pl.col("v").min().alias("lo"),
+                                               pl.col("v").max().alias("hi")))
     mean = np.round(bins["vn"].to_numpy() / bins["n"].to_numpy())  # half to even
     return (bins.with_columns(vk=pl.Series(mean).cast(pl.Int64)).group_by("cidx", "d", "vk")
-            .agg(pl.col("n").sum().cast(pl.Int64)).sort("cidx", "d", "vk")), rules
+            .agg(pl.col("n").sum().cast(pl.Int64), pl.col("lo").min().cast(pl.Int64), pl.col("hi").max().cast(pl.Int64))
+            .sort("cidx", "d", "vk")), rules
 
 
 @pytest.mark.parametrize("binning", BINNINGS, ids=["fit_pool", "bench_engines"])

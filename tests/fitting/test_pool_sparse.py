@@ -121,7 +121,7 @@ def test_sql_path_equals_the_in_memory_reference(sparse_store):
     data, fits = data_pmfs(frame, ci, names, fields, data_window_s=settings.data_window_s,
                            exact_below=settings.exact_below, bin_ratio=settings.bin_ratio,
                            spike_share=settings.spike_share, max_bin_mass=settings.max_bin_mass,
-                           min_fit_requests=settings.min_fit_requests)
+                           min_fit_requests=settings.min_fit_requests, spread_points=settings.spread_points)
     assert pool.data.equals(data)
     assert pool.data_fits.select("client_id", "window_start", "field").equals(
         fits.select("client_id", "window_start", "field"))
