@@ -470,7 +470,7 @@ def part_forecast(seeds: int = 40) -> None:
 def simulate_churn_arrivals(seed: int, *, days: float = 7.0, n_initial: int = 100, new_per_day: float = 0.0,
                             mean_life_days: float = math.inf, rate_range: tuple[float, float] = (1 / (2 * DAY), 0.1),
                             burst_sd: float = 0.0, diurnal: float = 0.6, window_s: float = 600.0,
-                            life_alpha: float | None = None):
+                            life_alpha: float | None = None, arrival_slope_per_day: float = 0.0):
     """A pool's arrivals table of a client population of known turnover, and the truth.
 
     ``n_initial`` clients are present from the start (their lives are residual: exponential of
@@ -485,6 +485,9 @@ def simulate_churn_arrivals(seed: int, *, days: float = 7.0, n_initial: int = 10
     days), its life exponential of that hazard: Lomax lifetimes of shape ``life_alpha`` and scale
     ``life_alpha * mean_life_days`` days (the exponential is ``life_alpha -> inf``).
 
+    With ``arrival_slope_per_day`` = ``c``, the arrivals' intensity is log-linear, proportional to
+    ``exp(c t / day)`` (still ``new_per_day`` a day on average over the span): births by inverse CDF.
+
     Returns
     -------
     (polars.DataFrame, polars.DataFrame, (float, float))
@@ -498,7 +501,11 @@ def simulate_churn_arrivals(seed: int, *, days: float = 7.0, n_initial: int = 10
     K = int(round(T / window_s))
     n_new = int(rng.poisson(new_per_day * days))
     n = n_initial + n_new
-    birth = np.r_[np.full(n_initial, -np.inf), np.sort(rng.uniform(0.0, T, n_new))]
+    u = rng.uniform(0.0, T, n_new)
+    if arrival_slope_per_day:
+        c = arrival_slope_per_day / DAY
+        u = np.log1p(u / T * np.expm1(c * T)) / c
+    birth = np.r_[np.full(n_initial, -np.inf), np.sort(u)]
     life = rng.exponential(mean_life_days * DAY, n) if math.isfinite(mean_life_days) else np.full(n, np.inf)
     if life_alpha is not None and math.isfinite(mean_life_days):
         # a hazard per client, Gamma(alpha, rate alpha * L): the draw above is scaled by L / hazard

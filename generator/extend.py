@@ -575,9 +575,16 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     n_src = max(1, int(round(min(DAY_S, end - lo) / W)))
     src0 = end - n_src * W
 
-    # 3. new clients
-    n_new = int(rng.poisson(model.arrival_rate * K * W))
+    # 3. new clients: Poisson at the model's arrival intensity per extension window (constant
+    # unless the span showed a trend: fitting.pool_churn.arrival_trend); births placed by its
+    # cumulative (the same draws as uniform births when the rate is constant)
+    lam = model.arrival_intensity(end + (np.arange(K) + 0.5) * W)
+    trend = bool(np.ptp(lam) > 0)
+    n_new = int(rng.poisson(float(lam.sum()) * W if trend else model.arrival_rate * K * W))
     births = np.sort(rng.uniform(end, end + K * W, n_new))
+    if trend and n_new:
+        cum = np.concatenate(([0.0], np.cumsum(lam)))
+        births = np.interp((births - end) / (K * W) * cum[-1], cum, end + np.arange(K + 1) * W)
     e_new = rng.standard_exponential(n_new)
     lives = model.residual_lifetimes(0.0, e_new) if draws else np.full(n_new, np.inf)
     templates = np.asarray(model.templates, dtype=object)
@@ -672,6 +679,8 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     tv = (trows.group_by("client_id").agg((pl.col("rate") * pl.col("window_s")).sum().alias("req"),
                                           _presence_s(end).first().alias("presence"))
           .filter(pl.col("client_id").is_in(list(templates))))
+    # (the mean arrival rate: the path applies only to spans too short to test a trend, where the
+    # arrival rate has none either: fitting.pool_churn.MIN_TREND_DAYS)
     new_rate = (model.arrival_rate * float((tv["req"] / tv["presence"]).sum()) / templates.size
                 if templates.size and tv.height else 0.0)
 
