@@ -59,6 +59,7 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
         messages = []
     summary = p.info(top=top)
     from servelab.fitting.pool_shrinkage import shrinkage_summary  # issue 17
+    from servelab.fitting.pool_churn import MIN_TREND_ARRIVALS, MIN_TREND_DAYS
     from servelab.generator.extend import churn_summary, coupling_summary  # issue 17
 
     summary["churn"] = churn_summary(p)
@@ -102,6 +103,15 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
             f"exponential at p {mix['p_value']:.3g}; P(leave within 7 days): new client "
             f"{mix['p_leave_within_7_days']['newborn']:.1%}, present 7 days "
             f"{mix['p_leave_within_7_days']['present_7_days']:.1%}")))
+        trend = churn["arrival_trend"]
+        click.echo("arrival trend   " + (trend if isinstance(trend, str) else (
+            f"not tested ({trend['dense_arrivals']} dense arrivals; needs {MIN_TREND_ARRIVALS} on "
+            f"{MIN_TREND_DAYS} whole days)" if trend["p_value"] is None else
+            (f"kept: {trend['slope_per_day']:+.3g} per day in log rate (Cox-Lewis z {trend['z']:.3g}, p "
+             f"{trend['p_value']:.2g}, {trend['dense_arrivals']} dense arrivals), damped past the span"
+             if trend["kept"] else
+             f"none (Cox-Lewis z {trend['z']:.3g}, p {trend['p_value']:.2g} >= {trend['level']:g}, "
+             f"{trend['dense_arrivals']} dense arrivals): a constant arrival rate"))))
     click.echo(f"coupling        {summary['coupling']}")
     shrink = summary["length_shrinkage"]
     click.echo("shrinkage       " + (shrink if isinstance(shrink, str) else "; ".join(

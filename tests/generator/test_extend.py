@@ -195,6 +195,10 @@ def test_extend_errors_and_pool_info(churn_pool, tmp_path):
     mix = m["lifetime_mixture"]  # the lifetime law is shown too, whichever was kept
     assert ("lifetimes       one exponential (a Gamma-mixed law was not kept" in r.output if isinstance(mix, str)
             else f"lifetimes       Lomax (Gamma-mixed hazards) alpha {mix['alpha']:.3g}" in r.output)
+    trend = m["arrival_trend"]  # and the arrival rate's trend test, whatever it said
+    assert "arrival trend   " in r.output and (
+        "not tested" in r.output if trend["p_value"] is None
+        else f"Cox-Lewis z {trend['z']:.3g}, p {trend['p_value']:.2g}" in r.output)
     # lengths are independent of load here: the kept share is the test's level (about 2% with
     # ~18 requests per window, see servelab.fitting.pool_coupling), within 3 binomial SE
     import re
