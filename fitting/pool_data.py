@@ -101,20 +101,43 @@ def _bin(counts: pl.DataFrame, kind: str, *, exact_below: int, bin_ratio: float,
             .group_by("c", "d", "v").agg(pl.col("n").sum(), pl.col("lo").min(), pl.col("hi").max()))
 
 
+#: fewest requests a spread value of a bin stands for: a bin of ``n`` requests is spread over the
+#: largest divisor of ``spread_points`` at most ``n / MIN_POINT_REQUESTS`` (1: kept at its mean)
+MIN_POINT_REQUESTS = 8
+
+
+def _slice_means(lo: np.ndarray, hi: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:
+    """``(rows, k)``: the means of ``k`` equal-probability slices of the two-piece uniform law on
+    ``[lo - 1/2, hi + 1/2]`` of mean ``v`` (:func:`spread_bins`), rounded (half to even) into ``[lo, hi]``."""
+    a, b = lo - 0.5, hi + 0.5
+    m = np.clip(v, lo, hi)
+    p = ((b - m) / (b - a))[:, None]  # in (0, 1): m is at least 1/2 from either end
+    w = (np.arange(k + 1) / k)[None, :]
+    a, b, m = a[:, None], b[:, None], m[:, None]
+    over = w - p
+    # the integral of the law's quantile function from 0 to w (linear on [0, p] and on [p, 1])
+    integral = np.where(w <= p, a * w + (m - a) * w * w / (2.0 * p),
+                        p * (a + m) / 2.0 + m * over + (b - m) * over * over / (2.0 * (1.0 - p)))
+    # each slice's mean (not its midpoint's quantile: the slices' means average to m exactly)
+    return np.clip(np.round(np.diff(integral, axis=1) * k), lo[:, None], hi[:, None])
+
+
 def spread_bins(counts: pl.DataFrame, *, points: int, keys: tuple[str, ...] = ("c", "d", "field")) -> pl.DataFrame:
-    """Value counts with every bin of several values drawn at ``points`` values spread over them.
+    """Value counts with every bin of several values drawn at values spread over them.
 
     A log bin is stored as its count-weighted mean, so a PMF drawn as it is gives one length per
     bin (5% wide at the default ratio): the generated CDF is a staircase whose steps the real
-    lengths fill. Here a row whose values span ``lo < hi`` becomes ``points`` rows of its count
-    each, at the means of ``points`` equal-probability slices of the two-piece uniform law on
-    ``[a, b] = [lo - 1/2, hi + 1/2]`` whose mean is the bin's mean ``v`` (mass ``(b - v) / (b - a)``
-    uniform on ``[a, v]``, the rest uniform on ``[v, b]``: denser on the side the mean leans to, as
-    a falling density is within its bin), rounded to whole values within ``[lo, hi]``. A value kept
-    exactly (``lo == hi``: a value below ``exact_below``, a spike, a bin of one value) keeps its
-    row with ``points`` times its count, so the field's counts scale by ``points`` throughout and
-    every probability is the bin's as before. The slices' means average to ``v``, so a bin's
-    mean moves by the rounding only (at most 1/2).
+    lengths fill. Here a row whose values span ``lo < hi`` and that holds ``n`` requests becomes
+    ``k`` rows, ``k`` the largest divisor of ``points`` at most ``n /`` :data:`MIN_POINT_REQUESTS`
+    (each value stands for that many requests at least; 1: the row is kept), at the means of ``k``
+    equal-probability slices of the two-piece uniform law on ``[a, b] = [lo - 1/2, hi + 1/2]``
+    whose mean is the bin's mean ``v`` (mass ``(b - v) / (b - a)`` uniform on ``[a, v]``, the rest
+    uniform on ``[v, b]``: denser on the side the mean leans to, as a falling density is within its
+    bin), rounded to whole values within ``[lo, hi]``, each with ``n x points / k``. Every other row
+    keeps its value with ``points`` times its count, so the counts scale by ``points`` throughout
+    and every probability is the bin's as before. The slices' means average to ``v``, so a bin's
+    mean moves by the rounding only (at most 1/2). Numpy over the rows (a loop over the divisors
+    of ``points`` and, with a ``field`` key, over fields): no cross join of the key columns.
 
     Parameters
     ----------
@@ -122,7 +145,7 @@ def spread_bins(counts: pl.DataFrame, *, points: int, keys: tuple[str, ...] = ("
         ``keys``, ``v``, ``n`` (counts, integer or weighted) and ``lo``, ``hi`` (as from
         :func:`_bin`, or :func:`~servelab.analysis.aggregates.value_counts` with ``binning``).
     points : int
-        Values per bin of several values (1: the counts as they are, ``lo`` and ``hi`` dropped).
+        Most values per bin (1: the counts as they are, ``lo`` and ``hi`` dropped).
     keys : tuple of str
         The columns that name one PMF.
 
@@ -135,32 +158,46 @@ def spread_bins(counts: pl.DataFrame, *, points: int, keys: tuple[str, ...] = ("
     keys = [k for k in keys if k in counts.columns]
     if points <= 1 or "lo" not in counts.columns:
         return counts.select(*keys, "v", "n")
-    wide = pl.col("hi") > pl.col("lo")
-    exact = counts.filter(~wide).select(*keys, "v", pl.col("n") * points)
-    lo, hi = pl.col("lo").cast(pl.Float64), pl.col("hi").cast(pl.Float64)
-    a, b = lo - 0.5, hi + 0.5
-    m = pl.col("v").cast(pl.Float64).clip(lo, hi)
-    p = (b - m) / (b - a)  # in (0, 1): m is at least 1/2 from either end
-
-    def integral(w: pl.Expr) -> pl.Expr:
-        """The integral of the law's quantile function from 0 to ``w`` (linear on [0, p] and [p, 1])."""
-        left = a * w + (m - a) * w * w / (2.0 * p)
-        over = w - p
-        right = p * (a + m) / 2.0 + m * over + (b - m) * over * over / (2.0 * (1.0 - p))
-        return pl.when(w <= p).then(left).otherwise(right)
-
-    # each slice's mean (not its midpoint's quantile: the slices' means average to m exactly)
-    x = (integral((pl.col("_k") + 1.0) / points) - integral(pl.col("_k") / points)) * points
-    # a row's slices that round to one value merge as n times their number (a product: float
-    # counts keep the same bits whatever the order); values of two rows meet only where a kept
-    # value lies inside another bin's range (a sum of two terms, which commutes)
-    spread = (counts.filter(wide).with_row_index("_r")
-              .join(pl.DataFrame({"_k": np.arange(points, dtype=np.float64)}), how="cross")
-              .with_columns(x.round().clip(lo, hi).alias("_v"))
-              .group_by("_r", "_v").agg(*[pl.col(k).first() for k in keys], pl.col("n").first(), pl.len().alias("_m"))
-              .select(*keys, pl.col("_v").alias("v"), pl.col("n") * pl.col("_m").cast(counts.schema["n"])))
-    return (pl.concat([exact, spread]).group_by(*keys, "v").agg(pl.col("n").sum())
-            .sort(*keys, "v"))
+    if "field" in keys and counts.height:  # one field at a time: no string column gathered
+        rest = tuple(k for k in keys if k != "field")
+        parts = [spread_bins(part.drop("field"), points=points, keys=rest).with_columns(pl.lit(name).alias("field"))
+                 for name, part in zip(counts["field"].unique(maintain_order=True).to_list(),
+                                       counts.partition_by("field", maintain_order=True))]
+        return pl.concat(parts).select(*keys, "v", "n").sort(*keys, "v")
+    n_dtype = counts.schema["n"]
+    n = counts["n"].to_numpy()
+    lo = counts["lo"].cast(pl.Float64).to_numpy()
+    hi = counts["hi"].cast(pl.Float64).to_numpy()
+    divisors = [k for k in range(points, 1, -1) if points % k == 0]
+    k_row = np.ones(counts.height, np.int64)
+    room = np.where(hi > lo, n / MIN_POINT_REQUESTS, 0.0)
+    for k in reversed(divisors):  # ascending: the largest divisor that fits wins
+        k_row[room >= k] = k
+    parts = [counts.filter(pl.Series(k_row == 1)).select(*keys, "v", (pl.col("n") * points).cast(n_dtype))]
+    v = counts["v"].cast(pl.Float64).to_numpy()
+    for k in divisors:  # a loop over the divisors of points
+        rows = np.flatnonzero(k_row == k)
+        if rows.size == 0:
+            continue
+        x = _slice_means(lo[rows], hi[rows], v[rows], k).ravel()
+        row = np.repeat(rows, k)
+        # a row's slices that round to one value (adjacent: the slices ascend) merge as n times
+        # their number (a product: weighted counts keep the same bits in any order)
+        start = np.ones(x.size, bool)
+        start[1:] = (x[1:] != x[:-1]) | (row[1:] != row[:-1])
+        first = np.flatnonzero(start)
+        mult = np.diff(np.append(first, x.size))
+        src = row[first]
+        weight = n[src] * (points // k) * mult
+        parts.append(counts.select(keys)[src].with_columns(pl.Series("v", x[first]),
+                                                           pl.Series("n", weight).cast(n_dtype)))
+    out = pl.concat(parts).sort(*keys, "v")
+    # values of two rows meet only where a kept value lies inside another bin's range: merged in
+    # sorted order (sums of two terms, which commute)
+    same = out.select(pl.all_horizontal([pl.col(c).eq_missing(pl.col(c).shift(1)) for c in (*keys, "v")])).to_series()
+    if same.any():
+        out = out.group_by(*keys, "v", maintain_order=True).agg(pl.col("n").sum())
+    return out
 
 
 def pmfs_from_counts(counts: pl.DataFrame, stats: pl.DataFrame | None, names: list[str], kinds: dict[str, str], *,

@@ -261,7 +261,7 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
         arrivals = arrival_windows_from_aggregates(cells, _gap_batches(src, cells, s, batch_gaps=batch_gaps), s,
                                                    covered=covered, clock=clock)
         src.engine.drop_temp_table(src.table)
-        count_parts, stat_parts = [], []
+        count_parts, stat_parts, shrink_fits, weight_parts = [], [], {}, []
         for name, _, kind in fields:
             value, scale, count_col = field_sql(name, kind, store.columns)
             binning = None if kind == "grid" else {"exact_below": s.exact_below, "bin_ratio": s.bin_ratio,
@@ -269,10 +269,21 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
             vc = value_counts(src, value=value, data_window_s=s.data_window_s, scale=scale, count_col=count_col,
                               binning=binning)
             lohi = ("lo", "hi") if "lo" in vc.columns else ("vk", "vk")  # a grid value: itself
-            count_parts.append(vc.select(pl.col("cidx").alias("c"), "d", pl.lit(name).alias("field"),
-                                         (pl.col("vk").cast(pl.Float64) / scale).alias("v"), "n",
-                                         (pl.col(lohi[0]).cast(pl.Float64) / scale).alias("lo"),
-                                         (pl.col(lohi[1]).cast(pl.Float64) / scale).alias("hi")))
+            part = vc.select(pl.col("cidx").alias("c"), "d", pl.lit(name).alias("field"),
+                             (pl.col("vk").cast(pl.Float64) / scale).alias("v"), "n",
+                             (pl.col(lohi[0]).cast(pl.Float64) / scale).alias("lo"),
+                             (pl.col(lohi[1]).cast(pl.Float64) / scale).alias("hi"))
+            del vc
+            if s.length_shrinkage:  # the weights count requests: the counts as binned, one field at a time
+                fit_f, weights_f = fit_shrinkage(part.select("c", "d", "field", "v", "n"), [name],
+                                                 log_bins=(float(s.exact_below), float(s.bin_ratio)),
+                                                 log_fields=[name] if kind != "grid" else [])
+                shrink_fits.update(fit_f)
+                weight_parts.append(weights_f)
+            # bins of several values spread over them (pool_data.spread_bins), for the PMFs and the
+            # shrinkage's center; field by field, so that the bins' ends are held for one field only
+            count_parts.append(spread_bins(part, points=s.spread_points))
+            del part
             if kind == "tokens" and not name.endswith("_count"):
                 ls = log_stats(src, value=value, data_window_s=s.data_window_s, count_col=count_col)
                 stat_parts.append(ls.select(pl.col("cidx").alias("c"), "d", pl.lit(name).alias("field"), "n", "mu",
@@ -305,13 +316,11 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     table = arrivals.table.join(name_of, on="cidx", how="left", maintain_order="left").drop("cidx")
     table = table.select("client_id", *[c for c in table.columns if c != "client_id"])
 
-    counts = pl.concat(count_parts) if fields else None  # one frame for the PMFs and the shrinkage
+    counts = pl.concat(count_parts) if fields else None  # spread counts: the PMFs and the shrinkage's center
+    del count_parts
     kinds = {name: kind for name, _, kind in fields}
-    # bins of several values spread over them (pool_data.spread_bins), for the PMFs and the
-    # shrinkage's center; the shrinkage's weights count requests, so they read the counts as binned
-    spread = spread_bins(counts, points=s.spread_points) if fields else None
     if fields:
-        data, data_fits = pmfs_from_counts(spread, pl.concat(stat_parts) if stat_parts else None, names, kinds,
+        data, data_fits = pmfs_from_counts(counts, pl.concat(stat_parts) if stat_parts else None, names, kinds,
                                            data_window_s=s.data_window_s, exact_below=s.exact_below,
                                            bin_ratio=s.bin_ratio, spike_share=s.spike_share,
                                            max_bin_mass=s.max_bin_mass, min_fit_requests=s.min_fit_requests,
@@ -323,10 +332,11 @@ def fit_pool(store: TraceStore, *, settings: PoolFitSettings | None = None, memo
     # fitting.pool_shrinkage)
     shrinkage, own_weight, centers = {}, None, {}
     if fields and s.length_shrinkage:
-        shrinkage, weights = fit_shrinkage(counts, list(kinds), log_bins=(float(s.exact_below), float(s.bin_ratio)),
-                                           log_fields=[name for name, kind in kinds.items() if kind != "grid"])
+        shrinkage = shrink_fits
+        weights = (pl.concat(weight_parts) if weight_parts
+                   else pl.DataFrame(schema={"c": pl.Int64, "field": pl.String, "weight": pl.Float64}))
         own_weight = own_weights(weights, names)
-        centers = shrinkage_centers(spread, weights, kinds, exact_below=s.exact_below, bin_ratio=s.bin_ratio,
+        centers = shrinkage_centers(counts, weights, kinds, exact_below=s.exact_below, bin_ratio=s.bin_ratio,
                                     spike_share=s.spike_share, max_bin_mass=s.max_bin_mass,
                                     spread_points=s.spread_points)
 

@@ -113,10 +113,11 @@ class PoolFitSettings:
         0.0018) but costs data rows (+21% at 10 M) and fit-pool memory: 9.3 GB peak on 100 M rows
         against 6.8 GB with 1.05 (issue 16's bound is 8 GB), so 1.05 stays the default.
     spread_points : int
-        A bin of several values is stored as this many values spread over the values it holds,
-        keeping its mean (:func:`~servelab.fitting.pool_data.spread_bins`), instead of one row at
-        its mean: generated lengths fill each bin, as a finer ``bin_ratio`` would, without the
-        finer binning's fit memory (the rows are made after binning). 1: one row per bin.
+        A bin of several values is stored as up to this many values spread over the values it
+        holds, keeping its mean (:func:`~servelab.fitting.pool_data.spread_bins`; each value stands
+        for at least :data:`~servelab.fitting.pool_data.MIN_POINT_REQUESTS` requests), instead of
+        one row at its mean: generated lengths fill each bin, as a finer ``bin_ratio`` would,
+        without the finer binning's fit memory (the rows are made after binning). 1: one row per bin.
     min_fit_requests : int
         Fewest requests in a data window for a log-normal fit in ``data_fits``.
     conversations : bool

@@ -28,8 +28,9 @@ __all__ = ["fit_pool"]
                    "over it). 1.0125: finer bins, at about +20% PMF rows and, on 100 M rows, 9.3 GB fit memory "
                    "against 6.8 GB.")
 @click.option("--spread-points", default=4, show_default=True, type=click.IntRange(min=1, max=64),
-              help="A bin of several lengths is stored as this many values spread over them, keeping its mean, "
-                   "so generated lengths fill the bin; 1: each bin at its mean.")
+              help="A bin of several lengths is stored as up to this many values spread over them (each "
+                   "standing for >= 8 requests), keeping its mean, so generated lengths fill the bin; 1: each bin "
+                   "at its mean.")
 @click.option("--families", default="gamma,weibull,exponential", show_default=True,
               help="Arrival families compared per window (lowest AIC wins).")
 @click.option("--max-fit-gaps", default=5000, show_default=True, type=click.IntRange(min=2),

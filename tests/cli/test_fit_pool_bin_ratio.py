@@ -28,11 +28,11 @@ def test_bin_ratio_and_spread_points_reach_the_pool(tmp_path):
             assert pool.provenance["settings"]["spread_points"] == int(points)
             data = pool.data if isinstance(pool.data, pl.DataFrame) else pool.data.collect()
             rows[ratio, points] = data.height
-    # finer bins keep more distinct values per PMF, and spread bins hold several values each: the
-    # Azure code hour (8,819 requests) measured 1,400 PMF rows with 1.05 and 2,704 with 1.0125 at
-    # one row per bin, 3,349 and 5,693 spread over 4 values
+    # finer bins keep more distinct values per PMF, and spread bins hold several values each (a bin
+    # of n requests gets up to n / 8): the Azure code hour (8,819 requests) measured 1,400 PMF rows
+    # with 1.05 and 2,704 with 1.0125 at one row per bin, 1,665 and 2,755 spread over up to 4
     assert rows["1.0125", "1"] > 1.5 * rows["1.05", "1"]
-    assert rows["1.05", "4"] > 2 * rows["1.05", "1"] and rows["1.0125", "4"] > 1.5 * rows["1.0125", "1"]
+    assert rows["1.05", "4"] > 1.1 * rows["1.05", "1"] and rows["1.0125", "4"] > rows["1.0125", "1"]
 
 
 def test_bin_ratio_must_exceed_one_and_spread_points_be_positive(tmp_path):
