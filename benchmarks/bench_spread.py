@@ -7,8 +7,15 @@ sample: how far the pool's PMFs are from the lengths they were fitted on), and t
 generate. ``--validate`` also runs ``validate(split=0.5, draws=1)`` per value and prints both
 candidates' length KS against the later half.
 
-Measured 2026-12-04 (the 1 M-row, 1-day synthetic store ``/work/bench_data/shrink_rows1000000_clients2000_days1``):
-see the stop-35 closing note of issue 17 for the numbers of this run.
+Measured 2026-12-04 (the 1 M-row, 1-day synthetic store ``/work/bench_data/shrink_rows1000000_clients2000_days1``,
+3c09dc6)::
+
+    points  fit_s   data_rows  conv_rows  gen_s   in-sample input_ks  output_ks
+         1    2.4     528,744    256,592    1.1   0.0040              0.0046
+         4    2.5     553,251    262,791    1.2   0.0015              0.0016
+
+(The 100 M-row fit: 05d5dc3 290 s / 6,953 MB / 23.25 M data rows, 3c09dc6 313 s / 6,409 MB /
+25.20 M rows, fresh processes back to back, ``ru_maxrss``.)
 
 Usage: ``python benchmarks/bench_spread.py [--store DIR] [--points 1,4] [--validate]``.
 """
