@@ -52,7 +52,11 @@ The model (:class:`ChurnModel`, from :func:`churn_model`)
   is flagged only after its own longer grace, and a newcomer near the end has not yet shown its
   rate, both of which would tilt the times) by the Cox-Lewis (Laplace) test of a log-linear
   intensity :math:`\lambda(t) \propto e^{bt}` against a constant one, at :data:`ARRIVAL_TREND_P`,
-  with at least :data:`MIN_TREND_ARRIVALS` arrivals on :data:`MIN_TREND_DAYS` whole days. Kept,
+  with at least :data:`MIN_TREND_ARRIVALS` arrivals on :data:`MIN_TREND_DAYS` whole days, and
+  not kept when the daily counts bend (the squared term of a Poisson GLM of the counts per day on
+  day and day squared, ``statsmodels``, Wald p < the forecast's
+  :data:`~servelab.fitting.pool_forecast.CURVATURE_P`: a weekend dip at the window's end, or a
+  hump, is no trend to extrapolate, as for the total rate). Kept,
   :math:`b` is the maximum-likelihood slope, the rate over the span is :math:`\hat\lambda` times
   :math:`e^{bt}` normalised to mean 1 over the arrival window, and past the span the slope is
   damped as the total rate's (:data:`~servelab.fitting.pool_forecast.DAMPING`: at most 9 days of
@@ -98,6 +102,7 @@ nothing.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,6 +152,8 @@ class ArrivalTrend:
         Cox-Lewis statistic (standard normal under a constant rate; positive: rising).
     p_value : float
         Its two-sided p-value (NaN: not tested).
+    curvature_p : float
+        Wald p-value of the squared term of the daily counts' Poisson GLM (NaN: not tested).
     n : int
         Dense arrivals tested.
     window : (float, float)
@@ -161,12 +168,14 @@ class ArrivalTrend:
     n: int
     window: tuple[float, float]
     kept: bool
+    curvature_p: float = math.nan
 
     def describe(self) -> dict:
         """JSON-ready summary."""
         ok = math.isfinite(self.p_value)
         return {"kept": self.kept, "slope_per_day": round(self.slope_per_s * DAY_S, 6) if self.kept else 0.0,
                 "z": round(self.z, 4) if ok else None, "p_value": float(self.p_value) if ok else None,
+                "curvature_p": float(self.curvature_p) if math.isfinite(self.curvature_p) else None,
                 "dense_arrivals": self.n, "test": "Cox-Lewis (Laplace) on the dense arrivals' times, whole days",
                 "level": ARRIVAL_TREND_P}
 
@@ -208,8 +217,20 @@ def arrival_trend(table: pl.DataFrame, span: tuple[float, float], dense: np.ndar
     s = t[sel] - w0
     z = (float(np.mean(s)) - tau / 2.0) / (tau * math.sqrt(1.0 / (12.0 * n)))
     p = float(2.0 * stats.norm.sf(abs(z)))
-    kept = p < ARRIVAL_TREND_P
-    return ArrivalTrend(_slope_mle(s, tau) if kept else 0.0, float(z), p, n, (w0, w1), kept)
+    curvature, kept = math.nan, False
+    if p < ARRIVAL_TREND_P:  # a trend unless the daily counts bend (module docstring)
+        from statsmodels.api import GLM, families
+
+        from servelab.fitting.pool_forecast import CURVATURE_P
+
+        per_day = np.bincount(np.minimum((s // DAY_S).astype(np.int64), days - 1), minlength=days)
+        x = np.arange(days) - (days - 1) / 2.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a day without arrivals may warn; a NaN p keeps no trend
+            fit = GLM(per_day, np.column_stack([np.ones(days), x, x * x]), family=families.Poisson()).fit()
+        curvature = float(fit.pvalues[2])
+        kept = math.isfinite(curvature) and curvature >= CURVATURE_P
+    return ArrivalTrend(_slope_mle(s, tau) if kept else 0.0, float(z), p, n, (w0, w1), kept, curvature)
 
 
 def default_grace(duration_s: float, window_s: float) -> float:

@@ -110,6 +110,9 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
             (f"kept: {trend['slope_per_day']:+.3g} per day in log rate (Cox-Lewis z {trend['z']:.3g}, p "
              f"{trend['p_value']:.2g}, {trend['dense_arrivals']} dense arrivals), damped past the span"
              if trend["kept"] else
+             f"none (Cox-Lewis z {trend['z']:.3g}, p {trend['p_value']:.2g}, but the daily counts bend: "
+             f"curvature p {trend['curvature_p']:.2g}): a constant arrival rate"
+             if trend["curvature_p"] is not None else
              f"none (Cox-Lewis z {trend['z']:.3g}, p {trend['p_value']:.2g} >= {trend['level']:g}, "
              f"{trend['dense_arrivals']} dense arrivals): a constant arrival rate"))))
     click.echo(f"coupling        {summary['coupling']}")

@@ -121,3 +121,20 @@ def test_churn_model_tests_the_trend_on_a_pool_arrivals_table():
     assert model.arrival_trend.kept and model.arrival_trend.slope_per_s * DAY_S == pytest.approx(-0.4, abs=0.15)
     desc = model.describe()["arrival_trend"]
     assert desc["kept"] and desc["p_value"] < 0.01 and desc["dense_arrivals"] == model.arrival_trend.n
+
+
+def test_a_dip_at_the_windows_end_is_not_a_trend():
+    # four days at 100 arrivals and a last day at 30 (a weekend): the Cox-Lewis test sees a fall,
+    # the daily counts' squared term says it bends (no trend to extrapolate, as for the total rate)
+    kept, tested = 0, 0
+    for seed in range(20):
+        rng = np.random.default_rng(200 + seed)
+        days = [rng.uniform(GRACE + d * DAY_S, GRACE + (d + 1) * DAY_S, rng.poisson(100 if d < 4 else 30))
+                for d in range(5)]
+        t = np.sort(np.concatenate(days))
+        tr = arrival_trend(_table(t), SPAN, np.ones(t.size, bool))
+        tested += tr.p_value < ARRIVAL_TREND_P
+        kept += tr.kept
+        if tr.p_value < ARRIVAL_TREND_P:
+            assert tr.curvature_p < 0.01 or tr.kept
+    assert tested >= 18 and kept <= 2, (tested, kept)
