@@ -124,9 +124,10 @@ def test_churn_model_tests_the_trend_on_a_pool_arrivals_table():
 
 
 def test_a_dip_at_the_windows_end_is_not_a_trend():
-    # four days at 100 arrivals and a last day at 30 (a weekend): the Cox-Lewis test sees a fall,
-    # the daily counts' squared term says it bends (no trend to extrapolate, as for the total rate)
-    kept, tested = 0, 0
+    # four days at 100 arrivals and a last day at 30 (a weekend): the Cox-Lewis test sees a fall;
+    # the daily counts bend, and without the last day there is none (measured: 19 of 20 seeds
+    # significant, 1 kept by the curvature guard alone, 0 with the day-out rule)
+    kept, tested, bent = 0, 0, 0
     for seed in range(20):
         rng = np.random.default_rng(200 + seed)
         days = [rng.uniform(GRACE + d * DAY_S, GRACE + (d + 1) * DAY_S, rng.poisson(100 if d < 4 else 30))
@@ -134,7 +135,6 @@ def test_a_dip_at_the_windows_end_is_not_a_trend():
         t = np.sort(np.concatenate(days))
         tr = arrival_trend(_table(t), SPAN, np.ones(t.size, bool))
         tested += tr.p_value < ARRIVAL_TREND_P
+        bent += tr.curvature_p < 0.01
         kept += tr.kept
-        if tr.p_value < ARRIVAL_TREND_P:
-            assert tr.curvature_p < 0.01 or tr.kept
-    assert tested >= 18 and kept <= 2, (tested, kept)
+    assert tested >= 18 and bent >= 12 and kept == 0, (tested, bent, kept)
