@@ -82,6 +82,14 @@ def test_spread_rows_are_the_laws_quantiles_and_keep_mass_and_mean(points):
 def test_one_point_is_the_counts_as_they_are():
     rows = _rows(seed=1)
     assert spread_bins(rows, points=1).equals(rows.select("c", "d", "field", "v", "n"))
+    # no rows, and weighted counts (the conversation PMFs' posterior weights): dtype and mass kept
+    empty = spread_bins(rows.head(0), points=4)
+    assert empty.height == 0 and empty.columns == ["c", "d", "field", "v", "n"]
+    weighted = rows.with_columns(pl.col("n") * 0.37)
+    out = spread_bins(weighted, points=4)
+    assert out["n"].dtype == pl.Float64
+    np.testing.assert_allclose(out.group_by("c").agg(pl.col("n").sum()).sort("c")["n"].to_numpy(),
+                               weighted.sort("c")["n"].to_numpy() * 4, rtol=1e-12)
     with pytest.raises(ValueError, match="spread_points"):
         PoolFitSettings(spread_points=0)
 
