@@ -9,7 +9,7 @@ significant by the Cox-Lewis statistic and kept, and the median kept slope (per 
 
 Measured 2026-12-04, 40 seeds; "kept" with the Cox-Lewis test and the curvature guard (973c41f)
 and with the day-out rule too (``DAY_OUT_P`` 0.05, the commit after; the 973c41f column of the
-weekend row by this script with that rule switched off)::
+weekend row by this script with that rule switched off; before 986d13a's churn graces)::
 
     scenario                             tested  significant  kept (973c41f)  kept   kept slope median
     null 30+10/d life 3 d                40      1            1               0
@@ -20,6 +20,10 @@ weekend row by this script with that rule switched off)::
     slope +0.2/d 30+10/d                 40      7            7               0
     slope -0.3/d sparse                  39      11           11              4      -0.560
     weekend dip 30+20/d (day 5 at 30%)   40      7            7               1      -0.335
+
+After 986d13a (graces scaled by the population's burstiness, fewer clients flagged arrived),
+the same run: nulls kept 0 / 0 / 0 / 0; slope -0.3/day 19 significant, 10 kept (median -0.479);
++0.2/day 10 significant, 0 kept; sparse -0.3/day 11, 4 (-0.560); weekend dip 6 significant, 1 kept.
 
 Usage: ``python benchmarks/bench_arrival_trend.py [--seeds 40]``.
 """

@@ -184,7 +184,9 @@ class ArrivalTrend:
     window : (float, float)
         The whole days they were counted over, seconds.
     kept : bool
-        ``p_value < ARRIVAL_TREND_P``.
+        ``p_value < ARRIVAL_TREND_P``, the daily counts do not bend and no one day makes it.
+    refused : str
+        Why a significant trend was not kept (``""``: kept, or not significant).
     """
 
     slope_per_s: float
@@ -194,6 +196,7 @@ class ArrivalTrend:
     window: tuple[float, float]
     kept: bool
     curvature_p: float = math.nan
+    refused: str = ""
 
     def describe(self) -> dict:
         """JSON-ready summary."""
@@ -201,6 +204,7 @@ class ArrivalTrend:
         return {"kept": self.kept, "slope_per_day": round(self.slope_per_s * DAY_S, 6) if self.kept else 0.0,
                 "z": round(self.z, 4) if ok else None, "p_value": float(self.p_value) if ok else None,
                 "curvature_p": float(self.curvature_p) if math.isfinite(self.curvature_p) else None,
+                "refused": self.refused or None,
                 "dense_arrivals": self.n, "test": "Cox-Lewis (Laplace) on the dense arrivals' times, whole days",
                 "level": ARRIVAL_TREND_P}
 
@@ -222,13 +226,11 @@ def _slope_mle(s: np.ndarray, tau: float) -> float:
     return brentq(lambda x: mean_at(x) - m, lo, hi, xtol=1e-12) / tau
 
 
-def _each_day_out(s: np.ndarray, days: int, z: float) -> bool:
+def _each_day_out(x: np.ndarray, day: np.ndarray, days: int, z: float) -> bool:
     """Whether the Cox-Lewis statistic stays significant, with ``z``'s sign, with any one whole day
-    left out (arrival times ``s`` in ``[0, days)`` days): a trend that one day makes is not one.
-    Without day ``j`` the null is uniform on the other days: mean the mean of their midpoints,
-    variance a day's (1/12) plus their midpoints' variance (days as units)."""
-    x = s / DAY_S
-    day = np.minimum(np.floor(x).astype(np.int64), days - 1)
+    left out (arrival times ``x`` in days, in ``[0, days)``, on whole day ``day``): a trend that one
+    day makes is not one. Without day ``j`` the null is uniform on the other days: mean the mean of
+    their midpoints, variance a day's (1/12) plus their midpoints' variance (days as units)."""
     crit = stats.norm.isf(DAY_OUT_P / 2.0)
     for j in range(days):  # a loop over the window's days
         keep = day != j
@@ -262,20 +264,26 @@ def arrival_trend(table: pl.DataFrame, span: tuple[float, float], dense: np.ndar
     s = t[sel] - w0
     z = (float(np.mean(s)) - tau / 2.0) / (tau * math.sqrt(1.0 / (12.0 * n)))
     p = float(2.0 * stats.norm.sf(abs(z)))
-    curvature, kept = math.nan, False
-    if p < ARRIVAL_TREND_P:  # a trend unless the daily counts bend (module docstring)
+    curvature, refused = math.nan, ""
+    if p < ARRIVAL_TREND_P:  # a trend unless the daily counts bend or one day makes it (module docstring)
         from statsmodels.api import GLM, families
 
         from servelab.fitting.pool_forecast import CURVATURE_P
 
-        per_day = np.bincount(np.minimum((s // DAY_S).astype(np.int64), days - 1), minlength=days)
-        x = np.arange(days) - (days - 1) / 2.0
+        x = s / DAY_S
+        day = np.minimum(np.floor(x).astype(np.int64), days - 1)
+        per_day = np.bincount(day, minlength=days)
+        c = np.arange(days) - (days - 1) / 2.0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a day without arrivals may warn; a NaN p keeps no trend
-            fit = GLM(per_day, np.column_stack([np.ones(days), x, x * x]), family=families.Poisson()).fit()
+            fit = GLM(per_day, np.column_stack([np.ones(days), c, c * c]), family=families.Poisson()).fit()
         curvature = float(fit.pvalues[2])
-        kept = math.isfinite(curvature) and curvature >= CURVATURE_P and _each_day_out(s, days, z)
-    return ArrivalTrend(_slope_mle(s, tau) if kept else 0.0, float(z), p, n, (w0, w1), kept, curvature)
+        if not (math.isfinite(curvature) and curvature >= CURVATURE_P):
+            refused = "the daily counts bend"
+        elif not _each_day_out(x, day, days, z):
+            refused = "one whole day makes it"
+    kept = p < ARRIVAL_TREND_P and not refused
+    return ArrivalTrend(_slope_mle(s, tau) if kept else 0.0, float(z), p, n, (w0, w1), kept, curvature, refused)
 
 
 def default_grace(duration_s: float, window_s: float) -> float:

@@ -34,7 +34,7 @@ import polars as pl
 from servelab.analysis.store import TraceStore
 from servelab.fitting.exceptions import ConvergenceWarning
 from servelab.fitting.ordered_sums import grouped_sums
-from servelab.fitting.pool_data import spread_bins, bin_values
+from servelab.fitting.pool_data import bin_values, spread_bins
 
 __all__ = ["FIRST_INPUT", "FIRST_INPUT_MULTI", "INCREMENT", "INCREMENT_PROFILE", "INCREMENT_PROFILE_LEVEL",
            "INCREMENT_PROFILE_MIN", "ITT_TRAFFIC", "increment_profile_rows", "WINDOW_WEIGHT_CAP", "censored_turn_pmf",
@@ -411,7 +411,7 @@ def increment_pmfs(aggregates: pl.DataFrame, names: list[str], *, spread_points:
     names : list of str
         Client ids by index.
     spread_points : int
-        With ``lo, hi``: a bin of several values becomes this many values spread over them, its
+        With ``lo, hi``: a bin of several values becomes up to this many values spread over them, its
         mean kept (:func:`~servelab.fitting.pool_data.spread_bins`), as the data PMFs' bins do.
 
     Returns

@@ -8,7 +8,7 @@ represented by their count-weighted mean (values holding at least ``spike_share`
 their own row; a bin holding more than ``max_bin_mass`` is cut at multiples of ``max_bin_mass`` of
 the CDF, so binning moves the CDF by about ``max_bin_mass`` at most), so a PMF has at most about
 ``exact_below + log(max / exact_below) / log(bin_ratio) + 1 / spike_share + 1 / max_bin_mass`` bins.
-A bin of several values is then stored as ``spread_points`` values spread over the values it
+A bin of several values is then stored as up to ``spread_points`` values spread over the values it
 holds, keeping its mean (:func:`spread_bins`), so that generated lengths are not one value per bin.
 Where a window has at least ``min_fit_requests`` requests a log-normal fit of each token field is
 stored as FitResult JSON in ``data_fits`` (closed form from the sufficient statistics; no KS
@@ -161,8 +161,7 @@ def spread_bins(counts: pl.DataFrame, *, points: int, keys: tuple[str, ...] = ("
     if "field" in keys and counts.height:  # one field at a time: no string column gathered
         rest = tuple(k for k in keys if k != "field")
         parts = [spread_bins(part.drop("field"), points=points, keys=rest).with_columns(pl.lit(name).alias("field"))
-                 for name, part in zip(counts["field"].unique(maintain_order=True).to_list(),
-                                       counts.partition_by("field", maintain_order=True))]
+                 for (name,), part in counts.partition_by("field", maintain_order=True, as_dict=True).items()]
         return pl.concat(parts).select(*keys, "v", "n").sort(*keys, "v")
     n_dtype = counts.schema["n"]
     n = counts["n"].to_numpy()
@@ -222,11 +221,11 @@ def pmfs_from_counts(counts: pl.DataFrame, stats: pl.DataFrame | None, names: li
         The counts are binned already (``value_counts(..., binning=...)`` in SQL; with columns
         ``lo, hi`` their bins are spread here, without them they are used as they are).
     spread_points : int
-        Values per bin of several values (:func:`spread_bins`; 1: each bin at its mean).
+        Most values per bin of several values (:func:`spread_bins`; 1: each bin at its mean).
     """
     pmf_parts = []
+    spans = [c for c in ("lo", "hi") if binned and c in counts.columns]
     for name, kind in kinds.items():
-        spans = [c for c in ("lo", "hi") if binned and c in counts.columns]
         part = counts.filter(pl.col("field") == name).select("c", "d", "v", pl.col("n").cast(pl.Int64), *spans)
         if part.height == 0:
             continue

@@ -17,7 +17,9 @@ generator (:func:`~servelab.generator.generate.generate`) runs on the result unc
    pattern: its last day's rates, each shrunk toward its mean at that hour over its last days
    present (below, "Survivors' rows"; the last day as it is when the span holds fewer than two
    days or its windows do not tile a day).
-3. **New clients**: arrival instants of a Poisson process of the fitted rate over the extension;
+3. **New clients**: arrival instants of a Poisson process over the extension at the churn model's
+   arrival intensity (the span's mean rate, or its tested trend damped past the span:
+   :meth:`~servelab.fitting.pool_churn.ChurnModel.arrival_intensity`);
    each gets a *template* client drawn uniformly (seeded) from the model's templates and lives
    its template's life (below, "Lifetimes"), repeating the template's active rows (arrival rate,
    CV, family and parameters) from its birth window, cyclically over the template's observed

@@ -31,6 +31,26 @@ def _save(action, output: str) -> None:
         raise click.ClickException(str(err)) from None
 
 
+def _arrival_trend_line(trend) -> str:
+    """``pool info``'s line on the arrival-trend test (:class:`~servelab.fitting.pool_churn.ArrivalTrend`'s
+    description, or why it was not tested)."""
+    from servelab.fitting.pool_churn import MIN_TREND_ARRIVALS, MIN_TREND_DAYS
+
+    if isinstance(trend, str):
+        return trend
+    if trend["p_value"] is None:
+        return (f"not tested ({trend['dense_arrivals']} dense arrivals; needs {MIN_TREND_ARRIVALS} on "
+                f"{MIN_TREND_DAYS} whole days)")
+    test = f"Cox-Lewis z {trend['z']:.3g}, p {trend['p_value']:.2g}"
+    if trend["kept"]:
+        return (f"kept: {trend['slope_per_day']:+.3g} per day in log rate ({test}, {trend['dense_arrivals']} "
+                f"dense arrivals), damped past the span")
+    if trend.get("refused"):
+        return (f"none ({test}, but {trend['refused']}; curvature p {trend['curvature_p']:.2g}): "
+                f"a constant arrival rate")
+    return f"none ({test} >= {trend['level']:g}, {trend['dense_arrivals']} dense arrivals): a constant arrival rate"
+
+
 @click.group("pool")
 def pool() -> None:
     """Inspect client pools; import and export ServeGen's format."""
@@ -59,7 +79,6 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
         messages = []
     summary = p.info(top=top)
     from servelab.fitting.pool_shrinkage import shrinkage_summary  # issue 17
-    from servelab.fitting.pool_churn import MIN_TREND_ARRIVALS, MIN_TREND_DAYS
     from servelab.generator.extend import churn_summary, coupling_summary  # issue 17
 
     summary["churn"] = churn_summary(p)
@@ -103,18 +122,7 @@ def info(path: str, top: int, show_clients: bool, as_json: bool) -> None:
             f"exponential at p {mix['p_value']:.3g}; P(leave within 7 days): new client "
             f"{mix['p_leave_within_7_days']['newborn']:.1%}, present 7 days "
             f"{mix['p_leave_within_7_days']['present_7_days']:.1%}")))
-        trend = churn["arrival_trend"]
-        click.echo("arrival trend   " + (trend if isinstance(trend, str) else (
-            f"not tested ({trend['dense_arrivals']} dense arrivals; needs {MIN_TREND_ARRIVALS} on "
-            f"{MIN_TREND_DAYS} whole days)" if trend["p_value"] is None else
-            (f"kept: {trend['slope_per_day']:+.3g} per day in log rate (Cox-Lewis z {trend['z']:.3g}, p "
-             f"{trend['p_value']:.2g}, {trend['dense_arrivals']} dense arrivals), damped past the span"
-             if trend["kept"] else
-             f"none (Cox-Lewis z {trend['z']:.3g}, p {trend['p_value']:.2g}, but the daily counts bend: "
-             f"curvature p {trend['curvature_p']:.2g}): a constant arrival rate"
-             if trend["curvature_p"] is not None else
-             f"none (Cox-Lewis z {trend['z']:.3g}, p {trend['p_value']:.2g} >= {trend['level']:g}, "
-             f"{trend['dense_arrivals']} dense arrivals): a constant arrival rate"))))
+        click.echo("arrival trend   " + _arrival_trend_line(churn["arrival_trend"]))
     click.echo(f"coupling        {summary['coupling']}")
     shrink = summary["length_shrinkage"]
     click.echo("shrinkage       " + (shrink if isinstance(shrink, str) else "; ".join(

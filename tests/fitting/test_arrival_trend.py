@@ -137,4 +137,7 @@ def test_a_dip_at_the_windows_end_is_not_a_trend():
         tested += tr.p_value < ARRIVAL_TREND_P
         bent += tr.curvature_p < 0.01
         kept += tr.kept
+        # a significant trend refused says why: the bend first, else the day that makes it
+        assert tr.refused == ("" if tr.p_value >= ARRIVAL_TREND_P or tr.kept else
+                              "the daily counts bend" if tr.curvature_p < 0.01 else "one whole day makes it")
     assert tested >= 18 and bent >= 12 and kept == 0, (tested, bent, kept)
