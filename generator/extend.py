@@ -99,6 +99,19 @@ within-window CVs of short windows run low), a client whose bursts move keeps it
 sparse 4,244-client store the survivors' requests per 30-min window had a CV of 0.70 generated with
 last-day rows, 0.62 with the rule (real 0.54).
 
+A sparse survivor's time-of-day means are themselves mostly noise (a request at 03:10 on one of
+seven days is no 03:10 habit), and repeated every day they made the generated daily profile lumpy:
+so each is shrunk in turn toward the client's mean shaped by the population's daily factor, by the
+share of their spread over the day that is not their own noise (windows of the day the client was
+never active in get their share of that mean); a client with hours of its own keeps them. On
+simulated sparse churn (``bench_churn_volume.py`` scenario sparse, 3 traces through ``servelab
+validate --split 0.5``, 5 draws each) the paired verdicts went from naive 8 / servelab 3 (of 33) to
+naive 1 / servelab 4, window_rate_cv 0.594 / 0.524 / 0.516 -> 0.564 / 0.499 / 0.499 (real 0.532 /
+0.492 / 0.490); on three growing sparse traces (2,300 clients, 23 days) naive 9 -> 6, servelab 0 -> 2;
+the sparse 4,244-client store and the 10 M store (3 draws) within a draw's noise (every verdict a tie).
+Cost: the survivors' rows fill the day (at most :data:`SURVIVOR_FILL_ROWS`); on a 7,700-client sparse
+store extended 7 days, 2.1 M -> 3.9 M added rows, generation 2.1 -> 3.9 s.
+
 Templates' rows
 ---------------
 A template's rows are its observed counts over the window: repeated as the intensity of a new
@@ -158,13 +171,16 @@ from servelab.fitting.pool_shrinkage import OWN_WEIGHT_COLUMN
 from servelab.generator.exceptions import GenerationError
 from servelab.generator.grid import frame_of
 
-__all__ = ["NEW_CLIENT_PREFIX", "TOD_DAYS", "keep_someone", "Extension", "churn_summary", "coupling_summary",
+__all__ = ["NEW_CLIENT_PREFIX", "SURVIVOR_FILL_ROWS", "TOD_DAYS", "keep_someone", "Extension", "churn_summary", "coupling_summary",
            "expected_volume_path", "extend_pool", "pool_churn", "volume_path_applies"]
 
 #: id prefix of the synthetic new clients (``new~0``, ``new~1``, ...)
 NEW_CLIENT_PREFIX = "new~"
 #: days of a client's data behind its time-of-day length PMFs in an extension
 TOD_DAYS = 7
+#: most rows the survivors' time-of-day means are filled over (survivors x windows of a day); above,
+#: each survivor keeps the windows of the day it was active in (memory)
+SURVIVOR_FILL_ROWS = 20_000_000
 #: the ``step`` of a row that comes once in a copy's life (longer than any extension, in windows)
 _ONCE = 2 ** 40
 #: the CV of a copy's first window when its template's first request was alone there: a near-regular
@@ -418,7 +434,7 @@ def _explode(rows: pl.DataFrame, first: str, step: str, stop: str) -> pl.DataFra
 
 
 def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end: float, W: float, n_src: int,
-                   daily: bool) -> pl.DataFrame:
+                   daily: bool, season: Callable[[np.ndarray], np.ndarray] | None = None) -> pl.DataFrame:
     """The rows a surviving client repeats, one per window of the source day it is active in
     (column ``first``: the window's index in that day), before the churn factor (module docstring,
     "Survivors' rows").
@@ -431,6 +447,16 @@ def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end:
     ``V`` the variance of its counts about their time-of-day means, ``N`` the mean noise of a count
     (``cv^2 x``: a renewal count's variance; ``cv`` 1 where the row has none). The burstiness
     parameters (CV, family, shapes) are those of its latest row at that window.
+
+    With ``season`` (the population's daily factor at given times), each time-of-day mean ``m_j``
+    (over ``d`` days) is first shrunk toward the client's mean shaped by that factor,
+    ``t_j = n s_j / (d sum(s))`` (``n`` its requests over the ``d`` days), by ``g = max(0, 1 - N / (d B))``,
+    ``B`` the mean squared deviation of the ``m_j`` from the ``t_j`` over the day's windows (idle ones
+    included): a sparse client's time-of-day means are mostly their own noise, repeated every day
+    they made the generated daily profile lumpy; a client with its own hours keeps them. The rate
+    is then ``c + f (x - c)``, ``c = t + g (m - t)``; windows of the day it was never active in get
+    ``(1 - f) (1 - g) t`` (no arrival law: exponential). Above :data:`SURVIVOR_FILL_ROWS` rows the
+    step is skipped (memory).
     """
     src0 = end - n_src * W
     n_days = int(min(TOD_DAYS, math.floor((end - lo) / DAY_S + 1e-9))) if daily else 1
@@ -466,9 +492,35 @@ def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end:
     var = per["dev"].to_numpy() / cells
     noise = per["noise"].to_numpy() / cells
     f = np.where(var > 0, np.clip(1.0 - noise / np.where(var > 0, var, 1.0), 0.0, 1.0), 0.0)[code]
-    mean = slots["s1"].to_numpy() / (d * W)
-    rate = mean + f * (slots["last"].to_numpy() / W - mean)
-    return (slots.with_columns(rate=pl.Series(rate), window_start=pl.lit(src0) + pl.col("first").cast(pl.Float64) * W)
+    if season is None or per.height * n_src > SURVIVOR_FILL_ROWS:
+        mean = slots["s1"].to_numpy() / (d * W)
+        rate = mean + f * (slots["last"].to_numpy() / W - mean)
+        return (slots.with_columns(rate=pl.Series(rate), window_start=pl.lit(src0) + pl.col("first").cast(pl.Float64) * W)
+                .filter(pl.col("rate") > 0).select(*active.columns, "first"))
+    # each time-of-day mean, over d days, is shrunk in turn toward the client's mean shaped by the
+    # population's daily factor, by the share of their spread over the day that is not their noise
+    k = per.height
+    f_c = np.empty(k)
+    f_c[code] = f
+    d_c = np.empty(k)
+    d_c[code] = d
+    ids = slots.group_by("cc", maintain_order=True).agg(pl.col("client_id").drop_nulls().first())
+    full = (per.select("cc").join(ids, on="cc", how="left").with_columns(first=pl.int_ranges(0, n_src)).explode("first")
+            .join(slots.drop("client_id"), on=["cc", "first"], how="left", maintain_order="left")
+            .sort("cc", "first"))
+    cf = np.searchsorted(per["cc"].to_numpy(), full["cc"].to_numpy())
+    s1 = full["s1"].fill_null(0.0).to_numpy()
+    last = full["last"].fill_null(0.0).to_numpy()
+    sj = np.asarray(season(src0 + full["first"].to_numpy() * W + W / 2), dtype=float)
+    ms = s1 / d_c[cf]
+    t = np.bincount(cf, weights=s1, minlength=k)[cf] * sj / np.bincount(cf, weights=sj, minlength=k)[cf] / d_c[cf]
+    B = np.bincount(cf, weights=(ms - t) ** 2, minlength=k) / n_src
+    Nm = noise / d_c
+    g = np.where(B > 0, np.clip(1.0 - Nm / np.where(B > 0, B, 1.0), 0.0, 1.0), 0.0)[cf]
+    centre = t + g * (ms - t)
+    rate = (centre + f_c[cf] * (last - centre)) / W
+    return (full.with_columns(rate=pl.Series(rate), window_start=pl.lit(src0) + pl.col("first").cast(pl.Float64) * W,
+                              window_s=pl.lit(W))
             .filter(pl.col("rate") > 0).select(*active.columns, "first"))
 
 
@@ -726,7 +778,13 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
     ends = keep_someone(np.r_[np.zeros(int(carries.sum()), np.int64), kb], np.r_[dep_k[carries], kd], K)
     dep_k[carries], kd = ends[:int(carries.sum())], ends[int(carries.sum()):]
 
-    surv = (_survivor_rows(active, table, lo=lo, end=end, W=W, n_src=n_src, daily=daily)
+    forecast = fit_rate_forecast(arrivals, (lo, end)) if rate is None else None
+
+    def season(t):  # the population's daily factor (1 without a forecast or a daily pattern)
+        return _daily_ratio(forecast, np.full(np.shape(t), end), t) if forecast is not None else np.ones(np.shape(t))
+
+    surv = (_survivor_rows(active.filter(pl.col("client_id").is_in(alive["client_id"].implode())), table, lo=lo, end=end,
+                           W=W, n_src=n_src, daily=daily, season=season)
             .join(pl.DataFrame({"client_id": alive["client_id"], "stop": dep_k}), on="client_id", how="inner")
             .with_columns(step=pl.lit(n_src, pl.Int64)))
     surv = _explode(surv, "first", "step", "stop")
@@ -756,13 +814,11 @@ def extend_pool(pool, until: float, *, seed: int, rate: Callable | None = None):
                            step=pl.when(pl.col("departed")).then(
                                ((seen.clip(n_src, None) + n_src - 1) // n_src * n_src) if daily
                                else seen.clip(n_src, None)).otherwise(watched.clip(1, None))))
-    forecast = fit_rate_forecast(arrivals, (lo, end)) if rate is None else None
     # the templates' rows over their whole cycles, each count shrunk toward the template's mean
     # there (module docstring, "Templates' rows")
     used = trows.filter(pl.col("client_id").is_in(pl.Series(templates[pick].tolist() if n_new else [],
                                                             dtype=pl.String).unique().implode()))
-    cycle = _template_rows(used, W=W, end=end, season=lambda t: _daily_ratio(forecast, np.full(t.shape, end), t)
-                           if forecast is not None else np.ones(np.shape(t)))
+    cycle = _template_rows(used, W=W, end=end, season=season)
     born = newc.join(cycle.rename({"client_id": "template"}), on="template", how="inner").with_columns(
         first=pl.col("kb") + pl.col("j"))
     born = _explode(born, "first", "step", "stop").with_columns(client_id=pl.col("new_id"))

@@ -53,3 +53,60 @@ def test_survivors_counts_are_not_overdispersed(tmp_path, seed):
     real = _dispersion(trace, 0.0, 8)
     assert 0.9 <= real <= 1.1  # the truth is Poisson
     assert 0.6 <= _dispersion(work, 0.0, 3) <= 1.3
+
+
+def _level2_expected(x: dict, cv: dict, d: int, n_src: int, Wt: float, season, src0: float) -> dict:
+    """The docstring's two shrinkages in plain Python for one client: ``x[(day, slot)]`` its counts
+    over its last ``d`` days (day ``d - 1`` the last), ``cv`` theirs (1 where missing)."""
+    s1 = [sum(x.get((k, j), 0.0) for k in range(d)) for j in range(n_src)]
+    s2 = [sum(x.get((k, j), 0.0) ** 2 for k in range(d)) for j in range(n_src)]
+    last = [x.get((d - 1, j), 0.0) for j in range(n_src)]
+    cells = d * n_src
+    V = sum(s2[j] - s1[j] ** 2 / d for j in range(n_src)) / cells
+    N = sum(cv.get(key, 1.0) ** 2 * v for key, v in x.items()) / cells
+    f = min(1.0, max(0.0, 1.0 - N / V)) if V > 0 else 0.0
+    s = [float(season(np.array([src0 + j * Wt + Wt / 2]))[0]) for j in range(n_src)]
+    n = sum(s1)
+    t = [n * s[j] / sum(s) / d for j in range(n_src)]
+    m = [s1[j] / d for j in range(n_src)]
+    B = sum((m[j] - t[j]) ** 2 for j in range(n_src)) / n_src
+    g = min(1.0, max(0.0, 1.0 - (N / d) / B)) if B > 0 else 0.0
+    out = {}
+    for j in range(n_src):
+        c = t[j] + g * (m[j] - t[j])
+        out[j] = (c + f * (last[j] - c)) / Wt
+    return out
+
+
+@pytest.mark.parametrize("season", [lambda t: np.ones(np.shape(t)), lambda t: 1.0 + 0.5 * np.cos(2 * np.pi * np.asarray(t) / DAY)],
+                         ids=["flat", "daily factor"])
+def test_time_of_day_means_shrink_toward_the_clients_mean(season):
+    """:func:`_survivor_rows` with ``season`` against a plain-Python recomputation: 6-h windows
+    (4 a day), 3 days; client "h" sends 5 requests at its own hour every day (it keeps its hour),
+    client "s" one request on day 0 and one on day 2 at other hours (its time-of-day means are noise)."""
+    from servelab.generator.extend import _survivor_rows
+
+    Wt, n_src, d, end = 21600.0, 4, 3, 3 * DAY
+    x = {"h": {(k, 1): 5.0 for k in range(3)}, "s": {(0, 0): 1.0, (2, 2): 1.0}}
+    cv = {"h": {(k, 1): 0.5 for k in range(3)}, "s": {}}
+    rows = [{"client_id": c, "window_start": k * DAY + j * Wt, "window_s": Wt, "rate": v / Wt,
+             "cv": cv[c].get((k, j))} for c in x for (k, j), v in x[c].items()]
+    active = pl.DataFrame(rows, schema={"client_id": pl.String, "window_start": pl.Float64, "window_s": pl.Float64,
+                                        "rate": pl.Float64, "cv": pl.Float64})
+    table = pl.DataFrame({"client_id": ["h", "s"], "first_s": [0.0, 0.0]})
+    got = _survivor_rows(active, table, lo=0.0, end=end, W=Wt, n_src=n_src, daily=True, season=season)
+    src0 = end - n_src * Wt
+    for c in ("h", "s"):
+        want = _level2_expected(x[c], cv[c], d, n_src, Wt, season, src0)
+        g = got.filter(pl.col("client_id") == c).sort("first")
+        assert g["first"].to_list() == [j for j in range(n_src) if want[j] > 0]
+        assert g["rate"].to_list() == pytest.approx([want[j] for j in g["first"].to_list()], rel=1e-9)
+        assert (g["window_start"] == src0 + g["first"].cast(pl.Float64) * Wt).all()
+    # "h" keeps its hour; "s" is spread over the day (a row in every window, about its mean)
+    h = got.filter(pl.col("client_id") == "h").sort("first")
+    assert h.filter(pl.col("first") == 1)["rate"][0] * Wt > 4.0
+    s = got.filter(pl.col("client_id") == "s")
+    assert s.height == n_src
+    # without a season the rows are the time-of-day means' rule alone (windows it was active in)
+    plain = _survivor_rows(active, table, lo=0.0, end=end, W=Wt, n_src=n_src, daily=True)
+    assert sorted(plain.filter(pl.col("client_id") == "s")["first"].to_list()) == [0, 2]
