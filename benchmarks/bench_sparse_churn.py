@@ -20,7 +20,7 @@ clients sum to a modulated Poisson process); what per-client generation must not
 burstiness of its own.
 
 Measured 2026-12-04 evening (``--draws 5``; ``--kinds equilibrium --seeds 0-3`` and ``--kinds growth
---seeds 1-3``; "before" is 4a7b07e, after the templates' rows and before the survivors' time-of-day
+--seeds 1-3``; "before" is 3ceb4fa, after the templates' rows and before the survivors' time-of-day
 shrink of :mod:`servelab.generator.extend`, through ``servelab validate --split 0.5``, the same
 validation; "after" 59b4dd2), verdicts naive / servelab, window_rate_cv real | servelab | naive:
 
