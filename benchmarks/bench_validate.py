@@ -603,7 +603,8 @@ def part_churn(seeds: int = 40) -> None:
 def simulate_trace(seed: int, *, days: float = 3.0, n_initial: int = 30, new_per_day: float = 0.0,
                    mean_life_days: float = math.inf, rate_range: tuple[float, float] = (0.001, 0.02),
                    heterogeneous: bool = True, burst_sd: float = 0.5, diurnal: float = 0.6,
-                   shift: float = 1.0, window_s: float = 600.0) -> pl.DataFrame:
+                   shift: float = 1.0, window_s: float = 600.0, arrival_slope_per_day: float = 0.0,
+                   initial_life_days: float | None = None, id_width: int = 4) -> pl.DataFrame:
     """Requests (``timestamp, client_id, input_tokens, output_tokens``) of a simulated per-client trace.
 
     Clients as in :func:`simulate_churn_arrivals` (initial ones, new ones at ``new_per_day`` with
@@ -614,6 +615,12 @@ def simulate_trace(seed: int, *, days: float = 3.0, n_initial: int = 30, new_per
     ``heterogeneous`` medians log-uniform in [50, 5000] (input) and [20, 1000] (output) and
     sigmas uniform in [0.3, 1.2]; else every client has medians 500 / 150 and sigma 0.8 (and the
     same burstiness): per-client modelling then has nothing to find.
+
+    With ``arrival_slope_per_day`` = ``c`` the new clients' births follow an intensity proportional
+    to ``exp(c t / day)`` (inverse CDF; ``new_per_day`` a day on average over the span, as in
+    :func:`simulate_churn_arrivals`); with ``initial_life_days`` the initial clients' lives are
+    exponential of that mean instead of ``mean_life_days``. Client ids are ``c`` and the index on
+    ``id_width`` digits.
     """
     import numpy as np
 
@@ -622,8 +629,14 @@ def simulate_trace(seed: int, *, days: float = 3.0, n_initial: int = 30, new_per
     K = int(round(T / window_s))
     n_new = int(rng.poisson(new_per_day * days))
     n = n_initial + n_new
-    birth = np.r_[np.zeros(n_initial), np.sort(rng.uniform(0.0, T, n_new))]
+    u = np.sort(rng.uniform(0.0, T, n_new))
+    if arrival_slope_per_day:  # births by inverse CDF of an intensity proportional to exp(c t)
+        c = arrival_slope_per_day / DAY
+        u = np.log1p(u / T * np.expm1(c * T)) / c
+    birth = np.r_[np.zeros(n_initial), u]
     life = rng.exponential(mean_life_days * DAY, n) if math.isfinite(mean_life_days) else np.full(n, np.inf)
+    if initial_life_days is not None:
+        life[:n_initial] = rng.exponential(initial_life_days * DAY, n_initial)
     death = birth + life
     rate = np.exp(rng.uniform(math.log(rate_range[0]), math.log(rate_range[1]), n))
     sd = (np.exp(rng.uniform(math.log(0.1), math.log(2 * burst_sd), n)) if heterogeneous
@@ -645,7 +658,7 @@ def simulate_trace(seed: int, *, days: float = 3.0, n_initial: int = 30, new_per
     inp = np.maximum(1, np.round(med_in[cid] * np.exp(s_in[cid] * rng.standard_normal(cid.size)))).astype(np.int64)
     out = np.maximum(1, np.round(med_out[cid] * np.exp(s_out[cid] * rng.standard_normal(cid.size)))).astype(np.int64)
     o = np.argsort(ts, kind="stable")
-    ids = np.array([f"c{i:04d}" for i in range(n)], dtype=object)
+    ids = np.array([f"c{i:0{id_width}d}" for i in range(n)], dtype=object)
     return pl.DataFrame({"timestamp": ts[o], "client_id": pl.Series(ids[cid[o]].tolist(), dtype=pl.String),
                          "input_tokens": inp[o], "output_tokens": out[o]})
 

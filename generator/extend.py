@@ -433,6 +433,13 @@ def _explode(rows: pl.DataFrame, first: str, step: str, stop: str) -> pl.DataFra
             .explode("k").drop_nulls("k"))
 
 
+def _beyond_noise(var: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The share of a variance that is not counting noise, ``max(0, 1 - noise / var)`` in [0, 1]
+    (0 where ``var`` is 0): the method-of-moments shrinkage factor of the survivors' and the
+    templates' rows."""
+    return np.where(var > 0, np.clip(1.0 - noise / np.where(var > 0, var, 1.0), 0.0, 1.0), 0.0)
+
+
 def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end: float, W: float, n_src: int,
                    daily: bool, season: Callable[[np.ndarray], np.ndarray] | None = None) -> pl.DataFrame:
     """The rows a surviving client repeats, one per window of the source day it is active in
@@ -491,7 +498,7 @@ def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end:
     cells[code] = d * n_src  # a client's windows in its days (``days`` is one value per client)
     var = per["dev"].to_numpy() / cells
     noise = per["noise"].to_numpy() / cells
-    f = np.where(var > 0, np.clip(1.0 - noise / np.where(var > 0, var, 1.0), 0.0, 1.0), 0.0)[code]
+    f = _beyond_noise(var, noise)[code]
     if season is None or per.height * n_src > SURVIVOR_FILL_ROWS:
         mean = slots["s1"].to_numpy() / (d * W)
         rate = mean + f * (slots["last"].to_numpy() / W - mean)
@@ -516,7 +523,7 @@ def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end:
     t = np.bincount(cf, weights=s1, minlength=k)[cf] * sj / np.bincount(cf, weights=sj, minlength=k)[cf] / d_c[cf]
     B = np.bincount(cf, weights=(ms - t) ** 2, minlength=k) / n_src
     Nm = noise / d_c
-    g = np.where(B > 0, np.clip(1.0 - Nm / np.where(B > 0, B, 1.0), 0.0, 1.0), 0.0)[cf]
+    g = _beyond_noise(B, Nm)[cf]
     centre = t + g * (ms - t)
     rate = (centre + f_c[cf] * (last - centre)) / W
     return (full.with_columns(rate=pl.Series(rate), window_start=pl.lit(src0) + pl.col("first").cast(pl.Float64) * W,
@@ -552,8 +559,7 @@ def _template_rows(trows: pl.DataFrame, *, W: float, end: float, season: Callabl
     """
     if trows.height == 0:
         return trows
-    presence = ((pl.when(pl.col("departed").fill_null(True)).then(pl.col("last_s")).otherwise(pl.lit(end))
-                 - pl.col("first_s")) / W).round().cast(pl.Int64).clip(1, None)
+    presence = (_presence_s(end) / W).round().cast(pl.Int64).clip(1, None)
     per = (trows.group_by("client_id").agg(pl.col("first_s", "last_s", "departed", "step").first(),
                                            pl.col("j").max().alias("jmax"))
            .with_columns(L=pl.max_horizontal(presence, pl.col("jmax") + 1)).sort("client_id")
@@ -579,7 +585,7 @@ def _template_rows(trows: pl.DataFrame, *, W: float, end: float, season: Callabl
     L = per["L"].to_numpy().astype(float)
     V = np.bincount(cc, weights=(x - m) ** 2, minlength=k) / L
     N = np.bincount(cc, weights=cv ** 2 * x, minlength=k) / L
-    f = np.where(V > 0, np.clip(1.0 - N / np.where(V > 0, V, 1.0), 0.0, 1.0), 0.0)[cc]
+    f = _beyond_noise(V, N)[cc]
     rate = (m + f * (x - m)) / W
     law = [c for c in trows.columns if c not in ("client_id", "window_start", "window_s", "rate", "cv", "first_s",
                                                    "last_s", "departed", "j", "step")]
@@ -595,6 +601,7 @@ def _template_rows(trows: pl.DataFrame, *, W: float, end: float, season: Callabl
                            window_s=pl.lit(W), j=pl.col("j") + pl.col("L")))
     return (pl.concat([rows, again], how="vertical_relaxed").filter(pl.col("rate") > 0)
             .sort("client_id", "j").select(trows.columns))
+
 
 def _presence_s(end: float) -> pl.Expr:
     """A client's presence over churn-table columns: first window to the end of its last active one
