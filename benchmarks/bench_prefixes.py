@@ -42,6 +42,13 @@ CPU than 64, so the partition count was left as it is). After the shared bootstr
 hash scratch array (cf8e1c3, same command, under the lock): 56.5 CPU-s (45.5 user + 11.1 sys),
 2.61 GB, 116.8 s wall at a load of ~7; every count unchanged, the kept share's interval
 [0.99999, 1.0] (was [0.59, 2.19]). The < 50 CPU-s aim is not met.
+
+2026-12-04 20:35 (main 096802c, a fresh venv: polars 2.1.0, DuckDB 2.0.1, numpy 2.4.6; load
+average below 1): ``--sizes 10000000 --no-aiperf`` **20.5 s wall, 28.8 CPU-s, 3.47 GB** (the same
+store; GNU time on the same command: 23.0 s, 32.2 CPU-s, 3.33 GB); block hit rate 0.7552 as before.
+The run before that one reported 8.85 GB: it had just built the trace in this process, and
+``wait4``'s ``ru_maxrss`` carries the caller's peak through ``exec``; :func:`run_measured` now
+measures through :func:`proctree.run`, which tells the two apart.
 """
 from __future__ import annotations
 
@@ -56,6 +63,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import proctree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out" / "prefixes"
@@ -160,25 +170,15 @@ def run_measured(cmd: list[str], *, env: dict | None = None, timeout_s: float | 
     """Run ``cmd``: wall and CPU (user + system) seconds, peak RSS (GB) and exit code of the process.
 
     CPU seconds are reported beside wall time because the machine is shared: on a loaded machine
-    the wall time measures the queue, not the program."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    deadline = None if timeout_s is None else t0 + timeout_s
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if deadline is not None and time.perf_counter() > deadline:
-            proc.kill()
-            pid, status, usage = os.wait4(proc.pid, 0)
-            return {"seconds": time.perf_counter() - t0, "cpu_seconds": usage.ru_utime + usage.ru_stime,
-                    "peak_rss_gb": usage.ru_maxrss / 1e6, "exit": None, "timed_out": True, "stderr": ""}
-        time.sleep(0.05)
-    wall = time.perf_counter() - t0
-    out, err = proc.stdout.read(), proc.stderr.read()
-    return {"seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_gb": usage.ru_maxrss / 1e6,
-            "exit": os.waitstatus_to_exitcode(status),
-            "timed_out": False, "stdout": out[-2000:], "stderr": err[-2000:]}
+    the wall time measures the queue, not the program. The peak is :func:`proctree.run`'s: the
+    command's own, not this process's. (``wait4``'s ``ru_maxrss`` alone, as before 2026-12-04,
+    carries the caller's peak through ``exec``: after this script had built the 10 M-request
+    trace in memory it reported 8.85 GB for a ``servelab prefixes`` whose own peak GNU time read
+    as 3.33 GB.) ``tree_peak_gb``: the sum of the tree's processes' peaks (an upper bound)."""
+    run = proctree.run(cmd, env=env, timeout_s=timeout_s)
+    return {"seconds": run["elapsed_s"], "cpu_seconds": run["cpu_s"], "peak_rss_gb": run["peak_rss_mb"] * 1024 / 1e6,
+            "tree_peak_gb": run["sum_peaks_mb"] * 1024 / 1e6, "exit": None if run["timed_out"] else run["rc"],
+            "timed_out": run["timed_out"], "stdout": run["stdout"][-2000:], "stderr": run["stderr"][-2000:]}
 
 
 def aiperf_hit_rate(report: dict) -> dict:

@@ -124,8 +124,11 @@ def _cmdline(pid: int) -> str:
 
 
 def run(cmd: list[str], *, env: dict | None = None, cwd: str | Path | None = None, interval: float = 0.1,
-        pss_every: int = 0, tail: int = 4000) -> dict:
+        pss_every: int = 0, tail: int = 4000, timeout_s: float | None = None) -> dict:
     """Run ``cmd``; its exit code, times, memory of its process tree (see the module docstring), output tails.
+
+    With ``timeout_s`` the command is killed once it has run that long (``timed_out`` in the
+    result says so; ``rc`` is then the kill's).
 
     PSS is read every ``pss_every``-th sample only, and by default never (``tree_pss_mb`` is then
     0): reading ``smaps_rollup`` walks the whole address space of a process, holding its memory map
@@ -167,8 +170,20 @@ def run(cmd: list[str], *, env: dict | None = None, cwd: str | Path | None = Non
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        fired = threading.Event()
+
+        def kill() -> None:
+            fired.set()
+            proc.kill()
+
+        killer = threading.Timer(timeout_s, kill) if timeout_s is not None else None
+        if killer is not None:
+            killer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
+        if killer is not None:
+            killer.cancel()
+        timed_out = fired.is_set()
         done.set()
         sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -185,7 +200,7 @@ def run(cmd: list[str], *, env: dict | None = None, cwd: str | Path | None = Non
     # the margin: between fork and exec the child touches a few pages of its copy (seen: 0.2 MB over)
     peak_mb = usage.ru_maxrss / 1024 if usage.ru_maxrss > caller_hwm_kb + _EXEC_MARGIN_KB else sampled_mb
     unseen_mb = max(0.0, peak_mb - max((p["peak_mb"] for p in processes), default=0.0))
-    return {"rc": proc.returncode, "elapsed_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+    return {"rc": proc.returncode, "timed_out": bool(timed_out), "elapsed_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
             "peak_rss_mb": peak_mb,
             "sum_peaks_mb": sum(p["private_mb"] if p["forked"] else p["peak_mb"] for p in processes) + unseen_mb,
             "sum_rss_peaks_mb": sum(p["peak_mb"] for p in processes) + unseen_mb,

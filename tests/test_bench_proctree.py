@@ -78,3 +78,11 @@ def test_the_callers_own_memory_is_not_reported_as_the_commands():
     out = proctree.run([sys.executable, "-c", "print('x')"], interval=0.02)
     assert out["rc"] == 0 and len(held) > 0
     assert out["peak_rss_mb"] < 100 and out["sum_peaks_mb"] < 100
+
+
+def test_a_command_past_its_timeout_is_killed_and_said_so():
+    out = proctree.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=0.5)
+    assert out["timed_out"] and out["rc"] != 0
+    assert out["elapsed_s"] < 10  # killed, not waited for
+    done = proctree.run([sys.executable, "-c", "print('x')"], timeout_s=30)
+    assert not done["timed_out"] and done["rc"] == 0 and done["stdout"].strip() == "x"
