@@ -402,7 +402,7 @@ def main(argv=None) -> int:
               f"quarter {q}")
         for rule in (int(r) for r in args.rules.split(",")):
             t0 = time.perf_counter()
-            frame, _, dw = seed_runs(path, range(a, b + 1), min_data_windows=rule)
+            frame, _, dw, _ = seed_runs(path, range(a, b + 1), min_data_windows=rule)
             d = frame["curve_distance"]
             row = {"trace": name, "rule": rule, "data_window_s": dw, "within": int((d <= 0.05).sum()),
                    "seeds": frame.height, "max": float(d.max()), "mean": float(d.mean()), "median": float(d.median()),
