@@ -162,7 +162,38 @@ class RateForecast:
                 "slope_p": num(self.slope_p), "curvature_p": num(self.curvature_p), "trend_kept": self.slope != 0.0,
                 "season_p": num(self.season_p), "daily_pattern_kept": self.period_s is not None,
                 "blocks": self.n_blocks,
-                "backtest_nmae": num(self.backtest_nmae), "seasonal_naive_nmae": num(self.seasonal_naive_nmae)}
+                "backtest_nmae": num(self.backtest_nmae), "seasonal_naive_nmae": num(self.seasonal_naive_nmae),
+                "limits": list(self.limits())}
+
+    def limits(self) -> tuple[str, ...]:
+        """What the forecast could and could not see, in words: one statement for the daily pattern,
+        one for the trend, and the back-test when there was one. A forecast whose fitted span is
+        too short to test a part cannot extrapolate it: a count error past the span then says
+        nothing about the generator (``servelab validate`` prints these beside its table)."""
+        out = []
+        if not math.isfinite(self.season_p):
+            out.append("daily pattern not tested (the fitted span holds fewer than two whole days): the forecast "
+                       "is flat over the day, so hours the span did not hold come at its level")
+        elif self.period_s is None:
+            out.append(f"daily pattern tested, not kept (Friedman p = {self.season_p:.3g} >= {SEASON_P:g})")
+        else:
+            out.append(f"daily pattern kept (Friedman p = {self.season_p:.3g} < {SEASON_P:g})")
+        if not math.isfinite(self.curvature_p):
+            out.append("trend not tested (fewer than four whole days): a rise or fall after the span is not "
+                       "foreseen from the total rate")
+        elif self.slope == 0.0:
+            why = (f"Mann-Kendall p = {self.slope_p:.3g}" + (f" >= {TREND_P:g}" if self.slope_p >= TREND_P else "")
+                   + f", curvature p = {self.curvature_p:.3g}"
+                   + (f" < {CURVATURE_P:g} (a hump or dip)" if self.curvature_p < CURVATURE_P else ""))
+            out.append(f"trend tested over {self.n_blocks} days, not kept ({why})")
+        else:
+            out.append(f"trend kept over {self.n_blocks} days: {self.slope * DAY_S:+.4g} req/s per day at the span's "
+                       f"end (Mann-Kendall p = {self.slope_p:.3g}), damped by {DAMPING:g} a day and capped at "
+                       f"{TREND_CAP:.0%} of the level")
+        if math.isfinite(self.backtest_nmae):
+            out.append(f"back-test on the span's last period: NMAE {self.backtest_nmae:.3f} (seasonal naive "
+                       f"{self.seasonal_naive_nmae:.3f})")
+        return tuple(out)
 
 
 def _friedman_p(t: np.ndarray, r: np.ndarray, window_s: float) -> float:

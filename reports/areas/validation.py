@@ -132,6 +132,9 @@ class ValidationArea:
         (s,) = result.splits
         notes = (f"split at {s.split_s:g} s (half the time span, on a 600-s window); {RATE_ASSUMPTION}",
                  f"window metrics at {s.window_s:g} s ({s.window_rule})")
+        forecast = s.extension.get("forecast")
+        if isinstance(forecast, Mapping) and forecast.get("limits"):
+            notes += ("the total-rate forecast: " + "; ".join(forecast["limits"]),)
         b = dict(result.bounded_sample)
         if b:
             notes += (_bounded_text(b, budget),)

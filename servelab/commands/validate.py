@@ -127,6 +127,9 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
         turnover = (f"; clients later {c['later']}, seen before {c['seen_before']}, generated {c['generated']} "
                     f"({c['generated_new']} new)" if c else "")
         click.echo(f"split  {s.split_s:g} s .. {s.end_s:g} s, window {s.window_s:g} s ({s.window_rule}){turnover}")
+        forecast = s.extension.get("forecast")
+        if isinstance(forecast, Mapping) and forecast.get("limits"):
+            click.echo("forecast " + "; ".join(forecast["limits"]))
         path = s.extension.get("churn_volume_path")
         if isinstance(path, Mapping):  # too short a span to test a trend: the churn model's expected volume
             click.echo(f"volume forecast x the churn model's expected volume path (first window {path['first']:.3f}, "

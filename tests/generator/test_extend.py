@@ -177,6 +177,40 @@ def test_forecast_refuses_a_hump_and_a_flat_daily_pattern():
     assert kept <= 2
 
 
+def test_forecast_limits_say_what_the_span_could_show():
+    """One statement per part (daily pattern, trend) from the tests that were or were not run; the
+    spans are chosen on either side of the documented thresholds (two whole days, four whole days)."""
+    W = 600.0
+    rng = np.random.default_rng(5)
+
+    def fit(days, slope_per_day=0.0, amplitude=0.5):
+        t = np.arange(0, days * DAY, W)
+        r = (100 + slope_per_day * t / DAY) * (1 + amplitude * np.sin(2 * np.pi * t / DAY)) \
+            * rng.gamma(400, 1 / 400, t.size)
+        return fit_rate_forecast(pl.DataFrame({"client_id": "x", "window_start": t, "window_s": W, "rate": r}),
+                                 (0.0, days * DAY))
+
+    short = fit(1.5)  # neither part can be tested
+    assert short.limits()[:2] == (
+        "daily pattern not tested (the fitted span holds fewer than two whole days): the forecast is flat over the "
+        "day, so hours the span did not hold come at its level",
+        "trend not tested (fewer than four whole days): a rise or fall after the span is not foreseen from the "
+        "total rate")
+    three = fit(3.0)  # a daily pattern of amplitude 0.5 over 3 days: kept; the trend still untested
+    assert three.limits()[0] == f"daily pattern kept (Friedman p = {three.season_p:.3g} < 0.01)"
+    assert three.limits()[1].startswith("trend not tested")
+    flat = fit(14.0)  # no trend: tested over the 14 whole days and not kept
+    assert flat.slope == 0.0 and flat.limits()[1].startswith(
+        f"trend tested over 14 days, not kept (Mann-Kendall p = {flat.slope_p:.3g}")
+    rising = fit(14.0, slope_per_day=5.0)
+    assert rising.limits()[1].startswith(f"trend kept over 14 days: {rising.slope * DAY:+.4g} req/s per day")
+    assert rising.limits()[2].startswith("back-test on the span's last period: NMAE")
+    assert rising.describe()["limits"] == list(rising.limits())
+    flat_day = fit(14.0, amplitude=0.0)  # the null: kept with probability 0.01; this seeded draw is not
+    assert flat_day.period_s is None and flat_day.limits()[0] == (
+        f"daily pattern tested, not kept (Friedman p = {flat_day.season_p:.3g} >= 0.01)")
+
+
 def test_extend_errors_and_pool_info(churn_pool, tmp_path):
     with pytest.raises(GenerationError, match="until must be a number of seconds after"):
         extend_pool(churn_pool, churn_pool.span.end - 1, seed=1)

@@ -150,6 +150,9 @@ def test_cli_writes_validate_json_tables_and_figure(coupled_store, half, tmp_pat
     for name in ("validate_splits.csv", "validate_spread.csv", "validate_counts.csv", "validate.png"):
         assert (out / name).stat().st_size > 0
     assert "rate_input_corr" in r.output and "window" in r.output
+    # what the forecast could see is printed (and kept in validate.json)
+    limits = doc["splits"][0]["extension"]["forecast"]["limits"]
+    assert len(limits) >= 2 and "forecast " + "; ".join(limits) in r.output
     # the churn model's expected volume path is printed exactly when it was applied (no trend kept)
     assert ("volume forecast x the churn model" in r.output) == isinstance(
         doc["splits"][0]["extension"]["churn_volume_path"], dict)

@@ -59,6 +59,9 @@ def test_long_trace_verdict_follows_the_metrics(rng, tmp_path):
     assert r["n_requests"] == int((t >= ev.split_s).sum())
     assert ev.split_s == pytest.approx(np.floor((t.min() + 0.5 * (t.max() - t.min())) / 600) * 600)
     assert set(area.figures(ev)) == {FIGURE_ID}
+    # 1.5 days before the split: neither the daily pattern nor a trend can be tested, and the notes say so
+    (fc,) = [x for x in ev.notes if x.startswith("the total-rate forecast: ")]
+    assert "daily pattern not tested" in fc and "trend not tested" in fc
     table = area.tables(ev)["validation"]
     assert table.columns == ["metric", "kind", "reference", "servelab", "naive"]
 
