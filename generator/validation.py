@@ -88,6 +88,7 @@ import polars as pl
 from scipy import stats
 
 from servelab.analysis.fidelity import METRICS, choose_window, compare
+from servelab.analysis.rate_components import rate_components
 from servelab.analysis.store import TraceStore, open_store, write_store
 from servelab.fitting.pool_fit import fit_pool
 from servelab.fitting.pool_churn import MIN_SPAN_WINDOWS
@@ -262,6 +263,11 @@ class SplitResult:
     draws : tuple of Mapping
         Per draw, ``{"seed": int, "servelab": {metric: value}, "naive": {...}}`` (``metrics``'
         candidate values are their means; module docstring, "Several draws").
+    rate_components : Mapping
+        ``{"reference" | "servelab" | "naive": {"profile_cv": float, "dispersion": float}}``: the
+        window-rate variation at ``window_s`` split into the hour-of-day profile and the
+        dispersion about it (:func:`~servelab.analysis.rate_components.rate_components`; the
+        candidates' are means over the draws; NaN on a test span under two days).
     """
 
     split_s: float
@@ -275,9 +281,11 @@ class SplitResult:
     noise_floor: Mapping[str, float] = field(default_factory=dict)
     shape_test: "ShapeTest | None" = None
     draws: tuple[Mapping, ...] = ()
+    rate_components: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_floor", MappingProxyType(dict(self.noise_floor)))
+        object.__setattr__(self, "rate_components", _frozen(self.rate_components))
         object.__setattr__(self, "metrics", _frozen(self.metrics))
         object.__setattr__(self, "draws", tuple(_frozen(d) for d in self.draws))
         object.__setattr__(self, "clients", MappingProxyType(dict(self.clients)))
@@ -375,7 +383,9 @@ class ValidationResult:
                         **{c: {m: _num(v) for m, v in s.metrics[c].items()} for c in ("reference", *CANDIDATES)},
                         "noise_floor": {m: _num(v) for m, v in s.noise_floor.items()},
                         "shape_test": s.shape_test.describe() if s.shape_test is not None else None,
-                        "clients": dict(s.clients), "extension": _plain(s.extension)} for s in self.splits],
+                        "clients": dict(s.clients), "extension": _plain(s.extension),
+                        "rate_components": {c: {k: _num(v) for k, v in comp.items()}
+                                            for c, comp in s.rate_components.items()}} for s in self.splits],
         })
         seeds = draw_seeds(self.seed, self.draws)
         doc["draws"] = {"count": self.draws, "seeds": list(seeds), "level": DRAW_LEVEL, "score": DRAW_SCORE,
@@ -897,6 +907,12 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
     else:
         w, rule = float(window_s), "given"
     floor = noise_floor(real, w, seed=seed)
+
+    def components(f: pl.DataFrame) -> dict[str, float]:
+        return rate_components(f["timestamp"].to_numpy(), duration_s=duration, window_s=w, start_s=split_s)
+
+    parts = {"reference": components(real)}
+    part_draws = []
     per_draw = []
     for i, s in enumerate(draw_seeds(seed, draws)):  # a few draws; each is vectorised
         ext, info = extend_pool(pool, end_s, seed=s, rate=rate)
@@ -907,6 +923,7 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
                                start=split_s, seed=s, clock=clock, max_requests=None, data_span=tuple(pool.span))
         table = compare(real, [ours, naive], names=list(CANDIDATES), window_s=w, seed=s)
         per_draw.append({"seed": s, **{c: dict(zip(table["metric"], table[c])) for c in CANDIDATES}})
+        part_draws.append({"servelab": components(ours), "naive": components(naive)})
         if i:
             continue
         # the first draw's shape test, turnover, extension and counts (module docstring)
@@ -927,9 +944,11 @@ def _one_split(store: TraceStore, frame: pl.DataFrame, split_s: float, end_s: fl
         extension = info.describe()
     metrics = {"reference": reference, **{c: {m: _draw_mean([d[c].get(m) for d in per_draw]) for m in reference}
                                           for c in CANDIDATES}}
+    for c in CANDIDATES:
+        parts[c] = {k: _draw_mean([d[c][k] for d in part_draws]) for k in parts["reference"]}
     return SplitResult(split_s=split_s, end_s=end_s, window_s=w, window_rule=rule, metrics=metrics, clients=clients,
                        extension=extension, counts=pl.DataFrame(counts), noise_floor=floor,
-                       shape_test=shape, draws=tuple(per_draw))
+                       shape_test=shape, draws=tuple(per_draw), rate_components=parts)
 
 
 def _draw_mean(values: list):

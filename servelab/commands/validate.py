@@ -136,6 +136,10 @@ def validate(store_path, split_text, seed, rolling, window_s, pool_window, max_r
                        f"mean {path['mean']:.3f}, last {path['last']:.3f})")
         if s.shape_test is not None:
             click.echo(f"shape  {s.shape_test.text()}")
+        comp = s.rate_components
+        if comp and all(math.isfinite(comp[c]["dispersion"]) for c in comp):
+            click.echo("rates  hour-of-day profile CV | dispersion about it (Poisson 1), at the window above: "
+                       + ", ".join(f"{c} {comp[c]['profile_cv']:.3f} | {comp[c]['dispersion']:.2f}" for c in comp))
     table = result.table() if len(result.splits) == 1 else result.spread()
     with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=220):

@@ -260,3 +260,24 @@ def test_shape_test_finds_the_right_candidate_and_holds_its_null():
     t = shape_test(real, like, smooth, 60.0, 70 * 60.0, seed=0)
     assert t.blocks == 0 and not t.servelab_better and "fewer than 8 blocks of 10" in t.reason
     assert t.text().startswith("the shape test was not run (70 whole windows")
+
+
+def test_rate_components_of_the_split(tmp_path):
+    # 5 days split at half: 2.5 days after the split, so the hour-of-day profile is defined
+    from servelab.analysis.rate_components import rate_components
+
+    frame = _coupled_trace(4, days=5)
+    result = validate(write_store(frame, tmp_path / "s"), split=0.5, seed=1, conversations=False)
+    (s,) = result.splits
+    comp = s.rate_components
+    assert set(comp) == {"reference", "servelab", "naive"}
+    t = frame["timestamp"].to_numpy()
+    later = t[(t >= s.split_s) & (t < s.end_s)] - s.split_s
+    assert comp["reference"] == rate_components(later, duration_s=s.end_s - s.split_s, window_s=s.window_s,
+                                                start_s=s.split_s)
+    # the bursty client's 600 requests in the same window every day: far beyond Poisson about the
+    # hour's mean, and servelab (which copies that client's windows) keeps it more than naive
+    assert comp["reference"]["dispersion"] > 5
+    assert comp["servelab"]["dispersion"] > comp["naive"]["dispersion"]
+    doc = result.to_json()["splits"][0]["rate_components"]
+    assert doc["reference"] == pytest.approx(dict(comp["reference"]))
