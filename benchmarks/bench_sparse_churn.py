@@ -42,8 +42,10 @@ window_rate_cv at d40439b (real | servelab | naive): equilibrium 0.532 | 0.552 |
 0.524 | 0.498, 0.512 | 0.532 | 0.508, 0.499 | 0.523 | 0.492. What is left of servelab's excess on
 the growing traces is the hour-of-day profile, not the bursts (``servelab validate``'s rates line,
 growth 3: profile CV real 0.408, servelab 0.439, naive 0.416; dispersion about it 1.22, 1.18,
-0.99): the new clients repeat their templates' hours, and with several copies of one template
-their idiosyncratic hours add up instead of averaging out.
+0.99). The simulated process's own profile CV is about 0.426 (the 0.6 cosine's 0.424 plus the hourly
+bins' noise): these real later halves are flatter than their process by chance and servelab is
+0.01-0.02 above it, so part of naive's window_rate_cv "win" is the reference's own noise. (Not the
+replication of templates: growth 3 extends with 854 new clients from 782 templates.)
 
 Every other verdict is a tie. The lengths: with new clients most of the later half, each drawing one client's length laws, the
 generated mix is a random draw of a few hundred clients' laws where naive's is the mean of many:
