@@ -110,3 +110,84 @@ def test_time_of_day_means_shrink_toward_the_clients_mean(season):
     # without a season the rows are the time-of-day means' rule alone (windows it was active in)
     plain = _survivor_rows(active, table, lo=0.0, end=end, W=Wt, n_src=n_src, daily=True)
     assert sorted(plain.filter(pl.col("client_id") == "s")["first"].to_list()) == [0, 2]
+
+
+def test_a_client_whose_days_differ_repeats_its_days_not_its_last_day():
+    """Client "b" bursts at another window each day (30 requests, within-window CV 0.5): its days
+    differ far beyond their noise (f > 0), so it repeats its last d = 3 days as a 3-day cycle (each
+    day shrunk as the last one alone was: ``c + f (x_k - c)``, all scaled so that a day carries on
+    average what the last-day rule gives), not its last day every day."""
+    from servelab.generator.extend import _survivor_rows
+
+    Wt, n_src, d, end = 21600.0, 4, 3, 3 * DAY
+    x = {(0, 0): 30.0, (1, 2): 30.0, (2, 3): 30.0}
+    cv = {key: 0.5 for key in x}
+    active = pl.DataFrame([{"client_id": "b", "window_start": k * DAY + j * Wt, "window_s": Wt, "rate": v / Wt,
+                            "cv": 0.5} for (k, j), v in x.items()])
+    table = pl.DataFrame({"client_id": ["b"], "first_s": [0.0]})
+    flat = lambda t: np.ones(np.shape(t))  # noqa: E731
+    got = _survivor_rows(active, table, lo=0.0, end=end, W=Wt, n_src=n_src, daily=True, season=flat).sort("first")
+    # the plain-Python rule for each day k of the cycle: the last-day formula with x_k in place of the last day
+    s1 = [sum(x.get((k, j), 0.0) for k in range(d)) for j in range(n_src)]
+    s2 = [sum(x.get((k, j), 0.0) ** 2 for k in range(d)) for j in range(n_src)]
+    V = sum(s2[j] - s1[j] ** 2 / d for j in range(n_src)) / (d * n_src)
+    N = sum(cv[key] ** 2 * v for key, v in x.items()) / (d * n_src)
+    f = 1.0 - N / V
+    assert 0 < f < 1
+    n = sum(s1)
+    t = [n / n_src / d] * n_src
+    m = [s1[j] / d for j in range(n_src)]
+    B = sum((m[j] - t[j]) ** 2 for j in range(n_src)) / n_src
+    g = max(0.0, 1.0 - (N / d) / B)
+    want = {}
+    for k in range(d):
+        for j in range(n_src):
+            c = t[j] + g * (m[j] - t[j])
+            r = (c + f * (x.get((k, j), 0.0) - c)) / Wt
+            if r > 0:
+                want[k * n_src + j] = r
+    # scaled so that a day of the cycle carries, on average, what the last-day rule gives a day
+    last_level = sum(max(0.0, t[j] + g * (m[j] - t[j]) + f * (x.get((d - 1, j), 0.0) - t[j] - g * (m[j] - t[j])))
+                     for j in range(n_src)) / Wt
+    scale = last_level / (sum(want.values()) / d)
+    want = {i: r * scale for i, r in want.items()}
+    assert got["first"].to_list() == sorted(want)
+    assert got["rate"].to_list() == pytest.approx([want[i] for i in sorted(want)], rel=1e-9)
+    assert set(got["step"].to_list()) == {d * n_src}
+    # each day's burst where it was: day k's window of 30 requests is its largest
+    for k, j in ((0, 0), (1, 2), (2, 3)):
+        day = got.filter((pl.col("first") >= k * n_src) & (pl.col("first") < (k + 1) * n_src))
+        assert day.sort("rate")["first"][-1] == k * n_src + j
+
+
+def test_bursts_that_move_do_not_become_a_daily_habit(tmp_path):
+    """Known truth over 8 days: client "mover" sends a burst of 40 requests in one 10-min window a day,
+    at an hour drawn anew each day; client "habit" does the same at 09:00 every day; both also send
+    Poisson background (1 request an hour). Extended 7 days: the habit keeps its hour (most of its
+    requests in the 09:00 hour: 0.72 of them here); the mover does not get one hour of its own.
+    Repeating its last day every day (the rule before), the mover's busiest hour held 0.65 of its
+    generated requests; with its last days as a cycle 0.19 (its bursts at seven hours, plus the
+    background)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for c in ("mover", "habit"):
+        bg = rng.uniform(0, 8 * DAY, rng.poisson(8 * 24))
+        rows.append(pl.DataFrame({"timestamp": bg, "client_id": c}))
+        for day in range(8):
+            hour = 9 if c == "habit" else int(rng.integers(0, 24))
+            at = day * DAY + hour * 3600.0 + rng.uniform(0, W, 40)
+            rows.append(pl.DataFrame({"timestamp": at, "client_id": c}))
+    trace = pl.concat(rows).sort("timestamp").with_columns(input_tokens=pl.lit(100), output_tokens=pl.lit(50))
+    pool = fit_pool(write_store(trace, tmp_path / "s", source="test", fmt="simulated"))
+    end = float(pool.span[1])
+    ext, _ = extend_pool(pool, end + 7 * DAY, seed=1)
+    work = generate(ext, "pool", 7 * DAY, start=end, seed=1, conversations=False, max_requests=None)
+    t = work["timestamp"].to_numpy()
+    t = t + (end if t.min() < end - 1 else 0.0)
+    hour = ((t % DAY) // 3600).astype(int)
+    share = {}
+    for c in ("mover", "habit"):
+        h = hour[(work["client_id"] == c).to_numpy()]
+        share[c] = np.bincount(h, minlength=24).max() / h.size
+    assert share["habit"] > 0.5
+    assert share["mover"] < 0.35

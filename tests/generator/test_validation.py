@@ -77,9 +77,11 @@ def test_validate_scores_the_real_later_half(half, coupled_store):
     assert "forecasts" in doc["rate_assumption"]
     # the shape test: naive follows the smooth forecast with the mixed lengths, so it misses the
     # bursty client's windows (rate and long inputs together) that servelab keeps: servelab
-    # scores better in (nearly) every block, and the one-sided p is far below the level
+    # scores better in (nearly) every block, and the one-sided p is far below the level (19 of 20
+    # blocks while the bursty client repeated its last day every day; 17 of 20, p 1.3e-5, since it
+    # repeats its two days as a cycle: its bursts come every 100 minutes, not at the same hours daily)
     st = doc["splits"][0]["shape_test"]
-    assert st["blocks"] == 20 and st["wins"] >= 18 and st["p_value"] < 0.001 and st["servelab_better"]
+    assert st["blocks"] == 20 and st["wins"] >= 17 and st["p_value"] < 0.001 and st["servelab_better"]
     assert st["advantage"]["joint_input_shape"] > 0.5
 
 
