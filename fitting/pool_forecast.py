@@ -202,6 +202,14 @@ class RateForecast:
         return tuple(out)
 
 
+def _over_moving_day(r: np.ndarray, n_per: int, *, fill: float) -> np.ndarray:
+    """The series over its centred one-day moving average (classical decomposition: a trend is
+    not read as the hour of the day, nor as its noise); ``fill`` where that average is 0."""
+    ones = np.ones(n_per)
+    ma = np.convolve(r, ones, mode="same") / np.convolve(np.ones(r.size), ones, mode="same")
+    return np.where(ma > 0, r / np.where(ma > 0, ma, 1.0), fill)
+
+
 def _friedman_p(t: np.ndarray, r: np.ndarray, window_s: float) -> float:
     """Friedman p-value of "the hour of day does not matter": treatments the (up to 24) bins of the
     day, blocks the whole days of the span (NaN with fewer than two whole days)."""
@@ -215,9 +223,7 @@ def _friedman_p(t: np.ndarray, r: np.ndarray, window_s: float) -> float:
         return math.nan
     # detrended first (each window over the centred one-day moving average, classical
     # decomposition): a trend alone ranks the late hours of every day above the early ones
-    ones = np.ones(n_per)
-    ma = np.convolve(r, ones, mode="same") / np.convolve(np.ones(r.size), ones, mode="same")
-    x = np.where(ma > 0, r / np.where(ma > 0, ma, 1.0), 0.0)
+    x = _over_moving_day(r, n_per, fill=0.0)
     keep = np.isin(day, whole)
     row = np.searchsorted(whole, day[keep])
     col = phase[keep] * n_bins // n_per
@@ -243,7 +249,7 @@ def _curvature_p(x: np.ndarray, y: np.ndarray) -> float:
 SEASON_HARMONICS = 4
 
 
-def _season_factors(t: np.ndarray, r: np.ndarray, window_s: float, phase: np.ndarray, n_per: int) -> np.ndarray:
+def _season_factors(r: np.ndarray, phase: np.ndarray, n_per: int) -> np.ndarray:
     """Daily factors per phase: each phase's mean rate over the overall mean, shrunk toward a smooth
     day (:data:`SEASON_HARMONICS` harmonics, least squares) where they are noise.
 
@@ -271,9 +277,7 @@ def _season_factors(t: np.ndarray, r: np.ndarray, window_s: float, phase: np.nda
     raw = means / overall
     seen = np.isfinite(raw)
     # day-to-day variance of each phase, on the detrended series (relative units, like the factors)
-    ones = np.ones(n_per)
-    ma = np.convolve(r, ones, mode="same") / np.convolve(np.ones(r.size), ones, mode="same")
-    x = np.where(ma > 0, r / np.where(ma > 0, ma, 1.0), np.nan)
+    x = _over_moving_day(r, n_per, fill=np.nan)
     ok = np.isfinite(x)
     c2 = np.bincount(phase[ok], minlength=n_per)
     m2 = np.bincount(phase[ok], weights=x[ok], minlength=n_per) / np.maximum(c2, 1)
@@ -307,7 +311,7 @@ def _fit(t: np.ndarray, r: np.ndarray, window_s: float, end_s: float) -> RateFor
     season_p = _friedman_p(t, r, window_s) if daily else math.nan
     if daily and season_p < SEASON_P:
         phase = np.floor(np.mod(t, DAY_S) / window_s).astype(np.int64) % n_per
-        season = _season_factors(t, r, window_s, phase, n_per)
+        season = _season_factors(r, phase, n_per)
         adj = np.where(season[phase] > 0, r / np.where(season[phase] > 0, season[phase], 1.0), np.nan)
         period = DAY_S
     else:

@@ -554,15 +554,16 @@ def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end:
     # day's bursts came at the same hours every day, a daily profile the client never had
     multi = (f_c > 0) & (d_c >= 2)
     if not multi.any() or int((d_c[multi] * n_src).sum()) > SURVIVOR_FILL_ROWS:
-        return one_day.filter(pl.col("first") >= 0).select(*active.columns, "first", "step")
+        return one_day.select(*active.columns, "first", "step")
     mc = per["cc"].to_numpy()[multi]
-    day_rows = (rows.filter(pl.col("cc").is_in(pl.Series(mc).implode()))
+    cycling = pl.col("cc").is_in(pl.Series(mc).implode())
+    day_rows = (rows.filter(cycling)
                 .with_columns(s=((pl.col("window_start") - start) / DAY_S).floor().cast(pl.Int64)
                               - (n_days - pl.col("days").cast(pl.Int64)))
                 .filter(pl.col("s") >= 0)
                 .group_by("cc", "s", "first").agg(x=count.sum()))
-    grid = (full.filter(pl.col("cc").is_in(pl.Series(mc).implode()))
-            .with_columns(centre=pl.Series(centre[np.isin(full["cc"].to_numpy(), mc)]))
+    grid = (full.filter(pl.Series(multi[cf]))
+            .with_columns(centre=pl.Series(centre[multi[cf]]))
             .join(pl.DataFrame({"cc": mc, "d": d_c[multi].astype(np.int64), "f": f_c[multi]}), on="cc", how="left")
             .with_columns(s=pl.int_ranges(0, pl.col("d"))).explode("s")
             .join(day_rows, on=["cc", "s", "first"], how="left", maintain_order="left")
@@ -572,7 +573,7 @@ def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end:
             .filter(pl.col("rate") > 0))
     # each client's volume a day stays the last-day rule's (its current level: a client growing or
     # fading over its last days keeps its last day's volume); the cycle only spreads it over its days
-    level = (one_day.filter(pl.col("cc").is_in(pl.Series(mc).implode())).group_by("cc")
+    level = (one_day.filter(cycling).group_by("cc")
              .agg(pl.col("rate").sum().alias("last_level")))
     cyc = grid.group_by("cc").agg((pl.col("rate").sum() / pl.col("d").first()).alias("cycle_level"))
     grid = (grid.join(level.join(cyc, on="cc"), on="cc", how="left")
@@ -580,7 +581,7 @@ def _survivor_rows(active: pl.DataFrame, table: pl.DataFrame, *, lo: float, end:
                           .then(pl.col("last_level").fill_null(0.0) / pl.col("cycle_level")).otherwise(0.0))
             .filter(pl.col("rate") > 0)
             .sort("cc", "first"))
-    return pl.concat([one_day.filter(~pl.col("cc").is_in(pl.Series(mc).implode())).select(*active.columns, "first", "step"),
+    return pl.concat([one_day.filter(~cycling).select(*active.columns, "first", "step"),
                       grid.select(*active.columns, "first", "step")], how="vertical_relaxed")
 
 
